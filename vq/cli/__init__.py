@@ -1,0 +1,1 @@
+"""The `vq` command line: typer commands that call vq's service functions."""

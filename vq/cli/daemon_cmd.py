@@ -1,0 +1,41 @@
+"""`vq daemon`: run workers, the scheduler and housekeeping in the foreground."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from vq.cli.state import state
+from vq.daemon import Daemon, DaemonOptions, default_worker_count
+from vq.errors import InvalidInput
+from vq.jobtypes import get_job_type
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("daemon")
+    def daemon(
+        ctx: typer.Context,
+        workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: config, else CPU count)."),
+        queues: Optional[str] = typer.Option(None, "--queues", "-q", help="Only these job types, comma-separated."),
+        log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+        grace: Optional[float] = typer.Option(None, "--grace", help="Seconds running jobs get to finish on stop."),
+    ) -> None:
+        """Run the workers, the delayed-job scheduler and housekeeping until stopped (SIGTERM/SIGINT)."""
+        st = state(ctx)
+        settings = st.settings
+        if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise InvalidInput(f"--log-level: {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        if workers is not None and workers < 1:
+            raise InvalidInput("--workers: must be at least 1")
+        only = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.daemon.queues
+        for name in only or []:
+            get_job_type(settings, name)
+        options = DaemonOptions(
+            workers=workers or default_worker_count(settings),
+            queues=only,
+            log_level=log_level.upper(),
+            grace_seconds=grace if grace is not None else settings.daemon.shutdownGrace / 1000,
+            max_jobs_per_worker=settings.daemon.maxJobsPerWorker,
+        )
+        raise typer.Exit(Daemon(settings, options).run())

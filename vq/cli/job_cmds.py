@@ -1,0 +1,130 @@
+"""Commands on single jobs: show, jobs, progress, result, retry, cancel, rm."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vq import jobs
+from vq.cli.output import emit, err, out, print_json, status_text
+from vq.cli.render import render_job, render_jobs, render_tree
+from vq.cli.state import JSON_OPTION, state
+from vq.errors import InvalidInput
+from vq.model import TERMINAL, Status
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("show")
+    def show(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+             tree: bool = typer.Option(False, "--tree", help="Draw the dependency graph with statuses."),
+             as_json: bool = JSON_OPTION) -> None:
+        """Show a job: status, progress, timings, attempts, dependencies, result or error."""
+        st = state(ctx)
+        if tree:
+            emit(jobs.tree(st.conn, job_id), as_json, render_tree)
+        else:
+            emit(jobs.show(st.conn, job_id), as_json, render_job)
+
+    @app.command("jobs")
+    def list_command(
+        ctx: typer.Context,
+        job_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this job type."),
+        status: Optional[str] = typer.Option(None, "--status", help="Only this status."),
+        user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
+        limit: int = typer.Option(50, "--limit", "-n", help="Jobs per page."),
+        page: int = typer.Option(1, "--page", help="Page number, from 1."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        """List jobs, newest first."""
+        st = state(ctx)
+        if status and status not in {s.value for s in Status}:
+            raise InvalidInput(f"--status: {status!r} is not one of {', '.join(s.value for s in Status)}")
+        if job_type:
+            from vq.jobtypes import get_job_type
+
+            get_job_type(st.settings, job_type)
+        if page < 1 or limit < 1:
+            raise InvalidInput("--page and --limit must be at least 1")
+        views = jobs.list_jobs(st.conn, job_type=job_type, status=status, user=user, limit=limit,
+                               offset=(page - 1) * limit)
+        emit(views, as_json, render_jobs)
+
+    @app.command("progress")
+    def progress(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+                 follow: bool = typer.Option(False, "--follow", "-f", help="Show a live bar until the job ends."),
+                 as_json: bool = JSON_OPTION) -> None:
+        """Show a job's progress; with --follow, live until it ends (exit 1 if it fails)."""
+        st = state(ctx)
+        view = jobs.show(st.conn, job_id)
+        if not follow:
+            emit({"id": view["id"], "status": view["status"], **view["progress"]}, as_json,
+                 lambda v: out.print(f"{status_text(v['status'])} {v['percent']:.0f}% {v.get('message') or ''}"))
+            return
+        view = _follow_json(st.conn, job_id) if as_json else _follow_bar(st.conn, job_id)
+        if view["status"] != "finished":
+            raise typer.Exit(1)
+
+    @app.command("result")
+    def result(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
+        """Print a finished job's result (and the artifact files it wrote)."""
+        st = state(ctx)
+        res = jobs.result(st.conn, job_id)
+        emit(res, as_json, lambda r: out.print_json(json.dumps(r["result"], default=str)))
+
+    @app.command("retry")
+    def retry(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
+        """Run a failed, stopped or canceled job again."""
+        st = state(ctx)
+        emit(jobs.retry(st.conn, job_id), as_json, lambda v: err.print(f"job {v['id']} requeued ({v['status']})"))
+
+    @app.command("cancel")
+    def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+               reason: str = typer.Option("canceled by operator", "--reason", help="Recorded with the job."),
+               as_json: bool = JSON_OPTION) -> None:
+        """Cancel a job that has not ended (a running one stops at its next progress report)."""
+        st = state(ctx)
+        view = jobs.cancel(st.conn, job_id, reason)
+        emit(view, as_json, lambda v: err.print(
+            f"job {v['id']} canceled" if v["status"] == "canceled" else f"job {v['id']}: cancellation requested"))
+
+    @app.command("rm")
+    def remove(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
+        """Remove a job that is not running, with its result and artifacts."""
+        st = state(ctx)
+        view = jobs.remove(st.conn, job_id, st.settings.data_path / "artifacts")
+        emit({"id": view["id"], "removed": True}, as_json, lambda v: err.print(f"job {v['id']} removed"))
+
+
+def _follow_bar(conn, job_id: str) -> dict:
+    with Progress(TextColumn("[bold]{task.fields[kind]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TextColumn("{task.fields[status]}"), TextColumn("{task.fields[msg]}"), TimeElapsedColumn(),
+                  console=err) as bar:
+        view = jobs.show(conn, job_id)
+        task = bar.add_task("", total=100, kind=view["jobType"], status=view["status"], msg="")
+        while True:
+            view = jobs.show(conn, job_id)
+            p = view["progress"]
+            bar.update(task, completed=p["percent"], status=status_text(view["status"]), msg=p.get("message") or "")
+            if view["status"] in TERMINAL:
+                break
+            time.sleep(0.2)
+    if view["status"] != "finished" and view.get("error"):
+        err.print(f"[red]{view['error'].get('message')}[/]")
+    return view
+
+
+def _follow_json(conn, job_id: str) -> dict:
+    last = None
+    while True:
+        view = jobs.show(conn, job_id)
+        line = {"id": view["id"], "status": view["status"], **view["progress"]}
+        if line != last:
+            print(json.dumps(line), flush=True)
+            last = line
+        if view["status"] in TERMINAL:
+            return view
+        time.sleep(0.2)

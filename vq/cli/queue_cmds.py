@@ -1,0 +1,69 @@
+"""Commands on job-type queues: queues, pause, resume, clear, types."""
+
+from __future__ import annotations
+
+import typer
+
+from vq import queues
+from vq.cli.output import emit, err, out, status_text, table
+from vq.cli.state import JSON_OPTION, YES_OPTION, state
+from vq.jobtypes import job_types
+
+
+def _render_counts(rows: list[dict]) -> None:
+    columns = ["type", "queued", "started", "deferred", "scheduled", "failed", "finished", "canceled", "limit", "paused"]
+    out.print(table(columns, [[
+        r["jobType"], r["queued"], r["started"], r["deferred"], r["scheduled"],
+        f"[red]{r['failed']}[/]" if r["failed"] else 0, r["finished"], r["canceled"], r["limit"],
+        "[yellow]paused[/]" if r["paused"] else "",
+    ] for r in rows]))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("queues")
+    def list_queues(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+        """Counts per job type and state, and whether each type is paused."""
+        st = state(ctx)
+        emit(queues.counts(st.conn, st.settings), as_json, _render_counts)
+
+    @app.command("pause")
+    def pause(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE"), as_json: bool = JSON_OPTION) -> None:
+        """Stop starting jobs of TYPE on every host (running ones finish)."""
+        st = state(ctx)
+        emit(queues.pause(st.conn, st.settings, job_type), as_json, lambda r: err.print(f"{r['jobType']} paused"))
+
+    @app.command("resume")
+    def resume(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE"), as_json: bool = JSON_OPTION) -> None:
+        """Start jobs of TYPE again."""
+        st = state(ctx)
+        emit(queues.resume(st.conn, st.settings, job_type), as_json, lambda r: err.print(f"{r['jobType']} resumed"))
+
+    @app.command("clear")
+    def clear(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE"), yes: bool = YES_OPTION,
+              as_json: bool = JSON_OPTION) -> None:
+        """Delete TYPE's waiting jobs (queued, scheduled, deferred); asks first unless --yes."""
+        st = state(ctx)
+        row = next((r for r in queues.counts(st.conn, st.settings) if r["jobType"] == job_type), None)
+        if row is None:
+            from vq.jobtypes import get_job_type
+
+            get_job_type(st.settings, job_type)
+        waiting = row["queued"] + row["scheduled"] + row["deferred"]
+        if not yes:
+            if not typer.confirm(f"Delete {waiting} waiting {job_type} jobs?", err=True, default=False):
+                err.print("nothing deleted")
+                raise typer.Exit(1)
+        emit(queues.clear(st.conn, st.settings, job_type), as_json,
+             lambda r: err.print(f"{r['removed']} waiting {r['jobType']} jobs deleted"))
+
+    @app.command("types")
+    def types(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+        """The job types this configuration knows, with their limits and handlers."""
+        st = state(ctx)
+        rows = [{"jobType": t.name, "description": t.description, "limit": t.limit, "timeoutMs": t.timeout_ms,
+                 "attempts": t.attempts, "handler": t.handler, "builtin": t.builtin}
+                for t in job_types(st.settings).values()]
+        emit(rows, as_json, lambda rs: out.print(table(
+            ["type", "limit", "timeout", "attempts", "handler", "description"],
+            [[r["jobType"], r["limit"], f"{r['timeoutMs'] // 1000}s", r["attempts"], r["handler"], r["description"]]
+             for r in rs])))

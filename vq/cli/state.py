@@ -1,0 +1,36 @@
+"""What every command needs: the settings and a Redis connection, loaded on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import typer
+from redis import Redis
+
+from vq.config import Settings, load_settings
+from vq.connection import connect
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+
+
+@dataclass
+class State:
+    config_path: str | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config_path)
+
+    @cached_property
+    def conn(self) -> Redis:
+        return connect(self.settings)
+
+
+def state(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj

@@ -1,0 +1,118 @@
+"""`vq submit`: create one job, or many from a JSON-lines batch."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vq import jobs
+from vq.cli.output import emit, error, note, out, print_json, table
+from vq.cli.render import render_job
+from vq.cli.state import JSON_OPTION, state
+from vq.durations import parse_duration_ms, parse_instant
+from vq.errors import InvalidInput, VqError
+from vq.submission import Submission, submit
+
+
+def _read_source(value: str, what: str) -> str:
+    """'-' is stdin, '@path' is a file, anything else is the text itself."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        try:
+            return path.read_text()
+        except OSError as exc:
+            raise InvalidInput(f"{what}: cannot read {path} ({exc.strerror})") from None
+    return value
+
+
+def parse_data(value: str | None) -> dict:
+    if value is None:
+        return {}
+    text = _read_source(value, "--data")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--data: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("--data: expected a JSON object")
+    return data
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("submit")
+    def submit_command(
+        ctx: typer.Context,
+        job_type: Optional[str] = typer.Argument(None, metavar="TYPE", help="Job type (see `vq types`)."),
+        data: Optional[str] = typer.Option(None, "--data", "-d", help="Job data: JSON, @file, or - for stdin."),
+        user: Optional[str] = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
+        project: Optional[str] = typer.Option(None, "--project", "-p", help="projectId."),
+        priority: Optional[str] = typer.Option(None, "--priority", help="high, normal or low (default: from the tier)."),
+        subscription: Optional[str] = typer.Option(None, "--subscription", "-s", help="free, basic, pro or enterprise."),
+        delay: Optional[str] = typer.Option(None, "--delay", help="Start after this long: 90s, 5m, 300000ms."),
+        at: Optional[str] = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
+        depends_on: list[str] = typer.Option([], "--depends-on", help="Run after this job finished (repeatable)."),
+        allow_failure: bool = typer.Option(False, "--allow-failure", help="Run even if a dependency failed."),
+        wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the job to end and print its final state."),
+        timeout: Optional[float] = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
+        batch: Optional[str] = typer.Option(None, "--batch", help="JSON-lines file of submissions, or - for stdin."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        """Submit a job; prints its id (so `id=$(vq submit ...)` works)."""
+        st = state(ctx)
+        if batch is not None:
+            if job_type or data:
+                raise InvalidInput("--batch: give either TYPE/--data or --batch, not both")
+            raise typer.Exit(_submit_batch(st, batch, as_json))
+        if not job_type:
+            raise InvalidInput("TYPE: missing (see `vq types`), or use --batch FILE")
+        sub = Submission(
+            job_type=job_type, data=parse_data(data), user_id=user, project_id=project, priority=priority,
+            subscription=subscription, delay_ms=parse_duration_ms(delay, "--delay") if delay else None,
+            at=parse_instant(at, "--at") if at else None, depends_on=list(depends_on), allow_failure=allow_failure,
+            privileged=True,
+        )
+        job_id = submit(st.conn, st.settings, sub)
+        if not wait:
+            if as_json:
+                print_json(jobs.show(st.conn, job_id))
+            else:
+                print(job_id)
+            return
+        view = jobs.wait(st.conn, job_id, timeout)
+        emit(view, as_json, render_job)
+        if view["status"] != "finished":
+            raise typer.Exit(1)
+
+
+def _submit_batch(st, source: str, as_json: bool) -> int:
+    text = _read_source(source, "--batch")
+    outcomes = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+            job_id = submit(st.conn, st.settings, Submission.from_mapping(obj, privileged=True))
+            outcomes.append({"line": number, "ok": True, "id": job_id})
+        except VqError as exc:
+            outcomes.append({"line": number, "ok": False, "error": exc.message})
+    failed = [o for o in outcomes if not o["ok"]]
+    if as_json:
+        print_json(outcomes)
+    else:
+        for o in outcomes:
+            if o["ok"]:
+                print(o["id"])
+        for o in failed:
+            error(f"line {o['line']}: {o['error']}")
+        note(f"{len(outcomes) - len(failed)} submitted, {len(failed)} rejected")
+    return 2 if failed else 0

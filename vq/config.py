@@ -1,0 +1,232 @@
+"""Settings: the YAML file mirrors the spec's blocks key for key; the environment wins.
+
+Where the file comes from: `--config PATH`, else `$VQ_CONFIG`, else
+`$XDG_CONFIG_HOME/vq/config.yaml` (when it exists). With no file, the spec's defaults apply.
+Every problem is reported as one line naming the key, as a `ConfigError` (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vq.errors import ConfigError
+
+TIERS = ("free", "basic", "pro", "enterprise")
+PRIORITIES = ("high", "normal", "low")
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RedisSettings(_Strict):
+    url: str | None = None
+    host: str | None = None
+    port: int = Field(6379, ge=1, le=65535)
+    password: str | None = None
+    db: int = Field(0, ge=0)
+    socket: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        """True when an operator named a Redis; vq then never uses the embedded one."""
+        return bool(self.url or self.host or self.socket)
+
+
+class Backoff(_Strict):
+    type: Literal["exponential", "fixed"] = "exponential"
+    delay: int = Field(2000, ge=0, description="milliseconds")
+    factor: float = Field(2.0, ge=1.0)
+    max: int = Field(3_600_000, ge=0, description="milliseconds")
+
+
+class DefaultJobOptions(_Strict):
+    removeOnComplete: int | bool = 10
+    removeOnFail: int | bool = 50
+    attempts: int = Field(3, ge=1)
+    backoff: Backoff = Backoff()
+    timeout: int = Field(600_000, ge=1000, description="milliseconds")
+
+
+class QueueSettingsBlock(_Strict):
+    stalledInterval: int = Field(30_000, ge=1000)
+    maxStalledCount: int = Field(1, ge=0)
+    lockDuration: int = Field(30_000, ge=1000)
+
+
+class QueueSettings(_Strict):
+    defaultJobOptions: DefaultJobOptions = DefaultJobOptions()
+    settings: QueueSettingsBlock = QueueSettingsBlock()
+
+
+DEFAULT_USER_LIMITS = {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}
+DEFAULT_TYPE_LIMITS = {
+    "video-generation": 2,
+    "script-generation": 5,
+    "scene-creation": 3,
+    "audio-synthesis": 3,
+    "image-generation": 5,
+    "world-building": 2,
+    "content-analysis": 10,
+    "video-composition": 1,
+    "personalization": 5,
+    "ai-processing": 3,
+}
+
+
+class ConcurrencySettings(_Strict):
+    user: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_USER_LIMITS))
+    type: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TYPE_LIMITS))
+
+    @field_validator("user")
+    @classmethod
+    def _known_tiers(cls, value: dict[str, int]) -> dict[str, int]:
+        for tier, limit in value.items():
+            if tier not in TIERS:
+                raise ValueError(f"unknown subscription tier {tier!r} (expected one of {', '.join(TIERS)})")
+            if limit < 1:
+                raise ValueError(f"limit for {tier!r} must be at least 1")
+        return {**DEFAULT_USER_LIMITS, **value}
+
+    @field_validator("type")
+    @classmethod
+    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, limit in value.items():
+            if limit < 1:
+                raise ValueError(f"limit for {name!r} must be at least 1")
+        return {**DEFAULT_TYPE_LIMITS, **value}
+
+
+Priority = Literal["high", "normal", "low"]
+
+
+class PrioritySettings(_Strict):
+    """Priority from the subscription tier, and the highest a tier may ask for."""
+
+    byTier: dict[Literal["free", "basic", "pro", "enterprise"], Priority] = Field(
+        default_factory=lambda: {"free": "low", "basic": "normal", "pro": "normal", "enterprise": "high"}
+    )
+    maxByTier: dict[Literal["free", "basic", "pro", "enterprise"], Priority] = Field(
+        default_factory=lambda: {"free": "normal", "basic": "normal", "pro": "high", "enterprise": "high"}
+    )
+    defaultSubscription: Literal["free", "basic", "pro", "enterprise"] = "free"
+
+
+class LimitsSettings(_Strict):
+    maxDataBytes: int = Field(1_048_576, ge=1)
+
+
+class DaemonSettings(_Strict):
+    workers: int | None = Field(None, ge=1, description="worker processes; default the CPU count")
+    queues: list[str] | None = None
+    shutdownGrace: int = Field(30_000, ge=0, description="milliseconds")
+    maxJobsPerWorker: int = Field(10_000, ge=1)
+    schedulerInterval: int = Field(200, ge=10, description="milliseconds")
+
+
+class JobTypeSettings(_Strict):
+    handler: str | None = None
+    description: str | None = None
+    timeout: int | None = Field(None, ge=1000, description="milliseconds")
+    attempts: int | None = Field(None, ge=1)
+    backoff: Backoff | None = None
+
+
+class Settings(_Strict):
+    redis: RedisSettings = RedisSettings()
+    queue: QueueSettings = QueueSettings()
+    concurrency: ConcurrencySettings = ConcurrencySettings()
+    priority: PrioritySettings = PrioritySettings()
+    limits: LimitsSettings = LimitsSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    data_dir: str | None = None
+    job_types: dict[str, JobTypeSettings] = Field(default_factory=dict)
+
+    @property
+    def data_path(self) -> Path:
+        """Where vq keeps the embedded Redis, artifacts and the history database."""
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(base) / "vq"
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "vq" / "config.yaml"
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return f"{key}: {message}"
+
+
+def _apply_env(raw: dict, env: dict[str, str]) -> dict:
+    """Overlay REDIS_URL / REDIS_HOST / REDIS_PORT / REDIS_PASSWORD / REDIS_DB (and VQ_DATA_DIR)."""
+    redis_block = dict(raw.get("redis") or {})
+    if env.get("REDIS_URL"):
+        redis_block = {"url": env["REDIS_URL"]}
+    elif env.get("REDIS_HOST") or env.get("REDIS_PORT"):
+        redis_block.pop("url", None)
+        redis_block.pop("socket", None)
+        redis_block["host"] = env.get("REDIS_HOST") or redis_block.get("host") or "localhost"
+    for name, key in (("REDIS_PORT", "port"), ("REDIS_DB", "db")):
+        if env.get(name):
+            try:
+                redis_block[key] = int(env[name])
+            except ValueError:
+                raise ConfigError(f"{name}: expected a whole number, got {env[name]!r}") from None
+    if env.get("REDIS_PASSWORD"):
+        redis_block["password"] = env["REDIS_PASSWORD"]
+    out = dict(raw)
+    if redis_block:
+        out["redis"] = redis_block
+    if env.get("VQ_DATA_DIR"):
+        out["data_dir"] = env["VQ_DATA_DIR"]
+    return out
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read, overlay the environment and validate. Raises ConfigError with one line."""
+    env = dict(os.environ) if env is None else env
+    explicit = path or env.get("VQ_CONFIG")
+    source = Path(explicit).expanduser() if explicit else default_config_path()
+    raw: dict = {}
+    if source.exists():
+        try:
+            loaded = yaml.safe_load(source.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{source}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read ({exc.strerror})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+        raw = loaded
+    elif explicit:
+        raise ConfigError(f"{source}: config file not found")
+    raw = _apply_env(raw, env)
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc.errors()[0])}") from None
+    from vq.jobtypes import validate_job_type_settings
+
+    validate_job_type_settings(settings, source)
+    return settings

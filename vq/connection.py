@@ -1,0 +1,74 @@
+"""The Redis connection, from settings: a configured server, or the embedded one.
+
+When an operator configured a Redis (file or environment), vq uses exactly that and never
+falls back. When none is configured, the CLI uses the embedded server that `vq daemon`
+supervises in the data directory.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from vq.config import Settings
+from vq.errors import RedisUnavailable
+
+
+def describe_address(settings: Settings) -> str:
+    r = settings.redis
+    if r.url:
+        return _hide_password(r.url)
+    if r.socket:
+        return f"unix://{r.socket}"
+    if r.host:
+        return f"{r.host}:{r.port}/{r.db}"
+    return f"embedded unix://{embedded_socket_path(settings)}"
+
+
+def _hide_password(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def embedded_socket_path(settings: Settings) -> str:
+    return str(settings.data_path / "redis" / "redis.sock")
+
+
+def make_client(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Redis:
+    """A client for the configured Redis (or the embedded one); does not connect yet."""
+    r = settings.redis
+    # Few, short retries: an unreachable Redis must be reported in about a second, not ten.
+    common = dict(socket_timeout=socket_timeout, socket_connect_timeout=5.0, health_check_interval=30,
+                  retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
+    if r.url:
+        return redis.Redis.from_url(r.url, **common)
+    if r.socket:
+        return redis.Redis(unix_socket_path=r.socket, password=r.password, db=r.db, **common)
+    if r.host:
+        return redis.Redis(host=r.host, port=r.port, password=r.password, db=r.db, **common)
+    return redis.Redis(unix_socket_path=embedded_socket_path(settings), **common)
+
+
+def connect(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Redis:
+    """Connect and ping; an unreachable Redis becomes one line naming the address (exit 3)."""
+    client = make_client(settings, socket_timeout)
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        raise RedisUnavailable(f"Redis at {describe_address(settings)}: authentication failed ({exc})") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        hint = ""
+        if not settings.redis.configured:
+            hint = " (no Redis is configured and the embedded one is not running: start `vq daemon`)"
+        raise RedisUnavailable(f"cannot reach Redis at {describe_address(settings)}: {_reason(exc)}{hint}") from None
+    except redis.ResponseError as exc:
+        raise RedisUnavailable(f"Redis at {describe_address(settings)} refused: {exc}") from None
+    return client
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.rstrip(".")

@@ -1,0 +1,77 @@
+"""What a handler sees of its job: ids, progress reporting, an artifacts folder, a logger.
+
+A handler is a plain function `handler(ctx, data) -> dict`. It never touches Redis or RQ
+itself; the worker builds the context and turns what the handler returns or raises into
+the job's result or failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The outcome of a job this one depends on: its id, type, plan step and result."""
+
+    id: str
+    job_type: str
+    step: str | None
+    result: dict | None
+
+
+@dataclass
+class HandlerContext:
+    job_id: str
+    job_type: str
+    user_id: str
+    project_id: str | None
+    attempt: int
+    artifacts_root: Path
+    log: logging.Logger
+    report_progress: Callable[[float, str | None], None] = field(repr=False)
+    load_upstream: Callable[[], list[Upstream]] = field(repr=False, default=lambda: [])
+
+    def progress(self, percent: float, message: str | None = None) -> None:
+        """Report how far the job is (0-100) with an optional short message; shown live."""
+        percent = max(0.0, min(100.0, float(percent)))
+        self.report_progress(percent, message)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """A folder of this job's own for the files it produces; created on first use."""
+        path = self.artifacts_root / self.job_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def upstream(self) -> list[Upstream]:
+        """Results of the jobs this one depends on, in the order they were named."""
+        return self.load_upstream()
+
+    def upstream_by_step(self) -> dict[str, Upstream]:
+        """Upstream results keyed by their plan step (for jobs created by a plan)."""
+        return {u.step: u for u in self.upstream() if u.step}
+
+
+def local_context(job_id: str, job_type: str, artifacts_root: Path, upstream: list[Upstream] | None = None,
+                  user_id: str = "local", project_id: str | None = None) -> tuple[HandlerContext, list]:
+    """A context outside any queue, for running a handler directly (tests, `vq run-local`).
+
+    Returns the context and the list its progress reports are appended to.
+    """
+    reports: list[tuple[float, str | None]] = []
+    ctx = HandlerContext(
+        job_id=job_id,
+        job_type=job_type,
+        user_id=user_id,
+        project_id=project_id,
+        attempt=1,
+        artifacts_root=artifacts_root,
+        log=logging.getLogger(f"vq.handler.{job_type}"),
+        report_progress=lambda p, m: reports.append((p, m)),
+        load_upstream=lambda: list(upstream or []),
+    )
+    return ctx, reports

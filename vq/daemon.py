@@ -1,0 +1,174 @@
+"""`vq daemon`: supervises worker processes, the delayed-job scheduler and housekeeping.
+
+Launcher -> (embedded Redis when none is configured) -> N worker processes + 1 scheduler
+process, all restarted when they die. On SIGTERM/SIGINT it stops taking jobs, lets running
+ones finish within the grace period, then requeues whatever is still running.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
+
+from vq import maintenance
+from vq.config import Settings
+from vq.connection import connect, make_client
+from vq.jobtypes import job_types, load_handler
+from vq.queues import worker_queue_names
+
+log = logging.getLogger("vq.daemon")
+SUPERVISE_EVERY = 0.5
+MAINTAIN_EVERY = 5.0
+
+
+@dataclass
+class DaemonOptions:
+    workers: int
+    queues: list[str] | None
+    log_level: str = "INFO"
+    grace_seconds: float = 30.0
+    max_jobs_per_worker: int = 10_000
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("rq").setLevel(logging.WARNING if level.upper() != "DEBUG" else logging.DEBUG)
+
+
+def _worker_main(settings: Settings, queue_names: list[str], name: str, max_jobs: int, log_level: str) -> None:
+    from vq.execution import install_runtime
+    from vq.worker import VqWorker
+
+    configure_logging(log_level)
+    install_runtime(settings)
+    conn = make_client(settings, socket_timeout=None)
+    worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=name)
+    worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
+
+
+def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str) -> None:
+    configure_logging(log_level)
+    conn = make_client(settings, socket_timeout=None)
+    scheduler = RQScheduler(queue_names, connection=conn, serializer=JSONSerializer,
+                            interval=settings.daemon.schedulerInterval / 1000)
+    scheduler.acquire_locks()
+    scheduler.work()
+
+
+@dataclass
+class _Child:
+    name: str
+    target: object
+    args: tuple
+    process: mp.Process | None = None
+    restarts: int = 0
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    options: DaemonOptions
+    children: list[_Child] = field(default_factory=list)
+    stopping: bool = False
+    embedded: object | None = None
+
+    def run(self) -> int:
+        configure_logging(self.options.log_level)
+        if not self.settings.redis.configured:
+            from vq.embedded import EmbeddedRedis
+
+            self.embedded = EmbeddedRedis(self.settings.data_path)
+            self.embedded.start()
+            log.info("embedded Redis at %s", self.embedded.url)
+        conn = connect(self.settings)
+        for jt in job_types(self.settings).values():
+            load_handler(jt.handler)  # a handler that cannot import stops the daemon now, not mid-job
+        queue_names = worker_queue_names(self.settings, self.options.queues)
+        host = socket.gethostname()
+        ctx = mp.get_context("fork")
+        for i in range(self.options.workers):
+            self.children.append(_Child(f"worker-{i}", _worker_main, (
+                self.settings, queue_names, f"vq.{host}.{os.getpid()}.{i}", self.options.max_jobs_per_worker,
+                self.options.log_level)))
+        self.children.append(_Child("scheduler", _scheduler_main, (self.settings, queue_names, self.options.log_level)))
+        for child in self.children:
+            self._start(ctx, child)
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        log.info("vq daemon started: %d workers on %d queues (pid %d)", self.options.workers, len(queue_names),
+                 os.getpid())
+        last_maintenance = 0.0
+        while not self.stopping:
+            self._supervise(ctx)
+            if time.monotonic() - last_maintenance >= MAINTAIN_EVERY:
+                last_maintenance = time.monotonic()
+                self._maintain(conn)
+            time.sleep(SUPERVISE_EVERY)
+        self._shutdown()
+        return 0
+
+    def _start(self, ctx, child: _Child) -> None:
+        child.process = ctx.Process(target=child.target, args=child.args, name=f"vq-{child.name}", daemon=False)
+        child.process.start()
+
+    def _supervise(self, ctx) -> None:
+        for child in self.children:
+            if child.process is not None and not child.process.is_alive() and not self.stopping:
+                code = child.process.exitcode
+                child.restarts += 1
+                if code != 0:
+                    log.warning("%s exited with code %s; restarting", child.name, code)
+                self._start(ctx, child)
+        if self.embedded is not None and self.embedded.ensure_running():
+            log.warning("embedded Redis had stopped; restarted it")
+
+    def _maintain(self, conn) -> None:
+        try:
+            removed = maintenance.trim_ended(conn, self.settings)
+            if removed:
+                log.debug("removed %d old ended jobs", removed)
+        except Exception:  # housekeeping must never take the daemon down
+            log.exception("maintenance failed")
+
+    def _request_stop(self, signum, frame) -> None:
+        if not self.stopping:
+            log.info("received %s: finishing running jobs (grace %.0fs)", signal.Signals(signum).name,
+                     self.options.grace_seconds)
+        self.stopping = True
+
+    def _shutdown(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        alive = [c.process for c in self.children if c.process and c.process.is_alive()]
+        for proc in alive:
+            os.kill(proc.pid, signal.SIGTERM)  # warm: finish the current job, take no more
+        deadline = time.monotonic() + self.options.grace_seconds
+        while any(p.is_alive() for p in alive) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        late = [p for p in alive if p.is_alive()]
+        if late:
+            log.warning("grace period over: requeueing jobs of %d workers", len(late))
+            time.sleep(max(0.0, 1.1 - self.options.grace_seconds))  # RQ ignores a second signal within 1 s
+            for proc in late:
+                os.kill(proc.pid, signal.SIGTERM)  # cold: the running job is requeued
+            for proc in late:
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
+        for proc in alive:
+            proc.join(1)
+        if self.embedded is not None:
+            self.embedded.stop()
+        log.info("vq daemon stopped")
+
+
+def default_worker_count(settings: Settings) -> int:
+    return settings.daemon.workers or os.cpu_count() or 2

@@ -1,0 +1,106 @@
+"""Errors vq reports to people and scripts, and the error categories handlers raise.
+
+Service functions raise a `VqError` subclass; each adapter (CLI, HTTP) maps it to one
+line and an exit code or status. Handlers raise the category errors below so the
+worker knows whether a failure is worth retrying.
+"""
+
+from __future__ import annotations
+
+
+class VqError(Exception):
+    """A failure with a one-line explanation and the CLI exit code that goes with it."""
+
+    exit_code = 1
+    http_status = 500
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(VqError):
+    """Bad usage or input: an unknown option value, malformed JSON, oversize data."""
+
+    exit_code = 2
+    http_status = 422
+    code = "invalid"
+
+
+class ConfigError(InvalidInput):
+    """The configuration file (or environment) is invalid."""
+
+    code = "config"
+
+
+class RedisUnavailable(VqError):
+    """Redis cannot be reached: says which address and what failed."""
+
+    exit_code = 3
+    http_status = 503
+    code = "redis_unavailable"
+
+
+class NotFound(VqError):
+    """No such job, job type or queue."""
+
+    exit_code = 4
+    http_status = 404
+    code = "not_found"
+
+
+class Conflict(VqError):
+    """The operation does not fit the job's current state (retrying a running job...)."""
+
+    exit_code = 2
+    http_status = 409
+    code = "conflict"
+
+
+# --- categories a handler raises (see "Error categories" in the README) -------------
+
+
+class HandlerError(Exception):
+    """Base of the error categories a handler may raise."""
+
+    category = "temporary"
+
+
+class TemporaryError(HandlerError):
+    """A transient failure: retried with exponential backoff."""
+
+    category = "temporary"
+
+
+class PermanentError(HandlerError):
+    """The job can never succeed (bad input, unsupported request): not retried."""
+
+    category = "permanent"
+
+
+class RateLimitError(HandlerError):
+    """The provider asked us to slow down; retried after `retry_after` seconds."""
+
+    category = "rate_limit"
+
+    def __init__(self, message: str = "rate limited", retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderError(HandlerError):
+    """An AI provider failed; counted against that provider, then retried."""
+
+    category = "provider"
+
+    def __init__(self, message: str = "provider failed", provider: str = "unknown"):
+        super().__init__(message)
+        self.provider = provider
+
+
+class JobCanceled(HandlerError):
+    """Raised inside a running job whose cancellation was requested; never retried."""
+
+    category = "canceled"

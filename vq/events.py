@@ -1,0 +1,51 @@
+"""Job events: one entry per state change, appended to a Redis stream.
+
+History, live views and metrics read the stream; workers only ever append to it. Each
+event is also logged as one line (the daemon's stderr), so an operator can follow what
+happens without any other tool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from redis import Redis
+from redis.client import Pipeline
+
+from vq import keys
+
+STREAM_MAXLEN = 200_000
+log = logging.getLogger("vq.events")
+
+
+def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None = None, **fields) -> None:
+    """Append an event (created, queued, scheduled, deferred, started, progress, finished,
+    failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable."""
+    entry = {"event": event, "jobId": job_id, "jobType": job_type or "", "ts": str(int(time.time() * 1000))}
+    if fields:
+        entry["fields"] = json.dumps(fields, separators=(",", ":"), default=str)
+    conn.xadd(keys.EVENTS, entry, maxlen=STREAM_MAXLEN, approximate=True)
+    if event != "progress":
+        detail = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))
+        log.info("job %s %s %s%s", job_id, job_type or "", event, f" {detail}" if detail else "")
+
+
+def read(conn: Redis, since: str = "0-0", count: int = 1000, block_ms: int | None = None) -> list[dict]:
+    """Events after `since` (a stream id), oldest first, each a dict with an `id`."""
+    response = conn.xread({keys.EVENTS: since}, count=count, block=block_ms)
+    out = []
+    for _stream, entries in response or []:
+        for entry_id, raw in entries:
+            item = {k.decode(): v.decode() for k, v in raw.items()}
+            item["id"] = entry_id.decode()
+            item["ts"] = int(item["ts"])
+            item["fields"] = json.loads(item["fields"]) if "fields" in item else {}
+            out.append(item)
+    return out
+
+
+def for_job(conn: Redis, job_id: str, limit: int = 10_000) -> list[dict]:
+    """The events of one job still in the stream (the history database keeps older ones)."""
+    return [e for e in read(conn, count=limit) if e["jobId"] == job_id]

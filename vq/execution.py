@@ -1,0 +1,128 @@
+"""Running one job inside a worker: the RQ entry point that calls the type's handler.
+
+Every vq job's RQ function is `run_job(job_type, data)`. It builds the handler's
+context, counts the attempt, and turns what the handler raises into an error with a
+category (see vq.errors) that the worker uses to decide between retry and failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis import Redis
+from rq import get_current_job
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+
+from vq import events, keys
+from vq.config import Settings
+from vq.context import HandlerContext, Upstream
+from vq.errors import HandlerError, JobCanceled
+from vq.jobtypes import get_job_type, load_handler
+
+PROGRESS_EVENT_INTERVAL = 0.25  # seconds between progress events of one job
+
+
+@dataclass
+class Runtime:
+    """What a worker process knows: its settings and where artifacts go."""
+
+    settings: Settings
+
+    @property
+    def artifacts_root(self) -> Path:
+        return self.settings.data_path / "artifacts"
+
+
+_runtime: Runtime | None = None
+
+
+def install_runtime(settings: Settings) -> None:
+    """Called once by each worker process before it takes jobs."""
+    global _runtime
+    _runtime = Runtime(settings)
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:  # a plain `rq worker` running vq jobs: read settings the usual way
+        from vq.config import load_settings
+
+        _runtime = Runtime(load_settings())
+    return _runtime
+
+
+def classify(exc: BaseException) -> str:
+    """The error category of an exception: handlers' own, timeouts, else temporary."""
+    if isinstance(exc, HandlerError):
+        return exc.category
+    if isinstance(exc, JobTimeoutException):
+        return "timeout"
+    return "temporary"
+
+
+def run_job(job_type: str, data: dict) -> dict:
+    job = get_current_job()
+    assert job is not None, "run_job runs inside an RQ worker"
+    rt = runtime()
+    handler = load_handler(get_job_type(rt.settings, job_type).handler)
+    job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+    job.meta["progress"] = {"percent": 0.0, "message": None}
+    job.meta.pop("error", None)
+    job.save_meta()
+    events.emit(job.connection, "started", job.id, job_type, attempt=job.meta["attempts"],
+                worker=job.worker_name)
+    ctx = HandlerContext(
+        job_id=job.id, job_type=job_type, user_id=job.meta.get("userId", ""),
+        project_id=job.meta.get("projectId"), attempt=job.meta["attempts"],
+        artifacts_root=rt.artifacts_root, log=logging.getLogger(f"vq.handler.{job_type}"),
+        report_progress=_progress_reporter(job, job_type), load_upstream=lambda: upstream_of(job),
+    )
+    try:
+        result = handler(ctx, data)
+    except Exception as exc:
+        job.meta["error"] = {"category": classify(exc), "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+        job.save_meta()
+        raise
+    if result is None:
+        result = {}
+    if not isinstance(result, dict):
+        result = {"value": result}
+    job.meta["progress"] = {"percent": 100.0, "message": "done"}
+    job.save_meta()
+    return result
+
+
+def _progress_reporter(job: Job, job_type: str):
+    last_event = [0.0]
+
+    def report(percent: float, message: str | None) -> None:
+        if job.connection.exists(keys.cancel_request(job.id)):
+            raise JobCanceled("canceled while running")
+        job.meta["progress"] = {"percent": round(percent, 2), "message": message}
+        job.save_meta()
+        now = time.monotonic()
+        if percent >= 100 or now - last_event[0] >= PROGRESS_EVENT_INTERVAL:
+            last_event[0] = now
+            events.emit(job.connection, "progress", job.id, job_type, percent=round(percent, 2), message=message)
+
+    return report
+
+
+def upstream_of(job: Job) -> list[Upstream]:
+    ids = list(job.meta.get("dependsOn") or [])
+    return upstream_for_ids(job.connection, ids)
+
+
+def upstream_for_ids(conn: Redis, ids: list[str]) -> list[Upstream]:
+    out = []
+    for job_id, dep in zip(ids, Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)):
+        if dep is None:
+            out.append(Upstream(job_id, "", None, None))
+            continue
+        out.append(Upstream(dep.id, dep.meta.get("jobType", ""), dep.meta.get("step"), dep.return_value()))
+    return out

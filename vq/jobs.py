@@ -1,0 +1,212 @@
+"""Service functions on single jobs: show, list, result, wait, retry, cancel, remove.
+
+The CLI, the HTTP API and the TUI call these; none of them touches RQ or Redis keys
+for a job directly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from redis import Redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
+from rq.serializers import JSONSerializer
+
+from vq import events, keys
+from vq.errors import Conflict, InvalidInput, NotFound
+from vq.model import TERMINAL, job_type_of, job_view, status_of
+
+CANCEL_REQUEST_TTL = 24 * 3600
+
+
+def fetch_job(conn: Redis, job_id: str) -> Job:
+    if not job_id or not isinstance(job_id, str):
+        raise InvalidInput("job id: missing")
+    try:
+        return Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
+    except NoSuchJobError:
+        raise NotFound(f"no such job {job_id!r}") from None
+
+
+def show(conn: Redis, job_id: str) -> dict:
+    """The job's JSON, with a planned parent's progress computed from its children."""
+    job = fetch_job(conn, job_id)
+    view = job_view(job)
+    children = job.meta.get("children") or []
+    if children and view["status"] not in TERMINAL and view["status"] != "started":
+        kids = [k for k in Job.fetch_many(children, connection=conn, serializer=JSONSerializer) if k]
+        if kids:
+            done = sum(100.0 if status_of(k) == "finished" else (k.meta.get("progress") or {}).get("percent", 0.0)
+                       for k in kids)
+            finished = sum(1 for k in kids if status_of(k) == "finished")
+            view["progress"] = {"percent": round(done / len(children) * 0.95, 2),
+                                "message": f"{finished}/{len(children)} steps done"}
+    return view
+
+
+def result(conn: Redis, job_id: str) -> dict:
+    job = fetch_job(conn, job_id)
+    status = status_of(job)
+    if status != "finished":
+        raise Conflict(f"job {job_id} is {status}: it has no result" + (" yet" if status not in TERMINAL else ""))
+    return {"id": job.id, "jobType": job_type_of(job), "result": job.return_value()}
+
+
+def wait(conn: Redis, job_id: str, timeout: float | None = None, poll: float = 0.1) -> dict:
+    """Block until the job ends (finished, failed, canceled, stopped); return its JSON."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        view = show(conn, job_id)
+        if view["status"] in TERMINAL:
+            return view
+        if deadline is not None and time.monotonic() >= deadline:
+            return view
+        time.sleep(poll)
+
+
+def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = None, user: str | None = None,
+              limit: int = 50, offset: int = 0) -> list[dict]:
+    """Newest first, filtered; reads the per-user or per-type index so a filter stays cheap."""
+    if limit < 1 or offset < 0:
+        raise InvalidInput("limit must be at least 1 and offset not negative")
+    index = keys.user_jobs(user) if user else keys.type_jobs(job_type) if job_type else keys.ALL_JOBS
+    out: list[dict] = []
+    skipped, start, chunk = 0, 0, 200
+    while len(out) < limit:
+        ids = [i.decode() for i in conn.zrevrange(index, start, start + chunk - 1)]
+        if not ids:
+            break
+        start += chunk
+        stale = []
+        for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)):
+            if job is None:
+                stale.append(job_id)
+                continue
+            if job_type and job_type_of(job) != job_type:
+                continue
+            if status and status_of(job) != status:
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            out.append(job_view(job, with_result=False))
+            if len(out) >= limit:
+                break
+        if stale:
+            _forget(conn, stale, index)
+    return out
+
+
+def _forget(conn: Redis, ids: list[str], *indexes: str) -> None:
+    with conn.pipeline() as pipe:
+        for index in {keys.ALL_JOBS, *indexes}:
+            pipe.zrem(index, *ids)
+        pipe.execute()
+
+
+def retry(conn: Redis, job_id: str) -> dict:
+    """Run a failed, stopped or canceled job again, with its attempts counted afresh."""
+    job = fetch_job(conn, job_id)
+    status = status_of(job)
+    if status not in ("failed", "stopped", "canceled"):
+        raise Conflict(f"job {job_id} is {status}: only failed, stopped or canceled jobs can be retried")
+    max_attempts = int(job.meta.get("maxAttempts", 1))
+    job.meta.update(attempts=0, progress={"percent": 0.0, "message": None})
+    job.meta.pop("error", None)
+    job.meta.pop("cancelReason", None)
+    job.retries_left = max_attempts - 1 if max_attempts > 1 else None
+    queue = Queue(job.origin, connection=conn, serializer=JSONSerializer)
+    registry_class = FailedJobRegistry if status in ("failed", "stopped") else CanceledJobRegistry
+    with conn.pipeline() as pipe:
+        registry_class(job.origin, connection=conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
+        pipe.delete(keys.cancel_request(job.id))
+        job.save(pipeline=pipe)
+        queue._enqueue_job(job, pipeline=pipe)
+        pipe.execute()
+    events.emit(conn, "retried", job.id, job_type_of(job), previous=status)
+    return show(conn, job_id)
+
+
+def cancel(conn: Redis, job_id: str, reason: str = "canceled by operator") -> dict:
+    """Cancel a job that has not ended. A running job stops at its next progress report."""
+    job = fetch_job(conn, job_id)
+    status = status_of(job)
+    if status in TERMINAL:
+        raise Conflict(f"job {job_id} is already {status}")
+    if status == "started":
+        conn.set(keys.cancel_request(job.id), reason, ex=CANCEL_REQUEST_TTL)
+        events.emit(conn, "cancel-requested", job.id, job_type_of(job), reason=reason)
+        return show(conn, job_id)
+    _cancel_waiting(conn, job, reason)
+    cancel_dependents(conn, job, f"dependency {job.id} was canceled")
+    return show(conn, job_id)
+
+
+def _cancel_waiting(conn: Redis, job: Job, reason: str) -> None:
+    job.meta["cancelReason"] = reason
+    job.save_meta()
+    job.cancel()
+    events.emit(conn, "canceled", job.id, job_type_of(job), reason=reason)
+
+
+def cancel_dependents(conn: Redis, job: Job, reason: str) -> list[str]:
+    """Cancel the jobs waiting on `job` (and theirs), unless they accept a failed dependency."""
+    canceled: list[str] = []
+    pending = [job]
+    while pending:
+        current = pending.pop()
+        ids = [i.decode() for i in conn.smembers(current.dependents_key)]
+        for dependent in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
+            if dependent is None or dependent.get_status(refresh=False) != JobStatus.DEFERRED:
+                continue
+            if dependent.allow_dependency_failures:
+                Queue(dependent.origin, connection=conn, serializer=JSONSerializer).enqueue_dependents(current)
+                continue
+            _cancel_waiting(conn, dependent, reason)
+            canceled.append(dependent.id)
+            pending.append(dependent)
+    return canceled
+
+
+def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None) -> dict:
+    """Delete a job that is not running, with its result and artifacts."""
+    job = fetch_job(conn, job_id)
+    status = status_of(job)
+    if status == "started":
+        raise Conflict(f"job {job_id} is running: cancel it first")
+    view = job_view(job, with_result=False)
+    if status not in TERMINAL:
+        cancel_dependents(conn, job, f"dependency {job.id} was removed")
+    job.delete(remove_from_queue=True)
+    _forget(conn, [job.id], keys.user_jobs(view["userId"] or ""), keys.type_jobs(view["jobType"]))
+    conn.delete(keys.cancel_request(job.id))
+    if artifacts_root is not None:
+        shutil.rmtree(artifacts_root / job.id, ignore_errors=True)
+    events.emit(conn, "removed", job.id, view["jobType"])
+    return view
+
+
+def tree(conn: Redis, job_id: str) -> dict:
+    """The job and, nested, the jobs it depends on, each with its status."""
+    seen: set[str] = set()
+
+    def node(jid: str) -> dict:
+        try:
+            job = fetch_job(conn, jid)
+        except NotFound:
+            return {"id": jid, "jobType": None, "status": "missing", "step": None, "dependsOn": []}
+        item = {"id": job.id, "jobType": job_type_of(job), "status": status_of(job), "step": job.meta.get("step"),
+                "progress": (job.meta.get("progress") or {}).get("percent", 0.0), "dependsOn": []}
+        if jid in seen:
+            item["repeated"] = True
+            return item
+        seen.add(jid)
+        item["dependsOn"] = [node(d) for d in job.meta.get("dependsOn") or []]
+        return item
+
+    return node(job_id)

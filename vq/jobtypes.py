@@ -1,0 +1,121 @@
+"""The registry of job types: the spec's ten built-ins plus those an operator adds in config.
+
+A job type bundles what the queue needs to know about a kind of work: its handler, its
+timeout, attempts and backoff, and its concurrency limit. Config may override any field
+of a built-in type or add a new type (which must name a handler).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Callable
+
+from vq.config import Backoff, Settings
+from vq.errors import ConfigError, NotFound
+
+BUILTIN_TYPES: dict[str, tuple[str, int]] = {
+    # name: (description, timeout in ms)
+    "video-generation": ("Complete video from a prompt: script, scenes, audio, composition", 1_800_000),
+    "script-generation": ("A structured script (title, scenes with narration) from a prompt", 300_000),
+    "scene-creation": ("One scene from an image and its narration audio", 300_000),
+    "audio-synthesis": ("Speech for a narration, as a WAV file", 300_000),
+    "image-generation": ("An image of the requested size, as a PNG file", 300_000),
+    "world-building": ("A world concept: setting, palette, themes", 300_000),
+    "content-analysis": ("Words, reading time, keywords and sentences of a text", 300_000),
+    "video-composition": ("Scenes combined into a video (or an edit decision list)", 900_000),
+    "personalization": ("Content adjusted to a user's preferences", 300_000),
+    "ai-processing": ("A generic AI task dispatched to a named provider", 300_000),
+}
+
+DEFAULT_CUSTOM_TYPE_LIMIT = 5
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+_HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+Handler = Callable[..., dict]
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    description: str
+    handler: str
+    timeout_ms: int
+    attempts: int
+    backoff: Backoff
+    limit: int
+    builtin: bool
+
+    def retry_intervals(self) -> list[int]:
+        """Seconds to wait before each retry, from the backoff settings (RQ takes whole seconds)."""
+        intervals = []
+        for retry in range(self.attempts - 1):
+            if self.backoff.type == "fixed":
+                ms = self.backoff.delay
+            else:
+                ms = self.backoff.delay * (self.backoff.factor**retry)
+            ms = min(ms, self.backoff.max)
+            intervals.append(max(0, int(round(ms / 1000))))
+        return intervals
+
+
+def _builtin_handler(name: str) -> str:
+    return f"vq.handlers.{name.replace('-', '_')}:handle"
+
+
+def job_types(settings: Settings) -> dict[str, JobType]:
+    """Every job type known under these settings, built-ins first."""
+    defaults = settings.queue.defaultJobOptions
+    names = list(BUILTIN_TYPES) + [n for n in settings.job_types if n not in BUILTIN_TYPES]
+    out: dict[str, JobType] = {}
+    for name in names:
+        override = settings.job_types.get(name)
+        description, timeout = BUILTIN_TYPES.get(name, ("", defaults.timeout))
+        out[name] = JobType(
+            name=name,
+            description=(override and override.description) or description or "custom job type",
+            handler=(override and override.handler) or _builtin_handler(name),
+            timeout_ms=(override and override.timeout) or timeout,
+            attempts=(override and override.attempts) or defaults.attempts,
+            backoff=(override and override.backoff) or defaults.backoff,
+            limit=settings.concurrency.type.get(name, DEFAULT_CUSTOM_TYPE_LIMIT),
+            builtin=name in BUILTIN_TYPES,
+        )
+    return out
+
+
+def get_job_type(settings: Settings, name: str) -> JobType:
+    types = job_types(settings)
+    if name not in types:
+        raise NotFound(f"unknown job type {name!r} (known: {', '.join(types)})", field="jobType")
+    return types[name]
+
+
+def validate_job_type_settings(settings: Settings, source: Path | str) -> None:
+    """Names must be slugs and custom types must name a handler as 'module:function'."""
+    for name, block in settings.job_types.items():
+        if not _NAME.match(name):
+            raise ConfigError(f"{source}: job_types.{name}: name must be lowercase letters, digits and '-'")
+        if name not in BUILTIN_TYPES and not block.handler:
+            raise ConfigError(f"{source}: job_types.{name}.handler: a custom job type needs a handler")
+        if block.handler and not _HANDLER.match(block.handler):
+            raise ConfigError(
+                f"{source}: job_types.{name}.handler: expected 'module:function', got {block.handler!r}"
+            )
+
+
+@cache
+def load_handler(path: str) -> Handler:
+    """Import 'package.module:function'. Raises ConfigError naming the path when it cannot."""
+    module_name, _, func_name = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # an operator's module may fail in any way on import
+        raise ConfigError(f"handler {path!r}: cannot import {module_name} ({type(exc).__name__}: {exc})") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ConfigError(f"handler {path!r}: {module_name} has no function {func_name}")
+    return func

@@ -1,0 +1,40 @@
+"""Every Redis key and RQ queue name vq owns, built in one place.
+
+RQ keeps its own keys (rq:job:*, rq:queue:*, registries); vq's live under `vq:`.
+"""
+
+from __future__ import annotations
+
+PREFIX = "vq:"
+PRIORITY_ORDER = ("high", "normal", "low")
+
+PAUSED = PREFIX + "paused"  # set of job type names whose queues are paused
+EVENTS = PREFIX + "events"  # stream of job events
+ALL_JOBS = PREFIX + "jobs"  # zset job id -> created ms: every job vq knows
+EVENTS_CHANNEL = PREFIX + "events:live"  # pub/sub mirror of EVENTS for live followers
+
+
+def queue_name(job_type: str, priority: str) -> str:
+    """The RQ queue a job of this type and priority waits in, e.g. 'image-generation.high'."""
+    return f"{job_type}.{priority}"
+
+
+def split_queue_name(name: str) -> tuple[str, str]:
+    """Inverse of queue_name: ('image-generation', 'high')."""
+    job_type, _, priority = name.rpartition(".")
+    return job_type, priority
+
+
+def user_jobs(user_id: str) -> str:
+    """zset job id -> created ms of one user's jobs."""
+    return f"{PREFIX}user:{user_id}:jobs"
+
+
+def type_jobs(job_type: str) -> str:
+    """zset job id -> created ms of one job type's jobs."""
+    return f"{PREFIX}type:{job_type}:jobs"
+
+
+def cancel_request(job_id: str) -> str:
+    """Set when someone cancels a job that is running; its next progress report stops it."""
+    return f"{PREFIX}job:{job_id}:cancel"

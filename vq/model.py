@@ -1,0 +1,105 @@
+"""The one JSON shape of a job, shared by `--json`, the HTTP API and the TUI.
+
+Names follow the spec (camelCase). Statuses are RQ's own plus `limited` (waiting for a
+concurrency slot); times are ISO 8601 UTC with milliseconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+
+from rq.job import Job, JobStatus
+
+VQ_FUNC = "vq.execution.run_job"
+
+
+class Status(str, Enum):
+    QUEUED = "queued"
+    LIMITED = "limited"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    SCHEDULED = "scheduled"
+    CANCELED = "canceled"
+    STOPPED = "stopped"
+
+
+TERMINAL = {Status.FINISHED.value, Status.FAILED.value, Status.CANCELED.value, Status.STOPPED.value}
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status_of(job: Job) -> str:
+    status = job.get_status(refresh=False)
+    value = status.value if isinstance(status, JobStatus) else str(status or "")
+    if value in ("rate_limited", "created", "ready_to_enqueue"):
+        return Status.LIMITED.value if value == "rate_limited" else Status.QUEUED.value
+    return value
+
+
+def job_data(job: Job) -> dict:
+    args = job.args or ()
+    return args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+
+
+def job_type_of(job: Job) -> str:
+    return job.meta.get("jobType") or (job.args[0] if job.args else "")
+
+
+def error_of(job: Job, status: str) -> dict | None:
+    if status == Status.CANCELED.value:
+        reason = job.meta.get("cancelReason")
+        return {"category": "canceled", "type": "Canceled", "message": reason or "canceled"} if reason else None
+    if status not in (Status.FAILED.value, Status.STOPPED.value) and not job.meta.get("error"):
+        return None
+    error = dict(job.meta.get("error") or {})
+    if not error:
+        result = job.latest_result()
+        text = (result.exc_string or "") if result else ""
+        last = text.strip().splitlines()[-1] if text.strip() else "failed"
+        error = {"category": "temporary", "type": last.split(":", 1)[0], "message": last}
+    return error
+
+
+def job_view(job: Job, *, with_result: bool = True) -> dict:
+    """The job as JSON. `with_result=False` skips the extra Redis read of the result."""
+    meta = job.meta
+    status = status_of(job)
+    progress = meta.get("progress") or {"percent": 100.0 if status == "finished" else 0.0, "message": None}
+    result = None
+    if with_result and status == Status.FINISHED.value:
+        result = job.return_value()
+    return {
+        "id": job.id,
+        "jobType": job_type_of(job),
+        "status": status,
+        "priority": meta.get("priority"),
+        "userId": meta.get("userId"),
+        "projectId": meta.get("projectId"),
+        "subscription": meta.get("subscription"),
+        "queue": job.origin,
+        "data": job_data(job),
+        "progress": progress,
+        "result": result,
+        "error": error_of(job, status),
+        "attempts": int(meta.get("attempts", 0)),
+        "maxAttempts": int(meta.get("maxAttempts", 1)),
+        "createdAt": iso(job.created_at),
+        "enqueuedAt": iso(job.enqueued_at),
+        "startedAt": iso(job.started_at),
+        "finishedAt": iso(job.ended_at) if status in TERMINAL else None,
+        "scheduledFor": meta.get("scheduledFor"),
+        "dependsOn": list(meta.get("dependsOn") or []),
+        "allowFailure": bool(meta.get("allowFailure", False)),
+        "parentId": meta.get("parentId"),
+        "step": meta.get("step"),
+        "children": list(meta.get("children") or []),
+    }

@@ -1,0 +1,98 @@
+"""Service functions on job-type queues: counts per state, pause, resume, clear.
+
+A job type owns three RQ queues, one per priority ('image-generation.high' ...); these
+functions speak of the type and cover all three.
+"""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from rq.serializers import JSONSerializer
+
+from vq import events, keys
+from vq.config import Settings
+from vq.jobtypes import get_job_type, job_types
+
+REGISTRIES = {
+    "started": StartedJobRegistry,
+    "deferred": DeferredJobRegistry,
+    "scheduled": ScheduledJobRegistry,
+    "failed": FailedJobRegistry,
+    "finished": FinishedJobRegistry,
+    "canceled": CanceledJobRegistry,
+}
+STATES = ("queued", *REGISTRIES)
+
+
+def rq_queues(conn: Redis, job_type: str) -> list[Queue]:
+    return [Queue(keys.queue_name(job_type, p), connection=conn, serializer=JSONSerializer)
+            for p in keys.PRIORITY_ORDER]
+
+
+def worker_queue_names(settings: Settings, only: list[str] | None = None) -> list[str]:
+    """The queues a worker serves, high priority of every type first, then normal, then low."""
+    names = [n for n in job_types(settings) if not only or n in only]
+    return [keys.queue_name(t, p) for p in keys.PRIORITY_ORDER for t in names]
+
+
+def counts(conn: Redis, settings: Settings) -> list[dict]:
+    """One row per job type: how many jobs are in each state, and whether it is paused."""
+    types = job_types(settings)
+    paused = {p.decode() for p in conn.smembers(keys.PAUSED)}
+    with conn.pipeline(transaction=False) as pipe:
+        for name in types:
+            for queue in rq_queues(conn, name):
+                pipe.llen(queue.key)
+                for registry in REGISTRIES.values():
+                    pipe.zcard(registry(queue.name, connection=conn, serializer=JSONSerializer).key)
+        replies = iter(pipe.execute())
+    rows = []
+    for name, jt in types.items():
+        row = {"jobType": name, "paused": name in paused, "limit": jt.limit, **{s: 0 for s in STATES}}
+        for _priority in keys.PRIORITY_ORDER:
+            for state in STATES:
+                row[state] += next(replies)
+        rows.append(row)
+    return rows
+
+
+def pause(conn: Redis, settings: Settings, job_type: str) -> dict:
+    """Stop starting new jobs of this type on every host; running ones finish."""
+    get_job_type(settings, job_type)
+    conn.sadd(keys.PAUSED, job_type)
+    events.emit(conn, "paused", "-", job_type)
+    return {"jobType": job_type, "paused": True}
+
+
+def resume(conn: Redis, settings: Settings, job_type: str) -> dict:
+    get_job_type(settings, job_type)
+    conn.srem(keys.PAUSED, job_type)
+    events.emit(conn, "resumed", "-", job_type)
+    return {"jobType": job_type, "paused": False}
+
+
+def clear(conn: Redis, settings: Settings, job_type: str) -> dict:
+    """Delete the type's waiting jobs (queued, scheduled, deferred); running and ended ones stay."""
+    get_job_type(settings, job_type)
+    removed = 0
+    for queue in rq_queues(conn, job_type):
+        ids = queue.get_job_ids()
+        for registry_class in (ScheduledJobRegistry, DeferredJobRegistry):
+            ids += registry_class(queue.name, connection=conn, serializer=JSONSerializer).get_job_ids()
+        for job in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
+            if job is not None:
+                job.delete(remove_from_queue=True)
+                removed += 1
+        conn.delete(queue.key)
+    events.emit(conn, "cleared", "-", job_type, removed=removed)
+    return {"jobType": job_type, "removed": removed}

@@ -1,0 +1,295 @@
+"""Submission: the one way a job is created, whatever asked for it (CLI, HTTP, batch, plan).
+
+`submit()` validates a `Submission`, resolves its priority from the subscription tier,
+expands a job type's plan into child jobs, and hands each job to RQ: onto its type's
+queue for that priority, into RQ's scheduled registry when delayed, or deferred on its
+dependencies. RQ then does what it does natively; vq watches the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from math import ceil
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.dependency import Dependency
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from vq import events, keys
+from vq.config import PRIORITIES, TIERS, Settings
+from vq.durations import parse_duration_ms, parse_instant
+from vq.errors import Conflict, InvalidInput, NotFound
+from vq.jobtypes import JobType, get_job_type, load_handler
+from vq.model import VQ_FUNC, iso
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+CONTROL_FIELDS = {"jobType", "userId", "projectId", "userSubscription", "subscription", "priority", "delay",
+                  "at", "dependsOn", "allowFailure", "data"}
+
+
+class TooLarge(InvalidInput):
+    http_status = 413
+    code = "too_large"
+
+
+@dataclass
+class Submission:
+    job_type: str
+    data: dict = field(default_factory=dict)
+    user_id: str | None = None
+    project_id: str | None = None
+    priority: str | None = None
+    subscription: str | None = None
+    delay_ms: int | None = None
+    at: datetime | None = None
+    depends_on: list[str] = field(default_factory=list)
+    allow_failure: bool = False
+    privileged: bool = False  # an operator at the CLI may set any priority
+
+    @classmethod
+    def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> "Submission":
+        """Build from the spec's JSON shape (a batch line or an HTTP body).
+
+        With a `data` object the control fields sit beside it; without one, everything
+        that is not a control field is the job's data (as in the spec's examples)."""
+        if not isinstance(obj, dict):
+            raise InvalidInput("a submission must be a JSON object")
+        if "data" in obj:
+            unknown = sorted(set(obj) - CONTROL_FIELDS)
+            if unknown:
+                raise InvalidInput(f"{unknown[0]}: unknown field (job fields go inside 'data')", field=unknown[0])
+            data = obj["data"]
+        else:
+            data = {k: v for k, v in obj.items() if k not in CONTROL_FIELDS or k in ("userId", "projectId")}
+        depends = obj.get("dependsOn") or []
+        if isinstance(depends, str):
+            depends = [depends]
+        if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+            raise InvalidInput("dependsOn: expected a job id or a list of job ids", field="dependsOn")
+        delay = obj.get("delay")
+        at = obj.get("at")
+        if at is not None and not isinstance(at, str):
+            raise InvalidInput("at: expected an ISO 8601 time string", field="at")
+        return cls(
+            job_type=job_type or _text(obj, "jobType"),
+            data=data,
+            user_id=_text(obj, "userId"),
+            project_id=_text(obj, "projectId"),
+            priority=_text(obj, "priority"),
+            subscription=_text(obj, "userSubscription") or _text(obj, "subscription"),
+            delay_ms=None if delay is None else parse_duration_ms(delay),
+            at=parse_instant(at) if at else None,
+            depends_on=list(depends),
+            allow_failure=bool(obj.get("allowFailure", False)),
+            privileged=privileged,
+        )
+
+
+def _text(obj: dict, name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise InvalidInput(f"{name}: expected a string", field=name)
+    return str(value)
+
+
+@dataclass
+class _Resolved:
+    job_type: JobType
+    data: dict
+    user_id: str
+    project_id: str | None
+    priority: str
+    subscription: str
+    run_at: datetime | None
+    depends_on: list[str]
+    allow_failure: bool
+
+
+def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
+    if not sub.job_type:
+        raise InvalidInput("jobType: missing", field="jobType")
+    job_type = get_job_type(settings, sub.job_type)
+    if not isinstance(sub.data, dict):
+        raise InvalidInput("data: expected a JSON object", field="data")
+    size = len(json.dumps(sub.data, separators=(",", ":")).encode())
+    limit = settings.limits.maxDataBytes
+    if size > limit:
+        raise TooLarge(f"data: {size} bytes is over the limit of {limit} bytes (limits.maxDataBytes)", field="data")
+    user_id = sub.user_id or _data_text(sub.data, "userId")
+    if not user_id:
+        raise InvalidInput("userId: missing (pass --user or put userId in the data)", field="userId")
+    if not _ID.match(user_id):
+        raise InvalidInput(f"userId: {user_id!r} is not a valid id (letters, digits, . _ @ : -)", field="userId")
+    project_id = sub.project_id or _data_text(sub.data, "projectId")
+    subscription = sub.subscription or settings.priority.defaultSubscription
+    if subscription not in TIERS:
+        raise InvalidInput(f"userSubscription: {subscription!r} is not one of {', '.join(TIERS)}", field="userSubscription")
+    priority = _priority(settings, sub, subscription)
+    run_at = _run_at(sub)
+    depends_on = list(dict.fromkeys(sub.depends_on))
+    if run_at and depends_on:
+        raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
+    _check_dependencies(conn, depends_on, sub.allow_failure)
+    return _Resolved(job_type, sub.data, user_id, project_id, priority, subscription, run_at, depends_on,
+                     sub.allow_failure)
+
+
+def _data_text(data: dict, name: str) -> str | None:
+    value = data.get(name)
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+
+def _priority(settings: Settings, sub: Submission, subscription: str) -> str:
+    if sub.priority is None:
+        return settings.priority.byTier[subscription]
+    if sub.priority not in PRIORITIES:
+        raise InvalidInput(f"priority: {sub.priority!r} is not one of high, normal, low", field="priority")
+    if sub.privileged:
+        return sub.priority
+    cap = settings.priority.maxByTier[subscription]
+    return sub.priority if PRIORITIES.index(sub.priority) >= PRIORITIES.index(cap) else cap
+
+
+def _run_at(sub: Submission) -> datetime | None:
+    if sub.delay_ms is not None and sub.at is not None:
+        raise InvalidInput("delay: give either a delay or an 'at' time, not both", field="delay")
+    if sub.delay_ms is not None:
+        if sub.delay_ms < 0:
+            raise InvalidInput("delay: must not be negative", field="delay")
+        return datetime.now(timezone.utc) + timedelta(milliseconds=sub.delay_ms) if sub.delay_ms else None
+    if sub.at is not None and sub.at > datetime.now(timezone.utc):
+        return sub.at
+    return None
+
+
+def _check_dependencies(conn: Redis, ids: list[str], allow_failure: bool) -> None:
+    if not ids:
+        return
+    jobs = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)
+    for job_id, job in zip(ids, jobs):
+        if job is None:
+            raise NotFound(f"dependsOn: no such job {job_id!r}", field="dependsOn")
+        status = job.get_status(refresh=False)
+        if not allow_failure and status in (JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
+            raise Conflict(f"dependsOn: job {job_id} has already {status.value}; "
+                           "submit with allow-failure to run anyway", field="dependsOn")
+
+
+def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
+    """Create the job (and, for a planned type, its graph of children); return its id."""
+    resolved = _resolve(conn, settings, sub)
+    plan = _plan(resolved)
+    job_id = uuid.uuid4().hex
+    if not plan:
+        _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=[])
+        return job_id
+    step_ids: dict[str, str] = {}
+    dependents: set[str] = set()
+    for step in plan:
+        child = _Resolved(
+            job_type=get_job_type(settings, step["jobType"]),
+            data={**step.get("data", {}), "userId": resolved.user_id, "projectId": resolved.project_id},
+            user_id=resolved.user_id, project_id=resolved.project_id, priority=resolved.priority,
+            subscription=resolved.subscription,
+            run_at=resolved.run_at if not step.get("dependsOn") else None,
+            depends_on=[step_ids[s] for s in step.get("dependsOn", [])] + (
+                resolved.depends_on if not step.get("dependsOn") else []),
+            allow_failure=False,
+        )
+        if child.run_at and child.depends_on:
+            child.run_at = None
+        step_ids[step["step"]] = uuid.uuid4().hex
+        dependents.update(step.get("dependsOn", []))
+        _enqueue(conn, settings, child, step_ids[step["step"]], step=step["step"], parent_id=job_id, children=[])
+    final_steps = [step_ids[s["step"]] for s in plan if s["step"] not in dependents]
+    resolved.depends_on, resolved.run_at, resolved.allow_failure = final_steps, None, False
+    _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=list(step_ids.values()))
+    return job_id
+
+
+def _plan(resolved: _Resolved) -> list[dict]:
+    handler = load_handler(resolved.job_type.handler)
+    planner = getattr(__import__(handler.__module__, fromlist=["plan"]), "plan", None)
+    if planner is None:
+        return []
+    from vq.errors import HandlerError
+
+    try:
+        return planner(resolved.data)
+    except HandlerError as exc:
+        raise InvalidInput(f"data: {exc}", field="data") from None
+
+
+def rq_queue(conn: Redis, name: str) -> Queue:
+    return Queue(name, connection=conn, serializer=JSONSerializer)
+
+
+KEEP_ENDED_SECONDS = 7 * 24 * 3600  # an upper bound on top of the removeOnComplete/removeOnFail counts
+KEEP_FOREVER_SECONDS = 10 * 365 * 24 * 3600
+
+
+def _ttls(settings: Settings) -> tuple[int, int]:
+    """RQ result/failure TTLs from removeOnComplete/removeOnFail.
+
+    True removes at once, False keeps (practically) forever, a number keeps that many per
+    type: the daemon trims the oldest. A finite TTL keeps RQ's registries ordered by end time."""
+    opts = settings.queue.defaultJobOptions
+
+    def ttl(option: int | bool, at_once: int) -> int:
+        if option is True:
+            return at_once
+        return KEEP_FOREVER_SECONDS if option is False else KEEP_ENDED_SECONDS
+
+    return ttl(opts.removeOnComplete, 0), ttl(opts.removeOnFail, 1)
+
+
+def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step: str | None,
+             parent_id: str | None, children: list[str]) -> Job:
+    queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
+    intervals = r.job_type.retry_intervals()
+    retry = Retry(max=len(intervals), interval=intervals) if intervals else None
+    result_ttl, failure_ttl = _ttls(settings)
+    meta = {
+        "jobType": r.job_type.name, "userId": r.user_id, "projectId": r.project_id, "priority": r.priority,
+        "subscription": r.subscription, "attempts": 0, "maxAttempts": r.job_type.attempts,
+        "dependsOn": r.depends_on, "allowFailure": r.allow_failure, "progress": {"percent": 0.0, "message": None},
+        "step": step, "parentId": parent_id, "children": children,
+        "scheduledFor": iso(r.run_at),
+    }
+    common = dict(
+        args=(r.job_type.name, r.data), timeout=max(1, ceil(r.job_type.timeout_ms / 1000)), result_ttl=result_ttl,
+        failure_ttl=failure_ttl, job_id=job_id, meta=meta, retry=retry,
+        description=f"{r.job_type.name} for {r.user_id}",
+    )
+    created_ms = int(time.time() * 1000)
+    with conn.pipeline() as pipe:
+        pipe.zadd(keys.ALL_JOBS, {job_id: created_ms})
+        pipe.zadd(keys.user_jobs(r.user_id), {job_id: created_ms})
+        pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
+        pipe.execute()
+    if r.run_at is not None:
+        # RQ's scheduler keeps whole seconds: round up so a job never starts early.
+        due = r.run_at.replace(microsecond=0) + (timedelta(seconds=1) if r.run_at.microsecond else timedelta())
+        job = queue.enqueue_at(due, VQ_FUNC, **_enqueue_at_kwargs(common))
+    else:
+        depends = Dependency(jobs=r.depends_on, allow_failure=r.allow_failure) if r.depends_on else None
+        job = queue.enqueue_call(VQ_FUNC, depends_on=depends, **common)
+    status = job.get_status(refresh=False)
+    events.emit(conn, "created", job_id, r.job_type.name, userId=r.user_id, priority=r.priority,
+                status=status.value if status else None, parentId=parent_id, step=step)
+    return job
+
+
+def _enqueue_at_kwargs(common: dict) -> dict:
+    out = dict(common)
+    out["job_timeout"] = out.pop("timeout")
+    return out

@@ -1,0 +1,104 @@
+"""The worker: a long-lived RQ SimpleWorker that knows about pausing, error categories,
+dependents of failed jobs, and requeueing on a forced shutdown.
+
+The daemon runs several of these processes. Each takes jobs from every queue it serves,
+high priority before normal before low, skipping the types an operator paused.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rq import Queue
+from rq.exceptions import DequeueTimeout
+from rq.job import Job, JobStatus
+from rq.worker import SimpleWorker, WorkerStatus
+
+from vq import events, keys
+from vq.jobs import cancel_dependents
+
+
+class VqQueue(Queue):
+    """An RQ queue whose dequeue skips paused job types."""
+
+    @classmethod
+    def dequeue_any(cls, queues, timeout, connection, **kwargs):
+        paused = {p.decode() for p in connection.smembers(keys.PAUSED)}
+        active = [q for q in queues if keys.split_queue_name(q.name)[0] not in paused] if paused else list(queues)
+        if not active:
+            if timeout is None:
+                return None
+            time.sleep(min(timeout, 1))
+            raise DequeueTimeout(timeout, [q.key for q in queues])
+        return super().dequeue_any(active, timeout, connection, **kwargs)
+
+
+class RequeueOnShutdown(Exception):
+    """Raised into a running job when the daemon's grace period is over."""
+
+
+class VqWorker(SimpleWorker):
+    queue_class = VqQueue
+    _requeue_current = False
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # Wake every second so a resumed queue is picked up at once.
+        return 1
+
+    def request_force_stop(self, signum, frame):
+        if self.get_state() == WorkerStatus.BUSY and self.get_current_job_id():
+            self.log.warning("Worker %s: grace period over, requeueing job %s", self.name, self.get_current_job_id())
+            self._requeue_current = True
+            self._stop_requested = True
+            raise RequeueOnShutdown()
+        super().request_force_stop(signum, frame)
+
+    def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None):
+        if self._requeue_current:
+            self._requeue(job, queue, execution)
+            return
+        error = job.meta.get("error") or {}
+        category = error.get("category", "temporary")
+        if category in ("permanent", "canceled"):
+            job.retries_left = 0
+        will_retry = job.should_retry
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+        job_type = job.meta.get("jobType")
+        if category == "canceled":
+            job.set_status(JobStatus.CANCELED)
+            job.connection.delete(keys.cancel_request(job.id))
+            events.emit(self.connection, "canceled", job.id, job_type, reason="canceled while running")
+            cancel_dependents(self.connection, job, f"dependency {job.id} was canceled")
+        elif will_retry:
+            events.emit(self.connection, "retrying", job.id, job_type, attempt=job.meta.get("attempts"),
+                        category=category, error=error.get("message"), retriesLeft=job.retries_left)
+        else:
+            events.emit(self.connection, "failed", job.id, job_type, attempt=job.meta.get("attempts"),
+                        category=category, error=error.get("message") or _last_line(exc_string))
+            if not job.allow_dependency_failures:
+                cancel_dependents(self.connection, job, f"dependency {job.id} failed")
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution):
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        took = (job.ended_at - job.started_at).total_seconds() if job.started_at and job.ended_at else None
+        events.emit(self.connection, "finished", job.id, job.meta.get("jobType"),
+                    durationMs=int(took * 1000) if took is not None else None)
+
+    def _requeue(self, job: Job, queue: Queue, execution) -> None:
+        """Put an interrupted job back at the front of its queue; the attempt is not charged."""
+        self._requeue_current = False
+        job.meta["attempts"] = max(0, int(job.meta.get("attempts", 1)) - 1)
+        job.meta.pop("error", None)
+        job.meta["progress"] = {"percent": 0.0, "message": "requeued at shutdown"}
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.hset(job.key, "meta", job._serialize_meta())
+            queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            pipe.execute()
+        events.emit(self.connection, "requeued", job.id, job.meta.get("jobType"), reason="daemon shutdown")
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "failed"
