@@ -15,13 +15,13 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from vq import maintenance
 from vq.config import Settings
 from vq.connection import connect, make_client
 from vq.jobtypes import job_types, load_handler
+from vq.procutil import die_with_parent
 from vq.queues import worker_queue_names
 
 log = logging.getLogger("vq.daemon")
@@ -43,23 +43,28 @@ def configure_logging(level: str) -> None:
     logging.getLogger("rq").setLevel(logging.WARNING if level.upper() != "DEBUG" else logging.DEBUG)
 
 
-def _worker_main(settings: Settings, queue_names: list[str], name: str, max_jobs: int, log_level: str) -> None:
+def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str) -> None:
     from vq.execution import install_runtime
     from vq.worker import VqWorker
 
+    die_with_parent()
     configure_logging(log_level)
     install_runtime(settings)
     conn = make_client(settings, socket_timeout=None)
-    worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=name)
+    # The pid makes the name unique: a replaced worker must not clash with its predecessor's record.
+    worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=f"{name_prefix}.{os.getpid()}")
     worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
 
 
 def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str) -> None:
+    die_with_parent()
     configure_logging(log_level)
     conn = make_client(settings, socket_timeout=None)
-    scheduler = RQScheduler(queue_names, connection=conn, serializer=JSONSerializer,
-                            interval=settings.daemon.schedulerInterval / 1000)
-    scheduler.acquire_locks()
+    from vq.scheduling import VqScheduler
+
+    scheduler = VqScheduler(queue_names, connection=conn, serializer=JSONSerializer,
+                            poll_seconds=settings.daemon.schedulerInterval / 1000,
+                            logging_level="DEBUG" if log_level.upper() == "DEBUG" else "WARNING")
     scheduler.work()
 
 
@@ -70,6 +75,9 @@ class _Child:
     args: tuple
     process: mp.Process | None = None
     restarts: int = 0
+    started_at: float = 0.0
+    quick_failures: int = 0  # consecutive deaths soon after start: restarts back off
+    restart_at: float = 0.0
 
 
 @dataclass
@@ -96,7 +104,7 @@ class Daemon:
         ctx = mp.get_context("fork")
         for i in range(self.options.workers):
             self.children.append(_Child(f"worker-{i}", _worker_main, (
-                self.settings, queue_names, f"vq.{host}.{os.getpid()}.{i}", self.options.max_jobs_per_worker,
+                self.settings, queue_names, f"vq.{host}.{i}", self.options.max_jobs_per_worker,
                 self.options.log_level)))
         self.children.append(_Child("scheduler", _scheduler_main, (self.settings, queue_names, self.options.log_level)))
         for child in self.children:
@@ -118,14 +126,24 @@ class Daemon:
     def _start(self, ctx, child: _Child) -> None:
         child.process = ctx.Process(target=child.target, args=child.args, name=f"vq-{child.name}", daemon=False)
         child.process.start()
+        child.started_at = time.monotonic()
 
     def _supervise(self, ctx) -> None:
+        now = time.monotonic()
         for child in self.children:
-            if child.process is not None and not child.process.is_alive() and not self.stopping:
+            if child.process is None or child.process.is_alive() or self.stopping:
+                continue
+            if child.restart_at == 0.0:  # just noticed the death
                 code = child.process.exitcode
-                child.restarts += 1
+                quick = code != 0 and now - child.started_at < 10
+                child.quick_failures = child.quick_failures + 1 if quick else 0
+                delay = min(30.0, 0.5 * 2 ** (child.quick_failures - 1)) if child.quick_failures else 0.0
+                child.restart_at = now + delay
                 if code != 0:
-                    log.warning("%s exited with code %s; restarting", child.name, code)
+                    log.warning("%s exited with code %s; restarting in %.1fs", child.name, code, delay)
+            if now >= child.restart_at:
+                child.restart_at = 0.0
+                child.restarts += 1
                 self._start(ctx, child)
         if self.embedded is not None and self.embedded.ensure_running():
             log.warning("embedded Redis had stopped; restarted it")

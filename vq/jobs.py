@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue
+
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
@@ -20,6 +20,7 @@ from rq.serializers import JSONSerializer
 from vq import events, keys
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.model import TERMINAL, job_type_of, job_view, status_of
+from vq.rq_queue import rq_queue
 
 CANCEL_REQUEST_TTL = 24 * 3600
 
@@ -120,7 +121,7 @@ def retry(conn: Redis, job_id: str) -> dict:
     job.meta.pop("error", None)
     job.meta.pop("cancelReason", None)
     job.retries_left = max_attempts - 1 if max_attempts > 1 else None
-    queue = Queue(job.origin, connection=conn, serializer=JSONSerializer)
+    queue = rq_queue(conn, job.origin)
     registry_class = FailedJobRegistry if status in ("failed", "stopped") else CanceledJobRegistry
     with conn.pipeline() as pipe:
         registry_class(job.origin, connection=conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
@@ -165,7 +166,7 @@ def cancel_dependents(conn: Redis, job: Job, reason: str) -> list[str]:
             if dependent is None or dependent.get_status(refresh=False) != JobStatus.DEFERRED:
                 continue
             if dependent.allow_dependency_failures:
-                Queue(dependent.origin, connection=conn, serializer=JSONSerializer).enqueue_dependents(current)
+                rq_queue(conn, dependent.origin).enqueue_dependents(current)
                 continue
             _cancel_waiting(conn, dependent, reason)
             canceled.append(dependent.id)

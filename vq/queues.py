@@ -7,7 +7,7 @@ functions speak of the type and cover all three.
 from __future__ import annotations
 
 from redis import Redis
-from rq import Queue
+from vq.rq_queue import rq_queue
 from rq.job import Job
 from rq.registry import (
     CanceledJobRegistry,
@@ -35,7 +35,7 @@ STATES = ("queued", *REGISTRIES)
 
 
 def rq_queues(conn: Redis, job_type: str) -> list[Queue]:
-    return [Queue(keys.queue_name(job_type, p), connection=conn, serializer=JSONSerializer)
+    return [rq_queue(conn, keys.queue_name(job_type, p))
             for p in keys.PRIORITY_ORDER]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,17 +18,17 @@ from datetime import datetime, timedelta, timezone
 from math import ceil
 
 from redis import Redis
-from rq import Queue, Retry
-from rq.dependency import Dependency
-from rq.job import Job, JobStatus
+from rq import Retry
+from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from vq import events, keys
 from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
-from vq.errors import Conflict, InvalidInput, NotFound
+from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFound
 from vq.jobtypes import JobType, get_job_type, load_handler
 from vq.model import VQ_FUNC, iso
+from vq.rq_queue import rq_queue
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 CONTROL_FIELDS = {"jobType", "userId", "projectId", "userSubscription", "subscription", "priority", "delay",
@@ -217,20 +218,18 @@ def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
 
 
 def _plan(resolved: _Resolved) -> list[dict]:
-    handler = load_handler(resolved.job_type.handler)
-    planner = getattr(__import__(handler.__module__, fromlist=["plan"]), "plan", None)
+    """A type whose handler module has `plan(data)` runs as a graph of child jobs."""
+    try:
+        handler = load_handler(resolved.job_type.handler)
+    except ConfigError:
+        return []  # the handler may live only on worker hosts; the worker reports it
+    planner = getattr(sys.modules[handler.__module__], "plan", None)
     if planner is None:
         return []
-    from vq.errors import HandlerError
-
     try:
         return planner(resolved.data)
     except HandlerError as exc:
         raise InvalidInput(f"data: {exc}", field="data") from None
-
-
-def rq_queue(conn: Redis, name: str) -> Queue:
-    return Queue(name, connection=conn, serializer=JSONSerializer)
 
 
 KEEP_ENDED_SECONDS = 7 * 24 * 3600  # an upper bound on top of the removeOnComplete/removeOnFail counts
@@ -277,9 +276,7 @@ def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step
         pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
         pipe.execute()
     if r.run_at is not None:
-        # RQ's scheduler keeps whole seconds: round up so a job never starts early.
-        due = r.run_at.replace(microsecond=0) + (timedelta(seconds=1) if r.run_at.microsecond else timedelta())
-        job = queue.enqueue_at(due, VQ_FUNC, **_enqueue_at_kwargs(common))
+        job = queue.enqueue_at(r.run_at, VQ_FUNC, **_enqueue_at_kwargs(common))
     else:
         depends = Dependency(jobs=r.depends_on, allow_failure=r.allow_failure) if r.depends_on else None
         job = queue.enqueue_call(VQ_FUNC, depends_on=depends, **common)

@@ -7,30 +7,14 @@ high priority before normal before low, skipping the types an operator paused.
 
 from __future__ import annotations
 
-import time
-
 from rq import Queue
-from rq.exceptions import DequeueTimeout
 from rq.job import Job, JobStatus
 from rq.worker import SimpleWorker, WorkerStatus
+from rq.job_lifecycle import call_exception_handlers
 
 from vq import events, keys
 from vq.jobs import cancel_dependents
-
-
-class VqQueue(Queue):
-    """An RQ queue whose dequeue skips paused job types."""
-
-    @classmethod
-    def dequeue_any(cls, queues, timeout, connection, **kwargs):
-        paused = {p.decode() for p in connection.smembers(keys.PAUSED)}
-        active = [q for q in queues if keys.split_queue_name(q.name)[0] not in paused] if paused else list(queues)
-        if not active:
-            if timeout is None:
-                return None
-            time.sleep(min(timeout, 1))
-            raise DequeueTimeout(timeout, [q.key for q in queues])
-        return super().dequeue_any(active, timeout, connection, **kwargs)
+from vq.rq_queue import VqQueue
 
 
 class RequeueOnShutdown(Exception):
@@ -53,6 +37,12 @@ class VqWorker(SimpleWorker):
             self._stop_requested = True
             raise RequeueOnShutdown()
         super().request_force_stop(signum, frame)
+
+    def handle_exception(self, job: Job, *exc_info):
+        """The traceback is kept with the job (`vq show`); the log gets the one-line event.
+        At --log-level DEBUG the full traceback is logged too."""
+        self.log.debug("Worker %s: job %s raised", self.name, job.id, exc_info=exc_info)
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
 
     def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None):
         if self._requeue_current:

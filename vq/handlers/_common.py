@@ -26,8 +26,10 @@ have having he her here hers herself him himself his how i if in into is it its 
 more most my myself no nor not now of off on once only or other our ours ourselves out over own same
 she should so some such than that the their theirs them themselves then there these they this those
 through to too under until up very was we were what when where which while who whom why will with
-would you your yours yourself yourselves us ok oh create make video show using like get one two
+would you your yours yourself yourselves us ok oh
 """.split())
+# Words every prompt on this platform uses; they say nothing about a prompt's subject.
+PROMPT_STOPWORDS = STOPWORDS | frozenset("create make video show using like get one two".split())
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
@@ -110,15 +112,15 @@ def sentences(text: str) -> list[str]:
     return [p for p in parts if p and _WORD.search(p)]
 
 
-def keyword_counts(text: str) -> Counter:
+def keyword_counts(text: str, stopwords: frozenset = STOPWORDS) -> Counter:
     """Lower-cased words of 2+ letters that are not stopwords or numbers, with their counts."""
     return Counter(w.lower() for w in words(text)
-                   if len(w) > 1 and not w.isdigit() and w.lower() not in STOPWORDS)
+                   if len(w) > 1 and not w.isdigit() and w.lower() not in stopwords)
 
 
-def keywords(text: str, n: int = 10) -> list[str]:
+def keywords(text: str, n: int = 10, stopwords: frozenset = STOPWORDS) -> list[str]:
     """The n most frequent keywords, ties broken by first appearance (so: deterministic)."""
-    counts = keyword_counts(text)
+    counts = keyword_counts(text, stopwords)
     order = {w: i for i, w in reversed(list(enumerate(w.lower() for w in words(text))))}
     return sorted(counts, key=lambda w: (-counts[w], order[w]))[:n]
 

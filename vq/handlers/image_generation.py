@@ -45,7 +45,7 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def draw(prompt: str, width: int, height: int) -> Image.Image:
+def draw(prompt: str, width: int, height: int, progress=lambda p, m: None) -> Image.Image:
     rng = random.Random(seed(prompt))
     hue = rng.random()
     top, bottom = _colour(rng, hue, 0.3), _colour(rng, hue + 0.12 + 0.2 * rng.random(), 0.6)
@@ -53,6 +53,7 @@ def draw(prompt: str, width: int, height: int) -> Image.Image:
     img = Image.composite(Image.new("RGB", (width, height), bottom),
                           Image.new("RGB", (width, height), top), mask).convert("RGBA")
 
+    progress(30, "background painted")
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
     pen = ImageDraw.Draw(layer)
     for _ in range(4 + rng.randrange(5)):
@@ -63,6 +64,7 @@ def draw(prompt: str, width: int, height: int) -> Image.Image:
         (pen.ellipse if rng.random() < 0.6 else pen.rectangle)(box, fill=fill)
     img = Image.alpha_composite(img, layer)
 
+    progress(55, "shapes placed")
     size = max(8, min(width, height) // 14)
     font = _font(size)
     chars = max(8, int(width * 0.9 / (size * 0.55)))
@@ -85,7 +87,7 @@ def handle(ctx, data: dict) -> dict:
     prompt, scene = _prompt(ctx, data)
     ctx.progress(10, f"drawing {width}x{height}")
     ctx.log.info("image %dx%d for %r", width, height, prompt[:80])
-    img = draw(prompt, width, height)
+    img = draw(prompt, width, height, ctx.progress)
     ctx.progress(80, "encoding PNG")
     path = ctx.artifacts_dir / "image.png"
     img.save(path, format="PNG")

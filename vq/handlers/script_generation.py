@@ -13,8 +13,7 @@ from __future__ import annotations
 import re
 
 from vq.errors import PermanentError
-from vq.handlers._common import (int_field, keywords, options, sentences, speech_seconds,
-                                 text_field, words, write_json)
+from vq.handlers._common import PROMPT_STOPWORDS, int_field, keywords, options, sentences, speech_seconds, text_field, words, write_json
 
 MAX_SCENES = 20
 SHOTS = ["Wide establishing shot", "Close-up", "Tracking shot", "Aerial view", "Medium shot"]
@@ -66,11 +65,12 @@ def handle(ctx, data: dict) -> dict:
     ctx.progress(10, "reading the prompt")
 
     topic = topic_of(prompt)
-    kw = keywords(prompt, 12)
+    kw = keywords(prompt, 12, PROMPT_STOPWORDS)
     prompt_kw = set(kw)
     original = {w.lower(): w for w in reversed(words(prompt))}  # keep the prompt's casing
     kw = [original.get(k, k) for k in kw]
-    sents = sentences(prompt) if len(sentences(prompt)) > 1 else []
+    sents = sentences(prompt)
+    sents = sents if len(sents) > 1 else []  # a one-line prompt is a request, not narration
     title = text_field(data, "title", required=False) or " ".join(topic.split()[:8])
     title = title[:1].upper() + title[1:]
     ctx.log.info("script %r: %d scenes, style %s, keywords %s", title, count, style, kw[:5])
@@ -79,10 +79,12 @@ def handle(ctx, data: dict) -> dict:
     scenes = []
     for i in range(count):
         own = _given_scene(given[i], i) if given else {}
-        share = sents[i * len(sents) // count:(i + 1) * len(sents) // count] if len(sents) >= count else (
-            sents[i:i + 1])
+        if len(sents) >= count:  # every scene gets its share of the prompt's sentences
+            share = sents[i * len(sents) // count:(i + 1) * len(sents) // count]
+        else:  # one sentence each while they last, then the arc
+            share = sents[i:i + 1]
         narration = own.get("narration") or (" ".join(share) if share else _narrate(i, count, topic, kw))
-        focus = next((k for k in keywords(narration, 50) if k in prompt_kw), None)
+        focus = next((k for k in keywords(narration, 50, PROMPT_STOPWORDS) if k in prompt_kw), None)
         focus = original.get(focus, focus) if focus else (kw[i % len(kw)] if kw else topic)
         role = ("Opening" if i == 0 and count > 1 else "Closing" if i == count - 1 and count > 1
                 else f"Scene {i + 1}")

@@ -1,0 +1,177 @@
+"""Fixtures: a real redis-server on a private port and data dir, the vq CLI run as a
+user runs it, and a real `vq daemon` with real worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from vq.procutil import die_with_parent
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server the tests own: they may kill it and start it again."""
+
+    def __init__(self, data_dir: Path):
+        self.port = _free_port()
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
+             "--maxmemory-policy", "noeviction", "--logfile", str(self.data_dir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        for _ in range(200):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is not on PATH: install it (apt-get install redis-server)")
+    data_dir = Path(tempfile.mkdtemp(prefix="vq-redis-"))
+    server = RedisServer(data_dir)
+    server.start()
+    yield server
+    server.kill()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_conn(redis_server):
+    if redis_server.proc.poll() is not None:
+        redis_server.start()
+    conn = redis.Redis.from_url(redis_server.url)
+    conn.flushall()
+    yield conn
+    conn.close()
+
+
+TEST_JOB_TYPES = {
+    "test-sleep": {"handler": "tests.plugins:sleeper", "timeout": 60000, "attempts": 1},
+    "test-flaky": {"handler": "tests.plugins:flaky", "attempts": 3,
+                   "backoff": {"type": "exponential", "delay": 1000}},
+    "test-broken": {"handler": "tests.plugins:broken", "attempts": 3},
+    "test-echo": {"handler": "tests.plugins:echo", "attempts": 1},
+    "test-noop": {"handler": "tests.plugins:noop", "attempts": 1},
+}
+
+
+class VQ:
+    """Runs `vq` as a user would: a subprocess with its own config and environment."""
+
+    def __init__(self, config_path: Path, env: dict[str, str], data_dir: Path):
+        self.config_path = config_path
+        self.env = env
+        self.data_dir = data_dir
+        self.daemons: list[subprocess.Popen] = []
+
+    def run(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "vq", *args], input=input, capture_output=True, text=True,
+                              env=self.env, timeout=timeout)
+
+    def json(self, *args: str, input: str | None = None):
+        proc = self.run(*args, "--json", input=input)
+        assert proc.returncode == 0, f"vq {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
+        return json.loads(proc.stdout)
+
+    def submit(self, job_type: str, data: dict | None = None, *extra: str) -> str:
+        proc = self.run("submit", job_type, "--data", json.dumps(data or {}), *extra)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    def start_daemon(self, *extra: str, workers: int = 2) -> subprocess.Popen:
+        log = open(self.data_dir / f"daemon-{len(self.daemons)}.log", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", str(workers), *extra],
+                                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: die_with_parent(signal.SIGKILL))
+        self.daemons.append(proc)
+        return proc
+
+    def stop_daemon(self, proc: subprocess.Popen, timeout: float = 30) -> int:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+
+    def daemon_log(self, index: int = 0) -> str:
+        return (self.data_dir / f"daemon-{index}.log").read_text()
+
+    def wait_for(self, job_id: str, statuses=("finished", "failed", "canceled", "stopped"), timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        view = {}
+        while time.monotonic() < deadline:
+            for index, proc in enumerate(self.daemons):
+                if proc.poll() is not None and proc.returncode != 0:
+                    raise AssertionError(f"daemon {index} exited {proc.returncode}:\n{self.daemon_log(index)}")
+            view = self.json("show", job_id)
+            if view["status"] in statuses:
+                return view
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} still {view.get('status')} after {timeout}s")
+
+
+def write_config(path: Path, settings: dict) -> Path:
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+@pytest.fixture
+def vq(redis_conn, redis_server, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    config = write_config(tmp_path / "config.yaml", {
+        "redis": {"url": redis_server.url},
+        "data_dir": str(data_dir),
+        "job_types": TEST_JOB_TYPES,
+        "daemon": {"shutdownGrace": 5000},
+    })
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
+    env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), COLUMNS="200")
+    runner = VQ(config, env, data_dir)
+    yield runner
+    for proc in runner.daemons:  # stop them all the way, so no worker outlives its test
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in runner.daemons:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

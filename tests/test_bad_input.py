@@ -1,0 +1,125 @@
+"""Bad input gets one clear line naming what is wrong and the documented exit code;
+nothing already in Redis is lost or changed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import write_config
+
+
+def _one_line(proc) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_unknown_type_exits_4(vq):
+    proc = vq.run("submit", "no-such-type", "--user", "u")
+    assert proc.returncode == 4
+    assert "unknown job type 'no-such-type'" in _one_line(proc)
+
+
+@pytest.mark.parametrize("data, message", [
+    ("{not json", "--data: not valid JSON"),
+    ("[1, 2]", "--data: expected a JSON object"),
+])
+def test_malformed_data_exits_2(vq, data, message):
+    proc = vq.run("submit", "test-noop", "--user", "u", "--data", data)
+    assert proc.returncode == 2
+    assert message in _one_line(proc)
+
+
+def test_oversize_data_is_rejected(vq):
+    big = json.dumps({"blob": "x" * (1024 * 1024 + 10)})
+    proc = vq.run("submit", "test-noop", "--user", "u", "--data", "-", input=big)
+    assert proc.returncode == 2
+    assert "over the limit of 1048576 bytes" in _one_line(proc)
+
+
+def test_missing_user_priority_and_tier_are_named(vq):
+    assert "userId: missing" in _one_line(vq.run("submit", "test-noop"))
+    proc = vq.run("submit", "test-noop", "--user", "u", "--priority", "urgent")
+    assert proc.returncode == 2 and "priority: 'urgent'" in _one_line(proc)
+    proc = vq.run("submit", "test-noop", "--user", "u", "--subscription", "gold")
+    assert proc.returncode == 2 and "userSubscription: 'gold'" in _one_line(proc)
+
+
+def test_unknown_dependency_exits_4(vq):
+    proc = vq.run("submit", "test-noop", "--user", "u", "--depends-on", "nope")
+    assert proc.returncode == 4
+    assert "dependsOn: no such job 'nope'" in _one_line(proc)
+
+
+@pytest.mark.parametrize("delay", ["soon", "-5s", "5 parsecs"])
+def test_bad_delay_exits_2(vq, delay):
+    proc = vq.run("submit", "test-noop", "--user", "u", "--delay", delay)
+    assert proc.returncode == 2
+    assert "--delay" in _one_line(proc)
+
+
+def test_bad_at_exits_2(vq):
+    proc = vq.run("submit", "test-noop", "--user", "u", "--at", "tomorrow-ish")
+    assert proc.returncode == 2 and "is not an ISO 8601 time" in _one_line(proc)
+
+
+def test_unknown_job_exits_4_for_every_job_command(vq):
+    for command in ("show", "result", "retry", "cancel", "rm", "progress"):
+        proc = vq.run(command, "0123456789abcdef")
+        assert proc.returncode == 4, command
+        assert "no such job '0123456789abcdef'" in _one_line(proc)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("queue:\n  defaultJobOptions:\n    attempts: lots\n", "queue.defaultJobOptions.attempts"),
+    ("queue:\n  defaultJobOptions:\n    atempts: 3\n", "queue.defaultJobOptions.atempts: unknown key"),
+    ("concurrency:\n  user:\n    gold: 3\n", "unknown subscription tier 'gold'"),
+    ("job_types:\n  my-type:\n    timeout: 5000\n", "job_types.my-type.handler: a custom job type needs a handler"),
+    ("redis: [1, 2\n", "is not valid YAML"),
+])
+def test_bad_config_is_one_line_exit_2(vq, tmp_path, content, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content)
+    proc = vq.run("--config", str(bad), "queues")
+    assert proc.returncode == 2
+    line = _one_line(proc)
+    assert message in line and str(bad) in line
+
+
+def test_unreachable_redis_exits_3_naming_the_address(vq, tmp_path):
+    config = write_config(tmp_path / "down.yaml", {"redis": {"host": "127.0.0.1", "port": 1}})
+    proc = vq.run("--config", str(config), "queues")
+    assert proc.returncode == 3
+    line = _one_line(proc)
+    assert "127.0.0.1:1" in line and "cannot reach Redis" in line
+
+
+def test_environment_wins_over_the_config_file(vq):
+    env = dict(vq.env, REDIS_PORT="1", REDIS_HOST="127.0.0.1")
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vq", "queues"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 3 and "127.0.0.1:1" in proc.stderr
+
+
+def test_batch_reports_each_line_and_keeps_going(vq):
+    existing = vq.submit("test-noop", {}, "--user", "keep")
+    lines = "\n".join([
+        json.dumps({"jobType": "test-echo", "userId": "u1", "data": {"n": 1}}),
+        "{broken json",
+        json.dumps({"jobType": "nope", "userId": "u1", "data": {}}),
+        json.dumps({"jobType": "test-echo", "data": {"userId": "u2", "projectId": "p9", "n": 2}}),
+    ])
+    proc = vq.run("submit", "--batch", "-", "--json", input=lines)
+    assert proc.returncode == 2
+    outcomes = json.loads(proc.stdout)
+    assert [o["ok"] for o in outcomes] == [True, False, False, True]
+    assert "not valid JSON" in outcomes[1]["error"]
+    assert "unknown job type 'nope'" in outcomes[2]["error"]
+    second = vq.json("show", outcomes[3]["id"])
+    assert second["userId"] == "u2" and second["projectId"] == "p9"
+    assert vq.json("show", existing)["status"] == "queued", "existing jobs are untouched"

@@ -1,0 +1,183 @@
+"""Delays, dependencies, cancel, remove, pause/resume/clear and shutdown, with a real daemon."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from datetime import datetime
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_delayed_job_never_starts_early(vq):
+    vq.start_daemon()
+    before = time.time()
+    job_id = vq.submit("test-noop", {}, "--user", "u", "--delay", "2s")
+    view = vq.json("show", job_id)
+    assert view["status"] == "scheduled"
+    done = vq.wait_for(job_id, timeout=15)
+    assert done["status"] == "finished"
+    assert _ts(done["startedAt"]).timestamp() >= before + 2.0
+    assert _ts(done["startedAt"]).timestamp() <= before + 4.5
+
+
+def test_at_in_the_past_runs_now(vq):
+    vq.start_daemon()
+    job_id = vq.submit("test-noop", {}, "--user", "u", "--at", "2020-01-01T00:00:00Z")
+    assert vq.wait_for(job_id)["status"] == "finished"
+
+
+def test_dependent_runs_after_all_dependencies_and_sees_their_results(vq):
+    a = vq.submit("test-sleep", {"seconds": 0.5, "steps": 1}, "--user", "u")
+    b = vq.submit("test-echo", {"name": "b"}, "--user", "u")
+    c = vq.submit("test-echo", {"name": "c"}, "--user", "u", "--depends-on", a, "--depends-on", b)
+    assert vq.json("show", c)["status"] == "deferred"
+    vq.start_daemon()
+    done = vq.wait_for(c)
+    assert done["status"] == "finished"
+    assert done["dependsOn"] == [a, b]
+    views = [vq.json("show", x) for x in (a, b)]
+    assert _ts(done["startedAt"]) >= max(_ts(v["finishedAt"]) for v in views)
+    assert done["result"]["upstream"][1] == {"echo": {"name": "b"}, "upstream": []}
+    tree = vq.json("show", c, "--tree")
+    assert [n["id"] for n in tree["dependsOn"]] == [a, b]
+    assert all(n["status"] == "finished" for n in tree["dependsOn"])
+
+
+def test_failed_dependency_cancels_dependents_with_a_reason(vq):
+    bad = vq.submit("test-broken", {}, "--user", "u")
+    child = vq.submit("test-echo", {}, "--user", "u", "--depends-on", bad)
+    grandchild = vq.submit("test-echo", {}, "--user", "u", "--depends-on", child)
+    tolerant = vq.submit("test-echo", {}, "--user", "u", "--depends-on", bad, "--allow-failure")
+    vq.start_daemon()
+    assert vq.wait_for(bad)["status"] == "failed"
+    view = vq.wait_for(child)
+    assert view["status"] == "canceled"
+    assert bad in view["error"]["message"] and "failed" in view["error"]["message"]
+    assert vq.wait_for(grandchild)["status"] == "canceled"
+    assert vq.wait_for(tolerant)["status"] == "finished"
+
+
+def test_dependency_that_already_failed_is_refused_unless_allowed(vq):
+    vq.start_daemon()
+    bad = vq.submit("test-broken", {}, "--user", "u")
+    vq.wait_for(bad)
+    proc = vq.run("submit", "test-noop", "--user", "u", "--depends-on", bad)
+    assert proc.returncode == 2 and "has already failed" in proc.stderr
+    ok = vq.submit("test-noop", {}, "--user", "u", "--depends-on", bad, "--allow-failure")
+    assert vq.wait_for(ok)["status"] == "finished"
+
+
+def test_cancel_waiting_and_running_jobs(vq):
+    waiting = vq.submit("test-noop", {}, "--user", "u", "--delay", "1h")
+    assert vq.json("cancel", waiting)["status"] == "canceled"
+    assert vq.run("cancel", waiting).returncode == 2, "already canceled is a conflict"
+    vq.start_daemon()
+    running = vq.submit("test-sleep", {"seconds": 20, "steps": 40}, "--user", "u")
+    vq.wait_for(running, statuses=("started",))
+    vq.json("cancel", running)
+    view = vq.wait_for(running, timeout=10)
+    assert view["status"] == "canceled"
+    assert view["attempts"] == 1
+
+
+def test_rm_deletes_job_and_artifacts_but_not_running_ones(vq):
+    vq.start_daemon()
+    job_id = vq.submit("test-noop", {}, "--user", "u")
+    vq.wait_for(job_id)
+    (vq.data_dir / "artifacts" / job_id).mkdir(parents=True)
+    assert vq.json("rm", job_id)["removed"] is True
+    assert not (vq.data_dir / "artifacts" / job_id).exists()
+    assert vq.run("show", job_id).returncode == 4
+    running = vq.submit("test-sleep", {"seconds": 3, "steps": 3}, "--user", "u")
+    vq.wait_for(running, statuses=("started",))
+    proc = vq.run("rm", running)
+    assert proc.returncode == 2 and "cancel it first" in proc.stderr
+
+
+def test_pause_holds_jobs_and_resume_releases_them(vq):
+    vq.json("pause", "test-noop")
+    vq.start_daemon()
+    job_id = vq.submit("test-noop", {}, "--user", "u")
+    other = vq.submit("test-echo", {}, "--user", "u")
+    assert vq.wait_for(other)["status"] == "finished", "other types keep running"
+    time.sleep(1.5)
+    assert vq.json("show", job_id)["status"] == "queued"
+    row = next(r for r in vq.json("queues") if r["jobType"] == "test-noop")
+    assert row["paused"] is True and row["queued"] == 1
+    vq.json("resume", "test-noop")
+    assert vq.wait_for(job_id, timeout=10)["status"] == "finished"
+
+
+def test_clear_asks_and_deletes_waiting_jobs_only(vq):
+    ids = [vq.submit("test-noop", {}, "--user", "u") for _ in range(3)]
+    ids.append(vq.submit("test-noop", {}, "--user", "u", "--delay", "1h"))
+    declined = vq.run("clear", "test-noop", input="n\n")
+    assert declined.returncode == 1
+    assert all(vq.json("show", i)["status"] in ("queued", "scheduled") for i in ids)
+    result = vq.json("clear", "test-noop", "--yes")
+    assert result["removed"] == 4
+    row = next(r for r in vq.json("queues") if r["jobType"] == "test-noop")
+    assert row["queued"] == 0 and row["scheduled"] == 0
+
+
+def test_jobs_lists_and_filters(vq):
+    a = vq.submit("test-noop", {}, "--user", "ann")
+    b = vq.submit("test-echo", {}, "--user", "bob")
+    c = vq.submit("test-echo", {}, "--user", "ann")
+    assert [j["id"] for j in vq.json("jobs")] == [c, b, a]
+    assert [j["id"] for j in vq.json("jobs", "--user", "ann")] == [c, a]
+    assert [j["id"] for j in vq.json("jobs", "--type", "test-echo")] == [c, b]
+    assert [j["id"] for j in vq.json("jobs", "--limit", "1", "--page", "2")] == [b]
+    assert vq.json("jobs", "--status", "finished") == []
+
+
+def test_sigterm_lets_running_jobs_finish(vq):
+    daemon = vq.start_daemon()
+    job_id = vq.submit("test-sleep", {"seconds": 2, "steps": 4}, "--user", "u")
+    vq.wait_for(job_id, statuses=("started",))
+    assert vq.stop_daemon(daemon) == 0
+    assert vq.json("show", job_id)["status"] == "finished"
+
+
+def test_after_grace_period_running_jobs_are_requeued_not_lost(vq):
+    daemon = vq.start_daemon("--grace", "1")
+    job_id = vq.submit("test-sleep", {"seconds": 30, "steps": 60}, "--user", "u")
+    vq.wait_for(job_id, statuses=("started",))
+    assert vq.stop_daemon(daemon) == 0
+    view = vq.json("show", job_id)
+    assert view["status"] == "queued"
+    assert view["attempts"] == 0, "an interrupted attempt is not charged"
+    assert "requeued" in vq.daemon_log(0)
+    row = next(r for r in vq.json("queues") if r["jobType"] == "test-sleep")
+    assert row["started"] == 0 and row["queued"] == 1
+
+
+def test_a_killed_worker_process_is_replaced(vq):
+    import os
+
+    daemon = vq.start_daemon(workers=1)
+    first = vq.submit("test-echo", {}, "--user", "u")
+    pid_job = vq.submit("test-sleep", {"seconds": 0.1, "steps": 1}, "--user", "u")
+    worker_pid = vq.wait_for(pid_job)["result"]["pid"]
+    vq.wait_for(first)
+    os.kill(worker_pid, signal.SIGKILL)
+    time.sleep(1)
+    again = vq.submit("test-sleep", {"seconds": 0.1, "steps": 1}, "--user", "u")
+    new_pid = vq.wait_for(again)["result"]["pid"]
+    assert new_pid != worker_pid
+    assert daemon.poll() is None
+
+
+def test_daemon_logs_one_line_per_job_event(vq):
+    daemon = vq.start_daemon()
+    job_id = vq.submit("test-noop", {}, "--user", "u")
+    vq.wait_for(job_id)
+    time.sleep(0.3)
+    vq.stop_daemon(daemon)
+    log = vq.daemon_log(0)
+    assert f"job {job_id} test-noop started" in log
+    assert f"job {job_id} test-noop finished" in log

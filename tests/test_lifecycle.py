@@ -1,0 +1,105 @@
+"""A job's life through the CLI and a real daemon: submit, run, progress, result, retry."""
+
+from __future__ import annotations
+
+import json
+import time
+
+
+def test_submit_prints_id_and_job_waits_until_a_daemon_runs_it(vq):
+    job_id = vq.submit("test-echo", {"hello": "world"}, "--user", "alice", "--project", "p1")
+    assert len(job_id) == 32 and job_id.isalnum()
+    view = vq.json("show", job_id)
+    assert view["status"] == "queued"
+    assert view["userId"] == "alice" and view["projectId"] == "p1"
+    assert view["data"] == {"hello": "world"}
+    vq.start_daemon()
+    done = vq.wait_for(job_id)
+    assert done["status"] == "finished"
+    assert done["result"]["echo"] == {"hello": "world"}
+    assert done["attempts"] == 1
+    for stamp in ("createdAt", "enqueuedAt", "startedAt", "finishedAt"):
+        assert done[stamp].endswith("Z") and "." in done[stamp], stamp
+    assert vq.json("result", job_id)["result"]["echo"] == {"hello": "world"}
+
+
+def test_wait_prints_final_state_and_exit_code_reflects_failure(vq):
+    vq.start_daemon()
+    ok = vq.run("submit", "test-noop", "--user", "u", "--wait", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["status"] == "finished"
+    bad = vq.run("submit", "test-broken", "--user", "u", "--wait", "--json")
+    assert bad.returncode == 1
+    view = json.loads(bad.stdout)
+    assert view["status"] == "failed"
+    assert view["error"]["category"] == "permanent"
+    assert view["attempts"] == 1, "a permanent error is not retried"
+
+
+def test_temporary_failures_are_retried_with_backoff(vq):
+    vq.start_daemon()
+    job_id = vq.submit("test-flaky", {"succeed_on": 3}, "--user", "u")
+    done = vq.wait_for(job_id, timeout=30)
+    assert done["status"] == "finished"
+    assert done["attempts"] == 3
+    started = time.monotonic()
+    job_id = vq.submit("test-flaky", {"succeed_on": 9}, "--user", "u")
+    failed = vq.wait_for(job_id, timeout=30)
+    assert failed["status"] == "failed"
+    assert failed["attempts"] == 3
+    assert "flaky failure on attempt 3" in failed["error"]["message"]
+    assert time.monotonic() - started >= 3.0, "backoff of 1 s then 2 s between the three attempts"
+
+
+def test_progress_is_visible_while_running(vq):
+    vq.start_daemon()
+    job_id = vq.submit("test-sleep", {"seconds": 2, "steps": 4}, "--user", "u")
+    seen = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        view = vq.json("progress", job_id)
+        seen.add(view["percent"])
+        if view["status"] == "finished":
+            break
+        time.sleep(0.1)
+    assert {25.0, 50.0, 75.0} & seen, seen
+    assert view["percent"] == 100.0
+
+
+def test_progress_follow_streams_until_the_end(vq):
+    vq.start_daemon()
+    job_id = vq.submit("test-sleep", {"seconds": 1, "steps": 4}, "--user", "u")
+    proc = vq.run("progress", job_id, "--follow", "--json")
+    assert proc.returncode == 0
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert lines[-1]["status"] == "finished" and lines[-1]["percent"] == 100.0
+    percents = [line["percent"] for line in lines]
+    assert percents == sorted(percents)
+
+
+def test_priorities_high_runs_before_low(vq):
+    ids = {}
+    for priority in ("low", "normal", "high"):
+        ids[priority] = vq.submit("test-sleep", {"seconds": 0.05, "steps": 1}, "--user", "u", "--priority", priority)
+    vq.start_daemon(workers=1)
+    views = {p: vq.wait_for(i) for p, i in ids.items()}
+    order = sorted(views, key=lambda p: views[p]["startedAt"])
+    assert order == ["high", "normal", "low"]
+
+
+def test_priority_defaults_from_subscription_tier(vq):
+    free = vq.json("submit", "test-noop", "--user", "u", "--subscription", "free")
+    ent = vq.json("submit", "test-noop", "--user", "u", "--subscription", "enterprise")
+    basic = vq.json("submit", "test-noop", "--user", "u", "--subscription", "basic")
+    assert (free["priority"], basic["priority"], ent["priority"]) == ("low", "normal", "high")
+    assert free["queue"] == "test-noop.low"
+
+
+def test_retry_reruns_a_failed_job(vq):
+    vq.start_daemon()
+    job_id = vq.submit("test-broken", {}, "--user", "u")
+    assert vq.wait_for(job_id)["status"] == "failed"
+    again = vq.json("retry", job_id)
+    assert again["status"] in ("queued", "started", "failed")
+    assert vq.wait_for(job_id)["status"] == "failed"
+    assert vq.run("retry", "does-not-exist").returncode == 4

@@ -1,0 +1,168 @@
+"""video-composition: scenes joined into one video, or into an edit decision list without ffmpeg.
+
+Scenes come from the upstream steps scene-* of a video-generation plan (in index order) or
+from data.scenes ([{image, audio, durationSeconds}]). Each is a still shown while its
+narration plays, one after the other. With ffmpeg on PATH every scene becomes a small
+segment (ultrafast, stillimage) and the segments are concatenated into video.mp4. Without
+it, or with data.format "edl", the same timeline is written as timeline.edl.json plus a
+CMX3600-style timeline.edl that an editor or a later render can pick up.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from vq.errors import PermanentError
+from vq.handlers._common import wav_seconds, write_json
+
+FPS = 25  # timecode rate of the EDL
+RENDER = (480, 270, 10)  # width, height, frames per second of the mp4: small and quick
+FORMATS = ("auto", "mp4", "edl")
+
+
+def _step_number(step: str) -> int:
+    tail = step.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _scenes(ctx, data: dict) -> list[dict]:
+    ups = sorted(((s, u) for s, u in ctx.upstream_by_step().items() if s.startswith("scene-")),
+                 key=lambda su: _step_number(su[0]))
+    if ups:
+        missing = [s for s, u in ups if not u.result]
+        if missing:
+            raise PermanentError(f"{', '.join(missing)}: upstream scene has no result")
+        given, labels = [u.result for _, u in ups], [s for s, _ in ups]
+    else:
+        given = data.get("scenes")
+        if not isinstance(given, list) or not given:
+            raise PermanentError("scenes: required, a non-empty list of {image, audio, durationSeconds}")
+        labels = [f"scenes[{i}]" for i in range(len(given))]
+    scenes = []
+    for i, (sc, field) in enumerate(zip(given, labels, strict=True)):
+        if not isinstance(sc, dict) or not isinstance(sc.get("image"), str):
+            raise PermanentError(f"{field}.image: required, the path of the scene's image")
+        if not Path(sc["image"]).is_file():
+            raise PermanentError(f"{field}.image: no such file: {sc['image']}")
+        audio, duration = sc.get("audio"), sc.get("durationSeconds")
+        if audio and (not isinstance(audio, str) or not Path(audio).is_file()):
+            raise PermanentError(f"{field}.audio: no such file: {audio}")
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration <= 0:
+            if not audio:
+                raise PermanentError(f"{field}.durationSeconds: required when the scene has no audio")
+            duration = wav_seconds(audio)
+        scenes.append({"index": sc.get("index", i), "heading": sc.get("heading") or f"Scene {i + 1}",
+                       "image": str(Path(sc["image"]).resolve()),
+                       "audio": str(Path(audio).resolve()) if audio else None,
+                       "durationSeconds": float(duration), "title": sc.get("title")})
+    return sorted(scenes, key=lambda s: s["index"]) if ups else scenes
+
+
+def timeline(scenes: list[dict]) -> list[dict]:
+    out, t = [], 0.0
+    for sc in scenes:
+        start, t = t, t + sc["durationSeconds"]
+        out.append({"index": sc["index"], "heading": sc["heading"], "start": round(start, 3), "end": round(t, 3),
+                    "durationSeconds": round(sc["durationSeconds"], 3), "image": sc["image"], "audio": sc["audio"]})
+    return out
+
+
+def _frames(seconds: float) -> int:
+    return int(seconds * FPS + 0.5)
+
+
+def _tc(frames: int) -> str:
+    return f"{frames // (3600 * FPS):02d}:{frames // (60 * FPS) % 60:02d}:{frames // FPS % 60:02d}:{frames % FPS:02d}"
+
+
+def write_edl(ctx, title: str, events: list[dict]) -> list[Path]:
+    total = events[-1]["end"]
+    json_path = write_json(ctx, "timeline.edl.json", {"title": title, "fps": FPS, "durationSeconds": total,
+                                                     "events": events})
+    lines, n = [f"TITLE: {title}", "FCM: NON-DROP FRAME", ""], 0
+    for ev in events:
+        for track, src in (("V", ev["image"]), ("A", ev["audio"])):
+            if not src:
+                continue
+            n += 1
+            start, end = _frames(ev["start"]), _frames(ev["end"])
+            lines += [f"{n:03d}  AX       {track:<5} C        {_tc(0)} {_tc(end - start)} {_tc(start)} {_tc(end)}",
+                      f"* FROM CLIP NAME: {Path(src).name}", f"* SOURCE FILE: {src}", ""]
+    text_path = ctx.artifacts_dir / "timeline.edl"
+    text_path.write_text("\n".join(lines), encoding="utf-8")
+    return [json_path, text_path]
+
+
+def render_mp4(ctx, events: list[dict]) -> Path:
+    """video.mp4 from the events: one segment per scene, then a stream-copy concat."""
+    work = ctx.artifacts_dir / "segments"
+    work.mkdir(exist_ok=True)
+    try:
+        _render_segments(ctx, events, work)
+        out = ctx.artifacts_dir / "video.mp4"
+        subprocess.run(["ffmpeg", "-y", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0",
+                        "-i", str(work / "list.txt"), "-c", "copy", "-movflags", "+faststart", str(out)],
+                       check=True, capture_output=True, timeout=120)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _render_segments(ctx, events: list[dict], work: Path) -> None:
+    w, h, fps = RENDER
+    listing = []
+    for i, ev in enumerate(events):
+        seg = work / f"segment-{i:03d}.mp4"
+        sound = ["-i", ev["audio"]] if ev["audio"] else ["-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono"]
+        cmd = ["ffmpeg", "-y", "-hide_banner", "-loglevel", "error", "-loop", "1", "-framerate", str(fps),
+               "-i", ev["image"], *sound, "-map", "0:v", "-map", "1:a", "-t", f"{ev['durationSeconds']:.3f}",
+               "-vf", f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,"
+                      "setsar=1,format=yuv420p",
+               "-c:v", "libx264", "-preset", "ultrafast", "-tune", "stillimage", "-r", str(fps),
+               "-af", "apad", "-c:a", "aac", "-ar", "22050", "-ac", "1", str(seg)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60 + 5 * ev["durationSeconds"])
+        quoted = str(seg).replace("'", "'\\''")
+        listing.append(f"file '{quoted}'")
+        ctx.progress(20 + 65 * (i + 1) / len(events), f"rendered scene {i + 1}/{len(events)}")
+    (work / "list.txt").write_text("\n".join(listing) + "\n")
+
+
+def probe_seconds(path: Path) -> float | None:
+    """The container duration ffmpeg reports for a file, or None when it cannot say."""
+    proc = subprocess.run(["ffmpeg", "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=30)
+    m = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", proc.stderr)
+    return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
+
+
+def handle(ctx, data: dict) -> dict:
+    fmt = data.get("format") or "auto"
+    if fmt not in FORMATS:
+        raise PermanentError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    have_ffmpeg = shutil.which("ffmpeg") is not None
+    if fmt == "mp4" and not have_ffmpeg:
+        raise PermanentError("format: mp4 needs ffmpeg, which is not installed on this worker (use edl)")
+    scenes = _scenes(ctx, data)
+    title = data.get("title") or next((s["title"] for s in scenes if s["title"]), None) or "Untitled"
+    events = timeline(scenes)
+    total = events[-1]["end"]
+    ctx.progress(15, f"{len(events)} scenes, {total:.2f}s")
+
+    result = {"format": "edl", "durationSeconds": total, "scenes": len(events), "title": title, "timeline": events}
+    if fmt != "edl" and have_ffmpeg:
+        try:
+            out = render_mp4(ctx, events)
+            result.update(format="mp4", path=str(out), artifacts=[str(out)], renderedSeconds=probe_seconds(out))
+        except (subprocess.SubprocessError, OSError) as exc:
+            err = (getattr(exc, "stderr", None) or b"")[-300:]
+            ctx.log.warning("ffmpeg failed (%s: %r); writing an edit decision list instead", exc, err)
+            result["warning"] = f"ffmpeg failed, wrote an edit decision list instead: {exc}"
+    if result["format"] == "edl":
+        paths = write_edl(ctx, title, events)
+        ctx.progress(90, "edit decision list written")
+        result.update(path=str(paths[0]), artifacts=[str(p) for p in paths])
+    ctx.log.info("composed %d scenes, %.2fs, as %s", len(events), total, result["format"])
+    ctx.progress(100, "composition ready")
+    return result
