@@ -181,3 +181,26 @@ def test_daemon_logs_one_line_per_job_event(vq):
     log = vq.daemon_log(0)
     assert f"job {job_id} test-noop started" in log
     assert f"job {job_id} test-noop finished" in log
+
+
+def test_only_the_newest_finished_and_failed_jobs_are_kept(vq, tmp_path):
+    import yaml
+
+    config = yaml.safe_load(vq.config_path.read_text())
+    config["queue"] = {"defaultJobOptions": {"removeOnComplete": 2, "removeOnFail": 1}}
+    vq.config_path.write_text(yaml.safe_dump(config))
+    done = [vq.submit("test-noop", {}, "--user", "u") for _ in range(5)]
+    failed = [vq.submit("test-broken", {}, "--user", "u") for _ in range(3)]
+    vq.start_daemon()
+    for job_id in done + failed:
+        vq.wait_for(job_id)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        rows = {r["jobType"]: r for r in vq.json("queues")}
+        if rows["test-noop"]["finished"] == 2 and rows["test-broken"]["failed"] == 1:
+            break
+        time.sleep(0.5)
+    assert rows["test-noop"]["finished"] == 2 and rows["test-broken"]["failed"] == 1
+    assert vq.json("show", done[-1])["status"] == "finished", "the newest are kept"
+    assert vq.run("show", done[0]).returncode == 4, "the oldest are gone"
+    assert [j["id"] for j in vq.json("jobs", "--type", "test-noop")] == done[::-1][:2]

@@ -73,7 +73,9 @@ def job_view(job: Job, *, with_result: bool = True) -> dict:
     """The job as JSON. `with_result=False` skips the extra Redis read of the result."""
     meta = job.meta
     status = status_of(job)
-    progress = meta.get("progress") or {"percent": 100.0 if status == "finished" else 0.0, "message": None}
+    progress = meta.get("progress") or {"percent": 0.0, "message": None}
+    if status == Status.FINISHED.value:
+        progress = {"percent": 100.0, "message": progress.get("message") if progress.get("percent") == 100 else "done"}
     result = None
     if with_result and status == Status.FINISHED.value:
         result = job.return_value()

@@ -25,11 +25,26 @@ def ceil_to_second(moment: datetime) -> datetime:
     return moment
 
 
+PAUSED_CACHE_SECONDS = 0.5
+_paused_cache: tuple[float, set[str]] = (0.0, set())
+
+
+def paused_types(connection: Redis) -> set[str]:
+    """The paused job types, read at most twice a second per process (one fewer round
+    trip per job); a pause takes effect within a second."""
+    global _paused_cache
+    read_at, paused = _paused_cache
+    if time.monotonic() - read_at >= PAUSED_CACHE_SECONDS:
+        paused = {p.decode() for p in connection.smembers(keys.PAUSED)}
+        _paused_cache = (time.monotonic(), paused)
+    return paused
+
+
 class VqQueue(Queue):
     @classmethod
     def dequeue_any(cls, queues, timeout, connection, **kwargs):
         """Skip the queues of paused job types."""
-        paused = {p.decode() for p in connection.smembers(keys.PAUSED)}
+        paused = paused_types(connection)
         active = [q for q in queues if keys.split_queue_name(q.name)[0] not in paused] if paused else list(queues)
         if not active:
             if timeout is None:

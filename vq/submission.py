@@ -269,20 +269,20 @@ def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step
         failure_ttl=failure_ttl, job_id=job_id, meta=meta, retry=retry,
         description=f"{r.job_type.name} for {r.user_id}",
     )
-    created_ms = int(time.time() * 1000)
-    with conn.pipeline() as pipe:
-        pipe.zadd(keys.ALL_JOBS, {job_id: created_ms})
-        pipe.zadd(keys.user_jobs(r.user_id), {job_id: created_ms})
-        pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
-        pipe.execute()
     if r.run_at is not None:
         job = queue.enqueue_at(r.run_at, VQ_FUNC, **_enqueue_at_kwargs(common))
     else:
         depends = Dependency(jobs=r.depends_on, allow_failure=r.allow_failure) if r.depends_on else None
         job = queue.enqueue_call(VQ_FUNC, depends_on=depends, **common)
     status = job.get_status(refresh=False)
-    events.emit(conn, "created", job_id, r.job_type.name, userId=r.user_id, priority=r.priority,
-                status=status.value if status else None, parentId=parent_id, step=step)
+    created_ms = int(time.time() * 1000)
+    with conn.pipeline(transaction=False) as pipe:  # the indexes and the event: one round trip
+        pipe.zadd(keys.ALL_JOBS, {job_id: created_ms})
+        pipe.zadd(keys.user_jobs(r.user_id), {job_id: created_ms})
+        pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
+        events.emit(pipe, "created", job_id, r.job_type.name, userId=r.user_id, priority=r.priority,
+                    status=status.value if status else None, parentId=parent_id, step=step)
+        pipe.execute()
     return job
 
 
