@@ -96,3 +96,18 @@ def test_embedded_redis_when_none_is_configured(tmp_path):
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
     assert not sock.exists(), "the daemon stops the Redis it started"
+
+
+def test_video_generation_progress_reflects_its_children(vq):
+    vid = vq.submit("video-generation", {"prompt": "Robots paint. They learn colour.", "sceneCount": 1},
+                    "--user", "alice")
+    assert vq.json("progress", vid) == {"id": vid, "status": "deferred", "percent": 0.0, "message": "0/5 steps done"}
+    only_scripts = vq.start_daemon("--queues", "script-generation", workers=1)
+    script = next(k for k in vq.json("show", vid)["children"] if vq.json("show", k)["step"] == "script")
+    vq.wait_for(script)
+    vq.stop_daemon(only_scripts)
+    partial = vq.json("progress", vid)
+    assert partial["message"] == "1/5 steps done"
+    assert 0 < partial["percent"] < 100
+    vq.start_daemon()
+    assert vq.wait_for(vid, timeout=60)["progress"]["percent"] == 100.0

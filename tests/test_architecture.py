@@ -1,0 +1,28 @@
+"""The core never imports an adapter's framework: the CLI, HTTP API and TUI sit on top of
+the same service functions, which stay usable without any of them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CORE = ["vq.config", "vq.submission", "vq.jobs", "vq.queues", "vq.worker", "vq.daemon", "vq.execution",
+        "vq.maintenance", "vq.scheduling", "vq.events", "vq.model", "vq.embedded"]
+
+
+def test_core_modules_import_no_cli_or_ui_framework():
+    code = (f"import {', '.join(CORE)}, sys; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich', 'textual'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_jobs_are_stored_as_json_never_pickle(vq, redis_conn):
+    import json
+    import zlib
+
+    job_id = vq.submit("test-echo", {"x": 1}, "--user", "u")
+    raw = redis_conn.hget(f"rq:job:{job_id}", "data")
+    func, _instance, args, _kwargs = json.loads(zlib.decompress(raw))
+    assert func == "vq.execution.run_job" and args == ["test-echo", {"x": 1}]
+    assert json.loads(redis_conn.hget(f"rq:job:{job_id}", "meta"))["userId"] == "u"
