@@ -94,8 +94,8 @@ def test_data_survives_kill_9_and_ensure_running_restarts(make):
     old_pid = server.pid
     os.kill(old_pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while server.alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while (server.alive() or server._proc.poll() is None) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the killed process is gone, not just its socket
     assert not server.alive()
 
     assert server.ensure_running() is True

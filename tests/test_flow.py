@@ -105,9 +105,10 @@ def test_pause_holds_jobs_and_resume_releases_them(vq):
     other = vq.submit("test-echo", {}, "--user", "u")
     assert vq.wait_for(other)["status"] == "finished", "other types keep running"
     time.sleep(1.5)
-    assert vq.json("show", job_id)["status"] == "queued"
+    view = vq.json("show", job_id)
+    assert (view["status"], view["waitReason"], view["position"]) == ("limited", "queue paused", 1)
     row = next(r for r in vq.json("queues") if r["jobType"] == "test-noop")
-    assert row["paused"] is True and row["queued"] == 1
+    assert row["paused"] is True and row["limited"] == 1
     vq.json("resume", "test-noop")
     assert vq.wait_for(job_id, timeout=10)["status"] == "finished"
 

@@ -117,6 +117,7 @@ class PrioritySettings(_Strict):
         default_factory=lambda: {"free": "normal", "basic": "normal", "pro": "high", "enterprise": "high"}
     )
     defaultSubscription: Literal["free", "basic", "pro", "enterprise"] = "free"
+    agingThreshold: int = Field(600_000, ge=1000, description="ms a job waits before it is admitted one level up")
 
 
 class LimitsSettings(_Strict):

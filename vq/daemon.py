@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
 
-from vq import maintenance
+from vq import keys, limits, maintenance, stalled
+from vq.admission import Admission
 from vq.config import Settings
 from vq.connection import connect, make_client
 from vq.jobtypes import job_types, load_handler
@@ -27,6 +28,7 @@ from vq.queues import worker_queue_names
 log = logging.getLogger("vq.daemon")
 SUPERVISE_EVERY = 0.5
 MAINTAIN_EVERY = 5.0
+AGE_EVERY = 2.0
 
 
 @dataclass
@@ -69,6 +71,32 @@ def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str) 
 
 
 @dataclass
+class Chore:
+    """Housekeeping run every `every` seconds by one daemon at a time (a Redis lock held
+    for the period); a failure is logged, never fatal."""
+
+    conn: object
+    name: str
+    every: float
+    action: object
+    last: float = 0.0
+
+    def run_if_due(self) -> None:
+        if time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
+        lock = keys.PREFIX + "chore:" + self.name.replace(" ", "-")
+        try:
+            if not self.conn.set(lock, os.getpid(), nx=True, px=max(100, int(self.every * 900))):
+                return  # another daemon did it this period
+            result = self.action()
+            if result:
+                log.info("%s: %s", self.name, result)
+        except Exception:
+            log.exception("%s failed", self.name)
+
+
+@dataclass
 class _Child:
     name: str
     target: object
@@ -87,6 +115,7 @@ class Daemon:
     children: list[_Child] = field(default_factory=list)
     stopping: bool = False
     embedded: object | None = None
+    admission: Admission | None = None
 
     def run(self) -> int:
         configure_logging(self.options.log_level)
@@ -97,6 +126,7 @@ class Daemon:
             self.embedded.start()
             log.info("embedded Redis at %s", self.embedded.url)
         conn = connect(self.settings)
+        limits.publish_config_limits(conn, self.settings)
         for jt in job_types(self.settings).values():
             load_handler(jt.handler)  # a handler that cannot import stops the daemon now, not mid-job
         queue_names = worker_queue_names(self.settings, self.options.queues)
@@ -113,12 +143,18 @@ class Daemon:
         signal.signal(signal.SIGINT, self._request_stop)
         log.info("vq daemon started: %d workers on %d queues (pid %d)", self.options.workers, len(queue_names),
                  os.getpid())
-        last_maintenance = 0.0
+        served = self.options.queues or list(job_types(self.settings))
+        chores = [
+            Chore(conn, "trim ended jobs", MAINTAIN_EVERY, lambda: maintenance.trim_ended(conn, self.settings)),
+            Chore(conn, "age waiting jobs", AGE_EVERY, lambda: self._admission(conn).promote_aged(
+                served, self.settings.priority.agingThreshold)),
+            Chore(conn, "recover stalled jobs", self.settings.queue.settings.stalledInterval / 1000,
+                  lambda: stalled.recover(conn, self.settings)),
+        ]
         while not self.stopping:
             self._supervise(ctx)
-            if time.monotonic() - last_maintenance >= MAINTAIN_EVERY:
-                last_maintenance = time.monotonic()
-                self._maintain(conn)
+            for chore in chores:
+                chore.run_if_due()
             time.sleep(SUPERVISE_EVERY)
         self._shutdown()
         return 0
@@ -148,13 +184,10 @@ class Daemon:
         if self.embedded is not None and self.embedded.ensure_running():
             log.warning("embedded Redis had stopped; restarted it")
 
-    def _maintain(self, conn) -> None:
-        try:
-            removed = maintenance.trim_ended(conn, self.settings)
-            if removed:
-                log.debug("removed %d old ended jobs", removed)
-        except Exception:  # housekeeping must never take the daemon down
-            log.exception("maintenance failed")
+    def _admission(self, conn) -> Admission:
+        if self.admission is None:
+            self.admission = Admission(conn, self.settings.queue.settings.lockDuration)
+        return self.admission
 
     def _request_stop(self, signum, frame) -> None:
         if not self.stopping:

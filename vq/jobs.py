@@ -17,7 +17,8 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import events, keys
+from vq import admission, events, keys, limits
+from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.model import TERMINAL, job_type_of, job_view, status_of
 from vq.rq_queue import rq_queue
@@ -34,10 +35,14 @@ def fetch_job(conn: Redis, job_id: str) -> Job:
         raise NotFound(f"no such job {job_id!r}") from None
 
 
-def show(conn: Redis, job_id: str) -> dict:
-    """The job's JSON, with a planned parent's progress computed from its children."""
+def show(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
+    """The job's JSON, with a planned parent's progress computed from its children, and for
+    a job waiting for a slot, why it waits and where it stands."""
     job = fetch_job(conn, job_id)
     view = job_view(job)
+    if view["status"] == "limited":
+        view.update(admission.wait_info(conn, job, limits.user_limit(conn, settings, view["userId"] or "_"),
+                                        limits.type_limit(conn, settings, view["jobType"])))
     children = job.meta.get("children") or []
     if children and view["status"] not in TERMINAL and view["status"] != "started":
         kids = [k for k in Job.fetch_many(children, connection=conn, serializer=JSONSerializer) if k]
@@ -128,6 +133,7 @@ def retry(conn: Redis, job_id: str) -> dict:
         pipe.delete(keys.cancel_request(job.id))
         job.save(pipeline=pipe)
         queue._enqueue_job(job, pipeline=pipe)
+        admission.wake_in(pipe)
         pipe.execute()
     events.emit(conn, "retried", job.id, job_type_of(job), previous=status)
     return show(conn, job_id)
@@ -152,6 +158,7 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str) -> None:
     job.meta["cancelReason"] = reason
     job.save_meta()
     job.cancel()
+    admission.forget(conn, job)
     events.emit(conn, "canceled", job.id, job_type_of(job), reason=reason)
 
 
@@ -167,6 +174,7 @@ def cancel_dependents(conn: Redis, job: Job, reason: str) -> list[str]:
                 continue
             if dependent.allow_dependency_failures:
                 rq_queue(conn, dependent.origin).enqueue_dependents(current)
+                admission.wake(conn)
                 continue
             _cancel_waiting(conn, dependent, reason)
             canceled.append(dependent.id)
@@ -184,6 +192,7 @@ def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None) -> dict
     if status not in TERMINAL:
         cancel_dependents(conn, job, f"dependency {job.id} was removed")
     job.delete(remove_from_queue=True)
+    admission.forget(conn, job)
     _forget(conn, [job.id], keys.user_jobs(view["userId"] or ""), keys.type_jobs(view["jobType"]))
     conn.delete(keys.cancel_request(job.id))
     if artifacts_root is not None:

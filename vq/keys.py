@@ -38,3 +38,44 @@ def type_jobs(job_type: str) -> str:
 def cancel_request(job_id: str) -> str:
     """Set when someone cancels a job that is running; its next progress report stops it."""
     return f"{PREFIX}job:{job_id}:cancel"
+
+
+# --- admission (see vq/lua/admit.lua for how these fit together) -------------------
+WAKE = PREFIX + "wake"  # list: a token per event that may let a waiting job run
+USER_TIER = PREFIX + "usertier"
+AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
+LIMIT_KINDS = ("type", "tier", "user")
+
+
+def waiting_list(job_type: str, priority: str, user_id: str) -> str:
+    return f"{PREFIX}wait:{job_type}:{priority}:{user_id}"
+
+
+def ring(job_type: str, priority: str) -> str:
+    return f"{PREFIX}ring:{job_type}:{priority}"
+
+
+def waiting(job_type: str) -> str:
+    return f"{PREFIX}waiting:{job_type}"
+
+
+def wait_since(job_type: str, priority: str) -> str:
+    return f"{PREFIX}waitsince:{job_type}:{priority}"
+
+
+def running_type(job_type: str) -> str:
+    return f"{PREFIX}running:type:{job_type}"
+
+
+def running_user(user_id: str) -> str:
+    return f"{PREFIX}running:user:{user_id}"
+
+
+def limits(kind: str) -> str:
+    """Limits from config (written by each daemon at start)."""
+    return f"{PREFIX}limits:{kind}"
+
+
+def limit_overrides(kind: str) -> str:
+    """Limits set at runtime with `vq limits set`; they win over config."""
+    return f"{PREFIX}limits:override:{kind}"

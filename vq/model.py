@@ -104,4 +104,8 @@ def job_view(job: Job, *, with_result: bool = True) -> dict:
         "parentId": meta.get("parentId"),
         "step": meta.get("step"),
         "children": list(meta.get("children") or []),
+        "waitReason": None,  # for a limited job: "user limit 1/1", "type limit 2/2", "queue paused"...
+        "position": None,  # for a limited job: its place in its user's line (1 = next)
+        "usersAhead": None,  # for a limited job: users whose turn comes first
+        "agedTo": None,  # the priority a long-waiting job was moved up to
     }

@@ -6,6 +6,8 @@ functions speak of the type and cover all three.
 
 from __future__ import annotations
 
+import time
+
 from redis import Redis
 from vq.rq_queue import rq_queue
 from rq.job import Job
@@ -19,7 +21,7 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 
-from vq import events, keys
+from vq import admission, events, keys, limits
 from vq.config import Settings
 from vq.jobtypes import get_job_type, job_types
 
@@ -31,7 +33,8 @@ REGISTRIES = {
     "finished": FinishedJobRegistry,
     "canceled": CanceledJobRegistry,
 }
-STATES = ("queued", *REGISTRIES)
+STATES = ("queued", "limited", *REGISTRIES)
+WAITING_STATUSES = ("queued", "rate_limited", "scheduled", "deferred")
 
 
 def rq_queues(conn: Redis, job_type: str) -> list[Queue]:
@@ -49,18 +52,24 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
     """One row per job type: how many jobs are in each state, and whether it is paused."""
     types = job_types(settings)
     paused = {p.decode() for p in conn.smembers(keys.PAUSED)}
+    now = int(time.time() * 1000)
     with conn.pipeline(transaction=False) as pipe:
         for name in types:
+            pipe.zcard(keys.waiting(name))
+            pipe.zcount(keys.running_type(name), now, "+inf")
             for queue in rq_queues(conn, name):
                 pipe.llen(queue.key)
                 for registry in REGISTRIES.values():
                     pipe.zcard(registry(queue.name, connection=conn, serializer=JSONSerializer).key)
         replies = iter(pipe.execute())
+    in_force = limits.effective(conn, settings)
     rows = []
-    for name, jt in types.items():
-        row = {"jobType": name, "paused": name in paused, "limit": jt.limit, **{s: 0 for s in STATES}}
+    for name in types:
+        row = {"jobType": name, "paused": name in paused, "limit": limits.type_limit(conn, settings, name, in_force),
+               **{s: 0 for s in STATES}}
+        row["limited"], row["running"] = next(replies), next(replies)
         for _priority in keys.PRIORITY_ORDER:
-            for state in STATES:
+            for state in ("queued", *REGISTRIES):
                 row[state] += next(replies)
         rows.append(row)
     return rows
@@ -77,6 +86,7 @@ def pause(conn: Redis, settings: Settings, job_type: str) -> dict:
 def resume(conn: Redis, settings: Settings, job_type: str) -> dict:
     get_job_type(settings, job_type)
     conn.srem(keys.PAUSED, job_type)
+    admission.wake(conn)
     events.emit(conn, "resumed", "-", job_type)
     return {"jobType": job_type, "paused": False}
 
@@ -84,15 +94,16 @@ def resume(conn: Redis, settings: Settings, job_type: str) -> dict:
 def clear(conn: Redis, settings: Settings, job_type: str) -> dict:
     """Delete the type's waiting jobs (queued, scheduled, deferred); running and ended ones stay."""
     get_job_type(settings, job_type)
-    removed = 0
+    ids = [i.decode() for i in conn.zrange(keys.waiting(job_type), 0, -1)]
     for queue in rq_queues(conn, job_type):
-        ids = queue.get_job_ids()
+        ids += queue.get_job_ids()
         for registry_class in (ScheduledJobRegistry, DeferredJobRegistry):
             ids += registry_class(queue.name, connection=conn, serializer=JSONSerializer).get_job_ids()
-        for job in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
-            if job is not None:
-                job.delete(remove_from_queue=True)
-                removed += 1
-        conn.delete(queue.key)
+    removed = 0
+    for job in Job.fetch_many(list(dict.fromkeys(ids)), connection=conn, serializer=JSONSerializer):
+        if job is not None and job.get_status(refresh=False).value in WAITING_STATUSES:
+            admission.forget(conn, job)
+            job.delete(remove_from_queue=True)
+            removed += 1
     events.emit(conn, "cleared", "-", job_type, removed=removed)
     return {"jobType": job_type, "removed": removed}

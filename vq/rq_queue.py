@@ -1,4 +1,5 @@
-"""vq's RQ queue class: RQ's Queue with pausing and never-early scheduling.
+"""vq's RQ queue class: RQ's Queue whose dequeue goes through admission, and whose
+scheduling never starts a job early.
 
 Every vq code path that builds an RQ queue uses `rq_queue()`, so these rules hold for
 new jobs, retries and the scheduler alike.
@@ -6,6 +7,7 @@ new jobs, retries and the scheduler alike.
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import datetime, timedelta
 
@@ -15,6 +17,7 @@ from rq.exceptions import DequeueTimeout
 from rq.serializers import JSONSerializer
 
 from vq import keys
+from vq.admission import Admission, release, wait_for_wake
 
 
 def ceil_to_second(moment: datetime) -> datetime:
@@ -25,33 +28,49 @@ def ceil_to_second(moment: datetime) -> datetime:
     return moment
 
 
-PAUSED_CACHE_SECONDS = 0.5
-_paused_cache: tuple[float, set[str]] = (0.0, set())
+_admissions: dict[int, Admission] = {}
+_turn = itertools.count()
 
 
-def paused_types(connection: Redis) -> set[str]:
-    """The paused job types, read at most twice a second per process (one fewer round
-    trip per job); a pause takes effect within a second."""
-    global _paused_cache
-    read_at, paused = _paused_cache
-    if time.monotonic() - read_at >= PAUSED_CACHE_SECONDS:
-        paused = {p.decode() for p in connection.smembers(keys.PAUSED)}
-        _paused_cache = (time.monotonic(), paused)
-    return paused
+def admission_for(connection: Redis) -> Admission:
+    """One Admission (its scripts registered once) per connection."""
+    key = id(connection)
+    if key not in _admissions:
+        from vq.execution import runtime
+
+        lease_ms = runtime().settings.queue.settings.lockDuration
+        _admissions[key] = Admission(connection, lease_ms)
+    return _admissions[key]
 
 
 class VqQueue(Queue):
     @classmethod
     def dequeue_any(cls, queues, timeout, connection, **kwargs):
-        """Skip the queues of paused job types."""
-        paused = paused_types(connection)
-        active = [q for q in queues if keys.split_queue_name(q.name)[0] not in paused] if paused else list(queues)
-        if not active:
+        """Take the next job admission lets through, instead of popping RQ's lists directly.
+
+        Waits for a wake token (a job arrived, a slot was freed) up to `timeout`; never
+        spins. The types are tried in a rotating order so none is always last."""
+        types = list(dict.fromkeys(keys.split_queue_name(q.name)[0] for q in queues))
+        shift = next(_turn) % len(types)
+        types = types[shift:] + types[:shift]
+        admission = admission_for(connection)
+        deadline = time.monotonic() + (timeout or 0)
+        while True:
+            admitted = admission.admit(types)
+            if admitted is not None:
+                job_id, queue_name, user = admitted
+                fetched = cls._fetch_dequeued_job(connection, cls.redis_queue_namespace_prefix + queue_name, job_id,
+                                                  **kwargs)
+                if fetched is not None:
+                    return fetched
+                release(connection, job_id, keys.split_queue_name(queue_name)[0], user)  # deleted meanwhile
+                continue
             if timeout is None:
                 return None
-            time.sleep(min(timeout, 1))
-            raise DequeueTimeout(timeout, [q.key for q in queues])
-        return super().dequeue_any(active, timeout, connection, **kwargs)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DequeueTimeout(timeout, [q.key for q in queues])
+            wait_for_wake(connection, min(left, 1.0))
 
     def schedule_job(self, job, datetime, pipeline=None, unique=False):  # noqa: A002 - RQ's name
         return super().schedule_job(job, ceil_to_second(datetime), pipeline=pipeline, unique=unique)

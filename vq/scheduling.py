@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import time
 
+from rq.job import Job
 from rq.scheduler import RQScheduler
+from rq.utils import current_timestamp
+
+from vq.admission import wake_in
+from vq.rq_queue import rq_queue
 
 LOCK_RETRY_SECONDS = 5.0
 HEARTBEAT_SECONDS = 1.0
@@ -32,6 +37,28 @@ class VqScheduler(RQScheduler):
     def acquire_locks(self, auto_start: bool = False):
         self._last_lock_attempt = time.monotonic()
         return super().acquire_locks(auto_start)
+
+    def enqueue_scheduled_jobs(self) -> None:
+        """RQ's move of due jobs onto their queue lists (and so into admission), plus a wake
+        token when anything moved, so an idle worker admits it at once."""
+        if not self._scheduled_job_registries and self._acquired_locks:
+            self.prepare_registries()
+        moved = 0
+        for registry in self._scheduled_job_registries:
+            job_ids = registry.get_jobs_to_schedule(current_timestamp())
+            if not job_ids:
+                continue
+            queue = rq_queue(self.connection, registry.name)
+            jobs = Job.fetch_many(job_ids, connection=self.connection, serializer=self.serializer)
+            with self.connection.pipeline() as pipe:
+                for job_id, job in zip(job_ids, jobs):
+                    if job is not None:
+                        queue._enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
+                        moved += 1
+                    registry.remove(job_id, pipeline=pipe)
+                if moved:
+                    wake_in(pipe)
+                pipe.execute()
 
     def work(self) -> None:
         self._install_signal_handlers()

@@ -23,6 +23,7 @@ from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from vq import events, keys
+from vq.admission import wake_in
 from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFound
@@ -282,6 +283,8 @@ def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step
         pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
         events.emit(pipe, "created", job_id, r.job_type.name, userId=r.user_id, priority=r.priority,
                     status=status.value if status else None, parentId=parent_id, step=step)
+        if status == JobStatus.QUEUED:
+            wake_in(pipe)
         pipe.execute()
     return job
 

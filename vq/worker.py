@@ -7,6 +7,8 @@ high priority before normal before low, skipping the types an operator paused.
 
 from __future__ import annotations
 
+import threading
+
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.worker import SimpleWorker, WorkerStatus
@@ -14,7 +16,8 @@ from rq.job_lifecycle import call_exception_handlers
 
 from vq import events, keys
 from vq.jobs import cancel_dependents
-from vq.rq_queue import VqQueue
+from vq.admission import release
+from vq.rq_queue import VqQueue, admission_for
 
 
 class RequeueOnShutdown(Exception):
@@ -24,6 +27,33 @@ class RequeueOnShutdown(Exception):
 class VqWorker(SimpleWorker):
     queue_class = VqQueue
     _requeue_current = False
+
+    def execute_job(self, job: Job, queue: Queue):
+        """Run the job while a background thread renews its concurrency leases."""
+        done = threading.Event()
+        renewer = threading.Thread(target=self._renew_leases, args=(job, done), daemon=True,
+                                   name=f"lease-{job.id}")
+        renewer.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            done.set()
+            renewer.join(timeout=5)
+
+    def _renew_leases(self, job: Job, done: threading.Event) -> None:
+        admission = admission_for(self.connection)
+        interval = max(0.2, admission.lease_ms / 3000)
+        while not done.wait(interval):
+            try:
+                admission.renew(job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
+            except Exception:  # Redis briefly away: the next tick tries again
+                self.log.warning("Worker %s: could not renew the lease of job %s", self.name, job.id)
+
+    def _release(self, job: Job) -> None:
+        try:
+            release(self.connection, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
+        except Exception:  # the lease lapses by itself within lockDuration
+            self.log.exception("Worker %s: could not release the slots of job %s", self.name, job.id)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -47,6 +77,7 @@ class VqWorker(SimpleWorker):
     def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None):
         if self._requeue_current:
             self._requeue(job, queue, execution)
+            self._release(job)
             return
         error = job.meta.get("error") or {}
         category = error.get("category", "temporary")
@@ -68,9 +99,11 @@ class VqWorker(SimpleWorker):
                         category=category, error=error.get("message") or _last_line(exc_string))
             if not job.allow_dependency_failures:
                 cancel_dependents(self.connection, job, f"dependency {job.id} failed")
+        self._release(job)
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution):
         super().handle_job_success(job, queue, started_job_registry, execution)
+        self._release(job)
         took = (job.ended_at - job.started_at).total_seconds() if job.started_at and job.ended_at else None
         events.emit(self.connection, "finished", job.id, job.meta.get("jobType"),
                     durationMs=int(took * 1000) if took is not None else None)

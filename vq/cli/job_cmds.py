@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         if tree:
             emit(jobs.tree(st.conn, job_id), as_json, render_tree)
         else:
-            emit(jobs.show(st.conn, job_id), as_json, render_job)
+            emit(jobs.show(st.conn, job_id, st.settings), as_json, render_job)
 
     @app.command("jobs")
     def list_command(
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
                  as_json: bool = JSON_OPTION) -> None:
         """Show a job's progress; with --follow, live until it ends (exit 1 if it fails)."""
         st = state(ctx)
-        view = jobs.show(st.conn, job_id)
+        view = jobs.show(st.conn, job_id, st.settings)
         if not follow:
             emit({"id": view["id"], "status": view["status"], **view["progress"]}, as_json,
                  lambda v: out.print(f"{status_text(v['status'])} {v['percent']:.0f}% {v.get('message') or ''}"))

@@ -1,0 +1,128 @@
+"""Admission: the step between "runnable" and "running" that enforces per-user and
+per-type concurrency limits across every host, fairly.
+
+Every way a job becomes runnable (submission, a delay coming due, a retry, a dependency
+finishing, a recurring tick) ends on its RQ queue list. Workers never pop those lists
+directly: they call `admit()`, a Lua script that moves new arrivals into per-user
+waiting lines and hands out the next job whose user and type both have a free slot,
+leasing both slots in the same atomic step. Users take turns within a priority level;
+a job that waited past the aging threshold moves up a level. A lease lapses unless the
+running worker renews it, so a killed worker's slots come back by themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+from redis import Redis
+
+from vq import keys
+from vq.model import job_type_of
+
+DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
+SCAN_MAX = 100  # users looked at per ring and call before giving up for now
+WAKE_TOKENS = 64
+
+
+def _script(conn: Redis, name: str):
+    source = resources.files("vq.lua").joinpath(name).read_text()
+    return conn.register_script(source)
+
+
+class Admission:
+    """The admission scripts bound to one connection (scripts are loaded once)."""
+
+    def __init__(self, conn: Redis, lease_ms: int):
+        self.conn = conn
+        self.lease_ms = lease_ms
+        self._admit = _script(conn, "admit.lua")
+        self._promote = _script(conn, "promote.lua")
+
+    def admit(self, job_types: list[str]) -> tuple[str, str, str] | None:
+        """Route arrivals and admit one job of these types: (job id, queue name, user) or None."""
+        now = int(time.time() * 1000)
+        result = self._admit(args=[now, self.lease_ms, DRAIN_MAX, SCAN_MAX, len(job_types), *job_types])
+        if not result:
+            return None
+        return result[0].decode(), result[1].decode(), result[2].decode()
+
+    def promote_aged(self, job_types: list[str], threshold_ms: int, max_per_level: int = 500) -> int:
+        now = int(time.time() * 1000)
+        return int(self._promote(args=[now, threshold_ms, max_per_level, len(job_types), *job_types]))
+
+    def renew(self, job_id: str, job_type: str, user_id: str) -> None:
+        """Extend a running job's leases; XX: a lease that already lapsed is not revived."""
+        deadline = int(time.time() * 1000) + self.lease_ms
+        with self.conn.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.running_type(job_type), {job_id: deadline}, xx=True)
+            pipe.zadd(keys.running_user(user_id), {job_id: deadline}, xx=True)
+            pipe.execute()
+
+
+def release(conn: Redis, job_id: str, job_type: str, user_id: str) -> None:
+    """Give back a job's slots and wake a waiting worker."""
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.running_type(job_type), job_id)
+        pipe.zrem(keys.running_user(user_id), job_id)
+        wake_in(pipe)
+        pipe.execute()
+
+
+def wake(conn: Redis) -> None:
+    """Tell one idle worker that something may have become runnable."""
+    with conn.pipeline(transaction=False) as pipe:
+        wake_in(pipe)
+        pipe.execute()
+
+
+def wake_in(pipe) -> None:
+    """Queue a wake token in a pipeline the caller executes."""
+    pipe.lpush(keys.WAKE, 1)
+    pipe.ltrim(keys.WAKE, 0, WAKE_TOKENS - 1)
+
+
+def wait_for_wake(conn: Redis, timeout: float) -> None:
+    conn.blpop([keys.WAKE], timeout=max(0.01, timeout))
+
+
+def forget(conn: Redis, job) -> None:
+    """Take a waiting job out of its line (it was canceled or deleted)."""
+    job_type = job_type_of(job)
+    user = job.meta.get("userId") or "_"
+    with conn.pipeline(transaction=False) as pipe:
+        for priority in keys.PRIORITY_ORDER:
+            pipe.lrem(keys.waiting_list(job_type, priority, user), 1, job.id)
+            pipe.zrem(keys.wait_since(job_type, priority), job.id)
+        pipe.zrem(keys.waiting(job_type), job.id)
+        pipe.hdel(keys.AGED, job.id)
+        pipe.execute()
+
+
+def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
+    """Why a waiting job waits, and where it stands in line."""
+    job_type = job_type_of(job)
+    user = job.meta.get("userId") or "_"
+    priority = (conn.hget(keys.AGED, job.id) or b"").decode() or job.meta.get("priority") or "normal"
+    now = int(time.time() * 1000)
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.sismember(keys.PAUSED, job_type)
+        pipe.zcount(keys.running_type(job_type), now, "+inf")
+        pipe.zcount(keys.running_user(user), now, "+inf")
+        pipe.lpos(keys.waiting_list(job_type, priority, user), job.id)
+        pipe.lpos(keys.ring(job_type, priority), user)
+        paused, type_running, user_running, position, users_ahead = pipe.execute()
+    if paused:
+        reason = "queue paused"
+    elif type_running >= type_limit:
+        reason = f"type limit {type_running}/{type_limit}"
+    elif user_running >= user_limit:
+        reason = f"user limit {user_running}/{user_limit}"
+    else:
+        reason = "waiting for a worker"
+    return {
+        "waitReason": reason,
+        "position": None if position is None else position + 1,
+        "usersAhead": users_ahead,
+        "agedTo": priority if priority != job.meta.get("priority") else None,
+    }

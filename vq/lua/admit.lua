@@ -1,0 +1,126 @@
+-- Admission: move newly runnable jobs from RQ's queue lists into per-user waiting lists,
+-- then admit the next job whose user and type both have a free slot, leasing both slots.
+-- Runs atomically, so two workers on two hosts can never both take the last slot.
+--
+-- ARGV: now_ms, lease_ms, drain_max, scan_max, n_types, type_1 .. type_n (in the order
+--       this worker should try them; the caller rotates it)
+-- Returns: {job_id, queue_name, user} of the admitted job, or nil.
+--
+-- Keys (vq/keys.py builds the same names):
+--   rq:queue:<type>.<prio>           RQ's list: where every path into execution lands
+--   rq:job:<id>                      RQ's job hash (status, meta as JSON)
+--   vq:wait:<type>:<prio>:<user>     the user's waiting job ids, oldest first
+--   vq:ring:<type>:<prio>            users with waiting jobs, in turn order
+--   vq:waiting:<type>                zset id -> since ms (every waiting job of the type)
+--   vq:waitsince:<type>:<prio>       zset id -> since ms (not yet aged)
+--   vq:running:type:<type>           zset id -> lease deadline ms
+--   vq:running:user:<user>           zset id -> lease deadline ms
+--   vq:usertier                      hash user -> subscription tier (latest seen)
+--   vq:limits:{type,tier,user}       hash: limits from config
+--   vq:limits:override:{type,tier,user}  hash: limits set at runtime (win)
+--   vq:paused                        set of paused types
+
+local now = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+local drain_max = tonumber(ARGV[3])
+local scan_max = tonumber(ARGV[4])
+local n_types = tonumber(ARGV[5])
+local prios = {'high', 'normal', 'low'}
+local UNLIMITED = 1000000000
+
+local function limit_of(kind, name, fallback)
+  local v = redis.call('HGET', 'vq:limits:override:' .. kind, name)
+  if not v then v = redis.call('HGET', 'vq:limits:' .. kind, name) end
+  if v then return tonumber(v) end
+  return fallback
+end
+
+local function user_limit(user)
+  local v = redis.call('HGET', 'vq:limits:override:user', user)
+  if not v then v = redis.call('HGET', 'vq:limits:user', user) end
+  if v then return tonumber(v) end
+  local tier = redis.call('HGET', 'vq:usertier', user) or 'free'
+  return limit_of('tier', tier, 1)
+end
+
+local function live_count(key)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)  -- leases of dead workers lapse here
+  return redis.call('ZCARD', key)
+end
+
+-- 1. Route: RQ list -> the user's waiting list.
+for i = 1, n_types do
+  local t = ARGV[5 + i]
+  for _, p in ipairs(prios) do
+    local inbox = 'rq:queue:' .. t .. '.' .. p
+    for _ = 1, drain_max do
+      local id = redis.call('LPOP', inbox)
+      if not id then break end
+      local jk = 'rq:job:' .. id
+      local fields = redis.call('HMGET', jk, 'status', 'meta')
+      if fields[1] == 'queued' then
+        local user, tier = '_', 'free'
+        if fields[2] then
+          local ok, meta = pcall(cjson.decode, fields[2])
+          if ok and type(meta) == 'table' then
+            if type(meta.userId) == 'string' then user = meta.userId end
+            if type(meta.subscription) == 'string' then tier = meta.subscription end
+          end
+        end
+        local wl = 'vq:wait:' .. t .. ':' .. p .. ':' .. user
+        if redis.call('RPUSH', wl, id) == 1 then
+          redis.call('RPUSH', 'vq:ring:' .. t .. ':' .. p, user)
+        end
+        redis.call('HSET', 'vq:usertier', user, tier)
+        redis.call('HSET', jk, 'status', 'rate_limited')
+        redis.call('ZADD', 'vq:waiting:' .. t, 'NX', now, id)
+        redis.call('ZADD', 'vq:waitsince:' .. t .. ':' .. p, 'NX', now, id)
+      end
+    end
+  end
+end
+
+-- 2. Admit: by priority, then type (in the caller's order), then users in turn.
+for _, p in ipairs(prios) do
+  for i = 1, n_types do
+    local t = ARGV[5 + i]
+    if redis.call('SISMEMBER', 'vq:paused', t) == 0 then
+      local tk = 'vq:running:type:' .. t
+      if live_count(tk) < limit_of('type', t, UNLIMITED) then
+        local ring = 'vq:ring:' .. t .. ':' .. p
+        local n = math.min(redis.call('LLEN', ring), scan_max)
+        for _ = 1, n do
+          local user = redis.call('LINDEX', ring, 0)
+          local uk = 'vq:running:user:' .. user
+          local wl = 'vq:wait:' .. t .. ':' .. p .. ':' .. user
+          if live_count(uk) < user_limit(user) then
+            local id = nil
+            while true do
+              local cand = redis.call('LPOP', wl)
+              if not cand then break end
+              redis.call('ZREM', 'vq:waitsince:' .. t .. ':' .. p, cand)
+              redis.call('ZREM', 'vq:waiting:' .. t, cand)
+              if redis.call('HGET', 'rq:job:' .. cand, 'status') == 'rate_limited' then
+                id = cand
+                break
+              end
+            end
+            redis.call('LPOP', ring)
+            if redis.call('LLEN', wl) > 0 then
+              redis.call('RPUSH', ring, user)  -- served: to the back of the line
+            end
+            if id then
+              redis.call('ZADD', tk, now + lease, id)
+              redis.call('ZADD', uk, now + lease, id)
+              redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
+              return {id, t .. '.' .. p, user}
+            end
+          else
+            redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')  -- at its limit: let the next user go
+          end
+        end
+      end
+    end
+  end
+end
+return nil
