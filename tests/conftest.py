@@ -91,6 +91,7 @@ TEST_JOB_TYPES = {
     "test-broken": {"handler": "tests.plugins:broken", "attempts": 3},
     "test-echo": {"handler": "tests.plugins:echo", "attempts": 1},
     "test-noop": {"handler": "tests.plugins:noop", "attempts": 1},
+    "test-track": {"handler": "tests.plugins:tracked", "attempts": 1},
 }
 
 
@@ -130,6 +131,13 @@ class VQ:
             proc.send_signal(signal.SIGTERM)
         return proc.wait(timeout)
 
+    def configure(self, **blocks) -> None:
+        """Change the test config (before starting daemons): configure(concurrency={...})."""
+        config = yaml.safe_load(self.config_path.read_text())
+        for name, value in blocks.items():
+            config[name] = {**config.get(name, {}), **value} if isinstance(value, dict) else value
+        self.config_path.write_text(yaml.safe_dump(config))
+
     def daemon_log(self, index: int = 0) -> str:
         return (self.data_dir / f"daemon-{index}.log").read_text()
 
@@ -163,7 +171,8 @@ def vq(redis_conn, redis_server, tmp_path):
         "daemon": {"shutdownGrace": 5000},
     })
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
-    env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), COLUMNS="200")
+    env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), COLUMNS="200",
+               VQ_TEST_REDIS=redis_server.url)
     runner = VQ(config, env, data_dir)
     yield runner
     for proc in runner.daemons:  # stop them all the way, so no worker outlives its test

@@ -34,3 +34,29 @@ def echo(ctx, data):
 
 def noop(ctx, data):
     return {}
+
+
+_MAX = "local n = tonumber(ARGV[1]); if n > tonumber(redis.call('GET', KEYS[1]) or '0') then redis.call('SET', KEYS[1], n) end"
+
+
+def tracked(ctx, data):
+    """Counts, in the test's Redis, how many jobs of its type and of its user really run at
+    once (and the most ever seen), so tests can check the limits from the inside."""
+    import redis
+
+    r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
+    counters = [f"test:active:type:{ctx.job_type}", f"test:active:user:{ctx.user_id}"]
+    r.set(f"test:pid:{ctx.job_id}", os.getpid())
+    r.rpush("test:started", ctx.job_id)
+    for key in counters:
+        r.eval(_MAX, 1, key + ":max", r.incr(key))
+    try:
+        seconds = float(data.get("seconds", 0.1))
+        steps = max(1, int(seconds / 0.1))
+        for i in range(steps):  # progress reports also let a cancel stop the job
+            time.sleep(seconds / steps)
+            ctx.progress((i + 1) * 100 / steps)
+    finally:
+        for key in counters:
+            r.decr(key)
+    return {"pid": os.getpid()}

@@ -1,0 +1,180 @@
+"""Admission: per-user and per-type limits hold across workers and daemons, users take
+turns, long waits age upwards, and a killed worker's slots come back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.conftest import TEST_JOB_TYPES
+
+
+def _limits(vq, type_limit: int, tiers: dict | None = None, **settings) -> None:
+    queue = settings.pop("queue", {})
+    vq.configure(concurrency={"type": {"test-track": type_limit},
+                              "user": tiers or {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}},
+                 queue={"defaultJobOptions": {"removeOnComplete": False}, **queue}, **settings)
+
+
+class Sampler(threading.Thread):
+    """Reads the live lease counts as fast as it can while the load runs."""
+
+    def __init__(self, conn, keys_):
+        super().__init__(daemon=True)
+        self.conn, self.keys, self.max = conn, keys_, {k: 0 for k in keys_}
+        self.samples, self.stop = 0, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            now = int(time.time() * 1000)
+            with self.conn.pipeline(transaction=False) as pipe:
+                for key in self.keys:
+                    pipe.zcount(key, now, "+inf")
+                for key, count in zip(self.keys, pipe.execute()):
+                    self.max[key] = max(self.max[key], count)
+            self.samples += 1
+
+
+def test_limits_hold_across_two_daemons_under_load(vq, redis_conn):
+    _limits(vq, 3)
+    users = {"f1": "free", "f2": "free", "b1": "basic", "b2": "basic", "p1": "pro", "e1": "enterprise"}
+    ids = [vq.submit("test-track", {"seconds": 0.15}, "--user", u, "--subscription", tier)
+           for _ in range(8) for u, tier in users.items()]
+    sampler = Sampler(redis_conn, ["vq:running:type:test-track"] + [f"vq:running:user:{u}" for u in users])
+    sampler.start()
+    try:
+        vq.start_daemon(workers=3)
+        vq.start_daemon(workers=3)
+        for job_id in ids:
+            assert vq.wait_for(job_id, timeout=60)["status"] == "finished"
+    finally:
+        sampler.stop.set()
+        sampler.join()
+    limit_of = {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}
+    assert sampler.samples > 100
+    assert sampler.max["vq:running:type:test-track"] == 3, "the type limit is reached, never exceeded"
+    assert int(redis_conn.get("test:active:type:test-track:max")) == 3, "really running at once, seen from inside"
+    for user, tier in users.items():
+        assert sampler.max[f"vq:running:user:{user}"] <= limit_of[tier], user
+        assert int(redis_conn.get(f"test:active:user:{user}:max")) <= limit_of[tier], user
+    view = vq.json("limits")
+    row = next(t for t in view["types"] if t["jobType"] == "test-track")
+    assert (row["running"], row["waiting"]) == (0, 0), "every count is back to zero"
+    assert all(u["running"] == 0 and u["waiting"] == 0 for u in view["users"])
+
+
+def test_a_user_over_its_limit_waits_with_a_reason_and_a_place_in_line(vq):
+    _limits(vq, 5)
+    first = vq.submit("test-track", {"seconds": 3}, "--user", "solo", "--subscription", "free")
+    second = vq.submit("test-track", {"seconds": 0.1}, "--user", "solo", "--subscription", "free")
+    third = vq.submit("test-track", {"seconds": 0.1}, "--user", "solo", "--subscription", "free")
+    vq.start_daemon(workers=2)
+    vq.wait_for(first, statuses=("started",))
+    time.sleep(0.5)
+    view = vq.json("show", second)
+    assert (view["status"], view["waitReason"], view["position"]) == ("limited", "user limit 1/1", 1)
+    assert vq.json("show", third)["position"] == 2
+    assert vq.wait_for(third, timeout=20)["status"] == "finished"
+
+
+def test_a_basic_user_runs_two_at_once_and_no_more(vq, redis_conn):
+    _limits(vq, 5)
+    ids = [vq.submit("test-track", {"seconds": 0.5}, "--user", "b", "--subscription", "basic") for _ in range(5)]
+    vq.start_daemon(workers=4)
+    for job_id in ids:
+        vq.wait_for(job_id, timeout=30)
+    assert int(redis_conn.get("test:active:user:b:max")) == 2
+
+
+def test_type_limit_reason_and_raising_it_at_runtime_takes_effect_at_once(vq, redis_conn):
+    _limits(vq, 1)
+    ids = [vq.submit("test-track", {"seconds": 4}, "--user", f"u{i}", "--subscription", "pro") for i in range(3)]
+    vq.start_daemon(workers=3)
+    vq.wait_for(ids[0], statuses=("started",))
+    time.sleep(0.5)
+    assert vq.json("show", ids[1])["waitReason"] == "type limit 1/1"
+    assert vq.run("limits", "set", "type", "test-track", "3").returncode == 0
+    for job_id in ids[1:]:
+        vq.wait_for(job_id, statuses=("started",), timeout=3)
+    assert int(redis_conn.get("test:active:type:test-track:max")) == 3
+
+
+def test_users_take_turns_a_flood_does_not_delay_a_single_job(vq, redis_conn):
+    _limits(vq, 1)
+    heavy = [vq.submit("test-track", {"seconds": 0.05}, "--user", "heavy", "--subscription", "enterprise")
+             for _ in range(30)]
+    light = [vq.submit("test-track", {"seconds": 0.05}, "--user", f"light{i}", "--subscription", "enterprise")
+             for i in range(5)]
+    vq.start_daemon(workers=2)
+    for job_id in heavy + light:
+        vq.wait_for(job_id, timeout=60)
+    order = [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
+    positions = sorted(order.index(j) for j in light)
+    assert positions[-1] <= len(light) + 1, f"light users' jobs started at {positions} of {len(order)}"
+
+
+def test_long_waiting_low_priority_jobs_age_upwards(vq, redis_conn):
+    _limits(vq, 1, priority={"agingThreshold": 1000})
+    low = vq.submit("test-track", {"seconds": 0.2}, "--user", "u", "--subscription", "enterprise",
+                    "--priority", "low")
+    normal = [vq.submit("test-track", {"seconds": 0.2}, "--user", "u", "--subscription", "enterprise",
+                        "--priority", "normal") for _ in range(30)]
+    vq.start_daemon(workers=1)
+    vq.wait_for(low, timeout=30)
+    order = [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
+    assert order.index(low) < 25, f"the low job started {order.index(low)}th of {len(normal) + 1}"
+    for job_id in normal:
+        vq.wait_for(job_id, timeout=30)
+
+
+def test_a_killed_worker_frees_its_slots_and_its_job_runs_again(vq, redis_conn):
+    _limits(vq, 1, queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000, "maxStalledCount": 1}})
+    doomed = vq.submit("test-track", {"seconds": 30}, "--user", "u", "--subscription", "pro")
+    vq.start_daemon(workers=2)
+    vq.wait_for(doomed, statuses=("started",))
+    pid = int(redis_conn.get(f"test:pid:{doomed}"))
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    deadline = killed_at + 10
+    while time.monotonic() < deadline:
+        view = vq.json("show", doomed)
+        if view["status"] == "started" and int(redis_conn.get(f"test:pid:{doomed}")) != pid:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the stalled job was not run again: {view['status']}")
+    assert time.monotonic() - killed_at < 1.5 + 1.0 + 2.0, "within the lease and the stalled interval"
+    assert "stalled" in vq.daemon_log(0)
+    vq.json("cancel", doomed)
+    assert vq.wait_for(doomed, timeout=10)["status"] == "canceled"
+    time.sleep(0.3)
+    row = next(t for t in vq.json("limits")["types"] if t["jobType"] == "test-track")
+    assert row["running"] == 0
+
+
+def test_a_job_that_stalls_too_often_fails(vq, redis_conn):
+    _limits(vq, 1, queue={"settings": {"lockDuration": 1000, "stalledInterval": 1000, "maxStalledCount": 0}})
+    doomed = vq.submit("test-track", {"seconds": 30}, "--user", "u", "--subscription", "pro")
+    vq.start_daemon(workers=1)
+    vq.wait_for(doomed, statuses=("started",))
+    os.kill(int(redis_conn.get(f"test:pid:{doomed}")), signal.SIGKILL)
+    view = vq.wait_for(doomed, timeout=10)
+    assert view["status"] == "failed" and view["error"]["category"] == "stalled"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["set", "type", "test-track", "0"], "at least 1"),
+    (["set", "type", "test-track", "-3"], "at least 1"),
+    (["set", "tier", "gold", "3"], "unknown subscription tier 'gold'"),
+    (["set", "type", "no-such", "3"], "unknown job type 'no-such'"),
+    (["set", "planet", "x", "3"], "limit kind 'planet'"),
+])
+def test_bad_limits_are_refused_with_one_line(vq, args, message):
+    proc = vq.run("limits", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,74 @@
+"""`vq limits`: concurrency limits in force and how full each type and user is; change
+them at runtime (every host, at once, no restart)."""
+
+from __future__ import annotations
+
+import typer
+
+from vq import limits
+from vq.cli.output import emit, err, out, table
+from vq.cli.state import JSON_OPTION, state
+from vq.errors import InvalidInput
+
+limits_app = typer.Typer(help="Concurrency limits: show them, change them at runtime.", invoke_without_command=True,
+                         no_args_is_help=False)
+
+
+def _render(view: dict) -> None:
+    def cell(running: int, limit: int) -> str:
+        colour = "red" if running >= limit else "yellow" if running >= 0.8 * limit else "green"
+        return f"[{colour}]{running}/{limit}[/]"
+
+    out.print(table(["type", "running/limit", "waiting"],
+                    [[t["jobType"], cell(t["running"], t["limit"]), t["waiting"]] for t in view["types"]],
+                    title="job types"))
+    if view["users"]:
+        out.print(table(["user", "tier", "running/limit", "waiting"],
+                        [[u["userId"], u["tier"] or "", cell(u["running"], u["limit"]), u["waiting"]]
+                         for u in view["users"]], title="active users"))
+    tiers = ", ".join(f"{k} {v}" for k, v in view["tiers"].items())
+    out.print(f"[dim]per-user limits by tier: {tiers}[/]")
+
+
+@limits_app.callback()
+def show_limits(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """Per type and per active user: running / limit / waiting."""
+    if ctx.invoked_subcommand is not None:
+        return
+    st = state(ctx)
+    emit(limits.overview(st.conn, st.settings), as_json, _render)
+
+
+def _parse_limit(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidInput(f"LIMIT: expected a whole number of at least 1, got {value!r}") from None
+    return number
+
+
+@limits_app.command("set", context_settings={"ignore_unknown_options": True})
+def set_command(ctx: typer.Context,
+                kind: str = typer.Argument(..., metavar="KIND", help="type, tier or user."),
+                name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
+                value: str = typer.Argument(..., metavar="LIMIT", help="Concurrent jobs allowed (at least 1)."),
+                as_json: bool = JSON_OPTION) -> None:
+    """Set a limit at runtime; it wins over the config file on every host until reset."""
+    st = state(ctx)
+    result = limits.set_limit(st.conn, st.settings, kind, name, _parse_limit(value))
+    emit(result, as_json, lambda r: err.print(f"{r['kind']} {r['name']}: limit {r['limit']}"))
+
+
+@limits_app.command("reset")
+def reset_command(ctx: typer.Context,
+                  kind: str = typer.Argument(..., metavar="KIND", help="type, tier or user."),
+                  name: str = typer.Argument(..., metavar="NAME"),
+                  as_json: bool = JSON_OPTION) -> None:
+    """Drop a runtime limit: the config file's value applies again."""
+    st = state(ctx)
+    result = limits.set_limit(st.conn, st.settings, kind, name, None)
+    emit(result, as_json, lambda r: err.print(f"{r['kind']} {r['name']}: back to the configured limit"))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(limits_app, name="limits")
