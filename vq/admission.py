@@ -63,10 +63,15 @@ class Admission:
 def release(conn: Redis, job_id: str, job_type: str, user_id: str) -> None:
     """Give back a job's slots and wake a waiting worker."""
     with conn.pipeline(transaction=False) as pipe:
-        pipe.zrem(keys.running_type(job_type), job_id)
-        pipe.zrem(keys.running_user(user_id), job_id)
-        wake_in(pipe)
+        release_in(pipe, job_id, job_type, user_id)
         pipe.execute()
+
+
+def release_in(pipe, job_id: str, job_type: str, user_id: str) -> None:
+    """`release` as part of a pipeline the caller executes."""
+    pipe.zrem(keys.running_type(job_type), job_id)
+    pipe.zrem(keys.running_user(user_id), job_id)
+    wake_in(pipe)
 
 
 def wake(conn: Redis) -> None:

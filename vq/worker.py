@@ -16,7 +16,7 @@ from rq.job_lifecycle import call_exception_handlers
 
 from vq import events, keys
 from vq.jobs import cancel_dependents
-from vq.admission import release
+from vq.admission import release, release_in
 from vq.rq_queue import VqQueue, admission_for
 
 
@@ -103,10 +103,12 @@ class VqWorker(SimpleWorker):
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution):
         super().handle_job_success(job, queue, started_job_registry, execution)
-        self._release(job)
         took = (job.ended_at - job.started_at).total_seconds() if job.started_at and job.ended_at else None
-        events.emit(self.connection, "finished", job.id, job.meta.get("jobType"),
-                    durationMs=int(took * 1000) if took is not None else None)
+        with self.connection.pipeline(transaction=False) as pipe:  # slots back + event: one round trip
+            release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
+            events.emit(pipe, "finished", job.id, job.meta.get("jobType"),
+                        durationMs=int(took * 1000) if took is not None else None)
+            pipe.execute()
 
     def _requeue(self, job: Job, queue: Queue, execution) -> None:
         """Put an interrupted job back at the front of its queue; the attempt is not charged."""

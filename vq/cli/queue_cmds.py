@@ -11,10 +11,11 @@ from vq.jobtypes import job_types
 
 
 def _render_counts(rows: list[dict]) -> None:
-    columns = ["type", "queued", "started", "deferred", "scheduled", "failed", "finished", "canceled", "limit", "paused"]
+    columns = ["type", "queued", "limited", "running/limit", "deferred", "scheduled", "failed", "finished",
+               "canceled", "paused"]
     out.print(table(columns, [[
-        r["jobType"], r["queued"], r["started"], r["deferred"], r["scheduled"],
-        f"[red]{r['failed']}[/]" if r["failed"] else 0, r["finished"], r["canceled"], r["limit"],
+        r["jobType"], r["queued"], r["limited"], f"{r['running']}/{r['limit']}", r["deferred"], r["scheduled"],
+        f"[red]{r['failed']}[/]" if r["failed"] else 0, r["finished"], r["canceled"],
         "[yellow]paused[/]" if r["paused"] else "",
     ] for r in rows]))
 
