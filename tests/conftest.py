@@ -92,6 +92,8 @@ TEST_JOB_TYPES = {
     "test-echo": {"handler": "tests.plugins:echo", "attempts": 1},
     "test-noop": {"handler": "tests.plugins:noop", "attempts": 1},
     "test-track": {"handler": "tests.plugins:tracked", "attempts": 1},
+    "test-ratelimited": {"handler": "tests.plugins:rate_limited", "attempts": 1},
+    "test-odd": {"handler": "tests.plugins:unknown_error", "attempts": 3, "unknownErrors": "permanent"},
 }
 
 

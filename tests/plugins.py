@@ -60,3 +60,20 @@ def tracked(ctx, data):
         for key in counters:
             r.decr(key)
     return {"pid": os.getpid()}
+
+
+def rate_limited(ctx, data):
+    """The first run is told to come back after `retry_after` seconds; then it succeeds."""
+    import redis
+
+    from vq.errors import RateLimitError
+
+    r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
+    r.rpush(f"test:runs:{ctx.job_id}", time.time())
+    if r.llen(f"test:runs:{ctx.job_id}") == 1:
+        raise RateLimitError("slow down", retry_after=float(data.get("retry_after", 2)))
+    return {"attempt": ctx.attempt}
+
+
+def unknown_error(ctx, data):
+    raise KeyError("something odd")

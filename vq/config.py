@@ -45,6 +45,7 @@ class Backoff(_Strict):
     delay: int = Field(2000, ge=0, description="milliseconds")
     factor: float = Field(2.0, ge=1.0)
     max: int = Field(3_600_000, ge=0, description="milliseconds")
+    jitter: float = Field(0.1, ge=0.0, le=1.0, description="up to this share is added to each wait, at random")
 
 
 class DefaultJobOptions(_Strict):
@@ -122,6 +123,8 @@ class PrioritySettings(_Strict):
 
 class LimitsSettings(_Strict):
     maxDataBytes: int = Field(1_048_576, ge=1)
+    maxRateLimitDelay: int = Field(3_600_000, ge=0, description="ms: the longest a provider's retry-after is honoured")
+    idempotencyWindow: int = Field(86_400_000, ge=1000, description="ms an idempotencyKey keeps returning its job")
 
 
 class DaemonSettings(_Strict):
@@ -138,6 +141,7 @@ class JobTypeSettings(_Strict):
     timeout: int | None = Field(None, ge=1000, description="milliseconds")
     attempts: int | None = Field(None, ge=1)
     backoff: Backoff | None = None
+    unknownErrors: Literal["temporary", "permanent"] | None = None
 
 
 class Settings(_Strict):

@@ -21,7 +21,7 @@ from rq.timeouts import JobTimeoutException
 from vq import events, keys
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
-from vq.errors import HandlerError, JobCanceled
+from vq.errors import HandlerError, JobCanceled, ProviderError, RateLimitError
 from vq.jobtypes import get_job_type, load_handler
 
 PROGRESS_EVENT_INTERVAL = 0.25  # seconds between progress events of one job
@@ -56,20 +56,32 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def classify(exc: BaseException) -> str:
-    """The error category of an exception: handlers' own, timeouts, else temporary."""
+def classify(exc: BaseException, unknown: str = "temporary") -> str:
+    """The error category of an exception: handlers' own, timeouts, else the type's rule
+    for unknown exceptions (temporary unless configured otherwise)."""
     if isinstance(exc, HandlerError):
         return exc.category
     if isinstance(exc, JobTimeoutException):
         return "timeout"
-    return "temporary"
+    return unknown
+
+
+def error_record(exc: BaseException, unknown: str = "temporary") -> dict:
+    """What the job keeps of a failure (shown by `vq show`, used by the worker)."""
+    record = {"category": classify(exc, unknown), "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    if isinstance(exc, RateLimitError):
+        record["retryAfter"] = float(exc.retry_after)
+    if isinstance(exc, ProviderError):
+        record["provider"] = exc.provider
+    return record
 
 
 def run_job(job_type: str, data: dict) -> dict:
     job = get_current_job()
     assert job is not None, "run_job runs inside an RQ worker"
     rt = runtime()
-    handler = load_handler(get_job_type(rt.settings, job_type).handler)
+    job_type_spec = get_job_type(rt.settings, job_type)
+    handler = load_handler(job_type_spec.handler)
     job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
     job.meta["progress"] = {"percent": 0.0, "message": None}
     job.meta.pop("error", None)
@@ -86,7 +98,7 @@ def run_job(job_type: str, data: dict) -> dict:
     try:
         result = handler(ctx, data)
     except Exception as exc:
-        job.meta["error"] = {"category": classify(exc), "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+        job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
         job.save_meta()
         raise
     if result is None:

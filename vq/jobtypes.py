@@ -8,6 +8,8 @@ of a built-in type or add a new type (which must name a handler).
 from __future__ import annotations
 
 import importlib
+import math
+import random
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -48,17 +50,21 @@ class JobType:
     backoff: Backoff
     limit: int
     builtin: bool
+    unknown_errors: str = "temporary"
 
-    def retry_intervals(self) -> list[int]:
-        """Seconds to wait before each retry, from the backoff settings (RQ takes whole seconds)."""
+    def retry_intervals(self, rng: random.Random | None = None) -> list[int]:
+        """Seconds to wait before each retry: exponential (or fixed) backoff, capped, plus up to
+        `jitter` of it at random so retries of many jobs do not arrive together. Rounded up:
+        RQ schedules whole seconds, and a retry must never come early."""
+        rng = rng or random
         intervals = []
         for retry in range(self.attempts - 1):
             if self.backoff.type == "fixed":
                 ms = self.backoff.delay
             else:
                 ms = self.backoff.delay * (self.backoff.factor**retry)
-            ms = min(ms, self.backoff.max)
-            intervals.append(max(0, int(round(ms / 1000))))
+            ms = min(ms, self.backoff.max) * (1 + rng.uniform(0, self.backoff.jitter))
+            intervals.append(max(0, math.ceil(ms / 1000)))
         return intervals
 
 
@@ -83,6 +89,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
             backoff=(override and override.backoff) or defaults.backoff,
             limit=settings.concurrency.type.get(name, DEFAULT_CUSTOM_TYPE_LIMIT),
             builtin=name in BUILTIN_TYPES,
+            unknown_errors=(override and override.unknownErrors) or "temporary",
         )
     return out
 

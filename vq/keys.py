@@ -79,3 +79,8 @@ def limits(kind: str) -> str:
 def limit_overrides(kind: str) -> str:
     """Limits set at runtime with `vq limits set`; they win over config."""
     return f"{PREFIX}limits:override:{kind}"
+
+
+def idempotency(user_id: str, key: str) -> str:
+    """The job an idempotencyKey of this user already created."""
+    return f"{PREFIX}idem:{user_id}:{key}"

@@ -33,7 +33,7 @@ from vq.rq_queue import rq_queue
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 CONTROL_FIELDS = {"jobType", "userId", "projectId", "userSubscription", "subscription", "priority", "delay",
-                  "at", "dependsOn", "allowFailure", "data"}
+                  "at", "dependsOn", "allowFailure", "data", "idempotencyKey"}
 
 
 class TooLarge(InvalidInput):
@@ -54,6 +54,7 @@ class Submission:
     depends_on: list[str] = field(default_factory=list)
     allow_failure: bool = False
     privileged: bool = False  # an operator at the CLI may set any priority
+    idempotency_key: str | None = None  # the same key (per user) returns the same job
 
     @classmethod
     def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> "Submission":
@@ -91,6 +92,7 @@ class Submission:
             depends_on=list(depends),
             allow_failure=bool(obj.get("allowFailure", False)),
             privileged=privileged,
+            idempotency_key=_text(obj, "idempotencyKey"),
         )
 
 
@@ -187,10 +189,17 @@ def _check_dependencies(conn: Redis, ids: list[str], allow_failure: bool) -> Non
 
 
 def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
-    """Create the job (and, for a planned type, its graph of children); return its id."""
+    """Create the job (and, for a planned type, its graph of children); return its id.
+
+    With an idempotency key already used by this user within the window, return the job
+    that key created instead of making a second one."""
     resolved = _resolve(conn, settings, sub)
-    plan = _plan(resolved)
     job_id = uuid.uuid4().hex
+    if sub.idempotency_key:
+        existing = _claim_idempotency_key(conn, settings, resolved.user_id, sub.idempotency_key, job_id)
+        if existing:
+            return existing
+    plan = _plan(resolved)
     if not plan:
         _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=[])
         return job_id
@@ -216,6 +225,23 @@ def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
     resolved.depends_on, resolved.run_at, resolved.allow_failure = final_steps, None, False
     _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=list(step_ids.values()))
     return job_id
+
+
+def _claim_idempotency_key(conn: Redis, settings: Settings, user_id: str, key: str, job_id: str) -> str | None:
+    """Reserve `key` for `job_id`; or return the live job the key already names."""
+    if not _ID.match(key):
+        raise InvalidInput(f"idempotencyKey: {key!r} is not a valid key (letters, digits, . _ @ : -)",
+                           field="idempotencyKey")
+    name = keys.idempotency(user_id, key)
+    window = settings.limits.idempotencyWindow
+    for _ in range(3):
+        if conn.set(name, job_id, nx=True, px=window):
+            return None
+        existing = conn.get(name)
+        if existing and conn.exists(Job.key_for(existing.decode())):
+            return existing.decode()
+        conn.delete(name)  # it named a job that is gone: take it over
+    raise Conflict(f"idempotencyKey: {key!r} is being claimed concurrently; try again", field="idempotencyKey")
 
 
 def _plan(resolved: _Resolved) -> list[dict]:

@@ -8,6 +8,7 @@ high priority before normal before low, skipping the types an operator paused.
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta, timezone
 
 from rq import Queue
 from rq.job import Job, JobStatus
@@ -17,6 +18,7 @@ from rq.job_lifecycle import call_exception_handlers
 from vq import events, keys
 from vq.jobs import cancel_dependents
 from vq.admission import release, release_in
+from vq.execution import runtime
 from vq.rq_queue import VqQueue, admission_for
 
 
@@ -81,6 +83,10 @@ class VqWorker(SimpleWorker):
             return
         error = job.meta.get("error") or {}
         category = error.get("category", "temporary")
+        if category == "rate_limit" and not self._stopped_job_id:
+            self._delay_for_rate_limit(job, queue, execution, error)
+            self._release(job)
+            return
         if category in ("permanent", "canceled"):
             job.retries_left = 0
         will_retry = job.should_retry
@@ -109,6 +115,23 @@ class VqWorker(SimpleWorker):
             events.emit(pipe, "finished", job.id, job.meta.get("jobType"),
                         durationMs=int(took * 1000) if took is not None else None)
             pipe.execute()
+
+    def _delay_for_rate_limit(self, job: Job, queue: Queue, execution, error: dict) -> None:
+        """The provider said "retry after N s": wait exactly that (up to a cap), and do not
+        count the attempt against the job's retries."""
+        cap = runtime().settings.limits.maxRateLimitDelay / 1000
+        delay = max(0.0, min(float(error.get("retryAfter", 1.0)), cap))
+        job.meta["attempts"] = max(0, int(job.meta.get("attempts", 1)) - 1)
+        job.meta["rateLimited"] = int(job.meta.get("rateLimited", 0)) + 1
+        due = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.hset(job.key, "meta", job._serialize_meta())
+            job.set_status(JobStatus.SCHEDULED, pipeline=pipe)
+            queue.schedule_job(job, due, pipeline=pipe)
+            pipe.execute()
+        events.emit(self.connection, "rate-limited", job.id, job.meta.get("jobType"), retryAfter=delay,
+                    error=error.get("message"))
 
     def _requeue(self, job: Job, queue: Queue, execution) -> None:
         """Put an interrupted job back at the front of its queue; the attempt is not charged."""

@@ -1,0 +1,71 @@
+"""`vq dlq`: the dead-letter queue: list, retry and purge jobs that failed for good."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from vq import dlq
+from vq.cli.output import emit, err, out, status_text, table
+from vq.cli.state import JSON_OPTION, YES_OPTION, state
+from vq.durations import parse_duration_ms
+from vq.errors import InvalidInput
+
+dlq_app = typer.Typer(help="The dead-letter queue: jobs that failed for good.", no_args_is_help=True)
+
+
+def _render(views: list[dict]) -> None:
+    if not views:
+        out.print("[dim]the dead-letter queue is empty[/]")
+        return
+    out.print(table(["id", "type", "user", "attempts", "category", "error", "failed at"], [
+        [v["id"], v["jobType"], v["userId"], f"{v['attempts']}/{v['maxAttempts']}",
+         (v["error"] or {}).get("category"), escape(((v["error"] or {}).get("message") or "")[:80]), v["finishedAt"]]
+        for v in views]))
+
+
+@dlq_app.command("list")
+def list_command(ctx: typer.Context, job_type: Optional[str] = typer.Option(None, "--type", "-t"),
+                 limit: int = typer.Option(50, "--limit", "-n"), as_json: bool = JSON_OPTION) -> None:
+    """Dead jobs, newest first, with category, message, attempts (and traceback in --json)."""
+    st = state(ctx)
+    emit(dlq.list_dead(st.conn, st.settings, job_type, limit), as_json, _render)
+
+
+@dlq_app.command("retry")
+def retry_command(ctx: typer.Context, job_id: Optional[str] = typer.Argument(None, metavar="[ID]"),
+                  all_: bool = typer.Option(False, "--all", help="Retry every dead job (of --type)."),
+                  job_type: Optional[str] = typer.Option(None, "--type", "-t"), yes: bool = YES_OPTION,
+                  as_json: bool = JSON_OPTION) -> None:
+    """Retry one dead job, or all of them (of a type) with --all."""
+    st = state(ctx)
+    if bool(job_id) == all_:
+        raise InvalidInput("give either a job ID or --all")
+    if all_ and not yes:
+        count = len(dlq.list_dead(st.conn, st.settings, job_type, limit=1_000_000))
+        if not typer.confirm(f"Retry {count} dead jobs?", err=True, default=False):
+            err.print("nothing retried")
+            raise typer.Exit(1)
+    views = dlq.retry_dead(st.conn, st.settings, [job_id] if job_id else None, job_type)
+    emit(views, as_json, lambda vs: err.print(f"{len(vs)} jobs requeued"))
+
+
+@dlq_app.command("purge")
+def purge_command(ctx: typer.Context,
+                  older_than: Optional[str] = typer.Option(None, "--older-than", help="Only jobs that failed longer ago: 7d, 12h."),
+                  job_type: Optional[str] = typer.Option(None, "--type", "-t"), yes: bool = YES_OPTION,
+                  as_json: bool = JSON_OPTION) -> None:
+    """Delete dead jobs (older than a duration, of a type); asks first unless --yes."""
+    st = state(ctx)
+    older_ms = parse_duration_ms(older_than, "--older-than") if older_than else None
+    if not yes and not typer.confirm("Delete these dead jobs for good?", err=True, default=False):
+        err.print("nothing deleted")
+        raise typer.Exit(1)
+    removed = dlq.purge(st.conn, st.settings, older_ms, job_type)
+    emit({"removed": removed}, as_json, lambda r: err.print(f"{r['removed']} dead jobs deleted"))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dlq_app, name="dlq")
