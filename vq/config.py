@@ -135,6 +135,20 @@ class DaemonSettings(_Strict):
     schedulerInterval: int = Field(200, ge=10, description="milliseconds")
 
 
+class BreakerSettings(_Strict):
+    failureThreshold: int = Field(5, ge=1, description="provider failures within `window` that open the breaker")
+    window: int = Field(60_000, ge=1000, description="ms")
+    cooldown: int = Field(30_000, ge=100, description="ms the breaker stays open before one probe is let through")
+
+
+class ProviderSettings(_Strict):
+    kind: Literal["http", "local"] = "http"
+    url: str | None = None
+    apiKeyEnv: str | None = None
+    timeout: int = Field(30_000, ge=100, description="ms")
+    breaker: BreakerSettings = BreakerSettings()
+
+
 class JobTypeSettings(_Strict):
     handler: str | None = None
     description: str | None = None
@@ -142,6 +156,7 @@ class JobTypeSettings(_Strict):
     attempts: int | None = Field(None, ge=1)
     backoff: Backoff | None = None
     unknownErrors: Literal["temporary", "permanent"] | None = None
+    providers: list[str] | None = None
 
 
 class Settings(_Strict):
@@ -153,6 +168,8 @@ class Settings(_Strict):
     daemon: DaemonSettings = DaemonSettings()
     data_dir: str | None = None
     job_types: dict[str, JobTypeSettings] = Field(default_factory=dict)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    breaker: BreakerSettings = BreakerSettings()
 
     @property
     def data_path(self) -> Path:

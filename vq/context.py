@@ -34,6 +34,7 @@ class HandlerContext:
     log: logging.Logger
     report_progress: Callable[[float, str | None], None] = field(repr=False)
     load_upstream: Callable[[], list[Upstream]] = field(repr=False, default=lambda: [])
+    provider_client: Callable[[str, dict], dict] | None = field(repr=False, default=None)
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job is (0-100) with an optional short message; shown live."""
@@ -46,6 +47,15 @@ class HandlerContext:
         path = self.artifacts_root / self.job_id
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def call_provider(self, name: str, payload: dict) -> dict:
+        """Call an AI provider declared in config (see vq.providers); its failures arrive as
+        vq's error categories, and its circuit breaker counts them."""
+        if self.provider_client is None:
+            from vq.errors import PermanentError
+
+            raise PermanentError(f"provider {name!r}: no providers are configured here")
+        return self.provider_client(name, payload)
 
     def upstream(self) -> list[Upstream]:
         """Results of the jobs this one depends on, in the order they were named."""

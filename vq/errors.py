@@ -90,6 +90,16 @@ class RateLimitError(HandlerError):
         self.retry_after = retry_after
 
 
+class ProviderUnavailable(RateLimitError):
+    """The provider's circuit breaker is open: the job waits for the next probe, uncharged."""
+
+    category = "breaker_open"
+
+    def __init__(self, provider: str, retry_after: float):
+        super().__init__(f"provider {provider!r} is unavailable (circuit breaker open)", retry_after=retry_after)
+        self.provider = provider
+
+
 class ProviderError(HandlerError):
     """An AI provider failed; counted against that provider, then retried."""
 

@@ -18,10 +18,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import events, keys
+from vq import events, keys, providers
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
-from vq.errors import HandlerError, JobCanceled, ProviderError, RateLimitError
+from vq.errors import HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
 from vq.jobtypes import get_job_type, load_handler
 
 PROGRESS_EVENT_INTERVAL = 0.25  # seconds between progress events of one job
@@ -32,6 +32,14 @@ class Runtime:
     """What a worker process knows: its settings and where artifacts go."""
 
     settings: Settings
+    _breakers: object = None
+
+    def breakers(self, conn: Redis):
+        if self._breakers is None:
+            from vq.breaker import Breakers
+
+            self._breakers = Breakers(conn, self.settings)
+        return self._breakers
 
     @property
     def artifacts_root(self) -> Path:
@@ -54,6 +62,12 @@ def runtime() -> Runtime:
 
         _runtime = Runtime(load_settings())
     return _runtime
+
+
+def providers_of(job_type, data: dict) -> list[str]:
+    """The providers a job needs: its type's, plus the one its data names (ai-processing)."""
+    named = data.get("provider") if isinstance(data, dict) else None
+    return list(dict.fromkeys([*job_type.providers, *([named] if isinstance(named, str) and named else [])]))
 
 
 def classify(exc: BaseException, unknown: str = "temporary") -> str:
@@ -94,13 +108,28 @@ def run_job(job_type: str, data: dict) -> dict:
         project_id=job.meta.get("projectId"), attempt=job.meta["attempts"],
         artifacts_root=rt.artifacts_root, log=logging.getLogger(f"vq.handler.{job_type}"),
         report_progress=_progress_reporter(job, job_type), load_upstream=lambda: upstream_of(job),
+        provider_client=lambda name, payload: providers.call(rt.settings, name, payload),
     )
+    needed = providers_of(job_type_spec, data)
+    breakers = rt.breakers(job.connection)
     try:
+        for provider in needed:
+            retry_at = breakers.acquire(provider)
+            if retry_at is not None:
+                raise ProviderUnavailable(provider, max(0.0, retry_at - time.time()))
         result = handler(ctx, data)
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
         job.save_meta()
+        if isinstance(exc, ProviderError):
+            state = breakers.failure(exc.provider)
+            ctx.log.warning("provider %s failed (%s); its breaker is %s", exc.provider, exc, state)
+        elif not isinstance(exc, ProviderUnavailable):
+            for provider in needed:  # the providers answered; the failure was elsewhere
+                breakers.success(provider)
         raise
+    for provider in needed:
+        breakers.success(provider)
     if result is None:
         result = {}
     if not isinstance(result, dict):

@@ -51,6 +51,7 @@ class JobType:
     limit: int
     builtin: bool
     unknown_errors: str = "temporary"
+    providers: tuple[str, ...] = ()
 
     def retry_intervals(self, rng: random.Random | None = None) -> list[int]:
         """Seconds to wait before each retry: exponential (or fixed) backoff, capped, plus up to
@@ -90,6 +91,7 @@ def job_types(settings: Settings) -> dict[str, JobType]:
             limit=settings.concurrency.type.get(name, DEFAULT_CUSTOM_TYPE_LIMIT),
             builtin=name in BUILTIN_TYPES,
             unknown_errors=(override and override.unknownErrors) or "temporary",
+            providers=tuple((override and override.providers) or ()),
         )
     return out
 

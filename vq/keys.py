@@ -84,3 +84,16 @@ def limit_overrides(kind: str) -> str:
 def idempotency(user_id: str, key: str) -> str:
     """The job an idempotencyKey of this user already created."""
     return f"{PREFIX}idem:{user_id}:{key}"
+
+
+BREAKERS = PREFIX + "breakers"  # set of provider names that have a breaker record
+
+
+def breaker(provider: str) -> str:
+    """hash: state, openedAt, nextProbe (ms) of one provider's circuit breaker."""
+    return f"{PREFIX}breaker:{provider}"
+
+
+def breaker_failures(provider: str) -> str:
+    """zset of failure ids -> ms within the breaker's window."""
+    return f"{PREFIX}breaker:{provider}:failures"

@@ -83,7 +83,7 @@ class VqWorker(SimpleWorker):
             return
         error = job.meta.get("error") or {}
         category = error.get("category", "temporary")
-        if category == "rate_limit" and not self._stopped_job_id:
+        if category in ("rate_limit", "breaker_open") and not self._stopped_job_id:
             self._delay_for_rate_limit(job, queue, execution, error)
             self._release(job)
             return

@@ -76,7 +76,7 @@ TEXT_TASKS = {"summarize", "classify", "extract-keywords"}
 def handle(ctx, data: dict) -> dict:
     provider = data.get("provider") or "local"
     if provider not in PROVIDERS:
-        raise PermanentError(f"provider: unknown provider {provider!r} (known: {', '.join(PROVIDERS)})")
+        return _remote(ctx, provider, data)
     tasks = PROVIDERS[provider]
     task = data.get("task")
     if not task:
@@ -92,6 +92,18 @@ def handle(ctx, data: dict) -> dict:
     output = tasks[task](value, params)
     ctx.progress(80, "task done")
     result = {"provider": provider, "task": task, "model": f"{provider}-heuristic", "output": output}
+    path = write_json(ctx, "output.json", result)
+    ctx.progress(100, "result saved")
+    return {**result, "path": str(path), "artifacts": [str(path)]}
+
+
+def _remote(ctx, provider: str, data: dict) -> dict:
+    """A provider declared in config: the request goes to it through vq.providers."""
+    ctx.progress(10, f"{provider}: sending {data.get('task')}")
+    output = ctx.call_provider(provider, {"task": data.get("task"), "input": data.get("input", data.get("text")),
+                                          "options": options(data)})
+    ctx.progress(80, "provider answered")
+    result = {"provider": provider, "task": data.get("task"), "model": output.get("model", provider), "output": output}
     path = write_json(ctx, "output.json", result)
     ctx.progress(100, "result saved")
     return {**result, "path": str(path), "artifacts": [str(path)]}

@@ -1,0 +1,78 @@
+"""Calling AI providers declared in config. The generic HTTP adapter POSTs the job's
+request as JSON and turns the answer into vq's error categories:
+
+- 2xx: the JSON body is the result;
+- 429: RateLimitError, with the Retry-After header's seconds (else 1 s);
+- 5xx, timeouts, connection failures: ProviderError (counted by the provider's breaker);
+- any other 4xx: PermanentError (the request itself is wrong; retrying cannot help).
+
+The API key comes from the environment variable the provider's `apiKeyEnv` names, so
+secrets stay out of the config file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+
+from vq.config import ProviderSettings, Settings
+from vq.errors import PermanentError, ProviderError, RateLimitError
+
+
+def call(settings: Settings, name: str, payload: dict) -> dict:
+    provider = settings.providers.get(name)
+    if provider is None:
+        known = ", ".join(settings.providers) or "none configured"
+        raise PermanentError(f"provider: unknown provider {name!r} (configured: {known})")
+    if provider.kind != "http" or not provider.url:
+        raise PermanentError(f"provider {name!r}: needs kind: http and a url to be called")
+    return call_http(name, provider, payload)
+
+
+def call_http(name: str, provider: ProviderSettings, payload: dict) -> dict:
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if provider.apiKeyEnv:
+        key = os.environ.get(provider.apiKeyEnv)
+        if not key:
+            raise PermanentError(f"provider {name!r}: environment variable {provider.apiKeyEnv} is not set")
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(provider.url, data=json.dumps(payload).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=provider.timeout / 1000) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        detail = _detail(exc)
+        if exc.code == 429:
+            raise RateLimitError(f"{name}: rate limited (429){detail}", retry_after=_retry_after(exc)) from None
+        if exc.code >= 500:
+            raise ProviderError(f"{name}: HTTP {exc.code}{detail}", provider=name) from None
+        raise PermanentError(f"{name}: HTTP {exc.code}{detail}") from None
+    except (TimeoutError, socket.timeout):
+        raise ProviderError(f"{name}: no answer within {provider.timeout} ms", provider=name) from None
+    except (urllib.error.URLError, ConnectionError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ProviderError(f"{name}: cannot connect ({reason})", provider=name) from None
+    try:
+        result = json.loads(body or b"{}")
+    except json.JSONDecodeError:
+        raise ProviderError(f"{name}: answered with something that is not JSON", provider=name) from None
+    return result if isinstance(result, dict) else {"result": result}
+
+
+def _retry_after(exc: urllib.error.HTTPError) -> float:
+    value = exc.headers.get("Retry-After") if exc.headers else None
+    try:
+        return max(0.0, float(value)) if value is not None else 1.0
+    except ValueError:
+        return 1.0  # an HTTP date: rare from APIs; wait a second and ask again
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        text = exc.read(300).decode(errors="replace").strip()
+    except Exception:
+        text = ""
+    return f": {text}" if text else ""
