@@ -149,6 +149,11 @@ class ProviderSettings(_Strict):
     breaker: BreakerSettings = BreakerSettings()
 
 
+class CacheSettings(_Strict):
+    ttl: int = Field(3_600_000, ge=0, description="ms a finished result is reused; 0 turns caching off")
+    scope: Literal["user", "global"] = "user"
+
+
 class JobTypeSettings(_Strict):
     handler: str | None = None
     description: str | None = None
@@ -157,6 +162,7 @@ class JobTypeSettings(_Strict):
     backoff: Backoff | None = None
     unknownErrors: Literal["temporary", "permanent"] | None = None
     providers: list[str] | None = None
+    cache: CacheSettings | None = None
 
 
 class Settings(_Strict):
@@ -170,6 +176,7 @@ class Settings(_Strict):
     job_types: dict[str, JobTypeSettings] = Field(default_factory=dict)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     breaker: BreakerSettings = BreakerSettings()
+    cache: CacheSettings = CacheSettings()
 
     @property
     def data_path(self) -> Path:

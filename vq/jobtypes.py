@@ -11,12 +11,12 @@ import importlib
 import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Callable
 
-from vq.config import Backoff, Settings
+from vq.config import Backoff, CacheSettings, Settings
 from vq.errors import ConfigError, NotFound
 
 BUILTIN_TYPES: dict[str, tuple[str, int]] = {
@@ -52,6 +52,7 @@ class JobType:
     builtin: bool
     unknown_errors: str = "temporary"
     providers: tuple[str, ...] = ()
+    cache: CacheSettings = field(default_factory=CacheSettings)
 
     def retry_intervals(self, rng: random.Random | None = None) -> list[int]:
         """Seconds to wait before each retry: exponential (or fixed) backoff, capped, plus up to
@@ -92,6 +93,9 @@ def job_types(settings: Settings) -> dict[str, JobType]:
             builtin=name in BUILTIN_TYPES,
             unknown_errors=(override and override.unknownErrors) or "temporary",
             providers=tuple((override and override.providers) or ()),
+            # Built-in handlers are deterministic; an operator's handler may have side effects,
+            # so its results are cached only when its type asks for it.
+            cache=(override and override.cache) or (settings.cache if name in BUILTIN_TYPES else CacheSettings(ttl=0)),
         )
     return out
 

@@ -97,3 +97,13 @@ def breaker(provider: str) -> str:
 def breaker_failures(provider: str) -> str:
     """zset of failure ids -> ms within the breaker's window."""
     return f"{PREFIX}breaker:{provider}:failures"
+
+
+def result_cache(job_type: str, scope: str, digest: str) -> str:
+    """The finished job whose result a submission of this type and data may reuse."""
+    return f"{PREFIX}cache:{job_type}:{scope}:{digest}"
+
+
+def cache_counter(job_type: str, outcome: str) -> str:
+    """hits / misses of the result cache, per type."""
+    return f"{PREFIX}cache:{outcome}:{job_type}"

@@ -108,4 +108,6 @@ def job_view(job: Job, *, with_result: bool = True) -> dict:
         "position": None,  # for a limited job: its place in its user's line (1 = next)
         "usersAhead": None,  # for a limited job: users whose turn comes first
         "agedTo": None,  # the priority a long-waiting job was moved up to
+        "cached": bool(meta.get("cached", False)),  # born finished with an identical job's result
+        "cachedFrom": meta.get("cachedFrom"),
     }

@@ -21,7 +21,7 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 
-from vq import admission, events, keys, limits
+from vq import admission, cache, events, keys, limits
 from vq.config import Settings
 from vq.jobtypes import get_job_type, job_types
 
@@ -68,6 +68,7 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
         row = {"jobType": name, "paused": name in paused, "limit": limits.type_limit(conn, settings, name, in_force),
                **{s: 0 for s in STATES}}
         row["limited"], row["running"] = next(replies), next(replies)
+        row.update(cache.counters(conn, name))
         for _priority in keys.PRIORITY_ORDER:
             for state in ("queued", *REGISTRIES):
                 row[state] += next(replies)

@@ -22,7 +22,7 @@ from rq import Retry
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import events, keys
+from vq import cache, events, keys
 from vq.admission import wake_in
 from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
@@ -55,6 +55,7 @@ class Submission:
     allow_failure: bool = False
     privileged: bool = False  # an operator at the CLI may set any priority
     idempotency_key: str | None = None  # the same key (per user) returns the same job
+    skip_cache: bool = False  # run even if an identical job's result is cached
 
     @classmethod
     def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> "Submission":
@@ -93,6 +94,7 @@ class Submission:
             allow_failure=bool(obj.get("allowFailure", False)),
             privileged=privileged,
             idempotency_key=_text(obj, "idempotencyKey"),
+            skip_cache=bool((obj.get("options") or {}).get("skipCache") if isinstance(obj.get("options"), dict) else False),
         )
 
 
@@ -199,9 +201,16 @@ def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
         existing = _claim_idempotency_key(conn, settings, resolved.user_id, sub.idempotency_key, job_id)
         if existing:
             return existing
+    key = None
+    if not resolved.depends_on and resolved.run_at is None and not sub.skip_cache and cache.wants_cache(resolved.data):
+        key = cache.cache_key(resolved.job_type, resolved.user_id, resolved.data)
+        hit = cache.lookup(conn, resolved.job_type.name, key) if key else None
+        if hit is not None:
+            _create_cached(conn, settings, resolved, job_id, hit)
+            return job_id
     plan = _plan(resolved)
     if not plan:
-        _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=[])
+        _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=[], cache_key=key)
         return job_id
     step_ids: dict[str, str] = {}
     dependents: set[str] = set()
@@ -223,7 +232,8 @@ def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
         _enqueue(conn, settings, child, step_ids[step["step"]], step=step["step"], parent_id=job_id, children=[])
     final_steps = [step_ids[s["step"]] for s in plan if s["step"] not in dependents]
     resolved.depends_on, resolved.run_at, resolved.allow_failure = final_steps, None, False
-    _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=list(step_ids.values()))
+    _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=list(step_ids.values()),
+             cache_key=key)
     return job_id
 
 
@@ -278,11 +288,10 @@ def _ttls(settings: Settings) -> tuple[int, int]:
     return ttl(opts.removeOnComplete, 0), ttl(opts.removeOnFail, 1)
 
 
-def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step: str | None,
-             parent_id: str | None, children: list[str]) -> Job:
-    queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
+def _job_spec(settings: Settings, r: _Resolved, job_id: str, step: str | None, parent_id: str | None,
+              children: list[str], cache_key: str | None) -> dict:
+    """The RQ job's arguments: its data, timeout, TTLs, retries, and vq's fields in meta."""
     intervals = r.job_type.retry_intervals()
-    retry = Retry(max=len(intervals), interval=intervals) if intervals else None
     result_ttl, failure_ttl = _ttls(settings)
     meta = {
         "jobType": r.job_type.name, "userId": r.user_id, "projectId": r.project_id, "priority": r.priority,
@@ -291,28 +300,59 @@ def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step
         "step": step, "parentId": parent_id, "children": children,
         "scheduledFor": iso(r.run_at),
     }
-    common = dict(
+    if cache_key:
+        meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
+    return dict(
         args=(r.job_type.name, r.data), timeout=max(1, ceil(r.job_type.timeout_ms / 1000)), result_ttl=result_ttl,
-        failure_ttl=failure_ttl, job_id=job_id, meta=meta, retry=retry,
+        failure_ttl=failure_ttl, job_id=job_id, meta=meta,
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
         description=f"{r.job_type.name} for {r.user_id}",
     )
+
+
+def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step: str | None,
+             parent_id: str | None, children: list[str], cache_key: str | None = None) -> Job:
+    queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
+    common = _job_spec(settings, r, job_id, step, parent_id, children, cache_key)
     if r.run_at is not None:
         job = queue.enqueue_at(r.run_at, VQ_FUNC, **_enqueue_at_kwargs(common))
     else:
         depends = Dependency(jobs=r.depends_on, allow_failure=r.allow_failure) if r.depends_on else None
         job = queue.enqueue_call(VQ_FUNC, depends_on=depends, **common)
+    _record_created(conn, r, job, parent_id, step)
+    return job
+
+
+def _create_cached(conn: Redis, settings: Settings, r: _Resolved, job_id: str, source: Job) -> Job:
+    """A job born finished, carrying the result of the identical job it matched."""
+    queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
+    spec = _job_spec(settings, r, job_id, None, None, [], None)
+    spec["meta"].update(cached=True, cachedFrom=source.id, progress={"percent": 100.0, "message": "cached result"})
+    job = queue.create_job(VQ_FUNC, status=JobStatus.FINISHED, **spec)
+    now = datetime.now(timezone.utc)
+    job.enqueued_at = job.started_at = job.ended_at = now
+    job._result = source.return_value()
+    with conn.pipeline() as pipe:
+        job.save(pipeline=pipe)
+        job._handle_success(spec["result_ttl"], pipeline=pipe)
+        pipe.execute()
+    _record_created(conn, r, job, None, None, cachedFrom=source.id)
+    return job
+
+
+def _record_created(conn: Redis, r: _Resolved, job: Job, parent_id: str | None, step: str | None, **extra) -> None:
+    """Index the new job (all, per user, per type), emit `created`, and wake a worker."""
     status = job.get_status(refresh=False)
     created_ms = int(time.time() * 1000)
-    with conn.pipeline(transaction=False) as pipe:  # the indexes and the event: one round trip
-        pipe.zadd(keys.ALL_JOBS, {job_id: created_ms})
-        pipe.zadd(keys.user_jobs(r.user_id), {job_id: created_ms})
-        pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
-        events.emit(pipe, "created", job_id, r.job_type.name, userId=r.user_id, priority=r.priority,
-                    status=status.value if status else None, parentId=parent_id, step=step)
+    with conn.pipeline(transaction=False) as pipe:  # one round trip
+        pipe.zadd(keys.ALL_JOBS, {job.id: created_ms})
+        pipe.zadd(keys.user_jobs(r.user_id), {job.id: created_ms})
+        pipe.zadd(keys.type_jobs(r.job_type.name), {job.id: created_ms})
+        events.emit(pipe, "created", job.id, r.job_type.name, userId=r.user_id, priority=r.priority,
+                    status=status.value if status else None, parentId=parent_id, step=step, **extra)
         if status == JobStatus.QUEUED:
             wake_in(pipe)
         pipe.execute()
-    return job
 
 
 def _enqueue_at_kwargs(common: dict) -> dict:

@@ -15,7 +15,7 @@ from rq.job import Job, JobStatus
 from rq.worker import SimpleWorker, WorkerStatus
 from rq.job_lifecycle import call_exception_handlers
 
-from vq import events, keys
+from vq import cache, events, keys
 from vq.jobs import cancel_dependents
 from vq.admission import release, release_in
 from vq.execution import runtime
@@ -112,6 +112,8 @@ class VqWorker(SimpleWorker):
         took = (job.ended_at - job.started_at).total_seconds() if job.started_at and job.ended_at else None
         with self.connection.pipeline(transaction=False) as pipe:  # slots back + event: one round trip
             release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
+            if job.meta.get("cacheKey"):
+                cache.remember(pipe, job.meta["cacheKey"], job.id, int(job.meta.get("cacheTtl", 0)) or 1)
             events.emit(pipe, "finished", job.id, job.meta.get("jobType"),
                         durationMs=int(took * 1000) if took is not None else None)
             pipe.execute()

@@ -40,8 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    JOB_TYPE, BenchError, PrivateRedis, consoles, environment, err, print_table, run_rounds, run_vq, statuses,
-    summarize, write_vq_config,
+    JOB_TYPE, BenchError, PrivateRedis, consoles, count_events, environment, err, print_table, run_rounds, run_vq,
+    statuses, summarize, write_vq_config,
 )
 from vq import keys  # noqa: E402
 from vq.submission import Submission  # noqa: E402
@@ -67,6 +67,9 @@ def verify_admission(n_users: int, jobs: int):
         by_status = statuses(conn, ids)
         if by_status != {"finished": jobs}:
             raise BenchError(f"vq: job statuses {by_status}, expected {{'finished': {jobs}}}")
+        started = count_events(conn, "started", set(ids))
+        if started != jobs:  # every job really ran in a worker (none was answered without running)
+            raise BenchError(f"vq: {started} 'started' events, expected {jobs}")
         names = users(n_users)
         with conn.pipeline(transaction=False) as pipe:
             for user in names:
@@ -91,7 +94,7 @@ def verify_admission(n_users: int, jobs: int):
             raise BenchError(f"vq: admission not clean after the drain: {held} leases held, {left} jobs left in lines")
         if set(tiers) != set(names) or set(tiers.values()) != {TIER}:
             raise BenchError(f"vq: admission saw users/tiers {tiers}")
-        return [f"all {jobs} finished", f"{n_users} users x {min(per_user)}-{max(per_user)} jobs",
+        return [f"all {jobs} finished and {started} started events", f"{n_users} users x {min(per_user)}-{max(per_user)} jobs",
                 "no leases or waiting jobs left"]
 
     return check

@@ -58,6 +58,7 @@ def register(app: typer.Typer) -> None:
         at: Optional[str] = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
         depends_on: list[str] = typer.Option([], "--depends-on", help="Run after this job finished (repeatable)."),
         allow_failure: bool = typer.Option(False, "--allow-failure", help="Run even if a dependency failed."),
+        skip_cache: bool = typer.Option(False, "--skip-cache", help="Run even if an identical job's result is cached."),
         idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key",
                                                       help="Submitting the same key again returns the same job."),
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the job to end and print its final state."),
@@ -77,7 +78,7 @@ def register(app: typer.Typer) -> None:
             job_type=job_type, data=parse_data(data), user_id=user, project_id=project, priority=priority,
             subscription=subscription, delay_ms=parse_duration_ms(delay, "--delay") if delay else None,
             at=parse_instant(at, "--at") if at else None, depends_on=list(depends_on), allow_failure=allow_failure,
-            privileged=True, idempotency_key=idempotency_key,
+            privileged=True, idempotency_key=idempotency_key, skip_cache=skip_cache,
         )
         job_id = submit(st.conn, st.settings, sub)
         if not wait:
