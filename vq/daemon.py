@@ -12,7 +12,10 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import sys
 import time
+
+import redis
 from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
@@ -28,6 +31,7 @@ from vq.queues import worker_queue_names
 log = logging.getLogger("vq.daemon")
 SUPERVISE_EVERY = 0.5
 MAINTAIN_EVERY = 5.0
+EXIT_REDIS_DOWN = 3  # a child's exit code when it lost Redis
 AGE_EVERY = 2.0
 
 
@@ -54,17 +58,37 @@ def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, m
     install_runtime(settings)
     conn = make_client(settings, socket_timeout=None)
     # The pid makes the name unique: a replaced worker must not clash with its predecessor's record.
-    worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=f"{name_prefix}.{os.getpid()}")
-    worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
+    try:
+        worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=f"{name_prefix}.{os.getpid()}")
+        worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("worker: Redis unreachable (%s); the daemon restarts this worker with backoff", _first_line(exc))
+        sys.exit(EXIT_REDIS_DOWN)
+    if worker.redis_lost:
+        sys.exit(EXIT_REDIS_DOWN)
 
 
-def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str) -> None:
+def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str, name: str) -> None:
     die_with_parent()
     configure_logging(log_level)
     conn = make_client(settings, socket_timeout=None)
+    try:
+        _run_scheduler(settings, conn, queue_names, log_level, name)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("scheduler: Redis unreachable (%s); the daemon restarts it with backoff", _first_line(exc))
+        sys.exit(EXIT_REDIS_DOWN)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: str, name: str) -> None:
     from vq.scheduling import VqScheduler
 
-    scheduler = VqScheduler(queue_names, connection=conn, serializer=JSONSerializer,
+    # One name per daemon: a replaced scheduler process keeps the locks its predecessor held.
+    scheduler = VqScheduler(queue_names, connection=conn, serializer=JSONSerializer, name=name,
                             poll_seconds=settings.daemon.schedulerInterval / 1000,
                             logging_level="DEBUG" if log_level.upper() == "DEBUG" else "WARNING")
     scheduler.work()
@@ -89,6 +113,9 @@ class Chore:
         try:
             if not self.conn.set(lock, os.getpid(), nx=True, px=max(100, int(self.every * 900))):
                 return  # another daemon did it this period
+        except (redis.ConnectionError, redis.TimeoutError):
+            return  # the workers report an unreachable Redis; no need to say it once per chore
+        try:
             result = self.action()
             if result:
                 log.info("%s: %s", self.name, result)
@@ -105,6 +132,7 @@ class _Child:
     restarts: int = 0
     started_at: float = 0.0
     quick_failures: int = 0  # consecutive deaths soon after start: restarts back off
+    redis_down: bool = False
     restart_at: float = 0.0
 
 
@@ -136,7 +164,8 @@ class Daemon:
             self.children.append(_Child(f"worker-{i}", _worker_main, (
                 self.settings, queue_names, f"vq.{host}.{i}", self.options.max_jobs_per_worker,
                 self.options.log_level)))
-        self.children.append(_Child("scheduler", _scheduler_main, (self.settings, queue_names, self.options.log_level)))
+        self.children.append(_Child("scheduler", _scheduler_main, (self.settings, queue_names, self.options.log_level,
+                                                                   f"vq.{host}.{os.getpid()}.scheduler")))
         for child in self.children:
             self._start(ctx, child)
         signal.signal(signal.SIGTERM, self._request_stop)
@@ -171,11 +200,12 @@ class Daemon:
                 continue
             if child.restart_at == 0.0:  # just noticed the death
                 code = child.process.exitcode
-                quick = code != 0 and now - child.started_at < 10
+                quick = (code != 0 or child.redis_down) and now - child.started_at < 10
+                child.redis_down = code == EXIT_REDIS_DOWN
                 child.quick_failures = child.quick_failures + 1 if quick else 0
                 delay = min(30.0, 0.5 * 2 ** (child.quick_failures - 1)) if child.quick_failures else 0.0
                 child.restart_at = now + delay
-                if code != 0:
+                if code not in (0, EXIT_REDIS_DOWN):
                     log.warning("%s exited with code %s; restarting in %.1fs", child.name, code, delay)
             if now >= child.restart_at:
                 child.restart_at = 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import redis
 from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.utils import current_timestamp
@@ -61,15 +62,28 @@ class VqScheduler(RQScheduler):
                 pipe.execute()
 
     def work(self) -> None:
+        """Move due jobs until stopped. A lost Redis is waited out (said once, retried with
+        backoff) rather than ending the process: the same scheduler name keeps its locks."""
         self._install_signal_handlers()
         self.register_birth()
         last_heartbeat = 0.0
+        backoff = 0.0
         while not self._stop_requested:
-            if self.should_reacquire_locks:
-                self.acquire_locks()
-            if time.monotonic() - last_heartbeat >= HEARTBEAT_SECONDS:
-                last_heartbeat = time.monotonic()
-                self.heartbeat()
-            self.enqueue_scheduled_jobs()
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                if time.monotonic() - last_heartbeat >= HEARTBEAT_SECONDS:
+                    last_heartbeat = time.monotonic()
+                    self.heartbeat()
+                self.enqueue_scheduled_jobs()
+                if backoff:
+                    self.log.warning("scheduler: Redis is back")
+                backoff = 0.0
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if not backoff:
+                    self.log.warning("scheduler: Redis unreachable (%s); retrying", str(exc).splitlines()[0])
+                backoff = min(5.0, backoff * 2 or 0.2)
+                time.sleep(backoff)
+                continue
             time.sleep(self.poll_seconds)
         self.stop()

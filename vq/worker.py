@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.worker import SimpleWorker, WorkerStatus
@@ -29,6 +30,16 @@ class RequeueOnShutdown(Exception):
 class VqWorker(SimpleWorker):
     queue_class = VqQueue
     _requeue_current = False
+    redis_lost = False
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        """RQ quits its loop on any error here; remember when that error was a lost Redis so
+        the process exits for a restart with backoff instead of looking like a clean stop."""
+        try:
+            super().heartbeat(timeout, pipeline)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.redis_lost = True
+            raise
 
     def execute_job(self, job: Job, queue: Queue):
         """Run the job while a background thread renews its concurrency leases."""

@@ -1,0 +1,41 @@
+"""Workers dying and Redis restarting lose no job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def test_redis_restart_is_survived_and_nothing_is_lost(vq, redis_server):
+    vq.configure(queue={"defaultJobOptions": {"removeOnComplete": False}})
+    daemon = vq.start_daemon(workers=2)
+    before = vq.submit("test-echo", {"n": 1}, "--user", "u")
+    assert vq.wait_for(before)["status"] == "finished"
+    waiting = vq.submit("test-echo", {"n": 2}, "--user", "u", "--delay", "4s")
+    redis_server.kill()
+    down = vq.run("show", before)
+    assert down.returncode == 3 and "cannot reach Redis" in down.stderr
+    time.sleep(3)
+    redis_server.start()  # AOF: everything acknowledged before the crash is back
+    assert daemon.poll() is None, "the daemon never exits because Redis blipped"
+    after = vq.submit("test-echo", {"n": 3}, "--user", "u")
+    assert vq.wait_for(after, timeout=60)["status"] == "finished"
+    assert vq.wait_for(waiting, timeout=60)["status"] == "finished"
+    assert vq.json("show", before)["status"] == "finished"
+    log = vq.daemon_log(0)
+    assert "Traceback" not in log.split("Redis")[0], "no traceback before the outage"
+
+
+def test_a_killed_worker_with_retries_left_does_not_lose_its_job(vq, redis_conn):
+    """rq issues 2015 and 1461: a job with a Retry disappeared, or was never requeued, when
+    its worker was killed. In vq the lease lapses and the job runs again."""
+    vq.configure(queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000}},
+                 job_types={"test-track": {"handler": "tests.plugins:tracked", "attempts": 3}})
+    job_id = vq.submit("test-track", {"seconds": 2}, "--user", "u", "--subscription", "pro")
+    vq.start_daemon(workers=2)
+    vq.wait_for(job_id, statuses=("started",))
+    os.kill(int(redis_conn.get(f"test:pid:{job_id}")), signal.SIGKILL)
+    view = vq.wait_for(job_id, timeout=30)
+    assert view["status"] == "finished"
+    assert redis_conn.llen("test:started") == 2, "run again once, not lost, not doubled"
