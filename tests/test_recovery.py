@@ -39,3 +39,15 @@ def test_a_killed_worker_with_retries_left_does_not_lose_its_job(vq, redis_conn)
     view = vq.wait_for(job_id, timeout=30)
     assert view["status"] == "finished"
     assert redis_conn.llen("test:started") == 2, "run again once, not lost, not doubled"
+
+
+def test_a_long_running_job_is_not_mistaken_for_a_stalled_one(vq, redis_conn):
+    """rq issue 2289: live jobs wrongly marked abandoned. A job running for several lease
+    periods keeps its lease (the worker renews it) and runs exactly once."""
+    vq.configure(queue={"settings": {"lockDuration": 1000, "stalledInterval": 1000}})
+    job_id = vq.submit("test-track", {"seconds": 4}, "--user", "u", "--subscription", "pro")
+    vq.start_daemon(workers=1)
+    view = vq.wait_for(job_id, timeout=30)
+    assert view["status"] == "finished" and view["attempts"] == 1
+    assert redis_conn.llen("test:started") == 1
+    assert "stalled" not in vq.daemon_log(0)
