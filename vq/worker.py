@@ -8,6 +8,7 @@ high priority before normal before low, skipping the types an operator paused.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import redis
@@ -21,6 +22,34 @@ from vq.jobs import cancel_dependents
 from vq.admission import release, release_in
 from vq.execution import runtime
 from vq.rq_queue import VqQueue, admission_for
+
+
+class LeaseKeeper(threading.Thread):
+    """One thread per worker process that renews the running job's leases every third of
+    the lease, so a live job keeps its slots and a dead worker's slots lapse."""
+
+    def __init__(self, admission, log):
+        super().__init__(daemon=True, name="vq-lease-keeper")
+        self.admission, self.log = admission, log
+        self._lock = threading.Lock()
+        self._held: tuple[str, str, str] | None = None
+
+    def hold(self, job_id: str | None, job_type: str = "", user_id: str = "") -> None:
+        with self._lock:
+            self._held = (job_id, job_type, user_id) if job_id else None
+
+    def run(self) -> None:
+        interval = max(0.2, self.admission.lease_ms / 3000)
+        while True:
+            time.sleep(interval)
+            with self._lock:
+                held = self._held
+            if held is None:
+                continue
+            try:
+                self.admission.renew(*held)
+            except Exception:  # Redis briefly away: the next tick tries again
+                self.log.warning("could not renew the lease of job %s", held[0])
 
 
 class RequeueOnShutdown(Exception):
@@ -42,25 +71,19 @@ class VqWorker(SimpleWorker):
             raise
 
     def execute_job(self, job: Job, queue: Queue):
-        """Run the job while a background thread renews its concurrency leases."""
-        done = threading.Event()
-        renewer = threading.Thread(target=self._renew_leases, args=(job, done), daemon=True,
-                                   name=f"lease-{job.id}")
-        renewer.start()
+        """Run the job while the lease keeper renews its concurrency leases."""
+        keeper = self._lease_keeper()
+        keeper.hold(job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
         try:
             super().execute_job(job, queue)
         finally:
-            done.set()
-            renewer.join(timeout=5)
+            keeper.hold(None)
 
-    def _renew_leases(self, job: Job, done: threading.Event) -> None:
-        admission = admission_for(self.connection)
-        interval = max(0.2, admission.lease_ms / 3000)
-        while not done.wait(interval):
-            try:
-                admission.renew(job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
-            except Exception:  # Redis briefly away: the next tick tries again
-                self.log.warning("Worker %s: could not renew the lease of job %s", self.name, job.id)
+    def _lease_keeper(self) -> "LeaseKeeper":
+        if getattr(self, "_keeper", None) is None:
+            self._keeper = LeaseKeeper(admission_for(self.connection), self.log)
+            self._keeper.start()
+        return self._keeper
 
     def _release(self, job: Job) -> None:
         try:

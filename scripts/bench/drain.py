@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    JOB_TYPE, LABELS, SYSTEMS, BenchError, PrivateRedis, consoles, environment, err, print_table, run_rounds,
+    JOB_TYPE, SYSTEMS, BenchError, PrivateRedis, consoles, environment, err, print_table, run_rounds,
     run_vq, summarize, write_vq_config,
 )
 from vq.submission import Submission  # noqa: E402
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_version = conn.info("server")["redis_version"]
         config_path = write_vq_config(workdir, server.url)
         progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
-        sub = Submission(job_type=JOB_TYPE, data={}, user_id="bench")
+        sub = Submission(job_type=JOB_TYPE, data={}, user_id="bench", subscription="enterprise")  # limit 10: never binds
         results = run_rounds(
             conn, args, workdir, server.url, config_path, args.systems,
             runs_of=lambda system: args.fork_runs if system == "rq-fork" else args.runs,

@@ -81,14 +81,21 @@ for i = 1, n_types do
 end
 
 -- 2. Admit: by priority, then type (in the caller's order), then users in turn.
+-- Lines with nobody waiting cost one LLEN; a type's slot count is read once per call.
+local type_room = {}
 for _, p in ipairs(prios) do
   for i = 1, n_types do
     local t = ARGV[5 + i]
-    if redis.call('SISMEMBER', 'vq:paused', t) == 0 then
+    local ring = 'vq:ring:' .. t .. ':' .. p
+    local waiting_users = redis.call('LLEN', ring)
+    if waiting_users > 0 and type_room[t] == nil then
+      type_room[t] = redis.call('SISMEMBER', 'vq:paused', t) == 0
+        and live_count('vq:running:type:' .. t) < limit_of('type', t, UNLIMITED)
+    end
+    if waiting_users > 0 and type_room[t] then
       local tk = 'vq:running:type:' .. t
-      if live_count(tk) < limit_of('type', t, UNLIMITED) then
-        local ring = 'vq:ring:' .. t .. ':' .. p
-        local n = math.min(redis.call('LLEN', ring), scan_max)
+      do
+        local n = math.min(waiting_users, scan_max)
         for _ = 1, n do
           local user = redis.call('LINDEX', ring, 0)
           local uk = 'vq:running:user:' .. user
