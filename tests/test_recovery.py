@@ -51,3 +51,23 @@ def test_a_long_running_job_is_not_mistaken_for_a_stalled_one(vq, redis_conn):
     assert view["status"] == "finished" and view["attempts"] == 1
     assert redis_conn.llen("test:started") == 1
     assert "stalled" not in vq.daemon_log(0)
+
+
+def test_a_job_admitted_to_a_worker_that_died_before_starting_it_is_requeued(redis_conn, redis_server, tmp_path):
+    """Found by scripts/chaos: admission hands a job to a worker that is killed before RQ
+    marks it started. Once its lease has lapsed, recovery puts it back in line."""
+    from vq import stalled
+    from vq.admission import Admission
+    from vq.config import load_settings
+    from vq.submission import Submission, submit
+
+    settings = load_settings(env={"REDIS_URL": redis_server.url, "XDG_CONFIG_HOME": str(tmp_path),
+                                  "VQ_DATA_DIR": str(tmp_path)})
+    settings.queue.settings.lockDuration = 1000
+    job_id = submit(redis_conn, settings, Submission("content-analysis", {"content": "x"}, user_id="u"))
+    admission = Admission(redis_conn, 1000)
+    assert admission.admit(["content-analysis"])[0] == job_id  # ... and the worker dies here
+    assert stalled.recover(redis_conn, settings) == [], "not before its lease has lapsed"
+    time.sleep(1.1)
+    assert stalled.recover(redis_conn, settings) == [(job_id, "requeued")]
+    assert admission.admit(["content-analysis"])[0] == job_id, "it can be admitted again"

@@ -99,8 +99,9 @@ def run_job(job_type: str, data: dict) -> dict:
     job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
     job.meta["progress"] = {"percent": 0.0, "message": None}
     job.meta.pop("error", None)
-    with job.connection.pipeline(transaction=False) as pipe:  # one round trip for both
+    with job.connection.pipeline(transaction=False) as pipe:  # one round trip for all three
         pipe.hset(job.key, "meta", job._serialize_meta())
+        pipe.zrem(keys.ADMITTED, job.id)
         events.emit(pipe, "started", job.id, job_type, attempt=job.meta["attempts"], worker=job.worker_name)
         pipe.execute()
     ctx = HandlerContext(

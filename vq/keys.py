@@ -44,6 +44,7 @@ def cancel_request(job_id: str) -> str:
 WAKE = PREFIX + "wake"  # list: a token per event that may let a waiting job run
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
+ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet
 LIMIT_KINDS = ("type", "tier", "user")
 
 

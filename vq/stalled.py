@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from redis import Redis
+from redis.exceptions import WatchError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
@@ -22,7 +23,7 @@ def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
     """Requeue or fail every stalled job; returns (job id, what happened)."""
     now = int(time.time() * 1000)
     max_stalled = settings.queue.settings.maxStalledCount
-    outcomes = []
+    outcomes = recover_admitted(conn, settings, now)
     for job_type in job_types(settings):
         for priority in keys.PRIORITY_ORDER:
             queue_name = keys.queue_name(job_type, priority)
@@ -30,39 +31,87 @@ def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
             ids = registry.get_job_ids(cleanup=False)
             if not ids:
                 continue
-            for job in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
+            # The lease is read before the status: a finishing worker writes `finished`
+            # before it releases the lease, so "no lease" and then "started" means stalled.
+            leases = conn.zmscore(keys.running_type(job_type), ids)
+            lapsed = [i for i, lease in zip(ids, leases) if lease is None or lease <= now]
+            for job in Job.fetch_many(lapsed, connection=conn, serializer=JSONSerializer):
                 if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
                     continue
-                lease = conn.zscore(keys.running_type(job_type), job.id)
-                if lease is not None and lease > now:
-                    continue
-                outcomes.append((job.id, _handle(conn, registry, job, job_type, max_stalled)))
+                outcome = _handle(conn, registry, job, job_type, max_stalled)
+                if outcome:
+                    outcomes.append((job.id, outcome))
     return outcomes
 
 
-def _handle(conn: Redis, registry: StartedJobRegistry, job: Job, job_type: str, max_stalled: int) -> str:
+def recover_admitted(conn: Redis, settings: Settings, now: int) -> list[tuple[str, str]]:
+    """Jobs admitted to a worker that died before starting them: back in line."""
+    lease_ms = settings.queue.settings.lockDuration
+    ids = [i.decode() for i in conn.zrangebyscore(keys.ADMITTED, "-inf", now - lease_ms)]
+    outcomes = []
+    for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)):
+        if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
+            conn.zrem(keys.ADMITTED, job_id)  # it started (or went) after all
+            continue
+        with conn.pipeline() as pipe:
+            try:
+                pipe.watch(job.key, keys.ADMITTED)
+                if pipe.zscore(keys.ADMITTED, job_id) is None or pipe.hget(job.key, "status") != b"queued":
+                    continue
+                pipe.multi()
+                pipe.zrem(keys.ADMITTED, job_id)
+                rq_queue(conn, job.origin)._enqueue_job(job, pipeline=pipe, at_front=True)
+                pipe.execute()
+            except WatchError:
+                continue  # a worker started it meanwhile
+        admission.release(conn, job.id, job.meta.get("jobType", ""), job.meta.get("userId") or "_")
+        events.emit(conn, "stalled", job.id, job.meta.get("jobType"), action="requeued", reason="admitted, never started")
+        outcomes.append((job.id, "requeued"))
+    return outcomes
+
+
+def _still_started(pipe, job: Job) -> bool:
+    """WATCH the job and confirm it is still `started`; the caller's MULTI then fails if a
+    worker finishes it in between (so a finished job is never run again)."""
+    pipe.watch(job.key)
+    return pipe.hget(job.key, "status") == b"started"
+
+
+def _handle(conn: Redis, registry: StartedJobRegistry, job: Job, job_type: str, max_stalled: int) -> str | None:
     stalled = int(job.meta.get("stalledCount", 0)) + 1
     job.meta["stalledCount"] = stalled
     user = job.meta.get("userId") or "_"
     if stalled <= max_stalled:
         job.meta["attempts"] = max(0, int(job.meta.get("attempts", 1)) - 1)  # the lost run is not charged
         with conn.pipeline() as pipe:
-            registry.remove_executions(job, pipeline=pipe)
-            pipe.hset(job.key, "meta", job._serialize_meta())
-            rq_queue(conn, job.origin)._enqueue_job(job, pipeline=pipe, at_front=True)
-            pipe.execute()
+            try:
+                if not _still_started(pipe, job):
+                    return None
+                pipe.multi()
+                registry.remove_executions(job, pipeline=pipe)
+                pipe.hset(job.key, "meta", job._serialize_meta())
+                rq_queue(conn, job.origin)._enqueue_job(job, pipeline=pipe, at_front=True)
+                pipe.execute()
+            except WatchError:
+                return None
         admission.release(conn, job.id, job_type, user)
         events.emit(conn, "stalled", job.id, job_type, stalledCount=stalled, action="requeued")
         return "requeued"
     job.meta["error"] = {"category": "stalled", "type": "Stalled",
                          "message": f"job stalled more than {max_stalled} times (its worker died)"}
     with conn.pipeline() as pipe:
-        registry.remove_executions(job, pipeline=pipe)
-        pipe.hset(job.key, "meta", job._serialize_meta())
-        job.set_status(JobStatus.FAILED, pipeline=pipe)
-        FailedJobRegistry(job.origin, connection=conn, serializer=JSONSerializer).add(job, ttl=job.failure_ttl,
-                                                                                       pipeline=pipe)
-        pipe.execute()
+        try:
+            if not _still_started(pipe, job):
+                return None
+            pipe.multi()
+            registry.remove_executions(job, pipeline=pipe)
+            pipe.hset(job.key, "meta", job._serialize_meta())
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            FailedJobRegistry(job.origin, connection=conn, serializer=JSONSerializer).add(job, ttl=job.failure_ttl,
+                                                                                           pipeline=pipe)
+            pipe.execute()
+        except WatchError:
+            return None
     admission.release(conn, job.id, job_type, user)
     events.emit(conn, "failed", job.id, job_type, category="stalled", error=job.meta["error"]["message"])
     if not job.allow_dependency_failures:

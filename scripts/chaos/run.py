@@ -11,9 +11,10 @@ How: a private `redis-server` (AOF, fsync always) and a temp config with one cus
 `chaos:executions`, then sleeps 50-300 ms reporting progress). Half the jobs are submitted
 before the daemons start, the rest while they run. Meanwhile a chaos thread SIGKILLs a random
 worker process of a random daemon every 1-3 s and, once in the middle, SIGKILLs redis-server
-and restarts it on the same port and directory. When every job is terminal (or on timeout)
-the daemons get SIGTERM and the figures are printed; the exit code is 1 if a job was lost or
-a slot leaked.
+and restarts it on the same port and directory. When every job is terminal (or none has ended
+for 60 s, or on timeout) the daemons get SIGTERM and the figures are printed. The exit code
+is 1 if a job was lost or a slot leaked. In that case the temp dir (daemon logs, AOF) is kept,
+and each lost job is shown with where it still is and its events.
 
     python scripts/chaos/run.py [--jobs 2000] [--daemons 2] [--workers 3] [--kills 15]
                                 [--seed N] [--timeout 600] [--json] [--keep]
@@ -46,6 +47,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rq import worker_registration  # noqa: E402
 from rq.job import Job  # noqa: E402
+from rq.registry import StartedJobRegistry  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from chaos_handlers import EXECUTIONS  # noqa: E402
@@ -60,6 +62,7 @@ JOB_TYPE = "chaos-work"
 USERS = 20
 TERMINAL = ("finished", "failed", "canceled")
 REDIS_DOWN_SECONDS = 2.0
+STUCK_SECONDS = 60  # leases (3 s) and stalled checks (2 s) recover a killed job well within this
 DOWN = (redis.ConnectionError, redis.TimeoutError)
 err = Console(stderr=True)
 
@@ -239,19 +242,26 @@ def live_slots(conn) -> dict[str, int]:
     return out
 
 
-def finish_events(conn) -> Counter:
-    """How often each job emitted `finished` (vq:events): above 1, a job that had already
-    succeeded was run again, which no crash explains."""
-    counts: Counter = Counter()
+def job_events(conn) -> dict[str, list[str]]:
+    """Each job's event names in vq:events, oldest first."""
+    events: dict[str, list[str]] = {}
     start = "-"
     while True:
         entries = conn.xrange(keys.EVENTS, min=start, count=5000)
         for _, fields in entries:
-            if fields.get(b"event") == b"finished":
-                counts[fields[b"jobId"].decode()] += 1
+            events.setdefault(fields[b"jobId"].decode(), []).append(fields[b"event"].decode())
         if len(entries) < 5000:
-            return counts
+            return events
         start = "(" + entries[-1][0].decode()
+
+
+def whereabouts(conn, job: Job, events: list[str]) -> dict:
+    """Where a lost job is: its status, whether any list or registry still holds it, and
+    its events (without progress)."""
+    return {"status": status_of(job), "inQueueList": conn.lpos(f"rq:queue:{job.origin}", job.id) is not None,
+            "inWaitingLine": conn.zscore(keys.waiting(JOB_TYPE), job.id) is not None,
+            "inStartedRegistry": job.id in StartedJobRegistry(job.origin, connection=conn).get_job_ids(cleanup=False),
+            "events": [e for e in events if e != "progress"]}
 
 
 def stop_daemons(daemons: list[subprocess.Popen]) -> list[int | None]:
@@ -288,13 +298,18 @@ def run(args) -> dict:
         # The rest arrive over about 20 s, while the chaos runs.
         ids += submit_jobs(conn, settings, rng, range(before, args.jobs), pace=20.0 / max(1, args.jobs - before))
         err.print(f"submitted all {args.jobs} jobs; waiting for them to end")
-        done = 0
+        done, changed = 0, time.monotonic()
         while time.monotonic() - t0 < args.timeout:
             try:
-                done = sum(s in TERMINAL for s in statuses(conn, ids))
+                now_done = sum(s in TERMINAL for s in statuses(conn, ids))
             except DOWN:
-                pass
+                now_done = done
+            if now_done != done:
+                done, changed = now_done, time.monotonic()
             if done == len(ids) and not chaos.is_alive():
+                break
+            if not chaos.is_alive() and time.monotonic() - changed > STUCK_SECONDS:
+                err.print(f"[red]{len(ids) - done} jobs made no progress for {STUCK_SECONDS} s: giving up[/]")
                 break
             if any(p.poll() is not None for p in daemons):
                 err.print("[red]a daemon exited during the run[/]")
@@ -304,7 +319,10 @@ def run(args) -> dict:
         chaos.join(timeout=30)
         elapsed = time.monotonic() - t0
         daemon_exits = stop_daemons(daemons)
-        return measure(conn, ids, chaos, elapsed, daemon_exits, args, workdir)
+        result = measure(conn, ids, chaos, elapsed, daemon_exits, args)
+        args.keep = args.keep or bool(result["lost"] or result["slotsLeaked"])  # keep the evidence
+        result["workdir"] = str(workdir) if args.keep else None
+        return result
     finally:
         stop_daemons(daemons)
         server.kill()
@@ -314,11 +332,13 @@ def run(args) -> dict:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, args, workdir: Path) -> dict:
+def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, args) -> dict:
     jobs = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)
     status = [status_of(j) if j else "missing" for j in jobs]
     by_status = Counter(status)
-    lost = {job_id: s for job_id, s in zip(ids, status) if s not in TERMINAL}
+    events = job_events(conn)
+    lost = {j.id if j else i: whereabouts(conn, j, events.get(i, [])) if j else {"status": "missing"}
+            for i, j, s in zip(ids, jobs, status) if s not in TERMINAL}
     failed_categories = Counter((j.meta.get("error") or {}).get("category", "?")
                                 for j, s in zip(jobs, status) if s == "failed")
     runs = Counter(x.decode() for x in conn.lrange(EXECUTIONS, 0, -1))
@@ -329,7 +349,6 @@ def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, ar
             pipe.zscore(keys.ALL_JOBS, job_id)
         unlisted = [i for i, score in zip(ids, pipe.execute()) if score is None]
     slots = live_slots(conn)
-    finishes = finish_events(conn)
     return {
         "seed": args.seed, "daemons": args.daemons, "workersPerDaemon": args.workers,
         "submitted": len(ids), "distinctIds": len(wanted),
@@ -339,14 +358,13 @@ def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, ar
         "executions": sum(runs[i] for i in wanted),
         "extraExecutions": sum(max(0, runs[i] - 1) for i in wanted),
         "jobsRunMoreThanOnce": sum(1 for i in wanted if runs[i] > 1),
-        "rerunsAfterFinishing": sum(max(0, finishes[i] - 1) for i in wanted),
+        "rerunsAfterFinishing": sum(max(0, events.get(i, []).count("finished") - 1) for i in wanted),
         "finishedWithoutExecution": len(finished_unrun),
         "notInJobIndex": len(unlisted),
         "slotsLeaked": sum(slots.values()), "leakedSlotKeys": slots,
         "workerKills": len(chaos.killed), "kills": chaos.killed, "redisRestart": chaos.redis_restart,
         "chaosError": repr(chaos.error) if chaos.error else None,
         "daemonExitCodes": daemon_exits, "seconds": round(elapsed, 1),
-        "workdir": str(workdir) if args.keep else None,
     }
 
 
@@ -387,7 +405,9 @@ def report(result: dict, console: Console) -> None:
         table.add_row(*row)
     console.print(table)
     if result["lostJobs"]:
-        console.print(f"[red]lost jobs (first 20): {result['lostJobs']}[/]")
+        console.print("[red]lost jobs (first 20):[/]")
+        for job_id, where in result["lostJobs"].items():
+            console.print(f"  {job_id}: {json.dumps(where)}")
     if result["leakedSlotKeys"]:
         console.print(f"[red]leaked slots: {result['leakedSlotKeys']}[/]")
     if result["chaosError"]:

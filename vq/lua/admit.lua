@@ -19,6 +19,7 @@
 --   vq:limits:{type,tier,user}       hash: limits from config
 --   vq:limits:override:{type,tier,user}  hash: limits set at runtime (win)
 --   vq:paused                        set of paused types
+--   vq:admitted                      zset id -> ms: admitted, not yet started
 
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
@@ -120,6 +121,7 @@ for _, p in ipairs(prios) do
               redis.call('ZADD', tk, now + lease, id)
               redis.call('ZADD', uk, now + lease, id)
               redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
+              redis.call('ZADD', 'vq:admitted', now, id)  -- until it starts: see vq/stalled.py
               return {id, t .. '.' .. p, user}
             end
           else
