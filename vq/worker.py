@@ -7,6 +7,7 @@ high priority before normal before low, skipping the types an operator paused.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -22,6 +23,30 @@ from vq.jobs import cancel_dependents
 from vq.admission import release, release_in
 from vq.execution import runtime
 from vq.rq_queue import VqQueue, admission_for
+
+
+class SayOnce(logging.Filter):
+    """RQ's worker logs an error at every reconnect attempt while Redis is down; an operator
+    needs to hear it once, and once more when Redis is back."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "could not connect to Redis" in record.getMessage():
+            if self.down:
+                return False
+            self.down = True
+            record.msg, record.args = "Redis unreachable (%s); retrying with backoff", (
+                str(record.args[1]).splitlines()[0] if len(record.args) > 1 else "connection refused",)
+            return True
+        return True
+
+    def recovered(self, log) -> None:
+        if self.down:
+            self.down = False
+            log.warning("Redis is back")
 
 
 class LeaseKeeper(threading.Thread):
@@ -69,6 +94,18 @@ class VqWorker(SimpleWorker):
         except (redis.ConnectionError, redis.TimeoutError):
             self.redis_lost = True
             raise
+        if pipeline is None:
+            self._say_once().recovered(self.log)
+
+    def _say_once(self) -> SayOnce:
+        if getattr(self, "_outage_filter", None) is None:
+            self._outage_filter = SayOnce()
+            self.log.addFilter(self._outage_filter)
+        return self._outage_filter
+
+    def work(self, *args, **kwargs):
+        self._say_once()
+        return super().work(*args, **kwargs)
 
     def execute_job(self, job: Job, queue: Queue):
         """Run the job while the lease keeper renews its concurrency leases."""
