@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 import redis
 from rq import Queue
 from rq.job import Job, JobStatus
+from rq.registry import CanceledJobRegistry
 from rq.worker import SimpleWorker, WorkerStatus
 from rq.job_lifecycle import call_exception_handlers
 
@@ -158,17 +159,16 @@ class VqWorker(SimpleWorker):
             self._delay_for_rate_limit(job, queue, execution, error)
             self._release(job)
             return
-        if category in ("permanent", "canceled"):
+        if category == "canceled":
+            self._finish_canceled(job, execution)
+            self._release(job)
+            return
+        if category == "permanent":
             job.retries_left = 0
         will_retry = job.should_retry
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
         job_type = job.meta.get("jobType")
-        if category == "canceled":
-            job.set_status(JobStatus.CANCELED)
-            job.connection.delete(keys.cancel_request(job.id))
-            events.emit(self.connection, "canceled", job.id, job_type, reason="canceled while running")
-            cancel_dependents(self.connection, job, f"dependency {job.id} was canceled")
-        elif will_retry:
+        if will_retry:
             events.emit(self.connection, "retrying", job.id, job_type, attempt=job.meta.get("attempts"),
                         category=category, error=error.get("message"), retriesLeft=job.retries_left)
         else:
@@ -188,6 +188,21 @@ class VqWorker(SimpleWorker):
             events.emit(pipe, "finished", job.id, job.meta.get("jobType"),
                         durationMs=int(took * 1000) if took is not None else None)
             pipe.execute()
+
+    def _finish_canceled(self, job: Job, execution) -> None:
+        """A running job stopped at a cancel request: canceled in one step (never seen as
+        failed on the way), out of the started registry, into RQ's canceled registry."""
+        reason = (self.connection.get(keys.cancel_request(job.id)) or b"canceled while running").decode()
+        job.meta["cancelReason"] = reason
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.hset(job.key, "meta", job._serialize_meta())
+            job.set_status(JobStatus.CANCELED, pipeline=pipe)
+            CanceledJobRegistry(job.origin, connection=self.connection, serializer=job.serializer).add(job, pipeline=pipe)
+            pipe.delete(keys.cancel_request(job.id))
+            pipe.execute()
+        events.emit(self.connection, "canceled", job.id, job.meta.get("jobType"), reason=reason)
+        cancel_dependents(self.connection, job, f"dependency {job.id} was canceled")
 
     def _delay_for_rate_limit(self, job: Job, queue: Queue, execution, error: dict) -> None:
         """The provider said "retry after N s": wait exactly that (up to a cap), and do not
