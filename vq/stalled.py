@@ -70,11 +70,23 @@ def recover_admitted(conn: Redis, settings: Settings, now: int) -> list[tuple[st
     return outcomes
 
 
-def _still_started(pipe, job: Job) -> bool:
-    """WATCH the job and confirm it is still `started`; the caller's MULTI then fails if a
-    worker finishes it in between (so a finished job is never run again)."""
-    pipe.watch(job.key)
-    return pipe.hget(job.key, "status") == b"started"
+def _settle_if_still_started(conn: Redis, registry: StartedJobRegistry, job: Job, settle) -> bool:
+    """Take the job out of the started registry, save its meta and apply `settle(pipe)`,
+    all only if it is still `started`: WATCH makes the transaction fail when a worker
+    finishes it in between, so a finished job is never run again. True if applied."""
+    with conn.pipeline() as pipe:
+        try:
+            pipe.watch(job.key)
+            if pipe.hget(job.key, "status") != b"started":
+                return False
+            pipe.multi()
+            registry.remove_executions(job, pipeline=pipe)
+            pipe.hset(job.key, "meta", job._serialize_meta())
+            settle(pipe)
+            pipe.execute()
+        except WatchError:
+            return False
+    return True
 
 
 def _handle(conn: Redis, registry: StartedJobRegistry, job: Job, job_type: str, max_stalled: int) -> str | None:
@@ -83,35 +95,24 @@ def _handle(conn: Redis, registry: StartedJobRegistry, job: Job, job_type: str, 
     user = job.meta.get("userId") or "_"
     if stalled <= max_stalled:
         job.meta["attempts"] = max(0, int(job.meta.get("attempts", 1)) - 1)  # the lost run is not charged
-        with conn.pipeline() as pipe:
-            try:
-                if not _still_started(pipe, job):
-                    return None
-                pipe.multi()
-                registry.remove_executions(job, pipeline=pipe)
-                pipe.hset(job.key, "meta", job._serialize_meta())
-                rq_queue(conn, job.origin)._enqueue_job(job, pipeline=pipe, at_front=True)
-                pipe.execute()
-            except WatchError:
-                return None
+        def requeue(pipe) -> None:
+            rq_queue(conn, job.origin)._enqueue_job(job, pipeline=pipe, at_front=True)
+
+        if not _settle_if_still_started(conn, registry, job, requeue):
+            return None
         admission.release(conn, job.id, job_type, user)
         events.emit(conn, "stalled", job.id, job_type, stalledCount=stalled, action="requeued")
         return "requeued"
     job.meta["error"] = {"category": "stalled", "type": "Stalled",
                          "message": f"job stalled more than {max_stalled} times (its worker died)"}
-    with conn.pipeline() as pipe:
-        try:
-            if not _still_started(pipe, job):
-                return None
-            pipe.multi()
-            registry.remove_executions(job, pipeline=pipe)
-            pipe.hset(job.key, "meta", job._serialize_meta())
-            job.set_status(JobStatus.FAILED, pipeline=pipe)
-            FailedJobRegistry(job.origin, connection=conn, serializer=JSONSerializer).add(job, ttl=job.failure_ttl,
-                                                                                           pipeline=pipe)
-            pipe.execute()
-        except WatchError:
-            return None
+
+    def fail(pipe) -> None:
+        job.set_status(JobStatus.FAILED, pipeline=pipe)
+        FailedJobRegistry(job.origin, connection=conn, serializer=JSONSerializer).add(job, ttl=job.failure_ttl,
+                                                                                       pipeline=pipe)
+
+    if not _settle_if_still_started(conn, registry, job, fail):
+        return None
     admission.release(conn, job.id, job_type, user)
     events.emit(conn, "failed", job.id, job_type, category="stalled", error=job.meta["error"]["message"])
     if not job.allow_dependency_failures:
