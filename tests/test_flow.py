@@ -21,13 +21,24 @@ def test_delayed_job_never_starts_early(vq):
     done = vq.wait_for(job_id, timeout=15)
     assert done["status"] == "finished"
     assert _ts(done["startedAt"]).timestamp() >= before + 2.0
+    assert _ts(done["startedAt"]) >= _ts(view["scheduledFor"])
     assert _ts(done["startedAt"]).timestamp() <= before + 4.5
 
 
-def test_at_in_the_past_runs_now(vq):
+def test_at_in_the_past_is_refused_unless_allowed(vq, redis_conn):
+    refused = vq.run("submit", "test-noop", "--user", "u", "--at", "2020-01-01T00:00:00Z")
+    assert refused.returncode == 2 and "at: 2020-01-01T00:00:00.000Z is in the past" in refused.stderr
+    assert redis_conn.zcard("vq:jobs") == 0
     vq.start_daemon()
-    job_id = vq.submit("test-noop", {}, "--user", "u", "--at", "2020-01-01T00:00:00Z")
+    job_id = vq.submit("test-noop", {}, "--user", "u", "--at", "2020-01-01T00:00:00Z", "--allow-past")
     assert vq.wait_for(job_id)["status"] == "finished"
+
+
+def test_delay_beyond_the_maximum_is_refused(vq):
+    vq.configure(limits={"maxDelay": 3_600_000})
+    proc = vq.run("submit", "test-noop", "--user", "u", "--delay", "2h")
+    assert proc.returncode == 2 and "beyond the longest allowed delay of 3600000 ms (limits.maxDelay)" in proc.stderr
+    assert vq.run("submit", "test-noop", "--user", "u", "--delay", "59m").returncode == 0
 
 
 def test_dependent_runs_after_all_dependencies_and_sees_their_results(vq):

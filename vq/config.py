@@ -125,6 +125,7 @@ class LimitsSettings(_Strict):
     maxDataBytes: int = Field(1_048_576, ge=1)
     maxRateLimitDelay: int = Field(3_600_000, ge=0, description="ms: the longest a provider's retry-after is honoured")
     idempotencyWindow: int = Field(86_400_000, ge=1000, description="ms an idempotencyKey keeps returning its job")
+    maxDelay: int = Field(90 * 86_400_000, ge=1000, description="ms: the longest delay (or `at` ahead) accepted")
 
 
 class DaemonSettings(_Strict):
@@ -132,7 +133,18 @@ class DaemonSettings(_Strict):
     queues: list[str] | None = None
     shutdownGrace: int = Field(30_000, ge=0, description="milliseconds")
     maxJobsPerWorker: int = Field(10_000, ge=1)
-    schedulerInterval: int = Field(200, ge=10, description="milliseconds")
+    schedulerInterval: int = Field(1000, ge=10, description="ms: the longest the timer sleeps between checks "
+                                   "(it wakes at each due time and at each announcement anyway)")
+
+
+class RecurringSettings(_Strict):
+    """How recurring jobs treat ticks that came due while no daemon ran."""
+
+    catchUp: Literal["none", "one", "all"] = Field("one", description="default policy for new recurring jobs")
+    misfireGrace: int = Field(60_000, ge=0, description="ms late a tick may fire and still count as on time")
+    maxCatchUp: int = Field(100, ge=1, description="the most missed ticks `catch_up: all` runs at once")
+    keepRuns: int = Field(100, ge=1, description="runs remembered per recurring job for `vq recurring show`")
+    lease: int = Field(10_000, ge=1000, description="ms one daemon holds a recurring job while it fires a tick")
 
 
 class BreakerSettings(_Strict):
@@ -172,6 +184,7 @@ class Settings(_Strict):
     priority: PrioritySettings = PrioritySettings()
     limits: LimitsSettings = LimitsSettings()
     daemon: DaemonSettings = DaemonSettings()
+    recurring: RecurringSettings = RecurringSettings()
     data_dir: str | None = None
     job_types: dict[str, JobTypeSettings] = Field(default_factory=dict)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)

@@ -1,7 +1,7 @@
-"""`vq daemon`: supervises worker processes, the delayed-job scheduler and housekeeping.
+"""`vq daemon`: supervises worker processes, the timer and housekeeping.
 
-Launcher -> (embedded Redis when none is configured) -> N worker processes + 1 scheduler
-process, all restarted when they die. On SIGTERM/SIGINT it stops taking jobs, lets running
+Launcher -> (embedded Redis when none is configured) -> N worker processes + 1 timer
+process (delayed jobs, retries, recurring ticks: vq/timer.py), all restarted when they die. On SIGTERM/SIGINT it stops taking jobs, lets running
 ones finish within the grace period, then requeues whatever is still running.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
 
-from vq import keys, limits, maintenance, stalled
+from vq import historydb, keys, limits, maintenance, recurring_store, stalled
 from vq.admission import Admission
 from vq.config import Settings
 from vq.connection import connect, make_client
@@ -85,13 +85,17 @@ def _first_line(exc: Exception) -> str:
 
 
 def _run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: str, name: str) -> None:
-    from vq.scheduling import VqScheduler
+    """This daemon's timer: due delayed jobs and retries, and recurring ticks."""
+    from vq.execution import install_runtime
+    from vq.recurring import Spawner
+    from vq.timer import Timer
 
-    # One name per daemon: a replaced scheduler process keeps the locks its predecessor held.
-    scheduler = VqScheduler(queue_names, connection=conn, serializer=JSONSerializer, name=name,
-                            poll_seconds=settings.daemon.schedulerInterval / 1000,
-                            logging_level="DEBUG" if log_level.upper() == "DEBUG" else "WARNING")
-    scheduler.work()
+    install_runtime(settings)
+    timer = Timer(conn, queue_names, callbacks=[Spawner(conn, settings)],
+                  max_sleep=settings.daemon.schedulerInterval / 1000)
+    signal.signal(signal.SIGTERM, timer.stop)
+    signal.signal(signal.SIGINT, timer.stop)
+    timer.run()
 
 
 @dataclass
@@ -105,22 +109,27 @@ class Chore:
     action: object
     last: float = 0.0
 
+    exclusive: bool = True  # False: every daemon does it (for state local to the daemon's host)
+
     def run_if_due(self) -> None:
         if time.monotonic() - self.last < self.every:
             return
         self.last = time.monotonic()
         lock = keys.PREFIX + "chore:" + self.name.replace(" ", "-")
         try:
-            if not self.conn.set(lock, os.getpid(), nx=True, px=max(100, int(self.every * 900))):
+            if self.exclusive and not self.conn.set(lock, os.getpid(), nx=True, px=max(100, int(self.every * 900))):
                 return  # another daemon did it this period
         except (redis.ConnectionError, redis.TimeoutError):
             return  # the workers report an unreachable Redis; no need to say it once per chore
         try:
             result = self.action()
-            if result:
-                log.info("%s: %s", self.name, result)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return
         except Exception:
             log.exception("%s failed", self.name)
+            return
+        if result:
+            log.info("%s: %s", self.name, result)
 
 
 @dataclass
@@ -155,6 +164,10 @@ class Daemon:
             log.info("embedded Redis at %s", self.embedded.url)
         conn = connect(self.settings)
         limits.publish_config_limits(conn, self.settings)
+        history = historydb.open_db(self.settings)
+        restored = recurring_store.restore_if_wiped(conn, history)
+        if restored:
+            log.warning("Redis held no recurring jobs: restored %d from %s", restored, historydb.path_for(self.settings))
         for jt in job_types(self.settings).values():
             load_handler(jt.handler)  # a handler that cannot import stops the daemon now, not mid-job
         queue_names = worker_queue_names(self.settings, self.options.queues)
@@ -179,6 +192,8 @@ class Daemon:
                 served, self.settings.priority.agingThreshold)),
             Chore(conn, "recover stalled jobs", self.settings.queue.settings.stalledInterval / 1000,
                   lambda: stalled.recover(conn, self.settings)),
+            Chore(conn, "copy recurring jobs to the history database", MAINTAIN_EVERY,
+                  lambda: recurring_store.sync(conn, history) and None, exclusive=False),
         ]
         while not self.stopping:
             self._supervise(ctx)

@@ -12,6 +12,7 @@ PAUSED = PREFIX + "paused"  # set of job type names whose queues are paused
 EVENTS = PREFIX + "events"  # stream of job events
 ALL_JOBS = PREFIX + "jobs"  # zset job id -> created ms: every job vq knows
 EVENTS_CHANNEL = PREFIX + "events:live"  # pub/sub mirror of EVENTS for live followers
+TIMER_CHANNEL = PREFIX + "timer"  # pub/sub: "something is due at <epoch s>" for sleeping timers
 
 
 def queue_name(job_type: str, priority: str) -> str:
@@ -108,3 +109,29 @@ def result_cache(job_type: str, scope: str, digest: str) -> str:
 def cache_counter(job_type: str, outcome: str) -> str:
     """hits / misses of the result cache, per type."""
     return f"{PREFIX}cache:{outcome}:{job_type}"
+
+
+# --- recurring jobs (vq/recurring.py) -------------------------------------------------
+RECURRING = PREFIX + "recurring"  # hash id -> definition (JSON)
+RECURRING_DUE = PREFIX + "recurring:due"  # zset id -> next tick ms (active definitions only)
+RECURRING_SEEN = PREFIX + "recurring:seen"  # set once definitions were ever written (see restore)
+
+
+def recurring_runs(recurring_id: str) -> str:
+    """zset job id -> tick ms: the jobs a recurring definition spawned (the latest few)."""
+    return f"{PREFIX}recurring:{recurring_id}:runs"
+
+
+def recurring_stats(recurring_id: str) -> str:
+    """hash: runs, succeeded, failed, canceled, missed, lastRunAt, lastJobId, lastOutcome."""
+    return f"{PREFIX}recurring:{recurring_id}:stats"
+
+
+def recurring_outcomes(recurring_id: str) -> str:
+    """hash job id -> final status of a spawned job (kept after the job itself is trimmed)."""
+    return f"{PREFIX}recurring:{recurring_id}:outcomes"
+
+
+def recurring_lease(recurring_id: str) -> str:
+    """Held by the daemon firing this definition's due tick."""
+    return f"{PREFIX}recurring:{recurring_id}:lease"

@@ -1,5 +1,5 @@
 """vq's RQ queue class: RQ's Queue whose dequeue goes through admission, and whose
-scheduling never starts a job early.
+scheduling keeps due times exact (see vq/timer.py).
 
 Every vq code path that builds an RQ queue uses `rq_queue()`, so these rules hold for
 new jobs, retries and the scheduler alike.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import datetime, timedelta
 
 from redis import Redis
 from rq import Queue
@@ -18,14 +17,7 @@ from rq.serializers import JSONSerializer
 
 from vq import keys
 from vq.admission import Admission, release, wait_for_wake
-
-
-def ceil_to_second(moment: datetime) -> datetime:
-    """RQ's scheduled registry stores whole seconds (truncating); rounding up first means a
-    delayed job or a retry never starts before its time."""
-    if moment.microsecond:
-        return moment.replace(microsecond=0) + timedelta(seconds=1)
-    return moment
+from vq.timer import schedule_in
 
 
 _admissions: dict[int, Admission] = {}
@@ -73,7 +65,14 @@ class VqQueue(Queue):
             wait_for_wake(connection, min(left, 1.0))
 
     def schedule_job(self, job, datetime, pipeline=None, unique=False):  # noqa: A002 - RQ's name
-        return super().schedule_job(job, ceil_to_second(datetime), pipeline=pipeline, unique=unique)
+        """RQ's scheduling, with the due time kept to the microsecond (RQ truncates it to a
+        whole second, which would start the job early) and every timer told at once."""
+        pipe = pipeline if pipeline is not None else self.connection.pipeline()
+        super().schedule_job(job, datetime, pipeline=pipe)
+        schedule_in(pipe, self.name, job.id, datetime)
+        if pipeline is None:
+            pipe.execute()
+        return job
 
 
 def rq_queue(conn: Redis, name: str) -> VqQueue:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from math import ceil
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Retry
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -33,7 +34,7 @@ from vq.rq_queue import rq_queue
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 CONTROL_FIELDS = {"jobType", "userId", "projectId", "userSubscription", "subscription", "priority", "delay",
-                  "at", "dependsOn", "allowFailure", "data", "idempotencyKey"}
+                  "at", "allowPast", "dependsOn", "allowFailure", "data", "idempotencyKey", "options"}
 
 
 class TooLarge(InvalidInput):
@@ -56,6 +57,9 @@ class Submission:
     privileged: bool = False  # an operator at the CLI may set any priority
     idempotency_key: str | None = None  # the same key (per user) returns the same job
     skip_cache: bool = False  # run even if an identical job's result is cached
+    allow_past: bool = False  # an `at` in the past runs now instead of being refused
+    job_id: str | None = None  # set by vq itself (a recurring tick's deterministic id), never by callers
+    origin: dict = field(default_factory=dict)  # where a spawned job came from: recurringId, tickAt
 
     @classmethod
     def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> "Submission":
@@ -92,6 +96,7 @@ class Submission:
             at=parse_instant(at) if at else None,
             depends_on=list(depends),
             allow_failure=bool(obj.get("allowFailure", False)),
+            allow_past=bool(obj.get("allowPast", False)),
             privileged=privileged,
             idempotency_key=_text(obj, "idempotencyKey"),
             skip_cache=bool((obj.get("options") or {}).get("skipCache") if isinstance(obj.get("options"), dict) else False),
@@ -118,6 +123,7 @@ class _Resolved:
     run_at: datetime | None
     depends_on: list[str]
     allow_failure: bool
+    origin: dict = field(default_factory=dict)
 
 
 def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
@@ -140,13 +146,13 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     if subscription not in TIERS:
         raise InvalidInput(f"userSubscription: {subscription!r} is not one of {', '.join(TIERS)}", field="userSubscription")
     priority = _priority(settings, sub, subscription)
-    run_at = _run_at(sub)
+    run_at = _run_at(settings, sub)
     depends_on = list(dict.fromkeys(sub.depends_on))
     if run_at and depends_on:
         raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
     _check_dependencies(conn, depends_on, sub.allow_failure)
     return _Resolved(job_type, sub.data, user_id, project_id, priority, subscription, run_at, depends_on,
-                     sub.allow_failure)
+                     sub.allow_failure, dict(sub.origin))
 
 
 def _data_text(data: dict, name: str) -> str | None:
@@ -165,16 +171,29 @@ def _priority(settings: Settings, sub: Submission, subscription: str) -> str:
     return sub.priority if PRIORITIES.index(sub.priority) >= PRIORITIES.index(cap) else cap
 
 
-def _run_at(sub: Submission) -> datetime | None:
+def _run_at(settings: Settings, sub: Submission) -> datetime | None:
+    """When a delayed job is due: never in the past unless asked, never beyond limits.maxDelay."""
     if sub.delay_ms is not None and sub.at is not None:
         raise InvalidInput("delay: give either a delay or an 'at' time, not both", field="delay")
+    now = datetime.now(timezone.utc)
+    longest = settings.limits.maxDelay
     if sub.delay_ms is not None:
         if sub.delay_ms < 0:
             raise InvalidInput("delay: must not be negative", field="delay")
-        return datetime.now(timezone.utc) + timedelta(milliseconds=sub.delay_ms) if sub.delay_ms else None
-    if sub.at is not None and sub.at > datetime.now(timezone.utc):
-        return sub.at
-    return None
+        if sub.delay_ms > longest:
+            raise InvalidInput(f"delay: {sub.delay_ms} ms is beyond the longest allowed delay of {longest} ms "
+                               "(limits.maxDelay)", field="delay")
+        return now + timedelta(milliseconds=sub.delay_ms) if sub.delay_ms else None
+    if sub.at is None:
+        return None
+    if sub.at <= now:
+        if sub.allow_past:
+            return None
+        raise InvalidInput(f"at: {iso(sub.at)} is in the past (pass allow-past to run it now)", field="at")
+    if (sub.at - now).total_seconds() * 1000 > longest:
+        raise InvalidInput(f"at: {iso(sub.at)} is beyond the longest allowed delay of {longest} ms "
+                           "(limits.maxDelay)", field="at")
+    return sub.at
 
 
 def _check_dependencies(conn: Redis, ids: list[str], allow_failure: bool) -> None:
@@ -190,13 +209,18 @@ def _check_dependencies(conn: Redis, ids: list[str], allow_failure: bool) -> Non
                            "submit with allow-failure to run anyway", field="dependsOn")
 
 
+def validate(conn: Redis, settings: Settings, sub: Submission) -> None:
+    """Check a submission as `submit` would, creating nothing (a recurring job's template)."""
+    _resolve(conn, settings, sub)
+
+
 def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
     """Create the job (and, for a planned type, its graph of children); return its id.
 
     With an idempotency key already used by this user within the window, return the job
     that key created instead of making a second one."""
     resolved = _resolve(conn, settings, sub)
-    job_id = uuid.uuid4().hex
+    job_id = sub.job_id or uuid.uuid4().hex
     if sub.idempotency_key:
         existing = _claim_idempotency_key(conn, settings, resolved.user_id, sub.idempotency_key, job_id)
         if existing:
@@ -227,14 +251,22 @@ def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
         )
         if child.run_at and child.depends_on:
             child.run_at = None
-        step_ids[step["step"]] = uuid.uuid4().hex
+        step_ids[step["step"]] = _child_id(job_id, step["step"]) if sub.job_id else uuid.uuid4().hex
         dependents.update(step.get("dependsOn", []))
+        if sub.job_id and conn.exists(Job.key_for(step_ids[step["step"]])):
+            continue  # made by an earlier attempt at this same graph
         _enqueue(conn, settings, child, step_ids[step["step"]], step=step["step"], parent_id=job_id, children=[])
     final_steps = [step_ids[s["step"]] for s in plan if s["step"] not in dependents]
     resolved.depends_on, resolved.run_at, resolved.allow_failure = final_steps, None, False
     _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=list(step_ids.values()),
              cache_key=key)
     return job_id
+
+
+def _child_id(parent_id: str, step: str) -> str:
+    """A planned child's id when the parent's id is fixed: a second attempt at the same
+    graph (after a crash) finds the children the first attempt made instead of doubling them."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"vq:{parent_id}/{step}").hex
 
 
 def _claim_idempotency_key(conn: Redis, settings: Settings, user_id: str, key: str, job_id: str) -> str | None:
@@ -298,7 +330,7 @@ def _job_spec(settings: Settings, r: _Resolved, job_id: str, step: str | None, p
         "subscription": r.subscription, "attempts": 0, "maxAttempts": r.job_type.attempts,
         "dependsOn": r.depends_on, "allowFailure": r.allow_failure, "progress": {"percent": 0.0, "message": None},
         "step": step, "parentId": parent_id, "children": children,
-        "scheduledFor": iso(r.run_at),
+        "scheduledFor": iso(r.run_at), **r.origin,
     }
     if cache_key:
         meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
@@ -314,12 +346,18 @@ def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step
              parent_id: str | None, children: list[str], cache_key: str | None = None) -> Job:
     queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
     common = _job_spec(settings, r, job_id, step, parent_id, children, cache_key)
-    if r.run_at is not None:
-        job = queue.enqueue_at(r.run_at, VQ_FUNC, **_enqueue_at_kwargs(common))
-    else:
-        depends = Dependency(jobs=r.depends_on, allow_failure=r.allow_failure) if r.depends_on else None
-        job = queue.enqueue_call(VQ_FUNC, depends_on=depends, **common)
-    _record_created(conn, r, job, parent_id, step)
+    if r.depends_on:  # RQ checks the dependencies in its own WATCHed transaction
+        job = queue.enqueue_call(VQ_FUNC, depends_on=Dependency(jobs=r.depends_on, allow_failure=r.allow_failure),
+                                 **common)
+        _record_created(conn, r, job, parent_id, step)
+        return job
+    with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
+        if r.run_at is not None:
+            job = queue.enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(common))
+        else:
+            job = queue.enqueue_call(VQ_FUNC, pipeline=pipe, **common)
+        _record_created(pipe, r, job, parent_id, step)
+        pipe.execute()
     return job
 
 
@@ -340,19 +378,34 @@ def _create_cached(conn: Redis, settings: Settings, r: _Resolved, job_id: str, s
     return job
 
 
-def _record_created(conn: Redis, r: _Resolved, job: Job, parent_id: str | None, step: str | None, **extra) -> None:
-    """Index the new job (all, per user, per type), emit `created`, and wake a worker."""
+def _record_created(target, r: _Resolved, job: Job, parent_id: str | None, step: str | None, **extra) -> None:
+    """Index the new job (all, per user, per type), emit `created`, and wake a worker; in the
+    caller's pipeline when given one, else in a round trip of its own."""
+    if isinstance(target, Pipeline):
+        _record_created_in(target, r, job, parent_id, step, **extra)
+        return
+    with target.pipeline(transaction=False) as pipe:
+        _record_created_in(pipe, r, job, parent_id, step, **extra)
+        pipe.execute()
+
+
+def _record_created_in(pipe: Pipeline, r: _Resolved, job: Job, parent_id: str | None, step: str | None,
+                       **extra) -> None:
     status = job.get_status(refresh=False)
     created_ms = int(time.time() * 1000)
-    with conn.pipeline(transaction=False) as pipe:  # one round trip
-        pipe.zadd(keys.ALL_JOBS, {job.id: created_ms})
-        pipe.zadd(keys.user_jobs(r.user_id), {job.id: created_ms})
-        pipe.zadd(keys.type_jobs(r.job_type.name), {job.id: created_ms})
-        events.emit(pipe, "created", job.id, r.job_type.name, userId=r.user_id, priority=r.priority,
-                    status=status.value if status else None, parentId=parent_id, step=step, **extra)
-        if status == JobStatus.QUEUED:
-            wake_in(pipe)
-        pipe.execute()
+    pipe.zadd(keys.ALL_JOBS, {job.id: created_ms})
+    pipe.zadd(keys.user_jobs(r.user_id), {job.id: created_ms})
+    pipe.zadd(keys.type_jobs(r.job_type.name), {job.id: created_ms})
+    events.emit(pipe, "created", job.id, r.job_type.name, userId=r.user_id, priority=r.priority,
+                status=status.value if status else None, parentId=parent_id, step=step, **extra)
+    if status == JobStatus.QUEUED:
+        wake_in(pipe)
+    if r.origin.get("recurringId"):
+        pipe.zadd(keys.recurring_runs(r.origin["recurringId"]), {job.id: r.origin.get("tickMs", created_ms)})
+        pipe.hincrby(keys.recurring_stats(r.origin["recurringId"]), "runs", 1)
+        if status == JobStatus.FINISHED:  # a cached result: the run succeeded without a worker
+            pipe.hincrby(keys.recurring_stats(r.origin["recurringId"]), "succeeded", 1)
+            pipe.hset(keys.recurring_outcomes(r.origin["recurringId"]), job.id, "finished")
 
 
 def _enqueue_at_kwargs(common: dict) -> dict:

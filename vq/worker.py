@@ -23,6 +23,7 @@ from vq import cache, events, keys
 from vq.jobs import cancel_dependents
 from vq.admission import release, release_in
 from vq.execution import runtime
+from vq.recurring import record_outcome_in
 from vq.rq_queue import VqQueue, admission_for
 
 
@@ -172,8 +173,11 @@ class VqWorker(SimpleWorker):
             events.emit(self.connection, "retrying", job.id, job_type, attempt=job.meta.get("attempts"),
                         category=category, error=error.get("message"), retriesLeft=job.retries_left)
         else:
-            events.emit(self.connection, "failed", job.id, job_type, attempt=job.meta.get("attempts"),
-                        category=category, error=error.get("message") or _last_line(exc_string))
+            with self.connection.pipeline(transaction=False) as pipe:
+                events.emit(pipe, "failed", job.id, job_type, attempt=job.meta.get("attempts"),
+                            category=category, error=error.get("message") or _last_line(exc_string))
+                record_outcome_in(pipe, job)
+                pipe.execute()
             if not job.allow_dependency_failures:
                 cancel_dependents(self.connection, job, f"dependency {job.id} failed")
         self._release(job)
@@ -187,6 +191,7 @@ class VqWorker(SimpleWorker):
                 cache.remember(pipe, job.meta["cacheKey"], job.id, int(job.meta.get("cacheTtl", 0)) or 1)
             events.emit(pipe, "finished", job.id, job.meta.get("jobType"),
                         durationMs=int(took * 1000) if took is not None else None)
+            record_outcome_in(pipe, job)
             pipe.execute()
 
     def _finish_canceled(self, job: Job, execution) -> None:
@@ -200,6 +205,7 @@ class VqWorker(SimpleWorker):
             job.set_status(JobStatus.CANCELED, pipeline=pipe)
             CanceledJobRegistry(job.origin, connection=self.connection, serializer=job.serializer).add(job, pipeline=pipe)
             pipe.delete(keys.cancel_request(job.id))
+            record_outcome_in(pipe, job)
             pipe.execute()
         events.emit(self.connection, "canceled", job.id, job.meta.get("jobType"), reason=reason)
         cancel_dependents(self.connection, job, f"dependency {job.id} was canceled")

@@ -12,7 +12,8 @@ import redis
 import typer
 
 from vq import __version__
-from vq.cli import daemon_cmd, dlq_cmd, job_cmds, limits_cmd, providers_cmd, queue_cmds, submit_cmd
+from vq.cli import (daemon_cmd, dlq_cmd, job_cmds, limits_cmd, providers_cmd, queue_cmds, recurring_cmd,
+                    submit_cmd)
 from vq.cli.output import error
 from vq.cli.state import State
 from vq.errors import VqError
@@ -47,6 +48,7 @@ job_cmds.register(app)
 queue_cmds.register(app)
 limits_cmd.register(app)
 dlq_cmd.register(app)
+recurring_cmd.register(app)
 providers_cmd.register(app)
 daemon_cmd.register(app)
 

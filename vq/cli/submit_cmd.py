@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         subscription: Optional[str] = typer.Option(None, "--subscription", "-s", help="free, basic, pro or enterprise."),
         delay: Optional[str] = typer.Option(None, "--delay", help="Start after this long: 90s, 5m, 300000ms."),
         at: Optional[str] = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
+        allow_past: bool = typer.Option(False, "--allow-past", help="An --at in the past runs now instead of failing."),
         depends_on: list[str] = typer.Option([], "--depends-on", help="Run after this job finished (repeatable)."),
         allow_failure: bool = typer.Option(False, "--allow-failure", help="Run even if a dependency failed."),
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Run even if an identical job's result is cached."),
@@ -77,7 +78,7 @@ def register(app: typer.Typer) -> None:
         sub = Submission(
             job_type=job_type, data=parse_data(data), user_id=user, project_id=project, priority=priority,
             subscription=subscription, delay_ms=parse_duration_ms(delay, "--delay") if delay else None,
-            at=parse_instant(at, "--at") if at else None, depends_on=list(depends_on), allow_failure=allow_failure,
+            at=parse_instant(at, "--at") if at else None, allow_past=allow_past, depends_on=list(depends_on), allow_failure=allow_failure,
             privileged=True, idempotency_key=idempotency_key, skip_cache=skip_cache,
         )
         job_id = submit(st.conn, st.settings, sub)

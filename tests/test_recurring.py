@@ -1,0 +1,235 @@
+"""Recurring jobs with real daemons: exactly once per tick across daemons and crashes,
+restarts, catch-up policies, time zones and bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from croniter import croniter
+
+EVERY_SECOND = "* * * * * *"  # croniter: a sixth field is seconds
+
+
+def _ticks(redis_conn, recurring_id: str) -> dict[str, int]:
+    """job id -> tick ms of everything a definition spawned."""
+    return {k.decode(): int(v) for k, v in redis_conn.zrange(f"vq:recurring:{recurring_id}:runs", 0, -1,
+                                                            withscores=True)}
+
+
+def _started(redis_conn) -> Counter:
+    return Counter(x.decode() for x in redis_conn.lrange("test:started", 0, -1))
+
+
+def _assert_one_job_per_tick_without_gaps(ticks: dict[str, int]) -> None:
+    seconds = sorted(ms // 1000 for ms in ticks.values())
+    assert len(seconds) == len(set(seconds)), f"a tick spawned twice: {seconds}"
+    assert seconds == list(range(seconds[0], seconds[-1] + 1)), f"a tick was lost: {seconds}"
+
+
+def test_add_list_show_pause_resume_rm(vq):
+    added = vq.json("recurring", "add", "test-noop", "--cron", "30 2 * * *", "--tz", "Europe/Berlin",
+                    "--user", "u1", "--name", "nightly", "--data", '{"k": 1}', "--skip-cache")
+    assert added["cronExpression"] == "30 2 * * *" and added["tz"] == "Europe/Berlin"
+    assert added["options"] == {"skipCache": True} and added["catchUp"] == "one"
+    listed = vq.json("recurring", "list")
+    assert [r["id"] for r in listed] == [added["id"]]
+    runs = [datetime.fromisoformat(t) for t in listed[0]["nextRuns"]]
+    assert len(runs) == 3 and all((t.hour, t.minute) == (2, 30) for t in runs)  # in the job's zone
+    assert all(t.tzinfo is not None for t in runs) and runs == sorted(runs)
+    assert vq.json("recurring", "show", "nightly")["id"] == added["id"]  # by name as well as id
+
+    assert vq.json("recurring", "pause", added["id"])["paused"] is True
+    assert vq.json("recurring", "show", added["id"])["nextRuns"] == []
+    assert vq.json("recurring", "resume", "nightly")["paused"] is False
+    assert len(vq.json("recurring", "show", added["id"])["nextRuns"]) == 3
+    table = vq.run("recurring", "list")
+    assert table.returncode == 0 and "nightly" in table.stdout and "30 2 * * *" in table.stdout
+    vq.json("recurring", "rm", added["id"])
+    assert vq.json("recurring", "list") == []
+    gone = vq.run("recurring", "show", added["id"])
+    assert gone.returncode == 4 and "not found" in gone.stderr
+
+
+@pytest.mark.parametrize("cron,message", [
+    ("61 * * * *", "field 1 (minute) '61'"),
+    ("0 25 * * *", "field 2 (hour) '25'"),
+    ("0 0 * * mon-xyz", "field 5 (day of week)"),
+    ("0 0 * *", "has 4 fields"),
+    ("0 0 31 2 *", "never matches"),
+])
+def test_bad_cron_names_the_field(vq, cron, message):
+    proc = vq.run("recurring", "add", "test-noop", "--cron", cron, "--user", "u")
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_bad_recurring_input(vq):
+    cases = [
+        (["--cron", "* * * * *", "--tz", "Mars/Olympus", "--user", "u"], 2, "tz: 'Mars/Olympus' is not a known time zone"),
+        (["--cron", "* * * * *"], 2, "userId: missing"),
+        (["--cron", "* * * * *", "--user", "u", "--catch-up", "some"], 2, "catchUp: 'some'"),
+    ]
+    for args, code, message in cases:
+        proc = vq.run("recurring", "add", "test-noop", *args)
+        assert proc.returncode == code and message in proc.stderr, (args, proc.stderr)
+    unknown = vq.run("recurring", "add", "no-such-type", "--cron", "* * * * *", "--user", "u")
+    assert unknown.returncode == 4 and "unknown job type" in unknown.stderr
+    vq.json("recurring", "add", "test-noop", "--cron", "* * * * *", "--user", "u", "--name", "dup")
+    dup = vq.run("recurring", "add", "test-noop", "--cron", "* * * * *", "--user", "u", "--name", "dup")
+    assert dup.returncode == 2 and "already exists" in dup.stderr
+    assert len(vq.json("recurring", "list")) == 1  # nothing half-made by the refused ones
+
+
+def test_each_tick_spawns_exactly_one_job_across_three_daemons(vq, redis_conn):
+    for _ in range(3):
+        vq.start_daemon(workers=1)
+    time.sleep(2)  # all three up
+    rid = vq.json("recurring", "add", "test-track", "--cron", EVERY_SECOND, "--user", "u",
+                  "--data", '{"seconds": 0}', "--skip-cache")["id"]
+    time.sleep(4)
+    vq.daemons[1].send_signal(signal.SIGKILL)  # one host dies; the others carry on
+    time.sleep(4)
+    vq.json("recurring", "pause", rid)
+    ticks = _ticks(redis_conn, rid)
+    assert len(ticks) >= 6
+    _assert_one_job_per_tick_without_gaps(ticks)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and set(_started(redis_conn)) < set(ticks):
+        time.sleep(0.2)
+    started = _started(redis_conn)
+    assert set(started) >= set(ticks), "a spawned job never ran"
+    assert all(started[job_id] == 1 for job_id in ticks), "a spawned job ran twice"
+    shown = vq.json("recurring", "show", rid, "--runs", "3")
+    assert shown["stats"]["runs"] == len(ticks)
+    assert [r["status"] for r in shown["runs"]] == ["finished"] * 3
+
+
+def test_a_tick_left_half_done_by_a_dead_daemon_is_neither_lost_nor_doubled(vq, redis_conn):
+    """The two states a daemon can die in mid-tick: its lease still held with no job made,
+    or the job made and the tick not yet advanced."""
+    from vq.config import load_settings
+    from vq.recurring import Spawner
+
+    settings = load_settings(vq.config_path, env={})
+    rid = vq.json("recurring", "add", "test-noop", "--cron", "0 0 1 1 *", "--user", "u", "--skip-cache")["id"]
+    tick = int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    redis_conn.zadd("vq:recurring:due", {rid: tick})  # the New Year tick came due while no daemon ran
+    # 1. A daemon took the lease and died before making the job: the lease lapses, the tick runs.
+    redis_conn.set(f"vq:recurring:{rid}:lease", "dead-daemon", px=1500)
+    spawner = Spawner(redis_conn, settings)
+    spawner()
+    assert _ticks(redis_conn, rid) == {}  # not while the dead daemon's lease holds
+    time.sleep(1.6)
+    # 2. This one makes the job and "dies" before advancing (the tick is put back as due).
+    spawner()
+    assert list(_ticks(redis_conn, rid).values()) == [tick]
+    redis_conn.zadd("vq:recurring:due", {rid: tick})
+    vq.start_daemon()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and int(redis_conn.zscore("vq:recurring:due", rid)) == tick:
+        time.sleep(0.1)
+    assert int(redis_conn.zscore("vq:recurring:due", rid)) > time.time() * 1000  # advanced by the daemon
+    assert list(_ticks(redis_conn, rid).values()) == [tick]  # and still one job for the tick
+    (job_id,) = _ticks(redis_conn, rid)
+    assert vq.wait_for(job_id)["status"] == "finished"
+
+
+@pytest.mark.parametrize("policy,expected", [("all", "every"), ("one", 1), ("none", 0)])
+def test_catch_up_policies(vq, redis_conn, policy, expected):
+    vq.configure(recurring={"misfireGrace": 1000})
+    if time.time() % 3600 < 3:
+        time.sleep(3)  # keep clear of an hourly tick that would be on time
+    rid = vq.json("recurring", "add", "test-noop", "--cron", "0 * * * *", "--user", "u", "--skip-cache",
+                  "--catch-up", policy)["id"]
+    outage_start = int((time.time() - 5 * 3600) * 1000)
+    first = int(croniter("0 * * * *", datetime.fromtimestamp(outage_start / 1000, timezone.utc)).get_next(float)
+                * 1000)
+    redis_conn.zadd("vq:recurring:due", {rid: first})  # no daemon ran for five hours
+    missed = []
+    it = croniter("0 * * * *", datetime.fromtimestamp(outage_start / 1000, timezone.utc))
+    while (t := int(it.get_next(float) * 1000)) <= time.time() * 1000:
+        missed.append(t)
+    vq.start_daemon()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and int(redis_conn.zscore("vq:recurring:due", rid)) == first:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    ticks = sorted(_ticks(redis_conn, rid).values())
+    if expected == "every":
+        assert ticks == missed
+    elif expected == 1:
+        assert ticks == [missed[-1]]  # one run, for the latest missed tick
+    else:
+        assert ticks == []
+    shown = vq.json("recurring", "show", rid)
+    assert shown["stats"]["missed"] == len(missed) - len(ticks)
+    assert datetime.fromisoformat(shown["nextRuns"][0]).timestamp() > time.time()
+
+
+def test_definitions_survive_daemon_and_redis_restarts_and_a_wiped_redis(vq, redis_conn, redis_server):
+    rid = vq.json("recurring", "add", "test-noop", "--cron", EVERY_SECOND, "--user", "u", "--name", "keep",
+                  "--skip-cache")["id"]
+    daemon = vq.start_daemon(workers=1)
+    time.sleep(3)
+    assert vq.stop_daemon(daemon) == 0
+    before = len(_ticks(redis_conn, rid))
+    assert before >= 1
+    redis_server.kill()  # Redis restarts from its append-only file
+    redis_server.start()
+    assert vq.json("recurring", "show", "keep")["stats"]["runs"] == before
+    vq.start_daemon(workers=1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(_ticks(redis_conn, rid)) <= before:
+        time.sleep(0.2)
+    assert len(_ticks(redis_conn, rid)) > before  # it goes on firing
+    time.sleep(6)  # the daemon copies definitions to the history database every few seconds
+    vq.stop_daemon(vq.daemons[-1])
+    redis_conn.flushall()  # a Redis without persistence lost everything
+    vq.start_daemon(workers=1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not _ticks(redis_conn, rid):
+        time.sleep(0.2)
+    shown = vq.json("recurring", "show", "keep")
+    assert shown["id"] == rid and shown["stats"]["runs"] > before  # restored with its counts, and firing
+    assert "restored 1" in vq.daemon_log(2)
+
+
+def test_spawned_jobs_carry_options_and_go_through_admission(vq, redis_conn):
+    vq.configure(queue={"defaultJobOptions": {"removeOnComplete": False}},
+                 job_types={"test-echo": {"handler": "tests.plugins:echo", "attempts": 1, "cache": {"ttl": 60000}}})
+    vq.run("pause", "test-echo")
+    cached = vq.json("recurring", "add", "test-echo", "--cron", EVERY_SECOND, "--user", "u", "--data", '{"x": 1}')
+    fresh = vq.json("recurring", "add", "test-echo", "--cron", EVERY_SECOND, "--user", "u", "--data", '{"x": 1}',
+                    "--skip-cache")
+    vq.start_daemon(workers=1)
+    time.sleep(2.5)
+    held = [vq.json("show", j) for j in _ticks(redis_conn, fresh["id"])]
+    assert held and all(v["status"] in ("queued", "limited") for v in held)  # paused type: admission holds them
+    assert all(v["userId"] == "u" for v in held)
+    vq.run("resume", "test-echo")
+    time.sleep(3)
+    for rid in (cached["id"], fresh["id"]):
+        vq.json("recurring", "pause", rid)
+    views = {rid: [vq.wait_for(j) for j in _ticks(redis_conn, rid)] for rid in (cached["id"], fresh["id"])}
+    assert not any(v.get("cached") for v in views[fresh["id"]])  # skipCache: every run really ran
+    assert any(v.get("cached") for v in views[cached["id"]])  # without it, identical runs reuse a result
+    assert all(v["status"] == "finished" for vs in views.values() for v in vs)
+    shown = vq.json("recurring", "show", fresh["id"])
+    assert shown["stats"]["succeeded"] == shown["stats"]["runs"] == len(views[fresh["id"]])
+
+
+def test_failed_runs_are_counted(vq, redis_conn):
+    rid = vq.json("recurring", "add", "test-broken", "--cron", EVERY_SECOND, "--user", "u", "--skip-cache")["id"]
+    vq.start_daemon(workers=1)
+    time.sleep(2.5)
+    vq.json("recurring", "pause", rid)
+    for job_id in _ticks(redis_conn, rid):
+        vq.wait_for(job_id)
+    shown = vq.json("recurring", "show", rid)
+    assert shown["stats"]["failed"] == shown["stats"]["runs"] >= 1
+    assert {r["status"] for r in shown["runs"]} == {"failed"}

@@ -1,0 +1,109 @@
+"""`vq recurring`: cron definitions that spawn a job per tick."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from vq import recurring
+from vq.cli.output import emit, err, out, print_json, status_text, table
+from vq.cli.state import JSON_OPTION, state
+from vq.cli.submit_cmd import parse_data
+
+CRON_HELP = ("Cron expression: minute hour day-of-month month day-of-week, e.g. '0 0 * * *' "
+             "(a sixth field is seconds).")
+
+
+def _when(value: str | None) -> str:
+    return value.replace("T", " ")[:19] if value else "-"
+
+
+def _render_list(rows: list[dict]) -> None:
+    if not rows:
+        err.print("no recurring jobs")
+        return
+    out.print(table(["id", "name", "type", "cron", "tz", "user", "next runs", "runs", "failed", "state"], [[
+        r["id"], r["name"], r["jobType"], r["cronExpression"], r["tz"], r["userId"],
+        "\n".join(_when(t) for t in r["nextRuns"]) or "-", r["stats"]["runs"], r["stats"]["failed"] or "",
+        "[yellow]paused[/]" if r["paused"] else "[green]active[/]",
+    ] for r in rows]))
+
+
+def _render_one(row: dict) -> None:
+    out.print(f"[bold]{row['id']}[/]" + (f" ({row['name']})" if row["name"] else "") +
+              f"  {row['jobType']}  [cyan]{row['cronExpression']}[/] {row['tz']}  "
+              + ("[yellow]paused[/]" if row["paused"] else "[green]active[/]"))
+    out.print(f"user {row['userId']}  catch-up {row['catchUp']}  options {row['options'] or '{}'}")
+    stats = row["stats"]
+    out.print(f"runs {stats['runs']}  succeeded {stats['succeeded']}  failed {stats['failed']}  "
+              f"canceled {stats['canceled']}  missed {stats['missed']}")
+    if row.get("lastError"):
+        out.print(f"[red]last error:[/] {row['lastError']}")
+    out.print("next: " + (", ".join(_when(t) for t in row["nextRuns"]) or "- (paused)"))
+    runs = row.get("runs") or []
+    if runs:
+        out.print(table(["tick", "job", "status"], [[_when(r["tickAt"]), r["jobId"], status_text(r["status"])]
+                                                    for r in runs], title="last runs"))
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Recurring jobs: a job of TYPE at every tick of a cron expression.",
+                        no_args_is_help=True)
+    app.add_typer(group, name="recurring")
+
+    @group.command("add")
+    def add(
+        ctx: typer.Context,
+        job_type: str = typer.Argument(..., metavar="TYPE", help="Job type (see `vq types`)."),
+        cron: str = typer.Option(..., "--cron", help=CRON_HELP),
+        tz: str = typer.Option("UTC", "--tz", help="IANA time zone the cron expression is read in."),
+        data: Optional[str] = typer.Option(None, "--data", "-d", help="Job data: JSON, @file, or - for stdin."),
+        user: Optional[str] = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
+        project: Optional[str] = typer.Option(None, "--project", "-p", help="projectId."),
+        name: Optional[str] = typer.Option(None, "--name", help="A unique name to refer to it by."),
+        priority: Optional[str] = typer.Option(None, "--priority", help="high, normal or low (default: from the tier)."),
+        subscription: Optional[str] = typer.Option(None, "--subscription", "-s", help="free, basic, pro or enterprise."),
+        skip_cache: bool = typer.Option(False, "--skip-cache", help="Each run ignores cached results."),
+        catch_up: Optional[str] = typer.Option(None, "--catch-up",
+                                               help="Ticks missed while no daemon ran: none, one or all "
+                                                    "(default recurring.catchUp)."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        """Add a recurring job; prints its id."""
+        st = state(ctx)
+        definition = recurring.add(
+            st.conn, st.settings, job_type=job_type, cron=cron, tz=tz, data=parse_data(data), user_id=user,
+            project_id=project, name=name, priority=priority, subscription=subscription,
+            options={"skipCache": True} if skip_cache else {}, catch_up=catch_up, privileged=True)
+        if as_json:
+            print_json(recurring.describe(st.conn, definition))
+        else:
+            print(definition.id)
+
+    @group.command("list")
+    def list_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+        """Every recurring job with its next three fire times (in its time zone)."""
+        st = state(ctx)
+        emit([recurring.describe(st.conn, d) for d in recurring.list_all(st.conn)], as_json, _render_list)
+
+    @group.command("show")
+    def show(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID", help="Id or name."),
+             runs: int = typer.Option(10, "--runs", min=0, help="How many of the latest runs to list."),
+             as_json: bool = JSON_OPTION) -> None:
+        """A recurring job: its latest runs and their outcomes, run and failure counts."""
+        st = state(ctx)
+        emit(recurring.describe(st.conn, recurring.get(st.conn, ref), runs=runs), as_json, _render_one)
+
+    def _change(name: str, action, verb: str, help_text: str) -> None:
+        @group.command(name, help=help_text)
+        def command(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID", help="Id or name."),
+                    as_json: bool = JSON_OPTION) -> None:
+            st = state(ctx)
+            definition = action(st.conn, ref)
+            emit(recurring.describe(st.conn, definition), as_json,
+                 lambda r: err.print(f"recurring job {r['id']} {verb}"))
+
+    _change("pause", recurring.pause, "paused", "Stop spawning jobs (running ones are not touched).")
+    _change("resume", recurring.resume, "resumed", "Spawn again from the next tick (paused ticks are not caught up).")
+    _change("rm", recurring.remove, "removed", "Delete the definition (jobs it already spawned stay).")

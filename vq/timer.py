@@ -1,0 +1,137 @@
+"""The precise timer: delayed jobs, retry back-offs and recurring ticks start on time, never early.
+
+RQ's scheduled registries hold delayed jobs; vq stores their due time to the microsecond
+(RQ rounds to whole seconds) and replaces RQ's once-a-second poller with one sleeper per
+daemon that waits exactly until the next due time. Whoever schedules something publishes
+its due time, so a sleeper waiting longer wakes at once. Every daemon's timer runs: the
+move is one atomic script (`lua/due.lua`), so each job moves exactly once, and a daemon
+that dies leaves no lock behind for the others to wait out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from importlib import resources
+from typing import Callable
+
+import redis
+from redis import Redis
+from rq.registry import ScheduledJobRegistry
+from rq.utils import now as rq_now
+from rq.utils import utcformat
+
+from vq import keys
+
+MOVE_BUDGET = 500  # jobs moved per call; a backlog is drained in a loop
+log = logging.getLogger("vq.timer")
+
+
+def schedule_in(pipe, queue_name: str, job_id: str, due: datetime) -> None:
+    """Record a job's exact due time (RQ's registry, as fractional seconds) and wake timers."""
+    due_ts = due.timestamp()
+    pipe.zadd(f"{ScheduledJobRegistry.key_template.format(queue_name)}", {job_id: due_ts})
+    notify_in(pipe, due_ts)
+
+
+def notify_in(pipe, due_ts: float) -> None:
+    """Tell every sleeping timer that something is due at `due_ts` (epoch seconds)."""
+    pipe.publish(keys.TIMER_CHANNEL, repr(due_ts))
+
+
+class DueMover:
+    """The due-job move script bound to one connection and a set of queues."""
+
+    def __init__(self, conn: Redis, queue_names: list[str]):
+        self.conn = conn
+        self.registries = [ScheduledJobRegistry.key_template.format(name) for name in queue_names]
+        source = resources.files("vq.lua").joinpath("due.lua").read_text()
+        self._script = conn.register_script(source)
+
+    def move(self) -> tuple[int, float | None]:
+        """Move what is due now: (jobs moved, the next due time in epoch seconds or None)."""
+        moved_total = 0
+        while True:
+            moved, next_due = self._script(keys=self.registries,
+                                           args=[repr(time.time()), utcformat(rq_now()), MOVE_BUDGET])
+            moved_total += int(moved)
+            if int(moved) < MOVE_BUDGET:
+                return moved_total, float(next_due) if next_due else None
+
+
+class Timer:
+    """One daemon's sleeper. `tick()` callbacks (the recurring-job spawner) run on the same
+    clock and return their own next due time (epoch seconds) or None."""
+
+    def __init__(self, conn: Redis, queue_names: list[str], callbacks: list[Callable[[], float | None]] = (),
+                 max_sleep: float = 1.0):
+        self.conn = conn
+        self.mover = DueMover(conn, queue_names)
+        self.callbacks = list(callbacks)
+        self.max_sleep = max_sleep
+        self.stopped = False
+        self._pubsub = None
+
+    def stop(self, *_args) -> None:
+        self.stopped = True
+
+    def run_once(self) -> float:
+        """Do everything due now; return the epoch time of the next thing due."""
+        moved, next_due = self.mover.move()
+        if moved:
+            log.debug("timer: %d due job(s) moved to their queues", moved)
+        candidates = [next_due] if next_due is not None else []
+        for callback in self.callbacks:
+            due = callback()
+            if due is not None:
+                candidates.append(due)
+        return min(candidates, default=time.time() + self.max_sleep)
+
+    def _wait(self, until: float) -> None:
+        """Sleep until `until`, or until someone publishes an earlier due time."""
+        self._subscribe()
+        deadline = min(until, time.time() + self.max_sleep)
+        while not self.stopped:
+            left = deadline - time.time()
+            if left <= 0:
+                return
+            message = self._pubsub.get_message(timeout=left)
+            if message and message.get("type") == "message":
+                try:
+                    announced = float(message["data"])
+                except ValueError:
+                    continue
+                deadline = min(deadline, announced)
+
+    def run(self) -> None:
+        """Until stopped. A lost Redis is waited out (said once, retried with backoff)."""
+        backoff = 0.0
+        while not self.stopped:
+            try:
+                self._subscribe()  # before looking, so nothing announced meanwhile is missed
+                next_due = self.run_once()
+                if backoff:
+                    log.warning("timer: Redis is back")
+                backoff = 0.0
+                self._wait(next_due)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._drop_pubsub()
+                if not backoff:
+                    log.warning("timer: Redis unreachable (%s); retrying", str(exc).splitlines()[0])
+                backoff = min(5.0, backoff * 2 or 0.2)
+                time.sleep(backoff)
+        self._drop_pubsub()
+
+    def _subscribe(self) -> None:
+        if self._pubsub is None:
+            self._pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(keys.TIMER_CHANNEL)
+
+    def _drop_pubsub(self) -> None:
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is discarded anyway
+                pass
+            self._pubsub = None
