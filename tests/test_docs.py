@@ -10,7 +10,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _commands() -> list[str]:
-    return [c.name for c in app.registered_commands]
+    """Top-level commands and, for groups, "group sub" (e.g. "recurring add")."""
+    names = [c.name for c in app.registered_commands]
+    for group in app.registered_groups:
+        names += [f"{group.name} {c.name}" for c in group.typer_instance.registered_commands]
+    return names
 
 
 def test_every_command_is_in_the_man_page_and_readme():

@@ -233,3 +233,26 @@ def test_failed_runs_are_counted(vq, redis_conn):
     shown = vq.json("recurring", "show", rid)
     assert shown["stats"]["failed"] == shown["stats"]["runs"] >= 1
     assert {r["status"] for r in shown["runs"]} == {"failed"}
+
+
+def test_the_spec_request_body_creates_a_recurring_job(vq, redis_conn):
+    """The body of the spec's `POST /api/jobs/recurring` example, through the service the API calls."""
+    from vq.config import load_settings
+    from vq.errors import InvalidInput
+    from vq.recurring import add_from_mapping, describe
+
+    settings = load_settings(vq.config_path, env={})
+    body = {"jobType": "content-analysis",
+            "data": {"userId": "user-123", "projectId": "project-456", "content": "Analyze this content",
+                     "type": "text"},
+            "cronExpression": "0 0 * * *", "options": {"skipCache": True}}
+    view = describe(redis_conn, add_from_mapping(redis_conn, settings, body))
+    assert view["userId"] == "user-123" and view["options"] == {"skipCache": True} and view["tz"] == "UTC"
+    assert [datetime.fromisoformat(t).hour for t in view["nextRuns"]] == [0, 0, 0]
+    for bad, field in [({**body, "cronExpression": "0 0 * * * * * *"}, "cronExpression"),
+                       ({**body, "options": {"skipcache": True}}, "options.skipcache"),
+                       ({**body, "timezone": "Nowhere/City"}, "tz"), ({**body, "colour": 1}, "colour")]:
+        with pytest.raises(InvalidInput) as caught:
+            add_from_mapping(redis_conn, settings, bad)
+        assert caught.value.field == field
+    assert len(vq.json("recurring", "list")) == 1

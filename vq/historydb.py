@@ -7,10 +7,12 @@ now; the job archive and metrics tables join it as the archiver fills them.
 from __future__ import annotations
 
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from vq.config import Settings
+
+if TYPE_CHECKING:  # sqlite_utils imports click (for its own CLI): loaded only when a database is opened
+    import sqlite_utils
 
 RECURRING_COLUMNS = {
     "id": str, "name": str, "job_type": str, "cron_expression": str, "timezone": str, "data": str,
@@ -26,8 +28,10 @@ def path_for(settings: Settings) -> Path:
     return settings.data_path / "history.db"
 
 
-def open_db(settings: Settings) -> sqlite_utils.Database:
+def open_db(settings: Settings) -> "sqlite_utils.Database":
     """Open (creating when needed) with WAL so readers never block the writer."""
+    import sqlite_utils
+
     target = path_for(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite_utils.Database(target)
@@ -37,7 +41,7 @@ def open_db(settings: Settings) -> sqlite_utils.Database:
     return db
 
 
-def ensure_schema(db: sqlite_utils.Database) -> None:
+def ensure_schema(db: "sqlite_utils.Database") -> None:
     recurring = db["recurring_jobs"]
     if not recurring.exists():
         recurring.create(RECURRING_COLUMNS, pk="id", not_null={"job_type", "cron_expression", "timezone"})

@@ -110,4 +110,6 @@ def job_view(job: Job, *, with_result: bool = True) -> dict:
         "agedTo": None,  # the priority a long-waiting job was moved up to
         "cached": bool(meta.get("cached", False)),  # born finished with an identical job's result
         "cachedFrom": meta.get("cachedFrom"),
+        "recurringId": meta.get("recurringId"),  # spawned by this recurring job
+        "tickAt": meta.get("tickAt"),  # for the tick that was due at this time
     }

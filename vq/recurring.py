@@ -136,6 +136,36 @@ def add(conn: Redis, settings: Settings, *, job_type: str, cron: str, tz: str = 
     return definition
 
 
+MAPPING_FIELDS = {"jobType", "data", "cronExpression", "timezone", "tz", "name", "userId", "projectId", "priority",
+                  "userSubscription", "options", "catchUp"}
+
+
+def add_from_mapping(conn: Redis, settings: Settings, obj: object, privileged: bool = False) -> Recurring:
+    """`add` from the spec's JSON body (POST /api/jobs/recurring)."""
+    if not isinstance(obj, dict):
+        raise InvalidInput("a recurring job must be a JSON object")
+    unknown = sorted(set(obj) - MAPPING_FIELDS)
+    if unknown:
+        raise InvalidInput(f"{unknown[0]}: unknown field", field=unknown[0])
+    for name in ("jobType", "cronExpression"):
+        if not isinstance(obj.get(name), str) or not obj[name]:
+            raise InvalidInput(f"{name}: missing", field=name)
+    data = obj.get("data", {})
+    if not isinstance(data, dict):
+        raise InvalidInput("data: expected a JSON object", field="data")
+    text = {}
+    for name in ("timezone", "tz", "name", "userId", "projectId", "priority", "userSubscription", "catchUp"):
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"{name}: expected a string", field=name)
+        text[name] = value
+    return add(conn, settings, job_type=obj["jobType"], cron=obj["cronExpression"],
+               tz=text["timezone"] or text["tz"] or "UTC", data=data, user_id=text["userId"],
+               project_id=text["projectId"], name=text["name"], priority=text["priority"],
+               subscription=text["userSubscription"], options=obj.get("options"), catch_up=text["catchUp"],
+               privileged=privileged)
+
+
 def _data_user(data: dict) -> str | None:
     value = data.get("userId")
     return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None

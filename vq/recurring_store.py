@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-import sqlite_utils
+from typing import TYPE_CHECKING
+
 from redis import Redis
 
 from vq import keys
 from vq.historydb import RECURRING_COLUMNS
 from vq.model import iso
 from vq.recurring import Recurring, list_all
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _ms_to_iso(ms: float | None) -> str | None:
@@ -42,7 +46,7 @@ def _row(definition: Recurring, due_ms: float | None, stats: dict[str, str]) -> 
     }
 
 
-def sync(conn: Redis, db: sqlite_utils.Database) -> int:
+def sync(conn: Redis, db: "sqlite_utils.Database") -> int:
     """Write every definition's current state; mark rows whose definition is gone as removed.
     Returns the number of live definitions."""
     definitions = list_all(conn)
@@ -68,7 +72,7 @@ def sync(conn: Redis, db: sqlite_utils.Database) -> int:
     return len(rows)
 
 
-def restore_if_wiped(conn: Redis, db: sqlite_utils.Database) -> int:
+def restore_if_wiped(conn: Redis, db: "sqlite_utils.Database") -> int:
     """Put the table's live definitions back into a Redis that never held any. Returns how many."""
     if conn.exists(keys.RECURRING_SEEN):
         return 0
