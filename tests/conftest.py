@@ -105,6 +105,7 @@ class VQ:
         self.env = env
         self.data_dir = data_dir
         self.daemons: list[subprocess.Popen] = []
+        self.logs: list[Path] = []  # one per daemon started, in order (a killed one's stays)
 
     def run(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "vq", *args], input=input, capture_output=True, text=True,
@@ -121,10 +122,13 @@ class VQ:
         return proc.stdout.strip()
 
     def start_daemon(self, *extra: str, workers: int = 2) -> subprocess.Popen:
-        log = open(self.data_dir / f"daemon-{len(self.daemons)}.log", "w")
+        path = self.data_dir / f"daemon-{len(self.logs)}.log"
+        self.logs.append(path)
+        log = open(path, "w")
         proc = subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", str(workers), *extra],
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: die_with_parent(signal.SIGKILL))
+        proc.log_path = path
         self.daemons.append(proc)
         return proc
 
@@ -141,7 +145,7 @@ class VQ:
         self.config_path.write_text(yaml.safe_dump(config))
 
     def daemon_log(self, index: int = 0) -> str:
-        return (self.data_dir / f"daemon-{index}.log").read_text()
+        return self.logs[index].read_text()
 
     def wait_for(self, job_id: str, statuses=("finished", "failed", "canceled", "stopped"), timeout: float = 30) -> dict:
         deadline = time.monotonic() + timeout
@@ -149,7 +153,8 @@ class VQ:
         while time.monotonic() < deadline:
             for index, proc in enumerate(self.daemons):
                 if proc.poll() is not None and proc.returncode != 0:
-                    raise AssertionError(f"daemon {index} exited {proc.returncode}:\n{self.daemon_log(index)}")
+                    raise AssertionError(f"daemon {proc.log_path.name} exited {proc.returncode}:\n"
+                                         f"{proc.log_path.read_text()}")
             view = self.json("show", job_id)
             if view["status"] in statuses:
                 return view

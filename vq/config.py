@@ -147,6 +147,35 @@ class RecurringSettings(_Strict):
     lease: int = Field(10_000, ge=1000, description="ms one daemon holds a recurring job while it fires a tick")
 
 
+class HistorySettings(_Strict):
+    """The archiver: events -> the SQLite history database and the metrics in Redis."""
+
+    enabled: bool = Field(True, description="run an archiver in this daemon (one runs at a time, by lock)")
+    path: str | None = Field(None, description="the SQLite file; default <data_dir>/history.db")
+    retentionDays: int = Field(90, ge=1, description="days job rows and transitions are kept (aggregates stay)")
+    batchSize: int = Field(1000, ge=1, le=100_000, description="events written per transaction")
+
+
+class Thresholds(_Strict):
+    degraded: float
+    unhealthy: float
+
+
+class HealthSettings(_Strict):
+    """When a queue (and so the system) counts as degraded or unhealthy; see README."""
+
+    window: int = Field(300_000, ge=10_000, description="ms of recent activity judged")
+    minEnded: int = Field(5, ge=1, description="ended jobs a window needs before its failure rate counts")
+    failureRate: Thresholds = Thresholds(degraded=0.10, unhealthy=0.50)
+    errorTrend: float = Field(2.0, ge=1.0, description="failures this window / the window before: degraded at or above")
+    backlogAge: Thresholds = Thresholds(degraded=300_000, unhealthy=1_800_000)
+    stalled: Thresholds = Thresholds(degraded=1, unhealthy=5)
+    redisMemory: Thresholds = Thresholds(degraded=0.80, unhealthy=0.95)
+    heartbeatAge: int = Field(60_000, ge=1000, description="ms without a heartbeat after which a worker is dead")
+    checkInterval: int = Field(15_000, ge=1000, description="ms between the daemon's checks (alerts)")
+    webhooks: list[str] = Field(default_factory=list, description="URLs POSTed a JSON alert when health changes")
+
+
 class BreakerSettings(_Strict):
     failureThreshold: int = Field(5, ge=1, description="provider failures within `window` that open the breaker")
     window: int = Field(60_000, ge=1000, description="ms")
@@ -185,6 +214,8 @@ class Settings(_Strict):
     limits: LimitsSettings = LimitsSettings()
     daemon: DaemonSettings = DaemonSettings()
     recurring: RecurringSettings = RecurringSettings()
+    history: HistorySettings = HistorySettings()
+    health: HealthSettings = HealthSettings()
     data_dir: str | None = None
     job_types: dict[str, JobTypeSettings] = Field(default_factory=dict)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)

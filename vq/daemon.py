@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
 
-from vq import historydb, keys, limits, maintenance, recurring_store, stalled
+from vq import health, historydb, keys, limits, maintenance, recurring_store, stalled
 from vq.admission import Admission
 from vq.config import Settings
 from vq.connection import connect, make_client
@@ -96,6 +96,18 @@ def _run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: 
     signal.signal(signal.SIGTERM, timer.stop)
     signal.signal(signal.SIGINT, timer.stop)
     timer.run()
+
+
+def _archiver_main(settings: Settings, log_level: str) -> None:
+    from vq.archiver import Archiver
+
+    die_with_parent()
+    configure_logging(log_level)
+    conn = make_client(settings, socket_timeout=None)
+    archiver = Archiver(conn, settings)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopped", True))
+    signal.signal(signal.SIGINT, lambda *_: setattr(archiver, "stopped", True))
+    archiver.run()
 
 
 @dataclass
@@ -179,6 +191,8 @@ class Daemon:
                 self.options.log_level)))
         self.children.append(_Child("scheduler", _scheduler_main, (self.settings, queue_names, self.options.log_level,
                                                                    f"vq.{host}.{os.getpid()}.scheduler")))
+        if self.settings.history.enabled:
+            self.children.append(_Child("archiver", _archiver_main, (self.settings, self.options.log_level)))
         for child in self.children:
             self._start(ctx, child)
         signal.signal(signal.SIGTERM, self._request_stop)
@@ -192,6 +206,8 @@ class Daemon:
                 served, self.settings.priority.agingThreshold)),
             Chore(conn, "recover stalled jobs", self.settings.queue.settings.stalledInterval / 1000,
                   lambda: stalled.recover(conn, self.settings)),
+            Chore(conn, "check health", self.settings.health.checkInterval / 1000,
+                  lambda: health.check_and_alert(conn, self.settings)),
             Chore(conn, "copy recurring jobs to the history database", MAINTAIN_EVERY,
                   lambda: recurring_store.sync(conn, history) and None, exclusive=False),
         ]

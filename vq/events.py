@@ -16,7 +16,7 @@ from redis.client import Pipeline
 
 from vq import keys
 
-STREAM_MAXLEN = 200_000
+STREAM_MAXLEN = 1_000_000  # a cap for when no archiver runs; the archiver trims what it has written
 log = logging.getLogger("vq.events")
 
 
@@ -24,6 +24,7 @@ def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None =
     """Append an event (created, queued, scheduled, deferred, started, progress, finished,
     failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable."""
     entry = {"event": event, "jobId": job_id, "jobType": job_type or "", "ts": str(int(time.time() * 1000))}
+    fields = {k: v for k, v in fields.items() if v is not None}
     if fields:
         entry["fields"] = json.dumps(fields, separators=(",", ":"), default=str)
     conn.xadd(keys.EVENTS, entry, maxlen=STREAM_MAXLEN, approximate=True)

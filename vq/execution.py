@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,14 @@ def error_record(exc: BaseException, unknown: str = "temporary") -> dict:
     return record
 
 
+def _waited_ms(job) -> int | None:
+    """From becoming runnable (enqueued: new, due, retried or requeued) to starting now."""
+    if not job.enqueued_at:
+        return None
+    enqueued = job.enqueued_at if job.enqueued_at.tzinfo else job.enqueued_at.replace(tzinfo=timezone.utc)
+    return max(0, int((datetime.now(timezone.utc) - enqueued).total_seconds() * 1000))
+
+
 def run_job(job_type: str, data: dict) -> dict:
     job = get_current_job()
     assert job is not None, "run_job runs inside an RQ worker"
@@ -102,7 +111,8 @@ def run_job(job_type: str, data: dict) -> dict:
     with job.connection.pipeline(transaction=False) as pipe:  # one round trip for all three
         pipe.hset(job.key, "meta", job._serialize_meta())
         pipe.zrem(keys.ADMITTED, job.id)
-        events.emit(pipe, "started", job.id, job_type, attempt=job.meta["attempts"], worker=job.worker_name)
+        events.emit(pipe, "started", job.id, job_type, attempt=job.meta["attempts"], worker=job.worker_name,
+                    waitMs=_waited_ms(job), userId=job.meta.get("userId"))
         pipe.execute()
     ctx = HandlerContext(
         job_id=job.id, job_type=job_type, user_id=job.meta.get("userId", ""),

@@ -1,7 +1,8 @@
 """The history database: one SQLite file (sqlite-utils) under the data directory.
 
-It holds what must outlive Redis's working set: recurring definitions and their statistics
-now; the job archive and metrics tables join it as the archiver fills them.
+The spec's tables: render_jobs (one row per job), job_history (every status change),
+job_dependencies, recurring_jobs, job_performance_metrics (daily aggregates per type).
+Only the archiver writes the job tables; recurring_jobs is a copy of Redis's definitions.
 """
 
 from __future__ import annotations
@@ -25,24 +26,64 @@ RECURRING_COLUMNS = {
 
 
 def path_for(settings: Settings) -> Path:
-    return settings.data_path / "history.db"
+    return Path(settings.history.path).expanduser() if settings.history.path else settings.data_path / "history.db"
 
 
-def open_db(settings: Settings) -> "sqlite_utils.Database":
+def open_db(settings: Settings, create: bool = True) -> "sqlite_utils.Database":
     """Open (creating when needed) with WAL so readers never block the writer."""
     import sqlite_utils
 
+    from vq.errors import NotFound
+
     target = path_for(settings)
+    if not create and not target.exists():
+        raise NotFound(f"no history database at {target} (a `vq daemon` on this host writes it; "
+                       "see history.enabled)")
     target.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite_utils.Database(target)
+    db.execute("PRAGMA busy_timeout=5000")  # first: two daemons may open a new file at once
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=5000")
     ensure_schema(db)
     return db
 
 
+RENDER_JOBS_COLUMNS = {
+    "id": str, "job_type": str, "user_id": str, "project_id": str, "priority": str, "subscription": str,
+    "queue": str, "status": str, "created_at": str, "started_at": str, "finished_at": str, "updated_at": str,
+    "attempts": int, "wait_ms": int, "run_ms": int, "error_category": str, "error_message": str,
+    "parent_id": str, "step": str, "recurring_id": str, "cached": int, "worker": str,
+}
+JOB_HISTORY_COLUMNS = {
+    "event_id": str, "job_id": str, "job_type": str, "from_status": str, "to_status": str, "event": str,
+    "at": str, "worker": str, "attempt": int, "reason": str,
+}
+DEPENDENCY_COLUMNS = {"job_id": str, "depends_on": str, "allow_failure": int}
+PERFORMANCE_COLUMNS = {
+    "day": str, "job_type": str, "created": int, "started": int, "finished": int, "failed": int, "retried": int,
+    "canceled": int, "stalled": int, "avg_run_ms": float, "p50_run_ms": float, "p95_run_ms": float,
+    "p99_run_ms": float, "avg_wait_ms": float, "p50_wait_ms": float, "p95_wait_ms": float, "p99_wait_ms": float,
+}
+
+
 def ensure_schema(db: "sqlite_utils.Database") -> None:
+    """Create what is missing (tables, indexes); existing data is never touched."""
     recurring = db["recurring_jobs"]
-    if not recurring.exists():
-        recurring.create(RECURRING_COLUMNS, pk="id", not_null={"job_type", "cron_expression", "timezone"})
-        recurring.create_index(["user_id"], if_not_exists=True)
+    recurring.create(RECURRING_COLUMNS, pk="id", not_null={"job_type", "cron_expression", "timezone"},
+                     if_not_exists=True)
+    recurring.create_index(["user_id"], if_not_exists=True)
+    jobs = db["render_jobs"]
+    jobs.create(RENDER_JOBS_COLUMNS, pk="id", if_not_exists=True)
+    for columns in (["user_id", "created_at"], ["job_type", "created_at"], ["status", "updated_at"],
+                    ["created_at"], ["recurring_id"]):
+        jobs.create_index(columns, if_not_exists=True)
+    history = db["job_history"]
+    history.create(JOB_HISTORY_COLUMNS, pk="event_id", if_not_exists=True)
+    history.create_index(["job_id", "event_id"], if_not_exists=True)
+    history.create_index(["at"], if_not_exists=True)
+    dependencies = db["job_dependencies"]
+    dependencies.create(DEPENDENCY_COLUMNS, pk=("job_id", "depends_on"), if_not_exists=True)
+    dependencies.create_index(["depends_on"], if_not_exists=True)
+    performance = db["job_performance_metrics"]
+    performance.create(PERFORMANCE_COLUMNS, pk=("day", "job_type"), if_not_exists=True)
+    state = db["archiver_state"]
+    state.create({"name": str, "value": str}, pk="name", if_not_exists=True)

@@ -135,3 +135,11 @@ def recurring_outcomes(recurring_id: str) -> str:
 def recurring_lease(recurring_id: str) -> str:
     """Held by the daemon firing this definition's due tick."""
     return f"{PREFIX}recurring:{recurring_id}:lease"
+
+
+# --- history and metrics (vq/archiver.py, vq/metrics.py) ------------------------------
+METRICS_TOTALS = PREFIX + "metrics:totals"  # hash "<type>|<counter>" -> n, all time
+METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, all time
+ARCHIVER_LEADER = PREFIX + "archiver:leader"  # held by the one archiver running
+ARCHIVER_APPLIED = PREFIX + "archiver:applied"  # the last event id whose metrics were counted
+HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (alerts fire on change)

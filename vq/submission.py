@@ -396,8 +396,11 @@ def _record_created_in(pipe: Pipeline, r: _Resolved, job: Job, parent_id: str | 
     pipe.zadd(keys.ALL_JOBS, {job.id: created_ms})
     pipe.zadd(keys.user_jobs(r.user_id), {job.id: created_ms})
     pipe.zadd(keys.type_jobs(r.job_type.name), {job.id: created_ms})
-    events.emit(pipe, "created", job.id, r.job_type.name, userId=r.user_id, priority=r.priority,
-                status=status.value if status else None, parentId=parent_id, step=step, **extra)
+    events.emit(pipe, "created", job.id, r.job_type.name, userId=r.user_id, projectId=r.project_id,
+                priority=r.priority, subscription=r.subscription, queue=job.origin,
+                status=status.value if status else None, parentId=parent_id, step=step,
+                dependsOn=r.depends_on or None, allowFailure=r.allow_failure or None,
+                recurringId=r.origin.get("recurringId"), **extra)
     if status == JobStatus.QUEUED:
         wake_in(pipe)
     if r.origin.get("recurringId"):

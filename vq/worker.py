@@ -170,12 +170,16 @@ class VqWorker(SimpleWorker):
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
         job_type = job.meta.get("jobType")
         if will_retry:
+            status = job.get_status(refresh=False)
             events.emit(self.connection, "retrying", job.id, job_type, attempt=job.meta.get("attempts"),
-                        category=category, error=error.get("message"), retriesLeft=job.retries_left)
+                        category=category, error=error.get("message"), retriesLeft=job.retries_left,
+                        status=status.value if status else None, durationMs=_took_ms(job),
+                        userId=job.meta.get("userId"))
         else:
             with self.connection.pipeline(transaction=False) as pipe:
                 events.emit(pipe, "failed", job.id, job_type, attempt=job.meta.get("attempts"),
-                            category=category, error=error.get("message") or _last_line(exc_string))
+                            category=category, error=error.get("message") or _last_line(exc_string),
+                            durationMs=_took_ms(job), userId=job.meta.get("userId"))
                 record_outcome_in(pipe, job)
                 pipe.execute()
             if not job.allow_dependency_failures:
@@ -184,13 +188,12 @@ class VqWorker(SimpleWorker):
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution):
         super().handle_job_success(job, queue, started_job_registry, execution)
-        took = (job.ended_at - job.started_at).total_seconds() if job.started_at and job.ended_at else None
         with self.connection.pipeline(transaction=False) as pipe:  # slots back + event: one round trip
             release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
             if job.meta.get("cacheKey"):
                 cache.remember(pipe, job.meta["cacheKey"], job.id, int(job.meta.get("cacheTtl", 0)) or 1)
-            events.emit(pipe, "finished", job.id, job.meta.get("jobType"),
-                        durationMs=int(took * 1000) if took is not None else None)
+            events.emit(pipe, "finished", job.id, job.meta.get("jobType"), durationMs=_took_ms(job),
+                        attempt=job.meta.get("attempts"), userId=job.meta.get("userId"))
             record_outcome_in(pipe, job)
             pipe.execute()
 
@@ -207,7 +210,8 @@ class VqWorker(SimpleWorker):
             pipe.delete(keys.cancel_request(job.id))
             record_outcome_in(pipe, job)
             pipe.execute()
-        events.emit(self.connection, "canceled", job.id, job.meta.get("jobType"), reason=reason)
+        events.emit(self.connection, "canceled", job.id, job.meta.get("jobType"), reason=reason,
+                    userId=job.meta.get("userId"), durationMs=_took_ms(job))
         cancel_dependents(self.connection, job, f"dependency {job.id} was canceled")
 
     def _delay_for_rate_limit(self, job: Job, queue: Queue, execution, error: dict) -> None:
@@ -239,6 +243,16 @@ class VqWorker(SimpleWorker):
             queue._enqueue_job(job, pipeline=pipe, at_front=True)
             pipe.execute()
         events.emit(self.connection, "requeued", job.id, job.meta.get("jobType"), reason="daemon shutdown")
+
+
+def _took_ms(job: Job) -> int | None:
+    """How long the attempt that just ended ran."""
+    if not job.started_at:
+        return None
+    ended = job.ended_at or datetime.now(timezone.utc)
+    started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=timezone.utc)
+    ended = ended if ended.tzinfo else ended.replace(tzinfo=timezone.utc)
+    return max(0, int((ended - started).total_seconds() * 1000))
 
 
 def _last_line(text: str) -> str:

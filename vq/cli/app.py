@@ -12,8 +12,8 @@ import redis
 import typer
 
 from vq import __version__
-from vq.cli import (daemon_cmd, dlq_cmd, job_cmds, limits_cmd, providers_cmd, queue_cmds, recurring_cmd,
-                    submit_cmd)
+from vq.cli import (daemon_cmd, dlq_cmd, job_cmds, limits_cmd, monitor_cmds, providers_cmd, queue_cmds,
+                    recurring_cmd, submit_cmd)
 from vq.cli.output import error
 from vq.cli.state import State
 from vq.errors import VqError
@@ -49,6 +49,7 @@ queue_cmds.register(app)
 limits_cmd.register(app)
 dlq_cmd.register(app)
 recurring_cmd.register(app)
+monitor_cmds.register(app)
 providers_cmd.register(app)
 daemon_cmd.register(app)
 

@@ -34,7 +34,7 @@ for _, registry in ipairs(KEYS) do
           redis.call('RPUSH', 'rq:queue:' .. queue_name, id)
         end
         local job_type = string.match(queue_name, '^(.*)%.[^.]+$') or queue_name
-        redis.call('XADD', 'vq:events', 'MAXLEN', '~', 200000, '*', 'event', 'queued', 'jobId', id,
+        redis.call('XADD', 'vq:events', 'MAXLEN', '~', 1000000, '*', 'event', 'queued', 'jobId', id,
                    'jobType', job_type, 'ts', tostring(math.floor(now * 1000)), 'fields', '{"reason":"due"}')
         moved = moved + 1
         budget = budget - 1

@@ -1,0 +1,150 @@
+"""The audit history: every transition of every job recorded exactly once, in SQLite, by one
+archiver at a time, across crashes and restarts; and the queries on it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import sqlite3
+import time
+from collections import Counter
+
+from vq.config import load_settings
+
+
+def _db(vq) -> sqlite3.Connection:
+    conn = sqlite3.connect(vq.data_dir / "history.db")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _transitions(vq, job_id: str) -> list[tuple[str, str | None, str]]:
+    rows = _db(vq).execute("SELECT event, from_status, to_status, event_id FROM job_history WHERE job_id = ?",
+                           (job_id,)).fetchall()
+    rows.sort(key=lambda r: tuple(int(p) for p in r["event_id"].split("-")))
+    return [(r["event"], r["from_status"], r["to_status"]) for r in rows]
+
+
+def _settle(vq) -> None:
+    """Ask for a timeline: the CLI waits until the archiver has caught up with the stream."""
+    assert vq.run("history", "--limit", "1").returncode == 0
+
+
+def test_a_job_timeline_and_user_history(vq):
+    vq.start_daemon()
+    ok = vq.submit("test-noop", {}, "--user", "ann")
+    flaky = vq.submit("test-flaky", {"succeed_on": 2}, "--user", "ann")
+    other = vq.submit("test-noop", {}, "--user", "bob")
+    for job_id in (ok, flaky, other):
+        assert vq.wait_for(job_id)["status"] == "finished"
+    view = vq.json("history", flaky)
+    assert [(t["event"], t["from_status"], t["to_status"]) for t in view["transitions"]] == [
+        ("created", None, "queued"), ("started", "queued", "started"), ("retrying", "started", "scheduled"),
+        ("queued", "scheduled", "queued"), ("started", "queued", "started"), ("finished", "started", "finished")]
+    assert [t["attempt"] for t in view["transitions"] if t["event"] == "started"] == [1, 2]
+    assert "flaky failure on attempt 1" in view["transitions"][2]["reason"]
+    assert view["job"]["attempts"] == 2 and view["job"]["status"] == "finished" and view["job"]["run_ms"] >= 0
+    assert all(t["worker"] for t in view["transitions"] if t["event"] == "started")
+    mine = vq.json("history", "--user", "ann", "--since", "1h")
+    assert {r["id"] for r in mine} == {ok, flaky}
+    assert [r["id"] for r in vq.json("history", "--user", "ann", "--type", "test-flaky")] == [flaky]
+    assert vq.json("history", "--user", "ann", "--status", "failed") == []
+    table = vq.run("history", flaky)
+    assert table.returncode == 0 and "retrying" in table.stdout
+    missing = vq.run("history", "no-such-job")
+    assert missing.returncode == 4 and "no history for job" in missing.stderr
+
+
+def test_export_csv_and_json(vq):
+    vq.start_daemon()
+    ids = [vq.submit("test-noop", {}, "--user", f"u{i % 2}") for i in range(4)]
+    for job_id in ids:
+        vq.wait_for(job_id)
+    _settle(vq)
+    rows = list(csv.DictReader(io.StringIO(vq.run("history", "export", "--format", "csv").stdout)))
+    assert sorted(r["id"] for r in rows) == sorted(ids) and {r["status"] for r in rows} == {"finished"}
+    lines = vq.run("history", "export", "--format", "json", "--user", "u1").stdout.splitlines()
+    assert sorted(json.loads(line)["id"] for line in lines) == sorted(ids[1::2])
+    bad = vq.run("history", "export", "--format", "xml")
+    assert bad.returncode == 2 and "--format: 'xml' is not one of csv, json" in bad.stderr
+    bad_since = vq.run("history", "--since", "yesterday")
+    assert bad_since.returncode == 2 and "--since" in bad_since.stderr
+
+
+def test_every_transition_once_with_two_daemons_a_killed_daemon_and_a_redis_restart(vq, redis_conn, redis_server):
+    vq.configure(queue={"settings": {"stalledInterval": 2000, "lockDuration": 3000},
+                        "defaultJobOptions": {"removeOnComplete": False}})
+    first, second = vq.start_daemon(workers=1), vq.start_daemon(workers=1)
+    batch = "\n".join(json.dumps({"jobType": "test-noop", "userId": f"u{i % 5}", "data": {}}) for i in range(60))
+    ids = [o["id"] for o in vq.json("submit", "--batch", "-", input=batch)]
+    time.sleep(1.0)
+    first.send_signal(signal.SIGKILL)  # its archiver may die mid-batch
+    first.wait()
+    vq.daemons.remove(first)
+    redis_server.kill()  # and Redis restarts from its AOF
+    redis_server.start()
+    more = [o["id"] for o in vq.json("submit", "--batch", "-", input=batch)]
+    vq.start_daemon(workers=1)
+    for job_id in ids + more:
+        vq.wait_for(job_id, timeout=60)
+    _settle(vq)
+    db = _db(vq)
+    for job_id in ids + more:
+        events = [e for e, _, _ in _transitions(vq, job_id)]
+        assert events.count("created") == 1 and events[0] == "created", (job_id, events)
+        assert events[-2:] == ["started", "finished"] or "requeued" in events or "stalled" in events, (job_id, events)
+        assert Counter(events)["finished"] == 1
+    statuses = dict(db.execute("SELECT id, status FROM render_jobs").fetchall())
+    assert all(statuses[j] == "finished" for j in ids + more)
+    assert second.poll() is None
+    assert db.execute("SELECT COUNT(*) FROM job_history").fetchone()[0] == len(set(
+        r[0] for r in db.execute("SELECT event_id FROM job_history")))
+
+
+def test_a_crash_between_sqlite_and_redis_counts_each_event_once(vq, redis_conn):
+    """The archiver wrote a batch to SQLite and died before counting it in Redis: the next
+    archiver counts it (once) and does not write it again."""
+    from vq import metrics
+    from vq.archiver import Archiver
+
+    settings = load_settings(vq.config_path, env={})
+    ids = [vq.submit("test-noop", {}, "--user", "u") for _ in range(3)]
+    archiver = Archiver(redis_conn, settings)
+    from vq import events
+
+    batch = events.read(redis_conn, count=1000)
+    archiver.write(batch)  # ... and here it dies
+    assert metrics.totals(redis_conn) == {}
+    again = Archiver(redis_conn, settings)
+    assert again.step(block_ms=None) == 3
+    assert metrics.totals(redis_conn)["test-noop"]["created"] == 3
+    assert again.step(block_ms=None) == 0
+    assert _db(vq).execute("SELECT COUNT(*) FROM job_history").fetchone()[0] == 3
+    assert {r[0] for r in _db(vq).execute("SELECT job_id FROM job_history")} == set(ids)
+
+
+def test_retention_prunes_rows_and_keeps_daily_aggregates(vq, redis_conn):
+    from vq.archiver import Archiver
+
+    vq.configure(history={"retentionDays": 30})
+    settings = load_settings(vq.config_path, env={})
+    old_ms = int((time.time() - 40 * 86400) * 1000)
+    for name, job_id in (("created", "old-job"), ("started", "old-job")):
+        redis_conn.xadd("vq:events", {"event": name, "jobId": job_id, "jobType": "test-noop", "ts": str(old_ms),
+                                      "fields": json.dumps({"userId": "u", "status": "queued", "waitMs": 5})},
+                        id=f"{old_ms}-{1 if name == 'created' else 2}")
+    recent = vq.submit("test-noop", {}, "--user", "u")
+    archiver = Archiver(redis_conn, settings)
+    while archiver.step(block_ms=None):
+        pass
+    archiver.aggregate()
+    db = _db(vq)
+    days = db.execute("SELECT day, created FROM job_performance_metrics WHERE job_type = 'test-noop'").fetchall()
+    assert sum(created for _, created in days) == 1  # today's: the recent job
+    assert db.execute("SELECT COUNT(*) FROM render_jobs").fetchone()[0] == 2
+    assert archiver.prune() == 2
+    assert [r[0] for r in db.execute("SELECT id FROM render_jobs")] == [recent]
+    assert db.execute("SELECT COUNT(*) FROM job_history WHERE job_id = 'old-job'").fetchone()[0] == 0
+    assert db.execute("SELECT day, created FROM job_performance_metrics WHERE job_type = 'test-noop'").fetchall() == days

@@ -1,0 +1,199 @@
+"""stats, perf, health (each status reached by a real scenario), alerts and the Prometheus
+exposition, checked against known workloads with a real daemon."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _drain(vq, ids):
+    for job_id in ids:
+        vq.wait_for(job_id)
+    assert vq.run("history", "--limit", "1").returncode == 0  # waits for the archiver to catch up
+
+
+def test_stats_match_a_known_workload(vq):
+    vq.start_daemon()
+    ok = [vq.submit("test-noop", {"i": i}, "--user", "ann") for i in range(5)]
+    bad = [vq.submit("test-broken", {"i": i}, "--user", "bob", "--priority", "high") for i in range(3)]
+    _drain(vq, ok + bad)
+    view = vq.json("stats")
+    rows = {r["jobType"]: r for r in view["byType"]}
+    assert rows["test-noop"]["totals"]["created"] == 5 and rows["test-noop"]["totals"]["finished"] == 5
+    assert rows["test-broken"]["totals"]["created"] == 3 and rows["test-broken"]["totals"]["failed"] == 3
+    assert rows["test-broken"]["now"]["failed"] == 3
+    users = {u["userId"]: u for u in view["users"]}
+    assert (users["ann"]["created"], users["ann"]["finished"]) == (5, 5)
+    assert (users["bob"]["created"], users["bob"]["failed"]) == (3, 3)
+    assert view["priorities"]["high"]["created"] == 3 and view["priorities"]["low"]["created"] == 5
+    assert sum(h["created"] for h in view["trends"]["hourly"]) == 8
+    assert sum(d["finished"] for d in view["trends"]["daily"]) == 5
+    assert "ann" in vq.run("stats").stdout
+
+
+def test_perf_percentiles_and_throughput(vq):
+    vq.start_daemon(workers=2)
+    ids = [vq.submit("test-sleep", {"seconds": 0.3, "steps": 1}, "--user", f"u{i}") for i in range(6)]
+    ids += [vq.submit("test-noop", {}, "--user", "z")]
+    _drain(vq, ids)
+    view = vq.json("perf", "--window", "15m")
+    rows = {r["jobType"]: r for r in view["types"]}
+    sleep = rows["test-sleep"]
+    assert sleep["finished"] == 6 and sleep["errorRate"] == 0.0
+    assert 300 <= sleep["p50RunMs"] <= 450 and 300 <= sleep["p99RunMs"] <= 600  # buckets are within 25%
+    assert 300 <= sleep["avgRunMs"] < 450
+    assert sleep["p50WaitMs"] is not None and sleep["utilization"] > 0
+    assert sleep["throughputPerMin"] > 0
+    bad = vq.run("perf", "--window", "soon")
+    assert bad.returncode == 2 and "--window" in bad.stderr
+
+
+def _health(vq):
+    proc = vq.run("health", "--json")
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_health_healthy_then_degraded_then_unhealthy_by_failure_rate(vq):
+    vq.start_daemon()
+    ok = [vq.submit("test-noop", {"i": i}, "--user", f"u{i}") for i in range(8)]
+    _drain(vq, ok)
+    code, report = _health(vq)
+    assert (code, report["status"]) == (0, "healthy")
+    bad = [vq.submit("test-broken", {"i": i}, "--user", f"u{i}") for i in range(2)]
+    more = [vq.submit("test-broken", {"i": i + 10}, "--user", f"u{i}") for i in range(4)]
+    _drain(vq, bad + more)
+    code, report = _health(vq)
+    broken = next(r for r in report["queues"] if r["jobType"] == "test-broken")
+    assert broken["status"] == "unhealthy" and broken["failureRate"] == 1.0
+    assert (code, report["status"]) == (2, "unhealthy")
+    assert any("failure rate 100%" in reason for reason in report["reasons"])
+
+
+def test_health_thresholds_are_configurable(vq):
+    vq.configure(health={"minEnded": 5})
+    vq.start_daemon()
+    ids = [vq.submit("test-noop", {"i": i}, "--user", f"u{i}") for i in range(8)]
+    ids += [vq.submit("test-odd", {"i": 1}, "--user", "x")]  # one permanent failure
+    _drain(vq, ids)
+    code, report = _health(vq)
+    odd = next(r for r in report["queues"] if r["jobType"] == "test-odd")
+    assert odd["status"] == "healthy"  # under minEnded for its own type
+    vq.configure(health={"minEnded": 1})
+    code, report = _health(vq)
+    odd = next(r for r in report["queues"] if r["jobType"] == "test-odd")
+    assert odd["status"] == "unhealthy" and code == 2
+    vq.configure(health={"minEnded": 1, "failureRate": {"degraded": 0.5, "unhealthy": 2.0}})
+    code, report = _health(vq)
+    assert (code, report["status"]) == (1, "degraded")
+
+
+def test_health_unhealthy_when_work_waits_and_no_worker_serves_it(vq):
+    vq.submit("test-noop", {}, "--user", "u")
+    code, report = _health(vq)
+    row = next(r for r in report["queues"] if r["jobType"] == "test-noop")
+    assert (code, row["status"]) == (2, "unhealthy")
+    assert "no live worker serves this type" in row["reasons"][0]
+    assert report["workers"]["alive"] == 0
+
+
+def test_health_degraded_by_backlog_age_and_open_breaker(vq, redis_conn):
+    from vq.breaker import Breakers
+    from vq.config import load_settings
+
+    vq.configure(health={"backlogAge": {"degraded": 1000, "unhealthy": 600000}},
+                 providers={"pix": {"kind": "local", "breaker": {"failureThreshold": 1, "cooldown": 60000}}},
+                 job_types={"test-noop": {"handler": "tests.plugins:noop", "attempts": 1, "providers": ["pix"]}})
+    vq.start_daemon()
+    vq.run("pause", "test-echo")
+    vq.submit("test-echo", {}, "--user", "u")
+    time.sleep(1.5)
+    code, report = _health(vq)
+    echo = next(r for r in report["queues"] if r["jobType"] == "test-echo")
+    assert echo["status"] == "degraded" and "oldest waiting job has waited" in echo["reasons"][0]
+    assert code == 1
+    Breakers(redis_conn, load_settings(vq.config_path, env={})).failure("pix")
+    code, report = _health(vq)
+    noop = next(r for r in report["queues"] if r["jobType"] == "test-noop")
+    assert noop["status"] == "degraded" and "circuit breaker open: pix" in noop["reasons"]
+    assert report["breakers"] == ["pix"]
+
+
+def test_health_unhealthy_when_redis_memory_is_nearly_full(vq, redis_conn):
+    used = int(redis_conn.info("memory")["used_memory"])
+    redis_conn.config_set("maxmemory", int(used * 1.02))
+    try:
+        code, report = _health(vq)
+    finally:
+        redis_conn.config_set("maxmemory", 0)
+    assert report["redis"]["status"] == "unhealthy" and code == 2
+
+
+def test_health_error_when_redis_is_unreachable(vq, tmp_path):
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "dead.yaml", {"redis": {"url": "redis://127.0.0.1:1/0"}})
+    proc = vq.run("--config", str(config), "health")
+    assert proc.returncode == 3 and "127.0.0.1:1" in proc.stderr
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Hook.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", _Hook.received
+    server.shutdown()
+
+
+def test_a_change_of_health_is_logged_and_posted_to_webhooks(vq, webhook):
+    url, received = webhook
+    vq.configure(health={"checkInterval": 1000, "webhooks": [url]})
+    vq.start_daemon()
+    time.sleep(2.5)
+    assert all(r["to"] != "unhealthy" for r in received)
+    ids = [vq.submit("test-broken", {"i": i}, "--user", f"u{i}") for i in range(6)]
+    _drain(vq, ids)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not received:
+        time.sleep(0.2)
+    alert = next((r for r in received if r["to"] == "unhealthy"), None)
+    assert alert is not None and alert["from"] in ("healthy", "degraded")
+    assert alert["event"] == "health.changed" and alert["health"]["queues"]
+    assert any("failure rate" in reason for reason in alert["reasons"])
+    assert f"health changed: {alert['from']} -> unhealthy" in vq.daemon_log()
+
+
+def test_prometheus_exposition(vq):
+    vq.start_daemon()
+    ids = [vq.submit("test-noop", {"i": i}, "--user", "u") for i in range(3)]
+    _drain(vq, ids)
+    text = vq.run("metrics").stdout
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {"vq_jobs", "vq_jobs_events", "vq_job_run_seconds", "vq_job_wait_seconds", "vq_health",
+            "vq_workers_alive", "vq_type_limit"} <= set(families)
+    finished = [s.value for s in families["vq_jobs_events"].samples
+                if s.labels == {"job_type": "test-noop", "event": "finished"} and s.name.endswith("_total")]
+    assert finished == [3.0]
+    count = [s.value for s in families["vq_job_run_seconds"].samples
+             if s.name == "vq_job_run_seconds_count" and s.labels["job_type"] == "test-noop"]
+    assert count == [3.0]

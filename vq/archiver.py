@@ -1,0 +1,300 @@
+"""The archiver: the one reader that turns the `vq:events` stream into history and metrics.
+
+One archiver runs at a time across all daemons (a Redis lease, `vq:archiver:leader`). It
+reads events in stream order, in batches, and for each batch:
+
+1. writes job_history rows (keyed by the event's stream id, so a batch written twice adds
+   nothing), updates render_jobs and job_dependencies, and stores the last id written, all
+   in one SQLite transaction;
+2. adds the batch's metric increments (vq/metrics.py) and stores the last id counted, in
+   one Redis transaction.
+
+Each side remembers its own position, so a crash between the two redoes only the side
+that did not finish: every transition is recorded exactly once. Then it trims the stream
+up to what both have kept (less a margin for live readers). Workers never write SQLite.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime, timezone
+
+import redis
+from redis import Redis
+
+from vq import events, keys, metrics
+from vq.config import Settings
+from vq.historydb import open_db
+
+log = logging.getLogger("vq.archiver")
+LEASE_MS = 15_000
+TRIM_MARGIN_MS = 10 * 60_000  # events stay in the stream this long after archiving, for live readers
+AGGREGATE_EVERY = 60.0
+PRUNE_EVERY = 3600.0
+
+# The status each event moves a job to (events not listed are not status changes).
+TO_STATUS = {"queued": "queued", "started": "started", "finished": "finished", "failed": "failed",
+             "canceled": "canceled", "removed": "removed", "rate-limited": "scheduled", "requeued": "queued",
+             "stalled": "queued", "retried": "queued"}
+
+
+def _id_tuple(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_status(event: dict) -> str | None:
+    name = event["event"]
+    fields = event["fields"]
+    if name == "created":
+        return fields.get("status") or "queued"
+    if name == "retrying":
+        return fields.get("status") or "scheduled"
+    return TO_STATUS.get(name)
+
+
+def _reason(event: dict) -> str | None:
+    fields = event["fields"]
+    if event["event"] == "rate-limited":
+        return f"rate limited; retry after {fields.get('retryAfter')}s" + (
+            f": {fields['error']}" if fields.get("error") else "")
+    parts = [str(fields[k]) for k in ("category", "error", "reason") if fields.get(k)]
+    if event["event"] == "stalled":
+        parts.insert(0, "stalled")
+    return ": ".join(parts) or None
+
+
+class Archiver:
+    def __init__(self, conn: Redis, settings: Settings):
+        self.conn = conn
+        self.settings = settings
+        self.db = open_db(settings)
+        self.owner = uuid.uuid4().hex
+        self._last_aggregate = 0.0
+        self._last_prune = 0.0
+        self._gap_reported = ""
+        self.stopped = False
+
+    # --- positions ---------------------------------------------------------------------
+    def written_id(self) -> str:
+        row = self.db.execute("SELECT value FROM archiver_state WHERE name = 'last_event_id'").fetchone()
+        return row[0] if row else "0-0"
+
+    def counted_id(self) -> str:
+        value = self.conn.get(keys.ARCHIVER_APPLIED)
+        return value.decode() if value else "0-0"
+
+    # --- leadership --------------------------------------------------------------------
+    def hold_lease(self) -> bool:
+        """Take or keep the one archiver lease (Redis), so two daemons never archive at once."""
+        script = ("local v = redis.call('GET', KEYS[1]) "
+                  "if v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
+                  "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0")
+        return bool(self.conn.eval(script, 1, keys.ARCHIVER_LEADER, self.owner, LEASE_MS))
+
+    def release_lease(self) -> None:
+        script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+        self.conn.eval(script, 1, keys.ARCHIVER_LEADER, self.owner)
+
+    # --- one batch ---------------------------------------------------------------------
+    def step(self, block_ms: int | None = 1000) -> int:
+        """Archive the next batch; returns how many events it covered (0: none waiting)."""
+        written, counted = self.written_id(), self.counted_id()
+        start = min(written, counted, key=_id_tuple)
+        batch = events.read(self.conn, since=start, count=self.settings.history.batchSize, block_ms=block_ms)
+        if not batch:
+            return 0
+        self._check_gap(start, batch[0]["id"])
+        to_write = [e for e in batch if _id_tuple(e["id"]) > _id_tuple(written)]
+        to_count = [e for e in batch if _id_tuple(e["id"]) > _id_tuple(counted)]
+        if to_write:
+            self.write(to_write)
+        if to_count:
+            with self.conn.pipeline() as pipe:  # MULTI: the counts and the position together
+                metrics.apply_in(pipe, metrics.fold(to_count))
+                pipe.set(keys.ARCHIVER_APPLIED, to_count[-1]["id"])
+                pipe.execute()
+        last_ms = _id_tuple(batch[-1]["id"])[0]
+        self.conn.xtrim(keys.EVENTS, minid=f"{max(0, last_ms - TRIM_MARGIN_MS)}-0", approximate=True)
+        return len(batch)
+
+    def _check_gap(self, start: str, first: str) -> None:
+        """The archiver's own trimming always keeps its position; if the stream's oldest
+        entry is newer, events were lost before being archived (the stream's cap was hit
+        while no archiver ran, or Redis lost its data): say so once."""
+        if start == "0-0" or self._gap_reported == start:
+            return
+        oldest = self.conn.xrange(keys.EVENTS, count=1)
+        if oldest and _id_tuple(oldest[0][0].decode()) > _id_tuple(start):
+            self._gap_reported = start
+            log.warning("history gap: events after %s were lost before they were archived", start)
+
+    def write(self, batch: list[dict]) -> None:
+        """One SQLite transaction: the transitions, the job rows, the dependencies, the position."""
+        ids = sorted({e["jobId"] for e in batch if e["jobId"] != "-"})
+        current: dict[str, str | None] = {}
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start:chunk_start + 500]
+            marks = ",".join("?" * len(chunk))
+            for job_id, status in self.db.execute(f"SELECT id, status FROM render_jobs WHERE id IN ({marks})", chunk):
+                current[job_id] = status
+        history_rows, created_rows, updates, dependencies = [], [], [], []
+        for event in batch:
+            job_id = event["jobId"]
+            if job_id == "-":
+                continue
+            to = to_status(event)
+            if to is None:
+                continue
+            fields = event["fields"]
+            at = _iso(event["ts"])
+            history_rows.append((event["id"], job_id, event["jobType"], current.get(job_id), to, event["event"], at,
+                                 fields.get("worker"), fields.get("attempt"), _reason(event)))
+            if event["event"] == "created":
+                created_rows.append((job_id, event["jobType"], fields.get("userId"), fields.get("projectId"),
+                                     fields.get("priority"), fields.get("subscription"), fields.get("queue"), to, at, at,
+                                     fields.get("parentId"), fields.get("step"), fields.get("recurringId"),
+                                     1 if fields.get("cachedFrom") else 0, at if to == "finished" else None))
+                for parent in fields.get("dependsOn") or []:
+                    dependencies.append((job_id, parent, 1 if fields.get("allowFailure") else 0))
+            else:
+                updates.append(self._update_for(event, to, at))
+            current[job_id] = to
+        with self.db.conn:
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO job_history (event_id, job_id, job_type, from_status, to_status, event, at, "
+                "worker, attempt, reason) VALUES (?,?,?,?,?,?,?,?,?,?)", history_rows)
+            self.db.conn.executemany(
+                "INSERT INTO render_jobs (id, job_type, user_id, project_id, priority, subscription, queue, status, "
+                "created_at, updated_at, parent_id, step, recurring_id, cached, finished_at, attempts) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT(id) DO UPDATE SET "
+                "job_type=excluded.job_type, user_id=excluded.user_id, project_id=excluded.project_id, "
+                "priority=excluded.priority, subscription=excluded.subscription, queue=excluded.queue, "
+                "created_at=excluded.created_at, parent_id=excluded.parent_id, step=excluded.step, "
+                "recurring_id=excluded.recurring_id, cached=excluded.cached", created_rows)
+            for sql, params in updates:
+                self.db.conn.execute(sql, params)
+            self.db.conn.executemany("INSERT OR IGNORE INTO job_dependencies (job_id, depends_on, allow_failure) "
+                                     "VALUES (?,?,?)", dependencies)
+            self.db.conn.execute("INSERT INTO archiver_state (name, value) VALUES ('last_event_id', ?) "
+                                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (batch[-1]["id"],))
+
+    @staticmethod
+    def _update_for(event: dict, to: str, at: str) -> tuple[str, tuple]:
+        """The render_jobs change an event makes (a row is made if its `created` was never seen)."""
+        fields = event["fields"]
+        sets = {"status": to, "updated_at": at}
+        if event["event"] == "started":
+            sets.update(started_at=at, worker=fields.get("worker"), attempts=fields.get("attempt"),
+                        wait_ms=fields.get("waitMs"), finished_at=None)
+        if event["event"] in ("finished", "failed", "canceled"):
+            sets.update(finished_at=at)
+        if fields.get("durationMs") is not None:
+            sets["run_ms"] = fields["durationMs"]
+        if event["event"] in ("failed", "retrying"):
+            sets.update(error_category=fields.get("category"), error_message=fields.get("error"))
+        if fields.get("userId"):
+            sets["user_id"] = fields["userId"]
+        columns = ", ".join(f"{name} = ?" for name in sets)
+        sql = (f"INSERT INTO render_jobs (id, job_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+               f"ON CONFLICT(id) DO UPDATE SET {columns}")
+        return sql, (event["jobId"], event["jobType"], to, at, at, *sets.values())
+
+    # --- periodic ----------------------------------------------------------------------
+    def aggregate(self) -> None:
+        """job_performance_metrics for today and yesterday, from the day buckets in Redis."""
+        now = int(time.time() * 1000)
+        rows = []
+        for day_start in (now - 86_400_000, now):
+            day = datetime.fromtimestamp(day_start / 1000, timezone.utc).date().isoformat()
+            for job_type, c in metrics.read_bucket(self.conn, "d", day_start).items():
+                ran, started = c["ran"], c["started"]
+                rows.append({
+                    "day": day, "job_type": job_type, "created": c["created"], "started": started,
+                    "finished": c["finished"], "failed": c["failed"], "retried": c["retried"],
+                    "canceled": c["canceled"], "stalled": c["stalled"],
+                    "avg_run_ms": c["run_ms"] / ran if ran else None,
+                    "p50_run_ms": metrics.percentile(c, "run", 0.50), "p95_run_ms": metrics.percentile(c, "run", 0.95),
+                    "p99_run_ms": metrics.percentile(c, "run", 0.99),
+                    "avg_wait_ms": c["wait_ms"] / started if started else None,
+                    "p50_wait_ms": metrics.percentile(c, "wait", 0.50),
+                    "p95_wait_ms": metrics.percentile(c, "wait", 0.95),
+                    "p99_wait_ms": metrics.percentile(c, "wait", 0.99),
+                })
+        if rows:
+            with self.db.conn:
+                self.db["job_performance_metrics"].upsert_all(rows, pk=("day", "job_type"))
+
+    def prune(self) -> int:
+        """Drop job rows and transitions older than the retention; aggregates stay."""
+        cutoff = _iso(int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
+        with self.db.conn:
+            removed = self.db.conn.execute("DELETE FROM job_history WHERE at < ?", (cutoff,)).rowcount
+            self.db.conn.execute("DELETE FROM render_jobs WHERE updated_at < ?", (cutoff,))
+            self.db.conn.execute("DELETE FROM job_dependencies WHERE job_id NOT IN (SELECT id FROM render_jobs)")
+        return removed
+
+    def run(self) -> None:
+        """Until stopped: archive while holding the lease; otherwise wait to take it over."""
+        backoff = 0.0
+        leading = False
+        while not self.stopped:
+            try:
+                if not self.hold_lease():
+                    if leading:
+                        log.info("archiver: another daemon's archiver took over")
+                    leading = False
+                    time.sleep(2.0)
+                    continue
+                if not leading:
+                    log.info("archiver: this daemon archives events to %s", self.db.conn.execute(
+                        "PRAGMA database_list").fetchone()[2])
+                leading = True
+                self.step(block_ms=1000)
+                if time.monotonic() - self._last_aggregate >= AGGREGATE_EVERY:
+                    self._last_aggregate = time.monotonic()
+                    self.aggregate()
+                if time.monotonic() - self._last_prune >= PRUNE_EVERY:
+                    self._last_prune = time.monotonic()
+                    self.prune()
+                if backoff:
+                    log.warning("archiver: Redis is back")
+                backoff = 0.0
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if not backoff:
+                    log.warning("archiver: Redis unreachable (%s); retrying", str(exc).splitlines()[0])
+                backoff = min(5.0, backoff * 2 or 0.2)
+                time.sleep(backoff)
+        try:
+            self.release_lease()
+        except redis.RedisError:
+            pass
+
+
+def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> bool:
+    """Return once every event in the stream now is archived: by the running archiver, or
+    here when none holds the lease. False if that did not happen within `timeout`."""
+    newest = conn.xrevrange(keys.EVENTS, count=1)
+    if not newest:
+        return True
+    target = _id_tuple(newest[0][0].decode())
+    archiver = Archiver(conn, settings)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _id_tuple(archiver.counted_id()) >= target and _id_tuple(archiver.written_id()) >= target:
+            return True
+        if archiver.hold_lease():
+            try:
+                while archiver.step(block_ms=None):
+                    pass
+            finally:
+                archiver.release_lease()
+        else:
+            time.sleep(0.05)
+    return False

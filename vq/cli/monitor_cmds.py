@@ -1,0 +1,161 @@
+"""Monitoring commands: history, stats, health, perf, metrics."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from vq import health as health_service
+from vq import history as history_service
+from vq import prometheus
+from vq import stats as stats_service
+from vq.cli.output import emit, err, out, status_text, table
+from vq.cli.state import JSON_OPTION, state
+from vq.durations import parse_duration_ms
+
+HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "error": "bold red"}
+
+
+def _when(value: str | None) -> str:
+    return value.replace("T", " ")[:23] if value else ""
+
+
+def _ms(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.0f}ms"
+
+
+def _health_text(status: str) -> str:
+    return f"[{HEALTH_STYLE[status]}]{status}[/]"
+
+
+def _render_timeline(view: dict) -> None:
+    job = view["job"]
+    out.print(f"[bold]{job['id']}[/] {job['job_type']} user {job['user_id']}  now {status_text(job['status'])}"
+              f"  attempts {job['attempts'] or 0}")
+    out.print(table(["at", "event", "from", "to", "worker", "attempt", "reason"], [[
+        _when(r["at"]), r["event"], r["from_status"] or "", status_text(r["to_status"]), r["worker"], r["attempt"],
+        r["reason"]] for r in view["transitions"]]))
+
+
+def _render_jobs(rows: list[dict]) -> None:
+    if not rows:
+        err.print("no jobs match")
+        return
+    out.print(table(["id", "type", "user", "status", "created", "wait", "run", "attempts", "error"], [[
+        r["id"], r["job_type"], r["user_id"], status_text(r["status"]), _when(r["created_at"]), _ms(r["wait_ms"]),
+        _ms(r["run_ms"]), r["attempts"], r["error_message"]] for r in rows]))
+
+
+def _render_stats(view: dict) -> None:
+    out.print(table(["type", "created", "finished", "failed", "retried", "canceled", "cached", "queued", "limited",
+                     "running", "scheduled"], [[
+        r["jobType"], r["totals"]["created"], r["totals"]["finished"],
+        f"[red]{r['totals']['failed']}[/]" if r["totals"]["failed"] else 0, r["totals"]["retried"],
+        r["totals"]["canceled"], r["totals"]["cached"], r["now"]["queued"], r["now"]["limited"], r["now"]["running"],
+        r["now"]["scheduled"]] for r in view["byType"]], title="by type (all time, and now)"))
+    out.print(table(["priority", "created", "waiting"], [[p, v["created"], v["waiting"]]
+                                                         for p, v in view["priorities"].items()], title="priorities"))
+    if view["users"]:
+        out.print(table(["user", "created", "finished", "failed", "canceled", "running/limit"], [[
+            u["userId"], u["created"], u["finished"], u["failed"], u["canceled"], f"{u['running']}/{u['limit']}"]
+            for u in view["users"][:20]], title="users (most active)"))
+    hourly = [h for h in view["trends"]["hourly"] if h["created"] or h["finished"] or h["failed"]]
+    if hourly:
+        out.print(table(["hour", "created", "finished", "failed"], [[
+            _when(h["from"])[:16], h["created"], h["finished"], h["failed"]] for h in hourly], title="last 24 hours"))
+
+
+def _render_health(view: dict) -> None:
+    out.print(f"overall {_health_text(view['status'])}  (checked {_when(view['checkedAt'])})")
+    if view["status"] == "error":
+        for reason in view["reasons"]:
+            out.print(f"  [red]{reason}[/]")
+        return
+    redis_info = view["redis"]
+    memory = (f"{redis_info['memoryRatio']:.0%} of maxmemory" if redis_info["memoryRatio"] is not None
+              else f"{redis_info['usedMemory'] // 1024} KiB used, no maxmemory")
+    out.print(f"Redis {_health_text(redis_info['status'])} {memory}; workers alive "
+              f"{view['workers']['alive']}/{view['workers']['total']}"
+              + (f"; [red]breakers open: {', '.join(view['breakers'])}[/]" if view["breakers"] else ""))
+    out.print(table(["type", "status", "failure rate", "backlog", "oldest wait", "stalled", "workers", "why"], [[
+        r["jobType"], _health_text(r["status"]), f"{r['failureRate']:.0%}", r["backlog"],
+        _ms(r["backlogAgeMs"]) if r["backlog"] else "", r["stalled"] or "", r["workers"], "; ".join(r["reasons"])]
+        for r in view["queues"]]))
+
+
+def _render_perf(view: dict) -> None:
+    out.print(f"window {view['from'][:19]} .. {view['to'][:19]} UTC")
+    out.print(table(["type", "done/min", "errors", "run avg", "p50", "p95", "p99", "wait avg", "p50", "p95", "p99",
+                     "utilization"], [[
+        r["jobType"], r["throughputPerMin"], f"{r['errorRate']:.1%}", _ms(r["avgRunMs"]), _ms(r["p50RunMs"]),
+        _ms(r["p95RunMs"]), _ms(r["p99RunMs"]), _ms(r["avgWaitMs"]), _ms(r["p50WaitMs"]), _ms(r["p95WaitMs"]),
+        _ms(r["p99WaitMs"]), f"{r['utilization']:.0%}"] for r in view["types"]]))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("history")
+    def history(
+        ctx: typer.Context,
+        job: Optional[str] = typer.Argument(None, metavar="[JOB|export]",
+                                            help="A job id for its timeline, or `export`."),
+        user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
+        since: Optional[str] = typer.Option(None, "--since", help="Created within (7d, 12h) or since an ISO time."),
+        job_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this job type."),
+        status: Optional[str] = typer.Option(None, "--status", help="Only jobs now in this status."),
+        limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Rows to list."),
+        fmt: str = typer.Option("csv", "--format", help="With export: csv or json (JSON lines)."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        """A job's timeline (vq history JOB), jobs by user/type/status (vq history --user U),
+        or every matching job (vq history export --format csv|json)."""
+        st = state(ctx)
+        db = history_service.fresh(st.conn, st.settings)
+        if job == "export":
+            for chunk in history_service.export(db, fmt, user=user, since=since, job_type=job_type, status=status):
+                sys.stdout.write(chunk)
+            return
+        if job:
+            emit(history_service.timeline(db, job), as_json, _render_timeline)
+            return
+        emit(history_service.jobs(db, user=user, since=since, job_type=job_type, status=status, limit=limit),
+             as_json, _render_jobs)
+
+    @app.command("stats")
+    def stats(ctx: typer.Context, job_type: Optional[str] = typer.Option(None, "--type", "-t"),
+              as_json: bool = JSON_OPTION) -> None:
+        """Totals by type and status, per-user figures, priorities, hourly and daily trends."""
+        st = state(ctx)
+        emit(stats_service.stats(st.conn, st.settings, job_type), as_json, _render_stats)
+
+    @app.command("health")
+    def health(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+        """Healthy / degraded / unhealthy / error, per queue and overall. Exit code 0, 1, 2 or 3
+        (as monitoring plugins use)."""
+        st = state(ctx)
+        report = health_service.check(st.conn, st.settings)
+        emit(report, as_json, _render_health)
+        raise typer.Exit(health_service.EXIT_CODES[report["status"]])
+
+    @app.command("perf")
+    def perf(ctx: typer.Context, window: str = typer.Option("1h", "--window", "-w", help="How far back: 15m, 1h, 7d."),
+             job_type: Optional[str] = typer.Option(None, "--type", "-t"), as_json: bool = JSON_OPTION) -> None:
+        """Processing and wait times (avg, p50/p95/p99), utilization, error rate and
+        throughput per minute, per type, over the window."""
+        st = state(ctx)
+        window_ms = parse_duration_ms(window, "--window")
+        if window_ms < 60_000:
+            from vq.errors import InvalidInput
+
+            raise InvalidInput("--window: at least 1m")
+        emit(stats_service.perf(st.conn, st.settings, window_ms, job_type), as_json, _render_perf)
+
+    @app.command("metrics")
+    def metrics_command(ctx: typer.Context) -> None:
+        """The Prometheus text exposition (what the daemon serves at /metrics)."""
+        st = state(ctx)
+        sys.stdout.write(prometheus.exposition(st.conn, st.settings).decode())
+

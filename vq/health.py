@@ -1,0 +1,163 @@
+"""`vq health`: healthy / degraded / unhealthy / error, per queue and overall, from the
+thresholds in config `health:` (README: Health). Reads counters, registries and metric
+buckets only. `check_and_alert` (run by one daemon every `health.checkInterval`) logs a
+change of the overall status and POSTs it to the configured webhooks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+
+import redis
+from redis import Redis
+from rq.worker import Worker
+
+from vq import breaker, keys, metrics, queues
+from vq.config import Settings, Thresholds
+from vq.execution import providers_of
+from vq.jobtypes import job_types
+from vq.model import iso
+
+LEVELS = ("healthy", "degraded", "unhealthy", "error")
+EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2, "error": 3}  # as Nagios/Icinga plugins do
+log = logging.getLogger("vq.health")
+
+
+def _worst(*statuses: str) -> str:
+    return max(statuses, key=LEVELS.index, default="healthy")
+
+
+def _grade(value: float, limits: Thresholds) -> str:
+    if value >= limits.unhealthy:
+        return "unhealthy"
+    if value >= limits.degraded:
+        return "degraded"
+    return "healthy"
+
+
+def _workers(conn: Redis, heartbeat_ms: int) -> list[dict]:
+    now = datetime.now(timezone.utc)
+    out = []
+    for worker in Worker.all(connection=conn):
+        beat = worker.last_heartbeat
+        if beat is not None and beat.tzinfo is None:
+            beat = beat.replace(tzinfo=timezone.utc)
+        age = (now - beat).total_seconds() * 1000 if beat else None
+        out.append({"name": worker.name, "queues": worker.queue_names(), "state": worker.get_state(),
+                    "heartbeatAgeMs": int(age) if age is not None else None,
+                    "alive": age is not None and age < heartbeat_ms, "currentJob": worker.get_current_job_id()})
+    return out
+
+
+def _redis(conn: Redis, settings: Settings) -> dict:
+    info = conn.info("memory")
+    used, cap = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    ratio = used / cap if cap else None
+    return {"reachable": True, "usedMemory": used, "maxMemory": cap or None,
+            "memoryRatio": round(ratio, 4) if ratio is not None else None,
+            "status": _grade(ratio, settings.health.redisMemory) if ratio is not None else "healthy"}
+
+
+def check(conn: Redis, settings: Settings) -> dict:
+    """The health report. Never raises for an unreachable Redis: that is status `error`."""
+    checked = iso(datetime.now(timezone.utc))
+    try:
+        return _check(conn, settings, checked)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return {"status": "error", "checkedAt": checked, "reasons": [f"Redis unreachable: {str(exc).splitlines()[0]}"],
+                "redis": {"reachable": False}, "queues": [], "workers": {"alive": 0, "total": 0}, "breakers": []}
+
+
+def _check(conn: Redis, settings: Settings, checked: str) -> dict:
+    h = settings.health
+    now = int(time.time() * 1000)
+    current = metrics.read_window(conn, h.window, end_ms=now)
+    previous = metrics.read_window(conn, h.window, end_ms=now - h.window)
+    counts = {row["jobType"]: row for row in queues.counts(conn, settings)}
+    workers = _workers(conn, h.heartbeatAge)
+    alive = [w for w in workers if w["alive"]]
+    open_breakers = [b["provider"] for b in breaker.states(conn, settings) if b["state"] == "open"]
+    types = job_types(settings)
+    with conn.pipeline(transaction=False) as pipe:
+        for name in types:
+            pipe.zrange(keys.waiting(name), 0, 0, withscores=True)
+        oldest = pipe.execute()
+    rows = []
+    for (name, jt), first in zip(types.items(), oldest):
+        c, before = current.type(name), previous.type(name)
+        row = counts[name]
+        ended = c["finished"] + c["failed"]
+        failure_rate = c["failed"] / ended if ended else 0.0
+        backlog_ms = now - int(first[0][1]) if first else 0
+        backlog = row["queued"] + row["limited"]
+        serving = [w for w in alive if any(q.rpartition(".")[0] == name for q in w["queues"])]
+        reasons: list[tuple[str, str]] = []
+        if ended >= h.minEnded:
+            grade = _grade(failure_rate, h.failureRate)
+            if grade != "healthy":
+                reasons.append((grade, f"failure rate {failure_rate:.0%} over the last {h.window // 1000}s"))
+        if c["failed"] >= h.minEnded and c["failed"] >= h.errorTrend * max(1, before["failed"]):
+            reasons.append(("degraded", f"failures rising: {c['failed']} vs {before['failed']} the window before"))
+        grade = _grade(backlog_ms, h.backlogAge)
+        if grade != "healthy":
+            reasons.append((grade, f"oldest waiting job has waited {backlog_ms // 1000}s"))
+        grade = _grade(c["stalled"], h.stalled)
+        if grade != "healthy":
+            reasons.append((grade, f"{c['stalled']} stalled job(s) recovered in the window"))
+        if backlog and not serving and not row["paused"]:
+            reasons.append(("unhealthy", f"{backlog} job(s) waiting and no live worker serves this type"))
+        blocked = [p for p in providers_of(jt, {}) if p in open_breakers]
+        if blocked:
+            reasons.append(("degraded", f"circuit breaker open: {', '.join(blocked)}"))
+        rows.append({"jobType": name, "status": _worst(*(g for g, _ in reasons)),
+                     "reasons": [text for _, text in reasons], "failureRate": round(failure_rate, 4),
+                     "failed": c["failed"], "failedBefore": before["failed"], "backlog": backlog,
+                     "backlogAgeMs": backlog_ms, "stalled": c["stalled"], "workers": len(serving),
+                     "paused": row["paused"]})
+    redis_report = _redis(conn, settings)
+    overall_reasons = []
+    if redis_report["status"] != "healthy":
+        overall_reasons.append(f"Redis memory at {redis_report['memoryRatio']:.0%} of maxmemory")
+    if not alive:
+        overall_reasons.append("no live worker")
+    if open_breakers:
+        overall_reasons.append(f"circuit breaker open: {', '.join(open_breakers)}")
+    status = _worst(redis_report["status"], *(r["status"] for r in rows),
+                    "degraded" if not alive or open_breakers else "healthy")
+    overall_reasons += [f"{r['jobType']}: {text}" for r in rows for text in r["reasons"]]
+    return {"status": status, "checkedAt": checked, "reasons": overall_reasons, "redis": redis_report,
+            "workers": {"alive": len(alive), "total": len(workers), "list": workers},
+            "breakers": open_breakers, "queues": rows}
+
+
+def check_and_alert(conn: Redis, settings: Settings) -> str | None:
+    """Check; when the overall status differs from the last check's, log it and POST the
+    report to each webhook. Returns a line for the daemon's log, or None."""
+    report = check(conn, settings)
+    previous = conn.getset(keys.HEALTH_LAST, report["status"])
+    previous = previous.decode() if previous else "healthy"
+    if previous == report["status"]:
+        return None
+    payload = {"event": "health.changed", "from": previous, "to": report["status"], "at": report["checkedAt"],
+               "reasons": report["reasons"], "health": report}
+    for url in settings.health.webhooks:
+        _post(url, payload)
+    line = f"health changed: {previous} -> {report['status']}" + (
+        f" ({'; '.join(report['reasons'][:3])})" if report["reasons"] else "")
+    (log.warning if LEVELS.index(report["status"]) > LEVELS.index(previous) else log.info)(line)
+    return None
+
+
+def _post(url: str, payload: dict) -> None:
+    request = urllib.request.Request(url, data=json.dumps(payload, default=str).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "vq-health"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        log.warning("health alert to %s failed: %s", url, exc)

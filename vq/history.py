@@ -1,0 +1,102 @@
+"""Reading the history database: a job's timeline, a user's jobs, exports.
+
+Before answering, `fresh()` lets the archiver catch up with the event stream (a second at
+most when a daemon's archiver runs), so what was just done is already there.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+from redis import Redis
+
+from vq import archiver, historydb
+from vq.config import Settings
+from vq.durations import parse_duration_ms, parse_instant
+from vq.errors import InvalidInput, NotFound
+from vq.model import iso
+
+EXPORT_FORMATS = ("csv", "json")
+JOB_COLUMNS = list(historydb.RENDER_JOBS_COLUMNS)
+
+
+def fresh(conn: Redis, settings: Settings, timeout: float = 5.0):
+    """The database, with every event emitted so far archived (when history is enabled)."""
+    if settings.history.enabled:
+        archiver.catch_up(conn, settings, timeout)
+    return historydb.open_db(settings, create=False)
+
+
+def since_to_iso(text: str | None) -> str | None:
+    """'7d' (ago) or an ISO time -> the ISO text the tables store."""
+    if not text:
+        return None
+    try:
+        ms = parse_duration_ms(text, "--since")
+    except InvalidInput:
+        try:
+            return iso(parse_instant(text, "--since"))
+        except InvalidInput:
+            raise InvalidInput(f"--since: {text!r} is neither a duration (7d, 12h) nor an ISO 8601 time",
+                               field="since") from None
+    return iso(datetime.now(timezone.utc) - timedelta(milliseconds=ms))
+
+
+def timeline(db, job_id: str) -> dict:
+    """A job's row and every status change it went through, oldest first."""
+    rows = list(db.query("SELECT * FROM render_jobs WHERE id = ?", [job_id]))
+    if not rows:
+        raise NotFound(f"no history for job {job_id!r}")
+    steps = list(db.query("SELECT event_id, at, event, from_status, to_status, worker, attempt, reason "
+                          "FROM job_history WHERE job_id = ? ORDER BY event_id", [job_id]))
+    steps.sort(key=lambda r: tuple(int(p) for p in r["event_id"].split("-")))
+    return {"job": rows[0], "transitions": [{k: v for k, v in r.items() if k != "event_id"} for r in steps],
+            "dependsOn": [r["depends_on"] for r in db.query(
+                "SELECT depends_on FROM job_dependencies WHERE job_id = ?", [job_id])]}
+
+
+def _filters(user: str | None, since: str | None, job_type: str | None, status: str | None) -> tuple[str, list]:
+    clauses, params = [], []
+    for column, value in (("user_id", user), ("job_type", job_type), ("status", status)):
+        if value:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    since_iso = since_to_iso(since)
+    if since_iso:
+        clauses.append("created_at >= ?")
+        params.append(since_iso)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def jobs(db, *, user: str | None = None, since: str | None = None, job_type: str | None = None,
+         status: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
+    """Jobs newest first (spec: user job history)."""
+    where, params = _filters(user, since, job_type, status)
+    return list(db.query(f"SELECT * FROM render_jobs{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                         [*params, limit, offset]))
+
+
+def export(db, fmt: str, *, user: str | None = None, since: str | None = None, job_type: str | None = None,
+           status: str | None = None) -> Iterator[str]:
+    """Every matching job row, oldest first, as CSV (a header line first) or JSON lines."""
+    if fmt not in EXPORT_FORMATS:
+        raise InvalidInput(f"--format: {fmt!r} is not one of csv, json", field="format")
+    where, params = _filters(user, since, job_type, status)
+    rows = db.query(f"SELECT * FROM render_jobs{where} ORDER BY created_at, id", params)
+    if fmt == "json":
+        for row in rows:
+            yield json.dumps(row, separators=(",", ":")) + "\n"
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=JOB_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    yield buffer.getvalue()
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(row)
+        yield buffer.getvalue()

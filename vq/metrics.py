@@ -1,0 +1,158 @@
+"""Metrics: counters and latency histograms in Redis, per job type, in minute, hour and day
+buckets, so every figure over any window is read from a bounded number of keys whatever
+the number of jobs.
+
+The archiver (vq/archiver.py) is the only writer: it folds each batch of events into one
+set of increments, applied in the same transaction that records how far it got, so each
+event counts exactly once. Workers pay nothing beyond the event they already append.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections import Counter
+from dataclasses import dataclass
+
+from redis import Redis
+
+from vq import keys
+
+# Resolution of each bucket kind, and how long its keys live.
+RESOLUTIONS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
+TTL_SECONDS = {"m": 3 * 86_400, "h": 40 * 86_400, "d": 400 * 86_400}
+
+# Latency histogram: bucket i holds values up to BOUNDS[i] ms (ratio 1.25: a percentile is
+# known to within 12%); the last bucket is open-ended.
+BOUNDS = [int(round(1.25 ** i)) for i in range(0, 80) if 1.25 ** i <= 4 * 3_600_000]
+BOUNDS = sorted(set(BOUNDS))
+
+# Events counted per type and bucket. A name maps an event to the counter it bumps.
+COUNTED = {"created": "created", "started": "started", "finished": "finished", "failed": "failed",
+           "retrying": "retried", "canceled": "canceled", "stalled": "stalled", "rate-limited": "rateLimited",
+           "removed": "removed"}
+
+
+def bucket_of(value_ms: float) -> int:
+    """The index of the histogram bucket a latency falls in (len(BOUNDS): beyond the last)."""
+    return bisect_left(BOUNDS, value_ms)
+
+
+def bucket_key(kind: str, ts_ms: int) -> str:
+    return f"{keys.PREFIX}metrics:{kind}:{ts_ms // RESOLUTIONS[kind]}"
+
+
+def fold(events: list[dict]) -> dict[str, Counter]:
+    """The increments a batch of events makes: {redis hash key: Counter(field -> n)}."""
+    out: dict[str, Counter] = {}
+
+    def bump(key: str, fld: str, n: int = 1) -> None:
+        out.setdefault(key, Counter())[fld] += n
+
+    for event in events:
+        name = COUNTED.get(event["event"])
+        if name is None or not event.get("jobType"):
+            continue
+        job_type = event["jobType"]
+        fields = event.get("fields") or {}
+        user = fields.get("userId")
+        if user and name in ("created", "finished", "failed", "canceled"):
+            bump(keys.METRICS_USERS, f"{user}|{name}")
+        if name == "created" and fields.get("priority"):
+            bump(keys.METRICS_TOTALS, f"{job_type}|priority|{fields['priority']}")
+        if name == "created" and fields.get("status") == "finished":  # born finished: a cached result
+            bump(keys.METRICS_TOTALS, f"{job_type}|cached")
+        # The all-time totals and each time bucket get the same counters and histograms.
+        for key in (keys.METRICS_TOTALS, *(bucket_key(kind, event["ts"]) for kind in RESOLUTIONS)):
+            bump(key, f"{job_type}|{name}")
+            if name == "started" and fields.get("waitMs") is not None:
+                bump(key, f"{job_type}|wait_ms", int(fields["waitMs"]))
+                bump(key, f"{job_type}|wait|{bucket_of(fields['waitMs'])}")
+            if name in ("finished", "failed", "retried") and fields.get("durationMs") is not None:
+                bump(key, f"{job_type}|run_ms", int(fields["durationMs"]))
+                bump(key, f"{job_type}|ran")
+                bump(key, f"{job_type}|run|{bucket_of(fields['durationMs'])}")
+    return out
+
+
+def apply_in(pipe, increments: dict[str, Counter]) -> None:
+    for key, counter in increments.items():
+        for fld, n in counter.items():
+            pipe.hincrby(key, fld, n)
+        kind = key.split(":")[2] if key.count(":") >= 3 else None
+        if kind in TTL_SECONDS:
+            pipe.expire(key, TTL_SECONDS[kind])
+
+
+@dataclass
+class Window:
+    """Per-type sums over a time window, read from the coarsest buckets that fit it."""
+
+    start_ms: int
+    end_ms: int
+    by_type: dict[str, Counter]
+
+    def type(self, job_type: str) -> Counter:
+        return self.by_type.get(job_type, Counter())
+
+
+def read_window(conn: Redis, window_ms: int, end_ms: int | None = None) -> Window:
+    """Sum every bucket overlapping [end - window, end]. Minute buckets up to 3 hours, hour
+    buckets up to 7 days, day buckets beyond: at most ~180 keys read in one round trip."""
+    end_ms = end_ms or int(time.time() * 1000)
+    start_ms = end_ms - window_ms
+    kind = "m" if window_ms <= 3 * 3_600_000 else "h" if window_ms <= 7 * 86_400_000 else "d"
+    step = RESOLUTIONS[kind]
+    first, last = start_ms // step, end_ms // step
+    with conn.pipeline(transaction=False) as pipe:
+        for index in range(first, last + 1):
+            pipe.hgetall(f"{keys.PREFIX}metrics:{kind}:{index}")
+        replies = pipe.execute()
+    by_type: dict[str, Counter] = {}
+    for reply in replies:
+        for raw_field, raw_value in reply.items():
+            job_type, _, rest = raw_field.decode().partition("|")
+            by_type.setdefault(job_type, Counter())[rest] += int(raw_value)
+    return Window(first * step, (last + 1) * step, by_type)
+
+
+def read_bucket(conn: Redis, kind: str, ts_ms: int) -> dict[str, Counter]:
+    """One bucket's counters per type."""
+    out: dict[str, Counter] = {}
+    for raw_field, raw_value in conn.hgetall(bucket_key(kind, ts_ms)).items():
+        job_type, _, rest = raw_field.decode().partition("|")
+        out.setdefault(job_type, Counter())[rest] += int(raw_value)
+    return out
+
+
+def percentile(counts: Counter, prefix: str, q: float) -> float | None:
+    """The q-th percentile (0..1) of a histogram stored as `prefix|<bucket>` counts: the upper
+    bound of the bucket holding it (an overestimate of at most one bucket's width)."""
+    histogram = sorted((int(f.split("|")[1]), n) for f, n in counts.items() if f.startswith(prefix + "|"))
+    total = sum(n for _, n in histogram)
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for index, n in histogram:
+        seen += n
+        if seen >= rank:
+            return float(BOUNDS[index]) if index < len(BOUNDS) else float(BOUNDS[-1])
+    return float(BOUNDS[-1])
+
+
+def totals(conn: Redis) -> dict[str, Counter]:
+    """All-time counters per type (created, finished, failed, ..., priority|high ...)."""
+    out: dict[str, Counter] = {}
+    for raw_field, raw_value in conn.hgetall(keys.METRICS_TOTALS).items():
+        job_type, _, rest = raw_field.decode().partition("|")
+        out.setdefault(job_type, Counter())[rest] = int(raw_value)
+    return out
+
+
+def user_totals(conn: Redis) -> dict[str, Counter]:
+    out: dict[str, Counter] = {}
+    for raw_field, raw_value in conn.hgetall(keys.METRICS_USERS).items():
+        user, _, rest = raw_field.decode().rpartition("|")
+        out.setdefault(user, Counter())[rest] = int(raw_value)
+    return out

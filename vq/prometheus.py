@@ -1,0 +1,77 @@
+"""The Prometheus text exposition of vq's figures (prometheus_client renders it): job counts
+per state, all-time counters, run and wait time histograms, limits, workers, breakers and
+health. Served by the daemon's HTTP server at /metrics and printed by `vq metrics`."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+from prometheus_client.exposition import generate_latest
+from redis import Redis
+
+from vq import health, metrics, queues
+from vq.config import Settings
+
+STATES = ("queued", "limited", "running", "scheduled", "deferred", "failed", "finished", "canceled")
+COUNTERS = ("created", "started", "finished", "failed", "retried", "canceled", "cached", "stalled", "rateLimited")
+
+
+def _histogram(name: str, doc: str, totals: dict[str, Counter], part: str, sum_field: str) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=["job_type"])
+    for job_type, counter in sorted(totals.items()):
+        cumulative, buckets = 0, []
+        for index, bound in enumerate(metrics.BOUNDS):
+            cumulative += counter[f"{part}|{index}"]
+            buckets.append((str(bound / 1000), cumulative))
+        cumulative += counter[f"{part}|{len(metrics.BOUNDS)}"]
+        buckets.append(("+Inf", cumulative))
+        family.add_metric([job_type], buckets, sum_value=counter[sum_field] / 1000)
+    return family
+
+
+class _Collector:
+    def __init__(self, conn: Redis, settings: Settings):
+        self.conn = conn
+        self.settings = settings
+
+    def collect(self):
+        rows = queues.counts(self.conn, self.settings)
+        jobs = GaugeMetricFamily("vq_jobs", "Jobs per type and state now", labels=["job_type", "state"])
+        limit = GaugeMetricFamily("vq_type_limit", "Concurrency limit per job type", labels=["job_type"])
+        paused = GaugeMetricFamily("vq_queue_paused", "1 when the type is paused", labels=["job_type"])
+        for row in rows:
+            for state in STATES:
+                jobs.add_metric([row["jobType"], state], row[state])
+            limit.add_metric([row["jobType"]], row["limit"])
+            paused.add_metric([row["jobType"]], 1 if row["paused"] else 0)
+        yield from (jobs, limit, paused)
+        totals = metrics.totals(self.conn)
+        counter = CounterMetricFamily("vq_jobs_events", "Job events since the metrics began", labels=["job_type",
+                                                                                                      "event"])
+        for job_type, values in sorted(totals.items()):
+            for name in COUNTERS:
+                counter.add_metric([job_type, name], values[name])
+        yield counter
+        yield _histogram("vq_job_run_seconds", "Processing time of ended attempts", totals, "run", "run_ms")
+        yield _histogram("vq_job_wait_seconds", "Time from runnable to started", totals, "wait", "wait_ms")
+        report = health.check(self.conn, self.settings)
+        level = GaugeMetricFamily("vq_health", "0 healthy, 1 degraded, 2 unhealthy, 3 error", labels=["scope"])
+        level.add_metric(["overall"], health.LEVELS.index(report["status"]))
+        for row in report["queues"]:
+            level.add_metric([row["jobType"]], health.LEVELS.index(row["status"]))
+        yield level
+        yield GaugeMetricFamily("vq_workers_alive", "Workers with a recent heartbeat",
+                                value=report["workers"]["alive"])
+        breakers = GaugeMetricFamily("vq_breaker_open", "1 when a provider's circuit breaker is open",
+                                     labels=["provider"])
+        for provider in report["breakers"]:
+            breakers.add_metric([provider], 1)
+        yield breakers
+
+
+def exposition(conn: Redis, settings: Settings) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(conn, settings))
+    return generate_latest(registry)

@@ -1,0 +1,143 @@
+"""`vq stats` and `vq perf`: figures from counters, registries and metric buckets only, so
+they answer in the same time with ten jobs or a million (no scan of jobs anywhere)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import datetime, timezone
+
+from redis import Redis
+
+from vq import keys, limits, metrics, queues
+from vq.config import Settings
+from vq.jobtypes import job_types
+from vq.model import iso
+
+TOTALS = ("created", "started", "finished", "failed", "retried", "canceled", "cached", "stalled", "rateLimited",
+          "removed")
+TOP_USERS = 50
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _buckets(conn: Redis, kind: str, count: int) -> list[tuple[int, dict[str, Counter]]]:
+    """The latest `count` buckets of a kind, oldest first, each (start ms, per-type counters)."""
+    step = metrics.RESOLUTIONS[kind]
+    last = _now_ms() // step
+    indexes = list(range(last - count + 1, last + 1))
+    with conn.pipeline(transaction=False) as pipe:
+        for index in indexes:
+            pipe.hgetall(f"{keys.PREFIX}metrics:{kind}:{index}")
+        replies = pipe.execute()
+    out = []
+    for index, reply in zip(indexes, replies):
+        by_type: dict[str, Counter] = {}
+        for raw_field, raw_value in reply.items():
+            job_type, _, rest = raw_field.decode().partition("|")
+            by_type.setdefault(job_type, Counter())[rest] += int(raw_value)
+        out.append((index * step, by_type))
+    return out
+
+
+def _trend(buckets: list[tuple[int, dict[str, Counter]]], job_type: str | None) -> list[dict]:
+    rows = []
+    for start, by_type in buckets:
+        total = Counter()
+        for name, counter in by_type.items():
+            if job_type is None or name == job_type:
+                total.update(counter)
+        rows.append({"from": iso(datetime.fromtimestamp(start / 1000, timezone.utc)),
+                     **{k: total[k] for k in ("created", "finished", "failed")}})
+    return rows
+
+
+def stats(conn: Redis, settings: Settings, job_type: str | None = None) -> dict:
+    """Totals by type and status (all time, and now), per-user figures, the priority
+    distribution, and trends per hour (24 h) and per day (14 days)."""
+    all_totals = metrics.totals(conn)
+    now_rows = {row["jobType"]: row for row in queues.counts(conn, settings)}
+    types = [t for t in job_types(settings) if job_type is None or t == job_type]
+    by_type = []
+    for name in types:
+        counter = all_totals.get(name, Counter())
+        now = now_rows[name]
+        by_type.append({
+            "jobType": name,
+            "totals": {k: counter[k] for k in TOTALS},
+            "now": {k: now[k] for k in ("queued", "limited", "running", "scheduled", "deferred", "failed",
+                                        "finished", "canceled")},
+        })
+    by_status = Counter()
+    for row in by_type:
+        by_status.update(row["now"])
+    priorities = {}
+    with conn.pipeline(transaction=False) as pipe:
+        for priority in keys.PRIORITY_ORDER:
+            for name in types:
+                pipe.llen(f"rq:queue:{keys.queue_name(name, priority)}")
+                pipe.zcard(keys.wait_since(name, priority))
+        replies = iter(pipe.execute())
+    for priority in keys.PRIORITY_ORDER:
+        waiting = sum(next(replies) + next(replies) for _ in types)
+        created = sum(all_totals.get(name, Counter())[f"priority|{priority}"] for name in types)
+        priorities[priority] = {"created": created, "waiting": waiting}
+    return {
+        "byType": by_type,
+        "byStatus": dict(by_status),
+        "users": _users(conn, settings),
+        "priorities": priorities,
+        "trends": {"hourly": _trend(_buckets(conn, "h", 24), job_type),
+                   "daily": _trend(_buckets(conn, "d", 14), job_type)},
+    }
+
+
+def _users(conn: Redis, settings: Settings) -> list[dict]:
+    """The most active users (by jobs created), with what they run now against their limit."""
+    totals = metrics.user_totals(conn)
+    top = sorted(totals.items(), key=lambda item: -item[1]["created"])[:TOP_USERS]
+    now = _now_ms()
+    in_force = limits.effective(conn, settings)
+    with conn.pipeline(transaction=False) as pipe:
+        for user, _ in top:
+            pipe.zcount(keys.running_user(user), now, "+inf")
+        running = pipe.execute()
+    return [{"userId": user, **{k: counter[k] for k in ("created", "finished", "failed", "canceled")},
+             "running": run, "limit": limits.user_limit(conn, settings, user, in_force)}
+            for (user, counter), run in zip(top, running)]
+
+
+def perf(conn: Redis, settings: Settings, window_ms: int = 3_600_000, job_type: str | None = None) -> dict:
+    """Per type over the window: processing and wait time (average, p50/p95/p99), queue
+    utilization (busy time / (limit x window)), error rate and throughput per minute."""
+    window = metrics.read_window(conn, window_ms)
+    span_ms = max(1, min(window.end_ms, _now_ms()) - window.start_ms)  # the buckets' time so far
+    minutes = span_ms / 60_000
+    in_force = limits.effective(conn, settings)
+    rows = []
+    for name in job_types(settings):
+        if job_type is not None and name != job_type:
+            continue
+        c = window.type(name)
+        ended = c["finished"] + c["failed"]
+        limit = limits.type_limit(conn, settings, name, in_force)
+        rows.append({
+            "jobType": name, "started": c["started"], "finished": c["finished"], "failed": c["failed"],
+            "retried": c["retried"],
+            "throughputPerMin": round(c["finished"] / minutes, 3),
+            "errorRate": round((c["failed"] + c["retried"]) / (ended + c["retried"]), 4) if ended + c["retried"] else 0.0,
+            "avgRunMs": round(c["run_ms"] / c["ran"], 1) if c["ran"] else None,
+            "p50RunMs": metrics.percentile(c, "run", 0.50), "p95RunMs": metrics.percentile(c, "run", 0.95),
+            "p99RunMs": metrics.percentile(c, "run", 0.99),
+            "avgWaitMs": round(c["wait_ms"] / c["started"], 1) if c["started"] else None,
+            "p50WaitMs": metrics.percentile(c, "wait", 0.50), "p95WaitMs": metrics.percentile(c, "wait", 0.95),
+            "p99WaitMs": metrics.percentile(c, "wait", 0.99),
+            "utilization": round(min(1.0, c["run_ms"] / (limit * span_ms)), 4),
+            "limit": limit,
+        })
+    return {"windowMs": window_ms,
+            "from": iso(datetime.fromtimestamp(window.start_ms / 1000, timezone.utc)),
+            "to": iso(datetime.fromtimestamp(window.end_ms / 1000, timezone.utc)),
+            "types": rows}
