@@ -110,19 +110,24 @@ def read_window(conn: Redis, window_ms: int, end_ms: int | None = None) -> Windo
         replies = pipe.execute()
     by_type: dict[str, Counter] = {}
     for reply in replies:
-        for raw_field, raw_value in reply.items():
-            job_type, _, rest = raw_field.decode().partition("|")
-            by_type.setdefault(job_type, Counter())[rest] += int(raw_value)
+        by_name(reply, into=by_type)
     return Window(first * step, (last + 1) * step, by_type)
+
+
+def by_name(reply: dict, into: dict[str, Counter] | None = None, last_bar: bool = False) -> dict[str, Counter]:
+    """A metrics hash ("<name>|<counter>" -> n) as {name: Counter}. User names may hold a
+    '|', so user hashes split at the last one (`last_bar`)."""
+    out = {} if into is None else into
+    for raw_field, raw_value in reply.items():
+        text = raw_field.decode()
+        name, _, rest = text.rpartition("|") if last_bar else text.partition("|")
+        out.setdefault(name, Counter())[rest] += int(raw_value)
+    return out
 
 
 def read_bucket(conn: Redis, kind: str, ts_ms: int) -> dict[str, Counter]:
     """One bucket's counters per type."""
-    out: dict[str, Counter] = {}
-    for raw_field, raw_value in conn.hgetall(bucket_key(kind, ts_ms)).items():
-        job_type, _, rest = raw_field.decode().partition("|")
-        out.setdefault(job_type, Counter())[rest] += int(raw_value)
-    return out
+    return by_name(conn.hgetall(bucket_key(kind, ts_ms)))
 
 
 def percentile(counts: Counter, prefix: str, q: float) -> float | None:
@@ -143,16 +148,8 @@ def percentile(counts: Counter, prefix: str, q: float) -> float | None:
 
 def totals(conn: Redis) -> dict[str, Counter]:
     """All-time counters per type (created, finished, failed, ..., priority|high ...)."""
-    out: dict[str, Counter] = {}
-    for raw_field, raw_value in conn.hgetall(keys.METRICS_TOTALS).items():
-        job_type, _, rest = raw_field.decode().partition("|")
-        out.setdefault(job_type, Counter())[rest] = int(raw_value)
-    return out
+    return by_name(conn.hgetall(keys.METRICS_TOTALS))
 
 
 def user_totals(conn: Redis) -> dict[str, Counter]:
-    out: dict[str, Counter] = {}
-    for raw_field, raw_value in conn.hgetall(keys.METRICS_USERS).items():
-        user, _, rest = raw_field.decode().rpartition("|")
-        out.setdefault(user, Counter())[rest] = int(raw_value)
-    return out
+    return by_name(conn.hgetall(keys.METRICS_USERS), last_bar=True)

@@ -32,14 +32,7 @@ def _buckets(conn: Redis, kind: str, count: int) -> list[tuple[int, dict[str, Co
         for index in indexes:
             pipe.hgetall(f"{keys.PREFIX}metrics:{kind}:{index}")
         replies = pipe.execute()
-    out = []
-    for index, reply in zip(indexes, replies):
-        by_type: dict[str, Counter] = {}
-        for raw_field, raw_value in reply.items():
-            job_type, _, rest = raw_field.decode().partition("|")
-            by_type.setdefault(job_type, Counter())[rest] += int(raw_value)
-        out.append((index * step, by_type))
-    return out
+    return [(index * step, metrics.by_name(reply)) for index, reply in zip(indexes, replies)]
 
 
 def _trend(buckets: list[tuple[int, dict[str, Counter]]], job_type: str | None) -> list[dict]:
