@@ -29,6 +29,7 @@ from vq.cron import due_ticks, next_after, next_times, validate_cron, validate_t
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.model import iso
 from vq.submission import Submission, submit, validate
+from vq.timer import notify_in
 
 log = logging.getLogger("vq.recurring")
 CATCH_UP = ("none", "one", "all")
@@ -130,6 +131,7 @@ def add(conn: Redis, settings: Settings, *, job_type: str, cron: str, tz: str = 
         pipe.hset(keys.RECURRING, definition.id, definition.to_json())
         pipe.zadd(keys.RECURRING_DUE, {definition.id: first})
         pipe.set(keys.RECURRING_SEEN, 1)
+        notify_in(pipe, first / 1000)  # a sleeping timer would otherwise find it only at its next look
         pipe.execute()
     log.info("recurring %s added: %s %r (%s)", definition.id, definition.jobType, definition.cronExpression,
              definition.tz)
@@ -210,8 +212,9 @@ def resume(conn: Redis, ref: str) -> Recurring:
     definition.paused = False
     with conn.pipeline() as pipe:
         _save(conn, definition, pipe)
-        pipe.zadd(keys.RECURRING_DUE, {definition.id: next_after(definition.cronExpression, definition.tz,
-                                                                _now_ms())})
+        due = next_after(definition.cronExpression, definition.tz, _now_ms())
+        pipe.zadd(keys.RECURRING_DUE, {definition.id: due})
+        notify_in(pipe, due / 1000)
         pipe.execute()
     return definition
 

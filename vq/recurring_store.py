@@ -20,6 +20,7 @@ from vq import keys
 from vq.historydb import RECURRING_COLUMNS
 from vq.model import iso
 from vq.recurring import Recurring, list_all
+from vq.timer import notify_in
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -89,6 +90,7 @@ def restore_if_wiped(conn: Redis, db: "sqlite_utils.Database") -> int:
             if not definition.paused and row["next_run_at"]:
                 due = datetime.fromisoformat(row["next_run_at"].replace("Z", "+00:00"))
                 pipe.zadd(keys.RECURRING_DUE, {definition.id: int(due.timestamp() * 1000)}, nx=True)
+                notify_in(pipe, due.timestamp())
             counts = {"runs": row["run_count"], "succeeded": row["success_count"], "failed": row["failure_count"],
                       "canceled": row["cancel_count"], "missed": row["missed_count"]}
             stats = {k: v or 0 for k, v in counts.items()}
