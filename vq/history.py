@@ -25,10 +25,10 @@ JOB_COLUMNS = list(historydb.RENDER_JOBS_COLUMNS)
 
 
 def fresh(conn: Redis, settings: Settings, timeout: float = 5.0):
-    """The database, with every event emitted so far archived (when history is enabled)."""
-    if settings.history.enabled:
-        archiver.catch_up(conn, settings, timeout)
-    return historydb.open_db(settings, create=False)
+    """(database, caught up?): the database once every event emitted so far is archived.
+    Not caught up means the archiver lags, or writes another host's file."""
+    caught_up = archiver.catch_up(conn, settings, timeout) if settings.history.enabled else False
+    return historydb.open_db(settings, create=False), caught_up
 
 
 def since_to_iso(text: str | None) -> str | None:

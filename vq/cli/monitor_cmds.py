@@ -14,6 +14,7 @@ from vq import stats as stats_service
 from vq.cli.output import emit, err, out, status_text, table
 from vq.cli.state import JSON_OPTION, state
 from vq.durations import parse_duration_ms
+from vq.errors import InvalidInput
 
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "error": "bold red"}
 
@@ -113,7 +114,10 @@ def register(app: typer.Typer) -> None:
         """A job's timeline (vq history JOB), jobs by user/type/status (vq history --user U),
         or every matching job (vq history export --format csv|json)."""
         st = state(ctx)
-        db = history_service.fresh(st.conn, st.settings)
+        db, caught_up = history_service.fresh(st.conn, st.settings)
+        if not caught_up:
+            err.print("[yellow]note:[/] the history may miss the latest events (the archiver has not caught up; "
+                      "it may run on another host, or history.enabled is false here)")
         if job == "export":
             for chunk in history_service.export(db, fmt, user=user, since=since, job_type=job_type, status=status):
                 sys.stdout.write(chunk)
@@ -148,8 +152,6 @@ def register(app: typer.Typer) -> None:
         st = state(ctx)
         window_ms = parse_duration_ms(window, "--window")
         if window_ms < 60_000:
-            from vq.errors import InvalidInput
-
             raise InvalidInput("--window: at least 1m")
         emit(stats_service.perf(st.conn, st.settings, window_ms, job_type), as_json, _render_perf)
 
