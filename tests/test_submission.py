@@ -40,6 +40,7 @@ def test_spec_body_shape_is_accepted(redis_conn, settings):
     assert (view["userId"], view["projectId"], view["priority"], view["subscription"]) == (
         "user-123", "project-456", "high", "pro")
     assert view["data"]["prompt"] == "Create a video about AI technology"
+    assert view["data"]["options"] == {"quality": "high"}  # the spec's options are the job's own data
     delayed = {"jobType": "image-generation", "data": {"userId": "user-123", "prompt": "sunset"}, "delay": 300000}
     view = show(redis_conn, submit(redis_conn, settings, Submission.from_mapping(delayed)))
     assert view["status"] == "scheduled" and view["userId"] == "user-123"

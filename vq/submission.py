@@ -34,7 +34,7 @@ from vq.rq_queue import rq_queue
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 CONTROL_FIELDS = {"jobType", "userId", "projectId", "userSubscription", "subscription", "priority", "delay",
-                  "at", "allowPast", "dependsOn", "allowFailure", "data", "idempotencyKey", "options"}
+                  "at", "allowPast", "dependsOn", "allowFailure", "data", "idempotencyKey"}
 
 
 class TooLarge(InvalidInput):
@@ -70,7 +70,7 @@ class Submission:
         if not isinstance(obj, dict):
             raise InvalidInput("a submission must be a JSON object")
         if "data" in obj:
-            unknown = sorted(set(obj) - CONTROL_FIELDS)
+            unknown = sorted(set(obj) - CONTROL_FIELDS - {"options"})  # options beside data: skipCache
             if unknown:
                 raise InvalidInput(f"{unknown[0]}: unknown field (job fields go inside 'data')", field=unknown[0])
             data = obj["data"]
