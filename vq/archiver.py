@@ -30,6 +30,7 @@ from vq.historydb import open_db
 
 log = logging.getLogger("vq.archiver")
 LEASE_MS = 15_000
+RENEW_EVERY = 5.0  # seconds between lease renewals (a third of the lease)
 TRIM_MARGIN_MS = 10 * 60_000  # events stay in the stream this long after archiving, for live readers
 AGGREGATE_EVERY = 60.0
 PRUNE_EVERY = 3600.0
@@ -116,13 +117,27 @@ class Archiver:
         if to_write:
             self.write(to_write)
         if to_count:
-            with self.conn.pipeline() as pipe:  # MULTI: the counts and the position together
-                metrics.apply_in(pipe, metrics.fold(to_count))
-                pipe.set(keys.ARCHIVER_APPLIED, to_count[-1]["id"])
-                pipe.execute()
+            self._count(counted, to_count)
         last_ms = _id_tuple(batch[-1]["id"])[0]
         self.conn.xtrim(keys.EVENTS, minid=f"{max(0, last_ms - TRIM_MARGIN_MS)}-0", approximate=True)
         return len(batch)
+
+    def _count(self, counted: str, batch: list[dict]) -> None:
+        """The batch's metric increments and the new position in one transaction, on the
+        condition that the position is still `counted`: even an archiver that lost its lease
+        without knowing it cannot count an event twice."""
+        with self.conn.pipeline() as pipe:
+            try:
+                pipe.watch(keys.ARCHIVER_APPLIED)
+                current = pipe.get(keys.ARCHIVER_APPLIED)
+                if (current.decode() if current else "0-0") != counted:
+                    return
+                pipe.multi()
+                metrics.apply_in(pipe, metrics.fold(batch))
+                pipe.set(keys.ARCHIVER_APPLIED, batch[-1]["id"])
+                pipe.execute()
+            except redis.WatchError:
+                return  # another archiver moved on; the next step starts from its position
 
     def _check_gap(self, start: str, first: str) -> None:
         """The archiver's own trimming always keeps its position; if the stream's oldest
@@ -244,19 +259,25 @@ class Archiver:
         """Until stopped: archive while holding the lease; otherwise wait to take it over."""
         backoff = 0.0
         leading = False
+        renewed = 0.0
+        linger = self.settings.history.linger / 1000
         while not self.stopped:
             try:
-                if not self.hold_lease():
-                    if leading:
-                        log.info("archiver: another daemon's archiver took over")
-                    leading = False
-                    time.sleep(2.0)
-                    continue
+                if time.monotonic() - renewed >= RENEW_EVERY:  # the lease lasts three times this
+                    if not self.hold_lease():
+                        if leading:
+                            log.info("archiver: another daemon's archiver took over")
+                        leading = False
+                        time.sleep(2.0)
+                        continue
+                    renewed = time.monotonic()
                 if not leading:
                     log.info("archiver: this daemon archives events to %s", self.db.conn.execute(
                         "PRAGMA database_list").fetchone()[2])
                 leading = True
-                self.step(block_ms=1000)
+                done = self.step(block_ms=1000)
+                if 0 < done < self.settings.history.batchSize:
+                    time.sleep(linger)  # let a batch gather: per-batch costs, not per-event ones
                 if time.monotonic() - self._last_aggregate >= AGGREGATE_EVERY:
                     self._last_aggregate = time.monotonic()
                     self.aggregate()

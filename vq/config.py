@@ -154,6 +154,7 @@ class HistorySettings(_Strict):
     path: str | None = Field(None, description="the SQLite file; default <data_dir>/history.db")
     retentionDays: int = Field(90, ge=1, description="days job rows and transitions are kept (aggregates stay)")
     batchSize: int = Field(1000, ge=1, le=100_000, description="events written per transaction")
+    linger: int = Field(200, ge=0, le=10_000, description="ms the archiver waits after a short batch for more events")
 
 
 class Thresholds(_Strict):

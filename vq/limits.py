@@ -46,12 +46,18 @@ def effective(conn: Redis, settings: Settings | None = None) -> dict[str, dict[s
 
 
 def user_limit(conn: Redis, settings: Settings | None, user_id: str, limits: dict | None = None) -> int:
+    return user_limits(conn, settings, [user_id], limits)[0]
+
+
+def user_limits(conn: Redis, settings: Settings | None, user_ids: list[str], limits: dict | None = None) -> list[int]:
+    """Each user's limit: their own override, else their tier's (tiers read in one round trip)."""
     limits = limits or effective(conn, settings)
-    if user_id in limits["user"]:
-        return limits["user"][user_id]
+    if not user_ids:
+        return []
     default_tier = settings.priority.defaultSubscription if settings else "free"
-    tier = (conn.hget(keys.USER_TIER, user_id) or b"").decode() or default_tier
-    return limits["tier"].get(tier, 1)
+    tiers = conn.hmget(keys.USER_TIER, user_ids)
+    return [limits["user"][user] if user in limits["user"] else
+            limits["tier"].get((tier or b"").decode() or default_tier, 1) for user, tier in zip(user_ids, tiers)]
 
 
 def type_limit(conn: Redis, settings: Settings | None, job_type: str, limits: dict | None = None) -> int:

@@ -97,9 +97,10 @@ def _users(conn: Redis, settings: Settings) -> list[dict]:
         for user, _ in top:
             pipe.zcount(keys.running_user(user), now, "+inf")
         running = pipe.execute()
+    caps = limits.user_limits(conn, settings, [user for user, _ in top], in_force)
     return [{"userId": user, **{k: counter[k] for k in ("created", "finished", "failed", "canceled")},
-             "running": run, "limit": limits.user_limit(conn, settings, user, in_force)}
-            for (user, counter), run in zip(top, running)]
+             "running": run, "limit": cap}
+            for (user, counter), run, cap in zip(top, running, caps)]
 
 
 def perf(conn: Redis, settings: Settings, window_ms: int = 3_600_000, job_type: str | None = None) -> dict:

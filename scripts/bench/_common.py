@@ -476,3 +476,18 @@ def environment(redis_version: str) -> dict:
         "python": platform.python_version(), "rq": rq.__version__, "redis_py": redis.__version__,
         "redis_server": redis_version, "date": datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def update_vq_config(path: Path, **sections) -> Path:
+    """Set top-level sections (e.g. history={"enabled": False}, data_dir=...) in a config
+    written by write_vq_config; the other sections stay as they are."""
+    config = yaml.safe_load(path.read_text())
+    config.update(sections)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def redis_cpu_seconds(conn: redis.Redis) -> float:
+    """CPU time (user + sys) the Redis server has used so far: diff two readings for a phase."""
+    info = conn.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
