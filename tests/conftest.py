@@ -176,6 +176,7 @@ def vq(redis_conn, redis_server, tmp_path):
         "data_dir": str(data_dir),
         "job_types": TEST_JOB_TYPES,
         "daemon": {"shutdownGrace": 5000},
+        "http": {"enabled": False},  # tests that use the API start it on a free port (tests/test_api.py)
     })
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
     env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), COLUMNS="200",

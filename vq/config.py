@@ -177,6 +177,30 @@ class HealthSettings(_Strict):
     webhooks: list[str] = Field(default_factory=list, description="URLs POSTed a JSON alert when health changes")
 
 
+class RateLimitSettings(_Strict):
+    requests: int = Field(600, ge=0, description="requests per window per user; 0 turns the limit off")
+    window: int = Field(60_000, ge=1000, description="ms")
+
+
+class HttpSettings(_Strict):
+    """The daemon's HTTP API (README: HTTP API)."""
+
+    listen: str = Field("127.0.0.1:8765", description="HOST:PORT the daemon serves the API on")
+    enabled: bool = True
+    jwt_secret: str | None = Field(None, description="HS256 secret; else $VQ_JWT_SECRET, else <data_dir>/jwt.secret")
+    jwt_public_key: str | None = Field(None, description="a PEM file: verify RS256 tokens with it instead")
+    rateLimit: RateLimitSettings = RateLimitSettings()
+    maxBodyBytes: int = Field(2_097_152, ge=1024, description="largest request body accepted")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not HOST:PORT")
+        return value
+
+
 class BreakerSettings(_Strict):
     failureThreshold: int = Field(5, ge=1, description="provider failures within `window` that open the breaker")
     window: int = Field(60_000, ge=1000, description="ms")
@@ -217,6 +241,7 @@ class Settings(_Strict):
     recurring: RecurringSettings = RecurringSettings()
     history: HistorySettings = HistorySettings()
     health: HealthSettings = HealthSettings()
+    http: HttpSettings = HttpSettings()
     data_dir: str | None = None
     job_types: dict[str, JobTypeSettings] = Field(default_factory=dict)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)

@@ -42,6 +42,7 @@ class DaemonOptions:
     log_level: str = "INFO"
     grace_seconds: float = 30.0
     max_jobs_per_worker: int = 10_000
+    http_listen: str | None = None  # None: no HTTP API
 
 
 def configure_logging(level: str) -> None:
@@ -108,6 +109,20 @@ def _archiver_main(settings: Settings, log_level: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopped", True))
     signal.signal(signal.SIGINT, lambda *_: setattr(archiver, "stopped", True))
     archiver.run()
+
+
+def _http_main(settings: Settings, listen: str, log_level: str) -> None:
+    """The HTTP API under uvicorn: one process, asyncio, keep-alive, many clients."""
+    import uvicorn
+
+    from vq.api.app import create_app
+
+    die_with_parent()
+    configure_logging(log_level)
+    host, _, port = listen.rpartition(":")
+    uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=log_level.lower(),
+                access_log=log_level.upper() == "DEBUG", timeout_keep_alive=30, lifespan="off",
+                limit_concurrency=1000, timeout_graceful_shutdown=5)
 
 
 @dataclass
@@ -191,6 +206,12 @@ class Daemon:
                 self.options.log_level)))
         self.children.append(_Child("scheduler", _scheduler_main, (self.settings, queue_names, self.options.log_level,
                                                                    f"vq.{host}.{os.getpid()}.scheduler")))
+        if self.options.http_listen:
+            from vq.api.auth import signing_secret
+
+            signing_secret(self.settings)  # made once, here, before any request needs it
+            self.children.append(_Child("http", _http_main, (self.settings, self.options.http_listen,
+                                                             self.options.log_level)))
         if self.settings.history.enabled:
             self.children.append(_Child("archiver", _archiver_main, (self.settings, self.options.log_level)))
         for child in self.children:

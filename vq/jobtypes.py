@@ -107,11 +107,19 @@ def get_job_type(settings: Settings, name: str) -> JobType:
     return types[name]
 
 
+# Fixed routes under /api/jobs/: a job type with one of these names would be shadowed.
+RESERVED_NAMES = frozenset({"delayed", "recurring", "user", "stats", "queues", "health", "performance", "types",
+                            "bulk", "events"})
+
+
 def validate_job_type_settings(settings: Settings, source: Path | str) -> None:
     """Names must be slugs and custom types must name a handler as 'module:function'."""
     for name, block in settings.job_types.items():
         if not _NAME.match(name):
             raise ConfigError(f"{source}: job_types.{name}: name must be lowercase letters, digits and '-'")
+        if name in RESERVED_NAMES:
+            raise ConfigError(f"{source}: job_types.{name}: the name is taken by the HTTP API's "
+                              f"/api/jobs/{name} route (reserved: {', '.join(sorted(RESERVED_NAMES))})")
         if name not in BUILTIN_TYPES and not block.handler:
             raise ConfigError(f"{source}: job_types.{name}.handler: a custom job type needs a handler")
         if block.handler and not _HANDLER.match(block.handler):

@@ -143,3 +143,8 @@ METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, all ti
 ARCHIVER_LEADER = PREFIX + "archiver:leader"  # held by the one archiver running
 ARCHIVER_APPLIED = PREFIX + "archiver:applied"  # the last event id whose metrics were counted
 HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (alerts fire on change)
+
+
+def api_rate(user_id: str) -> str:
+    """This window's request count of one API caller."""
+    return f"{PREFIX}api:rate:{user_id}"

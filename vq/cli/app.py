@@ -13,7 +13,7 @@ import typer
 
 from vq import __version__
 from vq.cli import (daemon_cmd, dlq_cmd, job_cmds, limits_cmd, monitor_cmds, providers_cmd, queue_cmds,
-                    recurring_cmd, submit_cmd)
+                    recurring_cmd, submit_cmd, token_cmd)
 from vq.cli.output import error
 from vq.cli.state import State
 from vq.errors import VqError
@@ -50,6 +50,7 @@ limits_cmd.register(app)
 dlq_cmd.register(app)
 recurring_cmd.register(app)
 monitor_cmds.register(app)
+token_cmd.register(app)
 providers_cmd.register(app)
 daemon_cmd.register(app)
 

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from vq.cli.state import state
+from vq.config import HttpSettings
 from vq.daemon import Daemon, DaemonOptions, default_worker_count
 from vq.errors import InvalidInput
 from vq.jobtypes import get_job_type
@@ -20,8 +21,11 @@ def register(app: typer.Typer) -> None:
         queues: Optional[str] = typer.Option(None, "--queues", "-q", help="Only these job types, comma-separated."),
         log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
         grace: Optional[float] = typer.Option(None, "--grace", help="Seconds running jobs get to finish on stop."),
+        http: Optional[str] = typer.Option(None, "--http", help="Serve the HTTP API on HOST:PORT (default http.listen)."),
+        no_http: bool = typer.Option(False, "--no-http", help="Run without the HTTP API."),
     ) -> None:
-        """Run the workers, the delayed-job scheduler and housekeeping until stopped (SIGTERM/SIGINT)."""
+        """Run the workers, the timer, the archiver, the HTTP API and housekeeping until stopped
+        (SIGTERM/SIGINT)."""
         st = state(ctx)
         settings = st.settings
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -31,11 +35,20 @@ def register(app: typer.Typer) -> None:
         only = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.daemon.queues
         for name in only or []:
             get_job_type(settings, name)
+        if http and no_http:
+            raise InvalidInput("--http: give either --http HOST:PORT or --no-http")
+        listen = None if no_http else http or (settings.http.listen if settings.http.enabled else None)
+        if http:  # an explicit --http serves even where config says http.enabled: false
+            try:
+                HttpSettings(listen=http)
+            except ValueError:
+                raise InvalidInput(f"--http: {http!r} is not HOST:PORT") from None
         options = DaemonOptions(
             workers=workers or default_worker_count(settings),
             queues=only,
             log_level=log_level.upper(),
             grace_seconds=grace if grace is not None else settings.daemon.shutdownGrace / 1000,
             max_jobs_per_worker=settings.daemon.maxJobsPerWorker,
+            http_listen=listen,
         )
         raise typer.Exit(Daemon(settings, options).run())

@@ -1,0 +1,293 @@
+"""The HTTP API over real HTTP on loopback, served by `vq daemon`: every spec endpoint, the
+error statuses, tokens and access rules."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import _free_port
+
+SECRET = "test-secret-for-the-api-tests-0123456789"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: object
+    headers: dict
+
+
+class Api:
+    def __init__(self, vq, base: str):
+        self.vq = vq
+        self.base = base
+
+    def token(self, user: str, role: str = "user", *extra: str) -> str:
+        proc = self.vq.run("token", "create", "--user", user, "--role", role, *extra)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    def call(self, method: str, path: str, token: str | None = None, body: object = None, raw: bytes | None = None,
+             headers: dict | None = None) -> Reply:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers or {})
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                status, text, got = response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            status, text, got = exc.code, exc.read(), dict(exc.headers)
+        try:
+            parsed = json.loads(text) if text else None
+        except json.JSONDecodeError:
+            parsed = text.decode()
+        return Reply(status, parsed, {k.lower(): v for k, v in got.items()})
+
+
+@pytest.fixture
+def api(vq):
+    port = _free_port()
+    vq.configure(http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": SECRET,
+                       "rateLimit": {"requests": 1000, "window": 60000}})
+    vq.start_daemon()
+    client = Api(vq, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if client.call("GET", "/livez").status == 200:
+                return client
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the API did not come up:\n" + vq.daemon_log())
+
+
+def _wait(api: Api, token: str, job_type: str, job_id: str, statuses=("finished", "failed", "canceled")) -> dict:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        reply = api.call("GET", f"/api/jobs/{job_type}/{job_id}", token)
+        assert reply.status == 200, reply.body
+        if reply.body["status"] in statuses:
+            return reply.body
+        time.sleep(0.1)
+    raise AssertionError(f"{job_id} did not end")
+
+
+def test_job_lifecycle_through_the_spec_endpoints(api):
+    ann = api.token("user-123", "user", "--tier", "pro")
+    created = api.call("POST", "/api/jobs/content-analysis", ann, {
+        "userId": "user-123", "projectId": "project-456", "content": "Analyze this content", "type": "text"})
+    assert created.status == 201, created.body
+    job = created.body
+    assert job["userId"] == "user-123" and job["subscription"] == "pro" and job["jobType"] == "content-analysis"
+    done = _wait(api, ann, "content-analysis", job["id"])
+    assert done["status"] == "finished"
+    progress = api.call("GET", f"/api/jobs/content-analysis/{job['id']}/progress", ann)
+    assert progress.status == 200 and progress.body["progress"]["percent"] == 100.0
+    result = api.call("GET", f"/api/jobs/content-analysis/{job['id']}/result", ann)
+    assert result.status == 200 and result.body["result"]["wordCount"] == 3
+    removed = api.call("DELETE", f"/api/jobs/content-analysis/{job['id']}", ann)
+    assert removed.status == 200
+    assert api.call("GET", f"/api/jobs/content-analysis/{job['id']}", ann).status == 404
+
+
+def test_retry_delayed_recurring_history_and_types(api):
+    ann = api.token("ann")
+    failed = api.call("POST", "/api/jobs/test-broken", ann, {"x": 1}).body
+    assert _wait(api, ann, "test-broken", failed["id"])["status"] == "failed"
+    retried = api.call("POST", f"/api/jobs/test-broken/{failed['id']}/retry", ann)
+    assert retried.status == 200 and retried.body["status"] in ("queued", "limited", "started", "failed")
+    delayed = api.call("POST", "/api/jobs/delayed", ann, {"jobType": "test-noop", "data": {}, "delay": 60000})
+    assert delayed.status == 201 and delayed.body["status"] == "scheduled"
+    recurring = api.call("POST", "/api/jobs/recurring", ann, {
+        "jobType": "test-noop", "data": {}, "cronExpression": "0 0 * * *", "options": {"skipCache": True}})
+    assert recurring.status == 201 and recurring.body["userId"] == "ann", recurring.body
+    assert api.call("DELETE", f"/api/jobs/recurring/{recurring.body['id']}", ann).status == 200
+    assert api.call("DELETE", f"/api/jobs/recurring/{recurring.body['id']}", ann).status == 404
+    history = api.call("GET", "/api/jobs/user/ann/history", ann)
+    assert history.status == 200 and {j["id"] for j in history.body["jobs"]} >= {failed["id"], delayed.body["id"]}
+    types = api.call("GET", "/api/jobs/types", ann)
+    assert types.status == 200 and "video-generation" in {t["name"] for t in types.body}
+
+
+def test_operator_endpoints(api):
+    op, user = api.token("ops", "operator"), api.token("ann")
+    for method, path in [("GET", "/api/jobs/stats"), ("GET", "/api/jobs/queues/stats"), ("GET", "/api/jobs/performance"),
+                         ("POST", "/api/jobs/queues/test-noop/pause"), ("POST", "/api/jobs/queues/test-noop/resume"),
+                         ("DELETE", "/api/jobs/queues/test-noop/clear"), ("GET", "/metrics")]:
+        assert api.call(method, path, user).status == 403, path
+        reply = api.call(method, path, op)
+        assert reply.status == 200, (path, reply.body)
+    assert api.call("POST", "/api/jobs/queues/test-noop/pause", op).body["paused"] is True
+    health = api.call("GET", "/api/jobs/health", user)
+    assert health.status == 200 and health.body["status"] in ("healthy", "degraded", "unhealthy")
+    assert "vq_jobs{" in api.call("GET", "/metrics", op).body
+
+
+def _forge(claims: dict, alg: str = "HS256", secret: str = SECRET) -> str:
+    import jwt
+
+    if alg == "none":
+        header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "typ": "JWT"}).encode()).rstrip(b"=")
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
+        return (header + b"." + payload + b".").decode()
+    return jwt.encode(claims, secret, algorithm=alg)
+
+
+def test_bad_tokens_get_401(api):
+    now = int(time.time())
+    cases = {
+        "missing": None,
+        "expired": _forge({"sub": "ann", "exp": now - 60}),
+        "wrong signature": _forge({"sub": "ann", "exp": now + 60}, secret="not-the-secret-at-all-0123456789"),
+        "alg none": _forge({"sub": "ann", "exp": now + 60}, alg="none"),
+        "malformed": "not.a.token",
+        "no exp": _forge({"sub": "ann"}),
+        "bad role": _forge({"sub": "ann", "exp": now + 60, "role": "root"}),
+    }
+    for name, token in cases.items():
+        reply = api.call("GET", "/api/jobs/types", token)
+        assert reply.status == 401, (name, reply.body)
+        assert reply.body["error"]["code"] == "unauthorized"
+    basic = api.call("GET", "/api/jobs/types", headers={"Authorization": "Basic YW5uOnB3"})
+    assert basic.status == 401 and "Bearer" in basic.body["error"]["message"]
+    assert api.call("GET", "/livez").status == 200  # the liveness probe alone needs no token
+
+
+def test_access_rules_between_users_and_projects(api):
+    ann, bob = api.token("ann"), api.token("bob")
+    job = api.call("POST", "/api/jobs/test-noop", ann, {"projectId": "p1"}).body
+    assert api.call("GET", f"/api/jobs/test-noop/{job['id']}", bob).status == 404  # not 403: no leak
+    assert api.call("DELETE", f"/api/jobs/test-noop/{job['id']}", bob).status == 404
+    assert api.call("POST", f"/api/jobs/test-noop/{job['id']}/retry", bob).status == 404
+    assert api.call("GET", "/api/jobs/user/ann/history", bob).status == 404
+    as_other = api.call("POST", "/api/jobs/test-noop", bob, {"userId": "ann"})
+    assert as_other.status == 403 and as_other.body["error"]["field"] == "userId"
+    scoped = api.token("ann", "user", "--project", "p2")
+    assert api.call("GET", f"/api/jobs/test-noop/{job['id']}", scoped).status == 404  # project p1 not in token
+    assert api.call("POST", "/api/jobs/test-noop", scoped, {"projectId": "p1"}).status == 403
+    assert api.call("POST", "/api/jobs/test-noop", scoped, {"projectId": "p2"}).status == 201
+    op = api.token("ops", "operator")
+    assert api.call("GET", f"/api/jobs/test-noop/{job['id']}", op).status == 200
+    for_ann = api.call("POST", "/api/jobs/test-noop", op, {"userId": "ann", "priority": "high"})
+    assert for_ann.status == 201 and for_ann.body["userId"] == "ann" and for_ann.body["priority"] == "high"
+
+
+def test_the_tier_comes_from_the_token_not_the_body(api):
+    free = api.token("ann", "user", "--tier", "free")
+    job = api.call("POST", "/api/jobs/test-noop", free, {"userSubscription": "enterprise", "priority": "high"}).body
+    assert job["subscription"] == "free" and job["priority"] == "normal"  # capped by the free tier
+
+
+def test_error_statuses(api, vq):
+    ann = api.token("ann")
+    malformed = api.call("POST", "/api/jobs/test-noop", ann, raw=b'{"userId": ')
+    assert malformed.status == 400 and malformed.body["error"]["code"] == "malformed"
+    invalid = api.call("POST", "/api/jobs/test-noop", ann, {"priority": "urgent"})
+    assert invalid.status == 422 and invalid.body["error"]["field"] == "priority"
+    unknown = api.call("POST", "/api/jobs/no-such-type", ann, {})
+    assert unknown.status == 404 and "unknown job type" in unknown.body["error"]["message"]
+    missing = api.call("GET", "/api/jobs/test-noop/0123456789abcdef", ann)
+    assert missing.status == 404
+    big = api.call("POST", "/api/jobs/test-noop", ann, {"blob": "x" * 3_000_000})
+    assert big.status == 413 and big.body["error"]["code"] == "too_large"
+    not_done = api.call("POST", "/api/jobs/delayed", ann, {"jobType": "test-noop", "data": {}, "delay": 60000}).body
+    conflict = api.call("GET", f"/api/jobs/test-noop/{not_done['id']}/result", ann)
+    assert conflict.status == 409 and conflict.body["error"]["code"] == "conflict"
+    negative = api.call("POST", "/api/jobs/delayed", ann, {"jobType": "test-noop", "data": {}, "delay": -5})
+    assert negative.status == 422 and negative.body["error"]["field"] == "delay"
+
+
+def test_rate_limit_answers_429_with_retry_after(vq):
+    port = _free_port()
+    vq.configure(http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": SECRET,
+                       "rateLimit": {"requests": 5, "window": 60000}})
+    vq.start_daemon()
+    client = Api(vq, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if client.call("GET", "/livez").status == 200:
+                break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    ann, bob = client.token("ann"), client.token("bob")
+    statuses = [client.call("GET", "/api/jobs/types", ann).status for _ in range(7)]
+    assert statuses == [200] * 5 + [429] * 2
+    limited = client.call("GET", "/api/jobs/types", ann)
+    assert limited.body["error"]["code"] == "rate_limited" and 1 <= int(limited.headers["retry-after"]) <= 60
+    assert client.call("GET", "/api/jobs/types", bob).status == 200  # per user
+
+
+def test_redis_down_answers_503(api, redis_server):
+    ann = api.token("ann")
+    redis_server.kill()
+    try:
+        reply = api.call("POST", "/api/jobs/test-noop", ann, {})
+        assert reply.status == 503 and reply.body["error"]["code"] == "redis_unavailable"
+    finally:
+        redis_server.start()
+
+
+def test_openapi_document_lists_every_route(api):
+    assert api.call("GET", "/openapi.json").status == 401
+    doc = api.call("GET", "/openapi.json", api.token("ann")).body
+    paths = set(doc["paths"])
+    for path in ["/api/jobs/{jobType}", "/api/jobs/{jobType}/{jobId}", "/api/jobs/{jobType}/{jobId}/progress",
+                 "/api/jobs/{jobType}/{jobId}/result", "/api/jobs/{jobType}/{jobId}/retry", "/api/jobs/delayed",
+                 "/api/jobs/recurring", "/api/jobs/recurring/{recurringJobId}", "/api/jobs/user/{userId}/history",
+                 "/api/jobs/stats", "/api/jobs/queues/stats", "/api/jobs/health", "/api/jobs/performance",
+                 "/api/jobs/queues/{jobType}/pause", "/api/jobs/queues/{jobType}/resume",
+                 "/api/jobs/queues/{jobType}/clear", "/api/jobs/types"]:
+        assert path in paths, path
+
+
+def test_the_specs_fetch_examples_run_as_written(api):
+    """The three `fetch` examples of the spec, verbatim, with Node's built-in fetch."""
+    import os
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not on PATH: the spec's JavaScript examples need it (apt-get install nodejs)")
+    token = api.token("user-123", "user", "--tier", "pro")
+    env = {**os.environ, "VQ_API": api.base, "VQ_TOKEN": token}
+    script = os.path.join(os.path.dirname(__file__), "spec_examples.js")
+    proc = subprocess.run([node, script], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    video, delayed, recurring = json.loads(proc.stdout)
+    assert video["status"] == 201 and video["body"]["jobType"] == "video-generation"
+    assert video["body"]["priority"] == "high" and video["body"]["userId"] == "user-123"
+    assert video["body"]["data"]["options"] == {"quality": "high", "resolution": "1080p", "style": "modern"}
+    assert delayed["status"] == 201 and delayed["body"]["status"] == "scheduled"
+    assert delayed["body"]["jobType"] == "image-generation"
+    assert recurring["status"] == 201 and recurring["body"]["cronExpression"] == "0 0 * * *"
+    assert recurring["body"]["options"] == {"skipCache": True}
+
+
+def test_route_names_are_reserved_and_bad_options_are_one_line(vq, tmp_path):
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "reserved.yaml", {"job_types": {"stats": {"handler": "tests.plugins:noop"}}})
+    proc = vq.run("--config", str(config), "types")
+    assert proc.returncode == 2 and "job_types.stats: the name is taken by the HTTP API's /api/jobs/stats route" \
+        in proc.stderr
+    bad_role = vq.run("token", "create", "--user", "u", "--role", "root")
+    assert bad_role.returncode == 2 and "--role: 'root' is not one of user, operator, admin" in bad_role.stderr
+    bad_listen = vq.run("daemon", "--http", "nowhere")
+    assert bad_listen.returncode == 2 and "--http: 'nowhere' is not HOST:PORT" in bad_listen.stderr
+    token = vq.run("token", "create", "--user", "u", "--ttl", "5m", "--json")
+    assert token.returncode == 0 and json.loads(token.stdout)["ttlSeconds"] == 300
+    secret = vq.data_dir / "jwt.secret"
+    assert secret.exists() and oct(secret.stat().st_mode & 0o777) == "0o600"  # made once, owner only

@@ -1,0 +1,269 @@
+"""The HTTP API (FastAPI): every endpoint of the spec under /api/jobs, JWT-protected.
+
+An adapter only: each route checks who is calling, then calls the same service function
+the CLI calls (submission, jobs, queues, recurring, history, stats, health). Errors are
+`{"error": {"code", "message", "field"}}` with the status their `VqError` names.
+
+The fixed routes (delayed, recurring, stats, user, queues, health, performance, types) are
+declared before the `{jobType}` routes, and no job type may take one of their names
+(config validation), so neither shadows the other.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import redis
+from fastapi import Body, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from redis import Redis
+from starlette.concurrency import run_in_threadpool
+
+from vq import health as health_service
+from vq import history as history_service
+from vq import jobs, prometheus, queues, recurring, stats
+from vq.api.auth import Forbidden, Principal, decode
+from vq.api.ratelimit import RateLimited, check_rate
+from vq.config import Settings
+from vq.connection import make_client
+from vq.errors import InvalidInput, NotFound, VqError
+from vq.jobtypes import get_job_type, job_types
+from vq.submission import Submission, submit
+
+JOB_ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$", description="A job id.")
+DRAIN_FACTOR = 16  # an oversize body up to this many times the limit is read before the 413
+TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job type, see GET /api/jobs/types.")
+
+
+def _error(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None):
+    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status,
+                        headers=headers)
+
+
+def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
+    conn = conn or make_client(settings)
+    app = FastAPI(title="vq", version="1", summary="The job queue of the AI video-generation platform",
+                  docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(VqError)
+    async def _vq_error(_request: Request, exc: VqError):
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return _error(exc.http_status, exc.code, exc.message, exc.field, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            return _error(400, "malformed", f"body: not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})")
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
+        return _error(422, "invalid", f"{where}: {first.get('msg', 'invalid')}", where)
+
+    @app.exception_handler(redis.ConnectionError)
+    async def _redis_down(_request: Request, exc: Exception):
+        return _error(503, "redis_unavailable", f"Redis unreachable: {str(exc).splitlines()[0] if str(exc) else exc}")
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        limit = settings.http.maxBodyBytes
+        if length and length.isdigit() and int(length) > limit:
+            if int(length) <= DRAIN_FACTOR * limit:  # read it first, so the client hears the 413
+                async for _chunk in request.stream():
+                    pass
+            return _error(413, "too_large", f"body: {length} bytes is over the limit of {limit} bytes "
+                                            "(http.maxBodyBytes)")
+        return await call_next(request)
+
+    async def caller(request: Request) -> Principal:
+        principal = decode(settings, request.headers.get("authorization"))
+        await run_in_threadpool(check_rate, conn, settings, principal.user_id)
+        return principal
+
+    def operator(principal: Principal = Depends(caller)) -> Principal:
+        if not principal.is_operator:
+            raise Forbidden("this needs the operator role")
+        return principal
+
+    def call(function, *args, **kwargs):
+        return run_in_threadpool(partial(function, *args, **kwargs))
+
+    def visible_job(principal: Principal, job_type: str, job_id: str) -> dict:
+        """The job, if it exists, is of this type and the caller may see it; else 404."""
+        view = jobs.show(conn, job_id, settings)
+        if view["jobType"] != job_type or not principal.may_see(view["userId"], view["projectId"]):
+            raise NotFound(f"no such job {job_id!r}")
+        return view
+
+    def own_submission(principal: Principal, body: dict, job_type: str | None) -> Submission:
+        """Build a submission; a user may submit only as themselves, in their projects, at
+        their token's tier; an operator may act for anyone."""
+        sub = Submission.from_mapping(body, job_type=job_type, privileged=principal.is_operator)
+        data_user = sub.data.get("userId") if isinstance(sub.data, dict) else None
+        claimed = sub.user_id or (str(data_user) if data_user is not None else None)
+        if not principal.is_operator:
+            if claimed is not None and claimed != principal.user_id:
+                raise Forbidden("userId: may only submit jobs as yourself", field="userId")
+            project = sub.project_id or (sub.data.get("projectId") if isinstance(sub.data, dict) else None)
+            if principal.projects is not None and project not in principal.projects:
+                raise Forbidden("projectId: not one of your token's projects", field="projectId")
+            sub.subscription = principal.tier or settings.priority.defaultSubscription
+            sub.allow_past = False
+        sub.user_id = claimed or principal.user_id
+        return sub
+
+    # --- liveness (no token) ---------------------------------------------------------
+    @app.get("/livez", tags=["system"], summary="Liveness probe: the server answers")
+    async def livez() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_: Principal = Depends(caller)) -> dict:
+        """The OpenAPI 3 document of this server (it needs a token, like every route)."""
+        return app.openapi()
+
+    # --- fixed routes first ----------------------------------------------------------
+    @app.post("/api/jobs/delayed", status_code=201, tags=["jobs"], summary="Create a delayed job")
+    async def create_delayed(body: dict[str, Any] = Body(..., examples=[{
+            "jobType": "image-generation", "data": {"userId": "user-123", "prompt": "Generate an image of a sunset"},
+            "delay": 300000}]), principal: Principal = Depends(caller)) -> dict:
+        if "delay" not in body and "at" not in body:
+            raise InvalidInput("delay: missing (milliseconds from now)", field="delay")
+        sub = own_submission(principal, body, None)
+        job_id = await call(submit, conn, settings, sub)
+        return await call(jobs.show, conn, job_id, settings)
+
+    @app.post("/api/jobs/recurring", status_code=201, tags=["recurring"], summary="Create a recurring job")
+    async def create_recurring(body: dict[str, Any] = Body(..., examples=[{
+            "jobType": "content-analysis", "data": {"userId": "user-123", "content": "Analyze this content",
+                                                    "type": "text"},
+            "cronExpression": "0 0 * * *", "options": {"skipCache": True}}]),
+            principal: Principal = Depends(caller)) -> dict:
+        body = dict(body)
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        claimed = body.get("userId") or data.get("userId")
+        if not principal.is_operator:
+            if claimed is not None and claimed != principal.user_id:
+                raise Forbidden("userId: may only create recurring jobs as yourself", field="userId")
+            body["userSubscription"] = principal.tier or settings.priority.defaultSubscription
+        if claimed is None:
+            body["userId"] = principal.user_id
+        definition = await call(recurring.add_from_mapping, conn, settings, body, principal.is_operator)
+        return await call(recurring.describe, conn, definition)
+
+    @app.delete("/api/jobs/recurring/{recurringJobId}", tags=["recurring"], summary="Remove a recurring job")
+    async def delete_recurring(recurringJobId: str = Path(..., max_length=128),  # noqa: N803 - the spec's name
+                               principal: Principal = Depends(caller)) -> dict:
+        definition = await call(recurring.get, conn, recurringJobId)
+        if not principal.may_see(definition.userId, definition.projectId):
+            raise NotFound(f"recurring job {recurringJobId!r} not found")
+        removed = await call(recurring.remove, conn, definition.id)
+        return {"id": removed.id, "removed": True}
+
+    @app.get("/api/jobs/user/{userId}/history", tags=["history"], summary="A user's job history")
+    async def user_history(userId: str = Path(..., max_length=128),  # noqa: N803 - the spec's name
+                           since: str | None = Query(None, description="7d, 12h or an ISO time"),
+                           jobType: str | None = Query(None), status: str | None = Query(None),  # noqa: N803
+                           limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0),
+                           principal: Principal = Depends(caller)) -> dict:
+        if userId != principal.user_id and not principal.is_operator:
+            raise NotFound(f"no history for user {userId!r}")
+
+        def read() -> list[dict]:
+            db, _ = history_service.fresh(conn, settings)
+            rows = history_service.jobs(db, user=userId, since=since, job_type=jobType, status=status, limit=limit,
+                                        offset=offset)
+            if principal.projects is not None and not principal.is_operator:
+                rows = [r for r in rows if r["project_id"] in principal.projects]
+            return rows
+
+        return {"userId": userId, "jobs": await run_in_threadpool(read)}
+
+    @app.get("/api/jobs/stats", tags=["monitoring"], summary="Job statistics (operator)")
+    async def job_stats(_: Principal = Depends(operator)) -> dict:
+        return await call(stats.stats, conn, settings)
+
+    @app.get("/api/jobs/queues/stats", tags=["monitoring"], summary="Queue statistics (operator)")
+    async def queue_stats(_: Principal = Depends(operator)) -> list:
+        return await call(queues.counts, conn, settings)
+
+    @app.get("/api/jobs/health", tags=["monitoring"], summary="Queue health")
+    async def queue_health(_: Principal = Depends(caller)):
+        report = await call(health_service.check, conn, settings)
+        return JSONResponse(report, status_code=503 if report["status"] == "error" else 200)
+
+    @app.get("/api/jobs/performance", tags=["monitoring"], summary="Performance metrics (operator)")
+    async def performance(window: str = Query("1h", description="15m, 1h, 7d"),
+                          _: Principal = Depends(operator)) -> dict:
+        from vq.durations import parse_duration_ms
+
+        window_ms = parse_duration_ms(window, "window")
+        if window_ms < 60_000:
+            raise InvalidInput("window: at least 1m", field="window")
+        return await call(stats.perf, conn, settings, window_ms)
+
+    @app.post("/api/jobs/queues/{jobType}/pause", tags=["queues"], summary="Pause a queue (operator)")
+    async def pause(jobType: str = TYPE_NAME, _: Principal = Depends(operator)) -> dict:  # noqa: N803
+        return await call(queues.pause, conn, settings, jobType)
+
+    @app.post("/api/jobs/queues/{jobType}/resume", tags=["queues"], summary="Resume a queue (operator)")
+    async def resume(jobType: str = TYPE_NAME, _: Principal = Depends(operator)) -> dict:  # noqa: N803
+        return await call(queues.resume, conn, settings, jobType)
+
+    @app.delete("/api/jobs/queues/{jobType}/clear", tags=["queues"], summary="Clear a queue's waiting jobs (operator)")
+    async def clear(jobType: str = TYPE_NAME, _: Principal = Depends(operator)) -> dict:  # noqa: N803
+        return await call(queues.clear, conn, settings, jobType)
+
+    @app.get("/api/jobs/types", tags=["system"], summary="The job types")
+    async def types(_: Principal = Depends(caller)) -> list:
+        return [{"name": jt.name, "description": jt.description, "timeoutMs": jt.timeout_ms, "attempts": jt.attempts}
+                for jt in job_types(settings).values()]
+
+    @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics (operator)",
+             response_class=PlainTextResponse)
+    async def metrics(_: Principal = Depends(operator)):
+        text = await call(prometheus.exposition, conn, settings)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    # --- job routes ------------------------------------------------------------------
+    @app.post("/api/jobs/{jobType}", status_code=201, tags=["jobs"], summary="Create a job")
+    async def create_job(jobType: str = TYPE_NAME, body: dict[str, Any] = Body(..., examples=[{  # noqa: N803
+            "userId": "user-123", "projectId": "project-456", "prompt": "Create a video about AI technology",
+            "options": {"quality": "high"}, "priority": "high"}]),
+            principal: Principal = Depends(caller)) -> dict:
+        get_job_type(settings, jobType)
+        sub = own_submission(principal, body, jobType)
+        job_id = await call(submit, conn, settings, sub)
+        return await call(jobs.show, conn, job_id, settings)
+
+    @app.get("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Job details")
+    async def job_details(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+                          principal: Principal = Depends(caller)) -> dict:
+        return await call(visible_job, principal, jobType, jobId)
+
+    @app.get("/api/jobs/{jobType}/{jobId}/progress", tags=["jobs"], summary="Job progress")
+    async def job_progress(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+                           principal: Principal = Depends(caller)) -> dict:
+        view = await call(visible_job, principal, jobType, jobId)
+        return {"id": view["id"], "status": view["status"], "progress": view["progress"]}
+
+    @app.get("/api/jobs/{jobType}/{jobId}/result", tags=["jobs"], summary="Job result")
+    async def job_result(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+                         principal: Principal = Depends(caller)) -> dict:
+        await call(visible_job, principal, jobType, jobId)
+        return await call(jobs.result, conn, jobId)
+
+    @app.delete("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Remove a job (cancel it first if running)")
+    async def remove_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+                         principal: Principal = Depends(caller)) -> dict:
+        await call(visible_job, principal, jobType, jobId)
+        return await call(jobs.remove, conn, jobId, settings.data_path / "artifacts")
+
+    @app.post("/api/jobs/{jobType}/{jobId}/retry", tags=["jobs"], summary="Retry a failed job")
+    async def retry_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+                        principal: Principal = Depends(caller)) -> dict:
+        await call(visible_job, principal, jobType, jobId)
+        return await call(jobs.retry, conn, jobId)
+
+    return app

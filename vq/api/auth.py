@@ -1,0 +1,137 @@
+"""Who is calling: JWT bearer tokens (PyJWT), their claims, and the signing secret.
+
+HS256 with a shared secret by default (config `http.jwt_secret`, else `VQ_JWT_SECRET`,
+else a random secret generated once into the data directory, readable by its owner only);
+RS256 with a public key when `http.jwt_public_key` names one. The algorithm is fixed by
+config, never taken from the token, so `alg: none` and algorithm-confusion tokens fail.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+
+from vq.config import TIERS, Settings
+from vq.errors import InvalidInput, VqError
+
+ROLES = ("user", "operator", "admin")
+SECRET_FILE = "jwt.secret"
+
+
+class Unauthorized(VqError):
+    http_status = 401
+    code = "unauthorized"
+    exit_code = 2
+
+
+class Forbidden(VqError):
+    http_status = 403
+    code = "forbidden"
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller, from a verified token."""
+
+    user_id: str
+    role: str = "user"
+    projects: tuple[str, ...] | None = None  # None: every project of the user
+    tier: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role in ("operator", "admin")
+
+    def may_see(self, owner: str | None, project: str | None) -> bool:
+        """A user sees their own jobs (within their projects, when the token lists them)."""
+        if self.is_operator:
+            return True
+        if owner != self.user_id:
+            return False
+        return self.projects is None or project in self.projects
+
+
+def signing_secret(settings: Settings) -> str:
+    """The HS256 secret: config, env, or the data directory's own (made on first use)."""
+    configured = settings.http.jwt_secret or os.environ.get("VQ_JWT_SECRET")
+    if configured:
+        return configured
+    path = settings.data_path / SECRET_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _verify_key(settings: Settings) -> tuple[str, str]:
+    if settings.http.jwt_public_key:
+        return Path(settings.http.jwt_public_key).expanduser().read_text(), "RS256"
+    return signing_secret(settings), "HS256"
+
+
+def decode(settings: Settings, header: str | None) -> Principal:
+    """The caller of an `Authorization: Bearer <token>` header, or Unauthorized."""
+    if not header:
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'")
+    key, algorithm = _verify_key(settings)
+    try:
+        claims = jwt.decode(token.strip(), key, algorithms=[algorithm], options={"require": ["exp", "sub"]},
+                            leeway=5)
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("token expired") from None
+    except jwt.InvalidSignatureError:
+        raise Unauthorized("token signature is not valid") from None
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from None
+    role = claims.get("role", "user")
+    if role not in ROLES:
+        raise Unauthorized(f"invalid token: role {role!r} is not one of {', '.join(ROLES)}")
+    projects = claims.get("projects")
+    if projects is not None and (not isinstance(projects, list) or not all(isinstance(p, str) for p in projects)):
+        raise Unauthorized("invalid token: projects must be a list of strings")
+    tier = claims.get("tier")
+    if tier is not None and tier not in TIERS:
+        raise Unauthorized(f"invalid token: tier {tier!r} is not one of {', '.join(TIERS)}")
+    return Principal(user_id=str(claims["sub"]), role=role, projects=tuple(projects) if projects is not None else None,
+                     tier=tier)
+
+
+@dataclass
+class TokenRequest:
+    user_id: str
+    role: str = "user"
+    tier: str | None = None
+    projects: list[str] | None = None
+    ttl_seconds: int = 3600
+    extra: dict = field(default_factory=dict)
+
+
+def create(settings: Settings, request: TokenRequest) -> str:
+    """Mint an HS256 token with the daemon's secret (`vq token create`)."""
+    if settings.http.jwt_public_key:
+        raise InvalidInput("token: this server verifies RS256 tokens; mint them with the private key's owner")
+    if request.role not in ROLES:
+        raise InvalidInput(f"--role: {request.role!r} is not one of {', '.join(ROLES)}", field="role")
+    if request.tier is not None and request.tier not in TIERS:
+        raise InvalidInput(f"--tier: {request.tier!r} is not one of {', '.join(TIERS)}", field="tier")
+    if request.ttl_seconds <= 0:
+        raise InvalidInput("--ttl: must be positive", field="ttl")
+    now = int(time.time())
+    claims = {"sub": request.user_id, "role": request.role, "iat": now, "exp": now + request.ttl_seconds,
+              **request.extra}
+    if request.tier:
+        claims["tier"] = request.tier
+    if request.projects is not None:
+        claims["projects"] = list(request.projects)
+    return jwt.encode(claims, signing_secret(settings), algorithm="HS256")
