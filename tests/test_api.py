@@ -144,6 +144,18 @@ def _forge(claims: dict, alg: str = "HS256", secret: str = SECRET) -> str:
     return jwt.encode(claims, secret, algorithm=alg)
 
 
+def _hmac_token(claims: dict, key: bytes) -> str:
+    """An HS256 token made by hand (PyJWT itself refuses to key HMAC with a PEM key)."""
+    import hashlib
+    import hmac
+
+    def b64(raw: bytes) -> bytes:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+    signing_input = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + b"." + b64(json.dumps(claims).encode())
+    return (signing_input + b"." + b64(hmac.new(key, signing_input, hashlib.sha256).digest())).decode()
+
+
 def test_bad_tokens_get_401(api):
     now = int(time.time())
     cases = {
@@ -291,3 +303,74 @@ def test_route_names_are_reserved_and_bad_options_are_one_line(vq, tmp_path):
     assert token.returncode == 0 and json.loads(token.stdout)["ttlSeconds"] == 300
     secret = vq.data_dir / "jwt.secret"
     assert secret.exists() and oct(secret.stat().st_mode & 0o777) == "0o600"  # made once, owner only
+
+
+def test_bulk_reports_each_item(api):
+    ann = api.token("ann")
+    reply = api.call("POST", "/api/jobs/bulk", ann, {"jobs": [
+        {"jobType": "test-noop", "data": {"i": 1}},
+        {"jobType": "no-such-type", "data": {}},
+        {"jobType": "test-noop", "userId": "bob", "data": {}},
+        {"jobType": "test-noop", "data": {}, "delay": 60000},
+        "not an object"]})
+    assert reply.status == 200, reply.body
+    results = reply.body["results"]
+    assert [r["ok"] for r in results] == [True, False, False, True, False]
+    assert results[1]["error"]["code"] == "not_found" and results[2]["error"]["code"] == "forbidden"
+    assert (reply.body["submitted"], reply.body["rejected"]) == (2, 3)
+    assert api.call("GET", f"/api/jobs/test-noop/{results[3]['id']}", ann).body["status"] == "scheduled"
+    assert api.call("POST", "/api/jobs/bulk", ann, {"jobs": []}).status == 422
+
+
+def test_rs256_tokens_with_a_public_key_and_no_algorithm_confusion(vq, tmp_path):
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "jwt.pub").write_bytes(public_pem)
+    port = _free_port()
+    vq.configure(http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_public_key": str(tmp_path / "jwt.pub")})
+    vq.start_daemon()
+    client = Api(vq, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if client.call("GET", "/livez").status == 200:
+                break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    claims = {"sub": "ann", "exp": int(time.time()) + 60}
+    good = jwt.encode(claims, key, algorithm="RS256")
+    assert client.call("GET", "/api/jobs/types", good).status == 200
+    confused = _hmac_token(claims, public_pem)  # HS256 keyed with the public key: algorithm confusion
+    assert client.call("GET", "/api/jobs/types", confused).status == 401
+    refused = vq.run("token", "create", "--user", "ann")
+    assert refused.returncode == 2 and "RS256" in refused.stderr
+
+
+HOSTILE = ["'; DROP TABLE render_jobs; --", "\" OR 1=1 --", "$(rm -rf /tmp/x) `id` | ; &&", "ä\u0000\u202e\ud7ff" * 3,
+           "x" * 5000, "%s%s%n", "../../etc/passwd"]
+
+
+def test_hostile_strings_are_stored_and_returned_intact(api, vq):
+    op = api.token("ops", "operator")
+    ids = []
+    for value in HOSTILE:
+        reply = api.call("POST", "/api/jobs/test-echo", op, {"userId": "ann", "projectId": value[:200],
+                                                              "note": value, "nested": {value[:50]: [value]}})
+        assert reply.status == 201, reply.body
+        assert reply.body["data"]["note"] == value and reply.body["data"]["nested"] == {value[:50]: [value]}
+        ids.append(reply.body["id"])
+    for job_id, value in zip(ids, HOSTILE):
+        view = _wait(api, op, "test-echo", job_id)
+        assert view["result"]["echo"]["note"] == value and view["projectId"] == value[:200]
+    rows = json.loads("[" + ",".join(vq.run("history", "export", "--format", "json").stdout.splitlines()) + "]")
+    assert sorted(r["project_id"] for r in rows) == sorted(v[:200] for v in HOSTILE)
+    for value in HOSTILE:  # as filters, they match nothing and break nothing (argv cannot carry NUL)
+        if "\x00" not in value:
+            assert vq.json("history", "--user", value[:100], "--type", value[:100]) == []
+    history = api.call("GET", "/api/jobs/user/ann/history?limit=100", op)
+    assert history.status == 200 and len(history.body["jobs"]) == len(HOSTILE)

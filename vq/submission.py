@@ -27,7 +27,7 @@ from vq import cache, events, keys
 from vq.admission import wake_in
 from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
-from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFound
+from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFound, RedisUnavailable, VqError
 from vq.jobtypes import JobType, get_job_type, load_handler
 from vq.model import VQ_FUNC, iso
 from vq.rq_queue import rq_queue
@@ -207,6 +207,21 @@ def _check_dependencies(conn: Redis, ids: list[str], allow_failure: bool) -> Non
         if not allow_failure and status in (JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
             raise Conflict(f"dependsOn: job {job_id} has already {status.value}; "
                            "submit with allow-failure to run anyway", field="dependsOn")
+
+
+def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dict]:
+    """Submit many, each on its own: an item that is refused is reported and the rest go on
+    (`vq submit --batch`, POST /api/jobs/bulk). `build(item)` makes the Submission."""
+    outcomes = []
+    for index, item in enumerate(items):
+        try:
+            outcomes.append({"index": index, "ok": True, "id": submit(conn, settings, build(item))})
+        except RedisUnavailable:
+            raise  # not the item's fault: the whole request fails
+        except VqError as exc:
+            outcomes.append({"index": index, "ok": False,
+                             "error": {"code": exc.code, "message": exc.message, "field": exc.field}})
+    return outcomes
 
 
 def validate(conn: Redis, settings: Settings, sub: Submission) -> None:

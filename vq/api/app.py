@@ -30,9 +30,10 @@ from vq.config import Settings
 from vq.connection import make_client
 from vq.errors import InvalidInput, NotFound, VqError
 from vq.jobtypes import get_job_type, job_types
-from vq.submission import Submission, submit
+from vq.submission import Submission, submit, submit_each
 
 JOB_ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$", description="A job id.")
+MAX_BULK = 1000  # submissions per POST /api/jobs/bulk
 DRAIN_FACTOR = 16  # an oversize body up to this many times the limit is read before the 413
 TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job type, see GET /api/jobs/types.")
 
@@ -133,6 +134,20 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         sub = own_submission(principal, body, None)
         job_id = await call(submit, conn, settings, sub)
         return await call(jobs.show, conn, job_id, settings)
+
+    @app.post("/api/jobs/bulk", tags=["jobs"], summary="Create many jobs; an outcome per item")
+    async def create_bulk(body: dict[str, Any] = Body(..., examples=[{"jobs": [
+            {"jobType": "content-analysis", "data": {"content": "one", "type": "text"}},
+            {"jobType": "image-generation", "data": {"prompt": "a sunset"}, "delay": 60000}]}]),
+            principal: Principal = Depends(caller)) -> dict:
+        items = body.get("jobs")
+        if not isinstance(items, list) or not items:
+            raise InvalidInput("jobs: expected a non-empty list of submissions", field="jobs")
+        if len(items) > MAX_BULK:
+            raise InvalidInput(f"jobs: at most {MAX_BULK} per request", field="jobs")
+        outcomes = await call(submit_each, conn, settings, items, lambda item: own_submission(principal, item, None))
+        return {"submitted": sum(1 for o in outcomes if o["ok"]), "rejected": sum(1 for o in outcomes if not o["ok"]),
+                "results": outcomes}
 
     @app.post("/api/jobs/recurring", status_code=201, tags=["recurring"], summary="Create a recurring job")
     async def create_recurring(body: dict[str, Any] = Body(..., examples=[{

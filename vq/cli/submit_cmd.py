@@ -14,8 +14,8 @@ from vq.cli.output import emit, error, note, out, print_json, table
 from vq.cli.render import render_job
 from vq.cli.state import JSON_OPTION, state
 from vq.durations import parse_duration_ms, parse_instant
-from vq.errors import InvalidInput, VqError
-from vq.submission import Submission, submit
+from vq.errors import InvalidInput
+from vq.submission import Submission, submit, submit_each
 
 
 def _read_source(value: str, what: str) -> str:
@@ -96,19 +96,22 @@ def register(app: typer.Typer) -> None:
 
 def _submit_batch(st, source: str, as_json: bool) -> int:
     text = _read_source(source, "--batch")
-    outcomes = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+    def build(item: tuple[int, str]) -> Submission:
         try:
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-            job_id = submit(st.conn, st.settings, Submission.from_mapping(obj, privileged=True))
-            outcomes.append({"line": number, "ok": True, "id": job_id})
-        except VqError as exc:
-            outcomes.append({"line": number, "ok": False, "error": exc.message})
+            obj = json.loads(item[1])
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        return Submission.from_mapping(obj, privileged=True)
+
+    outcomes = []
+    for outcome in submit_each(st.conn, st.settings, numbered, build):
+        line = numbered[outcome["index"]][0]
+        if outcome["ok"]:
+            outcomes.append({"line": line, "ok": True, "id": outcome["id"]})
+        else:
+            outcomes.append({"line": line, "ok": False, "error": outcome["error"]["message"]})
     failed = [o for o in outcomes if not o["ok"]]
     if as_json:
         print_json(outcomes)
