@@ -374,3 +374,23 @@ def test_hostile_strings_are_stored_and_returned_intact(api, vq):
             assert vq.json("history", "--user", value[:100], "--type", value[:100]) == []
     history = api.call("GET", "/api/jobs/user/ann/history?limit=100", op)
     assert history.status == 200 and len(history.body["jobs"]) == len(HOSTILE)
+
+
+def test_every_write_is_audited_with_the_acting_user(api, vq):
+    ann, op = api.token("ann"), api.token("ops", "operator")
+    job = api.call("POST", "/api/jobs/test-broken", ann, {}).body
+    _wait(api, ann, "test-broken", job["id"])
+    api.call("POST", f"/api/jobs/test-broken/{job['id']}/retry", ann)
+    _wait(api, ann, "test-broken", job["id"], statuses=("failed",))
+    api.call("DELETE", f"/api/jobs/test-broken/{job['id']}", ann)
+    api.call("POST", "/api/jobs/queues/test-noop/pause", op)
+    api.call("POST", "/api/jobs/queues/test-noop/resume", op)
+    api.call("DELETE", "/api/jobs/queues/test-noop/clear", op)
+    assert vq.run("pause", "test-echo").returncode == 0  # and at the shell
+    rows = vq.json("audit")
+    trail = [(r["actor"], r["action"], r["target"]) for r in reversed(rows)]
+    assert trail == [("ann", "create", job["id"]), ("ann", "retry", job["id"]), ("ann", "remove", job["id"]),
+                     ("ops", "pause", "-"), ("ops", "resume", "-"), ("ops", "clear", "-"),
+                     (trail[-1][0], "pause", "-")]
+    assert trail[-1][0].startswith("cli:")
+    assert [r["action"] for r in vq.json("audit", "--actor", "ops")] == ["clear", "resume", "pause"]

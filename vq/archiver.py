@@ -16,6 +16,7 @@ up to what both have kept (less a margin for live readers). Workers never write 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -159,9 +160,15 @@ class Archiver:
             marks = ",".join("?" * len(chunk))
             for job_id, status in self.db.execute(f"SELECT id, status FROM render_jobs WHERE id IN ({marks})", chunk):
                 current[job_id] = status
-        history_rows, created_rows, updates, dependencies = [], [], [], []
+        history_rows, created_rows, updates, dependencies, audits = [], [], [], [], []
         for event in batch:
             job_id = event["jobId"]
+            if event["event"] == "audit":
+                fields = dict(event["fields"])
+                audits.append((event["id"], _iso(event["ts"]), fields.pop("actor", None), fields.pop("role", None),
+                               fields.pop("action", None), event["jobType"] or None, job_id,
+                               json.dumps(fields, separators=(",", ":")) if fields else None))
+                continue
             if job_id == "-":
                 continue
             to = to_status(event)
@@ -195,6 +202,8 @@ class Archiver:
                 "recurring_id=excluded.recurring_id, cached=excluded.cached", created_rows)
             for sql, params in updates:
                 self.db.conn.execute(sql, params)
+            self.db.conn.executemany("INSERT OR IGNORE INTO audit_log (event_id, at, actor, role, action, job_type, "
+                                     "target, detail) VALUES (?,?,?,?,?,?,?,?)", audits)
             self.db.conn.executemany("INSERT OR IGNORE INTO job_dependencies (job_id, depends_on, allow_failure) "
                                      "VALUES (?,?,?)", dependencies)
             self.db.conn.execute("INSERT INTO archiver_state (name, value) VALUES ('last_event_id', ?) "
@@ -251,6 +260,7 @@ class Archiver:
         cutoff = _iso(int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
         with self.db.conn:
             removed = self.db.conn.execute("DELETE FROM job_history WHERE at < ?", (cutoff,)).rowcount
+            self.db.conn.execute("DELETE FROM audit_log WHERE at < ?", (cutoff,))
             self.db.conn.execute("DELETE FROM render_jobs WHERE updated_at < ?", (cutoff,))
             self.db.conn.execute("DELETE FROM job_dependencies WHERE job_id NOT IN (SELECT id FROM render_jobs)")
         return removed

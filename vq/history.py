@@ -100,3 +100,23 @@ def export(db, fmt: str, *, user: str | None = None, since: str | None = None, j
         buffer.truncate()
         writer.writerow(row)
         yield buffer.getvalue()
+
+
+def audit_rows(db, *, actor: str | None = None, since: str | None = None, action: str | None = None,
+               limit: int = 100) -> list[dict]:
+    """The audit trail, newest first: who created, removed, retried, paused... what."""
+    clauses, params = [], []
+    for column, value in (("actor", actor), ("action", action)):
+        if value:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    since_iso = since_to_iso(since)
+    if since_iso:
+        clauses.append("at >= ?")
+        params.append(since_iso)
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows = list(db.query(f"SELECT * FROM audit_log{where} ORDER BY at DESC, event_id DESC LIMIT ?", [*params, limit]))
+    for row in rows:
+        row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
+        row.pop("event_id", None)
+    return rows

@@ -57,6 +57,8 @@ JOB_HISTORY_COLUMNS = {
     "event_id": str, "job_id": str, "job_type": str, "from_status": str, "to_status": str, "event": str,
     "at": str, "worker": str, "attempt": int, "reason": str,
 }
+AUDIT_COLUMNS = {"event_id": str, "at": str, "actor": str, "role": str, "action": str, "job_type": str,
+                 "target": str, "detail": str}
 DEPENDENCY_COLUMNS = {"job_id": str, "depends_on": str, "allow_failure": int}
 PERFORMANCE_COLUMNS = {
     "day": str, "job_type": str, "created": int, "started": int, "finished": int, "failed": int, "retried": int,
@@ -85,5 +87,9 @@ def ensure_schema(db: "sqlite_utils.Database") -> None:
     dependencies.create_index(["depends_on"], if_not_exists=True)
     performance = db["job_performance_metrics"]
     performance.create(PERFORMANCE_COLUMNS, pk=("day", "job_type"), if_not_exists=True)
+    audit = db["audit_log"]
+    audit.create(AUDIT_COLUMNS, pk="event_id", if_not_exists=True)
+    audit.create_index(["actor", "at"], if_not_exists=True)
+    audit.create_index(["at"], if_not_exists=True)
     state = db["archiver_state"]
     state.create({"name": str, "value": str}, pk="name", if_not_exists=True)

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vq import health as health_service
 from vq import history as history_service
-from vq import jobs, prometheus, queues, recurring, stats
+from vq import audit, jobs, prometheus, queues, recurring, stats
 from vq.api.auth import Forbidden, Principal, decode
 from vq.api.ratelimit import RateLimited, check_rate
 from vq.config import Settings
@@ -90,6 +90,10 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     def call(function, *args, **kwargs):
         return run_in_threadpool(partial(function, *args, **kwargs))
 
+    def audited(principal: Principal, action: str, job_type: str | None, target: str, **detail):
+        """Record a write with the acting user (the archiver files it in audit_log)."""
+        return call(audit.record, conn, principal.user_id, principal.role, action, job_type, target, **detail)
+
     def visible_job(principal: Principal, job_type: str, job_id: str) -> dict:
         """The job, if it exists, is of this type and the caller may see it; else 404."""
         view = jobs.show(conn, job_id, settings)
@@ -133,6 +137,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
             raise InvalidInput("delay: missing (milliseconds from now)", field="delay")
         sub = own_submission(principal, body, None)
         job_id = await call(submit, conn, settings, sub)
+        await audited(principal, "create", sub.job_type, job_id, delayMs=sub.delay_ms)
         return await call(jobs.show, conn, job_id, settings)
 
     @app.post("/api/jobs/bulk", tags=["jobs"], summary="Create many jobs; an outcome per item")
@@ -146,6 +151,9 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         if len(items) > MAX_BULK:
             raise InvalidInput(f"jobs: at most {MAX_BULK} per request", field="jobs")
         outcomes = await call(submit_each, conn, settings, items, lambda item: own_submission(principal, item, None))
+        for outcome in outcomes:
+            if outcome["ok"]:
+                await audited(principal, "create", None, outcome["id"], bulk=True)
         return {"submitted": sum(1 for o in outcomes if o["ok"]), "rejected": sum(1 for o in outcomes if not o["ok"]),
                 "results": outcomes}
 
@@ -165,6 +173,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         if claimed is None:
             body["userId"] = principal.user_id
         definition = await call(recurring.add_from_mapping, conn, settings, body, principal.is_operator)
+        await audited(principal, "recurring-add", definition.jobType, definition.id, cron=definition.cronExpression)
         return await call(recurring.describe, conn, definition)
 
     @app.delete("/api/jobs/recurring/{recurringJobId}", tags=["recurring"], summary="Remove a recurring job")
@@ -174,6 +183,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         if not principal.may_see(definition.userId, definition.projectId):
             raise NotFound(f"recurring job {recurringJobId!r} not found")
         removed = await call(recurring.remove, conn, definition.id)
+        await audited(principal, "recurring-remove", removed.jobType, removed.id)
         return {"id": removed.id, "removed": True}
 
     @app.get("/api/jobs/user/{userId}/history", tags=["history"], summary="A user's job history")
@@ -219,16 +229,22 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         return await call(stats.perf, conn, settings, window_ms)
 
     @app.post("/api/jobs/queues/{jobType}/pause", tags=["queues"], summary="Pause a queue (operator)")
-    async def pause(jobType: str = TYPE_NAME, _: Principal = Depends(operator)) -> dict:  # noqa: N803
-        return await call(queues.pause, conn, settings, jobType)
+    async def pause(jobType: str = TYPE_NAME, principal: Principal = Depends(operator)) -> dict:  # noqa: N803
+        result = await call(queues.pause, conn, settings, jobType)
+        await audited(principal, "pause", jobType, "-")
+        return result
 
     @app.post("/api/jobs/queues/{jobType}/resume", tags=["queues"], summary="Resume a queue (operator)")
-    async def resume(jobType: str = TYPE_NAME, _: Principal = Depends(operator)) -> dict:  # noqa: N803
-        return await call(queues.resume, conn, settings, jobType)
+    async def resume(jobType: str = TYPE_NAME, principal: Principal = Depends(operator)) -> dict:  # noqa: N803
+        result = await call(queues.resume, conn, settings, jobType)
+        await audited(principal, "resume", jobType, "-")
+        return result
 
     @app.delete("/api/jobs/queues/{jobType}/clear", tags=["queues"], summary="Clear a queue's waiting jobs (operator)")
-    async def clear(jobType: str = TYPE_NAME, _: Principal = Depends(operator)) -> dict:  # noqa: N803
-        return await call(queues.clear, conn, settings, jobType)
+    async def clear(jobType: str = TYPE_NAME, principal: Principal = Depends(operator)) -> dict:  # noqa: N803
+        result = await call(queues.clear, conn, settings, jobType)
+        await audited(principal, "clear", jobType, "-")
+        return result
 
     @app.get("/api/jobs/types", tags=["system"], summary="The job types")
     async def types(_: Principal = Depends(caller)) -> list:
@@ -250,6 +266,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         get_job_type(settings, jobType)
         sub = own_submission(principal, body, jobType)
         job_id = await call(submit, conn, settings, sub)
+        await audited(principal, "create", jobType, job_id)
         return await call(jobs.show, conn, job_id, settings)
 
     @app.get("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Job details")
@@ -273,12 +290,16 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     async def remove_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                          principal: Principal = Depends(caller)) -> dict:
         await call(visible_job, principal, jobType, jobId)
-        return await call(jobs.remove, conn, jobId, settings.data_path / "artifacts")
+        removed = await call(jobs.remove, conn, jobId, settings.data_path / "artifacts")
+        await audited(principal, "remove", jobType, jobId)
+        return removed
 
     @app.post("/api/jobs/{jobType}/{jobId}/retry", tags=["jobs"], summary="Retry a failed job")
     async def retry_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                         principal: Principal = Depends(caller)) -> dict:
         await call(visible_job, principal, jobType, jobId)
-        return await call(jobs.retry, conn, jobId)
+        retried = await call(jobs.retry, conn, jobId)
+        await audited(principal, "retry", jobType, jobId)
+        return retried
 
     return app

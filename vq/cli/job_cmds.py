@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vq import jobs
+from vq import audit, jobs
 from vq.cli.output import emit, err, out, print_json, status_text
 from vq.cli.render import render_job, render_jobs, render_tree
 from vq.cli.state import JSON_OPTION, state
@@ -79,7 +79,9 @@ def register(app: typer.Typer) -> None:
     def retry(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
         """Run a failed, stopped or canceled job again."""
         st = state(ctx)
-        emit(jobs.retry(st.conn, job_id), as_json, lambda v: err.print(f"job {v['id']} requeued ({v['status']})"))
+        view = jobs.retry(st.conn, job_id)
+        audit.record(st.conn, audit.cli_actor(), "operator", "retry", view["jobType"], job_id)
+        emit(view, as_json, lambda v: err.print(f"job {v['id']} requeued ({v['status']})"))
 
     @app.command("cancel")
     def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
@@ -88,6 +90,7 @@ def register(app: typer.Typer) -> None:
         """Cancel a job that has not ended (a running one stops at its next progress report)."""
         st = state(ctx)
         view = jobs.cancel(st.conn, job_id, reason)
+        audit.record(st.conn, audit.cli_actor(), "operator", "cancel", view["jobType"], job_id, reason=reason)
         emit(view, as_json, lambda v: err.print(
             f"job {v['id']} canceled" if v["status"] == "canceled" else f"job {v['id']}: cancellation requested"))
 
@@ -96,6 +99,7 @@ def register(app: typer.Typer) -> None:
         """Remove a job that is not running, with its result and artifacts."""
         st = state(ctx)
         view = jobs.remove(st.conn, job_id, st.settings.data_path / "artifacts")
+        audit.record(st.conn, audit.cli_actor(), "operator", "remove", view["jobType"], job_id)
         emit({"id": view["id"], "removed": True}, as_json, lambda v: err.print(f"job {v['id']} removed"))
 
 

@@ -128,6 +128,24 @@ def register(app: typer.Typer) -> None:
         emit(history_service.jobs(db, user=user, since=since, job_type=job_type, status=status, limit=limit),
              as_json, _render_jobs)
 
+    @app.command("audit")
+    def audit_command(
+        ctx: typer.Context,
+        actor: Optional[str] = typer.Option(None, "--actor", help="Only this acting user (cli:LOGIN for the CLI)."),
+        action: Optional[str] = typer.Option(None, "--action", help="create, remove, cancel, retry, pause, resume, "
+                                                                     "clear, recurring-add..."),
+        since: Optional[str] = typer.Option(None, "--since", help="Within (7d, 12h) or since an ISO time."),
+        limit: int = typer.Option(100, "--limit", min=1, max=100_000),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        """Who changed what: every write through the HTTP API or the CLI, with the acting user."""
+        st = state(ctx)
+        db, caught_up = history_service.fresh(st.conn, st.settings)
+        rows = history_service.audit_rows(db, actor=actor, action=action, since=since, limit=limit)
+        emit(rows, as_json, lambda r: out.print(table(["at", "actor", "role", "action", "type", "target", "detail"], [[
+            _when(x["at"]), x["actor"], x["role"], x["action"], x["job_type"], x["target"],
+            " ".join(f"{k}={v}" for k, v in x["detail"].items())] for x in r])) if r else err.print("no audit records"))
+
     @app.command("stats")
     def stats(ctx: typer.Context, job_type: Optional[str] = typer.Option(None, "--type", "-t"),
               as_json: bool = JSON_OPTION) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vq import queues
+from vq import audit, queues
 from vq.cli.output import emit, err, out, status_text, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.jobtypes import job_types
@@ -31,13 +31,17 @@ def register(app: typer.Typer) -> None:
     def pause(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE"), as_json: bool = JSON_OPTION) -> None:
         """Stop starting jobs of TYPE on every host (running ones finish)."""
         st = state(ctx)
-        emit(queues.pause(st.conn, st.settings, job_type), as_json, lambda r: err.print(f"{r['jobType']} paused"))
+        row = queues.pause(st.conn, st.settings, job_type)
+        audit.record(st.conn, audit.cli_actor(), "operator", "pause", job_type)
+        emit(row, as_json, lambda r: err.print(f"{r['jobType']} paused"))
 
     @app.command("resume")
     def resume(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE"), as_json: bool = JSON_OPTION) -> None:
         """Start jobs of TYPE again."""
         st = state(ctx)
-        emit(queues.resume(st.conn, st.settings, job_type), as_json, lambda r: err.print(f"{r['jobType']} resumed"))
+        row = queues.resume(st.conn, st.settings, job_type)
+        audit.record(st.conn, audit.cli_actor(), "operator", "resume", job_type)
+        emit(row, as_json, lambda r: err.print(f"{r['jobType']} resumed"))
 
     @app.command("clear")
     def clear(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE"), yes: bool = YES_OPTION,
@@ -54,7 +58,9 @@ def register(app: typer.Typer) -> None:
             if not typer.confirm(f"Delete {waiting} waiting {job_type} jobs?", err=True, default=False):
                 err.print("nothing deleted")
                 raise typer.Exit(1)
-        emit(queues.clear(st.conn, st.settings, job_type), as_json,
+        cleared = queues.clear(st.conn, st.settings, job_type)
+        audit.record(st.conn, audit.cli_actor(), "operator", "clear", job_type, removed=cleared["removed"])
+        emit(cleared, as_json,
              lambda r: err.print(f"{r['removed']} waiting {r['jobType']} jobs deleted"))
 
     @app.command("types")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from vq import recurring
+from vq import audit, recurring
 from vq.cli.output import emit, err, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, state
 from vq.cli.submit_cmd import parse_data
@@ -76,6 +76,7 @@ def register(app: typer.Typer) -> None:
             st.conn, st.settings, job_type=job_type, cron=cron, tz=tz, data=parse_data(data), user_id=user,
             project_id=project, name=name, priority=priority, subscription=subscription,
             options={"skipCache": True} if skip_cache else {}, catch_up=catch_up, privileged=True)
+        audit.record(st.conn, audit.cli_actor(), "operator", "recurring-add", job_type, definition.id, cron=cron)
         if as_json:
             print_json(recurring.describe(st.conn, definition))
         else:
@@ -101,6 +102,7 @@ def register(app: typer.Typer) -> None:
                     as_json: bool = JSON_OPTION) -> None:
             st = state(ctx)
             definition = action(st.conn, ref)
+            audit.record(st.conn, audit.cli_actor(), "operator", f"recurring-{name}", definition.jobType, definition.id)
             emit(recurring.describe(st.conn, definition), as_json,
                  lambda r: err.print(f"recurring job {r['id']} {verb}"))
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from vq import jobs
+from vq import audit, jobs
 from vq.cli.output import emit, error, note, out, print_json, table
 from vq.cli.render import render_job
 from vq.cli.state import JSON_OPTION, state
@@ -82,6 +82,7 @@ def register(app: typer.Typer) -> None:
             privileged=True, idempotency_key=idempotency_key, skip_cache=skip_cache,
         )
         job_id = submit(st.conn, st.settings, sub)
+        audit.record(st.conn, audit.cli_actor(), "operator", "create", job_type, job_id)
         if not wait:
             if as_json:
                 print_json(jobs.show(st.conn, job_id))
