@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -394,3 +395,39 @@ def test_every_write_is_audited_with_the_acting_user(api, vq):
                      (trail[-1][0], "pause", "-")]
     assert trail[-1][0].startswith("cli:")
     assert [r["action"] for r in vq.json("audit", "--actor", "ops")] == ["clear", "resume", "pause"]
+
+
+def _read_sse(api: Api, token: str, seen: list, stop: threading.Event, path: str = "/api/jobs/events") -> None:
+    request = urllib.request.Request(api.base + path, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event = {}
+        for raw in response:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("data: "):
+                event = json.loads(line[6:])
+            elif line == "" and event:
+                seen.append(event)
+                event = {}
+            if stop.is_set():
+                return
+
+
+def test_server_sent_events_show_only_the_callers_jobs(api):
+    ann, bob, op = api.token("ann"), api.token("bob"), api.token("ops", "operator")
+    seen_ann, seen_op, stop = [], [], threading.Event()
+    readers = [threading.Thread(target=_read_sse, args=(api, ann, seen_ann, stop), daemon=True),
+               threading.Thread(target=_read_sse, args=(api, op, seen_op, stop), daemon=True)]
+    for reader in readers:
+        reader.start()
+    time.sleep(1.0)
+    mine = api.call("POST", "/api/jobs/test-noop", ann, {"n": 1}).body["id"]
+    theirs = api.call("POST", "/api/jobs/test-noop", bob, {"n": 2}).body["id"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(
+            e["jobId"] == theirs and e["event"] == "finished" for e in seen_op):
+        time.sleep(0.1)
+    stop.set()
+    assert [e["event"] for e in seen_ann if e["jobId"] == mine][:1] == ["created"]
+    assert any(e["jobId"] == mine and e["event"] == "finished" for e in seen_ann)
+    assert not any(e["jobId"] == theirs for e in seen_ann)  # bob's job is not ann's business
+    assert {mine, theirs} <= {e["jobId"] for e in seen_op}

@@ -52,6 +52,22 @@ def make_client(settings: Settings, socket_timeout: float | None = 10.0) -> redi
     return redis.Redis(unix_socket_path=embedded_socket_path(settings), **common)
 
 
+def make_async_client(settings: Settings, socket_timeout: float | None = None):
+    """The same Redis for asyncio code (the HTTP API's long-lived event streams): waiting on
+    Redis there holds no thread."""
+    import redis.asyncio as aredis
+
+    r = settings.redis
+    common = dict(socket_timeout=socket_timeout, socket_connect_timeout=5.0, health_check_interval=30)
+    if r.url:
+        return aredis.Redis.from_url(r.url, **common)
+    if r.socket:
+        return aredis.Redis(unix_socket_path=r.socket, password=r.password, db=r.db, **common)
+    if r.host:
+        return aredis.Redis(host=r.host, port=r.port, password=r.password, db=r.db, **common)
+    return aredis.Redis(unix_socket_path=embedded_socket_path(settings), **common)
+
+
 def connect(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Redis:
     """Connect and ping; an unreachable Redis becomes one line naming the address (exit 3)."""
     client = make_client(settings, socket_timeout)

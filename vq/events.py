@@ -35,7 +35,16 @@ def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None =
 
 def read(conn: Redis, since: str = "0-0", count: int = 1000, block_ms: int | None = None) -> list[dict]:
     """Events after `since` (a stream id), oldest first, each a dict with an `id`."""
-    response = conn.xread({keys.EVENTS: since}, count=count, block=block_ms)
+    return parse(conn.xread({keys.EVENTS: since}, count=count, block=block_ms))
+
+
+async def read_async(conn, since: str, count: int = 1000, block_ms: int | None = None) -> list[dict]:
+    """`read` on an asyncio client."""
+    return parse(await conn.xread({keys.EVENTS: since}, count=count, block=block_ms))
+
+
+def parse(response) -> list[dict]:
+    """XREAD's reply as event dicts."""
     out = []
     for _stream, entries in response or []:
         for entry_id, raw in entries:

@@ -11,6 +11,8 @@ declared before the `{jobType}` routes, and no job type may take one of their na
 
 from __future__ import annotations
 
+import json
+import re
 from functools import partial
 from typing import Any
 
@@ -20,22 +22,55 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from redis import Redis
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
 
 from vq import health as health_service
 from vq import history as history_service
-from vq import audit, jobs, prometheus, queues, recurring, stats
+from vq import audit, events, jobs, keys, prometheus, queues, recurring, stats
 from vq.api.auth import Forbidden, Principal, decode
 from vq.api.ratelimit import RateLimited, check_rate
 from vq.config import Settings
-from vq.connection import make_client
+from vq.connection import make_async_client, make_client
 from vq.errors import InvalidInput, NotFound, VqError
 from vq.jobtypes import get_job_type, job_types
 from vq.submission import Submission, submit, submit_each
 
 JOB_ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$", description="A job id.")
+SSE_BLOCK_MS = 15_000  # a keep-alive comment at least this often
 MAX_BULK = 1000  # submissions per POST /api/jobs/bulk
 DRAIN_FACTOR = 16  # an oversize body up to this many times the limit is read before the 413
 TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job type, see GET /api/jobs/types.")
+
+
+class EventAudience:
+    """Which job events a caller may see: their own jobs' (in their projects), or every
+    event for an operator. Owners are read from the event, else the job, and remembered."""
+
+    def __init__(self, conn: Redis, principal: Principal, remember: int = 10_000):
+        self.conn = conn
+        self.principal = principal
+        self.owners: dict[str, tuple[str | None, str | None]] = {}
+        self.remember = remember
+
+    def may_see(self, event: dict) -> bool:
+        if self.principal.is_operator:
+            return True
+        if event["jobId"] == "-" or event["event"] == "audit":
+            return False
+        owner = self.owners.get(event["jobId"])
+        fields = event.get("fields") or {}
+        if owner is None and fields.get("userId"):
+            owner = (fields["userId"], fields.get("projectId"))
+            if event["event"] != "created" and self.principal.projects is not None:
+                owner = None  # the project is only on `created`: look at the job
+        if owner is None:
+            raw = self.conn.hget(f"rq:job:{event['jobId']}", "meta")
+            meta = json.loads(raw) if raw else {}
+            owner = (meta.get("userId"), meta.get("projectId"))
+        if len(self.owners) >= self.remember:
+            self.owners.clear()
+        self.owners[event["jobId"]] = owner
+        return self.principal.may_see(*owner)
 
 
 def _error(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None):
@@ -45,6 +80,7 @@ def _error(status: int, code: str, message: str, field: str | None = None, heade
 
 def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     conn = conn or make_client(settings)
+    stream_conn = make_async_client(settings)  # event streams wait on Redis without holding a thread
     app = FastAPI(title="vq", version="1", summary="The job queue of the AI video-generation platform",
                   docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -156,6 +192,36 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
                 await audited(principal, "create", None, outcome["id"], bulk=True)
         return {"submitted": sum(1 for o in outcomes if o["ok"]), "rejected": sum(1 for o in outcomes if not o["ok"]),
                 "results": outcomes}
+
+    @app.get("/api/jobs/events", tags=["jobs"], summary="Live job events (Server-Sent Events)",
+             response_class=StreamingResponse)
+    async def job_events(request: Request, since: str | None = Query(None, pattern=r"^(\d+-\d+|\$)$",
+                                                                     description="a stream id to resume after"),
+                         principal: Principal = Depends(caller)):
+        """The caller's job events as they happen (an operator's: everyone's). Resumes after
+        `since` or the Last-Event-ID header; a comment line every 15 s keeps proxies open."""
+        start = request.headers.get("last-event-id") or since or "$"
+        if start != "$" and not re.match(r"^\d+-\d+$", start):
+            raise InvalidInput("Last-Event-ID: expected a stream id such as 1764403200000-0", field="since")
+        if start == "$":  # pin "now" to an id, so no event between two reads is skipped
+            newest = await call(conn.xrevrange, keys.EVENTS, count=1)
+            start = newest[0][0].decode() if newest else "0-0"
+        owners = EventAudience(conn, principal)
+
+        async def stream():
+            position = start
+            while not await request.is_disconnected():
+                batch = await events.read_async(stream_conn, position, 200, SSE_BLOCK_MS)
+                if not batch:
+                    yield ": keep-alive\n\n"
+                    continue
+                for event in batch:
+                    position = event["id"]
+                    if await call(owners.may_see, event):
+                        yield f"id: {event['id']}\nevent: {event['event']}\ndata: {json.dumps(event)}\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/api/jobs/recurring", status_code=201, tags=["recurring"], summary="Create a recurring job")
     async def create_recurring(body: dict[str, Any] = Body(..., examples=[{
