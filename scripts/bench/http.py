@@ -1,0 +1,594 @@
+#!/usr/bin/env python3
+"""HTTP submit: how many jobs/s the daemon's HTTP API accepts from 20 concurrent clients, and
+how long each `POST /api/jobs/{jobType}` takes, beside the Python API in the same run.
+
+Why: `vq daemon` serves an HTTP API (vq/api/app.py: FastAPI under uvicorn, in one child
+process of the daemon). Creating a job over HTTP adds, to what `vq.submission.submit` does,
+the HTTP round trip, JSON in and out, the JWT check, the (here disabled) per-user rate limit,
+an audit event (`vq.audit.record`) and the job's JSON read back for the 201 answer (`jobs.show`),
+each of the last three (and the rate check) in the server's thread pool. This script measures what that
+costs, as submissions/s and per-request latency p50/p99, against the same submissions made
+in-process through the Python API.
+
+How. Everything runs against a private, throw-away `redis-server` (free port, no persistence,
+temp dir) that this script starts and stops; it never touches another Redis. The temp config
+has one custom type, `bench-noop` (`bench_handlers:noop`), and `http: {enabled: true, listen:
+127.0.0.1:<free port>, jwt_secret: <random>, rateLimit: {requests: 0}}` (0 turns the per-user
+rate limit off). The type is paused (`vq.queues.pause`, what `vq pause bench-noop` does) before
+`vq daemon --workers 1` starts, so no job runs during the bench: the submissions alone are
+measured, no worker takes CPU from them on a 2-core machine (a running worker would also make
+the 201 answers read jobs in ever-changing states), and every job created can be checked
+afterwards. The one worker still routes the new jobs into their users' waiting lines (vq's
+admission, as it would with the type running), so they read back as `limited`.
+
+Systems, one after the other, each with users of its own and N submissions (default 5,000):
+
+* http     -- 20 clients (`--clients`), each a separate user with its own token (minted with
+              vq's own `vq.api.auth.create`, what `vq token create --user U` prints), each with
+              one keep-alive HTTP/1.1 connection: one `httpx.AsyncClient` limited to one
+              connection, all on one asyncio loop in this process. Each client sends
+              `POST /api/jobs/bench-noop` with `{"prompt": "bench", "seq": n}` as soon as its
+              previous answer arrived; n comes from a shared counter, so every client keeps
+              busy until the N-th submission. Every answer must be 201 with the job's JSON.
+* api      -- the same N submissions with `vq.submission.submit(conn, settings, Submission(...))`
+              from 20 threads (one user each) sharing one Redis client, as the API server does.
+* api-show -- the same plus `vq.audit.record` and `vq.jobs.show` after each submit: what the route
+              (vq/api/app.py, create_job) runs, without HTTP.
+* api-1    -- `submit` from a single thread (one user).
+
+Before each system's clock starts, every client or thread makes `--warmup` submissions (5)
+that are not timed (connections open, code paths warm). Latency = one request (or call) from
+send to the answer read; submissions/s = N / (first timed send -> last answer). The job data
+differs per submission, so no submission is answered from vq's result cache. Between systems
+the script waits until the worker has routed every job and the archiver (history on, the
+default) has caught up, so no system pays for the one before. CPU per submission is measured
+from /proc and Redis's INFO: this process (the clients), the daemon's HTTP child, the rest of
+the daemon (supervisor, worker, timer, archiver), redis-server. Checked per system: every
+answer 201 (any other status or error is listed with its body), N distinct job ids, every job
+still waiting (`queued` / `limited`: none ran), one `created` event per job, each user's index
+holding the user's jobs; for http, one TCP connection per client.
+
+The HTTP client is httpx, which vq does not depend on: `pip install httpx` if it is missing.
+
+Run from the repository root:  python scripts/bench/http.py [--jobs 5000 --clients 20]
+The defaults take about 1 minute on a 2-core machine (the HTTP part ~30 s); `--jobs 200` about 8 s.
+
+This file shares its name with the standard library's `http` package, and its directory is on
+sys.path (the script's own directory; the PYTHONPATH that _common.child_env gives the daemons
+of every bench). So an `import http` there (redis, rq, httpx and uvicorn all do it) finds this
+file first. When imported under that name it therefore puts the standard library's package in
+its place and does nothing else; its other imports happen only when it runs as a script.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+
+def _stand_aside() -> None:
+    """Imported as `http`: load the standard library's `http` package in our place."""
+    import importlib.machinery
+    import importlib.util
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("http", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["http"] = module  # the import system hands this one to the importer
+    spec.loader.exec_module(module)
+
+
+if __name__ == "http":
+    _stand_aside()
+else:
+    import argparse
+    import asyncio
+    import json
+    import secrets
+    import shutil
+    import signal
+    import statistics
+    import tempfile
+    import threading
+    import time
+    from contextlib import AsyncExitStack
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+    from _common import (  # noqa: E402
+        JOB_TYPE, BenchError, PrivateRedis, consoles, count_events, environment, err, free_port, listening_pid,
+        proc_cpu_seconds, process_tree, redis_cpu_seconds, start_vq_daemon, statuses, stop_process, tail,
+        update_vq_config, write_vq_config,
+    )
+    from fairness import percentile  # noqa: E402
+
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - told at the start of main
+        httpx = None
+    import redis  # noqa: E402
+    from rich.table import Table  # noqa: E402
+    from rq import Queue, Worker  # noqa: E402
+
+    from vq import archiver, audit, jobs as vq_jobs, keys, queues  # noqa: E402
+    from vq.api.auth import TokenRequest, create as create_token  # noqa: E402
+    from vq.config import load_settings  # noqa: E402
+    from vq.connection import make_client  # noqa: E402
+    from vq.submission import Submission, submit  # noqa: E402
+
+SYSTEMS = ("http", "api", "api-show", "api-1")
+WAITING = {"queued", "rate_limited"}  # RQ's statuses of a job not run yet (vq: queued, limited)
+ERRORS_SHOWN = 10
+
+
+def labels(clients: int) -> dict[str, str]:
+    return {"http": f"HTTP POST, {clients} clients", "api": f"submit(), {clients} threads",
+            "api-show": f"submit+audit+show, {clients} thr.", "api-1": "submit(), 1 thread"}
+
+
+@dataclass
+class Phase:
+    system: str
+    label: str
+    clients: int
+    jobs: int
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)  # the timed submissions' jobs
+    warmup_ids: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    answers: dict[str, int] = field(default_factory=dict)  # HTTP status (or "ok" / "error") -> count
+    seen: dict[str, int] = field(default_factory=dict)  # the job's status in the answer (http, api-show) -> count
+    errors: list[dict] = field(default_factory=list)
+    cpu_s: dict[str, float | None] = field(default_factory=dict)
+    connections: int | None = None
+    settle_s: float = 0.0
+    verified: list[str] = field(default_factory=list)
+
+    def stats(self) -> dict:
+        xs, n = self.latencies_ms, self.jobs
+        return {
+            "label": self.label, "clients": self.clients, "jobs": n, "seconds": self.seconds,
+            "submissions_per_s": n / self.seconds if self.seconds else None,
+            "p50_ms": percentile(xs, 50), "p90_ms": percentile(xs, 90), "p99_ms": percentile(xs, 99),
+            "max_ms": max(xs) if xs else None, "mean_ms": statistics.fmean(xs) if xs else None,
+            "cpu_ms_per_submission": {k: (v * 1000 / n if v is not None else None) for k, v in self.cpu_s.items()},
+            "answers": self.answers, "status_in_answer": self.seen, "errors": len(self.errors),
+            "connections": self.connections,
+        }
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def bench_config(workdir: Path, redis_url: str, port: int) -> tuple[Path, str]:
+    """bench-noop on the private Redis, with the HTTP API on `port` and no rate limit."""
+    secret = secrets.token_urlsafe(32)
+    path = write_vq_config(workdir, redis_url)
+    update_vq_config(path, http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": secret,
+                                 "rateLimit": {"requests": 0}})
+    return path, f"http://127.0.0.1:{port}"
+
+
+def wait_up(conn, proc, base_url: str, log_path: Path, timeout: float = 30) -> None:
+    """Until /livez answers 200 and the worker is registered."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            live = httpx.get(base_url + "/livez", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            live = False
+        if live and Worker.count(connection=conn) >= 1:
+            return
+        if proc.poll() is not None:
+            raise BenchError(f"vq daemon exited with code {proc.returncode}:\n" + tail(log_path))
+        if time.monotonic() > deadline:
+            raise BenchError(f"the HTTP API did not answer /livez within {timeout:.0f}s:\n" + tail(log_path))
+        time.sleep(0.1)
+
+
+class CpuMeter:
+    """CPU seconds used by this process, the daemon's HTTP child, the rest of the daemon, Redis."""
+
+    def __init__(self, conn, daemon_pid: int, port: int):
+        self.conn, self.daemon_pid = conn, daemon_pid
+        self.http_pid = listening_pid(port, process_tree(daemon_pid))
+
+    def read(self) -> dict[str, float | None]:
+        server = proc_cpu_seconds(self.http_pid) if self.http_pid else None
+        tree = [proc_cpu_seconds(p) for p in process_tree(self.daemon_pid)]
+        daemon = sum(t for t in tree if t is not None) - (server or 0)
+        return {"client": time.process_time(), "server": server, "daemon": daemon,
+                "redis": redis_cpu_seconds(self.conn)}
+
+    @staticmethod
+    def spent(before: dict, after: dict) -> dict[str, float | None]:
+        return {k: (after[k] - before[k] if after[k] is not None and before[k] is not None else None)
+                for k in before}
+
+
+def settle(conn, settings, timeout: float = 60) -> float:
+    """Until the worker has routed every new job out of RQ's lists and the archiver caught up."""
+    t0 = time.monotonic()
+    names = [keys.queue_name(JOB_TYPE, p) for p in keys.PRIORITY_ORDER]
+    while any(Queue(n, connection=conn).count for n in names):
+        if time.monotonic() - t0 > timeout:
+            err.print(f"[yellow]the worker left jobs in RQ's lists {timeout:.0f}s after the phase[/]")
+            break
+        time.sleep(0.05)
+    if not archiver.catch_up(conn, settings, timeout=timeout):
+        err.print(f"[yellow]the archiver had not caught up {timeout:.0f}s after the phase[/]")
+    return time.monotonic() - t0
+
+
+# --------------------------------------------------------------------------- HTTP clients
+
+
+def body_of(seq: int | str) -> dict:
+    return {"prompt": "bench", "seq": seq}
+
+
+async def post_one(client, user: str, seq, phase: Phase, timed: bool, ports: set) -> None:
+    t0 = time.perf_counter()
+    try:
+        reply = await client.post(f"/api/jobs/{JOB_TYPE}", json=body_of(seq))
+    except httpx.HTTPError as exc:
+        phase.answers["error"] = phase.answers.get("error", 0) + 1
+        phase.errors.append({"seq": seq, "user": user, "status": None, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    took = (time.perf_counter() - t0) * 1000
+    phase.answers[str(reply.status_code)] = phase.answers.get(str(reply.status_code), 0) + 1
+    stream = reply.extensions.get("network_stream")
+    try:
+        ports.add(stream.get_extra_info("client_addr") if stream is not None else None)
+    except OSError:  # the connection is gone already (the server stopped)
+        pass
+    job = reply.json() if reply.status_code == 201 else None
+    if job is None or job.get("userId") != user or job.get("jobType") != JOB_TYPE:
+        phase.errors.append({"seq": seq, "user": user, "status": reply.status_code, "body": reply.text[:1000]})
+        return
+    (phase.ids if timed else phase.warmup_ids).append(job["id"])
+    if timed:
+        phase.latencies_ms.append(took)
+        phase.seen[job["status"]] = phase.seen.get(job["status"], 0) + 1
+
+
+async def http_clients(base_url: str, tokens: dict[str, str], phase: Phase, warmup: int, meter: CpuMeter) -> None:
+    """One AsyncClient (one keep-alive connection) per user; warm-up, then the timed N.
+    Ctrl-C lets each client finish its request in flight, then raises KeyboardInterrupt
+    (asyncio's own handling, a cancel, can be swallowed inside the HTTP client)."""
+    seqs = iter(range(phase.jobs))
+    ports: dict[str, set] = {user: set() for user in tokens}
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    catch = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # ignored (a background job): leave it so
+    if catch:
+        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+
+    async def run(client, user: str) -> None:
+        while not interrupted.is_set() and (seq := next(seqs, None)) is not None:
+            await post_one(client, user, seq, phase, True, ports[user])
+
+    async def warm(client, user: str) -> None:
+        for w in range(warmup):
+            if not interrupted.is_set():
+                await post_one(client, user, f"w{w}", phase, False, ports[user])
+
+    try:
+        async with AsyncExitStack() as stack:
+            clients = {user: await stack.enter_async_context(httpx.AsyncClient(
+                base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)))
+                for user, token in tokens.items()}
+            await asyncio.gather(*(warm(c, u) for u, c in clients.items()))
+            before = meter.read()
+            t0 = time.perf_counter()
+            await asyncio.gather(*(run(c, u) for u, c in clients.items()))
+            phase.seconds = time.perf_counter() - t0
+            phase.cpu_s = CpuMeter.spent(before, meter.read())
+    finally:
+        if catch:
+            loop.remove_signal_handler(signal.SIGINT)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
+    phase.connections = sum(len(p) for p in ports.values())
+
+
+def run_http(base_url: str, settings, phase: Phase, warmup: int, meter: CpuMeter) -> None:
+    tokens = {user: create_token(settings, TokenRequest(user_id=user, ttl_seconds=3600)) for user in phase.users}
+    asyncio.run(http_clients(base_url, tokens, phase, warmup, meter))
+
+
+# --------------------------------------------------------------------------- Python API threads
+
+
+def run_api(settings, phase: Phase, warmup: int, meter: CpuMeter, show: bool) -> None:
+    """submit() (and, when `show`, audit.record() and jobs.show()) from one thread per user, one
+    shared Redis client. The main thread waits with timeouts only, so Ctrl-C reaches it whichever
+    thread the signal lands on; the threads then stop after their call in flight."""
+    conn = make_client(settings)
+    seqs, lock = iter(range(phase.jobs)), threading.Lock()
+    ready, go, stop = [0], threading.Event(), threading.Event()
+
+    def one(user: str, seq, timed: bool) -> None:
+        t0 = time.perf_counter()
+        try:
+            job_id = submit(conn, settings, Submission(job_type=JOB_TYPE, data=body_of(seq), user_id=user))
+            status = None
+            if show:  # the rest of what the HTTP route does
+                audit.record(conn, user, "user", "create", JOB_TYPE, job_id)
+                status = vq_jobs.show(conn, job_id, settings)["status"]
+        except Exception as exc:  # noqa: BLE001 - listed in the report, like a non-201
+            with lock:
+                phase.answers["error"] = phase.answers.get("error", 0) + 1
+                phase.errors.append({"seq": seq, "user": user, "error": f"{type(exc).__name__}: {exc}"})
+            return
+        took = (time.perf_counter() - t0) * 1000
+        with lock:
+            phase.answers["ok"] = phase.answers.get("ok", 0) + 1
+            (phase.ids if timed else phase.warmup_ids).append(job_id)
+            if timed:
+                phase.latencies_ms.append(took)
+                if status:
+                    phase.seen[status] = phase.seen.get(status, 0) + 1
+
+    def thread(user: str) -> None:
+        for w in range(warmup):
+            if not stop.is_set():
+                one(user, f"w{w}", False)
+        with lock:
+            ready[0] += 1
+        go.wait()
+        while not stop.is_set():
+            with lock:
+                seq = next(seqs, None)
+            if seq is None:
+                return
+            one(user, seq, True)
+
+    threads = [threading.Thread(target=thread, args=(u,), daemon=True, name=f"bench-{u}") for u in phase.users]
+    for t in threads:
+        t.start()
+    try:
+        while ready[0] < len(threads):
+            time.sleep(0.002)
+        before = meter.read()
+        t0 = time.perf_counter()
+        go.set()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.05)
+        phase.seconds = time.perf_counter() - t0
+        phase.cpu_s = CpuMeter.spent(before, meter.read())
+    except BaseException:  # Ctrl-C: the threads stop before the daemon and Redis do
+        stop.set()
+        go.set()
+        for t in threads:
+            t.join(5)
+        raise
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def verify(conn, phase: Phase) -> list[str]:
+    """N distinct jobs, none ran, one created event each, each user's index complete."""
+    all_ids = phase.ids + phase.warmup_ids
+    if phase.errors:
+        return [f"[red]{len(phase.errors)} failed submissions[/]"]
+    if len(phase.ids) != phase.jobs or len(set(all_ids)) != len(all_ids):
+        raise BenchError(f"{phase.system}: {len(phase.ids)} jobs timed ({len(set(all_ids))} distinct of "
+                         f"{len(all_ids)} with the warm-up), expected {phase.jobs}")
+    by_status = statuses(conn, all_ids)
+    if set(by_status) - WAITING:
+        raise BenchError(f"{phase.system}: job statuses {by_status}: some ran or vanished (the type is paused)")
+    created = count_events(conn, "created", set(all_ids))
+    if created != len(all_ids):
+        raise BenchError(f"{phase.system}: {created} created events for {len(all_ids)} jobs")
+    with conn.pipeline(transaction=False) as pipe:
+        for user in phase.users:
+            pipe.zcard(keys.user_jobs(user))
+        indexed = sum(pipe.execute())
+    if indexed != len(all_ids):
+        raise BenchError(f"{phase.system}: the users' indexes hold {indexed} jobs, expected {len(all_ids)}")
+    out = [f"{len(all_ids)} jobs waiting ({', '.join(f'{k} {v}' for k, v in sorted(by_status.items()))})",
+           f"{created} created events", "user indexes complete"]
+    if phase.connections is not None:
+        if phase.connections != phase.clients:
+            raise BenchError(f"{phase.system}: {phase.connections} TCP connections for {phase.clients} clients")
+        out.append(f"{phase.connections} connections")
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ratios(summary: dict) -> dict:
+    h = summary.get("http")
+    out = {}
+    for ref in ("api", "api-show", "api-1"):
+        r = summary.get(ref)
+        if h and r and h["submissions_per_s"] and r["submissions_per_s"]:
+            out[f"http/{ref}"] = {"submissions_per_s": h["submissions_per_s"] / r["submissions_per_s"],
+                                  "p50": h["p50_ms"] / r["p50_ms"], "p99": h["p99_ms"] / r["p99_ms"]}
+    return out
+
+
+def fmt(value, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def tally(counts: dict[str, int]) -> str:
+    return " ".join(f"{k} ×{v:,}" for k, v in sorted(counts.items())) or "-"
+
+
+def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: dict) -> None:
+    table = Table(title=f"Submit {meta['jobs']:,} {JOB_TYPE} jobs ({JOB_TYPE} paused, vq daemon --workers 1): "
+                        f"throughput and latency (ms)")
+    for name in ("system", "s", "submits/s", "p50", "p90", "p99", "max", "mean"):
+        table.add_column(name, justify="left" if name == "system" else "right", no_wrap=name == "system")
+    for s in summary.values():
+        table.add_row(s["label"], f"{s['seconds']:.2f}", fmt(s["submissions_per_s"], ",.0f"),
+                      *(fmt(s[k], ".2f") for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")))
+    console.print(table)
+    cpu = Table(title="CPU ms per submission (timed part), and the answers")
+    for name in ("system", "client", "HTTP server", "rest of daemon", "redis", "total", "answers (all)", "job status"):
+        cpu.add_column(name, justify="left" if name in ("system", "answers (all)", "job status") else "right",
+                       no_wrap=name == "system")
+    for s in summary.values():
+        c = s["cpu_ms_per_submission"]
+        total = sum(v for v in c.values() if v is not None)
+        cpu.add_row(s["label"], *(fmt(c[k], ".2f") for k in ("client", "server", "daemon", "redis")),
+                    f"{total:.2f}", tally(s["answers"]), tally(s["status_in_answer"]))
+    console.print(cpu)
+    if rat:
+        names = labels(meta["clients"])
+        rt = Table(title="HTTP ÷ Python API (submits/s below 1 = HTTP slower; latency above 1 = HTTP slower)")
+        for name in ("ratio", "submits/s", "p50", "p99"):
+            rt.add_column(name, justify="left" if name == "ratio" else "right")
+        for name, r in rat.items():
+            rt.add_row(f"HTTP / {names[name.split('/', 1)[1]]}", f"{r['submissions_per_s']:.2f}", f"{r['p50']:.2f}",
+                       f"{r['p99']:.2f}")
+        console.print(rt)
+    for p in phases:
+        for e in p.errors[:ERRORS_SHOWN]:
+            console.print(f"[red]{p.system}: {e}[/]")
+        if len(p.errors) > ERRORS_SHOWN:
+            console.print(f"[red]{p.system}: ... {len(p.errors) - ERRORS_SHOWN} more errors[/]")
+    console.print(f"[dim]{meta['clients']} clients/threads, one user each, {meta['warmup']} untimed warm-up "
+                  f"submissions each first. HTTP POST = POST /api/jobs/{JOB_TYPE} over one keep-alive connection "
+                  f"per client (httpx {meta['httpx']}, asyncio; server uvicorn {meta['uvicorn']}, fastapi "
+                  f"{meta['fastapi']}); submit() = vq.submission.submit in-process, one shared Redis client; "
+                  f"audit, show = vq.audit.record, vq.jobs.show: the rest of the route's work. Latency = one request or call; submits/s = "
+                  f"jobs / (first timed send -> last answer). CPU: client = this process, HTTP server = the "
+                  f"daemon's uvicorn child, rest of daemon = its other processes (supervisor, worker, timer, "
+                  f"archiver), redis = redis-server. job status = the job's status in the answer (limited = routed "
+                  f"by the worker into its user's line). {meta['machine']}; Python {meta['python']}, rq {meta['rq']}, "
+                  f"redis-py {meta['redis_py']}, redis-server {meta['redis_server']}.[/]")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=5000, help="timed submissions per system (default 5000)")
+    p.add_argument("--clients", type=int, default=20,
+                   help="concurrent HTTP clients and Python threads, one user each (default 20)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed submissions per client first (default 5)")
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help=f"comma-separated subset of {','.join(SYSTEMS)} (default all, in that order)")
+    p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (config, daemon log)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
+    args = p.parse_args(argv)
+    if min(args.jobs, args.clients) < 1 or args.warmup < 0:
+        p.error("--jobs and --clients must be at least 1, --warmup at least 0")
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in args.systems if s not in SYSTEMS]
+    if unknown or not args.systems:
+        p.error(f"--systems: unknown {unknown} (choose from {', '.join(SYSTEMS)})")
+    return args
+
+
+def run_phase(system: str, args, settings, base_url: str, meter: CpuMeter) -> Phase:
+    clients = 1 if system == "api-1" else args.clients
+    phase = Phase(system, labels(args.clients)[system], clients, args.jobs,
+                  users=[f"{system}-u{i:02d}" for i in range(clients)])
+    if system == "http":
+        run_http(base_url, settings, phase, args.warmup, meter)
+    else:
+        run_api(settings, phase, args.warmup, meter, show=system == "api-show")
+    return phase
+
+
+def run_all(conn, args, settings, base_url: str, meter: CpuMeter, progress) -> list[Phase]:
+    phases = []
+    settle(conn, settings)
+    for system in args.systems:
+        progress.print(f"[dim]{system} ...[/]")
+        phase = run_phase(system, args, settings, base_url, meter)
+        phase.settle_s = settle(conn, settings)
+        phase.verified = verify(conn, phase)
+        phases.append(phase)
+        s = phase.stats()
+        progress.print(f"{phase.label:<28} {fmt(s['submissions_per_s'], '7,.0f')}/s  p50 {fmt(s['p50_ms'], '6.2f')}  "
+                       f"p99 {fmt(s['p99_ms'], '6.2f')} ms  [dim]({'; '.join(phase.verified)}; "
+                       f"settled {phase.settle_s:.1f}s)[/]")
+    return phases
+
+
+def versions() -> dict:
+    import fastapi
+    import uvicorn
+
+    return {"httpx": httpx.__version__, "uvicorn": uvicorn.__version__, "fastapi": fastapi.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if httpx is None:
+        err.print("[red]httpx is not installed: pip install httpx[/]")
+        return 2
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-http-"))
+    server = PrivateRedis(workdir)
+    out, progress = consoles()
+    daemon = None
+    try:
+        conn = server.start()
+        redis_version = conn.info("server")["redis_version"]
+        port = free_port()
+        config_path, base_url = bench_config(workdir, server.url, port)
+        settings = load_settings(config_path, env={})
+        queues.pause(conn, settings, JOB_TYPE)  # before the daemon: no job of the type ever runs
+        log_path = workdir / "vq-daemon.log"
+        daemon = start_vq_daemon(config_path, 1, args.vq_log_level, log_path, workdir)
+        wait_up(conn, daemon, base_url, log_path)
+        meter = CpuMeter(conn, daemon.pid, port)
+        progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; vq daemon pid {daemon.pid}, "
+                       f"HTTP API {base_url} (pid {meter.http_pid}); {JOB_TYPE} paused; work dir {workdir}[/]")
+        phases = run_all(conn, args, settings, base_url, meter, progress)
+        if daemon.poll() is not None:
+            raise BenchError(f"vq daemon exited with code {daemon.returncode} during the bench:\n" + tail(log_path))
+    except (BenchError, KeyboardInterrupt, redis.RedisError) as exc:
+        if daemon is not None:
+            stop_process(daemon)
+        server.stop()
+        err.print(f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
+                  f"{type(exc).__name__ if isinstance(exc, redis.RedisError) else ''} {exc}")
+        err.print(f"[dim]logs kept in {workdir}[/]")
+        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+    finally:
+        if daemon is not None:
+            stop_process(daemon)
+        server.stop()
+    summary = {p.system: p.stats() for p in phases}
+    rat = ratios(summary)
+    failed = sum(len(p.errors) for p in phases)
+    meta = {"jobs": args.jobs, "clients": args.clients, "warmup": args.warmup, "systems": args.systems,
+            "daemon_workers": 1, "paused": JOB_TYPE, "rate_limit": "off", "vq_log_level": args.vq_log_level,
+            "run_seconds": round(time.monotonic() - started, 1), **versions(), **environment(redis_version)}
+    if args.json:
+        print(json.dumps({"systems": summary, "ratios": rat, "meta": meta, "failed_submissions": failed,
+                          "errors": {p.system: p.errors for p in phases if p.errors},
+                          "verified": {p.system: p.verified for p in phases},
+                          "settle_s": {p.system: p.settle_s for p in phases}}, indent=2))
+    else:
+        print_report(out, summary, rat, phases, meta)
+    progress.print(f"[dim]total run time {meta['run_seconds']:.0f} s[/]")
+    if args.keep or failed:
+        progress.print(f"[dim]kept {workdir}[/]")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
