@@ -35,12 +35,13 @@ def fetch_job(conn: Redis, job_id: str) -> Job:
         raise NotFound(f"no such job {job_id!r}") from None
 
 
-def show(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
+def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bool = True) -> dict:
     """The job's JSON, with a planned parent's progress computed from its children, and for
-    a job waiting for a slot, why it waits and where it stands."""
+    a job waiting for a slot (unless `explain` is off: it costs a dozen reads), why it waits
+    and where it stands."""
     job = fetch_job(conn, job_id)
     view = job_view(job)
-    if view["status"] == "limited":
+    if view["status"] == "limited" and explain:
         view.update(admission.wait_info(conn, job, limits.user_limit(conn, settings, view["userId"] or "_"),
                                         limits.type_limit(conn, settings, view["jobType"])))
     children = job.meta.get("children") or []

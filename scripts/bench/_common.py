@@ -228,6 +228,7 @@ def write_vq_config(workdir: Path, redis_url: str, job_types: dict | None = None
         "data_dir": str(workdir / "vq-data"),
         "queue": {"defaultJobOptions": {"removeOnComplete": False, "removeOnFail": False}},
         "job_types": job_types or {JOB_TYPE: {"handler": "bench_handlers:noop", "attempts": 1}},
+        "http": {"enabled": False},  # a bench that measures the API turns it on (http_submit.py)
     }
     if concurrency:
         config["concurrency"] = concurrency

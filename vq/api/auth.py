@@ -71,20 +71,25 @@ def signing_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def verify_key(settings: Settings) -> tuple[str, str]:
+    """(key, algorithm) tokens are checked with; read once per server, not per request."""
+    return _verify_key(settings)
+
+
 def _verify_key(settings: Settings) -> tuple[str, str]:
     if settings.http.jwt_public_key:
         return Path(settings.http.jwt_public_key).expanduser().read_text(), "RS256"
     return signing_secret(settings), "HS256"
 
 
-def decode(settings: Settings, header: str | None) -> Principal:
+def decode(settings: Settings, header: str | None, key_and_algorithm: tuple[str, str] | None = None) -> Principal:
     """The caller of an `Authorization: Bearer <token>` header, or Unauthorized."""
     if not header:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'")
-    key, algorithm = _verify_key(settings)
+    key, algorithm = key_and_algorithm or _verify_key(settings)
     try:
         claims = jwt.decode(token.strip(), key, algorithms=[algorithm], options={"require": ["exp", "sub"]},
                             leeway=5)

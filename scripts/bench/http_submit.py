@@ -50,74 +50,50 @@ holding the user's jobs; for http, one TCP connection per client.
 
 The HTTP client is httpx, which vq does not depend on: `pip install httpx` if it is missing.
 
-Run from the repository root:  python scripts/bench/http.py [--jobs 5000 --clients 20]
+Run from the repository root:  python scripts/bench/http_submit.py [--jobs 5000 --clients 20]
 The defaults take about 1 minute on a 2-core machine (the HTTP part ~30 s); `--jobs 200` about 8 s.
-
-This file shares its name with the standard library's `http` package, and its directory is on
-sys.path (the script's own directory; the PYTHONPATH that _common.child_env gives the daemons
-of every bench). So an `import http` there (redis, rq, httpx and uvicorn all do it) finds this
-file first. When imported under that name it therefore puts the standard library's package in
-its place and does nothing else; its other imports happen only when it runs as a script.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import secrets
+import shutil
+import signal
+import statistics
 import sys
+import tempfile
+import threading
+import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-def _stand_aside() -> None:
-    """Imported as `http`: load the standard library's `http` package in our place."""
-    import importlib.machinery
-    import importlib.util
-    import os
+from _common import (  # noqa: E402
+    JOB_TYPE, BenchError, PrivateRedis, consoles, count_events, environment, err, free_port, listening_pid,
+    proc_cpu_seconds, process_tree, redis_cpu_seconds, start_vq_daemon, statuses, stop_process, tail,
+    update_vq_config, write_vq_config,
+)
+from fairness import percentile  # noqa: E402
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
-    spec = importlib.machinery.PathFinder.find_spec("http", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["http"] = module  # the import system hands this one to the importer
-    spec.loader.exec_module(module)
+try:
+    import httpx
+except ImportError:  # pragma: no cover - told at the start of main
+    httpx = None
+import redis  # noqa: E402
+from rich.table import Table  # noqa: E402
+from rq import Queue, Worker  # noqa: E402
 
+from vq import archiver, audit, jobs as vq_jobs, keys, queues  # noqa: E402
+from vq.api.auth import TokenRequest, create as create_token  # noqa: E402
+from vq.config import load_settings  # noqa: E402
+from vq.connection import make_client  # noqa: E402
+from vq.submission import Submission, submit  # noqa: E402
 
-if __name__ == "http":
-    _stand_aside()
-else:
-    import argparse
-    import asyncio
-    import json
-    import secrets
-    import shutil
-    import signal
-    import statistics
-    import tempfile
-    import threading
-    import time
-    from contextlib import AsyncExitStack
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-    from _common import (  # noqa: E402
-        JOB_TYPE, BenchError, PrivateRedis, consoles, count_events, environment, err, free_port, listening_pid,
-        proc_cpu_seconds, process_tree, redis_cpu_seconds, start_vq_daemon, statuses, stop_process, tail,
-        update_vq_config, write_vq_config,
-    )
-    from fairness import percentile  # noqa: E402
-
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - told at the start of main
-        httpx = None
-    import redis  # noqa: E402
-    from rich.table import Table  # noqa: E402
-    from rq import Queue, Worker  # noqa: E402
-
-    from vq import archiver, audit, jobs as vq_jobs, keys, queues  # noqa: E402
-    from vq.api.auth import TokenRequest, create as create_token  # noqa: E402
-    from vq.config import load_settings  # noqa: E402
-    from vq.connection import make_client  # noqa: E402
-    from vq.submission import Submission, submit  # noqa: E402
 
 SYSTEMS = ("http", "api", "api-show", "api-1")
 WAITING = {"queued", "rate_limited"}  # RQ's statuses of a job not run yet (vq: queued, limited)
