@@ -55,11 +55,10 @@ class Api:
         return Reply(status, parsed, {k.lower(): v for k, v in got.items()})
 
 
-@pytest.fixture
-def api(vq):
+def serve(vq, **http) -> Api:
+    """Start a daemon serving the API on a free port with these `http` settings; wait for it."""
     port = _free_port()
-    vq.configure(http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": SECRET,
-                       "rateLimit": {"requests": 1000, "window": 60000}})
+    vq.configure(http={"enabled": True, "listen": f"127.0.0.1:{port}", **http})
     vq.start_daemon()
     client = Api(vq, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 20
@@ -71,6 +70,11 @@ def api(vq):
             pass
         time.sleep(0.1)
     raise AssertionError("the API did not come up:\n" + vq.daemon_log())
+
+
+@pytest.fixture
+def api(vq):
+    return serve(vq, jwt_secret=SECRET, rateLimit={"requests": 1000, "window": 60000})
 
 
 def _wait(api: Api, token: str, job_type: str, job_id: str, statuses=("finished", "failed", "canceled")) -> dict:
@@ -222,18 +226,7 @@ def test_error_statuses(api, vq):
 
 
 def test_rate_limit_answers_429_with_retry_after(vq):
-    port = _free_port()
-    vq.configure(http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": SECRET,
-                       "rateLimit": {"requests": 5, "window": 60000}})
-    vq.start_daemon()
-    client = Api(vq, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if client.call("GET", "/livez").status == 200:
-                break
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
+    client = serve(vq, jwt_secret=SECRET, rateLimit={"requests": 5, "window": 60000})
     ann, bob = client.token("ann"), client.token("bob")
     statuses = [client.call("GET", "/api/jobs/types", ann).status for _ in range(7)]
     assert statuses == [200] * 5 + [429] * 2
@@ -332,17 +325,7 @@ def test_rs256_tokens_with_a_public_key_and_no_algorithm_confusion(vq, tmp_path)
     public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "jwt.pub").write_bytes(public_pem)
-    port = _free_port()
-    vq.configure(http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_public_key": str(tmp_path / "jwt.pub")})
-    vq.start_daemon()
-    client = Api(vq, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if client.call("GET", "/livez").status == 200:
-                break
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
+    client = serve(vq, jwt_public_key=str(tmp_path / "jwt.pub"))
     claims = {"sub": "ann", "exp": int(time.time()) + 60}
     good = jwt.encode(claims, key, algorithm="RS256")
     assert client.call("GET", "/api/jobs/types", good).status == 200

@@ -37,19 +37,23 @@ def embedded_socket_path(settings: Settings) -> str:
     return str(settings.data_path / "redis" / "redis.sock")
 
 
+def _client(module, settings: Settings, **common):
+    """A redis-py client (sync or asyncio `module`) for the configured or embedded Redis."""
+    r = settings.redis
+    if r.url:
+        return module.Redis.from_url(r.url, **common)
+    if r.socket:
+        return module.Redis(unix_socket_path=r.socket, password=r.password, db=r.db, **common)
+    if r.host:
+        return module.Redis(host=r.host, port=r.port, password=r.password, db=r.db, **common)
+    return module.Redis(unix_socket_path=embedded_socket_path(settings), **common)
+
+
 def make_client(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Redis:
     """A client for the configured Redis (or the embedded one); does not connect yet."""
-    r = settings.redis
     # Few, short retries: an unreachable Redis must be reported in about a second, not ten.
-    common = dict(socket_timeout=socket_timeout, socket_connect_timeout=5.0, health_check_interval=30,
-                  retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
-    if r.url:
-        return redis.Redis.from_url(r.url, **common)
-    if r.socket:
-        return redis.Redis(unix_socket_path=r.socket, password=r.password, db=r.db, **common)
-    if r.host:
-        return redis.Redis(host=r.host, port=r.port, password=r.password, db=r.db, **common)
-    return redis.Redis(unix_socket_path=embedded_socket_path(settings), **common)
+    return _client(redis, settings, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
+                   health_check_interval=30, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2))
 
 
 def make_async_client(settings: Settings, socket_timeout: float | None = None):
@@ -57,15 +61,8 @@ def make_async_client(settings: Settings, socket_timeout: float | None = None):
     Redis there holds no thread."""
     import redis.asyncio as aredis
 
-    r = settings.redis
-    common = dict(socket_timeout=socket_timeout, socket_connect_timeout=5.0, health_check_interval=30)
-    if r.url:
-        return aredis.Redis.from_url(r.url, **common)
-    if r.socket:
-        return aredis.Redis(unix_socket_path=r.socket, password=r.password, db=r.db, **common)
-    if r.host:
-        return aredis.Redis(host=r.host, port=r.port, password=r.password, db=r.db, **common)
-    return aredis.Redis(unix_socket_path=embedded_socket_path(settings), **common)
+    return _client(aredis, settings, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
+                   health_check_interval=30)
 
 
 def connect(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Redis:

@@ -59,17 +59,22 @@ def timeline(db, job_id: str) -> dict:
                 "SELECT depends_on FROM job_dependencies WHERE job_id = ?", [job_id])]}
 
 
-def _filters(user: str | None, since: str | None, job_type: str | None, status: str | None) -> tuple[str, list]:
+def _where(equal: dict[str, str | None], since: str | None, since_column: str) -> tuple[str, list]:
+    """A parameterized WHERE clause: columns equal to the values given, and `since`."""
     clauses, params = [], []
-    for column, value in (("user_id", user), ("job_type", job_type), ("status", status)):
+    for column, value in equal.items():
         if value:
             clauses.append(f"{column} = ?")
             params.append(value)
     since_iso = since_to_iso(since)
     if since_iso:
-        clauses.append("created_at >= ?")
+        clauses.append(f"{since_column} >= ?")
         params.append(since_iso)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _filters(user: str | None, since: str | None, job_type: str | None, status: str | None) -> tuple[str, list]:
+    return _where({"user_id": user, "job_type": job_type, "status": status}, since, "created_at")
 
 
 def jobs(db, *, user: str | None = None, since: str | None = None, job_type: str | None = None,
@@ -105,16 +110,7 @@ def export(db, fmt: str, *, user: str | None = None, since: str | None = None, j
 def audit_rows(db, *, actor: str | None = None, since: str | None = None, action: str | None = None,
                limit: int = 100) -> list[dict]:
     """The audit trail, newest first: who created, removed, retried, paused... what."""
-    clauses, params = [], []
-    for column, value in (("actor", actor), ("action", action)):
-        if value:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    since_iso = since_to_iso(since)
-    if since_iso:
-        clauses.append("at >= ?")
-        params.append(since_iso)
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = _where({"actor": actor, "action": action}, since, "at")
     rows = list(db.query(f"SELECT * FROM audit_log{where} ORDER BY at DESC, event_id DESC LIMIT ?", [*params, limit]))
     for row in rows:
         row["detail"] = json.loads(row["detail"]) if row["detail"] else {}
