@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 from vq import events, jobs, keys
 from vq.config import Settings
 from vq.jobtypes import get_job_type, job_types
-from vq.model import job_view
+from vq.model import as_utc, job_view
 
 
 def _entries(conn: Redis, settings: Settings, job_type: str | None) -> list[tuple[float, str]]:
@@ -56,7 +56,7 @@ def purge(conn: Redis, settings: Settings, older_than_ms: int | None = None, job
     for job in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
         if job is None:
             continue
-        ended = job.ended_at.replace(tzinfo=timezone.utc) if job.ended_at and job.ended_at.tzinfo is None else job.ended_at
+        ended = as_utc(job.ended_at) if job.ended_at else None
         if cutoff is not None and ended is not None and ended.timestamp() > cutoff:
             continue
         jobs.remove(conn, job.id, settings.data_path / "artifacts")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
 from vq.jobtypes import get_job_type, load_handler
+from vq.model import ms_between
 
 PROGRESS_EVENT_INTERVAL = 0.25  # seconds between progress events of one job
 
@@ -93,10 +93,7 @@ def error_record(exc: BaseException, unknown: str = "temporary") -> dict:
 
 def _waited_ms(job) -> int | None:
     """From becoming runnable (enqueued: new, due, retried or requeued) to starting now."""
-    if not job.enqueued_at:
-        return None
-    enqueued = job.enqueued_at if job.enqueued_at.tzinfo else job.enqueued_at.replace(tzinfo=timezone.utc)
-    return max(0, int((datetime.now(timezone.utc) - enqueued).total_seconds() * 1000))
+    return ms_between(job.enqueued_at) if job.enqueued_at else None
 
 
 def run_job(job_type: str, data: dict) -> dict:

@@ -21,7 +21,7 @@ from vq import breaker, keys, metrics, queues
 from vq.config import Settings, Thresholds
 from vq.execution import providers_of
 from vq.jobtypes import job_types
-from vq.model import iso
+from vq.model import as_utc, iso
 
 LEVELS = ("healthy", "degraded", "unhealthy", "error")
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2, "error": 3}  # as Nagios/Icinga plugins do
@@ -45,9 +45,7 @@ def _workers(conn: Redis, heartbeat_ms: int) -> list[dict]:
     out = []
     for worker in Worker.all(connection=conn):
         beat = worker.last_heartbeat
-        if beat is not None and beat.tzinfo is None:
-            beat = beat.replace(tzinfo=timezone.utc)
-        age = (now - beat).total_seconds() * 1000 if beat else None
+        age = (now - as_utc(beat)).total_seconds() * 1000 if beat else None
         out.append({"name": worker.name, "queues": worker.queue_names(), "state": worker.get_state(),
                     "heartbeatAgeMs": int(age) if age is not None else None,
                     "alive": age is not None and age < heartbeat_ms, "currentJob": worker.get_current_job_id()})

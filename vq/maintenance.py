@@ -10,6 +10,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from rq.serializers import JSONSerializer
 
+from vq.model import as_utc
 from vq import keys
 from vq.config import Settings
 from vq.jobtypes import job_types
@@ -53,7 +54,7 @@ def _trim(conn: Redis, job_type: str, registry_class, keep: int) -> int:
     jobs = Job.fetch_many([e[1] for e in entries], connection=conn, serializer=JSONSerializer)
     never = datetime.max.replace(tzinfo=timezone.utc)
     ranked = sorted(zip(entries, jobs), key=lambda pair: (
-        pair[0][0], _aware(pair[1].ended_at) if pair[1] is not None and pair[1].ended_at else never))
+        pair[0][0], as_utc(pair[1].ended_at) if pair[1] is not None and pair[1].ended_at else never))
     doomed_pairs = ranked[:excess]
     doomed = [entry for entry, _job in doomed_pairs]
     ids = [job_id for _s, job_id, _r in doomed]
@@ -67,7 +68,3 @@ def _trim(conn: Redis, job_type: str, registry_class, keep: int) -> int:
         pipe.zrem(keys.type_jobs(job_type), *ids)
         pipe.execute()
     return len(ids)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

@@ -103,15 +103,24 @@ def read_window(conn: Redis, window_ms: int, end_ms: int | None = None) -> Windo
     start_ms = end_ms - window_ms
     kind = "m" if window_ms <= 3 * 3_600_000 else "h" if window_ms <= 7 * 86_400_000 else "d"
     step = RESOLUTIONS[kind]
-    first, last = start_ms // step, end_ms // step
-    with conn.pipeline(transaction=False) as pipe:
-        for index in range(first, last + 1):
-            pipe.hgetall(f"{keys.PREFIX}metrics:{kind}:{index}")
-        replies = pipe.execute()
+    buckets = read_buckets(conn, kind, start_ms, end_ms)
     by_type: dict[str, Counter] = {}
-    for reply in replies:
-        by_name(reply, into=by_type)
-    return Window(first * step, (last + 1) * step, by_type)
+    for _start, counters in buckets:
+        for name, counter in counters.items():
+            by_type.setdefault(name, Counter()).update(counter)
+    return Window(buckets[0][0], buckets[-1][0] + step, by_type)
+
+
+def read_buckets(conn: Redis, kind: str, start_ms: int, end_ms: int) -> list[tuple[int, dict[str, Counter]]]:
+    """Every bucket of a kind from the one holding `start_ms` to the one holding `end_ms`,
+    oldest first, each (its start ms, per-type counters), in one round trip."""
+    step = RESOLUTIONS[kind]
+    indexes = range(start_ms // step, end_ms // step + 1)
+    with conn.pipeline(transaction=False) as pipe:
+        for index in indexes:
+            pipe.hgetall(bucket_key(kind, index * step))
+        replies = pipe.execute()
+    return [(index * step, by_name(reply)) for index, reply in zip(indexes, replies)]
 
 
 def by_name(reply: dict, into: dict[str, Counter] | None = None, last_bar: bool = False) -> dict[str, Counter]:
@@ -127,7 +136,7 @@ def by_name(reply: dict, into: dict[str, Counter] | None = None, last_bar: bool 
 
 def read_bucket(conn: Redis, kind: str, ts_ms: int) -> dict[str, Counter]:
     """One bucket's counters per type."""
-    return by_name(conn.hgetall(bucket_key(kind, ts_ms)))
+    return read_buckets(conn, kind, ts_ms, ts_ms)[0][1]
 
 
 def percentile(counts: Counter, prefix: str, q: float) -> float | None:

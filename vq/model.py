@@ -29,12 +29,21 @@ class Status(str, Enum):
 TERMINAL = {Status.FINISHED.value, Status.FAILED.value, Status.CANCELED.value, Status.STOPPED.value}
 
 
+def as_utc(moment: datetime) -> datetime:
+    """RQ's timestamps may come back naive; they are UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def ms_between(start: datetime, end: datetime | None = None) -> int:
+    """Milliseconds from `start` to `end` (default now), never negative."""
+    finish = as_utc(end) if end else datetime.now(timezone.utc)
+    return max(0, int((finish - as_utc(start)).total_seconds() * 1000))
+
+
 def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return as_utc(moment).astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def status_of(job: Job) -> str:

@@ -28,7 +28,7 @@ from vq.config import Settings
 from vq.cron import due_ticks, next_after, next_times, validate_cron, validate_timezone
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.model import iso
-from vq.submission import Submission, submit, validate
+from vq.submission import Submission, data_text, submit, validate
 from vq.timer import notify_in
 
 log = logging.getLogger("vq.recurring")
@@ -124,7 +124,7 @@ def add(conn: Redis, settings: Settings, *, job_type: str, cron: str, tz: str = 
         if any(d.name == name for d in list_all(conn)):
             raise Conflict(f"name: a recurring job named {name!r} already exists", field="name")
     validate(conn, settings, definition.submission())  # the job it will spawn must be valid today
-    definition.userId = definition.userId or _data_user(definition.data)
+    definition.userId = definition.userId or data_text(definition.data, "userId")
     definition.createdAt = definition.updatedAt = iso(datetime.now(timezone.utc))
     first = next_after(definition.cronExpression, definition.tz, _now_ms())
     with conn.pipeline() as pipe:
@@ -166,11 +166,6 @@ def add_from_mapping(conn: Redis, settings: Settings, obj: object, privileged: b
                project_id=text["projectId"], name=text["name"], priority=text["priority"],
                subscription=text["userSubscription"], options=obj.get("options"), catch_up=text["catchUp"],
                privileged=privileged)
-
-
-def _data_user(data: dict) -> str | None:
-    value = data.get("userId")
-    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
 def list_all(conn: Redis) -> list[Recurring]:

@@ -25,14 +25,8 @@ def _now_ms() -> int:
 
 def _buckets(conn: Redis, kind: str, count: int) -> list[tuple[int, dict[str, Counter]]]:
     """The latest `count` buckets of a kind, oldest first, each (start ms, per-type counters)."""
-    step = metrics.RESOLUTIONS[kind]
-    last = _now_ms() // step
-    indexes = list(range(last - count + 1, last + 1))
-    with conn.pipeline(transaction=False) as pipe:
-        for index in indexes:
-            pipe.hgetall(f"{keys.PREFIX}metrics:{kind}:{index}")
-        replies = pipe.execute()
-    return [(index * step, metrics.by_name(reply)) for index, reply in zip(indexes, replies)]
+    now = _now_ms()
+    return metrics.read_buckets(conn, kind, now - (count - 1) * metrics.RESOLUTIONS[kind], now)
 
 
 def _trend(buckets: list[tuple[int, dict[str, Counter]]], job_type: str | None) -> list[dict]:

@@ -136,12 +136,12 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     limit = settings.limits.maxDataBytes
     if size > limit:
         raise TooLarge(f"data: {size} bytes is over the limit of {limit} bytes (limits.maxDataBytes)", field="data")
-    user_id = sub.user_id or _data_text(sub.data, "userId")
+    user_id = sub.user_id or data_text(sub.data, "userId")
     if not user_id:
         raise InvalidInput("userId: missing (pass --user or put userId in the data)", field="userId")
     if not _ID.match(user_id):
         raise InvalidInput(f"userId: {user_id!r} is not a valid id (letters, digits, . _ @ : -)", field="userId")
-    project_id = sub.project_id or _data_text(sub.data, "projectId")
+    project_id = sub.project_id or data_text(sub.data, "projectId")
     subscription = sub.subscription or settings.priority.defaultSubscription
     if subscription not in TIERS:
         raise InvalidInput(f"userSubscription: {subscription!r} is not one of {', '.join(TIERS)}", field="userSubscription")
@@ -155,7 +155,8 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
                      sub.allow_failure, dict(sub.origin))
 
 
-def _data_text(data: dict, name: str) -> str | None:
+def data_text(data: dict, name: str) -> str | None:
+    """A text field of job data (userId, projectId), when it is one."""
     value = data.get(name)
     return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 

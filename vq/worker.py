@@ -23,6 +23,7 @@ from vq import cache, events, keys
 from vq.jobs import cancel_dependents
 from vq.admission import release, release_in
 from vq.execution import runtime
+from vq.model import ms_between
 from vq.recurring import record_outcome_in
 from vq.rq_queue import VqQueue, admission_for
 
@@ -247,12 +248,7 @@ class VqWorker(SimpleWorker):
 
 def _took_ms(job: Job) -> int | None:
     """How long the attempt that just ended ran."""
-    if not job.started_at:
-        return None
-    ended = job.ended_at or datetime.now(timezone.utc)
-    started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=timezone.utc)
-    ended = ended if ended.tzinfo else ended.replace(tzinfo=timezone.utc)
-    return max(0, int((ended - started).total_seconds() * 1000))
+    return ms_between(job.started_at, job.ended_at) if job.started_at else None
 
 
 def _last_line(text: str) -> str:
