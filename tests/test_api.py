@@ -194,6 +194,9 @@ def test_access_rules_between_users_and_projects(api):
     assert api.call("GET", f"/api/jobs/test-noop/{job['id']}", scoped).status == 404  # project p1 not in token
     assert api.call("POST", "/api/jobs/test-noop", scoped, {"projectId": "p1"}).status == 403
     assert api.call("POST", "/api/jobs/test-noop", scoped, {"projectId": "p2"}).status == 201
+    recurring = {"jobType": "test-noop", "cronExpression": "0 0 * * *", "data": {"projectId": "p1"}}
+    assert api.call("POST", "/api/jobs/recurring", scoped, recurring).status == 403  # the same rule for schedules
+    assert api.call("POST", "/api/jobs/recurring", scoped, {**recurring, "data": {"projectId": "p2"}}).status == 201
     op = api.token("ops", "operator")
     assert api.call("GET", f"/api/jobs/test-noop/{job['id']}", op).status == 200
     for_ann = api.call("POST", "/api/jobs/test-noop", op, {"userId": "ann", "priority": "high"})

@@ -147,21 +147,30 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
             raise NotFound(f"no such job {job_id!r}")
         return view
 
-    def own_submission(principal: Principal, body: dict, job_type: str | None) -> Submission:
-        """Build a submission; a user may submit only as themselves, in their projects, at
-        their token's tier; an operator may act for anyone."""
-        sub = Submission.from_mapping(body, job_type=job_type, privileged=principal.is_operator)
-        data_user = sub.data.get("userId") if isinstance(sub.data, dict) else None
-        claimed = sub.user_id or (str(data_user) if data_user is not None else None)
+    def acting_for(principal: Principal, claimed: str | None, project: str | None, what: str) -> str:
+        """The user a write is for. A user acts only as themselves and in their token's
+        projects; an operator may act for anyone."""
         if not principal.is_operator:
             if claimed is not None and claimed != principal.user_id:
-                raise Forbidden("userId: may only submit jobs as yourself", field="userId")
-            project = sub.project_id or (sub.data.get("projectId") if isinstance(sub.data, dict) else None)
+                raise Forbidden(f"userId: may only {what} as yourself", field="userId")
             if principal.projects is not None and project not in principal.projects:
                 raise Forbidden("projectId: not one of your token's projects", field="projectId")
-            sub.subscription = principal.tier or settings.priority.defaultSubscription
+        return claimed or principal.user_id
+
+    def tier_of(principal: Principal) -> str:
+        """A user's tier comes from their token (or the default), never from a request body."""
+        return principal.tier or settings.priority.defaultSubscription
+
+    def own_submission(principal: Principal, body: dict, job_type: str | None) -> Submission:
+        """Build a submission for the caller (see `acting_for`), at their token's tier."""
+        sub = Submission.from_mapping(body, job_type=job_type, privileged=principal.is_operator)
+        data = sub.data if isinstance(sub.data, dict) else {}
+        data_user = data.get("userId")
+        claimed = sub.user_id or (str(data_user) if data_user is not None else None)
+        sub.user_id = acting_for(principal, claimed, sub.project_id or data.get("projectId"), "submit jobs")
+        if not principal.is_operator:
+            sub.subscription = tier_of(principal)
             sub.allow_past = False
-        sub.user_id = claimed or principal.user_id
         return sub
 
     # --- liveness (no token) ---------------------------------------------------------
@@ -239,12 +248,12 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         body = dict(body)
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         claimed = body.get("userId") or data.get("userId")
+        user = acting_for(principal, claimed, body.get("projectId") or data.get("projectId"),
+                          "create recurring jobs")
         if not principal.is_operator:
-            if claimed is not None and claimed != principal.user_id:
-                raise Forbidden("userId: may only create recurring jobs as yourself", field="userId")
-            body["userSubscription"] = principal.tier or settings.priority.defaultSubscription
+            body["userSubscription"] = tier_of(principal)
         if claimed is None:
-            body["userId"] = principal.user_id
+            body["userId"] = user
         definition = await call(recurring.add_from_mapping, conn, settings, body, principal.is_operator)
         await audited(principal, "recurring-add", definition.jobType, definition.id, cron=definition.cronExpression)
         return await call(recurring.describe, conn, definition)
