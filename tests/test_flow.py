@@ -7,6 +7,13 @@ import signal
 import time
 from datetime import datetime
 
+from rq.job import Job
+from rq.registry import ReadyJobRegistry
+from rq.serializers import JSONSerializer
+
+from vq.config import load_settings
+from vq.submission import Submission, submit
+
 
 def _ts(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -56,6 +63,44 @@ def test_dependent_runs_after_all_dependencies_and_sees_their_results(vq):
     tree = vq.json("show", c, "--tree")
     assert [n["id"] for n in tree["dependsOn"]] == [a, b]
     assert all(n["status"] == "finished" for n in tree["dependsOn"])
+
+
+def test_many_fan_ins_each_start_as_soon_as_their_dependencies_finish(vq, redis_conn):
+    """Dependents readied at the same moment by two workers all run at once; none waits
+    for a recovery pass (RQ leaves such a contended one for a cleanup every ten minutes)."""
+    vq.configure(queue={"defaultJobOptions": {"removeOnComplete": 1000}})  # keep them all to compare
+    settings = load_settings(vq.config_path)
+    joins = []
+    for i in range(60):
+        a, b = (submit(redis_conn, settings, Submission("test-noop", user_id=f"u{i}")) for _ in range(2))
+        joins.append(submit(redis_conn, settings, Submission("test-echo", user_id=f"u{i}", depends_on=[a, b])))
+    vq.start_daemon(workers=2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        jobs = Job.fetch_many(joins, connection=redis_conn, serializer=JSONSerializer)
+        if all(j.get_status(refresh=False) == "finished" for j in jobs):
+            break
+        time.sleep(0.2)
+    for job in jobs:
+        assert job.get_status(refresh=False) == "finished", f"{job.id} is {job.get_status(refresh=False)}"
+        upstream = Job.fetch_many(job.dependency_ids, connection=redis_conn, serializer=JSONSerializer)
+        waited = (job.started_at - max(u.ended_at for u in upstream)).total_seconds()
+        assert waited < 2.0, f"{job.id} started {waited:.1f}s after its dependencies finished"
+
+
+def test_dependent_left_ready_by_a_crash_is_enqueued(vq, redis_conn):
+    """A worker that dies between readying a dependent and enqueueing it (RQ's two steps)
+    leaves it in RQ's ready registry; the daemon puts it on its queue within seconds."""
+    first = vq.submit("test-sleep", {"seconds": 30}, "--user", "u")
+    then = vq.submit("test-echo", {}, "--user", "v", "--depends-on", first)
+    vq.start_daemon()
+    assert vq.wait_for(first, statuses=("started",))  # workers are up (RQ's own start-up cleanup is past)
+    job = Job.fetch(then, connection=redis_conn, serializer=JSONSerializer)
+    with redis_conn.pipeline() as pipe:  # RQ's first step, as a crashed worker left it
+        pipe.multi()
+        ReadyJobRegistry(job.origin, connection=redis_conn).register_jobs([job], pipeline=pipe)
+        pipe.execute()
+    assert vq.wait_for(then, timeout=15)["status"] == "finished"
 
 
 def test_failed_dependency_cancels_dependents_with_a_reason(vq):

@@ -27,6 +27,7 @@ from vq.connection import connect, make_client
 from vq.jobtypes import job_types, load_handler
 from vq.procutil import die_with_parent
 from vq.queues import worker_queue_names
+from vq.rq_queue import enqueue_left_ready_jobs
 
 log = logging.getLogger("vq.daemon")
 SUPERVISE_EVERY = 0.5
@@ -159,6 +160,10 @@ class Chore:
             log.info("%s: %s", self.name, result)
 
 
+def _say_moved(count: int) -> str | None:
+    return f"{count} job(s) whose dependencies had finished put on their queues" if count else None
+
+
 @dataclass
 class _Child:
     name: str
@@ -225,6 +230,8 @@ class Daemon:
             Chore(conn, "trim ended jobs", MAINTAIN_EVERY, lambda: maintenance.trim_ended(conn, self.settings)),
             Chore(conn, "age waiting jobs", AGE_EVERY, lambda: self._admission(conn).promote_aged(
                 served, self.settings.priority.agingThreshold)),
+            Chore(conn, "enqueue ready dependents", MAINTAIN_EVERY,
+                  lambda: _say_moved(enqueue_left_ready_jobs(conn, queue_names))),
             Chore(conn, "recover stalled jobs", self.settings.queue.settings.stalledInterval / 1000,
                   lambda: stalled.recover(conn, self.settings)),
             Chore(conn, "check health", self.settings.health.checkInterval / 1000,

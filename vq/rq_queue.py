@@ -13,15 +13,17 @@ import time
 from redis import Redis
 from rq import Queue
 from rq.exceptions import DequeueTimeout
+from rq.registry import ReadyJobRegistry
 from rq.serializers import JSONSerializer
 
 from vq import keys
-from vq.admission import Admission, release, wait_for_wake
+from vq.admission import Admission, release, wait_for_wake, wake
 from vq.timer import schedule_in
 
 
 _admissions: dict[int, Admission] = {}
 _turn = itertools.count()
+READY_ATTEMPTS = 20  # contention on one ready registry clears within a few tries
 
 
 def admission_for(connection: Redis) -> Admission:
@@ -73,6 +75,48 @@ class VqQueue(Queue):
         if pipeline is None:
             pipe.execute()
         return job
+
+
+    def enqueue_ready_jobs_by_queue(self, job_ids_by_queue_name):
+        """RQ's enqueue of dependents whose dependencies just finished, retried until each
+        is on its queue. RQ skips a ready job when another worker touched the same ready
+        registry at that moment (two dependents of one type readied at once) and leaves it
+        to a registry cleanup that runs every ten minutes: a dependent would sit idle."""
+        pending = {name: list(ids) for name, ids in job_ids_by_queue_name.items() if ids}
+        for attempt in range(READY_ATTEMPTS):
+            if not pending:
+                break
+            if attempt:
+                time.sleep(0.001 * attempt)
+            super().enqueue_ready_jobs_by_queue(pending)
+            pending = _still_ready(self.connection, pending)
+        if job_ids_by_queue_name:
+            wake(self.connection)
+
+
+def _still_ready(conn: Redis, job_ids_by_queue_name: dict[str, list[str]]) -> dict[str, list[str]]:
+    with conn.pipeline(transaction=False) as pipe:
+        for name, ids in job_ids_by_queue_name.items():
+            key = ReadyJobRegistry(name, connection=conn).key
+            for job_id in ids:
+                pipe.zscore(key, job_id)
+        scores = iter(pipe.execute())
+    left = {name: [i for i in ids if next(scores) is not None] for name, ids in job_ids_by_queue_name.items()}
+    return {name: ids for name, ids in left.items() if ids}
+
+
+def enqueue_left_ready_jobs(conn: Redis, queue_names: list[str]) -> int:
+    """Enqueue dependents a crash left between "ready" and "queued" (RQ's recovery step,
+    run by the daemon every few seconds rather than RQ's ten minutes)."""
+    registries = [ReadyJobRegistry(name, connection=conn, serializer=JSONSerializer) for name in queue_names]
+    with conn.pipeline(transaction=False) as pipe:
+        for registry in registries:
+            pipe.zcard(registry.key)
+        counts = pipe.execute()
+    moved = sum(len(registry.cleanup()) for registry, count in zip(registries, counts) if count)
+    if moved:
+        wake(conn)
+    return moved
 
 
 def rq_queue(conn: Redis, name: str) -> VqQueue:
