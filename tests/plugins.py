@@ -77,3 +77,9 @@ def rate_limited(ctx, data):
 
 def unknown_error(ctx, data):
     raise KeyError("something odd")
+
+
+def uses_credential(ctx, data):
+    """Proves the handler got the decrypted credential, without echoing it into the result."""
+    key = data["auth"]["apiKey"]
+    return {"keyLength": len(key), "keyPrefix": key[:3], "prompt": data.get("prompt")}

@@ -52,6 +52,8 @@ class Api:
             parsed = json.loads(text) if text else None
         except json.JSONDecodeError:
             parsed = text.decode()
+        except UnicodeDecodeError:
+            parsed = text  # bytes: an artifact
         return Reply(status, parsed, {k.lower(): v for k, v in got.items()})
 
 

@@ -201,6 +201,44 @@ class HttpSettings(_Strict):
         return value
 
 
+class WebhookSettings(_Strict):
+    """Job webhooks (README: Webhooks): a job's webhookUrl is POSTed its JSON when it ends."""
+
+    enabled: bool = Field(True, description="run a notifier in each daemon")
+    timeout: int = Field(5000, ge=100, description="ms a receiver has to answer")
+    attempts: int = Field(5, ge=1, le=20, description="deliveries tried before giving up")
+    backoff: int = Field(2000, ge=10, description="ms before the 2nd attempt, doubling each time")
+    concurrency: int = Field(8, ge=1, le=64, description="deliveries in flight per daemon")
+    secret: str | None = Field(None, description="sign bodies (X-Vq-Signature); else $VQ_WEBHOOK_SECRET")
+
+
+class SecuritySettings(_Strict):
+    """Data protection (README: Data protection)."""
+
+    sensitiveFields: list[str] = Field(
+        default_factory=lambda: ["api_key", "token", "secret", "password", "passphrase", "credentials",
+                                 "private_key", "authorization"],
+        description="data fields whose names contain one of these (as whole words) are encrypted at rest")
+    encryptionKey: str | None = Field(None, description="Fernet key(s), comma-separated, newest first; else "
+                                                        "$VQ_ENCRYPTION_KEY, else <data_dir>/encryption.key")
+
+    @field_validator("encryptionKey")
+    @classmethod
+    def _fernet_keys(cls, value: str | None) -> str | None:
+        import base64
+        import binascii
+
+        for key in (value or "").split(","):
+            try:
+                ok = len(base64.urlsafe_b64decode(key.strip().encode())) == 32
+            except (binascii.Error, ValueError):
+                ok = False
+            if key.strip() and not ok:
+                raise ValueError("not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+                                 "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)")
+        return value
+
+
 class BreakerSettings(_Strict):
     failureThreshold: int = Field(5, ge=1, description="provider failures within `window` that open the breaker")
     window: int = Field(60_000, ge=1000, description="ms")
@@ -242,11 +280,27 @@ class Settings(_Strict):
     history: HistorySettings = HistorySettings()
     health: HealthSettings = HealthSettings()
     http: HttpSettings = HttpSettings()
+    security: SecuritySettings = SecuritySettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    subscriptions: dict[str, str] = Field(default_factory=dict, description="userId -> subscription tier, for "
+                                                                           "users whose token carries no tier")
     data_dir: str | None = None
     job_types: dict[str, JobTypeSettings] = Field(default_factory=dict)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     breaker: BreakerSettings = BreakerSettings()
     cache: CacheSettings = CacheSettings()
+
+    @field_validator("subscriptions")
+    @classmethod
+    def _known_tiers(cls, value: dict[str, str]) -> dict[str, str]:
+        for user, tier in value.items():
+            if tier not in TIERS:
+                raise ValueError(f"{user}: {tier!r} is not one of {', '.join(TIERS)}")
+        return value
+
+    def subscription_of(self, user_id: str | None) -> str:
+        """A user's tier when nothing more trusted names it: this config, else the default."""
+        return self.subscriptions.get(user_id or "") or self.priority.defaultSubscription
 
     @property
     def data_path(self) -> Path:

@@ -35,6 +35,7 @@ class HandlerContext:
     report_progress: Callable[[float, str | None], None] = field(repr=False)
     load_upstream: Callable[[], list[Upstream]] = field(repr=False, default=lambda: [])
     provider_client: Callable[[str, dict], dict] | None = field(repr=False, default=None)
+    readable_roots: Callable[[], list[Path]] | None = field(repr=False, default=None)  # None: artifacts_root
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job is (0-100) with an optional short message; shown live."""
@@ -43,10 +44,33 @@ class HandlerContext:
 
     @property
     def artifacts_dir(self) -> Path:
-        """A folder of this job's own for the files it produces; created on first use."""
+        """A folder of this job's own for the files it produces, readable only by vq's user;
+        created on first use."""
         path = self.artifacts_root / self.job_id
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            self.artifacts_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, exist_ok=True)
         return path
+
+    def input_file(self, value: object, field: str) -> Path:
+        """A file a handler is asked to read (named in job data or an upstream result),
+        allowed only inside this job's artifacts or those of the jobs it depends on: no value
+        in job data can make a handler read elsewhere (`../../etc/passwd`, absolute paths,
+        symlinks out)."""
+        from vq.errors import PermanentError
+
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
+            raise PermanentError(f"{field}: expected the path of a file in the job's artifacts")
+        path = Path(value)
+        if not path.is_absolute():
+            path = self.artifacts_dir / path
+        real = path.resolve()
+        roots = self.readable_roots() if self.readable_roots else [self.artifacts_root]
+        if not any(real.is_relative_to(root.resolve()) for root in [self.artifacts_root / self.job_id, *roots]):
+            raise PermanentError(f"{field}: {value} is outside this job's and its upstream jobs' artifacts")
+        if not real.is_file():
+            raise PermanentError(f"{field}: no such file: {value}")
+        return real
 
     def call_provider(self, name: str, payload: dict) -> dict:
         """Call an AI provider declared in config (see vq.providers); its failures arrive as

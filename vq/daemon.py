@@ -112,6 +112,17 @@ def _archiver_main(settings: Settings, log_level: str) -> None:
     archiver.run()
 
 
+def _webhooks_main(settings: Settings, log_level: str, consumer: str) -> None:
+    from vq.webhooks import Notifier
+
+    die_with_parent()
+    configure_logging(log_level)
+    notifier = Notifier(make_client(settings, socket_timeout=None), settings, consumer)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(notifier, "stopped", True))
+    signal.signal(signal.SIGINT, lambda *_: setattr(notifier, "stopped", True))
+    notifier.run()
+
+
 def _http_main(settings: Settings, listen: str, log_level: str) -> None:
     """The HTTP API under uvicorn: one process, asyncio, keep-alive, many clients."""
     import uvicorn
@@ -188,6 +199,7 @@ class Daemon:
 
     def run(self) -> int:
         configure_logging(self.options.log_level)
+        os.umask(0o077)  # artifacts, history and secrets: readable by vq's user only
         if not self.settings.redis.configured:
             from vq.embedded import EmbeddedRedis
 
@@ -219,6 +231,9 @@ class Daemon:
                                                              self.options.log_level)))
         if self.settings.history.enabled:
             self.children.append(_Child("archiver", _archiver_main, (self.settings, self.options.log_level)))
+        if self.settings.webhooks.enabled:
+            self.children.append(_Child("webhooks", _webhooks_main, (self.settings, self.options.log_level,
+                                                                     f"{host}.{os.getpid()}")))
         for child in self.children:
             self._start(ctx, child)
         signal.signal(signal.SIGTERM, self._request_stop)

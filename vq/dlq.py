@@ -12,7 +12,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import events, jobs, keys
+from vq import artifacts, events, jobs, keys
 from vq.config import Settings
 from vq.jobtypes import get_job_type, job_types
 from vq.model import as_utc, job_view
@@ -59,7 +59,7 @@ def purge(conn: Redis, settings: Settings, older_than_ms: int | None = None, job
         ended = as_utc(job.ended_at) if job.ended_at else None
         if cutoff is not None and ended is not None and ended.timestamp() > cutoff:
             continue
-        jobs.remove(conn, job.id, settings.data_path / "artifacts")
+        jobs.remove(conn, job.id, artifacts.root(settings))
         removed += 1
     events.emit(conn, "dlq-purged", "-", job_type, removed=removed,
                 olderThan=datetime.fromtimestamp(cutoff, timezone.utc).isoformat() if cutoff else None)

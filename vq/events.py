@@ -16,6 +16,7 @@ from redis.client import Pipeline
 
 from vq import keys
 
+NOT_LOGGED = {"webhookUrl"}  # may carry a receiver's token in its query string
 STREAM_MAXLEN = 1_000_000  # a cap for when no archiver runs; the archiver trims what it has written
 log = logging.getLogger("vq.events")
 
@@ -29,7 +30,7 @@ def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None =
         entry["fields"] = json.dumps(fields, separators=(",", ":"), default=str)
     conn.xadd(keys.EVENTS, entry, maxlen=STREAM_MAXLEN, approximate=True)
     if event != "progress":
-        detail = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))
+        detail = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, "") and k not in NOT_LOGGED)
         log.info("job %s %s %s%s", job_id, job_type or "", event, f" {detail}" if detail else "")
 
 

@@ -18,12 +18,13 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import events, keys, providers
+from vq import artifacts, events, keys, providers
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
 from vq.jobtypes import get_job_type, load_handler
 from vq.model import ms_between
+from vq.protect import protector
 
 PROGRESS_EVENT_INTERVAL = 0.25  # seconds between progress events of one job
 
@@ -44,7 +45,7 @@ class Runtime:
 
     @property
     def artifacts_root(self) -> Path:
-        return self.settings.data_path / "artifacts"
+        return artifacts.root(self.settings)
 
 
 _runtime: Runtime | None = None
@@ -117,6 +118,7 @@ def run_job(job_type: str, data: dict) -> dict:
         artifacts_root=rt.artifacts_root, log=logging.getLogger(f"vq.handler.{job_type}"),
         report_progress=_progress_reporter(job, job_type), load_upstream=lambda: upstream_of(job),
         provider_client=lambda name, payload: providers.call(rt.settings, name, payload),
+        readable_roots=lambda: readable_roots(job, rt.artifacts_root),
     )
     needed = providers_of(job_type_spec, data)
     breakers = rt.breakers(job.connection)
@@ -125,7 +127,7 @@ def run_job(job_type: str, data: dict) -> dict:
             retry_at = breakers.acquire(provider)
             if retry_at is not None:
                 raise ProviderUnavailable(provider, max(0.0, retry_at - time.time()))
-        result = handler(ctx, data)
+        result = handler(ctx, protector(rt.settings).unseal(data))
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
         job.save_meta()
@@ -159,6 +161,19 @@ def _progress_reporter(job: Job, job_type: str):
             events.emit(job.connection, "progress", job.id, job_type, percent=round(percent, 2), message=message)
 
     return report
+
+
+def readable_roots(job: Job, artifacts_root: Path, most: int = 500) -> list[Path]:
+    """The artifact folders a job may read besides its own: those of the jobs it depends
+    on, directly or through others (a composition reads the images its scenes used)."""
+    seen: set[str] = set()
+    frontier = list(job.meta.get("dependsOn") or [])
+    while frontier and len(seen) < most:
+        frontier = [i for i in dict.fromkeys(frontier) if i not in seen][:most - len(seen)]
+        seen.update(frontier)
+        found = Job.fetch_many(frontier, connection=job.connection, serializer=JSONSerializer)
+        frontier = [d for dep in found if dep is not None for d in (dep.meta.get("dependsOn") or [])]
+    return [artifacts_root / job_id for job_id in seen]
 
 
 def upstream_of(job: Job) -> list[Upstream]:

@@ -6,11 +6,8 @@ change of the overall status and POSTs it to the configured webhooks.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timezone
 
 import redis
@@ -22,6 +19,7 @@ from vq.config import Settings, Thresholds
 from vq.execution import providers_of
 from vq.jobtypes import job_types
 from vq.model import as_utc, iso
+from vq.webhooks import post_json, secret_of
 
 LEVELS = ("healthy", "degraded", "unhealthy", "error")
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2, "error": 3}  # as Nagios/Icinga plugins do
@@ -144,18 +142,10 @@ def check_and_alert(conn: Redis, settings: Settings) -> str | None:
     payload = {"event": "health.changed", "from": previous, "to": report["status"], "at": report["checkedAt"],
                "reasons": report["reasons"], "health": report}
     for url in settings.health.webhooks:
-        _post(url, payload)
+        problem = post_json(url, payload, timeout=5, secret=secret_of(settings), agent="vq-health")
+        if problem:
+            log.warning("health alert to %s failed: %s", url, problem)
     line = f"health changed: {previous} -> {report['status']}" + (
         f" ({'; '.join(report['reasons'][:3])})" if report["reasons"] else "")
     (log.warning if LEVELS.index(report["status"]) > LEVELS.index(previous) else log.info)(line)
     return None
-
-
-def _post(url: str, payload: dict) -> None:
-    request = urllib.request.Request(url, data=json.dumps(payload, default=str).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "vq-health"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
-    except (urllib.error.URLError, OSError) as exc:
-        log.warning("health alert to %s failed: %s", url, exc)

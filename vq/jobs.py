@@ -6,6 +6,7 @@ for a job directly.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, keys, limits
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
-from vq.model import TERMINAL, job_type_of, job_view, status_of
+from vq.model import TERMINAL, job_data, job_type_of, job_view, status_of
+from vq.protect import protector
 from vq.rq_queue import rq_queue
 
 CANCEL_REQUEST_TTL = 24 * 3600
@@ -35,12 +37,25 @@ def fetch_job(conn: Redis, job_id: str) -> Job:
         raise NotFound(f"no such job {job_id!r}") from None
 
 
-def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bool = True) -> dict:
+def owner(conn: Redis, job_id: str) -> tuple[str | None, str | None] | None:
+    """(userId, projectId) of a job in one read, or None when there is no such job."""
+    raw = conn.hget(Job.key_for(job_id), "meta")
+    if raw is None:
+        return None
+    meta = json.loads(raw)
+    return meta.get("userId"), meta.get("projectId")
+
+
+def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bool = True,
+         reveal_to: str | None = None) -> dict:
     """The job's JSON, with a planned parent's progress computed from its children, and for
     a job waiting for a slot (unless `explain` is off: it costs a dozen reads), why it waits
-    and where it stands."""
+    and where it stands. Its encrypted data fields are shown decrypted only when
+    `reveal_to` names the job's owner (the API's caller), else as "[redacted]"."""
     job = fetch_job(conn, job_id)
     view = job_view(job)
+    if reveal_to is not None and reveal_to == view["userId"] and settings is not None:
+        view["data"] = protector(settings).unseal(job_data(job), strict=False)
     if view["status"] == "limited" and explain:
         view.update(admission.wait_info(conn, job, limits.user_limit(conn, settings, view["userId"] or "_"),
                                         limits.type_limit(conn, settings, view["jobType"])))
@@ -160,7 +175,7 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str) -> None:
     job.save_meta()
     job.cancel()
     admission.forget(conn, job)
-    events.emit(conn, "canceled", job.id, job_type_of(job), reason=reason)
+    events.emit(conn, "canceled", job.id, job_type_of(job), reason=reason, webhookUrl=job.meta.get("webhookUrl"))
 
 
 def cancel_dependents(conn: Redis, job: Job, reason: str) -> list[str]:

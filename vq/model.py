@@ -11,6 +11,8 @@ from enum import Enum
 
 from rq.job import Job, JobStatus
 
+from vq.protect import redact
+
 VQ_FUNC = "vq.execution.run_job"
 
 
@@ -97,7 +99,7 @@ def job_view(job: Job, *, with_result: bool = True) -> dict:
         "projectId": meta.get("projectId"),
         "subscription": meta.get("subscription"),
         "queue": job.origin,
-        "data": job_data(job),
+        "data": redact(job_data(job)),  # encrypted fields stay hidden (vq/protect.py)
         "progress": progress,
         "result": result,
         "error": error_of(job, status),
@@ -121,4 +123,5 @@ def job_view(job: Job, *, with_result: bool = True) -> dict:
         "cachedFrom": meta.get("cachedFrom"),
         "recurringId": meta.get("recurringId"),  # spawned by this recurring job
         "tickAt": meta.get("tickAt"),  # for the tick that was due at this time
+        "webhookUrl": meta.get("webhookUrl"),  # POSTed this job's JSON when it ends
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from redis import Redis
-from vq.rq_queue import rq_queue
+from vq.rq_queue import VqQueue, rq_queue
 from rq.job import Job
 from rq.registry import (
     CanceledJobRegistry,
@@ -37,7 +37,7 @@ STATES = ("queued", "limited", *REGISTRIES)
 WAITING_STATUSES = ("queued", "rate_limited", "scheduled", "deferred")
 
 
-def rq_queues(conn: Redis, job_type: str) -> list[Queue]:
+def rq_queues(conn: Redis, job_type: str) -> list[VqQueue]:
     return [rq_queue(conn, keys.queue_name(job_type, p))
             for p in keys.PRIORITY_ORDER]
 

@@ -26,8 +26,9 @@ from rq.serializers import JSONSerializer
 from vq import keys
 from vq.config import Settings
 from vq.cron import due_ticks, next_after, next_times, validate_cron, validate_timezone
-from vq.errors import Conflict, InvalidInput, NotFound
+from vq.errors import Conflict, InvalidInput, NotFound, PermanentError
 from vq.model import iso
+from vq.protect import protector, redact
 from vq.submission import Submission, data_text, submit, validate
 from vq.timer import notify_in
 
@@ -80,11 +81,12 @@ class Recurring:
         fields = json.loads(raw)
         return cls(**{k: v for k, v in fields.items() if k in cls.__dataclass_fields__})
 
-    def submission(self, job_id: str | None = None, tick_ms: int | None = None) -> Submission:
+    def submission(self, settings: Settings, job_id: str | None = None, tick_ms: int | None = None) -> Submission:
+        """The job a tick spawns (its data decrypted: submission encrypts it again per job)."""
         origin = {"recurringId": self.id}
         if tick_ms is not None:
             origin.update(tickMs=tick_ms, tickAt=iso(datetime.fromtimestamp(tick_ms / 1000, timezone.utc)))
-        return Submission(job_type=self.jobType, data=dict(self.data), user_id=self.userId, project_id=self.projectId,
+        return Submission(job_type=self.jobType, data=protector(settings).unseal(self.data), user_id=self.userId, project_id=self.projectId,
                           priority=self.priority, subscription=self.userSubscription, privileged=self.privileged,
                           skip_cache=bool(self.options.get("skipCache")), job_id=job_id, origin=origin)
 
@@ -123,8 +125,9 @@ def add(conn: Redis, settings: Settings, *, job_type: str, cron: str, tz: str = 
             raise InvalidInput("name: expected 1 to 128 characters", field="name")
         if any(d.name == name for d in list_all(conn)):
             raise Conflict(f"name: a recurring job named {name!r} already exists", field="name")
-    validate(conn, settings, definition.submission())  # the job it will spawn must be valid today
+    validate(conn, settings, definition.submission(settings))  # the job it will spawn must be valid today
     definition.userId = definition.userId or data_text(definition.data, "userId")
+    definition.data = protector(settings).seal(definition.data)  # at rest in Redis and the history database
     definition.createdAt = definition.updatedAt = iso(datetime.now(timezone.utc))
     first = next_after(definition.cronExpression, definition.tz, _now_ms())
     with conn.pipeline() as pipe:
@@ -236,6 +239,7 @@ def describe(conn: Redis, definition: Recurring, runs: int = 0) -> dict:
     counts, and (when `runs`) its latest runs with their outcomes."""
     out = dict(definition.__dict__)
     out.pop("privileged", None)
+    out["data"] = redact(definition.data)
     due = next_run_ms(conn, definition)
     base = (due - 1) if due is not None else _now_ms()
     out["nextRuns"] = [] if definition.paused else [
@@ -347,8 +351,8 @@ class Spawner:
                 self.conn.exists(Job.key_for(job_id)):
             return  # an earlier attempt at this tick made it
         try:
-            submit(self.conn, self.settings, definition.submission(job_id, tick_ms))
-        except (InvalidInput, NotFound, Conflict) as exc:  # the job is refused; an outage propagates
+            submit(self.conn, self.settings, definition.submission(self.settings, job_id, tick_ms))
+        except (InvalidInput, NotFound, Conflict, PermanentError) as exc:  # the job is refused; an outage propagates
             self.conn.hset(keys.recurring_stats(definition.id), "lastError", str(exc))
             log.warning("recurring %s: tick %s not run: %s", definition.id,
                         iso(datetime.fromtimestamp(tick_ms / 1000, timezone.utc)), exc)

@@ -114,7 +114,8 @@ def _handle(conn: Redis, registry: StartedJobRegistry, job: Job, job_type: str, 
     if not _settle_if_still_started(conn, registry, job, fail):
         return None
     admission.release(conn, job.id, job_type, user)
-    events.emit(conn, "failed", job.id, job_type, category="stalled", error=job.meta["error"]["message"])
+    events.emit(conn, "failed", job.id, job_type, category="stalled", error=job.meta["error"]["message"],
+                webhookUrl=job.meta.get("webhookUrl"))
     if not job.allow_dependency_failures:
         cancel_dependents(conn, job, f"dependency {job.id} failed")
     return "failed"

@@ -30,11 +30,13 @@ from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFound, RedisUnavailable, VqError
 from vq.jobtypes import JobType, get_job_type, load_handler
 from vq.model import VQ_FUNC, iso
+from vq.protect import protector
 from vq.rq_queue import rq_queue
+from vq.webhooks import validate_url
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 CONTROL_FIELDS = {"jobType", "userId", "projectId", "userSubscription", "subscription", "priority", "delay",
-                  "at", "allowPast", "dependsOn", "allowFailure", "data", "idempotencyKey"}
+                  "at", "allowPast", "dependsOn", "allowFailure", "data", "idempotencyKey", "webhookUrl"}
 
 
 class TooLarge(InvalidInput):
@@ -60,6 +62,7 @@ class Submission:
     allow_past: bool = False  # an `at` in the past runs now instead of being refused
     job_id: str | None = None  # set by vq itself (a recurring tick's deterministic id), never by callers
     origin: dict = field(default_factory=dict)  # where a spawned job came from: recurringId, tickAt
+    webhook_url: str | None = None  # POSTed the job's JSON when it ends (vq/webhooks.py)
 
     @classmethod
     def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> "Submission":
@@ -99,6 +102,7 @@ class Submission:
             allow_past=bool(obj.get("allowPast", False)),
             privileged=privileged,
             idempotency_key=_text(obj, "idempotencyKey"),
+            webhook_url=_text(obj, "webhookUrl"),
             skip_cache=bool((obj.get("options") or {}).get("skipCache") if isinstance(obj.get("options"), dict) else False),
         )
 
@@ -124,6 +128,7 @@ class _Resolved:
     depends_on: list[str]
     allow_failure: bool
     origin: dict = field(default_factory=dict)
+    webhook_url: str | None = None
 
 
 def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
@@ -132,6 +137,7 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     job_type = get_job_type(settings, sub.job_type)
     if not isinstance(sub.data, dict):
         raise InvalidInput("data: expected a JSON object", field="data")
+    protector(settings).check(sub.data)
     size = len(json.dumps(sub.data, separators=(",", ":")).encode())
     limit = settings.limits.maxDataBytes
     if size > limit:
@@ -142,7 +148,7 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     if not _ID.match(user_id):
         raise InvalidInput(f"userId: {user_id!r} is not a valid id (letters, digits, . _ @ : -)", field="userId")
     project_id = sub.project_id or data_text(sub.data, "projectId")
-    subscription = sub.subscription or settings.priority.defaultSubscription
+    subscription = sub.subscription or settings.subscription_of(user_id)
     if subscription not in TIERS:
         raise InvalidInput(f"userSubscription: {subscription!r} is not one of {', '.join(TIERS)}", field="userSubscription")
     priority = _priority(settings, sub, subscription)
@@ -151,8 +157,9 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     if run_at and depends_on:
         raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
     _check_dependencies(conn, depends_on, sub.allow_failure)
+    webhook_url = validate_url(sub.webhook_url) if sub.webhook_url is not None else None
     return _Resolved(job_type, sub.data, user_id, project_id, priority, subscription, run_at, depends_on,
-                     sub.allow_failure, dict(sub.origin))
+                     sub.allow_failure, dict(sub.origin), webhook_url)
 
 
 def data_text(data: dict, name: str) -> str | None:
@@ -350,9 +357,11 @@ def _job_spec(settings: Settings, r: _Resolved, job_id: str, step: str | None, p
     }
     if cache_key:
         meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
+    if r.webhook_url:
+        meta["webhookUrl"] = r.webhook_url
     return dict(
-        args=(r.job_type.name, r.data), timeout=max(1, ceil(r.job_type.timeout_ms / 1000)), result_ttl=result_ttl,
-        failure_ttl=failure_ttl, job_id=job_id, meta=meta,
+        args=(r.job_type.name, protector(settings).seal(r.data)),  # credentials encrypted at rest
+        timeout=max(1, ceil(r.job_type.timeout_ms / 1000)), result_ttl=result_ttl, failure_ttl=failure_ttl, job_id=job_id, meta=meta,
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
         description=f"{r.job_type.name} for {r.user_id}",
     )
@@ -416,7 +425,8 @@ def _record_created_in(pipe: Pipeline, r: _Resolved, job: Job, parent_id: str | 
                 priority=r.priority, subscription=r.subscription, queue=job.origin,
                 status=status.value if status else None, parentId=parent_id, step=step,
                 dependsOn=r.depends_on or None, allowFailure=r.allow_failure or None,
-                recurringId=r.origin.get("recurringId"), **extra)
+                recurringId=r.origin.get("recurringId"),
+                webhookUrl=r.webhook_url if status == JobStatus.FINISHED else None, **extra)  # born finished: cached
     if status == JobStatus.QUEUED:
         wake_in(pipe)
     if r.origin.get("recurringId"):

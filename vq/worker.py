@@ -180,7 +180,8 @@ class VqWorker(SimpleWorker):
             with self.connection.pipeline(transaction=False) as pipe:
                 events.emit(pipe, "failed", job.id, job_type, attempt=job.meta.get("attempts"),
                             category=category, error=error.get("message") or _last_line(exc_string),
-                            durationMs=_took_ms(job), userId=job.meta.get("userId"))
+                            durationMs=_took_ms(job), userId=job.meta.get("userId"),
+                            webhookUrl=job.meta.get("webhookUrl"))
                 record_outcome_in(pipe, job)
                 pipe.execute()
             if not job.allow_dependency_failures:
@@ -194,7 +195,8 @@ class VqWorker(SimpleWorker):
             if job.meta.get("cacheKey"):
                 cache.remember(pipe, job.meta["cacheKey"], job.id, int(job.meta.get("cacheTtl", 0)) or 1)
             events.emit(pipe, "finished", job.id, job.meta.get("jobType"), durationMs=_took_ms(job),
-                        attempt=job.meta.get("attempts"), userId=job.meta.get("userId"))
+                        attempt=job.meta.get("attempts"), userId=job.meta.get("userId"),
+                        webhookUrl=job.meta.get("webhookUrl"))
             record_outcome_in(pipe, job)
             pipe.execute()
 
@@ -212,7 +214,7 @@ class VqWorker(SimpleWorker):
             record_outcome_in(pipe, job)
             pipe.execute()
         events.emit(self.connection, "canceled", job.id, job.meta.get("jobType"), reason=reason,
-                    userId=job.meta.get("userId"), durationMs=_took_ms(job))
+                    userId=job.meta.get("userId"), durationMs=_took_ms(job), webhookUrl=job.meta.get("webhookUrl"))
         cancel_dependents(self.connection, job, f"dependency {job.id} was canceled")
 
     def _delay_for_rate_limit(self, job: Job, queue: Queue, execution, error: dict) -> None:

@@ -17,16 +17,18 @@ from functools import partial
 from typing import Any
 
 import redis
-from fastapi import Body, Depends, FastAPI, Path, Query, Request
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, Field
 from redis import Redis
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from vq import health as health_service
 from vq import history as history_service
-from vq import audit, events, jobs, keys, prometheus, queues, recurring, stats
+from vq import artifacts, audit, events, jobs, keys, prometheus, queues, recurring, stats
 from vq.api.auth import Forbidden, Principal, decode, verify_key
 from vq.api.ratelimit import RateLimited, check_rate
 from vq.config import Settings
@@ -36,10 +38,31 @@ from vq.jobtypes import get_job_type, job_types
 from vq.submission import Submission, submit, submit_each
 
 JOB_ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$", description="A job id.")
+BEARER = HTTPBearer(auto_error=False, description="A JWT, e.g. from `vq token create` (documents the scheme; "
+                                                  "the token is checked by vq.api.auth)")
 SSE_BLOCK_MS = 15_000  # a keep-alive comment at least this often
 MAX_BULK = 1000  # submissions per POST /api/jobs/bulk
 DRAIN_FACTOR = 16  # an oversize body up to this many times the limit is read before the 413
 TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job type, see GET /api/jobs/types.")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="malformed, invalid, unauthorized, forbidden, not_found, conflict, too_large, "
+                                  "rate_limited, redis_unavailable")
+    message: str = Field(description="one line naming what is wrong")
+    field: str | None = Field(None, description="the request field at fault, when there is one")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
+    (400, "Malformed request (the body is not JSON)"), (401, "Missing, malformed, expired or wrongly signed token"),
+    (403, "The token's role or projects do not allow this"), (404, "No such job type, job or artifact"),
+    (409, "The job is not in a state that allows this"), (413, "Request body too large (http.maxBodyBytes)"),
+    (422, "A field is invalid; `field` names it"), (429, "Rate limited; see Retry-After"),
+    (503, "Redis unreachable"))}
 
 
 class EventAudience:
@@ -64,9 +87,7 @@ class EventAudience:
             if event["event"] != "created" and self.principal.projects is not None:
                 owner = None  # the project is only on `created`: look at the job
         if owner is None:
-            raw = self.conn.hget(f"rq:job:{event['jobId']}", "meta")
-            meta = json.loads(raw) if raw else {}
-            owner = (meta.get("userId"), meta.get("projectId"))
+            owner = jobs.owner(self.conn, event["jobId"]) or (None, None)
         if len(self.owners) >= self.remember:
             self.owners.clear()
         self.owners[event["jobId"]] = owner
@@ -82,7 +103,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     conn = conn or make_client(settings)
     stream_conn = make_async_client(settings)  # event streams wait on Redis without holding a thread
     app = FastAPI(title="vq", version="1", summary="The job queue of the AI video-generation platform",
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None, responses=ERROR_RESPONSES)
 
     @app.exception_handler(VqError)
     async def _vq_error(_request: Request, exc: VqError):
@@ -115,7 +136,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
 
     token_key = verify_key(settings)
 
-    async def caller(request: Request) -> Principal:
+    async def caller(request: Request, _bearer: object = Security(BEARER)) -> Principal:
         principal = decode(settings, request.headers.get("authorization"), token_key)
         if settings.http.rateLimit.requests > 0:
             await run_in_threadpool(check_rate, conn, settings, principal.user_id)
@@ -138,11 +159,11 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         sub = own_submission(principal, body, job_type)
         job_id = submit(conn, settings, sub)
         audit.record(conn, principal.user_id, principal.role, "create", sub.job_type, job_id, **detail)
-        return jobs.show(conn, job_id, settings, explain=False)
+        return jobs.show(conn, job_id, settings, explain=False, reveal_to=principal.user_id)
 
     def visible_job(principal: Principal, job_type: str, job_id: str) -> dict:
         """The job, if it exists, is of this type and the caller may see it; else 404."""
-        view = jobs.show(conn, job_id, settings)
+        view = jobs.show(conn, job_id, settings, reveal_to=principal.user_id)
         if view["jobType"] != job_type or not principal.may_see(view["userId"], view["projectId"]):
             raise NotFound(f"no such job {job_id!r}")
         return view
@@ -158,8 +179,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         return claimed or principal.user_id
 
     def tier_of(principal: Principal) -> str:
-        """A user's tier comes from their token (or the default), never from a request body."""
-        return principal.tier or settings.priority.defaultSubscription
+        """A user's tier comes from their token, else the server's config, never from a request body."""
+        return principal.tier or settings.subscription_of(principal.user_id)
 
     def own_submission(principal: Principal, body: dict, job_type: str | None) -> Submission:
         """Build a submission for the caller (see `acting_for`), at their token's tier."""
@@ -171,6 +192,10 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         if not principal.is_operator:
             sub.subscription = tier_of(principal)
             sub.allow_past = False
+            for dependency in sub.depends_on:  # another user's job cannot feed yours its results
+                found = jobs.owner(conn, dependency) if isinstance(dependency, str) else None
+                if found is None or not principal.may_see(*found):
+                    raise NotFound(f"dependsOn: no such job {dependency!r}", field="dependsOn")
         return sub
 
     # --- liveness (no token) ---------------------------------------------------------
@@ -365,11 +390,26 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         await call(visible_job, principal, jobType, jobId)
         return await call(jobs.result, conn, jobId)
 
+    @app.get("/api/jobs/{jobType}/{jobId}/artifacts", tags=["jobs"], summary="The files a job produced")
+    async def job_artifacts(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+                            principal: Principal = Depends(caller)) -> dict:
+        await call(visible_job, principal, jobType, jobId)
+        files = await call(artifacts.listing, settings, jobId)
+        return {"id": jobId, "artifacts": [{"name": f["name"], "bytes": f["bytes"]} for f in files]}
+
+    @app.get("/api/jobs/{jobType}/{jobId}/artifacts/{name:path}", tags=["jobs"], summary="One artifact's bytes",
+             response_class=FileResponse)
+    async def job_artifact(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+                           name: str = Path(..., max_length=512, description="a name from the artifacts list"),
+                           principal: Principal = Depends(caller)):
+        await call(visible_job, principal, jobType, jobId)
+        return FileResponse(await call(artifacts.file, settings, jobId, name))
+
     @app.delete("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Remove a job (cancel it first if running)")
     async def remove_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                          principal: Principal = Depends(caller)) -> dict:
         await call(visible_job, principal, jobType, jobId)
-        removed = await call(jobs.remove, conn, jobId, settings.data_path / "artifacts")
+        removed = await call(jobs.remove, conn, jobId, artifacts.root(settings))
         await audited(principal, "remove", jobType, jobId)
         return removed
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import jwt
 
 from vq.config import TIERS, Settings
+from vq.secretfile import read_or_create
 from vq.errors import InvalidInput, VqError
 
 ROLES = ("user", "operator", "admin")
@@ -62,13 +63,7 @@ def signing_secret(settings: Settings) -> str:
     configured = settings.http.jwt_secret or os.environ.get("VQ_JWT_SECRET")
     if configured:
         return configured
-    path = settings.data_path / SECRET_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    return read_or_create(settings.data_path / SECRET_FILE, lambda: secrets.token_urlsafe(48))
 
 
 def verify_key(settings: Settings) -> tuple[str, str]:

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from vq import dlq
-from vq.cli.output import emit, err, out, status_text, table
+from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.durations import parse_duration_ms
 from vq.errors import InvalidInput

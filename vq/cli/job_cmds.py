@@ -1,4 +1,4 @@
-"""Commands on single jobs: show, jobs, progress, result, retry, cancel, rm."""
+"""Commands on single jobs: show, jobs, progress, result, artifacts, retry, cancel, rm."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vq import audit, jobs
-from vq.cli.output import emit, err, out, print_json, status_text
+from vq import artifacts, audit, jobs
+from vq.cli.output import emit, err, out, status_text, table
 from vq.cli.render import render_job, render_jobs, render_tree
 from vq.cli.state import JSON_OPTION, state
 from vq.errors import InvalidInput
@@ -75,6 +75,15 @@ def register(app: typer.Typer) -> None:
         res = jobs.result(st.conn, job_id)
         emit(res, as_json, lambda r: out.print_json(json.dumps(r["result"], default=str)))
 
+    @app.command("artifacts")
+    def list_artifacts(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+                       as_json: bool = JSON_OPTION) -> None:
+        """List the files a job wrote (its artifacts folder), with sizes and paths."""
+        st = state(ctx)
+        view = jobs.show(st.conn, job_id, st.settings, explain=False)
+        files = artifacts.listing(st.settings, view["id"])
+        emit({"id": view["id"], "artifacts": files}, as_json, _render_artifacts)
+
     @app.command("retry")
     def retry(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
         """Run a failed, stopped or canceled job again."""
@@ -98,9 +107,17 @@ def register(app: typer.Typer) -> None:
     def remove(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
         """Remove a job that is not running, with its result and artifacts."""
         st = state(ctx)
-        view = jobs.remove(st.conn, job_id, st.settings.data_path / "artifacts")
+        view = jobs.remove(st.conn, job_id, artifacts.root(st.settings))
         audit.record(st.conn, audit.cli_actor(), "operator", "remove", view["jobType"], job_id)
         emit({"id": view["id"], "removed": True}, as_json, lambda v: err.print(f"job {v['id']} removed"))
+
+
+def _render_artifacts(listing: dict) -> None:
+    if not listing["artifacts"]:
+        err.print(f"job {listing['id']} has no artifacts")
+        return
+    out.print(table(["name", "bytes", "path"], [[f["name"], f"{f['bytes']:,}", f["path"]]
+                                               for f in listing["artifacts"]], title=f"artifacts of {listing['id']}"))
 
 
 def _follow_bar(conn, job_id: str) -> dict:

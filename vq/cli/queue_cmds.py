@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from vq import audit, queues
-from vq.cli.output import emit, err, out, status_text, table
+from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.jobtypes import job_types
 

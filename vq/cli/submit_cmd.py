@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from vq import audit, jobs
-from vq.cli.output import emit, error, note, out, print_json, table
+from vq.cli.output import emit, error, note, print_json
 from vq.cli.render import render_job
 from vq.cli.state import JSON_OPTION, state
 from vq.durations import parse_duration_ms, parse_instant
@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Run even if an identical job's result is cached."),
         idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key",
                                                       help="Submitting the same key again returns the same job."),
+        webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the job's JSON to this URL when it ends."),
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the job to end and print its final state."),
         timeout: Optional[float] = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
         batch: Optional[str] = typer.Option(None, "--batch", help="JSON-lines file of submissions, or - for stdin."),
@@ -78,8 +79,9 @@ def register(app: typer.Typer) -> None:
         sub = Submission(
             job_type=job_type, data=parse_data(data), user_id=user, project_id=project, priority=priority,
             subscription=subscription, delay_ms=parse_duration_ms(delay, "--delay") if delay else None,
-            at=parse_instant(at, "--at") if at else None, allow_past=allow_past, depends_on=list(depends_on), allow_failure=allow_failure,
-            privileged=True, idempotency_key=idempotency_key, skip_cache=skip_cache,
+            at=parse_instant(at, "--at") if at else None, allow_past=allow_past, depends_on=list(depends_on),
+            allow_failure=allow_failure,
+            privileged=True, idempotency_key=idempotency_key, skip_cache=skip_cache, webhook_url=webhook,
         )
         job_id = submit(st.conn, st.settings, sub)
         audit.record(st.conn, audit.cli_actor(), "operator", "create", job_type, job_id)

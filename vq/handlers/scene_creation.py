@@ -9,8 +9,6 @@ the WAV, so a broken asset fails this step, not the composition.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PIL import Image, UnidentifiedImageError
 
 from vq.errors import PermanentError
@@ -40,10 +38,8 @@ def handle(ctx, data: dict) -> dict:
     index, image, audio, image_field, audio_field = _inputs(ctx, data)
     ctx.progress(10, f"scene {index}: checking assets")
 
-    image_path, audio_path = Path(image["path"]), Path(audio["path"])
-    for field, path in ((image_field, image_path), (audio_field, audio_path)):
-        if not path.is_file():
-            raise PermanentError(f"{field}: no such file: {path}")
+    image_path = ctx.input_file(image["path"], image_field)
+    audio_path = ctx.input_file(audio["path"], audio_field)
     try:
         with Image.open(image_path) as im:
             width, height = im.size
@@ -57,8 +53,8 @@ def handle(ctx, data: dict) -> dict:
         "index": index,
         "heading": text_field(data, "heading", required=False)
         or audio.get("heading") or image.get("heading") or f"Scene {index + 1}",
-        "image": str(image_path.resolve()),
-        "audio": str(audio_path.resolve()),
+        "image": str(image_path),
+        "audio": str(audio_path),
         "durationSeconds": duration,
         "narration": text_field(data, "narration", required=False) or audio.get("text") or "",
         "width": width,

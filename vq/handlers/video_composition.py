@@ -45,18 +45,16 @@ def _scenes(ctx, data: dict) -> list[dict]:
     for i, (sc, field) in enumerate(zip(given, labels, strict=True)):
         if not isinstance(sc, dict) or not isinstance(sc.get("image"), str):
             raise PermanentError(f"{field}.image: required, the path of the scene's image")
-        if not Path(sc["image"]).is_file():
-            raise PermanentError(f"{field}.image: no such file: {sc['image']}")
+        image = ctx.input_file(sc["image"], f"{field}.image")
         audio, duration = sc.get("audio"), sc.get("durationSeconds")
-        if audio and (not isinstance(audio, str) or not Path(audio).is_file()):
-            raise PermanentError(f"{field}.audio: no such file: {audio}")
+        if audio:
+            audio = ctx.input_file(audio, f"{field}.audio")
         if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration <= 0:
             if not audio:
                 raise PermanentError(f"{field}.durationSeconds: required when the scene has no audio")
             duration = wav_seconds(audio)
         scenes.append({"index": sc.get("index", i), "heading": sc.get("heading") or f"Scene {i + 1}",
-                       "image": str(Path(sc["image"]).resolve()),
-                       "audio": str(Path(audio).resolve()) if audio else None,
+                       "image": str(image), "audio": str(audio) if audio else None,
                        "durationSeconds": float(duration), "title": sc.get("title")})
     return sorted(scenes, key=lambda s: s["index"]) if ups else scenes
 

@@ -1,0 +1,192 @@
+"""Webhooks: a job's `webhookUrl` is POSTed the job's JSON when it ends (finished, failed
+for good, or canceled); health alerts use the same sender.
+
+Delivery never slows a worker: the ended event carries the URL, and each daemon's notifier
+reads the event stream in a Redis consumer group, so every event is handled by one daemon.
+A delivery that fails (network error, timeout, non-2xx) is retried with exponential
+back-off up to `webhooks.attempts` times; an event whose notifier died is claimed by
+another after `CLAIM_IDLE_MS`. Bodies are signed when `webhooks.secret` is set:
+`X-Vq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import redis
+from redis import Redis
+
+from vq import events, keys
+from vq.config import Settings
+from vq.errors import InvalidInput
+
+log = logging.getLogger("vq.webhooks")
+
+GROUP = "vq-webhooks"
+ENDED = ("finished", "failed", "canceled")
+CLAIM_IDLE_MS = 60_000  # an event read but not handled for this long was dropped by a dead notifier
+MAX_URL = 2048
+
+
+def validate_url(url: object, field: str = "webhookUrl") -> str:
+    """An http(s) URL with a host, or one line naming what is wrong."""
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInput(f"{field}: expected an http:// or https:// URL", field=field)
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"{field}: {url[:80]!r} is not an http:// or https:// URL", field=field)
+    if len(url) > MAX_URL:
+        raise InvalidInput(f"{field}: longer than {MAX_URL} characters", field=field)
+    return url.strip()
+
+
+def signature(secret: str, body: bytes, at: int) -> str:
+    digest = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},v1={digest}"
+
+
+def post_json(url: str, payload: dict, *, timeout: float, secret: str | None = None,
+              agent: str = "vq-webhook") -> str | None:
+    """POST `payload`; None when the receiver answered 2xx, else why not (one line)."""
+    body = json.dumps(payload, default=str, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": agent}
+    if secret:
+        headers["X-Vq-Signature"] = signature(secret, body, int(time.time()))
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read(65536)
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
+def secret_of(settings: Settings) -> str | None:
+    return settings.webhooks.secret or os.environ.get("VQ_WEBHOOK_SECRET") or None
+
+
+class Notifier:
+    """One daemon's share of job webhook deliveries."""
+
+    def __init__(self, conn: Redis, settings: Settings, consumer: str):
+        self.conn = conn
+        self.settings = settings
+        self.consumer = consumer
+        self.pool = ThreadPoolExecutor(max_workers=settings.webhooks.concurrency, thread_name_prefix="vq-webhook")
+        self.last_claim = 0.0
+        self.group_ready = False
+        self.stopped = False
+
+    def run(self) -> None:
+        """Deliver until stopped; an unreachable Redis is waited out, said once."""
+        down = False
+        while not self.stopped:
+            try:
+                self.run_once()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if not down:
+                    log.warning("webhooks: Redis unreachable (%s); retrying", str(exc).splitlines()[0] if str(exc) else exc)
+                down = True
+                time.sleep(1)
+                continue
+            if down:
+                log.info("webhooks: Redis reachable again")
+                down = False
+        self.pool.shutdown(wait=True)
+
+    def _ensure_group(self) -> None:
+        """The consumer group, made once (new events only) and again if Redis lost it."""
+        if self.group_ready:
+            return
+        try:
+            self.conn.xgroup_create(keys.EVENTS, GROUP, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self.group_ready = True
+
+    def run_once(self, block_ms: int = 1000) -> int:
+        """Deliver what is due: retries, events a dead notifier left, new events."""
+        self._ensure_group()
+        try:
+            return self._run_once(block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.group_ready = False  # Redis restarted without its data
+            return 0
+
+    def _run_once(self, block_ms: int) -> int:
+        handled = self._retry_due()
+        if time.monotonic() - self.last_claim > CLAIM_IDLE_MS / 4000:
+            self.last_claim = time.monotonic()
+            _next, claimed, *_ = self.conn.xautoclaim(keys.EVENTS, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0",
+                                                      count=100)
+            handled += self._handle(events.parse([(keys.EVENTS, [c for c in claimed if c[1]])]))
+        fresh = self.conn.xreadgroup(GROUP, self.consumer, {keys.EVENTS: ">"}, count=200, block=block_ms)
+        return handled + self._handle(events.parse(fresh))
+
+    def _handle(self, batch: list[dict]) -> int:
+        wanted = [e for e in batch if e["fields"].get("webhookUrl") and _ended_as(e)]
+        futures = [self.pool.submit(self._deliver, e["jobId"], e["fields"]["webhookUrl"], _ended_as(e), 1)
+                   for e in wanted]
+        for future in futures:
+            future.result()
+        if batch:
+            self.conn.xack(keys.EVENTS, GROUP, *[e["id"] for e in batch])
+        return len(wanted)
+
+    def _retry_due(self) -> int:
+        due = self.conn.zrangebyscore(keys.WEBHOOK_RETRIES, "-inf", time.time() * 1000, start=0, num=50)
+        mine = [raw for raw in due if self.conn.zrem(keys.WEBHOOK_RETRIES, raw)]  # ZREM decides who sends it
+        for raw in mine:
+            item = json.loads(raw)
+            self.pool.submit(self._deliver, item["jobId"], item["url"], item["event"], item["attempt"]).result()
+        return len(mine)
+
+    def _deliver(self, job_id: str, url: str, event: str, attempt: int) -> None:
+        from vq import jobs
+        from vq.errors import NotFound
+
+        try:
+            payload = {"event": f"job.{event}", "job": jobs.show(self.conn, job_id, self.settings, explain=False)}
+        except NotFound:
+            payload = {"event": f"job.{event}", "job": {"id": job_id, "status": event}}
+        opts = self.settings.webhooks
+        problem = post_json(url, payload, timeout=opts.timeout / 1000, secret=secret_of(self.settings))
+        if problem is None:
+            log.info("job %s: webhook %s delivered (attempt %d)", job_id, _host(url), attempt)
+            return
+        if attempt >= opts.attempts:
+            log.warning("job %s: webhook %s failed %d times, giving up: %s", job_id, _host(url), attempt, problem)
+            events.emit(self.conn, "webhook-failed", job_id, payload["job"].get("jobType"), error=problem)
+            return
+        wait_ms = opts.backoff * 2 ** (attempt - 1)
+        log.info("job %s: webhook %s failed (%s); attempt %d in %.1fs", job_id, _host(url), problem, attempt + 1,
+                 wait_ms / 1000)
+        item = json.dumps({"jobId": job_id, "url": url, "event": event, "attempt": attempt + 1})
+        self.conn.zadd(keys.WEBHOOK_RETRIES, {item: time.time() * 1000 + wait_ms})
+
+
+def _ended_as(event: dict) -> str | None:
+    """How the event's job ended, if it did (a cached job is created finished)."""
+    if event["event"] in ENDED:
+        return event["event"]
+    if event["event"] == "created" and event["fields"].get("status") in ENDED:
+        return event["fields"]["status"]
+    return None
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc
