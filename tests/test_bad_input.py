@@ -67,10 +67,11 @@ def test_bad_at_exits_2(vq):
 
 
 def test_unknown_job_exits_4_for_every_job_command(vq):
-    for command in ("show", "result", "retry", "cancel", "rm", "progress"):
-        proc = vq.run(command, "0123456789abcdef")
-        assert proc.returncode == 4, command
-        assert "no such job '0123456789abcdef'" in _one_line(proc)
+    for command in ("show", "result", "retry", "cancel", "rm", "progress", "artifacts"):
+        for job_id in ("0123456789abcdef", "a@b.c"):  # the second is not even a possible RQ id
+            proc = vq.run(command, job_id)
+            assert proc.returncode == 4, (command, job_id)
+            assert f"no such job '{job_id}'" in _one_line(proc)
 
 
 @pytest.mark.parametrize("content, message", [

@@ -14,7 +14,7 @@ from pathlib import Path
 from redis import Redis
 
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -31,6 +31,8 @@ CANCEL_REQUEST_TTL = 24 * 3600
 def fetch_job(conn: Redis, job_id: str) -> Job:
     if not job_id or not isinstance(job_id, str):
         raise InvalidInput("job id: missing")
+    if not JOB_ID_PATTERN.fullmatch(job_id):  # RQ would raise ValueError; no job can have such an id
+        raise NotFound(f"no such job {job_id!r}")
     try:
         return Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
     except NoSuchJobError:

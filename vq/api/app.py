@@ -24,6 +24,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 from redis import Redis
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
 
 from vq import health as health_service
@@ -37,7 +38,7 @@ from vq.errors import InvalidInput, NotFound, VqError
 from vq.jobtypes import get_job_type, job_types
 from vq.submission import Submission, submit, submit_each
 
-JOB_ID = Path(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$", description="A job id.")
+JOB_ID = Path(..., pattern=r"^[A-Za-z0-9_-]{1,128}$", description="A job id (RQ's: letters, digits, _ and -).")
 BEARER = HTTPBearer(auto_error=False, description="A JWT, e.g. from `vq token create` (documents the scheme; "
                                                   "the token is checked by vq.api.auth)")
 SSE_BLOCK_MS = 15_000  # a keep-alive comment at least this often
@@ -63,6 +64,14 @@ ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status,
     (409, "The job is not in a state that allows this"), (413, "Request body too large (http.maxBodyBytes)"),
     (422, "A field is invalid; `field` names it"), (429, "Rate limited; see Retry-After"),
     (503, "Redis unreachable"))}
+
+
+ERRORS_AS_JSON = {status: {"description": spec["description"], "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/ErrorBody"}}}} for status, spec in ERROR_RESPONSES.items()}
+"""For routes whose success is not JSON (files, text, event streams): their errors still are."""
+
+HTTP_CODES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+              409: "conflict", 413: "too_large", 422: "invalid", 429: "rate_limited"}
 
 
 class EventAudience:
@@ -109,6 +118,13 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     async def _vq_error(_request: Request, exc: VqError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
         return _error(exc.http_status, exc.code, exc.message, exc.field, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException):
+        """Starlette's own refusals (a body that is not UTF-8, a wrong method) in vq's error shape."""
+        message = "body: not valid JSON (not UTF-8)" if exc.detail == "There was an error parsing the body" else \
+            str(exc.detail)
+        return _error(exc.status_code, HTTP_CODES.get(exc.status_code, "error"), message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
@@ -235,7 +251,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
                 "results": outcomes}
 
     @app.get("/api/jobs/events", tags=["jobs"], summary="Live job events (Server-Sent Events)",
-             response_class=StreamingResponse)
+             response_class=StreamingResponse, responses=ERRORS_AS_JSON)
     async def job_events(request: Request, since: str | None = Query(None, pattern=r"^(\d+-\d+|\$)$",
                                                                      description="a stream id to resume after"),
                          principal: Principal = Depends(caller)):
@@ -359,7 +375,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
                 for jt in job_types(settings).values()]
 
     @app.get("/metrics", tags=["monitoring"], summary="Prometheus metrics (operator)",
-             response_class=PlainTextResponse)
+             response_class=PlainTextResponse, responses=ERRORS_AS_JSON)
     async def metrics(_: Principal = Depends(operator)):
         text = await call(prometheus.exposition, conn, settings)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
@@ -398,7 +414,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         return {"id": jobId, "artifacts": [{"name": f["name"], "bytes": f["bytes"]} for f in files]}
 
     @app.get("/api/jobs/{jobType}/{jobId}/artifacts/{name:path}", tags=["jobs"], summary="One artifact's bytes",
-             response_class=FileResponse)
+             response_class=FileResponse, responses=ERRORS_AS_JSON)
     async def job_artifact(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                            name: str = Path(..., max_length=512, description="a name from the artifacts list"),
                            principal: Principal = Depends(caller)):
