@@ -55,8 +55,3 @@ def parse(response) -> list[dict]:
             item["fields"] = json.loads(item["fields"]) if "fields" in item else {}
             out.append(item)
     return out
-
-
-def for_job(conn: Redis, job_id: str, limit: int = 10_000) -> list[dict]:
-    """The events of one job still in the stream (the history database keeps older ones)."""
-    return [e for e in read(conn, count=limit) if e["jobId"] == job_id]

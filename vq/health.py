@@ -59,22 +59,23 @@ def _redis(conn: Redis, settings: Settings) -> dict:
             "status": _grade(ratio, settings.health.redisMemory) if ratio is not None else "healthy"}
 
 
-def check(conn: Redis, settings: Settings) -> dict:
-    """The health report. Never raises for an unreachable Redis: that is status `error`."""
+def check(conn: Redis, settings: Settings, counts: list[dict] | None = None) -> dict:
+    """The health report (from `queues.counts` when the caller has them already). Never
+    raises for an unreachable Redis: that is status `error`."""
     checked = iso(datetime.now(timezone.utc))
     try:
-        return _check(conn, settings, checked)
+        return _check(conn, settings, checked, counts)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         return {"status": "error", "checkedAt": checked, "reasons": [f"Redis unreachable: {str(exc).splitlines()[0]}"],
                 "redis": {"reachable": False}, "queues": [], "workers": {"alive": 0, "total": 0}, "breakers": []}
 
 
-def _check(conn: Redis, settings: Settings, checked: str) -> dict:
+def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dict] | None) -> dict:
     h = settings.health
     now = int(time.time() * 1000)
     current = metrics.read_window(conn, h.window, end_ms=now)
     previous = metrics.read_window(conn, h.window, end_ms=now - h.window)
-    counts = {row["jobType"]: row for row in queues.counts(conn, settings)}
+    counts = {row["jobType"]: row for row in (known_counts or queues.counts(conn, settings))}
     workers = _workers(conn, h.heartbeatAge)
     alive = [w for w in workers if w["alive"]]
     open_breakers = [b["provider"] for b in breaker.states(conn, settings) if b["state"] == "open"]

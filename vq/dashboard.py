@@ -1,0 +1,73 @@
+"""What the live dashboard (`vq tui`) shows, read in a bounded number of Redis round trips
+whatever the number of jobs: counters, registry sizes, the worker list, a few recent
+metric buckets and the first recurring definitions. The TUI is an adapter over this and
+over the same service functions the CLI calls for its actions."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from redis import Redis
+
+from vq import breaker, health, limits, metrics, queues, recurring
+from vq.config import Settings
+
+SPARK_MINUTES = 30  # the throughput sparkline's width, one bar per minute
+RECURRING_SHOWN = 20
+
+
+def overview(conn: Redis, settings: Settings) -> dict:
+    """Overall health, one row per job type, workers, breakers and recurring jobs."""
+    counts = queues.counts(conn, settings)
+    report = health.check(conn, settings, counts=counts)
+    if report["status"] == "error":
+        raise_unreachable(report)
+    health_of = {row["jobType"]: row for row in report["queues"]}
+    spark = throughput(conn, [row["jobType"] for row in counts])
+    rows = []
+    for row in counts:
+        checked = health_of.get(row["jobType"], {})
+        rows.append({**row, "health": checked.get("status", "healthy"), "reasons": checked.get("reasons", []),
+                     "throughput": spark[row["jobType"]]})
+    return {"status": report["status"], "reasons": report["reasons"], "checkedAt": report["checkedAt"],
+            "redis": report["redis"], "queues": rows, "workers": report["workers"]["list"],
+            "breakers": breaker.states(conn, settings), "recurring": upcoming_recurring(conn)}
+
+
+def raise_unreachable(report: dict) -> None:
+    import redis
+
+    raise redis.ConnectionError(report["reasons"][0] if report["reasons"] else "Redis unreachable")
+
+
+def throughput(conn: Redis, job_types: list[str], minutes: int = SPARK_MINUTES) -> dict[str, list[int]]:
+    """Jobs ended (finished or failed) per minute for the last `minutes`, oldest first."""
+    now = int(time.time() * 1000)
+    buckets = metrics.read_buckets(conn, "m", now - (minutes - 1) * 60_000, now)
+    out = {name: [] for name in job_types}
+    for _start, by_type in buckets:
+        for name in job_types:
+            counter = by_type.get(name, Counter())
+            out[name].append(counter["finished"] + counter["failed"])
+    return out
+
+
+def upcoming_recurring(conn: Redis, most: int = RECURRING_SHOWN) -> list[dict]:
+    """Recurring definitions, soonest first: id, name, type, cron, time zone, next run."""
+    rows = []
+    for definition in recurring.list_all(conn):
+        due = recurring.next_run_ms(conn, definition)
+        rows.append({"id": definition.id, "name": definition.name, "jobType": definition.jobType,
+                     "cronExpression": definition.cronExpression, "tz": definition.tz,
+                     "paused": definition.paused, "nextRunMs": None if definition.paused else due})
+    rows.sort(key=lambda r: (r["nextRunMs"] is None, r["nextRunMs"] or 0))
+    return rows[:most]
+
+
+def user_view(conn: Redis, settings: Settings, user_id: str) -> dict:
+    """A user's running jobs against their concurrency limit."""
+    from vq import jobs
+
+    running = jobs.list_jobs(conn, user=user_id, status="started", limit=100)
+    return {"userId": user_id, "limit": limits.user_limit(conn, settings, user_id), "running": running}

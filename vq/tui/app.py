@@ -1,0 +1,115 @@
+"""The dashboard application: screens, key bindings, command palette and actions.
+
+Every read runs in a worker thread (vq/tui/live.py) and every action too (`act`), so
+the UI never waits on Redis. Actions call the same service functions as the CLI through
+`Services`, and a destructive one asks first (`confirm`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import redis
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from vq.errors import VqError
+from vq.tui.dialogs import ConfirmScreen, HelpScreen, PromptScreen
+from vq.tui.overview import OverviewScreen
+from vq.tui.services import Services
+
+
+class VqDashboard(App):
+    TITLE = "vq"
+    SUB_TITLE = "job queue dashboard"
+    CSS = """
+    #queues { height: 1fr; min-height: 6; }
+    #below { height: 10; }
+    ProgressBar { padding: 0 1; }
+    Static#detail, Static#tree, Static#timeline { padding: 0 1; }
+    """
+    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
+
+    def __init__(self, services: Services, refresh_every: float = 1.0):
+        super().__init__()
+        self.services = services
+        self.refresh_every = refresh_every
+
+    def get_default_screen(self) -> Screen:
+        return OverviewScreen()
+
+    # --- shared helpers the screens call ---------------------------------------------
+    def act(self, action: Callable[..., str], *args) -> None:
+        """Run an action off the UI thread; say what it did, or why it could not."""
+        def run() -> None:
+            try:
+                said, severity = action(*args), "information"
+            except VqError as exc:
+                said, severity = exc.message, "error"
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                said, severity = f"Redis unreachable: {str(exc).splitlines()[0] if str(exc) else exc}", "error"
+            self.call_from_thread(self._acted, said, severity)
+        self.run_worker(run, thread=True, group="actions")
+
+    def _acted(self, said: str, severity: str) -> None:
+        self.notify(said, severity=severity, timeout=6)
+        reload = getattr(self.screen, "reload", None)
+        if reload:
+            reload()
+
+    def confirm(self, question: str, action: Callable[..., str], *args) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.act(action, *args)
+        self.push_screen(ConfirmScreen(question), answered)
+
+    def prompt(self, question: str, then: Callable[[str | None], None]) -> None:
+        self.push_screen(PromptScreen(question), then)
+
+    def open_user(self) -> None:
+        from vq.tui.screens import UserScreen
+
+        self.prompt("User id", lambda user: user and user.strip() and self.push_screen(UserScreen(user.strip())))
+
+    def open_job(self) -> None:
+        from vq.tui.screens import JobScreen
+
+        self.prompt("Job id", lambda job_id: job_id and job_id.strip() and self.push_screen(JobScreen(job_id.strip())))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    # --- command palette: one entry per action ------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Help", "Every key of the dashboard", self.action_help)
+        yield SystemCommand("Dead-letter queue", "Jobs that failed for good; retry them", self._dead_letters)
+        yield SystemCommand("Open a user", "A user's running jobs against their limit", self.open_user)
+        yield SystemCommand("Open a job", "A job by id: progress, error, history, dependencies", self.open_job)
+        for row in getattr(self._overview(), "data", {}).get("queues", []):
+            name = row["jobType"]
+            yield SystemCommand(f"Jobs of {name}", f"The {name} queue's jobs", lambda n=name: self._open_queue(n))
+            yield SystemCommand(f"Pause {name}", "Stop starting its jobs on every host",
+                                lambda n=name: self.act(self.services.pause, n))
+            yield SystemCommand(f"Resume {name}", "Start its jobs again", lambda n=name: self.act(self.services.resume, n))
+            yield SystemCommand(f"Clear {name}", "Delete its waiting jobs (asks first)",
+                                lambda n=name: self.confirm(f"Delete every waiting job of {n}?", self.services.clear, n))
+        if hasattr(self.screen, "selected_job") and self.screen.selected_job():
+            job_id = self.screen.selected_job()
+            yield SystemCommand("Retry this job", job_id, self.screen.action_retry)
+            yield SystemCommand("Cancel this job", job_id, self.screen.action_cancel_job)
+            yield SystemCommand("Remove this job", job_id, self.screen.action_remove)
+
+    def _overview(self) -> OverviewScreen | None:
+        return next((s for s in self.screen_stack if isinstance(s, OverviewScreen)), None)
+
+    def _open_queue(self, job_type: str) -> None:
+        from vq.tui.screens import QueueScreen
+
+        self.push_screen(QueueScreen(job_type))
+
+    def _dead_letters(self) -> None:
+        from vq.tui.screens import DeadLetterScreen
+
+        self.push_screen(DeadLetterScreen())

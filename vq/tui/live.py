@@ -1,0 +1,97 @@
+"""The dashboard's screens refresh themselves off the UI thread.
+
+Each `LiveScreen` reads Redis in a worker thread (`fetch`), then shows the result on the UI
+thread (`show`). A slow or unreachable Redis never freezes the UI: a read in flight is
+not started twice, the banner says Redis is unreachable and since when, the last data
+stays on screen, and the next successful read clears the banner by itself.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from textual.screen import Screen
+from textual.widgets import Static
+
+from vq.errors import VqError
+
+
+class Banner(Static):
+    """One line at the top: the overall state, or that Redis cannot be reached."""
+
+    DEFAULT_CSS = """
+    Banner { height: 1; padding: 0 1; background: $boost; }
+    Banner.down { background: $error; color: $text; text-style: bold; }
+    """
+
+    def down(self, problem: str, since: float) -> None:
+        self.add_class("down")
+        self.update(f"Redis unreachable since {time.strftime('%H:%M:%S', time.localtime(since))}: {problem} "
+                    "— showing the last data, retrying")
+
+    def up(self, text) -> None:
+        self.remove_class("down")
+        self.update(text)
+
+
+class LiveScreen(Screen):
+    """A screen that re-reads its data every `app.refresh_every` seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loading = False
+        self.down_since: float | None = None
+
+    @property
+    def services(self):
+        return self.app.services
+
+    def on_mount(self) -> None:
+        self.reload()
+        self.set_interval(self.app.refresh_every, self.reload)
+
+    def reload(self) -> None:
+        """Start a read unless one is still in flight (a slow Redis must not pile them up)."""
+        if self._loading:
+            return
+        self._loading = True
+        self.run_worker(self._read, thread=True, group=f"read-{id(self)}")
+
+    def _read(self) -> None:
+        try:
+            data, problem = self.fetch(), None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            data, problem = None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except VqError as exc:
+            data, problem = exc, None
+        finally:
+            self._loading = False
+        try:
+            self.app.call_from_thread(self._arrived, data, problem)
+        except RuntimeError:
+            pass  # the app is closing
+
+    def _arrived(self, data, problem: str | None) -> None:
+        if not self.is_attached:
+            return
+        banner = self.query_one(Banner)
+        if problem is not None:
+            self.down_since = self.down_since or time.time()
+            banner.down(problem, self.down_since)
+            return
+        self.down_since = None
+        if isinstance(data, VqError):
+            banner.up(f"[red]{data.message}[/]")
+            return
+        banner.up(self.summary(data))
+        self.show(data)
+
+    def fetch(self):  # runs in a worker thread
+        raise NotImplementedError
+
+    def show(self, data) -> None:  # runs on the UI thread
+        raise NotImplementedError
+
+    def summary(self, data) -> str:
+        return ""

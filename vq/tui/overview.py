@@ -1,0 +1,151 @@
+"""The dashboard's first screen: one row per job type, then workers, breakers and
+recurring jobs; the banner says how the whole system is."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
+
+from vq.tui import format as fmt
+from vq.tui.live import Banner, LiveScreen
+
+SPARK_SHOWN = 10  # minutes of the throughput sparkline that fit at 80 columns
+
+QUEUE_COLUMNS = ("type", "wait", "lim", "run", "delay", "defer", "fail", "done", "ended/min")
+"""Compact, to fit 80 columns: waiting, limited (waiting for a slot), running/limit,
+delayed, deferred (dependencies), failed, finished, and a sparkline of jobs ended per
+minute. The type's name is coloured by its health and marked ⏸ when paused."""
+
+
+class OverviewScreen(LiveScreen):
+    BINDINGS = [
+        Binding("enter", "open_queue", "Jobs"),
+        Binding("p", "pause", "Pause"),
+        Binding("r", "resume", "Resume"),
+        Binding("c", "clear", "Clear"),
+        Binding("d", "dead_letters", "Dead letters"),
+        Binding("u", "user", "User"),
+        Binding("j", "job", "Job by id"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Banner("connecting to Redis…")
+        queues = DataTable(id="queues", cursor_type="row", zebra_stripes=True)
+        queues.add_columns(*QUEUE_COLUMNS)
+        yield queues
+        with TabbedContent(id="below"):
+            with TabPane("Workers", id="workers-tab"):
+                yield DataTable(id="workers", cursor_type="row")
+            with TabPane("Breakers", id="breakers-tab"):
+                yield DataTable(id="breakers", cursor_type="row")
+            with TabPane("Recurring", id="recurring-tab"):
+                yield DataTable(id="recurring", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#workers", DataTable).add_columns("worker", "state", "current job", "heartbeat", "queues")
+        self.query_one("#breakers", DataTable).add_columns("provider", "state", "failures", "next probe")
+        self.query_one("#recurring", DataTable).add_columns("id", "name", "type", "cron", "tz", "next run")
+        self.query_one("#queues", DataTable).focus()
+        super().on_mount()
+
+    def fetch(self) -> dict:
+        return self.services.overview()
+
+    def summary(self, data: dict) -> Text:
+        workers = data["workers"]
+        alive = sum(1 for w in workers if w["alive"])
+        line = fmt.health(data["status"])
+        line.append(f"   workers {alive}/{len(workers)} alive", style="")
+        if data["redis"].get("memoryRatio") is not None:
+            line.append(f"   Redis memory {data['redis']['memoryRatio']:.0%} of maxmemory", style="")
+        if data["reasons"]:
+            line.append("   " + "; ".join(data["reasons"][:2]), style="dim")
+        return line
+
+    def show(self, data: dict) -> None:
+        self.data = data
+        _fill(self.query_one("#queues", DataTable), [
+            (row["jobType"], [
+                fmt.queue_name(row["jobType"], row["health"], row["paused"]), row["queued"], row["limited"],
+                f"{row['running']}/{row['limit']}", row["scheduled"], row["deferred"],
+                Text(str(row["failed"]), style="red" if row["failed"] else ""), row["finished"],
+                fmt.sparkline(row["throughput"][-SPARK_SHOWN:])])
+            for row in data["queues"]])
+        _fill(self.query_one("#workers", DataTable), [
+            (w["name"], [w["name"], w["state"], fmt.short(w["currentJob"], 32),
+                         Text(fmt.age(w["heartbeatAgeMs"]), style="" if w["alive"] else "red"),
+                         str(len(w["queues"]))])
+            for w in data["workers"]])
+        _fill(self.query_one("#breakers", DataTable), [
+            (b["provider"], [b["provider"], Text(b["state"], style="red" if b["state"] == "open" else "green"),
+                             f"{b['failures']}/{b['threshold']}", b["nextProbe"] or "-"])
+            for b in data["breakers"]])
+        _fill(self.query_one("#recurring", DataTable), [
+            (r["id"], [r["id"], r["name"] or "", r["jobType"], r["cronExpression"], r["tz"],
+                       "paused" if r["paused"] else fmt.until(r["nextRunMs"])])
+            for r in data["recurring"]])
+        tabs = self.query_one(TabbedContent)
+        opened = sum(1 for b in data["breakers"] if b["state"] == "open")
+        tabs.get_tab("breakers-tab").label = f"Breakers ({opened} open)" if opened else "Breakers"
+        tabs.get_tab("workers-tab").label = f"Workers ({len(data['workers'])})"
+        tabs.get_tab("recurring-tab").label = f"Recurring ({len(data['recurring'])})"
+
+    # --- actions ---------------------------------------------------------------------
+    def selected_type(self) -> str | None:
+        table = self.query_one("#queues", DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "queues":  # enter or a click on a queue's row
+            self.action_open_queue()
+
+    def action_open_queue(self) -> None:
+        from vq.tui.screens import QueueScreen
+
+        job_type = self.selected_type()
+        if job_type:
+            self.app.push_screen(QueueScreen(job_type))
+
+    def action_pause(self) -> None:
+        if job_type := self.selected_type():
+            self.app.act(self.services.pause, job_type)
+
+    def action_resume(self) -> None:
+        if job_type := self.selected_type():
+            self.app.act(self.services.resume, job_type)
+
+    def action_clear(self) -> None:
+        if job_type := self.selected_type():
+            self.app.confirm(f"Delete every waiting job of {job_type}? Running and ended jobs stay.",
+                             self.services.clear, job_type)
+
+    def action_dead_letters(self) -> None:
+        from vq.tui.screens import DeadLetterScreen
+
+        self.app.push_screen(DeadLetterScreen())
+
+    def action_user(self) -> None:
+        self.app.open_user()
+
+    def action_job(self) -> None:
+        self.app.open_job()
+
+
+def _fill(table: DataTable, rows: list[tuple[str, list]]) -> None:
+    """Replace the table's rows, keeping the cursor on the same row when it still exists."""
+    keep = None
+    if table.row_count:
+        keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    table.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+    if keep is not None:
+        keys = [key for key, _cells in rows]
+        if keep in keys:
+            table.move_cursor(row=keys.index(keep), animate=False)

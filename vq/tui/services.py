@@ -1,0 +1,87 @@
+"""What the dashboard reads and does: the same service functions the CLI calls, with
+each action audited as the operator at this terminal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+
+from vq import artifacts, audit, dashboard, dlq, history, historydb, jobs, queues
+from vq.config import Settings
+from vq.errors import NotFound
+
+PAGE = 20  # jobs per page in a queue's list
+
+
+@dataclass
+class Services:
+    conn: Redis
+    settings: Settings
+    actor: str = ""
+
+    def __post_init__(self):
+        self.actor = self.actor or audit.cli_actor().replace("cli:", "tui:", 1)
+
+    # --- reads ---------------------------------------------------------------------
+    def overview(self) -> dict:
+        return dashboard.overview(self.conn, self.settings)
+
+    def queue_jobs(self, job_type: str, status: str | None, user: str | None, page: int) -> list[dict]:
+        return jobs.list_jobs(self.conn, job_type=job_type, status=status, user=user or None, limit=PAGE,
+                              offset=page * PAGE)
+
+    def job(self, job_id: str) -> dict:
+        view = jobs.show(self.conn, job_id, self.settings)
+        view["tree"] = jobs.tree(self.conn, job_id)
+        view["artifactFiles"] = artifacts.listing(self.settings, job_id)
+        try:
+            view["timeline"] = history.timeline(historydb.open_db(self.settings, create=False), job_id)["transitions"]
+        except NotFound:
+            view["timeline"] = []
+        return view
+
+    def user(self, user_id: str) -> dict:
+        return dashboard.user_view(self.conn, self.settings, user_id)
+
+    def dead_letters(self) -> list[dict]:
+        return dlq.list_dead(self.conn, self.settings, limit=100)
+
+    # --- actions (each audited) ----------------------------------------------------
+    def _audit(self, action: str, job_type: str | None, target: str = "-", **detail) -> None:
+        audit.record(self.conn, self.actor, "operator", action, job_type, target, **detail)
+
+    def pause(self, job_type: str) -> str:
+        queues.pause(self.conn, self.settings, job_type)
+        self._audit("pause", job_type)
+        return f"{job_type} paused"
+
+    def resume(self, job_type: str) -> str:
+        queues.resume(self.conn, self.settings, job_type)
+        self._audit("resume", job_type)
+        return f"{job_type} resumed"
+
+    def clear(self, job_type: str) -> str:
+        removed = queues.clear(self.conn, self.settings, job_type)["removed"]
+        self._audit("clear", job_type, removed=removed)
+        return f"{job_type}: {removed} waiting job(s) removed"
+
+    def retry(self, job_id: str) -> str:
+        view = jobs.retry(self.conn, job_id)
+        self._audit("retry", view["jobType"], job_id)
+        return f"job {job_id} requeued ({view['status']})"
+
+    def cancel(self, job_id: str) -> str:
+        view = jobs.cancel(self.conn, job_id, f"canceled by {self.actor}")
+        self._audit("cancel", view["jobType"], job_id)
+        return f"job {job_id} canceled" if view["status"] == "canceled" else f"job {job_id}: cancellation requested"
+
+    def remove(self, job_id: str) -> str:
+        view = jobs.remove(self.conn, job_id, artifacts.root(self.settings))
+        self._audit("remove", view["jobType"], job_id)
+        return f"job {job_id} removed"
+
+    def retry_dead(self, job_ids: list[str] | None) -> str:
+        done = dlq.retry_dead(self.conn, self.settings, job_ids)
+        self._audit("dlq-retry", None, "-", count=len(done))
+        return f"{len(done)} dead letter(s) requeued"
