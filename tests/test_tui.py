@@ -1,0 +1,184 @@
+"""`vq tui` driven with Textual's pilot against a real Redis, real jobs and a real daemon:
+what each screen shows, that actions ask before destroying and then act, and that a dead
+Redis shows a banner without freezing the keys, then recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis as redis_lib
+from textual.widgets import DataTable
+
+from vq import jobs
+from vq.config import load_settings
+from vq.connection import make_client
+from vq.tui.app import VqDashboard
+from vq.tui.dialogs import ConfirmScreen, HelpScreen
+from vq.tui.live import Banner
+from vq.tui.screens import DeadLetterScreen, JobScreen, QueueScreen
+from vq.tui.services import Services
+
+
+def dashboard(vq) -> VqDashboard:
+    settings = load_settings(vq.config_path)
+    return VqDashboard(Services(make_client(settings, socket_timeout=2.0), settings), refresh_every=0.3)
+
+
+async def until(pilot, check, timeout: float = 15, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception:  # noqa: BLE001 - the screen may still be building
+            pass
+        await pilot.pause(0.1)
+    raise AssertionError(f"{what} not met within {timeout}s")
+
+
+def banner(app) -> str:
+    return str(app.screen.query_one(Banner).content)
+
+
+def rows(app, table_id: str) -> dict[str, list[str]]:
+    table = app.screen.query_one(f"#{table_id}", DataTable)
+    return {key.value: [str(c) for c in table.get_row(key)] for key in table.rows}
+
+
+def select(app, table_id: str, key: str) -> None:
+    table = app.screen.query_one(f"#{table_id}", DataTable)
+    table.move_cursor(row=table.get_row_index(key))
+    table.focus()
+
+
+def run(coroutine):
+    asyncio.run(coroutine)
+
+
+def test_overview_counts_and_queue_actions_ask_then_act(vq, redis_conn):
+    for user in ("ann", "bob", "cy"):
+        vq.submit("test-noop", {}, "--user", user)
+    vq.submit("test-echo", {}, "--user", "ann", "--delay", "1h")
+
+    async def scenario():
+        app = dashboard(vq)
+        async with app.run_test(size=(80, 24)) as pilot:
+            table = await until(pilot, lambda: rows(app, "queues").get("test-noop"), what="the queues table")
+            assert table[1:3] == ["3", "0"]  # waiting, limited
+            assert rows(app, "queues")["test-echo"][4] == "1"  # delayed
+            assert "no live worker" in banner(app)
+            select(app, "queues", "test-noop")
+            await pilot.press("p")
+            await until(pilot, lambda: "⏸" in rows(app, "queues")["test-noop"][0], what="paused mark")
+            assert redis_conn.sismember("vq:paused", "test-noop")
+            await pilot.press("c")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("n")  # declined: nothing removed
+            await pilot.pause(0.5)
+            assert rows(app, "queues")["test-noop"][1] == "3"
+            await pilot.press("c")
+            await pilot.press("y")
+            await until(pilot, lambda: rows(app, "queues")["test-noop"][1] == "0", what="cleared")
+            await pilot.press("r")
+            await until(pilot, lambda: "⏸" not in rows(app, "queues")["test-noop"][0], what="resumed")
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+
+    run(scenario())
+    audit = vq.json("audit")
+    assert {(a["action"], a["actor"].split(":")[0]) for a in audit} >= {("pause", "tui"), ("clear", "tui"),
+                                                                       ("resume", "tui")}
+
+
+def test_drill_down_to_a_running_job_and_cancel_it(vq):
+    vq.start_daemon()
+    running = vq.submit("test-sleep", {"seconds": 30, "steps": 60}, "--user", "ann")
+    vq.wait_for(running, statuses=("started",))
+    for user in ("bob", "cy"):
+        vq.submit("test-echo", {"n": 1}, "--user", user, "--delay", "1h")
+
+    async def scenario():
+        app = dashboard(vq)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: rows(app, "queues")["test-sleep"][3] == "1/" + rows(app, "queues")[
+                "test-sleep"][3].split("/")[1], what="one running")
+            await until(pilot, lambda: any(running in r[2] for r in rows(app, "workers").values()),
+                        what="the worker's current job")
+            select(app, "queues", "test-echo")
+            await pilot.press("enter")
+            assert isinstance(app.screen, QueueScreen)
+            await until(pilot, lambda: len(rows(app, "jobs")) == 2, what="test-echo's jobs")
+            await pilot.press("f")
+            await pilot.press(*"bob", "enter")
+            await until(pilot, lambda: [r[2] for r in rows(app, "jobs").values()] == ["bob"], what="user filter")
+            while app.screen.status_filter != "finished":  # `s` cycles the filter; bob's job is not finished
+                await pilot.press("s")
+            await until(pilot, lambda: "status: finished " in banner(app) and not rows(app, "jobs"), what="filtered")
+            while app.screen.status_filter != "scheduled":
+                await pilot.press("s")
+            await until(pilot, lambda: [r[1] for r in rows(app, "jobs").values()] == ["scheduled"], what="scheduled")
+            await pilot.press("escape")
+            select(app, "queues", "test-sleep")
+            await pilot.press("enter")
+            await until(pilot, lambda: running in rows(app, "jobs"), what="the running job listed")
+            select(app, "jobs", running)
+            await pilot.press("enter")
+            assert isinstance(app.screen, JobScreen)
+            bar = app.screen.query_one("#progress")
+            first = await until(pilot, lambda: bar.progress or None, what="progress")
+            await until(pilot, lambda: bar.progress > first, what="progress moving")
+            assert "started" in banner(app)
+            await pilot.press("x")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("y")
+            await until(pilot, lambda: "canceled" in banner(app), timeout=20, what="canceled")
+
+    run(scenario())
+    assert vq.json("show", running)["status"] == "canceled"
+
+
+def test_dead_letters_are_listed_and_retried(vq):
+    vq.start_daemon()
+    dead = vq.submit("test-broken", {}, "--user", "ann")
+    vq.wait_for(dead)
+
+    async def scenario():
+        app = dashboard(vq)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: rows(app, "queues"), what="overview")
+            await pilot.press("d")
+            assert isinstance(app.screen, DeadLetterScreen)
+            listed = await until(pilot, lambda: rows(app, "dead").get(dead), what="the dead job")
+            assert listed[3] == "permanent" and "input can never work" in listed[4]
+            first_end = jobs.show(app.services.conn, dead)["finishedAt"]
+            await pilot.press("r")
+            await until(pilot, lambda: jobs.show(app.services.conn, dead)["finishedAt"] not in (None, first_end),
+                        what="the retried job ran again")
+
+    run(scenario())
+    assert any(a["action"] == "dlq-retry" and a["actor"].startswith("tui:") for a in vq.json("audit"))
+
+
+def test_a_dead_redis_shows_a_banner_keeps_the_keys_working_and_recovers(vq, redis_server):
+    vq.submit("test-noop", {}, "--user", "ann")
+
+    async def scenario():
+        app = dashboard(vq)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: rows(app, "queues").get("test-noop"), what="overview")
+            redis_server.kill()
+            await until(pilot, lambda: "Redis unreachable" in banner(app), what="the banner")
+            assert rows(app, "queues")["test-noop"][1] == "1"  # the last data stays
+            started = time.monotonic()
+            await pilot.press("question_mark")  # the UI answers at once while Redis is gone
+            assert isinstance(app.screen, HelpScreen) and time.monotonic() - started < 1.0
+            await pilot.press("escape")
+            redis_server.start()
+            await until(pilot, lambda: "Redis unreachable" not in banner(app), timeout=20, what="recovery")
+            assert rows(app, "queues")["test-noop"][1] == "1"
+
+    run(scenario())
+    redis_lib.Redis.from_url(redis_server.url).ping()
