@@ -36,7 +36,8 @@ and per job, render_jobs, metric totals; history-off: no history rows, no metric
 
 Part 2, answer time ("answer"), no daemon running. First a few jobs (default 200) are run by
 a daemon with history on (so the metrics and history are not all zero), and it is stopped.
-Then `vq.stats.stats`, `vq.health.check` and `vq.stats.perf` (window 1 h) are called 20
+Then `vq.stats.stats`, `vq.health.check`, `vq.stats.perf` (window 1 h) and
+`vq.dashboard.overview` (what each `vq tui` refresh reads) are called 20
 times each (after one warm-up call each, calls interleaved), in-process, and timed; then
 1,000,000 waiting jobs are created and they are timed again. The waiting jobs are what
 `submit` would leave behind: real RQ jobs of `bench-noop` (function vq.execution.run_job,
@@ -84,7 +85,7 @@ from rich.table import Table  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
-from vq import archiver, health, historydb, keys, metrics  # noqa: E402
+from vq import archiver, dashboard, health, historydb, keys, metrics  # noqa: E402
 from vq import stats as vq_stats  # noqa: E402
 from vq.config import TIERS, load_settings  # noqa: E402
 from vq.jobtypes import job_types  # noqa: E402
@@ -97,11 +98,13 @@ LABELS = {"vq-on": "vq daemon, history on", "vq-off": "vq daemon, history off", 
 PARTS = ("cost", "answer")
 TARGET_RATIO = 0.90  # history-on at least 0.90x history-off
 TARGET_MS = 50.0  # stats, health, perf: median under 50 ms with the waiting jobs
+DASHBOARD_TARGET_MS = 1000.0  # vq tui must refresh within a second (issue 8); its read is the cost
 ROWS_PER_JOB = ("created", "started", "finished")
 CHUNK = 10_000
 PERF_WINDOW_MS = 3_600_000
-CALLS = ("stats", "health", "perf", "rq-info")
-CALL_LABELS = {"stats": "vq stats", "health": "vq health", "perf": "vq perf (1 h)", "rq-info": "rq info (reference)"}
+CALLS = ("stats", "health", "perf", "dashboard", "rq-info")
+CALL_LABELS = {"stats": "vq stats", "health": "vq health", "perf": "vq perf (1 h)",
+               "dashboard": "vq tui refresh (dashboard.overview)", "rq-info": "rq info (reference)"}
 
 
 # --------------------------------------------------------------------------- config and users
@@ -303,8 +306,8 @@ def print_cost(console, results: list[RunResult], summary: dict, ratios: dict, e
                         "ok" if e["catch_up_confirmed"] else "[red]timeout[/]")
     console.print(archive)
     cpu = {s: statistics.median(e["redis_cpu_s"] for e in extras[s]) for s in ("vq-on", "vq-off") if extras[s]}
-    console.print(f"[dim]job_history rows: 3 per job (created, started, finished), all present in every run. "
-                  f"Redis CPU during the drain (median): "
+    console.print("[dim]job_history rows: 3 per job (created, started, finished), all present in every run. "
+                  "Redis CPU during the drain (median): "
                   + ", ".join(f"{LABELS[s]} {v:.2f} s" for s, v in cpu.items()) + ".[/]")
 
 
@@ -403,7 +406,8 @@ def time_calls(conn, settings, calls: int) -> dict[str, list[float]]:
     """Each call once to warm up, then `calls` rounds of every call, interleaved; ms."""
     names = all_queue_names(settings)
     fns = {"stats": lambda: vq_stats.stats(conn, settings), "health": lambda: health.check(conn, settings),
-           "perf": lambda: vq_stats.perf(conn, settings, PERF_WINDOW_MS), "rq-info": lambda: rq_info(conn, names)}
+           "perf": lambda: vq_stats.perf(conn, settings, PERF_WINDOW_MS),
+           "dashboard": lambda: dashboard.overview(conn, settings), "rq-info": lambda: rq_info(conn, names)}
     for fn in fns.values():
         fn()
     out: dict[str, list[float]] = {name: [] for name in fns}
@@ -449,6 +453,7 @@ def part_answer(conn, args, workdir: Path, redis_url: str, progress) -> dict:
             f"{name} {c['median_ms']:.1f}/{c['p95_ms']:.1f} ms" for name, c in phase["calls"].items())
             + f"  [dim]({seen})[/]")
     met = {name: phases["waiting"]["calls"][name]["median_ms"] < TARGET_MS for name in ("stats", "health", "perf")}
+    met["dashboard"] = phases["waiting"]["calls"]["dashboard"]["median_ms"] < DASHBOARD_TARGET_MS
     return {"phases": phases, "meets_target": met, "queues": len(all_queue_names(settings))}
 
 
@@ -464,7 +469,8 @@ def print_answer(console, answer: dict, meta: dict) -> None:
         target = "-"
         if name in answer["meets_target"]:
             ok = answer["meets_target"][name]
-            target = f"[{'green' if ok else 'red'}]< {TARGET_MS:g} ms: {'met' if ok else 'missed'}[/]"
+            limit = DASHBOARD_TARGET_MS if name == "dashboard" else TARGET_MS
+            target = f"[{'green' if ok else 'red'}]< {limit:g} ms: {'met' if ok else 'missed'}[/]"
         table.add_row(CALL_LABELS[name], f"{e['median_ms']:.1f}", f"{e['p95_ms']:.1f}", f"{f['median_ms']:.1f}",
                       f"{f['p95_ms']:.1f}", target)
     console.print(table)
