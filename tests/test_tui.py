@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import redis as redis_lib
+from rich.text import Text
 from textual.widgets import DataTable
 
 from vq import jobs
@@ -40,6 +41,11 @@ async def until(pilot, check, timeout: float = 15, what: str = "condition"):
 
 def banner(app) -> str:
     return str(app.screen.query_one(Banner).content)
+
+
+def shown(app, selector: str) -> str:
+    """The text a Static shows (its markup rendered)."""
+    return Text.from_markup(str(app.screen.query_one(selector).content)).plain
 
 
 def rows(app, table_id: str) -> dict[str, list[str]]:
@@ -143,7 +149,9 @@ def test_drill_down_to_a_running_job_and_cancel_it(vq):
 def test_dead_letters_are_listed_and_retried(vq):
     vq.start_daemon()
     dead = vq.submit("test-broken", {}, "--user", "ann")
+    hostile = vq.submit("scene-creation", {"imagePath": "[/][bold red]x", "audioPath": "y"}, "--user", "bob")
     vq.wait_for(dead)
+    vq.wait_for(hostile)
 
     async def scenario():
         app = dashboard(vq)
@@ -153,6 +161,13 @@ def test_dead_letters_are_listed_and_retried(vq):
             assert isinstance(app.screen, DeadLetterScreen)
             listed = await until(pilot, lambda: rows(app, "dead").get(dead), what="the dead job")
             assert listed[3] == "permanent" and "input can never work" in listed[4]
+            assert "[/][bold red]x" in rows(app, "dead")[hostile][4]  # shown as text, not taken as markup
+            select(app, "dead", hostile)
+            await pilot.press("enter")
+            await until(pilot, lambda: "no such file: [/][bold red]x" in shown(app, "#detail"),
+                        what="the error in the job's detail")
+            await pilot.press("escape")
+            select(app, "dead", dead)
             first_end = jobs.show(app.services.conn, dead)["finishedAt"]
             await pilot.press("r")
             await until(pilot, lambda: jobs.show(app.services.conn, dead)["finishedAt"] not in (None, first_end),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 import redis
+from rich.text import Text
 from textual.screen import Screen
 from textual.widgets import Static
 
@@ -27,8 +28,8 @@ class Banner(Static):
 
     def down(self, problem: str, since: float) -> None:
         self.add_class("down")
-        self.update(f"Redis unreachable since {time.strftime('%H:%M:%S', time.localtime(since))}: {problem} "
-                    "— showing the last data, retrying")
+        self.update(Text(f"Redis unreachable since {time.strftime('%H:%M:%S', time.localtime(since))}: {problem} "
+                         "— showing the last data, retrying"))
 
     def up(self, text) -> None:
         self.remove_class("down")
@@ -82,7 +83,7 @@ class LiveScreen(Screen):
             return
         self.down_since = None
         if isinstance(data, VqError):
-            banner.up(f"[red]{data.message}[/]")
+            banner.up(Text(data.message, style="red"))
             return
         banner.up(self.summary(data))
         self.show(data)

@@ -143,8 +143,8 @@ def _fill(table: DataTable, rows: list[tuple[str, list]]) -> None:
     if table.row_count:
         keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
     table.clear()
-    for key, cells in rows:
-        table.add_row(*cells, key=key)
+    for key, cells in rows:  # plain strings as Text: a "[/]" in an error message is not markup
+        table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells), key=key)
     if keep is not None:
         keys = [key for key, _cells in rows]
         if keep in keys:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 from textual.app import ComposeResult
@@ -67,7 +68,8 @@ class QueueScreen(_JobActions, LiveScreen):
         return self.services.queue_jobs(self.job_type, self.status_filter, self.user_filter, self.page)
 
     def summary(self, data: list[dict]) -> str:
-        return (f"[b]{self.job_type}[/]  status: {self.status_filter or 'all'}  user: {self.user_filter or 'all'}  "
+        return (f"[b]{self.job_type}[/]  status: {self.status_filter or 'all'}  "
+                f"user: {escape(self.user_filter or 'all')}  "
                 f"page {self.page + 1}  ({len(data)} shown)")
 
     def show(self, data: list[dict]) -> None:
@@ -143,30 +145,32 @@ class JobScreen(_JobActions, LiveScreen):
     def show(self, v: dict) -> None:
         self.query_one("#progress", ProgressBar).update(progress=v["progress"]["percent"])
         lines = [
-            f"[b]user[/] {v['userId']}  [b]project[/] {v['projectId'] or '-'}  [b]priority[/] {v['priority']}  "
+            f"[b]user[/] {escape(str(v['userId']))}  [b]project[/] {escape(str(v['projectId'] or '-'))}  "
+            f"[b]priority[/] {v['priority']}  "
             f"[b]tier[/] {v['subscription']}  [b]queue[/] {v['queue']}",
             f"[b]attempts[/] {v['attempts']}/{v['maxAttempts']}  [b]created[/] {v['createdAt']}  "
             f"[b]started[/] {v['startedAt'] or '-'}  [b]finished[/] {v['finishedAt'] or '-'}",
         ]
         if v.get("waitReason"):
-            lines.append(f"[b]waiting[/] {v['waitReason']} (position {v.get('position')})")
+            lines.append(f"[b]waiting[/] {escape(str(v['waitReason']))} (position {v.get('position')})")
         if v.get("scheduledFor"):
             lines.append(f"[b]scheduled for[/] {v['scheduledFor']}")
         if v["error"]:
-            lines.append(f"[red][b]error[/] {v['error'].get('category')}: {v['error'].get('message')}[/]")
-            if v["error"].get("traceback"):
-                lines.append(f"[dim]{v['error']['traceback']}[/]")
+            lines.append(f"[red][b]error[/] {v['error'].get('category')}: {escape(str(v['error'].get('message')))}[/]")
+            if v.get("traceback"):
+                lines.append(escape("\n".join(v["traceback"].rstrip().splitlines()[-15:])))
         if v["result"] is not None:
-            lines.append(f"[b]result[/] {str(v['result'])[:400]}")
+            lines.append(f"[b]result[/] {escape(str(v['result'])[:400])}")
         if v["artifactFiles"]:
-            lines.append("[b]artifacts[/] " + ", ".join(f"{a['name']} ({a['bytes']:,} B)" for a in v["artifactFiles"]))
+            lines.append("[b]artifacts[/] " + ", ".join(f"{escape(a['name'])} ({a['bytes']:,} B)"
+                                                        for a in v["artifactFiles"]))
         self.query_one("#detail", Static).update("\n".join(lines))
         self.query_one("#tree", Static).update(_tree(v["tree"]) if v["tree"].get("dependsOn") else "")
         steps = v["timeline"]
         self.query_one("#timeline", Static).update(
             "[b]history[/]\n" + "\n".join(
                 f"  {s['at'][11:23]}  {s['from_status'] or '·'} → {s['to_status'] or s['event']}"
-                f"{'  ' + s['reason'] if s.get('reason') else ''}" for s in steps)
+                f"{'  ' + escape(s['reason']) if s.get('reason') else ''}" for s in steps)
             if steps else "[dim]no history yet (the archiver writes it within a second)[/]")
 
 
@@ -203,7 +207,7 @@ class UserScreen(_JobActions, LiveScreen):
     def summary(self, data: dict) -> str:
         used = len(data["running"])
         colour = "red" if used >= data["limit"] else "green"
-        return f"[b]{self.user_id}[/]  running [{colour}]{used}/{data['limit']}[/] (their concurrency limit)"
+        return f"[b]{escape(self.user_id)}[/]  running [{colour}]{used}/{data['limit']}[/] (their concurrency limit)"
 
     def show(self, data: dict) -> None:
         _fill(self.query_one("#running", DataTable), [

@@ -33,6 +33,8 @@ class Services:
 
     def job(self, job_id: str) -> dict:
         view = jobs.show(self.conn, job_id, self.settings)
+        last = jobs.fetch_job(self.conn, job_id).latest_result() if view["error"] else None
+        view["traceback"] = last.exc_string if last is not None and last.exc_string else None
         view["tree"] = jobs.tree(self.conn, job_id)
         view["artifactFiles"] = artifacts.listing(self.settings, job_id)
         try:
