@@ -4,44 +4,41 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from rich.table import Table
+from rich.text import Text
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown
+from textual.widgets import Button, Input, Label, Static
 
-HELP = """\
-# vq dashboard
-
-Live every second; a slow or unreachable Redis shows a red banner and the last data,
-and the dashboard recovers by itself.
-
-| key | where | does |
-|---|---|---|
-| ↑ ↓, mouse | tables | move |
-| enter | overview, lists | open the queue's jobs / the job |
-| p / r / c | overview | pause / resume / clear (asks) the selected queue |
-| d | overview | the dead-letter queue |
-| u | overview | a user's running jobs against their limit |
-| j | overview | a job by id |
-| s / f | a queue's jobs | cycle the status filter / filter by user |
-| n / b | a queue's jobs | next / previous page |
-| r | job lists, job | retry the job |
-| x | job lists, job | cancel the job (asks) |
-| delete | job lists, job | remove the job with its artifacts (asks) |
-| r / a | dead letters | retry the selected one / all (asks) |
-| escape | | back |
-| ctrl+p | | command palette: every action by name |
-| ? | | this help |
-| q | | quit |
-"""
+KEYS = [
+    ("↑ ↓ / mouse", "tables", "move"),
+    ("enter", "overview, lists", "open the queue's jobs / the job"),
+    ("p  r  c", "overview", "pause / resume / clear (asks) the queue"),
+    ("d", "overview", "the dead-letter queue"),
+    ("u", "overview", "a user's running jobs against their limit"),
+    ("j", "overview", "a job by id"),
+    ("s  f", "a queue's jobs", "cycle the status filter / filter by user"),
+    ("n  b", "a queue's jobs", "next / previous page"),
+    ("r", "jobs, job", "retry the job"),
+    ("x", "jobs, job", "cancel the job (asks)"),
+    ("delete", "jobs, job", "remove the job and its artifacts (asks)"),
+    ("r  a", "dead letters", "retry the selected one / all (asks)"),
+    ("escape", "", "back"),
+    ("ctrl+p", "", "every action by name; also the colour theme"),
+    ("q", "", "quit"),
+]
+INTRO = ("Refreshes every second. A slow or unreachable Redis turns the banner red and keeps "
+         "the last data; the dashboard recovers by itself.")
 
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical { width: 64; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
-    ConfirmScreen Horizontal { height: auto; margin-top: 1; }
-    ConfirmScreen Button { margin-right: 2; }
+    ConfirmScreen > Vertical { width: 60; height: auto; border: round $warning; padding: 1 2; background: $surface; }
+    ConfirmScreen Label { width: 100%; }
+    ConfirmScreen Horizontal { height: auto; width: 100%; margin-top: 1; align-horizontal: center; }
+    ConfirmScreen Button { margin: 0 1; }
     """
 
     def __init__(self, question: str):
@@ -66,7 +63,8 @@ class PromptScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     DEFAULT_CSS = """
     PromptScreen { align: center middle; }
-    PromptScreen > Vertical { width: 64; height: auto; border: thick $accent; padding: 1 2; background: $surface; }
+    PromptScreen > Vertical { width: 60; height: auto; border: round $accent; padding: 1 2; background: $surface; }
+    PromptScreen Label { width: 100%; }
     """
 
     def __init__(self, question: str):
@@ -89,8 +87,17 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > Markdown { width: 78; height: auto; max-height: 22; border: thick $accent; background: $surface; }
+    HelpScreen > VerticalScroll { width: 78; height: auto; max-height: 22; border: round $accent;
+                                  background: $surface; padding: 0 1; }
     """
 
     def compose(self) -> ComposeResult:
-        yield Markdown(HELP)
+        table = Table(box=None, show_header=True, header_style="bold", pad_edge=False, expand=True)
+        table.add_column("key", style="bold cyan", no_wrap=True)
+        table.add_column("where", style="dim", no_wrap=True)
+        table.add_column("does")
+        for row in KEYS:
+            table.add_row(*row)
+        with VerticalScroll():
+            yield Static(Text(INTRO, style="italic"))
+            yield Static(table)
