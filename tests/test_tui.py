@@ -40,7 +40,9 @@ async def until(pilot, check, timeout: float = 15, what: str = "condition"):
 
 
 def banner(app) -> str:
-    return str(app.screen.query_one(Banner).content)
+    """The banner's text as the operator reads it."""
+    content = app.screen.query_one(Banner).content
+    return Text.from_markup(content).plain if isinstance(content, str) else str(content)
 
 
 def shown(app, selector: str) -> str:
@@ -113,6 +115,14 @@ def test_drill_down_to_a_running_job_and_cancel_it(vq):
                 "test-sleep"][3].split("/")[1], what="one running")
             await until(pilot, lambda: any(running in r[2] for r in rows(app, "workers").values()),
                         what="the worker's current job")
+            palette = {c.title for c in app.get_system_commands(app.screen)}
+            assert {"Pause test-echo", "Resume test-echo", "Clear test-echo", "Jobs of test-echo",
+                    "Dead-letter queue", "Open a user", "Open a job"} <= palette  # an entry per action
+            await pilot.press("u")
+            await pilot.press(*"ann", "enter")
+            await until(pilot, lambda: running in rows(app, "running") and "running 1/" in banner(app),
+                        what="ann's running job against her limit")
+            await pilot.press("escape")
             select(app, "queues", "test-echo")
             await pilot.press("enter")
             assert isinstance(app.screen, QueueScreen)

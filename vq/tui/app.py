@@ -31,10 +31,11 @@ class VqDashboard(App):
     """
     BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
 
-    def __init__(self, services: Services, refresh_every: float = 1.0):
+    def __init__(self, services: Services, refresh_every: float = 1.0, theme: str = "textual-dark"):
         super().__init__()
         self.services = services
         self.refresh_every = refresh_every
+        self.theme = theme  # textual-light for a light terminal
 
     def get_default_screen(self) -> Screen:
         return OverviewScreen()
