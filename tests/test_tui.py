@@ -207,3 +207,10 @@ def test_a_dead_redis_shows_a_banner_keeps_the_keys_working_and_recovers(vq, red
 
     run(scenario())
     redis_lib.Redis.from_url(redis_server.url).ping()
+
+
+def test_bad_options_are_one_line(vq):
+    for args, message in ((["--refresh", "0"], "--refresh: 0 is not between 0.2 and 60 seconds"),
+                          (["--theme", "blue"], "--theme: 'blue' is not dark or light")):
+        proc = vq.run("tui", *args)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
