@@ -94,6 +94,10 @@ def test_overview_counts_and_queue_actions_ask_then_act(vq, redis_conn):
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
             await pilot.press("escape")
+            first = next(iter(rows(app, "queues")))
+            await pilot.click("#queues", offset=(3, 1))  # the mouse: a click selects the first row,
+            await pilot.click("#queues", offset=(3, 1))  # a second opens it
+            assert isinstance(app.screen, QueueScreen) and app.screen.job_type == first
 
     run(scenario())
     audit = vq.json("audit")
