@@ -17,6 +17,7 @@ from vq.connection import make_client
 from vq.tui.app import VqDashboard
 from vq.tui.dialogs import ConfirmScreen, HelpScreen
 from vq.tui.live import Banner
+from vq.tui.overview import OverviewScreen
 from vq.tui.screens import DeadLetterScreen, JobScreen, QueueScreen
 from vq.tui.services import Services
 
@@ -95,7 +96,11 @@ def test_overview_counts_and_queue_actions_ask_then_act(vq, redis_conn):
             assert isinstance(app.screen, HelpScreen)
             await pilot.press("escape")
             first = next(iter(rows(app, "queues")))
-            await pilot.click("#queues", offset=(3, 1))  # the mouse: a click selects the first row,
+            table = app.screen.query_one("#queues", DataTable)
+            table.move_cursor(row=1, animate=False)  # scrolled to the top, the cursor on the second row
+            await pilot.pause(0.2)
+            await pilot.click("#queues", offset=(3, 1))  # the mouse: a click moves to the first row,
+            assert isinstance(app.screen, OverviewScreen) and table.cursor_row == 0
             await pilot.click("#queues", offset=(3, 1))  # a second opens it
             assert isinstance(app.screen, QueueScreen) and app.screen.job_type == first
 
