@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
 
-from vq import health, historydb, keys, limits, maintenance, recurring_store, stalled
+from vq import health, historydb, keys, limits, maintenance, presence, recurring_store, stalled
 from vq.admission import Admission
 from vq.config import Settings
 from vq.connection import connect, make_client
@@ -32,6 +32,7 @@ from vq.rq_queue import enqueue_left_ready_jobs
 log = logging.getLogger("vq.daemon")
 SUPERVISE_EVERY = 0.5
 MAINTAIN_EVERY = 5.0
+PRESENCE_EVERY = 2.0
 EXIT_REDIS_DOWN = 3  # a child's exit code when it lost Redis
 AGE_EVERY = 2.0
 
@@ -196,6 +197,7 @@ class Daemon:
     stopping: bool = False
     embedded: object | None = None
     admission: Admission | None = None
+    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
     def run(self) -> int:
         configure_logging(self.options.log_level)
@@ -253,6 +255,7 @@ class Daemon:
                   lambda: health.check_and_alert(conn, self.settings)),
             Chore(conn, "copy recurring jobs to the history database", MAINTAIN_EVERY,
                   lambda: recurring_store.sync(conn, history) and None, exclusive=False),
+            Chore(conn, "report presence", PRESENCE_EVERY, lambda: self._report(conn), exclusive=False),
         ]
         while not self.stopping:
             self._supervise(ctx)
@@ -288,6 +291,10 @@ class Daemon:
         if self.embedded is not None and self.embedded.ensure_running():
             log.warning("embedded Redis had stopped; restarted it")
 
+    def _report(self, conn) -> None:
+        processes = {child.name: bool(child.process and child.process.is_alive()) for child in self.children}
+        presence.report(conn, os.getpid(), self.started_ms, processes, self.options.workers)
+
     def _admission(self, conn) -> Admission:
         if self.admission is None:
             self.admission = Admission(conn, self.settings.queue.settings.lockDuration)
@@ -320,6 +327,10 @@ class Daemon:
                     proc.kill()
         for proc in alive:
             proc.join(1)
+        try:
+            presence.forget(make_client(self.settings), os.getpid())
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # stale after 30 s anyway
         if self.embedded is not None:
             self.embedded.stop()
         log.info("vq daemon stopped")

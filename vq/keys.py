@@ -142,6 +142,7 @@ METRICS_TOTALS = PREFIX + "metrics:totals"  # hash "<type>|<counter>" -> n, all 
 METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, all time
 ARCHIVER_LEADER = PREFIX + "archiver:leader"  # held by the one archiver running
 ARCHIVER_APPLIED = PREFIX + "archiver:applied"  # the last event id whose metrics were counted
+DAEMONS = PREFIX + "daemons"  # hash host:pid -> JSON of a running daemon's state (vq/presence.py)
 WEBHOOK_RETRIES = PREFIX + "webhooks:retries"  # zset delivery (JSON) -> when to try again (epoch ms)
 HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (alerts fire on change)
 

@@ -1,0 +1,118 @@
+"""`vq doctor` on real set-ups: a healthy one with a daemon, and seeded bad ones (an
+evicting Redis without persistence, RDB only, an unreachable Redis, a handler that does
+not import, a broken config). Each problem is found, explained, given a fix, and sets the
+exit code."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from tests.conftest import _free_port
+
+
+def _findings(vq, config: Path | None = None) -> tuple[int, dict[str, dict]]:
+    proc = vq.run(*(["--config", str(config)] if config else []), "doctor", "--json")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    import json
+
+    found = json.loads(proc.stdout)
+    by_check: dict[str, dict] = {}
+    for f in found:
+        by_check.setdefault(f["check"], f if f["status"] != "ok" or f["check"] not in by_check else by_check[f["check"]])
+    return proc.returncode, by_check
+
+
+@pytest.fixture
+def seeded_redis():
+    """A redis-server started with the options a test asks for; stopped afterwards."""
+    servers = []
+
+    def start(*options: str) -> str:
+        folder = Path(tempfile.mkdtemp(prefix="vq-doctor-"))
+        port = _free_port()
+        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+                                 *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        servers.append((proc, folder))
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                client.ping()
+                return f"redis://127.0.0.1:{port}/0"
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    yield start
+    for proc, folder in servers:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_healthy_installation_passes(vq):
+    vq.start_daemon()
+    deadline = time.monotonic() + 20
+    while True:  # the daemon reports itself every 2 s; the archiver takes its lease at start
+        code, found = _findings(vq)
+        if code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert code == 0, found
+    assert found["persistence"]["detail"].startswith("AOF on (appendfsync always)")
+    assert "1 daemon(s) on 1 host(s): 2 workers, 1 timer(s) alive" in found["daemons"]["detail"]
+    assert found["archiver"]["detail"].startswith("leader: ")
+    table = vq.run("doctor")
+    assert table.returncode == 0 and "✔ ok" in table.stdout
+
+
+def test_an_evicting_redis_without_persistence_fails_with_fixes(vq, seeded_redis):
+    url = seeded_redis("--appendonly", "no", "--save", "", "--maxmemory", "100mb",
+                       "--maxmemory-policy", "allkeys-lru")
+    code, found = _findings(vq, _config(vq, url))
+    assert code == 2
+    assert found["persistence"]["status"] == "fail" and "appendonly yes" in found["persistence"]["fix"]
+    assert found["eviction"]["status"] == "fail" and "allkeys-lru" in found["eviction"]["detail"]
+    assert "noeviction" in found["eviction"]["fix"]
+    assert found["daemons"]["status"] == "fail" and "vq daemon" in found["daemons"]["fix"]
+
+
+def test_rdb_snapshots_only_is_a_warning(vq, seeded_redis):
+    url = seeded_redis("--appendonly", "no", "--save", "60 1", "--maxmemory-policy", "noeviction")
+    _code, found = _findings(vq, _config(vq, url))
+    assert found["persistence"]["status"] == "warn" and "since the last snapshot" in found["persistence"]["detail"]
+    assert found["eviction"]["status"] == "ok"
+
+
+def test_unreachable_redis_and_a_broken_handler_are_findings_not_tracebacks(vq):
+    config = _config(vq, f"redis://127.0.0.1:{_free_port()}/0",
+                     job_types={"my-type": {"handler": "no_such_module:handle"}})
+    code, found = _findings(vq, config)
+    assert code == 2
+    assert found["redis"]["status"] == "fail" and "cannot reach Redis at redis://127.0.0.1:" in found["redis"]["detail"]
+    assert found["handlers"]["status"] == "fail" and "my-type (no_such_module:handle)" in found["handlers"]["detail"]
+    assert "sqlite" in found  # checks that need no Redis still run
+
+
+def test_a_broken_config_is_a_finding(vq, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("queue:\n  defaultJobOptions:\n    attempts: lots\n")
+    code, found = _findings(vq, bad)
+    assert code == 2 and found["config"]["status"] == "fail"
+    assert "queue.defaultJobOptions.attempts" in found["config"]["detail"]
+
+
+def _config(vq, url: str, **extra) -> Path:
+    config = yaml.safe_load(vq.config_path.read_text())
+    config["redis"] = {"url": url}
+    config.update(extra)
+    path = vq.config_path.parent / f"doctor-{abs(hash(url)) % 10_000}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
