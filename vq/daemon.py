@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
 
-from vq import health, historydb, keys, limits, maintenance, presence, recurring_store, stalled
+from vq import health, historydb, keys, limits, logs, maintenance, presence, recurring_store, stalled, systemd
 from vq.admission import Admission
-from vq.config import Settings
+from vq.config import Settings, load_settings
+from vq.errors import VqError
 from vq.connection import connect, make_client
 from vq.jobtypes import job_types, load_handler
 from vq.procutil import die_with_parent
@@ -45,11 +46,12 @@ class DaemonOptions:
     grace_seconds: float = 30.0
     max_jobs_per_worker: int = 10_000
     http_listen: str | None = None  # None: no HTTP API
+    log_format: str = "text"  # or json
+    config_path: str | None = None  # re-read on SIGHUP
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("rq").setLevel(logging.WARNING if level.upper() != "DEBUG" else logging.DEBUG)
+def configure_logging(level: str, fmt: str = "text") -> None:
+    logs.configure(level, fmt)
 
 
 def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str) -> None:
@@ -187,6 +189,8 @@ class _Child:
     quick_failures: int = 0  # consecutive deaths soon after start: restarts back off
     redis_down: bool = False
     restart_at: float = 0.0
+    reloading: bool = False  # stopped to come back with a new configuration
+    retired: bool = False  # no longer in the configuration: not restarted
 
 
 @dataclass
@@ -198,9 +202,11 @@ class Daemon:
     embedded: object | None = None
     admission: Admission | None = None
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    reload_requested: bool = False
+    awaiting_ready: bool = False  # READY=1 goes to systemd once every process is up
 
     def run(self) -> int:
-        configure_logging(self.options.log_level)
+        configure_logging(self.options.log_level, self.options.log_format)
         os.umask(0o077)  # artifacts, history and secrets: readable by vq's user only
         if not self.settings.redis.configured:
             from vq.embedded import EmbeddedRedis
@@ -216,39 +222,25 @@ class Daemon:
             log.warning("Redis held no recurring jobs: restored %d from %s", restored, historydb.path_for(self.settings))
         for jt in job_types(self.settings).values():
             load_handler(jt.handler)  # a handler that cannot import stops the daemon now, not mid-job
-        queue_names = worker_queue_names(self.settings, self.options.queues)
-        host = socket.gethostname()
         ctx = mp.get_context("fork")
-        for i in range(self.options.workers):
-            self.children.append(_Child(f"worker-{i}", _worker_main, (
-                self.settings, queue_names, f"vq.{host}.{i}", self.options.max_jobs_per_worker,
-                self.options.log_level)))
-        self.children.append(_Child("scheduler", _scheduler_main, (self.settings, queue_names, self.options.log_level,
-                                                                   f"vq.{host}.{os.getpid()}.scheduler")))
-        if self.options.http_listen:
-            from vq.api.auth import signing_secret
-
-            signing_secret(self.settings)  # made once, here, before any request needs it
-            self.children.append(_Child("http", _http_main, (self.settings, self.options.http_listen,
-                                                             self.options.log_level)))
-        if self.settings.history.enabled:
-            self.children.append(_Child("archiver", _archiver_main, (self.settings, self.options.log_level)))
-        if self.settings.webhooks.enabled:
-            self.children.append(_Child("webhooks", _webhooks_main, (self.settings, self.options.log_level,
-                                                                     f"{host}.{os.getpid()}")))
+        self.children = self._plan()
         for child in self.children:
             self._start(ctx, child)
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        signal.signal(signal.SIGHUP, self._request_reload)
+        queue_names = worker_queue_names(self.settings, self.options.queues)
         log.info("vq daemon started: %d workers on %d queues (pid %d)", self.options.workers, len(queue_names),
                  os.getpid())
-        served = self.options.queues or list(job_types(self.settings))
-        chores = [
+        self.awaiting_ready = True
+        watchdog = systemd.watchdog_interval()
+        pinged = 0.0
+        chores = [  # each reads self.settings when it runs: a reload reaches them too
             Chore(conn, "trim ended jobs", MAINTAIN_EVERY, lambda: maintenance.trim_ended(conn, self.settings)),
             Chore(conn, "age waiting jobs", AGE_EVERY, lambda: self._admission(conn).promote_aged(
-                served, self.settings.priority.agingThreshold)),
-            Chore(conn, "enqueue ready dependents", MAINTAIN_EVERY,
-                  lambda: _say_moved(enqueue_left_ready_jobs(conn, queue_names))),
+                self.options.queues or list(job_types(self.settings)), self.settings.priority.agingThreshold)),
+            Chore(conn, "enqueue ready dependents", MAINTAIN_EVERY, lambda: _say_moved(enqueue_left_ready_jobs(
+                conn, worker_queue_names(self.settings, self.options.queues)))),
             Chore(conn, "recover stalled jobs", self.settings.queue.settings.stalledInterval / 1000,
                   lambda: stalled.recover(conn, self.settings)),
             Chore(conn, "check health", self.settings.health.checkInterval / 1000,
@@ -258,12 +250,111 @@ class Daemon:
             Chore(conn, "report presence", PRESENCE_EVERY, lambda: self._report(conn), exclusive=False),
         ]
         while not self.stopping:
+            if self.reload_requested:
+                self.reload_requested = False
+                self._reload(conn, ctx)
             self._supervise(ctx)
+            if self.awaiting_ready and self._all_up(conn):
+                self.awaiting_ready = False
+                systemd.notify("READY=1", f"STATUS={self._status()}")
+                log.info("ready: %s", self._status())
+            if watchdog and time.monotonic() - pinged >= watchdog:
+                systemd.notify("WATCHDOG=1")  # only a supervisor that still loops pings
+                pinged = time.monotonic()
             for chore in chores:
                 chore.run_if_due()
             time.sleep(SUPERVISE_EVERY)
+        systemd.notify("STOPPING=1", "STATUS=finishing running jobs")
         self._shutdown()
         return 0
+
+    def _plan(self) -> list[_Child]:
+        """The processes this configuration asks for, by name."""
+        settings, options = self.settings, self.options
+        queue_names = worker_queue_names(settings, options.queues)
+        host = socket.gethostname()
+        plan = [_Child(f"worker-{i}", _worker_main, (settings, queue_names, f"vq.{host}.{i}",
+                                                      options.max_jobs_per_worker, options.log_level))
+                for i in range(options.workers)]
+        plan.append(_Child("scheduler", _scheduler_main, (settings, queue_names, options.log_level,
+                                                          f"vq.{host}.{os.getpid()}.scheduler")))
+        if options.http_listen:
+            from vq.api.auth import signing_secret
+
+            signing_secret(settings)  # made once, here, before any request needs it
+            plan.append(_Child("http", _http_main, (settings, options.http_listen, options.log_level)))
+        if settings.history.enabled:
+            plan.append(_Child("archiver", _archiver_main, (settings, options.log_level)))
+        if settings.webhooks.enabled:
+            plan.append(_Child("webhooks", _webhooks_main, (settings, options.log_level, f"{host}.{os.getpid()}")))
+        return plan
+
+    def _all_up(self, conn) -> bool:
+        """Every process alive, every worker registered with RQ, the HTTP port answering."""
+        children = [c for c in self.children if not c.retired]
+        if not all(c.process is not None and c.process.is_alive() and not c.reloading for c in children):
+            return False
+        host = socket.gethostname()
+        try:
+            names = [f"rq:worker:vq.{host}.{c.name.split('-')[1]}.{c.process.pid}"
+                     for c in children if c.name.startswith("worker-")]
+            if names and conn.exists(*names) < len(names):
+                return False
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False
+        if self.options.http_listen:
+            address, _, port = self.options.http_listen.rpartition(":")
+            try:
+                socket.create_connection((address.strip("[]"), int(port)), timeout=0.2).close()
+            except OSError:
+                return False
+        return True
+
+    def _status(self) -> str:
+        workers = sum(1 for c in self.children if c.name.startswith("worker-") and not c.retired)
+        extra = [c.name for c in self.children if not c.name.startswith("worker-") and not c.retired]
+        return f"{workers} workers, {', '.join(extra)}" + (f", HTTP on {self.options.http_listen}"
+                                                           if self.options.http_listen else "")
+
+    def _request_reload(self, signum, frame) -> None:
+        self.reload_requested = True
+
+    def _reload(self, conn, ctx) -> None:
+        """SIGHUP: re-read the configuration; every process finishes what it is doing (a
+        worker its current job: nothing is dropped, nothing run twice) and comes back with
+        it. A configuration that does not load is refused and the running one stays."""
+        systemd.reloading()
+        try:
+            settings = load_settings(self.options.config_path)
+            for jt in job_types(settings).values():
+                load_handler(jt.handler)
+        except VqError as exc:
+            log.error("reload refused, the running configuration stays: %s", exc.message)
+            systemd.notify("READY=1", f"STATUS=reload refused: {exc.message}")
+            return
+        except Exception as exc:  # noqa: BLE001 - a handler that cannot import
+            log.error("reload refused, the running configuration stays: handler: %s", exc)
+            systemd.notify("READY=1", "STATUS=reload refused: a handler does not import")
+            return
+        self.settings = settings
+        limits.publish_config_limits(conn, settings)
+        planned = {c.name: c for c in self._plan()}
+        for child in self.children:
+            if child.retired:
+                continue
+            child.reloading = True
+            if child.name in planned:
+                child.args = planned.pop(child.name).args
+            else:
+                child.retired = True
+            if child.process is not None and child.process.is_alive():
+                os.kill(child.process.pid, signal.SIGTERM)  # warm: finish the current job, then exit
+        for child in planned.values():  # newly asked for (a feature turned on)
+            self.children.append(child)
+            self._start(ctx, child)
+        self.awaiting_ready = True
+        log.info("configuration reloaded from %s; processes restart as they finish their work",
+                 self.options.config_path or "the default path")
 
     def _start(self, ctx, child: _Child) -> None:
         child.process = ctx.Process(target=child.target, args=child.args, name=f"vq-{child.name}", daemon=False)
@@ -274,6 +365,13 @@ class Daemon:
         now = time.monotonic()
         for child in self.children:
             if child.process is None or child.process.is_alive() or self.stopping:
+                continue
+            if child.retired:
+                continue
+            if child.reloading:  # it finished its work and exited to take the new configuration
+                child.reloading = False
+                child.restart_at = 0.0
+                self._start(ctx, child)
                 continue
             if child.restart_at == 0.0:  # just noticed the death
                 code = child.process.exitcode

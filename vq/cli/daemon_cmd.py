@@ -20,16 +20,20 @@ def register(app: typer.Typer) -> None:
         workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: config, else CPU count)."),
         queues: Optional[str] = typer.Option(None, "--queues", "-q", help="Only these job types, comma-separated."),
         log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
+        log_format: str = typer.Option("text", "--log-format", help="text (journald-friendly) or json (one object "
+                                                                    "per line, for log shippers)."),
         grace: Optional[float] = typer.Option(None, "--grace", help="Seconds running jobs get to finish on stop."),
         http: Optional[str] = typer.Option(None, "--http", help="Serve the HTTP API on HOST:PORT (default http.listen)."),
         no_http: bool = typer.Option(False, "--no-http", help="Run without the HTTP API."),
     ) -> None:
         """Run the workers, the timer, the archiver, the HTTP API and housekeeping until stopped
-        (SIGTERM/SIGINT)."""
+        (SIGTERM/SIGINT); SIGHUP reloads the configuration. Speaks systemd's notify protocol."""
         st = state(ctx)
         settings = st.settings
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise InvalidInput(f"--log-level: {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        if log_format not in ("text", "json"):
+            raise InvalidInput(f"--log-format: {log_format!r} is not text or json")
         if workers is not None and workers < 1:
             raise InvalidInput("--workers: must be at least 1")
         only = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.daemon.queues
@@ -50,5 +54,7 @@ def register(app: typer.Typer) -> None:
             grace_seconds=grace if grace is not None else settings.daemon.shutdownGrace / 1000,
             max_jobs_per_worker=settings.daemon.maxJobsPerWorker,
             http_listen=listen,
+            log_format=log_format,
+            config_path=st.config_path,
         )
         raise typer.Exit(Daemon(settings, options).run())
