@@ -201,6 +201,30 @@ class HttpSettings(_Strict):
         return value
 
 
+class TemplateSettings(_Strict):
+    """A named preset for `vq submit --template NAME` (README: Job templates)."""
+
+    jobType: str = Field(description="the job type it submits")
+    data: dict = Field(default_factory=dict, description="the job's data; --set key=value changes a field")
+    priority: str | None = Field(None, description="high, normal or low (default: from the tier)")
+    options: dict = Field(default_factory=dict, description="skipCache: true")
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRIORITIES:
+            raise ValueError(f"{value!r} is not one of {', '.join(PRIORITIES)}")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - {"skipCache"})
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown option (known: skipCache)")
+        return value
+
+
 class WebhookSettings(_Strict):
     """Job webhooks (README: Webhooks): a job's webhookUrl is POSTed its JSON when it ends."""
 
@@ -282,6 +306,8 @@ class Settings(_Strict):
     http: HttpSettings = HttpSettings()
     security: SecuritySettings = SecuritySettings()
     webhooks: WebhookSettings = WebhookSettings()
+    templates: dict[str, TemplateSettings] = Field(default_factory=dict, description="named presets for "
+                                                                                    "vq submit --template")
     subscriptions: dict[str, str] = Field(default_factory=dict, description="userId -> subscription tier, for "
                                                                            "users whose token carries no tier")
     data_dir: str | None = None

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vq import artifacts, audit, jobs
+from vq import artifacts, audit, bulk, jobs
 from vq.cli.output import emit, err, out, status_text, table
 from vq.cli.render import render_job, render_jobs, render_tree
-from vq.cli.state import JSON_OPTION, state
+from vq.cli.state import JSON_OPTION, YES_OPTION, state
+from vq.durations import parse_duration_ms
 from vq.errors import InvalidInput
 from vq.model import TERMINAL, Status
 
@@ -85,31 +87,113 @@ def register(app: typer.Typer) -> None:
         emit({"id": view["id"], "artifacts": files}, as_json, _render_artifacts)
 
     @app.command("retry")
-    def retry(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
-        """Run a failed, stopped or canceled job again."""
+    def retry(ctx: typer.Context, job_id: Optional[str] = typer.Argument(None, metavar="[ID]"),
+              every: bool = typer.Option(False, "--all", help="Every failed job of --type and/or --user."),
+              job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --all: only this type."),
+              user: Optional[str] = typer.Option(None, "--user", "-u", help="With --all: only this user's."),
+              yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
+        """Run a failed, stopped or canceled job again; with --all, every failed job of a type or user."""
         st = state(ctx)
-        view = jobs.retry(st.conn, job_id)
-        audit.record(st.conn, audit.cli_actor(), "operator", "retry", view["jobType"], job_id)
-        emit(view, as_json, lambda v: err.print(f"job {v['id']} requeued ({v['status']})"))
+        if _single(job_id, every, "retry"):
+            view = jobs.retry(st.conn, job_id)
+            audit.record(st.conn, audit.cli_actor(), "operator", "retry", view["jobType"], job_id)
+            emit(view, as_json, lambda v: err.print(f"job {v['id']} requeued ({v['status']})"))
+            return
+        _check_type(st, job_type)
+        chosen = bulk.failed(st.conn, job_type, user)
+        _bulk(st, chosen, "retry", f"Retry {len(chosen)} failed job(s)", as_json, yes,
+              lambda views: bulk.retry_all(st.conn, views))
 
     @app.command("cancel")
-    def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+    def cancel(ctx: typer.Context, job_id: Optional[str] = typer.Argument(None, metavar="[ID]"),
                reason: str = typer.Option("canceled by operator", "--reason", help="Recorded with the job."),
-               as_json: bool = JSON_OPTION) -> None:
-        """Cancel a job that has not ended (a running one stops at its next progress report)."""
+               every: bool = typer.Option(False, "--all", help="Every waiting job of --user."),
+               user: Optional[str] = typer.Option(None, "--user", "-u", help="With --all: this user's jobs."),
+               job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --all: only this type."),
+               yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
+        """Cancel a job that has not ended (a running one stops at its next progress report); with
+        --all --user U, every waiting job of that user."""
         st = state(ctx)
-        view = jobs.cancel(st.conn, job_id, reason)
-        audit.record(st.conn, audit.cli_actor(), "operator", "cancel", view["jobType"], job_id, reason=reason)
-        emit(view, as_json, lambda v: err.print(
-            f"job {v['id']} canceled" if v["status"] == "canceled" else f"job {v['id']}: cancellation requested"))
+        if _single(job_id, every, "cancel"):
+            view = jobs.cancel(st.conn, job_id, reason)
+            audit.record(st.conn, audit.cli_actor(), "operator", "cancel", view["jobType"], job_id, reason=reason)
+            emit(view, as_json, lambda v: err.print(
+                f"job {v['id']} canceled" if v["status"] == "canceled" else f"job {v['id']}: cancellation requested"))
+            return
+        if not user:
+            raise InvalidInput("--all: give --user U (cancel every waiting job of one user)")
+        _check_type(st, job_type)
+        chosen = bulk.waiting(st.conn, user, job_type)
+        _bulk(st, chosen, "cancel", f"Cancel {len(chosen)} waiting job(s) of {user}", as_json, yes,
+              lambda views: bulk.cancel_all(st.conn, views, reason))
 
     @app.command("rm")
-    def remove(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
-        """Remove a job that is not running, with its result and artifacts."""
+    def remove(ctx: typer.Context, job_id: Optional[str] = typer.Argument(None, metavar="[ID]"),
+               finished: bool = typer.Option(False, "--finished", help="Every finished job older than --older-than."),
+               older_than: Optional[str] = typer.Option(None, "--older-than", help="With --finished: 7d, 12h, 30m."),
+               job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --finished: only this type."),
+               user: Optional[str] = typer.Option(None, "--user", "-u", help="With --finished: only this user's."),
+               yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
+        """Remove a job that is not running, with its result and artifacts; with --finished
+        --older-than 7d, every finished job that ended before then."""
         st = state(ctx)
-        view = jobs.remove(st.conn, job_id, artifacts.root(st.settings))
-        audit.record(st.conn, audit.cli_actor(), "operator", "remove", view["jobType"], job_id)
-        emit({"id": view["id"], "removed": True}, as_json, lambda v: err.print(f"job {v['id']} removed"))
+        if _single(job_id, finished, "rm", flag="--finished"):
+            view = jobs.remove(st.conn, job_id, artifacts.root(st.settings))
+            audit.record(st.conn, audit.cli_actor(), "operator", "remove", view["jobType"], job_id)
+            emit({"id": view["id"], "removed": True}, as_json, lambda v: err.print(f"job {v['id']} removed"))
+            return
+        if not older_than:
+            raise InvalidInput("--finished: give --older-than (7d, 12h, 30m)")
+        _check_type(st, job_type)
+        cutoff = datetime.now(timezone.utc) - timedelta(milliseconds=parse_duration_ms(older_than, "--older-than"))
+        chosen = bulk.finished_before(st.conn, cutoff, job_type, user)
+        _bulk(st, chosen, "remove", f"Remove {len(chosen)} finished job(s) that ended before "
+                                    f"{cutoff.isoformat(timespec='seconds')}", as_json, yes,
+              lambda views: bulk.remove_all(st.conn, views, artifacts.root(st.settings)))
+
+
+def _single(job_id: str | None, every: bool, command: str, flag: str = "--all") -> bool:
+    """True for the one-job form; refuses a mix of both forms and neither."""
+    if job_id and every:
+        raise InvalidInput(f"{command}: give either ID or {flag}, not both")
+    if not job_id and not every:
+        raise InvalidInput(f"{command}: give a job ID, or {flag} with filters")
+    return bool(job_id)
+
+
+def _check_type(st, job_type: str | None) -> None:
+    if job_type:
+        from vq.jobtypes import get_job_type
+
+        get_job_type(st.settings, job_type)
+
+
+PREVIEW = 10
+
+
+def _bulk(st, chosen: list[dict], action: str, question: str, as_json: bool, yes: bool, run) -> None:
+    """Show what a bulk action will touch, ask unless --yes, run it, audit each job, report."""
+    if not chosen:
+        emit({"action": action, "matched": 0, "done": [], "skipped": []}, as_json,
+             lambda _v: err.print("no job matches"))
+        return
+    if not as_json or not yes:
+        rows = [[v["id"], v["jobType"], v["userId"] or "-", status_text(v["status"]),
+                 (v["finishedAt"] or v["createdAt"] or "")[:19]] for v in chosen[:PREVIEW]]
+        err.print(table(["id", "type", "user", "status", "ended / created"], rows,
+                        title=f"{len(chosen)} job(s) to {action}"))
+        if len(chosen) > PREVIEW:
+            err.print(f"… and {len(chosen) - PREVIEW} more")
+    if not yes and not typer.confirm(f"{question}?", err=True, default=False):
+        raise typer.Exit(1)
+    outcome = run(chosen)
+    for job_id in outcome["done"]:
+        view = next(v for v in chosen if v["id"] == job_id)
+        audit.record(st.conn, audit.cli_actor(), "operator", action, view["jobType"], job_id, bulk=True)
+    report = {"action": action, "matched": len(chosen), **outcome}
+    emit(report, as_json, lambda r: err.print(
+        f"{len(r['done'])} job(s): {action} done" + (f"; {len(r['skipped'])} skipped (they changed meanwhile: "
+                                                     f"{r['skipped'][0]['reason']})" if r["skipped"] else "")))
 
 
 def _render_artifacts(listing: dict) -> None:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from vq import audit, jobs
+from vq import audit, jobs, templates
 from vq.cli.output import emit, error, note, print_json
 from vq.cli.render import render_job
 from vq.cli.state import JSON_OPTION, state
@@ -66,6 +66,8 @@ def register(app: typer.Typer) -> None:
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the job to end and print its final state."),
         timeout: Optional[float] = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
         batch: Optional[str] = typer.Option(None, "--batch", help="JSON-lines file of submissions, or - for stdin."),
+        template: Optional[str] = typer.Option(None, "--template", help="Start from this preset in config's templates."),
+        sets: list[str] = typer.Option([], "--set", help="With --template: key=value into the data (a.b=1; repeatable)."),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Submit a job; prints its id (so `id=$(vq submit ...)` works)."""
@@ -74,10 +76,20 @@ def register(app: typer.Typer) -> None:
             if job_type or data:
                 raise InvalidInput("--batch: give either TYPE/--data or --batch, not both")
             raise typer.Exit(_submit_batch(st, batch, as_json))
+        payload = parse_data(data)
+        if template:
+            preset = templates.get(st.settings, template)
+            if job_type and job_type != preset.jobType:
+                raise InvalidInput(f"TYPE: template {template!r} submits {preset.jobType}, not {job_type}")
+            job_type, priority = preset.jobType, priority or preset.priority
+            payload = templates.data_with({**preset.data, **payload}, sets)
+            skip_cache = skip_cache or bool(preset.options.get("skipCache"))
+        elif sets:
+            raise InvalidInput("--set: only with --template (use --data for a whole job)")
         if not job_type:
-            raise InvalidInput("TYPE: missing (see `vq types`), or use --batch FILE")
+            raise InvalidInput("TYPE: missing (see `vq types`), or use --template NAME or --batch FILE")
         sub = Submission(
-            job_type=job_type, data=parse_data(data), user_id=user, project_id=project, priority=priority,
+            job_type=job_type, data=payload, user_id=user, project_id=project, priority=priority,
             subscription=subscription, delay_ms=parse_duration_ms(delay, "--delay") if delay else None,
             at=parse_instant(at, "--at") if at else None, allow_past=allow_past, depends_on=list(depends_on),
             allow_failure=allow_failure,
