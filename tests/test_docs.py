@@ -34,3 +34,41 @@ def test_config_example_is_valid_and_complete():
     Settings.model_validate(example)
     for block in ("redis", "queue", "concurrency", "priority", "limits", "daemon", "job_types"):
         assert block in example, block
+
+
+def test_every_option_is_in_the_man_page():
+    import click
+    import typer.main
+
+    man = (ROOT / "man" / "vq.1").read_text().replace("\\-", "-")
+    missing = []
+
+    def walk(group, prefix):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                walk(command, [*prefix, name])
+                continue
+            for param in command.params:
+                longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+                if isinstance(param, click.Option) and longs and not any(o in man for o in longs):
+                    missing.append(f"vq {' '.join([*prefix, name])} {longs[0]}")
+
+    walk(typer.main.get_command(app), [])
+    assert not missing, f"options missing from man/vq.1: {missing}"
+
+
+def test_shell_completion_scripts_and_a_real_completion():
+    import os
+    import subprocess
+    import sys
+
+    markers = {"bash": "complete -o", "zsh": "#compdef vq", "fish": "complete --command vq"}
+    for shell, marker in markers.items():
+        proc = subprocess.run([sys.executable, "-m", "vq", "completion", shell], capture_output=True, text=True)
+        assert proc.returncode == 0 and marker in proc.stdout and "_VQ_COMPLETE" in proc.stdout, shell
+    bad = subprocess.run([sys.executable, "-m", "vq", "completion", "tcsh"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "SHELL: 'tcsh' is not one of bash, zsh, fish" in bad.stderr
+    env = dict(os.environ, _VQ_COMPLETE="complete_bash", COMP_WORDS="vq recurring pa", COMP_CWORD="2")
+    done = subprocess.run([sys.executable, "-c", "from vq.cli.app import app; app(prog_name='vq')"], env=env,
+                          capture_output=True, text=True)
+    assert done.stdout.split() == ["pause"], done
