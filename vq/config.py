@@ -26,6 +26,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class SentinelSettings(_Strict):
+    """Redis Sentinel: vq asks the sentinels for the current master of `service`, and asks
+    again after a failover (README: Scale-out)."""
+
+    hosts: list[str] = Field(min_length=1, description="sentinels as HOST:PORT")
+    service: str = Field("mymaster", description="the master's name in the sentinels' config")
+    password: str | None = Field(None, description="the sentinels' own password, when they have one")
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for item in value:
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not HOST:PORT")
+        return value
+
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(h.rpartition(":")[0].strip("[]"), int(h.rpartition(":")[2])) for h in self.hosts]
+
+
 class RedisSettings(_Strict):
     url: str | None = None
     host: str | None = None
@@ -33,11 +54,12 @@ class RedisSettings(_Strict):
     password: str | None = None
     db: int = Field(0, ge=0)
     socket: str | None = None
+    sentinel: SentinelSettings | None = None
 
     @property
     def configured(self) -> bool:
         """True when an operator named a Redis; vq then never uses the embedded one."""
-        return bool(self.url or self.host or self.socket)
+        return bool(self.url or self.host or self.socket or self.sentinel)
 
 
 class Backoff(_Strict):

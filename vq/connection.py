@@ -17,6 +17,8 @@ from vq.errors import RedisUnavailable
 
 def describe_address(settings: Settings) -> str:
     r = settings.redis
+    if r.sentinel:
+        return f"sentinel master {r.sentinel.service!r} via {', '.join(r.sentinel.hosts)}"
     if r.url:
         return _hide_password(r.url)
     if r.socket:
@@ -40,6 +42,13 @@ def embedded_socket_path(settings: Settings) -> str:
 def _client(module, settings: Settings, **common):
     """A redis-py client (sync or asyncio `module`) for the configured or embedded Redis."""
     r = settings.redis
+    if r.sentinel:
+        import importlib
+
+        sentinels = importlib.import_module(f"{module.__name__}.sentinel")
+        watch = sentinels.Sentinel(r.sentinel.addresses(), sentinel_kwargs={
+            "password": r.sentinel.password, "socket_timeout": 2.0, "socket_connect_timeout": 2.0})
+        return watch.master_for(r.sentinel.service, password=r.password, db=r.db, **common)
     if r.url:
         return module.Redis.from_url(r.url, **common)
     if r.socket:
