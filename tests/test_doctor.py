@@ -116,3 +116,22 @@ def _config(vq, url: str, **extra) -> Path:
     path = vq.config_path.parent / f"doctor-{abs(hash(url)) % 10_000}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def test_clock_skew_between_hosts_and_a_vanished_daemon_are_reported(vq, redis_conn):
+    import json as json_lib
+
+    now = int(time.time() * 1000)
+    # Another host's daemon as it reports itself (vq/presence.py): its clock 8 s ahead of Redis,
+    # and one more that stopped reporting a minute ago (crashed, or lost its network).
+    for field, seen, offset in (("far-host:4242", now, 8000.0), ("gone-host:7", now - 60_000, 0.0)):
+        redis_conn.hset("vq:daemons", field, json_lib.dumps({
+            "host": field.split(":")[0], "pid": int(field.split(":")[1]), "startedMs": now - 3_600_000,
+            "seenMs": seen, "clockOffsetMs": offset, "processes": {"worker-0": True, "scheduler": True},
+            "workers": 1}))
+    code, found = _findings(vq)
+    assert code == 2
+    assert found["clock"]["status"] == "fail" and "far-host +8000 ms" in found["clock"]["detail"]
+    assert "NTP" in found["clock"]["fix"]
+    gone = [f for f in json_lib.loads(vq.run("doctor", "--json").stdout) if "gone without stopping" in f["detail"]]
+    assert gone and "gone-host:7 (60s ago)" in gone[0]["detail"]
