@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 
 from vq.tui import format as fmt
 from vq.tui.live import Banner, LiveScreen
+from vq.tui.tables import fill, selected_key
 
 SPARK_SHOWN = 10  # minutes of the throughput sparkline that fit at 80 columns
 
@@ -68,23 +69,23 @@ class OverviewScreen(LiveScreen):
 
     def show(self, data: dict) -> None:
         self.data = data
-        _fill(self.query_one("#queues", DataTable), [
+        fill(self.query_one("#queues", DataTable), [
             (row["jobType"], [
                 fmt.queue_name(row["jobType"], row["health"], row["paused"]), row["queued"], row["limited"],
                 f"{row['running']}/{row['limit']}", row["scheduled"], row["deferred"],
                 Text(str(row["failed"]), style="red" if row["failed"] else ""), row["finished"],
                 fmt.sparkline(row["throughput"][-SPARK_SHOWN:])])
             for row in data["queues"]])
-        _fill(self.query_one("#workers", DataTable), [
+        fill(self.query_one("#workers", DataTable), [
             (w["name"], [w["name"], w["state"], fmt.short(w["currentJob"], 32),
                          Text(fmt.age(w["heartbeatAgeMs"]), style="" if w["alive"] else "red"),
                          str(len(w["queues"]))])
             for w in data["workers"]])
-        _fill(self.query_one("#breakers", DataTable), [
+        fill(self.query_one("#breakers", DataTable), [
             (b["provider"], [b["provider"], Text(b["state"], style="red" if b["state"] == "open" else "green"),
                              f"{b['failures']}/{b['threshold']}", b["nextProbe"] or "-"])
             for b in data["breakers"]])
-        _fill(self.query_one("#recurring", DataTable), [
+        fill(self.query_one("#recurring", DataTable), [
             (r["id"], [r["id"], r["name"] or "", r["jobType"], r["cronExpression"], r["tz"],
                        "paused" if r["paused"] else fmt.until(r["nextRunMs"])])
             for r in data["recurring"]])
@@ -96,10 +97,7 @@ class OverviewScreen(LiveScreen):
 
     # --- actions ---------------------------------------------------------------------
     def selected_type(self) -> str | None:
-        table = self.query_one("#queues", DataTable)
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return selected_key(self.query_one("#queues", DataTable))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "queues":  # enter or a click on a queue's row
@@ -135,17 +133,3 @@ class OverviewScreen(LiveScreen):
 
     def action_job(self) -> None:
         self.app.open_job()
-
-
-def _fill(table: DataTable, rows: list[tuple[str, list]]) -> None:
-    """Replace the table's rows, keeping the cursor on the same row when it still exists."""
-    keep = None
-    if table.row_count:
-        keep = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-    table.clear()
-    for key, cells in rows:  # plain strings as Text: a "[/]" in an error message is not markup
-        table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells), key=key)
-    if keep is not None:
-        keys = [key for key, _cells in rows]
-        if keep in keys:
-            table.move_cursor(row=keys.index(keep), animate=False)

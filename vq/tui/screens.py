@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 from vq.model import Status
 from vq.tui import format as fmt
 from vq.tui.live import Banner, LiveScreen
-from vq.tui.overview import _fill
+from vq.tui.tables import fill, selected_key
 
 STATUS_FILTERS = [None, *(s.value for s in Status)]
 
@@ -38,16 +38,34 @@ class _JobActions:
             self.app.confirm(f"Remove job {job_id} with its result and artifacts?", self.services.remove, job_id)
 
 
+class _JobList:
+    """A screen whose table lists jobs (`TABLE`): enter or a click opens the job."""
+
+    TABLE = ""
+
+    def selected_job(self) -> str | None:
+        return selected_key(self.query_one(f"#{self.TABLE}", DataTable))
+
+    def action_open_job(self) -> None:
+        if job_id := self.selected_job():
+            self.app.push_screen(JobScreen(job_id))
+
+    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
+        self.action_open_job()
+
+
 JOB_ACTION_KEYS = [Binding("r", "retry", "Retry"), Binding("x", "cancel_job", "Cancel"),
                    Binding("delete", "remove", "Remove")]
 
 
-class QueueScreen(_JobActions, LiveScreen):
+class QueueScreen(_JobList, _JobActions, LiveScreen):
     """A job type's jobs, newest first, filtered by status and user, a page at a time."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open_job", "Detail"),
                 Binding("s", "next_status", "Status filter"), Binding("f", "filter_user", "User filter"),
                 Binding("n", "page(1)", "Next page"), Binding("b", "page(-1)", "Prev page"), *JOB_ACTION_KEYS]
+
+    TABLE = "jobs"
 
     def __init__(self, job_type: str):
         super().__init__()
@@ -73,24 +91,12 @@ class QueueScreen(_JobActions, LiveScreen):
                 f"page {self.page + 1}  ({len(data)} shown)")
 
     def show(self, data: list[dict]) -> None:
-        _fill(self.query_one("#jobs", DataTable), [
+        fill(self.query_one("#jobs", DataTable), [
             (v["id"], [v["id"], fmt.status(v["status"]), v["userId"] or "-", v["priority"] or "-",
                        f"{v['progress']['percent']:.0f}%", f"{v['attempts']}/{v['maxAttempts']}",
                        (v["createdAt"] or "")[:19].replace("T", " ")])
             for v in data])
 
-    def selected_job(self) -> str | None:
-        table = self.query_one("#jobs", DataTable)
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-
-    def action_open_job(self) -> None:
-        if job_id := self.selected_job():
-            self.app.push_screen(JobScreen(job_id))
-
-    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
-        self.action_open_job()  # enter or a click on a job's row
 
     def action_next_status(self) -> None:
         self.status_filter = STATUS_FILTERS[(STATUS_FILTERS.index(self.status_filter) + 1) % len(STATUS_FILTERS)]
@@ -183,11 +189,13 @@ def _tree(node: dict, tree: Tree | None = None) -> Tree:
     return branch
 
 
-class UserScreen(_JobActions, LiveScreen):
+class UserScreen(_JobList, _JobActions, LiveScreen):
     """A user's running jobs against their concurrency limit."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open_job", "Detail"),
                 *JOB_ACTION_KEYS]
+
+    TABLE = "running"
 
     def __init__(self, user_id: str):
         super().__init__()
@@ -210,27 +218,18 @@ class UserScreen(_JobActions, LiveScreen):
         return f"[b]{escape(self.user_id)}[/]  running [{colour}]{used}/{data['limit']}[/] (their concurrency limit)"
 
     def show(self, data: dict) -> None:
-        _fill(self.query_one("#running", DataTable), [
+        fill(self.query_one("#running", DataTable), [
             (v["id"], [v["id"], v["jobType"], f"{v['progress']['percent']:.0f}%", (v["startedAt"] or "")[11:19]])
             for v in data["running"]])
 
-    def selected_job(self) -> str | None:
-        table = self.query_one("#running", DataTable)
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
-
-    def action_open_job(self) -> None:
-        if job_id := self.selected_job():
-            self.app.push_screen(JobScreen(job_id))
-
-    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
-        self.action_open_job()  # enter or a click on a job's row
 
 
-class DeadLetterScreen(LiveScreen):
+class DeadLetterScreen(_JobList, LiveScreen):
     """Jobs that failed for good, newest first; retry one or all."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open_job", "Detail"),
                 Binding("r", "retry", "Retry"), Binding("a", "retry_all", "Retry all")]
+    TABLE = "dead"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -247,21 +246,11 @@ class DeadLetterScreen(LiveScreen):
         return f"[b]dead-letter queue[/]  {len(data)} job(s)"
 
     def show(self, data: list[dict]) -> None:
-        _fill(self.query_one("#dead", DataTable), [
+        fill(self.query_one("#dead", DataTable), [
             (v["id"], [v["id"], v["jobType"], v["userId"] or "-", (v["error"] or {}).get("category", "-"),
                        ((v["error"] or {}).get("message") or "")[:60], (v["finishedAt"] or "")[11:19]])
             for v in data])
 
-    def selected_job(self) -> str | None:
-        table = self.query_one("#dead", DataTable)
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value if table.row_count else None
-
-    def action_open_job(self) -> None:
-        if job_id := self.selected_job():
-            self.app.push_screen(JobScreen(job_id))
-
-    def on_data_table_row_selected(self, _event: DataTable.RowSelected) -> None:
-        self.action_open_job()  # enter or a click on a job's row
 
     def action_retry(self) -> None:
         if job_id := self.selected_job():

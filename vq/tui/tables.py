@@ -1,0 +1,24 @@
+"""DataTable helpers every screen uses: refill keeping the cursor, read the selected key."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+
+def selected_key(table: DataTable) -> str | None:
+    """The row key under the cursor, or None for an empty table."""
+    if not table.row_count:
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+
+def fill(table: DataTable, rows: list[tuple[str, list]]) -> None:
+    """Replace the table's rows, keeping the cursor on the same row when it still exists."""
+    keep = selected_key(table)
+    table.clear()
+    for key, cells in rows:  # plain strings as Text: a "[/]" in an error message is not markup
+        table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells), key=key)
+    keys = [key for key, _cells in rows]
+    if keep in keys:
+        table.move_cursor(row=keys.index(keep), animate=False)
