@@ -148,3 +148,30 @@ def test_retention_prunes_rows_and_keeps_daily_aggregates(vq, redis_conn):
     assert [r[0] for r in db.execute("SELECT id FROM render_jobs")] == [recent]
     assert db.execute("SELECT COUNT(*) FROM job_history WHERE job_id = 'old-job'").fetchone()[0] == 0
     assert db.execute("SELECT day, created FROM job_performance_metrics WHERE job_type = 'test-noop'").fetchall() == days
+
+
+def _open_history(data_dir: str, results) -> None:
+    from vq import historydb
+    from vq.config import Settings
+
+    try:
+        historydb.open_db(Settings(data_dir=data_dir))
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - the test reports what went wrong
+        results.put(repr(exc))
+
+
+def test_daemons_starting_together_create_the_history_database_once(tmp_path):
+    """Several daemons opening a new history file at the same moment (two started at once on
+    one host) all get the complete schema; none fails with "database is locked"."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    for round_ in range(15):
+        results = ctx.Queue()
+        procs = [ctx.Process(target=_open_history, args=(str(tmp_path / str(round_)), results)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(30)
+        assert [results.get(timeout=5) for _ in procs] == ["ok"] * 4

@@ -42,9 +42,39 @@ def open_db(settings: Settings, create: bool = True) -> "sqlite_utils.Database":
     target.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite_utils.Database(target)
     db.execute("PRAGMA busy_timeout=5000")  # first: two daemons may open a new file at once
-    db.execute("PRAGMA journal_mode=WAL")
-    ensure_schema(db)
+    _with_retry(lambda: db.execute("PRAGMA journal_mode=WAL"))
+    if "archiver_state" not in db.table_names():  # the last table made: the schema is complete
+        _with_retry(lambda: _in_write_transaction(db, ensure_schema))
     return db
+
+
+def _in_write_transaction(db, change) -> None:
+    """`change(db)` holding the write lock from the start (BEGIN IMMEDIATE waits for it), so
+    two processes creating the schema at once take turns instead of failing mid-way."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        change(db)
+    except BaseException:
+        db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+
+
+def _with_retry(step, attempts: int = 40) -> None:
+    """SQLite answers "locked" at once (not after busy_timeout) in a few races, such as two
+    connections switching a new file to WAL together: try again shortly."""
+    import random
+    import sqlite3
+    import time
+
+    for attempt in range(attempts):
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 + random.random() * 0.1)
 
 
 RENDER_JOBS_COLUMNS = {
