@@ -90,10 +90,17 @@ class VqWorker(SimpleWorker):
     redis_lost = False
 
     def heartbeat(self, timeout=None, pipeline=None):
-        """RQ quits its loop on any error here; remember when that error was a lost Redis so
-        the process exits for a restart with backoff instead of looking like a clean stop."""
+        """RQ's heartbeat in one round trip (RQ sends its three commands one by one: a quarter
+        of a no-op job's time, profiled). RQ quits its loop on any error here; remember when
+        that error was a lost Redis so the process exits for a restart with backoff instead
+        of looking like a clean stop."""
         try:
-            super().heartbeat(timeout, pipeline)
+            if pipeline is None:
+                with self.connection.pipeline(transaction=False) as pipe:
+                    super().heartbeat(timeout, pipe)
+                    pipe.execute()
+            else:
+                super().heartbeat(timeout, pipeline)
         except (redis.ConnectionError, redis.TimeoutError):
             self.redis_lost = True
             raise
