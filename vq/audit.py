@@ -11,12 +11,12 @@ from redis import Redis
 from vq import events
 
 
-def cli_actor() -> str:
-    """The operator at a shell: their login name."""
+def cli_actor(tool: str = "cli") -> str:
+    """The operator at a shell (or at the dashboard, `tool="tui"`): their login name."""
     try:
-        return f"cli:{getpass.getuser()}"
+        return f"{tool}:{getpass.getuser()}"
     except (KeyError, OSError):
-        return "cli:unknown"
+        return f"{tool}:unknown"
 
 
 def record(conn: Redis, actor: str, role: str, action: str, job_type: str | None = None, target: str = "-",

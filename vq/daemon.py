@@ -50,8 +50,9 @@ class DaemonOptions:
     config_path: str | None = None  # re-read on SIGHUP
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
-    logs.configure(level, fmt)
+def _worker_prefix(host: str, index) -> str:
+    """A worker's RQ name without its pid (the pid is added by the process itself)."""
+    return f"vq.{host}.{index}"
 
 
 def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str) -> None:
@@ -59,7 +60,7 @@ def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, m
     from vq.worker import VqWorker
 
     die_with_parent()
-    configure_logging(log_level)
+    logs.configure(log_level)
     install_runtime(settings)
     conn = make_client(settings, socket_timeout=None)
     # The pid makes the name unique: a replaced worker must not clash with its predecessor's record.
@@ -75,7 +76,7 @@ def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, m
 
 def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str, name: str) -> None:
     die_with_parent()
-    configure_logging(log_level)
+    logs.configure(log_level)
     conn = make_client(settings, socket_timeout=None)
     try:
         _run_scheduler(settings, conn, queue_names, log_level, name)
@@ -107,23 +108,23 @@ def _archiver_main(settings: Settings, log_level: str) -> None:
     from vq.archiver import Archiver
 
     die_with_parent()
-    configure_logging(log_level)
-    conn = make_client(settings, socket_timeout=None)
-    archiver = Archiver(conn, settings)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(archiver, "stopped", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(archiver, "stopped", True))
-    archiver.run()
+    logs.configure(log_level)
+    _run_until_signalled(Archiver(make_client(settings, socket_timeout=None), settings))
 
 
 def _webhooks_main(settings: Settings, log_level: str, consumer: str) -> None:
     from vq.webhooks import Notifier
 
     die_with_parent()
-    configure_logging(log_level)
-    notifier = Notifier(make_client(settings, socket_timeout=None), settings, consumer)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(notifier, "stopped", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(notifier, "stopped", True))
-    notifier.run()
+    logs.configure(log_level)
+    _run_until_signalled(Notifier(make_client(settings, socket_timeout=None), settings, consumer))
+
+
+def _run_until_signalled(service) -> None:
+    """Run a loop that checks its `stopped` flag (archiver, notifier); SIGTERM/SIGINT set it."""
+    signal.signal(signal.SIGTERM, lambda *_: setattr(service, "stopped", True))
+    signal.signal(signal.SIGINT, lambda *_: setattr(service, "stopped", True))
+    service.run()
 
 
 def _http_main(settings: Settings, listen: str, log_level: str) -> None:
@@ -133,7 +134,7 @@ def _http_main(settings: Settings, listen: str, log_level: str) -> None:
     from vq.api.app import create_app
 
     die_with_parent()
-    configure_logging(log_level)
+    logs.configure(log_level)
     host, _, port = listen.rpartition(":")
     uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=log_level.lower(),
                 access_log=log_level.upper() == "DEBUG", timeout_keep_alive=30, lifespan="off",
@@ -206,7 +207,7 @@ class Daemon:
     awaiting_ready: bool = False  # READY=1 goes to systemd once every process is up
 
     def run(self) -> int:
-        configure_logging(self.options.log_level, self.options.log_format)
+        logs.configure(self.options.log_level, self.options.log_format)
         os.umask(0o077)  # artifacts, history and secrets: readable by vq's user only
         if not self.settings.redis.configured:
             from vq.embedded import EmbeddedRedis
@@ -273,7 +274,7 @@ class Daemon:
         settings, options = self.settings, self.options
         queue_names = worker_queue_names(settings, options.queues)
         host = socket.gethostname()
-        plan = [_Child(f"worker-{i}", _worker_main, (settings, queue_names, f"vq.{host}.{i}",
+        plan = [_Child(f"worker-{i}", _worker_main, (settings, queue_names, _worker_prefix(host, i),
                                                       options.max_jobs_per_worker, options.log_level))
                 for i in range(options.workers)]
         plan.append(_Child("scheduler", _scheduler_main, (settings, queue_names, options.log_level,
@@ -296,7 +297,7 @@ class Daemon:
             return False
         host = socket.gethostname()
         try:
-            names = [f"rq:worker:vq.{host}.{c.name.split('-')[1]}.{c.process.pid}"
+            names = [f"rq:worker:{_worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}"
                      for c in children if c.name.startswith("worker-")]
             if names and conn.exists(*names) < len(names):
                 return False
@@ -328,13 +329,10 @@ class Daemon:
             settings = load_settings(self.options.config_path)
             for jt in job_types(settings).values():
                 load_handler(jt.handler)
-        except VqError as exc:
-            log.error("reload refused, the running configuration stays: %s", exc.message)
-            systemd.notify("READY=1", f"STATUS=reload refused: {exc.message}")
-            return
-        except Exception as exc:  # noqa: BLE001 - a handler that cannot import
-            log.error("reload refused, the running configuration stays: handler: %s", exc)
-            systemd.notify("READY=1", "STATUS=reload refused: a handler does not import")
+        except Exception as exc:  # noqa: BLE001 - a bad file, or a handler that cannot import
+            reason = exc.message if isinstance(exc, VqError) else f"handler: {exc}"
+            log.error("reload refused, the running configuration stays: %s", reason)
+            systemd.notify("READY=1", f"STATUS=reload refused: {reason}")
             return
         self.settings = settings
         limits.publish_config_limits(conn, settings)

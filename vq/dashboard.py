@@ -20,9 +20,10 @@ RECURRING_SHOWN = 20
 def overview(conn: Redis, settings: Settings) -> dict:
     """Overall health, one row per job type, workers, breakers and recurring jobs."""
     counts = queues.counts(conn, settings)
-    report = health.check(conn, settings, counts=counts)
+    breakers = breaker.states(conn, settings)
+    report = health.check(conn, settings, counts=counts, breakers=breakers)
     if report["status"] == "error":
-        raise_unreachable(report)
+        _raise_unreachable(report)
     health_of = {row["jobType"]: row for row in report["queues"]}
     spark = throughput(conn, [row["jobType"] for row in counts])
     rows = []
@@ -32,10 +33,11 @@ def overview(conn: Redis, settings: Settings) -> dict:
                      "throughput": spark[row["jobType"]]})
     return {"status": report["status"], "reasons": report["reasons"], "checkedAt": report["checkedAt"],
             "redis": report["redis"], "queues": rows, "workers": report["workers"]["list"],
-            "breakers": breaker.states(conn, settings), "recurring": upcoming_recurring(conn)}
+            "breakers": breakers, "recurring": upcoming_recurring(conn)}
 
 
-def raise_unreachable(report: dict) -> None:
+def _raise_unreachable(report: dict) -> None:
+    """health.check turns a lost Redis into a report; the dashboard wants it raised (its banner)."""
     import redis
 
     raise redis.ConnectionError(report["reasons"][0] if report["reasons"] else "Redis unreachable")

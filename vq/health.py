@@ -59,18 +59,20 @@ def _redis(conn: Redis, settings: Settings) -> dict:
             "status": _grade(ratio, settings.health.redisMemory) if ratio is not None else "healthy"}
 
 
-def check(conn: Redis, settings: Settings, counts: list[dict] | None = None) -> dict:
-    """The health report (from `queues.counts` when the caller has them already). Never
-    raises for an unreachable Redis: that is status `error`."""
+def check(conn: Redis, settings: Settings, counts: list[dict] | None = None,
+          breakers: list[dict] | None = None) -> dict:
+    """The health report (from `queues.counts` and `breaker.states` when the caller has them
+    already). Never raises for an unreachable Redis: that is status `error`."""
     checked = iso(datetime.now(timezone.utc))
     try:
-        return _check(conn, settings, checked, counts)
+        return _check(conn, settings, checked, counts, breakers)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         return {"status": "error", "checkedAt": checked, "reasons": [f"Redis unreachable: {str(exc).splitlines()[0]}"],
                 "redis": {"reachable": False}, "queues": [], "workers": {"alive": 0, "total": 0}, "breakers": []}
 
 
-def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dict] | None) -> dict:
+def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dict] | None,
+           known_breakers: list[dict] | None) -> dict:
     h = settings.health
     now = int(time.time() * 1000)
     current = metrics.read_window(conn, h.window, end_ms=now)
@@ -78,7 +80,8 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
     counts = {row["jobType"]: row for row in (known_counts or queues.counts(conn, settings))}
     workers = _workers(conn, h.heartbeatAge)
     alive = [w for w in workers if w["alive"]]
-    open_breakers = [b["provider"] for b in breaker.states(conn, settings) if b["state"] == "open"]
+    states = known_breakers if known_breakers is not None else breaker.states(conn, settings)
+    open_breakers = [b["provider"] for b in states if b["state"] == "open"]
     types = job_types(settings)
     with conn.pipeline(transaction=False) as pipe:
         for name in types:

@@ -7,6 +7,9 @@ Only the archiver writes the job tables; recurring_jobs is a copy of Redis's def
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,10 +66,6 @@ def _in_write_transaction(db, change) -> None:
 def _with_retry(step, attempts: int = 40) -> None:
     """SQLite answers "locked" at once (not after busy_timeout) in a few races, such as two
     connections switching a new file to WAL together: try again shortly."""
-    import random
-    import sqlite3
-    import time
-
     for attempt in range(attempts):
         try:
             step()

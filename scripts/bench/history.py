@@ -478,8 +478,8 @@ def print_answer(console, answer: dict, meta: dict) -> None:
     console.print(f"[dim]{full['waiting']:,} waiting jobs created in {full['create_s']:.0f} s "
                   f"({full['waiting'] / full['create_s']:,.0f}/s); Redis used_memory "
                   f"{empty['redis_used_memory'] / mib:,.0f} MiB -> {full['redis_used_memory'] / mib:,.0f} MiB, "
-                  f"{full['dbsize']:,} keys. vq stats/health/perf = stats.stats, health.check, "
-                  f"stats.perf(window 1 h), in-process. "
+                  f"{full['dbsize']:,} keys. vq stats/health/perf/tui refresh = stats.stats, health.check, "
+                  f"stats.perf(window 1 h), dashboard.overview, in-process. "
                   f"rq info = Queue.count + started/finished/failed registry count for {answer['queues']} queues. "
                   f"{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, "
                   f"redis-server {meta['redis_server']}.[/]")

@@ -21,7 +21,7 @@ class Services:
     actor: str = ""
 
     def __post_init__(self):
-        self.actor = self.actor or audit.cli_actor().replace("cli:", "tui:", 1)
+        self.actor = self.actor or audit.cli_actor("tui")
 
     # --- reads ---------------------------------------------------------------------
     def overview(self) -> dict:
