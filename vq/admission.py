@@ -16,6 +16,7 @@ import time
 from importlib import resources
 
 from redis import Redis
+from rq import Queue
 
 from vq import keys
 from vq.model import job_type_of
@@ -39,13 +40,16 @@ class Admission:
         self._admit = _script(conn, "admit.lua")
         self._promote = _script(conn, "promote.lua")
 
-    def admit(self, job_types: list[str]) -> tuple[str, str, str] | None:
-        """Route arrivals and admit one job of these types: (job id, queue name, user) or None."""
+    def admit(self, job_types: list[str]) -> tuple[str, str, str, dict] | None:
+        """Route arrivals and admit one job of these types: (job id, queue name, user, the
+        job's hash) or None. The hash comes back in the same round trip, so the worker
+        need not fetch the job."""
         now = int(time.time() * 1000)
         result = self._admit(args=[now, self.lease_ms, DRAIN_MAX, SCAN_MAX, len(job_types), *job_types])
         if not result:
             return None
-        return result[0].decode(), result[1].decode(), result[2].decode()
+        flat = result[3]
+        return result[0].decode(), result[1].decode(), result[2].decode(), dict(zip(flat[::2], flat[1::2]))
 
     def promote_aged(self, job_types: list[str], threshold_ms: int, max_per_level: int = 500) -> int:
         now = int(time.time() * 1000)
@@ -72,6 +76,28 @@ def release_in(pipe, job_id: str, job_type: str, user_id: str) -> None:
     pipe.zrem(keys.running_type(job_type), job_id)
     pipe.zrem(keys.running_user(user_id), job_id)
     wake_in(pipe)
+
+
+def mark_arrivals_in(pipe, queue_names) -> None:
+    """Tell admission these RQ lists got jobs (after the push, in the same pipeline)."""
+    if queue_names:
+        pipe.sadd(keys.INBOX, *queue_names)
+
+
+def mark_nonempty_lists(conn: Redis, queue_names: list[str]) -> int:
+    """The safety net for pushes that bypass vq's queue class (RQ's own registry clean-ups,
+    `rq requeue`): mark every non-empty list. Run by a daemon chore every few seconds."""
+    with conn.pipeline(transaction=False) as pipe:
+        for name in queue_names:
+            pipe.llen(Queue.redis_queue_namespace_prefix + name)
+        lengths = pipe.execute()
+    found = [name for name, length in zip(queue_names, lengths) if length]
+    if found:
+        with conn.pipeline(transaction=False) as pipe:
+            mark_arrivals_in(pipe, found)
+            wake_in(pipe)
+            pipe.execute()
+    return len(found)
 
 
 def wake(conn: Redis) -> None:

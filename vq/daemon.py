@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from rq.serializers import JSONSerializer
 
 from vq import health, historydb, keys, limits, logs, maintenance, presence, recurring_store, stalled, systemd
-from vq.admission import Admission
+from vq.admission import Admission, mark_nonempty_lists
 from vq.config import Settings, load_settings
 from vq.errors import VqError
 from vq.connection import connect, make_client
@@ -242,6 +242,8 @@ class Daemon:
                 self.options.queues or list(job_types(self.settings)), self.settings.priority.agingThreshold)),
             Chore(conn, "enqueue ready dependents", MAINTAIN_EVERY, lambda: _say_moved(enqueue_left_ready_jobs(
                 conn, worker_queue_names(self.settings, self.options.queues)))),
+            Chore(conn, "mark unrouted queue lists", MAINTAIN_EVERY, lambda: mark_nonempty_lists(
+                conn, worker_queue_names(self.settings)) and None),  # usually a push seconds old: not news
             Chore(conn, "recover stalled jobs", self.settings.queue.settings.stalledInterval / 1000,
                   lambda: stalled.recover(conn, self.settings)),
             Chore(conn, "check health", self.settings.health.checkInterval / 1000,

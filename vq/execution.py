@@ -97,21 +97,32 @@ def _waited_ms(job) -> int | None:
     return ms_between(job.enqueued_at) if job.enqueued_at else None
 
 
+BEGUN = "_vq_attempt_begun"  # set on the Job object once begin_attempt has run for it
+
+
+def begin_attempt(job: Job, pipe) -> None:
+    """Count the attempt, reset progress and announce the start, into a pipeline the
+    caller executes (vq's worker: with RQ's own start-up writes, one round trip)."""
+    job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
+    job.meta["progress"] = {"percent": 0.0, "message": None}
+    job.meta.pop("error", None)
+    pipe.hset(job.key, "meta", job._serialize_meta())
+    pipe.zrem(keys.ADMITTED, job.id)
+    events.emit(pipe, "started", job.id, job.meta.get("jobType"), attempt=job.meta["attempts"],
+                worker=job.worker_name, waitMs=_waited_ms(job), userId=job.meta.get("userId"))
+    setattr(job, BEGUN, True)
+
+
 def run_job(job_type: str, data: dict) -> dict:
     job = get_current_job()
     assert job is not None, "run_job runs inside an RQ worker"
     rt = runtime()
     job_type_spec = get_job_type(rt.settings, job_type)
     handler = load_handler(job_type_spec.handler)
-    job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
-    job.meta["progress"] = {"percent": 0.0, "message": None}
-    job.meta.pop("error", None)
-    with job.connection.pipeline(transaction=False) as pipe:  # one round trip for all three
-        pipe.hset(job.key, "meta", job._serialize_meta())
-        pipe.zrem(keys.ADMITTED, job.id)
-        events.emit(pipe, "started", job.id, job_type, attempt=job.meta["attempts"], worker=job.worker_name,
-                    waitMs=_waited_ms(job), userId=job.meta.get("userId"))
-        pipe.execute()
+    if not getattr(job, BEGUN, False):  # vq's worker did it in its start-up round trip
+        with job.connection.pipeline(transaction=False) as pipe:
+            begin_attempt(job, pipe)
+            pipe.execute()
     ctx = HandlerContext(
         job_id=job.id, job_type=job_type, user_id=job.meta.get("userId", ""),
         project_id=job.meta.get("projectId"), attempt=job.meta["attempts"],

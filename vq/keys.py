@@ -43,6 +43,7 @@ def cancel_request(job_id: str) -> str:
 
 # --- admission (see vq/lua/admit.lua for how these fit together) -------------------
 WAKE = PREFIX + "wake"  # list: a token per event that may let a waiting job run
+INBOX = PREFIX + "inbox"  # set of RQ queue names whose lists may hold jobs admission has not routed
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
 ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet

@@ -17,7 +17,7 @@ from rq.registry import ReadyJobRegistry
 from rq.serializers import JSONSerializer
 
 from vq import keys
-from vq.admission import Admission, release, wait_for_wake, wake
+from vq.admission import Admission, mark_arrivals_in, release, wait_for_wake, wake_in
 from vq.timer import schedule_in
 
 
@@ -52,11 +52,9 @@ class VqQueue(Queue):
         while True:
             admitted = admission.admit(types)
             if admitted is not None:
-                job_id, queue_name, user = admitted
-                fetched = cls._fetch_dequeued_job(connection, cls.redis_queue_namespace_prefix + queue_name, job_id,
-                                                  **kwargs)
-                if fetched is not None:
-                    return fetched
+                job_id, queue_name, user, data = admitted
+                if data:
+                    return cls._restore_admitted(connection, queue_name, job_id, data, **kwargs)
                 release(connection, job_id, keys.split_queue_name(queue_name)[0], user)  # deleted meanwhile
                 continue
             if timeout is None:
@@ -65,6 +63,26 @@ class VqQueue(Queue):
             if left <= 0:
                 raise DequeueTimeout(timeout, [q.key for q in queues])
             wait_for_wake(connection, min(left, 1.0))
+
+    @classmethod
+    def _restore_admitted(cls, connection, queue_name, job_id, data, job_class=None, serializer=None,
+                          death_penalty_class=None):
+        """RQ's post-dequeue step (`_fetch_dequeued_job`) with the job hash admission
+        already returned, instead of fetching it again."""
+        job_class = job_class or cls.job_class
+        queue = cls(queue_name, connection=connection, job_class=job_class, serializer=serializer,
+                    death_penalty_class=death_penalty_class)
+        job = job_class(job_id, connection=connection, serializer=serializer)
+        job.restore(data)
+        return job, queue
+
+    def push_job_id(self, job_id, pipeline=None, at_front=False):
+        """RQ's push, then the mark that tells admission this list has an arrival."""
+        pipe = pipeline if pipeline is not None else self.connection.pipeline(transaction=False)
+        super().push_job_id(job_id, pipeline=pipe, at_front=at_front)
+        mark_arrivals_in(pipe, [self.name])
+        if pipeline is None:
+            pipe.execute()
 
     def schedule_job(self, job, datetime, pipeline=None, unique=False):  # noqa: A002 - RQ's name
         """RQ's scheduling, with the due time kept to the microsecond (RQ truncates it to a
@@ -88,10 +106,10 @@ class VqQueue(Queue):
                 break
             if attempt:
                 time.sleep(0.001 * attempt)
-            super().enqueue_ready_jobs_by_queue(pending)
+            super().enqueue_ready_jobs_by_queue(pending)  # RQ's plain Queue pushes: mark below
             pending = _still_ready(self.connection, pending)
         if job_ids_by_queue_name:
-            wake(self.connection)
+            _arrived(self.connection, list(job_ids_by_queue_name))
 
 
 def _still_ready(conn: Redis, job_ids_by_queue_name: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -115,8 +133,15 @@ def enqueue_left_ready_jobs(conn: Redis, queue_names: list[str]) -> int:
         counts = pipe.execute()
     moved = sum(len(registry.cleanup()) for registry, count in zip(registries, counts) if count)
     if moved:
-        wake(conn)
+        _arrived(conn, queue_names)
     return moved
+
+
+def _arrived(conn: Redis, queue_names: list[str]) -> None:
+    with conn.pipeline(transaction=False) as pipe:
+        mark_arrivals_in(pipe, queue_names)
+        wake_in(pipe)
+        pipe.execute()
 
 
 def rq_queue(conn: Redis, name: str) -> VqQueue:

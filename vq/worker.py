@@ -17,15 +17,22 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
 from rq.worker import SimpleWorker, WorkerStatus
+from rq.executions import Execution
 from rq.job_lifecycle import call_exception_handlers
+from rq.rate_limit import release_slot
+from rq.utils import now
 
 from vq import cache, events, keys
 from vq.jobs import cancel_dependents
 from vq.admission import release, release_in
-from vq.execution import runtime
-from vq.model import ms_between
+from vq.execution import begin_attempt, runtime
+from vq.model import VQ_FUNC, ms_between
 from vq.recurring import record_outcome_in
 from vq.rq_queue import VqQueue, admission_for
+
+
+HEARTBEAT_EVERY = 5.0  # seconds between a worker's own heartbeats (its key lives for minutes)
+SUSPENSION_CHECK_EVERY = 1.0
 
 
 class SayOnce(logging.Filter):
@@ -88,12 +95,20 @@ class VqWorker(SimpleWorker):
     queue_class = VqQueue
     _requeue_current = False
     redis_lost = False
+    _beat_at = float("-inf")
+    _suspension_checked_at = float("-inf")
+    _written_state = None
+    _start_pipe = None
 
     def heartbeat(self, timeout=None, pipeline=None):
-        """RQ's heartbeat in one round trip (RQ sends its three commands one by one: a quarter
-        of a no-op job's time, profiled). RQ quits its loop on any error here; remember when
-        that error was a lost Redis so the process exits for a restart with backoff instead
-        of looking like a clean stop."""
+        """RQ's heartbeat in one round trip (RQ sends its three commands one by one), and
+        on its own at most every HEARTBEAT_EVERY seconds: RQ beats twice per job, a
+        quarter of a no-op job's time (profiled), to keep alive a key that lives for
+        minutes. RQ quits its loop on any error here; remember when that error was a lost
+        Redis so the process exits for a restart with backoff instead of looking like a
+        clean stop."""
+        if pipeline is None and timeout is None and time.monotonic() - self._beat_at < HEARTBEAT_EVERY:
+            return
         try:
             if pipeline is None:
                 with self.connection.pipeline(transaction=False) as pipe:
@@ -105,7 +120,58 @@ class VqWorker(SimpleWorker):
             self.redis_lost = True
             raise
         if pipeline is None:
+            self._beat_at = time.monotonic()
             self._say_once().recovered(self.log)
+
+    def set_state(self, state, pipeline=None):
+        """RQ writes the state before every dequeue; write it only when it changes."""
+        if pipeline is None and state == self._written_state:
+            return
+        super().set_state(state, pipeline)
+        self._written_state = state
+
+    def check_for_suspension(self, burst: bool):
+        """RQ asks Redis before every job whether workers are suspended; once a second is
+        soon enough for an operator's `rq suspend`."""
+        if time.monotonic() - self._suspension_checked_at < SUSPENSION_CHECK_EVERY:
+            return
+        self._suspension_checked_at = time.monotonic()
+        super().check_for_suspension(burst)
+
+    def prepare_execution(self, job: Job):
+        """RQ's execution record, written with the rest of the start (prepare_job_execution)
+        in one round trip instead of two (three with vq's start event)."""
+        if self.__class__.execute_job is not VqWorker.execute_job:  # a forking subclass: RQ's way
+            return super().prepare_execution(job)
+        self._start_pipe = self.connection.pipeline()
+        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=self._start_pipe,
+                                     worker_name=self.name)
+        self.executions[execution.id] = execution
+        self.set_state(WorkerStatus.BUSY, pipeline=self._start_pipe)
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        pipe, self._start_pipe = self._start_pipe, None
+        if pipe is None:
+            pipe = self.connection.pipeline()
+        with pipe:
+            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            self.heartbeat(heartbeat_ttl, pipeline=pipe)
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            pipe.persist(job.key)
+            if remove_from_intermediate_queue:
+                pipe.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            if job.func_name == VQ_FUNC:
+                begin_attempt(job, pipe)
+            pipe.execute()
+        self._beat_at = time.monotonic()
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int):
+        """RQ writes a last heartbeat into the job here, one round trip just before the
+        write that ends the job; keep the times and let that write carry them."""
+        job.ended_at = now()
+        job.last_heartbeat = job.ended_at
 
     def _say_once(self) -> SayOnce:
         if getattr(self, "_outage_filter", None) is None:
@@ -196,16 +262,44 @@ class VqWorker(SimpleWorker):
         self._release(job)
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution):
-        super().handle_job_success(job, queue, started_job_registry, execution)
-        with self.connection.pipeline(transaction=False) as pipe:  # slots back + event: one round trip
-            release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
-            if job.meta.get("cacheKey"):
-                cache.remember(pipe, job.meta["cacheKey"], job.id, int(job.meta.get("cacheTtl", 0)) or 1)
-            events.emit(pipe, "finished", job.id, job.meta.get("jobType"), durationMs=_took_ms(job),
-                        attempt=job.meta.get("attempts"), userId=job.meta.get("userId"),
-                        webhookUrl=job.meta.get("webhookUrl"))
-            record_outcome_in(pipe, job)
-            pipe.execute()
+        """RQ's success bookkeeping, vq's (slots back, cache, event, recurring outcome)
+        and the idle state in one transaction: one round trip. RQ WATCHes the job's
+        dependents first (two more); here the transaction reads whether the job has any,
+        and only then are they moved, after it. A dependent added meanwhile is either in
+        that set or, added later, sees its dependency finished and is enqueued by RQ."""
+        if job.repeats_left:  # an RQ repeat: RQ's way
+            super().handle_job_success(job, queue, started_job_registry, execution)
+            with self.connection.pipeline(transaction=False) as pipe:
+                self._succeeded_in(pipe, job)
+                pipe.execute()
+            return
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipe:
+            pipe.exists(job.dependents_key)
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            if result_ttl != 0:
+                job._handle_success(result_ttl, pipeline=pipe, worker_name=self.name, execution_id=execution.id,
+                                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            job._status = JobStatus.FINISHED
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+            self._succeeded_in(pipe, job)
+            has_dependents = pipe.execute()[0]
+        if has_dependents:
+            queue.enqueue_dependents(job)
+        if job.has_rate_limit:
+            release_slot(job)
+
+    def _succeeded_in(self, pipe, job: Job) -> None:
+        release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
+        if job.meta.get("cacheKey"):
+            cache.remember(pipe, job.meta["cacheKey"], job.id, int(job.meta.get("cacheTtl", 0)) or 1)
+        events.emit(pipe, "finished", job.id, job.meta.get("jobType"), durationMs=_took_ms(job),
+                    attempt=job.meta.get("attempts"), userId=job.meta.get("userId"),
+                    webhookUrl=job.meta.get("webhookUrl"))
+        record_outcome_in(pipe, job)
 
     def _finish_canceled(self, job: Job, execution) -> None:
         """A running job stopped at a cancel request: canceled in one step (never seen as

@@ -4,10 +4,12 @@
 --
 -- ARGV: now_ms, lease_ms, drain_max, scan_max, n_types, type_1 .. type_n (in the order
 --       this worker should try them; the caller rotates it)
--- Returns: {job_id, queue_name, user} of the admitted job, or nil.
+-- Returns: {job_id, queue_name, user, the job's hash as HGETALL gives it} of the admitted
+--          job, or nil.
 --
 -- Keys (vq/keys.py builds the same names):
 --   rq:queue:<type>.<prio>           RQ's list: where every path into execution lands
+--   vq:inbox                         set of queue names whose RQ list got a push
 --   rq:job:<id>                      RQ's job hash (status, meta as JSON)
 --   vq:wait:<type>:<prio>:<user>     the user's waiting job ids, oldest first
 --   vq:ring:<type>:<prio>            users with waiting jobs, in turn order
@@ -49,14 +51,22 @@ local function live_count(key)
   return redis.call('ZCARD', key)
 end
 
--- 1. Route: RQ list -> the user's waiting list.
-for i = 1, n_types do
-  local t = ARGV[5 + i]
-  for _, p in ipairs(prios) do
-    local inbox = 'rq:queue:' .. t .. '.' .. p
+-- 1. Route: RQ list -> the user's waiting list. Only the lists vq:inbox names are looked
+-- at (every push onto an RQ list marks its queue there), so routing costs nothing per
+-- queue when nothing arrived. A list this worker does not serve stays marked for others.
+local serves = {}
+for i = 1, n_types do serves[ARGV[5 + i]] = true end
+for _, qname in ipairs(redis.call('SMEMBERS', 'vq:inbox')) do
+  local t, p = string.match(qname, '^(.+)%.(%a+)$')
+  if t and serves[t] then
+    local inbox = 'rq:queue:' .. qname
+    local emptied = false
     for _ = 1, drain_max do
       local id = redis.call('LPOP', inbox)
-      if not id then break end
+      if not id then
+        emptied = true
+        break
+      end
       local jk = 'rq:job:' .. id
       local fields = redis.call('HMGET', jk, 'status', 'meta')
       if fields[1] == 'queued' then
@@ -78,6 +88,7 @@ for i = 1, n_types do
         redis.call('ZADD', 'vq:waitsince:' .. t .. ':' .. p, 'NX', now, id)
       end
     end
+    if emptied then redis.call('SREM', 'vq:inbox', qname) end
   end
 end
 
@@ -122,7 +133,7 @@ for _, p in ipairs(prios) do
               redis.call('ZADD', uk, now + lease, id)
               redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
               redis.call('ZADD', 'vq:admitted', now, id)  -- until it starts: see vq/stalled.py
-              return {id, t .. '.' .. p, user}
+              return {id, t .. '.' .. p, user, redis.call('HGETALL', 'rq:job:' .. id)}
             end
           else
             redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')  -- at its limit: let the next user go

@@ -33,6 +33,7 @@ for _, registry in ipairs(KEYS) do
         else
           redis.call('RPUSH', 'rq:queue:' .. queue_name, id)
         end
+        redis.call('SADD', 'vq:inbox', queue_name)  -- admission routes from marked lists only
         local job_type = string.match(queue_name, '^(.*)%.[^.]+$') or queue_name
         redis.call('XADD', 'vq:events', 'MAXLEN', '~', 1000000, '*', 'event', 'queued', 'jobId', id,
                    'jobType', job_type, 'ts', tostring(math.floor(now * 1000)), 'fields', '{"reason":"due"}')
