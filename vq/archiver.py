@@ -160,7 +160,8 @@ class Archiver:
             marks = ",".join("?" * len(chunk))
             for job_id, status in self.db.execute(f"SELECT id, status FROM render_jobs WHERE id IN ({marks})", chunk):
                 current[job_id] = status
-        history_rows, created_rows, updates, dependencies, audits = [], [], [], [], []
+        history_rows, created_rows, dependencies, audits = [], [], [], []
+        updates: dict[str, list] = {}  # job id -> [job type, first at, status, last at, column changes]
         for event in batch:
             job_id = event["jobId"]
             if event["event"] == "audit":
@@ -186,7 +187,9 @@ class Archiver:
                 for parent in fields.get("dependsOn") or []:
                     dependencies.append((job_id, parent, 1 if fields.get("allowFailure") else 0))
             else:
-                updates.append(self._update_for(event, to, at))
+                update = updates.setdefault(job_id, [event["jobType"], at, to, at, {}])
+                update[2], update[3] = to, at
+                update[4].update(self._changes_for(event, to, at))  # a later event's changes win
             current[job_id] = to
         with self.db.conn:
             self.db.conn.executemany(
@@ -200,8 +203,8 @@ class Archiver:
                 "priority=excluded.priority, subscription=excluded.subscription, queue=excluded.queue, "
                 "created_at=excluded.created_at, parent_id=excluded.parent_id, step=excluded.step, "
                 "recurring_id=excluded.recurring_id, cached=excluded.cached", created_rows)
-            for sql, params in updates:
-                self.db.conn.execute(sql, params)
+            for sql, rows in self._grouped_updates(updates).items():
+                self.db.conn.executemany(sql, rows)
             self.db.conn.executemany("INSERT OR IGNORE INTO audit_log (event_id, at, actor, role, action, job_type, "
                                      "target, detail) VALUES (?,?,?,?,?,?,?,?)", audits)
             self.db.conn.executemany("INSERT OR IGNORE INTO job_dependencies (job_id, depends_on, allow_failure) "
@@ -210,8 +213,8 @@ class Archiver:
                                  "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (batch[-1]["id"],))
 
     @staticmethod
-    def _update_for(event: dict, to: str, at: str) -> tuple[str, tuple]:
-        """The render_jobs change an event makes (a row is made if its `created` was never seen)."""
+    def _changes_for(event: dict, to: str, at: str) -> dict:
+        """The render_jobs columns an event changes."""
         fields = event["fields"]
         sets = {"status": to, "updated_at": at}
         if event["event"] == "started":
@@ -225,10 +228,19 @@ class Archiver:
             sets.update(error_category=fields.get("category"), error_message=fields.get("error"))
         if fields.get("userId"):
             sets["user_id"] = fields["userId"]
-        columns = ", ".join(f"{name} = ?" for name in sets)
-        sql = (f"INSERT INTO render_jobs (id, job_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-               f"ON CONFLICT(id) DO UPDATE SET {columns}")
-        return sql, (event["jobId"], event["jobType"], to, at, at, *sets.values())
+        return sets
+
+    @staticmethod
+    def _grouped_updates(updates: dict[str, list]) -> dict[str, list[tuple]]:
+        """One statement per set of changed columns, each run once over all its jobs (a row
+        is made if its `created` was never seen): a batch's updates in a few executemany."""
+        grouped: dict[str, list[tuple]] = {}
+        for job_id, (job_type, first_at, to, last_at, sets) in updates.items():
+            columns = ", ".join(f"{name} = ?" for name in sets)
+            sql = (f"INSERT INTO render_jobs (id, job_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+                   f"ON CONFLICT(id) DO UPDATE SET {columns}")
+            grouped.setdefault(sql, []).append((job_id, job_type, to, first_at, last_at, *sets.values()))
+        return grouped
 
     # --- periodic ----------------------------------------------------------------------
     def aggregate(self) -> None:

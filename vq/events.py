@@ -16,7 +16,6 @@ from redis.client import Pipeline
 
 from vq import keys
 
-NOT_LOGGED = {"webhookUrl"}  # may carry a receiver's token in its query string
 STREAM_MAXLEN = 1_000_000  # a cap for when no archiver runs; the archiver trims what it has written
 log = logging.getLogger("vq.events")
 
@@ -25,12 +24,15 @@ def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None =
     """Append an event (created, queued, scheduled, deferred, started, progress, finished,
     failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable."""
     entry = {"event": event, "jobId": job_id, "jobType": job_type or "", "ts": str(int(time.time() * 1000))}
+    webhook_url = fields.pop("webhookUrl", None)
     fields = {k: v for k, v in fields.items() if v is not None}
     if fields:
         entry["fields"] = json.dumps(fields, separators=(",", ":"), default=str)
     conn.xadd(keys.EVENTS, entry, maxlen=STREAM_MAXLEN, approximate=True)
+    if webhook_url:  # the notifiers read only these, not every event of every job
+        conn.xadd(keys.WEBHOOK_EVENTS, {**entry, "url": webhook_url}, maxlen=STREAM_MAXLEN, approximate=True)
     if event != "progress":
-        detail = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, "") and k not in NOT_LOGGED)
+        detail = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))
         log.info("job %s %s %s%s", job_id, job_type or "", event, f" {detail}" if detail else "")
 
 

@@ -35,6 +35,17 @@ class Runtime:
 
     settings: Settings
     _breakers: object = None
+    _types: dict | None = None
+
+    def job_type(self, name: str):
+        """The job type and its handler, resolved once per process (settings do not change
+        under a running worker: a reload restarts it)."""
+        if self._types is None:
+            self._types = {}
+        if name not in self._types:
+            spec = get_job_type(self.settings, name)
+            self._types[name] = (spec, load_handler(spec.handler))
+        return self._types[name]
 
     def breakers(self, conn: Redis):
         if self._breakers is None:
@@ -117,8 +128,7 @@ def run_job(job_type: str, data: dict) -> dict:
     job = get_current_job()
     assert job is not None, "run_job runs inside an RQ worker"
     rt = runtime()
-    job_type_spec = get_job_type(rt.settings, job_type)
-    handler = load_handler(job_type_spec.handler)
+    job_type_spec, handler = rt.job_type(job_type)
     if not getattr(job, BEGUN, False):  # vq's worker did it in its start-up round trip
         with job.connection.pipeline(transaction=False) as pipe:
             begin_attempt(job, pipe)

@@ -144,6 +144,7 @@ METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, all ti
 ARCHIVER_LEADER = PREFIX + "archiver:leader"  # held by the one archiver running
 ARCHIVER_APPLIED = PREFIX + "archiver:applied"  # the last event id whose metrics were counted
 DAEMONS = PREFIX + "daemons"  # hash host:pid -> JSON of a running daemon's state (vq/presence.py)
+WEBHOOK_EVENTS = PREFIX + "webhooks:events"  # stream: the ended events of jobs that have a webhookUrl
 WEBHOOK_RETRIES = PREFIX + "webhooks:retries"  # zset delivery (JSON) -> when to try again (epoch ms)
 HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (alerts fire on change)
 

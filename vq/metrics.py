@@ -46,8 +46,11 @@ def fold(events: list[dict]) -> dict[str, Counter]:
     """The increments a batch of events makes: {redis hash key: Counter(field -> n)}."""
     out: dict[str, Counter] = {}
 
-    def bump(key: str, fld: str, n: int = 1) -> None:
-        out.setdefault(key, Counter())[fld] += n
+    def counter(key: str) -> Counter:
+        found = out.get(key)
+        if found is None:
+            found = out[key] = Counter()
+        return found
 
     for event in events:
         name = COUNTED.get(event["event"])
@@ -57,21 +60,23 @@ def fold(events: list[dict]) -> dict[str, Counter]:
         fields = event.get("fields") or {}
         user = fields.get("userId")
         if user and name in ("created", "finished", "failed", "canceled"):
-            bump(keys.METRICS_USERS, f"{user}|{name}")
+            counter(keys.METRICS_USERS)[f"{user}|{name}"] += 1
         if name == "created" and fields.get("priority"):
-            bump(keys.METRICS_TOTALS, f"{job_type}|priority|{fields['priority']}")
+            counter(keys.METRICS_TOTALS)[f"{job_type}|priority|{fields['priority']}"] += 1
         if name == "created" and fields.get("status") == "finished":  # born finished: a cached result
-            bump(keys.METRICS_TOTALS, f"{job_type}|cached")
+            counter(keys.METRICS_TOTALS)[f"{job_type}|cached"] += 1
+        increments = [(f"{job_type}|{name}", 1)]
+        if name == "started" and fields.get("waitMs") is not None:
+            increments += [(f"{job_type}|wait_ms", int(fields["waitMs"])),
+                           (f"{job_type}|wait|{bucket_of(fields['waitMs'])}", 1)]
+        if name in ("finished", "failed", "retried") and fields.get("durationMs") is not None:
+            increments += [(f"{job_type}|run_ms", int(fields["durationMs"])), (f"{job_type}|ran", 1),
+                           (f"{job_type}|run|{bucket_of(fields['durationMs'])}", 1)]
         # The all-time totals and each time bucket get the same counters and histograms.
         for key in (keys.METRICS_TOTALS, *(bucket_key(kind, event["ts"]) for kind in RESOLUTIONS)):
-            bump(key, f"{job_type}|{name}")
-            if name == "started" and fields.get("waitMs") is not None:
-                bump(key, f"{job_type}|wait_ms", int(fields["waitMs"]))
-                bump(key, f"{job_type}|wait|{bucket_of(fields['waitMs'])}")
-            if name in ("finished", "failed", "retried") and fields.get("durationMs") is not None:
-                bump(key, f"{job_type}|run_ms", int(fields["durationMs"]))
-                bump(key, f"{job_type}|ran")
-                bump(key, f"{job_type}|run|{bucket_of(fields['durationMs'])}")
+            target = counter(key)
+            for fld, n in increments:
+                target[fld] += n
     return out
 
 

@@ -23,6 +23,7 @@ from vq.timer import schedule_in
 
 _admissions: dict[int, Admission] = {}
 _turn = itertools.count()
+_queues: dict[tuple, "VqQueue"] = {}
 READY_ATTEMPTS = 20  # contention on one ready registry clears within a few tries
 
 
@@ -70,9 +71,12 @@ class VqQueue(Queue):
         """RQ's post-dequeue step (`_fetch_dequeued_job`) with the job hash admission
         already returned, instead of fetching it again."""
         job_class = job_class or cls.job_class
-        queue = cls(queue_name, connection=connection, job_class=job_class, serializer=serializer,
-                    death_penalty_class=death_penalty_class)
-        job = job_class(job_id, connection=connection, serializer=serializer)
+        cache_key = (id(connection), queue_name, job_class, serializer, death_penalty_class)
+        queue = _queues.get(cache_key)
+        if queue is None:  # RQ's serializer check is slow (a typing Protocol): build each queue once
+            queue = _queues[cache_key] = cls(queue_name, connection=connection, job_class=job_class,
+                                             serializer=serializer, death_penalty_class=death_penalty_class)
+        job = job_class(job_id, connection=connection, serializer=queue.serializer)
         job.restore(data)
         return job, queue
 

@@ -1,8 +1,9 @@
 """Webhooks: a job's `webhookUrl` is POSTed the job's JSON when it ends (finished, failed
 for good, or canceled); health alerts use the same sender.
 
-Delivery never slows a worker: the ended event carries the URL, and each daemon's notifier
-reads the event stream in a Redis consumer group, so every event is handled by one daemon.
+Delivery never slows a worker: the worker adds the ended event of a job with a URL to a
+stream of its own, and each daemon's notifier reads that stream in a Redis consumer group,
+so every event is handled by one daemon (and jobs without a URL cost the notifiers nothing).
 A delivery that fails (network error, timeout, non-2xx) is retried with exponential
 back-off up to `webhooks.attempts` times; an event whose notifier died is claimed by
 another after `CLAIM_IDLE_MS`. Bodies are signed when `webhooks.secret` is set:
@@ -110,7 +111,7 @@ class Notifier:
         if self.group_ready:
             return
         try:
-            self.conn.xgroup_create(keys.EVENTS, GROUP, id="$", mkstream=True)
+            self.conn.xgroup_create(keys.WEBHOOK_EVENTS, GROUP, id="$", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -131,20 +132,23 @@ class Notifier:
         handled = self._retry_due()
         if time.monotonic() - self.last_claim > CLAIM_IDLE_MS / 4000:
             self.last_claim = time.monotonic()
-            _next, claimed, *_ = self.conn.xautoclaim(keys.EVENTS, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0",
-                                                      count=100)
-            handled += self._handle(events.parse([(keys.EVENTS, [c for c in claimed if c[1]])]))
-        fresh = self.conn.xreadgroup(GROUP, self.consumer, {keys.EVENTS: ">"}, count=200, block=block_ms)
+            _next, claimed, *_ = self.conn.xautoclaim(keys.WEBHOOK_EVENTS, GROUP, self.consumer, CLAIM_IDLE_MS,
+                                                      "0-0", count=100)
+            handled += self._handle(events.parse([(keys.WEBHOOK_EVENTS, [c for c in claimed if c[1]])]))
+        fresh = self.conn.xreadgroup(GROUP, self.consumer, {keys.WEBHOOK_EVENTS: ">"}, count=200, block=block_ms)
         return handled + self._handle(events.parse(fresh))
 
     def _handle(self, batch: list[dict]) -> int:
-        wanted = [e for e in batch if e["fields"].get("webhookUrl") and _ended_as(e)]
-        futures = [self.pool.submit(self._deliver, e["jobId"], e["fields"]["webhookUrl"], _ended_as(e), 1)
-                   for e in wanted]
+        wanted = [e for e in batch if e.get("url") and _ended_as(e)]
+        futures = [self.pool.submit(self._deliver, e["jobId"], e["url"], _ended_as(e), 1) for e in wanted]
         for future in futures:
             future.result()
-        if batch:
-            self.conn.xack(keys.EVENTS, GROUP, *[e["id"] for e in batch])
+        if batch:  # handled (a failed delivery is in WEBHOOK_RETRIES now): the entries can go
+            ids = [e["id"] for e in batch]
+            with self.conn.pipeline(transaction=False) as pipe:
+                pipe.xack(keys.WEBHOOK_EVENTS, GROUP, *ids)
+                pipe.xdel(keys.WEBHOOK_EVENTS, *ids)
+                pipe.execute()
         return len(wanted)
 
     def _retry_due(self) -> int:
