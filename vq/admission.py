@@ -16,6 +16,7 @@ import time
 from importlib import resources
 
 from redis import Redis
+from redis.exceptions import ResponseError
 from rq import Queue
 
 from vq import keys
@@ -44,12 +45,24 @@ class Admission:
         """Route arrivals and admit one job of these types: (job id, queue name, user, the
         job's hash) or None. The hash comes back in the same round trip, so the worker
         need not fetch the job."""
-        now = int(time.time() * 1000)
-        result = self._admit(args=[now, self.lease_ms, DRAIN_MAX, SCAN_MAX, len(job_types), *job_types])
-        if not result:
+        return parse_admitted(self._admit(args=self._admit_args(job_types)))
+
+    def admit_in(self, pipe, job_types: list[str]) -> None:
+        """`admit` as part of a pipeline (its reply: `parse_admitted`). By SHA: the script
+        is loaded by the first `admit`; a Redis that lost it answers NOSCRIPT, which
+        `parse_admitted` reads as "nothing admitted" after loading it again."""
+        pipe.evalsha(self._admit.sha, 0, *self._admit_args(job_types))
+
+    def _admit_args(self, job_types: list[str]) -> list:
+        return [int(time.time() * 1000), self.lease_ms, DRAIN_MAX, SCAN_MAX, len(job_types), *job_types]
+
+    def parse_admitted(self, reply) -> tuple[str, str, str, dict] | None:
+        if isinstance(reply, ResponseError):
+            if "NOSCRIPT" not in str(reply):
+                raise reply
+            self.conn.script_load(self._admit.script)
             return None
-        flat = result[3]
-        return result[0].decode(), result[1].decode(), result[2].decode(), dict(zip(flat[::2], flat[1::2]))
+        return parse_admitted(reply)
 
     def promote_aged(self, job_types: list[str], threshold_ms: int, max_per_level: int = 500) -> int:
         now = int(time.time() * 1000)
@@ -62,6 +75,24 @@ class Admission:
             pipe.zadd(keys.running_type(job_type), {job_id: deadline}, xx=True)
             pipe.zadd(keys.running_user(user_id), {job_id: deadline}, xx=True)
             pipe.execute()
+
+
+def parse_admitted(result) -> tuple[str, str, str, dict] | None:
+    if not result:
+        return None
+    flat = result[3]
+    return result[0].decode(), result[1].decode(), result[2].decode(), dict(zip(flat[::2], flat[1::2]))
+
+
+def give_back(conn: Redis, job_id: str, queue_name: str, user_id: str) -> None:
+    """An admitted job its worker will not start after all (it is stopping): its slots
+    back, and the job back on the front of its RQ list, where admission routes it again."""
+    with conn.pipeline() as pipe:
+        release_in(pipe, job_id, keys.split_queue_name(queue_name)[0], user_id)
+        pipe.zrem(keys.ADMITTED, job_id)
+        pipe.lpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
+        mark_arrivals_in(pipe, [queue_name])
+        pipe.execute()
 
 
 def release(conn: Redis, job_id: str, job_type: str, user_id: str) -> None:

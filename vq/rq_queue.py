@@ -27,6 +27,13 @@ _queues: dict[tuple, "VqQueue"] = {}
 READY_ATTEMPTS = 20  # contention on one ready registry clears within a few tries
 
 
+def admission_order(queues) -> list[str]:
+    """The job types of these queues, in a rotating order so that no type is always last."""
+    types = list(dict.fromkeys(keys.split_queue_name(q.name)[0] for q in queues))
+    shift = next(_turn) % len(types)
+    return types[shift:] + types[:shift]
+
+
 def admission_for(connection: Redis) -> Admission:
     """One Admission (its scripts registered once) per connection."""
     key = id(connection)
@@ -44,19 +51,16 @@ class VqQueue(Queue):
         """Take the next job admission lets through, instead of popping RQ's lists directly.
 
         Waits for a wake token (a job arrived, a slot was freed) up to `timeout`; never
-        spins. The types are tried in a rotating order so none is always last."""
-        types = list(dict.fromkeys(keys.split_queue_name(q.name)[0] for q in queues))
-        shift = next(_turn) % len(types)
-        types = types[shift:] + types[:shift]
+        spins."""
+        types = admission_order(queues)
         admission = admission_for(connection)
         deadline = time.monotonic() + (timeout or 0)
         while True:
             admitted = admission.admit(types)
             if admitted is not None:
-                job_id, queue_name, user, data = admitted
-                if data:
-                    return cls._restore_admitted(connection, queue_name, job_id, data, **kwargs)
-                release(connection, job_id, keys.split_queue_name(queue_name)[0], user)  # deleted meanwhile
+                taken = cls.take_admitted(connection, admitted, **kwargs)
+                if taken is not None:
+                    return taken
                 continue
             if timeout is None:
                 return None
@@ -64,6 +68,16 @@ class VqQueue(Queue):
             if left <= 0:
                 raise DequeueTimeout(timeout, [q.key for q in queues])
             wait_for_wake(connection, min(left, 1.0))
+
+    @classmethod
+    def take_admitted(cls, connection, admitted, **kwargs):
+        """(job, queue) for what admission handed out, or None if the job was deleted
+        meanwhile (its slots are given back)."""
+        job_id, queue_name, user, data = admitted
+        if data:
+            return cls._restore_admitted(connection, queue_name, job_id, data, **kwargs)
+        release(connection, job_id, keys.split_queue_name(queue_name)[0], user)
+        return None
 
     @classmethod
     def _restore_admitted(cls, connection, queue_name, job_id, data, job_class=None, serializer=None,

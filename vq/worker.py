@@ -20,15 +20,16 @@ from rq.worker import SimpleWorker, WorkerStatus
 from rq.executions import Execution
 from rq.job_lifecycle import call_exception_handlers
 from rq.rate_limit import release_slot
+from rq.suspension import is_suspended
 from rq.utils import now
 
 from vq import cache, events, keys
 from vq.jobs import cancel_dependents
-from vq.admission import release, release_in
+from vq.admission import give_back, release, release_in
 from vq.execution import begin_attempt, runtime
 from vq.model import VQ_FUNC, ms_between
 from vq.recurring import record_outcome_in
-from vq.rq_queue import VqQueue, admission_for
+from vq.rq_queue import VqQueue, admission_for, admission_order
 
 
 HEARTBEAT_EVERY = 5.0  # seconds between a worker's own heartbeats (its key lives for minutes)
@@ -99,6 +100,9 @@ class VqWorker(SimpleWorker):
     _suspension_checked_at = float("-inf")
     _written_state = None
     _start_pipe = None
+    _next = None  # a job admitted in the previous job's finishing round trip, to run next
+    _max_jobs = None
+    _executed = 0
 
     def heartbeat(self, timeout=None, pipeline=None):
         """RQ's heartbeat in one round trip (RQ sends its three commands one by one), and
@@ -136,6 +140,8 @@ class VqWorker(SimpleWorker):
         if time.monotonic() - self._suspension_checked_at < SUSPENSION_CHECK_EVERY:
             return
         self._suspension_checked_at = time.monotonic()
+        if self._next is not None and is_suspended(self.connection, self):
+            self._give_back_next()  # not to sit on it, leased, while suspended
         super().check_for_suspension(burst)
 
     def prepare_execution(self, job: Job):
@@ -181,6 +187,7 @@ class VqWorker(SimpleWorker):
 
     def work(self, *args, **kwargs):
         self._say_once()
+        self._max_jobs = kwargs.get("max_jobs")
         return super().work(*args, **kwargs)
 
     def execute_job(self, job: Job, queue: Queue):
@@ -191,6 +198,38 @@ class VqWorker(SimpleWorker):
             super().execute_job(job, queue)
         finally:
             keeper.hold(None)
+            self._executed += 1
+
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        """The job admitted while the last one finished, if any; else RQ's dequeue (which
+        goes through admission: VqQueue.dequeue_any)."""
+        admitted, self._next = self._next, None
+        if admitted is not None:
+            taken = self.queue_class.take_admitted(self.connection, admitted, job_class=self.job_class,
+                                                   serializer=self.serializer,
+                                                   death_penalty_class=self.death_penalty_class)
+            if taken is not None:
+                taken[0].redis_server_version = self.get_redis_server_version()
+                return taken
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    def _will_take_another(self) -> bool:
+        return not (self._stop_requested or self.redis_lost or
+                    (self._max_jobs is not None and self._executed + 1 >= self._max_jobs))
+
+    def _give_back_next(self) -> None:
+        admitted, self._next = self._next, None
+        if admitted is not None:
+            give_back(self.connection, admitted[0], admitted[1], admitted[2])
+
+    def teardown(self):
+        """A job admitted for this worker that it will not run now goes back in line."""
+        try:
+            self._give_back_next()
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.log.warning("Worker %s: could not give back job %s; it is requeued when its lease lapses",
+                             self.name, self._next and self._next[0])
+        super().teardown()
 
     def _lease_keeper(self) -> "LeaseKeeper":
         if getattr(self, "_keeper", None) is None:
@@ -262,11 +301,12 @@ class VqWorker(SimpleWorker):
         self._release(job)
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution):
-        """RQ's success bookkeeping, vq's (slots back, cache, event, recurring outcome)
-        and the idle state in one transaction: one round trip. RQ WATCHes the job's
-        dependents first (two more); here the transaction reads whether the job has any,
-        and only then are they moved, after it. A dependent added meanwhile is either in
-        that set or, added later, sees its dependency finished and is enqueued by RQ."""
+        """RQ's success bookkeeping, vq's (slots back, cache, event, recurring outcome),
+        the idle state and the admission of the next job in one transaction: one round
+        trip. RQ WATCHes the job's dependents first (two more); here the transaction reads
+        whether the job has any, and only then are they moved, after it. A dependent added
+        meanwhile is either in that set or, added later, sees its dependency finished and
+        is enqueued by RQ."""
         if job.repeats_left:  # an RQ repeat: RQ's way
             super().handle_job_success(job, queue, started_job_registry, execution)
             with self.connection.pipeline(transaction=False) as pipe:
@@ -274,6 +314,7 @@ class VqWorker(SimpleWorker):
                 pipe.execute()
             return
         result_ttl = job.get_result_ttl(self.default_result_ttl)
+        admission = admission_for(self.connection) if self._will_take_another() else None
         with self.connection.pipeline() as pipe:
             pipe.exists(job.dependents_key)
             self.increment_successful_job_count(pipeline=pipe)
@@ -286,7 +327,15 @@ class VqWorker(SimpleWorker):
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             self._succeeded_in(pipe, job)
-            has_dependents = pipe.execute()[0]
+            if admission is not None:  # and admit the next job in the same round trip
+                admission.admit_in(pipe, admission_order(self._ordered_queues))
+            replies = pipe.execute(raise_on_error=False)
+        if admission is not None:
+            self._next = admission.parse_admitted(replies.pop())
+        problems = [r for r in replies if isinstance(r, Exception)]
+        if problems:
+            raise problems[0]
+        has_dependents = replies[0]
         if has_dependents:
             queue.enqueue_dependents(job)
         if job.has_rate_limit:
