@@ -76,35 +76,35 @@ def _builtin_handler(name: str) -> str:
 
 def job_types(settings: Settings) -> dict[str, JobType]:
     """Every job type known under these settings, built-ins first."""
-    defaults = settings.queue.defaultJobOptions
     names = list(BUILTIN_TYPES) + [n for n in settings.job_types if n not in BUILTIN_TYPES]
-    out: dict[str, JobType] = {}
-    for name in names:
-        override = settings.job_types.get(name)
-        description, timeout = BUILTIN_TYPES.get(name, ("", defaults.timeout))
-        out[name] = JobType(
-            name=name,
-            description=(override and override.description) or description or "custom job type",
-            handler=(override and override.handler) or _builtin_handler(name),
-            timeout_ms=(override and override.timeout) or timeout,
-            attempts=(override and override.attempts) or defaults.attempts,
-            backoff=(override and override.backoff) or defaults.backoff,
-            limit=settings.concurrency.type.get(name, DEFAULT_CUSTOM_TYPE_LIMIT),
-            builtin=name in BUILTIN_TYPES,
-            unknown_errors=(override and override.unknownErrors) or "temporary",
-            providers=tuple((override and override.providers) or ()),
-            # Built-in handlers are deterministic; an operator's handler may have side effects,
-            # so its results are cached only when its type asks for it.
-            cache=(override and override.cache) or (settings.cache if name in BUILTIN_TYPES else CacheSettings(ttl=0)),
-        )
-    return out
+    return {name: _build(settings, name) for name in names}
+
+
+def _build(settings: Settings, name: str) -> JobType:
+    defaults = settings.queue.defaultJobOptions
+    override = settings.job_types.get(name)
+    description, timeout = BUILTIN_TYPES.get(name, ("", defaults.timeout))
+    return JobType(
+        name=name,
+        description=(override and override.description) or description or "custom job type",
+        handler=(override and override.handler) or _builtin_handler(name),
+        timeout_ms=(override and override.timeout) or timeout,
+        attempts=(override and override.attempts) or defaults.attempts,
+        backoff=(override and override.backoff) or defaults.backoff,
+        limit=settings.concurrency.type.get(name, DEFAULT_CUSTOM_TYPE_LIMIT),
+        builtin=name in BUILTIN_TYPES,
+        unknown_errors=(override and override.unknownErrors) or "temporary",
+        providers=tuple((override and override.providers) or ()),
+        # Built-in handlers are deterministic; an operator's handler may have side effects,
+        # so its results are cached only when its type asks for it.
+        cache=(override and override.cache) or (settings.cache if name in BUILTIN_TYPES else CacheSettings(ttl=0)),
+    )
 
 
 def get_job_type(settings: Settings, name: str) -> JobType:
-    types = job_types(settings)
-    if name not in types:
-        raise NotFound(f"unknown job type {name!r} (known: {', '.join(types)})", field="jobType")
-    return types[name]
+    if name not in BUILTIN_TYPES and name not in settings.job_types:
+        raise NotFound(f"unknown job type {name!r} (known: {', '.join(job_types(settings))})", field="jobType")
+    return _build(settings, name)  # only this one: submit asks for every job
 
 
 # Fixed routes under /api/jobs/: a job type with one of these names would be shadowed.

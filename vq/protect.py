@@ -46,10 +46,16 @@ class Protector:
         self.settings = settings
         self.patterns = [words(p) for p in settings.security.sensitiveFields]
         self._fernet = None
+        self._verdicts: dict[str, bool] = {}  # field names repeat from job to job: match each once
 
     def is_sensitive(self, name: str) -> bool:
-        own = words(name)
-        return any(_contains(own, p) for p in self.patterns)
+        verdict = self._verdicts.get(name)
+        if verdict is None:
+            own = words(name)
+            verdict = any(_contains(own, p) for p in self.patterns)
+            if len(self._verdicts) < 10_000:
+                self._verdicts[name] = verdict
+        return verdict
 
     @property
     def fernet(self):

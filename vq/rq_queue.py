@@ -46,6 +46,8 @@ def admission_for(connection: Redis) -> Admission:
 
 
 class VqQueue(Queue):
+    marks_pushes = True  # False: the caller marks the queue once for a batch of pushes
+
     @classmethod
     def dequeue_any(cls, queues, timeout, connection, **kwargs):
         """Take the next job admission lets through, instead of popping RQ's lists directly.
@@ -98,7 +100,8 @@ class VqQueue(Queue):
         """RQ's push, then the mark that tells admission this list has an arrival."""
         pipe = pipeline if pipeline is not None else self.connection.pipeline(transaction=False)
         super().push_job_id(job_id, pipeline=pipe, at_front=at_front)
-        mark_arrivals_in(pipe, [self.name])
+        if self.marks_pushes:
+            mark_arrivals_in(pipe, [self.name])
         if pipeline is None:
             pipe.execute()
 
@@ -162,5 +165,24 @@ def _arrived(conn: Redis, queue_names: list[str]) -> None:
         pipe.execute()
 
 
+_by_name: dict[tuple[int, str], tuple[Redis, VqQueue]] = {}
+
+
+def batch_queue(conn: Redis, name: str) -> VqQueue:
+    """A queue for a batch of pushes that its caller marks for admission once, at the end."""
+    queue = VqQueue(name, connection=conn, serializer=JSONSerializer)
+    queue.marks_pushes = False
+    return queue
+
+
 def rq_queue(conn: Redis, name: str) -> VqQueue:
-    return VqQueue(name, connection=conn, serializer=JSONSerializer)
+    """The queue named `name` on this connection, built once (RQ's serializer check costs
+    more than the rest of a submission's Python work)."""
+    hit = _by_name.get((id(conn), name))
+    if hit is not None and hit[0] is conn:
+        return hit[1]
+    if len(_by_name) > 10_000:  # many short-lived connections: start over
+        _by_name.clear()
+    queue = VqQueue(name, connection=conn, serializer=JSONSerializer)
+    _by_name[(id(conn), name)] = (conn, queue)
+    return queue

@@ -24,14 +24,14 @@ from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from vq import cache, events, keys
-from vq.admission import wake_in
+from vq.admission import mark_arrivals_in, wake_in
 from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFound, RedisUnavailable, VqError
 from vq.jobtypes import JobType, get_job_type, load_handler
 from vq.model import VQ_FUNC, iso
 from vq.protect import protector
-from vq.rq_queue import rq_queue
+from vq.rq_queue import VqQueue, batch_queue, rq_queue
 from vq.webhooks import validate_url
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
@@ -217,19 +217,76 @@ def _check_dependencies(conn: Redis, ids: list[str], allow_failure: bool) -> Non
                            "submit with allow-failure to run anyway", field="dependsOn")
 
 
+BATCH_CHUNK = 500  # submissions created per transaction by submit_each
+
+
 def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dict]:
     """Submit many, each on its own: an item that is refused is reported and the rest go on
-    (`vq submit --batch`, POST /api/jobs/bulk). `build(item)` makes the Submission."""
-    outcomes = []
+    (`vq submit --batch`, POST /api/jobs/bulk). `build(item)` makes the Submission.
+
+    Plain submissions (no dependencies, idempotency key, fixed id, result cache or child
+    graph) are created BATCH_CHUNK to a transaction, in order; the others one by one as
+    `submit` makes them, after the plain ones before them."""
+    outcomes: list[dict] = []
+    plain: list[tuple[_Resolved, str]] = []
+
+    def create_plain() -> None:
+        if plain:
+            with conn.pipeline() as pipe:  # each chunk appears whole, or not at all
+                _create_batch(conn, pipe, settings, plain)
+                pipe.execute()
+            plain.clear()
+
     for index, item in enumerate(items):
         try:
-            outcomes.append({"index": index, "ok": True, "id": submit(conn, settings, build(item))})
+            sub = build(item)
+            resolved = _resolve(conn, settings, sub)
+            if _is_plain(sub, resolved):
+                job_id = uuid.uuid4().hex
+                plain.append((resolved, job_id))
+                outcomes.append({"index": index, "ok": True, "id": job_id})
+                if len(plain) >= BATCH_CHUNK:
+                    create_plain()
+                continue
+            create_plain()
+            outcomes.append({"index": index, "ok": True, "id": submit(conn, settings, sub)})
         except RedisUnavailable:
             raise  # not the item's fault: the whole request fails
         except VqError as exc:
             outcomes.append({"index": index, "ok": False,
                              "error": {"code": exc.code, "message": exc.message, "field": exc.field}})
+    create_plain()
     return outcomes
+
+
+def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[tuple[_Resolved, str]]) -> None:
+    """Plain submissions into one transaction, with one command per index and per queue
+    where `submit` would send one per job: a batch costs Redis about what RQ's
+    enqueue_many does."""
+    created_ms = int(time.time() * 1000)
+    indexes: dict[str, dict[str, int]] = {}
+    queues: dict[str, VqQueue] = {}
+    for r, job_id in plain:
+        name = keys.queue_name(r.job_type.name, r.priority)
+        spec = _job_spec(settings, r, job_id, None, None, [], None)
+        if r.run_at is not None:
+            job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(spec))
+        else:
+            queue = queues.get(name) or queues.setdefault(name, batch_queue(conn, name))
+            job = queue._enqueue_job(queue.create_job(VQ_FUNC, **spec), pipeline=pipe)
+        for index in (keys.ALL_JOBS, keys.user_jobs(r.user_id), keys.type_jobs(r.job_type.name)):
+            indexes.setdefault(index, {})[job_id] = created_ms
+        _emit_created(pipe, r, job, None, None)
+    for index, members in indexes.items():
+        pipe.zadd(index, members)
+    mark_arrivals_in(pipe, sorted(queues))  # the pushes above did not mark their queues
+    wake_in(pipe)
+
+
+def _is_plain(sub: Submission, resolved: _Resolved) -> bool:
+    """A submission `submit_each` may create in a batch: one job, nothing to look up."""
+    return not (sub.job_id or sub.idempotency_key or resolved.depends_on or _plan(resolved)
+                or (not sub.skip_cache and cache.wants_cache(resolved.data) and resolved.job_type.cache.ttl > 0))
 
 
 def validate(conn: Redis, settings: Settings, sub: Submission) -> None:
@@ -369,20 +426,31 @@ def _job_spec(settings: Settings, r: _Resolved, job_id: str, step: str | None, p
 
 def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step: str | None,
              parent_id: str | None, children: list[str], cache_key: str | None = None) -> Job:
-    queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
-    common = _job_spec(settings, r, job_id, step, parent_id, children, cache_key)
     if r.depends_on:  # RQ checks the dependencies in its own WATCHed transaction
+        queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
+        common = _job_spec(settings, r, job_id, step, parent_id, children, cache_key)
         job = queue.enqueue_call(VQ_FUNC, depends_on=Dependency(jobs=r.depends_on, allow_failure=r.allow_failure),
                                  **common)
         _record_created(conn, r, job, parent_id, step)
         return job
     with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
-        if r.run_at is not None:
-            job = queue.enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(common))
-        else:
-            job = queue.enqueue_call(VQ_FUNC, pipeline=pipe, **common)
-        _record_created(pipe, r, job, parent_id, step)
+        job = _enqueue_in(conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children,
+                          cache_key=cache_key)
         pipe.execute()
+    return job
+
+
+def _enqueue_in(conn: Redis, pipe: Pipeline, settings: Settings, r: _Resolved, job_id: str, *,
+                step: str | None = None, parent_id: str | None = None, children: list[str] | None = None,
+                cache_key: str | None = None) -> Job:
+    """A job without dependencies and its indexes, into the caller's transaction."""
+    queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
+    common = _job_spec(settings, r, job_id, step, parent_id, children or [], cache_key)
+    if r.run_at is not None:
+        job = queue.enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(common))
+    else:
+        job = queue.enqueue_call(VQ_FUNC, pipeline=pipe, **common)
+    _record_created_in(pipe, r, job, parent_id, step)
     return job
 
 
@@ -416,25 +484,33 @@ def _record_created(target, r: _Resolved, job: Job, parent_id: str | None, step:
 
 def _record_created_in(pipe: Pipeline, r: _Resolved, job: Job, parent_id: str | None, step: str | None,
                        **extra) -> None:
-    status = job.get_status(refresh=False)
     created_ms = int(time.time() * 1000)
     pipe.zadd(keys.ALL_JOBS, {job.id: created_ms})
     pipe.zadd(keys.user_jobs(r.user_id), {job.id: created_ms})
     pipe.zadd(keys.type_jobs(r.job_type.name), {job.id: created_ms})
+    status = _emit_created(pipe, r, job, parent_id, step, **extra)
+    if status == JobStatus.QUEUED:
+        wake_in(pipe)
+
+
+def _emit_created(pipe: Pipeline, r: _Resolved, job: Job, parent_id: str | None, step: str | None,
+                  **extra) -> JobStatus | None:
+    """The `created` event and a recurring job's run record; returns the job's status."""
+    status = job.get_status(refresh=False)
     events.emit(pipe, "created", job.id, r.job_type.name, userId=r.user_id, projectId=r.project_id,
                 priority=r.priority, subscription=r.subscription, queue=job.origin,
                 status=status.value if status else None, parentId=parent_id, step=step,
                 dependsOn=r.depends_on or None, allowFailure=r.allow_failure or None,
                 recurringId=r.origin.get("recurringId"),
                 webhookUrl=r.webhook_url if status == JobStatus.FINISHED else None, **extra)  # born finished: cached
-    if status == JobStatus.QUEUED:
-        wake_in(pipe)
     if r.origin.get("recurringId"):
+        created_ms = int(time.time() * 1000)
         pipe.zadd(keys.recurring_runs(r.origin["recurringId"]), {job.id: r.origin.get("tickMs", created_ms)})
         pipe.hincrby(keys.recurring_stats(r.origin["recurringId"]), "runs", 1)
         if status == JobStatus.FINISHED:  # a cached result: the run succeeded without a worker
             pipe.hincrby(keys.recurring_stats(r.origin["recurringId"]), "succeeded", 1)
             pipe.hset(keys.recurring_outcomes(r.origin["recurringId"]), job.id, "finished")
+    return status
 
 
 def _enqueue_at_kwargs(common: dict) -> dict:
