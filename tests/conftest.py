@@ -94,6 +94,9 @@ TEST_JOB_TYPES = {
     "test-track": {"handler": "tests.plugins:tracked", "attempts": 1},
     "test-ratelimited": {"handler": "tests.plugins:rate_limited", "attempts": 1},
     "test-odd": {"handler": "tests.plugins:unknown_error", "attempts": 3, "unknownErrors": "permanent"},
+    "test-hog": {"handler": "tests.plugins:hog", "attempts": 1},
+    "test-crash": {"handler": "tests.plugins:crash", "attempts": 1, "isolation": "fork"},
+    "test-forked": {"handler": "tests.plugins:sleeper", "attempts": 1, "isolation": "fork"},
 }
 
 

@@ -83,3 +83,17 @@ def uses_credential(ctx, data):
     """Proves the handler got the decrypted credential, without echoing it into the result."""
     key = data["auth"]["apiKey"]
     return {"keyLength": len(key), "keyPrefix": key[:3], "prompt": data.get("prompt")}
+
+
+_HELD = []
+
+
+def hog(ctx, data):
+    """Grows the worker process by `mb` megabytes and keeps them (a leaking handler)."""
+    _HELD.append(bytearray(int(data.get("mb", 300)) * 2**20))
+    return {"pid": os.getpid()}
+
+
+def crash(ctx, data):
+    """Takes its process down without a word, as a segfault in a native library would."""
+    os._exit(3)

@@ -154,7 +154,9 @@ class DaemonSettings(_Strict):
     workers: int | None = Field(None, ge=1, description="worker processes; default the CPU count")
     queues: list[str] | None = None
     shutdownGrace: int = Field(30_000, ge=0, description="milliseconds")
-    maxJobsPerWorker: int = Field(10_000, ge=1)
+    maxJobsPerWorker: int = Field(10_000, ge=1, description="a worker process is replaced after this many jobs")
+    maxMemoryPerWorker: int | None = Field(2048, ge=16, description="MB of resident memory after which a worker "
+                                           "process finishes its job and is replaced; null: no limit")
     schedulerInterval: int = Field(1000, ge=10, description="ms: the longest the timer sleeps between checks "
                                    "(it wakes at each due time and at each announcement anyway)")
 
@@ -313,6 +315,11 @@ class JobTypeSettings(_Strict):
     unknownErrors: Literal["temporary", "permanent"] | None = None
     providers: list[str] | None = None
     cache: CacheSettings | None = None
+    isolation: Literal["process", "fork"] | None = Field(
+        None, description="process: run in the long-lived worker (default); fork: a fresh child process per job")
+    concurrencyPerWorker: int | None = Field(
+        None, ge=1, le=64, description="jobs of this type one worker process runs at once, in threads (I/O-bound "
+                                       "handlers); every concurrency limit still holds")
 
 
 class Settings(_Strict):

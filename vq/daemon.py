@@ -57,19 +57,24 @@ def _worker_prefix(host: str, index) -> str:
 
 def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str) -> None:
     from vq.execution import install_runtime
-    from vq.worker import VqWorker
+    from vq.worker import VqWorker, start_thread_workers, stop_thread_workers
 
     die_with_parent()
     logs.configure(log_level)
     install_runtime(settings)
     conn = make_client(settings, socket_timeout=None)
     # The pid makes the name unique: a replaced worker must not clash with its predecessor's record.
+    helpers = []
     try:
         worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=f"{name_prefix}.{os.getpid()}")
+        worker.max_memory_mb = settings.daemon.maxMemoryPerWorker
+        helpers = start_thread_workers(settings, queue_names, conn, worker.name)
         worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("worker: Redis unreachable (%s); the daemon restarts this worker with backoff", _first_line(exc))
         sys.exit(EXIT_REDIS_DOWN)
+    finally:
+        stop_thread_workers(helpers, settings.daemon.shutdownGrace / 1000)
     if worker.redis_lost:
         sys.exit(EXIT_REDIS_DOWN)
 

@@ -53,6 +53,8 @@ class JobType:
     unknown_errors: str = "temporary"
     providers: tuple[str, ...] = ()
     cache: CacheSettings = field(default_factory=CacheSettings)
+    isolation: str = "process"  # or "fork": a child process per job
+    concurrency_per_worker: int = 1  # >1: that many jobs at once per worker process, in threads
 
     def retry_intervals(self, rng: random.Random | None = None) -> list[int]:
         """Seconds to wait before each retry: exponential (or fixed) backoff, capped, plus up to
@@ -98,6 +100,8 @@ def _build(settings: Settings, name: str) -> JobType:
         # Built-in handlers are deterministic; an operator's handler may have side effects,
         # so its results are cached only when its type asks for it.
         cache=(override and override.cache) or (settings.cache if name in BUILTIN_TYPES else CacheSettings(ttl=0)),
+        isolation=(override and override.isolation) or "process",
+        concurrency_per_worker=(override and override.concurrencyPerWorker) or 1,
     )
 
 

@@ -1,5 +1,7 @@
-"""The worker: a long-lived RQ SimpleWorker that knows about pausing, error categories,
-dependents of failed jobs, and requeueing on a forced shutdown.
+"""The worker: a long-lived RQ worker process that runs jobs in itself (like RQ's
+SimpleWorker) or, for a type configured `isolation: fork`, in a child process per job
+(like RQ's Worker), and knows about admission, error categories, dependents of failed
+jobs, requeueing on a forced shutdown and being replaced when it grows too big.
 
 The daemon runs several of these processes. Each takes jobs from every queue it serves,
 high priority before normal before low, skipping the types an operator paused.
@@ -8,6 +10,7 @@ high priority before normal before low, skipping the types an operator paused.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -16,11 +19,13 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
-from rq.worker import SimpleWorker, WorkerStatus
+from rq.worker import SimpleWorker, Worker, WorkerStatus
 from rq.executions import Execution
 from rq.job_lifecycle import call_exception_handlers
 from rq.rate_limit import release_slot
+from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
+from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 
 from vq import cache, events, keys
@@ -92,8 +97,11 @@ class RequeueOnShutdown(Exception):
     """Raised into a running job when the daemon's grace period is over."""
 
 
-class VqWorker(SimpleWorker):
+class VqWorker(Worker):
     queue_class = VqQueue
+    get_heartbeat_ttl = SimpleWorker.get_heartbeat_ttl
+    max_memory_mb: int | None = None  # resident memory past which the process is replaced
+    _forking = False  # the current job runs in a child process
     _requeue_current = False
     redis_lost = False
     _beat_at = float("-inf")
@@ -103,6 +111,7 @@ class VqWorker(SimpleWorker):
     _next = None  # a job admitted in the previous job's finishing round trip, to run next
     _max_jobs = None
     _executed = 0
+    _memory_checked_at = float("-inf")
 
     def heartbeat(self, timeout=None, pipeline=None):
         """RQ's heartbeat in one round trip (RQ sends its three commands one by one), and
@@ -147,7 +156,7 @@ class VqWorker(SimpleWorker):
     def prepare_execution(self, job: Job):
         """RQ's execution record, written with the rest of the start (prepare_job_execution)
         in one round trip instead of two (three with vq's start event)."""
-        if self.__class__.execute_job is not VqWorker.execute_job:  # a forking subclass: RQ's way
+        if self._forking:  # the child writes the rest: RQ's way
             return super().prepare_execution(job)
         self._start_pipe = self.connection.pipeline()
         execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=self._start_pipe,
@@ -194,11 +203,31 @@ class VqWorker(SimpleWorker):
         """Run the job while the lease keeper renews its concurrency leases."""
         keeper = self._lease_keeper()
         keeper.hold(job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
+        self._forking = _isolation_of(job) == "fork"
+        began = time.monotonic()
         try:
-            super().execute_job(job, queue)
+            if self._forking:
+                Worker.execute_job(self, job, queue)  # RQ's fork, monitor and clean-up of the child
+            else:
+                SimpleWorker.execute_job(self, job, queue)
         finally:
             keeper.hold(None)
+            self._forking = False
             self._executed += 1
+            self._replace_if_too_big(time.monotonic() - began)
+
+    def _replace_if_too_big(self, took: float) -> None:
+        """Like Celery's max-memory-per-child: a process that grew past the limit (a leak
+        in a handler, a huge result) finishes here and the daemon starts a fresh one.
+        Looked at after every job that ran a while, and at most once a second otherwise."""
+        if self.max_memory_mb is None or (took < 0.05 and time.monotonic() - self._memory_checked_at < 1.0):
+            return
+        self._memory_checked_at = time.monotonic()
+        rss_mb = resident_mb()
+        if rss_mb is not None and rss_mb > self.max_memory_mb and not self._stop_requested:
+            self.log.warning("Worker %s: %.0f MB resident, over daemon.maxMemoryPerWorker (%d MB): "
+                             "replaced after this job", self.name, rss_mb, self.max_memory_mb)
+            self._stop_requested = True
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
         """The job admitted while the last one finished, if any; else RQ's dequeue (which
@@ -214,7 +243,7 @@ class VqWorker(SimpleWorker):
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def _will_take_another(self) -> bool:
-        return not (self._stop_requested or self.redis_lost or
+        return not (self._stop_requested or self.redis_lost or self.is_horse or
                     (self._max_jobs is not None and self._executed + 1 >= self._max_jobs))
 
     def _give_back_next(self) -> None:
@@ -249,6 +278,8 @@ class VqWorker(SimpleWorker):
         return 1
 
     def request_force_stop(self, signum, frame):
+        if self.horse_pid:  # a forked job: RQ takes the child down; its lease lapses and it is requeued
+            return super().request_force_stop(signum, frame)
         if self.get_state() == WorkerStatus.BUSY and self.get_current_job_id():
             self.log.warning("Worker %s: grace period over, requeueing job %s", self.name, self.get_current_job_id())
             self._requeue_current = True
@@ -396,6 +427,65 @@ class VqWorker(SimpleWorker):
             queue._enqueue_job(job, pipeline=pipe, at_front=True)
             pipe.execute()
         events.emit(self.connection, "requeued", job.id, job.meta.get("jobType"), reason="daemon shutdown")
+
+
+class ThreadWorker(VqWorker):
+    """One of the extra workers a process runs, in threads, for the job types configured
+    with `concurrencyPerWorker` above 1 (I/O-bound handlers that mostly wait). The
+    process's main worker owns the signals and tells these to stop; a job's timeout is
+    enforced with a timer instead of SIGALRM, which only the main thread can receive."""
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self):
+        pass
+
+    def _replace_if_too_big(self, took: float) -> None:
+        pass  # the main worker decides for the whole process
+
+
+def start_thread_workers(settings, queue_names: list[str], conn, name: str) -> list[tuple[ThreadWorker, threading.Thread]]:
+    """Start `concurrencyPerWorker - 1` thread workers per such type (the main worker is
+    the first of each type's share), each serving only that type's queues."""
+    from vq.jobtypes import job_types
+    from vq.keys import split_queue_name
+
+    started = []
+    for job_type in job_types(settings).values():
+        own = [q for q in queue_names if split_queue_name(q)[0] == job_type.name]
+        for index in range(1, job_type.concurrency_per_worker if own else 1):
+            worker = ThreadWorker(own, connection=conn, serializer=JSONSerializer,
+                                  name=f"{name}.{job_type.name}.{index}")
+            thread = threading.Thread(target=worker.work, kwargs={"logging_level": "WARNING"}, daemon=True,
+                                      name=f"vq-{job_type.name}-{index}")
+            thread.start()
+            started.append((worker, thread))
+    return started
+
+
+def stop_thread_workers(started: list[tuple[ThreadWorker, threading.Thread]], grace: float) -> None:
+    """Warm stop: each finishes its current job (within `grace`) and takes no more."""
+    for worker, _thread in started:
+        worker._stop_requested = True
+    deadline = time.monotonic() + grace
+    for _worker, thread in started:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _isolation_of(job: Job) -> str:
+    try:
+        return runtime().job_type(job.meta.get("jobType", ""))[0].isolation
+    except Exception:  # noqa: BLE001 - an unknown type fails in run_job, with its own message
+        return "process"
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory, from /proc (Linux); None where there is none."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _took_ms(job: Job) -> int | None:

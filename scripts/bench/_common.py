@@ -270,7 +270,8 @@ def wait_until_ended(conn: redis.Redis, proc: subprocess.Popen, finished_keys: l
 
 def run_vq(conn, args, run: int, workdir: Path, config_path: Path, timeout: float, subs: Sequence[Submission],
            job_type: str = JOB_TYPE, daemon_args: Sequence[str] = (),
-           extra_verify: Callable[[redis.Redis, list[str]], list[str]] | None = None) -> RunResult:
+           extra_verify: Callable[[redis.Redis, list[str]], list[str]] | None = None,
+           before_drain: Callable[[], None] | None = None) -> RunResult:
     """Submit `subs` one by one in-process, then start `vq daemon --workers N` and time it
     from its spawn until every job is in the finished (or failed) registry; stop it."""
     from vq.config import load_settings
@@ -284,6 +285,8 @@ def run_vq(conn, args, run: int, workdir: Path, config_path: Path, timeout: floa
 
     finished_keys, failed_keys = vq_registry_keys(conn, job_type)
     log_path = workdir / f"vq-daemon-run{run}.log"
+    if before_drain:
+        before_drain()
     t0 = time.perf_counter()
     proc = start_vq_daemon(config_path, args.workers, args.vq_log_level, log_path, workdir, daemon_args)
     try:
@@ -325,14 +328,18 @@ def rq_executable() -> list[str]:
     return [found]
 
 
-def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, timeout: float) -> RunResult:
-    """Enqueue args.jobs no-op jobs with `Queue.enqueue` (JSON serializer), then time N
+def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, timeout: float,
+           before_drain: Callable[[], None] | None = None, jobs: int | None = None) -> RunResult:
+    """Enqueue jobs no-op jobs with `Queue.enqueue` (JSON serializer), then time N
     `rq worker --burst` processes (SimpleWorker for rq-simple) until all exited and all finished."""
     conn.flushall()
+    jobs = jobs or args.jobs
     queue = Queue(RQ_QUEUE, connection=conn, serializer=JSONSerializer)
     t0 = time.perf_counter()
-    ids = [queue.enqueue("bench_handlers.noop").id for _ in range(args.jobs)]
+    ids = [queue.enqueue("bench_handlers.noop").id for _ in range(jobs)]
     enqueue_s = time.perf_counter() - t0
+    if before_drain:
+        before_drain()
 
     finished_keys = [FinishedJobRegistry(RQ_QUEUE, connection=conn).key]
     failed_keys = [FailedJobRegistry(RQ_QUEUE, connection=conn).key]
@@ -351,14 +358,14 @@ def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, tim
         while True:
             finished, failed = ended_counts(conn, finished_keys, failed_keys)
             all_exited = all(p.poll() is not None for p in procs)
-            if all_exited and finished + failed >= args.jobs:
+            if all_exited and finished + failed >= jobs:
                 drain_s = time.perf_counter() - t0
                 break
             if all_exited:
-                raise BenchError(f"{system}: workers exited with only {finished}+{failed}/{args.jobs} jobs ended:\n"
+                raise BenchError(f"{system}: workers exited with only {finished}+{failed}/{jobs} jobs ended:\n"
                                  + tail(logs[0]))
             if time.perf_counter() - t0 > timeout:
-                raise BenchError(f"{system}: only {finished}/{args.jobs} finished after {timeout:.0f}s:\n" + tail(logs[0]))
+                raise BenchError(f"{system}: only {finished}/{jobs} finished after {timeout:.0f}s:\n" + tail(logs[0]))
             time.sleep(args.poll)
     finally:
         for p in procs:
@@ -376,12 +383,12 @@ def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, tim
         if job is None or status is None or status.value != "finished":
             raise BenchError(f"{system}: job {job.id if job else '?'} is {status}, not finished")
     verified = [f"{len(sample)} sampled via Job.fetch_many: finished", f"{finished} in {finished_keys[0]}"]
-    return RunResult(system, run, args.jobs, enqueue_s, drain_s, steady_seconds(conn, ids), None, verified)
+    return RunResult(system, run, jobs, enqueue_s, drain_s, steady_seconds(conn, ids), None, verified)
 
 
 def run_rounds(conn, args, workdir: Path, redis_url: str, config_path: Path, systems: list[str],
                runs_of: Callable[[str], int], run_vq_round: Callable[[int], RunResult],
-               progress: Console) -> list[RunResult]:
+               progress: Console, run_rq_round: Callable[[int, str], RunResult] | None = None) -> list[RunResult]:
     """Interleave the systems round by round (vq, then RQ, then vq ...), so a slow spell of
     the machine hits all of them; print one progress line per drain."""
     results: list[RunResult] = []
@@ -392,6 +399,8 @@ def run_rounds(conn, args, workdir: Path, redis_url: str, config_path: Path, sys
                 continue
             if system == "vq":
                 r = run_vq_round(run)
+            elif run_rq_round is not None:
+                r = run_rq_round(run, system)
             else:
                 r = run_rq(conn, args, run, workdir, redis_url, system, args.timeout)
             results.append(r)

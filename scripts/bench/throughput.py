@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""Throughput benchmark: vq against plain RQ on the targets of the worker-model issue.
+
+Everything runs against a private, throw-away `redis-server` (free port, no persistence,
+temp dir) that this script starts and stops. Five parts, each comparing vq with plain RQ
+in the same run on the same Redis and printing the ratio:
+
+* drain    -- N no-op jobs from 50 users (enterprise tier, type limit 1000: no limit binds)
+              through `vq daemon --workers 2` with every feature on (admission, leases,
+              events, history, metrics), against 2 RQ SimpleWorkers and 2 RQ Workers (fork
+              per job); rounds interleaved. Also Redis commands per job (INFO commandstats,
+              reset when the drain starts: every client, the archiver's included).
+* enqueue  -- N submissions through `submit_each` (what `vq submit --batch` and the bulk
+              route call) against RQ's `enqueue_many`; one by one through `submit` against
+              `Queue.enqueue`. Same payload on both sides.
+* latency  -- on an idle system, submit one job, wait for it, repeat: handler start minus
+              the moment submit was called, p50/p99, vq (through admission) and RQ.
+* memory   -- Redis memory (INFO used_memory) per waiting job over N jobs with a 1 KB
+              payload: vq after admission routed them into their waiting lines (the type
+              paused, so nothing runs), RQ with `enqueue_many`.
+* scale    -- vq's drain rate of the first N jobs of a 1,000,000-job backlog against the
+              rate of a backlog of N alone.
+
+Run from the repository root:
+  python scripts/bench/throughput.py                        # all parts but scale (~4 min)
+  python scripts/bench/throughput.py --parts scale          # ~4 min, ~3 GB of Redis
+  python scripts/bench/throughput.py --parts drain --runs 1 --fork-jobs 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (  # noqa: E402
+    JOB_TYPE, RQ_QUEUE, BenchError, PrivateRedis, consoles, environment, err, run_rounds, run_rq, run_vq,
+    start_vq_daemon, stop_process, summarize, vq_registry_keys, wait_until_ended, write_vq_config,
+)
+from bench_handlers import STARTS_KEY  # noqa: E402
+from rich.table import Table  # noqa: E402
+from rq import Queue  # noqa: E402
+from rq.serializers import JSONSerializer  # noqa: E402
+
+from vq import queues as vq_queues  # noqa: E402
+from vq.admission import Admission  # noqa: E402
+from vq.config import load_settings  # noqa: E402
+from vq.submission import Submission, submit, submit_each  # noqa: E402
+
+PARTS = ("drain", "enqueue", "latency", "memory", "scale")
+USERS = 50
+STAMP_TYPE = "bench-stamp"
+TARGETS = {"drain_vs_simple": 2.0, "drain_vs_fork": 5.0, "commands_per_job": 24, "batch_vs_enqueue_many": 1.0,
+           "one_by_one_vs_enqueue": 1.0, "latency_p50_ms": 2.0, "latency_p99_ms": 5.0, "memory_vs_rq": 1.2,
+           "scale": 0.9}
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", default="drain,enqueue,latency,memory",
+                   help=f"comma-separated subset of {','.join(PARTS)} (default: all but scale)")
+    p.add_argument("--jobs", type=int, default=10_000, help="jobs per drain and per enqueue run (default 10000)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes on each side (default 2)")
+    p.add_argument("--runs", type=int, default=3, help="rounds of vq and RQ SimpleWorker drains, and of enqueues")
+    p.add_argument("--fork-jobs", type=int, default=2_000,
+                   help="jobs in the forking RQ drain (default 2000: ~80 jobs/s; 0 skips it)")
+    p.add_argument("--samples", type=int, default=300, help="latency samples per system (default 300)")
+    p.add_argument("--memory-jobs", type=int, default=100_000, help="waiting jobs for the memory part")
+    p.add_argument("--backlog", type=int, default=1_000_000, help="waiting jobs for the scale part")
+    p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO, as operators run it)")
+    p.add_argument("--poll", type=float, default=0.02, help="seconds between completion checks")
+    p.add_argument("--timeout", type=float, default=900, help="give up on one drain after this many seconds")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
+    args = p.parse_args(argv)
+    args.parts = [x.strip() for x in args.parts.split(",") if x.strip()]
+    unknown = [x for x in args.parts if x not in PARTS]
+    if unknown:
+        p.error(f"--parts: unknown {unknown} (choose from {', '.join(PARTS)})")
+    if min(args.jobs, args.workers, args.runs, args.samples, args.memory_jobs, args.backlog) < 1:
+        p.error("--jobs, --workers, --runs, --samples, --memory-jobs and --backlog must be at least 1")
+    return args
+
+
+def subs(n: int, data=None) -> list[Submission]:
+    """n no-op submissions, round-robin over USERS enterprise users."""
+    return [Submission(job_type=JOB_TYPE, data=dict(data or {}), user_id=f"user-{i % USERS:03d}",
+                       subscription="enterprise") for i in range(n)]
+
+
+def commands(conn) -> int:
+    return sum(v["calls"] for v in conn.info("commandstats").values())
+
+
+# --------------------------------------------------------------------------- drain
+
+
+def part_drain(conn, args, workdir, server, config, progress) -> dict:
+    systems = ["vq", "rq-simple"] + (["rq-fork"] if args.fork_jobs else [])
+    counted: dict[str, list[float]] = {s: [] for s in systems}
+
+    def counting(system, jobs, body):
+        def before():
+            conn.config_resetstat()
+        result = body(before)
+        counted[system].append(commands(conn) / jobs)
+        return result
+
+    def vq_round(run):
+        return counting("vq", args.jobs, lambda before: run_vq(
+            conn, args, run, workdir, config, args.timeout, subs(args.jobs), before_drain=before))
+
+    def rq_round(run, system):
+        jobs = args.fork_jobs if system == "rq-fork" else args.jobs
+        return counting(system, jobs, lambda before: run_rq(
+            conn, args, run, workdir, server.url, system, args.timeout, before_drain=before, jobs=jobs))
+
+    results = run_rounds(conn, args, workdir, server.url, config, systems,
+                         runs_of=lambda s: 1 if s == "rq-fork" else args.runs, run_vq_round=vq_round,
+                         run_rq_round=rq_round, progress=progress)
+    summary = summarize(results, systems)
+    for system in systems:
+        summary[system]["commands_per_job"] = round(statistics.median(counted[system]), 1)
+    return summary
+
+
+# --------------------------------------------------------------------------- enqueue
+
+
+def part_enqueue(conn, args, settings, progress) -> dict:
+    """Median rates of `runs` interleaved rounds of each way of enqueueing."""
+    queue = Queue(RQ_QUEUE, connection=conn, serializer=JSONSerializer)
+    data = {"prompt": "a short prompt"}
+    ways = {
+        "vq submit_each (vq submit --batch)": lambda n: _check_all_ok(
+            submit_each(conn, settings, subs(n, data), lambda s: s)),
+        "RQ enqueue_many": lambda n: [queue.enqueue_many(
+            [Queue.prepare_data("bench_handlers.noop", kwargs=data) for _ in range(min(1000, n - i))])
+            for i in range(0, n, 1000)],
+        "vq submit (one by one)": lambda n: [submit(conn, settings, s) for s in subs(n, data)],
+        "RQ enqueue (one by one)": lambda n: [queue.enqueue("bench_handlers.noop", **data) for _ in range(n)],
+    }
+    rates: dict[str, list[float]] = {w: [] for w in ways}
+    for run in range(1, args.runs + 1):
+        for way, call in ways.items():
+            conn.flushall()
+            t0 = time.perf_counter()
+            call(args.jobs)
+            rates[way].append(args.jobs / (time.perf_counter() - t0))
+            progress.print(f"enqueue run {run} {way:<36} {rates[way][-1]:9,.0f}/s")
+    return {way: {"jobs_per_s": statistics.median(r), "runs": [round(x) for x in r]} for way, r in rates.items()}
+
+
+def _check_all_ok(outcomes):
+    bad = [o for o in outcomes if not o["ok"]]
+    if bad:
+        raise BenchError(f"submit_each refused {len(bad)} submissions: {bad[0]}")
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def part_latency(conn, args, workdir, server, progress) -> dict:
+    config = write_vq_config(workdir, server.url, job_types={
+        STAMP_TYPE: {"handler": "bench_handlers:stamp_start", "attempts": 1}}, name="vq-latency.yaml")
+    settings = load_settings(config, env={})
+    out = {}
+    conn.flushall()
+    log = workdir / "vq-latency.log"
+    daemon = start_vq_daemon(config, args.workers, args.vq_log_level, log, workdir)
+    try:
+        _wait_idle_workers(conn, args.workers, daemon)
+        out["vq"] = _sample(conn, args.samples, lambda: submit(
+            conn, settings, Submission(job_type=STAMP_TYPE, data={}, user_id="latency", subscription="enterprise")))
+    finally:
+        stop_process(daemon)
+    conn.flushall()
+    queue = Queue(RQ_QUEUE, connection=conn, serializer=JSONSerializer)
+    from _common import child_env, rq_executable
+
+    cmd = rq_executable() + ["worker", "-S", "rq.serializers.JSONSerializer", "--url", server.url,
+                             "-w", "rq.worker.SimpleWorker", RQ_QUEUE]
+    workers = [subprocess.Popen(cmd, env=child_env({}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                cwd=workdir) for _ in range(args.workers)]
+    try:
+        _wait_idle_workers(conn, args.workers, workers[0])
+        out["rq-simple"] = _sample(conn, args.samples, lambda: queue.enqueue("bench_handlers.stamp_start").id)
+    finally:
+        for w in workers:
+            stop_process(w, 10)
+    for system, row in out.items():
+        progress.print(f"latency {system:<10} p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  "
+                       f"max {row['max_ms']:.2f} ms")
+    return out
+
+
+def _wait_idle_workers(conn, count: int, proc) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"worker process exited with code {proc.returncode}")
+        if len(conn.smembers("rq:workers")) >= count:
+            time.sleep(1.5)  # past their start-up maintenance, blocked waiting for work
+            return
+        time.sleep(0.05)
+    raise BenchError("workers did not register within 60 s")
+
+
+def _sample(conn, samples: int, submit_one) -> dict:
+    lat = []
+    for _ in range(samples):
+        t0 = time.time()
+        job_id = submit_one()
+        deadline = time.monotonic() + 10
+        while (started := conn.hget(STARTS_KEY, job_id)) is None:
+            if time.monotonic() > deadline:
+                raise BenchError(f"job {job_id} did not start within 10 s")
+            time.sleep(0.0005)
+        lat.append((float(started) - t0) * 1000)
+        time.sleep(0.01)  # idle again between samples
+    lat.sort()
+    return {"p50_ms": statistics.median(lat), "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)], "max_ms": lat[-1],
+            "samples": len(lat)}
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def part_memory(conn, args, settings, progress) -> dict:
+    payload = {"blob": "x" * 1000}
+    n = args.memory_jobs
+    conn.flushall()
+    before = conn.info("memory")["used_memory"]
+    vq_queues.pause(conn, settings, JOB_TYPE)
+    for start in range(0, n, 10_000):
+        _check_all_ok(submit_each(conn, settings, subs(min(10_000, n - start), payload), lambda s: s))
+    admission = Admission(conn, settings.queue.settings.lockDuration)
+    while conn.llen(f"rq:queue:{JOB_TYPE}.normal") or conn.llen(f"rq:queue:{JOB_TYPE}.high"):
+        admission.admit([JOB_TYPE])  # routes into the waiting lines; the type is paused: admits nothing
+    waiting = conn.zcard(f"vq:waiting:{JOB_TYPE}")
+    if waiting != n:
+        raise BenchError(f"memory: {waiting} jobs in vq's waiting lines, expected {n}")
+    vq_bytes = (conn.info("memory")["used_memory"] - before) / n
+    events_bytes = conn.memory_usage("vq:events") / n
+    conn.flushall()
+    before = conn.info("memory")["used_memory"]
+    queue = Queue(RQ_QUEUE, connection=conn, serializer=JSONSerializer)
+    for start in range(0, n, 1000):
+        queue.enqueue_many([Queue.prepare_data("bench_handlers.noop", kwargs=payload)
+                            for _ in range(min(1000, n - start))])
+    if queue.count != n:
+        raise BenchError(f"memory: RQ queue holds {queue.count}, expected {n}")
+    rq_bytes = (conn.info("memory")["used_memory"] - before) / n
+    conn.flushall()
+    progress.print(f"memory: vq {vq_bytes:,.0f} B/job (of which the created event {events_bytes:,.0f}), "
+                   f"RQ {rq_bytes:,.0f} B/job")
+    return {"vq_bytes_per_job": vq_bytes, "vq_event_bytes_per_job": events_bytes, "rq_bytes_per_job": rq_bytes,
+            "jobs": n}
+
+
+# --------------------------------------------------------------------------- scale
+
+
+def part_scale(conn, args, workdir, config, settings, progress) -> dict:
+    """The drain rate of the first `--jobs` jobs of a big backlog against a backlog of that size."""
+    out = {}
+    for label, backlog in (("small", args.jobs), ("large", args.backlog)):
+        conn.flushall()
+        t0 = time.perf_counter()
+        for start in range(0, backlog, 10_000):
+            _check_all_ok(submit_each(conn, settings, subs(min(10_000, backlog - start)), lambda s: s))
+            if backlog > 100_000 and start % 100_000 == 0:
+                progress.print(f"[dim]scale: {start:,} of {backlog:,} submitted[/]")
+        made_s = time.perf_counter() - t0
+        finished_keys, failed_keys = vq_registry_keys(conn, JOB_TYPE)
+        log = workdir / f"vq-scale-{label}.log"
+        t0 = time.perf_counter()
+        daemon = start_vq_daemon(config, args.workers, args.vq_log_level, log, workdir)
+        try:
+            drain_s, _finished, failed = wait_until_ended(conn, daemon, finished_keys, failed_keys, args.jobs, t0,
+                                                          args.timeout, args.poll, log)
+        finally:
+            stop_process(daemon)
+        if failed:
+            raise BenchError(f"scale: {failed} jobs failed")
+        out[label] = {"backlog": backlog, "drained": args.jobs, "seconds": drain_s, "jobs_per_s": args.jobs / drain_s,
+                      "submit_s": made_s, "redis_memory_mb": conn.info("memory")["used_memory"] / 2**20}
+        progress.print(f"scale: first {args.jobs:,} of {backlog:,} waiting drained at "
+                       f"{out[label]['jobs_per_s']:,.0f}/s (backlog made in {made_s:.0f}s, "
+                       f"Redis {out[label]['redis_memory_mb']:,.0f} MB)")
+    out["ratio"] = out["large"]["jobs_per_s"] / out["small"]["jobs_per_s"]
+    conn.flushall()
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def verdicts(report: dict) -> list[tuple[str, float, str, bool]]:
+    """(what, measured, target, met) for each target that this run measured."""
+    rows = []
+    drain = report.get("drain")
+    if drain:
+        vq = drain["vq"]["drain_jobs_per_s"]
+        rows.append(("drain ÷ RQ SimpleWorker", vq / drain["rq-simple"]["drain_jobs_per_s"],
+                     f"≥ {TARGETS['drain_vs_simple']}", vq / drain["rq-simple"]["drain_jobs_per_s"]
+                     >= TARGETS["drain_vs_simple"]))
+        if "rq-fork" in drain:
+            ratio = vq / drain["rq-fork"]["drain_jobs_per_s"]
+            rows.append(("drain ÷ RQ Worker (fork)", ratio, f"≥ {TARGETS['drain_vs_fork']}",
+                         ratio >= TARGETS["drain_vs_fork"]))
+        per_job = drain["vq"]["commands_per_job"]
+        rows.append(("Redis commands per job (vq)", per_job, f"≤ {TARGETS['commands_per_job']}",
+                     per_job <= TARGETS["commands_per_job"]))
+    enqueue = report.get("enqueue")
+    if enqueue:
+        batch = enqueue["vq submit_each (vq submit --batch)"]["jobs_per_s"] / enqueue["RQ enqueue_many"]["jobs_per_s"]
+        one = enqueue["vq submit (one by one)"]["jobs_per_s"] / enqueue["RQ enqueue (one by one)"]["jobs_per_s"]
+        rows.append(("batch submit ÷ RQ enqueue_many", batch, "≥ 1.0", batch >= TARGETS["batch_vs_enqueue_many"]))
+        rows.append(("submit ÷ RQ enqueue, one by one", one, "≥ 1.0", one >= TARGETS["one_by_one_vs_enqueue"]))
+    latency = report.get("latency")
+    if latency:
+        rows.append(("latency p50 (ms)", latency["vq"]["p50_ms"], "≤ 2", latency["vq"]["p50_ms"] <= 2.0))
+        rows.append(("latency p99 (ms)", latency["vq"]["p99_ms"], "≤ 5", latency["vq"]["p99_ms"] <= 5.0))
+    memory = report.get("memory")
+    if memory:
+        ratio = memory["vq_bytes_per_job"] / memory["rq_bytes_per_job"]
+        rows.append(("memory per waiting job ÷ RQ", ratio, "≤ 1.2", ratio <= TARGETS["memory_vs_rq"]))
+    scale = report.get("scale")
+    if scale:
+        rows.append(("drain at 1M waiting ÷ at 10k", scale["ratio"], "≥ 0.9", scale["ratio"] >= TARGETS["scale"]))
+    return rows
+
+
+def print_report(out, report: dict, meta: dict) -> None:
+    if "drain" in report:
+        t = Table(title=f"Drain: {meta['jobs']:,} no-op jobs from {USERS} users, {meta['workers']} worker processes "
+                        f"(median of runs)")
+        for col in ("system", "runs", "drain jobs/s", "steady jobs/s", "Redis commands/job"):
+            t.add_column(col, justify="left" if col == "system" else "right")
+        for system, row in report["drain"].items():
+            t.add_row(system, str(row["runs"]), f"{row['drain_jobs_per_s']:,.0f}",
+                      f"{row['steady_jobs_per_s']:,.0f}" if row.get("steady_jobs_per_s") else "-",
+                      f"{row['commands_per_job']:.1f}")
+        out.print(t)
+    if "enqueue" in report:
+        t = Table(title=f"Enqueue: {meta['jobs']:,} jobs (median of {meta['runs']})")
+        t.add_column("way")
+        t.add_column("jobs/s", justify="right")
+        for way, row in report["enqueue"].items():
+            t.add_row(way, f"{row['jobs_per_s']:,.0f}")
+        out.print(t)
+    if "latency" in report:
+        t = Table(title="Enqueue → handler start on an idle system")
+        for col in ("system", "samples", "p50 ms", "p99 ms", "max ms"):
+            t.add_column(col, justify="left" if col == "system" else "right")
+        for system, row in report["latency"].items():
+            t.add_row(system, str(row["samples"]), f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
+                      f"{row['max_ms']:.2f}")
+        out.print(t)
+    if "memory" in report:
+        m = report["memory"]
+        out.print(f"Memory per waiting job ({m['jobs']:,} jobs, 1 KB payload): vq {m['vq_bytes_per_job']:,.0f} B "
+                  f"(its created event {m['vq_event_bytes_per_job']:,.0f} B), RQ {m['rq_bytes_per_job']:,.0f} B")
+    if "scale" in report:
+        s = report["scale"]
+        out.print(f"Scale: first {s['small']['drained']:,} jobs at {s['small']['jobs_per_s']:,.0f}/s with "
+                  f"{s['small']['backlog']:,} waiting, {s['large']['jobs_per_s']:,.0f}/s with "
+                  f"{s['large']['backlog']:,} waiting")
+    t = Table(title="Targets")
+    for col in ("measure", "value", "target", "met"):
+        t.add_column(col, justify="left" if col == "measure" else "right")
+    for what, value, target, met in verdicts(report):
+        t.add_row(what, f"{value:.2f}", target, "[green]yes[/]" if met else "[red]no[/]")
+    out.print(t)
+    out.print(f"[dim]{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, redis-py {meta['redis_py']}, "
+              f"redis-server {meta['redis_server']}[/]")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-throughput-"))
+    server = PrivateRedis(workdir)
+    out, progress = consoles()
+    report: dict = {}
+    try:
+        conn = server.start()
+        conn.config_set("maxmemory", 0)
+        redis_version = conn.info("server")["redis_version"]
+        config = write_vq_config(workdir, server.url, concurrency={"type": {JOB_TYPE: 1000}})
+        settings = load_settings(config, env={})
+        progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
+        if "drain" in args.parts:
+            report["drain"] = part_drain(conn, args, workdir, server, config, progress)
+        if "enqueue" in args.parts:
+            report["enqueue"] = part_enqueue(conn, args, settings, progress)
+        if "latency" in args.parts:
+            report["latency"] = part_latency(conn, args, workdir, server, progress)
+        if "memory" in args.parts:
+            report["memory"] = part_memory(conn, args, settings, progress)
+        if "scale" in args.parts:
+            report["scale"] = part_scale(conn, args, workdir, config, settings, progress)
+    except BenchError as exc:
+        err.print(f"[red]benchmark failed:[/] {exc}")
+        err.print(f"[dim]logs kept in {workdir}[/]")
+        return 1
+    finally:
+        server.stop()
+    meta = {"jobs": args.jobs, "workers": args.workers, "runs": args.runs, "parts": args.parts,
+            **environment(redis_version)}
+    if args.json:
+        report["targets"] = [{"measure": w, "value": v, "target": t, "met": m} for w, v, t, m in verdicts(report)]
+        report["meta"] = meta
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print_report(out, report, meta)
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The worker model: long-lived processes that run jobs in themselves, a child process
+per job for types that ask for it, threads for I/O-bound types, and replacement of a
+process that grew too big."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import TEST_JOB_TYPES
+
+
+def _worker_pid(vq) -> int:
+    """The pid of the daemon's one worker process: a test-sleep job runs in it and says."""
+    pid_job = vq.submit("test-sleep", {"seconds": 0.05, "steps": 1}, "--user", "probe")
+    return vq.wait_for(pid_job)["result"]["pid"]
+
+
+def test_an_io_type_runs_several_jobs_at_once_in_one_worker_process_within_its_limit(vq, redis_conn):
+    vq.configure(job_types={**TEST_JOB_TYPES, "test-track": {"handler": "tests.plugins:tracked", "attempts": 1,
+                                                             "concurrencyPerWorker": 3}},
+                 concurrency={"type": {"test-track": 3}})
+    daemon = vq.start_daemon(workers=1)
+    ids = [vq.submit("test-track", {"seconds": 1.0}, "--user", f"u{i}", "--subscription", "enterprise") for i in range(3)]
+    results = [vq.wait_for(i) for i in ids]
+    assert [r["status"] for r in results] == ["finished"] * 3
+    assert len({r["result"]["pid"] for r in results}) == 1, "one worker process ran them all"
+    assert int(redis_conn.get("test:active:type:test-track:max")) == 3, "all three ran at once"
+
+    # The type's limit still holds: lowered to 2, never more than 2 at once.
+    assert vq.run("limits", "set", "type", "test-track", "2").returncode == 0
+    redis_conn.delete("test:active:type:test-track:max")
+    ids = [vq.submit("test-track", {"seconds": 0.6}, "--user", f"v{i}", "--subscription", "enterprise") for i in range(5)]
+    assert all(vq.wait_for(i)["status"] == "finished" for i in ids)
+    assert int(redis_conn.get("test:active:type:test-track:max")) == 2
+    assert vq.stop_daemon(daemon) == 0
+
+
+def test_a_job_running_in_a_thread_still_times_out(vq):
+    vq.configure(job_types={**TEST_JOB_TYPES, "test-sleep": {"handler": "tests.plugins:sleeper", "attempts": 1,
+                                                             "timeout": 1000, "concurrencyPerWorker": 2}})
+    vq.start_daemon(workers=1)
+    ids = [vq.submit("test-sleep", {"seconds": 20, "steps": 40}, "--user", f"u{i}", "--subscription", "enterprise")
+           for i in range(2)]
+    started = time.monotonic()
+    views = [vq.wait_for(i, timeout=20) for i in ids]
+    assert [v["status"] for v in views] == ["failed", "failed"]
+    assert all(v["error"]["category"] == "timeout" for v in views), views
+    assert time.monotonic() - started < 10
+
+
+def test_a_fork_type_runs_each_job_in_a_child_and_the_worker_survives_a_crash(vq):
+    vq.start_daemon(workers=1)
+    worker = _worker_pid(vq)
+    first = vq.wait_for(vq.submit("test-forked", {"seconds": 0.05, "steps": 1}, "--user", "u"))
+    crashed = vq.wait_for(vq.submit("test-crash", {}, "--user", "u"))
+    second = vq.wait_for(vq.submit("test-forked", {"seconds": 0.05, "steps": 1}, "--user", "u"))
+    assert first["status"] == second["status"] == "finished"
+    assert first["result"]["pid"] != second["result"]["pid"], "a fresh child per job"
+    assert worker not in (first["result"]["pid"], second["result"]["pid"])
+    assert crashed["status"] == "failed"
+    assert "terminated unexpectedly" in crashed["error"]["message"]
+    assert _worker_pid(vq) == worker, "the crash took only the child down"
+
+
+def test_a_worker_that_grew_past_its_memory_limit_is_replaced(vq):
+    vq.configure(daemon={"shutdownGrace": 5000, "maxMemoryPerWorker": 200})
+    daemon = vq.start_daemon(workers=1)
+    before = _worker_pid(vq)
+    hog = vq.wait_for(vq.submit("test-hog", {"mb": 300}, "--user", "u"))
+    assert hog["status"] == "finished" and hog["result"]["pid"] == before
+    time.sleep(1.0)
+    assert _worker_pid(vq) != before
+    assert "over daemon.maxMemoryPerWorker (200 MB): replaced after this job" in vq.daemon_log(0)
+    assert vq.stop_daemon(daemon) == 0
