@@ -405,17 +405,16 @@ def _job_spec(settings: Settings, r: _Resolved, job_id: str, step: str | None, p
     """The RQ job's arguments: its data, timeout, TTLs, retries, and vq's fields in meta."""
     intervals = r.job_type.retry_intervals()
     result_ttl, failure_ttl = _ttls(settings)
-    meta = {
-        "jobType": r.job_type.name, "userId": r.user_id, "projectId": r.project_id, "priority": r.priority,
-        "subscription": r.subscription, "attempts": 0, "maxAttempts": r.job_type.attempts,
-        "dependsOn": r.depends_on, "allowFailure": r.allow_failure, "progress": {"percent": 0.0, "message": None},
-        "step": step, "parentId": parent_id, "children": children,
-        "scheduledFor": iso(r.run_at), **r.origin,
-    }
+    meta = {"jobType": r.job_type.name, "userId": r.user_id, "priority": r.priority, "subscription": r.subscription,
+            "maxAttempts": r.job_type.attempts, **r.origin}
+    # The others only when they say something: readers default them (vq.model), and a
+    # waiting job's meta is a good part of the memory it takes in Redis.
+    optional = {"projectId": r.project_id, "dependsOn": r.depends_on, "allowFailure": r.allow_failure,
+                "step": step, "parentId": parent_id, "children": children, "scheduledFor": iso(r.run_at),
+                "webhookUrl": r.webhook_url}
+    meta.update({name: value for name, value in optional.items() if value})
     if cache_key:
         meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
-    if r.webhook_url:
-        meta["webhookUrl"] = r.webhook_url
     return dict(
         args=(r.job_type.name, protector(settings).seal(r.data)),  # credentials encrypted at rest
         timeout=max(1, ceil(r.job_type.timeout_ms / 1000)), result_ttl=result_ttl, failure_ttl=failure_ttl, job_id=job_id, meta=meta,

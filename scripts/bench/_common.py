@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks in scripts/bench/ (drain.py, admission.py, fairness.py).
+"""Shared pieces of the benchmarks in scripts/bench/ (throughput.py, admission.py, fairness.py ...).
 
 A private, throw-away `redis-server`; a temp vq config; `vq daemon` started as a subprocess
 and drained; plain `rq worker --burst` processes for comparison; completion checks that read

@@ -1,6 +1,6 @@
 """Job functions for the benchmarks in scripts/bench/.
 
-`noop` serves both sides of drain.py and admission.py: vq calls handlers as
+`noop` serves both sides of throughput.py and admission.py: vq calls handlers as
 `handler(ctx, data)`, plain RQ calls the enqueued function with no arguments. It does
 nothing and returns an empty result.
 
