@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import time
 from importlib import resources
+from typing import NamedTuple
 
 from redis import Redis
 from redis.exceptions import ResponseError
+from rq.utils import now, utcformat
 from rq import Queue
 
 from vq import keys
@@ -41,22 +43,28 @@ class Admission:
         self._admit = _script(conn, "admit.lua")
         self._promote = _script(conn, "promote.lua")
 
-    def admit(self, job_types: list[str]) -> tuple[str, str, str, dict] | None:
-        """Route arrivals and admit one job of these types: (job id, queue name, user, the
-        job's hash) or None. The hash comes back in the same round trip, so the worker
-        need not fetch the job."""
+    def admit(self, job_types: list[str]) -> Admitted | None:
+        """Route arrivals and admit one job of these types, or None. The job's hash comes
+        back in the same round trip, so the worker need not fetch it."""
         return parse_admitted(self._admit(args=self._admit_args(job_types)))
 
-    def admit_in(self, pipe, job_types: list[str]) -> None:
-        """`admit` as part of a pipeline (its reply: `parse_admitted`). By SHA: the script
-        is loaded by the first `admit`; a Redis that lost it answers NOSCRIPT, which
-        `parse_admitted` reads as "nothing admitted" after loading it again."""
-        pipe.evalsha(self._admit.sha, 0, *self._admit_args(job_types))
+    def admit_in(self, pipe, job_types: list[str], start: tuple[str, str, int] | None = None) -> None:
+        """`admit` as part of a pipeline (its reply: `parse_admitted`); with `start`
+        (worker name, a new execution id, the default heartbeat TTL) the admitted job is
+        also started for that worker in the same step. By SHA: the script is loaded by the
+        first `admit`; a Redis that lost it answers NOSCRIPT, which `parse_admitted` reads
+        as "nothing admitted" after loading it again."""
+        pipe.evalsha(self._admit.sha, 0, *self._admit_args(job_types, start))
 
-    def _admit_args(self, job_types: list[str]) -> list:
-        return [int(time.time() * 1000), self.lease_ms, DRAIN_MAX, SCAN_MAX, len(job_types), *job_types]
+    def _admit_args(self, job_types: list[str], start: tuple[str, str, int] | None = None) -> list:
+        moment = now()
+        args = [int(moment.timestamp() * 1000), self.lease_ms, DRAIN_MAX, SCAN_MAX, len(job_types), *job_types]
+        if start is None:
+            return [*args, ""]
+        worker_name, execution_id, default_ttl = start
+        return [*args, worker_name, execution_id, utcformat(moment), repr(moment.timestamp()), default_ttl]
 
-    def parse_admitted(self, reply) -> tuple[str, str, str, dict] | None:
+    def parse_admitted(self, reply) -> Admitted | None:
         if isinstance(reply, ResponseError):
             if "NOSCRIPT" not in str(reply):
                 raise reply
@@ -77,22 +85,20 @@ class Admission:
             pipe.execute()
 
 
-def parse_admitted(result) -> tuple[str, str, str, dict] | None:
+class Admitted(NamedTuple):
+    job_id: str
+    queue_name: str
+    user: str
+    data: dict  # the job's hash, as HGETALL gives it
+    started: bool  # started for the calling worker in the same step (admit_in with start)
+
+
+def parse_admitted(result) -> Admitted | None:
     if not result:
         return None
     flat = result[3]
-    return result[0].decode(), result[1].decode(), result[2].decode(), dict(zip(flat[::2], flat[1::2]))
-
-
-def give_back(conn: Redis, job_id: str, queue_name: str, user_id: str) -> None:
-    """An admitted job its worker will not start after all (it is stopping): its slots
-    back, and the job back on the front of its RQ list, where admission routes it again."""
-    with conn.pipeline() as pipe:
-        release_in(pipe, job_id, keys.split_queue_name(queue_name)[0], user_id)
-        pipe.zrem(keys.ADMITTED, job_id)
-        pipe.lpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
-        mark_arrivals_in(pipe, [queue_name])
-        pipe.execute()
+    return Admitted(result[0].decode(), result[1].decode(), result[2].decode(), dict(zip(flat[::2], flat[1::2])),
+                    bool(result[4]))
 
 
 def release(conn: Redis, job_id: str, job_type: str, user_id: str) -> None:

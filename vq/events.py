@@ -31,6 +31,11 @@ def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None =
     conn.xadd(keys.EVENTS, entry, maxlen=STREAM_MAXLEN, approximate=True)
     if webhook_url:  # the notifiers read only these, not every event of every job
         conn.xadd(keys.WEBHOOK_EVENTS, {**entry, "url": webhook_url}, maxlen=STREAM_MAXLEN, approximate=True)
+    say(event, job_id, job_type, fields)
+
+
+def say(event: str, job_id: str, job_type: str | None, fields: dict) -> None:
+    """The event's log line (for an event appended elsewhere, e.g. by a Lua script)."""
     if event != "progress":
         detail = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))
         log.info("job %s %s %s%s", job_id, job_type or "", event, f" {detail}" if detail else "")

@@ -75,7 +75,7 @@ class VqQueue(Queue):
     def take_admitted(cls, connection, admitted, **kwargs):
         """(job, queue) for what admission handed out, or None if the job was deleted
         meanwhile (its slots are given back)."""
-        job_id, queue_name, user, data = admitted
+        job_id, queue_name, user, data, _started = admitted
         if data:
             return cls._restore_admitted(connection, queue_name, job_id, data, **kwargs)
         release(connection, job_id, keys.split_queue_name(queue_name)[0], user)

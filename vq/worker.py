@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -26,17 +27,19 @@ from rq.rate_limit import release_slot
 from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
 from rq.timeouts import TimerDeathPenalty
+from rq.defaults import DEFAULT_WORKER_TTL
 from rq.utils import now
 
 from vq import cache, events, keys
 from vq.jobs import cancel_dependents
-from vq.admission import give_back, release, release_in
-from vq.execution import begin_attempt, runtime
+from vq.admission import Admitted, release, release_in
+from vq.execution import BEGUN, begin_attempt, runtime
 from vq.model import VQ_FUNC, ms_between
 from vq.recurring import record_outcome_in
 from vq.rq_queue import VqQueue, admission_for, admission_order
 
 
+STARTED_BY_ADMISSION = "_vq_started_by_admission"  # on a Job: its start was written with its admission
 HEARTBEAT_EVERY = 5.0  # seconds between a worker's own heartbeats (its key lives for minutes)
 SUSPENSION_CHECK_EVERY = 1.0
 
@@ -108,7 +111,7 @@ class VqWorker(Worker):
     _suspension_checked_at = float("-inf")
     _written_state = None
     _start_pipe = None
-    _next = None  # a job admitted in the previous job's finishing round trip, to run next
+    _prestarted = None  # (job, queue, execution) taken and started in the last job's finishing round trip
     _max_jobs = None
     _executed = 0
     _memory_checked_at = float("-inf")
@@ -137,8 +140,10 @@ class VqWorker(Worker):
             self._say_once().recovered(self.log)
 
     def set_state(self, state, pipeline=None):
-        """RQ writes the state before every dequeue; write it only when it changes."""
-        if pipeline is None and state == self._written_state:
+        """RQ writes the state before every dequeue; write it only when it changes (and not
+        "idle" between two jobs when the next one is already started)."""
+        if pipeline is None and (state == self._written_state or
+                                 (state == WorkerStatus.IDLE and self._prestarted is not None)):
             return
         super().set_state(state, pipeline)
         self._written_state = state
@@ -149,13 +154,19 @@ class VqWorker(Worker):
         if time.monotonic() - self._suspension_checked_at < SUSPENSION_CHECK_EVERY:
             return
         self._suspension_checked_at = time.monotonic()
-        if self._next is not None and is_suspended(self.connection, self):
-            self._give_back_next()  # not to sit on it, leased, while suspended
+        if self._prestarted is not None and is_suspended(self.connection, self):
+            self._requeue_prestarted()  # not to sit on it while suspended
         super().check_for_suspension(burst)
 
     def prepare_execution(self, job: Job):
         """RQ's execution record, written with the rest of the start (prepare_job_execution)
-        in one round trip instead of two (three with vq's start event)."""
+        in one round trip instead of two (three with vq's start event); nothing to write
+        for a job admission started (handle_job_success)."""
+        if self._prestarted is not None and self._prestarted[0] is job:
+            execution = self._prestarted[2]
+            self._prestarted = None
+            self.executions[execution.id] = execution
+            return execution
         if self._forking:  # the child writes the rest: RQ's way
             return super().prepare_execution(job)
         self._start_pipe = self.connection.pipeline()
@@ -166,6 +177,8 @@ class VqWorker(Worker):
         return execution
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        if getattr(job, STARTED_BY_ADMISSION, False):
+            return
         pipe, self._start_pipe = self._start_pipe, None
         if pipe is None:
             pipe = self.connection.pipeline()
@@ -230,34 +243,47 @@ class VqWorker(Worker):
             self._stop_requested = True
 
     def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
-        """The job admitted while the last one finished, if any; else RQ's dequeue (which
-        goes through admission: VqQueue.dequeue_any)."""
-        admitted, self._next = self._next, None
-        if admitted is not None:
-            taken = self.queue_class.take_admitted(self.connection, admitted, job_class=self.job_class,
-                                                   serializer=self.serializer,
-                                                   death_penalty_class=self.death_penalty_class)
-            if taken is not None:
-                taken[0].redis_server_version = self.get_redis_server_version()
-                return taken
+        """The job taken and started while the last one finished, if any; else RQ's
+        dequeue (which goes through admission: VqQueue.dequeue_any)."""
+        if self._prestarted is not None:
+            return self._prestarted[0], self._prestarted[1]
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def _will_take_another(self) -> bool:
         return not (self._stop_requested or self.redis_lost or self.is_horse or
                     (self._max_jobs is not None and self._executed + 1 >= self._max_jobs))
 
-    def _give_back_next(self) -> None:
-        admitted, self._next = self._next, None
-        if admitted is not None:
-            give_back(self.connection, admitted[0], admitted[1], admitted[2])
+    def _take_started(self, admitted: Admitted, execution_id: str) -> None:
+        """Hold the job admission started for this worker, to run next."""
+        taken = self.queue_class.take_admitted(self.connection, admitted, job_class=self.job_class,
+                                               serializer=self.serializer, death_penalty_class=self.death_penalty_class)
+        if taken is None:
+            return
+        job, queue = taken
+        job.redis_server_version = self.get_redis_server_version()
+        setattr(job, STARTED_BY_ADMISSION, True)
+        setattr(job, BEGUN, True)
+        self._state = self._written_state = WorkerStatus.BUSY
+        self._beat_at = time.monotonic()
+        self._prestarted = (job, queue, Execution(execution_id, job.id, self.connection, worker_name=self.name))
+        events.say("started", job.id, job.meta.get("jobType"),
+                   {"attempt": job.meta.get("attempts"), "worker": self.name, "userId": job.meta.get("userId")})
+
+    def _requeue_prestarted(self) -> None:
+        """A job started for this worker that it will not run now (it is stopping, RQ is
+        suspended): back at the front of its queue, its attempt not charged."""
+        held, self._prestarted = self._prestarted, None
+        if held is not None:
+            job, queue, execution = held
+            self._requeue(job, queue, execution, reason="worker stopping")
+            self._release(job)
 
     def teardown(self):
-        """A job admitted for this worker that it will not run now goes back in line."""
         try:
-            self._give_back_next()
+            self._requeue_prestarted()
         except (redis.ConnectionError, redis.TimeoutError):
-            self.log.warning("Worker %s: could not give back job %s; it is requeued when its lease lapses",
-                             self.name, self._next and self._next[0])
+            self.log.warning("Worker %s: could not requeue job %s; it is requeued when its lease lapses",
+                             self.name, self._prestarted and self._prestarted[0].id)
         super().teardown()
 
     def _lease_keeper(self) -> "LeaseKeeper":
@@ -346,6 +372,7 @@ class VqWorker(Worker):
             return
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         admission = admission_for(self.connection) if self._will_take_another() else None
+        execution_id = uuid.uuid4().hex
         with self.connection.pipeline() as pipe:
             pipe.exists(job.dependents_key)
             self.increment_successful_job_count(pipeline=pipe)
@@ -356,16 +383,19 @@ class VqWorker(Worker):
             job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
             job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             self._succeeded_in(pipe, job)
-            if admission is not None:  # and admit the next job in the same round trip
-                admission.admit_in(pipe, admission_order(self._ordered_queues))
+            if admission is not None:  # and take and start the next job in the same round trip
+                admission.admit_in(pipe, admission_order(self._ordered_queues),
+                                   start=(self.name, execution_id, DEFAULT_WORKER_TTL))
+            else:
+                self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             replies = pipe.execute(raise_on_error=False)
-        if admission is not None:
-            self._next = admission.parse_admitted(replies.pop())
+        admitted = admission.parse_admitted(replies.pop()) if admission is not None else None
         problems = [r for r in replies if isinstance(r, Exception)]
         if problems:
             raise problems[0]
+        if admitted is not None:
+            self._take_started(admitted, execution_id)
         has_dependents = replies[0]
         if has_dependents:
             queue.enqueue_dependents(job)
@@ -415,7 +445,7 @@ class VqWorker(Worker):
         events.emit(self.connection, "rate-limited", job.id, job.meta.get("jobType"), retryAfter=delay,
                     error=error.get("message"))
 
-    def _requeue(self, job: Job, queue: Queue, execution) -> None:
+    def _requeue(self, job: Job, queue: Queue, execution, reason: str = "daemon shutdown") -> None:
         """Put an interrupted job back at the front of its queue; the attempt is not charged."""
         self._requeue_current = False
         job.meta["attempts"] = max(0, int(job.meta.get("attempts", 1)) - 1)
@@ -426,7 +456,7 @@ class VqWorker(Worker):
             pipe.hset(job.key, "meta", job._serialize_meta())
             queue._enqueue_job(job, pipeline=pipe, at_front=True)
             pipe.execute()
-        events.emit(self.connection, "requeued", job.id, job.meta.get("jobType"), reason="daemon shutdown")
+        events.emit(self.connection, "requeued", job.id, job.meta.get("jobType"), reason=reason)
 
 
 class ThreadWorker(VqWorker):

@@ -127,7 +127,7 @@ def part_drain(conn, args, workdir, server, config, progress) -> dict:
     results = run_rounds(conn, args, workdir, server.url, config, systems,
                          runs_of=lambda s: 1 if s == "rq-fork" else args.runs, run_vq_round=vq_round,
                          run_rq_round=rq_round, progress=progress)
-    summary = summarize(results, systems)
+    summary = summarize(results, systems)["systems"]
     for system in systems:
         summary[system]["commands_per_job"] = round(statistics.median(counted[system]), 1)
     return summary

@@ -3,9 +3,11 @@
 -- Runs atomically, so two workers on two hosts can never both take the last slot.
 --
 -- ARGV: now_ms, lease_ms, drain_max, scan_max, n_types, type_1 .. type_n (in the order
---       this worker should try them; the caller rotates it)
--- Returns: {job_id, queue_name, user, the job's hash as HGETALL gives it} of the admitted
---          job, or nil.
+--       this worker should try them; the caller rotates it), then either '' or, to start
+--       the admitted job for a worker in the same step: worker_name, execution_id,
+--       now (RQ's text format), now (epoch seconds), the heartbeat TTL when the job has none
+-- Returns: {job_id, queue_name, user, the job's hash as HGETALL gives it, started (0/1)}
+--          of the admitted job, or nil.
 --
 -- Keys (vq/keys.py builds the same names):
 --   rq:queue:<type>.<prio>           RQ's list: where every path into execution lands
@@ -30,6 +32,7 @@ local scan_max = tonumber(ARGV[4])
 local n_types = tonumber(ARGV[5])
 local prios = {'high', 'normal', 'low'}
 local UNLIMITED = 1000000000
+local worker = ARGV[6 + n_types]
 
 local function limit_of(kind, name, fallback)
   local v = redis.call('HGET', 'vq:limits:override:' .. kind, name)
@@ -44,6 +47,66 @@ local function user_limit(user)
   if v then return tonumber(v) end
   local tier = redis.call('HGET', 'vq:usertier', user) or 'free'
   return limit_of('tier', tier, 1)
+end
+
+-- Epoch milliseconds of RQ's time format (2026-11-29T15:40:00.123456Z), or nil.
+local function epoch_ms(text)
+  local y, mo, d, h, mi, s, frac = string.match(text or '', '^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.?(%d*)')
+  if not y then return nil end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
+  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+  local seconds = ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60 + tonumber(s)
+  return seconds * 1000 + math.floor(tonumber('0.' .. (frac ~= '' and frac or '0')) * 1000)
+end
+
+-- Start the admitted job for the calling worker: what RQ's worker writes before running a
+-- job (its execution record, the started registry, the worker's busy state and heartbeat,
+-- the job's started fields; rq/executions.py, rq/worker/base.py prepare_job_execution)
+-- and what vq adds (the attempt, progress reset, the `started` event), so that taking a
+-- job and starting it is one step (vq/worker.py handle_job_success).
+local function start(id, queue_name, job_type)
+  local exec_id, now_text, now_s, default_ttl = ARGV[7 + n_types], ARGV[8 + n_types], tonumber(ARGV[9 + n_types]),
+                                                 tonumber(ARGV[10 + n_types])
+  local jk = 'rq:job:' .. id
+  local fields = redis.call('HMGET', jk, 'timeout', 'meta', 'enqueued_at')
+  local timeout = tonumber(fields[1])
+  local ttl = default_ttl
+  if timeout ~= -1 then ttl = (timeout or default_ttl) + 60 end
+  local whole_s = math.floor(now_s)
+  local composite = id .. ':' .. exec_id
+  local ek = 'rq:execution:' .. composite
+  redis.call('HSET', ek, 'id', exec_id, 'job_id', id, 'created_at', ARGV[9 + n_types],
+             'last_heartbeat', ARGV[9 + n_types], 'worker_name', worker)
+  redis.call('EXPIRE', ek, ttl)
+  redis.call('ZADD', 'rq:executions:' .. id, whole_s + ttl + 60, exec_id)
+  redis.call('EXPIRE', 'rq:executions:' .. id, ttl + 60)
+  redis.call('ZADD', 'rq:wip:' .. queue_name, whole_s + ttl, composite)
+  local wk = 'rq:worker:' .. worker
+  redis.call('SADD', wk .. ':executions', composite)
+  redis.call('EXPIRE', wk .. ':executions', ttl + 60)
+  redis.call('HSET', wk, 'state', 'busy', 'last_heartbeat', now_text)
+  redis.call('EXPIRE', wk, ttl)
+  local meta = {}
+  if fields[2] then
+    local ok, decoded = pcall(cjson.decode, fields[2])
+    if ok and type(decoded) == 'table' then meta = decoded end
+  end
+  meta.attempts = (tonumber(meta.attempts) or 0) + 1
+  meta.progress = {percent = 0, message = cjson.null}
+  meta.error = nil
+  redis.call('HSET', jk, 'last_heartbeat', now_text, 'status', 'started', 'started_at', now_text,
+             'worker_name', worker, 'meta', cjson.encode(meta))
+  redis.call('PERSIST', jk)
+  local started = {attempt = meta.attempts, worker = worker}
+  local enqueued = epoch_ms(fields[3])
+  if enqueued then started.waitMs = math.max(0, now - enqueued) end
+  if type(meta.userId) == 'string' then started.userId = meta.userId end
+  redis.call('XADD', 'vq:events', 'MAXLEN', '~', 1000000, '*', 'event', 'started', 'jobId', id,
+             'jobType', meta.jobType or job_type, 'ts', tostring(now), 'fields', cjson.encode(started))
 end
 
 local function live_count(key)
@@ -131,9 +194,13 @@ for _, p in ipairs(prios) do
             if id then
               redis.call('ZADD', tk, now + lease, id)
               redis.call('ZADD', uk, now + lease, id)
+              if worker and worker ~= '' then
+                start(id, t .. '.' .. p, t)
+                return {id, t .. '.' .. p, user, redis.call('HGETALL', 'rq:job:' .. id), 1}
+              end
               redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
               redis.call('ZADD', 'vq:admitted', now, id)  -- until it starts: see vq/stalled.py
-              return {id, t .. '.' .. p, user, redis.call('HGETALL', 'rq:job:' .. id)}
+              return {id, t .. '.' .. p, user, redis.call('HGETALL', 'rq:job:' .. id), 0}
             end
           else
             redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')  -- at its limit: let the next user go
