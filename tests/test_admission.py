@@ -3,7 +3,6 @@ turns, long waits age upwards, and a killed worker's slots come back."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -11,7 +10,6 @@ import time
 
 import pytest
 
-from tests.conftest import TEST_JOB_TYPES
 
 
 def _limits(vq, type_limit: int, tiers: dict | None = None, **settings) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import random
-import time
 
 from vq.config import Backoff
 from vq.jobtypes import JobType

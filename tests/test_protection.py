@@ -4,7 +4,6 @@ handler or the server read outside the job's artifacts; tiers from server-side c
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 

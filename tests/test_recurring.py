@@ -3,11 +3,10 @@ restarts, catch-up policies, time zones and bad input."""
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 from croniter import croniter

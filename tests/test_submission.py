@@ -73,3 +73,37 @@ def test_daemon_refuses_to_start_with_a_handler_that_cannot_import(vq):
     proc = vq.run("daemon", "--workers", "1")
     assert proc.returncode == 2
     assert "handler 'nowhere.to.be:found': cannot import nowhere.to.be" in proc.stderr
+
+
+def test_new_jobs_are_stored_as_rq_stores_them(redis_conn, settings):
+    """submit and submit_each write a new job's hash from a template RQ made (vq/jobhash.py):
+    what RQ's own enqueue stores, less the fields RQ writes empty (it reads a missing field
+    as empty), apart from the clock and the retries' random jitter."""
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from vq.model import VQ_FUNC
+    from vq.rq_queue import rq_queue
+    from vq.submission import _job_spec, _resolve, submit_each
+
+    def submission():
+        return Submission(job_type="content-analysis", data={"text": "a b c", "n": 1}, user_id="u1",
+                          subscription="pro", project_id="p", skip_cache=True)
+
+    single = submit(redis_conn, settings, submission())
+    [outcome] = submit_each(redis_conn, settings, [submission()], lambda s: s)
+    assert outcome["ok"]
+    by_rq = rq_queue(redis_conn, "content-analysis.normal").enqueue_call(
+        VQ_FUNC, **_job_spec(settings, _resolve(redis_conn, settings, submission()), "by-rq", None, None, [], None))
+    ours, batch, theirs = (redis_conn.hgetall(f"rq:job:{job_id}") for job_id in (single, outcome["id"], by_rq.id))
+    assert ours.keys() == batch.keys()
+    assert {k for k in theirs if theirs[k] != b""} == set(ours)
+    clock = {b"created_at", b"enqueued_at", b"retry_intervals"}
+    assert {k for k in ours if ours[k] != batch[k]} <= clock
+    assert {k for k in ours if ours[k] != theirs[k]} <= clock
+    jobs = Job.fetch_many([single, outcome["id"], by_rq.id], connection=redis_conn, serializer=JSONSerializer)
+    shapes = {(j.func_name, repr(j.args), repr(j.kwargs), repr(j.meta), j.retries_left, j.timeout, j.origin,
+               j.description, j.get_status(refresh=False), j.started_at, j.worker_name) for j in jobs}
+    assert len(shapes) == 1, shapes
+    assert show(redis_conn, outcome["id"], settings)["status"] == "queued"
+    assert redis_conn.lrange("rq:queue:content-analysis.normal", 0, -1)[:2] == [single.encode(), outcome["id"].encode()]

@@ -71,7 +71,7 @@ def test_finished_and_failed_jobs_call_their_webhooks_once_signed(vq, receiver):
     vq.start_daemon()
     vq.start_daemon()  # two daemons share the deliveries: each is sent once
     ok = vq.submit("test-echo", {"n": 1}, "--user", "u", "--webhook", f"{receiver.url}/ok")
-    bad = vq.submit("test-broken", {}, "--user", "u", "--webhook", f"{receiver.url}/bad")
+    vq.submit("test-broken", {}, "--user", "u", "--webhook", f"{receiver.url}/bad")
     plain = vq.submit("test-noop", {}, "--user", "u")
     vq.wait_for(plain)
     done = _verify(receiver.wait_for("/ok")[0])

@@ -46,8 +46,6 @@ def admission_for(connection: Redis) -> Admission:
 
 
 class VqQueue(Queue):
-    marks_pushes = True  # False: the caller marks the queue once for a batch of pushes
-
     @classmethod
     def dequeue_any(cls, queues, timeout, connection, **kwargs):
         """Take the next job admission lets through, instead of popping RQ's lists directly.
@@ -100,8 +98,7 @@ class VqQueue(Queue):
         """RQ's push, then the mark that tells admission this list has an arrival."""
         pipe = pipeline if pipeline is not None else self.connection.pipeline(transaction=False)
         super().push_job_id(job_id, pipeline=pipe, at_front=at_front)
-        if self.marks_pushes:
-            mark_arrivals_in(pipe, [self.name])
+        mark_arrivals_in(pipe, [self.name])
         if pipeline is None:
             pipe.execute()
 
@@ -163,6 +160,9 @@ def _arrived(conn: Redis, queue_names: list[str]) -> None:
         mark_arrivals_in(pipe, queue_names)
         wake_in(pipe)
         pipe.execute()
+
+
+_by_name: dict[tuple[int, str], tuple[Redis, VqQueue]] = {}
 
 
 _by_name: dict[tuple[int, str], tuple[Redis, VqQueue]] = {}

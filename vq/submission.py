@@ -19,7 +19,7 @@ from math import ceil
 
 from redis import Redis
 from redis.client import Pipeline
-from rq import Retry
+from rq import Queue, Retry
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -31,7 +31,8 @@ from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFoun
 from vq.jobtypes import JobType, get_job_type, load_handler
 from vq.model import VQ_FUNC, iso
 from vq.protect import protector
-from vq.rq_queue import VqQueue, batch_queue, rq_queue
+from vq.jobhash import Templates
+from vq.rq_queue import rq_queue
 from vq.webhooks import validate_url
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
@@ -260,27 +261,46 @@ def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dic
 
 
 def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[tuple[_Resolved, str]]) -> None:
-    """Plain submissions into one transaction, with one command per index and per queue
-    where `submit` would send one per job: a batch costs Redis about what RQ's
-    enqueue_many does."""
+    """Plain submissions into one transaction: each job's hash, push and `created` event,
+    and one command per index and per queue for the whole batch where `submit` sends one
+    per job."""
     created_ms = int(time.time() * 1000)
     indexes: dict[str, dict[str, int]] = {}
-    queues: dict[str, VqQueue] = {}
+    queues: set[str] = set()
     for r, job_id in plain:
         name = keys.queue_name(r.job_type.name, r.priority)
         spec = _job_spec(settings, r, job_id, None, None, [], None)
-        if r.run_at is not None:
+        if r.run_at is not None:  # delayed: RQ's scheduling, as submit does
             job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(spec))
+            _emit_created(pipe, r, job.id, job.get_status(refresh=False), name)
         else:
-            queue = queues.get(name) or queues.setdefault(name, batch_queue(conn, name))
-            job = queue._enqueue_job(queue.create_job(VQ_FUNC, **spec), pipeline=pipe)
+            _push_new(conn, pipe, name, job_id, spec)
+            queues.add(name)
+            _emit_created(pipe, r, job_id, JobStatus.QUEUED, name)
         for index in (keys.ALL_JOBS, keys.user_jobs(r.user_id), keys.type_jobs(r.job_type.name)):
             indexes.setdefault(index, {})[job_id] = created_ms
-        _emit_created(pipe, r, job, None, None)
     for index, members in indexes.items():
         pipe.zadd(index, members)
-    mark_arrivals_in(pipe, sorted(queues))  # the pushes above did not mark their queues
+    _announce(pipe, sorted(queues))
     wake_in(pipe)
+
+
+_TEMPLATES = Templates(VQ_FUNC)
+
+
+def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: dict) -> None:
+    """A new queued job's hash (from a template RQ built: vq/jobhash.py) and its push: two
+    commands, where RQ's enqueue sends four and builds a Job object."""
+    pipe.hset(Templates.key(job_id), mapping=_TEMPLATES.hash_for(rq_queue(conn, queue_name), spec,
+                                                                 datetime.now(timezone.utc)))
+    pipe.rpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
+
+
+def _announce(pipe: Pipeline, queue_names: list[str]) -> None:
+    """After pushes: RQ's set of queues, and admission's marks (it routes marked lists only)."""
+    if queue_names:
+        pipe.sadd(Queue.redis_queues_keys, *(Queue.redis_queue_namespace_prefix + n for n in queue_names))
+        mark_arrivals_in(pipe, queue_names)
 
 
 def _is_plain(sub: Submission, resolved: _Resolved) -> bool:
@@ -424,33 +444,33 @@ def _job_spec(settings: Settings, r: _Resolved, job_id: str, step: str | None, p
 
 
 def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step: str | None,
-             parent_id: str | None, children: list[str], cache_key: str | None = None) -> Job:
+             parent_id: str | None, children: list[str], cache_key: str | None = None) -> None:
     if r.depends_on:  # RQ checks the dependencies in its own WATCHed transaction
         queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
         common = _job_spec(settings, r, job_id, step, parent_id, children, cache_key)
         job = queue.enqueue_call(VQ_FUNC, depends_on=Dependency(jobs=r.depends_on, allow_failure=r.allow_failure),
                                  **common)
         _record_created(conn, r, job, parent_id, step)
-        return job
+        return
     with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
-        job = _enqueue_in(conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children,
-                          cache_key=cache_key)
+        _enqueue_in(conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children,
+                    cache_key=cache_key)
         pipe.execute()
-    return job
 
 
 def _enqueue_in(conn: Redis, pipe: Pipeline, settings: Settings, r: _Resolved, job_id: str, *,
                 step: str | None = None, parent_id: str | None = None, children: list[str] | None = None,
-                cache_key: str | None = None) -> Job:
+                cache_key: str | None = None) -> None:
     """A job without dependencies and its indexes, into the caller's transaction."""
-    queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
-    common = _job_spec(settings, r, job_id, step, parent_id, children or [], cache_key)
+    name = keys.queue_name(r.job_type.name, r.priority)
+    spec = _job_spec(settings, r, job_id, step, parent_id, children or [], cache_key)
     if r.run_at is not None:
-        job = queue.enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(common))
-    else:
-        job = queue.enqueue_call(VQ_FUNC, pipeline=pipe, **common)
-    _record_created_in(pipe, r, job, parent_id, step)
-    return job
+        job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(spec))
+        _record_created_in(pipe, r, job.id, job.get_status(refresh=False), name, parent_id, step)
+        return
+    _push_new(conn, pipe, name, job_id, spec)
+    _announce(pipe, [name])
+    _record_created_in(pipe, r, job_id, JobStatus.QUEUED, name, parent_id, step)
 
 
 def _create_cached(conn: Redis, settings: Settings, r: _Resolved, job_id: str, source: Job) -> Job:
@@ -473,43 +493,42 @@ def _create_cached(conn: Redis, settings: Settings, r: _Resolved, job_id: str, s
 def _record_created(target, r: _Resolved, job: Job, parent_id: str | None, step: str | None, **extra) -> None:
     """Index the new job (all, per user, per type), emit `created`, and wake a worker; in the
     caller's pipeline when given one, else in a round trip of its own."""
+    status = job.get_status(refresh=False)
     if isinstance(target, Pipeline):
-        _record_created_in(target, r, job, parent_id, step, **extra)
+        _record_created_in(target, r, job.id, status, job.origin, parent_id, step, **extra)
         return
     with target.pipeline(transaction=False) as pipe:
-        _record_created_in(pipe, r, job, parent_id, step, **extra)
+        _record_created_in(pipe, r, job.id, status, job.origin, parent_id, step, **extra)
         pipe.execute()
 
 
-def _record_created_in(pipe: Pipeline, r: _Resolved, job: Job, parent_id: str | None, step: str | None,
-                       **extra) -> None:
+def _record_created_in(pipe: Pipeline, r: _Resolved, job_id: str, status: JobStatus | None, queue_name: str,
+                       parent_id: str | None, step: str | None, **extra) -> None:
     created_ms = int(time.time() * 1000)
-    pipe.zadd(keys.ALL_JOBS, {job.id: created_ms})
-    pipe.zadd(keys.user_jobs(r.user_id), {job.id: created_ms})
-    pipe.zadd(keys.type_jobs(r.job_type.name), {job.id: created_ms})
-    status = _emit_created(pipe, r, job, parent_id, step, **extra)
+    pipe.zadd(keys.ALL_JOBS, {job_id: created_ms})
+    pipe.zadd(keys.user_jobs(r.user_id), {job_id: created_ms})
+    pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
+    _emit_created(pipe, r, job_id, status, queue_name, parent_id, step, **extra)
     if status == JobStatus.QUEUED:
         wake_in(pipe)
 
 
-def _emit_created(pipe: Pipeline, r: _Resolved, job: Job, parent_id: str | None, step: str | None,
-                  **extra) -> JobStatus | None:
-    """The `created` event and a recurring job's run record; returns the job's status."""
-    status = job.get_status(refresh=False)
-    events.emit(pipe, "created", job.id, r.job_type.name, userId=r.user_id, projectId=r.project_id,
-                priority=r.priority, subscription=r.subscription, queue=job.origin,
+def _emit_created(pipe: Pipeline, r: _Resolved, job_id: str, status: JobStatus | None, queue_name: str,
+                  parent_id: str | None = None, step: str | None = None, **extra) -> None:
+    """The `created` event and a recurring job's run record."""
+    events.emit(pipe, "created", job_id, r.job_type.name, userId=r.user_id, projectId=r.project_id,
+                priority=r.priority, subscription=r.subscription, queue=queue_name,
                 status=status.value if status else None, parentId=parent_id, step=step,
                 dependsOn=r.depends_on or None, allowFailure=r.allow_failure or None,
                 recurringId=r.origin.get("recurringId"),
                 webhookUrl=r.webhook_url if status == JobStatus.FINISHED else None, **extra)  # born finished: cached
     if r.origin.get("recurringId"):
         created_ms = int(time.time() * 1000)
-        pipe.zadd(keys.recurring_runs(r.origin["recurringId"]), {job.id: r.origin.get("tickMs", created_ms)})
+        pipe.zadd(keys.recurring_runs(r.origin["recurringId"]), {job_id: r.origin.get("tickMs", created_ms)})
         pipe.hincrby(keys.recurring_stats(r.origin["recurringId"]), "runs", 1)
         if status == JobStatus.FINISHED:  # a cached result: the run succeeded without a worker
             pipe.hincrby(keys.recurring_stats(r.origin["recurringId"]), "succeeded", 1)
-            pipe.hset(keys.recurring_outcomes(r.origin["recurringId"]), job.id, "finished")
-    return status
+            pipe.hset(keys.recurring_outcomes(r.origin["recurringId"]), job_id, "finished")
 
 
 def _enqueue_at_kwargs(common: dict) -> dict:
