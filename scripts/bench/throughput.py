@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import statistics
+import string
 import subprocess
 import sys
 import tempfile
@@ -236,7 +238,8 @@ def _sample(conn, samples: int, submit_one) -> dict:
 
 
 def part_memory(conn, args, settings, progress) -> dict:
-    payload = {"blob": "x" * 1000}
+    # 1 KB of text that does not compress away (RQ stores job data zlib-compressed).
+    payload = {"prompt": "".join(random.Random(7).choices(string.ascii_letters + " ", k=1000))}
     n = args.memory_jobs
     conn.flushall()
     before = conn.info("memory")["used_memory"]
