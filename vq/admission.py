@@ -22,7 +22,7 @@ from rq.utils import now, utcformat
 from rq import Queue
 
 from vq import keys
-from vq.model import job_type_of
+from vq.model import job_type_of, priority_of
 
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
@@ -171,7 +171,8 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
     """Why a waiting job waits, and where it stands in line."""
     job_type = job_type_of(job)
     user = job.meta.get("userId") or "_"
-    priority = (conn.hget(keys.AGED, job.id) or b"").decode() or job.meta.get("priority") or "normal"
+    submitted = priority_of(job) or "normal"
+    priority = (conn.hget(keys.AGED, job.id) or b"").decode() or submitted
     now = int(time.time() * 1000)
     with conn.pipeline(transaction=False) as pipe:
         pipe.sismember(keys.PAUSED, job_type)
@@ -192,5 +193,5 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
         "waitReason": reason,
         "position": None if position is None else position + 1,
         "usersAhead": users_ahead,
-        "agedTo": priority if priority != job.meta.get("priority") else None,
+        "agedTo": priority if priority != submitted else None,
     }

@@ -181,7 +181,8 @@ class Archiver:
                                  fields.get("worker"), fields.get("attempt"), _reason(event)))
             if event["event"] == "created":
                 created_rows.append((job_id, event["jobType"], fields.get("userId"), fields.get("projectId"),
-                                     fields.get("priority"), fields.get("subscription"), fields.get("queue"), to, at, at,
+                                     fields.get("priority"), fields.get("subscription"),
+                                     fields.get("queue") or f"{event['jobType']}.{fields.get('priority')}", to, at, at,
                                      fields.get("parentId"), fields.get("step"), fields.get("recurringId"),
                                      1 if fields.get("cachedFrom") else 0, at if to == "finished" else None))
                 for parent in fields.get("dependsOn") or []:

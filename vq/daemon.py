@@ -222,6 +222,8 @@ class Daemon:
             log.info("embedded Redis at %s", self.embedded.url)
         conn = connect(self.settings)
         limits.publish_config_limits(conn, self.settings)
+        conn.sadd(keys.JOB_TYPES_SEEN, *job_types(self.settings))  # `vq jobs` lists every type's index
+        conn.unlink(keys.LEGACY_ALL_JOBS)  # an index older versions kept; nothing reads or trims it now
         history = historydb.open_db(self.settings)
         restored = recurring_store.restore_if_wiped(conn, history)
         if restored:

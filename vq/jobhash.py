@@ -19,15 +19,16 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
 # The fields of RQ's job hash that differ between two plain submissions of one queue.
-VARYING = ("created_at", "enqueued_at", "data", "meta", "description", "retries_left", "retry_intervals")
+VARYING = ("created_at", "enqueued_at", "data", "meta", "retries_left", "retry_intervals")
 
 
 class Templates:
     """One RQ-built template hash per (queue, options); `hash_for` fills in the rest.
 
     Fields RQ writes as empty strings (callbacks, started_at, worker_name ...) are left
-    out: RQ reads a missing field as an empty one, and in a job hash too big for Redis's
-    compact encoding each field costs about 70 bytes of memory per waiting job."""
+    out, and so is RQ's free-text description, which vq does not show: RQ reads a missing
+    field as an empty one, and in a job hash too big for Redis's compact encoding each
+    field costs about 70 bytes of memory per waiting job."""
 
     def __init__(self, func: str):
         self.func = func
@@ -44,13 +45,13 @@ class Templates:
             job.origin, job.enqueued_at = queue.name, at
             if len(self._made) > 1000:
                 self._made.clear()
-            template = self._made[shape] = {k: v for k, v in job.to_dict().items() if v != ""}
+            template = self._made[shape] = {k: v for k, v in job.to_dict().items()
+                                            if v != "" and k != "description"}
         mapping = dict(template)
         now_text = utcformat(at)
         mapping["created_at"] = mapping["enqueued_at"] = now_text
         mapping["data"] = zlib.compress(JSONSerializer.dumps((self.func, None, list(spec["args"]), {})))
         mapping["meta"] = JSONSerializer.dumps(spec["meta"])
-        mapping["description"] = spec["description"]
         if retry:
             mapping["retries_left"] = retry.max
             mapping["retry_intervals"] = json.dumps(retry.intervals)

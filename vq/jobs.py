@@ -95,14 +95,18 @@ def wait(conn: Redis, job_id: str, timeout: float | None = None, poll: float = 0
 
 def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = None, user: str | None = None,
               limit: int = 50, offset: int = 0) -> list[dict]:
-    """Newest first, filtered; reads the per-user or per-type index so a filter stays cheap."""
+    """Newest first, filtered; reads the per-user or per-type index so a filter stays cheap
+    (unfiltered: every type's index, merged)."""
     if limit < 1 or offset < 0:
         raise InvalidInput("limit must be at least 1 and offset not negative")
-    index = keys.user_jobs(user) if user else keys.type_jobs(job_type) if job_type else keys.ALL_JOBS
+    if user or job_type:
+        indexes = [keys.user_jobs(user) if user else keys.type_jobs(job_type)]
+    else:
+        indexes = sorted(keys.type_jobs(t.decode()) for t in conn.smembers(keys.JOB_TYPES_SEEN))
     out: list[dict] = []
     skipped, start, chunk = 0, 0, 200
     while len(out) < limit:
-        ids = [i.decode() for i in conn.zrevrange(index, start, start + chunk - 1)]
+        ids = _newest(conn, indexes, start, chunk)
         if not ids:
             break
         start += chunk
@@ -122,13 +126,24 @@ def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = 
             if len(out) >= limit:
                 break
         if stale:
-            _forget(conn, stale, index)
+            _forget(conn, stale, *indexes)
     return out
+
+
+def _newest(conn: Redis, indexes: list[str], start: int, count: int) -> list[str]:
+    """Job ids `start` .. `start + count` of these indexes merged, newest first."""
+    if len(indexes) == 1:
+        return [i.decode() for i in conn.zrevrange(indexes[0], start, start + count - 1)]
+    with conn.pipeline(transaction=False) as pipe:
+        for index in indexes:
+            pipe.zrevrange(index, 0, start + count - 1, withscores=True)
+        merged = sorted((pair for reply in pipe.execute() for pair in reply), key=lambda pair: -pair[1])
+    return [job_id.decode() for job_id, _score in merged[start:start + count]]
 
 
 def _forget(conn: Redis, ids: list[str], *indexes: str) -> None:
     with conn.pipeline() as pipe:
-        for index in {keys.ALL_JOBS, *indexes}:
+        for index in set(indexes):
             pipe.zrem(index, *ids)
         pipe.execute()
 

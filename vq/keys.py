@@ -10,7 +10,8 @@ PRIORITY_ORDER = ("high", "normal", "low")
 
 PAUSED = PREFIX + "paused"  # set of job type names whose queues are paused
 EVENTS = PREFIX + "events"  # stream of job events
-ALL_JOBS = PREFIX + "jobs"  # zset job id -> created ms: every job vq knows
+JOB_TYPES_SEEN = PREFIX + "types"  # set of job type names that have an index (vq jobs lists them all)
+LEGACY_ALL_JOBS = PREFIX + "jobs"  # an index of every job that vq before 0.2 kept; dropped at daemon start
 EVENTS_CHANNEL = PREFIX + "events:live"  # pub/sub mirror of EVENTS for live followers
 TIMER_CHANNEL = PREFIX + "timer"  # pub/sub: "something is due at <epoch s>" for sleeping timers
 

@@ -64,7 +64,6 @@ def _trim(conn: Redis, job_type: str, registry_class, keep: int) -> int:
                 job.delete(pipeline=pipe, remove_from_queue=False)
         for _score, job_id, registry in doomed:
             pipe.zrem(registry.key, job_id)
-        pipe.zrem(keys.ALL_JOBS, *ids)
         pipe.zrem(keys.type_jobs(job_type), *ids)
         pipe.execute()
     return len(ids)

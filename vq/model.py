@@ -65,6 +65,12 @@ def job_type_of(job: Job) -> str:
     return job.meta.get("jobType") or (job.args[0] if job.args else "")
 
 
+def priority_of(job: Job) -> str | None:
+    """The priority a job was submitted with: its queue's (jobs made before vq 0.2 also
+    carried it in meta)."""
+    return job.meta.get("priority") or (job.origin.rpartition(".")[2] if job.origin else None)
+
+
 def error_of(job: Job, status: str) -> dict | None:
     if status == Status.CANCELED.value:
         reason = job.meta.get("cancelReason")
@@ -94,7 +100,7 @@ def job_view(job: Job, *, with_result: bool = True) -> dict:
         "id": job.id,
         "jobType": job_type_of(job),
         "status": status,
-        "priority": meta.get("priority"),
+        "priority": priority_of(job),
         "userId": meta.get("userId"),
         "projectId": meta.get("projectId"),
         "subscription": meta.get("subscription"),

@@ -267,6 +267,7 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
     created_ms = int(time.time() * 1000)
     indexes: dict[str, dict[str, int]] = {}
     queues: set[str] = set()
+    types: set[str] = set()
     for r, job_id in plain:
         name = keys.queue_name(r.job_type.name, r.priority)
         spec = _job_spec(settings, r, job_id, None, None, [], None)
@@ -277,10 +278,12 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
             _push_new(conn, pipe, name, job_id, spec)
             queues.add(name)
             _emit_created(pipe, r, job_id, JobStatus.QUEUED, name)
-        for index in (keys.ALL_JOBS, keys.user_jobs(r.user_id), keys.type_jobs(r.job_type.name)):
+        for index in (keys.user_jobs(r.user_id), keys.type_jobs(r.job_type.name)):
             indexes.setdefault(index, {})[job_id] = created_ms
+        types.add(r.job_type.name)
     for index, members in indexes.items():
         pipe.zadd(index, members)
+    pipe.sadd(keys.JOB_TYPES_SEEN, *sorted(types))
     _announce(pipe, sorted(queues))
     wake_in(pipe)
 
@@ -425,8 +428,8 @@ def _job_spec(settings: Settings, r: _Resolved, job_id: str, step: str | None, p
     """The RQ job's arguments: its data, timeout, TTLs, retries, and vq's fields in meta."""
     intervals = r.job_type.retry_intervals()
     result_ttl, failure_ttl = _ttls(settings)
-    meta = {"jobType": r.job_type.name, "userId": r.user_id, "priority": r.priority, "subscription": r.subscription,
-            "maxAttempts": r.job_type.attempts, **r.origin}
+    meta = {"jobType": r.job_type.name, "userId": r.user_id, "subscription": r.subscription,
+            "maxAttempts": r.job_type.attempts, **r.origin}  # the priority is the queue's (model.priority_of)
     # The others only when they say something: readers default them (vq.model), and a
     # waiting job's meta is a good part of the memory it takes in Redis.
     optional = {"projectId": r.project_id, "dependsOn": r.depends_on, "allowFailure": r.allow_failure,
@@ -505,9 +508,9 @@ def _record_created(target, r: _Resolved, job: Job, parent_id: str | None, step:
 def _record_created_in(pipe: Pipeline, r: _Resolved, job_id: str, status: JobStatus | None, queue_name: str,
                        parent_id: str | None, step: str | None, **extra) -> None:
     created_ms = int(time.time() * 1000)
-    pipe.zadd(keys.ALL_JOBS, {job_id: created_ms})
     pipe.zadd(keys.user_jobs(r.user_id), {job_id: created_ms})
     pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
+    pipe.sadd(keys.JOB_TYPES_SEEN, r.job_type.name)
     _emit_created(pipe, r, job_id, status, queue_name, parent_id, step, **extra)
     if status == JobStatus.QUEUED:
         wake_in(pipe)
@@ -517,8 +520,8 @@ def _emit_created(pipe: Pipeline, r: _Resolved, job_id: str, status: JobStatus |
                   parent_id: str | None = None, step: str | None = None, **extra) -> None:
     """The `created` event and a recurring job's run record."""
     events.emit(pipe, "created", job_id, r.job_type.name, userId=r.user_id, projectId=r.project_id,
-                priority=r.priority, subscription=r.subscription, queue=queue_name,
-                status=status.value if status else None, parentId=parent_id, step=step,
+                priority=r.priority, subscription=r.subscription,
+                status=status.value if status and status != JobStatus.QUEUED else None, parentId=parent_id, step=step,
                 dependsOn=r.depends_on or None, allowFailure=r.allow_failure or None,
                 recurringId=r.origin.get("recurringId"),
                 webhookUrl=r.webhook_url if status == JobStatus.FINISHED else None, **extra)  # born finished: cached

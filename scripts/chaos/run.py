@@ -346,7 +346,7 @@ def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, ar
     finished_unrun = [i for i, s in zip(ids, status) if s == "finished" and runs[i] == 0]
     with conn.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.zscore(keys.ALL_JOBS, job_id)
+            pipe.zscore(keys.type_jobs(JOB_TYPE), job_id)
         unlisted = [i for i, score in zip(ids, pipe.execute()) if score is None]
     slots = live_slots(conn)
     return {
