@@ -130,11 +130,16 @@ def mark_nonempty_lists(conn: Redis, queue_names: list[str]) -> int:
         lengths = pipe.execute()
     found = [name for name, length in zip(queue_names, lengths) if length]
     if found:
-        with conn.pipeline(transaction=False) as pipe:
-            mark_arrivals_in(pipe, found)
-            wake_in(pipe)
-            pipe.execute()
+        mark_arrivals(conn, found)
     return len(found)
+
+
+def mark_arrivals(conn: Redis, queue_names: list[str]) -> None:
+    """Mark these lists for admission and wake a worker (pushes made outside vq's pipelines)."""
+    with conn.pipeline(transaction=False) as pipe:
+        mark_arrivals_in(pipe, queue_names)
+        wake_in(pipe)
+        pipe.execute()
 
 
 def wake(conn: Redis) -> None:

@@ -14,13 +14,9 @@ import json
 import zlib
 from datetime import datetime
 
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
-
-# The fields of RQ's job hash that differ between two plain submissions of one queue.
-VARYING = ("created_at", "enqueued_at", "data", "meta", "retries_left", "retry_intervals")
-
 
 class Templates:
     """One RQ-built template hash per (queue, options); `hash_for` fills in the rest.
@@ -56,7 +52,3 @@ class Templates:
             mapping["retries_left"] = retry.max
             mapping["retry_intervals"] = json.dumps(retry.intervals)
         return mapping
-
-    @staticmethod
-    def key(job_id: str) -> str:
-        return Job.key_for(job_id)

@@ -15,15 +15,15 @@ from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.registry import ReadyJobRegistry
 from rq.serializers import JSONSerializer
+from rq.timeouts import UnixSignalDeathPenalty
 
 from vq import keys
-from vq.admission import Admission, mark_arrivals_in, release, wait_for_wake, wake_in
+from vq.admission import Admission, mark_arrivals, mark_arrivals_in, release, wait_for_wake
 from vq.timer import schedule_in
 
 
 _admissions: dict[int, Admission] = {}
 _turn = itertools.count()
-_queues: dict[tuple, "VqQueue"] = {}
 READY_ATTEMPTS = 20  # contention on one ready registry clears within a few tries
 
 
@@ -84,13 +84,10 @@ class VqQueue(Queue):
                           death_penalty_class=None):
         """RQ's post-dequeue step (`_fetch_dequeued_job`) with the job hash admission
         already returned, instead of fetching it again."""
-        job_class = job_class or cls.job_class
-        cache_key = (id(connection), queue_name, job_class, serializer, death_penalty_class)
-        queue = _queues.get(cache_key)
-        if queue is None:  # RQ's serializer check is slow (a typing Protocol): build each queue once
-            queue = _queues[cache_key] = cls(queue_name, connection=connection, job_class=job_class,
-                                             serializer=serializer, death_penalty_class=death_penalty_class)
-        job = job_class(job_id, connection=connection, serializer=queue.serializer)
+        queue = rq_queue(connection, queue_name, job_class=job_class or cls.job_class,
+                         serializer=serializer or JSONSerializer,
+                         death_penalty_class=death_penalty_class or UnixSignalDeathPenalty)
+        job = queue.job_class(job_id, connection=connection, serializer=queue.serializer)
         job.restore(data)
         return job, queue
 
@@ -127,7 +124,7 @@ class VqQueue(Queue):
             super().enqueue_ready_jobs_by_queue(pending)  # RQ's plain Queue pushes: mark below
             pending = _still_ready(self.connection, pending)
         if job_ids_by_queue_name:
-            _arrived(self.connection, list(job_ids_by_queue_name))
+            mark_arrivals(self.connection, list(job_ids_by_queue_name))
 
 
 def _still_ready(conn: Redis, job_ids_by_queue_name: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -151,38 +148,24 @@ def enqueue_left_ready_jobs(conn: Redis, queue_names: list[str]) -> int:
         counts = pipe.execute()
     moved = sum(len(registry.cleanup()) for registry, count in zip(registries, counts) if count)
     if moved:
-        _arrived(conn, queue_names)
+        mark_arrivals(conn, queue_names)
     return moved
 
 
-def _arrived(conn: Redis, queue_names: list[str]) -> None:
-    with conn.pipeline(transaction=False) as pipe:
-        mark_arrivals_in(pipe, queue_names)
-        wake_in(pipe)
-        pipe.execute()
+_built: dict[tuple, tuple[Redis, VqQueue]] = {}
 
 
-_by_name: dict[tuple[int, str], tuple[Redis, VqQueue]] = {}
-
-
-_by_name: dict[tuple[int, str], tuple[Redis, VqQueue]] = {}
-
-
-def batch_queue(conn: Redis, name: str) -> VqQueue:
-    """A queue for a batch of pushes that its caller marks for admission once, at the end."""
-    queue = VqQueue(name, connection=conn, serializer=JSONSerializer)
-    queue.marks_pushes = False
-    return queue
-
-
-def rq_queue(conn: Redis, name: str) -> VqQueue:
-    """The queue named `name` on this connection, built once (RQ's serializer check costs
-    more than the rest of a submission's Python work)."""
-    hit = _by_name.get((id(conn), name))
+def rq_queue(conn: Redis, name: str, job_class=None, serializer=JSONSerializer,
+             death_penalty_class=UnixSignalDeathPenalty) -> VqQueue:
+    """The queue named `name` on this connection (and with these RQ classes), built once:
+    RQ's serializer check costs more than the rest of a submission's Python work."""
+    key = (id(conn), name, job_class, serializer, death_penalty_class)
+    hit = _built.get(key)
     if hit is not None and hit[0] is conn:
         return hit[1]
-    if len(_by_name) > 10_000:  # many short-lived connections: start over
-        _by_name.clear()
-    queue = VqQueue(name, connection=conn, serializer=JSONSerializer)
-    _by_name[(id(conn), name)] = (conn, queue)
+    if len(_built) > 10_000:  # many short-lived connections: start over
+        _built.clear()
+    queue = VqQueue(name, connection=conn, job_class=job_class, serializer=serializer,
+                    death_penalty_class=death_penalty_class)
+    _built[key] = (conn, queue)
     return queue
