@@ -250,7 +250,7 @@ def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dic
                     create_plain()
                 continue
             create_plain()
-            outcomes.append({"index": index, "ok": True, "id": submit(conn, settings, sub)})
+            outcomes.append({"index": index, "ok": True, "id": _submit_resolved(conn, settings, sub, resolved)})
         except RedisUnavailable:
             raise  # not the item's fault: the whole request fails
         except VqError as exc:
@@ -269,15 +269,9 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
     queues: set[str] = set()
     types: set[str] = set()
     for r, job_id in plain:
-        name = keys.queue_name(r.job_type.name, r.priority)
-        spec = _job_spec(settings, r, job_id, None, None, [], None)
-        if r.run_at is not None:  # delayed: RQ's scheduling, as submit does
-            job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(spec))
-            _emit_created(pipe, r, job.id, job.get_status(refresh=False), name)
-        else:
-            _push_new(conn, pipe, name, job_id, spec)
-            queues.add(name)
-            _emit_created(pipe, r, job_id, JobStatus.QUEUED, name)
+        pushed = _create_in(conn, pipe, settings, r, job_id)
+        if pushed:
+            queues.add(pushed)
         for index in (keys.user_jobs(r.user_id), keys.type_jobs(r.job_type.name)):
             indexes.setdefault(index, {})[job_id] = created_ms
         types.add(r.job_type.name)
@@ -294,7 +288,7 @@ _TEMPLATES = Templates(VQ_FUNC)
 def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: dict) -> None:
     """A new queued job's hash (from a template RQ built: vq/jobhash.py) and its push: two
     commands, where RQ's enqueue sends four and builds a Job object."""
-    pipe.hset(Templates.key(job_id), mapping=_TEMPLATES.hash_for(rq_queue(conn, queue_name), spec,
+    pipe.hset(Job.key_for(job_id), mapping=_TEMPLATES.hash_for(rq_queue(conn, queue_name), spec,
                                                                  datetime.now(timezone.utc)))
     pipe.rpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
 
@@ -322,7 +316,10 @@ def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
 
     With an idempotency key already used by this user within the window, return the job
     that key created instead of making a second one."""
-    resolved = _resolve(conn, settings, sub)
+    return _submit_resolved(conn, settings, sub, _resolve(conn, settings, sub))
+
+
+def _submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: _Resolved) -> str:
     job_id = sub.job_id or uuid.uuid4().hex
     if sub.idempotency_key:
         existing = _claim_idempotency_key(conn, settings, resolved.user_id, sub.idempotency_key, job_id)
@@ -456,24 +453,30 @@ def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step
         _record_created(conn, r, job, parent_id, step)
         return
     with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
-        _enqueue_in(conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children,
-                    cache_key=cache_key)
+        pushed = _create_in(conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children,
+                            cache_key=cache_key)
+        _index_in(pipe, r, job_id)
+        if pushed:
+            _announce(pipe, [pushed])
+            wake_in(pipe)
         pipe.execute()
 
 
-def _enqueue_in(conn: Redis, pipe: Pipeline, settings: Settings, r: _Resolved, job_id: str, *,
-                step: str | None = None, parent_id: str | None = None, children: list[str] | None = None,
-                cache_key: str | None = None) -> None:
-    """A job without dependencies and its indexes, into the caller's transaction."""
+def _create_in(conn: Redis, pipe: Pipeline, settings: Settings, r: _Resolved, job_id: str, *,
+               step: str | None = None, parent_id: str | None = None, children: list[str] | None = None,
+               cache_key: str | None = None) -> str | None:
+    """A job without dependencies and its `created` event, into the caller's transaction
+    (`submit` and batches alike); returns its queue's name when it was pushed there, None
+    when it is delayed (in RQ's scheduled registry)."""
     name = keys.queue_name(r.job_type.name, r.priority)
     spec = _job_spec(settings, r, job_id, step, parent_id, children or [], cache_key)
     if r.run_at is not None:
         job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(spec))
-        _record_created_in(pipe, r, job.id, job.get_status(refresh=False), name, parent_id, step)
-        return
+        _emit_created(pipe, r, job.id, job.get_status(refresh=False), parent_id, step)
+        return None
     _push_new(conn, pipe, name, job_id, spec)
-    _announce(pipe, [name])
-    _record_created_in(pipe, r, job_id, JobStatus.QUEUED, name, parent_id, step)
+    _emit_created(pipe, r, job_id, JobStatus.QUEUED, parent_id, step)
+    return name
 
 
 def _create_cached(conn: Redis, settings: Settings, r: _Resolved, job_id: str, source: Job) -> Job:
@@ -493,30 +496,28 @@ def _create_cached(conn: Redis, settings: Settings, r: _Resolved, job_id: str, s
     return job
 
 
-def _record_created(target, r: _Resolved, job: Job, parent_id: str | None, step: str | None, **extra) -> None:
-    """Index the new job (all, per user, per type), emit `created`, and wake a worker; in the
-    caller's pipeline when given one, else in a round trip of its own."""
+def _record_created(conn: Redis, r: _Resolved, job: Job, parent_id: str | None, step: str | None,
+                    **extra) -> None:
+    """For a job RQ made (with dependencies, or born cached): index it, emit `created`, and
+    wake a worker if it is queued, in one round trip."""
     status = job.get_status(refresh=False)
-    if isinstance(target, Pipeline):
-        _record_created_in(target, r, job.id, status, job.origin, parent_id, step, **extra)
-        return
-    with target.pipeline(transaction=False) as pipe:
-        _record_created_in(pipe, r, job.id, status, job.origin, parent_id, step, **extra)
+    with conn.pipeline(transaction=False) as pipe:
+        _index_in(pipe, r, job.id)
+        _emit_created(pipe, r, job.id, status, parent_id, step, **extra)
+        if status == JobStatus.QUEUED:
+            wake_in(pipe)
         pipe.execute()
 
 
-def _record_created_in(pipe: Pipeline, r: _Resolved, job_id: str, status: JobStatus | None, queue_name: str,
-                       parent_id: str | None, step: str | None, **extra) -> None:
+def _index_in(pipe: Pipeline, r: _Resolved, job_id: str) -> None:
+    """The job in its user's and its type's index (`vq jobs`)."""
     created_ms = int(time.time() * 1000)
     pipe.zadd(keys.user_jobs(r.user_id), {job_id: created_ms})
     pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
     pipe.sadd(keys.JOB_TYPES_SEEN, r.job_type.name)
-    _emit_created(pipe, r, job_id, status, queue_name, parent_id, step, **extra)
-    if status == JobStatus.QUEUED:
-        wake_in(pipe)
 
 
-def _emit_created(pipe: Pipeline, r: _Resolved, job_id: str, status: JobStatus | None, queue_name: str,
+def _emit_created(pipe: Pipeline, r: _Resolved, job_id: str, status: JobStatus | None,
                   parent_id: str | None = None, step: str | None = None, **extra) -> None:
     """The `created` event and a recurring job's run record."""
     events.emit(pipe, "created", job_id, r.job_type.name, userId=r.user_id, projectId=r.project_id,
