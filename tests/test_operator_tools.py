@@ -70,12 +70,12 @@ def test_remove_finished_jobs_older_than_a_time(vq, redis_conn):
     old = [vq.submit("test-noop", {}, "--user", "ann") for _ in range(3)]
     for job in old:
         vq.wait_for(job)
-    time.sleep(2.2)
+    time.sleep(6.2)  # the new job stays younger than 5 s through the next CLI calls
     new = vq.submit("test-noop", {}, "--user", "ann")
     vq.wait_for(new)
-    preview = vq.run("rm", "--finished", "--older-than", "2s", input="n\n")
+    preview = vq.run("rm", "--finished", "--older-than", "5s", input="n\n")
     assert preview.returncode == 1 and "3 job(s) to remove" in preview.stderr and new not in preview.stderr
-    done = vq.json("rm", "--finished", "--older-than", "2s", "--yes")
+    done = vq.json("rm", "--finished", "--older-than", "5s", "--yes")
     assert sorted(done["done"]) == sorted(old) and done["matched"] == 3
     assert vq.run("show", old[0]).returncode == 4
     assert vq.json("show", new)["status"] == "finished"

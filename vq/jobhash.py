@@ -1,11 +1,13 @@
-"""RQ job hashes for a batch, built from a template instead of an RQ Job object per job.
+"""RQ job hashes for new jobs, built from a template instead of an RQ Job object per job.
 
 RQ's own enqueue builds a Job per job (its serializer check alone costs more than the rest
-of vq's work on a submission) and writes it with three commands. A batch of plain vq
-submissions differs from job to job only in a few fields, so the first job of each queue
-and set of options is built by RQ (`Queue.create_job` + `Job.to_dict`, RQ's own code) and
-the others copy its hash and set just those fields, in RQ's own formats. A test holds the
-two paths to the same hash (tests/test_submission.py).
+of vq's work on a submission) and writes it with three commands. Plain vq submissions
+differ from job to job only in a few fields, so the first job of each queue and set of
+options is built by RQ (`Queue.create_job` + `Job.to_dict`, RQ's own code) and the others
+copy its hash and set just those fields, in RQ's own formats. A test holds the paths to
+the same hash (tests/test_submission.py).
+
+A batch (`Batch`) sends only the varying fields; vq/lua/create.lua fills in the template.
 """
 
 from __future__ import annotations
@@ -13,10 +15,18 @@ from __future__ import annotations
 import json
 import zlib
 from datetime import datetime
+from importlib import resources
 
+from redis.client import Pipeline
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
+
+from vq import keys
+from vq.events import STREAM_MAXLEN
+
+VARYING = ("created_at", "enqueued_at", "data", "meta", "retry_intervals")  # set per job
+
 
 class Templates:
     """One RQ-built template hash per (queue, options); `hash_for` fills in the rest.
@@ -30,8 +40,8 @@ class Templates:
         self.func = func
         self._made: dict[tuple, dict] = {}
 
-    def hash_for(self, queue, spec: dict, at: datetime) -> dict:
-        """The job hash RQ would store for `queue.create_job(func, **spec)`, enqueued."""
+    def template(self, queue, spec: dict, at: datetime) -> tuple[tuple, dict]:
+        """(shape, the fields every job of this queue and shape shares)."""
         retry = spec.get("retry")
         shape = (queue.name, spec["timeout"], spec["result_ttl"], spec["failure_ttl"],
                  retry.max if retry else None)
@@ -42,13 +52,60 @@ class Templates:
             if len(self._made) > 1000:
                 self._made.clear()
             template = self._made[shape] = {k: v for k, v in job.to_dict().items()
-                                            if v != "" and k != "description"}
+                                            if v != "" and k != "description" and k not in VARYING}
+        return shape, template
+
+    def varying(self, spec: dict) -> tuple[bytes, str, str | None]:
+        """A job's own fields: data (compressed, as RQ stores it), meta, retry_intervals."""
+        retry = spec.get("retry")
+        data = zlib.compress(JSONSerializer.dumps((self.func, None, list(spec["args"]), {})))
+        return data, JSONSerializer.dumps(spec["meta"]).decode(), json.dumps(retry.intervals) if retry else None
+
+    def hash_for(self, queue, spec: dict, at: datetime) -> dict:
+        """The job hash RQ would store for `queue.create_job(func, **spec)`, enqueued."""
+        _shape, template = self.template(queue, spec, at)
+        data, meta, intervals = self.varying(spec)
         mapping = dict(template)
-        now_text = utcformat(at)
-        mapping["created_at"] = mapping["enqueued_at"] = now_text
-        mapping["data"] = zlib.compress(JSONSerializer.dumps((self.func, None, list(spec["args"]), {})))
-        mapping["meta"] = JSONSerializer.dumps(spec["meta"])
-        if retry:
-            mapping["retries_left"] = retry.max
-            mapping["retry_intervals"] = json.dumps(retry.intervals)
+        mapping["created_at"] = mapping["enqueued_at"] = utcformat(at)
+        mapping["data"], mapping["meta"] = data, meta
+        if intervals is not None:
+            mapping["retry_intervals"] = intervals
         return mapping
+
+
+class Batch:
+    """New queued jobs written by one call of vq/lua/create.lua: hash, push, `created` event."""
+
+    def __init__(self, templates: Templates, at: datetime):
+        self.templates, self.at = templates, at
+        self._numbers: dict[tuple, int] = {}
+        self._head: list = []
+        self._jobs: list = []
+
+    def add(self, queue, job_id: str, spec: dict, job_type: str, event_fields: str) -> None:
+        shape, template = self.templates.template(queue, spec, self.at)
+        number = self._numbers.get(shape)
+        if number is None:
+            number = self._numbers[shape] = len(self._numbers) + 1
+            self._head += [queue.name, len(template), *(x for pair in template.items() for x in pair)]
+        data, meta, intervals = self.templates.varying(spec)
+        self._jobs += [number, job_id, data, meta, intervals or "", job_type, event_fields]
+
+    def __len__(self) -> int:
+        return len(self._jobs) // 7
+
+    def write(self, conn, pipe: Pipeline) -> None:
+        """Into the caller's transaction: one script call for the whole batch."""
+        if self._jobs:
+            args = [utcformat(self.at), int(self.at.timestamp() * 1000), STREAM_MAXLEN, len(self._numbers),
+                    *self._head, *self._jobs]
+            _create_script(conn)(keys=[keys.EVENTS], args=args, client=pipe)
+
+
+_SOURCE: list[str] = []
+
+
+def _create_script(conn):
+    if not _SOURCE:
+        _SOURCE.append(resources.files("vq.lua").joinpath("create.lua").read_text())
+    return conn.register_script(_SOURCE[0])

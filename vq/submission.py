@@ -31,7 +31,7 @@ from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFoun
 from vq.jobtypes import JobType, get_job_type, load_handler
 from vq.model import VQ_FUNC, iso
 from vq.protect import protector
-from vq.jobhash import Templates
+from vq.jobhash import Batch, Templates
 from vq.rq_queue import rq_queue
 from vq.webhooks import validate_url
 
@@ -261,25 +261,50 @@ def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dic
 
 
 def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[tuple[_Resolved, str]]) -> None:
-    """Plain submissions into one transaction: each job's hash, push and `created` event,
-    and one command per index and per queue for the whole batch where `submit` sends one
-    per job."""
-    created_ms = int(time.time() * 1000)
+    """Plain submissions into one transaction: the queued ones in one call of the batch
+    script (vq/jobhash.py Batch), the delayed ones as `submit` makes them, and one command
+    per index and per queue for the whole batch where `submit` sends one per job."""
+    at = datetime.now(timezone.utc)
+    created_ms = int(at.timestamp() * 1000)
+    batch = Batch(_TEMPLATES, at)
     indexes: dict[str, dict[str, int]] = {}
     queues: set[str] = set()
     types: set[str] = set()
     for r, job_id in plain:
-        pushed = _create_in(conn, pipe, settings, r, job_id)
-        if pushed:
-            queues.add(pushed)
+        if r.run_at is None:
+            name = keys.queue_name(r.job_type.name, r.priority)
+            fields, text = _created_fields(r)
+            batch.add(rq_queue(conn, name), job_id, _job_spec(settings, r, job_id, None, None, [], None),
+                      r.job_type.name, text)
+            queues.add(name)
+            events.say("created", job_id, r.job_type.name, fields)
+        else:
+            _create_in(conn, pipe, settings, r, job_id)
         for index in (keys.user_jobs(r.user_id), keys.type_jobs(r.job_type.name)):
             indexes.setdefault(index, {})[job_id] = created_ms
         types.add(r.job_type.name)
+    batch.write(conn, pipe)
     for index, members in indexes.items():
         pipe.zadd(index, members)
     pipe.sadd(keys.JOB_TYPES_SEEN, *sorted(types))
     _announce(pipe, sorted(queues))
     wake_in(pipe)
+
+
+_CREATED_FIELDS: dict[tuple, tuple[dict, str]] = {}
+
+
+def _created_fields(r: _Resolved) -> tuple[dict, str]:
+    """The `created` event's fields of a plain job, as `_emit_created` writes them (many
+    jobs of a batch share them: made once)."""
+    shape = (r.user_id, r.project_id, r.priority, r.subscription)
+    made = _CREATED_FIELDS.get(shape)
+    if made is None:
+        if len(_CREATED_FIELDS) > 10_000:
+            _CREATED_FIELDS.clear()
+        fields = {k: v for k, v in zip(("userId", "projectId", "priority", "subscription"), shape) if v is not None}
+        made = _CREATED_FIELDS[shape] = (fields, json.dumps(fields, separators=(",", ":")))
+    return made
 
 
 _TEMPLATES = Templates(VQ_FUNC)
@@ -302,7 +327,7 @@ def _announce(pipe: Pipeline, queue_names: list[str]) -> None:
 
 def _is_plain(sub: Submission, resolved: _Resolved) -> bool:
     """A submission `submit_each` may create in a batch: one job, nothing to look up."""
-    return not (sub.job_id or sub.idempotency_key or resolved.depends_on or _plan(resolved)
+    return not (sub.job_id or sub.idempotency_key or resolved.depends_on or resolved.origin or _plan(resolved)
                 or (not sub.skip_cache and cache.wants_cache(resolved.data) and resolved.job_type.cache.ttl > 0))
 
 
@@ -466,8 +491,8 @@ def _create_in(conn: Redis, pipe: Pipeline, settings: Settings, r: _Resolved, jo
                step: str | None = None, parent_id: str | None = None, children: list[str] | None = None,
                cache_key: str | None = None) -> str | None:
     """A job without dependencies and its `created` event, into the caller's transaction
-    (`submit` and batches alike); returns its queue's name when it was pushed there, None
-    when it is delayed (in RQ's scheduled registry)."""
+    (`submit`, and a batch's delayed jobs); returns its queue's name when it was pushed
+    there, None when it is delayed (in RQ's scheduled registry)."""
     name = keys.queue_name(r.job_type.name, r.priority)
     spec = _job_spec(settings, r, job_id, step, parent_id, children or [], cache_key)
     if r.run_at is not None:
