@@ -181,7 +181,9 @@ def vq(redis_conn, redis_server, tmp_path):
         "daemon": {"shutdownGrace": 5000},
         "http": {"enabled": False},  # tests that use the API start it on a free port (tests/test_api.py)
     })
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
+    # Each test runs `vq` many times: let its modules' bytecode be cached, as an install does.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REDIS_", "VQ_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), COLUMNS="200",
                VQ_TEST_REDIS=redis_server.url)
     runner = VQ(config, env, data_dir)

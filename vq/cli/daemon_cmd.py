@@ -8,7 +8,6 @@ import typer
 
 from vq.cli.state import state
 from vq.config import HttpSettings
-from vq.daemon import Daemon, DaemonOptions, default_worker_count
 from vq.errors import InvalidInput
 from vq.jobtypes import get_job_type
 
@@ -28,6 +27,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the workers, the timer, the archiver, the HTTP API and housekeeping until stopped
         (SIGTERM/SIGINT); SIGHUP reloads the configuration. Speaks systemd's notify protocol."""
+        from vq.daemon import Daemon, DaemonOptions, default_worker_count  # heavy: only for this command
+
         st = state(ctx)
         settings = st.settings
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
