@@ -3,6 +3,7 @@ turns, long waits age upwards, and a killed worker's slots come back."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -128,6 +129,28 @@ def test_long_waiting_low_priority_jobs_age_upwards(vq, redis_conn):
     assert order.index(low) < 25, f"the low job started {order.index(low)}th of {len(normal) + 1}"
     for job_id in normal:
         vq.wait_for(job_id, timeout=30)
+
+
+def test_a_job_aged_to_high_still_counts_as_waiting_since_it_was_enqueued(vq, redis_conn):
+    """Aging moves a job's place in line, not its wait: `vq queues` still counts it and
+    `vq health` measures its wait from when it was enqueued, not from its last move."""
+    _limits(vq, 1, priority={"agingThreshold": 1000})
+    vq.start_daemon(workers=1)
+    vq.run("pause", "test-track")
+    job = vq.submit("test-track", {}, "--user", "u", "--subscription", "enterprise", "--priority", "low")
+    submitted = time.monotonic()
+    deadline = submitted + 15
+    while redis_conn.hget("vq:aged", job) != b"high":
+        assert time.monotonic() < deadline, "the low job was not aged to high"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    row = next(r for r in vq.json("queues") if r["jobType"] == "test-track")
+    assert row["limited"] == 1
+    report = json.loads(vq.run("health", "--json").stdout)
+    track = next(r for r in report["queues"] if r["jobType"] == "test-track")
+    assert track["backlogAgeMs"] >= (time.monotonic() - submitted - 0.5) * 1000 - 300
+    vq.run("resume", "test-track")
+    assert vq.wait_for(job)["status"] == "finished"
 
 
 def test_a_killed_worker_frees_its_slots_and_its_job_runs_again(vq, redis_conn):

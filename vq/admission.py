@@ -18,7 +18,8 @@ from typing import NamedTuple
 
 from redis import Redis
 from redis.exceptions import ResponseError
-from rq.utils import now, utcformat
+from rq.job import Job
+from rq.utils import now, utcformat, utcparse
 from rq import Queue
 
 from vq import keys
@@ -167,9 +168,69 @@ def forget(conn: Redis, job) -> None:
         for priority in keys.PRIORITY_ORDER:
             pipe.lrem(keys.waiting_list(job_type, priority, user), 1, job.id)
             pipe.zrem(keys.wait_since(job_type, priority), job.id)
-        pipe.zrem(keys.waiting(job_type), job.id)
         pipe.hdel(keys.AGED, job.id)
         pipe.execute()
+
+
+def count_waiting(conn: Redis, job_type: str) -> int:
+    """Jobs of the type waiting for a slot (routed, not admitted)."""
+    with conn.pipeline(transaction=False) as pipe:
+        for key in keys.wait_since_all(job_type):
+            pipe.zcard(key)
+        return sum(pipe.execute())
+
+
+def migrate_legacy_waiting(conn: Redis, job_types: list[str]) -> int:
+    """vq before 0.3 kept every waiting job in one zset per type as well, and left jobs
+    aged to high out of the per-level ones: put those in high's and drop the old key (at
+    daemon start). Returns the number of jobs moved."""
+    moved = 0
+    for name in job_types:
+        legacy = keys.legacy_waiting(name)
+        if not conn.exists(legacy):
+            continue
+        missing, high = legacy + ":missing", keys.wait_since(name, "high")
+        with conn.pipeline() as pipe:
+            pipe.zdiffstore(missing, [legacy, *keys.wait_since_all(name)])
+            pipe.zunionstore(high, [high, missing], aggregate="MIN")
+            pipe.unlink(missing, legacy)
+            moved += pipe.execute()[0]
+    return moved
+
+
+def longest_waits(conn: Redis, job_types: list[str], now_ms: int) -> dict[str, int]:
+    """Per type, how long (ms) the job first in line at some priority has waited since it
+    was enqueued (RQ's enqueued_at), at most two reads whatever the backlog. An aged job
+    is in line at its new level from the time it moved there, so one that moved behind
+    younger jobs is not looked at: the figure can be short of the true longest wait by up
+    to the aging threshold, never long."""
+    with conn.pipeline(transaction=False) as pipe:
+        for name in job_types:
+            for key in keys.wait_since_all(name):
+                pipe.zrange(key, 0, 0, withscores=True)
+        firsts = iter(pipe.execute())
+    heads = {name: [entry for _ in keys.PRIORITY_ORDER for entry in next(firsts)] for name in job_types}
+    with conn.pipeline(transaction=False) as pipe:
+        for entries in heads.values():
+            for job_id, _since in entries:
+                pipe.hget(Job.key_for(job_id.decode()), "enqueued_at")
+        enqueued = iter(pipe.execute())
+    out = {}
+    for name, entries in heads.items():
+        longest = 0
+        for _job_id, since in entries:
+            text = next(enqueued)
+            start = _epoch_ms(text.decode()) if text else int(since)
+            longest = max(longest, now_ms - min(start, int(since)))
+        out[name] = longest
+    return out
+
+
+def _epoch_ms(text: str) -> int:
+    try:
+        return int(utcparse(text).timestamp() * 1000)
+    except ValueError:
+        return 1 << 62  # unreadable: the line's own clock counts
 
 
 def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:

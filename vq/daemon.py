@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
 
-from vq import health, historydb, keys, limits, logs, maintenance, presence, recurring_store, stalled, systemd
+from vq import admission, health, historydb, keys, limits, logs, maintenance, presence, recurring_store, stalled, systemd
 from vq.admission import Admission, mark_nonempty_lists
 from vq.config import Settings, load_settings
 from vq.errors import VqError
@@ -224,6 +224,7 @@ class Daemon:
         limits.publish_config_limits(conn, self.settings)
         conn.sadd(keys.JOB_TYPES_SEEN, *job_types(self.settings))  # `vq jobs` lists every type's index
         conn.unlink(keys.LEGACY_ALL_JOBS)  # an index older versions kept; nothing reads or trims it now
+        admission.migrate_legacy_waiting(conn, list(job_types(self.settings)))
         history = historydb.open_db(self.settings)
         restored = recurring_store.restore_if_wiped(conn, history)
         if restored:

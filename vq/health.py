@@ -14,7 +14,7 @@ import redis
 from redis import Redis
 from rq.worker import Worker
 
-from vq import breaker, keys, metrics, queues
+from vq import admission, breaker, keys, metrics, queues
 from vq.config import Settings, Thresholds
 from vq.execution import providers_of
 from vq.jobtypes import job_types
@@ -83,17 +83,14 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
     states = known_breakers if known_breakers is not None else breaker.states(conn, settings)
     open_breakers = [b["provider"] for b in states if b["state"] == "open"]
     types = job_types(settings)
-    with conn.pipeline(transaction=False) as pipe:
-        for name in types:
-            pipe.zrange(keys.waiting(name), 0, 0, withscores=True)
-        oldest = pipe.execute()
+    waited = admission.longest_waits(conn, list(types), now)
     rows = []
-    for (name, jt), first in zip(types.items(), oldest):
+    for name, jt in types.items():
         c, before = current.type(name), previous.type(name)
         row = counts[name]
         ended = c["finished"] + c["failed"]
         failure_rate = c["failed"] / ended if ended else 0.0
-        backlog_ms = now - int(first[0][1]) if first else 0
+        backlog_ms = waited[name]
         backlog = row["queued"] + row["limited"]
         serving = [w for w in alive if any(q.rpartition(".")[0] == name for q in w["queues"])]
         reasons: list[tuple[str, str]] = []

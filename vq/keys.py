@@ -59,12 +59,19 @@ def ring(job_type: str, priority: str) -> str:
     return f"{PREFIX}ring:{job_type}:{priority}"
 
 
-def waiting(job_type: str) -> str:
+def legacy_waiting(job_type: str) -> str:
+    """Every waiting job of a type, which vq before 0.3 kept beside wait_since (migrated at daemon start)."""
     return f"{PREFIX}waiting:{job_type}"
 
 
 def wait_since(job_type: str, priority: str) -> str:
+    """zset id -> ms since the job waits at this level: every job waiting for a slot is in
+    exactly one of its type's three (counts, the oldest, aging)."""
     return f"{PREFIX}waitsince:{job_type}:{priority}"
+
+
+def wait_since_all(job_type: str) -> list[str]:
+    return [wait_since(job_type, p) for p in PRIORITY_ORDER]
 
 
 def running_type(job_type: str) -> str:

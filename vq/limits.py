@@ -95,10 +95,11 @@ def overview(conn: Redis, settings: Settings) -> dict:
     with conn.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.zcount(keys.running_type(name), now, "+inf")
-            pipe.zcard(keys.waiting(name))
+            for key in keys.wait_since_all(name):
+                pipe.zcard(key)
         replies = iter(pipe.execute())
     types = [{"jobType": n, "running": next(replies), "limit": type_limit(conn, settings, n, limits),
-              "waiting": next(replies)} for n in names]
+              "waiting": sum(next(replies) for _ in keys.PRIORITY_ORDER)} for n in names]
     users: dict[str, dict] = {}
     for key in conn.scan_iter(match=keys.running_user("*"), count=500):
         user = key.decode()[len(keys.running_user("")):]

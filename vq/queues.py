@@ -55,7 +55,8 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
     now = int(time.time() * 1000)
     with conn.pipeline(transaction=False) as pipe:
         for name in types:
-            pipe.zcard(keys.waiting(name))
+            for key in keys.wait_since_all(name):
+                pipe.zcard(key)
             pipe.zcount(keys.running_type(name), now, "+inf")
             for queue in rq_queues(conn, name):
                 pipe.llen(queue.key)
@@ -67,7 +68,8 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
     for name in types:
         row = {"jobType": name, "paused": name in paused, "limit": limits.type_limit(conn, settings, name, in_force),
                **{s: 0 for s in STATES}}
-        row["limited"], row["running"] = next(replies), next(replies)
+        row["limited"] = sum(next(replies) for _ in keys.PRIORITY_ORDER)
+        row["running"] = next(replies)
         row.update(cache.counters(conn, name))
         for _priority in keys.PRIORITY_ORDER:
             for state in ("queued", *REGISTRIES):
@@ -95,7 +97,7 @@ def resume(conn: Redis, settings: Settings, job_type: str) -> dict:
 def clear(conn: Redis, settings: Settings, job_type: str) -> dict:
     """Delete the type's waiting jobs (queued, scheduled, deferred); running and ended ones stay."""
     get_job_type(settings, job_type)
-    ids = [i.decode() for i in conn.zrange(keys.waiting(job_type), 0, -1)]
+    ids = [i.decode() for key in keys.wait_since_all(job_type) for i in conn.zrange(key, 0, -1)]
     for queue in rq_queues(conn, job_type):
         ids += queue.get_job_ids()
         for registry_class in (ScheduledJobRegistry, DeferredJobRegistry):

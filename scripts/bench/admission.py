@@ -78,7 +78,8 @@ def verify_admission(n_users: int, jobs: int):
             for user in names:
                 pipe.zcard(keys.running_user(user))
             pipe.zcard(keys.running_type(JOB_TYPE))
-            pipe.zcard(keys.waiting(JOB_TYPE))
+            for key in keys.wait_since_all(JOB_TYPE):
+                pipe.zcard(key)
             for p in keys.PRIORITY_ORDER:
                 pipe.llen(keys.ring(JOB_TYPE, p))
                 pipe.llen(f"rq:queue:{keys.queue_name(JOB_TYPE, p)}")

@@ -60,6 +60,7 @@ from rich.table import Table  # noqa: E402
 from rq import Worker  # noqa: E402
 
 from vq import jobs as vq_jobs, keys  # noqa: E402
+from vq.admission import count_waiting  # noqa: E402
 from vq.config import load_settings  # noqa: E402
 from vq.submission import Submission, submit  # noqa: E402
 
@@ -179,10 +180,7 @@ def one_run(conn, args, variant: str, run: int, workdir: Path, config_path: Path
         raise BenchError(f"{variant} run {run}: {started_events} 'started' events, expected {total} "
                          "(a job that never ran, e.g. answered from a cache?)")
     verified.append(f"{started_events} started events")
-    with conn.pipeline(transaction=False) as pipe:
-        pipe.zcard(keys.running_type(JOB_TYPE))
-        pipe.zcard(keys.waiting(JOB_TYPE))
-        held, waiting = pipe.execute()
+    held, waiting = conn.zcard(keys.running_type(JOB_TYPE)), count_waiting(conn, JOB_TYPE)
     if held or waiting:
         raise BenchError(f"{variant} run {run}: admission not clean: {held} leases held, {waiting} jobs waiting")
     verified.append("admission clean")

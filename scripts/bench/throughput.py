@@ -54,7 +54,7 @@ from rq import Queue  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from vq import queues as vq_queues  # noqa: E402
-from vq.admission import Admission  # noqa: E402
+from vq.admission import Admission, count_waiting  # noqa: E402
 from vq.config import load_settings  # noqa: E402
 from vq.submission import Submission, submit, submit_each  # noqa: E402
 
@@ -250,7 +250,7 @@ def part_memory(conn, args, settings, progress) -> dict:
     admission = Admission(conn, settings.queue.settings.lockDuration)
     while conn.llen(f"rq:queue:{JOB_TYPE}.normal") or conn.llen(f"rq:queue:{JOB_TYPE}.high"):
         admission.admit([JOB_TYPE])  # routes into the waiting lines; the type is paused: admits nothing
-    waiting = conn.zcard(f"vq:waiting:{JOB_TYPE}")
+    waiting = count_waiting(conn, JOB_TYPE)
     if waiting != n:
         raise BenchError(f"memory: {waiting} jobs in vq's waiting lines, expected {n}")
     vq_bytes = (conn.info("memory")["used_memory"] - before) / n
@@ -324,7 +324,7 @@ def _settle(conn, settings, backlog: int) -> float:
     vq_queues.resume(conn, settings, JOB_TYPE)
     if not archiver.catch_up(conn, settings, timeout=1800):
         raise BenchError("scale: the archiver did not catch up with the backlog's creations")
-    if conn.zcard(f"vq:waiting:{JOB_TYPE}") != backlog:
+    if count_waiting(conn, JOB_TYPE) != backlog:
         raise BenchError("scale: not every job is in a waiting line")
     return time.perf_counter() - t0
 

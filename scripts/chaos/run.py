@@ -259,7 +259,7 @@ def whereabouts(conn, job: Job, events: list[str]) -> dict:
     """Where a lost job is: its status, whether any list or registry still holds it, and
     its events (without progress)."""
     return {"status": status_of(job), "inQueueList": conn.lpos(f"rq:queue:{job.origin}", job.id) is not None,
-            "inWaitingLine": conn.zscore(keys.waiting(JOB_TYPE), job.id) is not None,
+            "inWaitingLine": any(conn.zscore(k, job.id) is not None for k in keys.wait_since_all(JOB_TYPE)),
             "inStartedRegistry": job.id in StartedJobRegistry(job.origin, connection=conn).get_job_ids(cleanup=False),
             "events": [e for e in events if e != "progress"]}
 

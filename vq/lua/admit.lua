@@ -15,8 +15,7 @@
 --   rq:job:<id>                      RQ's job hash (status, meta as JSON)
 --   vq:wait:<type>:<prio>:<user>     the user's waiting job ids, oldest first
 --   vq:ring:<type>:<prio>            users with waiting jobs, in turn order
---   vq:waiting:<type>                zset id -> since ms (every waiting job of the type)
---   vq:waitsince:<type>:<prio>       zset id -> since ms (not yet aged)
+--   vq:waitsince:<type>:<prio>       zset id -> ms since it waits at this level (each waiting job in one)
 --   vq:running:type:<type>           zset id -> lease deadline ms
 --   vq:running:user:<user>           zset id -> lease deadline ms
 --   vq:usertier                      hash user -> subscription tier (latest seen)
@@ -147,7 +146,6 @@ for _, qname in ipairs(redis.call('SMEMBERS', 'vq:inbox')) do
         end
         redis.call('HSET', 'vq:usertier', user, tier)
         redis.call('HSET', jk, 'status', 'rate_limited')
-        redis.call('ZADD', 'vq:waiting:' .. t, 'NX', now, id)
         redis.call('ZADD', 'vq:waitsince:' .. t .. ':' .. p, 'NX', now, id)
       end
     end
@@ -181,7 +179,6 @@ for _, p in ipairs(prios) do
               local cand = redis.call('LPOP', wl)
               if not cand then break end
               redis.call('ZREM', 'vq:waitsince:' .. t .. ':' .. p, cand)
-              redis.call('ZREM', 'vq:waiting:' .. t, cand)
               if redis.call('HGET', 'rq:job:' .. cand, 'status') == 'rate_limited' then
                 id = cand
                 break

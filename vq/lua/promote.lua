@@ -1,6 +1,7 @@
 -- Aging: a job that has waited longer than the threshold moves one priority level up
 -- (low -> normal, normal -> high), to the front of its user's line there. Its clock
--- restarts at the new level, so a low job reaches high after two thresholds: no job
+-- restarts at the new level (its entry moves to that level's vq:waitsince zset), so a low
+-- job reaches high after two thresholds: no job
 -- waits forever, however much higher-priority work keeps arriving.
 -- ARGV: now_ms, threshold_ms, max_per_level, n_types, type_1 .. type_n
 -- Returns: the number of jobs promoted.
@@ -31,9 +32,7 @@ for i = 1, n_types do
             redis.call('RPUSH', 'vq:ring:' .. t .. ':' .. to, user)
           end
           redis.call('HSET', 'vq:aged', id, to)
-          if to ~= 'high' then
-            redis.call('ZADD', 'vq:waitsince:' .. t .. ':' .. to, now, id)
-          end
+          redis.call('ZADD', 'vq:waitsince:' .. t .. ':' .. to, now, id)
           promoted = promoted + 1
         end
       end
