@@ -270,7 +270,7 @@ def test_ai_processing_local_tasks_and_unknown_provider(tmp_path):
     words = run(ai_processing, tmp_path, {"task": "extract-keywords", "input": text, "options": {"limit": 2}})[0]
     assert words["output"]["keywords"] == [{"word": "solar", "count": 2}, {"word": "power", "count": 2}]
     assert run(ai_processing, tmp_path, {"task": "echo", "input": {"a": 1}})[0]["output"] == {"echo": {"a": 1}}
-    with pytest.raises(PermanentError, match=r"provider .openai.: no providers are configured"):
+    with pytest.raises(PermanentError, match=r"provider: no providers are configured"):
         run(ai_processing, tmp_path, {"provider": "openai", "task": "echo", "input": "x"})
     with pytest.raises(PermanentError, match="task"):
         run(ai_processing, tmp_path, {"task": "translate", "input": "x"})

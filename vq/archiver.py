@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 import redis
 from redis import Redis
 
-from vq import events, keys, metrics
+from vq import costs, events, keys, metrics
 from vq.config import Settings
 from vq.historydb import open_db
 
@@ -160,7 +160,7 @@ class Archiver:
             marks = ",".join("?" * len(chunk))
             for job_id, status in self.db.execute(f"SELECT id, status FROM render_jobs WHERE id IN ({marks})", chunk):
                 current[job_id] = status
-        history_rows, created_rows, dependencies, audits = [], [], [], []
+        history_rows, created_rows, dependencies, audits, charges = [], [], [], [], {}
         updates: dict[str, list] = {}  # job id -> [job type, first at, status, last at, column changes]
         for event in batch:
             job_id = event["jobId"]
@@ -171,6 +171,9 @@ class Archiver:
                                json.dumps(fields, separators=(",", ":")) if fields else None))
                 continue
             if job_id == "-":
+                continue
+            if event["event"] == "charged":  # a provider call's cost: the job's running total
+                charges[job_id] = (event["fields"].get("provider"), event["fields"].get("totalMicros"))
                 continue
             to = to_status(event)
             if to is None:
@@ -206,6 +209,8 @@ class Archiver:
                 "recurring_id=excluded.recurring_id, cached=excluded.cached", created_rows)
             for sql, rows in self._grouped_updates(updates).items():
                 self.db.conn.executemany(sql, rows)
+            self.db.conn.executemany("UPDATE render_jobs SET provider = ?, cost_micros = ? WHERE id = ?",
+                                     [(provider, total, job_id) for job_id, (provider, total) in charges.items()])
             self.db.conn.executemany("INSERT OR IGNORE INTO audit_log (event_id, at, actor, role, action, job_type, "
                                      "target, detail) VALUES (?,?,?,?,?,?,?,?)", audits)
             self.db.conn.executemany("INSERT OR IGNORE INTO job_dependencies (job_id, depends_on, allow_failure) "
@@ -267,6 +272,8 @@ class Archiver:
         if rows:
             with self.db.conn:
                 self.db["job_performance_metrics"].upsert_all(rows, pk=("day", "job_type"))
+        costs.copy_days(self.conn, self.db, [datetime.fromtimestamp(ms / 1000, timezone.utc).date().isoformat()
+                                             for ms in (now - 86_400_000, now)])
 
     def prune(self) -> int:
         """Drop job rows and transitions older than the retention; aggregates stay."""

@@ -293,12 +293,66 @@ class BreakerSettings(_Strict):
     cooldown: int = Field(30_000, ge=100, description="ms the breaker stays open before one probe is let through")
 
 
+class ProviderRateLimit(_Strict):
+    """A provider's own limits, held by every host together (counted in Redis)."""
+
+    requests: int = Field(0, ge=0, description="requests per `window`; 0: no request limit")
+    window: int = Field(60_000, ge=1000, description="ms, whole seconds")
+    concurrent: int = Field(0, ge=0, description="requests in flight at once; 0: no limit")
+    maxWait: int = Field(10_000, ge=0, description="ms a job waits for this provider before it fails over to the "
+                                                   "next one its type allows")
+
+    @field_validator("window")
+    @classmethod
+    def _whole_seconds(cls, value: int) -> int:
+        if value % 1000:
+            raise ValueError(f"{value} ms is not a whole number of seconds")
+        return value
+
+
 class ProviderSettings(_Strict):
     kind: Literal["http", "local"] = "http"
     url: str | None = None
     apiKeyEnv: str | None = None
     timeout: int = Field(30_000, ge=100, description="ms")
     breaker: BreakerSettings = BreakerSettings()
+    rateLimit: ProviderRateLimit = ProviderRateLimit()
+    cost: dict[str, float] = Field(default_factory=dict, description="price per unit (characters, images, "
+                                                                     "seconds, tokens ...) in costs.currency")
+
+    @field_validator("cost")
+    @classmethod
+    def _prices(cls, value: dict[str, float]) -> dict[str, float]:
+        for unit, price in value.items():
+            if price < 0:
+                raise ValueError(f"{unit}: a price cannot be negative")
+        return value
+
+
+class Budget(_Strict):
+    daily: float | None = Field(None, ge=0, description="most spent per UTC day, in costs.currency")
+    monthly: float | None = Field(None, ge=0, description="most spent per UTC calendar month")
+
+
+class BudgetSettings(_Strict):
+    """Spend limits: past one, a user's (or project's) further provider jobs are held, not failed."""
+
+    users: dict[str, Budget] = Field(default_factory=dict)
+    tiers: dict[str, Budget] = Field(default_factory=dict, description="for users without their own entry")
+    projects: dict[str, Budget] = Field(default_factory=dict)
+
+    @field_validator("tiers")
+    @classmethod
+    def _known_tiers(cls, value: dict[str, Budget]) -> dict[str, Budget]:
+        for tier in value:
+            if tier not in TIERS:
+                raise ValueError(f"{tier}: not one of {', '.join(TIERS)}")
+        return value
+
+
+class CostSettings(_Strict):
+    currency: str = Field("USD", min_length=1, max_length=8)
+    budgets: BudgetSettings = BudgetSettings()
 
 
 class CacheSettings(_Strict):
@@ -344,6 +398,7 @@ class Settings(_Strict):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     breaker: BreakerSettings = BreakerSettings()
     cache: CacheSettings = CacheSettings()
+    costs: CostSettings = CostSettings()
 
     @field_validator("subscriptions")
     @classmethod

@@ -34,7 +34,7 @@ class HandlerContext:
     log: logging.Logger
     report_progress: Callable[[float, str | None], None] = field(repr=False)
     load_upstream: Callable[[], list[Upstream]] = field(repr=False, default=lambda: [])
-    provider_client: Callable[[str, dict], dict] | None = field(repr=False, default=None)
+    provider_client: object | None = field(repr=False, default=None)  # vq.provider_calls.ProviderCalls
     readable_roots: Callable[[], list[Path]] | None = field(repr=False, default=None)  # None: artifacts_root
 
     def progress(self, percent: float, message: str | None = None) -> None:
@@ -72,14 +72,38 @@ class HandlerContext:
             raise PermanentError(f"{field}: no such file: {value}")
         return real
 
-    def call_provider(self, name: str, payload: dict) -> dict:
-        """Call an AI provider declared in config (see vq.providers); its failures arrive as
-        vq's error categories, and its circuit breaker counts them."""
+    def call_provider(self, *args, units: dict | None = None, provider: str | None = None) -> dict:
+        """Call an AI provider declared in config and return its JSON answer:
+        `ctx.call_provider(payload, units={"characters": 1200})`.
+
+        The first provider the job's type allows that can take the call now is used, with
+        failover to the next (vq/provider_calls.py); `provider=` (or the older form
+        `call_provider(name, payload)`) pins one. `units` are what the call consumed, priced
+        with the provider's cost model; an answer's own numeric `usage` counts too.
+        Failures arrive as vq's error categories."""
+        if len(args) == 2:
+            provider, payload = args
+        elif len(args) == 1:
+            (payload,) = args
+        else:
+            raise TypeError("call_provider(payload, units=None, provider=None)")
         if self.provider_client is None:
             from vq.errors import PermanentError
 
-            raise PermanentError(f"provider {name!r}: no providers are configured here")
-        return self.provider_client(name, payload)
+            raise PermanentError("provider: no providers are configured here")
+        return self.provider_client.call(payload, units=units, provider=provider)
+
+    @property
+    def providers(self) -> list[str]:
+        """The HTTP providers this job may call, in order of preference."""
+        if self.provider_client is None:
+            return []
+        return [p for p in self.provider_client.chain if self.provider_client._kind(p) == "http"]
+
+    @property
+    def provider_used(self) -> str | None:
+        """The provider that answered this job's latest call."""
+        return getattr(self.provider_client, "last", None)
 
     def upstream(self) -> list[Upstream]:
         """Results of the jobs this one depends on, in the order they were named."""

@@ -10,7 +10,9 @@ from collections import Counter
 
 from redis import Redis
 
-from vq import breaker, health, limits, metrics, queues, recurring
+from vq import health, limits, metrics, provider_stats, queues, recurring
+
+DASHBOARD_PROVIDER_WINDOW_MS = 15 * 60_000
 from vq.config import Settings
 
 SPARK_MINUTES = 30  # the throughput sparkline's width, one bar per minute
@@ -20,7 +22,7 @@ RECURRING_SHOWN = 20
 def overview(conn: Redis, settings: Settings) -> dict:
     """Overall health, one row per job type, workers, breakers and recurring jobs."""
     counts = queues.counts(conn, settings)
-    breakers = breaker.states(conn, settings)
+    breakers = provider_stats.overview(conn, settings, DASHBOARD_PROVIDER_WINDOW_MS)  # breaker state and figures
     report = health.check(conn, settings, counts=counts, breakers=breakers)
     if report["status"] == "error":
         _raise_unreachable(report)

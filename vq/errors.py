@@ -100,6 +100,22 @@ class ProviderUnavailable(RateLimitError):
         self.provider = provider
 
 
+class ProviderBusy(RateLimitError):
+    """Every provider the job may use is at its own rate or concurrency limit: the job waits
+    for the first free moment, uncharged."""
+
+    def __init__(self, message: str, retry_after: float, provider: str):
+        super().__init__(message, retry_after=retry_after)
+        self.provider = provider
+
+
+class BudgetHeld(RateLimitError):
+    """The user's or project's budget is spent: the job is held (looked at again every
+    minute, so a raised budget lets it go), uncharged."""
+
+    category = "budget"
+
+
 class ProviderError(HandlerError):
     """An AI provider failed; counted against that provider, then retried."""
 

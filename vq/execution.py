@@ -18,15 +18,17 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, events, keys, providers
+from vq import artifacts, costs, events, keys
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
-from vq.errors import HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
+from vq.errors import BudgetHeld, HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
 from vq.jobtypes import get_job_type, load_handler
 from vq.model import ms_between
 from vq.protect import protector
+from vq.provider_calls import ProviderCalls
 
 PROGRESS_EVENT_INTERVAL = 0.25  # seconds between progress events of one job
+BUDGET_RECHECK_S = 60  # a job held for budget is looked at again this often (a raised budget lets it go)
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Runtime:
 
     settings: Settings
     _breakers: object = None
+    _gate: object = None
     _types: dict | None = None
 
     def job_type(self, name: str):
@@ -53,6 +56,13 @@ class Runtime:
 
             self._breakers = Breakers(conn, self.settings)
         return self._breakers
+
+    def gate(self, conn: Redis):
+        if self._gate is None:
+            from vq.provider_gate import ProviderGate
+
+            self._gate = ProviderGate(conn)
+        return self._gate
 
     @property
     def artifacts_root(self) -> Path:
@@ -78,9 +88,15 @@ def runtime() -> Runtime:
 
 
 def providers_of(job_type, data: dict) -> list[str]:
-    """The providers a job needs: its type's, plus the one its data names (ai-processing)."""
+    """The providers a job may use, in order of preference: the one its data names
+    (ai-processing), then its type's."""
     named = data.get("provider") if isinstance(data, dict) else None
-    return list(dict.fromkeys([*job_type.providers, *([named] if isinstance(named, str) and named else [])]))
+    return list(dict.fromkeys([*([named] if isinstance(named, str) and named else []), *job_type.providers]))
+
+
+def _is_http(settings: Settings, name: str) -> bool:
+    config = settings.providers.get(name)
+    return config is not None and config.kind == "http"
 
 
 def classify(exc: BaseException, unknown: str = "temporary") -> str:
@@ -133,18 +149,27 @@ def run_job(job_type: str, data: dict) -> dict:
         with job.connection.pipeline(transaction=False) as pipe:
             begin_attempt(job, pipe)
             pipe.execute()
+    chain = providers_of(job_type_spec, data)
+    breakers = rt.breakers(job.connection)
+    calls = ProviderCalls(job.connection, rt.settings, breakers, rt.gate(job.connection), job, chain)
     ctx = HandlerContext(
         job_id=job.id, job_type=job_type, user_id=job.meta.get("userId", ""),
         project_id=job.meta.get("projectId"), attempt=job.meta["attempts"],
         artifacts_root=rt.artifacts_root, log=logging.getLogger(f"vq.handler.{job_type}"),
         report_progress=_progress_reporter(job, job_type), load_upstream=lambda: upstream_of(job),
-        provider_client=lambda name, payload: providers.call(rt.settings, name, payload),
-        readable_roots=lambda: readable_roots(job, rt.artifacts_root),
+        provider_client=calls, readable_roots=lambda: readable_roots(job, rt.artifacts_root),
     )
-    needed = providers_of(job_type_spec, data)
-    breakers = rt.breakers(job.connection)
+    # Providers a handler does not call through vq (local ones) are checked here, before it
+    # runs; HTTP providers when called, by ProviderCalls, which can fail over between them.
+    local = [p for p in chain if not _is_http(rt.settings, p)]
     try:
-        for provider in needed:
+        if chain:
+            reason = costs.hold_reason(job.connection, rt.settings, job.meta.get("userId") or "_",
+                                       job.meta.get("subscription"), job.meta.get("projectId"))
+            if reason:
+                raise BudgetHeld(f"{reason}; held, looked at again in {BUDGET_RECHECK_S}s",
+                                 retry_after=BUDGET_RECHECK_S)
+        for provider in local:
             retry_at = breakers.acquire(provider)
             if retry_at is not None:
                 raise ProviderUnavailable(provider, max(0.0, retry_at - time.time()))
@@ -152,14 +177,14 @@ def run_job(job_type: str, data: dict) -> dict:
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
         job.save_meta()
-        if isinstance(exc, ProviderError):
+        if isinstance(exc, ProviderError) and not getattr(exc, "accounted", False):
             state = breakers.failure(exc.provider)
             ctx.log.warning("provider %s failed (%s); its breaker is %s", exc.provider, exc, state)
-        elif not isinstance(exc, ProviderUnavailable):
-            for provider in needed:  # the providers answered; the failure was elsewhere
+        elif not isinstance(exc, (ProviderUnavailable, BudgetHeld, ProviderError)):
+            for provider in local:  # the providers answered; the failure was elsewhere
                 breakers.success(provider)
         raise
-    for provider in needed:
+    for provider in local:
         breakers.success(provider)
     if result is None:
         result = {}

@@ -46,7 +46,7 @@ def open_db(settings: Settings, create: bool = True) -> "sqlite_utils.Database":
     db = sqlite_utils.Database(target)
     db.execute("PRAGMA busy_timeout=5000")  # first: two daemons may open a new file at once
     _with_retry(lambda: db.execute("PRAGMA journal_mode=WAL"))
-    if "archiver_state" not in db.table_names():  # the last table made: the schema is complete
+    if "daily_costs" not in db.table_names():  # the last table made: the schema is complete
         _with_retry(lambda: _in_write_transaction(db, ensure_schema))
     return db
 
@@ -81,7 +81,9 @@ RENDER_JOBS_COLUMNS = {
     "queue": str, "status": str, "created_at": str, "started_at": str, "finished_at": str, "updated_at": str,
     "attempts": int, "wait_ms": int, "run_ms": int, "error_category": str, "error_message": str,
     "parent_id": str, "step": str, "recurring_id": str, "cached": int, "worker": str,
+    "provider": str, "cost_micros": int,  # the provider that served it, its cost in millionths (vq/costs.py)
 }
+DAILY_COST_COLUMNS = {"day": str, "kind": str, "name": str, "amount_micros": int}  # kind: user|project|provider|calls
 JOB_HISTORY_COLUMNS = {
     "event_id": str, "job_id": str, "job_type": str, "from_status": str, "to_status": str, "event": str,
     "at": str, "worker": str, "attempt": int, "reason": str,
@@ -104,6 +106,9 @@ def ensure_schema(db: "sqlite_utils.Database") -> None:
     recurring.create_index(["user_id"], if_not_exists=True)
     jobs = db["render_jobs"]
     jobs.create(RENDER_JOBS_COLUMNS, pk="id", if_not_exists=True)
+    for column, kind in RENDER_JOBS_COLUMNS.items():  # a database made by an older vq
+        if column not in jobs.columns_dict:
+            jobs.add_column(column, kind)
     for columns in (["user_id", "created_at"], ["job_type", "created_at"], ["status", "updated_at"],
                     ["created_at"], ["recurring_id"]):
         jobs.create_index(columns, if_not_exists=True)
@@ -122,3 +127,4 @@ def ensure_schema(db: "sqlite_utils.Database") -> None:
     audit.create_index(["at"], if_not_exists=True)
     state = db["archiver_state"]
     state.create({"name": str, "value": str}, pk="name", if_not_exists=True)
+    db["daily_costs"].create(DAILY_COST_COLUMNS, pk=("day", "kind", "name"), if_not_exists=True)

@@ -105,6 +105,30 @@ def breaker(provider: str) -> str:
     return f"{PREFIX}breaker:{provider}"
 
 
+def provider_inflight(provider: str) -> str:
+    """zset call token -> lease deadline ms: the provider's requests in flight, all hosts."""
+    return f"{PREFIX}provider:{provider}:inflight"
+
+
+def provider_minute(provider: str, minute: int) -> str:
+    """hash of call outcome counts in one minute (epoch minutes)."""
+    return f"{PREFIX}provider:{provider}:m:{minute}"
+
+
+def provider_latency(provider: str) -> str:
+    """list: the latest answered calls' latencies in ms, newest first."""
+    return f"{PREFIX}provider:{provider}:latency"
+
+
+PROVIDER_RATE_PREFIX = PREFIX + "provider-rate"  # the `limits` library's moving windows
+
+
+def costs_day(day: str) -> str:
+    """hash: micro-units of currency spent on one UTC day (YYYY-MM-DD), per `user:<id>`,
+    `project:<id>`, `provider:<name>`, and calls per `calls:provider:<name>`."""
+    return f"{PREFIX}costs:{day}"
+
+
 def breaker_failures(provider: str) -> str:
     """zset of failure ids -> ms within the breaker's window."""
     return f"{PREFIX}breaker:{provider}:failures"

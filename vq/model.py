@@ -130,4 +130,7 @@ def job_view(job: Job, *, with_result: bool = True) -> dict:
         "recurringId": meta.get("recurringId"),  # spawned by this recurring job
         "tickAt": meta.get("tickAt"),  # for the tick that was due at this time
         "webhookUrl": meta.get("webhookUrl"),  # POSTed this job's JSON when it ends
+        "provider": meta.get("provider"),  # the AI provider that answered its latest call
+        "costMicros": int(meta.get("costMicros", 0)),  # what its provider calls cost, in millionths (vq/costs.py)
+        "units": meta.get("units") or {},  # what those calls consumed: characters, images, tokens ...
     }

@@ -11,11 +11,12 @@ from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, Gaug
 from prometheus_client.exposition import generate_latest
 from redis import Redis
 
-from vq import health, metrics, queues
+from vq import health, metrics, provider_stats, queues
 from vq.config import Settings
 
 STATES = ("queued", "limited", "running", "scheduled", "deferred", "failed", "finished", "canceled")
 COUNTERS = ("created", "started", "finished", "failed", "retried", "canceled", "cached", "stalled", "rateLimited")
+PROVIDER_WINDOW_MS = 15 * 60_000
 
 
 def _histogram(name: str, doc: str, totals: dict[str, Counter], part: str, sum_field: str) -> HistogramMetricFamily:
@@ -69,6 +70,19 @@ class _Collector:
         for provider in report["breakers"]:
             breakers.add_metric([provider], 1)
         yield breakers
+        figures = provider_stats.overview(self.conn, self.settings, PROVIDER_WINDOW_MS)
+        calls = GaugeMetricFamily("vq_provider_calls_15m", "Provider calls in the last 15 minutes by outcome "
+                                  "(ok, client, limited, failed)", labels=["provider", "outcome"])
+        latency = GaugeMetricFamily("vq_provider_latency_ms", "Latency of the provider's latest 1,000 answers",
+                                    labels=["provider", "quantile"])
+        for row in figures:
+            for outcome in provider_stats.OUTCOMES:
+                calls.add_metric([row["provider"], outcome], row[outcome])
+            for quantile, key in (("0.5", "p50Ms"), ("0.95", "p95Ms")):
+                if row[key] is not None:
+                    latency.add_metric([row["provider"], quantile], row[key])
+        yield calls
+        yield latency
 
 
 def exposition(conn: Redis, settings: Settings) -> bytes:

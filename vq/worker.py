@@ -326,7 +326,7 @@ class VqWorker(Worker):
             return
         error = job.meta.get("error") or {}
         category = error.get("category", "temporary")
-        if category in ("rate_limit", "breaker_open") and not self._stopped_job_id:
+        if category in ("rate_limit", "breaker_open", "budget") and not self._stopped_job_id:
             self._delay_for_rate_limit(job, queue, execution, error)
             self._release(job)
             return

@@ -278,7 +278,7 @@ def part_scale(conn, args, workdir, config, settings, progress) -> dict:
     """The drain rate of the first `--jobs` jobs of a big backlog against a backlog of that size."""
     out = {}
     for label, backlog in (("small", args.jobs), ("large", args.backlog)):
-        conn.flushall()
+        conn.flushall(asynchronous=True)  # a million keys: do not block the reply
         t0 = time.perf_counter()
         for start in range(0, backlog, 10_000):
             _check_all_ok(submit_each(conn, settings, subs(min(10_000, backlog - start)), lambda s: s))
@@ -304,7 +304,7 @@ def part_scale(conn, args, workdir, config, settings, progress) -> dict:
                        f"{out[label]['jobs_per_s']:,.0f}/s (backlog made in {made_s:.0f}s, settled in {settle_s:.0f}s, "
                        f"Redis {out[label]['redis_memory_mb']:,.0f} MB)")
     out["ratio"] = out["large"]["jobs_per_s"] / out["small"]["jobs_per_s"]
-    conn.flushall()
+    conn.flushall(asynchronous=True)  # a million keys: do not block the reply
     return out
 
 

@@ -29,7 +29,7 @@ from starlette.responses import StreamingResponse
 
 from vq import health as health_service
 from vq import history as history_service
-from vq import artifacts, audit, events, jobs, keys, prometheus, queues, recurring, stats
+from vq import artifacts, audit, costs, events, jobs, keys, prometheus, provider_stats, queues, recurring, stats
 from vq.api.auth import Forbidden, Principal, decode, verify_key
 from vq.api.ratelimit import RateLimited, check_rate
 from vq.config import Settings
@@ -368,6 +368,27 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         result = await call(queues.clear, conn, settings, jobType)
         await audited(principal, "clear", jobType, "-")
         return result
+
+    @app.get("/api/providers", tags=["monitoring"], summary="AI providers: breaker, limits in use, performance "
+                                                           "(operator)")
+    async def provider_overview(window: str = Query("15m", description="15m, 1h, 1d"),
+                                _: Principal = Depends(operator)) -> list:
+        from vq.durations import parse_duration_ms
+
+        window_ms = parse_duration_ms(window, "window")
+        if not 60_000 <= window_ms <= 2 * 86_400_000:
+            raise InvalidInput("window: between 1m and 2d", field="window")
+        return await call(provider_stats.overview, conn, settings, window_ms)
+
+    @app.get("/api/costs", tags=["monitoring"], summary="Provider costs per user, project or provider")
+    async def cost_report(by: str = Query("user", description="user, project or provider"),
+                          since: str = Query("30d", description="YYYY-MM-DD, today, or back from today: 7d"),
+                          until: str = Query("today"), principal: Principal = Depends(caller)) -> dict:
+        """An operator sees everything; anyone else only their own spend (by=user)."""
+        if not principal.is_operator and by != "user":
+            raise Forbidden("by: only by=user (your own spend) without the operator role")
+        only = None if principal.is_operator else principal.user_id
+        return await call(costs.query, conn, settings, by, since, until, only)
 
     @app.get("/api/jobs/types", tags=["system"], summary="The job types")
     async def types(_: Principal = Depends(caller)) -> list:

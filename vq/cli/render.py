@@ -39,6 +39,8 @@ def render_job(view: dict) -> None:
         ("depends on", ", ".join(view.get("dependsOn") or []) or None),
         ("parent", view.get("parentId")),
         ("steps", f"{len(view['children'])} child jobs" if view.get("children") else None),
+        ("provider", view.get("provider")),
+        ("cost", _cost(view) if view.get("provider") else None),
     ]
     for name, value in rows:
         if value not in (None, ""):
@@ -49,6 +51,13 @@ def render_job(view: dict) -> None:
     if view.get("result") is not None:
         grid.add_row("result", escape(_short(view["result"], 200)))
     out.print(Panel(grid, title=f"job {view['id'][:12]}", expand=False))
+
+
+def _cost(view: dict) -> str:
+    from vq.costs import format_amount
+
+    units = ", ".join(f"{v:g} {k}" for k, v in (view.get("units") or {}).items())
+    return format_amount(view.get("costMicros") or 0) + (f"  ({units})" if units else "")
 
 
 def render_jobs(views: list[dict]) -> None:

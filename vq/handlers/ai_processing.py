@@ -74,9 +74,9 @@ TEXT_TASKS = {"summarize", "classify", "extract-keywords"}
 
 
 def handle(ctx, data: dict) -> dict:
-    provider = data.get("provider") or "local"
-    if provider not in PROVIDERS:
-        return _remote(ctx, provider, data)
+    provider = data.get("provider") or ("local" if not ctx.providers else None)
+    if provider not in PROVIDERS:  # an HTTP provider: the one named first, then the type's
+        return _remote(ctx, data)
     tasks = PROVIDERS[provider]
     task = data.get("task")
     if not task:
@@ -97,12 +97,15 @@ def handle(ctx, data: dict) -> dict:
     return {**result, "path": str(path), "artifacts": [str(path)]}
 
 
-def _remote(ctx, provider: str, data: dict) -> dict:
-    """A provider declared in config: the request goes to it through vq.providers."""
-    ctx.progress(10, f"{provider}: sending {data.get('task')}")
-    output = ctx.call_provider(provider, {"task": data.get("task"), "input": data.get("input", data.get("text")),
-                                          "options": options(data)})
-    ctx.progress(80, "provider answered")
+def _remote(ctx, data: dict) -> dict:
+    """Providers declared in config: the request goes to the first that can take it, with
+    failover (vq/provider_calls.py); the characters sent are the units priced."""
+    value = data.get("input", data.get("text"))
+    ctx.progress(10, f"sending {data.get('task')} to {', '.join(ctx.providers) or 'its provider'}")
+    output = ctx.call_provider({"task": data.get("task"), "input": value, "options": options(data)},
+                               units={"characters": len(value) if isinstance(value, str) else len(str(value or ""))})
+    provider = ctx.provider_used
+    ctx.progress(80, f"{provider} answered")
     result = {"provider": provider, "task": data.get("task"), "model": output.get("model", provider), "output": output}
     path = write_json(ctx, "output.json", result)
     ctx.progress(100, "result saved")

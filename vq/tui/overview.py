@@ -48,7 +48,8 @@ class OverviewScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.query_one("#workers", DataTable).add_columns("worker", "state", "current job", "heartbeat", "queues")
-        self.query_one("#breakers", DataTable).add_columns("provider", "state", "failures", "next probe")
+        self.query_one("#breakers", DataTable).add_columns("provider", "state", "failures", "next probe",
+                                                           "calls 15m", "errors", "p50 ms", "p95 ms")
         self.query_one("#recurring", DataTable).add_columns("id", "name", "type", "cron", "tz", "next run")
         self.query_one("#queues", DataTable).focus()
         super().on_mount()
@@ -83,7 +84,9 @@ class OverviewScreen(LiveScreen):
             for w in data["workers"]])
         fill(self.query_one("#breakers", DataTable), [
             (b["provider"], [b["provider"], Text(b["state"], style="red" if b["state"] == "open" else "green"),
-                             f"{b['failures']}/{b['threshold']}", b["nextProbe"] or "-"])
+                             f"{b['failures']}/{b['threshold']}", b["nextProbe"] or "-", str(b.get("calls", 0)),
+                             "-" if b.get("errorRate") is None else f"{b['errorRate']:.0%}",
+                             str(b.get("p50Ms") or "-"), str(b.get("p95Ms") or "-")])
             for b in data["breakers"]])
         fill(self.query_one("#recurring", DataTable), [
             (r["id"], [r["id"], r["name"] or "", r["jobType"], r["cronExpression"], r["tz"],

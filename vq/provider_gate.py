@@ -1,0 +1,80 @@
+"""A provider's own limits, held by every worker on every host together: requests per
+window (a moving window kept by the `limits` library in Redis) and requests in flight
+(leases in a Redis sorted set, so a killed worker's lapse by themselves).
+
+`acquire` either grants a call or says how long until one could be granted; the caller
+decides whether to wait, to fail over or to delay the job (vq/provider_calls.py).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+from redis import Redis
+
+from vq import keys
+from vq.config import ProviderSettings
+
+BUSY_RETRY_S = 0.2  # all in-flight slots taken: when to look again (a call's end is not announced)
+
+_TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[4]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+@dataclass
+class Grant:
+    provider: str
+    token: str | None  # the in-flight lease, when the provider limits concurrency
+
+
+class ProviderGate:
+    def __init__(self, conn: Redis):
+        self.conn = conn
+        storage = RedisStorage("redis://", connection_pool=conn.connection_pool, key_prefix=keys.PROVIDER_RATE_PREFIX)
+        self.window = MovingWindowRateLimiter(storage)
+        self._take = conn.register_script(_TAKE)
+
+    def acquire(self, name: str, provider: ProviderSettings) -> Grant | float:
+        """A Grant, or the seconds until this provider could take another request."""
+        limit = provider.rateLimit
+        token = None
+        if limit.concurrent:
+            token = uuid.uuid4().hex
+            lease_ms = provider.timeout + 5000
+            if not self._take(keys=[keys.provider_inflight(name)],
+                              args=[int(time.time() * 1000), limit.concurrent, token, lease_ms]):
+                return BUSY_RETRY_S
+        if limit.requests:
+            item = RateLimitItemPerSecond(limit.requests, limit.window // 1000)
+            if not self.window.hit(item, name):
+                if token:
+                    self.conn.zrem(keys.provider_inflight(name), token)
+                reset_at, _remaining = self.window.get_window_stats(item, name)
+                return max(0.01, reset_at - time.time())
+        return Grant(name, token)
+
+    def release(self, grant: Grant) -> None:
+        if grant.token:
+            self.conn.zrem(keys.provider_inflight(grant.provider), grant.token)
+
+    def usage(self, name: str, provider: ProviderSettings) -> dict:
+        """Requests used in the current window and requests in flight now."""
+        limit = provider.rateLimit
+        used = None
+        if limit.requests:
+            item = RateLimitItemPerSecond(limit.requests, limit.window // 1000)
+            used = limit.requests - self.window.get_window_stats(item, name).remaining
+        now = int(time.time() * 1000)
+        inflight = self.conn.zcount(keys.provider_inflight(name), now, "+inf")
+        return {"requestsInWindow": used, "requestLimit": limit.requests or None, "windowMs": limit.window,
+                "inFlight": inflight, "concurrentLimit": limit.concurrent or None}
