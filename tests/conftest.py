@@ -124,11 +124,13 @@ class VQ:
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
-    def start_daemon(self, *extra: str, workers: int = 2) -> subprocess.Popen:
+    def start_daemon(self, *extra: str, workers: int | None = 2) -> subprocess.Popen:
+        """workers=None: no --workers, so the config decides (daemon.workers, daemon.autoscale)."""
         path = self.data_dir / f"daemon-{len(self.logs)}.log"
         self.logs.append(path)
         log = open(path, "w")
-        proc = subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", str(workers), *extra],
+        count = ["--workers", str(workers)] if workers is not None else []
+        proc = subprocess.Popen([sys.executable, "-m", "vq", "daemon", *count, *extra],
                                 env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=lambda: die_with_parent(signal.SIGKILL))
         proc.log_path = path

@@ -150,6 +150,22 @@ class LimitsSettings(_Strict):
     maxDelay: int = Field(90 * 86_400_000, ge=1000, description="ms: the longest delay (or `at` ahead) accepted")
 
 
+class AutoscaleSettings(_Strict):
+    """Worker processes grow and shrink with the work that could start (README: Autoscaling)."""
+
+    min: int = Field(1, ge=1, description="worker processes always running")
+    max: int = Field(8, ge=1, le=256, description="the most worker processes on this host")
+    scaleDownAfter: int = Field(30_000, ge=1000, description="ms a worker does no work before it is retired")
+    interval: int = Field(1000, ge=200, description="ms between looks at the backlog")
+
+    @field_validator("max")
+    @classmethod
+    def _max_at_least_min(cls, value: int, info) -> int:
+        if value < info.data.get("min", 1):
+            raise ValueError(f"{value} is below min ({info.data.get('min')})")
+        return value
+
+
 class DaemonSettings(_Strict):
     workers: int | None = Field(None, ge=1, description="worker processes; default the CPU count")
     queues: list[str] | None = None
@@ -159,6 +175,8 @@ class DaemonSettings(_Strict):
                                            "process finishes its job and is replaced; null: no limit")
     schedulerInterval: int = Field(1000, ge=10, description="ms: the longest the timer sleeps between checks "
                                    "(it wakes at each due time and at each announcement anyway)")
+    autoscale: AutoscaleSettings | None = Field(None, description="grow and shrink the workers between min and "
+                                                "max instead of running `workers` of them")
 
 
 class RecurringSettings(_Strict):

@@ -22,6 +22,7 @@ from rq.serializers import JSONSerializer
 
 from vq import admission, health, historydb, keys, limits, logs, maintenance, presence, recurring_store, stalled, systemd
 from vq.admission import Admission, mark_nonempty_lists
+from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
 from vq.errors import VqError
 from vq.connection import connect, make_client
@@ -48,6 +49,7 @@ class DaemonOptions:
     http_listen: str | None = None  # None: no HTTP API
     log_format: str = "text"  # or json
     config_path: str | None = None  # re-read on SIGHUP
+    autoscale: bool = False  # daemon.autoscale governs the worker count (no --workers given)
 
 
 def _worker_prefix(host: str, index) -> str:
@@ -197,6 +199,7 @@ class _Child:
     restart_at: float = 0.0
     reloading: bool = False  # stopped to come back with a new configuration
     retired: bool = False  # no longer in the configuration: not restarted
+    parked: bool = False  # a worker autoscaling has not started, or retired: not restarted
 
 
 @dataclass
@@ -210,6 +213,7 @@ class Daemon:
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     reload_requested: bool = False
     awaiting_ready: bool = False  # READY=1 goes to systemd once every process is up
+    autoscaler: Autoscaler | None = None
 
     def run(self) -> int:
         logs.configure(self.options.log_level, self.options.log_format)
@@ -234,13 +238,16 @@ class Daemon:
         ctx = mp.get_context("fork")
         self.children = self._plan()
         for child in self.children:
-            self._start(ctx, child)
+            if not child.parked:
+                self._start(ctx, child)
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGHUP, self._request_reload)
         queue_names = worker_queue_names(self.settings, self.options.queues)
-        log.info("vq daemon started: %d workers on %d queues (pid %d)", self.options.workers, len(queue_names),
-                 os.getpid())
+        scale = self.settings.daemon.autoscale if self.options.autoscale else None
+        log.info("vq daemon started: %s on %d queues (pid %d)",
+                 f"{scale.min} workers, autoscaling to {scale.max}" if scale else f"{self.options.workers} workers",
+                 len(queue_names), os.getpid())
         self.awaiting_ready = True
         watchdog = systemd.watchdog_interval()
         pinged = 0.0
@@ -260,6 +267,9 @@ class Daemon:
                   lambda: recurring_store.sync(conn, history) and None, exclusive=False),
             Chore(conn, "report presence", PRESENCE_EVERY, lambda: self._report(conn), exclusive=False),
         ]
+        if scale:
+            chores.append(Chore(conn, "autoscale", scale.interval / 1000, lambda: self._autoscale(conn, ctx) and None,
+                                exclusive=False))
         while not self.stopping:
             if self.reload_requested:
                 self.reload_requested = False
@@ -284,9 +294,11 @@ class Daemon:
         settings, options = self.settings, self.options
         queue_names = worker_queue_names(settings, options.queues)
         host = socket.gethostname()
+        scale = settings.daemon.autoscale if options.autoscale else None
         plan = [_Child(f"worker-{i}", _worker_main, (settings, queue_names, _worker_prefix(host, i),
-                                                      options.max_jobs_per_worker, options.log_level))
-                for i in range(options.workers)]
+                                                      options.max_jobs_per_worker, options.log_level),
+                       parked=scale is not None and i >= scale.min)
+                for i in range(scale.max if scale else options.workers)]
         plan.append(_Child("scheduler", _scheduler_main, (settings, queue_names, options.log_level,
                                                           f"vq.{host}.{os.getpid()}.scheduler")))
         if options.http_listen:
@@ -302,7 +314,7 @@ class Daemon:
 
     def _all_up(self, conn) -> bool:
         """Every process alive, every worker registered with RQ, the HTTP port answering."""
-        children = [c for c in self.children if not c.retired]
+        children = [c for c in self.children if not c.retired and not c.parked]
         if not all(c.process is not None and c.process.is_alive() and not c.reloading for c in children):
             return False
         host = socket.gethostname()
@@ -322,7 +334,7 @@ class Daemon:
         return True
 
     def _status(self) -> str:
-        workers = sum(1 for c in self.children if c.name.startswith("worker-") and not c.retired)
+        workers = self._active_workers()
         extra = [c.name for c in self.children if not c.name.startswith("worker-") and not c.retired]
         return f"{workers} workers, {', '.join(extra)}" + (f", HTTP on {self.options.http_listen}"
                                                            if self.options.http_listen else "")
@@ -350,16 +362,19 @@ class Daemon:
         for child in self.children:
             if child.retired:
                 continue
-            child.reloading = True
             if child.name in planned:
                 child.args = planned.pop(child.name).args
             else:
                 child.retired = True
+            if child.parked:
+                continue  # not running: it starts with the new configuration when it is asked for
+            child.reloading = True
             if child.process is not None and child.process.is_alive():
                 os.kill(child.process.pid, signal.SIGTERM)  # warm: finish the current job, then exit
-        for child in planned.values():  # newly asked for (a feature turned on)
+        for child in planned.values():  # newly asked for (a feature turned on, a higher autoscale.max)
             self.children.append(child)
-            self._start(ctx, child)
+            if not child.parked:
+                self._start(ctx, child)
         self.awaiting_ready = True
         log.info("configuration reloaded from %s; processes restart as they finish their work",
                  self.options.config_path or "the default path")
@@ -374,7 +389,7 @@ class Daemon:
         for child in self.children:
             if child.process is None or child.process.is_alive() or self.stopping:
                 continue
-            if child.retired:
+            if child.retired or child.parked:
                 continue
             if child.reloading:  # it finished its work and exited to take the new configuration
                 child.reloading = False
@@ -399,7 +414,30 @@ class Daemon:
 
     def _report(self, conn) -> None:
         processes = {child.name: bool(child.process and child.process.is_alive()) for child in self.children}
-        presence.report(conn, os.getpid(), self.started_ms, processes, self.options.workers)
+        presence.report(conn, os.getpid(), self.started_ms, processes, self._active_workers())
+
+    def _active_workers(self) -> int:
+        return sum(1 for c in self.children if c.name.startswith("worker-") and not c.retired and not c.parked)
+
+    def _autoscale(self, conn, ctx):
+        if self.autoscaler is None:
+            host = socket.gethostname()
+
+            def start(child: _Child) -> None:
+                child.parked = False
+                self._start(ctx, child)
+
+            def retire(child: _Child) -> None:
+                child.parked = True
+                if child.process is not None and child.process.is_alive():
+                    os.kill(child.process.pid, signal.SIGTERM)  # warm: it finishes its job first
+
+            self.autoscaler = Autoscaler(
+                conn, self.settings, self.options.queues or list(job_types(self.settings)),
+                lambda c: f"rq:worker:{_worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}", start, retire, log)
+        self.autoscaler.settings = self.settings  # a reload may change the bounds
+        workers = [c for c in self.children if c.name.startswith("worker-") and not c.retired]
+        return self.autoscaler.step(workers)
 
     def _admission(self, conn) -> Admission:
         if self.admission is None:

@@ -12,14 +12,14 @@ from datetime import datetime, timezone
 
 import redis
 from redis import Redis
-from rq.worker import Worker
 
 from vq import admission, breaker, keys, metrics, queues
 from vq.config import Settings, Thresholds
 from vq.execution import providers_of
 from vq.jobtypes import job_types
-from vq.model import as_utc, iso
+from vq.model import iso
 from vq.webhooks import post_json, secret_of
+from vq.workers import listing as worker_listing
 
 LEVELS = ("healthy", "degraded", "unhealthy", "error")
 EXIT_CODES = {"healthy": 0, "degraded": 1, "unhealthy": 2, "error": 3}  # as Nagios/Icinga plugins do
@@ -36,18 +36,6 @@ def _grade(value: float, limits: Thresholds) -> str:
     if value >= limits.degraded:
         return "degraded"
     return "healthy"
-
-
-def _workers(conn: Redis, heartbeat_ms: int) -> list[dict]:
-    now = datetime.now(timezone.utc)
-    out = []
-    for worker in Worker.all(connection=conn):
-        beat = worker.last_heartbeat
-        age = (now - as_utc(beat)).total_seconds() * 1000 if beat else None
-        out.append({"name": worker.name, "queues": worker.queue_names(), "state": worker.get_state(),
-                    "heartbeatAgeMs": int(age) if age is not None else None,
-                    "alive": age is not None and age < heartbeat_ms, "currentJob": worker.get_current_job_id()})
-    return out
 
 
 def _redis(conn: Redis, settings: Settings) -> dict:
@@ -78,7 +66,7 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
     current = metrics.read_window(conn, h.window, end_ms=now)
     previous = metrics.read_window(conn, h.window, end_ms=now - h.window)
     counts = {row["jobType"]: row for row in (known_counts or queues.counts(conn, settings))}
-    workers = _workers(conn, h.heartbeatAge)
+    workers = worker_listing(conn, h.heartbeatAge)
     alive = [w for w in workers if w["alive"]]
     states = known_breakers if known_breakers is not None else breaker.states(conn, settings)
     open_breakers = [b["provider"] for b in states if b["state"] == "open"]

@@ -37,6 +37,7 @@ from vq.execution import BEGUN, begin_attempt, runtime
 from vq.model import VQ_FUNC, ms_between
 from vq.recurring import record_outcome_in
 from vq.rq_queue import VqQueue, admission_for, admission_order
+from vq.workers import MEMORY_FIELD
 
 
 STARTED_BY_ADMISSION = "_vq_started_by_admission"  # on a Job: its start was written with its admission
@@ -129,9 +130,11 @@ class VqWorker(Worker):
             if pipeline is None:
                 with self.connection.pipeline(transaction=False) as pipe:
                     super().heartbeat(timeout, pipe)
+                    self._report_memory(pipe)
                     pipe.execute()
             else:
                 super().heartbeat(timeout, pipeline)
+                self._report_memory(pipeline)
         except (redis.ConnectionError, redis.TimeoutError):
             self.redis_lost = True
             raise
@@ -228,6 +231,12 @@ class VqWorker(Worker):
             self._forking = False
             self._executed += 1
             self._replace_if_too_big(time.monotonic() - began)
+
+    def _report_memory(self, pipe) -> None:
+        """Resident memory beside RQ's heartbeat, for `vq workers` (vq/workers.py)."""
+        rss_mb = resident_mb()
+        if rss_mb is not None:
+            pipe.hset(self.key, MEMORY_FIELD, round(rss_mb, 1))
 
     def _replace_if_too_big(self, took: float) -> None:
         """Like Celery's max-memory-per-child: a process that grew past the limit (a leak

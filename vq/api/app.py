@@ -29,7 +29,8 @@ from starlette.responses import StreamingResponse
 
 from vq import health as health_service
 from vq import history as history_service
-from vq import artifacts, audit, costs, events, jobs, keys, prometheus, provider_stats, queues, recurring, stats
+from vq import (artifacts, audit, costs, events, jobs, keys, prometheus, provider_stats, queues, recurring, stats,
+                workers)
 from vq.api.auth import Forbidden, Principal, decode, verify_key
 from vq.api.ratelimit import RateLimited, check_rate
 from vq.config import Settings
@@ -379,6 +380,10 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         if not 60_000 <= window_ms <= 2 * 86_400_000:
             raise InvalidInput("window: between 1m and 2d", field="window")
         return await call(provider_stats.overview, conn, settings, window_ms)
+
+    @app.get("/api/workers", tags=["monitoring"], summary="Every worker process of every host (operator)")
+    async def worker_listing(_: Principal = Depends(operator)) -> list:
+        return await call(workers.listing, conn, settings.health.heartbeatAge)
 
     @app.get("/api/costs", tags=["monitoring"], summary="Provider costs per user, project or provider")
     async def cost_report(by: str = Query("user", description="user, project or provider"),

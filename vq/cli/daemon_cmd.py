@@ -57,5 +57,6 @@ def register(app: typer.Typer) -> None:
             http_listen=listen,
             log_format=log_format,
             config_path=st.config_path,
+            autoscale=workers is None and settings.daemon.autoscale is not None,
         )
         raise typer.Exit(Daemon(settings, options).run())

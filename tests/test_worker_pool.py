@@ -1,0 +1,61 @@
+"""The daemon's worker pool: autoscaling with the work that could start, and `vq workers`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+
+def _alive(vq) -> list[dict]:
+    return [w for w in vq.json("workers") if w["alive"]]
+
+
+def _wait_workers(vq, count: int, timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = _alive(vq)
+        if len(alive) == count:
+            return alive
+        time.sleep(0.3)
+    raise AssertionError(f"{len(_alive(vq))} workers alive, expected {count}:\n{vq.daemon_log()}")
+
+
+def test_autoscaling_grows_to_the_free_slots_under_a_burst_and_shrinks_when_idle(vq):
+    vq.configure(daemon={"autoscale": {"min": 1, "max": 3, "scaleDownAfter": 2000, "interval": 300}},
+                 concurrency={"type": {"test-sleep": 2}},
+                 queue={"defaultJobOptions": {"removeOnComplete": False}})
+    vq.start_daemon(workers=None)
+    _wait_workers(vq, 1, 20)
+    time.sleep(1.0)  # registered, then listening
+    [idle] = _alive(vq)
+    assert idle["state"] == "idle" and idle["memoryMb"] and idle["memoryMb"] > 10 and idle["jobsDone"] == 0
+    burst = "\n".join(json.dumps({"jobType": "test-sleep", "userId": f"u{i % 6}", "subscription": "enterprise",
+                                  "data": {"seconds": 0.4, "steps": 2}}) for i in range(24))
+    ids = [o["id"] for o in vq.json("submit", "--batch", "-", input=burst)]
+    most = 0
+    deadline = time.monotonic() + 60
+    pending = list(ids)
+    while pending and time.monotonic() < deadline:
+        most = max(most, len(_alive(vq)))
+        pending = [j for j in pending if vq.json("show", j)["status"] != "finished"] if most >= 2 else pending
+        time.sleep(0.2)
+    assert not pending, f"{len(pending)} jobs not finished"
+    assert most == 2, f"{most} workers at most: the type's two slots are all the work there is"
+    log = vq.daemon_log()
+    assert "autoscale: 1 -> 2 workers" in log and "could start now" in log
+    shrunk = _wait_workers(vq, 1, 15)  # scaleDownAfter 2 s of doing nothing, then one is retired
+    assert "idle past daemon.autoscale.scaleDownAfter" in vq.daemon_log()
+    assert sum(w["jobsDone"] for w in vq.json("workers")) <= 24 and shrunk[0]["state"] == "idle"
+
+
+def test_workers_lists_each_process_with_its_health(vq):
+    vq.start_daemon(workers=2)
+    rows = _wait_workers(vq, 2, 20)
+    job = vq.submit("test-noop", {}, "--user", "u")
+    vq.wait_for(job)
+    time.sleep(0.5)
+    rows = vq.json("workers")
+    assert {r["host"] for r in rows} and all(r["pid"] and r["heartbeatAgeMs"] is not None for r in rows)
+    assert sum(r["jobsDone"] for r in rows) == 1
+    text = vq.run("workers").stdout
+    assert "2 alive" in text and "memory MB" in text
