@@ -97,3 +97,12 @@ def hog(ctx, data):
 def crash(ctx, data):
     """Takes its process down without a word, as a segfault in a native library would."""
     os._exit(3)
+
+
+def spin(ctx, data):
+    """Burns CPU for `seconds` (a runaway computation)."""
+    end = time.time() + float(data.get("seconds", 5))
+    n = 0
+    while time.time() < end:
+        n += 1
+    return {"spins": n}

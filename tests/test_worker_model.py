@@ -72,3 +72,23 @@ def test_a_worker_that_grew_past_its_memory_limit_is_replaced(vq):
     assert _worker_pid(vq) != before
     assert "over daemon.maxMemoryPerWorker (200 MB): replaced after this job" in vq.daemon_log(0)
     assert vq.stop_daemon(daemon) == 0
+
+
+def test_a_job_over_its_memory_or_cpu_limit_is_stopped_and_failed_as_resource(vq):
+    vq.configure(job_types={"test-memcap": {"handler": "tests.plugins:hog", "attempts": 3, "maxMemory": 64},
+                            "test-cpucap": {"handler": "tests.plugins:spin", "attempts": 3, "maxCpuTime": 1000}},
+                 queue={"defaultJobOptions": {"removeOnComplete": False}})
+    vq.start_daemon(workers=1)
+    big = vq.submit("test-memcap", {"mb": 300}, "--user", "u")
+    small = vq.submit("test-memcap", {"mb": 8}, "--user", "u")
+    spinning = vq.submit("test-cpucap", {"seconds": 20}, "--user", "u")
+    view = vq.wait_for(big)
+    assert view["status"] == "failed" and view["error"]["category"] == "resource" and view["attempts"] == 1
+    assert "more than its 64 MB (job_types.test-memcap.maxMemory)" in view["error"]["message"]
+    assert vq.wait_for(small)["status"] == "finished", "a job within its limit runs"
+    started = time.monotonic()
+    view = vq.wait_for(spinning, timeout=30)
+    assert view["status"] == "failed" and view["error"]["category"] == "resource" and view["attempts"] == 1
+    assert "more than its 1 s of CPU time (job_types.test-cpucap.maxCpuTime)" in view["error"]["message"]
+    assert time.monotonic() - started < 10, "stopped at its limit, not at its own end"
+    assert vq.wait_for(vq.submit("test-noop", {}, "--user", "u"))["status"] == "finished", "the worker carries on"

@@ -392,6 +392,10 @@ class JobTypeSettings(_Strict):
     concurrencyPerWorker: int | None = Field(
         None, ge=1, le=64, description="jobs of this type one worker process runs at once, in threads (I/O-bound "
                                        "handlers); every concurrency limit still holds")
+    maxMemory: int | None = Field(None, ge=16, description="MB a job may allocate; past it the job fails (category "
+                                                          "resource). Runs the type's jobs forked")
+    maxCpuTime: int | None = Field(None, ge=1000, description="ms of CPU a job may use, counted in whole seconds; "
+                                                             "past it the job fails (resource). Runs them forked")
 
 
 class Settings(_Strict):

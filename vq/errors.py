@@ -116,6 +116,13 @@ class BudgetHeld(RateLimitError):
     category = "budget"
 
 
+class ResourceExceeded(HandlerError):
+    """The job went past its type's maxMemory or maxCpuTime: stopped, and not retried (it
+    would only do it again)."""
+
+    category = "resource"
+
+
 class ProviderError(HandlerError):
     """An AI provider failed; counted against that provider, then retried."""
 

@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, costs, events, keys
+from vq import artifacts, costs, events, keys, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import BudgetHeld, HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
@@ -173,7 +173,10 @@ def run_job(job_type: str, data: dict) -> dict:
             retry_at = breakers.acquire(provider)
             if retry_at is not None:
                 raise ProviderUnavailable(provider, max(0.0, retry_at - time.time()))
-        result = handler(ctx, protector(rt.settings).unseal(data))
+        try:
+            result = handler(ctx, protector(rt.settings).unseal(data))
+        except MemoryError:
+            raise resources.out_of_memory(job_type_spec) from None
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
         job.save_meta()

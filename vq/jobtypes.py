@@ -55,6 +55,8 @@ class JobType:
     cache: CacheSettings = field(default_factory=CacheSettings)
     isolation: str = "process"  # or "fork": a child process per job
     concurrency_per_worker: int = 1  # >1: that many jobs at once per worker process, in threads
+    max_memory_mb: int | None = None  # a job's allocations past this fail it (vq/resources.py)
+    max_cpu_ms: int | None = None  # a job's CPU time past this fails it
 
     def retry_intervals(self, rng: random.Random | None = None) -> list[int]:
         """Seconds to wait before each retry: exponential (or fixed) backoff, capped, plus up to
@@ -100,7 +102,11 @@ def _build(settings: Settings, name: str) -> JobType:
         # Built-in handlers are deterministic; an operator's handler may have side effects,
         # so its results are cached only when its type asks for it.
         cache=(override and override.cache) or (settings.cache if name in BUILTIN_TYPES else CacheSettings(ttl=0)),
-        isolation=(override and override.isolation) or "process",
+        # A job's own memory and CPU can only be limited in a process of its own.
+        isolation="fork" if override and (override.maxMemory or override.maxCpuTime) else
+                  (override and override.isolation) or "process",
+        max_memory_mb=override and override.maxMemory or None,
+        max_cpu_ms=override and override.maxCpuTime or None,
         concurrency_per_worker=(override and override.concurrencyPerWorker) or 1,
     )
 

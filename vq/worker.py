@@ -30,7 +30,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.defaults import DEFAULT_WORKER_TTL
 from rq.utils import now
 
-from vq import cache, events, keys
+from vq import cache, events, keys, resources
 from vq.jobs import cancel_dependents
 from vq.admission import Admitted, release, release_in
 from vq.execution import BEGUN, begin_attempt, runtime
@@ -215,6 +215,14 @@ class VqWorker(Worker):
         self._max_jobs = kwargs.get("max_jobs")
         return super().work(*args, **kwargs)
 
+    def main_work_horse(self, job: Job, queue: Queue):
+        """In the forked child: the job type's memory and CPU limits first (vq/resources.py)."""
+        try:
+            resources.apply(runtime().job_type(job.meta.get("jobType", ""))[0])
+        except Exception:  # noqa: BLE001 - an unknown type fails in run_job, with its own message
+            pass
+        super().main_work_horse(job, queue)
+
     def execute_job(self, job: Job, queue: Queue):
         """Run the job while the lease keeper renews its concurrency leases."""
         keeper = self._lease_keeper()
@@ -343,7 +351,7 @@ class VqWorker(Worker):
             self._finish_canceled(job, execution)
             self._release(job)
             return
-        if category == "permanent":
+        if category in ("permanent", "resource"):  # a job over its limits would only do it again
             job.retries_left = 0
         will_retry = job.should_retry
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
