@@ -106,3 +106,12 @@ def spin(ctx, data):
     while time.time() < end:
         n += 1
     return {"spins": n}
+
+
+def writer(ctx, data):
+    """Writes data.text to out.txt in its artifacts folder; with data.fail, fails after writing."""
+    path = ctx.artifacts_dir / "out.txt"
+    path.write_text(data.get("text", ""))
+    if data.get("fail"):
+        raise PermanentError("failed after writing a partial file")
+    return {"path": str(path), "artifacts": [str(path)]}

@@ -67,9 +67,9 @@ def test_bad_at_exits_2(vq):
 
 
 def test_unknown_job_exits_4_for_every_job_command(vq):
-    for command in ("show", "result", "retry", "cancel", "rm", "progress", "artifacts"):
+    for command in ("show", "result", "retry", "cancel", "rm", "progress", "artifacts ls", "artifacts get"):
         for job_id in ("0123456789abcdef", "a@b.c"):  # the second is not even a possible RQ id
-            proc = vq.run(command, job_id)
+            proc = vq.run(*command.split(), job_id, *(["x.png"] if command == "artifacts get" else []))
             assert proc.returncode == 4, (command, job_id)
             assert f"no such job '{job_id}'" in _one_line(proc)
 

@@ -59,3 +59,28 @@ def test_workers_lists_each_process_with_its_health(vq):
     assert sum(r["jobsDone"] for r in rows) == 1
     text = vq.run("workers").stdout
     assert "2 alive" in text and "memory MB" in text
+
+
+def test_a_host_that_drains_hands_its_work_to_the_others_without_loss(vq):
+    """SIGTERM on one daemon: it takes no more jobs, its running ones get the grace period
+    and are then requeued at the front; the other daemon runs everything that is left, and
+    every job finishes exactly once."""
+    vq.configure(queue={"defaultJobOptions": {"removeOnComplete": False}})
+    draining = vq.start_daemon("--grace", "0.5", workers=2)
+    staying = vq.start_daemon(workers=1)
+    _wait_workers(vq, 3, 20)
+    burst = "\n".join(json.dumps({"jobType": "test-sleep", "userId": f"u{i}", "subscription": "enterprise",
+                                  "data": {"seconds": 2.5, "steps": 5}}) for i in range(6))
+    ids = [o["id"] for o in vq.json("submit", "--batch", "-", input=burst)]
+    time.sleep(1.0)
+    vq.stop_daemon(draining)
+    assert draining.returncode == 0
+    assert "requeueing jobs of" in vq.daemon_log(0)
+    views = [vq.wait_for(job_id, timeout=60) for job_id in ids]
+    assert {v["status"] for v in views} == {"finished"}
+    survivor = {w["pid"] for w in _alive(vq)}
+    assert all(v["result"]["pid"] in survivor for v in views), "every job finished on the host that stayed"
+    assert staying.poll() is None
+    for job_id in ids:
+        events = [t["event"] for t in vq.json("history", job_id)["transitions"]]
+        assert events.count("finished") == 1, (job_id, events)

@@ -8,6 +8,7 @@ finishes its job first) after it did no work for `scaleDownAfter`, down to `min`
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -89,11 +90,12 @@ class Decision:
 
 
 def decide(current: int, idle_here: int, idle_elsewhere: int, long_idle: int, want: Demand,
-           low: int, high: int) -> Decision:
-    """The number of workers this host should run, and why (for the log)."""
+           low: int, high: int, share: float = 1.0) -> Decision:
+    """The number of workers this host should run, and why (for the log). `share`: this
+    host's weight over that of every autoscaling host (each adds its share of workers)."""
     unserved = want.startable - idle_here - idle_elsewhere
     if unserved > 0 and current < high:
-        target = min(high, current + unserved)
+        target = min(high, current + max(1, math.ceil(unserved * share)))
         return Decision(target, f"{want.startable} job(s) could start now (backlog {want.backlog}, "
                                 f"{want.room} free type slot(s)) and only {idle_here + idle_elsewhere} "
                                 f"worker(s) are idle")
@@ -135,7 +137,8 @@ class Autoscaler:
                 self._idle_since.pop(w.name, None)
             self._done[w.name] = done
         want = demand(self.conn, self.settings, self.job_types)
-        decision = decide(len(active), idle_here, self._idle_elsewhere(mine), len(long_idle), want, a.min, a.max)
+        decision = decide(len(active), idle_here, self._idle_elsewhere(mine), len(long_idle), want, a.min, a.max,
+                          self._share())
         if decision.target > len(active):
             for w in [w for w in workers if w.parked][:decision.target - len(active)]:
                 self.start(w)
@@ -146,6 +149,14 @@ class Autoscaler:
                 self.retire(w)
             self.log.info("autoscale: %d -> %d workers: %s", len(active), decision.target, decision.reason)
         return decision
+
+    def _share(self) -> float:
+        """This daemon's weight over the live daemons' (daemon.weight, from their presence)."""
+        from vq import presence
+
+        weights = [d.get("weight", 1.0) for d in presence.daemons(self.conn) if d["live"]]
+        mine = self.settings.daemon.weight
+        return min(1.0, mine / max(mine, sum(weights)))
 
     def _idle_elsewhere(self, mine: set[str]) -> int:
         """Idle, live workers of other daemons (they will take waiting jobs too)."""

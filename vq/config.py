@@ -175,6 +175,8 @@ class DaemonSettings(_Strict):
                                            "process finishes its job and is replaced; null: no limit")
     schedulerInterval: int = Field(1000, ge=10, description="ms: the longest the timer sleeps between checks "
                                    "(it wakes at each due time and at each announcement anyway)")
+    weight: float = Field(1.0, gt=0, le=1000, description="this host's share of new workers when several "
+                                                          "autoscaling hosts see the same backlog")
     autoscale: AutoscaleSettings | None = Field(None, description="grow and shrink the workers between min and "
                                                 "max instead of running `workers` of them")
 
@@ -373,6 +375,17 @@ class CostSettings(_Strict):
     budgets: BudgetSettings = BudgetSettings()
 
 
+class ArtifactSettings(_Strict):
+    """Where jobs' files live and how long (README: Artifacts)."""
+
+    root: str | None = Field(None, description="the storage root; default <data_dir>/artifacts")
+    retention: int = Field(7 * 86_400_000, ge=0, description="ms a finished job's files are kept after it ended "
+                                                             "(a type's artifactRetention wins); 0: kept until "
+                                                             "the job is removed")
+    failedRetention: int = Field(0, ge=0, description="ms the files of a failed or canceled job are kept")
+    sweepInterval: int = Field(60_000, ge=200, description="ms between the daemon's clean-ups")
+
+
 class CacheSettings(_Strict):
     ttl: int = Field(3_600_000, ge=0, description="ms a finished result is reused; 0 turns caching off")
     scope: Literal["user", "global"] = "user"
@@ -392,6 +405,7 @@ class JobTypeSettings(_Strict):
     concurrencyPerWorker: int | None = Field(
         None, ge=1, le=64, description="jobs of this type one worker process runs at once, in threads (I/O-bound "
                                        "handlers); every concurrency limit still holds")
+    artifactRetention: int | None = Field(None, ge=0, description="ms this type's finished jobs' files are kept")
     maxMemory: int | None = Field(None, ge=16, description="MB a job may allocate; past it the job fails (category "
                                                           "resource). Runs the type's jobs forked")
     maxCpuTime: int | None = Field(None, ge=1000, description="ms of CPU a job may use, counted in whole seconds; "
@@ -421,6 +435,7 @@ class Settings(_Strict):
     breaker: BreakerSettings = BreakerSettings()
     cache: CacheSettings = CacheSettings()
     costs: CostSettings = CostSettings()
+    artifacts: ArtifactSettings = ArtifactSettings()
 
     @field_validator("subscriptions")
     @classmethod

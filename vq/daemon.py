@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
 
-from vq import admission, health, historydb, keys, limits, logs, maintenance, presence, recurring_store, stalled, systemd
+from vq import admission, artifacts, health, historydb, keys, limits, logs, maintenance, presence, recurring_store, stalled, systemd
 from vq.admission import Admission, mark_nonempty_lists
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
@@ -182,6 +182,14 @@ class Chore:
             log.info("%s: %s", self.name, result)
 
 
+def _say_pruned(report: dict) -> str | None:
+    removed = report["removed"]
+    if not removed:
+        return None
+    return (f"removed the files of {len(removed)} job(s) under {report['root']} "
+            f"({report['freedBytes']:,} bytes): {', '.join(sorted({r['reason'] for r in removed}))}")
+
+
 def _say_moved(count: int) -> str | None:
     return f"{count} job(s) whose dependencies had finished put on their queues" if count else None
 
@@ -266,6 +274,8 @@ class Daemon:
             Chore(conn, "copy recurring jobs to the history database", MAINTAIN_EVERY,
                   lambda: recurring_store.sync(conn, history) and None, exclusive=False),
             Chore(conn, "report presence", PRESENCE_EVERY, lambda: self._report(conn), exclusive=False),
+            Chore(conn, "prune artifacts", self.settings.artifacts.sweepInterval / 1000,
+                  lambda: _say_pruned(artifacts.prune(conn, self.settings)), exclusive=False),  # this host's disk
         ]
         if scale:
             chores.append(Chore(conn, "autoscale", scale.interval / 1000, lambda: self._autoscale(conn, ctx) and None,
@@ -414,7 +424,8 @@ class Daemon:
 
     def _report(self, conn) -> None:
         processes = {child.name: bool(child.process and child.process.is_alive()) for child in self.children}
-        presence.report(conn, os.getpid(), self.started_ms, processes, self._active_workers())
+        presence.report(conn, os.getpid(), self.started_ms, processes, self._active_workers(),
+                        self.settings.daemon.weight)
 
     def _active_workers(self) -> int:
         return sum(1 for c in self.children if c.name.startswith("worker-") and not c.retired and not c.parked)

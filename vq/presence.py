@@ -24,11 +24,13 @@ def clock_offset_ms(conn: Redis) -> float:
     return ((before + after) / 2 - (seconds + micros / 1e6)) * 1000
 
 
-def report(conn: Redis, pid: int, started_ms: int, processes: dict[str, bool], workers: int) -> None:
+def report(conn: Redis, pid: int, started_ms: int, processes: dict[str, bool], workers: int,
+           weight: float = 1.0) -> None:
     """Record this daemon's state (called by its supervisor every few seconds)."""
     host = socket.gethostname()
     entry = {"host": host, "pid": pid, "startedMs": started_ms, "seenMs": int(time.time() * 1000),
-             "clockOffsetMs": round(clock_offset_ms(conn), 1), "processes": processes, "workers": workers}
+             "clockOffsetMs": round(clock_offset_ms(conn), 1), "processes": processes, "workers": workers,
+             "weight": weight}
     conn.hset(keys.DAEMONS, f"{host}:{pid}", json.dumps(entry, separators=(",", ":")))
 
 

@@ -12,7 +12,7 @@ import redis
 import typer
 
 from vq import __version__
-from vq.cli import (completion_cmd, daemon_cmd, dlq_cmd, doctor_cmd, job_cmds, limits_cmd, monitor_cmds,
+from vq.cli import (artifacts_cmd, completion_cmd, daemon_cmd, dlq_cmd, doctor_cmd, job_cmds, limits_cmd, monitor_cmds,
                     providers_cmd, queue_cmds, recurring_cmd, submit_cmd, token_cmd, tui_cmd, workers_cmd)
 from vq.cli.output import error
 from vq.cli.state import State
@@ -52,6 +52,7 @@ recurring_cmd.register(app)
 monitor_cmds.register(app)
 token_cmd.register(app)
 providers_cmd.register(app)
+artifacts_cmd.register(app)
 workers_cmd.register(app)
 daemon_cmd.register(app)
 tui_cmd.register(app)

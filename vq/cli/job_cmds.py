@@ -1,4 +1,4 @@
-"""Commands on single jobs: show, jobs, progress, result, artifacts, retry, cancel, rm."""
+"""Commands on single jobs: show, jobs, progress, result, retry, cancel, rm."""
 
 from __future__ import annotations
 
@@ -76,15 +76,6 @@ def register(app: typer.Typer) -> None:
         st = state(ctx)
         res = jobs.result(st.conn, job_id)
         emit(res, as_json, lambda r: out.print_json(json.dumps(r["result"], default=str)))
-
-    @app.command("artifacts")
-    def list_artifacts(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
-                       as_json: bool = JSON_OPTION) -> None:
-        """List the files a job wrote (its artifacts folder), with sizes and paths."""
-        st = state(ctx)
-        view = jobs.show(st.conn, job_id, st.settings, explain=False)
-        files = artifacts.listing(st.settings, view["id"])
-        emit({"id": view["id"], "artifacts": files}, as_json, _render_artifacts)
 
     @app.command("retry")
     def retry(ctx: typer.Context, job_id: Optional[str] = typer.Argument(None, metavar="[ID]"),
@@ -194,14 +185,6 @@ def _bulk(st, chosen: list[dict], action: str, question: str, as_json: bool, yes
     emit(report, as_json, lambda r: err.print(
         f"{len(r['done'])} job(s): {action} done" + (f"; {len(r['skipped'])} skipped (they changed meanwhile: "
                                                      f"{r['skipped'][0]['reason']})" if r["skipped"] else "")))
-
-
-def _render_artifacts(listing: dict) -> None:
-    if not listing["artifacts"]:
-        err.print(f"job {listing['id']} has no artifacts")
-        return
-    out.print(table(["name", "bytes", "path"], [[f["name"], f"{f['bytes']:,}", f["path"]]
-                                               for f in listing["artifacts"]], title=f"artifacts of {listing['id']}"))
 
 
 def _follow_bar(conn, job_id: str) -> dict:
