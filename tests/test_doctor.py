@@ -5,6 +5,7 @@ exit code."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -134,4 +135,4 @@ def test_clock_skew_between_hosts_and_a_vanished_daemon_are_reported(vq, redis_c
     assert found["clock"]["status"] == "fail" and "far-host +8000 ms" in found["clock"]["detail"]
     assert "NTP" in found["clock"]["fix"]
     gone = [f for f in json_lib.loads(vq.run("doctor", "--json").stdout) if "gone without stopping" in f["detail"]]
-    assert gone and "gone-host:7 (60s ago)" in gone[0]["detail"]
+    assert gone and re.search(r"gone-host:7 \(6[0-9]s ago\)", gone[0]["detail"]), gone  # 60 s, plus the CLI's time

@@ -247,7 +247,7 @@ def test_only_the_newest_finished_and_failed_jobs_are_kept(vq, tmp_path):
     vq.config_path.write_text(yaml.safe_dump(config))
     done = [vq.submit("test-noop", {}, "--user", "u") for _ in range(5)]
     failed = [vq.submit("test-broken", {}, "--user", "u") for _ in range(3)]
-    vq.start_daemon()
+    vq.start_daemon(workers=1)  # one worker: the jobs end in the order they were submitted
     for job_id in done + failed:
         vq.wait_for(job_id)
     deadline = time.monotonic() + 15

@@ -20,10 +20,12 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
     with conn.pipeline(transaction=False) as pipe:
         for key in keys_:
             pipe.hgetall(key)
-        hashes = pipe.execute()
+            pipe.smembers(f"{key}:executions")  # RQ 3 keeps the running job here: "<job id>:<execution id>"
+        replies = pipe.execute()
+    hashes, executions = replies[0::2], replies[1::2]
     now = datetime.now(timezone.utc)
     rows = []
-    for key, raw in zip(keys_, hashes):
+    for key, raw, running in zip(keys_, hashes, executions):
         if not raw:
             continue  # expired: RQ drops it from the set on its next clean-up
         h = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
@@ -33,7 +35,7 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
         rows.append({
             "name": key.removeprefix("rq:worker:"), "host": h.get("hostname"),
             "pid": int(h["pid"]) if h.get("pid", "").isdigit() else None,
-            "state": h.get("state", "?"), "currentJob": h.get("current_job") or None,
+            "state": h.get("state", "?"), "currentJob": _current_job(running),
             "queues": [q for q in h.get("queues", "").split(",") if q],
             "heartbeatAgeMs": age, "alive": age is not None and age < heartbeat_ms,
             "jobsDone": int(h.get("successful_job_count") or 0), "jobsFailed": int(h.get("failed_job_count") or 0),
@@ -42,6 +44,12 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
             "startedAt": born.isoformat().replace("+00:00", "Z") if born else None,
         })
     return rows
+
+
+def _current_job(executions: set[bytes]) -> str | None:
+    if not executions:
+        return None
+    return sorted(executions)[0].decode().rpartition(":")[0] or None
 
 
 def _parse(text: str | None) -> datetime | None:
