@@ -181,6 +181,4 @@ WEBHOOK_RETRIES = PREFIX + "webhooks:retries"  # zset delivery (JSON) -> when to
 HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (alerts fire on change)
 
 
-def api_rate(user_id: str) -> str:
-    """This window's request count of one API caller."""
-    return f"{PREFIX}api:rate:{user_id}"
+API_RATE_PREFIX = PREFIX + "api-rate"  # the HTTP API's per-user moving windows (vq/windows.py)

@@ -12,13 +12,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from limits import RateLimitItemPerSecond
-from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
 from redis import Redis
 
 from vq import keys
 from vq.config import ProviderSettings
+from vq.windows import Window
 
 BUSY_RETRY_S = 0.2  # all in-flight slots taken: when to look again (a call's end is not announced)
 
@@ -40,8 +38,7 @@ class Grant:
 class ProviderGate:
     def __init__(self, conn: Redis):
         self.conn = conn
-        storage = RedisStorage("redis://", connection_pool=conn.connection_pool, key_prefix=keys.PROVIDER_RATE_PREFIX)
-        self.window = MovingWindowRateLimiter(storage)
+        self.window = Window(conn, keys.PROVIDER_RATE_PREFIX)
         self._take = conn.register_script(_TAKE)
 
     def acquire(self, name: str, provider: ProviderSettings) -> Grant | float:
@@ -55,12 +52,11 @@ class ProviderGate:
                               args=[int(time.time() * 1000), limit.concurrent, token, lease_ms]):
                 return BUSY_RETRY_S
         if limit.requests:
-            item = RateLimitItemPerSecond(limit.requests, limit.window // 1000)
-            if not self.window.hit(item, name):
+            wait = self.window.hit(limit.requests, limit.window, name)
+            if wait is not None:
                 if token:
                     self.conn.zrem(keys.provider_inflight(name), token)
-                reset_at, _remaining = self.window.get_window_stats(item, name)
-                return max(0.01, reset_at - time.time())
+                return wait
         return Grant(name, token)
 
     def release(self, grant: Grant) -> None:
@@ -70,10 +66,7 @@ class ProviderGate:
     def usage(self, name: str, provider: ProviderSettings) -> dict:
         """Requests used in the current window and requests in flight now."""
         limit = provider.rateLimit
-        used = None
-        if limit.requests:
-            item = RateLimitItemPerSecond(limit.requests, limit.window // 1000)
-            used = limit.requests - self.window.get_window_stats(item, name).remaining
+        used = self.window.used(limit.requests, limit.window, name) if limit.requests else None
         now = int(time.time() * 1000)
         inflight = self.conn.zcount(keys.provider_inflight(name), now, "+inf")
         return {"requestsInWindow": used, "requestLimit": limit.requests or None, "windowMs": limit.window,

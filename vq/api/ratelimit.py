@@ -1,5 +1,6 @@
 """Per-user request rate limits for the HTTP API, counted in Redis so every daemon's server
-shares them: a fixed window per user (`http.rateLimit`), 429 with Retry-After when spent."""
+shares them: at most `http.rateLimit.requests` in any window of `window` ms per user (a
+moving window, vq/windows.py), 429 with Retry-After when spent."""
 
 from __future__ import annotations
 
@@ -10,12 +11,7 @@ from redis import Redis
 from vq import keys
 from vq.config import Settings
 from vq.errors import VqError
-
-_COUNT = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {n, redis.call('PTTL', KEYS[1])}
-"""
+from vq.windows import Window
 
 
 class RateLimited(VqError):
@@ -28,12 +24,22 @@ class RateLimited(VqError):
         self.retry_after = retry_after
 
 
+_WINDOWS: dict[int, tuple[Redis, Window]] = {}
+
+
+def _window(conn: Redis) -> Window:
+    made = _WINDOWS.get(id(conn))
+    if made is None or made[0] is not conn:
+        made = _WINDOWS[id(conn)] = (conn, Window(conn, keys.API_RATE_PREFIX))
+    return made[1]
+
+
 def check_rate(conn: Redis, settings: Settings, user_id: str) -> None:
     limit = settings.http.rateLimit
     if limit.requests <= 0:
         return
-    count, ttl_ms = conn.eval(_COUNT, 1, keys.api_rate(user_id), limit.window)
-    if int(count) > limit.requests:
-        wait = max(1, math.ceil(int(ttl_ms) / 1000))
-        raise RateLimited(f"rate limit: {limit.requests} requests per {limit.window // 1000}s; "
-                          f"retry in {wait}s", retry_after=wait)
+    wait = _window(conn).hit(limit.requests, limit.window, user_id)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise RateLimited(f"rate limit: {limit.requests} requests per {math.ceil(limit.window / 1000)}s; "
+                          f"retry in {seconds}s", retry_after=seconds)
