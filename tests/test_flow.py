@@ -246,7 +246,8 @@ def test_only_the_newest_finished_and_failed_jobs_are_kept(vq, tmp_path):
     config["queue"] = {"defaultJobOptions": {"removeOnComplete": 2, "removeOnFail": 1}}
     vq.config_path.write_text(yaml.safe_dump(config))
     done = [vq.submit("test-noop", {}, "--user", "u") for _ in range(5)]
-    failed = [vq.submit("test-broken", {}, "--user", "u") for _ in range(3)]
+    for _ in range(3):  # three failures, of which the newest is kept
+        vq.submit("test-broken", {}, "--user", "u")
     vq.start_daemon(workers=1)  # one worker: the jobs end in the order they were submitted
     vq.wait_for(done[-1])  # not the others: the trim may take them before a look at them
     deadline = time.monotonic() + 30

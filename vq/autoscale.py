@@ -16,6 +16,7 @@ from redis import Redis
 
 from vq import keys, limits
 from vq.config import Settings
+from vq.workers import WORKERS_SET
 
 USERS_LOOKED_AT = 500  # per type and priority: enough to see the headroom of a busy queue
 
@@ -121,12 +122,13 @@ class Autoscaler:
         active = [w for w in workers if not w.parked]
         now = time.monotonic()
         idle_here, long_idle = 0, []
-        mine = {self.worker_key(w) for w in active if w.process is not None and w.process.is_alive()}
-        for w in active:
-            key = self.worker_key(w) if w.process is not None and w.process.is_alive() else None
-            if key is None:
-                continue
-            state, ok, failed = self.conn.hmget(key, "state", "successful_job_count", "failed_job_count")
+        running = [w for w in active if w.process is not None and w.process.is_alive()]
+        mine = {self.worker_key(w) for w in running}
+        with self.conn.pipeline(transaction=False) as pipe:
+            for w in running:
+                pipe.hmget(self.worker_key(w), "state", "successful_job_count", "failed_job_count")
+            records = pipe.execute()
+        for w, (state, ok, failed) in zip(running, records):
             done = int(ok or 0) + int(failed or 0)
             if state != b"busy" and done == self._done.get(w.name, -1):
                 since = self._idle_since.setdefault(w.name, now)
@@ -160,7 +162,7 @@ class Autoscaler:
 
     def _idle_elsewhere(self, mine: set[str]) -> int:
         """Idle, live workers of other daemons (they will take waiting jobs too)."""
-        names = [n.decode() for n in self.conn.smembers("rq:workers")]
+        names = [n.decode() for n in self.conn.smembers(WORKERS_SET)]
         others = [n for n in names if n not in mine]
         if not others:
             return 0

@@ -98,7 +98,7 @@ class HandlerContext:
         """The HTTP providers this job may call, in order of preference."""
         if self.provider_client is None:
             return []
-        return [p for p in self.provider_client.chain if self.provider_client._kind(p) == "http"]
+        return self.provider_client.http_chain
 
     @property
     def provider_used(self) -> str | None:

@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, costs, events, keys, resources
+from vq import artifacts, costs, events, keys, providers, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import BudgetHeld, HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
@@ -94,10 +94,6 @@ def providers_of(job_type, data: dict) -> list[str]:
     return list(dict.fromkeys([*([named] if isinstance(named, str) and named else []), *job_type.providers]))
 
 
-def _is_http(settings: Settings, name: str) -> bool:
-    config = settings.providers.get(name)
-    return config is not None and config.kind == "http"
-
 
 def classify(exc: BaseException, unknown: str = "temporary") -> str:
     """The error category of an exception: handlers' own, timeouts, else the type's rule
@@ -161,7 +157,7 @@ def run_job(job_type: str, data: dict) -> dict:
     )
     # Providers a handler does not call through vq (local ones) are checked here, before it
     # runs; HTTP providers when called, by ProviderCalls, which can fail over between them.
-    local = [p for p in chain if not _is_http(rt.settings, p)]
+    local = [p for p in chain if not providers.is_http(rt.settings, p)]
     try:
         if chain:
             reason = costs.hold_reason(job.connection, rt.settings, job.meta.get("userId") or "_",

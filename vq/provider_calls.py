@@ -29,7 +29,7 @@ class ProviderCalls:
 
     def call(self, payload: dict, units: dict | None = None, provider: str | None = None) -> dict:
         chain = [provider] if provider else [p for p in self.chain
-                                             if p not in self.settings.providers or self._kind(p) == "http"]
+                                             if p not in self.settings.providers or providers.is_http(self.settings, p)]
         if not chain:
             raise PermanentError("provider: this job type names no HTTP provider (job_types.<type>.providers)")
         waits: list[tuple[float, str]] = []
@@ -92,9 +92,10 @@ class ProviderCalls:
         assert failure is not None
         raise failure
 
-    def _kind(self, name: str) -> str:
-        config = self.settings.providers.get(name)
-        return config.kind if config else "local"
+    @property
+    def http_chain(self) -> list[str]:
+        """The providers of the chain vq calls itself, in order of preference."""
+        return [p for p in self.chain if providers.is_http(self.settings, p)]
 
     def _grant(self, name: str, config) -> Grant | float:
         """A grant, waiting in place for a short wait within the provider's maxWait."""

@@ -22,6 +22,13 @@ from vq.config import ProviderSettings, Settings
 from vq.errors import PermanentError, ProviderError, RateLimitError
 
 
+def is_http(settings: Settings, name: str) -> bool:
+    """A provider vq calls itself (kind http); others (local, or unknown names) a handler
+    runs on its own."""
+    config = settings.providers.get(name)
+    return config is not None and config.kind == "http"
+
+
 def call(settings: Settings, name: str, payload: dict) -> dict:
     provider = settings.providers.get(name)
     if provider is None:
