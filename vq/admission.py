@@ -49,27 +49,35 @@ class Admission:
         back in the same round trip, so the worker need not fetch it."""
         return parse_admitted(self._admit(args=self._admit_args(job_types)))
 
-    def admit_in(self, pipe, job_types: list[str], start: tuple[str, str, int] | None = None) -> None:
-        """`admit` as part of a pipeline (its reply: `parse_admitted`); with `start`
-        (worker name, a new execution id, the default heartbeat TTL) the admitted job is
-        also started for that worker in the same step. By SHA: the script is loaded by the
-        first `admit`; a Redis that lost it answers NOSCRIPT, which `parse_admitted` reads
-        as "nothing admitted" after loading it again."""
-        pipe.evalsha(self._admit.sha, 0, *self._admit_args(job_types, start))
+    def admit_in(self, pipe, job_types: list[str], start: Start | None = None,
+                 give_back: tuple[str, str, str] | None = None) -> None:
+        """`admit` as part of a pipeline (its reply: `parse_admitted`). With `start` the
+        admitted job is also started for that worker in the same step; with `give_back`
+        (job id, type, user) a finished job's slots are given back first and an idle
+        worker woken, as `release_in` does. By SHA: the script is loaded by the first
+        `admit`; a Redis that lost it answers NOSCRIPT, which `parse_admitted` reads as
+        "nothing admitted" after loading it again (the slots then lapse with the lease)."""
+        pipe.evalsha(self._admit.sha, 0, *self._admit_args(job_types, start, give_back))
 
-    def _admit_args(self, job_types: list[str], start: tuple[str, str, int] | None = None) -> list:
+    def _admit_args(self, job_types: list[str], start: Start | None = None,
+                    give_back: tuple[str, str, str] | None = None) -> list:
         moment = now()
-        args = [int(moment.timestamp() * 1000), self.lease_ms, DRAIN_MAX, SCAN_MAX, len(job_types), *job_types]
+        args = [int(moment.timestamp() * 1000), self.lease_ms, DRAIN_MAX, SCAN_MAX, *(give_back or ("", "", ""))]
         if start is None:
-            return [*args, ""]
-        worker_name, execution_id, default_ttl = start
-        return [*args, worker_name, execution_id, utcformat(moment), repr(moment.timestamp()), default_ttl]
+            args += ["", "", "", "", "", ""]
+        else:
+            args += [start.worker, start.execution_id, utcformat(moment), repr(moment.timestamp()),
+                     start.default_ttl, "1" if start.busy else "0"]
+        return [*args, len(job_types), *job_types]
 
-    def parse_admitted(self, reply) -> Admitted | None:
+    def parse_admitted(self, reply, give_back: tuple[str, str, str] | None = None) -> Admitted | None:
+        """The reply of `admit_in`; `give_back` as given to it, done here if the script did not run."""
         if isinstance(reply, ResponseError):
             if "NOSCRIPT" not in str(reply):
                 raise reply
             self.conn.script_load(self._admit.script)
+            if give_back is not None:
+                release(self.conn, *give_back)
             return None
         return parse_admitted(reply)
 
@@ -84,6 +92,14 @@ class Admission:
             pipe.zadd(keys.running_type(job_type), {job_id: deadline}, xx=True)
             pipe.zadd(keys.running_user(user_id), {job_id: deadline}, xx=True)
             pipe.execute()
+
+
+class Start(NamedTuple):
+    """Start the admitted job for this worker in the admission step."""
+    worker: str
+    execution_id: str
+    default_ttl: int  # the heartbeat TTL for a job without a timeout
+    busy: bool  # the worker's hash already says busy (it is finishing a job): not rewritten
 
 
 class Admitted(NamedTuple):

@@ -44,7 +44,9 @@ def cancel_request(job_id: str) -> str:
 
 # --- admission (see vq/lua/admit.lua for how these fit together) -------------------
 WAKE = PREFIX + "wake"  # list: a token per event that may let a waiting job run
-INBOX = PREFIX + "inbox"  # set of RQ queue names whose lists may hold jobs admission has not routed
+# set: what admission looks at: RQ queue names whose lists may hold jobs it has not
+# routed, and the keys of rings that have users (vq/lua/admit.lua)
+INBOX = PREFIX + "inbox"
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
 ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet
@@ -57,6 +59,7 @@ def waiting_list(job_type: str, priority: str, user_id: str) -> str:
 
 def ring(job_type: str, priority: str) -> str:
     return f"{PREFIX}ring:{job_type}:{priority}"
+
 
 
 def legacy_waiting(job_type: str) -> str:
@@ -90,6 +93,11 @@ def limits(kind: str) -> str:
 def limit_overrides(kind: str) -> str:
     """Limits set at runtime with `vq limits set`; they win over config."""
     return f"{PREFIX}limits:override:{kind}"
+
+
+# hash type:<t> / tier:<tier> / user:<u> -> the limit in force: config with overrides over
+# it, rebuilt whenever either changes (vq/lua/limits.py), so admission reads one hash.
+LIMITS_EFFECTIVE = PREFIX + "limits:effective"
 
 
 def idempotency(user_id: str, key: str) -> str:

@@ -8,6 +8,7 @@ writes overrides that win over config on every host at once, without a restart.
 from __future__ import annotations
 
 import time
+from importlib import resources
 
 from redis import Redis
 
@@ -25,6 +26,14 @@ def publish_config_limits(conn: Redis, settings: Settings) -> None:
         pipe.hset(keys.limits("type"), mapping=types)
         pipe.hset(keys.limits("tier"), mapping=dict(settings.concurrency.user))
         pipe.execute()
+    rebuild_effective(conn)
+
+
+def rebuild_effective(conn: Redis) -> int:
+    """Recompute the one hash admission reads (keys.LIMITS_EFFECTIVE) from config and
+    overrides, atomically; after every change of either. Returns its number of entries."""
+    source = resources.files("vq.lua").joinpath("limits.lua").read_text()
+    return int(conn.register_script(source)())
 
 
 def _hash(conn: Redis, key: str) -> dict[str, int]:
@@ -81,6 +90,7 @@ def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int 
         if value < 1:
             raise InvalidInput(f"limit must be a whole number of at least 1, got {value}")
         conn.hset(keys.limit_overrides(kind), name, value)
+    rebuild_effective(conn)
     from vq.admission import wake
 
     wake(conn)  # a raised limit may let waiting jobs run now

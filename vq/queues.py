@@ -82,6 +82,7 @@ def pause(conn: Redis, settings: Settings, job_type: str) -> dict:
     """Stop starting new jobs of this type on every host; running ones finish."""
     get_job_type(settings, job_type)
     conn.sadd(keys.PAUSED, job_type)
+    limits.rebuild_effective(conn)  # admission reads the pause there
     events.emit(conn, "paused", "-", job_type)
     return {"jobType": job_type, "paused": True}
 
@@ -89,6 +90,7 @@ def pause(conn: Redis, settings: Settings, job_type: str) -> dict:
 def resume(conn: Redis, settings: Settings, job_type: str) -> dict:
     get_job_type(settings, job_type)
     conn.srem(keys.PAUSED, job_type)
+    limits.rebuild_effective(conn)
     admission.wake(conn)
     events.emit(conn, "resumed", "-", job_type)
     return {"jobType": job_type, "paused": False}

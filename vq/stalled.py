@@ -41,6 +41,9 @@ def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
                 outcome = _handle(conn, registry, job, job_type, max_stalled)
                 if outcome:
                     outcomes.append((job.id, outcome))
+        # Admission counts live leases only; lapsed ones whose job was handled above (or
+        # is gone) are dropped here, so the set does not grow.
+        conn.zremrangebyscore(keys.running_type(job_type), "-inf", now)
     return outcomes
 
 

@@ -100,8 +100,10 @@ def subs(n: int, data=None) -> list[Submission]:
                        subscription="enterprise") for i in range(n)]
 
 
-def commands(conn) -> int:
-    return sum(v["calls"] for v in conn.info("commandstats").values())
+def commands(conn) -> dict[str, int]:
+    """Calls per Redis command since the last CONFIG RESETSTAT (every client counts)."""
+    return {name.removeprefix("cmdstat_").upper(): v["calls"]
+            for name, v in conn.info("commandstats").items()}
 
 
 # --------------------------------------------------------------------------- drain
@@ -109,13 +111,14 @@ def commands(conn) -> int:
 
 def part_drain(conn, args, workdir, server, config, progress) -> dict:
     systems = ["vq", "rq-simple"] + (["rq-fork"] if args.fork_jobs else [])
-    counted: dict[str, list[float]] = {s: [] for s in systems}
+    counted: dict[str, list[dict[str, int]]] = {s: [] for s in systems}
+    jobs_of = {s: args.fork_jobs if s == "rq-fork" else args.jobs for s in systems}
 
     def counting(system, jobs, body):
         def before():
             conn.config_resetstat()
         result = body(before)
-        counted[system].append(commands(conn) / jobs)
+        counted[system].append(commands(conn))
         return result
 
     def vq_round(run):
@@ -132,7 +135,13 @@ def part_drain(conn, args, workdir, server, config, progress) -> dict:
                          run_rq_round=rq_round, progress=progress)
     summary = summarize(results, systems)["systems"]
     for system in systems:
-        summary[system]["commands_per_job"] = round(statistics.median(counted[system]), 1)
+        runs = counted[system]
+        summary[system]["commands_per_job"] = round(
+            statistics.median(sum(run.values()) / jobs_of[system] for run in runs), 1)
+        names = sorted({name for run in runs for name in run})
+        by_name = {name: round(statistics.median(run.get(name, 0) for run in runs) / jobs_of[system], 2)
+                   for name in names}
+        summary[system]["commands_by_name"] = dict(sorted(by_name.items(), key=lambda kv: -kv[1]))
     return summary
 
 
@@ -378,6 +387,16 @@ def print_report(out, report: dict, meta: dict) -> None:
             t.add_row(system, str(row["runs"]), f"{row['drain_jobs_per_s']:,.0f}",
                       f"{row['steady_jobs_per_s']:,.0f}" if row.get("steady_jobs_per_s") else "-",
                       f"{row['commands_per_job']:.1f}")
+        out.print(t)
+        t = Table(title="Redis commands per job, by command (median of runs; every client counts)")
+        t.add_column("command")
+        drained = list(report["drain"])
+        for system in drained:
+            t.add_column(system, justify="right")
+        names = list(report["drain"]["vq"]["commands_by_name"])
+        names += [n for s in drained for n in report["drain"][s]["commands_by_name"] if n not in names]
+        for name in names:
+            t.add_row(name, *(f"{report['drain'][s]['commands_by_name'].get(name, 0):.2f}" for s in drained))
         out.print(t)
     if "enqueue" in report:
         t = Table(title=f"Enqueue: {meta['jobs']:,} jobs (median of {meta['runs']})")

@@ -29,7 +29,9 @@ for i = 1, n_types do
             redis.call('LREM', 'vq:ring:' .. t .. ':' .. from, 1, user)
           end
           if redis.call('LPUSH', 'vq:wait:' .. t .. ':' .. to .. ':' .. user, id) == 1 then
-            redis.call('RPUSH', 'vq:ring:' .. t .. ':' .. to, user)
+            if redis.call('RPUSH', 'vq:ring:' .. t .. ':' .. to, user) == 1 then
+              redis.call('SADD', 'vq:inbox', 'vq:ring:' .. t .. ':' .. to)  -- see admit.lua
+            end
           end
           redis.call('HSET', 'vq:aged', id, to)
           redis.call('ZADD', 'vq:waitsince:' .. t .. ':' .. to, now, id)
