@@ -153,6 +153,26 @@ def test_a_job_aged_to_high_still_counts_as_waiting_since_it_was_enqueued(vq, re
     assert vq.wait_for(job)["status"] == "finished"
 
 
+def test_waiting_lines_are_found_even_when_their_hint_is_lost(vq, redis_conn):
+    """Admission looks only at the lines vq:inbox lists while it finds work there; lines it
+    does not list (the set was lost, or an older vq made them) are found by the full look
+    an idle worker makes, and listed again."""
+    _limits(vq, 5)
+    vq.start_daemon(workers=1)
+    vq.run("pause", "test-track")
+    ids = [vq.submit("test-track", {}, "--user", f"u{i}", "--subscription", "pro") for i in range(3)]
+    deadline = time.monotonic() + 10
+    while redis_conn.llen("vq:ring:test-track:normal") < 3:
+        assert time.monotonic() < deadline, "the jobs were not routed into their users' lines"
+        time.sleep(0.1)
+    assert redis_conn.sismember("vq:inbox", "vq:ring:test-track:normal")
+    redis_conn.delete("vq:inbox")
+    vq.run("resume", "test-track")
+    for job_id in ids:
+        assert vq.wait_for(job_id, timeout=10)["status"] == "finished"
+    assert not redis_conn.sismember("vq:inbox", "vq:ring:test-track:normal"), "an emptied line is unlisted"
+
+
 def test_a_killed_worker_frees_its_slots_and_its_job_runs_again(vq, redis_conn):
     _limits(vq, 1, queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000, "maxStalledCount": 1}})
     doomed = vq.submit("test-track", {"seconds": 30}, "--user", "u", "--subscription", "pro")

@@ -153,6 +153,13 @@ class VqWorker(Worker):
             return
         super().set_state(state, pipeline)
         self._written_state = state
+        if state == WorkerStatus.IDLE:  # the counts held back while busy (see _flush_counts)
+            if pipeline is not None:
+                self._flush_counts(pipeline)
+            elif getattr(self, "_unwritten_done", 0):
+                with self.connection.pipeline(transaction=False) as pipe:
+                    self._flush_counts(pipe)
+                    pipe.execute()
 
     def check_for_suspension(self, burst: bool):
         """RQ asks Redis before every job whether workers are suspended; once a second is
@@ -244,9 +251,10 @@ class VqWorker(Worker):
             self._replace_if_too_big(time.monotonic() - began)
 
     def increment_successful_job_count(self, pipeline=None):
-        """Counted here and written with the next heartbeat (two commands per job less):
-        `vq workers` shows the count at most HEARTBEAT_EVERY seconds late. A forked child
-        writes its own, as RQ does: it has no heartbeat of its own to carry it."""
+        """Counted here and written with the next heartbeat or when the worker goes idle
+        (two commands per job less): `vq workers` shows a busy worker's count at most
+        HEARTBEAT_EVERY seconds late. A forked child writes its own, as RQ does: it has no
+        heartbeat of its own to carry it."""
         if self.is_horse:
             return super().increment_successful_job_count(pipeline)
         self._unwritten_done = getattr(self, "_unwritten_done", 0) + 1
