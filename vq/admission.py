@@ -44,10 +44,11 @@ class Admission:
         self._admit = _script(conn, "admit.lua")
         self._promote = _script(conn, "promote.lua")
 
-    def admit(self, job_types: list[str]) -> Admitted | None:
+    def admit(self, job_types: list[str], start: Start | None = None) -> Admitted | None:
         """Route arrivals and admit one job of these types, or None. The job's hash comes
-        back in the same round trip, so the worker need not fetch it."""
-        return parse_admitted(self._admit(args=self._admit_args(job_types)))
+        back in the same round trip, so the worker need not fetch it; with `start` the job
+        is also started for that worker."""
+        return parse_admitted(self._admit(args=self._admit_args(job_types, start)))
 
     def admit_in(self, pipe, job_types: list[str], start: Start | None = None,
                  give_back: tuple[str, str, str] | None = None) -> None:

@@ -46,9 +46,12 @@ def admission_for(connection: Redis) -> Admission:
 
 
 class VqQueue(Queue):
+    starter = None  # the vq worker whose dequeues these are (VqWorker sets it on its own subclass)
+
     @classmethod
     def dequeue_any(cls, queues, timeout, connection, **kwargs):
-        """Take the next job admission lets through, instead of popping RQ's lists directly.
+        """Take the next job admission lets through, instead of popping RQ's lists directly;
+        for a vq worker, started for it in the same step.
 
         Waits for a wake token (a job arrived, a slot was freed) up to `timeout`; never
         spins."""
@@ -56,9 +59,13 @@ class VqQueue(Queue):
         admission = admission_for(connection)
         deadline = time.monotonic() + (timeout or 0)
         while True:
-            admitted = admission.admit(types)
+            start = cls.starter.start_for_admission() if cls.starter is not None else None
+            admitted = admission.admit(types, start=start)
             if admitted is not None:
-                taken = cls.take_admitted(connection, admitted, **kwargs)
+                if admitted.started:
+                    taken = cls.starter.take_started(admitted, start.execution_id)
+                else:
+                    taken = cls.take_admitted(connection, admitted, **kwargs)
                 if taken is not None:
                     return taken
                 continue

@@ -299,6 +299,24 @@ class VqWorker(Worker):
             return self._prestarted[0], self._prestarted[1]
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Its own queue class, so that VqQueue.dequeue_any can have admission start the job
+        # it hands this worker in the same step (RQ calls dequeue_any with fixed arguments).
+        self.queue_class = type("VqQueue", (VqQueue,), {"starter": self})
+
+    def start_for_admission(self) -> Start | None:
+        """An idle worker's admission call also starts the job it gets (one round trip
+        less from arrival to handler), unless this worker is about to stop."""
+        if self._stop_requested or self.redis_lost or self.is_horse:
+            return None
+        return Start(self.name, uuid.uuid4().hex, DEFAULT_WORKER_TTL, busy=self._written_state == WorkerStatus.BUSY)
+
+    def take_started(self, admitted: Admitted, execution_id: str):
+        """(job, queue) of a job admission started for this idle worker (see _take_started)."""
+        self._take_started(admitted, execution_id)
+        return None if self._prestarted is None else self._prestarted[:2]
+
     def _will_take_another(self) -> bool:
         return not (self._stop_requested or self.redis_lost or self.is_horse or
                     (self._max_jobs is not None and self._executed + 1 >= self._max_jobs))

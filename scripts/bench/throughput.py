@@ -393,10 +393,11 @@ def print_report(out, report: dict, meta: dict) -> None:
         drained = list(report["drain"])
         for system in drained:
             t.add_column(system, justify="right")
-        names = list(report["drain"]["vq"]["commands_by_name"])
-        names += [n for s in drained for n in report["drain"][s]["commands_by_name"] if n not in names]
+        per_job = [report["drain"][s]["commands_by_name"] for s in drained]
+        names = list(dict.fromkeys(n for counts in per_job for n in counts))  # vq's order first
         for name in names:
-            t.add_row(name, *(f"{report['drain'][s]['commands_by_name'].get(name, 0):.2f}" for s in drained))
+            if max(counts.get(name, 0) for counts in per_job) >= 0.01:  # not the bench's own setup
+                t.add_row(name, *(f"{counts.get(name, 0):.2f}" for counts in per_job))
         out.print(t)
     if "enqueue" in report:
         t = Table(title=f"Enqueue: {meta['jobs']:,} jobs (median of {meta['runs']})")
