@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
     JOB_TYPE, RQ_QUEUE, BenchError, PrivateRedis, consoles, environment, err, run_rounds, run_rq, run_vq,
-    start_vq_daemon, stop_process, summarize, vq_registry_keys, wait_until_ended, write_vq_config,
+    start_vq_daemon, steady_seconds, stop_process, summarize, vq_registry_keys, wait_until_ended, write_vq_config,
 )
 from bench_handlers import STARTS_KEY  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -306,13 +306,20 @@ def part_scale(conn, args, workdir, config, settings, progress) -> dict:
             stop_process(daemon)
         if failed:
             raise BenchError(f"scale: {failed} jobs failed")
+        ended = [i.decode() for key in finished_keys for i in conn.zrange(key, 0, -1)]
+        steady_s = steady_seconds(conn, ended)
         out[label] = {"backlog": backlog, "drained": args.jobs, "seconds": drain_s, "jobs_per_s": args.jobs / drain_s,
+                      "steady_jobs_per_s": len(ended) / steady_s if steady_s else None,
                       "submit_s": made_s, "settle_s": settle_s,
                       "redis_memory_mb": conn.info("memory")["used_memory"] / 2**20}
         progress.print(f"scale: first {args.jobs:,} of {backlog:,} waiting drained at "
-                       f"{out[label]['jobs_per_s']:,.0f}/s (backlog made in {made_s:.0f}s, settled in {settle_s:.0f}s, "
+                       f"{out[label]['jobs_per_s']:,.0f}/s from the daemon's spawn, "
+                       f"{out[label]['steady_jobs_per_s'] or 0:,.0f}/s from first start to last end "
+                       f"(backlog made in {made_s:.0f}s, settled in {settle_s:.0f}s, "
                        f"Redis {out[label]['redis_memory_mb']:,.0f} MB)")
     out["ratio"] = out["large"]["jobs_per_s"] / out["small"]["jobs_per_s"]
+    if out["large"]["steady_jobs_per_s"] and out["small"]["steady_jobs_per_s"]:
+        out["steady_ratio"] = out["large"]["steady_jobs_per_s"] / out["small"]["steady_jobs_per_s"]
     conn.flushall(asynchronous=True)  # a million keys: do not block the reply
     return out
 
@@ -422,7 +429,9 @@ def print_report(out, report: dict, meta: dict) -> None:
         s = report["scale"]
         out.print(f"Scale: first {s['small']['drained']:,} jobs at {s['small']['jobs_per_s']:,.0f}/s with "
                   f"{s['small']['backlog']:,} waiting, {s['large']['jobs_per_s']:,.0f}/s with "
-                  f"{s['large']['backlog']:,} waiting")
+                  f"{s['large']['backlog']:,} waiting, from the daemon's spawn (the target's measure); "
+                  f"from first start to last end {s['small']['steady_jobs_per_s'] or 0:,.0f}/s and "
+                  f"{s['large']['steady_jobs_per_s'] or 0:,.0f}/s (ratio {s.get('steady_ratio', 0):.2f})")
     t = Table(title="Targets")
     for col in ("measure", "value", "target", "met"):
         t.add_column(col, justify="left" if col == "measure" else "right")
