@@ -173,6 +173,24 @@ def test_waiting_lines_are_found_even_when_their_hint_is_lost(vq, redis_conn):
     assert not redis_conn.sismember("vq:inbox", "vq:ring:test-track:normal"), "an emptied line is unlisted"
 
 
+def test_one_admission_call_routes_the_arrivals_of_many_new_users(vq, redis_conn):
+    """Routing writes each new user's tier in chunks (Lua's unpack has a limit): 600 users
+    whose jobs arrive in three lists at once are all routed by one call, none lost."""
+    from vq.admission import Admission, count_waiting
+    from vq.config import load_settings
+    from vq.submission import Submission, submit_each
+
+    settings = load_settings(vq.config_path, env={})
+    subs = [Submission(job_type="test-track", user_id=f"user-{p}-{n}", subscription="pro", priority=p,
+                       privileged=True) for p in ("high", "normal", "low") for n in range(200)]
+    assert all(o["ok"] for o in submit_each(redis_conn, settings, subs, lambda s: s))
+    vq.run("pause", "test-track")
+    assert Admission(redis_conn, 30_000).admit(["test-track"]) is None, "paused: routed, none admitted"
+    assert count_waiting(redis_conn, "test-track") == 600
+    assert redis_conn.hlen("vq:usertier") == 600
+    assert redis_conn.hget("vq:usertier", "user-low-199") == b"pro"
+
+
 def test_a_killed_worker_frees_its_slots_and_its_job_runs_again(vq, redis_conn):
     _limits(vq, 1, queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000, "maxStalledCount": 1}})
     doomed = vq.submit("test-track", {"seconds": 30}, "--user", "u", "--subscription", "pro")

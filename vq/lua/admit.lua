@@ -217,6 +217,10 @@ for _, qname in ipairs(redis.call('SMEMBERS', 'vq:inbox')) do
           tiers[user] = tier
           tier_args[#tier_args + 1] = user
           tier_args[#tier_args + 1] = tier
+          if #tier_args >= 1000 then  -- Lua's unpack has a limit: many new users, several writes
+            redis.call('HSET', 'vq:usertier', unpack(tier_args))
+            tier_args = {}
+          end
         end
         redis.call('HSET', jk, 'status', 'rate_limited')
         since[#since + 1] = now
