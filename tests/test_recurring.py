@@ -138,6 +138,43 @@ def test_a_tick_left_half_done_by_a_dead_daemon_is_neither_lost_nor_doubled(vq, 
     assert vq.wait_for(job_id)["status"] == "finished"
 
 
+def test_two_daemons_firing_one_tick_at_once_make_one_job(vq, redis_conn):
+    """A tick's job id is fixed, and creating it is create-if-absent in one transaction: a
+    daemon that passed the spawner's check while another created the job (its lease lapsed
+    during a stall) adds nothing: no second push, no second `created` event."""
+    from vq.config import load_settings
+    from vq.submission import Submission, submit
+
+    settings = load_settings(vq.config_path, env={})
+    sub = Submission(job_type="test-noop", user_id="u", job_id="tick-job-1", skip_cache=True)
+    assert submit(redis_conn, settings, sub) == "tick-job-1"
+    assert submit(redis_conn, settings, sub) == "tick-job-1"
+    pushed = [i for q in ("high", "normal", "low") for i in redis_conn.lrange(f"rq:queue:test-noop.{q}", 0, -1)]
+    assert pushed == [b"tick-job-1"]
+    created = [e for _, e in redis_conn.xrange("vq:events") if e[b"event"] == b"created"]
+    assert len(created) == 1
+
+
+def test_daylight_saving_ticks_with_a_daemon(vq, redis_conn):
+    """Europe/Berlin, 02:30 on four days of 2026: on 29 March that time does not exist (the
+    clocks jump from 02:00 to 03:00), so the tick fires at 03:00 CEST; on 25 October it
+    happens twice (03:00 back to 02:00), so it fires twice. A daemon catching up on them
+    (catch_up: all) spawns exactly these."""
+    rid = vq.json("recurring", "add", "test-noop", "--cron", "30 2 25,29 3,10 *", "--tz", "Europe/Berlin",
+                  "--user", "u", "--skip-cache", "--catch-up", "all")["id"]
+    utc = [datetime(2026, 3, 25, 1, 30), datetime(2026, 3, 29, 1, 0), datetime(2026, 10, 25, 0, 30),
+           datetime(2026, 10, 25, 1, 30), datetime(2026, 10, 29, 1, 30)]
+    expected = [int(t.replace(tzinfo=timezone.utc).timestamp() * 1000) for t in utc]
+    redis_conn.zadd("vq:recurring:due", {rid: expected[0]})  # no daemon ran since March
+    vq.start_daemon()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and int(redis_conn.zscore("vq:recurring:due", rid)) <= expected[-1]:
+        time.sleep(0.1)
+    assert sorted(_ticks(redis_conn, rid).values()) == expected
+    for job_id in _ticks(redis_conn, rid):
+        assert vq.wait_for(job_id)["status"] == "finished"
+
+
 @pytest.mark.parametrize("policy,expected", [("all", "every"), ("one", 1), ("none", 0)])
 def test_catch_up_policies(vq, redis_conn, policy, expected):
     vq.configure(recurring={"misfireGrace": 1000})

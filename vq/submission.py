@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from math import ceil
 
-from redis import Redis
+from redis import Redis, WatchError
 from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import Dependency, Job, JobStatus
@@ -359,7 +359,8 @@ def _submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved:
             return job_id
     plan = _plan(resolved)
     if not plan:
-        _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=[], cache_key=key)
+        _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=[], cache_key=key,
+                 if_absent=bool(sub.job_id))
         return job_id
     step_ids: dict[str, str] = {}
     dependents: set[str] = set()
@@ -469,7 +470,10 @@ def _job_spec(settings: Settings, r: _Resolved, job_id: str, step: str | None, p
 
 
 def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step: str | None,
-             parent_id: str | None, children: list[str], cache_key: str | None = None) -> None:
+             parent_id: str | None, children: list[str], cache_key: str | None = None,
+             if_absent: bool = False) -> None:
+    """Create the job. `if_absent` (a fixed id: a recurring tick's) creates it only if no
+    job has that id, atomically, so two daemons firing the same tick make one job."""
     if r.depends_on:  # RQ checks the dependencies in its own WATCHed transaction
         queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
         common = _job_spec(settings, r, job_id, step, parent_id, children, cache_key)
@@ -478,13 +482,21 @@ def _enqueue(conn: Redis, settings: Settings, r: _Resolved, job_id: str, *, step
         _record_created(conn, r, job, parent_id, step)
         return
     with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
+        if if_absent:
+            pipe.watch(Job.key_for(job_id))
+            if pipe.exists(Job.key_for(job_id)):
+                return
+            pipe.multi()
         pushed = _create_in(conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children,
                             cache_key=cache_key)
         _index_in(pipe, r, job_id)
         if pushed:
             _announce(pipe, [pushed])
             wake_in(pipe)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except WatchError:  # created meanwhile by whoever else fired this tick
+            return
 
 
 def _create_in(conn: Redis, pipe: Pipeline, settings: Settings, r: _Resolved, job_id: str, *,
