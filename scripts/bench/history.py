@@ -40,12 +40,11 @@ Then `vq.stats.stats`, `vq.health.check`, `vq.stats.perf` (window 1 h) and
 `vq.dashboard.overview` (what each `vq tui` refresh reads) are called 20
 times each (after one warm-up call each, calls interleaved), in-process, and timed; then
 1,000,000 waiting jobs are created and they are timed again. The waiting jobs are what
-`submit` would leave behind: real RQ jobs of `bench-noop` (function vq.execution.run_job,
-JSON serializer, vq's meta built by vq.submission's own `_job_spec`), on vq's queues
-(`bench-noop.low` / `.normal` / `.high` by the users' tiers, which cycle free, basic, pro,
-enterprise), plus vq's indexes and `created` event (vq.submission's `_record_created_in`).
-They are made with RQ's `Queue.prepare_data` + `Queue.enqueue_many` in chunks of 10,000,
-one pipeline per chunk, by one process per CPU (`--create-procs`). The reference is what
+`submit` would leave behind, made by vq's own batch path (`submit_each`, what `vq submit
+--batch` calls): real RQ jobs of `bench-noop` on vq's queues (`bench-noop.low` / `.normal`
+/ `.high` by the users' tiers, which cycle free, basic, pro, enterprise), with vq's
+indexes and `created` events, in chunks of 10,000 by one process per CPU
+(`--create-procs`). The reference is what
 `rq info` computes for the same 33 queues (every type x priority): `Queue.count` and the
 started, finished and failed registries' `count` (which clean up first, as in rq/cli),
 timed the same way.
@@ -68,7 +67,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -89,9 +87,7 @@ from vq import archiver, dashboard, health, historydb, keys, metrics  # noqa: E4
 from vq import stats as vq_stats  # noqa: E402
 from vq.config import TIERS, load_settings  # noqa: E402
 from vq.jobtypes import job_types  # noqa: E402
-from vq.model import VQ_FUNC  # noqa: E402
-from vq.rq_queue import rq_queue  # noqa: E402
-from vq.submission import Submission, _job_spec, _record_created_in, _resolve, submit  # noqa: E402
+from vq.submission import Submission, submit, submit_each  # noqa: E402
 
 SYSTEMS = ("vq-on", "vq-off", "rq-simple")
 LABELS = {"vq-on": "vq daemon, history on", "vq-off": "vq daemon, history off", "rq-simple": "RQ SimpleWorker"}
@@ -332,41 +328,25 @@ def seed_finished(conn, args, workdir: Path, config_path: Path, settings, progre
     progress.print(f"[dim]part 2: {len(ids)} jobs finished and archived; daemon stopped[/]")
 
 
-def resolved_users(conn, settings, n_users: int) -> list:
-    """vq's own resolution of each user's submission (priority from the tier, which cycles)."""
-    return [_resolve(conn, settings, Submission(job_type=JOB_TYPE, data={}, user_id=user,
-                                                subscription=TIERS[i % len(TIERS)]))
-            for i, user in enumerate(users(n_users))]
-
-
-_maker: dict = {}  # per creating process: its connection, settings, resolved users and queues
+_maker: dict = {}  # per creating process: its connection and settings
 
 
 def _init_maker(redis_url: str, config_path: str, n_users: int) -> None:
-    conn = redis.Redis.from_url(redis_url)
-    settings = load_settings(Path(config_path), env={})
-    resolved = resolved_users(conn, settings, n_users)
-    _maker.update(conn=conn, settings=settings, resolved=resolved,
-                  queues={r.priority: rq_queue(conn, keys.queue_name(JOB_TYPE, r.priority)) for r in resolved})
+    _maker.update(conn=redis.Redis.from_url(redis_url), settings=load_settings(Path(config_path), env={}),
+                  users=users(n_users))
 
 
 def _make_chunk(span: tuple[int, int]) -> int:
-    """Jobs start..start+size-1 (user = index mod users), as `submit` leaves them: one
-    enqueue_many per queue (RQ's job hash and queue list) plus vq's indexes and `created`
-    event, all in one pipeline."""
+    """Jobs start..start+size-1 (user = index mod users, tiers cycling), through vq's batch
+    submission."""
     start, size = span
-    settings, resolved, queues = _maker["settings"], _maker["resolved"], _maker["queues"]
-    by_priority: dict[str, list] = {}
-    for i in range(start, start + size):
-        r = resolved[i % len(resolved)]
-        by_priority.setdefault(r.priority, []).append(r)
-    with _maker["conn"].pipeline(transaction=False) as pipe:
-        for priority, rs in by_priority.items():
-            datas = [Queue.prepare_data(VQ_FUNC, **_job_spec(settings, r, uuid.uuid4().hex, None, None, [], None))
-                     for r in rs]
-            for job, r in zip(queues[priority].enqueue_many(datas, pipeline=pipe), rs):
-                _record_created_in(pipe, r, job, None, None)
-        pipe.execute()
+    names = _maker["users"]
+    subs = [Submission(job_type=JOB_TYPE, data={}, user_id=names[i % len(names)],
+                       subscription=TIERS[(i % len(names)) % len(TIERS)]) for i in range(start, start + size)]
+    outcomes = submit_each(_maker["conn"], _maker["settings"], subs, lambda s: s)
+    refused = [o for o in outcomes if not o["ok"]]
+    if refused:
+        raise BenchError(f"submit_each refused {len(refused)} jobs: {refused[0]}")
     return size
 
 
