@@ -61,7 +61,6 @@ def ring(job_type: str, priority: str) -> str:
     return f"{PREFIX}ring:{job_type}:{priority}"
 
 
-
 def legacy_waiting(job_type: str) -> str:
     """Every waiting job of a type, which vq before 0.3 kept beside wait_since (migrated at daemon start)."""
     return f"{PREFIX}waiting:{job_type}"
@@ -96,7 +95,7 @@ def limit_overrides(kind: str) -> str:
 
 
 # hash type:<t> / tier:<tier> / user:<u> -> the limit in force: config with overrides over
-# it, rebuilt whenever either changes (vq/lua/limits.py), so admission reads one hash.
+# it, rebuilt whenever either changes (vq/lua/limits.lua), so admission reads one hash.
 LIMITS_EFFECTIVE = PREFIX + "limits:effective"
 
 

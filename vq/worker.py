@@ -117,6 +117,14 @@ class VqWorker(Worker):
     _max_jobs = None
     _executed = 0
     _memory_checked_at = float("-inf")
+    _unwritten_done = 0  # jobs done since the worker's counts were last written (_flush_counts)
+    _unwritten_busy = 0.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Its own queue class, so that VqQueue.dequeue_any can have admission start the job
+        # it hands this worker in the same step (RQ calls dequeue_any with fixed arguments).
+        self.queue_class = type("VqQueue", (VqQueue,), {"starter": self})
 
     def heartbeat(self, timeout=None, pipeline=None):
         """RQ's heartbeat in one round trip (RQ sends its three commands one by one), and
@@ -156,7 +164,7 @@ class VqWorker(Worker):
         if state == WorkerStatus.IDLE:  # the counts held back while busy (see _flush_counts)
             if pipeline is not None:
                 self._flush_counts(pipeline)
-            elif getattr(self, "_unwritten_done", 0):
+            elif self._unwritten_done or self._unwritten_busy:
                 with self.connection.pipeline(transaction=False) as pipe:
                     self._flush_counts(pipe)
                     pipe.execute()
@@ -257,20 +265,19 @@ class VqWorker(Worker):
         heartbeat of its own to carry it."""
         if self.is_horse:
             return super().increment_successful_job_count(pipeline)
-        self._unwritten_done = getattr(self, "_unwritten_done", 0) + 1
+        self._unwritten_done += 1
 
     def increment_total_working_time(self, job_execution_time, pipeline):
         if self.is_horse:
             return super().increment_total_working_time(job_execution_time, pipeline)
-        self._unwritten_busy = getattr(self, "_unwritten_busy", 0.0) + job_execution_time.total_seconds()
+        self._unwritten_busy += job_execution_time.total_seconds()
 
     def _flush_counts(self, pipe) -> None:
         """The counts of jobs done since the last heartbeat, into RQ's fields of the worker."""
-        done, busy = getattr(self, "_unwritten_done", 0), getattr(self, "_unwritten_busy", 0.0)
-        if done:
-            pipe.hincrby(self.key, "successful_job_count", done)
-        if busy:
-            pipe.hincrbyfloat(self.key, "total_working_time", busy)
+        if self._unwritten_done:
+            pipe.hincrby(self.key, "successful_job_count", self._unwritten_done)
+        if self._unwritten_busy:
+            pipe.hincrbyfloat(self.key, "total_working_time", self._unwritten_busy)
         self._unwritten_done, self._unwritten_busy = 0, 0.0
 
     def _report_memory(self, pipe) -> None:
@@ -298,12 +305,6 @@ class VqWorker(Worker):
         if self._prestarted is not None:
             return self._prestarted[0], self._prestarted[1]
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Its own queue class, so that VqQueue.dequeue_any can have admission start the job
-        # it hands this worker in the same step (RQ calls dequeue_any with fixed arguments).
-        self.queue_class = type("VqQueue", (VqQueue,), {"starter": self})
 
     def start_for_admission(self) -> Start | None:
         """An idle worker's admission call also starts the job it gets (one round trip
