@@ -137,6 +137,19 @@ class VQ:
         self.daemons.append(proc)
         return proc
 
+    def another_host(self, name: str) -> "VQ":
+        """The same Redis and config, with its own data directory (its own history.db), as a
+        second host has. Its daemons are stopped with this one's."""
+        data_dir = self.data_dir.parent / name
+        data_dir.mkdir()
+        config = yaml.safe_load(self.config_path.read_text())
+        config["data_dir"] = str(data_dir)
+        config_path = self.config_path.with_name(f"config-{name}.yaml")
+        config_path.write_text(yaml.safe_dump(config))
+        other = VQ(config_path, {**self.env, "VQ_CONFIG": str(config_path)}, data_dir)
+        other.daemons, other.logs = self.daemons, self.logs
+        return other
+
     def stop_daemon(self, proc: subprocess.Popen, timeout: float = 30) -> int:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

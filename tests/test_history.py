@@ -99,8 +99,25 @@ def test_every_transition_once_with_two_daemons_a_killed_daemon_and_a_redis_rest
     statuses = dict(db.execute("SELECT id, status FROM render_jobs").fetchall())
     assert all(statuses[j] == "finished" for j in ids + more)
     assert second.poll() is None
-    assert db.execute("SELECT COUNT(*) FROM job_history").fetchone()[0] == len(set(
-        r[0] for r in db.execute("SELECT event_id FROM job_history")))
+    _assert_stream_and_history_agree(redis_conn, db)
+
+
+def _assert_stream_and_history_agree(redis_conn, db) -> None:
+    """Every status change in the event stream is one job_history row with the same id, job
+    and event, and there is no other row; the metric totals count each exactly once."""
+    from vq import events as event_stream
+    from vq import metrics
+    from vq.archiver import to_status
+
+    changes = [e for e in event_stream.read(redis_conn, count=1_000_000)
+               if e["jobId"] != "-" and to_status(e) is not None]
+    assert changes, "the stream was trimmed: nothing to compare"
+    rows = {r[0]: (r[1], r[2]) for r in db.execute("SELECT event_id, job_id, event FROM job_history")}
+    assert rows == {e["id"]: (e["jobId"], e["event"]) for e in changes}
+    counted = Counter(e["event"] for e in changes)
+    totals = metrics.totals(redis_conn)["test-noop"]
+    assert (totals["created"], totals["started"], totals["finished"]) == (
+        counted["created"], counted["started"], counted["finished"])
 
 
 def test_a_crash_between_sqlite_and_redis_counts_each_event_once(vq, redis_conn):
@@ -175,3 +192,85 @@ def test_daemons_starting_together_create_the_history_database_once(tmp_path):
         for proc in procs:
             proc.join(30)
         assert [results.get(timeout=5) for _ in procs] == ["ok"] * 4
+
+
+def _history_file(redis_conn) -> str | None:
+    path = redis_conn.hget("vq:archiver:home", "path")
+    return path.decode() if path else None
+
+
+def _wait(predicate, timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_hosts_with_their_own_history_files_keep_one_complete_history(vq, redis_conn):
+    """Two hosts, each with its own data directory: history goes to one file only, whichever
+    daemon's workers ran the jobs; the other host stands by, and takes over (saying where
+    the earlier history is) only after history.handoverAfter without the first."""
+    vq.configure(history={"handoverAfter": 4})
+    other = vq.another_host("host-b")
+    first = vq.start_daemon(workers=1)
+    home_a = str((vq.data_dir / "history.db").resolve())
+    _wait(lambda: _history_file(redis_conn) == home_a, what="host A's file to become the history's")
+    other.start_daemon(workers=1)
+    ids = [o["id"] for o in vq.json("submit", "--batch", "-", input="\n".join(
+        json.dumps({"jobType": "test-sleep", "userId": f"u{i}", "data": {"seconds": 0.2}}) for i in range(8)))]
+    views = [vq.wait_for(job_id) for job_id in ids]
+    assert {v["status"] for v in views} == {"finished"}
+    _settle(vq)
+    db_a = _db(vq)
+    for job_id in ids:
+        assert [e for e, _, _ in _transitions(vq, job_id)] == ["created", "started", "finished"]
+    assert db_a.execute("SELECT COUNT(*) FROM render_jobs").fetchone()[0] == len(ids)
+    db_b = _db(other)
+    assert db_b.execute("SELECT COUNT(*) FROM job_history").fetchone()[0] == 0
+    assert f"history is written to {home_a}" in other.daemon_log(1)
+    note = other.run("history", ids[0])  # host B's file has no rows: it says where they are
+    assert note.returncode == 4 and f"history is written to {home_a}" in note.stderr
+
+    assert vq.stop_daemon(first) == 0  # host A goes away: B waits handoverAfter, then takes over
+    stopped = time.monotonic()
+    later = vq.submit("test-noop", {}, "--user", "late")
+    assert vq.wait_for(later)["status"] == "finished"
+    _wait(lambda: "took over the history" in other.daemon_log(1), what="host B to take over")
+    assert time.monotonic() - stopped >= 3.5
+    assert home_a in other.daemon_log(1)  # the log names the file that holds the earlier history
+    assert _history_file(redis_conn) == str((other.data_dir / "history.db").resolve())
+    assert other.run("history", "--limit", "1").returncode == 0
+    assert [e for e, _, _ in _transitions(other, later)] == ["created", "started", "finished"]
+    assert db_a.execute("SELECT COUNT(*) FROM job_history WHERE job_id = ?", (later,)).fetchone()[0] == 0
+
+    vq.start_daemon(workers=1)  # A comes back: B keeps the history, A stands by
+    _wait(lambda: "history is written to" in vq.daemon_log(2), what="host A to stand by")
+    again = vq.submit("test-noop", {}, "--user", "again")
+    vq.wait_for(again)
+    assert other.run("history", again).returncode == 0
+    assert db_a.execute("SELECT COUNT(*) FROM job_history WHERE job_id = ?", (again,)).fetchone()[0] == 0
+
+
+def test_without_a_history_file_in_redis_the_newest_history_is_chosen(vq, redis_conn):
+    """A new or wiped Redis names no history file: the daemons' archivers announce theirs,
+    and the one holding the newest history claims it, whichever asked first."""
+    from vq.archiver import Archiver
+
+    settings_a = load_settings(vq.config_path, env={})
+    other = vq.another_host("host-b")
+    settings_b = load_settings(other.config_path, env={})
+    newer, empty = Archiver(redis_conn, settings_a), Archiver(redis_conn, settings_b)
+    vq.submit("test-noop", {}, "--user", "u")
+    assert newer.step(block_ms=None) > 0  # host A's file holds history; host B's is new
+    redis_conn.delete("vq:archiver:home", "vq:archiver:leader")
+
+    assert empty.hold_lease(settle_ms=600).how == "waiting"  # B asks first, and waits for others
+    assert newer.hold_lease(settle_ms=600).how == "waiting"
+    time.sleep(0.7)
+    assert empty.hold_lease(settle_ms=600).how == "waiting"  # A announced newer history: B yields
+    claimed = newer.hold_lease(settle_ms=600)
+    assert (claimed.held, claimed.how) == (True, "claimed")
+    assert _history_file(redis_conn) == newer.path
+    newer.release_lease()
+    refused = empty.hold_lease(settle_ms=600)  # the home is A's file even with no archiver running
+    assert (refused.held, refused.how, refused.path) == (False, "elsewhere", newer.path)

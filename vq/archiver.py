@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 import redis
 from redis import Redis
 
-from vq import costs, events, keys, metrics
+from vq import archiver_lease, costs, events, keys, metrics
 from vq.config import Settings
-from vq.historydb import open_db
+from vq.historydb import open_db, path_for
 
 log = logging.getLogger("vq.archiver")
 LEASE_MS = 15_000
@@ -77,10 +77,13 @@ class Archiver:
         self.conn = conn
         self.settings = settings
         self.db = open_db(settings)
+        self.db_id = archiver_lease.file_id(self.db)
+        self.path = str(path_for(settings).resolve())
         self.owner = uuid.uuid4().hex
         self._last_aggregate = 0.0
         self._last_prune = 0.0
         self._gap_reported = ""
+        self._standing_by = ""  # why the last try did not get the lease, to log each reason once
         self.stopped = False
 
     # --- positions ---------------------------------------------------------------------
@@ -93,16 +96,16 @@ class Archiver:
         return value.decode() if value else "0-0"
 
     # --- leadership --------------------------------------------------------------------
-    def hold_lease(self) -> bool:
-        """Take or keep the one archiver lease (Redis), so two daemons never archive at once."""
-        script = ("local v = redis.call('GET', KEYS[1]) "
-                  "if v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
-                  "if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end return 0")
-        return bool(self.conn.eval(script, 1, keys.ARCHIVER_LEADER, self.owner, LEASE_MS))
+    def hold_lease(self, handover: bool = True, settle_ms: int = archiver_lease.SETTLE_MS) -> archiver_lease.Outcome:
+        """Take or keep the one archiver lease, so two archivers never run at once and all
+        write the history's home file (vq/archiver_lease.py)."""
+        return archiver_lease.hold(
+            self.conn, owner=self.owner, lease_ms=LEASE_MS, db_id=self.db_id, path=self.path,
+            position=self.written_id(), now_ms=int(time.time() * 1000),
+            handover_ms=self.settings.history.handoverAfter * 1000 if handover else 0, settle_ms=settle_ms)
 
     def release_lease(self) -> None:
-        script = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-        self.conn.eval(script, 1, keys.ARCHIVER_LEADER, self.owner)
+        archiver_lease.release(self.conn, self.owner, int(time.time() * 1000))
 
     # --- one batch ---------------------------------------------------------------------
     def step(self, block_ms: int | None = 1000) -> int:
@@ -294,16 +297,15 @@ class Archiver:
         while not self.stopped:
             try:
                 if time.monotonic() - renewed >= RENEW_EVERY:  # the lease lasts three times this
-                    if not self.hold_lease():
-                        if leading:
-                            log.info("archiver: another daemon's archiver took over")
+                    outcome = self.hold_lease()
+                    if not outcome.held:
+                        self._say_standing_by(outcome, leading)
                         leading = False
                         time.sleep(2.0)
                         continue
                     renewed = time.monotonic()
-                if not leading:
-                    log.info("archiver: this daemon archives events to %s", self.db.conn.execute(
-                        "PRAGMA database_list").fetchone()[2])
+                    if not leading:
+                        self._say_leading(outcome)
                 leading = True
                 done = self.step(block_ms=1000)
                 if 0 < done < self.settings.history.batchSize:
@@ -327,20 +329,51 @@ class Archiver:
         except redis.RedisError:
             pass
 
+    def _say_leading(self, outcome: archiver_lease.Outcome) -> None:
+        self._standing_by = ""
+        if outcome.how == "took-over":
+            log.warning("archiver: took over the history: the archiver writing %s on %s has not run for %d s "
+                        "(history.handoverAfter); history until now is in that file, from now on in %s",
+                        outcome.path, outcome.host, self.settings.history.handoverAfter, self.path)
+        elif outcome.how == "claimed":
+            log.info("archiver: %s becomes the history's file (no daemon's file held newer history)", self.path)
+        log.info("archiver: this daemon archives events to %s", self.path)
 
-def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> bool:
-    """Return once every event in the stream now is archived: by the running archiver, or
-    here when none holds the lease. False if that did not happen within `timeout`."""
+    def _say_standing_by(self, outcome: archiver_lease.Outcome, was_leading: bool) -> None:
+        """Log once per change of why this archiver does not run."""
+        reason = outcome.how if outcome.how != "elsewhere" else f"elsewhere {outcome.host} {outcome.path}"
+        if reason == self._standing_by:
+            return
+        self._standing_by = reason
+        if was_leading:
+            log.info("archiver: another daemon's archiver took over")
+        if outcome.how == "elsewhere":
+            after = self.settings.history.handoverAfter
+            log.info("archiver: history is written to %s on %s; this daemon's archiver stands by (%s; to archive "
+                     "from any host, point history.path at storage they share)", outcome.path, outcome.host,
+                     f"it takes over after {after} s without that archiver" if after else "history.handoverAfter is 0")
+        elif outcome.how == "waiting":
+            log.info("archiver: Redis names no history file yet; daemons announce theirs for %d s and the one "
+                     "with the newest history is chosen", archiver_lease.SETTLE_MS // 1000)
+
+
+def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> str | None:
+    """Return once every event in the stream now is archived (by the running archiver, or
+    here when none holds the lease): None. Otherwise why not, in a line for the operator."""
     newest = conn.xrevrange(keys.EVENTS, count=1)
     if not newest:
-        return True
+        return None
     target = _id_tuple(newest[0][0].decode())
     archiver = Archiver(conn, settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if _id_tuple(archiver.counted_id()) >= target and _id_tuple(archiver.written_id()) >= target:
-            return True
-        if archiver.hold_lease():
+            return None
+        outcome = archiver.hold_lease(handover=False, settle_ms=0)  # a reader never moves the home
+        if outcome.how == "elsewhere":
+            return (f"history is written to {outcome.path} on {outcome.host}, not to this host's "
+                    f"{archiver.path}: run this there, or share history.path")
+        if outcome.held:
             try:
                 while archiver.step(block_ms=None):
                     pass
@@ -348,4 +381,4 @@ def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> bool:
                 archiver.release_lease()
         else:
             time.sleep(0.05)
-    return False
+    return "the history may miss the latest events: the archiver has not caught up"

@@ -199,6 +199,8 @@ class HistorySettings(_Strict):
     retentionDays: int = Field(90, ge=1, description="days job rows and transitions are kept (aggregates stay)")
     batchSize: int = Field(1000, ge=1, le=100_000, description="events written per transaction")
     linger: int = Field(200, ge=0, le=10_000, description="ms the archiver waits after a short batch for more events")
+    handoverAfter: int = Field(600, ge=0, description="s without the history file's archiver before another "
+                                                      "host's file takes over (0: never)")
 
 
 class Thresholds(_Strict):

@@ -8,13 +8,14 @@ Redis are then skipped with it named as the reason.
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import redis
 
-from vq import historydb, keys, presence
+from vq import archiver_lease, historydb, keys, presence
 from vq.config import Settings
 from vq.connection import describe_address, make_client
 
@@ -168,10 +169,17 @@ def _archiver(conn, settings: Settings) -> Finding:
         return Finding("archiver", "warn", "history.enabled is false: no history, metrics or audit are recorded",
                        "set history.enabled: true")
     owner = conn.get(keys.ARCHIVER_LEADER)
+    home = archiver_lease.home(conn)
+    where = f"{home.get('path')} on {home.get('host')}" if home.get("db") else None
     if owner is None:
-        return Finding("archiver", "warn", "no archiver holds the lease: history and metrics are not being written",
-                       "start a vq daemon with history enabled")
-    return Finding("archiver", "ok", f"leader: {owner.decode()}")
+        return Finding("archiver", "warn", "no archiver holds the lease: history and metrics are not being written"
+                       + (f" (the history file is {where})" if where else ""),
+                       f"start a vq daemon on {home.get('host')}, or wait history.handoverAfter for another "
+                       "host's daemon to take over" if where else "start a vq daemon with history enabled")
+    here = str(historydb.path_for(settings).resolve())
+    elsewhere = where and (home.get("host") != socket.gethostname() or home.get("path") != here)
+    return Finding("archiver", "ok", f"leader: {owner.decode()}; history file: {where or '?'}"
+                   + ("; not this host's file: run `vq history` there" if elsewhere else ""))
 
 
 def _sqlite(settings: Settings) -> Finding:

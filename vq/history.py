@@ -25,10 +25,11 @@ JOB_COLUMNS = list(historydb.RENDER_JOBS_COLUMNS)
 
 
 def fresh(conn: Redis, settings: Settings, timeout: float = 5.0):
-    """(database, caught up?): the database once every event emitted so far is archived.
-    Not caught up means the archiver lags, or writes another host's file."""
-    caught_up = archiver.catch_up(conn, settings, timeout) if settings.history.enabled else False
-    return historydb.open_db(settings, create=False), caught_up
+    """(database, note): the database once every event emitted so far is archived; the note
+    (None when all is there) says why the latest events may be missing."""
+    note = (archiver.catch_up(conn, settings, timeout) if settings.history.enabled
+            else "history.enabled is false here: the history may miss the latest events")
+    return historydb.open_db(settings, create=False), note
 
 
 def since_to_iso(text: str | None) -> str | None:

@@ -6,6 +6,7 @@ import sys
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from vq import health as health_service
 from vq import history as history_service
@@ -114,10 +115,9 @@ def register(app: typer.Typer) -> None:
         """A job's timeline (vq history JOB), jobs by user/type/status (vq history --user U),
         or every matching job (vq history export --format csv|json)."""
         st = state(ctx)
-        db, caught_up = history_service.fresh(st.conn, st.settings)
-        if not caught_up:
-            err.print("[yellow]note:[/] the history may miss the latest events (the archiver has not caught up; "
-                      "it may run on another host, or history.enabled is false here)")
+        db, note = history_service.fresh(st.conn, st.settings)
+        if note:
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         if job == "export":
             for chunk in history_service.export(db, fmt, user=user, since=since, job_type=job_type, status=status):
                 sys.stdout.write(chunk)
@@ -140,7 +140,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Who changed what: every write through the HTTP API or the CLI, with the acting user."""
         st = state(ctx)
-        db, caught_up = history_service.fresh(st.conn, st.settings)
+        db, note = history_service.fresh(st.conn, st.settings)
+        if note:
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         rows = history_service.audit_rows(db, actor=actor, action=action, since=since, limit=limit)
         emit(rows, as_json, lambda r: out.print(table(["at", "actor", "role", "action", "type", "target", "detail"], [[
             _when(x["at"]), x["actor"], x["role"], x["action"], x["job_type"], x["target"],
