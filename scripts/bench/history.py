@@ -157,7 +157,7 @@ def wait_archived(conn, settings, ids: list[str], proc, log_path: Path, timeout:
             raise BenchError(f"archiver: {rows}/{expected} job_history rows, {counted}/{len(ids)} finished counted "
                              f"{timeout:.0f}s after the drain:\n" + tail(log_path))
         time.sleep(poll)
-    confirmed = archiver.catch_up(conn, settings, timeout=10)
+    confirmed = archiver.catch_up(conn, settings, timeout=10) is None
     last_end = max(end for (end,) in job_times(conn, ids, "ended_at") if end).timestamp()
     return {"rows": rows, "rows_at_drain_end": rows_at_drain, "expected_rows": expected,
             "catch_up_after_last_job_s": caught_up - last_end, "catch_up_after_drain_seen_s": caught_up - seen_done,

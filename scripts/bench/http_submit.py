@@ -195,7 +195,7 @@ def settle(conn, settings, timeout: float = 60) -> float:
             err.print(f"[yellow]the worker left jobs in RQ's lists {timeout:.0f}s after the phase[/]")
             break
         time.sleep(0.05)
-    if not archiver.catch_up(conn, settings, timeout=timeout):
+    if archiver.catch_up(conn, settings, timeout=timeout) is not None:
         err.print(f"[yellow]the archiver had not caught up {timeout:.0f}s after the phase[/]")
     return time.monotonic() - t0
 

@@ -338,7 +338,7 @@ def _settle(conn, settings, backlog: int) -> float:
     while any(conn.llen(name) for name in lists):
         admission.admit([JOB_TYPE])
     vq_queues.resume(conn, settings, JOB_TYPE)
-    if not archiver.catch_up(conn, settings, timeout=1800):
+    if archiver.catch_up(conn, settings, timeout=1800) is not None:
         raise BenchError("scale: the archiver did not catch up with the backlog's creations")
     if count_waiting(conn, JOB_TYPE) != backlog:
         raise BenchError("scale: not every job is in a waiting line")
