@@ -37,6 +37,29 @@ def test_stats_match_a_known_workload(vq):
     assert "ann" in vq.run("stats").stdout
 
 
+def test_per_user_figures_forget_users_idle_past_the_retention(vq, redis_conn):
+    """`vq stats` ranks users without scanning them all, and the hourly prune drops the
+    counters of users with no job for history.retentionDays: they stay bounded."""
+    from vq.archiver import Archiver
+    from vq.config import load_settings
+
+    vq.configure(history={"retentionDays": 30})
+    old_ms = int((time.time() - 40 * 86400) * 1000)
+    redis_conn.xadd("vq:events", {"event": "created", "jobId": "old-job", "jobType": "test-noop", "ts": str(old_ms),
+                                  "fields": json.dumps({"userId": "gone", "status": "queued"})}, id=f"{old_ms}-1")
+    for i in range(3):
+        vq.submit("test-noop", {"i": i}, "--user", "busy")
+    vq.submit("test-noop", {}, "--user", "quiet")
+    archiver = Archiver(redis_conn, load_settings(vq.config_path, env={}))
+    while archiver.step(block_ms=None):
+        pass
+    ranked = [(u["userId"], u["created"]) for u in vq.json("stats")["users"]]
+    assert ranked == [("busy", 3), ("gone", 1), ("quiet", 1)] or ranked == [("busy", 3), ("quiet", 1), ("gone", 1)]
+    archiver.prune()
+    assert [(u["userId"], u["created"]) for u in vq.json("stats")["users"]] == [("busy", 3), ("quiet", 1)]
+    assert not any(f.startswith(b"gone|") for f in redis_conn.hkeys("vq:metrics:users"))
+
+
 def test_perf_percentiles_and_throughput(vq):
     vq.start_daemon(workers=2)
     ids = [vq.submit("test-sleep", {"seconds": 0.3, "steps": 1}, "--user", f"u{i}") for i in range(6)]
@@ -122,6 +145,65 @@ def test_health_degraded_by_backlog_age_and_open_breaker(vq, redis_conn):
     noop = next(r for r in report["queues"] if r["jobType"] == "test-noop")
     assert noop["status"] == "degraded" and "circuit breaker open: pix" in noop["reasons"]
     assert report["breakers"] == ["pix"]
+
+
+def _kill_running(vq, redis_conn, job_id: str) -> None:
+    """SIGKILL the worker running the job and wait until the stalled-job recovery runs it again."""
+    import os
+    import signal
+
+    vq.wait_for(job_id, statuses=("started",))
+    pid = int(redis_conn.get(f"test:pid:{job_id}"))
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while int(redis_conn.get(f"test:pid:{job_id}")) == pid:
+        assert time.monotonic() < deadline, "the stalled job was not run again"
+        time.sleep(0.2)
+
+
+def test_health_degraded_by_a_stalled_job_and_unhealthy_by_more(vq, redis_conn):
+    vq.configure(queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000}},
+                 health={"stalled": {"degraded": 1, "unhealthy": 2}})
+    vq.start_daemon(workers=2)
+    for killed, expected in ((1, "degraded"), (2, "unhealthy")):
+        job_id = vq.submit("test-track", {"seconds": 30}, "--user", "u", "--subscription", "pro")
+        _kill_running(vq, redis_conn, job_id)
+        vq.json("cancel", job_id)
+        _drain(vq, [job_id])
+        code, report = _health(vq)
+        row = next(r for r in report["queues"] if r["jobType"] == "test-track")
+        assert (row["status"], row["stalled"]) == (expected, killed), row
+        assert f"{killed} stalled job(s) recovered in the window" in row["reasons"]
+        assert code == (1 if expected == "degraded" else 2)
+
+
+def _past_events(redis_conn, seconds_ago: float, failed: int, finished: int, start_seq: int = 0) -> None:
+    """Jobs of test-noop that ended `seconds_ago`, as the workers' events record them."""
+    ts = int((time.time() - seconds_ago) * 1000)
+    for seq in range(failed + finished):
+        name = "failed" if seq < failed else "finished"
+        redis_conn.xadd("vq:events", {"event": name, "jobId": f"past-{ts}-{seq}", "jobType": "test-noop",
+                                      "ts": str(ts), "fields": json.dumps({"userId": "u", "durationMs": 5})},
+                        id=f"{ts}-{start_seq + seq}")
+
+
+@pytest.mark.parametrize("failed_before, expected", [(2, "degraded"), (3, "healthy")])
+def test_health_degraded_when_failures_rise_against_the_window_before(vq, redis_conn, failed_before, expected):
+    """5 failures in 100 (a 5% rate: healthy by rate) after `failed_before` the window
+    before: rising by errorTrend (2x) or more is degraded."""
+    from vq.archiver import Archiver
+    from vq.config import load_settings
+
+    _past_events(redis_conn, 450, failed=failed_before, finished=100 - failed_before)  # the 5 min before
+    _past_events(redis_conn, 60, failed=5, finished=95)  # this window
+    archiver = Archiver(redis_conn, load_settings(vq.config_path, env={}))
+    while archiver.step(block_ms=None):
+        pass
+    _, report = _health(vq)
+    row = next(r for r in report["queues"] if r["jobType"] == "test-noop")
+    assert (row["failed"], row["failedBefore"], row["failureRate"]) == (5, failed_before, 0.05)
+    assert row["status"] == expected
+    assert (f"failures rising: 5 vs {failed_before} the window before" in row["reasons"]) == (expected == "degraded")
 
 
 def test_health_unhealthy_when_redis_memory_is_nearly_full(vq, redis_conn):

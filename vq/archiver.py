@@ -279,13 +279,15 @@ class Archiver:
                                              for ms in (now - 86_400_000, now)])
 
     def prune(self) -> int:
-        """Drop job rows and transitions older than the retention; aggregates stay."""
+        """Drop job rows and transitions older than the retention, and the counters of users idle
+        as long; aggregates stay."""
         cutoff = _iso(int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
         with self.db.conn:
             removed = self.db.conn.execute("DELETE FROM job_history WHERE at < ?", (cutoff,)).rowcount
             self.db.conn.execute("DELETE FROM audit_log WHERE at < ?", (cutoff,))
             self.db.conn.execute("DELETE FROM render_jobs WHERE updated_at < ?", (cutoff,))
             self.db.conn.execute("DELETE FROM job_dependencies WHERE job_id NOT IN (SELECT id FROM render_jobs)")
+        metrics.prune_users(self.conn, int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
         return removed
 
     def run(self) -> None:

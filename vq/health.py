@@ -120,14 +120,15 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
             "breakers": open_breakers, "queues": rows}
 
 
-def check_and_alert(conn: Redis, settings: Settings) -> str | None:
-    """Check; when the overall status differs from the last check's, log it and POST the
-    report to each webhook. Returns a line for the daemon's log, or None."""
+def check_and_alert(conn: Redis, settings: Settings) -> None:
+    """Check; when the overall status differs from the last check's, log it (a warning when
+    worse) and POST the report to each webhook. Logs itself, so returns nothing for the
+    daemon's chore to log."""
     report = check(conn, settings)
     previous = conn.getset(keys.HEALTH_LAST, report["status"])
     previous = previous.decode() if previous else "healthy"
     if previous == report["status"]:
-        return None
+        return
     payload = {"event": "health.changed", "from": previous, "to": report["status"], "at": report["checkedAt"],
                "reasons": report["reasons"], "health": report}
     for url in settings.health.webhooks:
@@ -137,4 +138,3 @@ def check_and_alert(conn: Redis, settings: Settings) -> str | None:
     line = f"health changed: {previous} -> {report['status']}" + (
         f" ({'; '.join(report['reasons'][:3])})" if report["reasons"] else "")
     (log.warning if LEVELS.index(report["status"]) > LEVELS.index(previous) else log.info)(line)
-    return None

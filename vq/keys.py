@@ -179,7 +179,9 @@ def recurring_lease(recurring_id: str) -> str:
 
 # --- history and metrics (vq/archiver.py, vq/metrics.py) ------------------------------
 METRICS_TOTALS = PREFIX + "metrics:totals"  # hash "<type>|<counter>" -> n, all time
-METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, all time
+METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, while the user is active
+METRICS_USERS_RANK = PREFIX + "metrics:users:rank"  # zset user -> jobs created (the top users, no scan)
+METRICS_USERS_SEEN = PREFIX + "metrics:users:seen"  # zset user -> last counted (ms): idle users are pruned
 ARCHIVER_LEADER = PREFIX + "archiver:leader"  # held by the one archiver running
 ARCHIVER_APPLIED = PREFIX + "archiver:applied"  # the last event id whose metrics were counted
 ARCHIVER_HOME = PREFIX + "archiver:home"  # hash: the history file archivers write (vq/archiver_lease.py)

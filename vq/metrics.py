@@ -28,6 +28,7 @@ BOUNDS = [int(round(1.25 ** i)) for i in range(0, 80) if 1.25 ** i <= 4 * 3_600_
 BOUNDS = sorted(set(BOUNDS))
 
 # Events counted per type and bucket. A name maps an event to the counter it bumps.
+USER_COUNTERS = ("created", "finished", "failed", "canceled")  # kept per user, while the user is active
 COUNTED = {"created": "created", "started": "started", "finished": "finished", "failed": "failed",
            "retrying": "retried", "canceled": "canceled", "stalled": "stalled", "rate-limited": "rateLimited",
            "removed": "removed"}
@@ -59,8 +60,10 @@ def fold(events: list[dict]) -> dict[str, Counter]:
         job_type = event["jobType"]
         fields = event.get("fields") or {}
         user = fields.get("userId")
-        if user and name in ("created", "finished", "failed", "canceled"):
+        if user and name in USER_COUNTERS:
             counter(keys.METRICS_USERS)[f"{user}|{name}"] += 1
+            seen = counter(keys.METRICS_USERS_SEEN)  # user -> their latest event's time (ms)
+            seen[user] = max(seen[user], event["ts"])
         if name == "created" and fields.get("priority"):
             counter(keys.METRICS_TOTALS)[f"{job_type}|priority|{fields['priority']}"] += 1
         if name == "created" and fields.get("status") == "finished":  # born finished: a cached result
@@ -82,8 +85,13 @@ def fold(events: list[dict]) -> dict[str, Counter]:
 
 def apply_in(pipe, increments: dict[str, Counter]) -> None:
     for key, counter in increments.items():
+        if key == keys.METRICS_USERS_SEEN:  # a zset of times, not counters
+            pipe.zadd(key, dict(counter), gt=True)
+            continue
         for fld, n in counter.items():
             pipe.hincrby(key, fld, n)
+            if key == keys.METRICS_USERS and fld.endswith("|created"):  # the ranking of users `vq stats` reads
+                pipe.zincrby(keys.METRICS_USERS_RANK, n, fld.rpartition("|")[0])
         kind = key.split(":")[2] if key.count(":") >= 3 else None
         if kind in TTL_SECONDS:
             pipe.expire(key, TTL_SECONDS[kind])
@@ -165,5 +173,45 @@ def totals(conn: Redis) -> dict[str, Counter]:
     return by_name(conn.hgetall(keys.METRICS_TOTALS))
 
 
-def user_totals(conn: Redis) -> dict[str, Counter]:
-    return by_name(conn.hgetall(keys.METRICS_USERS), last_bar=True)
+def top_users(conn: Redis, n: int) -> list[tuple[str, Counter]]:
+    """The n users who created the most jobs, with their counters: from the ranking, so the
+    time does not grow with the number of users."""
+    if not conn.exists(keys.METRICS_USERS_RANK) and conn.exists(keys.METRICS_USERS):
+        _rank_existing_users(conn)  # counters written by a vq that kept no ranking
+    top = [user.decode() for user in conn.zrevrange(keys.METRICS_USERS_RANK, 0, n - 1)]
+    if not top:
+        return []
+    values = conn.hmget(keys.METRICS_USERS, [f"{user}|{name}" for user in top for name in USER_COUNTERS])
+    out = []
+    for index, user in enumerate(top):
+        row = values[index * len(USER_COUNTERS):(index + 1) * len(USER_COUNTERS)]
+        out.append((user, Counter({name: int(v or 0) for name, v in zip(USER_COUNTERS, row)})))
+    return out
+
+
+def _rank_existing_users(conn: Redis) -> None:
+    by_user = by_name(conn.hgetall(keys.METRICS_USERS), last_bar=True)
+    now = int(time.time() * 1000)
+    with conn.pipeline() as pipe:
+        for chunk_start in range(0, len(by_user), 1000):
+            chunk = list(by_user.items())[chunk_start:chunk_start + 1000]
+            pipe.zadd(keys.METRICS_USERS_RANK, {user: c["created"] for user, c in chunk})
+            pipe.zadd(keys.METRICS_USERS_SEEN, {user: now for user, _ in chunk}, gt=True)
+        pipe.execute()
+
+
+def prune_users(conn: Redis, idle_before_ms: int) -> int:
+    """Forget the counters of users with no counted event since `idle_before_ms`, so the
+    per-user figures stay bounded by the active users. Returns how many were dropped."""
+    dropped = 0
+    while True:
+        idle = [u.decode() for u in conn.zrangebyscore(keys.METRICS_USERS_SEEN, "-inf", idle_before_ms,
+                                                        start=0, num=500)]
+        if not idle:
+            return dropped
+        with conn.pipeline() as pipe:
+            pipe.hdel(keys.METRICS_USERS, *[f"{user}|{name}" for user in idle for name in USER_COUNTERS])
+            pipe.zrem(keys.METRICS_USERS_RANK, *idle)
+            pipe.zrem(keys.METRICS_USERS_SEEN, *idle)
+            pipe.execute()
+        dropped += len(idle)

@@ -83,8 +83,7 @@ def stats(conn: Redis, settings: Settings, job_type: str | None = None) -> dict:
 
 def _users(conn: Redis, settings: Settings) -> list[dict]:
     """The most active users (by jobs created), with what they run now against their limit."""
-    totals = metrics.user_totals(conn)
-    top = sorted(totals.items(), key=lambda item: -item[1]["created"])[:TOP_USERS]
+    top = metrics.top_users(conn, TOP_USERS)
     now = _now_ms()
     in_force = limits.effective(conn, settings)
     with conn.pipeline(transaction=False) as pipe:
