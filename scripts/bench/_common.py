@@ -244,9 +244,25 @@ def vq_registry_keys(conn: redis.Redis, job_type: str) -> tuple[list[str], list[
             [FailedJobRegistry(n, connection=conn).key for n in names])
 
 
+def _name_history_file(config_path: Path) -> None:
+    """A running installation's Redis names the file history goes to; a flushed bench Redis
+    does not, and its daemon's archiver would first wait 6 s for other hosts to announce
+    their files (vq/archiver_lease.py), so archiving would start late in a short drain."""
+    from vq.archiver import Archiver
+    from vq.config import load_settings
+    from vq.connection import make_client
+
+    settings = load_settings(config_path, env={})
+    if settings.history.enabled:
+        archiver = Archiver(make_client(settings), settings)
+        if archiver.hold_lease(settle_ms=0).held:
+            archiver.release_lease()
+
+
 def start_vq_daemon(config_path: Path, workers: int, log_level: str, log_path: Path, cwd: Path,
                     extra: Sequence[str] = ()) -> subprocess.Popen:
     """`python -m vq daemon --workers N` on the temp config; its output goes to log_path."""
+    _name_history_file(config_path)
     cmd = [sys.executable, "-m", "vq", "daemon", "--workers", str(workers), "--log-level", log_level, *extra]
     with open(log_path, "wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen(cmd, env=child_env({"VQ_CONFIG": str(config_path)}), stdout=log, stderr=log, cwd=cwd)
