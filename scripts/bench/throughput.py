@@ -18,13 +18,15 @@ in the same run on the same Redis and printing the ratio:
 * memory   -- Redis memory (INFO used_memory) per waiting job over N jobs with a 1 KB
               payload: vq after admission routed them into their waiting lines (the type
               paused, so nothing runs), RQ with `enqueue_many`.
-* scale    -- vq's drain rate of the first N jobs of a 1,000,000-job backlog against the
-              rate of a backlog of N alone, each backlog settled first (routed into its
-              waiting lines, its creations archived), as a backlog that built up is.
+* scale    -- vq's drain rate of N jobs at the head of a 1,000,000-job backlog (kept in a
+              second private Redis, each round draining its next N) against the rate of a
+              backlog of N alone, in --runs interleaved rounds (medians); each backlog
+              settled first (routed into its waiting lines, its creations archived), as a
+              backlog that built up is.
 
 Run from the repository root:
   python scripts/bench/throughput.py                        # all parts but scale (~4 min)
-  python scripts/bench/throughput.py --parts scale          # ~4 min, ~3 GB of Redis
+  python scripts/bench/throughput.py --parts scale          # ~6 min, ~2 GB of Redis
   python scripts/bench/throughput.py --parts drain --runs 1 --fork-jobs 1000
 """
 
@@ -284,44 +286,75 @@ def part_memory(conn, args, settings, progress) -> dict:
 
 
 def part_scale(conn, args, workdir, config, settings, progress) -> dict:
-    """The drain rate of the first `--jobs` jobs of a big backlog against a backlog of that size."""
-    out = {}
-    for label, backlog in (("small", args.jobs), ("large", args.backlog)):
-        conn.flushall(asynchronous=True)  # a million keys: do not block the reply
-        t0 = time.perf_counter()
-        for start in range(0, backlog, 10_000):
-            _check_all_ok(submit_each(conn, settings, subs(min(10_000, backlog - start)), lambda s: s))
-            if backlog > 100_000 and start % 100_000 == 0:
-                progress.print(f"[dim]scale: {start:,} of {backlog:,} submitted[/]")
-        made_s = time.perf_counter() - t0
-        settle_s = _settle(conn, settings, backlog)
-        finished_keys, failed_keys = vq_registry_keys(conn, JOB_TYPE)
-        log = workdir / f"vq-scale-{label}.log"
-        t0 = time.perf_counter()
-        daemon = start_vq_daemon(config, args.workers, args.vq_log_level, log, workdir)
-        try:
-            drain_s, _finished, failed = wait_until_ended(conn, daemon, finished_keys, failed_keys, args.jobs, t0,
-                                                          args.timeout, args.poll, log)
-        finally:
-            stop_process(daemon)
-        if failed:
-            raise BenchError(f"scale: {failed} jobs failed")
-        ended = [i.decode() for key in finished_keys for i in conn.zrange(key, 0, -1)]
-        steady_s = steady_seconds(conn, ended)
-        out[label] = {"backlog": backlog, "drained": args.jobs, "seconds": drain_s, "jobs_per_s": args.jobs / drain_s,
-                      "steady_jobs_per_s": len(ended) / steady_s if steady_s else None,
-                      "submit_s": made_s, "settle_s": settle_s,
-                      "redis_memory_mb": conn.info("memory")["used_memory"] / 2**20}
-        progress.print(f"scale: first {args.jobs:,} of {backlog:,} waiting drained at "
-                       f"{out[label]['jobs_per_s']:,.0f}/s from the daemon's spawn, "
-                       f"{out[label]['steady_jobs_per_s'] or 0:,.0f}/s from first start to last end "
-                       f"(backlog made in {made_s:.0f}s, settled in {settle_s:.0f}s, "
-                       f"Redis {out[label]['redis_memory_mb']:,.0f} MB)")
+    """The drain rate of `--jobs` jobs at the head of a `--backlog` backlog against a backlog
+    of `--jobs` alone, in `--runs` interleaved rounds (medians: this machine's speed drifts
+    by more than the effect measured). The big backlog lives in a second private Redis, made
+    once; each round drains its next `--jobs`, so it stays above backlog - runs x jobs."""
+    big_dir = workdir / "large"
+    big_dir.mkdir()
+    big_server = PrivateRedis(big_dir)
+    try:
+        big = big_server.start()
+        big.config_set("maxmemory", 0)
+        big_config = write_vq_config(big_dir, big_server.url, concurrency={"type": {JOB_TYPE: 1000}})
+        big_settings = load_settings(big_config, env={})
+        made_s, settle_s = _make_backlog(big, big_settings, args.backlog, progress)
+        progress.print(f"[dim]scale: {args.backlog:,} waiting made in {made_s:.0f}s, settled in {settle_s:.0f}s, "
+                       f"Redis {big.info('memory')['used_memory'] / 2**20:,.0f} MB[/]")
+        rounds: dict[str, list[dict]] = {"small": [], "large": []}
+        for run in range(1, args.runs + 1):
+            conn.flushall()
+            _make_backlog(conn, settings, args.jobs, progress)
+            rounds["small"].append(_drain_head(conn, args, workdir, config, f"small-{run}"))
+            rounds["large"].append(_drain_head(big, args, big_dir, big_config, f"large-{run}"))
+            progress.print(f"scale round {run}: {args.jobs:,} of {args.jobs:,} waiting at "
+                           f"{rounds['small'][-1]['jobs_per_s']:,.0f}/s, of {rounds['large'][-1]['backlog']:,} "
+                           f"waiting at {rounds['large'][-1]['jobs_per_s']:,.0f}/s (from the daemon's spawn; "
+                           f"first start to last end {rounds['small'][-1]['steady_jobs_per_s'] or 0:,.0f} and "
+                           f"{rounds['large'][-1]['steady_jobs_per_s'] or 0:,.0f}/s)")
+    finally:
+        big_server.stop()
+    out: dict = {"rounds": rounds}
+    for label, runs in rounds.items():
+        out[label] = {"backlog": runs[0]["backlog"], "drained": args.jobs, "runs": len(runs),
+                      "jobs_per_s": statistics.median(r["jobs_per_s"] for r in runs),
+                      "steady_jobs_per_s": statistics.median(r["steady_jobs_per_s"] or 0 for r in runs) or None}
     out["ratio"] = out["large"]["jobs_per_s"] / out["small"]["jobs_per_s"]
     if out["large"]["steady_jobs_per_s"] and out["small"]["steady_jobs_per_s"]:
         out["steady_ratio"] = out["large"]["steady_jobs_per_s"] / out["small"]["steady_jobs_per_s"]
-    conn.flushall(asynchronous=True)  # a million keys: do not block the reply
+    conn.flushall()
     return out
+
+
+def _make_backlog(conn, settings, backlog: int, progress) -> tuple[float, float]:
+    """`backlog` waiting jobs, settled; (seconds to submit, seconds to settle)."""
+    t0 = time.perf_counter()
+    for start in range(0, backlog, 10_000):
+        _check_all_ok(submit_each(conn, settings, subs(min(10_000, backlog - start)), lambda s: s))
+        if backlog > 100_000 and start % 100_000 == 0:
+            progress.print(f"[dim]scale: {start:,} of {backlog:,} submitted[/]")
+    return time.perf_counter() - t0, _settle(conn, settings, backlog)
+
+
+def _drain_head(conn, args, workdir, config, label: str) -> dict:
+    """Start a daemon, let it finish the next `--jobs` jobs, stop it: its rates."""
+    finished_keys, failed_keys = vq_registry_keys(conn, JOB_TYPE)
+    before = {i for key in finished_keys for i in conn.zrange(key, 0, -1)}
+    waiting = count_waiting(conn, JOB_TYPE)
+    log = workdir / f"vq-scale-{label}.log"
+    t0 = time.perf_counter()
+    daemon = start_vq_daemon(config, args.workers, args.vq_log_level, log, workdir)
+    try:
+        drain_s, _finished, failed = wait_until_ended(conn, daemon, finished_keys, failed_keys,
+                                                      len(before) + args.jobs, t0, args.timeout, args.poll, log)
+    finally:
+        stop_process(daemon)
+    if failed:
+        raise BenchError(f"scale: {failed} jobs failed")
+    ended = [i.decode() for key in finished_keys for i in conn.zrange(key, 0, -1) if i not in before]
+    steady_s = steady_seconds(conn, ended)
+    return {"backlog": waiting, "seconds": drain_s, "jobs_per_s": args.jobs / drain_s,
+            "steady_jobs_per_s": len(ended) / steady_s if steady_s else None}
 
 
 def _settle(conn, settings, backlog: int) -> float:
@@ -427,7 +460,8 @@ def print_report(out, report: dict, meta: dict) -> None:
                   f"(its created event {m['vq_event_bytes_per_job']:,.0f} B), RQ {m['rq_bytes_per_job']:,.0f} B")
     if "scale" in report:
         s = report["scale"]
-        out.print(f"Scale: first {s['small']['drained']:,} jobs at {s['small']['jobs_per_s']:,.0f}/s with "
+        out.print(f"Scale (median of {s['small']['runs']} interleaved rounds): {s['small']['drained']:,} jobs at "
+                  f"{s['small']['jobs_per_s']:,.0f}/s with "
                   f"{s['small']['backlog']:,} waiting, {s['large']['jobs_per_s']:,.0f}/s with "
                   f"{s['large']['backlog']:,} waiting, from the daemon's spawn (the target's measure); "
                   f"from first start to last end {s['small']['steady_jobs_per_s'] or 0:,.0f}/s and "
