@@ -11,6 +11,8 @@ import sqlite3
 import time
 from collections import Counter
 
+import pytest
+
 from vq.config import load_settings
 
 
@@ -230,6 +232,11 @@ def test_hosts_with_their_own_history_files_keep_one_complete_history(vq, redis_
     assert f"history is written to {home_a}" in other.daemon_log(1)
     note = other.run("history", ids[0])  # host B's file has no rows: it says where they are
     assert note.returncode == 4 and f"history is written to {home_a}" in note.stderr
+    from vq import history
+    from vq.errors import HistoryElsewhere
+
+    with pytest.raises(HistoryElsewhere, match="history is written to"):  # the API answers 503 with this
+        history.fresh(redis_conn, load_settings(other.config_path, env={}), strict=True)
 
     assert vq.stop_daemon(first) == 0  # host A goes away: B waits handoverAfter, then takes over
     stopped = time.monotonic()

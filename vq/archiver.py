@@ -27,6 +27,7 @@ from redis import Redis
 
 from vq import archiver_lease, costs, events, keys, metrics
 from vq.config import Settings
+from vq.errors import HistoryElsewhere
 from vq.historydb import open_db, path_for
 
 log = logging.getLogger("vq.archiver")
@@ -361,7 +362,8 @@ class Archiver:
 
 def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> str | None:
     """Return once every event in the stream now is archived (by the running archiver, or
-    here when none holds the lease): None. Otherwise why not, in a line for the operator."""
+    here when none holds the lease): None. Otherwise why not, in a line for the operator.
+    Raises HistoryElsewhere when history goes to another host's file."""
     newest = conn.xrevrange(keys.EVENTS, count=1)
     if not newest:
         return None
@@ -373,8 +375,8 @@ def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> str | No
             return None
         outcome = archiver.hold_lease(handover=False, settle_ms=0)  # a reader never moves the home
         if outcome.how == "elsewhere":
-            return (f"history is written to {outcome.path} on {outcome.host}, not to this host's "
-                    f"{archiver.path}: run this there, or share history.path")
+            raise HistoryElsewhere(f"history is written to {outcome.path} on {outcome.host}, not to this "
+                                   f"host's {archiver.path}: ask that host, or share history.path")
         if outcome.held:
             try:
                 while archiver.step(block_ms=None):

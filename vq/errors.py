@@ -59,6 +59,15 @@ class Conflict(VqError):
     code = "conflict"
 
 
+class HistoryElsewhere(VqError):
+    """This host's history file is not the one history is written to (several hosts with
+    their own `history.db`): its answer would be incomplete."""
+
+    exit_code = 1
+    http_status = 503
+    code = "history_elsewhere"
+
+
 # --- categories a handler raises (see "Error categories" in the README) -------------
 
 

@@ -17,18 +17,27 @@ from redis import Redis
 from vq import archiver, historydb
 from vq.config import Settings
 from vq.durations import parse_duration_ms, parse_instant
-from vq.errors import InvalidInput, NotFound
+from vq.errors import HistoryElsewhere, InvalidInput, NotFound
 from vq.model import iso
 
 EXPORT_FORMATS = ("csv", "json")
 JOB_COLUMNS = list(historydb.RENDER_JOBS_COLUMNS)
 
 
-def fresh(conn: Redis, settings: Settings, timeout: float = 5.0):
+def fresh(conn: Redis, settings: Settings, timeout: float = 5.0, strict: bool = False):
     """(database, note): the database once every event emitted so far is archived; the note
-    (None when all is there) says why the latest events may be missing."""
-    note = (archiver.catch_up(conn, settings, timeout) if settings.history.enabled
-            else "history.enabled is false here: the history may miss the latest events")
+    (None when all is there) says why the latest events may be missing. When history goes to
+    another host's file, `strict` raises HistoryElsewhere (the API: an answer from here
+    would be wrong); otherwise the note says where it is and this host's file is read."""
+    if not settings.history.enabled:
+        note = "history.enabled is false here: the history may miss the latest events"
+    else:
+        try:
+            note = archiver.catch_up(conn, settings, timeout)
+        except HistoryElsewhere as exc:
+            if strict:
+                raise
+            note = exc.message
     return historydb.open_db(settings, create=False), note
 
 

@@ -320,7 +320,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
             raise NotFound(f"no history for user {userId!r}")
 
         def read() -> list[dict]:
-            db, _ = history_service.fresh(conn, settings)
+            db, _ = history_service.fresh(conn, settings, strict=True)
             rows = history_service.jobs(db, user=userId, since=since, job_type=jobType, status=status, limit=limit,
                                         offset=offset)
             if principal.projects is not None and not principal.is_operator:
