@@ -348,7 +348,7 @@ class Archiver:
         if reason == self._standing_by:
             return
         self._standing_by = reason
-        if was_leading:
+        if was_leading and outcome.how in ("busy", "elsewhere"):
             log.info("archiver: another daemon's archiver took over")
         if outcome.how == "elsewhere":
             after = self.settings.history.handoverAfter
