@@ -13,7 +13,6 @@ running worker renews it, so a killed worker's slots come back by themselves.
 from __future__ import annotations
 
 import time
-from importlib import resources
 from typing import NamedTuple
 
 from redis import Redis
@@ -22,17 +21,12 @@ from rq.job import Job
 from rq.utils import now, utcformat, utcparse
 from rq import Queue
 
-from vq import keys
+from vq import keys, lua
 from vq.model import job_type_of, priority_of
 
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
 WAKE_TOKENS = 64
-
-
-def _script(conn: Redis, name: str):
-    source = resources.files("vq.lua").joinpath(name).read_text()
-    return conn.register_script(source)
 
 
 class Admission:
@@ -41,8 +35,8 @@ class Admission:
     def __init__(self, conn: Redis, lease_ms: int):
         self.conn = conn
         self.lease_ms = lease_ms
-        self._admit = _script(conn, "admit.lua")
-        self._promote = _script(conn, "promote.lua")
+        self._admit = lua.script(conn, "admit.lua")
+        self._promote = lua.script(conn, "promote.lua")
 
     def admit(self, job_types: list[str], start: Start | None = None) -> Admitted | None:
         """Route arrivals and admit one job of these types, or None. The job's hash comes

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from importlib import resources
 
 from redis import Redis
 
-from vq import keys
+from vq import keys, lua
 
 SETTLE_MS = 6_000  # how long daemons announce their files before a new home is chosen
 
@@ -50,8 +49,7 @@ def hold(conn: Redis, *, owner: str, lease_ms: int, db_id: str, path: str, posit
          handover_ms: int, settle_ms: int = SETTLE_MS) -> Outcome:
     """Take or keep the lease for the file `db_id` (at `position`), if it is the home or may
     become it; one atomic script."""
-    source = resources.files("vq.lua").joinpath("archiver_lease.lua").read_text()
-    reply = conn.register_script(source)(
+    reply = lua.script(conn, "archiver_lease.lua")(
         keys=[keys.ARCHIVER_LEADER, keys.ARCHIVER_HOME, keys.ARCHIVER_CANDIDATES],
         args=[owner, lease_ms, db_id, now_ms, handover_ms, socket.gethostname(), path, position, settle_ms])
     held, how, *rest = [part.decode() if isinstance(part, bytes) else part for part in reply]

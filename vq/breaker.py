@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from importlib import resources
 
 from redis import Redis
 
-from vq import keys
+from vq import keys, lua
 from vq.config import BreakerSettings, Settings
 
 
@@ -28,7 +27,7 @@ class Breakers:
     def __init__(self, conn: Redis, settings: Settings):
         self.conn = conn
         self.settings = settings
-        self._script = conn.register_script(resources.files("vq.lua").joinpath("breaker.lua").read_text())
+        self._script = lua.script(conn, "breaker.lua")
 
     def _call(self, action: str, provider: str):
         b = settings_for(self.settings, provider)

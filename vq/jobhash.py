@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import zlib
 from datetime import datetime
-from importlib import resources
 
 from redis.client import Pipeline
 from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
-from vq import keys
+from vq import keys, lua
 from vq.events import STREAM_MAXLEN
 
 VARYING = ("created_at", "enqueued_at", "data", "meta", "retry_intervals")  # set per job
@@ -99,13 +98,5 @@ class Batch:
         if self._jobs:
             args = [utcformat(self.at), int(self.at.timestamp() * 1000), STREAM_MAXLEN, len(self._numbers),
                     *self._head, *self._jobs]
-            _create_script(conn)(keys=[keys.EVENTS], args=args, client=pipe)
+            lua.script(conn, "create.lua")(keys=[keys.EVENTS], args=args, client=pipe)
 
-
-_SOURCE: list[str] = []
-
-
-def _create_script(conn):
-    if not _SOURCE:
-        _SOURCE.append(resources.files("vq.lua").joinpath("create.lua").read_text())
-    return conn.register_script(_SOURCE[0])

@@ -8,11 +8,10 @@ writes overrides that win over config on every host at once, without a restart.
 from __future__ import annotations
 
 import time
-from importlib import resources
 
 from redis import Redis
 
-from vq import keys
+from vq import keys, lua
 from vq.config import DEFAULT_TYPE_LIMITS, DEFAULT_USER_LIMITS, TIERS, Settings
 from vq.errors import InvalidInput
 from vq.jobtypes import DEFAULT_CUSTOM_TYPE_LIMIT, job_types
@@ -32,8 +31,7 @@ def publish_config_limits(conn: Redis, settings: Settings) -> None:
 def rebuild_effective(conn: Redis) -> int:
     """Recompute the one hash admission reads (keys.LIMITS_EFFECTIVE) from config and
     overrides, atomically; after every change of either. Returns its number of entries."""
-    source = resources.files("vq.lua").joinpath("limits.lua").read_text()
-    return int(conn.register_script(source)())
+    return int(lua.script(conn, "limits.lua")())
 
 
 def _hash(conn: Redis, key: str) -> dict[str, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from importlib import resources
 from typing import Callable
 
 import redis
@@ -22,7 +21,7 @@ from rq.registry import ScheduledJobRegistry
 from rq.utils import now as rq_now
 from rq.utils import utcformat
 
-from vq import keys
+from vq import keys, lua
 
 MOVE_BUDGET = 500  # jobs moved per call; a backlog is drained in a loop
 log = logging.getLogger("vq.timer")
@@ -46,8 +45,7 @@ class DueMover:
     def __init__(self, conn: Redis, queue_names: list[str]):
         self.conn = conn
         self.registries = [ScheduledJobRegistry.key_template.format(name) for name in queue_names]
-        source = resources.files("vq.lua").joinpath("due.lua").read_text()
-        self._script = conn.register_script(source)
+        self._script = lua.script(conn, "due.lua")
 
     def move(self) -> tuple[int, float | None]:
         """Move what is due now: (jobs moved, the next due time in epoch seconds or None)."""
