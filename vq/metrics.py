@@ -190,11 +190,11 @@ def top_users(conn: Redis, n: int) -> list[tuple[str, Counter]]:
 
 
 def _rank_existing_users(conn: Redis) -> None:
-    by_user = by_name(conn.hgetall(keys.METRICS_USERS), last_bar=True)
+    by_user = list(by_name(conn.hgetall(keys.METRICS_USERS), last_bar=True).items())
     now = int(time.time() * 1000)
     with conn.pipeline() as pipe:
         for chunk_start in range(0, len(by_user), 1000):
-            chunk = list(by_user.items())[chunk_start:chunk_start + 1000]
+            chunk = by_user[chunk_start:chunk_start + 1000]
             pipe.zadd(keys.METRICS_USERS_RANK, {user: c["created"] for user, c in chunk})
             pipe.zadd(keys.METRICS_USERS_SEEN, {user: now for user, _ in chunk}, gt=True)
         pipe.execute()

@@ -98,6 +98,14 @@ def _render_perf(view: dict) -> None:
         _ms(r["p99WaitMs"]), f"{r['utilization']:.0%}"] for r in view["types"]]))
 
 
+def _fresh_history(st):
+    """The history database once caught up; why it may miss the latest events, on stderr."""
+    db, note = history_service.fresh(st.conn, st.settings)
+    if note:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    return db
+
+
 def register(app: typer.Typer) -> None:
     @app.command("history")
     def history(
@@ -115,9 +123,7 @@ def register(app: typer.Typer) -> None:
         """A job's timeline (vq history JOB), jobs by user/type/status (vq history --user U),
         or every matching job (vq history export --format csv|json)."""
         st = state(ctx)
-        db, note = history_service.fresh(st.conn, st.settings)
-        if note:
-            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        db = _fresh_history(st)
         if job == "export":
             for chunk in history_service.export(db, fmt, user=user, since=since, job_type=job_type, status=status):
                 sys.stdout.write(chunk)
@@ -140,9 +146,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Who changed what: every write through the HTTP API or the CLI, with the acting user."""
         st = state(ctx)
-        db, note = history_service.fresh(st.conn, st.settings)
-        if note:
-            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        db = _fresh_history(st)
         rows = history_service.audit_rows(db, actor=actor, action=action, since=since, limit=limit)
         emit(rows, as_json, lambda r: out.print(table(["at", "actor", "role", "action", "type", "target", "detail"], [[
             _when(x["at"]), x["actor"], x["role"], x["action"], x["job_type"], x["target"],
