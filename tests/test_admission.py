@@ -103,6 +103,28 @@ def test_type_limit_reason_and_raising_it_at_runtime_takes_effect_at_once(vq, re
     assert int(redis_conn.get("test:active:type:test-track:max")) == 3
 
 
+def test_a_users_new_tier_and_own_limit_take_effect_at_once(vq, redis_conn):
+    """Admission keeps each user's limit beside the type's (read together); a job naming a
+    new tier, and a limit set at runtime, replace what it kept."""
+    _limits(vq, 10)
+    free = [vq.submit("test-track", {"seconds": 6}, "--user", "up", "--subscription", "free") for _ in range(3)]
+    vq.start_daemon(workers=4)
+    vq.wait_for(free[0], statuses=("started",))
+    time.sleep(0.5)
+    assert vq.json("show", free[1])["waitReason"] == "user limit 1/1"
+    pro = vq.submit("test-track", {"seconds": 6}, "--user", "up", "--subscription", "pro")
+    for job_id in (*free[1:], pro):  # pro's limit, 5: all four at once
+        vq.wait_for(job_id, statuses=("started",), timeout=3)
+    for job_id in (*free, pro):
+        vq.wait_for(job_id, timeout=20)
+    assert vq.run("limits", "set", "user", "up", "1").returncode == 0
+    again = [vq.submit("test-track", {"seconds": 5}, "--user", "up", "--subscription", "pro") for _ in range(2)]
+    vq.wait_for(again[0], statuses=("started",))
+    time.sleep(0.5)
+    assert vq.json("show", again[1])["waitReason"] == "user limit 1/1"
+    assert vq.wait_for(again[1], timeout=20)["status"] == "finished"
+
+
 def test_users_take_turns_a_flood_does_not_delay_a_single_job(vq, redis_conn):
     _limits(vq, 1)
     heavy = [vq.submit("test-track", {"seconds": 0.05}, "--user", "heavy", "--subscription", "enterprise")

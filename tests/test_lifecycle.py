@@ -23,6 +23,22 @@ def test_submit_prints_id_and_job_waits_until_a_daemon_runs_it(vq):
     assert vq.json("result", job_id)["result"]["echo"] == {"hello": "world"}
 
 
+def test_a_result_is_kept_with_its_job_and_goes_with_it(vq, redis_conn):
+    """One key per finished job: the result is in the job's hash (no result stream beside
+    it), expires with the job, and leaves with it."""
+    job_id = vq.submit("test-echo", {"n": 7}, "--user", "alice")
+    vq.start_daemon()
+    assert vq.wait_for(job_id)["result"]["echo"] == {"n": 7}
+    key = f"rq:job:{job_id}"
+    assert json.loads(redis_conn.hget(key, "result"))["echo"] == {"n": 7}
+    assert not redis_conn.exists(f"rq:results:{job_id}")
+    assert 0 < redis_conn.ttl(key) <= 7 * 24 * 3600, "kept as long as removeOnComplete says, then gone"
+    running = [r for r in vq.json("queues") if r["jobType"] == "test-echo"][0]
+    assert (running["started"], running["finished"]) == (0, 1)
+    assert vq.run("rm", job_id).returncode == 0
+    assert vq.run("result", job_id).returncode != 0 and not redis_conn.exists(key)
+
+
 def test_wait_prints_final_state_and_exit_code_reflects_failure(vq):
     vq.start_daemon()
     ok = vq.run("submit", "test-noop", "--user", "u", "--wait", "--json")

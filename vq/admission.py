@@ -45,36 +45,38 @@ class Admission:
         return parse_admitted(self._admit(args=self._admit_args(job_types, start)))
 
     def admit_in(self, pipe, job_types: list[str], start: Start | None = None,
-                 give_back: tuple[str, str, str] | None = None) -> None:
+                 give_back: tuple[str, str, str] | None = None, finish: str = "") -> None:
         """`admit` as part of a pipeline (its reply: `parse_admitted`). With `start` the
         admitted job is also started for that worker in the same step; with `give_back`
         (job id, type, user) a finished job's slots are given back first and an idle
-        worker woken, as `release_in` does. By SHA: the script is loaded by the first
+        worker woken, as `release_in` does; with `finish` (vq/worker.py `finish_payload`)
+        that job's end is written first. By SHA: the script is loaded by the first
         `admit`; a Redis that lost it answers NOSCRIPT, which `parse_admitted` reads as
-        "nothing admitted" after loading it again (the slots then lapse with the lease)."""
-        pipe.evalsha(self._admit.sha, 0, *self._admit_args(job_types, start, give_back))
+        "nothing admitted" after loading it again and doing the rest the slow way."""
+        pipe.evalsha(self._admit.sha, 0, *self._admit_args(job_types, start, give_back, finish))
 
     def _admit_args(self, job_types: list[str], start: Start | None = None,
-                    give_back: tuple[str, str, str] | None = None) -> list:
+                    give_back: tuple[str, str, str] | None = None, finish: str = "") -> list:
         moment = now()
-        args = [int(moment.timestamp() * 1000), self.lease_ms, DRAIN_MAX, SCAN_MAX, *(give_back or ("", "", ""))]
+        args = [int(moment.timestamp() * 1000), self.lease_ms, DRAIN_MAX, SCAN_MAX, *(give_back or ("", "", "")),
+                finish]
         if start is None:
-            args += ["", "", "", "", "", ""]
+            args += ["", "", "", ""]
         else:
-            args += [start.worker, start.execution_id, utcformat(moment), repr(moment.timestamp()),
-                     start.default_ttl, "1" if start.busy else "0"]
+            args += [start.worker, utcformat(moment), start.default_ttl, "1" if start.busy else "0"]
         return [*args, len(job_types), *job_types]
 
-    def parse_admitted(self, reply, give_back: tuple[str, str, str] | None = None) -> Admitted | None:
-        """The reply of `admit_in`; `give_back` as given to it, done here if the script did not run."""
+    def parse_admitted(self, reply, give_back: tuple[str, str, str] | None = None,
+                       finish: str = "") -> tuple[bool, Admitted | None]:
+        """The reply of `admit_in`: (whether the finished job has dependents, the admitted
+        job or None). `give_back` and `finish` as given to it, done here if the script did
+        not run."""
         if isinstance(reply, ResponseError):
             if "NOSCRIPT" not in str(reply):
                 raise reply
             self.conn.script_load(self._admit.script)
-            if give_back is not None:
-                release(self.conn, *give_back)
-            return None
-        return parse_admitted(reply)
+            return _parse_reply(self._admit(args=self._admit_args([], None, give_back, finish)))
+        return _parse_reply(reply)
 
     def promote_aged(self, job_types: list[str], threshold_ms: int, max_per_level: int = 500) -> int:
         now = int(time.time() * 1000)
@@ -106,11 +108,15 @@ class Admitted(NamedTuple):
 
 
 def parse_admitted(result) -> Admitted | None:
-    if not result:
-        return None
-    flat = result[3]
-    return Admitted(result[0].decode(), result[1].decode(), result[2].decode(), dict(zip(flat[::2], flat[1::2])),
-                    bool(result[4]))
+    return _parse_reply(result)[1]
+
+
+def _parse_reply(result) -> tuple[bool, Admitted | None]:
+    if len(result) < 2:
+        return bool(result[0]), None
+    flat = result[4]
+    return bool(result[0]), Admitted(result[1].decode(), result[2].decode(), result[3].decode(),
+                                      dict(zip(flat[::2], flat[1::2])), bool(result[5]))
 
 
 def release(conn: Redis, job_id: str, job_type: str, user_id: str) -> None:

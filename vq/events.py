@@ -23,15 +23,22 @@ log = logging.getLogger("vq.events")
 def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None = None, **fields) -> None:
     """Append an event (created, queued, scheduled, deferred, started, progress, finished,
     failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable."""
-    entry = {"event": event, "jobId": job_id, "jobType": job_type or "", "ts": str(int(time.time() * 1000))}
+    item, webhook_url, fields = entry(event, job_id, job_type, **fields)
+    conn.xadd(keys.EVENTS, item, maxlen=STREAM_MAXLEN, approximate=True)
+    if webhook_url:  # the notifiers read only these, not every event of every job
+        conn.xadd(keys.WEBHOOK_EVENTS, {**item, "url": webhook_url}, maxlen=STREAM_MAXLEN, approximate=True)
+    say(event, job_id, job_type, fields)
+
+
+def entry(event: str, job_id: str, job_type: str | None = None, **fields) -> tuple[dict, str | None, dict]:
+    """(the stream entry, the webhook URL if any, the fields that were set) of an event:
+    `emit`'s, and the worker's for the `finished` event its admission script appends."""
+    item = {"event": event, "jobId": job_id, "jobType": job_type or "", "ts": str(int(time.time() * 1000))}
     webhook_url = fields.pop("webhookUrl", None)
     fields = {k: v for k, v in fields.items() if v is not None}
     if fields:
-        entry["fields"] = json.dumps(fields, separators=(",", ":"), default=str)
-    conn.xadd(keys.EVENTS, entry, maxlen=STREAM_MAXLEN, approximate=True)
-    if webhook_url:  # the notifiers read only these, not every event of every job
-        conn.xadd(keys.WEBHOOK_EVENTS, {**entry, "url": webhook_url}, maxlen=STREAM_MAXLEN, approximate=True)
-    say(event, job_id, job_type, fields)
+        item["fields"] = json.dumps(fields, separators=(",", ":"), default=str)
+    return item, webhook_url, fields
 
 
 def say(event: str, job_id: str, job_type: str | None, fields: dict) -> None:

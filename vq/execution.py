@@ -23,7 +23,7 @@ from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import BudgetHeld, HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
 from vq.jobtypes import get_job_type, load_handler
-from vq.model import ms_between
+from vq.model import ms_between, result_of
 from vq.protect import protector
 from vq.provider_calls import ProviderCalls
 
@@ -232,5 +232,5 @@ def upstream_for_ids(conn: Redis, ids: list[str]) -> list[Upstream]:
         if dep is None:
             out.append(Upstream(job_id, "", None, None))
             continue
-        out.append(Upstream(dep.id, dep.meta.get("jobType", ""), dep.meta.get("step"), dep.return_value()))
+        out.append(Upstream(dep.id, dep.meta.get("jobType", ""), dep.meta.get("step"), result_of(dep)))
     return out

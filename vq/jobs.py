@@ -21,7 +21,7 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, keys, limits
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
-from vq.model import TERMINAL, job_data, job_type_of, job_view, status_of
+from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
 from vq.protect import protector
 from vq.rq_queue import rq_queue
 
@@ -78,7 +78,7 @@ def result(conn: Redis, job_id: str) -> dict:
     status = status_of(job)
     if status != "finished":
         raise Conflict(f"job {job_id} is {status}: it has no result" + (" yet" if status not in TERMINAL else ""))
-    return {"id": job.id, "jobType": job_type_of(job), "result": job.return_value()}
+    return {"id": job.id, "jobType": job_type_of(job), "result": result_of(job)}
 
 
 def wait(conn: Redis, job_id: str, timeout: float | None = None, poll: float = 0.1) -> dict:
@@ -165,6 +165,7 @@ def retry(conn: Redis, job_id: str) -> dict:
         registry_class(job.origin, connection=conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
         pipe.delete(keys.cancel_request(job.id))
         job.save(pipeline=pipe)
+        pipe.persist(job.key)  # only ended jobs expire (admission persists only jobs with RQ's `ttl`)
         queue._enqueue_job(job, pipeline=pipe)
         admission.wake_in(pipe)
         pipe.execute()

@@ -86,6 +86,15 @@ def error_of(job: Job, status: str) -> dict | None:
     return error
 
 
+def result_of(job: Job):
+    """A finished job's result. vq's worker keeps it in the job's own hash, in the field RQ
+    restores into `job._result` (one key per job, which expires with it); a job that RQ's
+    own code ended (a forked child's, a repeat) has it in RQ's result stream."""
+    if job._result is not None:
+        return job._result
+    return job.return_value()
+
+
 def job_view(job: Job, *, with_result: bool = True) -> dict:
     """The job as JSON. `with_result=False` skips the extra Redis read of the result."""
     meta = job.meta
@@ -95,7 +104,7 @@ def job_view(job: Job, *, with_result: bool = True) -> dict:
         progress = {"percent": 100.0, "message": progress.get("message") if progress.get("percent") == 100 else "done"}
     result = None
     if with_result and status == Status.FINISHED.value:
-        result = job.return_value()
+        result = result_of(job)
     return {
         "id": job.id,
         "jobType": job_type_of(job),

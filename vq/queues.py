@@ -17,7 +17,6 @@ from rq.registry import (
     FailedJobRegistry,
     FinishedJobRegistry,
     ScheduledJobRegistry,
-    StartedJobRegistry,
 )
 from rq.serializers import JSONSerializer
 
@@ -25,15 +24,16 @@ from vq import admission, cache, events, keys, limits
 from vq.config import Settings
 from vq.jobtypes import get_job_type, job_types
 
+# RQ's registries counted per queue. Running jobs are counted by their leases instead:
+# vq's admission starts jobs without an entry in RQ's started registry (vq/lua/admit.lua).
 REGISTRIES = {
-    "started": StartedJobRegistry,
     "deferred": DeferredJobRegistry,
     "scheduled": ScheduledJobRegistry,
     "failed": FailedJobRegistry,
     "finished": FinishedJobRegistry,
     "canceled": CanceledJobRegistry,
 }
-STATES = ("queued", "limited", *REGISTRIES)
+STATES = ("queued", "limited", "started", *REGISTRIES)
 WAITING_STATUSES = ("queued", "rate_limited", "scheduled", "deferred")
 
 
@@ -69,7 +69,7 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
         row = {"jobType": name, "paused": name in paused, "limit": limits.type_limit(conn, settings, name, in_force),
                **{s: 0 for s in STATES}}
         row["limited"] = sum(next(replies) for _ in keys.PRIORITY_ORDER)
-        row["running"] = next(replies)
+        row["running"] = row["started"] = next(replies)
         row.update(cache.counters(conn, name))
         for _priority in keys.PRIORITY_ORDER:
             for state in ("queued", *REGISTRIES):

@@ -25,26 +25,33 @@ def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
     max_stalled = settings.queue.settings.maxStalledCount
     outcomes = recover_admitted(conn, settings, now)
     for job_type in job_types(settings):
-        for priority in keys.PRIORITY_ORDER:
-            queue_name = keys.queue_name(job_type, priority)
-            registry = StartedJobRegistry(queue_name, connection=conn, serializer=JSONSerializer)
-            ids = registry.get_job_ids(cleanup=False)
-            if not ids:
+        # The lease is read before the status: a finishing worker writes `finished` before
+        # it releases the lease, so "lapsed lease" and then "started" means stalled. A
+        # job vq's admission started is known by its lease alone; one RQ's own code
+        # started (a forked child's) also by its entry in RQ's started registry.
+        lapsed = {i.decode() for i in conn.zrangebyscore(keys.running_type(job_type), "-inf", now)}
+        lapsed.update(_lapsed_in_started_registries(conn, job_type, now))
+        for job in Job.fetch_many(sorted(lapsed), connection=conn, serializer=JSONSerializer):
+            if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
                 continue
-            # The lease is read before the status: a finishing worker writes `finished`
-            # before it releases the lease, so "no lease" and then "started" means stalled.
-            leases = conn.zmscore(keys.running_type(job_type), ids)
-            lapsed = [i for i, lease in zip(ids, leases) if lease is None or lease <= now]
-            for job in Job.fetch_many(lapsed, connection=conn, serializer=JSONSerializer):
-                if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
-                    continue
-                outcome = _handle(conn, registry, job, job_type, max_stalled)
-                if outcome:
-                    outcomes.append((job.id, outcome))
+            outcome = _handle(conn, job, job_type, max_stalled)
+            if outcome:
+                outcomes.append((job.id, outcome))
         # Admission counts live leases only; lapsed ones whose job was handled above (or
         # is gone) are dropped here, so the set does not grow.
         conn.zremrangebyscore(keys.running_type(job_type), "-inf", now)
     return outcomes
+
+
+def _lapsed_in_started_registries(conn: Redis, job_type: str, now: int) -> list[str]:
+    """Jobs in RQ's started registries of the type whose lease lapsed or is gone."""
+    ids = [StartedJobRegistry(keys.queue_name(job_type, priority), connection=conn).get_job_ids(cleanup=False)
+           for priority in keys.PRIORITY_ORDER]
+    ids = [i for some in ids for i in some]
+    if not ids:
+        return []
+    leases = conn.zmscore(keys.running_type(job_type), ids)
+    return [i for i, lease in zip(ids, leases) if lease is None or lease <= now]
 
 
 def recover_admitted(conn: Redis, settings: Settings, now: int) -> list[tuple[str, str]]:
@@ -73,8 +80,8 @@ def recover_admitted(conn: Redis, settings: Settings, now: int) -> list[tuple[st
     return outcomes
 
 
-def _settle_if_still_started(conn: Redis, registry: StartedJobRegistry, job: Job, settle) -> bool:
-    """Take the job out of the started registry, save its meta and apply `settle(pipe)`,
+def _settle_if_still_started(conn: Redis, job: Job, settle) -> bool:
+    """Take the job out of RQ's started registry (if there), save its meta and apply `settle(pipe)`,
     all only if it is still `started`: WATCH makes the transaction fail when a worker
     finishes it in between, so a finished job is never run again. True if applied."""
     with conn.pipeline() as pipe:
@@ -82,8 +89,11 @@ def _settle_if_still_started(conn: Redis, registry: StartedJobRegistry, job: Job
             pipe.watch(job.key)
             if pipe.hget(job.key, "status") != b"started":
                 return False
+            registry = StartedJobRegistry(job.origin, connection=conn)
+            entries = _started_entries(pipe, registry, job.id)
             pipe.multi()
-            registry.remove_executions(job, pipeline=pipe)
+            if entries:
+                pipe.zrem(registry.key, *entries)
             pipe.hset(job.key, "meta", job._serialize_meta())
             settle(pipe)
             pipe.execute()
@@ -92,7 +102,15 @@ def _settle_if_still_started(conn: Redis, registry: StartedJobRegistry, job: Job
     return True
 
 
-def _handle(conn: Redis, registry: StartedJobRegistry, job: Job, job_type: str, max_stalled: int) -> str | None:
+def _started_entries(conn, registry: StartedJobRegistry, job_id: str) -> list[bytes]:
+    """The job's entries in RQ's started registry ("<job id>:<execution id>"), found in the
+    registry itself: RQ's `remove_executions` reads a per-job execution index that vq's
+    worker does not write, and the registry holds only jobs RQ's own code started."""
+    prefix = f"{job_id}:".encode()
+    return [m for m in conn.zrange(registry.key, 0, -1) if m.startswith(prefix)]
+
+
+def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | None:
     stalled = int(job.meta.get("stalledCount", 0)) + 1
     job.meta["stalledCount"] = stalled
     user = job.meta.get("userId") or "_"
@@ -101,7 +119,7 @@ def _handle(conn: Redis, registry: StartedJobRegistry, job: Job, job_type: str, 
         def requeue(pipe) -> None:
             rq_queue(conn, job.origin)._enqueue_job(job, pipeline=pipe, at_front=True)
 
-        if not _settle_if_still_started(conn, registry, job, requeue):
+        if not _settle_if_still_started(conn, job, requeue):
             return None
         admission.release(conn, job.id, job_type, user)
         events.emit(conn, "stalled", job.id, job_type, stalledCount=stalled, action="requeued")
@@ -114,7 +132,7 @@ def _handle(conn: Redis, registry: StartedJobRegistry, job: Job, job_type: str, 
         FailedJobRegistry(job.origin, connection=conn, serializer=JSONSerializer).add(job, ttl=job.failure_ttl,
                                                                                        pipeline=pipe)
 
-    if not _settle_if_still_started(conn, registry, job, fail):
+    if not _settle_if_still_started(conn, job, fail):
         return None
     admission.release(conn, job.id, job_type, user)
     events.emit(conn, "failed", job.id, job_type, category="stalled", error=job.meta["error"]["message"],

@@ -29,7 +29,7 @@ from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFound, RedisUnavailable, VqError
 from vq.jobtypes import JobType, get_job_type, load_handler
-from vq.model import VQ_FUNC, iso
+from vq.model import VQ_FUNC, iso, result_of
 from vq.protect import protector
 from vq.jobhash import Batch, Templates
 from vq.rq_queue import rq_queue
@@ -524,7 +524,7 @@ def _create_cached(conn: Redis, settings: Settings, r: _Resolved, job_id: str, s
     job = queue.create_job(VQ_FUNC, status=JobStatus.FINISHED, **spec)
     now = datetime.now(timezone.utc)
     job.enqueued_at = job.started_at = job.ended_at = now
-    job._result = source.return_value()
+    job._result = result_of(source)
     with conn.pipeline() as pipe:
         job.save(pipeline=pipe)
         job._handle_success(spec["result_ttl"], pipeline=pipe)

@@ -9,6 +9,7 @@ high priority before normal before low, skipping the types an operator paused.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -24,12 +25,11 @@ from rq.worker import SimpleWorker, Worker, WorkerStatus
 from rq.executions import Execution
 from rq.job_lifecycle import call_exception_handlers
 from rq.rate_limit import release_slot
-from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
 from rq.timeouts import TimerDeathPenalty
 from rq.defaults import DEFAULT_WORKER_TTL
-from rq.utils import now
+from rq.utils import now, utcformat
 
 from vq import cache, events, keys, resources
 from vq.jobs import cancel_dependents
@@ -430,44 +430,46 @@ class VqWorker(Worker):
         self._release(job)
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution):
-        """RQ's success bookkeeping, vq's (slots back, cache, event, recurring outcome),
-        the idle state and the admission of the next job in one transaction: one round
-        trip. RQ WATCHes the job's dependents first (two more); here the transaction reads
-        whether the job has any, and only then are they moved, after it. A dependent added
-        meanwhile is either in that set or, added later, sees its dependency finished and
-        is enqueued by RQ."""
-        if job.repeats_left:  # an RQ repeat: RQ's way
+        """The job's end (vq/lua/admit.lua `finish`: its fields and result, registries, the
+        `finished` event), its slots back and, unless this worker is stopping, the
+        admission and start of its next job: one script, one round trip. RQ writes the
+        end in a transaction of its own after WATCHing the job's dependents; here the
+        script reads whether the job has any, and only then are they moved, after it. A
+        dependent added meanwhile is either in that set or, added later, sees its
+        dependency finished and is enqueued by RQ. A job RQ repeats, one whose result is
+        not kept, and a forked child's job end RQ's way."""
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        if job.repeats_left or result_ttl == 0 or self.is_horse:
             super().handle_job_success(job, queue, started_job_registry, execution)
             with self.connection.pipeline(transaction=False) as pipe:
                 self._succeeded_in(pipe, job)
                 pipe.execute()
             return
-        result_ttl = job.get_result_ttl(self.default_result_ttl)
-        admission = admission_for(self.connection) if self._will_take_another() else None
+        self.increment_successful_job_count()
+        self.increment_total_working_time(job.ended_at - job.started_at, None)
+        admission = admission_for(self.connection)
+        take_another = self._will_take_another()
         execution_id = uuid.uuid4().hex
         give_back = (job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
-        with self.connection.pipeline() as pipe:
-            pipe.exists(job.dependents_key)
-            self.increment_successful_job_count(pipeline=pipe)
-            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
-            _record_success(job, result_ttl, pipe, self.name, execution)
-            self.cleanup_execution(job, pipeline=pipe, execution=execution)
-            self._succeeded_in(pipe, job, release=admission is None)
-            if admission is not None:  # give back its slots, take and start the next job: same round trip
-                admission.admit_in(pipe, admission_order(self._ordered_queues),
-                                   start=Start(self.name, execution_id, DEFAULT_WORKER_TTL,
-                                               busy=self._written_state == WorkerStatus.BUSY),
-                                   give_back=give_back)
-            else:
+        finish, said = _finish_payload(job, result_ttl)
+        with self.connection.pipeline(transaction=False) as pipe:
+            admission.admit_in(pipe, admission_order(self._ordered_queues) if take_another else [],
+                               start=Start(self.name, execution_id, DEFAULT_WORKER_TTL,
+                                           busy=self._written_state == WorkerStatus.BUSY) if take_another else None,
+                               give_back=give_back, finish=finish)
+            if not getattr(job, STARTED_BY_ADMISSION, False):  # RQ wrote its execution records
+                self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            self._succeeded_in(pipe, job, release=False, event=False)
+            if not take_another:
                 self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             replies = pipe.execute(raise_on_error=False)
-        admitted = admission.parse_admitted(replies.pop(), give_back) if admission is not None else None
-        problems = [r for r in replies if isinstance(r, Exception)]
-        if problems:
-            raise problems[0]
+        has_dependents, admitted = admission.parse_admitted(replies[0], give_back, finish)
+        problems = [r for r in replies[1:] if isinstance(r, Exception)]
+        events.say("finished", job.id, job.meta.get("jobType"), said)
         if admitted is not None:
             self._take_started(admitted, execution_id)
-        has_dependents = replies[0]
+        if problems:
+            raise problems[0]
         if has_dependents:
             queue.enqueue_dependents(job)
             if result_ttl is not None and result_ttl > 0:  # RQ's cleanup expires it with the job
@@ -475,14 +477,13 @@ class VqWorker(Worker):
         if job.has_rate_limit:
             release_slot(job)
 
-    def _succeeded_in(self, pipe, job: Job, release: bool = True) -> None:
+    def _succeeded_in(self, pipe, job: Job, release: bool = True, event: bool = True) -> None:
         if release:
             release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
         if job.meta.get("cacheKey"):
             cache.remember(pipe, job.meta["cacheKey"], job.id, int(job.meta.get("cacheTtl", 0)) or 1)
-        events.emit(pipe, "finished", job.id, job.meta.get("jobType"), durationMs=_took_ms(job),
-                    attempt=job.meta.get("attempts"), userId=job.meta.get("userId"),
-                    webhookUrl=job.meta.get("webhookUrl"))
+        if event:
+            events.emit(pipe, "finished", job.id, job.meta.get("jobType"), **_finished_fields(job))
         record_outcome_in(pipe, job)
 
     def _finish_canceled(self, job: Job, execution) -> None:
@@ -576,25 +577,30 @@ def stop_thread_workers(started: list[tuple[ThreadWorker, threading.Thread]], gr
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _record_success(job: Job, result_ttl: int | None, pipe, worker_name: str, execution) -> None:
-    """RQ's Job._handle_success and cleanup with three commands fewer: the status goes with
-    the job's save (RQ writes it first on its own too); the dependents key's expiry waits
-    until the job is known to have dependents (the key exists only then: a dependent that
-    registers later sees the job finished and is enqueued at once); the dependencies key
-    is only expired if the job had dependencies."""
+def _finished_fields(job: Job) -> dict:
+    return {"durationMs": _took_ms(job), "attempt": job.meta.get("attempts"), "userId": job.meta.get("userId"),
+            "webhookUrl": job.meta.get("webhookUrl")}
+
+
+def _finish_payload(job: Job, result_ttl: int | None) -> tuple[str, dict]:
+    """What vq/lua/admit.lua `finish` writes for a job that succeeded, as JSON, and the
+    `finished` event's fields (for its log line). The result goes into the job's hash
+    (RQ's own field for it, which RQ still reads back) instead of RQ's result stream: one
+    key per job, which expires with it (vq.model.result_of reads either)."""
     job._status = JobStatus.FINISHED
-    if result_ttl != 0:
-        job.save(pipeline=pipe, include_meta=False, include_result=False)
-        Result.create(job, Result.Type.SUCCESSFUL, return_value=job._result, ttl=result_ttl,
-                      worker_name=worker_name, pipeline=pipe, execution_id=execution.id,
-                      execution_started_at=execution.created_at, execution_ended_at=job.ended_at)
-        job.finished_job_registry.add(job, result_ttl, pipe)
-    if result_ttl == 0:
-        job.delete(pipeline=pipe, remove_from_queue=False)
-    elif result_ttl is not None and result_ttl > 0:
-        pipe.expire(job.key, result_ttl)
-        if job._dependency_ids:
-            pipe.expire(job.dependencies_key, result_ttl)
+    fields = ["status", JobStatus.FINISHED.value, "ended_at", utcformat(job.ended_at),
+              "last_heartbeat", utcformat(job.last_heartbeat or job.ended_at),
+              "result", job.serializer.dumps(job._result).decode()]
+    item, webhook_url, said = events.entry("finished", job.id, job.meta.get("jobType"), **_finished_fields(job))
+    payload = {
+        "id": job.id, "key": job.key, "fields": fields,
+        "ttl": -1 if result_ttl is None or result_ttl < 0 else result_ttl,
+        "expire": [job.dependencies_key] if job._dependency_ids else [],
+        "registry": job.finished_job_registry.key,
+        "event": [part for pair in item.items() for part in pair], "webhook": webhook_url or "",
+        "dependents": job.dependents_key,
+    }
+    return json.dumps(payload, separators=(",", ":")), said
 
 
 def _isolation_of(job: Job) -> str:

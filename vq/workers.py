@@ -24,8 +24,9 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
         replies = pipe.execute()
     hashes, executions = replies[0::2], replies[1::2]
     now = datetime.now(timezone.utc)
+    running = _running_jobs_by_worker(conn, hashes)
     rows = []
-    for key, raw, running in zip(keys_, hashes, executions):
+    for key, raw, executing in zip(keys_, hashes, executions):
         if not raw:
             continue  # expired: RQ drops it from the set on its next clean-up
         h = {k.decode(): v.decode(errors="replace") for k, v in raw.items()}
@@ -35,7 +36,7 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
         rows.append({
             "name": key.removeprefix("rq:worker:"), "host": h.get("hostname"),
             "pid": int(h["pid"]) if h.get("pid", "").isdigit() else None,
-            "state": h.get("state", "?"), "currentJob": _current_job(running),
+            "state": h.get("state", "?"), "currentJob": _current_job(executing) or running.get(key.removeprefix("rq:worker:")),
             "queues": [q for q in h.get("queues", "").split(",") if q],
             "heartbeatAgeMs": age, "alive": age is not None and age < heartbeat_ms,
             "jobsDone": int(h.get("successful_job_count") or 0), "jobsFailed": int(h.get("failed_job_count") or 0),
@@ -44,6 +45,29 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
             "startedAt": born.isoformat().replace("+00:00", "Z") if born else None,
         })
     return rows
+
+
+def _running_jobs_by_worker(conn: Redis, hashes: list[dict]) -> dict[str, str]:
+    """worker name -> the job it runs, for jobs vq's admission started: those have no RQ
+    execution records (vq/lua/admit.lua); their live concurrency leases name them, and
+    each job's hash names its worker."""
+    from vq import keys
+
+    types = {keys.split_queue_name(q)[0] for raw in hashes if raw and raw.get(b"state") == b"busy"
+             for q in raw.get(b"queues", b"").decode().split(",") if q}
+    if not types:
+        return {}
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    with conn.pipeline(transaction=False) as pipe:
+        for job_type in sorted(types):
+            pipe.zrangebyscore(keys.running_type(job_type), now_ms, "+inf")
+        ids = sorted({i.decode() for reply in pipe.execute() for i in reply})
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(f"rq:job:{job_id}", "worker_name", "status")
+        replies = pipe.execute()
+    return {worker.decode(): job_id for job_id, (worker, status) in zip(ids, replies)
+            if worker and status == b"started"}
 
 
 def _current_job(executions: set[bytes]) -> str | None:

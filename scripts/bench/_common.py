@@ -287,9 +287,12 @@ def wait_until_ended(conn: redis.Redis, proc: subprocess.Popen, finished_keys: l
 def run_vq(conn, args, run: int, workdir: Path, config_path: Path, timeout: float, subs: Sequence[Submission],
            job_type: str = JOB_TYPE, daemon_args: Sequence[str] = (),
            extra_verify: Callable[[redis.Redis, list[str]], list[str]] | None = None,
-           before_drain: Callable[[], None] | None = None) -> RunResult:
+           before_drain: Callable[[], None] | None = None,
+           after_drain: Callable[[], None] | None = None) -> RunResult:
     """Submit `subs` one by one in-process, then start `vq daemon --workers N` and time it
-    from its spawn until every job is in the finished (or failed) registry; stop it."""
+    from its spawn until every job is in the finished (or failed) registry; stop it.
+    `before_drain` and `after_drain` run just before the daemon starts and as soon as the
+    last job ended (before the bench's own checks read anything)."""
     from vq.config import load_settings
 
     settings = load_settings(config_path, env={})
@@ -308,6 +311,8 @@ def run_vq(conn, args, run: int, workdir: Path, config_path: Path, timeout: floa
     try:
         drain_s, finished, failed = wait_until_ended(conn, proc, finished_keys, failed_keys, jobs, t0, timeout,
                                                      args.poll, log_path)
+        if after_drain:
+            after_drain()
     finally:
         stop_s = stop_process(proc)
     if failed:
@@ -345,7 +350,8 @@ def rq_executable() -> list[str]:
 
 
 def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, timeout: float,
-           before_drain: Callable[[], None] | None = None, jobs: int | None = None) -> RunResult:
+           before_drain: Callable[[], None] | None = None, jobs: int | None = None,
+           after_drain: Callable[[], None] | None = None) -> RunResult:
     """Enqueue jobs no-op jobs with `Queue.enqueue` (JSON serializer), then time N
     `rq worker --burst` processes (SimpleWorker for rq-simple) until all exited and all finished."""
     conn.flushall()
@@ -376,6 +382,8 @@ def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, tim
             all_exited = all(p.poll() is not None for p in procs)
             if all_exited and finished + failed >= jobs:
                 drain_s = time.perf_counter() - t0
+                if after_drain:
+                    after_drain()
                 break
             if all_exited:
                 raise BenchError(f"{system}: workers exited with only {finished}+{failed}/{jobs} jobs ended:\n"

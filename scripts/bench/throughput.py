@@ -116,21 +116,25 @@ def part_drain(conn, args, workdir, server, config, progress) -> dict:
     counted: dict[str, list[dict[str, int]]] = {s: [] for s in systems}
     jobs_of = {s: args.fork_jobs if s == "rq-fork" else args.jobs for s in systems}
 
-    def counting(system, jobs, body):
+    def counting(system, body):
+        """The drain's commands: from just before its start until its last job ended (the
+        bench's completion polls included, its checks afterwards not)."""
         def before():
             conn.config_resetstat()
-        result = body(before)
-        counted[system].append(commands(conn))
-        return result
+
+        def after():
+            counted[system].append(commands(conn))
+        return body(before, after)
 
     def vq_round(run):
-        return counting("vq", args.jobs, lambda before: run_vq(
-            conn, args, run, workdir, config, args.timeout, subs(args.jobs), before_drain=before))
+        return counting("vq", lambda before, after: run_vq(
+            conn, args, run, workdir, config, args.timeout, subs(args.jobs), before_drain=before, after_drain=after))
 
     def rq_round(run, system):
         jobs = args.fork_jobs if system == "rq-fork" else args.jobs
-        return counting(system, jobs, lambda before: run_rq(
-            conn, args, run, workdir, server.url, system, args.timeout, before_drain=before, jobs=jobs))
+        return counting(system, lambda before, after: run_rq(
+            conn, args, run, workdir, server.url, system, args.timeout, before_drain=before, jobs=jobs,
+            after_drain=after))
 
     results = run_rounds(conn, args, workdir, server.url, config, systems,
                          runs_of=lambda s: 1 if s == "rq-fork" else args.runs, run_vq_round=vq_round,

@@ -47,7 +47,6 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rq import worker_registration  # noqa: E402
 from rq.job import Job  # noqa: E402
-from rq.registry import StartedJobRegistry  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from chaos_handlers import EXECUTIONS  # noqa: E402
@@ -256,11 +255,11 @@ def job_events(conn) -> dict[str, list[str]]:
 
 
 def whereabouts(conn, job: Job, events: list[str]) -> dict:
-    """Where a lost job is: its status, whether any list or registry still holds it, and
-    its events (without progress)."""
+    """Where a lost job is: its status, whether any list still holds it or it holds a
+    running lease, and its events (without progress)."""
     return {"status": status_of(job), "inQueueList": conn.lpos(f"rq:queue:{job.origin}", job.id) is not None,
             "inWaitingLine": any(conn.zscore(k, job.id) is not None for k in keys.wait_since_all(JOB_TYPE)),
-            "inStartedRegistry": job.id in StartedJobRegistry(job.origin, connection=conn).get_job_ids(cleanup=False),
+            "holdsLease": conn.zscore(keys.running_type(JOB_TYPE), job.id) is not None,
             "events": [e for e in events if e != "progress"]}
 
 

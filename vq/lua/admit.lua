@@ -4,13 +4,14 @@
 --
 -- ARGV: 1 now_ms, 2 lease_ms, 3 drain_max, 4 scan_max,
 --       5-7 a finished job whose slots to give back first: id, type, user ('' = none),
---       8-13 to start the admitted job for a worker in the same step: worker name ('' =
---            don't), execution id, now (RQ's text format), now (epoch seconds), the
---            heartbeat TTL when the job has none, '1' if the worker's hash already says busy,
---       14 n_types, 15.. the types in the order this worker should try them (the caller
+--       8 what the finished job's end writes, as JSON ('' = nothing; see `finish` below),
+--       9-12 to start the admitted job for a worker in the same step: worker name ('' =
+--            don't), now (RQ's text format), the heartbeat TTL when the job has none, '1'
+--            if the worker's hash already says busy,
+--       13 n_types, 14.. the types in the order this worker should try them (the caller
 --          rotates it)
--- Returns: {job_id, queue_name, user, the job's hash as HGETALL gives it, started (0/1)}
---          of the admitted job, or nil.
+-- Returns: {whether the finished job has dependents (0/1), then, of the admitted job if
+--          any: job_id, queue_name, user, the job's hash as HGETALL gives it, started (0/1)}.
 --
 -- Keys (vq/keys.py builds the same names):
 --   rq:queue:<type>.<prio>           RQ's list: where every path into execution lands
@@ -27,7 +28,8 @@
 --   vq:usertier                      hash user -> subscription tier (latest seen)
 --   vq:limits:effective              hash type:<t>, tier:<tier>, user:<u> -> the limit in
 --                                    force, paused:<t> -> 1 (vq/lua/limits.lua rebuilds it
---                                    from the hashes below and vq:paused)
+--                                    from the hashes below and vq:paused); ulimit:<u> -> the
+--                                    user's limit as last worked out here (user_limit)
 --   vq:limits:{type,tier,user}       hash: limits from config
 --   vq:limits:override:{type,tier,user}  hash: limits set at runtime (win)
 --   vq:paused                        set of paused types (read only if the hash above is missing)
@@ -38,14 +40,38 @@ local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local drain_max = tonumber(ARGV[3])
 local scan_max = tonumber(ARGV[4])
-local worker = ARGV[8]
-local n_types = tonumber(ARGV[14])
+local worker = ARGV[9]
+local n_types = tonumber(ARGV[13])
 local types = {}
-for i = 1, n_types do types[i] = ARGV[14 + i] end
+for i = 1, n_types do types[i] = ARGV[13 + i] end
 local prios = {'high', 'normal', 'low'}
 local UNLIMITED = 1000000000
 local WAKE_KEEP, WAKE_MAX = 16, 64
 local EFFECTIVE = 'vq:limits:effective'
+
+-- The end of a finished job, written here rather than in a transaction of its own (two
+-- commands and a result stream fewer per job; vq/worker.py handle_job_success): its hash's
+-- new fields (status, end time, result), its expiry, RQ's finished registry, the
+-- `finished` event (and the webhook notifier's copy). Answers whether it has dependents
+-- to enqueue.
+local function finish(f)
+  redis.call('HSET', f.key, unpack(f.fields))
+  local score = '+inf'
+  if f.ttl > 0 then
+    redis.call('EXPIRE', f.key, f.ttl)
+    for _, key in ipairs(f.expire) do redis.call('EXPIRE', key, f.ttl) end
+    score = math.floor(now / 1000) + f.ttl
+  end
+  redis.call('ZADD', f.registry, score, f.id)
+  redis.call('XADD', 'vq:events', 'MAXLEN', '~', 1000000, '*', unpack(f.event))
+  if f.webhook ~= '' then
+    redis.call('XADD', 'vq:webhooks:events', 'MAXLEN', '~', 1000000, '*', 'url', f.webhook, unpack(f.event))
+  end
+  return redis.call('EXISTS', f.dependents)
+end
+
+local has_dependents = 0
+if ARGV[8] ~= '' then has_dependents = finish(cjson.decode(ARGV[8])) end
 
 -- A finished job's slots back, and a token for an idle worker (the list is trimmed only
 -- when it grows past WAKE_MAX, not on every push).
@@ -70,22 +96,29 @@ local function limit_of(kind, name, fallback)
   return fallback
 end
 
--- Whether the type may start a job now: not paused, and under its limit.
-local function type_open(t)
-  local v = redis.call('HMGET', EFFECTIVE, 'type:' .. t, 'paused:' .. t)
-  local paused, limit = v[2], tonumber(v[1])
-  if not v[1] then
+-- Whether the type may start a job now: not paused, and under its limit. `limit_text` and
+-- `paused` as the effective hash has them (nil: not published there).
+local function type_open(t, limit_text, paused)
+  local limit = tonumber(limit_text)
+  if not limit_text then
     paused = redis.call('SISMEMBER', 'vq:paused', t) == 1
     limit = limit_of('type', t, UNLIMITED)
   end
   return not paused and live_count('vq:running:type:' .. t) < limit
 end
 
+-- A user's limit from its sources: their own, else their tier's. The answer is kept in the
+-- effective hash as ulimit:<user>, so that admission reads it with the type's limit in one
+-- HMGET; rebuilding the hash (any change of limits) drops every kept answer, and routing
+-- drops a user's when their tier changes.
 local function user_limit(user)
   local tier = redis.call('HGET', 'vq:usertier', user) or 'free'
   local v = redis.call('HMGET', EFFECTIVE, 'user:' .. user, 'tier:' .. tier)
-  if v[1] then return tonumber(v[1]) end
-  if v[2] then return tonumber(v[2]) end
+  local limit = tonumber(v[1] or v[2])
+  if limit then
+    redis.call('HSET', EFFECTIVE, 'ulimit:' .. user, limit)
+    return limit
+  end
   v = redis.call('HGET', 'vq:limits:override:user', user)
   if not v then v = redis.call('HGET', 'vq:limits:user', user) end
   if v then return tonumber(v) end
@@ -122,30 +155,22 @@ local function as_flat(map)
 end
 
 -- Start the admitted job for the calling worker: what RQ's worker writes before running a
--- job (its execution record, the started registry, the worker's busy state, the job's
--- started fields; rq/executions.py, rq/worker/base.py prepare_job_execution) and what vq
--- adds (the attempt, progress reset, the `started` event), so that taking a job and
--- starting it is one step (vq/worker.py handle_job_success). `job` is the job's hash,
--- updated here to what Redis now holds.
+-- job (the worker's busy state, the job's started fields; rq/worker/base.py
+-- prepare_job_execution) and what vq adds (the attempt, progress reset, the `started`
+-- event), so that taking a job and starting it is one step (vq/worker.py
+-- handle_job_success). RQ's execution records (a hash, the job's and the worker's sets)
+-- and its started registry (rq:wip:<queue>) are not written: eleven commands per job
+-- that nothing of vq reads. The job's concurrency leases, renewed while it runs, are
+-- vq's record of what runs (vq/stalled.py, vq/queues.py, vq/workers.py). `job` is the
+-- job's hash, updated here to what Redis now holds.
 local function start(id, queue_name, job_type, job)
-  local exec_id, now_text, now_s, default_ttl = ARGV[9], ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
+  local now_text, default_ttl = ARGV[10], tonumber(ARGV[11])
   local jk = 'rq:job:' .. id
   local timeout = tonumber(job.timeout)
   local ttl = default_ttl
   if timeout ~= -1 then ttl = (timeout or default_ttl) + 60 end
-  local whole_s = math.floor(now_s)
-  local composite = id .. ':' .. exec_id
-  local ek = 'rq:execution:' .. composite
-  redis.call('HSET', ek, 'id', exec_id, 'job_id', id, 'created_at', ARGV[11],
-             'last_heartbeat', ARGV[11], 'worker_name', worker)
-  redis.call('EXPIRE', ek, ttl)
-  redis.call('ZADD', 'rq:executions:' .. id, whole_s + ttl + 60, exec_id)
-  redis.call('EXPIRE', 'rq:executions:' .. id, ttl + 60)
-  redis.call('ZADD', 'rq:wip:' .. queue_name, whole_s + ttl, composite)
-  local wk = 'rq:worker:' .. worker
-  redis.call('SADD', wk .. ':executions', composite)
-  redis.call('EXPIRE', wk .. ':executions', ttl + 60)
-  if ARGV[13] ~= '1' then  -- already busy (it just finished a job): its heartbeat keeps the key
+  if ARGV[12] ~= '1' then  -- already busy (it just finished a job): its heartbeat keeps the key
+    local wk = 'rq:worker:' .. worker
     redis.call('HSET', wk, 'state', 'busy', 'last_heartbeat', now_text)
     redis.call('EXPIRE', wk, ttl)
   end
@@ -160,7 +185,9 @@ local function start(id, queue_name, job_type, job)
   local encoded = cjson.encode(meta)
   redis.call('HSET', jk, 'last_heartbeat', now_text, 'status', 'started', 'started_at', now_text,
              'worker_name', worker, 'meta', encoded)
-  redis.call('PERSIST', jk)
+  -- Only ended jobs expire (a retry of one persists it: vq/jobs.py retry); RQ's `ttl`
+  -- option is the one way a job waits with an expiry.
+  if job.ttl then redis.call('PERSIST', jk) end
   job.last_heartbeat, job.status, job.started_at, job.worker_name, job.meta = now_text, 'started', now_text, worker,
                                                                                encoded
   local started = {attempt = meta.attempts, worker = worker}
@@ -177,7 +204,7 @@ end
 -- A batch of arrivals is read in one LRANGE and written per user line, not per job.
 local serves = {}
 for i = 1, n_types do serves[types[i]] = true end
-local tiers, tier_args = {}, {}
+local tiers, tier_users = {}, {}  -- the tier each routed user's jobs last named
 local listed = {}  -- rings with users, by key
 for _, qname in ipairs(redis.call('SMEMBERS', 'vq:inbox')) do
   local t, p = nil, nil
@@ -213,15 +240,8 @@ for _, qname in ipairs(redis.call('SMEMBERS', 'vq:inbox')) do
           order[#order + 1] = user
         end
         table.insert(lines[user], id)
-        if tiers[user] ~= tier then
-          tiers[user] = tier
-          tier_args[#tier_args + 1] = user
-          tier_args[#tier_args + 1] = tier
-          if #tier_args >= 1000 then  -- Lua's unpack has a limit: many new users, several writes
-            redis.call('HSET', 'vq:usertier', unpack(tier_args))
-            tier_args = {}
-          end
-        end
+        if tiers[user] == nil then tier_users[#tier_users + 1] = user end
+        tiers[user] = tier
         redis.call('HSET', jk, 'status', 'rate_limited')
         since[#since + 1] = now
         since[#since + 1] = id
@@ -240,24 +260,55 @@ for _, qname in ipairs(redis.call('SMEMBERS', 'vq:inbox')) do
     if #since > 0 then redis.call('ZADD', 'vq:waitsince:' .. t .. ':' .. p, 'NX', unpack(since)) end
   end
 end
-if #tier_args > 0 then redis.call('HSET', 'vq:usertier', unpack(tier_args)) end
-
--- 2. Admit: by priority, then type (in the caller's order), then users in turn. A type's
--- slot count is read once per call.
-local type_room = {}
-local function has_room(t)
-  if type_room[t] == nil then type_room[t] = type_open(t) end
-  return type_room[t]
+-- Tiers that changed (or are new), a few hundred users per read and write (Lua's unpack
+-- has a limit); a changed tier drops the user's kept limit.
+for from = 1, #tier_users, 500 do
+  local chunk = {unpack(tier_users, from, math.min(from + 499, #tier_users))}
+  local known = redis.call('HMGET', 'vq:usertier', unpack(chunk))
+  local set, dropped = {}, {}
+  for i, user in ipairs(chunk) do
+    if known[i] ~= tiers[user] then
+      set[#set + 1] = user
+      set[#set + 1] = tiers[user]
+      dropped[#dropped + 1] = 'ulimit:' .. user
+    end
+  end
+  if #set > 0 then
+    redis.call('HSET', 'vq:usertier', unpack(set))
+    redis.call('HDEL', EFFECTIVE, unpack(dropped))
+  end
 end
 
--- Look at up to scan_max users of one ring; the admitted {id, user, hash} or nil.
-local function admit_from(ring, t, p, waiting_users)
-  local remaining = waiting_users
-  for _ = 1, math.min(waiting_users, scan_max) do
+-- 2. Admit: by priority, then type (in the caller's order), then users in turn. A type's
+-- room is looked at once per call, with the first user's limit (admit_from).
+
+local type_room = {}  -- type -> whether it may start a job (nil: not looked at yet)
+
+-- Look at up to scan_max users of one ring, once round at most; the admitted {id, user,
+-- hash} or nil. An empty ring leaves vq:inbox here (its users are counted by no LLEN: the
+-- ring's head says whether there is one).
+local function admit_from(ring, t, p)
+  local seen = {}
+  for _ = 1, scan_max do
     local user = redis.call('LINDEX', ring, 0)
+    if not user then
+      redis.call('SREM', 'vq:inbox', ring)
+      return nil
+    end
+    if seen[user] then return nil end
+    seen[user] = true
     local uk = 'vq:running:user:' .. user
     local wl = 'vq:wait:' .. t .. ':' .. p .. ':' .. user
-    if live_count(uk) < user_limit(user) then
+    local limit
+    if type_room[t] == nil then  -- the type's limit and the user's in one read
+      local v = redis.call('HMGET', EFFECTIVE, 'ulimit:' .. user, 'type:' .. t, 'paused:' .. t)
+      type_room[t] = type_open(t, v[2], v[3])
+      if not type_room[t] then return nil end
+      limit = tonumber(v[1])
+    else
+      limit = tonumber(redis.call('HGET', EFFECTIVE, 'ulimit:' .. user))
+    end
+    if live_count(uk) < (limit or user_limit(user)) then
       local id, job = nil, nil
       while true do
         local cand = redis.call('LPOP', wl)
@@ -273,9 +324,7 @@ local function admit_from(ring, t, p, waiting_users)
       if redis.call('LLEN', wl) > 0 then
         redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')  -- served: to the back of the line
       else
-        redis.call('LPOP', ring)
-        remaining = remaining - 1
-        if remaining == 0 then redis.call('SREM', 'vq:inbox', ring) end
+        redis.call('LPOP', ring)  -- its line is empty: out of the turn order
       end
       if id then
         redis.call('ZADD', 'vq:running:type:' .. t, now + lease, id)
@@ -294,12 +343,12 @@ local function hand_out(found, t, p)
   local queue_name = t .. '.' .. p
   if worker ~= '' then
     start(id, queue_name, t, job)
-    return {id, queue_name, user, as_flat(job), 1}
+    return {has_dependents, id, queue_name, user, as_flat(job), 1}
   end
   redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
   redis.call('ZADD', 'vq:admitted', now, id)  -- until it starts: see vq/stalled.py
   job.status = 'queued'
-  return {id, queue_name, user, as_flat(job), 0}
+  return {has_dependents, id, queue_name, user, as_flat(job), 0}
 end
 
 -- The rings vq:inbox names, in order; then, if none of them gave a job, every other ring
@@ -308,31 +357,25 @@ end
 for _, p in ipairs(prios) do
   for _, t in ipairs(types) do
     local ring = 'vq:ring:' .. t .. ':' .. p
-    if listed[ring] then
-      local waiting_users = redis.call('LLEN', ring)
-      if waiting_users == 0 then
-        redis.call('SREM', 'vq:inbox', ring)
-      elseif has_room(t) then
-        local found = admit_from(ring, t, p, waiting_users)
-        if found then return hand_out(found, t, p) end
-      end
+    if listed[ring] and type_room[t] ~= false then
+      local found = admit_from(ring, t, p)
+      if found then return hand_out(found, t, p) end
     end
   end
 end
-if ARGV[5] ~= '' then return nil end
+if ARGV[5] ~= '' then return {has_dependents} end
 for _, p in ipairs(prios) do
   for _, t in ipairs(types) do
     local ring = 'vq:ring:' .. t .. ':' .. p
     if not listed[ring] then
-      local waiting_users = redis.call('LLEN', ring)
-      if waiting_users > 0 then
+      if redis.call('LLEN', ring) > 0 then
         redis.call('SADD', 'vq:inbox', ring)
-        if has_room(t) then
-          local found = admit_from(ring, t, p, waiting_users)
+        if type_room[t] ~= false then
+          local found = admit_from(ring, t, p)
           if found then return hand_out(found, t, p) end
         end
       end
     end
   end
 end
-return nil
+return {has_dependents}

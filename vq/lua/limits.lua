@@ -1,7 +1,8 @@
 -- Rebuild vq:limits:effective, the one hash admission reads limits from (admit.lua):
 -- type:<t>, tier:<tier> and user:<u> -> the limit in force, config first, runtime
 -- overrides over it; and paused:<t> -> 1 for each paused type. Atomic, so two hosts that
--- change limits or pause a queue at once cannot interleave.
+-- change limits or pause a queue at once cannot interleave. The users' limits admission
+-- worked out and kept here (ulimit:<u>) go with the old hash: it works them out again.
 local out = {}
 for _, kind in ipairs({'type', 'tier', 'user'}) do
   for _, source in ipairs({'vq:limits:' .. kind, 'vq:limits:override:' .. kind}) do
