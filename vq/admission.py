@@ -49,7 +49,7 @@ class Admission:
         """`admit` as part of a pipeline (its reply: `parse_admitted`). With `start` the
         admitted job is also started for that worker in the same step; with `give_back`
         (job id, type, user) a finished job's slots are given back first and an idle
-        worker woken, as `release_in` does; with `finish` (vq/worker.py `finish_payload`)
+        worker woken, as `release_in` does; with `finish` (vq/worker.py `_finish_payload`)
         that job's end is written first. By SHA: the script is loaded by the first
         `admit`; a Redis that lost it answers NOSCRIPT, which `parse_admitted` reads as
         "nothing admitted" after loading it again and doing the rest the slow way."""
@@ -94,7 +94,7 @@ class Admission:
 class Start(NamedTuple):
     """Start the admitted job for this worker in the admission step."""
     worker: str
-    execution_id: str
+    execution_id: str  # of the Execution RQ's worker keeps in memory for the job (not written to Redis)
     default_ttl: int  # the heartbeat TTL for a job without a timeout
     busy: bool  # the worker's hash already says busy (it is finishing a job): not rewritten
 

@@ -163,7 +163,7 @@ end
 -- that nothing of vq reads. The job's concurrency leases, renewed while it runs, are
 -- vq's record of what runs (vq/stalled.py, vq/queues.py, vq/workers.py). `job` is the
 -- job's hash, updated here to what Redis now holds.
-local function start(id, queue_name, job_type, job)
+local function start(id, job_type, job)
   local now_text, default_ttl = ARGV[10], tonumber(ARGV[11])
   local jk = 'rq:job:' .. id
   local timeout = tonumber(job.timeout)
@@ -342,7 +342,7 @@ local function hand_out(found, t, p)
   local id, user, job = found[1], found[2], found[3]
   local queue_name = t .. '.' .. p
   if worker ~= '' then
-    start(id, queue_name, t, job)
+    start(id, t, job)
     return {has_dependents, id, queue_name, user, as_flat(job), 1}
   end
   redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
