@@ -125,6 +125,32 @@ def test_a_users_new_tier_and_own_limit_take_effect_at_once(vq, redis_conn):
     assert vq.wait_for(again[1], timeout=20)["status"] == "finished"
 
 
+def test_a_freed_slot_wakes_an_idle_worker_at_once(vq, redis_conn):
+    """A worker with nothing it may run waits for a wake token, and the worker that frees a
+    slot it does not use itself sends one: a free user's next job, of a type only another
+    daemon serves, starts as soon as their running one ends (idle workers otherwise look
+    again only once a second)."""
+    from datetime import datetime
+
+    _limits(vq, 5)
+    vq.start_daemon("--queues", "test-track", workers=1)
+    vq.start_daemon("--queues", "test-echo", workers=1)
+    gaps = []
+    for round_ in range(3):
+        user = f"w{round_}"
+        first = vq.submit("test-track", {"seconds": 1.5}, "--user", user, "--subscription", "free")
+        second = vq.submit("test-echo", {"n": round_}, "--user", user, "--subscription", "free")
+        ended = vq.wait_for(first, timeout=20)["finishedAt"]
+        started = vq.wait_for(second, timeout=20)["startedAt"]
+        gaps.append((datetime.fromisoformat(started) - datetime.fromisoformat(ended)).total_seconds())
+    assert max(gaps) < 0.1, gaps  # milliseconds with the token; up to a second without
+    names = {f"idle:{w.decode().removeprefix('rq:worker:')}" for w in redis_conn.smembers("rq:workers")}
+    deadline = time.monotonic() + 5
+    while not names <= {m.decode() for m in redis_conn.smembers("vq:inbox")} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert names <= {m.decode() for m in redis_conn.smembers("vq:inbox")}, "idle workers are named where admission looks"
+
+
 def test_users_take_turns_a_flood_does_not_delay_a_single_job(vq, redis_conn):
     _limits(vq, 1)
     heavy = [vq.submit("test-track", {"seconds": 0.05}, "--user", "heavy", "--subscription", "enterprise")

@@ -27,6 +27,7 @@ from vq.model import job_type_of, priority_of
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
 WAKE_TOKENS = 64
+IDLE_PREFIX = "idle:"  # in vq:inbox, beside queue names and ring keys: a worker waiting for a wake token
 
 
 class Admission:
@@ -150,6 +151,28 @@ def mark_nonempty_lists(conn: Redis, queue_names: list[str]) -> int:
     if found:
         mark_arrivals(conn, found)
     return len(found)
+
+
+def forget_idle_in(pipe, worker_name: str) -> None:
+    """A stopping worker is no longer idle (admission wakes idle workers when it frees
+    slots: vq/lua/admit.lua)."""
+    pipe.srem(keys.INBOX, IDLE_PREFIX + worker_name)
+
+
+def forget_gone_idle_workers(conn: Redis) -> int:
+    """Drop the idle marks of workers that died without saying so (their RQ worker key has
+    expired); a stale mark only costs a wake token nobody needs. Run by a daemon chore."""
+    marks = [m.decode() for m in conn.smembers(keys.INBOX) if m.startswith(IDLE_PREFIX.encode())]
+    if not marks:
+        return 0
+    with conn.pipeline(transaction=False) as pipe:
+        for mark in marks:
+            pipe.exists(f"rq:worker:{mark.removeprefix(IDLE_PREFIX)}")
+        alive = pipe.execute()
+    gone = [mark for mark, exists in zip(marks, alive) if not exists]
+    if gone:
+        conn.srem(keys.INBOX, *gone)
+    return len(gone)
 
 
 def mark_arrivals(conn: Redis, queue_names: list[str]) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from rq.serializers import JSONSerializer
 
 from vq import admission, artifacts, health, historydb, keys, limits, logs, maintenance, presence, recurring_store, stalled, systemd
-from vq.admission import Admission, mark_nonempty_lists
+from vq.admission import Admission, forget_gone_idle_workers, mark_nonempty_lists
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
 from vq.errors import VqError
@@ -267,6 +267,8 @@ class Daemon:
                 conn, worker_queue_names(self.settings, self.options.queues)))),
             Chore(conn, "mark unrouted queue lists", MAINTAIN_EVERY, lambda: mark_nonempty_lists(
                 conn, worker_queue_names(self.settings)) and None),  # usually a push seconds old: not news
+            Chore(conn, "forget idle marks of gone workers", MAINTAIN_EVERY,
+                  lambda: forget_gone_idle_workers(conn) and None),
             Chore(conn, "recover stalled jobs", self.settings.queue.settings.stalledInterval / 1000,
                   lambda: stalled.recover(conn, self.settings)),
             Chore(conn, "check health", self.settings.health.checkInterval / 1000,

@@ -33,7 +33,7 @@ from rq.utils import now, utcformat
 
 from vq import cache, events, keys, resources
 from vq.jobs import cancel_dependents
-from vq.admission import Admitted, Start, release, release_in
+from vq.admission import Admitted, Start, forget_idle_in, release, release_in
 from vq.execution import BEGUN, begin_attempt, runtime
 from vq.model import VQ_FUNC, ms_between
 from vq.recurring import record_outcome_in
@@ -352,6 +352,7 @@ class VqWorker(Worker):
             self._requeue_prestarted()
             with self.connection.pipeline(transaction=False) as pipe:
                 self._flush_counts(pipe)
+                forget_idle_in(pipe, self.name)
                 pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError):
             self.log.warning("Worker %s: could not requeue job %s; it is requeued when its lease lapses",

@@ -16,9 +16,11 @@
 -- Keys (vq/keys.py builds the same names):
 --   rq:queue:<type>.<prio>           RQ's list: where every path into execution lands
 --   vq:inbox                         what admission looks at: the names of RQ queues whose
---                                    list got a push, and the keys of the rings that have
---                                    users (one read for both; the ring keys are a hint,
---                                    repaired by the full look below whenever it finds nothing)
+--                                    list got a push, the keys of the rings that have users,
+--                                    and idle:<worker> for each worker waiting for a wake
+--                                    token (one read for all three; the ring keys are a
+--                                    hint, repaired by the full look below whenever it
+--                                    finds nothing)
 --   rq:job:<id>                      RQ's job hash (status, meta as JSON)
 --   vq:wait:<type>:<prio>:<user>     the user's waiting job ids, oldest first
 --   vq:ring:<type>:<prio>            users with waiting jobs, in turn order
@@ -73,12 +75,12 @@ end
 local has_dependents = 0
 if ARGV[8] ~= '' then has_dependents = finish(cjson.decode(ARGV[8])) end
 
--- A finished job's slots back, and a token for an idle worker (the list is trimmed only
--- when it grows past WAKE_MAX, not on every push).
-if ARGV[5] ~= '' then
+-- A finished job's slots back (and, below, once vq:inbox is read, a token for an idle
+-- worker if there is one).
+local gave_back = ARGV[5] ~= ''
+if gave_back then
   redis.call('ZREM', 'vq:running:type:' .. ARGV[6], ARGV[5])
   redis.call('ZREM', 'vq:running:user:' .. ARGV[7], ARGV[5])
-  if redis.call('LPUSH', 'vq:wake', 1) > WAKE_MAX then redis.call('LTRIM', 'vq:wake', 0, WAKE_KEEP - 1) end
 end
 
 -- Live leases only: a lapsed one (its worker died) no longer counts; stalled-job recovery
@@ -206,10 +208,15 @@ local serves = {}
 for i = 1, n_types do serves[types[i]] = true end
 local tiers, tier_users = {}, {}  -- the tier each routed user's jobs last named
 local listed = {}  -- rings with users, by key
+local idle = {}  -- workers waiting for a wake token, by name
+local anyone_idle = false
 for _, qname in ipairs(redis.call('SMEMBERS', 'vq:inbox')) do
   local t, p = nil, nil
   if string.sub(qname, 1, 8) == 'vq:ring:' then
     listed[qname] = true
+  elseif string.sub(qname, 1, 5) == 'idle:' then
+    idle[string.sub(qname, 6)] = true
+    anyone_idle = true
   else
     t, p = string.match(qname, '^(.+)%.(%a+)$')
   end
@@ -279,6 +286,14 @@ for from = 1, #tier_users, 500 do
   end
 end
 
+-- Freed slots may let an idle worker run a job this one does not take (another type,
+-- another user): wake one, if any is idle (the list is trimmed only when it grows past
+-- WAKE_MAX, not on every push). Idle workers are named in vq:inbox by the call that found
+-- nothing for them (below), so a busy system pushes no tokens nobody reads.
+if gave_back and anyone_idle then
+  if redis.call('LPUSH', 'vq:wake', 1) > WAKE_MAX then redis.call('LTRIM', 'vq:wake', 0, WAKE_KEEP - 1) end
+end
+
 -- 2. Admit: by priority, then type (in the caller's order), then users in turn. A type's
 -- room is looked at once per call, with the first user's limit (admit_from).
 
@@ -343,6 +358,7 @@ local function hand_out(found, t, p)
   local queue_name = t .. '.' .. p
   if worker ~= '' then
     start(id, t, job)
+    if idle[worker] then redis.call('SREM', 'vq:inbox', 'idle:' .. worker) end
     return {has_dependents, id, queue_name, user, as_flat(job), 1}
   end
   redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
@@ -378,4 +394,7 @@ for _, p in ipairs(prios) do
     end
   end
 end
+-- Nothing for an idle worker: it waits for a wake token, and says so here, in the same
+-- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake).
+if worker ~= '' and not idle[worker] then redis.call('SADD', 'vq:inbox', 'idle:' .. worker) end
 return {has_dependents}
