@@ -460,7 +460,7 @@ class VqWorker(Worker):
                                give_back=give_back, finish=finish)
             if not getattr(job, STARTED_BY_ADMISSION, False):  # RQ wrote its execution records
                 self.cleanup_execution(job, pipeline=pipe, execution=execution)
-            self._succeeded_in(pipe, job, release=False, event=False)
+            _remember_success_in(pipe, job)
             if not take_another:
                 self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             replies = pipe.execute(raise_on_error=False)
@@ -478,14 +478,12 @@ class VqWorker(Worker):
         if job.has_rate_limit:
             release_slot(job)
 
-    def _succeeded_in(self, pipe, job: Job, release: bool = True, event: bool = True) -> None:
-        if release:
-            release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
-        if job.meta.get("cacheKey"):
-            cache.remember(pipe, job.meta["cacheKey"], job.id, int(job.meta.get("cacheTtl", 0)) or 1)
-        if event:
-            events.emit(pipe, "finished", job.id, job.meta.get("jobType"), **_finished_fields(job))
-        record_outcome_in(pipe, job)
+    def _succeeded_in(self, pipe, job: Job) -> None:
+        """vq's part of a success that RQ's own code ended: slots back, the `finished`
+        event, the cache entry and a recurring job's outcome."""
+        release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
+        events.emit(pipe, "finished", job.id, job.meta.get("jobType"), **_finished_fields(job))
+        _remember_success_in(pipe, job)
 
     def _finish_canceled(self, job: Job, execution) -> None:
         """A running job stopped at a cancel request: canceled in one step (never seen as
@@ -576,6 +574,13 @@ def stop_thread_workers(started: list[tuple[ThreadWorker, threading.Thread]], gr
     deadline = time.monotonic() + grace
     for _worker, thread in started:
         thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _remember_success_in(pipe, job: Job) -> None:
+    """A finished job's cache entry (if its type caches) and its recurring outcome."""
+    if job.meta.get("cacheKey"):
+        cache.remember(pipe, job.meta["cacheKey"], job.id, int(job.meta.get("cacheTtl", 0)) or 1)
+    record_outcome_in(pipe, job)
 
 
 def _finished_fields(job: Job) -> dict:

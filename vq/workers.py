@@ -6,7 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from redis import Redis
+from rq.job import Job
 from rq.utils import utcparse
+
+from vq import keys
 
 WORKERS_SET = "rq:workers"  # RQ's registry of worker keys
 MEMORY_FIELD = "vq_rss_mb"  # written by vq's worker with each heartbeat (vq/worker.py)
@@ -51,8 +54,6 @@ def _running_jobs_by_worker(conn: Redis, hashes: list[dict]) -> dict[str, str]:
     """worker name -> the job it runs, for jobs vq's admission started: those have no RQ
     execution records (vq/lua/admit.lua); their live concurrency leases name them, and
     each job's hash names its worker."""
-    from vq import keys
-
     types = {keys.split_queue_name(q)[0] for raw in hashes if raw and raw.get(b"state") == b"busy"
              for q in raw.get(b"queues", b"").decode().split(",") if q}
     if not types:
@@ -64,7 +65,7 @@ def _running_jobs_by_worker(conn: Redis, hashes: list[dict]) -> dict[str, str]:
         ids = sorted({i.decode() for reply in pipe.execute() for i in reply})
     with conn.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.hmget(f"rq:job:{job_id}", "worker_name", "status")
+            pipe.hmget(Job.key_for(job_id), "worker_name", "status")
         replies = pipe.execute()
     return {worker.decode(): job_id for job_id, (worker, status) in zip(ids, replies)
             if worker and status == b"started"}

@@ -209,14 +209,12 @@ for i = 1, n_types do serves[types[i]] = true end
 local tiers, tier_users = {}, {}  -- the tier each routed user's jobs last named
 local listed = {}  -- rings with users, by key
 local idle = {}  -- workers waiting for a wake token, by name
-local anyone_idle = false
 for _, qname in ipairs(redis.call('SMEMBERS', 'vq:inbox')) do
   local t, p = nil, nil
   if string.sub(qname, 1, 8) == 'vq:ring:' then
     listed[qname] = true
   elseif string.sub(qname, 1, 5) == 'idle:' then
     idle[string.sub(qname, 6)] = true
-    anyone_idle = true
   else
     t, p = string.match(qname, '^(.+)%.(%a+)$')
   end
@@ -290,7 +288,7 @@ end
 -- another user): wake one, if any is idle (the list is trimmed only when it grows past
 -- WAKE_MAX, not on every push). Idle workers are named in vq:inbox by the call that found
 -- nothing for them (below), so a busy system pushes no tokens nobody reads.
-if gave_back and anyone_idle then
+if gave_back and next(idle) ~= nil then
   if redis.call('LPUSH', 'vq:wake', 1) > WAKE_MAX then redis.call('LTRIM', 'vq:wake', 0, WAKE_KEEP - 1) end
 end
 
