@@ -155,8 +155,9 @@ def test_rm_deletes_job_and_artifacts_but_not_running_ones(vq):
 
 def test_pause_holds_jobs_and_resume_releases_them(vq):
     vq.json("pause", "test-noop")
-    vq.start_daemon()
     job_id = vq.submit("test-noop", {}, "--user", "u")
+    assert vq.json("show", job_id)["status"] == "queued", "no daemon has looked at it yet"
+    vq.start_daemon()
     other = vq.submit("test-echo", {}, "--user", "u")
     assert vq.wait_for(other)["status"] == "finished", "other types keep running"
     time.sleep(1.5)
@@ -164,6 +165,9 @@ def test_pause_holds_jobs_and_resume_releases_them(vq):
     assert (view["status"], view["waitReason"], view["position"]) == ("limited", "queue paused", 1)
     row = next(r for r in vq.json("queues") if r["jobType"] == "test-noop")
     assert row["paused"] is True and row["limited"] == 1
+    listed = {status: [v["id"] for v in vq.json("jobs", "--type", "test-noop", "--status", status)]
+              for status in ("queued", "limited")}
+    assert listed == {"queued": [], "limited": [job_id]}
     vq.json("resume", "test-noop")
     assert vq.wait_for(job_id, timeout=10)["status"] == "finished"
 

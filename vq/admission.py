@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from redis import Redis
 from redis.exceptions import ResponseError
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.utils import now, utcformat, utcparse
 from rq import Queue
 
@@ -210,6 +210,26 @@ def forget(conn: Redis, job) -> None:
             pipe.zrem(keys.wait_since(job_type, priority), job.id)
         pipe.hdel(keys.AGED, job.id)
         pipe.execute()
+
+
+def in_line(conn: Redis, jobs) -> set[str]:
+    """The ids of these jobs that wait in a user's line (routed by admission, not yet
+    admitted): what vq shows as `limited`. One round trip; only `queued` jobs are looked
+    up, at every priority level (aging moves a job up)."""
+    queued = [job for job in jobs if job is not None and job.get_status(refresh=False) == JobStatus.QUEUED]
+    if not queued:
+        return set()
+    with conn.pipeline(transaction=False) as pipe:
+        for job in queued:
+            for key in keys.wait_since_all(job_type_of(job)):
+                pipe.zscore(key, job.id)
+        scores = iter(pipe.execute())
+    found = set()
+    for job in queued:
+        levels = [next(scores) for _ in keys.PRIORITY_ORDER]
+        if any(score is not None for score in levels):
+            found.add(job.id)
+    return found
 
 
 def count_waiting(conn: Redis, job_type: str) -> int:

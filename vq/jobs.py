@@ -55,7 +55,7 @@ def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bo
     and where it stands. Its encrypted data fields are shown decrypted only when
     `reveal_to` names the job's owner (the API's caller), else as "[redacted]"."""
     job = fetch_job(conn, job_id)
-    view = job_view(job)
+    view = job_view(job, in_line=bool(admission.in_line(conn, [job])))
     if reveal_to is not None and reveal_to == view["userId"] and settings is not None:
         view["data"] = protector(settings).unseal(job_data(job), strict=False)
     if view["status"] == "limited" and explain:
@@ -111,18 +111,20 @@ def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = 
             break
         start += chunk
         stale = []
-        for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)):
+        fetched = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)
+        lined = admission.in_line(conn, fetched)
+        for job_id, job in zip(ids, fetched):
             if job is None:
                 stale.append(job_id)
                 continue
             if job_type and job_type_of(job) != job_type:
                 continue
-            if status and status_of(job) != status:
+            if status and status_of(job, job.id in lined) != status:
                 continue
             if skipped < offset:
                 skipped += 1
                 continue
-            out.append(job_view(job, with_result=False))
+            out.append(job_view(job, with_result=False, in_line=job.id in lined))
             if len(out) >= limit:
                 break
         if stale:
@@ -222,7 +224,7 @@ def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None) -> dict
     status = status_of(job)
     if status == "started":
         raise Conflict(f"job {job_id} is running: cancel it first")
-    view = job_view(job, with_result=False)
+    view = job_view(job, with_result=False, in_line=bool(admission.in_line(conn, [job])))
     if status not in TERMINAL:
         cancel_dependents(conn, job, f"dependency {job.id} was removed")
     job.delete(remove_from_queue=True)
@@ -244,7 +246,8 @@ def tree(conn: Redis, job_id: str) -> dict:
             job = fetch_job(conn, jid)
         except NotFound:
             return {"id": jid, "jobType": None, "status": "missing", "step": None, "dependsOn": []}
-        item = {"id": job.id, "jobType": job_type_of(job), "status": status_of(job), "step": job.meta.get("step"),
+        status = status_of(job, bool(admission.in_line(conn, [job])))
+        item = {"id": job.id, "jobType": job_type_of(job), "status": status, "step": job.meta.get("step"),
                 "progress": (job.meta.get("progress") or {}).get("percent", 0.0), "dependsOn": []}
         if jid in seen:
             item["repeated"] = True

@@ -48,11 +48,16 @@ def iso(moment: datetime | None) -> str | None:
     return as_utc(moment).astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def status_of(job: Job) -> str:
+def status_of(job: Job, in_line: bool = False) -> str:
+    """The job's status as vq shows it. A job in its user's line at admission keeps RQ's
+    `queued` in its hash (routing it costs no write); `in_line` (vq.admission.in_line)
+    says it is there, which makes it `limited`. An older vq stored that as `rate_limited`."""
     status = job.get_status(refresh=False)
     value = status.value if isinstance(status, JobStatus) else str(status or "")
-    if value in ("rate_limited", "created", "ready_to_enqueue"):
-        return Status.LIMITED.value if value == "rate_limited" else Status.QUEUED.value
+    if value == "rate_limited" or (value == "queued" and in_line):
+        return Status.LIMITED.value
+    if value in ("created", "ready_to_enqueue"):
+        return Status.QUEUED.value
     return value
 
 
@@ -95,10 +100,11 @@ def result_of(job: Job):
     return job.return_value()
 
 
-def job_view(job: Job, *, with_result: bool = True) -> dict:
-    """The job as JSON. `with_result=False` skips the extra Redis read of the result."""
+def job_view(job: Job, *, with_result: bool = True, in_line: bool = False) -> dict:
+    """The job as JSON. `with_result=False` skips the extra Redis read of the result;
+    `in_line` as for `status_of`."""
     meta = job.meta
-    status = status_of(job)
+    status = status_of(job, in_line)
     progress = meta.get("progress") or {"percent": 0.0, "message": None}
     if status == Status.FINISHED.value:
         progress = {"percent": 100.0, "message": progress.get("message") if progress.get("percent") == 100 else "done"}

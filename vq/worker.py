@@ -471,10 +471,8 @@ class VqWorker(Worker):
             self._take_started(admitted, execution_id)
         if problems:
             raise problems[0]
-        if has_dependents:
+        if has_dependents:  # their set already has the job's expiry (admit.lua finish)
             queue.enqueue_dependents(job)
-            if result_ttl is not None and result_ttl > 0:  # RQ's cleanup expires it with the job
-                self.connection.expire(job.dependents_key, result_ttl)
         if job.has_rate_limit:
             release_slot(job)
 

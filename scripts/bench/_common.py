@@ -144,7 +144,11 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+OWN_COMMANDS: dict[str, int] = {}  # Redis commands the bench's completion polls issued (throughput.py subtracts them)
+
+
 def ended_counts(conn: redis.Redis, finished_keys: list[str], failed_keys: list[str]) -> tuple[int, int]:
+    OWN_COMMANDS["ZCARD"] = OWN_COMMANDS.get("ZCARD", 0) + len(finished_keys) + len(failed_keys)
     with conn.pipeline(transaction=False) as pipe:
         for key in finished_keys + failed_keys:
             pipe.zcard(key)

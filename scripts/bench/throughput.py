@@ -47,8 +47,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
-    JOB_TYPE, RQ_QUEUE, BenchError, PrivateRedis, consoles, environment, err, run_rounds, run_rq, run_vq,
-    start_vq_daemon, steady_seconds, stop_process, summarize, vq_registry_keys, wait_until_ended, write_vq_config,
+    JOB_TYPE, OWN_COMMANDS, RQ_QUEUE, BenchError, PrivateRedis, consoles, environment, err, run_rounds, run_rq,
+    run_vq, start_vq_daemon, steady_seconds, stop_process, summarize, vq_registry_keys, wait_until_ended,
+    write_vq_config,
 )
 from bench_handlers import STARTS_KEY  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -117,13 +118,15 @@ def part_drain(conn, args, workdir, server, config, progress) -> dict:
     jobs_of = {s: args.fork_jobs if s == "rq-fork" else args.jobs for s in systems}
 
     def counting(system, body):
-        """The drain's commands: from just before its start until its last job ended (the
-        bench's completion polls included, its checks afterwards not)."""
+        """The drain's commands: from just before its start until its last job ended, less
+        the bench's own completion polls (its checks afterwards are not counted either)."""
         def before():
+            OWN_COMMANDS.clear()
             conn.config_resetstat()
 
         def after():
-            counted[system].append(commands(conn))
+            seen = commands(conn)
+            counted[system].append({name: n - OWN_COMMANDS.get(name, 0) for name, n in seen.items()})
         return body(before, after)
 
     def vq_round(run):

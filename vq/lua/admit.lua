@@ -55,21 +55,25 @@ local EFFECTIVE = 'vq:limits:effective'
 -- commands and a result stream fewer per job; vq/worker.py handle_job_success): its hash's
 -- new fields (status, end time, result), its expiry, RQ's finished registry, the
 -- `finished` event (and the webhook notifier's copy). Answers whether it has dependents
--- to enqueue.
+-- to enqueue: the set of them expires with the job, as RQ's Job.cleanup has it, and
+-- EXPIRE's answer says whether there is one (EXISTS only when nothing expires).
 local function finish(f)
   redis.call('HSET', f.key, unpack(f.fields))
-  local score = '+inf'
+  local score, has_dependents = '+inf', nil
   if f.ttl > 0 then
     redis.call('EXPIRE', f.key, f.ttl)
     for _, key in ipairs(f.expire) do redis.call('EXPIRE', key, f.ttl) end
+    has_dependents = redis.call('EXPIRE', f.dependents, f.ttl)
     score = math.floor(now / 1000) + f.ttl
+  else
+    has_dependents = redis.call('EXISTS', f.dependents)
   end
   redis.call('ZADD', f.registry, score, f.id)
   redis.call('XADD', 'vq:events', 'MAXLEN', '~', 1000000, '*', unpack(f.event))
   if f.webhook ~= '' then
     redis.call('XADD', 'vq:webhooks:events', 'MAXLEN', '~', 1000000, '*', 'url', f.webhook, unpack(f.event))
   end
-  return redis.call('EXISTS', f.dependents)
+  return has_dependents
 end
 
 local has_dependents = 0
@@ -203,7 +207,9 @@ end
 -- 1. Route: RQ list -> the users' waiting lists. Only the lists vq:inbox names are looked
 -- at (every push onto an RQ list marks its queue there), so routing costs nothing per
 -- queue when nothing arrived. A list this worker does not serve stays marked for others.
--- A batch of arrivals is read in one LRANGE and written per user line, not per job.
+-- A batch of arrivals is read in one LRANGE and written per user line, not per job. A
+-- routed job's hash is not written: it stays RQ's `queued`, and being in a line (its
+-- vq:waitsince entry) is what vq shows as `limited` (vq/jobs.py).
 local serves = {}
 for i = 1, n_types do serves[types[i]] = true end
 local tiers, tier_users = {}, {}  -- the tier each routed user's jobs last named
@@ -247,7 +253,6 @@ for _, qname in ipairs(redis.call('SMEMBERS', 'vq:inbox')) do
         table.insert(lines[user], id)
         if tiers[user] == nil then tier_users[#tier_users + 1] = user end
         tiers[user] = tier
-        redis.call('HSET', jk, 'status', 'rate_limited')
         since[#since + 1] = now
         since[#since + 1] = id
       end
@@ -329,7 +334,9 @@ local function admit_from(ring, t, p)
         redis.call('ZREM', 'vq:waitsince:' .. t .. ':' .. p, cand)
         local fields = redis.call('HGETALL', 'rq:job:' .. cand)
         job = as_map(fields)
-        if job.status == 'rate_limited' then  -- not canceled or deleted while in line
+        -- Not canceled or deleted while in line: a job keeps RQ's `queued` there (an older vq
+        -- marked it `rate_limited`).
+        if job.status == 'queued' or job.status == 'rate_limited' then
           id = cand
           break
         end
@@ -359,9 +366,11 @@ local function hand_out(found, t, p)
     if idle[worker] then redis.call('SREM', 'vq:inbox', 'idle:' .. worker) end
     return {has_dependents, id, queue_name, user, as_flat(job), 1}
   end
-  redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
+  if job.status ~= 'queued' then
+    redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
+    job.status = 'queued'
+  end
   redis.call('ZADD', 'vq:admitted', now, id)  -- until it starts: see vq/stalled.py
-  job.status = 'queued'
   return {has_dependents, id, queue_name, user, as_flat(job), 0}
 end
 
@@ -378,16 +387,32 @@ for _, p in ipairs(prios) do
   end
 end
 if ARGV[5] ~= '' then return {has_dependents} end
+local unlisted = {}  -- {ring, type, priority}, in the order to look at them
 for _, p in ipairs(prios) do
   for _, t in ipairs(types) do
     local ring = 'vq:ring:' .. t .. ':' .. p
-    if not listed[ring] then
-      if redis.call('LLEN', ring) > 0 then
-        redis.call('SADD', 'vq:inbox', ring)
-        if type_room[t] ~= false then
-          local found = admit_from(ring, t, p)
-          if found then return hand_out(found, t, p) end
-        end
+    if not listed[ring] then unlisted[#unlisted + 1] = {ring, t, p} end
+  end
+end
+-- One EXISTS over them all first (an empty list is no key): an idle system's look is one
+-- command, not one per ring.
+local any_users = false
+for from = 1, #unlisted, 500 do
+  local chunk = {}
+  for i = from, math.min(from + 499, #unlisted) do chunk[#chunk + 1] = unlisted[i][1] end
+  if redis.call('EXISTS', unpack(chunk)) > 0 then
+    any_users = true
+    break
+  end
+end
+if any_users then
+  for _, entry in ipairs(unlisted) do
+    local ring, t, p = entry[1], entry[2], entry[3]
+    if redis.call('LLEN', ring) > 0 then
+      redis.call('SADD', 'vq:inbox', ring)
+      if type_room[t] ~= false then
+        local found = admit_from(ring, t, p)
+        if found then return hand_out(found, t, p) end
       end
     end
   end

@@ -20,7 +20,7 @@ for i = 1, n_types do
     for _, id in ipairs(ids) do
       redis.call('ZREM', since, id)
       local fields = redis.call('HMGET', 'rq:job:' .. id, 'status', 'meta')
-      if fields[1] == 'rate_limited' and fields[2] then
+      if (fields[1] == 'queued' or fields[1] == 'rate_limited') and fields[2] then
         local ok, meta = pcall(cjson.decode, fields[2])
         local user = (ok and type(meta) == 'table' and type(meta.userId) == 'string') and meta.userId or '_'
         local old = 'vq:wait:' .. t .. ':' .. from .. ':' .. user
