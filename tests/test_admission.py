@@ -221,6 +221,38 @@ def test_waiting_lines_are_found_even_when_their_hint_is_lost(vq, redis_conn):
     assert not redis_conn.sismember("vq:inbox", "vq:ring:test-track:normal"), "an emptied line is unlisted"
 
 
+def test_a_call_that_serves_nobody_keeps_the_turn_order(vq, redis_conn):
+    """Admission moves each user it looks at to the back of the ring; a call that serves
+    nobody (the type is full, or every user is at their limit) must leave the order as it
+    found it, or the next slot would go to whoever the idle calls happened to leave first."""
+    from vq.admission import Admission, release
+
+    _limits(vq, 5)
+    vq.run("limits", "set", "type", "test-track", "1")
+    for user in ("a", "b", "c"):
+        vq.submit("test-track", {}, "--user", user, "--subscription", "pro")
+    admission = Admission(redis_conn, 30_000)
+    first = admission.admit(["test-track"])
+    assert first.user == "a"
+    for _ in range(3):
+        assert admission.admit(["test-track"]) is None, "the type is full"
+    release(redis_conn, first.job_id, "test-track", "a")
+    second = admission.admit(["test-track"])
+    assert second.user == "b", "b's turn, however often the full type was looked at"
+    release(redis_conn, second.job_id, "test-track", "b")
+
+    vq.run("limits", "set", "type", "test-track", "10")
+    for user in ("d", "e"):
+        for _ in range(2):
+            vq.submit("test-track", {}, "--user", user, "--subscription", "free")
+    running = [admission.admit(["test-track"]) for _ in range(3)]
+    assert [r.user for r in running] == ["c", "d", "e"]
+    assert admission.admit(["test-track"]) is None, "d and e are at their limit of 1"
+    for done in running:
+        release(redis_conn, done.job_id, "test-track", done.user)
+    assert admission.admit(["test-track"]).user == "d", "d's turn: the look round everyone changed nothing"
+
+
 def test_one_admission_call_routes_the_arrivals_of_many_new_users(vq, redis_conn):
     """Routing writes each new user's tier in chunks (Lua's unpack has a limit): 600 users
     whose jobs arrive in three lists at once are all routed by one call, none lost."""

@@ -303,17 +303,24 @@ end
 local type_room = {}  -- type -> whether it may start a job (nil: not looked at yet)
 
 -- Look at up to scan_max users of one ring, once round at most; the admitted {id, user,
--- hash} or nil. An empty ring leaves vq:inbox here (its users are counted by no LLEN: the
--- ring's head says whether there is one).
+-- hash} or nil. Each user looked at is taken from the front of the ring to the back in
+-- the same command that names them (LMOVE): served or at their limit, that is where they
+-- go; a user whose line is left empty is then the ring's last and leaves it (RPOP). A look
+-- that serves nobody, because the type is full or everyone has been looked at once, puts
+-- the user it moved last back in front, so the turn order stays as it was. An empty ring
+-- leaves vq:inbox here.
 local function admit_from(ring, t, p)
   local seen = {}
   for _ = 1, scan_max do
-    local user = redis.call('LINDEX', ring, 0)
+    local user = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
     if not user then
       redis.call('SREM', 'vq:inbox', ring)
       return nil
     end
-    if seen[user] then return nil end
+    if seen[user] then
+      redis.call('LMOVE', ring, ring, 'RIGHT', 'LEFT')
+      return nil
+    end
     seen[user] = true
     local uk = 'vq:running:user:' .. user
     local wl = 'vq:wait:' .. t .. ':' .. p .. ':' .. user
@@ -321,7 +328,10 @@ local function admit_from(ring, t, p)
     if type_room[t] == nil then  -- the type's limit and the user's in one read
       local v = redis.call('HMGET', EFFECTIVE, 'ulimit:' .. user, 'type:' .. t, 'paused:' .. t)
       type_room[t] = type_open(t, v[2], v[3])
-      if not type_room[t] then return nil end
+      if not type_room[t] then
+        redis.call('LMOVE', ring, ring, 'RIGHT', 'LEFT')
+        return nil
+      end
       limit = tonumber(v[1])
     else
       limit = tonumber(redis.call('HGET', EFFECTIVE, 'ulimit:' .. user))
@@ -341,18 +351,14 @@ local function admit_from(ring, t, p)
           break
         end
       end
-      if redis.call('LLEN', wl) > 0 then
-        redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')  -- served: to the back of the line
-      else
-        redis.call('LPOP', ring)  -- its line is empty: out of the turn order
+      if redis.call('LLEN', wl) == 0 then
+        redis.call('RPOP', ring)  -- its line is empty: out of the turn order
       end
       if id then
         redis.call('ZADD', 'vq:running:type:' .. t, now + lease, id)
         redis.call('ZADD', uk, now + lease, id)
         return {id, user, job}
       end
-    else
-      redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')  -- at its limit: let the next user go
     end
   end
   return nil
