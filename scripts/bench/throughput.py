@@ -9,7 +9,8 @@ in the same run on the same Redis and printing the ratio:
               through `vq daemon --workers 2` with every feature on (admission, leases,
               events, history, metrics), against 2 RQ SimpleWorkers and 2 RQ Workers (fork
               per job); rounds interleaved. Also Redis commands per job (INFO commandstats,
-              reset when the drain starts: every client, the archiver's included).
+              reset when the drain starts: every client, the archiver's included, less
+              the bench's own completion polls).
 * enqueue  -- N submissions through `submit_each` (what `vq submit --batch` and the bulk
               route call) against RQ's `enqueue_many`; one by one through `submit` against
               `Queue.enqueue`. Same payload on both sides.
@@ -435,7 +436,7 @@ def print_report(out, report: dict, meta: dict) -> None:
                       f"{row['steady_jobs_per_s']:,.0f}" if row.get("steady_jobs_per_s") else "-",
                       f"{row['commands_per_job']:.1f}")
         out.print(t)
-        t = Table(title="Redis commands per job, by command (median of runs; every client counts)")
+        t = Table(title="Redis commands per job, by command (median of runs; every client but the bench's polls)")
         t.add_column("command")
         drained = list(report["drain"])
         for system in drained:
