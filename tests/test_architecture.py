@@ -8,7 +8,7 @@ import sys
 
 CORE = ["vq.config", "vq.submission", "vq.jobs", "vq.queues", "vq.worker", "vq.daemon", "vq.execution",
         "vq.maintenance", "vq.timer", "vq.recurring", "vq.recurring_store", "vq.cron", "vq.events", "vq.model",
-        "vq.embedded"]
+        "vq.embedded", "vq.redis_admin"]
 
 
 def test_core_modules_import_no_cli_or_ui_framework():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,7 +96,13 @@ def test_embedded_redis_when_none_is_configured(tmp_path):
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
-    assert not sock.exists(), "the daemon stops the Redis it started"
+        try:
+            assert run("queues").returncode == 0, "the embedded Redis outlives the daemon"
+        finally:
+            stopped = run("redis", "stop")
+            shutil.rmtree(data_dir, ignore_errors=True)
+            assert stopped.returncode == 0, stopped.stderr
+    assert not sock.exists(), "`vq redis stop` stops it"
 
 
 def test_video_generation_progress_reflects_its_children(vq):

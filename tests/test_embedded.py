@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,14 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie (exited, not yet reaped by this test process that started it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 @pytest.fixture
@@ -162,3 +171,56 @@ def test_too_long_socket_path_is_redis_unavailable(make, data_dir):
 
 def test_embedded_socket_if_running_without_a_server(data_dir):
     assert embedded_socket_if_running(data_dir) is None
+
+
+def test_a_running_server_that_does_not_answer_is_waited_for_not_doubled(make):
+    """A server of ours that does not answer yet (a large AOF loading; here, stopped) must
+    not get a second server on its AOF: the start waits for it, then says which pid hangs."""
+    first = make()
+    first.start()
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = make()
+        with pytest.raises(RedisUnavailable, match=f"redis-server \\(pid {first.pid}\\) runs but does not answer"):
+            second.start(timeout=1.5)
+        assert not second.owned
+        assert int(second.pid_file.read_text()) == first.pid
+        assert second.ensure_running() is False  # the supervisor leaves a busy server alone too
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert first.alive()
+
+
+def test_a_server_vq_did_not_start_on_the_socket_is_refused(make, data_dir):
+    """Something answering on the socket that works elsewhere (started by hand) is not reused
+    as if it were ours: it may persist nowhere vq looks."""
+    server = make()
+    server.folder.mkdir(mode=0o700)
+    elsewhere = data_dir / "elsewhere"
+    elsewhere.mkdir()
+    foreign = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(server.socket_path),
+                                "--dir", str(elsewhere), "--save", ""], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not server.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(RedisUnavailable, match=f"a Redis that vq did not start answers on .*dir {elsewhere}"):
+            server.start()
+        assert foreign.poll() is None and server.alive()
+    finally:
+        foreign.kill()
+        foreign.wait()
+
+
+def test_shutdown_stops_our_server_whoever_started_it(make):
+    first = make()
+    first.start()
+    pid = first.pid
+    first.detach()  # as a daemon that exits and leaves it running
+    assert not first.owned and first.pid == pid
+    later = make()
+    assert later.start() == "reused" and later.pid == pid
+    assert later.shutdown() == pid
+    assert _exited(pid)
+    assert not later.socket_path.exists() and not later.pid_file.exists()
+    assert later.shutdown() is None

@@ -84,7 +84,8 @@ def connect(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Re
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         hint = ""
         if not settings.redis.configured:
-            hint = " (no Redis is configured and the embedded one is not running: start `vq daemon`)"
+            hint = (" (no Redis is configured and the embedded one is not running: start `vq daemon`, or "
+                    "`vq redis start` to queue jobs before a daemon runs)")
         raise RedisUnavailable(f"cannot reach Redis at {describe_address(settings)}: {_reason(exc)}{hint}") from None
     except redis.ResponseError as exc:
         raise RedisUnavailable(f"Redis at {describe_address(settings)} refused: {exc}") from None

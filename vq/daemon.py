@@ -50,6 +50,7 @@ class DaemonOptions:
     log_format: str = "text"  # or json
     config_path: str | None = None  # re-read on SIGHUP
     autoscale: bool = False  # daemon.autoscale governs the worker count (no --workers given)
+    stop_redis: bool = False  # stop the embedded Redis with the daemon (else it outlives it)
 
 
 def _worker_prefix(host: str, index) -> str:
@@ -230,8 +231,9 @@ class Daemon:
             from vq.embedded import EmbeddedRedis
 
             self.embedded = EmbeddedRedis(self.settings.data_path)
-            self.embedded.start()
-            log.info("embedded Redis at %s", self.embedded.url)
+            how = self.embedded.start()
+            log.info("embedded Redis at %s (pid %s): %s", self.embedded.url, self.embedded.pid,
+                     "started" if how == "started" else "already running, reused")
         conn = connect(self.settings)
         limits.publish_config_limits(conn, self.settings)
         conn.sadd(keys.JOB_TYPES_SEEN, *job_types(self.settings))  # `vq jobs` lists every type's index
@@ -489,8 +491,23 @@ class Daemon:
         except (redis.ConnectionError, redis.TimeoutError):
             pass  # stale after 30 s anyway
         if self.embedded is not None:
-            self.embedded.stop()
+            self._release_embedded()
         log.info("vq daemon stopped")
+
+    def _release_embedded(self) -> None:
+        """Leave the embedded Redis running for the CLI and the next daemon, unless told to
+        stop it, or when systemd would kill it anyway (it is in this unit's cgroup, which
+        KillMode=mixed SIGKILLs once the daemon exits): then stop it gracefully first."""
+        reason = ("--stop-redis" if self.options.stop_redis
+                  else "under systemd it is in this unit's cgroup, which is killed once the daemon exits "
+                       "(configure a Redis for one that outlives vq restarts)" if systemd.is_main_process() else None)
+        if reason is None:
+            log.info("embedded Redis left running at %s (pid %s) for the CLI and the next daemon; "
+                     "`vq redis stop` stops it", self.embedded.url, self.embedded.pid)
+            self.embedded.detach()
+            return
+        pid = self.embedded.shutdown()
+        log.info("embedded Redis (pid %s) stopped: %s", pid, reason)
 
 
 def default_worker_count(settings: Settings) -> int:

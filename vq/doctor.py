@@ -40,14 +40,16 @@ def run(settings: Settings) -> list[dict]:
     """Every check, in the order an operator would fix them."""
     findings: list[Finding] = [Finding("config", "ok", "valid (every key known, every value in range)")]
     findings += _handlers(settings)
+    if not settings.redis.configured:
+        findings.append(_embedded(settings))
     conn = make_client(settings, socket_timeout=5.0)
     try:
         info = conn.info()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         findings.append(Finding("redis", "fail", f"cannot reach Redis at {describe_address(settings)}: "
                                                  f"{str(exc).splitlines()[0] if str(exc) else exc}",
-                                "start Redis, or fix redis.url / REDIS_URL (no Redis configured: `vq daemon` "
-                                "starts an embedded one)"))
+                                "start Redis, or fix redis.url / REDIS_URL" if settings.redis.configured else
+                                "`vq redis start` (jobs can be queued) or `vq daemon` starts the embedded one"))
         findings.append(_sqlite(settings))
         return [asdict(f) for f in findings]
     findings.append(_version(info))
@@ -73,6 +75,24 @@ def _handlers(settings: Settings) -> list[Finding]:
                         "install the handler's package on this host, or fix job_types.<type>.handler "
                         "(module:function)")]
     return [Finding("handlers", "ok", f"{len(job_types(settings))} job types, every handler importable")]
+
+
+def _embedded(settings: Settings) -> Finding:
+    """No Redis configured: the embedded server, which outlives daemon restarts."""
+    from vq import redis_admin
+
+    view = redis_admin.status(settings)
+    if view["answering"]:
+        return Finding("embedded", "ok", f"embedded redis-server pid {view['pid']} in {view['dir']} (unix socket "
+                                         "only); it outlives daemon restarts, `vq redis stop` stops it")
+    if view["running"]:
+        return Finding("embedded", "fail", f"embedded redis-server pid {view['pid']} runs but does not answer on "
+                                           f"{view['socket']} (loading its AOF, or hung)",
+                       f"wait for the AOF to load; if it hangs, see {view['log']} and kill {view['pid']}")
+    stale = f"; a stale pid file {view['stalePidFile']} (a crash or a reboot) is replaced at the next start" \
+        if view["stalePidFile"] else ""
+    return Finding("embedded", "fail", f"the embedded Redis is not running (no Redis is configured){stale}",
+                   "`vq redis start` (jobs can be queued) or `vq daemon` starts it")
 
 
 def _version(info: dict) -> Finding:

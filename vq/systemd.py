@@ -36,3 +36,13 @@ def watchdog_interval() -> float | None:
     if not usec or not usec.isdigit() or (pid and pid.isdigit() and int(pid) != os.getpid()):
         return None
     return int(usec) / 1e6 / 2
+
+
+def is_main_process() -> bool:
+    """True when this process is a systemd service's main process (systemd >= 248 names it
+    in SYSTEMD_EXEC_PID; before, a notify socket and an invocation id say so): its exit
+    stops the unit, and KillMode=mixed then kills what is left in the unit's cgroup."""
+    pid = os.environ.get("SYSTEMD_EXEC_PID")
+    if pid:
+        return pid.isdigit() and int(pid) == os.getpid()
+    return bool(os.environ.get("NOTIFY_SOCKET") and os.environ.get("INVOCATION_ID"))

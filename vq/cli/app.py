@@ -13,7 +13,7 @@ import typer
 
 from vq import __version__
 from vq.cli import (artifacts_cmd, completion_cmd, daemon_cmd, dlq_cmd, doctor_cmd, job_cmds, limits_cmd, monitor_cmds,
-                    providers_cmd, queue_cmds, recurring_cmd, submit_cmd, token_cmd, tui_cmd, workers_cmd)
+                    providers_cmd, queue_cmds, recurring_cmd, redis_cmd, submit_cmd, token_cmd, tui_cmd, workers_cmd)
 from vq.cli.output import error
 from vq.cli.state import State
 from vq.errors import VqError
@@ -55,6 +55,7 @@ providers_cmd.register(app)
 artifacts_cmd.register(app)
 workers_cmd.register(app)
 daemon_cmd.register(app)
+redis_cmd.register(app)
 tui_cmd.register(app)
 doctor_cmd.register(app)
 completion_cmd.register(app)

@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         grace: Optional[float] = typer.Option(None, "--grace", help="Seconds running jobs get to finish on stop."),
         http: Optional[str] = typer.Option(None, "--http", help="Serve the HTTP API on HOST:PORT (default http.listen)."),
         no_http: bool = typer.Option(False, "--no-http", help="Run without the HTTP API."),
+        stop_redis: bool = typer.Option(False, "--stop-redis", help="Stop the embedded Redis when the daemon stops "
+                                                                    "(by default it keeps running for the CLI and "
+                                                                    "the next daemon)."),
     ) -> None:
         """Run the workers, the timer, the archiver, the HTTP API and housekeeping until stopped
         (SIGTERM/SIGINT); SIGHUP reloads the configuration. Speaks systemd's notify protocol."""
@@ -40,6 +43,9 @@ def register(app: typer.Typer) -> None:
         only = [q.strip() for q in queues.split(",") if q.strip()] if queues else settings.daemon.queues
         for name in only or []:
             get_job_type(settings, name)
+        if stop_redis and settings.redis.configured:
+            raise InvalidInput("--stop-redis: a Redis is configured; vq stops only the embedded one it runs when "
+                               "none is")
         if http and no_http:
             raise InvalidInput("--http: give either --http HOST:PORT or --no-http")
         listen = None if no_http else http or (settings.http.listen if settings.http.enabled else None)
@@ -58,5 +64,6 @@ def register(app: typer.Typer) -> None:
             log_format=log_format,
             config_path=st.config_path,
             autoscale=workers is None and settings.daemon.autoscale is not None,
+            stop_redis=stop_redis,
         )
         raise typer.Exit(Daemon(settings, options).run())
