@@ -1,6 +1,7 @@
 """The embedded Redis as operators live with it: real daemons with no Redis configured, the
 CLI run as a user runs it. The server outlives daemon restarts (and a daemon's kill -9), the
-next daemon reuses it, it stops only on request, and a reboot's stale files do not block it."""
+next daemon reuses it, it stops only on request, a reboot's stale files do not block it, and
+`vq history` needs no Redis at all."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TEST_JOB_TYPES, VQ, write_config
+from tests.conftest import ROOT, TEST_JOB_TYPES, VQ, _free_port, write_config
+from vq.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
 
@@ -242,3 +244,28 @@ def test_a_stale_pid_file_and_socket_after_a_reboot_do_not_block_a_start(embedde
     assert embedded.json("show", job)["status"] == "queued"  # the AOF kept it through the kill -9
     assert embedded.run("redis", "stop").returncode == 0
 
+
+def test_history_audit_and_export_need_no_redis(embedded):
+    """They read SQLite: with the embedded Redis stopped, or a configured one down, they answer
+    (exit 0) from the file, with a note that the latest events may be missing."""
+    server = EmbeddedRedis(embedded.data_dir)
+    server.start()
+    job = embedded.submit("test-echo", {"x": 1}, "--user", "alice")
+    embedded.json("history", job)  # no archiver runs: this catch-up archives the job's creation
+    server.stop()
+    assert _servers_in(embedded.folder) == []  # no Redis at all now
+    timeline = embedded.run("history", job, "--json")
+    assert timeline.returncode == 0, timeline.stderr
+    assert [t["to_status"] for t in json.loads(timeline.stdout)["transitions"]] == ["queued"]
+    assert "cannot reach Redis at embedded unix://" in timeline.stderr
+    assert "may miss the latest events" in timeline.stderr
+    listed = embedded.run("history", "--user", "alice")
+    assert listed.returncode == 0 and job[:12] in listed.stdout, listed.stderr
+    exported = embedded.run("history", "export", "--format", "json")
+    assert exported.returncode == 0 and json.loads(exported.stdout.splitlines()[0])["id"] == job
+    audit = embedded.run("audit", "--json")
+    assert audit.returncode == 0 and any(r["target"] == job for r in json.loads(audit.stdout)), audit.stderr
+    embedded.env["REDIS_URL"] = f"redis://127.0.0.1:{_free_port()}/0"  # a configured Redis that is down
+    configured = embedded.run("history", job, "--json")
+    assert configured.returncode == 0 and json.loads(configured.stdout)["job"]["id"] == job, configured.stderr
+    assert "cannot reach Redis at redis://127.0.0.1:" in configured.stderr

@@ -8,7 +8,7 @@ supervises in the data directory.
 from __future__ import annotations
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from vq.config import Settings
@@ -90,6 +90,20 @@ def connect(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Re
     except redis.ResponseError as exc:
         raise RedisUnavailable(f"Redis at {describe_address(settings)} refused: {exc}") from None
     return client
+
+
+def try_connect(settings: Settings, timeout: float = 1.0) -> tuple[redis.Redis | None, str | None]:
+    """(client, None) when Redis answers within `timeout`, else (None, why not): for
+    commands that read elsewhere (SQLite) and use Redis only for extras, which must not wait
+    for it or fail without it."""
+    client = _client(redis, settings, socket_timeout=timeout, socket_connect_timeout=timeout,
+                     retry=Retry(NoBackoff(), 0))
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        client.close()
+        return None, f"cannot reach Redis at {describe_address(settings)}: {_reason(exc)}"
+    return client, None
 
 
 def _reason(exc: Exception) -> str:

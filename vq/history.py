@@ -1,7 +1,8 @@
 """Reading the history database: a job's timeline, a user's jobs, exports.
 
 Before answering, `fresh()` lets the archiver catch up with the event stream (a second at
-most when a daemon's archiver runs), so what was just done is already there.
+most when a daemon's archiver runs), so what was just done is already there. The answers
+come from SQLite alone: with Redis down they are given as the file holds them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
+from redis import ConnectionError as RedisConnectionError
 from redis import Redis
+from redis import TimeoutError as RedisTimeoutError
 
 from vq import archiver, historydb
 from vq.config import Settings
@@ -24,13 +27,19 @@ EXPORT_FORMATS = ("csv", "json")
 JOB_COLUMNS = list(historydb.RENDER_JOBS_COLUMNS)
 
 
-def fresh(conn: Redis, settings: Settings, timeout: float = 5.0, strict: bool = False):
+def fresh(conn: Redis | None, settings: Settings, timeout: float = 5.0, strict: bool = False,
+          unreachable: str | None = None):
     """(database, note): the database once every event emitted so far is archived; the note
     (None when all is there) says why the latest events may be missing. When history goes to
     another host's file, `strict` raises HistoryElsewhere (the API: an answer from here
-    would be wrong); otherwise the note says where it is and this host's file is read."""
+    would be wrong); otherwise the note says where it is and this host's file is read.
+
+    The history is SQLite: without Redis (`conn` None, `unreachable` saying why, or Redis
+    lost during the catch-up) the file is read as it is, with a note."""
     if not settings.history.enabled:
         note = "history.enabled is false here: the history may miss the latest events"
+    elif conn is None:
+        note = f"{unreachable or 'Redis is unreachable'}: the history may miss the latest events"
     else:
         try:
             note = archiver.catch_up(conn, settings, timeout)
@@ -38,6 +47,8 @@ def fresh(conn: Redis, settings: Settings, timeout: float = 5.0, strict: bool = 
             if strict:
                 raise
             note = exc.message
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            note = f"lost Redis while the archiver caught up ({exc}): the history may miss the latest events"
     return historydb.open_db(settings, create=False), note
 
 

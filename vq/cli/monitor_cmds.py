@@ -14,6 +14,7 @@ from vq import prometheus
 from vq import stats as stats_service
 from vq.cli.output import emit, err, out, status_text, table
 from vq.cli.state import JSON_OPTION, state
+from vq.connection import try_connect
 from vq.durations import parse_duration_ms
 from vq.errors import InvalidInput
 
@@ -99,10 +100,14 @@ def _render_perf(view: dict) -> None:
 
 
 def _fresh_history(st):
-    """The history database once caught up; why it may miss the latest events, on stderr."""
-    db, note = history_service.fresh(st.conn, st.settings)
+    """The history database once caught up; why it may miss the latest events, on stderr.
+    Redis is only for the catch-up: unreachable, it is skipped after a second, not exit 3."""
+    probe, why = try_connect(st.settings)
+    if probe is not None:
+        probe.close()
+    db, note = history_service.fresh(st.conn if probe else None, st.settings, unreachable=why)
     if note:
-        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     return db
 
 
