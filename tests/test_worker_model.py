@@ -100,3 +100,32 @@ def test_a_job_over_its_memory_or_cpu_limit_is_stopped_and_failed_as_resource(vq
     assert "more than its 1 s of CPU time (job_types.test-cpucap.maxCpuTime)" in view["error"]["message"]
     assert time.monotonic() - started < 10, "stopped at its limit, not at its own end"
     assert vq.wait_for(vq.submit("test-noop", {}, "--user", "u"))["status"] == "finished", "the worker carries on"
+
+
+def test_a_worker_stops_at_once_when_its_command_channel_was_already_unsubscribed(redis_conn):
+    """RQ unsubscribes a stopping worker from its command channel, then stops the listening
+    thread, which redis-py 8 joins; a thread that read the UNSUBSCRIBE reply before it saw
+    the stop waits 60 s for a subscription that never comes. That is the state here (made
+    at once rather than by luck): the worker's teardown must not wait for it. (It made
+    about one daemon stop in five, with an idle worker, take the whole grace period.)"""
+    import threading
+
+    from rq.serializers import JSONSerializer
+
+    from vq.worker import VqWorker
+
+    worker = VqWorker(["test-noop.normal"], connection=redis_conn, serializer=JSONSerializer, name="vq.test.stop")
+    worker.subscribe()
+    deadline = time.monotonic() + 5
+    while not worker.pubsub.subscribed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.pubsub.unsubscribe()  # the listening thread reads the reply: it now waits to be subscribed again
+    while worker.pubsub.subscribed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not worker.pubsub.subscribed
+    stopping = threading.Thread(target=worker.unsubscribe, daemon=True)
+    started = time.monotonic()
+    stopping.start()
+    stopping.join(10)
+    assert not stopping.is_alive(), "the worker's teardown waits for the pubsub thread"
+    assert time.monotonic() - started < 3
