@@ -107,7 +107,8 @@ def embedded_socket_if_running(data_dir: Path | str) -> str | None:
 
 
 class EmbeddedRedis:
-    """A `redis-server` in `<data_dir>/redis`, started, supervised and stopped by the daemon."""
+    """A `redis-server` in `<data_dir>/redis`: started (or found and reused) and supervised by
+    a daemon or `vq redis start`, left running when they exit, stopped on request."""
 
     def __init__(self, data_dir: Path | str, *, binary: str | None = None, appendfsync: str = "everysec"):
         self.data_dir = Path(data_dir)
@@ -304,12 +305,12 @@ class EmbeddedRedis:
             return pid
         pid = self._running_pid()
         if pid is not None:
-            os.kill(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while pid_running(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if pid_running(pid):
-                os.kill(pid, signal.SIGKILL)  # the AOF holds what it acknowledged: written, if not fsynced
+                _signal(pid, signal.SIGKILL)  # the AOF holds what it acknowledged: written, if not fsynced
         self._reused_pid = None
         if not self.alive():
             self.socket_path.unlink(missing_ok=True)
@@ -329,6 +330,13 @@ class EmbeddedRedis:
         except OSError:
             lines = []
         return lines[-1] if lines else f"no log output in {self.log_file}"
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # it exited meanwhile
 
 
 def _terminate(proc: subprocess.Popen, timeout: float) -> None:
