@@ -17,9 +17,16 @@ def _one_line(proc) -> str:
     return lines[0]
 
 
-def test_unknown_type_exits_4(vq):
-    proc = vq.run("submit", "no-such-type", "--user", "u")
-    assert proc.returncode == 4
+@pytest.mark.parametrize("args", [
+    ("submit", "no-such-type", "--user", "u"),
+    ("limits", "set", "type", "no-such-type", "3"),
+    ("limits", "reset", "type", "no-such-type"),
+    ("pause", "no-such-type"),
+    ("clear", "no-such-type", "--yes"),
+])
+def test_unknown_type_exits_4(vq, args):
+    proc = vq.run(*args)
+    assert proc.returncode == 4, proc.stderr
     assert "unknown job type 'no-such-type'" in _one_line(proc)
 
 
