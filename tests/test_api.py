@@ -125,6 +125,10 @@ def test_retry_delayed_recurring_history_and_types(api):
     assert api.call("DELETE", f"/api/jobs/recurring/{recurring.body['id']}", ann).status == 404
     history = api.call("GET", "/api/jobs/user/ann/history", ann)
     assert history.status == 200 and {j["id"] for j in history.body["jobs"]} >= {failed["id"], delayed.body["id"]}
+    row = next(j for j in history.body["jobs"] if j["id"] == failed["id"])
+    assert (row["jobType"], row["userId"], row["status"], row["cached"]) == ("test-broken", "ann", "failed", False)
+    assert row["createdAt"].endswith("Z") and row["errorCategory"] and row["runMs"] is not None, "camelCase, as every route"
+    assert row["job_type"] == "test-broken", "the snake_case names stay readable for one release"
     types = api.call("GET", "/api/jobs/types", ann)
     assert types.status == 200 and "video-generation" in {t["name"] for t in types.body}
 

@@ -17,9 +17,16 @@ def _one_line(proc) -> str:
     return lines[0]
 
 
-def test_unknown_type_exits_4(vq):
-    proc = vq.run("submit", "no-such-type", "--user", "u")
-    assert proc.returncode == 4
+@pytest.mark.parametrize("args", [
+    ("submit", "no-such-type", "--user", "u"),
+    ("limits", "set", "type", "no-such-type", "3"),
+    ("limits", "reset", "type", "no-such-type"),
+    ("pause", "no-such-type"),
+    ("clear", "no-such-type", "--yes"),
+])
+def test_unknown_type_exits_4(vq, args):
+    proc = vq.run(*args)
+    assert proc.returncode == 4, proc.stderr
     assert "unknown job type 'no-such-type'" in _one_line(proc)
 
 
@@ -124,3 +131,18 @@ def test_batch_reports_each_line_and_keeps_going(vq):
     second = vq.json("show", outcomes[3]["id"])
     assert second["userId"] == "u2" and second["projectId"] == "p9"
     assert vq.json("show", existing)["status"] == "queued", "existing jobs are untouched"
+
+
+def test_batch_reads_the_file_named_as_documented(vq, tmp_path):
+    """`vq submit --batch FILE.jsonl` is the README's, the man page's and --help's form."""
+    batch = tmp_path / "jobs.jsonl"
+    batch.write_text("\n".join(json.dumps({"jobType": "test-echo", "userId": "u1", "data": {"n": n}})
+                               for n in range(3)) + "\n")
+    proc = vq.run("submit", "--batch", str(batch))
+    assert proc.returncode == 0, proc.stderr
+    ids = proc.stdout.split()
+    assert len(ids) == 3 and [vq.json("show", i)["data"]["n"] for i in ids] == [0, 1, 2]
+    assert len(vq.json("submit", "--batch", f"@{batch}")) == 3, "the @FILE form still works"
+    missing = vq.run("submit", "--batch", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip() == f"vq: error: --batch: no such file '{tmp_path / 'nope.jsonl'}'"

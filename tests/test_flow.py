@@ -154,20 +154,25 @@ def test_rm_deletes_job_and_artifacts_but_not_running_ones(vq):
 
 
 def test_pause_holds_jobs_and_resume_releases_them(vq):
+    """A paused type's jobs wait for the resume, not for a slot: `queued` with the reason,
+    counted as queued (not `limited`), in both forms of `vq show`."""
     vq.json("pause", "test-noop")
     job_id = vq.submit("test-noop", {}, "--user", "u")
     assert vq.json("show", job_id)["status"] == "queued", "no daemon has looked at it yet"
     vq.start_daemon()
     other = vq.submit("test-echo", {}, "--user", "u")
     assert vq.wait_for(other)["status"] == "finished", "other types keep running"
-    time.sleep(1.5)
-    view = vq.json("show", job_id)
-    assert (view["status"], view["waitReason"], view["position"]) == ("limited", "queue paused", 1)
+    deadline = time.monotonic() + 10
+    while (view := vq.json("show", job_id))["position"] is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # until admission has put it in its user's line
+    assert (view["status"], view["waitReason"], view["position"]) == ("queued", "queue paused", 1)
+    human = vq.run("show", job_id).stdout
+    assert "waiting for  queue paused" in human and "1 in u's line" in human
     row = next(r for r in vq.json("queues") if r["jobType"] == "test-noop")
-    assert row["paused"] is True and row["limited"] == 1
+    assert row["paused"] is True and (row["queued"], row["limited"]) == (1, 0)
     listed = {status: [v["id"] for v in vq.json("jobs", "--type", "test-noop", "--status", status)]
               for status in ("queued", "limited")}
-    assert listed == {"queued": [], "limited": [job_id]}
+    assert listed == {"queued": [job_id], "limited": []}
     vq.json("resume", "test-noop")
     assert vq.wait_for(job_id, timeout=10)["status"] == "finished"
 

@@ -34,7 +34,12 @@ def test_stats_match_a_known_workload(vq):
     assert view["priorities"]["high"]["created"] == 3 and view["priorities"]["low"]["created"] == 5
     assert sum(h["created"] for h in view["trends"]["hourly"]) == 8
     assert sum(d["finished"] for d in view["trends"]["daily"]) == 5
-    assert "ann" in vq.run("stats").stdout
+    human = vq.run("stats").stdout
+    assert "ann" in human and "users (the 2 most active)" in human
+    assert "last 24 hours" in human and "last 14 days" in human and "day (UTC)" in human
+    timeline = vq.run("history", ok[0]).stdout
+    assert "at (UTC)" in timeline and "finished" in timeline, "times say their zone"
+    assert "created (UTC)" in vq.run("history", "--user", "ann").stdout
 
 
 def test_per_user_figures_forget_users_idle_past_the_retention(vq, redis_conn):
@@ -279,3 +284,8 @@ def test_prometheus_exposition(vq):
     count = [s.value for s in families["vq_job_run_seconds"].samples
              if s.name == "vq_job_run_seconds_count" and s.labels["job_type"] == "test-noop"]
     assert count == [3.0]
+    as_json = {f["name"]: f for f in vq.json("metrics")}
+    assert set(as_json) == set(families), "--json has the same metric families as the exposition"
+    assert as_json["vq_jobs_events"]["type"] == "counter"
+    assert [s["value"] for s in as_json["vq_jobs_events"]["samples"]
+            if s["labels"] == {"job_type": "test-noop", "event": "finished"}] == [3.0]

@@ -83,3 +83,23 @@ def test_remove_finished_jobs_older_than_a_time(vq, redis_conn):
     assert none["matched"] == 0
     bad = vq.run("rm", "--finished", "--older-than", "soon", "--yes")
     assert bad.returncode == 2 and "--older-than" in bad.stderr
+
+
+def test_bulk_forms_with_json_but_no_yes_fail_with_a_json_error_and_touch_nothing(vq, redis_conn):
+    """A script (no terminal) that forgot --yes gets a JSON error naming --yes, exit 2, and
+    no table or prompt; without --json, a closed stdin is a declined question, not 'Aborted.'."""
+    settings = load_settings(vq.config_path)
+    waiting = [submit(redis_conn, settings, Submission("test-noop", user_id="ann")) for _ in range(3)]
+    for args in (["clear", "test-noop"], ["cancel", "--all", "--user", "ann"], ["dlq", "purge"],
+                 ["dlq", "retry", "--all"]):
+        proc = vq.run(*args, "--json", input="")
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        answer = json.loads(proc.stdout)
+        assert answer["error"]["code"] == "confirmation_required" and "--yes" in answer["error"]["message"], args
+        assert proc.stderr.count("\n") == 1 and "to cancel" not in proc.stderr and "?" not in proc.stderr, args
+    assert all(vq.json("show", j)["status"] == "queued" for j in waiting), "nothing was touched"
+    closed = vq.run("clear", "test-noop", input="")
+    assert closed.returncode == 1 and "Aborted" not in closed.stderr
+    assert "nothing deleted (--yes skips the question)" in closed.stderr
+    done = vq.json("cancel", "--all", "--user", "ann", "--yes")
+    assert sorted(done["done"]) == sorted(waiting)

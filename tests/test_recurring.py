@@ -3,10 +3,12 @@ restarts, catch-up policies, time zones and bad input."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections import Counter
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from croniter import croniter
@@ -37,9 +39,10 @@ def test_add_list_show_pause_resume_rm(vq):
     assert added["options"] == {"skipCache": True} and added["catchUp"] == "one"
     listed = vq.json("recurring", "list")
     assert [r["id"] for r in listed] == [added["id"]]
-    runs = [datetime.fromisoformat(t) for t in listed[0]["nextRuns"]]
-    assert len(runs) == 3 and all((t.hour, t.minute) == (2, 30) for t in runs)  # in the job's zone
-    assert all(t.tzinfo is not None for t in runs) and runs == sorted(runs)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t) for t in listed[0]["nextRuns"]), \
+        "ISO 8601 UTC with milliseconds, as every time in vq's JSON"
+    runs = [datetime.fromisoformat(t).astimezone(ZoneInfo("Europe/Berlin")) for t in listed[0]["nextRuns"]]
+    assert len(runs) == 3 and all((t.hour, t.minute) == (2, 30) for t in runs) and runs == sorted(runs)
     assert vq.json("recurring", "show", "nightly")["id"] == added["id"]  # by name as well as id
 
     assert vq.json("recurring", "pause", added["id"])["paused"] is True
@@ -48,6 +51,7 @@ def test_add_list_show_pause_resume_rm(vq):
     assert len(vq.json("recurring", "show", added["id"])["nextRuns"]) == 3
     table = vq.run("recurring", "list")
     assert table.returncode == 0 and "nightly" in table.stdout and "30 2 * * *" in table.stdout
+    assert f"{runs[0]:%Y-%m-%d} 02:30:00 CE" in table.stdout, "people read the times in the job's own zone"
     vq.json("recurring", "rm", added["id"])
     assert vq.json("recurring", "list") == []
     gone = vq.run("recurring", "show", added["id"])
@@ -284,7 +288,7 @@ def test_the_spec_request_body_creates_a_recurring_job(vq, redis_conn):
             "cronExpression": "0 0 * * *", "options": {"skipCache": True}}
     view = describe(redis_conn, add_from_mapping(redis_conn, settings, body))
     assert view["userId"] == "user-123" and view["options"] == {"skipCache": True} and view["tz"] == "UTC"
-    assert [datetime.fromisoformat(t).hour for t in view["nextRuns"]] == [0, 0, 0]
+    assert [t[11:23] for t in view["nextRuns"]] == ["00:00:00.000"] * 3 and all(t.endswith("Z") for t in view["nextRuns"])
     for bad, field in [({**body, "cronExpression": "0 0 * * * * * *"}, "cronExpression"),
                        ({**body, "options": {"skipcache": True}}, "options.skipcache"),
                        ({**body, "timezone": "Nowhere/City"}, "tz"), ({**body, "colour": 1}, "colour")]:

@@ -213,21 +213,25 @@ def forget(conn: Redis, job) -> None:
 
 
 def in_line(conn: Redis, jobs) -> set[str]:
-    """The ids of these jobs that wait in a user's line (routed by admission, not yet
-    admitted): what vq shows as `limited`. One round trip; only `queued` jobs are looked
-    up, at every priority level (aging moves a job up)."""
+    """The ids of these jobs that wait in a user's line for a slot (routed by admission,
+    not yet admitted): what vq shows as `limited`. A job of a paused type waits for the
+    resume, not for a slot, and stays `queued`. One round trip; only `queued` jobs are
+    looked up, at every priority level (aging moves a job up)."""
     queued = [job for job in jobs if job is not None and job.get_status(refresh=False) == JobStatus.QUEUED]
     if not queued:
         return set()
     with conn.pipeline(transaction=False) as pipe:
+        pipe.smembers(keys.PAUSED)
         for job in queued:
             for key in keys.wait_since_all(job_type_of(job)):
                 pipe.zscore(key, job.id)
-        scores = iter(pipe.execute())
+        replies = pipe.execute()
+    paused = {name.decode() for name in replies[0]}
+    scores = iter(replies[1:])
     found = set()
     for job in queued:
         levels = [next(scores) for _ in keys.PRIORITY_ORDER]
-        if any(score is not None for score in levels):
+        if any(score is not None for score in levels) and job_type_of(job) not in paused:
             found.add(job.id)
     return found
 

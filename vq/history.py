@@ -106,6 +106,20 @@ def jobs(db, *, user: str | None = None, since: str | None = None, job_type: str
                          [*params, limit, offset]))
 
 
+def camel_case(row: dict, *, legacy: bool = True) -> dict:
+    """A history row with the API's camelCase names (`job_type` -> `jobType`, `cached` as a
+    boolean). With `legacy`, the snake_case names stay beside them for scripts written
+    against vq 0.1 (deprecated: they go in the next release)."""
+    out = {_camel(name): (bool(value) if name == "cached" and value is not None else value)
+           for name, value in row.items()}
+    return {**row, **out} if legacy else out
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 def export(db, fmt: str, *, user: str | None = None, since: str | None = None, job_type: str | None = None,
            status: str | None = None) -> Iterator[str]:
     """Every matching job row, oldest first, as CSV (a header line first) or JSON lines."""

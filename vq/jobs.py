@@ -58,7 +58,8 @@ def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bo
     view = job_view(job, in_line=bool(admission.in_line(conn, [job])))
     if reveal_to is not None and reveal_to == view["userId"] and settings is not None:
         view["data"] = protector(settings).unseal(job_data(job), strict=False)
-    if view["status"] == "limited" and explain:
+    if explain and (view["status"] == "limited"
+                    or view["status"] == "queued" and conn.sismember(keys.PAUSED, view["jobType"])):
         view.update(admission.wait_info(conn, job, limits.user_limit(conn, settings, view["userId"] or "_"),
                                         limits.type_limit(conn, settings, view["jobType"])))
     children = job.meta.get("children") or []
@@ -124,7 +125,7 @@ def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = 
             if skipped < offset:
                 skipped += 1
                 continue
-            out.append(job_view(job, with_result=False, in_line=job.id in lined))
+            out.append(job_view(job, in_line=job.id in lined))  # the result is in the hash: no extra read
             if len(out) >= limit:
                 break
         if stale:

@@ -14,7 +14,7 @@ from redis import Redis
 from vq import keys, lua
 from vq.config import DEFAULT_TYPE_LIMITS, DEFAULT_USER_LIMITS, TIERS, Settings
 from vq.errors import InvalidInput
-from vq.jobtypes import DEFAULT_CUSTOM_TYPE_LIMIT, job_types
+from vq.jobtypes import DEFAULT_CUSTOM_TYPE_LIMIT, get_job_type, job_types
 
 
 def publish_config_limits(conn: Redis, settings: Settings) -> None:
@@ -76,8 +76,8 @@ def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int 
     """Set (or, with value None, drop) a runtime override; takes effect at once everywhere."""
     if kind not in keys.LIMIT_KINDS:
         raise InvalidInput(f"limit kind {kind!r} is not one of {', '.join(keys.LIMIT_KINDS)}")
-    if kind == "type" and name not in job_types(settings):
-        raise InvalidInput(f"unknown job type {name!r} (known: {', '.join(job_types(settings))})")
+    if kind == "type":
+        get_job_type(settings, name)  # an unknown type is "no such type" (exit 4), as everywhere
     if kind == "tier" and name not in TIERS:
         raise InvalidInput(f"unknown subscription tier {name!r} (expected one of {', '.join(TIERS)})")
     if kind == "user" and not name:

@@ -89,3 +89,11 @@ def exposition(conn: Redis, settings: Settings) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(conn, settings))
     return generate_latest(registry)
+
+
+def families(conn: Redis, settings: Settings) -> list[dict]:
+    """The same figures as JSON for scripts (`vq metrics --json`): one entry per metric
+    family with its type, help and samples (name, labels, value), in exposition order."""
+    return [{"name": family.name, "type": family.type, "help": family.documentation,
+             "samples": [{"name": s.name, "labels": dict(s.labels), "value": s.value} for s in family.samples]}
+            for family in _Collector(conn, settings).collect()]

@@ -74,6 +74,8 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
         for _priority in keys.PRIORITY_ORDER:
             for state in ("queued", *REGISTRIES):
                 row[state] += next(replies)
+        if row["paused"]:  # they wait for the resume, not for a slot
+            row["queued"], row["limited"] = row["queued"] + row["limited"], 0
         rows.append(row)
     return rows
 

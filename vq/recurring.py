@@ -242,8 +242,8 @@ def describe(conn: Redis, definition: Recurring, runs: int = 0) -> dict:
     out["data"] = redact(definition.data)
     due = next_run_ms(conn, definition)
     base = (due - 1) if due is not None else _now_ms()
-    out["nextRuns"] = [] if definition.paused else [
-        moment.isoformat() for moment in next_times(definition.cronExpression, definition.tz, base, 3)]
+    out["nextRuns"] = [] if definition.paused else [  # UTC, as every time vq prints; the CLI shows them in tz
+        iso(moment) for moment in next_times(definition.cronExpression, definition.tz, base, 3)]
     stats = {k.decode(): v.decode() for k, v in conn.hgetall(keys.recurring_stats(definition.id)).items()}
     out["stats"] = {name: int(stats.get(name, 0)) for name in ("runs", "succeeded", "failed", "canceled", "missed")}
     out["lastRunAt"] = stats.get("lastRunAt")

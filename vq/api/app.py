@@ -325,7 +325,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
                                         offset=offset)
             if principal.projects is not None and not principal.is_operator:
                 rows = [r for r in rows if r["project_id"] in principal.projects]
-            return rows
+            return [history_service.camel_case(r) for r in rows]
 
         return {"userId": userId, "jobs": await run_in_threadpool(read)}
 

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from vq import artifacts, jobs
+from vq.cli import confirm
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.errors import InvalidInput
@@ -72,13 +73,13 @@ def register(app: typer.Typer) -> None:
         artifacts.sweepInterval); asks first unless --yes."""
         st = state(ctx)
         if not dry_run and not yes:
+            confirm.refuse_unanswerable(yes, as_json)
             preview = artifacts.prune(st.conn, st.settings, dry_run=True)
             if not preview["removed"]:
                 emit(preview, as_json, _render_prune)
                 return
             err.print(f"{len(preview['removed'])} job folder(s) to remove ({preview['freedBytes']:,} bytes)")
-            if not typer.confirm("remove them?", err=True):
-                raise typer.Exit(1)
+            confirm.ask("remove them?", yes=yes, as_json=as_json, declined="nothing removed")
         emit(artifacts.prune(st.conn, st.settings, dry_run=dry_run), as_json, _render_prune)
 
     app.add_typer(group, name="artifacts")

@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 
 from vq import dlq
+from vq.cli import confirm
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.durations import parse_duration_ms
@@ -44,10 +45,9 @@ def retry_command(ctx: typer.Context, job_id: Optional[str] = typer.Argument(Non
     if bool(job_id) == all_:
         raise InvalidInput("give either a job ID or --all")
     if all_ and not yes:
+        confirm.refuse_unanswerable(yes, as_json)
         count = len(dlq.list_dead(st.conn, st.settings, job_type, limit=1_000_000))
-        if not typer.confirm(f"Retry {count} dead jobs?", err=True, default=False):
-            err.print("nothing retried")
-            raise typer.Exit(1)
+        confirm.ask(f"Retry {count} dead jobs?", yes=yes, as_json=as_json, declined="nothing retried")
     views = dlq.retry_dead(st.conn, st.settings, [job_id] if job_id else None, job_type)
     emit(views, as_json, lambda vs: err.print(f"{len(vs)} jobs requeued"))
 
@@ -60,9 +60,7 @@ def purge_command(ctx: typer.Context,
     """Delete dead jobs (older than a duration, of a type); asks first unless --yes."""
     st = state(ctx)
     older_ms = parse_duration_ms(older_than, "--older-than") if older_than else None
-    if not yes and not typer.confirm("Delete these dead jobs for good?", err=True, default=False):
-        err.print("nothing deleted")
-        raise typer.Exit(1)
+    confirm.ask("Delete these dead jobs for good?", yes=yes, as_json=as_json, declined="nothing deleted")
     removed = dlq.purge(st.conn, st.settings, older_ms, job_type)
     emit({"removed": removed}, as_json, lambda r: err.print(f"{r['removed']} dead jobs deleted"))
 

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vq import artifacts, audit, bulk, jobs
+from vq.cli import confirm
 from vq.cli.output import emit, err, out, status_text, table
 from vq.cli.render import render_job, render_jobs, render_tree
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
@@ -168,6 +169,7 @@ def _bulk(st, chosen: list[dict], action: str, question: str, as_json: bool, yes
         emit({"action": action, "matched": 0, "done": [], "skipped": []}, as_json,
              lambda _v: err.print("no job matches"))
         return
+    confirm.refuse_unanswerable(yes, as_json)
     if not as_json or not yes:
         rows = [[v["id"], v["jobType"], v["userId"] or "-", status_text(v["status"]),
                  (v["finishedAt"] or v["createdAt"] or "")[:19]] for v in chosen[:PREVIEW]]
@@ -175,8 +177,7 @@ def _bulk(st, chosen: list[dict], action: str, question: str, as_json: bool, yes
                         title=f"{len(chosen)} job(s) to {action}"))
         if len(chosen) > PREVIEW:
             err.print(f"… and {len(chosen) - PREVIEW} more")
-    if not yes and not typer.confirm(f"{question}?", err=True, default=False):
-        raise typer.Exit(1)
+    confirm.ask(f"{question}?", yes=yes, as_json=as_json)
     outcome = run(chosen)
     for job_id in outcome["done"]:
         view = next(v for v in chosen if v["id"] == job_id)

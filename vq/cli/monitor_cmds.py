@@ -12,7 +12,7 @@ from vq import health as health_service
 from vq import history as history_service
 from vq import prometheus
 from vq import stats as stats_service
-from vq.cli.output import emit, err, out, status_text, table
+from vq.cli.output import emit, err, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, state
 from vq.connection import try_connect
 from vq.durations import parse_duration_ms
@@ -22,7 +22,12 @@ HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "e
 
 
 def _when(value: str | None) -> str:
+    """An ISO UTC time as a table cell; the column's header says UTC (`_utc`)."""
     return value.replace("T", " ")[:23] if value else ""
+
+
+def _utc(header: str) -> str:
+    return f"{header} (UTC)"
 
 
 def _ms(value) -> str:
@@ -39,7 +44,7 @@ def _render_timeline(view: dict) -> None:
     job = view["job"]
     out.print(f"[bold]{job['id']}[/] {job['job_type']} user {job['user_id']}  now {status_text(job['status'])}"
               f"  attempts {job['attempts'] or 0}")
-    out.print(table(["at", "event", "from", "to", "worker", "attempt", "reason"], [[
+    out.print(table([_utc("at"), "event", "from", "to", "worker", "attempt", "reason"], [[
         _when(r["at"]), r["event"], r["from_status"] or "", status_text(r["to_status"]), r["worker"], r["attempt"],
         r["reason"]] for r in view["transitions"]]))
 
@@ -48,7 +53,7 @@ def _render_jobs(rows: list[dict]) -> None:
     if not rows:
         err.print("no jobs match")
         return
-    out.print(table(["id", "type", "user", "status", "created", "wait", "run", "attempts", "error"], [[
+    out.print(table(["id", "type", "user", "status", _utc("created"), "wait", "run", "attempts", "error"], [[
         r["id"], r["job_type"], r["user_id"], status_text(r["status"]), _when(r["created_at"]), _ms(r["wait_ms"]),
         _ms(r["run_ms"]), r["attempts"], r["error_message"]] for r in rows]))
 
@@ -65,15 +70,16 @@ def _render_stats(view: dict) -> None:
     if view["users"]:
         out.print(table(["user", "created", "finished", "failed", "canceled", "running/limit"], [[
             u["userId"], u["created"], u["finished"], u["failed"], u["canceled"], f"{u['running']}/{u['limit']}"]
-            for u in view["users"][:20]], title="users (most active)"))
-    hourly = [h for h in view["trends"]["hourly"] if h["created"] or h["finished"] or h["failed"]]
-    if hourly:
-        out.print(table(["hour", "created", "finished", "failed"], [[
-            _when(h["from"])[:16], h["created"], h["finished"], h["failed"]] for h in hourly], title="last 24 hours"))
+            for u in view["users"]], title=f"users (the {len(view['users'])} most active)"))
+    for trend, header, width, title in (("hourly", "hour", 16, "last 24 hours"), ("daily", "day", 10, "last 14 days")):
+        busy = [b for b in view["trends"][trend] if b["created"] or b["finished"] or b["failed"]]
+        if busy:
+            out.print(table([_utc(header), "created", "finished", "failed"], [[
+                _when(b["from"])[:width], b["created"], b["finished"], b["failed"]] for b in busy], title=title))
 
 
 def _render_health(view: dict) -> None:
-    out.print(f"overall {_health_text(view['status'])}  (checked {_when(view['checkedAt'])})")
+    out.print(f"overall {_health_text(view['status'])}  (checked {_when(view['checkedAt'])} UTC)")
     if view["status"] == "error":
         for reason in view["reasons"]:
             out.print(f"  [red]{reason}[/]")
@@ -185,8 +191,12 @@ def register(app: typer.Typer) -> None:
         emit(stats_service.perf(st.conn, st.settings, window_ms, job_type), as_json, _render_perf)
 
     @app.command("metrics")
-    def metrics_command(ctx: typer.Context) -> None:
-        """The Prometheus text exposition (what the daemon serves at /metrics)."""
+    def metrics_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+        """The Prometheus text exposition (what the daemon serves at /metrics); --json: the
+        same metric families and samples as JSON."""
         st = state(ctx)
-        sys.stdout.write(prometheus.exposition(st.conn, st.settings).decode())
+        if as_json:
+            print_json(prometheus.families(st.conn, st.settings))
+        else:
+            sys.stdout.write(prometheus.exposition(st.conn, st.settings).decode())
 

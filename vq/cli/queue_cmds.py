@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from vq import audit, queues
+from vq.cli import confirm
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.jobtypes import job_types
@@ -48,16 +49,14 @@ def register(app: typer.Typer) -> None:
               as_json: bool = JSON_OPTION) -> None:
         """Delete TYPE's waiting jobs (queued, scheduled, deferred); asks first unless --yes."""
         st = state(ctx)
+        confirm.refuse_unanswerable(yes, as_json)
         row = next((r for r in queues.counts(st.conn, st.settings) if r["jobType"] == job_type), None)
         if row is None:
             from vq.jobtypes import get_job_type
 
             get_job_type(st.settings, job_type)
         waiting = row["queued"] + row["scheduled"] + row["deferred"]
-        if not yes:
-            if not typer.confirm(f"Delete {waiting} waiting {job_type} jobs?", err=True, default=False):
-                err.print("nothing deleted")
-                raise typer.Exit(1)
+        confirm.ask(f"Delete {waiting} waiting {job_type} jobs?", yes=yes, as_json=as_json, declined="nothing deleted")
         cleared = queues.clear(st.conn, st.settings, job_type)
         audit.record(st.conn, audit.cli_actor(), "operator", "clear", job_type, removed=cleared["removed"])
         emit(cleared, as_json,

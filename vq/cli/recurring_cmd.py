@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Optional
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -15,8 +17,14 @@ CRON_HELP = ("Cron expression: minute hour day-of-month month day-of-week, e.g. 
              "(a sixth field is seconds).")
 
 
-def _when(value: str | None) -> str:
-    return value.replace("T", " ")[:19] if value else "-"
+def _when(value: str | None, tz: str | None = None) -> str:
+    """An ISO UTC time as a person reads it: in the definition's zone, with the zone named."""
+    if not value:
+        return "-"
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if tz:
+        moment = moment.astimezone(ZoneInfo(tz))
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _render_list(rows: list[dict]) -> None:
@@ -25,7 +33,7 @@ def _render_list(rows: list[dict]) -> None:
         return
     out.print(table(["id", "name", "type", "cron", "tz", "user", "next runs", "runs", "failed", "state"], [[
         r["id"], r["name"], r["jobType"], r["cronExpression"], r["tz"], r["userId"],
-        "\n".join(_when(t) for t in r["nextRuns"]) or "-", r["stats"]["runs"], r["stats"]["failed"] or "",
+        "\n".join(_when(t, r["tz"]) for t in r["nextRuns"]) or "-", r["stats"]["runs"], r["stats"]["failed"] or "",
         "[yellow]paused[/]" if r["paused"] else "[green]active[/]",
     ] for r in rows]))
 
@@ -40,10 +48,10 @@ def _render_one(row: dict) -> None:
               f"canceled {stats['canceled']}  missed {stats['missed']}")
     if row.get("lastError"):
         out.print(f"[red]last error:[/] {row['lastError']}")
-    out.print("next: " + (", ".join(_when(t) for t in row["nextRuns"]) or "- (paused)"))
+    out.print("next: " + (", ".join(_when(t, row["tz"]) for t in row["nextRuns"]) or "- (paused)"))
     runs = row.get("runs") or []
     if runs:
-        out.print(table(["tick", "job", "status"], [[_when(r["tickAt"]), r["jobId"], status_text(r["status"])]
+        out.print(table(["tick", "job", "status"], [[_when(r["tickAt"], row["tz"]), r["jobId"], status_text(r["status"])]
                                                     for r in runs], title="last runs"))
 
 

@@ -30,6 +30,9 @@ def render_job(view: dict) -> None:
         ("user", view.get("userId")),
         ("project", view.get("projectId")),
         ("progress", f"{progress.get('percent', 0):.0f}%" + (f"  {escape(progress['message'])}" if progress.get("message") else "")),
+        ("waiting for", view.get("waitReason")),
+        ("position", _place(view)),
+        ("aged to", view.get("agedTo")),
         ("attempts", f"{view['attempts']}/{view['maxAttempts']}"),
         ("created", view.get("createdAt")),
         ("scheduled for", view.get("scheduledFor")),
@@ -51,6 +54,15 @@ def render_job(view: dict) -> None:
     if view.get("result") is not None:
         grid.add_row("result", escape(_short(view["result"], 200)))
     out.print(Panel(grid, title=f"job {view['id'][:12]}", expand=False))
+
+
+def _place(view: dict) -> str | None:
+    """Where a limited job stands: its place in its user's line and the users before it."""
+    if view.get("position") is None:
+        return None
+    ahead = view.get("usersAhead")
+    return f"{view['position']} in {view.get('userId') or 'its user'}'s line" + (
+        f", {ahead} user(s) ahead" if ahead is not None else "")
 
 
 def _cost(view: dict) -> str:

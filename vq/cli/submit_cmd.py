@@ -18,14 +18,21 @@ from vq.errors import InvalidInput
 from vq.submission import Submission, submit, submit_each
 
 
-def _read_source(value: str, what: str) -> str:
-    """'-' is stdin, '@path' is a file, anything else is the text itself."""
+def _read_source(value: str, what: str, *, path_only: bool = False) -> str:
+    """'-' is stdin, '@path' is a file; anything else is the text itself, or with
+    `path_only` (--batch, whose documented form is a file's name) a file too."""
     if value == "-":
         return sys.stdin.read()
-    if value.startswith("@"):
-        path = Path(value[1:]).expanduser()
+    if value.startswith("@") or path_only:
+        path = Path(value[1:] if value.startswith("@") else value).expanduser()
         try:
             return path.read_text()
+        except FileNotFoundError:
+            raise InvalidInput(f"{what}: no such file {str(path)!r}") from None
+        except IsADirectoryError:
+            raise InvalidInput(f"{what}: {str(path)!r} is a directory, not a JSON-lines file") from None
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{what}: {str(path)!r} is not UTF-8 text") from None
         except OSError as exc:
             raise InvalidInput(f"{what}: cannot read {path} ({exc.strerror})") from None
     return value
@@ -65,7 +72,7 @@ def register(app: typer.Typer) -> None:
         webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the job's JSON to this URL when it ends."),
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the job to end and print its final state."),
         timeout: Optional[float] = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
-        batch: Optional[str] = typer.Option(None, "--batch", help="JSON-lines file of submissions, or - for stdin."),
+        batch: Optional[str] = typer.Option(None, "--batch", help="JSON-lines file of submissions (FILE.jsonl or @FILE), or - for stdin."),
         template: Optional[str] = typer.Option(None, "--template", help="Start from this preset in config's templates."),
         sets: list[str] = typer.Option([], "--set", help="With --template: key=value into the data (a.b=1; repeatable)."),
         as_json: bool = JSON_OPTION,
@@ -110,7 +117,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _submit_batch(st, source: str, as_json: bool) -> int:
-    text = _read_source(source, "--batch")
+    text = _read_source(source, "--batch", path_only=True)
     numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
     def build(item: tuple[int, str]) -> Submission:
