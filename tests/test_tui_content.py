@@ -2,20 +2,27 @@
 its real result (one daemon run for the module), a failed job whose error, traceback,
 progress message, data and artifact are all markup-like text, and hostile names on every
 list. Nothing crashes the dashboard, every value is shown as the literal text, results
-and data as JSON."""
+and data as JSON. And when the app does crash, `vq tui` exits 1 with one line on stderr."""
 
 from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select as select_fds
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import redis as redis_lib
 from rq import Queue, Worker
 from textual.widgets import Input
 
-from tests.conftest import TEST_JOB_TYPES, VQ, ROOT, write_config
+from tests.conftest import TEST_JOB_TYPES, VQ, ROOT, _free_port, write_config
 from tests.test_builtin_types import JOBS
 from tests.test_tui import dashboard, rows, run, select, shown as plain, until
 from vq.errors import PermanentError
@@ -197,3 +204,73 @@ def palette(app) -> list[str]:
     """The entries the command palette lists, as shown: title, then help."""
     hits = app.screen.query_one("CommandList")
     return [getattr(hits.get_option_at_index(i).prompt, "plain", "") for i in range(hits.option_count)]
+
+
+def test_a_crash_exits_1_with_one_line_and_keeps_the_traceback(tmp_path):
+    """`vq tui` on a terminal, its Redis address answered by an HTTP server: the reply is
+    no Redis protocol, nothing in the dashboard handles that, the app stops."""
+    port = _free_port()
+    http = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port)
+        config = write_config(tmp_path / "config.yaml", {"redis": {"url": f"redis://127.0.0.1:{port}/0"},
+                                                         "data_dir": str(tmp_path / "data")})
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
+        env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), TERM="xterm-256color")
+        code, output = _on_a_terminal([sys.executable, "-m", "vq", "tui"], env)
+    finally:
+        http.kill()
+        http.wait()
+    log = tmp_path / "data" / "tui-crash.log"
+    after = output.rsplit("\x1b[?1049l", 1)[-1]  # what is left once the app gave the screen back
+    after = re.sub(r"\x1b\[[0-9;?>]*[A-Za-z]|\x07", "", after).strip()  # modes reset, a red "error", a bell
+    assert code == 1, output[-2000:]
+    assert re.fullmatch(r'vq: error: the dashboard crashed: InvalidResponse: Protocol error, got ".+" as reply '
+                        r"type byte \(traceback in (.+)\)", after), after
+    assert after.endswith(f"(traceback in {log})")
+    assert "Traceback (most recent call last)" in log.read_text() and "InvalidResponse" in log.read_text()
+
+
+def _wait_for_port(port: int) -> None:
+    import socket
+
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def _on_a_terminal(argv: list[str], env: dict, timeout: float = 30) -> tuple[int, str]:
+    """Run a command on a pseudo-terminal of 80x24 as a user's shell would; its exit code and output."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select_fds.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the other side closed
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("still running: " + b"".join(chunks).decode(errors="replace")[-2000:])
+    finally:
+        os.close(master)
+    return proc.wait(10), b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")

@@ -2,17 +2,21 @@
 
 Every read runs in a worker thread (vq/tui/live.py) and every action too (`act`), so
 the UI never waits on Redis. Actions call the same service functions as the CLI through
-`Services`, and a destructive one asks first (`confirm`).
+`Services`, and a destructive one asks first (`confirm`). What the app cannot handle ends
+it: the error is kept in `crash` for `vq tui` to report in one line and exit 1.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Callable, Iterable
 
 import redis
+from rich.console import Console
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import WorkerFailed
 
 from vq.errors import VqError
 from vq.tui import format as fmt
@@ -37,6 +41,16 @@ class VqDashboard(App):
         self.services = services
         self.refresh_every = refresh_every
         self.theme = theme  # textual-light for a light terminal
+        self.crash: BaseException | None = None
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Textual's handler of an unhandled error (it has no public hook): keep the first
+        one, the error a worker raised rather than its wrapper, for vq/cli/tui_cmd.py, and
+        discard the screenful of traceback with locals Textual would print on stderr."""
+        if self.crash is None:
+            self.crash = error.error if isinstance(error, WorkerFailed) else error
+            self.error_console = Console(file=io.StringIO())
+        super()._handle_exception(error)
 
     def get_default_screen(self) -> Screen:
         return OverviewScreen()
