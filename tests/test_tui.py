@@ -8,7 +8,6 @@ import asyncio
 import time
 
 import redis as redis_lib
-from rich.text import Text
 from textual.widgets import DataTable
 
 from vq import jobs
@@ -16,7 +15,6 @@ from vq.config import load_settings
 from vq.connection import make_client
 from vq.tui.app import VqDashboard
 from vq.tui.dialogs import ConfirmScreen, HelpScreen
-from vq.tui.live import Banner
 from vq.tui.overview import OverviewScreen
 from vq.tui.screens import DeadLetterScreen, JobScreen, QueueScreen
 from vq.tui.services import Services
@@ -42,13 +40,12 @@ async def until(pilot, check, timeout: float = 15, what: str = "condition"):
 
 def banner(app) -> str:
     """The banner's text as the operator reads it."""
-    content = app.screen.query_one(Banner).content
-    return Text.from_markup(content).plain if isinstance(content, str) else str(content)
+    return shown(app, "Banner")
 
 
 def shown(app, selector: str) -> str:
-    """The text a Static shows (its markup rendered)."""
-    return Text.from_markup(str(app.screen.query_one(selector).content)).plain
+    """The text a Static shows: its content as rendered, before long lines are wrapped."""
+    return app.screen.query_one(selector).visual.plain
 
 
 def rows(app, table_id: str) -> dict[str, list[str]]:

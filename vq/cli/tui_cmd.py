@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import time
+import traceback
+
 import typer
 
 from vq.cli.state import state
-from vq.errors import InvalidInput
+from vq.config import Settings
+from vq.errors import InvalidInput, VqError
+
+CRASH_LOG = "tui-crash.log"  # in the data directory; the last crash's traceback
 
 
 def register(app: typer.Typer) -> None:
@@ -25,4 +32,24 @@ def register(app: typer.Typer) -> None:
         settings = state(ctx).settings
         # Short timeouts: a slow Redis shows as a banner within seconds; it never blocks the UI.
         services = Services(make_client(settings, socket_timeout=2.0), settings)
-        VqDashboard(services, refresh_every=refresh, theme=f"textual-{theme}").run()
+        dashboard = VqDashboard(services, refresh_every=refresh, theme=f"textual-{theme}")
+        dashboard.run()
+        if dashboard.crash is not None:
+            raise VqError(crashed(settings, dashboard.crash))
+        if dashboard.return_code:
+            raise typer.Exit(dashboard.return_code)
+
+
+def crashed(settings: Settings, error: BaseException) -> str:
+    """The one line `vq tui` ends with when the app crashed; the traceback goes to a file."""
+    said = (str(error).strip().splitlines() or [""])[0]
+    line = f"the dashboard crashed: {type(error).__name__}" + (f": {said}" if said else "")
+    path = settings.data_path / CRASH_LOG
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(f"vq tui crashed at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
+            out.writelines(traceback.format_exception(error))
+    except OSError as exc:
+        return f"{line} (the traceback could not be written to {path}: {exc.strerror or exc})"
+    return f"{line} (traceback in {path})"

@@ -2,19 +2,24 @@
 
 Every read runs in a worker thread (vq/tui/live.py) and every action too (`act`), so
 the UI never waits on Redis. Actions call the same service functions as the CLI through
-`Services`, and a destructive one asks first (`confirm`).
+`Services`, and a destructive one asks first (`confirm`). What the app cannot handle ends
+it: the error is kept in `crash` for `vq tui` to report in one line and exit 1.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Callable, Iterable
 
 import redis
+from rich.console import Console
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import WorkerFailed
 
 from vq.errors import VqError
+from vq.tui import format as fmt
 from vq.tui.dialogs import ConfirmScreen, HelpScreen, PromptScreen
 from vq.tui.overview import OverviewScreen
 from vq.tui.services import Services
@@ -36,6 +41,16 @@ class VqDashboard(App):
         self.services = services
         self.refresh_every = refresh_every
         self.theme = theme  # textual-light for a light terminal
+        self.crash: BaseException | None = None
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Textual's handler of an unhandled error (it has no public hook): keep the first
+        one, the error a worker raised rather than its wrapper, for vq/cli/tui_cmd.py, and
+        discard the screenful of traceback with locals Textual would print on stderr."""
+        if self.crash is None:
+            self.crash = error.error if isinstance(error, WorkerFailed) else error
+            self.error_console = Console(file=io.StringIO())
+        super()._handle_exception(error)
 
     def get_default_screen(self) -> Screen:
         return OverviewScreen()
@@ -54,7 +69,7 @@ class VqDashboard(App):
         self.run_worker(run, thread=True, group="actions")
 
     def _acted(self, said: str, severity: str) -> None:
-        self.notify(said, severity=severity, timeout=6)
+        self.notify(said, severity=severity, timeout=6, markup=False)  # it may quote a job id or a name
         reload = getattr(self.screen, "reload", None)
         if reload:
             reload()
@@ -88,19 +103,20 @@ class VqDashboard(App):
         yield SystemCommand("Dead-letter queue", "Jobs that failed for good; retry them", self._dead_letters)
         yield SystemCommand("Open a user", "A user's running jobs against their limit", self.open_user)
         yield SystemCommand("Open a job", "A job by id: progress, error, history, dependencies", self.open_job)
-        for row in getattr(self._overview(), "data", {}).get("queues", []):
-            name = row["jobType"]
-            yield SystemCommand(f"Jobs of {name}", f"The {name} queue's jobs", lambda n=name: self._open_queue(n))
-            yield SystemCommand(f"Pause {name}", "Stop starting its jobs on every host",
+        for row in getattr(self._overview(), "data", {}).get("queues", []):  # the palette reads markup
+            name, shown = row["jobType"], fmt.markup_literal(row["jobType"])
+            yield SystemCommand(f"Jobs of {shown}", f"The {shown} queue's jobs", lambda n=name: self._open_queue(n))
+            yield SystemCommand(f"Pause {shown}", "Stop starting its jobs on every host",
                                 lambda n=name: self.act(self.services.pause, n))
-            yield SystemCommand(f"Resume {name}", "Start its jobs again", lambda n=name: self.act(self.services.resume, n))
-            yield SystemCommand(f"Clear {name}", "Delete its waiting jobs (asks first)",
+            yield SystemCommand(f"Resume {shown}", "Start its jobs again",
+                                lambda n=name: self.act(self.services.resume, n))
+            yield SystemCommand(f"Clear {shown}", "Delete its waiting jobs (asks first)",
                                 lambda n=name: self.confirm(f"Delete every waiting job of {n}?", self.services.clear, n))
-        if hasattr(self.screen, "selected_job") and self.screen.selected_job():
-            job_id = self.screen.selected_job()
-            yield SystemCommand("Retry this job", job_id, self.screen.action_retry)
-            yield SystemCommand("Cancel this job", job_id, self.screen.action_cancel_job)
-            yield SystemCommand("Remove this job", job_id, self.screen.action_remove)
+        if hasattr(screen, "selected_job") and screen.selected_job():  # the screen under the palette
+            shown = fmt.markup_literal(screen.selected_job())  # typed at "Open a job": anything
+            yield SystemCommand("Retry this job", shown, screen.action_retry)
+            yield SystemCommand("Cancel this job", shown, screen.action_cancel_job)
+            yield SystemCommand("Remove this job", shown, screen.action_remove)
 
     def _overview(self) -> OverviewScreen | None:
         return next((s for s in self.screen_stack if isinstance(s, OverviewScreen)), None)

@@ -1,30 +1,106 @@
-"""Small text helpers the dashboard's screens share: colours, sparklines, ages."""
+"""Small text helpers the dashboard's screens share: colours, sparklines, ages, and the
+one way anything from a job reaches the screen.
+
+Job data, results, errors, tracebacks, user ids, names and progress messages are written
+by handlers, submitters and other programs, so none of it is ever markup: it is shown as
+`Text` (never interpolated into a markup string), with control characters spelt out
+(an ESC would drive the operator's terminal), results and data as indented JSON (never a
+Python repr), and cut only after it is rendered (`Text.truncate`, whole lines), so a cut
+can neither split an escape nor leave a tag open.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
+from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "error": "bold red"}
 STATUS_STYLE = {"finished": "green", "failed": "red", "started": "cyan", "queued": "blue", "limited": "magenta",
                 "scheduled": "yellow", "deferred": "yellow", "canceled": "dim", "stopped": "dim"}
 BARS = " ▁▂▃▄▅▆▇█"
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+LINE_CELLS = 1000  # a longer line of a block is cut (it would wrap over a dozen rows at 80 columns)
+
+
+def literal(value: object, none: str = "-") -> str:
+    """A value as the plain text to show: `none` for nothing, control characters as `\\x1b`."""
+    if value is None:
+        return none
+    return CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", value if isinstance(value, str) else str(value))
+
+
+def cell(value: object, width: int | None = None) -> Text:
+    """A table cell: the value's first line (`…` when more follow), cut to `width` cells."""
+    lines = literal(value).splitlines() or [""]
+    text = Text(lines[0] + (" …" if len(lines) > 1 else ""), no_wrap=True, end="")
+    if width is not None:
+        text.truncate(width, overflow="ellipsis")
+    return text
+
+
+def fields(*pairs: tuple[str, object]) -> Text:
+    """`name value  name value` on one line: the names bold, the values literal text."""
+    line = Text()
+    for name, value in pairs:
+        if line:
+            line.append("  ")
+        line.append(name, style="bold")
+        line.append(" ")
+        line.append_text(value if isinstance(value, Text) else Text(literal(value)))
+    return line
+
+
+def block(text: str | Text, max_lines: int, keep: str = "head", more: str = "") -> Text:
+    """Multi-line text cut after rendering: at most `max_lines` whole lines (the first, or
+    the last with keep="tail"), each at most LINE_CELLS cells; a dim line says what was cut."""
+    rendered = text if isinstance(text, Text) else Text(literal(text))
+    lines = list(rendered.split("\n", allow_blank=True))
+    cut = max(0, len(lines) - max_lines)
+    lines = lines[cut:] if keep == "tail" else lines[:max_lines]
+    for line in lines:
+        line.truncate(LINE_CELLS, overflow="ellipsis")
+    note = (Text(f"… {cut} {'earlier' if keep == 'tail' else 'more'} line(s){more}", style="dim")
+            if cut else None)
+    shown = [note, *lines] if note and keep == "tail" else [*lines, note] if note else lines
+    return Text("\n").join(shown)
+
+
+def as_json(value: object, max_lines: int, more: str = "") -> Text:
+    """A result or a job's data as indented JSON, highlighted, cut after rendering."""
+    dumped = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    text = Text(literal(dumped))
+    JSONHighlighter().highlight(text)
+    return block(text, max_lines, more=more)
+
+
+def markup_literal(value: object) -> str:
+    """A value for a place that only takes markup (Textual's command palette): literal text
+    with every `[` escaped; rich's `escape` leaves a lone `[` that Textual reads as a tag."""
+    return literal(value).replace("[", "\\[")
 
 
 def health(status: str) -> Text:
-    return Text(f"● {status}", style=HEALTH_STYLE.get(status, ""))
+    return Text(f"● {literal(status)}", style=HEALTH_STYLE.get(status, ""))
 
 
 def queue_name(name: str, health_status: str, paused: bool) -> Text:
     """A job type's name in its health colour, marked when paused."""
     text = Text("⏸ " if paused else "", style="bold yellow")
-    text.append(name, style=HEALTH_STYLE.get(health_status, ""))
+    text.append(literal(name), style=HEALTH_STYLE.get(health_status, ""))
     return text
 
 
 def status(name: str) -> Text:
-    return Text(name, style=STATUS_STYLE.get(name, ""))
+    return Text(literal(name), style=STATUS_STYLE.get(name, ""))
+
+
+def percent(value: object) -> str:
+    """A progress percentage as `42%`; whatever else a record holds, as it is."""
+    return f"{value:.0f}%" if isinstance(value, (int, float)) else literal(value)
 
 
 def sparkline(values: list[int]) -> str:

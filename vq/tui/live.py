@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from vq.errors import VqError
+from vq.tui import format as fmt
 
 
 class Banner(Static):
@@ -28,7 +29,8 @@ class Banner(Static):
 
     def down(self, problem: str, since: float) -> None:
         self.add_class("down")
-        self.update(Text(f"Redis unreachable since {time.strftime('%H:%M:%S', time.localtime(since))}: {problem} "
+        self.update(Text(f"Redis unreachable since {time.strftime('%H:%M:%S', time.localtime(since))}: "
+                         f"{fmt.literal(problem)} "
                          "— showing the last data, retrying"))
 
     def up(self, text) -> None:
@@ -74,8 +76,8 @@ class LiveScreen(Screen):
             pass  # the app is closing
 
     def _arrived(self, data, problem: str | None) -> None:
-        if not self.is_attached:
-            return
+        if not self.is_attached or self not in self.app.screen_stack:
+            return  # closed while the read was in flight: its widgets are going or gone
         banner = self.query_one(Banner)
         if problem is not None:
             self.down_since = self.down_since or time.time()
@@ -83,7 +85,7 @@ class LiveScreen(Screen):
             return
         self.down_since = None
         if isinstance(data, VqError):
-            banner.up(Text(data.message, style="red"))
+            banner.up(Text(fmt.literal(data.message), style="red"))
             return
         banner.up(self.summary(data))
         self.show(data)

@@ -65,7 +65,7 @@ class OverviewScreen(LiveScreen):
         if data["redis"].get("memoryRatio") is not None:
             line.append(f"   Redis memory {data['redis']['memoryRatio']:.0%} of maxmemory", style="")
         if data["reasons"]:
-            line.append("   " + "; ".join(data["reasons"][:2]), style="dim")
+            line.append("   " + "; ".join(fmt.literal(r) for r in data["reasons"][:2]), style="dim")
         return line
 
     def show(self, data: dict) -> None:

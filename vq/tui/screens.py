@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
 from textual.app import ComposeResult
@@ -16,6 +15,8 @@ from vq.tui.live import Banner, LiveScreen
 from vq.tui.tables import fill, selected_key
 
 STATUS_FILTERS = [None, *(s.value for s in Status)]
+RESULT_LINES, DATA_LINES, ERROR_LINES, TRACEBACK_LINES = 200, 40, 20, 40  # of a job's screen; the CLI has all
+ERROR_CELLS = 60  # an error message in the dead-letter list, cut (after rendering) with an ellipsis
 
 
 class _JobActions:
@@ -85,15 +86,17 @@ class QueueScreen(_JobList, _JobActions, LiveScreen):
     def fetch(self) -> list[dict]:
         return self.services.queue_jobs(self.job_type, self.status_filter, self.user_filter, self.page)
 
-    def summary(self, data: list[dict]) -> str:
-        return (f"[b]{self.job_type}[/]  status: {self.status_filter or 'all'}  "
-                f"user: {escape(self.user_filter or 'all')}  "
-                f"page {self.page + 1}  ({len(data)} shown)")
+    def summary(self, data: list[dict]) -> Text:
+        line = Text(fmt.literal(self.job_type), style="bold")
+        line.append(f"  status: {self.status_filter or 'all'}  user: ")
+        line.append(fmt.literal(self.user_filter or "all"))
+        line.append(f"  page {self.page + 1}  ({len(data)} shown)")
+        return line
 
     def show(self, data: list[dict]) -> None:
         fill(self.query_one("#jobs", DataTable), [
-            (v["id"], [v["id"], fmt.status(v["status"]), v["userId"] or "-", v["priority"] or "-",
-                       f"{v['progress']['percent']:.0f}%", f"{v['attempts']}/{v['maxAttempts']}",
+            (v["id"], [v["id"], fmt.status(v["status"]), v["userId"], v["priority"],
+                       fmt.percent(v["progress"].get("percent")), f"{v['attempts']}/{v['maxAttempts']}",
                        (v["createdAt"] or "")[:19].replace("T", " ")])
             for v in data])
 
@@ -141,47 +144,76 @@ class JobScreen(_JobActions, LiveScreen):
         return self.services.job(self.job_id)
 
     def summary(self, v: dict) -> Text:
-        line = Text(f"{v['jobType']} ", style="bold")
+        line = Text(fmt.literal(v["jobType"]) + " ", style="bold")
         line.append(v["id"] + "  ")
         line.append_text(fmt.status(v["status"]))
         if v["progress"].get("message"):
-            line.append(f"  {v['progress']['message']}", style="dim")
+            message = fmt.cell(v["progress"]["message"])
+            message.stylize("dim")
+            line.append("  ")
+            line.append_text(message)
         return line
 
     def show(self, v: dict) -> None:
-        self.query_one("#progress", ProgressBar).update(progress=v["progress"]["percent"])
-        lines = [
-            f"[b]user[/] {escape(str(v['userId']))}  [b]project[/] {escape(str(v['projectId'] or '-'))}  "
-            f"[b]priority[/] {v['priority']}  "
-            f"[b]tier[/] {v['subscription']}  [b]queue[/] {v['queue']}",
-            f"[b]attempts[/] {v['attempts']}/{v['maxAttempts']}  [b]created[/] {v['createdAt']}  "
-            f"[b]started[/] {v['startedAt'] or '-'}  [b]finished[/] {v['finishedAt'] or '-'}",
-        ]
-        if v.get("waitReason"):
-            lines.append(f"[b]waiting[/] {escape(str(v['waitReason']))} (position {v.get('position')})")
-        if v.get("scheduledFor"):
-            lines.append(f"[b]scheduled for[/] {v['scheduledFor']}")
-        if v["error"]:
-            lines.append(f"[red][b]error[/] {v['error'].get('category')}: {escape(str(v['error'].get('message')))}[/]")
-            if v.get("traceback"):
-                lines.append(escape("\n".join(v["traceback"].rstrip().splitlines()[-15:])))
-        if v["result"] is not None:
-            lines.append(f"[b]result[/] {escape(str(v['result'])[:400])}")
-        if v["artifactFiles"]:
-            lines.append("[b]artifacts[/] " + ", ".join(f"{escape(a['name'])} ({a['bytes']:,} B)"
-                                                        for a in v["artifactFiles"]))
-        self.query_one("#detail", Static).update("\n".join(lines))
+        self.query_one("#progress", ProgressBar).update(
+            progress=v["progress"]["percent"] if isinstance(v["progress"].get("percent"), (int, float)) else 0)
+        self.query_one("#detail", Static).update(Text("\n").join(_detail(v)))
         self.query_one("#tree", Static).update(_tree(v["tree"]) if v["tree"].get("dependsOn") else "")
-        steps = v["timeline"]
-        self.query_one("#timeline", Static).update(
-            "[b]history[/]\n" + "\n".join(
-                f"  {s['at'][11:23]}  {s['from_status'] or '·'} → {s['to_status'] or s['event']}"
-                f"{'  ' + escape(s['reason']) if s.get('reason') else ''}" for s in steps)
-            if steps else "[dim]no history yet (the archiver writes it within a second)[/]")
+        self.query_one("#timeline", Static).update(_timeline(v["timeline"]))
+
+
+def _detail(v: dict) -> list[Text]:
+    """The job's fields, error, traceback, result and data: every value literal text."""
+    more = f": vq show {v['id']} --json"
+    lines = [
+        fmt.fields(("user", v["userId"]), ("project", v["projectId"]), ("priority", v["priority"]),
+                   ("tier", v["subscription"]), ("queue", v["queue"])),
+        fmt.fields(("attempts", f"{v['attempts']}/{v['maxAttempts']}"), ("created", v["createdAt"]),
+                   ("started", v["startedAt"]), ("finished", v["finishedAt"])),
+    ]
+    if v.get("waitReason"):
+        lines.append(fmt.fields(("waiting", v["waitReason"]), ("position", v.get("position"))))
+    if v.get("scheduledFor"):
+        lines.append(fmt.fields(("scheduled for", v["scheduledFor"])))
+    if v["error"]:
+        error = v["error"]
+        kinds = [error.get("category"), error.get("type")]
+        if str(kinds[0]).lower() == str(kinds[1]).lower():
+            kinds.pop()  # canceled: Canceled
+        kind = " ".join(fmt.literal(part) for part in kinds if part)
+        head = Text("error", style="bold red")
+        head.append(f" {kind}:" if kind else ":", style="red")
+        lines += [head, fmt.block(fmt.literal(error.get("message"), ""), ERROR_LINES, more=more)]
+        if v.get("traceback"):
+            lines.append(fmt.block(v["traceback"].rstrip(), TRACEBACK_LINES, keep="tail", more=more))
+    if v["result"] is not None:
+        lines += [Text("result", style="bold"),
+                  fmt.as_json(v["result"], RESULT_LINES, more=f": vq result {v['id']} --json")]
+    if v.get("data"):
+        lines += [Text("data", style="bold"), fmt.as_json(v["data"], DATA_LINES, more=more)]
+    if v["artifactFiles"]:
+        line = Text("artifacts ", style="bold")
+        line.append_text(Text(", ").join(Text(f"{fmt.literal(a['name'])} ({a['bytes']:,} B)")
+                                         for a in v["artifactFiles"]))
+        lines.append(line)
+    return lines
+
+
+def _timeline(steps: list[dict]) -> Text:
+    if not steps:
+        return Text("no history yet (the archiver writes it within a second)", style="dim")
+    lines = [Text("history", style="bold")]
+    for s in steps:
+        line = Text(f"  {fmt.literal(s['at'])[11:23]}  {fmt.literal(s['from_status'], '·')} → "
+                    f"{fmt.literal(s['to_status'] or s['event'])}")
+        if s.get("reason"):
+            line.append("  " + fmt.literal(s["reason"]))
+        lines.append(line)
+    return Text("\n").join(lines)
 
 
 def _tree(node: dict, tree: Tree | None = None) -> Tree:
-    label = Text(f"{node['jobType']} {fmt.short(node['id'])} ")
+    label = Text(f"{fmt.literal(node['jobType'])} {fmt.short(node['id'])} ")
     label.append_text(fmt.status(node["status"]))
     branch = Tree(label) if tree is None else tree.add(label)
     for child in node.get("dependsOn", []):
@@ -212,14 +244,18 @@ class UserScreen(_JobList, _JobActions, LiveScreen):
     def fetch(self) -> dict:
         return self.services.user(self.user_id)
 
-    def summary(self, data: dict) -> str:
+    def summary(self, data: dict) -> Text:
         used = len(data["running"])
-        colour = "red" if used >= data["limit"] else "green"
-        return f"[b]{escape(self.user_id)}[/]  running [{colour}]{used}/{data['limit']}[/] (their concurrency limit)"
+        line = Text(fmt.literal(self.user_id), style="bold")
+        line.append("  running ")
+        line.append(f"{used}/{data['limit']}", style="red" if used >= data["limit"] else "green")
+        line.append(" (their concurrency limit)")
+        return line
 
     def show(self, data: dict) -> None:
         fill(self.query_one("#running", DataTable), [
-            (v["id"], [v["id"], v["jobType"], f"{v['progress']['percent']:.0f}%", (v["startedAt"] or "")[11:19]])
+            (v["id"], [v["id"], v["jobType"], fmt.percent(v["progress"].get("percent")),
+                       (v["startedAt"] or "")[11:19]])
             for v in data["running"]])
 
 
@@ -242,13 +278,13 @@ class DeadLetterScreen(_JobList, LiveScreen):
     def fetch(self) -> list[dict]:
         return self.services.dead_letters()
 
-    def summary(self, data: list[dict]) -> str:
-        return f"[b]dead-letter queue[/]  {len(data)} job(s)"
+    def summary(self, data: list[dict]) -> Text:
+        return Text.assemble(("dead-letter queue", "bold"), f"  {len(data)} job(s)")
 
     def show(self, data: list[dict]) -> None:
         fill(self.query_one("#dead", DataTable), [
-            (v["id"], [v["id"], v["jobType"], v["userId"] or "-", (v["error"] or {}).get("category", "-"),
-                       ((v["error"] or {}).get("message") or "")[:60], (v["finishedAt"] or "")[11:19]])
+            (v["id"], [v["id"], v["jobType"], v["userId"], (v["error"] or {}).get("category"),
+                       fmt.cell((v["error"] or {}).get("message"), ERROR_CELLS), (v["finishedAt"] or "")[11:19]])
             for v in data])
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.widgets import DataTable
+
+from vq.tui import format as fmt
 
 
 def selected_key(table: DataTable) -> str | None:
@@ -17,8 +18,8 @@ def fill(table: DataTable, rows: list[tuple[str, list]]) -> None:
     """Replace the table's rows, keeping the cursor on the same row when it still exists."""
     keep = selected_key(table)
     table.clear()
-    for key, cells in rows:  # plain strings as Text: a "[/]" in an error message is not markup
-        table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells), key=key)
+    for key, cells in rows:  # strings as literal text (DataTable would take them as markup), one line each
+        table.add_row(*(fmt.cell(c) if isinstance(c, str) or c is None else c for c in cells), key=key)
     keys = [key for key, _cells in rows]
     if keep in keys:
         table.move_cursor(row=keys.index(keep), animate=False)
