@@ -70,6 +70,25 @@ class SayOnce(logging.Filter):
             log.warning("Redis is back")
 
 
+class LastError(logging.Filter):
+    """RQ's work loop logs an exception it did not expect ("found an unhandled exception,
+    quitting...", with its traceback) and the worker process ends. The main thread's is
+    kept here as the worker's last words to the daemon, which reports it (once for a crash
+    loop: vq/supervision.py) instead of a traceback at every death. A thread worker's is
+    left to RQ's line: the process goes on without that thread."""
+
+    def __init__(self):
+        super().__init__()
+        self.exc: BaseException | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.exc_info and record.levelno >= logging.ERROR and "unhandled exception" in str(record.msg)
+                and record.thread == threading.main_thread().ident):
+            self.exc = record.exc_info[1]
+            return False
+        return True
+
+
 class LeaseKeeper(threading.Thread):
     """One thread per worker process that renews the running job's leases every third of
     the lease, so a live job keeps its slots and a dead worker's slots lapse."""
@@ -346,6 +365,23 @@ class VqWorker(Worker):
             job, queue, execution = held
             self._requeue(job, queue, execution, reason="worker stopping")
             self._release(job)
+
+    def unsubscribe(self):
+        """RQ's, without its wait of up to a minute: redis-py's pubsub thread, once
+        unsubscribed, waits up to RQ's `sleep_time` (60 s) for a new subscription before
+        it looks at its stop flag again, and RQ's `stop()` waits for it (a worker whose
+        loop had ended took a minute to exit). The flag first, then the unsubscribe, whose
+        reply wakes the thread, then a bounded join, as RQ does."""
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        thread.stop(timeout=0)  # clears its running flag; no wait
+        try:
+            self.pubsub.unsubscribe()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+        thread.join(timeout=1)
+        self.pubsub.close()
 
     def teardown(self):
         try:
