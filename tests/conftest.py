@@ -3,14 +3,17 @@ user runs it, and a real `vq daemon` with real worker processes."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import pty
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -124,15 +127,23 @@ class VQ:
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
-    def start_daemon(self, *extra: str, workers: int | None = 2) -> subprocess.Popen:
-        """workers=None: no --workers, so the config decides (daemon.workers, daemon.autoscale)."""
+    def start_daemon(self, *extra: str, workers: int | None = 2, terminal: bool = False) -> subprocess.Popen:
+        """workers=None: no --workers, so the config decides (daemon.workers, daemon.autoscale).
+        terminal=True: its stdout and stderr are a pseudo-terminal, as in an operator's
+        terminal or tmux pane (what it writes there is copied to its log file)."""
         path = self.data_dir / f"daemon-{len(self.logs)}.log"
         self.logs.append(path)
         log = open(path, "w")
         count = ["--workers", str(workers)] if workers is not None else []
+        output = log
+        if terminal:
+            master, output = pty.openpty()
         proc = subprocess.Popen([sys.executable, "-m", "vq", "daemon", *count, *extra],
-                                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                env=self.env, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
                                 preexec_fn=lambda: die_with_parent(signal.SIGKILL))
+        if terminal:
+            os.close(output)
+            threading.Thread(target=_copy_terminal, args=(master, log), daemon=True).start()
         proc.log_path = path
         self.daemons.append(proc)
         return proc
@@ -178,6 +189,23 @@ class VQ:
                 return view
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} still {view.get('status')} after {timeout}s")
+
+
+def _copy_terminal(master: int, log) -> None:
+    """Read the terminal's output as it comes (so the daemon never blocks on a full
+    terminal), into the log file, without the CR the terminal puts before each LF."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with log:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every process holding the terminal has exited
+                break
+            if not chunk:
+                break
+            log.write(decoder.decode(chunk).replace("\r", ""))
+            log.flush()
+    os.close(master)
 
 
 def write_config(path: Path, settings: dict) -> Path:

@@ -78,7 +78,8 @@ def test_daemon_refuses_to_start_with_a_handler_that_cannot_import(vq):
 def test_new_jobs_are_stored_as_rq_stores_them(redis_conn, settings):
     """submit and submit_each write a new job's hash from a template RQ made (vq/jobhash.py):
     what RQ's own enqueue stores, less the fields RQ writes empty (it reads a missing field
-    as empty) and its free-text description, apart from the clock and the retries' jitter."""
+    as empty), apart from the clock and the retries' jitter; the description included,
+    which RQ's worker logs for each job it takes."""
     from rq.job import Job
     from rq.serializers import JSONSerializer
 
@@ -97,7 +98,8 @@ def test_new_jobs_are_stored_as_rq_stores_them(redis_conn, settings):
         VQ_FUNC, **_job_spec(settings, _resolve(redis_conn, settings, submission()), "by-rq", None, None, [], None))
     ours, batch, theirs = (redis_conn.hgetall(f"rq:job:{job_id}") for job_id in (single, outcome["id"], by_rq.id))
     assert ours.keys() == batch.keys()
-    assert {k for k in theirs if theirs[k] != b""} - {b"description"} == set(ours)
+    assert {k for k in theirs if theirs[k] != b""} == set(ours)
+    assert ours[b"description"] == b"content-analysis for u1"
     clock = {b"created_at", b"enqueued_at", b"retry_intervals"}
     assert {k for k in ours if ours[k] != batch[k]} <= clock
     assert {k for k in ours if ours[k] != theirs[k]} <= clock

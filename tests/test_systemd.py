@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 
 import yaml
@@ -129,14 +131,31 @@ def _event_counts(conn) -> dict[str, Counter]:
 
 
 def test_json_log_lines(vq):
-    daemon = vq.start_daemon("--log-format", "json")
+    """Every line is one JSON object, uvicorn's (its startup, its access lines at DEBUG) as
+    much as vq's and RQ's, with no colour codes."""
+    port = _free_port()
+    daemon = vq.start_daemon("--log-format", "json", "--log-level", "DEBUG", "--http", f"127.0.0.1:{port}")
     job = vq.submit("test-noop", {}, "--user", "ann")
     vq.wait_for(job)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/jobs/types", timeout=1)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+            break
+        except OSError:
+            time.sleep(0.2)
     vq.stop_daemon(daemon)
     lines = [line for line in vq.daemon_log().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all({"time", "level", "logger", "message", "pid"} <= set(r) for r in records)
     assert any(r["logger"] == "vq.events" and job in r["message"] and "finished" in r["message"] for r in records)
+    assert any(r["logger"] == "uvicorn" and r["message"].startswith("Started server process") for r in records)
+    assert any(r["logger"] == "uvicorn.access" and "GET /api/jobs/types" in r["message"] and "401" in r["message"]
+               for r in records)
+    assert not any("color_message" in r for r in records)
+    assert not any("\x1b" in line or "\\u001b" in line for line in lines)
     bad = vq.run("daemon", "--log-format", "xml")
     assert bad.returncode == 2 and "--log-format: 'xml' is not text or json" in bad.stderr
 

@@ -1,8 +1,11 @@
 """`vq daemon`: supervises worker processes, the timer and housekeeping.
 
 Launcher -> (embedded Redis when none is configured) -> N worker processes + 1 timer
-process (delayed jobs, retries, recurring ticks: vq/timer.py), all restarted when they die. On SIGTERM/SIGINT it stops taking jobs, lets running
-ones finish within the grace period, then requeues whatever is still running.
+process (delayed jobs, retries, recurring ticks: vq/timer.py), all restarted when they
+die, with back-off, and a crash loop said once (vq/supervision.py). The HTTP port is
+bound here and handed to the HTTP child (vq/http_listener.py). On SIGTERM/SIGINT it stops
+taking jobs, lets running ones finish within the grace period, then requeues whatever is
+still running.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
 
-from vq import admission, artifacts, health, historydb, keys, limits, logs, maintenance, presence, recurring_store, stalled, systemd
+from vq import (admission, artifacts, health, historydb, keys, limits, logs, maintenance, presence, recurring_store,
+                stalled, supervision, systemd)
 from vq.admission import Admission, forget_gone_idle_workers, mark_nonempty_lists
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
 from vq.errors import VqError
+from vq.http_listener import HttpListener
 from vq.connection import connect, make_client
 from vq.jobtypes import job_types, load_handler
 from vq.procutil import die_with_parent
@@ -35,7 +40,8 @@ log = logging.getLogger("vq.daemon")
 SUPERVISE_EVERY = 0.5
 MAINTAIN_EVERY = 5.0
 PRESENCE_EVERY = 2.0
-EXIT_REDIS_DOWN = 3  # a child's exit code when it lost Redis
+EXIT_REDIS_DOWN = 3  # a child's exit code when it lost Redis (it says so too: supervision.say)
+EXIT_CRASHED = 1  # a worker whose RQ loop quit on an exception
 AGE_EVERY = 2.0
 
 
@@ -60,7 +66,7 @@ def _worker_prefix(host: str, index) -> str:
 
 def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str) -> None:
     from vq.execution import install_runtime
-    from vq.worker import VqWorker, start_thread_workers, stop_thread_workers
+    from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
 
     die_with_parent()
     logs.configure(log_level)
@@ -68,18 +74,25 @@ def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, m
     conn = make_client(settings, socket_timeout=None)
     # The pid makes the name unique: a replaced worker must not clash with its predecessor's record.
     helpers = []
+    last_error = LastError()
     try:
         worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=f"{name_prefix}.{os.getpid()}")
         worker.max_memory_mb = settings.daemon.maxMemoryPerWorker
+        worker.log.addFilter(last_error)
         helpers = start_thread_workers(settings, queue_names, conn, worker.name)
         worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("worker: Redis unreachable (%s); the daemon restarts this worker with backoff", _first_line(exc))
+        supervision.say(redisDown=True, error=supervision.error_line(exc))
         sys.exit(EXIT_REDIS_DOWN)
     finally:
         stop_thread_workers(helpers, settings.daemon.shutdownGrace / 1000)
     if worker.redis_lost:
+        supervision.say(redisDown=True, error="Redis unreachable")
         sys.exit(EXIT_REDIS_DOWN)
+    if last_error.exc is not None:  # RQ's loop quit on it: the daemon reports it, and restarts with back-off
+        supervision.say_exception(last_error.exc)
+        sys.exit(EXIT_CRASHED)
 
 
 def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str, name: str) -> None:
@@ -90,6 +103,7 @@ def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str, 
         _run_scheduler(settings, conn, queue_names, log_level, name)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("scheduler: Redis unreachable (%s); the daemon restarts it with backoff", _first_line(exc))
+        supervision.say(redisDown=True, error=supervision.error_line(exc))
         sys.exit(EXIT_REDIS_DOWN)
 
 
@@ -135,18 +149,20 @@ def _run_until_signalled(service) -> None:
     service.run()
 
 
-def _http_main(settings: Settings, listen: str, log_level: str) -> None:
-    """The HTTP API under uvicorn: one process, asyncio, keep-alive, many clients."""
+def _http_main(settings: Settings, listener: HttpListener, log_level: str) -> None:
+    """The HTTP API under uvicorn: one process, asyncio, keep-alive, many clients, on the
+    socket the supervisor bound. Without a logging config of uvicorn's own, its records
+    (startup, errors, access lines at DEBUG) go through vq's handler and format."""
     import uvicorn
 
     from vq.api.app import create_app
 
     die_with_parent()
     logs.configure(log_level)
-    host, _, port = listen.rpartition(":")
-    uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=log_level.lower(),
-                access_log=log_level.upper() == "DEBUG", timeout_keep_alive=30, lifespan="off",
-                limit_concurrency=1000, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(create_app(settings), log_config=None, log_level=log_level.lower(),
+                            access_log=log_level.upper() == "DEBUG", timeout_keep_alive=30, lifespan="off",
+                            limit_concurrency=1000, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[listener.sock])
 
 
 @dataclass
@@ -203,12 +219,17 @@ class _Child:
     process: mp.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
-    quick_failures: int = 0  # consecutive deaths soon after start: restarts back off
+    quick_failures: int = 0  # consecutive exits soon after start while Redis is away: restarts back off
     redis_down: bool = False
     restart_at: float = 0.0
     reloading: bool = False  # stopped to come back with a new configuration
     retired: bool = False  # no longer in the configuration: not restarted
     parked: bool = False  # a worker autoscaling has not started, or retired: not restarted
+    channel: object = None  # the supervisor's end of the pipe the process says its last words on
+    crashes: supervision.Restarts = None
+
+    def __post_init__(self):
+        self.crashes = supervision.Restarts(self.name)
 
 
 @dataclass
@@ -223,6 +244,8 @@ class Daemon:
     reload_requested: bool = False
     awaiting_ready: bool = False  # READY=1 goes to systemd once every process is up
     autoscaler: Autoscaler | None = None
+    listener: HttpListener | None = None  # the HTTP port, bound by the supervisor
+    told: dict = field(default_factory=dict)  # errors whose crash-loop traceback is logged -> by whom
 
     def run(self) -> int:
         logs.configure(self.options.log_level, self.options.log_format)
@@ -246,9 +269,12 @@ class Daemon:
         for jt in job_types(self.settings).values():
             load_handler(jt.handler)  # a handler that cannot import stops the daemon now, not mid-job
         ctx = mp.get_context("fork")
+        if self.options.http_listen:
+            self.listener = HttpListener(self.options.http_listen)
+            self.listener.bind()
         self.children = self._plan()
         for child in self.children:
-            if not child.parked:
+            if self._wanted(child):
                 self._start(ctx, child)
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
@@ -291,8 +317,14 @@ class Daemon:
             self._supervise(ctx)
             if self.awaiting_ready and self._all_up(conn):
                 self.awaiting_ready = False
+                if self._http_serving():
+                    self.listener.served()
                 systemd.notify("READY=1", f"STATUS={self._status()}")
                 log.info("ready: %s", self._status())
+            elif not self.awaiting_ready and self.listener and self.listener.was_taken and self._http_answers():
+                self.listener.served()  # the port came free after the ready line: say it once
+                systemd.notify(f"STATUS={self._status()}")
+                log.info("HTTP API serving on %s (the address was in use until now)", self.options.http_listen)
             if watchdog and time.monotonic() - pinged >= watchdog:
                 systemd.notify("WATCHDOG=1")  # only a supervisor that still loops pings
                 pinged = time.monotonic()
@@ -319,16 +351,23 @@ class Daemon:
             from vq.api.auth import signing_secret
 
             signing_secret(settings)  # made once, here, before any request needs it
-            plan.append(_Child("http", _http_main, (settings, options.http_listen, options.log_level)))
+            plan.append(_Child("http", _http_main, (settings, self.listener, options.log_level)))
         if settings.history.enabled:
             plan.append(_Child("archiver", _archiver_main, (settings, options.log_level)))
         if settings.webhooks.enabled:
             plan.append(_Child("webhooks", _webhooks_main, (settings, options.log_level, f"{host}.{os.getpid()}")))
         return plan
 
+    def _wanted(self, child: _Child) -> bool:
+        """Should be running: in the configuration, not parked, and for the HTTP child, its
+        port bound."""
+        return not child.retired and not child.parked and (
+            child.name != "http" or (self.listener is not None and self.listener.sock is not None))
+
     def _all_up(self, conn) -> bool:
-        """Every process alive, every worker registered with RQ, the HTTP port answering."""
-        children = [c for c in self.children if not c.retired and not c.parked]
+        """Every process alive, every worker registered with RQ, the HTTP API answering on
+        its port; a crash-looping process, or HTTP whose address is taken, is not waited for."""
+        children = [c for c in self.children if self._wanted(c) and not c.crashes.looping]
         if not all(c.process is not None and c.process.is_alive() and not c.reloading for c in children):
             return False
         host = socket.gethostname()
@@ -339,19 +378,26 @@ class Daemon:
                 return False
         except (redis.ConnectionError, redis.TimeoutError):
             return False
-        if self.options.http_listen:
-            address, _, port = self.options.http_listen.rpartition(":")
-            try:
-                socket.create_connection((address.strip("[]"), int(port)), timeout=0.2).close()
-            except OSError:
-                return False
-        return True
+        return not any(c.name == "http" for c in children) or self._http_answers()
+
+    def _http_child(self) -> _Child | None:
+        return next((c for c in self.children if c.name == "http" and not c.retired), None)
+
+    def _http_serving(self) -> bool:
+        child = self._http_child()
+        return bool(child and self._wanted(child) and child.process is not None and child.process.is_alive())
+
+    def _http_answers(self) -> bool:
+        return self._http_serving() and self.listener.answers()
 
     def _status(self) -> str:
         workers = self._active_workers()
-        extra = [c.name for c in self.children if not c.name.startswith("worker-") and not c.retired]
-        return f"{workers} workers, {', '.join(extra)}" + (f", HTTP on {self.options.http_listen}"
-                                                           if self.options.http_listen else "")
+        looping = [c.name for c in self.children if c.crashes.looping and not c.retired]
+        extra = [c.name for c in self.children if not c.name.startswith("worker-") and not c.retired
+                 and c.name != "http"]
+        return (f"{workers} workers, {', '.join(extra)}"
+                + (f", HTTP on {self.options.http_listen}" if self._http_serving() else "")
+                + (f"; crash-looping: {', '.join(looping)}" if looping else ""))
 
     def _request_reload(self, signum, frame) -> None:
         self.reload_requested = True
@@ -380,30 +426,46 @@ class Daemon:
                 child.args = planned.pop(child.name).args
             else:
                 child.retired = True
-            if child.parked:
-                continue  # not running: it starts with the new configuration when it is asked for
+            if child.parked or child.process is None:
+                continue  # not running (parked, or HTTP waiting for its address): it starts with the new configuration
             child.reloading = True
             if child.process is not None and child.process.is_alive():
                 os.kill(child.process.pid, signal.SIGTERM)  # warm: finish the current job, then exit
         for child in planned.values():  # newly asked for (a feature turned on, a higher autoscale.max)
             self.children.append(child)
-            if not child.parked:
+            if self._wanted(child):
                 self._start(ctx, child)
         self.awaiting_ready = True
         log.info("configuration reloaded from %s; processes restart as they finish their work",
                  self.options.config_path or "the default path")
 
     def _start(self, ctx, child: _Child) -> None:
-        child.process = ctx.Process(target=child.target, args=child.args, name=f"vq-{child.name}", daemon=False)
+        if child.channel is not None:
+            child.channel.close()
+        child.channel, words = ctx.Pipe(duplex=False)
+        # Only the HTTP child keeps the listening socket: a worker holding it would keep the
+        # port taken after its daemon let go of it.
+        others = [self.listener.sock] if self.listener and self.listener.sock and child.name != "http" else []
+        child.process = ctx.Process(target=supervision.entry, args=(words, child.target, child.args, others),
+                                    name=f"vq-{child.name}", daemon=False)
         child.process.start()
+        words.close()
         child.started_at = time.monotonic()
 
     def _supervise(self, ctx) -> None:
         now = time.monotonic()
+        if self.listener is not None and self.listener.sock is None and not self.stopping and self.listener.bind():
+            child = self._http_child()
+            if child is not None and child.process is None:
+                self._start(ctx, child)  # the address came free: the API starts on it
         for child in self.children:
-            if child.process is None or child.process.is_alive() or self.stopping:
+            if child.process is None or self.stopping or child.retired or child.parked:
                 continue
-            if child.retired or child.parked:
+            if child.process.is_alive():
+                said = child.crashes.running(now - child.started_at)
+                if said:
+                    self.told = {e: name for e, name in self.told.items() if name != child.name}
+                    log.info("%s", said)
                 continue
             if child.reloading:  # it finished its work and exited to take the new configuration
                 child.reloading = False
@@ -411,14 +473,7 @@ class Daemon:
                 self._start(ctx, child)
                 continue
             if child.restart_at == 0.0:  # just noticed the death
-                code = child.process.exitcode
-                quick = (code != 0 or child.redis_down) and now - child.started_at < 10
-                child.redis_down = code == EXIT_REDIS_DOWN
-                child.quick_failures = child.quick_failures + 1 if quick else 0
-                delay = min(30.0, 0.5 * 2 ** (child.quick_failures - 1)) if child.quick_failures else 0.0
-                child.restart_at = now + delay
-                if code not in (0, EXIT_REDIS_DOWN):
-                    log.warning("%s exited with code %s; restarting in %.1fs", child.name, code, delay)
+                child.restart_at = now + self._died(child, now)
             if now >= child.restart_at:
                 child.restart_at = 0.0
                 child.restarts += 1
@@ -426,10 +481,36 @@ class Daemon:
         if self.embedded is not None and self.embedded.ensure_running():
             log.warning("embedded Redis had stopped; restarted it")
 
+    def _died(self, child: _Child, now: float) -> float:
+        """Seconds until a dead child is restarted; logs what an operator needs to hear.
+        An exit 0 is planned (max jobs, memory, a warm stop); an exit because Redis is away
+        backs off quietly (the child said it once); anything else is a crash."""
+        words = supervision.hear(child.channel) if child.channel is not None else {}
+        child.channel = None
+        code = child.process.exitcode
+        up_for = now - child.started_at
+        redis_away = bool(words.get("redisDown"))
+        if code == 0 or redis_away:
+            quick = (code != 0 or child.redis_down) and up_for < 10
+            child.redis_down = redis_away
+            child.quick_failures = child.quick_failures + 1 if quick else 0
+            return min(30.0, 0.5 * 2 ** (child.quick_failures - 1)) if child.quick_failures else 0.0
+        child.redis_down, child.quick_failures = False, 0
+        error = words.get("error") or supervision.describe_exit(code)
+        if words.get("error") and code != EXIT_CRASHED:
+            error += f" ({supervision.describe_exit(code)})"
+        delay, lines = child.crashes.crashed(now, up_for, error, words.get("traceback"), self.told)
+        for level, text in lines:
+            log.log(level, "%s", text)
+        return delay
+
     def _report(self, conn) -> None:
-        processes = {child.name: bool(child.process and child.process.is_alive()) for child in self.children}
+        processes = {child.name: bool(child.process and child.process.is_alive()) for child in self.children
+                     if self._wanted(child)}
+        loops = {c.name: c.crashes.report() for c in self.children if c.crashes.looping and not c.retired}
         presence.report(conn, os.getpid(), self.started_ms, processes, self._active_workers(),
-                        self.settings.daemon.weight)
+                        self.settings.daemon.weight, crash_loops=loops,
+                        http=self.listener.state(self._http_serving()) if self.listener else None)
 
     def _active_workers(self) -> int:
         return sum(1 for c in self.children if c.name.startswith("worker-") and not c.retired and not c.parked)
@@ -486,6 +567,8 @@ class Daemon:
                     proc.kill()
         for proc in alive:
             proc.join(1)
+        if self.listener is not None:
+            self.listener.close()
         try:
             presence.forget(make_client(self.settings), os.getpid())
         except (redis.ConnectionError, redis.TimeoutError):

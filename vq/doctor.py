@@ -158,16 +158,21 @@ def _daemons(conn) -> list[Finding]:
         out.append(Finding("daemons", "fail", "no vq daemon has reported in the last 30 s: no job runs",
                            "start `vq daemon` (or the vq systemd unit) on at least one host"))
     else:
-        down = [f"{d['host']}:{d['pid']} {name}" for d in live for name, alive in d["processes"].items() if not alive]
-        timers = sum(1 for d in live if d["processes"].get("scheduler"))
-        workers = sum(sum(1 for n, a in d["processes"].items() if n.startswith("worker-") and a) for d in live)
+        looping = {(d["host"], d["pid"], name) for d in live for name in d.get("crashLoops") or {}}
+        running = [(d, name) for d in live for name, alive in d["processes"].items()
+                   if alive and (d["host"], d["pid"], name) not in looping]
+        down = [f"{d['host']}:{d['pid']} {name}" for d in live for name, alive in d["processes"].items()
+                if not alive and (d["host"], d["pid"], name) not in looping]
+        timers = sum(1 for _d, name in running if name == "scheduler")
+        workers = sum(1 for _d, name in running if name.startswith("worker-"))
         detail = f"{len(live)} daemon(s) on {len({d['host'] for d in live})} host(s): {workers} workers, " \
-                 f"{timers} timer(s) alive"
+                 f"{timers} timer(s) alive" + (f" ({len(looping)} process(es) crash-looping)" if looping else "")
         if down or not timers or not workers:
             out.append(Finding("daemons", "warn", detail + (f"; not running: {', '.join(down)}" if down else ""),
                                "see the daemon's log (journalctl -u vq): its supervisor restarts a dead process"))
         else:
             out.append(Finding("daemons", "ok", detail))
+        out += _crash_loops(live) + _http(live)
     gone = [d for d in found if not d["live"]]
     if gone:
         out.append(Finding("daemons", "warn", "gone without stopping cleanly: " + ", ".join(
@@ -182,6 +187,35 @@ def _daemons(conn) -> list[Finding]:
                                         f"Redis: {worst[0]} {worst[1]:+.0f} ms)",
                        "run NTP (chrony or systemd-timesyncd) on every host" if status != "ok" else None))
     return out
+
+
+def _crash_loops(live: list[dict]) -> list[Finding]:
+    """A process its daemon restarts again and again (vq/supervision.py): it does no work."""
+    loops = [(d, name, loop) for d in live for name, loop in sorted((d.get("crashLoops") or {}).items())]
+    if not loops:
+        return []
+    detail = "; ".join(f"{name} of {d['host']}:{d['pid']} died {loop['deaths']} times, last: {loop['lastError']}"
+                       for d, name, loop in loops)
+    return [Finding("crash loop", "fail", detail,
+                    "the daemon's log has the traceback, once (journalctl -u vq, or the terminal it runs in): fix "
+                    "its cause (a handler that kills its process, a plugin, a resource limit); the daemon keeps "
+                    "restarting it with back-off, and it recovers by itself once it stays up a minute")]
+
+
+def _http(live: list[dict]) -> list[Finding]:
+    """Each daemon's HTTP API: serving, or not (its address taken: vq/http_listener.py)."""
+    with_http = [d for d in live if d.get("http")]
+    if not with_http:
+        return []
+    down = [d for d in with_http if not d["http"]["serving"]]
+    if down:
+        return [Finding("http", "warn", "; ".join(
+            f"daemon {d['host']}:{d['pid']} is not serving the HTTP API: "
+            + (d["http"].get("problem") or "its HTTP process is restarting") for d in down),
+            "free the address (stop what holds it) or give this daemon another one (--http HOST:PORT, "
+            "http.listen); it binds by itself once the address is free, and the rest of the daemon runs meanwhile")]
+    return [Finding("http", "ok", "HTTP API serving: " + ", ".join(
+        f"{d['http']['listen']} ({d['host']}:{d['pid']})" for d in with_http))]
 
 
 def _archiver(conn, settings: Settings) -> Finding:

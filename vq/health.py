@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import redis
 from redis import Redis
 
-from vq import admission, breaker, keys, metrics, queues
+from vq import admission, breaker, keys, metrics, presence, queues
 from vq.config import Settings, Thresholds
 from vq.execution import providers_of
 from vq.jobtypes import job_types
@@ -56,7 +56,8 @@ def check(conn: Redis, settings: Settings, counts: list[dict] | None = None,
         return _check(conn, settings, checked, counts, breakers)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         return {"status": "error", "checkedAt": checked, "reasons": [f"Redis unreachable: {str(exc).splitlines()[0]}"],
-                "redis": {"reachable": False}, "queues": [], "workers": {"alive": 0, "total": 0}, "breakers": []}
+                "redis": {"reachable": False}, "queues": [], "workers": {"alive": 0, "total": 0}, "breakers": [],
+                "crashLoops": []}
 
 
 def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dict] | None,
@@ -105,6 +106,7 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
                      "backlogAgeMs": backlog_ms, "stalled": c["stalled"], "workers": len(serving),
                      "paused": row["paused"]})
     redis_report = _redis(conn, settings)
+    loops, loops_grade = crash_loops(conn, now)
     overall_reasons = []
     if redis_report["status"] != "healthy":
         overall_reasons.append(f"Redis memory at {redis_report['memoryRatio']:.0%} of maxmemory")
@@ -112,12 +114,32 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
         overall_reasons.append("no live worker")
     if open_breakers:
         overall_reasons.append(f"circuit breaker open: {', '.join(open_breakers)}")
-    status = _worst(redis_report["status"], *(r["status"] for r in rows),
+    overall_reasons += [loop["reason"] for loop in loops]
+    status = _worst(redis_report["status"], *(r["status"] for r in rows), loops_grade,
                     "degraded" if not alive or open_breakers else "healthy")
     overall_reasons += [f"{r['jobType']}: {text}" for r in rows for text in r["reasons"]]
     return {"status": status, "checkedAt": checked, "reasons": overall_reasons, "redis": redis_report,
             "workers": {"alive": len(alive), "total": len(workers), "list": workers},
-            "breakers": open_breakers, "queues": rows}
+            "breakers": open_breakers, "queues": rows, "crashLoops": loops}
+
+
+def crash_loops(conn: Redis, now_ms: int) -> tuple[list[dict], str]:
+    """The processes the live daemons report crash-looping (vq/supervision.py), each with
+    a reason, and their grade: degraded, unhealthy when every worker process of every live
+    daemon is in one (no job can run)."""
+    live = [d for d in presence.daemons(conn) if d["live"]]
+    loops = []
+    for d in live:
+        for name, loop in sorted((d.get("crashLoops") or {}).items()):
+            since = max(0, now_ms - (loop.get("sinceMs") or now_ms)) // 1000
+            loops.append({"daemon": f"{d['host']}:{d['pid']}", "process": name, **loop,
+                          "reason": f"{name} of daemon {d['host']}:{d['pid']} is crash-looping: died {loop['deaths']} "
+                                    f"times, looping for {since}s, last: {loop['lastError']}"})
+    if not loops:
+        return [], "healthy"
+    workers = {(d["host"], d["pid"], n) for d in live for n in d.get("processes", {}) if n.startswith("worker-")}
+    looping = {(d["host"], d["pid"], n) for d in live for n in (d.get("crashLoops") or {}) if n.startswith("worker-")}
+    return loops, "unhealthy" if workers and workers <= looping else "degraded"
 
 
 def check_and_alert(conn: Redis, settings: Settings) -> None:

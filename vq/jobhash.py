@@ -24,16 +24,17 @@ from rq.utils import utcformat
 from vq import keys, lua
 from vq.events import STREAM_MAXLEN
 
-VARYING = ("created_at", "enqueued_at", "data", "meta", "retry_intervals")  # set per job
+VARYING = ("created_at", "enqueued_at", "data", "meta", "retry_intervals", "description")  # set per job
 
 
 class Templates:
     """One RQ-built template hash per (queue, options); `hash_for` fills in the rest.
 
     Fields RQ writes as empty strings (callbacks, started_at, worker_name ...) are left
-    out, and so is RQ's free-text description, which vq does not show: RQ reads a missing
-    field as an empty one, and in a job hash too big for Redis's compact encoding each
-    field costs about 70 bytes of memory per waiting job."""
+    out: RQ reads a missing field as an empty one, and in a job hash too big for Redis's
+    compact encoding each field costs about 70 bytes of memory per waiting job. The
+    description is kept, short ("content-analysis for alice"): RQ's worker puts it in
+    its log line for each job it takes."""
 
     def __init__(self, func: str):
         self.func = func
@@ -51,22 +52,24 @@ class Templates:
             if len(self._made) > 1000:
                 self._made.clear()
             template = self._made[shape] = {k: v for k, v in job.to_dict().items()
-                                            if v != "" and k != "description" and k not in VARYING}
+                                            if v != "" and k not in VARYING}
         return shape, template
 
-    def varying(self, spec: dict) -> tuple[bytes, str, str | None]:
-        """A job's own fields: data (compressed, as RQ stores it), meta, retry_intervals."""
+    def varying(self, spec: dict) -> tuple[bytes, str, str | None, str]:
+        """A job's own fields: data (compressed, as RQ stores it), meta, retry_intervals,
+        description."""
         retry = spec.get("retry")
         data = zlib.compress(JSONSerializer.dumps((self.func, None, list(spec["args"]), {})))
-        return data, JSONSerializer.dumps(spec["meta"]).decode(), json.dumps(retry.intervals) if retry else None
+        return (data, JSONSerializer.dumps(spec["meta"]).decode(), json.dumps(retry.intervals) if retry else None,
+                spec["description"])
 
     def hash_for(self, queue, spec: dict, at: datetime) -> dict:
         """The job hash RQ would store for `queue.create_job(func, **spec)`, enqueued."""
         _shape, template = self.template(queue, spec, at)
-        data, meta, intervals = self.varying(spec)
+        data, meta, intervals, description = self.varying(spec)
         mapping = dict(template)
         mapping["created_at"] = mapping["enqueued_at"] = utcformat(at)
-        mapping["data"], mapping["meta"] = data, meta
+        mapping["data"], mapping["meta"], mapping["description"] = data, meta, description
         if intervals is not None:
             mapping["retry_intervals"] = intervals
         return mapping
@@ -87,11 +90,11 @@ class Batch:
         if number is None:
             number = self._numbers[shape] = len(self._numbers) + 1
             self._head += [queue.name, len(template), *(x for pair in template.items() for x in pair)]
-        data, meta, intervals = self.templates.varying(spec)
-        self._jobs += [number, job_id, data, meta, intervals or "", job_type, event_fields]
+        data, meta, intervals, description = self.templates.varying(spec)
+        self._jobs += [number, job_id, data, meta, intervals or "", description, job_type, event_fields]
 
     def __len__(self) -> int:
-        return len(self._jobs) // 7
+        return len(self._jobs) // 8
 
     def write(self, conn, pipe: Pipeline) -> None:
         """Into the caller's transaction: one script call for the whole batch."""

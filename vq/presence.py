@@ -1,6 +1,8 @@
-"""Each running daemon says it is alive: its host, pid, which of its processes run, and
-how far its clock is from Redis's. `vq doctor` reads it (workers and timer alive, clock
-skew between hosts); a daemon that stopped reporting is stale after `STALE_MS`."""
+"""Each running daemon says it is alive: its host, pid, which of its processes run, which
+are crash-looping, whether its HTTP API serves, and how far its clock is from Redis's.
+`vq doctor` reads it (workers and timer alive, crash loops, HTTP, clock skew between
+hosts), and `vq health` (crash loops); a daemon that stopped reporting is stale after
+`STALE_MS`."""
 
 from __future__ import annotations
 
@@ -25,12 +27,14 @@ def clock_offset_ms(conn: Redis) -> float:
 
 
 def report(conn: Redis, pid: int, started_ms: int, processes: dict[str, bool], workers: int,
-           weight: float = 1.0) -> None:
-    """Record this daemon's state (called by its supervisor every few seconds)."""
+           weight: float = 1.0, crash_loops: dict[str, dict] | None = None, http: dict | None = None) -> None:
+    """Record this daemon's state (called by its supervisor every few seconds): besides
+    its processes, those in a crash loop (vq/supervision.py `Restarts.report`) and its
+    HTTP API's address and whether it serves (vq/http_listener.py `state`)."""
     host = socket.gethostname()
     entry = {"host": host, "pid": pid, "startedMs": started_ms, "seenMs": int(time.time() * 1000),
              "clockOffsetMs": round(clock_offset_ms(conn), 1), "processes": processes, "workers": workers,
-             "weight": weight}
+             "weight": weight, "crashLoops": crash_loops or {}, "http": http}
     conn.hset(keys.DAEMONS, f"{host}:{pid}", json.dumps(entry, separators=(",", ":")))
 
 

@@ -70,6 +70,25 @@ class SayOnce(logging.Filter):
             log.warning("Redis is back")
 
 
+class LastError(logging.Filter):
+    """RQ's work loop logs an exception it did not expect ("found an unhandled exception,
+    quitting...", with its traceback) and the worker process ends. The main thread's is
+    kept here as the worker's last words to the daemon, which reports it (once for a crash
+    loop: vq/supervision.py) instead of a traceback at every death. A thread worker's is
+    left to RQ's line: the process goes on without that thread."""
+
+    def __init__(self):
+        super().__init__()
+        self.exc: BaseException | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.exc_info and record.levelno >= logging.ERROR and "unhandled exception" in str(record.msg)
+                and record.thread == threading.main_thread().ident):
+            self.exc = record.exc_info[1]
+            return False
+        return True
+
+
 class LeaseKeeper(threading.Thread):
     """One thread per worker process that renews the running job's leases every third of
     the lease, so a live job keeps its slots and a dead worker's slots lapse."""
@@ -347,6 +366,24 @@ class VqWorker(Worker):
             self._requeue(job, queue, execution, reason="worker stopping")
             self._release(job)
 
+    def unsubscribe(self):
+        """RQ's, without its wait of up to a minute: redis-py's pubsub thread, once
+        unsubscribed, waits up to RQ's `sleep_time` (60 s) for a new subscription before
+        it looks at its stop flag again, and RQ's `stop()` waits for it (a worker whose
+        loop had ended took a minute to exit). The flag first, then the unsubscribe, whose
+        reply wakes the thread, then a bounded join, as RQ does."""
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        thread.stop(timeout=0)  # clears its running flag; no wait
+        try:
+            self.pubsub.unsubscribe()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+        thread.join(timeout=1)
+        if not thread.is_alive():
+            self.pubsub.close()  # else the thread still uses it; it goes with the process (a daemon thread)
+
     def teardown(self):
         try:
             self._requeue_prestarted()
@@ -358,27 +395,6 @@ class VqWorker(Worker):
             self.log.warning("Worker %s: could not requeue job %s; it is requeued when its lease lapses",
                              self.name, self._prestarted and self._prestarted[0].id)
         super().teardown()
-
-    def unsubscribe(self):
-        """RQ's unsubscribe from the worker's command channel, without its hang at shutdown.
-        RQ sends UNSUBSCRIBE, then stops the listening thread, which redis-py 8 joins with
-        no timeout; a thread that read the reply before it saw the stop waits 60 s for a
-        subscription that never comes, so about one stop in five of an idle worker took the
-        daemon's whole grace period. The thread's run flag (redis-py's `_running`, in 5 to 8)
-        is cleared first, so the reply ends its loop; it is then joined for a second at most
-        (it is a daemon thread: it does not hold the process)."""
-        thread = self.pubsub_thread
-        if not thread:
-            return
-        self.log.info("Worker %s: unsubscribing from channel %s", self.name, self.pubsub_channel_name)
-        thread._running.clear()
-        try:
-            self.pubsub.unsubscribe()
-        except (redis.ConnectionError, redis.TimeoutError):
-            pass  # Redis is gone: so is the subscription
-        thread.join(timeout=1)
-        if not thread.is_alive():
-            self.pubsub.close()  # else the thread still uses it; it goes with the process
 
     def _lease_keeper(self) -> "LeaseKeeper":
         if getattr(self, "_keeper", None) is None:

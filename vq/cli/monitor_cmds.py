@@ -90,6 +90,8 @@ def _render_health(view: dict) -> None:
     out.print(f"Redis {_health_text(redis_info['status'])} {memory}; workers alive "
               f"{view['workers']['alive']}/{view['workers']['total']}"
               + (f"; [red]breakers open: {', '.join(view['breakers'])}[/]" if view["breakers"] else ""))
+    for loop in view.get("crashLoops", []):
+        out.print(f"[red]{escape(loop['reason'])}[/]")
     out.print(table(["type", "status", "failure rate", "backlog", "oldest wait", "stalled", "workers", "why"], [[
         r["jobType"], _health_text(r["status"]), f"{r['failureRate']:.0%}", r["backlog"],
         _ms(r["backlogAgeMs"]) if r["backlog"] else "", r["stalled"] or "", r["workers"], "; ".join(r["reasons"])]

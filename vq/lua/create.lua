@@ -5,8 +5,9 @@
 --
 -- KEYS[1]: the events stream (vq:events)
 -- ARGV: now (RQ's text format), now_ms, stream maxlen, n_templates, then per template:
---       queue name, n_fields, field, value, ... ; then per job, 7 values:
---       template number, job id, data, meta, retry_intervals ('' = none), job type, event fields (JSON)
+--       queue name, n_fields, field, value, ... ; then per job, 8 values:
+--       template number, job id, data, meta, retry_intervals ('' = none), description, job type,
+--       event fields (JSON)
 local now_text, now_ms, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local n_templates = tonumber(ARGV[4])
 local templates = {}
@@ -25,7 +26,7 @@ while i <= #ARGV do
   local id = ARGV[i + 1]
   local key = 'rq:job:' .. id
   redis.call('HSET', key, 'created_at', now_text, 'enqueued_at', now_text, 'data', ARGV[i + 2],
-             'meta', ARGV[i + 3], unpack(template.fields))
+             'meta', ARGV[i + 3], 'description', ARGV[i + 5], unpack(template.fields))
   if ARGV[i + 4] ~= '' then redis.call('HSET', key, 'retry_intervals', ARGV[i + 4]) end
   local ids = pushes[template.queue]
   if not ids then
@@ -35,8 +36,8 @@ while i <= #ARGV do
   end
   ids[#ids + 1] = id
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
-             'jobType', ARGV[i + 5], 'ts', now_ms, 'fields', ARGV[i + 6])
-  i = i + 7
+             'jobType', ARGV[i + 6], 'ts', now_ms, 'fields', ARGV[i + 7])
+  i = i + 8
 end
 
 -- The pushes after every hash exists, in submission order, a thousand ids per RPUSH.
