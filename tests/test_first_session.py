@@ -110,7 +110,8 @@ def test_the_readme_first_session_runs_verbatim_against_a_daemon_on_a_terminal(h
             shell.child.sendline(line)
             if line.startswith("vq tui"):
                 shell.wait_for(r"job queue dashboard", since=mark, timeout=30)
-                time.sleep(2)  # a refresh or two of the live dashboard
+                shell.wait_for(r"video-composition", since=mark, timeout=30)  # the overview's rows are read
+                time.sleep(1.5)  # a refresh or two of the live dashboard
                 shell.child.send("q")
             elif line.startswith("vq clear"):
                 shell.wait_for(r"\[y/N\]", since=mark, timeout=30)
@@ -131,6 +132,8 @@ def test_the_readme_first_session_runs_verbatim_against_a_daemon_on_a_terminal(h
                                               capture_output=True, text=True, timeout=60).stdout)
         assert after["status"] == "finished", after
         log = daemon.text()
+        if os.environ.get("VQ_TEST_TRANSCRIPT"):
+            Path(os.environ["VQ_TEST_TRANSCRIPT"]).write_text(shell.text() + "\n=== daemon ===\n" + log)
         assert "Traceback" not in log and "unhandled exception" not in log, log[-4000:]
     finally:
         if shell is not None:
