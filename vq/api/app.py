@@ -179,7 +179,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         return jobs.show(conn, job_id, settings, explain=False, reveal_to=principal.user_id)
 
     def visible_job(principal: Principal, job_type: str, job_id: str) -> dict:
-        """The job, if it exists, is of this type and the caller may see it; else 404."""
+        """The job, if it exists, is of this type and the caller may see it; else 404. A
+        trimmed job is answered from the history database."""
         view = jobs.show(conn, job_id, settings, reveal_to=principal.user_id)
         if view["jobType"] != job_type or not principal.may_see(view["userId"], view["projectId"]):
             raise NotFound(f"no such job {job_id!r}")
@@ -424,43 +425,43 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     async def job_progress(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                            principal: Principal = Depends(caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
-        return {"id": view["id"], "status": view["status"], "progress": view["progress"]}
+        return {"id": view["id"], "status": view["status"], "progress": view["progress"], "trimmed": view["trimmed"]}
 
     @app.get("/api/jobs/{jobType}/{jobId}/result", tags=["jobs"], summary="Job result")
     async def job_result(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                          principal: Principal = Depends(caller)) -> dict:
-        await call(visible_job, principal, jobType, jobId)
-        return await call(jobs.result, conn, jobId)
+        view = await call(visible_job, principal, jobType, jobId)
+        return await call(jobs.result, conn, view["id"], settings)
 
     @app.get("/api/jobs/{jobType}/{jobId}/artifacts", tags=["jobs"], summary="The files a job produced")
     async def job_artifacts(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                             principal: Principal = Depends(caller)) -> dict:
-        await call(visible_job, principal, jobType, jobId)
-        files = await call(artifacts.listing, settings, jobId)
-        return {"id": jobId, "artifacts": [{"name": f["name"], "bytes": f["bytes"]} for f in files]}
+        view = await call(visible_job, principal, jobType, jobId)
+        files = await call(artifacts.listing, settings, view["id"])
+        return {"id": view["id"], "artifacts": [{"name": f["name"], "bytes": f["bytes"]} for f in files]}
 
     @app.get("/api/jobs/{jobType}/{jobId}/artifacts/{name:path}", tags=["jobs"], summary="One artifact's bytes",
              response_class=FileResponse, responses=ERRORS_AS_JSON)
     async def job_artifact(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                            name: str = Path(..., max_length=512, description="a name from the artifacts list"),
                            principal: Principal = Depends(caller)):
-        await call(visible_job, principal, jobType, jobId)
-        return FileResponse(await call(artifacts.file, settings, jobId, name))
+        view = await call(visible_job, principal, jobType, jobId)
+        return FileResponse(await call(artifacts.file, settings, view["id"], name))
 
     @app.delete("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Remove a job (cancel it first if running)")
     async def remove_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                          principal: Principal = Depends(caller)) -> dict:
-        await call(visible_job, principal, jobType, jobId)
-        removed = await call(jobs.remove, conn, jobId, artifacts.root(settings))
-        await audited(principal, "remove", jobType, jobId)
+        view = await call(visible_job, principal, jobType, jobId)
+        removed = await call(jobs.remove, conn, view["id"], artifacts.root(settings), settings)
+        await audited(principal, "remove", jobType, view["id"])
         return removed
 
     @app.post("/api/jobs/{jobType}/{jobId}/retry", tags=["jobs"], summary="Retry a failed job")
     async def retry_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                         principal: Principal = Depends(caller)) -> dict:
-        await call(visible_job, principal, jobType, jobId)
-        retried = await call(jobs.retry, conn, jobId)
-        await audited(principal, "retry", jobType, jobId)
+        view = await call(visible_job, principal, jobType, jobId)
+        retried = await call(jobs.retry, conn, view["id"], settings)
+        await audited(principal, "retry", jobType, view["id"])
         return retried
 
     return app
