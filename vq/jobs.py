@@ -14,13 +14,14 @@ from pathlib import Path
 from redis import Redis
 
 from rq.exceptions import NoSuchJobError
-from rq.job import JOB_ID_PATTERN, Job, JobStatus
+from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, events, keys, limits, trimmed
+from vq import admission, events, job_ids, keys, limits, trimmed
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
+from vq.job_ids import Visible
 from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
 from vq.protect import protector
 from vq.rq_queue import rq_queue
@@ -28,28 +29,35 @@ from vq.rq_queue import rq_queue
 CANCEL_REQUEST_TTL = 24 * 3600
 
 
-def fetch_job(conn: Redis, job_id: str, settings: Settings | None = None) -> Job:
-    """The job in Redis, or NotFound."""
-    found = find(conn, job_id, settings, history=False)
+def fetch_job(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None) -> Job:
+    """The job `job_id` names: its whole id (one read), else a unique prefix of 8 or more
+    characters (vq/job_ids.py; with `settings`, the history database is asked first)."""
+    found = find(conn, job_id, settings, visible, history=False)
     assert isinstance(found, Job)
     return found
 
 
-def find(conn: Redis, job_id: str, settings: Settings | None = None, history: bool = True) -> Job | dict:
+def find(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None,
+         history: bool = True) -> Job | dict:
     """The job in Redis, or (with `history`) the JSON of one Redis no longer has, from the
-    history database (vq/trimmed.py, `"trimmed": true`). NotFound otherwise."""
+    history database (vq/trimmed.py, `"trimmed": true`). NotFound, Ambiguous otherwise."""
     if not job_id or not isinstance(job_id, str):
         raise InvalidInput("job id: missing")
-    if not JOB_ID_PATTERN.fullmatch(job_id):  # RQ would raise ValueError; no job can have such an id
-        raise NotFound(f"no such job {job_id!r}")
-    job = _exact(conn, job_id)
+    job = _exact(conn, job_ids.check(job_id))
     if job is not None:
         return job
+    match = job_ids.resolve_prefix(conn, settings, job_id, visible)
+    if match.id != job_id:
+        job = _exact(conn, match.id)
+        if job is not None:
+            return job
     if history:
-        gone = trimmed.view(conn, settings, job_id)
+        gone = trimmed.view(conn, settings, match.id)
         if gone is not None:
             return gone
-    raise NotFound(f"no such job {job_id!r}")
+    raise NotFound(f"no such job {job_id!r}" + (
+        " in Redis (it was trimmed: `vq show` and `vq history` answer from the history database)"
+        if match.in_history and not history else ""))
 
 
 def _exact(conn: Redis, job_id: str) -> Job | None:
@@ -57,6 +65,12 @@ def _exact(conn: Redis, job_id: str) -> Job | None:
         return Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
     except NoSuchJobError:
         return None
+
+
+def resolve(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None) -> str:
+    """The whole id of the job `job_id` names (in Redis, or only in the history database)."""
+    found = find(conn, job_id, settings, visible)
+    return found.id if isinstance(found, Job) else found["id"]
 
 
 def owner(conn: Redis, job_id: str) -> tuple[str | None, str | None] | None:
@@ -69,13 +83,13 @@ def owner(conn: Redis, job_id: str) -> tuple[str | None, str | None] | None:
 
 
 def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bool = True,
-         reveal_to: str | None = None) -> dict:
+         reveal_to: str | None = None, visible: Visible | None = None) -> dict:
     """The job's JSON, with a planned parent's progress computed from its children, and for
     a job waiting for a slot (unless `explain` is off: it costs a dozen reads), why it waits
     and where it stands. Its encrypted data fields are shown decrypted only when
     `reveal_to` names the job's owner (the API's caller), else as "[redacted]". A job Redis
     no longer has is answered from the history database, marked `"trimmed": true`."""
-    job = find(conn, job_id, settings)
+    job = find(conn, job_id, settings, visible)
     if isinstance(job, dict):
         return job
     view = job_view(job, in_line=bool(admission.in_line(conn, [job])))
@@ -96,9 +110,9 @@ def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bo
     return view
 
 
-def result(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
+def result(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None) -> dict:
     """A finished job's result; a trimmed job's from the history database."""
-    job = find(conn, job_id, settings)
+    job = find(conn, job_id, settings, visible)
     if isinstance(job, dict):
         if job["status"] != "finished":
             raise Conflict(f"job {job['id']} is {job['status']}: it has no result")

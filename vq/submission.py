@@ -20,14 +20,14 @@ from math import ceil
 from redis import Redis, WatchError
 from redis.client import Pipeline
 from rq import Queue, Retry
-from rq.job import Dependency, Job, JobStatus
+from rq.job import JOB_ID_PATTERN, Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from vq import cache, dependents, events, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
-from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFound, RedisUnavailable, VqError
+from vq.errors import Ambiguous, ConfigError, Conflict, HandlerError, InvalidInput, NotFound, RedisUnavailable, VqError
 from vq.jobtypes import JobType, get_job_type, load_handler
 from vq.maintenance import ended_ttl
 from vq.model import VQ_FUNC, iso, result_of
@@ -158,7 +158,7 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     depends_on = list(dict.fromkeys(sub.depends_on))
     if run_at and depends_on:
         raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
-    _check_dependencies(conn, depends_on, sub.allow_failure)
+    depends_on = _check_dependencies(conn, settings, depends_on, sub.allow_failure)
     webhook_url = validate_url(sub.webhook_url) if sub.webhook_url is not None else None
     return _Resolved(job_type, sub.data, user_id, project_id, priority, subscription, run_at, depends_on,
                      sub.allow_failure, dict(sub.origin), webhook_url)
@@ -206,17 +206,33 @@ def _run_at(settings: Settings, sub: Submission) -> datetime | None:
     return sub.at
 
 
-def _check_dependencies(conn: Redis, ids: list[str], allow_failure: bool) -> None:
+def _check_dependencies(conn: Redis, settings: Settings, ids: list[str], allow_failure: bool) -> list[str]:
+    """The dependencies' whole ids (each may be given as a unique prefix: one read for all
+    whole ids, a lookup only for the others), once each is known to exist and not to have
+    failed (unless failures are allowed)."""
     if not ids:
-        return
-    jobs = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)
-    for job_id, job in zip(ids, jobs):
+        return []
+    found = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer) if all(
+        isinstance(i, str) and JOB_ID_PATTERN.fullmatch(i) for i in ids) else [None] * len(ids)
+    whole = []
+    for job_id, job in zip(ids, found):
         if job is None:
-            raise NotFound(f"dependsOn: no such job {job_id!r}", field="dependsOn")
+            job = _by_prefix(conn, settings, job_id)
         status = job.get_status(refresh=False)
         if not allow_failure and status in (JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
-            raise Conflict(f"dependsOn: job {job_id} has already {status.value}; "
+            raise Conflict(f"dependsOn: job {job.id} has already {status.value}; "
                            "submit with allow-failure to run anyway", field="dependsOn")
+        whole.append(job.id)
+    return list(dict.fromkeys(whole))
+
+
+def _by_prefix(conn: Redis, settings: Settings, text: str) -> Job:
+    from vq.jobs import fetch_job
+
+    try:
+        return fetch_job(conn, text, settings)
+    except (NotFound, Ambiguous) as exc:
+        raise type(exc)(f"dependsOn: {exc.message}", field="dependsOn") from None
 
 
 BATCH_CHUNK = 500  # submissions created per transaction by submit_each

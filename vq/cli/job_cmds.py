@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         """Show a job's progress; with --follow, live until it ends (exit 1 if it fails)."""
         st = state(ctx)
         view = jobs.show(st.conn, job_id, st.settings)
-        job_id = view["id"]
+        job_id = view["id"]  # a prefix resolved once
         if not follow:
             emit({"id": view["id"], "status": view["status"], **view["progress"]}, as_json,
                  lambda v: out.print(f"{status_text(v['status'])} {v['percent']:.0f}% {v.get('message') or ''}"))

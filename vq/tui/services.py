@@ -32,7 +32,7 @@ class Services:
                               offset=page * PAGE)
 
     def job(self, job_id: str) -> dict:
-        """A job by its id; a trimmed one from the history database."""
+        """A job by its id or a unique prefix of it (as typed); a trimmed one from history."""
         view = jobs.show(self.conn, job_id, self.settings)
         job_id = view["id"]
         last = jobs.fetch_job(self.conn, job_id).latest_result() if view["error"] and not view["trimmed"] else None
