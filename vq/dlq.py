@@ -1,6 +1,6 @@
 """The dead-letter queue: jobs that failed for good (no retries left, a permanent error,
 too many stalls), with what went wrong. It is RQ's FailedJobRegistry of every type, kept
-to the newest `removeOnFail` per type; these functions list, retry and purge it."""
+as `removeOnFail` says (vq/maintenance.py); these functions list, retry and purge it."""
 
 from __future__ import annotations
 
