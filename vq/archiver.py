@@ -191,7 +191,8 @@ class Archiver:
                                      fields.get("priority"), fields.get("subscription"),
                                      fields.get("queue") or f"{event['jobType']}.{fields.get('priority')}", to, at, at,
                                      fields.get("parentId"), fields.get("step"), fields.get("recurringId"),
-                                     1 if fields.get("cachedFrom") else 0, at if to == "finished" else None))
+                                     1 if fields.get("cachedFrom") else 0, at if to == "finished" else None,
+                                     event.get("result")))  # born finished (a cached result): its result
                 for parent in fields.get("dependsOn") or []:
                     dependencies.append((job_id, parent, 1 if fields.get("allowFailure") else 0))
             else:
@@ -205,12 +206,13 @@ class Archiver:
                 "worker, attempt, reason) VALUES (?,?,?,?,?,?,?,?,?,?)", history_rows)
             self.db.conn.executemany(
                 "INSERT INTO render_jobs (id, job_type, user_id, project_id, priority, subscription, queue, status, "
-                "created_at, updated_at, parent_id, step, recurring_id, cached, finished_at, attempts) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT(id) DO UPDATE SET "
+                "created_at, updated_at, parent_id, step, recurring_id, cached, finished_at, result, attempts) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT(id) DO UPDATE SET "
                 "job_type=excluded.job_type, user_id=excluded.user_id, project_id=excluded.project_id, "
                 "priority=excluded.priority, subscription=excluded.subscription, queue=excluded.queue, "
                 "created_at=excluded.created_at, parent_id=excluded.parent_id, step=excluded.step, "
-                "recurring_id=excluded.recurring_id, cached=excluded.cached", created_rows)
+                "recurring_id=excluded.recurring_id, cached=excluded.cached, "
+                "result=COALESCE(excluded.result, render_jobs.result)", created_rows)
             for sql, rows in self._grouped_updates(updates).items():
                 self.db.conn.executemany(sql, rows)
             self.db.conn.executemany("UPDATE render_jobs SET provider = ?, cost_micros = ? WHERE id = ?",
@@ -232,6 +234,8 @@ class Archiver:
                         wait_ms=fields.get("waitMs"), finished_at=None)
         if event["event"] in ("finished", "failed", "canceled"):
             sets.update(finished_at=at)
+        if event["event"] == "finished":
+            sets["result"] = event.get("result")  # JSON text, as the job's hash had it (None: too long)
         if fields.get("durationMs") is not None:
             sets["run_ms"] = fields["durationMs"]
         if event["event"] in ("failed", "retrying"):

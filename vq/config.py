@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vq.errors import ConfigError
 
@@ -70,12 +70,75 @@ class Backoff(_Strict):
     jitter: float = Field(0.1, ge=0.0, le=1.0, description="up to this share is added to each wait, at random")
 
 
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+
+class KeepJobs(_Strict):
+    """BullMQ's `{age, count}` form of removeOnComplete / removeOnFail: an ended job is
+    removed once it is older than `age` or beyond the newest `count` of its type, whichever
+    comes first; a job that a job still waiting or running depends on is kept regardless
+    (vq/maintenance.py)."""
+
+    age: int | None = Field(None, ge=0, description="milliseconds since the job ended")
+    count: int | None = Field(None, ge=0, description="the newest this many per type and state")
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> "KeepJobs":
+        if self.age is None and self.count is None:
+            raise ValueError("give age (ms), count, or both")
+        return self
+
+
+class Retention(BaseModel):
+    """A removeOnComplete / removeOnFail value in one form: None in a field means no bound
+    of that kind; `forever` (the spec's `false`) means never removed."""
+
+    age_ms: int | None = None
+    count: int | None = None
+    forever: bool = False
+
+
+def retention_of(option: "bool | int | KeepJobs") -> Retention:
+    """The spec's forms: `true` removes a job as soon as nothing waits on it (count 0: at the
+    next trim), `false` keeps every job, a number keeps that many per type, `{age, count}`
+    either or both."""
+    if option is True:
+        return Retention(count=0)
+    if option is False:
+        return Retention(forever=True)
+    if isinstance(option, KeepJobs):
+        return Retention(age_ms=option.age, count=option.count)
+    return Retention(count=int(option))
+
+
 class DefaultJobOptions(_Strict):
-    removeOnComplete: int | bool = 10
-    removeOnFail: int | bool = 50
+    # Finished jobs: a day, at most 1,000 per type (README, "How the spec's settings map
+    # onto RQ"); failed ones a week, at most 5,000 per type, to be looked at after a weekend.
+    removeOnComplete: bool | int | KeepJobs = KeepJobs(age=DAY_MS, count=1000)
+    removeOnFail: bool | int | KeepJobs = KeepJobs(age=7 * DAY_MS, count=5000)
     attempts: int = Field(3, ge=1)
     backoff: Backoff = Backoff()
     timeout: int = Field(600_000, ge=1000, description="milliseconds")
+
+    @field_validator("removeOnComplete", "removeOnFail", mode="before")
+    @classmethod
+    def _keep_form(cls, value):
+        """One line for a bad value, not one per form the union tried."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("a count of jobs must be 0 or more")
+            return value
+        if isinstance(value, dict):
+            try:
+                return KeepJobs.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise ValueError(_describe(first) if first["loc"] else first["msg"].removeprefix("Value error, ")) \
+                    from None
+        raise ValueError(f"{value!r}: expected true, false, a number of jobs or {{age: ms, count: n}}")
 
 
 class QueueSettingsBlock(_Strict):
@@ -201,6 +264,8 @@ class HistorySettings(_Strict):
     linger: int = Field(200, ge=0, le=10_000, description="ms the archiver waits after a short batch for more events")
     handoverAfter: int = Field(600, ge=0, description="s without the history file's archiver before another "
                                                       "host's file takes over (0: never)")
+    maxResultBytes: int = Field(65_536, ge=0, description="a finished job's result is copied to the history "
+                                                          "database when its JSON is at most this long (0: never)")
 
 
 class Thresholds(_Strict):

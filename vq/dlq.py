@@ -1,6 +1,6 @@
 """The dead-letter queue: jobs that failed for good (no retries left, a permanent error,
 too many stalls), with what went wrong. It is RQ's FailedJobRegistry of every type, kept
-to the newest `removeOnFail` per type; these functions list, retry and purge it."""
+as `removeOnFail` says (vq/maintenance.py); these functions list, retry and purge it."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def retry_dead(conn: Redis, settings: Settings, job_ids: list[str] | None = None
                job_type: str | None = None) -> list[dict]:
     """Retry the given dead jobs, or (job_ids None) all of them, optionally of one type."""
     ids = job_ids if job_ids is not None else [i for _s, i in _entries(conn, settings, job_type)]
-    return [jobs.retry(conn, job_id) for job_id in ids]
+    return [jobs.retry(conn, job_id, settings) for job_id in ids]  # an id may be a unique prefix
 
 
 def purge(conn: Redis, settings: Settings, older_than_ms: int | None = None, job_type: str | None = None) -> int:

@@ -51,6 +51,14 @@ class NotFound(VqError):
     code = "not_found"
 
 
+class Ambiguous(VqError):
+    """A job id prefix that more than one job starts with: the message lists them."""
+
+    exit_code = 2
+    http_status = 409
+    code = "ambiguous"
+
+
 class Conflict(VqError):
     """The operation does not fit the job's current state (retrying a running job...)."""
 

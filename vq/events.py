@@ -20,25 +20,42 @@ STREAM_MAXLEN = 1_000_000  # a cap for when no archiver runs; the archiver trims
 log = logging.getLogger("vq.events")
 
 
-def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None = None, **fields) -> None:
+def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None = None, *,
+         result: str | None = None, **fields) -> None:
     """Append an event (created, queued, scheduled, deferred, started, progress, finished,
-    failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable."""
-    item, webhook_url, fields = entry(event, job_id, job_type, **fields)
+    failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable;
+    `result` is a finished job's result as JSON text (see `entry`)."""
+    item, webhook_url, fields = entry(event, job_id, job_type, result=result, **fields)
     conn.xadd(keys.EVENTS, item, maxlen=STREAM_MAXLEN, approximate=True)
     if webhook_url:  # the notifiers read only these, not every event of every job
         conn.xadd(keys.WEBHOOK_EVENTS, {**item, "url": webhook_url}, maxlen=STREAM_MAXLEN, approximate=True)
     say(event, job_id, job_type, fields)
 
 
-def entry(event: str, job_id: str, job_type: str | None = None, **fields) -> tuple[dict, str | None, dict]:
+def entry(event: str, job_id: str, job_type: str | None = None, *, result: str | None = None,
+          **fields) -> tuple[dict, str | None, dict]:
     """(the stream entry, the webhook URL if any, the fields that were set) of an event:
-    `emit`'s, and the worker's for the `finished` event its admission script appends."""
+    `emit`'s, and the worker's for the `finished` event its admission script appends.
+
+    A finished job's `result` (JSON text, already serialized for the job's hash) rides in an
+    entry field of its own, not in `fields` (no second encoding, not in the log line): the
+    archiver copies it to the history database, which answers for the job once it is trimmed."""
     item = {"event": event, "jobId": job_id, "jobType": job_type or "", "ts": str(int(time.time() * 1000))}
     webhook_url = fields.pop("webhookUrl", None)
     fields = {k: v for k, v in fields.items() if v is not None}
     if fields:
         item["fields"] = json.dumps(fields, separators=(",", ":"), default=str)
+    if result is not None:
+        item["result"] = result
     return item, webhook_url, fields
+
+
+def result_for_history(result_json: str | None, max_bytes: int) -> str | None:
+    """The result text a `finished` event carries: itself when at most `max_bytes` long
+    (history.maxResultBytes), else none (the history then has no result for the job)."""
+    if result_json is None or max_bytes <= 0 or len(result_json) > max_bytes or len(result_json.encode()) > max_bytes:
+        return None
+    return result_json
 
 
 def say(event: str, job_id: str, job_type: str | None, fields: dict) -> None:

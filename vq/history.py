@@ -17,7 +17,7 @@ from redis import ConnectionError as RedisConnectionError
 from redis import Redis
 from redis import TimeoutError as RedisTimeoutError
 
-from vq import archiver, historydb
+from vq import archiver, historydb, job_ids
 from vq.config import Settings
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import HistoryElsewhere, InvalidInput, NotFound
@@ -68,10 +68,20 @@ def since_to_iso(text: str | None) -> str | None:
 
 
 def timeline(db, job_id: str) -> dict:
-    """A job's row and every status change it went through, oldest first."""
+    """A job's row and every status change it went through, oldest first; `job_id` may be a
+    unique prefix of 8 or more characters (vq/job_ids.py)."""
     rows = list(db.query("SELECT * FROM render_jobs WHERE id = ?", [job_id]))
+    if not rows and len(job_id) >= job_ids.MIN_PREFIX:
+        matches = job_ids.prefix_rows(db, job_id, removed=True)
+        if len(matches) > 1:
+            raise job_ids.ambiguous(job_id, [m.id for m in matches])
+        if matches:
+            job_id = matches[0].id
+            rows = list(db.query("SELECT * FROM render_jobs WHERE id = ?", [job_id]))
     if not rows:
-        raise NotFound(f"no history for job {job_id!r}")
+        raise NotFound(f"no history for job {job_id!r}" + (
+            f" (an id prefix needs at least {job_ids.MIN_PREFIX} characters)" if len(job_id) < job_ids.MIN_PREFIX
+            else ""))
     steps = list(db.query("SELECT event_id, at, event, from_status, to_status, worker, attempt, reason "
                           "FROM job_history WHERE job_id = ? ORDER BY event_id", [job_id]))
     steps.sort(key=lambda r: tuple(int(p) for p in r["event_id"].split("-")))

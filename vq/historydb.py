@@ -46,7 +46,7 @@ def open_db(settings: Settings, create: bool = True) -> "sqlite_utils.Database":
     db = sqlite_utils.Database(target)
     db.execute("PRAGMA busy_timeout=5000")  # first: two daemons may open a new file at once
     _with_retry(lambda: db.execute("PRAGMA journal_mode=WAL"))
-    if "daily_costs" not in db.table_names():  # the last table made: the schema is complete
+    if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # new, or made by an older vq
         _with_retry(lambda: _in_write_transaction(db, ensure_schema))
     return db
 
@@ -82,7 +82,9 @@ RENDER_JOBS_COLUMNS = {
     "attempts": int, "wait_ms": int, "run_ms": int, "error_category": str, "error_message": str,
     "parent_id": str, "step": str, "recurring_id": str, "cached": int, "worker": str,
     "provider": str, "cost_micros": int,  # the provider that served it, its cost in millionths (vq/costs.py)
+    "result": str,  # a finished job's result as JSON (history.maxResultBytes): answers once Redis no longer has it
 }
+SCHEMA_VERSION = 2  # PRAGMA user_version of a complete schema; 2: render_jobs.result, the parent_id index
 DAILY_COST_COLUMNS = {"day": str, "kind": str, "name": str, "amount_micros": int}  # kind: user|project|provider|calls
 JOB_HISTORY_COLUMNS = {
     "event_id": str, "job_id": str, "job_type": str, "from_status": str, "to_status": str, "event": str,
@@ -99,7 +101,8 @@ PERFORMANCE_COLUMNS = {
 
 
 def ensure_schema(db: "sqlite_utils.Database") -> None:
-    """Create what is missing (tables, indexes); existing data is never touched."""
+    """Create what is missing (tables, columns, indexes; an older file gains the columns it
+    lacks, sqlite-utils' add-column); existing data is never touched."""
     recurring = db["recurring_jobs"]
     recurring.create(RECURRING_COLUMNS, pk="id", not_null={"job_type", "cron_expression", "timezone"},
                      if_not_exists=True)
@@ -112,6 +115,9 @@ def ensure_schema(db: "sqlite_utils.Database") -> None:
     for columns in (["user_id", "created_at"], ["job_type", "created_at"], ["status", "updated_at"],
                     ["created_at"], ["recurring_id"]):
         jobs.create_index(columns, if_not_exists=True)
+    # A planned parent's children (a trimmed job's view): only child rows carry a parent_id.
+    db.execute("CREATE INDEX IF NOT EXISTS idx_render_jobs_parent_id ON render_jobs (parent_id) "
+               "WHERE parent_id IS NOT NULL")
     history = db["job_history"]
     history.create(JOB_HISTORY_COLUMNS, pk="event_id", if_not_exists=True)
     history.create_index(["job_id", "event_id"], if_not_exists=True)
@@ -128,3 +134,4 @@ def ensure_schema(db: "sqlite_utils.Database") -> None:
     state = db["archiver_state"]
     state.create({"name": str, "value": str}, pk="name", if_not_exists=True)
     db["daily_costs"].create(DAILY_COST_COLUMNS, pk=("day", "kind", "name"), if_not_exists=True)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -14,13 +14,14 @@ from pathlib import Path
 from redis import Redis
 
 from rq.exceptions import NoSuchJobError
-from rq.job import JOB_ID_PATTERN, Job, JobStatus
+from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, events, keys, limits
+from vq import admission, events, job_ids, keys, limits, trimmed
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
+from vq.job_ids import Visible
 from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
 from vq.protect import protector
 from vq.rq_queue import rq_queue
@@ -28,15 +29,48 @@ from vq.rq_queue import rq_queue
 CANCEL_REQUEST_TTL = 24 * 3600
 
 
-def fetch_job(conn: Redis, job_id: str) -> Job:
+def fetch_job(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None) -> Job:
+    """The job `job_id` names: its whole id (one read), else a unique prefix of 8 or more
+    characters (vq/job_ids.py; with `settings`, the history database is asked first)."""
+    found = find(conn, job_id, settings, visible, history=False)
+    assert isinstance(found, Job)
+    return found
+
+
+def find(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None,
+         history: bool = True) -> Job | dict:
+    """The job in Redis, or (with `history`) the JSON of one Redis no longer has, from the
+    history database (vq/trimmed.py, `"trimmed": true`). NotFound, Ambiguous otherwise."""
     if not job_id or not isinstance(job_id, str):
         raise InvalidInput("job id: missing")
-    if not JOB_ID_PATTERN.fullmatch(job_id):  # RQ would raise ValueError; no job can have such an id
-        raise NotFound(f"no such job {job_id!r}")
+    job = _exact(conn, job_ids.check(job_id))
+    if job is not None:
+        return job
+    match = job_ids.resolve_prefix(conn, settings, job_id, visible)
+    if match.id != job_id:
+        job = _exact(conn, match.id)
+        if job is not None:
+            return job
+    if history:
+        gone = trimmed.view(conn, settings, match.id)
+        if gone is not None:
+            return gone
+    raise NotFound(f"no such job {job_id!r}" + (
+        " in Redis (it was trimmed: `vq show` and `vq history` answer from the history database)"
+        if match.in_history and not history else ""))
+
+
+def _exact(conn: Redis, job_id: str) -> Job | None:
     try:
         return Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
     except NoSuchJobError:
-        raise NotFound(f"no such job {job_id!r}") from None
+        return None
+
+
+def resolve(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None) -> str:
+    """The whole id of the job `job_id` names (in Redis, or only in the history database)."""
+    found = find(conn, job_id, settings, visible)
+    return found.id if isinstance(found, Job) else found["id"]
 
 
 def owner(conn: Redis, job_id: str) -> tuple[str | None, str | None] | None:
@@ -49,12 +83,15 @@ def owner(conn: Redis, job_id: str) -> tuple[str | None, str | None] | None:
 
 
 def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bool = True,
-         reveal_to: str | None = None) -> dict:
+         reveal_to: str | None = None, visible: Visible | None = None) -> dict:
     """The job's JSON, with a planned parent's progress computed from its children, and for
     a job waiting for a slot (unless `explain` is off: it costs a dozen reads), why it waits
     and where it stands. Its encrypted data fields are shown decrypted only when
-    `reveal_to` names the job's owner (the API's caller), else as "[redacted]"."""
-    job = fetch_job(conn, job_id)
+    `reveal_to` names the job's owner (the API's caller), else as "[redacted]". A job Redis
+    no longer has is answered from the history database, marked `"trimmed": true`."""
+    job = find(conn, job_id, settings, visible)
+    if isinstance(job, dict):
+        return job
     view = job_view(job, in_line=bool(admission.in_line(conn, [job])))
     if reveal_to is not None and reveal_to == view["userId"] and settings is not None:
         view["data"] = protector(settings).unseal(job_data(job), strict=False)
@@ -74,19 +111,29 @@ def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bo
     return view
 
 
-def result(conn: Redis, job_id: str) -> dict:
-    job = fetch_job(conn, job_id)
+def result(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None) -> dict:
+    """A finished job's result; a trimmed job's from the history database."""
+    job = find(conn, job_id, settings, visible)
+    if isinstance(job, dict):
+        if job["status"] != "finished":
+            raise Conflict(f"job {job['id']} is {job['status']}: it has no result")
+        if job["result"] is None:
+            raise NotFound(f"job {job['id']} was trimmed and the history database has no result for it (longer "
+                           "than history.maxResultBytes, or archived by a vq that kept none)")
+        return {"id": job["id"], "jobType": job["jobType"], "result": job["result"], "trimmed": True}
     status = status_of(job)
     if status != "finished":
-        raise Conflict(f"job {job_id} is {status}: it has no result" + (" yet" if status not in TERMINAL else ""))
-    return {"id": job.id, "jobType": job_type_of(job), "result": result_of(job)}
+        raise Conflict(f"job {job.id} is {status}: it has no result" + (" yet" if status not in TERMINAL else ""))
+    return {"id": job.id, "jobType": job_type_of(job), "result": result_of(job), "trimmed": False}
 
 
-def wait(conn: Redis, job_id: str, timeout: float | None = None, poll: float = 0.1) -> dict:
-    """Block until the job ends (finished, failed, canceled, stopped); return its JSON."""
+def wait(conn: Redis, job_id: str, timeout: float | None = None, poll: float = 0.1,
+         settings: Settings | None = None) -> dict:
+    """Block until the job ends (finished, failed, canceled, stopped); return its JSON (with
+    `settings`, from the history database if it is trimmed before a look sees it end)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        view = show(conn, job_id)
+        view = show(conn, job_id, settings)
         if view["status"] in TERMINAL:
             return view
         if deadline is not None and time.monotonic() >= deadline:
@@ -151,12 +198,12 @@ def _forget(conn: Redis, ids: list[str], *indexes: str) -> None:
         pipe.execute()
 
 
-def retry(conn: Redis, job_id: str) -> dict:
+def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     """Run a failed, stopped or canceled job again, with its attempts counted afresh."""
-    job = fetch_job(conn, job_id)
+    job = fetch_job(conn, job_id, settings)
     status = status_of(job)
     if status not in ("failed", "stopped", "canceled"):
-        raise Conflict(f"job {job_id} is {status}: only failed, stopped or canceled jobs can be retried")
+        raise Conflict(f"job {job.id} is {status}: only failed, stopped or canceled jobs can be retried")
     max_attempts = int(job.meta.get("maxAttempts", 1))
     job.meta.update(attempts=0, progress={"percent": 0.0, "message": None})
     job.meta.pop("error", None)
@@ -173,22 +220,22 @@ def retry(conn: Redis, job_id: str) -> dict:
         admission.wake_in(pipe)
         pipe.execute()
     events.emit(conn, "retried", job.id, job_type_of(job), previous=status)
-    return show(conn, job_id)
+    return show(conn, job.id)
 
 
-def cancel(conn: Redis, job_id: str, reason: str = "canceled by operator") -> dict:
+def cancel(conn: Redis, job_id: str, reason: str = "canceled by operator", settings: Settings | None = None) -> dict:
     """Cancel a job that has not ended. A running job stops at its next progress report."""
-    job = fetch_job(conn, job_id)
+    job = fetch_job(conn, job_id, settings)
     status = status_of(job)
     if status in TERMINAL:
-        raise Conflict(f"job {job_id} is already {status}")
+        raise Conflict(f"job {job.id} is already {status}")
     if status == "started":
         conn.set(keys.cancel_request(job.id), reason, ex=CANCEL_REQUEST_TTL)
         events.emit(conn, "cancel-requested", job.id, job_type_of(job), reason=reason)
-        return show(conn, job_id)
+        return show(conn, job.id)
     _cancel_waiting(conn, job, reason)
     cancel_dependents(conn, job, f"dependency {job.id} was canceled")
-    return show(conn, job_id)
+    return show(conn, job.id)
 
 
 def _cancel_waiting(conn: Redis, job: Job, reason: str) -> None:
@@ -219,42 +266,55 @@ def cancel_dependents(conn: Redis, job: Job, reason: str) -> list[str]:
     return canceled
 
 
-def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None) -> dict:
+def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None, settings: Settings | None = None) -> dict:
     """Delete a job that is not running, with its result and artifacts."""
-    job = fetch_job(conn, job_id)
+    job = fetch_job(conn, job_id, settings)
     status = status_of(job)
     if status == "started":
-        raise Conflict(f"job {job_id} is running: cancel it first")
+        raise Conflict(f"job {job.id} is running: cancel it first")
     view = job_view(job, with_result=False, in_line=bool(admission.in_line(conn, [job])))
     if status not in TERMINAL:
         cancel_dependents(conn, job, f"dependency {job.id} was removed")
     job.delete(remove_from_queue=True)
     admission.forget(conn, job)
     _forget(conn, [job.id], keys.user_jobs(view["userId"] or ""), keys.type_jobs(view["jobType"]))
-    conn.delete(keys.cancel_request(job.id))
+    conn.delete(keys.cancel_request(job.id), keys.dependents(job.id))
     if artifacts_root is not None:
         shutil.rmtree(artifacts_root / job.id, ignore_errors=True)
     events.emit(conn, "removed", job.id, view["jobType"])
     return view
 
 
-def tree(conn: Redis, job_id: str) -> dict:
-    """The job and, nested, the jobs it depends on, each with its status."""
+def tree(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
+    """The job and, nested, the jobs it depends on, each with its status; a job Redis no
+    longer has comes from the history database (`"trimmed": true`), else is `missing`."""
     seen: set[str] = set()
+    root = find(conn, job_id, settings)
+    with trimmed.Lookup(conn, settings) as lookup:
 
-    def node(jid: str) -> dict:
-        try:
-            job = fetch_job(conn, jid)
-        except NotFound:
-            return {"id": jid, "jobType": None, "status": "missing", "step": None, "dependsOn": []}
-        status = status_of(job, bool(admission.in_line(conn, [job])))
-        item = {"id": job.id, "jobType": job_type_of(job), "status": status, "step": job.meta.get("step"),
-                "progress": (job.meta.get("progress") or {}).get("percent", 0.0), "dependsOn": []}
-        if jid in seen:
-            item["repeated"] = True
+        def node(found: Job | dict | None, jid: str) -> dict:
+            if found is None:
+                found = _exact(conn, jid) or lookup.view(jid)
+            if found is None:
+                return {"id": jid, "jobType": None, "status": "missing", "step": None, "dependsOn": [],
+                        "trimmed": False}
+            if isinstance(found, dict):
+                item = {"id": found["id"], "jobType": found["jobType"], "status": found["status"],
+                        "step": found["step"], "progress": found["progress"]["percent"], "dependsOn": [],
+                        "trimmed": True}
+                upstream = found["dependsOn"]
+            else:
+                item = {"id": found.id, "jobType": job_type_of(found),
+                        "status": status_of(found, bool(admission.in_line(conn, [found]))),
+                        "step": found.meta.get("step"),
+                        "progress": (found.meta.get("progress") or {}).get("percent", 0.0), "dependsOn": [],
+                        "trimmed": False}
+                upstream = found.meta.get("dependsOn") or []
+            if item["id"] in seen:
+                item["repeated"] = True
+                return item
+            seen.add(item["id"])
+            item["dependsOn"] = [node(None, d) for d in upstream]
             return item
-        seen.add(jid)
-        item["dependsOn"] = [node(d) for d in job.meta.get("dependsOn") or []]
-        return item
 
-    return node(job_id)
+        return node(root, job_id)

@@ -193,3 +193,10 @@ HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (a
 
 
 API_RATE_PREFIX = PREFIX + "api-rate"  # the HTTP API's per-user moving windows (vq/windows.py)
+
+
+def dependents(job_id: str) -> str:
+    """zset dependent job id -> when it was registered: the jobs created depending on this one,
+    kept until it is deleted (RQ's own set of dependents is emptied when they are enqueued);
+    trimming keeps a job while one of them has not ended (vq/dependents.py)."""
+    return f"{PREFIX}dependents:{job_id}"

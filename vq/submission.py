@@ -20,15 +20,16 @@ from math import ceil
 from redis import Redis, WatchError
 from redis.client import Pipeline
 from rq import Queue, Retry
-from rq.job import Dependency, Job, JobStatus
+from rq.job import JOB_ID_PATTERN, Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import cache, events, keys
+from vq import cache, dependents, events, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
-from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput, NotFound, RedisUnavailable, VqError
+from vq.errors import Ambiguous, ConfigError, Conflict, HandlerError, InvalidInput, NotFound, RedisUnavailable, VqError
 from vq.jobtypes import JobType, get_job_type, load_handler
+from vq.maintenance import ended_ttl
 from vq.model import VQ_FUNC, iso, result_of
 from vq.protect import protector
 from vq.jobhash import Batch, Templates
@@ -157,7 +158,7 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     depends_on = list(dict.fromkeys(sub.depends_on))
     if run_at and depends_on:
         raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
-    _check_dependencies(conn, depends_on, sub.allow_failure)
+    depends_on = _check_dependencies(conn, settings, depends_on, sub.allow_failure)
     webhook_url = validate_url(sub.webhook_url) if sub.webhook_url is not None else None
     return _Resolved(job_type, sub.data, user_id, project_id, priority, subscription, run_at, depends_on,
                      sub.allow_failure, dict(sub.origin), webhook_url)
@@ -205,17 +206,33 @@ def _run_at(settings: Settings, sub: Submission) -> datetime | None:
     return sub.at
 
 
-def _check_dependencies(conn: Redis, ids: list[str], allow_failure: bool) -> None:
+def _check_dependencies(conn: Redis, settings: Settings, ids: list[str], allow_failure: bool) -> list[str]:
+    """The dependencies' whole ids (each may be given as a unique prefix: one read for all
+    whole ids, a lookup only for the others), once each is known to exist and not to have
+    failed (unless failures are allowed)."""
     if not ids:
-        return
-    jobs = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)
-    for job_id, job in zip(ids, jobs):
+        return []
+    found = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer) if all(
+        isinstance(i, str) and JOB_ID_PATTERN.fullmatch(i) for i in ids) else [None] * len(ids)
+    whole = []
+    for job_id, job in zip(ids, found):
         if job is None:
-            raise NotFound(f"dependsOn: no such job {job_id!r}", field="dependsOn")
+            job = _by_prefix(conn, settings, job_id)
         status = job.get_status(refresh=False)
         if not allow_failure and status in (JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
-            raise Conflict(f"dependsOn: job {job_id} has already {status.value}; "
+            raise Conflict(f"dependsOn: job {job.id} has already {status.value}; "
                            "submit with allow-failure to run anyway", field="dependsOn")
+        whole.append(job.id)
+    return list(dict.fromkeys(whole))
+
+
+def _by_prefix(conn: Redis, settings: Settings, text: str) -> Job:
+    from vq.jobs import fetch_job
+
+    try:
+        return fetch_job(conn, text, settings)
+    except (NotFound, Ambiguous) as exc:
+        raise type(exc)(f"dependsOn: {exc.message}", field="dependsOn") from None
 
 
 BATCH_CHUNK = 500  # submissions created per transaction by submit_each
@@ -359,11 +376,19 @@ def _submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved:
             return job_id
     plan = _plan(resolved)
     if not plan:
+        if resolved.depends_on:  # before it exists: no trim can take a dependency from now on
+            dependents.register(conn, {job_id: resolved.depends_on}, existing=resolved.depends_on)
         _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=[], cache_key=key,
                  if_absent=bool(sub.job_id))
         return job_id
-    step_ids: dict[str, str] = {}
-    dependents: set[str] = set()
+    step_ids = {step["step"]: _child_id(job_id, step["step"]) if sub.job_id else uuid.uuid4().hex for step in plan}
+    step_deps = {step["step"]: [step_ids[s] for s in step.get("dependsOn", [])] + (
+        resolved.depends_on if not step.get("dependsOn") else []) for step in plan}
+    depended = {s for step in plan for s in step.get("dependsOn", [])}
+    final_steps = [step_ids[s["step"]] for s in plan if s["step"] not in depended]
+    # The whole graph's edges before its first child can run and end (vq/dependents.py).
+    dependents.register(conn, {**{step_ids[name]: deps for name, deps in step_deps.items()}, job_id: final_steps},
+                        existing=resolved.depends_on)
     for step in plan:
         child = _Resolved(
             job_type=get_job_type(settings, step["jobType"]),
@@ -371,18 +396,14 @@ def _submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved:
             user_id=resolved.user_id, project_id=resolved.project_id, priority=resolved.priority,
             subscription=resolved.subscription,
             run_at=resolved.run_at if not step.get("dependsOn") else None,
-            depends_on=[step_ids[s] for s in step.get("dependsOn", [])] + (
-                resolved.depends_on if not step.get("dependsOn") else []),
+            depends_on=step_deps[step["step"]],
             allow_failure=False,
         )
         if child.run_at and child.depends_on:
             child.run_at = None
-        step_ids[step["step"]] = _child_id(job_id, step["step"]) if sub.job_id else uuid.uuid4().hex
-        dependents.update(step.get("dependsOn", []))
         if sub.job_id and conn.exists(Job.key_for(step_ids[step["step"]])):
             continue  # made by an earlier attempt at this same graph
         _enqueue(conn, settings, child, step_ids[step["step"]], step=step["step"], parent_id=job_id, children=[])
-    final_steps = [step_ids[s["step"]] for s in plan if s["step"] not in dependents]
     resolved.depends_on, resolved.run_at, resolved.allow_failure = final_steps, None, False
     _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=list(step_ids.values()),
              cache_key=key)
@@ -427,23 +448,10 @@ def _plan(resolved: _Resolved) -> list[dict]:
         raise InvalidInput(f"data: {exc}", field="data") from None
 
 
-KEEP_ENDED_SECONDS = 7 * 24 * 3600  # an upper bound on top of the removeOnComplete/removeOnFail counts
-KEEP_FOREVER_SECONDS = 10 * 365 * 24 * 3600
-
-
 def _ttls(settings: Settings) -> tuple[int, int]:
-    """RQ result/failure TTLs from removeOnComplete/removeOnFail.
-
-    True removes at once, False keeps (practically) forever, a number keeps that many per
-    type: the daemon trims the oldest. A finite TTL keeps RQ's registries ordered by end time."""
+    """RQ result/failure TTLs: the Redis expiry of ended jobs (vq/maintenance.py ended_ttl)."""
     opts = settings.queue.defaultJobOptions
-
-    def ttl(option: int | bool, at_once: int) -> int:
-        if option is True:
-            return at_once
-        return KEEP_FOREVER_SECONDS if option is False else KEEP_ENDED_SECONDS
-
-    return ttl(opts.removeOnComplete, 0), ttl(opts.removeOnFail, 1)
+    return ended_ttl(opts.removeOnComplete), ended_ttl(opts.removeOnFail)
 
 
 def _job_spec(settings: Settings, r: _Resolved, job_id: str, step: str | None, parent_id: str | None,
@@ -529,18 +537,20 @@ def _create_cached(conn: Redis, settings: Settings, r: _Resolved, job_id: str, s
         job.save(pipeline=pipe)
         job._handle_success(spec["result_ttl"], pipeline=pipe)
         pipe.execute()
-    _record_created(conn, r, job, None, None, cachedFrom=source.id)
+    result = events.result_for_history(json.dumps(job._result, separators=(",", ":")),
+                                       settings.history.maxResultBytes)
+    _record_created(conn, r, job, None, None, result=result, cachedFrom=source.id)
     return job
 
 
 def _record_created(conn: Redis, r: _Resolved, job: Job, parent_id: str | None, step: str | None,
-                    **extra) -> None:
-    """For a job RQ made (with dependencies, or born cached): index it, emit `created`, and
-    wake a worker if it is queued, in one round trip."""
+                    result: str | None = None, **extra) -> None:
+    """For a job RQ made (with dependencies, or born cached: with its `result` for the
+    history): index it, emit `created`, and wake a worker if it is queued, in one round trip."""
     status = job.get_status(refresh=False)
     with conn.pipeline(transaction=False) as pipe:
         _index_in(pipe, r, job.id)
-        _emit_created(pipe, r, job.id, status, parent_id, step, **extra)
+        _emit_created(pipe, r, job.id, status, parent_id, step, result=result, **extra)
         if status == JobStatus.QUEUED:
             wake_in(pipe)
         pipe.execute()
@@ -555,9 +565,10 @@ def _index_in(pipe: Pipeline, r: _Resolved, job_id: str) -> None:
 
 
 def _emit_created(pipe: Pipeline, r: _Resolved, job_id: str, status: JobStatus | None,
-                  parent_id: str | None = None, step: str | None = None, **extra) -> None:
+                  parent_id: str | None = None, step: str | None = None, result: str | None = None,
+                  **extra) -> None:
     """The `created` event and a recurring job's run record."""
-    events.emit(pipe, "created", job_id, r.job_type.name, userId=r.user_id, projectId=r.project_id,
+    events.emit(pipe, "created", job_id, r.job_type.name, result=result, userId=r.user_id, projectId=r.project_id,
                 priority=r.priority, subscription=r.subscription,
                 status=status.value if status and status != JobStatus.QUEUED else None, parentId=parent_id, step=step,
                 dependsOn=r.depends_on or None, allowFailure=r.allow_failure or None,

@@ -517,7 +517,8 @@ class VqWorker(Worker):
         """vq's part of a success that RQ's own code ended: slots back, the `finished`
         event, the cache entry and a recurring job's outcome."""
         release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
-        events.emit(pipe, "finished", job.id, job.meta.get("jobType"), **_finished_fields(job))
+        result = _result_for_history(job.serializer.dumps(job._result).decode() if job._result is not None else None)
+        events.emit(pipe, "finished", job.id, job.meta.get("jobType"), result=result, **_finished_fields(job))
         _remember_success_in(pipe, job)
 
     def _finish_canceled(self, job: Job, execution) -> None:
@@ -623,16 +624,22 @@ def _finished_fields(job: Job) -> dict:
             "webhookUrl": job.meta.get("webhookUrl")}
 
 
+def _result_for_history(result_json: str | None) -> str | None:
+    """The result the `finished` event carries for the history database (history.maxResultBytes)."""
+    return events.result_for_history(result_json, runtime().settings.history.maxResultBytes)
+
+
 def _finish_payload(job: Job, result_ttl: int | None) -> tuple[str, dict]:
     """What vq/lua/admit.lua `finish` writes for a job that succeeded, as JSON, and the
     `finished` event's fields (for its log line). The result goes into the job's hash
     (RQ's own field for it, which RQ still reads back) instead of RQ's result stream: one
     key per job, which expires with it (vq.model.result_of reads either)."""
     job._status = JobStatus.FINISHED
+    result = job.serializer.dumps(job._result).decode()
     fields = ["status", JobStatus.FINISHED.value, "ended_at", utcformat(job.ended_at),
-              "last_heartbeat", utcformat(job.last_heartbeat or job.ended_at),
-              "result", job.serializer.dumps(job._result).decode()]
-    item, webhook_url, said = events.entry("finished", job.id, job.meta.get("jobType"), **_finished_fields(job))
+              "last_heartbeat", utcformat(job.last_heartbeat or job.ended_at), "result", result]
+    item, webhook_url, said = events.entry("finished", job.id, job.meta.get("jobType"),
+                                           result=_result_for_history(result), **_finished_fields(job))
     payload = {
         "id": job.id, "key": job.key, "fields": fields,
         "ttl": -1 if result_ttl is None or result_ttl < 0 else result_ttl,

@@ -35,11 +35,12 @@ from vq.api.auth import Forbidden, Principal, decode, verify_key
 from vq.api.ratelimit import RateLimited, check_rate
 from vq.config import Settings
 from vq.connection import make_async_client, make_client
-from vq.errors import InvalidInput, NotFound, VqError
+from vq.errors import Ambiguous, InvalidInput, NotFound, VqError
 from vq.jobtypes import get_job_type, job_types
 from vq.submission import Submission, submit, submit_each
 
-JOB_ID = Path(..., pattern=r"^[A-Za-z0-9_-]{1,128}$", description="A job id (RQ's: letters, digits, _ and -).")
+JOB_ID = Path(..., pattern=r"^[A-Za-z0-9_-]{1,128}$",
+              description="A job id (RQ's: letters, digits, _ and -), or a unique prefix of 8 or more characters.")
 BEARER = HTTPBearer(auto_error=False, description="A JWT, e.g. from `vq token create` (documents the scheme; "
                                                   "the token is checked by vq.api.auth)")
 SSE_BLOCK_MS = 15_000  # a keep-alive comment at least this often
@@ -49,7 +50,8 @@ TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job 
 
 
 class ErrorDetail(BaseModel):
-    code: str = Field(description="malformed, invalid, unauthorized, forbidden, not_found, conflict, too_large, "
+    code: str = Field(description="malformed, invalid, unauthorized, forbidden, not_found, conflict, ambiguous "
+                                  "(a job id prefix several jobs start with: the message names them), too_large, "
                                   "rate_limited, redis_unavailable")
     message: str = Field(description="one line naming what is wrong")
     field: str | None = Field(None, description="the request field at fault, when there is one")
@@ -62,7 +64,7 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
     (400, "Malformed request (the body is not JSON)"), (401, "Missing, malformed, expired or wrongly signed token"),
     (403, "The token's role or projects do not allow this"), (404, "No such job type, job or artifact"),
-    (409, "The job is not in a state that allows this"), (413, "Request body too large (http.maxBodyBytes)"),
+    (409, "The job is not in a state that allows this, or a job id prefix is ambiguous"), (413, "Request body too large (http.maxBodyBytes)"),
     (422, "A field is invalid; `field` names it"), (429, "Rate limited; see Retry-After"),
     (503, "Redis unreachable"))}
 
@@ -179,8 +181,11 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         return jobs.show(conn, job_id, settings, explain=False, reveal_to=principal.user_id)
 
     def visible_job(principal: Principal, job_type: str, job_id: str) -> dict:
-        """The job, if it exists, is of this type and the caller may see it; else 404."""
-        view = jobs.show(conn, job_id, settings, reveal_to=principal.user_id)
+        """The job, if it exists, is of this type and the caller may see it; else 404. `job_id`
+        may be a unique prefix among the jobs the caller may see of this type (409 `ambiguous`
+        names them); a trimmed job is answered from the history database."""
+        view = jobs.show(conn, job_id, settings, reveal_to=principal.user_id,
+                         visible=lambda c: c.job_type == job_type and principal.may_see(c.user_id, c.project_id))
         if view["jobType"] != job_type or not principal.may_see(view["userId"], view["projectId"]):
             raise NotFound(f"no such job {job_id!r}")
         return view
@@ -209,10 +214,18 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         if not principal.is_operator:
             sub.subscription = tier_of(principal)
             sub.allow_past = False
+            whole = []
             for dependency in sub.depends_on:  # another user's job cannot feed yours its results
-                found = jobs.owner(conn, dependency) if isinstance(dependency, str) else None
+                try:  # a prefix names one of the caller's own jobs only
+                    dependency = jobs.resolve(conn, dependency, settings,
+                                              visible=lambda c: principal.may_see(c.user_id, c.project_id))
+                except (NotFound, Ambiguous) as exc:
+                    raise type(exc)(f"dependsOn: {exc.message}", field="dependsOn") from None
+                found = jobs.owner(conn, dependency)
                 if found is None or not principal.may_see(*found):
                     raise NotFound(f"dependsOn: no such job {dependency!r}", field="dependsOn")
+                whole.append(dependency)
+            sub.depends_on = whole
         return sub
 
     # --- liveness (no token) ---------------------------------------------------------
@@ -424,43 +437,43 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     async def job_progress(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                            principal: Principal = Depends(caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
-        return {"id": view["id"], "status": view["status"], "progress": view["progress"]}
+        return {"id": view["id"], "status": view["status"], "progress": view["progress"], "trimmed": view["trimmed"]}
 
     @app.get("/api/jobs/{jobType}/{jobId}/result", tags=["jobs"], summary="Job result")
     async def job_result(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                          principal: Principal = Depends(caller)) -> dict:
-        await call(visible_job, principal, jobType, jobId)
-        return await call(jobs.result, conn, jobId)
+        view = await call(visible_job, principal, jobType, jobId)
+        return await call(jobs.result, conn, view["id"], settings)
 
     @app.get("/api/jobs/{jobType}/{jobId}/artifacts", tags=["jobs"], summary="The files a job produced")
     async def job_artifacts(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                             principal: Principal = Depends(caller)) -> dict:
-        await call(visible_job, principal, jobType, jobId)
-        files = await call(artifacts.listing, settings, jobId)
-        return {"id": jobId, "artifacts": [{"name": f["name"], "bytes": f["bytes"]} for f in files]}
+        view = await call(visible_job, principal, jobType, jobId)
+        files = await call(artifacts.listing, settings, view["id"])
+        return {"id": view["id"], "artifacts": [{"name": f["name"], "bytes": f["bytes"]} for f in files]}
 
     @app.get("/api/jobs/{jobType}/{jobId}/artifacts/{name:path}", tags=["jobs"], summary="One artifact's bytes",
              response_class=FileResponse, responses=ERRORS_AS_JSON)
     async def job_artifact(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                            name: str = Path(..., max_length=512, description="a name from the artifacts list"),
                            principal: Principal = Depends(caller)):
-        await call(visible_job, principal, jobType, jobId)
-        return FileResponse(await call(artifacts.file, settings, jobId, name))
+        view = await call(visible_job, principal, jobType, jobId)
+        return FileResponse(await call(artifacts.file, settings, view["id"], name))
 
     @app.delete("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Remove a job (cancel it first if running)")
     async def remove_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                          principal: Principal = Depends(caller)) -> dict:
-        await call(visible_job, principal, jobType, jobId)
-        removed = await call(jobs.remove, conn, jobId, artifacts.root(settings))
-        await audited(principal, "remove", jobType, jobId)
+        view = await call(visible_job, principal, jobType, jobId)
+        removed = await call(jobs.remove, conn, view["id"], artifacts.root(settings), settings)
+        await audited(principal, "remove", jobType, view["id"])
         return removed
 
     @app.post("/api/jobs/{jobType}/{jobId}/retry", tags=["jobs"], summary="Retry a failed job")
     async def retry_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                         principal: Principal = Depends(caller)) -> dict:
-        await call(visible_job, principal, jobType, jobId)
-        retried = await call(jobs.retry, conn, jobId)
-        await audited(principal, "retry", jobType, jobId)
+        view = await call(visible_job, principal, jobType, jobId)
+        retried = await call(jobs.retry, conn, view["id"], settings)
+        await audited(principal, "retry", jobType, view["id"])
         return retried
 
     return app

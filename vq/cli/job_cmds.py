@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vq import artifacts, audit, bulk, jobs
 from vq.cli import confirm
-from vq.cli.output import emit, err, out, status_text, table
+from vq.cli.output import emit, err, note, out, status_text, table
 from vq.cli.render import render_job, render_jobs, render_tree
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.durations import parse_duration_ms
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         """Show a job: status, progress, timings, attempts, dependencies, result or error."""
         st = state(ctx)
         if tree:
-            emit(jobs.tree(st.conn, job_id), as_json, render_tree)
+            emit(jobs.tree(st.conn, job_id, st.settings), as_json, render_tree)
         else:
             emit(jobs.show(st.conn, job_id, st.settings), as_json, render_job)
 
@@ -63,11 +63,12 @@ def register(app: typer.Typer) -> None:
         """Show a job's progress; with --follow, live until it ends (exit 1 if it fails)."""
         st = state(ctx)
         view = jobs.show(st.conn, job_id, st.settings)
+        job_id = view["id"]  # a prefix resolved once
         if not follow:
             emit({"id": view["id"], "status": view["status"], **view["progress"]}, as_json,
                  lambda v: out.print(f"{status_text(v['status'])} {v['percent']:.0f}% {v.get('message') or ''}"))
             return
-        view = _follow_json(st.conn, job_id) if as_json else _follow_bar(st.conn, job_id)
+        view = _follow_json(st.conn, job_id, st.settings) if as_json else _follow_bar(st.conn, job_id, st.settings)
         if view["status"] != "finished":
             raise typer.Exit(1)
 
@@ -75,7 +76,9 @@ def register(app: typer.Typer) -> None:
     def result(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
         """Print a finished job's result (and the artifact files it wrote)."""
         st = state(ctx)
-        res = jobs.result(st.conn, job_id)
+        res = jobs.result(st.conn, job_id, st.settings)
+        if res["trimmed"] and not as_json:
+            note(f"job {res['id']} was trimmed from Redis: its result comes from the history database")
         emit(res, as_json, lambda r: out.print_json(json.dumps(r["result"], default=str)))
 
     @app.command("retry")
@@ -87,8 +90,8 @@ def register(app: typer.Typer) -> None:
         """Run a failed, stopped or canceled job again; with --all, every failed job of a type or user."""
         st = state(ctx)
         if _single(job_id, every, "retry"):
-            view = jobs.retry(st.conn, job_id)
-            audit.record(st.conn, audit.cli_actor(), "operator", "retry", view["jobType"], job_id)
+            view = jobs.retry(st.conn, job_id, st.settings)
+            audit.record(st.conn, audit.cli_actor(), "operator", "retry", view["jobType"], view["id"])
             emit(view, as_json, lambda v: err.print(f"job {v['id']} requeued ({v['status']})"))
             return
         _check_type(st, job_type)
@@ -107,8 +110,8 @@ def register(app: typer.Typer) -> None:
         --all --user U, every waiting job of that user."""
         st = state(ctx)
         if _single(job_id, every, "cancel"):
-            view = jobs.cancel(st.conn, job_id, reason)
-            audit.record(st.conn, audit.cli_actor(), "operator", "cancel", view["jobType"], job_id, reason=reason)
+            view = jobs.cancel(st.conn, job_id, reason, st.settings)
+            audit.record(st.conn, audit.cli_actor(), "operator", "cancel", view["jobType"], view["id"], reason=reason)
             emit(view, as_json, lambda v: err.print(
                 f"job {v['id']} canceled" if v["status"] == "canceled" else f"job {v['id']}: cancellation requested"))
             return
@@ -130,8 +133,8 @@ def register(app: typer.Typer) -> None:
         --older-than 7d, every finished job that ended before then."""
         st = state(ctx)
         if _single(job_id, finished, "rm", flag="--finished"):
-            view = jobs.remove(st.conn, job_id, artifacts.root(st.settings))
-            audit.record(st.conn, audit.cli_actor(), "operator", "remove", view["jobType"], job_id)
+            view = jobs.remove(st.conn, job_id, artifacts.root(st.settings), st.settings)
+            audit.record(st.conn, audit.cli_actor(), "operator", "remove", view["jobType"], view["id"])
             emit({"id": view["id"], "removed": True}, as_json, lambda v: err.print(f"job {v['id']} removed"))
             return
         if not older_than:
@@ -188,14 +191,14 @@ def _bulk(st, chosen: list[dict], action: str, question: str, as_json: bool, yes
                                                      f"{r['skipped'][0]['reason']})" if r["skipped"] else "")))
 
 
-def _follow_bar(conn, job_id: str) -> dict:
+def _follow_bar(conn, job_id: str, settings) -> dict:
     with Progress(TextColumn("[bold]{task.fields[kind]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TextColumn("{task.fields[status]}"), TextColumn("{task.fields[msg]}"), TimeElapsedColumn(),
                   console=err) as bar:
-        view = jobs.show(conn, job_id)
+        view = jobs.show(conn, job_id, settings)
         task = bar.add_task("", total=100, kind=view["jobType"], status=view["status"], msg="")
         while True:
-            view = jobs.show(conn, job_id)
+            view = jobs.show(conn, job_id, settings)
             p = view["progress"]
             bar.update(task, completed=p["percent"], status=status_text(view["status"]), msg=p.get("message") or "")
             if view["status"] in TERMINAL:
@@ -206,10 +209,10 @@ def _follow_bar(conn, job_id: str) -> dict:
     return view
 
 
-def _follow_json(conn, job_id: str) -> dict:
+def _follow_json(conn, job_id: str, settings) -> dict:
     last = None
     while True:
-        view = jobs.show(conn, job_id)
+        view = jobs.show(conn, job_id, settings)
         line = {"id": view["id"], "status": view["status"], **view["progress"]}
         if line != last:
             print(json.dumps(line), flush=True)

@@ -53,6 +53,9 @@ def render_job(view: dict) -> None:
         grid.add_row("error", f"[red]{escape(e.get('category', ''))}: {escape(e.get('message', ''))}[/]")
     if view.get("result") is not None:
         grid.add_row("result", escape(_short(view["result"], 200)))
+    if view.get("trimmed"):
+        grid.add_row("trimmed", "[dim]no longer in Redis (its retention, removeOnComplete / removeOnFail); "
+                                "shown from the history database, which keeps no data or progress[/]")
     out.print(Panel(grid, title=f"job {view['id'][:12]}", expand=False))
 
 
@@ -86,7 +89,8 @@ def render_tree(node: dict) -> None:
     def label(n: dict) -> str:
         step = f" [dim]({escape(n['step'])})[/]" if n.get("step") else ""
         seen = " [dim]↑ shown above[/]" if n.get("repeated") else ""
-        return f"{n['id'][:12]} {escape(n.get('jobType') or '?')}{step} {status_text(n['status'])}{seen}"
+        gone = " [dim](trimmed)[/]" if n.get("trimmed") else ""
+        return f"{n['id'][:12]} {escape(n.get('jobType') or '?')}{step} {status_text(n['status'])}{gone}{seen}"
 
     root = Tree(label(node))
 

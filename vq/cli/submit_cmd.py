@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
             else:
                 print(job_id)
             return
-        view = jobs.wait(st.conn, job_id, timeout)
+        view = jobs.wait(st.conn, job_id, timeout, settings=st.settings)
         emit(view, as_json, render_job)
         if view["status"] != "finished":
             raise typer.Exit(1)

@@ -141,7 +141,9 @@ class JobScreen(_JobActions, LiveScreen):
         return self.job_id
 
     def fetch(self) -> dict:
-        return self.services.job(self.job_id)
+        view = self.services.job(self.job_id)
+        self.job_id = view["id"]  # a typed prefix is resolved once; actions name the whole id
+        return view
 
     def summary(self, v: dict) -> Text:
         line = Text(fmt.literal(v["jobType"]) + " ", style="bold")

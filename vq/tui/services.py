@@ -32,10 +32,12 @@ class Services:
                               offset=page * PAGE)
 
     def job(self, job_id: str) -> dict:
+        """A job by its id or a unique prefix of it (as typed); a trimmed one from history."""
         view = jobs.show(self.conn, job_id, self.settings)
-        last = jobs.fetch_job(self.conn, job_id).latest_result() if view["error"] else None
+        job_id = view["id"]
+        last = jobs.fetch_job(self.conn, job_id).latest_result() if view["error"] and not view["trimmed"] else None
         view["traceback"] = last.exc_string if last is not None and last.exc_string else None
-        view["tree"] = jobs.tree(self.conn, job_id)
+        view["tree"] = jobs.tree(self.conn, job_id, self.settings)
         view["artifactFiles"] = artifacts.listing(self.settings, job_id)
         try:
             view["timeline"] = history.timeline(historydb.open_db(self.settings, create=False), job_id)["transitions"]
@@ -69,17 +71,17 @@ class Services:
         return f"{job_type}: {removed} waiting job(s) removed"
 
     def retry(self, job_id: str) -> str:
-        view = jobs.retry(self.conn, job_id)
+        view = jobs.retry(self.conn, job_id, self.settings)
         self._audit("retry", view["jobType"], job_id)
         return f"job {job_id} requeued ({view['status']})"
 
     def cancel(self, job_id: str) -> str:
-        view = jobs.cancel(self.conn, job_id, f"canceled by {self.actor}")
+        view = jobs.cancel(self.conn, job_id, f"canceled by {self.actor}", self.settings)
         self._audit("cancel", view["jobType"], job_id)
         return f"job {job_id} canceled" if view["status"] == "canceled" else f"job {job_id}: cancellation requested"
 
     def remove(self, job_id: str) -> str:
-        view = jobs.remove(self.conn, job_id, artifacts.root(self.settings))
+        view = jobs.remove(self.conn, job_id, artifacts.root(self.settings), self.settings)
         self._audit("remove", view["jobType"], job_id)
         return f"job {job_id} removed"
 
