@@ -357,7 +357,9 @@ def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, tim
            before_drain: Callable[[], None] | None = None, jobs: int | None = None,
            after_drain: Callable[[], None] | None = None) -> RunResult:
     """Enqueue jobs no-op jobs with `Queue.enqueue` (JSON serializer), then time N
-    `rq worker --burst` processes (SimpleWorker for rq-simple) until all exited and all finished."""
+    `rq worker --burst` processes (SimpleWorker for rq-simple) until every job ended, as vq's
+    drain is timed; then wait for the workers to exit, untimed (with redis-py 8.2 a burst
+    worker can take a minute to exit: its pubsub thread's join has no timeout)."""
     conn.flushall()
     jobs = jobs or args.jobs
     queue = Queue(RQ_QUEUE, connection=conn, serializer=JSONSerializer)
@@ -381,13 +383,15 @@ def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, tim
         t0 = time.perf_counter()
         for handle in handles:
             procs.append(subprocess.Popen(cmd, env=env, stdout=handle, stderr=handle, cwd=workdir))
+        drain_s = None
         while True:
             finished, failed = ended_counts(conn, finished_keys, failed_keys)
             all_exited = all(p.poll() is not None for p in procs)
-            if all_exited and finished + failed >= jobs:
+            if drain_s is None and finished + failed >= jobs:
                 drain_s = time.perf_counter() - t0
                 if after_drain:
                     after_drain()
+            if all_exited and drain_s is not None:
                 break
             if all_exited:
                 raise BenchError(f"{system}: workers exited with only {finished}+{failed}/{jobs} jobs ended:\n"
