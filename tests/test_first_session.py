@@ -19,9 +19,9 @@ import threading
 import time
 from pathlib import Path
 
+import pexpect
 import pytest
 
-pexpect = pytest.importorskip("pexpect")
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "__vq_first_session__$ "
