@@ -129,3 +129,57 @@ def test_a_worker_stops_at_once_when_its_command_channel_was_already_unsubscribe
     stopping.join(10)
     assert not stopping.is_alive(), "the worker's teardown waits for the pubsub thread"
     assert time.monotonic() - started < 3
+
+
+def test_a_stop_during_the_admission_call_that_starts_a_job_runs_that_job_first(vq, redis_conn, monkeypatch):
+    """An idle worker's admission call also starts the job it gets. A SIGTERM (a reload, a
+    shutdown) that arrives while the call waits on Redis (here held by CLIENT PAUSE) must
+    not abandon the job the call starts (left `started` by nobody until its lease lapsed):
+    the worker runs it, then stops."""
+    import os
+    import signal
+    import threading
+
+    import redis
+    from rq.exceptions import StopRequested
+    from rq.serializers import JSONSerializer
+    from rq.utils import now
+    from rq.worker import WorkerStatus
+
+    from vq import limits
+    from vq.config import load_settings
+    from vq.submission import Submission, submit
+    from vq.worker import VqWorker
+
+    from vq import execution
+
+    settings = load_settings(vq.config_path, env={})
+    monkeypatch.setenv("VQ_CONFIG", str(vq.config_path))  # the in-process worker's runtime reads it
+    monkeypatch.setattr(execution, "_runtime", None)
+    limits.publish_config_limits(redis_conn, settings)
+    job_id = submit(redis_conn, settings, Submission("test-noop", user_id="ann", subscription="enterprise"))
+    worker = VqWorker([f"test-noop.{p}" for p in ("high", "normal", "low")], connection=redis_conn,
+                      serializer=JSONSerializer, name="vq.test.signal")
+    worker.register_birth()
+    worker.set_state(WorkerStatus.IDLE)  # written now: the dequeue's first write is the admission call
+    worker.heartbeat()
+    worker.last_cleaned_at = now()  # RQ's registry clean-up (a write too) not due
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    worker._install_signal_handlers()
+    pauser = redis.Redis(connection_pool=redis.ConnectionPool(**redis_conn.connection_pool.connection_kwargs))
+    try:
+        pauser.client_pause(600, all=False)  # writes (the admission script) wait 0.6 s
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        taken = worker.dequeue_job_and_maintain_ttl(timeout=2)
+        assert taken is not None and taken[0].id == job_id, "the job the call started is this worker's to run"
+        worker.execute_job(*taken)
+        assert redis_conn.hget(f"rq:job:{job_id}", "status") == b"finished"
+        try:
+            worker.dequeue_job_and_maintain_ttl(timeout=2)
+            raise AssertionError("the worker took another job after the stop")
+        except StopRequested:
+            pass  # and then it stops
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        pauser.close()

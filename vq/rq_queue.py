@@ -8,6 +8,7 @@ new jobs, retries and the scheduler alike.
 from __future__ import annotations
 
 import itertools
+from contextlib import nullcontext
 import time
 
 from redis import Redis
@@ -59,15 +60,18 @@ class VqQueue(Queue):
         admission = admission_for(connection)
         deadline = time.monotonic() + (timeout or 0)
         while True:
-            start = cls.starter.start_for_admission() if cls.starter is not None else None
-            admitted = admission.admit(types, start=start)
+            with cls.starter.starting() if cls.starter is not None else nullcontext():
+                start = cls.starter.start_for_admission() if cls.starter is not None else None
+                admitted = admission.admit(types, start=start)
+                taken = None
+                if admitted is not None:
+                    if admitted.started:
+                        taken = cls.starter.take_started(admitted, start.execution_id)
+                    else:
+                        taken = cls.take_admitted(connection, admitted, **kwargs)
+            if taken is not None:
+                return taken
             if admitted is not None:
-                if admitted.started:
-                    taken = cls.starter.take_started(admitted, start.execution_id)
-                else:
-                    taken = cls.take_admitted(connection, admitted, **kwargs)
-                if taken is not None:
-                    return taken
                 continue
             if timeout is None:
                 return None

@@ -15,6 +15,7 @@ import os
 import uuid
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import redis
@@ -29,6 +30,7 @@ from rq.serializers import JSONSerializer
 from rq.suspension import is_suspended
 from rq.timeouts import TimerDeathPenalty
 from rq.defaults import DEFAULT_WORKER_TTL
+from rq.exceptions import StopRequested
 from rq.utils import now, utcformat
 
 from vq import cache, events, keys, resources
@@ -133,6 +135,8 @@ class VqWorker(Worker):
     _written_state = None
     _start_pipe = None
     _prestarted = None  # (job, queue, execution) taken and started in the last job's finishing round trip
+    _starting = False  # inside an idle worker's admission call, which may start a job for it
+    _stop_pending = False  # a warm stop that waits for the job being (or already) started for this worker
     _max_jobs = None
     _executed = 0
     _memory_checked_at = float("-inf")
@@ -323,12 +327,14 @@ class VqWorker(Worker):
         dequeue (which goes through admission: VqQueue.dequeue_any)."""
         if self._prestarted is not None:
             return self._prestarted[0], self._prestarted[1]
+        if self._stop_pending:  # the job the stop waited for has run (or was put back)
+            raise StopRequested()
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def start_for_admission(self) -> Start | None:
         """An idle worker's admission call also starts the job it gets (one round trip
         less from arrival to handler), unless this worker is about to stop."""
-        if self._stop_requested or self.redis_lost or self.is_horse:
+        if self._stop_requested or self._stop_pending or self.redis_lost or self.is_horse:
             return None
         return Start(self.name, uuid.uuid4().hex, DEFAULT_WORKER_TTL, busy=self._written_state == WorkerStatus.BUSY)
 
@@ -338,7 +344,7 @@ class VqWorker(Worker):
         return None if self._prestarted is None else self._prestarted[:2]
 
     def _will_take_another(self) -> bool:
-        return not (self._stop_requested or self.redis_lost or self.is_horse or
+        return not (self._stop_requested or self._stop_pending or self.redis_lost or self.is_horse or
                     (self._max_jobs is not None and self._executed + 1 >= self._max_jobs))
 
     def _take_started(self, admitted: Admitted, execution_id: str) -> None:
@@ -412,6 +418,30 @@ class VqWorker(Worker):
     def dequeue_timeout(self) -> int:
         # Wake every second so a resumed queue is picked up at once.
         return 1
+
+    def _shutdown(self):
+        """RQ's warm stop, called from the signal handler. A job admission is starting, or
+        has started, for this worker runs first, and the worker stops after it: RQ would
+        raise StopRequested out of an idle worker's admission call (the job it started there
+        would wait, shown as started, until its lease lapsed), or stop a busy worker before
+        the job its finishing round trip had started (put back unrun: a started and a
+        requeued event, and the job started twice)."""
+        if self._starting or self._prestarted is not None:
+            self._stop_pending = True
+            return
+        super()._shutdown()
+
+    @contextmanager
+    def starting(self):
+        """Around an idle worker's admission call: a stop that arrives meanwhile waits for it
+        (`_shutdown`), and comes right after it when nothing was started."""
+        self._starting = True
+        try:
+            yield
+        finally:
+            self._starting = False
+        if self._stop_pending and self._prestarted is None:
+            raise StopRequested()
 
     def request_force_stop(self, signum, frame):
         if self.horse_pid:  # a forked job: RQ takes the child down; its lease lapses and it is requeued
