@@ -131,10 +131,20 @@ def test_the_readme_first_session_runs_verbatim_against_a_daemon_on_a_terminal(h
             after = json.loads(subprocess.run([sys.executable, "-m", "vq", "show", after["id"], "--json"], env=env,
                                               capture_output=True, text=True, timeout=60).stdout)
         assert after["status"] == "finished", after
+        # Ctrl-C, as the operator stops it: the terminal signals the daemon's whole process
+        # group (its workers and HTTP server too), and it stops with no traceback from any.
+        daemon.child.sendintr()
+        daemon.wait_for(r"vq daemon stopped", timeout=60)
+        deadline = time.monotonic() + 30
+        while daemon.child.isalive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not daemon.child.isalive(), "the daemon did not exit after Ctrl-C"
+        time.sleep(0.5)  # the reader takes the terminal's last lines
         log = daemon.text()
         if os.environ.get("VQ_TEST_TRANSCRIPT"):
             Path(os.environ["VQ_TEST_TRANSCRIPT"]).write_text(shell.text() + "\n=== daemon ===\n" + log)
         assert "Traceback" not in log and "unhandled exception" not in log, log[-4000:]
+        assert "KeyboardInterrupt" not in log, log[-4000:]
     finally:
         if shell is not None:
             shell.child.terminate(force=True)

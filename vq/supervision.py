@@ -44,6 +44,11 @@ def entry(channel, target, args: tuple, close: list = ()) -> None:
         inherited.close()
     try:
         target(*args)
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal signals the whole foreground process group, children
+        # included; the supervisor got it too and is stopping them. uvicorn's asyncio
+        # runner re-raises the SIGINT it handled: that is a stop, not a crash.
+        sys.exit(0)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         say(redisDown=True, error=error_line(exc))
         sys.exit(1)
