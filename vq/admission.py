@@ -7,12 +7,14 @@ directly: they call `admit()`, a Lua script that moves new arrivals into per-use
 waiting lines and hands out the next job whose user and type both have a free slot,
 leasing both slots in the same atomic step. Users take turns within a priority level;
 a job that waited past the aging threshold moves up a level. A lease lapses unless the
-running worker renews it, so a killed worker's slots come back by themselves.
+running worker renews it, so a killed worker's slots come back by themselves. Each lease
+carries a token (fenced leases: vq/fence.py), and only its holder's writes count.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import NamedTuple
 
 from redis import Redis
@@ -38,12 +40,15 @@ class Admission:
         self.lease_ms = lease_ms
         self._admit = lua.script(conn, "admit.lua")
         self._promote = lua.script(conn, "promote.lua")
+        self._renew = lua.script(conn, "renew.lua")
 
     def admit(self, job_types: list[str], start: Start | None = None) -> Admitted | None:
         """Route arrivals and admit one job of these types, or None. The job's hash comes
         back in the same round trip, so the worker need not fetch it; with `start` the job
         is also started for that worker."""
-        return parse_admitted(self._admit(args=self._admit_args(job_types, start)))
+        asked_at = time.monotonic()  # before Redis sets the lease's deadline: the worker's own is earlier
+        admitted = parse_admitted(self._admit(args=self._admit_args(job_types, start)))
+        return admitted._replace(asked_at=asked_at) if admitted is not None else None
 
     def admit_in(self, pipe, job_types: list[str], start: Start | None = None,
                  give_back: tuple[str, str, str] | None = None, finish: str = "") -> None:
@@ -59,7 +64,7 @@ class Admission:
     def _admit_args(self, job_types: list[str], start: Start | None = None,
                     give_back: tuple[str, str, str] | None = None, finish: str = "") -> list:
         moment = now()
-        args = [int(moment.timestamp() * 1000), self.lease_ms, DRAIN_MAX, SCAN_MAX, *(give_back or ("", "", "")),
+        args = [uuid.uuid4().hex, self.lease_ms, DRAIN_MAX, SCAN_MAX, *(give_back or ("", "", "")),
                 finish]
         if start is None:
             args += ["", "", "", ""]
@@ -68,10 +73,10 @@ class Admission:
         return [*args, len(job_types), *job_types]
 
     def parse_admitted(self, reply, give_back: tuple[str, str, str] | None = None,
-                       finish: str = "") -> tuple[bool, Admitted | None]:
+                       finish: str = "") -> tuple[bool, Admitted | None, bool]:
         """The reply of `admit_in`: (whether the finished job has dependents, the admitted
-        job or None). `give_back` and `finish` as given to it, done here if the script did
-        not run."""
+        job or None, whether the finished job's end was refused because its lease token was
+        stale). `give_back` and `finish` as given to it, done here if the script did not run."""
         if isinstance(reply, ResponseError):
             if "NOSCRIPT" not in str(reply):
                 raise reply
@@ -83,13 +88,10 @@ class Admission:
         now = int(time.time() * 1000)
         return int(self._promote(args=[now, threshold_ms, max_per_level, len(job_types), *job_types]))
 
-    def renew(self, job_id: str, job_type: str, user_id: str) -> None:
-        """Extend a running job's leases; XX: a lease that already lapsed is not revived."""
-        deadline = int(time.time() * 1000) + self.lease_ms
-        with self.conn.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.running_type(job_type), {job_id: deadline}, xx=True)
-            pipe.zadd(keys.running_user(user_id), {job_id: deadline}, xx=True)
-            pipe.execute()
+    def renew(self, job_id: str, job_type: str, user_id: str, token: str, conn: Redis | None = None) -> int:
+        """Extend a running job's leases, by their holder only (vq/lua/renew.lua): 1 renewed,
+        0 lost (lapsed, which is never revived, or taken over), -1 given back by the holder."""
+        return int(self._renew(args=[job_id, job_type, user_id, token, self.lease_ms], client=conn or self.conn))
 
 
 class Start(NamedTuple):
@@ -106,18 +108,26 @@ class Admitted(NamedTuple):
     user: str
     data: dict  # the job's hash, as HGETALL gives it
     started: bool  # started for the calling worker in the same step (admit_in with start)
+    asked_at: float = 0.0  # monotonic time the admission call was sent (the lease's deadline is later)
+
+    @property
+    def token(self) -> str | None:
+        """The token of the lease the job was admitted under (vq/fence.py)."""
+        value = self.data.get(keys.LEASE_FIELD.encode())
+        return value.decode() if value else None
 
 
 def parse_admitted(result) -> Admitted | None:
     return _parse_reply(result)[1]
 
 
-def _parse_reply(result) -> tuple[bool, Admitted | None]:
+def _parse_reply(result) -> tuple[bool, Admitted | None, bool]:
+    has_dependents, stale = result[0] == 1, result[0] == -1
     if len(result) < 2:
-        return bool(result[0]), None
+        return has_dependents, None, stale
     flat = result[4]
-    return bool(result[0]), Admitted(result[1].decode(), result[2].decode(), result[3].decode(),
-                                      dict(zip(flat[::2], flat[1::2])), bool(result[5]))
+    return has_dependents, Admitted(result[1].decode(), result[2].decode(), result[3].decode(),
+                                    dict(zip(flat[::2], flat[1::2])), bool(result[5])), stale
 
 
 def release(conn: Redis, job_id: str, job_type: str, user_id: str) -> None:

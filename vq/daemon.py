@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 
 import redis
@@ -43,6 +44,7 @@ PRESENCE_EVERY = 2.0
 EXIT_REDIS_DOWN = 3  # a child's exit code when it lost Redis (it says so too: supervision.say)
 EXIT_CRASHED = 1  # a worker whose RQ loop quit on an exception
 AGE_EVERY = 2.0
+FENCE_CHECK_EVERY = 0.05  # how often the daemon looks for a worker past its lease deadline (vq/fence.py)
 
 
 @dataclass
@@ -64,11 +66,14 @@ def _worker_prefix(host: str, index) -> str:
     return f"vq.{host}.{index}"
 
 
-def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str) -> None:
+def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str,
+                 deadline=None) -> None:
+    from vq import worker as worker_module
     from vq.execution import install_runtime
     from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
 
     die_with_parent()
+    worker_module.SHARED_DEADLINE = deadline  # where its fence says when it must be gone (watch_leases)
     logs.configure(log_level)
     install_runtime(settings)
     conn = make_client(settings, socket_timeout=None)
@@ -227,6 +232,7 @@ class _Child:
     parked: bool = False  # a worker autoscaling has not started, or retired: not restarted
     channel: object = None  # the supervisor's end of the pipe the process says its last words on
     crashes: supervision.Restarts = None
+    deadline: object = None  # a worker's: shared memory, monotonic time by which it must be gone (vq/fence.py)
 
     def __post_init__(self):
         self.crashes = supervision.Restarts(self.name)
@@ -276,6 +282,7 @@ class Daemon:
         for child in self.children:
             if self._wanted(child):
                 self._start(ctx, child)
+        threading.Thread(target=self._watch_leases, daemon=True, name="vq-lease-deadlines").start()
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGHUP, self._request_reload)
@@ -443,10 +450,14 @@ class Daemon:
         if child.channel is not None:
             child.channel.close()
         child.channel, words = ctx.Pipe(duplex=False)
+        args = child.args
+        if child.name.startswith("worker-"):
+            child.deadline = ctx.Value("d", 0.0, lock=False)
+            args = (*args, child.deadline)
         # Only the HTTP child keeps the listening socket: a worker holding it would keep the
         # port taken after its daemon let go of it.
         others = [self.listener.sock] if self.listener and self.listener.sock and child.name != "http" else []
-        child.process = ctx.Process(target=supervision.entry, args=(words, child.target, child.args, others),
+        child.process = ctx.Process(target=supervision.entry, args=(words, child.target, args, others),
                                     name=f"vq-{child.name}", daemon=False)
         child.process.start()
         words.close()
@@ -480,6 +491,29 @@ class Daemon:
                 self._start(ctx, child)
         if self.embedded is not None and self.embedded.ensure_running():
             log.warning("embedded Redis had stopped; restarted it")
+
+    def _watch_leases(self) -> None:
+        """Kill a worker that still holds a lease past the moment it had to be gone by
+        (vq/fence.py): its job could not be stopped in the process (it was stopped with
+        SIGSTOP, or its handler is stuck in native code), and the lease lapses in Redis
+        soon after, when another job may take the slot. A thread of its own, so a slow
+        chore cannot delay it; SIGKILL works on a stopped process too."""
+        while True:
+            time.sleep(FENCE_CHECK_EVERY)
+            now = time.monotonic()
+            for child in list(self.children):
+                process, deadline = child.process, child.deadline
+                if process is None or deadline is None or not deadline.value or now < deadline.value:
+                    continue
+                if process.is_alive():
+                    log.warning("%s (pid %d) held a job's lease past its deadline (stopped, or stuck where "
+                                "it cannot be interrupted): killed, so the lease can lapse with nothing running "
+                                "under it", child.name, process.pid)
+                    try:
+                        os.kill(process.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                deadline.value = 0.0
 
     def _died(self, child: _Child, now: float) -> float:
         """Seconds until a dead child is restarted; logs what an operator needs to hear.

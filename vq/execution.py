@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, costs, events, keys, providers, resources
+from vq import artifacts, costs, events, fence, keys, providers, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import BudgetHeld, HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
@@ -170,12 +170,13 @@ def run_job(job_type: str, data: dict) -> dict:
             if retry_at is not None:
                 raise ProviderUnavailable(provider, max(0.0, retry_at - time.time()))
         try:
-            result = handler(ctx, protector(rt.settings).unseal(data))
+            with fence.interruptible(job.id):  # a lost lease stops it (vq/fence.py)
+                result = handler(ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
-        job.save_meta()
+        fence.write_meta(job.connection, job)  # refused if another worker holds the job now
         if isinstance(exc, ProviderError) and not getattr(exc, "accounted", False):
             state = breakers.failure(exc.provider)
             ctx.log.warning("provider %s failed (%s); its breaker is %s", exc.provider, exc, state)
@@ -199,11 +200,16 @@ def _progress_reporter(job: Job, job_type: str):
         if job.connection.exists(keys.cancel_request(job.id)):
             raise JobCanceled("canceled while running")
         job.meta["progress"] = {"percent": round(percent, 2), "message": message}
-        job.save_meta()
         now = time.monotonic()
+        event = None
         if percent >= 100 or now - last_event[0] >= PROGRESS_EVENT_INTERVAL:
             last_event[0] = now
-            events.emit(job.connection, "progress", job.id, job_type, percent=round(percent, 2), message=message)
+            item, _url, fields = events.entry("progress", job.id, job_type, percent=round(percent, 2), message=message)
+            event = [part for pair in item.items() for part in pair]
+        if not fence.write_meta(job.connection, job, event):  # a stale worker: this attempt is over
+            raise fence.LeaseLost(f"job {job.id}: its lease passed to another worker")
+        if event is not None:
+            events.say("progress", job.id, job_type, fields)
 
     return report
 

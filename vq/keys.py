@@ -200,3 +200,9 @@ def dependents(job_id: str) -> str:
     kept until it is deleted (RQ's own set of dependents is emptied when they are enqueued);
     trimming keeps a job while one of them has not ended (vq/dependents.py)."""
     return f"{PREFIX}dependents:{job_id}"
+
+
+# --- fenced leases (vq/fence.py) -----------------------------------------------------
+LEASE_FIELD = "vq_lease"  # in a running job's RQ hash: the token of the lease it runs under
+STALE_REFUSED = PREFIX + "fence:refused"  # counter: writes refused because their lease token was stale
+LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it could not keep their lease

@@ -11,7 +11,7 @@ from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, Gaug
 from prometheus_client.exposition import generate_latest
 from redis import Redis
 
-from vq import health, metrics, provider_stats, queues
+from vq import health, keys, metrics, provider_stats, queues
 from vq.config import Settings
 
 STATES = ("queued", "limited", "running", "scheduled", "deferred", "failed", "finished", "canceled")
@@ -65,6 +65,11 @@ class _Collector:
         yield level
         yield GaugeMetricFamily("vq_workers_alive", "Workers with a recent heartbeat",
                                 value=report["workers"]["alive"])
+        refused, lost = self.conn.mget(keys.STALE_REFUSED, keys.LEASES_LOST)
+        yield CounterMetricFamily("vq_fence_stale_writes_refused", "Writes of workers whose lease had passed to "
+                                  "another holder, refused (fenced leases)", value=int(refused or 0))
+        yield CounterMetricFamily("vq_fence_leases_lost", "Jobs a worker stopped because it could not renew "
+                                  "their lease in time", value=int(lost or 0))
         breakers = GaugeMetricFamily("vq_breaker_open", "1 when a provider's circuit breaker is open",
                                      labels=["provider"])
         for provider in report["breakers"]:

@@ -84,9 +84,12 @@ class VqQueue(Queue):
     def take_admitted(cls, connection, admitted, **kwargs):
         """(job, queue) for what admission handed out, or None if the job was deleted
         meanwhile (its slots are given back)."""
-        job_id, queue_name, user, data, _started = admitted
+        job_id, queue_name, user, data = admitted.job_id, admitted.queue_name, admitted.user, admitted.data
         if data:
-            return cls._restore_admitted(connection, queue_name, job_id, data, **kwargs)
+            job, queue = cls._restore_admitted(connection, queue_name, job_id, data, **kwargs)
+            job._vq_lease = admitted.token  # every write for it is fenced with it (vq/fence.py)
+            job._vq_asked_at = admitted.asked_at or time.monotonic()
+            return job, queue
         release(connection, job_id, keys.split_queue_name(queue_name)[0], user)
         return None
 

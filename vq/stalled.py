@@ -1,10 +1,13 @@
 """Stalled jobs: a job RQ still calls `started` whose concurrency lease has lapsed, because
 its worker was killed or its host vanished. BullMQ's rule: put it back in line, unless it
-has stalled more than `maxStalledCount` times, then fail it."""
+has stalled more than `maxStalledCount` times, then fail it.
+
+Leases are fenced (vq/fence.py): a lease lapses on Redis's clock only after its worker has
+stopped the job (or its daemon has killed the worker), and recovery takes the token away in
+the same transaction that settles the job, so the old holder's late writes are refused."""
 
 from __future__ import annotations
 
-import time
 
 from redis import Redis
 from redis.exceptions import WatchError
@@ -21,7 +24,7 @@ from vq.rq_queue import rq_queue
 
 def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
     """Requeue or fail every stalled job; returns (job id, what happened)."""
-    now = int(time.time() * 1000)
+    now = redis_now_ms(conn)  # leases' deadlines are on Redis's clock (vq/lua/admit.lua)
     max_stalled = settings.queue.settings.maxStalledCount
     outcomes = recover_admitted(conn, settings, now)
     for job_type in job_types(settings):
@@ -41,6 +44,11 @@ def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
         # is gone) are dropped here, so the set does not grow.
         conn.zremrangebyscore(keys.running_type(job_type), "-inf", now)
     return outcomes
+
+
+def redis_now_ms(conn: Redis) -> int:
+    seconds, micros = conn.time()
+    return seconds * 1000 + micros // 1000
 
 
 def _lapsed_in_started_registries(conn: Redis, job_type: str, now: int) -> list[str]:
@@ -70,11 +78,12 @@ def recover_admitted(conn: Redis, settings: Settings, now: int) -> list[tuple[st
                     continue
                 pipe.multi()
                 pipe.zrem(keys.ADMITTED, job_id)
+                pipe.hdel(job.key, keys.LEASE_FIELD)
+                admission.release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId") or "_")
                 rq_queue(conn, job.origin)._enqueue_job(job, pipeline=pipe, at_front=True)
                 pipe.execute()
             except WatchError:
                 continue  # a worker started it meanwhile
-        admission.release(conn, job.id, job.meta.get("jobType", ""), job.meta.get("userId") or "_")
         events.emit(conn, "stalled", job.id, job.meta.get("jobType"), action="requeued", reason="admitted, never started")
         outcomes.append((job.id, "requeued"))
     return outcomes
@@ -95,6 +104,10 @@ def _settle_if_still_started(conn: Redis, job: Job, settle) -> bool:
             if entries:
                 pipe.zrem(registry.key, *entries)
             pipe.hset(job.key, "meta", job._serialize_meta())
+            pipe.hdel(job.key, keys.LEASE_FIELD)  # the old holder's writes are refused from now on
+            # Its slots back in the same step: once requeued, the job may be admitted again
+            # at once, and a later give-back would take the new holder's lease.
+            admission.release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId") or "_")
             settle(pipe)
             pipe.execute()
         except WatchError:
@@ -113,7 +126,6 @@ def _started_entries(conn, registry: StartedJobRegistry, job_id: str) -> list[by
 def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | None:
     stalled = int(job.meta.get("stalledCount", 0)) + 1
     job.meta["stalledCount"] = stalled
-    user = job.meta.get("userId") or "_"
     if stalled <= max_stalled:
         job.meta["attempts"] = max(0, int(job.meta.get("attempts", 1)) - 1)  # the lost run is not charged
         def requeue(pipe) -> None:
@@ -121,7 +133,6 @@ def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | Non
 
         if not _settle_if_still_started(conn, job, requeue):
             return None
-        admission.release(conn, job.id, job_type, user)
         events.emit(conn, "stalled", job.id, job_type, stalledCount=stalled, action="requeued")
         return "requeued"
     job.meta["error"] = {"category": "stalled", "type": "Stalled",
@@ -134,7 +145,6 @@ def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | Non
 
     if not _settle_if_still_started(conn, job, fail):
         return None
-    admission.release(conn, job.id, job_type, user)
     events.emit(conn, "failed", job.id, job_type, category="stalled", error=job.meta["error"]["message"],
                 webhookUrl=job.meta.get("webhookUrl"))
     if not job.allow_dependency_failures:

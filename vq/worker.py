@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import uuid
 import threading
 import time
@@ -33,7 +34,8 @@ from rq.defaults import DEFAULT_WORKER_TTL
 from rq.exceptions import StopRequested
 from rq.utils import now, utcformat
 
-from vq import cache, events, keys, resources
+from vq import cache, events, fence, keys, resources
+from vq.procutil import die_with_parent
 from vq.jobs import cancel_dependents
 from vq.admission import Admitted, Start, forget_idle_in, release, release_in
 from vq.execution import BEGUN, begin_attempt, runtime
@@ -91,32 +93,16 @@ class LastError(logging.Filter):
         return True
 
 
-class LeaseKeeper(threading.Thread):
-    """One thread per worker process that renews the running job's leases every third of
-    the lease, so a live job keeps its slots and a dead worker's slots lapse."""
+SHARED_DEADLINE = None  # set by the daemon's worker entry: where this process's fence says when it must be gone
+_process_fence: fence.Fence | None = None
 
-    def __init__(self, admission, log):
-        super().__init__(daemon=True, name="vq-lease-keeper")
-        self.admission, self.log = admission, log
-        self._lock = threading.Lock()
-        self._held: tuple[str, str, str] | None = None
 
-    def hold(self, job_id: str | None, job_type: str = "", user_id: str = "") -> None:
-        with self._lock:
-            self._held = (job_id, job_type, user_id) if job_id else None
-
-    def run(self) -> None:
-        interval = max(0.2, self.admission.lease_ms / 3000)
-        while True:
-            time.sleep(interval)
-            with self._lock:
-                held = self._held
-            if held is None:
-                continue
-            try:
-                self.admission.renew(*held)
-            except Exception:  # Redis briefly away: the next tick tries again
-                self.log.warning("could not renew the lease of job %s", held[0])
+def process_fence(conn) -> fence.Fence:
+    """The process's one Fence (vq/fence.py), shared by its main worker and thread workers."""
+    global _process_fence
+    if _process_fence is None:
+        _process_fence = fence.Fence(conn, admission_for(conn).lease_ms, SHARED_DEADLINE)
+    return _process_fence
 
 
 class RequeueOnShutdown(Exception):
@@ -142,6 +128,7 @@ class VqWorker(Worker):
     _memory_checked_at = float("-inf")
     _unwritten_done = 0  # jobs done since the worker's counts were last written (_flush_counts)
     _unwritten_busy = 0.0
+    _lease: fence.Lease | None = None  # the running job's (vq/fence.py)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -241,7 +228,10 @@ class VqWorker(Worker):
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int):
         """RQ writes a last heartbeat into the job here, one round trip just before the
-        write that ends the job; keep the times and let that write carry them."""
+        write that ends the job; keep the times and let that write carry them. The handler
+        has returned: its lease needs no more renewals (the end is fenced by its token)."""
+        if not self._forking:
+            self._disarm()
         job.ended_at = now()
         job.last_heartbeat = job.ended_at
 
@@ -253,11 +243,16 @@ class VqWorker(Worker):
 
     def work(self, *args, **kwargs):
         self._say_once()
+        if threading.current_thread() is threading.main_thread():
+            fence.install_interrupt_handler()
         self._max_jobs = kwargs.get("max_jobs")
         return super().work(*args, **kwargs)
 
     def main_work_horse(self, job: Job, queue: Queue):
-        """In the forked child: the job type's memory and CPU limits first (vq/resources.py)."""
+        """In the forked child: the job type's memory and CPU limits first (vq/resources.py).
+        It dies with its worker: a worker killed for holding a lease too long (vq/fence.py)
+        must not leave the job running."""
+        die_with_parent(signal.SIGKILL)
         try:
             resources.apply(runtime().job_type(job.meta.get("jobType", ""))[0])
         except Exception:  # noqa: BLE001 - an unknown type fails in run_job, with its own message
@@ -265,10 +260,10 @@ class VqWorker(Worker):
         super().main_work_horse(job, queue)
 
     def execute_job(self, job: Job, queue: Queue):
-        """Run the job while the lease keeper renews its concurrency leases."""
-        keeper = self._lease_keeper()
-        keeper.hold(job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
+        """Run the job under its fenced lease (vq/fence.py): renewed while it runs; if it
+        cannot be, the handler is interrupted (a forked child killed) before it lapses."""
         self._forking = _isolation_of(job) == "fork"
+        self._arm(job)
         began = time.monotonic()
         try:
             if self._forking:
@@ -276,7 +271,7 @@ class VqWorker(Worker):
             else:
                 SimpleWorker.execute_job(self, job, queue)
         finally:
-            keeper.hold(None)
+            self._disarm()
             self._forking = False
             self._executed += 1
             self._replace_if_too_big(time.monotonic() - began)
@@ -369,8 +364,9 @@ class VqWorker(Worker):
         held, self._prestarted = self._prestarted, None
         if held is not None:
             job, queue, execution = held
-            self._requeue(job, queue, execution, reason="worker stopping")
-            self._release(job)
+            with self._fenced_writes(job):
+                self._requeue(job, queue, execution, reason="worker stopping")
+                self._release(job)
 
     def unsubscribe(self):
         """RQ's, without its wait of up to a minute: redis-py's pubsub thread, once
@@ -402,11 +398,66 @@ class VqWorker(Worker):
                              self.name, self._prestarted and self._prestarted[0].id)
         super().teardown()
 
-    def _lease_keeper(self) -> "LeaseKeeper":
-        if getattr(self, "_keeper", None) is None:
-            self._keeper = LeaseKeeper(admission_for(self.connection), self.log)
-            self._keeper.start()
-        return self._keeper
+    def _arm(self, job: Job) -> None:
+        token = getattr(job, "_vq_lease", None)
+        if token is None:  # started by an older vq: no token to renew under; recovery handles it
+            return
+        if self._forking:
+            stop = fence.kill_child(lambda: self.horse_pid)
+        else:
+            stop = fence.interrupter(threading.get_ident())
+        self._lease = process_fence(self.connection).hold(
+            job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"), token,
+            getattr(job, "_vq_asked_at", None) or time.monotonic(), stop)
+
+    def _disarm(self) -> None:
+        lease = self._lease
+        if lease is not None and not lease.dropped:
+            process_fence(self.connection).drop(lease)
+
+    def _lease_lost(self, job: Job) -> bool:
+        """The job was stopped because its lease could not be kept: its worker writes
+        nothing for it (stalled-job recovery puts it back in line once the lease lapses)."""
+        lease = self._lease
+        if lease is None or lease.job_id != job.id or not lease.lost:
+            return False
+        self.log.warning("Worker %s: job %s stopped (lease lost); nothing written for this attempt",
+                         self.name, job.id)
+        try:
+            self.connection.incr(keys.LEASES_LOST)
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+        return True
+
+    def _refused_if_stale(self, job: Job, what: str) -> bool:
+        """Whether the job's lease token is no longer its own (taken over while this worker
+        was paused or cut off): then the write is refused, counted and logged."""
+        try:
+            stale = fence.is_stale(self.connection, job)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False  # the write itself will fail, or be fenced
+        if stale:
+            self.connection.incr(keys.STALE_REFUSED)
+            fence.refused(job.id, what)
+        return stale
+
+    @contextmanager
+    def _fenced_writes(self, job: Job):
+        """While RQ's code writes the job's end: every transaction it opens applies only
+        under the job's lease token (fence.FencedRedis)."""
+        token = getattr(job, "_vq_lease", None)
+        if token is None:
+            yield
+            return
+        plain = self.connection
+        self.connection = fence.FencedRedis(plain, job.key, token)
+        try:
+            yield
+        except fence.StaleLease:
+            plain.incr(keys.STALE_REFUSED)
+            fence.refused(job.id, "end of job")
+        finally:
+            self.connection = plain
 
     def _release(self, job: Job) -> None:
         try:
@@ -460,6 +511,15 @@ class VqWorker(Worker):
         call_exception_handlers(self._exc_handlers, job, *exc_info)
 
     def handle_job_failure(self, job: Job, queue: Queue, started_job_registry=None, exc_string="", execution=None):
+        if self._lease_lost(job):
+            self._requeue_current = False
+            return
+        if self._refused_if_stale(job, "failure"):
+            return
+        with self._fenced_writes(job):
+            self._handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+
+    def _handle_job_failure(self, job: Job, queue: Queue, started_job_registry, exc_string, execution):
         if self._requeue_current:
             self._requeue(job, queue, execution)
             self._release(job)
@@ -478,6 +538,8 @@ class VqWorker(Worker):
             job.retries_left = 0
         will_retry = job.should_retry
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+        if self.connection.__class__ is fence.FencedRedis and fence.is_stale(self.connection, job):
+            raise fence.StaleLease(job.key)  # RQ logged its refused transaction: no events, no dependents
         job_type = job.meta.get("jobType")
         if will_retry:
             status = job.get_status(refresh=False)
@@ -508,10 +570,13 @@ class VqWorker(Worker):
         not kept, and a forked child's job end RQ's way."""
         result_ttl = job.get_result_ttl(self.default_result_ttl)
         if job.repeats_left or result_ttl == 0 or self.is_horse:
-            super().handle_job_success(job, queue, started_job_registry, execution)
-            with self.connection.pipeline(transaction=False) as pipe:
-                self._succeeded_in(pipe, job)
-                pipe.execute()
+            if self._refused_if_stale(job, "success"):
+                return
+            with self._fenced_writes(job):
+                super().handle_job_success(job, queue, started_job_registry, execution)
+                with self.connection.pipeline(transaction=False) as pipe:
+                    self._succeeded_in(pipe, job)
+                    pipe.execute()
             return
         self.increment_successful_job_count()
         self.increment_total_working_time(job.ended_at - job.started_at, None)
@@ -520,6 +585,7 @@ class VqWorker(Worker):
         execution_id = uuid.uuid4().hex
         give_back = (job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
         finish, said = _finish_payload(job, result_ttl)
+        asked_at = time.monotonic()  # the next job's lease is granted after this
         with self.connection.pipeline(transaction=False) as pipe:
             admission.admit_in(pipe, admission_order(self._ordered_queues) if take_another else [],
                                start=Start(self.name, execution_id, DEFAULT_WORKER_TTL,
@@ -531,11 +597,14 @@ class VqWorker(Worker):
             if not take_another:
                 self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             replies = pipe.execute(raise_on_error=False)
-        has_dependents, admitted = admission.parse_admitted(replies[0], give_back, finish)
+        has_dependents, admitted, stale = admission.parse_admitted(replies[0], give_back, finish)
         problems = [r for r in replies[1:] if isinstance(r, Exception)]
-        events.say("finished", job.id, job.meta.get("jobType"), said)
+        if stale:
+            fence.refused(job.id, "success: result discarded")
+        else:
+            events.say("finished", job.id, job.meta.get("jobType"), said)
         if admitted is not None:
-            self._take_started(admitted, execution_id)
+            self._take_started(admitted._replace(asked_at=asked_at), execution_id)
         if problems:
             raise problems[0]
         if has_dependents:  # their set already has the job's expiry (admit.lua finish)
@@ -677,6 +746,7 @@ def _finish_payload(job: Job, result_ttl: int | None) -> tuple[str, dict]:
         "registry": job.finished_job_registry.key,
         "event": [part for pair in item.items() for part in pair], "webhook": webhook_url or "",
         "dependents": job.dependents_key,
+        "token": getattr(job, "_vq_lease", None),  # fences the end and the give-back (vq/fence.py)
     }
     return json.dumps(payload, separators=(",", ":")), said
 

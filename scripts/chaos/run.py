@@ -1,23 +1,35 @@
-"""Chaos run: vq never loses a job, even while its workers are SIGKILLed and Redis crashes.
+"""Chaos run: vq never loses a job and never exceeds a limit, while its workers are
+SIGKILLed or stopped, Redis crashes or pauses, and daemons are cut off from Redis.
 
-Why: vq promises that a submitted job always ends finished or in the dead-letter queue. A
-killed worker's job must come back when its lease lapses (stalled recovery), a crashed Redis
-must come back from its AOF with every acknowledged write, and no concurrency slot may stay
-taken. The test suite checks each path alone; this run hits them all at once, at volume,
-across several daemons sharing one Redis, and counts what came out.
+Why: vq promises that a submitted job always ends finished or in the dead-letter queue, and
+that no more jobs run at once than a limit allows, on every host. A killed worker's job must
+come back when its lease lapses (stalled recovery), a crashed Redis must come back from its
+AOF with every acknowledged write, no concurrency slot may stay taken, and a worker that
+stalls past its lease must stop (or be killed) before its slot goes to another job (fenced
+leases). The test suite checks each path alone; this run hits them all at once, at volume,
+across several daemons sharing one Redis, and counts what came out, judging the limits by
+the handlers' own records (stamps.py), not by vq's view.
 
 How: a private `redis-server` (AOF, fsync always) and a temp config with one custom type,
 `chaos-work` (chaos_handlers.work: records each execution in the Redis list
-`chaos:executions`, then sleeps 50-300 ms reporting progress). Half the jobs are submitted
-before the daemons start, the rest while they run. Meanwhile a chaos thread SIGKILLs a random
-worker process of a random daemon every 1-3 s and, once in the middle, SIGKILLs redis-server
-and restarts it on the same port and directory. When every job is terminal (or none has ended
-for 60 s, or on timeout) the daemons get SIGTERM and the figures are printed. The exit code
-is 1 if a job was lost or a slot leaked. In that case the temp dir (daemon logs, AOF) is kept,
-and each lost job is shown with where it still is and its events.
+`chaos:executions`, stamps its start, ticks and end into a file, sleeps 50-300 ms reporting
+progress), limited to 4 at once, 2 per user. Each daemon reaches Redis through a proxy of
+its own that the run can cut. Half the jobs are submitted before the daemons start, the rest
+while they run. Meanwhile a chaos thread, every 1-3 s, does one of `--faults`:
+  kill   SIGKILL a random worker process of a random daemon;
+  stop   SIGSTOP a random worker for longer than a lease, then SIGCONT;
+  pause  CLIENT PAUSE Redis (ALL) for longer than a lease;
+  cut    cut a random daemon off from Redis for longer than a lease, then heal (what it
+         sent meanwhile arrives late, as after a partition);
+and, once in the middle, SIGKILLs redis-server and restarts it on the same port and
+directory. When every job is terminal (or none has ended for 60 s, or on timeout) the
+daemons get SIGTERM and the figures are printed. The exit code is 1 if a job was lost, a
+slot leaked or a limit was exceeded. In that case the temp dir (daemon logs, AOF, stamps) is
+kept, and each lost job is shown with where it still is and its events.
 
     python scripts/chaos/run.py [--jobs 2000] [--daemons 2] [--workers 3] [--kills 15]
-                                [--seed N] [--timeout 600] [--json] [--keep]
+                                [--faults kill,stop,pause,cut] [--seed N] [--timeout 600]
+                                [--json] [--keep]
 """
 
 from __future__ import annotations
@@ -50,6 +62,8 @@ from rq.job import Job  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 
 from chaos_handlers import EXECUTIONS  # noqa: E402
+from proxy import CuttableProxy  # noqa: E402
+from stamps import most_at_once, runs as stamped_runs  # noqa: E402
 from vq import keys  # noqa: E402
 from vq.config import load_settings  # noqa: E402
 from vq.connection import make_client  # noqa: E402
@@ -59,6 +73,11 @@ from vq.submission import Submission, submit  # noqa: E402
 
 JOB_TYPE = "chaos-work"
 USERS = 20
+TYPE_LIMIT = 4
+TIER, USER_LIMIT = "basic", 2
+LEASE_MS = 3000
+FAULT_SECONDS = LEASE_MS / 1000 + 3  # a stop, a pause or a cut outlasts the lease
+FAULTS = ("kill", "stop", "pause", "cut")
 TERMINAL = ("finished", "failed", "canceled")
 REDIS_DOWN_SECONDS = 2.0
 STUCK_SECONDS = 60  # leases (3 s) and stalled checks (2 s) recover a killed job well within this
@@ -116,31 +135,41 @@ class RedisServer:
             self.proc.wait()
 
 
-def write_config(workdir: Path, url: str) -> Path:
+def write_config(workdir: Path, url: str, name: str = "vq-chaos.yaml") -> Path:
     config = {
         "redis": {"url": url},
         "data_dir": str(workdir / "vq-data"),
         "queue": {
             "defaultJobOptions": {"removeOnComplete": False, "removeOnFail": False, "attempts": 3},
-            "settings": {"lockDuration": 3000, "stalledInterval": 2000, "maxStalledCount": 3},
+            "settings": {"lockDuration": LEASE_MS, "stalledInterval": 2000, "maxStalledCount": 3},
         },
-        "concurrency": {"type": {JOB_TYPE: 8}},
+        "concurrency": {"type": {JOB_TYPE: TYPE_LIMIT}, "user": {TIER: USER_LIMIT}},
         "daemon": {"shutdownGrace": 10000},
         "job_types": {JOB_TYPE: {"handler": "chaos_handlers:work", "attempts": 3, "timeout": 30000}},
     }
-    path = workdir / "vq-chaos.yaml"
+    path = workdir / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
 def start_daemon(index: int, workers: int, config: Path, redis_url: str, workdir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
-    env.update(VQ_CONFIG=str(config), CHAOS_REDIS_URL=redis_url,
+    env.update(VQ_CONFIG=str(config), CHAOS_REDIS_URL=redis_url, CHAOS_STAMPS=str(workdir / "stamps.log"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
     with open(workdir / f"daemon-{index}.log", "wb") as log:
         return subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", str(workers)], env=env,
                                 stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
                                 preexec_fn=lambda: die_with_parent(signal.SIGKILL))  # never outlive this run
+
+
+def wait_ready(workdir: Path, count: int, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logs = [(workdir / f"daemon-{i}.log").read_text(errors="replace") for i in range(count)]
+        if all("ready: " in log for log in logs):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the daemons were not ready within {timeout:g} s (see {workdir})")
 
 
 def children(pid: int) -> set[int]:
@@ -161,12 +190,16 @@ def worker_pids(conn: redis.Redis, daemon_pid: int) -> list[int]:
 
 
 class Chaos(threading.Thread):
-    """Every 1-3 s SIGKILL a random worker of a random daemon; once, midway, kill -9 Redis."""
+    """Every 1-3 s one of the faults (a worker SIGKILLed or stopped past its lease, Redis
+    paused, a daemon cut off); once, midway, kill -9 Redis."""
 
-    def __init__(self, rng: random.Random, conn, daemons: list[subprocess.Popen], server: RedisServer, kills: int):
+    def __init__(self, rng: random.Random, conn, daemons: list[subprocess.Popen], server: RedisServer, kills: int,
+                 faults: tuple[str, ...] = ("kill",), proxies: list[CuttableProxy] = ()):
         super().__init__(name="chaos", daemon=True)
         self.rng, self.conn, self.daemons, self.server, self.kills = rng, conn, daemons, server, kills
+        self.faults, self.proxies = faults, list(proxies)
         self.killed: list[dict] = []
+        self.done: list[dict] = []  # every fault, in order
         self.redis_restart: dict | None = None
         self.error: BaseException | None = None
         self.stop = threading.Event()  # set by the main thread when the run is over
@@ -174,14 +207,53 @@ class Chaos(threading.Thread):
 
     def run(self) -> None:
         try:
-            while len(self.killed) < self.kills and not self.stop.wait(self.rng.uniform(1.0, 3.0)):
-                self._kill_a_worker()
-                if self.redis_restart is None and len(self.killed) >= self.kills // 2:
+            schedule = [self.faults[i % len(self.faults)] for i in range(self.kills)]  # each fault at least once
+            self.rng.shuffle(schedule)
+            while len(self.done) < self.kills and not self.stop.wait(self.rng.uniform(1.0, 3.0)):
+                fault = schedule[len(self.done)]
+                {"kill": self._kill_worker, "stop": self._stop_worker, "pause": self._pause_redis,
+                 "cut": self._cut_daemon}[fault]()
+                if self.redis_restart is None and len(self.done) >= self.kills // 2:
                     self._restart_redis()
+            self.stop.wait(FAULT_SECONDS)  # the last stop, pause or cut has ended
         except BaseException as exc:  # reported by the main thread
             self.error = exc
 
-    def _kill_a_worker(self) -> None:
+    def _kill_worker(self) -> None:
+        pid = self._worker(lambda pid: os.kill(pid, signal.SIGKILL))
+        if pid:
+            self.killed.append({"t": self._t(), "pid": pid})
+            self._did("kill", f"SIGKILL worker {pid}", pid=pid)
+
+    def _stop_worker(self) -> None:  # not `_stop`: threading.Thread has one
+        """SIGSTOP a worker past its lease (its daemon should kill it), SIGCONT it after."""
+        def stop(pid: int) -> None:
+            os.kill(pid, signal.SIGSTOP)
+            threading.Timer(FAULT_SECONDS, _cont, args=(pid,)).start()
+        pid = self._worker(stop)
+        if pid:
+            self._did("stop", f"SIGSTOP worker {pid} for {FAULT_SECONDS:g} s", pid=pid)
+
+    def _pause_redis(self) -> None:
+        retrying(lambda: redis.Redis(port=self.server.port).execute_command(
+            "CLIENT", "PAUSE", int(FAULT_SECONDS * 1000), "ALL"))
+        self._did("pause", f"CLIENT PAUSE {FAULT_SECONDS:g} s")
+
+    def _cut_daemon(self) -> None:
+        index = self.rng.randrange(len(self.proxies))
+        self.proxies[index].cut()
+        threading.Timer(FAULT_SECONDS, self.proxies[index].heal).start()
+        self._did("cut", f"daemon {index} cut off from Redis for {FAULT_SECONDS:g} s", daemon=index)
+
+    def _did(self, fault: str, what: str, **detail) -> None:
+        self.done.append({"t": self._t(), "fault": fault, **detail})
+        err.print(f"[dim]chaos: {what} ({len(self.done)}/{self.kills})[/]")
+
+    def _t(self) -> float:
+        return round(time.monotonic() - self.t0, 1)
+
+    def _worker(self, act) -> int | None:
+        """Apply `act` to a random worker of a random daemon; its pid, or None."""
         for _ in range(20):  # a daemon may be between two workers (backoff after Redis came back)
             index = self.rng.randrange(len(self.daemons))
             try:
@@ -191,13 +263,12 @@ class Chaos(threading.Thread):
             if pids:
                 pid = self.rng.choice(pids)
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    act(pid)
                 except ProcessLookupError:
                     continue
-                self.killed.append({"t": round(time.monotonic() - self.t0, 1), "daemon": index, "pid": pid})
-                err.print(f"[dim]chaos: SIGKILL worker {pid} of daemon {index} ({len(self.killed)}/{self.kills})[/]")
-                return
+                return pid
             time.sleep(0.25)
+        return None
 
     def _restart_redis(self) -> None:
         err.print("[dim]chaos: kill -9 redis-server[/]")
@@ -209,13 +280,20 @@ class Chaos(threading.Thread):
         err.print(f"[dim]chaos: redis-server back after {self.redis_restart['downSeconds']} s[/]")
 
 
+def _cont(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass  # its daemon killed it for holding a lease too long: the point
+
+
 def submit_jobs(conn, settings, rng: random.Random, numbers: range, pace: float = 0.0) -> list[str]:
     """Submit jobs n in `numbers`, each under an idempotency key, so retrying one that Redis
     interrupted returns the job it may have created instead of a second one."""
     ids = []
     for n in numbers:
         sub = Submission(job_type=JOB_TYPE, data={"n": n}, user_id=f"chaos-user-{rng.randrange(USERS):02d}",
-                         subscription="enterprise", idempotency_key=f"chaos-{n}")
+                         subscription=TIER, idempotency_key=f"chaos-{n}")
         ids.append(retrying(lambda: submit(conn, settings, sub)))
         if pace:
             time.sleep(pace)
@@ -282,17 +360,21 @@ def run(args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="vq-chaos-"))
     server = RedisServer(workdir)
     daemons: list[subprocess.Popen] = []
+    proxies: list[CuttableProxy] = []
     try:
         server.start()
         settings = load_settings(write_config(workdir, server.url), env={})
+        proxies = [CuttableProxy(server.port) for _ in range(args.daemons)]
+        configs = [write_config(workdir, f"redis://127.0.0.1:{proxy.port}/0", f"vq-chaos-{i}.yaml")
+                   for i, proxy in enumerate(proxies)]
         conn = make_client(settings)
         t0 = time.monotonic()
         before = args.jobs // 2
         ids = submit_jobs(conn, settings, rng, range(before))
         err.print(f"submitted {before} jobs; starting {args.daemons} daemons x {args.workers} workers")
-        daemons = [start_daemon(i, args.workers, workdir / "vq-chaos.yaml", server.url, workdir)
-                   for i in range(args.daemons)]
-        chaos = Chaos(rng, conn, daemons, server, args.kills)
+        daemons = [start_daemon(i, args.workers, configs[i], server.url, workdir) for i in range(args.daemons)]
+        wait_ready(workdir, args.daemons)  # the faults are for running daemons, not their start-up
+        chaos = Chaos(rng, conn, daemons, server, args.kills, tuple(args.faults.split(",")), proxies)
         chaos.start()
         # The rest arrive over about 20 s, while the chaos runs.
         ids += submit_jobs(conn, settings, rng, range(before, args.jobs), pace=20.0 / max(1, args.jobs - before))
@@ -318,12 +400,14 @@ def run(args) -> dict:
         chaos.join(timeout=30)
         elapsed = time.monotonic() - t0
         daemon_exits = stop_daemons(daemons)
-        result = measure(conn, ids, chaos, elapsed, daemon_exits, args)
-        args.keep = args.keep or bool(result["lost"] or result["slotsLeaked"])  # keep the evidence
+        result = measure(conn, ids, chaos, elapsed, daemon_exits, args, workdir / "stamps.log")
+        args.keep = args.keep or failed(result)  # keep the evidence
         result["workdir"] = str(workdir) if args.keep else None
         return result
     finally:
         stop_daemons(daemons)
+        for proxy in proxies:
+            proxy.close()
         server.kill()
         if args.keep:
             err.print(f"kept {workdir} (daemon logs, redis AOF)")
@@ -331,7 +415,12 @@ def run(args) -> dict:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, args) -> dict:
+def failed(result: dict) -> bool:
+    return bool(result["lost"] or result["slotsLeaked"] or result["mostAtOnceType"] > result["typeLimit"]
+                or result["mostAtOnceUser"] > result["userLimit"])
+
+
+def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, args, stamps: Path) -> dict:
     jobs = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)
     status = [status_of(j) if j else "missing" for j in jobs]
     by_status = Counter(status)
@@ -348,6 +437,8 @@ def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, ar
             pipe.zscore(keys.type_jobs(JOB_TYPE), job_id)
         unlisted = [i for i, score in zip(ids, pipe.execute()) if score is None]
     slots = live_slots(conn)
+    handler_runs = stamped_runs(stamps)
+    by_user = most_at_once(handler_runs, key=lambda run: run.user)
     return {
         "seed": args.seed, "daemons": args.daemons, "workersPerDaemon": args.workers,
         "submitted": len(ids), "distinctIds": len(wanted),
@@ -361,6 +452,13 @@ def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, ar
         "finishedWithoutExecution": len(finished_unrun),
         "notInJobIndex": len(unlisted),
         "slotsLeaked": sum(slots.values()), "leakedSlotKeys": slots,
+        "typeLimit": TYPE_LIMIT, "userLimit": USER_LIMIT,
+        "mostAtOnceType": most_at_once(handler_runs).get(JOB_TYPE, 0),
+        "mostAtOnceUser": max(by_user.values(), default=0),
+        "usersOverLimit": {user: n for user, n in by_user.items() if n > USER_LIMIT},
+        "staleWritesRefused": int(conn.get(keys.STALE_REFUSED) or 0),
+        "jobsStoppedLeaseLost": int(conn.get(keys.LEASES_LOST) or 0),
+        "faults": dict(Counter(f["fault"] for f in chaos.done)),
         "workerKills": len(chaos.killed), "kills": chaos.killed, "redisRestart": chaos.redis_restart,
         "chaosError": repr(chaos.error) if chaos.error else None,
         "daemonExitCodes": daemon_exits, "seconds": round(elapsed, 1),
@@ -379,6 +477,7 @@ def report(result: dict, console: Console) -> None:
     table.add_column("value", justify="right")
     table.add_column("note")
     ok = lambda n: "[green]0[/]" if n == 0 else f"[bold red]{n}[/]"  # noqa: E731
+    within = lambda n, limit: f"[green]{n} / {limit}[/]" if n <= limit else f"[bold red]{n} / {limit}[/]"  # noqa: E731
     restart = result["redisRestart"]
     rows = [
         ("jobs submitted", f"{result['submitted']:,}", f"{result['distinctIds']:,} distinct ids"),
@@ -394,6 +493,14 @@ def report(result: dict, console: Console) -> None:
         ("finished without a recorded run", ok(result["finishedWithoutExecution"]), ""),
         ("missing from vq's job index", ok(result["notInJobIndex"]), "not listed by `vq jobs`"),
         ("slots leaked", ok(result["slotsLeaked"]), "live entries in vq:running:type:* / user:*; must be 0"),
+        ("most at once, type", within(result["mostAtOnceType"], result["typeLimit"]),
+         "by the handlers' own start/tick/end stamps"),
+        ("most at once, one user", within(result["mostAtOnceUser"], result["userLimit"]),
+         ", ".join(f"{u}: {n}" for u, n in result["usersOverLimit"].items())),
+        ("stale writes refused", str(result["staleWritesRefused"]),
+         "writes of workers whose lease had passed to another (vq:fence:refused)"),
+        ("jobs stopped for a lost lease", str(result["jobsStoppedLeaseLost"]), "vq:fence:lost"),
+        ("faults", ", ".join(f"{k} {v}" for k, v in result["faults"].items()), "kill/stop/pause/cut"),
         ("workers SIGKILLed", str(result["workerKills"]), ""),
         ("redis-server kill -9 + restart", "yes" if restart else "no",
          f"at {restart['t']} s, down {restart['downSeconds']} s" if restart else ""),
@@ -419,7 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--daemons", type=int, default=2)
     parser.add_argument("--workers", type=int, default=3, help="worker processes per daemon")
-    parser.add_argument("--kills", type=int, default=15, help="workers to SIGKILL, one every 1-3 s")
+    parser.add_argument("--kills", type=int, default=15, help="faults to cause, one every 1-3 s")
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help="which faults, comma-separated: kill (SIGKILL a worker), stop (SIGSTOP a worker past "
+                             "its lease), pause (CLIENT PAUSE Redis past a lease), cut (a daemon cut off from Redis)")
     parser.add_argument("--seed", type=int, default=None, help="chaos schedule and user spread (default: random)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every job to end")
     parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
@@ -427,6 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
         err.print("redis-server is not on PATH (apt-get install redis-server)")
+        return 2
+    unknown = set(args.faults.split(",")) - set(FAULTS)
+    if unknown:
+        err.print(f"--faults: unknown {', '.join(sorted(unknown))} (known: {', '.join(FAULTS)})")
         return 2
     if args.seed is None:
         args.seed = random.randrange(1_000_000)
@@ -436,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         report(result, Console(width=None if sys.stdout.isatty() else 140, emoji=False))
-    return 1 if result["lost"] or result["slotsLeaked"] else 0
+    return 1 if failed(result) else 0
 
 
 if __name__ == "__main__":

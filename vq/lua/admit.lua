@@ -2,16 +2,22 @@
 -- then admit the next job whose user and type both have a free slot, leasing both slots.
 -- Runs atomically, so two workers on two hosts can never both take the last slot.
 --
--- ARGV: 1 now_ms, 2 lease_ms, 3 drain_max, 4 scan_max,
+-- ARGV: 1 the lease token for the job admitted here (vq/fence.py), 2 lease_ms,
+--       3 drain_max, 4 scan_max,
 --       5-7 a finished job whose slots to give back first: id, type, user ('' = none),
---       8 what the finished job's end writes, as JSON ('' = nothing; see `finish` below),
+--       8 what the finished job's end writes, as JSON ('' = nothing; see `finish` below);
+--         its `token` fences both the end and the give-back,
 --       9-12 to start the admitted job for a worker in the same step: worker name ('' =
 --            don't), now (RQ's text format), the heartbeat TTL when the job has none, '1'
 --            if the worker's hash already says busy,
 --       13 n_types, 14.. the types in the order this worker should try them (the caller
 --          rotates it)
--- Returns: {whether the finished job has dependents (0/1), then, of the admitted job if
---          any: job_id, queue_name, user, the job's hash as HGETALL gives it, started (0/1)}.
+-- Returns: {whether the finished job has dependents (0/1; -1: its end was refused, the
+--          token being stale), then, of the admitted job if any: job_id, queue_name,
+--          user, the job's hash as HGETALL gives it, started (0/1)}.
+--
+-- Time is Redis's own (TIME), not the caller's: every lease deadline on every host is on
+-- one clock, the one stalled-job recovery reads (vq/stalled.py).
 --
 -- Keys (vq/keys.py builds the same names):
 --   rq:queue:<type>.<prio>           RQ's list: where every path into execution lands
@@ -25,8 +31,10 @@
 --   vq:wait:<type>:<prio>:<user>     the user's waiting job ids, oldest first
 --   vq:ring:<type>:<prio>            users with waiting jobs, in turn order
 --   vq:waitsince:<type>:<prio>       zset id -> ms since it waits at this level (each waiting job in one)
---   vq:running:type:<type>           zset id -> lease deadline ms
+--   vq:running:type:<type>           zset id -> lease deadline ms (Redis time)
 --   vq:running:user:<user>           zset id -> lease deadline ms
+--   rq:job:<id> vq_lease             the token of the lease the job runs under: every write
+--                                    of its worker must carry it (fenced writes)
 --   vq:usertier                      hash user -> subscription tier (latest seen)
 --   vq:limits:effective              hash type:<t>, tier:<tier>, user:<u> -> the limit in
 --                                    force, paused:<t> -> 1 (vq/lua/limits.lua rebuilds it
@@ -38,7 +46,9 @@
 --   vq:admitted                      zset id -> ms: admitted, not yet started
 --   vq:wake                          list of wake tokens idle workers block on
 
-local now = tonumber(ARGV[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local token = ARGV[1]
 local lease = tonumber(ARGV[2])
 local drain_max = tonumber(ARGV[3])
 local scan_max = tonumber(ARGV[4])
@@ -76,12 +86,24 @@ local function finish(f)
   return has_dependents
 end
 
-local has_dependents = 0
-if ARGV[8] ~= '' then has_dependents = finish(cjson.decode(ARGV[8])) end
+-- Fenced: a worker whose lease was taken over (it was paused past it, or cut off from
+-- Redis, and stalled-job recovery gave the job to another) writes nothing, and gives back
+-- no slot: the slots under the job's id are the new holder's now.
+local has_dependents, stale = 0, false
+if ARGV[8] ~= '' then
+  local f = cjson.decode(ARGV[8])
+  if f.token == cjson.null or redis.call('HGET', f.key, 'vq_lease') == f.token then  -- null: started unfenced
+    has_dependents = finish(f)
+  else
+    stale = true
+    has_dependents = -1
+    redis.call('INCR', 'vq:fence:refused')
+  end
+end
 
 -- A finished job's slots back (and, below, once vq:inbox is read, a token for an idle
 -- worker if there is one).
-local gave_back = ARGV[5] ~= ''
+local gave_back = ARGV[5] ~= '' and not stale
 if gave_back then
   redis.call('ZREM', 'vq:running:type:' .. ARGV[6], ARGV[5])
   redis.call('ZREM', 'vq:running:user:' .. ARGV[7], ARGV[5])
@@ -190,12 +212,13 @@ local function start(id, job_type, job)
   meta.error = nil
   local encoded = cjson.encode(meta)
   redis.call('HSET', jk, 'last_heartbeat', now_text, 'status', 'started', 'started_at', now_text,
-             'worker_name', worker, 'meta', encoded)
+             'worker_name', worker, 'meta', encoded, 'vq_lease', token)
   -- Only ended jobs expire (a retry of one persists it: vq/jobs.py retry); RQ's `ttl`
   -- option is the one way a job waits with an expiry.
   if job.ttl then redis.call('PERSIST', jk) end
   job.last_heartbeat, job.status, job.started_at, job.worker_name, job.meta = now_text, 'started', now_text, worker,
                                                                                encoded
+  job.vq_lease = token
   local started = {attempt = meta.attempts, worker = worker}
   local enqueued = epoch_ms(job.enqueued_at)
   if enqueued then started.waitMs = math.max(0, now - enqueued) end
@@ -372,10 +395,8 @@ local function hand_out(found, t, p)
     if idle[worker] then redis.call('SREM', 'vq:inbox', 'idle:' .. worker) end
     return {has_dependents, id, queue_name, user, as_flat(job), 1}
   end
-  if job.status ~= 'queued' then
-    redis.call('HSET', 'rq:job:' .. id, 'status', 'queued')
-    job.status = 'queued'
-  end
+  redis.call('HSET', 'rq:job:' .. id, 'status', 'queued', 'vq_lease', token)
+  job.status, job.vq_lease = 'queued', token
   redis.call('ZADD', 'vq:admitted', now, id)  -- until it starts: see vq/stalled.py
   return {has_dependents, id, queue_name, user, as_flat(job), 0}
 end

@@ -1,0 +1,160 @@
+"""Fenced leases under the faults that are not kills: a worker stopped (SIGSTOP) past its
+lease, Redis paused (CLIENT PAUSE) past it, and a worker whose lease passed to another
+holder while it was away. Limits are judged by the handlers' own records (scripts/chaos/stamps.py),
+not by vq's view of them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from scripts.chaos.stamps import most_at_once, runs
+
+STAMP_TYPE = {"handler": "scripts.chaos.stamps:stamped", "attempts": 1, "timeout": 120000}
+
+
+def _configure(vq, limit: int, lease_ms: int = 3000) -> None:
+    vq.configure(job_types={"test-stamp": STAMP_TYPE},
+                 concurrency={"type": {"test-stamp": limit}, "user": {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}},
+                 queue={"defaultJobOptions": {"removeOnComplete": False},
+                        "settings": {"lockDuration": lease_ms, "stalledInterval": 1000, "maxStalledCount": 1}})
+
+
+def _wait_runs(path, count: int, timeout: float = 20) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = runs(path)
+        if len(found) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{count} runs did not start within {timeout}s: {runs(path)}")
+
+
+def _events(redis_conn, job_id: str) -> list[tuple[str, float]]:
+    return [(fields[b"event"].decode(), int(fields[b"ts"]) / 1000) for _id, fields in redis_conn.xrange("vq:events")
+            if fields[b"jobId"].decode() == job_id]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+def test_a_worker_stopped_past_its_lease_is_killed_before_the_lease_lapses(vq, redis_conn, tmp_path):
+    """Type limit 1, lease 3 s, the worker running the first job stopped with SIGSTOP for 8 s:
+    its daemon kills it before the lease can lapse, so the job recovery gives to the other
+    worker never runs beside it, and the job is never `queued` while a handler runs it."""
+    stamps = tmp_path / "stamps.log"
+    _configure(vq, limit=1)
+    first = vq.submit("test-stamp", {"seconds": 4, "stamps": str(stamps)}, "--user", "u", "--subscription", "pro")
+    second = vq.submit("test-stamp", {"seconds": 1, "stamps": str(stamps)}, "--user", "u", "--subscription", "pro")
+    vq.start_daemon(workers=2)
+    frozen = _wait_runs(stamps, 1)[0]
+    assert frozen.job_id == first
+    time.sleep(0.3)
+    os.kill(frozen.pid, signal.SIGSTOP)
+    stopped_at = time.time()
+    try:
+        time.sleep(8)
+    finally:
+        try:
+            os.kill(frozen.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    for job_id in (first, second):
+        assert vq.wait_for(job_id, timeout=40)["status"] == "finished", vq.daemon_log()[-3000:]
+    all_runs = runs(stamps)
+    assert most_at_once(all_runs) == {"test-stamp": 1}, all_runs
+    assert not _alive(frozen.pid), "the stopped worker was killed"
+    log = vq.daemon_log()
+    assert "held a job's lease past its deadline" in log and "killed" in log
+    # Killed within the lease: it stopped stamping when it was stopped, and the job was put
+    # back in line (its `stalled` event) only after that, never while its handler ran.
+    frozen_runs = [r for r in all_runs if r.pid == frozen.pid]
+    assert frozen_runs and all(r.last <= stopped_at + 0.1 for r in frozen_runs), frozen_runs
+    stalled = [at for event, at in _events(redis_conn, first) if event == "stalled"]
+    assert stalled and min(stalled) > stopped_at + 2.4, (stalled, stopped_at)  # not before the lease's end
+    assert [r.job_id for r in all_runs].count(first) == 2  # run again, once, after recovery
+
+
+def test_redis_paused_past_the_lease_stops_running_jobs_and_the_limit_holds(vq, redis_conn, tmp_path):
+    """CLIENT PAUSE 9 s with a 3 s lease and type limit 2: the workers cannot renew, so they
+    stop their jobs before the leases lapse; when Redis answers again, admission hands the
+    slots to waiting jobs and nothing ran beside them. Every job finishes in the end."""
+    stamps = tmp_path / "stamps.log"
+    _configure(vq, limit=2)
+    jobs = [vq.submit("test-stamp", {"seconds": 5, "stamps": str(stamps)},
+                      "--user", f"u{i}", "--subscription", "pro") for i in range(4)]
+    vq.start_daemon(workers=3)
+    _wait_runs(stamps, 2)
+    time.sleep(0.5)
+    paused_at = time.time()
+    redis_conn.execute_command("CLIENT", "PAUSE", 9000, "ALL")
+    time.sleep(9.5)
+    for job_id in jobs:
+        assert vq.wait_for(job_id, timeout=60)["status"] == "finished", vq.daemon_log()[-3000:]
+    all_runs = runs(stamps)
+    assert most_at_once(all_runs) == {"test-stamp": 2}, all_runs
+    # The runs the pause caught stopped within the lease, long before Redis answered again.
+    caught = [r for r in all_runs if r.start < paused_at]
+    assert caught and all(r.last < paused_at + 3.0 for r in caught), (paused_at, caught)
+    assert "lease lost" in vq.daemon_log()
+    assert int(redis_conn.get("vq:fence:lost") or 0) >= len(caught)
+
+
+def test_a_stale_worker_writes_nothing(vq, redis_conn, tmp_path):
+    """A worker whose lease passed to another holder while it ran (the token in the job's
+    hash is no longer its own): its progress is refused and stops it, its end is not
+    written, and the refusals are counted and logged. The job's state is the new holder's."""
+    stamps = tmp_path / "stamps.log"
+    _configure(vq, limit=2, lease_ms=30000)  # renewals every 5 s: the writes meet the new token first
+    with_progress = vq.submit("test-stamp", {"seconds": 3, "progress": True, "stamps": str(stamps)},
+                              "--user", "a", "--subscription", "pro")
+    without = vq.submit("test-stamp", {"seconds": 1.5, "stamps": str(stamps)}, "--user", "b", "--subscription", "pro")
+    vq.start_daemon(workers=2)
+    _wait_runs(stamps, 2)
+    for job_id in (with_progress, without):
+        redis_conn.hset(f"rq:job:{job_id}", "vq_lease", "another-holder")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len([r for r in runs(stamps)]) < 2:
+        time.sleep(0.1)
+    time.sleep(2.5)  # both handlers have ended (interrupted or done)
+    for job_id in (with_progress, without):
+        view = vq.json("show", job_id)
+        assert view["status"] == "started", view  # still the new holder's: not finished, failed or requeued
+        assert view.get("result") is None
+    assert int(redis_conn.get("vq:fence:refused") or 0) >= 2
+    metrics = {f["name"]: f for f in vq.json("metrics")}
+    assert metrics["vq_fence_stale_writes_refused"]["samples"][0]["value"] >= 2
+    log = vq.daemon_log()
+    assert log.count("stale write refused") >= 2, log[-3000:]
+    assert "result discarded" in log
+    assert "Traceback" not in log
+    progress_run = next(r for r in runs(stamps) if r.job_id == with_progress)
+    assert progress_run.last - progress_run.start < 2.0, "the refused progress report stopped the handler"
+
+
+@pytest.mark.parametrize("isolation", ["fork"])
+def test_a_forked_job_whose_lease_cannot_be_kept_is_killed(vq, redis_conn, tmp_path, isolation):
+    """The same pause with a forked child running the job: the worker kills the child."""
+    stamps = tmp_path / "stamps.log"
+    _configure(vq, limit=1)
+    vq.configure(job_types={"test-stamp": {**STAMP_TYPE, "isolation": isolation}})
+    job_id = vq.submit("test-stamp", {"seconds": 6, "stamps": str(stamps)}, "--user", "u", "--subscription", "pro")
+    vq.start_daemon(workers=1)
+    _wait_runs(stamps, 1)
+    paused_at = time.time()
+    redis_conn.execute_command("CLIENT", "PAUSE", 6000, "ALL")
+    time.sleep(6.5)
+    assert vq.wait_for(job_id, timeout=60)["status"] == "finished", vq.daemon_log()[-3000:]
+    all_runs = runs(stamps)
+    assert most_at_once(all_runs) == {"test-stamp": 1}, all_runs
+    first = min(all_runs, key=lambda r: r.start)
+    assert first.last < paused_at + 3.0, (paused_at, first)

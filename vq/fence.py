@@ -1,0 +1,321 @@
+"""Fenced leases: what keeps a running job's slots, and what keeps a worker that lost them
+from doing harm.
+
+A job runs under a lease that admission grants in the same atomic step that takes the
+slots (vq/lua/admit.lua): the job's entries in its type's and its user's running sets,
+with a deadline on Redis's clock, and a token in the job's hash (`vq_lease`). The worker
+renews the lease every `renew_every` (vq/lua/renew.lua); a lapsed lease is never revived,
+because admission counts only live leases and may already have given the slot away.
+
+Three deadlines, earliest first, so that a slot is never held by two running jobs:
+1. `stop_at`: the worker stops the job itself (LeaseLost raised into the handler; a forked
+   child killed) when no renewal has succeeded for `lease - margin`, counted on its own
+   monotonic clock from the moment the last successful renewal was *sent*, which is before
+   Redis set that renewal's deadline: no clock offset between hosts enters.
+2. `kill_at` (margin/2 later): the daemon that supervises the worker kills the whole
+   process if it still holds the lease (it was stopped with SIGSTOP, or its handler is
+   stuck in native code that no exception reaches; vq/daemon.py).
+3. Redis's deadline (`lease` after the renewal ran): only then does admission count the
+   slot free, and stalled-job recovery requeue the job (vq/stalled.py), taking the token
+   away.
+
+Every write a worker makes for a job it runs carries the token and is refused unless it is
+still the job's: progress and errors (vq/lua/fenced.lua), the end, the result and the
+give-back of slots (admit.lua `finish`), and RQ's own end-of-job transactions
+(`FencedRedis`: WATCH on the job, token checked, MULTI/EXEC). A worker that comes back
+late (SIGCONT, a network pause) finds its token stale: its write is refused, counted in
+`vq:fence:refused`, and logged. Redis is both the lock service and the store here, so the
+check is an equality inside one atomic step, not the ordering of tokens a separate store
+would need (Kleppmann, "How to do distributed locking"; BullMQ's lock tokens and its
+"Missing lock for job" refusal work the same way).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import redis
+from redis.client import Pipeline
+
+from vq import keys, lua
+
+log = logging.getLogger("vq.fence")
+INTERRUPT_SIGNAL = signal.SIGUSR2  # raised in a worker's main thread to stop a job whose lease is lost
+
+
+class LeaseLost(BaseException):
+    """Raised into a handler whose lease could not be kept. A BaseException, as
+    KeyboardInterrupt is, so that a handler's own `except Exception` cannot swallow it."""
+
+
+class StaleLease(Exception):
+    """A write was refused: the job no longer runs under this worker's lease token."""
+
+
+def margin_s(lease_ms: int) -> float:
+    """How long before Redis's deadline a worker stops a job it cannot renew: a quarter of
+    the lease, at least half a second (at most half the lease)."""
+    lease = lease_ms / 1000
+    return min(max(lease * 0.25, 0.5), lease * 0.5)
+
+
+def renew_every_s(lease_ms: int) -> float:
+    """Renewals per lease: six, so a Redis that is away for a few of them costs nothing."""
+    return max(0.1, lease_ms / 6000)
+
+
+@dataclass(eq=False)
+class Lease:
+    job_id: str
+    job_type: str
+    user: str
+    token: str
+    renewed_at: float  # monotonic: when the last renewal that succeeded (or the admission) was sent
+    stop: Callable[[], None]  # interrupts the handler
+    lost: bool = False
+    dropped: bool = False
+    thread: int = field(default_factory=threading.get_ident)
+
+
+class Fence:
+    """One per worker process: renews every lease the process holds (its main worker's and
+    its thread workers') and stops a job whose lease it cannot keep. Publishes the moment
+    the process must be gone by (`kill_at`) where its daemon reads it."""
+
+    def __init__(self, conn: redis.Redis, lease_ms: int, shared_deadline=None):
+        from vq.rq_queue import admission_for
+
+        self.lease_ms = lease_ms
+        self.stop_after = lease_ms / 1000 - margin_s(lease_ms)
+        self.kill_after = lease_ms / 1000 - margin_s(lease_ms) / 2
+        self.renew_every = renew_every_s(lease_ms)
+        self.admission = admission_for(conn)
+        kwargs = dict(conn.connection_pool.connection_kwargs)
+        kwargs.update(socket_timeout=self.renew_every, socket_connect_timeout=self.renew_every)
+        self.renewer_conn = redis.Redis(connection_pool=conn.connection_pool.__class__(**kwargs))
+        self.shared_deadline = shared_deadline
+        self._leases: list[Lease] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        threading.Thread(target=self._watch, daemon=True, name="vq-lease-watchdog").start()
+        threading.Thread(target=self._renew_loop, daemon=True, name="vq-lease-renewer").start()
+
+    def hold(self, job_id: str, job_type: str, user: str, token: str, asked_at: float,
+             stop: Callable[[], None]) -> Lease:
+        lease = Lease(job_id, job_type, user, token, asked_at, stop)
+        with self._lock:
+            self._leases.append(lease)
+            _held_by_job[job_id] = lease
+        self._publish()
+        self._changed.set()
+        return lease
+
+    def drop(self, lease: Lease | None) -> None:
+        """The job's handler has returned: no more renewals; the end is written by the
+        holder (fenced) or, if the lease was lost, left to stalled-job recovery."""
+        if lease is None:
+            return
+        lease.dropped = True
+        with self._lock:
+            if lease in self._leases:
+                self._leases.remove(lease)
+            if _held_by_job.get(lease.job_id) is lease:
+                del _held_by_job[lease.job_id]
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.shared_deadline is None:
+            return
+        with self._lock:
+            live = [lease.renewed_at for lease in self._leases if not lease.lost]
+        self.shared_deadline.value = min(live) + self.kill_after if live else 0.0
+
+    def _watch(self) -> None:
+        """No I/O here: a renewal that hangs (Redis paused, a network partition) must not
+        delay the stop."""
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                due = [lease for lease in self._leases if not lease.lost and now >= lease.renewed_at + self.stop_after]
+                pending = [lease.renewed_at + self.stop_after for lease in self._leases if not lease.lost]
+            for lease in due:
+                self._lose(lease, f"no renewal succeeded for {now - lease.renewed_at:.1f}s "
+                                  f"(lease {self.lease_ms / 1000:g}s)")
+            wait = min(pending) - time.monotonic() if pending else 1.0
+            self._changed.wait(max(0.01, min(wait, 1.0)))
+            self._changed.clear()
+
+    def _renew_loop(self) -> None:
+        while True:
+            time.sleep(self.renew_every)
+            with self._lock:
+                held = [lease for lease in self._leases if not lease.lost]
+            for lease in held:
+                sent = time.monotonic()
+                try:
+                    answer = self.admission.renew(lease.job_id, lease.job_type, lease.user, lease.token,
+                                                  conn=self.renewer_conn)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    continue  # the watchdog stops the job if this goes on
+                if lease.dropped or lease.lost:
+                    continue
+                if answer == 1:
+                    lease.renewed_at = sent
+                    self._publish()
+                    self._changed.set()
+                elif answer == 0:
+                    self._lose(lease, "its lease lapsed or was taken over")
+                else:
+                    lease.dropped = True  # given back by the holder: nothing to renew
+
+    def _lose(self, lease: Lease, why: str) -> None:
+        if lease.lost or lease.dropped:
+            return
+        lease.lost = True
+        self._publish()
+        log.warning("job %s (%s): lease lost, %s: stopping it before the lease can lapse; stalled-job "
+                    "recovery puts it back in line", lease.job_id, lease.job_type, why)
+        try:
+            lease.stop()
+        except Exception:  # noqa: BLE001 - the daemon kills the process at kill_at
+            log.exception("job %s: could not stop it; the daemon stops the worker", lease.job_id)
+
+
+# --- stopping a handler -------------------------------------------------------------
+
+_held_by_job: dict[str, Lease] = {}  # job id -> the lease this process holds for it
+_interruptible: dict[int, Lease] = {}  # thread ident -> the lease its handler runs under
+
+
+class interruptible:
+    """Around a handler call (vq/execution.py run_job): while it runs, a lost lease
+    interrupts it (LeaseLost). Only there: RQ's code around it is not written to be
+    interrupted, and what it writes is fenced anyway."""
+
+    def __init__(self, job_id: str):
+        self.lease = _held_by_job.get(job_id)
+        self.thread = threading.get_ident()
+
+    def __enter__(self):
+        if self.lease is not None:
+            _interruptible[self.thread] = self.lease
+            if self.lease.lost:  # lost before the handler started (the admission's reply came late)
+                del _interruptible[self.thread]
+                raise LeaseLost(f"job {self.lease.job_id}: its lease was lost before its handler started")
+        return self
+
+    def __exit__(self, *exc):
+        _interruptible.pop(self.thread, None)
+        return False
+
+
+def interrupter(lease_thread: int) -> Callable[[], None]:
+    """How to stop the handler running in this thread: a signal for the main thread (it
+    interrupts a blocking call too), an asynchronous exception for another thread (taken at
+    its next bytecode; one stuck in native code is ended with its process by the daemon)."""
+    if lease_thread == threading.main_thread().ident:
+        return lambda: signal.pthread_kill(lease_thread, INTERRUPT_SIGNAL)
+
+    def raise_in_thread() -> None:
+        if _interruptible.get(lease_thread) is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(lease_thread), ctypes.py_object(LeaseLost))
+    return raise_in_thread
+
+
+def install_interrupt_handler() -> None:
+    """In a worker's main thread: the signal `interrupter` sends raises LeaseLost in the
+    handler, if one runs under a lost lease (else it is ignored: the end is fenced)."""
+    def on_signal(signum, frame):
+        lease = _interruptible.get(threading.main_thread().ident)
+        if lease is not None and lease.lost:
+            raise LeaseLost(f"job {lease.job_id}: lease lost")
+    signal.signal(INTERRUPT_SIGNAL, on_signal)
+
+
+def kill_child(pid_of: Callable[[], int]) -> Callable[[], None]:
+    """How to stop a job that runs in a forked child: kill the child."""
+    def kill() -> None:
+        pid = pid_of()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return kill
+
+
+# --- fenced writes ---------------------------------------------------------------------
+
+def write_meta(conn: redis.Redis, job, event: list[str] | None = None) -> bool:
+    """Save a running job's meta (and append an event), only under its current lease
+    token. Without a token (a job RQ's own code started) the write is plain. False when
+    refused."""
+    import json
+
+    token = getattr(job, "_vq_lease", None)
+    if token is None:
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.hset(job.key, "meta", job._serialize_meta())
+            if event:
+                pipe.xadd(keys.EVENTS, dict(zip(event[::2], event[1::2])), maxlen=1_000_000, approximate=True)
+            pipe.execute()
+        return True
+    script = lua.script(conn, "fenced.lua")
+    written = script(args=[job.id, token, job._serialize_meta(), json.dumps(event) if event else ""])
+    if not written:
+        refused(job.id, "meta")
+    return bool(written)
+
+
+def refused(job_id: str, what: str) -> None:
+    log.warning("job %s: stale write refused (%s): the job's lease passed to another worker; this "
+                "attempt's outcome is discarded", job_id, what)
+
+
+def current_token(conn: redis.Redis, job) -> str | None:
+    value = conn.hget(job.key, keys.LEASE_FIELD)
+    return value.decode() if value else None
+
+
+def is_stale(conn: redis.Redis, job) -> bool:
+    """Whether the job has a token and it is no longer the one in Redis."""
+    token = getattr(job, "_vq_lease", None)
+    return token is not None and current_token(conn, job) != token
+
+
+class FencedPipeline(Pipeline):
+    """A transaction that applies only while the job still runs under `token`: WATCH on the
+    job's hash, the token read, then MULTI/EXEC (aborted if the hash changed meanwhile)."""
+
+    fence: tuple[str, str] = ("", "")
+
+    def execute(self, raise_on_error=True):
+        if self.command_stack and not self.watching and not self.explicit_transaction:  # else the caller's own
+            key, token = self.fence
+            self.watch(key)
+            current = self.hget(key, keys.LEASE_FIELD)
+            if (current.decode() if current else None) != token:
+                self.reset()
+                raise StaleLease(f"{key}: lease token is stale")
+        return super().execute(raise_on_error)
+
+
+class FencedRedis(redis.Redis):
+    """The worker's connection while it writes a job's end through RQ's code: every
+    pipeline RQ opens is a FencedPipeline for that job."""
+
+    def __init__(self, base: redis.Redis, job_key: str, token: str):
+        super().__init__(connection_pool=base.connection_pool)
+        self._fence = (job_key, token)
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        pipe = FencedPipeline(self.connection_pool, self.response_callbacks, True, shard_hint)
+        pipe.fence = self._fence
+        return pipe
