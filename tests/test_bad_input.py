@@ -156,3 +156,13 @@ def test_batch_reads_the_file_named_as_documented(vq, tmp_path):
 def test_a_token_lifetime_without_a_unit_or_too_short_is_named(vq, ttl, said):
     proc = vq.run("token", "create", "--user", "u", "--ttl", ttl)
     assert proc.returncode == 2 and said in _one_line(proc)
+
+
+@pytest.mark.parametrize("args, said", [
+    (("costs", "--since", "9999999d"), "since: 9999999d is longer than 100 years"),
+    (("perf", "--window", "500d"), "--window: between 1m and 400d"),
+    (("perf", "--window", "99999999999999999999d"), "--window: 99999999999999999999d is longer than 100 years"),
+])
+def test_durations_out_of_range_are_named(vq, args, said):
+    proc = vq.run(*args, timeout=20)
+    assert proc.returncode == 2 and said in _one_line(proc)
