@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -445,3 +446,105 @@ def test_server_sent_events_show_only_the_callers_jobs(api):
     assert any(e["jobId"] == mine and e["event"] == "finished" for e in seen_ann)
     assert not any(e["jobId"] == theirs for e in seen_ann)  # bob's job is not ann's business
     assert {mine, theirs} <= {e["jobId"] for e in seen_op}
+
+
+def _chunked(api: Api, token: str, path: str, chunks, timeout: float = 30) -> tuple[int, dict, int, int]:
+    """POST a body with Transfer-Encoding: chunked over a raw socket, reading while sending;
+    the sender stops once the answer starts to come. (status, JSON body, bytes sent when it
+    started to come, bytes there were to send)."""
+    host, port = api.base.rsplit("/", 1)[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    sent, total, answered, received = [0], sum(len(c) for c in chunks), threading.Event(), []
+
+    def read():
+        data = b""
+        try:
+            while True:
+                more = sock.recv(65536)
+                if not more:
+                    break
+                if not data:
+                    received.append(sent[0])
+                    answered.set()
+                data += more
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = [line.split(b":")[1] for line in head.lower().split(b"\r\n")
+                          if line.startswith(b"content-length:")]
+                if length and len(body) >= int(length[0]):
+                    break
+        except OSError:
+            pass
+        answered.set()
+        received.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for chunk in chunks:
+            if answered.is_set():
+                break
+            sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            sent[0] += len(chunk)
+            time.sleep(0.002)  # a client on a network: the reader gets its turn
+        else:
+            sock.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass
+    reader.join(timeout)
+    sock.close()
+    sent_then, data = (received[0], received[-1]) if len(received) == 2 else (sent[0], b"")
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split()[1]) if head else 0
+    return status, json.loads(body) if body else {}, sent_then, total
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(api):
+    """No Content-Length: the body is counted as it comes and refused at the limit (2 MiB),
+    not read whole (200 MiB) and parsed first."""
+    ann = api.token("ann")
+    piece = b"x" * (1 << 20)
+    started = time.monotonic()
+    status, body, sent, total = _chunked(api, ann, "/api/jobs/test-noop", [b'{"blob": "'] + [piece] * 200)
+    took = time.monotonic() - started
+    assert status == 413, (status, body)
+    assert body["error"]["code"] == "too_large"
+    assert body["error"]["message"] == ("body: more than 2097152 bytes is over the limit of 2097152 bytes "
+                                        "(http.maxBodyBytes)")
+    assert sent < total // 2, f"the answer came after {sent} of {total} bytes were sent"
+    assert took < 5
+    small = json.dumps({"userId": "ann", "n": 1}).encode()
+    status, body, _, _ = _chunked(api, ann, "/api/jobs/test-noop", [small[:5], small[5:]])
+    assert status == 201 and body["data"]["n"] == 1  # a chunked body under the limit is taken as before
+
+
+def test_out_of_range_query_parameters_are_422_naming_them(api):
+    ann, op = api.token("ann"), api.token("op", "operator")
+    for path, token, field in [
+        ("/api/jobs/user/ann/history?offset=9223372036854775808", ann, "offset"),  # 2^63: past SQLite's integers
+        ("/api/jobs/user/ann/history?limit=9223372036854775808", ann, "limit"),
+        ("/api/jobs/user/ann/history?since=99999999999999999999999d", ann, "since"),
+        ("/api/jobs/performance?window=99999999999999999999d", op, "window"),  # read a bucket per day: hung
+        ("/api/jobs/performance?window=100000d", op, "window"),
+        ("/api/providers?window=" + "9" * 400 + "d", op, "window"),
+        ("/api/costs?since=9999999d", ann, "since"),
+        ("/api/jobs/events?since=99999999999999999999999-0", ann, "since"),
+    ]:
+        reply = api.call("GET", path, token)
+        assert reply.status == 422, (path, reply.status, reply.body)
+        assert reply.body["error"]["field"] == field, (path, reply.body)
+        assert reply.body["error"]["message"].lstrip("-").startswith(("offset", "limit", "since", "window",
+                                                                       "Last-Event-ID")), reply.body
+    infinite = api.call("POST", "/api/jobs/delayed", ann, raw=b'{"jobType": "test-noop", "data": {}, "delay": 1e400}')
+    assert infinite.status == 422 and infinite.body["error"] == {"code": "invalid", "field": "delay",
+                                                                 "message": "delay: not a finite number"}
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_json_nested_too_deeply_is_named(api, depth):
+    ann = api.token("ann")
+    for raw in (b"[" * depth + b"]" * depth, b'{"a":' * depth + b"1" + b"}" * depth):
+        reply = api.call("POST", "/api/jobs/test-noop", ann, raw=raw)
+        assert reply.status == 400, reply.body
+        assert reply.body["error"] == {"code": "malformed", "message": "body: JSON nested too deeply", "field": None}

@@ -146,3 +146,23 @@ def test_batch_reads_the_file_named_as_documented(vq, tmp_path):
     missing = vq.run("submit", "--batch", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert missing.stderr.strip() == f"vq: error: --batch: no such file '{tmp_path / 'nope.jsonl'}'"
+
+
+@pytest.mark.parametrize("ttl, said", [
+    ("1", "--ttl: '1' has no unit (use s, m, h or d: e.g. 15m, 1h, 30d)"),
+    ("500ms", "--ttl: at least 1s"),
+    ("99999999999d", "--ttl: 99999999999d is longer than 100 years"),
+])
+def test_a_token_lifetime_without_a_unit_or_too_short_is_named(vq, ttl, said):
+    proc = vq.run("token", "create", "--user", "u", "--ttl", ttl)
+    assert proc.returncode == 2 and said in _one_line(proc)
+
+
+@pytest.mark.parametrize("args, said", [
+    (("costs", "--since", "9999999d"), "since: 9999999d is longer than 100 years"),
+    (("perf", "--window", "500d"), "--window: between 1m and 400d"),
+    (("perf", "--window", "99999999999999999999d"), "--window: 99999999999999999999d is longer than 100 years"),
+])
+def test_durations_out_of_range_are_named(vq, args, said):
+    proc = vq.run(*args, timeout=20)
+    assert proc.returncode == 2 and said in _one_line(proc)

@@ -8,6 +8,7 @@ Every problem is reported as one line naming the key, as a `ConfigError` (exit c
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -345,6 +346,30 @@ class WebhookSettings(_Strict):
     backoff: int = Field(2000, ge=10, description="ms before the 2nd attempt, doubling each time")
     concurrency: int = Field(8, ge=1, le=64, description="deliveries in flight per daemon")
     secret: str | None = Field(None, description="sign bodies (X-Vq-Signature); else $VQ_WEBHOOK_SECRET")
+    allowHosts: list[str] = Field(default_factory=list, description="host names a webhookUrl may name even when "
+                                  "they are or resolve to internal addresses (vq/egress.py)")
+    allowNetworks: list[str] = Field(default_factory=list, description="networks (CIDR, e.g. 10.0.0.0/8) a "
+                                     "webhookUrl may reach though they are not public (loopback, private, ...)")
+
+    @field_validator("allowHosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not re.fullmatch(r"[A-Za-z0-9._:-]{1,253}", host or "") or host.strip(".") == "":
+                raise ValueError(f"{host!r} is not a host name (no scheme, port or path: hooks.example.com)")
+        return value
+
+    @field_validator("allowNetworks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise ValueError(f"{network!r} is not a network such as 10.0.0.0/8 or fd00::/8 ({exc})") from None
+        return value
 
 
 class SecuritySettings(_Strict):

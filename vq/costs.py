@@ -117,7 +117,7 @@ def days_between(since: date, until: date) -> list[str]:
 
 def parse_day(text: str, field: str) -> date:
     """A day: YYYY-MM-DD, `today`, or a duration back from today (7d, 24h)."""
-    from vq.durations import parse_duration_ms
+    from vq.durations import looks_like_duration, parse_duration_ms
 
     text = (text or "").strip()
     if text == "today":
@@ -129,6 +129,8 @@ def parse_day(text: str, field: str) -> date:
     try:
         back_ms = parse_duration_ms(text, field)
     except InvalidInput:
+        if looks_like_duration(text):
+            raise
         raise InvalidInput(f"{field}: {text!r} is not a day (YYYY-MM-DD, today) or a duration (7d)",
                            field=field) from None
     return (datetime.now(timezone.utc) - timedelta(milliseconds=back_ms)).date()

@@ -65,6 +65,13 @@ def say(event: str, job_id: str, job_type: str | None, fields: dict) -> None:
         log.info("job %s %s %s%s", job_id, job_type or "", event, f" {detail}" if detail else "")
 
 
+def is_stream_id(text: str) -> bool:
+    """A Redis stream id, `<ms>-<seq>`, each part a 64-bit unsigned number as Redis takes it."""
+    ms, dash, seq = text.partition("-")
+    parts = (ms, seq)
+    return bool(dash) and all(p.isascii() and p.isdigit() and int(p) < 2 ** 64 for p in parts)
+
+
 def read(conn: Redis, since: str = "0-0", count: int = 1000, block_ms: int | None = None) -> list[dict]:
     """Events after `since` (a stream id), oldest first, each a dict with an `id`."""
     return parse(conn.xread({keys.EVENTS: since}, count=count, block=block_ms))

@@ -19,7 +19,7 @@ from redis import TimeoutError as RedisTimeoutError
 
 from vq import archiver, historydb, job_ids
 from vq.config import Settings
-from vq.durations import parse_duration_ms, parse_instant
+from vq.durations import looks_like_duration, parse_duration_ms, parse_instant
 from vq.errors import HistoryElsewhere, InvalidInput, NotFound
 from vq.model import iso
 
@@ -58,7 +58,9 @@ def since_to_iso(text: str | None) -> str | None:
         return None
     try:
         ms = parse_duration_ms(text, "--since")
-    except InvalidInput:
+    except InvalidInput as exc:
+        if looks_like_duration(text):
+            raise InvalidInput(exc.message, field="since") from None
         try:
             return iso(parse_instant(text, "--since"))
         except InvalidInput:
@@ -106,6 +108,9 @@ def _where(equal: dict[str, str | None], since: str | None, since_column: str) -
 
 def _filters(user: str | None, since: str | None, job_type: str | None, status: str | None) -> tuple[str, list]:
     return _where({"user_id": user, "job_type": job_type, "status": status}, since, "created_at")
+
+
+MAX_OFFSET = 1_000_000_000  # rows to skip: past any history, and within SQLite's integers
 
 
 def jobs(db, *, user: str | None = None, since: str | None = None, job_type: str | None = None,

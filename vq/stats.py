@@ -96,6 +96,19 @@ def _users(conn: Redis, settings: Settings) -> list[dict]:
             for (user, counter), run, cap in zip(top, running, caps)]
 
 
+def perf_window_ms(text: str, field: str) -> int:
+    """The window of `vq perf` / GET /api/jobs/performance: from a minute to as long as day
+    buckets are kept (a longer one would read a bucket per day that cannot be there)."""
+    from vq.durations import parse_duration_ms
+    from vq.errors import InvalidInput
+
+    window_ms = parse_duration_ms(text, field)
+    longest_days = metrics.TTL_SECONDS["d"] // 86_400
+    if not 60_000 <= window_ms <= longest_days * 86_400_000:
+        raise InvalidInput(f"{field}: between 1m and {longest_days}d (how long daily figures are kept)", field=field)
+    return window_ms
+
+
 def perf(conn: Redis, settings: Settings, window_ms: int = 3_600_000, job_type: str | None = None) -> dict:
     """Per type over the window: processing and wait time (average, p50/p95/p99), queue
     utilization (busy time / (limit x window)), error rate and throughput per minute."""

@@ -159,7 +159,7 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     if run_at and depends_on:
         raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
     depends_on = _check_dependencies(conn, settings, depends_on, sub.allow_failure)
-    webhook_url = validate_url(sub.webhook_url) if sub.webhook_url is not None else None
+    webhook_url = validate_url(sub.webhook_url, settings) if sub.webhook_url is not None else None
     return _Resolved(job_type, sub.data, user_id, project_id, priority, subscription, run_at, depends_on,
                      sub.allow_failure, dict(sub.origin), webhook_url)
 

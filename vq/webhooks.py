@@ -6,7 +6,9 @@ stream of its own, and each daemon's notifier reads that stream in a Redis consu
 so every event is handled by one daemon (and jobs without a URL cost the notifiers nothing).
 A delivery that fails (network error, timeout, non-2xx) is retried with exponential
 back-off up to `webhooks.attempts` times; an event whose notifier died is claimed by
-another after `CLAIM_IDLE_MS`. Bodies are signed when `webhooks.secret` is set:
+another after `CLAIM_IDLE_MS`. A URL that points at an internal address (vq/egress.py) is
+refused when the job is submitted and again, after DNS, at each delivery: such a delivery
+is logged once and not retried. Bodies are signed when `webhooks.secret` is set:
 `X-Vq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
 """
 
@@ -14,12 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from redis import Redis
 
 from vq import events, keys
 from vq.config import Settings
+from vq.egress import Policy, Refused, connection
 from vq.errors import InvalidInput
 
 log = logging.getLogger("vq.webhooks")
@@ -38,8 +40,9 @@ CLAIM_IDLE_MS = 60_000  # an event read but not handled for this long was droppe
 MAX_URL = 2048
 
 
-def validate_url(url: object, field: str = "webhookUrl") -> str:
-    """An http(s) URL with a host, or one line naming what is wrong."""
+def validate_url(url: object, settings: Settings, field: str = "webhookUrl") -> str:
+    """An http(s) URL with a host that is not internal (vq/egress.py), or one line naming
+    what is wrong."""
     if not isinstance(url, str) or not url.strip():
         raise InvalidInput(f"{field}: expected an http:// or https:// URL", field=field)
     parts = urlsplit(url.strip())
@@ -47,6 +50,12 @@ def validate_url(url: object, field: str = "webhookUrl") -> str:
         raise InvalidInput(f"{field}: {url[:80]!r} is not an http:// or https:// URL", field=field)
     if len(url) > MAX_URL:
         raise InvalidInput(f"{field}: longer than {MAX_URL} characters", field=field)
+    try:
+        parts.port
+    except ValueError:
+        raise InvalidInput(f"{field}: {url[:80]!r} has a port that is not a number from 0 to 65535",
+                           field=field) from None
+    Policy.of(settings).check_url(url.strip(), field)
     return url.strip()
 
 
@@ -56,21 +65,28 @@ def signature(secret: str, body: bytes, at: int) -> str:
 
 
 def post_json(url: str, payload: dict, *, timeout: float, secret: str | None = None,
-              agent: str = "vq-webhook") -> str | None:
-    """POST `payload`; None when the receiver answered 2xx, else why not (one line)."""
+              agent: str = "vq-webhook", policy: Policy | None = None) -> str | None:
+    """POST `payload`; None when the receiver answered 2xx, else why not (one line). With a
+    `policy` (a URL a user gave) the connection goes only where it allows: else `Refused`."""
     body = json.dumps(payload, default=str, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "User-Agent": agent}
     if secret:
         headers["X-Vq-Signature"] = signature(secret, body, int(time.time()))
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        conn = connection(url, policy, timeout)
+        try:
+            conn.request("POST", target, body=body, headers=headers)
+            response = conn.getresponse()
             response.read(65536)
-            return None
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return str(getattr(exc, "reason", exc))
+        finally:
+            conn.close()
+    except Refused:
+        raise
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return str(exc) or type(exc).__name__
+    return None if 200 <= response.status < 300 else f"HTTP {response.status}"
 
 
 def secret_of(settings: Settings) -> str | None:
@@ -84,6 +100,7 @@ class Notifier:
         self.conn = conn
         self.settings = settings
         self.consumer = consumer
+        self.policy = Policy.of(settings)
         self.pool = ThreadPoolExecutor(max_workers=settings.webhooks.concurrency, thread_name_prefix="vq-webhook")
         self.last_claim = 0.0
         self.group_ready = False
@@ -168,7 +185,13 @@ class Notifier:
         except NotFound:
             payload = {"event": f"job.{event}", "job": {"id": job_id, "status": event}}
         opts = self.settings.webhooks
-        problem = post_json(url, payload, timeout=opts.timeout / 1000, secret=secret_of(self.settings))
+        try:
+            problem = post_json(url, payload, timeout=opts.timeout / 1000, secret=secret_of(self.settings),
+                                policy=self.policy)
+        except Refused as exc:  # where it points will not change by waiting: not retried
+            log.warning("job %s: webhook %s refused, not sent: %s", job_id, _host(url), exc.message)
+            events.emit(self.conn, "webhook-failed", job_id, payload["job"].get("jobType"), error=exc.message)
+            return
         if problem is None:
             log.info("job %s: webhook %s delivered (attempt %d)", job_id, _host(url), attempt)
             return
@@ -193,4 +216,6 @@ def _ended_as(event: dict) -> str | None:
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).netloc
+    """Host and port only: the rest of a URL (user info, path, query) may carry tokens."""
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2]

@@ -12,7 +12,6 @@ declared before the `{jobType}` routes, and no job type may take one of their na
 from __future__ import annotations
 
 import json
-import re
 from functools import partial
 from typing import Any
 
@@ -32,6 +31,7 @@ from vq import history as history_service
 from vq import (artifacts, audit, costs, events, jobs, keys, prometheus, provider_stats, queues, recurring, stats,
                 workers)
 from vq.api.auth import Forbidden, Principal, decode, verify_key
+from vq.api.body_limit import BodyLimit
 from vq.api.ratelimit import RateLimited, check_rate
 from vq.config import Settings
 from vq.connection import make_async_client, make_client
@@ -45,7 +45,6 @@ BEARER = HTTPBearer(auto_error=False, description="A JWT, e.g. from `vq token cr
                                                   "the token is checked by vq.api.auth)")
 SSE_BLOCK_MS = 15_000  # a keep-alive comment at least this often
 MAX_BULK = 1000  # submissions per POST /api/jobs/bulk
-DRAIN_FACTOR = 16  # an oversize body up to this many times the limit is read before the 413
 TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job type, see GET /api/jobs/types.")
 
 
@@ -111,6 +110,15 @@ def _error(status: int, code: str, message: str, field: str | None = None, heade
                         headers=headers)
 
 
+def _unparsed(cause: BaseException | None) -> str:
+    """Why FastAPI could not parse a body (it says only "There was an error parsing the body")."""
+    if isinstance(cause, RecursionError):
+        return "body: JSON nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return "body: not valid JSON (not UTF-8)"
+    return f"body: could not be read ({type(cause).__name__ if cause else 'unknown error'})"
+
+
 def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     conn = conn or make_client(settings)
     stream_conn = make_async_client(settings)  # event streams wait on Redis without holding a thread
@@ -124,8 +132,9 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException):
-        """Starlette's own refusals (a body that is not UTF-8, a wrong method) in vq's error shape."""
-        message = "body: not valid JSON (not UTF-8)" if exc.detail == "There was an error parsing the body" else \
+        """Starlette's own refusals (a body that cannot be parsed, a wrong method, a body over
+        the limit) in vq's error shape."""
+        message = _unparsed(exc.__cause__) if exc.detail == "There was an error parsing the body" else \
             str(exc.detail)
         return _error(exc.status_code, HTTP_CODES.get(exc.status_code, "error"), message, headers=exc.headers)
 
@@ -141,17 +150,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     async def _redis_down(_request: Request, exc: Exception):
         return _error(503, "redis_unavailable", f"Redis unreachable: {str(exc).splitlines()[0] if str(exc) else exc}")
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        limit = settings.http.maxBodyBytes
-        if length and length.isdigit() and int(length) > limit:
-            if int(length) <= DRAIN_FACTOR * limit:  # read it first, so the client hears the 413
-                async for _chunk in request.stream():
-                    pass
-            return _error(413, "too_large", f"body: {length} bytes is over the limit of {limit} bytes "
-                                            "(http.maxBodyBytes)")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=settings.http.maxBodyBytes)
 
     token_key = verify_key(settings)
 
@@ -272,7 +271,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         """The caller's job events as they happen (an operator's: everyone's). Resumes after
         `since` or the Last-Event-ID header; a comment line every 15 s keeps proxies open."""
         start = request.headers.get("last-event-id") or since or "$"
-        if start != "$" and not re.match(r"^\d+-\d+$", start):
+        if start != "$" and not events.is_stream_id(start):
             raise InvalidInput("Last-Event-ID: expected a stream id such as 1764403200000-0", field="since")
         if start == "$":  # pin "now" to an id, so no event between two reads is skipped
             newest = await call(conn.xrevrange, keys.EVENTS, count=1)
@@ -327,7 +326,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     async def user_history(userId: str = Path(..., max_length=128),  # noqa: N803 - the spec's name
                            since: str | None = Query(None, description="7d, 12h or an ISO time"),
                            jobType: str | None = Query(None), status: str | None = Query(None),  # noqa: N803
-                           limit: int = Query(50, ge=1, le=1000), offset: int = Query(0, ge=0),
+                           limit: int = Query(50, ge=1, le=1000),
+                           offset: int = Query(0, ge=0, le=history_service.MAX_OFFSET),
                            principal: Principal = Depends(caller)) -> dict:
         if userId != principal.user_id and not principal.is_operator:
             raise NotFound(f"no history for user {userId!r}")
@@ -358,12 +358,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     @app.get("/api/jobs/performance", tags=["monitoring"], summary="Performance metrics (operator)")
     async def performance(window: str = Query("1h", description="15m, 1h, 7d"),
                           _: Principal = Depends(operator)) -> dict:
-        from vq.durations import parse_duration_ms
-
-        window_ms = parse_duration_ms(window, "window")
-        if window_ms < 60_000:
-            raise InvalidInput("window: at least 1m", field="window")
-        return await call(stats.perf, conn, settings, window_ms)
+        return await call(stats.perf, conn, settings, stats.perf_window_ms(window, "window"))
 
     @app.post("/api/jobs/queues/{jobType}/pause", tags=["queues"], summary="Pause a queue (operator)")
     async def pause(jobType: str = TYPE_NAME, principal: Principal = Depends(operator)) -> dict:  # noqa: N803

@@ -126,7 +126,7 @@ def create(settings: Settings, request: TokenRequest) -> str:
     if request.tier is not None and request.tier not in TIERS:
         raise InvalidInput(f"--tier: {request.tier!r} is not one of {', '.join(TIERS)}", field="tier")
     if request.ttl_seconds <= 0:
-        raise InvalidInput("--ttl: must be positive", field="ttl")
+        raise InvalidInput("--ttl: at least 1s (a number with s, m, h or d: e.g. 15m, 1h, 30d)", field="ttl")
     now = int(time.time())
     claims = {"sub": request.user_id, "role": request.role, "iat": now, "exp": now + request.ttl_seconds,
               **request.extra}

@@ -15,8 +15,6 @@ from vq import stats as stats_service
 from vq.cli.output import emit, err, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, state
 from vq.connection import try_connect
-from vq.durations import parse_duration_ms
-from vq.errors import InvalidInput
 
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "error": "bold red"}
 
@@ -187,9 +185,7 @@ def register(app: typer.Typer) -> None:
         """Processing and wait times (avg, p50/p95/p99), utilization, error rate and
         throughput per minute, per type, over the window."""
         st = state(ctx)
-        window_ms = parse_duration_ms(window, "--window")
-        if window_ms < 60_000:
-            raise InvalidInput("--window: at least 1m")
+        window_ms = stats_service.perf_window_ms(window, "--window")
         emit(stats_service.perf(st.conn, st.settings, window_ms, job_type), as_json, _render_perf)
 
     @app.command("metrics")

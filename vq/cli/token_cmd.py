@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         role: str = typer.Option("user", "--role", help="user, operator or admin."),
         tier: Optional[str] = typer.Option(None, "--tier", help="free, basic, pro or enterprise."),
         project: list[str] = typer.Option([], "--project", "-p", help="Limit to this project (repeatable)."),
-        ttl: str = typer.Option("1h", "--ttl", help="Lifetime: 15m, 1h, 30d."),
+        ttl: str = typer.Option("1h", "--ttl", help="Lifetime, with a unit (s, m, h, d): 15m, 1h, 30d."),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Print a signed token (HS256, the secret of config/env or the data directory)."""
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 
         st = state(ctx)
         request = TokenRequest(user_id=user, role=role, tier=tier, projects=list(project) or None,
-                               ttl_seconds=parse_duration_ms(ttl, "--ttl") // 1000)
+                               ttl_seconds=parse_duration_ms(ttl, "--ttl", unit_required=True) // 1000)
         token = mint(st.settings, request)
         if as_json:
             print_json({"token": token, "userId": user, "role": role, "tier": tier,
