@@ -97,9 +97,12 @@ class Fence:
         self.kill_after = lease_ms / 1000 - margin_s(lease_ms) / 2
         self.renew_every = renew_every_s(lease_ms)
         self.admission = admission_for(conn)
-        kwargs = dict(conn.connection_pool.connection_kwargs)
-        kwargs.update(socket_timeout=self.renew_every, socket_connect_timeout=self.renew_every)
-        self.renewer_conn = redis.Redis(connection_pool=conn.connection_pool.__class__(**kwargs))
+        from vq.connection import make_client
+        from vq.execution import runtime
+
+        # Its own client with a short timeout (the configured Redis, by URL, socket or
+        # Sentinel): a renewal that hangs gives up and tries again; the watchdog never waits.
+        self.renewer_conn = make_client(runtime().settings, socket_timeout=self.renew_every)
         self.shared_deadline = shared_deadline
         self._leases: list[Lease] = []
         self._lock = threading.Lock()

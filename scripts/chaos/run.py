@@ -145,6 +145,7 @@ def write_config(workdir: Path, url: str, name: str = "vq-chaos.yaml") -> Path:
         },
         "concurrency": {"type": {JOB_TYPE: TYPE_LIMIT}, "user": {TIER: USER_LIMIT}},
         "daemon": {"shutdownGrace": 10000},
+        "http": {"enabled": False},  # the run needs no API, and must not take an operator's port
         "job_types": {JOB_TYPE: {"handler": "chaos_handlers:work", "attempts": 3, "timeout": 30000}},
     }
     path = workdir / name
