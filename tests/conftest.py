@@ -100,6 +100,10 @@ TEST_JOB_TYPES = {
     "test-hog": {"handler": "tests.plugins:hog", "attempts": 1},
     "test-crash": {"handler": "tests.plugins:crash", "attempts": 1, "isolation": "fork"},
     "test-forked": {"handler": "tests.plugins:sleeper", "attempts": 1, "isolation": "fork"},
+    "test-big-result": {"handler": "tests.plugins:big_result", "attempts": 3},
+    "test-big-result-forked": {"handler": "tests.plugins:big_result", "attempts": 3, "isolation": "fork"},
+    "test-nan-result": {"handler": "tests.plugins:not_a_number", "attempts": 3},
+    "test-unprintable": {"handler": "tests.plugins:unprintable", "attempts": 1},
 }
 
 

@@ -18,10 +18,11 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, costs, events, keys, providers, resources
+from vq import artifacts, costs, events, jobdata, keys, providers, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
-from vq.errors import BudgetHeld, HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
+from vq.errors import (BudgetHeld, HandlerError, InvalidInput, JobCanceled, PermanentError, ProviderError,
+                       ProviderUnavailable, RateLimitError, message_of)
 from vq.jobtypes import get_job_type, load_handler
 from vq.model import ms_between, result_of
 from vq.protect import protector
@@ -107,7 +108,7 @@ def classify(exc: BaseException, unknown: str = "temporary") -> str:
 
 def error_record(exc: BaseException, unknown: str = "temporary") -> dict:
     """What the job keeps of a failure (shown by `vq show`, used by the worker)."""
-    record = {"category": classify(exc, unknown), "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    record = {"category": classify(exc, unknown), "type": type(exc).__name__, "message": message_of(exc) or type(exc).__name__}
     if isinstance(exc, RateLimitError):
         record["retryAfter"] = float(exc.retry_after)
     if isinstance(exc, ProviderError):
@@ -173,6 +174,7 @@ def run_job(job_type: str, data: dict) -> dict:
             result = handler(ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None
+        result = storable_result(rt.settings, result)
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
         job.save_meta()
@@ -185,11 +187,27 @@ def run_job(job_type: str, data: dict) -> dict:
         raise
     for provider in local:
         breakers.success(provider)
+    return result  # a finished job shows 100% (vq.model); no extra write needed
+
+
+def storable_result(settings: Settings, result: object) -> dict:
+    """A handler's return value as the job's result: an object (None is `{}`, anything
+    else `{"value": ...}`) that is strict JSON within `limits.maxResultBytes`; else the
+    job fails, permanently (the same input would return the same thing again)."""
     if result is None:
         result = {}
     if not isinstance(result, dict):
         result = {"value": result}
-    return result  # a finished job shows 100% (vq.model); no extra write needed
+    limit = settings.limits.maxResultBytes
+    try:
+        jobdata.check(result, jobdata.RESULT_DEPTH, limit, "result",
+                      depth_setting="the deepest a result may nest", size_setting="limits.maxResultBytes", as_python_json=True)
+    except jobdata.TooLarge as exc:
+        raise PermanentError(f"{exc.message}: write large outputs as artifacts (ctx.artifacts_dir) and "
+                             "return their names") from None
+    except InvalidInput as exc:
+        raise PermanentError(f"the handler returned what cannot be stored: {exc.message}") from None
+    return result
 
 
 def _progress_reporter(job: Job, job_type: str):

@@ -1,0 +1,176 @@
+"""Hostile job data and hostile handlers: data that is not storable JSON is refused in one
+place before anything is written, results have a size cap and stay out of list views,
+cron takes 5 or 6 fields only, and an exception that cannot be printed is still recorded
+as its own type."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.test_api import serve
+from vq.config import load_settings
+from vq.connection import connect
+from vq.errors import InvalidInput
+from vq.submission import Submission, submit
+
+
+def _one_line(proc) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def _strict(text: str):
+    """json.loads that refuses NaN and Infinity, as every JSON parser but Python's does."""
+    def refuse(name):
+        raise AssertionError(f"{name} in output: not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _jobs_and_definitions(conn) -> tuple:
+    return sorted(conn.scan_iter("rq:job:*")), sorted(conn.scan_iter("vq:*:jobs")), conn.hkeys("vq:recurring")
+
+
+def _nested(levels: int) -> dict:
+    data: dict = {}
+    inner = data
+    for _ in range(levels - 1):
+        inner["a"] = {}
+        inner = inner["a"]
+    return data
+
+
+@pytest.mark.parametrize("text, message", [
+    (json.dumps(_nested(300)), "data.a.a.a.a.a.a...: nested deeper than 32 levels (limits.maxDataDepth)"),
+    (json.dumps(_nested(33)), "nested deeper than 32 levels (limits.maxDataDepth)"),
+    ('{"x": NaN}', "data.x: NaN is not a JSON number"),
+    ('{"x": {"y": [1, Infinity]}}', "data.x.y[1]: Infinity is not a JSON number"),
+    ('{"x": -Infinity}', "data.x: -Infinity is not a JSON number"),
+], ids=["300-deep", "33-deep", "nan", "infinity-in-list", "minus-infinity"])
+def test_cli_refuses_data_that_is_not_storable_json_and_writes_nothing(vq, redis_conn, text, message):
+    before = redis_conn.dbsize()
+    proc = vq.run("submit", "test-echo", "--user", "u", "--data", "-", input=text)
+    assert proc.returncode == 2
+    assert message in _one_line(proc)
+    assert redis_conn.dbsize() == before, "nothing written"
+
+
+def test_the_depth_limit_is_configurable_and_data_at_the_limit_is_accepted(vq):
+    assert vq.run("submit", "test-echo", "--user", "u", "--data", json.dumps(_nested(32))).returncode == 0
+    vq.configure(limits={"maxDataDepth": 4})
+    proc = vq.run("submit", "test-echo", "--user", "u", "--data", json.dumps(_nested(5)))
+    assert proc.returncode == 2 and "data.a.a.a.a: nested deeper than 4 levels" in _one_line(proc)
+
+
+def test_templates_and_batches_go_through_the_same_check(vq, redis_conn):
+    vq.configure(templates={"t": {"jobType": "test-echo", "data": {"size": 1}}})
+    before = redis_conn.dbsize()
+    proc = vq.run("submit", "--template", "t", "--user", "u", "--set", "score=NaN")
+    assert proc.returncode == 2 and "data.score: NaN is not a JSON number" in _one_line(proc)
+    lines = "\n".join([json.dumps({"jobType": "test-echo", "userId": "u", "data": _nested(40)}),
+                       '{"jobType": "test-echo", "userId": "u", "data": {"x": NaN}}'])
+    proc = vq.run("submit", "--batch", "-", "--json", input=lines)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    messages = [outcome["error"] for outcome in json.loads(proc.stdout)]
+    assert "nested deeper than 32 levels" in messages[0] and "data.x: NaN is not a JSON number" in messages[1]
+    assert redis_conn.dbsize() == before, "nothing written"
+
+
+def test_python_api_raises_invalid_input_never_type_or_recursion_error(vq, redis_conn):
+    settings = load_settings(vq.config_path)
+    conn = connect(settings)
+    looped: dict = {}
+    looped["self"] = looped
+
+    class Thing:
+        pass
+
+    cases = [
+        ({"tags": {"a", "b"}}, "data.tags: 'set' is not a JSON type"),
+        ({"thing": Thing()}, "data.thing: 'Thing' is not a JSON type"),
+        (looped, "refers to itself (a cycle is not JSON)"),
+        ({"x": float("nan")}, "data.x: NaN is not a JSON number"),
+        ({"x": [float("inf")]}, "data.x[0]: Infinity is not a JSON number"),
+        ({"deep": _nested(100)}, "nested deeper than 32 levels (limits.maxDataDepth)"),
+        ({1: "one"}, "key 1 is not text"),
+        ({"big": 10 ** 5000}, "data.big: the whole number is out of range"),
+    ]
+    before = redis_conn.dbsize()
+    for data, message in cases:
+        with pytest.raises(InvalidInput) as caught:
+            submit(conn, settings, Submission("test-echo", data, user_id="u"))
+        assert message in caught.value.message, caught.value.message
+    with pytest.raises(InvalidInput, match="userId: expected a string"):
+        submit(conn, settings, Submission("test-echo", {}, user_id=7))
+    assert redis_conn.dbsize() == before, "nothing written"
+
+
+def test_http_answers_422_for_deep_or_non_finite_data_and_creates_nothing(vq, redis_conn):
+    api = serve(vq, jwt_secret="test-secret-for-the-api-tests-0123456789",
+                rateLimit={"requests": 1000, "window": 60000})
+    token = api.token("ann")
+    before = _jobs_and_definitions(redis_conn)  # the daemon writes its own keys meanwhile
+    for body, message in [
+        ({"data": _nested(300)}, "nested deeper than 32 levels (limits.maxDataDepth)"),
+        ({"data": _nested(40)}, "nested deeper than 32 levels (limits.maxDataDepth)"),
+        ({"data": {"x": float("nan")}}, "data.x: NaN is not a JSON number"),
+        ({"data": {"x": float("-inf")}}, "data.x: -Infinity is not a JSON number"),
+    ]:
+        reply = api.call("POST", "/api/jobs/test-echo", token, body)
+        assert reply.status == 422, reply.body
+        assert reply.body["error"]["code"] == "invalid" and message in reply.body["error"]["message"]
+    reply = api.call("POST", "/api/jobs/recurring", token, {"jobType": "test-echo", "cronExpression": "0 0 * * *",
+                                                            "data": {"x": float("nan")}})
+    assert reply.status == 422 and "data.x: NaN is not a JSON number" in reply.body["error"]["message"]
+    reply = api.call("POST", "/api/jobs/recurring", token, {"jobType": "test-echo",
+                                                            "cronExpression": "* * * * * * *"})
+    assert reply.status == 422 and "has 7 fields" in reply.body["error"]["message"], reply.body
+    assert _jobs_and_definitions(redis_conn) == before, "nothing written"
+
+
+def test_cron_with_seven_fields_is_refused(vq, redis_conn):
+    before = redis_conn.dbsize()
+    proc = vq.run("recurring", "add", "test-noop", "--cron", "* * * * * * *", "--user", "u")
+    assert proc.returncode == 2
+    assert "has 7 fields; expected 5" in _one_line(proc)
+    assert redis_conn.dbsize() == before
+    assert vq.run("recurring", "add", "test-noop", "--cron", "* * * * * */10", "--user", "u").returncode == 0
+
+
+def test_results_over_the_cap_fail_permanently_and_large_ones_stay_out_of_lists(vq):
+    vq.configure(limits={"maxResultBytes": 256 * 1024})
+    vq.start_daemon()
+    too_big = vq.submit("test-big-result", {"kib": 300}, "--user", "u")
+    too_big_forked = vq.submit("test-big-result-forked", {"kib": 300}, "--user", "u")
+    nan = vq.submit("test-nan-result", {}, "--user", "u")
+    large = vq.submit("test-big-result", {"kib": 100}, "--user", "u")
+    small = vq.submit("test-echo", {"n": 1}, "--user", "u")
+    for job_id in (too_big, too_big_forked):
+        view = vq.wait_for(job_id)
+        assert view["status"] == "failed" and view["attempts"] == 1, "permanent: not retried"
+        assert view["error"]["category"] == "permanent"
+        message = view["error"]["message"]
+        assert "over the limit of 262144 bytes (limits.maxResultBytes)" in message and "artifacts" in message
+    view = vq.wait_for(nan)
+    assert view["status"] == "failed" and view["error"]["category"] == "permanent"
+    assert "result.score: NaN is not a JSON number" in view["error"]["message"]
+    _strict(vq.run("show", nan, "--json").stdout)
+    assert vq.wait_for(large)["status"] == "finished" and vq.wait_for(small)["status"] == "finished"
+
+    listed = {v["id"]: v for v in _strict(vq.run("jobs", "--json").stdout)}
+    assert listed[large]["result"] is None and listed[large]["resultOmitted"] is True
+    assert listed[large]["resultBytes"] > 100 * 1024
+    assert listed[small]["result"]["echo"]["n"] == 1 and "resultOmitted" not in listed[small]
+    assert len(vq.json("show", large)["result"]["blob"]) == 100 * 1024, "show gives the whole result"
+    assert len(vq.json("result", large)["result"]["blob"]) == 100 * 1024
+
+
+def test_an_exception_whose_str_raises_is_recorded_as_its_own_type(vq):
+    vq.start_daemon()
+    view = vq.wait_for(vq.submit("test-unprintable", {}, "--user", "u"))
+    assert view["status"] == "failed"
+    assert view["error"]["type"] == "Unprintable"
+    assert view["error"]["message"] == "<unprintable Unprintable>"
+    assert vq.wait_for(vq.submit("test-echo", {}, "--user", "u"))["status"] == "finished", "the worker still works"
