@@ -104,6 +104,7 @@ TEST_JOB_TYPES = {
     "test-big-result-forked": {"handler": "tests.plugins:big_result", "attempts": 3, "isolation": "fork"},
     "test-nan-result": {"handler": "tests.plugins:not_a_number", "attempts": 3},
     "test-unprintable": {"handler": "tests.plugins:unprintable", "attempts": 1},
+    "test-provider-down": {"handler": "tests.plugins:provider_down", "attempts": 1},
 }
 
 

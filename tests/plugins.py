@@ -136,3 +136,10 @@ class Unprintable(Exception):
 
 def unprintable(ctx, data):
     raise Unprintable()
+
+
+def provider_down(ctx, data):
+    """Reports a provider failure for whatever provider name its data gives."""
+    from vq.errors import ProviderError
+
+    raise ProviderError("provider down", provider=data.get("which", "unknown"))

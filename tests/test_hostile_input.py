@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests.conftest import TEST_JOB_TYPES
 from tests.test_api import serve
 from vq.config import load_settings
 from vq.connection import connect
@@ -174,3 +175,42 @@ def test_an_exception_whose_str_raises_is_recorded_as_its_own_type(vq):
     assert view["error"]["type"] == "Unprintable"
     assert view["error"]["message"] == "<unprintable Unprintable>"
     assert vq.wait_for(vq.submit("test-echo", {}, "--user", "u"))["status"] == "finished", "the worker still works"
+
+
+def _series(vq) -> tuple[list[str], set]:
+    """The providers listed, and every label value of every metric series."""
+    rows = vq.json("providers")
+    values = {(f["name"], name, value) for f in vq.json("metrics") for s in f["samples"]
+              for name, value in s["labels"].items() if name != "le"}
+    return sorted(r["provider"] for r in rows), values
+
+
+def test_provider_names_in_job_data_create_no_operator_visible_state(vq, redis_conn):
+    vq.configure(job_types={**TEST_JOB_TYPES, "test-provider-down": {"handler": "tests.plugins:provider_down", "attempts": 1,
+                                                   "providers": ["listed"]}})
+    vq.start_daemon()
+    assert vq.wait_for(vq.submit("test-provider-down", {"which": "made-up-0"}, "--user", "u"))["status"] == "failed"
+    providers_before, series_before = _series(vq)
+    assert providers_before == ["listed", "other"], "the type's own provider, and one bucket for the made-up name"
+    for name in ("nosuch", "nosuch-2", "nosuch-3"):
+        proc = vq.run("submit", "ai-processing", "--user", "u", "--data",
+                      json.dumps({"provider": name, "task": "echo", "input": "x"}))
+        assert proc.returncode == 2
+        assert f"data.provider: unknown provider {name!r} (known: listed, local)" in _one_line(proc)
+    # A handler's ProviderError naming a provider config does not know counts under "other":
+    # one row whatever the names.
+    for name in ("made-up-1", "made-up-2", "made-up-3"):
+        assert vq.wait_for(vq.submit("test-provider-down", {"which": name}, "--user", "u"))["status"] == "failed"
+    providers_after, series_after = _series(vq)
+    assert providers_after == providers_before
+    by_provider = [{s for s in series if s[1] == "provider"} for series in (series_before, series_after)]
+    assert by_provider[0] == by_provider[1], "no new provider series"
+    assert not any("nosuch" in value or "made-up" in value for _, _, value in series_after)
+    assert not any(b"nosuch" in k or b"made-up" in k for k in redis_conn.scan_iter("vq:*"))
+
+
+def test_http_refuses_an_unknown_provider_with_422(vq):
+    api = serve(vq, jwt_secret="test-secret-for-the-api-tests-0123456789")
+    reply = api.call("POST", "/api/jobs/ai-processing", api.token("ann"),
+                     {"data": {"provider": "nosuch", "task": "echo", "input": "x"}})
+    assert reply.status == 422 and "data.provider: unknown provider 'nosuch'" in reply.body["error"]["message"]

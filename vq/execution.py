@@ -88,11 +88,14 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def providers_of(job_type, data: dict) -> list[str]:
+def providers_of(job_type, data: dict, known: list[str] | None = None) -> list[str]:
     """The providers a job may use, in order of preference: the one its data names
-    (ai-processing), then its type's."""
+    (ai-processing), then its type's. A named one config does not know (`known`; a job
+    stored before submissions checked it) is ignored: user data makes no breaker."""
     named = data.get("provider") if isinstance(data, dict) else None
-    return list(dict.fromkeys([*([named] if isinstance(named, str) and named else []), *job_type.providers]))
+    if not (isinstance(named, str) and named) or (known is not None and named not in known):
+        named = None
+    return list(dict.fromkeys([*([named] if named else []), *job_type.providers]))
 
 
 
@@ -146,7 +149,7 @@ def run_job(job_type: str, data: dict) -> dict:
         with job.connection.pipeline(transaction=False) as pipe:
             begin_attempt(job, pipe)
             pipe.execute()
-    chain = providers_of(job_type_spec, data)
+    chain = providers_of(job_type_spec, data, providers.known(rt.settings))
     breakers = rt.breakers(job.connection)
     calls = ProviderCalls(job.connection, rt.settings, breakers, rt.gate(job.connection), job, chain)
     ctx = HandlerContext(
@@ -179,8 +182,8 @@ def run_job(job_type: str, data: dict) -> dict:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
         job.save_meta()
         if isinstance(exc, ProviderError) and not getattr(exc, "accounted", False):
-            state = breakers.failure(exc.provider)
-            ctx.log.warning("provider %s failed (%s); its breaker is %s", exc.provider, exc, state)
+            state = breakers.failure(providers.bounded(rt.settings, exc.provider))
+            ctx.log.warning("provider %s failed (%s); its breaker is %s", exc.provider, message_of(exc), state)
         elif not isinstance(exc, (ProviderUnavailable, BudgetHeld, ProviderError)):
             for provider in local:  # the providers answered; the failure was elsewhere
                 breakers.success(provider)

@@ -23,7 +23,7 @@ from rq import Queue, Retry
 from rq.job import JOB_ID_PATTERN, Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import cache, dependents, events, jobdata, keys
+from vq import cache, dependents, events, jobdata, keys, providers
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
@@ -135,6 +135,7 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
         raise InvalidInput("jobType: expected a string", field="jobType")
     job_type = get_job_type(settings, sub.job_type)
     check_data(settings, sub.data)
+    providers.check_named(settings, sub.data)
     protector(settings).check(sub.data)
     for name in ("user_id", "project_id", "priority", "subscription", "idempotency_key", "webhook_url"):
         if getattr(sub, name) is not None and not isinstance(getattr(sub, name), str):
