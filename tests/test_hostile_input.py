@@ -214,3 +214,21 @@ def test_http_refuses_an_unknown_provider_with_422(vq):
     reply = api.call("POST", "/api/jobs/ai-processing", api.token("ann"),
                      {"data": {"provider": "nosuch", "task": "echo", "input": "x"}})
     assert reply.status == 422 and "data.provider: unknown provider 'nosuch'" in reply.body["error"]["message"]
+
+
+def test_show_json_is_strict_json_even_for_a_job_stored_with_nan(vq, redis_conn):
+    """A job an older vq stored with NaN in it (here: in its meta) still prints as JSON."""
+    job_id = vq.submit("test-echo", {"n": 1}, "--user", "u")
+    meta = json.loads(redis_conn.hget(f"rq:job:{job_id}", "meta"))
+    meta["units"] = {"tokens": float("nan"), "images": float("inf")}
+    redis_conn.hset(f"rq:job:{job_id}", "meta", json.dumps(meta))
+    shown = _strict(vq.run("show", job_id, "--json").stdout)
+    assert shown["units"] == {"tokens": None, "images": None}
+    assert _strict(vq.run("jobs", "--json").stdout)[0]["units"] == {"tokens": None, "images": None}
+
+
+def test_error_line_of_an_unprintable_exception_names_its_type():
+    from tests.plugins import Unprintable
+    from vq.supervision import error_line
+
+    assert error_line(Unprintable()) == "Unprintable: <unprintable Unprintable>"
