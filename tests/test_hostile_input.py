@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import TEST_JOB_TYPES
+from tests.conftest import HOSTILE_JOB_TYPES, TEST_JOB_TYPES
 from tests.test_api import serve
 from vq.config import load_settings
 from vq.connection import connect
@@ -141,7 +141,7 @@ def test_cron_with_seven_fields_is_refused(vq, redis_conn):
 
 
 def test_results_over_the_cap_fail_permanently_and_large_ones_stay_out_of_lists(vq):
-    vq.configure(limits={"maxResultBytes": 256 * 1024})
+    vq.configure(limits={"maxResultBytes": 256 * 1024}, job_types={**TEST_JOB_TYPES, **HOSTILE_JOB_TYPES})
     vq.start_daemon()
     too_big = vq.submit("test-big-result", {"kib": 300}, "--user", "u")
     too_big_forked = vq.submit("test-big-result-forked", {"kib": 300}, "--user", "u")
@@ -169,6 +169,7 @@ def test_results_over_the_cap_fail_permanently_and_large_ones_stay_out_of_lists(
 
 
 def test_an_exception_whose_str_raises_is_recorded_as_its_own_type(vq):
+    vq.configure(job_types={**TEST_JOB_TYPES, **HOSTILE_JOB_TYPES})
     vq.start_daemon()
     view = vq.wait_for(vq.submit("test-unprintable", {}, "--user", "u"))
     assert view["status"] == "failed"
@@ -186,8 +187,7 @@ def _series(vq) -> tuple[list[str], set]:
 
 
 def test_provider_names_in_job_data_create_no_operator_visible_state(vq, redis_conn):
-    vq.configure(job_types={**TEST_JOB_TYPES, "test-provider-down": {"handler": "tests.plugins:provider_down", "attempts": 1,
-                                                   "providers": ["listed"]}})
+    vq.configure(job_types={**TEST_JOB_TYPES, **HOSTILE_JOB_TYPES})
     vq.start_daemon()
     assert vq.wait_for(vq.submit("test-provider-down", {"which": "made-up-0"}, "--user", "u"))["status"] == "failed"
     providers_before, series_before = _series(vq)
