@@ -140,6 +140,10 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     for name in ("user_id", "project_id", "priority", "subscription", "idempotency_key", "webhook_url"):
         if getattr(sub, name) is not None and not isinstance(getattr(sub, name), str):
             raise InvalidInput(f"{_camel(name)}: expected a string", field=_camel(name))
+    if sub.delay_ms is not None and (not isinstance(sub.delay_ms, int) or isinstance(sub.delay_ms, bool)):
+        raise InvalidInput("delay: expected whole milliseconds", field="delay")
+    if sub.at is not None and not (isinstance(sub.at, datetime) and sub.at.tzinfo is not None):
+        raise InvalidInput("at: expected a time with its zone", field="at")
     if not isinstance(sub.depends_on, list) or not all(isinstance(d, str) for d in sub.depends_on):
         raise InvalidInput("dependsOn: expected a job id or a list of job ids", field="dependsOn")
     user_id = sub.user_id or data_text(sub.data, "userId")
