@@ -143,3 +143,9 @@ def provider_down(ctx, data):
     from vq.errors import ProviderError
 
     raise ProviderError("provider down", provider=data.get("which", "unknown"))
+
+
+def nan_units(ctx, data):
+    """Calls its provider reporting a NaN and an infinite unit beside a real one."""
+    ctx.call_provider({"input": "x"}, units={"calls": 1, "seconds": float("nan"), "images": float("inf")})
+    return {}

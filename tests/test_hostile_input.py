@@ -232,3 +232,28 @@ def test_error_line_of_an_unprintable_exception_names_its_type():
     from vq.supervision import error_line
 
     assert error_line(Unprintable()) == "Unprintable: <unprintable Unprintable>"
+
+
+def test_a_provider_answering_nan_is_a_provider_failure_and_a_handlers_nan_units_are_not_priced(vq):
+    from tests.test_providers import FakeProvider
+
+    fake = FakeProvider()
+    try:
+        fake.mode = "nan-usage"
+        vq.configure(providers={"fake": {"kind": "http", "url": fake.url, "cost": {"calls": 0.5}}},
+                     job_types={**TEST_JOB_TYPES, "ai-processing": {"attempts": 1},
+                                "test-units": {"handler": "tests.plugins:nan_units", "attempts": 1,
+                                               "providers": ["fake"]}})
+        vq.start_daemon()
+        job_id = vq.submit("ai-processing", {"provider": "fake", "task": "echo", "input": "x"}, "--user", "u")
+        view = vq.wait_for(job_id)
+        assert view["status"] == "failed" and view["error"]["category"] == "provider"
+        assert "fake: answered with something that is not JSON" in view["error"]["message"]
+        fake.mode = "ok"
+        job_id = vq.submit("test-units", {}, "--user", "u")
+        view = vq.wait_for(job_id)
+        assert view["status"] == "finished", view["error"]
+        assert view["units"] == {"calls": 1} and view["costMicros"] == 500_000
+        _strict(vq.run("show", job_id, "--json").stdout)
+    finally:
+        fake.close()

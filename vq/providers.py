@@ -90,10 +90,14 @@ def call_http(name: str, provider: ProviderSettings, payload: dict) -> dict:
         reason = getattr(exc, "reason", exc)
         raise ProviderError(f"{name}: cannot connect ({reason})", provider=name) from None
     try:
-        result = json.loads(body or b"{}")
-    except json.JSONDecodeError:
+        result = json.loads(body or b"{}", parse_constant=_not_json)
+    except (json.JSONDecodeError, ValueError):  # ValueError: NaN or Infinity, which JSON has not
         raise ProviderError(f"{name}: answered with something that is not JSON", provider=name) from None
     return result if isinstance(result, dict) else {"result": result}
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _retry_after(exc: urllib.error.HTTPError) -> float:
