@@ -6,6 +6,7 @@ as its own type."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -147,6 +148,7 @@ def test_results_over_the_cap_fail_permanently_and_large_ones_stay_out_of_lists(
     too_big_forked = vq.submit("test-big-result-forked", {"kib": 300}, "--user", "u")
     nan = vq.submit("test-nan-result", {}, "--user", "u")
     large = vq.submit("test-big-result", {"kib": 100}, "--user", "u")
+    kept = vq.submit("test-big-result", {"kib": 30}, "--user", "u")  # within history.maxResultBytes
     small = vq.submit("test-echo", {"n": 1}, "--user", "u")
     for job_id in (too_big, too_big_forked):
         view = vq.wait_for(job_id)
@@ -166,6 +168,16 @@ def test_results_over_the_cap_fail_permanently_and_large_ones_stay_out_of_lists(
     assert listed[small]["result"]["echo"]["n"] == 1 and "resultOmitted" not in listed[small]
     assert len(vq.json("show", large)["result"]["blob"]) == 100 * 1024, "show gives the whole result"
     assert len(vq.json("result", large)["result"]["blob"]) == 100 * 1024
+    assert vq.wait_for(kept)["status"] == "finished"
+    deadline = time.monotonic() + 20
+    while True:  # the history database's list, once the archiver has the job
+        rows = {r["id"]: r for r in _strict(vq.run("history", "--user", "u", "--json").stdout)}
+        if kept in rows and small in rows and rows[kept]["finished_at"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert rows[kept]["result"] is None and rows[kept]["result_omitted"] is True, rows.get(kept)
+    assert rows[kept]["result_bytes"] > 30 * 1024
+    assert json.loads(rows[small]["result"])["echo"] == {"n": 1} and not rows[small].get("result_omitted")
 
 
 def test_an_exception_whose_str_raises_is_recorded_as_its_own_type(vq):

@@ -28,6 +28,7 @@ class TooLarge(InvalidInput):
     code = "too_large"
 
 
+LIST_RESULT_BYTES = 16 * 1024  # a list of jobs carries a result up to this size (compact JSON)
 RESULT_DEPTH = 128  # results nest no deeper (every reader must be able to print them)
 
 

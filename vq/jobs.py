@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, job_ids, keys, limits, trimmed
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
+from vq.jobdata import LIST_RESULT_BYTES
 from vq.job_ids import Visible
 from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
 from vq.protect import protector
@@ -180,12 +181,9 @@ def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = 
     return out
 
 
-LIST_RESULT_BYTES = 16 * 1024  # a list view carries a result up to this size (compact JSON)
-
-
 def list_view(view: dict) -> dict:
-    """A job as lists show it (`vq jobs`, GET /api/jobs... lists, the TUI): a result larger
-    than LIST_RESULT_BYTES is left out, marked `"resultOmitted": true` with its size in
+    """A job as lists show it (`vq jobs`, the dashboard, the TUI): a result larger than
+    jobdata.LIST_RESULT_BYTES is left out, marked `"resultOmitted": true` with its size in
     `"resultBytes"`, so a page of jobs stays small; `vq show` and `vq result` give it whole."""
     result = view.get("result")
     if result is not None:
