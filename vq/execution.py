@@ -111,7 +111,8 @@ def classify(exc: BaseException, unknown: str = "temporary") -> str:
 
 def error_record(exc: BaseException, unknown: str = "temporary") -> dict:
     """What the job keeps of a failure (shown by `vq show`, used by the worker)."""
-    record = {"category": classify(exc, unknown), "type": type(exc).__name__, "message": message_of(exc) or type(exc).__name__}
+    record = {"category": classify(exc, unknown), "type": type(exc).__name__,
+              "message": message_of(exc) or type(exc).__name__}
     if isinstance(exc, RateLimitError):
         record["retryAfter"] = float(exc.retry_after)
     if isinstance(exc, ProviderError):
@@ -203,8 +204,8 @@ def storable_result(settings: Settings, result: object) -> dict:
         result = {"value": result}
     limit = settings.limits.maxResultBytes
     try:
-        jobdata.check(result, jobdata.RESULT_DEPTH, limit, "result",
-                      depth_setting="the deepest a result may nest", size_setting="limits.maxResultBytes", as_python_json=True)
+        jobdata.check(result, jobdata.RESULT_DEPTH, limit, "result", depth_setting="the deepest a result may nest",
+                      size_setting="limits.maxResultBytes", as_python_json=True)
     except jobdata.TooLarge as exc:
         raise PermanentError(f"{exc.message}: write large outputs as artifacts (ctx.artifacts_dir) and "
                              "return their names") from None

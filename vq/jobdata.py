@@ -52,16 +52,16 @@ def check(data: object, max_depth: int, max_bytes: int, where: str = "data", *,
         if isinstance(value, dict):
             if depth + 1 > max_depth:
                 _too_deep(value, trail, max_depth, where, depth_setting)
-            for key, item in value.items():
+            for key in value:
                 if not isinstance(key, key_types) or (isinstance(key, float) and not math.isfinite(key)):
                     raise InvalidInput(f"{_path(where, trail)}: key {key!r} is not text (JSON keys are strings)",
                                        field=_path(where, trail))
-                stack.append((item, depth + 1, (trail, key, value)))
+            # reversed: popped in document order, so the first bad value is the one named
+            stack.extend((item, depth + 1, (trail, key, value)) for key, item in reversed(value.items()))
         elif isinstance(value, arrays):
             if depth + 1 > max_depth:
                 _too_deep(value, trail, max_depth, where, depth_setting)
-            for index, item in enumerate(value):
-                stack.append((item, depth + 1, (trail, index, value)))
+            stack.extend((value[index], depth + 1, (trail, index, value)) for index in reversed(range(len(value))))
         elif isinstance(value, float):
             if not math.isfinite(value):
                 name = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
