@@ -101,6 +101,15 @@ TEST_JOB_TYPES = {
     "test-crash": {"handler": "tests.plugins:crash", "attempts": 1, "isolation": "fork"},
     "test-forked": {"handler": "tests.plugins:sleeper", "attempts": 1, "isolation": "fork"},
 }
+# Hostile handlers (tests/test_hostile_input.py configures them where it needs them: the
+# TUI snapshots draw every type of TEST_JOB_TYPES).
+HOSTILE_JOB_TYPES = {
+    "test-big-result": {"handler": "tests.plugins:big_result", "attempts": 3},
+    "test-big-result-forked": {"handler": "tests.plugins:big_result", "attempts": 3, "isolation": "fork"},
+    "test-nan-result": {"handler": "tests.plugins:not_a_number", "attempts": 3},
+    "test-unprintable": {"handler": "tests.plugins:unprintable", "attempts": 1},
+    "test-provider-down": {"handler": "tests.plugins:provider_down", "attempts": 1, "providers": ["listed"]},
+}
 
 
 class VQ:

@@ -115,3 +115,37 @@ def writer(ctx, data):
     if data.get("fail"):
         raise PermanentError("failed after writing a partial file")
     return {"path": str(path), "artifacts": [str(path)]}
+
+
+def big_result(ctx, data):
+    """Returns a result of `kib` KiB (the result size cap)."""
+    return {"blob": "x" * (int(data.get("kib", 2048)) * 1024)}
+
+
+def not_a_number(ctx, data):
+    """Returns NaN in its result: not JSON."""
+    return {"score": float("nan")}
+
+
+class Unprintable(Exception):
+    """An exception whose message cannot be made: its __str__ itself raises."""
+
+    def __str__(self):
+        raise RuntimeError("no message for you")
+
+
+def unprintable(ctx, data):
+    raise Unprintable()
+
+
+def provider_down(ctx, data):
+    """Reports a provider failure for whatever provider name its data gives."""
+    from vq.errors import ProviderError
+
+    raise ProviderError("provider down", provider=data.get("which", "unknown"))
+
+
+def nan_units(ctx, data):
+    """Calls its provider reporting a NaN and an infinite unit beside a real one."""
+    ctx.call_provider({"input": "x"}, units={"calls": 1, "seconds": float("nan"), "images": float("inf")})
+    return {}

@@ -36,6 +36,8 @@ class FakeProvider:
                     "down": (503, {}, {"error": "overloaded"}),
                     "bad": (400, {}, {"error": "bad prompt"}),
                     "slow": (200, {}, {}),
+                    "nan-usage": (200, {}, {"model": "fake-1", "answer": body.get("input"),
+                                            "usage": {"tokens": float("nan"), "images": float("inf"), "calls": 1}}),
                 }[outer.mode]
                 data = json.dumps(payload).encode()
                 self.send_response(status)

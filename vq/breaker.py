@@ -51,8 +51,13 @@ class Breakers:
 
 
 def states(conn: Redis, settings: Settings) -> list[dict]:
-    """Every provider known to config or seen failing: state, recent failures, next probe."""
-    names = sorted(set(settings.providers) | {n.decode() for n in conn.smembers(keys.BREAKERS)})
+    """Every provider declared in config or with a breaker record: state, recent failures,
+    next probe. Only names config bounds (vq/providers.py `known`, and `other`) are shown: a
+    record an older vq made from a name in job data stays hidden."""
+    from vq.providers import OTHER, known
+
+    allowed = set(known(settings)) | {OTHER}
+    names = sorted(set(settings.providers) | ({n.decode() for n in conn.smembers(keys.BREAKERS)} & allowed))
     now = int(time.time() * 1000)
     out = []
     for name in names:

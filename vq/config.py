@@ -208,7 +208,10 @@ class PrioritySettings(_Strict):
 
 
 class LimitsSettings(_Strict):
-    maxDataBytes: int = Field(1_048_576, ge=1)
+    maxDataBytes: int = Field(1_048_576, ge=1, description="bytes: the largest job data accepted (compact JSON)")
+    maxDataDepth: int = Field(32, ge=1, le=100, description="how deeply job data's objects and arrays may nest")
+    maxResultBytes: int = Field(1_048_576, ge=1, description="bytes: the largest result a handler may return "
+                                "(compact JSON); larger fails the job, permanently")
     maxRateLimitDelay: int = Field(3_600_000, ge=0, description="ms: the longest a provider's retry-after is honoured")
     idempotencyWindow: int = Field(86_400_000, ge=1000, description="ms an idempotencyKey keeps returning its job")
     maxDelay: int = Field(90 * 86_400_000, ge=1000, description="ms: the longest delay (or `at` ahead) accepted")

@@ -15,8 +15,9 @@ from croniter.croniter import CroniterBadDateError, CroniterError
 
 from vq.errors import InvalidInput
 
-# croniter's column order: five standard fields, an optional sixth for seconds and a
-# seventh for the year.
+# croniter's column order: five standard fields and an optional sixth for seconds. croniter
+# also reads a seventh (the year), which vq refuses: README promises 5 or 6 fields, and a
+# seven-field '* * * * * * *' would fire every second.
 FIELDS = (
     ("minute", "0-59"),
     ("hour", "0-23"),
@@ -24,7 +25,6 @@ FIELDS = (
     ("month", "1-12 or jan-dec"),
     ("day of week", "0-7 or sun-sat"),
     ("second", "0-59"),
-    ("year", "1970-2099"),
 )
 
 
@@ -33,7 +33,7 @@ def validate_cron(expression: object, field: str = "cron") -> str:
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidInput(f"{field}: expected a cron expression such as '0 0 * * *'", field=field)
     parts = expression.split()
-    if not 5 <= len(parts) <= 7:
+    if len(parts) not in (5, 6):
         raise InvalidInput(f"{field}: {expression!r} has {len(parts)} fields; expected 5 "
                            "(minute hour day-of-month month day-of-week), or 6 with seconds last", field=field)
     for index, part in enumerate(parts):

@@ -29,7 +29,7 @@ from vq import (admission, artifacts, health, historydb, keys, limits, logs, mai
 from vq.admission import Admission, forget_gone_idle_workers, mark_nonempty_lists
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
-from vq.errors import VqError
+from vq.errors import VqError, message_of
 from vq.http_listener import HttpListener
 from vq.connection import connect, make_client
 from vq.jobtypes import job_types, load_handler
@@ -113,7 +113,7 @@ def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str, 
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
+    text = message_of(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -419,7 +419,7 @@ class Daemon:
             for jt in job_types(settings).values():
                 load_handler(jt.handler)
         except Exception as exc:  # noqa: BLE001 - a bad file, or a handler that cannot import
-            reason = exc.message if isinstance(exc, VqError) else f"handler: {exc}"
+            reason = exc.message if isinstance(exc, VqError) else f"handler: {message_of(exc)}"
             log.error("reload refused, the running configuration stays: %s", reason)
             systemd.notify("READY=1", f"STATUS=reload refused: {reason}")
             return

@@ -154,3 +154,14 @@ class JobCanceled(HandlerError):
     """Raised inside a running job whose cancellation was requested; never retried."""
 
     category = "canceled"
+
+
+def message_of(exc: BaseException) -> str:
+    """The exception's message, never raising: one whose `__str__` fails (or returns what
+    is not text) is `<unprintable TypeName>`, so a failure is still recorded as its own
+    type instead of as the error its message raised."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - whatever its __str__ raises
+        return f"<unprintable {type(exc).__name__}>"
+    return text if isinstance(text, str) else f"<unprintable {type(exc).__name__}>"

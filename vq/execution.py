@@ -18,10 +18,11 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, costs, events, fence, keys, providers, resources
+from vq import artifacts, costs, events, fence, jobdata, keys, providers, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
-from vq.errors import BudgetHeld, HandlerError, JobCanceled, ProviderError, ProviderUnavailable, RateLimitError
+from vq.errors import (BudgetHeld, HandlerError, InvalidInput, JobCanceled, PermanentError, ProviderError,
+                       ProviderUnavailable, RateLimitError, message_of)
 from vq.jobtypes import get_job_type, load_handler
 from vq.model import ms_between, result_of
 from vq.protect import protector
@@ -87,11 +88,14 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def providers_of(job_type, data: dict) -> list[str]:
+def providers_of(job_type, data: dict, known: list[str] | None = None) -> list[str]:
     """The providers a job may use, in order of preference: the one its data names
-    (ai-processing), then its type's."""
+    (ai-processing), then its type's. A named one config does not know (`known`; a job
+    stored before submissions checked it) is ignored: user data makes no breaker."""
     named = data.get("provider") if isinstance(data, dict) else None
-    return list(dict.fromkeys([*([named] if isinstance(named, str) and named else []), *job_type.providers]))
+    if not (isinstance(named, str) and named) or (known is not None and named not in known):
+        named = None
+    return list(dict.fromkeys([*([named] if named else []), *job_type.providers]))
 
 
 
@@ -107,7 +111,8 @@ def classify(exc: BaseException, unknown: str = "temporary") -> str:
 
 def error_record(exc: BaseException, unknown: str = "temporary") -> dict:
     """What the job keeps of a failure (shown by `vq show`, used by the worker)."""
-    record = {"category": classify(exc, unknown), "type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
+    record = {"category": classify(exc, unknown), "type": type(exc).__name__,
+              "message": message_of(exc) or type(exc).__name__}
     if isinstance(exc, RateLimitError):
         record["retryAfter"] = float(exc.retry_after)
     if isinstance(exc, ProviderError):
@@ -145,7 +150,7 @@ def run_job(job_type: str, data: dict) -> dict:
         with job.connection.pipeline(transaction=False) as pipe:
             begin_attempt(job, pipe)
             pipe.execute()
-    chain = providers_of(job_type_spec, data)
+    chain = providers_of(job_type_spec, data, providers.known(rt.settings))
     breakers = rt.breakers(job.connection)
     calls = ProviderCalls(job.connection, rt.settings, breakers, rt.gate(job.connection), job, chain)
     ctx = HandlerContext(
@@ -174,23 +179,40 @@ def run_job(job_type: str, data: dict) -> dict:
                 result = handler(ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None
+        result = storable_result(rt.settings, result)
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
         fence.write_meta(job.connection, job)  # refused if another worker holds the job now
         if isinstance(exc, ProviderError) and not getattr(exc, "accounted", False):
-            state = breakers.failure(exc.provider)
-            ctx.log.warning("provider %s failed (%s); its breaker is %s", exc.provider, exc, state)
+            state = breakers.failure(providers.bounded(rt.settings, exc.provider))
+            ctx.log.warning("provider %s failed (%s); its breaker is %s", exc.provider, message_of(exc), state)
         elif not isinstance(exc, (ProviderUnavailable, BudgetHeld, ProviderError)):
             for provider in local:  # the providers answered; the failure was elsewhere
                 breakers.success(provider)
         raise
     for provider in local:
         breakers.success(provider)
+    return result  # a finished job shows 100% (vq.model); no extra write needed
+
+
+def storable_result(settings: Settings, result: object) -> dict:
+    """A handler's return value as the job's result: an object (None is `{}`, anything
+    else `{"value": ...}`) that is strict JSON within `limits.maxResultBytes`; else the
+    job fails, permanently (the same input would return the same thing again)."""
     if result is None:
         result = {}
     if not isinstance(result, dict):
         result = {"value": result}
-    return result  # a finished job shows 100% (vq.model); no extra write needed
+    limit = settings.limits.maxResultBytes
+    try:
+        jobdata.check(result, jobdata.RESULT_DEPTH, limit, "result", depth_setting="the deepest a result may nest",
+                      size_setting="limits.maxResultBytes", as_python_json=True)
+    except jobdata.TooLarge as exc:
+        raise PermanentError(f"{exc.message}: write large outputs as artifacts (ctx.artifacts_dir) and "
+                             "return their names") from None
+    except InvalidInput as exc:
+        raise PermanentError(f"the handler returned what cannot be stored: {exc.message}") from None
+    return result
 
 
 def _progress_reporter(job: Job, job_type: str):

@@ -21,6 +21,7 @@ from vq import archiver, historydb, job_ids
 from vq.config import Settings
 from vq.durations import looks_like_duration, parse_duration_ms, parse_instant
 from vq.errors import HistoryElsewhere, InvalidInput, NotFound
+from vq.jobdata import LIST_RESULT_BYTES
 from vq.model import iso
 
 EXPORT_FORMATS = ("csv", "json")
@@ -117,8 +118,13 @@ def jobs(db, *, user: str | None = None, since: str | None = None, job_type: str
          status: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
     """Jobs newest first (spec: user job history)."""
     where, params = _filters(user, since, job_type, status)
-    return list(db.query(f"SELECT * FROM render_jobs{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+    rows = list(db.query(f"SELECT * FROM render_jobs{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
                          [*params, limit, offset]))
+    for row in rows:  # as in every list of jobs (vq/jobs.py list_view); `vq show`, `vq result` have it whole
+        size = len((row.get("result") or "").encode())
+        if size > LIST_RESULT_BYTES:
+            row.update(result=None, result_omitted=True, result_bytes=size)
+    return rows
 
 
 def camel_case(row: dict, *, legacy: bool = True) -> dict:

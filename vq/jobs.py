@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, job_ids, keys, limits, trimmed
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
+from vq.jobdata import LIST_RESULT_BYTES
 from vq.job_ids import Visible
 from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
 from vq.protect import protector
@@ -172,12 +173,24 @@ def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = 
             if skipped < offset:
                 skipped += 1
                 continue
-            out.append(job_view(job, in_line=job.id in lined))  # the result is in the hash: no extra read
+            out.append(list_view(job_view(job, in_line=job.id in lined)))  # the result is in the hash: no extra read
             if len(out) >= limit:
                 break
         if stale:
             _forget(conn, stale, *indexes)
     return out
+
+
+def list_view(view: dict) -> dict:
+    """A job as lists show it (`vq jobs`, the dashboard, the TUI): a result larger than
+    jobdata.LIST_RESULT_BYTES is left out, marked `"resultOmitted": true` with its size in
+    `"resultBytes"`, so a page of jobs stays small; `vq show` and `vq result` give it whole."""
+    result = view.get("result")
+    if result is not None:
+        size = len(json.dumps(result, separators=(",", ":"), default=str).encode())
+        if size > LIST_RESULT_BYTES:
+            view.update(result=None, resultOmitted=True, resultBytes=size)
+    return view
 
 
 def _newest(conn: Redis, indexes: list[str], start: int, count: int) -> list[str]:

@@ -11,6 +11,7 @@ attempt count, and the job is retried with back-off like any other failure.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from vq import costs, provider_stats, providers
@@ -75,9 +76,8 @@ class ProviderCalls:
                 self.gate.release(grant)
             provider_stats.record(self.conn, name, "ok", _ms(started))
             self.breakers.success(name)
-            used = {k: v for k, v in (answer.get("usage") or {}).items() if isinstance(v, (int, float))} \
-                if isinstance(answer.get("usage"), dict) else {}
-            used.update(units or {})
+            used = _finite_units(answer.get("usage"))  # the provider's answer: anything may be in it
+            used.update(_finite_units(units))
             costs.charge(self.conn, self.settings, self.job, name, used)
             self.last = name
             if failure is not None:
@@ -115,6 +115,15 @@ def _limit_text(config) -> str:
     if limit.concurrent:
         parts.append(f"{limit.concurrent} at once")
     return ", ".join(parts)
+
+
+def _finite_units(units: object) -> dict[str, float]:
+    """The units a call consumed that can be priced and stored as JSON: finite numbers under
+    text names (a NaN or Infinity in a provider's `usage` is dropped, not priced)."""
+    if not isinstance(units, dict):
+        return {}
+    return {k: v for k, v in units.items() if isinstance(k, str) and isinstance(v, (int, float))
+            and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def _ms(started: float) -> float:

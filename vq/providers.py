@@ -19,7 +19,34 @@ import urllib.error
 import urllib.request
 
 from vq.config import ProviderSettings, Settings
-from vq.errors import PermanentError, ProviderError, RateLimitError
+from vq.errors import InvalidInput, PermanentError, ProviderError, RateLimitError
+
+# Provider names are operator-visible state (a breaker row in `vq providers` and the TUI,
+# Prometheus series, stat keys in Redis): only names config bounds may become one. A name
+# from anywhere else (a handler's ProviderError) is counted under OTHER.
+BUILT_IN = ("local",)  # ai-processing's own text-statistics provider
+OTHER = "other"
+
+
+def known(settings: Settings) -> list[str]:
+    """Every provider name config allows: declared ones (`providers:`), those a job type
+    lists (`job_types.T.providers`, possibly local ones) and the built-in `local`."""
+    listed = [p for jt in settings.job_types.values() for p in (jt.providers or [])]
+    return list(dict.fromkeys([*settings.providers, *listed, *BUILT_IN]))
+
+
+def bounded(settings: Settings, name: object) -> str:
+    """`name` when config knows it, else OTHER: what a breaker or a stat may be keyed by."""
+    return name if isinstance(name, str) and name in known(settings) else OTHER
+
+
+def check_named(settings: Settings, data: dict) -> None:
+    """A submission's `data.provider` (the provider a job asks for first) must be one config
+    knows: refused at submit, so user data never creates a breaker, a stat or a series."""
+    name = data.get("provider")
+    if isinstance(name, str) and name and name not in known(settings):
+        raise InvalidInput(f"data.provider: unknown provider {name!r} (known: {', '.join(known(settings))})",
+                           field="data.provider")
 
 
 def is_http(settings: Settings, name: str) -> bool:
@@ -63,10 +90,14 @@ def call_http(name: str, provider: ProviderSettings, payload: dict) -> dict:
         reason = getattr(exc, "reason", exc)
         raise ProviderError(f"{name}: cannot connect ({reason})", provider=name) from None
     try:
-        result = json.loads(body or b"{}")
-    except json.JSONDecodeError:
+        result = json.loads(body or b"{}", parse_constant=_not_json)
+    except (json.JSONDecodeError, ValueError):  # ValueError: NaN or Infinity, which JSON has not
         raise ProviderError(f"{name}: answered with something that is not JSON", provider=name) from None
     return result if isinstance(result, dict) else {"result": result}
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _retry_after(exc: urllib.error.HTTPError) -> float:

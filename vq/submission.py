@@ -23,7 +23,7 @@ from rq import Queue, Retry
 from rq.job import JOB_ID_PATTERN, Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import cache, dependents, events, keys
+from vq import cache, dependents, events, jobdata, keys, providers
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import PRIORITIES, TIERS, Settings
 from vq.durations import parse_duration_ms, parse_instant
@@ -39,11 +39,6 @@ from vq.webhooks import validate_url
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 CONTROL_FIELDS = {"jobType", "userId", "projectId", "userSubscription", "subscription", "priority", "delay",
                   "at", "allowPast", "dependsOn", "allowFailure", "data", "idempotencyKey", "webhookUrl"}
-
-
-class TooLarge(InvalidInput):
-    http_status = 413
-    code = "too_large"
 
 
 @dataclass
@@ -136,14 +131,21 @@ class _Resolved:
 def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     if not sub.job_type:
         raise InvalidInput("jobType: missing", field="jobType")
+    if not isinstance(sub.job_type, str):
+        raise InvalidInput("jobType: expected a string", field="jobType")
     job_type = get_job_type(settings, sub.job_type)
-    if not isinstance(sub.data, dict):
-        raise InvalidInput("data: expected a JSON object", field="data")
+    check_data(settings, sub.data)
+    providers.check_named(settings, sub.data)
     protector(settings).check(sub.data)
-    size = len(json.dumps(sub.data, separators=(",", ":")).encode())
-    limit = settings.limits.maxDataBytes
-    if size > limit:
-        raise TooLarge(f"data: {size} bytes is over the limit of {limit} bytes (limits.maxDataBytes)", field="data")
+    for name in ("user_id", "project_id", "priority", "subscription", "idempotency_key", "webhook_url"):
+        if getattr(sub, name) is not None and not isinstance(getattr(sub, name), str):
+            raise InvalidInput(f"{_camel(name)}: expected a string", field=_camel(name))
+    if sub.delay_ms is not None and (not isinstance(sub.delay_ms, int) or isinstance(sub.delay_ms, bool)):
+        raise InvalidInput("delay: expected whole milliseconds", field="delay")
+    if sub.at is not None and not (isinstance(sub.at, datetime) and sub.at.tzinfo is not None):
+        raise InvalidInput("at: expected a time with its zone", field="at")
+    if not isinstance(sub.depends_on, list) or not all(isinstance(d, str) for d in sub.depends_on):
+        raise InvalidInput("dependsOn: expected a job id or a list of job ids", field="dependsOn")
     user_id = sub.user_id or data_text(sub.data, "userId")
     if not user_id:
         raise InvalidInput("userId: missing (pass --user or put userId in the data)", field="userId")
@@ -162,6 +164,16 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     webhook_url = validate_url(sub.webhook_url, settings) if sub.webhook_url is not None else None
     return _Resolved(job_type, sub.data, user_id, project_id, priority, subscription, run_at, depends_on,
                      sub.allow_failure, dict(sub.origin), webhook_url)
+
+
+def check_data(settings: Settings, data: object, where: str = "data") -> None:
+    """Job data storable as strict JSON within the configured limits (vq/jobdata.py)."""
+    jobdata.check(data, settings.limits.maxDataDepth, settings.limits.maxDataBytes, where)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def data_text(data: dict, name: str) -> str | None:

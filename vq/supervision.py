@@ -22,6 +22,8 @@ import traceback
 from collections import deque
 from dataclasses import dataclass, field
 
+from vq.errors import message_of
+
 CRASH_LOOP_DEATHS = 3  # deaths within CRASH_WINDOW that make a crash loop
 CRASH_WINDOW = 60.0
 STABLE_AFTER = 60.0  # seconds up that end a run of crashes
@@ -75,7 +77,7 @@ def say_exception(exc: BaseException) -> None:
 def error_line(exc: BaseException) -> str:
     """`TypeError: can only concatenate str (not "NoneType") to str`: the exception's
     type and the first line of its message."""
-    text = str(exc).strip()
+    text = message_of(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 

@@ -17,6 +17,7 @@ from vq.cli.render import render_job, render_jobs, render_tree
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.durations import parse_duration_ms
 from vq.errors import InvalidInput
+from vq.jobdata import dumps_strict
 from vq.model import TERMINAL, Status
 
 
@@ -79,7 +80,7 @@ def register(app: typer.Typer) -> None:
         res = jobs.result(st.conn, job_id, st.settings)
         if res["trimmed"] and not as_json:
             note(f"job {res['id']} was trimmed from Redis: its result comes from the history database")
-        emit(res, as_json, lambda r: out.print_json(json.dumps(r["result"], default=str)))
+        emit(res, as_json, lambda r: out.print_json(dumps_strict(r["result"], default=str)))
 
     @app.command("retry")
     def retry(ctx: typer.Context, job_id: Optional[str] = typer.Argument(None, metavar="[ID]"),

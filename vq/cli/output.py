@@ -3,13 +3,14 @@ messages and errors on stderr, and the mapping of known errors to exit codes."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any, Callable
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from vq.jobdata import dumps_strict
 
 # Piped output is not cut to 80 columns: a script or a log keeps whole lines.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -22,7 +23,7 @@ STATUS_STYLE = {
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.write(dumps_strict(obj, indent=2, default=str) + "\n")  # strict JSON, whatever is stored
     sys.stdout.flush()
 
 
