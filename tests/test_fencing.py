@@ -141,20 +141,27 @@ def test_a_stale_worker_writes_nothing(vq, redis_conn, tmp_path):
     assert progress_run.last - progress_run.start < 2.0, "the refused progress report stopped the handler"
 
 
-@pytest.mark.parametrize("isolation", ["fork"])
-def test_a_forked_job_whose_lease_cannot_be_kept_is_killed(vq, redis_conn, tmp_path, isolation):
-    """The same pause with a forked child running the job: the worker kills the child."""
+@pytest.mark.parametrize("how, jobs", [({"isolation": "fork"}, 1), ({"concurrencyPerWorker": 2}, 2)],
+                         ids=["forked-child", "thread-worker"])
+def test_jobs_outside_the_main_thread_are_stopped_too(vq, redis_conn, tmp_path, how, jobs):
+    """The same pause with the job in a forked child (the worker kills it) or in a thread
+    worker beside the main one (LeaseLost raised into that thread)."""
     stamps = tmp_path / "stamps.log"
-    _configure(vq, limit=1)
-    vq.configure(job_types={"test-stamp": {**STAMP_TYPE, "isolation": isolation}})
-    job_id = vq.submit("test-stamp", {"seconds": 6, "stamps": str(stamps)}, "--user", "u", "--subscription", "pro")
+    _configure(vq, limit=jobs)
+    vq.configure(job_types={"test-stamp": {**STAMP_TYPE, **how}})
+    ids = [vq.submit("test-stamp", {"seconds": 6, "stamps": str(stamps)}, "--user", f"u{i}", "--subscription", "pro")
+           for i in range(jobs)]
     vq.start_daemon(workers=1)
-    _wait_runs(stamps, 1)
+    _wait_runs(stamps, jobs)
+    time.sleep(0.3)
     paused_at = time.time()
     redis_conn.execute_command("CLIENT", "PAUSE", 6000, "ALL")
     time.sleep(6.5)
-    assert vq.wait_for(job_id, timeout=60)["status"] == "finished", vq.daemon_log()[-3000:]
+    for job_id in ids:
+        assert vq.wait_for(job_id, timeout=60)["status"] == "finished", vq.daemon_log()[-3000:]
     all_runs = runs(stamps)
-    assert most_at_once(all_runs) == {"test-stamp": 1}, all_runs
-    first = min(all_runs, key=lambda r: r.start)
-    assert first.last < paused_at + 3.0, (paused_at, first)
+    assert most_at_once(all_runs) == {"test-stamp": jobs}, all_runs
+    caught = [r for r in all_runs if r.start < paused_at]
+    assert len(caught) == jobs and all(r.last < paused_at + 3.0 for r in caught), (paused_at, caught)
+    if jobs == 2:
+        assert len({r.pid for r in caught}) == 1, "both ran in the one worker process, one in a thread"

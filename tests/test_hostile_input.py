@@ -237,6 +237,10 @@ def test_show_json_is_strict_json_even_for_a_job_stored_with_nan(vq, redis_conn)
     shown = _strict(vq.run("show", job_id, "--json").stdout)
     assert shown["units"] == {"tokens": None, "images": None}
     assert _strict(vq.run("jobs", "--json").stdout)[0]["units"] == {"tokens": None, "images": None}
+    api = serve(vq, jwt_secret="test-secret-for-the-api-tests-0123456789",
+                rateLimit={"requests": 1000, "window": 60000})
+    reply = api.call("GET", f"/api/jobs/test-echo/{job_id}", api.token("u"))
+    assert reply.status == 200 and reply.body["units"] == {"tokens": None, "images": None}, reply.body
 
 
 def test_error_line_of_an_unprintable_exception_names_its_type():

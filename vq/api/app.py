@@ -28,7 +28,7 @@ from starlette.responses import StreamingResponse
 
 from vq import health as health_service
 from vq import history as history_service
-from vq import (artifacts, audit, costs, events, jobs, keys, prometheus, provider_stats, queues, recurring, stats,
+from vq import (artifacts, audit, costs, events, jobdata, jobs, keys, prometheus, provider_stats, queues, recurring, stats,
                 workers)
 from vq.api.auth import Forbidden, Principal, decode, verify_key
 from vq.api.body_limit import BodyLimit
@@ -119,11 +119,20 @@ def _unparsed(cause: BaseException | None) -> str:
     return f"body: could not be read ({type(cause).__name__ if cause else 'unknown error'})"
 
 
+class StrictJSONResponse(JSONResponse):
+    """Starlette's JSON, with a NaN or infinity (which a job stored before vq refused them
+    may hold) written as null instead of failing the request with a 500."""
+
+    def render(self, content) -> bytes:
+        return jobdata.dumps_strict(content, ensure_ascii=False, indent=None, separators=(",", ":")).encode()
+
+
 def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     conn = conn or make_client(settings)
     stream_conn = make_async_client(settings)  # event streams wait on Redis without holding a thread
     app = FastAPI(title="vq", version="1", summary="The job queue of the AI video-generation platform",
-                  docs_url=None, redoc_url=None, openapi_url=None, responses=ERROR_RESPONSES)
+                  docs_url=None, redoc_url=None, openapi_url=None, responses=ERROR_RESPONSES,
+                  default_response_class=StrictJSONResponse)
 
     @app.exception_handler(VqError)
     async def _vq_error(_request: Request, exc: VqError):
