@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vq.config import Settings
+from vq.private import private_file
 
 if TYPE_CHECKING:  # sqlite_utils imports click (for its own CLI): loaded only when a database is opened
     import sqlite_utils
@@ -42,7 +43,7 @@ def open_db(settings: Settings, create: bool = True) -> "sqlite_utils.Database":
     if not create and not target.exists():
         raise NotFound(f"no history database at {target} (a `vq daemon` on this host writes it; "
                        "see history.enabled)")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_file(target)  # 0600 before SQLite opens it: its -wal and -shm take its mode
     db = sqlite_utils.Database(target)
     db.execute("PRAGMA busy_timeout=5000")  # first: two daemons may open a new file at once
     _with_retry(lambda: db.execute("PRAGMA journal_mode=WAL"))
