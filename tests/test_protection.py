@@ -149,3 +149,28 @@ def test_data_folder_and_files_are_private_from_the_start(vq, tmp_path):
     files = [p for p in data_dir.rglob("*") if p.is_file()]
     assert {"history.db", "encryption.key", "jwt.secret"} <= {p.name for p in files}, files
     assert {p.name: oct(mode(p)) for p in files} == {p.name: "0o600" for p in files}
+
+
+def test_a_submitter_whose_key_the_daemons_lack_refuses_sensitive_data(vq, redis_conn):
+    """A CLI with another data folder has its own key: its sensitive fields could never be
+    decrypted by the daemons, so it refuses them, naming both keys' places."""
+    vq.configure(job_types={"test-credential": {"handler": "tests.plugins:uses_credential", "attempts": 1}})
+    laptop = vq.another_host("laptop")
+    secret = '{"prompt": "a cat", "auth": {"apiKey": "sk-live-1"}}'
+    before = laptop.run("submit", "test-credential", "--user", "ann", "--data", secret)
+    assert before.returncode == 0, "no daemon has published its key yet: submitted as before"
+    vq.start_daemon()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and b'"encryption"' not in b"".join(redis_conn.hvals("vq:daemons")):
+        time.sleep(0.2)
+    refused = laptop.run("submit", "test-credential", "--user", "ann", "--data", secret)
+    assert refused.returncode == 2, refused.stderr
+    line = refused.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line, line
+    assert str(laptop.data_dir / "encryption.key") in line and str(vq.data_dir / "encryption.key") in line, line
+    assert "data.auth.apiKey" in line
+    plain = laptop.submit("test-echo", {"prompt": "no secrets here"}, "--user", "ann")
+    assert vq.wait_for(plain)["status"] == "finished"
+    same = vq.submit("test-credential", {"prompt": "a cat", "auth": {"apiKey": "sk-live-1"}}, "--user", "ann")
+    assert vq.wait_for(same)["status"] == "finished"
+    assert vq.wait_for(before.stdout.strip())["error"]["category"] == "permanent", "what the check prevents"

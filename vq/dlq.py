@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 
 from vq import artifacts, events, jobs, keys
 from vq.config import Settings
+from vq.foreign import ReadableJob
 from vq.jobtypes import get_job_type, job_types
 from vq.model import as_utc, job_view
 
@@ -31,7 +32,7 @@ def _entries(conn: Redis, settings: Settings, job_type: str | None) -> list[tupl
 def list_dead(conn: Redis, settings: Settings, job_type: str | None = None, limit: int = 50) -> list[dict]:
     ids = [job_id for _score, job_id in _entries(conn, settings, job_type)][:limit]
     out = []
-    for job in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
+    for job in ReadableJob.fetch_many(ids, connection=conn, serializer=JSONSerializer):
         if job is None:
             continue
         view = job_view(job, with_result=False)

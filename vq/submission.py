@@ -140,6 +140,7 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
     if not isinstance(sub.data, dict):
         raise InvalidInput("data: expected a JSON object", field="data")
     protector(settings).check(sub.data)
+    protector(settings).check_daemons_open(conn, sub.data)  # a key the daemons lack: the job could never run
     size = len(json.dumps(sub.data, separators=(",", ":")).encode())
     limit = settings.limits.maxDataBytes
     if size > limit:
