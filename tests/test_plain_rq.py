@@ -4,7 +4,6 @@ failed with a clear category and message, never unpickled, and every read path s
 from __future__ import annotations
 
 import json
-import time
 
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -28,6 +27,10 @@ def test_plain_rq_jobs_on_a_vq_queue_fail_as_not_vq_jobs_and_every_view_shows_th
     for job in (pickled, as_json, posing):  # waiting, before any daemon refused them
         _no_traceback(vq.run("show", job.id))
         assert vq.json("show", job.id)["jobType"] == "test-echo"
+    stray = Queue("test-noop.normal", connection=redis_conn).enqueue("tests.plugins.noop", {"x": 5})
+    cleared = vq.run("clear", "test-noop", "--yes", "--json")
+    _no_traceback(cleared)
+    assert json.loads(cleared.stdout)["removed"] == 1 and not redis_conn.exists(f"rq:job:{stray.id}")
     api = serve(vq, jwt_secret=SECRET)
     ops = api.token("ops", "operator")
     ours = vq.submit("test-echo", {"x": 4}, "--user", "ann")

@@ -8,7 +8,6 @@ import time
 from datetime import datetime, timezone
 
 from redis import Redis
-from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
@@ -54,7 +53,7 @@ def purge(conn: Redis, settings: Settings, older_than_ms: int | None = None, job
     cutoff = None if older_than_ms is None else time.time() - older_than_ms / 1000
     ids = [i for _s, i in _entries(conn, settings, job_type)]
     removed = 0
-    for job in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
+    for job in ReadableJob.fetch_many(ids, connection=conn, serializer=JSONSerializer):
         if job is None:
             continue
         ended = as_utc(job.ended_at) if job.ended_at else None
