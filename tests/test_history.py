@@ -391,3 +391,46 @@ def test_a_full_disk_is_said_once_and_history_catches_up_when_there_is_room(vq, 
     rows = _db(vq).execute("SELECT COUNT(*) FROM render_jobs WHERE id IN (%s)" % ",".join("?" * len(jobs)),
                            jobs).fetchone()[0]
     assert rows == len(jobs)
+
+
+def test_a_full_disk_under_a_real_daemon_is_one_line_and_history_catches_up(vq, tmp_path):
+    """The same on a real full file system: a small tmpfs (mounting one needs privileges;
+    without them the test above covers it with SQLite's own limit)."""
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs privileges this run lacks")
+    try:
+        path = small / "history.db"
+        vq.configure(history={"path": str(path)})
+        vq.start_daemon()
+        first = vq.submit("test-echo", {"n": 0}, "--user", "ann")
+        vq.wait_for(first)
+        assert [t["event"] for t in vq.json("history", first)["transitions"]][-1] == "finished"
+        filler = small / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)  # until ENOSPC
+        done = [vq.submit("test-echo", {"text": "x" * 20_000, "n": i}, "--user", "ann") for i in range(20)]
+        for job_id in done:
+            assert vq.wait_for(job_id)["status"] == "finished"
+        deadline = time.monotonic() + 20
+        while "cannot be used" not in vq.daemon_log() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        time.sleep(3)  # several tries
+        lines = [line for line in vq.daemon_log().splitlines() if "cannot be used" in line and "vq.archiver" in line]
+        assert len(lines) == 1 and "database or disk is full" in lines[0] and "history.path" in lines[0], lines
+        health = vq.run("health", "--json")
+        assert health.returncode == 1 and json.loads(health.stdout)["problems"], "vq health reports it"
+        filler.unlink()
+        deadline = time.monotonic() + 30
+        while "usable again" not in vq.daemon_log() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert "usable again" in vq.daemon_log()
+        assert [t["event"] for t in vq.json("history", done[-1])["transitions"]][-1] == "finished"
+        assert "Traceback" not in vq.daemon_log()
+    finally:
+        for proc in vq.daemons:
+            vq.stop_daemon(proc)
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)
