@@ -281,3 +281,156 @@ def test_without_a_history_file_in_redis_the_newest_history_is_chosen(vq, redis_
     newer.release_lease()
     refused = empty.hold_lease(settle_ms=600)  # the home is A's file even with no archiver running
     assert (refused.held, refused.how, refused.path) == (False, "elsewhere", newer.path)
+
+
+def _break_history(vq, tmp_path, how: str):
+    """Make the history file unusable (root ignores modes, so no chmod): a folder where the
+    file should be, a file that is not SQLite, or a path under a file (history.path).
+    Returns the path and a function that repairs it."""
+    if how == "under-a-file":
+        blocker = tmp_path / "not-a-folder"
+        blocker.write_text("a file, not a folder\n")
+        path = blocker / "history.db"
+        vq.configure(history={"path": str(path)})
+        return path, lambda: (blocker.unlink(), blocker.mkdir())
+    path = vq.data_dir / "history.db"
+    if how == "folder":
+        path.mkdir()
+        (path / "inside").write_text("x")
+        return path, lambda: (path.joinpath("inside").unlink(), path.rmdir())
+    path.write_bytes(b"this is not an SQLite database, but it is long enough to look like one" * 20)
+    return path, path.unlink
+
+
+@pytest.mark.parametrize("how", ["folder", "garbage", "under-a-file"])
+def test_jobs_run_while_the_history_database_cannot_be_opened_and_history_catches_up(vq, tmp_path, how):
+    path, repair = _break_history(vq, tmp_path, how)
+    setting = "history.path" if how == "under-a-file" else "data_dir"
+    daemon = vq.start_daemon()
+    done = [vq.submit("test-echo", {"n": i}, "--user", "ann") for i in range(3)]
+    for job_id in done:
+        assert vq.wait_for(job_id)["status"] == "finished"
+    assert daemon.poll() is None, vq.daemon_log()
+
+    deadline = time.monotonic() + 20
+    health = {}
+    while time.monotonic() < deadline:
+        proc = vq.run("health", "--json")
+        health = json.loads(proc.stdout)
+        if health.get("problems"):
+            break
+        time.sleep(0.3)
+    assert proc.returncode == 1 and health["status"] == "degraded", health
+    assert not health["crashLoops"], health["crashLoops"]
+    assert [p["process"] for p in health["problems"]] == ["archiver"], health["problems"]
+    assert any(str(path) in r and setting in r for r in health["reasons"]), health["reasons"]
+    said = vq.run("health")
+    assert str(path) in said.stdout and "Traceback" not in said.stdout + said.stderr
+    doctor = vq.run("doctor", "--json")
+    archiver = next(f for f in json.loads(doctor.stdout) if f["check"] == "archiver")
+    assert archiver["status"] == "fail" and str(path) in archiver["detail"] and setting in archiver["fix"], archiver
+    asked = vq.run("history", done[0])
+    assert asked.returncode == 1 and str(path) in asked.stderr and "Traceback" not in asked.stderr, asked.stderr
+
+    repair()
+    deadline = time.monotonic() + 30
+    while "usable again" not in vq.daemon_log() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    log = vq.daemon_log()
+    assert "usable again" in log, log
+    lines = [line for line in log.splitlines() if "cannot be used" in line and "vq.archiver" in line]
+    assert len(lines) == 1 and str(path) in lines[0] and setting in lines[0], lines
+    assert "Traceback" not in log, log
+    view = vq.json("history", done[0])
+    assert [t["event"] for t in view["transitions"]] == ["created", "started", "finished"]
+    deadline = time.monotonic() + 10
+    while vq.json("health").get("problems") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert vq.json("health")["problems"] == []
+
+
+def test_a_full_disk_is_said_once_and_history_catches_up_when_there_is_room(vq, redis_conn, caplog):
+    """A full disk, simulated with SQLite's own limit: `PRAGMA max_page_count` makes the next
+    page the file needs fail with the same error as a full disk ("database or disk is full").
+    The limit belongs to a connection, so the archiver runs here, in a thread, on the real
+    file and the real Redis (a tmpfs of fixed size needs mount privileges CI may not have)."""
+    import logging
+    import threading
+
+    from vq.archiver import Archiver
+
+    import sqlite_utils
+
+    settings = load_settings(vq.config_path)
+    archiver = Archiver(redis_conn, settings)
+    archiver.db.conn.close()  # the same file, on a connection this test may use from its thread too
+    archiver.db = sqlite_utils.Database(sqlite3.connect(vq.data_dir / "history.db", check_same_thread=False))
+    pages = archiver.db.execute("PRAGMA page_count").fetchone()[0]
+    archiver.db.execute(f"PRAGMA max_page_count = {pages}")
+    jobs = [vq.submit("test-echo", {"text": "x" * 2000, "n": i}, "--user", "ann") for i in range(40)]
+    caplog.set_level(logging.INFO, logger="vq.archiver")
+    runner = threading.Thread(target=archiver.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while archiver.problem is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert archiver.problem and "database or disk is full" in archiver.problem
+        time.sleep(4)  # several tries
+        archiver.db.execute("PRAGMA max_page_count = 1073741823")  # room again
+        deadline = time.monotonic() + 20
+        while archiver.problem is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        archiver.stopped = True
+        runner.join(10)
+    said = [r for r in caplog.records if "database or disk is full" in r.getMessage()]
+    assert len(said) == 1 and not said[0].exc_info and "data_dir" in said[0].getMessage(), said
+    assert any("usable again" in r.getMessage() for r in caplog.records)
+    assert not any(r.exc_info for r in caplog.records)
+    rows = _db(vq).execute("SELECT COUNT(*) FROM render_jobs WHERE id IN (%s)" % ",".join("?" * len(jobs)),
+                           jobs).fetchone()[0]
+    assert rows == len(jobs)
+
+
+def test_a_full_disk_under_a_real_daemon_is_one_line_and_history_catches_up(vq, tmp_path):
+    """The same on a real full file system: a small tmpfs (mounting one needs privileges;
+    without them the test above covers it with SQLite's own limit)."""
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs privileges this run lacks")
+    try:
+        path = small / "history.db"
+        vq.configure(history={"path": str(path)})
+        vq.start_daemon()
+        first = vq.submit("test-echo", {"n": 0}, "--user", "ann")
+        vq.wait_for(first)
+        assert [t["event"] for t in vq.json("history", first)["transitions"]][-1] == "finished"
+        filler = small / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)  # until ENOSPC
+        done = [vq.submit("test-echo", {"text": "x" * 20_000, "n": i}, "--user", "ann") for i in range(20)]
+        for job_id in done:
+            assert vq.wait_for(job_id)["status"] == "finished"
+        deadline = time.monotonic() + 20
+        while "cannot be used" not in vq.daemon_log() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        time.sleep(3)  # several tries
+        lines = [line for line in vq.daemon_log().splitlines() if "cannot be used" in line and "vq.archiver" in line]
+        assert len(lines) == 1 and "database or disk is full" in lines[0] and "history.path" in lines[0], lines
+        health = vq.run("health", "--json")
+        assert health.returncode == 1 and json.loads(health.stdout)["problems"], "vq health reports it"
+        filler.unlink()
+        deadline = time.monotonic() + 30
+        while "usable again" not in vq.daemon_log() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert "usable again" in vq.daemon_log()
+        assert [t["event"] for t in vq.json("history", done[-1])["transitions"]][-1] == "finished"
+        assert "Traceback" not in vq.daemon_log()
+    finally:
+        for proc in vq.daemons:
+            vq.stop_daemon(proc)
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)

@@ -110,3 +110,67 @@ def test_a_users_tier_comes_from_server_config_when_the_token_has_none(api: Api)
     assert other["subscription"] == "free"  # priority.defaultSubscription
     tokened = api.call("POST", "/api/jobs/test-noop", api.token("paula", "user", "--tier", "basic"), {}).body
     assert tokened["subscription"] == "basic"  # the token's tier wins
+
+
+def test_data_folder_and_files_are_private_from_the_start(vq, tmp_path):
+    """A CLI that makes the data folder before any daemon does (umask 022) makes it 0700 and
+    its files 0600, as a daemon would: never world-readable, not even for a moment."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    import yaml
+
+    fresh = tmp_path / "fresh-home"
+    data_dir = fresh / ".local" / "share" / "vq"
+    config = yaml.safe_load(vq.config_path.read_text())
+    config["data_dir"] = str(data_dir)
+    config["job_types"]["test-credential"] = {"handler": "tests.plugins:uses_credential", "attempts": 1}
+    path = tmp_path / "fresh.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**vq.env, "HOME": str(fresh), "VQ_CONFIG": str(path)}
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "vq", *args], capture_output=True, text=True, env=env,
+                              timeout=60, preexec_fn=lambda: os.umask(0o022))
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    run("submit", "test-credential", "--user", "ann", "--data", '{"auth": {"apiKey": "sk-1"}}')  # the key
+    run("history")  # the history database, caught up with the submission's event
+    run("token", "create", "--user", "ann")  # the signing secret
+
+    def mode(p):
+        return stat.S_IMODE(p.stat().st_mode)
+
+    made = [data_dir, data_dir.parent, data_dir.parent.parent]  # every folder the CLI made
+    assert {str(d): oct(mode(d)) for d in made} == {str(d): "0o700" for d in made}
+    files = [p for p in data_dir.rglob("*") if p.is_file()]
+    assert {"history.db", "encryption.key", "jwt.secret"} <= {p.name for p in files}, files
+    assert {p.name: oct(mode(p)) for p in files} == {p.name: "0o600" for p in files}
+
+
+def test_a_submitter_whose_key_the_daemons_lack_refuses_sensitive_data(vq, redis_conn):
+    """A CLI with another data folder has its own key: its sensitive fields could never be
+    decrypted by the daemons, so it refuses them, naming both keys' places."""
+    vq.configure(job_types={"test-credential": {"handler": "tests.plugins:uses_credential", "attempts": 1}})
+    laptop = vq.another_host("laptop")
+    secret = '{"prompt": "a cat", "auth": {"apiKey": "sk-live-1"}}'
+    before = laptop.run("submit", "test-credential", "--user", "ann", "--data", secret)
+    assert before.returncode == 0, "no daemon has published its key yet: submitted as before"
+    vq.start_daemon()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and b'"encryption"' not in b"".join(redis_conn.hvals("vq:daemons")):
+        time.sleep(0.2)
+    refused = laptop.run("submit", "test-credential", "--user", "ann", "--data", secret)
+    assert refused.returncode == 2, refused.stderr
+    line = refused.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in line, line
+    assert str(laptop.data_dir / "encryption.key") in line and str(vq.data_dir / "encryption.key") in line, line
+    assert "data.auth.apiKey" in line
+    plain = laptop.submit("test-echo", {"prompt": "no secrets here"}, "--user", "ann")
+    assert vq.wait_for(plain)["status"] == "finished"
+    same = vq.submit("test-credential", {"prompt": "a cat", "auth": {"apiKey": "sk-live-1"}}, "--user", "ann")
+    assert vq.wait_for(same)["status"] == "finished"
+    assert vq.wait_for(before.stdout.strip())["error"]["category"] == "permanent", "what the check prevents"

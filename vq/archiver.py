@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 import redis
 from redis import Redis
 
-from vq import archiver_lease, costs, events, keys, metrics
+from vq import archiver_lease, costs, events, historydb, keys, metrics, presence
 from vq.config import Settings
-from vq.errors import HistoryElsewhere
+from vq.errors import HistoryElsewhere, HistoryUnavailable
 from vq.historydb import open_db, path_for
 
 log = logging.getLogger("vq.archiver")
@@ -36,6 +36,7 @@ RENEW_EVERY = 5.0  # seconds between lease renewals (a third of the lease)
 TRIM_MARGIN_MS = 10 * 60_000  # events stay in the stream this long after archiving, for live readers
 AGGREGATE_EVERY = 60.0
 PRUNE_EVERY = 3600.0
+RETRY_MAX = 10.0  # s between tries at most while the history database cannot be used
 
 # The status each event moves a job to (events not listed are not status changes).
 TO_STATUS = {"queued": "queued", "started": "started", "finished": "finished", "failed": "failed",
@@ -74,18 +75,36 @@ def _reason(event: dict) -> str | None:
 
 
 class Archiver:
-    def __init__(self, conn: Redis, settings: Settings):
+    def __init__(self, conn: Redis, settings: Settings, open_now: bool = True):
         self.conn = conn
         self.settings = settings
-        self.db = open_db(settings)
-        self.db_id = archiver_lease.file_id(self.db)
+        self.db = None
+        self.db_id = None
         self.path = str(path_for(settings).resolve())
+        if open_now:
+            self.open()
         self.owner = uuid.uuid4().hex
         self._last_aggregate = 0.0
         self._last_prune = 0.0
         self._gap_reported = ""
         self._standing_by = ""  # why the last try did not get the lease, to log each reason once
+        self.problem: str | None = None  # why the history database cannot be used, said once
+        self._published: str | None = None  # the problem as published for health and doctor
+        self._unusable_since = 0
+        self._retry_in = 0.0  # seconds between tries while the database cannot be used
         self.stopped = False
+
+    def open(self) -> None:
+        """Open the history database (HistoryUnavailable, one line, when it cannot be)."""
+        db = open_db(self.settings)
+        try:
+            self.db_id = archiver_lease.file_id(db)
+        except Exception as exc:
+            db.conn.close()
+            if historydb.unusable(exc):
+                raise HistoryUnavailable(historydb.problem(self.settings, exc)) from None
+            raise
+        self.db = db
 
     # --- positions ---------------------------------------------------------------------
     def written_id(self) -> str:
@@ -296,13 +315,19 @@ class Archiver:
         return removed
 
     def run(self) -> None:
-        """Until stopped: archive while holding the lease; otherwise wait to take it over."""
+        """Until stopped: archive while holding the lease; otherwise wait to take it over.
+        While the history database cannot be used (opened or written), jobs run on and their
+        events wait in the stream: the archiver says so once, retries with back-off and
+        catches up when it can."""
         backoff = 0.0
         leading = False
         renewed = 0.0
         linger = self.settings.history.linger / 1000
         while not self.stopped:
             try:
+                if self.db is None:
+                    self.open()
+                    self._usable()  # it opens (again): a write that still fails says so anew
                 if time.monotonic() - renewed >= RENEW_EVERY:  # the lease lasts three times this
                     outcome = self.hold_lease()
                     if not outcome.held:
@@ -315,14 +340,18 @@ class Archiver:
                         self._say_leading(outcome)
                 leading = True
                 done = self.step(block_ms=1000)
+                if done:
+                    self._usable()  # it wrote: recovered (nothing to write proves nothing, e.g. a full disk)
                 if 0 < done < self.settings.history.batchSize:
                     time.sleep(linger)  # let a batch gather: per-batch costs, not per-event ones
                 if time.monotonic() - self._last_aggregate >= AGGREGATE_EVERY:
                     self._last_aggregate = time.monotonic()
                     self.aggregate()
+                    self._usable()
                 if time.monotonic() - self._last_prune >= PRUNE_EVERY:
                     self._last_prune = time.monotonic()
                     self.prune()
+                    self._usable()
                 if backoff:
                     log.warning("archiver: Redis is back")
                 backoff = 0.0
@@ -331,10 +360,48 @@ class Archiver:
                     log.warning("archiver: Redis unreachable (%s); retrying", str(exc).splitlines()[0])
                 backoff = min(5.0, backoff * 2 or 0.2)
                 time.sleep(backoff)
+            except Exception as exc:  # noqa: BLE001 - the database's own errors are waited out; others raise
+                if not isinstance(exc, HistoryUnavailable) and not historydb.unusable(exc):
+                    raise
+                self._unusable(exc.message if isinstance(exc, HistoryUnavailable)
+                               else historydb.problem(self.settings, exc))
         try:
             self.release_lease()
         except redis.RedisError:
             pass
+
+    def _unusable(self, line: str) -> None:
+        """The history database cannot be used: one line per distinct problem (never a
+        traceback per try), published for `vq health` and `vq doctor`; then wait, longer
+        each time up to RETRY_MAX."""
+        if line != self.problem:
+            if self.problem is None:
+                self._unusable_since = int(time.time() * 1000)
+            self.problem = line
+            log.warning("archiver: %s; jobs run on, their events wait in Redis (%s) and the archiver retries "
+                        "(every %d s at most), catching up once it can write", line, keys.EVENTS, RETRY_MAX)
+        if self._published != line:
+            try:
+                presence.say_problem(self.conn, "archiver", line, self._unusable_since)
+                self._published = line
+            except redis.RedisError:
+                pass  # Redis is away too: published at a later try
+        self._retry_in = min(RETRY_MAX, self._retry_in * 2 or 0.5)
+        deadline = time.monotonic() + self._retry_in
+        while not self.stopped and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def _usable(self) -> None:
+        """The database worked (it opened, or took a write): if it had not,
+        say once that it recovered and withdraw the published problem."""
+        self._retry_in = 0.0
+        if self._published is not None:
+            presence.say_problem(self.conn, "archiver", None)  # Redis away: the outer loop retries
+            self._published = None
+        if self.problem is not None:
+            self.problem = None
+            log.warning("archiver: history database %s usable again; catching up with the events that waited",
+                        self.path)
 
     def _say_leading(self, outcome: archiver_lease.Outcome) -> None:
         self._standing_by = ""
@@ -367,7 +434,8 @@ class Archiver:
 def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> str | None:
     """Return once every event in the stream now is archived (by the running archiver, or
     here when none holds the lease): None. Otherwise why not, in a line for the operator.
-    Raises HistoryElsewhere when history goes to another host's file."""
+    Raises HistoryElsewhere when history goes to another host's file, HistoryUnavailable
+    when the file cannot be opened or written."""
     newest = conn.xrevrange(keys.EVENTS, count=1)
     if not newest:
         return None
@@ -385,6 +453,10 @@ def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> str | No
             try:
                 while archiver.step(block_ms=None):
                     pass
+            except Exception as exc:
+                if historydb.unusable(exc):  # a full disk: one line, as the daemon's archiver says it
+                    raise HistoryUnavailable(historydb.problem(settings, exc)) from None
+                raise
             finally:
                 archiver.release_lease()
         else:

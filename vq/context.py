@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from vq.private import private_dir
+
 
 @dataclass(frozen=True)
 class Upstream:
@@ -48,7 +50,7 @@ class HandlerContext:
         created on first use."""
         path = self.artifacts_root / self.job_id
         if not path.is_dir():
-            self.artifacts_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(self.artifacts_root)
             path.mkdir(mode=0o700, exist_ok=True)
         return path
 

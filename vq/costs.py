@@ -141,12 +141,12 @@ def query(conn: Redis, settings: Settings, by: str, since: str, until: str = "to
     """`vq costs` and GET /api/costs: spend per `by` over [since, until]; `only` limits it
     to one name (a user asking about themselves)."""
     from vq import historydb
-    from vq.errors import NotFound
+    from vq.errors import HistoryUnavailable, NotFound
 
     try:
         db = historydb.open_db(settings, create=False)
-    except NotFound:
-        db = None  # no archive on this host: Redis's days answer alone
+    except (NotFound, HistoryUnavailable):
+        db = None  # no (usable) archive on this host: Redis's days answer alone
     result = report(conn, db, by, parse_day(since, "since"), parse_day(until, "until"))
     if only is not None:
         result["items"] = [i for i in result["items"] if i[by] == only]

@@ -29,11 +29,12 @@ from vq import (admission, artifacts, health, historydb, keys, limits, logs, mai
 from vq.admission import Admission, forget_gone_idle_workers, mark_nonempty_lists
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
-from vq.errors import VqError, message_of
+from vq.errors import HistoryUnavailable, VqError, message_of
 from vq.http_listener import HttpListener
 from vq.connection import connect, make_client
 from vq.jobtypes import job_types, load_handler
 from vq.procutil import die_with_parent
+from vq.protect import protector
 from vq.queues import worker_queue_names
 from vq.rq_queue import enqueue_left_ready_jobs
 
@@ -136,7 +137,7 @@ def _archiver_main(settings: Settings, log_level: str) -> None:
 
     die_with_parent()
     logs.configure(log_level)
-    _run_until_signalled(Archiver(make_client(settings, socket_timeout=None), settings))
+    _run_until_signalled(Archiver(make_client(settings, socket_timeout=None), settings, open_now=False))
 
 
 def _webhooks_main(settings: Settings, log_level: str, consumer: str) -> None:
@@ -252,6 +253,8 @@ class Daemon:
     autoscaler: Autoscaler | None = None
     listener: HttpListener | None = None  # the HTTP port, bound by the supervisor
     told: dict = field(default_factory=dict)  # errors whose crash-loop traceback is logged -> by whom
+    history: object | None = None  # the history database, once it opens (_history)
+    history_said: str = ""  # its problem, logged once when no archiver of this daemon says it
 
     def run(self) -> int:
         logs.configure(self.options.log_level, self.options.log_format)
@@ -268,10 +271,7 @@ class Daemon:
         conn.sadd(keys.JOB_TYPES_SEEN, *job_types(self.settings))  # `vq jobs` lists every type's index
         conn.unlink(keys.LEGACY_ALL_JOBS)  # an index older versions kept; nothing reads or trims it now
         admission.migrate_legacy_waiting(conn, list(job_types(self.settings)))
-        history = historydb.open_db(self.settings)
-        restored = recurring_store.restore_if_wiped(conn, history)
-        if restored:
-            log.warning("Redis held no recurring jobs: restored %d from %s", restored, historydb.path_for(self.settings))
+        self._history(conn)  # jobs run without it: the archiver says what is wrong and retries
         for jt in job_types(self.settings).values():
             load_handler(jt.handler)  # a handler that cannot import stops the daemon now, not mid-job
         ctx = mp.get_context("fork")
@@ -309,7 +309,7 @@ class Daemon:
             Chore(conn, "check health", self.settings.health.checkInterval / 1000,
                   lambda: health.check_and_alert(conn, self.settings)),
             Chore(conn, "copy recurring jobs to the history database", MAINTAIN_EVERY,
-                  lambda: recurring_store.sync(conn, history) and None, exclusive=False),
+                  lambda: self._copy_recurring(conn), exclusive=False),
             Chore(conn, "report presence", PRESENCE_EVERY, lambda: self._report(conn), exclusive=False),
             Chore(conn, "prune artifacts", self.settings.artifacts.sweepInterval / 1000,
                   lambda: _say_pruned(artifacts.prune(conn, self.settings)), exclusive=False),  # this host's disk
@@ -341,6 +341,37 @@ class Daemon:
         systemd.notify("STOPPING=1", "STATUS=finishing running jobs")
         self._shutdown()
         return 0
+
+    def _history(self, conn):
+        """The history database, opened (and recurring definitions a wiped Redis lost restored
+        from it) the first time it can be; None while it cannot: jobs run on, and the archiver
+        says once what is wrong and retries."""
+        if self.history is None:
+            try:
+                db = historydb.open_db(self.settings)
+            except HistoryUnavailable as exc:
+                if not self.settings.history.enabled and self.history_said != exc.message:
+                    self.history_said = exc.message
+                    log.warning("%s", exc.message)  # no archiver here to say it
+                return None
+            restored = recurring_store.restore_if_wiped(conn, db)
+            if restored:
+                log.warning("Redis held no recurring jobs: restored %d from %s", restored,
+                            historydb.path_for(self.settings))
+            self.history = db
+        return self.history
+
+    def _copy_recurring(self, conn) -> None:
+        db = self._history(conn)
+        if db is None:
+            return
+        try:
+            recurring_store.sync(conn, db)
+        except Exception as exc:  # noqa: BLE001 - a full disk: the archiver says it; others are logged
+            if not historydb.unusable(exc):
+                raise
+            db.conn.close()
+            self.history = None  # opened again at the next pass
 
     def _plan(self) -> list[_Child]:
         """The processes this configuration asks for, by name."""
@@ -544,7 +575,8 @@ class Daemon:
         loops = {c.name: c.crashes.report() for c in self.children if c.crashes.looping and not c.retired}
         presence.report(conn, os.getpid(), self.started_ms, processes, self._active_workers(),
                         self.settings.daemon.weight, crash_loops=loops,
-                        http=self.listener.state(self._http_serving()) if self.listener else None)
+                        http=self.listener.state(self._http_serving()) if self.listener else None,
+                        encryption=protector(self.settings).published())
 
     def _active_workers(self) -> int:
         return sum(1 for c in self.children if c.name.startswith("worker-") and not c.retired and not c.parked)

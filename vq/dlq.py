@@ -8,12 +8,12 @@ import time
 from datetime import datetime, timezone
 
 from redis import Redis
-from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.serializers import JSONSerializer
 
 from vq import artifacts, events, jobs, keys
 from vq.config import Settings
+from vq.foreign import ReadableJob
 from vq.jobtypes import get_job_type, job_types
 from vq.model import as_utc, job_view
 
@@ -31,7 +31,7 @@ def _entries(conn: Redis, settings: Settings, job_type: str | None) -> list[tupl
 def list_dead(conn: Redis, settings: Settings, job_type: str | None = None, limit: int = 50) -> list[dict]:
     ids = [job_id for _score, job_id in _entries(conn, settings, job_type)][:limit]
     out = []
-    for job in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
+    for job in ReadableJob.fetch_many(ids, connection=conn, serializer=JSONSerializer):
         if job is None:
             continue
         view = job_view(job, with_result=False)
@@ -53,7 +53,7 @@ def purge(conn: Redis, settings: Settings, older_than_ms: int | None = None, job
     cutoff = None if older_than_ms is None else time.time() - older_than_ms / 1000
     ids = [i for _s, i in _entries(conn, settings, job_type)]
     removed = 0
-    for job in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
+    for job in ReadableJob.fetch_many(ids, connection=conn, serializer=JSONSerializer):
         if job is None:
             continue
         ended = as_utc(job.ended_at) if job.ended_at else None

@@ -222,6 +222,13 @@ def _archiver(conn, settings: Settings) -> Finding:
     if not settings.history.enabled:
         return Finding("archiver", "warn", "history.enabled is false: no history, metrics or audit are recorded",
                        "set history.enabled: true")
+    stuck = [p for p in presence.problems(conn) if p["process"] == "archiver"]
+    if stuck:
+        return Finding("archiver", "fail", "; ".join(f"daemon {p['daemon']}: {p['line']}" for p in stuck)
+                       + ": jobs run, their events wait in Redis (vq:events) and history is not written",
+                       "make the file usable (remove what stands at its path, free disk space, or point the "
+                       f"setting named at a writable place: {historydb.setting_for(settings)}); the archiver "
+                       "retries on its own and catches up")
     owner = conn.get(keys.ARCHIVER_LEADER)
     home = archiver_lease.home(conn)
     where = f"{home.get('path')} on {home.get('host')}" if home.get("db") else None

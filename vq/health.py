@@ -57,7 +57,7 @@ def check(conn: Redis, settings: Settings, counts: list[dict] | None = None,
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         return {"status": "error", "checkedAt": checked, "reasons": [f"Redis unreachable: {str(exc).splitlines()[0]}"],
                 "redis": {"reachable": False}, "queues": [], "workers": {"alive": 0, "total": 0}, "breakers": [],
-                "crashLoops": []}
+                "crashLoops": [], "problems": []}
 
 
 def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dict] | None,
@@ -107,6 +107,7 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
                      "paused": row["paused"]})
     redis_report = _redis(conn, settings)
     loops, loops_grade = crash_loops(conn, now)
+    problems = process_problems(conn, now)
     overall_reasons = []
     if redis_report["status"] != "healthy":
         overall_reasons.append(f"Redis memory at {redis_report['memoryRatio']:.0%} of maxmemory")
@@ -115,12 +116,23 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
     if open_breakers:
         overall_reasons.append(f"circuit breaker open: {', '.join(open_breakers)}")
     overall_reasons += [loop["reason"] for loop in loops]
+    overall_reasons += [p["reason"] for p in problems]
     status = _worst(redis_report["status"], *(r["status"] for r in rows), loops_grade,
-                    "degraded" if not alive or open_breakers else "healthy")
+                    "degraded" if not alive or open_breakers or problems else "healthy")
     overall_reasons += [f"{r['jobType']}: {text}" for r in rows for text in r["reasons"]]
     return {"status": status, "checkedAt": checked, "reasons": overall_reasons, "redis": redis_report,
             "workers": {"alive": len(alive), "total": len(workers), "list": workers},
-            "breakers": open_breakers, "queues": rows, "crashLoops": loops}
+            "breakers": open_breakers, "queues": rows, "crashLoops": loops, "problems": problems}
+
+
+def process_problems(conn: Redis, now_ms: int) -> list[dict]:
+    """What keeps a live daemon's process from working, as it says itself (the archiver
+    when the history database cannot be used: jobs run, history waits): degraded."""
+    out = []
+    for p in presence.problems(conn):
+        since = max(0, now_ms - p["sinceMs"]) // 1000
+        out.append({**p, "reason": f"{p['process']} of daemon {p['daemon']} for {since}s: {p['line']}"})
+    return out
 
 
 def crash_loops(conn: Redis, now_ms: int) -> tuple[list[dict], str]:

@@ -20,7 +20,7 @@ from redis import TimeoutError as RedisTimeoutError
 from vq import archiver, historydb, job_ids
 from vq.config import Settings
 from vq.durations import looks_like_duration, parse_duration_ms, parse_instant
-from vq.errors import HistoryElsewhere, InvalidInput, NotFound
+from vq.errors import HistoryElsewhere, HistoryUnavailable, InvalidInput, NotFound
 from vq.jobdata import LIST_RESULT_BYTES
 from vq.model import iso
 
@@ -48,6 +48,8 @@ def fresh(conn: Redis | None, settings: Settings, timeout: float = 5.0, strict: 
             if strict:
                 raise
             note = exc.message
+        except HistoryUnavailable as exc:  # still readable (a full disk)? then the file as it is, with a note
+            note = f"{exc.message}: the history may miss the latest events"
         except (RedisConnectionError, RedisTimeoutError) as exc:
             note = f"lost Redis while the archiver caught up ({exc}): the history may miss the latest events"
     return historydb.open_db(settings, create=False), note

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vq.config import Settings
+from vq.private import private_file
 
 if TYPE_CHECKING:  # sqlite_utils imports click (for its own CLI): loaded only when a database is opened
     import sqlite_utils
@@ -32,22 +33,62 @@ def path_for(settings: Settings) -> Path:
     return Path(settings.history.path).expanduser() if settings.history.path else settings.data_path / "history.db"
 
 
+def setting_for(settings: Settings) -> str:
+    """The setting that names the history file, for a line telling an operator where to look."""
+    if settings.history.path:
+        return "history.path"
+    return "data_dir (or VQ_DATA_DIR): the file is <data_dir>/history.db unless history.path names another"
+
+
+def problem(settings: Settings, exc: BaseException) -> str:
+    """One line: which file cannot be used, why, and the setting that names it."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    return f"history database {path_for(settings)} cannot be used: {reason} (set by {setting_for(settings)})"
+
+
+def unusable(exc: BaseException) -> bool:
+    """An error of the file itself (open, read or write), as against a bug (a misused
+    connection, a broken constraint): SQLite's operational errors ("unable to open", "disk
+    is full", "disk I/O error"), "file is not a database", and the OS's (a folder where the
+    file should be, a path under a file)."""
+    import sqlite3
+
+    return isinstance(exc, (sqlite3.OperationalError, OSError)) or type(exc) is sqlite3.DatabaseError
+
+
 def open_db(settings: Settings, create: bool = True) -> "sqlite_utils.Database":
-    """Open (creating when needed) with WAL so readers never block the writer."""
+    """Open (creating when needed) with WAL so readers never block the writer. A file that
+    cannot be opened raises HistoryUnavailable with one line naming it and its setting."""
     import sqlite_utils
 
-    from vq.errors import NotFound
+    from vq.errors import HistoryUnavailable, NotFound
 
     target = path_for(settings)
+    try:
+        target.stat()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # a path under a file (ENOTDIR): not "no database yet"
+        raise HistoryUnavailable(problem(settings, exc)) from None
     if not create and not target.exists():
         raise NotFound(f"no history database at {target} (a `vq daemon` on this host writes it; "
                        "see history.enabled)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite_utils.Database(target)
-    db.execute("PRAGMA busy_timeout=5000")  # first: two daemons may open a new file at once
-    _with_retry(lambda: db.execute("PRAGMA journal_mode=WAL"))
-    if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # new, or made by an older vq
-        _with_retry(lambda: _in_write_transaction(db, ensure_schema))
+    db = None
+    try:
+        private_file(target)  # 0600 before SQLite opens it: its -wal and -shm take its mode
+        db = sqlite_utils.Database(target)
+        db.execute("PRAGMA busy_timeout=5000")  # first: two daemons may open a new file at once
+        _with_retry(lambda: db.execute("PRAGMA journal_mode=WAL"))
+        if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # new, or made by an older vq
+            _with_retry(lambda: _in_write_transaction(db, ensure_schema))
+    except Exception as exc:
+        if db is not None:
+            db.conn.close()
+        if unusable(exc):
+            raise HistoryUnavailable(problem(settings, exc)) from None
+        raise
     return db
 
 

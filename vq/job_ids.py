@@ -85,9 +85,14 @@ def in_history(settings: Settings | None, prefix: str) -> list[Candidate]:
         return []
     from vq import historydb
 
+    from vq.errors import HistoryUnavailable
+
     if not historydb.path_for(settings).exists():
         return []
-    db = historydb.open_db(settings, create=False)
+    try:
+        db = historydb.open_db(settings, create=False)
+    except HistoryUnavailable:
+        return []  # a fallback; `vq history` and the archiver say what is wrong with the file
     try:
         return prefix_rows(db, prefix)
     finally:

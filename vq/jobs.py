@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, job_ids, keys, limits, trimmed
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
+from vq.foreign import ReadableJob
 from vq.jobdata import LIST_RESULT_BYTES
 from vq.job_ids import Visible
 from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
@@ -63,7 +64,7 @@ def find(conn: Redis, job_id: str, settings: Settings | None = None, visible: Vi
 
 def _exact(conn: Redis, job_id: str) -> Job | None:
     try:
-        return Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
+        return ReadableJob.fetch(job_id, connection=conn, serializer=JSONSerializer)
     except NoSuchJobError:
         return None
 
@@ -160,7 +161,7 @@ def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = 
             break
         start += chunk
         stale = []
-        fetched = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)
+        fetched = ReadableJob.fetch_many(ids, connection=conn, serializer=JSONSerializer)
         lined = admission.in_line(conn, fetched)
         for job_id, job in zip(ids, fetched):
             if job is None:
@@ -217,6 +218,9 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     status = status_of(job)
     if status not in ("failed", "stopped", "canceled"):
         raise Conflict(f"job {job.id} is {status}: only failed, stopped or canceled jobs can be retried")
+    if job.meta.get("foreign"):
+        raise Conflict(f"job {job.id} is not a vq job (plain RQ enqueued it) and cannot be retried: submit its work "
+                       "through vq.submission.submit or the HTTP API")
     max_attempts = int(job.meta.get("maxAttempts", 1))
     job.meta.update(attempts=0, progress={"percent": 0.0, "message": None})
     job.meta.pop("error", None)

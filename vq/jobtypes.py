@@ -58,10 +58,12 @@ class JobType:
     max_memory_mb: int | None = None  # a job's allocations past this fail it (vq/resources.py)
     max_cpu_ms: int | None = None  # a job's CPU time past this fails it
 
-    def retry_intervals(self, rng: random.Random | None = None) -> list[int]:
-        """Seconds to wait before each retry: exponential (or fixed) backoff, capped, plus up to
-        `jitter` of it at random so retries of many jobs do not arrive together. Rounded up:
-        RQ schedules whole seconds, and a retry must never come early."""
+    def retry_intervals(self, rng: random.Random | None = None) -> list[float]:
+        """Seconds to wait before each retry, to the millisecond: exponential (or fixed)
+        backoff, capped, plus up to `jitter` of it at random so retries of many jobs do not
+        arrive together. Rounded up to the millisecond, so a retry never comes early. RQ's
+        `Retry` keeps them as given (JSON floats) and its `job.retry` schedules now plus the
+        interval, whose microseconds vq's `schedule_job` keeps (vq/rq_queue.py)."""
         rng = rng or random
         intervals = []
         for retry in range(self.attempts - 1):
@@ -70,7 +72,7 @@ class JobType:
             else:
                 ms = self.backoff.delay * (self.backoff.factor**retry)
             ms = min(ms, self.backoff.max) * (1 + rng.uniform(0, self.backoff.jitter))
-            intervals.append(max(0, math.ceil(ms / 1000)))
+            intervals.append(max(0, math.ceil(ms)) / 1000)
         return intervals
 
 

@@ -187,6 +187,7 @@ ARCHIVER_APPLIED = PREFIX + "archiver:applied"  # the last event id whose metric
 ARCHIVER_HOME = PREFIX + "archiver:home"  # hash: the history file archivers write (vq/archiver_lease.py)
 ARCHIVER_CANDIDATES = PREFIX + "archiver:candidates"  # hash db id -> a file's position, while none is home
 DAEMONS = PREFIX + "daemons"  # hash host:pid -> JSON of a running daemon's state (vq/presence.py)
+DAEMON_PROBLEMS = PREFIX + "daemons:problems"  # hash host:pid:process -> JSON of what keeps it from working
 WEBHOOK_EVENTS = PREFIX + "webhooks:events"  # stream: the ended events of jobs that have a webhookUrl
 WEBHOOK_RETRIES = PREFIX + "webhooks:retries"  # zset delivery (JSON) -> when to try again (epoch ms)
 HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (alerts fire on change)

@@ -68,7 +68,13 @@ def job_data(job: Job) -> dict:
 
 
 def job_type_of(job: Job) -> str:
-    return job.meta.get("jobType") or (job.args[0] if job.args else "")
+    """vq's job type: its meta's, else its queue's (a job plain RQ put there: vq/foreign.py),
+    never its first argument, which only vq's own jobs give the type."""
+    if job.meta.get("jobType"):
+        return job.meta["jobType"]
+    if job.origin:
+        return job.origin.rpartition(".")[0] or job.origin
+    return ""
 
 
 def priority_of(job: Job) -> str | None:

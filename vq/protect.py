@@ -9,24 +9,30 @@ other view shows "[redacted]" (`redact`).
 
 Keys: `security.encryptionKey` or $VQ_ENCRYPTION_KEY, comma-separated, newest first (older
 ones still decrypt, so keys can be rotated); else one generated into the data directory.
-Several hosts must share one key, like the JWT secret.
+Several hosts must share one key, like the JWT secret. Daemons publish their keys'
+fingerprints (a short SHA-256, never a key) with their presence; a submitter whose key no
+live daemon has refuses to submit sensitive data (`check_daemons_open`), naming both keys'
+places, instead of making a job that fails for good when it runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import time
 from typing import Any
 
 from vq.config import Settings
-from vq.errors import InvalidInput, PermanentError
+from vq.errors import InvalidInput, KeyMismatch, PermanentError
 from vq.secretfile import read_or_create
 
 MARK = "$vq:encrypted"
 REDACTED = "[redacted]"
 KEY_FILE = "encryption.key"
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+DAEMON_KEYS_FOR = 5.0  # s a submitter keeps what the daemons published before reading it again
 
 
 def words(name: str) -> tuple[str, ...]:
@@ -46,6 +52,8 @@ class Protector:
         self.settings = settings
         self.patterns = [words(p) for p in settings.security.sensitiveFields]
         self._fernet = None
+        self._fingerprints: list[str] | None = None
+        self._daemon_keys: tuple[float, list[dict]] = (0.0, [])
         self._verdicts: dict[str, bool] = {}  # field names repeat from job to job: match each once
 
     def is_sensitive(self, name: str) -> bool:
@@ -64,6 +72,45 @@ class Protector:
 
             self._fernet = MultiFernet([Fernet(k) for k in encryption_keys(self.settings)])
         return self._fernet
+
+    @property
+    def fingerprints(self) -> list[str]:
+        """The keys' fingerprints, newest (the one that encrypts) first."""
+        if self._fingerprints is None:
+            self._fingerprints = [fingerprint(k) for k in encryption_keys(self.settings)]
+        return self._fingerprints
+
+    def published(self) -> dict:
+        """What a daemon publishes with its presence: its keys' fingerprints and where its key is."""
+        return {"keys": self.fingerprints, "source": key_source(self.settings)}
+
+    def check_daemons_open(self, conn, data: Any, where: str = "data") -> None:
+        """Refuse (KeyMismatch) data with a sensitive field when live daemons have published
+        their keys and one of them lacks this process's newest key: it could not decrypt the
+        field and the job would fail for good at run time. No daemon published yet: allowed."""
+        field = next((path for path, key, _v in _walk(data, where) if isinstance(key, str) and self.is_sensitive(key)),
+                     None)
+        if field is None:
+            return
+        lacking = [d for d in self._published_by_daemons(conn) if self.fingerprints[0] not in d["keys"]]
+        if lacking:
+            theirs = "; ".join(sorted({f"{d['daemon']} (key: {d['source']}, fingerprint {d['keys'][0]})"
+                                       for d in lacking}))
+            raise KeyMismatch(
+                f"{field} is sensitive and would be encrypted with this host's key ({key_source(self.settings)}, "
+                f"fingerprint {self.fingerprints[0]}), which the daemon(s) {theirs} do not have, so the job "
+                "could never run: give every host the same key (security.encryptionKey, $VQ_ENCRYPTION_KEY, "
+                "or the same data_dir)", field=field)
+
+    def _published_by_daemons(self, conn) -> list[dict]:
+        from vq import presence
+
+        at, found = self._daemon_keys
+        if time.monotonic() - at > DAEMON_KEYS_FOR:
+            found = [{"daemon": f"{d['host']}:{d['pid']}", **d["encryption"]} for d in presence.daemons(conn)
+                     if d["live"] and d.get("encryption", {}).get("keys")]
+            self._daemon_keys = (time.monotonic(), found)
+        return found
 
     def check(self, data: Any, where: str = "data") -> None:
         """Refuse data that already carries vq's encryption mark (it could only be forged)."""
@@ -121,6 +168,20 @@ def _walk(data: Any, path: str):
     elif isinstance(data, list):
         for i, value in enumerate(data):
             yield from _walk(value, f"{path}[{i}]")
+
+
+def fingerprint(key: bytes) -> str:
+    """A key's public name: the first 16 hex digits of a SHA-256 of it (never the key)."""
+    return hashlib.sha256(b"vq-encryption-key\0" + key).hexdigest()[:16]
+
+
+def key_source(settings: Settings) -> str:
+    """Where this configuration's key comes from, for a line naming it."""
+    if settings.security.encryptionKey:
+        return "security.encryptionKey"
+    if os.environ.get("VQ_ENCRYPTION_KEY"):
+        return "$VQ_ENCRYPTION_KEY"
+    return str(settings.data_path / KEY_FILE)
 
 
 def encryption_keys(settings: Settings) -> list[bytes]:

@@ -10,7 +10,7 @@ import time
 
 from redis import Redis
 from vq.rq_queue import VqQueue, rq_queue
-from rq.job import Job
+from vq.foreign import ReadableJob
 from rq.registry import (
     CanceledJobRegistry,
     DeferredJobRegistry,
@@ -107,7 +107,7 @@ def clear(conn: Redis, settings: Settings, job_type: str) -> dict:
         for registry_class in (ScheduledJobRegistry, DeferredJobRegistry):
             ids += registry_class(queue.name, connection=conn, serializer=JSONSerializer).get_job_ids()
     removed = 0
-    for job in Job.fetch_many(list(dict.fromkeys(ids)), connection=conn, serializer=JSONSerializer):
+    for job in ReadableJob.fetch_many(list(dict.fromkeys(ids)), connection=conn, serializer=JSONSerializer):
         if job is not None and job.get_status(refresh=False).value in WAITING_STATUSES:
             admission.forget(conn, job)
             job.delete(remove_from_queue=True)

@@ -18,7 +18,7 @@ from rq.registry import ReadyJobRegistry
 from rq.serializers import JSONSerializer
 from rq.timeouts import UnixSignalDeathPenalty
 
-from vq import keys
+from vq import foreign, keys
 from vq.admission import Admission, mark_arrivals, mark_arrivals_in, release, wait_for_wake
 from vq.timer import schedule_in
 
@@ -83,9 +83,16 @@ class VqQueue(Queue):
     @classmethod
     def take_admitted(cls, connection, admitted, **kwargs):
         """(job, queue) for what admission handed out, or None if the job was deleted
-        meanwhile (its slots are given back)."""
+        meanwhile (its slots are given back) or is not a vq job (plain RQ enqueued it onto
+        a vq queue: failed, never run nor unpickled, vq/foreign.py)."""
         job_id, queue_name, user, data = admitted.job_id, admitted.queue_name, admitted.user, admitted.data
         if data:
+            why = foreign.why_not_vq(data)
+            if why is not None:
+                from vq.execution import runtime
+
+                foreign.refuse(connection, runtime().settings, job_id, queue_name, user, data, why)
+                return None
             job, queue = cls._restore_admitted(connection, queue_name, job_id, data, **kwargs)
             job._vq_lease = admitted.token  # every write for it is fenced with it (vq/fence.py)
             job._vq_asked_at = admitted.asked_at or time.monotonic()

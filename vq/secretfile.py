@@ -12,11 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from vq.private import private_dir
+
 
 def read_or_create(path: Path, make: Callable[[], str]) -> str:
     """The secret in `path`, written with `make()` (mode 600) if there is none yet."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 600
         try:
             with os.fdopen(fd, "w") as handle:

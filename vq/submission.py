@@ -146,6 +146,7 @@ def _resolve(conn: Redis, settings: Settings, sub: Submission) -> _Resolved:
         raise InvalidInput("at: expected a time with its zone", field="at")
     if not isinstance(sub.depends_on, list) or not all(isinstance(d, str) for d in sub.depends_on):
         raise InvalidInput("dependsOn: expected a job id or a list of job ids", field="dependsOn")
+    protector(settings).check_daemons_open(conn, sub.data)  # a key the daemons lack: the job could never run
     user_id = sub.user_id or data_text(sub.data, "userId")
     if not user_id:
         raise InvalidInput("userId: missing (pass --user or put userId in the data)", field="userId")

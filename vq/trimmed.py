@@ -14,7 +14,7 @@ import logging
 from redis import Redis
 
 from vq.config import Settings
-from vq.errors import HistoryElsewhere
+from vq.errors import HistoryElsewhere, HistoryUnavailable
 from vq.model import history_view
 
 log = logging.getLogger("vq.trimmed")
@@ -75,7 +75,10 @@ def _db(conn: Redis, settings: Settings | None):
         return None
     from vq import historydb
 
-    return historydb.open_db(settings, create=False)
+    try:
+        return historydb.open_db(settings, create=False)
+    except HistoryUnavailable:
+        return None  # a fallback: answered as for a job Redis no longer holds
 
 
 def catch_up(conn: Redis, settings: Settings | None) -> bool:
@@ -94,6 +97,9 @@ def catch_up(conn: Redis, settings: Settings | None) -> bool:
                 log.info("%s", note)
         except HistoryElsewhere:
             pass  # this host's file still holds what it archived
+        except HistoryUnavailable as exc:
+            log.info("%s", exc.message)
+            return False
     return True
 
 

@@ -90,6 +90,8 @@ def _render_health(view: dict) -> None:
               + (f"; [red]breakers open: {', '.join(view['breakers'])}[/]" if view["breakers"] else ""))
     for loop in view.get("crashLoops", []):
         out.print(f"[red]{escape(loop['reason'])}[/]")
+    for problem in view.get("problems", []):
+        out.print(f"[yellow]{escape(problem['reason'])}[/]")
     out.print(table(["type", "status", "failure rate", "backlog", "oldest wait", "stalled", "workers", "why"], [[
         r["jobType"], _health_text(r["status"]), f"{r['failureRate']:.0%}", r["backlog"],
         _ms(r["backlogAgeMs"]) if r["backlog"] else "", r["stalled"] or "", r["workers"], "; ".join(r["reasons"])]

@@ -11,6 +11,7 @@ import typer
 from vq.cli.state import state
 from vq.config import Settings
 from vq.errors import InvalidInput, VqError
+from vq.private import private_dir
 
 CRASH_LOG = "tui-crash.log"  # in the data directory; the last crash's traceback
 
@@ -46,7 +47,7 @@ def crashed(settings: Settings, error: BaseException) -> str:
     line = f"the dashboard crashed: {type(error).__name__}" + (f": {said}" if said else "")
     path = settings.data_path / CRASH_LOG
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(path.parent)
         with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
             out.write(f"vq tui crashed at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n")
             out.writelines(traceback.format_exception(error))

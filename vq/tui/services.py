@@ -9,7 +9,7 @@ from redis import Redis
 
 from vq import artifacts, audit, dashboard, dlq, history, historydb, jobs, queues
 from vq.config import Settings
-from vq.errors import NotFound
+from vq.errors import HistoryUnavailable, NotFound
 
 PAGE = 20  # jobs per page in a queue's list
 
@@ -41,7 +41,7 @@ class Services:
         view["artifactFiles"] = artifacts.listing(self.settings, job_id)
         try:
             view["timeline"] = history.timeline(historydb.open_db(self.settings, create=False), job_id)["transitions"]
-        except NotFound:
+        except (NotFound, HistoryUnavailable):
             view["timeline"] = []
         return view
 
