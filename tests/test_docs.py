@@ -72,3 +72,31 @@ def test_shell_completion_scripts_and_a_real_completion():
     done = subprocess.run([sys.executable, "-c", "from vq.cli.app import app; app(prog_name='vq')"], env=env,
                           capture_output=True, text=True)
     assert done.stdout.split() == ["pause"], done
+
+
+def test_one_version_everywhere():
+    """`vq --version` (vq.__version__, which pyproject reads), the man page's header and the
+    newest CHANGELOG entry name the same version."""
+    import re
+
+    from vq import __version__
+
+    assert f'"vq {__version__}"' in (ROOT / "man" / "vq.1").read_text().splitlines()[0]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.findall(r"^## \[?(\d+\.\d+\.\d+)", changelog, re.M)[0] == __version__
+    assert 'dynamic = ["version"]' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_constraints_pin_every_dependency():
+    """constraints.txt (what scripts/test.sh and operators install with) pins each of vq's
+    dependencies and test dependencies to one version, so none can move unseen."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = {re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
+              for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line}
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+        name = re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", requirement).group()).lower()
+        assert name in pinned, f"{name} is not pinned in constraints.txt (scripts/freeze_constraints.py)"
+    assert "hiredis" in pinned and "starlette" in pinned  # extras and transitive ones too

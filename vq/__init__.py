@@ -1,3 +1,3 @@
 """vq: a job queue for an AI video-generation platform, built on RQ and Redis."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -60,6 +60,11 @@ tui_cmd.register(app)
 doctor_cmd.register(app)
 completion_cmd.register(app)
 
+# issue 22: `vq config example` (vq/cli/config_cmd.py)
+from vq.cli import config_cmd  # noqa: E402
+
+config_cmd.register(app)
+
 
 def main() -> None:
     try:
