@@ -1,19 +1,22 @@
 """scripts/vq.service as systemd judges it: `systemd-analyze security` scores its sandbox at
-most 4.0 ("OK"), `systemd-analyze verify` finds nothing to say, and vq works under the one
-rule of the sandbox that could break Python itself, MemoryDenyWriteExecute (the kernel's
-PR_SET_MDWE is the same rule: no memory both writable and executable, ever).
+most 4.0 ("OK"), `systemd-analyze verify` finds nothing to say, and vq works under the rules
+of the sandbox that could break Python or its libraries: no writable executable memory
+(MemoryDenyWriteExecute), the system-call filter and the socket families.
 
-The CI container has no systemd as PID 1, so the seccomp filter, namespaces and read-only
-file system are judged by systemd-analyze, not exercised; the sandbox's other options take
-nothing vq uses away (README: Running under systemd)."""
+The CI container has no systemd as PID 1 to start the unit, so those rules are set up as
+systemd sets them up (the kernel's PR_SET_MDWE and a seccomp filter of the same system
+calls); the read-only file system, namespaces and capabilities are judged by
+systemd-analyze, not exercised (README: Running under systemd)."""
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,29 +61,92 @@ def test_systemd_analyze_verify_finds_nothing(tmp_path):
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr  # a line it ignores is said, exit 0
 
 
-def _refuse_writable_executable_memory() -> None:
-    """In the child before exec: what MemoryDenyWriteExecute=yes sets up (kept across fork and exec)."""
-    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
+class Sandbox:
+    """What three of the unit's settings do to the processes under it, without systemd:
+    MemoryDenyWriteExecute=yes is the kernel's PR_SET_MDWE; SystemCallFilter=@system-service
+    ~@privileged with SystemCallErrorNumber=EPERM, and RestrictAddressFamilies=AF_UNIX
+    AF_INET AF_INET6, are a seccomp filter (as systemd makes them) built with libseccomp from
+    the sets `systemd-analyze syscall-filter` lists. Both are kept across fork and exec, so
+    the daemon's workers and forked job children are under them too. Call it in the child
+    before exec (preexec_fn); it is prepared in the parent."""
+
+    ALLOW, CMP_EQ = 0x7FFF0000, 4
+    ERRNO_EPERM = 0x00050000 | 1
+
+    class ArgCmp(ctypes.Structure):
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                    ("datum_b", ctypes.c_uint64)]
+
+    def __init__(self):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.seccomp = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2", use_errno=True)
+        self.seccomp.seccomp_init.restype = ctypes.c_void_p
+        self.seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
+        self.seccomp.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                                        ctypes.c_void_p]
+        self.seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
+        self.seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        names = _syscalls("@system-service") - _syscalls("@privileged")
+        numbers = {self.seccomp.seccomp_syscall_resolve_name(n.encode()) for n in names}
+        self.numbers = sorted(n for n in numbers if n >= 0)  # names of other architectures resolve to < 0
+        self.socket = self.seccomp.seccomp_syscall_resolve_name(b"socket")
+        self.families = [self.ArgCmp(0, self.CMP_EQ, family, 0)
+                         for family in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)]
+
+    def __call__(self) -> None:
+        if self.libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
+        ctx = self.seccomp.seccomp_init(self.ERRNO_EPERM)
+        for number in self.numbers:
+            if number != self.socket:
+                self.seccomp.seccomp_rule_add_array(ctx, self.ALLOW, number, 0, None)
+        for family in self.families:
+            self.seccomp.seccomp_rule_add_array(ctx, self.ALLOW, self.socket, 1, ctypes.byref(family))
+        if self.seccomp.seccomp_load(ctx) != 0:  # sets no_new_privs first, as NoNewPrivileges=yes does
+            raise OSError(ctypes.get_errno(), "seccomp_load")
 
 
-def _mdwe_supported() -> bool:
-    probe = subprocess.run([sys.executable, "-c", "import mmap; mmap.mmap(-1, 4096, prot=7)"],
-                           preexec_fn=_refuse_writable_executable_memory, capture_output=True, text=True)
-    return probe.returncode != 0 and "Permission denied" in probe.stderr  # the rule holds: W+X refused
+def _syscalls(group: str) -> set[str]:
+    listed = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True, text=True,
+                            check=True).stdout.splitlines()[1:]
+    names: set[str] = set()
+    for line in (line.strip() for line in listed):
+        if line and not line.startswith("#"):
+            names |= _syscalls(line) if line.startswith("@") else {line}
+    return names
 
 
-def test_vq_runs_jobs_and_serves_http_with_memory_deny_write_execute(vq, tmp_path):
+PROBE = """
+import mmap, os, socket
+for what, attempt in (("W+X memory", lambda: mmap.mmap(-1, 4096, prot=7)),
+                      ("a packet socket", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW)),
+                      ("setuid (@privileged)", lambda: os.setuid(os.getuid()))):
     try:
-        if not _mdwe_supported():
-            pytest.skip("this kernel does not refuse writable executable memory (PR_SET_MDWE: Linux 6.3+)")
+        attempt()
+        print(what, "allowed")
+    except OSError as exc:
+        print(what, "refused", exc.errno)
+"""
+
+
+@needs_analyze
+def test_vq_runs_jobs_and_serves_http_in_the_units_sandbox(vq, tmp_path):
+    """A daemon under the unit's memory, system-call and socket rules runs content analysis,
+    image generation (Pillow), a job in a forked child, and answers over HTTP with a JWT
+    (cryptography); it stops cleanly on SIGTERM."""
+    try:
+        sandbox = Sandbox()
+        probe = subprocess.run([sys.executable, "-c", PROBE], preexec_fn=sandbox, capture_output=True, text=True)
     except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"PR_SET_MDWE unavailable: {exc}")
+        pytest.skip(f"no PR_SET_MDWE (Linux 6.3+) or libseccomp here: {exc}")
+    if "W+X memory refused" not in probe.stdout:
+        pytest.skip(f"this kernel does not refuse writable executable memory: {probe.stdout}{probe.stderr}")
+    assert "a packet socket refused" in probe.stdout and "setuid (@privileged) refused" in probe.stdout, probe.stdout
     port = _free_port()
     log = tmp_path / "daemon.log"
     daemon = subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", "2", "--http", f"127.0.0.1:{port}"],
                               env=vq.env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                              preexec_fn=_refuse_writable_executable_memory)
+                              preexec_fn=sandbox)
     daemon.log_path = log
     vq.daemons.append(daemon)
     jobs = [vq.submit("content-analysis", {"content": "AI makes video. Video needs AI."}, "--user", "ann"),
