@@ -40,6 +40,8 @@ needs_analyze = pytest.mark.skipif(not shutil.which("systemd-analyze"),
 def test_the_unit_scores_at_most_4_on_systemd_analyze_security():
     proc = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
                           capture_output=True, text=True)
+    if proc.returncode != 0 and "offline" in proc.stderr:
+        pytest.skip(f"systemd-analyze is older than 250 (no --offline): {proc.stderr.strip()}")
     found = re.search(r"Overall exposure level for vq\.service: (\d+\.\d+)", proc.stdout)
     assert found, proc.stdout + proc.stderr
     assert float(found.group(1)) <= 4.0, proc.stdout
