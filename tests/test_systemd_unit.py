@@ -173,3 +173,42 @@ def test_vq_runs_jobs_and_serves_http_in_the_units_sandbox(vq, tmp_path):
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(60) == 0
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+@needs_analyze
+def test_an_embedded_redis_runs_in_the_units_sandbox(tmp_path):
+    """With no Redis configured the daemon starts redis-server in its own sandbox: it serves,
+    rewrites its AOF (a forked child) and shuts down cleanly under the same rules."""
+    import redis
+
+    try:
+        sandbox = Sandbox()
+    except OSError as exc:
+        pytest.skip(f"no libseccomp here: {exc}")
+    port = _free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+                               "--appendonly", "yes", "--save", ""], preexec_fn=sandbox,
+                              stdout=open(tmp_path / "redis.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "redis.log").read_text()
+                time.sleep(0.05)
+        client.set("k", "v")
+        client.bgrewriteaof()
+        while client.info("persistence")["aof_rewrite_in_progress"] or \
+                client.info("persistence")["aof_rewrite_scheduled"]:
+            assert time.monotonic() < deadline + 10
+            time.sleep(0.05)
+        assert client.info("persistence")["aof_last_bgrewrite_status"] == "ok"
+        client.shutdown()
+        assert server.wait(10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
