@@ -2,78 +2,134 @@
 
 Exit codes: 0 ok; 1 the job failed (with --wait / --follow); 2 bad usage or input;
 3 Redis unreachable; 4 no such job or type.
+
+Start-up speed (issue 22): `vq --version` answers before typer is imported, and a command
+line naming one command imports only that command's module (COMMANDS maps each top-level
+command or group to the module that registers it). The root help, shell completion and
+unknown names still register every module, so their output is unchanged.
 """
 
-from __future__ import annotations
 
+import importlib
+import os
 import sys
 
-import redis
-import typer
-
 from vq import __version__
-from vq.cli import (artifacts_cmd, completion_cmd, daemon_cmd, dlq_cmd, doctor_cmd, job_cmds, limits_cmd, monitor_cmds,
-                    providers_cmd, queue_cmds, recurring_cmd, redis_cmd, submit_cmd, token_cmd, tui_cmd, workers_cmd)
-from vq.cli.output import error
-from vq.cli.state import State
-from vq.errors import VqError
 
-app = typer.Typer(
-    name="vq",
-    help="vq: the job queue of the AI video-generation platform (RQ + Redis).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    add_completion=True,
-)
+# name -> module under vq.cli that registers it (tests/test_cli_startup.py checks this is complete).
+COMMANDS: dict[str, str] = {
+    "submit": "submit_cmd",
+    **{name: "job_cmds" for name in ("show", "jobs", "progress", "result", "retry", "cancel", "rm")},
+    **{name: "queue_cmds" for name in ("queues", "pause", "resume", "clear", "types")},
+    "limits": "limits_cmd",
+    "dlq": "dlq_cmd",
+    "recurring": "recurring_cmd",
+    **{name: "monitor_cmds" for name in ("history", "audit", "stats", "health", "perf", "metrics")},
+    "token": "token_cmd",
+    **{name: "providers_cmd" for name in ("providers", "costs")},
+    "artifacts": "artifacts_cmd",
+    "workers": "workers_cmd",
+    "daemon": "daemon_cmd",
+    "redis": "redis_cmd",
+    "tui": "tui_cmd",
+    "doctor": "doctor_cmd",
+    "completion": "completion_cmd",
+    "config": "config_cmd",
+}
+
+# Registration order of the full app (the root help lists commands in this order).
+MODULES = ["submit_cmd", "job_cmds", "queue_cmds", "limits_cmd", "dlq_cmd", "recurring_cmd", "monitor_cmds",
+           "token_cmd", "providers_cmd", "artifacts_cmd", "workers_cmd", "daemon_cmd", "redis_cmd", "tui_cmd",
+           "doctor_cmd", "completion_cmd", "config_cmd"]
+
+_GLOBAL_WITH_VALUE = {"--config", "-c"}
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"vq {__version__}")
-        raise typer.Exit()
+def command_name(argv: list[str]) -> str | None:
+    """The top-level command named on this command line (after the global options), if any."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return arg
+    return None
 
 
-@app.callback()
-def root(
-    ctx: typer.Context,
-    config: str = typer.Option(None, "--config", "-c", envvar="VQ_CONFIG", help="Path of the YAML config file."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
-) -> None:
-    ctx.obj = State(config_path=config)
+def build_app(modules: list[str]):
+    """A typer app with the root options and the commands of `modules` registered."""
+    import typer
+
+    from vq.cli.state import State
+
+    app = typer.Typer(
+        name="vq",
+        help="vq: the job queue of the AI video-generation platform (RQ + Redis).",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        add_completion=True,
+    )
+
+    def _version(value: bool) -> None:
+        if value:
+            print(f"vq {__version__}")
+            raise typer.Exit()
+
+    @app.callback()
+    def root(
+        ctx: typer.Context,
+        config: str = typer.Option(None, "--config", "-c", envvar="VQ_CONFIG", help="Path of the YAML config file."),
+        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    ) -> None:
+        ctx.obj = State(config_path=config)
+
+    for module in modules:
+        importlib.import_module(f"vq.cli.{module}").register(app)
+    return app
 
 
-submit_cmd.register(app)
-job_cmds.register(app)
-queue_cmds.register(app)
-limits_cmd.register(app)
-dlq_cmd.register(app)
-recurring_cmd.register(app)
-monitor_cmds.register(app)
-token_cmd.register(app)
-providers_cmd.register(app)
-artifacts_cmd.register(app)
-workers_cmd.register(app)
-daemon_cmd.register(app)
-redis_cmd.register(app)
-tui_cmd.register(app)
-doctor_cmd.register(app)
-completion_cmd.register(app)
+def modules_for(argv: list[str]) -> list[str]:
+    """Only the module a named command needs; every module for help, completion or an unknown name."""
+    if any(key.startswith("_VQ_COMPLETE") for key in os.environ):
+        return MODULES
+    name = command_name(argv)
+    if name in COMMANDS and "--help" not in argv[:argv.index(name)] and "-h" not in argv[:argv.index(name)]:
+        return [COMMANDS[name]]
+    return MODULES
 
-# issue 22: `vq config example` (vq/cli/config_cmd.py)
-from vq.cli import config_cmd  # noqa: E402
 
-config_cmd.register(app)
+def __getattr__(attr: str):
+    # `from vq.cli.app import app` (tests, docs generators) still gets the full app.
+    if attr == "app":
+        global app
+        app = build_app(MODULES)
+        return app
+    raise AttributeError(attr)
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    if argv and argv[0] == "--version":
+        print(f"vq {__version__}")
+        return
+    from vq.cli.output import error
+    from vq.errors import VqError
+
     try:
-        app()
+        build_app(modules_for(argv))()
     except VqError as exc:
         error(exc.message)
         sys.exit(exc.exit_code)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        error(f"lost the connection to Redis: {exc}")
-        sys.exit(3)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        redis = sys.modules.get("redis")
+        if redis is not None and isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            error(f"lost the connection to Redis: {exc}")
+            sys.exit(3)
+        raise
