@@ -1,0 +1,103 @@
+"""CLI start-up: `vq` commands against RQ's own CLI, in one run (issue 22).
+
+Starts a private redis-server on a free port, then runs each vq command N times, alternating
+with its rq counterpart, and prints the median vq / rq ratio per command:
+  vq --version, vq --help        vs  rq --version
+  vq show ID, vq queues, vq submit  vs  rq info (the same redis-server)
+Run: python3 scripts/bench/cli.py [-n 15] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    took = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr.strip()[-300:]}")
+    return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=15, help="runs per command (default 15)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+    vq, rq = shutil.which("vq"), shutil.which("rq")
+    if not (vq and rq):
+        raise SystemExit("needs `vq` and `rq` on PATH")
+    work = Path(tempfile.mkdtemp(prefix="vq-bench-cli-"))
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL)
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        config = work / "config.yaml"
+        config.write_text(f"redis:\n  url: {url}\n")
+        env = {**os.environ, "VQ_CONFIG": str(config), "HOME": str(work), "XDG_DATA_HOME": str(work / "data"),
+               "XDG_CACHE_HOME": str(work / "cache")}
+        for name in ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB"):
+            env.pop(name, None)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        submit = [vq, "submit", "content-analysis", "--user", "bench", "--data", '{"content": "a b"}']
+        job_id = subprocess.run(submit, env=env, capture_output=True, text=True, check=True).stdout.strip()
+        rq_version, rq_info = [rq, "--version"], [rq, "info", "--url", url]
+        pairs = {
+            "vq --version": ([vq, "--version"], rq_version),
+            "vq --help": ([vq, "--help"], rq_version),
+            "vq show ID": ([vq, "show", job_id], rq_info),
+            "vq queues": ([vq, "queues"], rq_info),
+            "vq submit": (submit, rq_info),
+        }
+        targets = {"vq --version": 0.5, "vq --help": 0.5, "vq show ID": 1.0, "vq queues": 1.0, "vq submit": 1.0}
+        rows = {}
+        for name, (ours, theirs) in pairs.items():
+            timed(ours, env), timed(theirs, env)  # warm the page cache
+            mine, peer = [], []
+            for _ in range(args.n):
+                mine.append(timed(ours, env))
+                peer.append(timed(theirs, env))
+            rows[name] = {"vq_s": round(statistics.median(mine), 4), "peer": " ".join(Path(theirs[0]).name.split()
+                                                                                      + theirs[1:2]),
+                          "peer_s": round(statistics.median(peer), 4),
+                          "ratio": round(statistics.median(mine) / statistics.median(peer), 2),
+                          "target": targets[name]}
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"runs": args.n, "python": sys.version.split()[0], "commands": rows}, indent=2))
+        return
+    print(f"{'command':<14} {'vq s':>7} {'peer':<13} {'peer s':>7} {'ratio':>6} {'target':>7}")
+    for name, row in rows.items():
+        print(f"{name:<14} {row['vq_s']:>7.3f} {row['peer']:<13} {row['peer_s']:>7.3f} {row['ratio']:>6.2f} "
+              f"{row['target']:>6.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Start-up structure of the CLI (issue 22): what `vq --version` / `vq <cmd>` import, and that the
+light command table in vq/cli/app.py names every real command (timing is in scripts/bench/cli.py)."""
+
+import os
+import subprocess
+import sys
+
+from vq.cli import app as app_module
+
+HEAVY = ("rq", "pydantic", "fastapi", "textual", "sqlite_utils", "typer", "redis")
+
+
+def _imported(*args: str) -> set[str]:
+    code = ("import sys; sys.argv = ['vq', *sys.argv[1:]]\n"
+            "from vq.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('\\n'.join(sys.modules), file=sys.stderr)")
+    env = {**os.environ, "VQ_CONFIG": os.devnull}
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=60)
+    return set(done.stderr.split())
+
+
+def test_version_imports_nothing_heavy():
+    loaded = _imported("--version")
+    assert not {name for name in loaded if name.split(".")[0] in HEAVY}
+
+
+def test_a_named_command_imports_only_its_own_module():
+    loaded = _imported("completion", "--help")
+    cli_modules = {name.split(".")[2] for name in loaded if name.startswith("vq.cli.") and name.count(".") == 2}
+    assert "completion_cmd" in cli_modules
+    assert not cli_modules & {"tui_cmd", "daemon_cmd", "job_cmds", "monitor_cmds", "submit_cmd"}
+
+
+def test_the_command_table_names_every_real_command():
+    full = app_module.build_app(app_module.MODULES)
+    real = {}
+    for command in full.registered_commands:
+        real[command.name or command.callback.__name__] = command.callback.__module__.rsplit(".", 1)[1]
+    for group in full.registered_groups:
+        real[group.name] = next(iter(app_module.COMMANDS.get(group.name, "?").split()))
+        alone = app_module.build_app([app_module.COMMANDS[group.name]])
+        assert group.name in {g.name for g in alone.registered_groups}
+    assert real == app_module.COMMANDS
+    assert sorted(set(app_module.COMMANDS.values())) == sorted(app_module.MODULES)
