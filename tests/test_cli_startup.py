@@ -43,3 +43,18 @@ def test_the_command_table_names_every_real_command():
         assert group.name in {g.name for g in alone.registered_groups}
     assert real == app_module.COMMANDS
     assert sorted(set(app_module.COMMANDS.values())) == sorted(app_module.MODULES)
+
+
+def test_root_help_is_replayed_from_the_cache_without_typer(tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "COLUMNS": "100"}
+    code = ("import sys; sys.argv = ['vq', '--help']\nfrom vq.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('typer' in sys.modules, file=sys.stderr)")
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert "submit" in first.stdout and "queues" in first.stdout
+    assert second.stdout == first.stdout
+    assert first.stderr.strip() == "True" and second.stderr.strip() == "False"
+    wider = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env={**env, "COLUMNS": "140"})
+    assert wider.stderr.strip() == "True"  # another width renders afresh

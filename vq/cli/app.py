@@ -6,7 +6,8 @@ Exit codes: 0 ok; 1 the job failed (with --wait / --follow); 2 bad usage or inpu
 Start-up speed (issue 22): `vq --version` answers before typer is imported, and a command
 line naming one command imports only that command's module (COMMANDS maps each top-level
 command or group to the module that registers it). The root help, shell completion and
-unknown names still register every module, so their output is unchanged.
+unknown names still register every module, so their output is unchanged; the root --help
+is replayed from a cache (vq/cli/help_cache.py) after the first time.
 """
 
 
@@ -117,11 +118,20 @@ def main() -> None:
     if argv and argv[0] == "--version":
         print(f"vq {__version__}")
         return
+    root_help = argv in (["--help"], ["-h"]) and not any(key.startswith("_VQ_COMPLETE") for key in os.environ)
+    if root_help:
+        from vq.cli import help_cache
+
+        if help_cache.replay():
+            return
     from vq.cli.output import error
     from vq.errors import VqError
 
     try:
-        build_app(modules_for(argv))()
+        if root_help:
+            help_cache.record(build_app(MODULES))
+        else:
+            build_app(modules_for(argv))()
     except VqError as exc:
         error(exc.message)
         sys.exit(exc.exit_code)
