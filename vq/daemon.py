@@ -245,6 +245,7 @@ class Daemon:
     options: DaemonOptions
     children: list[_Child] = field(default_factory=list)
     stopping: bool = False
+    hurry: bool = False  # a second Ctrl-C while stopping: requeue the running jobs now
     embedded: object | None = None
     admission: Admission | None = None
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
@@ -608,23 +609,32 @@ class Daemon:
 
     def _request_stop(self, signum, frame) -> None:
         if not self.stopping:
-            log.info("received %s: finishing running jobs (grace %.0fs)", signal.Signals(signum).name,
-                     self.options.grace_seconds)
+            again = " (Ctrl-C again to requeue them now)" if signum == signal.SIGINT else ""
+            log.info("received %s: finishing running jobs (grace %.0fs)%s", signal.Signals(signum).name,
+                     self.options.grace_seconds, again)
         self.stopping = True
+
+    def _hurry(self, signum, frame) -> None:
+        """A second Ctrl-C while stopping, as in Celery and RQ: the running jobs are
+        requeued now rather than at the end of the grace period."""
+        self.hurry = True
 
     def _shutdown(self) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, self._hurry)
         alive = [c.process for c in self.children if c.process and c.process.is_alive()]
         for proc in alive:
             os.kill(proc.pid, signal.SIGTERM)  # warm: finish the current job, take no more
-        deadline = time.monotonic() + self.options.grace_seconds
-        while any(p.is_alive() for p in alive) and time.monotonic() < deadline:
+        warned = time.monotonic()
+        deadline = warned + self.options.grace_seconds
+        while any(p.is_alive() for p in alive) and time.monotonic() < deadline and not self.hurry:
             time.sleep(0.1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         late = [p for p in alive if p.is_alive()]
         if late:
-            log.warning("grace period over: requeueing jobs of %d workers", len(late))
-            time.sleep(max(0.0, 1.1 - self.options.grace_seconds))  # RQ ignores a second signal within 1 s
+            log.warning("%s: requeueing jobs of %d workers", "Ctrl-C again" if self.hurry else "grace period over",
+                        len(late))
+            time.sleep(max(0.0, warned + 1.1 - time.monotonic()))  # RQ ignores a second signal within 1 s
             for proc in late:
                 os.kill(proc.pid, signal.SIGTERM)  # cold: the running job is requeued
             for proc in late:

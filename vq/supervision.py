@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -42,6 +43,15 @@ def entry(channel, target, args: tuple, close: list = ()) -> None:
 
     global _channel
     _channel = channel
+    try:
+        # A process group of its own: Ctrl-C in the daemon's terminal signals the terminal's
+        # foreground group, and a worker that got it besides its supervisor's warm-stop
+        # SIGTERM took the two for RQ's "Ctrl-C twice" and requeued its running job at once
+        # instead of finishing it within the grace period. Now only the supervisor hears
+        # the terminal, and stops its children one way, whatever stopped it.
+        os.setpgid(0, 0)
+    except OSError:
+        pass
     for inherited in close:
         inherited.close()
     try:

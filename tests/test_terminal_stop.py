@@ -1,0 +1,65 @@
+"""Ctrl-C on `vq daemon` in its terminal, as an operator stops it. The terminal signals its
+whole foreground process group; the running job must still get its grace period and
+finish (it used to be requeued at once: each worker heard the Ctrl-C besides its
+supervisor's warm stop and took the pair for "Ctrl-C twice"). Ctrl-C a second time is the
+hurry: the running job goes back to its queue now, its attempt not charged."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pexpect
+
+from tests.test_first_session import ANSI
+
+
+def _daemon_in_a_terminal(vq) -> pexpect.spawn:
+    child = pexpect.spawn(sys.executable, ["-m", "vq", "daemon", "--workers", "1", "--grace", "30"], env=vq.env,
+                          encoding="utf-8", codec_errors="replace", dimensions=(50, 200), timeout=60)
+    child.expect("ready: 1 worker")
+    return child
+
+
+def _started(vq, job_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while vq.json("show", job_id)["status"] != "started":
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the handler
+
+
+def _exited(child: pexpect.spawn, within: float) -> str:
+    child.expect(pexpect.EOF, timeout=within)
+    child.close()
+    return ANSI.sub("", child.before or "")
+
+
+def test_ctrl_c_in_the_terminal_lets_the_running_job_finish(vq):
+    child = _daemon_in_a_terminal(vq)
+    job = vq.submit("test-sleep", {"seconds": 3, "steps": 6}, "--user", "alice")
+    _started(vq, job)
+    child.sendintr()
+    log = _exited(child, within=40)
+    view = vq.json("show", job)
+    assert view["status"] == "finished", f"{view}\n{log[-3000:]}"
+    assert view["attempts"] == 1, view
+    assert "requeueing" not in log, log[-3000:]
+    assert "Ctrl-C again to requeue them now" in log, log[-3000:]
+    assert "Traceback" not in log and child.exitstatus == 0, log[-3000:]
+
+
+def test_ctrl_c_twice_requeues_the_running_job_now(vq):
+    child = _daemon_in_a_terminal(vq)
+    job = vq.submit("test-sleep", {"seconds": 20, "steps": 40}, "--user", "alice")
+    _started(vq, job)
+    child.sendintr()
+    time.sleep(0.5)
+    child.sendintr()
+    began = time.monotonic()
+    log = _exited(child, within=25)
+    assert time.monotonic() - began < 15, "the second Ctrl-C waited for the grace period (30 s) or the job (20 s)"
+    view = vq.json("show", job)
+    assert view["status"] == "queued", f"{view}\n{log[-3000:]}"
+    assert "Ctrl-C again: requeueing jobs" in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
