@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import urllib.error
-import urllib.request
+from typing import TYPE_CHECKING
 
+from vq import http_pool
 from vq.config import ProviderSettings, Settings
 from vq.errors import InvalidInput, PermanentError, ProviderError, RateLimitError
+
+if TYPE_CHECKING:
+    import httpx
 
 # Provider names are operator-visible state (a breaker row in `vq providers` and the TUI,
 # Prometheus series, stat keys in Redis): only names config bounds may become one. A name
@@ -73,22 +75,23 @@ def call_http(name: str, provider: ProviderSettings, payload: dict) -> dict:
         if not key:
             raise PermanentError(f"provider {name!r}: environment variable {provider.apiKeyEnv} is not set")
         headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(provider.url, data=json.dumps(payload).encode(), headers=headers, method="POST")
+    import httpx  # here: importing httpx imports click and rich (its CLI), which the core must not
+
     try:
-        with urllib.request.urlopen(request, timeout=provider.timeout / 1000) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        detail = _detail(exc)
-        if exc.code == 429:
-            raise RateLimitError(f"{name}: rate limited (429){detail}", retry_after=_retry_after(exc)) from None
-        if exc.code >= 500:
-            raise ProviderError(f"{name}: HTTP {exc.code}{detail}", provider=name) from None
-        raise PermanentError(f"{name}: HTTP {exc.code}{detail}") from None
-    except (TimeoutError, socket.timeout):
+        response = http_pool.client(name, provider.timeout).post(
+            provider.url, content=json.dumps(payload).encode(), headers=headers)
+    except httpx.TimeoutException:
         raise ProviderError(f"{name}: no answer within {provider.timeout} ms", provider=name) from None
-    except (urllib.error.URLError, ConnectionError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ProviderError(f"{name}: cannot connect ({reason})", provider=name) from None
+    except (httpx.TransportError, OSError) as exc:
+        raise ProviderError(f"{name}: cannot connect ({_reason(exc)})", provider=name) from None
+    body = response.content
+    if not 200 <= response.status_code < 300:
+        code, detail = response.status_code, _detail(body)
+        if code == 429:
+            raise RateLimitError(f"{name}: rate limited (429){detail}", retry_after=_retry_after(response)) from None
+        if code >= 500:
+            raise ProviderError(f"{name}: HTTP {code}{detail}", provider=name) from None
+        raise PermanentError(f"{name}: HTTP {code}{detail}") from None  # 3xx too: redirects are not followed
     try:
         result = json.loads(body or b"{}", parse_constant=_not_json)
     except (json.JSONDecodeError, ValueError):  # ValueError: NaN or Infinity, which JSON has not
@@ -100,17 +103,22 @@ def _not_json(constant: str):
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _retry_after(exc: urllib.error.HTTPError) -> float:
-    value = exc.headers.get("Retry-After") if exc.headers else None
+def _reason(exc: Exception) -> str:
+    import httpx
+
+    """What went wrong connecting, the way the OS said it (httpx wraps the OSError)."""
+    cause = exc.__context__ if isinstance(exc, httpx.TransportError) and exc.__context__ else exc
+    return str(cause) or type(cause).__name__
+
+
+def _retry_after(response: "httpx.Response") -> float:
+    value = response.headers.get("Retry-After")
     try:
         return max(0.0, float(value)) if value is not None else 1.0
     except ValueError:
         return 1.0  # an HTTP date: rare from APIs; wait a second and ask again
 
 
-def _detail(exc: urllib.error.HTTPError) -> str:
-    try:
-        text = exc.read(300).decode(errors="replace").strip()
-    except Exception:
-        text = ""
+def _detail(body: bytes) -> str:
+    text = body[:300].decode(errors="replace").strip()
     return f": {text}" if text else ""

@@ -34,7 +34,7 @@ from rq.defaults import DEFAULT_WORKER_TTL
 from rq.exceptions import StopRequested
 from rq.utils import now, utcformat
 
-from vq import cache, events, fence, keys, resources
+from vq import cache, events, fence, http_pool, keys, resources
 from vq.procutil import die_with_parent
 from vq.jobs import cancel_dependents
 from vq.admission import Admitted, Start, forget_idle_in, release, release_in
@@ -396,6 +396,7 @@ class VqWorker(Worker):
         except (redis.ConnectionError, redis.TimeoutError):
             self.log.warning("Worker %s: could not requeue job %s; it is requeued when its lease lapses",
                              self.name, self._prestarted and self._prestarted[0].id)
+        http_pool.close_all()  # the providers' kept-alive connections
         super().teardown()
 
     def _arm(self, job: Job) -> None:
