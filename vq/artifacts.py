@@ -43,8 +43,12 @@ def file(settings: Settings, job_id: str, name: str) -> Path:
     if not name or "\x00" in name or Path(name).is_absolute() or ".." in parts or name.startswith("~"):
         raise InvalidInput(f"name: {name!r} is not a file name inside the job's artifacts", field="name")
     base = folder(settings, job_id).resolve()
-    target = (base / name).resolve()
-    if not target.is_relative_to(base) or not target.is_file():
+    try:  # a name the file system refuses (too long) is simply not there
+        target = (base / name).resolve()
+        present = target.is_relative_to(base) and target.is_file()
+    except OSError:
+        present = False
+    if not present:
         raise NotFound(f"job {job_id!r} has no artifact {name!r}")
     return target
 

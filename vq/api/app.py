@@ -20,7 +20,6 @@ from fastapi import Body, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, Field
 from redis import Redis
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,8 +29,10 @@ from vq import health as health_service
 from vq import history as history_service
 from vq import (artifacts, audit, costs, events, jobdata, jobs, keys, prometheus, provider_stats, queues, recurring, stats,
                 workers)
-from vq.api.auth import Forbidden, Principal, decode, verify_key
+from vq.api.auth import Forbidden, Principal, bearer_challenge, decode, verify_key
 from vq.api.body_limit import BodyLimit
+from vq.api import schemas
+from vq.api.schemas import ErrorBody
 from vq.api.ratelimit import RateLimited, check_rate
 from vq.config import Settings
 from vq.connection import make_async_client, make_client
@@ -46,18 +47,6 @@ BEARER = HTTPBearer(auto_error=False, description="A JWT, e.g. from `vq token cr
 SSE_BLOCK_MS = 15_000  # a keep-alive comment at least this often
 MAX_BULK = 1000  # submissions per POST /api/jobs/bulk
 TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job type, see GET /api/jobs/types.")
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="malformed, invalid, unauthorized, forbidden, not_found, conflict, ambiguous "
-                                  "(a job id prefix several jobs start with: the message names them), too_large, "
-                                  "rate_limited, redis_unavailable")
-    message: str = Field(description="one line naming what is wrong")
-    field: str | None = Field(None, description="the request field at fault, when there is one")
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
 
 
 ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
@@ -132,11 +121,14 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     stream_conn = make_async_client(settings)  # event streams wait on Redis without holding a thread
     app = FastAPI(title="vq", version="1", summary="The job queue of the AI video-generation platform",
                   docs_url=None, redoc_url=None, openapi_url=None, responses=ERROR_RESPONSES,
-                  default_response_class=StrictJSONResponse)
+                  default_response_class=StrictJSONResponse,
+                  generate_unique_id_function=schemas.operation_id)
 
     @app.exception_handler(VqError)
     async def _vq_error(_request: Request, exc: VqError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        if exc.http_status == 401:
+            headers = {"WWW-Authenticate": bearer_challenge(exc.message)}
         return _error(exc.http_status, exc.code, exc.message, exc.field, headers)
 
     @app.exception_handler(StarletteHTTPException)
@@ -247,7 +239,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         return app.openapi()
 
     # --- fixed routes first ----------------------------------------------------------
-    @app.post("/api/jobs/delayed", status_code=201, tags=["jobs"], summary="Create a delayed job")
+    @app.post("/api/jobs/delayed", status_code=201, tags=["jobs"], summary="Create a delayed job",
+             response_model=schemas.Job, response_model_exclude_unset=True)
     async def create_delayed(body: dict[str, Any] = Body(..., examples=[{
             "jobType": "image-generation", "data": {"userId": "user-123", "prompt": "Generate an image of a sunset"},
             "delay": 300000}]), principal: Principal = Depends(caller)) -> dict:
@@ -255,7 +248,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
             raise InvalidInput("delay: missing (milliseconds from now)", field="delay")
         return await call(create, principal, body, None, delayed=True)
 
-    @app.post("/api/jobs/bulk", tags=["jobs"], summary="Create many jobs; an outcome per item")
+    @app.post("/api/jobs/bulk", tags=["jobs"], summary="Create many jobs; an outcome per item",
+             response_model=schemas.BulkOutcome, response_model_exclude_unset=True)
     async def create_bulk(body: dict[str, Any] = Body(..., examples=[{"jobs": [
             {"jobType": "content-analysis", "data": {"content": "one", "type": "text"}},
             {"jobType": "image-generation", "data": {"prompt": "a sunset"}, "delay": 60000}]}]),
@@ -302,7 +296,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.post("/api/jobs/recurring", status_code=201, tags=["recurring"], summary="Create a recurring job")
+    @app.post("/api/jobs/recurring", status_code=201, tags=["recurring"], summary="Create a recurring job",
+             response_model=schemas.RecurringJob, response_model_exclude_unset=True)
     async def create_recurring(body: dict[str, Any] = Body(..., examples=[{
             "jobType": "content-analysis", "data": {"userId": "user-123", "content": "Analyze this content",
                                                     "type": "text"},
@@ -331,7 +326,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         await audited(principal, "recurring-remove", removed.jobType, removed.id)
         return {"id": removed.id, "removed": True}
 
-    @app.get("/api/jobs/user/{userId}/history", tags=["history"], summary="A user's job history")
+    @app.get("/api/jobs/user/{userId}/history", tags=["history"], summary="A user's job history",
+             response_model=schemas.UserHistory, response_model_exclude_unset=True)
     async def user_history(userId: str = Path(..., max_length=128),  # noqa: N803 - the spec's name
                            since: str | None = Query(None, description="7d, 12h or an ISO time"),
                            jobType: str | None = Query(None), status: str | None = Query(None),  # noqa: N803
@@ -351,15 +347,18 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
 
         return {"userId": userId, "jobs": await run_in_threadpool(read)}
 
-    @app.get("/api/jobs/stats", tags=["monitoring"], summary="Job statistics (operator)")
+    @app.get("/api/jobs/stats", tags=["monitoring"], summary="Job statistics (operator)",
+             response_model=schemas.JobStats, response_model_exclude_unset=True)
     async def job_stats(_: Principal = Depends(operator)) -> dict:
         return await call(stats.stats, conn, settings)
 
-    @app.get("/api/jobs/queues/stats", tags=["monitoring"], summary="Queue statistics (operator)")
+    @app.get("/api/jobs/queues/stats", tags=["monitoring"], summary="Queue statistics (operator)",
+             response_model=list[schemas.QueueStats], response_model_exclude_unset=True)
     async def queue_stats(_: Principal = Depends(operator)) -> list:
         return await call(queues.counts, conn, settings)
 
-    @app.get("/api/jobs/health", tags=["monitoring"], summary="Queue health")
+    @app.get("/api/jobs/health", tags=["monitoring"], summary="Queue health",
+             responses=schemas.HEALTH_RESPONSES)
     async def queue_health(_: Principal = Depends(caller)):
         report = await call(health_service.check, conn, settings)
         return JSONResponse(report, status_code=503 if report["status"] == "error" else 200)
@@ -424,7 +423,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     # --- job routes ------------------------------------------------------------------
-    @app.post("/api/jobs/{jobType}", status_code=201, tags=["jobs"], summary="Create a job")
+    @app.post("/api/jobs/{jobType}", status_code=201, tags=["jobs"], summary="Create a job",
+             response_model=schemas.Job, response_model_exclude_unset=True)
     async def create_job(jobType: str = TYPE_NAME, body: dict[str, Any] = Body(..., examples=[{  # noqa: N803
             "userId": "user-123", "projectId": "project-456", "prompt": "Create a video about AI technology",
             "options": {"quality": "high"}, "priority": "high"}]),
@@ -432,18 +432,21 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         get_job_type(settings, jobType)
         return await call(create, principal, body, jobType)
 
-    @app.get("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Job details")
+    @app.get("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Job details",
+             response_model=schemas.Job, response_model_exclude_unset=True)
     async def job_details(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                           principal: Principal = Depends(caller)) -> dict:
         return await call(visible_job, principal, jobType, jobId)
 
-    @app.get("/api/jobs/{jobType}/{jobId}/progress", tags=["jobs"], summary="Job progress")
+    @app.get("/api/jobs/{jobType}/{jobId}/progress", tags=["jobs"], summary="Job progress",
+             response_model=schemas.JobProgress, response_model_exclude_unset=True)
     async def job_progress(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                            principal: Principal = Depends(caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         return {"id": view["id"], "status": view["status"], "progress": view["progress"], "trimmed": view["trimmed"]}
 
-    @app.get("/api/jobs/{jobType}/{jobId}/result", tags=["jobs"], summary="Job result")
+    @app.get("/api/jobs/{jobType}/{jobId}/result", tags=["jobs"], summary="Job result",
+             response_model=schemas.JobResult, response_model_exclude_unset=True)
     async def job_result(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                          principal: Principal = Depends(caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
@@ -472,7 +475,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         await audited(principal, "remove", jobType, view["id"])
         return removed
 
-    @app.post("/api/jobs/{jobType}/{jobId}/retry", tags=["jobs"], summary="Retry a failed job")
+    @app.post("/api/jobs/{jobType}/{jobId}/retry", tags=["jobs"], summary="Retry a failed job",
+             response_model=schemas.Job, response_model_exclude_unset=True)
     async def retry_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
                         principal: Principal = Depends(caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)

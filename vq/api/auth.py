@@ -30,6 +30,20 @@ class Unauthorized(VqError):
     exit_code = 2
 
 
+MISSING_TOKEN = "missing bearer token (Authorization: Bearer <token>)"
+MALFORMED_HEADER = "malformed Authorization header: expected 'Bearer <token>'"
+
+
+def bearer_challenge(message: str) -> str:
+    """The WWW-Authenticate header of a 401 (RFC 6750 section 3): no error code when no
+    token was sent, invalid_request for a malformed header, else invalid_token."""
+    if message == MISSING_TOKEN:
+        return 'Bearer realm="vq"'
+    code = "invalid_request" if message == MALFORMED_HEADER else "invalid_token"
+    description = "".join(c for c in message if c not in '"\\' and c.isprintable())
+    return f'Bearer realm="vq", error="{code}", error_description="{description}"'
+
+
 class Forbidden(VqError):
     http_status = 403
     code = "forbidden"
@@ -80,10 +94,10 @@ def _verify_key(settings: Settings) -> tuple[str, str]:
 def decode(settings: Settings, header: str | None, key_and_algorithm: tuple[str, str] | None = None) -> Principal:
     """The caller of an `Authorization: Bearer <token>` header, or Unauthorized."""
     if not header:
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        raise Unauthorized(MISSING_TOKEN)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'")
+        raise Unauthorized(MALFORMED_HEADER)
     key, algorithm = key_and_algorithm or _verify_key(settings)
     try:
         claims = jwt.decode(token.strip(), key, algorithms=[algorithm], options={"require": ["exp", "sub"]},

@@ -1,0 +1,202 @@
+"""The HTTP API's response shapes as named OpenAPI schemas, and its operationIds.
+
+Documentation and typed clients only: every model allows extra fields and the routes
+serialize with `exclude_unset`, so the JSON an endpoint returns is exactly the dict its
+service function built (nothing dropped, no null added). Field names are the API's
+camelCase; a field that may be missing or null is optional.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Open(BaseModel):
+    """A response model that keeps whatever else the service put in the dict."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="malformed, invalid, unauthorized, forbidden, not_found, conflict, ambiguous "
+                                  "(a job id prefix several jobs start with: the message names them), too_large, "
+                                  "rate_limited, redis_unavailable")
+    message: str = Field(description="one line naming what is wrong")
+    field: str | None = Field(None, description="the request field at fault, when there is one")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class Progress(Open):
+    percent: float = Field(description="0-100")
+    message: str | None = None
+
+
+class JobError(Open):
+    category: str | None = Field(None, description="temporary, permanent, timeout, canceled ...")
+    type: str | None = None
+    message: str | None = None
+
+
+class Job(Open):
+    """A job as `vq show --json` prints it."""
+
+    id: str
+    jobType: str
+    status: str = Field(description="queued, limited, scheduled, deferred, started, finished, failed, stopped, "
+                                    "canceled ...")
+    priority: str | None = None
+    userId: str | None = None
+    projectId: str | None = None
+    subscription: str | None = None
+    queue: str | None = None
+    data: Any = Field(None, description="the submitted data; encrypted fields as \"[redacted]\" to others")
+    progress: Progress | None = None
+    result: Any = None
+    error: JobError | None = None
+    attempts: int | None = None
+    maxAttempts: int | None = None
+    createdAt: str | None = None
+    enqueuedAt: str | None = None
+    startedAt: str | None = None
+    finishedAt: str | None = None
+    scheduledFor: str | None = None
+    dependsOn: list[str] | None = None
+    allowFailure: bool | None = None
+    parentId: str | None = None
+    step: Any = None
+    children: list[str] | None = None
+    waitReason: str | None = None
+    position: int | None = None
+    usersAhead: int | None = None
+    agedTo: str | None = None
+    cached: bool | None = None
+    cachedFrom: str | None = None
+    recurringId: str | None = None
+    tickAt: str | None = None
+    webhookUrl: str | None = None
+    provider: str | None = None
+    costMicros: int | None = None
+    units: dict[str, Any] | None = None
+    trimmed: bool = Field(False, description="true: Redis no longer has the job; this is its history")
+
+
+class JobProgress(Open):
+    id: str
+    status: str
+    progress: Progress | None = None
+    trimmed: bool = False
+
+
+class JobResult(Open):
+    id: str
+    jobType: str
+    result: Any = None
+    trimmed: bool = False
+
+
+class QueueStats(Open):
+    """One job type's queue: how many jobs are in each state, and whether it is paused."""
+
+    jobType: str
+    paused: bool
+    limit: int | None = Field(None, description="concurrency limit in force, null: none")
+    queued: int = 0
+    limited: int = 0
+    started: int = 0
+    running: int = 0
+    deferred: int = 0
+    scheduled: int = 0
+    failed: int = 0
+    finished: int = 0
+    canceled: int = 0
+    cacheHits: int = 0
+    cacheMisses: int = 0
+
+
+class HistoryRow(Open):
+    """A job as the history database keeps it (the snake_case twins are deprecated)."""
+
+    id: str
+    jobType: str | None = None
+    userId: str | None = None
+    projectId: str | None = None
+    priority: str | None = None
+    subscription: str | None = None
+    queue: str | None = None
+    status: str | None = None
+    createdAt: str | None = None
+    startedAt: str | None = None
+    finishedAt: str | None = None
+    updatedAt: str | None = None
+    attempts: int | None = None
+    waitMs: int | None = None
+    runMs: int | None = None
+    errorCategory: str | None = None
+    errorMessage: str | None = None
+    parentId: str | None = None
+    step: Any = None
+    recurringId: str | None = None
+    cached: bool | None = None
+    worker: str | None = None
+    provider: str | None = None
+    costMicros: int | None = None
+    result: Any = None
+
+
+class UserHistory(Open):
+    userId: str
+    jobs: list[HistoryRow]
+
+
+class Health(Open):
+    status: str = Field(description="ok, warning or error (503)")
+
+
+class JobStats(Open):
+    """Totals by type and status, per-user figures, priorities, hourly and daily trends."""
+
+
+class BulkOutcome(Open):
+    """How many were submitted and rejected, and one outcome per item, in order."""
+
+    submitted: int
+    rejected: int
+    results: list[dict[str, Any]]
+
+
+class RecurringJob(Open):
+    """A recurring job's definition and its next run."""
+
+    id: str
+    jobType: str | None = None
+    cronExpression: str | None = None
+
+
+HEALTH_RESPONSES = {200: {"model": Health}, 503: {"model": Health, "description": "A check failed"}}
+
+
+OPERATION_IDS = {
+    "livez": "livez", "create_delayed": "createDelayedJob", "create_bulk": "createJobsBulk",
+    "job_events": "streamJobEvents", "create_recurring": "createRecurringJob",
+    "delete_recurring": "deleteRecurringJob", "user_history": "listUserHistory", "job_stats": "getJobStats",
+    "queue_stats": "listQueueStats", "queue_health": "getHealth", "performance": "getPerformance",
+    "pause": "pauseQueue", "resume": "resumeQueue", "clear": "clearQueue", "provider_overview": "listProviders",
+    "worker_listing": "listWorkers", "cost_report": "getCosts", "types": "listJobTypes", "metrics": "getMetrics",
+    "create_job": "createJob", "job_details": "getJob", "job_progress": "getJobProgress",
+    "job_result": "getJobResult", "job_artifacts": "listJobArtifacts", "job_artifact": "getJobArtifact",
+    "remove_job": "removeJob", "retry_job": "retryJob",
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """A stable camelCase operationId: the table's, else the handler's name in camelCase."""
+    if route.name in OPERATION_IDS:
+        return OPERATION_IDS[route.name]
+    head, *rest = route.name.split("_")
+    return head + "".join(part.title() for part in rest)
