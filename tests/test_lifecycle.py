@@ -95,6 +95,42 @@ def test_progress_follow_streams_until_the_end(vq):
     assert percents == sorted(percents)
 
 
+def test_progress_follow_draws_on_the_terminal_and_leaves_the_final_state_on_stdout(vq, tmp_path):
+    """`vq progress ID --follow > out`: the live bar (with elapsed time and an ETA) goes to the
+    terminal on stderr, and `out` holds just the final state."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    vq.start_daemon()
+    job_id = vq.submit("test-sleep", {"seconds": 2, "steps": 4}, "--user", "u")
+    master, slave = pty.openpty()
+    with open(tmp_path / "out", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "vq", "progress", job_id, "--follow"], stdout=out,
+                                stderr=slave, env={**vq.env, "COLUMNS": "160"})
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    assert proc.wait(timeout=30) == 0
+    os.close(master)
+    screen = drawn.decode(errors="replace")
+    assert "elapsed" in screen and "eta" in screen and "test-sleep" in screen, screen
+    final = (tmp_path / "out").read_text()
+    assert final == "finished 100% step 4/4\n", repr(final)
+    piped = vq.run("progress", job_id, "--follow")
+    assert piped.returncode == 0 and piped.stdout == "finished 100% step 4/4\n" and "eta" not in piped.stderr
+    failed = vq.submit("test-broken", {}, "--user", "u")
+    assert vq.run("progress", failed, "--follow").returncode == 1
+
+
 def test_priorities_high_runs_before_low(vq):
     ids = {}
     for priority in ("low", "normal", "high"):

@@ -66,10 +66,13 @@ def register(app: typer.Typer) -> None:
         view = jobs.show(st.conn, job_id, st.settings)
         job_id = view["id"]  # a prefix resolved once
         if not follow:
-            emit({"id": view["id"], "status": view["status"], **view["progress"]}, as_json,
-                 lambda v: out.print(f"{status_text(v['status'])} {v['percent']:.0f}% {v.get('message') or ''}"))
+            emit({"id": view["id"], "status": view["status"], **view["progress"]}, as_json, _progress_line)
             return
-        view = _follow_json(st.conn, job_id, st.settings) if as_json else _follow_bar(st.conn, job_id, st.settings)
+        if as_json:
+            view = _follow_json(st.conn, job_id, st.settings)
+        else:  # the live bar on the terminal (stderr), the final state on stdout: `> out` keeps just that
+            view = _follow_bar(st.conn, job_id, st.settings)
+            _progress_line({"status": view["status"], **view["progress"]})
         if view["status"] != "finished":
             raise typer.Exit(1)
 
@@ -192,10 +195,19 @@ def _bulk(st, chosen: list[dict], action: str, question: str, as_json: bool, yes
                                                      f"{r['skipped'][0]['reason']})" if r["skipped"] else "")))
 
 
+def _progress_line(v: dict) -> None:
+    out.print(f"{status_text(v['status'])} {v['percent']:.0f}% {v.get('message') or ''}")
+
+
 def _follow_bar(conn, job_id: str, settings) -> dict:
+    """Poll until the job ends, drawing a bar with elapsed time and an ETA (from the rate of
+    progress so far) on stderr when it is a terminal; nothing is drawn into a pipe or file."""
+    from rich.progress import TimeRemainingColumn
+
     with Progress(TextColumn("[bold]{task.fields[kind]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TextColumn("{task.fields[status]}"), TextColumn("{task.fields[msg]}"), TimeElapsedColumn(),
-                  console=err) as bar:
+                  TextColumn("{task.fields[status]}"), TextColumn("{task.fields[msg]}"),
+                  TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                  console=err, disable=not err.is_terminal) as bar:
         view = jobs.show(conn, job_id, settings)
         task = bar.add_task("", total=100, kind=view["jobType"], status=view["status"], msg="")
         while True:
