@@ -41,9 +41,10 @@ def register(app: typer.Typer) -> None:
         user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
         limit: int = typer.Option(50, "--limit", "-n", help="Jobs per page."),
         page: int = typer.Option(1, "--page", help="Page number, from 1."),
+        since: Optional[str] = typer.Option(None, "--since", help="Only jobs created within this long, e.g. 30m, 2h, 1d."),
         as_json: bool = JSON_OPTION,
     ) -> None:
-        """List jobs, newest first."""
+        """List jobs, newest first, a page at a time, with the total (--json: {jobs, total, offset, page, limit})."""
         st = state(ctx)
         if status and status not in {s.value for s in Status}:
             raise InvalidInput(f"--status: {status!r} is not one of {', '.join(s.value for s in Status)}")
@@ -53,9 +54,12 @@ def register(app: typer.Typer) -> None:
             get_job_type(st.settings, job_type)
         if page < 1 or limit < 1:
             raise InvalidInput("--page and --limit must be at least 1")
-        views = jobs.list_jobs(st.conn, job_type=job_type, status=status, user=user, limit=limit,
-                               offset=(page - 1) * limit)
-        emit(views, as_json, render_jobs)
+        since_ms = None
+        if since is not None:
+            since_ms = int(time.time() * 1000) - parse_duration_ms(since, "--since", unit_required=True)
+        listing = jobs.page_jobs(st.conn, job_type=job_type, status=status, user=user, limit=limit, page=page,
+                                 since_ms=since_ms)
+        emit(listing, as_json, render_jobs)
 
     @app.command("progress")
     def progress(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
