@@ -122,6 +122,9 @@ def test_retry_delayed_recurring_history_and_types(api):
     recurring = api.call("POST", "/api/jobs/recurring", ann, {
         "jobType": "test-noop", "data": {}, "cronExpression": "0 0 * * *", "options": {"skipCache": True}})
     assert recurring.status == 201 and recurring.body["userId"] == "ann", recurring.body
+    ran = api.call("POST", f"/api/jobs/recurring/{recurring.body['id']}/run", ann)
+    assert ran.status == 201 and ran.body["jobType"] == "test-noop" and ran.body["userId"] == "ann", ran.body
+    assert api.call("POST", f"/api/jobs/recurring/{recurring.body['id']}/run", api.token("bob")).status == 404
     assert api.call("DELETE", f"/api/jobs/recurring/{recurring.body['id']}", ann).status == 200
     assert api.call("DELETE", f"/api/jobs/recurring/{recurring.body['id']}", ann).status == 404
     history = api.call("GET", "/api/jobs/user/ann/history", ann)

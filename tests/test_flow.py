@@ -170,7 +170,7 @@ def test_pause_holds_jobs_and_resume_releases_them(vq):
     assert "waiting for  queue paused" in human and "1 in u's line" in human
     row = next(r for r in vq.json("queues") if r["jobType"] == "test-noop")
     assert row["paused"] is True and (row["queued"], row["limited"]) == (1, 0)
-    listed = {status: [v["id"] for v in vq.json("jobs", "--type", "test-noop", "--status", status)]
+    listed = {status: [v["id"] for v in vq.json("jobs", "--type", "test-noop", "--status", status)["jobs"]]
               for status in ("queued", "limited")}
     assert listed == {"queued": [job_id], "limited": []}
     vq.json("resume", "test-noop")
@@ -193,11 +193,38 @@ def test_jobs_lists_and_filters(vq):
     a = vq.submit("test-noop", {}, "--user", "ann")
     b = vq.submit("test-echo", {}, "--user", "bob")
     c = vq.submit("test-echo", {}, "--user", "ann")
-    assert [j["id"] for j in vq.json("jobs")] == [c, b, a]
-    assert [j["id"] for j in vq.json("jobs", "--user", "ann")] == [c, a]
-    assert [j["id"] for j in vq.json("jobs", "--type", "test-echo")] == [c, b]
-    assert [j["id"] for j in vq.json("jobs", "--limit", "1", "--page", "2")] == [b]
-    assert vq.json("jobs", "--status", "finished") == []
+    assert [j["id"] for j in vq.json("jobs")["jobs"]] == [c, b, a]
+    assert [j["id"] for j in vq.json("jobs", "--user", "ann")["jobs"]] == [c, a]
+    assert [j["id"] for j in vq.json("jobs", "--type", "test-echo")["jobs"]] == [c, b]
+    assert [j["id"] for j in vq.json("jobs", "--limit", "1", "--page", "2")["jobs"]] == [b]
+    assert vq.json("jobs", "--status", "finished")["jobs"] == []
+
+
+def test_jobs_pages_with_totals_since_and_the_pipeline_parent(vq, redis_conn):
+    from vq import keys
+
+    ids = [vq.submit("test-noop", {}, "--user", "ann") for _ in range(5)]
+    listing = vq.json("jobs", "--limit", "2", "--page", "2")
+    assert {k: listing[k] for k in ("total", "offset", "page", "limit")} == {"total": 5, "offset": 2, "page": 2,
+                                                                           "limit": 2}
+    assert [j["id"] for j in listing["jobs"]] == [ids[2], ids[1]]
+    assert vq.json("jobs", "--status", "queued", "--limit", "1")["total"] == 5
+    table = vq.run("jobs", "--limit", "2", "--page", "2")
+    assert table.returncode == 0 and "3–4 of 5" in table.stdout and "parent/step" in table.stdout, table.stdout
+    week_ago = (time.time() - 7 * 86400) * 1000
+    for index in (keys.type_jobs("test-noop"), keys.user_jobs("ann")):
+        redis_conn.zadd(index, {ids[0]: week_ago})
+    recent = vq.json("jobs", "--since", "2h")
+    assert ids[0] not in [j["id"] for j in recent["jobs"]] and recent["total"] == 4
+    assert vq.json("jobs", "--since", "30d", "--user", "ann")["total"] == 5
+    bad = vq.run("jobs", "--since", "soon")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--since" in bad.stderr, bad.stderr
+    video = vq.submit("video-generation", {"prompt": "A video about AI. It is bright.", "sceneCount": 1},
+                      "--user", "bob")
+    children = vq.json("show", video)["children"]
+    shown = vq.run("jobs", "--user", "bob", "--limit", "100")
+    assert children and f"{video[:12]}/" in shown.stdout, shown.stdout
+    assert "1,2" not in shown.stdout and f"of {len(children) + 1}" in shown.stdout
 
 
 def test_sigterm_lets_running_jobs_finish(vq):
@@ -269,4 +296,4 @@ def test_only_the_newest_finished_and_failed_jobs_are_kept(vq, tmp_path):
     assert vq.json("show", done[-1])["status"] == "finished", "the newest are kept"
     gone = vq.json("show", done[0])
     assert gone["trimmed"] is True and gone["status"] == "finished", "the oldest are gone, but for their history"
-    assert [j["id"] for j in vq.json("jobs", "--type", "test-noop")] == done[::-1][:2]
+    assert [j["id"] for j in vq.json("jobs", "--type", "test-noop")["jobs"]] == done[::-1][:2]

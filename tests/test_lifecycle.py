@@ -33,7 +33,7 @@ def test_a_result_is_kept_with_its_job_and_goes_with_it(vq, redis_conn):
     assert json.loads(redis_conn.hget(key, "result"))["echo"] == {"n": 7}
     assert not redis_conn.exists(f"rq:results:{job_id}")
     assert 0 < redis_conn.ttl(key) <= 7 * 24 * 3600, "kept as long as removeOnComplete says, then gone"
-    listed = vq.json("jobs", "--user", "alice")
+    listed = vq.json("jobs", "--user", "alice")["jobs"]
     assert [j["result"]["echo"] for j in listed] == [{"n": 7}], "vq jobs --json has the result as vq show does"
     running = [r for r in vq.json("queues") if r["jobType"] == "test-echo"][0]
     assert (running["started"], running["finished"]) == (0, 1)
@@ -93,6 +93,42 @@ def test_progress_follow_streams_until_the_end(vq):
     assert lines[-1]["status"] == "finished" and lines[-1]["percent"] == 100.0
     percents = [line["percent"] for line in lines]
     assert percents == sorted(percents)
+
+
+def test_progress_follow_draws_on_the_terminal_and_leaves_the_final_state_on_stdout(vq, tmp_path):
+    """`vq progress ID --follow > out`: the live bar (with elapsed time and an ETA) goes to the
+    terminal on stderr, and `out` holds just the final state."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    vq.start_daemon()
+    job_id = vq.submit("test-sleep", {"seconds": 2, "steps": 4}, "--user", "u")
+    master, slave = pty.openpty()
+    with open(tmp_path / "out", "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "vq", "progress", job_id, "--follow"], stdout=out,
+                                stderr=slave, env={**vq.env, "COLUMNS": "160"})
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    assert proc.wait(timeout=30) == 0
+    os.close(master)
+    screen = drawn.decode(errors="replace")
+    assert "elapsed" in screen and "eta" in screen and "test-sleep" in screen, screen
+    final = (tmp_path / "out").read_text()
+    assert final == "finished 100% step 4/4\n", repr(final)
+    piped = vq.run("progress", job_id, "--follow")
+    assert piped.returncode == 0 and piped.stdout == "finished 100% step 4/4\n" and "eta" not in piped.stderr
+    failed = vq.submit("test-broken", {}, "--user", "u")
+    assert vq.run("progress", failed, "--follow").returncode == 1
 
 
 def test_priorities_high_runs_before_low(vq):

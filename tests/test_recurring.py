@@ -263,6 +263,22 @@ def test_spawned_jobs_carry_options_and_go_through_admission(vq, redis_conn):
     assert shown["stats"]["succeeded"] == shown["stats"]["runs"] == len(views[fresh["id"]])
 
 
+def test_run_now_submits_one_job_and_leaves_the_schedule(vq, redis_conn):
+    added = vq.json("recurring", "add", "test-noop", "--cron", "30 2 * * *", "--user", "u1", "--name", "nightly",
+                    "--data", '{"k": 1}', "--priority", "high")
+    job = vq.json("recurring", "run", "nightly")
+    assert (job["jobType"], job["userId"], job["priority"]) == ("test-noop", "u1", "high")
+    assert job["data"]["k"] == 1 and job["recurringId"] == added["id"], job
+    plain = vq.run("recurring", "run", added["id"])
+    assert plain.returncode == 0 and re.fullmatch(r"[0-9a-f]{32}", plain.stdout.strip())
+    shown = vq.json("recurring", "show", added["id"])
+    assert shown["nextRuns"] == added["nextRuns"], "running now does not move the schedule"
+    assert shown["stats"]["runs"] == 2 and shown["lastJobId"] == plain.stdout.strip()
+    assert set(_ticks(redis_conn, added["id"])) == {job["id"], plain.stdout.strip()}
+    gone = vq.run("recurring", "run", "no-such")
+    assert gone.returncode == 4 and gone.stderr.strip().count("\n") == 0 and "not found" in gone.stderr
+
+
 def test_failed_runs_are_counted(vq, redis_conn):
     rid = vq.json("recurring", "add", "test-broken", "--cron", EVERY_SECOND, "--user", "u", "--skip-cache")["id"]
     vq.start_daemon(workers=1)

@@ -144,19 +144,49 @@ def wait(conn: Redis, job_id: str, timeout: float | None = None, poll: float = 0
 
 
 def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = None, user: str | None = None,
-              limit: int = 50, offset: int = 0) -> list[dict]:
+              limit: int = 50, offset: int = 0, since_ms: int | None = None) -> list[dict]:
     """Newest first, filtered; reads the per-user or per-type index so a filter stays cheap
-    (unfiltered: every type's index, merged)."""
+    (unfiltered: every type's index, merged). `since_ms`: only jobs created at or after it."""
+    return _scan(conn, job_type, status, user, limit, offset, since_ms, count=False)[0]
+
+
+def page_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = None, user: str | None = None,
+              limit: int = 50, page: int = 1, since_ms: int | None = None) -> dict:
+    """One page of `list_jobs` with the total that matches, for `vq jobs` and the API:
+    `{"jobs", "total", "offset", "page", "limit"}`. Without a status filter the total is the
+    indexes' count (cheap); with one, every matching job is read to count it."""
+    if page < 1 or limit < 1:
+        raise InvalidInput("page and limit must be at least 1")
+    offset = (page - 1) * limit
+    views, total = _scan(conn, job_type, status, user, limit, offset, since_ms, count=bool(status))
+    if not status:
+        indexes = _indexes(conn, job_type, user)
+        with conn.pipeline(transaction=False) as pipe:
+            for index in indexes:
+                pipe.zcount(index, since_ms if since_ms is not None else "-inf", "+inf")
+            total = sum(pipe.execute())
+        if job_type and user:  # the user's index holds other types: count what matches
+            views, total = _scan(conn, job_type, status, user, limit, offset, since_ms, count=True)
+        total = max(total, offset + len(views))
+    return {"jobs": views, "total": total, "offset": offset, "page": page, "limit": limit}
+
+
+def _indexes(conn: Redis, job_type: str | None, user: str | None) -> list[str]:
+    if user or job_type:
+        return [keys.user_jobs(user) if user else keys.type_jobs(job_type)]
+    return sorted(keys.type_jobs(t.decode()) for t in conn.smembers(keys.JOB_TYPES_SEEN))
+
+
+def _scan(conn: Redis, job_type: str | None, status: str | None, user: str | None, limit: int, offset: int,
+          since_ms: int | None, count: bool) -> tuple[list[dict], int]:
+    """The page's views and (with `count`: reading on past the page) how many match in all."""
     if limit < 1 or offset < 0:
         raise InvalidInput("limit must be at least 1 and offset not negative")
-    if user or job_type:
-        indexes = [keys.user_jobs(user) if user else keys.type_jobs(job_type)]
-    else:
-        indexes = sorted(keys.type_jobs(t.decode()) for t in conn.smembers(keys.JOB_TYPES_SEEN))
+    indexes = _indexes(conn, job_type, user)
     out: list[dict] = []
-    skipped, start, chunk = 0, 0, 200
-    while len(out) < limit:
-        ids = _newest(conn, indexes, start, chunk)
+    matched, start, chunk = 0, 0, 200
+    while count or len(out) < limit:
+        ids = _newest(conn, indexes, start, chunk, since_ms)
         if not ids:
             break
         start += chunk
@@ -171,15 +201,15 @@ def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = 
                 continue
             if status and status_of(job, job.id in lined) != status:
                 continue
-            if skipped < offset:
-                skipped += 1
+            matched += 1
+            if matched <= offset or len(out) >= limit:
                 continue
             out.append(list_view(job_view(job, in_line=job.id in lined)))  # the result is in the hash: no extra read
-            if len(out) >= limit:
+            if len(out) >= limit and not count:
                 break
         if stale:
             _forget(conn, stale, *indexes)
-    return out
+    return out, matched
 
 
 def list_view(view: dict) -> dict:
@@ -194,13 +224,15 @@ def list_view(view: dict) -> dict:
     return view
 
 
-def _newest(conn: Redis, indexes: list[str], start: int, count: int) -> list[str]:
-    """Job ids `start` .. `start + count` of these indexes merged, newest first."""
+def _newest(conn: Redis, indexes: list[str], start: int, count: int, since_ms: int | None = None) -> list[str]:
+    """Job ids `start` .. `start + count` of these indexes merged, newest first (created at or
+    after `since_ms`, when given)."""
+    low = since_ms if since_ms is not None else "-inf"
     if len(indexes) == 1:
-        return [i.decode() for i in conn.zrevrange(indexes[0], start, start + count - 1)]
+        return [i.decode() for i in conn.zrevrangebyscore(indexes[0], "+inf", low, start=start, num=count)]
     with conn.pipeline(transaction=False) as pipe:
         for index in indexes:
-            pipe.zrevrange(index, 0, start + count - 1, withscores=True)
+            pipe.zrevrangebyscore(index, "+inf", low, start=0, num=start + count, withscores=True)
         merged = sorted((pair for reply in pipe.execute() for pair in reply), key=lambda pair: -pair[1])
     return [job_id.decode() for job_id, _score in merged[start:start + count]]
 

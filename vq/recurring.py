@@ -351,11 +351,27 @@ class Spawner:
                 self.conn.exists(Job.key_for(job_id)):
             return  # an earlier attempt at this tick made it
         try:
-            submit(self.conn, self.settings, definition.submission(self.settings, job_id, tick_ms))
+            spawn(self.conn, self.settings, definition, job_id, tick_ms)
         except (InvalidInput, NotFound, Conflict, PermanentError) as exc:  # the job is refused; an outage propagates
-            self.conn.hset(keys.recurring_stats(definition.id), "lastError", str(exc))
             log.warning("recurring %s: tick %s not run: %s", definition.id,
                         iso(datetime.fromtimestamp(tick_ms / 1000, timezone.utc)), exc)
-            return
-        now = iso(datetime.now(timezone.utc))
-        self.conn.hset(keys.recurring_stats(definition.id), mapping={"lastRunAt": now, "lastJobId": job_id})
+
+
+def spawn(conn: Redis, settings: Settings, definition: Recurring, job_id: str | None = None,
+          tick_ms: int | None = None) -> str:
+    """Submit one job of `definition` and record it as its latest run: the one path both a
+    tick and `run_now` take. A refused job is recorded as the last error and raised."""
+    try:
+        job_id = submit(conn, settings, definition.submission(settings, job_id, tick_ms))
+    except (InvalidInput, NotFound, Conflict, PermanentError) as exc:
+        conn.hset(keys.recurring_stats(definition.id), "lastError", str(exc))
+        raise
+    now = iso(datetime.now(timezone.utc))
+    conn.hset(keys.recurring_stats(definition.id), mapping={"lastRunAt": now, "lastJobId": job_id})
+    return job_id
+
+
+def run_now(conn: Redis, settings: Settings, ref: str) -> str:
+    """Run a recurring job now, outside its schedule (Sidekiq-cron's "Enqueue now"): one job
+    like a tick's, with a fresh id; the next scheduled run is left as it was. Returns its id."""
+    return spawn(conn, settings, get(conn, ref))

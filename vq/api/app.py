@@ -326,6 +326,19 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         await audited(principal, "recurring-remove", removed.jobType, removed.id)
         return {"id": removed.id, "removed": True}
 
+    @app.post("/api/jobs/recurring/{recurringJobId}/run", status_code=201, tags=["recurring"],
+              summary="Run a recurring job now",
+              response_model=schemas.Job, response_model_exclude_unset=True)
+    async def run_recurring(recurringJobId: str = Path(..., max_length=128),  # noqa: N803 - the spec's name
+                            principal: Principal = Depends(caller)) -> dict:
+        """One job of the definition now, as a tick would submit it; its schedule is unchanged."""
+        definition = await call(recurring.get, conn, recurringJobId)
+        if not principal.may_see(definition.userId, definition.projectId):
+            raise NotFound(f"recurring job {recurringJobId!r} not found")
+        job_id = await call(recurring.run_now, conn, settings, definition.id)
+        await audited(principal, "recurring-run", definition.jobType, definition.id, jobId=job_id)
+        return await call(jobs.show, conn, job_id, settings, False)
+
     @app.get("/api/jobs/user/{userId}/history", tags=["history"], summary="A user's job history",
              response_model=schemas.UserHistory, response_model_exclude_unset=True)
     async def user_history(userId: str = Path(..., max_length=128),  # noqa: N803 - the spec's name

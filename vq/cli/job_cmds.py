@@ -41,9 +41,10 @@ def register(app: typer.Typer) -> None:
         user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
         limit: int = typer.Option(50, "--limit", "-n", help="Jobs per page."),
         page: int = typer.Option(1, "--page", help="Page number, from 1."),
+        since: Optional[str] = typer.Option(None, "--since", help="Only jobs created within this long, e.g. 30m, 2h, 1d."),
         as_json: bool = JSON_OPTION,
     ) -> None:
-        """List jobs, newest first."""
+        """List jobs, newest first, a page at a time, with the total (--json: {jobs, total, offset, page, limit})."""
         st = state(ctx)
         if status and status not in {s.value for s in Status}:
             raise InvalidInput(f"--status: {status!r} is not one of {', '.join(s.value for s in Status)}")
@@ -53,9 +54,12 @@ def register(app: typer.Typer) -> None:
             get_job_type(st.settings, job_type)
         if page < 1 or limit < 1:
             raise InvalidInput("--page and --limit must be at least 1")
-        views = jobs.list_jobs(st.conn, job_type=job_type, status=status, user=user, limit=limit,
-                               offset=(page - 1) * limit)
-        emit(views, as_json, render_jobs)
+        since_ms = None
+        if since is not None:
+            since_ms = int(time.time() * 1000) - parse_duration_ms(since, "--since", unit_required=True)
+        listing = jobs.page_jobs(st.conn, job_type=job_type, status=status, user=user, limit=limit, page=page,
+                                 since_ms=since_ms)
+        emit(listing, as_json, render_jobs)
 
     @app.command("progress")
     def progress(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
@@ -66,10 +70,13 @@ def register(app: typer.Typer) -> None:
         view = jobs.show(st.conn, job_id, st.settings)
         job_id = view["id"]  # a prefix resolved once
         if not follow:
-            emit({"id": view["id"], "status": view["status"], **view["progress"]}, as_json,
-                 lambda v: out.print(f"{status_text(v['status'])} {v['percent']:.0f}% {v.get('message') or ''}"))
+            emit({"id": view["id"], "status": view["status"], **view["progress"]}, as_json, _progress_line)
             return
-        view = _follow_json(st.conn, job_id, st.settings) if as_json else _follow_bar(st.conn, job_id, st.settings)
+        if as_json:
+            view = _follow_json(st.conn, job_id, st.settings)
+        else:  # the live bar on the terminal (stderr), the final state on stdout: `> out` keeps just that
+            view = _follow_bar(st.conn, job_id, st.settings)
+            _progress_line({"status": view["status"], **view["progress"]})
         if view["status"] != "finished":
             raise typer.Exit(1)
 
@@ -192,10 +199,19 @@ def _bulk(st, chosen: list[dict], action: str, question: str, as_json: bool, yes
                                                      f"{r['skipped'][0]['reason']})" if r["skipped"] else "")))
 
 
+def _progress_line(v: dict) -> None:
+    out.print(f"{status_text(v['status'])} {v['percent']:.0f}% {v.get('message') or ''}")
+
+
 def _follow_bar(conn, job_id: str, settings) -> dict:
+    """Poll until the job ends, drawing a bar with elapsed time and an ETA (from the rate of
+    progress so far) on stderr when it is a terminal; nothing is drawn into a pipe or file."""
+    from rich.progress import TimeRemainingColumn
+
     with Progress(TextColumn("[bold]{task.fields[kind]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TextColumn("{task.fields[status]}"), TextColumn("{task.fields[msg]}"), TimeElapsedColumn(),
-                  console=err) as bar:
+                  TextColumn("{task.fields[status]}"), TextColumn("{task.fields[msg]}"),
+                  TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                  console=err, disable=not err.is_terminal) as bar:
         view = jobs.show(conn, job_id, settings)
         task = bar.add_task("", total=100, kind=view["jobType"], status=view["status"], msg="")
         while True:

@@ -104,6 +104,22 @@ def register(app: typer.Typer) -> None:
         st = state(ctx)
         emit(recurring.describe(st.conn, recurring.get(st.conn, ref), runs=runs), as_json, _render_one)
 
+    @group.command("run")
+    def run(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID", help="Id or name."),
+            as_json: bool = JSON_OPTION) -> None:
+        """Run it now: submit one job as a tick would; the schedule's next run is unchanged. Prints the job id."""
+        from vq import jobs
+
+        st = state(ctx)
+        definition = recurring.get(st.conn, ref)
+        job_id = recurring.run_now(st.conn, st.settings, definition.id)
+        audit.record(st.conn, audit.cli_actor(), "operator", "recurring-run", definition.jobType, definition.id,
+                     jobId=job_id)
+        if as_json:
+            print_json(jobs.show(st.conn, job_id, st.settings, explain=False))
+        else:
+            print(job_id)
+
     def _change(name: str, action, verb: str, help_text: str) -> None:
         @group.command(name, help=help_text)
         def command(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID", help="Id or name."),

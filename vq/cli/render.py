@@ -75,14 +75,34 @@ def _cost(view: dict) -> str:
     return format_amount(view.get("costMicros") or 0) + (f"  ({units})" if units else "")
 
 
-def render_jobs(views: list[dict]) -> None:
+def _parent(v: dict) -> str:
+    """The pipeline parent a job is a step of, as `parent-id-prefix/step`; '-' for a job of its own."""
+    if not v.get("parentId") and not v.get("step"):
+        return "-"
+    return f"{(v.get('parentId') or '?')[:12]}/{v.get('step') or '?'}"
+
+
+def page_footer(listing: dict) -> str:
+    """`41–60 of 1,204`: which of how many matching jobs the page shows."""
+    shown = len(listing["jobs"])
+    if not shown:
+        return f"0 of {listing['total']:,}"
+    first = listing["offset"] + 1
+    return f"{first:,}–{listing['offset'] + shown:,} of {listing['total']:,}"
+
+
+def render_jobs(listing: dict | list) -> None:
+    views = listing["jobs"] if isinstance(listing, dict) else listing
     if not views:
-        out.print("[dim]no jobs[/]")
+        out.print("[dim]no jobs[/]" + (f" ({page_footer(listing)})" if isinstance(listing, dict) else ""))
         return
-    rows = [[v["id"], v["jobType"], status_text(v["status"]), v.get("priority"), v.get("userId"),
+    rows = [[v["id"], v["jobType"], status_text(v["status"]), v.get("priority"), v.get("userId"), _parent(v),
              f"{(v.get('progress') or {}).get('percent', 0):.0f}%", f"{v['attempts']}/{v['maxAttempts']}",
              v.get("createdAt")] for v in views]
-    out.print(table(["id", "type", "status", "priority", "user", "progress", "attempts", "created"], rows))
+    out.print(table(["id", "type", "status", "priority", "user", "parent/step", "progress", "attempts", "created"],
+                    rows))
+    if isinstance(listing, dict):
+        out.print(page_footer(listing))
 
 
 def render_tree(node: dict) -> None:
