@@ -80,7 +80,7 @@ def test_idempotency_key_returns_the_same_job(vq):
     again = vq.submit("test-noop", {}, "--user", "u", "--idempotency-key", "order-42")
     other_user = vq.submit("test-noop", {}, "--user", "v", "--idempotency-key", "order-42")
     assert first == again and other_user != first
-    assert len(vq.json("jobs", "--user", "u")["jobs"]) == 1
+    assert len(vq.json("jobs", "--user", "u")) == 1
     vq.json("rm", first)
     assert vq.submit("test-noop", {}, "--user", "u", "--idempotency-key", "order-42") != first
     proc = vq.run("submit", "test-noop", "--user", "u", "--idempotency-key", "bad key!")

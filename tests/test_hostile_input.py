@@ -162,7 +162,7 @@ def test_results_over_the_cap_fail_permanently_and_large_ones_stay_out_of_lists(
     _strict(vq.run("show", nan, "--json").stdout)
     assert vq.wait_for(large)["status"] == "finished" and vq.wait_for(small)["status"] == "finished"
 
-    listed = {v["id"]: v for v in _strict(vq.run("jobs", "--json").stdout)["jobs"]}
+    listed = {v["id"]: v for v in _strict(vq.run("jobs", "--json").stdout)}
     assert listed[large]["result"] is None and listed[large]["resultOmitted"] is True
     assert listed[large]["resultBytes"] > 100 * 1024
     assert listed[small]["result"]["echo"]["n"] == 1 and "resultOmitted" not in listed[small]
@@ -236,7 +236,7 @@ def test_show_json_is_strict_json_even_for_a_job_stored_with_nan(vq, redis_conn)
     redis_conn.hset(f"rq:job:{job_id}", "meta", json.dumps(meta))
     shown = _strict(vq.run("show", job_id, "--json").stdout)
     assert shown["units"] == {"tokens": None, "images": None}
-    assert _strict(vq.run("jobs", "--json").stdout)["jobs"][0]["units"] == {"tokens": None, "images": None}
+    assert _strict(vq.run("jobs", "--json").stdout)[0]["units"] == {"tokens": None, "images": None}
     api = serve(vq, jwt_secret="test-secret-for-the-api-tests-0123456789",
                 rateLimit={"requests": 1000, "window": 60000})
     reply = api.call("GET", f"/api/jobs/test-echo/{job_id}", api.token("u"))

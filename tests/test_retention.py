@@ -149,7 +149,7 @@ def test_a_trimmed_job_is_answered_from_the_history_database(vq, redis_conn):
     assert human.returncode == 0 and "trimmed" in human.stdout and "history database" in human.stdout
     progress = vq.run("progress", first)
     assert progress.returncode == 0 and "finished 100%" in progress.stdout
-    assert vq.json("jobs", "--type", "content-analysis")["jobs"][0]["id"] != first, "listings are Redis's"
+    assert vq.json("jobs", "--type", "content-analysis")[0]["id"] != first, "listings are Redis's"
 
 
 def test_jobs_are_trimmed_by_age(vq, redis_conn):

@@ -34,7 +34,7 @@ def test_a_daemon_in_a_terminal_runs_every_built_in_type(vq, redis_conn):
     queues.resume(redis_conn, settings, "content-analysis")
     jobs.append(older)
     _wait_ended(vq, redis_conn, [older])
-    listed = vq.json("jobs", "--limit", "100")["jobs"]
+    listed = vq.json("jobs", "--limit", "100")
     assert len(listed) == len(jobs)
     ran = {}
     for view in listed:

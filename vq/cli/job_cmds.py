@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         since: Optional[str] = typer.Option(None, "--since", help="Only jobs created within this long, e.g. 30m, 2h, 1d."),
         as_json: bool = JSON_OPTION,
     ) -> None:
-        """List jobs, newest first, a page at a time, with the total (--json: {jobs, total, offset, page, limit})."""
+        """List jobs, newest first, a page at a time, with the total (--json: the page's jobs, a list)."""
         st = state(ctx)
         if status and status not in {s.value for s in Status}:
             raise InvalidInput(f"--status: {status!r} is not one of {', '.join(s.value for s in Status)}")
@@ -59,7 +59,8 @@ def register(app: typer.Typer) -> None:
             since_ms = int(time.time() * 1000) - parse_duration_ms(since, "--since", unit_required=True)
         listing = jobs.page_jobs(st.conn, job_type=job_type, status=status, user=user, limit=limit, page=page,
                                  since_ms=since_ms)
-        emit(listing, as_json, render_jobs)
+        # --json stays the bare list of jobs scripts have read since 0.1; the table has the totals.
+        emit(listing["jobs"] if as_json else listing, as_json, render_jobs)
 
     @app.command("progress")
     def progress(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
