@@ -87,3 +87,15 @@ def test_every_line_is_json_with_the_job_and_request_as_keys(vq, terminal):
     assert any(r.get("request_id") == made.headers["x-request-id"] and r["status"] == 401 for r in access)
     assert any(r["logger"] == "uvicorn" and r["message"].startswith("Started server process") for r in records)
     assert not any(r["logger"] == "uvicorn.access" for r in records)  # vq's access line replaces it
+
+
+def test_a_handlers_text_line_names_its_job(vq):
+    vq.configure(job_types={"test-chatty": {"handler": "tests.plugins:chatty", "attempts": 1}})
+    daemon = vq.start_daemon()
+    job = vq.submit("test-chatty", {"word": "ahoy"}, "--user", "ann")
+    vq.wait_for(job)
+    vq.stop_daemon(daemon)
+    log = vq.daemon_log()
+    assert f"vq.handler.test-chatty: chatty handler says ahoy [job {job}]" in log
+    assert f"some.library: a library inside the handler speaks [job {job}]" in log
+    assert "\x1b" not in log

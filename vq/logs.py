@@ -109,6 +109,18 @@ class Plain(logging.Formatter):
         return _ANSI.sub("", text) if "\x1b" in text else text
 
 
+class Text(logging.Formatter):
+    """The text line; one a handler logs while its job runs ends with `[job <id>]` (an
+    event line names its job already)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - before any traceback
+        text = super().formatMessage(record)
+        job_id = getattr(record, "job_id", None)
+        if job_id and not hasattr(record, "event"):
+            text += f" [job {job_id}]"
+        return text
+
+
 class Handler(logging.StreamHandler):
     """stderr, and a record it cannot write is one line saying so (the standard handler
     prints a traceback per such record)."""
@@ -134,9 +146,9 @@ def configure(level: str, fmt: str = "text") -> None:
     if fmt == "json":
         inner = json_formatter()
     elif os.environ.get("JOURNAL_STREAM"):
-        inner = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        inner = Text("%(levelname)s %(name)s: %(message)s")
     else:
-        inner = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        inner = Text("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(Plain(inner))
     root.addHandler(handler)
 
