@@ -154,6 +154,7 @@ def test_json_log_lines(vq):
     assert any(r["logger"] == "uvicorn" and r["message"].startswith("Started server process") for r in records)
     assert any(r["logger"] == "vq.http.access" and r["path"] == "/api/jobs/types" and r["status"] == 401
                and r["request_id"] for r in records)
+    assert any(r["logger"] == "rq.worker" and r.get("job_id") == job and "Job OK" in r["message"] for r in records)
     assert not any("color_message" in r for r in records)
     assert not any("\x1b" in line or "\\u001b" in line for line in lines)
     bad = vq.run("daemon", "--log-format", "xml")
