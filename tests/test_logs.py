@@ -99,3 +99,15 @@ def test_a_handlers_text_line_names_its_job(vq):
     assert f"vq.handler.test-chatty: chatty handler says ahoy [job {job}]" in log
     assert f"some.library: a library inside the handler speaks [job {job}]" in log
     assert "\x1b" not in log
+
+
+def test_a_record_that_cannot_be_formatted_is_still_one_json_line():
+    import subprocess
+    import sys
+
+    code = ("import logging, vq.logs as l; l.configure('INFO', 'json'); "
+            "logging.getLogger('x').info('bad %d', 'text'); logging.getLogger('x').info('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    records = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert [r["message"] for r in records][1] == "ok" and "could not be written" in records[0]["message"]
+    assert records[0]["level"] == "ERROR" and ISO_UTC_MS.fullmatch(records[0]["time"])

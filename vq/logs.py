@@ -125,11 +125,19 @@ class Handler(logging.StreamHandler):
     """stderr, and a record it cannot write is one line saying so (the standard handler
     prints a traceback per such record)."""
 
+    json = False
+
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         try:
             error = sys.exc_info()[1]
-            sys.stderr.write(f"vq: a log record of {record.name} could not be written "
-                             f"({type(error).__name__}: {error}): {record.msg!r}\n")
+            said = (f"vq: a log record of {record.name} could not be written "
+                    f"({type(error).__name__}: {error}): {record.msg!r}")
+            if self.json:  # still one JSON object, for the shipper
+                import json
+
+                said = json.dumps({"time": iso_utc(record.created), "level": "ERROR", "logger": "vq.logs",
+                                   "pid": os.getpid(), "process": process_name(), "message": said})
+            sys.stderr.write(said + "\n")
         except Exception:  # noqa: BLE001 - stderr itself is gone: nothing left to tell
             pass
 
@@ -144,6 +152,7 @@ def configure(level: str, fmt: str = "text") -> None:
     handler = Handler()
     handler.addFilter(Context())
     if fmt == "json":
+        handler.json = True
         inner = json_formatter()
     elif os.environ.get("JOURNAL_STREAM"):
         inner = Text("%(levelname)s %(name)s: %(message)s")
