@@ -149,3 +149,12 @@ def nan_units(ctx, data):
     """Calls its provider reporting a NaN and an infinite unit beside a real one."""
     ctx.call_provider({"input": "x"}, units={"calls": 1, "seconds": float("nan"), "images": float("inf")})
     return {}
+
+
+def chatty(ctx, data):
+    """Logs through ctx.log and through plain `logging`: both lines should carry the job."""
+    import logging
+
+    ctx.log.info("chatty handler says %s", data.get("word", "hello"))
+    logging.getLogger("some.library").warning("a library inside the handler speaks")
+    return {}

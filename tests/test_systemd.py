@@ -131,8 +131,8 @@ def _event_counts(conn) -> dict[str, Counter]:
 
 
 def test_json_log_lines(vq):
-    """Every line is one JSON object, uvicorn's (its startup, its access lines at DEBUG) as
-    much as vq's and RQ's, with no colour codes."""
+    """Every line is one JSON object, uvicorn's startup lines and vq's access lines as much
+    as vq's and RQ's, with no colour codes (tests/test_logs.py checks the keys in detail)."""
     port = _free_port()
     daemon = vq.start_daemon("--log-format", "json", "--log-level", "DEBUG", "--http", f"127.0.0.1:{port}")
     job = vq.submit("test-noop", {}, "--user", "ann")
@@ -149,11 +149,12 @@ def test_json_log_lines(vq):
     vq.stop_daemon(daemon)
     lines = [line for line in vq.daemon_log().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
-    assert all({"time", "level", "logger", "message", "pid"} <= set(r) for r in records)
+    assert all({"time", "level", "logger", "message", "pid", "process"} <= set(r) for r in records)
     assert any(r["logger"] == "vq.events" and job in r["message"] and "finished" in r["message"] for r in records)
     assert any(r["logger"] == "uvicorn" and r["message"].startswith("Started server process") for r in records)
-    assert any(r["logger"] == "uvicorn.access" and "GET /api/jobs/types" in r["message"] and "401" in r["message"]
-               for r in records)
+    assert any(r["logger"] == "vq.http.access" and r["path"] == "/api/jobs/types" and r["status"] == 401
+               and r["request_id"] for r in records)
+    assert any(r["logger"] == "rq.worker" and r.get("job_id") == job and "Job OK" in r["message"] for r in records)
     assert not any("color_message" in r for r in records)
     assert not any("\x1b" in line or "\\u001b" in line for line in lines)
     bad = vq.run("daemon", "--log-format", "xml")

@@ -158,7 +158,8 @@ def _run_until_signalled(service) -> None:
 def _http_main(settings: Settings, listener: HttpListener, log_level: str) -> None:
     """The HTTP API under uvicorn: one process, asyncio, keep-alive, many clients, on the
     socket the supervisor bound. Without a logging config of uvicorn's own, its records
-    (startup, errors, access lines at DEBUG) go through vq's handler and format."""
+    (startup, errors) go through vq's handler and format; the access lines are vq's own,
+    with a request id (vq/api/request_id.py)."""
     import uvicorn
 
     from vq.api.app import create_app
@@ -166,7 +167,7 @@ def _http_main(settings: Settings, listener: HttpListener, log_level: str) -> No
     die_with_parent()
     logs.configure(log_level)
     config = uvicorn.Config(create_app(settings), log_config=None, log_level=log_level.lower(),
-                            access_log=log_level.upper() == "DEBUG", timeout_keep_alive=30, lifespan="off",
+                            access_log=False, timeout_keep_alive=30, lifespan="off",  # vq/api/request_id.py logs
                             limit_concurrency=1000, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[listener.sock])
 

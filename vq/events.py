@@ -62,7 +62,10 @@ def say(event: str, job_id: str, job_type: str | None, fields: dict) -> None:
     """The event's log line (for an event appended elsewhere, e.g. by a Lua script)."""
     if event != "progress":
         detail = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))
-        log.info("job %s %s %s%s", job_id, job_type or "", event, f" {detail}" if detail else "")
+        extra = {"event": event, "job_id": job_id, "job_type": job_type or None, "user_id": fields.get("userId"),
+                 "attempt": fields.get("attempt"), "worker": fields.get("worker")}
+        log.info("job %s %s %s%s", job_id, job_type or "", event, f" {detail}" if detail else "",
+                 extra={k: v for k, v in extra.items() if v not in (None, "")})
 
 
 def is_stream_id(text: str) -> bool:

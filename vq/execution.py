@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, costs, events, fence, jobdata, keys, providers, resources
+from vq import artifacts, costs, events, fence, jobdata, keys, logs, providers, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import (BudgetHeld, HandlerError, InvalidInput, JobCanceled, PermanentError, ProviderError,
@@ -175,7 +175,9 @@ def run_job(job_type: str, data: dict) -> dict:
             if retry_at is not None:
                 raise ProviderUnavailable(provider, max(0.0, retry_at - time.time()))
         try:
-            with fence.interruptible(job.id):  # a lost lease stops it (vq/fence.py)
+            with fence.interruptible(job.id), logs.job_context(  # a lost lease stops it (vq/fence.py)
+                    job_id=job.id, job_type=job_type, user_id=ctx.user_id, attempt=ctx.attempt,
+                    worker=job.worker_name):  # the handler's log lines carry its job (vq/logs.py)
                 result = handler(ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None

@@ -11,17 +11,84 @@ down: RQ colours parts of its messages when stdout is a terminal, evaluating the
 the logging call (`blue(job.description)` raised on a job without a description and
 killed its worker), so its colorizer is switched off; uvicorn attaches a coloured copy of
 some messages (`color_message`), which is dropped; any escape code left is stripped; and
-a record that cannot be formatted costs one line on stderr, never an exception."""
+a record that cannot be formatted costs one line on stderr, never an exception.
+
+Each record says which vq process wrote it (`process`: supervisor, worker-N, http,
+scheduler, ...; the multiprocessing name the supervisor gave the child) and, while a job
+runs, which job (`job_id`, `job_type`, `user_id`, `attempt`, `worker`: a contextvar that
+`run_job` sets around the handler, added by a filter), so a handler's own `ctx.log` or
+plain `logging` line carries its job. In JSON these are top-level keys."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import datetime
 import logging
+import multiprocessing
 import os
 import re
 import sys
 
 FORMATS = ("text", "json")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+JOB_KEYS = ("job_id", "job_type", "user_id", "attempt", "worker")
+_job: contextvars.ContextVar[dict | None] = contextvars.ContextVar("vq_job", default=None)
+
+
+@contextlib.contextmanager
+def job_context(**fields):
+    """Records logged inside carry these job fields (`JOB_KEYS`); None values are left out."""
+    token = _job.set({k: v for k, v in fields.items() if v not in (None, "")})
+    try:
+        yield
+    finally:
+        _job.reset(token)
+
+
+def process_name() -> str:
+    """This vq process's role: `supervisor`, or the child's name (`worker-1`, `http`, ...)."""
+    name = multiprocessing.current_process().name
+    if name == "MainProcess":
+        return "supervisor"
+    return name[3:] if name.startswith("vq-") else name
+
+
+class Context(logging.Filter):
+    """Adds `vq_process` and the running job's fields to every record (a field the call
+    already gave, with `extra=`, wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.vq_process = process_name()
+        for key, value in (_job.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+def iso_utc(created: float) -> str:
+    """ISO 8601, UTC, milliseconds: 2026-12-05T12:00:00.123Z."""
+    moment = datetime.datetime.fromtimestamp(created, datetime.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    class Json(JsonFormatter):
+        """time, level, logger, process (vq's name), pid, message, then any extras
+        (job_id, event, request_id, ...) as top-level keys."""
+
+        def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's name
+            return iso_utc(record.created)
+
+        def add_fields(self, log_data, record, message_dict):
+            super().add_fields(log_data, record, message_dict)
+            log_data.pop("vq_process", None)
+            log_data["process"] = getattr(record, "vq_process", None) or process_name()
+
+    return Json("%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"})
 
 
 class Plain(logging.Formatter):
@@ -42,15 +109,35 @@ class Plain(logging.Formatter):
         return _ANSI.sub("", text) if "\x1b" in text else text
 
 
+class Text(logging.Formatter):
+    """The text line; one a handler logs while its job runs ends with `[job <id>]` (an
+    event line names its job already)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - before any traceback
+        text = super().formatMessage(record)
+        job_id = getattr(record, "job_id", None)
+        if job_id and not hasattr(record, "event"):
+            text += f" [job {job_id}]"
+        return text
+
+
 class Handler(logging.StreamHandler):
     """stderr, and a record it cannot write is one line saying so (the standard handler
     prints a traceback per such record)."""
 
+    json = False
+
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         try:
             error = sys.exc_info()[1]
-            sys.stderr.write(f"vq: a log record of {record.name} could not be written "
-                             f"({type(error).__name__}: {error}): {record.msg!r}\n")
+            said = (f"vq: a log record of {record.name} could not be written "
+                    f"({type(error).__name__}: {error}): {record.msg!r}")
+            if self.json:  # still one JSON object, for the shipper
+                import json
+
+                said = json.dumps({"time": iso_utc(record.created), "level": "ERROR", "logger": "vq.logs",
+                                   "pid": os.getpid(), "process": process_name(), "message": said})
+            sys.stderr.write(said + "\n")
         except Exception:  # noqa: BLE001 - stderr itself is gone: nothing left to tell
             pass
 
@@ -63,16 +150,14 @@ def configure(level: str, fmt: str = "text") -> None:
     if root.handlers:
         return  # a forked child: the parent's handler is already here
     handler = Handler()
+    handler.addFilter(Context())
     if fmt == "json":
-        from pythonjsonlogger.json import JsonFormatter
-
-        inner = JsonFormatter("%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
-                              rename_fields={"asctime": "time", "levelname": "level",
-                                             "name": "logger", "process": "pid"})
+        handler.json = True
+        inner = json_formatter()
     elif os.environ.get("JOURNAL_STREAM"):
-        inner = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        inner = Text("%(levelname)s %(name)s: %(message)s")
     else:
-        inner = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        inner = Text("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(Plain(inner))
     root.addHandler(handler)
 

@@ -34,7 +34,7 @@ from rq.defaults import DEFAULT_WORKER_TTL
 from rq.exceptions import StopRequested
 from rq.utils import now, utcformat
 
-from vq import cache, events, fence, http_pool, keys, resources
+from vq import cache, events, fence, http_pool, keys, logs, resources
 from vq.procutil import die_with_parent
 from vq.jobs import cancel_dependents
 from vq.admission import Admitted, Start, forget_idle_in, release, release_in
@@ -266,10 +266,13 @@ class VqWorker(Worker):
         self._arm(job)
         began = time.monotonic()
         try:
-            if self._forking:
-                Worker.execute_job(self, job, queue)  # RQ's fork, monitor and clean-up of the child
-            else:
-                SimpleWorker.execute_job(self, job, queue)
+            # RQ's own lines about the job (here and in a forked child) carry it (vq/logs.py)
+            with logs.job_context(job_id=job.id, job_type=job.meta.get("jobType"),
+                                  user_id=job.meta.get("userId"), worker=self.name):
+                if self._forking:
+                    Worker.execute_job(self, job, queue)  # RQ's fork, monitor and clean-up of the child
+                else:
+                    SimpleWorker.execute_job(self, job, queue)
         finally:
             self._disarm()
             self._forking = False

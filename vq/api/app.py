@@ -32,6 +32,7 @@ from vq import (artifacts, audit, costs, events, jobdata, jobs, keys, prometheus
 from vq.api.auth import Forbidden, Principal, bearer_challenge, decode, verify_key
 from vq.api.body_limit import BodyLimit
 from vq.api import schemas
+from vq.api.request_id import RequestId
 from vq.api.schemas import ErrorBody
 from vq.api.ratelimit import RateLimited, check_rate
 from vq.config import Settings
@@ -152,6 +153,7 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         return _error(503, "redis_unavailable", f"Redis unreachable: {str(exc).splitlines()[0] if str(exc) else exc}")
 
     app.add_middleware(BodyLimit, limit=settings.http.maxBodyBytes)
+    app.add_middleware(RequestId)  # outermost: every answer has an id and an access line
 
     token_key = verify_key(settings)
 
