@@ -33,7 +33,7 @@ def test_a_result_is_kept_with_its_job_and_goes_with_it(vq, redis_conn):
     assert json.loads(redis_conn.hget(key, "result"))["echo"] == {"n": 7}
     assert not redis_conn.exists(f"rq:results:{job_id}")
     assert 0 < redis_conn.ttl(key) <= 7 * 24 * 3600, "kept as long as removeOnComplete says, then gone"
-    listed = vq.json("jobs", "--user", "alice")["jobs"]
+    listed = vq.json("jobs", "--user", "alice")
     assert [j["result"]["echo"] for j in listed] == [{"n": 7}], "vq jobs --json has the result as vq show does"
     running = [r for r in vq.json("queues") if r["jobType"] == "test-echo"][0]
     assert (running["started"], running["finished"]) == (0, 1)
