@@ -197,7 +197,12 @@ class VQ:
             if view["status"] in statuses:
                 return view
             time.sleep(0.1)
-        raise AssertionError(f"job {job_id} still {view.get('status')} after {timeout}s")
+        raise AssertionError(f"job {job_id} still {view.get('status')} after {timeout}s\n{self.log_tails()}")
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The end of each daemon's log: what a timed-out wait needs to be diagnosed from CI."""
+        return "\n".join(f"--- {path.name} (last {lines} lines)\n" + "\n".join(path.read_text().splitlines()[-lines:])
+                         for path in self.logs if path.exists())
 
 
 def _copy_terminal(master: int, log) -> None:

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 
-ARRIVAL_JITTER_S = 0.15
+ARRIVAL_JITTER_S = 0.35
 
 
 class StandIn:
