@@ -7,7 +7,7 @@ Every problem is reported as one line naming the key, as a `ConfigError` (exit c
 The models are msgspec Structs, not pydantic models: every CLI call loads the config, and
 building 34 pydantic classes (plus importing pydantic) cost about 0.1 s of each start-up
 (issue 22). `msgspec.convert(raw, Settings, strict=False)` checks types and the `Meta`
-bounds; each `__post_init__` checks what a type cannot say, raising `_KeyError` to name the
+bounds; each `__post_init__` checks what a type cannot say, raising `_InvalidKey` to name the
 key it is about.
 """
 
@@ -28,7 +28,7 @@ TIERS = ("free", "basic", "pro", "enterprise")
 PRIORITIES = ("high", "normal", "low")
 
 
-class _KeyError(ValueError):
+class _InvalidKey(ValueError):
     """A check in `__post_init__` failed for one key of the block: the error line names it."""
 
     def __init__(self, key: str, message: str):
@@ -52,7 +52,7 @@ class SentinelSettings(_Strict):
         for item in self.hosts:
             host, sep, port = item.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise _KeyError("hosts", f"{item!r} is not HOST:PORT")
+                raise _InvalidKey("hosts", f"{item!r} is not HOST:PORT")
 
     def addresses(self) -> list[tuple[str, int]]:
         return [(h.rpartition(":")[0].strip("[]"), int(h.rpartition(":")[2])) for h in self.hosts]
@@ -183,12 +183,12 @@ class ConcurrencySettings(_Strict):
     def __post_init__(self) -> None:
         for tier, limit in self.user.items():
             if tier not in TIERS:
-                raise _KeyError("user", f"unknown subscription tier {tier!r} (expected one of {', '.join(TIERS)})")
+                raise _InvalidKey("user", f"unknown subscription tier {tier!r} (expected one of {', '.join(TIERS)})")
             if limit < 1:
-                raise _KeyError("user", f"limit for {tier!r} must be at least 1")
+                raise _InvalidKey("user", f"limit for {tier!r} must be at least 1")
         for name, limit in self.type.items():
             if limit < 1:
-                raise _KeyError("type", f"limit for {name!r} must be at least 1")
+                raise _InvalidKey("type", f"limit for {name!r} must be at least 1")
         self.user = {**DEFAULT_USER_LIMITS, **self.user}
         self.type = {**DEFAULT_TYPE_LIMITS, **self.type}
 
@@ -238,7 +238,7 @@ class AutoscaleSettings(_Strict):
 
     def __post_init__(self) -> None:
         if self.max < self.min:
-            raise _KeyError("max", f"{self.max} is below min ({self.min})")
+            raise _InvalidKey("max", f"{self.max} is below min ({self.min})")
 
 
 class DaemonSettings(_Strict):
@@ -333,7 +333,7 @@ class HttpSettings(_Strict):
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise _KeyError("listen", f"{self.listen!r} is not HOST:PORT")
+            raise _InvalidKey("listen", f"{self.listen!r} is not HOST:PORT")
 
 
 class TemplateSettings(_Strict):
@@ -347,10 +347,10 @@ class TemplateSettings(_Strict):
 
     def __post_init__(self) -> None:
         if self.priority is not None and self.priority not in PRIORITIES:
-            raise _KeyError("priority", f"{self.priority!r} is not one of {', '.join(PRIORITIES)}")
+            raise _InvalidKey("priority", f"{self.priority!r} is not one of {', '.join(PRIORITIES)}")
         unknown = sorted(set(self.options) - {"skipCache"})
         if unknown:
-            raise _KeyError("options", f"{unknown[0]}: unknown option (known: skipCache)")
+            raise _InvalidKey("options", f"{unknown[0]}: unknown option (known: skipCache)")
 
 
 class WebhookSettings(_Strict):
@@ -373,7 +373,7 @@ class WebhookSettings(_Strict):
     def __post_init__(self) -> None:
         for host in self.allowHosts:
             if not re.fullmatch(r"[A-Za-z0-9._:-]{1,253}", host or "") or host.strip(".") == "":
-                raise _KeyError("allowHosts", f"{host!r} is not a host name (no scheme, port or path: "
+                raise _InvalidKey("allowHosts", f"{host!r} is not a host name (no scheme, port or path: "
                                               "hooks.example.com)")
         if self.allowNetworks:
             import ipaddress
@@ -382,7 +382,7 @@ class WebhookSettings(_Strict):
                 try:
                     ipaddress.ip_network(network)
                 except ValueError as exc:
-                    raise _KeyError("allowNetworks", f"{network!r} is not a network such as 10.0.0.0/8 or "
+                    raise _InvalidKey("allowNetworks", f"{network!r} is not a network such as 10.0.0.0/8 or "
                                                      f"fd00::/8 ({exc})") from None
 
 
@@ -409,7 +409,7 @@ class SecuritySettings(_Strict):
             except (binascii.Error, ValueError):
                 ok = False
             if key.strip() and not ok:
-                raise _KeyError("encryptionKey", "not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+                raise _InvalidKey("encryptionKey", "not a Fernet key (32 url-safe base64-encoded bytes; make one with "
                                 "`python -c 'from cryptography.fernet import Fernet; "
                                 "print(Fernet.generate_key().decode())'`)")
 
@@ -433,7 +433,7 @@ class ProviderRateLimit(_Strict):
 
     def __post_init__(self) -> None:
         if self.window % 1000:
-            raise _KeyError("window", f"{self.window} ms is not a whole number of seconds")
+            raise _InvalidKey("window", f"{self.window} ms is not a whole number of seconds")
 
 
 class ProviderSettings(_Strict):
@@ -449,7 +449,7 @@ class ProviderSettings(_Strict):
     def __post_init__(self) -> None:
         for unit, price in self.cost.items():
             if price < 0:
-                raise _KeyError("cost", f"{unit}: a price cannot be negative")
+                raise _InvalidKey("cost", f"{unit}: a price cannot be negative")
 
 
 class Budget(_Strict):
@@ -468,7 +468,7 @@ class BudgetSettings(_Strict):
     def __post_init__(self) -> None:
         for tier in self.tiers:
             if tier not in TIERS:
-                raise _KeyError("tiers", f"{tier}: not one of {', '.join(TIERS)}")
+                raise _InvalidKey("tiers", f"{tier}: not one of {', '.join(TIERS)}")
 
 
 class CostSettings(_Strict):
@@ -545,7 +545,7 @@ class Settings(_Strict):
     def __post_init__(self) -> None:
         for user, tier in self.subscriptions.items():
             if tier not in TIERS:
-                raise _KeyError("subscriptions", f"{user}: {tier!r} is not one of {', '.join(TIERS)}")
+                raise _InvalidKey("subscriptions", f"{user}: {tier!r} is not one of {', '.join(TIERS)}")
 
     def subscription_of(self, user_id: str | None) -> str:
         """A user's tier when nothing more trusted names it: this config, else the default."""
@@ -629,7 +629,7 @@ def _locate(exc: msgspec.ValidationError, raw: object, kind: object) -> tuple[li
             keys.append(index)
             kind = get_args(kind)[0]
             raw = raw[int(index)] if isinstance(raw, list) and int(index) < len(raw) else None
-    if isinstance(exc.__cause__, _KeyError):
+    if isinstance(exc.__cause__, _InvalidKey):
         keys.append(exc.__cause__.key)
     if found := re.fullmatch(r"Object contains unknown field `(.*)`", message):
         return [*keys, found[1]], "unknown key"
