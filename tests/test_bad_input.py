@@ -86,6 +86,12 @@ def test_unknown_job_exits_4_for_every_job_command(vq):
     ("queue:\n  defaultJobOptions:\n    atempts: 3\n", "queue.defaultJobOptions.atempts: unknown key"),
     ("concurrency:\n  user:\n    gold: 3\n", "unknown subscription tier 'gold'"),
     ("job_types:\n  my-type:\n    timeout: 5000\n", "job_types.my-type.handler: a custom job type needs a handler"),
+    # A mapping's entries are named by their key, not by position or a placeholder.
+    ("job_types:\n  my-type:\n    handler: m:f\n    timeout: 5\n", "job_types.my-type.timeout: Expected `int` >= 1000"),
+    ("templates:\n  intro:\n    jobType: x\n    priority: urgent\n",
+     "templates.intro.priority: 'urgent' is not one of high, normal, low"),
+    ("priority:\n  byTier:\n    gold: high\n", "priority.byTier: 'gold' is not one of free, basic, pro, enterprise"),
+    ("templates:\n  intro:\n    data: {}\n", "templates.intro.jobType: missing (required)"),
     ("redis: [1, 2\n", "is not valid YAML"),
 ])
 def test_bad_config_is_one_line_exit_2(vq, tmp_path, content, message):

@@ -25,6 +25,20 @@ def test_version_imports_nothing_heavy():
     assert not {name for name in loaded if name.split(".")[0] in HEAVY}
 
 
+def test_loading_the_config_imports_no_pydantic(tmp_path):
+    """Every command that touches Redis loads the config: its models are msgspec Structs,
+    since building pydantic's cost about 0.1 s of each start-up."""
+    config = tmp_path / "config.yaml"
+    config.write_text("queue:\n  defaultJobOptions:\n    attempts: 5\n    removeOnComplete: {age: 1000}\n"
+                      "providers:\n  p:\n    url: http://x\ntemplates:\n  t:\n    jobType: test-echo\n")
+    code = ("import sys\nfrom vq.config import load_settings\n"
+            "s = load_settings(sys.argv[1])\n"
+            "print(s.queue.defaultJobOptions.attempts, s.providers['p'].url, sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('pydantic', 'pydantic_core')))")
+    done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["5", "http://x", "[]"], done
+
+
 def test_a_named_command_imports_only_its_own_module():
     loaded = _imported("completion", "--help")
     cli_modules = {name.split(".")[2] for name in loaded if name.startswith("vq.cli.") and name.count(".") == 2}

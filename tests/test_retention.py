@@ -169,8 +169,8 @@ def test_jobs_are_trimmed_by_age(vq, redis_conn):
 
 @pytest.mark.parametrize("value, message", [
     ({}, "removeOnComplete: give age (ms), count, or both"),
-    ({"age": -1}, "removeOnComplete: age: Input should be greater than or equal to 0"),
-    ({"ages": 5}, "removeOnComplete: ages: unknown key"),
+    ({"age": -1}, "removeOnComplete.age: Expected `int` >= 0"),
+    ({"ages": 5}, "removeOnComplete.ages: unknown key"),
     (-3, "removeOnComplete: a count of jobs must be 0 or more"),
     ("lots", "removeOnComplete: 'lots': expected true, false, a number of jobs or {age: ms, count: n}"),
 ])

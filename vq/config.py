@@ -3,6 +3,12 @@
 Where the file comes from: `--config PATH`, else `$VQ_CONFIG`, else
 `$XDG_CONFIG_HOME/vq/config.yaml` (when it exists). With no file, the spec's defaults apply.
 Every problem is reported as one line naming the key, as a `ConfigError` (exit code 2).
+
+The models are msgspec Structs, not pydantic models: every CLI call loads the config, and
+building 34 pydantic classes (plus importing pydantic) cost about 0.1 s of each start-up
+(issue 22). `msgspec.convert(raw, Settings, strict=False)` checks types and the `Meta`
+bounds; each `__post_init__` checks what a type cannot say, raising `_InvalidKey` to name the
+key it is about.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
+import msgspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from msgspec import Meta, field
 
 from vq.errors import ConfigError
 
@@ -21,28 +28,31 @@ TIERS = ("free", "basic", "pro", "enterprise")
 PRIORITIES = ("high", "normal", "low")
 
 
-class _Strict(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
+class _InvalidKey(ValueError):
+    """A check in `__post_init__` failed for one key of the block: the error line names it."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Unknown keys are errors: a typo must never be silently ignored."""
 
 
 class SentinelSettings(_Strict):
     """Redis Sentinel: vq asks the sentinels for the current master of `service`, and asks
     again after a failover (README: Scale-out)."""
 
-    hosts: list[str] = Field(min_length=1, description="sentinels as HOST:PORT")
-    service: str = Field("mymaster", description="the master's name in the sentinels' config")
-    password: str | None = Field(None, description="the sentinels' own password, when they have one")
+    hosts: Annotated[list[str], Meta(min_length=1, description="sentinels as HOST:PORT")]
+    service: Annotated[str, Meta(description="the master's name in the sentinels' config")] = "mymaster"
+    password: Annotated[str, Meta(description="the sentinels' own password, when they have one")] | None = None
 
-    @field_validator("hosts")
-    @classmethod
-    def _host_ports(cls, value: list[str]) -> list[str]:
-        for item in value:
+    def __post_init__(self) -> None:
+        for item in self.hosts:
             host, sep, port = item.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{item!r} is not HOST:PORT")
-        return value
+                raise _InvalidKey("hosts", f"{item!r} is not HOST:PORT")
 
     def addresses(self) -> list[tuple[str, int]]:
         return [(h.rpartition(":")[0].strip("[]"), int(h.rpartition(":")[2])) for h in self.hosts]
@@ -51,9 +61,9 @@ class SentinelSettings(_Strict):
 class RedisSettings(_Strict):
     url: str | None = None
     host: str | None = None
-    port: int = Field(6379, ge=1, le=65535)
+    port: Annotated[int, Meta(ge=1, le=65535)] = 6379
     password: str | None = None
-    db: int = Field(0, ge=0)
+    db: Annotated[int, Meta(ge=0)] = 0
     socket: str | None = None
     sentinel: SentinelSettings | None = None
 
@@ -65,10 +75,11 @@ class RedisSettings(_Strict):
 
 class Backoff(_Strict):
     type: Literal["exponential", "fixed"] = "exponential"
-    delay: int = Field(2000, ge=0, description="milliseconds")
-    factor: float = Field(2.0, ge=1.0)
-    max: int = Field(3_600_000, ge=0, description="milliseconds")
-    jitter: float = Field(0.1, ge=0.0, le=1.0, description="up to this share is added to each wait, at random")
+    delay: Annotated[int, Meta(ge=0, description="milliseconds")] = 2000
+    factor: Annotated[float, Meta(ge=1.0)] = 2.0
+    max: Annotated[int, Meta(ge=0, description="milliseconds")] = 3_600_000
+    jitter: Annotated[float, Meta(ge=0.0, le=1.0, description="up to this share is added to each wait, "
+                                                              "at random")] = 0.1
 
 
 HOUR_MS = 3_600_000
@@ -81,17 +92,15 @@ class KeepJobs(_Strict):
     comes first; a job that a job still waiting or running depends on is kept regardless
     (vq/maintenance.py)."""
 
-    age: int | None = Field(None, ge=0, description="milliseconds since the job ended")
-    count: int | None = Field(None, ge=0, description="the newest this many per type and state")
+    age: Annotated[int, Meta(ge=0, description="milliseconds since the job ended")] | None = None
+    count: Annotated[int, Meta(ge=0, description="the newest this many per type and state")] | None = None
 
-    @model_validator(mode="after")
-    def _one_at_least(self) -> "KeepJobs":
+    def __post_init__(self) -> None:
         if self.age is None and self.count is None:
             raise ValueError("give age (ms), count, or both")
-        return self
 
 
-class Retention(BaseModel):
+class Retention(msgspec.Struct, kw_only=True):
     """A removeOnComplete / removeOnFail value in one form: None in a field means no bound
     of that kind; `forever` (the spec's `false`) means never removed."""
 
@@ -113,44 +122,43 @@ def retention_of(option: "bool | int | KeepJobs") -> Retention:
     return Retention(count=int(option))
 
 
+def _keep_form(value: object) -> str | None:
+    """What is wrong with a removeOnComplete / removeOnFail value as written, relative to its
+    key (": message" or ".age: message"), else None. Checked before the models are built
+    (`_before`), so a bad value gets one line, not one per form the union tried."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if value >= 0 else ": a count of jobs must be 0 or more"
+    if isinstance(value, dict):
+        try:
+            msgspec.convert(value, KeepJobs, strict=False)
+        except msgspec.ValidationError as exc:
+            keys, message = _locate(exc, value, KeepJobs)
+            return "".join(f".{key}" for key in keys) + f": {message}"
+        return None
+    return f": {value!r}: expected true, false, a number of jobs or {{age: ms, count: n}}"
+
+
 class DefaultJobOptions(_Strict):
     # Finished jobs: a day, at most 1,000 per type (README, "How the spec's settings map
     # onto RQ"); failed ones a week, at most 5,000 per type, to be looked at after a weekend.
-    removeOnComplete: bool | int | KeepJobs = KeepJobs(age=DAY_MS, count=1000)
-    removeOnFail: bool | int | KeepJobs = KeepJobs(age=7 * DAY_MS, count=5000)
-    attempts: int = Field(3, ge=1)
-    backoff: Backoff = Backoff()
-    timeout: int = Field(600_000, ge=1000, description="milliseconds")
-
-    @field_validator("removeOnComplete", "removeOnFail", mode="before")
-    @classmethod
-    def _keep_form(cls, value):
-        """One line for a bad value, not one per form the union tried."""
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int):
-            if value < 0:
-                raise ValueError("a count of jobs must be 0 or more")
-            return value
-        if isinstance(value, dict):
-            try:
-                return KeepJobs.model_validate(value)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                raise ValueError(_describe(first) if first["loc"] else first["msg"].removeprefix("Value error, ")) \
-                    from None
-        raise ValueError(f"{value!r}: expected true, false, a number of jobs or {{age: ms, count: n}}")
+    removeOnComplete: bool | int | KeepJobs = field(default_factory=lambda: KeepJobs(age=DAY_MS, count=1000))
+    removeOnFail: bool | int | KeepJobs = field(default_factory=lambda: KeepJobs(age=7 * DAY_MS, count=5000))
+    attempts: Annotated[int, Meta(ge=1)] = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    timeout: Annotated[int, Meta(ge=1000, description="milliseconds")] = 600_000
 
 
 class QueueSettingsBlock(_Strict):
-    stalledInterval: int = Field(30_000, ge=1000)
-    maxStalledCount: int = Field(1, ge=0)
-    lockDuration: int = Field(30_000, ge=1000)
+    stalledInterval: Annotated[int, Meta(ge=1000)] = 30_000
+    maxStalledCount: Annotated[int, Meta(ge=0)] = 1
+    lockDuration: Annotated[int, Meta(ge=1000)] = 30_000
 
 
 class QueueSettings(_Strict):
-    defaultJobOptions: DefaultJobOptions = DefaultJobOptions()
-    settings: QueueSettingsBlock = QueueSettingsBlock()
+    defaultJobOptions: DefaultJobOptions = field(default_factory=DefaultJobOptions)
+    settings: QueueSettingsBlock = field(default_factory=QueueSettingsBlock)
 
 
 DEFAULT_USER_LIMITS = {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}
@@ -169,107 +177,116 @@ DEFAULT_TYPE_LIMITS = {
 
 
 class ConcurrencySettings(_Strict):
-    user: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_USER_LIMITS))
-    type: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TYPE_LIMITS))
+    user: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_USER_LIMITS))
+    type: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TYPE_LIMITS))
 
-    @field_validator("user")
-    @classmethod
-    def _known_tiers(cls, value: dict[str, int]) -> dict[str, int]:
-        for tier, limit in value.items():
+    def __post_init__(self) -> None:
+        for tier, limit in self.user.items():
             if tier not in TIERS:
-                raise ValueError(f"unknown subscription tier {tier!r} (expected one of {', '.join(TIERS)})")
+                raise _InvalidKey("user", f"unknown subscription tier {tier!r} (expected one of {', '.join(TIERS)})")
             if limit < 1:
-                raise ValueError(f"limit for {tier!r} must be at least 1")
-        return {**DEFAULT_USER_LIMITS, **value}
-
-    @field_validator("type")
-    @classmethod
-    def _positive(cls, value: dict[str, int]) -> dict[str, int]:
-        for name, limit in value.items():
+                raise _InvalidKey("user", f"limit for {tier!r} must be at least 1")
+        for name, limit in self.type.items():
             if limit < 1:
-                raise ValueError(f"limit for {name!r} must be at least 1")
-        return {**DEFAULT_TYPE_LIMITS, **value}
+                raise _InvalidKey("type", f"limit for {name!r} must be at least 1")
+        self.user = {**DEFAULT_USER_LIMITS, **self.user}
+        self.type = {**DEFAULT_TYPE_LIMITS, **self.type}
 
 
 Priority = Literal["high", "normal", "low"]
+Tier = Literal["free", "basic", "pro", "enterprise"]
 
 
 class PrioritySettings(_Strict):
     """Priority from the subscription tier, and the highest a tier may ask for."""
 
-    byTier: dict[Literal["free", "basic", "pro", "enterprise"], Priority] = Field(
+    byTier: dict[Tier, Priority] = field(
         default_factory=lambda: {"free": "low", "basic": "normal", "pro": "normal", "enterprise": "high"}
     )
-    maxByTier: dict[Literal["free", "basic", "pro", "enterprise"], Priority] = Field(
+    maxByTier: dict[Tier, Priority] = field(
         default_factory=lambda: {"free": "normal", "basic": "normal", "pro": "high", "enterprise": "high"}
     )
-    defaultSubscription: Literal["free", "basic", "pro", "enterprise"] = "free"
-    agingThreshold: int = Field(600_000, ge=1000, description="ms a job waits before it is admitted one level up")
+    defaultSubscription: Tier = "free"
+    agingThreshold: Annotated[int, Meta(ge=1000, description="ms a job waits before it is admitted one level "
+                                                             "up")] = 600_000
 
 
 class LimitsSettings(_Strict):
-    maxDataBytes: int = Field(1_048_576, ge=1, description="bytes: the largest job data accepted (compact JSON)")
-    maxDataDepth: int = Field(32, ge=1, le=100, description="how deeply job data's objects and arrays may nest")
-    maxResultBytes: int = Field(1_048_576, ge=1, description="bytes: the largest result a handler may return "
-                                "(compact JSON); larger fails the job, permanently")
-    maxRateLimitDelay: int = Field(3_600_000, ge=0, description="ms: the longest a provider's retry-after is honoured")
-    idempotencyWindow: int = Field(86_400_000, ge=1000, description="ms an idempotencyKey keeps returning its job")
-    maxDelay: int = Field(90 * 86_400_000, ge=1000, description="ms: the longest delay (or `at` ahead) accepted")
+    maxDataBytes: Annotated[int, Meta(ge=1, description="bytes: the largest job data accepted (compact "
+                                                        "JSON)")] = 1_048_576
+    maxDataDepth: Annotated[int, Meta(ge=1, le=100, description="how deeply job data's objects and arrays may "
+                                                                "nest")] = 32
+    maxResultBytes: Annotated[int, Meta(ge=1, description="bytes: the largest result a handler may return "
+                                                          "(compact JSON); larger fails the job, "
+                                                          "permanently")] = 1_048_576
+    maxRateLimitDelay: Annotated[int, Meta(ge=0, description="ms: the longest a provider's retry-after is "
+                                                             "honoured")] = 3_600_000
+    idempotencyWindow: Annotated[int, Meta(ge=1000, description="ms an idempotencyKey keeps returning its "
+                                                                "job")] = 86_400_000
+    maxDelay: Annotated[int, Meta(ge=1000, description="ms: the longest delay (or `at` ahead) "
+                                                       "accepted")] = 90 * 86_400_000
 
 
 class AutoscaleSettings(_Strict):
     """Worker processes grow and shrink with the work that could start (README: Autoscaling)."""
 
-    min: int = Field(1, ge=1, description="worker processes always running")
-    max: int = Field(8, ge=1, le=256, description="the most worker processes on this host")
-    scaleDownAfter: int = Field(30_000, ge=1000, description="ms a worker does no work before it is retired")
-    interval: int = Field(1000, ge=200, description="ms between looks at the backlog")
+    min: Annotated[int, Meta(ge=1, description="worker processes always running")] = 1
+    max: Annotated[int, Meta(ge=1, le=256, description="the most worker processes on this host")] = 8
+    scaleDownAfter: Annotated[int, Meta(ge=1000, description="ms a worker does no work before it is "
+                                                             "retired")] = 30_000
+    interval: Annotated[int, Meta(ge=200, description="ms between looks at the backlog")] = 1000
 
-    @field_validator("max")
-    @classmethod
-    def _max_at_least_min(cls, value: int, info) -> int:
-        if value < info.data.get("min", 1):
-            raise ValueError(f"{value} is below min ({info.data.get('min')})")
-        return value
+    def __post_init__(self) -> None:
+        if self.max < self.min:
+            raise _InvalidKey("max", f"{self.max} is below min ({self.min})")
 
 
 class DaemonSettings(_Strict):
-    workers: int | None = Field(None, ge=1, description="worker processes; default the CPU count")
+    workers: Annotated[int, Meta(ge=1, description="worker processes; default the CPU count")] | None = None
     queues: list[str] | None = None
-    shutdownGrace: int = Field(30_000, ge=0, description="milliseconds")
-    maxJobsPerWorker: int = Field(10_000, ge=1, description="a worker process is replaced after this many jobs")
-    maxMemoryPerWorker: int | None = Field(2048, ge=16, description="MB of resident memory after which a worker "
-                                           "process finishes its job and is replaced; null: no limit")
-    schedulerInterval: int = Field(1000, ge=10, description="ms: the longest the timer sleeps between checks "
-                                   "(it wakes at each due time and at each announcement anyway)")
-    weight: float = Field(1.0, gt=0, le=1000, description="this host's share of new workers when several "
-                                                          "autoscaling hosts see the same backlog")
-    autoscale: AutoscaleSettings | None = Field(None, description="grow and shrink the workers between min and "
-                                                "max instead of running `workers` of them")
+    shutdownGrace: Annotated[int, Meta(ge=0, description="milliseconds")] = 30_000
+    maxJobsPerWorker: Annotated[int, Meta(ge=1, description="a worker process is replaced after this many "
+                                                            "jobs")] = 10_000
+    maxMemoryPerWorker: Annotated[int, Meta(ge=16, description="MB of resident memory after which a worker "
+                                            "process finishes its job and is replaced; null: no limit")] | None = 2048
+    schedulerInterval: Annotated[int, Meta(ge=10, description="ms: the longest the timer sleeps between checks "
+                                           "(it wakes at each due time and at each announcement anyway)")] = 1000
+    weight: Annotated[float, Meta(gt=0, le=1000, description="this host's share of new workers when several "
+                                                             "autoscaling hosts see the same backlog")] = 1.0
+    autoscale: Annotated[AutoscaleSettings, Meta(description="grow and shrink the workers between min and max "
+                                                             "instead of running `workers` of them")] | None = None
 
 
 class RecurringSettings(_Strict):
     """How recurring jobs treat ticks that came due while no daemon ran."""
 
-    catchUp: Literal["none", "one", "all"] = Field("one", description="default policy for new recurring jobs")
-    misfireGrace: int = Field(60_000, ge=0, description="ms late a tick may fire and still count as on time")
-    maxCatchUp: int = Field(100, ge=1, description="the most missed ticks `catch_up: all` runs at once")
-    keepRuns: int = Field(100, ge=1, description="runs remembered per recurring job for `vq recurring show`")
-    lease: int = Field(10_000, ge=1000, description="ms one daemon holds a recurring job while it fires a tick")
+    catchUp: Annotated[Literal["none", "one", "all"], Meta(description="default policy for new recurring "
+                                                                       "jobs")] = "one"
+    misfireGrace: Annotated[int, Meta(ge=0, description="ms late a tick may fire and still count as on "
+                                                        "time")] = 60_000
+    maxCatchUp: Annotated[int, Meta(ge=1, description="the most missed ticks `catch_up: all` runs at once")] = 100
+    keepRuns: Annotated[int, Meta(ge=1, description="runs remembered per recurring job for `vq recurring "
+                                                    "show`")] = 100
+    lease: Annotated[int, Meta(ge=1000, description="ms one daemon holds a recurring job while it fires a "
+                                                    "tick")] = 10_000
 
 
 class HistorySettings(_Strict):
     """The archiver: events -> the SQLite history database and the metrics in Redis."""
 
-    enabled: bool = Field(True, description="run an archiver in this daemon (one runs at a time, by lock)")
-    path: str | None = Field(None, description="the SQLite file; default <data_dir>/history.db")
-    retentionDays: int = Field(90, ge=1, description="days job rows and transitions are kept (aggregates stay)")
-    batchSize: int = Field(1000, ge=1, le=100_000, description="events written per transaction")
-    linger: int = Field(200, ge=0, le=10_000, description="ms the archiver waits after a short batch for more events")
-    handoverAfter: int = Field(600, ge=0, description="s without the history file's archiver before another "
-                                                      "host's file takes over (0: never)")
-    maxResultBytes: int = Field(65_536, ge=0, description="a finished job's result is copied to the history "
-                                                          "database when its JSON is at most this long (0: never)")
+    enabled: Annotated[bool, Meta(description="run an archiver in this daemon (one runs at a time, by "
+                                              "lock)")] = True
+    path: Annotated[str, Meta(description="the SQLite file; default <data_dir>/history.db")] | None = None
+    retentionDays: Annotated[int, Meta(ge=1, description="days job rows and transitions are kept (aggregates "
+                                                         "stay)")] = 90
+    batchSize: Annotated[int, Meta(ge=1, le=100_000, description="events written per transaction")] = 1000
+    linger: Annotated[int, Meta(ge=0, le=10_000, description="ms the archiver waits after a short batch for "
+                                                             "more events")] = 200
+    handoverAfter: Annotated[int, Meta(ge=0, description="s without the history file's archiver before "
+                                                         "another host's file takes over (0: never)")] = 600
+    maxResultBytes: Annotated[int, Meta(ge=0, description="a finished job's result is copied to the history "
+                                                          "database when its JSON is at most this long (0: "
+                                                          "never)")] = 65_536
 
 
 class Thresholds(_Strict):
@@ -280,265 +297,255 @@ class Thresholds(_Strict):
 class HealthSettings(_Strict):
     """When a queue (and so the system) counts as degraded or unhealthy; see README."""
 
-    window: int = Field(300_000, ge=10_000, description="ms of recent activity judged")
-    minEnded: int = Field(5, ge=1, description="ended jobs a window needs before its failure rate counts")
-    failureRate: Thresholds = Thresholds(degraded=0.10, unhealthy=0.50)
-    errorTrend: float = Field(2.0, ge=1.0, description="failures this window / the window before: degraded at or above")
-    backlogAge: Thresholds = Thresholds(degraded=300_000, unhealthy=1_800_000)
-    stalled: Thresholds = Thresholds(degraded=1, unhealthy=5)
-    redisMemory: Thresholds = Thresholds(degraded=0.80, unhealthy=0.95)
-    heartbeatAge: int = Field(60_000, ge=1000, description="ms without a heartbeat after which a worker is dead")
-    checkInterval: int = Field(15_000, ge=1000, description="ms between the daemon's checks (alerts)")
-    webhooks: list[str] = Field(default_factory=list, description="URLs POSTed a JSON alert when health changes")
+    window: Annotated[int, Meta(ge=10_000, description="ms of recent activity judged")] = 300_000
+    minEnded: Annotated[int, Meta(ge=1, description="ended jobs a window needs before its failure rate "
+                                                    "counts")] = 5
+    failureRate: Thresholds = field(default_factory=lambda: Thresholds(degraded=0.10, unhealthy=0.50))
+    errorTrend: Annotated[float, Meta(ge=1.0, description="failures this window / the window before: degraded "
+                                                          "at or above")] = 2.0
+    backlogAge: Thresholds = field(default_factory=lambda: Thresholds(degraded=300_000, unhealthy=1_800_000))
+    stalled: Thresholds = field(default_factory=lambda: Thresholds(degraded=1, unhealthy=5))
+    redisMemory: Thresholds = field(default_factory=lambda: Thresholds(degraded=0.80, unhealthy=0.95))
+    heartbeatAge: Annotated[int, Meta(ge=1000, description="ms without a heartbeat after which a worker is "
+                                                           "dead")] = 60_000
+    checkInterval: Annotated[int, Meta(ge=1000, description="ms between the daemon's checks (alerts)")] = 15_000
+    webhooks: Annotated[list[str], Meta(description="URLs POSTed a JSON alert when health changes")] = field(
+        default_factory=list)
 
 
 class RateLimitSettings(_Strict):
-    requests: int = Field(600, ge=0, description="requests per window per user; 0 turns the limit off")
-    window: int = Field(60_000, ge=1000, description="ms")
+    requests: Annotated[int, Meta(ge=0, description="requests per window per user; 0 turns the limit off")] = 600
+    window: Annotated[int, Meta(ge=1000, description="ms")] = 60_000
 
 
 class HttpSettings(_Strict):
     """The daemon's HTTP API (README: HTTP API)."""
 
-    listen: str = Field("127.0.0.1:8765", description="HOST:PORT the daemon serves the API on")
+    listen: Annotated[str, Meta(description="HOST:PORT the daemon serves the API on")] = "127.0.0.1:8765"
     enabled: bool = True
-    jwt_secret: str | None = Field(None, description="HS256 secret; else $VQ_JWT_SECRET, else <data_dir>/jwt.secret")
-    jwt_public_key: str | None = Field(None, description="a PEM file: verify RS256 tokens with it instead")
-    rateLimit: RateLimitSettings = RateLimitSettings()
-    maxBodyBytes: int = Field(2_097_152, ge=1024, description="largest request body accepted")
+    jwt_secret: Annotated[str, Meta(description="HS256 secret; else $VQ_JWT_SECRET, else "
+                                                "<data_dir>/jwt.secret")] | None = None
+    jwt_public_key: Annotated[str, Meta(description="a PEM file: verify RS256 tokens with it "
+                                                    "instead")] | None = None
+    rateLimit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    maxBodyBytes: Annotated[int, Meta(ge=1024, description="largest request body accepted")] = 2_097_152
 
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
+    def __post_init__(self) -> None:
+        host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{value!r} is not HOST:PORT")
-        return value
+            raise _InvalidKey("listen", f"{self.listen!r} is not HOST:PORT")
 
 
 class TemplateSettings(_Strict):
     """A named preset for `vq submit --template NAME` (README: Job templates)."""
 
-    jobType: str = Field(description="the job type it submits")
-    data: dict = Field(default_factory=dict, description="the job's data; --set key=value changes a field")
-    priority: str | None = Field(None, description="high, normal or low (default: from the tier)")
-    options: dict = Field(default_factory=dict, description="skipCache: true")
+    jobType: Annotated[str, Meta(description="the job type it submits")]
+    data: Annotated[dict, Meta(description="the job's data; --set key=value changes a field")] = field(
+        default_factory=dict)
+    priority: Annotated[str, Meta(description="high, normal or low (default: from the tier)")] | None = None
+    options: Annotated[dict, Meta(description="skipCache: true")] = field(default_factory=dict)
 
-    @field_validator("priority")
-    @classmethod
-    def _priority(cls, value: str | None) -> str | None:
-        if value is not None and value not in PRIORITIES:
-            raise ValueError(f"{value!r} is not one of {', '.join(PRIORITIES)}")
-        return value
-
-    @field_validator("options")
-    @classmethod
-    def _options(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - {"skipCache"})
+    def __post_init__(self) -> None:
+        if self.priority is not None and self.priority not in PRIORITIES:
+            raise _InvalidKey("priority", f"{self.priority!r} is not one of {', '.join(PRIORITIES)}")
+        unknown = sorted(set(self.options) - {"skipCache"})
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown option (known: skipCache)")
-        return value
+            raise _InvalidKey("options", f"{unknown[0]}: unknown option (known: skipCache)")
 
 
 class WebhookSettings(_Strict):
     """Job webhooks (README: Webhooks): a job's webhookUrl is POSTed its JSON when it ends."""
 
-    enabled: bool = Field(True, description="run a notifier in each daemon")
-    timeout: int = Field(5000, ge=100, description="ms a receiver has to answer")
-    attempts: int = Field(5, ge=1, le=20, description="deliveries tried before giving up")
-    backoff: int = Field(2000, ge=10, description="ms before the 2nd attempt, doubling each time")
-    concurrency: int = Field(8, ge=1, le=64, description="deliveries in flight per daemon")
-    secret: str | None = Field(None, description="sign bodies (X-Vq-Signature); else $VQ_WEBHOOK_SECRET")
-    allowHosts: list[str] = Field(default_factory=list, description="host names a webhookUrl may name even when "
-                                  "they are or resolve to internal addresses (vq/egress.py)")
-    allowNetworks: list[str] = Field(default_factory=list, description="networks (CIDR, e.g. 10.0.0.0/8) a "
-                                     "webhookUrl may reach though they are not public (loopback, private, ...)")
+    enabled: Annotated[bool, Meta(description="run a notifier in each daemon")] = True
+    timeout: Annotated[int, Meta(ge=100, description="ms a receiver has to answer")] = 5000
+    attempts: Annotated[int, Meta(ge=1, le=20, description="deliveries tried before giving up")] = 5
+    backoff: Annotated[int, Meta(ge=10, description="ms before the 2nd attempt, doubling each time")] = 2000
+    concurrency: Annotated[int, Meta(ge=1, le=64, description="deliveries in flight per daemon")] = 8
+    secret: Annotated[str, Meta(description="sign bodies (X-Vq-Signature); else "
+                                            "$VQ_WEBHOOK_SECRET")] | None = None
+    allowHosts: Annotated[list[str], Meta(description="host names a webhookUrl may name even when they are or "
+                                                      "resolve to internal addresses (vq/egress.py)")] = field(
+        default_factory=list)
+    allowNetworks: Annotated[list[str], Meta(description="networks (CIDR, e.g. 10.0.0.0/8) a webhookUrl may "
+                                                         "reach though they are not public (loopback, private, "
+                                                         "...)")] = field(default_factory=list)
 
-    @field_validator("allowHosts")
-    @classmethod
-    def _host_names(cls, value: list[str]) -> list[str]:
-        for host in value:
+    def __post_init__(self) -> None:
+        for host in self.allowHosts:
             if not re.fullmatch(r"[A-Za-z0-9._:-]{1,253}", host or "") or host.strip(".") == "":
-                raise ValueError(f"{host!r} is not a host name (no scheme, port or path: hooks.example.com)")
-        return value
+                raise _InvalidKey("allowHosts", f"{host!r} is not a host name (no scheme, port or path: "
+                                              "hooks.example.com)")
+        if self.allowNetworks:
+            import ipaddress
 
-    @field_validator("allowNetworks")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
-        for network in value:
-            try:
-                ipaddress.ip_network(network)
-            except ValueError as exc:
-                raise ValueError(f"{network!r} is not a network such as 10.0.0.0/8 or fd00::/8 ({exc})") from None
-        return value
+            for network in self.allowNetworks:
+                try:
+                    ipaddress.ip_network(network)
+                except ValueError as exc:
+                    raise _InvalidKey("allowNetworks", f"{network!r} is not a network such as 10.0.0.0/8 or "
+                                                     f"fd00::/8 ({exc})") from None
 
 
 class SecuritySettings(_Strict):
     """Data protection (README: Data protection)."""
 
-    sensitiveFields: list[str] = Field(
+    sensitiveFields: Annotated[list[str], Meta(description="data fields whose names contain one of these (as "
+                                                           "whole words) are encrypted at rest")] = field(
         default_factory=lambda: ["api_key", "token", "secret", "password", "passphrase", "credentials",
-                                 "private_key", "authorization"],
-        description="data fields whose names contain one of these (as whole words) are encrypted at rest")
-    encryptionKey: str | None = Field(None, description="Fernet key(s), comma-separated, newest first; else "
-                                                        "$VQ_ENCRYPTION_KEY, else <data_dir>/encryption.key")
+                                 "private_key", "authorization"])
+    encryptionKey: Annotated[str, Meta(description="Fernet key(s), comma-separated, newest first; else "
+                                                   "$VQ_ENCRYPTION_KEY, else "
+                                                   "<data_dir>/encryption.key")] | None = None
 
-    @field_validator("encryptionKey")
-    @classmethod
-    def _fernet_keys(cls, value: str | None) -> str | None:
+    def __post_init__(self) -> None:
+        if not self.encryptionKey:
+            return
         import base64
         import binascii
 
-        for key in (value or "").split(","):
+        for key in self.encryptionKey.split(","):
             try:
                 ok = len(base64.urlsafe_b64decode(key.strip().encode())) == 32
             except (binascii.Error, ValueError):
                 ok = False
             if key.strip() and not ok:
-                raise ValueError("not a Fernet key (32 url-safe base64-encoded bytes; make one with "
-                                 "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)")
-        return value
+                raise _InvalidKey("encryptionKey", "not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+                                "`python -c 'from cryptography.fernet import Fernet; "
+                                "print(Fernet.generate_key().decode())'`)")
 
 
 class BreakerSettings(_Strict):
-    failureThreshold: int = Field(5, ge=1, description="provider failures within `window` that open the breaker")
-    window: int = Field(60_000, ge=1000, description="ms")
-    cooldown: int = Field(30_000, ge=100, description="ms the breaker stays open before one probe is let through")
+    failureThreshold: Annotated[int, Meta(ge=1, description="provider failures within `window` that open the "
+                                                            "breaker")] = 5
+    window: Annotated[int, Meta(ge=1000, description="ms")] = 60_000
+    cooldown: Annotated[int, Meta(ge=100, description="ms the breaker stays open before one probe is let "
+                                                      "through")] = 30_000
 
 
 class ProviderRateLimit(_Strict):
     """A provider's own limits, held by every host together (counted in Redis)."""
 
-    requests: int = Field(0, ge=0, description="requests per `window`; 0: no request limit")
-    window: int = Field(60_000, ge=1000, description="ms, whole seconds")
-    concurrent: int = Field(0, ge=0, description="requests in flight at once; 0: no limit")
-    maxWait: int = Field(10_000, ge=0, description="ms a job waits for this provider before it fails over to the "
-                                                   "next one its type allows")
+    requests: Annotated[int, Meta(ge=0, description="requests per `window`; 0: no request limit")] = 0
+    window: Annotated[int, Meta(ge=1000, description="ms, whole seconds")] = 60_000
+    concurrent: Annotated[int, Meta(ge=0, description="requests in flight at once; 0: no limit")] = 0
+    maxWait: Annotated[int, Meta(ge=0, description="ms a job waits for this provider before it fails over to "
+                                                   "the next one its type allows")] = 10_000
 
-    @field_validator("window")
-    @classmethod
-    def _whole_seconds(cls, value: int) -> int:
-        if value % 1000:
-            raise ValueError(f"{value} ms is not a whole number of seconds")
-        return value
+    def __post_init__(self) -> None:
+        if self.window % 1000:
+            raise _InvalidKey("window", f"{self.window} ms is not a whole number of seconds")
 
 
 class ProviderSettings(_Strict):
     kind: Literal["http", "local"] = "http"
     url: str | None = None
     apiKeyEnv: str | None = None
-    timeout: int = Field(30_000, ge=100, description="ms")
-    breaker: BreakerSettings = BreakerSettings()
-    rateLimit: ProviderRateLimit = ProviderRateLimit()
-    cost: dict[str, float] = Field(default_factory=dict, description="price per unit (characters, images, "
-                                                                     "seconds, tokens ...) in costs.currency")
+    timeout: Annotated[int, Meta(ge=100, description="ms")] = 30_000
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    rateLimit: ProviderRateLimit = field(default_factory=ProviderRateLimit)
+    cost: Annotated[dict[str, float], Meta(description="price per unit (characters, images, seconds, tokens "
+                                                       "...) in costs.currency")] = field(default_factory=dict)
 
-    @field_validator("cost")
-    @classmethod
-    def _prices(cls, value: dict[str, float]) -> dict[str, float]:
-        for unit, price in value.items():
+    def __post_init__(self) -> None:
+        for unit, price in self.cost.items():
             if price < 0:
-                raise ValueError(f"{unit}: a price cannot be negative")
-        return value
+                raise _InvalidKey("cost", f"{unit}: a price cannot be negative")
 
 
 class Budget(_Strict):
-    daily: float | None = Field(None, ge=0, description="most spent per UTC day, in costs.currency")
-    monthly: float | None = Field(None, ge=0, description="most spent per UTC calendar month")
+    daily: Annotated[float, Meta(ge=0, description="most spent per UTC day, in costs.currency")] | None = None
+    monthly: Annotated[float, Meta(ge=0, description="most spent per UTC calendar month")] | None = None
 
 
 class BudgetSettings(_Strict):
     """Spend limits: past one, a user's (or project's) further provider jobs are held, not failed."""
 
-    users: dict[str, Budget] = Field(default_factory=dict)
-    tiers: dict[str, Budget] = Field(default_factory=dict, description="for users without their own entry")
-    projects: dict[str, Budget] = Field(default_factory=dict)
+    users: dict[str, Budget] = field(default_factory=dict)
+    tiers: Annotated[dict[str, Budget], Meta(description="for users without their own entry")] = field(
+        default_factory=dict)
+    projects: dict[str, Budget] = field(default_factory=dict)
 
-    @field_validator("tiers")
-    @classmethod
-    def _known_tiers(cls, value: dict[str, Budget]) -> dict[str, Budget]:
-        for tier in value:
+    def __post_init__(self) -> None:
+        for tier in self.tiers:
             if tier not in TIERS:
-                raise ValueError(f"{tier}: not one of {', '.join(TIERS)}")
-        return value
+                raise _InvalidKey("tiers", f"{tier}: not one of {', '.join(TIERS)}")
 
 
 class CostSettings(_Strict):
-    currency: str = Field("USD", min_length=1, max_length=8)
-    budgets: BudgetSettings = BudgetSettings()
+    currency: Annotated[str, Meta(min_length=1, max_length=8)] = "USD"
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
 
 
 class ArtifactSettings(_Strict):
     """Where jobs' files live and how long (README: Artifacts)."""
 
-    root: str | None = Field(None, description="the storage root; default <data_dir>/artifacts")
-    retention: int = Field(7 * 86_400_000, ge=0, description="ms a finished job's files are kept after it ended "
-                                                             "(a type's artifactRetention wins); 0: kept until "
-                                                             "the job is removed")
-    failedRetention: int = Field(0, ge=0, description="ms the files of a failed or canceled job are kept")
-    sweepInterval: int = Field(60_000, ge=200, description="ms between the daemon's clean-ups")
+    root: Annotated[str, Meta(description="the storage root; default <data_dir>/artifacts")] | None = None
+    retention: Annotated[int, Meta(ge=0, description="ms a finished job's files are kept after it ended (a "
+                                                     "type's artifactRetention wins); 0: kept until the job is "
+                                                     "removed")] = 7 * 86_400_000
+    failedRetention: Annotated[int, Meta(ge=0, description="ms the files of a failed or canceled job are "
+                                                           "kept")] = 0
+    sweepInterval: Annotated[int, Meta(ge=200, description="ms between the daemon's clean-ups")] = 60_000
 
 
 class CacheSettings(_Strict):
-    ttl: int = Field(3_600_000, ge=0, description="ms a finished result is reused; 0 turns caching off")
+    ttl: Annotated[int, Meta(ge=0, description="ms a finished result is reused; 0 turns caching off")] = 3_600_000
     scope: Literal["user", "global"] = "user"
 
 
 class JobTypeSettings(_Strict):
     handler: str | None = None
     description: str | None = None
-    timeout: int | None = Field(None, ge=1000, description="milliseconds")
-    attempts: int | None = Field(None, ge=1)
+    timeout: Annotated[int, Meta(ge=1000, description="milliseconds")] | None = None
+    attempts: Annotated[int, Meta(ge=1)] | None = None
     backoff: Backoff | None = None
     unknownErrors: Literal["temporary", "permanent"] | None = None
     providers: list[str] | None = None
     cache: CacheSettings | None = None
-    isolation: Literal["process", "fork"] | None = Field(
-        None, description="process: run in the long-lived worker (default); fork: a fresh child process per job")
-    concurrencyPerWorker: int | None = Field(
-        None, ge=1, le=64, description="jobs of this type one worker process runs at once, in threads (I/O-bound "
-                                       "handlers); every concurrency limit still holds")
-    artifactRetention: int | None = Field(None, ge=0, description="ms this type's finished jobs' files are kept")
-    maxMemory: int | None = Field(None, ge=16, description="MB a job may allocate; past it the job fails (category "
-                                                          "resource). Runs the type's jobs forked")
-    maxCpuTime: int | None = Field(None, ge=1000, description="ms of CPU a job may use, counted in whole seconds; "
-                                                             "past it the job fails (resource). Runs them forked")
+    isolation: Annotated[Literal["process", "fork"], Meta(
+        description="process: run in the long-lived worker (default); fork: a fresh child process per "
+                    "job")] | None = None
+    concurrencyPerWorker: Annotated[int, Meta(
+        ge=1, le=64, description="jobs of this type one worker process runs at once, in threads (I/O-bound "
+                                 "handlers); every concurrency limit still holds")] | None = None
+    artifactRetention: Annotated[int, Meta(ge=0, description="ms this type's finished jobs' files are "
+                                                             "kept")] | None = None
+    maxMemory: Annotated[int, Meta(ge=16, description="MB a job may allocate; past it the job fails (category "
+                                                      "resource). Runs the type's jobs forked")] | None = None
+    maxCpuTime: Annotated[int, Meta(ge=1000, description="ms of CPU a job may use, counted in whole seconds; "
+                                                         "past it the job fails (resource). Runs them "
+                                                         "forked")] | None = None
 
 
 class Settings(_Strict):
-    redis: RedisSettings = RedisSettings()
-    queue: QueueSettings = QueueSettings()
-    concurrency: ConcurrencySettings = ConcurrencySettings()
-    priority: PrioritySettings = PrioritySettings()
-    limits: LimitsSettings = LimitsSettings()
-    daemon: DaemonSettings = DaemonSettings()
-    recurring: RecurringSettings = RecurringSettings()
-    history: HistorySettings = HistorySettings()
-    health: HealthSettings = HealthSettings()
-    http: HttpSettings = HttpSettings()
-    security: SecuritySettings = SecuritySettings()
-    webhooks: WebhookSettings = WebhookSettings()
-    templates: dict[str, TemplateSettings] = Field(default_factory=dict, description="named presets for "
-                                                                                    "vq submit --template")
-    subscriptions: dict[str, str] = Field(default_factory=dict, description="userId -> subscription tier, for "
-                                                                           "users whose token carries no tier")
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    concurrency: ConcurrencySettings = field(default_factory=ConcurrencySettings)
+    priority: PrioritySettings = field(default_factory=PrioritySettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    recurring: RecurringSettings = field(default_factory=RecurringSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    templates: Annotated[dict[str, TemplateSettings], Meta(description="named presets for vq submit "
+                                                                       "--template")] = field(default_factory=dict)
+    subscriptions: Annotated[dict[str, str], Meta(description="userId -> subscription tier, for users whose "
+                                                              "token carries no tier")] = field(default_factory=dict)
     data_dir: str | None = None
-    job_types: dict[str, JobTypeSettings] = Field(default_factory=dict)
-    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
-    breaker: BreakerSettings = BreakerSettings()
-    cache: CacheSettings = CacheSettings()
-    costs: CostSettings = CostSettings()
-    artifacts: ArtifactSettings = ArtifactSettings()
+    job_types: dict[str, JobTypeSettings] = field(default_factory=dict)
+    providers: dict[str, ProviderSettings] = field(default_factory=dict)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    costs: CostSettings = field(default_factory=CostSettings)
+    artifacts: ArtifactSettings = field(default_factory=ArtifactSettings)
 
-    @field_validator("subscriptions")
-    @classmethod
-    def _known_tiers(cls, value: dict[str, str]) -> dict[str, str]:
-        for user, tier in value.items():
+    def __post_init__(self) -> None:
+        for user, tier in self.subscriptions.items():
             if tier not in TIERS:
-                raise ValueError(f"{user}: {tier!r} is not one of {', '.join(TIERS)}")
-        return value
+                raise _InvalidKey("subscriptions", f"{user}: {tier!r} is not one of {', '.join(TIERS)}")
 
     def subscription_of(self, user_id: str | None) -> str:
         """A user's tier when nothing more trusted names it: this config, else the default."""
@@ -558,15 +565,81 @@ def default_config_path() -> Path:
     return Path(base) / "vq" / "config.yaml"
 
 
-def _describe(error: dict) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"{key}: unknown key"
-    message = error["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    return f"{key}: {message}"
+# msgspec's errors read "<message> - at `$.queue.defaultJobOptions`" (or "... - at `key` in
+# `$.priority.byTier`" for a mapping's key); a mapping's value is "[...]", not its key.
+_AT = re.compile(r"(?s)(.*) - at (`key` in )?`\$(.*)`")
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def _unwrap(kind: object) -> object:
+    """The type a path steps into: Annotated's own type; of a union, the Struct, mapping or
+    list in it (vq's unions hold at most one)."""
+    from typing import Union, get_args, get_origin
+
+    while True:
+        origin = get_origin(kind)
+        if origin is Annotated:
+            kind = get_args(kind)[0]
+        elif origin is Union or type(kind).__name__ == "UnionType":
+            inner = [arg for arg in get_args(kind) if arg is not type(None)]
+            kind = next((arg for arg in inner if get_origin(_unwrap(arg)) in (dict, list)
+                         or isinstance(_unwrap(arg), type) and issubclass(_unwrap(arg), msgspec.Struct)), inner[0])
+        else:
+            return kind
+
+
+def _choices(kind: object) -> tuple | None:
+    from typing import Union, get_args, get_origin
+
+    if get_origin(kind) is Annotated:
+        return _choices(get_args(kind)[0])
+    if get_origin(kind) is Literal:
+        return get_args(kind)
+    if get_origin(kind) is Union or type(kind).__name__ == "UnionType":
+        return next((found for found in map(_choices, get_args(kind)) if found), None)
+    return None
+
+
+def _locate(exc: msgspec.ValidationError, raw: object, kind: object) -> tuple[list[str], str]:
+    """The dotted key an error is about, and its message: msgspec names a mapping's value
+    `[...]`, so the value that fails is found again by converting each in turn."""
+    from typing import get_args
+
+    text = str(exc)
+    match = _AT.fullmatch(text)
+    message, in_key, path = (match[1], match[2], match[3]) if match else (text, None, "")
+    keys: list[str] = []
+    for name, index in _STEP.findall(path):
+        kind = _unwrap(kind)
+        if name:
+            keys.append(name)
+            kind = next(f.type for f in msgspec.structs.fields(kind) if f.name == name)
+            raw = raw.get(name) if isinstance(raw, dict) else None
+        elif index == "...":
+            value_kind = get_args(kind)[1]
+            for key, value in (raw.items() if isinstance(raw, dict) else ()):
+                try:
+                    msgspec.convert(value, value_kind, strict=False)
+                except msgspec.ValidationError as inner:
+                    more, message = _locate(inner, value, value_kind)
+                    return [*keys, str(key), *more], message
+            keys.append("[...]")
+            break
+        else:
+            keys.append(index)
+            kind = get_args(kind)[0]
+            raw = raw[int(index)] if isinstance(raw, list) and int(index) < len(raw) else None
+    if isinstance(exc.__cause__, _InvalidKey):
+        keys.append(exc.__cause__.key)
+    if found := re.fullmatch(r"Object contains unknown field `(.*)`", message):
+        return [*keys, found[1]], "unknown key"
+    if found := re.fullmatch(r"Object missing required field `(.*)`", message):
+        return [*keys, found[1]], "missing (required)"
+    if found := re.fullmatch(r"Invalid enum value (.*)", message):
+        choices = _choices(get_args(_unwrap(kind))[0] if in_key else kind)
+        if choices:
+            message = f"{found[1]} is not one of {', '.join(map(str, choices))}"
+    return keys, message
 
 
 def _apply_env(raw: dict, env: dict[str, str]) -> dict:
@@ -594,6 +667,33 @@ def _apply_env(raw: dict, env: dict[str, str]) -> dict:
     return out
 
 
+def _before(raw: dict) -> str | None:
+    """The checks that look at a value as written, before it is converted: removeOnComplete /
+    removeOnFail, whose forms (true, false, a number, {age, count}) a union would otherwise
+    report one error per form for. The problem as one line, else None."""
+    queue = raw.get("queue")
+    options = queue.get("defaultJobOptions") if isinstance(queue, dict) else None
+    for name in ("removeOnComplete", "removeOnFail"):
+        if isinstance(options, dict) and name in options:
+            problem = _keep_form(options[name])
+            if problem:
+                return f"queue.defaultJobOptions.{name}{problem}"
+    return None
+
+
+def settings_from(raw: dict, source: str | Path = "config") -> Settings:
+    """Validate a mapping of settings (a parsed config file) into Settings. Raises ConfigError
+    with one line, `<source>: <dotted.key>: <message>`."""
+    problem = _before(raw)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        keys, message = _locate(exc, raw, Settings)
+        raise ConfigError(f"{source}: {'.'.join(keys) or '(top level)'}: {message}") from None
+
+
 def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
     """Read, overlay the environment and validate. Raises ConfigError with one line."""
     env = dict(os.environ) if env is None else env
@@ -616,11 +716,7 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         raw = loaded
     elif explicit:
         raise ConfigError(f"{source}: config file not found")
-    raw = _apply_env(raw, env)
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc.errors()[0])}") from None
+    settings = settings_from(_apply_env(raw, env), source)
     from vq.jobtypes import validate_job_type_settings
 
     validate_job_type_settings(settings, source)
