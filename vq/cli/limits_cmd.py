@@ -13,8 +13,9 @@ from vq.errors import InvalidInput
 from vq.keys import LIMIT_KINDS
 
 KIND_HELP = "What the limit applies to: a job type, a subscription tier or one user."
-limits_app = typer.Typer(help="Concurrency limits: show them, change them at runtime.", invoke_without_command=True,
-                         no_args_is_help=False, epilog=example("vq limits set user alice 5"))
+limits_app = typer.Typer(help="Concurrency limits: show them (vq limits), change them at runtime (set, reset).",
+                         invoke_without_command=True, no_args_is_help=False,
+                         epilog=example("vq limits set user alice 5"))
 
 
 def _render(view: dict) -> None:
