@@ -44,7 +44,7 @@ def helps() -> dict[tuple, str]:
 
 def test_flags_show_no_type_and_usage_lines_no_double_brackets(helps):
     for path, text in helps.items():
-        assert "<bool>" not in text and "BOOLEAN" not in text, (path, text)
+        assert "<bool>" not in text and "BOOLEAN" not in text and "list[" not in text, (path, text)
         usage = next(line for line in text.splitlines() if "Usage:" in line)
         assert "[[" not in usage and "{" not in usage, (path, usage)
     assert "Usage: vq retry [OPTIONS] [ID]" in helps[("retry",)]

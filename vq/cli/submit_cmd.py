@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         delay: Optional[str] = typer.Option(None, "--delay", help="Start after this long: 90s, 5m, 300000ms."),
         at: Optional[str] = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
         allow_past: bool = typer.Option(False, "--allow-past", help="An --at in the past runs now instead of failing."),
-        depends_on: list[str] = typer.Option([], "--depends-on", help="Run after this job finished (repeatable)."),
+        depends_on: list[str] = typer.Option([], "--depends-on", metavar="<str>", help="Run after this job finished (repeatable)."),
         allow_failure: bool = typer.Option(False, "--allow-failure", help="Run even if a dependency failed."),
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Run even if an identical job's result is cached."),
         idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key",
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         timeout: Optional[float] = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
         batch: Optional[str] = typer.Option(None, "--batch", help="JSON-lines file of submissions (FILE.jsonl or @FILE), or - for stdin."),
         template: Optional[str] = typer.Option(None, "--template", help="Start from this preset in config's templates."),
-        sets: list[str] = typer.Option([], "--set", help="With --template: key=value into the data (a.b=1; repeatable)."),
+        sets: list[str] = typer.Option([], "--set", metavar="<str>", help="With --template: key=value into the data (a.b=1; repeatable)."),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Submit a job; prints its id alone, so `id=$(vq submit ...)` works.

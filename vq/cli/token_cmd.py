@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
                                  help="What the token may do: its own jobs, operate the queues, or everything."),
         tier: Optional[str] = typer.Option(None, "--tier", metavar=choices_metavar(TIERS), callback=one_of("--tier", TIERS),
                                            help="The subscription tier its jobs run at."),
-        project: list[str] = typer.Option([], "--project", "-p", help="Limit to this project (repeatable)."),
+        project: list[str] = typer.Option([], "--project", "-p", metavar="<str>", help="Limit to this project (repeatable)."),
         ttl: str = typer.Option("1h", "--ttl", help="Lifetime, with a unit (s, m, h, d): 15m, 1h, 30d."),
         as_json: bool = JSON_OPTION,
     ) -> None:
