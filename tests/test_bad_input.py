@@ -52,7 +52,7 @@ def test_missing_user_priority_and_tier_are_named(vq):
     proc = vq.run("submit", "test-noop", "--user", "u", "--priority", "urgent")
     assert proc.returncode == 2 and "priority: 'urgent'" in _one_line(proc)
     proc = vq.run("submit", "test-noop", "--user", "u", "--subscription", "gold")
-    assert proc.returncode == 2 and "userSubscription: 'gold'" in _one_line(proc)
+    assert proc.returncode == 2 and "--subscription: 'gold' is not one of free, basic, pro, enterprise" in _one_line(proc)
 
 
 def test_unknown_dependency_exits_4(vq):

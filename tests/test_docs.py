@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from vq.cli.app import app
@@ -36,25 +37,130 @@ def test_config_example_is_valid_and_complete():
         assert block in example, block
 
 
-def test_every_option_is_in_the_man_page():
-    import click
+def _tree():
+    """(path, command) for every group and command of the CLI, the root excluded."""
     import typer.main
 
-    man = (ROOT / "man" / "vq.1").read_text().replace("\\-", "-")
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():  # typer's groups are no click.Group
+            yield (*path, name), sub
+            yield from walk(sub, (*path, name))
+
+    return list(walk(typer.main.get_command(app), ()))
+
+
+def _plain(troff: str) -> str:
+    r"""Man page source as text: fonts dropped, \- and \e as typed."""
+    return re.sub(r"\\f[BIRP]", "", troff).replace("\\-", "-").replace("\\e", "\\").replace("\\(en", "-")
+
+
+def _man_entries() -> list[tuple[str, tuple[str, ...], str]]:
+    """(panel, command path, text) for every entry of the man page's COMMANDS section."""
+    man = (ROOT / "man" / "vq.1").read_text()
+    section = man[man.index(".SH COMMANDS\n"):man.index("\n.SH ", man.index(".SH COMMANDS\n") + 1)]
+    groups = {path[0] for path, command in _tree() if hasattr(command, "commands")}
+    entries, panel = [], None
+    for chunk in re.split(r"^(?=\.SS |\.TP\n)", section, flags=re.M):
+        if chunk.startswith(".SS "):
+            panel = chunk.split("\n")[0][4:].strip()
+        elif chunk.startswith(".TP\n"):
+            words = _plain(chunk.split("\n")[1]).split()[1:]
+            path = tuple(words[:2]) if words[0] in groups and len(words) > 1 and words[1].isalpha() else (words[0],)
+            entries.append((panel, path, _plain(chunk)))
+    return entries
+
+
+GLOBAL = {"--config", "--help", "--version", "--json"}
+
+
+def test_man_page_lists_every_command_under_its_help_panel():
+    from vq.cli.helptext import PANEL_OF
+
+    tree = dict(_tree())
+    entries = _man_entries()
+    for panel, path, _text in entries:
+        assert path in tree, f"man/vq.1 documents `vq {' '.join(path)}`, which does not exist"
+        assert panel == PANEL_OF[path[0]], f"`vq {' '.join(path)}` is under {panel}, --help says {PANEL_OF[path[0]]}"
+    documented = {path for _panel, path, _text in entries}
+    for path, command in tree.items():
+        if not hasattr(command, "commands") or command.callback is not None and path == ("limits",):
+            assert path in documented, f"`vq {' '.join(path)}` has no entry in man/vq.1"
+
+
+def test_man_page_and_help_name_the_same_options_and_choices():
+    """Each entry names only options its command has; each option of a command is in one of its
+    entries, with its choices (`<high|normal|low>` in --help is high|normal|low there)."""
+    tree = dict(_tree())
+    texts: dict[tuple, str] = {}
+    for _panel, path, text in _man_entries():
+        texts[path] = texts.get(path, "") + text
+        known = {o for p in tree[path].params for o in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])}
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text.split("\n")[1]))  # the entry's synopsis
+        assert named <= known | GLOBAL, f"man/vq.1 `vq {' '.join(path)}`: no such option {named - known - GLOBAL}"
     missing = []
-
-    def walk(group, prefix):
-        for name, command in group.commands.items():
-            if isinstance(command, click.Group):
-                walk(command, [*prefix, name])
+    for path, command in tree.items():
+        for param in command.params:
+            longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+            if not longs or longs[0] in GLOBAL or param.param_type_name != "option":
                 continue
-            for param in command.params:
-                longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
-                if isinstance(param, click.Option) and longs and not any(o in man for o in longs):
-                    missing.append(f"vq {' '.join([*prefix, name])} {longs[0]}")
+            text = texts.get(path, "")
+            if longs[0] not in text:
+                missing.append(f"vq {' '.join(path)} {longs[0]}")
+            metavar = param.metavar or ""
+            if metavar.startswith("<") and "|" in metavar:
+                if metavar[1:-1] not in text:
+                    missing.append(f"vq {' '.join(path)} {longs[0]} {metavar[1:-1]}")
+    assert not missing, f"options missing from their command's entry in man/vq.1: {missing}"
 
-    walk(typer.main.get_command(app), [])
-    assert not missing, f"options missing from man/vq.1: {missing}"
+
+def test_the_commands_without_json_are_the_ones_the_docs_name():
+    without = {" ".join(path) for path, command in _tree() if not hasattr(command, "commands")
+               and not any("--json" in getattr(p, "opts", []) for p in command.params)}
+    assert without == {"daemon", "tui", "completion", "artifacts get", "config example"}
+    man = _plain((ROOT / "man" / "vq.1").read_text())
+    readme = (ROOT / "README.md").read_text()
+    for name in without:
+        commands = readme[readme.index("## Commands\n"):readme.index("\n### ", readme.index("## Commands\n"))]
+        assert name in man.split(".SH GLOBAL OPTIONS")[0] and f"`{name}`" in commands, name
+
+
+def test_readme_lists_the_choices_help_lists():
+    readme = (ROOT / "README.md").read_text()
+    cells = [line.split(" | ")[0] for line in readme.splitlines() if line.startswith("| `vq ")]
+    missing = []
+    for path, command in _tree():
+        mine = " ".join(c for c in cells if re.search(rf"`vq {' '.join(path)}( |`)", c))
+        for param in command.params:
+            metavar = getattr(param, "metavar", None) or ""
+            if metavar.startswith("<") and "|" in metavar and metavar[1:-1].replace("|", "\\|") not in mine:
+                missing.append(f"vq {' '.join(path)} {param.opts[0]} {metavar}")
+    assert not missing, f"README.md's command rows lack these choices: {missing}"
+
+
+def test_help_examples_are_in_the_man_page_and_readme():
+    from vq.cli.helptext import EXAMPLE, PANEL_OF
+
+    man = (ROOT / "man" / "vq.1").read_text()
+    examples = _plain(man[man.index(".SH EXAMPLES\n"):man.index(".SH SEE ALSO\n")])
+    readme = (ROOT / "README.md").read_text()
+    for path, command in _tree():
+        example = command.epilog[len(EXAMPLE):]
+        panel = examples[examples.index(f".SS {PANEL_OF[path[0]]}\n"):]
+        assert example in panel.split(".EE")[0], f"man/vq.1 EXAMPLES ({PANEL_OF[path[0]]}) lacks: {example}"
+        assert example in readme, f"README.md lacks the example of vq {' '.join(path)}: {example}"
+
+
+def test_readme_groups_the_commands_as_help_does():
+    from vq.cli.helptext import PANELS, PANEL_OF
+
+    readme = (ROOT / "README.md").read_text()
+    reference = readme[readme.index("## Commands\n"):readme.index("\n## ", readme.index("## Commands\n") + 1)]
+    for panel in PANELS:
+        start = reference.index(f"\n### {panel}\n")
+        block = reference[start:reference.find("\n### ", start + 1)]
+        first_cells = [line.split(" | ")[0] for line in block.splitlines() if line.startswith("| `vq ")]
+        rows = {name for cell in first_cells for name in re.findall(r"`vq ([a-z]+)", cell)}
+        assert rows == {name for name, p in PANEL_OF.items() if p == panel}, (panel, rows)
 
 
 def test_shell_completion_scripts_and_a_real_completion():

@@ -75,7 +75,7 @@ def test_bad_recurring_input(vq):
     cases = [
         (["--cron", "* * * * *", "--tz", "Mars/Olympus", "--user", "u"], 2, "tz: 'Mars/Olympus' is not a known time zone"),
         (["--cron", "* * * * *"], 2, "userId: missing"),
-        (["--cron", "* * * * *", "--user", "u", "--catch-up", "some"], 2, "catchUp: 'some'"),
+        (["--cron", "* * * * *", "--user", "u", "--catch-up", "some"], 2, "--catch-up: 'some' is not one of none, one, all"),
     ]
     for args, code, message in cases:
         proc = vq.run("recurring", "add", "test-noop", *args)

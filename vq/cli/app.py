@@ -65,11 +65,15 @@ def build_app(modules: list[str]):
     """A typer app with the root options and the commands of `modules` registered."""
     import typer
 
+    from vq.cli import helptext
     from vq.cli.state import State
 
+    helptext.fix_typer_rendering()
     app = typer.Typer(
         name="vq",
         help="vq: the job queue of the AI video-generation platform (RQ + Redis).",
+        epilog=helptext.example("vq submit image-generation --user alice --data '{\"prompt\": \"a sunset\"}'"),
+        cls=helptext.grouped_commands(),
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -91,6 +95,7 @@ def build_app(modules: list[str]):
 
     for module in modules:
         importlib.import_module(f"vq.cli.{module}").register(app)
+    helptext.polish(app)
     return app
 
 

@@ -11,6 +11,7 @@ import typer
 
 from vq import artifacts, jobs
 from vq.cli import confirm
+from vq.cli.helptext import example
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.errors import InvalidInput
@@ -33,17 +34,21 @@ def _render_prune(report: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="The files jobs wrote: list, fetch, clean up.", no_args_is_help=True)
+    group = typer.Typer(help="The files jobs wrote: list, fetch, clean up.", no_args_is_help=True,
+                        epilog=example("vq artifacts get 3f2a9c1e7d20 image.png -o ~/Downloads"))
+    job_help = "A job id, or a unique prefix of at least 8 characters."
 
-    @group.command("ls")
-    def ls(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
+
+    @group.command("ls", epilog=example("vq artifacts ls 3f2a9c1e7d20"))
+    def ls(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=job_help),
+           as_json: bool = JSON_OPTION) -> None:
         """List the files a job wrote (its artifacts folder), with sizes and paths."""
         st = state(ctx)
         view = jobs.show(st.conn, job_id, st.settings, explain=False)
         emit({"id": view["id"], "artifacts": artifacts.listing(st.settings, view["id"])}, as_json, _render_listing)
 
-    @group.command("get")
-    def get(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+    @group.command("get", epilog=example("vq artifacts get 3f2a9c1e7d20 video.mp4 -o out.mp4"))
+    def get(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=job_help),
             name: str = typer.Argument(..., metavar="NAME", help="The file's name in the job's folder (from ls)."),
             output: Optional[str] = typer.Option(None, "--output", "-o",
                                                  help="Write it here (a file or folder); default: stdout.")) -> None:
@@ -65,12 +70,13 @@ def register(app: typer.Typer) -> None:
         shutil.copyfile(source, target)
         err.print(f"wrote {target} ({target.stat().st_size:,} bytes)")
 
-    @group.command("prune")
+    @group.command("prune", epilog=example("vq artifacts prune --dry-run"))
     def prune(ctx: typer.Context, dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would go."),
               yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
-        """Remove, on this host, the files of failed and canceled jobs, of finished jobs past their
-        type's retention, and of jobs that no longer exist (the daemon does this every
-        artifacts.sweepInterval); asks first unless --yes."""
+        """Remove, on this host, the files the daemon's clean-up would; asks first unless --yes.
+
+        The files of failed and canceled jobs, of finished jobs past their type's retention, and of
+        jobs that no longer exist (the daemon does this every artifacts.sweepInterval)."""
         st = state(ctx)
         if not dry_run and not yes:
             confirm.refuse_unanswerable(yes, as_json)

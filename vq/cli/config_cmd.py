@@ -7,16 +7,17 @@ import sys
 
 import typer
 
+from vq.cli.helptext import example
 from vq.shipped import shipped_file
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="The configuration file.", no_args_is_help=True)
+    group = typer.Typer(help="The configuration file.", no_args_is_help=True,
+                        epilog=example("vq config example > ~/.config/vq/config.yaml"))
 
-    @group.command("example")
-    def example() -> None:
-        """Print config.example.yaml, every key with its default and what it does:
-        vq config example > ~/.config/vq/config.yaml."""
+    @group.command("example", epilog=example("vq config example > ~/.config/vq/config.yaml"))
+    def print_example() -> None:
+        """Print config.example.yaml: every key with its default and what it does."""
         sys.stdout.write(shipped_file("config.example.yaml").read_text())
 
     app.add_typer(group, name="config")

@@ -6,21 +6,28 @@ from typing import Optional
 
 import typer
 
+from vq.cli.helptext import choices_metavar, example
 from vq.cli.state import state
 from vq.config import HttpSettings
 from vq.errors import InvalidInput
 from vq.jobtypes import get_job_type
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("daemon")
+    @app.command("daemon", epilog=example("vq daemon --workers 4 --queues image-generation,audio-synthesis "
+                                          "--log-format json"))
     def daemon(
         ctx: typer.Context,
         workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: config, else CPU count)."),
         queues: Optional[str] = typer.Option(None, "--queues", "-q", help="Only these job types, comma-separated."),
-        log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
-        log_format: str = typer.Option("text", "--log-format", help="text (journald-friendly) or json (one object "
-                                                                    "per line, for log shippers)."),
+        log_level: str = typer.Option("INFO", "--log-level", metavar=choices_metavar(LOG_LEVELS),
+                                      help="The least severe messages logged (any case)."),
+        log_format: str = typer.Option("text", "--log-format", metavar=choices_metavar(LOG_FORMATS),
+                                       help="text (journald-friendly) or json (one object per line, for log "
+                                            "shippers)."),
         grace: Optional[float] = typer.Option(None, "--grace", help="Seconds running jobs get to finish on stop."),
         http: Optional[str] = typer.Option(None, "--http", help="Serve the HTTP API on HOST:PORT (default http.listen)."),
         no_http: bool = typer.Option(False, "--no-http", help="Run without the HTTP API."),
@@ -28,15 +35,18 @@ def register(app: typer.Typer) -> None:
                                                                     "(by default it keeps running for the CLI and "
                                                                     "the next daemon)."),
     ) -> None:
-        """Run the workers, the timer, the archiver, the HTTP API and housekeeping until stopped
-        (SIGTERM/SIGINT); SIGHUP reloads the configuration. Speaks systemd's notify protocol."""
+        """Run the workers, the timer, the archiver and the HTTP API in the foreground.
+
+        Runs until SIGTERM or SIGINT (running jobs get --grace seconds); SIGHUP reloads the
+        configuration. Speaks systemd's notify protocol. With no Redis configured it starts the
+        embedded one, or reuses it, and leaves it running when it stops (unless --stop-redis)."""
         from vq.daemon import Daemon, DaemonOptions, default_worker_count  # heavy: only for this command
 
         st = state(ctx)
         settings = st.settings
-        if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise InvalidInput(f"--log-level: {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
-        if log_format not in ("text", "json"):
+        if log_level.upper() not in LOG_LEVELS:
+            raise InvalidInput(f"--log-level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if log_format not in LOG_FORMATS:
             raise InvalidInput(f"--log-format: {log_format!r} is not text or json")
         if workers is not None and workers < 1:
             raise InvalidInput("--workers: must be at least 1")

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import typer
 from rich.text import Text
 
+from vq.cli.helptext import example
 from vq.cli.output import emit, out, table
 from vq.cli.state import JSON_OPTION, state
 from vq.errors import ConfigError
@@ -15,10 +16,12 @@ MARKS = {"ok": ("✔ ok", "green"), "warn": ("! warn", "yellow"), "fail": ("✘ 
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("doctor")
+    @app.command("doctor", epilog=example("vq --config /etc/vq/config.yaml doctor"))
     def doctor(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-        """Check Redis (reachable, version, persistence, eviction), the daemons, clocks, the archiver,
-        SQLite, the config and the handlers; exit 0 ok, 1 warnings, 2 problems."""
+        """Check the installation and say how to fix each problem found.
+
+        Redis (reachable, version, persistence, eviction), the daemons, clocks, the archiver, SQLite,
+        the config and the handlers. Exit 0 ok, 1 warnings, 2 problems."""
         from vq import doctor as checks
 
         try:

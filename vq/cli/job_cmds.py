@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vq import artifacts, audit, bulk, jobs
 from vq.cli import confirm
+from vq.cli.helptext import example, one_of
 from vq.cli.output import emit, err, note, out, status_text, table
 from vq.cli.render import render_job, render_jobs, render_tree
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
@@ -20,34 +21,41 @@ from vq.errors import InvalidInput
 from vq.jobdata import dumps_strict
 from vq.model import TERMINAL, Status
 
+JOB_ID = "A job id, or a unique prefix of at least 8 characters."
+STATUSES = tuple(s.value for s in Status)
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("show")
-    def show(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+    @app.command("show", epilog=example("vq show 3f2a9c1e7d20 --tree"))
+    def show(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=JOB_ID),
              tree: bool = typer.Option(False, "--tree", help="Draw the dependency graph with statuses."),
              as_json: bool = JSON_OPTION) -> None:
-        """Show a job: status, progress, timings, attempts, dependencies, result or error."""
+        """Show a job: status, progress, timings, attempts, dependencies, result or error.
+
+        For a waiting job, what it waits for and its place in line."""
         st = state(ctx)
         if tree:
             emit(jobs.tree(st.conn, job_id, st.settings), as_json, render_tree)
         else:
             emit(jobs.show(st.conn, job_id, st.settings), as_json, render_job)
 
-    @app.command("jobs")
+    @app.command("jobs", epilog=example("vq jobs --status failed --since 2h --type image-generation"))
     def list_command(
         ctx: typer.Context,
         job_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this job type."),
-        status: Optional[str] = typer.Option(None, "--status", help="Only this status."),
+        status: Optional[str] = typer.Option(None, "--status", metavar="STATUS",
+                                             callback=one_of("--status", STATUSES),
+                                             help="Only this status: " + ", ".join(STATUSES) + "."),
         user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
         limit: int = typer.Option(50, "--limit", "-n", help="Jobs per page."),
         page: int = typer.Option(1, "--page", help="Page number, from 1."),
         since: Optional[str] = typer.Option(None, "--since", help="Only jobs created within this long, e.g. 30m, 2h, 1d."),
         as_json: bool = JSON_OPTION,
     ) -> None:
-        """List jobs, newest first, a page at a time, with the total (--json: the page's jobs, a list)."""
+        """List jobs, newest first, a page at a time, with the total.
+
+        --json prints the page's jobs as a list (the totals are the table's footer)."""
         st = state(ctx)
-        if status and status not in {s.value for s in Status}:
-            raise InvalidInput(f"--status: {status!r} is not one of {', '.join(s.value for s in Status)}")
         if job_type:
             from vq.jobtypes import get_job_type
 
@@ -62,11 +70,14 @@ def register(app: typer.Typer) -> None:
         # --json stays the bare list of jobs scripts have read since 0.1; the table has the totals.
         emit(listing["jobs"] if as_json else listing, as_json, render_jobs)
 
-    @app.command("progress")
-    def progress(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+    @app.command("progress", epilog=example("vq progress 3f2a9c1e7d20 --follow"))
+    def progress(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=JOB_ID),
                  follow: bool = typer.Option(False, "--follow", "-f", help="Show a live bar until the job ends."),
                  as_json: bool = JSON_OPTION) -> None:
-        """Show a job's progress; with --follow, live until it ends (exit 1 if it fails)."""
+        """Show a job's progress; with --follow, live until it ends.
+
+        The live bar (with elapsed time and an ETA) goes to the terminal, the final state to stdout;
+        exit 1 if the job did not finish."""
         st = state(ctx)
         view = jobs.show(st.conn, job_id, st.settings)
         job_id = view["id"]  # a prefix resolved once
@@ -81,8 +92,9 @@ def register(app: typer.Typer) -> None:
         if view["status"] != "finished":
             raise typer.Exit(1)
 
-    @app.command("result")
-    def result(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPTION) -> None:
+    @app.command("result", epilog=example("vq result 3f2a9c1e7d20 --json"))
+    def result(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=JOB_ID),
+               as_json: bool = JSON_OPTION) -> None:
         """Print a finished job's result (and the artifact files it wrote)."""
         st = state(ctx)
         res = jobs.result(st.conn, job_id, st.settings)
@@ -90,13 +102,16 @@ def register(app: typer.Typer) -> None:
             note(f"job {res['id']} was trimmed from Redis: its result comes from the history database")
         emit(res, as_json, lambda r: out.print_json(dumps_strict(r["result"], default=str)))
 
-    @app.command("retry")
-    def retry(ctx: typer.Context, job_id: Optional[str] = typer.Argument(None, metavar="[ID]"),
+    @app.command("retry", epilog=example("vq retry --all --type image-generation --yes"))
+    def retry(ctx: typer.Context,
+              job_id: Optional[str] = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all."),
               every: bool = typer.Option(False, "--all", help="Every failed job of --type and/or --user."),
               job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --all: only this type."),
               user: Optional[str] = typer.Option(None, "--user", "-u", help="With --all: only this user's."),
               yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
-        """Run a failed, stopped or canceled job again; with --all, every failed job of a type or user."""
+        """Run a failed, stopped or canceled job again.
+
+        With --all, every failed job of a type and/or user; it lists them and asks first unless --yes."""
         st = state(ctx)
         if _single(job_id, every, "retry"):
             view = jobs.retry(st.conn, job_id, st.settings)
@@ -108,15 +123,18 @@ def register(app: typer.Typer) -> None:
         _bulk(st, chosen, "retry", f"Retry {len(chosen)} failed job(s)", as_json, yes,
               lambda views: bulk.retry_all(st.conn, views))
 
-    @app.command("cancel")
-    def cancel(ctx: typer.Context, job_id: Optional[str] = typer.Argument(None, metavar="[ID]"),
+    @app.command("cancel", epilog=example("vq cancel --all --user alice --yes"))
+    def cancel(ctx: typer.Context,
+               job_id: Optional[str] = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all --user U."),
                reason: str = typer.Option("canceled by operator", "--reason", help="Recorded with the job."),
                every: bool = typer.Option(False, "--all", help="Every waiting job of --user."),
                user: Optional[str] = typer.Option(None, "--user", "-u", help="With --all: this user's jobs."),
                job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --all: only this type."),
                yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
-        """Cancel a job that has not ended (a running one stops at its next progress report); with
-        --all --user U, every waiting job of that user."""
+        """Cancel a job that has not ended, or every waiting job of a user.
+
+        A running job stops at its next progress report. With --all --user U, every waiting job of
+        that user; it lists them and asks first unless --yes."""
         st = state(ctx)
         if _single(job_id, every, "cancel"):
             view = jobs.cancel(st.conn, job_id, reason, st.settings)
@@ -131,15 +149,18 @@ def register(app: typer.Typer) -> None:
         _bulk(st, chosen, "cancel", f"Cancel {len(chosen)} waiting job(s) of {user}", as_json, yes,
               lambda views: bulk.cancel_all(st.conn, views, reason))
 
-    @app.command("rm")
-    def remove(ctx: typer.Context, job_id: Optional[str] = typer.Argument(None, metavar="[ID]"),
+    @app.command("rm", epilog=example("vq rm --finished --older-than 7d --yes"))
+    def remove(ctx: typer.Context,
+               job_id: Optional[str] = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --finished."),
                finished: bool = typer.Option(False, "--finished", help="Every finished job older than --older-than."),
                older_than: Optional[str] = typer.Option(None, "--older-than", help="With --finished: 7d, 12h, 30m."),
                job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --finished: only this type."),
                user: Optional[str] = typer.Option(None, "--user", "-u", help="With --finished: only this user's."),
                yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
-        """Remove a job that is not running, with its result and artifacts; with --finished
-        --older-than 7d, every finished job that ended before then."""
+        """Remove a job that is not running, with its result and artifacts.
+
+        With --finished --older-than 7d, every finished job that ended before then; it lists them
+        and asks first unless --yes."""
         st = state(ctx)
         if _single(job_id, finished, "rm", flag="--finished"):
             view = jobs.remove(st.conn, job_id, artifacts.root(st.settings), st.settings)

@@ -6,12 +6,16 @@ from __future__ import annotations
 import typer
 
 from vq import limits
+from vq.cli.helptext import example
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, state
 from vq.errors import InvalidInput
+from vq.keys import LIMIT_KINDS
 
-limits_app = typer.Typer(help="Concurrency limits: show them, change them at runtime.", invoke_without_command=True,
-                         no_args_is_help=False)
+KIND_HELP = "What the limit applies to: a job type, a subscription tier or one user."
+limits_app = typer.Typer(help="Concurrency limits: show them (vq limits), change them at runtime (set, reset).",
+                         invoke_without_command=True, no_args_is_help=False,
+                         epilog=example("vq limits set user alice 5"))
 
 
 def _render(view: dict) -> None:
@@ -47,9 +51,10 @@ def _parse_limit(value: str) -> int:
     return number
 
 
-@limits_app.command("set", context_settings={"ignore_unknown_options": True})
+@limits_app.command("set", context_settings={"ignore_unknown_options": True},
+                    epilog=example("vq limits set type video-generation 2"))
 def set_command(ctx: typer.Context,
-                kind: str = typer.Argument(..., metavar="KIND", help="type, tier or user."),
+                kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
                 name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
                 value: str = typer.Argument(..., metavar="LIMIT", help="Concurrent jobs allowed (at least 1)."),
                 as_json: bool = JSON_OPTION) -> None:
@@ -59,10 +64,10 @@ def set_command(ctx: typer.Context,
     emit(result, as_json, lambda r: err.print(f"{r['kind']} {r['name']}: limit {r['limit']}"))
 
 
-@limits_app.command("reset")
+@limits_app.command("reset", epilog=example("vq limits reset type video-generation"))
 def reset_command(ctx: typer.Context,
-                  kind: str = typer.Argument(..., metavar="KIND", help="type, tier or user."),
-                  name: str = typer.Argument(..., metavar="NAME"),
+                  kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
+                  name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
                   as_json: bool = JSON_OPTION) -> None:
     """Drop a runtime limit: the config file's value applies again."""
     st = state(ctx)

@@ -12,9 +12,14 @@ from vq import health as health_service
 from vq import history as history_service
 from vq import prometheus
 from vq import stats as stats_service
+from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, err, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, state
 from vq.connection import try_connect
+from vq.model import Status
+
+STATUSES = tuple(s.value for s in Status)
+FORMATS = ("csv", "json")
 
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "error": "bold red"}
 
@@ -120,21 +125,26 @@ def _fresh_history(st):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("history")
+    @app.command("history", epilog=example("vq history --user alice --since 7d --status failed"))
     def history(
         ctx: typer.Context,
-        job: Optional[str] = typer.Argument(None, metavar="[JOB|export]",
-                                            help="A job id for its timeline, or `export`."),
+        job: Optional[str] = typer.Argument(None, metavar="JOB|export",
+                                            help="A job id (or prefix) for its timeline, or `export` for every "
+                                                 "matching job."),
         user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
         since: Optional[str] = typer.Option(None, "--since", help="Created within (7d, 12h) or since an ISO time."),
         job_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this job type."),
-        status: Optional[str] = typer.Option(None, "--status", help="Only jobs now in this status."),
+        status: Optional[str] = typer.Option(None, "--status", metavar="STATUS", callback=one_of("--status", STATUSES),
+                                             help="Only jobs now in this status: " + ", ".join(STATUSES) + "."),
         limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Rows to list."),
-        fmt: str = typer.Option("csv", "--format", help="With export: csv or json (JSON lines)."),
+        fmt: str = typer.Option("csv", "--format", metavar=choices_metavar(FORMATS), callback=one_of("--format", FORMATS),
+                                help="With export: CSV with a header, or JSON lines."),
         as_json: bool = JSON_OPTION,
     ) -> None:
-        """A job's timeline (vq history JOB), jobs by user/type/status (vq history --user U),
-        or every matching job (vq history export --format csv|json)."""
+        """A job's timeline, or past jobs by user, type and status, from the history database.
+
+        vq history JOB: every status change with time, worker, attempt and reason. vq history --user U:
+        jobs newest first. vq history export --format csv|json: every matching job, oldest first."""
         st = state(ctx)
         db = _fresh_history(st)
         if job == "export":
@@ -147,14 +157,14 @@ def register(app: typer.Typer) -> None:
         emit(history_service.jobs(db, user=user, since=since, job_type=job_type, status=status, limit=limit),
              as_json, _render_jobs)
 
-    @app.command("audit")
+    @app.command("audit", epilog=example("vq audit --action cancel --since 12h"))
     def audit_command(
         ctx: typer.Context,
         actor: Optional[str] = typer.Option(None, "--actor", help="Only this acting user (cli:LOGIN for the CLI)."),
         action: Optional[str] = typer.Option(None, "--action", help="create, remove, cancel, retry, pause, resume, "
                                                                      "clear, recurring-add..."),
         since: Optional[str] = typer.Option(None, "--since", help="Within (7d, 12h) or since an ISO time."),
-        limit: int = typer.Option(100, "--limit", min=1, max=100_000),
+        limit: int = typer.Option(100, "--limit", min=1, max=100_000, help="Rows to list, newest first."),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Who changed what: every write through the HTTP API or the CLI, with the acting user."""
@@ -165,35 +175,40 @@ def register(app: typer.Typer) -> None:
             _when(x["at"]), x["actor"], x["role"], x["action"], x["job_type"], x["target"],
             " ".join(f"{k}={v}" for k, v in x["detail"].items())] for x in r])) if r else err.print("no audit records"))
 
-    @app.command("stats")
-    def stats(ctx: typer.Context, job_type: Optional[str] = typer.Option(None, "--type", "-t"),
+    @app.command("stats", epilog=example("vq stats --type video-generation"))
+    def stats(ctx: typer.Context, job_type: Optional[str] = typer.Option(None, "--type", "-t",
+                                                                         help="Only this job type."),
               as_json: bool = JSON_OPTION) -> None:
         """Totals by type and status, per-user figures, priorities, hourly and daily trends."""
         st = state(ctx)
         emit(stats_service.stats(st.conn, st.settings, job_type), as_json, _render_stats)
 
-    @app.command("health")
+    @app.command("health", epilog=example("vq health --json || echo 'vq is not healthy'"))
     def health(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-        """Healthy / degraded / unhealthy / error, per queue and overall. Exit code 0, 1, 2 or 3
-        (as monitoring plugins use)."""
+        """Healthy, degraded, unhealthy or error, per queue and overall, with the reasons.
+
+        Exit code 0, 1, 2 or 3 respectively, as monitoring plugins use."""
         st = state(ctx)
         report = health_service.check(st.conn, st.settings)
         emit(report, as_json, _render_health)
         raise typer.Exit(health_service.EXIT_CODES[report["status"]])
 
-    @app.command("perf")
+    @app.command("perf", epilog=example("vq perf --window 24h --type image-generation"))
     def perf(ctx: typer.Context, window: str = typer.Option("1h", "--window", "-w", help="How far back: 15m, 1h, 7d."),
-             job_type: Optional[str] = typer.Option(None, "--type", "-t"), as_json: bool = JSON_OPTION) -> None:
-        """Processing and wait times (avg, p50/p95/p99), utilization, error rate and
-        throughput per minute, per type, over the window."""
+             job_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this job type."),
+             as_json: bool = JSON_OPTION) -> None:
+        """Run and wait times, utilization, error rate and throughput, per type.
+
+        Processing and wait times as avg, p50, p95 and p99; throughput per minute; over the window."""
         st = state(ctx)
         window_ms = stats_service.perf_window_ms(window, "--window")
         emit(stats_service.perf(st.conn, st.settings, window_ms, job_type), as_json, _render_perf)
 
-    @app.command("metrics")
+    @app.command("metrics", epilog=example("vq metrics | grep ^vq_jobs"))
     def metrics_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-        """The Prometheus text exposition (what the daemon serves at /metrics); --json: the
-        same metric families and samples as JSON."""
+        """The Prometheus text exposition, as the daemon serves it at /metrics.
+
+        --json: the same metric families and samples as JSON."""
         st = state(ctx)
         if as_json:
             print_json(prometheus.families(st.conn, st.settings))

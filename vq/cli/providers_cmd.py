@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from vq import costs, provider_stats
+from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, out, table
 from vq.cli.state import JSON_OPTION, state
 from vq.durations import parse_duration_ms
@@ -45,27 +46,30 @@ def _render_costs(view: dict) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("providers")
+    @app.command("providers", epilog=example("vq providers --window 1h"))
     def providers(ctx: typer.Context,
                   window: str = typer.Option("15m", "--window", "-w", help="Performance over this long: 15m, 1h, 1d."),
                   as_json: bool = JSON_OPTION) -> None:
-        """Each provider: its circuit breaker (closed, open with the next probe, half-open), its
-        rate and concurrency limits in use, and calls, error rate, availability and latency
-        p50/p95 over the window."""
+        """Each AI provider: its circuit breaker, limits in use, errors and latency.
+
+        The breaker is closed, open (with the next probe) or half-open; rate and concurrency limits in
+        use; calls, error rate, availability and latency p50/p95 over the window."""
         st = state(ctx)
         window_ms = parse_duration_ms(window, "--window")
         if not 60_000 <= window_ms <= 2 * 86_400_000:
             raise InvalidInput("--window: between 1m and 2d (per-minute figures are kept two days)")
         emit(provider_stats.overview(st.conn, st.settings, window_ms), as_json, _render)
 
-    @app.command("costs")
+    @app.command("costs", epilog=example("vq costs --by project --since 7d"))
     def costs_command(ctx: typer.Context,
-                      by: str = typer.Option("user", "--by", "-b", help="user, project or provider."),
+                      by: str = typer.Option("user", "--by", "-b", metavar=choices_metavar(costs.BY),
+                                             callback=one_of("--by", costs.BY), help="What to sum the costs by."),
                       since: str = typer.Option("30d", "--since", help="First UTC day: YYYY-MM-DD, today, or back "
                                                                        "from today (7d)."),
                       until: str = typer.Option("today", "--until", help="Last UTC day, the same forms."),
                       as_json: bool = JSON_OPTION) -> None:
-        """What the AI providers cost, summed exactly per user, project or provider over whole
-        UTC days (amounts in costs.currency)."""
+        """What the AI providers cost, per user, project or provider.
+
+        Summed exactly over whole UTC days, in costs.currency."""
         st = state(ctx)
         emit(costs.query(st.conn, st.settings, by, since, until), as_json, _render_costs)

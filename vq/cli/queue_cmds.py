@@ -6,9 +6,12 @@ import typer
 
 from vq import audit, queues
 from vq.cli import confirm
+from vq.cli.helptext import example
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.jobtypes import job_types
+
+TYPE_HELP = "A job type (see `vq types`)."
 
 
 def _render_counts(rows: list[dict]) -> None:
@@ -22,30 +25,33 @@ def _render_counts(rows: list[dict]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("queues")
+    @app.command("queues", epilog=example("vq queues --json"))
     def list_queues(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         """Counts per job type and state, and whether each type is paused."""
         st = state(ctx)
         emit(queues.counts(st.conn, st.settings), as_json, _render_counts)
 
-    @app.command("pause")
-    def pause(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE"), as_json: bool = JSON_OPTION) -> None:
+    @app.command("pause", epilog=example("vq pause video-generation"))
+    def pause(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
+              as_json: bool = JSON_OPTION) -> None:
         """Stop starting jobs of TYPE on every host (running ones finish)."""
         st = state(ctx)
         row = queues.pause(st.conn, st.settings, job_type)
         audit.record(st.conn, audit.cli_actor(), "operator", "pause", job_type)
         emit(row, as_json, lambda r: err.print(f"{r['jobType']} paused"))
 
-    @app.command("resume")
-    def resume(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE"), as_json: bool = JSON_OPTION) -> None:
+    @app.command("resume", epilog=example("vq resume video-generation"))
+    def resume(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
+               as_json: bool = JSON_OPTION) -> None:
         """Start jobs of TYPE again."""
         st = state(ctx)
         row = queues.resume(st.conn, st.settings, job_type)
         audit.record(st.conn, audit.cli_actor(), "operator", "resume", job_type)
         emit(row, as_json, lambda r: err.print(f"{r['jobType']} resumed"))
 
-    @app.command("clear")
-    def clear(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE"), yes: bool = YES_OPTION,
+    @app.command("clear", epilog=example("vq clear image-generation --yes"))
+    def clear(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
+              yes: bool = YES_OPTION,
               as_json: bool = JSON_OPTION) -> None:
         """Delete TYPE's waiting jobs (queued, scheduled, deferred); asks first unless --yes."""
         st = state(ctx)
@@ -62,7 +68,7 @@ def register(app: typer.Typer) -> None:
         emit(cleared, as_json,
              lambda r: err.print(f"{r['removed']} waiting {r['jobType']} jobs deleted"))
 
-    @app.command("types")
+    @app.command("types", epilog=example("vq types --json"))
     def types(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         """The job types this configuration knows, with their limits and handlers."""
         st = state(ctx)

@@ -9,9 +9,12 @@ from zoneinfo import ZoneInfo
 import typer
 
 from vq import audit, recurring
+from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, err, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, state
 from vq.cli.submit_cmd import parse_data
+from vq.config import PRIORITIES, TIERS
+from vq.recurring import CATCH_UP
 
 CRON_HELP = ("Cron expression: minute hour day-of-month month day-of-week, e.g. '0 0 * * *' "
              "(a sixth field is seconds).")
@@ -57,10 +60,13 @@ def _render_one(row: dict) -> None:
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Recurring jobs: a job of TYPE at every tick of a cron expression.",
+                        epilog=example("vq recurring add world-building --cron '0 3 * * *' --tz Europe/Paris "
+                                       "--user alice --name nightly"),
                         no_args_is_help=True)
     app.add_typer(group, name="recurring")
 
-    @group.command("add")
+    @group.command("add", epilog=example("vq recurring add content-analysis --cron '*/15 * * * *' --user alice "
+                                         "--data @report.json --name digest"))
     def add(
         ctx: typer.Context,
         job_type: str = typer.Argument(..., metavar="TYPE", help="Job type (see `vq types`)."),
@@ -70,11 +76,16 @@ def register(app: typer.Typer) -> None:
         user: Optional[str] = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
         project: Optional[str] = typer.Option(None, "--project", "-p", help="projectId."),
         name: Optional[str] = typer.Option(None, "--name", help="A unique name to refer to it by."),
-        priority: Optional[str] = typer.Option(None, "--priority", help="high, normal or low (default: from the tier)."),
-        subscription: Optional[str] = typer.Option(None, "--subscription", "-s", help="free, basic, pro or enterprise."),
+        priority: Optional[str] = typer.Option(None, "--priority", metavar=choices_metavar(PRIORITIES),
+                                               callback=one_of("--priority", PRIORITIES),
+                                               help="Priority (default: from the subscription tier)."),
+        subscription: Optional[str] = typer.Option(None, "--subscription", "-s", metavar=choices_metavar(TIERS),
+                                                   callback=one_of("--subscription", TIERS),
+                                                   help="The user's subscription tier (default: from config)."),
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Each run ignores cached results."),
-        catch_up: Optional[str] = typer.Option(None, "--catch-up",
-                                               help="Ticks missed while no daemon ran: none, one or all "
+        catch_up: Optional[str] = typer.Option(None, "--catch-up", metavar=choices_metavar(CATCH_UP),
+                                               callback=one_of("--catch-up", CATCH_UP),
+                                               help="Ticks missed while no daemon ran: run none, one or all "
                                                     "(default recurring.catchUp)."),
         as_json: bool = JSON_OPTION,
     ) -> None:
@@ -90,24 +101,26 @@ def register(app: typer.Typer) -> None:
         else:
             print(definition.id)
 
-    @group.command("list")
+    @group.command("list", epilog=example("vq recurring list --json"))
     def list_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         """Every recurring job with its next three fire times (in its time zone)."""
         st = state(ctx)
         emit([recurring.describe(st.conn, d) for d in recurring.list_all(st.conn)], as_json, _render_list)
 
-    @group.command("show")
-    def show(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID", help="Id or name."),
+    @group.command("show", epilog=example("vq recurring show nightly --runs 20"))
+    def show(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID|NAME", help="Its id or name."),
              runs: int = typer.Option(10, "--runs", min=0, help="How many of the latest runs to list."),
              as_json: bool = JSON_OPTION) -> None:
         """A recurring job: its latest runs and their outcomes, run and failure counts."""
         st = state(ctx)
         emit(recurring.describe(st.conn, recurring.get(st.conn, ref), runs=runs), as_json, _render_one)
 
-    @group.command("run")
-    def run(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID", help="Id or name."),
+    @group.command("run", epilog=example("vq recurring run nightly"))
+    def run(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID|NAME", help="Its id or name."),
             as_json: bool = JSON_OPTION) -> None:
-        """Run it now: submit one job as a tick would; the schedule's next run is unchanged. Prints the job id."""
+        """Run it now: submit one job as a tick would; prints the job id.
+
+        The schedule's next run is unchanged."""
         from vq import jobs
 
         st = state(ctx)
@@ -121,8 +134,8 @@ def register(app: typer.Typer) -> None:
             print(job_id)
 
     def _change(name: str, action, verb: str, help_text: str) -> None:
-        @group.command(name, help=help_text)
-        def command(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID", help="Id or name."),
+        @group.command(name, help=help_text, epilog=example(f"vq recurring {name} nightly"))
+        def command(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID|NAME", help="Its id or name."),
                     as_json: bool = JSON_OPTION) -> None:
             st = state(ctx)
             definition = action(st.conn, ref)

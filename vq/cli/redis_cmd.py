@@ -6,6 +6,7 @@ import typer
 from rich.markup import escape
 
 from vq import redis_admin
+from vq.cli.helptext import example
 from vq.cli.output import emit, err, out
 from vq.cli.state import JSON_OPTION, state
 
@@ -53,33 +54,36 @@ def _render_status(view: dict) -> None:
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="The embedded Redis (when none is configured): status, start, stop.",
-                        no_args_is_help=True)
+                        no_args_is_help=True, epilog=example("vq redis status"))
 
-    @group.command("status")
+    @group.command("status", epilog=example("vq redis status --json"))
     def status(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         """Whether the embedded Redis runs: pid, socket, persistence, memory, the daemons using it.
+
         Exits 3 when it does not run."""
         view = redis_admin.status(state(ctx).settings)
         emit(view, as_json, _render_status)
         if view["mode"] == "embedded" and not view["answering"]:
             raise typer.Exit(3)
 
-    @group.command("start")
+    @group.command("start", epilog=example("vq redis start && vq submit image-generation --user alice"))
     def start(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-        """Start the embedded Redis without a daemon (jobs can be submitted; they run once a daemon
-        starts, and it reuses this Redis); nothing happens when it runs already."""
+        """Start the embedded Redis without a daemon, so jobs can be submitted before one runs.
+
+        They run once a daemon starts, which reuses this Redis; nothing happens when it runs already."""
         view = redis_admin.start(state(ctx).settings)
         emit(view, as_json, lambda v: out.print(
             f"embedded Redis {'started' if v['started'] else 'already running'} (pid {v['pid']}) at "
             f"unix://{escape(v['socket'])}", highlight=False))
 
-    @group.command("stop")
+    @group.command("stop", epilog=example("vq redis stop"))
     def stop(ctx: typer.Context,
              force: bool = typer.Option(False, "--force", help="Stop it even while a daemon uses it (the daemon "
                                                                "starts it again at once: a Redis restart)."),
              as_json: bool = JSON_OPTION) -> None:
-        """Stop the embedded Redis (SIGTERM: the AOF is flushed first). Refused while a daemon on it
-        runs, unless --force."""
+        """Stop the embedded Redis (SIGTERM: the AOF is flushed first).
+
+        Refused while a daemon on it runs, unless --force."""
         view = redis_admin.stop(state(ctx).settings, force=force)
         if view["daemons"]:
             err.print(f"[yellow]warning:[/] vq daemon (pid {', '.join(map(str, view['daemons']))}) starts the "

@@ -10,9 +10,11 @@ from typing import Optional
 import typer
 
 from vq import audit, jobs, templates
+from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, error, note, print_json
 from vq.cli.render import render_job
 from vq.cli.state import JSON_OPTION, state
+from vq.config import PRIORITIES, TIERS
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import InvalidInput
 from vq.submission import Submission, submit, submit_each
@@ -52,19 +54,24 @@ def parse_data(value: str | None) -> dict:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("submit")
+    @app.command("submit", epilog=example("vq submit image-generation --user alice --priority high "
+                                          "--data '{\"prompt\": \"a sunset\"}'"))
     def submit_command(
         ctx: typer.Context,
         job_type: Optional[str] = typer.Argument(None, metavar="TYPE", help="Job type (see `vq types`)."),
         data: Optional[str] = typer.Option(None, "--data", "-d", help="Job data: JSON, @file, or - for stdin."),
         user: Optional[str] = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
         project: Optional[str] = typer.Option(None, "--project", "-p", help="projectId."),
-        priority: Optional[str] = typer.Option(None, "--priority", help="high, normal or low (default: from the tier)."),
-        subscription: Optional[str] = typer.Option(None, "--subscription", "-s", help="free, basic, pro or enterprise."),
+        priority: Optional[str] = typer.Option(None, "--priority", metavar=choices_metavar(PRIORITIES),
+                                               callback=one_of("--priority", PRIORITIES),
+                                               help="Priority (default: from the subscription tier)."),
+        subscription: Optional[str] = typer.Option(None, "--subscription", "-s", metavar=choices_metavar(TIERS),
+                                                   callback=one_of("--subscription", TIERS),
+                                                   help="The user's subscription tier (default: from config)."),
         delay: Optional[str] = typer.Option(None, "--delay", help="Start after this long: 90s, 5m, 300000ms."),
         at: Optional[str] = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
         allow_past: bool = typer.Option(False, "--allow-past", help="An --at in the past runs now instead of failing."),
-        depends_on: list[str] = typer.Option([], "--depends-on", help="Run after this job finished (repeatable)."),
+        depends_on: list[str] = typer.Option([], "--depends-on", metavar="<str>", help="Run after this job finished (repeatable)."),
         allow_failure: bool = typer.Option(False, "--allow-failure", help="Run even if a dependency failed."),
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Run even if an identical job's result is cached."),
         idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key",
@@ -74,10 +81,13 @@ def register(app: typer.Typer) -> None:
         timeout: Optional[float] = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
         batch: Optional[str] = typer.Option(None, "--batch", help="JSON-lines file of submissions (FILE.jsonl or @FILE), or - for stdin."),
         template: Optional[str] = typer.Option(None, "--template", help="Start from this preset in config's templates."),
-        sets: list[str] = typer.Option([], "--set", help="With --template: key=value into the data (a.b=1; repeatable)."),
+        sets: list[str] = typer.Option([], "--set", metavar="<str>", help="With --template: key=value into the data (a.b=1; repeatable)."),
         as_json: bool = JSON_OPTION,
     ) -> None:
-        """Submit a job; prints its id (so `id=$(vq submit ...)` works)."""
+        """Submit a job; prints its id alone, so `id=$(vq submit ...)` works.
+
+        --template NAME starts from a preset of the config, --batch FILE submits one job per JSON line;
+        --wait prints the final state (exit 1 if the job did not finish)."""
         st = state(ctx)
         if batch is not None:
             if job_type or data:

@@ -6,22 +6,29 @@ from typing import Optional
 
 import typer
 
+from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import print_json
 from vq.cli.state import JSON_OPTION, state
+from vq.config import TIERS
 from vq.durations import parse_duration_ms
+
+ROLES = ("user", "operator", "admin")  # vq.api.auth.ROLES, without importing the API (tests/test_cli_help.py)
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Tokens for the HTTP API.", no_args_is_help=True)
+    group = typer.Typer(help="Tokens for the HTTP API.", no_args_is_help=True,
+                        epilog=example("vq token create --user alice --role operator --ttl 30d"))
     app.add_typer(group, name="token")
 
-    @group.command("create")
+    @group.command("create", epilog=example("TOKEN=$(vq token create --user alice --tier pro --ttl 1h)"))
     def create(
         ctx: typer.Context,
         user: str = typer.Option(..., "--user", "-u", help="The token's subject (userId)."),
-        role: str = typer.Option("user", "--role", help="user, operator or admin."),
-        tier: Optional[str] = typer.Option(None, "--tier", help="free, basic, pro or enterprise."),
-        project: list[str] = typer.Option([], "--project", "-p", help="Limit to this project (repeatable)."),
+        role: str = typer.Option("user", "--role", metavar=choices_metavar(ROLES), callback=one_of("--role", ROLES),
+                                 help="What the token may do: its own jobs, operate the queues, or everything."),
+        tier: Optional[str] = typer.Option(None, "--tier", metavar=choices_metavar(TIERS), callback=one_of("--tier", TIERS),
+                                           help="The subscription tier its jobs run at."),
+        project: list[str] = typer.Option([], "--project", "-p", metavar="<str>", help="Limit to this project (repeatable)."),
         ttl: str = typer.Option("1h", "--ttl", help="Lifetime, with a unit (s, m, h, d): 15m, 1h, 30d."),
         as_json: bool = JSON_OPTION,
     ) -> None:

@@ -8,6 +8,7 @@ import traceback
 
 import typer
 
+from vq.cli.helptext import example
 from vq.cli.state import state
 from vq.config import Settings
 from vq.errors import InvalidInput, VqError
@@ -17,11 +18,14 @@ CRASH_LOG = "tui-crash.log"  # in the data directory; the last crash's traceback
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("tui")
+    @app.command("tui", epilog=example("vq tui --refresh 5 --theme light"))
     def tui(ctx: typer.Context,
             refresh: float = typer.Option(1.0, "--refresh", help="Seconds between refreshes (0.2 to 60)."),
-            theme: str = typer.Option("dark", "--theme", help="dark or light (ctrl+p switches at any time).")) -> None:
-        """A live dashboard of queue health, workers, breakers and recurring jobs, with actions."""
+            theme: str = typer.Option("dark", "--theme", metavar="<dark|light>",
+                                      help="Colours (ctrl+p switches at any time).")) -> None:
+        """A live dashboard of queues, workers, breakers and recurring jobs, with actions.
+
+        Drill into a queue, a job, a user or the dead letters; pause, resume, clear, retry, cancel, remove."""
         if not 0.2 <= refresh <= 60:
             raise InvalidInput(f"--refresh: {refresh:g} is not between 0.2 and 60 seconds")
         if theme not in ("dark", "light"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from vq import workers
+from vq.cli.helptext import example
 from vq.cli.output import emit, out, table
 from vq.cli.state import JSON_OPTION, state
 
@@ -27,10 +28,11 @@ def _render(rows: list[dict]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("workers")
+    @app.command("workers", epilog=example("vq workers --json"))
     def workers_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-        """Every worker process of every host: state, current job, heartbeat age, jobs done and
-        failed, busy time and resident memory. A worker whose heartbeat is older than
+        """Every worker process of every host: state, current job, heartbeat, memory.
+
+        Also jobs done and failed and busy time. A worker whose heartbeat is older than
         health.heartbeatAge is shown as silent."""
         st = state(ctx)
         emit(workers.listing(st.conn, st.settings.health.heartbeatAge), as_json, _render)
