@@ -239,3 +239,24 @@ def test_cache_files_are_private_and_a_broken_one_is_rebuilt(tab, tmp_path):
     assert _bash(tab, "vq submit --priority ") == ["high", "normal", "low"]
     assert "test-echo" in _bash(tab, "vq submit ")
     assert json.loads(next(folder.glob("complete-tree-*.json")).read_text())["root"]["group"] is True
+
+
+def test_bash_completes_through_the_script_vq_completion_prints(vq, tab):
+    """bash itself: the function `vq completion bash` defines, called as bash calls it on a TAB."""
+    job_id = vq.submit("test-echo", {}, "--user", "u1")
+    script = vq.run("completion", "bash")
+    assert script.returncode == 0, script.stderr
+
+    def complete(*words: str) -> list[str]:
+        array = " ".join(f"'{w}'" for w in words)
+        probe = (f'{script.stdout}\nCOMP_WORDS=({array}); COMP_CWORD={len(words) - 1}; _vq_completion vq; '
+                 'printf "%s\\n" "${COMPREPLY[@]}"')
+        done = subprocess.run(["bash", "--norc", "--noprofile", "-c", probe], capture_output=True, text=True,
+                              env=tab, timeout=60)
+        assert done.returncode == 0 and not done.stderr, done.stderr
+        return [line for line in done.stdout.split("\n") if line]
+
+    assert complete("vq", "show", "") == [job_id]
+    assert complete("vq", "jobs", "--status", "s") == ["started", "scheduled", "stopped"]
+    assert complete("vq", "submit", "test-n") == ["test-noop"]
+    assert complete("vq", "recu") == ["recurring"]
