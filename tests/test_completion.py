@@ -97,6 +97,7 @@ def test_job_types_complete_with_the_configs_plug_in_types(tab):
     assert _bash(tab, "vq jobs --type test-s") == ["test-sleep"]
     assert _bash(tab, "vq pause test-no") == ["test-noop"]
     assert "test-echo" in _bash(tab, "vq limits set type ")
+    assert _bash(tab, "vq daemon -q test-echo,test-n") == ["test-echo,test-noop"]  # a list's last item
 
 
 def test_recurring_ids_and_names_complete(vq, tab):
@@ -148,7 +149,7 @@ def test_cached_answers_are_typers_own(vq, tab, tmp_path):
              "vq jobs -n 5 --", "vq history ", "vq history --format ", "vq limits set type ",
              "vq limits set user ", "vq daemon --log-level ", "vq completion z", "vq token create --role ",
              "vq costs -b ", "vq tui --theme ", "vq recurring add --catch-up ", "vq dlq retry ",
-             "vq artifacts get x ", "vq --version ", "vq -h -", "vq submit ="]
+             "vq artifacts get x ", "vq --version ", "vq -h -", "vq submit =", "vq daemon -q video-generation,s"]
     script = textwrap.dedent("""
         import io, json, os, sys
         import typer

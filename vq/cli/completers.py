@@ -8,7 +8,7 @@ vq/cli/completion_cache.py answers a TAB from without importing typer or any com
 Sources: static lists (statuses, priorities, tiers, log formats, shells and a few more
 fixed choices) are taken from the code that checks them; dynamic ones come from the config
 (job types: the built-ins and the config's `job_types`, plug-ins included) and from Redis
-(recurring ids and names, recent job ids), through completion_cache.dynamic_values.
+(recurring ids and names, recent job ids), through completion_cache.source_values.
 
 This module imports nothing heavy at import time: the fast path reads only its tables.
 """
@@ -32,6 +32,7 @@ BY_NAME: dict[str, str] = {
     "by": "cost-groups",         # vq costs --by
     "theme": "themes",           # vq tui --theme
     "catch_up": "catch-up",      # vq recurring add --catch-up
+    "queues": "job-type-lists",  # vq daemon --queues T1,T2 (the type after the last comma)
 }
 
 # (command path, parameter name) -> source, where the name alone would say something else
@@ -46,7 +47,7 @@ BY_COMMAND: dict[tuple[str, str], str | None] = {
 }
 
 # Sources whose values come from the config or Redis (completion_cache.dynamic_values).
-DYNAMIC = frozenset({"job-types", "job-ids", "recurring", "history-job", "limit-names"})
+DYNAMIC = frozenset({"job-types", "job-type-lists", "job-ids", "recurring", "history-job", "limit-names"})
 
 
 def static_sources() -> dict[str, list[str]]:
@@ -101,12 +102,9 @@ def attach(root) -> None:
 
     def completer(source: str):
         def complete(ctx, param, incomplete: str):
-            if source in DYNAMIC:
-                root_ctx = ctx.find_root()
-                values = completion_cache.dynamic_values(source, root_ctx.params.get("config"), ctx.params)
-            else:
-                values = statics[source]
-            return [CompletionItem(v) for v in values if v.startswith(incomplete)]
+            values = completion_cache.source_values(source, statics, ctx.find_root().params.get("config"),
+                                                    ctx.params, incomplete)
+            return [CompletionItem(v) for v in values]
         complete.vq_source = source
         return complete
 

@@ -328,6 +328,19 @@ class _Resp:
         raise ConnectionError(f"unexpected reply from Redis: {line[:40]!r}")
 
 
+def source_values(source: str, static: dict, config_path: str | None, params: dict, incomplete: str) -> list[str]:
+    """What a parameter with this source completes `incomplete` to (both paths use this)."""
+    if source == "job-type-lists":  # a comma-separated list: complete its last item
+        head = incomplete[:incomplete.rfind(",") + 1]
+        done = set(incomplete.split(",")[:-1])
+        values = [head + t for t in dynamic_values("job-types", config_path, params) if t not in done]
+    elif source in static:
+        values = static[source]
+    else:
+        values = dynamic_values(source, config_path, params)
+    return [v for v in values if v.startswith(incomplete)]
+
+
 def dynamic_values(source: str, config_path: str | None, params: dict) -> list[str]:
     """The values of a config or Redis source; [] (never an error) when they cannot be had."""
     try:
@@ -607,12 +620,8 @@ def _param_items(tree: dict, chain: list[_Ctx], ctx: _Ctx, param: dict, incomple
         raise _Fallback()
     source = param["source"]
     if source:
-        if source in tree["static"]:
-            values = tree["static"][source]
-        else:
-            values = dynamic_values(source, chain[0].opts.get("config") or os.environ.get("VQ_CONFIG") or None,
-                                    ctx.opts)
-        return [(v, None) for v in values if v.startswith(incomplete)]
+        config = chain[0].opts.get("config") or os.environ.get("VQ_CONFIG") or None
+        return [(v, None) for v in source_values(source, tree["static"], config, ctx.opts, incomplete)]
     if param["choices"] is not None:
         if param["case_sensitive"]:
             return [(c, None) for c in param["choices"] if c.startswith(incomplete)]
