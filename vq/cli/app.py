@@ -131,8 +131,8 @@ def _complete() -> None:
     from vq.cli import completers
 
     command = typer.main.get_command(build_app(MODULES))
-    completers.attach(command)
-    try:
+    try:  # both read typer's internals (typer 0.29's own click): another typer completes names only
+        completers.attach(command)
         completion_cache.save_tree(completers.describe(command))
     except Exception:  # no cache: the next TAB takes this path again
         pass
