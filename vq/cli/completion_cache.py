@@ -10,7 +10,7 @@ the full typer app, with vq/cli/completers.py's completers attached, which write
 Caches, in $XDG_CACHE_HOME/vq (else ~/.cache/vq; the directory mode 0700, the files 0600):
 - complete-tree-<key>.json: the command tree (commands, options, which value source each
   parameter has, the static value lists), keyed by vq's version and the size and mtime of
-  the CLI's modules (and of those the static lists come from) and typer's.
+  the CLI's modules (and of those the static lists come from) and typer's; the 4 newest kept.
 - complete-config.json: per config file (path, size, mtime and the REDIS_* / VQ_DATA_DIR
   environment): its job types and how to reach its Redis (a password included, hence 0600).
 - complete-redis.json: recurring ids and names and the 50 newest job ids, kept TTL seconds;
@@ -34,7 +34,7 @@ TTL = 10.0  # seconds the values read from Redis are reused
 REDIS_TIMEOUT = 0.1  # seconds for connecting and reading, all told, on a TAB that refreshes the values
 RECENT_JOBS = 50
 COMPLETE_VAR = "_VQ_COMPLETE"
-_KEEP = 4  # configs / Redis servers remembered
+_KEEP = 4  # trees (installs), configs and Redis servers remembered
 
 _HERE = Path(__file__).resolve().parent
 _STATIC_FROM = ("model.py", "config.py", "keys.py")  # vq/ modules static_sources() reads
@@ -97,9 +97,17 @@ def _write_json(path: Path, data) -> None:
 
 
 def save_tree(tree: dict) -> None:
+    """Write this vq's tree; keep the _KEEP newest (several installs may share the folder)."""
     path = tree_path()
     _write_json(path, tree)
-    for old in path.parent.glob("complete-tree-*.json"):  # earlier versions' trees
+
+    def age(old: Path) -> float:
+        try:
+            return old.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    for old in sorted(path.parent.glob("complete-tree-*.json"), key=age)[:-_KEEP]:
         if old != path:
             try:
                 old.unlink()
