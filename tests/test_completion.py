@@ -261,3 +261,42 @@ def test_bash_completes_through_the_script_vq_completion_prints(vq, tab):
     assert complete("vq", "jobs", "--status", "s") == ["started", "scheduled", "stopped"]
     assert complete("vq", "submit", "test-n") == ["test-noop"]
     assert complete("vq", "recu") == ["recurring"]
+
+
+CONFIGS = {  # redis block, data_dir, environment: the Redis each names, and the config's job types
+    "url": ({"url": "redis://u%40x:p%3Aw@example.org:6380/4"}, None, {}),
+    "url-query": ({"url": "redis://example.org?db=5&password=sekret"}, None, {}),
+    "tls": ({"url": "rediss://example.org:6390/1"}, None, {}),
+    "unix-url": ({"url": "unix:///run/redis/redis.sock?db=2"}, None, {}),
+    "socket": ({"socket": "/run/r.sock", "password": "pw", "db": 3}, None, {}),
+    "host": ({"host": "db.internal", "port": 6390, "password": "pw"}, None, {}),
+    "sentinel": ({"sentinel": {"hosts": ["s1:26379"]}}, None, {}),
+    "embedded": ({}, "~/vqdata", {}),
+    "embedded-xdg": ({}, None, {"XDG_DATA_HOME": "/srv/share"}),
+    "env-url": ({"host": "ignored"}, None, {"REDIS_URL": "redis://envhost:7000/6"}),
+    "env-host": ({"url": "redis://ignored/1", "db": 2}, None, {"REDIS_HOST": "h2", "REDIS_PASSWORD": "p2"}),
+    "env-port": ({"socket": "/x.sock"}, None, {"REDIS_PORT": "7001", "REDIS_DB": "8"}),
+    "env-data": ({}, "/a", {"VQ_DATA_DIR": "/b"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_the_light_config_reader_agrees_with_vq_config(name, tmp_path):
+    """What a TAB reads from the config without pydantic is what `vq` itself reads."""
+    block, data_dir, env = CONFIGS[name]
+    config = tmp_path / "config.yaml"
+    settings = {"redis": block, "job_types": {"test-echo": {"handler": "tests.plugins:echo"},
+                                              "image-generation": {"timeout": 1000}}}
+    if data_dir:
+        settings["data_dir"] = data_dir
+    config.write_text(json.dumps(settings))  # JSON is YAML
+    code = ("import json\nfrom vq.cli import completers, completion_cache as c\n"
+            "builtins = completers.static_sources()['builtin-types']\n"
+            f"print(json.dumps([c.read_config({str(config)!r}, builtins), c.read_config_validated({str(config)!r})]))")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_", "XDG_DATA"))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**base, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), **env})
+    assert done.returncode == 0, done.stderr
+    light, validated = json.loads(done.stdout)
+    assert light == validated
+    assert light["job_types"][-1] == "test-echo" and light["job_types"].count("image-generation") == 1

@@ -54,10 +54,12 @@ def static_sources() -> dict[str, list[str]]:
     """The fixed lists, from the code that validates them (imports vq.model and vq.config)."""
     from vq.cli.completion_cmd import SHELLS
     from vq.config import PRIORITIES, TIERS
+    from vq.jobtypes import BUILTIN_TYPES
     from vq.keys import LIMIT_KINDS
     from vq.model import Status
 
     return {
+        "builtin-types": list(BUILTIN_TYPES),  # not a source: the job types before the config's
         "statuses": [s.value for s in Status],
         "priorities": list(PRIORITIES),
         "tiers": list(TIERS),

@@ -37,7 +37,7 @@ COMPLETE_VAR = "_VQ_COMPLETE"
 _KEEP = 4  # trees (installs), configs and Redis servers remembered
 
 _HERE = Path(__file__).resolve().parent
-_STATIC_FROM = ("model.py", "config.py", "keys.py")  # vq/ modules static_sources() reads
+_STATIC_FROM = ("model.py", "config.py", "keys.py", "jobtypes.py")  # vq/ modules static_sources() reads
 
 
 def cache_dir() -> Path:
@@ -150,32 +150,126 @@ def _config_key(config_path: str | None) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
 
 
-def _redis_spec(settings) -> dict | None:
-    """How to reach the configured (or embedded) Redis over a plain socket; "redis-py" when
-    only redis-py can (TLS, Sentinel)."""
-    from vq.connection import embedded_socket_path
-
-    r = settings.redis
-    if r.sentinel:
+def _spec(block: dict, data_path: Path, parse_url) -> dict:
+    """How to reach Redis over a plain socket, from the config's redis block (after the
+    environment) as vq/connection.py chooses: "redis-py" when only redis-py can (TLS, Sentinel)."""
+    if block.get("sentinel"):
         return {"kind": "redis-py"}
-    if r.url:
-        from redis.connection import SSLConnection, parse_url
-
-        parsed = parse_url(r.url)
-        if parsed.get("connection_class") is SSLConnection:
+    if block.get("url"):
+        parsed = parse_url(block["url"])
+        if parsed.get("tls"):
             return {"kind": "redis-py"}
-        common = {"username": parsed.get("username"), "password": parsed.get("password"), "db": parsed.get("db") or 0}
+        common = {"username": parsed.get("username"), "password": parsed.get("password"),
+                  "db": int(parsed.get("db") or 0)}
         if parsed.get("path"):
             return {"kind": "unix", "path": parsed["path"], **common}
-        return {"kind": "tcp", "host": parsed.get("host") or "localhost", "port": parsed.get("port") or 6379, **common}
-    if r.socket:
-        return {"kind": "unix", "path": r.socket, "username": None, "password": r.password, "db": r.db}
-    if r.host:
-        return {"kind": "tcp", "host": r.host, "port": r.port, "username": None, "password": r.password, "db": r.db}
-    return {"kind": "unix", "path": embedded_socket_path(settings), "username": None, "password": None, "db": 0}
+        return {"kind": "tcp", "host": parsed.get("host") or "localhost", "port": int(parsed.get("port") or 6379),
+                **common}
+    password = None if block.get("password") is None else str(block["password"])
+    common = {"username": None, "password": password, "db": int(block.get("db") or 0)}
+    if block.get("socket"):
+        return {"kind": "unix", "path": str(block["socket"]), **common}
+    if block.get("host"):
+        return {"kind": "tcp", "host": str(block["host"]), "port": int(block.get("port") or 6379), **common}
+    return {"kind": "unix", "path": str(data_path / "redis" / "redis.sock"), "username": None, "password": None,
+            "db": 0}
 
 
-def _config_values(config_path: str | None) -> dict:
+def _redis_py_parse_url(url: str) -> dict:
+    from redis.connection import SSLConnection, parse_url
+
+    parsed = parse_url(url)
+    parsed["tls"] = parsed.get("connection_class") is SSLConnection
+    return parsed
+
+
+def _parse_url(url: str) -> dict:
+    """redis-py's parse_url, for what completion needs, without importing redis-py."""
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    if not url.lower().startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("not a Redis URL")
+    parts = urlparse(url)
+    out: dict = {}
+    for name, value in parse_qs(parts.query).items():
+        if value:
+            out[name] = int(value[0]) if name == "db" else value[0]
+    if parts.username:
+        out["username"] = unquote(parts.username)
+    if parts.password:
+        out["password"] = unquote(parts.password)
+    if parts.scheme == "unix":
+        if parts.path:
+            out["path"] = unquote(parts.path)
+        return out
+    if parts.hostname:
+        out["host"] = unquote(parts.hostname)
+    if parts.port is not None:
+        out["port"] = int(parts.port)
+    if parts.path and "db" not in out:
+        try:
+            out["db"] = int(unquote(parts.path).replace("/", ""))
+        except ValueError:
+            pass
+    out["tls"] = parts.scheme == "rediss"
+    return out
+
+
+def read_config(config_path: str | None, builtins: list[str]) -> dict:
+    """{"job_types", "redis"} of a config, read as vq/config.py's load_settings reads it (the
+    file, then the REDIS_* / VQ_DATA_DIR environment) but without loading pydantic or
+    validating it. tests/test_completion.py checks it against read_config_validated."""
+    import yaml
+
+    env = os.environ
+    explicit = config_path or env.get("VQ_CONFIG")
+    if explicit:
+        source = Path(explicit).expanduser()
+    else:
+        source = Path(env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")) / "vq" / "config.yaml"
+    raw: dict = {}
+    if source.exists():
+        loaded = yaml.load(source.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ValueError("not a mapping")
+        raw = loaded
+    elif explicit:
+        raise FileNotFoundError(explicit)
+    block = dict(raw.get("redis") or {})  # vq.config._apply_env
+    if env.get("REDIS_URL"):
+        block = {"url": env["REDIS_URL"]}
+    elif env.get("REDIS_HOST") or env.get("REDIS_PORT"):
+        block.pop("url", None)
+        block.pop("socket", None)
+        block["host"] = env.get("REDIS_HOST") or block.get("host") or "localhost"
+    for name, key in (("REDIS_PORT", "port"), ("REDIS_DB", "db")):
+        if env.get(name):
+            block[key] = int(env[name])
+    if env.get("REDIS_PASSWORD"):
+        block["password"] = env["REDIS_PASSWORD"]
+    data_dir = env.get("VQ_DATA_DIR") or raw.get("data_dir")
+    if data_dir:
+        data_path = Path(str(data_dir)).expanduser()
+    else:
+        data_path = Path(env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")) / "vq"
+    custom = [str(name) for name in (raw.get("job_types") or {}) if str(name) not in builtins]
+    return {"job_types": [*builtins, *custom], "redis": _spec(block, data_path, _parse_url)}
+
+
+def read_config_validated(config_path: str | None) -> dict:
+    """The same through vq.config (pydantic, validation): for a static table without the
+    built-in types, and to check read_config."""
+    from vq.config import load_settings
+    from vq.jobtypes import job_types
+
+    settings = load_settings(config_path)
+    block = settings.redis.model_dump()
+    return {"job_types": list(job_types(settings)), "redis": _spec(block, settings.data_path, _redis_py_parse_url)}
+
+
+def _config_values(config_path: str | None, builtins: list[str] | None) -> dict:
     """{"job_types": [...], "redis": spec or None} of this config, cached by the file's identity."""
     key = _config_key(config_path)
     path = cache_dir() / "complete-config.json"
@@ -184,15 +278,10 @@ def _config_values(config_path: str | None) -> dict:
     if key in entries:
         return entries[key]
     try:
-        from vq.config import load_settings
-        from vq.jobtypes import job_types
-
-        settings = load_settings(config_path)
-        entry = {"job_types": list(job_types(settings)), "redis": _redis_spec(settings), "config": config_path}
+        entry = read_config(config_path, builtins) if builtins else read_config_validated(config_path)
     except Exception:  # a broken config: the built-in types, and no Redis to ask
-        from vq.jobtypes import BUILTIN_TYPES
-
-        entry = {"job_types": list(BUILTIN_TYPES), "redis": None, "config": config_path}
+        entry = {"job_types": list(builtins or []), "redis": None}
+    entry["config"] = config_path
     entry["at"] = time.time()
     entries[key] = entry
     newest = sorted(entries.items(), key=lambda item: item[1].get("at", 0))[-_KEEP:]
@@ -346,29 +435,22 @@ def source_values(source: str, static: dict, config_path: str | None, params: di
     if source == "job-type-lists":  # a comma-separated list: complete its last item
         head = incomplete[:incomplete.rfind(",") + 1]
         done = set(incomplete.split(",")[:-1])
-        values = [head + t for t in dynamic_values("job-types", config_path, params) if t not in done]
+        values = [head + t for t in dynamic_values("job-types", static, config_path, params) if t not in done]
     elif source in static:
         values = static[source]
     else:
-        values = dynamic_values(source, config_path, params)
+        values = dynamic_values(source, static, config_path, params)
     return [v for v in values if v.startswith(incomplete)]
 
 
-def dynamic_values(source: str, config_path: str | None, params: dict) -> list[str]:
+def dynamic_values(source: str, static: dict, config_path: str | None, params: dict) -> list[str]:
     """The values of a config or Redis source; [] (never an error) when they cannot be had."""
     try:
-        config = _config_values(config_path)
-        if source == "job-types":
+        if source == "limit-names" and params.get("kind") != "type":
+            return list(static.get("tiers") or []) if params.get("kind") == "tier" else []
+        config = _config_values(config_path, static.get("builtin-types"))
+        if source in ("job-types", "limit-names"):
             return list(config.get("job_types") or [])
-        if source == "limit-names":
-            kind = params.get("kind")
-            if kind == "type":
-                return list(config.get("job_types") or [])
-            if kind == "tier":
-                from vq.config import TIERS
-
-                return list(TIERS)
-            return []
         found = _redis_values(config)
         if source == "job-ids":
             return list(found.get("job_ids") or [])
