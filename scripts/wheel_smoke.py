@@ -116,6 +116,10 @@ def smoke(work: Path, *, fresh: bool) -> None:
         shown = json.loads(vq("show", job, "--json").stdout)
         check(shown["status"] == "finished", f"job {job} ended {shown['status']}: {shown.get('error')}")
         check(json.loads(vq("result", job, "--json").stdout), "the finished job has no result")
+        for _ in ("cold", "warm"):  # a shell's TAB: the first builds the completion cache, the second reads it
+            tab = subprocess.run([str(bin_dir / "vq")], cwd=work, capture_output=True, text=True, timeout=60,
+                                 env=dict(env, _VQ_COMPLETE="complete_bash", COMP_WORDS="vq show ", COMP_CWORD="2"))
+            check(tab.returncode == 0 and tab.stdout.split() == [job], f"vq show <TAB> gave {tab.stdout!r} {tab.stderr}")
         doctor = vq("doctor", "--json", ok=(0, 1))  # 1: warnings, e.g. no fsync every write; 2 would be a problem
         findings = json.loads(doctor.stdout)
         check(isinstance(findings, (list, dict)), "vq doctor --json is not JSON")

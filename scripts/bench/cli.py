@@ -4,6 +4,10 @@ Starts a private redis-server on a free port, then runs each vq command N times,
 with its rq counterpart, and prints the median vq / rq ratio per command:
   vq --version, vq --help        vs  rq --version
   vq show ID, vq queues, vq submit  vs  rq info (the same redis-server)
+and a shell's TAB (bash's protocol, `vq show <TAB>`: recent job ids from Redis), in seconds
+against the 0.2 s target: cold (no cache: the full app builds it), a refresh (the cached
+tables, the values read from Redis again: the first TAB after their 10 s) and warm (both
+cached), and a TAB completing a static list (`vq jobs --status <TAB>`).
 Run: python3 scripts/bench/cli.py [-n 15] [--json]
 """
 
@@ -86,17 +90,50 @@ def main() -> None:
                           "peer_s": round(statistics.median(peer), 4),
                           "ratio": round(statistics.median(mine) / statistics.median(peer), 2),
                           "target": targets[name]}
+        tabs = tab_times(vq, env, work, args.n)
     finally:
         server.terminate()
         server.wait(10)
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
-        print(json.dumps({"runs": args.n, "python": sys.version.split()[0], "commands": rows}, indent=2))
+        print(json.dumps({"runs": args.n, "python": sys.version.split()[0], "commands": rows, "tab": tabs},
+                         indent=2))
         return
     print(f"{'command':<14} {'vq s':>7} {'peer':<13} {'peer s':>7} {'ratio':>6} {'target':>7}")
     for name, row in rows.items():
         print(f"{name:<14} {row['vq_s']:>7.3f} {row['peer']:<13} {row['peer_s']:>7.3f} {row['ratio']:>6.2f} "
               f"{row['target']:>6.1f}x")
+    print(f"\n{'TAB (bash)':<36} {'median s':>9} {'max s':>7} {'target':>7}")
+    for name, row in tabs.items():
+        print(f"{name:<36} {row['median_s']:>9.3f} {row['max_s']:>7.3f} {row['target']:>7}")
+
+
+def tab_times(vq: str, env: dict[str, str], work: Path, n: int) -> dict:
+    """A TAB as bash's completion function runs it, in seconds: cold, refresh, warm, static."""
+    cache = Path(env["XDG_CACHE_HOME"])
+
+    def tab(line: str, cache_home: Path) -> float:
+        words = line.split(" ")
+        return timed([vq], {**env, "XDG_CACHE_HOME": str(cache_home), "_VQ_COMPLETE": "complete_bash",
+                            "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)})
+
+    cold, refresh, warm, static = [], [], [], []
+    for index in range(n):
+        cold.append(tab("vq show ", work / f"cold-{index}"))
+    tab("vq show ", cache)
+    for _ in range(n):
+        (cache / "vq" / "complete-redis.json").unlink(missing_ok=True)
+        refresh.append(tab("vq show ", cache))
+        warm.append(tab("vq show ", cache))
+        static.append(tab("vq jobs --status ", cache))
+
+    def row(times: list[float], target: str) -> dict:
+        return {"median_s": round(statistics.median(times), 4), "max_s": round(max(times), 4), "target": target}
+
+    return {"vq show <TAB>, cold (no cache)": row(cold, "-"),
+            "vq show <TAB>, values from Redis": row(refresh, "<=0.2"),
+            "vq show <TAB>, warm": row(warm, "<=0.2"),
+            "vq jobs --status <TAB>, warm": row(static, "<=0.2")}
 
 
 if __name__ == "__main__":

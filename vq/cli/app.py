@@ -80,8 +80,8 @@ def build_app(modules: list[str]):
         add_completion=True,
     )
 
-    def _version(value: bool) -> None:
-        if value:
+    def _version(ctx: typer.Context, value: bool) -> None:
+        if value and not ctx.resilient_parsing:  # not while completing `vq --version <TAB>`
             print(f"vq {__version__}")
             raise typer.Exit()
 
@@ -118,10 +118,39 @@ def __getattr__(attr: str):
     raise AttributeError(attr)
 
 
+# Commands that add or remove jobs or recurring jobs: after them, the next TAB asks Redis afresh.
+_CHANGE_COMPLETIONS = {"submit", "rm", "clear", "dlq", "recurring"}
+
+
+def _complete() -> None:
+    """A shell's TAB: from the cached tables (vq/cli/completion_cache.py) without importing typer
+    or any command, else the full app with the completers of vq/cli/completers.py attached,
+    which writes those tables for the next TAB."""
+    from vq.cli import completion_cache
+
+    code = completion_cache.answer()
+    if code is not None:
+        sys.exit(code)
+    import typer
+
+    from vq.cli import completers
+
+    command = typer.main.get_command(build_app(MODULES))
+    try:  # both read typer's internals (typer 0.29's own click): another typer completes names only
+        completers.attach(command)
+        completion_cache.save_tree(completers.describe(command))
+    except Exception:  # no cache: the next TAB takes this path again
+        pass
+    command.main(complete_var=completion_cache.COMPLETE_VAR)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if argv and argv[0] == "--version":
         print(f"vq {__version__}")
+        return
+    if os.environ.get("_VQ_COMPLETE"):
+        _complete()
         return
     root_help = argv in (["--help"], ["-h"]) and not any(key.startswith("_VQ_COMPLETE") for key in os.environ)
     if root_help:
@@ -136,7 +165,13 @@ def main() -> None:
         if root_help:
             help_cache.record(build_app(MODULES))
         else:
-            build_app(modules_for(argv))()
+            try:
+                build_app(modules_for(argv))()
+            finally:
+                if command_name(argv) in _CHANGE_COMPLETIONS:
+                    from vq.cli.completion_cache import forget_redis_values
+
+                    forget_redis_values()
     except VqError as exc:
         error(exc.message)
         sys.exit(exc.exit_code)
