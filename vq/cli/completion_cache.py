@@ -259,13 +259,15 @@ def read_config(config_path: str | None, builtins: list[str]) -> dict:
 
 
 def read_config_validated(config_path: str | None) -> dict:
-    """The same through vq.config (pydantic, validation): for a static table without the
+    """The same through vq.config (validated): for a static table without the
     built-in types, and to check read_config."""
+    import msgspec
+
     from vq.config import load_settings
     from vq.jobtypes import job_types
 
     settings = load_settings(config_path)
-    block = settings.redis.model_dump()
+    block = msgspec.structs.asdict(settings.redis)
     return {"job_types": list(job_types(settings)), "redis": _spec(block, settings.data_path, _redis_py_parse_url)}
 
 
