@@ -11,9 +11,8 @@ import typer
 from vq import audit, recurring
 from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, err, out, print_json, status_text, table
-from vq.cli.state import JSON_OPTION, state
+from vq.cli.state import JSON_OPTION, PRIORITY_OPTION, SUBSCRIPTION_OPTION, state
 from vq.cli.submit_cmd import parse_data
-from vq.config import PRIORITIES, TIERS
 from vq.recurring import CATCH_UP
 
 CRON_HELP = ("Cron expression: minute hour day-of-month month day-of-week, e.g. '0 0 * * *' "
@@ -76,12 +75,8 @@ def register(app: typer.Typer) -> None:
         user: Optional[str] = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
         project: Optional[str] = typer.Option(None, "--project", "-p", help="projectId."),
         name: Optional[str] = typer.Option(None, "--name", help="A unique name to refer to it by."),
-        priority: Optional[str] = typer.Option(None, "--priority", metavar=choices_metavar(PRIORITIES),
-                                               callback=one_of("--priority", PRIORITIES),
-                                               help="Priority (default: from the subscription tier)."),
-        subscription: Optional[str] = typer.Option(None, "--subscription", "-s", metavar=choices_metavar(TIERS),
-                                                   callback=one_of("--subscription", TIERS),
-                                                   help="The user's subscription tier (default: from config)."),
+        priority: Optional[str] = PRIORITY_OPTION,
+        subscription: Optional[str] = SUBSCRIPTION_OPTION,
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Each run ignores cached results."),
         catch_up: Optional[str] = typer.Option(None, "--catch-up", metavar=choices_metavar(CATCH_UP),
                                                callback=one_of("--catch-up", CATCH_UP),

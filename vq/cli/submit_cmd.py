@@ -10,11 +10,10 @@ from typing import Optional
 import typer
 
 from vq import audit, jobs, templates
-from vq.cli.helptext import choices_metavar, example, one_of
+from vq.cli.helptext import example
 from vq.cli.output import emit, error, note, print_json
 from vq.cli.render import render_job
-from vq.cli.state import JSON_OPTION, state
-from vq.config import PRIORITIES, TIERS
+from vq.cli.state import JSON_OPTION, PRIORITY_OPTION, SUBSCRIPTION_OPTION, state
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import InvalidInput
 from vq.submission import Submission, submit, submit_each
@@ -62,12 +61,8 @@ def register(app: typer.Typer) -> None:
         data: Optional[str] = typer.Option(None, "--data", "-d", help="Job data: JSON, @file, or - for stdin."),
         user: Optional[str] = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
         project: Optional[str] = typer.Option(None, "--project", "-p", help="projectId."),
-        priority: Optional[str] = typer.Option(None, "--priority", metavar=choices_metavar(PRIORITIES),
-                                               callback=one_of("--priority", PRIORITIES),
-                                               help="Priority (default: from the subscription tier)."),
-        subscription: Optional[str] = typer.Option(None, "--subscription", "-s", metavar=choices_metavar(TIERS),
-                                                   callback=one_of("--subscription", TIERS),
-                                                   help="The user's subscription tier (default: from config)."),
+        priority: Optional[str] = PRIORITY_OPTION,
+        subscription: Optional[str] = SUBSCRIPTION_OPTION,
         delay: Optional[str] = typer.Option(None, "--delay", help="Start after this long: 90s, 5m, 300000ms."),
         at: Optional[str] = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
         allow_past: bool = typer.Option(False, "--allow-past", help="An --at in the past runs now instead of failing."),
