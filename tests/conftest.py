@@ -4,9 +4,11 @@ user runs it, and a real `vq daemon` with real worker processes."""
 from __future__ import annotations
 
 import codecs
+import inspect
 import json
 import os
 import pty
+import re
 import shutil
 import signal
 import socket
@@ -240,6 +242,12 @@ class VQ:
             since = _next_event_of(events, job_id, since, min(deadline, time.monotonic() + 0.5))
         raise AssertionError(f"job {job_id} still {view.get('status')} after {timeout}s\n{self.log_tails()}")
 
+    def open_gate(self, gate: str) -> None:
+        """Let every job holding at `gate` (data {"gate": gate}, tests/plugins.py wait_at_gate)
+        finish, and any that reaches it later pass."""
+        events = self._events_client()
+        events.rpush(f"test:gate:{gate}", "open")
+
     def wait_done(self, job_id: str, timeout: float = 30) -> dict:
         """The job's view once it has ended (finished, failed, canceled or stopped)."""
         return self.wait_for(job_id, timeout=timeout)
@@ -390,3 +398,49 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return False
+
+
+# Modules slow for what they run besides daemons: a wheel build, the OpenAPI client generator,
+# systemd-analyze, Redis killed under load, a terminal session typed into.
+SLOW_MODULES = {"test_wheel", "test_api_client", "test_systemd_unit", "test_chaos", "test_pipelines_under_load",
+                "test_first_session", "test_sentinel", "test_fencing"}
+_SLOW_CODE = re.compile(r"start_daemon\(|time\.sleep\((?:[1-9]|0\.[5-9])|wait_for\(|--wait\b|\"--follow\"")
+
+
+def _source(function) -> str:
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
+def _slow_helpers(module) -> re.Pattern | None:
+    """A pattern of calls to the module's own functions (helpers, fixtures) that start a
+    daemon, wait or sleep (one level deep)."""
+    names = [name for name, value in vars(module).items()
+             if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("test_")
+             and _SLOW_CODE.search(_source(getattr(value, "__wrapped__", value)))]
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b") if names else None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `slow` the tests that start a daemon, wait for jobs or sleep half a second or more
+    (in their own source, a helper of their module they call, or a fixture they use), and
+    those of SLOW_MODULES: `-m "not slow"` keeps the quick checks of the CLI, the config and
+    the libraries against a real Redis."""
+    helpers: dict[object, re.Pattern | None] = {}
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None:
+            continue
+        module = item.module
+        if module not in helpers:
+            helpers[module] = _slow_helpers(module)
+        text = _source(function)
+        for name in item.fixturenames:
+            for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):  # noqa: SLF001
+                if fixturedef.func.__module__ == module.__name__:
+                    text += _source(fixturedef.func)
+        if (module.__name__.rpartition(".")[2] in SLOW_MODULES or _SLOW_CODE.search(text)
+                or (helpers[module] is not None and helpers[module].search(text))):
+            item.add_marker(pytest.mark.slow)
