@@ -11,7 +11,6 @@ bounds; each `__post_init__` checks what a type cannot say, raising `_InvalidKey
 key it is about.
 """
 
-from __future__ import annotations
 
 import os
 import re
