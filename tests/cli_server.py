@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,7 +94,10 @@ def _warm_up(cli_app) -> None:
     import vq
 
     saved = dict(os.environ), list(sys.argv)
-    os.environ["VQ_CONFIG"] = os.devnull + "/none"  # no config: each command stops after parsing its options
+    home = tempfile.mkdtemp(prefix="vq-cli-warm-")  # whatever a command caches lands here, not in a real HOME
+    for name in [k for k in os.environ if k.startswith("XDG_")]:
+        del os.environ[name]
+    os.environ.update(HOME=home, VQ_CONFIG=os.devnull + "/none")  # no config: each command stops after its options
     for name in cli_app.COMMANDS:
         sys.argv = [MAIN, name, "x"]
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -104,6 +108,12 @@ def _warm_up(cli_app) -> None:
     os.environ.clear()
     os.environ.update(saved[0])
     sys.argv = saved[1]
+    shutil.rmtree(home, ignore_errors=True)
+    from vq.cli import output
+
+    for console in vars(output).values():  # made on the warm-up's streams: each call makes its own
+        if hasattr(console, "_console"):
+            console._console = None  # noqa: SLF001
     for module in pkgutil.walk_packages(vq.__path__, "vq."):
         if module.name == "vq.__main__":  # it runs the CLI
             continue
