@@ -1,5 +1,6 @@
 """Fixtures: a real redis-server on a private port and data dir, the vq CLI run as a
-user runs it, and a real `vq daemon` with real worker processes."""
+user runs it (each call a process of its own, forked from a warm CLI: tests/cli_server.py),
+a real `vq daemon` with real worker processes, and waits that block on a job's events."""
 
 from __future__ import annotations
 
@@ -136,7 +137,8 @@ HOSTILE_JOB_TYPES = {
 
 
 class VQ:
-    """Runs `vq` as a user would: a subprocess with its own config and environment."""
+    """Runs `vq` as a user would: a process with its own config and environment, forked
+    from a warm `python -m vq` (tests/cli_server.py) so a call costs milliseconds."""
 
     def __init__(self, config_path: Path, env: dict[str, str], data_dir: Path):
         self.config_path = config_path
