@@ -263,6 +263,7 @@ class CliServer:
     [sys.executable, "-m", "vq", *args], capture_output=True, text=True, env=env)."""
 
     def __init__(self, env: dict[str, str]):
+        self.startup = _startup(env)
         self.dir = tempfile.mkdtemp(prefix="vq-cli-")
         self.path = os.path.join(self.dir, "sock")
         self.proc = subprocess.Popen([sys.executable, "-c", f"from tests.cli_server import serve; serve({self.path!r})"],
@@ -271,6 +272,13 @@ class CliServer:
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"the vq CLI server did not start (exit {self.proc.poll()})")
+
+    def serves(self, env: dict[str, str]) -> bool:
+        """Whether a call with this environment may be forked from the server: not when it
+        changes what an interpreter does as it starts (PYTHONPATH, whose sitecustomize may
+        patch the resolver, as tests/test_webhooks.py does; PYTHONHASHSEED, PYTHONWARNINGS,
+        ...): such a call needs a new interpreter."""
+        return _startup(env) == self.startup
 
     def spawn(self, args: list[str], env: dict[str, str], stdin: int, stdout: int, stderr: int) -> Child:
         """Start `python -m vq *args` on these fds; a Popen-like handle of it."""
@@ -308,6 +316,12 @@ class CliServer:
             os.rmdir(self.dir)
         except OSError:
             pass
+
+
+def _startup(env: dict[str, str]) -> dict[str, str]:
+    """What in an environment acts when an interpreter starts (bytecode caching aside)."""
+    return {k: v for k, v in env.items()
+            if (k.startswith("PYTHON") and k != "PYTHONDONTWRITEBYTECODE") or k == "LD_PRELOAD"}
 
 
 def _text(data: bytes) -> str:

@@ -150,9 +150,9 @@ class VQ:
 
     def run(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         """`python -m vq *args` with this config and environment: a process of its own,
-        forked from a warm one (tests/cli_server.py), or a cold interpreter with
-        VQ_TEST_COLD_CLI=1 (to compare)."""
-        if os.environ.get("VQ_TEST_COLD_CLI"):
+        forked from a warm one (tests/cli_server.py), or a new interpreter when the
+        environment changes how one starts (CliServer.serves) or with VQ_TEST_COLD_CLI=1."""
+        if os.environ.get("VQ_TEST_COLD_CLI") or not cli_server().serves(self.env):
             return subprocess.run([sys.executable, "-m", "vq", *args], input=input, capture_output=True, text=True,
                                   env=self.env, timeout=timeout)
         return cli_server().run(list(args), self.env, input=input, timeout=timeout)
@@ -173,8 +173,9 @@ class VQ:
         terminal=True: its stdout and stderr are a pseudo-terminal, as in an operator's
         terminal or tmux pane (what it writes there is copied to its log file).
         The daemon is forked from the warm `vq` (tests/cli_server.py; a Popen-like handle),
-        but with terminal=True, cold=True or VQ_TEST_COLD_CLI=1 it is a new interpreter
-        (a subprocess.Popen), as systemd or a shell starts it."""
+        but with terminal=True, cold=True, VQ_TEST_COLD_CLI=1 or an environment that changes
+        how an interpreter starts, it is a new one (a subprocess.Popen), as systemd or a
+        shell starts it."""
         path = self.data_dir / f"daemon-{len(self.logs)}.log"
         self.logs.append(path)
         log = open(path, "w")
@@ -182,7 +183,7 @@ class VQ:
         output = log
         if terminal:
             master, output = pty.openpty()
-        if terminal or cold or os.environ.get("VQ_TEST_COLD_CLI"):
+        if terminal or cold or os.environ.get("VQ_TEST_COLD_CLI") or not cli_server().serves(self.env):
             proc = subprocess.Popen([sys.executable, "-m", "vq", "daemon", *count, *extra],
                                     env=self.env, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
                                     preexec_fn=lambda: die_with_parent(signal.SIGKILL))

@@ -48,3 +48,18 @@ def test_a_forked_daemon_is_a_process_with_a_pid_signals_and_an_exit_code(vq):
     killed = vq.start_daemon(workers=1)
     killed.kill()
     assert killed.wait(10) == -signal.SIGKILL
+
+
+def test_an_environment_that_changes_how_python_starts_gets_a_new_interpreter(vq, tmp_path):
+    """A sitecustomize on PYTHONPATH (tests/resolver patches DNS so) acts only when an
+    interpreter starts: such a call is not forked from the warm one."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text("import sys\nsys.stderr.write('site ran\\n')\n")
+    assert "site ran" not in vq.run("--version").stderr
+    vq.env["PYTHONPATH"] = f"{tmp_path / 'site'}:{vq.env['PYTHONPATH']}"
+    assert "site ran" in vq.run("--version").stderr
+    daemon = vq.start_daemon(workers=1)
+    assert isinstance(daemon, subprocess.Popen)
+    job = vq.submit("test-echo", {}, "--user", "u")
+    assert vq.wait_done(job)["status"] == "finished"
+    assert "site ran" in vq.daemon_log()
