@@ -271,7 +271,7 @@ def write_meta(conn: redis.Redis, job, event: list[str] | None = None) -> bool:
             pipe.execute()
         return True
     script = lua.script(conn, "fenced.lua")
-    written = script(args=[job.id, token, job._serialize_meta(), json.dumps(event) if event else ""])
+    written = script(keys=[job.key], args=[token, job._serialize_meta(), json.dumps(event) if event else ""])
     if not written:
         refused(job.id, "meta")
     return bool(written)
