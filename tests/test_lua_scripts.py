@@ -222,3 +222,25 @@ def test_a_long_wait_moves_a_job_up_a_level(redis_conn):
     assert redis_conn.hget(keys.AGED, "old-low") == b"normal"
     assert redis_conn.lrange(keys.waiting_list(TYPE, "normal", "u1"), 0, -1) == [b"old-low"]
     assert keys.ring(TYPE, "normal").encode() in redis_conn.smembers(keys.INBOX)
+
+
+def test_a_redis_that_lost_the_script_still_gets_the_job_end_and_its_slots_back(redis_conn):
+    _limits(redis_conn, type_limit=1, tiers={"free": 5})
+    _job(redis_conn, "first", "u1")
+    _job(redis_conn, "second", "u2")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
+    redis_conn.script_flush()  # a restarted Redis: the pipeline's EVALSHA answers NOSCRIPT
+    end = JobEnd(id="first", key=keys.rq_job("first"), fields=["status", "finished"], ttl=60,
+                 registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+                 event=["event", "finished", "jobId", "first"], dependents=keys.rq_dependents("first"),
+                 token=first.token)
+    give_back = ("first", TYPE, "u1")
+    with redis_conn.pipeline(transaction=False) as pipe:
+        admission.admit_in(pipe, [TYPE], start=Start("w1", "y", 420, busy=True), give_back=give_back, finish=end)
+        reply = pipe.execute(raise_on_error=False)[0]
+    _has_dependents, admitted, refused = admission.parse_admitted(reply, give_back, end)
+    assert admitted is None and not refused, "nothing admitted on the way: the worker asks again"
+    assert redis_conn.hget(keys.rq_job("first"), "status") == b"finished"
+    assert _running(redis_conn, keys.running_type(TYPE)) == 0, "its slot is back"
+    assert admission.admit([TYPE]).job_id == "second"

@@ -19,7 +19,7 @@ import uuid
 from typing import NamedTuple
 
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat, utcparse
 from rq import Queue
@@ -81,7 +81,7 @@ class Admission:
         job or None, whether the finished job's end was refused because its lease token was
         stale). `give_back` and `finish` as given to it, done here if the script did not run."""
         if isinstance(reply, ResponseError):
-            if "NOSCRIPT" not in str(reply):
+            if not isinstance(reply, NoScriptError) and "NOSCRIPT" not in str(reply):  # redis-py strips the word
                 raise reply
             self.conn.script_load(self._admit.script)
             return _parse_reply(self._admit(args=self._admit_args([], None, give_back, finish)))
@@ -169,7 +169,7 @@ def mark_nonempty_lists(conn: Redis, queue_names: list[str]) -> int:
 
 def forget_idle_in(pipe, worker_name: str) -> None:
     """A stopping worker is no longer idle (admission wakes idle workers when it frees
-    slots: vq/lua/admit.lua)."""
+    slots: vq/lua/admit_main.lua)."""
     pipe.srem(keys.INBOX, IDLE_PREFIX + worker_name)
 
 

@@ -87,10 +87,10 @@ def cancel_request(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:cancel"
 
 
-# --- admission (see vq/lua/admit.lua for how these fit together) -------------------
+# --- admission (see vq/lua/admit_common.lua for how these fit together) -------------------
 WAKE = PREFIX + "wake"  # list: a token per event that may let a waiting job run
 # set: what admission looks at: RQ queue names whose lists may hold jobs it has not
-# routed, and the keys of rings that have users (vq/lua/admit.lua)
+# routed, and the keys of rings that have users (vq/lua/admit_route.lua)
 INBOX = PREFIX + "inbox"
 INBOX_IDLE = "idle:"  # in INBOX, before a worker's name: that worker waits for a wake token
 USER_TIER = PREFIX + "usertier"
