@@ -4,8 +4,9 @@
 -- admit_start, admit_main. Runs atomically, so two workers on two hosts can never both
 -- take the last slot.
 --
--- KEYS: the names in the table K, which the loader's prologue fills from vq/keys.py (see
---       PROTOCOLS there for which key or prefix each is); C holds its constants.
+-- KEYS: the names in the table K, which the loader's prologue fills from KEYS (PROTOCOLS
+--       in vq/lua/__init__.py says which key or prefix of vq/keys.py each is); the table C
+--       holds constants of vq/keys.py (the lease field, the idle mark, the priorities).
 -- ARGV[1]: the options, one JSON object (vq/admission.py Admission._admit_args):
 --   token        the lease token for the job admitted here (vq/fence.py)
 --   lease_ms     how long a lease lasts unless renewed
