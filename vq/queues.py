@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from redis import Redis
-from vq.rq_queue import VqQueue, rq_queue
+from vq.rq_seam.queue import VqQueue, rq_queue
 from vq.foreign import ReadableJob
 from rq.registry import (
     CanceledJobRegistry,
