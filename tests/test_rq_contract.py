@@ -18,7 +18,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegi
 from rq.serializers import JSONSerializer
 from rq.worker import Worker, WorkerStatus
 
-from vq.foreign import ReadableJob
+from vq.rq_seam.job import ReadableJob
 from vq.rq_seam import contract, private
 from vq.rq_seam.log_filters import REDIS_DOWN_LINE, UNHANDLED_LINE
 from vq.rq_seam.queue import VqQueue
@@ -173,6 +173,14 @@ def test_the_redis_keys_vq_spells_out_are_rqs(redis_conn):
     assert Worker.redis_worker_namespace_prefix == prefixes["worker"] and REDIS_WORKER_KEYS == prefixes["workers"]
     assert ScheduledJobRegistry("q", connection=redis_conn).key == prefixes["scheduled"] + "q"
     assert FailedJobRegistry("q", connection=redis_conn).key == prefixes["failed"] + "q"
+
+
+def test_rqs_log_colours_can_still_be_turned_off():
+    from rq import logutils
+
+    assert hasattr(logutils.colorizer, "notty")
+    private.no_log_colours()
+    assert logutils.blue("x") == "x" and logutils.blue(None) is None
 
 
 def test_rqs_log_lines_vq_recognises_are_still_said():

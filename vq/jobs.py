@@ -21,7 +21,7 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, job_ids, keys, limits, trimmed
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
-from vq.foreign import ReadableJob
+from vq.rq_seam.job import ReadableJob
 from vq.jobdata import LIST_RESULT_BYTES
 from vq.job_ids import Visible
 from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of

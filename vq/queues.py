@@ -10,7 +10,7 @@ import time
 
 from redis import Redis
 from vq.rq_seam.queue import VqQueue, rq_queue
-from vq.foreign import ReadableJob
+from vq.rq_seam.job import ReadableJob
 from rq.registry import (
     CanceledJobRegistry,
     DeferredJobRegistry,

@@ -9,6 +9,8 @@ instead of by a worker misbehaving in production.
 
 - `vq.rq_seam.worker`: `VqWorker` and `ThreadWorker`, every override of RQ's `Worker`.
 - `vq.rq_seam.queue`: `VqQueue` and `rq_queue()`, every override of RQ's `Queue`.
+- `vq.rq_seam.job`: `ReadableJob`, the one override of RQ's `Job` (reads a pickled job
+  without unpickling it).
 - `vq.rq_seam.private`: RQ's private attributes and methods that the rest of vq uses,
   each behind a named function.
 - `vq.rq_seam.log_filters`: the filters that recognise RQ's own log lines.

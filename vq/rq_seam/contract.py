@@ -42,7 +42,7 @@ QUEUE_OVERRIDES = {
     "enqueue_ready_jobs_by_queue": ("self", "job_ids_by_queue_name"),
 }
 
-# RQ's Job methods that vq.foreign.ReadableJob overrides.
+# RQ's Job methods that ReadableJob (vq/rq_seam/job.py) overrides.
 JOB_OVERRIDES = {
     "restore": ("self", "raw_data"),
     "_deserialize_data": ("self",),
@@ -72,7 +72,8 @@ CALLED = {
 # vq/rq_seam/private.py, or in the overrides).
 WORKER_INSTANCE_ATTRIBUTES = ("_stop_requested", "_state", "_ordered_queues", "_exc_handlers", "_stopped_job_id",
                               "executions", "pubsub_thread", "horse_pid", "is_horse", "default_result_ttl")
-JOB_PRIVATE_ATTRIBUTES = ("_result", "_status", "_dependency_ids")
+JOB_PRIVATE_ATTRIBUTES = ("_result", "_status", "_dependency_ids",
+                          "_func_name", "_instance", "_args", "_kwargs")  # the last four: ReadableJob
 
 # Fields of RQ's worker hash that vq writes itself (the seam's _flush_counts; admit.lua).
 WORKER_HASH_FIELDS = ("successful_job_count", "total_working_time", "state", "last_heartbeat")

@@ -67,3 +67,10 @@ def exception_handlers(worker) -> list:
 def stopped_job_id(worker) -> str | None:
     """The job an `rq` stop-job command stopped on this worker, if any."""
     return worker._stopped_job_id
+
+
+def no_log_colours() -> None:
+    """RQ's colorizer told stdout is not a terminal: its `blue(x)` returns x unchanged."""
+    from rq import logutils
+
+    logutils.colorizer.notty = True
