@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RQ_SPEC="${RQ_SPEC:-rq}"
 venv="$(mktemp -d "${TMPDIR:-/tmp}/vq-rq-newest.XXXXXX")"
-trap 'rm -rf "$venv"' EXIT
+made_egg_info=1; [ -e vq.egg-info ] && made_egg_info=0
+trap 'rm -rf "$venv"; [ "$made_egg_info" = 1 ] && rm -rf vq.egg-info; true' EXIT  # pip -e writes vq.egg-info here
 python3 -m venv --system-site-packages "$venv"
 py="$venv/bin/python"
 "$py" -m pip install -q --disable-pip-version-check --no-deps -e .

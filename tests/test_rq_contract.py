@@ -232,3 +232,27 @@ def test_a_job_vq_starts_and_ends_reads_back_in_rq_as_rq_would_have_written_it(v
         assert seen.successful_job_count == 1 and seen.total_working_time > 0
     finally:
         worker.register_death()
+
+
+def test_outside_the_seam_vq_touches_no_private_name_of_rqs(redis_conn):
+    """Every private attribute or method of RQ's Job, Queue and Worker (on real objects) is
+    reached only from vq/rq_seam: elsewhere, through vq.rq_seam.private."""
+    queue = Queue("contract.normal", connection=redis_conn, serializer=JSONSerializer)
+    objects = [queue.enqueue("vq.execution.run_job", "x", {}), queue,
+               Worker([queue], connection=redis_conn, serializer=JSONSerializer, name="vq.contract.names")]
+    names = set()
+    for obj in objects:
+        names |= {n for n in list(dir(type(obj))) + list(vars(obj)) if n.startswith("_") and not n.startswith("__")}
+    assert {"_result", "_stop_requested", "_enqueue_job"} <= names
+    reach = re.compile(r"(?<!self)\.(" + "|".join(sorted(map(re.escape, names))) + r")\b")
+    root = LUA.parent
+    # in VqWorker's mixins (outside the seam), `self` is an RQ worker too
+    mixins = {sys.modules[c.__module__].__file__ for c in VqWorker.__mro__ if c.__module__.startswith("vq.")}
+    on_self = re.compile(r"\bself\.(" + "|".join(sorted(map(re.escape, names))) + r")\b")
+    assert reach.search("job._serialize_meta()") and not reach.search("self._state") and on_self.search("self._state")
+    found = [f"{path.relative_to(root.parent)}:{number}: {line.strip()}"
+             for path in root.rglob("*.py") if "rq_seam" not in path.parts
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             for code in [re.sub(r"`[^`]*`", "", line.split("#")[0])]  # not in comments or `quoted`
+             if reach.search(code) or (str(path) in mixins and on_self.search(code))]
+    assert not found, "RQ's private names used outside vq/rq_seam:\n" + "\n".join(found)
