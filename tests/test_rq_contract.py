@@ -136,11 +136,11 @@ def test_rqs_private_enqueue_and_finish_do_what_vq_relies_on(redis_conn):
 
 
 def _lua_job_fields() -> dict[str, set[str]]:
-    """The field names vq's Lua scripts write into RQ job hashes, by script."""
+    """The field names vq's Lua scripts write into, or read from, RQ job hashes, by script."""
     job_key = r"(?:jk|key|f\.key|'rq:job:'\s*\.\.\s*\w+)"
     found = {}
     for script in LUA.glob("*.lua"):
-        for call in re.findall(r"redis\.call\('HSET',\s*" + job_key + r",([^)]*)\)", script.read_text()):
+        for call in re.findall(r"redis\.call\('(?:HSET|HGET|HMGET)',\s*" + job_key + r",([^)]*)\)", script.read_text()):
             words = re.findall(r"'([a-z_]+)'", call)
             # HSET key f1 v1 f2 v2 ...: literal values ('started') follow their field
             fields = {w for w in words if w not in {s.value for s in JobStatus}}
@@ -148,19 +148,20 @@ def _lua_job_fields() -> dict[str, set[str]]:
     return found
 
 
-def test_the_job_hash_fields_vqs_lua_writes_are_rqs_own(redis_conn):
+def test_the_job_hash_fields_vqs_lua_writes_and_reads_are_rqs_own(redis_conn):
     job = Job.create("vq.execution.run_job", args=("x", {}), connection=redis_conn, serializer=JSONSerializer,
                      origin="contract.normal", meta={"a": 1}, description="d", retry=None)
     from datetime import datetime, timezone
     job.enqueued_at = job.started_at = job.ended_at = job.last_heartbeat = datetime.now(timezone.utc)
-    job.worker_name, job.retry_intervals = "w", [1]
+    job.worker_name, job.retry_intervals = "w", [1]  # every field RQ may write
+    job.enqueue_at_front = job.enqueue_at_front_on_retry = True
     private.set_result(job, 1)
     rqs = set(job.to_dict())
     written = _lua_job_fields()
     assert written.get("admit.lua"), "no job fields found in admit.lua: update _lua_job_fields"
     for script, fields in written.items():
         vqs_own = {f for f in fields if f.startswith("vq_")}
-        assert fields - vqs_own <= rqs, f"{script} writes {sorted(fields - vqs_own - rqs)}, not fields of RQ's job hash"
+        assert fields - vqs_own <= rqs, f"{script} uses {sorted(fields - vqs_own - rqs)}, not fields of RQ's job hash"
     assert {"started", "queued", "finished"} <= {s.value for s in JobStatus}
 
 
@@ -230,6 +231,7 @@ def test_a_job_vq_starts_and_ends_reads_back_in_rq_as_rq_would_have_written_it(v
         worker.set_state(WorkerStatus.IDLE)  # the counts held back while busy are written
         seen = Worker.find_by_key(worker.key, connection=redis_conn)
         assert seen.successful_job_count == 1 and seen.total_working_time > 0
+        assert set(contract.WORKER_HASH_FIELDS) <= {k.decode() for k in redis_conn.hkeys(worker.key)}
     finally:
         worker.register_death()
 
