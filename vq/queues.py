@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 from redis import Redis
-from vq.rq_queue import VqQueue, rq_queue
-from vq.foreign import ReadableJob
+from vq.rq_seam.queue import VqQueue, rq_queue
+from vq.rq_seam.job import ReadableJob
 from rq.registry import (
     CanceledJobRegistry,
     DeferredJobRegistry,
