@@ -1,8 +1,8 @@
-"""Write constraints.txt: the exact version of every package vq and its test extra need,
+"""Write constraints.txt: the exact version of every package vq and its test and docs extras need,
 transitive included, as installed now (run it after the whole suite passed with them).
 
 `pip freeze` would also list whatever else the machine has; this walks vq's own metadata
-(`pip install -e '.[test]'` first) so the file holds vq's dependency closure only. pip
+(`pip install -e '.[test,docs]'` first) so the file holds vq's dependency closure only. pip
 itself is left out: sqlite-utils lists it, and a constraint must not fight the installer."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def closure(root: str = "vq", extras: frozenset[str] = frozenset({"test"})) -> dict[str, str]:
+def closure(root: str = "vq", extras: frozenset[str] = frozenset({"test", "docs"})) -> dict[str, str]:
     """Each distribution reachable from `root[extras]` under this interpreter, with its version."""
     environment = default_environment()
     versions: dict[str, str] = {}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Take the README's screenshot of `vq tui` under load, from the real app.
+"""Take the docs' screenshot of `vq tui` (docs/dashboard.svg) under load, from the real app.
 
 Starts a private, throw-away redis-server and a `vq daemon --workers 2` on it, submits a
 mixed workload of the built-in job types from 12 users (some delayed, some failing for good,

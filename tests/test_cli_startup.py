@@ -72,3 +72,47 @@ def test_root_help_is_replayed_from_the_cache_without_typer(tmp_path):
     wider = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                            env={**env, "COLUMNS": "140"})
     assert wider.stderr.strip() == "True"  # another width renders afresh
+
+
+def test_hot_commands_import_neither_pydantic_nor_rich_they_do_not_need(vq):
+    """typer 0.29 would convert every option through pydantic (~0.1 s); vq's plain options are
+    converted by vq/cli/plain_params.py, and `vq submit` prints its id without loading rich."""
+    code = ("import sys; sys.argv = ['vq', *sys.argv[1:]]\n"
+            "from vq.cli.app import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'rich'})) or '-', "
+            "file=sys.stderr)")
+    env = vq.env
+
+    def loaded(*args: str) -> tuple[str, str]:
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+        return done.stdout, done.stderr.strip().splitlines()[-1]
+
+    job_out, job_mods = loaded("submit", "test-echo", "--user", "u", "--data", '{"x": 1}', "--priority", "high")
+    assert len(job_out.strip()) == 32 and job_mods == "-"
+    assert loaded("show", job_out.strip(), "--json")[1] == "-"
+    table, mods = loaded("queues")
+    assert "test-echo" in table and mods == "rich"
+
+
+def test_plain_options_are_converted_with_clear_messages():
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    app = app_module.build_app(["monitor_cmds", "job_cmds"])
+    for args, message in ((["history", "--limit", "abc"], "'abc' is not a valid integer."),
+                          (["history", "--limit", "0"], "0 is not in the range 1<=x<=10000."),
+                          (["jobs", "-n", "1.5"], "'1.5' is not a valid integer.")):
+        done = runner.invoke(app, args, env={"VQ_CONFIG": os.devnull, "COLUMNS": "200"})
+        assert done.exit_code == 2, (args, done.output)
+        assert message in done.output, (args, done.output)
+
+
+def test_plain_conversion_matches_what_typer_would_give():
+    from vq.cli.plain_params import convert
+
+    assert convert(int, "42") == 42 and convert(int, 7) == 7 and convert(float, "2.5") == 2.5
+    assert convert(bool, "yes") is True and convert(bool, "0") is False and convert(bool, True) is True
+    assert convert(list, ("a", "b")) == ["a", "b"] and convert(str, "x") == "x"
+    assert convert(int, "5", 1, 10) == 5

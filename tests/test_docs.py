@@ -1,4 +1,5 @@
-"""The man page and README stay true to the CLI."""
+"""The man page and the documentation's Commands page (docs/commands.md) stay true to the CLI;
+the README stays short and points into the documentation site."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from vq.cli.app import app
 
 ROOT = Path(__file__).resolve().parent.parent
+COMMANDS_PAGE = ROOT / "docs" / "commands.md"  # the command reference, grouped as `vq --help` groups it
 
 
 def _commands() -> list[str]:
@@ -18,12 +20,12 @@ def _commands() -> list[str]:
     return names
 
 
-def test_every_command_is_in_the_man_page_and_readme():
+def test_every_command_is_in_the_man_page_and_the_commands_page():
     man = (ROOT / "man" / "vq.1").read_text()
-    readme = (ROOT / "README.md").read_text()
+    page = COMMANDS_PAGE.read_text()
     for name in _commands():
         assert f".B {name}" in man or f"\\fB{name}\\fR" in man, f"{name} missing from man/vq.1"
-        assert f"vq {name}" in readme, f"{name} missing from README.md"
+        assert f"vq {name}" in page, f"{name} missing from docs/commands.md"
 
 
 def test_config_example_is_valid_and_complete():
@@ -118,15 +120,15 @@ def test_the_commands_without_json_are_the_ones_the_docs_name():
                and not any("--json" in getattr(p, "opts", []) for p in command.params)}
     assert without == {"daemon", "tui", "completion", "artifacts get", "config example"}
     man = _plain((ROOT / "man" / "vq.1").read_text())
-    readme = (ROOT / "README.md").read_text()
+    page = COMMANDS_PAGE.read_text()
+    intro = page[page.index("# Commands\n"):page.index("\n## ")]  # the page's opening, before the first group
     for name in without:
-        commands = readme[readme.index("## Commands\n"):readme.index("\n### ", readme.index("## Commands\n"))]
-        assert name in man.split(".SH GLOBAL OPTIONS")[0] and f"`{name}`" in commands, name
+        assert name in man.split(".SH GLOBAL OPTIONS")[0] and f"`{name}`" in intro, name
 
 
-def test_readme_lists_the_choices_help_lists():
-    readme = (ROOT / "README.md").read_text()
-    cells = [line.split(" | ")[0] for line in readme.splitlines() if line.startswith("| `vq ")]
+def test_the_commands_page_lists_the_choices_help_lists():
+    page = COMMANDS_PAGE.read_text()
+    cells = [line.split(" | ")[0] for line in page.splitlines() if line.startswith("| `vq ")]
     missing = []
     for path, command in _tree():
         mine = " ".join(c for c in cells if re.search(rf"`vq {' '.join(path)}( |`)", c))
@@ -134,30 +136,29 @@ def test_readme_lists_the_choices_help_lists():
             metavar = getattr(param, "metavar", None) or ""
             if metavar.startswith("<") and "|" in metavar and metavar[1:-1].replace("|", "\\|") not in mine:
                 missing.append(f"vq {' '.join(path)} {param.opts[0]} {metavar}")
-    assert not missing, f"README.md's command rows lack these choices: {missing}"
+    assert not missing, f"docs/commands.md's command rows lack these choices: {missing}"
 
 
-def test_help_examples_are_in_the_man_page_and_readme():
+def test_help_examples_are_in_the_man_page_and_the_commands_page():
     from vq.cli.helptext import EXAMPLE, PANEL_OF
 
     man = (ROOT / "man" / "vq.1").read_text()
     examples = _plain(man[man.index(".SH EXAMPLES\n"):man.index(".SH SEE ALSO\n")])
-    readme = (ROOT / "README.md").read_text()
+    page = COMMANDS_PAGE.read_text()
     for path, command in _tree():
         example = command.epilog[len(EXAMPLE):]
         panel = examples[examples.index(f".SS {PANEL_OF[path[0]]}\n"):]
         assert example in panel.split(".EE")[0], f"man/vq.1 EXAMPLES ({PANEL_OF[path[0]]}) lacks: {example}"
-        assert example in readme, f"README.md lacks the example of vq {' '.join(path)}: {example}"
+        assert example in page, f"docs/commands.md lacks the example of vq {' '.join(path)}: {example}"
 
 
-def test_readme_groups_the_commands_as_help_does():
+def test_the_commands_page_groups_the_commands_as_help_does():
     from vq.cli.helptext import PANELS, PANEL_OF
 
-    readme = (ROOT / "README.md").read_text()
-    reference = readme[readme.index("## Commands\n"):readme.index("\n## ", readme.index("## Commands\n") + 1)]
+    reference = COMMANDS_PAGE.read_text()
     for panel in PANELS:
-        start = reference.index(f"\n### {panel}\n")
-        block = reference[start:reference.find("\n### ", start + 1)]
+        start = reference.index(f"\n## {panel}\n")
+        block = reference[start:reference.find("\n## ", start + 1)]
         first_cells = [line.split(" | ")[0] for line in block.splitlines() if line.startswith("| `vq ")]
         rows = {name for cell in first_cells for name in re.findall(r"`vq ([a-z]+)", cell)}
         assert rows == {name for name, p in PANEL_OF.items() if p == panel}, (panel, rows)
@@ -202,7 +203,48 @@ def test_constraints_pin_every_dependency():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pinned = {re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
               for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line}
-    for requirement in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+    extras = project["optional-dependencies"]
+    for requirement in [*project["dependencies"], *extras["test"], *extras["docs"]]:
         name = re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", requirement).group()).lower()
         assert name in pinned, f"{name} is not pinned in constraints.txt (scripts/freeze_constraints.py)"
     assert "hiredis" in pinned and "starlette" in pinned  # extras and transitive ones too
+
+
+def _nav_pages(nav) -> list[str]:
+    """The Markdown files mkdocs.yml's nav names, nested sections included."""
+    pages = []
+    for item in nav:
+        for value in (item.values() if isinstance(item, dict) else [item]):
+            pages += _nav_pages(value) if isinstance(value, list) else [value]
+    return pages
+
+
+def test_readme_is_short_and_points_into_the_documentation_site():
+    """The README keeps what CI and a new operator need (the two commands, the first session,
+    at most 200 lines); everything else is on the site, whose nav names every page once."""
+    import yaml
+
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200, "README.md is over 200 lines: move the detail into docs/"
+    assert "\nbash scripts/test.sh " in readme, "the README's test command (.ci/run runs it) is gone"
+    linked = set(re.findall(r"\]\(docs/([a-z-]+\.md)\)", readme))
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    pages = _nav_pages(config["nav"])
+    on_disk = {p.name for p in (ROOT / "docs").glob("*.md")}
+    assert sorted(pages) == sorted(on_disk), "mkdocs.yml's nav and docs/*.md differ"
+    assert linked == on_disk, f"README.md links no page for {on_disk - linked}, or a missing one: {linked - on_disk}"
+    # The site's first session is the README's own block, included (pymdownx.snippets), not a copy.
+    assert '--8<-- "README.md:first-session"' in (ROOT / "docs" / "index.md").read_text()
+    assert "--8<-- [start:first-session]" in readme and "--8<-- [end:first-session]" in readme
+
+
+def test_the_architecture_diagram_names_at_most_six_modules_that_exist():
+    """docs/architecture.md draws one job's path from submit to its history row; when a module
+    is split or renamed, this names the box to update."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    section = page.split("## The path of one job\n", 1)[1]
+    diagram = section.split("```text\n", 1)[1].split("\n```", 1)[0]
+    modules = set(re.findall(r"vq/[a-z_/]+\.py", diagram))
+    assert 0 < len(modules) <= 6, modules
+    for module in modules:
+        assert (ROOT / module).exists() or (ROOT / module[:-3]).is_dir(), f"{module} is drawn but does not exist"

@@ -84,7 +84,7 @@ def test_new_jobs_are_stored_as_rq_stores_them(redis_conn, settings):
     from rq.serializers import JSONSerializer
 
     from vq.model import VQ_FUNC
-    from vq.rq_queue import rq_queue
+    from vq.rq_seam.queue import rq_queue
     from vq.submission import _job_spec, _resolve, submit_each
 
     def submission():

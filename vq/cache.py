@@ -53,8 +53,3 @@ def lookup(conn: Redis, job_type: str, key: str) -> Job | None:
 
 def remember(pipe, key: str, job_id: str, ttl_ms: int) -> None:
     pipe.set(key, job_id, px=ttl_ms)
-
-
-def counters(conn: Redis, job_type: str) -> dict:
-    hits, misses = conn.mget(keys.cache_counter(job_type, "hits"), keys.cache_counter(job_type, "misses"))
-    return {"cacheHits": int(hits or 0), "cacheMisses": int(misses or 0)}

@@ -11,7 +11,6 @@ bounds; each `__post_init__` checks what a type cannot say, raising `_InvalidKey
 key it is about.
 """
 
-from __future__ import annotations
 
 import os
 import re
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
-import yaml
 from msgspec import Meta, field
 
 from vq.errors import ConfigError
@@ -701,8 +699,10 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
     source = Path(explicit).expanduser() if explicit else default_config_path()
     raw: dict = {}
     if source.exists():
+        import yaml  # here: with no config file (the default), a command does without it (~10 ms)
+
         try:
-            loaded = yaml.safe_load(source.read_text())
+            loaded = yaml.load(source.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""

@@ -36,7 +36,7 @@ from vq.jobtypes import job_types, load_handler
 from vq.procutil import die_with_parent
 from vq.protect import protector
 from vq.queues import worker_queue_names
-from vq.rq_queue import enqueue_left_ready_jobs
+from vq.rq_seam.queue import enqueue_left_ready_jobs
 
 log = logging.getLogger("vq.daemon")
 SUPERVISE_EVERY = 0.5
@@ -69,7 +69,7 @@ def _worker_prefix(host: str, index) -> str:
 
 def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str,
                  deadline=None) -> None:
-    from vq import worker as worker_module
+    from vq import worker_leases as worker_module
     from vq.execution import install_runtime
     from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
 

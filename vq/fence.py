@@ -45,6 +45,7 @@ import redis
 from redis.client import Pipeline
 
 from vq import keys, lua
+from vq.rq_seam import private
 
 log = logging.getLogger("vq.fence")
 INTERRUPT_SIGNAL = signal.SIGUSR2  # raised in a worker's main thread to stop a job whose lease is lost
@@ -90,7 +91,7 @@ class Fence:
     the process must be gone by (`kill_at`) where its daemon reads it."""
 
     def __init__(self, conn: redis.Redis, lease_ms: int, shared_deadline=None):
-        from vq.rq_queue import admission_for
+        from vq.rq_seam.queue import admission_for
 
         self.lease_ms = lease_ms
         self.stop_after = lease_ms / 1000 - margin_s(lease_ms)
@@ -265,13 +266,13 @@ def write_meta(conn: redis.Redis, job, event: list[str] | None = None) -> bool:
     token = getattr(job, "_vq_lease", None)
     if token is None:
         with conn.pipeline(transaction=False) as pipe:
-            pipe.hset(job.key, "meta", job._serialize_meta())
+            pipe.hset(job.key, "meta", private.serialize_meta(job))
             if event:
                 pipe.xadd(keys.EVENTS, dict(zip(event[::2], event[1::2])), maxlen=1_000_000, approximate=True)
             pipe.execute()
         return True
     script = lua.script(conn, "fenced.lua")
-    written = script(keys=[job.key], args=[token, job._serialize_meta(), json.dumps(event) if event else ""])
+    written = script(keys=[job.key], args=[token, private.serialize_meta(job), json.dumps(event) if event else ""])
     if not written:
         refused(job.id, "meta")
     return bool(written)

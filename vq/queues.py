@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 from redis import Redis
-from vq.rq_queue import VqQueue, rq_queue
-from vq.foreign import ReadableJob
+from vq.rq_seam.queue import VqQueue, rq_queue
+from vq.rq_seam.job import ReadableJob
 from rq.registry import (
     CanceledJobRegistry,
     DeferredJobRegistry,
@@ -20,7 +20,7 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 
-from vq import admission, cache, events, keys, limits
+from vq import admission, events, keys, limits
 from vq.config import Settings
 from vq.jobtypes import get_job_type, job_types
 
@@ -55,6 +55,7 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
     now = int(time.time() * 1000)
     with conn.pipeline(transaction=False) as pipe:
         for name in types:
+            pipe.mget(keys.cache_counter(name, "hits"), keys.cache_counter(name, "misses"))
             for key in keys.wait_since_all(name):
                 pipe.zcard(key)
             pipe.zcount(keys.running_type(name), now, "+inf")
@@ -68,9 +69,10 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
     for name in types:
         row = {"jobType": name, "paused": name in paused, "limit": limits.type_limit(conn, settings, name, in_force),
                **{s: 0 for s in STATES}}
+        hits, misses = next(replies)
+        row["cacheHits"], row["cacheMisses"] = int(hits or 0), int(misses or 0)
         row["limited"] = sum(next(replies) for _ in keys.PRIORITY_ORDER)
         row["running"] = row["started"] = next(replies)
-        row.update(cache.counters(conn, name))
         for _priority in keys.PRIORITY_ORDER:
             for state in ("queued", *REGISTRIES):
                 row[state] += next(replies)

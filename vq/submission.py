@@ -32,8 +32,9 @@ from vq.jobtypes import JobType, get_job_type, load_handler
 from vq.maintenance import ended_ttl
 from vq.model import VQ_FUNC, iso, result_of
 from vq.protect import protector
+from vq.rq_seam import private
 from vq.jobhash import Batch, Templates
-from vq.rq_queue import rq_queue
+from vq.rq_seam.queue import rq_queue
 from vq.webhooks import validate_url
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
@@ -545,12 +546,12 @@ def _create_cached(conn: Redis, settings: Settings, r: _Resolved, job_id: str, s
     job = queue.create_job(VQ_FUNC, status=JobStatus.FINISHED, **spec)
     now = datetime.now(timezone.utc)
     job.enqueued_at = job.started_at = job.ended_at = now
-    job._result = result_of(source)
+    private.set_result(job, result_of(source))
     with conn.pipeline() as pipe:
         job.save(pipeline=pipe)
-        job._handle_success(spec["result_ttl"], pipeline=pipe)
+        private.end_as_finished(job, spec["result_ttl"], pipeline=pipe)
         pipe.execute()
-    result = events.result_for_history(json.dumps(job._result, separators=(",", ":")),
+    result = events.result_for_history(json.dumps(private.result(job), separators=(",", ":")),
                                        settings.history.maxResultBytes)
     _record_created(conn, r, job, None, None, result=result, cachedFrom=source.id)
     return job

@@ -12,7 +12,7 @@ from rq.utils import utcparse
 from vq import keys
 
 WORKERS_SET = "rq:workers"  # RQ's registry of worker keys
-MEMORY_FIELD = "vq_rss_mb"  # written by vq's worker with each heartbeat (vq/worker.py)
+MEMORY_FIELD = "vq_rss_mb"  # written by vq's worker with each heartbeat (vq/worker_memory.py)
 
 
 def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:

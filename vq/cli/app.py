@@ -65,10 +65,11 @@ def build_app(modules: list[str]):
     """A typer app with the root options and the commands of `modules` registered."""
     import typer
 
-    from vq.cli import helptext
+    from vq.cli import helptext, plain_params
     from vq.cli.state import State
 
     helptext.fix_typer_rendering()
+    plain_params.install()
     app = typer.Typer(
         name="vq",
         help="vq: the job queue of the AI video-generation platform (RQ + Redis).",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
-from rich.markup import escape
+from vq.cli.output import escape
 
 from vq import dlq
 from vq.cli import confirm

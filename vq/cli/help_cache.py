@@ -2,7 +2,7 @@
 
 The first `vq --help` renders as usual and keeps a copy of what it printed; later ones print the
 copy. The key names everything the rendering depends on: vq's version, the size and mtime of the
-CLI's source files, the program name, the terminal width, whether stdout is a terminal and the
+CLI's source files and of typer's and rich's (an upgrade of either renders afresh), the program name, the terminal width, whether stdout is a terminal and the
 colour variables. Any failure just means rendering as usual.
 """
 
@@ -33,7 +33,21 @@ def _key() -> str:
     for path in sorted(here.glob("*.py")):
         stat = path.stat()
         parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    parts += [_library_stamp(name) for name in ("typer", "rich")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def _library_stamp(name: str) -> str:
+    """Size and mtime of a library's __init__.py, found without importing it: pip rewrites it on
+    an upgrade."""
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec(name)
+        stat = os.stat(spec.origin) if spec and spec.origin else None
+    except (ImportError, ValueError, OSError):
+        stat = None
+    return f"{name}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{name}:-"
 
 
 def _path() -> Path:

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from vq import artifacts, audit, bulk, jobs
 from vq.cli import confirm
@@ -228,12 +227,12 @@ def _progress_line(v: dict) -> None:
 def _follow_bar(conn, job_id: str, settings) -> dict:
     """Poll until the job ends, drawing a bar with elapsed time and an ETA (from the rate of
     progress so far) on stderr when it is a terminal; nothing is drawn into a pipe or file."""
-    from rich.progress import TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     with Progress(TextColumn("[bold]{task.fields[kind]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   TextColumn("{task.fields[status]}"), TextColumn("{task.fields[msg]}"),
                   TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                  console=err, disable=not err.is_terminal) as bar:
+                  console=err.real(), disable=not err.is_terminal) as bar:
         view = jobs.show(conn, job_id, settings)
         task = bar.add_task("", total=100, kind=view["jobType"], status=view["status"], msg="")
         while True:

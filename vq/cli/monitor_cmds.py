@@ -6,7 +6,7 @@ import sys
 from typing import Optional
 
 import typer
-from rich.markup import escape
+from vq.cli.output import escape
 
 from vq import health as health_service
 from vq import history as history_service

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
+from vq.cli.output import escape
 
 from vq import redis_admin
 from vq.cli.helptext import example

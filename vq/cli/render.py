@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rich.markup import escape
-from rich.panel import Panel
-from rich.table import Table
-from rich.tree import Tree
-
-from vq.cli.output import out, status_text, table
+from vq.cli.output import escape, out, status_text, table
 
 
 def _short(value, width: int = 60) -> str:
@@ -18,6 +13,9 @@ def _short(value, width: int = 60) -> str:
 
 
 def render_job(view: dict) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -111,6 +109,8 @@ def render_tree(node: dict) -> None:
         seen = " [dim]↑ shown above[/]" if n.get("repeated") else ""
         gone = " [dim](trimmed)[/]" if n.get("trimmed") else ""
         return f"{n['id'][:12]} {escape(n.get('jobType') or '?')}{step} {status_text(n['status'])}{gone}{seen}"
+
+    from rich.tree import Tree
 
     root = Tree(label(node))
 
