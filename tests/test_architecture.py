@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 CORE = ["vq.config", "vq.submission", "vq.jobs", "vq.queues", "vq.worker", "vq.daemon", "vq.execution",
-        "vq.maintenance", "vq.timer", "vq.recurring", "vq.recurring_store", "vq.cron", "vq.events", "vq.model",
+        "vq.maintenance", "vq.timer", "vq.recurring", "vq.recurring_runs", "vq.recurring_store", "vq.cron", "vq.events", "vq.model",
         "vq.embedded", "vq.redis_admin"]
 
 
