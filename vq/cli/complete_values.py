@@ -4,9 +4,6 @@ the values a TAB offers; both the fast path and typer's completers (vq/cli/compl
 
 from __future__ import annotations
 
-from vq.cli.complete_config import config_values
-from vq.cli.complete_redis import redis_values
-
 
 def source_values(source: str, static: dict, config_path: str | None, params: dict, incomplete: str) -> list[str]:
     """What a parameter with this source completes `incomplete` to (both paths use this)."""
@@ -23,6 +20,9 @@ def source_values(source: str, static: dict, config_path: str | None, params: di
 
 def dynamic_values(source: str, static: dict, config_path: str | None, params: dict) -> list[str]:
     """The values of a config or Redis source; [] (never an error) when they cannot be had."""
+    from vq.cli.complete_config import config_values  # here: a static list's TAB never loads them
+    from vq.cli.complete_redis import redis_values
+
     try:
         if source == "limit-names" and params.get("kind") != "type":
             return list(static.get("tiers") or []) if params.get("kind") == "tier" else []
