@@ -100,7 +100,7 @@ _CREATED_FIELDS: dict[tuple, tuple[dict, str]] = {}
 
 
 def _created_fields(r: Resolved) -> tuple[dict, str]:
-    """The `created` event's fields of a plain job, as `_emit_created` writes them (many
+    """The `created` event's fields of a plain job, as creation._emit_created writes them (many
     jobs of a batch share them: made once)."""
     shape = (r.user_id, r.project_id, r.priority, r.subscription)
     made = _CREATED_FIELDS.get(shape)

@@ -39,7 +39,7 @@ def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: d
     """A new queued job's hash (from a template RQ built: vq/jobhash.py) and its push: two
     commands, where RQ's enqueue sends four and builds a Job object."""
     pipe.hset(Job.key_for(job_id), mapping=TEMPLATES.hash_for(rq_queue(conn, queue_name), spec,
-                                                                 datetime.now(timezone.utc)))
+                                                               datetime.now(timezone.utc)))
     pipe.rpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
 
 
