@@ -108,13 +108,14 @@ def write(db, batch: list[dict]) -> None:
         for sql, rows in _grouped_updates(updates).items():
             db.conn.executemany(sql, rows)
         db.conn.executemany("UPDATE render_jobs SET provider = ?, cost_micros = ? WHERE id = ?",
-                                 [(provider, total, job_id) for job_id, (provider, total) in charges.items()])
+                            [(provider, total, job_id) for job_id, (provider, total) in charges.items()])
         db.conn.executemany("INSERT OR IGNORE INTO audit_log (event_id, at, actor, role, action, job_type, "
-                                 "target, detail) VALUES (?,?,?,?,?,?,?,?)", audits)
+                            "target, detail) VALUES (?,?,?,?,?,?,?,?)", audits)
         db.conn.executemany("INSERT OR IGNORE INTO job_dependencies (job_id, depends_on, allow_failure) "
-                                 "VALUES (?,?,?)", dependencies)
+                            "VALUES (?,?,?)", dependencies)
         db.conn.execute("INSERT INTO archiver_state (name, value) VALUES ('last_event_id', ?) "
-                             "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (batch[-1]["id"],))
+                        "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (batch[-1]["id"],))
+
 
 def _changes_for(event: dict, to: str, at: str) -> dict:
     """The render_jobs columns an event changes."""
@@ -134,6 +135,7 @@ def _changes_for(event: dict, to: str, at: str) -> dict:
     if fields.get("userId"):
         sets["user_id"] = fields["userId"]
     return sets
+
 
 def _grouped_updates(updates: dict[str, list]) -> dict[str, list[tuple]]:
     """One statement per set of changed columns, each run once over all its jobs (a row

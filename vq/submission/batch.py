@@ -112,9 +112,7 @@ def _created_fields(r: Resolved) -> tuple[dict, str]:
     return made
 
 
-
 def _is_plain(sub: Submission, resolved: Resolved) -> bool:
     """A submission `submit_each` may create in a batch: one job, nothing to look up."""
     return not (sub.job_id or sub.idempotency_key or resolved.depends_on or resolved.origin or plan_of(resolved)
                 or (not sub.skip_cache and cache.wants_cache(resolved.data) and resolved.job_type.cache.ttl > 0))
-

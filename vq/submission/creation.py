@@ -39,7 +39,7 @@ def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: d
     """A new queued job's hash (from a template RQ built: vq/jobhash.py) and its push: two
     commands, where RQ's enqueue sends four and builds a Job object."""
     pipe.hset(Job.key_for(job_id), mapping=TEMPLATES.hash_for(rq_queue(conn, queue_name), spec,
-                                                               datetime.now(timezone.utc)))
+                                                              datetime.now(timezone.utc)))
     pipe.rpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
 
 
@@ -48,7 +48,6 @@ def announce(pipe: Pipeline, queue_names: list[str]) -> None:
     if queue_names:
         pipe.sadd(Queue.redis_queues_keys, *(Queue.redis_queue_namespace_prefix + n for n in queue_names))
         mark_arrivals_in(pipe, queue_names)
-
 
 
 def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
@@ -154,7 +153,7 @@ def _ttls(settings: Settings) -> tuple[int, int]:
 
 
 def job_spec(settings: Settings, r: Resolved, job_id: str, step: str | None, parent_id: str | None,
-              children: list[str], cache_key: str | None) -> dict:
+             children: list[str], cache_key: str | None) -> dict:
     """The RQ job's arguments: its data, timeout, TTLs, retries, and vq's fields in meta."""
     intervals = r.job_type.retry_intervals()
     result_ttl, failure_ttl = _ttls(settings)
@@ -195,7 +194,7 @@ def _enqueue(conn: Redis, settings: Settings, r: Resolved, job_id: str, *, step:
                 return
             pipe.multi()
         pushed = create_in(conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children,
-                            cache_key=cache_key)
+                           cache_key=cache_key)
         _index_in(pipe, r, job_id)
         if pushed:
             announce(pipe, [pushed])
@@ -207,8 +206,8 @@ def _enqueue(conn: Redis, settings: Settings, r: Resolved, job_id: str, *, step:
 
 
 def create_in(conn: Redis, pipe: Pipeline, settings: Settings, r: Resolved, job_id: str, *,
-               step: str | None = None, parent_id: str | None = None, children: list[str] | None = None,
-               cache_key: str | None = None) -> str | None:
+              step: str | None = None, parent_id: str | None = None, children: list[str] | None = None,
+              cache_key: str | None = None) -> str | None:
     """A job without dependencies and its `created` event, into the caller's transaction
     (`submit`, and a batch's delayed jobs); returns its queue's name when it was pushed
     there, None when it is delayed (in RQ's scheduled registry)."""

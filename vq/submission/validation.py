@@ -156,7 +156,7 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
     depends_on = _check_dependencies(conn, settings, depends_on, sub.allow_failure)
     webhook_url = validate_url(sub.webhook_url, settings) if sub.webhook_url is not None else None
     return Resolved(job_type, sub.data, user_id, project_id, priority, subscription, run_at, depends_on,
-                     sub.allow_failure, dict(sub.origin), webhook_url)
+                    sub.allow_failure, dict(sub.origin), webhook_url)
 
 
 def check_data(settings: Settings, data: object, where: str = "data") -> None:
@@ -240,8 +240,6 @@ def _by_prefix(conn: Redis, settings: Settings, text: str) -> Job:
         raise type(exc)(f"dependsOn: {exc.message}", field="dependsOn") from None
 
 
-
 def validate(conn: Redis, settings: Settings, sub: Submission) -> None:
     """Check a submission as `submit` would, creating nothing (a recurring job's template)."""
     resolve(conn, settings, sub)
-
