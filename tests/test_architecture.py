@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 CORE = ["vq.config", "vq.submission", "vq.jobs", "vq.queues", "vq.worker", "vq.daemon", "vq.execution",
-        "vq.maintenance", "vq.timer", "vq.recurring", "vq.recurring_store", "vq.cron", "vq.events", "vq.model",
-        "vq.embedded", "vq.redis_admin", "vq.rq_seam.worker", "vq.rq_seam.queue", "vq.rq_seam.job", "vq.rq_seam.private",
-        "vq.rq_seam.log_filters", "vq.rq_seam.contract", "vq.worker_leases", "vq.worker_starts",
+        "vq.maintenance", "vq.timer", "vq.recurring", "vq.recurring_runs", "vq.recurring_store", "vq.cron", "vq.events",
+        "vq.model", "vq.embedded", "vq.redis_admin", "vq.rq_seam.worker", "vq.rq_seam.queue", "vq.rq_seam.job",
+        "vq.rq_seam.private", "vq.rq_seam.log_filters", "vq.rq_seam.contract", "vq.worker_leases", "vq.worker_starts",
         "vq.job_outcomes", "vq.worker_memory", "vq.worker_threads"]
 
 

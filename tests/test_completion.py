@@ -299,7 +299,7 @@ def test_the_light_config_reader_agrees_with_vq_config(name, tmp_path):
     if data_dir:
         settings["data_dir"] = data_dir
     config.write_text(json.dumps(settings))  # JSON is YAML
-    code = ("import json\nfrom vq.cli import completers, completion_cache as c\n"
+    code = ("import json\nfrom vq.cli import completers, complete_config as c\n"
             "builtins = completers.static_sources()['builtin-types']\n"
             f"print(json.dumps([c.read_config({str(config)!r}, builtins), c.read_config_validated({str(config)!r})]))")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_", "XDG_DATA"))}

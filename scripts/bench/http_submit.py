@@ -33,7 +33,7 @@ Systems, one after the other, each with users of its own and N submissions (defa
 * api      -- the same N submissions with `vq.submission.submit(conn, settings, Submission(...))`
               from 20 threads (one user each) sharing one Redis client, as the API server does.
 * api-show -- the same plus `vq.audit.record` and `vq.jobs.show` after each submit: what the route
-              (vq/api/app.py, create_job) runs, without HTTP.
+              (vq/api/routes/jobs.py, create_job) runs, without HTTP.
 * api-1    -- `submit` from a single thread (one user).
 
 Before each system's clock starts, every client or thread makes `--warmup` submissions (5)
