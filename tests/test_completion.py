@@ -201,9 +201,7 @@ def test_cached_answers_are_typers_own(vq, tab, tmp_path):
         texts = re.findall(r'":"([^"]*)"', r[4][1]) + [line.split("\t", 1)[-1] for line in r[4][1].splitlines()]
         return r[0] != "bash" and any(len(t) > 80 for t in texts)
     unanswered = [r for r in results if r[3][0] is None and not too_wide(r)]
-    # Known gap (issue 22 note): three zsh/fish lines after `vq jobs ... --` go to typer since
-    # --status got its choice check; the answer is the same, only slower.
-    assert len(unanswered) <= 3, unanswered
+    assert unanswered == []
     assert len([r for r in results if r[3][0] is not None]) >= len(results) * 3 // 4
     assert any("digest" in r[3][1] for r in results) and any("test-echo" in r[3][1] for r in results)
 

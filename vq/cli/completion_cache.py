@@ -121,10 +121,10 @@ def answer() -> int | None:
                      for value, help in items]
             out = "_arguments '*: :((" + "\n".join(lines) + "))'" if lines else "_files"
         else:
-            lines = [f"{value}\t{_help_text(help, 2, width)}" if help else value for value, help in items]
             action = os.environ.get("_TYPER_COMPLETE_FISH_ACTION", "")
-            if action == "is-args":
-                return 0 if lines else 1
+            if action == "is-args":  # fish asks only whether there is anything: no help text to fit
+                return 0 if items else 1
+            lines = [f"{value}\t{_help_text(help, 2, width)}" if help else value for value, help in items]
             out = "\n".join(lines) if action == "get-args" and lines else ""
     except Fallback:
         return None
