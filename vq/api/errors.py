@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vq.api.auth import bearer_challenge
+from vq.tokens import bearer_challenge
 from vq.api.ratelimit import RateLimited
 from vq.api.schemas import ErrorBody
 from vq.errors import VqError

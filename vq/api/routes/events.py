@@ -9,7 +9,7 @@ from redis import Redis
 from starlette.responses import StreamingResponse
 
 from vq import events, jobs, keys
-from vq.api.auth import Principal
+from vq.tokens import Principal
 from vq.api.context import Context
 from vq.api.errors import ERRORS_AS_JSON
 from vq.errors import InvalidInput

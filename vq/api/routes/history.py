@@ -7,7 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vq import history as history_service
 from vq.api import schemas
-from vq.api.auth import Principal
+from vq.tokens import Principal
 from vq.api.context import Context
 from vq.errors import NotFound
 

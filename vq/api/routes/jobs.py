@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 
 from vq import artifacts, jobs
 from vq.api import schemas
-from vq.api.auth import Principal
+from vq.tokens import Principal
 from vq.api.context import Context
 from vq.api.errors import ERRORS_AS_JSON
 from vq.errors import InvalidInput

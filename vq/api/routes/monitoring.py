@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from vq import costs, prometheus, provider_stats, queues, stats, workers
 from vq import health as health_service
 from vq.api import schemas
-from vq.api.auth import Forbidden, Principal
+from vq.tokens import Forbidden, Principal
 from vq.api.context import Context
 from vq.api.errors import ERRORS_AS_JSON
 from vq.durations import parse_duration_ms

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Path
 
 from vq import jobs, recurring
 from vq.api import schemas
-from vq.api.auth import Principal
+from vq.tokens import Principal
 from vq.api.context import Context
 from vq.errors import NotFound
 

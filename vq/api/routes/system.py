@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from vq.api.auth import Principal
+from vq.tokens import Principal
 from vq.api.context import Context
 from vq.jobtypes import job_types
 
