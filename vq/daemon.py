@@ -388,7 +388,7 @@ class Daemon:
         plan.append(_Child("scheduler", _scheduler_main, (settings, queue_names, options.log_level,
                                                           f"vq.{host}.{os.getpid()}.scheduler")))
         if options.http_listen:
-            from vq.api.auth import signing_secret
+            from vq.tokens import signing_secret
 
             signing_secret(settings)  # made once, here, before any request needs it
             plan.append(_Child("http", _http_main, (settings, self.listener, options.log_level)))

@@ -8,7 +8,7 @@ failed with category `not_vq` and a message saying how to submit to vq, its payl
 aside (kept in the hash's `vq_original_data`) so that every read path shows it like any
 failed job. Until then, `ReadableJob` (vq/rq_seam/job.py) lets the read paths show it without unpickling.
 The rule: a vq job's payload is JSON calling `vq.execution.run_job` and its meta names a
-job type (vq/submission.py makes every job so).
+job type (vq/submission/ makes every job so).
 """
 
 from __future__ import annotations
