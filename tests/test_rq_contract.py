@@ -137,7 +137,7 @@ def test_rqs_private_enqueue_and_finish_do_what_vq_relies_on(redis_conn):
 
 def _lua_job_fields() -> dict[str, set[str]]:
     """The field names vq's Lua scripts write into, or read from, RQ job hashes, by script."""
-    job_key = r"(?:jk|key|f\.key|'rq:job:'\s*\.\.\s*\w+)"
+    job_key = r"(?:jk|key|f\.key|K\.job\s*\.\.\s*\w+)"
     found = {}
     for script in LUA.glob("*.lua"):
         for call in re.findall(r"redis\.call\('(?:HSET|HGET|HMGET)',\s*" + job_key + r",([^)]*)\)", script.read_text()):
@@ -158,7 +158,8 @@ def test_the_job_hash_fields_vqs_lua_writes_and_reads_are_rqs_own(redis_conn):
     private.set_result(job, 1)
     rqs = set(job.to_dict())
     written = _lua_job_fields()
-    assert written.get("admit.lua"), "no job fields found in admit.lua: update _lua_job_fields"
+    assert written.get("admit_start.lua") and written.get("admit_route.lua"), \
+        "no job fields found in admission's start or routing: update _lua_job_fields"
     for script, fields in written.items():
         vqs_own = {f for f in fields if f.startswith("vq_")}
         assert fields - vqs_own <= rqs, f"{script} uses {sorted(fields - vqs_own - rqs)}, not fields of RQ's job hash"
@@ -191,8 +192,9 @@ def test_rqs_log_lines_vq_recognises_are_still_said():
 
 
 def test_a_job_vq_starts_and_ends_reads_back_in_rq_as_rq_would_have_written_it(vq, redis_conn, monkeypatch):
-    """Through vq's own paths (admit.lua's start and finish, the one-trip end, the batched
-    counts): RQ's Job and Worker read back what vq wrote."""
+    """Through vq's own paths (admission's start and end: vq/lua/admit_start.lua and
+    admit_end.lua, the one-trip end, the batched counts): RQ's Job and Worker read back
+    what vq wrote."""
     from vq import execution, limits
     from vq.config import load_settings
     from vq.model import result_of

@@ -2,7 +2,7 @@
 from doing harm.
 
 A job runs under a lease that admission grants in the same atomic step that takes the
-slots (vq/lua/admit.lua): the job's entries in its type's and its user's running sets,
+slots (vq/lua/admit_choose.lua): the job's entries in its type's and its user's running sets,
 with a deadline on Redis's clock, and a token in the job's hash (`vq_lease`). The worker
 renews the lease every `renew_every` (vq/lua/renew.lua); a lapsed lease is never revived,
 because admission counts only live leases and may already have given the slot away.
@@ -21,7 +21,7 @@ Three deadlines, earliest first, so that a slot is never held by two running job
 
 Every write a worker makes for a job it runs carries the token and is refused unless it is
 still the job's: progress and errors (vq/lua/fenced.lua), the end, the result and the
-give-back of slots (admit.lua `finish`), and RQ's own end-of-job transactions
+give-back of slots (vq/lua/admit_end.lua), and RQ's own end-of-job transactions
 (`FencedRedis`: WATCH on the job, token checked, MULTI/EXEC). A worker that comes back
 late (SIGCONT, a network pause) finds its token stale: its write is refused, counted in
 `vq:fence:refused`, and logged. Redis is both the lock service and the store here, so the
@@ -272,7 +272,7 @@ def write_meta(conn: redis.Redis, job, event: list[str] | None = None) -> bool:
             pipe.execute()
         return True
     script = lua.script(conn, "fenced.lua")
-    written = script(args=[job.id, token, private.serialize_meta(job), json.dumps(event) if event else ""])
+    written = script(keys=[job.key], args=[token, private.serialize_meta(job), json.dumps(event) if event else ""])
     if not written:
         refused(job.id, "meta")
     return bool(written)

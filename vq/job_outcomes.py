@@ -2,7 +2,7 @@
 provider's "retry after", a cancel, a permanent error), a requeue at shutdown, the
 `finished`/`failed`/`retrying` events, dependents of a failed job, slots given back, and
 a success's end written in one round trip with the admission and start of the worker's
-next job (vq/lua/admit.lua `finish`).
+next job (vq/lua/admit_end.lua, the end's shape vq/job_end.py).
 
 The seam's `VqWorker.handle_job_failure` and `handle_job_success` (vq/rq_seam/worker.py)
 call these around RQ's own handlers.
@@ -10,7 +10,6 @@ call these around RQ's own handlers.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -24,6 +23,7 @@ from rq.worker import WorkerStatus
 
 from vq import cache, events, fence, keys
 from vq.admission import Start, release_in
+from vq.job_end import JobEnd
 from vq.execution import runtime
 from vq.jobs import cancel_dependents
 from vq.model import ms_between
@@ -84,7 +84,7 @@ class JobOutcomes:
         self._release(job)
 
     def _finish_in_one_trip(self, job: Job, queue, execution, result_ttl) -> None:
-        """The job's end (vq/lua/admit.lua `finish`: its fields and result, registries, the
+        """The job's end (vq/lua/admit_end.lua: its fields and result, registries, the
         `finished` event), its slots back and, unless this worker is stopping, the
         admission and start of its next job: one script, one round trip. RQ writes the
         end in a transaction of its own after WATCHing the job's dependents; here the
@@ -120,7 +120,7 @@ class JobOutcomes:
             self._take_started(admitted._replace(asked_at=asked_at), execution_id)
         if problems:
             raise problems[0]
-        if has_dependents:  # their set already has the job's expiry (admit.lua finish)
+        if has_dependents:  # their set already has the job's expiry (admit_end.lua)
             queue.enqueue_dependents(job)
         if job.has_rate_limit:
             release_slot(job)
@@ -199,8 +199,8 @@ def _result_for_history(result_json: str | None) -> str | None:
     return events.result_for_history(result_json, runtime().settings.history.maxResultBytes)
 
 
-def _finish_payload(job: Job, result_ttl: int | None) -> tuple[str, dict]:
-    """What vq/lua/admit.lua `finish` writes for a job that succeeded, as JSON, and the
+def _finish_payload(job: Job, result_ttl: int | None) -> tuple[JobEnd, dict]:
+    """What vq/lua/admit_end.lua writes for a job that succeeded, and the
     `finished` event's fields (for its log line). The result goes into the job's hash
     (RQ's own field for it, which RQ still reads back) instead of RQ's result stream: one
     key per job, which expires with it (vq.model.result_of reads either). RQ's formats for
@@ -211,16 +211,16 @@ def _finish_payload(job: Job, result_ttl: int | None) -> tuple[str, dict]:
               "last_heartbeat", utcformat(job.last_heartbeat or job.ended_at), "result", result]
     item, webhook_url, said = events.entry("finished", job.id, job.meta.get("jobType"),
                                            result=_result_for_history(result), **_finished_fields(job))
-    payload = {
-        "id": job.id, "key": job.key, "fields": fields,
-        "ttl": -1 if result_ttl is None or result_ttl < 0 else result_ttl,
-        "expire": [job.dependencies_key] if private.dependency_ids(job) else [],
-        "registry": job.finished_job_registry.key,
-        "event": [part for pair in item.items() for part in pair], "webhook": webhook_url or "",
-        "dependents": job.dependents_key,
-        "token": getattr(job, "_vq_lease", None),  # fences the end and the give-back (vq/fence.py)
-    }
-    return json.dumps(payload, separators=(",", ":")), said
+    end = JobEnd(
+        id=job.id, key=job.key, fields=fields,
+        ttl=-1 if result_ttl is None or result_ttl < 0 else result_ttl,
+        expire=[job.dependencies_key] if private.dependency_ids(job) else [],
+        registry=job.finished_job_registry.key,
+        event=[part for pair in item.items() for part in pair], webhook=webhook_url or "",
+        dependents=job.dependents_key,
+        token=getattr(job, "_vq_lease", None),  # fences the end and the give-back (vq/fence.py)
+    )
+    return end, said
 
 
 def _took_ms(job: Job) -> int | None:

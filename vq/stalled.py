@@ -25,7 +25,7 @@ from vq.rq_seam.queue import rq_queue
 
 def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
     """Requeue or fail every stalled job; returns (job id, what happened)."""
-    now = redis_now_ms(conn)  # leases' deadlines are on Redis's clock (vq/lua/admit.lua)
+    now = redis_now_ms(conn)  # leases' deadlines are on Redis's clock (vq/lua/admit_common.lua)
     max_stalled = settings.queue.settings.maxStalledCount
     outcomes = recover_admitted(conn, settings, now)
     for job_type in job_types(settings):

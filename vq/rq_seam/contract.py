@@ -8,6 +8,8 @@ RQ adds after them must have defaults.
 
 from __future__ import annotations
 
+from vq import keys
+
 # RQ's Worker methods that VqWorker (vq/rq_seam/worker.py) overrides.
 WORKER_OVERRIDES = {
     "heartbeat": ("self", "timeout", "pipeline"),
@@ -75,9 +77,11 @@ WORKER_INSTANCE_ATTRIBUTES = ("_stop_requested", "_state", "_ordered_queues", "_
 JOB_PRIVATE_ATTRIBUTES = ("_result", "_status", "_dependency_ids",
                           "_func_name", "_instance", "_args", "_kwargs")  # the last four: ReadableJob
 
-# Fields of RQ's worker hash that vq writes itself (the seam's _flush_counts; admit.lua).
+# Fields of RQ's worker hash that vq writes itself (the seam's _flush_counts; vq/lua/admit_start.lua).
 WORKER_HASH_FIELDS = ("successful_job_count", "total_working_time", "state", "last_heartbeat")
 
-# Redis key prefixes of RQ's that vq's Lua and queries spell out.
-KEY_PREFIXES = {"job": "rq:job:", "queue": "rq:queue:", "worker": "rq:worker:", "workers": "rq:workers",
-                "scheduled": "rq:scheduled:", "failed": "rq:failed:"}
+# Redis key prefixes of RQ's that vq's Lua and queries spell out (vq/keys.py names those its
+# scripts are given).
+KEY_PREFIXES = {"job": keys.RQ_JOB_PREFIX, "queue": keys.RQ_QUEUE_PREFIX, "worker": keys.RQ_WORKER_PREFIX,
+                "workers": "rq:workers",
+                "scheduled": keys.RQ_SCHEDULED_PREFIX, "failed": "rq:failed:"}
