@@ -1,4 +1,4 @@
-"""Write constraints.txt: the exact version of every package vq and its test and docs extras need,
+"""Write constraints.txt: the exact version of every package vq and its test, docs and codegen extras need,
 transitive included, as installed now (run it after the whole suite passed with them).
 
 `pip freeze` would also list whatever else the machine has; this walks vq's own metadata
@@ -22,7 +22,7 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def closure(root: str = "vq", extras: frozenset[str] = frozenset({"test", "docs"})) -> dict[str, str]:
+def closure(root: str = "vq", extras: frozenset[str] = frozenset({"test", "docs", "codegen"})) -> dict[str, str]:
     """Each distribution reachable from `root[extras]` under this interpreter, with its version."""
     environment = default_environment()
     versions: dict[str, str] = {}

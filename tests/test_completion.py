@@ -201,9 +201,7 @@ def test_cached_answers_are_typers_own(vq, tab, tmp_path):
         texts = re.findall(r'":"([^"]*)"', r[4][1]) + [line.split("\t", 1)[-1] for line in r[4][1].splitlines()]
         return r[0] != "bash" and any(len(t) > 80 for t in texts)
     unanswered = [r for r in results if r[3][0] is None and not too_wide(r)]
-    # Known gap (issue 22 note): three zsh/fish lines after `vq jobs ... --` go to typer since
-    # --status got its choice check; the answer is the same, only slower.
-    assert len(unanswered) <= 3, unanswered
+    assert unanswered == []
     assert len([r for r in results if r[3][0] is not None]) >= len(results) * 3 // 4
     assert any("digest" in r[3][1] for r in results) and any("test-echo" in r[3][1] for r in results)
 
@@ -299,7 +297,7 @@ def test_the_light_config_reader_agrees_with_vq_config(name, tmp_path):
     if data_dir:
         settings["data_dir"] = data_dir
     config.write_text(json.dumps(settings))  # JSON is YAML
-    code = ("import json\nfrom vq.cli import completers, completion_cache as c\n"
+    code = ("import json\nfrom vq.cli import completers, complete_config as c\n"
             "builtins = completers.static_sources()['builtin-types']\n"
             f"print(json.dumps([c.read_config({str(config)!r}, builtins), c.read_config_validated({str(config)!r})]))")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_", "XDG_DATA"))}

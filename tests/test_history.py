@@ -109,7 +109,7 @@ def _assert_stream_and_history_agree(redis_conn, db) -> None:
     and event, and there is no other row; the metric totals count each exactly once."""
     from vq import events as event_stream
     from vq import metrics
-    from vq.archiver import to_status
+    from vq.archive_rows import to_status
 
     changes = [e for e in event_stream.read(redis_conn, count=1_000_000)
                if e["jobId"] != "-" and to_status(e) is not None]

@@ -84,8 +84,10 @@ def test_new_jobs_are_stored_as_rq_stores_them(redis_conn, settings):
     from rq.serializers import JSONSerializer
 
     from vq.model import VQ_FUNC
-    from vq.rq_queue import rq_queue
-    from vq.submission import _job_spec, _resolve, submit_each
+    from vq.rq_seam.queue import rq_queue
+    from vq.submission import submit_each
+    from vq.submission.creation import job_spec
+    from vq.submission.validation import resolve
 
     def submission():
         return Submission(job_type="content-analysis", data={"text": "a b c", "n": 1}, user_id="u1",
@@ -95,7 +97,7 @@ def test_new_jobs_are_stored_as_rq_stores_them(redis_conn, settings):
     [outcome] = submit_each(redis_conn, settings, [submission()], lambda s: s)
     assert outcome["ok"]
     by_rq = rq_queue(redis_conn, "content-analysis.normal").enqueue_call(
-        VQ_FUNC, **_job_spec(settings, _resolve(redis_conn, settings, submission()), "by-rq", None, None, [], None))
+        VQ_FUNC, **job_spec(settings, resolve(redis_conn, settings, submission()), "by-rq", None, None, [], None))
     ours, batch, theirs = (redis_conn.hgetall(f"rq:job:{job_id}") for job_id in (single, outcome["id"], by_rq.id))
     assert ours.keys() == batch.keys()
     assert {k for k in theirs if theirs[k] != b""} == set(ours)

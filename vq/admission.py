@@ -13,23 +13,25 @@ carries a token (fenced leases: vq/fence.py), and only its holder's writes count
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import NamedTuple
 
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat, utcparse
 from rq import Queue
 
 from vq import keys, lua
+from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of, priority_of
 
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
 WAKE_TOKENS = 64
-IDLE_PREFIX = "idle:"  # in vq:inbox, beside queue names and ring keys: a worker waiting for a wake token
+IDLE_PREFIX = keys.INBOX_IDLE  # in vq:inbox, beside queue names and ring keys: a worker waiting for a wake token
 
 
 class Admission:
@@ -51,34 +53,35 @@ class Admission:
         return admitted._replace(asked_at=asked_at) if admitted is not None else None
 
     def admit_in(self, pipe, job_types: list[str], start: Start | None = None,
-                 give_back: tuple[str, str, str] | None = None, finish: str = "") -> None:
+                 give_back: tuple[str, str, str] | None = None, finish: JobEnd | str = "") -> None:
         """`admit` as part of a pipeline (its reply: `parse_admitted`). With `start` the
         admitted job is also started for that worker in the same step; with `give_back`
         (job id, type, user) a finished job's slots are given back first and an idle
-        worker woken, as `release_in` does; with `finish` (vq/worker.py `_finish_payload`)
-        that job's end is written first. By SHA: the script is loaded by the first
+        worker woken, as `release_in` does; with `finish` (a JobEnd, or its JSON: vq/worker.py
+        `_finish_payload`) that job's end is written first. By SHA: the script is loaded by the first
         `admit`; a Redis that lost it answers NOSCRIPT, which `parse_admitted` reads as
         "nothing admitted" after loading it again and doing the rest the slow way."""
-        pipe.evalsha(self._admit.sha, 0, *self._admit_args(job_types, start, give_back, finish))
+        self._admit.evalsha_in(pipe, args=self._admit_args(job_types, start, give_back, finish))
 
     def _admit_args(self, job_types: list[str], start: Start | None = None,
-                    give_back: tuple[str, str, str] | None = None, finish: str = "") -> list:
-        moment = now()
-        args = [uuid.uuid4().hex, self.lease_ms, DRAIN_MAX, SCAN_MAX, *(give_back or ("", "", "")),
-                finish]
-        if start is None:
-            args += ["", "", "", ""]
-        else:
-            args += [start.worker, utcformat(moment), start.default_ttl, "1" if start.busy else "0"]
-        return [*args, len(job_types), *job_types]
+                    give_back: tuple[str, str, str] | None = None, finish: JobEnd | str = "") -> list[str]:
+        """The script's ARGV: its options (vq/lua/admit_common.lua) and the finished job's end."""
+        options = {"token": uuid.uuid4().hex, "lease_ms": self.lease_ms, "drain_max": DRAIN_MAX,
+                   "scan_max": SCAN_MAX, "types": job_types}
+        if give_back is not None and give_back[0]:
+            options["give_back"] = dict(zip(("id", "type", "user"), give_back))
+        if start is not None:
+            options["start"] = {"worker": start.worker, "now": utcformat(now()), "default_ttl": start.default_ttl,
+                                "busy": start.busy}
+        return [json.dumps(options, separators=(",", ":")), encoded(finish)]
 
     def parse_admitted(self, reply, give_back: tuple[str, str, str] | None = None,
-                       finish: str = "") -> tuple[bool, Admitted | None, bool]:
+                       finish: JobEnd | str = "") -> tuple[bool, Admitted | None, bool]:
         """The reply of `admit_in`: (whether the finished job has dependents, the admitted
         job or None, whether the finished job's end was refused because its lease token was
         stale). `give_back` and `finish` as given to it, done here if the script did not run."""
         if isinstance(reply, ResponseError):
-            if "NOSCRIPT" not in str(reply):
+            if not isinstance(reply, NoScriptError) and "NOSCRIPT" not in str(reply):  # redis-py strips the word
                 raise reply
             self.conn.script_load(self._admit.script)
             return _parse_reply(self._admit(args=self._admit_args([], None, give_back, finish)))
@@ -91,7 +94,8 @@ class Admission:
     def renew(self, job_id: str, job_type: str, user_id: str, token: str, conn: Redis | None = None) -> int:
         """Extend a running job's leases, by their holder only (vq/lua/renew.lua): 1 renewed,
         0 lost (lapsed, which is never revived, or taken over), -1 given back by the holder."""
-        return int(self._renew(args=[job_id, job_type, user_id, token, self.lease_ms], client=conn or self.conn))
+        return int(self._renew(keys=[keys.rq_job(job_id), keys.running_type(job_type), keys.running_user(user_id)],
+                               args=[job_id, token, self.lease_ms], client=conn or self.conn))
 
 
 class Start(NamedTuple):
@@ -165,7 +169,7 @@ def mark_nonempty_lists(conn: Redis, queue_names: list[str]) -> int:
 
 def forget_idle_in(pipe, worker_name: str) -> None:
     """A stopping worker is no longer idle (admission wakes idle workers when it frees
-    slots: vq/lua/admit.lua)."""
+    slots: vq/lua/admit_main.lua)."""
     pipe.srem(keys.INBOX, IDLE_PREFIX + worker_name)
 
 
@@ -177,7 +181,7 @@ def forget_gone_idle_workers(conn: Redis) -> int:
         return 0
     with conn.pipeline(transaction=False) as pipe:
         for mark in marks:
-            pipe.exists(f"rq:worker:{mark.removeprefix(IDLE_PREFIX)}")
+            pipe.exists(keys.rq_worker(mark.removeprefix(IDLE_PREFIX)))
         alive = pipe.execute()
     gone = [mark for mark, exists in zip(marks, alive) if not exists]
     if gone:

@@ -5,7 +5,7 @@ reads events in stream order, in batches, and for each batch:
 
 1. writes job_history rows (keyed by the event's stream id, so a batch written twice adds
    nothing), updates render_jobs and job_dependencies, and stores the last id written, all
-   in one SQLite transaction;
+   in one SQLite transaction (vq/archive_rows.py knows the rows);
 2. adds the batch's metric increments (vq/metrics.py) and stores the last id counted, in
    one Redis transaction.
 
@@ -16,7 +16,6 @@ up to what both have kept (less a margin for live readers). Workers never write 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -25,7 +24,7 @@ from datetime import datetime, timezone
 import redis
 from redis import Redis
 
-from vq import archiver_lease, costs, events, historydb, keys, metrics, presence
+from vq import archive_rows, archiver_lease, costs, events, historydb, keys, metrics, presence
 from vq.config import Settings
 from vq.errors import HistoryElsewhere, HistoryUnavailable
 from vq.historydb import open_db, path_for
@@ -38,40 +37,10 @@ AGGREGATE_EVERY = 60.0
 PRUNE_EVERY = 3600.0
 RETRY_MAX = 10.0  # s between tries at most while the history database cannot be used
 
-# The status each event moves a job to (events not listed are not status changes).
-TO_STATUS = {"queued": "queued", "started": "started", "finished": "finished", "failed": "failed",
-             "canceled": "canceled", "removed": "removed", "rate-limited": "scheduled", "requeued": "queued",
-             "stalled": "queued", "retried": "queued"}
-
 
 def _id_tuple(stream_id: str) -> tuple[int, int]:
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def to_status(event: dict) -> str | None:
-    name = event["event"]
-    fields = event["fields"]
-    if name == "created":
-        return fields.get("status") or "queued"
-    if name == "retrying":
-        return fields.get("status") or "scheduled"
-    return TO_STATUS.get(name)
-
-
-def _reason(event: dict) -> str | None:
-    fields = event["fields"]
-    if event["event"] == "rate-limited":
-        return f"rate limited; retry after {fields.get('retryAfter')}s" + (
-            f": {fields['error']}" if fields.get("error") else "")
-    parts = [str(fields[k]) for k in ("category", "error", "reason") if fields.get(k)]
-    if event["event"] == "stalled":
-        parts.insert(0, "stalled")
-    return ": ".join(parts) or None
 
 
 class Archiver:
@@ -175,105 +144,8 @@ class Archiver:
             log.warning("history gap: events after %s were lost before they were archived", start)
 
     def write(self, batch: list[dict]) -> None:
-        """One SQLite transaction: the transitions, the job rows, the dependencies, the position."""
-        ids = sorted({e["jobId"] for e in batch if e["jobId"] != "-"})
-        current: dict[str, str | None] = {}
-        for chunk_start in range(0, len(ids), 500):
-            chunk = ids[chunk_start:chunk_start + 500]
-            marks = ",".join("?" * len(chunk))
-            for job_id, status in self.db.execute(f"SELECT id, status FROM render_jobs WHERE id IN ({marks})", chunk):
-                current[job_id] = status
-        history_rows, created_rows, dependencies, audits, charges = [], [], [], [], {}
-        updates: dict[str, list] = {}  # job id -> [job type, first at, status, last at, column changes]
-        for event in batch:
-            job_id = event["jobId"]
-            if event["event"] == "audit":
-                fields = dict(event["fields"])
-                audits.append((event["id"], _iso(event["ts"]), fields.pop("actor", None), fields.pop("role", None),
-                               fields.pop("action", None), event["jobType"] or None, job_id,
-                               json.dumps(fields, separators=(",", ":")) if fields else None))
-                continue
-            if job_id == "-":
-                continue
-            if event["event"] == "charged":  # a provider call's cost: the job's running total
-                charges[job_id] = (event["fields"].get("provider"), event["fields"].get("totalMicros"))
-                continue
-            to = to_status(event)
-            if to is None:
-                continue
-            fields = event["fields"]
-            at = _iso(event["ts"])
-            history_rows.append((event["id"], job_id, event["jobType"], current.get(job_id), to, event["event"], at,
-                                 fields.get("worker"), fields.get("attempt"), _reason(event)))
-            if event["event"] == "created":
-                created_rows.append((job_id, event["jobType"], fields.get("userId"), fields.get("projectId"),
-                                     fields.get("priority"), fields.get("subscription"),
-                                     fields.get("queue") or f"{event['jobType']}.{fields.get('priority')}", to, at, at,
-                                     fields.get("parentId"), fields.get("step"), fields.get("recurringId"),
-                                     1 if fields.get("cachedFrom") else 0, at if to == "finished" else None,
-                                     event.get("result")))  # born finished (a cached result): its result
-                for parent in fields.get("dependsOn") or []:
-                    dependencies.append((job_id, parent, 1 if fields.get("allowFailure") else 0))
-            else:
-                update = updates.setdefault(job_id, [event["jobType"], at, to, at, {}])
-                update[2], update[3] = to, at
-                update[4].update(self._changes_for(event, to, at))  # a later event's changes win
-            current[job_id] = to
-        with self.db.conn:
-            self.db.conn.executemany(
-                "INSERT OR IGNORE INTO job_history (event_id, job_id, job_type, from_status, to_status, event, at, "
-                "worker, attempt, reason) VALUES (?,?,?,?,?,?,?,?,?,?)", history_rows)
-            self.db.conn.executemany(
-                "INSERT INTO render_jobs (id, job_type, user_id, project_id, priority, subscription, queue, status, "
-                "created_at, updated_at, parent_id, step, recurring_id, cached, finished_at, result, attempts) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT(id) DO UPDATE SET "
-                "job_type=excluded.job_type, user_id=excluded.user_id, project_id=excluded.project_id, "
-                "priority=excluded.priority, subscription=excluded.subscription, queue=excluded.queue, "
-                "created_at=excluded.created_at, parent_id=excluded.parent_id, step=excluded.step, "
-                "recurring_id=excluded.recurring_id, cached=excluded.cached, "
-                "result=COALESCE(excluded.result, render_jobs.result)", created_rows)
-            for sql, rows in self._grouped_updates(updates).items():
-                self.db.conn.executemany(sql, rows)
-            self.db.conn.executemany("UPDATE render_jobs SET provider = ?, cost_micros = ? WHERE id = ?",
-                                     [(provider, total, job_id) for job_id, (provider, total) in charges.items()])
-            self.db.conn.executemany("INSERT OR IGNORE INTO audit_log (event_id, at, actor, role, action, job_type, "
-                                     "target, detail) VALUES (?,?,?,?,?,?,?,?)", audits)
-            self.db.conn.executemany("INSERT OR IGNORE INTO job_dependencies (job_id, depends_on, allow_failure) "
-                                     "VALUES (?,?,?)", dependencies)
-            self.db.conn.execute("INSERT INTO archiver_state (name, value) VALUES ('last_event_id', ?) "
-                                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (batch[-1]["id"],))
-
-    @staticmethod
-    def _changes_for(event: dict, to: str, at: str) -> dict:
-        """The render_jobs columns an event changes."""
-        fields = event["fields"]
-        sets = {"status": to, "updated_at": at}
-        if event["event"] == "started":
-            sets.update(started_at=at, worker=fields.get("worker"), attempts=fields.get("attempt"),
-                        wait_ms=fields.get("waitMs"), finished_at=None)
-        if event["event"] in ("finished", "failed", "canceled"):
-            sets.update(finished_at=at)
-        if event["event"] == "finished":
-            sets["result"] = event.get("result")  # JSON text, as the job's hash had it (None: too long)
-        if fields.get("durationMs") is not None:
-            sets["run_ms"] = fields["durationMs"]
-        if event["event"] in ("failed", "retrying"):
-            sets.update(error_category=fields.get("category"), error_message=fields.get("error"))
-        if fields.get("userId"):
-            sets["user_id"] = fields["userId"]
-        return sets
-
-    @staticmethod
-    def _grouped_updates(updates: dict[str, list]) -> dict[str, list[tuple]]:
-        """One statement per set of changed columns, each run once over all its jobs (a row
-        is made if its `created` was never seen): a batch's updates in a few executemany."""
-        grouped: dict[str, list[tuple]] = {}
-        for job_id, (job_type, first_at, to, last_at, sets) in updates.items():
-            columns = ", ".join(f"{name} = ?" for name in sets)
-            sql = (f"INSERT INTO render_jobs (id, job_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-                   f"ON CONFLICT(id) DO UPDATE SET {columns}")
-            grouped.setdefault(sql, []).append((job_id, job_type, to, first_at, last_at, *sets.values()))
-        return grouped
+        """The batch's rows and the new written position, in one SQLite transaction (vq/archive_rows.py)."""
+        archive_rows.write(self.db, batch)
 
     # --- periodic ----------------------------------------------------------------------
     def aggregate(self) -> None:
@@ -305,7 +177,7 @@ class Archiver:
     def prune(self) -> int:
         """Drop job rows and transitions older than the retention, and the counters of users idle
         as long; aggregates stay."""
-        cutoff = _iso(int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
+        cutoff = archive_rows.iso(int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
         with self.db.conn:
             removed = self.db.conn.execute("DELETE FROM job_history WHERE at < ?", (cutoff,)).rowcount
             self.db.conn.execute("DELETE FROM audit_log WHERE at < ?", (cutoff,))

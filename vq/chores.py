@@ -25,7 +25,7 @@ from vq.admission import forget_gone_idle_workers, mark_nonempty_lists
 from vq.config import CHORE_NAMES, Settings
 from vq.jobtypes import job_types
 from vq.queues import worker_queue_names
-from vq.rq_queue import enqueue_left_ready_jobs
+from vq.rq_seam.queue import enqueue_left_ready_jobs
 
 log = logging.getLogger("vq.daemon")
 MAINTAIN_MS = 5000  # trims, dependents, marks: what nothing waits on second by second

@@ -17,6 +17,7 @@ from redis import Redis
 from vq import events, keys
 from vq.config import Budget, ProviderSettings, Settings
 from vq.errors import InvalidInput
+from vq.rq_seam import private
 
 MICROS = 1_000_000
 KEEP_DAYS_S = 400 * 86_400  # a year of days and a month to spare
@@ -47,7 +48,7 @@ def charge(conn: Redis, settings: Settings, job, provider_name: str, units: dict
         used[unit] = used.get(unit, 0) + amount
     day = keys.costs_day(today())
     with conn.pipeline() as pipe:
-        pipe.hset(job.key, "meta", job._serialize_meta())
+        pipe.hset(job.key, "meta", private.serialize_meta(job))
         pipe.hincrby(day, f"user:{user}", micros)
         if project:
             pipe.hincrby(day, f"project:{project}", micros)

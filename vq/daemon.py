@@ -64,7 +64,7 @@ def _worker_prefix(host: str, index) -> str:
 
 def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str,
                  deadline=None) -> None:
-    from vq import worker as worker_module
+    from vq import worker_leases as worker_module
     from vq.execution import install_runtime
     from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
 
@@ -317,7 +317,7 @@ class Daemon:
         plan.append(_Child("scheduler", _scheduler_main, (settings, queue_names, options.log_level,
                                                           f"vq.{host}.{os.getpid()}.scheduler")))
         if options.http_listen:
-            from vq.api.auth import signing_secret
+            from vq.tokens import signing_secret
 
             signing_secret(settings)  # made once, here, before any request needs it
             plan.append(_Child("http", _http_main, (settings, self.listener, options.log_level)))

@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 
 from vq import artifacts, events, jobs, keys
 from vq.config import Settings
-from vq.foreign import ReadableJob
+from vq.rq_seam.job import ReadableJob
 from vq.jobtypes import get_job_type, job_types
 from vq.model import as_utc, job_view
 

@@ -27,6 +27,7 @@ from vq.jobtypes import get_job_type, load_handler
 from vq.model import ms_between, result_of
 from vq.protect import protector
 from vq.provider_calls import ProviderCalls
+from vq.rq_seam import private
 
 PROGRESS_EVENT_INTERVAL = 0.25  # seconds between progress events of one job
 BUDGET_RECHECK_S = 60  # a job held for budget is looked at again this often (a raised budget lets it go)
@@ -134,7 +135,7 @@ def begin_attempt(job: Job, pipe) -> None:
     job.meta["attempts"] = int(job.meta.get("attempts", 0)) + 1
     job.meta["progress"] = {"percent": 0.0, "message": None}
     job.meta.pop("error", None)
-    pipe.hset(job.key, "meta", job._serialize_meta())
+    pipe.hset(job.key, "meta", private.serialize_meta(job))
     pipe.zrem(keys.ADMITTED, job.id)
     events.emit(pipe, "started", job.id, job.meta.get("jobType"), attempt=job.meta["attempts"],
                 worker=job.worker_name, waitMs=_waited_ms(job), userId=job.meta.get("userId"))

@@ -2,7 +2,7 @@
 from doing harm.
 
 A job runs under a lease that admission grants in the same atomic step that takes the
-slots (vq/lua/admit.lua): the job's entries in its type's and its user's running sets,
+slots (vq/lua/admit_choose.lua): the job's entries in its type's and its user's running sets,
 with a deadline on Redis's clock, and a token in the job's hash (`vq_lease`). The worker
 renews the lease every `renew_every` (vq/lua/renew.lua); a lapsed lease is never revived,
 because admission counts only live leases and may already have given the slot away.
@@ -21,7 +21,7 @@ Three deadlines, earliest first, so that a slot is never held by two running job
 
 Every write a worker makes for a job it runs carries the token and is refused unless it is
 still the job's: progress and errors (vq/lua/fenced.lua), the end, the result and the
-give-back of slots (admit.lua `finish`), and RQ's own end-of-job transactions
+give-back of slots (vq/lua/admit_end.lua), and RQ's own end-of-job transactions
 (`FencedRedis`: WATCH on the job, token checked, MULTI/EXEC). A worker that comes back
 late (SIGCONT, a network pause) finds its token stale: its write is refused, counted in
 `vq:fence:refused`, and logged. Redis is both the lock service and the store here, so the
@@ -45,6 +45,7 @@ import redis
 from redis.client import Pipeline
 
 from vq import keys, lua
+from vq.rq_seam import private
 
 log = logging.getLogger("vq.fence")
 INTERRUPT_SIGNAL = signal.SIGUSR2  # raised in a worker's main thread to stop a job whose lease is lost
@@ -90,7 +91,7 @@ class Fence:
     the process must be gone by (`kill_at`) where its daemon reads it."""
 
     def __init__(self, conn: redis.Redis, lease_ms: int, shared_deadline=None):
-        from vq.rq_queue import admission_for
+        from vq.rq_seam.queue import admission_for
 
         self.lease_ms = lease_ms
         self.stop_after = lease_ms / 1000 - margin_s(lease_ms)
@@ -265,13 +266,13 @@ def write_meta(conn: redis.Redis, job, event: list[str] | None = None) -> bool:
     token = getattr(job, "_vq_lease", None)
     if token is None:
         with conn.pipeline(transaction=False) as pipe:
-            pipe.hset(job.key, "meta", job._serialize_meta())
+            pipe.hset(job.key, "meta", private.serialize_meta(job))
             if event:
                 pipe.xadd(keys.EVENTS, dict(zip(event[::2], event[1::2])), maxlen=1_000_000, approximate=True)
             pipe.execute()
         return True
     script = lua.script(conn, "fenced.lua")
-    written = script(args=[job.id, token, job._serialize_meta(), json.dumps(event) if event else ""])
+    written = script(keys=[job.key], args=[token, private.serialize_meta(job), json.dumps(event) if event else ""])
     if not written:
         refused(job.id, "meta")
     return bool(written)

@@ -6,9 +6,9 @@ JSON calling some other function, and in either case without the user, tier and 
 vq's limits need. So when admission hands such a job to a worker it is refused, not run:
 failed with category `not_vq` and a message saying how to submit to vq, its payload set
 aside (kept in the hash's `vq_original_data`) so that every read path shows it like any
-failed job. Until then, `ReadableJob` lets the read paths show it without unpickling.
+failed job. Until then, `ReadableJob` (vq/rq_seam/job.py) lets the read paths show it without unpickling.
 The rule: a vq job's payload is JSON calling `vq.execution.run_job` and its meta names a
-job type (vq/submission.py makes every job so).
+job type (vq/submission/ makes every job so).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import zlib
 from datetime import datetime, timezone
 
 from redis import Redis
-from rq.exceptions import DeserializationError
-from rq.job import Job
 
 from vq import admission, events, keys
 
@@ -81,21 +79,3 @@ def refuse(conn: Redis, settings, job_id: str, queue_name: str, user: str, data:
         admission.release_in(pipe, job_id, job_type, user)
         events.emit(pipe, "failed", job_id, job_type, attempt=0, category=CATEGORY, error=message)
         pipe.execute()
-
-
-class ReadableJob(Job):
-    """RQ's job as vq's read paths fetch it: a payload or meta that is not JSON (a pickled
-    job waiting to be refused) reads as no arguments and empty meta instead of raising;
-    never unpickled."""
-
-    def restore(self, raw_data):
-        try:
-            return super().restore(raw_data)
-        except ValueError:  # its meta is not JSON
-            return super().restore({k: v for k, v in raw_data.items() if k not in (b"meta", "meta")})
-
-    def _deserialize_data(self):
-        try:
-            super()._deserialize_data()
-        except DeserializationError:
-            self._func_name, self._instance, self._args, self._kwargs = "<not a vq job>", None, (), {}

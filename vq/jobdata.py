@@ -2,7 +2,7 @@
 
 Data arrives from the CLI, the HTTP API, batches, templates, recurring definitions, a
 plan's steps and the Python API (`vq.submission.submit`), all through
-`vq/submission.py`, which calls `check` first. Whatever passes can be stored, read back
+`vq/submission/validation.py`, which calls `check` first. Whatever passes can be stored, read back
 and printed as strict JSON by every reader (`vq show --json`, the HTTP API, the TUI):
 only JSON's types (objects with text keys, arrays, text, finite numbers, true, false,
 null), nested no deeper than `limits.maxDataDepth`, whole numbers within 64 bits, and

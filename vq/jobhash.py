@@ -21,7 +21,7 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 
-from vq import keys, lua
+from vq import lua
 from vq.events import STREAM_MAXLEN
 
 VARYING = ("created_at", "enqueued_at", "data", "meta", "retry_intervals", "description")  # set per job
@@ -101,5 +101,5 @@ class Batch:
         if self._jobs:
             args = [utcformat(self.at), int(self.at.timestamp() * 1000), STREAM_MAXLEN, len(self._numbers),
                     *self._head, *self._jobs]
-            lua.script(conn, "create.lua")(keys=[keys.EVENTS], args=args, client=pipe)
+            lua.script(conn, "create.lua")(args=args, client=pipe)
 

@@ -21,12 +21,13 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, job_ids, keys, limits, trimmed
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
-from vq.foreign import ReadableJob
+from vq.rq_seam.job import ReadableJob
 from vq.jobdata import LIST_RESULT_BYTES
 from vq.job_ids import Visible
 from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
 from vq.protect import protector
-from vq.rq_queue import rq_queue
+from vq.rq_seam import private
+from vq.rq_seam.queue import rq_queue
 
 CANCEL_REQUEST_TTL = 24 * 3600
 
@@ -265,7 +266,7 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
         pipe.delete(keys.cancel_request(job.id))
         job.save(pipeline=pipe)
         pipe.persist(job.key)  # only ended jobs expire (admission persists only jobs with RQ's `ttl`)
-        queue._enqueue_job(job, pipeline=pipe)
+        private.enqueue_job(queue, job, pipeline=pipe)
         admission.wake_in(pipe)
         pipe.execute()
     events.emit(conn, "retried", job.id, job_type_of(job), previous=status)

@@ -63,7 +63,7 @@ class JobType:
         backoff, capped, plus up to `jitter` of it at random so retries of many jobs do not
         arrive together. Rounded up to the millisecond, so a retry never comes early. RQ's
         `Retry` keeps them as given (JSON floats) and its `job.retry` schedules now plus the
-        interval, whose microseconds vq's `schedule_job` keeps (vq/rq_queue.py)."""
+        interval, whose microseconds vq's `schedule_job` keeps (vq/rq_seam/queue.py)."""
         rng = rng or random
         intervals = []
         for retry in range(self.attempts - 1):

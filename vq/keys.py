@@ -8,6 +8,51 @@ from __future__ import annotations
 PREFIX = "vq:"
 PRIORITY_ORDER = ("high", "normal", "low")
 
+# RQ's own keys that vq's scripts touch, as RQ names them (rq.job.Job.key_for,
+# rq.queue.Queue.redis_queue_namespace_prefix, rq.worker.Worker.redis_worker_namespace_prefix,
+# ScheduledJobRegistry.key_template; tests/test_lua_keys.py checks they still agree). Not
+# imported from RQ: this module is read by every CLI command, and RQ is heavy to import.
+RQ_JOB_PREFIX = "rq:job:"
+RQ_QUEUE_PREFIX = "rq:queue:"
+RQ_WORKER_PREFIX = "rq:worker:"
+RQ_SCHEDULED_PREFIX = "rq:scheduled:"
+
+
+def rq_job(job_id: str) -> str:
+    """RQ's hash of a job."""
+    return RQ_JOB_PREFIX + job_id
+
+
+def rq_queue(queue: str) -> str:
+    """RQ's list of a queue's job ids."""
+    return RQ_QUEUE_PREFIX + queue
+
+
+def rq_worker(name: str) -> str:
+    """RQ's hash of a worker."""
+    return RQ_WORKER_PREFIX + name
+
+
+def rq_scheduled(queue: str) -> str:
+    """RQ's zset of a queue's delayed jobs (job id -> due epoch seconds)."""
+    return RQ_SCHEDULED_PREFIX + queue
+
+
+def rq_finished(queue: str) -> str:
+    """RQ's finished registry of a queue."""
+    return f"rq:finished:{queue}"
+
+
+def rq_dependents(job_id: str) -> str:
+    """RQ's set of the jobs waiting for this one (rq.job.Job.dependents_key_for)."""
+    return f"{RQ_JOB_PREFIX}{job_id}:dependents"
+
+
+def rq_dependencies(job_id: str) -> str:
+    """RQ's set of a job's dependencies (rq.job.Job.dependencies_key: RQ writes its `:` twice)."""
+    return f"{RQ_JOB_PREFIX}:{job_id}:dependencies"
+
+
 PAUSED = PREFIX + "paused"  # set of job type names whose queues are paused
 EVENTS = PREFIX + "events"  # stream of job events
 JOB_TYPES_SEEN = PREFIX + "types"  # set of job type names that have an index (vq jobs lists them all)
@@ -42,23 +87,36 @@ def cancel_request(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:cancel"
 
 
-# --- admission (see vq/lua/admit.lua for how these fit together) -------------------
+# --- admission (see vq/lua/admit_common.lua for how these fit together) -------------------
 WAKE = PREFIX + "wake"  # list: a token per event that may let a waiting job run
 # set: what admission looks at: RQ queue names whose lists may hold jobs it has not
-# routed, and the keys of rings that have users (vq/lua/admit.lua)
+# routed, and the keys of rings that have users (vq/lua/admit_route.lua)
 INBOX = PREFIX + "inbox"
+INBOX_IDLE = "idle:"  # in INBOX, before a worker's name: that worker waits for a wake token
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
 ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet
 LIMIT_KINDS = ("type", "tier", "user")
 
 
+# The prefixes of the admission keys named per type, priority and user. The scripts build
+# these keys from the prefixes (vq/lua/__init__.py passes them in KEYS), in the shape the
+# functions below build them: <prefix><type>:<priority>[:<user>], <prefix><type|user>.
+WAIT_PREFIX = PREFIX + "wait:"
+RING_PREFIX = PREFIX + "ring:"
+WAIT_SINCE_PREFIX = PREFIX + "waitsince:"
+RUNNING_TYPE_PREFIX = PREFIX + "running:type:"
+RUNNING_USER_PREFIX = PREFIX + "running:user:"
+LIMITS_PREFIX = PREFIX + "limits:"
+LIMIT_OVERRIDES_PREFIX = PREFIX + "limits:override:"
+
+
 def waiting_list(job_type: str, priority: str, user_id: str) -> str:
-    return f"{PREFIX}wait:{job_type}:{priority}:{user_id}"
+    return f"{WAIT_PREFIX}{job_type}:{priority}:{user_id}"
 
 
 def ring(job_type: str, priority: str) -> str:
-    return f"{PREFIX}ring:{job_type}:{priority}"
+    return f"{RING_PREFIX}{job_type}:{priority}"
 
 
 def legacy_waiting(job_type: str) -> str:
@@ -69,7 +127,7 @@ def legacy_waiting(job_type: str) -> str:
 def wait_since(job_type: str, priority: str) -> str:
     """zset id -> ms since the job waits at this level: every job waiting for a slot is in
     exactly one of its type's three (counts, the oldest, aging)."""
-    return f"{PREFIX}waitsince:{job_type}:{priority}"
+    return f"{WAIT_SINCE_PREFIX}{job_type}:{priority}"
 
 
 def wait_since_all(job_type: str) -> list[str]:
@@ -77,21 +135,21 @@ def wait_since_all(job_type: str) -> list[str]:
 
 
 def running_type(job_type: str) -> str:
-    return f"{PREFIX}running:type:{job_type}"
+    return RUNNING_TYPE_PREFIX + job_type
 
 
 def running_user(user_id: str) -> str:
-    return f"{PREFIX}running:user:{user_id}"
+    return RUNNING_USER_PREFIX + user_id
 
 
 def limits(kind: str) -> str:
     """Limits from config (written by each daemon at start)."""
-    return f"{PREFIX}limits:{kind}"
+    return LIMITS_PREFIX + kind
 
 
 def limit_overrides(kind: str) -> str:
     """Limits set at runtime with `vq limits set`; they win over config."""
-    return f"{PREFIX}limits:override:{kind}"
+    return LIMIT_OVERRIDES_PREFIX + kind
 
 
 # hash type:<t> / tier:<tier> / user:<u> -> the limit in force: config with overrides over

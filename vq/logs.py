@@ -165,6 +165,6 @@ def configure(level: str, fmt: str = "text") -> None:
 def quiet_rq_colours() -> None:
     """RQ's colorizer decides at import whether stdout is a terminal; told it is not, its
     `blue(x)` returns x as it is (None included) and adds no escape codes."""
-    from rq import logutils
+    from vq.rq_seam.private import no_log_colours
 
-    logutils.colorizer.notty = True
+    no_log_colours()

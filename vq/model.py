@@ -13,6 +13,7 @@ from enum import Enum
 from rq.job import Job, JobStatus
 
 from vq.protect import redact
+from vq.rq_seam import private
 
 VQ_FUNC = "vq.execution.run_job"
 
@@ -102,8 +103,9 @@ def result_of(job: Job):
     """A finished job's result. vq's worker keeps it in the job's own hash, in the field RQ
     restores into `job._result` (one key per job, which expires with it); a job that RQ's
     own code ended (a forked child's, a repeat) has it in RQ's result stream."""
-    if job._result is not None:
-        return job._result
+    kept = private.result(job)
+    if kept is not None:
+        return kept
     return job.return_value()
 
 

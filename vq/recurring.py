@@ -34,7 +34,6 @@ from vq.timer import notify_in
 
 log = logging.getLogger("vq.recurring")
 CATCH_UP = ("none", "one", "all")
-OUTCOMES = {"finished": "succeeded", "failed": "failed", "canceled": "canceled"}
 RETRY_HELD_SECONDS = 0.05  # a due definition another daemon holds is looked at again this soon
 
 _ADVANCE = """
@@ -267,17 +266,6 @@ def last_runs(conn: Redis, definition: Recurring, count: int) -> list[dict]:
         rows.append({"jobId": job_id.decode(), "tickAt": iso(datetime.fromtimestamp(tick / 1000, timezone.utc)),
                      "status": status})
     return rows
-
-
-def record_outcome_in(pipe, job) -> None:
-    """Count a spawned job's end (called by the worker in its own pipeline)."""
-    recurring_id = job.meta.get("recurringId")
-    status = job.get_status(refresh=False)
-    outcome = OUTCOMES.get(status.value if status else "")
-    if not recurring_id or outcome is None:
-        return
-    pipe.hincrby(keys.recurring_stats(recurring_id), outcome, 1)
-    pipe.hset(keys.recurring_outcomes(recurring_id), job.id, status.value)
 
 
 # --- firing ---------------------------------------------------------------------------

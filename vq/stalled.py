@@ -19,12 +19,13 @@ from vq import admission, events, keys
 from vq.config import Settings
 from vq.jobs import cancel_dependents
 from vq.jobtypes import job_types
-from vq.rq_queue import rq_queue
+from vq.rq_seam import private
+from vq.rq_seam.queue import rq_queue
 
 
 def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
     """Requeue or fail every stalled job; returns (job id, what happened)."""
-    now = redis_now_ms(conn)  # leases' deadlines are on Redis's clock (vq/lua/admit.lua)
+    now = redis_now_ms(conn)  # leases' deadlines are on Redis's clock (vq/lua/admit_common.lua)
     max_stalled = settings.queue.settings.maxStalledCount
     outcomes = recover_admitted(conn, settings, now)
     for job_type in job_types(settings):
@@ -80,7 +81,7 @@ def recover_admitted(conn: Redis, settings: Settings, now: int) -> list[tuple[st
                 pipe.zrem(keys.ADMITTED, job_id)
                 pipe.hdel(job.key, keys.LEASE_FIELD)
                 admission.release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId") or "_")
-                rq_queue(conn, job.origin)._enqueue_job(job, pipeline=pipe, at_front=True)
+                private.enqueue_job(rq_queue(conn, job.origin), job, pipeline=pipe, at_front=True)
                 pipe.execute()
             except WatchError:
                 continue  # a worker started it meanwhile
@@ -103,7 +104,7 @@ def _settle_if_still_started(conn: Redis, job: Job, settle) -> bool:
             pipe.multi()
             if entries:
                 pipe.zrem(registry.key, *entries)
-            pipe.hset(job.key, "meta", job._serialize_meta())
+            pipe.hset(job.key, "meta", private.serialize_meta(job))
             pipe.hdel(job.key, keys.LEASE_FIELD)  # the old holder's writes are refused from now on
             # Its slots back in the same step: once requeued, the job may be admitted again
             # at once, and a later give-back would take the new holder's lease.
@@ -129,7 +130,7 @@ def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | Non
     if stalled <= max_stalled:
         job.meta["attempts"] = max(0, int(job.meta.get("attempts", 1)) - 1)  # the lost run is not charged
         def requeue(pipe) -> None:
-            rq_queue(conn, job.origin)._enqueue_job(job, pipeline=pipe, at_front=True)
+            private.enqueue_job(rq_queue(conn, job.origin), job, pipeline=pipe, at_front=True)
 
         if not _settle_if_still_started(conn, job, requeue):
             return None

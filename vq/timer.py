@@ -44,7 +44,7 @@ class DueMover:
 
     def __init__(self, conn: Redis, queue_names: list[str]):
         self.conn = conn
-        self.registries = [ScheduledJobRegistry.key_template.format(name) for name in queue_names]
+        self.registries = [keys.rq_scheduled(name) for name in queue_names]
         self._script = lua.script(conn, "due.lua")
 
     def move(self) -> tuple[int, float | None]:

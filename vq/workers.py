@@ -12,7 +12,7 @@ from rq.utils import utcparse
 from vq import keys
 
 WORKERS_SET = "rq:workers"  # RQ's registry of worker keys
-MEMORY_FIELD = "vq_rss_mb"  # written by vq's worker with each heartbeat (vq/worker.py)
+MEMORY_FIELD = "vq_rss_mb"  # written by vq's worker with each heartbeat (vq/worker_memory.py)
 
 
 def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
@@ -52,7 +52,7 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
 
 def _running_jobs_by_worker(conn: Redis, hashes: list[dict]) -> dict[str, str]:
     """worker name -> the job it runs, for jobs vq's admission started: those have no RQ
-    execution records (vq/lua/admit.lua); their live concurrency leases name them, and
+    execution records (vq/lua/admit_start.lua); their live concurrency leases name them, and
     each job's hash names its worker."""
     types = {keys.split_queue_name(q)[0] for raw in hashes if raw and raw.get(b"state") == b"busy"
              for q in raw.get(b"queues", b"").decode().split(",") if q}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Admission overhead: no-op jobs from many users through `vq daemon` versus plain RQ.
 
-Every vq dequeue goes through admission (vq/lua/admit.lua): new arrivals are routed into
+Every vq dequeue goes through admission (vq/lua/admit_*.lua): new arrivals are routed into
 per-user waiting lines, users take turns, and a job runs only when its user and its type
 both have a free slot. This benchmark measures what that machinery costs when the limits
 never bind: 5,000 no-op jobs from 50 users (submitted round-robin over the users), all on

@@ -24,7 +24,7 @@ admission, as it would with the type running), so they read back as `limited`.
 Systems, one after the other, each with users of its own and N submissions (default 5,000):
 
 * http     -- 20 clients (`--clients`), each a separate user with its own token (minted with
-              vq's own `vq.api.auth.create`, what `vq token create --user U` prints), each with
+              vq's own `vq.tokens.create`, what `vq token create --user U` prints), each with
               one keep-alive HTTP/1.1 connection: one `httpx.AsyncClient` limited to one
               connection, all on one asyncio loop in this process. Each client sends
               `POST /api/jobs/bench-noop` with `{"prompt": "bench", "seq": n}` as soon as its
@@ -33,7 +33,7 @@ Systems, one after the other, each with users of its own and N submissions (defa
 * api      -- the same N submissions with `vq.submission.submit(conn, settings, Submission(...))`
               from 20 threads (one user each) sharing one Redis client, as the API server does.
 * api-show -- the same plus `vq.audit.record` and `vq.jobs.show` after each submit: what the route
-              (vq/api/app.py, create_job) runs, without HTTP.
+              (vq/api/routes/jobs.py, create_job) runs, without HTTP.
 * api-1    -- `submit` from a single thread (one user).
 
 Before each system's clock starts, every client or thread makes `--warmup` submissions (5)
@@ -89,7 +89,7 @@ from rich.table import Table  # noqa: E402
 from rq import Queue, Worker  # noqa: E402
 
 from vq import archiver, audit, jobs as vq_jobs, keys, queues  # noqa: E402
-from vq.api.auth import TokenRequest, create as create_token  # noqa: E402
+from vq.tokens import TokenRequest, create as create_token  # noqa: E402
 from vq.config import load_settings  # noqa: E402
 from vq.connection import make_client  # noqa: E402
 from vq.submission import Submission, submit  # noqa: E402

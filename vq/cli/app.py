@@ -170,7 +170,7 @@ def main() -> None:
                 build_app(modules_for(argv))()
             finally:
                 if command_name(argv) in _CHANGE_COMPLETIONS:
-                    from vq.cli.completion_cache import forget_redis_values
+                    from vq.cli.complete_files import forget_redis_values
 
                     forget_redis_values()
     except VqError as exc:

@@ -8,7 +8,7 @@ vq/cli/completion_cache.py answers a TAB from without importing typer or any com
 Sources: static lists (statuses, priorities, tiers, log formats, shells and a few more
 fixed choices) are taken from the code that checks them; dynamic ones come from the config
 (job types: the built-ins and the config's `job_types`, plug-ins included) and from Redis
-(recurring ids and names, recent job ids), through completion_cache.source_values.
+(recurring ids and names, recent job ids), through complete_values.source_values.
 
 This module imports nothing heavy at import time: the fast path reads only its tables.
 """
@@ -46,7 +46,7 @@ BY_COMMAND: dict[tuple[str, str], str | None] = {
     ("limits reset", "name"): "limit-names",
 }
 
-# Sources whose values come from the config or Redis (completion_cache.dynamic_values).
+# Sources whose values come from the config or Redis (complete_values.dynamic_values).
 DYNAMIC = frozenset({"job-types", "job-type-lists", "job-ids", "recurring", "history-job", "limit-names"})
 
 
@@ -98,14 +98,13 @@ def attach(root) -> None:
     """Give every parameter the table names a completer (the full typer app's TABs)."""
     from typer._click.shell_completion import CompletionItem
 
-    from vq.cli import completion_cache
+    from vq.cli.complete_values import source_values
 
     statics = static_sources()
 
     def completer(source: str):
         def complete(ctx, param, incomplete: str):
-            values = completion_cache.source_values(source, statics, ctx.find_root().params.get("config"),
-                                                    ctx.params, incomplete)
+            values = source_values(source, statics, ctx.find_root().params.get("config"), ctx.params, incomplete)
             return [CompletionItem(v) for v in values]
         complete.vq_source = source
         return complete

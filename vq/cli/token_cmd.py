@@ -12,7 +12,7 @@ from vq.cli.state import JSON_OPTION, state
 from vq.config import TIERS
 from vq.durations import parse_duration_ms
 
-ROLES = ("user", "operator", "admin")  # vq.api.auth.ROLES, without importing the API (tests/test_cli_help.py)
+ROLES = ("user", "operator", "admin")  # vq.tokens.ROLES, without importing PyJWT to build the command (tests/test_cli_help.py)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Print a signed token (HS256, the secret of config/env or the data directory)."""
-        from vq.api.auth import TokenRequest, create as mint
+        from vq.tokens import TokenRequest, create as mint
 
         st = state(ctx)
         request = TokenRequest(user_id=user, role=role, tier=tier, projects=list(project) or None,

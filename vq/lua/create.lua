@@ -3,7 +3,8 @@
 -- The client sends each job's few varying fields instead of ~45 protocol arguments, and
 -- parses one reply instead of three per job: `vq submit --batch` is bound by that work.
 --
--- KEYS[1]: the events stream (vq:events)
+-- KEYS: the names in K (vq/lua/__init__.py fills them from vq/keys.py): K.events, and
+--       the prefixes K.job and K.queue
 -- ARGV: now (RQ's text format), now_ms, stream maxlen, n_templates, then per template:
 --       queue name, n_fields, field, value, ... ; then per job, 8 values:
 --       template number, job id, data, meta, retry_intervals ('' = none), description, job type,
@@ -24,7 +25,7 @@ local pushes, order = {}, {}
 while i <= #ARGV do
   local template = templates[tonumber(ARGV[i])]
   local id = ARGV[i + 1]
-  local key = 'rq:job:' .. id
+  local key = K.job .. id
   redis.call('HSET', key, 'created_at', now_text, 'enqueued_at', now_text, 'data', ARGV[i + 2],
              'meta', ARGV[i + 3], 'description', ARGV[i + 5], unpack(template.fields))
   if ARGV[i + 4] ~= '' then redis.call('HSET', key, 'retry_intervals', ARGV[i + 4]) end
@@ -35,7 +36,7 @@ while i <= #ARGV do
     order[#order + 1] = template.queue
   end
   ids[#ids + 1] = id
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
+  redis.call('XADD', K.events, 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
              'jobType', ARGV[i + 6], 'ts', now_ms, 'fields', ARGV[i + 7])
   i = i + 8
 end
@@ -44,7 +45,7 @@ end
 for _, queue in ipairs(order) do
   local ids = pushes[queue]
   for from = 1, #ids, 1000 do
-    redis.call('RPUSH', 'rq:queue:' .. queue, unpack(ids, from, math.min(from + 999, #ids)))
+    redis.call('RPUSH', K.queue .. queue, unpack(ids, from, math.min(from + 999, #ids)))
   end
 end
 return #order

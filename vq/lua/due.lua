@@ -3,7 +3,9 @@
 -- Any number of daemons may run this at once: ZREM decides which one moves each job, so a
 -- job is moved exactly once and no daemon has to hold a lock for others to wait on.
 --
--- KEYS: rq:scheduled:<queue> for every queue this daemon serves
+-- KEYS: the names in K (vq/lua/__init__.py fills them from vq/keys.py): the prefixes
+--       K.job, K.queue, K.scheduled and the keys K.inbox, K.events, K.wake; then the
+--       caller's: K.scheduled .. <queue> for every queue this daemon serves
 -- ARGV: now (epoch seconds, fractional: RQ's scores are seconds), enqueued_at (RQ's text
 --       format), max jobs to move per call
 -- Returns: {moved, next due (epoch seconds as a string) or false}
@@ -12,15 +14,16 @@ local now = tonumber(ARGV[1])
 local enqueued_at = ARGV[2]
 local budget = tonumber(ARGV[3])
 local moved = 0
-local prefix_len = string.len('rq:scheduled:')
+local prefix_len = string.len(K.scheduled)
+local registries = {unpack(KEYS, K_N + 1)}
 
-for _, registry in ipairs(KEYS) do
+for _, registry in ipairs(registries) do
   if budget <= 0 then break end
   local due = redis.call('ZRANGEBYSCORE', registry, '-inf', now, 'LIMIT', 0, budget)
   local queue_name = string.sub(registry, prefix_len + 1)
   for _, id in ipairs(due) do
     if redis.call('ZREM', registry, id) == 1 then
-      local jk = 'rq:job:' .. id
+      local jk = K.job .. id
       if redis.call('EXISTS', jk) == 1 then
         redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', enqueued_at)
         local front = redis.call('HGET', jk, 'enqueue_at_front') == '1'
@@ -29,13 +32,13 @@ for _, registry in ipairs(KEYS) do
           front = ended ~= false and ended ~= ''
         end
         if front then
-          redis.call('LPUSH', 'rq:queue:' .. queue_name, id)
+          redis.call('LPUSH', K.queue .. queue_name, id)
         else
-          redis.call('RPUSH', 'rq:queue:' .. queue_name, id)
+          redis.call('RPUSH', K.queue .. queue_name, id)
         end
-        redis.call('SADD', 'vq:inbox', queue_name)  -- admission routes from marked lists only
+        redis.call('SADD', K.inbox, queue_name)  -- admission routes from marked lists only
         local job_type = string.match(queue_name, '^(.*)%.[^.]+$') or queue_name
-        redis.call('XADD', 'vq:events', 'MAXLEN', '~', 1000000, '*', 'event', 'queued', 'jobId', id,
+        redis.call('XADD', K.events, 'MAXLEN', '~', 1000000, '*', 'event', 'queued', 'jobId', id,
                    'jobType', job_type, 'ts', tostring(math.floor(now * 1000)), 'fields', '{"reason":"due"}')
         moved = moved + 1
         budget = budget - 1
@@ -45,12 +48,12 @@ for _, registry in ipairs(KEYS) do
 end
 
 if moved > 0 then
-  for _ = 1, math.min(moved, 64) do redis.call('LPUSH', 'vq:wake', 1) end
-  redis.call('LTRIM', 'vq:wake', 0, 63)
+  for _ = 1, math.min(moved, 64) do redis.call('LPUSH', K.wake, 1) end
+  redis.call('LTRIM', K.wake, 0, 63)
 end
 
 local next_due = false
-for _, registry in ipairs(KEYS) do
+for _, registry in ipairs(registries) do
   local first = redis.call('ZRANGE', registry, 0, 0, 'WITHSCORES')
   if first[2] and (not next_due or tonumber(first[2]) < tonumber(next_due)) then
     next_due = first[2]

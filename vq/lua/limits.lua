@@ -1,23 +1,27 @@
--- Rebuild vq:limits:effective, the one hash admission reads limits from (admit.lua):
+-- Rebuild K.effective, the one hash admission reads limits from (admit_choose.lua):
 -- type:<t>, tier:<tier> and user:<u> -> the limit in force, config first, runtime
 -- overrides over it; and paused:<t> -> 1 for each paused type. Atomic, so two hosts that
 -- change limits or pause a queue at once cannot interleave. The users' limits admission
 -- worked out and kept here (ulimit:<u>) go with the old hash: it works them out again.
+--
+-- KEYS: the names in K (vq/lua/__init__.py fills them from vq/keys.py): K.effective,
+--       K.paused, and the prefixes K.limits and K.overrides of the hashes per kind
+--       (C.limit_kinds: type, tier, user)
 local out = {}
-for _, kind in ipairs({'type', 'tier', 'user'}) do
-  for _, source in ipairs({'vq:limits:' .. kind, 'vq:limits:override:' .. kind}) do
+for _, kind in ipairs(C.limit_kinds) do
+  for _, source in ipairs({K.limits .. kind, K.overrides .. kind}) do
     local flat = redis.call('HGETALL', source)
     for i = 1, #flat, 2 do out[kind .. ':' .. flat[i]] = flat[i + 1] end
   end
 end
-for _, t in ipairs(redis.call('SMEMBERS', 'vq:paused')) do out['paused:' .. t] = '1' end
-redis.call('DEL', 'vq:limits:effective')
+for _, t in ipairs(redis.call('SMEMBERS', K.paused)) do out['paused:' .. t] = '1' end
+redis.call('DEL', K.effective)
 local args = {}
 for field, value in pairs(out) do
   args[#args + 1] = field
   args[#args + 1] = value
 end
 for from = 1, #args, 1000 do
-  redis.call('HSET', 'vq:limits:effective', unpack(args, from, math.min(from + 999, #args)))
+  redis.call('HSET', K.effective, unpack(args, from, math.min(from + 999, #args)))
 end
 return #args / 2

@@ -1,5 +1,7 @@
-"""vq's RQ queue class: RQ's Queue whose dequeue goes through admission, and whose
-scheduling keeps due times exact (see vq/timer.py).
+"""vq's RQ queue class (part of the RQ seam, vq/rq_seam): RQ's Queue whose dequeue goes
+through admission, whose pushes tell admission of an arrival, whose scheduling keeps due
+times exact (see vq/timer.py) and whose enqueue of ready dependents retries until done.
+The overridden methods and their expected signatures are in vq/rq_seam/contract.py.
 
 Every vq code path that builds an RQ queue uses `rq_queue()`, so these rules hold for
 new jobs, retries and the scheduler alike.

@@ -1,0 +1,246 @@
+"""The admission scripts alone, against a real Redis: no daemon, no worker process, only
+the calls vq/admission.py makes (vq/lua/admit_*.lua, renew.lua, limits.lua), for the cases
+where a slip costs a user: the last slot, two workers at once, a stale lease, an empty ring."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import redis
+
+from vq import keys
+from vq.admission import Admission, Start, release
+from vq.job_end import JobEnd
+from vq.limits import rebuild_effective
+
+TYPE = "t-lua"
+
+
+def _job(conn, job_id: str, user: str, priority: str = "normal", tier: str = "free", job_type: str = TYPE) -> None:
+    """A queued job as vq's submission leaves it: RQ's hash, its id on its queue's list,
+    the list marked for admission."""
+    queue = keys.queue_name(job_type, priority)
+    meta = {"userId": user, "subscription": tier, "jobType": job_type, "attempts": 0}
+    conn.hset(keys.rq_job(job_id), mapping={"status": "queued", "meta": json.dumps(meta), "origin": queue,
+                                            "enqueued_at": "2026-12-06T03:00:00.000000Z", "timeout": "60"})
+    conn.rpush(keys.rq_queue(queue), job_id)
+    conn.sadd(keys.INBOX, queue)
+
+
+def _limits(conn, type_limit: int = 100, tiers: dict | None = None, users: dict | None = None) -> None:
+    conn.hset(keys.limits("type"), TYPE, type_limit)
+    conn.hset(keys.limits("tier"), mapping=tiers or {"free": 1, "basic": 2, "pro": 5, "enterprise": 10})
+    if users:
+        conn.hset(keys.limits("user"), mapping=users)
+    rebuild_effective(conn)
+
+
+def _drain(admission: Admission, types=(TYPE,)) -> list[str]:
+    out = []
+    while (admitted := admission.admit(list(types))) is not None:
+        out.append(admitted.job_id)
+    return out
+
+
+def _running(conn, key: str) -> int:
+    return conn.zcount(key, int(time.time() * 1000), "+inf")
+
+
+def test_the_last_slot_goes_to_one_job_and_comes_back_when_it_ends(redis_conn):
+    _limits(redis_conn, type_limit=2, tiers={"free": 5})
+    for i in range(4):
+        _job(redis_conn, f"j{i}", f"u{i}")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    first = _drain(admission)
+    assert first == ["j0", "j1"], "the type's two slots, in arrival order"
+    assert _running(redis_conn, keys.running_type(TYPE)) == 2
+    assert admission.admit([TYPE]) is None, "no third job while both slots are held"
+    release(redis_conn, "j0", TYPE, "u0")
+    assert _drain(admission) == ["j2"], "the freed slot goes to exactly one waiting job"
+    assert redis_conn.zcard(keys.wait_since(TYPE, "normal")) == 1, "j3 still waits, in line"
+
+
+def test_a_user_at_their_tier_limit_waits_while_another_user_runs(redis_conn):
+    _limits(redis_conn, tiers={"free": 1, "pro": 5})
+    for i in range(3):
+        _job(redis_conn, f"f{i}", "free-user", tier="free")
+        _job(redis_conn, f"p{i}", "pro-user", tier="pro")
+    admitted = _drain(Admission(redis_conn, lease_ms=30_000))
+    assert sorted(admitted) == ["f0", "p0", "p1", "p2"], "free gets its one slot, pro all three jobs"
+    assert redis_conn.llen(keys.waiting_list(TYPE, "normal", "free-user")) == 2
+
+
+def test_users_take_turns_and_priority_comes_first(redis_conn):
+    _limits(redis_conn, tiers={"free": 10})
+    for i in range(3):
+        _job(redis_conn, f"a{i}", "alice")
+    _job(redis_conn, "b0", "bob")
+    _job(redis_conn, "h0", "carol", priority="high")
+    assert _drain(Admission(redis_conn, lease_ms=30_000)) == ["h0", "a0", "b0", "a1", "a2"]
+
+
+def test_two_workers_at_once_never_take_more_than_the_limit(redis_server):
+    conns = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
+    conns[0].flushall()
+    _limits(conns[0], type_limit=3, tiers={"free": 100})
+    for i in range(60):
+        _job(conns[0], f"j{i}", f"u{i % 7}")
+    taken: list[list[str]] = [[], []]
+    go = threading.Barrier(2)
+
+    def work(index: int) -> None:
+        admission = Admission(conns[index], lease_ms=30_000)
+        go.wait()
+        for _ in range(50):
+            admitted = admission.admit([TYPE])
+            if admitted is not None:
+                taken[index].append(admitted.job_id)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everyone = taken[0] + taken[1]
+    assert len(everyone) == 3 and len(set(everyone)) == 3, "three slots, three distinct jobs, whoever asked"
+    assert _running(conns[0], keys.running_type(TYPE)) == 3
+    for conn in conns:
+        conn.close()
+
+
+def test_a_lapsed_lease_frees_its_slot_and_cannot_be_renewed_or_end_the_job(redis_conn):
+    _limits(redis_conn, type_limit=1, tiers={"free": 5})
+    _job(redis_conn, "old", "u1")
+    _job(redis_conn, "new", "u2")
+    short = Admission(redis_conn, lease_ms=150)
+    stale = short.admit([TYPE], start=Start("w-old", "x", 420, busy=False))
+    assert stale.job_id == "old" and stale.started
+    assert short.admit([TYPE]) is None, "its slot is held while the lease is live"
+    assert short.renew("old", TYPE, "u1", stale.token) == 1, "the holder renews a live lease"
+    time.sleep(0.3)
+    assert short.renew("old", TYPE, "u1", stale.token) == 0, "a lapsed lease is never revived"
+    taker = Admission(redis_conn, lease_ms=30_000)
+    fresh = taker.admit([TYPE])
+    assert fresh.job_id == "new", "the lapsed lease no longer counts against the limit"
+
+    # The old job is given to another worker (stalled-job recovery gives it a new token); the
+    # first worker's end, under the old token, is refused and gives back no slot.
+    redis_conn.hset(keys.rq_job("old"), keys.LEASE_FIELD, "someone-else")
+    end = JobEnd(id="old", key=keys.rq_job("old"), fields=["status", "finished"], ttl=60,
+                 registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+                 event=["event", "finished", "jobId", "old"], dependents=keys.rq_dependents("old"),
+                 token=stale.token)
+    with redis_conn.pipeline(transaction=False) as pipe:
+        short.admit_in(pipe, [], give_back=("old", TYPE, "u1"), finish=end)
+        reply = pipe.execute(raise_on_error=False)[0]
+    has_dependents, admitted, refused = short.parse_admitted(reply)
+    assert refused and not has_dependents and admitted is None
+    assert redis_conn.hget(keys.rq_job("old"), "status") == b"started", "nothing of the stale end written"
+    assert int(redis_conn.get(keys.STALE_REFUSED)) == 1
+    assert redis_conn.zscore(keys.running_type(TYPE), "new") is not None, "the new holder keeps its slot"
+
+
+def test_a_job_end_is_written_and_the_next_job_started_in_one_call(redis_conn):
+    _limits(redis_conn, type_limit=1, tiers={"free": 5})
+    _job(redis_conn, "first", "u1")
+    _job(redis_conn, "second", "u1")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
+    redis_conn.sadd(keys.rq_dependents("first"), "child")
+    end = JobEnd(id="first", key=keys.rq_job("first"),
+                 fields=["status", "finished", "ended_at", "2026-12-06T03:00:01.000000Z", "result", "42"], ttl=60,
+                 registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+                 event=["event", "finished", "jobId", "first", "jobType", TYPE, "ts", "1", "fields", "{}"],
+                 dependents=keys.rq_dependents("first"), token=first.token)
+    with redis_conn.pipeline(transaction=False) as pipe:
+        admission.admit_in(pipe, [TYPE], start=Start("w1", "y", 420, busy=True), give_back=("first", TYPE, "u1"),
+                           finish=end)
+        reply = pipe.execute(raise_on_error=False)[0]
+    has_dependents, admitted, refused = admission.parse_admitted(reply)
+    assert has_dependents and not refused
+    assert redis_conn.hget(keys.rq_job("first"), "status") == b"finished"
+    assert redis_conn.hget(keys.rq_job("first"), "result") == b"42"
+    assert 0 < redis_conn.ttl(keys.rq_job("first")) <= 60, "the ended job expires"
+    assert redis_conn.zscore(keys.rq_finished(keys.queue_name(TYPE, "normal")), "first") is not None
+    assert admitted.job_id == "second" and admitted.started, "the freed slot went to the next job"
+    job = redis_conn.hgetall(keys.rq_job("second"))
+    assert job[b"status"] == b"started" and job[b"worker_name"] == b"w1"
+    assert job[keys.LEASE_FIELD.encode()].decode() == admitted.token
+    assert json.loads(job[b"meta"])["attempts"] == 1
+    events = [fields[b"event"] for _id, fields in redis_conn.xrange(keys.EVENTS)]
+    assert events == [b"started", b"finished", b"started"]
+
+
+def test_an_empty_ring_leaves_the_inbox_and_an_idle_worker_says_it_waits(redis_conn):
+    _limits(redis_conn, tiers={"free": 5})
+    _job(redis_conn, "gone", "u1")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert admission.admit([TYPE], start=None) is not None  # route and admit it: its ring is now empty
+    ring = keys.ring(TYPE, "normal")
+    assert not redis_conn.exists(ring)
+    redis_conn.sadd(keys.INBOX, ring)  # a stale hint: the ring is named but has nobody
+    assert admission.admit([TYPE], start=Start("w-idle", "x", 420, busy=False)) is None
+    assert redis_conn.smembers(keys.INBOX) == {(keys.INBOX_IDLE + "w-idle").encode()}, \
+        "the empty ring left the inbox; the worker that found nothing is marked idle"
+
+
+def test_a_canceled_job_in_line_is_skipped_and_its_user_leaves_the_ring(redis_conn):
+    _limits(redis_conn, type_limit=1, tiers={"free": 5})
+    _job(redis_conn, "runs", "u0")
+    _job(redis_conn, "canceled", "u1")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert admission.admit([TYPE]).job_id == "runs"
+    redis_conn.hset(keys.rq_job("canceled"), "status", "canceled")
+    release(redis_conn, "runs", TYPE, "u0")
+    assert admission.admit([TYPE]) is None, "a canceled job is never admitted"
+    assert not redis_conn.exists(keys.ring(TYPE, "normal")), "its user had nothing else: out of the ring"
+    assert _running(redis_conn, keys.running_type(TYPE)) == 0, "no slot is leased for it"
+
+
+def test_a_paused_type_admits_nothing_until_resumed(redis_conn):
+    _limits(redis_conn, tiers={"free": 5})
+    _job(redis_conn, "j", "u")
+    redis_conn.sadd(keys.PAUSED, TYPE)
+    rebuild_effective(redis_conn)
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert admission.admit([TYPE]) is None
+    redis_conn.srem(keys.PAUSED, TYPE)
+    rebuild_effective(redis_conn)
+    assert admission.admit([TYPE]).job_id == "j"
+
+
+def test_a_long_wait_moves_a_job_up_a_level(redis_conn):
+    _limits(redis_conn, type_limit=1, tiers={"free": 5})
+    _job(redis_conn, "busy", "u0", priority="high")
+    _job(redis_conn, "old-low", "u1", priority="low")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert admission.admit([TYPE]).job_id == "busy"  # routes old-low into its line, too
+    time.sleep(0.05)
+    assert admission.promote_aged([TYPE], threshold_ms=10) == 1
+    assert redis_conn.hget(keys.AGED, "old-low") == b"normal"
+    assert redis_conn.lrange(keys.waiting_list(TYPE, "normal", "u1"), 0, -1) == [b"old-low"]
+    assert keys.ring(TYPE, "normal").encode() in redis_conn.smembers(keys.INBOX)
+
+
+def test_a_redis_that_lost_the_script_still_gets_the_job_end_and_its_slots_back(redis_conn):
+    _limits(redis_conn, type_limit=1, tiers={"free": 5})
+    _job(redis_conn, "first", "u1")
+    _job(redis_conn, "second", "u2")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
+    redis_conn.script_flush()  # a restarted Redis: the pipeline's EVALSHA answers NOSCRIPT
+    end = JobEnd(id="first", key=keys.rq_job("first"), fields=["status", "finished"], ttl=60,
+                 registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+                 event=["event", "finished", "jobId", "first"], dependents=keys.rq_dependents("first"),
+                 token=first.token)
+    give_back = ("first", TYPE, "u1")
+    with redis_conn.pipeline(transaction=False) as pipe:
+        admission.admit_in(pipe, [TYPE], start=Start("w1", "y", 420, busy=True), give_back=give_back, finish=end)
+        reply = pipe.execute(raise_on_error=False)[0]
+    _has_dependents, admitted, refused = admission.parse_admitted(reply, give_back, end)
+    assert admitted is None and not refused, "nothing admitted on the way: the worker asks again"
+    assert redis_conn.hget(keys.rq_job("first"), "status") == b"finished"
+    assert _running(redis_conn, keys.running_type(TYPE)) == 0, "its slot is back"
+    assert admission.admit([TYPE]).job_id == "second"

@@ -1,0 +1,177 @@
+"""Completion's view of a config: its job types and how to reach its Redis, read as
+vq/config.py reads them (the file, then the REDIS_* / VQ_DATA_DIR environment) but without
+pydantic, msgspec or redis-py, and cached per config file in complete-config.json (a
+password included, hence the file's mode 0600).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from vq.cli.complete_files import KEEP, cache_dir, read_json, write_json
+
+
+_CONFIG_ENV = ("VQ_CONFIG", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "VQ_DATA_DIR",
+               "XDG_DATA_HOME", "XDG_CONFIG_HOME", "HOME")
+
+
+def _config_key(config_path: str | None) -> str:
+    """The config file's identity (path, size, mtime, inode) and the environment it is read with."""
+    explicit = config_path or os.environ.get("VQ_CONFIG")
+    if explicit:
+        path = os.path.expanduser(explicit)
+    else:
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+        path = os.path.join(base, "vq", "config.yaml")
+    try:
+        stat = os.stat(path)
+        seen = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+    except OSError:
+        seen = "missing"
+    parts = [os.path.abspath(path), seen, str(config_path)] + [f"{k}={os.environ.get(k, '')}" for k in _CONFIG_ENV]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def _spec(block: dict, data_path: Path, parse_url) -> dict:
+    """How to reach Redis over a plain socket, from the config's redis block (after the
+    environment) as vq/connection.py chooses: "redis-py" when only redis-py can (TLS, Sentinel)."""
+    if block.get("sentinel"):
+        return {"kind": "redis-py"}
+    if block.get("url"):
+        parsed = parse_url(block["url"])
+        if parsed.get("tls"):
+            return {"kind": "redis-py"}
+        common = {"username": parsed.get("username"), "password": parsed.get("password"),
+                  "db": int(parsed.get("db") or 0)}
+        if parsed.get("path"):
+            return {"kind": "unix", "path": parsed["path"], **common}
+        return {"kind": "tcp", "host": parsed.get("host") or "localhost", "port": int(parsed.get("port") or 6379),
+                **common}
+    password = None if block.get("password") is None else str(block["password"])
+    common = {"username": None, "password": password, "db": int(block.get("db") or 0)}
+    if block.get("socket"):
+        return {"kind": "unix", "path": str(block["socket"]), **common}
+    if block.get("host"):
+        return {"kind": "tcp", "host": str(block["host"]), "port": int(block.get("port") or 6379), **common}
+    return {"kind": "unix", "path": str(data_path / "redis" / "redis.sock"), "username": None, "password": None,
+            "db": 0}
+
+
+def _redis_py_parse_url(url: str) -> dict:
+    """redis-py's own parse_url (the validated reader may import redis-py), with `tls` added."""
+    from redis.connection import SSLConnection, parse_url
+
+    parsed = parse_url(url)
+    parsed["tls"] = parsed.get("connection_class") is SSLConnection
+    return parsed
+
+
+def _parse_url(url: str) -> dict:
+    """redis-py's parse_url, for what completion needs, without importing redis-py."""
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    if not url.lower().startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("not a Redis URL")
+    parts = urlparse(url)
+    out: dict = {}
+    for name, value in parse_qs(parts.query).items():
+        if value:
+            out[name] = int(value[0]) if name == "db" else value[0]
+    if parts.username:
+        out["username"] = unquote(parts.username)
+    if parts.password:
+        out["password"] = unquote(parts.password)
+    if parts.scheme == "unix":
+        if parts.path:
+            out["path"] = unquote(parts.path)
+        return out
+    if parts.hostname:
+        out["host"] = unquote(parts.hostname)
+    if parts.port is not None:
+        out["port"] = int(parts.port)
+    if parts.path and "db" not in out:
+        try:
+            out["db"] = int(unquote(parts.path).replace("/", ""))
+        except ValueError:
+            pass
+    out["tls"] = parts.scheme == "rediss"
+    return out
+
+
+def read_config(config_path: str | None, builtins: list[str]) -> dict:
+    """{"job_types", "redis"} of a config, read as vq/config.py's load_settings reads it (the
+    file, then the REDIS_* / VQ_DATA_DIR environment) but without loading pydantic or
+    validating it. tests/test_completion.py checks it against read_config_validated."""
+    import yaml
+
+    env = os.environ
+    explicit = config_path or env.get("VQ_CONFIG")
+    if explicit:
+        source = Path(explicit).expanduser()
+    else:
+        source = Path(env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")) / "vq" / "config.yaml"
+    raw: dict = {}
+    if source.exists():
+        loaded = yaml.load(source.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ValueError("not a mapping")
+        raw = loaded
+    elif explicit:
+        raise FileNotFoundError(explicit)
+    block = dict(raw.get("redis") or {})  # vq.config._apply_env
+    if env.get("REDIS_URL"):
+        block = {"url": env["REDIS_URL"]}
+    elif env.get("REDIS_HOST") or env.get("REDIS_PORT"):
+        block.pop("url", None)
+        block.pop("socket", None)
+        block["host"] = env.get("REDIS_HOST") or block.get("host") or "localhost"
+    for name, key in (("REDIS_PORT", "port"), ("REDIS_DB", "db")):
+        if env.get(name):
+            block[key] = int(env[name])
+    if env.get("REDIS_PASSWORD"):
+        block["password"] = env["REDIS_PASSWORD"]
+    data_dir = env.get("VQ_DATA_DIR") or raw.get("data_dir")
+    if data_dir:
+        data_path = Path(str(data_dir)).expanduser()
+    else:
+        data_path = Path(env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")) / "vq"
+    custom = [str(name) for name in (raw.get("job_types") or {}) if str(name) not in builtins]
+    return {"job_types": [*builtins, *custom], "redis": _spec(block, data_path, _parse_url)}
+
+
+def read_config_validated(config_path: str | None) -> dict:
+    """The same through vq.config (validated): for a static table without the
+    built-in types, and to check read_config."""
+    import msgspec
+
+    from vq.config import load_settings
+    from vq.jobtypes import job_types
+
+    settings = load_settings(config_path)
+    block = msgspec.structs.asdict(settings.redis)
+    return {"job_types": list(job_types(settings)), "redis": _spec(block, settings.data_path, _redis_py_parse_url)}
+
+
+def config_values(config_path: str | None, builtins: list[str] | None) -> dict:
+    """{"job_types": [...], "redis": spec or None} of this config, cached by the file's identity."""
+    key = _config_key(config_path)
+    path = cache_dir() / "complete-config.json"
+    cached = read_json(path) or {}
+    entries = cached.get("configs") if isinstance(cached.get("configs"), dict) else {}
+    if key in entries:
+        return entries[key]
+    try:
+        entry = read_config(config_path, builtins) if builtins else read_config_validated(config_path)
+    except Exception:  # a broken config: the built-in types, and no Redis to ask
+        entry = {"job_types": list(builtins or []), "redis": None}
+    entry["config"] = config_path
+    entry["at"] = time.time()
+    entries[key] = entry
+    newest = sorted(entries.items(), key=lambda item: item[1].get("at", 0))[-KEEP:]
+    write_json(path, {"configs": dict(newest)})
+    return entry

@@ -1,0 +1,154 @@
+-- Admission, part 4: choosing the job to admit, by priority, then type (in the caller's
+-- order), then users in turn, and leasing its user's and its type's slots. A type's room
+-- is looked at once per call, with the first user's limit (admit_from).
+
+-- Limits: one read of the effective hash; the source hashes only if it is missing
+-- (a Redis that no vq since 0.4 has published limits to).
+local function limit_of(kind, name, fallback)
+  local v = redis.call('HGET', K.overrides .. kind, name)
+  if not v then v = redis.call('HGET', K.limits .. kind, name) end
+  if v then return tonumber(v) end
+  return fallback
+end
+
+-- Whether the type may start a job now: not paused, and under its limit. `limit_text` and
+-- `paused` as the effective hash has them (nil: not published there).
+local function type_open(t, limit_text, paused)
+  local limit = tonumber(limit_text)
+  if not limit_text then
+    paused = redis.call('SISMEMBER', K.paused, t) == 1
+    limit = limit_of('type', t, UNLIMITED)
+  end
+  return not paused and live_count(K.running_type .. t) < limit
+end
+
+-- A user's limit from its sources: their own, else their tier's. The answer is kept in the
+-- effective hash as ulimit:<user>, so that admission reads it with the type's limit in one
+-- HMGET; rebuilding the hash (any change of limits) drops every kept answer, and routing
+-- drops a user's when their tier changes.
+local function user_limit(user)
+  local tier = redis.call('HGET', K.usertier, user) or 'free'
+  local v = redis.call('HMGET', K.effective, 'user:' .. user, 'tier:' .. tier)
+  local limit = tonumber(v[1] or v[2])
+  if limit then
+    redis.call('HSET', K.effective, 'ulimit:' .. user, limit)
+    return limit
+  end
+  v = redis.call('HGET', K.overrides .. 'user', user)
+  if not v then v = redis.call('HGET', K.limits .. 'user', user) end
+  if v then return tonumber(v) end
+  return limit_of('tier', tier, 1)
+end
+
+local type_room = {}  -- type -> whether it may start a job (nil: not looked at yet)
+
+-- Look at up to scan_max users of one ring, once round at most; the admitted {id, user,
+-- hash} or nil. Each user looked at is taken from the front of the ring to the back in
+-- the same command that names them (LMOVE): served or at their limit, that is where they
+-- go; a user whose line is left empty is then the ring's last and leaves it (RPOP). A look
+-- that serves nobody, because the type is full or everyone has been looked at once, puts
+-- the user it moved last back in front, so the turn order stays as it was. An empty ring
+-- leaves K.inbox here.
+local function admit_from(ring, t, p)
+  local seen = {}
+  for _ = 1, scan_max do
+    local user = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+    if not user then
+      redis.call('SREM', K.inbox, ring)
+      return nil
+    end
+    if seen[user] then
+      redis.call('LMOVE', ring, ring, 'RIGHT', 'LEFT')
+      return nil
+    end
+    seen[user] = true
+    local uk = K.running_user .. user
+    local wl = wait_key(t, p, user)
+    local limit
+    if type_room[t] == nil then  -- the type's limit and the user's in one read
+      local v = redis.call('HMGET', K.effective, 'ulimit:' .. user, 'type:' .. t, 'paused:' .. t)
+      type_room[t] = type_open(t, v[2], v[3])
+      if not type_room[t] then
+        redis.call('LMOVE', ring, ring, 'RIGHT', 'LEFT')
+        return nil
+      end
+      limit = tonumber(v[1])
+    else
+      limit = tonumber(redis.call('HGET', K.effective, 'ulimit:' .. user))
+    end
+    if live_count(uk) < (limit or user_limit(user)) then
+      local id, job = nil, nil
+      while true do
+        local cand = redis.call('LPOP', wl)
+        if not cand then break end
+        redis.call('ZREM', since_key(t, p), cand)
+        local fields = redis.call('HGETALL', K.job .. cand)
+        job = as_map(fields)
+        -- Not canceled or deleted while in line: a job keeps RQ's `queued` there (an older vq
+        -- marked it `rate_limited`).
+        if job.status == 'queued' or job.status == 'rate_limited' then
+          id = cand
+          break
+        end
+      end
+      if redis.call('LLEN', wl) == 0 then
+        redis.call('RPOP', ring)  -- its line is empty: out of the turn order
+      end
+      if id then
+        redis.call('ZADD', K.running_type .. t, now + lease, id)
+        redis.call('ZADD', uk, now + lease, id)
+        return {id, user, job}
+      end
+    end
+  end
+  return nil
+end
+
+-- The rings K.inbox names (`listed`), in order: the admitted {id, user, hash}, its type and
+-- priority, or nil.
+local function admit_listed(listed)
+  for _, p in ipairs(prios) do
+    for _, t in ipairs(types) do
+      local ring = ring_key(t, p)
+      if listed[ring] and type_room[t] ~= false then
+        local found = admit_from(ring, t, p)
+        if found then return found, t, p end
+      end
+    end
+  end
+  return nil
+end
+
+-- Every other ring, when none of the listed gave a job (putting back in K.inbox any that
+-- has users: the set is a hint, and this keeps it true). One EXISTS over them all first
+-- (an empty list is no key): an idle system's look is one command, not one per ring.
+local function admit_unlisted(listed)
+  local unlisted = {}  -- {ring, type, priority}, in the order to look at them
+  for _, p in ipairs(prios) do
+    for _, t in ipairs(types) do
+      local ring = ring_key(t, p)
+      if not listed[ring] then unlisted[#unlisted + 1] = {ring, t, p} end
+    end
+  end
+  local any_users = false
+  for from = 1, #unlisted, 500 do
+    local chunk = {}
+    for i = from, math.min(from + 499, #unlisted) do chunk[#chunk + 1] = unlisted[i][1] end
+    if redis.call('EXISTS', unpack(chunk)) > 0 then
+      any_users = true
+      break
+    end
+  end
+  if not any_users then return nil end
+  for _, entry in ipairs(unlisted) do
+    local ring, t, p = entry[1], entry[2], entry[3]
+    if redis.call('LLEN', ring) > 0 then
+      redis.call('SADD', K.inbox, ring)
+      if type_room[t] ~= false then
+        local found = admit_from(ring, t, p)
+        if found then return found, t, p end
+      end
+    end
+  end
+  return nil
+end

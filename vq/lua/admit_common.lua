@@ -1,0 +1,98 @@
+-- Admission (vq/admission.py), part 1: the call's options and clock, and what the other
+-- parts share. The loader (vq/lua/__init__.py) assembles the parts, in this order, into
+-- the one script Redis runs: admit_common, admit_end, admit_route, admit_choose,
+-- admit_start, admit_main. Runs atomically, so two workers on two hosts can never both
+-- take the last slot.
+--
+-- KEYS: the names in the table K, which the loader's prologue fills from KEYS (PROTOCOLS
+--       in vq/lua/__init__.py says which key or prefix of vq/keys.py each is); the table C
+--       holds constants of vq/keys.py (the lease field, the idle mark, the priorities).
+-- ARGV[1]: the options, one JSON object (vq/admission.py Admission._admit_args):
+--   token        the lease token for the job admitted here (vq/fence.py)
+--   lease_ms     how long a lease lasts unless renewed
+--   drain_max    arrivals routed per call and queue
+--   scan_max     users looked at per ring and call
+--   types        the job types to admit from, in the order this worker tries them (the
+--                caller rotates it)
+--   give_back    (optional) {id, type, user}: a finished job whose slots to give back first
+--   start        (optional) {worker, now, default_ttl, busy}: start the admitted job for
+--                this worker in the same step (now: RQ's text format; default_ttl: the
+--                heartbeat TTL of a job without a timeout; busy: the worker's hash already
+--                says busy)
+-- ARGV[2]: the end of the finished job, as JSON (vq/job_end.py JobEnd), or '' for none;
+--          its `token` fences both the end and the give-back.
+-- Returns: {whether the finished job has dependents (0/1; -1: its end was refused, the
+--          token being stale), then, of the admitted job if any: job_id, queue_name,
+--          user, the job's hash as HGETALL gives it, started (0/1)}.
+--
+-- Time is Redis's own (TIME), not the caller's: every lease deadline on every host is on
+-- one clock, the one stalled-job recovery reads (vq/stalled.py).
+--
+-- The keys (vq/keys.py builds the same names):
+--   K.queue .. <type>.<prio>          RQ's list: where every path into execution lands
+--   K.inbox                           what admission looks at: the names of RQ queues whose
+--                                     list got a push, the keys of the rings that have users,
+--                                     and C.idle .. <worker> for each worker waiting for a
+--                                     wake token (one read for all three; the ring keys are a
+--                                     hint, repaired by the full look whenever it finds nothing)
+--   K.job .. <id>                     RQ's job hash (status, meta as JSON); its field
+--                                     C.lease_field holds the token of the lease the job runs
+--                                     under: every write of its worker must carry it
+--   K.wait .. <type>:<prio>:<user>    the user's waiting job ids, oldest first
+--   K.ring .. <type>:<prio>           users with waiting jobs, in turn order
+--   K.waitsince .. <type>:<prio>      zset id -> ms since it waits at this level (each waiting job in one)
+--   K.running_type .. <type>          zset id -> lease deadline ms (Redis time)
+--   K.running_user .. <user>          zset id -> lease deadline ms
+--   K.usertier                        hash user -> subscription tier (latest seen)
+--   K.effective                       hash type:<t>, tier:<tier>, user:<u> -> the limit in
+--                                     force, paused:<t> -> 1 (vq/lua/limits.lua rebuilds it
+--                                     from the hashes below and K.paused); ulimit:<u> -> the
+--                                     user's limit as last worked out here (user_limit)
+--   K.limits .. {type,tier,user}      hash: limits from config
+--   K.overrides .. {type,tier,user}   hash: limits set at runtime (win)
+--   K.paused                          set of paused types (read only if K.effective is missing)
+--   K.admitted                        zset id -> ms: admitted, not yet started
+--   K.wake                            list of wake tokens idle workers block on
+--   K.worker .. <name>                RQ's worker hash (its state, when the job starts here)
+--   K.events, K.webhook_events        the event streams; K.stale_refused counts refused ends
+
+local opts = cjson.decode(ARGV[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local token = opts.token
+local lease = tonumber(opts.lease_ms)
+local drain_max = tonumber(opts.drain_max)
+local scan_max = tonumber(opts.scan_max)
+local types = opts.types
+local n_types = #types
+local giving_back = opts.give_back  -- nil: no finished job
+local starting = opts.start  -- nil: admit only
+local worker = starting and starting.worker or ''
+local prios = C.priorities
+local UNLIMITED = 1000000000
+local WAKE_KEEP, WAKE_MAX = 16, 64
+
+local function ring_key(t, p) return K.ring .. t .. ':' .. p end
+local function since_key(t, p) return K.waitsince .. t .. ':' .. p end
+local function wait_key(t, p, user) return K.wait .. t .. ':' .. p .. ':' .. user end
+
+-- Live leases only: a lapsed one (its worker died) no longer counts; stalled-job recovery
+-- removes it (vq/stalled.py).
+local function live_count(key)
+  return redis.call('ZCOUNT', key, now, '+inf')
+end
+
+local function as_map(flat)
+  local map = {}
+  for i = 1, #flat, 2 do map[flat[i]] = flat[i + 1] end
+  return map
+end
+
+local function as_flat(map)
+  local flat = {}
+  for k, v in pairs(map) do
+    flat[#flat + 1] = k
+    flat[#flat + 1] = v
+  end
+  return flat
+end

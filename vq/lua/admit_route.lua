@@ -1,0 +1,89 @@
+-- Admission, part 3: routing, RQ list -> the users' waiting lines.
+
+-- Only the lists K.inbox names are looked at (every push onto an RQ list marks its queue
+-- there), so routing costs nothing per queue when nothing arrived. A list this worker does
+-- not serve stays marked for others. A batch of arrivals is read in one LRANGE and written
+-- per user line, not per job. A routed job's hash is not written: it stays RQ's `queued`,
+-- and being in a line (its K.waitsince entry) is what vq shows as `limited` (vq/jobs.py).
+-- Returns the rings with users (by key) and the workers waiting for a wake token (by
+-- name), as K.inbox names them.
+local function route()
+  local serves = {}
+  for i = 1, n_types do serves[types[i]] = true end
+  local tiers, tier_users = {}, {}  -- the tier each routed user's jobs last named
+  local listed = {}  -- rings with users, by key
+  local idle = {}  -- workers waiting for a wake token, by name
+  for _, qname in ipairs(redis.call('SMEMBERS', K.inbox)) do
+    local t, p = nil, nil
+    if string.sub(qname, 1, #K.ring) == K.ring then
+      listed[qname] = true
+    elseif string.sub(qname, 1, #C.idle) == C.idle then
+      idle[string.sub(qname, #C.idle + 1)] = true
+    else
+      t, p = string.match(qname, '^(.+)%.(%a+)$')
+    end
+    if t and serves[t] then
+      local inbox = K.queue .. qname
+      local ids = redis.call('LRANGE', inbox, 0, drain_max - 1)
+      if #ids < drain_max then
+        redis.call('DEL', inbox)
+        redis.call('SREM', K.inbox, qname)
+      else
+        redis.call('LTRIM', inbox, drain_max, -1)
+      end
+      local lines, order, since = {}, {}, {}
+      for _, id in ipairs(ids) do
+        local fields = redis.call('HMGET', K.job .. id, 'status', 'meta')
+        if fields[1] == 'queued' then
+          local user, tier = '_', 'free'
+          if fields[2] then
+            local ok, meta = pcall(cjson.decode, fields[2])
+            if ok and type(meta) == 'table' then
+              if type(meta.userId) == 'string' then user = meta.userId end
+              if type(meta.subscription) == 'string' then tier = meta.subscription end
+            end
+          end
+          if not lines[user] then
+            lines[user] = {}
+            order[#order + 1] = user
+          end
+          table.insert(lines[user], id)
+          if tiers[user] == nil then tier_users[#tier_users + 1] = user end
+          tiers[user] = tier
+          since[#since + 1] = now
+          since[#since + 1] = id
+        end
+      end
+      local ring = ring_key(t, p)
+      for _, user in ipairs(order) do
+        local line = lines[user]
+        if redis.call('RPUSH', wait_key(t, p, user), unpack(line)) == #line then
+          if redis.call('RPUSH', ring, user) == 1 then
+            redis.call('SADD', K.inbox, ring)
+            listed[ring] = true
+          end
+        end
+      end
+      if #since > 0 then redis.call('ZADD', since_key(t, p), 'NX', unpack(since)) end
+    end
+  end
+  -- Tiers that changed (or are new), a few hundred users per read and write (Lua's unpack
+  -- has a limit); a changed tier drops the user's kept limit.
+  for from = 1, #tier_users, 500 do
+    local chunk = {unpack(tier_users, from, math.min(from + 499, #tier_users))}
+    local known = redis.call('HMGET', K.usertier, unpack(chunk))
+    local set, dropped = {}, {}
+    for i, user in ipairs(chunk) do
+      if known[i] ~= tiers[user] then
+        set[#set + 1] = user
+        set[#set + 1] = tiers[user]
+        dropped[#dropped + 1] = 'ulimit:' .. user
+      end
+    end
+    if #set > 0 then
+      redis.call('HSET', K.usertier, unpack(set))
+      redis.call('HDEL', K.effective, unpack(dropped))
+    end
+  end
+  return listed, idle
+end
