@@ -1,12 +1,15 @@
 """Fixtures: a real redis-server on a private port and data dir, the vq CLI run as a
-user runs it, and a real `vq daemon` with real worker processes."""
+user runs it (each call a process of its own, forked from a warm CLI: tests/cli_server.py),
+a real `vq daemon` with real worker processes, and waits that block on a job's events."""
 
 from __future__ import annotations
 
 import codecs
+import inspect
 import json
 import os
 import pty
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +24,8 @@ import pytest
 import redis
 import yaml
 
+from tests.cli_server import CliServer
+from vq import keys
 from vq.procutil import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +35,25 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_CLI_SERVER: CliServer | None = None
+
+
+def cli_server() -> CliServer:
+    """The warm `vq` every VQ.run forks from (tests/cli_server.py), started on first use."""
+    global _CLI_SERVER
+    if _CLI_SERVER is None or _CLI_SERVER.proc.poll() is not None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
+        _CLI_SERVER = CliServer({**env, "PYTHONPATH": str(ROOT)})
+    return _CLI_SERVER
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_cli_server():
+    yield
+    if _CLI_SERVER is not None:
+        _CLI_SERVER.close()
 
 
 class RedisServer:
@@ -113,7 +137,8 @@ HOSTILE_JOB_TYPES = {
 
 
 class VQ:
-    """Runs `vq` as a user would: a subprocess with its own config and environment."""
+    """Runs `vq` as a user would: a process with its own config and environment, forked
+    from a warm `python -m vq` (tests/cli_server.py) so a call costs milliseconds."""
 
     def __init__(self, config_path: Path, env: dict[str, str], data_dir: Path):
         self.config_path = config_path
@@ -121,10 +146,16 @@ class VQ:
         self.data_dir = data_dir
         self.daemons: list[subprocess.Popen] = []
         self.logs: list[Path] = []  # one per daemon started, in order (a killed one's stays)
+        self._events: tuple[str, redis.Redis] | None = None  # (url, client): wait_for blocks on the events
 
     def run(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "vq", *args], input=input, capture_output=True, text=True,
-                              env=self.env, timeout=timeout)
+        """`python -m vq *args` with this config and environment: a process of its own,
+        forked from a warm one (tests/cli_server.py), or a new interpreter when the
+        environment changes how one starts (CliServer.serves) or with VQ_TEST_COLD_CLI=1."""
+        if os.environ.get("VQ_TEST_COLD_CLI") or not cli_server().serves(self.env):
+            return subprocess.run([sys.executable, "-m", "vq", *args], input=input, capture_output=True, text=True,
+                                  env=self.env, timeout=timeout)
+        return cli_server().run(list(args), self.env, input=input, timeout=timeout)
 
     def json(self, *args: str, input: str | None = None):
         proc = self.run(*args, "--json", input=input)
@@ -136,10 +167,15 @@ class VQ:
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
-    def start_daemon(self, *extra: str, workers: int | None = 2, terminal: bool = False) -> subprocess.Popen:
+    def start_daemon(self, *extra: str, workers: int | None = 2, terminal: bool = False,
+                     cold: bool = False) -> subprocess.Popen:
         """workers=None: no --workers, so the config decides (daemon.workers, daemon.autoscale).
         terminal=True: its stdout and stderr are a pseudo-terminal, as in an operator's
-        terminal or tmux pane (what it writes there is copied to its log file)."""
+        terminal or tmux pane (what it writes there is copied to its log file).
+        The daemon is forked from the warm `vq` (tests/cli_server.py; a Popen-like handle),
+        but with terminal=True, cold=True, VQ_TEST_COLD_CLI=1 or an environment that changes
+        how an interpreter starts, it is a new one (a subprocess.Popen), as systemd or a
+        shell starts it."""
         path = self.data_dir / f"daemon-{len(self.logs)}.log"
         self.logs.append(path)
         log = open(path, "w")
@@ -147,12 +183,19 @@ class VQ:
         output = log
         if terminal:
             master, output = pty.openpty()
-        proc = subprocess.Popen([sys.executable, "-m", "vq", "daemon", *count, *extra],
-                                env=self.env, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                preexec_fn=lambda: die_with_parent(signal.SIGKILL))
+        if terminal or cold or os.environ.get("VQ_TEST_COLD_CLI") or not cli_server().serves(self.env):
+            proc = subprocess.Popen([sys.executable, "-m", "vq", "daemon", *count, *extra],
+                                    env=self.env, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                                    preexec_fn=lambda: die_with_parent(signal.SIGKILL))
+        else:
+            with open(os.devnull, "rb") as stdin:
+                proc = cli_server().spawn(["daemon", *count, *extra], self.env, stdin.fileno(), log.fileno(),
+                                          log.fileno())
         if terminal:
             os.close(output)
             threading.Thread(target=_copy_terminal, args=(master, log), daemon=True).start()
+        else:
+            log.close()  # the daemon has its own copy
         proc.log_path = path
         self.daemons.append(proc)
         return proc
@@ -186,23 +229,88 @@ class VQ:
         return self.logs[index].read_text()
 
     def wait_for(self, job_id: str, statuses=("finished", "failed", "canceled", "stopped"), timeout: float = 30) -> dict:
+        """The job's view (`vq show --json`) once its status is one of `statuses`. Between
+        looks it blocks on the job's events (XREAD BLOCK on the events stream), so it returns
+        as soon as the job gets there, not at the next poll; it still looks every half second
+        (a Redis it cannot read, a status no event announces)."""
         deadline = time.monotonic() + timeout
+        events = self._events_client()
+        since = _last_event_id(events)
         view = {}
         while time.monotonic() < deadline:
-            for index, proc in enumerate(self.daemons):
-                if proc.poll() is not None and proc.returncode != 0:
-                    raise AssertionError(f"daemon {proc.log_path.name} exited {proc.returncode}:\n"
-                                         f"{proc.log_path.read_text()}")
+            self.check_daemons()
             view = self.json("show", job_id)
             if view["status"] in statuses:
                 return view
-            time.sleep(0.1)
+            since = _next_event_of(events, job_id, since, min(deadline, time.monotonic() + 0.5))
         raise AssertionError(f"job {job_id} still {view.get('status')} after {timeout}s\n{self.log_tails()}")
+
+    def open_gate(self, gate: str) -> None:
+        """Let every job holding at `gate` (data {"gate": gate}, tests/plugins.py wait_at_gate)
+        finish, and any that reaches it later pass."""
+        events = self._events_client()
+        events.rpush(f"test:gate:{gate}", "open")
+
+    def wait_done(self, job_id: str, timeout: float = 30) -> dict:
+        """The job's view once it has ended (finished, failed, canceled or stopped)."""
+        return self.wait_for(job_id, timeout=timeout)
+
+    def check_daemons(self) -> None:
+        """Fail now, with its log, if a daemon of this test exited with an error."""
+        for proc in self.daemons:
+            if proc.poll() is not None and proc.returncode != 0:
+                raise AssertionError(f"daemon {proc.log_path.name} exited {proc.returncode}:\n"
+                                     f"{proc.log_path.read_text()}")
+
+    def _events_client(self) -> redis.Redis | None:
+        """A client of the configured Redis, to block on its events; None when the config names
+        no URL (sentinel, embedded): then wait_for polls."""
+        url = (yaml.safe_load(self.config_path.read_text()) or {}).get("redis", {}).get("url")
+        if not url:
+            return None
+        if self._events is None or self._events[0] != url:
+            self._events = (url, redis.Redis.from_url(url, socket_timeout=5))
+        return self._events[1]
 
     def log_tails(self, lines: int = 40) -> str:
         """The end of each daemon's log: what a timed-out wait needs to be diagnosed from CI."""
         return "\n".join(f"--- {path.name} (last {lines} lines)\n" + "\n".join(path.read_text().splitlines()[-lines:])
                          for path in self.logs if path.exists())
+
+
+def _last_event_id(conn: redis.Redis | None) -> str:
+    """The id of the newest event (what to read after), "0-0" for none or no Redis."""
+    if conn is None:
+        return "0-0"
+    try:
+        newest = conn.xrevrange(keys.EVENTS, count=1)
+    except redis.RedisError:
+        return "0-0"
+    return newest[0][0].decode() if newest else "0-0"
+
+
+def _next_event_of(conn: redis.Redis | None, job_id: str, since: str, until: float) -> str:
+    """Block until an event of the job (other than progress) comes after `since`, or until
+    `until` (monotonic); the id read up to. Without a client of the Redis, a short sleep."""
+    if conn is None:
+        time.sleep(max(0.0, min(0.1, until - time.monotonic())))
+        return since
+    while (left := until - time.monotonic()) > 0:
+        try:
+            reply = conn.xread({keys.EVENTS: since}, count=500, block=max(1, int(left * 1000)))
+        except redis.RedisError:  # Redis stopped by the test, or restarted: poll instead
+            time.sleep(max(0.0, min(0.1, left)))
+            return since
+        for _stream, entries in reply or []:
+            mine = False
+            for entry_id, fields in entries:
+                since = entry_id.decode()
+                mine = mine or (fields.get(b"jobId", b"").decode().startswith(job_id)
+                                and fields.get(b"event") != b"progress")
+            if mine:
+                time.sleep(0.01)  # the job's hash and the event are not written as one step everywhere
+                return since
+    return since
 
 
 def _copy_terminal(master: int, log) -> None:
@@ -245,12 +353,97 @@ def vq(redis_conn, redis_server, tmp_path):
                VQ_TEST_REDIS=redis_server.url)
     runner = VQ(config, env, data_dir)
     yield runner
-    for proc in runner.daemons:  # stop them all the way, so no worker outlives its test
+    for proc in runner.daemons:  # gone all the way, workers too, so nothing outlives its test
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            _kill_tree(proc)
     for proc in runner.daemons:
+        proc.wait(20)
+
+
+def _kill_tree(proc) -> None:
+    """SIGKILL a daemon and every process under it (workers, a job's forked process; not an
+    embedded redis-server, which outlives daemons by design), and wait until they are gone.
+    A test's end needs no graceful stop: the tests of stopping stop their daemon themselves,
+    and a warm stop of each daemon cost the suite 1-2 s per test."""
+    parents: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, _, rest = stat.partition(" (")[2].rpartition(")")
+        parents.setdefault(int(rest.split()[1]), []).append(int(entry.name))
+        names[int(entry.name)] = name
+    tree, todo = [], [proc.pid]
+    while todo:
+        pid = todo.pop()
+        for child in parents.get(pid, []):
+            if names.get(child) != "redis-server":
+                tree.append(child)
+                todo.append(child)
+    for pid in [proc.pid, *tree]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    for pid in tree:
+        while time.monotonic() < deadline and _running(pid):
+            time.sleep(0.01)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed child waits there for its reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# Modules slow for what they run besides daemons: a wheel build, the OpenAPI client generator,
+# systemd-analyze, Redis killed under load, a terminal session typed into.
+SLOW_MODULES = {"test_wheel", "test_api_client", "test_systemd_unit", "test_chaos", "test_pipelines_under_load",
+                "test_first_session", "test_sentinel", "test_fencing"}
+_SLOW_CODE = re.compile(r"start_daemon\(|time\.sleep\((?:[1-9]|0\.[5-9])|wait_for\(|--wait\b|\"--follow\"")
+
+
+def _source(function) -> str:
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
+def _slow_helpers(module) -> re.Pattern | None:
+    """A pattern of calls to the module's own functions (helpers, fixtures) that start a
+    daemon, wait or sleep (one level deep)."""
+    names = [name for name, value in vars(module).items()
+             if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("test_")
+             and _SLOW_CODE.search(_source(getattr(value, "__wrapped__", value)))]
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b") if names else None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `slow` the tests that start a daemon, wait for jobs or sleep half a second or more
+    (in their own source, a helper of their module they call, or a fixture they use), and
+    those of SLOW_MODULES: `-m "not slow"` keeps the quick checks of the CLI, the config and
+    the libraries against a real Redis."""
+    helpers: dict[object, re.Pattern | None] = {}
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None:
+            continue
+        module = item.module
+        if module not in helpers:
+            helpers[module] = _slow_helpers(module)
+        text = _source(function)
+        for name in item.fixturenames:
+            for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):  # noqa: SLF001
+                if fixturedef.func.__module__ == module.__name__:
+                    text += _source(fixturedef.func)
+        if (module.__name__.rpartition(".")[2] in SLOW_MODULES or _SLOW_CODE.search(text)
+                or (helpers[module] is not None and helpers[module].search(text))):
+            item.add_marker(pytest.mark.slow)

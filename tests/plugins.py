@@ -41,7 +41,8 @@ _MAX = "local n = tonumber(ARGV[1]); if n > tonumber(redis.call('GET', KEYS[1]) 
 
 def tracked(ctx, data):
     """Counts, in the test's Redis, how many jobs of its type and of its user really run at
-    once (and the most ever seen), so tests can check the limits from the inside."""
+    once (and the most ever seen), so tests can check the limits from the inside. It runs
+    for data.seconds, or with data.gate until the test opens that gate (wait_at_gate)."""
     import redis
 
     r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
@@ -51,15 +52,34 @@ def tracked(ctx, data):
     for key in counters:
         r.eval(_MAX, 1, key + ":max", r.incr(key))
     try:
-        seconds = float(data.get("seconds", 0.1))
-        steps = max(1, int(seconds / 0.1))
-        for i in range(steps):  # progress reports also let a cancel stop the job
-            time.sleep(seconds / steps)
-            ctx.progress((i + 1) * 100 / steps)
+        if data.get("gate"):
+            wait_at_gate(ctx, r, data["gate"])
+        else:
+            seconds = float(data.get("seconds", 0.1))
+            steps = max(1, int(seconds / 0.1))
+            for i in range(steps):  # progress reports also let a cancel stop the job
+                time.sleep(seconds / steps)
+                ctx.progress((i + 1) * 100 / steps)
     finally:
         for key in counters:
             r.decr(key)
     return {"pid": os.getpid()}
+
+
+def wait_at_gate(ctx, r, gate: str, limit: float = 60.0) -> None:
+    """Hold the job (and its slot) until the test opens the gate: `open_gate` in
+    tests/conftest.py pushes a token to `test:gate:<gate>`; each job that takes it puts it
+    back, so one push lets every holder through, now and later. Progress is reported
+    meanwhile, so a cancel or a stop reaches the job as it reaches a sleeping one."""
+    key = f"test:gate:{gate}"
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        token = r.blpop([key], timeout=0.2)
+        if token is not None:
+            r.lpush(key, token[1])
+            return
+        ctx.progress(0, f"waiting at gate {gate}")
+    raise RuntimeError(f"gate {gate} was not opened within {limit:.0f} s")
 
 
 def rate_limited(ctx, data):

@@ -69,7 +69,7 @@ def test_limits_hold_across_two_daemons_under_load(vq, redis_conn):
 
 def test_a_user_over_its_limit_waits_with_a_reason_and_a_place_in_line(vq):
     _limits(vq, 5)
-    first = vq.submit("test-track", {"seconds": 3}, "--user", "solo", "--subscription", "free")
+    first = vq.submit("test-track", {"gate": "first"}, "--user", "solo", "--subscription", "free")
     second = vq.submit("test-track", {"seconds": 0.1}, "--user", "solo", "--subscription", "free")
     third = vq.submit("test-track", {"seconds": 0.1}, "--user", "solo", "--subscription", "free")
     vq.start_daemon(workers=2)
@@ -78,6 +78,7 @@ def test_a_user_over_its_limit_waits_with_a_reason_and_a_place_in_line(vq):
     view = vq.json("show", second)
     assert (view["status"], view["waitReason"], view["position"]) == ("limited", "user limit 1/1", 1)
     assert vq.json("show", third)["position"] == 2
+    vq.open_gate("first")
     assert vq.wait_for(third, timeout=20)["status"] == "finished"
 
 
@@ -107,21 +108,23 @@ def test_a_users_new_tier_and_own_limit_take_effect_at_once(vq, redis_conn):
     """Admission keeps each user's limit beside the type's (read together); a job naming a
     new tier, and a limit set at runtime, replace what it kept."""
     _limits(vq, 10)
-    free = [vq.submit("test-track", {"seconds": 6}, "--user", "up", "--subscription", "free") for _ in range(3)]
+    free = [vq.submit("test-track", {"gate": "first"}, "--user", "up", "--subscription", "free") for _ in range(3)]
     vq.start_daemon(workers=4)
     vq.wait_for(free[0], statuses=("started",))
     time.sleep(0.5)
     assert vq.json("show", free[1])["waitReason"] == "user limit 1/1"
-    pro = vq.submit("test-track", {"seconds": 6}, "--user", "up", "--subscription", "pro")
+    pro = vq.submit("test-track", {"gate": "first"}, "--user", "up", "--subscription", "pro")
     for job_id in (*free[1:], pro):  # pro's limit, 5: all four at once
         vq.wait_for(job_id, statuses=("started",), timeout=3)
+    vq.open_gate("first")
     for job_id in (*free, pro):
         vq.wait_for(job_id, timeout=20)
     assert vq.run("limits", "set", "user", "up", "1").returncode == 0
-    again = [vq.submit("test-track", {"seconds": 5}, "--user", "up", "--subscription", "pro") for _ in range(2)]
+    again = [vq.submit("test-track", {"gate": "again"}, "--user", "up", "--subscription", "pro") for _ in range(2)]
     vq.wait_for(again[0], statuses=("started",))
     time.sleep(0.5)
     assert vq.json("show", again[1])["waitReason"] == "user limit 1/1"
+    vq.open_gate("again")
     assert vq.wait_for(again[1], timeout=20)["status"] == "finished"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -212,10 +213,13 @@ def test_catch_up_policies(vq, redis_conn, policy, expected):
 
 
 def test_definitions_survive_daemon_and_redis_restarts_and_a_wiped_redis(vq, redis_conn, redis_server):
+    vq.configure(daemon={"chores": {"copy-recurring": 200}})  # copied to the history database 5x a second
     rid = vq.json("recurring", "add", "test-noop", "--cron", EVERY_SECOND, "--user", "u", "--name", "keep",
                   "--skip-cache")["id"]
     daemon = vq.start_daemon(workers=1)
-    time.sleep(3)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not _ticks(redis_conn, rid):
+        time.sleep(0.1)
     assert vq.stop_daemon(daemon) == 0
     before = len(_ticks(redis_conn, rid))
     assert before >= 1
@@ -227,7 +231,10 @@ def test_definitions_survive_daemon_and_redis_restarts_and_a_wiped_redis(vq, red
     while time.monotonic() < deadline and len(_ticks(redis_conn, rid)) <= before:
         time.sleep(0.2)
     assert len(_ticks(redis_conn, rid)) > before  # it goes on firing
-    time.sleep(6)  # the daemon copies definitions to the history database every few seconds
+    deadline = time.monotonic() + 10  # the daemon copies definitions to the history database (copy-recurring)
+    while time.monotonic() < deadline and _copied_runs(vq, rid) <= before:
+        time.sleep(0.1)
+    assert _copied_runs(vq, rid) > before
     vq.stop_daemon(vq.daemons[-1])
     redis_conn.flushall()  # a Redis without persistence lost everything
     vq.start_daemon(workers=1)
@@ -237,6 +244,16 @@ def test_definitions_survive_daemon_and_redis_restarts_and_a_wiped_redis(vq, red
     shown = vq.json("recurring", "show", "keep")
     assert shown["id"] == rid and shown["stats"]["runs"] > before  # restored with its counts, and firing
     assert "restored 1" in vq.daemon_log(2)
+
+
+def _copied_runs(vq, rid: str) -> int:
+    """The run count of the definition's row in the history database (0: no row yet)."""
+    path = vq.data_dir / "history.db"
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT run_count FROM recurring_jobs WHERE id = ?", (rid,)).fetchone()
+    return row[0] if row else 0
 
 
 def test_spawned_jobs_carry_options_and_go_through_admission(vq, redis_conn):

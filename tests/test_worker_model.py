@@ -28,11 +28,14 @@ def test_an_io_type_runs_several_jobs_at_once_in_one_worker_process_within_its_l
                                                              "concurrencyPerWorker": 3}},
                  concurrency={"type": {"test-track": 3}})
     daemon = vq.start_daemon(workers=1)
-    ids = _batch(vq, "test-track", {"seconds": 2.0}, ["u0", "u1", "u2"])
+    ids = _batch(vq, "test-track", {"gate": "three"}, ["u0", "u1", "u2"])
+    for job_id in ids:
+        vq.wait_for(job_id, statuses=("started",), timeout=10)
+    assert int(redis_conn.get("test:active:type:test-track:max")) == 3, "all three run at once"
+    vq.open_gate("three")
     results = [vq.wait_for(i) for i in ids]
     assert [r["status"] for r in results] == ["finished"] * 3
     assert len({r["result"]["pid"] for r in results}) == 1, "one worker process ran them all"
-    assert int(redis_conn.get("test:active:type:test-track:max")) == 3, "all three ran at once"
 
     # The type's limit still holds: lowered to 2, never more than 2 at once.
     assert vq.run("limits", "set", "type", "test-track", "2").returncode == 0

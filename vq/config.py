@@ -23,6 +23,9 @@ from msgspec import Meta, field
 from vq.errors import ConfigError
 
 TIERS = ("free", "basic", "pro", "enterprise")
+# The daemon's housekeeping chores (vq/chores.py), the keys of daemon.chores.
+CHORE_NAMES = ("trim-ended", "age-waiting", "enqueue-dependents", "mark-unrouted", "forget-idle-marks",
+               "recover-stalled", "check-health", "copy-recurring", "report-presence", "prune-artifacts", "autoscale")
 PRIORITIES = ("high", "normal", "low")
 
 
@@ -253,6 +256,14 @@ class DaemonSettings(_Strict):
                                                              "autoscaling hosts see the same backlog")] = 1.0
     autoscale: Annotated[AutoscaleSettings, Meta(description="grow and shrink the workers between min and max "
                                                              "instead of running `workers` of them")] | None = None
+    chores: Annotated[dict[str, Annotated[int, Meta(ge=10)]],
+                      Meta(description="ms between runs of a housekeeping chore, by name (vq/chores.py); "
+                                       "unnamed ones keep their defaults")] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.chores:
+            if name not in CHORE_NAMES:
+                raise _InvalidKey("chores", f"{name!r} is not a chore (one of {', '.join(CHORE_NAMES)})")
 
 
 class RecurringSettings(_Strict):

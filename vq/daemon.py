@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 
 from rq.serializers import JSONSerializer
 
-from vq import (admission, artifacts, health, historydb, keys, limits, logs, maintenance, presence, recurring_store,
-                stalled, supervision, systemd)
-from vq.admission import Admission, forget_gone_idle_workers, mark_nonempty_lists
+from vq import admission, chores, historydb, keys, limits, logs, presence, recurring_store, supervision, systemd
+from vq.admission import Admission
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
 from vq.errors import HistoryUnavailable, VqError, message_of
@@ -36,15 +35,11 @@ from vq.jobtypes import job_types, load_handler
 from vq.procutil import die_with_parent
 from vq.protect import protector
 from vq.queues import worker_queue_names
-from vq.rq_seam.queue import enqueue_left_ready_jobs
 
 log = logging.getLogger("vq.daemon")
-SUPERVISE_EVERY = 0.5
-MAINTAIN_EVERY = 5.0
-PRESENCE_EVERY = 2.0
+SUPERVISE_EVERY = 0.5  # the longest the supervisor sleeps (it wakes earlier for a chore due sooner)
 EXIT_REDIS_DOWN = 3  # a child's exit code when it lost Redis (it says so too: supervision.say)
 EXIT_CRASHED = 1  # a worker whose RQ loop quit on an exception
-AGE_EVERY = 2.0
 FENCE_CHECK_EVERY = 0.05  # how often the daemon looks for a worker past its lease deadline (vq/fence.py)
 
 
@@ -173,52 +168,6 @@ def _http_main(settings: Settings, listener: HttpListener, log_level: str) -> No
 
 
 @dataclass
-class Chore:
-    """Housekeeping run every `every` seconds by one daemon at a time (a Redis lock held
-    for the period); a failure is logged, never fatal."""
-
-    conn: object
-    name: str
-    every: float
-    action: object
-    last: float = 0.0
-
-    exclusive: bool = True  # False: every daemon does it (for state local to the daemon's host)
-
-    def run_if_due(self) -> None:
-        if time.monotonic() - self.last < self.every:
-            return
-        self.last = time.monotonic()
-        lock = keys.PREFIX + "chore:" + self.name.replace(" ", "-")
-        try:
-            if self.exclusive and not self.conn.set(lock, os.getpid(), nx=True, px=max(100, int(self.every * 900))):
-                return  # another daemon did it this period
-        except (redis.ConnectionError, redis.TimeoutError):
-            return  # the workers report an unreachable Redis; no need to say it once per chore
-        try:
-            result = self.action()
-        except (redis.ConnectionError, redis.TimeoutError):
-            return
-        except Exception:
-            log.exception("%s failed", self.name)
-            return
-        if result:
-            log.info("%s: %s", self.name, result)
-
-
-def _say_pruned(report: dict) -> str | None:
-    removed = report["removed"]
-    if not removed:
-        return None
-    return (f"removed the files of {len(removed)} job(s) under {report['root']} "
-            f"({report['freedBytes']:,} bytes): {', '.join(sorted({r['reason'] for r in removed}))}")
-
-
-def _say_moved(count: int) -> str | None:
-    return f"{count} job(s) whose dependencies had finished put on their queues" if count else None
-
-
-@dataclass
 class _Child:
     name: str
     target: object
@@ -257,6 +206,7 @@ class Daemon:
     told: dict = field(default_factory=dict)  # errors whose crash-loop traceback is logged -> by whom
     history: object | None = None  # the history database, once it opens (_history)
     history_said: str = ""  # its problem, logged once when no archiver of this daemon says it
+    mp_context: object = None  # how its processes are started (fork), for the autoscale chore
 
     def run(self) -> int:
         logs.configure(self.options.log_level, self.options.log_format)
@@ -296,29 +246,8 @@ class Daemon:
         self.awaiting_ready = True
         watchdog = systemd.watchdog_interval()
         pinged = 0.0
-        chores = [  # each reads self.settings when it runs: a reload reaches them too
-            Chore(conn, "trim ended jobs", MAINTAIN_EVERY, lambda: maintenance.trim_ended(conn, self.settings)),
-            Chore(conn, "age waiting jobs", AGE_EVERY, lambda: self._admission(conn).promote_aged(
-                self.options.queues or list(job_types(self.settings)), self.settings.priority.agingThreshold)),
-            Chore(conn, "enqueue ready dependents", MAINTAIN_EVERY, lambda: _say_moved(enqueue_left_ready_jobs(
-                conn, worker_queue_names(self.settings, self.options.queues)))),
-            Chore(conn, "mark unrouted queue lists", MAINTAIN_EVERY, lambda: mark_nonempty_lists(
-                conn, worker_queue_names(self.settings)) and None),  # usually a push seconds old: not news
-            Chore(conn, "forget idle marks of gone workers", MAINTAIN_EVERY,
-                  lambda: forget_gone_idle_workers(conn) and None),
-            Chore(conn, "recover stalled jobs", self.settings.queue.settings.stalledInterval / 1000,
-                  lambda: stalled.recover(conn, self.settings)),
-            Chore(conn, "check health", self.settings.health.checkInterval / 1000,
-                  lambda: health.check_and_alert(conn, self.settings)),
-            Chore(conn, "copy recurring jobs to the history database", MAINTAIN_EVERY,
-                  lambda: self._copy_recurring(conn), exclusive=False),
-            Chore(conn, "report presence", PRESENCE_EVERY, lambda: self._report(conn), exclusive=False),
-            Chore(conn, "prune artifacts", self.settings.artifacts.sweepInterval / 1000,
-                  lambda: _say_pruned(artifacts.prune(conn, self.settings)), exclusive=False),  # this host's disk
-        ]
-        if scale:
-            chores.append(Chore(conn, "autoscale", scale.interval / 1000, lambda: self._autoscale(conn, ctx) and None,
-                                exclusive=False))
+        self.mp_context = ctx
+        housekeeping = chores.for_daemon(self, conn, autoscaling=scale is not None)  # vq/chores.py
         while not self.stopping:
             if self.reload_requested:
                 self.reload_requested = False
@@ -337,9 +266,9 @@ class Daemon:
             if watchdog and time.monotonic() - pinged >= watchdog:
                 systemd.notify("WATCHDOG=1")  # only a supervisor that still loops pings
                 pinged = time.monotonic()
-            for chore in chores:
+            for chore in housekeeping:
                 chore.run_if_due()
-            time.sleep(SUPERVISE_EVERY)
+            time.sleep(min(SUPERVISE_EVERY, max(0.01, min(c.due_in() for c in housekeeping))))
         systemd.notify("STOPPING=1", "STATUS=finishing running jobs")
         self._shutdown()
         return 0
