@@ -98,9 +98,12 @@ def test_a_rate_limit_holds_across_two_daemons_and_waiting_spends_no_attempt(vq,
     assert {v["status"] for v in views} == {"finished"}
     alpha = providers["alpha"]
     assert len(alpha.arrivals) == 16
-    # Counted when granted; a request reaches the stand-in a few ms later, more on a busy
-    # machine, so the stand-in's windows are taken a little short of the limit's.
-    assert alpha.most_in_window(1.0 - ARRIVAL_JITTER_S) <= 4, "4 requests per second, counted by all hosts together"
+    # Counted when granted; a request reaches the stand-in a few ms later, and on a loaded
+    # 2-core CI machine a worker may stall a few hundred ms between its grant and its send,
+    # so a late one can land beside the next window's first. At most one such straggler per
+    # window is tolerated; a limit counted per host (8/s from two daemons) breaks both checks.
+    assert alpha.most_in_window(1.0 - ARRIVAL_JITTER_S) <= 5, "4 requests per second, counted by all hosts together"
+    assert alpha.most_in_window(0.5) <= 4, "no burst: 4 requests per second, counted by all hosts together"
     assert alpha.most_inflight <= 2
     assert max(alpha.arrivals) - min(alpha.arrivals) >= 3.0, "16 requests at 4 per second take 3 s or more"
     assert all(v["attempts"] == 1 and v["provider"] == "alpha" for v in views), "waiting cost no attempt"
