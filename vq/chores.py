@@ -124,7 +124,7 @@ REGISTRY: dict[str, ChoreSpec] = {spec.name: spec for spec in (
     ChoreSpec("autoscale", "autoscale", lambda s: s.daemon.autoscale.interval if s.daemon.autoscale else 1000,
               autoscale, exclusive=False),
 )}
-assert tuple(REGISTRY) == CHORE_NAMES, "vq/config.py's CHORE_NAMES names the chores of this registry"
+assert tuple(REGISTRY) == CHORE_NAMES, "vq/config/base.py's CHORE_NAMES names the chores of this registry"
 
 
 @dataclass

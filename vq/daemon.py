@@ -2,7 +2,7 @@
 
 Launcher -> (embedded Redis when none is configured) -> N worker processes + 1 timer
 process (delayed jobs, retries, recurring ticks: vq/timer.py), all restarted when they
-die, with back-off, and a crash loop said once (vq/supervision.py). The HTTP port is
+die (what each child runs: vq/daemon_children.py), with back-off, and a crash loop said once (vq/supervision.py). The HTTP port is
 bound here and handed to the HTTP child (vq/http_listener.py). On SIGTERM/SIGINT it stops
 taking jobs, lets running ones finish within the grace period, then requeues whatever is
 still running.
@@ -15,31 +15,28 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 
-import redis
 from dataclasses import dataclass, field
 
-from rq.serializers import JSONSerializer
+import redis
 
 from vq import admission, chores, historydb, keys, limits, logs, presence, recurring_store, supervision, systemd
 from vq.admission import Admission
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
 from vq.errors import HistoryUnavailable, VqError, message_of
+from vq.daemon_children import (EXIT_CRASHED, Child, archiver_main, http_main, scheduler_main, webhooks_main,
+                                worker_main, worker_prefix)
 from vq.http_listener import HttpListener
 from vq.connection import connect, make_client
 from vq.jobtypes import job_types, load_handler
-from vq.procutil import die_with_parent
 from vq.protect import protector
 from vq.queues import worker_queue_names
 
 log = logging.getLogger("vq.daemon")
 SUPERVISE_EVERY = 0.5  # the longest the supervisor sleeps (it wakes earlier for a chore due sooner)
-EXIT_REDIS_DOWN = 3  # a child's exit code when it lost Redis (it says so too: supervision.say)
-EXIT_CRASHED = 1  # a worker whose RQ loop quit on an exception
 FENCE_CHECK_EVERY = 0.05  # how often the daemon looks for a worker past its lease deadline (vq/fence.py)
 
 
@@ -57,143 +54,11 @@ class DaemonOptions:
     stop_redis: bool = False  # stop the embedded Redis with the daemon (else it outlives it)
 
 
-def _worker_prefix(host: str, index) -> str:
-    """A worker's RQ name without its pid (the pid is added by the process itself)."""
-    return f"vq.{host}.{index}"
-
-
-def _worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str,
-                 deadline=None) -> None:
-    from vq import worker_leases as worker_module
-    from vq.execution import install_runtime
-    from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
-
-    die_with_parent()
-    worker_module.SHARED_DEADLINE = deadline  # where its fence says when it must be gone (watch_leases)
-    logs.configure(log_level)
-    install_runtime(settings)
-    conn = make_client(settings, socket_timeout=None)
-    # The pid makes the name unique: a replaced worker must not clash with its predecessor's record.
-    helpers = []
-    last_error = LastError()
-    try:
-        worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=f"{name_prefix}.{os.getpid()}")
-        worker.max_memory_mb = settings.daemon.maxMemoryPerWorker
-        worker.log.addFilter(last_error)
-        helpers = start_thread_workers(settings, queue_names, conn, worker.name)
-        worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        log.warning("worker: Redis unreachable (%s); the daemon restarts this worker with backoff", _first_line(exc))
-        supervision.say(redisDown=True, error=supervision.error_line(exc))
-        sys.exit(EXIT_REDIS_DOWN)
-    finally:
-        stop_thread_workers(helpers, settings.daemon.shutdownGrace / 1000)
-    if worker.redis_lost:
-        supervision.say(redisDown=True, error="Redis unreachable")
-        sys.exit(EXIT_REDIS_DOWN)
-    if last_error.exc is not None:  # RQ's loop quit on it: the daemon reports it, and restarts with back-off
-        supervision.say_exception(last_error.exc)
-        sys.exit(EXIT_CRASHED)
-
-
-def _scheduler_main(settings: Settings, queue_names: list[str], log_level: str, name: str) -> None:
-    die_with_parent()
-    logs.configure(log_level)
-    conn = make_client(settings, socket_timeout=None)
-    try:
-        _run_scheduler(settings, conn, queue_names, log_level, name)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        log.warning("scheduler: Redis unreachable (%s); the daemon restarts it with backoff", _first_line(exc))
-        supervision.say(redisDown=True, error=supervision.error_line(exc))
-        sys.exit(EXIT_REDIS_DOWN)
-
-
-def _first_line(exc: Exception) -> str:
-    text = message_of(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: str, name: str) -> None:
-    """This daemon's timer: due delayed jobs and retries, and recurring ticks."""
-    from vq.execution import install_runtime
-    from vq.recurring import Spawner
-    from vq.timer import Timer
-
-    install_runtime(settings)
-    timer = Timer(conn, queue_names, callbacks=[Spawner(conn, settings)],
-                  max_sleep=settings.daemon.schedulerInterval / 1000)
-    signal.signal(signal.SIGTERM, timer.stop)
-    signal.signal(signal.SIGINT, timer.stop)
-    timer.run()
-
-
-def _archiver_main(settings: Settings, log_level: str) -> None:
-    from vq.archiver import Archiver
-
-    die_with_parent()
-    logs.configure(log_level)
-    _run_until_signalled(Archiver(make_client(settings, socket_timeout=None), settings, open_now=False))
-
-
-def _webhooks_main(settings: Settings, log_level: str, consumer: str) -> None:
-    from vq.webhooks import Notifier
-
-    die_with_parent()
-    logs.configure(log_level)
-    _run_until_signalled(Notifier(make_client(settings, socket_timeout=None), settings, consumer))
-
-
-def _run_until_signalled(service) -> None:
-    """Run a loop that checks its `stopped` flag (archiver, notifier); SIGTERM/SIGINT set it."""
-    signal.signal(signal.SIGTERM, lambda *_: setattr(service, "stopped", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(service, "stopped", True))
-    service.run()
-
-
-def _http_main(settings: Settings, listener: HttpListener, log_level: str) -> None:
-    """The HTTP API under uvicorn: one process, asyncio, keep-alive, many clients, on the
-    socket the supervisor bound. Without a logging config of uvicorn's own, its records
-    (startup, errors) go through vq's handler and format; the access lines are vq's own,
-    with a request id (vq/api/request_id.py)."""
-    import uvicorn
-
-    from vq.api.app import create_app
-
-    die_with_parent()
-    logs.configure(log_level)
-    config = uvicorn.Config(create_app(settings), log_config=None, log_level=log_level.lower(),
-                            access_log=False, timeout_keep_alive=30, lifespan="off",  # vq/api/request_id.py logs
-                            limit_concurrency=1000, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[listener.sock])
-
-
-@dataclass
-class _Child:
-    name: str
-    target: object
-    args: tuple
-    process: mp.Process | None = None
-    restarts: int = 0
-    started_at: float = 0.0
-    quick_failures: int = 0  # consecutive exits soon after start while Redis is away: restarts back off
-    redis_down: bool = False
-    restart_at: float = 0.0
-    reloading: bool = False  # stopped to come back with a new configuration
-    retired: bool = False  # no longer in the configuration: not restarted
-    parked: bool = False  # a worker autoscaling has not started, or retired: not restarted
-    channel: object = None  # the supervisor's end of the pipe the process says its last words on
-    crashes: supervision.Restarts = None
-    deadline: object = None  # a worker's: shared memory, monotonic time by which it must be gone (vq/fence.py)
-
-    def __post_init__(self):
-        self.crashes = supervision.Restarts(self.name)
-
-
 @dataclass
 class Daemon:
     settings: Settings
     options: DaemonOptions
-    children: list[_Child] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
     stopping: bool = False
     hurry: bool = False  # a second Ctrl-C while stopping: requeue the running jobs now
     embedded: object | None = None
@@ -304,30 +169,30 @@ class Daemon:
             db.conn.close()
             self.history = None  # opened again at the next pass
 
-    def _plan(self) -> list[_Child]:
+    def _plan(self) -> list[Child]:
         """The processes this configuration asks for, by name."""
         settings, options = self.settings, self.options
         queue_names = worker_queue_names(settings, options.queues)
         host = socket.gethostname()
         scale = settings.daemon.autoscale if options.autoscale else None
-        plan = [_Child(f"worker-{i}", _worker_main, (settings, queue_names, _worker_prefix(host, i),
+        plan = [Child(f"worker-{i}", worker_main, (settings, queue_names, worker_prefix(host, i),
                                                       options.max_jobs_per_worker, options.log_level),
                        parked=scale is not None and i >= scale.min)
                 for i in range(scale.max if scale else options.workers)]
-        plan.append(_Child("scheduler", _scheduler_main, (settings, queue_names, options.log_level,
+        plan.append(Child("scheduler", scheduler_main, (settings, queue_names, options.log_level,
                                                           f"vq.{host}.{os.getpid()}.scheduler")))
         if options.http_listen:
             from vq.tokens import signing_secret
 
             signing_secret(settings)  # made once, here, before any request needs it
-            plan.append(_Child("http", _http_main, (settings, self.listener, options.log_level)))
+            plan.append(Child("http", http_main, (settings, self.listener, options.log_level)))
         if settings.history.enabled:
-            plan.append(_Child("archiver", _archiver_main, (settings, options.log_level)))
+            plan.append(Child("archiver", archiver_main, (settings, options.log_level)))
         if settings.webhooks.enabled:
-            plan.append(_Child("webhooks", _webhooks_main, (settings, options.log_level, f"{host}.{os.getpid()}")))
+            plan.append(Child("webhooks", webhooks_main, (settings, options.log_level, f"{host}.{os.getpid()}")))
         return plan
 
-    def _wanted(self, child: _Child) -> bool:
+    def _wanted(self, child: Child) -> bool:
         """Should be running: in the configuration, not parked, and for the HTTP child, its
         port bound."""
         return not child.retired and not child.parked and (
@@ -341,7 +206,7 @@ class Daemon:
             return False
         host = socket.gethostname()
         try:
-            names = [f"rq:worker:{_worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}"
+            names = [f"rq:worker:{worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}"
                      for c in children if c.name.startswith("worker-")]
             if names and conn.exists(*names) < len(names):
                 return False
@@ -349,7 +214,7 @@ class Daemon:
             return False
         return not any(c.name == "http" for c in children) or self._http_answers()
 
-    def _http_child(self) -> _Child | None:
+    def _http_child(self) -> Child | None:
         return next((c for c in self.children if c.name == "http" and not c.retired), None)
 
     def _http_serving(self) -> bool:
@@ -408,7 +273,7 @@ class Daemon:
         log.info("configuration reloaded from %s; processes restart as they finish their work",
                  self.options.config_path or "the default path")
 
-    def _start(self, ctx, child: _Child) -> None:
+    def _start(self, ctx, child: Child) -> None:
         if child.channel is not None:
             child.channel.close()
         child.channel, words = ctx.Pipe(duplex=False)
@@ -477,7 +342,7 @@ class Daemon:
                         pass
                 deadline.value = 0.0
 
-    def _died(self, child: _Child, now: float) -> float:
+    def _died(self, child: Child, now: float) -> float:
         """Seconds until a dead child is restarted; logs what an operator needs to hear.
         An exit 0 is planned (max jobs, memory, a warm stop); an exit because Redis is away
         backs off quietly (the child said it once); anything else is a crash."""
@@ -516,18 +381,18 @@ class Daemon:
         if self.autoscaler is None:
             host = socket.gethostname()
 
-            def start(child: _Child) -> None:
+            def start(child: Child) -> None:
                 child.parked = False
                 self._start(ctx, child)
 
-            def retire(child: _Child) -> None:
+            def retire(child: Child) -> None:
                 child.parked = True
                 if child.process is not None and child.process.is_alive():
                     os.kill(child.process.pid, signal.SIGTERM)  # warm: it finishes its job first
 
             self.autoscaler = Autoscaler(
                 conn, self.settings, self.options.queues or list(job_types(self.settings)),
-                lambda c: f"rq:worker:{_worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}", start, retire, log)
+                lambda c: f"rq:worker:{worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}", start, retire, log)
         self.autoscaler.settings = self.settings  # a reload may change the bounds
         workers = [c for c in self.children if c.name.startswith("worker-") and not c.retired]
         return self.autoscaler.step(workers)

@@ -1,5 +1,5 @@
 """Completion's view of a config: its job types and how to reach its Redis, read as
-vq/config.py reads them (the file, then the REDIS_* / VQ_DATA_DIR environment) but without
+vq/config/loader.py reads them (the file, then the REDIS_* / VQ_DATA_DIR environment) but without
 pydantic, msgspec or redis-py, and cached per config file in complete-config.json (a
 password included, hence the file's mode 0600).
 """
@@ -102,7 +102,7 @@ def _parse_url(url: str) -> dict:
 
 
 def read_config(config_path: str | None, builtins: list[str]) -> dict:
-    """{"job_types", "redis"} of a config, read as vq/config.py's load_settings reads it (the
+    """{"job_types", "redis"} of a config, read as vq/config's load_settings reads it (the
     file, then the REDIS_* / VQ_DATA_DIR environment) but without loading pydantic or
     validating it. tests/test_completion.py checks it against read_config_validated."""
     import yaml

@@ -17,7 +17,7 @@ from vq import __version__
 KEEP = 4  # trees (installs), configs and Redis servers remembered
 
 _HERE = Path(__file__).resolve().parent
-_STATIC_FROM = ("model.py", "config.py", "keys.py", "jobtypes.py")  # vq/ modules static_sources() reads
+_STATIC_FROM = ("model.py", "keys.py", "jobtypes.py")  # vq/ modules static_sources() reads, with vq/config/
 
 
 def cache_dir() -> Path:
@@ -29,7 +29,8 @@ def cache_dir() -> Path:
 def _tree_key() -> str:
     """What the tree is built from: vq's and Python's versions, the CLI's modules, typer."""
     parts = [__version__, sys.version.split()[0]]
-    files = sorted(_HERE.glob("*.py")) + [_HERE.parent / name for name in _STATIC_FROM]
+    files = (sorted(_HERE.glob("*.py")) + [_HERE.parent / name for name in _STATIC_FROM]
+             + sorted((_HERE.parent / "config").glob("*.py")))
     try:
         import importlib.util
 

@@ -1,0 +1,123 @@
+"""Settings: the YAML file mirrors the spec's blocks key for key; the environment wins.
+
+Where the file comes from: `--config PATH`, else `$VQ_CONFIG`, else
+`$XDG_CONFIG_HOME/vq/config.yaml` (when it exists). With no file, the spec's defaults apply.
+Every problem is reported as one line naming the key, as a `ConfigError` (exit code 2).
+
+The models are msgspec Structs, not pydantic models: every CLI call loads the config, and
+building 34 pydantic classes (plus importing pydantic) cost about 0.1 s of each start-up
+(issue 22). `msgspec.convert(raw, Settings, strict=False)` checks types and the `Meta`
+bounds; each `__post_init__` checks what a type cannot say, raising `_InvalidKey` to name the
+key it is about.
+
+The package: `base` (tiers, priorities, chore names, the strict Struct), `queue` (the spec's
+redis/queue/concurrency/priority/limits blocks), `blocks` (vq's own services' blocks),
+`settings` (the whole `Settings`), `loader` (file, environment, one-line errors).
+"""
+
+
+from vq.config.base import (
+    TIERS,
+    CHORE_NAMES,
+    PRIORITIES,
+    HOUR_MS,
+    DAY_MS,
+)
+from vq.config.queue import (
+    SentinelSettings,
+    RedisSettings,
+    Backoff,
+    KeepJobs,
+    Retention,
+    retention_of,
+    DefaultJobOptions,
+    QueueSettingsBlock,
+    QueueSettings,
+    DEFAULT_USER_LIMITS,
+    DEFAULT_TYPE_LIMITS,
+    ConcurrencySettings,
+    Priority,
+    Tier,
+    PrioritySettings,
+    LimitsSettings,
+)
+from vq.config.blocks import (
+    AutoscaleSettings,
+    DaemonSettings,
+    RecurringSettings,
+    HistorySettings,
+    Thresholds,
+    HealthSettings,
+    RateLimitSettings,
+    HttpSettings,
+    TemplateSettings,
+    WebhookSettings,
+    SecuritySettings,
+    BreakerSettings,
+    ProviderRateLimit,
+    ProviderSettings,
+    Budget,
+    BudgetSettings,
+    CostSettings,
+    ArtifactSettings,
+    CacheSettings,
+    JobTypeSettings,
+)
+from vq.config.settings import (
+    Settings,
+)
+from vq.config.loader import (
+    default_config_path,
+    _apply_env,
+    settings_from,
+    load_settings,
+)
+
+__all__ = [
+    "TIERS",
+    "CHORE_NAMES",
+    "PRIORITIES",
+    "HOUR_MS",
+    "DAY_MS",
+    "SentinelSettings",
+    "RedisSettings",
+    "Backoff",
+    "KeepJobs",
+    "Retention",
+    "retention_of",
+    "DefaultJobOptions",
+    "QueueSettingsBlock",
+    "QueueSettings",
+    "DEFAULT_USER_LIMITS",
+    "DEFAULT_TYPE_LIMITS",
+    "ConcurrencySettings",
+    "Priority",
+    "Tier",
+    "PrioritySettings",
+    "LimitsSettings",
+    "AutoscaleSettings",
+    "DaemonSettings",
+    "RecurringSettings",
+    "HistorySettings",
+    "Thresholds",
+    "HealthSettings",
+    "RateLimitSettings",
+    "HttpSettings",
+    "TemplateSettings",
+    "WebhookSettings",
+    "SecuritySettings",
+    "BreakerSettings",
+    "ProviderRateLimit",
+    "ProviderSettings",
+    "Budget",
+    "BudgetSettings",
+    "CostSettings",
+    "ArtifactSettings",
+    "CacheSettings",
+    "JobTypeSettings",
+    "Settings",
+    "default_config_path",
+    "_apply_env",
+    "settings_from",
+    "load_settings",
+]

@@ -1,0 +1,174 @@
+"""The spec's blocks for Redis, jobs, queues and limits: `redis`, `queue`, `concurrency`,
+`priority`, `limits`, and how ended jobs are kept."""
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, field
+
+from vq.config.base import DAY_MS, TIERS, _InvalidKey, _Strict
+
+
+class SentinelSettings(_Strict):
+    """Redis Sentinel: vq asks the sentinels for the current master of `service`, and asks
+    again after a failover (README: Scale-out)."""
+
+    hosts: Annotated[list[str], Meta(min_length=1, description="sentinels as HOST:PORT")]
+    service: Annotated[str, Meta(description="the master's name in the sentinels' config")] = "mymaster"
+    password: Annotated[str, Meta(description="the sentinels' own password, when they have one")] | None = None
+
+    def __post_init__(self) -> None:
+        for item in self.hosts:
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise _InvalidKey("hosts", f"{item!r} is not HOST:PORT")
+
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(h.rpartition(":")[0].strip("[]"), int(h.rpartition(":")[2])) for h in self.hosts]
+
+
+class RedisSettings(_Strict):
+    url: str | None = None
+    host: str | None = None
+    port: Annotated[int, Meta(ge=1, le=65535)] = 6379
+    password: str | None = None
+    db: Annotated[int, Meta(ge=0)] = 0
+    socket: str | None = None
+    sentinel: SentinelSettings | None = None
+
+    @property
+    def configured(self) -> bool:
+        """True when an operator named a Redis; vq then never uses the embedded one."""
+        return bool(self.url or self.host or self.socket or self.sentinel)
+
+
+class Backoff(_Strict):
+    type: Literal["exponential", "fixed"] = "exponential"
+    delay: Annotated[int, Meta(ge=0, description="milliseconds")] = 2000
+    factor: Annotated[float, Meta(ge=1.0)] = 2.0
+    max: Annotated[int, Meta(ge=0, description="milliseconds")] = 3_600_000
+    jitter: Annotated[float, Meta(ge=0.0, le=1.0, description="up to this share is added to each wait, "
+                                                              "at random")] = 0.1
+
+
+class KeepJobs(_Strict):
+    """BullMQ's `{age, count}` form of removeOnComplete / removeOnFail: an ended job is
+    removed once it is older than `age` or beyond the newest `count` of its type, whichever
+    comes first; a job that a job still waiting or running depends on is kept regardless
+    (vq/maintenance.py)."""
+
+    age: Annotated[int, Meta(ge=0, description="milliseconds since the job ended")] | None = None
+    count: Annotated[int, Meta(ge=0, description="the newest this many per type and state")] | None = None
+
+    def __post_init__(self) -> None:
+        if self.age is None and self.count is None:
+            raise ValueError("give age (ms), count, or both")
+
+
+class Retention(msgspec.Struct, kw_only=True):
+    """A removeOnComplete / removeOnFail value in one form: None in a field means no bound
+    of that kind; `forever` (the spec's `false`) means never removed."""
+
+    age_ms: int | None = None
+    count: int | None = None
+    forever: bool = False
+
+
+def retention_of(option: "bool | int | KeepJobs") -> Retention:
+    """The spec's forms: `true` removes a job as soon as nothing waits on it (count 0: at the
+    next trim), `false` keeps every job, a number keeps that many per type, `{age, count}`
+    either or both."""
+    if option is True:
+        return Retention(count=0)
+    if option is False:
+        return Retention(forever=True)
+    if isinstance(option, KeepJobs):
+        return Retention(age_ms=option.age, count=option.count)
+    return Retention(count=int(option))
+
+
+class DefaultJobOptions(_Strict):
+    # Finished jobs: a day, at most 1,000 per type (README, "How the spec's settings map
+    # onto RQ"); failed ones a week, at most 5,000 per type, to be looked at after a weekend.
+    removeOnComplete: bool | int | KeepJobs = field(default_factory=lambda: KeepJobs(age=DAY_MS, count=1000))
+    removeOnFail: bool | int | KeepJobs = field(default_factory=lambda: KeepJobs(age=7 * DAY_MS, count=5000))
+    attempts: Annotated[int, Meta(ge=1)] = 3
+    backoff: Backoff = field(default_factory=Backoff)
+    timeout: Annotated[int, Meta(ge=1000, description="milliseconds")] = 600_000
+
+
+class QueueSettingsBlock(_Strict):
+    stalledInterval: Annotated[int, Meta(ge=1000)] = 30_000
+    maxStalledCount: Annotated[int, Meta(ge=0)] = 1
+    lockDuration: Annotated[int, Meta(ge=1000)] = 30_000
+
+
+class QueueSettings(_Strict):
+    defaultJobOptions: DefaultJobOptions = field(default_factory=DefaultJobOptions)
+    settings: QueueSettingsBlock = field(default_factory=QueueSettingsBlock)
+
+
+DEFAULT_USER_LIMITS = {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}
+DEFAULT_TYPE_LIMITS = {
+    "video-generation": 2,
+    "script-generation": 5,
+    "scene-creation": 3,
+    "audio-synthesis": 3,
+    "image-generation": 5,
+    "world-building": 2,
+    "content-analysis": 10,
+    "video-composition": 1,
+    "personalization": 5,
+    "ai-processing": 3,
+}
+
+
+class ConcurrencySettings(_Strict):
+    user: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_USER_LIMITS))
+    type: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TYPE_LIMITS))
+
+    def __post_init__(self) -> None:
+        for tier, limit in self.user.items():
+            if tier not in TIERS:
+                raise _InvalidKey("user", f"unknown subscription tier {tier!r} (expected one of {', '.join(TIERS)})")
+            if limit < 1:
+                raise _InvalidKey("user", f"limit for {tier!r} must be at least 1")
+        for name, limit in self.type.items():
+            if limit < 1:
+                raise _InvalidKey("type", f"limit for {name!r} must be at least 1")
+        self.user = {**DEFAULT_USER_LIMITS, **self.user}
+        self.type = {**DEFAULT_TYPE_LIMITS, **self.type}
+
+
+Priority = Literal["high", "normal", "low"]
+Tier = Literal["free", "basic", "pro", "enterprise"]
+
+
+class PrioritySettings(_Strict):
+    """Priority from the subscription tier, and the highest a tier may ask for."""
+
+    byTier: dict[Tier, Priority] = field(
+        default_factory=lambda: {"free": "low", "basic": "normal", "pro": "normal", "enterprise": "high"}
+    )
+    maxByTier: dict[Tier, Priority] = field(
+        default_factory=lambda: {"free": "normal", "basic": "normal", "pro": "high", "enterprise": "high"}
+    )
+    defaultSubscription: Tier = "free"
+    agingThreshold: Annotated[int, Meta(ge=1000, description="ms a job waits before it is admitted one level "
+                                                             "up")] = 600_000
+
+
+class LimitsSettings(_Strict):
+    maxDataBytes: Annotated[int, Meta(ge=1, description="bytes: the largest job data accepted (compact "
+                                                        "JSON)")] = 1_048_576
+    maxDataDepth: Annotated[int, Meta(ge=1, le=100, description="how deeply job data's objects and arrays may "
+                                                                "nest")] = 32
+    maxResultBytes: Annotated[int, Meta(ge=1, description="bytes: the largest result a handler may return "
+                                                          "(compact JSON); larger fails the job, "
+                                                          "permanently")] = 1_048_576
+    maxRateLimitDelay: Annotated[int, Meta(ge=0, description="ms: the longest a provider's retry-after is "
+                                                             "honoured")] = 3_600_000
+    idempotencyWindow: Annotated[int, Meta(ge=1000, description="ms an idempotencyKey keeps returning its "
+                                                                "job")] = 86_400_000
+    maxDelay: Annotated[int, Meta(ge=1000, description="ms: the longest delay (or `at` ahead) "
+                                                       "accepted")] = 90 * 86_400_000

@@ -1,0 +1,158 @@
+"""The processes a daemon supervises, each a function run in a child: workers, the timer,
+the archiver, the webhook notifier and the HTTP API; and `Child`, the supervisor's record of
+one. Each child dies with its parent and reports how it ended (vq/supervision.py)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+from dataclasses import dataclass
+
+import redis
+from rq.serializers import JSONSerializer
+
+from vq import logs, supervision
+from vq.config import Settings
+from vq.connection import make_client
+from vq.errors import message_of
+from vq.http_listener import HttpListener
+from vq.procutil import die_with_parent
+
+log = logging.getLogger("vq.daemon")
+EXIT_REDIS_DOWN = 3  # a child's exit code when it lost Redis (it says so too: supervision.say)
+EXIT_CRASHED = 1  # a worker whose RQ loop quit on an exception
+
+
+def worker_prefix(host: str, index) -> str:
+    """A worker's RQ name without its pid (the pid is added by the process itself)."""
+    return f"vq.{host}.{index}"
+
+
+def worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str,
+                 deadline=None) -> None:
+    from vq import worker_leases as worker_module
+    from vq.execution import install_runtime
+    from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
+
+    die_with_parent()
+    worker_module.SHARED_DEADLINE = deadline  # where its fence says when it must be gone (watch_leases)
+    logs.configure(log_level)
+    install_runtime(settings)
+    conn = make_client(settings, socket_timeout=None)
+    # The pid makes the name unique: a replaced worker must not clash with its predecessor's record.
+    helpers = []
+    last_error = LastError()
+    try:
+        worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=f"{name_prefix}.{os.getpid()}")
+        worker.max_memory_mb = settings.daemon.maxMemoryPerWorker
+        worker.log.addFilter(last_error)
+        helpers = start_thread_workers(settings, queue_names, conn, worker.name)
+        worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("worker: Redis unreachable (%s); the daemon restarts this worker with backoff", first_line(exc))
+        supervision.say(redisDown=True, error=supervision.error_line(exc))
+        sys.exit(EXIT_REDIS_DOWN)
+    finally:
+        stop_thread_workers(helpers, settings.daemon.shutdownGrace / 1000)
+    if worker.redis_lost:
+        supervision.say(redisDown=True, error="Redis unreachable")
+        sys.exit(EXIT_REDIS_DOWN)
+    if last_error.exc is not None:  # RQ's loop quit on it: the daemon reports it, and restarts with back-off
+        supervision.say_exception(last_error.exc)
+        sys.exit(EXIT_CRASHED)
+
+
+def scheduler_main(settings: Settings, queue_names: list[str], log_level: str, name: str) -> None:
+    die_with_parent()
+    logs.configure(log_level)
+    conn = make_client(settings, socket_timeout=None)
+    try:
+        run_scheduler(settings, conn, queue_names, log_level, name)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("scheduler: Redis unreachable (%s); the daemon restarts it with backoff", first_line(exc))
+        supervision.say(redisDown=True, error=supervision.error_line(exc))
+        sys.exit(EXIT_REDIS_DOWN)
+
+
+def first_line(exc: Exception) -> str:
+    text = message_of(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: str, name: str) -> None:
+    """This daemon's timer: due delayed jobs and retries, and recurring ticks."""
+    from vq.execution import install_runtime
+    from vq.recurring import Spawner
+    from vq.timer import Timer
+
+    install_runtime(settings)
+    timer = Timer(conn, queue_names, callbacks=[Spawner(conn, settings)],
+                  max_sleep=settings.daemon.schedulerInterval / 1000)
+    signal.signal(signal.SIGTERM, timer.stop)
+    signal.signal(signal.SIGINT, timer.stop)
+    timer.run()
+
+
+def archiver_main(settings: Settings, log_level: str) -> None:
+    from vq.archiver import Archiver
+
+    die_with_parent()
+    logs.configure(log_level)
+    run_until_signalled(Archiver(make_client(settings, socket_timeout=None), settings, open_now=False))
+
+
+def webhooks_main(settings: Settings, log_level: str, consumer: str) -> None:
+    from vq.webhooks import Notifier
+
+    die_with_parent()
+    logs.configure(log_level)
+    run_until_signalled(Notifier(make_client(settings, socket_timeout=None), settings, consumer))
+
+
+def run_until_signalled(service) -> None:
+    """Run a loop that checks its `stopped` flag (archiver, notifier); SIGTERM/SIGINT set it."""
+    signal.signal(signal.SIGTERM, lambda *_: setattr(service, "stopped", True))
+    signal.signal(signal.SIGINT, lambda *_: setattr(service, "stopped", True))
+    service.run()
+
+
+def http_main(settings: Settings, listener: HttpListener, log_level: str) -> None:
+    """The HTTP API under uvicorn: one process, asyncio, keep-alive, many clients, on the
+    socket the supervisor bound. Without a logging config of uvicorn's own, its records
+    (startup, errors) go through vq's handler and format; the access lines are vq's own,
+    with a request id (vq/api/request_id.py)."""
+    import uvicorn
+
+    from vq.api.app import create_app
+
+    die_with_parent()
+    logs.configure(log_level)
+    config = uvicorn.Config(create_app(settings), log_config=None, log_level=log_level.lower(),
+                            access_log=False, timeout_keep_alive=30, lifespan="off",  # vq/api/request_id.py logs
+                            limit_concurrency=1000, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[listener.sock])
+
+
+@dataclass
+class Child:
+    name: str
+    target: object
+    args: tuple
+    process: mp.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    quick_failures: int = 0  # consecutive exits soon after start while Redis is away: restarts back off
+    redis_down: bool = False
+    restart_at: float = 0.0
+    reloading: bool = False  # stopped to come back with a new configuration
+    retired: bool = False  # no longer in the configuration: not restarted
+    parked: bool = False  # a worker autoscaling has not started, or retired: not restarted
+    channel: object = None  # the supervisor's end of the pipe the process says its last words on
+    crashes: supervision.Restarts = None
+    deadline: object = None  # a worker's: shared memory, monotonic time by which it must be gone (vq/fence.py)
+
+    def __post_init__(self):
+        self.crashes = supervision.Restarts(self.name)
