@@ -1,7 +1,8 @@
-"""Completion's view of a config: its job types and how to reach its Redis, read as
-vq/config/loader.py reads them (the file, then the REDIS_* / VQ_DATA_DIR environment) but without
-pydantic, msgspec or redis-py, and cached per config file in complete-config.json (a
-password included, hence the file's mode 0600).
+"""Completion's view of a config: its job types and how to reach its Redis, read by
+vq/config/loader.py's reader (the file, then the REDIS_* / VQ_DATA_DIR environment) without
+validating it or importing redis-py, and cached per config file in complete-config.json (a
+password included, hence the file's mode 0600). Only a cache miss reads the file; a warm TAB
+uses the standard library alone (`_config_key` finds the file as the loader does).
 """
 
 from __future__ import annotations
@@ -102,46 +103,20 @@ def _parse_url(url: str) -> dict:
 
 
 def read_config(config_path: str | None, builtins: list[str]) -> dict:
-    """{"job_types", "redis"} of a config, read as vq/config's load_settings reads it (the
-    file, then the REDIS_* / VQ_DATA_DIR environment) but without loading pydantic or
-    validating it. tests/test_completion.py checks it against read_config_validated."""
-    import yaml
+    """{"job_types", "redis"} of a config, read by vq/config's own reader (the file, then the
+    REDIS_* / VQ_DATA_DIR environment) but not validated, and without redis-py: a config
+    with a bad value elsewhere still completes. tests/test_completion.py checks it against
+    read_config_validated."""
+    from vq.config.loader import read_raw
 
-    env = os.environ
-    explicit = config_path or env.get("VQ_CONFIG")
-    if explicit:
-        source = Path(explicit).expanduser()
-    else:
-        source = Path(env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")) / "vq" / "config.yaml"
-    raw: dict = {}
-    if source.exists():
-        loaded = yaml.load(source.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ValueError("not a mapping")
-        raw = loaded
-    elif explicit:
-        raise FileNotFoundError(explicit)
-    block = dict(raw.get("redis") or {})  # vq.config._apply_env
-    if env.get("REDIS_URL"):
-        block = {"url": env["REDIS_URL"]}
-    elif env.get("REDIS_HOST") or env.get("REDIS_PORT"):
-        block.pop("url", None)
-        block.pop("socket", None)
-        block["host"] = env.get("REDIS_HOST") or block.get("host") or "localhost"
-    for name, key in (("REDIS_PORT", "port"), ("REDIS_DB", "db")):
-        if env.get(name):
-            block[key] = int(env[name])
-    if env.get("REDIS_PASSWORD"):
-        block["password"] = env["REDIS_PASSWORD"]
-    data_dir = env.get("VQ_DATA_DIR") or raw.get("data_dir")
+    _source, raw = read_raw(config_path)
+    data_dir = raw.get("data_dir")
     if data_dir:
         data_path = Path(str(data_dir)).expanduser()
     else:
-        data_path = Path(env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")) / "vq"
+        data_path = Path(os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")) / "vq"
     custom = [str(name) for name in (raw.get("job_types") or {}) if str(name) not in builtins]
-    return {"job_types": [*builtins, *custom], "redis": _spec(block, data_path, _parse_url)}
+    return {"job_types": [*builtins, *custom], "redis": _spec(dict(raw.get("redis") or {}), data_path, _parse_url)}
 
 
 def read_config_validated(config_path: str | None) -> dict:

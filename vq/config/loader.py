@@ -166,8 +166,9 @@ def settings_from(raw: dict, source: str | Path = "config") -> Settings:
         raise ConfigError(f"{source}: {'.'.join(keys) or '(top level)'}: {message}") from None
 
 
-def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
-    """Read, overlay the environment and validate. Raises ConfigError with one line."""
+def read_raw(path: str | Path | None = None, env: dict[str, str] | None = None) -> tuple[Path, dict]:
+    """The file's settings as written, with the environment overlaid, not yet validated: (the
+    file it came from, the mapping). Raises ConfigError with one line."""
     env = dict(os.environ) if env is None else env
     explicit = path or env.get("VQ_CONFIG")
     source = Path(explicit).expanduser() if explicit else default_config_path()
@@ -190,7 +191,13 @@ def load_settings(path: str | Path | None = None, env: dict[str, str] | None = N
         raw = loaded
     elif explicit:
         raise ConfigError(f"{source}: config file not found")
-    settings = settings_from(_apply_env(raw, env), source)
+    return source, _apply_env(raw, env)
+
+
+def load_settings(path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read, overlay the environment and validate. Raises ConfigError with one line."""
+    source, raw = read_raw(path, env)
+    settings = settings_from(raw, source)
     from vq.jobtypes import validate_job_type_settings
 
     validate_job_type_settings(settings, source)
