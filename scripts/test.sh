@@ -14,8 +14,6 @@ python3 -m pip install -q -c constraints.txt --no-deps openapi-python-client rua
 site_dir="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$site_dir"
 rm -rf "$site_dir"
-# The architecture's import contracts (pyproject [tool.importlinter]): the core imports no adapter.
-lint-imports --no-cache >/dev/null || lint-imports --no-cache
 python3 -m pytest -q "$@"
 # RQ's newest release against vq's contract with RQ's internals (vq/rq_seam): reported, not
 # fatal, since installs keep the pinned RQ; a failure here means an RQ upgrade needs work

@@ -24,7 +24,7 @@ def core_modules() -> list[str]:
 def test_import_contracts_hold():
     """pyproject's import-linter contracts: the core imports no adapter, an adapter is imported
     only by its launcher (`vq tui` starts the TUI, the daemon serves the API), and only the CLI
-    and the TUI import typer, rich or textual. Also run by scripts/test.sh as `lint-imports`."""
+    and the TUI import typer, rich or textual. `lint-imports` runs the same at a shell."""
     code = "from importlinter.cli import lint_imports_command as lint; lint(['--no-cache'])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
