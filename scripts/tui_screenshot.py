@@ -23,15 +23,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "bench"))
 sys.path.insert(0, str(HERE.parent))
 
-import yaml  # noqa: E402
-from _common import PrivateRedis, start_vq_daemon, stop_process  # noqa: E402
+import yaml
+from _common import PrivateRedis, start_vq_daemon, stop_process
 
-from vq import recurring  # noqa: E402
-from vq.config import load_settings  # noqa: E402
-from vq.connection import make_client  # noqa: E402
-from vq.submission import Submission, submit  # noqa: E402
-from vq.tui.app import VqDashboard  # noqa: E402
-from vq.tui.services import Services  # noqa: E402
+from vq import recurring
+from vq.config import load_settings
+from vq.connection import make_client
+from vq.submission import Submission, submit
+from vq.tui.app import VqDashboard
+from vq.tui.services import Services
 
 WORK = [("content-analysis", {"content": "AI makes video. Video needs AI.", "type": "text"}),
         ("image-generation", {"prompt": "a lighthouse at dusk", "options": {"width": 320, "height": 180}}),

@@ -64,7 +64,7 @@ def _child(request: dict, fds: list[int]) -> None:
                 code = 1
         except KeyboardInterrupt:
             code = 130
-        except BaseException:
+        except BaseException:  # noqa: BLE001 -- the forked call reports any failure as a traceback
             import traceback
 
             traceback.print_exc()
@@ -72,8 +72,8 @@ def _child(request: dict, fds: list[int]) -> None:
         import atexit
         import threading
 
-        threading._shutdown()  # noqa: SLF001 - what the interpreter does at exit: wait for non-daemon threads
-        atexit._run_exitfuncs()  # noqa: SLF001
+        threading._shutdown()
+        atexit._run_exitfuncs()
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -113,7 +113,7 @@ def _warm_up(cli_app) -> None:
 
     for console in vars(output).values():  # made on the warm-up's streams: each call makes its own
         if hasattr(console, "_console"):
-            console._console = None  # noqa: SLF001
+            console._console = None
     for module in pkgutil.walk_packages(vq.__path__, "vq."):
         if module.name == "vq.__main__":  # it runs the CLI
             continue
@@ -219,7 +219,7 @@ class Child:
             self.conn.settimeout(left)
             try:
                 chunk = self.conn.recv(64)
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 return None
             if not chunk:  # the server is gone, and its children with it (they die with it)
                 chunk = f"{-signal.SIGKILL}\n".encode()

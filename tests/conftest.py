@@ -200,7 +200,7 @@ class VQ:
         self.daemons.append(proc)
         return proc
 
-    def another_host(self, name: str) -> "VQ":
+    def another_host(self, name: str) -> VQ:
         """The same Redis and config, with its own data directory (its own history.db), as a
         second host has. Its daemons are stopped with this one's."""
         data_dir = self.data_dir.parent / name
@@ -441,7 +441,7 @@ def pytest_collection_modifyitems(config, items):
             helpers[module] = _slow_helpers(module)
         text = _source(function)
         for name in item.fixturenames:
-            for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):  # noqa: SLF001
+            for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):
                 if fixturedef.func.__module__ == module.__name__:
                     text += _source(fixturedef.func)
         if (module.__name__.rpartition(".")[2] in SLOW_MODULES or _SLOW_CODE.search(text)

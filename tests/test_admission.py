@@ -12,7 +12,6 @@ import time
 import pytest
 
 
-
 def _limits(vq, type_limit: int, tiers: dict | None = None, **settings) -> None:
     queue = settings.pop("queue", {})
     vq.configure(concurrency={"type": {"test-track": type_limit},

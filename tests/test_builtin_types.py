@@ -78,7 +78,9 @@ def test_embedded_redis_when_none_is_configured(tmp_path):
     data_dir = Path(tempfile.mkdtemp(prefix="vqe", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
     env.update(VQ_DATA_DIR=str(data_dir), HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "vq", *a], env=env, capture_output=True, text=True)
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "vq", *a], env=env, capture_output=True, text=True)
+
     down = run("queues")
     assert down.returncode == 3 and "start `vq daemon`" in down.stderr
     daemon = subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", "1"], env=env,

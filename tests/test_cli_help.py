@@ -81,8 +81,8 @@ def test_choices_are_listed_in_help(helps):
 
 
 def test_the_choices_are_the_ones_the_code_accepts():
-    from vq.tokens import ROLES
     from vq.cli.token_cmd import ROLES as CLI_ROLES
+    from vq.tokens import ROLES
 
     assert CLI_ROLES == ROLES
 

@@ -6,8 +6,8 @@ shells, recurring ids and names, recent job ids); the cached fast path answers e
 does; Redis unreachable still completes what is static. TAB times: scripts/bench/cli.py."""
 
 import json
-import re
 import os
+import re
 import shutil
 import stat
 import subprocess

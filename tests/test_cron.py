@@ -4,7 +4,7 @@ time that happens twice at fall-back fires both times."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from vq.cron import due_ticks, next_after, next_times
@@ -17,7 +17,7 @@ def _ms(moment: datetime) -> int:
 
 
 def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%m-%d %H:%M")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%m-%d %H:%M")
 
 
 def test_a_skipped_local_time_fires_right_after_the_gap():
@@ -36,14 +36,14 @@ def test_a_repeated_local_time_fires_both_times():
 
 
 def test_a_time_zone_moves_the_utc_fire_time_with_the_season():
-    winter = next_after("0 9 * * *", "Europe/Berlin", _ms(datetime(2026, 1, 10, tzinfo=timezone.utc)))
-    summer = next_after("0 9 * * *", "Europe/Berlin", _ms(datetime(2026, 7, 10, tzinfo=timezone.utc)))
+    winter = next_after("0 9 * * *", "Europe/Berlin", _ms(datetime(2026, 1, 10, tzinfo=UTC)))
+    summer = next_after("0 9 * * *", "Europe/Berlin", _ms(datetime(2026, 7, 10, tzinfo=UTC)))
     assert _utc(winter) == "01-10 08:00" and _utc(summer) == "07-10 07:00"
 
 
 def test_due_ticks_walks_a_long_outage_in_bounded_steps():
-    first = _ms(datetime(2026, 1, 1, tzinfo=timezone.utc))
-    now = _ms(datetime(2026, 1, 1, 5, 30, tzinfo=timezone.utc))
+    first = _ms(datetime(2026, 1, 1, tzinfo=UTC))
+    now = _ms(datetime(2026, 1, 1, 5, 30, tzinfo=UTC))
     ticks, more = due_ticks("0 * * * *", "UTC", first, now, 100)
     assert [_utc(t) for t in ticks] == ["01-01 00:00", "01-01 01:00", "01-01 02:00", "01-01 03:00", "01-01 04:00",
                                         "01-01 05:00"] and not more

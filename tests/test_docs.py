@@ -153,7 +153,7 @@ def test_help_examples_are_in_the_man_page_and_the_commands_page():
 
 
 def test_the_commands_page_groups_the_commands_as_help_does():
-    from vq.cli.helptext import PANELS, PANEL_OF
+    from vq.cli.helptext import PANEL_OF, PANELS
 
     reference = COMMANDS_PAGE.read_text()
     for panel in PANELS:

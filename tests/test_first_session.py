@@ -22,7 +22,6 @@ from pathlib import Path
 import pexpect
 import pytest
 
-
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "__vq_first_session__$ "
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Z0-9]|\x1b[=>]")

@@ -357,9 +357,9 @@ def test_a_full_disk_is_said_once_and_history_catches_up_when_there_is_room(vq, 
     import logging
     import threading
 
-    from vq.archiver import Archiver
-
     import sqlite_utils
+
+    from vq.archiver import Archiver
 
     settings = load_settings(vq.config_path)
     archiver = Archiver(redis_conn, settings)
@@ -388,7 +388,7 @@ def test_a_full_disk_is_said_once_and_history_catches_up_when_there_is_room(vq, 
     assert len(said) == 1 and not said[0].exc_info and "data_dir" in said[0].getMessage(), said
     assert any("usable again" in r.getMessage() for r in caplog.records)
     assert not any(r.exc_info for r in caplog.records)
-    rows = _db(vq).execute("SELECT COUNT(*) FROM render_jobs WHERE id IN (%s)" % ",".join("?" * len(jobs)),
+    rows = _db(vq).execute(f"SELECT COUNT(*) FROM render_jobs WHERE id IN ({','.join('?' * len(jobs))})",
                            jobs).fetchone()[0]
     assert rows == len(jobs)
 

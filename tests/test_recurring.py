@@ -8,7 +8,7 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -121,7 +121,7 @@ def test_a_tick_left_half_done_by_a_dead_daemon_is_neither_lost_nor_doubled(vq, 
 
     settings = load_settings(vq.config_path, env={})
     rid = vq.json("recurring", "add", "test-noop", "--cron", "0 0 1 1 *", "--user", "u", "--skip-cache")["id"]
-    tick = int(datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+    tick = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
     redis_conn.zadd("vq:recurring:due", {rid: tick})  # the New Year tick came due while no daemon ran
     # 1. A daemon took the lease and died before making the job: the lease lapses, the tick runs.
     redis_conn.set(f"vq:recurring:{rid}:lease", "dead-daemon", px=1500)
@@ -169,7 +169,7 @@ def test_daylight_saving_ticks_with_a_daemon(vq, redis_conn):
                   "--user", "u", "--skip-cache", "--catch-up", "all")["id"]
     utc = [datetime(2026, 3, 25, 1, 30), datetime(2026, 3, 29, 1, 0), datetime(2026, 10, 25, 0, 30),
            datetime(2026, 10, 25, 1, 30), datetime(2026, 10, 29, 1, 30)]
-    expected = [int(t.replace(tzinfo=timezone.utc).timestamp() * 1000) for t in utc]
+    expected = [int(t.replace(tzinfo=UTC).timestamp() * 1000) for t in utc]
     redis_conn.zadd("vq:recurring:due", {rid: expected[0]})  # no daemon ran since March
     vq.start_daemon()
     deadline = time.monotonic() + 20
@@ -188,11 +188,11 @@ def test_catch_up_policies(vq, redis_conn, policy, expected):
     rid = vq.json("recurring", "add", "test-noop", "--cron", "0 * * * *", "--user", "u", "--skip-cache",
                   "--catch-up", policy)["id"]
     outage_start = int((time.time() - 5 * 3600) * 1000)
-    first = int(croniter("0 * * * *", datetime.fromtimestamp(outage_start / 1000, timezone.utc)).get_next(float)
+    first = int(croniter("0 * * * *", datetime.fromtimestamp(outage_start / 1000, UTC)).get_next(float)
                 * 1000)
     redis_conn.zadd("vq:recurring:due", {rid: first})  # no daemon ran for five hours
     missed = []
-    it = croniter("0 * * * *", datetime.fromtimestamp(outage_start / 1000, timezone.utc))
+    it = croniter("0 * * * *", datetime.fromtimestamp(outage_start / 1000, UTC))
     while (t := int(it.get_next(float) * 1000)) <= time.time() * 1000:
         missed.append(t)
     vq.start_daemon()

@@ -10,7 +10,6 @@ import time
 from datetime import datetime
 
 import pytest
-
 from rq.job import Job
 
 from vq import jobs, queues
@@ -78,7 +77,7 @@ def _videos(vq, n: int) -> list[str]:
 
 def _all_made_their_video(vq, look: Look, videos: list[str]) -> None:
     for video in videos:
-        view = until(lambda: look.ended(video), timeout=90, what=f"video {video}")
+        view = until(lambda video=video: look.ended(video), timeout=90, what=f"video {video}")
         assert view["status"] == "finished", (video, view["error"])
         assert view["result"]["path"].endswith("video.json")
     assert vq.json("show", videos[0])["status"] == "finished"

@@ -9,6 +9,7 @@ import inspect
 import json
 import re
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegi
 from rq.serializers import JSONSerializer
 from rq.worker import Worker, WorkerStatus
 
-from vq.rq_seam.job import ReadableJob
 from vq.rq_seam import contract, private
+from vq.rq_seam.job import ReadableJob
 from vq.rq_seam.log_filters import REDIS_DOWN_LINE, UNHANDLED_LINE
 from vq.rq_seam.queue import VqQueue
 from vq.rq_seam.worker import ThreadWorker, VqWorker
@@ -151,8 +152,8 @@ def _lua_job_fields() -> dict[str, set[str]]:
 def test_the_job_hash_fields_vqs_lua_writes_and_reads_are_rqs_own(redis_conn):
     job = Job.create("vq.execution.run_job", args=("x", {}), connection=redis_conn, serializer=JSONSerializer,
                      origin="contract.normal", meta={"a": 1}, description="d", retry=None)
-    from datetime import datetime, timezone
-    job.enqueued_at = job.started_at = job.ended_at = job.last_heartbeat = datetime.now(timezone.utc)
+    from datetime import datetime
+    job.enqueued_at = job.started_at = job.ended_at = job.last_heartbeat = datetime.now(UTC)
     job.worker_name, job.retry_intervals = "w", [1]  # every field RQ may write
     job.enqueue_at_front = job.enqueue_at_front_on_retry = True
     private.set_result(job, 1)

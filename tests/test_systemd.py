@@ -39,7 +39,7 @@ def test_notify_protocol_over_a_real_socket(vq, redis_conn, tmp_path):
         while time.monotonic() < deadline:
             try:
                 text = listener.recv(4096).decode()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             seen = {}
             if text.startswith("READY=1"):  # what is up at the moment systemd hears READY
@@ -109,7 +109,7 @@ def test_sighup_reloads_under_load_without_losing_or_repeating_a_job(vq, redis_c
     assert all(counts["started"][i] == 1 for i in ids), [i for i in ids if counts["started"][i] != 1]
     assert all(counts["finished"][i] == 1 for i in ids)
     log = vq.daemon_log()
-    assert log.count("configuration reloaded") == 6, [l for l in log.splitlines() if "reload" in l]
+    assert log.count("configuration reloaded") == 6, [line for line in log.splitlines() if "reload" in line]
     assert "reload refused, the running configuration stays: " in log and "queue.defaultJobOptions.attempts" in log
     assert daemon.poll() is None
     assert config["concurrency"]["type"]["test-sleep"] == 2

@@ -22,9 +22,10 @@ import redis as redis_lib
 from rq import Queue, Worker
 from textual.widgets import Input
 
-from tests.conftest import TEST_JOB_TYPES, VQ, ROOT, _free_port, write_config
+from tests.conftest import ROOT, TEST_JOB_TYPES, VQ, _free_port, write_config
 from tests.test_builtin_types import JOBS
-from tests.test_tui import dashboard, rows, run, select, shown as plain, until
+from tests.test_tui import dashboard, rows, run, select, until
+from tests.test_tui import shown as plain
 from vq.errors import PermanentError
 from vq.tui.dialogs import ConfirmScreen
 from vq.tui.screens import DeadLetterScreen, JobScreen, QueueScreen, UserScreen
@@ -112,7 +113,7 @@ def test_a_finished_job_of_each_built_in_type_shows_its_real_result_as_json(ran)
                 app.screen.query_one(Input).value = view["id"]
                 await pilot.press("enter")
                 assert isinstance(app.screen, JobScreen)
-                await until(pilot, lambda: f"{job_type} {view['id']}  finished" in plain(app, "Banner"),
+                await until(pilot, lambda job_type=job_type, view=view: f"{job_type} {view['id']}  finished" in plain(app, "Banner"),
                             what=f"the {job_type} job")
                 result = vq.json("result", view["id"])["result"]
                 shown = await until(pilot, lambda: "result\n" in plain(app, "#detail") and plain(app, "#detail"),

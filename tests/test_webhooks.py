@@ -25,7 +25,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 left = receiver.fail_first.get(self.path, 0)
                 receiver.received.append({"path": self.path, "body": body, "signature": self.headers.get(

@@ -149,12 +149,10 @@ def test_a_stop_during_the_admission_call_that_starts_a_job_runs_that_job_first(
     from rq.utils import now
     from rq.worker import WorkerStatus
 
-    from vq import limits
+    from vq import execution, limits
     from vq.config import load_settings
     from vq.submission import Submission, submit
     from vq.worker import VqWorker
-
-    from vq import execution
 
     settings = load_settings(vq.config_path, env={})
     monkeypatch.setenv("VQ_CONFIG", str(vq.config_path))  # the in-process worker's runtime reads it

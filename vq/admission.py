@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 from redis import Redis
 from redis.exceptions import NoScriptError, ResponseError
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat, utcparse
-from rq import Queue
 
 from vq import keys, lua
 from vq.job_end import JobEnd, encoded

@@ -10,7 +10,7 @@ all in one SQLite transaction.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # The status each event moves a job to (events not listed are not status changes).
 TO_STATUS = {"queued": "queued", "started": "started", "finished": "finished", "failed": "failed",
@@ -20,7 +20,7 @@ TO_STATUS = {"queued": "queued", "started": "started", "finished": "finished", "
 
 def iso(ms: int) -> str:
     """An event's time as the history stores it (UTC, milliseconds, Z)."""
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_status(event: dict) -> str | None:

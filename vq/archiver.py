@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from redis import Redis
@@ -153,7 +153,7 @@ class Archiver:
         now = int(time.time() * 1000)
         rows = []
         for day_start in (now - 86_400_000, now):
-            day = datetime.fromtimestamp(day_start / 1000, timezone.utc).date().isoformat()
+            day = datetime.fromtimestamp(day_start / 1000, UTC).date().isoformat()
             for job_type, c in metrics.read_bucket(self.conn, "d", day_start).items():
                 ran, started = c["ran"], c["started"]
                 rows.append({
@@ -171,7 +171,7 @@ class Archiver:
         if rows:
             with self.db.conn:
                 self.db["job_performance_metrics"].upsert_all(rows, pk=("day", "job_type"))
-        costs.copy_days(self.conn, self.db, [datetime.fromtimestamp(ms / 1000, timezone.utc).date().isoformat()
+        costs.copy_days(self.conn, self.db, [datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
                                              for ms in (now - 86_400_000, now)])
 
     def prune(self) -> int:
@@ -232,7 +232,7 @@ class Archiver:
                     log.warning("archiver: Redis unreachable (%s); retrying", str(exc).splitlines()[0])
                 backoff = min(5.0, backoff * 2 or 0.2)
                 time.sleep(backoff)
-            except Exception as exc:  # noqa: BLE001 - the database's own errors are waited out; others raise
+            except Exception as exc:
                 if not isinstance(exc, HistoryUnavailable) and not historydb.unusable(exc):
                     raise
                 self._unusable(exc.message if isinstance(exc, HistoryUnavailable)

@@ -4,7 +4,7 @@ so the CLI can show what it will touch and ask first."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from redis import Redis
@@ -33,7 +33,7 @@ def finished_before(conn: Redis, cutoff: datetime, job_type: str | None = None, 
 
 
 def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def apply(views: list[dict], action) -> dict:

@@ -8,9 +8,9 @@ the job's result or failure.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from vq.private import private_dir
 

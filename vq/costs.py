@@ -9,7 +9,7 @@ database's daily_costs table, which answers for days Redis no longer holds.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from redis import Redis
@@ -32,7 +32,7 @@ def price_micros(provider: ProviderSettings, units: dict[str, float]) -> int:
 
 
 def today() -> str:
-    return datetime.now(timezone.utc).date().isoformat()
+    return datetime.now(UTC).date().isoformat()
 
 
 def charge(conn: Redis, settings: Settings, job, provider_name: str, units: dict[str, float]) -> int:
@@ -85,7 +85,7 @@ def hold_reason(conn: Redis, settings: Settings, user: str, tier: str | None, pr
     """Why a provider job of this user and project must wait for budget, or None."""
     if not (settings.costs.budgets.users or settings.costs.budgets.tiers or settings.costs.budgets.projects):
         return None
-    now = datetime.now(timezone.utc).date()
+    now = datetime.now(UTC).date()
     month = [(now.replace(day=1) + timedelta(days=i)).isoformat() for i in range(now.day)]
     for kind, name in (("user", user), ("project", project)):
         if not name:
@@ -122,7 +122,7 @@ def parse_day(text: str, field: str) -> date:
 
     text = (text or "").strip()
     if text == "today":
-        return datetime.now(timezone.utc).date()
+        return datetime.now(UTC).date()
     try:
         return date.fromisoformat(text)
     except ValueError:
@@ -134,7 +134,7 @@ def parse_day(text: str, field: str) -> date:
             raise
         raise InvalidInput(f"{field}: {text!r} is not a day (YYYY-MM-DD, today) or a duration (7d)",
                            field=field) from None
-    return (datetime.now(timezone.utc) - timedelta(milliseconds=back_ms)).date()
+    return (datetime.now(UTC) - timedelta(milliseconds=back_ms)).date()
 
 
 def query(conn: Redis, settings: Settings, by: str, since: str, until: str = "today",

@@ -7,7 +7,7 @@ after the gap; a local time that happens twice (a fall-back) fires both times.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -51,7 +51,7 @@ def validate_cron(expression: object, field: str = "cron") -> str:
     except CroniterError as exc:
         raise InvalidInput(f"{field}: {expression!r} is not valid ({exc})", field=field) from None
     try:
-        croniter(normalized, datetime.now(timezone.utc)).get_next(datetime)
+        croniter(normalized, datetime.now(UTC)).get_next(datetime)
     except CroniterBadDateError:
         raise InvalidInput(f"{field}: {expression!r} never matches a real date", field=field) from None
     return normalized

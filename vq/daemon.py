@@ -17,7 +17,6 @@ import signal
 import socket
 import threading
 import time
-
 from dataclasses import dataclass, field
 
 import redis
@@ -26,11 +25,19 @@ from vq import admission, chores, historydb, keys, limits, logs, presence, recur
 from vq.admission import Admission
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
-from vq.errors import HistoryUnavailable, VqError, message_of
-from vq.daemon_children import (EXIT_CRASHED, Child, archiver_main, http_main, scheduler_main, webhooks_main,
-                                worker_main, worker_prefix)
-from vq.http_listener import HttpListener
 from vq.connection import connect, make_client
+from vq.daemon_children import (
+    EXIT_CRASHED,
+    Child,
+    archiver_main,
+    http_main,
+    scheduler_main,
+    webhooks_main,
+    worker_main,
+    worker_prefix,
+)
+from vq.errors import HistoryUnavailable, VqError, message_of
+from vq.http_listener import HttpListener
 from vq.jobtypes import job_types, load_handler
 from vq.protect import protector
 from vq.queues import worker_queue_names
@@ -163,7 +170,7 @@ class Daemon:
             return
         try:
             recurring_store.sync(conn, db)
-        except Exception as exc:  # noqa: BLE001 - a full disk: the archiver says it; others are logged
+        except Exception as exc:
             if not historydb.unusable(exc):
                 raise
             db.conn.close()

@@ -11,9 +11,9 @@ from collections import Counter
 from redis import Redis
 
 from vq import health, limits, metrics, provider_stats, queues, recurring
+from vq.config import Settings
 
 DASHBOARD_PROVIDER_WINDOW_MS = 15 * 60_000
-from vq.config import Settings
 
 SPARK_MINUTES = 30  # the throughput sparkline's width, one bar per minute
 RECURRING_SHOWN = 20

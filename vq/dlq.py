@@ -5,7 +5,7 @@ as `removeOnFail` says (vq/maintenance.py); these functions list, retry and purg
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq.registry import FailedJobRegistry
@@ -13,9 +13,9 @@ from rq.serializers import JSONSerializer
 
 from vq import artifacts, events, jobs, keys
 from vq.config import Settings
-from vq.rq_seam.job import ReadableJob
 from vq.jobtypes import get_job_type, job_types
 from vq.model import as_utc, job_view
+from vq.rq_seam.job import ReadableJob
 
 
 def _entries(conn: Redis, settings: Settings, job_type: str | None) -> list[tuple[float, str]]:
@@ -62,5 +62,5 @@ def purge(conn: Redis, settings: Settings, older_than_ms: int | None = None, job
         jobs.remove(conn, job.id, artifacts.root(settings))
         removed += 1
     events.emit(conn, "dlq-purged", "-", job_type, removed=removed,
-                olderThan=datetime.fromtimestamp(cutoff, timezone.utc).isoformat() if cutoff else None)
+                olderThan=datetime.fromtimestamp(cutoff, UTC).isoformat() if cutoff else None)
     return removed

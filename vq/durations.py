@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from vq.errors import InvalidInput
 
@@ -53,5 +53,5 @@ def parse_instant(text: str, field: str = "at") -> datetime:
     except ValueError:
         raise InvalidInput(f"{field}: {text!r} is not an ISO 8601 time (e.g. 2026-12-01T09:30:00Z)", field=field) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -99,7 +99,7 @@ class Policy:
     networks: tuple[Network, ...] = ()
 
     @classmethod
-    def of(cls, settings) -> "Policy":
+    def of(cls, settings) -> Policy:
         opts = settings.webhooks
         return cls(frozenset(h.rstrip(".").lower() for h in opts.allowHosts),
                    tuple(ipaddress.ip_network(n) for n in opts.allowNetworks))

@@ -21,8 +21,17 @@ from rq.timeouts import JobTimeoutException
 from vq import artifacts, costs, events, fence, jobdata, keys, logs, providers, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
-from vq.errors import (BudgetHeld, HandlerError, InvalidInput, JobCanceled, PermanentError, ProviderError,
-                       ProviderUnavailable, RateLimitError, message_of)
+from vq.errors import (
+    BudgetHeld,
+    HandlerError,
+    InvalidInput,
+    JobCanceled,
+    PermanentError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimitError,
+    message_of,
+)
 from vq.jobtypes import get_job_type, load_handler
 from vq.model import ms_between, result_of
 from vq.protect import protector

@@ -38,8 +38,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import redis
 from redis.client import Pipeline
@@ -188,7 +188,7 @@ class Fence:
                     "recovery puts it back in line", lease.job_id, lease.job_type, why)
         try:
             lease.stop()
-        except Exception:  # noqa: BLE001 - the daemon kills the process at kill_at
+        except Exception:
             log.exception("job %s: could not stop it; the daemon stops the worker", lease.job_id)
 
 

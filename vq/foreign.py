@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis import Redis
 
@@ -65,7 +65,7 @@ def refuse(conn: Redis, settings, job_id: str, queue_name: str, user: str, data:
     meta = {"jobType": job_type, "attempts": 0, "maxAttempts": 1, "foreign": True,
             "error": {"category": CATEGORY, "type": "NotAVqJob", "message": message}}
     ttl = ended_ttl(settings.queue.defaultJobOptions.removeOnFail)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     key = f"rq:job:{job_id}"
     with conn.pipeline() as pipe:
         pipe.hset(key, mapping={"status": "failed", "ended_at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),

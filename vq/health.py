@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 from redis import Redis
@@ -51,7 +51,7 @@ def check(conn: Redis, settings: Settings, counts: list[dict] | None = None,
           breakers: list[dict] | None = None) -> dict:
     """The health report (from `queues.counts` and `breaker.states` when the caller has them
     already). Never raises for an unreachable Redis: that is status `error`."""
-    checked = iso(datetime.now(timezone.utc))
+    checked = iso(datetime.now(UTC))
     try:
         return _check(conn, settings, checked, counts, breakers)
     except (redis.ConnectionError, redis.TimeoutError) as exc:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 from redis import ConnectionError as RedisConnectionError
 from redis import Redis
@@ -69,7 +69,7 @@ def since_to_iso(text: str | None) -> str | None:
         except InvalidInput:
             raise InvalidInput(f"--since: {text!r} is neither a duration (7d, 12h) nor an ISO 8601 time",
                                field="since") from None
-    return iso(datetime.now(timezone.utc) - timedelta(milliseconds=ms))
+    return iso(datetime.now(UTC) - timedelta(milliseconds=ms))
 
 
 def timeline(db, job_id: str) -> dict:

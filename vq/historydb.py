@@ -58,7 +58,7 @@ def unusable(exc: BaseException) -> bool:
     return isinstance(exc, (sqlite3.OperationalError, OSError)) or type(exc) is sqlite3.DatabaseError
 
 
-def open_db(settings: Settings, create: bool = True) -> "sqlite_utils.Database":
+def open_db(settings: Settings, create: bool = True) -> sqlite_utils.Database:
     """Open (creating when needed) with WAL so readers never block the writer. A file that
     cannot be opened raises HistoryUnavailable with one line naming it and its setting."""
     import sqlite_utils
@@ -141,7 +141,7 @@ PERFORMANCE_COLUMNS = {
 }
 
 
-def ensure_schema(db: "sqlite_utils.Database") -> None:
+def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create what is missing (tables, columns, indexes; an older file gains the columns it
     lacks, sqlite-utils' add-column); existing data is never touched."""
     recurring = db["recurring_jobs"]

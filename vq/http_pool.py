@@ -10,11 +10,10 @@ with the urllib calls this replaces; the timeout is the provider's `timeout`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import os
 import socket
 import threading
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import httpx
@@ -22,11 +21,11 @@ if TYPE_CHECKING:
 # httpx sends a request's headers and body in two writes; with Nagle's algorithm the body
 # waits for the server's delayed ACK of the headers (40 ms a call on a kept-alive connection).
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-_clients: dict[tuple, "httpx.Client"] = {}
+_clients: dict[tuple, httpx.Client] = {}
 _lock = threading.Lock()
 
 
-def client(name: str, timeout_ms: float) -> "httpx.Client":
+def client(name: str, timeout_ms: float) -> httpx.Client:
     """This process's client for provider `name` (made on first use)."""
     import httpx  # here: importing httpx imports its CLI's click and rich, which the core must not
 

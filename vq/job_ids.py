@@ -13,8 +13,8 @@ more than SCAN_BUDGET keys, and last in the history again once the archiver has 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from redis import Redis
 from rq.job import JOB_ID_PATTERN, Job
@@ -84,7 +84,6 @@ def in_history(settings: Settings | None, prefix: str) -> list[Candidate]:
     if settings is None:
         return []
     from vq import historydb
-
     from vq.errors import HistoryUnavailable
 
     if not historydb.path_for(settings).exists():

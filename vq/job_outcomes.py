@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from rq.defaults import DEFAULT_WORKER_TTL
 from rq.job import Job, JobStatus
@@ -23,8 +23,8 @@ from rq.worker import WorkerStatus
 
 from vq import cache, events, fence, keys
 from vq.admission import Start, release_in
-from vq.job_end import JobEnd
 from vq.execution import runtime
+from vq.job_end import JobEnd
 from vq.jobs import cancel_dependents
 from vq.model import ms_between
 from vq.recurring_runs import record_outcome_in
@@ -158,7 +158,7 @@ class JobOutcomes:
         delay = max(0.0, min(float(error.get("retryAfter", 1.0)), cap))
         job.meta["attempts"] = max(0, int(job.meta.get("attempts", 1)) - 1)
         job.meta["rateLimited"] = int(job.meta.get("rateLimited", 0)) + 1
-        due = datetime.now(timezone.utc) + timedelta(seconds=delay)
+        due = datetime.now(UTC) + timedelta(seconds=delay)
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             pipe.hset(job.key, "meta", private.serialize_meta(job))

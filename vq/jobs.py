@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from redis import Redis
-
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
@@ -21,12 +20,12 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, job_ids, keys, limits, trimmed
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
-from vq.rq_seam.job import ReadableJob
-from vq.jobdata import LIST_RESULT_BYTES
 from vq.job_ids import Visible
+from vq.jobdata import LIST_RESULT_BYTES
 from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
 from vq.protect import protector
 from vq.rq_seam import private
+from vq.rq_seam.job import ReadableJob
 from vq.rq_seam.queue import rq_queue
 
 CANCEL_REQUEST_TTL = 24 * 3600

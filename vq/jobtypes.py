@@ -11,10 +11,10 @@ import importlib
 import math
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Callable
 
 from vq.config import Backoff, CacheSettings, Settings
 from vq.errors import ConfigError, NotFound
@@ -146,7 +146,7 @@ def load_handler(path: str) -> Handler:
     module_name, _, func_name = path.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # an operator's module may fail in any way on import
+    except Exception as exc:  # noqa: BLE001 -- an operator's module may fail in any way on import
         raise ConfigError(f"handler {path!r}: cannot import {module_name} ({type(exc).__name__}: {exc})") from None
     func = getattr(module, func_name, None)
     if not callable(func):

@@ -68,7 +68,7 @@ class Context(logging.Filter):
 
 def iso_utc(created: float) -> str:
     """ISO 8601, UTC, milliseconds: 2026-12-05T12:00:00.123Z."""
-    moment = datetime.datetime.fromtimestamp(created, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(created, datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -79,7 +79,7 @@ def json_formatter() -> logging.Formatter:
         """time, level, logger, process (vq's name), pid, message, then any extras
         (job_id, event, request_id, ...) as top-level keys."""
 
-        def formatTime(self, record, datefmt=None):  # noqa: N802 - logging's name
+        def formatTime(self, record, datefmt=None):
             return iso_utc(record.created)
 
         def add_fields(self, log_data, record, message_dict):
@@ -113,7 +113,7 @@ class Text(logging.Formatter):
     """The text line; one a handler logs while its job runs ends with `[job <id>]` (an
     event line names its job already)."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - before any traceback
+    def formatMessage(self, record: logging.LogRecord) -> str:
         text = super().formatMessage(record)
         job_id = getattr(record, "job_id", None)
         if job_id and not hasattr(record, "event"):
@@ -127,7 +127,7 @@ class Handler(logging.StreamHandler):
 
     json = False
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+    def handleError(self, record: logging.LogRecord) -> None:
         try:
             error = sys.exc_info()[1]
             said = (f"vq: a log record of {record.name} could not be written "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis import Redis, WatchError
 from rq.job import Job
@@ -111,7 +111,7 @@ def _oldest(conn: Redis, registries: list, count: int) -> list[tuple[str, object
     entries = [(score, member.decode(), registry) for registry in registries
                for member, score in conn.zrangebyscore(registry.key, "-inf", cutoff, withscores=True)]
     jobs = Job.fetch_many([e[1] for e in entries], connection=conn, serializer=JSONSerializer)
-    never = datetime.max.replace(tzinfo=timezone.utc)
+    never = datetime.max.replace(tzinfo=UTC)
     ranked = sorted(zip(entries, jobs), key=lambda pair: (
         pair[0][0], as_utc(pair[1].ended_at) if pair[1] is not None and pair[1].ended_at else never))
     return [(job_id, registry, job) for (_score, job_id, registry), job in ranked[:count]]

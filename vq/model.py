@@ -7,7 +7,7 @@ concurrency slot); times are ISO 8601 UTC with milliseconds.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 
 from rq.job import Job, JobStatus
@@ -35,19 +35,19 @@ TERMINAL = {Status.FINISHED.value, Status.FAILED.value, Status.CANCELED.value, S
 
 def as_utc(moment: datetime) -> datetime:
     """RQ's timestamps may come back naive; they are UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def ms_between(start: datetime, end: datetime | None = None) -> int:
     """Milliseconds from `start` to `end` (default now), never negative."""
-    finish = as_utc(end) if end else datetime.now(timezone.utc)
+    finish = as_utc(end) if end else datetime.now(UTC)
     return max(0, int((finish - as_utc(start)).total_seconds() * 1000))
 
 
 def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    return as_utc(moment).astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return as_utc(moment).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def status_of(job: Job, in_line: bool = False) -> str:

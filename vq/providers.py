@@ -111,7 +111,7 @@ def _reason(exc: Exception) -> str:
     return str(cause) or type(cause).__name__
 
 
-def _retry_after(response: "httpx.Response") -> float:
+def _retry_after(response: httpx.Response) -> float:
     value = response.headers.get("Retry-After")
     try:
         return max(0.0, float(value)) if value is not None else 1.0

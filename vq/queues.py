@@ -9,8 +9,6 @@ from __future__ import annotations
 import time
 
 from redis import Redis
-from vq.rq_seam.queue import VqQueue, rq_queue
-from vq.rq_seam.job import ReadableJob
 from rq.registry import (
     CanceledJobRegistry,
     DeferredJobRegistry,
@@ -23,6 +21,8 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, keys, limits
 from vq.config import Settings
 from vq.jobtypes import get_job_type, job_types
+from vq.rq_seam.job import ReadableJob
+from vq.rq_seam.queue import VqQueue, rq_queue
 
 # RQ's registries counted per queue. Running jobs are counted by their leases instead:
 # vq's admission starts jobs without an entry in RQ's started registry (vq/lua/admit_start.lua).

@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq.job import Job
@@ -76,7 +76,7 @@ class Recurring:
         return json.dumps(self.__dict__, separators=(",", ":"), sort_keys=True)
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "Recurring":
+    def from_json(cls, raw: bytes | str) -> Recurring:
         fields = json.loads(raw)
         return cls(**{k: v for k, v in fields.items() if k in cls.__dataclass_fields__})
 
@@ -84,7 +84,7 @@ class Recurring:
         """The job a tick spawns (its data decrypted: submission encrypts it again per job)."""
         origin = {"recurringId": self.id}
         if tick_ms is not None:
-            origin.update(tickMs=tick_ms, tickAt=iso(datetime.fromtimestamp(tick_ms / 1000, timezone.utc)))
+            origin.update(tickMs=tick_ms, tickAt=iso(datetime.fromtimestamp(tick_ms / 1000, UTC)))
         return Submission(job_type=self.jobType, data=protector(settings).unseal(self.data), user_id=self.userId, project_id=self.projectId,
                           priority=self.priority, subscription=self.userSubscription, privileged=self.privileged,
                           skip_cache=bool(self.options.get("skipCache")), job_id=job_id, origin=origin)
@@ -127,7 +127,7 @@ def add(conn: Redis, settings: Settings, *, job_type: str, cron: str, tz: str = 
     validate(conn, settings, definition.submission(settings))  # the job it will spawn must be valid today
     definition.userId = definition.userId or data_text(definition.data, "userId")
     definition.data = protector(settings).seal(definition.data)  # at rest in Redis and the history database
-    definition.createdAt = definition.updatedAt = iso(datetime.now(timezone.utc))
+    definition.createdAt = definition.updatedAt = iso(datetime.now(UTC))
     first = next_after(definition.cronExpression, definition.tz, _now_ms())
     with conn.pipeline() as pipe:
         pipe.hset(keys.RECURRING, definition.id, definition.to_json())
@@ -187,7 +187,7 @@ def get(conn: Redis, ref: str) -> Recurring:
 
 
 def _save(conn: Redis, definition: Recurring, pipe=None) -> None:
-    definition.updatedAt = iso(datetime.now(timezone.utc))
+    definition.updatedAt = iso(datetime.now(UTC))
     (pipe or conn).hset(keys.RECURRING, definition.id, definition.to_json())
 
 
@@ -263,7 +263,7 @@ def last_runs(conn: Redis, definition: Recurring, count: int) -> list[dict]:
         status = job.get_status(refresh=False).value if job is not None else None
         if status is None:
             status = outcome.decode() if outcome else "expired"
-        rows.append({"jobId": job_id.decode(), "tickAt": iso(datetime.fromtimestamp(tick / 1000, timezone.utc)),
+        rows.append({"jobId": job_id.decode(), "tickAt": iso(datetime.fromtimestamp(tick / 1000, UTC)),
                      "status": status})
     return rows
 
@@ -342,7 +342,7 @@ class Spawner:
             spawn(self.conn, self.settings, definition, job_id, tick_ms)
         except (InvalidInput, NotFound, Conflict, PermanentError) as exc:  # the job is refused; an outage propagates
             log.warning("recurring %s: tick %s not run: %s", definition.id,
-                        iso(datetime.fromtimestamp(tick_ms / 1000, timezone.utc)), exc)
+                        iso(datetime.fromtimestamp(tick_ms / 1000, UTC)), exc)
 
 
 def spawn(conn: Redis, settings: Settings, definition: Recurring, job_id: str | None = None,
@@ -354,7 +354,7 @@ def spawn(conn: Redis, settings: Settings, definition: Recurring, job_id: str | 
     except (InvalidInput, NotFound, Conflict, PermanentError) as exc:
         conn.hset(keys.recurring_stats(definition.id), "lastError", str(exc))
         raise
-    now = iso(datetime.now(timezone.utc))
+    now = iso(datetime.now(UTC))
     conn.hset(keys.recurring_stats(definition.id), mapping={"lastRunAt": now, "lastJobId": job_id})
     return job_id
 

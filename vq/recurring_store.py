@@ -10,8 +10,7 @@ next tick, so catch-up rules apply to what was missed.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from redis import Redis
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def _ms_to_iso(ms: float | None) -> str | None:
-    return None if ms is None else iso(datetime.fromtimestamp(ms / 1000, timezone.utc))
+    return None if ms is None else iso(datetime.fromtimestamp(ms / 1000, UTC))
 
 
 def _row(definition: Recurring, due_ms: float | None, stats: dict[str, str]) -> dict:
@@ -47,7 +46,7 @@ def _row(definition: Recurring, due_ms: float | None, stats: dict[str, str]) -> 
     }
 
 
-def sync(conn: Redis, db: "sqlite_utils.Database") -> int:
+def sync(conn: Redis, db: sqlite_utils.Database) -> int:
     """Write every definition's current state; mark rows whose definition is gone as removed.
     Returns the number of live definitions."""
     definitions = list_all(conn)
@@ -66,14 +65,14 @@ def sync(conn: Redis, db: "sqlite_utils.Database") -> int:
     with db.conn:
         if rows:
             table.upsert_all(rows, pk="id", columns=RECURRING_COLUMNS)
-        now = iso(datetime.now(timezone.utc))
+        now = iso(datetime.now(UTC))
         for (row_id,) in db.execute("SELECT id FROM recurring_jobs WHERE removed_at IS NULL").fetchall():
             if row_id not in live:
                 table.update(row_id, {"removed_at": now, "next_run_at": None})
     return len(rows)
 
 
-def restore_if_wiped(conn: Redis, db: "sqlite_utils.Database") -> int:
+def restore_if_wiped(conn: Redis, db: sqlite_utils.Database) -> int:
     """Put the table's live definitions back into a Redis that never held any. Returns how many."""
     if conn.exists(keys.RECURRING_SEEN):
         return 0

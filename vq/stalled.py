@@ -8,7 +8,6 @@ the same transaction that settles the job, so the old holder's late writes are r
 
 from __future__ import annotations
 
-
 from redis import Redis
 from redis.exceptions import WatchError
 from rq.job import Job, JobStatus

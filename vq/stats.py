@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis import Redis
 
@@ -36,7 +36,7 @@ def _trend(buckets: list[tuple[int, dict[str, Counter]]], job_type: str | None) 
         for name, counter in by_type.items():
             if job_type is None or name == job_type:
                 total.update(counter)
-        rows.append({"from": iso(datetime.fromtimestamp(start / 1000, timezone.utc)),
+        rows.append({"from": iso(datetime.fromtimestamp(start / 1000, UTC)),
                      **{k: total[k] for k in ("created", "finished", "failed")}})
     return rows
 
@@ -138,6 +138,6 @@ def perf(conn: Redis, settings: Settings, window_ms: int = 3_600_000, job_type: 
             "limit": limit,
         })
     return {"windowMs": window_ms,
-            "from": iso(datetime.fromtimestamp(window.start_ms / 1000, timezone.utc)),
-            "to": iso(datetime.fromtimestamp(window.end_ms / 1000, timezone.utc)),
+            "from": iso(datetime.fromtimestamp(window.start_ms / 1000, UTC)),
+            "to": iso(datetime.fromtimestamp(window.end_ms / 1000, UTC)),
             "types": rows}

@@ -17,8 +17,8 @@ from pathlib import Path
 import jwt
 
 from vq.config import TIERS, Settings
-from vq.secretfile import read_or_create
 from vq.errors import InvalidInput, VqError
+from vq.secretfile import read_or_create
 
 ROLES = ("user", "operator", "admin")
 SECRET_FILE = "jwt.secret"

@@ -36,7 +36,7 @@ class Lookup:
         self._db = None
         self._opened = False
 
-    def __enter__(self) -> "Lookup":
+    def __enter__(self) -> Lookup:
         return self
 
     def __exit__(self, *_exc) -> None:

@@ -51,7 +51,7 @@ def validate_url(url: object, settings: Settings, field: str = "webhookUrl") -> 
     if len(url) > MAX_URL:
         raise InvalidInput(f"{field}: longer than {MAX_URL} characters", field=field)
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when it is read
     except ValueError:
         raise InvalidInput(f"{field}: {url[:80]!r} has a port that is not a number from 0 to 65535",
                            field=field) from None

@@ -18,7 +18,6 @@ from vq import fence, keys
 from vq.admission import release
 from vq.rq_seam.queue import admission_for
 
-
 SHARED_DEADLINE = None  # set by the daemon's worker entry: where this process's fence says when it must be gone
 _process_fence: fence.Fence | None = None
 

@@ -23,7 +23,6 @@ from vq.admission import Admitted, Start
 from vq.execution import BEGUN
 from vq.rq_seam.private import set_state_locally, stop_requested
 
-
 STARTED_BY_ADMISSION = "_vq_started_by_admission"  # on a Job: its start was written with its admission
 
 

@@ -3,7 +3,7 @@ report with their heartbeat: `vq workers`, GET /api/workers, health and the TUI.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq.job import Job
@@ -26,7 +26,7 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
             pipe.smembers(f"{key}:executions")  # RQ 3 keeps the running job here: "<job id>:<execution id>"
         replies = pipe.execute()
     hashes, executions = replies[0::2], replies[1::2]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     running = _running_jobs_by_worker(conn, hashes)
     rows = []
     for key, raw, executing in zip(keys_, hashes, executions):
@@ -58,7 +58,7 @@ def _running_jobs_by_worker(conn: Redis, hashes: list[dict]) -> dict[str, str]:
              for q in raw.get(b"queues", b"").decode().split(",") if q}
     if not types:
         return {}
-    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
     with conn.pipeline(transaction=False) as pipe:
         for job_type in sorted(types):
             pipe.zrangebyscore(keys.running_type(job_type), now_ms, "+inf")

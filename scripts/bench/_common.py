@@ -17,28 +17,29 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Sequence
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # bench_handlers must import here too (vq's submit loads the handler)
     sys.path.insert(0, str(HERE))
 
-import redis  # noqa: E402
-import rq  # noqa: E402
-import yaml  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rq import Queue  # noqa: E402
-from rq.job import Job  # noqa: E402
-from rq.registry import FailedJobRegistry, FinishedJobRegistry  # noqa: E402
-from rq.serializers import JSONSerializer  # noqa: E402
-from rq.utils import utcparse  # noqa: E402
+import redis
+import rq
+import yaml
+from rich.console import Console
+from rich.table import Table
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from rq.serializers import JSONSerializer
+from rq.utils import utcparse
 
-from vq import events, jobs as vq_jobs, keys  # noqa: E402
-from vq.submission import Submission, submit  # noqa: E402
+from vq import events, keys
+from vq import jobs as vq_jobs
+from vq.submission import Submission, submit
 
 JOB_TYPE = "bench-noop"
 RQ_QUEUE = "bench"
@@ -97,7 +98,7 @@ class PrivateRedis:
                 return conn
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise BenchError(f"private redis-server on port {self.port} did not start (see {self.log})")
+                    raise BenchError(f"private redis-server on port {self.port} did not start (see {self.log})") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

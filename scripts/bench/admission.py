@@ -40,12 +40,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
-    JOB_TYPE, BenchError, PrivateRedis, consoles, count_events, environment, err, print_table, run_rounds, run_vq,
-    statuses, summarize, write_vq_config,
+from _common import (
+    JOB_TYPE,
+    BenchError,
+    PrivateRedis,
+    consoles,
+    count_events,
+    environment,
+    err,
+    print_table,
+    run_rounds,
+    run_vq,
+    statuses,
+    summarize,
+    write_vq_config,
 )
-from vq import keys  # noqa: E402
-from vq.submission import Submission  # noqa: E402
+
+from vq import keys
+from vq.submission import Submission
 
 TIER = "enterprise"
 LABELS = {"vq": "vq daemon (admission)", "rq-simple": "RQ SimpleWorker", "rq-fork": "RQ Worker (fork)"}

@@ -52,17 +52,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
-    BenchError, PrivateRedis, consoles, count_events, environment, err, job_times, start_vq_daemon, statuses,
-    stop_process, tail, vq_registry_keys, wait_until_ended, write_vq_config,
+from _common import (
+    BenchError,
+    PrivateRedis,
+    consoles,
+    count_events,
+    environment,
+    err,
+    job_times,
+    start_vq_daemon,
+    statuses,
+    stop_process,
+    tail,
+    vq_registry_keys,
+    wait_until_ended,
+    write_vq_config,
 )
-from rich.table import Table  # noqa: E402
-from rq import Worker  # noqa: E402
+from rich.table import Table
+from rq import Worker
 
-from vq import jobs as vq_jobs, keys  # noqa: E402
-from vq.admission import count_waiting  # noqa: E402
-from vq.config import load_settings  # noqa: E402
-from vq.submission import Submission, submit  # noqa: E402
+from vq import jobs as vq_jobs
+from vq import keys
+from vq.admission import count_waiting
+from vq.config import load_settings
+from vq.submission import Submission, submit
 
 JOB_TYPE = "bench-sleep"
 TIER = "enterprise"

@@ -72,22 +72,41 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
-    JOB_TYPE, BenchError, PrivateRedis, RunResult, consoles, count_events, environment, err, job_times,
-    print_table, redis_cpu_seconds, run_rq, start_vq_daemon, statuses, steady_seconds, stop_process, summarize,
-    tail, update_vq_config, vq_registry_keys, wait_until_ended, write_vq_config,
+import redis
+from _common import (
+    JOB_TYPE,
+    BenchError,
+    PrivateRedis,
+    RunResult,
+    consoles,
+    count_events,
+    environment,
+    err,
+    job_times,
+    print_table,
+    redis_cpu_seconds,
+    run_rq,
+    start_vq_daemon,
+    statuses,
+    steady_seconds,
+    stop_process,
+    summarize,
+    tail,
+    update_vq_config,
+    vq_registry_keys,
+    wait_until_ended,
+    write_vq_config,
 )
-from fairness import percentile  # noqa: E402
-import redis  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rq import Queue  # noqa: E402
-from rq.serializers import JSONSerializer  # noqa: E402
+from fairness import percentile
+from rich.table import Table
+from rq import Queue
+from rq.serializers import JSONSerializer
 
-from vq import archiver, dashboard, health, historydb, keys, metrics  # noqa: E402
-from vq import stats as vq_stats  # noqa: E402
-from vq.config import TIERS, load_settings  # noqa: E402
-from vq.jobtypes import job_types  # noqa: E402
-from vq.submission import Submission, submit, submit_each  # noqa: E402
+from vq import archiver, dashboard, health, historydb, keys, metrics
+from vq import stats as vq_stats
+from vq.config import TIERS, load_settings
+from vq.jobtypes import job_types
+from vq.submission import Submission, submit, submit_each
 
 SYSTEMS = ("vq-on", "vq-off", "rq-simple")
 LABELS = {"vq-on": "vq daemon, history on", "vq-off": "vq daemon, history off", "rq-simple": "RQ SimpleWorker"}

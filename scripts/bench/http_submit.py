@@ -73,27 +73,43 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
-    JOB_TYPE, BenchError, PrivateRedis, consoles, count_events, environment, err, free_port, listening_pid,
-    proc_cpu_seconds, process_tree, redis_cpu_seconds, start_vq_daemon, statuses, stop_process, tail,
-    update_vq_config, write_vq_config,
+from _common import (
+    JOB_TYPE,
+    BenchError,
+    PrivateRedis,
+    consoles,
+    count_events,
+    environment,
+    err,
+    free_port,
+    listening_pid,
+    proc_cpu_seconds,
+    process_tree,
+    redis_cpu_seconds,
+    start_vq_daemon,
+    statuses,
+    stop_process,
+    tail,
+    update_vq_config,
+    write_vq_config,
 )
-from fairness import percentile  # noqa: E402
+from fairness import percentile
 
 try:
     import httpx
 except ImportError:  # pragma: no cover - told at the start of main
     httpx = None
-import redis  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rq import Queue, Worker  # noqa: E402
+import redis
+from rich.table import Table
+from rq import Queue, Worker
 
-from vq import archiver, audit, jobs as vq_jobs, keys, queues  # noqa: E402
-from vq.tokens import TokenRequest, create as create_token  # noqa: E402
-from vq.config import load_settings  # noqa: E402
-from vq.connection import make_client  # noqa: E402
-from vq.submission import Submission, submit  # noqa: E402
-
+from vq import archiver, audit, keys, queues
+from vq import jobs as vq_jobs
+from vq.config import load_settings
+from vq.connection import make_client
+from vq.submission import Submission, submit
+from vq.tokens import TokenRequest
+from vq.tokens import create as create_token
 
 SYSTEMS = ("http", "api", "api-show", "api-1")
 WAITING = {"queued", "rate_limited"}  # RQ's statuses of a job not run yet (vq: queued, limited)

@@ -32,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from vq import http_pool  # noqa: E402
-from vq.config import ProviderSettings  # noqa: E402
-from vq.providers import call_http  # noqa: E402
+from vq import http_pool
+from vq.config import ProviderSettings
+from vq.providers import call_http
 
 ANSWER = json.dumps({"text": "ok", "usage": {"tokens": 12}}).encode()
 

@@ -74,22 +74,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
-    BenchError, PrivateRedis, child_env, consoles, environment, err, job_times, rq_executable, start_vq_daemon,
-    statuses, stop_process, tail, write_vq_config,
+import redis
+from _common import (
+    BenchError,
+    PrivateRedis,
+    child_env,
+    consoles,
+    environment,
+    err,
+    job_times,
+    rq_executable,
+    start_vq_daemon,
+    statuses,
+    stop_process,
+    tail,
+    write_vq_config,
 )
-import redis  # noqa: E402
-from bench_handlers import RUNS_KEY, STARTS_KEY  # noqa: E402
-from fairness import percentile  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rq import Queue, Worker  # noqa: E402
-from rq.job import Job  # noqa: E402
-from rq.scheduler import RQScheduler  # noqa: E402
-from rq.serializers import JSONSerializer  # noqa: E402
+from bench_handlers import RUNS_KEY, STARTS_KEY
+from fairness import percentile
+from rich.table import Table
+from rq import Queue, Worker
+from rq.job import Job
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
 
-from vq import keys  # noqa: E402
-from vq.config import load_settings  # noqa: E402
-from vq.submission import Submission, submit  # noqa: E402
+from vq import keys
+from vq.config import load_settings
+from vq.submission import Submission, submit
 
 JOB_TYPE = "bench-stamp"
 HANDLER = "bench_handlers.stamp_start"

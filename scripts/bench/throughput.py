@@ -47,20 +47,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
-    JOB_TYPE, OWN_COMMANDS, RQ_QUEUE, BenchError, PrivateRedis, consoles, environment, err, run_rounds, run_rq,
-    run_vq, start_vq_daemon, steady_seconds, stop_process, summarize, vq_registry_keys, wait_until_ended,
+from _common import (
+    JOB_TYPE,
+    OWN_COMMANDS,
+    RQ_QUEUE,
+    BenchError,
+    PrivateRedis,
+    consoles,
+    environment,
+    err,
+    run_rounds,
+    run_rq,
+    run_vq,
+    start_vq_daemon,
+    steady_seconds,
+    stop_process,
+    summarize,
+    vq_registry_keys,
+    wait_until_ended,
     write_vq_config,
 )
-from bench_handlers import STARTS_KEY  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rq import Queue  # noqa: E402
-from rq.serializers import JSONSerializer  # noqa: E402
+from bench_handlers import STARTS_KEY
+from rich.table import Table
+from rq import Queue
+from rq.serializers import JSONSerializer
 
-from vq import queues as vq_queues  # noqa: E402
-from vq.admission import Admission, count_waiting  # noqa: E402
-from vq.config import load_settings  # noqa: E402
-from vq.submission import Submission, submit, submit_each  # noqa: E402
+from vq import queues as vq_queues
+from vq.admission import Admission, count_waiting
+from vq.config import load_settings
+from vq.submission import Submission, submit, submit_each
 
 PARTS = ("drain", "enqueue", "latency", "memory", "scale")
 USERS = 50

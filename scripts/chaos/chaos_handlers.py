@@ -16,7 +16,6 @@ import random
 import time
 
 import redis
-
 from stamps import stamp
 
 EXECUTIONS = "chaos:executions"

@@ -53,23 +53,24 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # submit() imports the type's handler module to look for a plan
 
-import redis  # noqa: E402
-import yaml  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from rq import worker_registration  # noqa: E402
-from rq.job import Job  # noqa: E402
-from rq.serializers import JSONSerializer  # noqa: E402
+import redis
+import yaml
+from chaos_handlers import EXECUTIONS
+from proxy import CuttableProxy
+from rich.console import Console
+from rich.table import Table
+from rq import worker_registration
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from stamps import most_at_once
+from stamps import runs as stamped_runs
 
-from chaos_handlers import EXECUTIONS  # noqa: E402
-from proxy import CuttableProxy  # noqa: E402
-from stamps import most_at_once, runs as stamped_runs  # noqa: E402
-from vq import keys  # noqa: E402
-from vq.config import load_settings  # noqa: E402
-from vq.connection import make_client  # noqa: E402
-from vq.model import status_of  # noqa: E402
-from vq.procutil import die_with_parent  # noqa: E402
-from vq.submission import Submission, submit  # noqa: E402
+from vq import keys
+from vq.config import load_settings
+from vq.connection import make_client
+from vq.model import status_of
+from vq.procutil import die_with_parent
+from vq.submission import Submission, submit
 
 JOB_TYPE = "chaos-work"
 USERS = 20
@@ -126,7 +127,7 @@ class RedisServer:
                 return
             except (redis.ConnectionError, redis.BusyLoadingError):
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start (see {self.dir / 'redis.log'})")
+                    raise RuntimeError(f"redis-server did not start (see {self.dir / 'redis.log'})") from None
                 time.sleep(0.05)
 
     def kill(self) -> None:
@@ -217,7 +218,7 @@ class Chaos(threading.Thread):
                 if self.redis_restart is None and len(self.done) >= self.kills // 2:
                     self._restart_redis()
             self.stop.wait(FAULT_SECONDS)  # the last stop, pause or cut has ended
-        except BaseException as exc:  # reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 -- reported by the main thread
             self.error = exc
 
     def _kill_worker(self) -> None:
@@ -295,7 +296,7 @@ def submit_jobs(conn, settings, rng: random.Random, numbers: range, pace: float 
     for n in numbers:
         sub = Submission(job_type=JOB_TYPE, data={"n": n}, user_id=f"chaos-user-{rng.randrange(USERS):02d}",
                          subscription=TIER, idempotency_key=f"chaos-{n}")
-        ids.append(retrying(lambda: submit(conn, settings, sub)))
+        ids.append(retrying(lambda sub=sub: submit(conn, settings, sub)))
         if pace:
             time.sleep(pace)
     return ids

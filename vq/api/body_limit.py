@@ -17,7 +17,6 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
 DRAIN_FACTOR = 16  # a declared body up to this many times the limit is read (and dropped) before the 413
 
 

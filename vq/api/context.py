@@ -13,11 +13,11 @@ from redis import Redis
 from starlette.concurrency import run_in_threadpool
 
 from vq import audit, jobs
-from vq.tokens import Forbidden, Principal, decode, verify_key
 from vq.api.ratelimit import check_rate
 from vq.config import Settings
 from vq.errors import Ambiguous, NotFound
 from vq.submission import Submission, submit
+from vq.tokens import Forbidden, Principal, decode, verify_key
 
 BEARER = HTTPBearer(auto_error=False, description="A JWT, e.g. from `vq token create` (documents the scheme; "
                                                   "the token is checked by vq.tokens)")

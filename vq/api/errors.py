@@ -11,10 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vq.tokens import bearer_challenge
 from vq.api.ratelimit import RateLimited
 from vq.api.schemas import ErrorBody
 from vq.errors import VqError
+from vq.tokens import bearer_challenge
 
 ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
     (400, "Malformed request (the body is not JSON)"), (401, "Missing, malformed, expired or wrongly signed token"),

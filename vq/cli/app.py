@@ -140,7 +140,7 @@ def _complete() -> None:
     try:  # both read typer's internals (typer 0.29's own click): another typer completes names only
         completers.attach(command)
         completion_cache.save_tree(completers.describe(command))
-    except Exception:  # no cache: the next TAB takes this path again
+    except Exception:  # noqa: BLE001 -- no cache: the next TAB takes this path again
         pass
     command.main(complete_var=completion_cache.COMPLETE_VAR)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -50,7 +49,7 @@ def register(app: typer.Typer) -> None:
     @group.command("get", epilog=example("vq artifacts get 3f2a9c1e7d20 video.mp4 -o out.mp4"))
     def get(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=job_help),
             name: str = typer.Argument(..., metavar="NAME", help="The file's name in the job's folder (from ls)."),
-            output: Optional[str] = typer.Option(None, "--output", "-o",
+            output: str | None = typer.Option(None, "--output", "-o",
                                                  help="Write it here (a file or folder); default: stdout.")) -> None:
         """Copy one of a job's files to stdout or to --output."""
         st = state(ctx)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from vq.cli.complete_files import KEEP, cache_dir, read_json, write_json
 
-
 _CONFIG_ENV = ("VQ_CONFIG", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "VQ_DATA_DIR",
                "XDG_DATA_HOME", "XDG_CONFIG_HOME", "HOME")
 
@@ -142,7 +141,7 @@ def config_values(config_path: str | None, builtins: list[str] | None) -> dict:
         return entries[key]
     try:
         entry = read_config(config_path, builtins) if builtins else read_config_validated(config_path)
-    except Exception:  # a broken config: the built-in types, and no Redis to ask
+    except Exception:  # noqa: BLE001 -- a broken config: the built-in types, and no Redis to ask
         entry = {"job_types": list(builtins or []), "redis": None}
     entry["config"] = config_path
     entry["at"] = time.time()

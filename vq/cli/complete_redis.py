@@ -32,7 +32,7 @@ def redis_values(config: dict) -> dict:
         return entry
     try:
         fresh = _read_redis(spec, config.get("config"))
-    except Exception:  # unreachable, slow, refused: nothing from Redis for TTL seconds
+    except Exception:  # noqa: BLE001 -- unreachable, slow, refused: nothing from Redis for TTL seconds
         fresh = {}
     fresh["at"] = now
     entries[key] = fresh

@@ -109,7 +109,7 @@ def attach(root) -> None:
         complete.vq_source = source
         return complete
 
-    for command, ctx, path in _walk(root, _root_context(root), []):
+    for command, _ctx, path in _walk(root, _root_context(root), []):
         for param in command.params:
             source = source_for(" ".join(path), param.name)
             if source and param._custom_shell_complete is None:

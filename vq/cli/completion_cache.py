@@ -128,7 +128,7 @@ def answer() -> int | None:
             out = "\n".join(lines) if action == "get-args" and lines else ""
     except Fallback:
         return None
-    except Exception:  # whatever the cache held: the slow path answers
+    except Exception:  # noqa: BLE001 -- whatever the cache held: the slow path answers
         return None
     sys.stdout.write(out + "\n")
     sys.stdout.flush()

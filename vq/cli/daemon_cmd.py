@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from vq.cli.helptext import choices_metavar, example
@@ -21,15 +19,15 @@ def register(app: typer.Typer) -> None:
                                           "--log-format json"))
     def daemon(
         ctx: typer.Context,
-        workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: config, else CPU count)."),
-        queues: Optional[str] = typer.Option(None, "--queues", "-q", help="Only these job types, comma-separated."),
+        workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes (default: config, else CPU count)."),
+        queues: str | None = typer.Option(None, "--queues", "-q", help="Only these job types, comma-separated."),
         log_level: str = typer.Option("INFO", "--log-level", metavar=choices_metavar(LOG_LEVELS),
                                       help="The least severe messages logged (any case)."),
         log_format: str = typer.Option("text", "--log-format", metavar=choices_metavar(LOG_FORMATS),
                                        help="text (journald-friendly) or json (one object per line, for log "
                                             "shippers)."),
-        grace: Optional[float] = typer.Option(None, "--grace", help="Seconds running jobs get to finish on stop."),
-        http: Optional[str] = typer.Option(None, "--http", help="Serve the HTTP API on HOST:PORT (default http.listen)."),
+        grace: float | None = typer.Option(None, "--grace", help="Seconds running jobs get to finish on stop."),
+        http: str | None = typer.Option(None, "--http", help="Serve the HTTP API on HOST:PORT (default http.listen)."),
         no_http: bool = typer.Option(False, "--no-http", help="Run without the HTTP API."),
         stop_redis: bool = typer.Option(False, "--stop-redis", help="Stop the embedded Redis when the daemon stops "
                                                                     "(by default it keeps running for the CLI and "

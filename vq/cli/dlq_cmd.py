@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
-from vq.cli.output import escape
 
 from vq import dlq
 from vq.cli import confirm
 from vq.cli.helptext import example
-from vq.cli.output import emit, err, out, table
+from vq.cli.output import emit, err, escape, out, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.durations import parse_duration_ms
 from vq.errors import InvalidInput
@@ -32,7 +29,7 @@ def _render(views: list[dict]) -> None:
 
 
 @dlq_app.command("list", epilog=example("vq dlq list --type image-generation --json"))
-def list_command(ctx: typer.Context, job_type: Optional[str] = typer.Option(None, "--type", "-t", help=TYPE_HELP),
+def list_command(ctx: typer.Context, job_type: str | None = typer.Option(None, "--type", "-t", help=TYPE_HELP),
                  limit: int = typer.Option(50, "--limit", "-n", help="Rows to list, newest first."),
                  as_json: bool = JSON_OPTION) -> None:
     """Dead jobs, newest first, with category, message, attempts (and traceback in --json)."""
@@ -42,9 +39,9 @@ def list_command(ctx: typer.Context, job_type: Optional[str] = typer.Option(None
 
 @dlq_app.command("retry", epilog=example("vq dlq retry --all --type image-generation --yes"))
 def retry_command(ctx: typer.Context,
-                  job_id: Optional[str] = typer.Argument(None, metavar="ID", help="A dead job's id (or prefix). Or --all."),
+                  job_id: str | None = typer.Argument(None, metavar="ID", help="A dead job's id (or prefix). Or --all."),
                   all_: bool = typer.Option(False, "--all", help="Retry every dead job (of --type)."),
-                  job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --all: only this type."),
+                  job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
                   yes: bool = YES_OPTION,
                   as_json: bool = JSON_OPTION) -> None:
     """Retry one dead job, or all of them (of a type) with --all."""
@@ -61,8 +58,8 @@ def retry_command(ctx: typer.Context,
 
 @dlq_app.command("purge", epilog=example("vq dlq purge --older-than 30d --yes"))
 def purge_command(ctx: typer.Context,
-                  older_than: Optional[str] = typer.Option(None, "--older-than", help="Only jobs that failed longer ago: 7d, 12h."),
-                  job_type: Optional[str] = typer.Option(None, "--type", "-t", help=TYPE_HELP), yes: bool = YES_OPTION,
+                  older_than: str | None = typer.Option(None, "--older-than", help="Only jobs that failed longer ago: 7d, 12h."),
+                  job_type: str | None = typer.Option(None, "--type", "-t", help=TYPE_HELP), yes: bool = YES_OPTION,
                   as_json: bool = JSON_OPTION) -> None:
     """Delete dead jobs (older than a duration, of a type); asks first unless --yes."""
     st = state(ctx)

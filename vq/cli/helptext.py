@@ -8,7 +8,6 @@ walks the whole tree and checks every rule below. Imported only with typer (buil
 from __future__ import annotations
 
 import inspect
-from typing import Optional
 
 import typer
 
@@ -44,7 +43,7 @@ def one_of(flag: str, choices, *, fold_case: bool = False):
     """An option callback refusing a value outside `choices` with the CLI's one line and exit 2
     (`--role: 'root' is not one of user, operator, admin`), before anything connects to Redis."""
 
-    def check(ctx: typer.Context, value: Optional[str]):
+    def check(ctx: typer.Context, value: str | None):
         if value is None or ctx.resilient_parsing:  # resilient: shell completion, never an error
             return value
         if (value.upper() if fold_case else value) not in choices:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Optional
+from datetime import UTC, datetime, timedelta
 
 import typer
 
@@ -41,14 +40,14 @@ def register(app: typer.Typer) -> None:
     @app.command("jobs", epilog=example("vq jobs --status failed --since 2h --type image-generation"))
     def list_command(
         ctx: typer.Context,
-        job_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this job type."),
-        status: Optional[str] = typer.Option(None, "--status", metavar="STATUS",
+        job_type: str | None = typer.Option(None, "--type", "-t", help="Only this job type."),
+        status: str | None = typer.Option(None, "--status", metavar="STATUS",
                                              callback=one_of("--status", STATUSES),
                                              help="Only this status: " + ", ".join(STATUSES) + "."),
-        user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
+        user: str | None = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
         limit: int = typer.Option(50, "--limit", "-n", help="Jobs per page."),
         page: int = typer.Option(1, "--page", help="Page number, from 1."),
-        since: Optional[str] = typer.Option(None, "--since", help="Only jobs created within this long, e.g. 30m, 2h, 1d."),
+        since: str | None = typer.Option(None, "--since", help="Only jobs created within this long, e.g. 30m, 2h, 1d."),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """List jobs, newest first, a page at a time, with the total.
@@ -103,10 +102,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("retry", epilog=example("vq retry --all --type image-generation --yes"))
     def retry(ctx: typer.Context,
-              job_id: Optional[str] = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all."),
+              job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all."),
               every: bool = typer.Option(False, "--all", help="Every failed job of --type and/or --user."),
-              job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --all: only this type."),
-              user: Optional[str] = typer.Option(None, "--user", "-u", help="With --all: only this user's."),
+              job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
+              user: str | None = typer.Option(None, "--user", "-u", help="With --all: only this user's."),
               yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
         """Run a failed, stopped or canceled job again.
 
@@ -124,11 +123,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("cancel", epilog=example("vq cancel --all --user alice --yes"))
     def cancel(ctx: typer.Context,
-               job_id: Optional[str] = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all --user U."),
+               job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all --user U."),
                reason: str = typer.Option("canceled by operator", "--reason", help="Recorded with the job."),
                every: bool = typer.Option(False, "--all", help="Every waiting job of --user."),
-               user: Optional[str] = typer.Option(None, "--user", "-u", help="With --all: this user's jobs."),
-               job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --all: only this type."),
+               user: str | None = typer.Option(None, "--user", "-u", help="With --all: this user's jobs."),
+               job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
                yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
         """Cancel a job that has not ended, or every waiting job of a user.
 
@@ -150,11 +149,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("rm", epilog=example("vq rm --finished --older-than 7d --yes"))
     def remove(ctx: typer.Context,
-               job_id: Optional[str] = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --finished."),
+               job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --finished."),
                finished: bool = typer.Option(False, "--finished", help="Every finished job older than --older-than."),
-               older_than: Optional[str] = typer.Option(None, "--older-than", help="With --finished: 7d, 12h, 30m."),
-               job_type: Optional[str] = typer.Option(None, "--type", "-t", help="With --finished: only this type."),
-               user: Optional[str] = typer.Option(None, "--user", "-u", help="With --finished: only this user's."),
+               older_than: str | None = typer.Option(None, "--older-than", help="With --finished: 7d, 12h, 30m."),
+               job_type: str | None = typer.Option(None, "--type", "-t", help="With --finished: only this type."),
+               user: str | None = typer.Option(None, "--user", "-u", help="With --finished: only this user's."),
                yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
         """Remove a job that is not running, with its result and artifacts.
 
@@ -169,7 +168,7 @@ def register(app: typer.Typer) -> None:
         if not older_than:
             raise InvalidInput("--finished: give --older-than (7d, 12h, 30m)")
         _check_type(st, job_type)
-        cutoff = datetime.now(timezone.utc) - timedelta(milliseconds=parse_duration_ms(older_than, "--older-than"))
+        cutoff = datetime.now(UTC) - timedelta(milliseconds=parse_duration_ms(older_than, "--older-than"))
         chosen = bulk.finished_before(st.conn, cutoff, job_type, user)
         _bulk(st, chosen, "remove", f"Remove {len(chosen)} finished job(s) that ended before "
                                     f"{cutoff.isoformat(timespec='seconds')}", as_json, yes,

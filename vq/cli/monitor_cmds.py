@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
-from vq.cli.output import escape
 
 from vq import health as health_service
 from vq import history as history_service
 from vq import prometheus
 from vq import stats as stats_service
 from vq.cli.helptext import choices_metavar, example, one_of
-from vq.cli.output import emit, err, out, print_json, status_text, table
+from vq.cli.output import emit, err, escape, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, state
 from vq.connection import try_connect
 from vq.model import Status
@@ -128,13 +126,13 @@ def register(app: typer.Typer) -> None:
     @app.command("history", epilog=example("vq history --user alice --since 7d --status failed"))
     def history(
         ctx: typer.Context,
-        job: Optional[str] = typer.Argument(None, metavar="JOB|export",
+        job: str | None = typer.Argument(None, metavar="JOB|export",
                                             help="A job id (or prefix) for its timeline, or `export` for every "
                                                  "matching job."),
-        user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
-        since: Optional[str] = typer.Option(None, "--since", help="Created within (7d, 12h) or since an ISO time."),
-        job_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this job type."),
-        status: Optional[str] = typer.Option(None, "--status", metavar="STATUS", callback=one_of("--status", STATUSES),
+        user: str | None = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
+        since: str | None = typer.Option(None, "--since", help="Created within (7d, 12h) or since an ISO time."),
+        job_type: str | None = typer.Option(None, "--type", "-t", help="Only this job type."),
+        status: str | None = typer.Option(None, "--status", metavar="STATUS", callback=one_of("--status", STATUSES),
                                              help="Only jobs now in this status: " + ", ".join(STATUSES) + "."),
         limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Rows to list."),
         fmt: str = typer.Option("csv", "--format", metavar=choices_metavar(FORMATS), callback=one_of("--format", FORMATS),
@@ -160,10 +158,10 @@ def register(app: typer.Typer) -> None:
     @app.command("audit", epilog=example("vq audit --action cancel --since 12h"))
     def audit_command(
         ctx: typer.Context,
-        actor: Optional[str] = typer.Option(None, "--actor", help="Only this acting user (cli:LOGIN for the CLI)."),
-        action: Optional[str] = typer.Option(None, "--action", help="create, remove, cancel, retry, pause, resume, "
+        actor: str | None = typer.Option(None, "--actor", help="Only this acting user (cli:LOGIN for the CLI)."),
+        action: str | None = typer.Option(None, "--action", help="create, remove, cancel, retry, pause, resume, "
                                                                      "clear, recurring-add..."),
-        since: Optional[str] = typer.Option(None, "--since", help="Within (7d, 12h) or since an ISO time."),
+        since: str | None = typer.Option(None, "--since", help="Within (7d, 12h) or since an ISO time."),
         limit: int = typer.Option(100, "--limit", min=1, max=100_000, help="Rows to list, newest first."),
         as_json: bool = JSON_OPTION,
     ) -> None:
@@ -176,7 +174,7 @@ def register(app: typer.Typer) -> None:
             " ".join(f"{k}={v}" for k, v in x["detail"].items())] for x in r])) if r else err.print("no audit records"))
 
     @app.command("stats", epilog=example("vq stats --type video-generation"))
-    def stats(ctx: typer.Context, job_type: Optional[str] = typer.Option(None, "--type", "-t",
+    def stats(ctx: typer.Context, job_type: str | None = typer.Option(None, "--type", "-t",
                                                                          help="Only this job type."),
               as_json: bool = JSON_OPTION) -> None:
         """Totals by type and status, per-user figures, priorities, hourly and daily trends."""
@@ -195,7 +193,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("perf", epilog=example("vq perf --window 24h --type image-generation"))
     def perf(ctx: typer.Context, window: str = typer.Option("1h", "--window", "-w", help="How far back: 15m, 1h, 7d."),
-             job_type: Optional[str] = typer.Option(None, "--type", "-t", help="Only this job type."),
+             job_type: str | None = typer.Option(None, "--type", "-t", help="Only this job type."),
              as_json: bool = JSON_OPTION) -> None:
         """Run and wait times, utilization, error rate and throughput, per type.
 

@@ -7,7 +7,8 @@ rich is imported on first use (~30 ms of a command's start): `vq submit`, and an
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from vq.jobdata import dumps_strict
 

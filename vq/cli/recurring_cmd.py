@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 from zoneinfo import ZoneInfo
 
 import typer
@@ -71,14 +70,14 @@ def register(app: typer.Typer) -> None:
         job_type: str = typer.Argument(..., metavar="TYPE", help="Job type (see `vq types`)."),
         cron: str = typer.Option(..., "--cron", help=CRON_HELP),
         tz: str = typer.Option("UTC", "--tz", help="IANA time zone the cron expression is read in."),
-        data: Optional[str] = typer.Option(None, "--data", "-d", help="Job data: JSON, @file, or - for stdin."),
-        user: Optional[str] = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
-        project: Optional[str] = typer.Option(None, "--project", "-p", help="projectId."),
-        name: Optional[str] = typer.Option(None, "--name", help="A unique name to refer to it by."),
-        priority: Optional[str] = PRIORITY_OPTION,
-        subscription: Optional[str] = SUBSCRIPTION_OPTION,
+        data: str | None = typer.Option(None, "--data", "-d", help="Job data: JSON, @file, or - for stdin."),
+        user: str | None = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
+        project: str | None = typer.Option(None, "--project", "-p", help="projectId."),
+        name: str | None = typer.Option(None, "--name", help="A unique name to refer to it by."),
+        priority: str | None = PRIORITY_OPTION,
+        subscription: str | None = SUBSCRIPTION_OPTION,
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Each run ignores cached results."),
-        catch_up: Optional[str] = typer.Option(None, "--catch-up", metavar=choices_metavar(CATCH_UP),
+        catch_up: str | None = typer.Option(None, "--catch-up", metavar=choices_metavar(CATCH_UP),
                                                callback=one_of("--catch-up", CATCH_UP),
                                                help="Ticks missed while no daemon ran: run none, one or all "
                                                     "(default recurring.catchUp)."),

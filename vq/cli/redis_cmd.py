@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import typer
-from vq.cli.output import escape
 
 from vq import redis_admin
 from vq.cli.helptext import example
-from vq.cli.output import emit, err, out
+from vq.cli.output import emit, err, escape, out
 from vq.cli.state import JSON_OPTION, state
 
 

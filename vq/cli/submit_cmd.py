@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -57,25 +56,25 @@ def register(app: typer.Typer) -> None:
                                           "--data '{\"prompt\": \"a sunset\"}'"))
     def submit_command(
         ctx: typer.Context,
-        job_type: Optional[str] = typer.Argument(None, metavar="TYPE", help="Job type (see `vq types`)."),
-        data: Optional[str] = typer.Option(None, "--data", "-d", help="Job data: JSON, @file, or - for stdin."),
-        user: Optional[str] = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
-        project: Optional[str] = typer.Option(None, "--project", "-p", help="projectId."),
-        priority: Optional[str] = PRIORITY_OPTION,
-        subscription: Optional[str] = SUBSCRIPTION_OPTION,
-        delay: Optional[str] = typer.Option(None, "--delay", help="Start after this long: 90s, 5m, 300000ms."),
-        at: Optional[str] = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
+        job_type: str | None = typer.Argument(None, metavar="TYPE", help="Job type (see `vq types`)."),
+        data: str | None = typer.Option(None, "--data", "-d", help="Job data: JSON, @file, or - for stdin."),
+        user: str | None = typer.Option(None, "--user", "-u", help="userId (or put userId in the data)."),
+        project: str | None = typer.Option(None, "--project", "-p", help="projectId."),
+        priority: str | None = PRIORITY_OPTION,
+        subscription: str | None = SUBSCRIPTION_OPTION,
+        delay: str | None = typer.Option(None, "--delay", help="Start after this long: 90s, 5m, 300000ms."),
+        at: str | None = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
         allow_past: bool = typer.Option(False, "--allow-past", help="An --at in the past runs now instead of failing."),
         depends_on: list[str] = typer.Option([], "--depends-on", metavar="<str>", help="Run after this job finished (repeatable)."),
         allow_failure: bool = typer.Option(False, "--allow-failure", help="Run even if a dependency failed."),
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Run even if an identical job's result is cached."),
-        idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key",
+        idempotency_key: str | None = typer.Option(None, "--idempotency-key",
                                                       help="Submitting the same key again returns the same job."),
-        webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the job's JSON to this URL when it ends."),
+        webhook: str | None = typer.Option(None, "--webhook", help="POST the job's JSON to this URL when it ends."),
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the job to end and print its final state."),
-        timeout: Optional[float] = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
-        batch: Optional[str] = typer.Option(None, "--batch", help="JSON-lines file of submissions (FILE.jsonl or @FILE), or - for stdin."),
-        template: Optional[str] = typer.Option(None, "--template", help="Start from this preset in config's templates."),
+        timeout: float | None = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
+        batch: str | None = typer.Option(None, "--batch", help="JSON-lines file of submissions (FILE.jsonl or @FILE), or - for stdin."),
+        template: str | None = typer.Option(None, "--template", help="Start from this preset in config's templates."),
         sets: list[str] = typer.Option([], "--set", metavar="<str>", help="With --template: key=value into the data (a.b=1; repeatable)."),
         as_json: bool = JSON_OPTION,
     ) -> None:

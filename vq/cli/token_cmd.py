@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from vq.cli.helptext import choices_metavar, example, one_of
@@ -26,14 +24,15 @@ def register(app: typer.Typer) -> None:
         user: str = typer.Option(..., "--user", "-u", help="The token's subject (userId)."),
         role: str = typer.Option("user", "--role", metavar=choices_metavar(ROLES), callback=one_of("--role", ROLES),
                                  help="What the token may do: its own jobs, operate the queues, or everything."),
-        tier: Optional[str] = typer.Option(None, "--tier", metavar=choices_metavar(TIERS), callback=one_of("--tier", TIERS),
+        tier: str | None = typer.Option(None, "--tier", metavar=choices_metavar(TIERS), callback=one_of("--tier", TIERS),
                                            help="The subscription tier its jobs run at."),
         project: list[str] = typer.Option([], "--project", "-p", metavar="<str>", help="Limit to this project (repeatable)."),
         ttl: str = typer.Option("1h", "--ttl", help="Lifetime, with a unit (s, m, h, d): 15m, 1h, 30d."),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Print a signed token (HS256, the secret of config/env or the data directory)."""
-        from vq.tokens import TokenRequest, create as mint
+        from vq.tokens import TokenRequest
+        from vq.tokens import create as mint
 
         st = state(ctx)
         request = TokenRequest(user_id=user, role=role, tier=tier, projects=list(project) or None,

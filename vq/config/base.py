@@ -3,7 +3,6 @@ base whose unknown keys are errors."""
 
 import msgspec
 
-
 TIERS = ("free", "basic", "pro", "enterprise")
 # The daemon's housekeeping chores (vq/chores.py), the keys of daemon.chores.
 CHORE_NAMES = ("trim-ended", "age-waiting", "enqueue-dependents", "mark-unrouted", "forget-idle-marks",

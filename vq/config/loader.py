@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from vq.errors import ConfigError
 from vq.config.base import _InvalidKey
 from vq.config.queue import KeepJobs
 from vq.config.settings import Settings
+from vq.errors import ConfigError
 
 
 def default_config_path() -> Path:

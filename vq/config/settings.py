@@ -7,8 +7,23 @@ from typing import Annotated
 from msgspec import Meta, field
 
 from vq.config.base import TIERS, _InvalidKey, _Strict
+from vq.config.blocks import (
+    ArtifactSettings,
+    BreakerSettings,
+    CacheSettings,
+    CostSettings,
+    DaemonSettings,
+    HealthSettings,
+    HistorySettings,
+    HttpSettings,
+    JobTypeSettings,
+    ProviderSettings,
+    RecurringSettings,
+    SecuritySettings,
+    TemplateSettings,
+    WebhookSettings,
+)
 from vq.config.queue import ConcurrencySettings, LimitsSettings, PrioritySettings, QueueSettings, RedisSettings
-from vq.config.blocks import ArtifactSettings, BreakerSettings, CacheSettings, CostSettings, DaemonSettings, HealthSettings, HistorySettings, HttpSettings, JobTypeSettings, ProviderSettings, RecurringSettings, SecuritySettings, TemplateSettings, WebhookSettings
 
 
 class Settings(_Strict):

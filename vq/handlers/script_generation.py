@@ -13,7 +13,17 @@ from __future__ import annotations
 import re
 
 from vq.errors import PermanentError
-from vq.handlers._common import PROMPT_STOPWORDS, int_field, keywords, options, sentences, speech_seconds, text_field, words, write_json
+from vq.handlers._common import (
+    PROMPT_STOPWORDS,
+    int_field,
+    keywords,
+    options,
+    sentences,
+    speech_seconds,
+    text_field,
+    words,
+    write_json,
+)
 
 MAX_SCENES = 20
 SHOTS = ["Wide establishing shot", "Close-up", "Tracking shot", "Aerial view", "Medium shot"]

@@ -10,8 +10,8 @@ new jobs, retries and the scheduler alike.
 from __future__ import annotations
 
 import itertools
-from contextlib import nullcontext
 import time
+from contextlib import nullcontext
 
 from redis import Redis
 from rq import Queue
@@ -23,7 +23,6 @@ from rq.timeouts import UnixSignalDeathPenalty
 from vq import foreign, keys
 from vq.admission import Admission, mark_arrivals, mark_arrivals_in, release, wait_for_wake
 from vq.timer import schedule_in
-
 
 _admissions: dict[int, Admission] = {}
 _turn = itertools.count()
@@ -122,7 +121,7 @@ class VqQueue(Queue):
         if pipeline is None:
             pipe.execute()
 
-    def schedule_job(self, job, datetime, pipeline=None, unique=False):  # noqa: A002 - RQ's name
+    def schedule_job(self, job, datetime, pipeline=None, unique=False):
         """RQ's scheduling, with the due time kept to the microsecond (RQ truncates it to a
         whole second, which would start the job early) and every timer told at once."""
         pipe = pipeline if pipeline is not None else self.connection.pipeline()

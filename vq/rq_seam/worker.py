@@ -17,8 +17,8 @@ import time
 
 import redis
 from rq import Queue
-from rq.executions import Execution
 from rq.exceptions import StopRequested
+from rq.executions import Execution
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.suspension import is_suspended
@@ -37,7 +37,6 @@ from vq.rq_seam.queue import VqQueue
 from vq.worker_leases import JobLeases
 from vq.worker_memory import MemoryLimit
 from vq.worker_starts import STARTED_BY_ADMISSION, AdmissionStarts
-
 
 HEARTBEAT_EVERY = 5.0  # seconds between a worker's own heartbeats (its key lives for minutes)
 SUSPENSION_CHECK_EVERY = 1.0

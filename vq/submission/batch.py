@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from redis import Redis
 from redis.client import Pipeline
@@ -69,7 +69,7 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
     """Plain submissions into one transaction: the queued ones in one call of the batch
     script (vq/jobhash.py Batch), the delayed ones as `submit` makes them, and one command
     per index and per queue for the whole batch where `submit` sends one per job."""
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     created_ms = int(at.timestamp() * 1000)
     batch = Batch(TEMPLATES, at)
     indexes: dict[str, dict[str, int]] = {}

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from math import ceil
 
 from redis import Redis, WatchError
@@ -23,7 +23,7 @@ from rq.job import Dependency, Job, JobStatus
 from vq import cache, dependents, events, keys, recurring_runs
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
-from vq.errors import Conflict, ConfigError, HandlerError, InvalidInput
+from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
 from vq.jobhash import Templates
 from vq.jobtypes import get_job_type, load_handler
 from vq.maintenance import ended_ttl
@@ -40,7 +40,7 @@ def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: d
     """A new queued job's hash (from a template RQ built: vq/jobhash.py) and its push: two
     commands, where RQ's enqueue sends four and builds a Job object."""
     pipe.hset(Job.key_for(job_id), mapping=TEMPLATES.hash_for(rq_queue(conn, queue_name), spec,
-                                                              datetime.now(timezone.utc)))
+                                                              datetime.now(UTC)))
     pipe.rpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
 
 
@@ -229,7 +229,7 @@ def _create_cached(conn: Redis, settings: Settings, r: Resolved, job_id: str, so
     spec = job_spec(settings, r, job_id, None, None, [], None)
     spec["meta"].update(cached=True, cachedFrom=source.id, progress={"percent": 100.0, "message": "cached result"})
     job = queue.create_job(VQ_FUNC, status=JobStatus.FINISHED, **spec)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     job.enqueued_at = job.started_at = job.ended_at = now
     private.set_result(job, result_of(source))
     with conn.pipeline() as pipe:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
@@ -51,7 +51,7 @@ class Submission:
     webhook_url: str | None = None  # POSTed the job's JSON when it ends (vq/webhooks.py)
 
     @classmethod
-    def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> "Submission":
+    def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> Submission:
         """Build from the spec's JSON shape (a batch line or an HTTP body).
 
         With a `data` object the control fields sit beside it; without one, everything
@@ -190,7 +190,7 @@ def _run_at(settings: Settings, sub: Submission) -> datetime | None:
     """When a delayed job is due: never in the past unless asked, never beyond limits.maxDelay."""
     if sub.delay_ms is not None and sub.at is not None:
         raise InvalidInput("delay: give either a delay or an 'at' time, not both", field="delay")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     longest = settings.limits.maxDelay
     if sub.delay_ms is not None:
         if sub.delay_ms < 0:

@@ -9,7 +9,7 @@ it: the error is kept in `crash` for `vq tui` to report in one line and exit 1.
 from __future__ import annotations
 
 import io
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import redis
 from rich.console import Console

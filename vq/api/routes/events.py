@@ -9,10 +9,10 @@ from redis import Redis
 from starlette.responses import StreamingResponse
 
 from vq import events, jobs, keys
-from vq.tokens import Principal
 from vq.api.context import Context
 from vq.api.errors import ERRORS_AS_JSON
 from vq.errors import InvalidInput
+from vq.tokens import Principal
 
 SSE_BLOCK_MS = 15_000  # a keep-alive comment at least this often
 

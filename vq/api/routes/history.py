@@ -7,9 +7,9 @@ from starlette.concurrency import run_in_threadpool
 
 from vq import history as history_service
 from vq.api import schemas
-from vq.tokens import Principal
 from vq.api.context import Context
 from vq.errors import NotFound
+from vq.tokens import Principal
 
 
 def router(ctx: Context) -> APIRouter:
@@ -18,9 +18,9 @@ def router(ctx: Context) -> APIRouter:
 
     @routes.get("/api/jobs/user/{userId}/history", tags=["history"], summary="A user's job history",
                 response_model=schemas.UserHistory, response_model_exclude_unset=True)
-    async def user_history(userId: str = Path(..., max_length=128),  # noqa: N803 - the spec's name
+    async def user_history(userId: str = Path(..., max_length=128),
                            since: str | None = Query(None, description="7d, 12h or an ISO time"),
-                           jobType: str | None = Query(None), status: str | None = Query(None),  # noqa: N803
+                           jobType: str | None = Query(None), status: str | None = Query(None),
                            limit: int = Query(50, ge=1, le=1000),
                            offset: int = Query(0, ge=0, le=history_service.MAX_OFFSET),
                            principal: Principal = Depends(ctx.caller)) -> dict:

@@ -14,12 +14,12 @@ from fastapi.responses import FileResponse
 
 from vq import artifacts, jobs
 from vq.api import schemas
-from vq.tokens import Principal
 from vq.api.context import Context
 from vq.api.errors import ERRORS_AS_JSON
 from vq.errors import InvalidInput
 from vq.jobtypes import get_job_type
 from vq.submission import submit_each
+from vq.tokens import Principal
 
 JOB_ID = Path(..., pattern=r"^[A-Za-z0-9_-]{1,128}$",
               description="A job id (RQ's: letters, digits, _ and -), or a unique prefix of 8 or more characters.")
@@ -61,7 +61,7 @@ def router(ctx: Context) -> APIRouter:
 
     @routes.post("/api/jobs/{jobType}", status_code=201, tags=["jobs"], summary="Create a job",
                  response_model=schemas.Job, response_model_exclude_unset=True)
-    async def create_job(jobType: str = TYPE_NAME, body: dict[str, Any] = Body(..., examples=[{  # noqa: N803
+    async def create_job(jobType: str = TYPE_NAME, body: dict[str, Any] = Body(..., examples=[{
             "userId": "user-123", "projectId": "project-456", "prompt": "Create a video about AI technology",
             "options": {"quality": "high"}, "priority": "high"}]),
             principal: Principal = Depends(ctx.caller)) -> dict:
@@ -70,26 +70,26 @@ def router(ctx: Context) -> APIRouter:
 
     @routes.get("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Job details",
                 response_model=schemas.Job, response_model_exclude_unset=True)
-    async def job_details(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+    async def job_details(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
                           principal: Principal = Depends(ctx.caller)) -> dict:
         return await call(visible_job, principal, jobType, jobId)
 
     @routes.get("/api/jobs/{jobType}/{jobId}/progress", tags=["jobs"], summary="Job progress",
                 response_model=schemas.JobProgress, response_model_exclude_unset=True)
-    async def job_progress(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+    async def job_progress(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
                            principal: Principal = Depends(ctx.caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         return {"id": view["id"], "status": view["status"], "progress": view["progress"], "trimmed": view["trimmed"]}
 
     @routes.get("/api/jobs/{jobType}/{jobId}/result", tags=["jobs"], summary="Job result",
                 response_model=schemas.JobResult, response_model_exclude_unset=True)
-    async def job_result(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+    async def job_result(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
                          principal: Principal = Depends(ctx.caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         return await call(jobs.result, conn, view["id"], settings)
 
     @routes.get("/api/jobs/{jobType}/{jobId}/artifacts", tags=["jobs"], summary="The files a job produced")
-    async def job_artifacts(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+    async def job_artifacts(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
                             principal: Principal = Depends(ctx.caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         files = await call(artifacts.listing, settings, view["id"])
@@ -97,14 +97,14 @@ def router(ctx: Context) -> APIRouter:
 
     @routes.get("/api/jobs/{jobType}/{jobId}/artifacts/{name:path}", tags=["jobs"], summary="One artifact's bytes",
                 response_class=FileResponse, responses=ERRORS_AS_JSON)
-    async def job_artifact(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+    async def job_artifact(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
                            name: str = Path(..., max_length=512, description="a name from the artifacts list"),
                            principal: Principal = Depends(ctx.caller)):
         view = await call(visible_job, principal, jobType, jobId)
         return FileResponse(await call(artifacts.file, settings, view["id"], name))
 
     @routes.delete("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Remove a job (cancel it first if running)")
-    async def remove_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+    async def remove_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
                          principal: Principal = Depends(ctx.caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         removed = await call(jobs.remove, conn, view["id"], artifacts.root(settings), settings)
@@ -113,7 +113,7 @@ def router(ctx: Context) -> APIRouter:
 
     @routes.post("/api/jobs/{jobType}/{jobId}/retry", tags=["jobs"], summary="Retry a failed job",
                  response_model=schemas.Job, response_model_exclude_unset=True)
-    async def retry_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,  # noqa: N803
+    async def retry_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
                         principal: Principal = Depends(ctx.caller)) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         retried = await call(jobs.retry, conn, view["id"], settings)

@@ -9,11 +9,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from vq import costs, prometheus, provider_stats, queues, stats, workers
 from vq import health as health_service
 from vq.api import schemas
-from vq.tokens import Forbidden, Principal
 from vq.api.context import Context
 from vq.api.errors import ERRORS_AS_JSON
 from vq.durations import parse_duration_ms
 from vq.errors import InvalidInput
+from vq.tokens import Forbidden, Principal
 
 
 def router(ctx: Context) -> APIRouter:

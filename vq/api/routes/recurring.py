@@ -8,9 +8,9 @@ from fastapi import APIRouter, Body, Depends, Path
 
 from vq import jobs, recurring
 from vq.api import schemas
-from vq.tokens import Principal
 from vq.api.context import Context
 from vq.errors import NotFound
+from vq.tokens import Principal
 
 
 def router(ctx: Context) -> APIRouter:
@@ -38,7 +38,7 @@ def router(ctx: Context) -> APIRouter:
         return await call(recurring.describe, conn, definition)
 
     @routes.delete("/api/jobs/recurring/{recurringJobId}", tags=["recurring"], summary="Remove a recurring job")
-    async def delete_recurring(recurringJobId: str = Path(..., max_length=128),  # noqa: N803 - the spec's name
+    async def delete_recurring(recurringJobId: str = Path(..., max_length=128),
                                principal: Principal = Depends(ctx.caller)) -> dict:
         definition = await call(recurring.get, conn, recurringJobId)
         if not principal.may_see(definition.userId, definition.projectId):
@@ -50,7 +50,7 @@ def router(ctx: Context) -> APIRouter:
     @routes.post("/api/jobs/recurring/{recurringJobId}/run", status_code=201, tags=["recurring"],
                  summary="Run a recurring job now",
                  response_model=schemas.Job, response_model_exclude_unset=True)
-    async def run_recurring(recurringJobId: str = Path(..., max_length=128),  # noqa: N803 - the spec's name
+    async def run_recurring(recurringJobId: str = Path(..., max_length=128),
                             principal: Principal = Depends(ctx.caller)) -> dict:
         """One job of the definition now, as a tick would submit it; its schedule is unchanged."""
         definition = await call(recurring.get, conn, recurringJobId)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from vq.tokens import Principal
 from vq.api.context import Context
 from vq.jobtypes import job_types
+from vq.tokens import Principal
 
 
 def router(ctx: Context) -> APIRouter:
