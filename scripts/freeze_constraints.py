@@ -48,8 +48,10 @@ def closure(root: str = "vq", extras: frozenset[str] = frozenset({"test", "docs"
 
 def main() -> None:
     lines = [f"{name}=={version}" for name, version in closure().items()]
-    header = ("# The versions the whole suite passed with (scripts/freeze_constraints.py writes this file).\n"
-              "# pip install -c constraints.txt .        an operator's install of the tested set\n")
+    header = (
+        "# The versions the whole suite passed with (scripts/freeze_constraints.py writes this file).\n"
+        "# pip install -c constraints.txt .        an operator's install of the tested set\n"
+    )
     (ROOT / "constraints.txt").write_text(header + "\n".join(lines) + "\n")
     print(f"constraints.txt: {len(lines)} packages")
 

@@ -33,11 +33,13 @@ from vq.submission import Submission, submit
 from vq.tui.app import VqDashboard
 from vq.tui.services import Services
 
-WORK = [("content-analysis", {"content": "AI makes video. Video needs AI.", "type": "text"}),
-        ("image-generation", {"prompt": "a lighthouse at dusk", "options": {"width": 320, "height": 180}}),
-        ("audio-synthesis", {"text": "Welcome to the show."}),
-        ("personalization", {"content": "Your weekly summary.", "preferences": {"tone": "casual"}}),
-        ("script-generation", {"prompt": "Robots learn to paint. They find colour.", "sceneCount": 2})]
+WORK = [
+    ("content-analysis", {"content": "AI makes video. Video needs AI.", "type": "text"}),
+    ("image-generation", {"prompt": "a lighthouse at dusk", "options": {"width": 320, "height": 180}}),
+    ("audio-synthesis", {"text": "Welcome to the show."}),
+    ("personalization", {"content": "Your weekly summary.", "preferences": {"tone": "casual"}}),
+    ("script-generation", {"prompt": "Robots learn to paint. They find colour.", "sceneCount": 2}),
+]
 
 
 def workload(conn, settings) -> None:
@@ -45,15 +47,43 @@ def workload(conn, settings) -> None:
     for i in range(2400):
         job_type, data = WORK[i % len(WORK)]
         user = f"user-{i % 12:02d}"
-        submit(conn, settings, Submission(job_type, dict(data), user_id=user, subscription=tiers[i % 4],
-                                          skip_cache=True, delay_ms=600_000 if i % 17 == 0 else None))
+        submit(
+            conn,
+            settings,
+            Submission(
+                job_type,
+                dict(data),
+                user_id=user,
+                subscription=tiers[i % 4],
+                skip_cache=True,
+                delay_ms=600_000 if i % 17 == 0 else None,
+            ),
+        )
     for i in range(6):  # fail for good: they land in the dead-letter queue
-        submit(conn, settings, Submission("scene-creation", {"imagePath": "/etc/passwd", "audioPath": "x.wav"},
-                                          user_id=f"user-{i:02d}"))
-    recurring.add(conn, settings, job_type="content-analysis", cron="*/5 * * * *", name="trend-report",
-                  data={"content": "hourly trends", "type": "text"}, user_id="ops")
-    recurring.add(conn, settings, job_type="world-building", cron="0 3 * * *", tz="Europe/Berlin",
-                  name="nightly-worlds", data={"prompt": "a floating city"}, user_id="ops")
+        submit(
+            conn,
+            settings,
+            Submission("scene-creation", {"imagePath": "/etc/passwd", "audioPath": "x.wav"}, user_id=f"user-{i:02d}"),
+        )
+    recurring.add(
+        conn,
+        settings,
+        job_type="content-analysis",
+        cron="*/5 * * * *",
+        name="trend-report",
+        data={"content": "hourly trends", "type": "text"},
+        user_id="ops",
+    )
+    recurring.add(
+        conn,
+        settings,
+        job_type="world-building",
+        cron="0 3 * * *",
+        tz="Europe/Berlin",
+        name="nightly-worlds",
+        data={"prompt": "a floating city"},
+        user_id="ops",
+    )
 
 
 async def shoot(settings, out: Path, size: tuple[int, int]) -> None:
@@ -73,8 +103,11 @@ def main() -> int:
         server = PrivateRedis(workdir)
         conn = server.start()
         config = workdir / "vq.yaml"
-        config.write_text(yaml.safe_dump({"redis": {"url": server.url}, "data_dir": str(workdir / "data"),
-                                          "http": {"enabled": False}}))
+        config.write_text(
+            yaml.safe_dump(
+                {"redis": {"url": server.url}, "data_dir": str(workdir / "data"), "http": {"enabled": False}}
+            )
+        )
         settings = load_settings(config, env={})
         daemon = None
         try:

@@ -33,8 +33,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOT_SOURCE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".git", ".pytest_cache",
-                                    ".venv", ".schemathesis", "tests")
+NOT_SOURCE = shutil.ignore_patterns(
+    "build", "dist", "*.egg-info", "__pycache__", ".git", ".pytest_cache", ".venv", ".schemathesis", "tests"
+)
 
 
 class SmokeFailed(Exception):
@@ -65,39 +66,71 @@ def smoke(work: Path, *, fresh: bool) -> None:
     venv = make_venv(work, wheel, fresh=fresh)
     bin_dir = venv / "bin"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VQ_", "REDIS_", "PYTHON"))}
-    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", VIRTUAL_ENV=str(venv), HOME=str(work / "home"),
-               XDG_CONFIG_HOME=str(work / "home" / ".config"))
+    env.update(
+        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(venv),
+        HOME=str(work / "home"),
+        XDG_CONFIG_HOME=str(work / "home" / ".config"),
+    )
     (work / "home").mkdir()
 
     def vq(*argv: str, ok=(0,), timeout: float = 60) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(bin_dir / "vq"), *argv], cwd=work, env=env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            [str(bin_dir / "vq"), *argv], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+        )
         if proc.returncode not in ok or "Traceback" in proc.stderr:
             raise SmokeFailed(f"vq {' '.join(argv)} exited {proc.returncode}\n{proc.stdout}{proc.stderr}")
         return proc
 
     version = re.search(r'__version__ = "([^"]+)"', (ROOT / "vq" / "__init__.py").read_text()).group(1)
     check(vq("--version").stdout.strip() == f"vq {version}", f"vq --version does not say vq {version}")
-    where = subprocess.run([str(bin_dir / "python"), "-c", "import vq, vq.cli.app; print(vq.__file__)"],
-                           cwd=work, env=env, capture_output=True, text=True).stdout.strip()
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import vq, vq.cli.app; print(vq.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     check(where.startswith(str(venv)), f"vq was imported from {where!r}, not from the venv's install")
-    check(vq("config", "example").stdout == (ROOT / "config.example.yaml").read_text(),
-          "vq config example does not print config.example.yaml")
-    for installed, source in (("share/man/man1/vq.1", "man/vq.1"), ("share/vq/vq.service", "scripts/vq.service"),
-                              ("share/vq/config.example.yaml", "config.example.yaml")):
+    check(
+        vq("config", "example").stdout == (ROOT / "config.example.yaml").read_text(),
+        "vq config example does not print config.example.yaml",
+    )
+    for installed, source in (
+        ("share/man/man1/vq.1", "man/vq.1"),
+        ("share/vq/vq.service", "scripts/vq.service"),
+        ("share/vq/config.example.yaml", "config.example.yaml"),
+    ):
         path = venv / installed
         check(path.is_file() and path.read_bytes() == (ROOT / source).read_bytes(), f"{installed} not in the venv")
     if shutil.which("man"):  # as the README says: MANPATH=$VIRTUAL_ENV/share/man:$MANPATH man vq
-        found = subprocess.run(["man", "-w", "vq"], env=dict(env, MANPATH=f"{venv}/share/man:"),
-                               capture_output=True, text=True).stdout.strip()
+        found = subprocess.run(
+            ["man", "-w", "vq"], env=dict(env, MANPATH=f"{venv}/share/man:"), capture_output=True, text=True
+        ).stdout.strip()
         check(found == str(venv / "share/man/man1/vq.1"), f"man -w vq found {found!r}")
 
     redis_dir = work / "redis"
     redis_dir.mkdir()
     port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir),
-                               "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(redis_dir),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     daemon = None
     try:
         config = work / "config.yaml"
@@ -105,21 +138,41 @@ def smoke(work: Path, *, fresh: bool) -> None:
         env["VQ_CONFIG"] = str(config)
         wait_for(lambda: vq("doctor", "--json", ok=(0, 1, 2)).returncode in (0, 1, 2), "Redis to answer")
         types = json.loads(vq("types", "--json").stdout)
-        check("content-analysis" in [row["jobType"] for row in types],
-              f"vq types --json lists no content-analysis: {str(types)[:300]}")
-        job = vq("submit", "content-analysis", "--user", "smoke",
-                 "--data", '{"content": "AI makes video. Video needs AI."}').stdout.strip()
-        daemon = subprocess.Popen([str(bin_dir / "vq"), "daemon", "--workers", "1", "--no-http"], cwd=work, env=env,
-                                  stdout=open(work / "daemon.log", "w"), stderr=subprocess.STDOUT)
-        wait_for(lambda: json.loads(vq("show", job, "--json").stdout)["status"] in ("finished", "failed"),
-                 "the job to end", seconds=90, alive=daemon)
+        check(
+            "content-analysis" in [row["jobType"] for row in types],
+            f"vq types --json lists no content-analysis: {str(types)[:300]}",
+        )
+        job = vq(
+            "submit", "content-analysis", "--user", "smoke", "--data", '{"content": "AI makes video. Video needs AI."}'
+        ).stdout.strip()
+        daemon = subprocess.Popen(
+            [str(bin_dir / "vq"), "daemon", "--workers", "1", "--no-http"],
+            cwd=work,
+            env=env,
+            stdout=open(work / "daemon.log", "w"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(
+            lambda: json.loads(vq("show", job, "--json").stdout)["status"] in ("finished", "failed"),
+            "the job to end",
+            seconds=90,
+            alive=daemon,
+        )
         shown = json.loads(vq("show", job, "--json").stdout)
         check(shown["status"] == "finished", f"job {job} ended {shown['status']}: {shown.get('error')}")
         check(json.loads(vq("result", job, "--json").stdout), "the finished job has no result")
         for _ in ("cold", "warm"):  # a shell's TAB: the first builds the completion cache, the second reads it
-            tab = subprocess.run([str(bin_dir / "vq")], cwd=work, capture_output=True, text=True, timeout=60,
-                                 env=dict(env, _VQ_COMPLETE="complete_bash", COMP_WORDS="vq show ", COMP_CWORD="2"))
-            check(tab.returncode == 0 and tab.stdout.split() == [job], f"vq show <TAB> gave {tab.stdout!r} {tab.stderr}")
+            tab = subprocess.run(
+                [str(bin_dir / "vq")],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=dict(env, _VQ_COMPLETE="complete_bash", COMP_WORDS="vq show ", COMP_CWORD="2"),
+            )
+            check(
+                tab.returncode == 0 and tab.stdout.split() == [job], f"vq show <TAB> gave {tab.stdout!r} {tab.stderr}"
+            )
         doctor = vq("doctor", "--json", ok=(0, 1))  # 1: warnings, e.g. no fsync every write; 2 would be a problem
         findings = json.loads(doctor.stdout)
         check(isinstance(findings, (list, dict)), "vq doctor --json is not JSON")

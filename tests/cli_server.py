@@ -266,9 +266,14 @@ class CliServer:
         self.startup = _startup(env)
         self.dir = tempfile.mkdtemp(prefix="vq-cli-")
         self.path = os.path.join(self.dir, "sock")
-        self.proc = subprocess.Popen([sys.executable, "-c", f"from tests.cli_server import serve; serve({self.path!r})"],
-                                     env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     cwd=str(Path(MAIN).parent.parent), text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", f"from tests.cli_server import serve; serve({self.path!r})"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            cwd=str(Path(MAIN).parent.parent),
+            text=True,
+        )
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"the vq CLI server did not start (exit {self.proc.poll()})")
@@ -288,10 +293,14 @@ class CliServer:
         socket.send_fds(conn, [request], [stdin, stdout, stderr])
         return Child(conn, [sys.executable, "-m", "vq", *args])
 
-    def run(self, args: list[str], env: dict[str, str], input: str | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess:
-        with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr, \
-                (tempfile.TemporaryFile() if input is not None else open(os.devnull, "rb")) as stdin:
+    def run(
+        self, args: list[str], env: dict[str, str], input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        with (
+            tempfile.TemporaryFile() as stdout,
+            tempfile.TemporaryFile() as stderr,
+            tempfile.TemporaryFile() if input is not None else open(os.devnull, "rb") as stdin,
+        ):
             if input is not None:
                 stdin.write(input.encode())
                 stdin.flush()
@@ -320,8 +329,9 @@ class CliServer:
 
 def _startup(env: dict[str, str]) -> dict[str, str]:
     """What in an environment acts when an interpreter starts (bytecode caching aside)."""
-    return {k: v for k, v in env.items()
-            if (k.startswith("PYTHON") and k != "PYTHONDONTWRITEBYTECODE") or k == "LD_PRELOAD"}
+    return {
+        k: v for k, v in env.items() if (k.startswith("PYTHON") and k != "PYTHONDONTWRITEBYTECODE") or k == "LD_PRELOAD"
+    }
 
 
 def _text(data: bytes) -> str:

@@ -70,10 +70,30 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-             "--maxmemory-policy", "noeviction", "--logfile", str(self.data_dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--maxmemory-policy",
+                "noeviction",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis(port=self.port)
         for _ in range(200):
             try:
@@ -113,8 +133,7 @@ def redis_conn(redis_server):
 
 TEST_JOB_TYPES = {
     "test-sleep": {"handler": "tests.plugins:sleeper", "timeout": 60000, "attempts": 1},
-    "test-flaky": {"handler": "tests.plugins:flaky", "attempts": 3,
-                   "backoff": {"type": "exponential", "delay": 1000}},
+    "test-flaky": {"handler": "tests.plugins:flaky", "attempts": 3, "backoff": {"type": "exponential", "delay": 1000}},
     "test-broken": {"handler": "tests.plugins:broken", "attempts": 3},
     "test-echo": {"handler": "tests.plugins:echo", "attempts": 1},
     "test-noop": {"handler": "tests.plugins:noop", "attempts": 1},
@@ -153,8 +172,14 @@ class VQ:
         forked from a warm one (tests/cli_server.py), or a new interpreter when the
         environment changes how one starts (CliServer.serves) or with VQ_TEST_COLD_CLI=1."""
         if os.environ.get("VQ_TEST_COLD_CLI") or not cli_server().serves(self.env):
-            return subprocess.run([sys.executable, "-m", "vq", *args], input=input, capture_output=True, text=True,
-                                  env=self.env, timeout=timeout)
+            return subprocess.run(
+                [sys.executable, "-m", "vq", *args],
+                input=input,
+                capture_output=True,
+                text=True,
+                env=self.env,
+                timeout=timeout,
+            )
         return cli_server().run(list(args), self.env, input=input, timeout=timeout)
 
     def json(self, *args: str, input: str | None = None):
@@ -167,8 +192,9 @@ class VQ:
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
-    def start_daemon(self, *extra: str, workers: int | None = 2, terminal: bool = False,
-                     cold: bool = False) -> subprocess.Popen:
+    def start_daemon(
+        self, *extra: str, workers: int | None = 2, terminal: bool = False, cold: bool = False
+    ) -> subprocess.Popen:
         """workers=None: no --workers, so the config decides (daemon.workers, daemon.autoscale).
         terminal=True: its stdout and stderr are a pseudo-terminal, as in an operator's
         terminal or tmux pane (what it writes there is copied to its log file).
@@ -184,13 +210,19 @@ class VQ:
         if terminal:
             master, output = pty.openpty()
         if terminal or cold or os.environ.get("VQ_TEST_COLD_CLI") or not cli_server().serves(self.env):
-            proc = subprocess.Popen([sys.executable, "-m", "vq", "daemon", *count, *extra],
-                                    env=self.env, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                                    preexec_fn=lambda: die_with_parent(signal.SIGKILL))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vq", "daemon", *count, *extra],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                preexec_fn=lambda: die_with_parent(signal.SIGKILL),
+            )
         else:
             with open(os.devnull, "rb") as stdin:
-                proc = cli_server().spawn(["daemon", *count, *extra], self.env, stdin.fileno(), log.fileno(),
-                                          log.fileno())
+                proc = cli_server().spawn(
+                    ["daemon", *count, *extra], self.env, stdin.fileno(), log.fileno(), log.fileno()
+                )
         if terminal:
             os.close(output)
             threading.Thread(target=_copy_terminal, args=(master, log), daemon=True).start()
@@ -228,7 +260,9 @@ class VQ:
     def daemon_log(self, index: int = 0) -> str:
         return self.logs[index].read_text()
 
-    def wait_for(self, job_id: str, statuses=("finished", "failed", "canceled", "stopped"), timeout: float = 30) -> dict:
+    def wait_for(
+        self, job_id: str, statuses=("finished", "failed", "canceled", "stopped"), timeout: float = 30
+    ) -> dict:
         """The job's view (`vq show --json`) once its status is one of `statuses`. Between
         looks it blocks on the job's events (XREAD BLOCK on the events stream), so it returns
         as soon as the job gets there, not at the next poll; it still looks every half second
@@ -259,8 +293,9 @@ class VQ:
         """Fail now, with its log, if a daemon of this test exited with an error."""
         for proc in self.daemons:
             if proc.poll() is not None and proc.returncode != 0:
-                raise AssertionError(f"daemon {proc.log_path.name} exited {proc.returncode}:\n"
-                                     f"{proc.log_path.read_text()}")
+                raise AssertionError(
+                    f"daemon {proc.log_path.name} exited {proc.returncode}:\n{proc.log_path.read_text()}"
+                )
 
     def _events_client(self) -> redis.Redis | None:
         """A client of the configured Redis, to block on its events; None when the config names
@@ -274,8 +309,11 @@ class VQ:
 
     def log_tails(self, lines: int = 40) -> str:
         """The end of each daemon's log: what a timed-out wait needs to be diagnosed from CI."""
-        return "\n".join(f"--- {path.name} (last {lines} lines)\n" + "\n".join(path.read_text().splitlines()[-lines:])
-                         for path in self.logs if path.exists())
+        return "\n".join(
+            f"--- {path.name} (last {lines} lines)\n" + "\n".join(path.read_text().splitlines()[-lines:])
+            for path in self.logs
+            if path.exists()
+        )
 
 
 def _last_event_id(conn: redis.Redis | None) -> str:
@@ -305,8 +343,9 @@ def _next_event_of(conn: redis.Redis | None, job_id: str, since: str, until: flo
             mine = False
             for entry_id, fields in entries:
                 since = entry_id.decode()
-                mine = mine or (fields.get(b"jobId", b"").decode().startswith(job_id)
-                                and fields.get(b"event") != b"progress")
+                mine = mine or (
+                    fields.get(b"jobId", b"").decode().startswith(job_id) and fields.get(b"event") != b"progress"
+                )
             if mine:
                 time.sleep(0.01)  # the job's hash and the event are not written as one step everywhere
                 return since
@@ -339,18 +378,23 @@ def write_config(path: Path, settings: dict) -> Path:
 def vq(redis_conn, redis_server, tmp_path):
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    config = write_config(tmp_path / "config.yaml", {
-        "redis": {"url": redis_server.url},
-        "data_dir": str(data_dir),
-        "job_types": TEST_JOB_TYPES,
-        "daemon": {"shutdownGrace": 5000},
-        "http": {"enabled": False},  # tests that use the API start it on a free port (tests/test_api.py)
-    })
+    config = write_config(
+        tmp_path / "config.yaml",
+        {
+            "redis": {"url": redis_server.url},
+            "data_dir": str(data_dir),
+            "job_types": TEST_JOB_TYPES,
+            "daemon": {"shutdownGrace": 5000},
+            "http": {"enabled": False},  # tests that use the API start it on a free port (tests/test_api.py)
+        },
+    )
     # Each test runs `vq` many times: let its modules' bytecode be cached, as an install does.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REDIS_", "VQ_")) and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), COLUMNS="200",
-               VQ_TEST_REDIS=redis_server.url)
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    env.update(
+        VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), COLUMNS="200", VQ_TEST_REDIS=redis_server.url
+    )
     runner = VQ(config, env, data_dir)
     yield runner
     for proc in runner.daemons:  # gone all the way, workers too, so nothing outlives its test
@@ -405,8 +449,16 @@ def _running(pid: int) -> bool:
 
 # Modules slow for what they run besides daemons: a wheel build, the OpenAPI client generator,
 # systemd-analyze, Redis killed under load, a terminal session typed into.
-SLOW_MODULES = {"test_wheel", "test_api_client", "test_systemd_unit", "test_chaos", "test_pipelines_under_load",
-                "test_first_session", "test_sentinel", "test_fencing"}
+SLOW_MODULES = {
+    "test_wheel",
+    "test_api_client",
+    "test_systemd_unit",
+    "test_chaos",
+    "test_pipelines_under_load",
+    "test_first_session",
+    "test_sentinel",
+    "test_fencing",
+}
 _SLOW_CODE = re.compile(r"start_daemon\(|time\.sleep\((?:[1-9]|0\.[5-9])|wait_for\(|--wait\b|\"--follow\"")
 
 
@@ -420,9 +472,14 @@ def _source(function) -> str:
 def _slow_helpers(module) -> re.Pattern | None:
     """A pattern of calls to the module's own functions (helpers, fixtures) that start a
     daemon, wait or sleep (one level deep)."""
-    names = [name for name, value in vars(module).items()
-             if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("test_")
-             and _SLOW_CODE.search(_source(getattr(value, "__wrapped__", value)))]
+    names = [
+        name
+        for name, value in vars(module).items()
+        if inspect.isfunction(value)
+        and value.__module__ == module.__name__
+        and not name.startswith("test_")
+        and _SLOW_CODE.search(_source(getattr(value, "__wrapped__", value)))
+    ]
     return re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b") if names else None
 
 
@@ -444,6 +501,9 @@ def pytest_collection_modifyitems(config, items):
             for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):
                 if fixturedef.func.__module__ == module.__name__:
                     text += _source(fixturedef.func)
-        if (module.__name__.rpartition(".")[2] in SLOW_MODULES or _SLOW_CODE.search(text)
-                or (helpers[module] is not None and helpers[module].search(text))):
+        if (
+            module.__name__.rpartition(".")[2] in SLOW_MODULES
+            or _SLOW_CODE.search(text)
+            or (helpers[module] is not None and helpers[module].search(text))
+        ):
             item.add_marker(pytest.mark.slow)

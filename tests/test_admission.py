@@ -14,9 +14,14 @@ import pytest
 
 def _limits(vq, type_limit: int, tiers: dict | None = None, **settings) -> None:
     queue = settings.pop("queue", {})
-    vq.configure(concurrency={"type": {"test-track": type_limit},
-                              "user": tiers or {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}},
-                 queue={"defaultJobOptions": {"removeOnComplete": False}, **queue}, **settings)
+    vq.configure(
+        concurrency={
+            "type": {"test-track": type_limit},
+            "user": tiers or {"free": 1, "basic": 2, "pro": 5, "enterprise": 10},
+        },
+        queue={"defaultJobOptions": {"removeOnComplete": False}, **queue},
+        **settings,
+    )
 
 
 class Sampler(threading.Thread):
@@ -41,8 +46,11 @@ class Sampler(threading.Thread):
 def test_limits_hold_across_two_daemons_under_load(vq, redis_conn):
     _limits(vq, 3)
     users = {"f1": "free", "f2": "free", "b1": "basic", "b2": "basic", "p1": "pro", "e1": "enterprise"}
-    ids = [vq.submit("test-track", {"seconds": 0.15}, "--user", u, "--subscription", tier)
-           for _ in range(8) for u, tier in users.items()]
+    ids = [
+        vq.submit("test-track", {"seconds": 0.15}, "--user", u, "--subscription", tier)
+        for _ in range(8)
+        for u, tier in users.items()
+    ]
     sampler = Sampler(redis_conn, ["vq:running:type:test-track"] + [f"vq:running:user:{u}" for u in users])
     sampler.start()
     try:
@@ -150,15 +158,20 @@ def test_a_freed_slot_wakes_an_idle_worker_at_once(vq, redis_conn):
     deadline = time.monotonic() + 5
     while not names <= {m.decode() for m in redis_conn.smembers("vq:inbox")} and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert names <= {m.decode() for m in redis_conn.smembers("vq:inbox")}, "idle workers are named where admission looks"
+    assert names <= {m.decode() for m in redis_conn.smembers("vq:inbox")}, (
+        "idle workers are named where admission looks"
+    )
 
 
 def test_users_take_turns_a_flood_does_not_delay_a_single_job(vq, redis_conn):
     _limits(vq, 1)
-    heavy = [vq.submit("test-track", {"seconds": 0.05}, "--user", "heavy", "--subscription", "enterprise")
-             for _ in range(30)]
-    light = [vq.submit("test-track", {"seconds": 0.05}, "--user", f"light{i}", "--subscription", "enterprise")
-             for i in range(5)]
+    heavy = [
+        vq.submit("test-track", {"seconds": 0.05}, "--user", "heavy", "--subscription", "enterprise") for _ in range(30)
+    ]
+    light = [
+        vq.submit("test-track", {"seconds": 0.05}, "--user", f"light{i}", "--subscription", "enterprise")
+        for i in range(5)
+    ]
     vq.start_daemon(workers=2)
     for job_id in heavy + light:
         vq.wait_for(job_id, timeout=60)
@@ -169,10 +182,11 @@ def test_users_take_turns_a_flood_does_not_delay_a_single_job(vq, redis_conn):
 
 def test_long_waiting_low_priority_jobs_age_upwards(vq, redis_conn):
     _limits(vq, 1, priority={"agingThreshold": 1000})
-    low = vq.submit("test-track", {"seconds": 0.2}, "--user", "u", "--subscription", "enterprise",
-                    "--priority", "low")
-    normal = [vq.submit("test-track", {"seconds": 0.2}, "--user", "u", "--subscription", "enterprise",
-                        "--priority", "normal") for _ in range(30)]
+    low = vq.submit("test-track", {"seconds": 0.2}, "--user", "u", "--subscription", "enterprise", "--priority", "low")
+    normal = [
+        vq.submit("test-track", {"seconds": 0.2}, "--user", "u", "--subscription", "enterprise", "--priority", "normal")
+        for _ in range(30)
+    ]
     vq.start_daemon(workers=1)
     vq.wait_for(low, timeout=30)
     order = [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
@@ -263,8 +277,11 @@ def test_one_admission_call_routes_the_arrivals_of_many_new_users(vq, redis_conn
     from vq.submission import Submission, submit_each
 
     settings = load_settings(vq.config_path, env={})
-    subs = [Submission(job_type="test-track", user_id=f"user-{p}-{n}", subscription="pro", priority=p,
-                       privileged=True) for p in ("high", "normal", "low") for n in range(200)]
+    subs = [
+        Submission(job_type="test-track", user_id=f"user-{p}-{n}", subscription="pro", priority=p, privileged=True)
+        for p in ("high", "normal", "low")
+        for n in range(200)
+    ]
     assert all(o["ok"] for o in submit_each(redis_conn, settings, subs, lambda s: s))
     vq.run("pause", "test-track")
     assert Admission(redis_conn, 30_000).admit(["test-track"]) is None, "paused: routed, none admitted"
@@ -308,12 +325,15 @@ def test_a_job_that_stalls_too_often_fails(vq, redis_conn):
     assert view["status"] == "failed" and view["error"]["category"] == "stalled"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["set", "type", "test-track", "0"], "at least 1"),
-    (["set", "type", "test-track", "-3"], "at least 1"),
-    (["set", "tier", "gold", "3"], "unknown subscription tier 'gold'"),
-    (["set", "planet", "x", "3"], "limit kind 'planet'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["set", "type", "test-track", "0"], "at least 1"),
+        (["set", "type", "test-track", "-3"], "at least 1"),
+        (["set", "tier", "gold", "3"], "unknown subscription tier 'gold'"),
+        (["set", "planet", "x", "3"], "limit kind 'planet'"),
+    ],
+)
 def test_bad_limits_are_refused_with_one_line(vq, args, message):
     """(An unknown type is 'no such type', exit 4, as everywhere: tests/test_bad_input.py.)"""
     proc = vq.run("limits", *args)

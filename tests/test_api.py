@@ -38,8 +38,15 @@ class Api:
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
-    def call(self, method: str, path: str, token: str | None = None, body: object = None, raw: bytes | None = None,
-             headers: dict | None = None) -> Reply:
+    def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        body: object = None,
+        raw: bytes | None = None,
+        headers: dict | None = None,
+    ) -> Reply:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers or {})
         if data is not None:
@@ -95,8 +102,12 @@ def _wait(api: Api, token: str, job_type: str, job_id: str, statuses=("finished"
 
 def test_job_lifecycle_through_the_spec_endpoints(api):
     ann = api.token("user-123", "user", "--tier", "pro")
-    created = api.call("POST", "/api/jobs/content-analysis", ann, {
-        "userId": "user-123", "projectId": "project-456", "content": "Analyze this content", "type": "text"})
+    created = api.call(
+        "POST",
+        "/api/jobs/content-analysis",
+        ann,
+        {"userId": "user-123", "projectId": "project-456", "content": "Analyze this content", "type": "text"},
+    )
     assert created.status == 201, created.body
     job = created.body
     assert job["userId"] == "user-123" and job["subscription"] == "pro" and job["jobType"] == "content-analysis"
@@ -119,8 +130,12 @@ def test_retry_delayed_recurring_history_and_types(api):
     assert retried.status == 200 and retried.body["status"] in ("queued", "limited", "started", "failed")
     delayed = api.call("POST", "/api/jobs/delayed", ann, {"jobType": "test-noop", "data": {}, "delay": 60000})
     assert delayed.status == 201 and delayed.body["status"] == "scheduled"
-    recurring = api.call("POST", "/api/jobs/recurring", ann, {
-        "jobType": "test-noop", "data": {}, "cronExpression": "0 0 * * *", "options": {"skipCache": True}})
+    recurring = api.call(
+        "POST",
+        "/api/jobs/recurring",
+        ann,
+        {"jobType": "test-noop", "data": {}, "cronExpression": "0 0 * * *", "options": {"skipCache": True}},
+    )
     assert recurring.status == 201 and recurring.body["userId"] == "ann", recurring.body
     ran = api.call("POST", f"/api/jobs/recurring/{recurring.body['id']}/run", ann)
     assert ran.status == 201 and ran.body["jobType"] == "test-noop" and ran.body["userId"] == "ann", ran.body
@@ -131,7 +146,9 @@ def test_retry_delayed_recurring_history_and_types(api):
     assert history.status == 200 and {j["id"] for j in history.body["jobs"]} >= {failed["id"], delayed.body["id"]}
     row = next(j for j in history.body["jobs"] if j["id"] == failed["id"])
     assert (row["jobType"], row["userId"], row["status"], row["cached"]) == ("test-broken", "ann", "failed", False)
-    assert row["createdAt"].endswith("Z") and row["errorCategory"] and row["runMs"] is not None, "camelCase, as every route"
+    assert row["createdAt"].endswith("Z") and row["errorCategory"] and row["runMs"] is not None, (
+        "camelCase, as every route"
+    )
     assert row["job_type"] == "test-broken", "the snake_case names stay readable for one release"
     types = api.call("GET", "/api/jobs/types", ann)
     assert types.status == 200 and "video-generation" in {t["name"] for t in types.body}
@@ -139,9 +156,15 @@ def test_retry_delayed_recurring_history_and_types(api):
 
 def test_operator_endpoints(api):
     op, user = api.token("ops", "operator"), api.token("ann")
-    for method, path in [("GET", "/api/jobs/stats"), ("GET", "/api/jobs/queues/stats"), ("GET", "/api/jobs/performance"),
-                         ("POST", "/api/jobs/queues/test-noop/pause"), ("POST", "/api/jobs/queues/test-noop/resume"),
-                         ("DELETE", "/api/jobs/queues/test-noop/clear"), ("GET", "/metrics")]:
+    for method, path in [
+        ("GET", "/api/jobs/stats"),
+        ("GET", "/api/jobs/queues/stats"),
+        ("GET", "/api/jobs/performance"),
+        ("POST", "/api/jobs/queues/test-noop/pause"),
+        ("POST", "/api/jobs/queues/test-noop/resume"),
+        ("DELETE", "/api/jobs/queues/test-noop/clear"),
+        ("GET", "/metrics"),
+    ]:
         assert api.call(method, path, user).status == 403, path
         reply = api.call(method, path, op)
         assert reply.status == 200, (path, reply.body)
@@ -264,12 +287,25 @@ def test_openapi_document_lists_every_route(api):
     assert api.call("GET", "/openapi.json").status == 401
     doc = api.call("GET", "/openapi.json", api.token("ann")).body
     paths = set(doc["paths"])
-    for path in ["/api/jobs/{jobType}", "/api/jobs/{jobType}/{jobId}", "/api/jobs/{jobType}/{jobId}/progress",
-                 "/api/jobs/{jobType}/{jobId}/result", "/api/jobs/{jobType}/{jobId}/retry", "/api/jobs/delayed",
-                 "/api/jobs/recurring", "/api/jobs/recurring/{recurringJobId}", "/api/jobs/user/{userId}/history",
-                 "/api/jobs/stats", "/api/jobs/queues/stats", "/api/jobs/health", "/api/jobs/performance",
-                 "/api/jobs/queues/{jobType}/pause", "/api/jobs/queues/{jobType}/resume",
-                 "/api/jobs/queues/{jobType}/clear", "/api/jobs/types"]:
+    for path in [
+        "/api/jobs/{jobType}",
+        "/api/jobs/{jobType}/{jobId}",
+        "/api/jobs/{jobType}/{jobId}/progress",
+        "/api/jobs/{jobType}/{jobId}/result",
+        "/api/jobs/{jobType}/{jobId}/retry",
+        "/api/jobs/delayed",
+        "/api/jobs/recurring",
+        "/api/jobs/recurring/{recurringJobId}",
+        "/api/jobs/user/{userId}/history",
+        "/api/jobs/stats",
+        "/api/jobs/queues/stats",
+        "/api/jobs/health",
+        "/api/jobs/performance",
+        "/api/jobs/queues/{jobType}/pause",
+        "/api/jobs/queues/{jobType}/resume",
+        "/api/jobs/queues/{jobType}/clear",
+        "/api/jobs/types",
+    ]:
         assert path in paths, path
 
 
@@ -283,12 +319,31 @@ def test_schemathesis_finds_no_server_error_and_no_response_off_the_document(api
     document = tmp_path / "openapi.json"
     document.write_text(json.dumps(api.call("GET", "/openapi.json", ops).body))
     proc = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", str(document), "--url", api.base,
-         "-H", f"Authorization: Bearer {ops}", "--max-examples", "25", "--seed", "20261129",
-         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
-                     "response_headers_conformance,response_schema_conformance",
-         "--exclude-path", "/api/jobs/events", "--no-color"],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            str(document),
+            "--url",
+            api.base,
+            "-H",
+            f"Authorization: Bearer {ops}",
+            "--max-examples",
+            "25",
+            "--seed",
+            "20261129",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,"
+            "response_headers_conformance,response_schema_conformance",
+            "--exclude-path",
+            "/api/jobs/events",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout.split("SUMMARY")[-1]
 
@@ -322,8 +377,10 @@ def test_route_names_are_reserved_and_bad_options_are_one_line(vq, tmp_path):
 
     config = write_config(tmp_path / "reserved.yaml", {"job_types": {"stats": {"handler": "tests.plugins:noop"}}})
     proc = vq.run("--config", str(config), "types")
-    assert proc.returncode == 2 and "job_types.stats: the name is taken by the HTTP API's /api/jobs/stats route" \
-        in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "job_types.stats: the name is taken by the HTTP API's /api/jobs/stats route" in proc.stderr
+    )
     bad_role = vq.run("token", "create", "--user", "u", "--role", "root")
     assert bad_role.returncode == 2 and "--role: 'root' is not one of user, operator, admin" in bad_role.stderr
     bad_listen = vq.run("daemon", "--http", "nowhere")
@@ -336,12 +393,20 @@ def test_route_names_are_reserved_and_bad_options_are_one_line(vq, tmp_path):
 
 def test_bulk_reports_each_item(api):
     ann = api.token("ann")
-    reply = api.call("POST", "/api/jobs/bulk", ann, {"jobs": [
-        {"jobType": "test-noop", "data": {"i": 1}},
-        {"jobType": "no-such-type", "data": {}},
-        {"jobType": "test-noop", "userId": "bob", "data": {}},
-        {"jobType": "test-noop", "data": {}, "delay": 60000},
-        "not an object"]})
+    reply = api.call(
+        "POST",
+        "/api/jobs/bulk",
+        ann,
+        {
+            "jobs": [
+                {"jobType": "test-noop", "data": {"i": 1}},
+                {"jobType": "no-such-type", "data": {}},
+                {"jobType": "test-noop", "userId": "bob", "data": {}},
+                {"jobType": "test-noop", "data": {}, "delay": 60000},
+                "not an object",
+            ]
+        },
+    )
     assert reply.status == 200, reply.body
     results = reply.body["results"]
     assert [r["ok"] for r in results] == [True, False, False, True, False]
@@ -357,8 +422,9 @@ def test_rs256_tokens_with_a_public_key_and_no_algorithm_confusion(vq, tmp_path)
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     (tmp_path / "jwt.pub").write_bytes(public_pem)
     client = serve(vq, jwt_public_key=str(tmp_path / "jwt.pub"))
     claims = {"sub": "ann", "exp": int(time.time()) + 60}
@@ -370,16 +436,27 @@ def test_rs256_tokens_with_a_public_key_and_no_algorithm_confusion(vq, tmp_path)
     assert refused.returncode == 2 and "RS256" in refused.stderr
 
 
-HOSTILE = ["'; DROP TABLE render_jobs; --", "\" OR 1=1 --", "$(rm -rf /tmp/x) `id` | ; &&", "ä\u0000\u202e\ud7ff" * 3,
-           "x" * 5000, "%s%s%n", "../../etc/passwd"]
+HOSTILE = [
+    "'; DROP TABLE render_jobs; --",
+    "\" OR 1=1 --",
+    "$(rm -rf /tmp/x) `id` | ; &&",
+    "ä\u0000\u202e\ud7ff" * 3,
+    "x" * 5000,
+    "%s%s%n",
+    "../../etc/passwd",
+]
 
 
 def test_hostile_strings_are_stored_and_returned_intact(api, vq):
     op = api.token("ops", "operator")
     ids = []
     for value in HOSTILE:
-        reply = api.call("POST", "/api/jobs/test-echo", op, {"userId": "ann", "projectId": value[:200],
-                                                              "note": value, "nested": {value[:50]: [value]}})
+        reply = api.call(
+            "POST",
+            "/api/jobs/test-echo",
+            op,
+            {"userId": "ann", "projectId": value[:200], "note": value, "nested": {value[:50]: [value]}},
+        )
         assert reply.status == 201, reply.body
         assert reply.body["data"]["note"] == value and reply.body["data"]["nested"] == {value[:50]: [value]}
         ids.append(reply.body["id"])
@@ -408,9 +485,15 @@ def test_every_write_is_audited_with_the_acting_user(api, vq):
     assert vq.run("pause", "test-echo").returncode == 0  # and at the shell
     rows = vq.json("audit")
     trail = [(r["actor"], r["action"], r["target"]) for r in reversed(rows)]
-    assert trail == [("ann", "create", job["id"]), ("ann", "retry", job["id"]), ("ann", "remove", job["id"]),
-                     ("ops", "pause", "-"), ("ops", "resume", "-"), ("ops", "clear", "-"),
-                     (trail[-1][0], "pause", "-")]
+    assert trail == [
+        ("ann", "create", job["id"]),
+        ("ann", "retry", job["id"]),
+        ("ann", "remove", job["id"]),
+        ("ops", "pause", "-"),
+        ("ops", "resume", "-"),
+        ("ops", "clear", "-"),
+        (trail[-1][0], "pause", "-"),
+    ]
     assert trail[-1][0].startswith("cli:")
     assert [r["action"] for r in vq.json("audit", "--actor", "ops")] == ["clear", "resume", "pause"]
 
@@ -433,16 +516,17 @@ def _read_sse(api: Api, token: str, seen: list, stop: threading.Event, path: str
 def test_server_sent_events_show_only_the_callers_jobs(api):
     ann, bob, op = api.token("ann"), api.token("bob"), api.token("ops", "operator")
     seen_ann, seen_op, stop = [], [], threading.Event()
-    readers = [threading.Thread(target=_read_sse, args=(api, ann, seen_ann, stop), daemon=True),
-               threading.Thread(target=_read_sse, args=(api, op, seen_op, stop), daemon=True)]
+    readers = [
+        threading.Thread(target=_read_sse, args=(api, ann, seen_ann, stop), daemon=True),
+        threading.Thread(target=_read_sse, args=(api, op, seen_op, stop), daemon=True),
+    ]
     for reader in readers:
         reader.start()
     time.sleep(1.0)
     mine = api.call("POST", "/api/jobs/test-noop", ann, {"n": 1}).body["id"]
     theirs = api.call("POST", "/api/jobs/test-noop", bob, {"n": 2}).body["id"]
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not any(
-            e["jobId"] == theirs and e["event"] == "finished" for e in seen_op):
+    while time.monotonic() < deadline and not any(e["jobId"] == theirs and e["event"] == "finished" for e in seen_op):
         time.sleep(0.1)
     stop.set()
     assert [e["event"] for e in seen_ann if e["jobId"] == mine][:1] == ["created"]
@@ -457,8 +541,10 @@ def _chunked(api: Api, token: str, path: str, chunks, timeout: float = 30) -> tu
     started to come, bytes there were to send)."""
     host, port = api.base.rsplit("/", 1)[1].split(":")
     sock = socket.create_connection((host, int(port)), timeout=timeout)
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-                 "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    )
     sent, total, answered, received = [0], sum(len(c) for c in chunks), threading.Event(), []
 
     def read():
@@ -473,8 +559,9 @@ def _chunked(api: Api, token: str, path: str, chunks, timeout: float = 30) -> tu
                     answered.set()
                 data += more
                 head, _, body = data.partition(b"\r\n\r\n")
-                length = [line.split(b":")[1] for line in head.lower().split(b"\r\n")
-                          if line.startswith(b"content-length:")]
+                length = [
+                    line.split(b":")[1] for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")
+                ]
                 if length and len(body) >= int(length[0]):
                     break
         except OSError:
@@ -513,8 +600,9 @@ def test_a_chunked_body_over_the_limit_is_refused_as_it_arrives(api):
     took = time.monotonic() - started
     assert status == 413, (status, body)
     assert body["error"]["code"] == "too_large"
-    assert body["error"]["message"] == ("body: more than 2097152 bytes is over the limit of 2097152 bytes "
-                                        "(http.maxBodyBytes)")
+    assert body["error"]["message"] == (
+        "body: more than 2097152 bytes is over the limit of 2097152 bytes (http.maxBodyBytes)"
+    )
     assert sent < total // 2, f"the answer came after {sent} of {total} bytes were sent"
     assert took < 5
     small = json.dumps({"userId": "ann", "n": 1}).encode()
@@ -537,11 +625,17 @@ def test_out_of_range_query_parameters_are_422_naming_them(api):
         reply = api.call("GET", path, token)
         assert reply.status == 422, (path, reply.status, reply.body)
         assert reply.body["error"]["field"] == field, (path, reply.body)
-        assert reply.body["error"]["message"].lstrip("-").startswith(("offset", "limit", "since", "window",
-                                                                       "Last-Event-ID")), reply.body
+        assert (
+            reply.body["error"]["message"]
+            .lstrip("-")
+            .startswith(("offset", "limit", "since", "window", "Last-Event-ID"))
+        ), reply.body
     infinite = api.call("POST", "/api/jobs/delayed", ann, raw=b'{"jobType": "test-noop", "data": {}, "delay": 1e400}')
-    assert infinite.status == 422 and infinite.body["error"] == {"code": "invalid", "field": "delay",
-                                                                 "message": "delay: not a finite number"}
+    assert infinite.status == 422 and infinite.body["error"] == {
+        "code": "invalid",
+        "field": "delay",
+        "message": "delay: not a finite number",
+    }
 
 
 @pytest.mark.parametrize("depth", [1000, 100_000])

@@ -29,16 +29,32 @@ def api(vq):
 
 def test_a_generated_client_creates_a_job_and_reads_its_status_as_a_typed_attribute(api, tmp_path):
     if GENERATOR is None:
-        pytest.fail("openapi-python-client is not installed: "
-                    "pip install --no-deps openapi-python-client==0.29.1 ruamel.yaml")
+        pytest.fail(
+            "openapi-python-client is not installed: pip install --no-deps openapi-python-client==0.29.1 ruamel.yaml"
+        )
     ann = api.token("ann")
     document = tmp_path / "openapi.json"
     document.write_text(json.dumps(api.call("GET", "/openapi.json", ann).body))
     config = tmp_path / "generator.yaml"
     config.write_text("post_hooks: []\n")  # no ruff formatting: the generator runs offline, with nothing else
     out = tmp_path / "vq_api_client"
-    proc = subprocess.run([GENERATOR, "generate", "--path", str(document), "--output-path", str(out),
-                           "--config", str(config), "--meta", "none"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            GENERATOR,
+            "generate",
+            "--path",
+            str(document),
+            "--output-path",
+            str(out),
+            "--config",
+            str(config),
+            "--meta",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and "Warning" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     sys.path.insert(0, str(tmp_path))
     try:

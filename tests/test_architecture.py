@@ -36,8 +36,10 @@ def test_core_modules_import_no_cli_or_ui_framework():
     module loads no CLI or UI framework."""
     modules = core_modules()
     assert {"vq.submission", "vq.worker", "vq.daemon", "vq.rq_seam.worker", "vq.tokens"} <= set(modules)
-    code = (f"import {', '.join(modules)}, sys; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich', 'textual'}))")
+    code = (
+        f"import {', '.join(modules)}, sys; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click', 'rich', 'textual'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -18,11 +18,14 @@ def _gone(path, timeout: float) -> bool:
 
 def test_retention_clean_up_and_the_artifacts_commands(vq, tmp_path):
     store = tmp_path / "store"
-    vq.configure(artifacts={"root": str(store), "sweepInterval": 300, "retention": 600_000},
-                 job_types={"test-writer": {"handler": "tests.plugins:writer", "attempts": 1,
-                                            "artifactRetention": 8000},
-                            "test-keeper": {"handler": "tests.plugins:writer", "attempts": 1}},
-                 queue={"defaultJobOptions": {"removeOnComplete": False, "removeOnFail": False}})
+    vq.configure(
+        artifacts={"root": str(store), "sweepInterval": 300, "retention": 600_000},
+        job_types={
+            "test-writer": {"handler": "tests.plugins:writer", "attempts": 1, "artifactRetention": 8000},
+            "test-keeper": {"handler": "tests.plugins:writer", "attempts": 1},
+        },
+        queue={"defaultJobOptions": {"removeOnComplete": False, "removeOnFail": False}},
+    )
     daemon = vq.start_daemon(workers=1)
     short = vq.submit("test-writer", {"text": "hello"}, "--user", "u")
     kept = vq.submit("test-keeper", {"text": "keep me"}, "--user", "u")

@@ -17,23 +17,29 @@ def _one_line(proc) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("args", [
-    ("submit", "no-such-type", "--user", "u"),
-    ("limits", "set", "type", "no-such-type", "3"),
-    ("limits", "reset", "type", "no-such-type"),
-    ("pause", "no-such-type"),
-    ("clear", "no-such-type", "--yes"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("submit", "no-such-type", "--user", "u"),
+        ("limits", "set", "type", "no-such-type", "3"),
+        ("limits", "reset", "type", "no-such-type"),
+        ("pause", "no-such-type"),
+        ("clear", "no-such-type", "--yes"),
+    ],
+)
 def test_unknown_type_exits_4(vq, args):
     proc = vq.run(*args)
     assert proc.returncode == 4, proc.stderr
     assert "unknown job type 'no-such-type'" in _one_line(proc)
 
 
-@pytest.mark.parametrize("data, message", [
-    ("{not json", "--data: not valid JSON"),
-    ("[1, 2]", "--data: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("{not json", "--data: not valid JSON"),
+        ("[1, 2]", "--data: expected a JSON object"),
+    ],
+)
 def test_malformed_data_exits_2(vq, data, message):
     proc = vq.run("submit", "test-noop", "--user", "u", "--data", data)
     assert proc.returncode == 2
@@ -52,7 +58,9 @@ def test_missing_user_priority_and_tier_are_named(vq):
     proc = vq.run("submit", "test-noop", "--user", "u", "--priority", "urgent")
     assert proc.returncode == 2 and "priority: 'urgent'" in _one_line(proc)
     proc = vq.run("submit", "test-noop", "--user", "u", "--subscription", "gold")
-    assert proc.returncode == 2 and "--subscription: 'gold' is not one of free, basic, pro, enterprise" in _one_line(proc)
+    assert proc.returncode == 2 and "--subscription: 'gold' is not one of free, basic, pro, enterprise" in _one_line(
+        proc
+    )
 
 
 def test_unknown_dependency_exits_4(vq):
@@ -81,19 +89,30 @@ def test_unknown_job_exits_4_for_every_job_command(vq):
             assert f"no such job '{job_id}'" in _one_line(proc)
 
 
-@pytest.mark.parametrize("content, message", [
-    ("queue:\n  defaultJobOptions:\n    attempts: lots\n", "queue.defaultJobOptions.attempts"),
-    ("queue:\n  defaultJobOptions:\n    atempts: 3\n", "queue.defaultJobOptions.atempts: unknown key"),
-    ("concurrency:\n  user:\n    gold: 3\n", "unknown subscription tier 'gold'"),
-    ("job_types:\n  my-type:\n    timeout: 5000\n", "job_types.my-type.handler: a custom job type needs a handler"),
-    # A mapping's entries are named by their key, not by position or a placeholder.
-    ("job_types:\n  my-type:\n    handler: m:f\n    timeout: 5\n", "job_types.my-type.timeout: Expected `int` >= 1000"),
-    ("templates:\n  intro:\n    jobType: x\n    priority: urgent\n",
-     "templates.intro.priority: 'urgent' is not one of high, normal, low"),
-    ("priority:\n  byTier:\n    gold: high\n", "priority.byTier: 'gold' is not one of free, basic, pro, enterprise"),
-    ("templates:\n  intro:\n    data: {}\n", "templates.intro.jobType: missing (required)"),
-    ("redis: [1, 2\n", "is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("queue:\n  defaultJobOptions:\n    attempts: lots\n", "queue.defaultJobOptions.attempts"),
+        ("queue:\n  defaultJobOptions:\n    atempts: 3\n", "queue.defaultJobOptions.atempts: unknown key"),
+        ("concurrency:\n  user:\n    gold: 3\n", "unknown subscription tier 'gold'"),
+        ("job_types:\n  my-type:\n    timeout: 5000\n", "job_types.my-type.handler: a custom job type needs a handler"),
+        # A mapping's entries are named by their key, not by position or a placeholder.
+        (
+            "job_types:\n  my-type:\n    handler: m:f\n    timeout: 5\n",
+            "job_types.my-type.timeout: Expected `int` >= 1000",
+        ),
+        (
+            "templates:\n  intro:\n    jobType: x\n    priority: urgent\n",
+            "templates.intro.priority: 'urgent' is not one of high, normal, low",
+        ),
+        (
+            "priority:\n  byTier:\n    gold: high\n",
+            "priority.byTier: 'gold' is not one of free, basic, pro, enterprise",
+        ),
+        ("templates:\n  intro:\n    data: {}\n", "templates.intro.jobType: missing (required)"),
+        ("redis: [1, 2\n", "is not valid YAML"),
+    ],
+)
 def test_bad_config_is_one_line_exit_2(vq, tmp_path, content, message):
     bad = tmp_path / "bad.yaml"
     bad.write_text(content)
@@ -122,12 +141,14 @@ def test_environment_wins_over_the_config_file(vq):
 
 def test_batch_reports_each_line_and_keeps_going(vq):
     existing = vq.submit("test-noop", {}, "--user", "keep")
-    lines = "\n".join([
-        json.dumps({"jobType": "test-echo", "userId": "u1", "data": {"n": 1}}),
-        "{broken json",
-        json.dumps({"jobType": "nope", "userId": "u1", "data": {}}),
-        json.dumps({"jobType": "test-echo", "data": {"userId": "u2", "projectId": "p9", "n": 2}}),
-    ])
+    lines = "\n".join(
+        [
+            json.dumps({"jobType": "test-echo", "userId": "u1", "data": {"n": 1}}),
+            "{broken json",
+            json.dumps({"jobType": "nope", "userId": "u1", "data": {}}),
+            json.dumps({"jobType": "test-echo", "data": {"userId": "u2", "projectId": "p9", "n": 2}}),
+        ]
+    )
     proc = vq.run("submit", "--batch", "-", "--json", input=lines)
     assert proc.returncode == 2
     outcomes = json.loads(proc.stdout)
@@ -142,8 +163,9 @@ def test_batch_reports_each_line_and_keeps_going(vq):
 def test_batch_reads_the_file_named_as_documented(vq, tmp_path):
     """`vq submit --batch FILE.jsonl` is the README's, the man page's and --help's form."""
     batch = tmp_path / "jobs.jsonl"
-    batch.write_text("\n".join(json.dumps({"jobType": "test-echo", "userId": "u1", "data": {"n": n}})
-                               for n in range(3)) + "\n")
+    batch.write_text(
+        "\n".join(json.dumps({"jobType": "test-echo", "userId": "u1", "data": {"n": n}}) for n in range(3)) + "\n"
+    )
     proc = vq.run("submit", "--batch", str(batch))
     assert proc.returncode == 0, proc.stderr
     ids = proc.stdout.split()
@@ -154,21 +176,27 @@ def test_batch_reads_the_file_named_as_documented(vq, tmp_path):
     assert missing.stderr.strip() == f"vq: error: --batch: no such file '{tmp_path / 'nope.jsonl'}'"
 
 
-@pytest.mark.parametrize("ttl, said", [
-    ("1", "--ttl: '1' has no unit (use s, m, h or d: e.g. 15m, 1h, 30d)"),
-    ("500ms", "--ttl: at least 1s"),
-    ("99999999999d", "--ttl: 99999999999d is longer than 100 years"),
-])
+@pytest.mark.parametrize(
+    "ttl, said",
+    [
+        ("1", "--ttl: '1' has no unit (use s, m, h or d: e.g. 15m, 1h, 30d)"),
+        ("500ms", "--ttl: at least 1s"),
+        ("99999999999d", "--ttl: 99999999999d is longer than 100 years"),
+    ],
+)
 def test_a_token_lifetime_without_a_unit_or_too_short_is_named(vq, ttl, said):
     proc = vq.run("token", "create", "--user", "u", "--ttl", ttl)
     assert proc.returncode == 2 and said in _one_line(proc)
 
 
-@pytest.mark.parametrize("args, said", [
-    (("costs", "--since", "9999999d"), "since: 9999999d is longer than 100 years"),
-    (("perf", "--window", "500d"), "--window: between 1m and 400d"),
-    (("perf", "--window", "99999999999999999999d"), "--window: 99999999999999999999d is longer than 100 years"),
-])
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (("costs", "--since", "9999999d"), "since: 9999999d is longer than 100 years"),
+        (("perf", "--window", "500d"), "--window: between 1m and 400d"),
+        (("perf", "--window", "99999999999999999999d"), "--window: 99999999999999999999d is longer than 100 years"),
+    ],
+)
 def test_durations_out_of_range_are_named(vq, args, said):
     proc = vq.run(*args, timeout=20)
     assert proc.returncode == 2 and said in _one_line(proc)

@@ -47,8 +47,14 @@ def test_each_leaf_type_finishes_with_a_real_result(vq):
 
 
 def test_video_generation_runs_as_a_graph_of_child_jobs(vq):
-    vid = vq.submit("video-generation", {"prompt": "A video about AI technology. It is bright.", "sceneCount": 2},
-                    "--user", "alice", "--subscription", "pro")
+    vid = vq.submit(
+        "video-generation",
+        {"prompt": "A video about AI technology. It is bright.", "sceneCount": 2},
+        "--user",
+        "alice",
+        "--subscription",
+        "pro",
+    )
     view = vq.json("show", vid)
     assert view["status"] == "deferred"
     assert view["priority"] == "normal"
@@ -58,8 +64,13 @@ def test_video_generation_runs_as_a_graph_of_child_jobs(vq):
     assert done["status"] == "finished", done["error"]
     kids = [vq.json("show", k) for k in done["children"]]
     assert all(k["status"] == "finished" and k["parentId"] == vid for k in kids)
-    assert {k["jobType"] for k in kids} == {"script-generation", "image-generation", "audio-synthesis",
-                                             "scene-creation", "video-composition"}
+    assert {k["jobType"] for k in kids} == {
+        "script-generation",
+        "image-generation",
+        "audio-synthesis",
+        "scene-creation",
+        "video-composition",
+    }
     compose = next(k for k in kids if k["step"] == "compose")
     assert _ts(done["startedAt"]) >= _ts(compose["finishedAt"])
     assert done["result"]["durationSeconds"] > 0
@@ -78,20 +89,28 @@ def test_embedded_redis_when_none_is_configured(tmp_path):
     data_dir = Path(tempfile.mkdtemp(prefix="vqe", dir="/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
     env.update(VQ_DATA_DIR=str(data_dir), HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+
     def run(*a):
         return subprocess.run([sys.executable, "-m", "vq", *a], env=env, capture_output=True, text=True)
 
     down = run("queues")
     assert down.returncode == 3 and "start `vq daemon`" in down.stderr
-    daemon = subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", "1"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "vq", "daemon", "--workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         sock = data_dir / "redis" / "redis.sock"
         for _ in range(100):
             if sock.exists() and run("queues").returncode == 0:
                 break
             time.sleep(0.1)
-        job = run("submit", "content-analysis", "--user", "u", "--data", '{"content": "one two three"}', "--wait", "--json")
+        job = run(
+            "submit", "content-analysis", "--user", "u", "--data", '{"content": "one two three"}', "--wait", "--json"
+        )
         assert job.returncode == 0, job.stderr
         assert json.loads(job.stdout)["status"] == "finished"
         assert (data_dir / "redis" / "appendonly.aof").exists() or (data_dir / "redis" / "appendonlydir").exists()
@@ -108,8 +127,9 @@ def test_embedded_redis_when_none_is_configured(tmp_path):
 
 
 def test_video_generation_progress_reflects_its_children(vq):
-    vid = vq.submit("video-generation", {"prompt": "Robots paint. They learn colour.", "sceneCount": 1},
-                    "--user", "alice")
+    vid = vq.submit(
+        "video-generation", {"prompt": "Robots paint. They learn colour.", "sceneCount": 1}, "--user", "alice"
+    )
     assert vq.json("progress", vid) == {"id": vid, "status": "deferred", "percent": 0.0, "message": "0/5 steps done"}
     only_scripts = vq.start_daemon("--queues", "script-generation", workers=1)
     script = next(k for k in vq.json("show", vid)["children"] if vq.json("show", k)["step"] == "script")

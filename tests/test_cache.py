@@ -20,16 +20,21 @@ def test_identical_submission_reuses_the_result_without_running(vq):
     assert other_user["status"] == "queued", "one user's results never reach another"
     skipped = vq.json("submit", "content-analysis", "--user", "ann", "--data", json.dumps(data), "--skip-cache")
     assert skipped["status"] == "queued"
-    in_options = vq.json("submit", "content-analysis", "--user", "ann", "--data",
-                         json.dumps({**data, "options": {"skipCache": True}}))
+    in_options = vq.json(
+        "submit", "content-analysis", "--user", "ann", "--data", json.dumps({**data, "options": {"skipCache": True}})
+    )
     assert in_options["status"] == "queued"
     row = next(r for r in vq.json("queues") if r["jobType"] == "content-analysis")
     assert row["cacheHits"] == 1 and row["cacheMisses"] >= 2
 
 
 def test_global_scope_and_disabled_cache(vq):
-    vq.configure(job_types={"world-building": {"cache": {"ttl": 60000, "scope": "global"}},
-                            "content-analysis": {"cache": {"ttl": 0}}})
+    vq.configure(
+        job_types={
+            "world-building": {"cache": {"ttl": 60000, "scope": "global"}},
+            "content-analysis": {"cache": {"ttl": 0}},
+        }
+    )
     vq.start_daemon()
     world = vq.wait_for(vq.submit("world-building", {"prompt": "glass city"}, "--user", "ann"))
     shared = vq.json("submit", "world-building", "--user", "bob", "--data", json.dumps({"prompt": "glass city"}))

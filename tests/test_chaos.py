@@ -17,13 +17,45 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.timeout(600)
 def test_a_short_chaos_run_loses_nothing_and_keeps_every_limit():
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/chaos/run.py"), "--jobs", "240", "--daemons", "2",
-                           "--workers", "2", "--kills", "8", "--seed", "11", "--timeout", "400", "--json"],
-                          capture_output=True, text=True, timeout=560, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/chaos/run.py"),
+            "--jobs",
+            "240",
+            "--daemons",
+            "2",
+            "--workers",
+            "2",
+            "--kills",
+            "8",
+            "--seed",
+            "11",
+            "--timeout",
+            "400",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=560,
+        cwd=ROOT,
+    )
     assert proc.stdout, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
-    summary = {k: result[k] for k in ("lost", "slotsLeaked", "mostAtOnceType", "mostAtOnceUser", "faults",
-                                      "finished", "deadLettered", "staleWritesRefused", "jobsStoppedLeaseLost")}
+    summary = {
+        k: result[k]
+        for k in (
+            "lost",
+            "slotsLeaked",
+            "mostAtOnceType",
+            "mostAtOnceUser",
+            "faults",
+            "finished",
+            "deadLettered",
+            "staleWritesRefused",
+            "jobsStoppedLeaseLost",
+        )
+    }
     assert proc.returncode == 0, (summary, proc.stderr[-3000:])
     assert result["lost"] == 0 and result["slotsLeaked"] == 0, summary
     assert result["mostAtOnceType"] <= result["typeLimit"] and result["mostAtOnceUser"] <= result["userLimit"], summary

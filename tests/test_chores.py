@@ -27,18 +27,22 @@ def test_intervals_come_from_daemon_chores_else_their_defaults():
     assert every["recover-stalled"] == defaults.queue.settings.stalledInterval / 1000
     assert every["check-health"] == defaults.health.checkInterval / 1000
     assert every["prune-artifacts"] == defaults.artifacts.sweepInterval / 1000
-    configured = settings_from({"daemon": {"chores": {"trim-ended": 100, "check-health": 250}},
-                                "health": {"checkInterval": 9000}}, "test")
+    configured = settings_from(
+        {"daemon": {"chores": {"trim-ended": 100, "check-health": 250}}, "health": {"checkInterval": 9000}}, "test"
+    )
     assert REGISTRY["trim-ended"].every(configured) == 0.1
     assert REGISTRY["check-health"].every(configured) == 0.25, "daemon.chores wins over the older key"
     assert REGISTRY["age-waiting"].every(configured) == 2.0
 
 
-@pytest.mark.parametrize("chores_block, message", [
-    ({"tidy-up": 100}, "daemon.chores: 'tidy-up' is not a chore (one of trim-ended, "),
-    ({"trim-ended": 5}, "daemon.chores.trim-ended: Expected `int` >= 10"),
-    ({"trim-ended": "often"}, "daemon.chores.trim-ended: Expected `int`, got `str`"),
-])
+@pytest.mark.parametrize(
+    "chores_block, message",
+    [
+        ({"tidy-up": 100}, "daemon.chores: 'tidy-up' is not a chore (one of trim-ended, "),
+        ({"trim-ended": 5}, "daemon.chores.trim-ended: Expected `int` >= 10"),
+        ({"trim-ended": "often"}, "daemon.chores.trim-ended: Expected `int`, got `str`"),
+    ],
+)
 def test_a_bad_chores_block_is_one_line_and_exit_2(vq, chores_block, message):
     vq.configure(daemon={"chores": chores_block})
     proc = vq.run("jobs")
@@ -62,8 +66,7 @@ def test_a_chore_runs_at_its_interval_and_one_daemon_at_a_time(vq, redis_conn):
     runs = []
     spec = ChoreSpec("trim-ended", "count runs", lambda s: 100, lambda d, c: runs.append(time.monotonic()))
     settings = settings_from({}, "test")
-    mine, other = (Chore(spec, Daemon(settings, DaemonOptions(workers=1, queues=None)), redis_conn)
-                   for _ in range(2))
+    mine, other = (Chore(spec, Daemon(settings, DaemonOptions(workers=1, queues=None)), redis_conn) for _ in range(2))
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         for chore in (mine, other):

@@ -87,14 +87,22 @@ def test_the_choices_are_the_ones_the_code_accepts():
     assert CLI_ROLES == ROLES
 
 
-@pytest.mark.parametrize("args, line", [
-    (("submit", "test-noop", "--user", "u", "--priority", "urgent"), "--priority: 'urgent' is not one of high, normal, low"),
-    (("submit", "test-noop", "--user", "u", "--subscription", "gold"),
-     "--subscription: 'gold' is not one of free, basic, pro, enterprise"),
-    (("costs", "--by", "day"), "--by: 'day' is not one of user, project, provider"),
-    (("token", "create", "--user", "u", "--role", "root"), "--role: 'root' is not one of user, operator, admin"),
-    (("jobs", "--status", "done"), "--status: 'done' is not one of queued,"),
-])
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (
+            ("submit", "test-noop", "--user", "u", "--priority", "urgent"),
+            "--priority: 'urgent' is not one of high, normal, low",
+        ),
+        (
+            ("submit", "test-noop", "--user", "u", "--subscription", "gold"),
+            "--subscription: 'gold' is not one of free, basic, pro, enterprise",
+        ),
+        (("costs", "--by", "day"), "--by: 'day' is not one of user, project, provider"),
+        (("token", "create", "--user", "u", "--role", "root"), "--role: 'root' is not one of user, operator, admin"),
+        (("jobs", "--status", "done"), "--status: 'done' is not one of queued,"),
+    ],
+)
 def test_a_value_outside_the_choices_is_one_line_and_exit_2_without_redis(tmp_path, args, line):
     """Refused while parsing, so even with Redis down (port 1) the answer is the bad value, exit 2."""
     config = tmp_path / "down.yaml"
@@ -125,7 +133,7 @@ def test_every_command_and_group_shows_one_example(helps):
     for path, command in TREE:
         epilog = command.epilog or ""
         assert epilog.startswith(EXAMPLE) and epilog.count(EXAMPLE) == 1, path
-        shown = epilog[len(EXAMPLE):]
+        shown = epilog[len(EXAMPLE) :]
         assert shown.split()[0] in ("vq", "TOKEN=$(vq", "id=$(vq"), (path, shown)
         flat = " ".join(helps[path].split())
         assert f"{EXAMPLE}{' '.join(shown.split())}" in flat, (path, helps[path])
@@ -136,7 +144,7 @@ def test_every_command_and_group_shows_one_example(helps):
 def test_examples_use_real_options():
     """Each example's options exist on the command it illustrates."""
     for path, command in LEAVES:
-        shown = command.epilog[len(EXAMPLE):]
+        shown = command.epilog[len(EXAMPLE) :]
         known = {opt for param in command.params for opt in getattr(param, "opts", [])}
         known |= {"--config", "-c", "--help", "-h"}
         words = shown.split("|")[0].split("&&")[0].split()

@@ -12,18 +12,25 @@ import pytest
 
 
 def _cold(vq, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vq", *args], input=input, capture_output=True, text=True,
-                          env=vq.env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "vq", *args], input=input, capture_output=True, text=True, env=vq.env, timeout=60
+    )
 
 
-@pytest.mark.parametrize("args", [
-    ("--version",),
-    ("types",),
-    ("show", "0123456789abcdef"),  # exit 4, one line
-    ("show", "--colour"),  # a usage error, exit 2, naming `python -m vq`
-    ("submit", "test-echo", "--data", "{not json", "--user", "u"),
-    ("submit", "--help",),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--version",),
+        ("types",),
+        ("show", "0123456789abcdef"),  # exit 4, one line
+        ("show", "--colour"),  # a usage error, exit 2, naming `python -m vq`
+        ("submit", "test-echo", "--data", "{not json", "--user", "u"),
+        (
+            "submit",
+            "--help",
+        ),
+    ],
+)
 def test_a_forked_call_answers_as_a_new_interpreter_does(vq, args):
     warm, cold = vq.run(*args), _cold(vq, *args)
     assert (warm.returncode, warm.stdout, warm.stderr) == (cold.returncode, cold.stdout, cold.stderr)

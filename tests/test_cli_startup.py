@@ -11,10 +11,12 @@ HEAVY = ("rq", "pydantic", "fastapi", "textual", "sqlite_utils", "typer", "redis
 
 
 def _imported(*args: str) -> set[str]:
-    code = ("import sys; sys.argv = ['vq', *sys.argv[1:]]\n"
-            "from vq.cli.app import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('\\n'.join(sys.modules), file=sys.stderr)")
+    code = (
+        "import sys; sys.argv = ['vq', *sys.argv[1:]]\n"
+        "from vq.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('\\n'.join(sys.modules), file=sys.stderr)"
+    )
     env = {**os.environ, "VQ_CONFIG": os.devnull}
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=60)
     return set(done.stderr.split())
@@ -29,12 +31,16 @@ def test_loading_the_config_imports_no_pydantic(tmp_path):
     """Every command that touches Redis loads the config: its models are msgspec Structs,
     since building pydantic's cost about 0.1 s of each start-up."""
     config = tmp_path / "config.yaml"
-    config.write_text("queue:\n  defaultJobOptions:\n    attempts: 5\n    removeOnComplete: {age: 1000}\n"
-                      "providers:\n  p:\n    url: http://x\ntemplates:\n  t:\n    jobType: test-echo\n")
-    code = ("import sys\nfrom vq.config import load_settings\n"
-            "s = load_settings(sys.argv[1])\n"
-            "print(s.queue.defaultJobOptions.attempts, s.providers['p'].url, sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('pydantic', 'pydantic_core')))")
+    config.write_text(
+        "queue:\n  defaultJobOptions:\n    attempts: 5\n    removeOnComplete: {age: 1000}\n"
+        "providers:\n  p:\n    url: http://x\ntemplates:\n  t:\n    jobType: test-echo\n"
+    )
+    code = (
+        "import sys\nfrom vq.config import load_settings\n"
+        "s = load_settings(sys.argv[1])\n"
+        "print(s.queue.defaultJobOptions.attempts, s.providers['p'].url, sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('pydantic', 'pydantic_core')))"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["5", "http://x", "[]"], done
 
@@ -61,32 +67,36 @@ def test_the_command_table_names_every_real_command():
 
 def test_root_help_is_replayed_from_the_cache_without_typer(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "COLUMNS": "100"}
-    code = ("import sys; sys.argv = ['vq', '--help']\nfrom vq.cli.app import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('typer' in sys.modules, file=sys.stderr)")
+    code = (
+        "import sys; sys.argv = ['vq', '--help']\nfrom vq.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('typer' in sys.modules, file=sys.stderr)"
+    )
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert "submit" in first.stdout and "queues" in first.stdout
     assert second.stdout == first.stdout
     assert first.stderr.strip() == "True" and second.stderr.strip() == "False"
-    wider = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                           env={**env, "COLUMNS": "140"})
+    wider = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**env, "COLUMNS": "140"}
+    )
     assert wider.stderr.strip() == "True"  # another width renders afresh
 
 
 def test_hot_commands_import_neither_pydantic_nor_rich_they_do_not_need(vq):
     """typer 0.29 would convert every option through pydantic (~0.1 s); vq's plain options are
     converted by vq/cli/plain_params.py, and `vq submit` prints its id without loading rich."""
-    code = ("import sys; sys.argv = ['vq', *sys.argv[1:]]\n"
-            "from vq.cli.app import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'rich'})) or '-', "
-            "file=sys.stderr)")
+    code = (
+        "import sys; sys.argv = ['vq', *sys.argv[1:]]\n"
+        "from vq.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'rich'})) or '-', "
+        "file=sys.stderr)"
+    )
     env = vq.env
 
     def loaded(*args: str) -> tuple[str, str]:
-        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
-                              timeout=60)
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=60)
         return done.stdout, done.stderr.strip().splitlines()[-1]
 
     job_out, job_mods = loaded("submit", "test-echo", "--user", "u", "--data", '{"x": 1}', "--priority", "high")
@@ -101,9 +111,11 @@ def test_plain_options_are_converted_with_clear_messages():
 
     runner = CliRunner()
     app = app_module.build_app(["monitor_cmds", "job_cmds"])
-    for args, message in ((["history", "--limit", "abc"], "'abc' is not a valid integer."),
-                          (["history", "--limit", "0"], "0 is not in the range 1<=x<=10000."),
-                          (["jobs", "-n", "1.5"], "'1.5' is not a valid integer.")):
+    for args, message in (
+        (["history", "--limit", "abc"], "'abc' is not a valid integer."),
+        (["history", "--limit", "0"], "0 is not in the range 1<=x<=10000."),
+        (["jobs", "-n", "1.5"], "'1.5' is not a valid integer."),
+    ):
         done = runner.invoke(app, args, env={"VQ_CONFIG": os.devnull, "COLUMNS": "200"})
         assert done.exit_code == 2, (args, done.output)
         assert message in done.output, (args, done.output)

@@ -23,8 +23,11 @@ STATUSES = ["queued", "limited", "started", "finished", "failed", "deferred", "s
 
 
 def _env(base: dict, cache: Path, **extra) -> dict:
-    env = {k: v for k, v in base.items() if k not in ("COMP_WORDS", "COMP_CWORD", "_TYPER_COMPLETE_ARGS",
-                                                        "_TYPER_COMPLETE_FISH_ACTION", "_VQ_COMPLETE")}
+    env = {
+        k: v
+        for k, v in base.items()
+        if k not in ("COMP_WORDS", "COMP_CWORD", "_TYPER_COMPLETE_ARGS", "_TYPER_COMPLETE_FISH_ACTION", "_VQ_COMPLETE")
+    }
     env.update(PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(cache), **extra)
     return env
 
@@ -103,8 +106,9 @@ def test_job_types_complete_with_the_configs_plug_in_types(tab):
 
 def test_recurring_ids_and_names_complete(vq, tab):
     assert _bash(tab, "vq recurring run ") == []
-    added = vq.run("recurring", "add", "test-echo", "--cron", "*/5 * * * *", "--name", "nightly-digest",
-                   "--user", "u1", "--json")
+    added = vq.run(
+        "recurring", "add", "test-echo", "--cron", "*/5 * * * *", "--name", "nightly-digest", "--user", "u1", "--json"
+    )
     assert added.returncode == 0, added.stderr
     rid = json.loads(added.stdout)["id"]
     assert _bash(tab, "vq recurring run ") == [rid, "nightly-digest"]  # `recurring add` dropped the cached list
@@ -142,15 +146,52 @@ def test_cached_answers_are_typers_own(vq, tab, tmp_path):
     attached, give the same bytes and exit code for each shell, in one process."""
     vq.submit("test-echo", {}, "--user", "u1")
     vq.run("recurring", "add", "test-echo", "--cron", "*/5 * * * *", "--name", "digest", "--user", "u1")
-    lines = ["vq ", "vq s", "vq -", "vq --c", "vq --config x ", "vq -c x s", "vq --config=", "vq submit ",
-             "vq submit t", "vq submit -", "vq submit --priority ", "vq submit --priority=h", "vq submit --json --",
-             "vq submit test-echo -w -", "vq submit --depends-on x --depends-on ", "vq show ", "vq show x ",
-             "vq show x --json -", "vq show --bogus ", "vq show -- ", "vq show -- -", "vq recurring ",
-             "vq recurring run ", "vq recurring run d", "vq nosuch ", "vq jobs --status ", "vq jobs -tt",
-             "vq jobs -n 5 --", "vq history ", "vq history --format ", "vq limits set type ",
-             "vq limits set user ", "vq daemon --log-level ", "vq completion z", "vq token create --role ",
-             "vq costs -b ", "vq tui --theme ", "vq recurring add --catch-up ", "vq dlq retry ",
-             "vq artifacts get x ", "vq --version ", "vq -h -", "vq submit =", "vq daemon -q video-generation,s"]
+    lines = [
+        "vq ",
+        "vq s",
+        "vq -",
+        "vq --c",
+        "vq --config x ",
+        "vq -c x s",
+        "vq --config=",
+        "vq submit ",
+        "vq submit t",
+        "vq submit -",
+        "vq submit --priority ",
+        "vq submit --priority=h",
+        "vq submit --json --",
+        "vq submit test-echo -w -",
+        "vq submit --depends-on x --depends-on ",
+        "vq show ",
+        "vq show x ",
+        "vq show x --json -",
+        "vq show --bogus ",
+        "vq show -- ",
+        "vq show -- -",
+        "vq recurring ",
+        "vq recurring run ",
+        "vq recurring run d",
+        "vq nosuch ",
+        "vq jobs --status ",
+        "vq jobs -tt",
+        "vq jobs -n 5 --",
+        "vq history ",
+        "vq history --format ",
+        "vq limits set type ",
+        "vq limits set user ",
+        "vq daemon --log-level ",
+        "vq completion z",
+        "vq token create --role ",
+        "vq costs -b ",
+        "vq tui --theme ",
+        "vq recurring add --catch-up ",
+        "vq dlq retry ",
+        "vq artifacts get x ",
+        "vq --version ",
+        "vq -h -",
+        "vq submit =",
+        "vq daemon -q video-generation,s",
+    ]
     script = textwrap.dedent("""
         import io, json, os, sys
         import typer
@@ -188,18 +229,28 @@ def test_cached_answers_are_typers_own(vq, tab, tmp_path):
             found.append([shell, line, action, fast, slow])
         print(json.dumps(found))
     """)
-    cases = [[shell, line, action] for line in lines for shell, action in
-             (("bash", None), ("zsh", None), ("fish", "get-args"), ("fish", "is-args"))]
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], capture_output=True, text=True,
-                          env={**tab, "COLUMNS": "200"}, timeout=120)
+    cases = [
+        [shell, line, action]
+        for line in lines
+        for shell, action in (("bash", None), ("zsh", None), ("fish", "get-args"), ("fish", "is-args"))
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(cases)],
+        capture_output=True,
+        text=True,
+        env={**tab, "COLUMNS": "200"},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     assert [r for r in results if r[3][0] is not None and r[3] != r[4]] == []  # None: left to typer
+
     # Every one of these from the cache, but for zsh/fish answers with a help text wider than
     # the narrowest terminal (80): rich would wrap it, so the cache leaves those to typer.
     def too_wide(r):
         texts = re.findall(r'":"([^"]*)"', r[4][1]) + [line.split("\t", 1)[-1] for line in r[4][1].splitlines()]
         return r[0] != "bash" and any(len(t) > 80 for t in texts)
+
     unanswered = [r for r in results if r[3][0] is None and not too_wide(r)]
     assert unanswered == []
     assert len([r for r in results if r[3][0] is not None]) >= len(results) * 3 // 4
@@ -207,10 +258,12 @@ def test_cached_answers_are_typers_own(vq, tab, tmp_path):
 
 
 def test_a_warm_tab_imports_no_typer_and_no_command(tab):
-    code = ("import sys; sys.argv = ['vq']\nfrom vq.cli.app import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'click', 'redis', 'rich', "
-            "'pydantic') or m.startswith('vq.cli.') and m.endswith(('_cmd', '_cmds'))), file=sys.stderr)")
+    code = (
+        "import sys; sys.argv = ['vq']\nfrom vq.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'click', 'redis', 'rich', "
+        "'pydantic') or m.startswith('vq.cli.') and m.endswith(('_cmd', '_cmds'))), file=sys.stderr)"
+    )
     env = {**tab, "_VQ_COMPLETE": "complete_bash", "COMP_WORDS": "vq show ", "COMP_CWORD": "2"}
     cold = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     warm = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
@@ -257,10 +310,13 @@ def test_bash_completes_through_the_script_vq_completion_prints(vq, tab):
 
     def complete(*words: str) -> list[str]:
         array = " ".join(f"'{w}'" for w in words)
-        probe = (f'{script.stdout}\nCOMP_WORDS=({array}); COMP_CWORD={len(words) - 1}; _vq_completion vq; '
-                 'printf "%s\\n" "${COMPREPLY[@]}"')
-        done = subprocess.run(["bash", "--norc", "--noprofile", "-c", probe], capture_output=True, text=True,
-                              env=tab, timeout=60)
+        probe = (
+            f'{script.stdout}\nCOMP_WORDS=({array}); COMP_CWORD={len(words) - 1}; _vq_completion vq; '
+            'printf "%s\\n" "${COMPREPLY[@]}"'
+        )
+        done = subprocess.run(
+            ["bash", "--norc", "--noprofile", "-c", probe], capture_output=True, text=True, env=tab, timeout=60
+        )
         assert done.returncode == 0 and not done.stderr, done.stderr
         return [line for line in done.stdout.split("\n") if line]
 
@@ -292,17 +348,26 @@ def test_the_light_config_reader_agrees_with_vq_config(name, tmp_path):
     """What a TAB reads from the config without pydantic is what `vq` itself reads."""
     block, data_dir, env = CONFIGS[name]
     config = tmp_path / "config.yaml"
-    settings = {"redis": block, "job_types": {"test-echo": {"handler": "tests.plugins:echo"},
-                                              "image-generation": {"timeout": 1000}}}
+    settings = {
+        "redis": block,
+        "job_types": {"test-echo": {"handler": "tests.plugins:echo"}, "image-generation": {"timeout": 1000}},
+    }
     if data_dir:
         settings["data_dir"] = data_dir
     config.write_text(json.dumps(settings))  # JSON is YAML
-    code = ("import json\nfrom vq.cli import completers, complete_config as c\n"
-            "builtins = completers.static_sources()['builtin-types']\n"
-            f"print(json.dumps([c.read_config({str(config)!r}, builtins), c.read_config_validated({str(config)!r})]))")
+    code = (
+        "import json\nfrom vq.cli import completers, complete_config as c\n"
+        "builtins = completers.static_sources()['builtin-types']\n"
+        f"print(json.dumps([c.read_config({str(config)!r}, builtins), c.read_config_validated({str(config)!r})]))"
+    )
     base = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_", "XDG_DATA"))}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**base, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), **env})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path), **env},
+    )
     assert done.returncode == 0, done.stderr
     light, validated = json.loads(done.stdout)
     assert light == validated

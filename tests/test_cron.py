@@ -31,7 +31,10 @@ def test_a_repeated_local_time_fires_both_times():
     # 2026-10-25: Berlin clocks go back from 03:00 to 02:00, so 02:30 happens twice.
     runs = next_times("30 2 * * *", "Europe/Berlin", _ms(datetime(2026, 10, 24, 12, tzinfo=BERLIN)), 3)
     assert [(r.day, r.hour, r.minute, r.utcoffset().total_seconds() / 3600) for r in runs] == [
-        (25, 2, 30, 2), (25, 2, 30, 1), (26, 2, 30, 1)]
+        (25, 2, 30, 2),
+        (25, 2, 30, 1),
+        (26, 2, 30, 1),
+    ]
     assert [_utc(_ms(r)) for r in runs] == ["10-25 00:30", "10-25 01:30", "10-26 01:30"]
 
 
@@ -45,8 +48,14 @@ def test_due_ticks_walks_a_long_outage_in_bounded_steps():
     first = _ms(datetime(2026, 1, 1, tzinfo=UTC))
     now = _ms(datetime(2026, 1, 1, 5, 30, tzinfo=UTC))
     ticks, more = due_ticks("0 * * * *", "UTC", first, now, 100)
-    assert [_utc(t) for t in ticks] == ["01-01 00:00", "01-01 01:00", "01-01 02:00", "01-01 03:00", "01-01 04:00",
-                                        "01-01 05:00"] and not more
+    assert [_utc(t) for t in ticks] == [
+        "01-01 00:00",
+        "01-01 01:00",
+        "01-01 02:00",
+        "01-01 03:00",
+        "01-01 04:00",
+        "01-01 05:00",
+    ] and not more
     latest, more = due_ticks("0 * * * *", "UTC", first, now, 2)
     assert [_utc(t) for t in latest] == ["01-01 04:00", "01-01 05:00"] and more
     year_of_seconds, more = due_ticks("* * * * * *", "UTC", first - 365 * 86_400_000, now, 3)

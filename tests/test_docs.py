@@ -59,7 +59,7 @@ def _plain(troff: str) -> str:
 def _man_entries() -> list[tuple[str, tuple[str, ...], str]]:
     """(panel, command path, text) for every entry of the man page's COMMANDS section."""
     man = (ROOT / "man" / "vq.1").read_text()
-    section = man[man.index(".SH COMMANDS\n"):man.index("\n.SH ", man.index(".SH COMMANDS\n") + 1)]
+    section = man[man.index(".SH COMMANDS\n") : man.index("\n.SH ", man.index(".SH COMMANDS\n") + 1)]
     groups = {path[0] for path, command in _tree() if hasattr(command, "commands")}
     entries, panel = [], None
     for chunk in re.split(r"^(?=\.SS |\.TP\n)", section, flags=re.M):
@@ -116,12 +116,15 @@ def test_man_page_and_help_name_the_same_options_and_choices():
 
 
 def test_the_commands_without_json_are_the_ones_the_docs_name():
-    without = {" ".join(path) for path, command in _tree() if not hasattr(command, "commands")
-               and not any("--json" in getattr(p, "opts", []) for p in command.params)}
+    without = {
+        " ".join(path)
+        for path, command in _tree()
+        if not hasattr(command, "commands") and not any("--json" in getattr(p, "opts", []) for p in command.params)
+    }
     assert without == {"daemon", "tui", "completion", "artifacts get", "config example"}
     man = _plain((ROOT / "man" / "vq.1").read_text())
     page = COMMANDS_PAGE.read_text()
-    intro = page[page.index("# Commands\n"):page.index("\n## ")]  # the page's opening, before the first group
+    intro = page[page.index("# Commands\n") : page.index("\n## ")]  # the page's opening, before the first group
     for name in without:
         assert name in man.split(".SH GLOBAL OPTIONS")[0] and f"`{name}`" in intro, name
 
@@ -143,11 +146,11 @@ def test_help_examples_are_in_the_man_page_and_the_commands_page():
     from vq.cli.helptext import EXAMPLE, PANEL_OF
 
     man = (ROOT / "man" / "vq.1").read_text()
-    examples = _plain(man[man.index(".SH EXAMPLES\n"):man.index(".SH SEE ALSO\n")])
+    examples = _plain(man[man.index(".SH EXAMPLES\n") : man.index(".SH SEE ALSO\n")])
     page = COMMANDS_PAGE.read_text()
     for path, command in _tree():
-        example = command.epilog[len(EXAMPLE):]
-        panel = examples[examples.index(f".SS {PANEL_OF[path[0]]}\n"):]
+        example = command.epilog[len(EXAMPLE) :]
+        panel = examples[examples.index(f".SS {PANEL_OF[path[0]]}\n") :]
         assert example in panel.split(".EE")[0], f"man/vq.1 EXAMPLES ({PANEL_OF[path[0]]}) lacks: {example}"
         assert example in page, f"docs/commands.md lacks the example of vq {' '.join(path)}: {example}"
 
@@ -158,7 +161,7 @@ def test_the_commands_page_groups_the_commands_as_help_does():
     reference = COMMANDS_PAGE.read_text()
     for panel in PANELS:
         start = reference.index(f"\n## {panel}\n")
-        block = reference[start:reference.find("\n## ", start + 1)]
+        block = reference[start : reference.find("\n## ", start + 1)]
         first_cells = [line.split(" | ")[0] for line in block.splitlines() if line.startswith("| `vq ")]
         rows = {name for cell in first_cells for name in re.findall(r"`vq ([a-z]+)", cell)}
         assert rows == {name for name, p in PANEL_OF.items() if p == panel}, (panel, rows)
@@ -176,8 +179,12 @@ def test_shell_completion_scripts_and_a_real_completion():
     bad = subprocess.run([sys.executable, "-m", "vq", "completion", "tcsh"], capture_output=True, text=True)
     assert bad.returncode == 2 and "SHELL: 'tcsh' is not one of bash, zsh, fish" in bad.stderr
     env = dict(os.environ, _VQ_COMPLETE="complete_bash", COMP_WORDS="vq recurring pa", COMP_CWORD="2")
-    done = subprocess.run([sys.executable, "-c", "from vq.cli.app import app; app(prog_name='vq')"], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "from vq.cli.app import app; app(prog_name='vq')"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.stdout.split() == ["pause"], done
 
 
@@ -201,8 +208,11 @@ def test_constraints_pin_every_dependency():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pinned = {re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
-              for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line}
+    pinned = {
+        re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
     extras = project["optional-dependencies"]
     for requirement in [*project["dependencies"], *extras["test"], *extras["docs"]]:
         name = re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", requirement).group()).lower()
@@ -214,7 +224,7 @@ def _nav_pages(nav) -> list[str]:
     """The Markdown files mkdocs.yml's nav names, nested sections included."""
     pages = []
     for item in nav:
-        for value in (item.values() if isinstance(item, dict) else [item]):
+        for value in item.values() if isinstance(item, dict) else [item]:
             pages += _nav_pages(value) if isinstance(value, list) else [value]
     return pages
 

@@ -27,7 +27,9 @@ def _findings(vq, config: Path | None = None) -> tuple[int, dict[str, dict]]:
     found = json.loads(proc.stdout)
     by_check: dict[str, dict] = {}
     for f in found:
-        by_check.setdefault(f["check"], f if f["status"] != "ok" or f["check"] not in by_check else by_check[f["check"]])
+        by_check.setdefault(
+            f["check"], f if f["status"] != "ok" or f["check"] not in by_check else by_check[f["check"]]
+        )
     return proc.returncode, by_check
 
 
@@ -39,8 +41,11 @@ def seeded_redis():
     def start(*options: str) -> str:
         folder = Path(tempfile.mkdtemp(prefix="vq-doctor-"))
         port = _free_port()
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-                                 *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         servers.append((proc, folder))
         client = redis.Redis(port=port)
         for _ in range(200):
@@ -75,8 +80,7 @@ def test_a_healthy_installation_passes(vq):
 
 
 def test_an_evicting_redis_without_persistence_fails_with_fixes(vq, seeded_redis):
-    url = seeded_redis("--appendonly", "no", "--save", "", "--maxmemory", "100mb",
-                       "--maxmemory-policy", "allkeys-lru")
+    url = seeded_redis("--appendonly", "no", "--save", "", "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru")
     code, found = _findings(vq, _config(vq, url))
     assert code == 2
     assert found["persistence"]["status"] == "fail" and "appendonly yes" in found["persistence"]["fix"]
@@ -93,8 +97,9 @@ def test_rdb_snapshots_only_is_a_warning(vq, seeded_redis):
 
 
 def test_unreachable_redis_and_a_broken_handler_are_findings_not_tracebacks(vq):
-    config = _config(vq, f"redis://127.0.0.1:{_free_port()}/0",
-                     job_types={"my-type": {"handler": "no_such_module:handle"}})
+    config = _config(
+        vq, f"redis://127.0.0.1:{_free_port()}/0", job_types={"my-type": {"handler": "no_such_module:handle"}}
+    )
     code, found = _findings(vq, config)
     assert code == 2
     assert found["redis"]["status"] == "fail" and "cannot reach Redis at redis://127.0.0.1:" in found["redis"]["detail"]
@@ -126,10 +131,21 @@ def test_clock_skew_between_hosts_and_a_vanished_daemon_are_reported(vq, redis_c
     # Another host's daemon as it reports itself (vq/presence.py): its clock 8 s ahead of Redis,
     # and one more that stopped reporting a minute ago (crashed, or lost its network).
     for field, seen, offset in (("far-host:4242", now, 8000.0), ("gone-host:7", now - 60_000, 0.0)):
-        redis_conn.hset("vq:daemons", field, json_lib.dumps({
-            "host": field.split(":")[0], "pid": int(field.split(":")[1]), "startedMs": now - 3_600_000,
-            "seenMs": seen, "clockOffsetMs": offset, "processes": {"worker-0": True, "scheduler": True},
-            "workers": 1}))
+        redis_conn.hset(
+            "vq:daemons",
+            field,
+            json_lib.dumps(
+                {
+                    "host": field.split(":")[0],
+                    "pid": int(field.split(":")[1]),
+                    "startedMs": now - 3_600_000,
+                    "seenMs": seen,
+                    "clockOffsetMs": offset,
+                    "processes": {"worker-0": True, "scheduler": True},
+                    "workers": 1,
+                }
+            ),
+        )
     code, found = _findings(vq)
     assert code == 2
     assert found["clock"]["status"] == "fail" and "far-host +8000 ms" in found["clock"]["detail"]

@@ -198,8 +198,10 @@ def test_a_server_vq_did_not_start_on_the_socket_is_refused(make, data_dir):
     server.folder.mkdir(mode=0o700)
     elsewhere = data_dir / "elsewhere"
     elsewhere.mkdir()
-    foreign = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", str(server.socket_path),
-                                "--dir", str(elsewhere), "--save", ""], stdout=subprocess.DEVNULL)
+    foreign = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(server.socket_path), "--dir", str(elsewhere), "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 5
         while not server.alive() and time.monotonic() < deadline:

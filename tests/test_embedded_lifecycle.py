@@ -51,12 +51,20 @@ def embedded(tmp_path):
     """`vq` with no Redis configured (its embedded one in a short data dir: socket paths are
     short); afterwards every daemon is stopped and every redis-server left in it killed."""
     data_dir = Path(tempfile.mkdtemp(prefix="vqe", dir="/tmp"))
-    config = write_config(tmp_path / "config.yaml", {
-        "data_dir": str(data_dir), "job_types": TEST_JOB_TYPES, "daemon": {"shutdownGrace": 5000},
-        "http": {"enabled": False}})
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REDIS_", "VQ_", "SYSTEMD_", "NOTIFY_", "INVOCATION_"))
-           and k != "PYTHONDONTWRITEBYTECODE"}
+    config = write_config(
+        tmp_path / "config.yaml",
+        {
+            "data_dir": str(data_dir),
+            "job_types": TEST_JOB_TYPES,
+            "daemon": {"shutdownGrace": 5000},
+            "http": {"enabled": False},
+        },
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("REDIS_", "VQ_", "SYSTEMD_", "NOTIFY_", "INVOCATION_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), COLUMNS="200")
     runner = VQ(config, env, data_dir)
     runner.folder = (data_dir / "redis").resolve()
@@ -194,8 +202,10 @@ def test_redis_stops_only_on_request(embedded):
     assert forced.returncode == 0 and json.loads(forced.stdout)["pid"] == started["pid"]
     assert "starts the embedded Redis again" in forced.stderr
     assert not _running(started["pid"])
-    again = _until(lambda: (v := json.loads(embedded.run("redis", "status", "--json").stdout))["answering"] and v,
-                   what="the daemon to start Redis again")
+    again = _until(
+        lambda: (v := json.loads(embedded.run("redis", "status", "--json").stdout))["answering"] and v,
+        what="the daemon to start Redis again",
+    )
     assert again["pid"] != started["pid"]
     later = embedded.submit("test-noop", {}, "--user", "cron")
     assert embedded.wait_for(later)["status"] == "finished"
@@ -211,8 +221,12 @@ def test_a_daemon_run_by_systemd_stops_the_embedded_redis_with_it(embedded):
     """As a systemd unit's main process the daemon's cgroup is killed when it exits, so it
     stops the embedded Redis itself, gracefully (SIGTERM, AOF flushed)."""
     log = embedded.data_dir / "systemd.log"
-    daemon = subprocess.Popen(["sh", "-c", f'SYSTEMD_EXEC_PID=$$ exec "{sys.executable}" -m vq daemon --workers 1'],
-                              env=embedded.env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    daemon = subprocess.Popen(
+        ["sh", "-c", f'SYSTEMD_EXEC_PID=$$ exec "{sys.executable}" -m vq daemon --workers 1'],
+        env=embedded.env,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
     daemon.log_path = log
     embedded.daemons.append(daemon)
     _ready(embedded, daemon)

@@ -40,14 +40,23 @@ def test_backoff_is_exponential_capped_with_jitter_never_shorter():
 
 def test_backoff_waits_its_milliseconds_not_whole_seconds(vq):
     """`delay: 200` waits 200 ms, then 400 ms (RQ's Retry would round each up to a second)."""
-    vq.configure(job_types={"test-quick-retry": {
-        "handler": "tests.plugins:flaky", "attempts": 3,
-        "backoff": {"type": "exponential", "delay": 200, "jitter": 0}}})
+    vq.configure(
+        job_types={
+            "test-quick-retry": {
+                "handler": "tests.plugins:flaky",
+                "attempts": 3,
+                "backoff": {"type": "exponential", "delay": 200, "jitter": 0},
+            }
+        }
+    )
     vq.start_daemon()
     job_id = vq.submit("test-quick-retry", {"succeed_on": 3}, "--user", "u")
     assert vq.wait_for(job_id)["status"] == "finished"
-    starts = [datetime.fromisoformat(t["at"].replace("Z", "+00:00"))
-              for t in vq.json("history", job_id)["transitions"] if t["event"] == "started"]
+    starts = [
+        datetime.fromisoformat(t["at"].replace("Z", "+00:00"))
+        for t in vq.json("history", job_id)["transitions"]
+        if t["event"] == "started"
+    ]
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
     assert len(gaps) == 2, gaps
     assert 0.2 <= gaps[0] < 0.6 and 0.4 <= gaps[1] < 0.8, f"waits of 200 and 400 ms, got {gaps}"

@@ -17,10 +17,14 @@ STAMP_TYPE = {"handler": "scripts.chaos.stamps:stamped", "attempts": 1, "timeout
 
 
 def _configure(vq, limit: int, lease_ms: int = 3000) -> None:
-    vq.configure(job_types={"test-stamp": STAMP_TYPE},
-                 concurrency={"type": {"test-stamp": limit}, "user": {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}},
-                 queue={"defaultJobOptions": {"removeOnComplete": False},
-                        "settings": {"lockDuration": lease_ms, "stalledInterval": 1000, "maxStalledCount": 1}})
+    vq.configure(
+        job_types={"test-stamp": STAMP_TYPE},
+        concurrency={"type": {"test-stamp": limit}, "user": {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}},
+        queue={
+            "defaultJobOptions": {"removeOnComplete": False},
+            "settings": {"lockDuration": lease_ms, "stalledInterval": 1000, "maxStalledCount": 1},
+        },
+    )
 
 
 def _wait_runs(path, count: int, timeout: float = 20) -> list:
@@ -34,8 +38,11 @@ def _wait_runs(path, count: int, timeout: float = 20) -> list:
 
 
 def _events(redis_conn, job_id: str) -> list[tuple[str, float]]:
-    return [(fields[b"event"].decode(), int(fields[b"ts"]) / 1000) for _id, fields in redis_conn.xrange("vq:events")
-            if fields[b"jobId"].decode() == job_id]
+    return [
+        (fields[b"event"].decode(), int(fields[b"ts"]) / 1000)
+        for _id, fields in redis_conn.xrange("vq:events")
+        if fields[b"jobId"].decode() == job_id
+    ]
 
 
 def _alive(pid: int) -> bool:
@@ -90,8 +97,10 @@ def test_redis_paused_past_the_lease_stops_running_jobs_and_the_limit_holds(vq, 
     slots to waiting jobs and nothing ran beside them. Every job finishes in the end."""
     stamps = tmp_path / "stamps.log"
     _configure(vq, limit=2)
-    jobs = [vq.submit("test-stamp", {"seconds": 5, "stamps": str(stamps)},
-                      "--user", f"u{i}", "--subscription", "pro") for i in range(4)]
+    jobs = [
+        vq.submit("test-stamp", {"seconds": 5, "stamps": str(stamps)}, "--user", f"u{i}", "--subscription", "pro")
+        for i in range(4)
+    ]
     vq.start_daemon(workers=3)
     _wait_runs(stamps, 2)
     time.sleep(0.5)
@@ -115,8 +124,9 @@ def test_a_stale_worker_writes_nothing(vq, redis_conn, tmp_path):
     written, and the refusals are counted and logged. The job's state is the new holder's."""
     stamps = tmp_path / "stamps.log"
     _configure(vq, limit=2, lease_ms=30000)  # renewals every 5 s: the writes meet the new token first
-    with_progress = vq.submit("test-stamp", {"seconds": 3, "progress": True, "stamps": str(stamps)},
-                              "--user", "a", "--subscription", "pro")
+    with_progress = vq.submit(
+        "test-stamp", {"seconds": 3, "progress": True, "stamps": str(stamps)}, "--user", "a", "--subscription", "pro"
+    )
     without = vq.submit("test-stamp", {"seconds": 1.5, "stamps": str(stamps)}, "--user", "b", "--subscription", "pro")
     vq.start_daemon(workers=2)
     _wait_runs(stamps, 2)
@@ -141,16 +151,19 @@ def test_a_stale_worker_writes_nothing(vq, redis_conn, tmp_path):
     assert progress_run.last - progress_run.start < 2.0, "the refused progress report stopped the handler"
 
 
-@pytest.mark.parametrize("how, jobs", [({"isolation": "fork"}, 1), ({"concurrencyPerWorker": 2}, 2)],
-                         ids=["forked-child", "thread-worker"])
+@pytest.mark.parametrize(
+    "how, jobs", [({"isolation": "fork"}, 1), ({"concurrencyPerWorker": 2}, 2)], ids=["forked-child", "thread-worker"]
+)
 def test_jobs_outside_the_main_thread_are_stopped_too(vq, redis_conn, tmp_path, how, jobs):
     """The same pause with the job in a forked child (the worker kills it) or in a thread
     worker beside the main one (LeaseLost raised into that thread)."""
     stamps = tmp_path / "stamps.log"
     _configure(vq, limit=jobs)
     vq.configure(job_types={"test-stamp": {**STAMP_TYPE, **how}})
-    ids = [vq.submit("test-stamp", {"seconds": 6, "stamps": str(stamps)}, "--user", f"u{i}", "--subscription", "pro")
-           for i in range(jobs)]
+    ids = [
+        vq.submit("test-stamp", {"seconds": 6, "stamps": str(stamps)}, "--user", f"u{i}", "--subscription", "pro")
+        for i in range(jobs)
+    ]
     vq.start_daemon(workers=1)
     _wait_runs(stamps, jobs)
     time.sleep(0.3)

@@ -37,11 +37,17 @@ def readme_session() -> list[str]:
 
 def _user_env(home: Path) -> dict[str, str]:
     """What a new operator's shell has: no vq or Redis settings, a HOME of its own."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REDIS_", "VQ_", "XDG_", "PYTEST", "COLUMNS", "LINES"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_", "XDG_", "PYTEST", "COLUMNS", "LINES"))
+    }
     bin_dir = str(Path(sys.executable).parent)
-    env.update(HOME=str(home), PYTHONPATH=str(ROOT), TERM="xterm-256color", LANG="C.UTF-8",
-               PATH=f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}")
+    env.update(
+        HOME=str(home),
+        PYTHONPATH=str(ROOT),
+        TERM="xterm-256color",
+        LANG="C.UTF-8",
+        PATH=f"{bin_dir}:{env.get('PATH', '/usr/bin:/bin')}",
+    )
     return env
 
 
@@ -50,8 +56,16 @@ class Terminal:
     emulator does), so the process never blocks on a full pty."""
 
     def __init__(self, command: str, args: list[str], env: dict[str, str], cwd: Path):
-        self.child = pexpect.spawn(command, args, env=env, cwd=str(cwd), encoding="utf-8",
-                                   codec_errors="replace", dimensions=(50, 250), timeout=None)
+        self.child = pexpect.spawn(
+            command,
+            args,
+            env=env,
+            cwd=str(cwd),
+            encoding="utf-8",
+            codec_errors="replace",
+            dimensions=(50, 250),
+            timeout=None,
+        )
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -77,8 +91,9 @@ class Terminal:
             if not self.child.isalive():
                 break
             time.sleep(0.05)
-        raise AssertionError(f"{pattern!r} did not appear within {timeout}s; the terminal shows:\n"
-                             f"{self.text()[since:][-4000:]}")
+        raise AssertionError(
+            f"{pattern!r} did not appear within {timeout}s; the terminal shows:\n{self.text()[since:][-4000:]}"
+        )
 
 
 @pytest.fixture
@@ -120,15 +135,27 @@ def test_the_readme_first_session_runs_verbatim_against_a_daemon_on_a_terminal(h
             code = int(shell.wait_for(r"__rc=(\d+)", since=mark).group(1))
             assert code == 0, f"`{line}` exited {code}:\n{shell.text()[mark:][-3000:]}"
         # What the session's lines promised: the dependent job ran once both had finished.
-        listing = subprocess.run([sys.executable, "-m", "vq", "jobs", "--user", "bob", "--json"], env=env,
-                                 capture_output=True, text=True, timeout=60)
+        listing = subprocess.run(
+            [sys.executable, "-m", "vq", "jobs", "--user", "bob", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         bob = json.loads(listing.stdout)
         after = next(j for j in bob if j["jobType"] == "content-analysis")
         deadline = time.monotonic() + 30
         while after["status"] != "finished" and time.monotonic() < deadline:
             time.sleep(0.2)
-            after = json.loads(subprocess.run([sys.executable, "-m", "vq", "show", after["id"], "--json"], env=env,
-                                              capture_output=True, text=True, timeout=60).stdout)
+            after = json.loads(
+                subprocess.run(
+                    [sys.executable, "-m", "vq", "show", after["id"], "--json"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                ).stdout
+            )
         assert after["status"] == "finished", after
         # Ctrl-C, as the operator stops it: the terminal signals the daemon's whole process
         # group (its workers and HTTP server too), and it stops with no traceback from any.

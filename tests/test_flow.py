@@ -170,8 +170,10 @@ def test_pause_holds_jobs_and_resume_releases_them(vq):
     assert "waiting for  queue paused" in human and "1 in u's line" in human
     row = next(r for r in vq.json("queues") if r["jobType"] == "test-noop")
     assert row["paused"] is True and (row["queued"], row["limited"]) == (1, 0)
-    listed = {status: [v["id"] for v in vq.json("jobs", "--type", "test-noop", "--status", status)]
-              for status in ("queued", "limited")}
+    listed = {
+        status: [v["id"] for v in vq.json("jobs", "--type", "test-noop", "--status", status)]
+        for status in ("queued", "limited")
+    }
     assert listed == {"queued": [job_id], "limited": []}
     vq.json("resume", "test-noop")
     assert vq.wait_for(job_id, timeout=10)["status"] == "finished"
@@ -218,8 +220,9 @@ def test_jobs_pages_with_totals_since_and_the_pipeline_parent(vq, redis_conn):
     assert len(vq.json("jobs", "--since", "30d", "--user", "ann")) == 5
     bad = vq.run("jobs", "--since", "soon")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--since" in bad.stderr, bad.stderr
-    video = vq.submit("video-generation", {"prompt": "A video about AI. It is bright.", "sceneCount": 1},
-                      "--user", "bob")
+    video = vq.submit(
+        "video-generation", {"prompt": "A video about AI. It is bright.", "sceneCount": 1}, "--user", "bob"
+    )
     children = vq.json("show", video)["children"]
     shown = vq.run("jobs", "--user", "bob", "--limit", "100")
     assert children and f"{video[:12]}/" in shown.stdout, shown.stdout

@@ -35,8 +35,9 @@ HAS_FFMPEG = shutil.which("ffmpeg") is not None
 
 
 def run(module, tmp_path, data, upstream=None, job_id="job-1"):
-    ctx, reports = local_context(job_id, module.__name__.rsplit(".", 1)[-1].replace("_", "-"), tmp_path,
-                                 upstream=upstream)
+    ctx, reports = local_context(
+        job_id, module.__name__.rsplit(".", 1)[-1].replace("_", "-"), tmp_path, upstream=upstream
+    )
     result = module.handle(ctx, data)
     json.dumps(result)  # results are stored as JSON
     return result, reports
@@ -66,8 +67,9 @@ VALID = [
 ]
 
 
-@pytest.mark.parametrize("module,data", [v for v in VALID if v[1] is not None],
-                         ids=lambda v: getattr(v, "__name__", ""))
+@pytest.mark.parametrize(
+    "module,data", [v for v in VALID if v[1] is not None], ids=lambda v: getattr(v, "__name__", "")
+)
 def test_progress_increases_and_ends_at_100(tmp_path, module, data):
     _, reports = run(module, tmp_path, data)
     percents = [p for p, _ in reports]
@@ -78,6 +80,7 @@ def test_progress_increases_and_ends_at_100(tmp_path, module, data):
 
 def test_every_builtin_type_resolves_to_a_handler():
     from vq.jobtypes import BUILTIN_TYPES, _builtin_handler, load_handler
+
     for name in BUILTIN_TYPES:
         assert callable(load_handler(_builtin_handler(name)))
     assert callable(video_generation.plan)
@@ -108,10 +111,16 @@ def test_script_scene_count_defaults_and_follows_given_scenes(tmp_path):
     assert scenes[1]["heading"] == "Flowers"
 
 
-@pytest.mark.parametrize("data,field", [({}, "prompt"), ({"prompt": "  "}, "prompt"),
-                                        ({"prompt": "x", "sceneCount": 0}, "sceneCount"),
-                                        ({"prompt": "x", "sceneCount": 21}, "sceneCount"),
-                                        ({"prompt": "x", "scenes": "three"}, "scenes")])
+@pytest.mark.parametrize(
+    "data,field",
+    [
+        ({}, "prompt"),
+        ({"prompt": "  "}, "prompt"),
+        ({"prompt": "x", "sceneCount": 0}, "sceneCount"),
+        ({"prompt": "x", "sceneCount": 21}, "sceneCount"),
+        ({"prompt": "x", "scenes": "three"}, "scenes"),
+    ],
+)
 def test_script_rejects_bad_input(tmp_path, data, field):
     with pytest.raises(PermanentError, match=field):
         run(script_generation, tmp_path, data)
@@ -121,8 +130,11 @@ def test_script_rejects_bad_input(tmp_path, data, field):
 
 
 def test_image_png_has_requested_size_from_options(tmp_path):
-    result, _ = run(image_generation, tmp_path, {"prompt": "Generate an image of a sunset",
-                                                 "options": {"width": 320, "height": 200}})
+    result, _ = run(
+        image_generation,
+        tmp_path,
+        {"prompt": "Generate an image of a sunset", "options": {"width": 320, "height": 200}},
+    )
     with Image.open(result["path"]) as img:
         assert img.format == "PNG" and img.size == (320, 200)
     assert (result["width"], result["height"]) == (320, 200)
@@ -190,8 +202,16 @@ def test_audio_takes_the_script_narration_and_rejects_missing_text(tmp_path):
 def test_scene_from_standalone_files_times_itself_by_the_wav(tmp_path):
     image = run(image_generation, tmp_path, {"prompt": "x", "width": 40, "height": 30}, job_id="img")[0]
     audio = run(audio_synthesis, tmp_path, {"text": "one two three four five", "engine": "tone"}, job_id="aud")[0]
-    result, _ = run(scene_creation, tmp_path, {"imagePath": image["path"], "audioPath": audio["path"],
-                                               "heading": "Intro", "narration": "one two three four five"})
+    result, _ = run(
+        scene_creation,
+        tmp_path,
+        {
+            "imagePath": image["path"],
+            "audioPath": audio["path"],
+            "heading": "Intro",
+            "narration": "one two three four five",
+        },
+    )
     assert result["durationSeconds"] == pytest.approx(2.0, abs=0.01)
     assert (result["heading"], result["width"], result["height"]) == ("Intro", 40, 30)
     saved = json.loads((tmp_path / "job-1" / "scene.json").read_text())
@@ -250,19 +270,24 @@ def test_personalization_applies_tone_length_and_greeting(tmp_path):
     assert len(out.split()) <= 40 + 2
     assert any(c.startswith("length short") for c in result["changes"])
     assert any("greeting" in c for c in result["changes"])
-    formal, _ = run(personalization, tmp_path, {"content": {"body": "I'm gonna buy it."},
-                                                "preferences": {"tone": "formal", "name": "Lee"}})
+    formal, _ = run(
+        personalization,
+        tmp_path,
+        {"content": {"body": "I'm gonna buy it."}, "preferences": {"tone": "formal", "name": "Lee"}},
+    )
     assert formal["content"]["body"] == "Dear Lee, I am going to purchase it."
-    calm, _ = run(personalization, tmp_path, {"content": "I'm gonna go.", "preferences": {"tone": "formal",
-                                                                                          "intensity": 0}})
+    calm, _ = run(
+        personalization, tmp_path, {"content": "I'm gonna go.", "preferences": {"tone": "formal", "intensity": 0}}
+    )
     assert calm["content"] == "I'm gonna go." and calm["changes"] == []
     with pytest.raises(PermanentError, match="preferences.tone"):
         run(personalization, tmp_path, {"content": "x", "preferences": {"tone": "angry"}})
 
 
 def test_ai_processing_local_tasks_and_unknown_provider(tmp_path):
-    text = ("Solar power is getting cheaper. Cats sleep a lot. Solar panels turn sunlight into power. "
-            "The weather was fine.")
+    text = (
+        "Solar power is getting cheaper. Cats sleep a lot. Solar panels turn sunlight into power. The weather was fine."
+    )
     summary = run(ai_processing, tmp_path, {"task": "summarize", "input": text})[0]["output"]["summary"]
     assert summary == "Solar power is getting cheaper. Solar panels turn sunlight into power."
     label = run(ai_processing, tmp_path, {"task": "classify", "input": text})[0]["output"]["label"]
@@ -334,8 +359,11 @@ def test_plan_builds_the_step_graph(tmp_path):
     assert by["compose"]["dependsOn"] == ["scene-0", "scene-1"]
     assert all(set(s["dependsOn"]) <= set(names[:i]) for i, s in enumerate(steps))  # plan order is runnable
     assert len(video_generation.plan({"prompt": "AI", "scenes": [{}, {}, {}, {}]})) == 1 + 4 * 3 + 1
-    for data, field in (({}, "prompt"), ({"prompt": "AI", "sceneCount": 11}, "sceneCount"),
-                        ({"prompt": "AI", "width": 0}, "width")):
+    for data, field in (
+        ({}, "prompt"),
+        ({"prompt": "AI", "sceneCount": 11}, "sceneCount"),
+        ({"prompt": "AI", "width": 0}, "width"),
+    ):
         with pytest.raises(PermanentError, match=field):
             video_generation.plan(data)
 
@@ -348,8 +376,9 @@ def test_whole_video_pipeline_by_hand_composes_the_sum_of_its_scenes(tmp_path):
         upstream = [done[d] for d in step["dependsOn"]]
         result, reports = run(module, tmp_path, step["data"], upstream=upstream, job_id=f"job-{step['step']}")
         assert reports[-1][0] == 100
-        done[step["step"]] = Upstream(id=f"job-{step['step']}", job_type=step["jobType"], step=step["step"],
-                                      result=result)
+        done[step["step"]] = Upstream(
+            id=f"job-{step['step']}", job_type=step["jobType"], step=step["step"], result=result
+        )
     scenes = [done[f"scene-{i}"].result for i in range(2)]
     compose = done["compose"].result
     assert compose["scenes"] == 2
@@ -365,8 +394,9 @@ def test_whole_video_pipeline_by_hand_composes_the_sum_of_its_scenes(tmp_path):
 
 
 def test_video_generation_runs_its_plan_inline_when_it_has_no_upstream(tmp_path):
-    result, reports = run(video_generation, tmp_path, {"prompt": "Bees and flowers", "sceneCount": 1,
-                                                       "width": 64, "height": 36})
+    result, reports = run(
+        video_generation, tmp_path, {"prompt": "Bees and flowers", "sceneCount": 1, "width": 64, "height": 36}
+    )
     assert result["scenes"] == 1 and result["durationSeconds"] > 0
     assert all(p.startswith(str(tmp_path / "job-1")) for p in result["artifacts"])
     percents = [p for p, _ in reports]

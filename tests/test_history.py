@@ -23,8 +23,11 @@ def _db(vq) -> sqlite3.Connection:
 
 
 def _transitions(vq, job_id: str) -> list[tuple[str, str | None, str]]:
-    rows = _db(vq).execute("SELECT event, from_status, to_status, event_id FROM job_history WHERE job_id = ?",
-                           (job_id,)).fetchall()
+    rows = (
+        _db(vq)
+        .execute("SELECT event, from_status, to_status, event_id FROM job_history WHERE job_id = ?", (job_id,))
+        .fetchall()
+    )
     rows.sort(key=lambda r: tuple(int(p) for p in r["event_id"].split("-")))
     return [(r["event"], r["from_status"], r["to_status"]) for r in rows]
 
@@ -43,8 +46,13 @@ def test_a_job_timeline_and_user_history(vq):
         assert vq.wait_for(job_id)["status"] == "finished"
     view = vq.json("history", flaky)
     assert [(t["event"], t["from_status"], t["to_status"]) for t in view["transitions"]] == [
-        ("created", None, "queued"), ("started", "queued", "started"), ("retrying", "started", "scheduled"),
-        ("queued", "scheduled", "queued"), ("started", "queued", "started"), ("finished", "started", "finished")]
+        ("created", None, "queued"),
+        ("started", "queued", "started"),
+        ("retrying", "started", "scheduled"),
+        ("queued", "scheduled", "queued"),
+        ("started", "queued", "started"),
+        ("finished", "started", "finished"),
+    ]
     assert [t["attempt"] for t in view["transitions"] if t["event"] == "started"] == [1, 2]
     assert "flaky failure on attempt 1" in view["transitions"][2]["reason"]
     assert view["job"]["attempts"] == 2 and view["job"]["status"] == "finished" and view["job"]["run_ms"] >= 0
@@ -76,8 +84,12 @@ def test_export_csv_and_json(vq):
 
 
 def test_every_transition_once_with_two_daemons_a_killed_daemon_and_a_redis_restart(vq, redis_conn, redis_server):
-    vq.configure(queue={"settings": {"stalledInterval": 2000, "lockDuration": 3000},
-                        "defaultJobOptions": {"removeOnComplete": False}})
+    vq.configure(
+        queue={
+            "settings": {"stalledInterval": 2000, "lockDuration": 3000},
+            "defaultJobOptions": {"removeOnComplete": False},
+        }
+    )
     first, second = vq.start_daemon(workers=1), vq.start_daemon(workers=1)
     batch = "\n".join(json.dumps({"jobType": "test-noop", "userId": f"u{i % 5}", "data": {}}) for i in range(60))
     ids = [o["id"] for o in vq.json("submit", "--batch", "-", input=batch)]
@@ -111,15 +123,19 @@ def _assert_stream_and_history_agree(redis_conn, db) -> None:
     from vq import metrics
     from vq.archive_rows import to_status
 
-    changes = [e for e in event_stream.read(redis_conn, count=1_000_000)
-               if e["jobId"] != "-" and to_status(e) is not None]
+    changes = [
+        e for e in event_stream.read(redis_conn, count=1_000_000) if e["jobId"] != "-" and to_status(e) is not None
+    ]
     assert changes, "the stream was trimmed: nothing to compare"
     rows = {r[0]: (r[1], r[2]) for r in db.execute("SELECT event_id, job_id, event FROM job_history")}
     assert rows == {e["id"]: (e["jobId"], e["event"]) for e in changes}
     counted = Counter(e["event"] for e in changes)
     totals = metrics.totals(redis_conn)["test-noop"]
     assert (totals["created"], totals["started"], totals["finished"]) == (
-        counted["created"], counted["started"], counted["finished"])
+        counted["created"],
+        counted["started"],
+        counted["finished"],
+    )
 
 
 def test_a_crash_between_sqlite_and_redis_counts_each_event_once(vq, redis_conn):
@@ -151,9 +167,17 @@ def test_retention_prunes_rows_and_keeps_daily_aggregates(vq, redis_conn):
     settings = load_settings(vq.config_path, env={})
     old_ms = int((time.time() - 40 * 86400) * 1000)
     for name, job_id in (("created", "old-job"), ("started", "old-job")):
-        redis_conn.xadd("vq:events", {"event": name, "jobId": job_id, "jobType": "test-noop", "ts": str(old_ms),
-                                      "fields": json.dumps({"userId": "u", "status": "queued", "waitMs": 5})},
-                        id=f"{old_ms}-{1 if name == 'created' else 2}")
+        redis_conn.xadd(
+            "vq:events",
+            {
+                "event": name,
+                "jobId": job_id,
+                "jobType": "test-noop",
+                "ts": str(old_ms),
+                "fields": json.dumps({"userId": "u", "status": "queued", "waitMs": 5}),
+            },
+            id=f"{old_ms}-{1 if name == 'created' else 2}",
+        )
     recent = vq.submit("test-noop", {}, "--user", "u")
     archiver = Archiver(redis_conn, settings)
     while archiver.step(block_ms=None):
@@ -166,7 +190,9 @@ def test_retention_prunes_rows_and_keeps_daily_aggregates(vq, redis_conn):
     assert archiver.prune() == 2
     assert [r[0] for r in db.execute("SELECT id FROM render_jobs")] == [recent]
     assert db.execute("SELECT COUNT(*) FROM job_history WHERE job_id = 'old-job'").fetchone()[0] == 0
-    assert db.execute("SELECT day, created FROM job_performance_metrics WHERE job_type = 'test-noop'").fetchall() == days
+    assert (
+        db.execute("SELECT day, created FROM job_performance_metrics WHERE job_type = 'test-noop'").fetchall() == days
+    )
 
 
 def _open_history(data_dir: str, results) -> None:
@@ -218,8 +244,17 @@ def test_hosts_with_their_own_history_files_keep_one_complete_history(vq, redis_
     home_a = str((vq.data_dir / "history.db").resolve())
     _wait(lambda: _history_file(redis_conn) == home_a, what="host A's file to become the history's")
     other.start_daemon(workers=1)
-    ids = [o["id"] for o in vq.json("submit", "--batch", "-", input="\n".join(
-        json.dumps({"jobType": "test-sleep", "userId": f"u{i}", "data": {"seconds": 0.2}}) for i in range(8)))]
+    ids = [
+        o["id"]
+        for o in vq.json(
+            "submit",
+            "--batch",
+            "-",
+            input="\n".join(
+                json.dumps({"jobType": "test-sleep", "userId": f"u{i}", "data": {"seconds": 0.2}}) for i in range(8)
+            ),
+        )
+    ]
     views = [vq.wait_for(job_id) for job_id in ids]
     assert {v["status"] for v in views} == {"finished"}
     _settle(vq)
@@ -388,8 +423,11 @@ def test_a_full_disk_is_said_once_and_history_catches_up_when_there_is_room(vq, 
     assert len(said) == 1 and not said[0].exc_info and "data_dir" in said[0].getMessage(), said
     assert any("usable again" in r.getMessage() for r in caplog.records)
     assert not any(r.exc_info for r in caplog.records)
-    rows = _db(vq).execute(f"SELECT COUNT(*) FROM render_jobs WHERE id IN ({','.join('?' * len(jobs))})",
-                           jobs).fetchone()[0]
+    rows = (
+        _db(vq)
+        .execute(f"SELECT COUNT(*) FROM render_jobs WHERE id IN ({','.join('?' * len(jobs))})", jobs)
+        .fetchone()[0]
+    )
     assert rows == len(jobs)
 
 
@@ -400,8 +438,10 @@ def test_a_full_disk_under_a_real_daemon_is_one_line_and_history_catches_up(vq, 
 
     small = tmp_path / "small"
     small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("mounting a tmpfs needs privileges this run lacks")
     try:
         path = small / "history.db"

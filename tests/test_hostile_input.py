@@ -26,8 +26,10 @@ def _one_line(proc) -> str:
 
 def _strict(text: str):
     """json.loads that refuses NaN and Infinity, as every JSON parser but Python's does."""
+
     def refuse(name):
         raise AssertionError(f"{name} in output: not JSON")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -44,13 +46,17 @@ def _nested(levels: int) -> dict:
     return data
 
 
-@pytest.mark.parametrize("text, message", [
-    (json.dumps(_nested(300)), "data.a.a.a.a.a.a...: nested deeper than 32 levels (limits.maxDataDepth)"),
-    (json.dumps(_nested(33)), "nested deeper than 32 levels (limits.maxDataDepth)"),
-    ('{"x": NaN}', "data.x: NaN is not a JSON number"),
-    ('{"x": {"y": [1, Infinity]}}', "data.x.y[1]: Infinity is not a JSON number"),
-    ('{"x": -Infinity}', "data.x: -Infinity is not a JSON number"),
-], ids=["300-deep", "33-deep", "nan", "infinity-in-list", "minus-infinity"])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (json.dumps(_nested(300)), "data.a.a.a.a.a.a...: nested deeper than 32 levels (limits.maxDataDepth)"),
+        (json.dumps(_nested(33)), "nested deeper than 32 levels (limits.maxDataDepth)"),
+        ('{"x": NaN}', "data.x: NaN is not a JSON number"),
+        ('{"x": {"y": [1, Infinity]}}', "data.x.y[1]: Infinity is not a JSON number"),
+        ('{"x": -Infinity}', "data.x: -Infinity is not a JSON number"),
+    ],
+    ids=["300-deep", "33-deep", "nan", "infinity-in-list", "minus-infinity"],
+)
 def test_cli_refuses_data_that_is_not_storable_json_and_writes_nothing(vq, redis_conn, text, message):
     before = redis_conn.dbsize()
     proc = vq.run("submit", "test-echo", "--user", "u", "--data", "-", input=text)
@@ -71,8 +77,12 @@ def test_templates_and_batches_go_through_the_same_check(vq, redis_conn):
     before = redis_conn.dbsize()
     proc = vq.run("submit", "--template", "t", "--user", "u", "--set", "score=NaN")
     assert proc.returncode == 2 and "data.score: NaN is not a JSON number" in _one_line(proc)
-    lines = "\n".join([json.dumps({"jobType": "test-echo", "userId": "u", "data": _nested(40)}),
-                       '{"jobType": "test-echo", "userId": "u", "data": {"x": NaN}}'])
+    lines = "\n".join(
+        [
+            json.dumps({"jobType": "test-echo", "userId": "u", "data": _nested(40)}),
+            '{"jobType": "test-echo", "userId": "u", "data": {"x": NaN}}',
+        ]
+    )
     proc = vq.run("submit", "--batch", "-", "--json", input=lines)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     messages = [outcome["error"] for outcome in json.loads(proc.stdout)]
@@ -97,7 +107,7 @@ def test_python_api_raises_invalid_input_never_type_or_recursion_error(vq, redis
         ({"x": [float("inf")]}, "data.x[0]: Infinity is not a JSON number"),
         ({"deep": _nested(100)}, "nested deeper than 32 levels (limits.maxDataDepth)"),
         ({1: "one"}, "key 1 is not text"),
-        ({"big": 10 ** 5000}, "data.big: the whole number is out of range"),
+        ({"big": 10**5000}, "data.big: the whole number is out of range"),
     ]
     before = redis_conn.dbsize()
     for data, message in cases:
@@ -110,8 +120,9 @@ def test_python_api_raises_invalid_input_never_type_or_recursion_error(vq, redis
 
 
 def test_http_answers_422_for_deep_or_non_finite_data_and_creates_nothing(vq, redis_conn):
-    api = serve(vq, jwt_secret="test-secret-for-the-api-tests-0123456789",
-                rateLimit={"requests": 1000, "window": 60000})
+    api = serve(
+        vq, jwt_secret="test-secret-for-the-api-tests-0123456789", rateLimit={"requests": 1000, "window": 60000}
+    )
     token = api.token("ann")
     before = _jobs_and_definitions(redis_conn)  # the daemon writes its own keys meanwhile
     for body, message in [
@@ -123,11 +134,14 @@ def test_http_answers_422_for_deep_or_non_finite_data_and_creates_nothing(vq, re
         reply = api.call("POST", "/api/jobs/test-echo", token, body)
         assert reply.status == 422, reply.body
         assert reply.body["error"]["code"] == "invalid" and message in reply.body["error"]["message"]
-    reply = api.call("POST", "/api/jobs/recurring", token, {"jobType": "test-echo", "cronExpression": "0 0 * * *",
-                                                            "data": {"x": float("nan")}})
+    reply = api.call(
+        "POST",
+        "/api/jobs/recurring",
+        token,
+        {"jobType": "test-echo", "cronExpression": "0 0 * * *", "data": {"x": float("nan")}},
+    )
     assert reply.status == 422 and "data.x: NaN is not a JSON number" in reply.body["error"]["message"]
-    reply = api.call("POST", "/api/jobs/recurring", token, {"jobType": "test-echo",
-                                                            "cronExpression": "* * * * * * *"})
+    reply = api.call("POST", "/api/jobs/recurring", token, {"jobType": "test-echo", "cronExpression": "* * * * * * *"})
     assert reply.status == 422 and "has 7 fields" in reply.body["error"]["message"], reply.body
     assert _jobs_and_definitions(redis_conn) == before, "nothing written"
 
@@ -193,8 +207,13 @@ def test_an_exception_whose_str_raises_is_recorded_as_its_own_type(vq):
 def _series(vq) -> tuple[list[str], set]:
     """The providers listed, and every label value of every metric series."""
     rows = vq.json("providers")
-    values = {(f["name"], name, value) for f in vq.json("metrics") for s in f["samples"]
-              for name, value in s["labels"].items() if name != "le"}
+    values = {
+        (f["name"], name, value)
+        for f in vq.json("metrics")
+        for s in f["samples"]
+        for name, value in s["labels"].items()
+        if name != "le"
+    }
     return sorted(r["provider"] for r in rows), values
 
 
@@ -205,8 +224,14 @@ def test_provider_names_in_job_data_create_no_operator_visible_state(vq, redis_c
     providers_before, series_before = _series(vq)
     assert providers_before == ["listed", "other"], "the type's own provider, and one bucket for the made-up name"
     for name in ("nosuch", "nosuch-2", "nosuch-3"):
-        proc = vq.run("submit", "ai-processing", "--user", "u", "--data",
-                      json.dumps({"provider": name, "task": "echo", "input": "x"}))
+        proc = vq.run(
+            "submit",
+            "ai-processing",
+            "--user",
+            "u",
+            "--data",
+            json.dumps({"provider": name, "task": "echo", "input": "x"}),
+        )
         assert proc.returncode == 2
         assert f"data.provider: unknown provider {name!r} (known: listed, local)" in _one_line(proc)
     # A handler's ProviderError naming a provider config does not know counts under "other":
@@ -223,8 +248,12 @@ def test_provider_names_in_job_data_create_no_operator_visible_state(vq, redis_c
 
 def test_http_refuses_an_unknown_provider_with_422(vq):
     api = serve(vq, jwt_secret="test-secret-for-the-api-tests-0123456789")
-    reply = api.call("POST", "/api/jobs/ai-processing", api.token("ann"),
-                     {"data": {"provider": "nosuch", "task": "echo", "input": "x"}})
+    reply = api.call(
+        "POST",
+        "/api/jobs/ai-processing",
+        api.token("ann"),
+        {"data": {"provider": "nosuch", "task": "echo", "input": "x"}},
+    )
     assert reply.status == 422 and "data.provider: unknown provider 'nosuch'" in reply.body["error"]["message"]
 
 
@@ -237,8 +266,9 @@ def test_show_json_is_strict_json_even_for_a_job_stored_with_nan(vq, redis_conn)
     shown = _strict(vq.run("show", job_id, "--json").stdout)
     assert shown["units"] == {"tokens": None, "images": None}
     assert _strict(vq.run("jobs", "--json").stdout)[0]["units"] == {"tokens": None, "images": None}
-    api = serve(vq, jwt_secret="test-secret-for-the-api-tests-0123456789",
-                rateLimit={"requests": 1000, "window": 60000})
+    api = serve(
+        vq, jwt_secret="test-secret-for-the-api-tests-0123456789", rateLimit={"requests": 1000, "window": 60000}
+    )
     reply = api.call("GET", f"/api/jobs/test-echo/{job_id}", api.token("u"))
     assert reply.status == 200 and reply.body["units"] == {"tokens": None, "images": None}, reply.body
 
@@ -256,10 +286,14 @@ def test_a_provider_answering_nan_is_a_provider_failure_and_a_handlers_nan_units
     fake = FakeProvider()
     try:
         fake.mode = "nan-usage"
-        vq.configure(providers={"fake": {"kind": "http", "url": fake.url, "cost": {"calls": 0.5}}},
-                     job_types={**TEST_JOB_TYPES, "ai-processing": {"attempts": 1},
-                                "test-units": {"handler": "tests.plugins:nan_units", "attempts": 1,
-                                               "providers": ["fake"]}})
+        vq.configure(
+            providers={"fake": {"kind": "http", "url": fake.url, "cost": {"calls": 0.5}}},
+            job_types={
+                **TEST_JOB_TYPES,
+                "ai-processing": {"attempts": 1},
+                "test-units": {"handler": "tests.plugins:nan_units", "attempts": 1, "providers": ["fake"]},
+            },
+        )
         vq.start_daemon()
         job_id = vq.submit("ai-processing", {"provider": "fake", "task": "echo", "input": "x"}, "--user", "u")
         view = vq.wait_for(job_id)

@@ -126,8 +126,11 @@ def test_the_dashboard_opens_a_job_by_a_typed_prefix(vq, redis_conn):
             app.open_job()
             await pilot.pause()
             await pilot.press(*"abad1dea1", "enter")
-            await until(pilot, lambda: isinstance(app.screen, JobScreen) and app.screen.job_id == y,
-                        what="the job screen of the one job the prefix names")
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, JobScreen) and app.screen.job_id == y,
+                what="the job screen of the one job the prefix names",
+            )
             await until(pilot, lambda: y in banner(app), what="its summary")
             await pilot.press("escape")
             app.open_job()

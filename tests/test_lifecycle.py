@@ -107,8 +107,12 @@ def test_progress_follow_draws_on_the_terminal_and_leaves_the_final_state_on_std
     job_id = vq.submit("test-sleep", {"seconds": 2, "steps": 4}, "--user", "u")
     master, slave = pty.openpty()
     with open(tmp_path / "out", "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "vq", "progress", job_id, "--follow"], stdout=out,
-                                stderr=slave, env={**vq.env, "COLUMNS": "160"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vq", "progress", job_id, "--follow"],
+            stdout=out,
+            stderr=slave,
+            env={**vq.env, "COLUMNS": "160"},
+        )
     os.close(slave)
     drawn = b""
     while True:

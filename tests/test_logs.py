@@ -19,9 +19,15 @@ ISO_UTC_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 def _serve(vq, terminal: bool):
     port = _free_port()
-    vq.configure(http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": SECRET,
-                       "rateLimit": {"requests": 1000, "window": 60000}},
-                 job_types={"test-chatty": {"handler": "tests.plugins:chatty", "attempts": 1}})
+    vq.configure(
+        http={
+            "enabled": True,
+            "listen": f"127.0.0.1:{port}",
+            "jwt_secret": SECRET,
+            "rateLimit": {"requests": 1000, "window": 60000},
+        },
+        job_types={"test-chatty": {"handler": "tests.plugins:chatty", "attempts": 1}},
+    )
     daemon = vq.start_daemon("--log-format", "json", terminal=terminal)
     api = Api(vq, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 20
@@ -42,8 +48,9 @@ def test_every_line_is_json_with_the_job_and_request_as_keys(vq, terminal):
     broken = vq.submit("test-broken", {}, "--user", "bob")
     forked = vq.submit("test-forked", {"seconds": 0.1, "steps": 1}, "--user", "dan")
     token = api.token("carol")
-    created = api.call("POST", "/api/jobs/test-noop", token, {"userId": "carol"},
-                       headers={"X-Request-Id": "req-from-the-proxy-42"})
+    created = api.call(
+        "POST", "/api/jobs/test-noop", token, {"userId": "carol"}, headers={"X-Request-Id": "req-from-the-proxy-42"}
+    )
     assert created.status == 201, created.body
     assert created.headers["x-request-id"] == "req-from-the-proxy-42"
     made = api.call("GET", "/api/jobs/types", None, headers={"X-Request-Id": "bad id\twith spaces"})
@@ -105,8 +112,10 @@ def test_a_record_that_cannot_be_formatted_is_still_one_json_line():
     import subprocess
     import sys
 
-    code = ("import logging, vq.logs as l; l.configure('INFO', 'json'); "
-            "logging.getLogger('x').info('bad %d', 'text'); logging.getLogger('x').info('ok')")
+    code = (
+        "import logging, vq.logs as l; l.configure('INFO', 'json'); "
+        "logging.getLogger('x').info('bad %d', 'text'); logging.getLogger('x').info('ok')"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     records = [json.loads(line) for line in proc.stderr.splitlines()]
     assert [r["message"] for r in records][1] == "ok" and "could not be written" in records[0]["message"]

@@ -105,8 +105,15 @@ def test_every_key_a_script_touches_is_one_keys_py_builds(redis_conn):
         queue = keys.queue_name(TYPE, "low")
         for i, user in enumerate(["u1", "u2", "u1"]):
             meta = {"userId": user, "subscription": "free", "jobType": TYPE}
-            conn.hset(keys.rq_job(f"j{i}"), mapping={"status": "queued", "meta": json.dumps(meta), "timeout": "60",
-                                                     "enqueued_at": "2026-12-06T03:00:00Z"})
+            conn.hset(
+                keys.rq_job(f"j{i}"),
+                mapping={
+                    "status": "queued",
+                    "meta": json.dumps(meta),
+                    "timeout": "60",
+                    "enqueued_at": "2026-12-06T03:00:00Z",
+                },
+            )
         conn.zadd(keys.rq_scheduled(queue), {"j0": 0, "j1": 0, "j2": 0})
         DueMover(conn, [queue]).move()  # due.lua
         admission = Admission(conn, lease_ms=30_000)
@@ -114,13 +121,26 @@ def test_every_key_a_script_touches_is_one_keys_py_builds(redis_conn):
         first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))  # route, choose, start
         admission.renew(first.job_id, TYPE, first.user, first.token)  # renew.lua
         assert admission.promote_aged([TYPE], threshold_ms=0) == 4  # promote.lua: two jobs, low to high
-        end = JobEnd(id=first.job_id, key=keys.rq_job(first.job_id), fields=["status", "finished"], ttl=60,
-                     registry=keys.rq_finished(queue), event=["event", "finished"],
-                     dependents=keys.rq_dependents(first.job_id), expire=[keys.rq_dependencies(first.job_id)],
-                     webhook="http://example.invalid/hook", token=first.token)
+        end = JobEnd(
+            id=first.job_id,
+            key=keys.rq_job(first.job_id),
+            fields=["status", "finished"],
+            ttl=60,
+            registry=keys.rq_finished(queue),
+            event=["event", "finished"],
+            dependents=keys.rq_dependents(first.job_id),
+            expire=[keys.rq_dependencies(first.job_id)],
+            webhook="http://example.invalid/hook",
+            token=first.token,
+        )
         with conn.pipeline(transaction=False) as pipe:
-            admission.admit_in(pipe, [TYPE], start=Start("w1", "y", 420, busy=True),
-                               give_back=(first.job_id, TYPE, first.user), finish=end)  # end, give back
+            admission.admit_in(
+                pipe,
+                [TYPE],
+                start=Start("w1", "y", 420, busy=True),
+                give_back=(first.job_id, TYPE, first.user),
+                finish=end,
+            )  # end, give back
             second = admission.parse_admitted(pipe.execute(raise_on_error=False)[0])[1]
         assert second is not None
         assert admission.admit([TYPE]) is not None  # admitted, not started (no worker)

@@ -23,8 +23,16 @@ def _job(conn, job_id: str, user: str, priority: str = "normal", tier: str = "fr
     the list marked for admission."""
     queue = keys.queue_name(job_type, priority)
     meta = {"userId": user, "subscription": tier, "jobType": job_type, "attempts": 0}
-    conn.hset(keys.rq_job(job_id), mapping={"status": "queued", "meta": json.dumps(meta), "origin": queue,
-                                            "enqueued_at": "2026-12-06T03:00:00.000000Z", "timeout": "60"})
+    conn.hset(
+        keys.rq_job(job_id),
+        mapping={
+            "status": "queued",
+            "meta": json.dumps(meta),
+            "origin": queue,
+            "enqueued_at": "2026-12-06T03:00:00.000000Z",
+            "timeout": "60",
+        },
+    )
     conn.rpush(keys.rq_queue(queue), job_id)
     conn.sadd(keys.INBOX, queue)
 
@@ -128,10 +136,16 @@ def test_a_lapsed_lease_frees_its_slot_and_cannot_be_renewed_or_end_the_job(redi
     # The old job is given to another worker (stalled-job recovery gives it a new token); the
     # first worker's end, under the old token, is refused and gives back no slot.
     redis_conn.hset(keys.rq_job("old"), keys.LEASE_FIELD, "someone-else")
-    end = JobEnd(id="old", key=keys.rq_job("old"), fields=["status", "finished"], ttl=60,
-                 registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
-                 event=["event", "finished", "jobId", "old"], dependents=keys.rq_dependents("old"),
-                 token=stale.token)
+    end = JobEnd(
+        id="old",
+        key=keys.rq_job("old"),
+        fields=["status", "finished"],
+        ttl=60,
+        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+        event=["event", "finished", "jobId", "old"],
+        dependents=keys.rq_dependents("old"),
+        token=stale.token,
+    )
     with redis_conn.pipeline(transaction=False) as pipe:
         short.admit_in(pipe, [], give_back=("old", TYPE, "u1"), finish=end)
         reply = pipe.execute(raise_on_error=False)[0]
@@ -149,14 +163,20 @@ def test_a_job_end_is_written_and_the_next_job_started_in_one_call(redis_conn):
     admission = Admission(redis_conn, lease_ms=30_000)
     first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
     redis_conn.sadd(keys.rq_dependents("first"), "child")
-    end = JobEnd(id="first", key=keys.rq_job("first"),
-                 fields=["status", "finished", "ended_at", "2026-12-06T03:00:01.000000Z", "result", "42"], ttl=60,
-                 registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
-                 event=["event", "finished", "jobId", "first", "jobType", TYPE, "ts", "1", "fields", "{}"],
-                 dependents=keys.rq_dependents("first"), token=first.token)
+    end = JobEnd(
+        id="first",
+        key=keys.rq_job("first"),
+        fields=["status", "finished", "ended_at", "2026-12-06T03:00:01.000000Z", "result", "42"],
+        ttl=60,
+        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+        event=["event", "finished", "jobId", "first", "jobType", TYPE, "ts", "1", "fields", "{}"],
+        dependents=keys.rq_dependents("first"),
+        token=first.token,
+    )
     with redis_conn.pipeline(transaction=False) as pipe:
-        admission.admit_in(pipe, [TYPE], start=Start("w1", "y", 420, busy=True), give_back=("first", TYPE, "u1"),
-                           finish=end)
+        admission.admit_in(
+            pipe, [TYPE], start=Start("w1", "y", 420, busy=True), give_back=("first", TYPE, "u1"), finish=end
+        )
         reply = pipe.execute(raise_on_error=False)[0]
     has_dependents, admitted, refused = admission.parse_admitted(reply)
     assert has_dependents and not refused
@@ -182,8 +202,9 @@ def test_an_empty_ring_leaves_the_inbox_and_an_idle_worker_says_it_waits(redis_c
     assert not redis_conn.exists(ring)
     redis_conn.sadd(keys.INBOX, ring)  # a stale hint: the ring is named but has nobody
     assert admission.admit([TYPE], start=Start("w-idle", "x", 420, busy=False)) is None
-    assert redis_conn.smembers(keys.INBOX) == {(keys.INBOX_IDLE + "w-idle").encode()}, \
+    assert redis_conn.smembers(keys.INBOX) == {(keys.INBOX_IDLE + "w-idle").encode()}, (
         "the empty ring left the inbox; the worker that found nothing is marked idle"
+    )
 
 
 def test_a_canceled_job_in_line_is_skipped_and_its_user_leaves_the_ring(redis_conn):
@@ -231,10 +252,16 @@ def test_a_redis_that_lost_the_script_still_gets_the_job_end_and_its_slots_back(
     admission = Admission(redis_conn, lease_ms=30_000)
     first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
     redis_conn.script_flush()  # a restarted Redis: the pipeline's EVALSHA answers NOSCRIPT
-    end = JobEnd(id="first", key=keys.rq_job("first"), fields=["status", "finished"], ttl=60,
-                 registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
-                 event=["event", "finished", "jobId", "first"], dependents=keys.rq_dependents("first"),
-                 token=first.token)
+    end = JobEnd(
+        id="first",
+        key=keys.rq_job("first"),
+        fields=["status", "finished"],
+        ttl=60,
+        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+        event=["event", "finished", "jobId", "first"],
+        dependents=keys.rq_dependents("first"),
+        token=first.token,
+    )
     give_back = ("first", TYPE, "u1")
     with redis_conn.pipeline(transaction=False) as pipe:
         admission.admit_in(pipe, [TYPE], start=Start("w1", "y", 420, busy=True), give_back=give_back, finish=end)

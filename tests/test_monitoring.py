@@ -50,8 +50,17 @@ def test_per_user_figures_forget_users_idle_past_the_retention(vq, redis_conn):
 
     vq.configure(history={"retentionDays": 30})
     old_ms = int((time.time() - 40 * 86400) * 1000)
-    redis_conn.xadd("vq:events", {"event": "created", "jobId": "old-job", "jobType": "test-noop", "ts": str(old_ms),
-                                  "fields": json.dumps({"userId": "gone", "status": "queued"})}, id=f"{old_ms}-1")
+    redis_conn.xadd(
+        "vq:events",
+        {
+            "event": "created",
+            "jobId": "old-job",
+            "jobType": "test-noop",
+            "ts": str(old_ms),
+            "fields": json.dumps({"userId": "gone", "status": "queued"}),
+        },
+        id=f"{old_ms}-1",
+    )
     for i in range(3):
         vq.submit("test-noop", {"i": i}, "--user", "busy")
     vq.submit("test-noop", {}, "--user", "quiet")
@@ -134,9 +143,11 @@ def test_health_degraded_by_backlog_age_and_open_breaker(vq, redis_conn):
     from vq.breaker import Breakers
     from vq.config import load_settings
 
-    vq.configure(health={"backlogAge": {"degraded": 1000, "unhealthy": 600000}},
-                 providers={"pix": {"kind": "local", "breaker": {"failureThreshold": 1, "cooldown": 60000}}},
-                 job_types={"test-noop": {"handler": "tests.plugins:noop", "attempts": 1, "providers": ["pix"]}})
+    vq.configure(
+        health={"backlogAge": {"degraded": 1000, "unhealthy": 600000}},
+        providers={"pix": {"kind": "local", "breaker": {"failureThreshold": 1, "cooldown": 60000}}},
+        job_types={"test-noop": {"handler": "tests.plugins:noop", "attempts": 1, "providers": ["pix"]}},
+    )
     vq.start_daemon()
     vq.run("pause", "test-echo")
     vq.submit("test-echo", {}, "--user", "u")
@@ -167,8 +178,10 @@ def _kill_running(vq, redis_conn, job_id: str) -> None:
 
 
 def test_health_degraded_by_a_stalled_job_and_unhealthy_by_more(vq, redis_conn):
-    vq.configure(queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000}},
-                 health={"stalled": {"degraded": 1, "unhealthy": 2}})
+    vq.configure(
+        queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000}},
+        health={"stalled": {"degraded": 1, "unhealthy": 2}},
+    )
     vq.start_daemon(workers=2)
     for killed, expected in ((1, "degraded"), (2, "unhealthy")):
         job_id = vq.submit("test-track", {"seconds": 30}, "--user", "u", "--subscription", "pro")
@@ -187,9 +200,17 @@ def _past_events(redis_conn, seconds_ago: float, failed: int, finished: int, sta
     ts = int((time.time() - seconds_ago) * 1000)
     for seq in range(failed + finished):
         name = "failed" if seq < failed else "finished"
-        redis_conn.xadd("vq:events", {"event": name, "jobId": f"past-{ts}-{seq}", "jobType": "test-noop",
-                                      "ts": str(ts), "fields": json.dumps({"userId": "u", "durationMs": 5})},
-                        id=f"{ts}-{start_seq + seq}")
+        redis_conn.xadd(
+            "vq:events",
+            {
+                "event": name,
+                "jobId": f"past-{ts}-{seq}",
+                "jobType": "test-noop",
+                "ts": str(ts),
+                "fields": json.dumps({"userId": "u", "durationMs": 5}),
+            },
+            id=f"{ts}-{start_seq + seq}",
+        )
 
 
 @pytest.mark.parametrize("failed_before, expected", [(2, "degraded"), (3, "healthy")])
@@ -276,16 +297,32 @@ def test_prometheus_exposition(vq):
     _drain(vq, ids)
     text = vq.run("metrics").stdout
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert {"vq_jobs", "vq_jobs_events", "vq_job_run_seconds", "vq_job_wait_seconds", "vq_health",
-            "vq_workers_alive", "vq_type_limit"} <= set(families)
-    finished = [s.value for s in families["vq_jobs_events"].samples
-                if s.labels == {"job_type": "test-noop", "event": "finished"} and s.name.endswith("_total")]
+    assert {
+        "vq_jobs",
+        "vq_jobs_events",
+        "vq_job_run_seconds",
+        "vq_job_wait_seconds",
+        "vq_health",
+        "vq_workers_alive",
+        "vq_type_limit",
+    } <= set(families)
+    finished = [
+        s.value
+        for s in families["vq_jobs_events"].samples
+        if s.labels == {"job_type": "test-noop", "event": "finished"} and s.name.endswith("_total")
+    ]
     assert finished == [3.0]
-    count = [s.value for s in families["vq_job_run_seconds"].samples
-             if s.name == "vq_job_run_seconds_count" and s.labels["job_type"] == "test-noop"]
+    count = [
+        s.value
+        for s in families["vq_job_run_seconds"].samples
+        if s.name == "vq_job_run_seconds_count" and s.labels["job_type"] == "test-noop"
+    ]
     assert count == [3.0]
     as_json = {f["name"]: f for f in vq.json("metrics")}
     assert set(as_json) == set(families), "--json has the same metric families as the exposition"
     assert as_json["vq_jobs_events"]["type"] == "counter"
-    assert [s["value"] for s in as_json["vq_jobs_events"]["samples"]
-            if s["labels"] == {"job_type": "test-noop", "event": "finished"}] == [3.0]
+    assert [
+        s["value"]
+        for s in as_json["vq_jobs_events"]["samples"]
+        if s["labels"] == {"job_type": "test-noop", "event": "finished"}
+    ] == [3.0]

@@ -12,10 +12,28 @@ from vq.submission import Submission, submit
 
 
 def test_a_template_fills_type_data_and_priority_and_set_changes_fields(vq):
-    vq.configure(templates={"thumb": {"jobType": "test-echo", "priority": "low",
-                                      "data": {"size": {"width": 320, "height": 180}, "format": "png"}}})
-    made = vq.run("submit", "--template", "thumb", "--user", "ann", "--set", "size.width=640", "--set", "format=webp",
-                  "--set", "tags=[\"a\", \"b\"]")
+    vq.configure(
+        templates={
+            "thumb": {
+                "jobType": "test-echo",
+                "priority": "low",
+                "data": {"size": {"width": 320, "height": 180}, "format": "png"},
+            }
+        }
+    )
+    made = vq.run(
+        "submit",
+        "--template",
+        "thumb",
+        "--user",
+        "ann",
+        "--set",
+        "size.width=640",
+        "--set",
+        "format=webp",
+        "--set",
+        "tags=[\"a\", \"b\"]",
+    )
     assert made.returncode == 0, made.stderr
     view = vq.json("show", made.stdout.strip())
     assert view["jobType"] == "test-echo" and view["priority"] == "low"
@@ -42,8 +60,10 @@ def test_retry_every_failed_job_of_a_type_asks_first(vq):
     done = vq.json("retry", "--all", "--type", "test-broken", "--user", "bob", "--yes")
     assert done == {"action": "retry", "matched": 1, "done": [failed[1]], "skipped": []}
     deadline = time.monotonic() + 15
-    while vq.json("show", failed[1])["finishedAt"] == vq.json("show", failed[0])["finishedAt"] \
-            and time.monotonic() < deadline:
+    while (
+        vq.json("show", failed[1])["finishedAt"] == vq.json("show", failed[0])["finishedAt"]
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     audit = vq.json("audit")
     assert any(a["action"] == "retry" and a["target"] == failed[1] for a in audit)
@@ -59,7 +79,9 @@ def test_cancel_every_waiting_job_of_a_user(vq, redis_conn):
     both = vq.run("cancel", mine[0], "--all", "--user", "ann")
     assert both.returncode == 2 and "give either ID or --all, not both" in both.stderr
     out = vq.run("cancel", "--all", "--user", "ann", input="y\n")
-    assert out.returncode == 0 and "5 job(s) to cancel" in out.stderr and "Cancel 5 waiting job(s) of ann?" in out.stderr
+    assert (
+        out.returncode == 0 and "5 job(s) to cancel" in out.stderr and "Cancel 5 waiting job(s) of ann?" in out.stderr
+    )
     assert all(vq.json("show", j)["status"] == "canceled" for j in [*mine, later])
     assert vq.json("show", theirs)["status"] == "queued"
 
@@ -90,8 +112,12 @@ def test_bulk_forms_with_json_but_no_yes_fail_with_a_json_error_and_touch_nothin
     no table or prompt; without --json, a closed stdin is a declined question, not 'Aborted.'."""
     settings = load_settings(vq.config_path)
     waiting = [submit(redis_conn, settings, Submission("test-noop", user_id="ann")) for _ in range(3)]
-    for args in (["clear", "test-noop"], ["cancel", "--all", "--user", "ann"], ["dlq", "purge"],
-                 ["dlq", "retry", "--all"]):
+    for args in (
+        ["clear", "test-noop"],
+        ["cancel", "--all", "--user", "ann"],
+        ["dlq", "purge"],
+        ["dlq", "retry", "--all"],
+    ):
         proc = vq.run(*args, "--json", input="")
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         answer = json.loads(proc.stdout)

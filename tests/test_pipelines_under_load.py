@@ -23,10 +23,20 @@ def _counts(vq) -> dict[str, dict]:
 @pytest.mark.timeout(600)
 def test_a_hundred_videos_survive_a_paused_step_and_a_restart_under_the_default_retention(vq, redis_conn, tmp_path):
     batch = tmp_path / "videos.jsonl"
-    batch.write_text("".join(json.dumps({
-        "jobType": "video-generation", "userId": f"user-{n % 10}", "userSubscription": "pro",
-        "data": {"prompt": f"video {n} about AI technology", "width": 160, "height": 90}}) + "\n"
-        for n in range(VIDEOS)))
+    batch.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "jobType": "video-generation",
+                    "userId": f"user-{n % 10}",
+                    "userSubscription": "pro",
+                    "data": {"prompt": f"video {n} about AI technology", "width": 160, "height": 90},
+                }
+            )
+            + "\n"
+            for n in range(VIDEOS)
+        )
+    )
     assert vq.run("pause", "scene-creation").returncode == 0
     made = vq.run("submit", "--batch", str(batch))
     assert made.returncode == 0, made.stderr
@@ -53,8 +63,10 @@ def test_a_hundred_videos_survive_a_paused_step_and_a_restart_under_the_default_
         time.sleep(1)
     statuses = [ended.get(v, {}).get("status", "unfinished") for v in videos]
     assert statuses.count("finished") == VIDEOS, {s: statuses.count(s) for s in set(statuses)} | {
-        "errors": sorted({(ended[v].get("error") or {}).get("message") for v in ended
-                          if ended[v]["status"] != "finished"})}
+        "errors": sorted(
+            {(ended[v].get("error") or {}).get("message") for v in ended if ended[v]["status"] != "finished"}
+        )
+    }
     for view in ended.values():  # the product's output, by the handlers' own records on disk
         result = view["result"]
         summary = json.loads(Path(result["path"]).read_text())

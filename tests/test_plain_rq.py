@@ -21,9 +21,11 @@ def _no_traceback(proc) -> None:
 def test_plain_rq_jobs_on_a_vq_queue_fail_as_not_vq_jobs_and_every_view_shows_them(vq, redis_conn):
     pickled = Queue("test-echo.normal", connection=redis_conn).enqueue("tests.plugins.noop", {"x": 1})
     as_json = Queue("test-echo.normal", connection=redis_conn, serializer=JSONSerializer).enqueue(
-        "tests.plugins.noop", "first-argument", {"x": 2})
+        "tests.plugins.noop", "first-argument", {"x": 2}
+    )
     posing = Queue("test-echo.high", connection=redis_conn, serializer=JSONSerializer).enqueue(
-        "vq.execution.run_job", "test-echo", {"x": 3})  # vq's function, but not made by vq: no limits known
+        "vq.execution.run_job", "test-echo", {"x": 3}
+    )  # vq's function, but not made by vq: no limits known
     for job in (pickled, as_json, posing):  # waiting, before any daemon refused them
         _no_traceback(vq.run("show", job.id))
         assert vq.json("show", job.id)["jobType"] == "test-echo"

@@ -16,8 +16,10 @@ CREDENTIAL = "sk-live-0123456789abcdef"
 
 @pytest.fixture
 def api(vq):
-    vq.configure(job_types={"test-credential": {"handler": "tests.plugins:uses_credential", "attempts": 1}},
-                 subscriptions={"paula": "pro"})
+    vq.configure(
+        job_types={"test-credential": {"handler": "tests.plugins:uses_credential", "attempts": 1}},
+        subscriptions={"paula": "pro"},
+    )
     return serve(vq, jwt_secret=SECRET, rateLimit={"requests": 1000, "window": 60000})
 
 
@@ -43,9 +45,16 @@ def test_credentials_are_encrypted_at_rest_and_shown_only_to_the_owner(api: Api,
 
 def test_recurring_definitions_keep_credentials_encrypted_in_redis_and_history(api: Api, vq, redis_conn):
     ann = api.token("ann")
-    made = api.call("POST", "/api/jobs/recurring", ann, {
-        "jobType": "test-credential", "cronExpression": "* * * * *",
-        "data": {"prompt": "nightly", "auth": {"apiKey": CREDENTIAL}}})
+    made = api.call(
+        "POST",
+        "/api/jobs/recurring",
+        ann,
+        {
+            "jobType": "test-credential",
+            "cronExpression": "* * * * *",
+            "data": {"prompt": "nightly", "auth": {"apiKey": CREDENTIAL}},
+        },
+    )
     assert made.status == 201 and made.body["data"]["auth"]["apiKey"] == "[redacted]"
     assert CREDENTIAL.encode() not in redis_conn.hget("vq:recurring", made.body["id"])
     listed = vq.json("recurring", "show", made.body["id"])
@@ -55,16 +64,20 @@ def test_recurring_definitions_keep_credentials_encrypted_in_redis_and_history(a
     row = None
     while time.monotonic() < deadline and row is None:  # copied every 5 s
         if db.exists():
-            row = sqlite3.connect(db).execute("SELECT data FROM recurring_jobs WHERE id = ?",
-                                              (made.body["id"],)).fetchone()
+            row = (
+                sqlite3.connect(db)
+                .execute("SELECT data FROM recurring_jobs WHERE id = ?", (made.body["id"],))
+                .fetchone()
+            )
         time.sleep(0.5)
     assert row is not None and "$vq:encrypted" in row[0] and CREDENTIAL not in row[0]
 
 
 def test_artifacts_are_served_to_their_owner_only_and_never_outside_the_folder(api: Api, vq):
     ann, bob, ops = api.token("ann"), api.token("bob"), api.token("ops", "operator")
-    job = api.call("POST", "/api/jobs/image-generation", ann, {"prompt": "a red square",
-                                                                "options": {"width": 32, "height": 24}}).body
+    job = api.call(
+        "POST", "/api/jobs/image-generation", ann, {"prompt": "a red square", "options": {"width": 32, "height": 24}}
+    ).body
     assert _wait(api, ann, "image-generation", job["id"])["status"] == "finished"
     base = f"/api/jobs/image-generation/{job['id']}/artifacts"
     listing = api.call("GET", base, ann)
@@ -77,8 +90,14 @@ def test_artifacts_are_served_to_their_owner_only_and_never_outside_the_folder(a
     folder = vq.data_dir / "artifacts" / job["id"]
     assert folder.stat().st_mode & 0o777 == 0o700
     (folder / "escape").symlink_to("/etc/passwd")
-    for hostile in ("..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "escape", "..%2Fhistory.db",
-                    "%2E%2E/%2E%2E/jwt.secret", "nothing-here.png"):
+    for hostile in (
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "%2Fetc%2Fpasswd",
+        "escape",
+        "..%2Fhistory.db",
+        "%2E%2E/%2E%2E/jwt.secret",
+        "nothing-here.png",
+    ):
         reply = api.call("GET", f"{base}/{hostile}", ann)
         assert reply.status in (404, 422), (hostile, reply.status)
         assert "root:" not in str(reply.body)
@@ -94,8 +113,12 @@ def test_job_data_cannot_point_a_handler_outside_its_artifacts(api: Api, vq):
         failed = _wait(api, ann, "scene-creation", job["id"])
         assert failed["status"] == "failed"
         assert "outside this job's and its upstream jobs' artifacts" in failed["error"]["message"], failed["error"]
-    composed = api.call("POST", "/api/jobs/video-composition", ann,
-                        {"scenes": [{"image": bobs_png, "durationSeconds": 1}], "format": "edl"}).body
+    composed = api.call(
+        "POST",
+        "/api/jobs/video-composition",
+        ann,
+        {"scenes": [{"image": bobs_png, "durationSeconds": 1}], "format": "edl"},
+    ).body
     failed = _wait(api, ann, "video-composition", composed["id"])
     assert failed["status"] == "failed" and "scenes[0].image" in failed["error"]["message"]
     stolen = api.call("POST", "/api/jobs/test-echo", ann, {"dependsOn": [theirs["id"]], "data": {}})
@@ -132,8 +155,14 @@ def test_data_folder_and_files_are_private_from_the_start(vq, tmp_path):
     env = {**vq.env, "HOME": str(fresh), "VQ_CONFIG": str(path)}
 
     def run(*args):
-        proc = subprocess.run([sys.executable, "-m", "vq", *args], capture_output=True, text=True, env=env,
-                              timeout=60, preexec_fn=lambda: os.umask(0o022))
+        proc = subprocess.run(
+            [sys.executable, "-m", "vq", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            preexec_fn=lambda: os.umask(0o022),
+        )
         assert proc.returncode == 0, proc.stderr
         return proc
 

@@ -36,8 +36,11 @@ class StandIn:
                     outer.most_inflight = max(outer.most_inflight, outer.inflight)
                 try:
                     time.sleep(outer.delay)
-                    status, payload = (503, {"error": "overloaded"}) if outer.down else \
-                        (200, {"model": outer.name, "answer": body.get("input")})
+                    status, payload = (
+                        (503, {"error": "overloaded"})
+                        if outer.down
+                        else (200, {"model": outer.name, "answer": body.get("input")})
+                    )
                     data = json.dumps(payload).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
@@ -70,25 +73,47 @@ def providers():
 
 def _configure(vq, providers, chain=("alpha", "beta"), **per_provider):
     vq.configure(
-        providers={name: {"kind": "http", "url": p.url, "timeout": 3000, "cost": {"characters": price},
-                          "breaker": {"failureThreshold": 50, "cooldown": 60000}, **per_provider.get(name, {})}
-                   for (name, p), price in zip(providers.items(), (0.00003, 0.00005))},
+        providers={
+            name: {
+                "kind": "http",
+                "url": p.url,
+                "timeout": 3000,
+                "cost": {"characters": price},
+                "breaker": {"failureThreshold": 50, "cooldown": 60000},
+                **per_provider.get(name, {}),
+            }
+            for (name, p), price in zip(providers.items(), (0.00003, 0.00005))
+        },
         job_types={"ai-processing": {"providers": list(chain), "attempts": 3}},
-        queue={"defaultJobOptions": {"removeOnComplete": False}})
+        queue={"defaultJobOptions": {"removeOnComplete": False}},
+    )
 
 
 def _batch(vq, texts, user="ann", project=None):
-    lines = [json.dumps({"jobType": "ai-processing", "userId": user, "subscription": "enterprise",
-                         **({"projectId": project} if project else {}), "data": {"task": "echo", "input": t}})
-             for t in texts]
+    lines = [
+        json.dumps(
+            {
+                "jobType": "ai-processing",
+                "userId": user,
+                "subscription": "enterprise",
+                **({"projectId": project} if project else {}),
+                "data": {"task": "echo", "input": t},
+            }
+        )
+        for t in texts
+    ]
     outcomes = vq.json("submit", "--batch", "-", input="\n".join(lines))
     assert all(o["ok"] for o in outcomes), outcomes
     return [o["id"] for o in outcomes]
 
 
 def test_a_rate_limit_holds_across_two_daemons_and_waiting_spends_no_attempt(vq, providers):
-    _configure(vq, providers, chain=("alpha",),
-               alpha={"rateLimit": {"requests": 4, "window": 1000, "concurrent": 2, "maxWait": 60000}})
+    _configure(
+        vq,
+        providers,
+        chain=("alpha",),
+        alpha={"rateLimit": {"requests": 4, "window": 1000, "concurrent": 2, "maxWait": 60000}},
+    )
     providers["alpha"].delay = 0.05
     vq.start_daemon(workers=2)
     vq.start_daemon(workers=2)
@@ -156,8 +181,10 @@ def test_costs_are_summed_exactly_per_user_project_and_provider(vq, providers, r
     settings = load_settings(vq.config_path, env={})
     assert vq.run("history", "--limit", "1").returncode == 0  # waits for the archiver to catch up
     archiver = Archiver(redis_conn, settings)
-    assert archiver.db.execute("SELECT provider, cost_micros FROM render_jobs WHERE id = ?",
-                               [ids[1]]).fetchone() == ("alpha", 30000)
+    assert archiver.db.execute("SELECT provider, cost_micros FROM render_jobs WHERE id = ?", [ids[1]]).fetchone() == (
+        "alpha",
+        30000,
+    )
     archiver.aggregate()
     redis_conn.delete(*redis_conn.keys("vq:costs:*"))
     again = vq.json("costs", "--by", "user", "--since", "today")
@@ -189,8 +216,10 @@ def test_costs_and_providers_over_http_follow_the_owner_rules(vq, providers):
         assert vq.wait_for(job_id)["status"] == "finished"
     op, ann = api.token("ops", "operator"), api.token("ann")
     everyone = api.call("GET", "/api/costs?by=user&since=today", op)
-    assert everyone.status == 200 and {i["user"]: i["amountMicros"] for i in everyone.body["items"]} == \
-        {"ann": 3000, "bob": 6000}
+    assert everyone.status == 200 and {i["user"]: i["amountMicros"] for i in everyone.body["items"]} == {
+        "ann": 3000,
+        "bob": 6000,
+    }
     own = api.call("GET", "/api/costs?since=7d", ann)
     assert own.status == 200 and [i["user"] for i in own.body["items"]] == ["ann"] and own.body["totalMicros"] == 3000
     assert api.call("GET", "/api/costs?by=provider", ann).status == 403

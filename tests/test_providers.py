@@ -36,8 +36,15 @@ class FakeProvider:
                     "down": (503, {}, {"error": "overloaded"}),
                     "bad": (400, {}, {"error": "bad prompt"}),
                     "slow": (200, {}, {}),
-                    "nan-usage": (200, {}, {"model": "fake-1", "answer": body.get("input"),
-                                            "usage": {"tokens": float("nan"), "images": float("inf"), "calls": 1}}),
+                    "nan-usage": (
+                        200,
+                        {},
+                        {
+                            "model": "fake-1",
+                            "answer": body.get("input"),
+                            "usage": {"tokens": float("nan"), "images": float("inf"), "calls": 1},
+                        },
+                    ),
                 }[outer.mode]
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -112,13 +119,22 @@ def test_breaker_cycle_closed_open_half_open_closed(redis_conn, redis_server, tm
 
 
 def test_open_breaker_delays_jobs_without_failing_them(vq, fake):
-    vq.configure(providers={"fake": {"kind": "http", "url": fake.url, "timeout": 2000,
-                                     "breaker": {"failureThreshold": 2, "window": 60000, "cooldown": 5000}}},
-                 job_types={"ai-processing": {"attempts": 1}})
+    vq.configure(
+        providers={
+            "fake": {
+                "kind": "http",
+                "url": fake.url,
+                "timeout": 2000,
+                "breaker": {"failureThreshold": 2, "window": 60000, "cooldown": 5000},
+            }
+        },
+        job_types={"ai-processing": {"attempts": 1}},
+    )
     fake.mode = "down"
     vq.start_daemon()
-    failed = [vq.submit("ai-processing", {"provider": "fake", "task": "echo", "input": i}, "--user", "u")
-              for i in range(2)]
+    failed = [
+        vq.submit("ai-processing", {"provider": "fake", "task": "echo", "input": i}, "--user", "u") for i in range(2)
+    ]
     for job_id in failed:
         view = vq.wait_for(job_id)
         assert view["status"] == "failed" and view["error"]["category"] == "provider"

@@ -33,8 +33,10 @@ def test_redis_restart_is_survived_and_nothing_is_lost(vq, redis_server):
 def test_a_killed_worker_with_retries_left_does_not_lose_its_job(vq, redis_conn):
     """rq issues 2015 and 1461: a job with a Retry disappeared, or was never requeued, when
     its worker was killed. In vq the lease lapses and the job runs again."""
-    vq.configure(queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000}},
-                 job_types={"test-track": {"handler": "tests.plugins:tracked", "attempts": 3}})
+    vq.configure(
+        queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000}},
+        job_types={"test-track": {"handler": "tests.plugins:tracked", "attempts": 3}},
+    )
     job_id = vq.submit("test-track", {"seconds": 2}, "--user", "u", "--subscription", "pro")
     vq.start_daemon(workers=2)
     vq.wait_for(job_id, statuses=("started",))
@@ -64,8 +66,9 @@ def test_a_job_admitted_to_a_worker_that_died_before_starting_it_is_requeued(red
     from vq.config import load_settings
     from vq.submission import Submission, submit
 
-    settings = load_settings(env={"REDIS_URL": redis_server.url, "XDG_CONFIG_HOME": str(tmp_path),
-                                  "VQ_DATA_DIR": str(tmp_path)})
+    settings = load_settings(
+        env={"REDIS_URL": redis_server.url, "XDG_CONFIG_HOME": str(tmp_path), "VQ_DATA_DIR": str(tmp_path)}
+    )
     settings.queue.settings.lockDuration = 1000
     job_id = submit(redis_conn, settings, Submission("content-analysis", {"content": "x"}, user_id="u"))
     admission = Admission(redis_conn, 1000)

@@ -19,8 +19,9 @@ EVERY_SECOND = "* * * * * *"  # croniter: a sixth field is seconds
 
 def _ticks(redis_conn, recurring_id: str) -> dict[str, int]:
     """job id -> tick ms of everything a definition spawned."""
-    return {k.decode(): int(v) for k, v in redis_conn.zrange(f"vq:recurring:{recurring_id}:runs", 0, -1,
-                                                            withscores=True)}
+    return {
+        k.decode(): int(v) for k, v in redis_conn.zrange(f"vq:recurring:{recurring_id}:runs", 0, -1, withscores=True)
+    }
 
 
 def _started(redis_conn) -> Counter:
@@ -34,14 +35,29 @@ def _assert_one_job_per_tick_without_gaps(ticks: dict[str, int]) -> None:
 
 
 def test_add_list_show_pause_resume_rm(vq):
-    added = vq.json("recurring", "add", "test-noop", "--cron", "30 2 * * *", "--tz", "Europe/Berlin",
-                    "--user", "u1", "--name", "nightly", "--data", '{"k": 1}', "--skip-cache")
+    added = vq.json(
+        "recurring",
+        "add",
+        "test-noop",
+        "--cron",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--user",
+        "u1",
+        "--name",
+        "nightly",
+        "--data",
+        '{"k": 1}',
+        "--skip-cache",
+    )
     assert added["cronExpression"] == "30 2 * * *" and added["tz"] == "Europe/Berlin"
     assert added["options"] == {"skipCache": True} and added["catchUp"] == "one"
     listed = vq.json("recurring", "list")
     assert [r["id"] for r in listed] == [added["id"]]
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t) for t in listed[0]["nextRuns"]), \
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t) for t in listed[0]["nextRuns"]), (
         "ISO 8601 UTC with milliseconds, as every time in vq's JSON"
+    )
     runs = [datetime.fromisoformat(t).astimezone(ZoneInfo("Europe/Berlin")) for t in listed[0]["nextRuns"]]
     assert len(runs) == 3 and all((t.hour, t.minute) == (2, 30) for t in runs) and runs == sorted(runs)
     assert vq.json("recurring", "show", "nightly")["id"] == added["id"]  # by name as well as id
@@ -59,13 +75,16 @@ def test_add_list_show_pause_resume_rm(vq):
     assert gone.returncode == 4 and "not found" in gone.stderr
 
 
-@pytest.mark.parametrize("cron,message", [
-    ("61 * * * *", "field 1 (minute) '61'"),
-    ("0 25 * * *", "field 2 (hour) '25'"),
-    ("0 0 * * mon-xyz", "field 5 (day of week)"),
-    ("0 0 * *", "has 4 fields"),
-    ("0 0 31 2 *", "never matches"),
-])
+@pytest.mark.parametrize(
+    "cron,message",
+    [
+        ("61 * * * *", "field 1 (minute) '61'"),
+        ("0 25 * * *", "field 2 (hour) '25'"),
+        ("0 0 * * mon-xyz", "field 5 (day of week)"),
+        ("0 0 * *", "has 4 fields"),
+        ("0 0 31 2 *", "never matches"),
+    ],
+)
 def test_bad_cron_names_the_field(vq, cron, message):
     proc = vq.run("recurring", "add", "test-noop", "--cron", cron, "--user", "u")
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
@@ -74,9 +93,17 @@ def test_bad_cron_names_the_field(vq, cron, message):
 
 def test_bad_recurring_input(vq):
     cases = [
-        (["--cron", "* * * * *", "--tz", "Mars/Olympus", "--user", "u"], 2, "tz: 'Mars/Olympus' is not a known time zone"),
+        (
+            ["--cron", "* * * * *", "--tz", "Mars/Olympus", "--user", "u"],
+            2,
+            "tz: 'Mars/Olympus' is not a known time zone",
+        ),
         (["--cron", "* * * * *"], 2, "userId: missing"),
-        (["--cron", "* * * * *", "--user", "u", "--catch-up", "some"], 2, "--catch-up: 'some' is not one of none, one, all"),
+        (
+            ["--cron", "* * * * *", "--user", "u", "--catch-up", "some"],
+            2,
+            "--catch-up: 'some' is not one of none, one, all",
+        ),
     ]
     for args, code, message in cases:
         proc = vq.run("recurring", "add", "test-noop", *args)
@@ -93,8 +120,18 @@ def test_each_tick_spawns_exactly_one_job_across_three_daemons(vq, redis_conn):
     for _ in range(3):
         vq.start_daemon(workers=1)
     time.sleep(2)  # all three up
-    rid = vq.json("recurring", "add", "test-track", "--cron", EVERY_SECOND, "--user", "u",
-                  "--data", '{"seconds": 0}', "--skip-cache")["id"]
+    rid = vq.json(
+        "recurring",
+        "add",
+        "test-track",
+        "--cron",
+        EVERY_SECOND,
+        "--user",
+        "u",
+        "--data",
+        '{"seconds": 0}',
+        "--skip-cache",
+    )["id"]
     time.sleep(4)
     vq.daemons[1].send_signal(signal.SIGKILL)  # one host dies; the others carry on
     time.sleep(4)
@@ -165,10 +202,27 @@ def test_daylight_saving_ticks_with_a_daemon(vq, redis_conn):
     clocks jump from 02:00 to 03:00), so the tick fires at 03:00 CEST; on 25 October it
     happens twice (03:00 back to 02:00), so it fires twice. A daemon catching up on them
     (catch_up: all) spawns exactly these."""
-    rid = vq.json("recurring", "add", "test-noop", "--cron", "30 2 25,29 3,10 *", "--tz", "Europe/Berlin",
-                  "--user", "u", "--skip-cache", "--catch-up", "all")["id"]
-    utc = [datetime(2026, 3, 25, 1, 30), datetime(2026, 3, 29, 1, 0), datetime(2026, 10, 25, 0, 30),
-           datetime(2026, 10, 25, 1, 30), datetime(2026, 10, 29, 1, 30)]
+    rid = vq.json(
+        "recurring",
+        "add",
+        "test-noop",
+        "--cron",
+        "30 2 25,29 3,10 *",
+        "--tz",
+        "Europe/Berlin",
+        "--user",
+        "u",
+        "--skip-cache",
+        "--catch-up",
+        "all",
+    )["id"]
+    utc = [
+        datetime(2026, 3, 25, 1, 30),
+        datetime(2026, 3, 29, 1, 0),
+        datetime(2026, 10, 25, 0, 30),
+        datetime(2026, 10, 25, 1, 30),
+        datetime(2026, 10, 29, 1, 30),
+    ]
     expected = [int(t.replace(tzinfo=UTC).timestamp() * 1000) for t in utc]
     redis_conn.zadd("vq:recurring:due", {rid: expected[0]})  # no daemon ran since March
     vq.start_daemon()
@@ -185,11 +239,11 @@ def test_catch_up_policies(vq, redis_conn, policy, expected):
     vq.configure(recurring={"misfireGrace": 1000})
     if time.time() % 3600 < 3:
         time.sleep(3)  # keep clear of an hourly tick that would be on time
-    rid = vq.json("recurring", "add", "test-noop", "--cron", "0 * * * *", "--user", "u", "--skip-cache",
-                  "--catch-up", policy)["id"]
+    rid = vq.json(
+        "recurring", "add", "test-noop", "--cron", "0 * * * *", "--user", "u", "--skip-cache", "--catch-up", policy
+    )["id"]
     outage_start = int((time.time() - 5 * 3600) * 1000)
-    first = int(croniter("0 * * * *", datetime.fromtimestamp(outage_start / 1000, UTC)).get_next(float)
-                * 1000)
+    first = int(croniter("0 * * * *", datetime.fromtimestamp(outage_start / 1000, UTC)).get_next(float) * 1000)
     redis_conn.zadd("vq:recurring:due", {rid: first})  # no daemon ran for five hours
     missed = []
     it = croniter("0 * * * *", datetime.fromtimestamp(outage_start / 1000, UTC))
@@ -214,8 +268,9 @@ def test_catch_up_policies(vq, redis_conn, policy, expected):
 
 def test_definitions_survive_daemon_and_redis_restarts_and_a_wiped_redis(vq, redis_conn, redis_server):
     vq.configure(daemon={"chores": {"copy-recurring": 200}})  # copied to the history database 5x a second
-    rid = vq.json("recurring", "add", "test-noop", "--cron", EVERY_SECOND, "--user", "u", "--name", "keep",
-                  "--skip-cache")["id"]
+    rid = vq.json(
+        "recurring", "add", "test-noop", "--cron", EVERY_SECOND, "--user", "u", "--name", "keep", "--skip-cache"
+    )["id"]
     daemon = vq.start_daemon(workers=1)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not _ticks(redis_conn, rid):
@@ -257,12 +312,15 @@ def _copied_runs(vq, rid: str) -> int:
 
 
 def test_spawned_jobs_carry_options_and_go_through_admission(vq, redis_conn):
-    vq.configure(queue={"defaultJobOptions": {"removeOnComplete": False}},
-                 job_types={"test-echo": {"handler": "tests.plugins:echo", "attempts": 1, "cache": {"ttl": 60000}}})
+    vq.configure(
+        queue={"defaultJobOptions": {"removeOnComplete": False}},
+        job_types={"test-echo": {"handler": "tests.plugins:echo", "attempts": 1, "cache": {"ttl": 60000}}},
+    )
     vq.run("pause", "test-echo")
     cached = vq.json("recurring", "add", "test-echo", "--cron", EVERY_SECOND, "--user", "u", "--data", '{"x": 1}')
-    fresh = vq.json("recurring", "add", "test-echo", "--cron", EVERY_SECOND, "--user", "u", "--data", '{"x": 1}',
-                    "--skip-cache")
+    fresh = vq.json(
+        "recurring", "add", "test-echo", "--cron", EVERY_SECOND, "--user", "u", "--data", '{"x": 1}', "--skip-cache"
+    )
     vq.start_daemon(workers=1)
     time.sleep(2.5)
     held = [vq.json("show", j) for j in _ticks(redis_conn, fresh["id"])]
@@ -281,8 +339,21 @@ def test_spawned_jobs_carry_options_and_go_through_admission(vq, redis_conn):
 
 
 def test_run_now_submits_one_job_and_leaves_the_schedule(vq, redis_conn):
-    added = vq.json("recurring", "add", "test-noop", "--cron", "30 2 * * *", "--user", "u1", "--name", "nightly",
-                    "--data", '{"k": 1}', "--priority", "high")
+    added = vq.json(
+        "recurring",
+        "add",
+        "test-noop",
+        "--cron",
+        "30 2 * * *",
+        "--user",
+        "u1",
+        "--name",
+        "nightly",
+        "--data",
+        '{"k": 1}',
+        "--priority",
+        "high",
+    )
     job = vq.json("recurring", "run", "nightly")
     assert (job["jobType"], job["userId"], job["priority"]) == ("test-noop", "u1", "high")
     assert job["data"]["k"] == 1 and job["recurringId"] == added["id"], job
@@ -315,16 +386,23 @@ def test_the_spec_request_body_creates_a_recurring_job(vq, redis_conn):
     from vq.recurring import add_from_mapping, describe
 
     settings = load_settings(vq.config_path, env={})
-    body = {"jobType": "content-analysis",
-            "data": {"userId": "user-123", "projectId": "project-456", "content": "Analyze this content",
-                     "type": "text"},
-            "cronExpression": "0 0 * * *", "options": {"skipCache": True}}
+    body = {
+        "jobType": "content-analysis",
+        "data": {"userId": "user-123", "projectId": "project-456", "content": "Analyze this content", "type": "text"},
+        "cronExpression": "0 0 * * *",
+        "options": {"skipCache": True},
+    }
     view = describe(redis_conn, add_from_mapping(redis_conn, settings, body))
     assert view["userId"] == "user-123" and view["options"] == {"skipCache": True} and view["tz"] == "UTC"
-    assert [t[11:23] for t in view["nextRuns"]] == ["00:00:00.000"] * 3 and all(t.endswith("Z") for t in view["nextRuns"])
-    for bad, field in [({**body, "cronExpression": "0 0 * * * * * *"}, "cronExpression"),
-                       ({**body, "options": {"skipcache": True}}, "options.skipcache"),
-                       ({**body, "timezone": "Nowhere/City"}, "tz"), ({**body, "colour": 1}, "colour")]:
+    assert [t[11:23] for t in view["nextRuns"]] == ["00:00:00.000"] * 3 and all(
+        t.endswith("Z") for t in view["nextRuns"]
+    )
+    for bad, field in [
+        ({**body, "cronExpression": "0 0 * * * * * *"}, "cronExpression"),
+        ({**body, "options": {"skipcache": True}}, "options.skipcache"),
+        ({**body, "timezone": "Nowhere/City"}, "tz"),
+        ({**body, "colour": 1}, "colour"),
+    ]:
         with pytest.raises(InvalidInput) as caught:
             add_from_mapping(redis_conn, settings, bad)
         assert caught.value.field == field

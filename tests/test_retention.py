@@ -68,8 +68,11 @@ class Look:
 
 
 def _videos(vq, n: int) -> list[str]:
-    lines = "".join(json.dumps({"jobType": "video-generation", "userId": f"user-{i}", "userSubscription": "pro",
-                                "data": VIDEO}) + "\n" for i in range(n))
+    lines = "".join(
+        json.dumps({"jobType": "video-generation", "userId": f"user-{i}", "userSubscription": "pro", "data": VIDEO})
+        + "\n"
+        for i in range(n)
+    )
     proc = vq.run("submit", "--batch", "-", "--json", input=lines)
     assert proc.returncode == 0, proc.stderr
     return [outcome["id"] for outcome in json.loads(proc.stdout)]
@@ -142,8 +145,12 @@ def test_a_trimmed_job_is_answered_from_the_history_database(vq, redis_conn):
         assert gone[key] == live[key], key
     for key in ("createdAt", "startedAt", "finishedAt"):  # the history's are its events' times
         assert abs(_instant(gone[key]) - _instant(live[key])) < 0.05, key
-    assert vq.json("result", first) == {"id": first, "jobType": "content-analysis", "result": live["result"],
-                                        "trimmed": True}
+    assert vq.json("result", first) == {
+        "id": first,
+        "jobType": "content-analysis",
+        "result": live["result"],
+        "trimmed": True,
+    }
     human = vq.run("show", first)
     assert human.returncode == 0 and "trimmed" in human.stdout and "history database" in human.stdout
     progress = vq.run("progress", first)
@@ -152,8 +159,9 @@ def test_a_trimmed_job_is_answered_from_the_history_database(vq, redis_conn):
 
 
 def test_jobs_are_trimmed_by_age(vq, redis_conn):
-    vq.configure(queue={"defaultJobOptions": {"removeOnComplete": {"age": 1000, "count": 1000},
-                                              "removeOnFail": {"age": 1500}}})
+    vq.configure(
+        queue={"defaultJobOptions": {"removeOnComplete": {"age": 1000, "count": 1000}, "removeOnFail": {"age": 1500}}}
+    )
     look = Look(vq, redis_conn)
     vq.start_daemon()
     done = vq.submit("test-noop", {}, "--user", "u")
@@ -166,13 +174,16 @@ def test_jobs_are_trimmed_by_age(vq, redis_conn):
     assert vq.json("show", dead)["error"]["message"] == "input can never work"
 
 
-@pytest.mark.parametrize("value, message", [
-    ({}, "removeOnComplete: give age (ms), count, or both"),
-    ({"age": -1}, "removeOnComplete.age: Expected `int` >= 0"),
-    ({"ages": 5}, "removeOnComplete.ages: unknown key"),
-    (-3, "removeOnComplete: a count of jobs must be 0 or more"),
-    ("lots", "removeOnComplete: 'lots': expected true, false, a number of jobs or {age: ms, count: n}"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({}, "removeOnComplete: give age (ms), count, or both"),
+        ({"age": -1}, "removeOnComplete.age: Expected `int` >= 0"),
+        ({"ages": 5}, "removeOnComplete.ages: unknown key"),
+        (-3, "removeOnComplete: a count of jobs must be 0 or more"),
+        ("lots", "removeOnComplete: 'lots': expected true, false, a number of jobs or {age: ms, count: n}"),
+    ],
+)
 def test_a_bad_retention_is_one_line(vq, value, message):
     vq.configure(queue={"defaultJobOptions": {"removeOnComplete": value}})
     proc = vq.run("queues")
@@ -183,12 +194,19 @@ def test_the_spec_forms_stay_valid(tmp_path):
     from tests.conftest import write_config
     from vq.config import retention_of
 
-    forms = [(10, (None, 10, False)), (True, (None, 0, False)), (False, (None, None, True)),
-             ({"age": 3_600_000}, (3_600_000, None, False)), ({"count": 5}, (None, 5, False)),
-             ({"age": 60_000, "count": 0}, (60_000, 0, False))]
+    forms = [
+        (10, (None, 10, False)),
+        (True, (None, 0, False)),
+        (False, (None, None, True)),
+        ({"age": 3_600_000}, (3_600_000, None, False)),
+        ({"count": 5}, (None, 5, False)),
+        ({"age": 60_000, "count": 0}, (60_000, 0, False)),
+    ]
     for value, (age, count, forever) in forms:
-        path = write_config(tmp_path / "config.yaml", {"queue": {"defaultJobOptions": {
-            "removeOnComplete": value, "removeOnFail": value}}})
+        path = write_config(
+            tmp_path / "config.yaml",
+            {"queue": {"defaultJobOptions": {"removeOnComplete": value, "removeOnFail": value}}},
+        )
         opts = load_settings(str(path)).queue.defaultJobOptions
         for option in (opts.removeOnComplete, opts.removeOnFail):
             rule = retention_of(option)

@@ -46,10 +46,14 @@ def test_each_worker_method_vq_overrides_has_the_signature_vq_expects(name):
     assert _names(vars(ours)[name]) == expected, f"vq's {name} override and vq/rq_seam/contract.py disagree"
 
 
-@pytest.mark.parametrize(("cls", "overrides", "rq_class"), [
-    (VqQueue, contract.QUEUE_OVERRIDES, Queue),
-    (ReadableJob, contract.JOB_OVERRIDES, Job),
-], ids=["Queue", "Job"])
+@pytest.mark.parametrize(
+    ("cls", "overrides", "rq_class"),
+    [
+        (VqQueue, contract.QUEUE_OVERRIDES, Queue),
+        (ReadableJob, contract.JOB_OVERRIDES, Job),
+    ],
+    ids=["Queue", "Job"],
+)
 def test_each_queue_and_job_method_vq_overrides_has_the_signature_vq_expects(cls, overrides, rq_class):
     for name, expected in overrides.items():
         assert _names(_rq_attribute(rq_class, name)) == expected, f"rq {rq_class.__name__}.{name} changed"
@@ -71,12 +75,20 @@ def test_the_worker_loop_still_takes_what_vq_passes_and_reads():
 
 def test_vq_overrides_no_method_of_rqs_that_the_contract_does_not_list():
     """A vq helper method whose name RQ starts using would silently replace RQ's."""
-    known = (set(contract.WORKER_OVERRIDES) | set(contract.WORKER_PASSED_THROUGH) | set(contract.WORKER_PROPERTIES)
-             | set(contract.WORKER_CLASS_ATTRIBUTES) | {"get_heartbeat_ttl", "__init__"})
-    for cls in VqWorker.__mro__[:VqWorker.__mro__.index(Worker)] + (ThreadWorker,):
+    known = (
+        set(contract.WORKER_OVERRIDES)
+        | set(contract.WORKER_PASSED_THROUGH)
+        | set(contract.WORKER_PROPERTIES)
+        | set(contract.WORKER_CLASS_ATTRIBUTES)
+        | {"get_heartbeat_ttl", "__init__"}
+    )
+    for cls in VqWorker.__mro__[: VqWorker.__mro__.index(Worker)] + (ThreadWorker,):
         clashes = {n for n in vars(cls) if not n.startswith("__") and hasattr(Worker, n)} - known
         assert not clashes, f"{cls.__name__} overrides RQ's {sorted(clashes)} without the contract saying so"
-    for cls, rq_class, listed in ((VqQueue, Queue, contract.QUEUE_OVERRIDES), (ReadableJob, Job, contract.JOB_OVERRIDES)):
+    for cls, rq_class, listed in (
+        (VqQueue, Queue, contract.QUEUE_OVERRIDES),
+        (ReadableJob, Job, contract.JOB_OVERRIDES),
+    ):
         clashes = {n for n in vars(cls) if not n.startswith("__") and hasattr(rq_class, n)} - set(listed)
         assert not clashes, f"{cls.__name__} overrides RQ's {sorted(clashes)} without the contract saying so"
 
@@ -89,9 +101,12 @@ def test_each_rq_internal_vq_calls_still_takes_its_arguments(where):
         owner = _rq_attribute(owner, cls)
     params = inspect.signature(_rq_attribute(owner, name)).parameters
     expected = contract.CALLED[where]
-    assert tuple(params)[:len(expected)] == expected, f"{module}.{cls}.{name} changed its parameters"
-    extra = [p for p in list(params.values())[len(expected):]
-             if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    assert tuple(params)[: len(expected)] == expected, f"{module}.{cls}.{name} changed its parameters"
+    extra = [
+        p
+        for p in list(params.values())[len(expected) :]
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     assert not extra, f"{module}.{cls}.{name} has new required parameters: {extra}"
 
 
@@ -118,8 +133,9 @@ def test_the_private_attributes_vq_uses_are_on_real_rq_objects(redis_conn):
 def test_rqs_private_enqueue_and_finish_do_what_vq_relies_on(redis_conn):
     queue = Queue("contract.normal", connection=redis_conn, serializer=JSONSerializer)
     first = queue.enqueue("vq.execution.run_job", "x", {})
-    late = Job.create("vq.execution.run_job", args=("x", {}), connection=redis_conn, serializer=JSONSerializer,
-                      origin=queue.name)
+    late = Job.create(
+        "vq.execution.run_job", args=("x", {}), connection=redis_conn, serializer=JSONSerializer, origin=queue.name
+    )
     late.save()
     private.enqueue_job(queue, late, at_front=True)  # how vq puts a job back in line
     assert queue.get_job_ids() == [late.id, first.id]
@@ -150,17 +166,27 @@ def _lua_job_fields() -> dict[str, set[str]]:
 
 
 def test_the_job_hash_fields_vqs_lua_writes_and_reads_are_rqs_own(redis_conn):
-    job = Job.create("vq.execution.run_job", args=("x", {}), connection=redis_conn, serializer=JSONSerializer,
-                     origin="contract.normal", meta={"a": 1}, description="d", retry=None)
+    job = Job.create(
+        "vq.execution.run_job",
+        args=("x", {}),
+        connection=redis_conn,
+        serializer=JSONSerializer,
+        origin="contract.normal",
+        meta={"a": 1},
+        description="d",
+        retry=None,
+    )
     from datetime import datetime
+
     job.enqueued_at = job.started_at = job.ended_at = job.last_heartbeat = datetime.now(UTC)
     job.worker_name, job.retry_intervals = "w", [1]  # every field RQ may write
     job.enqueue_at_front = job.enqueue_at_front_on_retry = True
     private.set_result(job, 1)
     rqs = set(job.to_dict())
     written = _lua_job_fields()
-    assert written.get("admit_start.lua") and written.get("admit_route.lua"), \
+    assert written.get("admit_start.lua") and written.get("admit_route.lua"), (
         "no job fields found in admission's start or routing: update _lua_job_fields"
+    )
     for script, fields in written.items():
         vqs_own = {f for f in fields if f.startswith("vq_")}
         assert fields - vqs_own <= rqs, f"{script} uses {sorted(fields - vqs_own - rqs)}, not fields of RQ's job hash"
@@ -210,8 +236,12 @@ def test_a_job_vq_starts_and_ends_reads_back_in_rq_as_rq_would_have_written_it(v
     assert queued.get_status() == JobStatus.QUEUED and queued.func_name == "vq.execution.run_job"
     assert queued.args == ["test-echo", {"n": 7}] and queued.meta["userId"] == "ann"
 
-    worker = VqWorker([f"test-echo.{p}" for p in ("high", "normal", "low")], connection=redis_conn,
-                      serializer=JSONSerializer, name="vq.contract.e2e")
+    worker = VqWorker(
+        [f"test-echo.{p}" for p in ("high", "normal", "low")],
+        connection=redis_conn,
+        serializer=JSONSerializer,
+        name="vq.contract.e2e",
+    )
     worker.register_birth()
     try:
         job, queue = worker.dequeue_job_and_maintain_ttl(timeout=5)
@@ -243,8 +273,11 @@ def test_outside_the_seam_vq_touches_no_private_name_of_rqs(redis_conn):
     """Every private attribute or method of RQ's Job, Queue and Worker (on real objects) is
     reached only from vq/rq_seam: elsewhere, through vq.rq_seam.private."""
     queue = Queue("contract.normal", connection=redis_conn, serializer=JSONSerializer)
-    objects = [queue.enqueue("vq.execution.run_job", "x", {}), queue,
-               Worker([queue], connection=redis_conn, serializer=JSONSerializer, name="vq.contract.names")]
+    objects = [
+        queue.enqueue("vq.execution.run_job", "x", {}),
+        queue,
+        Worker([queue], connection=redis_conn, serializer=JSONSerializer, name="vq.contract.names"),
+    ]
     names = set()
     for obj in objects:
         names |= {n for n in list(dir(type(obj))) + list(vars(obj)) if n.startswith("_") and not n.startswith("__")}
@@ -255,9 +288,12 @@ def test_outside_the_seam_vq_touches_no_private_name_of_rqs(redis_conn):
     mixins = {sys.modules[c.__module__].__file__ for c in VqWorker.__mro__ if c.__module__.startswith("vq.")}
     on_self = re.compile(r"\bself\.(" + "|".join(sorted(map(re.escape, names))) + r")\b")
     assert reach.search("job._serialize_meta()") and not reach.search("self._state") and on_self.search("self._state")
-    found = [f"{path.relative_to(root.parent)}:{number}: {line.strip()}"
-             for path in root.rglob("*.py") if "rq_seam" not in path.parts
-             for number, line in enumerate(path.read_text().splitlines(), 1)
-             for code in [re.sub(r"`[^`]*`", "", line.split("#")[0])]  # not in comments or `quoted`
-             if reach.search(code) or (str(path) in mixins and on_self.search(code))]
+    found = [
+        f"{path.relative_to(root.parent)}:{number}: {line.strip()}"
+        for path in root.rglob("*.py")
+        if "rq_seam" not in path.parts
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        for code in [re.sub(r"`[^`]*`", "", line.split("#")[0])]  # not in comments or `quoted`
+        if reach.search(code) or (str(path) in mixins and on_self.search(code))
+    ]
     assert not found, "RQ's private names used outside vq/rq_seam:\n" + "\n".join(found)

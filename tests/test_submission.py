@@ -12,33 +12,57 @@ from vq.submission import Submission, submit
 
 @pytest.fixture
 def settings(redis_server, tmp_path):
-    return load_settings(env={"REDIS_URL": redis_server.url, "VQ_DATA_DIR": str(tmp_path),
-                              "XDG_CONFIG_HOME": str(tmp_path)})
+    return load_settings(
+        env={"REDIS_URL": redis_server.url, "VQ_DATA_DIR": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    )
 
 
-@pytest.mark.parametrize("tier, asked, granted", [
-    ("free", "high", "normal"), ("basic", "high", "normal"), ("pro", "high", "high"),
-    ("enterprise", "low", "low"), ("free", None, "low"), ("enterprise", None, "high"),
-])
+@pytest.mark.parametrize(
+    "tier, asked, granted",
+    [
+        ("free", "high", "normal"),
+        ("basic", "high", "normal"),
+        ("pro", "high", "high"),
+        ("enterprise", "low", "low"),
+        ("free", None, "low"),
+        ("enterprise", None, "high"),
+    ],
+)
 def test_a_tier_caps_the_priority_a_user_may_ask_for(redis_conn, settings, tier, asked, granted):
-    job_id = submit(redis_conn, settings, Submission("content-analysis", {"content": "x"}, user_id="u",
-                                                     subscription=tier, priority=asked))
+    job_id = submit(
+        redis_conn,
+        settings,
+        Submission("content-analysis", {"content": "x"}, user_id="u", subscription=tier, priority=asked),
+    )
     assert show(redis_conn, job_id)["priority"] == granted
 
 
 def test_an_operator_may_set_any_priority(redis_conn, settings):
-    job_id = submit(redis_conn, settings, Submission("content-analysis", {}, user_id="u", subscription="free",
-                                                     priority="high", privileged=True))
+    job_id = submit(
+        redis_conn,
+        settings,
+        Submission("content-analysis", {}, user_id="u", subscription="free", priority="high", privileged=True),
+    )
     assert show(redis_conn, job_id)["priority"] == "high"
 
 
 def test_spec_body_shape_is_accepted(redis_conn, settings):
-    body = {"userId": "user-123", "projectId": "project-456", "prompt": "Create a video about AI technology",
-            "options": {"quality": "high"}, "priority": "high", "userSubscription": "pro"}
+    body = {
+        "userId": "user-123",
+        "projectId": "project-456",
+        "prompt": "Create a video about AI technology",
+        "options": {"quality": "high"},
+        "priority": "high",
+        "userSubscription": "pro",
+    }
     job_id = submit(redis_conn, settings, Submission.from_mapping(body, job_type="image-generation"))
     view = show(redis_conn, job_id)
     assert (view["userId"], view["projectId"], view["priority"], view["subscription"]) == (
-        "user-123", "project-456", "high", "pro")
+        "user-123",
+        "project-456",
+        "high",
+        "pro",
+    )
     assert view["data"]["prompt"] == "Create a video about AI technology"
     assert view["data"]["options"] == {"quality": "high"}  # the spec's options are the job's own data
     delayed = {"jobType": "image-generation", "data": {"userId": "user-123", "prompt": "sunset"}, "delay": 300000}
@@ -90,14 +114,21 @@ def test_new_jobs_are_stored_as_rq_stores_them(redis_conn, settings):
     from vq.submission.validation import resolve
 
     def submission():
-        return Submission(job_type="content-analysis", data={"text": "a b c", "n": 1}, user_id="u1",
-                          subscription="pro", project_id="p", skip_cache=True)
+        return Submission(
+            job_type="content-analysis",
+            data={"text": "a b c", "n": 1},
+            user_id="u1",
+            subscription="pro",
+            project_id="p",
+            skip_cache=True,
+        )
 
     single = submit(redis_conn, settings, submission())
     [outcome] = submit_each(redis_conn, settings, [submission()], lambda s: s)
     assert outcome["ok"]
     by_rq = rq_queue(redis_conn, "content-analysis.normal").enqueue_call(
-        VQ_FUNC, **job_spec(settings, resolve(redis_conn, settings, submission()), "by-rq", None, None, [], None))
+        VQ_FUNC, **job_spec(settings, resolve(redis_conn, settings, submission()), "by-rq", None, None, [], None)
+    )
     ours, batch, theirs = (redis_conn.hgetall(f"rq:job:{job_id}") for job_id in (single, outcome["id"], by_rq.id))
     assert ours.keys() == batch.keys()
     assert {k for k in theirs if theirs[k] != b""} == set(ours)
@@ -106,8 +137,21 @@ def test_new_jobs_are_stored_as_rq_stores_them(redis_conn, settings):
     assert {k for k in ours if ours[k] != batch[k]} <= clock
     assert {k for k in ours if ours[k] != theirs[k]} <= clock
     jobs = Job.fetch_many([single, outcome["id"], by_rq.id], connection=redis_conn, serializer=JSONSerializer)
-    shapes = {(j.func_name, repr(j.args), repr(j.kwargs), repr(j.meta), j.retries_left, j.timeout, j.origin,
-               j.get_status(refresh=False), j.started_at, j.worker_name) for j in jobs}
+    shapes = {
+        (
+            j.func_name,
+            repr(j.args),
+            repr(j.kwargs),
+            repr(j.meta),
+            j.retries_left,
+            j.timeout,
+            j.origin,
+            j.get_status(refresh=False),
+            j.started_at,
+            j.worker_name,
+        )
+        for j in jobs
+    }
     assert len(shapes) == 1, shapes
     assert show(redis_conn, outcome["id"], settings)["status"] == "queued"
     assert redis_conn.lrange("rq:queue:content-analysis.normal", 0, -1)[:2] == [single.encode(), outcome["id"].encode()]

@@ -39,13 +39,21 @@ def _findings(vq) -> tuple[int, dict]:
 def test_a_crash_looping_worker_is_reported_once_backs_off_and_shows_in_health_and_doctor(vq, redis_conn):
     # A handler that takes its worker process down (as a segfault in a native library would),
     # run in the worker itself, and a job RQ cannot read: each kills the worker that takes it.
-    vq.configure(job_types={**TEST_JOB_TYPES, "test-kill": {"handler": "tests.plugins:crash", "attempts": 1}},
-                 concurrency={"type": {"test-kill": 10}})
+    vq.configure(
+        job_types={**TEST_JOB_TYPES, "test-kill": {"handler": "tests.plugins:crash", "attempts": 1}},
+        concurrency={"type": {"test-kill": 10}},
+    )
     settings = load_settings(vq.config_path)
     # One user's line, so they are taken in this order; enough slots, as a killed job keeps its
     # slot until its lease lapses.
-    jobs = [submit(redis_conn, settings, Submission("test-kill", {"n": i}, user_id="u", subscription="enterprise",
-                                                    skip_cache=True)) for i in range(4)]
+    jobs = [
+        submit(
+            redis_conn,
+            settings,
+            Submission("test-kill", {"n": i}, user_id="u", subscription="enterprise", skip_cache=True),
+        )
+        for i in range(4)
+    ]
     redis_conn.hset(f"rq:job:{jobs[2]}", "created_at", "not a date")
     vq.start_daemon(workers=1)
 
@@ -63,7 +71,8 @@ def test_a_crash_looping_worker_is_reported_once_backs_off_and_shows_in_health_a
     lines = log.splitlines()
     assert [line.split("vq.daemon: ")[1] for line in lines if "worker-0 died" in line] == [
         "worker-0 died: exited with code 3; restarting in 0.5s",
-        "worker-0 died again: exited with code 3; restarting in 1.0s"]
+        "worker-0 died again: exited with code 3; restarting in 1.0s",
+    ]
     [looping] = [line for line in lines if "vq.daemon: worker-0 is crash-looping" in line]
     assert " ERROR vq.daemon: worker-0 is crash-looping: died 3 times in " in looping
     assert "last: ValueError: time data 'not a date' does not match format" in looping
@@ -73,8 +82,9 @@ def test_a_crash_looping_worker_is_reported_once_backs_off_and_shows_in_health_a
     proc = vq.run("health", "--json")
     health = json.loads(proc.stdout)
     assert proc.returncode == 2 and health["status"] == "unhealthy"  # its one worker does no work
-    assert any(r.startswith("worker-0 of daemon ") and "is crash-looping: died 4 times" in r
-               for r in health["reasons"]), health["reasons"]
+    assert any(
+        r.startswith("worker-0 of daemon ") and "is crash-looping: died 4 times" in r for r in health["reasons"]
+    ), health["reasons"]
     assert [(c["process"], c["deaths"]) for c in health["crashLoops"]] == [("worker-0", 4)]
     code, found = _findings(vq)
     assert code == 2 and found["crash loop"]["status"] == "fail", found
@@ -96,11 +106,14 @@ def test_a_taken_http_port_is_said_once_the_rest_runs_and_the_api_starts_when_it
         _wait("no ready line", lambda: "ready: " in vq.daemon_log(), 30, vq.daemon_log)
         job = vq.submit("test-noop", {}, "--user", "u")
         assert vq.wait_for(job)["status"] == "finished"  # the workers run without the HTTP API
-        code, found = _wait("doctor does not report the HTTP API", lambda: (lambda f: f if "http" in f[1] else None)(
-            _findings(vq)), 10)
+        code, found = _wait(
+            "doctor does not report the HTTP API", lambda: (lambda f: f if "http" in f[1] else None)(_findings(vq)), 10
+        )
         assert found["http"]["status"] == "warn" and code == 1
-        assert f"is not serving the HTTP API: 127.0.0.1:{port} is already in use (by pid {os.getpid()}" \
+        assert (
+            f"is not serving the HTTP API: 127.0.0.1:{port} is already in use (by pid {os.getpid()}"
             in found["http"]["detail"]
+        )
         assert "--http HOST:PORT" in found["http"]["fix"]
     finally:
         holder.close()
@@ -109,17 +122,22 @@ def test_a_taken_http_port_is_said_once_the_rest_runs_and_the_api_starts_when_it
     lines = [line for line in vq.daemon_log().splitlines() if line.strip()]
     taken = [line for line in lines if "already in use" in line]
     assert len(taken) == 1 and VQ_LINE.match(taken[0]), taken  # said once: the tries at 1, 3, 7 s... are quiet
-    assert f"ERROR vq.daemon: HTTP API not serving: 127.0.0.1:{port} is already in use (by pid {os.getpid()}" \
-        in taken[0]
+    assert (
+        f"ERROR vq.daemon: HTTP API not serving: 127.0.0.1:{port} is already in use (by pid {os.getpid()}" in taken[0]
+    )
     [ready] = [line for line in lines if "ready: " in line]
     assert "ready: 1 workers, scheduler" in ready and "HTTP" not in ready
     serving = [line for line in lines if "HTTP API serving on" in line]
-    assert len(serving) == 1 and f"HTTP API serving on 127.0.0.1:{port} (the address was in use until now)" \
-        in serving[0]
+    assert (
+        len(serving) == 1 and f"HTTP API serving on 127.0.0.1:{port} (the address was in use until now)" in serving[0]
+    )
     assert not [line for line in lines if UVICORN_LINE.match(line)]
     assert all(VQ_LINE.match(line) for line in lines), [line for line in lines if not VQ_LINE.match(line)]
-    code, found = _wait("doctor does not see the API serve", lambda: (lambda f: f if f[1].get("http", {}).get(
-        "status") == "ok" else None)(_findings(vq)), 10)
+    code, found = _wait(
+        "doctor does not see the API serve",
+        lambda: (lambda f: f if f[1].get("http", {}).get("status") == "ok" else None)(_findings(vq)),
+        10,
+    )
     assert f"127.0.0.1:{port}" in found["http"]["detail"]
 
 

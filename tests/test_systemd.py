@@ -30,8 +30,12 @@ def test_notify_protocol_over_a_real_socket(vq, redis_conn, tmp_path):
     port = _free_port()
     vq.configure(http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": "x" * 40})
     env = dict(vq.env, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
-    daemon = subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", "2"], env=env,
-                              stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "vq", "daemon", "--workers", "2"],
+        env=env,
+        stdout=open(tmp_path / "daemon.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     messages: list[tuple[float, str, dict]] = []
 
     def listen(seconds: float, until=None) -> None:
@@ -62,8 +66,9 @@ def test_notify_protocol_over_a_real_socket(vq, redis_conn, tmp_path):
         listen(3.5)
         assert sum(1 for m in messages if m[1] == "WATCHDOG=1") >= 3  # every WatchdogSec / 2
         daemon.send_signal(signal.SIGHUP)
-        listen(20, until=lambda text: text.startswith("READY=1") and any(
-            m[1].startswith("RELOADING=1") for m in messages))
+        listen(
+            20, until=lambda text: text.startswith("READY=1") and any(m[1].startswith("RELOADING=1") for m in messages)
+        )
         after = [m[1].split("\n")[0] for m in messages if m[1] != "WATCHDOG=1"]
         assert after[-2:] == ["RELOADING=1", "READY=1"]
         assert any("MONOTONIC_USEC=" in m[1] for m in messages if m[1].startswith("RELOADING=1"))
@@ -79,8 +84,14 @@ def test_notify_protocol_over_a_real_socket(vq, redis_conn, tmp_path):
 
 def test_sighup_reloads_under_load_without_losing_or_repeating_a_job(vq, redis_conn):
     settings = load_settings(vq.config_path)
-    ids = [submit(redis_conn, settings, Submission("test-sleep", {"seconds": 0.15, "steps": 3}, user_id=f"u{i % 12}",
-                                                   subscription="enterprise")) for i in range(80)]
+    ids = [
+        submit(
+            redis_conn,
+            settings,
+            Submission("test-sleep", {"seconds": 0.15, "steps": 3}, user_id=f"u{i % 12}", subscription="enterprise"),
+        )
+        for i in range(80)
+    ]
     daemon = vq.start_daemon(workers=2)
     time.sleep(1.5)
 
@@ -152,12 +163,12 @@ def test_json_log_lines(vq):
     assert all({"time", "level", "logger", "message", "pid", "process"} <= set(r) for r in records)
     assert any(r["logger"] == "vq.events" and job in r["message"] and "finished" in r["message"] for r in records)
     assert any(r["logger"] == "uvicorn" and r["message"].startswith("Started server process") for r in records)
-    assert any(r["logger"] == "vq.http.access" and r["path"] == "/api/jobs/types" and r["status"] == 401
-               and r["request_id"] for r in records)
+    assert any(
+        r["logger"] == "vq.http.access" and r["path"] == "/api/jobs/types" and r["status"] == 401 and r["request_id"]
+        for r in records
+    )
     assert any(r["logger"] == "rq.worker" and r.get("job_id") == job and "Job OK" in r["message"] for r in records)
     assert not any("color_message" in r for r in records)
     assert not any("\x1b" in line or "\\u001b" in line for line in lines)
     bad = vq.run("daemon", "--log-format", "xml")
     assert bad.returncode == 2 and "--log-format: 'xml' is not text or json" in bad.stderr
-
-

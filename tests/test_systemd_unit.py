@@ -32,14 +32,16 @@ ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "scripts" / "vq.service"
 PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
 
-needs_analyze = pytest.mark.skipif(not shutil.which("systemd-analyze"),
-                                   reason="systemd-analyze is not installed (apt-get install systemd)")
+needs_analyze = pytest.mark.skipif(
+    not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed (apt-get install systemd)"
+)
 
 
 @needs_analyze
 def test_the_unit_scores_at_most_4_on_systemd_analyze_security():
-    proc = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)], capture_output=True, text=True
+    )
     if proc.returncode != 0 and "offline" in proc.stderr:
         pytest.skip(f"systemd-analyze is older than 250 (no --offline): {proc.stderr.strip()}")
     found = re.search(r"Overall exposure level for vq\.service: (\d+\.\d+)", proc.stdout)
@@ -58,8 +60,12 @@ def test_systemd_analyze_verify_finds_nothing(tmp_path):
     unit.write_text(text.replace("ExecStart=/usr/local/bin/vq daemon", f"ExecStart={sys.executable} -m vq daemon"))
     (tmp_path / "man" / "man1").mkdir(parents=True)
     shutil.copy(ROOT / "man" / "vq.1", tmp_path / "man" / "man1" / "vq.1")
-    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "MANPATH": f"{tmp_path / 'man'}:"})
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "MANPATH": f"{tmp_path / 'man'}:"},
+    )
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr  # a line it ignores is said, exit 0
 
 
@@ -76,24 +82,34 @@ class Sandbox:
     ERRNO_EPERM = 0x00050000 | 1
 
     class ArgCmp(ctypes.Structure):
-        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                    ("datum_b", ctypes.c_uint64)]
+        _fields_ = [
+            ("arg", ctypes.c_uint),
+            ("op", ctypes.c_int),
+            ("datum_a", ctypes.c_uint64),
+            ("datum_b", ctypes.c_uint64),
+        ]
 
     def __init__(self):
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.seccomp = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2", use_errno=True)
         self.seccomp.seccomp_init.restype = ctypes.c_void_p
         self.seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
-        self.seccomp.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                                        ctypes.c_void_p]
+        self.seccomp.seccomp_rule_add_array.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+        ]
         self.seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
         self.seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
         names = _syscalls("@system-service") - _syscalls("@privileged")
         numbers = {self.seccomp.seccomp_syscall_resolve_name(n.encode()) for n in names}
         self.numbers = sorted(n for n in numbers if n >= 0)  # names of other architectures resolve to < 0
         self.socket = self.seccomp.seccomp_syscall_resolve_name(b"socket")
-        self.families = [self.ArgCmp(0, self.CMP_EQ, family, 0)
-                         for family in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)]
+        self.families = [
+            self.ArgCmp(0, self.CMP_EQ, family, 0) for family in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)
+        ]
 
     def __call__(self) -> None:
         if self.libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
@@ -109,8 +125,9 @@ class Sandbox:
 
 
 def _syscalls(group: str) -> set[str]:
-    listed = subprocess.run(["systemd-analyze", "syscall-filter", group], capture_output=True, text=True,
-                            check=True).stdout.splitlines()[1:]
+    listed = subprocess.run(
+        ["systemd-analyze", "syscall-filter", group], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[1:]
     names: set[str] = set()
     for line in (line.strip() for line in listed):
         if line and not line.startswith("#"):
@@ -146,23 +163,30 @@ def test_vq_runs_jobs_and_serves_http_in_the_units_sandbox(vq, tmp_path):
     assert "a packet socket refused" in probe.stdout and "setuid (@privileged) refused" in probe.stdout, probe.stdout
     port = _free_port()
     log = tmp_path / "daemon.log"
-    daemon = subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", "2", "--http", f"127.0.0.1:{port}"],
-                              env=vq.env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                              preexec_fn=sandbox)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "vq", "daemon", "--workers", "2", "--http", f"127.0.0.1:{port}"],
+        env=vq.env,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=sandbox,
+    )
     daemon.log_path = log
     vq.daemons.append(daemon)
-    jobs = [vq.submit("content-analysis", {"content": "AI makes video. Video needs AI."}, "--user", "ann"),
-            vq.submit("image-generation", {"prompt": "a sunset", "options": {"width": 64, "height": 48}},
-                      "--user", "ann"),
-            vq.submit("test-forked", {"seconds": 0.1}, "--user", "bob")]  # a forked child of a worker
+    jobs = [
+        vq.submit("content-analysis", {"content": "AI makes video. Video needs AI."}, "--user", "ann"),
+        vq.submit("image-generation", {"prompt": "a sunset", "options": {"width": 64, "height": 48}}, "--user", "ann"),
+        vq.submit("test-forked", {"seconds": 0.1}, "--user", "bob"),
+    ]  # a forked child of a worker
     for job in jobs:
         assert vq.wait_for(job, timeout=60)["status"] == "finished", log.read_text()[-3000:]
     token = vq.run("token", "create", "--user", "ann").stdout.strip()
     deadline = time.monotonic() + 20
     while True:
         try:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/jobs/content-analysis/{jobs[0]}",
-                                             headers={"Authorization": f"Bearer {token}"})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/jobs/content-analysis/{jobs[0]}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
             body = json.loads(urllib.request.urlopen(request, timeout=2).read())
             break
         except (urllib.error.URLError, ConnectionError):
@@ -186,9 +210,24 @@ def test_an_embedded_redis_runs_in_the_units_sandbox(tmp_path):
     except OSError as exc:
         pytest.skip(f"no libseccomp here: {exc}")
     port = _free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-                               "--appendonly", "yes", "--save", ""], preexec_fn=sandbox,
-                              stdout=open(tmp_path / "redis.log", "w"), stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(tmp_path),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+        ],
+        preexec_fn=sandbox,
+        stdout=open(tmp_path / "redis.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         client = redis.Redis(port=port)
         deadline = time.monotonic() + 10
@@ -201,8 +240,9 @@ def test_an_embedded_redis_runs_in_the_units_sandbox(tmp_path):
                 time.sleep(0.05)
         client.set("k", "v")
         client.bgrewriteaof()
-        while client.info("persistence")["aof_rewrite_in_progress"] or \
-                client.info("persistence")["aof_rewrite_scheduled"]:
+        while (
+            client.info("persistence")["aof_rewrite_in_progress"] or client.info("persistence")["aof_rewrite_scheduled"]
+        ):
             assert time.monotonic() < deadline + 10
             time.sleep(0.05)
         assert client.info("persistence")["aof_last_bgrewrite_status"] == "ok"

@@ -12,15 +12,28 @@ from vq import queues
 from vq.config import load_settings
 from vq.submission import Submission, submit
 
-BUILT_IN = {"script-generation", "image-generation", "audio-synthesis", "world-building", "content-analysis",
-            "personalization", "ai-processing", "video-generation", "scene-creation", "video-composition"}
+BUILT_IN = {
+    "script-generation",
+    "image-generation",
+    "audio-synthesis",
+    "world-building",
+    "content-analysis",
+    "personalization",
+    "ai-processing",
+    "video-generation",
+    "scene-creation",
+    "video-composition",
+}
 
 
 def test_a_daemon_in_a_terminal_runs_every_built_in_type(vq, redis_conn):
     settings = load_settings(vq.config_path)
     ids = {t: submit(redis_conn, settings, Submission(t, data, user_id="alice")) for t, data in JOBS.items()}
-    video = submit(redis_conn, settings, Submission("video-generation", {"prompt": "A video about AI. It is bright.",
-                                                                          "sceneCount": 1}, user_id="bob"))
+    video = submit(
+        redis_conn,
+        settings,
+        Submission("video-generation", {"prompt": "A video about AI. It is bright.", "sceneCount": 1}, user_id="bob"),
+    )
     assert redis_conn.hget(f"rq:job:{ids['content-analysis']}", "description") == b"content-analysis for alice"
     vq.start_daemon(workers=2, terminal=True)
     jobs = [*ids.values(), *vq.json("show", video)["children"], video]
@@ -28,8 +41,11 @@ def test_a_daemon_in_a_terminal_runs_every_built_in_type(vq, redis_conn):
     # A job an older vq stored without a description, taken by an idle worker (RQ's own dequeue,
     # which logs the description): RQ's log line must not take the worker down either.
     queues.pause(redis_conn, settings, "content-analysis")
-    older = submit(redis_conn, settings, Submission("content-analysis", {"content": "Stored before descriptions.",
-                                                                         "type": "text"}, user_id="carol"))
+    older = submit(
+        redis_conn,
+        settings,
+        Submission("content-analysis", {"content": "Stored before descriptions.", "type": "text"}, user_id="carol"),
+    )
     redis_conn.hdel(f"rq:job:{older}", "description")
     queues.resume(redis_conn, settings, "content-analysis")
     jobs.append(older)

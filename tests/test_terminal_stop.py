@@ -15,8 +15,15 @@ from tests.test_first_session import ANSI
 
 
 def _daemon_in_a_terminal(vq) -> pexpect.spawn:
-    child = pexpect.spawn(sys.executable, ["-m", "vq", "daemon", "--workers", "1", "--grace", "30"], env=vq.env,
-                          encoding="utf-8", codec_errors="replace", dimensions=(50, 200), timeout=60)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "vq", "daemon", "--workers", "1", "--grace", "30"],
+        env=vq.env,
+        encoding="utf-8",
+        codec_errors="replace",
+        dimensions=(50, 200),
+        timeout=60,
+    )
     child.expect("ready: 1 worker")
     return child
 

@@ -103,8 +103,11 @@ def test_overview_counts_and_queue_actions_ask_then_act(vq, redis_conn):
 
     run(scenario())
     audit = vq.json("audit")
-    assert {(a["action"], a["actor"].split(":")[0]) for a in audit} >= {("pause", "tui"), ("clear", "tui"),
-                                                                       ("resume", "tui")}
+    assert {(a["action"], a["actor"].split(":")[0]) for a in audit} >= {
+        ("pause", "tui"),
+        ("clear", "tui"),
+        ("resume", "tui"),
+    }
 
 
 def test_drill_down_to_a_running_job_and_cancel_it(vq):
@@ -117,17 +120,35 @@ def test_drill_down_to_a_running_job_and_cancel_it(vq):
     async def scenario():
         app = dashboard(vq)
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: rows(app, "queues")["test-sleep"][3] == "1/" + rows(app, "queues")[
-                "test-sleep"][3].split("/")[1], what="one running")
-            await until(pilot, lambda: any(running in r[2] for r in rows(app, "workers").values()),
-                        what="the worker's current job")
+            await until(
+                pilot,
+                lambda: (
+                    rows(app, "queues")["test-sleep"][3] == "1/" + rows(app, "queues")["test-sleep"][3].split("/")[1]
+                ),
+                what="one running",
+            )
+            await until(
+                pilot,
+                lambda: any(running in r[2] for r in rows(app, "workers").values()),
+                what="the worker's current job",
+            )
             palette = {c.title for c in app.get_system_commands(app.screen)}
-            assert {"Pause test-echo", "Resume test-echo", "Clear test-echo", "Jobs of test-echo",
-                    "Dead-letter queue", "Open a user", "Open a job"} <= palette  # an entry per action
+            assert {
+                "Pause test-echo",
+                "Resume test-echo",
+                "Clear test-echo",
+                "Jobs of test-echo",
+                "Dead-letter queue",
+                "Open a user",
+                "Open a job",
+            } <= palette  # an entry per action
             await pilot.press("u")
             await pilot.press(*"ann", "enter")
-            await until(pilot, lambda: running in rows(app, "running") and "running 1/" in banner(app),
-                        what="ann's running job against her limit")
+            await until(
+                pilot,
+                lambda: running in rows(app, "running") and "running 1/" in banner(app),
+                what="ann's running job against her limit",
+            )
             await pilot.press("escape")
             select(app, "queues", "test-echo")
             await pilot.press("enter")
@@ -180,14 +201,20 @@ def test_dead_letters_are_listed_and_retried(vq):
             assert "[/][bold red]x" in rows(app, "dead")[hostile][4]  # shown as text, not taken as markup
             select(app, "dead", hostile)
             await pilot.press("enter")
-            await until(pilot, lambda: "no such file: [/][bold red]x" in shown(app, "#detail"),
-                        what="the error in the job's detail")
+            await until(
+                pilot,
+                lambda: "no such file: [/][bold red]x" in shown(app, "#detail"),
+                what="the error in the job's detail",
+            )
             await pilot.press("escape")
             select(app, "dead", dead)
             first_end = jobs.show(app.services.conn, dead)["finishedAt"]
             await pilot.press("r")
-            await until(pilot, lambda: jobs.show(app.services.conn, dead)["finishedAt"] not in (None, first_end),
-                        what="the retried job ran again")
+            await until(
+                pilot,
+                lambda: jobs.show(app.services.conn, dead)["finishedAt"] not in (None, first_end),
+                what="the retried job ran again",
+            )
 
     run(scenario())
     assert any(a["action"] == "dlq-retry" and a["actor"].startswith("tui:") for a in vq.json("audit"))
@@ -216,7 +243,9 @@ def test_a_dead_redis_shows_a_banner_keeps_the_keys_working_and_recovers(vq, red
 
 
 def test_bad_options_are_one_line(vq):
-    for args, message in ((["--refresh", "0"], "--refresh: 0 is not between 0.2 and 60 seconds"),
-                          (["--theme", "blue"], "--theme: 'blue' is not dark or light")):
+    for args, message in (
+        (["--refresh", "0"], "--refresh: 0 is not between 0.2 and 60 seconds"),
+        (["--theme", "blue"], "--theme: 'blue' is not dark or light"),
+    ):
         proc = vq.run("tui", *args)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

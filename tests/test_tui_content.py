@@ -66,16 +66,23 @@ def ran(redis_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tui-content")
     data_dir = tmp / "data"
     data_dir.mkdir()
-    config = write_config(tmp / "config.yaml", {
-        "redis": {"url": redis_server.url}, "data_dir": str(data_dir), "http": {"enabled": False},
-        "daemon": {"shutdownGrace": 5000},
-        "job_types": {**TEST_JOB_TYPES, "hostile": {"handler": "tests.test_tui_content:hostile", "attempts": 1}}})
+    config = write_config(
+        tmp / "config.yaml",
+        {
+            "redis": {"url": redis_server.url},
+            "data_dir": str(data_dir),
+            "http": {"enabled": False},
+            "daemon": {"shutdownGrace": 5000},
+            "job_types": {**TEST_JOB_TYPES, "hostile": {"handler": "tests.test_tui_content:hostile", "attempts": 1}},
+        },
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
     env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp), COLUMNS="200")
     vq = VQ(config, env, data_dir)
     ids = {t: vq.submit(t, data, "--user", "alice") for t, data in JOBS.items()}
-    ids["video-generation"] = vq.submit("video-generation", {"prompt": "A video about AI. It is [bold] bright.",
-                                                            "sceneCount": 2}, "--user", "alice")
+    ids["video-generation"] = vq.submit(
+        "video-generation", {"prompt": "A video about AI. It is [bold] bright.", "sceneCount": 2}, "--user", "alice"
+    )
     failed = vq.submit("hostile", {"prompt": MARKUP, "nested": {"list": ["[/]", "[bold]"]}}, "--user", "bob")
     recurring = vq.run("recurring", "add", "test-noop", "--cron", "0 0 * * *", "--name", RECURRING, "--user", "bob")
     assert recurring.returncode == 0, recurring.stderr
@@ -93,8 +100,18 @@ def ran(redis_server, tmp_path_factory):
         vq.stop_daemon(daemon)
 
 
-BUILT_IN = ["script-generation", "image-generation", "audio-synthesis", "world-building", "content-analysis",
-            "personalization", "ai-processing", "scene-creation", "video-composition", "video-generation"]
+BUILT_IN = [
+    "script-generation",
+    "image-generation",
+    "audio-synthesis",
+    "world-building",
+    "content-analysis",
+    "personalization",
+    "ai-processing",
+    "scene-creation",
+    "video-composition",
+    "video-generation",
+]
 
 
 def test_a_finished_job_of_each_built_in_type_shows_its_real_result_as_json(ran):
@@ -113,11 +130,17 @@ def test_a_finished_job_of_each_built_in_type_shows_its_real_result_as_json(ran)
                 app.screen.query_one(Input).value = view["id"]
                 await pilot.press("enter")
                 assert isinstance(app.screen, JobScreen)
-                await until(pilot, lambda job_type=job_type, view=view: f"{job_type} {view['id']}  finished" in plain(app, "Banner"),
-                            what=f"the {job_type} job")
+                await until(
+                    pilot,
+                    lambda job_type=job_type, view=view: f"{job_type} {view['id']}  finished" in plain(app, "Banner"),
+                    what=f"the {job_type} job",
+                )
                 result = vq.json("result", view["id"])["result"]
-                shown = await until(pilot, lambda: "result\n" in plain(app, "#detail") and plain(app, "#detail"),
-                                    what=f"{job_type}'s result")
+                shown = await until(
+                    pilot,
+                    lambda: "result\n" in plain(app, "#detail") and plain(app, "#detail"),
+                    what=f"{job_type}'s result",
+                )
                 assert json.dumps(result, indent=2, ensure_ascii=False) in shown, (job_type, shown)
                 if view["data"]:
                     assert json.dumps(view["data"], indent=2, ensure_ascii=False) in shown, (job_type, shown)
@@ -138,8 +161,9 @@ def test_a_failed_job_with_markup_in_everything_shows_it_literally(ran):
             app.push_screen(JobScreen(view["id"]))
             await until(pilot, lambda: "failed" in plain(app, "Banner"), what="the failed job")
             assert plain(app, "Banner").endswith("failed  [/] stage [bold]two \\x1b[2J")  # ESC spelt out
-            shown = await until(pilot, lambda: "data\n" in plain(app, "#detail") and plain(app, "#detail"),
-                                what="the detail")
+            shown = await until(
+                pilot, lambda: "data\n" in plain(app, "#detail") and plain(app, "#detail"), what="the detail"
+            )
             assert f"error permanent {view['error']['type']}:\n{view['error']['message'].splitlines()[0]}\n" in shown
             assert "\n".join(view["error"]["message"].splitlines()[:20]) in shown  # the first 20 lines
             assert "… 11 more line(s): vq show" in shown
@@ -171,8 +195,9 @@ def test_every_list_shows_hostile_names_literally(ran):
             await pilot.press("f")
             app.screen.query_one(Input).value = USER  # pasted
             await pilot.press("enter")
-            await until(pilot, lambda: f"user: {USER}  page 1  (0 shown)" in plain(app, "Banner"),
-                        what="the user filter")
+            await until(
+                pilot, lambda: f"user: {USER}  page 1  (0 shown)" in plain(app, "Banner"), what="the user filter"
+            )
             await pilot.press("escape")
             await pilot.press("u")
             app.screen.query_one(Input).value = USER
@@ -211,12 +236,18 @@ def test_a_crash_exits_1_with_one_line_and_keeps_the_traceback(tmp_path):
     """`vq tui` on a terminal, its Redis address answered by an HTTP server: the reply is
     no Redis protocol, nothing in the dashboard handles that, the app stops."""
     port = _free_port()
-    http = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    http = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_port(port)
-        config = write_config(tmp_path / "config.yaml", {"redis": {"url": f"redis://127.0.0.1:{port}/0"},
-                                                         "data_dir": str(tmp_path / "data")})
+        config = write_config(
+            tmp_path / "config.yaml",
+            {"redis": {"url": f"redis://127.0.0.1:{port}/0"}, "data_dir": str(tmp_path / "data")},
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
         env.update(VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp_path), TERM="xterm-256color")
         code, output = _on_a_terminal([sys.executable, "-m", "vq", "tui"], env)
@@ -227,8 +258,11 @@ def test_a_crash_exits_1_with_one_line_and_keeps_the_traceback(tmp_path):
     after = output.rsplit("\x1b[?1049l", 1)[-1]  # what is left once the app gave the screen back
     after = re.sub(r"\x1b\[[0-9;?>]*[A-Za-z]|\x07", "", after).strip()  # modes reset, a red "error", a bell
     assert code == 1, output[-2000:]
-    assert re.fullmatch(r'vq: error: the dashboard crashed: InvalidResponse: Protocol error, got ".+" as reply '
-                        r"type byte \(traceback in (.+)\)", after), after
+    assert re.fullmatch(
+        r'vq: error: the dashboard crashed: InvalidResponse: Protocol error, got ".+" as reply '
+        r"type byte \(traceback in (.+)\)",
+        after,
+    ), after
     assert after.endswith(f"(traceback in {log})")
     assert "Traceback (most recent call last)" in log.read_text() and "InvalidResponse" in log.read_text()
 

@@ -36,6 +36,7 @@ def test_help(known_state, snap_compare):
         await _loaded(pilot)
         await pilot.press("question_mark")
         await pilot.pause(0.2)
+
     assert snap_compare(dashboard(known_state), terminal_size=(80, 24), run_before=help_open)
 
 
@@ -46,4 +47,5 @@ def test_clear_asks_first(known_state, snap_compare):
         table.move_cursor(row=table.get_row_index("test-noop"))
         await pilot.press("c")
         await pilot.pause(0.2)
+
     assert snap_compare(dashboard(known_state), terminal_size=(80, 24), run_before=asking)

@@ -28,8 +28,15 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 left = receiver.fail_first.get(self.path, 0)
-                receiver.received.append({"path": self.path, "body": body, "signature": self.headers.get(
-                    "X-Vq-Signature"), "answered": 500 if left else 200, "host": self.headers.get("Host")})
+                receiver.received.append(
+                    {
+                        "path": self.path,
+                        "body": body,
+                        "signature": self.headers.get("X-Vq-Signature"),
+                        "answered": 500 if left else 200,
+                        "host": self.headers.get("Host"),
+                    }
+                )
                 if left:
                     receiver.fail_first[self.path] = left - 1
                 self.send_response(500 if left else 200)
@@ -110,20 +117,25 @@ def test_a_bad_webhook_url_is_refused(vq, url):
     assert "webhookUrl:" in proc.stderr and "http:// or https:// URL" in proc.stderr
 
 
-@pytest.mark.parametrize("host, said", [
-    ("127.0.0.1", "127.0.0.1 is a loopback address; allow it with webhooks.allowNetworks"),
-    ("127.1", "127.0.0.1 is a loopback address"),
-    ("[::1]", "::1 is a loopback address"),
-    ("[::ffff:127.0.0.1]", "::ffff:7f00:1 is a loopback (IPv4 inside IPv6) address"),
-    ("0.0.0.0", "0.0.0.0 is an unspecified address"),
-    ("10.20.30.40", "10.20.30.40 is a private address"),
-    ("[fd12::1]", "fd12::1 is a unique-local address"),
-    ("169.254.169.254", "169.254.169.254 is a cloud metadata-service address"),
-    ("[fd00:ec2::254]", "fd00:ec2::254 is a cloud metadata-service address"),
-    ("metadata.google.internal", "metadata.google.internal is a cloud metadata-service name; allow it with "
-                                 "webhooks.allowHosts"),
-    ("localhost", "localhost is a loopback name; allow it with webhooks.allowHosts"),
-])
+@pytest.mark.parametrize(
+    "host, said",
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address; allow it with webhooks.allowNetworks"),
+        ("127.1", "127.0.0.1 is a loopback address"),
+        ("[::1]", "::1 is a loopback address"),
+        ("[::ffff:127.0.0.1]", "::ffff:7f00:1 is a loopback (IPv4 inside IPv6) address"),
+        ("0.0.0.0", "0.0.0.0 is an unspecified address"),
+        ("10.20.30.40", "10.20.30.40 is a private address"),
+        ("[fd12::1]", "fd12::1 is a unique-local address"),
+        ("169.254.169.254", "169.254.169.254 is a cloud metadata-service address"),
+        ("[fd00:ec2::254]", "fd00:ec2::254 is a cloud metadata-service address"),
+        (
+            "metadata.google.internal",
+            "metadata.google.internal is a cloud metadata-service name; allow it with webhooks.allowHosts",
+        ),
+        ("localhost", "localhost is a loopback name; allow it with webhooks.allowHosts"),
+    ],
+)
 def test_an_internal_webhook_address_is_refused_at_submit(vq, redis_conn, host, said):
     proc = vq.run("submit", "test-noop", "--user", "u", "--webhook", f"http://{host}:8080/hook")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -141,8 +153,10 @@ def test_a_loopback_receiver_is_refused_by_default_and_reached_when_allowed(vq, 
     token = api.token("ann")
     refused = api.call("POST", "/api/jobs/test-noop", token, {"webhookUrl": "http://[::1]:8080/api"})
     assert refused.status == 422 and refused.body["error"]["field"] == "webhookUrl"
-    assert refused.body["error"]["message"] == "webhookUrl: ::1 is a loopback address; allow it with " \
-                                               "webhooks.allowNetworks"  # 127.0.0.0/8 is allowed, not ::1
+    assert (
+        refused.body["error"]["message"] == "webhookUrl: ::1 is a loopback address; allow it with "
+        "webhooks.allowNetworks"
+    )  # 127.0.0.0/8 is allowed, not ::1
     created = api.call("POST", "/api/jobs/test-noop", token, {"webhookUrl": f"{receiver.url}/api"})
     assert created.status == 201, created.body
     job = vq.submit("test-noop", {}, "--user", "u", "--webhook", f"{receiver.url}/cli")
@@ -170,8 +184,10 @@ def test_a_name_that_resolves_to_loopback_is_refused_when_delivered_and_not_retr
     time.sleep(1.5)  # three attempts at 100 ms back-off would be over by now
     log = vq.daemon_log()
     assert log.count("refused, not sent") == 1, log
-    assert (f"job {job}: webhook hooks.vq-test:{port} refused, not sent: hooks.vq-test resolves to 127.0.0.1, "
-            "a loopback address; allow it with webhooks.allowHosts or webhooks.allowNetworks") in log
+    assert (
+        f"job {job}: webhook hooks.vq-test:{port} refused, not sent: hooks.vq-test resolves to 127.0.0.1, "
+        "a loopback address; allow it with webhooks.allowHosts or webhooks.allowNetworks"
+    ) in log
     assert receiver.received == []
     assert "Traceback" not in log
 

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.timeout(300)
 def test_the_wheel_installs_a_working_vq():
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "wheel_smoke.py")], capture_output=True,
-                          text=True, timeout=280)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "wheel_smoke.py")], capture_output=True, text=True, timeout=280
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "wheel smoke test passed" in proc.stdout
 
@@ -31,12 +32,12 @@ def test_the_wheel_installs_a_working_vq():
 def test_config_example_in_a_checkout_is_the_repositorys_file(tmp_path):
     """Run from the source tree (an editable install), `vq config example` prints the top-level
     config.example.yaml, the one copy there is; a config made from it loads."""
-    proc = subprocess.run([sys.executable, "-m", "vq", "config", "example"], capture_output=True, text=True,
-                          cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "vq", "config", "example"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (ROOT / "config.example.yaml").read_text()
     made = tmp_path / "config.yaml"
     made.write_text(proc.stdout)
-    types = subprocess.run([sys.executable, "-m", "vq", "--config", str(made), "types", "--json"],
-                           capture_output=True, text=True, cwd=ROOT)
+    types = subprocess.run(
+        [sys.executable, "-m", "vq", "--config", str(made), "types", "--json"], capture_output=True, text=True, cwd=ROOT
+    )
     assert types.returncode == 0, types.stderr

@@ -24,9 +24,13 @@ def _batch(vq, job_type: str, data: dict, users: list[str]) -> list[str]:
 
 
 def test_an_io_type_runs_several_jobs_at_once_in_one_worker_process_within_its_limit(vq, redis_conn):
-    vq.configure(job_types={**TEST_JOB_TYPES, "test-track": {"handler": "tests.plugins:tracked", "attempts": 1,
-                                                             "concurrencyPerWorker": 3}},
-                 concurrency={"type": {"test-track": 3}})
+    vq.configure(
+        job_types={
+            **TEST_JOB_TYPES,
+            "test-track": {"handler": "tests.plugins:tracked", "attempts": 1, "concurrencyPerWorker": 3},
+        },
+        concurrency={"type": {"test-track": 3}},
+    )
     daemon = vq.start_daemon(workers=1)
     ids = _batch(vq, "test-track", {"gate": "three"}, ["u0", "u1", "u2"])
     for job_id in ids:
@@ -47,11 +51,22 @@ def test_an_io_type_runs_several_jobs_at_once_in_one_worker_process_within_its_l
 
 
 def test_a_job_running_in_a_thread_still_times_out(vq):
-    vq.configure(job_types={**TEST_JOB_TYPES, "test-sleep": {"handler": "tests.plugins:sleeper", "attempts": 1,
-                                                             "timeout": 1000, "concurrencyPerWorker": 2}})
+    vq.configure(
+        job_types={
+            **TEST_JOB_TYPES,
+            "test-sleep": {
+                "handler": "tests.plugins:sleeper",
+                "attempts": 1,
+                "timeout": 1000,
+                "concurrencyPerWorker": 2,
+            },
+        }
+    )
     vq.start_daemon(workers=1)
-    ids = [vq.submit("test-sleep", {"seconds": 20, "steps": 40}, "--user", f"u{i}", "--subscription", "enterprise")
-           for i in range(2)]
+    ids = [
+        vq.submit("test-sleep", {"seconds": 20, "steps": 40}, "--user", f"u{i}", "--subscription", "enterprise")
+        for i in range(2)
+    ]
     started = time.monotonic()
     views = [vq.wait_for(i, timeout=20) for i in ids]
     assert [v["status"] for v in views] == ["failed", "failed"]
@@ -86,9 +101,13 @@ def test_a_worker_that_grew_past_its_memory_limit_is_replaced(vq):
 
 
 def test_a_job_over_its_memory_or_cpu_limit_is_stopped_and_failed_as_resource(vq):
-    vq.configure(job_types={"test-memcap": {"handler": "tests.plugins:hog", "attempts": 3, "maxMemory": 64},
-                            "test-cpucap": {"handler": "tests.plugins:spin", "attempts": 3, "maxCpuTime": 1000}},
-                 queue={"defaultJobOptions": {"removeOnComplete": False}})
+    vq.configure(
+        job_types={
+            "test-memcap": {"handler": "tests.plugins:hog", "attempts": 3, "maxMemory": 64},
+            "test-cpucap": {"handler": "tests.plugins:spin", "attempts": 3, "maxCpuTime": 1000},
+        },
+        queue={"defaultJobOptions": {"removeOnComplete": False}},
+    )
     vq.start_daemon(workers=1)
     big = vq.submit("test-memcap", {"mb": 300}, "--user", "u")
     small = vq.submit("test-memcap", {"mb": 8}, "--user", "u")
@@ -159,8 +178,12 @@ def test_a_stop_during_the_admission_call_that_starts_a_job_runs_that_job_first(
     monkeypatch.setattr(execution, "_runtime", None)
     limits.publish_config_limits(redis_conn, settings)
     job_id = submit(redis_conn, settings, Submission("test-noop", user_id="ann", subscription="enterprise"))
-    worker = VqWorker([f"test-noop.{p}" for p in ("high", "normal", "low")], connection=redis_conn,
-                      serializer=JSONSerializer, name="vq.test.signal")
+    worker = VqWorker(
+        [f"test-noop.{p}" for p in ("high", "normal", "low")],
+        connection=redis_conn,
+        serializer=JSONSerializer,
+        name="vq.test.signal",
+    )
     worker.register_birth()
     worker.set_state(WorkerStatus.IDLE)  # written now: the dequeue's first write is the admission call
     worker.heartbeat()

@@ -21,16 +21,27 @@ def _wait_workers(vq, count: int, timeout: float) -> list[dict]:
 
 
 def test_autoscaling_grows_to_the_free_slots_under_a_burst_and_shrinks_when_idle(vq):
-    vq.configure(daemon={"autoscale": {"min": 1, "max": 3, "scaleDownAfter": 2000, "interval": 300}},
-                 concurrency={"type": {"test-sleep": 2}},
-                 queue={"defaultJobOptions": {"removeOnComplete": False}})
+    vq.configure(
+        daemon={"autoscale": {"min": 1, "max": 3, "scaleDownAfter": 2000, "interval": 300}},
+        concurrency={"type": {"test-sleep": 2}},
+        queue={"defaultJobOptions": {"removeOnComplete": False}},
+    )
     vq.start_daemon(workers=None)
     _wait_workers(vq, 1, 20)
     time.sleep(1.0)  # registered, then listening
     [idle] = _alive(vq)
     assert idle["state"] == "idle" and idle["memoryMb"] and idle["memoryMb"] > 10 and idle["jobsDone"] == 0
-    burst = "\n".join(json.dumps({"jobType": "test-sleep", "userId": f"u{i % 6}", "subscription": "enterprise",
-                                  "data": {"seconds": 0.4, "steps": 2}}) for i in range(24))
+    burst = "\n".join(
+        json.dumps(
+            {
+                "jobType": "test-sleep",
+                "userId": f"u{i % 6}",
+                "subscription": "enterprise",
+                "data": {"seconds": 0.4, "steps": 2},
+            }
+        )
+        for i in range(24)
+    )
     ids = [o["id"] for o in vq.json("submit", "--batch", "-", input=burst)]
     most = 0
     deadline = time.monotonic() + 60
@@ -69,8 +80,17 @@ def test_a_host_that_drains_hands_its_work_to_the_others_without_loss(vq):
     draining = vq.start_daemon("--grace", "0.5", workers=2)
     staying = vq.start_daemon(workers=2)
     _wait_workers(vq, 4, 20)
-    burst = "\n".join(json.dumps({"jobType": "test-sleep", "userId": f"u{i}", "subscription": "enterprise",
-                                  "data": {"seconds": 4.0, "steps": 8}}) for i in range(6))
+    burst = "\n".join(
+        json.dumps(
+            {
+                "jobType": "test-sleep",
+                "userId": f"u{i}",
+                "subscription": "enterprise",
+                "data": {"seconds": 4.0, "steps": 8},
+            }
+        )
+        for i in range(6)
+    )
     ids = [o["id"] for o in vq.json("submit", "--batch", "-", input=burst)]
     time.sleep(1.0)
     vq.stop_daemon(draining)

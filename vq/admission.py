@@ -52,8 +52,14 @@ class Admission:
         admitted = parse_admitted(self._admit(args=self._admit_args(job_types, start)))
         return admitted._replace(asked_at=asked_at) if admitted is not None else None
 
-    def admit_in(self, pipe, job_types: list[str], start: Start | None = None,
-                 give_back: tuple[str, str, str] | None = None, finish: JobEnd | str = "") -> None:
+    def admit_in(
+        self,
+        pipe,
+        job_types: list[str],
+        start: Start | None = None,
+        give_back: tuple[str, str, str] | None = None,
+        finish: JobEnd | str = "",
+    ) -> None:
         """`admit` as part of a pipeline (its reply: `parse_admitted`). With `start` the
         admitted job is also started for that worker in the same step; with `give_back`
         (job id, type, user) a finished job's slots are given back first and an idle
@@ -63,20 +69,35 @@ class Admission:
         "nothing admitted" after loading it again and doing the rest the slow way."""
         self._admit.evalsha_in(pipe, args=self._admit_args(job_types, start, give_back, finish))
 
-    def _admit_args(self, job_types: list[str], start: Start | None = None,
-                    give_back: tuple[str, str, str] | None = None, finish: JobEnd | str = "") -> list[str]:
+    def _admit_args(
+        self,
+        job_types: list[str],
+        start: Start | None = None,
+        give_back: tuple[str, str, str] | None = None,
+        finish: JobEnd | str = "",
+    ) -> list[str]:
         """The script's ARGV: its options (vq/lua/admit_common.lua) and the finished job's end."""
-        options = {"token": uuid.uuid4().hex, "lease_ms": self.lease_ms, "drain_max": DRAIN_MAX,
-                   "scan_max": SCAN_MAX, "types": job_types}
+        options = {
+            "token": uuid.uuid4().hex,
+            "lease_ms": self.lease_ms,
+            "drain_max": DRAIN_MAX,
+            "scan_max": SCAN_MAX,
+            "types": job_types,
+        }
         if give_back is not None and give_back[0]:
             options["give_back"] = dict(zip(("id", "type", "user"), give_back))
         if start is not None:
-            options["start"] = {"worker": start.worker, "now": utcformat(now()), "default_ttl": start.default_ttl,
-                                "busy": start.busy}
+            options["start"] = {
+                "worker": start.worker,
+                "now": utcformat(now()),
+                "default_ttl": start.default_ttl,
+                "busy": start.busy,
+            }
         return [json.dumps(options, separators=(",", ":")), encoded(finish)]
 
-    def parse_admitted(self, reply, give_back: tuple[str, str, str] | None = None,
-                       finish: JobEnd | str = "") -> tuple[bool, Admitted | None, bool]:
+    def parse_admitted(
+        self, reply, give_back: tuple[str, str, str] | None = None, finish: JobEnd | str = ""
+    ) -> tuple[bool, Admitted | None, bool]:
         """The reply of `admit_in`: (whether the finished job has dependents, the admitted
         job or None, whether the finished job's end was refused because its lease token was
         stale). `give_back` and `finish` as given to it, done here if the script did not run."""
@@ -94,12 +115,18 @@ class Admission:
     def renew(self, job_id: str, job_type: str, user_id: str, token: str, conn: Redis | None = None) -> int:
         """Extend a running job's leases, by their holder only (vq/lua/renew.lua): 1 renewed,
         0 lost (lapsed, which is never revived, or taken over), -1 given back by the holder."""
-        return int(self._renew(keys=[keys.rq_job(job_id), keys.running_type(job_type), keys.running_user(user_id)],
-                               args=[job_id, token, self.lease_ms], client=conn or self.conn))
+        return int(
+            self._renew(
+                keys=[keys.rq_job(job_id), keys.running_type(job_type), keys.running_user(user_id)],
+                args=[job_id, token, self.lease_ms],
+                client=conn or self.conn,
+            )
+        )
 
 
 class Start(NamedTuple):
     """Start the admitted job for this worker in the admission step."""
+
     worker: str
     execution_id: str  # of the Execution RQ's worker keeps in memory for the job (not written to Redis)
     default_ttl: int  # the heartbeat TTL for a job without a timeout
@@ -130,8 +157,17 @@ def _parse_reply(result) -> tuple[bool, Admitted | None, bool]:
     if len(result) < 2:
         return has_dependents, None, stale
     flat = result[4]
-    return has_dependents, Admitted(result[1].decode(), result[2].decode(), result[3].decode(),
-                                    dict(zip(flat[::2], flat[1::2])), bool(result[5])), stale
+    return (
+        has_dependents,
+        Admitted(
+            result[1].decode(),
+            result[2].decode(),
+            result[3].decode(),
+            dict(zip(flat[::2], flat[1::2])),
+            bool(result[5]),
+        ),
+        stale,
+    )
 
 
 def release(conn: Redis, job_id: str, job_type: str, user_id: str) -> None:

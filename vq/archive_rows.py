@@ -13,9 +13,18 @@ import json
 from datetime import UTC, datetime
 
 # The status each event moves a job to (events not listed are not status changes).
-TO_STATUS = {"queued": "queued", "started": "started", "finished": "finished", "failed": "failed",
-             "canceled": "canceled", "removed": "removed", "rate-limited": "scheduled", "requeued": "queued",
-             "stalled": "queued", "retried": "queued"}
+TO_STATUS = {
+    "queued": "queued",
+    "started": "started",
+    "finished": "finished",
+    "failed": "failed",
+    "canceled": "canceled",
+    "removed": "removed",
+    "rate-limited": "scheduled",
+    "requeued": "queued",
+    "stalled": "queued",
+    "retried": "queued",
+}
 
 
 def iso(ms: int) -> str:
@@ -39,7 +48,8 @@ def _reason(event: dict) -> str | None:
     fields = event["fields"]
     if event["event"] == "rate-limited":
         return f"rate limited; retry after {fields.get('retryAfter')}s" + (
-            f": {fields['error']}" if fields.get("error") else "")
+            f": {fields['error']}" if fields.get("error") else ""
+        )
     parts = [str(fields[k]) for k in ("category", "error", "reason") if fields.get(k)]
     if event["event"] == "stalled":
         parts.insert(0, "stalled")
@@ -52,7 +62,7 @@ def write(db, batch: list[dict]) -> None:
     ids = sorted({e["jobId"] for e in batch if e["jobId"] != "-"})
     current: dict[str, str | None] = {}
     for chunk_start in range(0, len(ids), 500):
-        chunk = ids[chunk_start:chunk_start + 500]
+        chunk = ids[chunk_start : chunk_start + 500]
         marks = ",".join("?" * len(chunk))
         for job_id, status in db.execute(f"SELECT id, status FROM render_jobs WHERE id IN ({marks})", chunk):
             current[job_id] = status
@@ -62,9 +72,18 @@ def write(db, batch: list[dict]) -> None:
         job_id = event["jobId"]
         if event["event"] == "audit":
             fields = dict(event["fields"])
-            audits.append((event["id"], iso(event["ts"]), fields.pop("actor", None), fields.pop("role", None),
-                           fields.pop("action", None), event["jobType"] or None, job_id,
-                           json.dumps(fields, separators=(",", ":")) if fields else None))
+            audits.append(
+                (
+                    event["id"],
+                    iso(event["ts"]),
+                    fields.pop("actor", None),
+                    fields.pop("role", None),
+                    fields.pop("action", None),
+                    event["jobType"] or None,
+                    job_id,
+                    json.dumps(fields, separators=(",", ":")) if fields else None,
+                )
+            )
             continue
         if job_id == "-":
             continue
@@ -76,15 +95,41 @@ def write(db, batch: list[dict]) -> None:
             continue
         fields = event["fields"]
         at = iso(event["ts"])
-        history_rows.append((event["id"], job_id, event["jobType"], current.get(job_id), to, event["event"], at,
-                             fields.get("worker"), fields.get("attempt"), _reason(event)))
+        history_rows.append(
+            (
+                event["id"],
+                job_id,
+                event["jobType"],
+                current.get(job_id),
+                to,
+                event["event"],
+                at,
+                fields.get("worker"),
+                fields.get("attempt"),
+                _reason(event),
+            )
+        )
         if event["event"] == "created":
-            created_rows.append((job_id, event["jobType"], fields.get("userId"), fields.get("projectId"),
-                                 fields.get("priority"), fields.get("subscription"),
-                                 fields.get("queue") or f"{event['jobType']}.{fields.get('priority')}", to, at, at,
-                                 fields.get("parentId"), fields.get("step"), fields.get("recurringId"),
-                                 1 if fields.get("cachedFrom") else 0, at if to == "finished" else None,
-                                 event.get("result")))  # born finished (a cached result): its result
+            created_rows.append(
+                (
+                    job_id,
+                    event["jobType"],
+                    fields.get("userId"),
+                    fields.get("projectId"),
+                    fields.get("priority"),
+                    fields.get("subscription"),
+                    fields.get("queue") or f"{event['jobType']}.{fields.get('priority')}",
+                    to,
+                    at,
+                    at,
+                    fields.get("parentId"),
+                    fields.get("step"),
+                    fields.get("recurringId"),
+                    1 if fields.get("cachedFrom") else 0,
+                    at if to == "finished" else None,
+                    event.get("result"),
+                )
+            )  # born finished (a cached result): its result
             for parent in fields.get("dependsOn") or []:
                 dependencies.append((job_id, parent, 1 if fields.get("allowFailure") else 0))
         else:
@@ -95,7 +140,9 @@ def write(db, batch: list[dict]) -> None:
     with db.conn:
         db.conn.executemany(
             "INSERT OR IGNORE INTO job_history (event_id, job_id, job_type, from_status, to_status, event, at, "
-            "worker, attempt, reason) VALUES (?,?,?,?,?,?,?,?,?,?)", history_rows)
+            "worker, attempt, reason) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            history_rows,
+        )
         db.conn.executemany(
             "INSERT INTO render_jobs (id, job_type, user_id, project_id, priority, subscription, queue, status, "
             "created_at, updated_at, parent_id, step, recurring_id, cached, finished_at, result, attempts) "
@@ -104,17 +151,28 @@ def write(db, batch: list[dict]) -> None:
             "priority=excluded.priority, subscription=excluded.subscription, queue=excluded.queue, "
             "created_at=excluded.created_at, parent_id=excluded.parent_id, step=excluded.step, "
             "recurring_id=excluded.recurring_id, cached=excluded.cached, "
-            "result=COALESCE(excluded.result, render_jobs.result)", created_rows)
+            "result=COALESCE(excluded.result, render_jobs.result)",
+            created_rows,
+        )
         for sql, rows in _grouped_updates(updates).items():
             db.conn.executemany(sql, rows)
-        db.conn.executemany("UPDATE render_jobs SET provider = ?, cost_micros = ? WHERE id = ?",
-                            [(provider, total, job_id) for job_id, (provider, total) in charges.items()])
-        db.conn.executemany("INSERT OR IGNORE INTO audit_log (event_id, at, actor, role, action, job_type, "
-                            "target, detail) VALUES (?,?,?,?,?,?,?,?)", audits)
-        db.conn.executemany("INSERT OR IGNORE INTO job_dependencies (job_id, depends_on, allow_failure) "
-                            "VALUES (?,?,?)", dependencies)
-        db.conn.execute("INSERT INTO archiver_state (name, value) VALUES ('last_event_id', ?) "
-                        "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (batch[-1]["id"],))
+        db.conn.executemany(
+            "UPDATE render_jobs SET provider = ?, cost_micros = ? WHERE id = ?",
+            [(provider, total, job_id) for job_id, (provider, total) in charges.items()],
+        )
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO audit_log (event_id, at, actor, role, action, job_type, "
+            "target, detail) VALUES (?,?,?,?,?,?,?,?)",
+            audits,
+        )
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO job_dependencies (job_id, depends_on, allow_failure) VALUES (?,?,?)", dependencies
+        )
+        db.conn.execute(
+            "INSERT INTO archiver_state (name, value) VALUES ('last_event_id', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (batch[-1]["id"],),
+        )
 
 
 def _changes_for(event: dict, to: str, at: str) -> dict:
@@ -122,8 +180,13 @@ def _changes_for(event: dict, to: str, at: str) -> dict:
     fields = event["fields"]
     sets = {"status": to, "updated_at": at}
     if event["event"] == "started":
-        sets.update(started_at=at, worker=fields.get("worker"), attempts=fields.get("attempt"),
-                    wait_ms=fields.get("waitMs"), finished_at=None)
+        sets.update(
+            started_at=at,
+            worker=fields.get("worker"),
+            attempts=fields.get("attempt"),
+            wait_ms=fields.get("waitMs"),
+            finished_at=None,
+        )
     if event["event"] in ("finished", "failed", "canceled"):
         sets.update(finished_at=at)
     if event["event"] == "finished":
@@ -143,7 +206,9 @@ def _grouped_updates(updates: dict[str, list]) -> dict[str, list[tuple]]:
     grouped: dict[str, list[tuple]] = {}
     for job_id, (job_type, first_at, to, last_at, sets) in updates.items():
         columns = ", ".join(f"{name} = ?" for name in sets)
-        sql = (f"INSERT INTO render_jobs (id, job_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-               f"ON CONFLICT(id) DO UPDATE SET {columns}")
+        sql = (
+            f"INSERT INTO render_jobs (id, job_type, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+            f"ON CONFLICT(id) DO UPDATE SET {columns}"
+        )
         grouped.setdefault(sql, []).append((job_id, job_type, to, first_at, last_at, *sets.values()))
     return grouped

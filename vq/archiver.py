@@ -89,9 +89,16 @@ class Archiver:
         """Take or keep the one archiver lease, so two archivers never run at once and all
         write the history's home file (vq/archiver_lease.py)."""
         return archiver_lease.hold(
-            self.conn, owner=self.owner, lease_ms=LEASE_MS, db_id=self.db_id, path=self.path,
-            position=self.written_id(), now_ms=int(time.time() * 1000),
-            handover_ms=self.settings.history.handoverAfter * 1000 if handover else 0, settle_ms=settle_ms)
+            self.conn,
+            owner=self.owner,
+            lease_ms=LEASE_MS,
+            db_id=self.db_id,
+            path=self.path,
+            position=self.written_id(),
+            now_ms=int(time.time() * 1000),
+            handover_ms=self.settings.history.handoverAfter * 1000 if handover else 0,
+            settle_ms=settle_ms,
+        )
 
     def release_lease(self) -> None:
         archiver_lease.release(self.conn, self.owner, int(time.time() * 1000))
@@ -156,23 +163,35 @@ class Archiver:
             day = datetime.fromtimestamp(day_start / 1000, UTC).date().isoformat()
             for job_type, c in metrics.read_bucket(self.conn, "d", day_start).items():
                 ran, started = c["ran"], c["started"]
-                rows.append({
-                    "day": day, "job_type": job_type, "created": c["created"], "started": started,
-                    "finished": c["finished"], "failed": c["failed"], "retried": c["retried"],
-                    "canceled": c["canceled"], "stalled": c["stalled"],
-                    "avg_run_ms": c["run_ms"] / ran if ran else None,
-                    "p50_run_ms": metrics.percentile(c, "run", 0.50), "p95_run_ms": metrics.percentile(c, "run", 0.95),
-                    "p99_run_ms": metrics.percentile(c, "run", 0.99),
-                    "avg_wait_ms": c["wait_ms"] / started if started else None,
-                    "p50_wait_ms": metrics.percentile(c, "wait", 0.50),
-                    "p95_wait_ms": metrics.percentile(c, "wait", 0.95),
-                    "p99_wait_ms": metrics.percentile(c, "wait", 0.99),
-                })
+                rows.append(
+                    {
+                        "day": day,
+                        "job_type": job_type,
+                        "created": c["created"],
+                        "started": started,
+                        "finished": c["finished"],
+                        "failed": c["failed"],
+                        "retried": c["retried"],
+                        "canceled": c["canceled"],
+                        "stalled": c["stalled"],
+                        "avg_run_ms": c["run_ms"] / ran if ran else None,
+                        "p50_run_ms": metrics.percentile(c, "run", 0.50),
+                        "p95_run_ms": metrics.percentile(c, "run", 0.95),
+                        "p99_run_ms": metrics.percentile(c, "run", 0.99),
+                        "avg_wait_ms": c["wait_ms"] / started if started else None,
+                        "p50_wait_ms": metrics.percentile(c, "wait", 0.50),
+                        "p95_wait_ms": metrics.percentile(c, "wait", 0.95),
+                        "p99_wait_ms": metrics.percentile(c, "wait", 0.99),
+                    }
+                )
         if rows:
             with self.db.conn:
                 self.db["job_performance_metrics"].upsert_all(rows, pk=("day", "job_type"))
-        costs.copy_days(self.conn, self.db, [datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
-                                             for ms in (now - 86_400_000, now)])
+        costs.copy_days(
+            self.conn,
+            self.db,
+            [datetime.fromtimestamp(ms / 1000, UTC).date().isoformat() for ms in (now - 86_400_000, now)],
+        )
 
     def prune(self) -> int:
         """Drop job rows and transitions older than the retention, and the counters of users idle
@@ -235,8 +254,9 @@ class Archiver:
             except Exception as exc:
                 if not isinstance(exc, HistoryUnavailable) and not historydb.unusable(exc):
                     raise
-                self._unusable(exc.message if isinstance(exc, HistoryUnavailable)
-                               else historydb.problem(self.settings, exc))
+                self._unusable(
+                    exc.message if isinstance(exc, HistoryUnavailable) else historydb.problem(self.settings, exc)
+                )
         try:
             self.release_lease()
         except redis.RedisError:
@@ -250,8 +270,13 @@ class Archiver:
             if self.problem is None:
                 self._unusable_since = int(time.time() * 1000)
             self.problem = line
-            log.warning("archiver: %s; jobs run on, their events wait in Redis (%s) and the archiver retries "
-                        "(every %d s at most), catching up once it can write", line, keys.EVENTS, RETRY_MAX)
+            log.warning(
+                "archiver: %s; jobs run on, their events wait in Redis (%s) and the archiver retries "
+                "(every %d s at most), catching up once it can write",
+                line,
+                keys.EVENTS,
+                RETRY_MAX,
+            )
         if self._published != line:
             try:
                 presence.say_problem(self.conn, "archiver", line, self._unusable_since)
@@ -272,15 +297,21 @@ class Archiver:
             self._published = None
         if self.problem is not None:
             self.problem = None
-            log.warning("archiver: history database %s usable again; catching up with the events that waited",
-                        self.path)
+            log.warning(
+                "archiver: history database %s usable again; catching up with the events that waited", self.path
+            )
 
     def _say_leading(self, outcome: archiver_lease.Outcome) -> None:
         self._standing_by = ""
         if outcome.how == "took-over":
-            log.warning("archiver: took over the history: the archiver writing %s on %s has not run for %d s "
-                        "(history.handoverAfter); history until now is in that file, from now on in %s",
-                        outcome.path, outcome.host, self.settings.history.handoverAfter, self.path)
+            log.warning(
+                "archiver: took over the history: the archiver writing %s on %s has not run for %d s "
+                "(history.handoverAfter); history until now is in that file, from now on in %s",
+                outcome.path,
+                outcome.host,
+                self.settings.history.handoverAfter,
+                self.path,
+            )
         elif outcome.how == "claimed":
             log.info("archiver: %s becomes the history's file (no daemon's file held newer history)", self.path)
         log.info("archiver: this daemon archives events to %s", self.path)
@@ -295,12 +326,19 @@ class Archiver:
             log.info("archiver: another daemon's archiver took over")
         if outcome.how == "elsewhere":
             after = self.settings.history.handoverAfter
-            log.info("archiver: history is written to %s on %s; this daemon's archiver stands by (%s; to archive "
-                     "from any host, point history.path at storage they share)", outcome.path, outcome.host,
-                     f"it takes over after {after} s without that archiver" if after else "history.handoverAfter is 0")
+            log.info(
+                "archiver: history is written to %s on %s; this daemon's archiver stands by (%s; to archive "
+                "from any host, point history.path at storage they share)",
+                outcome.path,
+                outcome.host,
+                f"it takes over after {after} s without that archiver" if after else "history.handoverAfter is 0",
+            )
         elif outcome.how == "waiting":
-            log.info("archiver: Redis names no history file yet; daemons announce theirs for %d s and the one "
-                     "with the newest history is chosen", archiver_lease.SETTLE_MS // 1000)
+            log.info(
+                "archiver: Redis names no history file yet; daemons announce theirs for %d s and the one "
+                "with the newest history is chosen",
+                archiver_lease.SETTLE_MS // 1000,
+            )
 
 
 def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> str | None:
@@ -319,8 +357,10 @@ def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> str | No
             return None
         outcome = archiver.hold_lease(handover=False, settle_ms=0)  # a reader never moves the home
         if outcome.how == "elsewhere":
-            raise HistoryElsewhere(f"history is written to {outcome.path} on {outcome.host}, not to this "
-                                   f"host's {archiver.path}: ask that host, or share history.path")
+            raise HistoryElsewhere(
+                f"history is written to {outcome.path} on {outcome.host}, not to this "
+                f"host's {archiver.path}: ask that host, or share history.path"
+            )
         if outcome.held:
             try:
                 while archiver.step(block_ms=None):

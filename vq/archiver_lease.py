@@ -45,13 +45,24 @@ def file_id(db) -> str:
     return db.execute("SELECT value FROM archiver_state WHERE name = 'db_id'").fetchone()[0]
 
 
-def hold(conn: Redis, *, owner: str, lease_ms: int, db_id: str, path: str, position: str, now_ms: int,
-         handover_ms: int, settle_ms: int = SETTLE_MS) -> Outcome:
+def hold(
+    conn: Redis,
+    *,
+    owner: str,
+    lease_ms: int,
+    db_id: str,
+    path: str,
+    position: str,
+    now_ms: int,
+    handover_ms: int,
+    settle_ms: int = SETTLE_MS,
+) -> Outcome:
     """Take or keep the lease for the file `db_id` (at `position`), if it is the home or may
     become it; one atomic script."""
     reply = lua.script(conn, "archiver_lease.lua")(
         keys=[keys.ARCHIVER_LEADER, keys.ARCHIVER_HOME, keys.ARCHIVER_CANDIDATES],
-        args=[owner, lease_ms, db_id, now_ms, handover_ms, socket.gethostname(), path, position, settle_ms])
+        args=[owner, lease_ms, db_id, now_ms, handover_ms, socket.gethostname(), path, position, settle_ms],
+    )
     held, how, *rest = [part.decode() if isinstance(part, bytes) else part for part in reply]
     if how == "elsewhere":
         return Outcome(False, how, host=rest[0], path=rest[1])
@@ -68,6 +79,8 @@ def home(conn: Redis) -> dict[str, str]:
 def release(conn: Redis, owner: str, now_ms: int) -> None:
     """Give the lease up (a stopping daemon), noting when the home's archiver last ran: the
     hand-over wait counts from then."""
-    script = ("if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
-              "redis.call('HSET', KEYS[2], 'at', ARGV[2]) return redis.call('DEL', KEYS[1])")
+    script = (
+        "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+        "redis.call('HSET', KEYS[2], 'at', ARGV[2]) return redis.call('DEL', KEYS[1])"
+    )
     conn.eval(script, 2, keys.ARCHIVER_LEADER, keys.ARCHIVER_HOME, owner, now_ms)

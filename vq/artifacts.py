@@ -68,11 +68,12 @@ def prune(conn, settings: Settings, dry_run: bool = False, now: float | None = N
 
     now = time.time() if now is None else now
     base = root(settings)
-    names = sorted(entry.name for entry in os.scandir(base) if entry.is_dir(follow_symlinks=False)) \
-        if base.is_dir() else []
+    names = (
+        sorted(entry.name for entry in os.scandir(base) if entry.is_dir(follow_symlinks=False)) if base.is_dir() else []
+    )
     removed, kept = [], 0
     for start in range(0, len(names), CHUNK):
-        chunk = names[start:start + CHUNK]
+        chunk = names[start : start + CHUNK]
         with conn.pipeline(transaction=False) as pipe:
             for job_id in chunk:
                 pipe.hmget(f"rq:job:{job_id}", "status", "ended_at", "meta")
@@ -87,8 +88,13 @@ def prune(conn, settings: Settings, dry_run: bool = False, now: float | None = N
             if not dry_run:
                 shutil.rmtree(path, ignore_errors=True)
             removed.append({"id": job_id, "reason": reason, "bytes": size})
-    return {"root": str(base), "removed": removed, "kept": kept, "freedBytes": sum(r["bytes"] for r in removed),
-            "dryRun": dry_run}
+    return {
+        "root": str(base),
+        "removed": removed,
+        "kept": kept,
+        "freedBytes": sum(r["bytes"] for r in removed),
+        "dryRun": dry_run,
+    }
 
 
 def _expired(settings: Settings, path: Path, status, ended_at, meta, now: float) -> str | None:

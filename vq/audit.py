@@ -19,6 +19,7 @@ def cli_actor(tool: str = "cli") -> str:
         return f"{tool}:unknown"
 
 
-def record(conn: Redis, actor: str, role: str, action: str, job_type: str | None = None, target: str = "-",
-           **detail) -> None:
+def record(
+    conn: Redis, actor: str, role: str, action: str, job_type: str | None = None, target: str = "-", **detail
+) -> None:
     events.emit(conn, "audit", target, job_type, actor=actor, role=role, action=action, **detail)

@@ -90,20 +90,32 @@ class Decision:
     reason: str
 
 
-def decide(current: int, idle_here: int, idle_elsewhere: int, long_idle: int, want: Demand,
-           low: int, high: int, share: float = 1.0) -> Decision:
+def decide(
+    current: int,
+    idle_here: int,
+    idle_elsewhere: int,
+    long_idle: int,
+    want: Demand,
+    low: int,
+    high: int,
+    share: float = 1.0,
+) -> Decision:
     """The number of workers this host should run, and why (for the log). `share`: this
     host's weight over that of every autoscaling host (each adds its share of workers)."""
     unserved = want.startable - idle_here - idle_elsewhere
     if unserved > 0 and current < high:
         target = min(high, current + max(1, math.ceil(unserved * share)))
-        return Decision(target, f"{want.startable} job(s) could start now (backlog {want.backlog}, "
-                                f"{want.room} free type slot(s)) and only {idle_here + idle_elsewhere} "
-                                f"worker(s) are idle")
+        return Decision(
+            target,
+            f"{want.startable} job(s) could start now (backlog {want.backlog}, "
+            f"{want.room} free type slot(s)) and only {idle_here + idle_elsewhere} "
+            f"worker(s) are idle",
+        )
     if want.startable == 0 and long_idle and current > low:
         target = max(low, current - long_idle)
-        return Decision(target, f"{long_idle} worker(s) idle past daemon.autoscale.scaleDownAfter and no "
-                                f"waiting job could start")
+        return Decision(
+            target, f"{long_idle} worker(s) idle past daemon.autoscale.scaleDownAfter and no waiting job could start"
+        )
     return Decision(max(low, min(high, current)), "")
 
 
@@ -139,14 +151,15 @@ class Autoscaler:
                 self._idle_since.pop(w.name, None)
             self._done[w.name] = done
         want = demand(self.conn, self.settings, self.job_types)
-        decision = decide(len(active), idle_here, self._idle_elsewhere(mine), len(long_idle), want, a.min, a.max,
-                          self._share())
+        decision = decide(
+            len(active), idle_here, self._idle_elsewhere(mine), len(long_idle), want, a.min, a.max, self._share()
+        )
         if decision.target > len(active):
-            for w in [w for w in workers if w.parked][:decision.target - len(active)]:
+            for w in [w for w in workers if w.parked][: decision.target - len(active)]:
                 self.start(w)
             self.log.info("autoscale: %d -> %d workers: %s", len(active), decision.target, decision.reason)
         elif decision.target < len(active):
-            for w in sorted(long_idle, key=lambda w: -int(w.name.split("-")[1]))[:len(active) - decision.target]:
+            for w in sorted(long_idle, key=lambda w: -int(w.name.split("-")[1]))[: len(active) - decision.target]:
                 self._idle_since.pop(w.name, None)
                 self.retire(w)
             self.log.info("autoscale: %d -> %d workers: %s", len(active), decision.target, decision.reason)

@@ -35,7 +35,8 @@ class Breakers:
         now = int(time.time() * 1000)
         return self._script(
             keys=[keys.breaker(provider), keys.breaker_failures(provider), keys.BREAKERS],
-            args=[action, now, b.failureThreshold, b.window, b.cooldown, uuid.uuid4().hex, provider])
+            args=[action, now, b.failureThreshold, b.window, b.cooldown, uuid.uuid4().hex, provider],
+        )
 
     def acquire(self, provider: str) -> float | None:
         """None when a call may go ahead; else the epoch seconds when to try again."""
@@ -69,9 +70,16 @@ def states(conn: Redis, settings: Settings) -> list[dict]:
         next_probe = int(record.get("nextProbe", 0) or 0)
         if state == "open" and now >= next_probe:
             state = "half_open"  # the next job will be the probe
-        out.append({"provider": name, "state": state, "failures": failures, "threshold": b.failureThreshold,
-                    "nextProbe": _iso(next_probe) if state == "open" else None,
-                    "kind": settings.providers[name].kind if name in settings.providers else "local"})
+        out.append(
+            {
+                "provider": name,
+                "state": state,
+                "failures": failures,
+                "threshold": b.failureThreshold,
+                "nextProbe": _iso(next_probe) if state == "open" else None,
+                "kind": settings.providers[name].kind if name in settings.providers else "local",
+            }
+        )
     return out
 
 

@@ -28,8 +28,11 @@ def waiting(conn: Redis, user: str, job_type: str | None = None) -> list[dict]:
 
 def finished_before(conn: Redis, cutoff: datetime, job_type: str | None = None, user: str | None = None) -> list[dict]:
     """Finished jobs that ended before `cutoff`."""
-    return [v for v in jobs.list_jobs(conn, job_type=job_type, user=user, status="finished", limit=MOST)
-            if v["finishedAt"] and _parse(v["finishedAt"]) < cutoff]
+    return [
+        v
+        for v in jobs.list_jobs(conn, job_type=job_type, user=user, status="finished", limit=MOST)
+        if v["finishedAt"] and _parse(v["finishedAt"]) < cutoff
+    ]
 
 
 def _parse(text: str) -> datetime:

@@ -50,8 +50,10 @@ def _say_pruned(report: dict) -> str | None:
     removed = report["removed"]
     if not removed:
         return None
-    return (f"removed the files of {len(removed)} job(s) under {report['root']} "
-            f"({report['freedBytes']:,} bytes): {', '.join(sorted({r['reason'] for r in removed}))}")
+    return (
+        f"removed the files of {len(removed)} job(s) under {report['root']} "
+        f"({report['freedBytes']:,} bytes): {', '.join(sorted({r['reason'] for r in removed}))}"
+    )
 
 
 def _say_moved(count: int) -> str | None:
@@ -63,8 +65,9 @@ def trim_ended(daemon, conn):
 
 
 def age_waiting(daemon, conn):
-    return daemon._admission(conn).promote_aged(daemon.options.queues or list(job_types(daemon.settings)),
-                                                daemon.settings.priority.agingThreshold)
+    return daemon._admission(conn).promote_aged(
+        daemon.options.queues or list(job_types(daemon.settings)), daemon.settings.priority.agingThreshold
+    )
 
 
 def enqueue_dependents(daemon, conn):
@@ -107,23 +110,38 @@ def _fixed(ms: int) -> Callable[[Settings], int]:
     return lambda settings: ms
 
 
-REGISTRY: dict[str, ChoreSpec] = {spec.name: spec for spec in (
-    ChoreSpec("trim-ended", "trim ended jobs", _fixed(MAINTAIN_MS), trim_ended),
-    ChoreSpec("age-waiting", "age waiting jobs", _fixed(AGE_MS), age_waiting),
-    ChoreSpec("enqueue-dependents", "enqueue ready dependents", _fixed(MAINTAIN_MS), enqueue_dependents),
-    ChoreSpec("mark-unrouted", "mark unrouted queue lists", _fixed(MAINTAIN_MS), mark_unrouted),
-    ChoreSpec("forget-idle-marks", "forget idle marks of gone workers", _fixed(MAINTAIN_MS), forget_idle_marks),
-    ChoreSpec("recover-stalled", "recover stalled jobs", lambda s: s.queue.settings.stalledInterval,
-              recover_stalled),
-    ChoreSpec("check-health", "check health", lambda s: s.health.checkInterval, check_health),
-    ChoreSpec("copy-recurring", "copy recurring jobs to the history database", _fixed(MAINTAIN_MS), copy_recurring,
-              exclusive=False),
-    ChoreSpec("report-presence", "report presence", _fixed(PRESENCE_MS), report_presence, exclusive=False),
-    ChoreSpec("prune-artifacts", "prune artifacts", lambda s: s.artifacts.sweepInterval, prune_artifacts,
-              exclusive=False),
-    ChoreSpec("autoscale", "autoscale", lambda s: s.daemon.autoscale.interval if s.daemon.autoscale else 1000,
-              autoscale, exclusive=False),
-)}
+REGISTRY: dict[str, ChoreSpec] = {
+    spec.name: spec
+    for spec in (
+        ChoreSpec("trim-ended", "trim ended jobs", _fixed(MAINTAIN_MS), trim_ended),
+        ChoreSpec("age-waiting", "age waiting jobs", _fixed(AGE_MS), age_waiting),
+        ChoreSpec("enqueue-dependents", "enqueue ready dependents", _fixed(MAINTAIN_MS), enqueue_dependents),
+        ChoreSpec("mark-unrouted", "mark unrouted queue lists", _fixed(MAINTAIN_MS), mark_unrouted),
+        ChoreSpec("forget-idle-marks", "forget idle marks of gone workers", _fixed(MAINTAIN_MS), forget_idle_marks),
+        ChoreSpec(
+            "recover-stalled", "recover stalled jobs", lambda s: s.queue.settings.stalledInterval, recover_stalled
+        ),
+        ChoreSpec("check-health", "check health", lambda s: s.health.checkInterval, check_health),
+        ChoreSpec(
+            "copy-recurring",
+            "copy recurring jobs to the history database",
+            _fixed(MAINTAIN_MS),
+            copy_recurring,
+            exclusive=False,
+        ),
+        ChoreSpec("report-presence", "report presence", _fixed(PRESENCE_MS), report_presence, exclusive=False),
+        ChoreSpec(
+            "prune-artifacts", "prune artifacts", lambda s: s.artifacts.sweepInterval, prune_artifacts, exclusive=False
+        ),
+        ChoreSpec(
+            "autoscale",
+            "autoscale",
+            lambda s: s.daemon.autoscale.interval if s.daemon.autoscale else 1000,
+            autoscale,
+            exclusive=False,
+        ),
+    )
+}
 assert tuple(REGISTRY) == CHORE_NAMES, "vq/config/base.py's CHORE_NAMES names the chores of this registry"
 
 
@@ -151,8 +169,9 @@ class Chore:
         self.last = time.monotonic()
         lock = keys.PREFIX + "chore:" + self.spec.title.replace(" ", "-")
         try:
-            if self.spec.exclusive and not self.conn.set(lock, os.getpid(), nx=True,
-                                                         px=max(100, int(self.every * 900))):
+            if self.spec.exclusive and not self.conn.set(
+                lock, os.getpid(), nx=True, px=max(100, int(self.every * 900))
+            ):
                 return  # another daemon did it this period
         except (redis.ConnectionError, redis.TimeoutError):
             return  # the workers report an unreachable Redis; no need to say it once per chore

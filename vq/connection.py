@@ -46,8 +46,10 @@ def _client(module, settings: Settings, **common):
         import importlib
 
         sentinels = importlib.import_module(f"{module.__name__}.sentinel")
-        watch = sentinels.Sentinel(r.sentinel.addresses(), sentinel_kwargs={
-            "password": r.sentinel.password, "socket_timeout": 2.0, "socket_connect_timeout": 2.0})
+        watch = sentinels.Sentinel(
+            r.sentinel.addresses(),
+            sentinel_kwargs={"password": r.sentinel.password, "socket_timeout": 2.0, "socket_connect_timeout": 2.0},
+        )
         return watch.master_for(r.sentinel.service, password=r.password, db=r.db, **common)
     if r.url:
         return module.Redis.from_url(r.url, **common)
@@ -74,9 +76,15 @@ def _identity() -> dict:
 def make_client(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Redis:
     """A client for the configured Redis (or the embedded one); does not connect yet."""
     # Few, short retries: an unreachable Redis must be reported in about a second, not ten.
-    return _client(redis, settings, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
-                   health_check_interval=30, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-                   **_identity())
+    return _client(
+        redis,
+        settings,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        **_identity(),
+    )
 
 
 def make_async_client(settings: Settings, socket_timeout: float | None = None):
@@ -84,8 +92,9 @@ def make_async_client(settings: Settings, socket_timeout: float | None = None):
     Redis there holds no thread."""
     import redis.asyncio as aredis
 
-    return _client(aredis, settings, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
-                   health_check_interval=30)
+    return _client(
+        aredis, settings, socket_timeout=socket_timeout, socket_connect_timeout=5.0, health_check_interval=30
+    )
 
 
 def connect(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Redis:
@@ -98,8 +107,10 @@ def connect(settings: Settings, socket_timeout: float | None = 10.0) -> redis.Re
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         hint = ""
         if not settings.redis.configured:
-            hint = (" (no Redis is configured and the embedded one is not running: start `vq daemon`, or "
-                    "`vq redis start` to queue jobs before a daemon runs)")
+            hint = (
+                " (no Redis is configured and the embedded one is not running: start `vq daemon`, or "
+                "`vq redis start` to queue jobs before a daemon runs)"
+            )
         raise RedisUnavailable(f"cannot reach Redis at {describe_address(settings)}: {_reason(exc)}{hint}") from None
     except redis.ResponseError as exc:
         raise RedisUnavailable(f"Redis at {describe_address(settings)} refused: {exc}") from None
@@ -110,8 +121,14 @@ def try_connect(settings: Settings, timeout: float = 1.0) -> tuple[redis.Redis |
     """(client, None) when Redis answers within `timeout`, else (None, why not): for
     commands that read elsewhere (SQLite) and use Redis only for extras, which must not wait
     for it or fail without it."""
-    client = _client(redis, settings, socket_timeout=timeout, socket_connect_timeout=timeout,
-                     retry=Retry(NoBackoff(), 0), **_identity())
+    client = _client(
+        redis,
+        settings,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        **_identity(),
+    )
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:

@@ -116,8 +116,14 @@ class HandlerContext:
         return {u.step: u for u in self.upstream() if u.step}
 
 
-def local_context(job_id: str, job_type: str, artifacts_root: Path, upstream: list[Upstream] | None = None,
-                  user_id: str = "local", project_id: str | None = None) -> tuple[HandlerContext, list]:
+def local_context(
+    job_id: str,
+    job_type: str,
+    artifacts_root: Path,
+    upstream: list[Upstream] | None = None,
+    user_id: str = "local",
+    project_id: str | None = None,
+) -> tuple[HandlerContext, list]:
     """A context outside any queue, for running a handler directly (tests, `vq run-local`).
 
     Returns the context and the list its progress reports are appended to.

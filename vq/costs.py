@@ -26,8 +26,9 @@ BY = ("user", "project", "provider")
 
 def price_micros(provider: ProviderSettings, units: dict[str, float]) -> int:
     """The call's price in millionths of the currency (decimal arithmetic: no float drift)."""
-    total = sum((Decimal(str(units.get(unit, 0))) * Decimal(str(price)) for unit, price in provider.cost.items()),
-                Decimal(0))
+    total = sum(
+        (Decimal(str(units.get(unit, 0))) * Decimal(str(price)) for unit, price in provider.cost.items()), Decimal(0)
+    )
     return int((total * MICROS).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
@@ -55,9 +56,19 @@ def charge(conn: Redis, settings: Settings, job, provider_name: str, units: dict
         pipe.hincrby(day, f"provider:{provider_name}", micros)
         pipe.hincrby(day, f"calls:provider:{provider_name}", 1)
         pipe.expire(day, KEEP_DAYS_S)
-        events.emit(pipe, "charged", job.id, job.meta.get("jobType"), provider=provider_name, units=units,
-                    amountMicros=micros, totalMicros=job.meta["costMicros"], currency=settings.costs.currency,
-                    userId=user, projectId=project)
+        events.emit(
+            pipe,
+            "charged",
+            job.id,
+            job.meta.get("jobType"),
+            provider=provider_name,
+            units=units,
+            amountMicros=micros,
+            totalMicros=job.meta["costMicros"],
+            currency=settings.costs.currency,
+            userId=user,
+            projectId=project,
+        )
         pipe.execute()
     return micros
 
@@ -98,8 +109,10 @@ def hold_reason(conn: Redis, settings: Settings, user: str, tier: str | None, pr
                 continue
             used = spent(conn, kind, name, days)
             if used >= round(limit * MICROS):
-                return (f"budget: {kind} {name} has spent {format_amount(used)} of {limit:g} "
-                        f"{settings.costs.currency} {period} ({source}.{'daily' if period == 'today' else 'monthly'})")
+                return (
+                    f"budget: {kind} {name} has spent {format_amount(used)} of {limit:g} "
+                    f"{settings.costs.currency} {period} ({source}.{'daily' if period == 'today' else 'monthly'})"
+                )
     return None
 
 
@@ -132,13 +145,13 @@ def parse_day(text: str, field: str) -> date:
     except InvalidInput:
         if looks_like_duration(text):
             raise
-        raise InvalidInput(f"{field}: {text!r} is not a day (YYYY-MM-DD, today) or a duration (7d)",
-                           field=field) from None
+        raise InvalidInput(
+            f"{field}: {text!r} is not a day (YYYY-MM-DD, today) or a duration (7d)", field=field
+        ) from None
     return (datetime.now(UTC) - timedelta(milliseconds=back_ms)).date()
 
 
-def query(conn: Redis, settings: Settings, by: str, since: str, until: str = "today",
-          only: str | None = None) -> dict:
+def query(conn: Redis, settings: Settings, by: str, since: str, until: str = "today", only: str | None = None) -> dict:
     """`vq costs` and GET /api/costs: spend per `by` over [since, until]; `only` limits it
     to one name (a user asking about themselves)."""
     from vq import historydb
@@ -170,27 +183,42 @@ def report(conn: Redis, db, by: str, since: date, until: date) -> dict:
     totals: dict[str, int] = {}
     calls: dict[str, int] = {}
     for day, fields in zip(days, held):
-        rows = ({k.decode(): int(v) for k, v in fields.items()} if fields
-                else _archived_day(db, day))
+        rows = {k.decode(): int(v) for k, v in fields.items()} if fields else _archived_day(db, day)
         for key, micros in rows.items():
             kind, _, name = key.partition(":")
             if kind == by:
                 totals[name] = totals.get(name, 0) + micros
             elif kind == "calls" and by == "provider" and name.startswith("provider:"):
-                calls[name[len("provider:"):]] = calls.get(name[len("provider:"):], 0) + micros
-    items = [{by: name, "amount": format_amount(m), "amountMicros": m,
-              **({"calls": calls.get(name, 0)} if by == "provider" else {})}
-             for name, m in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))]
+                calls[name[len("provider:") :]] = calls.get(name[len("provider:") :], 0) + micros
+    items = [
+        {
+            by: name,
+            "amount": format_amount(m),
+            "amountMicros": m,
+            **({"calls": calls.get(name, 0)} if by == "provider" else {}),
+        }
+        for name, m in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
     total = sum(totals.values())
-    return {"by": by, "since": days[0], "until": days[-1], "items": items, "total": format_amount(total),
-            "totalMicros": total}
+    return {
+        "by": by,
+        "since": days[0],
+        "until": days[-1],
+        "items": items,
+        "total": format_amount(total),
+        "totalMicros": total,
+    }
 
 
 def _archived_day(db, day: str) -> dict[str, int]:
     if db is None or "daily_costs" not in db.table_names():
         return {}
-    return {f"{kind}:{name}": micros for kind, name, micros in
-            db.execute("SELECT kind, name, amount_micros FROM daily_costs WHERE day = ?", (day,)).fetchall()}
+    return {
+        f"{kind}:{name}": micros
+        for kind, name, micros in db.execute(
+            "SELECT kind, name, amount_micros FROM daily_costs WHERE day = ?", (day,)
+        ).fetchall()
+    }
 
 
 def copy_days(conn: Redis, db, days: list[str]) -> int:

@@ -34,8 +34,11 @@ def validate_cron(expression: object, field: str = "cron") -> str:
         raise InvalidInput(f"{field}: expected a cron expression such as '0 0 * * *'", field=field)
     parts = expression.split()
     if len(parts) not in (5, 6):
-        raise InvalidInput(f"{field}: {expression!r} has {len(parts)} fields; expected 5 "
-                           "(minute hour day-of-month month day-of-week), or 6 with seconds last", field=field)
+        raise InvalidInput(
+            f"{field}: {expression!r} has {len(parts)} fields; expected 5 "
+            "(minute hour day-of-month month day-of-week), or 6 with seconds last",
+            field=field,
+        )
     for index, part in enumerate(parts):
         probe = ["*"] * len(parts)
         probe[index] = part
@@ -43,8 +46,11 @@ def validate_cron(expression: object, field: str = "cron") -> str:
             croniter(" ".join(probe))
         except CroniterError:
             name, allowed = FIELDS[index]
-            raise InvalidInput(f"{field}: field {index + 1} ({name}) {part!r} is not valid (allowed: {allowed}, "
-                               "*, lists a,b, ranges a-b, steps */n)", field=field) from None
+            raise InvalidInput(
+                f"{field}: field {index + 1} ({name}) {part!r} is not valid (allowed: {allowed}, "
+                "*, lists a,b, ranges a-b, steps */n)",
+                field=field,
+            ) from None
     normalized = " ".join(parts)
     try:
         croniter(normalized)
@@ -63,8 +69,9 @@ def validate_timezone(name: object, field: str = "tz") -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"{field}: {name!r} is not a known time zone (use an IANA name such as Europe/Berlin)",
-                           field=field) from None
+        raise InvalidInput(
+            f"{field}: {name!r} is not a known time zone (use an IANA name such as Europe/Berlin)", field=field
+        ) from None
     return name
 
 

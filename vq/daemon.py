@@ -88,8 +88,12 @@ class Daemon:
 
             self.embedded = EmbeddedRedis(self.settings.data_path)
             how = self.embedded.start()
-            log.info("embedded Redis at %s (pid %s): %s", self.embedded.url, self.embedded.pid,
-                     "started" if how == "started" else "already running, reused")
+            log.info(
+                "embedded Redis at %s (pid %s): %s",
+                self.embedded.url,
+                self.embedded.pid,
+                "started" if how == "started" else "already running, reused",
+            )
         conn = connect(self.settings)
         limits.publish_config_limits(conn, self.settings)
         conn.sadd(keys.JOB_TYPES_SEEN, *job_types(self.settings))  # `vq jobs` lists every type's index
@@ -112,9 +116,12 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._request_reload)
         queue_names = worker_queue_names(self.settings, self.options.queues)
         scale = self.settings.daemon.autoscale if self.options.autoscale else None
-        log.info("vq daemon started: %s on %d queues (pid %d)",
-                 f"{scale.min} workers, autoscaling to {scale.max}" if scale else f"{self.options.workers} workers",
-                 len(queue_names), os.getpid())
+        log.info(
+            "vq daemon started: %s on %d queues (pid %d)",
+            f"{scale.min} workers, autoscaling to {scale.max}" if scale else f"{self.options.workers} workers",
+            len(queue_names),
+            os.getpid(),
+        )
         self.awaiting_ready = True
         watchdog = systemd.watchdog_interval()
         pinged = 0.0
@@ -159,8 +166,9 @@ class Daemon:
                 return None
             restored = recurring_store.restore_if_wiped(conn, db)
             if restored:
-                log.warning("Redis held no recurring jobs: restored %d from %s", restored,
-                            historydb.path_for(self.settings))
+                log.warning(
+                    "Redis held no recurring jobs: restored %d from %s", restored, historydb.path_for(self.settings)
+                )
             self.history = db
         return self.history
 
@@ -182,12 +190,22 @@ class Daemon:
         queue_names = worker_queue_names(settings, options.queues)
         host = socket.gethostname()
         scale = settings.daemon.autoscale if options.autoscale else None
-        plan = [Child(f"worker-{i}", worker_main, (settings, queue_names, worker_prefix(host, i),
-                                                      options.max_jobs_per_worker, options.log_level),
-                       parked=scale is not None and i >= scale.min)
-                for i in range(scale.max if scale else options.workers)]
-        plan.append(Child("scheduler", scheduler_main, (settings, queue_names, options.log_level,
-                                                          f"vq.{host}.{os.getpid()}.scheduler")))
+        plan = [
+            Child(
+                f"worker-{i}",
+                worker_main,
+                (settings, queue_names, worker_prefix(host, i), options.max_jobs_per_worker, options.log_level),
+                parked=scale is not None and i >= scale.min,
+            )
+            for i in range(scale.max if scale else options.workers)
+        ]
+        plan.append(
+            Child(
+                "scheduler",
+                scheduler_main,
+                (settings, queue_names, options.log_level, f"vq.{host}.{os.getpid()}.scheduler"),
+            )
+        )
         if options.http_listen:
             from vq.tokens import signing_secret
 
@@ -202,8 +220,11 @@ class Daemon:
     def _wanted(self, child: Child) -> bool:
         """Should be running: in the configuration, not parked, and for the HTTP child, its
         port bound."""
-        return not child.retired and not child.parked and (
-            child.name != "http" or (self.listener is not None and self.listener.sock is not None))
+        return (
+            not child.retired
+            and not child.parked
+            and (child.name != "http" or (self.listener is not None and self.listener.sock is not None))
+        )
 
     def _all_up(self, conn) -> bool:
         """Every process alive, every worker registered with RQ, the HTTP API answering on
@@ -213,8 +234,11 @@ class Daemon:
             return False
         host = socket.gethostname()
         try:
-            names = [f"rq:worker:{worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}"
-                     for c in children if c.name.startswith("worker-")]
+            names = [
+                f"rq:worker:{worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}"
+                for c in children
+                if c.name.startswith("worker-")
+            ]
             if names and conn.exists(*names) < len(names):
                 return False
         except (redis.ConnectionError, redis.TimeoutError):
@@ -234,11 +258,14 @@ class Daemon:
     def _status(self) -> str:
         workers = self._active_workers()
         looping = [c.name for c in self.children if c.crashes.looping and not c.retired]
-        extra = [c.name for c in self.children if not c.name.startswith("worker-") and not c.retired
-                 and c.name != "http"]
-        return (f"{workers} workers, {', '.join(extra)}"
-                + (f", HTTP on {self.options.http_listen}" if self._http_serving() else "")
-                + (f"; crash-looping: {', '.join(looping)}" if looping else ""))
+        extra = [
+            c.name for c in self.children if not c.name.startswith("worker-") and not c.retired and c.name != "http"
+        ]
+        return (
+            f"{workers} workers, {', '.join(extra)}"
+            + (f", HTTP on {self.options.http_listen}" if self._http_serving() else "")
+            + (f"; crash-looping: {', '.join(looping)}" if looping else "")
+        )
 
     def _request_reload(self, signum, frame) -> None:
         self.reload_requested = True
@@ -277,8 +304,10 @@ class Daemon:
             if self._wanted(child):
                 self._start(ctx, child)
         self.awaiting_ready = True
-        log.info("configuration reloaded from %s; processes restart as they finish their work",
-                 self.options.config_path or "the default path")
+        log.info(
+            "configuration reloaded from %s; processes restart as they finish their work",
+            self.options.config_path or "the default path",
+        )
 
     def _start(self, ctx, child: Child) -> None:
         if child.channel is not None:
@@ -291,8 +320,9 @@ class Daemon:
         # Only the HTTP child keeps the listening socket: a worker holding it would keep the
         # port taken after its daemon let go of it.
         others = [self.listener.sock] if self.listener and self.listener.sock and child.name != "http" else []
-        child.process = ctx.Process(target=supervision.entry, args=(words, child.target, args, others),
-                                    name=f"vq-{child.name}", daemon=False)
+        child.process = ctx.Process(
+            target=supervision.entry, args=(words, child.target, args, others), name=f"vq-{child.name}", daemon=False
+        )
         child.process.start()
         words.close()
         child.started_at = time.monotonic()
@@ -340,9 +370,13 @@ class Daemon:
                 if process is None or deadline is None or not deadline.value or now < deadline.value:
                     continue
                 if process.is_alive():
-                    log.warning("%s (pid %d) held a job's lease past its deadline (stopped, or stuck where "
-                                "it cannot be interrupted): killed, so the lease can lapse with nothing running "
-                                "under it", child.name, process.pid)
+                    log.warning(
+                        "%s (pid %d) held a job's lease past its deadline (stopped, or stuck where "
+                        "it cannot be interrupted): killed, so the lease can lapse with nothing running "
+                        "under it",
+                        child.name,
+                        process.pid,
+                    )
                     try:
                         os.kill(process.pid, signal.SIGKILL)
                     except ProcessLookupError:
@@ -373,13 +407,23 @@ class Daemon:
         return delay
 
     def _report(self, conn) -> None:
-        processes = {child.name: bool(child.process and child.process.is_alive()) for child in self.children
-                     if self._wanted(child)}
+        processes = {
+            child.name: bool(child.process and child.process.is_alive())
+            for child in self.children
+            if self._wanted(child)
+        }
         loops = {c.name: c.crashes.report() for c in self.children if c.crashes.looping and not c.retired}
-        presence.report(conn, os.getpid(), self.started_ms, processes, self._active_workers(),
-                        self.settings.daemon.weight, crash_loops=loops,
-                        http=self.listener.state(self._http_serving()) if self.listener else None,
-                        encryption=protector(self.settings).published())
+        presence.report(
+            conn,
+            os.getpid(),
+            self.started_ms,
+            processes,
+            self._active_workers(),
+            self.settings.daemon.weight,
+            crash_loops=loops,
+            http=self.listener.state(self._http_serving()) if self.listener else None,
+            encryption=protector(self.settings).published(),
+        )
 
     def _active_workers(self) -> int:
         return sum(1 for c in self.children if c.name.startswith("worker-") and not c.retired and not c.parked)
@@ -398,8 +442,14 @@ class Daemon:
                     os.kill(child.process.pid, signal.SIGTERM)  # warm: it finishes its job first
 
             self.autoscaler = Autoscaler(
-                conn, self.settings, self.options.queues or list(job_types(self.settings)),
-                lambda c: f"rq:worker:{worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}", start, retire, log)
+                conn,
+                self.settings,
+                self.options.queues or list(job_types(self.settings)),
+                lambda c: f"rq:worker:{worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}",
+                start,
+                retire,
+                log,
+            )
         self.autoscaler.settings = self.settings  # a reload may change the bounds
         workers = [c for c in self.children if c.name.startswith("worker-") and not c.retired]
         return self.autoscaler.step(workers)
@@ -412,8 +462,12 @@ class Daemon:
     def _request_stop(self, signum, frame) -> None:
         if not self.stopping:
             again = " (Ctrl-C again to requeue them now)" if signum == signal.SIGINT else ""
-            log.info("received %s: finishing running jobs (grace %.0fs)%s", signal.Signals(signum).name,
-                     self.options.grace_seconds, again)
+            log.info(
+                "received %s: finishing running jobs (grace %.0fs)%s",
+                signal.Signals(signum).name,
+                self.options.grace_seconds,
+                again,
+            )
         self.stopping = True
 
     def _hurry(self, signum, frame) -> None:
@@ -434,8 +488,9 @@ class Daemon:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         late = [p for p in alive if p.is_alive()]
         if late:
-            log.warning("%s: requeueing jobs of %d workers", "Ctrl-C again" if self.hurry else "grace period over",
-                        len(late))
+            log.warning(
+                "%s: requeueing jobs of %d workers", "Ctrl-C again" if self.hurry else "grace period over", len(late)
+            )
             time.sleep(max(0.0, warned + 1.1 - time.monotonic()))  # RQ ignores a second signal within 1 s
             for proc in late:
                 os.kill(proc.pid, signal.SIGTERM)  # cold: the running job is requeued
@@ -459,12 +514,20 @@ class Daemon:
         """Leave the embedded Redis running for the CLI and the next daemon, unless told to
         stop it, or when systemd would kill it anyway (it is in this unit's cgroup, which
         KillMode=mixed SIGKILLs once the daemon exits): then stop it gracefully first."""
-        reason = ("--stop-redis" if self.options.stop_redis
-                  else "under systemd it is in this unit's cgroup, which is killed once the daemon exits "
-                       "(configure a Redis for one that outlives vq restarts)" if systemd.is_main_process() else None)
+        reason = (
+            "--stop-redis"
+            if self.options.stop_redis
+            else "under systemd it is in this unit's cgroup, which is killed once the daemon exits "
+            "(configure a Redis for one that outlives vq restarts)"
+            if systemd.is_main_process()
+            else None
+        )
         if reason is None:
-            log.info("embedded Redis left running at %s (pid %s) for the CLI and the next daemon; "
-                     "`vq redis stop` stops it", self.embedded.url, self.embedded.pid)
+            log.info(
+                "embedded Redis left running at %s (pid %s) for the CLI and the next daemon; `vq redis stop` stops it",
+                self.embedded.url,
+                self.embedded.pid,
+            )
             self.embedded.detach()
             return
         pid = self.embedded.shutdown()

@@ -31,8 +31,9 @@ def worker_prefix(host: str, index) -> str:
     return f"vq.{host}.{index}"
 
 
-def worker_main(settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str,
-                 deadline=None) -> None:
+def worker_main(
+    settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str, deadline=None
+) -> None:
     from vq import worker_leases as worker_module
     from vq.execution import install_runtime
     from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
@@ -89,8 +90,9 @@ def run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: s
     from vq.timer import Timer
 
     install_runtime(settings)
-    timer = Timer(conn, queue_names, callbacks=[Spawner(conn, settings)],
-                  max_sleep=settings.daemon.schedulerInterval / 1000)
+    timer = Timer(
+        conn, queue_names, callbacks=[Spawner(conn, settings)], max_sleep=settings.daemon.schedulerInterval / 1000
+    )
     signal.signal(signal.SIGTERM, timer.stop)
     signal.signal(signal.SIGINT, timer.stop)
     timer.run()
@@ -130,9 +132,16 @@ def http_main(settings: Settings, listener: HttpListener, log_level: str) -> Non
 
     die_with_parent()
     logs.configure(log_level)
-    config = uvicorn.Config(create_app(settings), log_config=None, log_level=log_level.lower(),
-                            access_log=False, timeout_keep_alive=30, lifespan="off",  # vq/api/request_id.py logs
-                            limit_concurrency=1000, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        create_app(settings),
+        log_config=None,
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_keep_alive=30,
+        lifespan="off",  # vq/api/request_id.py logs
+        limit_concurrency=1000,
+        timeout_graceful_shutdown=5,
+    )
     uvicorn.Server(config).run(sockets=[listener.sock])
 
 

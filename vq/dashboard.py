@@ -31,11 +31,24 @@ def overview(conn: Redis, settings: Settings) -> dict:
     rows = []
     for row in counts:
         checked = health_of.get(row["jobType"], {})
-        rows.append({**row, "health": checked.get("status", "healthy"), "reasons": checked.get("reasons", []),
-                     "throughput": spark[row["jobType"]]})
-    return {"status": report["status"], "reasons": report["reasons"], "checkedAt": report["checkedAt"],
-            "redis": report["redis"], "queues": rows, "workers": report["workers"]["list"],
-            "breakers": breakers, "recurring": upcoming_recurring(conn)}
+        rows.append(
+            {
+                **row,
+                "health": checked.get("status", "healthy"),
+                "reasons": checked.get("reasons", []),
+                "throughput": spark[row["jobType"]],
+            }
+        )
+    return {
+        "status": report["status"],
+        "reasons": report["reasons"],
+        "checkedAt": report["checkedAt"],
+        "redis": report["redis"],
+        "queues": rows,
+        "workers": report["workers"]["list"],
+        "breakers": breakers,
+        "recurring": upcoming_recurring(conn),
+    }
 
 
 def _raise_unreachable(report: dict) -> None:
@@ -62,9 +75,17 @@ def upcoming_recurring(conn: Redis, most: int = RECURRING_SHOWN) -> list[dict]:
     rows = []
     for definition in recurring.list_all(conn):
         due = recurring.next_run_ms(conn, definition)
-        rows.append({"id": definition.id, "name": definition.name, "jobType": definition.jobType,
-                     "cronExpression": definition.cronExpression, "tz": definition.tz,
-                     "paused": definition.paused, "nextRunMs": None if definition.paused else due})
+        rows.append(
+            {
+                "id": definition.id,
+                "name": definition.name,
+                "jobType": definition.jobType,
+                "cronExpression": definition.cronExpression,
+                "tz": definition.tz,
+                "paused": definition.paused,
+                "nextRunMs": None if definition.paused else due,
+            }
+        )
     rows.sort(key=lambda r: (r["nextRunMs"] is None, r["nextRunMs"] or 0))
     return rows[:most]
 

@@ -47,7 +47,7 @@ def register(conn: Redis, edges: dict[str, list[str]], existing: list[str]) -> N
             pipe.expire(keys.dependents(upstream), EDGE_TTL)
         for upstream in existing:
             pipe.exists(Job.key_for(upstream))
-        found = pipe.execute()[-len(existing):] if existing else []
+        found = pipe.execute()[-len(existing) :] if existing else []
     for upstream, exists in zip(existing, found):
         if not exists:
             raise NotFound(f"dependsOn: no such job {upstream!r}", field="dependsOn")
@@ -92,6 +92,9 @@ def still_needed(conn: Redis, jobs: list[Job], now: float | None = None) -> set[
         for job_id in asked:
             pipe.hget(Job.key_for(job_id), "status")
         statuses = pipe.execute()
-    live = {job_id for job_id, status in zip(asked, statuses)
-            if (status is not None and status not in ENDED) or (status is None and job_id in young)}
+    live = {
+        job_id
+        for job_id, status in zip(asked, statuses)
+        if (status is not None and status not in ENDED) or (status is None and job_id in young)
+    }
     return {job_id for job_id, named in waiting_on.items() if named & live}

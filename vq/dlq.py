@@ -41,8 +41,9 @@ def list_dead(conn: Redis, settings: Settings, job_type: str | None = None, limi
     return out
 
 
-def retry_dead(conn: Redis, settings: Settings, job_ids: list[str] | None = None,
-               job_type: str | None = None) -> list[dict]:
+def retry_dead(
+    conn: Redis, settings: Settings, job_ids: list[str] | None = None, job_type: str | None = None
+) -> list[dict]:
     """Retry the given dead jobs, or (job_ids None) all of them, optionally of one type."""
     ids = job_ids if job_ids is not None else [i for _s, i in _entries(conn, settings, job_type)]
     return [jobs.retry(conn, job_id, settings) for job_id in ids]  # an id may be a unique prefix
@@ -61,6 +62,12 @@ def purge(conn: Redis, settings: Settings, older_than_ms: int | None = None, job
             continue
         jobs.remove(conn, job.id, artifacts.root(settings))
         removed += 1
-    events.emit(conn, "dlq-purged", "-", job_type, removed=removed,
-                olderThan=datetime.fromtimestamp(cutoff, UTC).isoformat() if cutoff else None)
+    events.emit(
+        conn,
+        "dlq-purged",
+        "-",
+        job_type,
+        removed=removed,
+        olderThan=datetime.fromtimestamp(cutoff, UTC).isoformat() if cutoff else None,
+    )
     return removed

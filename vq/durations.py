@@ -32,8 +32,7 @@ def parse_duration_ms(text: str | int | float, field: str = "delay", unit_requir
         if not match:
             raise InvalidInput(f"{field}: {text!r} is not a duration (use e.g. 90s, 5m, 2h or 300000ms)", field=field)
         if unit_required and not match.group(2):
-            raise InvalidInput(f"{field}: {text!r} has no unit (use s, m, h or d: e.g. 15m, 1h, 30d)",
-                               field=field)
+            raise InvalidInput(f"{field}: {text!r} has no unit (use s, m, h or d: e.g. 15m, 1h, 30d)", field=field)
         value, unit = float(match.group(1)), match.group(2) or "ms"
     if not math.isfinite(value):
         raise InvalidInput(f"{field}: not a finite number", field=field)
@@ -51,7 +50,9 @@ def parse_instant(text: str, field: str = "at") -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"{field}: {text!r} is not an ISO 8601 time (e.g. 2026-12-01T09:30:00Z)", field=field) from None
+        raise InvalidInput(
+            f"{field}: {text!r} is not an ISO 8601 time (e.g. 2026-12-01T09:30:00Z)", field=field
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

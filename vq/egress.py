@@ -29,15 +29,27 @@ from vq.errors import InvalidInput
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254",  # AWS, GCP, Azure, Oracle, DigitalOcean, OpenStack
-    "169.254.170.2",  # AWS ECS task metadata
-    "fd00:ec2::254",  # AWS over IPv6
-    "100.100.100.200",  # Alibaba Cloud
-    "192.0.0.192",  # Oracle Cloud
-))
-METADATA_NAMES = frozenset({"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
-                            "instance-data.ec2.internal", "metadata.azure.internal", "metadata.tencentyun.com"})
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, Oracle, DigitalOcean, OpenStack
+        "169.254.170.2",  # AWS ECS task metadata
+        "fd00:ec2::254",  # AWS over IPv6
+        "100.100.100.200",  # Alibaba Cloud
+        "192.0.0.192",  # Oracle Cloud
+    )
+)
+METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.internal",
+        "metadata.tencentyun.com",
+    }
+)
 UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
 
 
@@ -54,8 +66,12 @@ def address_class(address: Address) -> str | None:
             return f"{kind} (IPv4 inside IPv6)" if kind else None
     if address in METADATA_ADDRESSES:
         return "cloud metadata-service"
-    for kind, test in (("unspecified", "is_unspecified"), ("loopback", "is_loopback"),
-                       ("link-local", "is_link_local"), ("multicast", "is_multicast")):
+    for kind, test in (
+        ("unspecified", "is_unspecified"),
+        ("loopback", "is_loopback"),
+        ("link-local", "is_link_local"),
+        ("multicast", "is_multicast"),
+    ):
         if getattr(address, test):
             return kind
     if address.version == 6 and address in UNIQUE_LOCAL:
@@ -101,8 +117,10 @@ class Policy:
     @classmethod
     def of(cls, settings) -> Policy:
         opts = settings.webhooks
-        return cls(frozenset(h.rstrip(".").lower() for h in opts.allowHosts),
-                   tuple(ipaddress.ip_network(n) for n in opts.allowNetworks))
+        return cls(
+            frozenset(h.rstrip(".").lower() for h in opts.allowHosts),
+            tuple(ipaddress.ip_network(n) for n in opts.allowNetworks),
+        )
 
     def _allowed(self, address: Address) -> bool:
         forms = [address]
@@ -145,8 +163,10 @@ class Policy:
                 continue
             if numeric_host(host) is not None:
                 raise Refused(_is_a(address, kind) + "; allow it with webhooks.allowNetworks")
-            raise Refused(f"{host} resolves to {address}, {_a(kind)} address; allow it with webhooks.allowHosts "
-                          "or webhooks.allowNetworks")
+            raise Refused(
+                f"{host} resolves to {address}, {_a(kind)} address; allow it with webhooks.allowHosts "
+                "or webhooks.allowNetworks"
+            )
         return found
 
 
@@ -184,4 +204,5 @@ def _to_one_of(addresses: list[tuple[int, tuple]]):
             except OSError as exc:
                 problem = exc
         raise problem or OSError("no address to connect to")
+
     return create

@@ -160,8 +160,12 @@ class EmbeddedRedis:
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
         """A client on the socket that fails at once rather than retrying (for checks and status)."""
-        return redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=timeout,
-                           socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+        return redis.Redis(
+            unix_socket_path=str(self.socket_path),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def start(self, timeout: float = 10.0) -> str:
         """Start the server, or reuse ours if it runs: "started" or "reused". Raise

@@ -20,8 +20,9 @@ STREAM_MAXLEN = 1_000_000  # a cap for when no archiver runs; the archiver trims
 log = logging.getLogger("vq.events")
 
 
-def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None = None, *,
-         result: str | None = None, **fields) -> None:
+def emit(
+    conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None = None, *, result: str | None = None, **fields
+) -> None:
     """Append an event (created, queued, scheduled, deferred, started, progress, finished,
     failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable;
     `result` is a finished job's result as JSON text (see `entry`)."""
@@ -32,8 +33,9 @@ def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None =
     say(event, job_id, job_type, fields)
 
 
-def entry(event: str, job_id: str, job_type: str | None = None, *, result: str | None = None,
-          **fields) -> tuple[dict, str | None, dict]:
+def entry(
+    event: str, job_id: str, job_type: str | None = None, *, result: str | None = None, **fields
+) -> tuple[dict, str | None, dict]:
     """(the stream entry, the webhook URL if any, the fields that were set) of an event:
     `emit`'s, and the worker's for the `finished` event its admission script appends.
 
@@ -62,17 +64,29 @@ def say(event: str, job_id: str, job_type: str | None, fields: dict) -> None:
     """The event's log line (for an event appended elsewhere, e.g. by a Lua script)."""
     if event != "progress":
         detail = " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))
-        extra = {"event": event, "job_id": job_id, "job_type": job_type or None, "user_id": fields.get("userId"),
-                 "attempt": fields.get("attempt"), "worker": fields.get("worker")}
-        log.info("job %s %s %s%s", job_id, job_type or "", event, f" {detail}" if detail else "",
-                 extra={k: v for k, v in extra.items() if v not in (None, "")})
+        extra = {
+            "event": event,
+            "job_id": job_id,
+            "job_type": job_type or None,
+            "user_id": fields.get("userId"),
+            "attempt": fields.get("attempt"),
+            "worker": fields.get("worker"),
+        }
+        log.info(
+            "job %s %s %s%s",
+            job_id,
+            job_type or "",
+            event,
+            f" {detail}" if detail else "",
+            extra={k: v for k, v in extra.items() if v not in (None, "")},
+        )
 
 
 def is_stream_id(text: str) -> bool:
     """A Redis stream id, `<ms>-<seq>`, each part a 64-bit unsigned number as Redis takes it."""
     ms, dash, seq = text.partition("-")
     parts = (ms, seq)
-    return bool(dash) and all(p.isascii() and p.isdigit() and int(p) < 2 ** 64 for p in parts)
+    return bool(dash) and all(p.isascii() and p.isdigit() and int(p) < 2**64 for p in parts)
 
 
 def read(conn: Redis, since: str = "0-0", count: int = 1000, block_ms: int | None = None) -> list[dict]:

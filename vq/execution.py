@@ -108,7 +108,6 @@ def providers_of(job_type, data: dict, known: list[str] | None = None) -> list[s
     return list(dict.fromkeys([*([named] if named else []), *job_type.providers]))
 
 
-
 def classify(exc: BaseException, unknown: str = "temporary") -> str:
     """The error category of an exception: handlers' own, timeouts, else the type's rule
     for unknown exceptions (temporary unless configured otherwise)."""
@@ -121,8 +120,11 @@ def classify(exc: BaseException, unknown: str = "temporary") -> str:
 
 def error_record(exc: BaseException, unknown: str = "temporary") -> dict:
     """What the job keeps of a failure (shown by `vq show`, used by the worker)."""
-    record = {"category": classify(exc, unknown), "type": type(exc).__name__,
-              "message": message_of(exc) or type(exc).__name__}
+    record = {
+        "category": classify(exc, unknown),
+        "type": type(exc).__name__,
+        "message": message_of(exc) or type(exc).__name__,
+    }
     if isinstance(exc, RateLimitError):
         record["retryAfter"] = float(exc.retry_after)
     if isinstance(exc, ProviderError):
@@ -146,8 +148,16 @@ def begin_attempt(job: Job, pipe) -> None:
     job.meta.pop("error", None)
     pipe.hset(job.key, "meta", private.serialize_meta(job))
     pipe.zrem(keys.ADMITTED, job.id)
-    events.emit(pipe, "started", job.id, job.meta.get("jobType"), attempt=job.meta["attempts"],
-                worker=job.worker_name, waitMs=_waited_ms(job), userId=job.meta.get("userId"))
+    events.emit(
+        pipe,
+        "started",
+        job.id,
+        job.meta.get("jobType"),
+        attempt=job.meta["attempts"],
+        worker=job.worker_name,
+        waitMs=_waited_ms(job),
+        userId=job.meta.get("userId"),
+    )
     setattr(job, BEGUN, True)
 
 
@@ -164,30 +174,45 @@ def run_job(job_type: str, data: dict) -> dict:
     breakers = rt.breakers(job.connection)
     calls = ProviderCalls(job.connection, rt.settings, breakers, rt.gate(job.connection), job, chain)
     ctx = HandlerContext(
-        job_id=job.id, job_type=job_type, user_id=job.meta.get("userId", ""),
-        project_id=job.meta.get("projectId"), attempt=job.meta["attempts"],
-        artifacts_root=rt.artifacts_root, log=logging.getLogger(f"vq.handler.{job_type}"),
-        report_progress=_progress_reporter(job, job_type), load_upstream=lambda: upstream_of(job),
-        provider_client=calls, readable_roots=lambda: readable_roots(job, rt.artifacts_root),
+        job_id=job.id,
+        job_type=job_type,
+        user_id=job.meta.get("userId", ""),
+        project_id=job.meta.get("projectId"),
+        attempt=job.meta["attempts"],
+        artifacts_root=rt.artifacts_root,
+        log=logging.getLogger(f"vq.handler.{job_type}"),
+        report_progress=_progress_reporter(job, job_type),
+        load_upstream=lambda: upstream_of(job),
+        provider_client=calls,
+        readable_roots=lambda: readable_roots(job, rt.artifacts_root),
     )
     # Providers a handler does not call through vq (local ones) are checked here, before it
     # runs; HTTP providers when called, by ProviderCalls, which can fail over between them.
     local = [p for p in chain if not providers.is_http(rt.settings, p)]
     try:
         if chain:
-            reason = costs.hold_reason(job.connection, rt.settings, job.meta.get("userId") or "_",
-                                       job.meta.get("subscription"), job.meta.get("projectId"))
+            reason = costs.hold_reason(
+                job.connection,
+                rt.settings,
+                job.meta.get("userId") or "_",
+                job.meta.get("subscription"),
+                job.meta.get("projectId"),
+            )
             if reason:
-                raise BudgetHeld(f"{reason}; held, looked at again in {BUDGET_RECHECK_S}s",
-                                 retry_after=BUDGET_RECHECK_S)
+                raise BudgetHeld(
+                    f"{reason}; held, looked at again in {BUDGET_RECHECK_S}s", retry_after=BUDGET_RECHECK_S
+                )
         for provider in local:
             retry_at = breakers.acquire(provider)
             if retry_at is not None:
                 raise ProviderUnavailable(provider, max(0.0, retry_at - time.time()))
         try:
-            with fence.interruptible(job.id), logs.job_context(  # a lost lease stops it (vq/fence.py)
-                    job_id=job.id, job_type=job_type, user_id=ctx.user_id, attempt=ctx.attempt,
-                    worker=job.worker_name):  # the handler's log lines carry its job (vq/logs.py)
+            with (
+                fence.interruptible(job.id),
+                logs.job_context(  # a lost lease stops it (vq/fence.py)
+                    job_id=job.id, job_type=job_type, user_id=ctx.user_id, attempt=ctx.attempt, worker=job.worker_name
+                ),
+            ):  # the handler's log lines carry its job (vq/logs.py)
                 result = handler(ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None
@@ -217,11 +242,19 @@ def storable_result(settings: Settings, result: object) -> dict:
         result = {"value": result}
     limit = settings.limits.maxResultBytes
     try:
-        jobdata.check(result, jobdata.RESULT_DEPTH, limit, "result", depth_setting="the deepest a result may nest",
-                      size_setting="limits.maxResultBytes", as_python_json=True)
+        jobdata.check(
+            result,
+            jobdata.RESULT_DEPTH,
+            limit,
+            "result",
+            depth_setting="the deepest a result may nest",
+            size_setting="limits.maxResultBytes",
+            as_python_json=True,
+        )
     except jobdata.TooLarge as exc:
-        raise PermanentError(f"{exc.message}: write large outputs as artifacts (ctx.artifacts_dir) and "
-                             "return their names") from None
+        raise PermanentError(
+            f"{exc.message}: write large outputs as artifacts (ctx.artifacts_dir) and return their names"
+        ) from None
     except InvalidInput as exc:
         raise PermanentError(f"the handler returned what cannot be stored: {exc.message}") from None
     return result
@@ -254,7 +287,7 @@ def readable_roots(job: Job, artifacts_root: Path, most: int = 500) -> list[Path
     seen: set[str] = set()
     frontier = list(job.meta.get("dependsOn") or [])
     while frontier and len(seen) < most:
-        frontier = [i for i in dict.fromkeys(frontier) if i not in seen][:most - len(seen)]
+        frontier = [i for i in dict.fromkeys(frontier) if i not in seen][: most - len(seen)]
         seen.update(frontier)
         found = Job.fetch_many(frontier, connection=job.connection, serializer=JSONSerializer)
         frontier = [d for dep in found if dep is not None for d in (dep.meta.get("dependsOn") or [])]

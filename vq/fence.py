@@ -111,8 +111,9 @@ class Fence:
         threading.Thread(target=self._watch, daemon=True, name="vq-lease-watchdog").start()
         threading.Thread(target=self._renew_loop, daemon=True, name="vq-lease-renewer").start()
 
-    def hold(self, job_id: str, job_type: str, user: str, token: str, asked_at: float,
-             stop: Callable[[], None]) -> Lease:
+    def hold(
+        self, job_id: str, job_type: str, user: str, token: str, asked_at: float, stop: Callable[[], None]
+    ) -> Lease:
         lease = Lease(job_id, job_type, user, token, asked_at, stop)
         with self._lock:
             self._leases.append(lease)
@@ -150,8 +151,9 @@ class Fence:
                 due = [lease for lease in self._leases if not lease.lost and now >= lease.renewed_at + self.stop_after]
                 pending = [lease.renewed_at + self.stop_after for lease in self._leases if not lease.lost]
             for lease in due:
-                self._lose(lease, f"no renewal succeeded for {now - lease.renewed_at:.1f}s "
-                                  f"(lease {self.lease_ms / 1000:g}s)")
+                self._lose(
+                    lease, f"no renewal succeeded for {now - lease.renewed_at:.1f}s (lease {self.lease_ms / 1000:g}s)"
+                )
             wait = min(pending) - time.monotonic() if pending else 1.0
             self._changed.wait(max(0.01, min(wait, 1.0)))
             self._changed.clear()
@@ -164,8 +166,9 @@ class Fence:
             for lease in held:
                 sent = time.monotonic()
                 try:
-                    answer = self.admission.renew(lease.job_id, lease.job_type, lease.user, lease.token,
-                                                  conn=self.renewer_conn)
+                    answer = self.admission.renew(
+                        lease.job_id, lease.job_type, lease.user, lease.token, conn=self.renewer_conn
+                    )
                 except (redis.ConnectionError, redis.TimeoutError):
                     continue  # the watchdog stops the job if this goes on
                 if lease.dropped or lease.lost:
@@ -184,8 +187,13 @@ class Fence:
             return
         lease.lost = True
         self._publish()
-        log.warning("job %s (%s): lease lost, %s: stopping it before the lease can lapse; stalled-job "
-                    "recovery puts it back in line", lease.job_id, lease.job_type, why)
+        log.warning(
+            "job %s (%s): lease lost, %s: stopping it before the lease can lapse; stalled-job "
+            "recovery puts it back in line",
+            lease.job_id,
+            lease.job_type,
+            why,
+        )
         try:
             lease.stop()
         except Exception:
@@ -230,21 +238,25 @@ def interrupter(lease_thread: int) -> Callable[[], None]:
     def raise_in_thread() -> None:
         if _interruptible.get(lease_thread) is not None:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(lease_thread), ctypes.py_object(LeaseLost))
+
     return raise_in_thread
 
 
 def install_interrupt_handler() -> None:
     """In a worker's main thread: the signal `interrupter` sends raises LeaseLost in the
     handler, if one runs under a lost lease (else it is ignored: the end is fenced)."""
+
     def on_signal(signum, frame):
         lease = _interruptible.get(threading.main_thread().ident)
         if lease is not None and lease.lost:
             raise LeaseLost(f"job {lease.job_id}: lease lost")
+
     signal.signal(INTERRUPT_SIGNAL, on_signal)
 
 
 def kill_child(pid_of: Callable[[], int]) -> Callable[[], None]:
     """How to stop a job that runs in a forked child: kill the child."""
+
     def kill() -> None:
         pid = pid_of()
         if pid:
@@ -252,10 +264,12 @@ def kill_child(pid_of: Callable[[], int]) -> Callable[[], None]:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
     return kill
 
 
 # --- fenced writes ---------------------------------------------------------------------
+
 
 def write_meta(conn: redis.Redis, job, event: list[str] | None = None) -> bool:
     """Save a running job's meta (and append an event), only under its current lease
@@ -279,8 +293,12 @@ def write_meta(conn: redis.Redis, job, event: list[str] | None = None) -> bool:
 
 
 def refused(job_id: str, what: str) -> None:
-    log.warning("job %s: stale write refused (%s): the job's lease passed to another worker; this "
-                "attempt's outcome is discarded", job_id, what)
+    log.warning(
+        "job %s: stale write refused (%s): the job's lease passed to another worker; this "
+        "attempt's outcome is discarded",
+        job_id,
+        what,
+    )
 
 
 def current_token(conn: redis.Redis, job) -> str | None:

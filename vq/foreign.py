@@ -62,15 +62,27 @@ def refuse(conn: Redis, settings, job_id: str, queue_name: str, user: str, data:
 
     job_type = keys.split_queue_name(queue_name)[0]
     message = f"{MESSAGE} ({why})"
-    meta = {"jobType": job_type, "attempts": 0, "maxAttempts": 1, "foreign": True,
-            "error": {"category": CATEGORY, "type": "NotAVqJob", "message": message}}
+    meta = {
+        "jobType": job_type,
+        "attempts": 0,
+        "maxAttempts": 1,
+        "foreign": True,
+        "error": {"category": CATEGORY, "type": "NotAVqJob", "message": message},
+    }
     ttl = ended_ttl(settings.queue.defaultJobOptions.removeOnFail)
     now = datetime.now(UTC)
     key = f"rq:job:{job_id}"
     with conn.pipeline() as pipe:
-        pipe.hset(key, mapping={"status": "failed", "ended_at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                                "meta": json.dumps(meta, separators=(",", ":")), "data": REFUSED_PAYLOAD,
-                                "vq_original_data": data.get(b"data") or b""})
+        pipe.hset(
+            key,
+            mapping={
+                "status": "failed",
+                "ended_at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "meta": json.dumps(meta, separators=(",", ":")),
+                "data": REFUSED_PAYLOAD,
+                "vq_original_data": data.get(b"data") or b"",
+            },
+        )
         pipe.expire(key, ttl)
         pipe.zadd(f"rq:failed:{queue_name}", {job_id: time.time() + ttl})
         worker = data.get(b"worker_name")

@@ -42,26 +42,40 @@ def _redis(conn: Redis, settings: Settings) -> dict:
     info = conn.info("memory")
     used, cap = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
     ratio = used / cap if cap else None
-    return {"reachable": True, "usedMemory": used, "maxMemory": cap or None,
-            "memoryRatio": round(ratio, 4) if ratio is not None else None,
-            "status": _grade(ratio, settings.health.redisMemory) if ratio is not None else "healthy"}
+    return {
+        "reachable": True,
+        "usedMemory": used,
+        "maxMemory": cap or None,
+        "memoryRatio": round(ratio, 4) if ratio is not None else None,
+        "status": _grade(ratio, settings.health.redisMemory) if ratio is not None else "healthy",
+    }
 
 
-def check(conn: Redis, settings: Settings, counts: list[dict] | None = None,
-          breakers: list[dict] | None = None) -> dict:
+def check(
+    conn: Redis, settings: Settings, counts: list[dict] | None = None, breakers: list[dict] | None = None
+) -> dict:
     """The health report (from `queues.counts` and `breaker.states` when the caller has them
     already). Never raises for an unreachable Redis: that is status `error`."""
     checked = iso(datetime.now(UTC))
     try:
         return _check(conn, settings, checked, counts, breakers)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return {"status": "error", "checkedAt": checked, "reasons": [f"Redis unreachable: {str(exc).splitlines()[0]}"],
-                "redis": {"reachable": False}, "queues": [], "workers": {"alive": 0, "total": 0}, "breakers": [],
-                "crashLoops": [], "problems": []}
+        return {
+            "status": "error",
+            "checkedAt": checked,
+            "reasons": [f"Redis unreachable: {str(exc).splitlines()[0]}"],
+            "redis": {"reachable": False},
+            "queues": [],
+            "workers": {"alive": 0, "total": 0},
+            "breakers": [],
+            "crashLoops": [],
+            "problems": [],
+        }
 
 
-def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dict] | None,
-           known_breakers: list[dict] | None) -> dict:
+def _check(
+    conn: Redis, settings: Settings, checked: str, known_counts: list[dict] | None, known_breakers: list[dict] | None
+) -> dict:
     h = settings.health
     now = int(time.time() * 1000)
     current = metrics.read_window(conn, h.window, end_ms=now)
@@ -100,11 +114,21 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
         blocked = [p for p in providers_of(jt, {}) if p in open_breakers]
         if blocked:
             reasons.append(("degraded", f"circuit breaker open: {', '.join(blocked)}"))
-        rows.append({"jobType": name, "status": _worst(*(g for g, _ in reasons)),
-                     "reasons": [text for _, text in reasons], "failureRate": round(failure_rate, 4),
-                     "failed": c["failed"], "failedBefore": before["failed"], "backlog": backlog,
-                     "backlogAgeMs": backlog_ms, "stalled": c["stalled"], "workers": len(serving),
-                     "paused": row["paused"]})
+        rows.append(
+            {
+                "jobType": name,
+                "status": _worst(*(g for g, _ in reasons)),
+                "reasons": [text for _, text in reasons],
+                "failureRate": round(failure_rate, 4),
+                "failed": c["failed"],
+                "failedBefore": before["failed"],
+                "backlog": backlog,
+                "backlogAgeMs": backlog_ms,
+                "stalled": c["stalled"],
+                "workers": len(serving),
+                "paused": row["paused"],
+            }
+        )
     redis_report = _redis(conn, settings)
     loops, loops_grade = crash_loops(conn, now)
     problems = process_problems(conn, now)
@@ -117,12 +141,24 @@ def _check(conn: Redis, settings: Settings, checked: str, known_counts: list[dic
         overall_reasons.append(f"circuit breaker open: {', '.join(open_breakers)}")
     overall_reasons += [loop["reason"] for loop in loops]
     overall_reasons += [p["reason"] for p in problems]
-    status = _worst(redis_report["status"], *(r["status"] for r in rows), loops_grade,
-                    "degraded" if not alive or open_breakers or problems else "healthy")
+    status = _worst(
+        redis_report["status"],
+        *(r["status"] for r in rows),
+        loops_grade,
+        "degraded" if not alive or open_breakers or problems else "healthy",
+    )
     overall_reasons += [f"{r['jobType']}: {text}" for r in rows for text in r["reasons"]]
-    return {"status": status, "checkedAt": checked, "reasons": overall_reasons, "redis": redis_report,
-            "workers": {"alive": len(alive), "total": len(workers), "list": workers},
-            "breakers": open_breakers, "queues": rows, "crashLoops": loops, "problems": problems}
+    return {
+        "status": status,
+        "checkedAt": checked,
+        "reasons": overall_reasons,
+        "redis": redis_report,
+        "workers": {"alive": len(alive), "total": len(workers), "list": workers},
+        "breakers": open_breakers,
+        "queues": rows,
+        "crashLoops": loops,
+        "problems": problems,
+    }
 
 
 def process_problems(conn: Redis, now_ms: int) -> list[dict]:
@@ -144,9 +180,15 @@ def crash_loops(conn: Redis, now_ms: int) -> tuple[list[dict], str]:
     for d in live:
         for name, loop in sorted((d.get("crashLoops") or {}).items()):
             since = max(0, now_ms - (loop.get("sinceMs") or now_ms)) // 1000
-            loops.append({"daemon": f"{d['host']}:{d['pid']}", "process": name, **loop,
-                          "reason": f"{name} of daemon {d['host']}:{d['pid']} is crash-looping: died {loop['deaths']} "
-                                    f"times, looping for {since}s, last: {loop['lastError']}"})
+            loops.append(
+                {
+                    "daemon": f"{d['host']}:{d['pid']}",
+                    "process": name,
+                    **loop,
+                    "reason": f"{name} of daemon {d['host']}:{d['pid']} is crash-looping: died {loop['deaths']} "
+                    f"times, looping for {since}s, last: {loop['lastError']}",
+                }
+            )
     if not loops:
         return [], "healthy"
     workers = {(d["host"], d["pid"], n) for d in live for n in d.get("processes", {}) if n.startswith("worker-")}
@@ -163,12 +205,19 @@ def check_and_alert(conn: Redis, settings: Settings) -> None:
     previous = previous.decode() if previous else "healthy"
     if previous == report["status"]:
         return
-    payload = {"event": "health.changed", "from": previous, "to": report["status"], "at": report["checkedAt"],
-               "reasons": report["reasons"], "health": report}
+    payload = {
+        "event": "health.changed",
+        "from": previous,
+        "to": report["status"],
+        "at": report["checkedAt"],
+        "reasons": report["reasons"],
+        "health": report,
+    }
     for url in settings.health.webhooks:
         problem = post_json(url, payload, timeout=5, secret=secret_of(settings), agent="vq-health")
         if problem:
             log.warning("health alert to %s failed: %s", url, problem)
     line = f"health changed: {previous} -> {report['status']}" + (
-        f" ({'; '.join(report['reasons'][:3])})" if report["reasons"] else "")
+        f" ({'; '.join(report['reasons'][:3])})" if report["reasons"] else ""
+    )
     (log.warning if LEVELS.index(report["status"]) > LEVELS.index(previous) else log.info)(line)

@@ -28,8 +28,9 @@ EXPORT_FORMATS = ("csv", "json")
 JOB_COLUMNS = list(historydb.RENDER_JOBS_COLUMNS)
 
 
-def fresh(conn: Redis | None, settings: Settings, timeout: float = 5.0, strict: bool = False,
-          unreachable: str | None = None):
+def fresh(
+    conn: Redis | None, settings: Settings, timeout: float = 5.0, strict: bool = False, unreachable: str | None = None
+):
     """(database, note): the database once every event emitted so far is archived; the note
     (None when all is there) says why the latest events may be missing. When history goes to
     another host's file, `strict` raises HistoryElsewhere (the API: an answer from here
@@ -67,8 +68,9 @@ def since_to_iso(text: str | None) -> str | None:
         try:
             return iso(parse_instant(text, "--since"))
         except InvalidInput:
-            raise InvalidInput(f"--since: {text!r} is neither a duration (7d, 12h) nor an ISO 8601 time",
-                               field="since") from None
+            raise InvalidInput(
+                f"--since: {text!r} is neither a duration (7d, 12h) nor an ISO 8601 time", field="since"
+            ) from None
     return iso(datetime.now(UTC) - timedelta(milliseconds=ms))
 
 
@@ -84,15 +86,29 @@ def timeline(db, job_id: str) -> dict:
             job_id = matches[0].id
             rows = list(db.query("SELECT * FROM render_jobs WHERE id = ?", [job_id]))
     if not rows:
-        raise NotFound(f"no history for job {job_id!r}" + (
-            f" (an id prefix needs at least {job_ids.MIN_PREFIX} characters)" if len(job_id) < job_ids.MIN_PREFIX
-            else ""))
-    steps = list(db.query("SELECT event_id, at, event, from_status, to_status, worker, attempt, reason "
-                          "FROM job_history WHERE job_id = ? ORDER BY event_id", [job_id]))
+        raise NotFound(
+            f"no history for job {job_id!r}"
+            + (
+                f" (an id prefix needs at least {job_ids.MIN_PREFIX} characters)"
+                if len(job_id) < job_ids.MIN_PREFIX
+                else ""
+            )
+        )
+    steps = list(
+        db.query(
+            "SELECT event_id, at, event, from_status, to_status, worker, attempt, reason "
+            "FROM job_history WHERE job_id = ? ORDER BY event_id",
+            [job_id],
+        )
+    )
     steps.sort(key=lambda r: tuple(int(p) for p in r["event_id"].split("-")))
-    return {"job": rows[0], "transitions": [{k: v for k, v in r.items() if k != "event_id"} for r in steps],
-            "dependsOn": [r["depends_on"] for r in db.query(
-                "SELECT depends_on FROM job_dependencies WHERE job_id = ?", [job_id])]}
+    return {
+        "job": rows[0],
+        "transitions": [{k: v for k, v in r.items() if k != "event_id"} for r in steps],
+        "dependsOn": [
+            r["depends_on"] for r in db.query("SELECT depends_on FROM job_dependencies WHERE job_id = ?", [job_id])
+        ],
+    }
 
 
 def _where(equal: dict[str, str | None], since: str | None, since_column: str) -> tuple[str, list]:
@@ -116,12 +132,23 @@ def _filters(user: str | None, since: str | None, job_type: str | None, status: 
 MAX_OFFSET = 1_000_000_000  # rows to skip: past any history, and within SQLite's integers
 
 
-def jobs(db, *, user: str | None = None, since: str | None = None, job_type: str | None = None,
-         status: str | None = None, limit: int = 50, offset: int = 0) -> list[dict]:
+def jobs(
+    db,
+    *,
+    user: str | None = None,
+    since: str | None = None,
+    job_type: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[dict]:
     """Jobs newest first (spec: user job history)."""
     where, params = _filters(user, since, job_type, status)
-    rows = list(db.query(f"SELECT * FROM render_jobs{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
-                         [*params, limit, offset]))
+    rows = list(
+        db.query(
+            f"SELECT * FROM render_jobs{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]
+        )
+    )
     for row in rows:  # as in every list of jobs (vq/jobs.py list_view); `vq show`, `vq result` have it whole
         size = len((row.get("result") or "").encode())
         if size > LIST_RESULT_BYTES:
@@ -133,8 +160,9 @@ def camel_case(row: dict, *, legacy: bool = True) -> dict:
     """A history row with the API's camelCase names (`job_type` -> `jobType`, `cached` as a
     boolean). With `legacy`, the snake_case names stay beside them for scripts written
     against vq 0.1 (deprecated: they go in the next release)."""
-    out = {_camel(name): (bool(value) if name == "cached" and value is not None else value)
-           for name, value in row.items()}
+    out = {
+        _camel(name): (bool(value) if name == "cached" and value is not None else value) for name, value in row.items()
+    }
     return {**row, **out} if legacy else out
 
 
@@ -143,8 +171,15 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def export(db, fmt: str, *, user: str | None = None, since: str | None = None, job_type: str | None = None,
-           status: str | None = None) -> Iterator[str]:
+def export(
+    db,
+    fmt: str,
+    *,
+    user: str | None = None,
+    since: str | None = None,
+    job_type: str | None = None,
+    status: str | None = None,
+) -> Iterator[str]:
     """Every matching job row, oldest first, as CSV (a header line first) or JSON lines."""
     if fmt not in EXPORT_FORMATS:
         raise InvalidInput(f"--format: {fmt!r} is not one of csv, json", field="format")
@@ -165,8 +200,9 @@ def export(db, fmt: str, *, user: str | None = None, since: str | None = None, j
         yield buffer.getvalue()
 
 
-def audit_rows(db, *, actor: str | None = None, since: str | None = None, action: str | None = None,
-               limit: int = 100) -> list[dict]:
+def audit_rows(
+    db, *, actor: str | None = None, since: str | None = None, action: str | None = None, limit: int = 100
+) -> list[dict]:
     """The audit trail, newest first: who created, removed, retried, paused... what."""
     where, params = _where({"actor": actor, "action": action}, since, "at")
     rows = list(db.query(f"SELECT * FROM audit_log{where} ORDER BY at DESC, event_id DESC LIMIT ?", [*params, limit]))

@@ -20,11 +20,31 @@ if TYPE_CHECKING:  # sqlite_utils imports click (for its own CLI): loaded only w
     import sqlite_utils
 
 RECURRING_COLUMNS = {
-    "id": str, "name": str, "job_type": str, "cron_expression": str, "timezone": str, "data": str,
-    "user_id": str, "project_id": str, "priority": str, "user_subscription": str, "options": str,
-    "catch_up": str, "paused": int, "privileged": int, "created_at": str, "updated_at": str,
-    "next_run_at": str, "last_run_at": str, "last_job_id": str, "last_error": str,
-    "run_count": int, "success_count": int, "failure_count": int, "cancel_count": int, "missed_count": int,
+    "id": str,
+    "name": str,
+    "job_type": str,
+    "cron_expression": str,
+    "timezone": str,
+    "data": str,
+    "user_id": str,
+    "project_id": str,
+    "priority": str,
+    "user_subscription": str,
+    "options": str,
+    "catch_up": str,
+    "paused": int,
+    "privileged": int,
+    "created_at": str,
+    "updated_at": str,
+    "next_run_at": str,
+    "last_run_at": str,
+    "last_job_id": str,
+    "last_error": str,
+    "run_count": int,
+    "success_count": int,
+    "failure_count": int,
+    "cancel_count": int,
+    "missed_count": int,
     "removed_at": str,
 }
 
@@ -73,8 +93,7 @@ def open_db(settings: Settings, create: bool = True) -> sqlite_utils.Database:
     except OSError as exc:  # a path under a file (ENOTDIR): not "no database yet"
         raise HistoryUnavailable(problem(settings, exc)) from None
     if not create and not target.exists():
-        raise NotFound(f"no history database at {target} (a `vq daemon` on this host writes it; "
-                       "see history.enabled)")
+        raise NotFound(f"no history database at {target} (a `vq daemon` on this host writes it; see history.enabled)")
     db = None
     try:
         private_file(target)  # 0600 before SQLite opens it: its -wal and -shm take its mode
@@ -118,26 +137,75 @@ def _with_retry(step, attempts: int = 40) -> None:
 
 
 RENDER_JOBS_COLUMNS = {
-    "id": str, "job_type": str, "user_id": str, "project_id": str, "priority": str, "subscription": str,
-    "queue": str, "status": str, "created_at": str, "started_at": str, "finished_at": str, "updated_at": str,
-    "attempts": int, "wait_ms": int, "run_ms": int, "error_category": str, "error_message": str,
-    "parent_id": str, "step": str, "recurring_id": str, "cached": int, "worker": str,
-    "provider": str, "cost_micros": int,  # the provider that served it, its cost in millionths (vq/costs.py)
+    "id": str,
+    "job_type": str,
+    "user_id": str,
+    "project_id": str,
+    "priority": str,
+    "subscription": str,
+    "queue": str,
+    "status": str,
+    "created_at": str,
+    "started_at": str,
+    "finished_at": str,
+    "updated_at": str,
+    "attempts": int,
+    "wait_ms": int,
+    "run_ms": int,
+    "error_category": str,
+    "error_message": str,
+    "parent_id": str,
+    "step": str,
+    "recurring_id": str,
+    "cached": int,
+    "worker": str,
+    "provider": str,
+    "cost_micros": int,  # the provider that served it, its cost in millionths (vq/costs.py)
     "result": str,  # a finished job's result as JSON (history.maxResultBytes): answers once Redis no longer has it
 }
 SCHEMA_VERSION = 2  # PRAGMA user_version of a complete schema; 2: render_jobs.result, the parent_id index
 DAILY_COST_COLUMNS = {"day": str, "kind": str, "name": str, "amount_micros": int}  # kind: user|project|provider|calls
 JOB_HISTORY_COLUMNS = {
-    "event_id": str, "job_id": str, "job_type": str, "from_status": str, "to_status": str, "event": str,
-    "at": str, "worker": str, "attempt": int, "reason": str,
+    "event_id": str,
+    "job_id": str,
+    "job_type": str,
+    "from_status": str,
+    "to_status": str,
+    "event": str,
+    "at": str,
+    "worker": str,
+    "attempt": int,
+    "reason": str,
 }
-AUDIT_COLUMNS = {"event_id": str, "at": str, "actor": str, "role": str, "action": str, "job_type": str,
-                 "target": str, "detail": str}
+AUDIT_COLUMNS = {
+    "event_id": str,
+    "at": str,
+    "actor": str,
+    "role": str,
+    "action": str,
+    "job_type": str,
+    "target": str,
+    "detail": str,
+}
 DEPENDENCY_COLUMNS = {"job_id": str, "depends_on": str, "allow_failure": int}
 PERFORMANCE_COLUMNS = {
-    "day": str, "job_type": str, "created": int, "started": int, "finished": int, "failed": int, "retried": int,
-    "canceled": int, "stalled": int, "avg_run_ms": float, "p50_run_ms": float, "p95_run_ms": float,
-    "p99_run_ms": float, "avg_wait_ms": float, "p50_wait_ms": float, "p95_wait_ms": float, "p99_wait_ms": float,
+    "day": str,
+    "job_type": str,
+    "created": int,
+    "started": int,
+    "finished": int,
+    "failed": int,
+    "retried": int,
+    "canceled": int,
+    "stalled": int,
+    "avg_run_ms": float,
+    "p50_run_ms": float,
+    "p95_run_ms": float,
+    "p99_run_ms": float,
+    "avg_wait_ms": float,
+    "p50_wait_ms": float,
+    "p95_wait_ms": float,
+    "p99_wait_ms": float,
 }
 
 
@@ -145,20 +213,27 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create what is missing (tables, columns, indexes; an older file gains the columns it
     lacks, sqlite-utils' add-column); existing data is never touched."""
     recurring = db["recurring_jobs"]
-    recurring.create(RECURRING_COLUMNS, pk="id", not_null={"job_type", "cron_expression", "timezone"},
-                     if_not_exists=True)
+    recurring.create(
+        RECURRING_COLUMNS, pk="id", not_null={"job_type", "cron_expression", "timezone"}, if_not_exists=True
+    )
     recurring.create_index(["user_id"], if_not_exists=True)
     jobs = db["render_jobs"]
     jobs.create(RENDER_JOBS_COLUMNS, pk="id", if_not_exists=True)
     for column, kind in RENDER_JOBS_COLUMNS.items():  # a database made by an older vq
         if column not in jobs.columns_dict:
             jobs.add_column(column, kind)
-    for columns in (["user_id", "created_at"], ["job_type", "created_at"], ["status", "updated_at"],
-                    ["created_at"], ["recurring_id"]):
+    for columns in (
+        ["user_id", "created_at"],
+        ["job_type", "created_at"],
+        ["status", "updated_at"],
+        ["created_at"],
+        ["recurring_id"],
+    ):
         jobs.create_index(columns, if_not_exists=True)
     # A planned parent's children (a trimmed job's view): only child rows carry a parent_id.
-    db.execute("CREATE INDEX IF NOT EXISTS idx_render_jobs_parent_id ON render_jobs (parent_id) "
-               "WHERE parent_id IS NOT NULL")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_render_jobs_parent_id ON render_jobs (parent_id) WHERE parent_id IS NOT NULL"
+    )
     history = db["job_history"]
     history.create(JOB_HISTORY_COLUMNS, pk="event_id", if_not_exists=True)
     history.create_index(["job_id", "event_id"], if_not_exists=True)

@@ -46,8 +46,12 @@ class HttpListener:
         except OSError as exc:
             if self.problem is None:
                 self.problem, self.since_ms = _why(exc, self.listen, self.port), int(time.time() * 1000)
-                log.error("HTTP API not serving: %s; everything else runs, and the daemon tries the address "
-                          "again with back-off (up to every %.0fs)", self.problem, RETRY_MAX)
+                log.error(
+                    "HTTP API not serving: %s; everything else runs, and the daemon tries the address "
+                    "again with back-off (up to every %.0fs)",
+                    self.problem,
+                    RETRY_MAX,
+                )
             self._retry_at, self._delay = now + self._delay, min(RETRY_MAX, self._delay * 2)
             return False
         return True
@@ -62,8 +66,12 @@ class HttpListener:
         self.problem = self.since_ms = None
 
     def state(self, serving: bool) -> dict:
-        return {"listen": self.listen, "serving": serving, "problem": None if self.sock else self.problem,
-                "sinceMs": None if self.sock else self.since_ms}
+        return {
+            "listen": self.listen,
+            "serving": serving,
+            "problem": None if self.sock else self.problem,
+            "sinceMs": None if self.sock else self.since_ms,
+        }
 
     def answers(self) -> bool:
         """Something speaks HTTP on the bound socket (the HTTP child has started)."""

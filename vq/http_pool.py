@@ -37,10 +37,8 @@ def client(name: str, timeout_ms: float) -> httpx.Client:
         found = _clients.get(key)
         if found is None:
             _forget_inherited()
-            transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=8),
-                                            socket_options=NO_DELAY)
-            found = _clients[key] = httpx.Client(transport=transport, timeout=timeout_ms / 1000,
-                                                 follow_redirects=False)
+            transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=8), socket_options=NO_DELAY)
+            found = _clients[key] = httpx.Client(transport=transport, timeout=timeout_ms / 1000, follow_redirects=False)
         return found
 
 

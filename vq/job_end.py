@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 class JobEnd:
     """What the script writes for a finished job: fields of its RQ hash, its expiry, RQ's
     finished registry and the `finished` event."""
+
     id: str
     key: str  # the job's RQ hash
     fields: list[str]  # field, value, ... to set in it (status, ended_at, last_heartbeat, result)

@@ -71,9 +71,15 @@ def resolve_prefix(conn: Redis, settings: Settings | None, text: str, visible: V
         if trimmed.catch_up(conn, settings):  # a job trimmed before the archiver wrote it down
             found = [c for c in in_history(settings, text) if keep(c)]
     if not found:
-        raise NotFound(f"no such job {text!r}" + (
-            f" (the history database has none, and no job key among the first {SCAN_BUDGET} of Redis "
-            "starts with it: give the whole id)" if cut else ""))
+        raise NotFound(
+            f"no such job {text!r}"
+            + (
+                f" (the history database has none, and no job key among the first {SCAN_BUDGET} of Redis "
+                "starts with it: give the whole id)"
+                if cut
+                else ""
+            )
+        )
     if len(found) > 1:
         raise ambiguous(text, [c.id for c in found])
     return found[0]
@@ -102,9 +108,12 @@ def prefix_rows(db, prefix: str, removed: bool = False) -> list[Candidate]:
     """Rows of a history database whose id starts with `prefix`: a range on the primary key
     (BINARY order: U+FFFF sorts after every character an id may have). Removed jobs only
     when asked (`vq history` still has theirs; `vq show` does not answer for them)."""
-    rows = db.execute("SELECT id, job_type, user_id, project_id FROM render_jobs WHERE id >= ? AND id < ?"
-                      + ("" if removed else " AND status IS NOT 'removed'") + " ORDER BY id LIMIT ?",
-                      [prefix, prefix + "\uffff", MOST])
+    rows = db.execute(
+        "SELECT id, job_type, user_id, project_id FROM render_jobs WHERE id >= ? AND id < ?"
+        + ("" if removed else " AND status IS NOT 'removed'")
+        + " ORDER BY id LIMIT ?",
+        [prefix, prefix + "\uffff", MOST],
+    )
     return [Candidate(row[0], row[1], row[2], row[3], True) for row in rows.fetchall()]
 
 
@@ -112,8 +121,11 @@ def ambiguous(text: str, ids: list[str]) -> Ambiguous:
     """The error for a prefix several jobs start with: one line naming some of them."""
     ids = sorted(ids)
     more = f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else ""
-    return Ambiguous(f"job id {text!r} is ambiguous: {len(ids)}{'+' if len(ids) >= MOST else ''} jobs start "
-                     f"with it: {', '.join(ids[:SHOWN])}{more}; give more characters", field="jobId")
+    return Ambiguous(
+        f"job id {text!r} is ambiguous: {len(ids)}{'+' if len(ids) >= MOST else ''} jobs start "
+        f"with it: {', '.join(ids[:SHOWN])}{more}; give more characters",
+        field="jobId",
+    )
 
 
 def in_redis_keys(conn: Redis, prefix: str) -> tuple[list[Candidate], bool]:
@@ -124,7 +136,7 @@ def in_redis_keys(conn: Redis, prefix: str) -> tuple[list[Candidate], bool]:
     while True:
         cursor, found = conn.scan(cursor, match=f"{JOB_KEY_PREFIX}{prefix}*", count=SCAN_COUNT)
         for key in found:
-            rest = key.decode()[len(JOB_KEY_PREFIX):]
+            rest = key.decode()[len(JOB_KEY_PREFIX) :]
             if ":" not in rest and rest not in ids:  # not a job's dependents / dependencies set
                 ids.append(rest)
         looked += SCAN_COUNT

@@ -67,16 +67,33 @@ class JobOutcomes:
         job_type = job.meta.get("jobType")
         if will_retry:
             status = job.get_status(refresh=False)
-            events.emit(self.connection, "retrying", job.id, job_type, attempt=job.meta.get("attempts"),
-                        category=category, error=error.get("message"), retriesLeft=job.retries_left,
-                        status=status.value if status else None, durationMs=_took_ms(job),
-                        userId=job.meta.get("userId"))
+            events.emit(
+                self.connection,
+                "retrying",
+                job.id,
+                job_type,
+                attempt=job.meta.get("attempts"),
+                category=category,
+                error=error.get("message"),
+                retriesLeft=job.retries_left,
+                status=status.value if status else None,
+                durationMs=_took_ms(job),
+                userId=job.meta.get("userId"),
+            )
         else:
             with self.connection.pipeline(transaction=False) as pipe:
-                events.emit(pipe, "failed", job.id, job_type, attempt=job.meta.get("attempts"),
-                            category=category, error=error.get("message") or _last_line(exc_string),
-                            durationMs=_took_ms(job), userId=job.meta.get("userId"),
-                            webhookUrl=job.meta.get("webhookUrl"))
+                events.emit(
+                    pipe,
+                    "failed",
+                    job.id,
+                    job_type,
+                    attempt=job.meta.get("attempts"),
+                    category=category,
+                    error=error.get("message") or _last_line(exc_string),
+                    durationMs=_took_ms(job),
+                    userId=job.meta.get("userId"),
+                    webhookUrl=job.meta.get("webhookUrl"),
+                )
                 record_outcome_in(pipe, job)
                 pipe.execute()
             if not job.allow_dependency_failures:
@@ -100,10 +117,15 @@ class JobOutcomes:
         finish, said = _finish_payload(job, result_ttl)
         asked_at = time.monotonic()  # the next job's lease is granted after this
         with self.connection.pipeline(transaction=False) as pipe:
-            admission.admit_in(pipe, admission_order(private.ordered_queues(self)) if take_another else [],
-                               start=Start(self.name, execution_id, DEFAULT_WORKER_TTL,
-                                           busy=self._written_state == WorkerStatus.BUSY) if take_another else None,
-                               give_back=give_back, finish=finish)
+            admission.admit_in(
+                pipe,
+                admission_order(private.ordered_queues(self)) if take_another else [],
+                start=Start(self.name, execution_id, DEFAULT_WORKER_TTL, busy=self._written_state == WorkerStatus.BUSY)
+                if take_another
+                else None,
+                give_back=give_back,
+                finish=finish,
+            )
             if not getattr(job, STARTED_BY_ADMISSION, False):  # RQ wrote its execution records
                 self.cleanup_execution(job, pipeline=pipe, execution=execution)
             _remember_success_in(pipe, job)
@@ -143,12 +165,22 @@ class JobOutcomes:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             pipe.hset(job.key, "meta", private.serialize_meta(job))
             job.set_status(JobStatus.CANCELED, pipeline=pipe)
-            CanceledJobRegistry(job.origin, connection=self.connection, serializer=job.serializer).add(job, pipeline=pipe)
+            CanceledJobRegistry(job.origin, connection=self.connection, serializer=job.serializer).add(
+                job, pipeline=pipe
+            )
             pipe.delete(keys.cancel_request(job.id))
             record_outcome_in(pipe, job)
             pipe.execute()
-        events.emit(self.connection, "canceled", job.id, job.meta.get("jobType"), reason=reason,
-                    userId=job.meta.get("userId"), durationMs=_took_ms(job), webhookUrl=job.meta.get("webhookUrl"))
+        events.emit(
+            self.connection,
+            "canceled",
+            job.id,
+            job.meta.get("jobType"),
+            reason=reason,
+            userId=job.meta.get("userId"),
+            durationMs=_took_ms(job),
+            webhookUrl=job.meta.get("webhookUrl"),
+        )
         cancel_dependents(self.connection, job, f"dependency {job.id} was canceled")
 
     def _delay_for_rate_limit(self, job: Job, queue, execution, error: dict) -> None:
@@ -165,8 +197,14 @@ class JobOutcomes:
             job.set_status(JobStatus.SCHEDULED, pipeline=pipe)
             queue.schedule_job(job, due, pipeline=pipe)
             pipe.execute()
-        events.emit(self.connection, "rate-limited", job.id, job.meta.get("jobType"), retryAfter=delay,
-                    error=error.get("message"))
+        events.emit(
+            self.connection,
+            "rate-limited",
+            job.id,
+            job.meta.get("jobType"),
+            retryAfter=delay,
+            error=error.get("message"),
+        )
 
     def _requeue(self, job: Job, queue, execution, reason: str = "daemon shutdown") -> None:
         """Put an interrupted job back at the front of its queue; the attempt is not charged."""
@@ -190,8 +228,12 @@ def _remember_success_in(pipe, job: Job) -> None:
 
 
 def _finished_fields(job: Job) -> dict:
-    return {"durationMs": _took_ms(job), "attempt": job.meta.get("attempts"), "userId": job.meta.get("userId"),
-            "webhookUrl": job.meta.get("webhookUrl")}
+    return {
+        "durationMs": _took_ms(job),
+        "attempt": job.meta.get("attempts"),
+        "userId": job.meta.get("userId"),
+        "webhookUrl": job.meta.get("webhookUrl"),
+    }
 
 
 def _result_for_history(result_json: str | None) -> str | None:
@@ -207,16 +249,28 @@ def _finish_payload(job: Job, result_ttl: int | None) -> tuple[JobEnd, dict]:
     these fields are checked by tests/test_rq_contract.py."""
     private.set_status_locally(job, JobStatus.FINISHED)
     result = job.serializer.dumps(private.result(job)).decode()
-    fields = ["status", JobStatus.FINISHED.value, "ended_at", utcformat(job.ended_at),
-              "last_heartbeat", utcformat(job.last_heartbeat or job.ended_at), "result", result]
-    item, webhook_url, said = events.entry("finished", job.id, job.meta.get("jobType"),
-                                           result=_result_for_history(result), **_finished_fields(job))
+    fields = [
+        "status",
+        JobStatus.FINISHED.value,
+        "ended_at",
+        utcformat(job.ended_at),
+        "last_heartbeat",
+        utcformat(job.last_heartbeat or job.ended_at),
+        "result",
+        result,
+    ]
+    item, webhook_url, said = events.entry(
+        "finished", job.id, job.meta.get("jobType"), result=_result_for_history(result), **_finished_fields(job)
+    )
     end = JobEnd(
-        id=job.id, key=job.key, fields=fields,
+        id=job.id,
+        key=job.key,
+        fields=fields,
         ttl=-1 if result_ttl is None or result_ttl < 0 else result_ttl,
         expire=[job.dependencies_key] if private.dependency_ids(job) else [],
         registry=job.finished_job_registry.key,
-        event=[part for pair in item.items() for part in pair], webhook=webhook_url or "",
+        event=[part for pair in item.items() for part in pair],
+        webhook=webhook_url or "",
         dependents=job.dependents_key,
         token=getattr(job, "_vq_lease", None),  # fences the end and the give-back (vq/fence.py)
     )

@@ -19,7 +19,7 @@ import math
 
 from vq.errors import InvalidInput
 
-INT_RANGE = (-(2 ** 63), 2 ** 64 - 1)  # what JSON parsers that keep whole numbers exact accept
+INT_RANGE = (-(2**63), 2**64 - 1)  # what JSON parsers that keep whole numbers exact accept
 _SHOWN_STEPS = 6  # a deep path is shown by its first steps, then "..."
 
 
@@ -32,9 +32,16 @@ LIST_RESULT_BYTES = 16 * 1024  # a list of jobs carries a result up to this size
 RESULT_DEPTH = 128  # results nest no deeper (every reader must be able to print them)
 
 
-def check(data: object, max_depth: int, max_bytes: int, where: str = "data", *,
-          depth_setting: str = "limits.maxDataDepth", size_setting: str = "limits.maxDataBytes",
-          as_python_json: bool = False) -> int:
+def check(
+    data: object,
+    max_depth: int,
+    max_bytes: int,
+    where: str = "data",
+    *,
+    depth_setting: str = "limits.maxDataDepth",
+    size_setting: str = "limits.maxDataBytes",
+    as_python_json: bool = False,
+) -> int:
     """Raise InvalidInput naming the first thing in `data` that is not storable JSON;
     return the size of its compact JSON encoding in bytes. The settings named in the
     messages are those the limits come from (a handler's result has its own).
@@ -54,8 +61,10 @@ def check(data: object, max_depth: int, max_bytes: int, where: str = "data", *,
                 _too_deep(value, trail, max_depth, where, depth_setting)
             for key in value:
                 if not isinstance(key, key_types) or (isinstance(key, float) and not math.isfinite(key)):
-                    raise InvalidInput(f"{_path(where, trail)}: key {key!r} is not text (JSON keys are strings)",
-                                       field=_path(where, trail))
+                    raise InvalidInput(
+                        f"{_path(where, trail)}: key {key!r} is not text (JSON keys are strings)",
+                        field=_path(where, trail),
+                    )
             # reversed: popped in document order, so the first bad value is the one named
             stack.extend((item, depth + 1, (trail, key, value)) for key, item in reversed(value.items()))
         elif isinstance(value, arrays):
@@ -68,16 +77,19 @@ def check(data: object, max_depth: int, max_bytes: int, where: str = "data", *,
                 raise InvalidInput(f"{_path(where, trail)}: {name} is not a JSON number", field=_path(where, trail))
         elif isinstance(value, int) and not isinstance(value, bool):
             if not INT_RANGE[0] <= value <= INT_RANGE[1]:
-                raise InvalidInput(f"{_path(where, trail)}: the whole number is out of range "
-                                   "(JSON numbers here fit in 64 bits)", field=_path(where, trail))
+                raise InvalidInput(
+                    f"{_path(where, trail)}: the whole number is out of range (JSON numbers here fit in 64 bits)",
+                    field=_path(where, trail),
+                )
         elif not (value is None or isinstance(value, (str, bool))):
-            raise InvalidInput(f"{_path(where, trail)}: {type(value).__name__!r} is not a JSON type "
-                               "(expected an object, array, string, number, true, false or null)",
-                               field=_path(where, trail))
+            raise InvalidInput(
+                f"{_path(where, trail)}: {type(value).__name__!r} is not a JSON type "
+                "(expected an object, array, string, number, true, false or null)",
+                field=_path(where, trail),
+            )
     size = len(json.dumps(data, separators=(",", ":"), allow_nan=False).encode())
     if size > max_bytes:
-        raise TooLarge(f"{where}: {size} bytes is over the limit of {max_bytes} bytes ({size_setting})",
-                       field=where)
+        raise TooLarge(f"{where}: {size} bytes is over the limit of {max_bytes} bytes ({size_setting})", field=where)
     return size
 
 
@@ -98,7 +110,7 @@ def _path(where: str, trail: tuple | None, shorten: bool = False) -> str:
         trail = trail[0]
     steps.reverse()
     cut = shorten and len(steps) > _SHOWN_STEPS
-    text = where + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps[:_SHOWN_STEPS if cut else None])
+    text = where + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps[: _SHOWN_STEPS if cut else None])
     return text + "..." if cut else text
 
 

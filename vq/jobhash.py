@@ -43,16 +43,14 @@ class Templates:
     def template(self, queue, spec: dict, at: datetime) -> tuple[tuple, dict]:
         """(shape, the fields every job of this queue and shape shares)."""
         retry = spec.get("retry")
-        shape = (queue.name, spec["timeout"], spec["result_ttl"], spec["failure_ttl"],
-                 retry.max if retry else None)
+        shape = (queue.name, spec["timeout"], spec["result_ttl"], spec["failure_ttl"], retry.max if retry else None)
         template = self._made.get(shape)
         if template is None:
             job = queue.create_job(self.func, status=JobStatus.QUEUED, **spec)
             job.origin, job.enqueued_at = queue.name, at
             if len(self._made) > 1000:
                 self._made.clear()
-            template = self._made[shape] = {k: v for k, v in job.to_dict().items()
-                                            if v != "" and k not in VARYING}
+            template = self._made[shape] = {k: v for k, v in job.to_dict().items() if v != "" and k not in VARYING}
         return shape, template
 
     def varying(self, spec: dict) -> tuple[bytes, str, str | None, str]:
@@ -60,8 +58,12 @@ class Templates:
         description."""
         retry = spec.get("retry")
         data = zlib.compress(JSONSerializer.dumps((self.func, None, list(spec["args"]), {})))
-        return (data, JSONSerializer.dumps(spec["meta"]).decode(), json.dumps(retry.intervals) if retry else None,
-                spec["description"])
+        return (
+            data,
+            JSONSerializer.dumps(spec["meta"]).decode(),
+            json.dumps(retry.intervals) if retry else None,
+            spec["description"],
+        )
 
     def hash_for(self, queue, spec: dict, at: datetime) -> dict:
         """The job hash RQ would store for `queue.create_job(func, **spec)`, enqueued."""
@@ -99,7 +101,12 @@ class Batch:
     def write(self, conn, pipe: Pipeline) -> None:
         """Into the caller's transaction: one script call for the whole batch."""
         if self._jobs:
-            args = [utcformat(self.at), int(self.at.timestamp() * 1000), STREAM_MAXLEN, len(self._numbers),
-                    *self._head, *self._jobs]
+            args = [
+                utcformat(self.at),
+                int(self.at.timestamp() * 1000),
+                STREAM_MAXLEN,
+                len(self._numbers),
+                *self._head,
+                *self._jobs,
+            ]
             lua.script(conn, "create.lua")(args=args, client=pipe)
-

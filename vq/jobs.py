@@ -39,8 +39,9 @@ def fetch_job(conn: Redis, job_id: str, settings: Settings | None = None, visibl
     return found
 
 
-def find(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None,
-         history: bool = True) -> Job | dict:
+def find(
+    conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None, history: bool = True
+) -> Job | dict:
     """The job in Redis, or (with `history`) the JSON of one Redis no longer has, from the
     history database (vq/trimmed.py, `"trimmed": true`). NotFound, Ambiguous otherwise."""
     if not job_id or not isinstance(job_id, str):
@@ -57,9 +58,14 @@ def find(conn: Redis, job_id: str, settings: Settings | None = None, visible: Vi
         gone = trimmed.view(conn, settings, match.id)
         if gone is not None:
             return gone
-    raise NotFound(f"no such job {job_id!r}" + (
-        " in Redis (it was trimmed: `vq show` and `vq history` answer from the history database)"
-        if match.in_history and not history else ""))
+    raise NotFound(
+        f"no such job {job_id!r}"
+        + (
+            " in Redis (it was trimmed: `vq show` and `vq history` answer from the history database)"
+            if match.in_history and not history
+            else ""
+        )
+    )
 
 
 def _exact(conn: Redis, job_id: str) -> Job | None:
@@ -84,8 +90,14 @@ def owner(conn: Redis, job_id: str) -> tuple[str | None, str | None] | None:
     return meta.get("userId"), meta.get("projectId")
 
 
-def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bool = True,
-         reveal_to: str | None = None, visible: Visible | None = None) -> dict:
+def show(
+    conn: Redis,
+    job_id: str,
+    settings: Settings | None = None,
+    explain: bool = True,
+    reveal_to: str | None = None,
+    visible: Visible | None = None,
+) -> dict:
     """The job's JSON, with a planned parent's progress computed from its children, and for
     a job waiting for a slot (unless `explain` is off: it costs a dozen reads), why it waits
     and where it stands. Its encrypted data fields are shown decrypted only when
@@ -97,19 +109,30 @@ def show(conn: Redis, job_id: str, settings: Settings | None = None, explain: bo
     view = job_view(job, in_line=bool(admission.in_line(conn, [job])))
     if reveal_to is not None and reveal_to == view["userId"] and settings is not None:
         view["data"] = protector(settings).unseal(job_data(job), strict=False)
-    if explain and (view["status"] == "limited"
-                    or view["status"] == "queued" and conn.sismember(keys.PAUSED, view["jobType"])):
-        view.update(admission.wait_info(conn, job, limits.user_limit(conn, settings, view["userId"] or "_"),
-                                        limits.type_limit(conn, settings, view["jobType"])))
+    if explain and (
+        view["status"] == "limited" or view["status"] == "queued" and conn.sismember(keys.PAUSED, view["jobType"])
+    ):
+        view.update(
+            admission.wait_info(
+                conn,
+                job,
+                limits.user_limit(conn, settings, view["userId"] or "_"),
+                limits.type_limit(conn, settings, view["jobType"]),
+            )
+        )
     children = job.meta.get("children") or []
     if children and view["status"] not in TERMINAL and view["status"] != "started":
         kids = [k for k in Job.fetch_many(children, connection=conn, serializer=JSONSerializer) if k]
         if kids:
-            done = sum(100.0 if status_of(k) == "finished" else (k.meta.get("progress") or {}).get("percent", 0.0)
-                       for k in kids)
+            done = sum(
+                100.0 if status_of(k) == "finished" else (k.meta.get("progress") or {}).get("percent", 0.0)
+                for k in kids
+            )
             finished = sum(1 for k in kids if status_of(k) == "finished")
-            view["progress"] = {"percent": round(done / len(children) * 0.95, 2),
-                                "message": f"{finished}/{len(children)} steps done"}
+            view["progress"] = {
+                "percent": round(done / len(children) * 0.95, 2),
+                "message": f"{finished}/{len(children)} steps done",
+            }
     return view
 
 
@@ -120,8 +143,10 @@ def result(conn: Redis, job_id: str, settings: Settings | None = None, visible: 
         if job["status"] != "finished":
             raise Conflict(f"job {job['id']} is {job['status']}: it has no result")
         if job["result"] is None:
-            raise NotFound(f"job {job['id']} was trimmed and the history database has no result for it (longer "
-                           "than history.maxResultBytes, or archived by a vq that kept none)")
+            raise NotFound(
+                f"job {job['id']} was trimmed and the history database has no result for it (longer "
+                "than history.maxResultBytes, or archived by a vq that kept none)"
+            )
         return {"id": job["id"], "jobType": job["jobType"], "result": job["result"], "trimmed": True}
     status = status_of(job)
     if status != "finished":
@@ -129,8 +154,9 @@ def result(conn: Redis, job_id: str, settings: Settings | None = None, visible: 
     return {"id": job.id, "jobType": job_type_of(job), "result": result_of(job), "trimmed": False}
 
 
-def wait(conn: Redis, job_id: str, timeout: float | None = None, poll: float = 0.1,
-         settings: Settings | None = None) -> dict:
+def wait(
+    conn: Redis, job_id: str, timeout: float | None = None, poll: float = 0.1, settings: Settings | None = None
+) -> dict:
     """Block until the job ends (finished, failed, canceled, stopped); return its JSON (with
     `settings`, from the history database if it is trimmed before a look sees it end)."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -143,15 +169,31 @@ def wait(conn: Redis, job_id: str, timeout: float | None = None, poll: float = 0
         time.sleep(poll)
 
 
-def list_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = None, user: str | None = None,
-              limit: int = 50, offset: int = 0, since_ms: int | None = None) -> list[dict]:
+def list_jobs(
+    conn: Redis,
+    *,
+    job_type: str | None = None,
+    status: str | None = None,
+    user: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    since_ms: int | None = None,
+) -> list[dict]:
     """Newest first, filtered; reads the per-user or per-type index so a filter stays cheap
     (unfiltered: every type's index, merged). `since_ms`: only jobs created at or after it."""
     return _scan(conn, job_type, status, user, limit, offset, since_ms, count=False)[0]
 
 
-def page_jobs(conn: Redis, *, job_type: str | None = None, status: str | None = None, user: str | None = None,
-              limit: int = 50, page: int = 1, since_ms: int | None = None) -> dict:
+def page_jobs(
+    conn: Redis,
+    *,
+    job_type: str | None = None,
+    status: str | None = None,
+    user: str | None = None,
+    limit: int = 50,
+    page: int = 1,
+    since_ms: int | None = None,
+) -> dict:
     """One page of `list_jobs` with the total that matches, for `vq jobs` and the API:
     `{"jobs", "total", "offset", "page", "limit"}`. Without a status filter the total is the
     indexes' count (cheap); with one, every matching job is read to count it."""
@@ -177,8 +219,16 @@ def _indexes(conn: Redis, job_type: str | None, user: str | None) -> list[str]:
     return sorted(keys.type_jobs(t.decode()) for t in conn.smembers(keys.JOB_TYPES_SEEN))
 
 
-def _scan(conn: Redis, job_type: str | None, status: str | None, user: str | None, limit: int, offset: int,
-          since_ms: int | None, count: bool) -> tuple[list[dict], int]:
+def _scan(
+    conn: Redis,
+    job_type: str | None,
+    status: str | None,
+    user: str | None,
+    limit: int,
+    offset: int,
+    since_ms: int | None,
+    count: bool,
+) -> tuple[list[dict], int]:
     """The page's views and (with `count`: reading on past the page) how many match in all."""
     if limit < 1 or offset < 0:
         raise InvalidInput("limit must be at least 1 and offset not negative")
@@ -234,7 +284,7 @@ def _newest(conn: Redis, indexes: list[str], start: int, count: int, since_ms: i
         for index in indexes:
             pipe.zrevrangebyscore(index, "+inf", low, start=0, num=start + count, withscores=True)
         merged = sorted((pair for reply in pipe.execute() for pair in reply), key=lambda pair: -pair[1])
-    return [job_id.decode() for job_id, _score in merged[start:start + count]]
+    return [job_id.decode() for job_id, _score in merged[start : start + count]]
 
 
 def _forget(conn: Redis, ids: list[str], *indexes: str) -> None:
@@ -251,8 +301,10 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     if status not in ("failed", "stopped", "canceled"):
         raise Conflict(f"job {job.id} is {status}: only failed, stopped or canceled jobs can be retried")
     if job.meta.get("foreign"):
-        raise Conflict(f"job {job.id} is not a vq job (plain RQ enqueued it) and cannot be retried: submit its work "
-                       "through vq.submission.submit or the HTTP API")
+        raise Conflict(
+            f"job {job.id} is not a vq job (plain RQ enqueued it) and cannot be retried: submit its work "
+            "through vq.submission.submit or the HTTP API"
+        )
     max_attempts = int(job.meta.get("maxAttempts", 1))
     job.meta.update(attempts=0, progress={"percent": 0.0, "message": None})
     job.meta.pop("error", None)
@@ -345,19 +397,35 @@ def tree(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
             if found is None:
                 found = _exact(conn, jid) or lookup.view(jid)
             if found is None:
-                return {"id": jid, "jobType": None, "status": "missing", "step": None, "dependsOn": [],
-                        "trimmed": False}
+                return {
+                    "id": jid,
+                    "jobType": None,
+                    "status": "missing",
+                    "step": None,
+                    "dependsOn": [],
+                    "trimmed": False,
+                }
             if isinstance(found, dict):
-                item = {"id": found["id"], "jobType": found["jobType"], "status": found["status"],
-                        "step": found["step"], "progress": found["progress"]["percent"], "dependsOn": [],
-                        "trimmed": True}
+                item = {
+                    "id": found["id"],
+                    "jobType": found["jobType"],
+                    "status": found["status"],
+                    "step": found["step"],
+                    "progress": found["progress"]["percent"],
+                    "dependsOn": [],
+                    "trimmed": True,
+                }
                 upstream = found["dependsOn"]
             else:
-                item = {"id": found.id, "jobType": job_type_of(found),
-                        "status": status_of(found, bool(admission.in_line(conn, [found]))),
-                        "step": found.meta.get("step"),
-                        "progress": (found.meta.get("progress") or {}).get("percent", 0.0), "dependsOn": [],
-                        "trimmed": False}
+                item = {
+                    "id": found.id,
+                    "jobType": job_type_of(found),
+                    "status": status_of(found, bool(admission.in_line(conn, [found]))),
+                    "step": found.meta.get("step"),
+                    "progress": (found.meta.get("progress") or {}).get("percent", 0.0),
+                    "dependsOn": [],
+                    "trimmed": False,
+                }
                 upstream = found.meta.get("dependsOn") or []
             if item["id"] in seen:
                 item["repeated"] = True

@@ -105,8 +105,9 @@ def _build(settings: Settings, name: str) -> JobType:
         # so its results are cached only when its type asks for it.
         cache=(override and override.cache) or (settings.cache if name in BUILTIN_TYPES else CacheSettings(ttl=0)),
         # A job's own memory and CPU can only be limited in a process of its own.
-        isolation="fork" if override and (override.maxMemory or override.maxCpuTime) else
-                  (override and override.isolation) or "process",
+        isolation="fork"
+        if override and (override.maxMemory or override.maxCpuTime)
+        else (override and override.isolation) or "process",
         max_memory_mb=override and override.maxMemory or None,
         max_cpu_ms=override and override.maxCpuTime or None,
         concurrency_per_worker=(override and override.concurrencyPerWorker) or 1,
@@ -120,8 +121,9 @@ def get_job_type(settings: Settings, name: str) -> JobType:
 
 
 # Fixed routes under /api/jobs/: a job type with one of these names would be shadowed.
-RESERVED_NAMES = frozenset({"delayed", "recurring", "user", "stats", "queues", "health", "performance", "types",
-                            "bulk", "events"})
+RESERVED_NAMES = frozenset(
+    {"delayed", "recurring", "user", "stats", "queues", "health", "performance", "types", "bulk", "events"}
+)
 
 
 def validate_job_type_settings(settings: Settings, source: Path | str) -> None:
@@ -130,14 +132,14 @@ def validate_job_type_settings(settings: Settings, source: Path | str) -> None:
         if not _NAME.match(name):
             raise ConfigError(f"{source}: job_types.{name}: name must be lowercase letters, digits and '-'")
         if name in RESERVED_NAMES:
-            raise ConfigError(f"{source}: job_types.{name}: the name is taken by the HTTP API's "
-                              f"/api/jobs/{name} route (reserved: {', '.join(sorted(RESERVED_NAMES))})")
+            raise ConfigError(
+                f"{source}: job_types.{name}: the name is taken by the HTTP API's "
+                f"/api/jobs/{name} route (reserved: {', '.join(sorted(RESERVED_NAMES))})"
+            )
         if name not in BUILTIN_TYPES and not block.handler:
             raise ConfigError(f"{source}: job_types.{name}.handler: a custom job type needs a handler")
         if block.handler and not _HANDLER.match(block.handler):
-            raise ConfigError(
-                f"{source}: job_types.{name}.handler: expected 'module:function', got {block.handler!r}"
-            )
+            raise ConfigError(f"{source}: job_types.{name}.handler: expected 'module:function', got {block.handler!r}")
 
 
 @cache

@@ -63,8 +63,12 @@ def user_limits(conn: Redis, settings: Settings | None, user_ids: list[str], lim
         return []
     default_tier = settings.priority.defaultSubscription if settings else "free"
     tiers = conn.hmget(keys.USER_TIER, user_ids)
-    return [limits["user"][user] if user in limits["user"] else
-            limits["tier"].get((tier or b"").decode() or default_tier, 1) for user, tier in zip(user_ids, tiers)]
+    return [
+        limits["user"][user]
+        if user in limits["user"]
+        else limits["tier"].get((tier or b"").decode() or default_tier, 1)
+        for user, tier in zip(user_ids, tiers)
+    ]
 
 
 def type_limit(conn: Redis, settings: Settings | None, job_type: str, limits: dict | None = None) -> int:
@@ -106,11 +110,18 @@ def overview(conn: Redis, settings: Settings) -> dict:
             for key in keys.wait_since_all(name):
                 pipe.zcard(key)
         replies = iter(pipe.execute())
-    types = [{"jobType": n, "running": next(replies), "limit": type_limit(conn, settings, n, limits),
-              "waiting": sum(next(replies) for _ in keys.PRIORITY_ORDER)} for n in names]
+    types = [
+        {
+            "jobType": n,
+            "running": next(replies),
+            "limit": type_limit(conn, settings, n, limits),
+            "waiting": sum(next(replies) for _ in keys.PRIORITY_ORDER),
+        }
+        for n in names
+    ]
     users: dict[str, dict] = {}
     for key in conn.scan_iter(match=keys.running_user("*"), count=500):
-        user = key.decode()[len(keys.running_user("")):]
+        user = key.decode()[len(keys.running_user("")) :]
         running = conn.zcount(key, now, "+inf")
         if running:
             users.setdefault(user, {"userId": user, "running": 0, "waiting": 0})["running"] = running
@@ -122,5 +133,9 @@ def overview(conn: Redis, settings: Settings) -> dict:
     for entry in users.values():
         entry["limit"] = user_limit(conn, settings, entry["userId"], limits)
         entry["tier"] = (conn.hget(keys.USER_TIER, entry["userId"]) or b"").decode() or None
-    return {"types": types, "users": sorted(users.values(), key=lambda u: u["userId"]),
-            "tiers": limits["tier"], "overrides": {k: _hash(conn, keys.limit_overrides(k)) for k in keys.LIMIT_KINDS}}
+    return {
+        "types": types,
+        "users": sorted(users.values(), key=lambda u: u["userId"]),
+        "tiers": limits["tier"],
+        "overrides": {k: _hash(conn, keys.limit_overrides(k)) for k in keys.LIMIT_KINDS},
+    }

@@ -87,8 +87,10 @@ def json_formatter() -> logging.Formatter:
             log_data.pop("vq_process", None)
             log_data["process"] = getattr(record, "vq_process", None) or process_name()
 
-    return Json("%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
-                rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"})
+    return Json(
+        "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+    )
 
 
 class Plain(logging.Formatter):
@@ -130,13 +132,23 @@ class Handler(logging.StreamHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         try:
             error = sys.exc_info()[1]
-            said = (f"vq: a log record of {record.name} could not be written "
-                    f"({type(error).__name__}: {error}): {record.msg!r}")
+            said = (
+                f"vq: a log record of {record.name} could not be written "
+                f"({type(error).__name__}: {error}): {record.msg!r}"
+            )
             if self.json:  # still one JSON object, for the shipper
                 import json
 
-                said = json.dumps({"time": iso_utc(record.created), "level": "ERROR", "logger": "vq.logs",
-                                   "pid": os.getpid(), "process": process_name(), "message": said})
+                said = json.dumps(
+                    {
+                        "time": iso_utc(record.created),
+                        "level": "ERROR",
+                        "logger": "vq.logs",
+                        "pid": os.getpid(),
+                        "process": process_name(),
+                        "message": said,
+                    }
+                )
             sys.stderr.write(said + "\n")
         except Exception:  # noqa: BLE001 - stderr itself is gone: nothing left to tell
             pass

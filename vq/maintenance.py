@@ -42,8 +42,10 @@ def trim_ended(conn: Redis, settings: Settings, now: float | None = None) -> int
     now = time.time() if now is None else now
     removed = 0
     for name in job_types(settings):
-        for registry_class, option in ((FinishedJobRegistry, opts.removeOnComplete),
-                                       (FailedJobRegistry, opts.removeOnFail)):
+        for registry_class, option in (
+            (FinishedJobRegistry, opts.removeOnComplete),
+            (FailedJobRegistry, opts.removeOnFail),
+        ):
             rule = retention_of(option)
             if not rule.forever:
                 removed += _trim(conn, name, registry_class, rule, ended_ttl(option), now)
@@ -51,8 +53,10 @@ def trim_ended(conn: Redis, settings: Settings, now: float | None = None) -> int
 
 
 def _trim(conn: Redis, job_type: str, registry_class, rule: Retention, ttl: int, now: float) -> int:
-    registries = [registry_class(keys.queue_name(job_type, p), connection=conn, serializer=JSONSerializer)
-                  for p in keys.PRIORITY_ORDER]
+    registries = [
+        registry_class(keys.queue_name(job_type, p), connection=conn, serializer=JSONSerializer)
+        for p in keys.PRIORITY_ORDER
+    ]
     age_cutoff = None if rule.age_ms is None else now - rule.age_ms / 1000
     with conn.pipeline(transaction=False) as pipe:
         for registry in registries:
@@ -66,9 +70,13 @@ def _trim(conn: Redis, job_type: str, registry_class, rule: Retention, ttl: int,
     if window <= 0:
         return 0
     candidates = _oldest(conn, registries, window)
-    doomed = [(job_id, registry, job) for rank, (job_id, registry, job) in enumerate(candidates)
-              if rank < over or job is None or (age_cutoff is not None and job.ended_at is not None
-                                                and as_utc(job.ended_at).timestamp() <= age_cutoff)]
+    doomed = [
+        (job_id, registry, job)
+        for rank, (job_id, registry, job) in enumerate(candidates)
+        if rank < over
+        or job is None
+        or (age_cutoff is not None and job.ended_at is not None and as_utc(job.ended_at).timestamp() <= age_cutoff)
+    ]
     if not doomed:
         return 0
     with conn.pipeline() as pipe:
@@ -81,8 +89,12 @@ def _trim(conn: Redis, job_type: str, registry_class, rule: Retention, ttl: int,
             return 0
         pipe.multi()
         for job_id, registry, job in going:
-            pipe.delete(Job.key_for(job_id), f"{Job.redis_job_namespace_prefix}{job_id}:dependents",
-                        f"{Job.redis_job_namespace_prefix}{job_id}:dependencies", Result.get_key(job_id))
+            pipe.delete(
+                Job.key_for(job_id),
+                f"{Job.redis_job_namespace_prefix}{job_id}:dependents",
+                f"{Job.redis_job_namespace_prefix}{job_id}:dependencies",
+                Result.get_key(job_id),
+            )
             pipe.zrem(registry.key, job_id)
             if job is not None and job.meta.get("userId"):
                 pipe.zrem(keys.user_jobs(job.meta["userId"]), job_id)
@@ -101,17 +113,23 @@ def _oldest(conn: Redis, registries: list, count: int) -> list[tuple[str, object
     its hash is gone), oldest first."""
     # Scores are end time + TTL, so the lowest scores ended first; the oldest `count` of each
     # registry are enough to find the oldest `count` overall.
-    scores = sorted(score for registry in registries
-                    for _m, score in conn.zrange(registry.key, 0, count - 1, withscores=True))
+    scores = sorted(
+        score for registry in registries for _m, score in conn.zrange(registry.key, 0, count - 1, withscores=True)
+    )
     if not scores:
         return []
     cutoff = scores[min(count, len(scores)) - 1]
     # Scores are whole seconds: jobs that ended in the same second tie, so the cut is made on
     # the jobs' own end times among everything up to the cutoff second.
-    entries = [(score, member.decode(), registry) for registry in registries
-               for member, score in conn.zrangebyscore(registry.key, "-inf", cutoff, withscores=True)]
+    entries = [
+        (score, member.decode(), registry)
+        for registry in registries
+        for member, score in conn.zrangebyscore(registry.key, "-inf", cutoff, withscores=True)
+    ]
     jobs = Job.fetch_many([e[1] for e in entries], connection=conn, serializer=JSONSerializer)
     never = datetime.max.replace(tzinfo=UTC)
-    ranked = sorted(zip(entries, jobs), key=lambda pair: (
-        pair[0][0], as_utc(pair[1].ended_at) if pair[1] is not None and pair[1].ended_at else never))
+    ranked = sorted(
+        zip(entries, jobs),
+        key=lambda pair: (pair[0][0], as_utc(pair[1].ended_at) if pair[1] is not None and pair[1].ended_at else never),
+    )
     return [(job_id, registry, job) for (_score, job_id, registry), job in ranked[:count]]

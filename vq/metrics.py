@@ -24,14 +24,22 @@ TTL_SECONDS = {"m": 3 * 86_400, "h": 40 * 86_400, "d": 400 * 86_400}
 
 # Latency histogram: bucket i holds values up to BOUNDS[i] ms (ratio 1.25: a percentile is
 # known to within 12%); the last bucket is open-ended.
-BOUNDS = [int(round(1.25 ** i)) for i in range(0, 80) if 1.25 ** i <= 4 * 3_600_000]
+BOUNDS = [int(round(1.25**i)) for i in range(0, 80) if 1.25**i <= 4 * 3_600_000]
 BOUNDS = sorted(set(BOUNDS))
 
 # Events counted per type and bucket. A name maps an event to the counter it bumps.
 USER_COUNTERS = ("created", "finished", "failed", "canceled")  # kept per user, while the user is active
-COUNTED = {"created": "created", "started": "started", "finished": "finished", "failed": "failed",
-           "retrying": "retried", "canceled": "canceled", "stalled": "stalled", "rate-limited": "rateLimited",
-           "removed": "removed"}
+COUNTED = {
+    "created": "created",
+    "started": "started",
+    "finished": "finished",
+    "failed": "failed",
+    "retrying": "retried",
+    "canceled": "canceled",
+    "stalled": "stalled",
+    "rate-limited": "rateLimited",
+    "removed": "removed",
+}
 
 
 def bucket_of(value_ms: float) -> int:
@@ -70,11 +78,16 @@ def fold(events: list[dict]) -> dict[str, Counter]:
             counter(keys.METRICS_TOTALS)[f"{job_type}|cached"] += 1
         increments = [(f"{job_type}|{name}", 1)]
         if name == "started" and fields.get("waitMs") is not None:
-            increments += [(f"{job_type}|wait_ms", int(fields["waitMs"])),
-                           (f"{job_type}|wait|{bucket_of(fields['waitMs'])}", 1)]
+            increments += [
+                (f"{job_type}|wait_ms", int(fields["waitMs"])),
+                (f"{job_type}|wait|{bucket_of(fields['waitMs'])}", 1),
+            ]
         if name in ("finished", "failed", "retried") and fields.get("durationMs") is not None:
-            increments += [(f"{job_type}|run_ms", int(fields["durationMs"])), (f"{job_type}|ran", 1),
-                           (f"{job_type}|run|{bucket_of(fields['durationMs'])}", 1)]
+            increments += [
+                (f"{job_type}|run_ms", int(fields["durationMs"])),
+                (f"{job_type}|ran", 1),
+                (f"{job_type}|run|{bucket_of(fields['durationMs'])}", 1),
+            ]
         # The all-time totals and each time bucket get the same counters and histograms.
         for key in (keys.METRICS_TOTALS, *(bucket_key(kind, event["ts"]) for kind in RESOLUTIONS)):
             target = counter(key)
@@ -184,7 +197,7 @@ def top_users(conn: Redis, n: int) -> list[tuple[str, Counter]]:
     values = conn.hmget(keys.METRICS_USERS, [f"{user}|{name}" for user in top for name in USER_COUNTERS])
     out = []
     for index, user in enumerate(top):
-        row = values[index * len(USER_COUNTERS):(index + 1) * len(USER_COUNTERS)]
+        row = values[index * len(USER_COUNTERS) : (index + 1) * len(USER_COUNTERS)]
         out.append((user, Counter({name: int(v or 0) for name, v in zip(USER_COUNTERS, row)})))
     return out
 
@@ -194,7 +207,7 @@ def _rank_existing_users(conn: Redis) -> None:
     now = int(time.time() * 1000)
     with conn.pipeline() as pipe:
         for chunk_start in range(0, len(by_user), 1000):
-            chunk = by_user[chunk_start:chunk_start + 1000]
+            chunk = by_user[chunk_start : chunk_start + 1000]
             pipe.zadd(keys.METRICS_USERS_RANK, {user: c["created"] for user, c in chunk})
             pipe.zadd(keys.METRICS_USERS_SEEN, {user: now for user, _ in chunk}, gt=True)
         pipe.execute()
@@ -205,8 +218,9 @@ def prune_users(conn: Redis, idle_before_ms: int) -> int:
     per-user figures stay bounded by the active users. Returns how many were dropped."""
     dropped = 0
     while True:
-        idle = [u.decode() for u in conn.zrangebyscore(keys.METRICS_USERS_SEEN, "-inf", idle_before_ms,
-                                                        start=0, num=500)]
+        idle = [
+            u.decode() for u in conn.zrangebyscore(keys.METRICS_USERS_SEEN, "-inf", idle_before_ms, start=0, num=500)
+        ]
         if not idle:
             return dropped
         with conn.pipeline() as pipe:

@@ -161,8 +161,14 @@ def job_view(job: Job, *, with_result: bool = True, in_line: bool = False) -> di
     }
 
 
-def history_view(row: dict, *, depends_on: list[tuple[str, bool]], children: list[str],
-                 max_attempts: int | None, cancel_reason: str | None = None) -> dict:
+def history_view(
+    row: dict,
+    *,
+    depends_on: list[tuple[str, bool]],
+    children: list[str],
+    max_attempts: int | None,
+    cancel_reason: str | None = None,
+) -> dict:
     """A job Redis no longer has, from its history database row (vq/trimmed.py), in the same
     shape as `job_view` with `"trimmed": true`. What the history does not keep is null: the
     job's data, its enqueue time, the scheduled time, a limited job's place in line."""
@@ -170,28 +176,52 @@ def history_view(row: dict, *, depends_on: list[tuple[str, bool]], children: lis
     finished = status == Status.FINISHED.value
     error = None
     if status in (Status.FAILED.value, Status.STOPPED.value):
-        error = {"category": row.get("error_category") or "temporary", "type": None,
-                 "message": row.get("error_message") or status}
+        error = {
+            "category": row.get("error_category") or "temporary",
+            "type": None,
+            "message": row.get("error_message") or status,
+        }
     elif status == Status.CANCELED.value:
         error = {"category": "canceled", "type": "Canceled", "message": cancel_reason or "canceled"}
     result = None
     if finished and row.get("result") is not None:
         result = json.loads(row["result"])
     return {
-        "id": row["id"], "jobType": row["job_type"], "status": status, "priority": row.get("priority"),
-        "userId": row.get("user_id"), "projectId": row.get("project_id"), "subscription": row.get("subscription"),
-        "queue": row.get("queue"), "data": None,
+        "id": row["id"],
+        "jobType": row["job_type"],
+        "status": status,
+        "priority": row.get("priority"),
+        "userId": row.get("user_id"),
+        "projectId": row.get("project_id"),
+        "subscription": row.get("subscription"),
+        "queue": row.get("queue"),
+        "data": None,
         "progress": {"percent": 100.0, "message": "done"} if finished else {"percent": 0.0, "message": None},
-        "result": result, "error": error,
-        "attempts": int(row.get("attempts") or 0), "maxAttempts": max_attempts or int(row.get("attempts") or 0),
-        "createdAt": row.get("created_at"), "enqueuedAt": None, "startedAt": row.get("started_at"),
-        "finishedAt": row.get("finished_at") if status in TERMINAL else None, "scheduledFor": None,
+        "result": result,
+        "error": error,
+        "attempts": int(row.get("attempts") or 0),
+        "maxAttempts": max_attempts or int(row.get("attempts") or 0),
+        "createdAt": row.get("created_at"),
+        "enqueuedAt": None,
+        "startedAt": row.get("started_at"),
+        "finishedAt": row.get("finished_at") if status in TERMINAL else None,
+        "scheduledFor": None,
         "dependsOn": [job_id for job_id, _allow in depends_on],
         "allowFailure": any(allow for _job_id, allow in depends_on),
-        "parentId": row.get("parent_id"), "step": row.get("step"), "children": list(children),
-        "waitReason": None, "position": None, "usersAhead": None, "agedTo": None,
-        "cached": bool(row.get("cached")), "cachedFrom": None, "recurringId": row.get("recurring_id"),
-        "tickAt": None, "webhookUrl": None, "provider": row.get("provider"),
-        "costMicros": int(row.get("cost_micros") or 0), "units": {},
+        "parentId": row.get("parent_id"),
+        "step": row.get("step"),
+        "children": list(children),
+        "waitReason": None,
+        "position": None,
+        "usersAhead": None,
+        "agedTo": None,
+        "cached": bool(row.get("cached")),
+        "cachedFrom": None,
+        "recurringId": row.get("recurring_id"),
+        "tickAt": None,
+        "webhookUrl": None,
+        "provider": row.get("provider"),
+        "costMicros": int(row.get("cost_micros") or 0),
+        "units": {},
         "trimmed": True,
     }

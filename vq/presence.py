@@ -27,17 +27,35 @@ def clock_offset_ms(conn: Redis) -> float:
     return ((before + after) / 2 - (seconds + micros / 1e6)) * 1000
 
 
-def report(conn: Redis, pid: int, started_ms: int, processes: dict[str, bool], workers: int,
-           weight: float = 1.0, crash_loops: dict[str, dict] | None = None, http: dict | None = None,
-           encryption: dict | None = None) -> None:
+def report(
+    conn: Redis,
+    pid: int,
+    started_ms: int,
+    processes: dict[str, bool],
+    workers: int,
+    weight: float = 1.0,
+    crash_loops: dict[str, dict] | None = None,
+    http: dict | None = None,
+    encryption: dict | None = None,
+) -> None:
     """Record this daemon's state (called by its supervisor every few seconds): besides
     its processes, those in a crash loop (vq/supervision.py `Restarts.report`) and its
     HTTP API's address and whether it serves (vq/http_listener.py `state`), and its
     encryption keys' fingerprints (vq/protect.py `published`: submitters compare theirs)."""
     host = socket.gethostname()
-    entry = {"host": host, "pid": pid, "startedMs": started_ms, "seenMs": int(time.time() * 1000),
-             "clockOffsetMs": round(clock_offset_ms(conn), 1), "processes": processes, "workers": workers,
-             "weight": weight, "crashLoops": crash_loops or {}, "http": http, "encryption": encryption}
+    entry = {
+        "host": host,
+        "pid": pid,
+        "startedMs": started_ms,
+        "seenMs": int(time.time() * 1000),
+        "clockOffsetMs": round(clock_offset_ms(conn), 1),
+        "processes": processes,
+        "workers": workers,
+        "weight": weight,
+        "crashLoops": crash_loops or {},
+        "http": http,
+        "encryption": encryption,
+    }
     conn.hset(keys.DAEMONS, f"{host}:{pid}", json.dumps(entry, separators=(",", ":")))
 
 

@@ -48,8 +48,9 @@ class _Collector:
             paused.add_metric([row["jobType"]], 1 if row["paused"] else 0)
         yield from (jobs, limit, paused)
         totals = metrics.totals(self.conn)
-        counter = CounterMetricFamily("vq_jobs_events", "Job events since the metrics began", labels=["job_type",
-                                                                                                      "event"])
+        counter = CounterMetricFamily(
+            "vq_jobs_events", "Job events since the metrics began", labels=["job_type", "event"]
+        )
         for job_type, values in sorted(totals.items()):
             for name in COUNTERS:
                 counter.add_metric([job_type, name], values[name])
@@ -62,23 +63,33 @@ class _Collector:
         for row in report["queues"]:
             level.add_metric([row["jobType"]], health.LEVELS.index(row["status"]))
         yield level
-        yield GaugeMetricFamily("vq_workers_alive", "Workers with a recent heartbeat",
-                                value=report["workers"]["alive"])
+        yield GaugeMetricFamily("vq_workers_alive", "Workers with a recent heartbeat", value=report["workers"]["alive"])
         refused, lost = self.conn.mget(keys.STALE_REFUSED, keys.LEASES_LOST)
-        yield CounterMetricFamily("vq_fence_stale_writes_refused", "Writes of workers whose lease had passed to "
-                                  "another holder, refused (fenced leases)", value=int(refused or 0))
-        yield CounterMetricFamily("vq_fence_leases_lost", "Jobs a worker stopped because it could not renew "
-                                  "their lease in time", value=int(lost or 0))
-        breakers = GaugeMetricFamily("vq_breaker_open", "1 when a provider's circuit breaker is open",
-                                     labels=["provider"])
+        yield CounterMetricFamily(
+            "vq_fence_stale_writes_refused",
+            "Writes of workers whose lease had passed to another holder, refused (fenced leases)",
+            value=int(refused or 0),
+        )
+        yield CounterMetricFamily(
+            "vq_fence_leases_lost",
+            "Jobs a worker stopped because it could not renew their lease in time",
+            value=int(lost or 0),
+        )
+        breakers = GaugeMetricFamily(
+            "vq_breaker_open", "1 when a provider's circuit breaker is open", labels=["provider"]
+        )
         for provider in report["breakers"]:
             breakers.add_metric([provider], 1)
         yield breakers
         figures = provider_stats.overview(self.conn, self.settings, PROVIDER_WINDOW_MS)
-        calls = GaugeMetricFamily("vq_provider_calls_15m", "Provider calls in the last 15 minutes by outcome "
-                                  "(ok, client, limited, failed)", labels=["provider", "outcome"])
-        latency = GaugeMetricFamily("vq_provider_latency_ms", "Latency of the provider's latest 1,000 answers",
-                                    labels=["provider", "quantile"])
+        calls = GaugeMetricFamily(
+            "vq_provider_calls_15m",
+            "Provider calls in the last 15 minutes by outcome (ok, client, limited, failed)",
+            labels=["provider", "outcome"],
+        )
+        latency = GaugeMetricFamily(
+            "vq_provider_latency_ms", "Latency of the provider's latest 1,000 answers", labels=["provider", "quantile"]
+        )
         for row in figures:
             for outcome in provider_stats.OUTCOMES:
                 calls.add_metric([row["provider"], outcome], row[outcome])
@@ -98,6 +109,12 @@ def exposition(conn: Redis, settings: Settings) -> bytes:
 def families(conn: Redis, settings: Settings) -> list[dict]:
     """The same figures as JSON for scripts (`vq metrics --json`): one entry per metric
     family with its type, help and samples (name, labels, value), in exposition order."""
-    return [{"name": family.name, "type": family.type, "help": family.documentation,
-             "samples": [{"name": s.name, "labels": dict(s.labels), "value": s.value} for s in family.samples]}
-            for family in _Collector(conn, settings).collect()]
+    return [
+        {
+            "name": family.name,
+            "type": family.type,
+            "help": family.documentation,
+            "samples": [{"name": s.name, "labels": dict(s.labels), "value": s.value} for s in family.samples],
+        }
+        for family in _Collector(conn, settings).collect()
+    ]

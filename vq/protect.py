@@ -42,7 +42,7 @@ def words(name: str) -> tuple[str, ...]:
 
 def _contains(haystack: tuple[str, ...], needle: tuple[str, ...]) -> bool:
     n = len(needle)
-    return n > 0 and any(haystack[i:i + n] == needle for i in range(len(haystack) - n + 1))
+    return n > 0 and any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
 class Protector:
@@ -88,27 +88,34 @@ class Protector:
         """Refuse (KeyMismatch) data with a sensitive field when live daemons have published
         their keys and one of them lacks this process's newest key: it could not decrypt the
         field and the job would fail for good at run time. No daemon published yet: allowed."""
-        field = next((path for path, key, _v in _walk(data, where) if isinstance(key, str) and self.is_sensitive(key)),
-                     None)
+        field = next(
+            (path for path, key, _v in _walk(data, where) if isinstance(key, str) and self.is_sensitive(key)), None
+        )
         if field is None:
             return
         lacking = [d for d in self._published_by_daemons(conn) if self.fingerprints[0] not in d["keys"]]
         if lacking:
-            theirs = "; ".join(sorted({f"{d['daemon']} (key: {d['source']}, fingerprint {d['keys'][0]})"
-                                       for d in lacking}))
+            theirs = "; ".join(
+                sorted({f"{d['daemon']} (key: {d['source']}, fingerprint {d['keys'][0]})" for d in lacking})
+            )
             raise KeyMismatch(
                 f"{field} is sensitive and would be encrypted with this host's key ({key_source(self.settings)}, "
                 f"fingerprint {self.fingerprints[0]}), which the daemon(s) {theirs} do not have, so the job "
                 "could never run: give every host the same key (security.encryptionKey, $VQ_ENCRYPTION_KEY, "
-                "or the same data_dir)", field=field)
+                "or the same data_dir)",
+                field=field,
+            )
 
     def _published_by_daemons(self, conn) -> list[dict]:
         from vq import presence
 
         at, found = self._daemon_keys
         if time.monotonic() - at > DAEMON_KEYS_FOR:
-            found = [{"daemon": f"{d['host']}:{d['pid']}", **d["encryption"]} for d in presence.daemons(conn)
-                     if d["live"] and d.get("encryption", {}).get("keys")]
+            found = [
+                {"daemon": f"{d['host']}:{d['pid']}", **d["encryption"]}
+                for d in presence.daemons(conn)
+                if d["live"] and d.get("encryption", {}).get("keys")
+            ]
             self._daemon_keys = (time.monotonic(), found)
         return found
 
@@ -120,8 +127,10 @@ class Protector:
 
     def seal(self, data: Any) -> Any:
         """`data` with each sensitive field's value encrypted."""
+
         def encrypt(value, _path):
             return {MARK: self.fernet.encrypt(json.dumps(value, separators=(",", ":")).encode()).decode()}
+
         return _map(data, lambda key, _value: isinstance(key, str) and self.is_sensitive(key), encrypt)
 
     def unseal(self, data: Any, strict: bool = True) -> Any:
@@ -135,8 +144,10 @@ class Protector:
             except InvalidToken:
                 if not strict:
                     return "[undecryptable]"
-                raise PermanentError(f"{path}: cannot be decrypted with the configured keys "
-                                     "(security.encryptionKey)") from None
+                raise PermanentError(
+                    f"{path}: cannot be decrypted with the configured keys (security.encryptionKey)"
+                ) from None
+
         return _map(data, lambda _key, value: _is_sealed(value), decrypt)
 
 
@@ -148,9 +159,10 @@ def redact(data: Any) -> Any:
 def _map(data: Any, chosen, change, path: str = "data") -> Any:
     """A copy of `data` with `change(value, path)` applied where `chosen(key, value)`."""
     if isinstance(data, dict):
-        return {key: change(value, f"{path}.{key}") if chosen(key, value) else _map(value, chosen, change,
-                                                                                     f"{path}.{key}")
-                for key, value in data.items()}
+        return {
+            key: change(value, f"{path}.{key}") if chosen(key, value) else _map(value, chosen, change, f"{path}.{key}")
+            for key, value in data.items()
+        }
     if isinstance(data, list):
         return [_map(v, chosen, change, f"{path}[{i}]") for i, v in enumerate(data)]
     return data

@@ -29,8 +29,11 @@ class ProviderCalls:
         self.last: str | None = None  # the provider that answered the latest call
 
     def call(self, payload: dict, units: dict | None = None, provider: str | None = None) -> dict:
-        chain = [provider] if provider else [p for p in self.chain
-                                             if p not in self.settings.providers or providers.is_http(self.settings, p)]
+        chain = (
+            [provider]
+            if provider
+            else [p for p in self.chain if p not in self.settings.providers or providers.is_http(self.settings, p)]
+        )
         if not chain:
             raise PermanentError("provider: this job type names no HTTP provider (job_types.<type>.providers)")
         waits: list[tuple[float, str]] = []
@@ -122,8 +125,11 @@ def _finite_units(units: object) -> dict[str, float]:
     text names (a NaN or Infinity in a provider's `usage` is dropped, not priced)."""
     if not isinstance(units, dict):
         return {}
-    return {k: v for k, v in units.items() if isinstance(k, str) and isinstance(v, (int, float))
-            and not isinstance(v, bool) and math.isfinite(v)}
+    return {
+        k: v
+        for k, v in units.items()
+        if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def _ms(started: float) -> float:

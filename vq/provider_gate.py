@@ -48,8 +48,9 @@ class ProviderGate:
         if limit.concurrent:
             token = uuid.uuid4().hex
             lease_ms = provider.timeout + 5000
-            if not self._take(keys=[keys.provider_inflight(name)],
-                              args=[int(time.time() * 1000), limit.concurrent, token, lease_ms]):
+            if not self._take(
+                keys=[keys.provider_inflight(name)], args=[int(time.time() * 1000), limit.concurrent, token, lease_ms]
+            ):
                 return BUSY_RETRY_S
         if limit.requests:
             wait = self.window.hit(limit.requests, limit.window, name)
@@ -69,5 +70,10 @@ class ProviderGate:
         used = self.window.used(limit.requests, limit.window, name) if limit.requests else None
         now = int(time.time() * 1000)
         inflight = self.conn.zcount(keys.provider_inflight(name), now, "+inf")
-        return {"requestsInWindow": used, "requestLimit": limit.requests or None, "windowMs": limit.window,
-                "inFlight": inflight, "concurrentLimit": limit.concurrent or None}
+        return {
+            "requestsInWindow": used,
+            "requestLimit": limit.requests or None,
+            "windowMs": limit.window,
+            "inFlight": inflight,
+            "concurrentLimit": limit.concurrent or None,
+        }

@@ -51,10 +51,14 @@ def read(conn: Redis, providers: list[str], window_ms: int) -> dict[str, dict]:
                 counts[outcome.decode()] = counts.get(outcome.decode(), 0) + int(n)
         latencies = sorted(int(x) for x in next(replies))
         calls = sum(counts.values())
-        out[name] = {"calls": calls, **counts,
-                     "errorRate": round(1 - counts["ok"] / calls, 4) if calls else None,
-                     "availability": round(1 - counts["failed"] / calls, 4) if calls else None,
-                     "p50Ms": _quantile(latencies, 0.50), "p95Ms": _quantile(latencies, 0.95)}
+        out[name] = {
+            "calls": calls,
+            **counts,
+            "errorRate": round(1 - counts["ok"] / calls, 4) if calls else None,
+            "availability": round(1 - counts["failed"] / calls, 4) if calls else None,
+            "p50Ms": _quantile(latencies, 0.50),
+            "p95Ms": _quantile(latencies, 0.95),
+        }
     return out
 
 

@@ -47,8 +47,9 @@ def check_named(settings: Settings, data: dict) -> None:
     knows: refused at submit, so user data never creates a breaker, a stat or a series."""
     name = data.get("provider")
     if isinstance(name, str) and name and name not in known(settings):
-        raise InvalidInput(f"data.provider: unknown provider {name!r} (known: {', '.join(known(settings))})",
-                           field="data.provider")
+        raise InvalidInput(
+            f"data.provider: unknown provider {name!r} (known: {', '.join(known(settings))})", field="data.provider"
+        )
 
 
 def is_http(settings: Settings, name: str) -> bool:
@@ -79,7 +80,8 @@ def call_http(name: str, provider: ProviderSettings, payload: dict) -> dict:
 
     try:
         response = http_pool.client(name, provider.timeout).post(
-            provider.url, content=json.dumps(payload).encode(), headers=headers)
+            provider.url, content=json.dumps(payload).encode(), headers=headers
+        )
     except httpx.TimeoutException:
         raise ProviderError(f"{name}: no answer within {provider.timeout} ms", provider=name) from None
     except (httpx.TransportError, OSError) as exc:

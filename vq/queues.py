@@ -38,8 +38,7 @@ WAITING_STATUSES = ("queued", "rate_limited", "scheduled", "deferred")
 
 
 def rq_queues(conn: Redis, job_type: str) -> list[VqQueue]:
-    return [rq_queue(conn, keys.queue_name(job_type, p))
-            for p in keys.PRIORITY_ORDER]
+    return [rq_queue(conn, keys.queue_name(job_type, p)) for p in keys.PRIORITY_ORDER]
 
 
 def worker_queue_names(settings: Settings, only: list[str] | None = None) -> list[str]:
@@ -67,8 +66,12 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
     in_force = limits.effective(conn, settings)
     rows = []
     for name in types:
-        row = {"jobType": name, "paused": name in paused, "limit": limits.type_limit(conn, settings, name, in_force),
-               **{s: 0 for s in STATES}}
+        row = {
+            "jobType": name,
+            "paused": name in paused,
+            "limit": limits.type_limit(conn, settings, name, in_force),
+            **{s: 0 for s in STATES},
+        }
         hits, misses = next(replies)
         row["cacheHits"], row["cacheMisses"] = int(hits or 0), int(misses or 0)
         row["limited"] = sum(next(replies) for _ in keys.PRIORITY_ORDER)

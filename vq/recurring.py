@@ -85,9 +85,18 @@ class Recurring:
         origin = {"recurringId": self.id}
         if tick_ms is not None:
             origin.update(tickMs=tick_ms, tickAt=iso(datetime.fromtimestamp(tick_ms / 1000, UTC)))
-        return Submission(job_type=self.jobType, data=protector(settings).unseal(self.data), user_id=self.userId, project_id=self.projectId,
-                          priority=self.priority, subscription=self.userSubscription, privileged=self.privileged,
-                          skip_cache=bool(self.options.get("skipCache")), job_id=job_id, origin=origin)
+        return Submission(
+            job_type=self.jobType,
+            data=protector(settings).unseal(self.data),
+            user_id=self.userId,
+            project_id=self.projectId,
+            priority=self.priority,
+            subscription=self.userSubscription,
+            privileged=self.privileged,
+            skip_cache=bool(self.options.get("skipCache")),
+            job_id=job_id,
+            origin=origin,
+        )
 
 
 def _now_ms() -> int:
@@ -106,16 +115,38 @@ def _validate_options(options: object) -> dict:
     return dict(options)
 
 
-def add(conn: Redis, settings: Settings, *, job_type: str, cron: str, tz: str = "UTC", data: dict | None = None,
-        user_id: str | None = None, project_id: str | None = None, name: str | None = None,
-        priority: str | None = None, subscription: str | None = None, options: dict | None = None,
-        catch_up: str | None = None, privileged: bool = False) -> Recurring:
+def add(
+    conn: Redis,
+    settings: Settings,
+    *,
+    job_type: str,
+    cron: str,
+    tz: str = "UTC",
+    data: dict | None = None,
+    user_id: str | None = None,
+    project_id: str | None = None,
+    name: str | None = None,
+    priority: str | None = None,
+    subscription: str | None = None,
+    options: dict | None = None,
+    catch_up: str | None = None,
+    privileged: bool = False,
+) -> Recurring:
     """Create a definition; its first tick is the first fire time after now."""
     definition = Recurring(
-        id=uuid.uuid4().hex[:12], jobType=job_type, cronExpression=validate_cron(cron, "cronExpression"),
-        tz=validate_timezone(tz, "tz"), data=dict(data or {}), userId=user_id, projectId=project_id,
-        name=name or None, priority=priority, userSubscription=subscription, options=_validate_options(options),
-        catchUp=catch_up or settings.recurring.catchUp, privileged=privileged,
+        id=uuid.uuid4().hex[:12],
+        jobType=job_type,
+        cronExpression=validate_cron(cron, "cronExpression"),
+        tz=validate_timezone(tz, "tz"),
+        data=dict(data or {}),
+        userId=user_id,
+        projectId=project_id,
+        name=name or None,
+        priority=priority,
+        userSubscription=subscription,
+        options=_validate_options(options),
+        catchUp=catch_up or settings.recurring.catchUp,
+        privileged=privileged,
     )
     if definition.catchUp not in CATCH_UP:
         raise InvalidInput(f"catchUp: {definition.catchUp!r} is not one of none, one, all", field="catchUp")
@@ -135,13 +166,26 @@ def add(conn: Redis, settings: Settings, *, job_type: str, cron: str, tz: str = 
         pipe.set(keys.RECURRING_SEEN, 1)
         notify_in(pipe, first / 1000)  # a sleeping timer would otherwise find it only at its next look
         pipe.execute()
-    log.info("recurring %s added: %s %r (%s)", definition.id, definition.jobType, definition.cronExpression,
-             definition.tz)
+    log.info(
+        "recurring %s added: %s %r (%s)", definition.id, definition.jobType, definition.cronExpression, definition.tz
+    )
     return definition
 
 
-MAPPING_FIELDS = {"jobType", "data", "cronExpression", "timezone", "tz", "name", "userId", "projectId", "priority",
-                  "userSubscription", "options", "catchUp"}
+MAPPING_FIELDS = {
+    "jobType",
+    "data",
+    "cronExpression",
+    "timezone",
+    "tz",
+    "name",
+    "userId",
+    "projectId",
+    "priority",
+    "userSubscription",
+    "options",
+    "catchUp",
+}
 
 
 def add_from_mapping(conn: Redis, settings: Settings, obj: object, privileged: bool = False) -> Recurring:
@@ -163,11 +207,22 @@ def add_from_mapping(conn: Redis, settings: Settings, obj: object, privileged: b
         if value is not None and not isinstance(value, str):
             raise InvalidInput(f"{name}: expected a string", field=name)
         text[name] = value
-    return add(conn, settings, job_type=obj["jobType"], cron=obj["cronExpression"],
-               tz=text["timezone"] or text["tz"] or "UTC", data=data, user_id=text["userId"],
-               project_id=text["projectId"], name=text["name"], priority=text["priority"],
-               subscription=text["userSubscription"], options=obj.get("options"), catch_up=text["catchUp"],
-               privileged=privileged)
+    return add(
+        conn,
+        settings,
+        job_type=obj["jobType"],
+        cron=obj["cronExpression"],
+        tz=text["timezone"] or text["tz"] or "UTC",
+        data=data,
+        user_id=text["userId"],
+        project_id=text["projectId"],
+        name=text["name"],
+        priority=text["priority"],
+        subscription=text["userSubscription"],
+        options=obj.get("options"),
+        catch_up=text["catchUp"],
+        privileged=privileged,
+    )
 
 
 def list_all(conn: Redis) -> list[Recurring]:
@@ -222,8 +277,11 @@ def remove(conn: Redis, ref: str) -> Recurring:
     with conn.pipeline() as pipe:
         pipe.hdel(keys.RECURRING, definition.id)
         pipe.zrem(keys.RECURRING_DUE, definition.id)
-        pipe.delete(keys.recurring_runs(definition.id), keys.recurring_stats(definition.id),
-                    keys.recurring_outcomes(definition.id))
+        pipe.delete(
+            keys.recurring_runs(definition.id),
+            keys.recurring_stats(definition.id),
+            keys.recurring_outcomes(definition.id),
+        )
         pipe.execute()
     return definition
 
@@ -241,8 +299,13 @@ def describe(conn: Redis, definition: Recurring, runs: int = 0) -> dict:
     out["data"] = redact(definition.data)
     due = next_run_ms(conn, definition)
     base = (due - 1) if due is not None else _now_ms()
-    out["nextRuns"] = [] if definition.paused else [  # UTC, as every time vq prints; the CLI shows them in tz
-        iso(moment) for moment in next_times(definition.cronExpression, definition.tz, base, 3)]
+    out["nextRuns"] = (
+        []
+        if definition.paused
+        else [  # UTC, as every time vq prints; the CLI shows them in tz
+            iso(moment) for moment in next_times(definition.cronExpression, definition.tz, base, 3)
+        ]
+    )
     stats = {k.decode(): v.decode() for k, v in conn.hgetall(keys.recurring_stats(definition.id)).items()}
     out["stats"] = {name: int(stats.get(name, 0)) for name in ("runs", "succeeded", "failed", "canceled", "missed")}
     out["lastRunAt"] = stats.get("lastRunAt")
@@ -263,12 +326,14 @@ def last_runs(conn: Redis, definition: Recurring, count: int) -> list[dict]:
         status = job.get_status(refresh=False).value if job is not None else None
         if status is None:
             status = outcome.decode() if outcome else "expired"
-        rows.append({"jobId": job_id.decode(), "tickAt": iso(datetime.fromtimestamp(tick / 1000, UTC)),
-                     "status": status})
+        rows.append(
+            {"jobId": job_id.decode(), "tickAt": iso(datetime.fromtimestamp(tick / 1000, UTC)), "status": status}
+        )
     return rows
 
 
 # --- firing ---------------------------------------------------------------------------
+
 
 def tick_job_id(recurring_id: str, tick_ms: int) -> str:
     """The one job id a tick may have: a second attempt at the tick finds the first's job."""
@@ -288,8 +353,9 @@ class Spawner:
     def __call__(self) -> float | None:
         """Fire what is due; return when the next tick is due (epoch seconds) or None."""
         now = _now_ms()
-        for raw_id, score in self.conn.zrangebyscore(keys.RECURRING_DUE, "-inf", now, start=0, num=100,
-                                                     withscores=True):
+        for raw_id, score in self.conn.zrangebyscore(
+            keys.RECURRING_DUE, "-inf", now, start=0, num=100, withscores=True
+        ):
             self._fire_if_free(raw_id.decode(), int(score))
         first = self.conn.zrange(keys.RECURRING_DUE, 0, 0, withscores=True)
         if not first:
@@ -325,28 +391,39 @@ class Spawner:
         for tick in fire:
             self._spawn(definition, tick)
         if missed:
-            log.warning("recurring %s: %s missed tick(s) not run (catch_up %s)", definition.id,
-                        f"more than {missed}" if more and definition.catchUp == "all" else missed,
-                        definition.catchUp)
+            log.warning(
+                "recurring %s: %s missed tick(s) not run (catch_up %s)",
+                definition.id,
+                f"more than {missed}" if more and definition.catchUp == "all" else missed,
+                definition.catchUp,
+            )
         upcoming = next_after(definition.cronExpression, definition.tz, now)
-        self._advance(keys=[keys.RECURRING_DUE, keys.recurring_stats(recurring_id)],
-                      args=[recurring_id, first_ms, upcoming, missed])
+        self._advance(
+            keys=[keys.RECURRING_DUE, keys.recurring_stats(recurring_id)],
+            args=[recurring_id, first_ms, upcoming, missed],
+        )
         self.conn.zremrangebyrank(keys.recurring_runs(recurring_id), 0, -policy.keepRuns - 1)
 
     def _spawn(self, definition: Recurring, tick_ms: int) -> None:
         job_id = tick_job_id(definition.id, tick_ms)
-        if self.conn.zscore(keys.recurring_runs(definition.id), job_id) is not None or \
-                self.conn.exists(Job.key_for(job_id)):
+        if self.conn.zscore(keys.recurring_runs(definition.id), job_id) is not None or self.conn.exists(
+            Job.key_for(job_id)
+        ):
             return  # an earlier attempt at this tick made it
         try:
             spawn(self.conn, self.settings, definition, job_id, tick_ms)
         except (InvalidInput, NotFound, Conflict, PermanentError) as exc:  # the job is refused; an outage propagates
-            log.warning("recurring %s: tick %s not run: %s", definition.id,
-                        iso(datetime.fromtimestamp(tick_ms / 1000, UTC)), exc)
+            log.warning(
+                "recurring %s: tick %s not run: %s",
+                definition.id,
+                iso(datetime.fromtimestamp(tick_ms / 1000, UTC)),
+                exc,
+            )
 
 
-def spawn(conn: Redis, settings: Settings, definition: Recurring, job_id: str | None = None,
-          tick_ms: int | None = None) -> str:
+def spawn(
+    conn: Redis, settings: Settings, definition: Recurring, job_id: str | None = None, tick_ms: int | None = None
+) -> str:
     """Submit one job of `definition` and record it as its latest run: the one path both a
     tick and `run_now` take. A refused job is recorded as the last error and raised."""
     try:

@@ -31,17 +31,31 @@ def _ms_to_iso(ms: float | None) -> str | None:
 
 def _row(definition: Recurring, due_ms: float | None, stats: dict[str, str]) -> dict:
     return {
-        "id": definition.id, "name": definition.name, "job_type": definition.jobType,
-        "cron_expression": definition.cronExpression, "timezone": definition.tz,
-        "data": json.dumps(definition.data, sort_keys=True), "user_id": definition.userId,
-        "project_id": definition.projectId, "priority": definition.priority,
-        "user_subscription": definition.userSubscription, "options": json.dumps(definition.options, sort_keys=True),
-        "catch_up": definition.catchUp, "paused": int(definition.paused), "privileged": int(definition.privileged),
-        "created_at": definition.createdAt, "updated_at": definition.updatedAt, "next_run_at": _ms_to_iso(due_ms),
-        "last_run_at": stats.get("lastRunAt"), "last_job_id": stats.get("lastJobId"),
-        "last_error": stats.get("lastError"), "run_count": int(stats.get("runs", 0)),
-        "success_count": int(stats.get("succeeded", 0)), "failure_count": int(stats.get("failed", 0)),
-        "cancel_count": int(stats.get("canceled", 0)), "missed_count": int(stats.get("missed", 0)),
+        "id": definition.id,
+        "name": definition.name,
+        "job_type": definition.jobType,
+        "cron_expression": definition.cronExpression,
+        "timezone": definition.tz,
+        "data": json.dumps(definition.data, sort_keys=True),
+        "user_id": definition.userId,
+        "project_id": definition.projectId,
+        "priority": definition.priority,
+        "user_subscription": definition.userSubscription,
+        "options": json.dumps(definition.options, sort_keys=True),
+        "catch_up": definition.catchUp,
+        "paused": int(definition.paused),
+        "privileged": int(definition.privileged),
+        "created_at": definition.createdAt,
+        "updated_at": definition.updatedAt,
+        "next_run_at": _ms_to_iso(due_ms),
+        "last_run_at": stats.get("lastRunAt"),
+        "last_job_id": stats.get("lastJobId"),
+        "last_error": stats.get("lastError"),
+        "run_count": int(stats.get("runs", 0)),
+        "success_count": int(stats.get("succeeded", 0)),
+        "failure_count": int(stats.get("failed", 0)),
+        "cancel_count": int(stats.get("canceled", 0)),
+        "missed_count": int(stats.get("missed", 0)),
         "removed_at": None,
     }
 
@@ -80,18 +94,35 @@ def restore_if_wiped(conn: Redis, db: sqlite_utils.Database) -> int:
     with conn.pipeline() as pipe:
         for row in rows:
             definition = Recurring(
-                id=row["id"], jobType=row["job_type"], cronExpression=row["cron_expression"], tz=row["timezone"],
-                data=json.loads(row["data"] or "{}"), userId=row["user_id"], projectId=row["project_id"],
-                name=row["name"], priority=row["priority"], userSubscription=row["user_subscription"],
-                options=json.loads(row["options"] or "{}"), catchUp=row["catch_up"], paused=bool(row["paused"]),
-                privileged=bool(row["privileged"]), createdAt=row["created_at"], updatedAt=row["updated_at"])
+                id=row["id"],
+                jobType=row["job_type"],
+                cronExpression=row["cron_expression"],
+                tz=row["timezone"],
+                data=json.loads(row["data"] or "{}"),
+                userId=row["user_id"],
+                projectId=row["project_id"],
+                name=row["name"],
+                priority=row["priority"],
+                userSubscription=row["user_subscription"],
+                options=json.loads(row["options"] or "{}"),
+                catchUp=row["catch_up"],
+                paused=bool(row["paused"]),
+                privileged=bool(row["privileged"]),
+                createdAt=row["created_at"],
+                updatedAt=row["updated_at"],
+            )
             pipe.hsetnx(keys.RECURRING, definition.id, definition.to_json())
             if not definition.paused and row["next_run_at"]:
                 due = datetime.fromisoformat(row["next_run_at"].replace("Z", "+00:00"))
                 pipe.zadd(keys.RECURRING_DUE, {definition.id: int(due.timestamp() * 1000)}, nx=True)
                 notify_in(pipe, due.timestamp())
-            counts = {"runs": row["run_count"], "succeeded": row["success_count"], "failed": row["failure_count"],
-                      "canceled": row["cancel_count"], "missed": row["missed_count"]}
+            counts = {
+                "runs": row["run_count"],
+                "succeeded": row["success_count"],
+                "failed": row["failure_count"],
+                "canceled": row["cancel_count"],
+                "missed": row["missed_count"],
+            }
             stats = {k: v or 0 for k, v in counts.items()}
             stats.update({k: row[c] for k, c in (("lastRunAt", "last_run_at"), ("lastJobId", "last_job_id")) if row[c]})
             pipe.hset(keys.recurring_stats(definition.id), mapping=stats)

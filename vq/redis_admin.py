@@ -26,8 +26,10 @@ from vq.errors import Conflict, InvalidInput
 def server(settings: Settings) -> EmbeddedRedis:
     """The embedded server of these settings; InvalidInput when a Redis is configured."""
     if settings.redis.configured:
-        raise InvalidInput(f"a Redis is configured ({describe_address(settings)}): vq runs no embedded one, and "
-                           "`vq redis` manages only that")
+        raise InvalidInput(
+            f"a Redis is configured ({describe_address(settings)}): vq runs no embedded one, and "
+            "`vq redis` manages only that"
+        )
     return EmbeddedRedis(settings.data_path)
 
 
@@ -37,10 +39,23 @@ def status(settings: Settings) -> dict:
     if settings.redis.configured:
         return {"mode": "configured", "address": describe_address(settings), "running": None}
     srv = server(settings)
-    view = {"mode": "embedded", "running": False, "answering": False, "pid": srv.server_pid(),
-            "socket": str(srv.socket_path), "dir": str(srv.folder), "log": str(srv.log_file),
-            "stalePidFile": None, "version": None, "uptimeSeconds": None, "persistence": None, "memory": None,
-            "clients": None, "keys": None, "daemons": []}
+    view = {
+        "mode": "embedded",
+        "running": False,
+        "answering": False,
+        "pid": srv.server_pid(),
+        "socket": str(srv.socket_path),
+        "dir": str(srv.folder),
+        "log": str(srv.log_file),
+        "stalePidFile": None,
+        "version": None,
+        "uptimeSeconds": None,
+        "persistence": None,
+        "memory": None,
+        "clients": None,
+        "keys": None,
+        "daemons": [],
+    }
     if view["pid"] is None and srv.pid_file.exists():
         view["stalePidFile"] = str(srv.pid_file)  # a crash or a reboot left it; the next start replaces it
     if not srv.alive():
@@ -51,15 +66,27 @@ def status(settings: Settings) -> dict:
         info = client.info()
         fsync = client.config_get("appendfsync").get("appendfsync")
         view.update(
-            running=True, answering=True, pid=int(info["process_id"]), version=info.get("redis_version"),
-            uptimeSeconds=int(info.get("uptime_in_seconds", 0)), clients=int(info.get("connected_clients", 0)),
-            keys=client.dbsize(), daemons=_daemons_using(client),
-            persistence={"aof": bool(info.get("aof_enabled")), "appendfsync": fsync,
-                         "aofBytes": int(info.get("aof_current_size", 0) or 0),
-                         "lastWrite": info.get("aof_last_write_status"),
-                         "rewriting": bool(info.get("aof_rewrite_in_progress"))},
-            memory={"usedBytes": int(info.get("used_memory", 0)), "peakBytes": int(info.get("used_memory_peak", 0)),
-                    "maxmemory": int(info.get("maxmemory", 0) or 0), "policy": info.get("maxmemory_policy")},
+            running=True,
+            answering=True,
+            pid=int(info["process_id"]),
+            version=info.get("redis_version"),
+            uptimeSeconds=int(info.get("uptime_in_seconds", 0)),
+            clients=int(info.get("connected_clients", 0)),
+            keys=client.dbsize(),
+            daemons=_daemons_using(client),
+            persistence={
+                "aof": bool(info.get("aof_enabled")),
+                "appendfsync": fsync,
+                "aofBytes": int(info.get("aof_current_size", 0) or 0),
+                "lastWrite": info.get("aof_last_write_status"),
+                "rewriting": bool(info.get("aof_rewrite_in_progress")),
+            },
+            memory={
+                "usedBytes": int(info.get("used_memory", 0)),
+                "peakBytes": int(info.get("used_memory_peak", 0)),
+                "maxmemory": int(info.get("maxmemory", 0) or 0),
+                "policy": info.get("maxmemory_policy"),
+            },
         )
     except (redis.RedisError, OSError):
         pass  # it stopped while we asked: what we have is the answer
@@ -91,17 +118,26 @@ def stop(settings: Settings, force: bool = False) -> dict:
             client.close()
     if daemons and not force:
         pids = ", ".join(str(d["pid"]) for d in daemons)
-        raise Conflict(f"vq daemon (pid {pids}) uses the embedded Redis and would start it again at once: stop the "
-                       "daemon first (`vq daemon --stop-redis` stops Redis with it), or pass --force to restart Redis "
-                       "under it")
+        raise Conflict(
+            f"vq daemon (pid {pids}) uses the embedded Redis and would start it again at once: stop the "
+            "daemon first (`vq daemon --stop-redis` stops Redis with it), or pass --force to restart Redis "
+            "under it"
+        )
     pid = srv.shutdown()
-    return {"stopped": pid is not None, "pid": pid, "socket": str(srv.socket_path),
-            "daemons": [d["pid"] for d in daemons]}
+    return {
+        "stopped": pid is not None,
+        "pid": pid,
+        "socket": str(srv.socket_path),
+        "daemons": [d["pid"] for d in daemons],
+    }
 
 
 def _daemons_using(client) -> list[dict]:
     """The live daemons on this Redis; on this host, only those whose process still runs (a
     daemon killed with -9 is still 'live' for up to 30 s by its last report)."""
     here = socket.gethostname()
-    return [{"host": d["host"], "pid": d["pid"]} for d in presence.daemons(client)
-            if d["live"] and (d["host"] != here or pid_running(d["pid"]))]
+    return [
+        {"host": d["host"], "pid": d["pid"]}
+        for d in presence.daemons(client)
+        if d["live"] and (d["host"] != here or pid_running(d["pid"]))
+    ]

@@ -28,16 +28,21 @@ def apply(job_type) -> None:
         seconds = math.ceil(used.ru_utime + used.ru_stime + job_type.max_cpu_ms / 1000)
 
         def over(signum, frame):
-            raise ResourceExceeded(f"cpu: the job used more than its {job_type.max_cpu_ms / 1000:g} s of CPU time "
-                                   f"(job_types.{job_type.name}.maxCpuTime)")
+            raise ResourceExceeded(
+                f"cpu: the job used more than its {job_type.max_cpu_ms / 1000:g} s of CPU time "
+                f"(job_types.{job_type.name}.maxCpuTime)"
+            )
 
         signal.signal(signal.SIGXCPU, over)
         resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
 
 
 def out_of_memory(job_type) -> ResourceExceeded:
-    limit = f"its {job_type.max_memory_mb} MB (job_types.{job_type.name}.maxMemory)" if job_type.max_memory_mb \
+    limit = (
+        f"its {job_type.max_memory_mb} MB (job_types.{job_type.name}.maxMemory)"
+        if job_type.max_memory_mb
         else "the memory available"
+    )
     return ResourceExceeded(f"memory: the job needed more than {limit}")
 
 

@@ -16,10 +16,12 @@ from pathlib import Path, PurePosixPath
 from vq.errors import VqError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-IN_CHECKOUT = {"config.example.yaml": "config.example.yaml", "vq.service": "scripts/vq.service",
-               "vq.1": "man/vq.1"}
-INSTALLED = {"config.example.yaml": "share/vq/config.example.yaml", "vq.service": "share/vq/vq.service",
-             "vq.1": "share/man/man1/vq.1"}
+IN_CHECKOUT = {"config.example.yaml": "config.example.yaml", "vq.service": "scripts/vq.service", "vq.1": "man/vq.1"}
+INSTALLED = {
+    "config.example.yaml": "share/vq/config.example.yaml",
+    "vq.service": "share/vq/vq.service",
+    "vq.1": "share/man/man1/vq.1",
+}
 
 
 def shipped_file(name: str) -> Path:

@@ -53,8 +53,10 @@ def redis_now_ms(conn: Redis) -> int:
 
 def _lapsed_in_started_registries(conn: Redis, job_type: str, now: int) -> list[str]:
     """Jobs in RQ's started registries of the type whose lease lapsed or is gone."""
-    ids = [StartedJobRegistry(keys.queue_name(job_type, priority), connection=conn).get_job_ids(cleanup=False)
-           for priority in keys.PRIORITY_ORDER]
+    ids = [
+        StartedJobRegistry(keys.queue_name(job_type, priority), connection=conn).get_job_ids(cleanup=False)
+        for priority in keys.PRIORITY_ORDER
+    ]
     ids = [i for some in ids for i in some]
     if not ids:
         return []
@@ -84,7 +86,9 @@ def recover_admitted(conn: Redis, settings: Settings, now: int) -> list[tuple[st
                 pipe.execute()
             except WatchError:
                 continue  # a worker started it meanwhile
-        events.emit(conn, "stalled", job.id, job.meta.get("jobType"), action="requeued", reason="admitted, never started")
+        events.emit(
+            conn, "stalled", job.id, job.meta.get("jobType"), action="requeued", reason="admitted, never started"
+        )
         outcomes.append((job.id, "requeued"))
     return outcomes
 
@@ -128,6 +132,7 @@ def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | Non
     job.meta["stalledCount"] = stalled
     if stalled <= max_stalled:
         job.meta["attempts"] = max(0, int(job.meta.get("attempts", 1)) - 1)  # the lost run is not charged
+
         def requeue(pipe) -> None:
             private.enqueue_job(rq_queue(conn, job.origin), job, pipeline=pipe, at_front=True)
 
@@ -135,18 +140,29 @@ def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | Non
             return None
         events.emit(conn, "stalled", job.id, job_type, stalledCount=stalled, action="requeued")
         return "requeued"
-    job.meta["error"] = {"category": "stalled", "type": "Stalled",
-                         "message": f"job stalled more than {max_stalled} times (its worker died)"}
+    job.meta["error"] = {
+        "category": "stalled",
+        "type": "Stalled",
+        "message": f"job stalled more than {max_stalled} times (its worker died)",
+    }
 
     def fail(pipe) -> None:
         job.set_status(JobStatus.FAILED, pipeline=pipe)
-        FailedJobRegistry(job.origin, connection=conn, serializer=JSONSerializer).add(job, ttl=job.failure_ttl,
-                                                                                       pipeline=pipe)
+        FailedJobRegistry(job.origin, connection=conn, serializer=JSONSerializer).add(
+            job, ttl=job.failure_ttl, pipeline=pipe
+        )
 
     if not _settle_if_still_started(conn, job, fail):
         return None
-    events.emit(conn, "failed", job.id, job_type, category="stalled", error=job.meta["error"]["message"],
-                webhookUrl=job.meta.get("webhookUrl"))
+    events.emit(
+        conn,
+        "failed",
+        job.id,
+        job_type,
+        category="stalled",
+        error=job.meta["error"]["message"],
+        webhookUrl=job.meta.get("webhookUrl"),
+    )
     if not job.allow_dependency_failures:
         cancel_dependents(conn, job, f"dependency {job.id} failed")
     return "failed"

@@ -14,8 +14,18 @@ from vq.config import Settings
 from vq.jobtypes import job_types
 from vq.model import iso
 
-TOTALS = ("created", "started", "finished", "failed", "retried", "canceled", "cached", "stalled", "rateLimited",
-          "removed")
+TOTALS = (
+    "created",
+    "started",
+    "finished",
+    "failed",
+    "retried",
+    "canceled",
+    "cached",
+    "stalled",
+    "rateLimited",
+    "removed",
+)
 TOP_USERS = 50
 
 
@@ -36,8 +46,12 @@ def _trend(buckets: list[tuple[int, dict[str, Counter]]], job_type: str | None) 
         for name, counter in by_type.items():
             if job_type is None or name == job_type:
                 total.update(counter)
-        rows.append({"from": iso(datetime.fromtimestamp(start / 1000, UTC)),
-                     **{k: total[k] for k in ("created", "finished", "failed")}})
+        rows.append(
+            {
+                "from": iso(datetime.fromtimestamp(start / 1000, UTC)),
+                **{k: total[k] for k in ("created", "finished", "failed")},
+            }
+        )
     return rows
 
 
@@ -51,12 +65,16 @@ def stats(conn: Redis, settings: Settings, job_type: str | None = None) -> dict:
     for name in types:
         counter = all_totals.get(name, Counter())
         now = now_rows[name]
-        by_type.append({
-            "jobType": name,
-            "totals": {k: counter[k] for k in TOTALS},
-            "now": {k: now[k] for k in ("queued", "limited", "running", "scheduled", "deferred", "failed",
-                                        "finished", "canceled")},
-        })
+        by_type.append(
+            {
+                "jobType": name,
+                "totals": {k: counter[k] for k in TOTALS},
+                "now": {
+                    k: now[k]
+                    for k in ("queued", "limited", "running", "scheduled", "deferred", "failed", "finished", "canceled")
+                },
+            }
+        )
     by_status = Counter()
     for row in by_type:
         by_status.update(row["now"])
@@ -76,8 +94,10 @@ def stats(conn: Redis, settings: Settings, job_type: str | None = None) -> dict:
         "byStatus": dict(by_status),
         "users": _users(conn, settings),
         "priorities": priorities,
-        "trends": {"hourly": _trend(_buckets(conn, "h", 24), job_type),
-                   "daily": _trend(_buckets(conn, "d", 14), job_type)},
+        "trends": {
+            "hourly": _trend(_buckets(conn, "h", 24), job_type),
+            "daily": _trend(_buckets(conn, "d", 14), job_type),
+        },
     }
 
 
@@ -91,9 +111,15 @@ def _users(conn: Redis, settings: Settings) -> list[dict]:
             pipe.zcount(keys.running_user(user), now, "+inf")
         running = pipe.execute()
     caps = limits.user_limits(conn, settings, [user for user, _ in top], in_force)
-    return [{"userId": user, **{k: counter[k] for k in ("created", "finished", "failed", "canceled")},
-             "running": run, "limit": cap}
-            for (user, counter), run, cap in zip(top, running, caps)]
+    return [
+        {
+            "userId": user,
+            **{k: counter[k] for k in ("created", "finished", "failed", "canceled")},
+            "running": run,
+            "limit": cap,
+        }
+        for (user, counter), run, cap in zip(top, running, caps)
+    ]
 
 
 def perf_window_ms(text: str, field: str) -> int:
@@ -123,21 +149,32 @@ def perf(conn: Redis, settings: Settings, window_ms: int = 3_600_000, job_type: 
         c = window.type(name)
         ended = c["finished"] + c["failed"]
         limit = limits.type_limit(conn, settings, name, in_force)
-        rows.append({
-            "jobType": name, "started": c["started"], "finished": c["finished"], "failed": c["failed"],
-            "retried": c["retried"],
-            "throughputPerMin": round(c["finished"] / minutes, 3),
-            "errorRate": round((c["failed"] + c["retried"]) / (ended + c["retried"]), 4) if ended + c["retried"] else 0.0,
-            "avgRunMs": round(c["run_ms"] / c["ran"], 1) if c["ran"] else None,
-            "p50RunMs": metrics.percentile(c, "run", 0.50), "p95RunMs": metrics.percentile(c, "run", 0.95),
-            "p99RunMs": metrics.percentile(c, "run", 0.99),
-            "avgWaitMs": round(c["wait_ms"] / c["started"], 1) if c["started"] else None,
-            "p50WaitMs": metrics.percentile(c, "wait", 0.50), "p95WaitMs": metrics.percentile(c, "wait", 0.95),
-            "p99WaitMs": metrics.percentile(c, "wait", 0.99),
-            "utilization": round(min(1.0, c["run_ms"] / (limit * span_ms)), 4),
-            "limit": limit,
-        })
-    return {"windowMs": window_ms,
-            "from": iso(datetime.fromtimestamp(window.start_ms / 1000, UTC)),
-            "to": iso(datetime.fromtimestamp(window.end_ms / 1000, UTC)),
-            "types": rows}
+        rows.append(
+            {
+                "jobType": name,
+                "started": c["started"],
+                "finished": c["finished"],
+                "failed": c["failed"],
+                "retried": c["retried"],
+                "throughputPerMin": round(c["finished"] / minutes, 3),
+                "errorRate": round((c["failed"] + c["retried"]) / (ended + c["retried"]), 4)
+                if ended + c["retried"]
+                else 0.0,
+                "avgRunMs": round(c["run_ms"] / c["ran"], 1) if c["ran"] else None,
+                "p50RunMs": metrics.percentile(c, "run", 0.50),
+                "p95RunMs": metrics.percentile(c, "run", 0.95),
+                "p99RunMs": metrics.percentile(c, "run", 0.99),
+                "avgWaitMs": round(c["wait_ms"] / c["started"], 1) if c["started"] else None,
+                "p50WaitMs": metrics.percentile(c, "wait", 0.50),
+                "p95WaitMs": metrics.percentile(c, "wait", 0.95),
+                "p99WaitMs": metrics.percentile(c, "wait", 0.99),
+                "utilization": round(min(1.0, c["run_ms"] / (limit * span_ms)), 4),
+                "limit": limit,
+            }
+        )
+    return {
+        "windowMs": window_ms,
+        "from": iso(datetime.fromtimestamp(window.start_ms / 1000, UTC)),
+        "to": iso(datetime.fromtimestamp(window.end_ms / 1000, UTC)),
+        "types": rows,
+    }

@@ -127,8 +127,9 @@ class Restarts:
     def looping(self) -> bool:
         return self.looping_since_ms is not None
 
-    def crashed(self, now: float, up_for: float, error: str, trace: str | None,
-                told: dict[str, str]) -> tuple[float, list[tuple[int, str]]]:
+    def crashed(
+        self, now: float, up_for: float, error: str, trace: str | None, told: dict[str, str]
+    ) -> tuple[float, list[tuple[int, str]]]:
         """A crash `up_for` seconds after its start: (seconds until the restart, the log
         lines). `told` maps errors whose traceback a crash loop already logged to the
         child that logged it (several workers dying of one cause log it once)."""
@@ -146,16 +147,19 @@ class Restarts:
         if len(self.deaths) >= CRASH_LOOP_DEATHS:
             self.looping_since_ms = self.last_death_ms
             span = now - self.deaths[0]
-            line = (f"{self.name} is crash-looping: died {len(self.deaths)} times in {span:.0f}s, last: {error}; "
-                    f"its restarts back off to one every {MAX_DELAY:.0f}s until it stays up {STABLE_AFTER:.0f}s "
-                    "(vq doctor shows it)")
+            line = (
+                f"{self.name} is crash-looping: died {len(self.deaths)} times in {span:.0f}s, last: {error}; "
+                f"its restarts back off to one every {MAX_DELAY:.0f}s until it stays up {STABLE_AFTER:.0f}s "
+                "(vq doctor shows it)"
+            )
             if error in told:
                 return self.delay, [(logging.ERROR, f"{line}; the same error as {told[error]}")]
             told[error] = self.name
             return self.delay, [(logging.ERROR, line + (f"\n{trace.rstrip()}" if trace else ""))]
         if self.streak == 1:
-            return self.delay, [(logging.WARNING, f"{self.name} died: {error}; {restart}"
-                                 + (f"\n{trace.rstrip()}" if trace else ""))]
+            return self.delay, [
+                (logging.WARNING, f"{self.name} died: {error}; {restart}" + (f"\n{trace.rstrip()}" if trace else ""))
+            ]
         return self.delay, [(logging.WARNING, f"{self.name} died again: {error}; {restart}")]
 
     def running(self, up_for: float) -> str | None:
@@ -163,7 +167,7 @@ class Restarts:
         STABLE_AFTER seconds; says so when it had been a crash loop."""
         if not self.streak or up_for < STABLE_AFTER:
             return None
-        said = (f"{self.name} recovered: up {up_for:.0f}s after {self.streak} crashes" if self.looping else None)
+        said = f"{self.name} recovered: up {up_for:.0f}s after {self.streak} crashes" if self.looping else None
         self._reset()
         return said
 
@@ -171,8 +175,13 @@ class Restarts:
         """The crash loop as the daemon publishes it (None when there is none)."""
         if not self.looping:
             return None
-        return {"deaths": self.streak, "sinceMs": self.looping_since_ms, "lastDeathMs": self.last_death_ms,
-                "lastError": self.last_error, "restartDelaySeconds": self.delay}
+        return {
+            "deaths": self.streak,
+            "sinceMs": self.looping_since_ms,
+            "lastDeathMs": self.last_death_ms,
+            "lastError": self.last_error,
+            "restartDelaySeconds": self.delay,
+        }
 
     def _reset(self) -> None:
         self.deaths.clear()

@@ -34,7 +34,7 @@ def data_with(base: dict, assignments: list[str]) -> dict:
         for depth, part in enumerate(parts[:-1]):
             nxt = target.setdefault(part, {})
             if not isinstance(nxt, dict):
-                raise InvalidInput(f"--set: {'.'.join(parts[:depth + 1])} is not an object in the template's data")
+                raise InvalidInput(f"--set: {'.'.join(parts[: depth + 1])} is not an object in the template's data")
             target = nxt
         target[parts[-1]] = value
     return data

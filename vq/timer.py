@@ -51,8 +51,9 @@ class DueMover:
         """Move what is due now: (jobs moved, the next due time in epoch seconds or None)."""
         moved_total = 0
         while True:
-            moved, next_due = self._script(keys=self.registries,
-                                           args=[repr(time.time()), utcformat(rq_now()), MOVE_BUDGET])
+            moved, next_due = self._script(
+                keys=self.registries, args=[repr(time.time()), utcformat(rq_now()), MOVE_BUDGET]
+            )
             moved_total += int(moved)
             if int(moved) < MOVE_BUDGET:
                 return moved_total, float(next_due) if next_due else None
@@ -62,8 +63,13 @@ class Timer:
     """One daemon's sleeper. `tick()` callbacks (the recurring-job spawner) run on the same
     clock and return their own next due time (epoch seconds) or None."""
 
-    def __init__(self, conn: Redis, queue_names: list[str], callbacks: list[Callable[[], float | None]] = (),
-                 max_sleep: float = 1.0):
+    def __init__(
+        self,
+        conn: Redis,
+        queue_names: list[str],
+        callbacks: list[Callable[[], float | None]] = (),
+        max_sleep: float = 1.0,
+    ):
         self.conn = conn
         self.mover = DueMover(conn, queue_names)
         self.callbacks = list(callbacks)

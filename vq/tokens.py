@@ -100,8 +100,7 @@ def decode(settings: Settings, header: str | None, key_and_algorithm: tuple[str,
         raise Unauthorized(MALFORMED_HEADER)
     key, algorithm = key_and_algorithm or _verify_key(settings)
     try:
-        claims = jwt.decode(token.strip(), key, algorithms=[algorithm], options={"require": ["exp", "sub"]},
-                            leeway=5)
+        claims = jwt.decode(token.strip(), key, algorithms=[algorithm], options={"require": ["exp", "sub"]}, leeway=5)
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired") from None
     except jwt.InvalidSignatureError:
@@ -117,8 +116,9 @@ def decode(settings: Settings, header: str | None, key_and_algorithm: tuple[str,
     tier = claims.get("tier")
     if tier is not None and tier not in TIERS:
         raise Unauthorized(f"invalid token: tier {tier!r} is not one of {', '.join(TIERS)}")
-    return Principal(user_id=str(claims["sub"]), role=role, projects=tuple(projects) if projects is not None else None,
-                     tier=tier)
+    return Principal(
+        user_id=str(claims["sub"]), role=role, projects=tuple(projects) if projects is not None else None, tier=tier
+    )
 
 
 @dataclass
@@ -142,8 +142,13 @@ def create(settings: Settings, request: TokenRequest) -> str:
     if request.ttl_seconds <= 0:
         raise InvalidInput("--ttl: at least 1s (a number with s, m, h or d: e.g. 15m, 1h, 30d)", field="ttl")
     now = int(time.time())
-    claims = {"sub": request.user_id, "role": request.role, "iat": now, "exp": now + request.ttl_seconds,
-              **request.extra}
+    claims = {
+        "sub": request.user_id,
+        "role": request.role,
+        "iat": now,
+        "exp": now + request.ttl_seconds,
+        **request.extra,
+    }
     if request.tier:
         claims["tier"] = request.tier
     if request.projects is not None:

@@ -57,17 +57,31 @@ class Lookup:
         if not rows or rows[0]["status"] == "removed":
             return None
         row = rows[0]
-        deps = [(r["depends_on"], bool(r["allow_failure"])) for r in db.query(
-            "SELECT depends_on, allow_failure FROM job_dependencies WHERE job_id = ? ORDER BY rowid", [job_id])]
-        children = [r["id"] for r in db.query(
-            "SELECT id FROM render_jobs WHERE parent_id = ? ORDER BY rowid", [job_id])]
+        deps = [
+            (r["depends_on"], bool(r["allow_failure"]))
+            for r in db.query(
+                "SELECT depends_on, allow_failure FROM job_dependencies WHERE job_id = ? ORDER BY rowid", [job_id]
+            )
+        ]
+        children = [
+            r["id"] for r in db.query("SELECT id FROM render_jobs WHERE parent_id = ? ORDER BY rowid", [job_id])
+        ]
         reason = None
         if row["status"] == "canceled":
-            last = list(db.query("SELECT reason FROM job_history WHERE job_id = ? AND event = 'canceled' "
-                                 "ORDER BY at DESC LIMIT 1", [job_id]))
+            last = list(
+                db.query(
+                    "SELECT reason FROM job_history WHERE job_id = ? AND event = 'canceled' ORDER BY at DESC LIMIT 1",
+                    [job_id],
+                )
+            )
             reason = last[0]["reason"] if last else None
-        return history_view(row, depends_on=deps, children=children,
-                            max_attempts=_attempts(self.settings, row["job_type"]), cancel_reason=reason)
+        return history_view(
+            row,
+            depends_on=deps,
+            children=children,
+            max_attempts=_attempts(self.settings, row["job_type"]),
+            cancel_reason=reason,
+        )
 
 
 def _db(conn: Redis, settings: Settings | None):

@@ -53,8 +53,9 @@ def validate_url(url: object, settings: Settings, field: str = "webhookUrl") -> 
     try:
         _ = parts.port  # urlsplit checks the port only when it is read
     except ValueError:
-        raise InvalidInput(f"{field}: {url[:80]!r} has a port that is not a number from 0 to 65535",
-                           field=field) from None
+        raise InvalidInput(
+            f"{field}: {url[:80]!r} has a port that is not a number from 0 to 65535", field=field
+        ) from None
     Policy.of(settings).check_url(url.strip(), field)
     return url.strip()
 
@@ -64,8 +65,15 @@ def signature(secret: str, body: bytes, at: int) -> str:
     return f"t={at},v1={digest}"
 
 
-def post_json(url: str, payload: dict, *, timeout: float, secret: str | None = None,
-              agent: str = "vq-webhook", policy: Policy | None = None) -> str | None:
+def post_json(
+    url: str,
+    payload: dict,
+    *,
+    timeout: float,
+    secret: str | None = None,
+    agent: str = "vq-webhook",
+    policy: Policy | None = None,
+) -> str | None:
     """POST `payload`; None when the receiver answered 2xx, else why not (one line). With a
     `policy` (a URL a user gave) the connection goes only where it allows: else `Refused`."""
     body = json.dumps(payload, default=str, separators=(",", ":")).encode()
@@ -114,7 +122,9 @@ class Notifier:
                 self.run_once()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if not down:
-                    log.warning("webhooks: Redis unreachable (%s); retrying", str(exc).splitlines()[0] if str(exc) else exc)
+                    log.warning(
+                        "webhooks: Redis unreachable (%s); retrying", str(exc).splitlines()[0] if str(exc) else exc
+                    )
                 down = True
                 time.sleep(1)
                 continue
@@ -149,8 +159,9 @@ class Notifier:
         handled = self._retry_due()
         if time.monotonic() - self.last_claim > CLAIM_IDLE_MS / 4000:
             self.last_claim = time.monotonic()
-            _next, claimed, *_ = self.conn.xautoclaim(keys.WEBHOOK_EVENTS, GROUP, self.consumer, CLAIM_IDLE_MS,
-                                                      "0-0", count=100)
+            _next, claimed, *_ = self.conn.xautoclaim(
+                keys.WEBHOOK_EVENTS, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0", count=100
+            )
             handled += self._handle(events.parse([(keys.WEBHOOK_EVENTS, [c for c in claimed if c[1]])]))
         fresh = self.conn.xreadgroup(GROUP, self.consumer, {keys.WEBHOOK_EVENTS: ">"}, count=200, block=block_ms)
         return handled + self._handle(events.parse(fresh))
@@ -186,8 +197,9 @@ class Notifier:
             payload = {"event": f"job.{event}", "job": {"id": job_id, "status": event}}
         opts = self.settings.webhooks
         try:
-            problem = post_json(url, payload, timeout=opts.timeout / 1000, secret=secret_of(self.settings),
-                                policy=self.policy)
+            problem = post_json(
+                url, payload, timeout=opts.timeout / 1000, secret=secret_of(self.settings), policy=self.policy
+            )
         except Refused as exc:  # where it points will not change by waiting: not retried
             log.warning("job %s: webhook %s refused, not sent: %s", job_id, _host(url), exc.message)
             events.emit(self.conn, "webhook-failed", job_id, payload["job"].get("jobType"), error=exc.message)
@@ -200,8 +212,14 @@ class Notifier:
             events.emit(self.conn, "webhook-failed", job_id, payload["job"].get("jobType"), error=problem)
             return
         wait_ms = opts.backoff * 2 ** (attempt - 1)
-        log.info("job %s: webhook %s failed (%s); attempt %d in %.1fs", job_id, _host(url), problem, attempt + 1,
-                 wait_ms / 1000)
+        log.info(
+            "job %s: webhook %s failed (%s); attempt %d in %.1fs",
+            job_id,
+            _host(url),
+            problem,
+            attempt + 1,
+            wait_ms / 1000,
+        )
         item = json.dumps({"jobId": job_id, "url": url, "event": event, "attempt": attempt + 1})
         self.conn.zadd(keys.WEBHOOK_RETRIES, {item: time.time() * 1000 + wait_ms})
 

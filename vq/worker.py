@@ -19,5 +19,13 @@ from vq.rq_seam.worker import RequeueOnShutdown, ThreadWorker, VqWorker
 from vq.worker_memory import resident_mb
 from vq.worker_threads import start_thread_workers, stop_thread_workers
 
-__all__ = ["LastError", "RequeueOnShutdown", "SayOnce", "ThreadWorker", "VqWorker", "resident_mb",
-           "start_thread_workers", "stop_thread_workers"]
+__all__ = [
+    "LastError",
+    "RequeueOnShutdown",
+    "SayOnce",
+    "ThreadWorker",
+    "VqWorker",
+    "resident_mb",
+    "start_thread_workers",
+    "stop_thread_workers",
+]

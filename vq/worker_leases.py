@@ -44,8 +44,13 @@ class JobLeases:
         else:
             stop = fence.interrupter(threading.get_ident())
         self._lease = process_fence(self.connection).hold(
-            job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"), token,
-            getattr(job, "_vq_asked_at", None) or time.monotonic(), stop)
+            job.id,
+            job.meta.get("jobType", ""),
+            job.meta.get("userId", "_"),
+            token,
+            getattr(job, "_vq_asked_at", None) or time.monotonic(),
+            stop,
+        )
 
     def _disarm(self) -> None:
         lease = self._lease
@@ -58,8 +63,7 @@ class JobLeases:
         lease = self._lease
         if lease is None or lease.job_id != job.id or not lease.lost:
             return False
-        self.log.warning("Worker %s: job %s stopped (lease lost); nothing written for this attempt",
-                         self.name, job.id)
+        self.log.warning("Worker %s: job %s stopped (lease lost); nothing written for this attempt", self.name, job.id)
         try:
             self.connection.incr(keys.LEASES_LOST)
         except (redis.ConnectionError, redis.TimeoutError):

@@ -31,8 +31,12 @@ class MemoryLimit:
         self._memory_checked_at = time.monotonic()
         rss_mb = resident_mb()
         if rss_mb is not None and rss_mb > self.max_memory_mb and not stop_requested(self):
-            self.log.warning("Worker %s: %.0f MB resident, over daemon.maxMemoryPerWorker (%d MB): "
-                             "replaced after this job", self.name, rss_mb, self.max_memory_mb)
+            self.log.warning(
+                "Worker %s: %.0f MB resident, over daemon.maxMemoryPerWorker (%d MB): replaced after this job",
+                self.name,
+                rss_mb,
+                self.max_memory_mb,
+            )
             request_stop(self)
 
 

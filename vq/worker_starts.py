@@ -60,13 +60,23 @@ class AdmissionStarts:
             raise StopRequested()
 
     def _will_take_another(self) -> bool:
-        return not (stop_requested(self) or self._stop_pending or self.redis_lost or self.is_horse or
-                    (self._max_jobs is not None and self._executed + 1 >= self._max_jobs))
+        return not (
+            stop_requested(self)
+            or self._stop_pending
+            or self.redis_lost
+            or self.is_horse
+            or (self._max_jobs is not None and self._executed + 1 >= self._max_jobs)
+        )
 
     def _take_started(self, admitted: Admitted, execution_id: str) -> None:
         """Hold the job admission started for this worker, to run next."""
-        taken = self.queue_class.take_admitted(self.connection, admitted, job_class=self.job_class,
-                                               serializer=self.serializer, death_penalty_class=self.death_penalty_class)
+        taken = self.queue_class.take_admitted(
+            self.connection,
+            admitted,
+            job_class=self.job_class,
+            serializer=self.serializer,
+            death_penalty_class=self.death_penalty_class,
+        )
         if taken is None:
             return
         job, queue = taken
@@ -77,8 +87,12 @@ class AdmissionStarts:
         self._written_state = WorkerStatus.BUSY
         self._beat_at = time.monotonic()
         self._prestarted = (job, queue, Execution(execution_id, job.id, self.connection, worker_name=self.name))
-        events.say("started", job.id, job.meta.get("jobType"),
-                   {"attempt": job.meta.get("attempts"), "worker": self.name, "userId": job.meta.get("userId")})
+        events.say(
+            "started",
+            job.id,
+            job.meta.get("jobType"),
+            {"attempt": job.meta.get("attempts"), "worker": self.name, "userId": job.meta.get("userId")},
+        )
 
     def _requeue_prestarted(self) -> None:
         """A job started for this worker that it will not run now (it is stopping, RQ is

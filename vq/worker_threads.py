@@ -13,7 +13,9 @@ from vq.rq_seam.private import request_stop
 from vq.rq_seam.worker import ThreadWorker
 
 
-def start_thread_workers(settings, queue_names: list[str], conn, name: str) -> list[tuple[ThreadWorker, threading.Thread]]:
+def start_thread_workers(
+    settings, queue_names: list[str], conn, name: str
+) -> list[tuple[ThreadWorker, threading.Thread]]:
     """Start `concurrencyPerWorker - 1` thread workers per such type (the main worker is
     the first of each type's share), each serving only that type's queues."""
     from vq.jobtypes import job_types
@@ -23,10 +25,12 @@ def start_thread_workers(settings, queue_names: list[str], conn, name: str) -> l
     for job_type in job_types(settings).values():
         own = [q for q in queue_names if split_queue_name(q)[0] == job_type.name]
         for index in range(1, job_type.concurrency_per_worker if own else 1):
-            worker = ThreadWorker(own, connection=conn, serializer=JSONSerializer,
-                                  name=f"{name}.{job_type.name}.{index}")
-            thread = threading.Thread(target=worker.work, kwargs={"logging_level": "WARNING"}, daemon=True,
-                                      name=f"vq-{job_type.name}-{index}")
+            worker = ThreadWorker(
+                own, connection=conn, serializer=JSONSerializer, name=f"{name}.{job_type.name}.{index}"
+            )
+            thread = threading.Thread(
+                target=worker.work, kwargs={"logging_level": "WARNING"}, daemon=True, name=f"vq-{job_type.name}-{index}"
+            )
             thread.start()
             started.append((worker, thread))
     return started

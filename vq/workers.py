@@ -36,17 +36,23 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
         beat = _parse(h.get("last_heartbeat"))
         born = _parse(h.get("birth"))
         age = int((now - beat).total_seconds() * 1000) if beat else None
-        rows.append({
-            "name": key.removeprefix("rq:worker:"), "host": h.get("hostname"),
-            "pid": int(h["pid"]) if h.get("pid", "").isdigit() else None,
-            "state": h.get("state", "?"), "currentJob": _current_job(executing) or running.get(key.removeprefix("rq:worker:")),
-            "queues": [q for q in h.get("queues", "").split(",") if q],
-            "heartbeatAgeMs": age, "alive": age is not None and age < heartbeat_ms,
-            "jobsDone": int(h.get("successful_job_count") or 0), "jobsFailed": int(h.get("failed_job_count") or 0),
-            "busySeconds": round(float(h.get("total_working_time") or 0), 1),
-            "memoryMb": float(h[MEMORY_FIELD]) if h.get(MEMORY_FIELD) else None,
-            "startedAt": born.isoformat().replace("+00:00", "Z") if born else None,
-        })
+        rows.append(
+            {
+                "name": key.removeprefix("rq:worker:"),
+                "host": h.get("hostname"),
+                "pid": int(h["pid"]) if h.get("pid", "").isdigit() else None,
+                "state": h.get("state", "?"),
+                "currentJob": _current_job(executing) or running.get(key.removeprefix("rq:worker:")),
+                "queues": [q for q in h.get("queues", "").split(",") if q],
+                "heartbeatAgeMs": age,
+                "alive": age is not None and age < heartbeat_ms,
+                "jobsDone": int(h.get("successful_job_count") or 0),
+                "jobsFailed": int(h.get("failed_job_count") or 0),
+                "busySeconds": round(float(h.get("total_working_time") or 0), 1),
+                "memoryMb": float(h[MEMORY_FIELD]) if h.get(MEMORY_FIELD) else None,
+                "startedAt": born.isoformat().replace("+00:00", "Z") if born else None,
+            }
+        )
     return rows
 
 
@@ -54,8 +60,13 @@ def _running_jobs_by_worker(conn: Redis, hashes: list[dict]) -> dict[str, str]:
     """worker name -> the job it runs, for jobs vq's admission started: those have no RQ
     execution records (vq/lua/admit_start.lua); their live concurrency leases name them, and
     each job's hash names its worker."""
-    types = {keys.split_queue_name(q)[0] for raw in hashes if raw and raw.get(b"state") == b"busy"
-             for q in raw.get(b"queues", b"").decode().split(",") if q}
+    types = {
+        keys.split_queue_name(q)[0]
+        for raw in hashes
+        if raw and raw.get(b"state") == b"busy"
+        for q in raw.get(b"queues", b"").decode().split(",")
+        if q
+    }
     if not types:
         return {}
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
@@ -67,8 +78,9 @@ def _running_jobs_by_worker(conn: Redis, hashes: list[dict]) -> dict[str, str]:
         for job_id in ids:
             pipe.hmget(Job.key_for(job_id), "worker_name", "status")
         replies = pipe.execute()
-    return {worker.decode(): job_id for job_id, (worker, status) in zip(ids, replies)
-            if worker and status == b"started"}
+    return {
+        worker.decode(): job_id for job_id, (worker, status) in zip(ids, replies) if worker and status == b"started"
+    }
 
 
 def _current_job(executions: set[bytes]) -> str | None:

@@ -58,8 +58,10 @@ class BenchError(RuntimeError):
 
 def consoles() -> tuple[Console, Console]:
     """(stdout, stderr progress) consoles, wide enough for the tables when not on a terminal."""
-    return (Console(width=None if sys.stdout.isatty() else WIDTH),
-            Console(stderr=True, width=None if sys.stderr.isatty() else WIDTH))
+    return (
+        Console(width=None if sys.stdout.isatty() else WIDTH),
+        Console(stderr=True, width=None if sys.stderr.isatty() else WIDTH),
+    )
 
 
 # --------------------------------------------------------------------------- private Redis
@@ -87,9 +89,26 @@ class PrivateRedis:
         if not exe:
             raise BenchError("redis-server not found on PATH (apt-get install redis-server)")
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir), "--daemonize", "no", "--logfile", str(self.log)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.log),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         conn = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
         while True:
@@ -98,7 +117,9 @@ class PrivateRedis:
                 return conn
             except redis.ConnectionError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise BenchError(f"private redis-server on port {self.port} did not start (see {self.log})") from None
+                    raise BenchError(
+                        f"private redis-server on port {self.port} did not start (see {self.log})"
+                    ) from None
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -154,7 +175,7 @@ def ended_counts(conn: redis.Redis, finished_keys: list[str], failed_keys: list[
         for key in finished_keys + failed_keys:
             pipe.zcard(key)
         replies = pipe.execute()
-    return sum(replies[: len(finished_keys)]), sum(replies[len(finished_keys):])
+    return sum(replies[: len(finished_keys)]), sum(replies[len(finished_keys) :])
 
 
 def job_times(conn: redis.Redis, job_ids: Sequence[str], *fields: str) -> list[list[datetime | None]]:
@@ -225,8 +246,13 @@ def count_events(conn, event: str, ids: set[str]) -> int:
 # --------------------------------------------------------------------------- vq
 
 
-def write_vq_config(workdir: Path, redis_url: str, job_types: dict | None = None, concurrency: dict | None = None,
-                    name: str = "vq-bench.yaml") -> Path:
+def write_vq_config(
+    workdir: Path,
+    redis_url: str,
+    job_types: dict | None = None,
+    concurrency: dict | None = None,
+    name: str = "vq-bench.yaml",
+) -> Path:
     """A temp config on the private Redis; by default one custom type, `bench-noop`."""
     config = {
         "redis": {"url": redis_url},
@@ -245,8 +271,10 @@ def write_vq_config(workdir: Path, redis_url: str, job_types: dict | None = None
 def vq_registry_keys(conn: redis.Redis, job_type: str) -> tuple[list[str], list[str]]:
     """The finished and failed registries of the type's three queues."""
     names = [keys.queue_name(job_type, p) for p in keys.PRIORITY_ORDER]
-    return ([FinishedJobRegistry(n, connection=conn).key for n in names],
-            [FailedJobRegistry(n, connection=conn).key for n in names])
+    return (
+        [FinishedJobRegistry(n, connection=conn).key for n in names],
+        [FailedJobRegistry(n, connection=conn).key for n in names],
+    )
 
 
 def _name_history_file(config_path: Path) -> None:
@@ -264,8 +292,9 @@ def _name_history_file(config_path: Path) -> None:
             archiver.release_lease()
 
 
-def start_vq_daemon(config_path: Path, workers: int, log_level: str, log_path: Path, cwd: Path,
-                    extra: Sequence[str] = ()) -> subprocess.Popen:
+def start_vq_daemon(
+    config_path: Path, workers: int, log_level: str, log_path: Path, cwd: Path, extra: Sequence[str] = ()
+) -> subprocess.Popen:
     """`python -m vq daemon --workers N` on the temp config; its output goes to log_path."""
     _name_history_file(config_path)
     cmd = [sys.executable, "-m", "vq", "daemon", "--workers", str(workers), "--log-level", log_level, *extra]
@@ -273,27 +302,46 @@ def start_vq_daemon(config_path: Path, workers: int, log_level: str, log_path: P
         return subprocess.Popen(cmd, env=child_env({"VQ_CONFIG": str(config_path)}), stdout=log, stderr=log, cwd=cwd)
 
 
-def wait_until_ended(conn: redis.Redis, proc: subprocess.Popen, finished_keys: list[str], failed_keys: list[str],
-                     total: int, t0: float, timeout: float, poll: float, log_path: Path,
-                     label: str = "vq") -> tuple[float, int, int]:
+def wait_until_ended(
+    conn: redis.Redis,
+    proc: subprocess.Popen,
+    finished_keys: list[str],
+    failed_keys: list[str],
+    total: int,
+    t0: float,
+    timeout: float,
+    poll: float,
+    log_path: Path,
+    label: str = "vq",
+) -> tuple[float, int, int]:
     """Poll the registries until `total` jobs ended; (seconds since t0, finished, failed)."""
     while True:
         finished, failed = ended_counts(conn, finished_keys, failed_keys)
         if finished + failed >= total:
             return time.perf_counter() - t0, finished, failed
         if proc.poll() is not None:
-            raise BenchError(f"{label} daemon exited with code {proc.returncode} after {finished} jobs:\n"
-                             + tail(log_path))
+            raise BenchError(
+                f"{label} daemon exited with code {proc.returncode} after {finished} jobs:\n" + tail(log_path)
+            )
         if time.perf_counter() - t0 > timeout:
             raise BenchError(f"{label}: only {finished}/{total} finished after {timeout:.0f}s:\n" + tail(log_path))
         time.sleep(poll)
 
 
-def run_vq(conn, args, run: int, workdir: Path, config_path: Path, timeout: float, subs: Sequence[Submission],
-           job_type: str = JOB_TYPE, daemon_args: Sequence[str] = (),
-           extra_verify: Callable[[redis.Redis, list[str]], list[str]] | None = None,
-           before_drain: Callable[[], None] | None = None,
-           after_drain: Callable[[], None] | None = None) -> RunResult:
+def run_vq(
+    conn,
+    args,
+    run: int,
+    workdir: Path,
+    config_path: Path,
+    timeout: float,
+    subs: Sequence[Submission],
+    job_type: str = JOB_TYPE,
+    daemon_args: Sequence[str] = (),
+    extra_verify: Callable[[redis.Redis, list[str]], list[str]] | None = None,
+    before_drain: Callable[[], None] | None = None,
+    after_drain: Callable[[], None] | None = None,
+) -> RunResult:
     """Submit `subs` one by one in-process, then start `vq daemon --workers N` and time it
     from its spawn until every job is in the finished (or failed) registry; stop it.
     `before_drain` and `after_drain` run just before the daemon starts and as soon as the
@@ -314,8 +362,9 @@ def run_vq(conn, args, run: int, workdir: Path, config_path: Path, timeout: floa
     t0 = time.perf_counter()
     proc = start_vq_daemon(config_path, args.workers, args.vq_log_level, log_path, workdir, daemon_args)
     try:
-        drain_s, finished, failed = wait_until_ended(conn, proc, finished_keys, failed_keys, jobs, t0, timeout,
-                                                     args.poll, log_path)
+        drain_s, finished, failed = wait_until_ended(
+            conn, proc, finished_keys, failed_keys, jobs, t0, timeout, args.poll, log_path
+        )
         if after_drain:
             after_drain()
     finally:
@@ -354,9 +403,18 @@ def rq_executable() -> list[str]:
     return [found]
 
 
-def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, timeout: float,
-           before_drain: Callable[[], None] | None = None, jobs: int | None = None,
-           after_drain: Callable[[], None] | None = None) -> RunResult:
+def run_rq(
+    conn,
+    args,
+    run: int,
+    workdir: Path,
+    redis_url: str,
+    system: str,
+    timeout: float,
+    before_drain: Callable[[], None] | None = None,
+    jobs: int | None = None,
+    after_drain: Callable[[], None] | None = None,
+) -> RunResult:
     """Enqueue jobs no-op jobs with `Queue.enqueue` (JSON serializer), then time N
     `rq worker --burst` processes (SimpleWorker for rq-simple) until every job ended, as vq's
     drain is timed; then wait for the workers to exit, untimed (with redis-py 8.2 a burst
@@ -395,8 +453,9 @@ def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, tim
             if all_exited and drain_s is not None:
                 break
             if all_exited:
-                raise BenchError(f"{system}: workers exited with only {finished}+{failed}/{jobs} jobs ended:\n"
-                                 + tail(logs[0]))
+                raise BenchError(
+                    f"{system}: workers exited with only {finished}+{failed}/{jobs} jobs ended:\n" + tail(logs[0])
+                )
             if time.perf_counter() - t0 > timeout:
                 raise BenchError(f"{system}: only {finished}/{jobs} finished after {timeout:.0f}s:\n" + tail(logs[0]))
             time.sleep(args.poll)
@@ -419,9 +478,18 @@ def run_rq(conn, args, run: int, workdir: Path, redis_url: str, system: str, tim
     return RunResult(system, run, jobs, enqueue_s, drain_s, steady_seconds(conn, ids), None, verified)
 
 
-def run_rounds(conn, args, workdir: Path, redis_url: str, config_path: Path, systems: list[str],
-               runs_of: Callable[[str], int], run_vq_round: Callable[[int], RunResult],
-               progress: Console, run_rq_round: Callable[[int, str], RunResult] | None = None) -> list[RunResult]:
+def run_rounds(
+    conn,
+    args,
+    workdir: Path,
+    redis_url: str,
+    config_path: Path,
+    systems: list[str],
+    runs_of: Callable[[str], int],
+    run_vq_round: Callable[[int], RunResult],
+    progress: Console,
+    run_rq_round: Callable[[int, str], RunResult] | None = None,
+) -> list[RunResult]:
     """Interleave the systems round by round (vq, then RQ, then vq ...), so a slow spell of
     the machine hits all of them; print one progress line per drain."""
     results: list[RunResult] = []
@@ -438,9 +506,11 @@ def run_rounds(conn, args, workdir: Path, redis_url: str, config_path: Path, sys
                 r = run_rq(conn, args, run, workdir, redis_url, system, args.timeout)
             results.append(r)
             steady = f"{r.steady_rate:,.0f}" if r.steady_rate else "-"
-            progress.print(f"run {run} {LABELS[system]:<17} enqueue {r.enqueue_rate:7,.0f}/s  "
-                           f"drain {r.drain_s:6.2f}s = {r.drain_rate:7,.0f}/s  steady {steady}/s  "
-                           f"[dim]({'; '.join(r.verified)})[/]")
+            progress.print(
+                f"run {run} {LABELS[system]:<17} enqueue {r.enqueue_rate:7,.0f}/s  "
+                f"drain {r.drain_s:6.2f}s = {r.drain_rate:7,.0f}/s  steady {steady}/s  "
+                f"[dim]({'; '.join(r.verified)})[/]"
+            )
     return results
 
 
@@ -470,18 +540,23 @@ def summarize(results: list[RunResult], systems: list[str]) -> dict:
             if base in out:
                 ratios[f"vq/{base}"] = {
                     "drain": out["vq"]["drain_jobs_per_s"] / out[base]["drain_jobs_per_s"],
-                    "steady": (out["vq"]["steady_jobs_per_s"] / out[base]["steady_jobs_per_s"]
-                               if out["vq"]["steady_jobs_per_s"] and out[base]["steady_jobs_per_s"] else None),
+                    "steady": (
+                        out["vq"]["steady_jobs_per_s"] / out[base]["steady_jobs_per_s"]
+                        if out["vq"]["steady_jobs_per_s"] and out[base]["steady_jobs_per_s"]
+                        else None
+                    ),
                     "enqueue": out["vq"]["enqueue_jobs_per_s"] / out[base]["enqueue_jobs_per_s"],
                 }
     return {"systems": out, "ratios": ratios}
 
 
-def print_table(console: Console, summary: dict, meta: dict, title: str | None = None,
-                labels: dict[str, str] | None = None) -> None:
+def print_table(
+    console: Console, summary: dict, meta: dict, title: str | None = None, labels: dict[str, str] | None = None
+) -> None:
     labels = labels or LABELS
-    table = Table(title=title or f"Drain {meta['jobs']:,} no-op jobs, {meta['workers']} worker processes "
-                                 f"(median of runs)")
+    table = Table(
+        title=title or f"Drain {meta['jobs']:,} no-op jobs, {meta['workers']} worker processes (median of runs)"
+    )
     table.add_column("system")
     table.add_column("runs", justify="right")
     table.add_column("drain jobs/s", justify="right")
@@ -490,11 +565,15 @@ def print_table(console: Console, summary: dict, meta: dict, title: str | None =
     table.add_column("steady jobs/s", justify="right")
     table.add_column("enqueue jobs/s", justify="right")
     for system, s in summary["systems"].items():
-        table.add_row(labels[system], str(s["runs"]), f"{s['drain_jobs_per_s']:,.0f}",
-                      " ".join(f"{v:,.0f}" for v in s["drain_jobs_per_s_runs"]),
-                      f"{s['drain_seconds_median']:.2f}",
-                      f"{s['steady_jobs_per_s']:,.0f}" if s["steady_jobs_per_s"] else "-",
-                      f"{s['enqueue_jobs_per_s']:,.0f}")
+        table.add_row(
+            labels[system],
+            str(s["runs"]),
+            f"{s['drain_jobs_per_s']:,.0f}",
+            " ".join(f"{v:,.0f}" for v in s["drain_jobs_per_s_runs"]),
+            f"{s['drain_seconds_median']:.2f}",
+            f"{s['steady_jobs_per_s']:,.0f}" if s["steady_jobs_per_s"] else "-",
+            f"{s['enqueue_jobs_per_s']:,.0f}",
+        )
     console.print(table)
     if summary["ratios"]:
         ratios = Table(title="vq ÷ RQ (above 1 = vq faster)")
@@ -504,20 +583,29 @@ def print_table(console: Console, summary: dict, meta: dict, title: str | None =
         ratios.add_column("enqueue", justify="right")
         for name, r in summary["ratios"].items():
             base = name.split("/", 1)[1]
-            ratios.add_row(f"vq / {LABELS[base]}", f"{r['drain']:.2f}",
-                           f"{r['steady']:.2f}" if r["steady"] else "-", f"{r['enqueue']:.2f}")
+            ratios.add_row(
+                f"vq / {LABELS[base]}",
+                f"{r['drain']:.2f}",
+                f"{r['steady']:.2f}" if r["steady"] else "-",
+                f"{r['enqueue']:.2f}",
+            )
         console.print(ratios)
-    console.print(f"[dim]{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, redis-py {meta['redis_py']}, "
-                  f"redis-server {meta['redis_server']}. drain = process spawn -> all jobs finished; "
-                  f"steady = first job start -> last job end (job timestamps).[/]")
+    console.print(
+        f"[dim]{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, redis-py {meta['redis_py']}, "
+        f"redis-server {meta['redis_server']}. drain = process spawn -> all jobs finished; "
+        f"steady = first job start -> last job end (job timestamps).[/]"
+    )
 
 
 def environment(redis_version: str) -> dict:
     """Machine and versions, for the footnote and the JSON meta."""
     return {
         "machine": f"{platform.machine()} x{os.cpu_count()} CPUs",
-        "python": platform.python_version(), "rq": rq.__version__, "redis_py": redis.__version__,
-        "redis_server": redis_version, "date": datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "rq": rq.__version__,
+        "redis_py": redis.__version__,
+        "redis_server": redis_version,
+        "date": datetime.now().isoformat(timespec="seconds"),
     }
 
 

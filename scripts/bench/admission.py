@@ -71,8 +71,7 @@ def users(n: int) -> list[str]:
 def submissions(jobs: int, n_users: int) -> list[Submission]:
     """Round-robin over the users: user-000, user-001, ..., user-049, user-000, ..."""
     names = users(n_users)
-    return [Submission(job_type=JOB_TYPE, data={}, user_id=names[i % n_users], subscription=TIER)
-            for i in range(jobs)]
+    return [Submission(job_type=JOB_TYPE, data={}, user_id=names[i % n_users], subscription=TIER) for i in range(jobs)]
 
 
 def verify_admission(n_users: int, jobs: int):
@@ -98,8 +97,8 @@ def verify_admission(n_users: int, jobs: int):
             pipe.hgetall(keys.USER_TIER)
             replies = pipe.execute()
         per_user = replies[:n_users]
-        held = sum(replies[n_users:2 * n_users]) + replies[2 * n_users]
-        left = sum(replies[2 * n_users + 1:-1])
+        held = sum(replies[n_users : 2 * n_users]) + replies[2 * n_users]
+        left = sum(replies[2 * n_users + 1 : -1])
         tiers = {k.decode(): v.decode() for k, v in replies[-1].items()}
         expected = {u: jobs // n_users + (1 if i < jobs % n_users else 0) for i, u in enumerate(names)}
         if dict(zip(names, per_user)) != expected:
@@ -108,8 +107,11 @@ def verify_admission(n_users: int, jobs: int):
             raise BenchError(f"vq: admission not clean after the drain: {held} leases held, {left} jobs left in lines")
         if set(tiers) != set(names) or set(tiers.values()) != {TIER}:
             raise BenchError(f"vq: admission saw users/tiers {tiers}")
-        return [f"all {jobs} finished and {started} started events", f"{n_users} users x {min(per_user)}-{max(per_user)} jobs",
-                "no leases or waiting jobs left"]
+        return [
+            f"all {jobs} finished and {started} started events",
+            f"{n_users} users x {min(per_user)}-{max(per_user)} jobs",
+            "no leases or waiting jobs left",
+        ]
 
     return check
 
@@ -121,18 +123,24 @@ def paired_ratios(results) -> list[float]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--jobs", type=int, default=5000, help="jobs per drain (default 5000)")
     p.add_argument("--users", type=int, default=50, help="distinct users the vq jobs are spread over (default 50)")
-    p.add_argument("--type-limit", type=int, default=1000,
-                   help="concurrency.type limit of bench-noop (default 1000: never binds)")
+    p.add_argument(
+        "--type-limit", type=int, default=1000, help="concurrency.type limit of bench-noop (default 1000: never binds)"
+    )
     p.add_argument("--workers", type=int, default=2, help="worker processes on each side (default 2)")
     p.add_argument("--runs", type=int, default=3, help="rounds for vq and RQ SimpleWorker; median reported (default 3)")
-    p.add_argument("--fork-runs", type=int, default=0,
-                   help="rounds for RQ's forking Worker (default 0; 1 adds ~70 s on 2 cores)")
-    p.add_argument("--vq-queues", default=None,
-                   help="pass `--queues` to vq daemon (e.g. bench-noop); default: every job type, as operators run it")
+    p.add_argument(
+        "--fork-runs", type=int, default=0, help="rounds for RQ's forking Worker (default 0; 1 adds ~70 s on 2 cores)"
+    )
+    p.add_argument(
+        "--vq-queues",
+        default=None,
+        help="pass `--queues` to vq daemon (e.g. bench-noop); default: every job type, as operators run it",
+    )
     p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO, as operators run it)")
     p.add_argument("--poll", type=float, default=0.02, help="seconds between completion checks (default 0.02)")
     p.add_argument("--timeout", type=float, default=600, help="give up on one drain after this many seconds")
@@ -160,12 +168,26 @@ def main(argv: list[str] | None = None) -> int:
         progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
         subs = submissions(args.jobs, args.users)
         results = run_rounds(
-            conn, args, workdir, server.url, config_path, args.systems,
+            conn,
+            args,
+            workdir,
+            server.url,
+            config_path,
+            args.systems,
             runs_of=lambda system: args.fork_runs if system == "rq-fork" else args.runs,
-            run_vq_round=lambda run: run_vq(conn, args, run, workdir, config_path, args.timeout, subs,
-                                            daemon_args=daemon_args,
-                                            extra_verify=verify_admission(args.users, args.jobs)),
-            progress=progress)
+            run_vq_round=lambda run: run_vq(
+                conn,
+                args,
+                run,
+                workdir,
+                config_path,
+                args.timeout,
+                subs,
+                daemon_args=daemon_args,
+                extra_verify=verify_admission(args.users, args.jobs),
+            ),
+            progress=progress,
+        )
         conn.flushall()
     except BenchError as exc:
         err.print(f"[red]benchmark failed:[/] {exc}")
@@ -182,21 +204,41 @@ def main(argv: list[str] | None = None) -> int:
     summary["ratios"]["vq/rq-simple"]["drain_per_round"] = paired
     summary["ratios"]["vq/rq-simple"]["drain_per_round_median"] = statistics.median(paired)
     summary["target"] = {"vq/rq-simple drain at least": TARGET, "met": ratio >= TARGET}
-    meta = {"jobs": args.jobs, "users": args.users, "tier": TIER, "type_limit": args.type_limit,
-            "workers": args.workers, "runs": args.runs, "fork_runs": args.fork_runs, "vq_queues": args.vq_queues,
-            "vq_log_level": args.vq_log_level, **environment(redis_version)}
+    meta = {
+        "jobs": args.jobs,
+        "users": args.users,
+        "tier": TIER,
+        "type_limit": args.type_limit,
+        "workers": args.workers,
+        "runs": args.runs,
+        "fork_runs": args.fork_runs,
+        "vq_queues": args.vq_queues,
+        "vq_log_level": args.vq_log_level,
+        **environment(redis_version),
+    }
     if args.json:
         summary["meta"] = meta
-        summary["runs"] = [{**asdict(r), "drain_jobs_per_s": r.drain_rate, "enqueue_jobs_per_s": r.enqueue_rate,
-                            "steady_jobs_per_s": r.steady_rate} for r in results]
+        summary["runs"] = [
+            {
+                **asdict(r),
+                "drain_jobs_per_s": r.drain_rate,
+                "enqueue_jobs_per_s": r.enqueue_rate,
+                "steady_jobs_per_s": r.steady_rate,
+            }
+            for r in results
+        ]
         print(json.dumps(summary, indent=2))
     else:
-        title = (f"Admission overhead: {args.jobs:,} no-op jobs from {args.users} {TIER} users, type limit "
-                 f"{args.type_limit} (limits never bind), {args.workers} worker processes (median of runs)")
+        title = (
+            f"Admission overhead: {args.jobs:,} no-op jobs from {args.users} {TIER} users, type limit "
+            f"{args.type_limit} (limits never bind), {args.workers} worker processes (median of runs)"
+        )
         print_table(out, summary, meta, title=title, labels=LABELS)
         verdict = "[green]met[/]" if ratio >= TARGET else "[red]NOT met[/]"
-        out.print(f"target vq ≥ {TARGET}× RQ SimpleWorker (drain): {ratio:.2f}× — {verdict}  "
-                  f"[dim](round by round: {' '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f})[/]")
+        out.print(
+            f"target vq ≥ {TARGET}× RQ SimpleWorker (drain): {ratio:.2f}× — {verdict}  "
+            f"[dim](round by round: {' '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f})[/]"
+        )
     if args.keep:
         progress.print(f"[dim]kept {workdir}[/]")
     else:

@@ -53,14 +53,33 @@ def main() -> None:
         raise SystemExit("needs `vq` and `rq` on PATH")
     work = Path(tempfile.mkdtemp(prefix="vq-bench-cli-"))
     port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         url = f"redis://127.0.0.1:{port}/0"
         config = work / "config.yaml"
         config.write_text(f"redis:\n  url: {url}\n")
-        env = {**os.environ, "VQ_CONFIG": str(config), "HOME": str(work), "XDG_DATA_HOME": str(work / "data"),
-               "XDG_CACHE_HOME": str(work / "cache")}
+        env = {
+            **os.environ,
+            "VQ_CONFIG": str(config),
+            "HOME": str(work),
+            "XDG_DATA_HOME": str(work / "data"),
+            "XDG_CACHE_HOME": str(work / "cache"),
+        }
         for name in ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB"):
             env.pop(name, None)
         # As installed: pip byte-compiles a wheel, so rq's modules load from .pyc. A checkout run under
@@ -82,11 +101,19 @@ def main() -> None:
             "vq queues": ([vq, "queues"], rq_info),
             "vq submit": (submit, rq_info),
             # The floor: only importing the libraries the product names (no vq code, no work).
-            "deps import": ([sys.executable, "-c", "import redis, rq, typer, rich.console, rich.table, yaml, msgspec"],
-                            rq_info),
+            "deps import": (
+                [sys.executable, "-c", "import redis, rq, typer, rich.console, rich.table, yaml, msgspec"],
+                rq_info,
+            ),
         }
-        targets = {"vq --version": 0.5, "vq --help": 0.5, "vq show ID": 1.0, "vq queues": 1.0, "vq submit": 1.0,
-                   "deps import": None}
+        targets = {
+            "vq --version": 0.5,
+            "vq --help": 0.5,
+            "vq show ID": 1.0,
+            "vq queues": 1.0,
+            "vq submit": 1.0,
+            "deps import": None,
+        }
         rows = {}
         for name, (ours, theirs) in pairs.items():
             timed(ours, env), timed(theirs, env)  # warm the page cache
@@ -94,25 +121,27 @@ def main() -> None:
             for _ in range(args.n):
                 mine.append(timed(ours, env))
                 peer.append(timed(theirs, env))
-            rows[name] = {"vq_s": round(statistics.median(mine), 4), "peer": " ".join(Path(theirs[0]).name.split()
-                                                                                      + theirs[1:2]),
-                          "peer_s": round(statistics.median(peer), 4),
-                          "ratio": round(statistics.median(mine) / statistics.median(peer), 2),
-                          "target": targets[name]}
+            rows[name] = {
+                "vq_s": round(statistics.median(mine), 4),
+                "peer": " ".join(Path(theirs[0]).name.split() + theirs[1:2]),
+                "peer_s": round(statistics.median(peer), 4),
+                "ratio": round(statistics.median(mine) / statistics.median(peer), 2),
+                "target": targets[name],
+            }
         tabs = tab_times(vq, env, work, args.n)
     finally:
         server.terminate()
         server.wait(10)
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
-        print(json.dumps({"runs": args.n, "python": sys.version.split()[0], "commands": rows, "tab": tabs},
-                         indent=2))
+        print(json.dumps({"runs": args.n, "python": sys.version.split()[0], "commands": rows, "tab": tabs}, indent=2))
         return
     print(f"{'command':<14} {'vq s':>7} {'peer':<13} {'peer s':>7} {'ratio':>6} {'target':>7}")
     for name, row in rows.items():
         target = "-" if row["target"] is None else f"{row['target']:.1f}x"
-        print(f"{name:<14} {row['vq_s']:>7.3f} {row['peer']:<13} {row['peer_s']:>7.3f} {row['ratio']:>6.2f} "
-              f"{target:>7}")
+        print(
+            f"{name:<14} {row['vq_s']:>7.3f} {row['peer']:<13} {row['peer_s']:>7.3f} {row['ratio']:>6.2f} {target:>7}"
+        )
     print(f"\n{'TAB (bash)':<36} {'median s':>9} {'max s':>7} {'target':>7}")
     for name, row in tabs.items():
         print(f"{name:<36} {row['median_s']:>9.3f} {row['max_s']:>7.3f} {row['target']:>7}")
@@ -124,8 +153,16 @@ def tab_times(vq: str, env: dict[str, str], work: Path, n: int) -> dict:
 
     def tab(line: str, cache_home: Path) -> float:
         words = line.split(" ")
-        return timed([vq], {**env, "XDG_CACHE_HOME": str(cache_home), "_VQ_COMPLETE": "complete_bash",
-                            "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)})
+        return timed(
+            [vq],
+            {
+                **env,
+                "XDG_CACHE_HOME": str(cache_home),
+                "_VQ_COMPLETE": "complete_bash",
+                "COMP_WORDS": line,
+                "COMP_CWORD": str(len(words) - 1),
+            },
+        )
 
     cold, refresh, warm, static = [], [], [], []
     for index in range(n):
@@ -140,10 +177,12 @@ def tab_times(vq: str, env: dict[str, str], work: Path, n: int) -> dict:
     def row(times: list[float], target: str) -> dict:
         return {"median_s": round(statistics.median(times), 4), "max_s": round(max(times), 4), "target": target}
 
-    return {"vq show <TAB>, cold (no cache)": row(cold, "-"),
-            "vq show <TAB>, values from Redis": row(refresh, "<=0.2"),
-            "vq show <TAB>, warm": row(warm, "<=0.2"),
-            "vq jobs --status <TAB>, warm": row(static, "<=0.2")}
+    return {
+        "vq show <TAB>, cold (no cache)": row(cold, "-"),
+        "vq show <TAB>, values from Redis": row(refresh, "<=0.2"),
+        "vq show <TAB>, warm": row(warm, "<=0.2"),
+        "vq jobs --status <TAB>, warm": row(static, "<=0.2"),
+    }
 
 
 if __name__ == "__main__":

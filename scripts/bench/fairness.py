@@ -81,8 +81,7 @@ JOB_TYPE = "bench-sleep"
 TIER = "enterprise"
 FLOOD_USER = "flood"
 VARIANTS = ("queued", "live")
-VARIANT_LABELS = {"queued": "daemon started after all submissions",
-                  "live": "daemon running during the submissions"}
+VARIANT_LABELS = {"queued": "daemon started after all submissions", "live": "daemon running during the submissions"}
 
 
 @dataclass
@@ -147,11 +146,15 @@ def one_run(conn, args, variant: str, run: int, workdir: Path, config_path: Path
     conn.flushall()
     # Each job's data is distinct ("seq"), so no submission can be answered from a cached
     # result of an identical job: every job really runs and holds a slot.
-    flood = [Submission(job_type=JOB_TYPE, data={"ms": args.sleep_ms, "seq": n}, user_id=FLOOD_USER,
-                        subscription=TIER) for n in range(args.flood)]
+    flood = [
+        Submission(job_type=JOB_TYPE, data={"ms": args.sleep_ms, "seq": n}, user_id=FLOOD_USER, subscription=TIER)
+        for n in range(args.flood)
+    ]
     light_users = [f"light-{i:02d}" for i in range(1, args.light + 1)]
-    light = [Submission(job_type=JOB_TYPE, data={"ms": args.sleep_ms, "seq": args.flood + k}, user_id=u,
-                        subscription=TIER) for k, u in enumerate(light_users)]
+    light = [
+        Submission(job_type=JOB_TYPE, data={"ms": args.sleep_ms, "seq": args.flood + k}, user_id=u, subscription=TIER)
+        for k, u in enumerate(light_users)
+    ]
     total = args.flood + args.light
     finished_keys, failed_keys = vq_registry_keys(conn, JOB_TYPE)
     log_path = workdir / f"vq-daemon-{variant}-run{run}.log"
@@ -179,19 +182,25 @@ def one_run(conn, args, variant: str, run: int, workdir: Path, config_path: Path
     ids = flood_ids + light_ids
     by_status = statuses(conn, ids)
     if by_status != {"finished": total}:
-        raise BenchError(f"{variant} run {run}: job statuses {by_status}, expected all {total} finished "
-                         f"(log {log_path}):\n" + tail(log_path))
+        raise BenchError(
+            f"{variant} run {run}: job statuses {by_status}, expected all {total} finished "
+            f"(log {log_path}):\n" + tail(log_path)
+        )
     verified = [f"all {total} finished"]
     for job_id in light_ids:  # the same fields through vq's own API
         view = vq_jobs.show(conn, job_id)
         if view["status"] != "finished" or not view["startedAt"] or not view["enqueuedAt"]:
-            raise BenchError(f"{variant} run {run}: light job {job_id}: {view['status']}, "
-                             f"startedAt {view['startedAt']}, enqueuedAt {view['enqueuedAt']}")
+            raise BenchError(
+                f"{variant} run {run}: light job {job_id}: {view['status']}, "
+                f"startedAt {view['startedAt']}, enqueuedAt {view['enqueuedAt']}"
+            )
     verified.append(f"{len(light_ids)} light jobs via vq.jobs.show")
     started_events = count_events(conn, "started", set(ids))
     if started_events != total:
-        raise BenchError(f"{variant} run {run}: {started_events} 'started' events, expected {total} "
-                         "(a job that never ran, e.g. answered from a cache?)")
+        raise BenchError(
+            f"{variant} run {run}: {started_events} 'started' events, expected {total} "
+            "(a job that never ran, e.g. answered from a cache?)"
+        )
     verified.append(f"{started_events} started events")
     held, waiting = conn.zcard(keys.running_type(JOB_TYPE)), count_waiting(conn, JOB_TYPE)
     if held or waiting:
@@ -222,13 +231,17 @@ def one_run(conn, args, variant: str, run: int, workdir: Path, config_path: Path
         wait_ms = (start[i] - ready).total_seconds() * 1000
         ahead = sum(1 for j in range(total) if j != i and ready <= start[j] < start[i])
         fifo_ahead = sum(1 for j in range(total) if j != i and enq[j] < enq[i] and start[j] >= ready)
-        lights.append(LightWait(user, job_id, wait_ms, wait_ms / effective_turnover_ms, wait_ms / nominal_turnover_ms,
-                                ahead, fifo_ahead))
+        lights.append(
+            LightWait(
+                user, job_id, wait_ms, wait_ms / effective_turnover_ms, wait_ms / nominal_turnover_ms, ahead, fifo_ahead
+            )
+        )
     startup_ms = None
     if spawn_wall is not None:
         startup_ms = (first_start.timestamp() - spawn_wall) * 1000  # RQ's times are timezone-aware UTC
-    return RunFigures(variant, run, total, submit_s, startup_ms, makespan_s, effective_turnover_ms, peak, lights,
-                      verified)
+    return RunFigures(
+        variant, run, total, submit_s, startup_ms, makespan_s, effective_turnover_ms, peak, lights, verified
+    )
 
 
 def _spread(values: list[float]) -> dict:
@@ -255,17 +268,27 @@ def summarize(results: list[RunFigures], args) -> dict:
         out[variant] = {
             "runs": len(rs),
             "light_samples": len(vq_turn),
-            "vq": {"turnovers": _spread(vq_turn), "ms": _spread(vq_ms), "turnovers_nominal": _spread(vq_nominal),
-                   "jobs_ahead": _spread(vq_ahead)},
-            "fifo": {"turnovers": _spread(fifo_turn), "ms": _spread(fifo_ms),
-                     "turnovers_nominal": _spread([m / nominal for m in fifo_ms]),
-                     "jobs_ahead": _spread(fifo_turn)},
+            "vq": {
+                "turnovers": _spread(vq_turn),
+                "ms": _spread(vq_ms),
+                "turnovers_nominal": _spread(vq_nominal),
+                "jobs_ahead": _spread(vq_ahead),
+            },
+            "fifo": {
+                "turnovers": _spread(fifo_turn),
+                "ms": _spread(fifo_ms),
+                "turnovers_nominal": _spread([m / nominal for m in fifo_ms]),
+                "jobs_ahead": _spread(fifo_turn),
+            },
             "nominal_turnover_ms": nominal,
             "effective_turnover_ms_median": statistics.median(r.effective_turnover_ms for r in rs),
             "makespan_s_median": statistics.median(r.makespan_s for r in rs),
             "max_running": max(r.max_running for r in rs),
-            "startup_ms_median": (statistics.median(r.startup_ms for r in rs if r.startup_ms is not None)
-                                  if any(r.startup_ms is not None for r in rs) else None),
+            "startup_ms_median": (
+                statistics.median(r.startup_ms for r in rs if r.startup_ms is not None)
+                if any(r.startup_ms is not None for r in rs)
+                else None
+            ),
         }
         p95 = out[variant]["vq"]["turnovers"]["p95"]
         out[variant]["fifo_over_vq_p95"] = out[variant]["fifo"]["turnovers"]["p95"] / p95 if p95 else None
@@ -274,8 +297,10 @@ def summarize(results: list[RunFigures], args) -> dict:
 
 def print_report(console, summary: dict, meta: dict) -> None:
     nominal = meta["sleep_ms"] / meta["type_limit"]
-    table = Table(title=f"Fairness: {meta['light']} light users' wait behind one user's {meta['flood']:,}-job flood "
-                        f"(type limit {meta['type_limit']}, {meta['sleep_ms']:g} ms jobs, {meta['workers']} workers)")
+    table = Table(
+        title=f"Fairness: {meta['light']} light users' wait behind one user's {meta['flood']:,}-job flood "
+        f"(type limit {meta['type_limit']}, {meta['sleep_ms']:g} ms jobs, {meta['workers']} workers)"
+    )
     table.add_column("variant")
     table.add_column("scheduler")
     table.add_column("turnovers p50 / p95 / max", justify="right")
@@ -288,8 +313,12 @@ def print_report(console, summary: dict, meta: dict) -> None:
 
     def cells(x: dict) -> list[str]:
         t, m, a, n = x["turnovers"], x["ms"], x["jobs_ahead"], x["turnovers_nominal"]
-        return [f"{num(t['p50'])} / {num(t['p95'])} / {num(t['max'])}", f"{m['p50']:,.0f} / {m['p95']:,.0f}",
-                f"{a['p50']:,.0f} / {a['p95']:,.0f}", f"{num(n['p50'])} / {num(n['p95'])}"]
+        return [
+            f"{num(t['p50'])} / {num(t['p95'])} / {num(t['max'])}",
+            f"{m['p50']:,.0f} / {m['p95']:,.0f}",
+            f"{a['p50']:,.0f} / {a['p95']:,.0f}",
+            f"{num(n['p50'])} / {num(n['p95'])}",
+        ]
 
     for variant, s in summary.items():
         label = f"{variant} ({s['runs']}×{meta['light']})"
@@ -299,28 +328,37 @@ def print_report(console, summary: dict, meta: dict) -> None:
     for variant, s in summary.items():
         startup = f", daemon spawn → first job {s['startup_ms_median']:,.0f} ms" if s["startup_ms_median"] else ""
         better = f"; p95 FIFO ÷ vq = {s['fifo_over_vq_p95']:.0f}×" if s["fifo_over_vq_p95"] else ""
-        console.print(f"[dim]{variant}: {VARIANT_LABELS[variant]}; effective turnover "
-                      f"{s['effective_turnover_ms_median']:.1f} ms (nominal {nominal:g}; makespan "
-                      f"{s['makespan_s_median']:.2f} s for {meta['flood'] + meta['light']:,} jobs), at most "
-                      f"{s['max_running']} running at once{startup}{better}[/]")
-    console.print(f"[dim]1 slot turnover = job duration ÷ limit: a slot comes free, one job starts. wait = submission "
-                  f"(or the first job's start, if later) → start. turnovers = wait ÷ effective turnover (measured: "
-                  f"makespan ÷ jobs, i.e. the slot time a job really took, sleep + per-job overhead, ÷ limit); "
-                  f"÷ nominal = wait ÷ (sleep ÷ limit). jobs ahead = jobs that started in the meantime. FIFO = jobs "
-                  f"submitted earlier and not yet started (each one turnover), its ms at the effective turnover. "
-                  f"In job durations (rounds of all slots): turnovers ÷ {meta['type_limit']}. {meta['machine']}; "
-                  f"Python {meta['python']}, rq {meta['rq']}, redis-server {meta['redis_server']}.[/]")
+        console.print(
+            f"[dim]{variant}: {VARIANT_LABELS[variant]}; effective turnover "
+            f"{s['effective_turnover_ms_median']:.1f} ms (nominal {nominal:g}; makespan "
+            f"{s['makespan_s_median']:.2f} s for {meta['flood'] + meta['light']:,} jobs), at most "
+            f"{s['max_running']} running at once{startup}{better}[/]"
+        )
+    console.print(
+        f"[dim]1 slot turnover = job duration ÷ limit: a slot comes free, one job starts. wait = submission "
+        f"(or the first job's start, if later) → start. turnovers = wait ÷ effective turnover (measured: "
+        f"makespan ÷ jobs, i.e. the slot time a job really took, sleep + per-job overhead, ÷ limit); "
+        f"÷ nominal = wait ÷ (sleep ÷ limit). jobs ahead = jobs that started in the meantime. FIFO = jobs "
+        f"submitted earlier and not yet started (each one turnover), its ms at the effective turnover. "
+        f"In job durations (rounds of all slots): turnovers ÷ {meta['type_limit']}. {meta['machine']}; "
+        f"Python {meta['python']}, rq {meta['rq']}, redis-server {meta['redis_server']}.[/]"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--flood", type=int, default=1000, help="jobs the flooding user submits first (default 1000)")
     p.add_argument("--light", type=int, default=20, help="light users, one job each, submitted after (default 20)")
     p.add_argument("--sleep-ms", type=float, default=20, help="how long each job holds its slot (default 20 ms)")
     p.add_argument("--type-limit", type=int, default=2, help="concurrency.type limit of bench-sleep (default 2)")
-    p.add_argument("--workers", type=int, default=4,
-                   help="vq daemon --workers (default 4: more workers than slots, so slots are the bottleneck)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="vq daemon --workers (default 4: more workers than slots, so slots are the bottleneck)",
+    )
     p.add_argument("--runs", type=int, default=3, help="runs per variant; light waits pooled (default 3)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     p.add_argument("--vq-queues", default=None, help="pass `--queues` to vq daemon; default: every job type")
@@ -349,9 +387,11 @@ def main(argv: list[str] | None = None) -> int:
         conn = server.start()
         redis_version = conn.info("server")["redis_version"]
         config_path = write_vq_config(
-            workdir, server.url,
+            workdir,
+            server.url,
             job_types={JOB_TYPE: {"handler": "bench_handlers:sleep", "attempts": 1}},
-            concurrency={"type": {JOB_TYPE: args.type_limit}})
+            concurrency={"type": {JOB_TYPE: args.type_limit}},
+        )
         progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
         for run in range(1, args.runs + 1):
             for variant in args.variants:
@@ -359,10 +399,12 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(r)
                 t = [w.turnovers for w in r.light]
                 fifo = [w.fifo_ahead for w in r.light]
-                progress.print(f"run {run} {variant:<6} light wait p50 {percentile(t, 50):5.1f} p95 {percentile(t, 95):5.1f}"
-                               f" turnovers (FIFO p50 {percentile(fifo, 50):5.1f})  effective turnover "
-                               f"{r.effective_turnover_ms:.1f} ms (nominal {args.sleep_ms / args.type_limit:g})  "
-                               f"[dim]({'; '.join(r.verified)})[/]")
+                progress.print(
+                    f"run {run} {variant:<6} light wait p50 {percentile(t, 50):5.1f} p95 {percentile(t, 95):5.1f}"
+                    f" turnovers (FIFO p50 {percentile(fifo, 50):5.1f})  effective turnover "
+                    f"{r.effective_turnover_ms:.1f} ms (nominal {args.sleep_ms / args.type_limit:g})  "
+                    f"[dim]({'; '.join(r.verified)})[/]"
+                )
         conn.flushall()
     except BenchError as exc:
         err.print(f"[red]benchmark failed:[/] {exc}")
@@ -372,9 +414,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     summary = summarize(results, args)
-    meta = {"flood": args.flood, "light": args.light, "sleep_ms": args.sleep_ms, "type_limit": args.type_limit,
-            "tier": TIER, "workers": args.workers, "runs": args.runs, "variants": args.variants,
-            "vq_queues": args.vq_queues, "vq_log_level": args.vq_log_level, **environment(redis_version)}
+    meta = {
+        "flood": args.flood,
+        "light": args.light,
+        "sleep_ms": args.sleep_ms,
+        "type_limit": args.type_limit,
+        "tier": TIER,
+        "workers": args.workers,
+        "runs": args.runs,
+        "variants": args.variants,
+        "vq_queues": args.vq_queues,
+        "vq_log_level": args.vq_log_level,
+        **environment(redis_version),
+    }
     if args.json:
         print(json.dumps({"variants": summary, "meta": meta, "runs": [asdict(r) for r in results]}, indent=2))
     else:

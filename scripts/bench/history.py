@@ -118,8 +118,13 @@ ROWS_PER_JOB = ("created", "started", "finished")
 CHUNK = 10_000
 PERF_WINDOW_MS = 3_600_000
 CALLS = ("stats", "health", "perf", "dashboard", "rq-info")
-CALL_LABELS = {"stats": "vq stats", "health": "vq health", "perf": "vq perf (1 h)",
-               "dashboard": "vq tui refresh (dashboard.overview)", "rq-info": "rq info (reference)"}
+CALL_LABELS = {
+    "stats": "vq stats",
+    "health": "vq health",
+    "perf": "vq perf (1 h)",
+    "dashboard": "vq tui refresh (dashboard.overview)",
+    "rq-info": "rq info (reference)",
+}
 
 
 # --------------------------------------------------------------------------- config and users
@@ -133,8 +138,9 @@ def bench_config(workdir: Path, redis_url: str, args, history: bool, name: str) 
     """The bench config: every tier's and the type's limit raised so none binds; history on
     or off; a data dir of its own (so each history.db holds one run)."""
     tiers = {tier: args.user_limit for tier in TIERS}
-    path = write_vq_config(workdir, redis_url, concurrency={"user": tiers, "type": {JOB_TYPE: args.type_limit}},
-                           name=f"{name}.yaml")
+    path = write_vq_config(
+        workdir, redis_url, concurrency={"user": tiers, "type": {JOB_TYPE: args.type_limit}}, name=f"{name}.yaml"
+    )
     return update_vq_config(path, history={"enabled": history}, data_dir=str(workdir / f"data-{name}"))
 
 
@@ -170,25 +176,37 @@ def wait_archived(conn, settings, ids: list[str], proc, log_path: Path, timeout:
             caught_up = time.time()
             break
         if proc.poll() is not None:
-            raise BenchError(f"vq daemon exited (code {proc.returncode}) before the archiver caught up:\n"
-                             + tail(log_path))
+            raise BenchError(
+                f"vq daemon exited (code {proc.returncode}) before the archiver caught up:\n" + tail(log_path)
+            )
         if time.monotonic() > deadline:
-            raise BenchError(f"archiver: {rows}/{expected} job_history rows, {counted}/{len(ids)} finished counted "
-                             f"{timeout:.0f}s after the drain:\n" + tail(log_path))
+            raise BenchError(
+                f"archiver: {rows}/{expected} job_history rows, {counted}/{len(ids)} finished counted "
+                f"{timeout:.0f}s after the drain:\n" + tail(log_path)
+            )
         time.sleep(poll)
     confirmed = archiver.catch_up(conn, settings, timeout=10) is None
     last_end = max(end for (end,) in job_times(conn, ids, "ended_at") if end).timestamp()
-    return {"rows": rows, "rows_at_drain_end": rows_at_drain, "expected_rows": expected,
-            "catch_up_after_last_job_s": caught_up - last_end, "catch_up_after_drain_seen_s": caught_up - seen_done,
-            "catch_up_confirmed": confirmed}
+    return {
+        "rows": rows,
+        "rows_at_drain_end": rows_at_drain,
+        "expected_rows": expected,
+        "catch_up_after_last_job_s": caught_up - last_end,
+        "catch_up_after_drain_seen_s": caught_up - seen_done,
+        "catch_up_confirmed": confirmed,
+    }
 
 
 def verify_history(conn, settings, ids: list[str]) -> list[str]:
     """Every job has exactly its created, started and finished rows; render_jobs and metrics agree."""
     n = len(ids)
     with sqlite3.connect(f"file:{historydb.path_for(settings)}?mode=ro", uri=True) as db:
-        by_event = {e: (rows, jobs) for e, rows, jobs in db.execute(
-            "SELECT event, COUNT(*), COUNT(DISTINCT job_id) FROM job_history GROUP BY event")}
+        by_event = {
+            e: (rows, jobs)
+            for e, rows, jobs in db.execute(
+                "SELECT event, COUNT(*), COUNT(DISTINCT job_id) FROM job_history GROUP BY event"
+            )
+        }
         job_ids = {row[0] for row in db.execute("SELECT DISTINCT job_id FROM job_history")}
         finished_rows = db.execute("SELECT COUNT(*) FROM render_jobs WHERE status = 'finished'").fetchone()[0]
     if by_event != {e: (n, n) for e in ROWS_PER_JOB}:
@@ -230,8 +248,9 @@ def drain_vq(conn, args, run: int, workdir: Path, redis_url: str, system: str) -
     proc = start_vq_daemon(config_path, args.workers, args.vq_log_level, log_path, workdir)
     extra: dict = {}
     try:
-        drain_s, finished, failed = wait_until_ended(conn, proc, finished_keys, failed_keys, args.jobs, t0,
-                                                     args.timeout, args.poll, log_path)
+        drain_s, finished, failed = wait_until_ended(
+            conn, proc, finished_keys, failed_keys, args.jobs, t0, args.timeout, args.poll, log_path
+        )
         extra["redis_cpu_s"] = redis_cpu_seconds(conn) - cpu0
         if history:
             extra.update(wait_archived(conn, settings, ids, proc, log_path, args.catch_up_timeout, args.poll))
@@ -269,10 +288,15 @@ def part_cost(conn, args, workdir: Path, redis_url: str, progress) -> tuple[list
             results.append(r)
             extras[system].append({"run": run, **extra})
             steady = f"{r.steady_rate:,.0f}" if r.steady_rate else "-"
-            archived = (f"  archiver caught up {extra['catch_up_after_last_job_s']:.2f}s after the last job"
-                        if "catch_up_after_last_job_s" in extra else "")
-            progress.print(f"run {run} {LABELS[system]:<23} drain {r.drain_s:6.2f}s = {r.drain_rate:6,.0f}/s  "
-                           f"steady {steady}/s{archived}  [dim]({'; '.join(r.verified)})[/]")
+            archived = (
+                f"  archiver caught up {extra['catch_up_after_last_job_s']:.2f}s after the last job"
+                if "catch_up_after_last_job_s" in extra
+                else ""
+            )
+            progress.print(
+                f"run {run} {LABELS[system]:<23} drain {r.drain_s:6.2f}s = {r.drain_rate:6,.0f}/s  "
+                f"steady {steady}/s{archived}  [dim]({'; '.join(r.verified)})[/]"
+            )
     return results, extras
 
 
@@ -283,8 +307,11 @@ def cost_ratios(results: list[RunResult], summary: dict) -> dict:
         return s[a][key] / s[b][key] if s.get(a, {}).get(key) and s.get(b, {}).get(key) else None
 
     by_run = {(r.system, r.run): r.drain_rate for r in results}
-    paired = [round(by_run[("vq-on", n)] / by_run[("vq-off", n)], 3)
-              for n in sorted({r.run for r in results}) if ("vq-on", n) in by_run and ("vq-off", n) in by_run]
+    paired = [
+        round(by_run[("vq-on", n)] / by_run[("vq-off", n)], 3)
+        for n in sorted({r.run for r in results})
+        if ("vq-on", n) in by_run and ("vq-off", n) in by_run
+    ]
     out = {}
     for a, b in (("vq-on", "vq-off"), ("vq-on", "rq-simple"), ("vq-off", "rq-simple")):
         out[f"{a}/{b}"] = {"drain": ratio(a, b, "drain_jobs_per_s"), "steady": ratio(a, b, "steady_jobs_per_s")}
@@ -294,36 +321,64 @@ def cost_ratios(results: list[RunResult], summary: dict) -> dict:
 
 
 def print_cost(console, results: list[RunResult], summary: dict, ratios: dict, extras: dict, meta: dict) -> None:
-    print_table(console, summary, meta, labels=LABELS,
-                title=f"Part 1: drain {meta['jobs']:,} no-op jobs from {meta['users']} users, "
-                      f"{meta['workers']} worker processes (median of runs)")
+    print_table(
+        console,
+        summary,
+        meta,
+        labels=LABELS,
+        title=f"Part 1: drain {meta['jobs']:,} no-op jobs from {meta['users']} users, "
+        f"{meta['workers']} worker processes (median of runs)",
+    )
     table = Table(title="Ratios of the medians (above 1 = the first is faster)")
-    for name, justify in (("ratio", "left"), ("drain", "right"), ("steady", "right"), ("per round (drain)", "right"),
-                          ("target", "left")):
+    for name, justify in (
+        ("ratio", "left"),
+        ("drain", "right"),
+        ("steady", "right"),
+        ("per round (drain)", "right"),
+        ("target", "left"),
+    ):
         table.add_column(name, justify=justify)
     for name, r in ratios.items():
         a, b = name.split("/")
         target = ""
         if "meets_target" in r:
-            target = f"[{'green' if r['meets_target'] else 'red'}]>= {TARGET_RATIO:.2f}: " \
-                     f"{'met' if r['meets_target'] else 'missed'}[/]"
-        table.add_row(f"{LABELS[a]} / {LABELS[b]}", f"{r['drain']:.3f}" if r["drain"] else "-",
-                      f"{r['steady']:.3f}" if r["steady"] else "-",
-                      " ".join(f"{x:.3f}" for x in r.get("per_round", [])), target)
+            target = (
+                f"[{'green' if r['meets_target'] else 'red'}]>= {TARGET_RATIO:.2f}: "
+                f"{'met' if r['meets_target'] else 'missed'}[/]"
+            )
+        table.add_row(
+            f"{LABELS[a]} / {LABELS[b]}",
+            f"{r['drain']:.3f}" if r["drain"] else "-",
+            f"{r['steady']:.3f}" if r["steady"] else "-",
+            " ".join(f"{x:.3f}" for x in r.get("per_round", [])),
+            target,
+        )
     console.print(table)
     archive = Table(title="Archiver after each history-on drain (daemon still running)")
-    for name in ("run", "job_history rows", "at drain end", "caught up after last job", "after drain seen",
-                 "catch_up()"):
+    for name in (
+        "run",
+        "job_history rows",
+        "at drain end",
+        "caught up after last job",
+        "after drain seen",
+        "catch_up()",
+    ):
         archive.add_column(name, justify="left" if name == "catch_up()" else "right")
     for e in extras["vq-on"]:
-        archive.add_row(str(e["run"]), f"{e['rows']:,} / {e['expected_rows']:,}", f"{e['rows_at_drain_end']:,}",
-                        f"{e['catch_up_after_last_job_s']:.2f} s", f"{e['catch_up_after_drain_seen_s']:.2f} s",
-                        "ok" if e["catch_up_confirmed"] else "[red]timeout[/]")
+        archive.add_row(
+            str(e["run"]),
+            f"{e['rows']:,} / {e['expected_rows']:,}",
+            f"{e['rows_at_drain_end']:,}",
+            f"{e['catch_up_after_last_job_s']:.2f} s",
+            f"{e['catch_up_after_drain_seen_s']:.2f} s",
+            "ok" if e["catch_up_confirmed"] else "[red]timeout[/]",
+        )
     console.print(archive)
     cpu = {s: statistics.median(e["redis_cpu_s"] for e in extras[s]) for s in ("vq-on", "vq-off") if extras[s]}
-    console.print("[dim]job_history rows: 3 per job (created, started, finished), all present in every run. "
-                  "Redis CPU during the drain (median): "
-                  + ", ".join(f"{LABELS[s]} {v:.2f} s" for s, v in cpu.items()) + ".[/]")
+    console.print(
+        "[dim]job_history rows: 3 per job (created, started, finished), all present in every run. "
+        "Redis CPU during the drain (median): " + ", ".join(f"{LABELS[s]} {v:.2f} s" for s, v in cpu.items()) + ".[/]"
+    )
 
 
 # --------------------------------------------------------------------------- part 2: answer time
@@ -333,8 +388,10 @@ def seed_finished(conn, args, workdir: Path, config_path: Path, settings, progre
     """A few jobs run and archived by a daemon (history on), then the daemon is stopped."""
     conn.flushall()
     names = users(args.users)
-    ids = [submit(conn, settings, Submission(job_type=JOB_TYPE, data={}, user_id=names[i % args.users]))
-           for i in range(args.finished)]
+    ids = [
+        submit(conn, settings, Submission(job_type=JOB_TYPE, data={}, user_id=names[i % args.users]))
+        for i in range(args.finished)
+    ]
     finished_keys, failed_keys = vq_registry_keys(conn, JOB_TYPE)
     log_path = workdir / "vq-daemon-answer-seed.log"
     t0 = time.perf_counter()
@@ -351,8 +408,9 @@ _maker: dict = {}  # per creating process: its connection and settings
 
 
 def _init_maker(redis_url: str, config_path: str, n_users: int) -> None:
-    _maker.update(conn=redis.Redis.from_url(redis_url), settings=load_settings(Path(config_path), env={}),
-                  users=users(n_users))
+    _maker.update(
+        conn=redis.Redis.from_url(redis_url), settings=load_settings(Path(config_path), env={}), users=users(n_users)
+    )
 
 
 def _make_chunk(span: tuple[int, int]) -> int:
@@ -360,8 +418,12 @@ def _make_chunk(span: tuple[int, int]) -> int:
     submission."""
     start, size = span
     names = _maker["users"]
-    subs = [Submission(job_type=JOB_TYPE, data={}, user_id=names[i % len(names)],
-                       subscription=TIERS[(i % len(names)) % len(TIERS)]) for i in range(start, start + size)]
+    subs = [
+        Submission(
+            job_type=JOB_TYPE, data={}, user_id=names[i % len(names)], subscription=TIERS[(i % len(names)) % len(TIERS)]
+        )
+        for i in range(start, start + size)
+    ]
     outcomes = submit_each(_maker["conn"], _maker["settings"], subs, lambda s: s)
     refused = [o for o in outcomes if not o["ok"]]
     if refused:
@@ -376,14 +438,16 @@ def create_waiting(redis_url: str, config_path: Path, args, progress) -> float:
     step = max(CHUNK, args.waiting // 10)
     t0 = time.perf_counter()
     made = 0
-    with mp.get_context("fork").Pool(args.create_procs, _init_maker,
-                                      (redis_url, str(config_path), args.users)) as pool:  # exit: terminate
+    with mp.get_context("fork").Pool(
+        args.create_procs, _init_maker, (redis_url, str(config_path), args.users)
+    ) as pool:  # exit: terminate
         for size in pool.imap_unordered(_make_chunk, spans):
             before, made = made, made + size
             if made // step != before // step or made == args.waiting:
                 elapsed = time.perf_counter() - t0
-                progress.print(f"[dim]  {made:>9,} / {args.waiting:,} waiting jobs created "
-                               f"({made / elapsed:,.0f}/s)[/]")
+                progress.print(
+                    f"[dim]  {made:>9,} / {args.waiting:,} waiting jobs created ({made / elapsed:,.0f}/s)[/]"
+                )
     return time.perf_counter() - t0
 
 
@@ -404,9 +468,13 @@ def rq_info(conn, names: list[str]) -> list[tuple]:
 def time_calls(conn, settings, calls: int) -> dict[str, list[float]]:
     """Each call once to warm up, then `calls` rounds of every call, interleaved; ms."""
     names = all_queue_names(settings)
-    fns = {"stats": lambda: vq_stats.stats(conn, settings), "health": lambda: health.check(conn, settings),
-           "perf": lambda: vq_stats.perf(conn, settings, PERF_WINDOW_MS),
-           "dashboard": lambda: dashboard.overview(conn, settings), "rq-info": lambda: rq_info(conn, names)}
+    fns = {
+        "stats": lambda: vq_stats.stats(conn, settings),
+        "health": lambda: health.check(conn, settings),
+        "perf": lambda: vq_stats.perf(conn, settings, PERF_WINDOW_MS),
+        "dashboard": lambda: dashboard.overview(conn, settings),
+        "rq-info": lambda: rq_info(conn, names),
+    }
     for fn in fns.values():
         fn()
     out: dict[str, list[float]] = {name: [] for name in fns}
@@ -424,13 +492,17 @@ def answer_sanity(conn, settings, waiting: int) -> str:
     perf_row = next(r for r in vq_stats.perf(conn, settings, PERF_WINDOW_MS)["types"] if r["jobType"] == JOB_TYPE)
     if row["now"]["queued"] != waiting:
         raise BenchError(f"vq stats counts {row['now']['queued']} queued {JOB_TYPE} jobs, expected {waiting}")
-    return (f"stats: {row['now']['queued']:,} queued, {row['totals']['finished']} finished all time; "
-            f"perf 1h: {perf_row['finished']} finished; health: {health.check(conn, settings)['status']}")
+    return (
+        f"stats: {row['now']['queued']:,} queued, {row['totals']['finished']} finished all time; "
+        f"perf 1h: {perf_row['finished']} finished; health: {health.check(conn, settings)['status']}"
+    )
 
 
 def summarize_calls(timings: dict[str, list[float]]) -> dict:
-    return {name: {"median_ms": statistics.median(xs), "p95_ms": percentile(xs, 95), "max_ms": max(xs), "n": len(xs)}
-            for name, xs in timings.items()}
+    return {
+        name: {"median_ms": statistics.median(xs), "p95_ms": percentile(xs, 95), "max_ms": max(xs), "n": len(xs)}
+        for name, xs in timings.items()
+    }
 
 
 def part_answer(conn, args, workdir: Path, redis_url: str, progress) -> dict:
@@ -443,14 +515,21 @@ def part_answer(conn, args, workdir: Path, redis_url: str, progress) -> dict:
             progress.print(f"[dim]part 2: creating {waiting:,} waiting jobs ...[/]")
             create_s = create_waiting(redis_url, config_path, args, progress)
         seen = answer_sanity(conn, settings, waiting)
-        phase = {"waiting": waiting, "calls": summarize_calls(time_calls(conn, settings, args.calls)), "seen": seen,
-                 "redis_used_memory": conn.info("memory")["used_memory"], "dbsize": conn.dbsize()}
+        phase = {
+            "waiting": waiting,
+            "calls": summarize_calls(time_calls(conn, settings, args.calls)),
+            "seen": seen,
+            "redis_used_memory": conn.info("memory")["used_memory"],
+            "dbsize": conn.dbsize(),
+        }
         if waiting:
             phase["create_s"] = create_s
         phases["empty" if not waiting else "waiting"] = phase
-        progress.print(f"part 2, {waiting:>9,} waiting: " + "  ".join(
-            f"{name} {c['median_ms']:.1f}/{c['p95_ms']:.1f} ms" for name, c in phase["calls"].items())
-            + f"  [dim]({seen})[/]")
+        progress.print(
+            f"part 2, {waiting:>9,} waiting: "
+            + "  ".join(f"{name} {c['median_ms']:.1f}/{c['p95_ms']:.1f} ms" for name, c in phase["calls"].items())
+            + f"  [dim]({seen})[/]"
+        )
     met = {name: phases["waiting"]["calls"][name]["median_ms"] < TARGET_MS for name in ("stats", "health", "perf")}
     met["dashboard"] = phases["waiting"]["calls"]["dashboard"]["median_ms"] < DASHBOARD_TARGET_MS
     return {"phases": phases, "meets_target": met, "queues": len(all_queue_names(settings))}
@@ -458,8 +537,10 @@ def part_answer(conn, args, workdir: Path, redis_url: str, progress) -> dict:
 
 def print_answer(console, answer: dict, meta: dict) -> None:
     empty, full = answer["phases"]["empty"], answer["phases"]["waiting"]
-    table = Table(title=f"Part 2: answer time, ms ({meta['calls']} calls each, no daemon running; "
-                        f"{meta['finished']} finished jobs in both)")
+    table = Table(
+        title=f"Part 2: answer time, ms ({meta['calls']} calls each, no daemon running; "
+        f"{meta['finished']} finished jobs in both)"
+    )
     table.add_column("call", no_wrap=True)
     for name in ("0 waiting: median", "p95", f"{full['waiting']:,} waiting: median", "p95", "target"):
         table.add_column(name, justify="right" if name != "target" else "left")
@@ -470,26 +551,35 @@ def print_answer(console, answer: dict, meta: dict) -> None:
             ok = answer["meets_target"][name]
             limit = DASHBOARD_TARGET_MS if name == "dashboard" else TARGET_MS
             target = f"[{'green' if ok else 'red'}]< {limit:g} ms: {'met' if ok else 'missed'}[/]"
-        table.add_row(CALL_LABELS[name], f"{e['median_ms']:.1f}", f"{e['p95_ms']:.1f}", f"{f['median_ms']:.1f}",
-                      f"{f['p95_ms']:.1f}", target)
+        table.add_row(
+            CALL_LABELS[name],
+            f"{e['median_ms']:.1f}",
+            f"{e['p95_ms']:.1f}",
+            f"{f['median_ms']:.1f}",
+            f"{f['p95_ms']:.1f}",
+            target,
+        )
     console.print(table)
-    mib = 2 ** 20
-    console.print(f"[dim]{full['waiting']:,} waiting jobs created in {full['create_s']:.0f} s "
-                  f"({full['waiting'] / full['create_s']:,.0f}/s); Redis used_memory "
-                  f"{empty['redis_used_memory'] / mib:,.0f} MiB -> {full['redis_used_memory'] / mib:,.0f} MiB, "
-                  f"{full['dbsize']:,} keys. vq stats/health/perf/tui refresh = stats.stats, health.check, "
-                  f"stats.perf(window 1 h), dashboard.overview, in-process. "
-                  f"rq info = Queue.count + started/finished/failed registry count for {answer['queues']} queues. "
-                  f"{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, "
-                  f"redis-server {meta['redis_server']}.[/]")
+    mib = 2**20
+    console.print(
+        f"[dim]{full['waiting']:,} waiting jobs created in {full['create_s']:.0f} s "
+        f"({full['waiting'] / full['create_s']:,.0f}/s); Redis used_memory "
+        f"{empty['redis_used_memory'] / mib:,.0f} MiB -> {full['redis_used_memory'] / mib:,.0f} MiB, "
+        f"{full['dbsize']:,} keys. vq stats/health/perf/tui refresh = stats.stats, health.check, "
+        f"stats.perf(window 1 h), dashboard.overview, in-process. "
+        f"rq info = Queue.count + started/finished/failed registry count for {answer['queues']} queues. "
+        f"{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, "
+        f"redis-server {meta['redis_server']}.[/]"
+    )
 
 
 # --------------------------------------------------------------------------- main
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--jobs", type=int, default=5000, help="part 1: jobs per drain (default 5000)")
     p.add_argument("--users", type=int, default=50, help="users the jobs are spread over (default 50)")
     p.add_argument("--workers", type=int, default=2, help="worker processes on each side (default 2)")
@@ -498,20 +588,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--type-limit", type=int, default=1000, help="concurrency.type limit of bench-noop (default 1000)")
     p.add_argument("--waiting", type=int, default=1_000_000, help="part 2: waiting jobs (default 1000000)")
     p.add_argument("--finished", type=int, default=200, help="part 2: jobs run first so figures are not zero (200)")
-    p.add_argument("--create-procs", type=int, default=os.cpu_count() or 1,
-                   help="part 2: processes creating the waiting jobs (default: one per CPU)")
+    p.add_argument(
+        "--create-procs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="part 2: processes creating the waiting jobs (default: one per CPU)",
+    )
     p.add_argument("--calls", type=int, default=20, help="part 2: timed calls of each (default 20)")
     p.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of cost,answer (default both)")
     p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO, as operators run it)")
     p.add_argument("--poll", type=float, default=0.02, help="seconds between completion checks (default 0.02)")
     p.add_argument("--timeout", type=float, default=600, help="give up on one drain after this many seconds")
-    p.add_argument("--catch-up-timeout", type=float, default=120,
-                   help="give up waiting for the archiver this many seconds after a drain (default 120)")
+    p.add_argument(
+        "--catch-up-timeout",
+        type=float,
+        default=120,
+        help="give up waiting for the archiver this many seconds after a drain (default 120)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, daemon logs, history.db files)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
     args = p.parse_args(argv)
-    if min(args.jobs, args.users, args.workers, args.runs, args.waiting, args.finished, args.calls, args.create_procs,
-           args.user_limit, args.type_limit) < 1:
+    if (
+        min(
+            args.jobs,
+            args.users,
+            args.workers,
+            args.runs,
+            args.waiting,
+            args.finished,
+            args.calls,
+            args.create_procs,
+            args.user_limit,
+            args.type_limit,
+        )
+        < 1
+    ):
         p.error("--jobs, --users, --workers, --runs, --waiting, --finished, --calls and the limits must be at least 1")
     args.parts = [s.strip() for s in args.parts.split(",") if s.strip()]
     if not args.parts or any(s not in PARTS for s in args.parts):
@@ -524,8 +635,12 @@ def run_parts(conn, args, workdir: Path, redis_url: str, progress) -> dict:
     if "cost" in args.parts:
         results, extras = part_cost(conn, args, workdir, redis_url, progress)
         summary = summarize(results, list(SYSTEMS))
-        out["cost"] = {"results": results, "extras": extras, "summary": summary,
-                       "ratios": cost_ratios(results, summary)}
+        out["cost"] = {
+            "results": results,
+            "extras": extras,
+            "summary": summary,
+            "ratios": cost_ratios(results, summary),
+        }
     if "answer" in args.parts:  # last: its million jobs go with the redis-server (no FLUSHALL of GBs)
         out["answer"] = part_answer(conn, args, workdir, redis_url, progress)
     return out
@@ -536,10 +651,16 @@ def report(out_console, args, parts: dict, meta: dict) -> None:
         doc: dict = {"meta": meta}
         if "cost" in parts:
             c = parts["cost"]
-            doc["cost"] = {**c["summary"], "ratios": c["ratios"], "archiver": c["extras"]["vq-on"],
-                           "redis_cpu": {s: c["extras"][s] for s in ("vq-on", "vq-off")},
-                           "runs": [{**asdict(r), "drain_jobs_per_s": r.drain_rate, "steady_jobs_per_s": r.steady_rate}
-                                    for r in c["results"]]}
+            doc["cost"] = {
+                **c["summary"],
+                "ratios": c["ratios"],
+                "archiver": c["extras"]["vq-on"],
+                "redis_cpu": {s: c["extras"][s] for s in ("vq-on", "vq-off")},
+                "runs": [
+                    {**asdict(r), "drain_jobs_per_s": r.drain_rate, "steady_jobs_per_s": r.steady_rate}
+                    for r in c["results"]
+                ],
+            }
         if "answer" in parts:
             doc["answer"] = parts["answer"]
         print(json.dumps(doc, indent=2))
@@ -564,17 +685,30 @@ def main(argv: list[str] | None = None) -> int:
         parts = run_parts(conn, args, workdir, server.url, progress)
     except (BenchError, KeyboardInterrupt, redis.RedisError) as exc:  # the daemons stop in their finally
         server.stop()
-        err.print(f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
-                  f"{type(exc).__name__ if isinstance(exc, redis.RedisError) else ''} {exc}")
+        err.print(
+            f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
+            f"{type(exc).__name__ if isinstance(exc, redis.RedisError) else ''} {exc}"
+        )
         err.print(f"[dim]logs kept in {workdir}[/]")
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
         server.stop()
-    meta = {"jobs": args.jobs, "users": args.users, "workers": args.workers, "runs": args.runs,
-            "user_limit": args.user_limit, "type_limit": args.type_limit, "waiting": args.waiting,
-            "finished": args.finished, "calls": args.calls, "parts": args.parts, "vq_log_level": args.vq_log_level,
-            "targets": {"history_on_over_off": TARGET_RATIO, "answer_median_ms": TARGET_MS},
-            "run_seconds": round(time.monotonic() - started, 1), **environment(redis_version)}
+    meta = {
+        "jobs": args.jobs,
+        "users": args.users,
+        "workers": args.workers,
+        "runs": args.runs,
+        "user_limit": args.user_limit,
+        "type_limit": args.type_limit,
+        "waiting": args.waiting,
+        "finished": args.finished,
+        "calls": args.calls,
+        "parts": args.parts,
+        "vq_log_level": args.vq_log_level,
+        "targets": {"history_on_over_off": TARGET_RATIO, "answer_median_ms": TARGET_MS},
+        "run_seconds": round(time.monotonic() - started, 1),
+        **environment(redis_version),
+    }
     report(out, args, parts, meta)
     progress.print(f"[dim]total run time {meta['run_seconds']:.0f} s[/]")
     if args.keep:

@@ -117,8 +117,12 @@ ERRORS_SHOWN = 10
 
 
 def labels(clients: int) -> dict[str, str]:
-    return {"http": f"HTTP POST, {clients} clients", "api": f"submit(), {clients} threads",
-            "api-show": f"submit+audit+show, {clients} thr.", "api-1": "submit(), 1 thread"}
+    return {
+        "http": f"HTTP POST, {clients} clients",
+        "api": f"submit(), {clients} threads",
+        "api-show": f"submit+audit+show, {clients} thr.",
+        "api-1": "submit(), 1 thread",
+    }
 
 
 @dataclass
@@ -143,12 +147,20 @@ class Phase:
     def stats(self) -> dict:
         xs, n = self.latencies_ms, self.jobs
         return {
-            "label": self.label, "clients": self.clients, "jobs": n, "seconds": self.seconds,
+            "label": self.label,
+            "clients": self.clients,
+            "jobs": n,
+            "seconds": self.seconds,
             "submissions_per_s": n / self.seconds if self.seconds else None,
-            "p50_ms": percentile(xs, 50), "p90_ms": percentile(xs, 90), "p99_ms": percentile(xs, 99),
-            "max_ms": max(xs) if xs else None, "mean_ms": statistics.fmean(xs) if xs else None,
+            "p50_ms": percentile(xs, 50),
+            "p90_ms": percentile(xs, 90),
+            "p99_ms": percentile(xs, 99),
+            "max_ms": max(xs) if xs else None,
+            "mean_ms": statistics.fmean(xs) if xs else None,
             "cpu_ms_per_submission": {k: (v * 1000 / n if v is not None else None) for k, v in self.cpu_s.items()},
-            "answers": self.answers, "status_in_answer": self.seen, "errors": len(self.errors),
+            "answers": self.answers,
+            "status_in_answer": self.seen,
+            "errors": len(self.errors),
             "connections": self.connections,
         }
 
@@ -160,8 +172,9 @@ def bench_config(workdir: Path, redis_url: str, port: int) -> tuple[Path, str]:
     """bench-noop on the private Redis, with the HTTP API on `port` and no rate limit."""
     secret = secrets.token_urlsafe(32)
     path = write_vq_config(workdir, redis_url)
-    update_vq_config(path, http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": secret,
-                                 "rateLimit": {"requests": 0}})
+    update_vq_config(
+        path, http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": secret, "rateLimit": {"requests": 0}}
+    )
     return path, f"http://127.0.0.1:{port}"
 
 
@@ -193,13 +206,16 @@ class CpuMeter:
         server = proc_cpu_seconds(self.http_pid) if self.http_pid else None
         tree = [proc_cpu_seconds(p) for p in process_tree(self.daemon_pid)]
         daemon = sum(t for t in tree if t is not None) - (server or 0)
-        return {"client": time.process_time(), "server": server, "daemon": daemon,
-                "redis": redis_cpu_seconds(self.conn)}
+        return {
+            "client": time.process_time(),
+            "server": server,
+            "daemon": daemon,
+            "redis": redis_cpu_seconds(self.conn),
+        }
 
     @staticmethod
     def spent(before: dict, after: dict) -> dict[str, float | None]:
-        return {k: (after[k] - before[k] if after[k] is not None and before[k] is not None else None)
-                for k in before}
+        return {k: (after[k] - before[k] if after[k] is not None and before[k] is not None else None) for k in before}
 
 
 def settle(conn, settings, timeout: float = 60) -> float:
@@ -271,10 +287,17 @@ async def http_clients(base_url: str, tokens: dict[str, str], phase: Phase, warm
 
     try:
         async with AsyncExitStack() as stack:
-            clients = {user: await stack.enter_async_context(httpx.AsyncClient(
-                base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)))
-                for user, token in tokens.items()}
+            clients = {
+                user: await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=base_url,
+                        headers={"Authorization": f"Bearer {token}"},
+                        timeout=30,
+                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                    )
+                )
+                for user, token in tokens.items()
+            }
             await asyncio.gather(*(warm(c, u) for u, c in clients.items()))
             before = meter.read()
             t0 = time.perf_counter()
@@ -374,8 +397,10 @@ def verify(conn, phase: Phase) -> list[str]:
     if phase.errors:
         return [f"[red]{len(phase.errors)} failed submissions[/]"]
     if len(phase.ids) != phase.jobs or len(set(all_ids)) != len(all_ids):
-        raise BenchError(f"{phase.system}: {len(phase.ids)} jobs timed ({len(set(all_ids))} distinct of "
-                         f"{len(all_ids)} with the warm-up), expected {phase.jobs}")
+        raise BenchError(
+            f"{phase.system}: {len(phase.ids)} jobs timed ({len(set(all_ids))} distinct of "
+            f"{len(all_ids)} with the warm-up), expected {phase.jobs}"
+        )
     by_status = statuses(conn, all_ids)
     if set(by_status) - WAITING:
         raise BenchError(f"{phase.system}: job statuses {by_status}: some ran or vanished (the type is paused)")
@@ -388,8 +413,11 @@ def verify(conn, phase: Phase) -> list[str]:
         indexed = sum(pipe.execute())
     if indexed != len(all_ids):
         raise BenchError(f"{phase.system}: the users' indexes hold {indexed} jobs, expected {len(all_ids)}")
-    out = [f"{len(all_ids)} jobs waiting ({', '.join(f'{k} {v}' for k, v in sorted(by_status.items()))})",
-           f"{created} created events", "user indexes complete"]
+    out = [
+        f"{len(all_ids)} jobs waiting ({', '.join(f'{k} {v}' for k, v in sorted(by_status.items()))})",
+        f"{created} created events",
+        "user indexes complete",
+    ]
     if phase.connections is not None:
         if phase.connections != phase.clients:
             raise BenchError(f"{phase.system}: {phase.connections} TCP connections for {phase.clients} clients")
@@ -406,8 +434,11 @@ def ratios(summary: dict) -> dict:
     for ref in ("api", "api-show", "api-1"):
         r = summary.get(ref)
         if h and r and h["submissions_per_s"] and r["submissions_per_s"]:
-            out[f"http/{ref}"] = {"submissions_per_s": h["submissions_per_s"] / r["submissions_per_s"],
-                                  "p50": h["p50_ms"] / r["p50_ms"], "p99": h["p99_ms"] / r["p99_ms"]}
+            out[f"http/{ref}"] = {
+                "submissions_per_s": h["submissions_per_s"] / r["submissions_per_s"],
+                "p50": h["p50_ms"] / r["p50_ms"],
+                "p99": h["p99_ms"] / r["p99_ms"],
+            }
     return out
 
 
@@ -420,23 +451,37 @@ def tally(counts: dict[str, int]) -> str:
 
 
 def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: dict) -> None:
-    table = Table(title=f"Submit {meta['jobs']:,} {JOB_TYPE} jobs ({JOB_TYPE} paused, vq daemon --workers 1): "
-                        f"throughput and latency (ms)")
+    table = Table(
+        title=f"Submit {meta['jobs']:,} {JOB_TYPE} jobs ({JOB_TYPE} paused, vq daemon --workers 1): "
+        f"throughput and latency (ms)"
+    )
     for name in ("system", "s", "submits/s", "p50", "p90", "p99", "max", "mean"):
         table.add_column(name, justify="left" if name == "system" else "right", no_wrap=name == "system")
     for s in summary.values():
-        table.add_row(s["label"], f"{s['seconds']:.2f}", fmt(s["submissions_per_s"], ",.0f"),
-                      *(fmt(s[k], ".2f") for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")))
+        table.add_row(
+            s["label"],
+            f"{s['seconds']:.2f}",
+            fmt(s["submissions_per_s"], ",.0f"),
+            *(fmt(s[k], ".2f") for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")),
+        )
     console.print(table)
     cpu = Table(title="CPU ms per submission (timed part), and the answers")
     for name in ("system", "client", "HTTP server", "rest of daemon", "redis", "total", "answers (all)", "job status"):
-        cpu.add_column(name, justify="left" if name in ("system", "answers (all)", "job status") else "right",
-                       no_wrap=name == "system")
+        cpu.add_column(
+            name,
+            justify="left" if name in ("system", "answers (all)", "job status") else "right",
+            no_wrap=name == "system",
+        )
     for s in summary.values():
         c = s["cpu_ms_per_submission"]
         total = sum(v for v in c.values() if v is not None)
-        cpu.add_row(s["label"], *(fmt(c[k], ".2f") for k in ("client", "server", "daemon", "redis")),
-                    f"{total:.2f}", tally(s["answers"]), tally(s["status_in_answer"]))
+        cpu.add_row(
+            s["label"],
+            *(fmt(c[k], ".2f") for k in ("client", "server", "daemon", "redis")),
+            f"{total:.2f}",
+            tally(s["answers"]),
+            tally(s["status_in_answer"]),
+        )
     console.print(cpu)
     if rat:
         names = labels(meta["clients"])
@@ -444,38 +489,49 @@ def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: d
         for name in ("ratio", "submits/s", "p50", "p99"):
             rt.add_column(name, justify="left" if name == "ratio" else "right")
         for name, r in rat.items():
-            rt.add_row(f"HTTP / {names[name.split('/', 1)[1]]}", f"{r['submissions_per_s']:.2f}", f"{r['p50']:.2f}",
-                       f"{r['p99']:.2f}")
+            rt.add_row(
+                f"HTTP / {names[name.split('/', 1)[1]]}",
+                f"{r['submissions_per_s']:.2f}",
+                f"{r['p50']:.2f}",
+                f"{r['p99']:.2f}",
+            )
         console.print(rt)
     for p in phases:
         for e in p.errors[:ERRORS_SHOWN]:
             console.print(f"[red]{p.system}: {e}[/]")
         if len(p.errors) > ERRORS_SHOWN:
             console.print(f"[red]{p.system}: ... {len(p.errors) - ERRORS_SHOWN} more errors[/]")
-    console.print(f"[dim]{meta['clients']} clients/threads, one user each, {meta['warmup']} untimed warm-up "
-                  f"submissions each first. HTTP POST = POST /api/jobs/{JOB_TYPE} over one keep-alive connection "
-                  f"per client (httpx {meta['httpx']}, asyncio; server uvicorn {meta['uvicorn']}, fastapi "
-                  f"{meta['fastapi']}); submit() = vq.submission.submit in-process, one shared Redis client; "
-                  f"audit, show = vq.audit.record, vq.jobs.show: the rest of the route's work. Latency = one request or call; submits/s = "
-                  f"jobs / (first timed send -> last answer). CPU: client = this process, HTTP server = the "
-                  f"daemon's uvicorn child, rest of daemon = its other processes (supervisor, worker, timer, "
-                  f"archiver), redis = redis-server. job status = the job's status in the answer (limited = routed "
-                  f"by the worker into its user's line). {meta['machine']}; Python {meta['python']}, rq {meta['rq']}, "
-                  f"redis-py {meta['redis_py']}, redis-server {meta['redis_server']}.[/]")
+    console.print(
+        f"[dim]{meta['clients']} clients/threads, one user each, {meta['warmup']} untimed warm-up "
+        f"submissions each first. HTTP POST = POST /api/jobs/{JOB_TYPE} over one keep-alive connection "
+        f"per client (httpx {meta['httpx']}, asyncio; server uvicorn {meta['uvicorn']}, fastapi "
+        f"{meta['fastapi']}); submit() = vq.submission.submit in-process, one shared Redis client; "
+        f"audit, show = vq.audit.record, vq.jobs.show: the rest of the route's work. Latency = one request or call; submits/s = "
+        f"jobs / (first timed send -> last answer). CPU: client = this process, HTTP server = the "
+        f"daemon's uvicorn child, rest of daemon = its other processes (supervisor, worker, timer, "
+        f"archiver), redis = redis-server. job status = the job's status in the answer (limited = routed "
+        f"by the worker into its user's line). {meta['machine']}; Python {meta['python']}, rq {meta['rq']}, "
+        f"redis-py {meta['redis_py']}, redis-server {meta['redis_server']}.[/]"
+    )
 
 
 # --------------------------------------------------------------------------- main
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--jobs", type=int, default=5000, help="timed submissions per system (default 5000)")
-    p.add_argument("--clients", type=int, default=20,
-                   help="concurrent HTTP clients and Python threads, one user each (default 20)")
+    p.add_argument(
+        "--clients", type=int, default=20, help="concurrent HTTP clients and Python threads, one user each (default 20)"
+    )
     p.add_argument("--warmup", type=int, default=5, help="untimed submissions per client first (default 5)")
-    p.add_argument("--systems", default=",".join(SYSTEMS),
-                   help=f"comma-separated subset of {','.join(SYSTEMS)} (default all, in that order)")
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated subset of {','.join(SYSTEMS)} (default all, in that order)",
+    )
     p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (config, daemon log)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
@@ -491,8 +547,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run_phase(system: str, args, settings, base_url: str, meter: CpuMeter) -> Phase:
     clients = 1 if system == "api-1" else args.clients
-    phase = Phase(system, labels(args.clients)[system], clients, args.jobs,
-                  users=[f"{system}-u{i:02d}" for i in range(clients)])
+    phase = Phase(
+        system, labels(args.clients)[system], clients, args.jobs, users=[f"{system}-u{i:02d}" for i in range(clients)]
+    )
     if system == "http":
         run_http(base_url, settings, phase, args.warmup, meter)
     else:
@@ -510,9 +567,11 @@ def run_all(conn, args, settings, base_url: str, meter: CpuMeter, progress) -> l
         phase.verified = verify(conn, phase)
         phases.append(phase)
         s = phase.stats()
-        progress.print(f"{phase.label:<28} {fmt(s['submissions_per_s'], '7,.0f')}/s  p50 {fmt(s['p50_ms'], '6.2f')}  "
-                       f"p99 {fmt(s['p99_ms'], '6.2f')} ms  [dim]({'; '.join(phase.verified)}; "
-                       f"settled {phase.settle_s:.1f}s)[/]")
+        progress.print(
+            f"{phase.label:<28} {fmt(s['submissions_per_s'], '7,.0f')}/s  p50 {fmt(s['p50_ms'], '6.2f')}  "
+            f"p99 {fmt(s['p99_ms'], '6.2f')} ms  [dim]({'; '.join(phase.verified)}; "
+            f"settled {phase.settle_s:.1f}s)[/]"
+        )
     return phases
 
 
@@ -544,8 +603,10 @@ def main(argv: list[str] | None = None) -> int:
         daemon = start_vq_daemon(config_path, 1, args.vq_log_level, log_path, workdir)
         wait_up(conn, daemon, base_url, log_path)
         meter = CpuMeter(conn, daemon.pid, port)
-        progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; vq daemon pid {daemon.pid}, "
-                       f"HTTP API {base_url} (pid {meter.http_pid}); {JOB_TYPE} paused; work dir {workdir}[/]")
+        progress.print(
+            f"[dim]private redis-server {redis_version} on port {server.port}; vq daemon pid {daemon.pid}, "
+            f"HTTP API {base_url} (pid {meter.http_pid}); {JOB_TYPE} paused; work dir {workdir}[/]"
+        )
         phases = run_all(conn, args, settings, base_url, meter, progress)
         if daemon.poll() is not None:
             raise BenchError(f"vq daemon exited with code {daemon.returncode} during the bench:\n" + tail(log_path))
@@ -553,8 +614,10 @@ def main(argv: list[str] | None = None) -> int:
         if daemon is not None:
             stop_process(daemon)
         server.stop()
-        err.print(f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
-                  f"{type(exc).__name__ if isinstance(exc, redis.RedisError) else ''} {exc}")
+        err.print(
+            f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
+            f"{type(exc).__name__ if isinstance(exc, redis.RedisError) else ''} {exc}"
+        )
         err.print(f"[dim]logs kept in {workdir}[/]")
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
@@ -564,14 +627,34 @@ def main(argv: list[str] | None = None) -> int:
     summary = {p.system: p.stats() for p in phases}
     rat = ratios(summary)
     failed = sum(len(p.errors) for p in phases)
-    meta = {"jobs": args.jobs, "clients": args.clients, "warmup": args.warmup, "systems": args.systems,
-            "daemon_workers": 1, "paused": JOB_TYPE, "rate_limit": "off", "vq_log_level": args.vq_log_level,
-            "run_seconds": round(time.monotonic() - started, 1), **versions(), **environment(redis_version)}
+    meta = {
+        "jobs": args.jobs,
+        "clients": args.clients,
+        "warmup": args.warmup,
+        "systems": args.systems,
+        "daemon_workers": 1,
+        "paused": JOB_TYPE,
+        "rate_limit": "off",
+        "vq_log_level": args.vq_log_level,
+        "run_seconds": round(time.monotonic() - started, 1),
+        **versions(),
+        **environment(redis_version),
+    }
     if args.json:
-        print(json.dumps({"systems": summary, "ratios": rat, "meta": meta, "failed_submissions": failed,
-                          "errors": {p.system: p.errors for p in phases if p.errors},
-                          "verified": {p.system: p.verified for p in phases},
-                          "settle_s": {p.system: p.settle_s for p in phases}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "systems": summary,
+                    "ratios": rat,
+                    "meta": meta,
+                    "failed_submissions": failed,
+                    "errors": {p.system: p.errors for p in phases if p.errors},
+                    "verified": {p.system: p.verified for p in phases},
+                    "settle_s": {p.system: p.settle_s for p in phases},
+                },
+                indent=2,
+            )
+        )
     else:
         print_report(out, summary, rat, phases, meta)
     progress.print(f"[dim]total run time {meta['run_seconds']:.0f} s[/]")

@@ -77,8 +77,12 @@ class Stub:
 
 def urllib_call(provider: ProviderSettings, payload: dict) -> dict:
     """The old path, kept only as the baseline: a new connection per call."""
-    request = urllib.request.Request(provider.url, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+    request = urllib.request.Request(
+        provider.url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=provider.timeout / 1000) as response:
         result = json.loads(response.read() or b"{}")
     return result if isinstance(result, dict) else {"result": result}
@@ -119,17 +123,23 @@ def main() -> int:
     finally:
         stub.close()
     medians = {name: statistics.median(values) for name, values in rounds.items()}
-    result = {"calls": args.calls, "runs": args.runs, "python": platform.python_version(),
-              "calls_per_s": {k: round(v, 1) for k, v in medians.items()},
-              "rounds": {k: [round(v, 1) for v in vs] for k, vs in rounds.items()},
-              "connections_last_round": connections,
-              "ratio_pooled_vs_urllib": round(medians["pooled"] / medians["urllib"], 2)}
+    result = {
+        "calls": args.calls,
+        "runs": args.runs,
+        "python": platform.python_version(),
+        "calls_per_s": {k: round(v, 1) for k, v in medians.items()},
+        "rounds": {k: [round(v, 1) for v in vs] for k, vs in rounds.items()},
+        "connections_last_round": connections,
+        "ratio_pooled_vs_urllib": round(medians["pooled"] / medians["urllib"], 2),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{args.calls} calls x {args.runs} rounds against a loopback stub provider (median calls/s)")
-        for name, label in (("urllib", "urllib, new connection per call (old vq)"),
-                            ("pooled", "httpx pooled client (vq now)")):
+        for name, label in (
+            ("urllib", "urllib, new connection per call (old vq)"),
+            ("pooled", "httpx pooled client (vq now)"),
+        ):
             print(f"  {label:44s} {medians[name]:8.0f} calls/s  ({connections[name]} connections)")
         print(f"  ratio pooled / urllib: {result['ratio_pooled_vs_urllib']:.2f}x")
     return 0

@@ -127,8 +127,14 @@ class Measured:
         early = sum(1 for x in xs if x < 0)
         p99 = percentile(xs, 99)
         return {
-            "label": self.label, "n": len(xs), "p50_ms": percentile(xs, 50), "p99_ms": p99, "max_ms": max(xs),
-            "min_ms": min(xs), "early": early, "missed_ticks": self.missed_ticks,
+            "label": self.label,
+            "n": len(xs),
+            "p50_ms": percentile(xs, 50),
+            "p99_ms": p99,
+            "max_ms": max(xs),
+            "min_ms": min(xs),
+            "early": early,
+            "missed_ticks": self.missed_ticks,
             "meets_target": early == 0 and p99 <= TARGET_P99_MS and not self.missed_ticks,
             # Recurring only, a diagnostic beside the figures above (which count every tick):
             # the first tick's lateness, and p99 / max of the ticks after it.
@@ -168,8 +174,9 @@ class Processes:
 # --------------------------------------------------------------------------- waiting
 
 
-def wait_for(predicate, what: str, procs: list[subprocess.Popen], log_path: Path, timeout: float,
-             poll: float = 0.02) -> None:
+def wait_for(
+    predicate, what: str, procs: list[subprocess.Popen], log_path: Path, timeout: float, poll: float = 0.02
+) -> None:
     """Poll until `predicate()`; fail early if one of `procs` exits."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -188,8 +195,13 @@ def timer_subscribed(conn) -> bool:
 def start_vq(conn, procs: Processes, args, config_path: Path, log_path: Path) -> subprocess.Popen:
     """`vq daemon --workers N`, waited for until its workers are registered and its timer listens."""
     proc = procs.adopt(start_vq_daemon(config_path, args.workers, args.vq_log_level, log_path, procs.workdir))
-    wait_for(lambda: Worker.count(connection=conn) >= args.workers and timer_subscribed(conn),
-             "vq daemon up (workers registered, timer subscribed)", [proc], log_path, 30)
+    wait_for(
+        lambda: Worker.count(connection=conn) >= args.workers and timer_subscribed(conn),
+        "vq daemon up (workers registered, timer subscribed)",
+        [proc],
+        log_path,
+        30,
+    )
     time.sleep(0.2)  # registered a moment before they first wait for a job
     return proc
 
@@ -205,15 +217,21 @@ def rq_worker_cmd(args, redis_url: str, scheduler: bool, json_serializer: bool) 
     return cmd + [RQ_QUEUE]
 
 
-def start_rq_workers(conn, procs: Processes, args, redis_url: str, tag: str, scheduler: bool,
-                     json_serializer: bool) -> tuple[list[subprocess.Popen], Path]:
+def start_rq_workers(
+    conn, procs: Processes, args, redis_url: str, tag: str, scheduler: bool, json_serializer: bool
+) -> tuple[list[subprocess.Popen], Path]:
     """N plain `rq worker` processes, waited for until registered (and the scheduler lock taken)."""
     cmd = rq_worker_cmd(args, redis_url, scheduler, json_serializer)
     logs = [procs.workdir / f"rq-{tag}-w{i}.log" for i in range(args.workers)]
     workers = [procs.spawn(cmd, log, child_env({})) for log in logs]
     lock = RQScheduler.get_locking_key(RQ_QUEUE)
-    wait_for(lambda: Worker.count(connection=conn) >= args.workers and (not scheduler or conn.exists(lock)),
-             "rq workers up" + (" (scheduler lock taken)" if scheduler else ""), workers, logs[0], 30)
+    wait_for(
+        lambda: Worker.count(connection=conn) >= args.workers and (not scheduler or conn.exists(lock)),
+        "rq workers up" + (" (scheduler lock taken)" if scheduler else ""),
+        workers,
+        logs[0],
+        30,
+    )
     time.sleep(0.2)
     return workers, logs[0]
 
@@ -224,8 +242,14 @@ def wait_started(conn, want: int, procs: list[subprocess.Popen], log_path: Path,
 
 def wait_finished(conn, ids: list[str], procs: list[subprocess.Popen], log_path: Path, what: str) -> list[str]:
     """Every measured job finished, and each one's handler ran exactly once."""
-    wait_for(lambda: statuses(conn, ids).get("finished", 0) == len(ids), f"{what}: all jobs finished",
-             procs, log_path, 30, 0.05)
+    wait_for(
+        lambda: statuses(conn, ids).get("finished", 0) == len(ids),
+        f"{what}: all jobs finished",
+        procs,
+        log_path,
+        30,
+        0.05,
+    )
     runs = conn.hmget(RUNS_KEY, ids)
     doubled = [i for i, r in zip(ids, runs) if int(r or 0) != 1]
     if doubled:
@@ -297,8 +321,13 @@ def first_ticks(ticks_and_ids: list[tuple[float, str]], n: int) -> tuple[list[fl
 
 
 def vq_cli(config_path: Path, *cli_args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "vq", *cli_args], env=child_env({"VQ_CONFIG": str(config_path)}),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "vq", *cli_args],
+        env=child_env({"VQ_CONFIG": str(config_path)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if done.returncode != 0:
         raise BenchError(f"vq {' '.join(cli_args)} failed ({done.returncode}): {done.stderr.strip()}")
     return done.stdout.strip()
@@ -310,8 +339,9 @@ def recurring_vq(conn, args, procs: Processes, config_path: Path) -> Measured:
     daemon = start_vq(conn, procs, args, config_path, log_path)
     definition = None
     try:
-        definition = vq_cli(config_path, "recurring", "add", JOB_TYPE, "--cron", CRON, "--user", RECURRING_USER,
-                            "--skip-cache")
+        definition = vq_cli(
+            config_path, "recurring", "add", JOB_TYPE, "--cron", CRON, "--user", RECURRING_USER, "--skip-cache"
+        )
         args.progress.print(f"[dim]vq recurring {definition} added; waiting for {args.ticks} ticks[/]")
         wait_started(conn, args.ticks, [daemon], log_path, args.ticks + 30, "vq recurring")
         vq_cli(config_path, "recurring", "rm", definition)
@@ -337,19 +367,24 @@ def write_rq_cron_config(workdir: Path) -> Path:
         '"""RQ cron config written by scripts/bench/scheduling.py."""\n'
         "from rq import cron\n\n"
         "from bench_handlers import stamp_start\n\n"
-        f"cron.register(stamp_start, {RQ_QUEUE!r}, cron={CRON!r}, name={RQ_CRON_NAME!r})\n")
+        f"cron.register(stamp_start, {RQ_QUEUE!r}, cron={CRON!r}, name={RQ_CRON_NAME!r})\n"
+    )
     return path
 
 
 def recurring_rq(conn, args, procs: Processes, redis_url: str) -> Measured:
     conn.flushall()
-    workers, worker_log = start_rq_workers(conn, procs, args, redis_url, "recurring", scheduler=False,
-                                           json_serializer=False)
+    workers, worker_log = start_rq_workers(
+        conn, procs, args, redis_url, "recurring", scheduler=False, json_serializer=False
+    )
     cron_log = procs.workdir / "rq-cron.log"
     cron = None
     try:
-        cron = procs.spawn(rq_executable() + ["cron", "--url", redis_url, str(write_rq_cron_config(procs.workdir))],
-                           cron_log, child_env({}))
+        cron = procs.spawn(
+            rq_executable() + ["cron", "--url", redis_url, str(write_rq_cron_config(procs.workdir))],
+            cron_log,
+            child_env({}),
+        )
         wait_started(conn, args.ticks, workers + [cron], cron_log, args.ticks + 30, "rq cron")
         procs.stop(cron, 10)
         ids = [k.decode() for k in conn.hkeys(STARTS_KEY)]
@@ -369,8 +404,10 @@ def recurring_rq(conn, args, procs: Processes, redis_url: str) -> Measured:
 def first_tick_note(s: dict) -> str:
     if s["first_tick_ms"] is None or s["p99_after_first_ms"] is None:
         return ""
-    return (f"  (first tick {s['first_tick_ms']:.1f} ms; ticks 2..{s['n']}: p99 {s['p99_after_first_ms']:.1f}, "
-            f"max {s['max_after_first_ms']:.1f} ms)")
+    return (
+        f"  (first tick {s['first_tick_ms']:.1f} ms; ticks 2..{s['n']}: p99 {s['p99_after_first_ms']:.1f}, "
+        f"max {s['max_after_first_ms']:.1f} ms)"
+    )
 
 
 def summarize(results: list[Measured]) -> dict:
@@ -385,46 +422,73 @@ def verdict(summary: dict) -> str:
     for scenario, systems in summary.items():
         s = systems.get("vq")
         if s:
-            parts.append(f"{scenario} p99 {s['p99_ms']:.1f} ms, {s['early']} early"
-                         + (f", {s['missed_ticks']} missed" if s["missed_ticks"] else "")
-                         + (f", first tick {s['first_tick_ms']:.0f} ms" if s["first_tick_ms"] is not None else ""))
+            parts.append(
+                f"{scenario} p99 {s['p99_ms']:.1f} ms, {s['early']} early"
+                + (f", {s['missed_ticks']} missed" if s["missed_ticks"] else "")
+                + (f", first tick {s['first_tick_ms']:.0f} ms" if s["first_tick_ms"] is not None else "")
+            )
     met = all(systems["vq"]["meets_target"] for systems in summary.values() if "vq" in systems)
     word = "[green]MEETS[/]" if met else "[red]MISSES[/]"
-    return (f"verdict: vq {word} the target (no early start, p99 lateness <= {TARGET_P99_MS:g} ms): "
-            + "; ".join(parts) + ".")
+    return (
+        f"verdict: vq {word} the target (no early start, p99 lateness <= {TARGET_P99_MS:g} ms): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def print_table(console, summary: dict, meta: dict) -> None:
-    table = Table(title=f"Scheduling precision: lateness = handler start - intended time, ms "
-                        f"({meta['jobs']} delayed jobs; {meta['ticks']} ticks of '{meta['cron']}')")
-    for name, justify in (("scenario", "left"), ("system", "left"), ("n", "right"), ("p50", "right"),
-                          ("p99", "right"), ("max", "right"), ("min", "right"), ("early", "right"),
-                          ("missed", "right"), ("1st", "right"), ("target", "left")):
+    table = Table(
+        title=f"Scheduling precision: lateness = handler start - intended time, ms "
+        f"({meta['jobs']} delayed jobs; {meta['ticks']} ticks of '{meta['cron']}')"
+    )
+    for name, justify in (
+        ("scenario", "left"),
+        ("system", "left"),
+        ("n", "right"),
+        ("p50", "right"),
+        ("p99", "right"),
+        ("max", "right"),
+        ("min", "right"),
+        ("early", "right"),
+        ("missed", "right"),
+        ("1st", "right"),
+        ("target", "left"),
+    ):
         table.add_column(name, justify=justify, no_wrap=name in ("scenario", "system"))
     for scenario, systems in summary.items():
         for s in systems.values():
-            table.add_row(SCENARIOS[scenario], s["label"], str(s["n"]), f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}",
-                          f"{s['max_ms']:.1f}", f"{s['min_ms']:.1f}",
-                          f"[red]{s['early']}[/]" if s["early"] else "0",
-                          "-" if s["missed_ticks"] is None else str(s["missed_ticks"]),
-                          "-" if s["first_tick_ms"] is None else f"{s['first_tick_ms']:.1f}",
-                          "[green]met[/]" if s["meets_target"] else "[red]missed[/]")
+            table.add_row(
+                SCENARIOS[scenario],
+                s["label"],
+                str(s["n"]),
+                f"{s['p50_ms']:.1f}",
+                f"{s['p99_ms']:.1f}",
+                f"{s['max_ms']:.1f}",
+                f"{s['min_ms']:.1f}",
+                f"[red]{s['early']}[/]" if s["early"] else "0",
+                "-" if s["missed_ticks"] is None else str(s["missed_ticks"]),
+                "-" if s["first_tick_ms"] is None else f"{s['first_tick_ms']:.1f}",
+                "[green]met[/]" if s["meets_target"] else "[red]missed[/]",
+            )
     console.print(table)
     console.print(verdict(summary))
-    console.print(f"[dim]early = started before the intended time (negative lateness). Delayed: intended = submit "
-                  f"time.time() + delay ({meta['min_delay']:g}-{meta['max_delay']:g} s, seed {meta['seed']}). "
-                  f"Recurring, cron '{meta['cron']}': vq = the tick (meta tickMs); RQ = floor(enqueued_at) to the "
-                  f"second (RQ records no tick). missed = ticks without a job in the measured span. 1st = the "
-                  f"first tick's lateness alone (it is counted in the other columns too). {meta['machine']}; "
-                  f"Python {meta['python']}, rq {meta['rq']}, redis-server {meta['redis_server']}.[/]")
+    console.print(
+        f"[dim]early = started before the intended time (negative lateness). Delayed: intended = submit "
+        f"time.time() + delay ({meta['min_delay']:g}-{meta['max_delay']:g} s, seed {meta['seed']}). "
+        f"Recurring, cron '{meta['cron']}': vq = the tick (meta tickMs); RQ = floor(enqueued_at) to the "
+        f"second (RQ records no tick). missed = ticks without a job in the measured span. 1st = the "
+        f"first tick's lateness alone (it is counted in the other columns too). {meta['machine']}; "
+        f"Python {meta['python']}, rq {meta['rq']}, redis-server {meta['redis_server']}.[/]"
+    )
 
 
 # --------------------------------------------------------------------------- main
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--jobs", type=int, default=200, help="delayed jobs per system (default 200)")
     p.add_argument("--ticks", type=int, default=60, help="recurring ticks per system (default 60)")
     p.add_argument("--workers", type=int, default=2, help="worker processes on each side (default 2)")
@@ -434,8 +498,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="seed of the delays (default 1)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of delayed,recurring")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of vq,rq")
-    p.add_argument("--rq-worker", choices=("simple", "fork"), default="simple",
-                   help="RQ worker class: SimpleWorker (no fork per job, like vq's; default) or the forking Worker")
+    p.add_argument(
+        "--rq-worker",
+        choices=("simple", "fork"),
+        default="simple",
+        help="RQ worker class: SimpleWorker (no fork per job, like vq's; default) or the forking Worker",
+    )
     p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, daemon and worker logs)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
@@ -469,10 +537,12 @@ def run_all(conn, args, procs: Processes, redis_url: str, config_path: Path) -> 
             r = steps[(scenario, system)]()
             results.append(r)
             s = r.stats()
-            args.progress.print(f"{SCENARIOS[scenario]:<12} {r.label:<30} p50 {s['p50_ms']:7.1f}  "
-                                f"p99 {s['p99_ms']:7.1f}  max {s['max_ms']:7.1f} ms  early {s['early']}"
-                                + first_tick_note(s)
-                                + f"  [dim]({'; '.join(r.verified)})[/]")
+            args.progress.print(
+                f"{SCENARIOS[scenario]:<12} {r.label:<30} p50 {s['p50_ms']:7.1f}  "
+                f"p99 {s['p99_ms']:7.1f}  max {s['max_ms']:7.1f} ms  early {s['early']}"
+                + first_tick_note(s)
+                + f"  [dim]({'; '.join(r.verified)})[/]"
+            )
     return results
 
 
@@ -486,30 +556,53 @@ def main(argv: list[str] | None = None) -> int:
         conn = server.start()
         redis_version = conn.info("server")["redis_version"]
         config_path = write_vq_config(
-            workdir, server.url, job_types={JOB_TYPE: {"handler": "bench_handlers:stamp_start", "attempts": 1}},
-            concurrency={"user": {"free": 1000}, "type": {JOB_TYPE: 1000}})
+            workdir,
+            server.url,
+            job_types={JOB_TYPE: {"handler": "bench_handlers:stamp_start", "attempts": 1}},
+            concurrency={"user": {"free": 1000}, "type": {JOB_TYPE: 1000}},
+        )
         args.progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
         results = run_all(conn, args, procs, server.url, config_path)
         conn.flushall()
     except (BenchError, KeyboardInterrupt, redis.ConnectionError) as exc:  # Ctrl-C also stops the redis-server
         procs.stop_all()
         server.stop()
-        err.print(f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
-                  f"{type(exc).__name__ if isinstance(exc, redis.ConnectionError) else ''} {exc}")
+        err.print(
+            f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
+            f"{type(exc).__name__ if isinstance(exc, redis.ConnectionError) else ''} {exc}"
+        )
         err.print(f"[dim]logs kept in {workdir}[/]")
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
         procs.stop_all()
         server.stop()
     summary = summarize(results)
-    meta = {"jobs": args.jobs, "ticks": args.ticks, "workers": args.workers, "users": args.users,
-            "min_delay": args.min_delay, "max_delay": args.max_delay, "seed": args.seed, "cron": CRON,
-            "rq_worker": args.rq_worker, "vq_log_level": args.vq_log_level,
-            "target": {"early": 0, "p99_ms": TARGET_P99_MS}, **environment(redis_version)}
+    meta = {
+        "jobs": args.jobs,
+        "ticks": args.ticks,
+        "workers": args.workers,
+        "users": args.users,
+        "min_delay": args.min_delay,
+        "max_delay": args.max_delay,
+        "seed": args.seed,
+        "cron": CRON,
+        "rq_worker": args.rq_worker,
+        "vq_log_level": args.vq_log_level,
+        "target": {"early": 0, "p99_ms": TARGET_P99_MS},
+        **environment(redis_version),
+    }
     if args.json:
-        print(json.dumps({"scenarios": summary, "meta": meta,
-                          "vq_meets_target": all(s["vq"]["meets_target"] for s in summary.values() if "vq" in s),
-                          "runs": [asdict(r) for r in results]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "scenarios": summary,
+                    "meta": meta,
+                    "vq_meets_target": all(s["vq"]["meets_target"] for s in summary.values() if "vq" in s),
+                    "runs": [asdict(r) for r in results],
+                },
+                indent=2,
+            )
+        )
     else:
         print_table(out, summary, meta)
     if args.keep:

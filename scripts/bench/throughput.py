@@ -80,21 +80,37 @@ from vq.submission import Submission, submit, submit_each
 PARTS = ("drain", "enqueue", "latency", "memory", "scale")
 USERS = 50
 STAMP_TYPE = "bench-stamp"
-TARGETS = {"drain_vs_simple": 2.0, "drain_vs_fork": 5.0, "commands_per_job": 24, "batch_vs_enqueue_many": 1.0,
-           "one_by_one_vs_enqueue": 1.0, "latency_p50_ms": 2.0, "latency_p99_ms": 5.0, "memory_vs_rq": 1.2,
-           "scale": 0.9}
+TARGETS = {
+    "drain_vs_simple": 2.0,
+    "drain_vs_fork": 5.0,
+    "commands_per_job": 24,
+    "batch_vs_enqueue_many": 1.0,
+    "one_by_one_vs_enqueue": 1.0,
+    "latency_p50_ms": 2.0,
+    "latency_p99_ms": 5.0,
+    "memory_vs_rq": 1.2,
+    "scale": 0.9,
+}
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--parts", default="drain,enqueue,latency,memory",
-                   help=f"comma-separated subset of {','.join(PARTS)} (default: all but scale)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--parts",
+        default="drain,enqueue,latency,memory",
+        help=f"comma-separated subset of {','.join(PARTS)} (default: all but scale)",
+    )
     p.add_argument("--jobs", type=int, default=10_000, help="jobs per drain and per enqueue run (default 10000)")
     p.add_argument("--workers", type=int, default=2, help="worker processes on each side (default 2)")
     p.add_argument("--runs", type=int, default=3, help="rounds of vq and RQ SimpleWorker drains, and of enqueues")
-    p.add_argument("--fork-jobs", type=int, default=2_000,
-                   help="jobs in the forking RQ drain (default 2000: ~80 jobs/s; 0 skips it)")
+    p.add_argument(
+        "--fork-jobs",
+        type=int,
+        default=2_000,
+        help="jobs in the forking RQ drain (default 2000: ~80 jobs/s; 0 skips it)",
+    )
     p.add_argument("--samples", type=int, default=300, help="latency samples per system (default 300)")
     p.add_argument("--memory-jobs", type=int, default=100_000, help="waiting jobs for the memory part")
     p.add_argument("--backlog", type=int, default=1_000_000, help="waiting jobs for the scale part")
@@ -115,14 +131,15 @@ def parse_args(argv):
 
 def subs(n: int, data=None) -> list[Submission]:
     """n no-op submissions, round-robin over USERS enterprise users."""
-    return [Submission(job_type=JOB_TYPE, data=dict(data or {}), user_id=f"user-{i % USERS:03d}",
-                       subscription="enterprise") for i in range(n)]
+    return [
+        Submission(job_type=JOB_TYPE, data=dict(data or {}), user_id=f"user-{i % USERS:03d}", subscription="enterprise")
+        for i in range(n)
+    ]
 
 
 def commands(conn) -> dict[str, int]:
     """Calls per Redis command since the last CONFIG RESETSTAT (every client counts)."""
-    return {name.removeprefix("cmdstat_").upper(): v["calls"]
-            for name, v in conn.info("commandstats").items()}
+    return {name.removeprefix("cmdstat_").upper(): v["calls"] for name, v in conn.info("commandstats").items()}
 
 
 # --------------------------------------------------------------------------- drain
@@ -136,6 +153,7 @@ def part_drain(conn, args, workdir, server, config, progress) -> dict:
     def counting(system, body):
         """The drain's commands: from just before its start until its last job ended, less
         the bench's own completion polls (its checks afterwards are not counted either)."""
+
         def before():
             OWN_COMMANDS.clear()
             conn.config_resetstat()
@@ -143,29 +161,57 @@ def part_drain(conn, args, workdir, server, config, progress) -> dict:
         def after():
             seen = commands(conn)
             counted[system].append({name: n - OWN_COMMANDS.get(name, 0) for name, n in seen.items()})
+
         return body(before, after)
 
     def vq_round(run):
-        return counting("vq", lambda before, after: run_vq(
-            conn, args, run, workdir, config, args.timeout, subs(args.jobs), before_drain=before, after_drain=after))
+        return counting(
+            "vq",
+            lambda before, after: run_vq(
+                conn, args, run, workdir, config, args.timeout, subs(args.jobs), before_drain=before, after_drain=after
+            ),
+        )
 
     def rq_round(run, system):
         jobs = args.fork_jobs if system == "rq-fork" else args.jobs
-        return counting(system, lambda before, after: run_rq(
-            conn, args, run, workdir, server.url, system, args.timeout, before_drain=before, jobs=jobs,
-            after_drain=after))
+        return counting(
+            system,
+            lambda before, after: run_rq(
+                conn,
+                args,
+                run,
+                workdir,
+                server.url,
+                system,
+                args.timeout,
+                before_drain=before,
+                jobs=jobs,
+                after_drain=after,
+            ),
+        )
 
-    results = run_rounds(conn, args, workdir, server.url, config, systems,
-                         runs_of=lambda s: 1 if s == "rq-fork" else args.runs, run_vq_round=vq_round,
-                         run_rq_round=rq_round, progress=progress)
+    results = run_rounds(
+        conn,
+        args,
+        workdir,
+        server.url,
+        config,
+        systems,
+        runs_of=lambda s: 1 if s == "rq-fork" else args.runs,
+        run_vq_round=vq_round,
+        run_rq_round=rq_round,
+        progress=progress,
+    )
     summary = summarize(results, systems)["systems"]
     for system in systems:
         runs = counted[system]
         summary[system]["commands_per_job"] = round(
-            statistics.median(sum(run.values()) / jobs_of[system] for run in runs), 1)
+            statistics.median(sum(run.values()) / jobs_of[system] for run in runs), 1
+        )
         names = sorted({name for run in runs for name in run})
-        by_name = {name: round(statistics.median(run.get(name, 0) for run in runs) / jobs_of[system], 2)
-                   for name in names}
+        by_name = {
+            name: round(statistics.median(run.get(name, 0) for run in runs) / jobs_of[system], 2) for name in names
+        }
         summary[system]["commands_by_name"] = dict(sorted(by_name.items(), key=lambda kv: -kv[1]))
     return summary
 
@@ -179,10 +225,14 @@ def part_enqueue(conn, args, settings, progress) -> dict:
     data = {"prompt": "a short prompt"}
     ways = {
         "vq submit_each (vq submit --batch)": lambda n: _check_all_ok(
-            submit_each(conn, settings, subs(n, data), lambda s: s)),
-        "RQ enqueue_many": lambda n: [queue.enqueue_many(
-            [Queue.prepare_data("bench_handlers.noop", kwargs=data) for _ in range(min(1000, n - i))])
-            for i in range(0, n, 1000)],
+            submit_each(conn, settings, subs(n, data), lambda s: s)
+        ),
+        "RQ enqueue_many": lambda n: [
+            queue.enqueue_many(
+                [Queue.prepare_data("bench_handlers.noop", kwargs=data) for _ in range(min(1000, n - i))]
+            )
+            for i in range(0, n, 1000)
+        ],
         "vq submit (one by one)": lambda n: [submit(conn, settings, s) for s in subs(n, data)],
         "RQ enqueue (one by one)": lambda n: [queue.enqueue("bench_handlers.noop", **data) for _ in range(n)],
     }
@@ -207,8 +257,12 @@ def _check_all_ok(outcomes):
 
 
 def part_latency(conn, args, workdir, server, progress) -> dict:
-    config = write_vq_config(workdir, server.url, job_types={
-        STAMP_TYPE: {"handler": "bench_handlers:stamp_start", "attempts": 1}}, name="vq-latency.yaml")
+    config = write_vq_config(
+        workdir,
+        server.url,
+        job_types={STAMP_TYPE: {"handler": "bench_handlers:stamp_start", "attempts": 1}},
+        name="vq-latency.yaml",
+    )
     settings = load_settings(config, env={})
     out = {}
     conn.flushall()
@@ -216,18 +270,33 @@ def part_latency(conn, args, workdir, server, progress) -> dict:
     daemon = start_vq_daemon(config, args.workers, args.vq_log_level, log, workdir)
     try:
         _wait_idle_workers(conn, args.workers, daemon)
-        out["vq"] = _sample(conn, args.samples, lambda: submit(
-            conn, settings, Submission(job_type=STAMP_TYPE, data={}, user_id="latency", subscription="enterprise")))
+        out["vq"] = _sample(
+            conn,
+            args.samples,
+            lambda: submit(
+                conn, settings, Submission(job_type=STAMP_TYPE, data={}, user_id="latency", subscription="enterprise")
+            ),
+        )
     finally:
         stop_process(daemon)
     conn.flushall()
     queue = Queue(RQ_QUEUE, connection=conn, serializer=JSONSerializer)
     from _common import child_env, rq_executable
 
-    cmd = rq_executable() + ["worker", "-S", "rq.serializers.JSONSerializer", "--url", server.url,
-                             "-w", "rq.worker.SimpleWorker", RQ_QUEUE]
-    workers = [subprocess.Popen(cmd, env=child_env({}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                cwd=workdir) for _ in range(args.workers)]
+    cmd = rq_executable() + [
+        "worker",
+        "-S",
+        "rq.serializers.JSONSerializer",
+        "--url",
+        server.url,
+        "-w",
+        "rq.worker.SimpleWorker",
+        RQ_QUEUE,
+    ]
+    workers = [
+        subprocess.Popen(cmd, env=child_env({}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
+        for _ in range(args.workers)
+    ]
     try:
         _wait_idle_workers(conn, args.workers, workers[0])
         out["rq-simple"] = _sample(conn, args.samples, lambda: queue.enqueue("bench_handlers.stamp_start").id)
@@ -235,8 +304,9 @@ def part_latency(conn, args, workdir, server, progress) -> dict:
         for w in workers:
             stop_process(w, 10)
     for system, row in out.items():
-        progress.print(f"latency {system:<10} p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  "
-                       f"max {row['max_ms']:.2f} ms")
+        progress.print(
+            f"latency {system:<10} p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms  max {row['max_ms']:.2f} ms"
+        )
     return out
 
 
@@ -265,8 +335,12 @@ def _sample(conn, samples: int, submit_one) -> dict:
         lat.append((float(started) - t0) * 1000)
         time.sleep(0.01)  # idle again between samples
     lat.sort()
-    return {"p50_ms": statistics.median(lat), "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)], "max_ms": lat[-1],
-            "samples": len(lat)}
+    return {
+        "p50_ms": statistics.median(lat),
+        "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)],
+        "max_ms": lat[-1],
+        "samples": len(lat),
+    }
 
 
 # --------------------------------------------------------------------------- memory
@@ -293,16 +367,22 @@ def part_memory(conn, args, settings, progress) -> dict:
     before = conn.info("memory")["used_memory"]
     queue = Queue(RQ_QUEUE, connection=conn, serializer=JSONSerializer)
     for start in range(0, n, 1000):
-        queue.enqueue_many([Queue.prepare_data("bench_handlers.noop", kwargs=payload)
-                            for _ in range(min(1000, n - start))])
+        queue.enqueue_many(
+            [Queue.prepare_data("bench_handlers.noop", kwargs=payload) for _ in range(min(1000, n - start))]
+        )
     if queue.count != n:
         raise BenchError(f"memory: RQ queue holds {queue.count}, expected {n}")
     rq_bytes = (conn.info("memory")["used_memory"] - before) / n
     conn.flushall()
-    progress.print(f"memory: vq {vq_bytes:,.0f} B/job (of which the created event {events_bytes:,.0f}), "
-                   f"RQ {rq_bytes:,.0f} B/job")
-    return {"vq_bytes_per_job": vq_bytes, "vq_event_bytes_per_job": events_bytes, "rq_bytes_per_job": rq_bytes,
-            "jobs": n}
+    progress.print(
+        f"memory: vq {vq_bytes:,.0f} B/job (of which the created event {events_bytes:,.0f}), RQ {rq_bytes:,.0f} B/job"
+    )
+    return {
+        "vq_bytes_per_job": vq_bytes,
+        "vq_event_bytes_per_job": events_bytes,
+        "rq_bytes_per_job": rq_bytes,
+        "jobs": n,
+    }
 
 
 # --------------------------------------------------------------------------- scale
@@ -322,26 +402,34 @@ def part_scale(conn, args, workdir, config, settings, progress) -> dict:
         big_config = write_vq_config(big_dir, big_server.url, concurrency={"type": {JOB_TYPE: 1000}})
         big_settings = load_settings(big_config, env={})
         made_s, settle_s = _make_backlog(big, big_settings, args.backlog, progress)
-        progress.print(f"[dim]scale: {args.backlog:,} waiting made in {made_s:.0f}s, settled in {settle_s:.0f}s, "
-                       f"Redis {big.info('memory')['used_memory'] / 2**20:,.0f} MB[/]")
+        progress.print(
+            f"[dim]scale: {args.backlog:,} waiting made in {made_s:.0f}s, settled in {settle_s:.0f}s, "
+            f"Redis {big.info('memory')['used_memory'] / 2**20:,.0f} MB[/]"
+        )
         rounds: dict[str, list[dict]] = {"small": [], "large": []}
         for run in range(1, args.runs + 1):
             conn.flushall()
             _make_backlog(conn, settings, args.jobs, progress)
             rounds["small"].append(_drain_head(conn, args, workdir, config, f"small-{run}"))
             rounds["large"].append(_drain_head(big, args, big_dir, big_config, f"large-{run}"))
-            progress.print(f"scale round {run}: {args.jobs:,} of {args.jobs:,} waiting at "
-                           f"{rounds['small'][-1]['jobs_per_s']:,.0f}/s, of {rounds['large'][-1]['backlog']:,} "
-                           f"waiting at {rounds['large'][-1]['jobs_per_s']:,.0f}/s (from the daemon's spawn; "
-                           f"first start to last end {rounds['small'][-1]['steady_jobs_per_s'] or 0:,.0f} and "
-                           f"{rounds['large'][-1]['steady_jobs_per_s'] or 0:,.0f}/s)")
+            progress.print(
+                f"scale round {run}: {args.jobs:,} of {args.jobs:,} waiting at "
+                f"{rounds['small'][-1]['jobs_per_s']:,.0f}/s, of {rounds['large'][-1]['backlog']:,} "
+                f"waiting at {rounds['large'][-1]['jobs_per_s']:,.0f}/s (from the daemon's spawn; "
+                f"first start to last end {rounds['small'][-1]['steady_jobs_per_s'] or 0:,.0f} and "
+                f"{rounds['large'][-1]['steady_jobs_per_s'] or 0:,.0f}/s)"
+            )
     finally:
         big_server.stop()
     out: dict = {"rounds": rounds}
     for label, runs in rounds.items():
-        out[label] = {"backlog": runs[0]["backlog"], "drained": args.jobs, "runs": len(runs),
-                      "jobs_per_s": statistics.median(r["jobs_per_s"] for r in runs),
-                      "steady_jobs_per_s": statistics.median(r["steady_jobs_per_s"] or 0 for r in runs) or None}
+        out[label] = {
+            "backlog": runs[0]["backlog"],
+            "drained": args.jobs,
+            "runs": len(runs),
+            "jobs_per_s": statistics.median(r["jobs_per_s"] for r in runs),
+            "steady_jobs_per_s": statistics.median(r["steady_jobs_per_s"] or 0 for r in runs) or None,
+        }
     out["ratio"] = out["large"]["jobs_per_s"] / out["small"]["jobs_per_s"]
     if out["large"]["steady_jobs_per_s"] and out["small"]["steady_jobs_per_s"]:
         out["steady_ratio"] = out["large"]["steady_jobs_per_s"] / out["small"]["steady_jobs_per_s"]
@@ -368,16 +456,21 @@ def _drain_head(conn, args, workdir, config, label: str) -> dict:
     t0 = time.perf_counter()
     daemon = start_vq_daemon(config, args.workers, args.vq_log_level, log, workdir)
     try:
-        drain_s, _finished, failed = wait_until_ended(conn, daemon, finished_keys, failed_keys,
-                                                      len(before) + args.jobs, t0, args.timeout, args.poll, log)
+        drain_s, _finished, failed = wait_until_ended(
+            conn, daemon, finished_keys, failed_keys, len(before) + args.jobs, t0, args.timeout, args.poll, log
+        )
     finally:
         stop_process(daemon)
     if failed:
         raise BenchError(f"scale: {failed} jobs failed")
     ended = [i.decode() for key in finished_keys for i in conn.zrange(key, 0, -1) if i not in before]
     steady_s = steady_seconds(conn, ended)
-    return {"backlog": waiting, "seconds": drain_s, "jobs_per_s": args.jobs / drain_s,
-            "steady_jobs_per_s": len(ended) / steady_s if steady_s else None}
+    return {
+        "backlog": waiting,
+        "seconds": drain_s,
+        "jobs_per_s": args.jobs / drain_s,
+        "steady_jobs_per_s": len(ended) / steady_s if steady_s else None,
+    }
 
 
 def _settle(conn, settings, backlog: int) -> float:
@@ -410,16 +503,28 @@ def verdicts(report: dict) -> list[tuple[str, float, str, bool]]:
     drain = report.get("drain")
     if drain:
         vq = drain["vq"]["drain_jobs_per_s"]
-        rows.append(("drain ÷ RQ SimpleWorker", vq / drain["rq-simple"]["drain_jobs_per_s"],
-                     f"≥ {TARGETS['drain_vs_simple']}", vq / drain["rq-simple"]["drain_jobs_per_s"]
-                     >= TARGETS["drain_vs_simple"]))
+        rows.append(
+            (
+                "drain ÷ RQ SimpleWorker",
+                vq / drain["rq-simple"]["drain_jobs_per_s"],
+                f"≥ {TARGETS['drain_vs_simple']}",
+                vq / drain["rq-simple"]["drain_jobs_per_s"] >= TARGETS["drain_vs_simple"],
+            )
+        )
         if "rq-fork" in drain:
             ratio = vq / drain["rq-fork"]["drain_jobs_per_s"]
-            rows.append(("drain ÷ RQ Worker (fork)", ratio, f"≥ {TARGETS['drain_vs_fork']}",
-                         ratio >= TARGETS["drain_vs_fork"]))
+            rows.append(
+                ("drain ÷ RQ Worker (fork)", ratio, f"≥ {TARGETS['drain_vs_fork']}", ratio >= TARGETS["drain_vs_fork"])
+            )
         per_job = drain["vq"]["commands_per_job"]
-        rows.append(("Redis commands per job (vq)", per_job, f"≤ {TARGETS['commands_per_job']}",
-                     per_job <= TARGETS["commands_per_job"]))
+        rows.append(
+            (
+                "Redis commands per job (vq)",
+                per_job,
+                f"≤ {TARGETS['commands_per_job']}",
+                per_job <= TARGETS["commands_per_job"],
+            )
+        )
     enqueue = report.get("enqueue")
     if enqueue:
         batch = enqueue["vq submit_each (vq submit --batch)"]["jobs_per_s"] / enqueue["RQ enqueue_many"]["jobs_per_s"]
@@ -442,14 +547,20 @@ def verdicts(report: dict) -> list[tuple[str, float, str, bool]]:
 
 def print_report(out, report: dict, meta: dict) -> None:
     if "drain" in report:
-        t = Table(title=f"Drain: {meta['jobs']:,} no-op jobs from {USERS} users, {meta['workers']} worker processes "
-                        f"(median of runs)")
+        t = Table(
+            title=f"Drain: {meta['jobs']:,} no-op jobs from {USERS} users, {meta['workers']} worker processes "
+            f"(median of runs)"
+        )
         for col in ("system", "runs", "drain jobs/s", "steady jobs/s", "Redis commands/job"):
             t.add_column(col, justify="left" if col == "system" else "right")
         for system, row in report["drain"].items():
-            t.add_row(system, str(row["runs"]), f"{row['drain_jobs_per_s']:,.0f}",
-                      f"{row['steady_jobs_per_s']:,.0f}" if row.get("steady_jobs_per_s") else "-",
-                      f"{row['commands_per_job']:.1f}")
+            t.add_row(
+                system,
+                str(row["runs"]),
+                f"{row['drain_jobs_per_s']:,.0f}",
+                f"{row['steady_jobs_per_s']:,.0f}" if row.get("steady_jobs_per_s") else "-",
+                f"{row['commands_per_job']:.1f}",
+            )
         out.print(t)
         t = Table(title="Redis commands per job, by command (median of runs; every client but the bench's polls)")
         t.add_column("command")
@@ -474,29 +585,36 @@ def print_report(out, report: dict, meta: dict) -> None:
         for col in ("system", "samples", "p50 ms", "p99 ms", "max ms"):
             t.add_column(col, justify="left" if col == "system" else "right")
         for system, row in report["latency"].items():
-            t.add_row(system, str(row["samples"]), f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
-                      f"{row['max_ms']:.2f}")
+            t.add_row(
+                system, str(row["samples"]), f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}", f"{row['max_ms']:.2f}"
+            )
         out.print(t)
     if "memory" in report:
         m = report["memory"]
-        out.print(f"Memory per waiting job ({m['jobs']:,} jobs, 1 KB payload): vq {m['vq_bytes_per_job']:,.0f} B "
-                  f"(its created event {m['vq_event_bytes_per_job']:,.0f} B), RQ {m['rq_bytes_per_job']:,.0f} B")
+        out.print(
+            f"Memory per waiting job ({m['jobs']:,} jobs, 1 KB payload): vq {m['vq_bytes_per_job']:,.0f} B "
+            f"(its created event {m['vq_event_bytes_per_job']:,.0f} B), RQ {m['rq_bytes_per_job']:,.0f} B"
+        )
     if "scale" in report:
         s = report["scale"]
-        out.print(f"Scale (median of {s['small']['runs']} interleaved rounds): {s['small']['drained']:,} jobs at "
-                  f"{s['small']['jobs_per_s']:,.0f}/s with "
-                  f"{s['small']['backlog']:,} waiting, {s['large']['jobs_per_s']:,.0f}/s with "
-                  f"{s['large']['backlog']:,} waiting, from the daemon's spawn (the target's measure); "
-                  f"from first start to last end {s['small']['steady_jobs_per_s'] or 0:,.0f}/s and "
-                  f"{s['large']['steady_jobs_per_s'] or 0:,.0f}/s (ratio {s.get('steady_ratio', 0):.2f})")
+        out.print(
+            f"Scale (median of {s['small']['runs']} interleaved rounds): {s['small']['drained']:,} jobs at "
+            f"{s['small']['jobs_per_s']:,.0f}/s with "
+            f"{s['small']['backlog']:,} waiting, {s['large']['jobs_per_s']:,.0f}/s with "
+            f"{s['large']['backlog']:,} waiting, from the daemon's spawn (the target's measure); "
+            f"from first start to last end {s['small']['steady_jobs_per_s'] or 0:,.0f}/s and "
+            f"{s['large']['steady_jobs_per_s'] or 0:,.0f}/s (ratio {s.get('steady_ratio', 0):.2f})"
+        )
     t = Table(title="Targets")
     for col in ("measure", "value", "target", "met"):
         t.add_column(col, justify="left" if col == "measure" else "right")
     for what, value, target, met in verdicts(report):
         t.add_row(what, f"{value:.2f}", target, "[green]yes[/]" if met else "[red]no[/]")
     out.print(t)
-    out.print(f"[dim]{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, redis-py {meta['redis_py']}, "
-              f"redis-server {meta['redis_server']}[/]")
+    out.print(
+        f"[dim]{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, redis-py {meta['redis_py']}, "
+        f"redis-server {meta['redis_server']}[/]"
+    )
 
 
 def main(argv=None) -> int:
@@ -528,8 +646,13 @@ def main(argv=None) -> int:
         return 1
     finally:
         server.stop()
-    meta = {"jobs": args.jobs, "workers": args.workers, "runs": args.runs, "parts": args.parts,
-            **environment(redis_version)}
+    meta = {
+        "jobs": args.jobs,
+        "workers": args.workers,
+        "runs": args.runs,
+        "parts": args.parts,
+        **environment(redis_version),
+    }
     if args.json:
         report["targets"] = [{"measure": w, "value": v, "target": t, "met": m} for w, v, t, m in verdicts(report)]
         report["meta"] = meta

@@ -116,9 +116,28 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-             "--logfile", str(self.dir / "redis.log")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         probe = redis.Redis(port=self.port)
         deadline = time.monotonic() + 30
         while True:
@@ -156,12 +175,21 @@ def write_config(workdir: Path, url: str, name: str = "vq-chaos.yaml") -> Path:
 
 def start_daemon(index: int, workers: int, config: Path, redis_url: str, workdir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
-    env.update(VQ_CONFIG=str(config), CHAOS_REDIS_URL=redis_url, CHAOS_STAMPS=str(workdir / "stamps.log"),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
+    env.update(
+        VQ_CONFIG=str(config),
+        CHAOS_REDIS_URL=redis_url,
+        CHAOS_STAMPS=str(workdir / "stamps.log"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+    )
     with open(workdir / f"daemon-{index}.log", "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "vq", "daemon", "--workers", str(workers)], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
-                                preexec_fn=lambda: die_with_parent(signal.SIGKILL))  # never outlive this run
+        return subprocess.Popen(
+            [sys.executable, "-m", "vq", "daemon", "--workers", str(workers)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            preexec_fn=lambda: die_with_parent(signal.SIGKILL),
+        )  # never outlive this run
 
 
 def wait_ready(workdir: Path, count: int, timeout: float = 90.0) -> None:
@@ -186,8 +214,11 @@ def children(pid: int) -> set[int]:
 
 def worker_pids(conn: redis.Redis, daemon_pid: int) -> list[int]:
     """The daemon's children that are RQ workers (named vq.<host>.<i>.<pid>), not its scheduler."""
-    registered = {int(k.rsplit(".", 1)[1]) for k in worker_registration.get_keys(connection=conn)
-                  if k.rsplit(".", 1)[-1].isdigit()}
+    registered = {
+        int(k.rsplit(".", 1)[1])
+        for k in worker_registration.get_keys(connection=conn)
+        if k.rsplit(".", 1)[-1].isdigit()
+    }
     return sorted(children(daemon_pid) & registered)
 
 
@@ -195,8 +226,16 @@ class Chaos(threading.Thread):
     """Every 1-3 s one of the faults (a worker SIGKILLed or stopped past its lease, Redis
     paused, a daemon cut off); once, midway, kill -9 Redis."""
 
-    def __init__(self, rng: random.Random, conn, daemons: list[subprocess.Popen], server: RedisServer, kills: int,
-                 faults: tuple[str, ...] = ("kill",), proxies: list[CuttableProxy] = ()):
+    def __init__(
+        self,
+        rng: random.Random,
+        conn,
+        daemons: list[subprocess.Popen],
+        server: RedisServer,
+        kills: int,
+        faults: tuple[str, ...] = ("kill",),
+        proxies: list[CuttableProxy] = (),
+    ):
         super().__init__(name="chaos", daemon=True)
         self.rng, self.conn, self.daemons, self.server, self.kills = rng, conn, daemons, server, kills
         self.faults, self.proxies = faults, list(proxies)
@@ -213,8 +252,12 @@ class Chaos(threading.Thread):
             self.rng.shuffle(schedule)
             while len(self.done) < self.kills and not self.stop.wait(self.rng.uniform(1.0, 3.0)):
                 fault = schedule[len(self.done)]
-                {"kill": self._kill_worker, "stop": self._stop_worker, "pause": self._pause_redis,
-                 "cut": self._cut_daemon}[fault]()
+                {
+                    "kill": self._kill_worker,
+                    "stop": self._stop_worker,
+                    "pause": self._pause_redis,
+                    "cut": self._cut_daemon,
+                }[fault]()
                 if self.redis_restart is None and len(self.done) >= self.kills // 2:
                     self._restart_redis()
             self.stop.wait(FAULT_SECONDS)  # the last stop, pause or cut has ended
@@ -229,16 +272,21 @@ class Chaos(threading.Thread):
 
     def _stop_worker(self) -> None:  # not `_stop`: threading.Thread has one
         """SIGSTOP a worker past its lease (its daemon should kill it), SIGCONT it after."""
+
         def stop(pid: int) -> None:
             os.kill(pid, signal.SIGSTOP)
             threading.Timer(FAULT_SECONDS, _cont, args=(pid,)).start()
+
         pid = self._worker(stop)
         if pid:
             self._did("stop", f"SIGSTOP worker {pid} for {FAULT_SECONDS:g} s", pid=pid)
 
     def _pause_redis(self) -> None:
-        retrying(lambda: redis.Redis(port=self.server.port).execute_command(
-            "CLIENT", "PAUSE", int(FAULT_SECONDS * 1000), "ALL"))
+        retrying(
+            lambda: redis.Redis(port=self.server.port).execute_command(
+                "CLIENT", "PAUSE", int(FAULT_SECONDS * 1000), "ALL"
+            )
+        )
         self._did("pause", f"CLIENT PAUSE {FAULT_SECONDS:g} s")
 
     def _cut_daemon(self) -> None:
@@ -294,8 +342,13 @@ def submit_jobs(conn, settings, rng: random.Random, numbers: range, pace: float 
     interrupted returns the job it may have created instead of a second one."""
     ids = []
     for n in numbers:
-        sub = Submission(job_type=JOB_TYPE, data={"n": n}, user_id=f"chaos-user-{rng.randrange(USERS):02d}",
-                         subscription=TIER, idempotency_key=f"chaos-{n}")
+        sub = Submission(
+            job_type=JOB_TYPE,
+            data={"n": n},
+            user_id=f"chaos-user-{rng.randrange(USERS):02d}",
+            subscription=TIER,
+            idempotency_key=f"chaos-{n}",
+        )
         ids.append(retrying(lambda sub=sub: submit(conn, settings, sub)))
         if pace:
             time.sleep(pace)
@@ -337,10 +390,13 @@ def job_events(conn) -> dict[str, list[str]]:
 def whereabouts(conn, job: Job, events: list[str]) -> dict:
     """Where a lost job is: its status, whether any list still holds it or it holds a
     running lease, and its events (without progress)."""
-    return {"status": status_of(job), "inQueueList": conn.lpos(f"rq:queue:{job.origin}", job.id) is not None,
-            "inWaitingLine": any(conn.zscore(k, job.id) is not None for k in keys.wait_since_all(JOB_TYPE)),
-            "holdsLease": conn.zscore(keys.running_type(JOB_TYPE), job.id) is not None,
-            "events": [e for e in events if e != "progress"]}
+    return {
+        "status": status_of(job),
+        "inQueueList": conn.lpos(f"rq:queue:{job.origin}", job.id) is not None,
+        "inWaitingLine": any(conn.zscore(k, job.id) is not None for k in keys.wait_since_all(JOB_TYPE)),
+        "holdsLease": conn.zscore(keys.running_type(JOB_TYPE), job.id) is not None,
+        "events": [e for e in events if e != "progress"],
+    }
 
 
 def stop_daemons(daemons: list[subprocess.Popen]) -> list[int | None]:
@@ -367,8 +423,10 @@ def run(args) -> dict:
         server.start()
         settings = load_settings(write_config(workdir, server.url), env={})
         proxies = [CuttableProxy(server.port) for _ in range(args.daemons)]
-        configs = [write_config(workdir, f"redis://127.0.0.1:{proxy.port}/0", f"vq-chaos-{i}.yaml")
-                   for i, proxy in enumerate(proxies)]
+        configs = [
+            write_config(workdir, f"redis://127.0.0.1:{proxy.port}/0", f"vq-chaos-{i}.yaml")
+            for i, proxy in enumerate(proxies)
+        ]
         conn = make_client(settings)
         t0 = time.monotonic()
         before = args.jobs // 2
@@ -418,8 +476,12 @@ def run(args) -> dict:
 
 
 def failed(result: dict) -> bool:
-    return bool(result["lost"] or result["slotsLeaked"] or result["mostAtOnceType"] > result["typeLimit"]
-                or result["mostAtOnceUser"] > result["userLimit"])
+    return bool(
+        result["lost"]
+        or result["slotsLeaked"]
+        or result["mostAtOnceType"] > result["typeLimit"]
+        or result["mostAtOnceUser"] > result["userLimit"]
+    )
 
 
 def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, args, stamps: Path) -> dict:
@@ -427,10 +489,14 @@ def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, ar
     status = [status_of(j) if j else "missing" for j in jobs]
     by_status = Counter(status)
     events = job_events(conn)
-    lost = {j.id if j else i: whereabouts(conn, j, events.get(i, [])) if j else {"status": "missing"}
-            for i, j, s in zip(ids, jobs, status) if s not in TERMINAL}
-    failed_categories = Counter((j.meta.get("error") or {}).get("category", "?")
-                                for j, s in zip(jobs, status) if s == "failed")
+    lost = {
+        j.id if j else i: whereabouts(conn, j, events.get(i, [])) if j else {"status": "missing"}
+        for i, j, s in zip(ids, jobs, status)
+        if s not in TERMINAL
+    }
+    failed_categories = Counter(
+        (j.meta.get("error") or {}).get("category", "?") for j, s in zip(jobs, status) if s == "failed"
+    )
     runs = Counter(x.decode() for x in conn.lrange(EXECUTIONS, 0, -1))
     wanted = set(ids)
     finished_unrun = [i for i, s in zip(ids, status) if s == "finished" and runs[i] == 0]
@@ -442,39 +508,53 @@ def measure(conn, ids: list[str], chaos: Chaos, elapsed: float, daemon_exits, ar
     handler_runs = stamped_runs(stamps)
     by_user = most_at_once(handler_runs, key=lambda run: run.user)
     return {
-        "seed": args.seed, "daemons": args.daemons, "workersPerDaemon": args.workers,
-        "submitted": len(ids), "distinctIds": len(wanted),
-        "finished": by_status["finished"], "deadLettered": by_status["failed"], "canceled": by_status["canceled"],
+        "seed": args.seed,
+        "daemons": args.daemons,
+        "workersPerDaemon": args.workers,
+        "submitted": len(ids),
+        "distinctIds": len(wanted),
+        "finished": by_status["finished"],
+        "deadLettered": by_status["failed"],
+        "canceled": by_status["canceled"],
         "deadLetterCategories": dict(failed_categories),
-        "lost": len(lost), "lostJobs": dict(list(lost.items())[:20]),
+        "lost": len(lost),
+        "lostJobs": dict(list(lost.items())[:20]),
         "executions": sum(runs[i] for i in wanted),
         "extraExecutions": sum(max(0, runs[i] - 1) for i in wanted),
         "jobsRunMoreThanOnce": sum(1 for i in wanted if runs[i] > 1),
         "rerunsAfterFinishing": sum(max(0, events.get(i, []).count("finished") - 1) for i in wanted),
         "finishedWithoutExecution": len(finished_unrun),
         "notInJobIndex": len(unlisted),
-        "slotsLeaked": sum(slots.values()), "leakedSlotKeys": slots,
-        "typeLimit": TYPE_LIMIT, "userLimit": USER_LIMIT,
+        "slotsLeaked": sum(slots.values()),
+        "leakedSlotKeys": slots,
+        "typeLimit": TYPE_LIMIT,
+        "userLimit": USER_LIMIT,
         "mostAtOnceType": most_at_once(handler_runs).get(JOB_TYPE, 0),
         "mostAtOnceUser": max(by_user.values(), default=0),
         "usersOverLimit": {user: n for user, n in by_user.items() if n > USER_LIMIT},
         "staleWritesRefused": int(conn.get(keys.STALE_REFUSED) or 0),
         "jobsStoppedLeaseLost": int(conn.get(keys.LEASES_LOST) or 0),
         "faults": dict(Counter(f["fault"] for f in chaos.done)),
-        "workerKills": len(chaos.killed), "kills": chaos.killed, "redisRestart": chaos.redis_restart,
+        "workerKills": len(chaos.killed),
+        "kills": chaos.killed,
+        "redisRestart": chaos.redis_restart,
         "chaosError": repr(chaos.error) if chaos.error else None,
-        "daemonExitCodes": daemon_exits, "seconds": round(elapsed, 1),
+        "daemonExitCodes": daemon_exits,
+        "seconds": round(elapsed, 1),
     }
 
 
-AT_LEAST_ONCE = ("vq delivers at least once: a SIGKILLed worker's job was interrupted mid-run, so when its "
-                 "lease lapses stalled recovery runs it again from the start (not charged as an attempt). "
-                 "A job killed before it recorded its run, or one whose run was lost with Redis, shows no extra.")
+AT_LEAST_ONCE = (
+    "vq delivers at least once: a SIGKILLed worker's job was interrupted mid-run, so when its "
+    "lease lapses stalled recovery runs it again from the start (not charged as an attempt). "
+    "A job killed before it recorded its run, or one whose run was lost with Redis, shows no extra."
+)
 
 
 def report(result: dict, console: Console) -> None:
-    table = Table(title=f"vq chaos run: {result['daemons']} daemons x {result['workersPerDaemon']} workers, "
-                        f"seed {result['seed']}")
+    table = Table(
+        title=f"vq chaos run: {result['daemons']} daemons x {result['workersPerDaemon']} workers, seed {result['seed']}"
+    )
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_column("note")
@@ -484,28 +564,49 @@ def report(result: dict, console: Console) -> None:
     rows = [
         ("jobs submitted", f"{result['submitted']:,}", f"{result['distinctIds']:,} distinct ids"),
         ("finished", f"{result['finished']:,}", ""),
-        ("dead-lettered (failed)", f"{result['deadLettered']:,}",
-         ", ".join(f"{k}: {v}" for k, v in result["deadLetterCategories"].items())),
+        (
+            "dead-lettered (failed)",
+            f"{result['deadLettered']:,}",
+            ", ".join(f"{k}: {v}" for k, v in result["deadLetterCategories"].items()),
+        ),
         ("canceled", f"{result['canceled']:,}", ""),
         ("lost", ok(result["lost"]), "submitted, not terminal at the end or missing; must be 0"),
-        ("executions beyond one per job", f"{result['extraExecutions']:,}",
-         f"{result['jobsRunMoreThanOnce']} jobs ran more than once; {result['executions']:,} executions in all"),
-        ("re-runs of already finished jobs", ok(result["rerunsAfterFinishing"]),
-         "part of the extra executions; no crash explains these (see README)"),
+        (
+            "executions beyond one per job",
+            f"{result['extraExecutions']:,}",
+            f"{result['jobsRunMoreThanOnce']} jobs ran more than once; {result['executions']:,} executions in all",
+        ),
+        (
+            "re-runs of already finished jobs",
+            ok(result["rerunsAfterFinishing"]),
+            "part of the extra executions; no crash explains these (see README)",
+        ),
         ("finished without a recorded run", ok(result["finishedWithoutExecution"]), ""),
         ("missing from vq's job index", ok(result["notInJobIndex"]), "not listed by `vq jobs`"),
         ("slots leaked", ok(result["slotsLeaked"]), "live entries in vq:running:type:* / user:*; must be 0"),
-        ("most at once, type", within(result["mostAtOnceType"], result["typeLimit"]),
-         "by the handlers' own start/tick/end stamps"),
-        ("most at once, one user", within(result["mostAtOnceUser"], result["userLimit"]),
-         ", ".join(f"{u}: {n}" for u, n in result["usersOverLimit"].items())),
-        ("stale writes refused", str(result["staleWritesRefused"]),
-         "writes of workers whose lease had passed to another (vq:fence:refused)"),
+        (
+            "most at once, type",
+            within(result["mostAtOnceType"], result["typeLimit"]),
+            "by the handlers' own start/tick/end stamps",
+        ),
+        (
+            "most at once, one user",
+            within(result["mostAtOnceUser"], result["userLimit"]),
+            ", ".join(f"{u}: {n}" for u, n in result["usersOverLimit"].items()),
+        ),
+        (
+            "stale writes refused",
+            str(result["staleWritesRefused"]),
+            "writes of workers whose lease had passed to another (vq:fence:refused)",
+        ),
         ("jobs stopped for a lost lease", str(result["jobsStoppedLeaseLost"]), "vq:fence:lost"),
         ("faults", ", ".join(f"{k} {v}" for k, v in result["faults"].items()), "kill/stop/pause/cut"),
         ("workers SIGKILLed", str(result["workerKills"]), ""),
-        ("redis-server kill -9 + restart", "yes" if restart else "no",
-         f"at {restart['t']} s, down {restart['downSeconds']} s" if restart else ""),
+        (
+            "redis-server kill -9 + restart",
+            "yes" if restart else "no",
+            f"at {restart['t']} s, down {restart['downSeconds']} s" if restart else "",
+        ),
         ("daemon exit codes (SIGTERM)", " ".join(map(str, result["daemonExitCodes"])), ""),
         ("time taken", f"{result['seconds']} s", "first submission -> every job terminal"),
     ]
@@ -529,9 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--daemons", type=int, default=2)
     parser.add_argument("--workers", type=int, default=3, help="worker processes per daemon")
     parser.add_argument("--kills", type=int, default=15, help="faults to cause, one every 1-3 s")
-    parser.add_argument("--faults", default=",".join(FAULTS),
-                        help="which faults, comma-separated: kill (SIGKILL a worker), stop (SIGSTOP a worker past "
-                             "its lease), pause (CLIENT PAUSE Redis past a lease), cut (a daemon cut off from Redis)")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help="which faults, comma-separated: kill (SIGKILL a worker), stop (SIGSTOP a worker past "
+        "its lease), pause (CLIENT PAUSE Redis past a lease), cut (a daemon cut off from Redis)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="chaos schedule and user spread (default: random)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every job to end")
     parser.add_argument("--json", action="store_true", help="the figures as JSON on stdout")

@@ -43,10 +43,17 @@ class StrictJSONResponse(JSONResponse):
 
 def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     ctx = Context(settings, conn or make_client(settings), make_async_client(settings))
-    app = FastAPI(title="vq", version="1", summary="The job queue of the AI video-generation platform",
-                  docs_url=None, redoc_url=None, openapi_url=None, responses=ERROR_RESPONSES,
-                  default_response_class=StrictJSONResponse,
-                  generate_unique_id_function=schemas.operation_id)
+    app = FastAPI(
+        title="vq",
+        version="1",
+        summary="The job queue of the AI video-generation platform",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        responses=ERROR_RESPONSES,
+        default_response_class=StrictJSONResponse,
+        generate_unique_id_function=schemas.operation_id,
+    )
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.http.maxBodyBytes)
     app.add_middleware(RequestId)  # outermost: every answer has an id and an access line

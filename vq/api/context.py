@@ -19,8 +19,10 @@ from vq.errors import Ambiguous, NotFound
 from vq.submission import Submission, submit
 from vq.tokens import Forbidden, Principal, decode, verify_key
 
-BEARER = HTTPBearer(auto_error=False, description="A JWT, e.g. from `vq token create` (documents the scheme; "
-                                                  "the token is checked by vq.tokens)")
+BEARER = HTTPBearer(
+    auto_error=False,
+    description="A JWT, e.g. from `vq token create` (documents the scheme; the token is checked by vq.tokens)",
+)
 
 
 class Context:
@@ -53,8 +55,7 @@ class Context:
 
     def audited(self, principal: Principal, action: str, job_type: str | None, target: str, **detail):
         """Record a write with the acting user (the archiver files it in audit_log)."""
-        return self.call(audit.record, self.conn, principal.user_id, principal.role, action, job_type, target,
-                         **detail)
+        return self.call(audit.record, self.conn, principal.user_id, principal.role, action, job_type, target, **detail)
 
     def create(self, principal: Principal, body: dict, job_type: str | None, **detail) -> dict:
         """Submit, record who did, answer with the new job: one trip to the thread pool."""
@@ -67,8 +68,13 @@ class Context:
         """The job, if it exists, is of this type and the caller may see it; else 404. `job_id`
         may be a unique prefix among the jobs the caller may see of this type (409 `ambiguous`
         names them); a trimmed job is answered from the history database."""
-        view = jobs.show(self.conn, job_id, self.settings, reveal_to=principal.user_id,
-                         visible=lambda c: c.job_type == job_type and principal.may_see(c.user_id, c.project_id))
+        view = jobs.show(
+            self.conn,
+            job_id,
+            self.settings,
+            reveal_to=principal.user_id,
+            visible=lambda c: c.job_type == job_type and principal.may_see(c.user_id, c.project_id),
+        )
         if view["jobType"] != job_type or not principal.may_see(view["userId"], view["projectId"]):
             raise NotFound(f"no such job {job_id!r}")
         return view
@@ -102,8 +108,9 @@ class Context:
             whole = []
             for dependency in sub.depends_on:  # another user's job cannot feed yours its results
                 try:  # a prefix names one of the caller's own jobs only
-                    dependency = jobs.resolve(conn, dependency, settings,
-                                              visible=lambda c: principal.may_see(c.user_id, c.project_id))
+                    dependency = jobs.resolve(
+                        conn, dependency, settings, visible=lambda c: principal.may_see(c.user_id, c.project_id)
+                    )
                 except (NotFound, Ambiguous) as exc:
                     raise type(exc)(f"dependsOn: {exc.message}", field="dependsOn") from None
                 found = jobs.owner(conn, dependency)

@@ -16,25 +16,48 @@ from vq.api.schemas import ErrorBody
 from vq.errors import VqError
 from vq.tokens import bearer_challenge
 
-ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in (
-    (400, "Malformed request (the body is not JSON)"), (401, "Missing, malformed, expired or wrongly signed token"),
-    (403, "The token's role or projects do not allow this"), (404, "No such job type, job or artifact"),
-    (409, "The job is not in a state that allows this, or a job id prefix is ambiguous"), (413, "Request body too large (http.maxBodyBytes)"),
-    (422, "A field is invalid; `field` names it"), (429, "Rate limited; see Retry-After"),
-    (503, "Redis unreachable"))}
+ERROR_RESPONSES = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in (
+        (400, "Malformed request (the body is not JSON)"),
+        (401, "Missing, malformed, expired or wrongly signed token"),
+        (403, "The token's role or projects do not allow this"),
+        (404, "No such job type, job or artifact"),
+        (409, "The job is not in a state that allows this, or a job id prefix is ambiguous"),
+        (413, "Request body too large (http.maxBodyBytes)"),
+        (422, "A field is invalid; `field` names it"),
+        (429, "Rate limited; see Retry-After"),
+        (503, "Redis unreachable"),
+    )
+}
 
 
-ERRORS_AS_JSON = {status: {"description": spec["description"], "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/ErrorBody"}}}} for status, spec in ERROR_RESPONSES.items()}
+ERRORS_AS_JSON = {
+    status: {
+        "description": spec["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for status, spec in ERROR_RESPONSES.items()
+}
 """For routes whose success is not JSON (files, text, event streams): their errors still are."""
 
-HTTP_CODES = {400: "malformed", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-              409: "conflict", 413: "too_large", 422: "invalid", 429: "rate_limited"}
+HTTP_CODES = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid",
+    429: "rate_limited",
+}
 
 
 def _error(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None):
-    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "field": field}}, status_code=status, headers=headers
+    )
 
 
 def _unparsed(cause: BaseException | None) -> str:
@@ -60,15 +83,16 @@ def install_handlers(app: FastAPI) -> None:
     async def _http_error(_request: Request, exc: StarletteHTTPException):
         """Starlette's own refusals (a body that cannot be parsed, a wrong method, a body over
         the limit) in vq's error shape."""
-        message = _unparsed(exc.__cause__) if exc.detail == "There was an error parsing the body" else \
-            str(exc.detail)
+        message = _unparsed(exc.__cause__) if exc.detail == "There was an error parsing the body" else str(exc.detail)
         return _error(exc.status_code, HTTP_CODES.get(exc.status_code, "error"), message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         if first.get("type") == "json_invalid":
-            return _error(400, "malformed", f"body: not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})")
+            return _error(
+                400, "malformed", f"body: not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
+            )
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
         return _error(422, "invalid", f"{where}: {first.get('msg', 'invalid')}", where)
 

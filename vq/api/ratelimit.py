@@ -41,5 +41,7 @@ def check_rate(conn: Redis, settings: Settings, user_id: str) -> None:
     wait = _window(conn).hit(limit.requests, limit.window, user_id)
     if wait is not None:
         seconds = max(1, math.ceil(wait))
-        raise RateLimited(f"rate limit: {limit.requests} requests per {math.ceil(limit.window / 1000)}s; "
-                          f"retry in {seconds}s", retry_after=seconds)
+        raise RateLimited(
+            f"rate limit: {limit.requests} requests per {math.ceil(limit.window / 1000)}s; retry in {seconds}s",
+            retry_after=seconds,
+        )

@@ -56,6 +56,19 @@ class RequestId:
         finally:
             took = round((time.perf_counter() - started) * 1000, 1)
             client = scope.get("client")
-            log.info("%s %s %s %sms request %s", scope["method"], scope["path"], status, took, rid,
-                     extra={"request_id": rid, "method": scope["method"], "path": scope["path"], "status": status,
-                            "duration_ms": took, "client": client[0] if client else None})
+            log.info(
+                "%s %s %s %sms request %s",
+                scope["method"],
+                scope["path"],
+                status,
+                took,
+                rid,
+                extra={
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": took,
+                    "client": client[0] if client else None,
+                },
+            )

@@ -21,9 +21,11 @@ class Open(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    code: str = Field(description="malformed, invalid, unauthorized, forbidden, not_found, conflict, ambiguous "
-                                  "(a job id prefix several jobs start with: the message names them), too_large, "
-                                  "rate_limited, redis_unavailable")
+    code: str = Field(
+        description="malformed, invalid, unauthorized, forbidden, not_found, conflict, ambiguous "
+        "(a job id prefix several jobs start with: the message names them), too_large, "
+        "rate_limited, redis_unavailable"
+    )
     message: str = Field(description="one line naming what is wrong")
     field: str | None = Field(None, description="the request field at fault, when there is one")
 
@@ -48,8 +50,9 @@ class Job(Open):
 
     id: str
     jobType: str
-    status: str = Field(description="queued, limited, scheduled, deferred, started, finished, failed, stopped, "
-                                    "canceled ...")
+    status: str = Field(
+        description="queued, limited, scheduled, deferred, started, finished, failed, stopped, canceled ..."
+    )
     priority: str | None = None
     userId: str | None = None
     projectId: str | None = None
@@ -182,15 +185,33 @@ HEALTH_RESPONSES = {200: {"model": Health}, 503: {"model": Health, "description"
 
 
 OPERATION_IDS = {
-    "livez": "livez", "create_delayed": "createDelayedJob", "create_bulk": "createJobsBulk",
-    "job_events": "streamJobEvents", "create_recurring": "createRecurringJob",
-    "delete_recurring": "deleteRecurringJob", "user_history": "listUserHistory", "job_stats": "getJobStats",
-    "queue_stats": "listQueueStats", "queue_health": "getHealth", "performance": "getPerformance",
-    "pause": "pauseQueue", "resume": "resumeQueue", "clear": "clearQueue", "provider_overview": "listProviders",
-    "worker_listing": "listWorkers", "cost_report": "getCosts", "types": "listJobTypes", "metrics": "getMetrics",
-    "create_job": "createJob", "job_details": "getJob", "job_progress": "getJobProgress",
-    "job_result": "getJobResult", "job_artifacts": "listJobArtifacts", "job_artifact": "getJobArtifact",
-    "remove_job": "removeJob", "retry_job": "retryJob",
+    "livez": "livez",
+    "create_delayed": "createDelayedJob",
+    "create_bulk": "createJobsBulk",
+    "job_events": "streamJobEvents",
+    "create_recurring": "createRecurringJob",
+    "delete_recurring": "deleteRecurringJob",
+    "user_history": "listUserHistory",
+    "job_stats": "getJobStats",
+    "queue_stats": "listQueueStats",
+    "queue_health": "getHealth",
+    "performance": "getPerformance",
+    "pause": "pauseQueue",
+    "resume": "resumeQueue",
+    "clear": "clearQueue",
+    "provider_overview": "listProviders",
+    "worker_listing": "listWorkers",
+    "cost_report": "getCosts",
+    "types": "listJobTypes",
+    "metrics": "getMetrics",
+    "create_job": "createJob",
+    "job_details": "getJob",
+    "job_progress": "getJobProgress",
+    "job_result": "getJobResult",
+    "job_artifacts": "listJobArtifacts",
+    "job_artifact": "getJobArtifact",
+    "remove_job": "removeJob",
+    "retry_job": "retryJob",
 }
 
 

@@ -10,7 +10,6 @@ unknown names still register every module, so their output is unchanged; the roo
 is replayed from a cache (vq/cli/help_cache.py) after the first time.
 """
 
-
 import importlib
 import os
 import sys
@@ -39,9 +38,25 @@ COMMANDS: dict[str, str] = {
 }
 
 # Registration order of the full app (the root help lists commands in this order).
-MODULES = ["submit_cmd", "job_cmds", "queue_cmds", "limits_cmd", "dlq_cmd", "recurring_cmd", "monitor_cmds",
-           "token_cmd", "providers_cmd", "artifacts_cmd", "workers_cmd", "daemon_cmd", "redis_cmd", "tui_cmd",
-           "doctor_cmd", "completion_cmd", "config_cmd"]
+MODULES = [
+    "submit_cmd",
+    "job_cmds",
+    "queue_cmds",
+    "limits_cmd",
+    "dlq_cmd",
+    "recurring_cmd",
+    "monitor_cmds",
+    "token_cmd",
+    "providers_cmd",
+    "artifacts_cmd",
+    "workers_cmd",
+    "daemon_cmd",
+    "redis_cmd",
+    "tui_cmd",
+    "doctor_cmd",
+    "completion_cmd",
+    "config_cmd",
+]
 
 _GLOBAL_WITH_VALUE = {"--config", "-c"}
 
@@ -105,7 +120,7 @@ def modules_for(argv: list[str]) -> list[str]:
     if any(key.startswith("_VQ_COMPLETE") for key in os.environ):
         return MODULES
     name = command_name(argv)
-    if name in COMMANDS and "--help" not in argv[:argv.index(name)] and "-h" not in argv[:argv.index(name)]:
+    if name in COMMANDS and "--help" not in argv[: argv.index(name)] and "-h" not in argv[: argv.index(name)]:
         return [COMMANDS[name]]
     return MODULES
 

@@ -185,7 +185,7 @@ def _unpack_args(args: list[str], nargs_spec: list[int]):
     if spos is not None:
         rv[spos] = tuple(args)
         args = []
-        rv[spos + 1:] = reversed(rv[spos + 1:])
+        rv[spos + 1 :] = reversed(rv[spos + 1 :])
     return tuple(rv), list(args)
 
 
@@ -230,8 +230,11 @@ def completions(tree: dict, args: list[str], incomplete: str) -> list[tuple[str,
     for param in params:
         if param["kind"] == "argument":
             value = ctx.opts.get(param["name"])
-            if (param["nargs"] == -1 or value is None
-                    or (param["nargs"] > 1 and isinstance(value, (tuple, list)) and len(value) < param["nargs"])):
+            if (
+                param["nargs"] == -1
+                or value is None
+                or (param["nargs"] > 1 and isinstance(value, (tuple, list)) and len(value) < param["nargs"])
+            ):
                 return _param_items(tree, chain, ctx, param, incomplete)
     return _command_items(ctx, incomplete)
 
@@ -247,7 +250,9 @@ def _command_items(ctx: _Ctx, incomplete: str) -> list:
                 continue
             if not param["multiple"] and ctx.from_command_line(param["name"]):
                 continue
-            items += [(name, param["help"]) for name in param["opts"] + param["secondary"] if name.startswith(incomplete)]
+            items += [
+                (name, param["help"]) for name in param["opts"] + param["secondary"] if name.startswith(incomplete)
+            ]
     return items
 
 

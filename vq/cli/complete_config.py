@@ -14,8 +14,18 @@ from pathlib import Path
 
 from vq.cli.complete_files import KEEP, cache_dir, read_json, write_json
 
-_CONFIG_ENV = ("VQ_CONFIG", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "VQ_DATA_DIR",
-               "XDG_DATA_HOME", "XDG_CONFIG_HOME", "HOME")
+_CONFIG_ENV = (
+    "VQ_CONFIG",
+    "REDIS_URL",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_PASSWORD",
+    "REDIS_DB",
+    "VQ_DATA_DIR",
+    "XDG_DATA_HOME",
+    "XDG_CONFIG_HOME",
+    "HOME",
+)
 
 
 def _config_key(config_path: str | None) -> str:
@@ -44,20 +54,32 @@ def _spec(block: dict, data_path: Path, parse_url) -> dict:
         parsed = parse_url(block["url"])
         if parsed.get("tls"):
             return {"kind": "redis-py"}
-        common = {"username": parsed.get("username"), "password": parsed.get("password"),
-                  "db": int(parsed.get("db") or 0)}
+        common = {
+            "username": parsed.get("username"),
+            "password": parsed.get("password"),
+            "db": int(parsed.get("db") or 0),
+        }
         if parsed.get("path"):
             return {"kind": "unix", "path": parsed["path"], **common}
-        return {"kind": "tcp", "host": parsed.get("host") or "localhost", "port": int(parsed.get("port") or 6379),
-                **common}
+        return {
+            "kind": "tcp",
+            "host": parsed.get("host") or "localhost",
+            "port": int(parsed.get("port") or 6379),
+            **common,
+        }
     password = None if block.get("password") is None else str(block["password"])
     common = {"username": None, "password": password, "db": int(block.get("db") or 0)}
     if block.get("socket"):
         return {"kind": "unix", "path": str(block["socket"]), **common}
     if block.get("host"):
         return {"kind": "tcp", "host": str(block["host"]), "port": int(block.get("port") or 6379), **common}
-    return {"kind": "unix", "path": str(data_path / "redis" / "redis.sock"), "username": None, "password": None,
-            "db": 0}
+    return {
+        "kind": "unix",
+        "path": str(data_path / "redis" / "redis.sock"),
+        "username": None,
+        "password": None,
+        "db": 0,
+    }
 
 
 def _redis_py_parse_url(url: str) -> dict:

@@ -29,8 +29,11 @@ def cache_dir() -> Path:
 def _tree_key() -> str:
     """What the tree is built from: vq's and Python's versions, the CLI's modules, typer."""
     parts = [__version__, sys.version.split()[0]]
-    files = (sorted(_HERE.glob("*.py")) + [_HERE.parent / name for name in _STATIC_FROM]
-             + sorted((_HERE.parent / "config").glob("*.py")))
+    files = (
+        sorted(_HERE.glob("*.py"))
+        + [_HERE.parent / name for name in _STATIC_FROM]
+        + sorted((_HERE.parent / "config").glob("*.py"))
+    )
     try:
         import importlib.util
 

@@ -59,8 +59,13 @@ def _read_redis(spec: dict, config_path: str | None) -> dict:
         with _Resp(spec) as conn:
             types, recurring = conn.call([b"SMEMBERS", keys.JOB_TYPES_SEEN], [b"HGETALL", keys.RECURRING])
             types = sorted(t.decode() for t in types)
-            replies = conn.call(*[[b"ZREVRANGE", keys.type_jobs(t), b"0", str(RECENT_JOBS - 1), b"WITHSCORES"]
-                                  for t in types]) if types else []
+            replies = (
+                conn.call(
+                    *[[b"ZREVRANGE", keys.type_jobs(t), b"0", str(RECENT_JOBS - 1), b"WITHSCORES"] for t in types]
+                )
+                if types
+                else []
+            )
             ranked = [[(rows[i], float(rows[i + 1])) for i in range(0, len(rows), 2)] for rows in replies]
     newest = sorted((pair for rows in ranked for pair in rows), key=lambda pair: -pair[1])
     job_ids: list[str] = []
@@ -151,7 +156,7 @@ class _Resp:
                 return None
             while len(self.buffer) < size + 2:
                 self._fill()
-            data, self.buffer = self.buffer[:size], self.buffer[size + 2:]
+            data, self.buffer = self.buffer[:size], self.buffer[size + 2 :]
             return data
         if kind == b"*":
             size = int(rest)

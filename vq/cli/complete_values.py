@@ -8,7 +8,7 @@ from __future__ import annotations
 def source_values(source: str, static: dict, config_path: str | None, params: dict, incomplete: str) -> list[str]:
     """What a parameter with this source completes `incomplete` to (both paths use this)."""
     if source == "job-type-lists":  # a comma-separated list: complete its last item
-        head = incomplete[:incomplete.rfind(",") + 1]
+        head = incomplete[: incomplete.rfind(",") + 1]
         done = set(incomplete.split(",")[:-1])
         values = [head + t for t in dynamic_values("job-types", static, config_path, params) if t not in done]
     elif source in static:

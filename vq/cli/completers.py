@@ -17,32 +17,32 @@ from __future__ import annotations
 
 # parameter name (the Python name in the command function) -> value source, for every command
 BY_NAME: dict[str, str] = {
-    "job_type": "job-types",     # vq submit TYPE, --type/-t everywhere, pause/resume/clear TYPE
-    "status": "statuses",        # vq jobs --status, vq history --status
-    "priority": "priorities",    # --priority
-    "subscription": "tiers",     # --subscription/-s
-    "tier": "tiers",             # vq token create --tier
+    "job_type": "job-types",  # vq submit TYPE, --type/-t everywhere, pause/resume/clear TYPE
+    "status": "statuses",  # vq jobs --status, vq history --status
+    "priority": "priorities",  # --priority
+    "subscription": "tiers",  # --subscription/-s
+    "tier": "tiers",  # vq token create --tier
     "log_format": "log-formats",  # vq daemon --log-format
-    "log_level": "log-levels",   # vq daemon --log-level
-    "shell": "shells",           # vq completion SHELL
-    "ref": "recurring",          # vq recurring show/run/pause/resume/rm ID|NAME
-    "job_id": "job-ids",         # vq show/progress/result/retry/cancel/rm/artifacts ID, vq dlq retry ID
-    "depends_on": "job-ids",     # vq submit --depends-on
-    "role": "roles",             # vq token create --role
-    "by": "cost-groups",         # vq costs --by
-    "theme": "themes",           # vq tui --theme
-    "catch_up": "catch-up",      # vq recurring add --catch-up
+    "log_level": "log-levels",  # vq daemon --log-level
+    "shell": "shells",  # vq completion SHELL
+    "ref": "recurring",  # vq recurring show/run/pause/resume/rm ID|NAME
+    "job_id": "job-ids",  # vq show/progress/result/retry/cancel/rm/artifacts ID, vq dlq retry ID
+    "depends_on": "job-ids",  # vq submit --depends-on
+    "role": "roles",  # vq token create --role
+    "by": "cost-groups",  # vq costs --by
+    "theme": "themes",  # vq tui --theme
+    "catch_up": "catch-up",  # vq recurring add --catch-up
     "queues": "job-type-lists",  # vq daemon --queues T1,T2 (the type after the last comma)
 }
 
 # (command path, parameter name) -> source, where the name alone would say something else
 # (None: no completion).
 BY_COMMAND: dict[tuple[str, str], str | None] = {
-    ("history", "job"): "history-job",          # a job id, or `export`
-    ("history", "fmt"): "export-formats",       # vq history export --format csv|json
+    ("history", "job"): "history-job",  # a job id, or `export`
+    ("history", "fmt"): "export-formats",  # vq history export --format csv|json
     ("limits set", "kind"): "limit-kinds",
     ("limits reset", "kind"): "limit-kinds",
-    ("limits set", "name"): "limit-names",      # a job type after `type`, a tier after `tier`
+    ("limits set", "name"): "limit-names",  # a job type after `type`, a tier after `tier`
     ("limits reset", "name"): "limit-names",
 }
 
@@ -106,6 +106,7 @@ def attach(root) -> None:
         def complete(ctx, param, incomplete: str):
             values = source_values(source, statics, ctx.find_root().params.get("config"), ctx.params, incomplete)
             return [CompletionItem(v) for v in values]
+
         complete.vq_source = source
         return complete
 
@@ -146,24 +147,37 @@ def describe(root) -> dict:
         for param in command.get_params(ctx):
             desc = getattr(param, "type_descriptor", None)
             custom = param._custom_shell_complete
-            params.append({
-                "name": param.name,
-                "kind": "option" if isinstance(param, TyperOption) else
-                        "argument" if isinstance(param, TyperArgument) else "other",
-                "opts": list(param.opts), "secondary": list(param.secondary_opts),
-                "flag": bool(getattr(param, "is_flag", False) or getattr(param, "count", False)),
-                "count": bool(getattr(param, "count", False)),
-                "nargs": param.nargs, "multiple": bool(param.multiple), "hidden": bool(getattr(param, "hidden", False)),
-                "help": _helps(getattr(param, "help", None)),
-                "source": getattr(custom, "vq_source", None),
-                "custom": custom is not None and not hasattr(custom, "vq_source"),
-                "choices": [choice_as_str(c) for c in desc.choices] if desc is not None and desc.is_choice
-                and desc.choices is not None else None,
-                "case_sensitive": bool(getattr(desc, "case_sensitive", True)),
-                "file": bool(desc is not None and desc.is_file),
-            })
-        out = {"group": isinstance(command, TyperGroup), "interspersed": ctx.allow_interspersed_args,
-               "ignore_unknown": ctx.ignore_unknown_options, "params": params}
+            params.append(
+                {
+                    "name": param.name,
+                    "kind": "option"
+                    if isinstance(param, TyperOption)
+                    else "argument"
+                    if isinstance(param, TyperArgument)
+                    else "other",
+                    "opts": list(param.opts),
+                    "secondary": list(param.secondary_opts),
+                    "flag": bool(getattr(param, "is_flag", False) or getattr(param, "count", False)),
+                    "count": bool(getattr(param, "count", False)),
+                    "nargs": param.nargs,
+                    "multiple": bool(param.multiple),
+                    "hidden": bool(getattr(param, "hidden", False)),
+                    "help": _helps(getattr(param, "help", None)),
+                    "source": getattr(custom, "vq_source", None),
+                    "custom": custom is not None and not hasattr(custom, "vq_source"),
+                    "choices": [choice_as_str(c) for c in desc.choices]
+                    if desc is not None and desc.is_choice and desc.choices is not None
+                    else None,
+                    "case_sensitive": bool(getattr(desc, "case_sensitive", True)),
+                    "file": bool(desc is not None and desc.is_file),
+                }
+            )
+        out = {
+            "group": isinstance(command, TyperGroup),
+            "interspersed": ctx.allow_interspersed_args,
+            "ignore_unknown": ctx.ignore_unknown_options,
+            "params": params,
+        }
         if out["group"]:
             out["commands"] = []
             out["children"] = {}

@@ -42,6 +42,7 @@ __all__ = ["COMPLETE_VAR", "answer", "forget_redis_values", "save_tree", "source
 
 # --- the shells' side: typer's BashComplete, ZshComplete and FishComplete ----------
 
+
 def _split(text: str) -> list[str]:
     """click's split_arg_string."""
     import shlex
@@ -117,8 +118,10 @@ def answer() -> int | None:
         if shell == "bash":
             out = "\n".join(value for value, _ in items)
         elif shell == "zsh":
-            lines = [f'"{_zsh_escape(value)}":"{_help_text(help, 1, width)}"' if help else f'"{_zsh_escape(value)}"'
-                     for value, help in items]
+            lines = [
+                f'"{_zsh_escape(value)}":"{_help_text(help, 1, width)}"' if help else f'"{_zsh_escape(value)}"'
+                for value, help in items
+            ]
             out = "_arguments '*: :((" + "\n".join(lines) + "))'" if lines else "_files"
         else:
             action = os.environ.get("_TYPER_COMPLETE_FISH_ACTION", "")

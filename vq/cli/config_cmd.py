@@ -12,8 +12,11 @@ from vq.shipped import shipped_file
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="The configuration file.", no_args_is_help=True,
-                        epilog=example("vq config example > ~/.config/vq/config.yaml"))
+    group = typer.Typer(
+        help="The configuration file.",
+        no_args_is_help=True,
+        epilog=example("vq config example > ~/.config/vq/config.yaml"),
+    )
 
     @group.command("example", epilog=example("vq config example > ~/.config/vq/config.yaml"))
     def print_example() -> None:

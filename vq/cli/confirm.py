@@ -17,7 +17,9 @@ def refuse_unanswerable(yes: bool, as_json: bool) -> None:
     and no terminal on stdin. Call it before printing any preview."""
     if yes or not as_json or sys.stdin.isatty():
         return
-    message = "this command asks before it changes anything: pass --yes (with --json and no terminal there is nobody to ask)"
+    message = (
+        "this command asks before it changes anything: pass --yes (with --json and no terminal there is nobody to ask)"
+    )
     print_json({"error": {"code": "confirmation_required", "message": message, "field": "--yes"}})
     error(message)
     raise typer.Exit(2)

@@ -15,23 +15,37 @@ LOG_FORMATS = ("text", "json")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("daemon", epilog=example("vq daemon --workers 4 --queues image-generation,audio-synthesis "
-                                          "--log-format json"))
+    @app.command(
+        "daemon", epilog=example("vq daemon --workers 4 --queues image-generation,audio-synthesis --log-format json")
+    )
     def daemon(
         ctx: typer.Context,
-        workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes (default: config, else CPU count)."),
+        workers: int | None = typer.Option(
+            None, "--workers", "-w", help="Worker processes (default: config, else CPU count)."
+        ),
         queues: str | None = typer.Option(None, "--queues", "-q", help="Only these job types, comma-separated."),
-        log_level: str = typer.Option("INFO", "--log-level", metavar=choices_metavar(LOG_LEVELS),
-                                      help="The least severe messages logged (any case)."),
-        log_format: str = typer.Option("text", "--log-format", metavar=choices_metavar(LOG_FORMATS),
-                                       help="text (journald-friendly) or json (one object per line, for log "
-                                            "shippers)."),
+        log_level: str = typer.Option(
+            "INFO",
+            "--log-level",
+            metavar=choices_metavar(LOG_LEVELS),
+            help="The least severe messages logged (any case).",
+        ),
+        log_format: str = typer.Option(
+            "text",
+            "--log-format",
+            metavar=choices_metavar(LOG_FORMATS),
+            help="text (journald-friendly) or json (one object per line, for log shippers).",
+        ),
         grace: float | None = typer.Option(None, "--grace", help="Seconds running jobs get to finish on stop."),
         http: str | None = typer.Option(None, "--http", help="Serve the HTTP API on HOST:PORT (default http.listen)."),
         no_http: bool = typer.Option(False, "--no-http", help="Run without the HTTP API."),
-        stop_redis: bool = typer.Option(False, "--stop-redis", help="Stop the embedded Redis when the daemon stops "
-                                                                    "(by default it keeps running for the CLI and "
-                                                                    "the next daemon)."),
+        stop_redis: bool = typer.Option(
+            False,
+            "--stop-redis",
+            help="Stop the embedded Redis when the daemon stops "
+            "(by default it keeps running for the CLI and "
+            "the next daemon).",
+        ),
     ) -> None:
         """Run the workers, the timer, the archiver and the HTTP API in the foreground.
 
@@ -52,8 +66,9 @@ def register(app: typer.Typer) -> None:
         for name in only or []:
             get_job_type(settings, name)
         if stop_redis and settings.redis.configured:
-            raise InvalidInput("--stop-redis: a Redis is configured; vq stops only the embedded one it runs when "
-                               "none is")
+            raise InvalidInput(
+                "--stop-redis: a Redis is configured; vq stops only the embedded one it runs when none is"
+            )
         if http and no_http:
             raise InvalidInput("--http: give either --http HOST:PORT or --no-http")
         listen = None if no_http else http or (settings.http.listen if settings.http.enabled else None)

@@ -12,38 +12,58 @@ from vq.cli.state import JSON_OPTION, YES_OPTION, state
 from vq.durations import parse_duration_ms
 from vq.errors import InvalidInput
 
-dlq_app = typer.Typer(help="The dead-letter queue: jobs that failed for good.", no_args_is_help=True,
-                      epilog=example("vq dlq list --type image-generation"))
+dlq_app = typer.Typer(
+    help="The dead-letter queue: jobs that failed for good.",
+    no_args_is_help=True,
+    epilog=example("vq dlq list --type image-generation"),
+)
 TYPE_HELP = "Only this job type."
-
 
 
 def _render(views: list[dict]) -> None:
     if not views:
         out.print("[dim]the dead-letter queue is empty[/]")
         return
-    out.print(table(["id", "type", "user", "attempts", "category", "error", "failed at"], [
-        [v["id"], v["jobType"], v["userId"], f"{v['attempts']}/{v['maxAttempts']}",
-         (v["error"] or {}).get("category"), escape(((v["error"] or {}).get("message") or "")[:80]), v["finishedAt"]]
-        for v in views]))
+    out.print(
+        table(
+            ["id", "type", "user", "attempts", "category", "error", "failed at"],
+            [
+                [
+                    v["id"],
+                    v["jobType"],
+                    v["userId"],
+                    f"{v['attempts']}/{v['maxAttempts']}",
+                    (v["error"] or {}).get("category"),
+                    escape(((v["error"] or {}).get("message") or "")[:80]),
+                    v["finishedAt"],
+                ]
+                for v in views
+            ],
+        )
+    )
 
 
 @dlq_app.command("list", epilog=example("vq dlq list --type image-generation --json"))
-def list_command(ctx: typer.Context, job_type: str | None = typer.Option(None, "--type", "-t", help=TYPE_HELP),
-                 limit: int = typer.Option(50, "--limit", "-n", help="Rows to list, newest first."),
-                 as_json: bool = JSON_OPTION) -> None:
+def list_command(
+    ctx: typer.Context,
+    job_type: str | None = typer.Option(None, "--type", "-t", help=TYPE_HELP),
+    limit: int = typer.Option(50, "--limit", "-n", help="Rows to list, newest first."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Dead jobs, newest first, with category, message, attempts (and traceback in --json)."""
     st = state(ctx)
     emit(dlq.list_dead(st.conn, st.settings, job_type, limit), as_json, _render)
 
 
 @dlq_app.command("retry", epilog=example("vq dlq retry --all --type image-generation --yes"))
-def retry_command(ctx: typer.Context,
-                  job_id: str | None = typer.Argument(None, metavar="ID", help="A dead job's id (or prefix). Or --all."),
-                  all_: bool = typer.Option(False, "--all", help="Retry every dead job (of --type)."),
-                  job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
-                  yes: bool = YES_OPTION,
-                  as_json: bool = JSON_OPTION) -> None:
+def retry_command(
+    ctx: typer.Context,
+    job_id: str | None = typer.Argument(None, metavar="ID", help="A dead job's id (or prefix). Or --all."),
+    all_: bool = typer.Option(False, "--all", help="Retry every dead job (of --type)."),
+    job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
+    yes: bool = YES_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Retry one dead job, or all of them (of a type) with --all."""
     st = state(ctx)
     if bool(job_id) == all_:
@@ -57,10 +77,13 @@ def retry_command(ctx: typer.Context,
 
 
 @dlq_app.command("purge", epilog=example("vq dlq purge --older-than 30d --yes"))
-def purge_command(ctx: typer.Context,
-                  older_than: str | None = typer.Option(None, "--older-than", help="Only jobs that failed longer ago: 7d, 12h."),
-                  job_type: str | None = typer.Option(None, "--type", "-t", help=TYPE_HELP), yes: bool = YES_OPTION,
-                  as_json: bool = JSON_OPTION) -> None:
+def purge_command(
+    ctx: typer.Context,
+    older_than: str | None = typer.Option(None, "--older-than", help="Only jobs that failed longer ago: 7d, 12h."),
+    job_type: str | None = typer.Option(None, "--type", "-t", help=TYPE_HELP),
+    yes: bool = YES_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Delete dead jobs (older than a duration, of a type); asks first unless --yes."""
     st = state(ctx)
     older_ms = parse_duration_ms(older_than, "--older-than") if older_than else None

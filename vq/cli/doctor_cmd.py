@@ -27,8 +27,13 @@ def register(app: typer.Typer) -> None:
         try:
             findings = checks.run(state(ctx).settings)
         except ConfigError as exc:
-            findings = [asdict(checks.Finding("config", "fail", exc.message, "fix the file; `vq doctor` checks "
-                                                                                 "the rest once it loads"))]
+            findings = [
+                asdict(
+                    checks.Finding(
+                        "config", "fail", exc.message, "fix the file; `vq doctor` checks the rest once it loads"
+                    )
+                )
+            ]
         emit(findings, as_json, _render)
         raise typer.Exit(checks.exit_code([checks.Finding(**f) for f in findings]))
 

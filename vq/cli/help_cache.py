@@ -13,8 +13,17 @@ from pathlib import Path
 
 from vq import __version__
 
-_COLOUR_ENV = ("TERM", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "TTY_COMPATIBLE", "TTY_INTERACTIVE",
-               "_TYPER_FORCE_DISABLE_TERMINAL", "COLORTERM")
+_COLOUR_ENV = (
+    "TERM",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "COLUMNS",
+    "LINES",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "_TYPER_FORCE_DISABLE_TERMINAL",
+    "COLORTERM",
+)
 
 
 def cache_dir() -> Path:

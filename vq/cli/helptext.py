@@ -16,12 +16,13 @@ from vq.errors import InvalidInput
 # The root help's panels, in this order; every top-level command is in exactly one.
 PANELS = ("Jobs", "Queues", "Schedules", "Monitoring", "Admin")
 PANEL_OF: dict[str, str] = {
-    **{name: "Jobs" for name in ("submit", "show", "jobs", "progress", "result", "retry", "cancel", "rm",
-                                 "artifacts")},
+    **{name: "Jobs" for name in ("submit", "show", "jobs", "progress", "result", "retry", "cancel", "rm", "artifacts")},
     **{name: "Queues" for name in ("queues", "pause", "resume", "clear", "types", "limits", "dlq", "workers")},
     "recurring": "Schedules",
-    **{name: "Monitoring" for name in ("history", "audit", "stats", "health", "perf", "metrics", "providers",
-                                       "costs", "tui")},
+    **{
+        name: "Monitoring"
+        for name in ("history", "audit", "stats", "health", "perf", "metrics", "providers", "costs", "tui")
+    },
     **{name: "Admin" for name in ("daemon", "token", "redis", "doctor", "completion", "config")},
 }
 
@@ -58,8 +59,9 @@ def unwrap(text: str | None) -> str | None:
     which otherwise break lines mid-sentence in the command list and in narrow terminals."""
     if not text:
         return text
-    return "\n\n".join(" ".join(line.strip() for line in paragraph.splitlines())
-                       for paragraph in inspect.cleandoc(text).split("\n\n"))
+    return "\n\n".join(
+        " ".join(line.strip() for line in paragraph.splitlines()) for paragraph in inspect.cleandoc(text).split("\n\n")
+    )
 
 
 def polish(app) -> None:
@@ -110,6 +112,7 @@ def fix_typer_rendering() -> None:
 
     display_type_rich = getattr(TyperOption, "display_type_rich", None)
     if display_type_rich is not None:
+
         def flag_without_type(self, ctx):
             if getattr(self, "is_flag", False) or getattr(self, "count", False):
                 return self.metavar or None
@@ -118,6 +121,7 @@ def fix_typer_rendering() -> None:
         TyperOption.display_type_rich = flag_without_type
 
     if hasattr(TyperArgument, "_usage_display_name"):
+
         def usage_name(self):
             name = self.display_name_raw
             name = name if self.required else f"[{name}]"

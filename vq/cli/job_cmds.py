@@ -25,9 +25,12 @@ STATUSES = tuple(s.value for s in Status)
 
 def register(app: typer.Typer) -> None:
     @app.command("show", epilog=example("vq show 3f2a9c1e7d20 --tree"))
-    def show(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=JOB_ID),
-             tree: bool = typer.Option(False, "--tree", help="Draw the dependency graph with statuses."),
-             as_json: bool = JSON_OPTION) -> None:
+    def show(
+        ctx: typer.Context,
+        job_id: str = typer.Argument(..., metavar="ID", help=JOB_ID),
+        tree: bool = typer.Option(False, "--tree", help="Draw the dependency graph with statuses."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Show a job: status, progress, timings, attempts, dependencies, result or error.
 
         For a waiting job, what it waits for and its place in line."""
@@ -41,9 +44,13 @@ def register(app: typer.Typer) -> None:
     def list_command(
         ctx: typer.Context,
         job_type: str | None = typer.Option(None, "--type", "-t", help="Only this job type."),
-        status: str | None = typer.Option(None, "--status", metavar="STATUS",
-                                             callback=one_of("--status", STATUSES),
-                                             help="Only this status: " + ", ".join(STATUSES) + "."),
+        status: str | None = typer.Option(
+            None,
+            "--status",
+            metavar="STATUS",
+            callback=one_of("--status", STATUSES),
+            help="Only this status: " + ", ".join(STATUSES) + ".",
+        ),
         user: str | None = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
         limit: int = typer.Option(50, "--limit", "-n", help="Jobs per page."),
         page: int = typer.Option(1, "--page", help="Page number, from 1."),
@@ -63,15 +70,19 @@ def register(app: typer.Typer) -> None:
         since_ms = None
         if since is not None:
             since_ms = int(time.time() * 1000) - parse_duration_ms(since, "--since", unit_required=True)
-        listing = jobs.page_jobs(st.conn, job_type=job_type, status=status, user=user, limit=limit, page=page,
-                                 since_ms=since_ms)
+        listing = jobs.page_jobs(
+            st.conn, job_type=job_type, status=status, user=user, limit=limit, page=page, since_ms=since_ms
+        )
         # --json stays the bare list of jobs scripts have read since 0.1; the table has the totals.
         emit(listing["jobs"] if as_json else listing, as_json, render_jobs)
 
     @app.command("progress", epilog=example("vq progress 3f2a9c1e7d20 --follow"))
-    def progress(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=JOB_ID),
-                 follow: bool = typer.Option(False, "--follow", "-f", help="Show a live bar until the job ends."),
-                 as_json: bool = JSON_OPTION) -> None:
+    def progress(
+        ctx: typer.Context,
+        job_id: str = typer.Argument(..., metavar="ID", help=JOB_ID),
+        follow: bool = typer.Option(False, "--follow", "-f", help="Show a live bar until the job ends."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Show a job's progress; with --follow, live until it ends.
 
         The live bar (with elapsed time and an ETA) goes to the terminal, the final state to stdout;
@@ -91,8 +102,9 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @app.command("result", epilog=example("vq result 3f2a9c1e7d20 --json"))
-    def result(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=JOB_ID),
-               as_json: bool = JSON_OPTION) -> None:
+    def result(
+        ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID", help=JOB_ID), as_json: bool = JSON_OPTION
+    ) -> None:
         """Print a finished job's result (and the artifact files it wrote)."""
         st = state(ctx)
         res = jobs.result(st.conn, job_id, st.settings)
@@ -101,12 +113,15 @@ def register(app: typer.Typer) -> None:
         emit(res, as_json, lambda r: out.print_json(dumps_strict(r["result"], default=str)))
 
     @app.command("retry", epilog=example("vq retry --all --type image-generation --yes"))
-    def retry(ctx: typer.Context,
-              job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all."),
-              every: bool = typer.Option(False, "--all", help="Every failed job of --type and/or --user."),
-              job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
-              user: str | None = typer.Option(None, "--user", "-u", help="With --all: only this user's."),
-              yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
+    def retry(
+        ctx: typer.Context,
+        job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all."),
+        every: bool = typer.Option(False, "--all", help="Every failed job of --type and/or --user."),
+        job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
+        user: str | None = typer.Option(None, "--user", "-u", help="With --all: only this user's."),
+        yes: bool = YES_OPTION,
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Run a failed, stopped or canceled job again.
 
         With --all, every failed job of a type and/or user; it lists them and asks first unless --yes."""
@@ -118,17 +133,27 @@ def register(app: typer.Typer) -> None:
             return
         _check_type(st, job_type)
         chosen = bulk.failed(st.conn, job_type, user)
-        _bulk(st, chosen, "retry", f"Retry {len(chosen)} failed job(s)", as_json, yes,
-              lambda views: bulk.retry_all(st.conn, views))
+        _bulk(
+            st,
+            chosen,
+            "retry",
+            f"Retry {len(chosen)} failed job(s)",
+            as_json,
+            yes,
+            lambda views: bulk.retry_all(st.conn, views),
+        )
 
     @app.command("cancel", epilog=example("vq cancel --all --user alice --yes"))
-    def cancel(ctx: typer.Context,
-               job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all --user U."),
-               reason: str = typer.Option("canceled by operator", "--reason", help="Recorded with the job."),
-               every: bool = typer.Option(False, "--all", help="Every waiting job of --user."),
-               user: str | None = typer.Option(None, "--user", "-u", help="With --all: this user's jobs."),
-               job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
-               yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
+    def cancel(
+        ctx: typer.Context,
+        job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all --user U."),
+        reason: str = typer.Option("canceled by operator", "--reason", help="Recorded with the job."),
+        every: bool = typer.Option(False, "--all", help="Every waiting job of --user."),
+        user: str | None = typer.Option(None, "--user", "-u", help="With --all: this user's jobs."),
+        job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
+        yes: bool = YES_OPTION,
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Cancel a job that has not ended, or every waiting job of a user.
 
         A running job stops at its next progress report. With --all --user U, every waiting job of
@@ -137,24 +162,39 @@ def register(app: typer.Typer) -> None:
         if _single(job_id, every, "cancel"):
             view = jobs.cancel(st.conn, job_id, reason, st.settings)
             audit.record(st.conn, audit.cli_actor(), "operator", "cancel", view["jobType"], view["id"], reason=reason)
-            emit(view, as_json, lambda v: err.print(
-                f"job {v['id']} canceled" if v["status"] == "canceled" else f"job {v['id']}: cancellation requested"))
+            emit(
+                view,
+                as_json,
+                lambda v: err.print(
+                    f"job {v['id']} canceled" if v["status"] == "canceled" else f"job {v['id']}: cancellation requested"
+                ),
+            )
             return
         if not user:
             raise InvalidInput("--all: give --user U (cancel every waiting job of one user)")
         _check_type(st, job_type)
         chosen = bulk.waiting(st.conn, user, job_type)
-        _bulk(st, chosen, "cancel", f"Cancel {len(chosen)} waiting job(s) of {user}", as_json, yes,
-              lambda views: bulk.cancel_all(st.conn, views, reason))
+        _bulk(
+            st,
+            chosen,
+            "cancel",
+            f"Cancel {len(chosen)} waiting job(s) of {user}",
+            as_json,
+            yes,
+            lambda views: bulk.cancel_all(st.conn, views, reason),
+        )
 
     @app.command("rm", epilog=example("vq rm --finished --older-than 7d --yes"))
-    def remove(ctx: typer.Context,
-               job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --finished."),
-               finished: bool = typer.Option(False, "--finished", help="Every finished job older than --older-than."),
-               older_than: str | None = typer.Option(None, "--older-than", help="With --finished: 7d, 12h, 30m."),
-               job_type: str | None = typer.Option(None, "--type", "-t", help="With --finished: only this type."),
-               user: str | None = typer.Option(None, "--user", "-u", help="With --finished: only this user's."),
-               yes: bool = YES_OPTION, as_json: bool = JSON_OPTION) -> None:
+    def remove(
+        ctx: typer.Context,
+        job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --finished."),
+        finished: bool = typer.Option(False, "--finished", help="Every finished job older than --older-than."),
+        older_than: str | None = typer.Option(None, "--older-than", help="With --finished: 7d, 12h, 30m."),
+        job_type: str | None = typer.Option(None, "--type", "-t", help="With --finished: only this type."),
+        user: str | None = typer.Option(None, "--user", "-u", help="With --finished: only this user's."),
+        yes: bool = YES_OPTION,
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Remove a job that is not running, with its result and artifacts.
 
         With --finished --older-than 7d, every finished job that ended before then; it lists them
@@ -170,9 +210,15 @@ def register(app: typer.Typer) -> None:
         _check_type(st, job_type)
         cutoff = datetime.now(UTC) - timedelta(milliseconds=parse_duration_ms(older_than, "--older-than"))
         chosen = bulk.finished_before(st.conn, cutoff, job_type, user)
-        _bulk(st, chosen, "remove", f"Remove {len(chosen)} finished job(s) that ended before "
-                                    f"{cutoff.isoformat(timespec='seconds')}", as_json, yes,
-              lambda views: bulk.remove_all(st.conn, views, artifacts.root(st.settings)))
+        _bulk(
+            st,
+            chosen,
+            "remove",
+            f"Remove {len(chosen)} finished job(s) that ended before {cutoff.isoformat(timespec='seconds')}",
+            as_json,
+            yes,
+            lambda views: bulk.remove_all(st.conn, views, artifacts.root(st.settings)),
+        )
 
 
 def _single(job_id: str | None, every: bool, command: str, flag: str = "--all") -> bool:
@@ -197,15 +243,25 @@ PREVIEW = 10
 def _bulk(st, chosen: list[dict], action: str, question: str, as_json: bool, yes: bool, run) -> None:
     """Show what a bulk action will touch, ask unless --yes, run it, audit each job, report."""
     if not chosen:
-        emit({"action": action, "matched": 0, "done": [], "skipped": []}, as_json,
-             lambda _v: err.print("no job matches"))
+        emit(
+            {"action": action, "matched": 0, "done": [], "skipped": []}, as_json, lambda _v: err.print("no job matches")
+        )
         return
     confirm.refuse_unanswerable(yes, as_json)
     if not as_json or not yes:
-        rows = [[v["id"], v["jobType"], v["userId"] or "-", status_text(v["status"]),
-                 (v["finishedAt"] or v["createdAt"] or "")[:19]] for v in chosen[:PREVIEW]]
-        err.print(table(["id", "type", "user", "status", "ended / created"], rows,
-                        title=f"{len(chosen)} job(s) to {action}"))
+        rows = [
+            [
+                v["id"],
+                v["jobType"],
+                v["userId"] or "-",
+                status_text(v["status"]),
+                (v["finishedAt"] or v["createdAt"] or "")[:19],
+            ]
+            for v in chosen[:PREVIEW]
+        ]
+        err.print(
+            table(["id", "type", "user", "status", "ended / created"], rows, title=f"{len(chosen)} job(s) to {action}")
+        )
         if len(chosen) > PREVIEW:
             err.print(f"… and {len(chosen) - PREVIEW} more")
     confirm.ask(f"{question}?", yes=yes, as_json=as_json)
@@ -214,9 +270,18 @@ def _bulk(st, chosen: list[dict], action: str, question: str, as_json: bool, yes
         view = next(v for v in chosen if v["id"] == job_id)
         audit.record(st.conn, audit.cli_actor(), "operator", action, view["jobType"], job_id, bulk=True)
     report = {"action": action, "matched": len(chosen), **outcome}
-    emit(report, as_json, lambda r: err.print(
-        f"{len(r['done'])} job(s): {action} done" + (f"; {len(r['skipped'])} skipped (they changed meanwhile: "
-                                                     f"{r['skipped'][0]['reason']})" if r["skipped"] else "")))
+    emit(
+        report,
+        as_json,
+        lambda r: err.print(
+            f"{len(r['done'])} job(s): {action} done"
+            + (
+                f"; {len(r['skipped'])} skipped (they changed meanwhile: {r['skipped'][0]['reason']})"
+                if r["skipped"]
+                else ""
+            )
+        ),
+    )
 
 
 def _progress_line(v: dict) -> None:
@@ -228,10 +293,19 @@ def _follow_bar(conn, job_id: str, settings) -> dict:
     progress so far) on stderr when it is a terminal; nothing is drawn into a pipe or file."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("[bold]{task.fields[kind]}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TextColumn("{task.fields[status]}"), TextColumn("{task.fields[msg]}"),
-                  TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                  console=err.real(), disable=not err.is_terminal) as bar:
+    with Progress(
+        TextColumn("[bold]{task.fields[kind]}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[msg]}"),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err.real(),
+        disable=not err.is_terminal,
+    ) as bar:
         view = jobs.show(conn, job_id, settings)
         task = bar.add_task("", total=100, kind=view["jobType"], status=view["status"], msg="")
         while True:

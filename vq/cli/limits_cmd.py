@@ -13,9 +13,12 @@ from vq.errors import InvalidInput
 from vq.keys import LIMIT_KINDS
 
 KIND_HELP = "What the limit applies to: a job type, a subscription tier or one user."
-limits_app = typer.Typer(help="Concurrency limits: show them (vq limits), change them at runtime (set, reset).",
-                         invoke_without_command=True, no_args_is_help=False,
-                         epilog=example("vq limits set user alice 5"))
+limits_app = typer.Typer(
+    help="Concurrency limits: show them (vq limits), change them at runtime (set, reset).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    epilog=example("vq limits set user alice 5"),
+)
 
 
 def _render(view: dict) -> None:
@@ -23,13 +26,21 @@ def _render(view: dict) -> None:
         colour = "red" if running >= limit else "yellow" if running >= 0.8 * limit else "green"
         return f"[{colour}]{running}/{limit}[/]"
 
-    out.print(table(["type", "running/limit", "waiting"],
-                    [[t["jobType"], cell(t["running"], t["limit"]), t["waiting"]] for t in view["types"]],
-                    title="job types"))
+    out.print(
+        table(
+            ["type", "running/limit", "waiting"],
+            [[t["jobType"], cell(t["running"], t["limit"]), t["waiting"]] for t in view["types"]],
+            title="job types",
+        )
+    )
     if view["users"]:
-        out.print(table(["user", "tier", "running/limit", "waiting"],
-                        [[u["userId"], u["tier"] or "", cell(u["running"], u["limit"]), u["waiting"]]
-                         for u in view["users"]], title="active users"))
+        out.print(
+            table(
+                ["user", "tier", "running/limit", "waiting"],
+                [[u["userId"], u["tier"] or "", cell(u["running"], u["limit"]), u["waiting"]] for u in view["users"]],
+                title="active users",
+            )
+        )
     tiers = ", ".join(f"{k} {v}" for k, v in view["tiers"].items())
     out.print(f"[dim]per-user limits by tier: {tiers}[/]")
 
@@ -51,13 +62,16 @@ def _parse_limit(value: str) -> int:
     return number
 
 
-@limits_app.command("set", context_settings={"ignore_unknown_options": True},
-                    epilog=example("vq limits set type video-generation 2"))
-def set_command(ctx: typer.Context,
-                kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
-                name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
-                value: str = typer.Argument(..., metavar="LIMIT", help="Concurrent jobs allowed (at least 1)."),
-                as_json: bool = JSON_OPTION) -> None:
+@limits_app.command(
+    "set", context_settings={"ignore_unknown_options": True}, epilog=example("vq limits set type video-generation 2")
+)
+def set_command(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
+    name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
+    value: str = typer.Argument(..., metavar="LIMIT", help="Concurrent jobs allowed (at least 1)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Set a limit at runtime; it wins over the config file on every host until reset."""
     st = state(ctx)
     result = limits.set_limit(st.conn, st.settings, kind, name, _parse_limit(value))
@@ -65,10 +79,12 @@ def set_command(ctx: typer.Context,
 
 
 @limits_app.command("reset", epilog=example("vq limits reset type video-generation"))
-def reset_command(ctx: typer.Context,
-                  kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
-                  name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
-                  as_json: bool = JSON_OPTION) -> None:
+def reset_command(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
+    name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
+    as_json: bool = JSON_OPTION,
+) -> None:
     """Drop a runtime limit: the config file's value applies again."""
     st = state(ctx)
     result = limits.set_limit(st.conn, st.settings, kind, name, None)

@@ -43,40 +43,124 @@ def _health_text(status: str) -> str:
 
 def _render_timeline(view: dict) -> None:
     job = view["job"]
-    out.print(f"[bold]{job['id']}[/] {job['job_type']} user {job['user_id']}  now {status_text(job['status'])}"
-              f"  attempts {job['attempts'] or 0}")
-    out.print(table([_utc("at"), "event", "from", "to", "worker", "attempt", "reason"], [[
-        _when(r["at"]), r["event"], r["from_status"] or "", status_text(r["to_status"]), r["worker"], r["attempt"],
-        r["reason"]] for r in view["transitions"]]))
+    out.print(
+        f"[bold]{job['id']}[/] {job['job_type']} user {job['user_id']}  now {status_text(job['status'])}"
+        f"  attempts {job['attempts'] or 0}"
+    )
+    out.print(
+        table(
+            [_utc("at"), "event", "from", "to", "worker", "attempt", "reason"],
+            [
+                [
+                    _when(r["at"]),
+                    r["event"],
+                    r["from_status"] or "",
+                    status_text(r["to_status"]),
+                    r["worker"],
+                    r["attempt"],
+                    r["reason"],
+                ]
+                for r in view["transitions"]
+            ],
+        )
+    )
 
 
 def _render_jobs(rows: list[dict]) -> None:
     if not rows:
         err.print("no jobs match")
         return
-    out.print(table(["id", "type", "user", "status", _utc("created"), "wait", "run", "attempts", "error"], [[
-        r["id"], r["job_type"], r["user_id"], status_text(r["status"]), _when(r["created_at"]), _ms(r["wait_ms"]),
-        _ms(r["run_ms"]), r["attempts"], r["error_message"]] for r in rows]))
+    out.print(
+        table(
+            ["id", "type", "user", "status", _utc("created"), "wait", "run", "attempts", "error"],
+            [
+                [
+                    r["id"],
+                    r["job_type"],
+                    r["user_id"],
+                    status_text(r["status"]),
+                    _when(r["created_at"]),
+                    _ms(r["wait_ms"]),
+                    _ms(r["run_ms"]),
+                    r["attempts"],
+                    r["error_message"],
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 def _render_stats(view: dict) -> None:
-    out.print(table(["type", "created", "finished", "failed", "retried", "canceled", "cached", "queued", "limited",
-                     "running", "scheduled"], [[
-        r["jobType"], r["totals"]["created"], r["totals"]["finished"],
-        f"[red]{r['totals']['failed']}[/]" if r["totals"]["failed"] else 0, r["totals"]["retried"],
-        r["totals"]["canceled"], r["totals"]["cached"], r["now"]["queued"], r["now"]["limited"], r["now"]["running"],
-        r["now"]["scheduled"]] for r in view["byType"]], title="by type (all time, and now)"))
-    out.print(table(["priority", "created", "waiting"], [[p, v["created"], v["waiting"]]
-                                                         for p, v in view["priorities"].items()], title="priorities"))
+    out.print(
+        table(
+            [
+                "type",
+                "created",
+                "finished",
+                "failed",
+                "retried",
+                "canceled",
+                "cached",
+                "queued",
+                "limited",
+                "running",
+                "scheduled",
+            ],
+            [
+                [
+                    r["jobType"],
+                    r["totals"]["created"],
+                    r["totals"]["finished"],
+                    f"[red]{r['totals']['failed']}[/]" if r["totals"]["failed"] else 0,
+                    r["totals"]["retried"],
+                    r["totals"]["canceled"],
+                    r["totals"]["cached"],
+                    r["now"]["queued"],
+                    r["now"]["limited"],
+                    r["now"]["running"],
+                    r["now"]["scheduled"],
+                ]
+                for r in view["byType"]
+            ],
+            title="by type (all time, and now)",
+        )
+    )
+    out.print(
+        table(
+            ["priority", "created", "waiting"],
+            [[p, v["created"], v["waiting"]] for p, v in view["priorities"].items()],
+            title="priorities",
+        )
+    )
     if view["users"]:
-        out.print(table(["user", "created", "finished", "failed", "canceled", "running/limit"], [[
-            u["userId"], u["created"], u["finished"], u["failed"], u["canceled"], f"{u['running']}/{u['limit']}"]
-            for u in view["users"]], title=f"users (the {len(view['users'])} most active)"))
+        out.print(
+            table(
+                ["user", "created", "finished", "failed", "canceled", "running/limit"],
+                [
+                    [
+                        u["userId"],
+                        u["created"],
+                        u["finished"],
+                        u["failed"],
+                        u["canceled"],
+                        f"{u['running']}/{u['limit']}",
+                    ]
+                    for u in view["users"]
+                ],
+                title=f"users (the {len(view['users'])} most active)",
+            )
+        )
     for trend, header, width, title in (("hourly", "hour", 16, "last 24 hours"), ("daily", "day", 10, "last 14 days")):
         busy = [b for b in view["trends"][trend] if b["created"] or b["finished"] or b["failed"]]
         if busy:
-            out.print(table([_utc(header), "created", "finished", "failed"], [[
-                _when(b["from"])[:width], b["created"], b["finished"], b["failed"]] for b in busy], title=title))
+            out.print(
+                table(
+                    [_utc(header), "created", "finished", "failed"],
+                    [[_when(b["from"])[:width], b["created"], b["finished"], b["failed"]] for b in busy],
+                    title=title,
+                )
+            )
 
 
 def _render_health(view: dict) -> None:
@@ -86,28 +170,77 @@ def _render_health(view: dict) -> None:
             out.print(f"  [red]{reason}[/]")
         return
     redis_info = view["redis"]
-    memory = (f"{redis_info['memoryRatio']:.0%} of maxmemory" if redis_info["memoryRatio"] is not None
-              else f"{redis_info['usedMemory'] // 1024} KiB used, no maxmemory")
-    out.print(f"Redis {_health_text(redis_info['status'])} {memory}; workers alive "
-              f"{view['workers']['alive']}/{view['workers']['total']}"
-              + (f"; [red]breakers open: {', '.join(view['breakers'])}[/]" if view["breakers"] else ""))
+    memory = (
+        f"{redis_info['memoryRatio']:.0%} of maxmemory"
+        if redis_info["memoryRatio"] is not None
+        else f"{redis_info['usedMemory'] // 1024} KiB used, no maxmemory"
+    )
+    out.print(
+        f"Redis {_health_text(redis_info['status'])} {memory}; workers alive "
+        f"{view['workers']['alive']}/{view['workers']['total']}"
+        + (f"; [red]breakers open: {', '.join(view['breakers'])}[/]" if view["breakers"] else "")
+    )
     for loop in view.get("crashLoops", []):
         out.print(f"[red]{escape(loop['reason'])}[/]")
     for problem in view.get("problems", []):
         out.print(f"[yellow]{escape(problem['reason'])}[/]")
-    out.print(table(["type", "status", "failure rate", "backlog", "oldest wait", "stalled", "workers", "why"], [[
-        r["jobType"], _health_text(r["status"]), f"{r['failureRate']:.0%}", r["backlog"],
-        _ms(r["backlogAgeMs"]) if r["backlog"] else "", r["stalled"] or "", r["workers"], "; ".join(r["reasons"])]
-        for r in view["queues"]]))
+    out.print(
+        table(
+            ["type", "status", "failure rate", "backlog", "oldest wait", "stalled", "workers", "why"],
+            [
+                [
+                    r["jobType"],
+                    _health_text(r["status"]),
+                    f"{r['failureRate']:.0%}",
+                    r["backlog"],
+                    _ms(r["backlogAgeMs"]) if r["backlog"] else "",
+                    r["stalled"] or "",
+                    r["workers"],
+                    "; ".join(r["reasons"]),
+                ]
+                for r in view["queues"]
+            ],
+        )
+    )
 
 
 def _render_perf(view: dict) -> None:
     out.print(f"window {view['from'][:19]} .. {view['to'][:19]} UTC")
-    out.print(table(["type", "done/min", "errors", "run avg", "p50", "p95", "p99", "wait avg", "p50", "p95", "p99",
-                     "utilization"], [[
-        r["jobType"], r["throughputPerMin"], f"{r['errorRate']:.1%}", _ms(r["avgRunMs"]), _ms(r["p50RunMs"]),
-        _ms(r["p95RunMs"]), _ms(r["p99RunMs"]), _ms(r["avgWaitMs"]), _ms(r["p50WaitMs"]), _ms(r["p95WaitMs"]),
-        _ms(r["p99WaitMs"]), f"{r['utilization']:.0%}"] for r in view["types"]]))
+    out.print(
+        table(
+            [
+                "type",
+                "done/min",
+                "errors",
+                "run avg",
+                "p50",
+                "p95",
+                "p99",
+                "wait avg",
+                "p50",
+                "p95",
+                "p99",
+                "utilization",
+            ],
+            [
+                [
+                    r["jobType"],
+                    r["throughputPerMin"],
+                    f"{r['errorRate']:.1%}",
+                    _ms(r["avgRunMs"]),
+                    _ms(r["p50RunMs"]),
+                    _ms(r["p95RunMs"]),
+                    _ms(r["p99RunMs"]),
+                    _ms(r["avgWaitMs"]),
+                    _ms(r["p50WaitMs"]),
+                    _ms(r["p95WaitMs"]),
+                    _ms(r["p99WaitMs"]),
+                    f"{r['utilization']:.0%}",
+                ]
+                for r in view["types"]
+            ],
+        )
+    )
 
 
 def _fresh_history(st):
@@ -126,17 +259,29 @@ def register(app: typer.Typer) -> None:
     @app.command("history", epilog=example("vq history --user alice --since 7d --status failed"))
     def history(
         ctx: typer.Context,
-        job: str | None = typer.Argument(None, metavar="JOB|export",
-                                            help="A job id (or prefix) for its timeline, or `export` for every "
-                                                 "matching job."),
+        job: str | None = typer.Argument(
+            None,
+            metavar="JOB|export",
+            help="A job id (or prefix) for its timeline, or `export` for every matching job.",
+        ),
         user: str | None = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
         since: str | None = typer.Option(None, "--since", help="Created within (7d, 12h) or since an ISO time."),
         job_type: str | None = typer.Option(None, "--type", "-t", help="Only this job type."),
-        status: str | None = typer.Option(None, "--status", metavar="STATUS", callback=one_of("--status", STATUSES),
-                                             help="Only jobs now in this status: " + ", ".join(STATUSES) + "."),
+        status: str | None = typer.Option(
+            None,
+            "--status",
+            metavar="STATUS",
+            callback=one_of("--status", STATUSES),
+            help="Only jobs now in this status: " + ", ".join(STATUSES) + ".",
+        ),
         limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Rows to list."),
-        fmt: str = typer.Option("csv", "--format", metavar=choices_metavar(FORMATS), callback=one_of("--format", FORMATS),
-                                help="With export: CSV with a header, or JSON lines."),
+        fmt: str = typer.Option(
+            "csv",
+            "--format",
+            metavar=choices_metavar(FORMATS),
+            callback=one_of("--format", FORMATS),
+            help="With export: CSV with a header, or JSON lines.",
+        ),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """A job's timeline, or past jobs by user, type and status, from the history database.
@@ -152,15 +297,19 @@ def register(app: typer.Typer) -> None:
         if job:
             emit(history_service.timeline(db, job), as_json, _render_timeline)
             return
-        emit(history_service.jobs(db, user=user, since=since, job_type=job_type, status=status, limit=limit),
-             as_json, _render_jobs)
+        emit(
+            history_service.jobs(db, user=user, since=since, job_type=job_type, status=status, limit=limit),
+            as_json,
+            _render_jobs,
+        )
 
     @app.command("audit", epilog=example("vq audit --action cancel --since 12h"))
     def audit_command(
         ctx: typer.Context,
         actor: str | None = typer.Option(None, "--actor", help="Only this acting user (cli:LOGIN for the CLI)."),
-        action: str | None = typer.Option(None, "--action", help="create, remove, cancel, retry, pause, resume, "
-                                                                     "clear, recurring-add..."),
+        action: str | None = typer.Option(
+            None, "--action", help="create, remove, cancel, retry, pause, resume, clear, recurring-add..."
+        ),
         since: str | None = typer.Option(None, "--since", help="Within (7d, 12h) or since an ISO time."),
         limit: int = typer.Option(100, "--limit", min=1, max=100_000, help="Rows to list, newest first."),
         as_json: bool = JSON_OPTION,
@@ -169,14 +318,38 @@ def register(app: typer.Typer) -> None:
         st = state(ctx)
         db = _fresh_history(st)
         rows = history_service.audit_rows(db, actor=actor, action=action, since=since, limit=limit)
-        emit(rows, as_json, lambda r: out.print(table(["at", "actor", "role", "action", "type", "target", "detail"], [[
-            _when(x["at"]), x["actor"], x["role"], x["action"], x["job_type"], x["target"],
-            " ".join(f"{k}={v}" for k, v in x["detail"].items())] for x in r])) if r else err.print("no audit records"))
+        emit(
+            rows,
+            as_json,
+            lambda r: (
+                out.print(
+                    table(
+                        ["at", "actor", "role", "action", "type", "target", "detail"],
+                        [
+                            [
+                                _when(x["at"]),
+                                x["actor"],
+                                x["role"],
+                                x["action"],
+                                x["job_type"],
+                                x["target"],
+                                " ".join(f"{k}={v}" for k, v in x["detail"].items()),
+                            ]
+                            for x in r
+                        ],
+                    )
+                )
+                if r
+                else err.print("no audit records")
+            ),
+        )
 
     @app.command("stats", epilog=example("vq stats --type video-generation"))
-    def stats(ctx: typer.Context, job_type: str | None = typer.Option(None, "--type", "-t",
-                                                                         help="Only this job type."),
-              as_json: bool = JSON_OPTION) -> None:
+    def stats(
+        ctx: typer.Context,
+        job_type: str | None = typer.Option(None, "--type", "-t", help="Only this job type."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Totals by type and status, per-user figures, priorities, hourly and daily trends."""
         st = state(ctx)
         emit(stats_service.stats(st.conn, st.settings, job_type), as_json, _render_stats)
@@ -192,9 +365,12 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(health_service.EXIT_CODES[report["status"]])
 
     @app.command("perf", epilog=example("vq perf --window 24h --type image-generation"))
-    def perf(ctx: typer.Context, window: str = typer.Option("1h", "--window", "-w", help="How far back: 15m, 1h, 7d."),
-             job_type: str | None = typer.Option(None, "--type", "-t", help="Only this job type."),
-             as_json: bool = JSON_OPTION) -> None:
+    def perf(
+        ctx: typer.Context,
+        window: str = typer.Option("1h", "--window", "-w", help="How far back: 15m, 1h, 7d."),
+        job_type: str | None = typer.Option(None, "--type", "-t", help="Only this job type."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Run and wait times, utilization, error rate and throughput, per type.
 
         Processing and wait times as avg, p50, p95 and p99; throughput per minute; over the window."""
@@ -212,4 +388,3 @@ def register(app: typer.Typer) -> None:
             print_json(prometheus.families(st.conn, st.settings))
         else:
             sys.stdout.write(prometheus.exposition(st.conn, st.settings).decode())
-

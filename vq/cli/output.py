@@ -48,9 +48,17 @@ def escape(text: str) -> str:
 
     return rich_escape(text)
 
+
 STATUS_STYLE = {
-    "queued": "cyan", "limited": "magenta", "started": "yellow", "finished": "green", "failed": "red",
-    "deferred": "blue", "scheduled": "blue", "canceled": "dim", "stopped": "red",
+    "queued": "cyan",
+    "limited": "magenta",
+    "started": "yellow",
+    "finished": "green",
+    "failed": "red",
+    "deferred": "blue",
+    "scheduled": "blue",
+    "canceled": "dim",
+    "stopped": "red",
 }
 
 

@@ -8,7 +8,6 @@ option type) to typer's own pydantic path, so nothing is lost when a new type is
 Messages follow click's wording: `'abc' is not a valid integer.`, `0 is not in the range 1<=x<=10000.`
 """
 
-
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
@@ -84,7 +83,6 @@ def install() -> None:
         kind = plain_type(descriptor.annotation)
         if kind is None or descriptor.file_annotation is not None or descriptor.is_choice:
             return typers_own(descriptor)
-        return PlainRuntimeParam(annotation=descriptor.annotation, parameter_info=descriptor.parameter_info,
-                                 kind=kind)
+        return PlainRuntimeParam(annotation=descriptor.annotation, parameter_info=descriptor.parameter_info, kind=kind)
 
     core.build_runtime_param = build_runtime_param

@@ -28,13 +28,41 @@ def _render(rows: list[dict]) -> None:
         out.print("[dim]no providers configured or seen[/]")
         return
     minutes = rows[0]["windowMs"] // 60_000
-    out.print(table(["provider", "kind", "breaker", "failures", "next probe", "requests/window", "in flight",
-                     f"calls ({minutes}m)", "errors", "available", "p50 ms", "p95 ms"], [
-        [r["provider"], r["kind"], f"[{STATE_STYLE[r['state']]}]{r['state']}[/]", f"{r['failures']}/{r['threshold']}",
-         r["nextProbe"] or "",
-         _limit(r["limits"]["requestsInWindow"], r["limits"]["requestLimit"]) if r["limits"] else "",
-         _limit(r["limits"]["inFlight"], r["limits"]["concurrentLimit"]) if r["limits"] else "",
-         r["calls"], _pct(r["errorRate"]), _pct(r["availability"]), r["p50Ms"], r["p95Ms"]] for r in rows]))
+    out.print(
+        table(
+            [
+                "provider",
+                "kind",
+                "breaker",
+                "failures",
+                "next probe",
+                "requests/window",
+                "in flight",
+                f"calls ({minutes}m)",
+                "errors",
+                "available",
+                "p50 ms",
+                "p95 ms",
+            ],
+            [
+                [
+                    r["provider"],
+                    r["kind"],
+                    f"[{STATE_STYLE[r['state']]}]{r['state']}[/]",
+                    f"{r['failures']}/{r['threshold']}",
+                    r["nextProbe"] or "",
+                    _limit(r["limits"]["requestsInWindow"], r["limits"]["requestLimit"]) if r["limits"] else "",
+                    _limit(r["limits"]["inFlight"], r["limits"]["concurrentLimit"]) if r["limits"] else "",
+                    r["calls"],
+                    _pct(r["errorRate"]),
+                    _pct(r["availability"]),
+                    r["p50Ms"],
+                    r["p95Ms"],
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 def _render_costs(view: dict) -> None:
@@ -47,9 +75,11 @@ def _render_costs(view: dict) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("providers", epilog=example("vq providers --window 1h"))
-    def providers(ctx: typer.Context,
-                  window: str = typer.Option("15m", "--window", "-w", help="Performance over this long: 15m, 1h, 1d."),
-                  as_json: bool = JSON_OPTION) -> None:
+    def providers(
+        ctx: typer.Context,
+        window: str = typer.Option("15m", "--window", "-w", help="Performance over this long: 15m, 1h, 1d."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Each AI provider: its circuit breaker, limits in use, errors and latency.
 
         The breaker is closed, open (with the next probe) or half-open; rate and concurrency limits in
@@ -61,13 +91,20 @@ def register(app: typer.Typer) -> None:
         emit(provider_stats.overview(st.conn, st.settings, window_ms), as_json, _render)
 
     @app.command("costs", epilog=example("vq costs --by project --since 7d"))
-    def costs_command(ctx: typer.Context,
-                      by: str = typer.Option("user", "--by", "-b", metavar=choices_metavar(costs.BY),
-                                             callback=one_of("--by", costs.BY), help="What to sum the costs by."),
-                      since: str = typer.Option("30d", "--since", help="First UTC day: YYYY-MM-DD, today, or back "
-                                                                       "from today (7d)."),
-                      until: str = typer.Option("today", "--until", help="Last UTC day, the same forms."),
-                      as_json: bool = JSON_OPTION) -> None:
+    def costs_command(
+        ctx: typer.Context,
+        by: str = typer.Option(
+            "user",
+            "--by",
+            "-b",
+            metavar=choices_metavar(costs.BY),
+            callback=one_of("--by", costs.BY),
+            help="What to sum the costs by.",
+        ),
+        since: str = typer.Option("30d", "--since", help="First UTC day: YYYY-MM-DD, today, or back from today (7d)."),
+        until: str = typer.Option("today", "--until", help="Last UTC day, the same forms."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """What the AI providers cost, per user, project or provider.
 
         Summed exactly over whole UTC days, in costs.currency."""

@@ -15,13 +15,38 @@ TYPE_HELP = "A job type (see `vq types`)."
 
 
 def _render_counts(rows: list[dict]) -> None:
-    columns = ["type", "queued", "limited", "running/limit", "deferred", "scheduled", "failed", "finished",
-               "canceled", "paused"]
-    out.print(table(columns, [[
-        r["jobType"], r["queued"], r["limited"], f"{r['running']}/{r['limit']}", r["deferred"], r["scheduled"],
-        f"[red]{r['failed']}[/]" if r["failed"] else 0, r["finished"], r["canceled"],
-        "[yellow]paused[/]" if r["paused"] else "",
-    ] for r in rows]))
+    columns = [
+        "type",
+        "queued",
+        "limited",
+        "running/limit",
+        "deferred",
+        "scheduled",
+        "failed",
+        "finished",
+        "canceled",
+        "paused",
+    ]
+    out.print(
+        table(
+            columns,
+            [
+                [
+                    r["jobType"],
+                    r["queued"],
+                    r["limited"],
+                    f"{r['running']}/{r['limit']}",
+                    r["deferred"],
+                    r["scheduled"],
+                    f"[red]{r['failed']}[/]" if r["failed"] else 0,
+                    r["finished"],
+                    r["canceled"],
+                    "[yellow]paused[/]" if r["paused"] else "",
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -32,8 +57,11 @@ def register(app: typer.Typer) -> None:
         emit(queues.counts(st.conn, st.settings), as_json, _render_counts)
 
     @app.command("pause", epilog=example("vq pause video-generation"))
-    def pause(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
-              as_json: bool = JSON_OPTION) -> None:
+    def pause(
+        ctx: typer.Context,
+        job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Stop starting jobs of TYPE on every host (running ones finish)."""
         st = state(ctx)
         row = queues.pause(st.conn, st.settings, job_type)
@@ -41,8 +69,11 @@ def register(app: typer.Typer) -> None:
         emit(row, as_json, lambda r: err.print(f"{r['jobType']} paused"))
 
     @app.command("resume", epilog=example("vq resume video-generation"))
-    def resume(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
-               as_json: bool = JSON_OPTION) -> None:
+    def resume(
+        ctx: typer.Context,
+        job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Start jobs of TYPE again."""
         st = state(ctx)
         row = queues.resume(st.conn, st.settings, job_type)
@@ -50,9 +81,12 @@ def register(app: typer.Typer) -> None:
         emit(row, as_json, lambda r: err.print(f"{r['jobType']} resumed"))
 
     @app.command("clear", epilog=example("vq clear image-generation --yes"))
-    def clear(ctx: typer.Context, job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
-              yes: bool = YES_OPTION,
-              as_json: bool = JSON_OPTION) -> None:
+    def clear(
+        ctx: typer.Context,
+        job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
+        yes: bool = YES_OPTION,
+        as_json: bool = JSON_OPTION,
+    ) -> None:
         """Delete TYPE's waiting jobs (queued, scheduled, deferred); asks first unless --yes."""
         st = state(ctx)
         confirm.refuse_unanswerable(yes, as_json)
@@ -65,17 +99,41 @@ def register(app: typer.Typer) -> None:
         confirm.ask(f"Delete {waiting} waiting {job_type} jobs?", yes=yes, as_json=as_json, declined="nothing deleted")
         cleared = queues.clear(st.conn, st.settings, job_type)
         audit.record(st.conn, audit.cli_actor(), "operator", "clear", job_type, removed=cleared["removed"])
-        emit(cleared, as_json,
-             lambda r: err.print(f"{r['removed']} waiting {r['jobType']} jobs deleted"))
+        emit(cleared, as_json, lambda r: err.print(f"{r['removed']} waiting {r['jobType']} jobs deleted"))
 
     @app.command("types", epilog=example("vq types --json"))
     def types(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         """The job types this configuration knows, with their limits and handlers."""
         st = state(ctx)
-        rows = [{"jobType": t.name, "description": t.description, "limit": t.limit, "timeoutMs": t.timeout_ms,
-                 "attempts": t.attempts, "handler": t.handler, "builtin": t.builtin}
-                for t in job_types(st.settings).values()]
-        emit(rows, as_json, lambda rs: out.print(table(
-            ["type", "limit", "timeout", "attempts", "handler", "description"],
-            [[r["jobType"], r["limit"], f"{r['timeoutMs'] // 1000}s", r["attempts"], r["handler"], r["description"]]
-             for r in rs])))
+        rows = [
+            {
+                "jobType": t.name,
+                "description": t.description,
+                "limit": t.limit,
+                "timeoutMs": t.timeout_ms,
+                "attempts": t.attempts,
+                "handler": t.handler,
+                "builtin": t.builtin,
+            }
+            for t in job_types(st.settings).values()
+        ]
+        emit(
+            rows,
+            as_json,
+            lambda rs: out.print(
+                table(
+                    ["type", "limit", "timeout", "attempts", "handler", "description"],
+                    [
+                        [
+                            r["jobType"],
+                            r["limit"],
+                            f"{r['timeoutMs'] // 1000}s",
+                            r["attempts"],
+                            r["handler"],
+                            r["description"],
+                        ]
+                        for r in rs
+                    ],
+                )
+            ),
+        )

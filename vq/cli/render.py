@@ -27,7 +27,11 @@ def render_job(view: dict) -> None:
         ("priority", view.get("priority")),
         ("user", view.get("userId")),
         ("project", view.get("projectId")),
-        ("progress", f"{progress.get('percent', 0):.0f}%" + (f"  {escape(progress['message'])}" if progress.get("message") else "")),
+        (
+            "progress",
+            f"{progress.get('percent', 0):.0f}%"
+            + (f"  {escape(progress['message'])}" if progress.get("message") else ""),
+        ),
         ("waiting for", view.get("waitReason")),
         ("position", _place(view)),
         ("aged to", view.get("agedTo")),
@@ -52,8 +56,11 @@ def render_job(view: dict) -> None:
     if view.get("result") is not None:
         grid.add_row("result", escape(_short(view["result"], 200)))
     if view.get("trimmed"):
-        grid.add_row("trimmed", "[dim]no longer in Redis (its retention, removeOnComplete / removeOnFail); "
-                                "shown from the history database, which keeps no data or progress[/]")
+        grid.add_row(
+            "trimmed",
+            "[dim]no longer in Redis (its retention, removeOnComplete / removeOnFail); "
+            "shown from the history database, which keeps no data or progress[/]",
+        )
     out.print(Panel(grid, title=f"job {view['id'][:12]}", expand=False))
 
 
@@ -63,7 +70,8 @@ def _place(view: dict) -> str | None:
         return None
     ahead = view.get("usersAhead")
     return f"{view['position']} in {view.get('userId') or 'its user'}'s line" + (
-        f", {ahead} user(s) ahead" if ahead is not None else "")
+        f", {ahead} user(s) ahead" if ahead is not None else ""
+    )
 
 
 def _cost(view: dict) -> str:
@@ -94,11 +102,23 @@ def render_jobs(listing: dict | list) -> None:
     if not views:
         out.print("[dim]no jobs[/]" + (f" ({page_footer(listing)})" if isinstance(listing, dict) else ""))
         return
-    rows = [[v["id"], v["jobType"], status_text(v["status"]), v.get("priority"), v.get("userId"), _parent(v),
-             f"{(v.get('progress') or {}).get('percent', 0):.0f}%", f"{v['attempts']}/{v['maxAttempts']}",
-             v.get("createdAt")] for v in views]
-    out.print(table(["id", "type", "status", "priority", "user", "parent/step", "progress", "attempts", "created"],
-                    rows))
+    rows = [
+        [
+            v["id"],
+            v["jobType"],
+            status_text(v["status"]),
+            v.get("priority"),
+            v.get("userId"),
+            _parent(v),
+            f"{(v.get('progress') or {}).get('percent', 0):.0f}%",
+            f"{v['attempts']}/{v['maxAttempts']}",
+            v.get("createdAt"),
+        ]
+        for v in views
+    ]
+    out.print(
+        table(["id", "type", "status", "priority", "user", "parent/step", "progress", "attempts", "created"], rows)
+    )
     if isinstance(listing, dict):
         out.print(page_footer(listing))
 

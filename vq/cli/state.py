@@ -15,12 +15,21 @@ from vq.connection import connect
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 # A job's priority and its user's tier, as `vq submit` and `vq recurring add` take them.
-PRIORITY_OPTION = typer.Option(None, "--priority", metavar=choices_metavar(PRIORITIES),
-                               callback=one_of("--priority", PRIORITIES),
-                               help="Priority (default: from the subscription tier).")
-SUBSCRIPTION_OPTION = typer.Option(None, "--subscription", "-s", metavar=choices_metavar(TIERS),
-                                   callback=one_of("--subscription", TIERS),
-                                   help="The user's subscription tier (default: from config).")
+PRIORITY_OPTION = typer.Option(
+    None,
+    "--priority",
+    metavar=choices_metavar(PRIORITIES),
+    callback=one_of("--priority", PRIORITIES),
+    help="Priority (default: from the subscription tier).",
+)
+SUBSCRIPTION_OPTION = typer.Option(
+    None,
+    "--subscription",
+    "-s",
+    metavar=choices_metavar(TIERS),
+    callback=one_of("--subscription", TIERS),
+    help="The user's subscription tier (default: from config).",
+)
 
 
 @dataclass

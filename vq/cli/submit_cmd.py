@@ -52,8 +52,10 @@ def parse_data(value: str | None) -> dict:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("submit", epilog=example("vq submit image-generation --user alice --priority high "
-                                          "--data '{\"prompt\": \"a sunset\"}'"))
+    @app.command(
+        "submit",
+        epilog=example("vq submit image-generation --user alice --priority high --data '{\"prompt\": \"a sunset\"}'"),
+    )
     def submit_command(
         ctx: typer.Context,
         job_type: str | None = typer.Argument(None, metavar="TYPE", help="Job type (see `vq types`)."),
@@ -65,17 +67,24 @@ def register(app: typer.Typer) -> None:
         delay: str | None = typer.Option(None, "--delay", help="Start after this long: 90s, 5m, 300000ms."),
         at: str | None = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
         allow_past: bool = typer.Option(False, "--allow-past", help="An --at in the past runs now instead of failing."),
-        depends_on: list[str] = typer.Option([], "--depends-on", metavar="<str>", help="Run after this job finished (repeatable)."),
+        depends_on: list[str] = typer.Option(
+            [], "--depends-on", metavar="<str>", help="Run after this job finished (repeatable)."
+        ),
         allow_failure: bool = typer.Option(False, "--allow-failure", help="Run even if a dependency failed."),
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Run even if an identical job's result is cached."),
-        idempotency_key: str | None = typer.Option(None, "--idempotency-key",
-                                                      help="Submitting the same key again returns the same job."),
+        idempotency_key: str | None = typer.Option(
+            None, "--idempotency-key", help="Submitting the same key again returns the same job."
+        ),
         webhook: str | None = typer.Option(None, "--webhook", help="POST the job's JSON to this URL when it ends."),
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the job to end and print its final state."),
         timeout: float | None = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
-        batch: str | None = typer.Option(None, "--batch", help="JSON-lines file of submissions (FILE.jsonl or @FILE), or - for stdin."),
+        batch: str | None = typer.Option(
+            None, "--batch", help="JSON-lines file of submissions (FILE.jsonl or @FILE), or - for stdin."
+        ),
         template: str | None = typer.Option(None, "--template", help="Start from this preset in config's templates."),
-        sets: list[str] = typer.Option([], "--set", metavar="<str>", help="With --template: key=value into the data (a.b=1; repeatable)."),
+        sets: list[str] = typer.Option(
+            [], "--set", metavar="<str>", help="With --template: key=value into the data (a.b=1; repeatable)."
+        ),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Submit a job; prints its id alone, so `id=$(vq submit ...)` works.
@@ -100,11 +109,21 @@ def register(app: typer.Typer) -> None:
         if not job_type:
             raise InvalidInput("TYPE: missing (see `vq types`), or use --template NAME or --batch FILE")
         sub = Submission(
-            job_type=job_type, data=payload, user_id=user, project_id=project, priority=priority,
-            subscription=subscription, delay_ms=parse_duration_ms(delay, "--delay") if delay else None,
-            at=parse_instant(at, "--at") if at else None, allow_past=allow_past, depends_on=list(depends_on),
+            job_type=job_type,
+            data=payload,
+            user_id=user,
+            project_id=project,
+            priority=priority,
+            subscription=subscription,
+            delay_ms=parse_duration_ms(delay, "--delay") if delay else None,
+            at=parse_instant(at, "--at") if at else None,
+            allow_past=allow_past,
+            depends_on=list(depends_on),
             allow_failure=allow_failure,
-            privileged=True, idempotency_key=idempotency_key, skip_cache=skip_cache, webhook_url=webhook,
+            privileged=True,
+            idempotency_key=idempotency_key,
+            skip_cache=skip_cache,
+            webhook_url=webhook,
         )
         job_id = submit(st.conn, st.settings, sub)
         audit.record(st.conn, audit.cli_actor(), "operator", "create", job_type, job_id)

@@ -19,10 +19,13 @@ CRASH_LOG = "tui-crash.log"  # in the data directory; the last crash's traceback
 
 def register(app: typer.Typer) -> None:
     @app.command("tui", epilog=example("vq tui --refresh 5 --theme light"))
-    def tui(ctx: typer.Context,
-            refresh: float = typer.Option(1.0, "--refresh", help="Seconds between refreshes (0.2 to 60)."),
-            theme: str = typer.Option("dark", "--theme", metavar="<dark|light>",
-                                      help="Colours (ctrl+p switches at any time).")) -> None:
+    def tui(
+        ctx: typer.Context,
+        refresh: float = typer.Option(1.0, "--refresh", help="Seconds between refreshes (0.2 to 60)."),
+        theme: str = typer.Option(
+            "dark", "--theme", metavar="<dark|light>", help="Colours (ctrl+p switches at any time)."
+        ),
+    ) -> None:
         """A live dashboard of queues, workers, breakers and recurring jobs, with actions.
 
         Drill into a queue, a job, a user or the dead letters; pause, resume, clear, retry, cancel, remove."""

@@ -18,13 +18,30 @@ def _render(rows: list[dict]) -> None:
     if not rows:
         out.print("[dim]no workers registered (is a `vq daemon` running?)[/]")
         return
-    out.print(table(["worker", "host", "pid", "state", "job", "heartbeat", "done", "failed", "busy s", "memory MB"], [
-        [r["name"], r["host"], r["pid"], r["state"] if r["alive"] else f"[red]{r['state']} (silent)[/]",
-         r["currentJob"] or "", _age(r["heartbeatAgeMs"]), r["jobsDone"], r["jobsFailed"], r["busySeconds"],
-         "" if r["memoryMb"] is None else f"{r['memoryMb']:.0f}"] for r in rows]))
+    out.print(
+        table(
+            ["worker", "host", "pid", "state", "job", "heartbeat", "done", "failed", "busy s", "memory MB"],
+            [
+                [
+                    r["name"],
+                    r["host"],
+                    r["pid"],
+                    r["state"] if r["alive"] else f"[red]{r['state']} (silent)[/]",
+                    r["currentJob"] or "",
+                    _age(r["heartbeatAgeMs"]),
+                    r["jobsDone"],
+                    r["jobsFailed"],
+                    r["busySeconds"],
+                    "" if r["memoryMb"] is None else f"{r['memoryMb']:.0f}",
+                ]
+                for r in rows
+            ],
+        )
+    )
     alive = sum(1 for r in rows if r["alive"])
-    out.print(f"{alive} alive, {sum(1 for r in rows if r['alive'] and r['state'] == 'busy')} busy, "
-              f"{len(rows) - alive} silent")
+    out.print(
+        f"{alive} alive, {sum(1 for r in rows if r['alive'] and r['state'] == 'busy')} busy, {len(rows) - alive} silent"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,6 @@ redis/queue/concurrency/priority/limits blocks), `blocks` (vq's own services' bl
 `settings` (the whole `Settings`), `loader` (file, environment, one-line errors).
 """
 
-
 from vq.config.base import (
     CHORE_NAMES,
     DAY_MS,

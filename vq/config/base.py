@@ -5,8 +5,19 @@ import msgspec
 
 TIERS = ("free", "basic", "pro", "enterprise")
 # The daemon's housekeeping chores (vq/chores.py), the keys of daemon.chores.
-CHORE_NAMES = ("trim-ended", "age-waiting", "enqueue-dependents", "mark-unrouted", "forget-idle-marks",
-               "recover-stalled", "check-health", "copy-recurring", "report-presence", "prune-artifacts", "autoscale")
+CHORE_NAMES = (
+    "trim-ended",
+    "age-waiting",
+    "enqueue-dependents",
+    "mark-unrouted",
+    "forget-idle-marks",
+    "recover-stalled",
+    "check-health",
+    "copy-recurring",
+    "report-presence",
+    "prune-artifacts",
+    "autoscale",
+)
 PRIORITIES = ("high", "normal", "low")
 
 
@@ -20,7 +31,6 @@ class _InvalidKey(ValueError):
 
 class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Unknown keys are errors: a typo must never be silently ignored."""
-
 
 
 HOUR_MS = 3_600_000

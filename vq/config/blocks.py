@@ -15,8 +15,7 @@ class AutoscaleSettings(_Strict):
 
     min: Annotated[int, Meta(ge=1, description="worker processes always running")] = 1
     max: Annotated[int, Meta(ge=1, le=256, description="the most worker processes on this host")] = 8
-    scaleDownAfter: Annotated[int, Meta(ge=1000, description="ms a worker does no work before it is "
-                                                             "retired")] = 30_000
+    scaleDownAfter: Annotated[int, Meta(ge=1000, description="ms a worker does no work before it is retired")] = 30_000
     interval: Annotated[int, Meta(ge=200, description="ms between looks at the backlog")] = 1000
 
     def __post_init__(self) -> None:
@@ -28,19 +27,50 @@ class DaemonSettings(_Strict):
     workers: Annotated[int, Meta(ge=1, description="worker processes; default the CPU count")] | None = None
     queues: list[str] | None = None
     shutdownGrace: Annotated[int, Meta(ge=0, description="milliseconds")] = 30_000
-    maxJobsPerWorker: Annotated[int, Meta(ge=1, description="a worker process is replaced after this many "
-                                                            "jobs")] = 10_000
-    maxMemoryPerWorker: Annotated[int, Meta(ge=16, description="MB of resident memory after which a worker "
-                                            "process finishes its job and is replaced; null: no limit")] | None = 2048
-    schedulerInterval: Annotated[int, Meta(ge=10, description="ms: the longest the timer sleeps between checks "
-                                           "(it wakes at each due time and at each announcement anyway)")] = 1000
-    weight: Annotated[float, Meta(gt=0, le=1000, description="this host's share of new workers when several "
-                                                             "autoscaling hosts see the same backlog")] = 1.0
-    autoscale: Annotated[AutoscaleSettings, Meta(description="grow and shrink the workers between min and max "
-                                                             "instead of running `workers` of them")] | None = None
-    chores: Annotated[dict[str, Annotated[int, Meta(ge=10)]],
-                      Meta(description="ms between runs of a housekeeping chore, by name (vq/chores.py); "
-                                       "unnamed ones keep their defaults")] = field(default_factory=dict)
+    maxJobsPerWorker: Annotated[int, Meta(ge=1, description="a worker process is replaced after this many jobs")] = (
+        10_000
+    )
+    maxMemoryPerWorker: (
+        Annotated[
+            int,
+            Meta(
+                ge=16,
+                description="MB of resident memory after which a worker "
+                "process finishes its job and is replaced; null: no limit",
+            ),
+        ]
+        | None
+    ) = 2048
+    schedulerInterval: Annotated[
+        int,
+        Meta(
+            ge=10,
+            description="ms: the longest the timer sleeps between checks "
+            "(it wakes at each due time and at each announcement anyway)",
+        ),
+    ] = 1000
+    weight: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=1000,
+            description="this host's share of new workers when several autoscaling hosts see the same backlog",
+        ),
+    ] = 1.0
+    autoscale: (
+        Annotated[
+            AutoscaleSettings,
+            Meta(description="grow and shrink the workers between min and max instead of running `workers` of them"),
+        ]
+        | None
+    ) = None
+    chores: Annotated[
+        dict[str, Annotated[int, Meta(ge=10)]],
+        Meta(
+            description="ms between runs of a housekeeping chore, by name (vq/chores.py); "
+            "unnamed ones keep their defaults"
+        ),
+    ] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in self.chores:
@@ -51,33 +81,42 @@ class DaemonSettings(_Strict):
 class RecurringSettings(_Strict):
     """How recurring jobs treat ticks that came due while no daemon ran."""
 
-    catchUp: Annotated[Literal["none", "one", "all"], Meta(description="default policy for new recurring "
-                                                                       "jobs")] = "one"
-    misfireGrace: Annotated[int, Meta(ge=0, description="ms late a tick may fire and still count as on "
-                                                        "time")] = 60_000
+    catchUp: Annotated[Literal["none", "one", "all"], Meta(description="default policy for new recurring jobs")] = "one"
+    misfireGrace: Annotated[int, Meta(ge=0, description="ms late a tick may fire and still count as on time")] = 60_000
     maxCatchUp: Annotated[int, Meta(ge=1, description="the most missed ticks `catch_up: all` runs at once")] = 100
-    keepRuns: Annotated[int, Meta(ge=1, description="runs remembered per recurring job for `vq recurring "
-                                                    "show`")] = 100
-    lease: Annotated[int, Meta(ge=1000, description="ms one daemon holds a recurring job while it fires a "
-                                                    "tick")] = 10_000
+    keepRuns: Annotated[int, Meta(ge=1, description="runs remembered per recurring job for `vq recurring show`")] = 100
+    lease: Annotated[int, Meta(ge=1000, description="ms one daemon holds a recurring job while it fires a tick")] = (
+        10_000
+    )
 
 
 class HistorySettings(_Strict):
     """The archiver: events -> the SQLite history database and the metrics in Redis."""
 
-    enabled: Annotated[bool, Meta(description="run an archiver in this daemon (one runs at a time, by "
-                                              "lock)")] = True
+    enabled: Annotated[bool, Meta(description="run an archiver in this daemon (one runs at a time, by lock)")] = True
     path: Annotated[str, Meta(description="the SQLite file; default <data_dir>/history.db")] | None = None
-    retentionDays: Annotated[int, Meta(ge=1, description="days job rows and transitions are kept (aggregates "
-                                                         "stay)")] = 90
+    retentionDays: Annotated[
+        int, Meta(ge=1, description="days job rows and transitions are kept (aggregates stay)")
+    ] = 90
     batchSize: Annotated[int, Meta(ge=1, le=100_000, description="events written per transaction")] = 1000
-    linger: Annotated[int, Meta(ge=0, le=10_000, description="ms the archiver waits after a short batch for "
-                                                             "more events")] = 200
-    handoverAfter: Annotated[int, Meta(ge=0, description="s without the history file's archiver before "
-                                                         "another host's file takes over (0: never)")] = 600
-    maxResultBytes: Annotated[int, Meta(ge=0, description="a finished job's result is copied to the history "
-                                                          "database when its JSON is at most this long (0: "
-                                                          "never)")] = 65_536
+    linger: Annotated[
+        int, Meta(ge=0, le=10_000, description="ms the archiver waits after a short batch for more events")
+    ] = 200
+    handoverAfter: Annotated[
+        int,
+        Meta(
+            ge=0, description="s without the history file's archiver before another host's file takes over (0: never)"
+        ),
+    ] = 600
+    maxResultBytes: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="a finished job's result is copied to the history "
+            "database when its JSON is at most this long (0: "
+            "never)",
+        ),
+    ] = 65_536
 
 
 class Thresholds(_Strict):
@@ -89,19 +128,21 @@ class HealthSettings(_Strict):
     """When a queue (and so the system) counts as degraded or unhealthy; see README."""
 
     window: Annotated[int, Meta(ge=10_000, description="ms of recent activity judged")] = 300_000
-    minEnded: Annotated[int, Meta(ge=1, description="ended jobs a window needs before its failure rate "
-                                                    "counts")] = 5
+    minEnded: Annotated[int, Meta(ge=1, description="ended jobs a window needs before its failure rate counts")] = 5
     failureRate: Thresholds = field(default_factory=lambda: Thresholds(degraded=0.10, unhealthy=0.50))
-    errorTrend: Annotated[float, Meta(ge=1.0, description="failures this window / the window before: degraded "
-                                                          "at or above")] = 2.0
+    errorTrend: Annotated[
+        float, Meta(ge=1.0, description="failures this window / the window before: degraded at or above")
+    ] = 2.0
     backlogAge: Thresholds = field(default_factory=lambda: Thresholds(degraded=300_000, unhealthy=1_800_000))
     stalled: Thresholds = field(default_factory=lambda: Thresholds(degraded=1, unhealthy=5))
     redisMemory: Thresholds = field(default_factory=lambda: Thresholds(degraded=0.80, unhealthy=0.95))
-    heartbeatAge: Annotated[int, Meta(ge=1000, description="ms without a heartbeat after which a worker is "
-                                                           "dead")] = 60_000
+    heartbeatAge: Annotated[int, Meta(ge=1000, description="ms without a heartbeat after which a worker is dead")] = (
+        60_000
+    )
     checkInterval: Annotated[int, Meta(ge=1000, description="ms between the daemon's checks (alerts)")] = 15_000
     webhooks: Annotated[list[str], Meta(description="URLs POSTed a JSON alert when health changes")] = field(
-        default_factory=list)
+        default_factory=list
+    )
 
 
 class RateLimitSettings(_Strict):
@@ -114,10 +155,10 @@ class HttpSettings(_Strict):
 
     listen: Annotated[str, Meta(description="HOST:PORT the daemon serves the API on")] = "127.0.0.1:8765"
     enabled: bool = True
-    jwt_secret: Annotated[str, Meta(description="HS256 secret; else $VQ_JWT_SECRET, else "
-                                                "<data_dir>/jwt.secret")] | None = None
-    jwt_public_key: Annotated[str, Meta(description="a PEM file: verify RS256 tokens with it "
-                                                    "instead")] | None = None
+    jwt_secret: (
+        Annotated[str, Meta(description="HS256 secret; else $VQ_JWT_SECRET, else <data_dir>/jwt.secret")] | None
+    ) = None
+    jwt_public_key: Annotated[str, Meta(description="a PEM file: verify RS256 tokens with it instead")] | None = None
     rateLimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     maxBodyBytes: Annotated[int, Meta(ge=1024, description="largest request body accepted")] = 2_097_152
 
@@ -132,7 +173,8 @@ class TemplateSettings(_Strict):
 
     jobType: Annotated[str, Meta(description="the job type it submits")]
     data: Annotated[dict, Meta(description="the job's data; --set key=value changes a field")] = field(
-        default_factory=dict)
+        default_factory=dict
+    )
     priority: Annotated[str, Meta(description="high, normal or low (default: from the tier)")] | None = None
     options: Annotated[dict, Meta(description="skipCache: true")] = field(default_factory=dict)
 
@@ -152,20 +194,29 @@ class WebhookSettings(_Strict):
     attempts: Annotated[int, Meta(ge=1, le=20, description="deliveries tried before giving up")] = 5
     backoff: Annotated[int, Meta(ge=10, description="ms before the 2nd attempt, doubling each time")] = 2000
     concurrency: Annotated[int, Meta(ge=1, le=64, description="deliveries in flight per daemon")] = 8
-    secret: Annotated[str, Meta(description="sign bodies (X-Vq-Signature); else "
-                                            "$VQ_WEBHOOK_SECRET")] | None = None
-    allowHosts: Annotated[list[str], Meta(description="host names a webhookUrl may name even when they are or "
-                                                      "resolve to internal addresses (vq/egress.py)")] = field(
-        default_factory=list)
-    allowNetworks: Annotated[list[str], Meta(description="networks (CIDR, e.g. 10.0.0.0/8) a webhookUrl may "
-                                                         "reach though they are not public (loopback, private, "
-                                                         "...)")] = field(default_factory=list)
+    secret: Annotated[str, Meta(description="sign bodies (X-Vq-Signature); else $VQ_WEBHOOK_SECRET")] | None = None
+    allowHosts: Annotated[
+        list[str],
+        Meta(
+            description="host names a webhookUrl may name even when they are or "
+            "resolve to internal addresses (vq/egress.py)"
+        ),
+    ] = field(default_factory=list)
+    allowNetworks: Annotated[
+        list[str],
+        Meta(
+            description="networks (CIDR, e.g. 10.0.0.0/8) a webhookUrl may "
+            "reach though they are not public (loopback, private, "
+            "...)"
+        ),
+    ] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for host in self.allowHosts:
             if not re.fullmatch(r"[A-Za-z0-9._:-]{1,253}", host or "") or host.strip(".") == "":
-                raise _InvalidKey("allowHosts", f"{host!r} is not a host name (no scheme, port or path: "
-                                              "hooks.example.com)")
+                raise _InvalidKey(
+                    "allowHosts", f"{host!r} is not a host name (no scheme, port or path: hooks.example.com)"
+                )
         if self.allowNetworks:
             import ipaddress
 
@@ -173,20 +224,40 @@ class WebhookSettings(_Strict):
                 try:
                     ipaddress.ip_network(network)
                 except ValueError as exc:
-                    raise _InvalidKey("allowNetworks", f"{network!r} is not a network such as 10.0.0.0/8 or "
-                                                     f"fd00::/8 ({exc})") from None
+                    raise _InvalidKey(
+                        "allowNetworks", f"{network!r} is not a network such as 10.0.0.0/8 or fd00::/8 ({exc})"
+                    ) from None
 
 
 class SecuritySettings(_Strict):
     """Data protection (README: Data protection)."""
 
-    sensitiveFields: Annotated[list[str], Meta(description="data fields whose names contain one of these (as "
-                                                           "whole words) are encrypted at rest")] = field(
-        default_factory=lambda: ["api_key", "token", "secret", "password", "passphrase", "credentials",
-                                 "private_key", "authorization"])
-    encryptionKey: Annotated[str, Meta(description="Fernet key(s), comma-separated, newest first; else "
-                                                   "$VQ_ENCRYPTION_KEY, else "
-                                                   "<data_dir>/encryption.key")] | None = None
+    sensitiveFields: Annotated[
+        list[str],
+        Meta(description="data fields whose names contain one of these (as whole words) are encrypted at rest"),
+    ] = field(
+        default_factory=lambda: [
+            "api_key",
+            "token",
+            "secret",
+            "password",
+            "passphrase",
+            "credentials",
+            "private_key",
+            "authorization",
+        ]
+    )
+    encryptionKey: (
+        Annotated[
+            str,
+            Meta(
+                description="Fernet key(s), comma-separated, newest first; else "
+                "$VQ_ENCRYPTION_KEY, else "
+                "<data_dir>/encryption.key"
+            ),
+        ]
+        | None
+    ) = None
 
     def __post_init__(self) -> None:
         if not self.encryptionKey:
@@ -200,17 +271,22 @@ class SecuritySettings(_Strict):
             except (binascii.Error, ValueError):
                 ok = False
             if key.strip() and not ok:
-                raise _InvalidKey("encryptionKey", "not a Fernet key (32 url-safe base64-encoded bytes; make one with "
-                                "`python -c 'from cryptography.fernet import Fernet; "
-                                "print(Fernet.generate_key().decode())'`)")
+                raise _InvalidKey(
+                    "encryptionKey",
+                    "not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+                    "`python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'`)",
+                )
 
 
 class BreakerSettings(_Strict):
-    failureThreshold: Annotated[int, Meta(ge=1, description="provider failures within `window` that open the "
-                                                            "breaker")] = 5
+    failureThreshold: Annotated[
+        int, Meta(ge=1, description="provider failures within `window` that open the breaker")
+    ] = 5
     window: Annotated[int, Meta(ge=1000, description="ms")] = 60_000
-    cooldown: Annotated[int, Meta(ge=100, description="ms the breaker stays open before one probe is let "
-                                                      "through")] = 30_000
+    cooldown: Annotated[int, Meta(ge=100, description="ms the breaker stays open before one probe is let through")] = (
+        30_000
+    )
 
 
 class ProviderRateLimit(_Strict):
@@ -219,8 +295,10 @@ class ProviderRateLimit(_Strict):
     requests: Annotated[int, Meta(ge=0, description="requests per `window`; 0: no request limit")] = 0
     window: Annotated[int, Meta(ge=1000, description="ms, whole seconds")] = 60_000
     concurrent: Annotated[int, Meta(ge=0, description="requests in flight at once; 0: no limit")] = 0
-    maxWait: Annotated[int, Meta(ge=0, description="ms a job waits for this provider before it fails over to "
-                                                   "the next one its type allows")] = 10_000
+    maxWait: Annotated[
+        int,
+        Meta(ge=0, description="ms a job waits for this provider before it fails over to the next one its type allows"),
+    ] = 10_000
 
     def __post_init__(self) -> None:
         if self.window % 1000:
@@ -234,8 +312,9 @@ class ProviderSettings(_Strict):
     timeout: Annotated[int, Meta(ge=100, description="ms")] = 30_000
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     rateLimit: ProviderRateLimit = field(default_factory=ProviderRateLimit)
-    cost: Annotated[dict[str, float], Meta(description="price per unit (characters, images, seconds, tokens "
-                                                       "...) in costs.currency")] = field(default_factory=dict)
+    cost: Annotated[
+        dict[str, float], Meta(description="price per unit (characters, images, seconds, tokens ...) in costs.currency")
+    ] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for unit, price in self.cost.items():
@@ -253,7 +332,8 @@ class BudgetSettings(_Strict):
 
     users: dict[str, Budget] = field(default_factory=dict)
     tiers: Annotated[dict[str, Budget], Meta(description="for users without their own entry")] = field(
-        default_factory=dict)
+        default_factory=dict
+    )
     projects: dict[str, Budget] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -271,11 +351,16 @@ class ArtifactSettings(_Strict):
     """Where jobs' files live and how long (README: Artifacts)."""
 
     root: Annotated[str, Meta(description="the storage root; default <data_dir>/artifacts")] | None = None
-    retention: Annotated[int, Meta(ge=0, description="ms a finished job's files are kept after it ended (a "
-                                                     "type's artifactRetention wins); 0: kept until the job is "
-                                                     "removed")] = 7 * 86_400_000
-    failedRetention: Annotated[int, Meta(ge=0, description="ms the files of a failed or canceled job are "
-                                                           "kept")] = 0
+    retention: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="ms a finished job's files are kept after it ended (a "
+            "type's artifactRetention wins); 0: kept until the job is "
+            "removed",
+        ),
+    ] = 7 * 86_400_000
+    failedRetention: Annotated[int, Meta(ge=0, description="ms the files of a failed or canceled job are kept")] = 0
     sweepInterval: Annotated[int, Meta(ge=200, description="ms between the daemon's clean-ups")] = 60_000
 
 
@@ -293,16 +378,48 @@ class JobTypeSettings(_Strict):
     unknownErrors: Literal["temporary", "permanent"] | None = None
     providers: list[str] | None = None
     cache: CacheSettings | None = None
-    isolation: Annotated[Literal["process", "fork"], Meta(
-        description="process: run in the long-lived worker (default); fork: a fresh child process per "
-                    "job")] | None = None
-    concurrencyPerWorker: Annotated[int, Meta(
-        ge=1, le=64, description="jobs of this type one worker process runs at once, in threads (I/O-bound "
-                                 "handlers); every concurrency limit still holds")] | None = None
-    artifactRetention: Annotated[int, Meta(ge=0, description="ms this type's finished jobs' files are "
-                                                             "kept")] | None = None
-    maxMemory: Annotated[int, Meta(ge=16, description="MB a job may allocate; past it the job fails (category "
-                                                      "resource). Runs the type's jobs forked")] | None = None
-    maxCpuTime: Annotated[int, Meta(ge=1000, description="ms of CPU a job may use, counted in whole seconds; "
-                                                         "past it the job fails (resource). Runs them "
-                                                         "forked")] | None = None
+    isolation: (
+        Annotated[
+            Literal["process", "fork"],
+            Meta(description="process: run in the long-lived worker (default); fork: a fresh child process per job"),
+        ]
+        | None
+    ) = None
+    concurrencyPerWorker: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=64,
+                description="jobs of this type one worker process runs at once, in threads (I/O-bound "
+                "handlers); every concurrency limit still holds",
+            ),
+        ]
+        | None
+    ) = None
+    artifactRetention: Annotated[int, Meta(ge=0, description="ms this type's finished jobs' files are kept")] | None = (
+        None
+    )
+    maxMemory: (
+        Annotated[
+            int,
+            Meta(
+                ge=16,
+                description="MB a job may allocate; past it the job fails (category "
+                "resource). Runs the type's jobs forked",
+            ),
+        ]
+        | None
+    ) = None
+    maxCpuTime: (
+        Annotated[
+            int,
+            Meta(
+                ge=1000,
+                description="ms of CPU a job may use, counted in whole seconds; "
+                "past it the job fails (resource). Runs them "
+                "forked",
+            ),
+        ]
+        | None
+    ) = None

@@ -36,8 +36,16 @@ def _unwrap(kind: object) -> object:
             kind = get_args(kind)[0]
         elif origin is Union or type(kind).__name__ == "UnionType":
             inner = [arg for arg in get_args(kind) if arg is not type(None)]
-            kind = next((arg for arg in inner if get_origin(_unwrap(arg)) in (dict, list)
-                         or isinstance(_unwrap(arg), type) and issubclass(_unwrap(arg), msgspec.Struct)), inner[0])
+            kind = next(
+                (
+                    arg
+                    for arg in inner
+                    if get_origin(_unwrap(arg)) in (dict, list)
+                    or isinstance(_unwrap(arg), type)
+                    and issubclass(_unwrap(arg), msgspec.Struct)
+                ),
+                inner[0],
+            )
         else:
             return kind
 
@@ -71,7 +79,7 @@ def _locate(exc: msgspec.ValidationError, raw: object, kind: object) -> tuple[li
             raw = raw.get(name) if isinstance(raw, dict) else None
         elif index == "...":
             value_kind = get_args(kind)[1]
-            for key, value in (raw.items() if isinstance(raw, dict) else ()):
+            for key, value in raw.items() if isinstance(raw, dict) else ():
                 try:
                     msgspec.convert(value, value_kind, strict=False)
                 except msgspec.ValidationError as inner:

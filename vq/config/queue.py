@@ -47,8 +47,9 @@ class Backoff(_Strict):
     delay: Annotated[int, Meta(ge=0, description="milliseconds")] = 2000
     factor: Annotated[float, Meta(ge=1.0)] = 2.0
     max: Annotated[int, Meta(ge=0, description="milliseconds")] = 3_600_000
-    jitter: Annotated[float, Meta(ge=0.0, le=1.0, description="up to this share is added to each wait, "
-                                                              "at random")] = 0.1
+    jitter: Annotated[float, Meta(ge=0.0, le=1.0, description="up to this share is added to each wait, at random")] = (
+        0.1
+    )
 
 
 class KeepJobs(_Strict):
@@ -154,21 +155,33 @@ class PrioritySettings(_Strict):
         default_factory=lambda: {"free": "normal", "basic": "normal", "pro": "high", "enterprise": "high"}
     )
     defaultSubscription: Tier = "free"
-    agingThreshold: Annotated[int, Meta(ge=1000, description="ms a job waits before it is admitted one level "
-                                                             "up")] = 600_000
+    agingThreshold: Annotated[int, Meta(ge=1000, description="ms a job waits before it is admitted one level up")] = (
+        600_000
+    )
 
 
 class LimitsSettings(_Strict):
-    maxDataBytes: Annotated[int, Meta(ge=1, description="bytes: the largest job data accepted (compact "
-                                                        "JSON)")] = 1_048_576
-    maxDataDepth: Annotated[int, Meta(ge=1, le=100, description="how deeply job data's objects and arrays may "
-                                                                "nest")] = 32
-    maxResultBytes: Annotated[int, Meta(ge=1, description="bytes: the largest result a handler may return "
-                                                          "(compact JSON); larger fails the job, "
-                                                          "permanently")] = 1_048_576
-    maxRateLimitDelay: Annotated[int, Meta(ge=0, description="ms: the longest a provider's retry-after is "
-                                                             "honoured")] = 3_600_000
-    idempotencyWindow: Annotated[int, Meta(ge=1000, description="ms an idempotencyKey keeps returning its "
-                                                                "job")] = 86_400_000
-    maxDelay: Annotated[int, Meta(ge=1000, description="ms: the longest delay (or `at` ahead) "
-                                                       "accepted")] = 90 * 86_400_000
+    maxDataBytes: Annotated[int, Meta(ge=1, description="bytes: the largest job data accepted (compact JSON)")] = (
+        1_048_576
+    )
+    maxDataDepth: Annotated[
+        int, Meta(ge=1, le=100, description="how deeply job data's objects and arrays may nest")
+    ] = 32
+    maxResultBytes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="bytes: the largest result a handler may return "
+            "(compact JSON); larger fails the job, "
+            "permanently",
+        ),
+    ] = 1_048_576
+    maxRateLimitDelay: Annotated[
+        int, Meta(ge=0, description="ms: the longest a provider's retry-after is honoured")
+    ] = 3_600_000
+    idempotencyWindow: Annotated[int, Meta(ge=1000, description="ms an idempotencyKey keeps returning its job")] = (
+        86_400_000
+    )
+    maxDelay: Annotated[int, Meta(ge=1000, description="ms: the longest delay (or `at` ahead) accepted")] = (
+        90 * 86_400_000
+    )

@@ -39,10 +39,12 @@ class Settings(_Strict):
     http: HttpSettings = field(default_factory=HttpSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
-    templates: Annotated[dict[str, TemplateSettings], Meta(description="named presets for vq submit "
-                                                                       "--template")] = field(default_factory=dict)
-    subscriptions: Annotated[dict[str, str], Meta(description="userId -> subscription tier, for users whose "
-                                                              "token carries no tier")] = field(default_factory=dict)
+    templates: Annotated[dict[str, TemplateSettings], Meta(description="named presets for vq submit --template")] = (
+        field(default_factory=dict)
+    )
+    subscriptions: Annotated[
+        dict[str, str], Meta(description="userId -> subscription tier, for users whose token carries no tier")
+    ] = field(default_factory=dict)
     data_dir: str | None = None
     job_types: dict[str, JobTypeSettings] = field(default_factory=dict)
     providers: dict[str, ProviderSettings] = field(default_factory=dict)

@@ -19,7 +19,8 @@ from vq.errors import PermanentError
 WORDS_PER_SECOND = 2.5  # a calm narration pace, used to time scenes and fallback audio
 MAX_DIMENSION = 4096
 
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all also am an and any are as at be because been before being
 below between both but by can could did do does doing down during each few for from further had has
 have having he her here hers herself him himself his how i if in into is it its itself just let me
@@ -27,7 +28,8 @@ more most my myself no nor not now of off on once only or other our ours ourselv
 she should so some such than that the their theirs them themselves then there these they this those
 through to too under until up very was we were what when where which while who whom why will with
 would you your yours yourself yourselves us ok oh
-""".split())
+""".split()
+)
 # Words every prompt on this platform uses; they say nothing about a prompt's subject.
 PROMPT_STOPWORDS = STOPWORDS | frozenset("create make video show using like get one two".split())
 
@@ -77,8 +79,10 @@ def options(data: dict) -> dict:
 def dimensions(data: dict, default: tuple[int, int]) -> tuple[int, int]:
     """(width, height) from data or data.options, each a positive int up to MAX_DIMENSION."""
     merged = {**options(data), **{k: data[k] for k in ("width", "height") if data.get(k) is not None}}
-    return (int_field(merged, "width", default[0], 1, MAX_DIMENSION),
-            int_field(merged, "height", default[1], 1, MAX_DIMENSION))
+    return (
+        int_field(merged, "width", default[0], 1, MAX_DIMENSION),
+        int_field(merged, "height", default[1], 1, MAX_DIMENSION),
+    )
 
 
 def scene_index(data: dict) -> int | None:
@@ -114,8 +118,7 @@ def sentences(text: str) -> list[str]:
 
 def keyword_counts(text: str, stopwords: frozenset = STOPWORDS) -> Counter:
     """Lower-cased words of 2+ letters that are not stopwords or numbers, with their counts."""
-    return Counter(w.lower() for w in words(text)
-                   if len(w) > 1 and not w.isdigit() and w.lower() not in stopwords)
+    return Counter(w.lower() for w in words(text) if len(w) > 1 and not w.isdigit() and w.lower() not in stopwords)
 
 
 def keywords(text: str, n: int = 10, stopwords: frozenset = STOPWORDS) -> list[str]:

@@ -102,8 +102,10 @@ def _remote(ctx, data: dict) -> dict:
     failover (vq/provider_calls.py); the characters sent are the units priced."""
     value = data.get("input", data.get("text"))
     ctx.progress(10, f"sending {data.get('task')} to {', '.join(ctx.providers) or 'its provider'}")
-    output = ctx.call_provider({"task": data.get("task"), "input": value, "options": options(data)},
-                               units={"characters": len(value) if isinstance(value, str) else len(str(value or ""))})
+    output = ctx.call_provider(
+        {"task": data.get("task"), "input": value, "options": options(data)},
+        units={"characters": len(value) if isinstance(value, str) else len(str(value or ""))},
+    )
     provider = ctx.provider_used
     ctx.progress(80, f"{provider} answered")
     result = {"provider": provider, "task": data.get("task"), "model": output.get("model", provider), "output": output}

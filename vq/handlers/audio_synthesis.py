@@ -48,8 +48,13 @@ def _text(ctx, data: dict) -> tuple[str, dict]:
 
 
 def _beep(freq: float, frames: int) -> bytes:
-    samples = array("h", (int(9000 * math.sin(math.pi * i / frames) * math.sin(2 * math.pi * freq * i / SAMPLE_RATE))
-                          for i in range(frames)))
+    samples = array(
+        "h",
+        (
+            int(9000 * math.sin(math.pi * i / frames) * math.sin(2 * math.pi * freq * i / SAMPLE_RATE))
+            for i in range(frames)
+        ),
+    )
     return samples.tobytes()
 
 
@@ -110,5 +115,13 @@ def handle(ctx, data: dict) -> dict:
     duration = wav_seconds(path)
     ctx.log.info("narration %.2fs via %s", duration, used)
     ctx.progress(100, "audio ready")
-    return {"path": str(path), "durationSeconds": duration, "engine": used, "sampleRate": rate,
-            "words": count, "text": text, **scene, "artifacts": [str(path)]}
+    return {
+        "path": str(path),
+        "durationSeconds": duration,
+        "engine": used,
+        "sampleRate": rate,
+        "words": count,
+        "text": text,
+        **scene,
+        "artifacts": [str(path)],
+    }

@@ -83,9 +83,14 @@ def handle(ctx, data: dict) -> dict:
         "language": guess_language(tokens),
     }
     if scenes is not None:
-        analysis["scenes"] = [{"index": i, "wordCount": len(words(str(s.get("narration") or ""))),
-                               "spokenSeconds": speech_seconds(str(s.get("narration") or ""))}
-                              for i, s in enumerate(scenes)]
+        analysis["scenes"] = [
+            {
+                "index": i,
+                "wordCount": len(words(str(s.get("narration") or ""))),
+                "spokenSeconds": speech_seconds(str(s.get("narration") or "")),
+            }
+            for i, s in enumerate(scenes)
+        ]
     path = write_json(ctx, "analysis.json", analysis)
     ctx.log.info("analysed %d words (%s)", len(tokens), kind)
     ctx.progress(100, "analysis ready")

@@ -50,8 +50,9 @@ def draw(prompt: str, width: int, height: int, progress=lambda p, m: None) -> Im
     hue = rng.random()
     top, bottom = _colour(rng, hue, 0.3), _colour(rng, hue + 0.12 + 0.2 * rng.random(), 0.6)
     mask = Image.linear_gradient("L").resize((width, height))
-    img = Image.composite(Image.new("RGB", (width, height), bottom),
-                          Image.new("RGB", (width, height), top), mask).convert("RGBA")
+    img = Image.composite(
+        Image.new("RGB", (width, height), bottom), Image.new("RGB", (width, height), top), mask
+    ).convert("RGBA")
 
     progress(30, "background painted")
     layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
@@ -68,17 +69,19 @@ def draw(prompt: str, width: int, height: int, progress=lambda p, m: None) -> Im
     size = max(8, min(width, height) // 14)
     font = _font(size)
     chars = max(8, int(width * 0.9 / (size * 0.55)))
-    lines = textwrap.wrap(prompt, chars)[:max(1, int(height * 0.8 // (size * 1.3)))]
+    lines = textwrap.wrap(prompt, chars)[: max(1, int(height * 0.8 // (size * 1.3)))]
     text = "\n".join(lines)
     pen = ImageDraw.Draw(img)
     box = pen.multiline_textbbox((0, 0), text, font=font, spacing=size // 4)
     x, y = (width - (box[2] - box[0])) / 2, (height - (box[3] - box[1])) / 2
     shade = Image.new("RGBA", img.size, (0, 0, 0, 0))
-    ImageDraw.Draw(shade).rectangle([x - size / 2, y - size / 2, x + box[2] + size / 2, y + box[3] + size / 2],
-                                    fill=(0, 0, 0, 110))
+    ImageDraw.Draw(shade).rectangle(
+        [x - size / 2, y - size / 2, x + box[2] + size / 2, y + box[3] + size / 2], fill=(0, 0, 0, 110)
+    )
     img = Image.alpha_composite(img, shade)
-    ImageDraw.Draw(img).multiline_text((x, y), text, font=font, fill=(255, 255, 255, 255),
-                                       spacing=size // 4, align="center")
+    ImageDraw.Draw(img).multiline_text(
+        (x, y), text, font=font, fill=(255, 255, 255, 255), spacing=size // 4, align="center"
+    )
     return img.convert("RGB")
 
 
@@ -92,5 +95,12 @@ def handle(ctx, data: dict) -> dict:
     path = ctx.artifacts_dir / "image.png"
     img.save(path, format="PNG")
     ctx.progress(100, "image ready")
-    return {"path": str(path), "width": width, "height": height, "bytes": path.stat().st_size,
-            "prompt": prompt, **scene, "artifacts": [str(path)]}
+    return {
+        "path": str(path),
+        "width": width,
+        "height": height,
+        "bytes": path.stat().st_size,
+        "prompt": prompt,
+        **scene,
+        "artifacts": [str(path)],
+    }

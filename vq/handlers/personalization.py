@@ -16,19 +16,53 @@ from vq.errors import PermanentError
 from vq.handlers._common import sentences, words, write_json
 
 TONES = {
-    "formal": [("don't", "do not"), ("can't", "cannot"), ("won't", "will not"), ("it's", "it is"),
-               ("I'm", "I am"), ("gonna", "going to"), ("wanna", "want to"), ("thanks", "thank you"),
-               ("hey", "hello"), ("hi", "hello"), ("kids", "children"), ("buy", "purchase")],
-    "casual": [("do not", "don't"), ("cannot", "can't"), ("will not", "won't"), ("it is", "it's"),
-               ("thank you", "thanks"), ("hello", "hey"), ("purchase", "buy"), ("utilize", "use"),
-               ("assist", "help"), ("therefore", "so"), ("however", "but"), ("regarding", "about")],
-    "enthusiastic": [("good", "great"), ("nice", "amazing"), ("interesting", "fascinating"),
-                     ("important", "crucial"), ("like", "love"), ("happy", "thrilled")],
+    "formal": [
+        ("don't", "do not"),
+        ("can't", "cannot"),
+        ("won't", "will not"),
+        ("it's", "it is"),
+        ("I'm", "I am"),
+        ("gonna", "going to"),
+        ("wanna", "want to"),
+        ("thanks", "thank you"),
+        ("hey", "hello"),
+        ("hi", "hello"),
+        ("kids", "children"),
+        ("buy", "purchase"),
+    ],
+    "casual": [
+        ("do not", "don't"),
+        ("cannot", "can't"),
+        ("will not", "won't"),
+        ("it is", "it's"),
+        ("thank you", "thanks"),
+        ("hello", "hey"),
+        ("purchase", "buy"),
+        ("utilize", "use"),
+        ("assist", "help"),
+        ("therefore", "so"),
+        ("however", "but"),
+        ("regarding", "about"),
+    ],
+    "enthusiastic": [
+        ("good", "great"),
+        ("nice", "amazing"),
+        ("interesting", "fascinating"),
+        ("important", "crucial"),
+        ("like", "love"),
+        ("happy", "thrilled"),
+    ],
     "neutral": [],
 }
 LENGTHS = {"short": 40, "medium": 120, "long": None}  # word budget
-GREETINGS = {"en": ("Dear", "Hi"), "es": ("Estimado/a", "Hola"), "fr": ("Bonjour", "Salut"),
-             "de": ("Guten Tag", "Hallo"), "it": ("Gentile", "Ciao"), "pt": ("Prezado/a", "Olá")}
+GREETINGS = {
+    "en": ("Dear", "Hi"),
+    "es": ("Estimado/a", "Hola"),
+    "fr": ("Bonjour", "Salut"),
+    "de": ("Guten Tag", "Hallo"),
+    "it": ("Gentile", "Ciao"),
+    "pt": ("Prezado/a", "Olá"),
+}
 GREETING_KEYS = ("greeting", "intro", "message", "text", "body", "content", "narration")
 
 
@@ -49,15 +83,22 @@ def preferences(data: dict) -> dict:
     if name is not None and (not isinstance(name, str) or len(name) > 100):
         raise PermanentError("preferences.name: expected a string of at most 100 characters")
     language = str(prefs.get("language") or "en").lower()[:2]
-    return {"tone": tone, "length": length, "intensity": float(intensity), "name": (name or "").strip(),
-            "language": language}
+    return {
+        "tone": tone,
+        "length": length,
+        "intensity": float(intensity),
+        "name": (name or "").strip(),
+        "language": language,
+    }
 
 
 def _retone(text: str, prefs: dict, changes: list[str], where: str) -> str:
     rules = TONES[prefs["tone"]]
-    for old, new in rules[:math.ceil(prefs["intensity"] * len(rules))]:
+    for old, new in rules[: math.ceil(prefs["intensity"] * len(rules))]:
+
         def swap(m, new=new):
             return new[:1].upper() + new[1:] if m.group(0)[:1].isupper() else new
+
         text, n = re.subn(rf"\b{re.escape(old)}\b", swap, text, flags=re.I)
         if n:
             changes.append(f"{where}tone {prefs['tone']}: '{old}' -> '{new}' ({n}x)")

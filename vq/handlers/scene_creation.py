@@ -24,8 +24,9 @@ def _inputs(ctx, data: dict) -> tuple[int, dict, dict, str, str]:
         for kind in ("image", "audio"):
             up = steps.get(f"{kind}-{index}")
             if up is None or not (up.result or {}).get("path"):
-                raise PermanentError(f"{kind}-{index}: no upstream result with a path for scene {index} "
-                                     f"(or give {kind}Path)")
+                raise PermanentError(
+                    f"{kind}-{index}: no upstream result with a path for scene {index} (or give {kind}Path)"
+                )
             found[kind] = up.result
         return index, found["image"], found["audio"], f"image-{index}.path", f"audio-{index}.path"
     image = text_field(data, "imagePath")
@@ -52,7 +53,9 @@ def handle(ctx, data: dict) -> dict:
     scene = {
         "index": index,
         "heading": text_field(data, "heading", required=False)
-        or audio.get("heading") or image.get("heading") or f"Scene {index + 1}",
+        or audio.get("heading")
+        or image.get("heading")
+        or f"Scene {index + 1}",
         "image": str(image_path),
         "audio": str(audio_path),
         "durationSeconds": duration,

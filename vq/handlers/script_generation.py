@@ -27,9 +27,12 @@ from vq.handlers._common import (
 
 MAX_SCENES = 20
 SHOTS = ["Wide establishing shot", "Close-up", "Tracking shot", "Aerial view", "Medium shot"]
-_REQUEST = re.compile(r"^(please\s+)?(create|make|generate|produce|write|show|build)\s+(me\s+)?"
-                      r"((a|an|the)\s+)?((short|quick|brief)\s+)?"
-                      r"((video|film|clip|story|script|movie)\s+)?((about|on|of|explaining|showing)\s+)?", re.I)
+_REQUEST = re.compile(
+    r"^(please\s+)?(create|make|generate|produce|write|show|build)\s+(me\s+)?"
+    r"((a|an|the)\s+)?((short|quick|brief)\s+)?"
+    r"((video|film|clip|story|script|movie)\s+)?((about|on|of|explaining|showing)\s+)?",
+    re.I,
+)
 
 
 def topic_of(prompt: str) -> str:
@@ -54,10 +57,12 @@ def _given_scene(entry, i: int) -> dict:
         return {"narration": entry}
     if not isinstance(entry, dict):
         raise PermanentError(f"scenes[{i}]: expected a string or an object")
-    return {"heading": entry.get("heading") or entry.get("title"),
-            "narration": entry.get("narration") or entry.get("text"),
-            "visual": entry.get("visual") or entry.get("description") or entry.get("prompt"),
-            "durationSeconds": entry.get("durationSeconds")}
+    return {
+        "heading": entry.get("heading") or entry.get("title"),
+        "narration": entry.get("narration") or entry.get("text"),
+        "visual": entry.get("visual") or entry.get("description") or entry.get("prompt"),
+        "durationSeconds": entry.get("durationSeconds"),
+    }
 
 
 def handle(ctx, data: dict) -> dict:
@@ -90,29 +95,35 @@ def handle(ctx, data: dict) -> dict:
     for i in range(count):
         own = _given_scene(given[i], i) if given else {}
         if len(sents) >= count:  # every scene gets its share of the prompt's sentences
-            share = sents[i * len(sents) // count:(i + 1) * len(sents) // count]
+            share = sents[i * len(sents) // count : (i + 1) * len(sents) // count]
         else:  # one sentence each while they last, then the arc
-            share = sents[i:i + 1]
+            share = sents[i : i + 1]
         narration = own.get("narration") or (" ".join(share) if share else _narrate(i, count, topic, kw))
         focus = next((k for k in keywords(narration, 50, PROMPT_STOPWORDS) if k in prompt_kw), None)
         focus = original.get(focus, focus) if focus else (kw[i % len(kw)] if kw else topic)
-        role = ("Opening" if i == 0 and count > 1 else "Closing" if i == count - 1 and count > 1
-                else f"Scene {i + 1}")
+        role = "Opening" if i == 0 and count > 1 else "Closing" if i == count - 1 and count > 1 else f"Scene {i + 1}"
         about = share[0].rstrip(".!? ") if share and not own.get("narration") else topic
         duration = own.get("durationSeconds")
         if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration <= 0:
             duration = speech_seconds(narration)
-        scenes.append({
-            "index": i,
-            "heading": own.get("heading") or f"{role}: {focus[:1].upper() + focus[1:]}",
-            "narration": narration,
-            "visual": own.get("visual") or f"{SHOTS[i % len(SHOTS)]} of {focus}: {about}, {style} style",
-            "durationSeconds": round(float(duration), 2),
-        })
+        scenes.append(
+            {
+                "index": i,
+                "heading": own.get("heading") or f"{role}: {focus[:1].upper() + focus[1:]}",
+                "narration": narration,
+                "visual": own.get("visual") or f"{SHOTS[i % len(SHOTS)]} of {focus}: {about}, {style} style",
+                "durationSeconds": round(float(duration), 2),
+            }
+        )
         ctx.progress(25 + 65 * (i + 1) / count, f"scene {i + 1}/{count} written")
 
-    script = {"title": title, "style": style, "prompt": prompt, "scenes": scenes,
-              "durationSeconds": round(sum(s["durationSeconds"] for s in scenes), 2)}
+    script = {
+        "title": title,
+        "style": style,
+        "prompt": prompt,
+        "scenes": scenes,
+        "durationSeconds": round(sum(s["durationSeconds"] for s in scenes), 2),
+    }
     path = write_json(ctx, "script.json", script)
     ctx.progress(100, "script ready")
     return {**script, "path": str(path), "artifacts": [str(path)]}

@@ -29,8 +29,10 @@ def _step_number(step: str) -> int:
 
 
 def _scenes(ctx, data: dict) -> list[dict]:
-    ups = sorted(((s, u) for s, u in ctx.upstream_by_step().items() if s.startswith("scene-")),
-                 key=lambda su: _step_number(su[0]))
+    ups = sorted(
+        ((s, u) for s, u in ctx.upstream_by_step().items() if s.startswith("scene-")),
+        key=lambda su: _step_number(su[0]),
+    )
     if ups:
         missing = [s for s, u in ups if not u.result]
         if missing:
@@ -53,9 +55,16 @@ def _scenes(ctx, data: dict) -> list[dict]:
             if not audio:
                 raise PermanentError(f"{field}.durationSeconds: required when the scene has no audio")
             duration = wav_seconds(audio)
-        scenes.append({"index": sc.get("index", i), "heading": sc.get("heading") or f"Scene {i + 1}",
-                       "image": str(image), "audio": str(audio) if audio else None,
-                       "durationSeconds": float(duration), "title": sc.get("title")})
+        scenes.append(
+            {
+                "index": sc.get("index", i),
+                "heading": sc.get("heading") or f"Scene {i + 1}",
+                "image": str(image),
+                "audio": str(audio) if audio else None,
+                "durationSeconds": float(duration),
+                "title": sc.get("title"),
+            }
+        )
     return sorted(scenes, key=lambda s: s["index"]) if ups else scenes
 
 
@@ -63,8 +72,17 @@ def timeline(scenes: list[dict]) -> list[dict]:
     out, t = [], 0.0
     for sc in scenes:
         start, t = t, t + sc["durationSeconds"]
-        out.append({"index": sc["index"], "heading": sc["heading"], "start": round(start, 3), "end": round(t, 3),
-                    "durationSeconds": round(sc["durationSeconds"], 3), "image": sc["image"], "audio": sc["audio"]})
+        out.append(
+            {
+                "index": sc["index"],
+                "heading": sc["heading"],
+                "start": round(start, 3),
+                "end": round(t, 3),
+                "durationSeconds": round(sc["durationSeconds"], 3),
+                "image": sc["image"],
+                "audio": sc["audio"],
+            }
+        )
     return out
 
 
@@ -78,8 +96,9 @@ def _tc(frames: int) -> str:
 
 def write_edl(ctx, title: str, events: list[dict]) -> list[Path]:
     total = events[-1]["end"]
-    json_path = write_json(ctx, "timeline.edl.json", {"title": title, "fps": FPS, "durationSeconds": total,
-                                                     "events": events})
+    json_path = write_json(
+        ctx, "timeline.edl.json", {"title": title, "fps": FPS, "durationSeconds": total, "events": events}
+    )
     lines, n = [f"TITLE: {title}", "FCM: NON-DROP FRAME", ""], 0
     for ev in events:
         for track, src in (("V", ev["image"]), ("A", ev["audio"])):
@@ -87,8 +106,12 @@ def write_edl(ctx, title: str, events: list[dict]) -> list[Path]:
                 continue
             n += 1
             start, end = _frames(ev["start"]), _frames(ev["end"])
-            lines += [f"{n:03d}  AX       {track:<5} C        {_tc(0)} {_tc(end - start)} {_tc(start)} {_tc(end)}",
-                      f"* FROM CLIP NAME: {Path(src).name}", f"* SOURCE FILE: {src}", ""]
+            lines += [
+                f"{n:03d}  AX       {track:<5} C        {_tc(0)} {_tc(end - start)} {_tc(start)} {_tc(end)}",
+                f"* FROM CLIP NAME: {Path(src).name}",
+                f"* SOURCE FILE: {src}",
+                "",
+            ]
     text_path = ctx.artifacts_dir / "timeline.edl"
     text_path.write_text("\n".join(lines), encoding="utf-8")
     return [json_path, text_path]
@@ -101,9 +124,29 @@ def render_mp4(ctx, events: list[dict]) -> Path:
     try:
         _render_segments(ctx, events, work)
         out = ctx.artifacts_dir / "video.mp4"
-        subprocess.run(["ffmpeg", "-y", "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0",
-                        "-i", str(work / "list.txt"), "-c", "copy", "-movflags", "+faststart", str(out)],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-y",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                str(work / "list.txt"),
+                "-c",
+                "copy",
+                "-movflags",
+                "+faststart",
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -115,12 +158,46 @@ def _render_segments(ctx, events: list[dict], work: Path) -> None:
     for i, ev in enumerate(events):
         seg = work / f"segment-{i:03d}.mp4"
         sound = ["-i", ev["audio"]] if ev["audio"] else ["-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono"]
-        cmd = ["ffmpeg", "-y", "-hide_banner", "-loglevel", "error", "-loop", "1", "-framerate", str(fps),
-               "-i", ev["image"], *sound, "-map", "0:v", "-map", "1:a", "-t", f"{ev['durationSeconds']:.3f}",
-               "-vf", f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,"
-                      "setsar=1,format=yuv420p",
-               "-c:v", "libx264", "-preset", "ultrafast", "-tune", "stillimage", "-r", str(fps),
-               "-af", "apad", "-c:a", "aac", "-ar", "22050", "-ac", "1", str(seg)]
+        cmd = [
+            "ffmpeg",
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-loop",
+            "1",
+            "-framerate",
+            str(fps),
+            "-i",
+            ev["image"],
+            *sound,
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-t",
+            f"{ev['durationSeconds']:.3f}",
+            "-vf",
+            f"scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,"
+            "setsar=1,format=yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "stillimage",
+            "-r",
+            str(fps),
+            "-af",
+            "apad",
+            "-c:a",
+            "aac",
+            "-ar",
+            "22050",
+            "-ac",
+            "1",
+            str(seg),
+        ]
         subprocess.run(cmd, check=True, capture_output=True, timeout=60 + 5 * ev["durationSeconds"])
         quoted = str(seg).replace("'", "'\\''")
         listing.append(f"file '{quoted}'")

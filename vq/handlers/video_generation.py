@@ -56,14 +56,28 @@ def plan(data: dict) -> list[dict]:
     steps = [{"step": "script", "jobType": "script-generation", "data": script_data, "dependsOn": []}]
     for i in range(count):
         steps += [
-            {"step": f"image-{i}", "jobType": "image-generation",
-             "data": {"sceneIndex": i, "width": width, "height": height}, "dependsOn": ["script"]},
+            {
+                "step": f"image-{i}",
+                "jobType": "image-generation",
+                "data": {"sceneIndex": i, "width": width, "height": height},
+                "dependsOn": ["script"],
+            },
             {"step": f"audio-{i}", "jobType": "audio-synthesis", "data": {"sceneIndex": i}, "dependsOn": ["script"]},
-            {"step": f"scene-{i}", "jobType": "scene-creation", "data": {"sceneIndex": i},
-             "dependsOn": [f"image-{i}", f"audio-{i}"]},
+            {
+                "step": f"scene-{i}",
+                "jobType": "scene-creation",
+                "data": {"sceneIndex": i},
+                "dependsOn": [f"image-{i}", f"audio-{i}"],
+            },
         ]
-    steps.append({"step": "compose", "jobType": "video-composition", "data": {},
-                  "dependsOn": [f"scene-{i}" for i in range(count)]})
+    steps.append(
+        {
+            "step": "compose",
+            "jobType": "video-composition",
+            "data": {},
+            "dependsOn": [f"scene-{i}" for i in range(count)],
+        }
+    )
     return steps
 
 
@@ -75,11 +89,16 @@ def run_inline(ctx, data: dict) -> dict:
         name, job_type = step["step"], step["jobType"]
         lo, hi = 10 + 80 * n / len(steps), 10 + 80 * (n + 1) / len(steps)
         child = dataclasses.replace(
-            ctx, job_id=f"{ctx.job_id}-{name}", job_type=job_type, artifacts_root=ctx.artifacts_dir,
+            ctx,
+            job_id=f"{ctx.job_id}-{name}",
+            job_type=job_type,
+            artifacts_root=ctx.artifacts_dir,
             log=ctx.log.getChild(name),
-            report_progress=lambda p, m, lo=lo, hi=hi, name=name: ctx.progress(lo + (hi - lo) * p / 100,
-                                                                                 f"{name}: {m}" if m else name),
-            load_upstream=lambda deps=step["dependsOn"]: [done[d] for d in deps])
+            report_progress=lambda p, m, lo=lo, hi=hi, name=name: ctx.progress(
+                lo + (hi - lo) * p / 100, f"{name}: {m}" if m else name
+            ),
+            load_upstream=lambda deps=step["dependsOn"]: [done[d] for d in deps],
+        )
         handler = importlib.import_module(f"vq.handlers.{job_type.replace('-', '_')}").handle
         done[name] = Upstream(id=child.job_id, job_type=job_type, step=name, result=handler(child, dict(step["data"])))
     return done["compose"].result
@@ -98,9 +117,14 @@ def handle(ctx, data: dict) -> dict:
     if not composed or not composed.get("path"):
         raise PermanentError("compose: the composition step left no video or timeline")
     ctx.progress(92, "writing the video summary")
-    summary = {"video": composed["path"], "format": composed.get("format"),
-               "durationSeconds": composed.get("durationSeconds"), "scenes": composed.get("scenes"),
-               "title": composed.get("title"), "timeline": composed.get("timeline", [])}
+    summary = {
+        "video": composed["path"],
+        "format": composed.get("format"),
+        "durationSeconds": composed.get("durationSeconds"),
+        "scenes": composed.get("scenes"),
+        "title": composed.get("title"),
+        "timeline": composed.get("timeline", []),
+    }
     path = write_json(ctx, "video.json", summary)
     ctx.log.info("video %r: %s, %.2fs", summary["title"], summary["format"], summary["durationSeconds"] or 0)
     ctx.progress(100, "video ready")

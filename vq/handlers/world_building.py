@@ -14,29 +14,48 @@ import random
 from vq.handlers._common import PROMPT_STOPWORDS, keywords, seed, text_field, words, write_json
 
 GENRES = {  # hint words, era, setting pattern, kinds of place, roles
-    "fantasy": ("dragon magic wizard kingdom elf sword quest castle myth legend",
-                "an age of myth", "a realm where {a} meets {b}",
-                ["Citadel", "Wildwood", "Ruins", "Harbor", "Spire"],
-                ["reluctant hero", "exiled mage", "scheming regent"]),
-    "sci-fi": ("space robot ai future planet galaxy cyber alien starship technology",
-               "the 24th century", "a future shaped by {a} and {b}",
-               ["Orbital Station", "Megacity", "Outpost", "Drift Colony", "Archive Core"],
-               ["rogue engineer", "synthetic envoy", "corporate captain"]),
-    "noir": ("crime detective murder night rain mystery gangster heist",
-             "the late 1940s", "a rain-soaked city of {a} and {b}",
-             ["Precinct", "Jazz Club", "Docks", "Penthouse", "Back Alley"],
-             ["weary detective", "informant with a debt", "polished crime boss"]),
-    "post-apocalyptic": ("ruin wasteland survival collapse zombie apocalypse fallout",
-                         "forty years after the collapse", "a broken land where {a} outlasts {b}",
-                         ["Scrap Fort", "Dead Mall", "Dry Riverbed", "Signal Tower", "Seed Vault"],
-                         ["scavenger", "settlement elder", "raider turned guard"]),
-    "historical": ("history ancient war empire medieval roman century revolution pharaoh",
-                   "a turning point of the past", "an era defined by {a} and {b}",
-                   ["Palace", "Market Square", "Battlefield", "Monastery", "Port"],
-                   ["ambitious scribe", "aging general", "merchant with secrets"]),
-    "contemporary": ("", "the present day", "today's world of {a} and {b}",
-                     ["Café", "Transit Hub", "Rooftop Garden", "Community Hall", "Waterfront"],
-                     ["curious reporter", "local organizer", "skeptical expert"]),
+    "fantasy": (
+        "dragon magic wizard kingdom elf sword quest castle myth legend",
+        "an age of myth",
+        "a realm where {a} meets {b}",
+        ["Citadel", "Wildwood", "Ruins", "Harbor", "Spire"],
+        ["reluctant hero", "exiled mage", "scheming regent"],
+    ),
+    "sci-fi": (
+        "space robot ai future planet galaxy cyber alien starship technology",
+        "the 24th century",
+        "a future shaped by {a} and {b}",
+        ["Orbital Station", "Megacity", "Outpost", "Drift Colony", "Archive Core"],
+        ["rogue engineer", "synthetic envoy", "corporate captain"],
+    ),
+    "noir": (
+        "crime detective murder night rain mystery gangster heist",
+        "the late 1940s",
+        "a rain-soaked city of {a} and {b}",
+        ["Precinct", "Jazz Club", "Docks", "Penthouse", "Back Alley"],
+        ["weary detective", "informant with a debt", "polished crime boss"],
+    ),
+    "post-apocalyptic": (
+        "ruin wasteland survival collapse zombie apocalypse fallout",
+        "forty years after the collapse",
+        "a broken land where {a} outlasts {b}",
+        ["Scrap Fort", "Dead Mall", "Dry Riverbed", "Signal Tower", "Seed Vault"],
+        ["scavenger", "settlement elder", "raider turned guard"],
+    ),
+    "historical": (
+        "history ancient war empire medieval roman century revolution pharaoh",
+        "a turning point of the past",
+        "an era defined by {a} and {b}",
+        ["Palace", "Market Square", "Battlefield", "Monastery", "Port"],
+        ["ambitious scribe", "aging general", "merchant with secrets"],
+    ),
+    "contemporary": (
+        "",
+        "the present day",
+        "today's world of {a} and {b}",
+        ["Café", "Transit Hub", "Rooftop Garden", "Community Hall", "Waterfront"],
+        ["curious reporter", "local organizer", "skeptical expert"],
+    ),
 }
 TRAITS = ["stubborn", "generous", "secretive", "fearless", "witty", "haunted", "idealistic", "patient", "restless"]
 SYLLABLES = ["ka", "ly", "mor", "then", "va", "dri", "el", "os", "quin", "ra", "sel", "tor", "un", "zeph", "ari", "bel"]
@@ -77,21 +96,36 @@ def handle(ctx, data: dict) -> dict:
     themes = themes or [genre]
     a, b = themes[0], themes[1] if len(themes) > 1 else "change"
     name = text_field(data, "name", required=False) or _name(rng, 3)
-    world = {"name": name, "genre": genre, "era": text_field(data, "era", required=False) or era,
-             "setting": f"{name}, {pattern.format(a=a, b=b)}", "palette": palette(rng), "themes": themes}
+    world = {
+        "name": name,
+        "genre": genre,
+        "era": text_field(data, "era", required=False) or era,
+        "setting": f"{name}, {pattern.format(a=a, b=b)}",
+        "palette": palette(rng),
+        "themes": themes,
+    }
     ctx.progress(40, "setting, palette and themes chosen")
 
     kinds = rng.sample(places, 4)
     moods = ["A hidden", "A crowded", "An ancient", "A gleaming", "A quiet"]
-    world["locations"] = [{"name": f"The {themes[i % len(themes)].capitalize()} {kind}",
-                           "description": f"{rng.choice(moods)} {kind.lower()} where {themes[i % len(themes)]} "
-                                          "is felt most."}
-                          for i, kind in enumerate(kinds)]
+    world["locations"] = [
+        {
+            "name": f"The {themes[i % len(themes)].capitalize()} {kind}",
+            "description": f"{rng.choice(moods)} {kind.lower()} where {themes[i % len(themes)]} is felt most.",
+        }
+        for i, kind in enumerate(kinds)
+    ]
     ctx.progress(70, f"{len(kinds)} locations")
-    world["characters"] = [{"name": _name(rng, 2), "role": role, "trait": rng.choice(TRAITS),
-                            "motivation": f"to {rng.choice(['protect', 'uncover', 'control', 'escape'])} "
-                                          f"the {themes[(i + 1) % len(themes)]}"}
-                           for i, role in enumerate(roles)]
+    world["characters"] = [
+        {
+            "name": _name(rng, 2),
+            "role": role,
+            "trait": rng.choice(TRAITS),
+            "motivation": f"to {rng.choice(['protect', 'uncover', 'control', 'escape'])} "
+            f"the {themes[(i + 1) % len(themes)]}",
+        }
+        for i, role in enumerate(roles)
+    ]
     path = write_json(ctx, "world.json", world)
     ctx.log.info("world %r (%s): %s", name, genre, themes)
     ctx.progress(100, "world ready")

@@ -21,6 +21,7 @@ from vq import keys
 @dataclass(frozen=True)
 class Protocol:
     """What a script is made of and what it is given."""
+
     parts: tuple[str, ...]  # its files, assembled in this order
     names: tuple[tuple[str, str], ...] = ()  # (K's field, the key or key prefix): KEYS[1..n]
     constants: tuple[tuple[str, str | tuple[str, ...]], ...] = field(default=())  # C's fields
@@ -33,37 +34,78 @@ PROTOCOLS: dict[str, Protocol] = {
     # describes the call): shared options and helpers, the finished job's end, routing,
     # the choice of the job, its start, and the call's sequence.
     "admit.lua": Protocol(
-        parts=("admit_common.lua", "admit_end.lua", "admit_route.lua", "admit_choose.lua", "admit_start.lua",
-               "admit_main.lua"),
-        names=(("inbox", keys.INBOX), ("usertier", keys.USER_TIER), ("effective", keys.LIMITS_EFFECTIVE),
-               ("paused", keys.PAUSED), ("admitted", keys.ADMITTED), ("wake", keys.WAKE),
-               ("events", keys.EVENTS), ("webhook_events", keys.WEBHOOK_EVENTS),
-               ("stale_refused", keys.STALE_REFUSED),
-               ("job", keys.RQ_JOB_PREFIX), ("queue", keys.RQ_QUEUE_PREFIX), ("worker", keys.RQ_WORKER_PREFIX),
-               ("wait", keys.WAIT_PREFIX), ("ring", keys.RING_PREFIX), ("waitsince", keys.WAIT_SINCE_PREFIX),
-               ("running_type", keys.RUNNING_TYPE_PREFIX), ("running_user", keys.RUNNING_USER_PREFIX),
-               ("limits", keys.LIMITS_PREFIX), ("overrides", keys.LIMIT_OVERRIDES_PREFIX)),
-        constants=(*_LEASE, ("idle", keys.INBOX_IDLE), ("priorities", keys.PRIORITY_ORDER))),
+        parts=(
+            "admit_common.lua",
+            "admit_end.lua",
+            "admit_route.lua",
+            "admit_choose.lua",
+            "admit_start.lua",
+            "admit_main.lua",
+        ),
+        names=(
+            ("inbox", keys.INBOX),
+            ("usertier", keys.USER_TIER),
+            ("effective", keys.LIMITS_EFFECTIVE),
+            ("paused", keys.PAUSED),
+            ("admitted", keys.ADMITTED),
+            ("wake", keys.WAKE),
+            ("events", keys.EVENTS),
+            ("webhook_events", keys.WEBHOOK_EVENTS),
+            ("stale_refused", keys.STALE_REFUSED),
+            ("job", keys.RQ_JOB_PREFIX),
+            ("queue", keys.RQ_QUEUE_PREFIX),
+            ("worker", keys.RQ_WORKER_PREFIX),
+            ("wait", keys.WAIT_PREFIX),
+            ("ring", keys.RING_PREFIX),
+            ("waitsince", keys.WAIT_SINCE_PREFIX),
+            ("running_type", keys.RUNNING_TYPE_PREFIX),
+            ("running_user", keys.RUNNING_USER_PREFIX),
+            ("limits", keys.LIMITS_PREFIX),
+            ("overrides", keys.LIMIT_OVERRIDES_PREFIX),
+        ),
+        constants=(*_LEASE, ("idle", keys.INBOX_IDLE), ("priorities", keys.PRIORITY_ORDER)),
+    ),
     "promote.lua": Protocol(
         parts=("promote.lua",),
-        names=(("job", keys.RQ_JOB_PREFIX), ("wait", keys.WAIT_PREFIX), ("ring", keys.RING_PREFIX),
-               ("waitsince", keys.WAIT_SINCE_PREFIX), ("inbox", keys.INBOX), ("aged", keys.AGED)),
-        constants=(("priorities", keys.PRIORITY_ORDER),)),
+        names=(
+            ("job", keys.RQ_JOB_PREFIX),
+            ("wait", keys.WAIT_PREFIX),
+            ("ring", keys.RING_PREFIX),
+            ("waitsince", keys.WAIT_SINCE_PREFIX),
+            ("inbox", keys.INBOX),
+            ("aged", keys.AGED),
+        ),
+        constants=(("priorities", keys.PRIORITY_ORDER),),
+    ),
     "renew.lua": Protocol(parts=("renew.lua",), constants=_LEASE),
     "limits.lua": Protocol(
         parts=("limits.lua",),
-        names=(("effective", keys.LIMITS_EFFECTIVE), ("paused", keys.PAUSED), ("limits", keys.LIMITS_PREFIX),
-               ("overrides", keys.LIMIT_OVERRIDES_PREFIX)),
-        constants=(("limit_kinds", keys.LIMIT_KINDS),)),
-    "fenced.lua": Protocol(parts=("fenced.lua",), names=(("stale_refused", keys.STALE_REFUSED),
-                                                         ("events", keys.EVENTS)), constants=_LEASE),
+        names=(
+            ("effective", keys.LIMITS_EFFECTIVE),
+            ("paused", keys.PAUSED),
+            ("limits", keys.LIMITS_PREFIX),
+            ("overrides", keys.LIMIT_OVERRIDES_PREFIX),
+        ),
+        constants=(("limit_kinds", keys.LIMIT_KINDS),),
+    ),
+    "fenced.lua": Protocol(
+        parts=("fenced.lua",), names=(("stale_refused", keys.STALE_REFUSED), ("events", keys.EVENTS)), constants=_LEASE
+    ),
     "due.lua": Protocol(
         parts=("due.lua",),
-        names=(("job", keys.RQ_JOB_PREFIX), ("queue", keys.RQ_QUEUE_PREFIX), ("scheduled", keys.RQ_SCHEDULED_PREFIX),
-               ("inbox", keys.INBOX), ("events", keys.EVENTS), ("wake", keys.WAKE))),
+        names=(
+            ("job", keys.RQ_JOB_PREFIX),
+            ("queue", keys.RQ_QUEUE_PREFIX),
+            ("scheduled", keys.RQ_SCHEDULED_PREFIX),
+            ("inbox", keys.INBOX),
+            ("events", keys.EVENTS),
+            ("wake", keys.WAKE),
+        ),
+    ),
     "create.lua": Protocol(
         parts=("create.lua",),
-        names=(("events", keys.EVENTS), ("job", keys.RQ_JOB_PREFIX), ("queue", keys.RQ_QUEUE_PREFIX))),
+        names=(("events", keys.EVENTS), ("job", keys.RQ_JOB_PREFIX), ("queue", keys.RQ_QUEUE_PREFIX)),
+    ),
     "breaker.lua": Protocol(parts=("breaker.lua",)),  # all its keys are the caller's
     "archiver_lease.lua": Protocol(parts=("archiver_lease.lua",)),
 }
@@ -79,8 +121,10 @@ def prologue(protocol: Protocol) -> str:
     """The Lua that names KEYS[1..n] in `K` and the constants in `C`."""
     named = ", ".join(f"{name} = KEYS[{i}]" for i, (name, _key) in enumerate(protocol.names, 1))
     constants = ", ".join(f"{name} = {_lua_value(value)}" for name, value in protocol.constants)
-    return (f"-- Generated by vq/lua/__init__.py from vq/keys.py.\n"
-            f"local K = {{{named}}}\nlocal K_N = {len(protocol.names)}\nlocal C = {{{constants}}}\n")
+    return (
+        f"-- Generated by vq/lua/__init__.py from vq/keys.py.\n"
+        f"local K = {{{named}}}\nlocal K_N = {len(protocol.names)}\nlocal C = {{{constants}}}\n"
+    )
 
 
 @cache

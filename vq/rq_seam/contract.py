@@ -72,16 +72,38 @@ CALLED = {
 
 # Attributes of RQ's objects, most of them private, that vq reads or sets (through
 # vq/rq_seam/private.py, or in the overrides).
-WORKER_INSTANCE_ATTRIBUTES = ("_stop_requested", "_state", "_ordered_queues", "_exc_handlers", "_stopped_job_id",
-                              "executions", "pubsub_thread", "horse_pid", "is_horse", "default_result_ttl")
-JOB_PRIVATE_ATTRIBUTES = ("_result", "_status", "_dependency_ids",
-                          "_func_name", "_instance", "_args", "_kwargs")  # the last four: ReadableJob
+WORKER_INSTANCE_ATTRIBUTES = (
+    "_stop_requested",
+    "_state",
+    "_ordered_queues",
+    "_exc_handlers",
+    "_stopped_job_id",
+    "executions",
+    "pubsub_thread",
+    "horse_pid",
+    "is_horse",
+    "default_result_ttl",
+)
+JOB_PRIVATE_ATTRIBUTES = (
+    "_result",
+    "_status",
+    "_dependency_ids",
+    "_func_name",
+    "_instance",
+    "_args",
+    "_kwargs",
+)  # the last four: ReadableJob
 
 # Fields of RQ's worker hash that vq writes itself (the seam's _flush_counts; vq/lua/admit_start.lua).
 WORKER_HASH_FIELDS = ("successful_job_count", "total_working_time", "state", "last_heartbeat")
 
 # Redis key prefixes of RQ's that vq's Lua and queries spell out (vq/keys.py names those its
 # scripts are given).
-KEY_PREFIXES = {"job": keys.RQ_JOB_PREFIX, "queue": keys.RQ_QUEUE_PREFIX, "worker": keys.RQ_WORKER_PREFIX,
-                "workers": "rq:workers",
-                "scheduled": keys.RQ_SCHEDULED_PREFIX, "failed": "rq:failed:"}
+KEY_PREFIXES = {
+    "job": keys.RQ_JOB_PREFIX,
+    "queue": keys.RQ_QUEUE_PREFIX,
+    "worker": keys.RQ_WORKER_PREFIX,
+    "workers": "rq:workers",
+    "scheduled": keys.RQ_SCHEDULED_PREFIX,
+    "failed": "rq:failed:",
+}

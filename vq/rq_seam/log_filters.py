@@ -24,8 +24,10 @@ class SayOnce(logging.Filter):
             if self.down:
                 return False
             self.down = True
-            record.msg, record.args = "Redis unreachable (%s); retrying with backoff", (
-                str(record.args[1]).splitlines()[0] if len(record.args) > 1 else "connection refused",)
+            record.msg, record.args = (
+                "Redis unreachable (%s); retrying with backoff",
+                (str(record.args[1]).splitlines()[0] if len(record.args) > 1 else "connection refused",),
+            )
             return True
         return True
 
@@ -47,8 +49,12 @@ class LastError(logging.Filter):
         self.exc: BaseException | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if (record.exc_info and record.levelno >= logging.ERROR and UNHANDLED_LINE in str(record.msg)
-                and record.thread == threading.main_thread().ident):
+        if (
+            record.exc_info
+            and record.levelno >= logging.ERROR
+            and UNHANDLED_LINE in str(record.msg)
+            and record.thread == threading.main_thread().ident
+        ):
             self.exc = record.exc_info[1]
             return False
         return True

@@ -102,13 +102,18 @@ class VqQueue(Queue):
         return None
 
     @classmethod
-    def _restore_admitted(cls, connection, queue_name, job_id, data, job_class=None, serializer=None,
-                          death_penalty_class=None):
+    def _restore_admitted(
+        cls, connection, queue_name, job_id, data, job_class=None, serializer=None, death_penalty_class=None
+    ):
         """RQ's post-dequeue step (`_fetch_dequeued_job`) with the job hash admission
         already returned, instead of fetching it again."""
-        queue = rq_queue(connection, queue_name, job_class=job_class or cls.job_class,
-                         serializer=serializer or JSONSerializer,
-                         death_penalty_class=death_penalty_class or UnixSignalDeathPenalty)
+        queue = rq_queue(
+            connection,
+            queue_name,
+            job_class=job_class or cls.job_class,
+            serializer=serializer or JSONSerializer,
+            death_penalty_class=death_penalty_class or UnixSignalDeathPenalty,
+        )
         job = queue.job_class(job_id, connection=connection, serializer=queue.serializer)
         job.restore(data)
         return job, queue
@@ -130,7 +135,6 @@ class VqQueue(Queue):
         if pipeline is None:
             pipe.execute()
         return job
-
 
     def enqueue_ready_jobs_by_queue(self, job_ids_by_queue_name):
         """RQ's enqueue of dependents whose dependencies just finished, retried until each
@@ -177,8 +181,9 @@ def enqueue_left_ready_jobs(conn: Redis, queue_names: list[str]) -> int:
 _built: dict[tuple, tuple[Redis, VqQueue]] = {}
 
 
-def rq_queue(conn: Redis, name: str, job_class=None, serializer=JSONSerializer,
-             death_penalty_class=UnixSignalDeathPenalty) -> VqQueue:
+def rq_queue(
+    conn: Redis, name: str, job_class=None, serializer=JSONSerializer, death_penalty_class=UnixSignalDeathPenalty
+) -> VqQueue:
     """The queue named `name` on this connection (and with these RQ classes), built once:
     RQ's serializer check costs more than the rest of a submission's Python work."""
     key = (id(conn), name, job_class, serializer, death_penalty_class)
@@ -187,7 +192,8 @@ def rq_queue(conn: Redis, name: str, job_class=None, serializer=JSONSerializer,
         return hit[1]
     if len(_built) > 10_000:  # many short-lived connections: start over
         _built.clear()
-    queue = VqQueue(name, connection=conn, job_class=job_class, serializer=serializer,
-                    death_penalty_class=death_penalty_class)
+    queue = VqQueue(
+        name, connection=conn, job_class=job_class, serializer=serializer, death_penalty_class=death_penalty_class
+    )
     _built[key] = (conn, queue)
     return queue

@@ -94,8 +94,9 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
     def set_state(self, state, pipeline=None):
         """RQ writes the state before every dequeue; write it only when it changes (and not
         "idle" between two jobs when the next one is already started)."""
-        if pipeline is None and (state == self._written_state or
-                                 (state == WorkerStatus.IDLE and self._prestarted is not None)):
+        if pipeline is None and (
+            state == self._written_state or (state == WorkerStatus.IDLE and self._prestarted is not None)
+        ):
             return
         super().set_state(state, pipeline)
         self._written_state = state
@@ -129,8 +130,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         if self._forking:  # the child writes the rest: RQ's way
             return super().prepare_execution(job)
         self._start_pipe = self.connection.pipeline()
-        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=self._start_pipe,
-                                     worker_name=self.name)
+        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=self._start_pipe, worker_name=self.name)
         self.executions[execution.id] = execution
         self.set_state(WorkerStatus.BUSY, pipeline=self._start_pipe)
         return execution
@@ -195,8 +195,9 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         began = time.monotonic()
         try:
             # RQ's own lines about the job (here and in a forked child) carry it (vq/logs.py)
-            with logs.job_context(job_id=job.id, job_type=job.meta.get("jobType"),
-                                  user_id=job.meta.get("userId"), worker=self.name):
+            with logs.job_context(
+                job_id=job.id, job_type=job.meta.get("jobType"), user_id=job.meta.get("userId"), worker=self.name
+            ):
                 if self._forking:
                     Worker.execute_job(self, job, queue)  # RQ's fork, monitor and clean-up of the child
                 else:
@@ -264,8 +265,11 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
                 forget_idle_in(pipe, self.name)
                 pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError):
-            self.log.warning("Worker %s: could not requeue job %s; it is requeued when its lease lapses",
-                             self.name, self._prestarted and self._prestarted[0].id)
+            self.log.warning(
+                "Worker %s: could not requeue job %s; it is requeued when its lease lapses",
+                self.name,
+                self._prestarted and self._prestarted[0].id,
+            )
         http_pool.close_all()  # the providers' kept-alive connections
         super().teardown()
 

@@ -14,5 +14,13 @@ from vq.submission.batch import BATCH_CHUNK, submit_each
 from vq.submission.creation import submit
 from vq.submission.validation import CONTROL_FIELDS, Submission, check_data, data_text, validate
 
-__all__ = ["BATCH_CHUNK", "CONTROL_FIELDS", "Submission", "check_data", "data_text", "submit", "submit_each",
-           "validate"]
+__all__ = [
+    "BATCH_CHUNK",
+    "CONTROL_FIELDS",
+    "Submission",
+    "check_data",
+    "data_text",
+    "submit",
+    "submit_each",
+    "validate",
+]

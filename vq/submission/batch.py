@@ -59,8 +59,9 @@ def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dic
         except RedisUnavailable:
             raise  # not the item's fault: the whole request fails
         except VqError as exc:
-            outcomes.append({"index": index, "ok": False,
-                             "error": {"code": exc.code, "message": exc.message, "field": exc.field}})
+            outcomes.append(
+                {"index": index, "ok": False, "error": {"code": exc.code, "message": exc.message, "field": exc.field}}
+            )
     create_plain()
     return outcomes
 
@@ -79,8 +80,9 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
         if r.run_at is None:
             name = keys.queue_name(r.job_type.name, r.priority)
             fields, text = _created_fields(r)
-            batch.add(rq_queue(conn, name), job_id, job_spec(settings, r, job_id, None, None, [], None),
-                      r.job_type.name, text)
+            batch.add(
+                rq_queue(conn, name), job_id, job_spec(settings, r, job_id, None, None, [], None), r.job_type.name, text
+            )
             queues.add(name)
             events.say("created", job_id, r.job_type.name, fields)
         else:
@@ -114,5 +116,11 @@ def _created_fields(r: Resolved) -> tuple[dict, str]:
 
 def _is_plain(sub: Submission, resolved: Resolved) -> bool:
     """A submission `submit_each` may create in a batch: one job, nothing to look up."""
-    return not (sub.job_id or sub.idempotency_key or resolved.depends_on or resolved.origin or plan_of(resolved)
-                or (not sub.skip_cache and cache.wants_cache(resolved.data) and resolved.job_type.cache.ttl > 0))
+    return not (
+        sub.job_id
+        or sub.idempotency_key
+        or resolved.depends_on
+        or resolved.origin
+        or plan_of(resolved)
+        or (not sub.skip_cache and cache.wants_cache(resolved.data) and resolved.job_type.cache.ttl > 0)
+    )

@@ -39,8 +39,7 @@ TEMPLATES = Templates(VQ_FUNC)
 def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: dict) -> None:
     """A new queued job's hash (from a template RQ built: vq/jobhash.py) and its push: two
     commands, where RQ's enqueue sends four and builds a Job object."""
-    pipe.hset(Job.key_for(job_id), mapping=TEMPLATES.hash_for(rq_queue(conn, queue_name), spec,
-                                                              datetime.now(UTC)))
+    pipe.hset(Job.key_for(job_id), mapping=TEMPLATES.hash_for(rq_queue(conn, queue_name), spec, datetime.now(UTC)))
     pipe.rpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
 
 
@@ -77,22 +76,39 @@ def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: 
     if not plan:
         if resolved.depends_on:  # before it exists: no trim can take a dependency from now on
             dependents.register(conn, {job_id: resolved.depends_on}, existing=resolved.depends_on)
-        _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=[], cache_key=key,
-                 if_absent=bool(sub.job_id))
+        _enqueue(
+            conn,
+            settings,
+            resolved,
+            job_id,
+            step=None,
+            parent_id=None,
+            children=[],
+            cache_key=key,
+            if_absent=bool(sub.job_id),
+        )
         return job_id
     step_ids = {step["step"]: _child_id(job_id, step["step"]) if sub.job_id else uuid.uuid4().hex for step in plan}
-    step_deps = {step["step"]: [step_ids[s] for s in step.get("dependsOn", [])] + (
-        resolved.depends_on if not step.get("dependsOn") else []) for step in plan}
+    step_deps = {
+        step["step"]: [step_ids[s] for s in step.get("dependsOn", [])]
+        + (resolved.depends_on if not step.get("dependsOn") else [])
+        for step in plan
+    }
     depended = {s for step in plan for s in step.get("dependsOn", [])}
     final_steps = [step_ids[s["step"]] for s in plan if s["step"] not in depended]
     # The whole graph's edges before its first child can run and end (vq/dependents.py).
-    dependents.register(conn, {**{step_ids[name]: deps for name, deps in step_deps.items()}, job_id: final_steps},
-                        existing=resolved.depends_on)
+    dependents.register(
+        conn,
+        {**{step_ids[name]: deps for name, deps in step_deps.items()}, job_id: final_steps},
+        existing=resolved.depends_on,
+    )
     for step in plan:
         child = Resolved(
             job_type=get_job_type(settings, step["jobType"]),
             data={**step.get("data", {}), "userId": resolved.user_id, "projectId": resolved.project_id},
-            user_id=resolved.user_id, project_id=resolved.project_id, priority=resolved.priority,
+            user_id=resolved.user_id,
+            project_id=resolved.project_id,
+            priority=resolved.priority,
             subscription=resolved.subscription,
             run_at=resolved.run_at if not step.get("dependsOn") else None,
             depends_on=step_deps[step["step"]],
@@ -104,8 +120,9 @@ def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: 
             continue  # made by an earlier attempt at this same graph
         _enqueue(conn, settings, child, step_ids[step["step"]], step=step["step"], parent_id=job_id, children=[])
     resolved.depends_on, resolved.run_at, resolved.allow_failure = final_steps, None, False
-    _enqueue(conn, settings, resolved, job_id, step=None, parent_id=None, children=list(step_ids.values()),
-             cache_key=key)
+    _enqueue(
+        conn, settings, resolved, job_id, step=None, parent_id=None, children=list(step_ids.values()), cache_key=key
+    )
     return job_id
 
 
@@ -118,8 +135,9 @@ def _child_id(parent_id: str, step: str) -> str:
 def _claim_idempotency_key(conn: Redis, settings: Settings, user_id: str, key: str, job_id: str) -> str | None:
     """Reserve `key` for `job_id`; or return the live job the key already names."""
     if not VALID_ID.match(key):
-        raise InvalidInput(f"idempotencyKey: {key!r} is not a valid key (letters, digits, . _ @ : -)",
-                           field="idempotencyKey")
+        raise InvalidInput(
+            f"idempotencyKey: {key!r} is not a valid key (letters, digits, . _ @ : -)", field="idempotencyKey"
+        )
     name = keys.idempotency(user_id, key)
     window = settings.limits.idempotencyWindow
     for _ in range(3):
@@ -153,39 +171,72 @@ def _ttls(settings: Settings) -> tuple[int, int]:
     return ended_ttl(opts.removeOnComplete), ended_ttl(opts.removeOnFail)
 
 
-def job_spec(settings: Settings, r: Resolved, job_id: str, step: str | None, parent_id: str | None,
-             children: list[str], cache_key: str | None) -> dict:
+def job_spec(
+    settings: Settings,
+    r: Resolved,
+    job_id: str,
+    step: str | None,
+    parent_id: str | None,
+    children: list[str],
+    cache_key: str | None,
+) -> dict:
     """The RQ job's arguments: its data, timeout, TTLs, retries, and vq's fields in meta."""
     intervals = r.job_type.retry_intervals()
     result_ttl, failure_ttl = _ttls(settings)
-    meta = {"jobType": r.job_type.name, "userId": r.user_id, "subscription": r.subscription,
-            "maxAttempts": r.job_type.attempts, **r.origin}  # the priority is the queue's (model.priority_of)
+    meta = {
+        "jobType": r.job_type.name,
+        "userId": r.user_id,
+        "subscription": r.subscription,
+        "maxAttempts": r.job_type.attempts,
+        **r.origin,
+    }  # the priority is the queue's (model.priority_of)
     # The others only when they say something: readers default them (vq.model), and a
     # waiting job's meta is a good part of the memory it takes in Redis.
-    optional = {"projectId": r.project_id, "dependsOn": r.depends_on, "allowFailure": r.allow_failure,
-                "step": step, "parentId": parent_id, "children": children, "scheduledFor": iso(r.run_at),
-                "webhookUrl": r.webhook_url}
+    optional = {
+        "projectId": r.project_id,
+        "dependsOn": r.depends_on,
+        "allowFailure": r.allow_failure,
+        "step": step,
+        "parentId": parent_id,
+        "children": children,
+        "scheduledFor": iso(r.run_at),
+        "webhookUrl": r.webhook_url,
+    }
     meta.update({name: value for name, value in optional.items() if value})
     if cache_key:
         meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
     return dict(
         args=(r.job_type.name, protector(settings).seal(r.data)),  # credentials encrypted at rest
-        timeout=max(1, ceil(r.job_type.timeout_ms / 1000)), result_ttl=result_ttl, failure_ttl=failure_ttl, job_id=job_id, meta=meta,
+        timeout=max(1, ceil(r.job_type.timeout_ms / 1000)),
+        result_ttl=result_ttl,
+        failure_ttl=failure_ttl,
+        job_id=job_id,
+        meta=meta,
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
         description=f"{r.job_type.name} for {r.user_id}",
     )
 
 
-def _enqueue(conn: Redis, settings: Settings, r: Resolved, job_id: str, *, step: str | None,
-             parent_id: str | None, children: list[str], cache_key: str | None = None,
-             if_absent: bool = False) -> None:
+def _enqueue(
+    conn: Redis,
+    settings: Settings,
+    r: Resolved,
+    job_id: str,
+    *,
+    step: str | None,
+    parent_id: str | None,
+    children: list[str],
+    cache_key: str | None = None,
+    if_absent: bool = False,
+) -> None:
     """Create the job. `if_absent` (a fixed id: a recurring tick's) creates it only if no
     job has that id, atomically, so two daemons firing the same tick make one job."""
     if r.depends_on:  # RQ checks the dependencies in its own WATCHed transaction
         queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
         common = job_spec(settings, r, job_id, step, parent_id, children, cache_key)
-        job = queue.enqueue_call(VQ_FUNC, depends_on=Dependency(jobs=r.depends_on, allow_failure=r.allow_failure),
-                                 **common)
+        job = queue.enqueue_call(
+            VQ_FUNC, depends_on=Dependency(jobs=r.depends_on, allow_failure=r.allow_failure), **common
+        )
         _record_created(conn, r, job, parent_id, step)
         return
     with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
@@ -194,8 +245,9 @@ def _enqueue(conn: Redis, settings: Settings, r: Resolved, job_id: str, *, step:
             if pipe.exists(Job.key_for(job_id)):
                 return
             pipe.multi()
-        pushed = create_in(conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children,
-                           cache_key=cache_key)
+        pushed = create_in(
+            conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children, cache_key=cache_key
+        )
         _index_in(pipe, r, job_id)
         if pushed:
             announce(pipe, [pushed])
@@ -206,9 +258,18 @@ def _enqueue(conn: Redis, settings: Settings, r: Resolved, job_id: str, *, step:
             return
 
 
-def create_in(conn: Redis, pipe: Pipeline, settings: Settings, r: Resolved, job_id: str, *,
-              step: str | None = None, parent_id: str | None = None, children: list[str] | None = None,
-              cache_key: str | None = None) -> str | None:
+def create_in(
+    conn: Redis,
+    pipe: Pipeline,
+    settings: Settings,
+    r: Resolved,
+    job_id: str,
+    *,
+    step: str | None = None,
+    parent_id: str | None = None,
+    children: list[str] | None = None,
+    cache_key: str | None = None,
+) -> str | None:
     """A job without dependencies and its `created` event, into the caller's transaction
     (`submit`, and a batch's delayed jobs); returns its queue's name when it was pushed
     there, None when it is delayed (in RQ's scheduled registry)."""
@@ -236,14 +297,16 @@ def _create_cached(conn: Redis, settings: Settings, r: Resolved, job_id: str, so
         job.save(pipeline=pipe)
         private.end_as_finished(job, spec["result_ttl"], pipeline=pipe)
         pipe.execute()
-    result = events.result_for_history(json.dumps(private.result(job), separators=(",", ":")),
-                                       settings.history.maxResultBytes)
+    result = events.result_for_history(
+        json.dumps(private.result(job), separators=(",", ":")), settings.history.maxResultBytes
+    )
     _record_created(conn, r, job, None, None, result=result, cachedFrom=source.id)
     return job
 
 
-def _record_created(conn: Redis, r: Resolved, job: Job, parent_id: str | None, step: str | None,
-                    result: str | None = None, **extra) -> None:
+def _record_created(
+    conn: Redis, r: Resolved, job: Job, parent_id: str | None, step: str | None, result: str | None = None, **extra
+) -> None:
     """For a job RQ made (with dependencies, or born cached: with its `result` for the
     history): index it, emit `created`, and wake a worker if it is queued, in one round trip."""
     status = job.get_status(refresh=False)
@@ -263,16 +326,36 @@ def _index_in(pipe: Pipeline, r: Resolved, job_id: str) -> None:
     pipe.sadd(keys.JOB_TYPES_SEEN, r.job_type.name)
 
 
-def _emit_created(pipe: Pipeline, r: Resolved, job_id: str, status: JobStatus | None,
-                  parent_id: str | None = None, step: str | None = None, result: str | None = None,
-                  **extra) -> None:
+def _emit_created(
+    pipe: Pipeline,
+    r: Resolved,
+    job_id: str,
+    status: JobStatus | None,
+    parent_id: str | None = None,
+    step: str | None = None,
+    result: str | None = None,
+    **extra,
+) -> None:
     """The `created` event and a recurring job's run record."""
-    events.emit(pipe, "created", job_id, r.job_type.name, result=result, userId=r.user_id, projectId=r.project_id,
-                priority=r.priority, subscription=r.subscription,
-                status=status.value if status and status != JobStatus.QUEUED else None, parentId=parent_id, step=step,
-                dependsOn=r.depends_on or None, allowFailure=r.allow_failure or None,
-                recurringId=r.origin.get("recurringId"),
-                webhookUrl=r.webhook_url if status == JobStatus.FINISHED else None, **extra)  # born finished: cached
+    events.emit(
+        pipe,
+        "created",
+        job_id,
+        r.job_type.name,
+        result=result,
+        userId=r.user_id,
+        projectId=r.project_id,
+        priority=r.priority,
+        subscription=r.subscription,
+        status=status.value if status and status != JobStatus.QUEUED else None,
+        parentId=parent_id,
+        step=step,
+        dependsOn=r.depends_on or None,
+        allowFailure=r.allow_failure or None,
+        recurringId=r.origin.get("recurringId"),
+        webhookUrl=r.webhook_url if status == JobStatus.FINISHED else None,
+        **extra,
+    )  # born finished: cached
     if r.origin.get("recurringId"):
         recurring_runs.record_created_in(pipe, r.origin, job_id, status)
 

@@ -26,8 +26,22 @@ from vq.protect import protector
 from vq.webhooks import validate_url
 
 VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
-CONTROL_FIELDS = {"jobType", "userId", "projectId", "userSubscription", "subscription", "priority", "delay",
-                  "at", "allowPast", "dependsOn", "allowFailure", "data", "idempotencyKey", "webhookUrl"}
+CONTROL_FIELDS = {
+    "jobType",
+    "userId",
+    "projectId",
+    "userSubscription",
+    "subscription",
+    "priority",
+    "delay",
+    "at",
+    "allowPast",
+    "dependsOn",
+    "allowFailure",
+    "data",
+    "idempotencyKey",
+    "webhookUrl",
+}
 
 
 @dataclass
@@ -89,7 +103,9 @@ class Submission:
             privileged=privileged,
             idempotency_key=_text(obj, "idempotencyKey"),
             webhook_url=_text(obj, "webhookUrl"),
-            skip_cache=bool((obj.get("options") or {}).get("skipCache") if isinstance(obj.get("options"), dict) else False),
+            skip_cache=bool(
+                (obj.get("options") or {}).get("skipCache") if isinstance(obj.get("options"), dict) else False
+            ),
         )
 
 
@@ -147,7 +163,9 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
     project_id = sub.project_id or data_text(sub.data, "projectId")
     subscription = sub.subscription or settings.subscription_of(user_id)
     if subscription not in TIERS:
-        raise InvalidInput(f"userSubscription: {subscription!r} is not one of {', '.join(TIERS)}", field="userSubscription")
+        raise InvalidInput(
+            f"userSubscription: {subscription!r} is not one of {', '.join(TIERS)}", field="userSubscription"
+        )
     priority = _priority(settings, sub, subscription)
     run_at = _run_at(settings, sub)
     depends_on = list(dict.fromkeys(sub.depends_on))
@@ -155,8 +173,19 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
         raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
     depends_on = _check_dependencies(conn, settings, depends_on, sub.allow_failure)
     webhook_url = validate_url(sub.webhook_url, settings) if sub.webhook_url is not None else None
-    return Resolved(job_type, sub.data, user_id, project_id, priority, subscription, run_at, depends_on,
-                    sub.allow_failure, dict(sub.origin), webhook_url)
+    return Resolved(
+        job_type,
+        sub.data,
+        user_id,
+        project_id,
+        priority,
+        subscription,
+        run_at,
+        depends_on,
+        sub.allow_failure,
+        dict(sub.origin),
+        webhook_url,
+    )
 
 
 def check_data(settings: Settings, data: object, where: str = "data") -> None:
@@ -196,8 +225,10 @@ def _run_at(settings: Settings, sub: Submission) -> datetime | None:
         if sub.delay_ms < 0:
             raise InvalidInput("delay: must not be negative", field="delay")
         if sub.delay_ms > longest:
-            raise InvalidInput(f"delay: {sub.delay_ms} ms is beyond the longest allowed delay of {longest} ms "
-                               "(limits.maxDelay)", field="delay")
+            raise InvalidInput(
+                f"delay: {sub.delay_ms} ms is beyond the longest allowed delay of {longest} ms (limits.maxDelay)",
+                field="delay",
+            )
         return now + timedelta(milliseconds=sub.delay_ms) if sub.delay_ms else None
     if sub.at is None:
         return None
@@ -206,8 +237,9 @@ def _run_at(settings: Settings, sub: Submission) -> datetime | None:
             return None
         raise InvalidInput(f"at: {iso(sub.at)} is in the past (pass allow-past to run it now)", field="at")
     if (sub.at - now).total_seconds() * 1000 > longest:
-        raise InvalidInput(f"at: {iso(sub.at)} is beyond the longest allowed delay of {longest} ms "
-                           "(limits.maxDelay)", field="at")
+        raise InvalidInput(
+            f"at: {iso(sub.at)} is beyond the longest allowed delay of {longest} ms (limits.maxDelay)", field="at"
+        )
     return sub.at
 
 
@@ -217,16 +249,21 @@ def _check_dependencies(conn: Redis, settings: Settings, ids: list[str], allow_f
     failed (unless failures are allowed)."""
     if not ids:
         return []
-    found = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer) if all(
-        isinstance(i, str) and JOB_ID_PATTERN.fullmatch(i) for i in ids) else [None] * len(ids)
+    found = (
+        Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)
+        if all(isinstance(i, str) and JOB_ID_PATTERN.fullmatch(i) for i in ids)
+        else [None] * len(ids)
+    )
     whole = []
     for job_id, job in zip(ids, found):
         if job is None:
             job = _by_prefix(conn, settings, job_id)
         status = job.get_status(refresh=False)
         if not allow_failure and status in (JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
-            raise Conflict(f"dependsOn: job {job.id} has already {status.value}; "
-                           "submit with allow-failure to run anyway", field="dependsOn")
+            raise Conflict(
+                f"dependsOn: job {job.id} has already {status.value}; submit with allow-failure to run anyway",
+                field="dependsOn",
+            )
         whole.append(job.id)
     return list(dict.fromkeys(whole))
 

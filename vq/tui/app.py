@@ -58,6 +58,7 @@ class VqDashboard(App):
     # --- shared helpers the screens call ---------------------------------------------
     def act(self, action: Callable[..., str], *args) -> None:
         """Run an action off the UI thread; say what it did, or why it could not."""
+
         def run() -> None:
             try:
                 said, severity = action(*args), "information"
@@ -66,6 +67,7 @@ class VqDashboard(App):
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 said, severity = f"Redis unreachable: {str(exc).splitlines()[0] if str(exc) else exc}", "error"
             self.call_from_thread(self._acted, said, severity)
+
         self.run_worker(run, thread=True, group="actions")
 
     def _acted(self, said: str, severity: str) -> None:
@@ -78,6 +80,7 @@ class VqDashboard(App):
         def answered(yes: bool | None) -> None:
             if yes:
                 self.act(action, *args)
+
         self.push_screen(ConfirmScreen(question), answered)
 
     def prompt(self, question: str, then: Callable[[str | None], None]) -> None:
@@ -106,12 +109,19 @@ class VqDashboard(App):
         for row in getattr(self._overview(), "data", {}).get("queues", []):  # the palette reads markup
             name, shown = row["jobType"], fmt.markup_literal(row["jobType"])
             yield SystemCommand(f"Jobs of {shown}", f"The {shown} queue's jobs", lambda n=name: self._open_queue(n))
-            yield SystemCommand(f"Pause {shown}", "Stop starting its jobs on every host",
-                                lambda n=name: self.act(self.services.pause, n))
-            yield SystemCommand(f"Resume {shown}", "Start its jobs again",
-                                lambda n=name: self.act(self.services.resume, n))
-            yield SystemCommand(f"Clear {shown}", "Delete its waiting jobs (asks first)",
-                                lambda n=name: self.confirm(f"Delete every waiting job of {n}?", self.services.clear, n))
+            yield SystemCommand(
+                f"Pause {shown}",
+                "Stop starting its jobs on every host",
+                lambda n=name: self.act(self.services.pause, n),
+            )
+            yield SystemCommand(
+                f"Resume {shown}", "Start its jobs again", lambda n=name: self.act(self.services.resume, n)
+            )
+            yield SystemCommand(
+                f"Clear {shown}",
+                "Delete its waiting jobs (asks first)",
+                lambda n=name: self.confirm(f"Delete every waiting job of {n}?", self.services.clear, n),
+            )
         if hasattr(screen, "selected_job") and screen.selected_job():  # the screen under the palette
             shown = fmt.markup_literal(screen.selected_job())  # typed at "Open a job": anything
             yield SystemCommand("Retry this job", shown, screen.action_retry)

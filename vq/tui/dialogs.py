@@ -27,8 +27,10 @@ KEYS = [
     ("ctrl+p", "", "every action by name; also the colour theme"),
     ("q", "", "quit"),
 ]
-INTRO = ("Refreshes every second. A slow or unreachable Redis turns the banner red and keeps "
-         "the last data; the dashboard recovers by itself.")
+INTRO = (
+    "Refreshes every second. A slow or unreachable Redis turns the banner red and keeps "
+    "the last data; the dashboard recovers by itself."
+)
 
 
 class ConfirmScreen(ModalScreen[bool]):

@@ -19,8 +19,17 @@ from rich.highlighter import JSONHighlighter
 from rich.text import Text
 
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "unhealthy": "red", "error": "bold red"}
-STATUS_STYLE = {"finished": "green", "failed": "red", "started": "cyan", "queued": "blue", "limited": "magenta",
-                "scheduled": "yellow", "deferred": "yellow", "canceled": "dim", "stopped": "dim"}
+STATUS_STYLE = {
+    "finished": "green",
+    "failed": "red",
+    "started": "cyan",
+    "queued": "blue",
+    "limited": "magenta",
+    "scheduled": "yellow",
+    "deferred": "yellow",
+    "canceled": "dim",
+    "stopped": "dim",
+}
 BARS = " ▁▂▃▄▅▆▇█"
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
 LINE_CELLS = 1000  # a longer line of a block is cut (it would wrap over a dozen rows at 80 columns)
@@ -63,8 +72,7 @@ def block(text: str | Text, max_lines: int, keep: str = "head", more: str = "") 
     lines = lines[cut:] if keep == "tail" else lines[:max_lines]
     for line in lines:
         line.truncate(LINE_CELLS, overflow="ellipsis")
-    note = (Text(f"… {cut} {'earlier' if keep == 'tail' else 'more'} line(s){more}", style="dim")
-            if cut else None)
+    note = Text(f"… {cut} {'earlier' if keep == 'tail' else 'more'} line(s){more}", style="dim") if cut else None
     shown = [note, *lines] if note and keep == "tail" else [*lines, note] if note else lines
     return Text("\n").join(shown)
 

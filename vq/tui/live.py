@@ -29,9 +29,13 @@ class Banner(Static):
 
     def down(self, problem: str, since: float) -> None:
         self.add_class("down")
-        self.update(Text(f"Redis unreachable since {time.strftime('%H:%M:%S', time.localtime(since))}: "
-                         f"{fmt.literal(problem)} "
-                         "— showing the last data, retrying"))
+        self.update(
+            Text(
+                f"Redis unreachable since {time.strftime('%H:%M:%S', time.localtime(since))}: "
+                f"{fmt.literal(problem)} "
+                "— showing the last data, retrying"
+            )
+        )
 
     def up(self, text) -> None:
         self.remove_class("down")

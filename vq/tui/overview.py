@@ -48,8 +48,9 @@ class OverviewScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.query_one("#workers", DataTable).add_columns("worker", "state", "current job", "heartbeat", "queues")
-        self.query_one("#breakers", DataTable).add_columns("provider", "state", "failures", "next probe",
-                                                           "calls 15m", "errors", "p50 ms", "p95 ms")
+        self.query_one("#breakers", DataTable).add_columns(
+            "provider", "state", "failures", "next probe", "calls 15m", "errors", "p50 ms", "p95 ms"
+        )
         self.query_one("#recurring", DataTable).add_columns("id", "name", "type", "cron", "tz", "next run")
         self.query_one("#queues", DataTable).focus()
         super().on_mount()
@@ -70,28 +71,78 @@ class OverviewScreen(LiveScreen):
 
     def show(self, data: dict) -> None:
         self.data = data
-        fill(self.query_one("#queues", DataTable), [
-            (row["jobType"], [
-                fmt.queue_name(row["jobType"], row["health"], row["paused"]), row["queued"], row["limited"],
-                f"{row['running']}/{row['limit']}", row["scheduled"], row["deferred"],
-                Text(str(row["failed"]), style="red" if row["failed"] else ""), row["finished"],
-                fmt.sparkline(row["throughput"][-SPARK_SHOWN:])])
-            for row in data["queues"]])
-        fill(self.query_one("#workers", DataTable), [
-            (w["name"], [w["name"], w["state"], fmt.short(w["currentJob"], 32),
-                         Text(fmt.age(w["heartbeatAgeMs"]), style="" if w["alive"] else "red"),
-                         str(len(w["queues"]))])
-            for w in data["workers"]])
-        fill(self.query_one("#breakers", DataTable), [
-            (b["provider"], [b["provider"], Text(b["state"], style="red" if b["state"] == "open" else "green"),
-                             f"{b['failures']}/{b['threshold']}", b["nextProbe"] or "-", str(b.get("calls", 0)),
-                             "-" if b.get("errorRate") is None else f"{b['errorRate']:.0%}",
-                             str(b.get("p50Ms") or "-"), str(b.get("p95Ms") or "-")])
-            for b in data["breakers"]])
-        fill(self.query_one("#recurring", DataTable), [
-            (r["id"], [r["id"], r["name"] or "", r["jobType"], r["cronExpression"], r["tz"],
-                       "paused" if r["paused"] else fmt.until(r["nextRunMs"])])
-            for r in data["recurring"]])
+        fill(
+            self.query_one("#queues", DataTable),
+            [
+                (
+                    row["jobType"],
+                    [
+                        fmt.queue_name(row["jobType"], row["health"], row["paused"]),
+                        row["queued"],
+                        row["limited"],
+                        f"{row['running']}/{row['limit']}",
+                        row["scheduled"],
+                        row["deferred"],
+                        Text(str(row["failed"]), style="red" if row["failed"] else ""),
+                        row["finished"],
+                        fmt.sparkline(row["throughput"][-SPARK_SHOWN:]),
+                    ],
+                )
+                for row in data["queues"]
+            ],
+        )
+        fill(
+            self.query_one("#workers", DataTable),
+            [
+                (
+                    w["name"],
+                    [
+                        w["name"],
+                        w["state"],
+                        fmt.short(w["currentJob"], 32),
+                        Text(fmt.age(w["heartbeatAgeMs"]), style="" if w["alive"] else "red"),
+                        str(len(w["queues"])),
+                    ],
+                )
+                for w in data["workers"]
+            ],
+        )
+        fill(
+            self.query_one("#breakers", DataTable),
+            [
+                (
+                    b["provider"],
+                    [
+                        b["provider"],
+                        Text(b["state"], style="red" if b["state"] == "open" else "green"),
+                        f"{b['failures']}/{b['threshold']}",
+                        b["nextProbe"] or "-",
+                        str(b.get("calls", 0)),
+                        "-" if b.get("errorRate") is None else f"{b['errorRate']:.0%}",
+                        str(b.get("p50Ms") or "-"),
+                        str(b.get("p95Ms") or "-"),
+                    ],
+                )
+                for b in data["breakers"]
+            ],
+        )
+        fill(
+            self.query_one("#recurring", DataTable),
+            [
+                (
+                    r["id"],
+                    [
+                        r["id"],
+                        r["name"] or "",
+                        r["jobType"],
+                        r["cronExpression"],
+                        r["tz"],
+                        "paused" if r["paused"] else fmt.until(r["nextRunMs"]),
+                    ],
+                )
+                for r in data["recurring"]
+            ],
+        )
         tabs = self.query_one(TabbedContent)
         opened = sum(1 for b in data["breakers"] if b["state"] == "open")
         tabs.get_tab("breakers-tab").label = f"Breakers ({opened} open)" if opened else "Breakers"
@@ -123,8 +174,9 @@ class OverviewScreen(LiveScreen):
 
     def action_clear(self) -> None:
         if job_type := self.selected_type():
-            self.app.confirm(f"Delete every waiting job of {job_type}? Running and ended jobs stay.",
-                             self.services.clear, job_type)
+            self.app.confirm(
+                f"Delete every waiting job of {job_type}? Running and ended jobs stay.", self.services.clear, job_type
+            )
 
     def action_dead_letters(self) -> None:
         from vq.tui.screens import DeadLetterScreen

@@ -31,8 +31,9 @@ class _JobActions:
 
     def action_cancel_job(self) -> None:
         if job_id := self.selected_job():
-            self.app.confirm(f"Cancel job {job_id}? A running job stops at its next progress report.",
-                             self.services.cancel, job_id)
+            self.app.confirm(
+                f"Cancel job {job_id}? A running job stops at its next progress report.", self.services.cancel, job_id
+            )
 
     def action_remove(self) -> None:
         if job_id := self.selected_job():
@@ -55,16 +56,25 @@ class _JobList:
         self.action_open_job()
 
 
-JOB_ACTION_KEYS = [Binding("r", "retry", "Retry"), Binding("x", "cancel_job", "Cancel"),
-                   Binding("delete", "remove", "Remove")]
+JOB_ACTION_KEYS = [
+    Binding("r", "retry", "Retry"),
+    Binding("x", "cancel_job", "Cancel"),
+    Binding("delete", "remove", "Remove"),
+]
 
 
 class QueueScreen(_JobList, _JobActions, LiveScreen):
     """A job type's jobs, newest first, filtered by status and user, a page at a time."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open_job", "Detail"),
-                Binding("s", "next_status", "Status filter"), Binding("f", "filter_user", "User filter"),
-                Binding("n", "page(1)", "Next page"), Binding("b", "page(-1)", "Prev page"), *JOB_ACTION_KEYS]
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("enter", "open_job", "Detail"),
+        Binding("s", "next_status", "Status filter"),
+        Binding("f", "filter_user", "User filter"),
+        Binding("n", "page(1)", "Next page"),
+        Binding("b", "page(-1)", "Prev page"),
+        *JOB_ACTION_KEYS,
+    ]
 
     TABLE = "jobs"
 
@@ -94,12 +104,24 @@ class QueueScreen(_JobList, _JobActions, LiveScreen):
         return line
 
     def show(self, data: list[dict]) -> None:
-        fill(self.query_one("#jobs", DataTable), [
-            (v["id"], [v["id"], fmt.status(v["status"]), v["userId"], v["priority"],
-                       fmt.percent(v["progress"].get("percent")), f"{v['attempts']}/{v['maxAttempts']}",
-                       (v["createdAt"] or "")[:19].replace("T", " ")])
-            for v in data])
-
+        fill(
+            self.query_one("#jobs", DataTable),
+            [
+                (
+                    v["id"],
+                    [
+                        v["id"],
+                        fmt.status(v["status"]),
+                        v["userId"],
+                        v["priority"],
+                        fmt.percent(v["progress"].get("percent")),
+                        f"{v['attempts']}/{v['maxAttempts']}",
+                        (v["createdAt"] or "")[:19].replace("T", " "),
+                    ],
+                )
+                for v in data
+            ],
+        )
 
     def action_next_status(self) -> None:
         self.status_filter = STATUS_FILTERS[(STATUS_FILTERS.index(self.status_filter) + 1) % len(STATUS_FILTERS)]
@@ -111,6 +133,7 @@ class QueueScreen(_JobList, _JobActions, LiveScreen):
             if user is not None:
                 self.user_filter, self.page = user.strip() or None, 0
                 self.reload()
+
         self.app.prompt("Only jobs of user (empty: all users)", chosen)
 
     def action_page(self, step: int) -> None:
@@ -158,7 +181,8 @@ class JobScreen(_JobActions, LiveScreen):
 
     def show(self, v: dict) -> None:
         self.query_one("#progress", ProgressBar).update(
-            progress=v["progress"]["percent"] if isinstance(v["progress"].get("percent"), (int, float)) else 0)
+            progress=v["progress"]["percent"] if isinstance(v["progress"].get("percent"), (int, float)) else 0
+        )
         self.query_one("#detail", Static).update(Text("\n").join(_detail(v)))
         self.query_one("#tree", Static).update(_tree(v["tree"]) if v["tree"].get("dependsOn") else "")
         self.query_one("#timeline", Static).update(_timeline(v["timeline"]))
@@ -168,10 +192,19 @@ def _detail(v: dict) -> list[Text]:
     """The job's fields, error, traceback, result and data: every value literal text."""
     more = f": vq show {v['id']} --json"
     lines = [
-        fmt.fields(("user", v["userId"]), ("project", v["projectId"]), ("priority", v["priority"]),
-                   ("tier", v["subscription"]), ("queue", v["queue"])),
-        fmt.fields(("attempts", f"{v['attempts']}/{v['maxAttempts']}"), ("created", v["createdAt"]),
-                   ("started", v["startedAt"]), ("finished", v["finishedAt"])),
+        fmt.fields(
+            ("user", v["userId"]),
+            ("project", v["projectId"]),
+            ("priority", v["priority"]),
+            ("tier", v["subscription"]),
+            ("queue", v["queue"]),
+        ),
+        fmt.fields(
+            ("attempts", f"{v['attempts']}/{v['maxAttempts']}"),
+            ("created", v["createdAt"]),
+            ("started", v["startedAt"]),
+            ("finished", v["finishedAt"]),
+        ),
     ]
     if v.get("waitReason"):
         lines.append(fmt.fields(("waiting", v["waitReason"]), ("position", v.get("position"))))
@@ -189,14 +222,17 @@ def _detail(v: dict) -> list[Text]:
         if v.get("traceback"):
             lines.append(fmt.block(v["traceback"].rstrip(), TRACEBACK_LINES, keep="tail", more=more))
     if v["result"] is not None:
-        lines += [Text("result", style="bold"),
-                  fmt.as_json(v["result"], RESULT_LINES, more=f": vq result {v['id']} --json")]
+        lines += [
+            Text("result", style="bold"),
+            fmt.as_json(v["result"], RESULT_LINES, more=f": vq result {v['id']} --json"),
+        ]
     if v.get("data"):
         lines += [Text("data", style="bold"), fmt.as_json(v["data"], DATA_LINES, more=more)]
     if v["artifactFiles"]:
         line = Text("artifacts ", style="bold")
-        line.append_text(Text(", ").join(Text(f"{fmt.literal(a['name'])} ({a['bytes']:,} B)")
-                                         for a in v["artifactFiles"]))
+        line.append_text(
+            Text(", ").join(Text(f"{fmt.literal(a['name'])} ({a['bytes']:,} B)") for a in v["artifactFiles"])
+        )
         lines.append(line)
     return lines
 
@@ -206,8 +242,10 @@ def _timeline(steps: list[dict]) -> Text:
         return Text("no history yet (the archiver writes it within a second)", style="dim")
     lines = [Text("history", style="bold")]
     for s in steps:
-        line = Text(f"  {fmt.literal(s['at'])[11:23]}  {fmt.literal(s['from_status'], '·')} → "
-                    f"{fmt.literal(s['to_status'] or s['event'])}")
+        line = Text(
+            f"  {fmt.literal(s['at'])[11:23]}  {fmt.literal(s['from_status'], '·')} → "
+            f"{fmt.literal(s['to_status'] or s['event'])}"
+        )
         if s.get("reason"):
             line.append("  " + fmt.literal(s["reason"]))
         lines.append(line)
@@ -226,8 +264,7 @@ def _tree(node: dict, tree: Tree | None = None) -> Tree:
 class UserScreen(_JobList, _JobActions, LiveScreen):
     """A user's running jobs against their concurrency limit."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open_job", "Detail"),
-                *JOB_ACTION_KEYS]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open_job", "Detail"), *JOB_ACTION_KEYS]
 
     TABLE = "running"
 
@@ -255,18 +292,27 @@ class UserScreen(_JobList, _JobActions, LiveScreen):
         return line
 
     def show(self, data: dict) -> None:
-        fill(self.query_one("#running", DataTable), [
-            (v["id"], [v["id"], v["jobType"], fmt.percent(v["progress"].get("percent")),
-                       (v["startedAt"] or "")[11:19]])
-            for v in data["running"]])
-
+        fill(
+            self.query_one("#running", DataTable),
+            [
+                (
+                    v["id"],
+                    [v["id"], v["jobType"], fmt.percent(v["progress"].get("percent")), (v["startedAt"] or "")[11:19]],
+                )
+                for v in data["running"]
+            ],
+        )
 
 
 class DeadLetterScreen(_JobList, LiveScreen):
     """Jobs that failed for good, newest first; retry one or all."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open_job", "Detail"),
-                Binding("r", "retry", "Retry"), Binding("a", "retry_all", "Retry all")]
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("enter", "open_job", "Detail"),
+        Binding("r", "retry", "Retry"),
+        Binding("a", "retry_all", "Retry all"),
+    ]
     TABLE = "dead"
 
     def compose(self) -> ComposeResult:
@@ -284,11 +330,23 @@ class DeadLetterScreen(_JobList, LiveScreen):
         return Text.assemble(("dead-letter queue", "bold"), f"  {len(data)} job(s)")
 
     def show(self, data: list[dict]) -> None:
-        fill(self.query_one("#dead", DataTable), [
-            (v["id"], [v["id"], v["jobType"], v["userId"], (v["error"] or {}).get("category"),
-                       fmt.cell((v["error"] or {}).get("message"), ERROR_CELLS), (v["finishedAt"] or "")[11:19]])
-            for v in data])
-
+        fill(
+            self.query_one("#dead", DataTable),
+            [
+                (
+                    v["id"],
+                    [
+                        v["id"],
+                        v["jobType"],
+                        v["userId"],
+                        (v["error"] or {}).get("category"),
+                        fmt.cell((v["error"] or {}).get("message"), ERROR_CELLS),
+                        (v["finishedAt"] or "")[11:19],
+                    ],
+                )
+                for v in data
+            ],
+        )
 
     def action_retry(self) -> None:
         if job_id := self.selected_job():

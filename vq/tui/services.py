@@ -28,8 +28,9 @@ class Services:
         return dashboard.overview(self.conn, self.settings)
 
     def queue_jobs(self, job_type: str, status: str | None, user: str | None, page: int) -> list[dict]:
-        return jobs.list_jobs(self.conn, job_type=job_type, status=status, user=user or None, limit=PAGE,
-                              offset=page * PAGE)
+        return jobs.list_jobs(
+            self.conn, job_type=job_type, status=status, user=user or None, limit=PAGE, offset=page * PAGE
+        )
 
     def job(self, job_id: str) -> dict:
         """A job by its id or a unique prefix of it (as typed); a trimmed one from history."""

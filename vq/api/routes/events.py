@@ -50,11 +50,18 @@ def router(ctx: Context) -> APIRouter:
     routes = APIRouter()
     conn, call = ctx.conn, ctx.call
 
-    @routes.get("/api/jobs/events", tags=["jobs"], summary="Live job events (Server-Sent Events)",
-                response_class=StreamingResponse, responses=ERRORS_AS_JSON)
-    async def job_events(request: Request, since: str | None = Query(None, pattern=r"^(\d+-\d+|\$)$",
-                                                                     description="a stream id to resume after"),
-                         principal: Principal = Depends(ctx.caller)):
+    @routes.get(
+        "/api/jobs/events",
+        tags=["jobs"],
+        summary="Live job events (Server-Sent Events)",
+        response_class=StreamingResponse,
+        responses=ERRORS_AS_JSON,
+    )
+    async def job_events(
+        request: Request,
+        since: str | None = Query(None, pattern=r"^(\d+-\d+|\$)$", description="a stream id to resume after"),
+        principal: Principal = Depends(ctx.caller),
+    ):
         """The caller's job events as they happen (an operator's: everyone's). Resumes after
         `since` or the Last-Event-ID header; a comment line every 15 s keeps proxies open."""
         start = request.headers.get("last-event-id") or since or "$"
@@ -77,7 +84,8 @@ def router(ctx: Context) -> APIRouter:
                     if await call(owners.may_see, event):
                         yield f"id: {event['id']}\nevent: {event['event']}\ndata: {json.dumps(event)}\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     return routes

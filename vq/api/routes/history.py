@@ -16,21 +16,30 @@ def router(ctx: Context) -> APIRouter:
     routes = APIRouter()
     conn, settings = ctx.conn, ctx.settings
 
-    @routes.get("/api/jobs/user/{userId}/history", tags=["history"], summary="A user's job history",
-                response_model=schemas.UserHistory, response_model_exclude_unset=True)
-    async def user_history(userId: str = Path(..., max_length=128),
-                           since: str | None = Query(None, description="7d, 12h or an ISO time"),
-                           jobType: str | None = Query(None), status: str | None = Query(None),
-                           limit: int = Query(50, ge=1, le=1000),
-                           offset: int = Query(0, ge=0, le=history_service.MAX_OFFSET),
-                           principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.get(
+        "/api/jobs/user/{userId}/history",
+        tags=["history"],
+        summary="A user's job history",
+        response_model=schemas.UserHistory,
+        response_model_exclude_unset=True,
+    )
+    async def user_history(
+        userId: str = Path(..., max_length=128),
+        since: str | None = Query(None, description="7d, 12h or an ISO time"),
+        jobType: str | None = Query(None),
+        status: str | None = Query(None),
+        limit: int = Query(50, ge=1, le=1000),
+        offset: int = Query(0, ge=0, le=history_service.MAX_OFFSET),
+        principal: Principal = Depends(ctx.caller),
+    ) -> dict:
         if userId != principal.user_id and not principal.is_operator:
             raise NotFound(f"no history for user {userId!r}")
 
         def read() -> list[dict]:
             db, _ = history_service.fresh(conn, settings, strict=True)
-            rows = history_service.jobs(db, user=userId, since=since, job_type=jobType, status=status, limit=limit,
-                                        offset=offset)
+            rows = history_service.jobs(
+                db, user=userId, since=since, job_type=jobType, status=status, limit=limit, offset=offset
+            )
             if principal.projects is not None and not principal.is_operator:
                 rows = [r for r in rows if r["project_id"] in principal.projects]
             return [history_service.camel_case(r) for r in rows]

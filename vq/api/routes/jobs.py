@@ -21,8 +21,11 @@ from vq.jobtypes import get_job_type
 from vq.submission import submit_each
 from vq.tokens import Principal
 
-JOB_ID = Path(..., pattern=r"^[A-Za-z0-9_-]{1,128}$",
-              description="A job id (RQ's: letters, digits, _ and -), or a unique prefix of 8 or more characters.")
+JOB_ID = Path(
+    ...,
+    pattern=r"^[A-Za-z0-9_-]{1,128}$",
+    description="A job id (RQ's: letters, digits, _ and -), or a unique prefix of 8 or more characters.",
+)
 MAX_BULK = 1000  # submissions per POST /api/jobs/bulk
 TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job type, see GET /api/jobs/types.")
 
@@ -31,90 +34,177 @@ def router(ctx: Context) -> APIRouter:
     routes = APIRouter()
     conn, settings, call, audited, visible_job = ctx.conn, ctx.settings, ctx.call, ctx.audited, ctx.visible_job
 
-    @routes.post("/api/jobs/delayed", status_code=201, tags=["jobs"], summary="Create a delayed job",
-                 response_model=schemas.Job, response_model_exclude_unset=True)
-    async def create_delayed(body: dict[str, Any] = Body(..., examples=[{
-            "jobType": "image-generation", "data": {"userId": "user-123", "prompt": "Generate an image of a sunset"},
-            "delay": 300000}]), principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.post(
+        "/api/jobs/delayed",
+        status_code=201,
+        tags=["jobs"],
+        summary="Create a delayed job",
+        response_model=schemas.Job,
+        response_model_exclude_unset=True,
+    )
+    async def create_delayed(
+        body: dict[str, Any] = Body(
+            ...,
+            examples=[
+                {
+                    "jobType": "image-generation",
+                    "data": {"userId": "user-123", "prompt": "Generate an image of a sunset"},
+                    "delay": 300000,
+                }
+            ],
+        ),
+        principal: Principal = Depends(ctx.caller),
+    ) -> dict:
         if "delay" not in body and "at" not in body:
             raise InvalidInput("delay: missing (milliseconds from now)", field="delay")
         return await call(ctx.create, principal, body, None, delayed=True)
 
-    @routes.post("/api/jobs/bulk", tags=["jobs"], summary="Create many jobs; an outcome per item",
-                 response_model=schemas.BulkOutcome, response_model_exclude_unset=True)
-    async def create_bulk(body: dict[str, Any] = Body(..., examples=[{"jobs": [
-            {"jobType": "content-analysis", "data": {"content": "one", "type": "text"}},
-            {"jobType": "image-generation", "data": {"prompt": "a sunset"}, "delay": 60000}]}]),
-            principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.post(
+        "/api/jobs/bulk",
+        tags=["jobs"],
+        summary="Create many jobs; an outcome per item",
+        response_model=schemas.BulkOutcome,
+        response_model_exclude_unset=True,
+    )
+    async def create_bulk(
+        body: dict[str, Any] = Body(
+            ...,
+            examples=[
+                {
+                    "jobs": [
+                        {"jobType": "content-analysis", "data": {"content": "one", "type": "text"}},
+                        {"jobType": "image-generation", "data": {"prompt": "a sunset"}, "delay": 60000},
+                    ]
+                }
+            ],
+        ),
+        principal: Principal = Depends(ctx.caller),
+    ) -> dict:
         items = body.get("jobs")
         if not isinstance(items, list) or not items:
             raise InvalidInput("jobs: expected a non-empty list of submissions", field="jobs")
         if len(items) > MAX_BULK:
             raise InvalidInput(f"jobs: at most {MAX_BULK} per request", field="jobs")
-        outcomes = await call(submit_each, conn, settings, items,
-                              lambda item: ctx.own_submission(principal, item, None))
+        outcomes = await call(
+            submit_each, conn, settings, items, lambda item: ctx.own_submission(principal, item, None)
+        )
         for outcome in outcomes:
             if outcome["ok"]:
                 await audited(principal, "create", None, outcome["id"], bulk=True)
-        return {"submitted": sum(1 for o in outcomes if o["ok"]), "rejected": sum(1 for o in outcomes if not o["ok"]),
-                "results": outcomes}
+        return {
+            "submitted": sum(1 for o in outcomes if o["ok"]),
+            "rejected": sum(1 for o in outcomes if not o["ok"]),
+            "results": outcomes,
+        }
 
-    @routes.post("/api/jobs/{jobType}", status_code=201, tags=["jobs"], summary="Create a job",
-                 response_model=schemas.Job, response_model_exclude_unset=True)
-    async def create_job(jobType: str = TYPE_NAME, body: dict[str, Any] = Body(..., examples=[{
-            "userId": "user-123", "projectId": "project-456", "prompt": "Create a video about AI technology",
-            "options": {"quality": "high"}, "priority": "high"}]),
-            principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.post(
+        "/api/jobs/{jobType}",
+        status_code=201,
+        tags=["jobs"],
+        summary="Create a job",
+        response_model=schemas.Job,
+        response_model_exclude_unset=True,
+    )
+    async def create_job(
+        jobType: str = TYPE_NAME,
+        body: dict[str, Any] = Body(
+            ...,
+            examples=[
+                {
+                    "userId": "user-123",
+                    "projectId": "project-456",
+                    "prompt": "Create a video about AI technology",
+                    "options": {"quality": "high"},
+                    "priority": "high",
+                }
+            ],
+        ),
+        principal: Principal = Depends(ctx.caller),
+    ) -> dict:
         get_job_type(settings, jobType)
         return await call(ctx.create, principal, body, jobType)
 
-    @routes.get("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Job details",
-                response_model=schemas.Job, response_model_exclude_unset=True)
-    async def job_details(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
-                          principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.get(
+        "/api/jobs/{jobType}/{jobId}",
+        tags=["jobs"],
+        summary="Job details",
+        response_model=schemas.Job,
+        response_model_exclude_unset=True,
+    )
+    async def job_details(
+        jobType: str = TYPE_NAME, jobId: str = JOB_ID, principal: Principal = Depends(ctx.caller)
+    ) -> dict:
         return await call(visible_job, principal, jobType, jobId)
 
-    @routes.get("/api/jobs/{jobType}/{jobId}/progress", tags=["jobs"], summary="Job progress",
-                response_model=schemas.JobProgress, response_model_exclude_unset=True)
-    async def job_progress(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
-                           principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.get(
+        "/api/jobs/{jobType}/{jobId}/progress",
+        tags=["jobs"],
+        summary="Job progress",
+        response_model=schemas.JobProgress,
+        response_model_exclude_unset=True,
+    )
+    async def job_progress(
+        jobType: str = TYPE_NAME, jobId: str = JOB_ID, principal: Principal = Depends(ctx.caller)
+    ) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         return {"id": view["id"], "status": view["status"], "progress": view["progress"], "trimmed": view["trimmed"]}
 
-    @routes.get("/api/jobs/{jobType}/{jobId}/result", tags=["jobs"], summary="Job result",
-                response_model=schemas.JobResult, response_model_exclude_unset=True)
-    async def job_result(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
-                         principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.get(
+        "/api/jobs/{jobType}/{jobId}/result",
+        tags=["jobs"],
+        summary="Job result",
+        response_model=schemas.JobResult,
+        response_model_exclude_unset=True,
+    )
+    async def job_result(
+        jobType: str = TYPE_NAME, jobId: str = JOB_ID, principal: Principal = Depends(ctx.caller)
+    ) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         return await call(jobs.result, conn, view["id"], settings)
 
     @routes.get("/api/jobs/{jobType}/{jobId}/artifacts", tags=["jobs"], summary="The files a job produced")
-    async def job_artifacts(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
-                            principal: Principal = Depends(ctx.caller)) -> dict:
+    async def job_artifacts(
+        jobType: str = TYPE_NAME, jobId: str = JOB_ID, principal: Principal = Depends(ctx.caller)
+    ) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         files = await call(artifacts.listing, settings, view["id"])
         return {"id": view["id"], "artifacts": [{"name": f["name"], "bytes": f["bytes"]} for f in files]}
 
-    @routes.get("/api/jobs/{jobType}/{jobId}/artifacts/{name:path}", tags=["jobs"], summary="One artifact's bytes",
-                response_class=FileResponse, responses=ERRORS_AS_JSON)
-    async def job_artifact(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
-                           name: str = Path(..., max_length=512, description="a name from the artifacts list"),
-                           principal: Principal = Depends(ctx.caller)):
+    @routes.get(
+        "/api/jobs/{jobType}/{jobId}/artifacts/{name:path}",
+        tags=["jobs"],
+        summary="One artifact's bytes",
+        response_class=FileResponse,
+        responses=ERRORS_AS_JSON,
+    )
+    async def job_artifact(
+        jobType: str = TYPE_NAME,
+        jobId: str = JOB_ID,
+        name: str = Path(..., max_length=512, description="a name from the artifacts list"),
+        principal: Principal = Depends(ctx.caller),
+    ):
         view = await call(visible_job, principal, jobType, jobId)
         return FileResponse(await call(artifacts.file, settings, view["id"], name))
 
     @routes.delete("/api/jobs/{jobType}/{jobId}", tags=["jobs"], summary="Remove a job (cancel it first if running)")
-    async def remove_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
-                         principal: Principal = Depends(ctx.caller)) -> dict:
+    async def remove_job(
+        jobType: str = TYPE_NAME, jobId: str = JOB_ID, principal: Principal = Depends(ctx.caller)
+    ) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         removed = await call(jobs.remove, conn, view["id"], artifacts.root(settings), settings)
         await audited(principal, "remove", jobType, view["id"])
         return removed
 
-    @routes.post("/api/jobs/{jobType}/{jobId}/retry", tags=["jobs"], summary="Retry a failed job",
-                 response_model=schemas.Job, response_model_exclude_unset=True)
-    async def retry_job(jobType: str = TYPE_NAME, jobId: str = JOB_ID,
-                        principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.post(
+        "/api/jobs/{jobType}/{jobId}/retry",
+        tags=["jobs"],
+        summary="Retry a failed job",
+        response_model=schemas.Job,
+        response_model_exclude_unset=True,
+    )
+    async def retry_job(
+        jobType: str = TYPE_NAME, jobId: str = JOB_ID, principal: Principal = Depends(ctx.caller)
+    ) -> dict:
         view = await call(visible_job, principal, jobType, jobId)
         retried = await call(jobs.retry, conn, view["id"], settings)
         await audited(principal, "retry", jobType, view["id"])

@@ -26,8 +26,9 @@ def router(ctx: Context) -> APIRouter:
         await audited(principal, "resume", jobType, "-")
         return result
 
-    @routes.delete("/api/jobs/queues/{jobType}/clear", tags=["queues"],
-                   summary="Clear a queue's waiting jobs (operator)")
+    @routes.delete(
+        "/api/jobs/queues/{jobType}/clear", tags=["queues"], summary="Clear a queue's waiting jobs (operator)"
+    )
     async def clear(jobType: str = TYPE_NAME, principal: Principal = Depends(ctx.operator)) -> dict:
         result = await call(queues.clear, conn, settings, jobType)
         await audited(principal, "clear", jobType, "-")

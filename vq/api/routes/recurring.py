@@ -17,18 +17,34 @@ def router(ctx: Context) -> APIRouter:
     routes = APIRouter()
     conn, settings, call, audited = ctx.conn, ctx.settings, ctx.call, ctx.audited
 
-    @routes.post("/api/jobs/recurring", status_code=201, tags=["recurring"], summary="Create a recurring job",
-                 response_model=schemas.RecurringJob, response_model_exclude_unset=True)
-    async def create_recurring(body: dict[str, Any] = Body(..., examples=[{
-            "jobType": "content-analysis", "data": {"userId": "user-123", "content": "Analyze this content",
-                                                    "type": "text"},
-            "cronExpression": "0 0 * * *", "options": {"skipCache": True}}]),
-            principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.post(
+        "/api/jobs/recurring",
+        status_code=201,
+        tags=["recurring"],
+        summary="Create a recurring job",
+        response_model=schemas.RecurringJob,
+        response_model_exclude_unset=True,
+    )
+    async def create_recurring(
+        body: dict[str, Any] = Body(
+            ...,
+            examples=[
+                {
+                    "jobType": "content-analysis",
+                    "data": {"userId": "user-123", "content": "Analyze this content", "type": "text"},
+                    "cronExpression": "0 0 * * *",
+                    "options": {"skipCache": True},
+                }
+            ],
+        ),
+        principal: Principal = Depends(ctx.caller),
+    ) -> dict:
         body = dict(body)
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         claimed = body.get("userId") or data.get("userId")
-        user = ctx.acting_for(principal, claimed, body.get("projectId") or data.get("projectId"),
-                              "create recurring jobs")
+        user = ctx.acting_for(
+            principal, claimed, body.get("projectId") or data.get("projectId"), "create recurring jobs"
+        )
         if not principal.is_operator:
             body["userSubscription"] = ctx.tier_of(principal)
         if claimed is None:
@@ -38,8 +54,9 @@ def router(ctx: Context) -> APIRouter:
         return await call(recurring.describe, conn, definition)
 
     @routes.delete("/api/jobs/recurring/{recurringJobId}", tags=["recurring"], summary="Remove a recurring job")
-    async def delete_recurring(recurringJobId: str = Path(..., max_length=128),
-                               principal: Principal = Depends(ctx.caller)) -> dict:
+    async def delete_recurring(
+        recurringJobId: str = Path(..., max_length=128), principal: Principal = Depends(ctx.caller)
+    ) -> dict:
         definition = await call(recurring.get, conn, recurringJobId)
         if not principal.may_see(definition.userId, definition.projectId):
             raise NotFound(f"recurring job {recurringJobId!r} not found")
@@ -47,11 +64,17 @@ def router(ctx: Context) -> APIRouter:
         await audited(principal, "recurring-remove", removed.jobType, removed.id)
         return {"id": removed.id, "removed": True}
 
-    @routes.post("/api/jobs/recurring/{recurringJobId}/run", status_code=201, tags=["recurring"],
-                 summary="Run a recurring job now",
-                 response_model=schemas.Job, response_model_exclude_unset=True)
-    async def run_recurring(recurringJobId: str = Path(..., max_length=128),
-                            principal: Principal = Depends(ctx.caller)) -> dict:
+    @routes.post(
+        "/api/jobs/recurring/{recurringJobId}/run",
+        status_code=201,
+        tags=["recurring"],
+        summary="Run a recurring job now",
+        response_model=schemas.Job,
+        response_model_exclude_unset=True,
+    )
+    async def run_recurring(
+        recurringJobId: str = Path(..., max_length=128), principal: Principal = Depends(ctx.caller)
+    ) -> dict:
         """One job of the definition now, as a tick would submit it; its schedule is unchanged."""
         definition = await call(recurring.get, conn, recurringJobId)
         if not principal.may_see(definition.userId, definition.projectId):

@@ -23,7 +23,9 @@ def router(ctx: Context) -> APIRouter:
 
     @routes.get("/api/jobs/types", tags=["system"], summary="The job types")
     async def types(_: Principal = Depends(ctx.caller)) -> list:
-        return [{"name": jt.name, "description": jt.description, "timeoutMs": jt.timeout_ms, "attempts": jt.attempts}
-                for jt in job_types(ctx.settings).values()]
+        return [
+            {"name": jt.name, "description": jt.description, "timeoutMs": jt.timeout_ms, "attempts": jt.attempts}
+            for jt in job_types(ctx.settings).values()
+        ]
 
     return routes
