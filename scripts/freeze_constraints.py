@@ -22,7 +22,9 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def closure(root: str = "vq", extras: frozenset[str] = frozenset({"test", "docs", "codegen"})) -> dict[str, str]:
+def closure(
+    root: str = "vq", extras: frozenset[str] = frozenset({"test", "docs", "codegen", "lint"})
+) -> dict[str, str]:
     """Each distribution reachable from `root[extras]` under this interpreter, with its version."""
     environment = default_environment()
     versions: dict[str, str] = {}

@@ -5,10 +5,13 @@
 # so a new release of Textual, FastAPI or schemathesis cannot change a snapshot or a check unseen.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q -c constraints.txt -e '.[test,docs]'
+python3 -m pip install -q -c constraints.txt -e '.[test,docs,lint]'
 # The OpenAPI client generator (tests/test_api_client.py) asks for typer<0.28, which vq's
 # tested typer is not; it runs on it, so it goes in without its own pins (pyproject `codegen`).
 python3 -m pip install -q -c constraints.txt --no-deps openapi-python-client ruamel.yaml
+# Lint and layout first: a finding fails CI in seconds instead of after the suite.
+python3 -m ruff check --quiet
+python3 -m ruff format --check --quiet
 # The documentation site: --strict fails on a broken link, anchor or include. Built into a
 # temporary folder, so no site/ lands in the checkout.
 site_dir="$(mktemp -d)"
