@@ -1,7 +1,8 @@
 """Autoscaling a daemon's worker processes between `daemon.autoscale.min` and `max`.
 
 Workers are added when jobs that could start now (a free slot for their type and their
-user, the queue not paused) outnumber the idle workers of every host; never more than
+user, the queue not paused) outnumber the idle workers of every host on two looks in a
+row (one look can fall between a job's end and its worker's next pick); never more than
 that, since a worker beyond the free slots would only wait. A worker is retired (it
 finishes its job first) after it did no work for `scaleDownAfter`, down to `min`.
 """
@@ -128,6 +129,7 @@ class Autoscaler:
         self.worker_key, self.start, self.retire, self.log = worker_key, start, retire, log
         self._done: dict[str, int] = {}
         self._idle_since: dict[str, float] = {}
+        self._short_before = False  # the last look also found jobs with no worker for them
 
     def step(self, workers: list) -> Decision:
         a = self.settings.daemon.autoscale
@@ -142,9 +144,10 @@ class Autoscaler:
             records = pipe.execute()
         for w, (state, ok, failed) in zip(running, records):
             done = int(ok or 0) + int(failed or 0)
+            if state != b"busy":
+                idle_here += 1  # free for the next job, even if it just finished one
             if state != b"busy" and done == self._done.get(w.name, -1):
                 since = self._idle_since.setdefault(w.name, now)
-                idle_here += 1
                 if now - since >= a.scaleDownAfter / 1000:
                     long_idle.append(w)
             else:
@@ -154,6 +157,12 @@ class Autoscaler:
         decision = decide(
             len(active), idle_here, self._idle_elsewhere(mine), len(long_idle), want, a.min, a.max, self._share()
         )
+        short = decision.target > len(active)
+        confirmed, self._short_before = short and self._short_before, short
+        if short and not confirmed:
+            # A job that just ended leaves its slot free an instant before its worker
+            # reads as idle; growing only on a second look in a row ignores that gap.
+            return Decision(len(active), "")
         if decision.target > len(active):
             for w in [w for w in workers if w.parked][: decision.target - len(active)]:
                 self.start(w)
