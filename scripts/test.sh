@@ -17,7 +17,9 @@ python3 -m ruff format --check --quiet
 site_dir="$(mktemp -d)"
 NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict --quiet --site-dir "$site_dir"
 rm -rf "$site_dir"
-python3 -m pytest -q "$@"
+# Four tests at a time (pytest-xdist): most of a test's time is spent waiting on daemons,
+# workers and Redis, so four fit on two cores. VQ_TEST_PROCESSES=0 runs them one by one.
+python3 -m pytest -q -n "${VQ_TEST_PROCESSES:-4}" "$@"
 # RQ's newest release against vq's contract with RQ's internals (vq/rq_seam): reported, not
 # fatal, since installs keep the pinned RQ; a failure here means an RQ upgrade needs work
 # in vq/rq_seam first (docs/architecture.md "Checking an RQ upgrade").

@@ -459,6 +459,10 @@ SLOW_MODULES = {
     "test_sentinel",
     "test_fencing",
 }
+# The modules with the longest tests (30-45 s each), started first so that when the suite
+# runs several tests at once (scripts/test.sh, pytest-xdist) none of them is left running
+# alone at the end.
+LONGEST_FIRST = ("test_pipelines_under_load", "test_chaos", "test_first_session", "test_wheel", "test_fencing")
 _SLOW_CODE = re.compile(r"start_daemon\(|time\.sleep\((?:[1-9]|0\.[5-9])|wait_for\(|--wait\b|\"--follow\"")
 
 
@@ -507,3 +511,5 @@ def pytest_collection_modifyitems(config, items):
             or (helpers[module] is not None and helpers[module].search(text))
         ):
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)))

@@ -178,3 +178,13 @@ def chatty(ctx, data):
     ctx.log.info("chatty handler says %s", data.get("word", "hello"))
     logging.getLogger("some.library").warning("a library inside the handler speaks")
     return {}
+
+
+def handler_pid(conn, job_id: str, timeout: float = 15.0) -> int:
+    """The pid of the process running the job's `tracked` handler, once it has said so: the
+    job reads `started` an instant before the handler's first line runs."""
+    deadline = time.monotonic() + timeout
+    while (pid := conn.get(f"test:pid:{job_id}")) is None:
+        assert time.monotonic() < deadline, f"job {job_id}'s handler never started"
+        time.sleep(0.02)
+    return int(pid)

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from tests.plugins import handler_pid
+
 
 def _limits(vq, type_limit: int, tiers: dict | None = None, **settings) -> None:
     queue = settings.pop("queue", {})
@@ -295,7 +297,7 @@ def test_a_killed_worker_frees_its_slots_and_its_job_runs_again(vq, redis_conn):
     doomed = vq.submit("test-track", {"seconds": 30}, "--user", "u", "--subscription", "pro")
     vq.start_daemon(workers=2)
     vq.wait_for(doomed, statuses=("started",))
-    pid = int(redis_conn.get(f"test:pid:{doomed}"))
+    pid = handler_pid(redis_conn, doomed)
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
     deadline = killed_at + 10
@@ -320,7 +322,7 @@ def test_a_job_that_stalls_too_often_fails(vq, redis_conn):
     doomed = vq.submit("test-track", {"seconds": 30}, "--user", "u", "--subscription", "pro")
     vq.start_daemon(workers=1)
     vq.wait_for(doomed, statuses=("started",))
-    os.kill(int(redis_conn.get(f"test:pid:{doomed}")), signal.SIGKILL)
+    os.kill(handler_pid(redis_conn, doomed), signal.SIGKILL)
     view = vq.wait_for(doomed, timeout=10)
     assert view["status"] == "failed" and view["error"]["category"] == "stalled"
 

@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.plugins import handler_pid
+
 
 def _drain(vq, ids):
     for job_id in ids:
@@ -169,7 +171,7 @@ def _kill_running(vq, redis_conn, job_id: str) -> None:
     import signal
 
     vq.wait_for(job_id, statuses=("started",))
-    pid = int(redis_conn.get(f"test:pid:{job_id}"))
+    pid = handler_pid(redis_conn, job_id)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 15
     while int(redis_conn.get(f"test:pid:{job_id}")) == pid:

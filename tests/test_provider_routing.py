@@ -124,9 +124,10 @@ def test_a_rate_limit_holds_across_two_daemons_and_waiting_spends_no_attempt(vq,
     assert len(alpha.arrivals) == 16
     # Counted when granted; a request reaches the stand-in a few ms later, and on a loaded
     # 2-core CI machine a worker may stall a few hundred ms between its grant and its send,
-    # so a late one can land beside the next window's first. At most one such straggler per
-    # window is tolerated; a limit counted per host (8/s from two daemons) breaks both checks.
-    assert alpha.most_in_window(1.0 - ARRIVAL_JITTER_S) <= 5, "4 requests per second, counted by all hosts together"
+    # so a late one can land beside the next window's first. Two such stragglers are
+    # tolerated (the suite runs four tests at once on two cores); a limit counted per host
+    # (8/s from two daemons) still breaks this check, and the span below in any case.
+    assert alpha.most_in_window(1.0 - ARRIVAL_JITTER_S) <= 6, "4 requests per second, counted by all hosts together"
     assert alpha.most_in_window(0.5) <= 4, "no burst: 4 requests per second, counted by all hosts together"
     assert alpha.most_inflight <= 2
     assert max(alpha.arrivals) - min(alpha.arrivals) >= 3.0, "16 requests at 4 per second take 3 s or more"

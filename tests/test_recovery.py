@@ -6,6 +6,8 @@ import os
 import signal
 import time
 
+from tests.plugins import handler_pid
+
 
 def test_redis_restart_is_survived_and_nothing_is_lost(vq, redis_server):
     vq.configure(queue={"defaultJobOptions": {"removeOnComplete": False}})
@@ -40,7 +42,7 @@ def test_a_killed_worker_with_retries_left_does_not_lose_its_job(vq, redis_conn)
     job_id = vq.submit("test-track", {"seconds": 2}, "--user", "u", "--subscription", "pro")
     vq.start_daemon(workers=2)
     vq.wait_for(job_id, statuses=("started",))
-    os.kill(int(redis_conn.get(f"test:pid:{job_id}")), signal.SIGKILL)
+    os.kill(handler_pid(redis_conn, job_id), signal.SIGKILL)
     view = vq.wait_for(job_id, timeout=30)
     assert view["status"] == "finished"
     assert redis_conn.llen("test:started") == 2, "run again once, not lost, not doubled"
