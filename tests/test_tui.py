@@ -53,6 +53,12 @@ def rows(app, table_id: str) -> dict[str, list[str]]:
     return {key.value: [str(c) for c in table.get_row(key)] for key in table.rows}
 
 
+def palette(app) -> list[str]:
+    """The entries the command palette lists, as shown: title, then help."""
+    hits = app.screen.query_one("CommandList")
+    return [getattr(hits.get_option_at_index(i).prompt, "plain", "") for i in range(hits.option_count)]
+
+
 def select(app, table_id: str, key: str) -> None:
     table = app.screen.query_one(f"#{table_id}", DataTable)
     table.move_cursor(row=table.get_row_index(key))
@@ -208,6 +214,12 @@ def test_dead_letters_are_listed_and_retried(vq):
             )
             await pilot.press("escape")
             select(app, "dead", dead)
+            await pilot.press("ctrl+p")  # opened empty, the palette lists every command, this screen's job's too
+            entries = await until(pilot, lambda: palette(app), what="the palette's entries")
+            assert "Dead-letter queue\nJobs that failed for good; retry them" in entries
+            assert [e for e in entries if "this job" in e] == [f"Retry this job\n{dead}"]  # this screen's keys only
+            await pilot.press("escape")
+            assert isinstance(app.screen, DeadLetterScreen)
             first_end = jobs.show(app.services.conn, dead)["finishedAt"]
             await pilot.press("r")
             await until(

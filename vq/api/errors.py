@@ -5,6 +5,9 @@ Redis being down. Also the error responses every route documents in the OpenAPI 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +19,8 @@ from vq.api.schemas import ErrorBody
 from vq.errors import VqError
 from vq.tokens import bearer_challenge
 
-ERROR_RESPONSES = {
+# the shape FastAPI's `responses=` takes (status -> OpenAPI response fields)
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
         (400, "Malformed request (the body is not JSON)"),
@@ -32,7 +36,7 @@ ERROR_RESPONSES = {
 }
 
 
-ERRORS_AS_JSON = {
+ERRORS_AS_JSON: dict[int | str, dict[str, Any]] = {
     status: {
         "description": spec["description"],
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
@@ -54,7 +58,7 @@ HTTP_CODES = {
 }
 
 
-def _error(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None):
+def _error(status: int, code: str, message: str, field: str | None = None, headers: Mapping[str, str] | None = None):
     return JSONResponse(
         {"error": {"code": code, "message": message, "field": field}}, status_code=status, headers=headers
     )

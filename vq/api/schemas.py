@@ -181,7 +181,10 @@ class RecurringJob(Open):
     cronExpression: str | None = None
 
 
-HEALTH_RESPONSES = {200: {"model": Health}, 503: {"model": Health, "description": "A check failed"}}
+HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Health},
+    503: {"model": Health, "description": "A check failed"},
+}
 
 
 OPERATION_IDS = {

@@ -13,8 +13,15 @@ is replayed from a cache (vq/cli/help_cache.py) after the first time.
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from vq import __version__
+
+if TYPE_CHECKING:
+    import typer
+
+# Built on first use by __getattr__ below (declared, not bound, so the lookup still reaches it).
+app: "typer.Typer"
 
 # name -> module under vq.cli that registers it (tests/test_cli_startup.py checks this is complete).
 COMMANDS: dict[str, str] = {

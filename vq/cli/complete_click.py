@@ -37,9 +37,9 @@ class _Ctx:
                 continue
             for opts, const in ((param["opts"], True), (param["secondary"], False)):
                 for opt in opts:
-                    prefix, value = _split_opt(opt)
+                    prefix, stem = _split_opt(opt)
                     entry = (param, const)
-                    if len(prefix) == 1 and len(value) == 1:
+                    if len(prefix) == 1 and len(stem) == 1:
                         shorts[opt] = entry
                     else:
                         longs[opt] = entry
@@ -156,26 +156,26 @@ def _split_opt(opt: str) -> tuple[str, str]:
     return first, opt[1:]
 
 
-def _unpack_args(args: list[str], nargs_spec: list[int]):
+def _unpack_args(args: list[str], nargs_spec: list[int]) -> tuple[tuple, list[str]]:
     """click.parser._unpack_args."""
     from collections import deque
 
-    args, nargs_spec = deque(args), deque(nargs_spec)
+    words, specs = deque(args), deque(nargs_spec)
     rv: list = []
     spos = None
 
-    def fetch(c):
+    def fetch(c: deque):
         try:
             return c.popleft() if spos is None else c.pop()
         except IndexError:
             return None
 
-    while nargs_spec:
-        nargs = fetch(nargs_spec)
+    while specs:
+        nargs = fetch(specs)
         if nargs == 1:
-            rv.append(fetch(args))
+            rv.append(fetch(words))
         elif nargs > 1:
-            x = [fetch(args) for _ in range(nargs)]
+            x = [fetch(words) for _ in range(nargs)]
             if spos is not None:
                 x.reverse()
             rv.append(tuple(x))
@@ -183,10 +183,10 @@ def _unpack_args(args: list[str], nargs_spec: list[int]):
             spos = len(rv)
             rv.append(None)
     if spos is not None:
-        rv[spos] = tuple(args)
-        args = []
+        rv[spos] = tuple(words)
+        words.clear()
         rv[spos + 1 :] = reversed(rv[spos + 1 :])
-    return tuple(rv), list(args)
+    return tuple(rv), list(words)
 
 
 def _resolve(root: dict, args: list[str]) -> tuple[_Ctx, list[_Ctx]]:

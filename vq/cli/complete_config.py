@@ -158,7 +158,9 @@ def config_values(config_path: str | None, builtins: list[str] | None) -> dict:
     key = _config_key(config_path)
     path = cache_dir() / "complete-config.json"
     cached = read_json(path) or {}
-    entries = cached.get("configs") if isinstance(cached.get("configs"), dict) else {}
+    entries = cached.get("configs")
+    if not isinstance(entries, dict):
+        entries = {}
     if key in entries:
         return entries[key]
     try:

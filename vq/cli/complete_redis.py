@@ -25,7 +25,9 @@ def redis_values(config: dict) -> dict:
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
     path = cache_dir() / "complete-redis.json"
     cached = read_json(path) or {}
-    entries = cached.get("servers") if isinstance(cached.get("servers"), dict) else {}
+    entries = cached.get("servers")
+    if not isinstance(entries, dict):
+        entries = {}
     entry = entries.get(key)
     now = time.time()
     if entry and 0 <= now - entry.get("at", 0) < TTL:
@@ -45,20 +47,25 @@ def _read_redis(spec: dict, config_path: str | None) -> dict:
     """One round trip for the job types seen and the recurring definitions, one for their newest jobs."""
     from vq import keys
 
+    ranked: list[list[tuple[bytes | str, float]]]  # per job type: (job id, created ms), newest first
+    recurring: list[bytes | str]  # the hash flattened: id, definition, id, definition...
     if spec["kind"] == "redis-py":
         from vq.config import load_settings
         from vq.connection import make_client
 
         client = make_client(load_settings(config_path), socket_timeout=REDIS_TIMEOUT)
-        types, recurring = client.smembers(keys.JOB_TYPES_SEEN), client.hgetall(keys.RECURRING)
-        types = sorted(t.decode() for t in types)
-        ranked = [client.zrevrange(keys.type_jobs(t), 0, RECENT_JOBS - 1, withscores=True) for t in types]
-        ranked = [[(member, score) for member, score in rows] for rows in ranked]
-        recurring = [item for pair in recurring.items() for item in pair]
+        seen, defined = client.smembers(keys.JOB_TYPES_SEEN), client.hgetall(keys.RECURRING)
+        types = sorted(t.decode() if isinstance(t, bytes) else t for t in seen)
+        ranked = []
+        for t in types:
+            rows = client.zrevrange(keys.type_jobs(t), 0, RECENT_JOBS - 1, withscores=True)
+            # with scores every row is a (member, score) pair; redis-py types all range replies alike
+            ranked.append([(row[0], row[1]) for row in rows if isinstance(row, (tuple, list))])
+        recurring = [item for pair in defined.items() for item in pair]
     else:
         with _Resp(spec) as conn:
-            types, recurring = conn.call([b"SMEMBERS", keys.JOB_TYPES_SEEN], [b"HGETALL", keys.RECURRING])
-            types = sorted(t.decode() for t in types)
+            seen, recurring = conn.call([b"SMEMBERS", keys.JOB_TYPES_SEEN], [b"HGETALL", keys.RECURRING])
+            types = sorted(t.decode() for t in seen)
             replies = (
                 conn.call(
                     *[[b"ZREVRANGE", keys.type_jobs(t), b"0", str(RECENT_JOBS - 1), b"WITHSCORES"] for t in types]

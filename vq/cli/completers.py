@@ -15,6 +15,12 @@ This module imports nothing heavy at import time: the fast path reads only its t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typer._click.core import Context, Parameter
+    from typer._click.shell_completion import CompletionItem
+
 # parameter name (the Python name in the command function) -> value source, for every command
 BY_NAME: dict[str, str] = {
     "job_type": "job-types",  # vq submit TYPE, --type/-t everywhere, pause/resume/clear TYPE
@@ -94,27 +100,32 @@ def _root_context(root):
     return root.make_context("vq", [], resilient_parsing=True)
 
 
+class SourceCompleter:
+    """A parameter's shell_complete answering from one table source; `vq_source` tells
+    describe() which source it is, so the fast path can answer the same without typer."""
+
+    def __init__(self, source: str, statics: dict[str, list[str]]) -> None:
+        self.vq_source = source
+        self.statics = statics
+
+    def __call__(self, ctx: Context, param: Parameter, incomplete: str) -> list[CompletionItem]:
+        from typer._click.shell_completion import CompletionItem
+
+        from vq.cli.complete_values import source_values
+
+        config = ctx.find_root().params.get("config")
+        values = source_values(self.vq_source, self.statics, config, ctx.params, incomplete)
+        return [CompletionItem(v) for v in values]
+
+
 def attach(root) -> None:
     """Give every parameter the table names a completer (the full typer app's TABs)."""
-    from typer._click.shell_completion import CompletionItem
-
-    from vq.cli.complete_values import source_values
-
     statics = static_sources()
-
-    def completer(source: str):
-        def complete(ctx, param, incomplete: str):
-            values = source_values(source, statics, ctx.find_root().params.get("config"), ctx.params, incomplete)
-            return [CompletionItem(v) for v in values]
-
-        complete.vq_source = source
-        return complete
-
     for command, _ctx, path in _walk(root, _root_context(root), []):
         for param in command.params:
             source = source_for(" ".join(path), param.name)
             if source and param._custom_shell_complete is None:
-                param._custom_shell_complete = completer(source)
+                param._custom_shell_complete = SourceCompleter(source, statics)
 
 
 def _helps(text: str | None) -> list | None:

@@ -118,7 +118,8 @@ def fix_typer_rendering() -> None:
                 return self.metavar or None
             return display_type_rich(self, ctx)
 
-        TyperOption.display_type_rich = flag_without_type
+        # patching typer's method on purpose (this function's point); mypy forbids assigning to methods
+        TyperOption.display_type_rich = flag_without_type  # type: ignore[method-assign]
 
     if hasattr(TyperArgument, "_usage_display_name"):
 
@@ -127,4 +128,5 @@ def fix_typer_rendering() -> None:
             name = name if self.required else f"[{name}]"
             return name + ("..." if self.nargs != 1 else "")
 
-        TyperArgument._usage_display_name = usage_name
+        # as above: a deliberate patch of typer's rendering
+        TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]

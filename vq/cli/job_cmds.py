@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from typing import TypeGuard
 
 import typer
 
@@ -221,8 +222,8 @@ def register(app: typer.Typer) -> None:
         )
 
 
-def _single(job_id: str | None, every: bool, command: str, flag: str = "--all") -> bool:
-    """True for the one-job form; refuses a mix of both forms and neither."""
+def _single(job_id: str | None, every: bool, command: str, flag: str = "--all") -> TypeGuard[str]:
+    """True (job_id is then a str) for the one-job form; refuses a mix of both forms and neither."""
     if job_id and every:
         raise InvalidInput(f"{command}: give either ID or {flag}, not both")
     if not job_id and not every:

@@ -33,7 +33,9 @@ def convert(kind: type, value: Any, low: float | None = None, high: float | None
         return [str(item) for item in value]
     if kind is str:
         return value if isinstance(value, str) else str(value)
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+    # kind is int, float or bool here (plain_type gives no other); the first test narrows value to a number
+    result: float
+    if isinstance(value, (int, float)) and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         result = value
     elif kind is bool:
         text = str(value).strip().lower()
@@ -59,17 +61,17 @@ def install() -> None:
         return
     _PATCHED = True
     try:
-        from typer import _coercion, core
+        from typer import core
         from typer._click.exceptions import BadParameter
+        from typer._coercion import RuntimeParam
     except ImportError:  # another typer: its own conversion stays
         return
     typers_own = getattr(core, "build_runtime_param", None)
-    runtime_param = getattr(_coercion, "RuntimeParam", None)
-    if typers_own is None or runtime_param is None:
+    if typers_own is None:
         return
 
     @dataclass(frozen=True)
-    class PlainRuntimeParam(runtime_param):
+    class PlainRuntimeParam(RuntimeParam):
         kind: type = str
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:

@@ -9,6 +9,7 @@ from vq.cli import confirm
 from vq.cli.helptext import example
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, YES_OPTION, state
+from vq.errors import NotFound
 from vq.jobtypes import job_types
 
 TYPE_HELP = "A job type (see `vq types`)."
@@ -94,7 +95,10 @@ def register(app: typer.Typer) -> None:
         if row is None:
             from vq.jobtypes import get_job_type
 
-            get_job_type(st.settings, job_type)
+            get_job_type(st.settings, job_type)  # unknown: NotFound naming the known types
+            raise NotFound(
+                f"job type {job_type!r}: no queue counts", field="jobType"
+            )  # counts() lists every known type
         waiting = row["queued"] + row["scheduled"] + row["deferred"]
         confirm.ask(f"Delete {waiting} waiting {job_type} jobs?", yes=yes, as_json=as_json, declined="nothing deleted")
         cleared = queues.clear(st.conn, st.settings, job_type)

@@ -10,7 +10,7 @@ from vq.cli.output import emit, err, escape, out
 from vq.cli.state import JSON_OPTION, state
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -10,6 +10,7 @@ and raises vq.errors.ProviderError / RateLimitError so the worker can retry and 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from vq.errors import PermanentError
 from vq.handlers._common import int_field, keyword_counts, keywords, options, sentences, words, write_json
@@ -66,7 +67,9 @@ def echo(value, params: dict) -> dict:
     return {"echo": value}
 
 
-Task = Callable[[object, dict], dict]
+# The input is JSON whose shape depends on the task: handle() checks that text tasks get a
+# non-empty str before calling them, echo takes anything.
+Task = Callable[[Any, dict], dict]
 PROVIDERS: dict[str, dict[str, Task]] = {
     "local": {"summarize": summarize, "classify": classify, "extract-keywords": extract_keywords, "echo": echo},
 }

@@ -61,7 +61,7 @@ def draw(prompt: str, width: int, height: int, progress=lambda p, m: None) -> Im
         cx, cy = rng.random() * width, rng.random() * height
         r = (0.08 + 0.25 * rng.random()) * min(width, height)
         fill = _colour(rng, hue + rng.choice([0.33, 0.5, 0.66]), 0.4 + 0.4 * rng.random()) + (90,)
-        box = [cx - r, cy - r, cx + r, cy + r]
+        box = (cx - r, cy - r, cx + r, cy + r)
         (pen.ellipse if rng.random() < 0.6 else pen.rectangle)(box, fill=fill)
     img = Image.alpha_composite(img, layer)
 

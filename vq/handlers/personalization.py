@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from vq.errors import PermanentError
 from vq.handlers._common import sentences, words, write_json
@@ -143,6 +144,7 @@ def handle(ctx, data: dict) -> dict:
     prefs = preferences(data)
     ctx.progress(10, f"tone {prefs['tone']}, length {prefs['length']}")
     changes: list[str] = []
+    out: str | dict[str, Any]
     if isinstance(content, str):
         out = _retone(content, prefs, changes, "")
         ctx.progress(40, "tone adjusted")

@@ -11,6 +11,7 @@ scene lasts as long as its narration takes to say at ~2.5 words per second.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from vq.errors import PermanentError
 from vq.handlers._common import (
@@ -91,7 +92,7 @@ def handle(ctx, data: dict) -> dict:
     ctx.log.info("script %r: %d scenes, style %s, keywords %s", title, count, style, kw[:5])
     ctx.progress(25, f"planning {count} scenes")
 
-    scenes = []
+    scenes: list[dict[str, Any]] = []
     for i in range(count):
         own = _given_scene(given[i], i) if given else {}
         if len(sents) >= count:  # every scene gets its share of the prompt's sentences

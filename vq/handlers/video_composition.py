@@ -33,16 +33,17 @@ def _scenes(ctx, data: dict) -> list[dict]:
         ((s, u) for s, u in ctx.upstream_by_step().items() if s.startswith("scene-")),
         key=lambda su: _step_number(su[0]),
     )
+    given: list[object]
     if ups:
         missing = [s for s, u in ups if not u.result]
         if missing:
             raise PermanentError(f"{', '.join(missing)}: upstream scene has no result")
         given, labels = [u.result for _, u in ups], [s for s, _ in ups]
     else:
-        given = data.get("scenes")
-        if not isinstance(given, list) or not given:
+        listed = data.get("scenes")
+        if not isinstance(listed, list) or not listed:
             raise PermanentError("scenes: required, a non-empty list of {image, audio, durationSeconds}")
-        labels = [f"scenes[{i}]" for i in range(len(given))]
+        given, labels = listed, [f"scenes[{i}]" for i in range(len(listed))]
     scenes = []
     for i, (sc, field) in enumerate(zip(given, labels, strict=True)):
         if not isinstance(sc, dict) or not isinstance(sc.get("image"), str):

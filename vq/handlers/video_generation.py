@@ -101,7 +101,10 @@ def run_inline(ctx, data: dict) -> dict:
         )
         handler = importlib.import_module(f"vq.handlers.{job_type.replace('-', '_')}").handle
         done[name] = Upstream(id=child.job_id, job_type=job_type, step=name, result=handler(child, dict(step["data"])))
-    return done["compose"].result
+    composed = done["compose"].result
+    if composed is None:  # every handler returns a dict; Upstream.result is optional for jobs not yet run
+        raise PermanentError("compose: the video-composition step returned no result")
+    return composed
 
 
 def handle(ctx, data: dict) -> dict:

@@ -96,7 +96,7 @@ def handle(ctx, data: dict) -> dict:
     themes = themes or [genre]
     a, b = themes[0], themes[1] if len(themes) > 1 else "change"
     name = text_field(data, "name", required=False) or _name(rng, 3)
-    world = {
+    world: dict[str, object] = {
         "name": name,
         "genre": genre,
         "era": text_field(data, "era", required=False) or era,

@@ -15,6 +15,7 @@ import redis
 from rich.console import Console
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import WorkerFailed
 
@@ -60,6 +61,7 @@ class VqDashboard(App):
         """Run an action off the UI thread; say what it did, or why it could not."""
 
         def run() -> None:
+            severity: SeverityLevel
             try:
                 said, severity = action(*args), "information"
             except VqError as exc:
@@ -70,7 +72,7 @@ class VqDashboard(App):
 
         self.run_worker(run, thread=True, group="actions")
 
-    def _acted(self, said: str, severity: str) -> None:
+    def _acted(self, said: str, severity: SeverityLevel) -> None:
         self.notify(said, severity=severity, timeout=6, markup=False)  # it may quote a job id or a name
         reload = getattr(self.screen, "reload", None)
         if reload:
@@ -89,12 +91,20 @@ class VqDashboard(App):
     def open_user(self) -> None:
         from vq.tui.screens import UserScreen
 
-        self.prompt("User id", lambda user: user and user.strip() and self.push_screen(UserScreen(user.strip())))
+        def chosen(user: str | None) -> None:
+            if user and user.strip():
+                self.push_screen(UserScreen(user.strip()))
+
+        self.prompt("User id", chosen)
 
     def open_job(self) -> None:
         from vq.tui.screens import JobScreen
 
-        self.prompt("Job id", lambda job_id: job_id and job_id.strip() and self.push_screen(JobScreen(job_id.strip())))
+        def chosen(job_id: str | None) -> None:
+            if job_id and job_id.strip():
+                self.push_screen(JobScreen(job_id.strip()))
+
+        self.prompt("Job id", chosen)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -122,11 +132,16 @@ class VqDashboard(App):
                 "Delete its waiting jobs (asks first)",
                 lambda n=name: self.confirm(f"Delete every waiting job of {n}?", self.services.clear, n),
             )
-        if hasattr(screen, "selected_job") and screen.selected_job():  # the screen under the palette
-            shown = fmt.markup_literal(screen.selected_job())  # typed at "Open a job": anything
+        # the screen under the palette: its selected job, with what that screen's keys do to it
+        # (the dead-letter list retries only; it has no cancel or remove)
+        from vq.tui.screens import DeadLetterScreen, JobActions
+
+        if isinstance(screen, JobActions | DeadLetterScreen) and (job_id := screen.selected_job()):
+            shown = fmt.markup_literal(job_id)  # typed at "Open a job": anything
             yield SystemCommand("Retry this job", shown, screen.action_retry)
-            yield SystemCommand("Cancel this job", shown, screen.action_cancel_job)
-            yield SystemCommand("Remove this job", shown, screen.action_remove)
+            if isinstance(screen, JobActions):
+                yield SystemCommand("Cancel this job", shown, screen.action_cancel_job)
+                yield SystemCommand("Remove this job", shown, screen.action_remove)
 
     def _overview(self) -> OverviewScreen | None:
         return next((s for s in self.screen_stack if isinstance(s, OverviewScreen)), None)

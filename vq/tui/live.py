@@ -9,6 +9,7 @@ stays on screen, and the next successful read clears the banner by itself.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, cast
 
 import redis
 from rich.text import Text
@@ -17,6 +18,10 @@ from textual.widgets import Static
 
 from vq.errors import VqError
 from vq.tui import format as fmt
+
+if TYPE_CHECKING:
+    from vq.tui.app import VqDashboard
+    from vq.tui.services import Services
 
 
 class Banner(Static):
@@ -51,12 +56,17 @@ class LiveScreen(Screen):
         self.down_since: float | None = None
 
     @property
-    def services(self):
-        return self.app.services
+    def dashboard(self) -> VqDashboard:
+        """The app with its type: a LiveScreen runs only inside the vq dashboard (Textual types `app` as any App)."""
+        return cast("VqDashboard", self.app)
+
+    @property
+    def services(self) -> Services:
+        return self.dashboard.services
 
     def on_mount(self) -> None:
         self.reload()
-        self.set_interval(self.app.refresh_every, self.reload)
+        self.set_interval(self.dashboard.refresh_every, self.reload)
 
     def reload(self) -> None:
         """Start a read unless one is still in flight (a slow Redis must not pile them up)."""
@@ -100,5 +110,5 @@ class LiveScreen(Screen):
     def show(self, data) -> None:  # runs on the UI thread
         raise NotImplementedError
 
-    def summary(self, data) -> str:
+    def summary(self, data) -> Text | str:
         return ""

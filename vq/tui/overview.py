@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 
 from vq.tui import format as fmt
 from vq.tui.live import Banner, LiveScreen
-from vq.tui.tables import fill, selected_key
+from vq.tui.tables import Cell, fill, selected_key
 
 SPARK_SHOWN = 10  # minutes of the throughput sparkline that fit at 80 columns
 
@@ -34,7 +34,7 @@ class OverviewScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Banner("connecting to Redis…")
-        queues = DataTable(id="queues", cursor_type="row", zebra_stripes=True)
+        queues: DataTable[Cell] = DataTable(id="queues", cursor_type="row", zebra_stripes=True)
         queues.add_columns(*QUEUE_COLUMNS)
         yield queues
         with TabbedContent(id="below"):
@@ -166,15 +166,15 @@ class OverviewScreen(LiveScreen):
 
     def action_pause(self) -> None:
         if job_type := self.selected_type():
-            self.app.act(self.services.pause, job_type)
+            self.dashboard.act(self.services.pause, job_type)
 
     def action_resume(self) -> None:
         if job_type := self.selected_type():
-            self.app.act(self.services.resume, job_type)
+            self.dashboard.act(self.services.resume, job_type)
 
     def action_clear(self) -> None:
         if job_type := self.selected_type():
-            self.app.confirm(
+            self.dashboard.confirm(
                 f"Delete every waiting job of {job_type}? Running and ended jobs stay.", self.services.clear, job_type
             )
 
@@ -184,7 +184,7 @@ class OverviewScreen(LiveScreen):
         self.app.push_screen(DeadLetterScreen())
 
     def action_user(self) -> None:
-        self.app.open_user()
+        self.dashboard.open_user()
 
     def action_job(self) -> None:
-        self.app.open_job()
+        self.dashboard.open_job()

@@ -12,14 +12,14 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 from vq.model import Status
 from vq.tui import format as fmt
 from vq.tui.live import Banner, LiveScreen
-from vq.tui.tables import fill, selected_key
+from vq.tui.tables import Cell, fill, selected_key
 
 STATUS_FILTERS = [None, *(s.value for s in Status)]
 RESULT_LINES, DATA_LINES, ERROR_LINES, TRACEBACK_LINES = 200, 40, 20, 40  # of a job's screen; the CLI has all
 ERROR_CELLS = 60  # an error message in the dead-letter list, cut (after rendering) with an ellipsis
 
 
-class _JobActions:
+class JobActions(LiveScreen):
     """Retry, cancel and remove for a screen that knows its selected job."""
 
     def selected_job(self) -> str | None:
@@ -27,20 +27,20 @@ class _JobActions:
 
     def action_retry(self) -> None:
         if job_id := self.selected_job():
-            self.app.act(self.services.retry, job_id)
+            self.dashboard.act(self.services.retry, job_id)
 
     def action_cancel_job(self) -> None:
         if job_id := self.selected_job():
-            self.app.confirm(
+            self.dashboard.confirm(
                 f"Cancel job {job_id}? A running job stops at its next progress report.", self.services.cancel, job_id
             )
 
     def action_remove(self) -> None:
         if job_id := self.selected_job():
-            self.app.confirm(f"Remove job {job_id} with its result and artifacts?", self.services.remove, job_id)
+            self.dashboard.confirm(f"Remove job {job_id} with its result and artifacts?", self.services.remove, job_id)
 
 
-class _JobList:
+class _JobList(LiveScreen):
     """A screen whose table lists jobs (`TABLE`): enter or a click opens the job."""
 
     TABLE = ""
@@ -63,7 +63,7 @@ JOB_ACTION_KEYS = [
 ]
 
 
-class QueueScreen(_JobList, _JobActions, LiveScreen):
+class QueueScreen(_JobList, JobActions, LiveScreen):
     """A job type's jobs, newest first, filtered by status and user, a page at a time."""
 
     BINDINGS = [
@@ -88,7 +88,7 @@ class QueueScreen(_JobList, _JobActions, LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Banner("")
-        table = DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
+        table: DataTable[Cell] = DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
         table.add_columns("id", "status", "user", "priority", "progress", "attempts", "created")
         yield table
         yield Footer()
@@ -134,14 +134,14 @@ class QueueScreen(_JobList, _JobActions, LiveScreen):
                 self.user_filter, self.page = user.strip() or None, 0
                 self.reload()
 
-        self.app.prompt("Only jobs of user (empty: all users)", chosen)
+        self.dashboard.prompt("Only jobs of user (empty: all users)", chosen)
 
     def action_page(self, step: int) -> None:
         self.page = max(0, self.page + step)
         self.reload()
 
 
-class JobScreen(_JobActions, LiveScreen):
+class JobScreen(JobActions, LiveScreen):
     """One job: live progress, timings, attempts, error and traceback, history, dependencies."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *JOB_ACTION_KEYS]
@@ -261,7 +261,7 @@ def _tree(node: dict, tree: Tree | None = None) -> Tree:
     return branch
 
 
-class UserScreen(_JobList, _JobActions, LiveScreen):
+class UserScreen(_JobList, JobActions, LiveScreen):
     """A user's running jobs against their concurrency limit."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open_job", "Detail"), *JOB_ACTION_KEYS]
@@ -275,7 +275,7 @@ class UserScreen(_JobList, _JobActions, LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Banner("")
-        table = DataTable(id="running", cursor_type="row")
+        table: DataTable[Cell] = DataTable(id="running", cursor_type="row")
         table.add_columns("id", "type", "progress", "started")
         yield table
         yield Footer()
@@ -318,7 +318,7 @@ class DeadLetterScreen(_JobList, LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Banner("")
-        table = DataTable(id="dead", cursor_type="row", zebra_stripes=True)
+        table: DataTable[Cell] = DataTable(id="dead", cursor_type="row", zebra_stripes=True)
         table.add_columns("id", "type", "user", "category", "error", "ended")
         yield table
         yield Footer()
@@ -350,7 +350,7 @@ class DeadLetterScreen(_JobList, LiveScreen):
 
     def action_retry(self) -> None:
         if job_id := self.selected_job():
-            self.app.act(self.services.retry_dead, [job_id])
+            self.dashboard.act(self.services.retry_dead, [job_id])
 
     def action_retry_all(self) -> None:
-        self.app.confirm("Retry every job in the dead-letter queue?", self.services.retry_dead, None)
+        self.dashboard.confirm("Retry every job in the dead-letter queue?", self.services.retry_dead, None)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from vq.tui import format as fmt
+
+Cell = Text | int | float
+"""What a table's cells hold: `fill` turns every string (and None) into literal Text."""
 
 
 def selected_key(table: DataTable) -> str | None:
@@ -14,7 +18,7 @@ def selected_key(table: DataTable) -> str | None:
     return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
 
-def fill(table: DataTable, rows: list[tuple[str, list]]) -> None:
+def fill(table: DataTable[Cell], rows: list[tuple[str, list]]) -> None:
     """Replace the table's rows, keeping the cursor on the same row when it still exists."""
     keep = selected_key(table)
     table.clear()

@@ -40,7 +40,9 @@ def router(ctx: Context) -> APIRouter:
         principal: Principal = Depends(ctx.caller),
     ) -> dict:
         body = dict(body)
-        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        data = body.get("data")
+        if not isinstance(data, dict):
+            data = {}
         claimed = body.get("userId") or data.get("userId")
         user = ctx.acting_for(
             principal, claimed, body.get("projectId") or data.get("projectId"), "create recurring jobs"
