@@ -194,8 +194,7 @@ def connection(url: str, policy: Policy | None, timeout: float) -> http.client.H
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
     if policy is not None:
         addresses = policy.resolve(url, port)
-        # http.client's hook for the socket it connects: an attribute typeshed does not list.
-        conn._create_connection = _to_one_of(addresses)  # type: ignore[attr-defined]
+        conn._create_connection = _to_one_of(addresses)  # type: ignore[attr-defined]  # http.client's socket hook, not in typeshed
     return conn
 
 

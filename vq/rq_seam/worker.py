@@ -132,8 +132,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         if self._forking:  # the child writes the rest: RQ's way
             return super().prepare_execution(job)
         self._start_pipe = self.connection.pipeline()
-        # SimpleWorker's method on a VqWorker (get_heartbeat_ttl above): it reads only a Worker's attributes.
-        ttl = self.get_heartbeat_ttl(job)  # type: ignore[misc]
+        ttl = self.get_heartbeat_ttl(job)  # type: ignore[misc]  # SimpleWorker's (above): it reads only a Worker's attributes
         execution = Execution.create(job, ttl, pipeline=self._start_pipe, worker_name=self.name)
         self.executions[execution.id] = execution
         self.set_state(WorkerStatus.BUSY, pipeline=self._start_pipe)
@@ -146,7 +145,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         if pipe is None:
             pipe = self.connection.pipeline()
         with pipe:
-            heartbeat_ttl = self.get_heartbeat_ttl(job)  # type: ignore[misc]  # SimpleWorker's, as above
+            heartbeat_ttl = self.get_heartbeat_ttl(job)  # type: ignore[misc]  # SimpleWorker's: reads only a Worker's attributes
             self.heartbeat(heartbeat_ttl, pipeline=pipe)
             job.heartbeat(now(), heartbeat_ttl, pipeline=pipe)
             job.prepare_for_execution(self.name, pipeline=pipe)
@@ -205,8 +204,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
                 if self._forking:
                     Worker.execute_job(self, job, queue)  # RQ's fork, monitor and clean-up of the child
                 else:
-                    # RQ's in-process run; it uses only a Worker's attributes, which a VqWorker has.
-                    SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]
+                    SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]  # uses only a Worker's attributes
         finally:
             self._disarm()
             self._forking = False

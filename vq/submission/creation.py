@@ -213,8 +213,7 @@ def job_spec(
         failure_ttl=failure_ttl,
         job_id=job_id,
         meta=meta,
-        # RQ annotates whole seconds, but keeps and schedules fractions (JobType.retry_intervals).
-        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,  # type: ignore[arg-type]
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,  # type: ignore[arg-type]  # RQ annotates int seconds; it keeps fractions (JobType.retry_intervals)
         description=f"{r.job_type.name} for {r.user_id}",
     )
 
