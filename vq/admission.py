@@ -27,6 +27,7 @@ from rq.utils import now, utcformat, utcparse
 from vq import keys, lua
 from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of, priority_of
+from vq.replies import optional_text, texts
 
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
@@ -212,7 +213,7 @@ def forget_idle_in(pipe, worker_name: str) -> None:
 def forget_gone_idle_workers(conn: Redis) -> int:
     """Drop the idle marks of workers that died without saying so (their RQ worker key has
     expired); a stale mark only costs a wake token nobody needs. Run by a daemon chore."""
-    marks = [m.decode() for m in conn.smembers(keys.INBOX) if m.startswith(IDLE_PREFIX.encode())]
+    marks = [m for m in texts(conn.smembers(keys.INBOX)) if m.startswith(IDLE_PREFIX)]
     if not marks:
         return 0
     with conn.pipeline(transaction=False) as pipe:
@@ -352,7 +353,7 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
     job_type = job_type_of(job)
     user = job.meta.get("userId") or "_"
     submitted = priority_of(job) or "normal"
-    priority = (conn.hget(keys.AGED, job.id) or b"").decode() or submitted
+    priority = optional_text(conn.hget(keys.AGED, job.id)) or submitted
     now = int(time.time() * 1000)
     with conn.pipeline(transaction=False) as pipe:
         pipe.sismember(keys.PAUSED, job_type)

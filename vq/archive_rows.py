@@ -178,7 +178,7 @@ def write(db, batch: list[dict]) -> None:
 def _changes_for(event: dict, to: str, at: str) -> dict:
     """The render_jobs columns an event changes."""
     fields = event["fields"]
-    sets = {"status": to, "updated_at": at}
+    sets: dict[str, object] = {"status": to, "updated_at": at}
     if event["event"] == "started":
         sets.update(
             started_at=at,

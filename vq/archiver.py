@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import redis
 from redis import Redis
@@ -28,6 +29,10 @@ from vq import archive_rows, archiver_lease, costs, events, historydb, keys, met
 from vq.config import Settings
 from vq.errors import HistoryElsewhere, HistoryUnavailable
 from vq.historydb import open_db, path_for
+from vq.replies import optional_text
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 log = logging.getLogger("vq.archiver")
 LEASE_MS = 15_000
@@ -47,8 +52,8 @@ class Archiver:
     def __init__(self, conn: Redis, settings: Settings, open_now: bool = True):
         self.conn = conn
         self.settings = settings
-        self.db = None
-        self.db_id = None
+        self.db: Database | None = None  # set by `open`
+        self.db_id: str | None = None  # the open file's id (vq/archiver_lease.py)
         self.path = str(path_for(settings).resolve())
         if open_now:
             self.open()
@@ -75,14 +80,27 @@ class Archiver:
             raise
         self.db = db
 
+    @property
+    def database(self) -> Database:
+        """The open history database: every step that reads or writes it runs after `open`."""
+        if self.db is None:
+            raise RuntimeError("archiver: the history database is not open")
+        return self.db
+
+    @property
+    def file_id(self) -> str:
+        """The open history file's id, set by `open` with the database."""
+        if self.db_id is None:
+            raise RuntimeError("archiver: the history database is not open")
+        return self.db_id
+
     # --- positions ---------------------------------------------------------------------
     def written_id(self) -> str:
-        row = self.db.execute("SELECT value FROM archiver_state WHERE name = 'last_event_id'").fetchone()
+        row = self.database.execute("SELECT value FROM archiver_state WHERE name = 'last_event_id'").fetchone()
         return row[0] if row else "0-0"
 
     def counted_id(self) -> str:
-        value = self.conn.get(keys.ARCHIVER_APPLIED)
-        return value.decode() if value else "0-0"
+        return optional_text(self.conn.get(keys.ARCHIVER_APPLIED)) or "0-0"
 
     # --- leadership --------------------------------------------------------------------
     def hold_lease(self, handover: bool = True, settle_ms: int = archiver_lease.SETTLE_MS) -> archiver_lease.Outcome:
@@ -92,7 +110,7 @@ class Archiver:
             self.conn,
             owner=self.owner,
             lease_ms=LEASE_MS,
-            db_id=self.db_id,
+            db_id=self.file_id,
             path=self.path,
             position=self.written_id(),
             now_ms=int(time.time() * 1000),
@@ -130,7 +148,7 @@ class Archiver:
             try:
                 pipe.watch(keys.ARCHIVER_APPLIED)
                 current = pipe.get(keys.ARCHIVER_APPLIED)
-                if (current.decode() if current else "0-0") != counted:
+                if (optional_text(current) or "0-0") != counted:
                     return
                 pipe.multi()
                 metrics.apply_in(pipe, metrics.fold(batch))
@@ -146,13 +164,13 @@ class Archiver:
         if start == "0-0" or self._gap_reported == start:
             return
         oldest = self.conn.xrange(keys.EVENTS, count=1)
-        if oldest and _id_tuple(oldest[0][0].decode()) > _id_tuple(start):
+        if oldest and _id_tuple(optional_text(oldest[0][0]) or "0-0") > _id_tuple(start):
             self._gap_reported = start
             log.warning("history gap: events after %s were lost before they were archived", start)
 
     def write(self, batch: list[dict]) -> None:
         """The batch's rows and the new written position, in one SQLite transaction (vq/archive_rows.py)."""
-        archive_rows.write(self.db, batch)
+        archive_rows.write(self.database, batch)
 
     # --- periodic ----------------------------------------------------------------------
     def aggregate(self) -> None:
@@ -185,11 +203,11 @@ class Archiver:
                     }
                 )
         if rows:
-            with self.db.conn:
-                self.db["job_performance_metrics"].upsert_all(rows, pk=("day", "job_type"))
+            with self.database.conn:
+                self.database.table("job_performance_metrics").upsert_all(rows, pk=("day", "job_type"))
         costs.copy_days(
             self.conn,
-            self.db,
+            self.database,
             [datetime.fromtimestamp(ms / 1000, UTC).date().isoformat() for ms in (now - 86_400_000, now)],
         )
 
@@ -197,11 +215,12 @@ class Archiver:
         """Drop job rows and transitions older than the retention, and the counters of users idle
         as long; aggregates stay."""
         cutoff = archive_rows.iso(int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
-        with self.db.conn:
-            removed = self.db.conn.execute("DELETE FROM job_history WHERE at < ?", (cutoff,)).rowcount
-            self.db.conn.execute("DELETE FROM audit_log WHERE at < ?", (cutoff,))
-            self.db.conn.execute("DELETE FROM render_jobs WHERE updated_at < ?", (cutoff,))
-            self.db.conn.execute("DELETE FROM job_dependencies WHERE job_id NOT IN (SELECT id FROM render_jobs)")
+        db = self.database
+        with db.conn:
+            removed = db.conn.execute("DELETE FROM job_history WHERE at < ?", (cutoff,)).rowcount
+            db.conn.execute("DELETE FROM audit_log WHERE at < ?", (cutoff,))
+            db.conn.execute("DELETE FROM render_jobs WHERE updated_at < ?", (cutoff,))
+            db.conn.execute("DELETE FROM job_dependencies WHERE job_id NOT IN (SELECT id FROM render_jobs)")
         metrics.prune_users(self.conn, int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
         return removed
 
@@ -349,7 +368,7 @@ def catch_up(conn: Redis, settings: Settings, timeout: float = 10.0) -> str | No
     newest = conn.xrevrange(keys.EVENTS, count=1)
     if not newest:
         return None
-    target = _id_tuple(newest[0][0].decode())
+    target = _id_tuple(optional_text(newest[0][0]) or "0-0")
     archiver = Archiver(conn, settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

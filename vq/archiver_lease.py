@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from vq import keys, lua
+from vq.replies import text_hash
 
 SETTLE_MS = 6_000  # how long daemons announce their files before a new home is chosen
 
@@ -73,7 +74,7 @@ def hold(
 
 def home(conn: Redis) -> dict[str, str]:
     """The home as Redis records it: db, host, path, claimed and at (ms); {} when none."""
-    return {k.decode(): v.decode() for k, v in conn.hgetall(keys.ARCHIVER_HOME).items()}
+    return text_hash(conn.hgetall(keys.ARCHIVER_HOME))
 
 
 def release(conn: Redis, owner: str, now_ms: int) -> None:

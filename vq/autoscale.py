@@ -17,6 +17,7 @@ from redis import Redis
 
 from vq import keys, limits
 from vq.config import Settings
+from vq.replies import texts
 from vq.workers import WORKERS_SET
 
 USERS_LOOKED_AT = 500  # per type and priority: enough to see the headroom of a busy queue
@@ -35,7 +36,7 @@ def demand(conn: Redis, settings: Settings, job_types: list[str]) -> Demand:
     a free slot (new arrivals, not yet routed, count in full)."""
     in_force = limits.effective(conn, settings)
     now = int(time.time() * 1000)
-    paused = {p.decode() for p in conn.smembers(keys.PAUSED)}
+    paused = set(texts(conn.smembers(keys.PAUSED)))
     with conn.pipeline(transaction=False) as pipe:
         for name in job_types:
             pipe.zcount(keys.running_type(name), now, "+inf")
@@ -133,6 +134,8 @@ class Autoscaler:
 
     def step(self, workers: list) -> Decision:
         a = self.settings.daemon.autoscale
+        if a is None:  # the daemon makes an Autoscaler only when daemon.autoscale is set
+            raise ValueError("daemon.autoscale is not configured")
         active = [w for w in workers if not w.parked]
         now = time.monotonic()
         idle_here, long_idle = 0, []
@@ -184,7 +187,7 @@ class Autoscaler:
 
     def _idle_elsewhere(self, mine: set[str]) -> int:
         """Idle, live workers of other daemons (they will take waiting jobs too)."""
-        names = [n.decode() for n in self.conn.smembers(WORKERS_SET)]
+        names = texts(self.conn.smembers(WORKERS_SET))
         others = [n for n in names if n not in mine]
         if not others:
             return 0

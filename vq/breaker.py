@@ -17,6 +17,7 @@ from redis import Redis
 
 from vq import keys, lua
 from vq.config import BreakerSettings, Settings
+from vq.replies import text_hash, texts
 
 
 def settings_for(settings: Settings, provider: str) -> BreakerSettings:
@@ -59,11 +60,11 @@ def states(conn: Redis, settings: Settings) -> list[dict]:
     from vq.providers import OTHER, known
 
     allowed = set(known(settings)) | {OTHER}
-    names = sorted(set(settings.providers) | ({n.decode() for n in conn.smembers(keys.BREAKERS)} & allowed))
+    names = sorted(set(settings.providers) | (set(texts(conn.smembers(keys.BREAKERS))) & allowed))
     now = int(time.time() * 1000)
     out = []
     for name in names:
-        record = {k.decode(): v.decode() for k, v in conn.hgetall(keys.breaker(name)).items()}
+        record = text_hash(conn.hgetall(keys.breaker(name)))
         b = settings_for(settings, name)
         failures = conn.zcount(keys.breaker_failures(name), now - b.window, "+inf")
         state = record.get("state", "closed")

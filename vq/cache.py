@@ -18,12 +18,15 @@ from rq.serializers import JSONSerializer
 
 from vq import keys
 from vq.jobtypes import JobType
+from vq.replies import text
 
 IGNORED_FIELDS = {"userId", "projectId"}  # who asks, not what is asked
 
 
 def wants_cache(data: dict) -> bool:
-    options = data.get("options") if isinstance(data.get("options"), dict) else {}
+    options = data.get("options")
+    if not isinstance(options, dict):
+        options = {}
     return not (options.get("skipCache") or data.get("skipCache"))
 
 
@@ -44,7 +47,7 @@ def lookup(conn: Redis, job_type: str, key: str) -> Job | None:
     cached_id = conn.get(key)
     job = None
     if cached_id:
-        job = Job.fetch_many([cached_id.decode()], connection=conn, serializer=JSONSerializer)[0]
+        job = Job.fetch_many([text(cached_id)], connection=conn, serializer=JSONSerializer)[0]
         if job is not None and job.get_status(refresh=False) != JobStatus.FINISHED:
             job = None
     conn.incr(keys.cache_counter(job_type, "hits" if job else "misses"))

@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -26,6 +27,9 @@ from vq.config import CHORE_NAMES, Settings
 from vq.jobtypes import job_types
 from vq.queues import worker_queue_names
 from vq.rq_seam.queue import enqueue_left_ready_jobs
+
+if TYPE_CHECKING:
+    from vq.daemon import Daemon
 
 log = logging.getLogger("vq.daemon")
 MAINTAIN_MS = 5000  # trims, dependents, marks: what nothing waits on second by second
@@ -151,8 +155,8 @@ class Chore:
     failure is logged, never fatal."""
 
     spec: ChoreSpec
-    daemon: object
-    conn: object
+    daemon: Daemon
+    conn: redis.Redis
     last: float = 0.0
 
     @property

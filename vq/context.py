@@ -11,8 +11,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vq.private import private_dir
+
+if TYPE_CHECKING:
+    from vq.provider_calls import ProviderCalls
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class HandlerContext:
     log: logging.Logger
     report_progress: Callable[[float, str | None], None] = field(repr=False)
     load_upstream: Callable[[], list[Upstream]] = field(repr=False, default=lambda: [])
-    provider_client: object | None = field(repr=False, default=None)  # vq.provider_calls.ProviderCalls
+    provider_client: ProviderCalls | None = field(repr=False, default=None)
     readable_roots: Callable[[], list[Path]] | None = field(repr=False, default=None)  # None: artifacts_root
 
     def progress(self, percent: float, message: str | None = None) -> None:

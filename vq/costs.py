@@ -17,6 +17,7 @@ from redis import Redis
 from vq import events, keys
 from vq.config import Budget, ProviderSettings, Settings
 from vq.errors import InvalidInput
+from vq.replies import text
 from vq.rq_seam import private
 
 MICROS = 1_000_000
@@ -226,7 +227,7 @@ def copy_days(conn: Redis, db, days: list[str]) -> int:
     rows = []
     for day in days:
         for key, value in conn.hgetall(keys.costs_day(day)).items():
-            kind, _, name = key.decode().partition(":")
+            kind, _, name = text(key).partition(":")
             rows.append({"day": day, "kind": kind, "name": name, "amount_micros": int(value)})
     if rows:
         with db.conn:

@@ -18,6 +18,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -41,6 +43,9 @@ from vq.http_listener import HttpListener
 from vq.jobtypes import job_types, load_handler
 from vq.protect import protector
 from vq.queues import worker_queue_names
+
+if TYPE_CHECKING:
+    from vq.embedded import EmbeddedRedis
 
 log = logging.getLogger("vq.daemon")
 SUPERVISE_EVERY = 0.5  # the longest the supervisor sleeps (it wakes earlier for a chore due sooner)
@@ -68,7 +73,7 @@ class Daemon:
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
     hurry: bool = False  # a second Ctrl-C while stopping: requeue the running jobs now
-    embedded: object | None = None
+    embedded: EmbeddedRedis | None = None
     admission: Admission | None = None
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     reload_requested: bool = False
@@ -134,7 +139,7 @@ class Daemon:
             self._supervise(ctx)
             if self.awaiting_ready and self._all_up(conn):
                 self.awaiting_ready = False
-                if self._http_serving():
+                if self.listener is not None and self._http_serving():
                     self.listener.served()
                 systemd.notify("READY=1", f"STATUS={self._status()}")
                 log.info("ready: %s", self._status())
@@ -237,7 +242,7 @@ class Daemon:
             names = [
                 f"rq:worker:{worker_prefix(host, c.name.split('-')[1])}.{c.process.pid}"
                 for c in children
-                if c.name.startswith("worker-")
+                if c.name.startswith("worker-") and c.process is not None
             ]
             if names and conn.exists(*names) < len(names):
                 return False
@@ -253,7 +258,7 @@ class Daemon:
         return bool(child and self._wanted(child) and child.process is not None and child.process.is_alive())
 
     def _http_answers(self) -> bool:
-        return self._http_serving() and self.listener.answers()
+        return self.listener is not None and self._http_serving() and self.listener.answers()
 
     def _status(self) -> str:
         workers = self._active_workers()
@@ -298,7 +303,7 @@ class Daemon:
                 continue  # not running (parked, or HTTP waiting for its address): it starts with the new configuration
             child.reloading = True
             if child.process is not None and child.process.is_alive():
-                os.kill(child.process.pid, signal.SIGTERM)  # warm: finish the current job, then exit
+                _send(child.process, signal.SIGTERM)  # warm: finish the current job, then exit
         for child in planned.values():  # newly asked for (a feature turned on, a higher autoscale.max)
             self.children.append(child)
             if self._wanted(child):
@@ -378,7 +383,7 @@ class Daemon:
                         process.pid,
                     )
                     try:
-                        os.kill(process.pid, signal.SIGKILL)
+                        _send(process, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
                 deadline.value = 0.0
@@ -389,7 +394,7 @@ class Daemon:
         backs off quietly (the child said it once); anything else is a crash."""
         words = supervision.hear(child.channel) if child.channel is not None else {}
         child.channel = None
-        code = child.process.exitcode
+        code = child.process.exitcode if child.process is not None else None
         up_for = now - child.started_at
         redis_away = bool(words.get("redisDown"))
         if code == 0 or redis_away:
@@ -412,7 +417,11 @@ class Daemon:
             for child in self.children
             if self._wanted(child)
         }
-        loops = {c.name: c.crashes.report() for c in self.children if c.crashes.looping and not c.retired}
+        loops = {
+            c.name: report
+            for c in self.children
+            if c.crashes.looping and not c.retired and (report := c.crashes.report()) is not None
+        }
         presence.report(
             conn,
             os.getpid(),
@@ -439,7 +448,7 @@ class Daemon:
             def retire(child: Child) -> None:
                 child.parked = True
                 if child.process is not None and child.process.is_alive():
-                    os.kill(child.process.pid, signal.SIGTERM)  # warm: it finishes its job first
+                    _send(child.process, signal.SIGTERM)  # warm: it finishes its job first
 
             self.autoscaler = Autoscaler(
                 conn,
@@ -480,7 +489,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self._hurry)
         alive = [c.process for c in self.children if c.process and c.process.is_alive()]
         for proc in alive:
-            os.kill(proc.pid, signal.SIGTERM)  # warm: finish the current job, take no more
+            _send(proc, signal.SIGTERM)  # warm: finish the current job, take no more
         warned = time.monotonic()
         deadline = warned + self.options.grace_seconds
         while any(p.is_alive() for p in alive) and time.monotonic() < deadline and not self.hurry:
@@ -493,7 +502,7 @@ class Daemon:
             )
             time.sleep(max(0.0, warned + 1.1 - time.monotonic()))  # RQ ignores a second signal within 1 s
             for proc in late:
-                os.kill(proc.pid, signal.SIGTERM)  # cold: the running job is requeued
+                _send(proc, signal.SIGTERM)  # cold: the running job is requeued
             for proc in late:
                 proc.join(10)
                 if proc.is_alive():
@@ -514,6 +523,9 @@ class Daemon:
         """Leave the embedded Redis running for the CLI and the next daemon, unless told to
         stop it, or when systemd would kill it anyway (it is in this unit's cgroup, which
         KillMode=mixed SIGKILLs once the daemon exits): then stop it gracefully first."""
+        embedded = self.embedded
+        if embedded is None:
+            return
         reason = (
             "--stop-redis"
             if self.options.stop_redis
@@ -525,13 +537,19 @@ class Daemon:
         if reason is None:
             log.info(
                 "embedded Redis left running at %s (pid %s) for the CLI and the next daemon; `vq redis stop` stops it",
-                self.embedded.url,
-                self.embedded.pid,
+                embedded.url,
+                embedded.pid,
             )
-            self.embedded.detach()
+            embedded.detach()
             return
-        pid = self.embedded.shutdown()
+        pid = embedded.shutdown()
         log.info("embedded Redis (pid %s) stopped: %s", pid, reason)
+
+
+def _send(process: BaseProcess, signum: int) -> None:
+    """A signal to a child process; one that was never started has no pid and gets none."""
+    if process.pid is not None:
+        os.kill(process.pid, signum)
 
 
 def default_worker_count(settings: Settings) -> int:

@@ -4,12 +4,15 @@ one. Each child dies with its parent and reports how it ended (vq/supervision.py
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing as mp
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 import redis
 from rq.serializers import JSONSerializer
@@ -142,13 +145,15 @@ def http_main(settings: Settings, listener: HttpListener, log_level: str) -> Non
         limit_concurrency=1000,
         timeout_graceful_shutdown=5,
     )
+    if listener.sock is None:  # the supervisor starts this child once the port is bound
+        raise RuntimeError("the HTTP port is not bound")
     uvicorn.Server(config).run(sockets=[listener.sock])
 
 
 @dataclass
 class Child:
     name: str
-    target: object
+    target: Callable[..., object]
     args: tuple
     process: mp.Process | None = None
     restarts: int = 0
@@ -159,9 +164,11 @@ class Child:
     reloading: bool = False  # stopped to come back with a new configuration
     retired: bool = False  # no longer in the configuration: not restarted
     parked: bool = False  # a worker autoscaling has not started, or retired: not restarted
-    channel: object = None  # the supervisor's end of the pipe the process says its last words on
-    crashes: supervision.Restarts = None
-    deadline: object = None  # a worker's: shared memory, monotonic time by which it must be gone (vq/fence.py)
+    channel: Connection | None = None  # the supervisor's end of the pipe the process says its last words on
+    crashes: supervision.Restarts = field(init=False)  # (set from the name, __post_init__)
+    deadline: ctypes.c_double | None = (
+        None  # a worker's: shared memory, monotonic time by which it must be gone (vq/fence.py)
+    )
 
     def __post_init__(self):
         self.crashes = supervision.Restarts(self.name)

@@ -62,7 +62,7 @@ def throughput(conn: Redis, job_types: list[str], minutes: int = SPARK_MINUTES) 
     """Jobs ended (finished or failed) per minute for the last `minutes`, oldest first."""
     now = int(time.time() * 1000)
     buckets = metrics.read_buckets(conn, "m", now - (minutes - 1) * 60_000, now)
-    out = {name: [] for name in job_types}
+    out: dict[str, list[int]] = {name: [] for name in job_types}
     for _start, by_type in buckets:
         for name in job_types:
             counter = by_type.get(name, Counter())

@@ -15,6 +15,7 @@ from vq import artifacts, events, jobs, keys
 from vq.config import Settings
 from vq.jobtypes import get_job_type, job_types
 from vq.model import as_utc, job_view
+from vq.replies import scored
 from vq.rq_seam.job import ReadableJob
 
 
@@ -24,7 +25,7 @@ def _entries(conn: Redis, settings: Settings, job_type: str | None) -> list[tupl
     for name in names:
         for priority in keys.PRIORITY_ORDER:
             registry = FailedJobRegistry(keys.queue_name(name, priority), connection=conn, serializer=JSONSerializer)
-            entries += [(score, member.decode()) for member, score in conn.zrange(registry.key, 0, -1, withscores=True)]
+            entries += [(score, member) for member, score in scored(conn.zrange(registry.key, 0, -1, withscores=True))]
     return sorted(entries, reverse=True)  # newest failure first
 
 

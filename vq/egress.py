@@ -92,7 +92,7 @@ def numeric_host(host: str) -> Address | None:
         infos = socket.getaddrinfo(host.split("%")[0], None, flags=socket.AI_NUMERICHOST)
     except (socket.gaierror, UnicodeError, ValueError):
         return None
-    return ipaddress.ip_address(infos[0][4][0].split("%")[0])
+    return ipaddress.ip_address(str(infos[0][4][0]).split("%")[0])
 
 
 def _name_class(host: str) -> str | None:
@@ -123,9 +123,11 @@ class Policy:
         )
 
     def _allowed(self, address: Address) -> bool:
-        forms = [address]
-        if isinstance(address, ipaddress.IPv6Address) and (address.ipv4_mapped or address.sixtofour):
-            forms.append(address.ipv4_mapped or address.sixtofour)
+        forms: list[Address] = [address]
+        if isinstance(address, ipaddress.IPv6Address):
+            embedded = address.ipv4_mapped or address.sixtofour
+            if embedded is not None:
+                forms.append(embedded)
         return any(form in network for form in forms for network in self.networks if form.version == network.version)
 
     def refused_kind(self, address: Address) -> str | None:
@@ -153,11 +155,11 @@ class Policy:
         (family, socket address) pairs to connect to."""
         host = _host_of(url)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        found = [(family, sockaddr) for family, _type, _proto, _name, sockaddr in infos]
+        found: list[tuple[int, tuple]] = [(family, sockaddr) for family, _type, _proto, _name, sockaddr in infos]
         if host in self.hosts:
             return found
         for _family, sockaddr in found:
-            address = ipaddress.ip_address(sockaddr[0].split("%")[0])
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
             kind = self.refused_kind(address)
             if kind is None:
                 continue
@@ -185,13 +187,14 @@ def connection(url: str, policy: Policy | None, timeout: float) -> http.client.H
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     host = parts.hostname or ""
+    conn: http.client.HTTPConnection
     if https:
         conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
     else:
         conn = http.client.HTTPConnection(host, port, timeout=timeout)
     if policy is not None:
         addresses = policy.resolve(url, port)
-        conn._create_connection = _to_one_of(addresses)  # http.client's hook: the socket it connects
+        conn._create_connection = _to_one_of(addresses)  # type: ignore[attr-defined]  # http.client's socket hook, not in typeshed
     return conn
 
 

@@ -219,7 +219,7 @@ class EmbeddedRedis:
         folder: a server started by hand there may not persist where vq expects."""
         client = self.client()
         try:
-            found = Path(client.config_get("dir").get("dir", ""))
+            found = Path(client.config_get("dir").get("dir") or "")
             pid = int(client.info("server")["process_id"])
         except (redis.RedisError, OSError, KeyError, ValueError) as exc:
             raise RedisUnavailable(f"a Redis answers on {self.socket_path} but cannot be checked: {exc}") from None
@@ -305,9 +305,9 @@ class EmbeddedRedis:
         """Stop our server whoever started it (SIGTERM: the AOF is flushed, then it exits);
         the pid it had, or None when none ran. Stale files are removed either way."""
         if self._proc is not None:
-            pid = self._proc.pid
+            stopped: int = self._proc.pid
             self.stop(timeout)
-            return pid
+            return stopped
         pid = self._running_pid()
         if pid is not None:
             _signal(pid, signal.SIGTERM)

@@ -162,6 +162,7 @@ class ProviderError(HandlerError):
     """An AI provider failed; counted against that provider, then retried."""
 
     category = "provider"
+    accounted = False  # already counted against its provider (vq/provider_calls.py)
 
     def __init__(self, message: str = "provider failed", provider: str = "unknown"):
         super().__init__(message)

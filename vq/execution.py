@@ -120,7 +120,7 @@ def classify(exc: BaseException, unknown: str = "temporary") -> str:
 
 def error_record(exc: BaseException, unknown: str = "temporary") -> dict:
     """What the job keeps of a failure (shown by `vq show`, used by the worker)."""
-    record = {
+    record: dict[str, str | float] = {
         "category": classify(exc, unknown),
         "type": type(exc).__name__,
         "message": message_of(exc) or type(exc).__name__,

@@ -45,6 +45,7 @@ import redis
 from redis.client import Pipeline
 
 from vq import keys, lua
+from vq.replies import optional_text
 from vq.rq_seam import private
 
 log = logging.getLogger("vq.fence")
@@ -247,7 +248,8 @@ def install_interrupt_handler() -> None:
     handler, if one runs under a lost lease (else it is ignored: the end is fenced)."""
 
     def on_signal(signum, frame):
-        lease = _interruptible.get(threading.main_thread().ident)
+        main = threading.main_thread().ident  # set: the main thread has started
+        lease = _interruptible.get(main) if main is not None else None
         if lease is not None and lease.lost:
             raise LeaseLost(f"job {lease.job_id}: lease lost")
 
@@ -303,7 +305,7 @@ def refused(job_id: str, what: str) -> None:
 
 def current_token(conn: redis.Redis, job) -> str | None:
     value = conn.hget(job.key, keys.LEASE_FIELD)
-    return value.decode() if value else None
+    return optional_text(value) or None
 
 
 def is_stale(conn: redis.Redis, job) -> bool:
@@ -323,7 +325,7 @@ class FencedPipeline(Pipeline):
             key, token = self.fence
             self.watch(key)
             current = self.hget(key, keys.LEASE_FIELD)
-            if (current.decode() if current else None) != token:
+            if (optional_text(current) or None) != token:
                 self.reset()
                 raise StaleLease(f"{key}: lease token is stale")
         return super().execute(raise_on_error)

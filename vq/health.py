@@ -18,6 +18,7 @@ from vq.config import Settings, Thresholds
 from vq.execution import providers_of
 from vq.jobtypes import job_types
 from vq.model import iso
+from vq.replies import optional_text
 from vq.webhooks import post_json, secret_of
 from vq.workers import listing as worker_listing
 
@@ -201,8 +202,7 @@ def check_and_alert(conn: Redis, settings: Settings) -> None:
     worse) and POST the report to each webhook. Logs itself, so returns nothing for the
     daemon's chore to log."""
     report = check(conn, settings)
-    previous = conn.getset(keys.HEALTH_LAST, report["status"])
-    previous = previous.decode() if previous else "healthy"
+    previous = optional_text(conn.getset(keys.HEALTH_LAST, report["status"])) or "healthy"
     if previous == report["status"]:
         return
     payload = {

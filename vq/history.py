@@ -38,6 +38,7 @@ def fresh(
 
     The history is SQLite: without Redis (`conn` None, `unreachable` saying why, or Redis
     lost during the catch-up) the file is read as it is, with a note."""
+    note: str | None
     if not settings.history.enabled:
         note = "history.enabled is false here: the history may miss the latest events"
     elif conn is None:

@@ -212,12 +212,12 @@ PERFORMANCE_COLUMNS = {
 def ensure_schema(db: sqlite_utils.Database) -> None:
     """Create what is missing (tables, columns, indexes; an older file gains the columns it
     lacks, sqlite-utils' add-column); existing data is never touched."""
-    recurring = db["recurring_jobs"]
+    recurring = db.table("recurring_jobs")
     recurring.create(
         RECURRING_COLUMNS, pk="id", not_null={"job_type", "cron_expression", "timezone"}, if_not_exists=True
     )
     recurring.create_index(["user_id"], if_not_exists=True)
-    jobs = db["render_jobs"]
+    jobs = db.table("render_jobs")
     jobs.create(RENDER_JOBS_COLUMNS, pk="id", if_not_exists=True)
     for column, kind in RENDER_JOBS_COLUMNS.items():  # a database made by an older vq
         if column not in jobs.columns_dict:
@@ -234,20 +234,20 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE INDEX IF NOT EXISTS idx_render_jobs_parent_id ON render_jobs (parent_id) WHERE parent_id IS NOT NULL"
     )
-    history = db["job_history"]
+    history = db.table("job_history")
     history.create(JOB_HISTORY_COLUMNS, pk="event_id", if_not_exists=True)
     history.create_index(["job_id", "event_id"], if_not_exists=True)
     history.create_index(["at"], if_not_exists=True)
-    dependencies = db["job_dependencies"]
+    dependencies = db.table("job_dependencies")
     dependencies.create(DEPENDENCY_COLUMNS, pk=("job_id", "depends_on"), if_not_exists=True)
     dependencies.create_index(["depends_on"], if_not_exists=True)
-    performance = db["job_performance_metrics"]
+    performance = db.table("job_performance_metrics")
     performance.create(PERFORMANCE_COLUMNS, pk=("day", "job_type"), if_not_exists=True)
-    audit = db["audit_log"]
+    audit = db.table("audit_log")
     audit.create(AUDIT_COLUMNS, pk="event_id", if_not_exists=True)
     audit.create_index(["actor", "at"], if_not_exists=True)
     audit.create_index(["at"], if_not_exists=True)
-    state = db["archiver_state"]
+    state = db.table("archiver_state")
     state.create({"name": str, "value": str}, pk="name", if_not_exists=True)
-    db["daily_costs"].create(DAILY_COST_COLUMNS, pk=("day", "kind", "name"), if_not_exists=True)
+    db.table("daily_costs").create(DAILY_COST_COLUMNS, pk=("day", "kind", "name"), if_not_exists=True)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -21,6 +21,7 @@ from rq.job import JOB_ID_PATTERN, Job
 
 from vq.config import Settings
 from vq.errors import Ambiguous, NotFound
+from vq.replies import text
 
 MIN_PREFIX = 8
 WHOLE = 32  # vq's ids are 32 hex characters (uuid4, or uuid5 for recurring ticks and fixed graphs)
@@ -136,7 +137,7 @@ def in_redis_keys(conn: Redis, prefix: str) -> tuple[list[Candidate], bool]:
     while True:
         cursor, found = conn.scan(cursor, match=f"{JOB_KEY_PREFIX}{prefix}*", count=SCAN_COUNT)
         for key in found:
-            rest = key.decode()[len(JOB_KEY_PREFIX) :]
+            rest = text(key)[len(JOB_KEY_PREFIX) :]
             if ":" not in rest and rest not in ids:  # not a job's dependents / dependencies set
                 ids.append(rest)
         looked += SCAN_COUNT

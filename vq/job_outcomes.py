@@ -28,12 +28,14 @@ from vq.job_end import JobEnd
 from vq.jobs import cancel_dependents
 from vq.model import ms_between
 from vq.recurring_runs import record_outcome_in
+from vq.replies import optional_text
 from vq.rq_seam import private
+from vq.rq_seam.host import WorkerHost
 from vq.rq_seam.queue import admission_for, admission_order
 from vq.worker_starts import STARTED_BY_ADMISSION
 
 
-class JobOutcomes:
+class JobOutcomes(WorkerHost):
     """VqWorker's handling of a job's end (a mixin: RQ calls none of these)."""
 
     _requeue_current = False  # the job running now goes back in line (the grace period is over)
@@ -109,7 +111,8 @@ class JobOutcomes:
         dependent added meanwhile is either in that set or, added later, sees its
         dependency finished and is enqueued by RQ."""
         self.increment_successful_job_count()
-        self.increment_total_working_time(job.ended_at - job.started_at, None)
+        ended = _ended_at(job)
+        self.increment_total_working_time(ended - (job.started_at or ended), None)
         admission = admission_for(self.connection)
         take_another = self._will_take_another()
         execution_id = uuid.uuid4().hex
@@ -159,7 +162,7 @@ class JobOutcomes:
     def _finish_canceled(self, job: Job, execution) -> None:
         """A running job stopped at a cancel request: canceled in one step (never seen as
         failed on the way), out of the started registry, into RQ's canceled registry."""
-        reason = (self.connection.get(keys.cancel_request(job.id)) or b"canceled while running").decode()
+        reason = optional_text(self.connection.get(keys.cancel_request(job.id))) or "canceled while running"
         job.meta["cancelReason"] = reason
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
@@ -253,9 +256,9 @@ def _finish_payload(job: Job, result_ttl: int | None) -> tuple[JobEnd, dict]:
         "status",
         JobStatus.FINISHED.value,
         "ended_at",
-        utcformat(job.ended_at),
+        utcformat(_ended_at(job)),
         "last_heartbeat",
-        utcformat(job.last_heartbeat or job.ended_at),
+        utcformat(job.last_heartbeat or _ended_at(job)),
         "result",
         result,
     ]
@@ -275,6 +278,13 @@ def _finish_payload(job: Job, result_ttl: int | None) -> tuple[JobEnd, dict]:
         token=getattr(job, "_vq_lease", None),  # fences the end and the give-back (vq/fence.py)
     )
     return end, said
+
+
+def _ended_at(job: Job) -> datetime:
+    """When the attempt ended: VqWorker.handle_execution_ended sets it before any end is written."""
+    if job.ended_at is None:
+        raise ValueError(f"job {job.id}: its attempt has no end time")
+    return job.ended_at
 
 
 def _took_ms(job: Job) -> int | None:

@@ -24,6 +24,7 @@ from vq.job_ids import Visible
 from vq.jobdata import LIST_RESULT_BYTES
 from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
 from vq.protect import protector
+from vq.replies import members, texts
 from vq.rq_seam import private
 from vq.rq_seam.job import ReadableJob
 from vq.rq_seam.queue import rq_queue
@@ -214,9 +215,11 @@ def page_jobs(
 
 
 def _indexes(conn: Redis, job_type: str | None, user: str | None) -> list[str]:
-    if user or job_type:
-        return [keys.user_jobs(user) if user else keys.type_jobs(job_type)]
-    return sorted(keys.type_jobs(t.decode()) for t in conn.smembers(keys.JOB_TYPES_SEEN))
+    if user:
+        return [keys.user_jobs(user)]
+    if job_type:
+        return [keys.type_jobs(job_type)]
+    return sorted(keys.type_jobs(t) for t in texts(conn.smembers(keys.JOB_TYPES_SEEN)))
 
 
 def _scan(
@@ -279,7 +282,7 @@ def _newest(conn: Redis, indexes: list[str], start: int, count: int, since_ms: i
     after `since_ms`, when given)."""
     low = since_ms if since_ms is not None else "-inf"
     if len(indexes) == 1:
-        return [i.decode() for i in conn.zrevrangebyscore(indexes[0], "+inf", low, start=start, num=count)]
+        return members(conn.zrevrangebyscore(indexes[0], "+inf", low, start=start, num=count))
     with conn.pipeline(transaction=False) as pipe:
         for index in indexes:
             pipe.zrevrangebyscore(index, "+inf", low, start=0, num=start + count, withscores=True)
@@ -353,7 +356,7 @@ def cancel_dependents(conn: Redis, job: Job, reason: str) -> list[str]:
     pending = [job]
     while pending:
         current = pending.pop()
-        ids = [i.decode() for i in conn.smembers(current.dependents_key)]
+        ids = texts(conn.smembers(current.dependents_key))
         for dependent in Job.fetch_many(ids, connection=conn, serializer=JSONSerializer):
             if dependent is None or dependent.get_status(refresh=False) != JobStatus.DEFERRED:
                 continue

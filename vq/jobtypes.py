@@ -64,14 +64,15 @@ class JobType:
         arrive together. Rounded up to the millisecond, so a retry never comes early. RQ's
         `Retry` keeps them as given (JSON floats) and its `job.retry` schedules now plus the
         interval, whose microseconds vq's `schedule_job` keeps (vq/rq_seam/queue.py)."""
-        rng = rng or random
+        uniform = rng.uniform if rng is not None else random.uniform
         intervals = []
         for retry in range(self.attempts - 1):
+            ms: float
             if self.backoff.type == "fixed":
                 ms = self.backoff.delay
             else:
                 ms = self.backoff.delay * (self.backoff.factor**retry)
-            ms = min(ms, self.backoff.max) * (1 + rng.uniform(0, self.backoff.jitter))
+            ms = min(ms, self.backoff.max) * (1 + uniform(0, self.backoff.jitter))
             intervals.append(max(0, math.ceil(ms)) / 1000)
         return intervals
 

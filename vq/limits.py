@@ -10,20 +10,23 @@ from __future__ import annotations
 import time
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from vq import keys, lua
 from vq.config import DEFAULT_TYPE_LIMITS, DEFAULT_USER_LIMITS, TIERS, Settings
 from vq.errors import InvalidInput
 from vq.jobtypes import DEFAULT_CUSTOM_TYPE_LIMIT, get_job_type, job_types
+from vq.replies import optional_text, text, texts
 
 
 def publish_config_limits(conn: Redis, settings: Settings) -> None:
     """Write this config's type and tier limits where the admission script reads them."""
-    types = {name: jt.limit for name, jt in job_types(settings).items()}
+    types: dict[FieldT, EncodableT] = {name: jt.limit for name, jt in job_types(settings).items()}
+    tiers: dict[FieldT, EncodableT] = {tier: limit for tier, limit in settings.concurrency.user.items()}
     with conn.pipeline() as pipe:
         pipe.delete(keys.limits("type"), keys.limits("tier"))
         pipe.hset(keys.limits("type"), mapping=types)
-        pipe.hset(keys.limits("tier"), mapping=dict(settings.concurrency.user))
+        pipe.hset(keys.limits("tier"), mapping=tiers)
         pipe.execute()
     rebuild_effective(conn)
 
@@ -35,7 +38,7 @@ def rebuild_effective(conn: Redis) -> int:
 
 
 def _hash(conn: Redis, key: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in conn.hgetall(key).items()}
+    return {text(k): int(v) for k, v in conn.hgetall(key).items()}
 
 
 def effective(conn: Redis, settings: Settings | None = None) -> dict[str, dict[str, int]]:
@@ -64,9 +67,7 @@ def user_limits(conn: Redis, settings: Settings | None, user_ids: list[str], lim
     default_tier = settings.priority.defaultSubscription if settings else "free"
     tiers = conn.hmget(keys.USER_TIER, user_ids)
     return [
-        limits["user"][user]
-        if user in limits["user"]
-        else limits["tier"].get((tier or b"").decode() or default_tier, 1)
+        limits["user"][user] if user in limits["user"] else limits["tier"].get(optional_text(tier) or default_tier, 1)
         for user, tier in zip(user_ids, tiers)
     ]
 
@@ -127,12 +128,12 @@ def overview(conn: Redis, settings: Settings) -> dict:
             users.setdefault(user, {"userId": user, "running": 0, "waiting": 0})["running"] = running
     for name in names:
         for priority in keys.PRIORITY_ORDER:
-            for user in {u.decode() for u in conn.lrange(keys.ring(name, priority), 0, -1)}:
+            for user in set(texts(conn.lrange(keys.ring(name, priority), 0, -1))):
                 entry = users.setdefault(user, {"userId": user, "running": 0, "waiting": 0})
                 entry["waiting"] += conn.llen(keys.waiting_list(name, priority, user))
     for entry in users.values():
         entry["limit"] = user_limit(conn, settings, entry["userId"], limits)
-        entry["tier"] = (conn.hget(keys.USER_TIER, entry["userId"]) or b"").decode() or None
+        entry["tier"] = optional_text(conn.hget(keys.USER_TIER, entry["userId"])) or None
     return {
         "types": types,
         "users": sorted(users.values(), key=lambda u: u["userId"]),

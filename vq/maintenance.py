@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from redis import Redis, WatchError
 from rq.job import Job
-from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from rq.registry import BaseRegistry, FailedJobRegistry, FinishedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
@@ -19,6 +19,7 @@ from vq import dependents, keys
 from vq.config import KeepJobs, Retention, Settings, retention_of
 from vq.jobtypes import job_types
 from vq.model import as_utc
+from vq.replies import scored
 
 EXAMINE = 2000  # the oldest ended jobs looked at per type, state and pass, so one pass stays short
 KEEP_ENDED_SECONDS = 7 * 24 * 3600  # the least Redis expiry of an ended job (a backstop: the trim decides)
@@ -52,7 +53,7 @@ def trim_ended(conn: Redis, settings: Settings, now: float | None = None) -> int
     return removed
 
 
-def _trim(conn: Redis, job_type: str, registry_class, rule: Retention, ttl: int, now: float) -> int:
+def _trim(conn: Redis, job_type: str, registry_class: type[BaseRegistry], rule: Retention, ttl: int, now: float) -> int:
     registries = [
         registry_class(keys.queue_name(job_type, p), connection=conn, serializer=JSONSerializer)
         for p in keys.PRIORITY_ORDER
@@ -108,13 +109,15 @@ def _trim(conn: Redis, job_type: str, registry_class, rule: Retention, ttl: int,
     return len(ids)
 
 
-def _oldest(conn: Redis, registries: list, count: int) -> list[tuple[str, object, Job | None]]:
+def _oldest(conn: Redis, registries: list[BaseRegistry], count: int) -> list[tuple[str, BaseRegistry, Job | None]]:
     """The `count` jobs of these registries that ended first: (id, registry, job or None when
     its hash is gone), oldest first."""
     # Scores are end time + TTL, so the lowest scores ended first; the oldest `count` of each
     # registry are enough to find the oldest `count` overall.
     scores = sorted(
-        score for registry in registries for _m, score in conn.zrange(registry.key, 0, count - 1, withscores=True)
+        score
+        for registry in registries
+        for _m, score in scored(conn.zrange(registry.key, 0, count - 1, withscores=True))
     )
     if not scores:
         return []
@@ -122,9 +125,9 @@ def _oldest(conn: Redis, registries: list, count: int) -> list[tuple[str, object
     # Scores are whole seconds: jobs that ended in the same second tie, so the cut is made on
     # the jobs' own end times among everything up to the cutoff second.
     entries = [
-        (score, member.decode(), registry)
+        (score, member, registry)
         for registry in registries
-        for member, score in conn.zrangebyscore(registry.key, "-inf", cutoff, withscores=True)
+        for member, score in scored(conn.zrangebyscore(registry.key, "-inf", cutoff, withscores=True))
     ]
     jobs = Job.fetch_many([e[1] for e in entries], connection=conn, serializer=JSONSerializer)
     never = datetime.max.replace(tzinfo=UTC)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from vq import keys
+from vq.replies import members
 
 # Resolution of each bucket kind, and how long its keys live.
 RESOLUTIONS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -191,7 +192,7 @@ def top_users(conn: Redis, n: int) -> list[tuple[str, Counter]]:
     time does not grow with the number of users."""
     if not conn.exists(keys.METRICS_USERS_RANK) and conn.exists(keys.METRICS_USERS):
         _rank_existing_users(conn)  # counters written by a vq that kept no ranking
-    top = [user.decode() for user in conn.zrevrange(keys.METRICS_USERS_RANK, 0, n - 1)]
+    top = members(conn.zrevrange(keys.METRICS_USERS_RANK, 0, n - 1))
     if not top:
         return []
     values = conn.hmget(keys.METRICS_USERS, [f"{user}|{name}" for user in top for name in USER_COUNTERS])
@@ -218,9 +219,7 @@ def prune_users(conn: Redis, idle_before_ms: int) -> int:
     per-user figures stay bounded by the active users. Returns how many were dropped."""
     dropped = 0
     while True:
-        idle = [
-            u.decode() for u in conn.zrangebyscore(keys.METRICS_USERS_SEEN, "-inf", idle_before_ms, start=0, num=500)
-        ]
+        idle = members(conn.zrangebyscore(keys.METRICS_USERS_SEEN, "-inf", idle_before_ms, start=0, num=500))
         if not idle:
             return dropped
         with conn.pipeline() as pipe:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import Enum
+from typing import overload
 
 from rq.job import Job, JobStatus
 
@@ -44,6 +45,12 @@ def ms_between(start: datetime, end: datetime | None = None) -> int:
     return max(0, int((finish - as_utc(start)).total_seconds() * 1000))
 
 
+@overload
+def iso(moment: datetime) -> str: ...
+@overload
+def iso(moment: None) -> None: ...
+@overload
+def iso(moment: datetime | None) -> str | None: ...
 def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None

@@ -14,6 +14,7 @@ import time
 from redis import Redis
 
 from vq import keys
+from vq.replies import text, texts
 
 STALE_MS = 30_000
 FORGET_MS = 86_400_000  # entries of daemons gone for a day are deleted
@@ -81,7 +82,7 @@ def forget(conn: Redis, pid: int) -> None:
     """A daemon that stops cleanly takes its entry away (and its processes' problems)."""
     me = f"{socket.gethostname()}:{pid}"
     conn.hdel(keys.DAEMONS, me)
-    gone = [f for f in conn.hkeys(keys.DAEMON_PROBLEMS) if f.decode().rpartition(":")[0] == me]
+    gone = [f for f in texts(conn.hkeys(keys.DAEMON_PROBLEMS)) if f.rpartition(":")[0] == me]
     if gone:
         conn.hdel(keys.DAEMON_PROBLEMS, *gone)
 
@@ -105,7 +106,7 @@ def problems(conn: Redis) -> list[dict]:
     now = int(time.time() * 1000)
     out, forget_them = [], []
     for field, raw in conn.hgetall(keys.DAEMON_PROBLEMS).items():
-        daemon, _, process = field.decode().rpartition(":")
+        daemon, _, process = text(field).rpartition(":")
         entry = json.loads(raw)
         if seen.get(daemon):
             out.append({"daemon": daemon, "process": process, **entry})

@@ -22,11 +22,14 @@ import json
 import os
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vq.config import Settings
 from vq.errors import InvalidInput, KeyMismatch, PermanentError
 from vq.secretfile import read_or_create
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 MARK = "$vq:encrypted"
 REDACTED = "[redacted]"
@@ -51,7 +54,7 @@ class Protector:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.patterns = [words(p) for p in settings.security.sensitiveFields]
-        self._fernet = None
+        self._fernet: MultiFernet | None = None
         self._fingerprints: list[str] | None = None
         self._daemon_keys: tuple[float, list[dict]] = (0.0, [])
         self._verdicts: dict[str, bool] = {}  # field names repeat from job to job: match each once

@@ -76,11 +76,14 @@ def call_http(name: str, provider: ProviderSettings, payload: dict) -> dict:
         if not key:
             raise PermanentError(f"provider {name!r}: environment variable {provider.apiKeyEnv} is not set")
         headers["Authorization"] = f"Bearer {key}"
+    url = provider.url
+    if not url:  # `call` calls only a provider with one
+        raise PermanentError(f"provider {name!r}: needs kind: http and a url to be called")
     import httpx  # here: importing httpx imports click and rich (its CLI), which the core must not
 
     try:
         response = http_pool.client(name, provider.timeout).post(
-            provider.url, content=json.dumps(payload).encode(), headers=headers
+            url, content=json.dumps(payload).encode(), headers=headers
         )
     except httpx.TimeoutException:
         raise ProviderError(f"{name}: no answer within {provider.timeout} ms", provider=name) from None

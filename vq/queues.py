@@ -7,6 +7,7 @@ functions speak of the type and cover all three.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from redis import Redis
 from rq.registry import (
@@ -21,6 +22,7 @@ from rq.serializers import JSONSerializer
 from vq import admission, events, keys, limits
 from vq.config import Settings
 from vq.jobtypes import get_job_type, job_types
+from vq.replies import members, texts
 from vq.rq_seam.job import ReadableJob
 from vq.rq_seam.queue import VqQueue, rq_queue
 
@@ -50,7 +52,7 @@ def worker_queue_names(settings: Settings, only: list[str] | None = None) -> lis
 def counts(conn: Redis, settings: Settings) -> list[dict]:
     """One row per job type: how many jobs are in each state, and whether it is paused."""
     types = job_types(settings)
-    paused = {p.decode() for p in conn.smembers(keys.PAUSED)}
+    paused = set(texts(conn.smembers(keys.PAUSED)))
     now = int(time.time() * 1000)
     with conn.pipeline(transaction=False) as pipe:
         for name in types:
@@ -66,7 +68,7 @@ def counts(conn: Redis, settings: Settings) -> list[dict]:
     in_force = limits.effective(conn, settings)
     rows = []
     for name in types:
-        row = {
+        row: dict[str, Any] = {
             "jobType": name,
             "paused": name in paused,
             "limit": limits.type_limit(conn, settings, name, in_force),
@@ -106,7 +108,7 @@ def resume(conn: Redis, settings: Settings, job_type: str) -> dict:
 def clear(conn: Redis, settings: Settings, job_type: str) -> dict:
     """Delete the type's waiting jobs (queued, scheduled, deferred); running and ended ones stay."""
     get_job_type(settings, job_type)
-    ids = [i.decode() for key in keys.wait_since_all(job_type) for i in conn.zrange(key, 0, -1)]
+    ids = [i for key in keys.wait_since_all(job_type) for i in members(conn.zrange(key, 0, -1))]
     for queue in rq_queues(conn, job_type):
         ids += queue.get_job_ids()
         for registry_class in (ScheduledJobRegistry, DeferredJobRegistry):

@@ -29,6 +29,7 @@ from vq.cron import due_ticks, next_after, next_times, validate_cron, validate_t
 from vq.errors import Conflict, InvalidInput, NotFound, PermanentError
 from vq.model import iso
 from vq.protect import protector, redact
+from vq.replies import optional_text, scored, text_hash
 from vq.submission import Submission, data_text, submit, validate
 from vq.timer import notify_in
 
@@ -82,7 +83,7 @@ class Recurring:
 
     def submission(self, settings: Settings, job_id: str | None = None, tick_ms: int | None = None) -> Submission:
         """The job a tick spawns (its data decrypted: submission encrypts it again per job)."""
-        origin = {"recurringId": self.id}
+        origin: dict[str, object] = {"recurringId": self.id}
         if tick_ms is not None:
             origin.update(tickMs=tick_ms, tickAt=iso(datetime.fromtimestamp(tick_ms / 1000, UTC)))
         return Submission(
@@ -306,7 +307,7 @@ def describe(conn: Redis, definition: Recurring, runs: int = 0) -> dict:
             iso(moment) for moment in next_times(definition.cronExpression, definition.tz, base, 3)
         ]
     )
-    stats = {k.decode(): v.decode() for k, v in conn.hgetall(keys.recurring_stats(definition.id)).items()}
+    stats = text_hash(conn.hgetall(keys.recurring_stats(definition.id)))
     out["stats"] = {name: int(stats.get(name, 0)) for name in ("runs", "succeeded", "failed", "canceled", "missed")}
     out["lastRunAt"] = stats.get("lastRunAt")
     out["lastJobId"] = stats.get("lastJobId")
@@ -317,18 +318,16 @@ def describe(conn: Redis, definition: Recurring, runs: int = 0) -> dict:
 
 
 def last_runs(conn: Redis, definition: Recurring, count: int) -> list[dict]:
-    entries = conn.zrevrange(keys.recurring_runs(definition.id), 0, count - 1, withscores=True)
-    ids = [job_id.decode() for job_id, _ in entries]
+    entries = scored(conn.zrevrange(keys.recurring_runs(definition.id), 0, count - 1, withscores=True))
+    ids = [job_id for job_id, _ in entries]
     jobs = Job.fetch_many(ids, connection=conn, serializer=JSONSerializer) if ids else []
     outcomes = conn.hmget(keys.recurring_outcomes(definition.id), ids) if ids else []
     rows = []
     for (job_id, tick), job, outcome in zip(entries, jobs, outcomes):
         status = job.get_status(refresh=False).value if job is not None else None
         if status is None:
-            status = outcome.decode() if outcome else "expired"
-        rows.append(
-            {"jobId": job_id.decode(), "tickAt": iso(datetime.fromtimestamp(tick / 1000, UTC)), "status": status}
-        )
+            status = optional_text(outcome) or "expired"
+        rows.append({"jobId": job_id, "tickAt": iso(datetime.fromtimestamp(tick / 1000, UTC)), "status": status})
     return rows
 
 
@@ -353,11 +352,11 @@ class Spawner:
     def __call__(self) -> float | None:
         """Fire what is due; return when the next tick is due (epoch seconds) or None."""
         now = _now_ms()
-        for raw_id, score in self.conn.zrangebyscore(
-            keys.RECURRING_DUE, "-inf", now, start=0, num=100, withscores=True
+        for recurring_id, score in scored(
+            self.conn.zrangebyscore(keys.RECURRING_DUE, "-inf", now, start=0, num=100, withscores=True)
         ):
-            self._fire_if_free(raw_id.decode(), int(score))
-        first = self.conn.zrange(keys.RECURRING_DUE, 0, 0, withscores=True)
+            self._fire_if_free(recurring_id, int(score))
+        first = scored(self.conn.zrange(keys.RECURRING_DUE, 0, 0, withscores=True))
         if not first:
             return None
         due = first[0][1] / 1000

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from vq import keys
 from vq.historydb import RECURRING_COLUMNS
@@ -74,7 +75,7 @@ def sync(conn: Redis, db: sqlite_utils.Database) -> int:
         due, raw_stats = replies[2 * index], replies[2 * index + 1]
         stats = {k.decode(): v.decode() for k, v in raw_stats.items()}
         rows.append(_row(definition, due, stats))
-    table = db["recurring_jobs"]
+    table = db.table("recurring_jobs")
     live = {row["id"] for row in rows}
     with db.conn:
         if rows:
@@ -123,7 +124,7 @@ def restore_if_wiped(conn: Redis, db: sqlite_utils.Database) -> int:
                 "canceled": row["cancel_count"],
                 "missed": row["missed_count"],
             }
-            stats = {k: v or 0 for k, v in counts.items()}
+            stats: dict[FieldT, EncodableT] = {k: v or 0 for k, v in counts.items()}
             stats.update({k: row[c] for k, c in (("lastRunAt", "last_run_at"), ("lastJobId", "last_job_id")) if row[c]})
             pipe.hset(keys.recurring_stats(definition.id), mapping=stats)
         pipe.set(keys.RECURRING_SEEN, 1)

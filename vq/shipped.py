@@ -49,9 +49,9 @@ def _recorded(tail: str) -> Path | None:
         dist = metadata.distribution("vq")
     except metadata.PackageNotFoundError:
         return None
-    if Path(dist.locate_file("vq/__init__.py")).resolve() != PACKAGE_DIR / "__init__.py":
+    if Path(str(dist.locate_file("vq/__init__.py"))).resolve() != PACKAGE_DIR / "__init__.py":
         return None
     for entry in dist.files or []:
         if PurePosixPath(entry).as_posix().endswith(tail):
-            return Path(dist.locate_file(entry)).resolve()
+            return Path(str(dist.locate_file(entry))).resolve()
     return None

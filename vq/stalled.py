@@ -18,6 +18,7 @@ from vq import admission, events, keys
 from vq.config import Settings
 from vq.jobs import cancel_dependents
 from vq.jobtypes import job_types
+from vq.replies import members
 from vq.rq_seam import private
 from vq.rq_seam.queue import rq_queue
 
@@ -32,7 +33,7 @@ def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
         # it releases the lease, so "lapsed lease" and then "started" means stalled. A
         # job vq's admission started is known by its lease alone; one RQ's own code
         # started (a forked child's) also by its entry in RQ's started registry.
-        lapsed = {i.decode() for i in conn.zrangebyscore(keys.running_type(job_type), "-inf", now)}
+        lapsed = set(members(conn.zrangebyscore(keys.running_type(job_type), "-inf", now)))
         lapsed.update(_lapsed_in_started_registries(conn, job_type, now))
         for job in Job.fetch_many(sorted(lapsed), connection=conn, serializer=JSONSerializer):
             if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
@@ -53,11 +54,11 @@ def redis_now_ms(conn: Redis) -> int:
 
 def _lapsed_in_started_registries(conn: Redis, job_type: str, now: int) -> list[str]:
     """Jobs in RQ's started registries of the type whose lease lapsed or is gone."""
-    ids = [
+    per_priority = [
         StartedJobRegistry(keys.queue_name(job_type, priority), connection=conn).get_job_ids(cleanup=False)
         for priority in keys.PRIORITY_ORDER
     ]
-    ids = [i for some in ids for i in some]
+    ids = [i for some in per_priority for i in some]
     if not ids:
         return []
     leases = conn.zmscore(keys.running_type(job_type), ids)
@@ -67,7 +68,7 @@ def _lapsed_in_started_registries(conn: Redis, job_type: str, now: int) -> list[
 def recover_admitted(conn: Redis, settings: Settings, now: int) -> list[tuple[str, str]]:
     """Jobs admitted to a worker that died before starting them: back in line."""
     lease_ms = settings.queue.settings.lockDuration
-    ids = [i.decode() for i in conn.zrangebyscore(keys.ADMITTED, "-inf", now - lease_ms)]
+    ids = members(conn.zrangebyscore(keys.ADMITTED, "-inf", now - lease_ms))
     outcomes = []
     for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)):
         if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:

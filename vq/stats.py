@@ -42,7 +42,7 @@ def _buckets(conn: Redis, kind: str, count: int) -> list[tuple[int, dict[str, Co
 def _trend(buckets: list[tuple[int, dict[str, Counter]]], job_type: str | None) -> list[dict]:
     rows = []
     for start, by_type in buckets:
-        total = Counter()
+        total: Counter[str] = Counter()
         for name, counter in by_type.items():
             if job_type is None or name == job_type:
                 total.update(counter)
@@ -75,7 +75,7 @@ def stats(conn: Redis, settings: Settings, job_type: str | None = None) -> dict:
                 },
             }
         )
-    by_status = Counter()
+    by_status: Counter[str] = Counter()
     for row in by_type:
         by_status.update(row["now"])
     priorities = {}

@@ -17,10 +17,12 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vq.errors import message_of
@@ -35,7 +37,7 @@ MAX_WORDS = 8000  # characters of traceback kept: a pipe's buffer holds them wit
 _channel = None  # in a child: its end of the pipe (set by `entry`)
 
 
-def entry(channel, target, args: tuple, close: list = ()) -> None:
+def entry(channel, target, args: tuple, close: Sequence[socket.socket] = ()) -> None:
     """A child process's target: run `target(*args)`; an exception it did not handle becomes
     its last words and exit code 1, instead of a traceback on stderr at every death.
     `close`: what the child inherited from its supervisor but must not hold (sockets)."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import redis
 from redis import Redis
+from redis.client import PubSub
 from rq.registry import ScheduledJobRegistry
 from rq.utils import now as rq_now
 from rq.utils import utcformat
@@ -67,7 +68,7 @@ class Timer:
         self,
         conn: Redis,
         queue_names: list[str],
-        callbacks: list[Callable[[], float | None]] = (),
+        callbacks: Sequence[Callable[[], float | None]] = (),
         max_sleep: float = 1.0,
     ):
         self.conn = conn
@@ -75,7 +76,7 @@ class Timer:
         self.callbacks = list(callbacks)
         self.max_sleep = max_sleep
         self.stopped = False
-        self._pubsub = None
+        self._pubsub: PubSub | None = None
 
     def stop(self, *_args) -> None:
         self.stopped = True
@@ -94,13 +95,13 @@ class Timer:
 
     def _wait(self, until: float) -> None:
         """Sleep until `until`, or until someone publishes an earlier due time."""
-        self._subscribe()
+        pubsub = self._subscribe()
         deadline = min(until, time.time() + self.max_sleep)
         while not self.stopped:
             left = deadline - time.time()
             if left <= 0:
                 return
-            message = self._pubsub.get_message(timeout=left)
+            message = pubsub.get_message(timeout=left)
             if message and message.get("type") == "message":
                 try:
                     announced = float(message["data"])
@@ -127,10 +128,11 @@ class Timer:
                 time.sleep(backoff)
         self._drop_pubsub()
 
-    def _subscribe(self) -> None:
+    def _subscribe(self) -> PubSub:
         if self._pubsub is None:
             self._pubsub = self.conn.pubsub(ignore_subscribe_messages=True)
             self._pubsub.subscribe(keys.TIMER_CHANNEL)
+        return self._pubsub
 
     def _drop_pubsub(self) -> None:
         if self._pubsub is not None:

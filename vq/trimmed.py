@@ -85,7 +85,7 @@ class Lookup:
 
 
 def _db(conn: Redis, settings: Settings | None):
-    if not catch_up(conn, settings):
+    if settings is None or not catch_up(conn, settings):
         return None
     from vq import historydb
 

@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -31,6 +32,7 @@ from vq import events, keys
 from vq.config import Settings
 from vq.egress import Policy, Refused, connection
 from vq.errors import InvalidInput
+from vq.replies import members
 
 log = logging.getLogger("vq.webhooks")
 
@@ -167,8 +169,8 @@ class Notifier:
         return handled + self._handle(events.parse(fresh))
 
     def _handle(self, batch: list[dict]) -> int:
-        wanted = [e for e in batch if e.get("url") and _ended_as(e)]
-        futures = [self.pool.submit(self._deliver, e["jobId"], e["url"], _ended_as(e), 1) for e in wanted]
+        wanted = [(e, ended) for e in batch if e.get("url") and (ended := _ended_as(e))]
+        futures = [self.pool.submit(self._deliver, e["jobId"], e["url"], ended, 1) for e, ended in wanted]
         for future in futures:
             future.result()
         if batch:  # handled (a failed delivery is in WEBHOOK_RETRIES now): the entries can go
@@ -180,7 +182,7 @@ class Notifier:
         return len(wanted)
 
     def _retry_due(self) -> int:
-        due = self.conn.zrangebyscore(keys.WEBHOOK_RETRIES, "-inf", time.time() * 1000, start=0, num=50)
+        due = members(self.conn.zrangebyscore(keys.WEBHOOK_RETRIES, "-inf", time.time() * 1000, start=0, num=50))
         mine = [raw for raw in due if self.conn.zrem(keys.WEBHOOK_RETRIES, raw)]  # ZREM decides who sends it
         for raw in mine:
             item = json.loads(raw)
@@ -192,7 +194,10 @@ class Notifier:
         from vq.errors import NotFound
 
         try:
-            payload = {"event": f"job.{event}", "job": jobs.show(self.conn, job_id, self.settings, explain=False)}
+            payload: dict[str, Any] = {
+                "event": f"job.{event}",
+                "job": jobs.show(self.conn, job_id, self.settings, explain=False),
+            }
         except NotFound:
             payload = {"event": f"job.{event}", "job": {"id": job_id, "status": event}}
         opts = self.settings.webhooks

@@ -16,6 +16,7 @@ from rq.job import Job
 
 from vq import fence, keys
 from vq.admission import release
+from vq.rq_seam.host import WorkerHost
 from vq.rq_seam.queue import admission_for
 
 SHARED_DEADLINE = None  # set by the daemon's worker entry: where this process's fence says when it must be gone
@@ -30,7 +31,7 @@ def process_fence(conn) -> fence.Fence:
     return _process_fence
 
 
-class JobLeases:
+class JobLeases(WorkerHost):
     """VqWorker's part in keeping a job's lease (a mixin: RQ calls none of these)."""
 
     _lease: fence.Lease | None = None  # the running job's (vq/fence.py)

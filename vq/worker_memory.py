@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import time
 
+from vq.rq_seam.host import WorkerHost
 from vq.rq_seam.private import request_stop, stop_requested
 from vq.workers import MEMORY_FIELD
 
 
-class MemoryLimit:
+class MemoryLimit(WorkerHost):
     """VqWorker's memory upkeep (a mixin: RQ calls none of these)."""
 
     max_memory_mb: int | None = None  # resident memory past which the process is replaced

@@ -11,25 +11,31 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rq.defaults import DEFAULT_WORKER_TTL
 from rq.exceptions import StopRequested
 from rq.executions import Execution
+from rq.job import Job
+from rq.queue import Queue
 from rq.worker import WorkerStatus
 
 from vq import events
 from vq.admission import Admitted, Start
 from vq.execution import BEGUN
+from vq.rq_seam.host import WorkerHost
 from vq.rq_seam.private import set_state_locally, stop_requested
 
 STARTED_BY_ADMISSION = "_vq_started_by_admission"  # on a Job: its start was written with its admission
 
 
-class AdmissionStarts:
+class AdmissionStarts(WorkerHost):
     """VqWorker's side of admission starting its jobs (a mixin: RQ calls none of these)."""
 
-    _prestarted = None  # (job, queue, execution) taken and started in the last job's finishing round trip
+    _prestarted: tuple[Job, Queue, Execution] | None = (
+        None  # (job, queue, execution) taken and started in the last job's finishing round trip
+    )
     _starting = False  # inside an idle worker's admission call, which may start a job for it
     _stop_pending = False  # a warm stop that waits for the job being (or already) started for this worker
     _max_jobs = None
@@ -42,13 +48,13 @@ class AdmissionStarts:
             return None
         return Start(self.name, uuid.uuid4().hex, DEFAULT_WORKER_TTL, busy=self._written_state == WorkerStatus.BUSY)
 
-    def take_started(self, admitted: Admitted, execution_id: str):
+    def take_started(self, admitted: Admitted, execution_id: str) -> tuple[Job, Queue] | None:
         """(job, queue) of a job admission started for this idle worker (see _take_started)."""
         self._take_started(admitted, execution_id)
         return None if self._prestarted is None else self._prestarted[:2]
 
     @contextmanager
-    def starting(self):
+    def starting(self) -> Iterator[None]:
         """Around an idle worker's admission call: a stop that arrives meanwhile waits for it
         (`_shutdown`), and comes right after it when nothing was started."""
         self._starting = True

@@ -10,6 +10,7 @@ from rq.job import Job
 from rq.utils import utcparse
 
 from vq import keys
+from vq.replies import texts
 
 WORKERS_SET = "rq:workers"  # RQ's registry of worker keys
 MEMORY_FIELD = "vq_rss_mb"  # written by vq's worker with each heartbeat (vq/worker_memory.py)
@@ -19,7 +20,7 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
     """One row per registered worker: host, pid, state, current job, heartbeat age, jobs
     done and failed, busy time, resident memory (MB), and whether it is alive (its
     heartbeat younger than `heartbeat_ms`)."""
-    keys_ = sorted(k.decode() for k in conn.smembers(WORKERS_SET))
+    keys_ = sorted(texts(conn.smembers(WORKERS_SET)))
     with conn.pipeline(transaction=False) as pipe:
         for key in keys_:
             pipe.hgetall(key)

@@ -4,7 +4,7 @@ that names the file and the dotted key."""
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeGuard
 
 import msgspec
 
@@ -37,17 +37,15 @@ def _unwrap(kind: object) -> object:
         elif origin is Union or type(kind).__name__ == "UnionType":
             inner = [arg for arg in get_args(kind) if arg is not type(None)]
             kind = next(
-                (
-                    arg
-                    for arg in inner
-                    if get_origin(_unwrap(arg)) in (dict, list)
-                    or isinstance(_unwrap(arg), type)
-                    and issubclass(_unwrap(arg), msgspec.Struct)
-                ),
+                (arg for arg in inner if get_origin(_unwrap(arg)) in (dict, list) or _is_struct(_unwrap(arg))),
                 inner[0],
             )
         else:
             return kind
+
+
+def _is_struct(kind: object) -> TypeGuard[type[msgspec.Struct]]:
+    return isinstance(kind, type) and issubclass(kind, msgspec.Struct)
 
 
 def _choices(kind: object) -> tuple | None:
@@ -75,6 +73,8 @@ def _locate(exc: msgspec.ValidationError, raw: object, kind: object) -> tuple[li
         kind = _unwrap(kind)
         if name:
             keys.append(name)
+            if not _is_struct(kind):  # msgspec names a field only inside a Struct
+                raise TypeError(f"{kind!r} has no field {name!r}")
             kind = next(f.type for f in msgspec.structs.fields(kind) if f.name == name)
             raw = raw.get(name) if isinstance(raw, dict) else None
         elif index == "...":

@@ -15,6 +15,7 @@ instead of by a worker misbehaving in production.
   each behind a named function.
 - `vq.rq_seam.log_filters`: the filters that recognise RQ's own log lines.
 - `vq.rq_seam.contract`: what vq expects of RQ, as data the contract tests check.
+- `vq.rq_seam.host`: the worker vq's worker mixins are part of, for the type checker.
 
 Modules outside this package use RQ's public API only (plus `vq.rq_seam.private`).
 """

@@ -24,9 +24,10 @@ class SayOnce(logging.Filter):
             if self.down:
                 return False
             self.down = True
+            args = record.args if isinstance(record.args, tuple) else ()  # RQ's line: (attempt, error)
             record.msg, record.args = (
                 "Redis unreachable (%s); retrying with backoff",
-                (str(record.args[1]).splitlines()[0] if len(record.args) > 1 else "connection refused",),
+                (str(args[1]).splitlines()[0] if len(args) > 1 else "connection refused",),
             )
             return True
         return True

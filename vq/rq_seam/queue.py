@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import itertools
 import time
-from contextlib import nullcontext
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Protocol
 
 from redis import Redis
 from rq import Queue
 from rq.exceptions import DequeueTimeout
+from rq.job import Job
 from rq.registry import ReadyJobRegistry
-from rq.serializers import JSONSerializer
-from rq.timeouts import UnixSignalDeathPenalty
+from rq.serializers import JSONSerializer, Serializer
+from rq.timeouts import BaseDeathPenalty, UnixSignalDeathPenalty
 
 from vq import foreign, keys
-from vq.admission import Admission, mark_arrivals, mark_arrivals_in, release, wait_for_wake
+from vq.admission import Admission, Admitted, Start, mark_arrivals, mark_arrivals_in, release, wait_for_wake
 from vq.timer import schedule_in
 
 _admissions: dict[int, Admission] = {}
@@ -47,11 +50,28 @@ def admission_for(connection: Redis) -> Admission:
     return _admissions[key]
 
 
+class Starter(Protocol):
+    """The vq worker a queue class dequeues for (vq/worker_starts.py): admission can start
+    the job it hands out for that worker in the same step."""
+
+    def starting(self) -> AbstractContextManager[None]: ...
+    def start_for_admission(self) -> Start | None: ...
+    def take_started(self, admitted: Admitted, execution_id: str) -> tuple[Job, Queue] | None: ...
+
+
 class VqQueue(Queue):
-    starter = None  # the vq worker whose dequeues these are (VqWorker sets it on its own subclass)
+    starter: Starter | None = None  # the vq worker whose dequeues these are (VqWorker sets it on its own subclass)
 
     @classmethod
-    def dequeue_any(cls, queues, timeout, connection, **kwargs):
+    def dequeue_any(
+        cls,
+        queues: Iterable[Queue],
+        timeout: int | None,
+        connection: Redis,
+        job_class: type[Job] | None = None,
+        serializer: Serializer | str | None = None,
+        death_penalty_class: type[BaseDeathPenalty] | None = None,
+    ) -> tuple[Job, Queue] | None:
         """Take the next job admission lets through, instead of popping RQ's lists directly;
         for a vq worker, started for it in the same step.
 
@@ -61,15 +81,23 @@ class VqQueue(Queue):
         admission = admission_for(connection)
         deadline = time.monotonic() + (timeout or 0)
         while True:
-            with cls.starter.starting() if cls.starter is not None else nullcontext():
-                start = cls.starter.start_for_admission() if cls.starter is not None else None
+            starter = cls.starter
+            with starter.starting() if starter is not None else nullcontext():
+                start = starter.start_for_admission() if starter is not None else None
                 admitted = admission.admit(types, start=start)
                 taken = None
                 if admitted is not None:
-                    if admitted.started:
-                        taken = cls.starter.take_started(admitted, start.execution_id)
+                    if admitted.started:  # only with a `start`, which only a starter gives
+                        assert starter is not None and start is not None
+                        taken = starter.take_started(admitted, start.execution_id)
                     else:
-                        taken = cls.take_admitted(connection, admitted, **kwargs)
+                        taken = cls.take_admitted(
+                            connection,
+                            admitted,
+                            job_class=job_class,
+                            serializer=serializer,
+                            death_penalty_class=death_penalty_class,
+                        )
             if taken is not None:
                 return taken
             if admitted is not None:

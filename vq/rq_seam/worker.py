@@ -62,7 +62,9 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         super().__init__(*args, **kwargs)
         # Its own queue class, so that VqQueue.dequeue_any can have admission start the job
         # it hands this worker in the same step (RQ calls dequeue_any with fixed arguments).
-        self.queue_class = type("VqQueue", (VqQueue,), {"starter": self})
+        queue_class = type("VqQueue", (VqQueue,), {"starter": self})
+        assert issubclass(queue_class, VqQueue)  # for the type checker: type() returns a plain `type`
+        self.queue_class = queue_class
 
     def heartbeat(self, timeout=None, pipeline=None):
         """RQ's heartbeat in one round trip (RQ sends its three commands one by one), and
@@ -130,7 +132,8 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         if self._forking:  # the child writes the rest: RQ's way
             return super().prepare_execution(job)
         self._start_pipe = self.connection.pipeline()
-        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=self._start_pipe, worker_name=self.name)
+        ttl = self.get_heartbeat_ttl(job)  # type: ignore[misc]  # SimpleWorker's (above): it reads only a Worker's attributes
+        execution = Execution.create(job, ttl, pipeline=self._start_pipe, worker_name=self.name)
         self.executions[execution.id] = execution
         self.set_state(WorkerStatus.BUSY, pipeline=self._start_pipe)
         return execution
@@ -142,7 +145,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         if pipe is None:
             pipe = self.connection.pipeline()
         with pipe:
-            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            heartbeat_ttl = self.get_heartbeat_ttl(job)  # type: ignore[misc]  # SimpleWorker's: reads only a Worker's attributes
             self.heartbeat(heartbeat_ttl, pipeline=pipe)
             job.heartbeat(now(), heartbeat_ttl, pipeline=pipe)
             job.prepare_for_execution(self.name, pipeline=pipe)
@@ -201,7 +204,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
                 if self._forking:
                     Worker.execute_job(self, job, queue)  # RQ's fork, monitor and clean-up of the child
                 else:
-                    SimpleWorker.execute_job(self, job, queue)
+                    SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]  # uses only a Worker's attributes
         finally:
             self._disarm()
             self._forking = False

@@ -29,6 +29,7 @@ from vq.jobtypes import get_job_type, load_handler
 from vq.maintenance import ended_ttl
 from vq.model import VQ_FUNC, iso, result_of
 from vq.protect import protector
+from vq.replies import optional_text
 from vq.rq_seam import private
 from vq.rq_seam.queue import rq_queue
 from vq.submission.validation import VALID_ID, Resolved, Submission, resolve
@@ -143,9 +144,9 @@ def _claim_idempotency_key(conn: Redis, settings: Settings, user_id: str, key: s
     for _ in range(3):
         if conn.set(name, job_id, nx=True, px=window):
             return None
-        existing = conn.get(name)
-        if existing and conn.exists(Job.key_for(existing.decode())):
-            return existing.decode()
+        existing = optional_text(conn.get(name))
+        if existing and conn.exists(Job.key_for(existing)):
+            return existing
         conn.delete(name)  # it named a job that is gone: take it over
     raise Conflict(f"idempotencyKey: {key!r} is being claimed concurrently; try again", field="idempotencyKey")
 
@@ -212,7 +213,7 @@ def job_spec(
         failure_ttl=failure_ttl,
         job_id=job_id,
         meta=meta,
-        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,  # type: ignore[arg-type]  # RQ annotates int seconds; it keeps fractions (JobType.retry_intervals)
         description=f"{r.job_type.name} for {r.user_id}",
     )
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeGuard
 
 from redis import Redis
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from vq import jobdata, providers
-from vq.config import PRIORITIES, TIERS, Settings
+from vq.config import PRIORITIES, TIERS, Settings, Tier
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import Ambiguous, Conflict, InvalidInput, NotFound
 from vq.jobtypes import JobType, get_job_type
@@ -89,7 +90,7 @@ class Submission:
         if at is not None and not isinstance(at, str):
             raise InvalidInput("at: expected an ISO 8601 time string", field="at")
         return cls(
-            job_type=job_type or _text(obj, "jobType"),
+            job_type=job_type or _text(obj, "jobType") or "",  # none: `validate` says it is missing
             data=data,
             user_id=_text(obj, "userId"),
             project_id=_text(obj, "projectId"),
@@ -162,7 +163,7 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
         raise InvalidInput(f"userId: {user_id!r} is not a valid id (letters, digits, . _ @ : -)", field="userId")
     project_id = sub.project_id or data_text(sub.data, "projectId")
     subscription = sub.subscription or settings.subscription_of(user_id)
-    if subscription not in TIERS:
+    if not _is_tier(subscription):
         raise InvalidInput(
             f"userSubscription: {subscription!r} is not one of {', '.join(TIERS)}", field="userSubscription"
         )
@@ -204,7 +205,11 @@ def data_text(data: dict, name: str) -> str | None:
     return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
-def _priority(settings: Settings, sub: Submission, subscription: str) -> str:
+def _is_tier(name: str) -> TypeGuard[Tier]:
+    return name in TIERS
+
+
+def _priority(settings: Settings, sub: Submission, subscription: Tier) -> str:
     if sub.priority is None:
         return settings.priority.byTier[subscription]
     if sub.priority not in PRIORITIES:
