@@ -36,7 +36,7 @@ class HandlerContext:
     log: logging.Logger
     report_progress: Callable[[float, str | None], None] = field(repr=False)
     load_upstream: Callable[[], list[Upstream]] = field(repr=False, default=lambda: [])
-    provider_client: object | None = field(repr=False, default=None)  # vq.provider_calls.ProviderCalls
+    provider_client: object | None = field(repr=False, default=None)  # vq.providers.calls.ProviderCalls
     readable_roots: Callable[[], list[Path]] | None = field(repr=False, default=None)  # None: artifacts_root
 
     def progress(self, percent: float, message: str | None = None) -> None:
@@ -79,7 +79,7 @@ class HandlerContext:
         `ctx.call_provider(payload, units={"characters": 1200})`.
 
         The first provider the job's type allows that can take the call now is used, with
-        failover to the next (vq/provider_calls.py); `provider=` (or the older form
+        failover to the next (vq/providers/calls.py); `provider=` (or the older form
         `call_provider(name, payload)`) pins one. `units` are what the call consumed, priced
         with the provider's cost model; an answer's own numeric `usage` counts too.
         Failures arrive as vq's error categories."""

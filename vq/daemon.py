@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from vq import admission, chores, historydb, keys, limits, logs, presence, recurring_store, supervision, systemd
+from vq import admission, chores, keys, limits, logs, presence, supervision, systemd
 from vq.admission import Admission
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
@@ -37,10 +37,12 @@ from vq.daemon_children import (
     worker_prefix,
 )
 from vq.errors import HistoryUnavailable, VqError, message_of
+from vq.history import db as historydb
 from vq.http_listener import HttpListener
 from vq.jobtypes import job_types, load_handler
 from vq.protect import protector
 from vq.queues import worker_queue_names
+from vq.recurring import store as recurring_store
 
 log = logging.getLogger("vq.daemon")
 SUPERVISE_EVERY = 0.5  # the longest the supervisor sleeps (it wakes earlier for a chore due sooner)

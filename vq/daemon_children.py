@@ -86,7 +86,7 @@ def first_line(exc: Exception) -> str:
 def run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: str, name: str) -> None:
     """This daemon's timer: due delayed jobs and retries, and recurring ticks."""
     from vq.execution import install_runtime
-    from vq.recurring import Spawner
+    from vq.recurring.definitions import Spawner
     from vq.timer import Timer
 
     install_runtime(settings)
@@ -99,7 +99,7 @@ def run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: s
 
 
 def archiver_main(settings: Settings, log_level: str) -> None:
-    from vq.archiver import Archiver
+    from vq.history.archiver import Archiver
 
     die_with_parent()
     logs.configure(log_level)

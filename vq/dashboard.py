@@ -10,8 +10,10 @@ from collections import Counter
 
 from redis import Redis
 
-from vq import health, limits, metrics, provider_stats, queues, recurring
+from vq import health, limits, metrics, queues
 from vq.config import Settings
+from vq.providers import stats as provider_stats
+from vq.recurring import definitions as recurring
 
 DASHBOARD_PROVIDER_WINDOW_MS = 15 * 60_000
 

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import redis
 
-from vq import archiver_lease, historydb, keys, presence
+from vq import keys, presence
 from vq.config import Settings
 from vq.connection import describe_address, make_client
+from vq.history import db as historydb
+from vq.history import lease as archiver_lease
 
 LEVELS = ("ok", "warn", "fail")
 MIN_REDIS = (6, 2)  # XAUTOCLAIM (webhooks), GETDEL, ZADD GT; RQ 3 needs 5+

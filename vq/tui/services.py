@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from vq import artifacts, audit, dashboard, dlq, history, historydb, jobs, queues
+from vq import artifacts, audit, dashboard, dlq, jobs, queues
 from vq.config import Settings
 from vq.errors import HistoryUnavailable, NotFound
+from vq.history import db as historydb
+from vq.history import queries as history
 
 PAGE = 20  # jobs per page in a queue's list
 

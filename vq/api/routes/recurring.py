@@ -1,4 +1,4 @@
-"""Recurring jobs over HTTP: create, remove, run now (vq/recurring.py does the work)."""
+"""Recurring jobs over HTTP: create, remove, run now (vq/recurring/definitions.py does the work)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path
 
-from vq import jobs, recurring
+from vq import jobs
 from vq.api import schemas
 from vq.api.context import Context
 from vq.errors import NotFound
+from vq.recurring import definitions as recurring
 from vq.tokens import Principal
 
 

@@ -25,10 +25,10 @@ from rq.serializers import JSONSerializer
 
 from vq import keys
 from vq.config import Settings
-from vq.cron import due_ticks, next_after, next_times, validate_cron, validate_timezone
 from vq.errors import Conflict, InvalidInput, NotFound, PermanentError
 from vq.model import iso
 from vq.protect import protector, redact
+from vq.recurring.cron import due_ticks, next_after, next_times, validate_cron, validate_timezone
 from vq.submission import Submission, data_text, submit, validate
 from vq.timer import notify_in
 

@@ -17,10 +17,12 @@ from redis import ConnectionError as RedisConnectionError
 from redis import Redis
 from redis import TimeoutError as RedisTimeoutError
 
-from vq import archiver, historydb, job_ids
+from vq import job_ids
 from vq.config import Settings
 from vq.durations import looks_like_duration, parse_duration_ms, parse_instant
 from vq.errors import HistoryElsewhere, HistoryUnavailable, InvalidInput, NotFound
+from vq.history import archiver
+from vq.history import db as historydb
 from vq.jobdata import LIST_RESULT_BYTES
 from vq.model import iso
 

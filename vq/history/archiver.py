@@ -5,7 +5,7 @@ reads events in stream order, in batches, and for each batch:
 
 1. writes job_history rows (keyed by the event's stream id, so a batch written twice adds
    nothing), updates render_jobs and job_dependencies, and stores the last id written, all
-   in one SQLite transaction (vq/archive_rows.py knows the rows);
+   in one SQLite transaction (vq/history/rows.py knows the rows);
 2. adds the batch's metric increments (vq/metrics.py) and stores the last id counted, in
    one Redis transaction.
 
@@ -24,10 +24,13 @@ from datetime import UTC, datetime
 import redis
 from redis import Redis
 
-from vq import archive_rows, archiver_lease, costs, events, historydb, keys, metrics, presence
+from vq import costs, events, keys, metrics, presence
 from vq.config import Settings
 from vq.errors import HistoryElsewhere, HistoryUnavailable
-from vq.historydb import open_db, path_for
+from vq.history import db as historydb
+from vq.history import lease as archiver_lease
+from vq.history import rows as archive_rows
+from vq.history.db import open_db, path_for
 
 log = logging.getLogger("vq.archiver")
 LEASE_MS = 15_000
@@ -87,7 +90,7 @@ class Archiver:
     # --- leadership --------------------------------------------------------------------
     def hold_lease(self, handover: bool = True, settle_ms: int = archiver_lease.SETTLE_MS) -> archiver_lease.Outcome:
         """Take or keep the one archiver lease, so two archivers never run at once and all
-        write the history's home file (vq/archiver_lease.py)."""
+        write the history's home file (vq/history/lease.py)."""
         return archiver_lease.hold(
             self.conn,
             owner=self.owner,
@@ -151,7 +154,7 @@ class Archiver:
             log.warning("history gap: events after %s were lost before they were archived", start)
 
     def write(self, batch: list[dict]) -> None:
-        """The batch's rows and the new written position, in one SQLite transaction (vq/archive_rows.py)."""
+        """The batch's rows and the new written position, in one SQLite transaction (vq/history/rows.py)."""
         archive_rows.write(self.db, batch)
 
     # --- periodic ----------------------------------------------------------------------
