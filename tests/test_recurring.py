@@ -154,7 +154,7 @@ def test_a_tick_left_half_done_by_a_dead_daemon_is_neither_lost_nor_doubled(vq, 
     """The two states a daemon can die in mid-tick: its lease still held with no job made,
     or the job made and the tick not yet advanced."""
     from vq.config import load_settings
-    from vq.recurring.definitions import Spawner
+    from vq.recurring.firing import Spawner
 
     settings = load_settings(vq.config_path, env={})
     rid = vq.json("recurring", "add", "test-noop", "--cron", "0 0 1 1 *", "--user", "u", "--skip-cache")["id"]

@@ -86,7 +86,7 @@ def first_line(exc: Exception) -> str:
 def run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: str, name: str) -> None:
     """This daemon's timer: due delayed jobs and retries, and recurring ticks."""
     from vq.execution import install_runtime
-    from vq.recurring.definitions import Spawner
+    from vq.recurring.firing import Spawner
     from vq.timer import Timer
 
     install_runtime(settings)

@@ -209,7 +209,7 @@ def cache_counter(job_type: str, outcome: str) -> str:
     return f"{PREFIX}cache:{outcome}:{job_type}"
 
 
-# --- recurring jobs (vq/recurring/definitions.py) -------------------------------------
+# --- recurring jobs (vq/recurring/) ---------------------------------------------------
 RECURRING = PREFIX + "recurring"  # hash id -> definition (JSON)
 RECURRING_DUE = PREFIX + "recurring:due"  # zset id -> next tick ms (active definitions only)
 RECURRING_SEEN = PREFIX + "recurring:seen"  # set once definitions were ever written (see restore)

@@ -11,6 +11,7 @@ from vq.api import schemas
 from vq.api.context import Context
 from vq.errors import NotFound
 from vq.recurring import definitions as recurring
+from vq.recurring import firing
 from vq.tokens import Principal
 
 
@@ -80,7 +81,7 @@ def router(ctx: Context) -> APIRouter:
         definition = await call(recurring.get, conn, recurringJobId)
         if not principal.may_see(definition.userId, definition.projectId):
             raise NotFound(f"recurring job {recurringJobId!r} not found")
-        job_id = await call(recurring.run_now, conn, settings, definition.id)
+        job_id = await call(firing.run_now, conn, settings, definition.id)
         await audited(principal, "recurring-run", definition.jobType, definition.id, jobId=job_id)
         return await call(jobs.show, conn, job_id, settings, False)
 
