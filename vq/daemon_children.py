@@ -115,9 +115,9 @@ def webhooks_main(settings: Settings, log_level: str, consumer: str) -> None:
 
 
 def run_until_signalled(service) -> None:
-    """Run a loop that checks its `stopped` flag (archiver, notifier); SIGTERM/SIGINT set it."""
-    signal.signal(signal.SIGTERM, lambda *_: setattr(service, "stopped", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(service, "stopped", True))
+    """Run a loop until SIGTERM/SIGINT stops it (archiver, notifier: vq/stopping.py)."""
+    signal.signal(signal.SIGTERM, service.stop)
+    signal.signal(signal.SIGINT, service.stop)
     service.run()
 
 

@@ -22,6 +22,7 @@ from rq.utils import now as rq_now
 from rq.utils import utcformat
 
 from vq import keys, lua
+from vq.stopping import Stoppable
 
 MOVE_BUDGET = 500  # jobs moved per call; a backlog is drained in a loop
 log = logging.getLogger("vq.timer")
@@ -59,7 +60,7 @@ class DueMover:
                 return moved_total, float(next_due) if next_due else None
 
 
-class Timer:
+class Timer(Stoppable):
     """One daemon's sleeper. `tick()` callbacks (the recurring-job spawner) run on the same
     clock and return their own next due time (epoch seconds) or None."""
 
@@ -74,11 +75,7 @@ class Timer:
         self.mover = DueMover(conn, queue_names)
         self.callbacks = list(callbacks)
         self.max_sleep = max_sleep
-        self.stopped = False
         self._pubsub = None
-
-    def stop(self, *_args) -> None:
-        self.stopped = True
 
     def run_once(self) -> float:
         """Do everything due now; return the epoch time of the next thing due."""
@@ -100,7 +97,7 @@ class Timer:
             left = deadline - time.time()
             if left <= 0:
                 return
-            message = self._pubsub.get_message(timeout=left)
+            message = self.until_stopped(self._pubsub.get_message, timeout=left)  # SIGTERM ends it
             if message and message.get("type") == "message":
                 try:
                     announced = float(message["data"])
@@ -124,7 +121,7 @@ class Timer:
                 if not backoff:
                     log.warning("timer: Redis unreachable (%s); retrying", str(exc).splitlines()[0])
                 backoff = min(5.0, backoff * 2 or 0.2)
-                time.sleep(backoff)
+                self.until_stopped(time.sleep, backoff)
         self._drop_pubsub()
 
     def _subscribe(self) -> None:

@@ -31,6 +31,7 @@ from vq.history import db as historydb
 from vq.history import lease as archiver_lease
 from vq.history import rows as archive_rows
 from vq.history.db import open_db, path_for
+from vq.stopping import Stoppable
 
 log = logging.getLogger("vq.archiver")
 LEASE_MS = 15_000
@@ -46,7 +47,7 @@ def _id_tuple(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class Archiver:
+class Archiver(Stoppable):
     def __init__(self, conn: Redis, settings: Settings, open_now: bool = True):
         self.conn = conn
         self.settings = settings
@@ -111,7 +112,10 @@ class Archiver:
         """Archive the next batch; returns how many events it covered (0: none waiting)."""
         written, counted = self.written_id(), self.counted_id()
         start = min(written, counted, key=_id_tuple)
-        batch = events.read(self.conn, since=start, count=self.settings.history.batchSize, block_ms=block_ms)
+        # A wait when it blocks: the stop signal ends it (vq/stopping.py); the position stays.
+        batch = self.until_stopped(
+            events.read, self.conn, since=start, count=self.settings.history.batchSize, block_ms=block_ms
+        )
         if not batch:
             return 0
         self._check_gap(start, batch[0]["id"])
@@ -227,7 +231,7 @@ class Archiver:
                     if not outcome.held:
                         self._say_standing_by(outcome, leading)
                         leading = False
-                        time.sleep(2.0)
+                        self.until_stopped(time.sleep, 2.0)
                         continue
                     renewed = time.monotonic()
                     if not leading:
@@ -237,7 +241,7 @@ class Archiver:
                 if done:
                     self._usable()  # it wrote: recovered (nothing to write proves nothing, e.g. a full disk)
                 if 0 < done < self.settings.history.batchSize:
-                    time.sleep(linger)  # let a batch gather: per-batch costs, not per-event ones
+                    self.until_stopped(time.sleep, linger)  # let a batch gather: per-batch costs, not per-event ones
                 if time.monotonic() - self._last_aggregate >= AGGREGATE_EVERY:
                     self._last_aggregate = time.monotonic()
                     self.aggregate()
@@ -253,7 +257,7 @@ class Archiver:
                 if not backoff:
                     log.warning("archiver: Redis unreachable (%s); retrying", str(exc).splitlines()[0])
                 backoff = min(5.0, backoff * 2 or 0.2)
-                time.sleep(backoff)
+                self.until_stopped(time.sleep, backoff)
             except Exception as exc:
                 if not isinstance(exc, HistoryUnavailable) and not historydb.unusable(exc):
                     raise
@@ -289,7 +293,7 @@ class Archiver:
         self._retry_in = min(RETRY_MAX, self._retry_in * 2 or 0.5)
         deadline = time.monotonic() + self._retry_in
         while not self.stopped and time.monotonic() < deadline:
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            self.until_stopped(time.sleep, min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _usable(self) -> None:
         """The database worked (it opened, or took a write): if it had not,
