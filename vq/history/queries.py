@@ -151,7 +151,7 @@ def jobs(
             f"SELECT * FROM render_jobs{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]
         )
     )
-    for row in rows:  # as in every list of jobs (vq/jobs.py list_view); `vq show`, `vq result` have it whole
+    for row in rows:  # as in every list of jobs (vq/job_lists.py list_view); `vq show`, `vq result` have it whole
         size = len((row.get("result") or "").encode())
         if size > LIST_RESULT_BYTES:
             row.update(result=None, result_omitted=True, result_bytes=size)
