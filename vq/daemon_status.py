@@ -18,12 +18,15 @@ from vq.daemon_children import Child, worker_prefix
 from vq.http_listener import HttpListener
 from vq.protect import protector
 
+if TYPE_CHECKING:
+    from vq.daemon import DaemonOptions
+
 
 class Readiness:
     """The daemon's readiness, status line and presence report."""
 
     settings: Settings
-    options: object  # DaemonOptions
+    options: DaemonOptions
     children: list[Child]
     listener: HttpListener | None
     started_ms: int

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -20,6 +21,9 @@ from vq.daemon_children import Child
 from vq.http_listener import HttpListener
 from vq.stopping import Stoppable
 
+if TYPE_CHECKING:
+    from vq.daemon import DaemonOptions
+
 log = logging.getLogger("vq.daemon")
 
 
@@ -27,7 +31,7 @@ class Shutdown:
     """The stop signals and the shutdown they lead to."""
 
     settings: Settings
-    options: object  # DaemonOptions
+    options: DaemonOptions
     children: list[Child]
     stopping: bool
     hurry: bool

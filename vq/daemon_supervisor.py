@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import time
+from typing import TYPE_CHECKING
 
 from vq import supervision
 from vq.config import Settings
@@ -27,6 +28,9 @@ from vq.daemon_children import (
 from vq.http_listener import HttpListener
 from vq.queues import worker_queue_names
 
+if TYPE_CHECKING:
+    from vq.daemon import DaemonOptions
+
 log = logging.getLogger("vq.daemon")
 FENCE_CHECK_EVERY = 0.05  # how often the daemon looks for a worker past its lease deadline (vq/fence.py)
 
@@ -35,12 +39,16 @@ class ChildSupervision:
     """Starting, watching and restarting the daemon's children."""
 
     settings: Settings
-    options: object  # DaemonOptions
+    options: DaemonOptions
     children: list[Child]
     stopping: bool
     embedded: object | None
     listener: HttpListener | None
     told: dict
+
+    if TYPE_CHECKING:
+
+        def _http_child(self) -> Child | None: ...  # Readiness's (vq/daemon_status.py)
 
     def _plan(self) -> list[Child]:
         """The processes this configuration asks for, by name."""
