@@ -12,6 +12,7 @@ python3 -m pip install -q -c constraints.txt --no-deps openapi-python-client rua
 # Lint and layout first: a finding fails CI in seconds instead of after the suite.
 python3 -m ruff check --quiet
 python3 -m ruff format --check --quiet
+python3 -m mypy  # the whole package ([tool.mypy] in pyproject.toml)
 # The documentation site: --strict fails on a broken link, anchor or include. Built into a
 # temporary folder, so no site/ lands in the checkout.
 site_dir="$(mktemp -d)"

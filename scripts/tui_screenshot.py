@@ -26,9 +26,9 @@ sys.path.insert(0, str(HERE.parent))
 import yaml
 from _common import PrivateRedis, start_vq_daemon, stop_process
 
-from vq import recurring
 from vq.config import load_settings
 from vq.connection import make_client
+from vq.recurring import definitions as recurring
 from vq.submission import Submission, submit
 from vq.tui.app import VqDashboard
 from vq.tui.services import Services

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from vq.cron import due_ticks, next_after, next_times
+from vq.recurring.cron import due_ticks, next_after, next_times
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -121,7 +121,7 @@ def _assert_stream_and_history_agree(redis_conn, db) -> None:
     and event, and there is no other row; the metric totals count each exactly once."""
     from vq import events as event_stream
     from vq import metrics
-    from vq.archive_rows import to_status
+    from vq.history.rows import to_status
 
     changes = [
         e for e in event_stream.read(redis_conn, count=1_000_000) if e["jobId"] != "-" and to_status(e) is not None
@@ -142,7 +142,7 @@ def test_a_crash_between_sqlite_and_redis_counts_each_event_once(vq, redis_conn)
     """The archiver wrote a batch to SQLite and died before counting it in Redis: the next
     archiver counts it (once) and does not write it again."""
     from vq import metrics
-    from vq.archiver import Archiver
+    from vq.history.archiver import Archiver
 
     settings = load_settings(vq.config_path, env={})
     ids = [vq.submit("test-noop", {}, "--user", "u") for _ in range(3)]
@@ -161,7 +161,7 @@ def test_a_crash_between_sqlite_and_redis_counts_each_event_once(vq, redis_conn)
 
 
 def test_retention_prunes_rows_and_keeps_daily_aggregates(vq, redis_conn):
-    from vq.archiver import Archiver
+    from vq.history.archiver import Archiver
 
     vq.configure(history={"retentionDays": 30})
     settings = load_settings(vq.config_path, env={})
@@ -196,8 +196,8 @@ def test_retention_prunes_rows_and_keeps_daily_aggregates(vq, redis_conn):
 
 
 def _open_history(data_dir: str, results) -> None:
-    from vq import historydb
     from vq.config import Settings
+    from vq.history import db as historydb
 
     try:
         historydb.open_db(Settings(data_dir=data_dir))
@@ -267,8 +267,8 @@ def test_hosts_with_their_own_history_files_keep_one_complete_history(vq, redis_
     assert f"history is written to {home_a}" in other.daemon_log(1)
     note = other.run("history", ids[0])  # host B's file has no rows: it says where they are
     assert note.returncode == 4 and f"history is written to {home_a}" in note.stderr
-    from vq import history
     from vq.errors import HistoryElsewhere
+    from vq.history import queries as history
 
     with pytest.raises(HistoryElsewhere, match="history is written to"):  # the API answers 503 with this
         history.fresh(redis_conn, load_settings(other.config_path, env={}), strict=True)
@@ -296,7 +296,7 @@ def test_hosts_with_their_own_history_files_keep_one_complete_history(vq, redis_
 def test_without_a_history_file_in_redis_the_newest_history_is_chosen(vq, redis_conn):
     """A new or wiped Redis names no history file: the daemons' archivers announce theirs,
     and the one holding the newest history claims it, whichever asked first."""
-    from vq.archiver import Archiver
+    from vq.history.archiver import Archiver
 
     settings_a = load_settings(vq.config_path, env={})
     other = vq.another_host("host-b")
@@ -394,7 +394,7 @@ def test_a_full_disk_is_said_once_and_history_catches_up_when_there_is_room(vq, 
 
     import sqlite_utils
 
-    from vq.archiver import Archiver
+    from vq.history.archiver import Archiver
 
     settings = load_settings(vq.config_path)
     archiver = Archiver(redis_conn, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 
 
@@ -161,3 +162,20 @@ def test_retry_reruns_a_failed_job(vq):
     assert again["status"] in ("queued", "started", "failed")
     assert vq.wait_for(job_id)["status"] == "failed"
     assert vq.run("retry", "does-not-exist").returncode == 4
+
+
+def test_an_idle_daemon_stops_promptly_on_sigterm(vq):
+    """With no job running there is nothing to wait for: every process (workers, the timer,
+    the archiver, the webhook notifier) wakes from its wait on the stop and exits, so
+    `systemctl stop` or a deploy does not hang on sleeps."""
+    daemon = vq.start_daemon(workers=2, cold=True)
+    deadline = time.monotonic() + 60
+    while "ready:" not in vq.daemon_log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "ready:" in vq.daemon_log(), vq.daemon_log()
+    time.sleep(1)  # idle: every loop is in its wait
+    sent = time.monotonic()
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+    took = time.monotonic() - sent
+    assert took < 1.5, f"stopped {took:.2f} s after SIGTERM\n{vq.daemon_log()}"

@@ -47,8 +47,8 @@ def test_stats_match_a_known_workload(vq):
 def test_per_user_figures_forget_users_idle_past_the_retention(vq, redis_conn):
     """`vq stats` ranks users without scanning them all, and the hourly prune drops the
     counters of users with no job for history.retentionDays: they stay bounded."""
-    from vq.archiver import Archiver
     from vq.config import load_settings
+    from vq.history.archiver import Archiver
 
     vq.configure(history={"retentionDays": 30})
     old_ms = int((time.time() - 40 * 86400) * 1000)
@@ -142,8 +142,8 @@ def test_health_unhealthy_when_work_waits_and_no_worker_serves_it(vq):
 
 
 def test_health_degraded_by_backlog_age_and_open_breaker(vq, redis_conn):
-    from vq.breaker import Breakers
     from vq.config import load_settings
+    from vq.providers.breaker import Breakers
 
     vq.configure(
         health={"backlogAge": {"degraded": 1000, "unhealthy": 600000}},
@@ -219,8 +219,8 @@ def _past_events(redis_conn, seconds_ago: float, failed: int, finished: int, sta
 def test_health_degraded_when_failures_rise_against_the_window_before(vq, redis_conn, failed_before, expected):
     """5 failures in 100 (a 5% rate: healthy by rate) after `failed_before` the window
     before: rising by errorTrend (2x) or more is degraded."""
-    from vq.archiver import Archiver
     from vq.config import load_settings
+    from vq.history.archiver import Archiver
 
     _past_events(redis_conn, 450, failed=failed_before, finished=100 - failed_before)  # the 5 min before
     _past_events(redis_conn, 60, failed=5, finished=95)  # this window

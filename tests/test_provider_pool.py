@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from vq import http_pool
 from vq.config import ProviderSettings
-from vq.providers import call_http
+from vq.providers import pool as http_pool
+from vq.providers.http import call_http
 
 
 @pytest.fixture

@@ -176,8 +176,8 @@ def test_costs_are_summed_exactly_per_user_project_and_provider(vq, providers, r
     assert bad.returncode == 2 and "--by" in bad.stderr and "Traceback" not in bad.stderr
 
     # The history database keeps each job's cost, and the days, for when Redis no longer has them.
-    from vq.archiver import Archiver
     from vq.config import load_settings
+    from vq.history.archiver import Archiver
 
     settings = load_settings(vq.config_path, env={})
     assert vq.run("history", "--limit", "1").returncode == 0  # waits for the archiver to catch up

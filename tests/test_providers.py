@@ -10,10 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from vq.breaker import Breakers
 from vq.config import ProviderSettings, load_settings
 from vq.errors import PermanentError, ProviderError, RateLimitError
-from vq.providers import call_http
+from vq.providers.breaker import Breakers
+from vq.providers.http import call_http
 
 
 class FakeProvider:

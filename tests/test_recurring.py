@@ -154,7 +154,7 @@ def test_a_tick_left_half_done_by_a_dead_daemon_is_neither_lost_nor_doubled(vq, 
     """The two states a daemon can die in mid-tick: its lease still held with no job made,
     or the job made and the tick not yet advanced."""
     from vq.config import load_settings
-    from vq.recurring import Spawner
+    from vq.recurring.firing import Spawner
 
     settings = load_settings(vq.config_path, env={})
     rid = vq.json("recurring", "add", "test-noop", "--cron", "0 0 1 1 *", "--user", "u", "--skip-cache")["id"]
@@ -383,7 +383,7 @@ def test_the_spec_request_body_creates_a_recurring_job(vq, redis_conn):
     """The body of the spec's `POST /api/jobs/recurring` example, through the service the API calls."""
     from vq.config import load_settings
     from vq.errors import InvalidInput
-    from vq.recurring import add_from_mapping, describe
+    from vq.recurring.definitions import add_from_mapping, describe
 
     settings = load_settings(vq.config_path, env={})
     body = {

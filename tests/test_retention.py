@@ -217,7 +217,7 @@ def test_the_spec_forms_stay_valid(tmp_path):
 
 
 def test_an_older_history_file_gains_the_result_column(vq):
-    from vq import historydb
+    from vq.history import db as historydb
 
     settings = load_settings(str(vq.config_path))
     historydb.open_db(settings).conn.close()

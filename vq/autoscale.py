@@ -122,7 +122,7 @@ def decide(
 
 
 class Autoscaler:
-    """One daemon's scaling loop over its worker children (vq/daemon.py `_Child`): looks at
+    """One daemon's scaling loop over its worker children (vq/daemon_children.py `Child`): looks at
     what each did since the last look, at the demand, and starts or retires workers."""
 
     def __init__(self, conn: Redis, settings: Settings, job_types: list[str], worker_key, start, retire, log):

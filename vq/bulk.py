@@ -9,7 +9,7 @@ from pathlib import Path
 
 from redis import Redis
 
-from vq import jobs
+from vq import job_lists, jobs
 from vq.errors import VqError
 
 WAITING = ("queued", "limited", "scheduled", "deferred")
@@ -18,19 +18,19 @@ MOST = 100_000  # jobs one bulk operation may touch
 
 def failed(conn: Redis, job_type: str | None = None, user: str | None = None) -> list[dict]:
     """Failed jobs (the dead-letter queue), of a type and/or a user."""
-    return jobs.list_jobs(conn, job_type=job_type, user=user, status="failed", limit=MOST)
+    return job_lists.list_jobs(conn, job_type=job_type, user=user, status="failed", limit=MOST)
 
 
 def waiting(conn: Redis, user: str, job_type: str | None = None) -> list[dict]:
     """A user's jobs that have not started: queued, limited, scheduled, deferred."""
-    return [v for v in jobs.list_jobs(conn, job_type=job_type, user=user, limit=MOST) if v["status"] in WAITING]
+    return [v for v in job_lists.list_jobs(conn, job_type=job_type, user=user, limit=MOST) if v["status"] in WAITING]
 
 
 def finished_before(conn: Redis, cutoff: datetime, job_type: str | None = None, user: str | None = None) -> list[dict]:
     """Finished jobs that ended before `cutoff`."""
     return [
         v
-        for v in jobs.list_jobs(conn, job_type=job_type, user=user, status="finished", limit=MOST)
+        for v in job_lists.list_jobs(conn, job_type=job_type, user=user, status="finished", limit=MOST)
         if v["finishedAt"] and _parse(v["finishedAt"]) < cutoff
     ]
 

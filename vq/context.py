@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from vq.private import private_dir
 
 if TYPE_CHECKING:
-    from vq.provider_calls import ProviderCalls
+    from vq.providers.calls import ProviderCalls
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class HandlerContext:
         `ctx.call_provider(payload, units={"characters": 1200})`.
 
         The first provider the job's type allows that can take the call now is used, with
-        failover to the next (vq/provider_calls.py); `provider=` (or the older form
+        failover to the next (vq/providers/calls.py); `provider=` (or the older form
         `call_provider(name, payload)`) pins one. `units` are what the call consumed, priced
         with the provider's cost model; an answer's own numeric `usage` counts too.
         Failures arrive as vq's error categories."""

@@ -155,8 +155,8 @@ def parse_day(text: str, field: str) -> date:
 def query(conn: Redis, settings: Settings, by: str, since: str, until: str = "today", only: str | None = None) -> dict:
     """`vq costs` and GET /api/costs: spend per `by` over [since, until]; `only` limits it
     to one name (a user asking about themselves)."""
-    from vq import historydb
     from vq.errors import HistoryUnavailable, NotFound
+    from vq.history import db as historydb
 
     try:
         db = historydb.open_db(settings, create=False)

@@ -89,7 +89,7 @@ def first_line(exc: Exception) -> str:
 def run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: str, name: str) -> None:
     """This daemon's timer: due delayed jobs and retries, and recurring ticks."""
     from vq.execution import install_runtime
-    from vq.recurring import Spawner
+    from vq.recurring.firing import Spawner
     from vq.timer import Timer
 
     install_runtime(settings)
@@ -102,7 +102,7 @@ def run_scheduler(settings: Settings, conn, queue_names: list[str], log_level: s
 
 
 def archiver_main(settings: Settings, log_level: str) -> None:
-    from vq.archiver import Archiver
+    from vq.history.archiver import Archiver
 
     die_with_parent()
     logs.configure(log_level)
@@ -118,9 +118,9 @@ def webhooks_main(settings: Settings, log_level: str, consumer: str) -> None:
 
 
 def run_until_signalled(service) -> None:
-    """Run a loop that checks its `stopped` flag (archiver, notifier); SIGTERM/SIGINT set it."""
-    signal.signal(signal.SIGTERM, lambda *_: setattr(service, "stopped", True))
-    signal.signal(signal.SIGINT, lambda *_: setattr(service, "stopped", True))
+    """Run a loop until SIGTERM/SIGINT stops it (archiver, notifier: vq/stopping.py)."""
+    signal.signal(signal.SIGTERM, service.stop)
+    signal.signal(signal.SIGINT, service.stop)
     service.run()
 
 

@@ -10,8 +10,10 @@ from collections import Counter
 
 from redis import Redis
 
-from vq import health, limits, metrics, provider_stats, queues, recurring
+from vq import health, limits, metrics, queues
 from vq.config import Settings
+from vq.providers import stats as provider_stats
+from vq.recurring import definitions as recurring
 
 DASHBOARD_PROVIDER_WINDOW_MS = 15 * 60_000
 
@@ -92,7 +94,7 @@ def upcoming_recurring(conn: Redis, most: int = RECURRING_SHOWN) -> list[dict]:
 
 def user_view(conn: Redis, settings: Settings, user_id: str) -> dict:
     """A user's running jobs against their concurrency limit."""
-    from vq import jobs
+    from vq import job_lists
 
-    running = jobs.list_jobs(conn, user=user_id, status="started", limit=100)
+    running = job_lists.list_jobs(conn, user=user_id, status="started", limit=100)
     return {"userId": user_id, "limit": limits.user_limit(conn, settings, user_id), "running": running}

@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, costs, events, fence, jobdata, keys, logs, providers, resources
+from vq import artifacts, costs, events, fence, jobdata, keys, logs, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import (
@@ -35,7 +35,8 @@ from vq.errors import (
 from vq.jobtypes import get_job_type, load_handler
 from vq.model import ms_between, result_of
 from vq.protect import protector
-from vq.provider_calls import ProviderCalls
+from vq.providers import http as providers
+from vq.providers.calls import ProviderCalls
 from vq.rq_seam import private
 
 PROGRESS_EVENT_INTERVAL = 0.25  # seconds between progress events of one job
@@ -63,14 +64,14 @@ class Runtime:
 
     def breakers(self, conn: Redis):
         if self._breakers is None:
-            from vq.breaker import Breakers
+            from vq.providers.breaker import Breakers
 
             self._breakers = Breakers(conn, self.settings)
         return self._breakers
 
     def gate(self, conn: Redis):
         if self._gate is None:
-            from vq.provider_gate import ProviderGate
+            from vq.providers.gate import ProviderGate
 
             self._gate = ProviderGate(conn)
         return self._gate

@@ -14,7 +14,7 @@ Three deadlines, earliest first, so that a slot is never held by two running job
    Redis set that renewal's deadline: no clock offset between hosts enters.
 2. `kill_at` (margin/2 later): the daemon that supervises the worker kills the whole
    process if it still holds the lease (it was stopped with SIGSTOP, or its handler is
-   stuck in native code that no exception reaches; vq/daemon.py).
+   stuck in native code that no exception reaches; vq/daemon_supervisor.py).
 3. Redis's deadline (`lease` after the renewal ran): only then does admission count the
    slot free, and stalled-job recovery requeue the job (vq/stalled.py), taking the token
    away.

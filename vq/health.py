@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 import redis
 from redis import Redis
 
-from vq import admission, breaker, keys, metrics, presence, queues
+from vq import admission, keys, metrics, presence, queues
 from vq.config import Settings, Thresholds
 from vq.execution import providers_of
 from vq.jobtypes import job_types
 from vq.model import iso
+from vq.providers import breaker
 from vq.replies import optional_text
 from vq.webhooks import post_json, secret_of
 from vq.workers import listing as worker_listing

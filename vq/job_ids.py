@@ -90,8 +90,8 @@ def in_history(settings: Settings | None, prefix: str) -> list[Candidate]:
     """Jobs of this host's history database whose id starts with `prefix` (not removed ones)."""
     if settings is None:
         return []
-    from vq import historydb
     from vq.errors import HistoryUnavailable
+    from vq.history import db as historydb
 
     if not historydb.path_for(settings).exists():
         return []

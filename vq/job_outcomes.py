@@ -27,7 +27,7 @@ from vq.execution import runtime
 from vq.job_end import JobEnd
 from vq.jobs import cancel_dependents
 from vq.model import ms_between
-from vq.recurring_runs import record_outcome_in
+from vq.recurring.runs import record_outcome_in
 from vq.replies import optional_text
 from vq.rq_seam import private
 from vq.rq_seam.host import WorkerHost

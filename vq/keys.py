@@ -209,7 +209,7 @@ def cache_counter(job_type: str, outcome: str) -> str:
     return f"{PREFIX}cache:{outcome}:{job_type}"
 
 
-# --- recurring jobs (vq/recurring.py) -------------------------------------------------
+# --- recurring jobs (vq/recurring/) ---------------------------------------------------
 RECURRING = PREFIX + "recurring"  # hash id -> definition (JSON)
 RECURRING_DUE = PREFIX + "recurring:due"  # zset id -> next tick ms (active definitions only)
 RECURRING_SEEN = PREFIX + "recurring:seen"  # set once definitions were ever written (see restore)
@@ -235,14 +235,14 @@ def recurring_lease(recurring_id: str) -> str:
     return f"{PREFIX}recurring:{recurring_id}:lease"
 
 
-# --- history and metrics (vq/archiver.py, vq/metrics.py) ------------------------------
+# --- history and metrics (vq/history/archiver.py, vq/metrics.py) ----------------------
 METRICS_TOTALS = PREFIX + "metrics:totals"  # hash "<type>|<counter>" -> n, all time
 METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, while the user is active
 METRICS_USERS_RANK = PREFIX + "metrics:users:rank"  # zset user -> jobs created (the top users, no scan)
 METRICS_USERS_SEEN = PREFIX + "metrics:users:seen"  # zset user -> last counted (ms): idle users are pruned
 ARCHIVER_LEADER = PREFIX + "archiver:leader"  # held by the one archiver running
 ARCHIVER_APPLIED = PREFIX + "archiver:applied"  # the last event id whose metrics were counted
-ARCHIVER_HOME = PREFIX + "archiver:home"  # hash: the history file archivers write (vq/archiver_lease.py)
+ARCHIVER_HOME = PREFIX + "archiver:home"  # hash: the history file archivers write (vq/history/lease.py)
 ARCHIVER_CANDIDATES = PREFIX + "archiver:candidates"  # hash db id -> a file's position, while none is home
 DAEMONS = PREFIX + "daemons"  # hash host:pid -> JSON of a running daemon's state (vq/presence.py)
 DAEMON_PROBLEMS = PREFIX + "daemons:problems"  # hash host:pid:process -> JSON of what keeps it from working

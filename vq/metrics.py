@@ -2,7 +2,7 @@
 buckets, so every figure over any window is read from a bounded number of keys whatever
 the number of jobs.
 
-The archiver (vq/archiver.py) is the only writer: it folds each batch of events into one
+The archiver (vq/history/archiver.py) is the only writer: it folds each batch of events into one
 set of increments, applied in the same transaction that records how far it got, so each
 event counts exactly once. Workers pay nothing beyond the event they already append.
 """

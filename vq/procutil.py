@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
+from multiprocessing.process import BaseProcess
 
 PR_SET_PDEATHSIG = 1
+
+
+def signal_child(process: BaseProcess, signum: int) -> None:
+    """A signal to a child process; one that was never started has no pid and gets none."""
+    if process.pid is not None:
+        os.kill(process.pid, signum)
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:

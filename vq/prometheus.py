@@ -10,8 +10,9 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.exposition import generate_latest
 from redis import Redis
 
-from vq import health, keys, metrics, provider_stats, queues
+from vq import health, keys, metrics, queues
 from vq.config import Settings
+from vq.providers import stats as provider_stats
 
 STATES = ("queued", "limited", "running", "scheduled", "deferred", "failed", "finished", "canceled")
 COUNTERS = ("created", "started", "finished", "failed", "retried", "canceled", "cached", "stalled", "rateLimited")

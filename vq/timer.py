@@ -23,6 +23,7 @@ from rq.utils import now as rq_now
 from rq.utils import utcformat
 
 from vq import keys, lua
+from vq.stopping import Stoppable
 
 MOVE_BUDGET = 500  # jobs moved per call; a backlog is drained in a loop
 log = logging.getLogger("vq.timer")
@@ -60,7 +61,7 @@ class DueMover:
                 return moved_total, float(next_due) if next_due else None
 
 
-class Timer:
+class Timer(Stoppable):
     """One daemon's sleeper. `tick()` callbacks (the recurring-job spawner) run on the same
     clock and return their own next due time (epoch seconds) or None."""
 
@@ -75,11 +76,7 @@ class Timer:
         self.mover = DueMover(conn, queue_names)
         self.callbacks = list(callbacks)
         self.max_sleep = max_sleep
-        self.stopped = False
         self._pubsub: PubSub | None = None
-
-    def stop(self, *_args) -> None:
-        self.stopped = True
 
     def run_once(self) -> float:
         """Do everything due now; return the epoch time of the next thing due."""
@@ -101,7 +98,7 @@ class Timer:
             left = deadline - time.time()
             if left <= 0:
                 return
-            message = pubsub.get_message(timeout=left)
+            message = self.until_stopped(pubsub.get_message, timeout=left)  # SIGTERM ends it
             if message and message.get("type") == "message":
                 try:
                     announced = float(message["data"])
@@ -125,7 +122,7 @@ class Timer:
                 if not backoff:
                     log.warning("timer: Redis unreachable (%s); retrying", str(exc).splitlines()[0])
                 backoff = min(5.0, backoff * 2 or 0.2)
-                time.sleep(backoff)
+                self.until_stopped(time.sleep, backoff)
         self._drop_pubsub()
 
     def _subscribe(self) -> PubSub:

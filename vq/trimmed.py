@@ -87,7 +87,7 @@ class Lookup:
 def _db(conn: Redis, settings: Settings | None):
     if settings is None or not catch_up(conn, settings):
         return None
-    from vq import historydb
+    from vq.history import db as historydb
 
     try:
         return historydb.open_db(settings, create=False)
@@ -100,7 +100,8 @@ def catch_up(conn: Redis, settings: Settings | None) -> bool:
     host has no history database to read."""
     if settings is None:
         return False
-    from vq import archiver, historydb
+    from vq.history import archiver
+    from vq.history import db as historydb
 
     if not historydb.path_for(settings).exists():
         return False

@@ -33,6 +33,7 @@ from vq.config import Settings
 from vq.egress import Policy, Refused, connection
 from vq.errors import InvalidInput
 from vq.replies import members
+from vq.stopping import Stoppable
 
 log = logging.getLogger("vq.webhooks")
 
@@ -103,7 +104,7 @@ def secret_of(settings: Settings) -> str | None:
     return settings.webhooks.secret or os.environ.get("VQ_WEBHOOK_SECRET") or None
 
 
-class Notifier:
+class Notifier(Stoppable):
     """One daemon's share of job webhook deliveries."""
 
     def __init__(self, conn: Redis, settings: Settings, consumer: str):
@@ -128,7 +129,7 @@ class Notifier:
                         "webhooks: Redis unreachable (%s); retrying", str(exc).splitlines()[0] if str(exc) else exc
                     )
                 down = True
-                time.sleep(1)
+                self.until_stopped(time.sleep, 1)
                 continue
             if down:
                 log.info("webhooks: Redis reachable again")
@@ -165,7 +166,10 @@ class Notifier:
                 keys.WEBHOOK_EVENTS, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0", count=100
             )
             handled += self._handle(events.parse([(keys.WEBHOOK_EVENTS, [c for c in claimed if c[1]])]))
-        fresh = self.conn.xreadgroup(GROUP, self.consumer, {keys.WEBHOOK_EVENTS: ">"}, count=200, block=block_ms)
+        # A wait: the stop signal ends it (vq/stopping.py); entries it had just read stay pending and are claimed.
+        fresh = self.until_stopped(
+            self.conn.xreadgroup, GROUP, self.consumer, {keys.WEBHOOK_EVENTS: ">"}, count=200, block=block_ms
+        )
         return handled + self._handle(events.parse(fresh))
 
     def _handle(self, batch: list[dict]) -> int:

@@ -1,7 +1,7 @@
 """Moving-window rate limits kept in Redis by the `limits` library (the one behind
 Flask-Limiter), so every host counts against the same window: at most N hits in any
 window of W seconds, atomically, in its own Lua. Used for AI providers' request rates
-(vq/provider_gate.py) and the HTTP API's per-user limit (vq/api/ratelimit.py)."""
+(vq/providers/gate.py) and the HTTP API's per-user limit (vq/api/ratelimit.py)."""
 
 from __future__ import annotations
 

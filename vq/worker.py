@@ -1,4 +1,4 @@
-"""The worker process, as the daemon starts it (vq/daemon.py `_worker_main`): a long-lived
+"""The worker process, as the daemon starts it (vq/daemon_children.py `worker_main`): a long-lived
 RQ worker that takes jobs from every queue it serves, high priority before normal before
 low, skipping the types an operator paused, plus helper threads for I/O-bound types.
 

@@ -280,10 +280,10 @@ def vq_registry_keys(conn: redis.Redis, job_type: str) -> tuple[list[str], list[
 def _name_history_file(config_path: Path) -> None:
     """A running installation's Redis names the file history goes to; a flushed bench Redis
     does not, and its daemon's archiver would first wait 6 s for other hosts to announce
-    their files (vq/archiver_lease.py), so archiving would start late in a short drain."""
-    from vq.archiver import Archiver
+    their files (vq/history/lease.py), so archiving would start late in a short drain."""
     from vq.config import load_settings
     from vq.connection import make_client
+    from vq.history.archiver import Archiver
 
     settings = load_settings(config_path, env={})
     if settings.history.enabled:

@@ -2,7 +2,7 @@
 """History and metrics: what the archiver costs the workers, and whether `stats`, `health`
 and `perf` answer in the same time with a million jobs waiting.
 
-Why: vq's daemon runs an archiver process (vq/archiver.py) that reads the `vq:events`
+Why: vq's daemon runs an archiver process (vq/history/archiver.py) that reads the `vq:events`
 stream and writes every transition to SQLite (`<data_dir>/history.db`, table job_history)
 and folds metric buckets into Redis (vq/metrics.py). It is on by default
 (`history: {enabled: false}` turns it off). Workers only append events, so the archiver
@@ -30,7 +30,7 @@ After a history-on drain, with the daemon still running, the script polls the SQ
 (read-only) and the metric totals until job_history holds 3 rows per job (created, started,
 finished) and the finished metric counts every job: "catch-up" is that moment minus the
 last job's end (RQ's ended_at), i.e. how far the archiver trailed the workers. Then
-`vq.archiver.catch_up` confirms its positions reached the stream's end. Verified per run:
+`vq.history.archiver.catch_up` confirms its positions reached the stream's end. Verified per run:
 every job finished, one `finished` event per job; history-on: job_history rows per event
 and per job, render_jobs, metric totals; history-off: no history rows, no metrics.
 
@@ -102,9 +102,11 @@ from rich.table import Table
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from vq import archiver, dashboard, health, historydb, keys, metrics
+from vq import dashboard, health, keys, metrics
 from vq import stats as vq_stats
 from vq.config import TIERS, load_settings
+from vq.history import archiver
+from vq.history import db as historydb
 from vq.jobtypes import job_types
 from vq.submission import Submission, submit, submit_each
 

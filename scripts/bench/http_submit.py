@@ -103,10 +103,11 @@ import redis
 from rich.table import Table
 from rq import Queue, Worker
 
-from vq import archiver, audit, keys, queues
+from vq import audit, keys, queues
 from vq import jobs as vq_jobs
 from vq.config import load_settings
 from vq.connection import make_client
+from vq.history import archiver
 from vq.submission import Submission, submit
 from vq.tokens import TokenRequest
 from vq.tokens import create as create_token

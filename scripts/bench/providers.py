@@ -4,8 +4,8 @@
 A stub provider (a threaded HTTP/1.1 server with keep-alive, on loopback) answers every
 POST with a small JSON body. Per round, N calls go through each path in turn, timed:
 
-* pooled   -- `vq.providers.call_http`, vq's real call path: one httpx.Client per provider
-              per process (vq/http_pool.py), so the calls share a kept-alive connection.
+* pooled   -- `vq.providers.http.call_http`, vq's real call path: one httpx.Client per provider
+              per process (vq/providers/pool.py), so the calls share a kept-alive connection.
 * urllib   -- the path vq used before: `urllib.request.urlopen`, a new TCP connection per
               call. That code is gone from vq, so a minimal equivalent is kept here (same
               request, headers, timeout and JSON parsing) as the baseline.
@@ -32,9 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from vq import http_pool
 from vq.config import ProviderSettings
-from vq.providers import call_http
+from vq.providers import pool as http_pool
+from vq.providers.http import call_http
 
 ANSWER = json.dumps({"text": "ok", "usage": {"tokens": 12}}).encode()
 

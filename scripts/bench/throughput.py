@@ -479,7 +479,7 @@ def _settle(conn, settings, backlog: int) -> float:
     arrive while workers run are routed as they come) and its creation archived (the
     archiver writes history as jobs arrive). What is then measured is the job's path."""
     t0 = time.perf_counter()
-    from vq import archiver
+    from vq.history import archiver
 
     vq_queues.pause(conn, settings, JOB_TYPE)
     admission = Admission(conn, settings.queue.settings.lockDuration)

@@ -23,19 +23,18 @@ def register(app: typer.Typer) -> None:
         Redis (reachable, version, persistence, eviction), the daemons, clocks, the archiver, SQLite,
         the config and the handlers. Exit 0 ok, 1 warnings, 2 problems."""
         from vq import doctor as checks
+        from vq.doctor_findings import Finding, exit_code
 
         try:
             findings = checks.run(state(ctx).settings)
         except ConfigError as exc:
             findings = [
                 asdict(
-                    checks.Finding(
-                        "config", "fail", exc.message, "fix the file; `vq doctor` checks the rest once it loads"
-                    )
+                    Finding("config", "fail", exc.message, "fix the file; `vq doctor` checks the rest once it loads")
                 )
             ]
         emit(findings, as_json, _render)
-        raise typer.Exit(checks.exit_code([checks.Finding(**f) for f in findings]))
+        raise typer.Exit(exit_code([Finding(**f) for f in findings]))
 
 
 def _render(findings: list[dict]) -> None:

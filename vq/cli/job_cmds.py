@@ -9,7 +9,7 @@ from typing import TypeGuard
 
 import typer
 
-from vq import artifacts, audit, bulk, jobs
+from vq import artifacts, audit, bulk, job_lists, jobs
 from vq.cli import confirm
 from vq.cli.helptext import example, one_of
 from vq.cli.output import emit, err, note, out, status_text, table
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         since_ms = None
         if since is not None:
             since_ms = int(time.time() * 1000) - parse_duration_ms(since, "--since", unit_required=True)
-        listing = jobs.page_jobs(
+        listing = job_lists.page_jobs(
             st.conn, job_type=job_type, status=status, user=user, limit=limit, page=page, since_ms=since_ms
         )
         # --json stays the bare list of jobs scripts have read since 0.1; the table has the totals.

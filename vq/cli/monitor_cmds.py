@@ -7,13 +7,13 @@ import sys
 import typer
 
 from vq import health as health_service
-from vq import history as history_service
 from vq import prometheus
 from vq import stats as stats_service
 from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, err, escape, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, state
 from vq.connection import try_connect
+from vq.history import queries as history_service
 from vq.model import Status
 
 STATUSES = tuple(s.value for s in Status)

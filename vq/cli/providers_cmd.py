@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import typer
 
-from vq import costs, provider_stats
+from vq import costs
 from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, out, table
 from vq.cli.state import JSON_OPTION, state
 from vq.durations import parse_duration_ms
 from vq.errors import InvalidInput
+from vq.providers import stats as provider_stats
 
 STATE_STYLE = {"closed": "green", "half_open": "yellow", "open": "red"}
 

@@ -7,12 +7,14 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from vq import audit, recurring
+from vq import audit
 from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, err, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, PRIORITY_OPTION, SUBSCRIPTION_OPTION, state
 from vq.cli.submit_cmd import parse_data
-from vq.recurring import CATCH_UP
+from vq.recurring import definitions as recurring
+from vq.recurring import firing
+from vq.recurring.definitions import CATCH_UP
 
 CRON_HELP = "Cron expression: minute hour day-of-month month day-of-week, e.g. '0 0 * * *' (a sixth field is seconds)."
 
@@ -171,7 +173,7 @@ def register(app: typer.Typer) -> None:
 
         st = state(ctx)
         definition = recurring.get(st.conn, ref)
-        job_id = recurring.run_now(st.conn, st.settings, definition.id)
+        job_id = firing.run_now(st.conn, st.settings, definition.id)
         audit.record(
             st.conn, audit.cli_actor(), "operator", "recurring-run", definition.jobType, definition.id, jobId=job_id
         )

@@ -11,7 +11,8 @@ bounds; each `__post_init__` checks what a type cannot say, raising `_InvalidKey
 key it is about.
 
 The package: `base` (tiers, priorities, chore names, the strict Struct), `queue` (the spec's
-redis/queue/concurrency/priority/limits blocks), `blocks` (vq's own services' blocks),
+redis/queue/concurrency/priority/limits blocks), `services` (the daemon's and its services'
+blocks), `jobs` (what a job runs with: providers, costs, artifacts, cache, job types),
 `settings` (the whole `Settings`), `loader` (file, environment, one-line errors).
 """
 
@@ -22,27 +23,16 @@ from vq.config.base import (
     PRIORITIES,
     TIERS,
 )
-from vq.config.blocks import (
+from vq.config.jobs import (
     ArtifactSettings,
-    AutoscaleSettings,
     BreakerSettings,
     Budget,
     BudgetSettings,
     CacheSettings,
     CostSettings,
-    DaemonSettings,
-    HealthSettings,
-    HistorySettings,
-    HttpSettings,
     JobTypeSettings,
     ProviderRateLimit,
     ProviderSettings,
-    RateLimitSettings,
-    RecurringSettings,
-    SecuritySettings,
-    TemplateSettings,
-    Thresholds,
-    WebhookSettings,
 )
 from vq.config.loader import (
     _apply_env,
@@ -67,6 +57,19 @@ from vq.config.queue import (
     SentinelSettings,
     Tier,
     retention_of,
+)
+from vq.config.services import (
+    AutoscaleSettings,
+    DaemonSettings,
+    HealthSettings,
+    HistorySettings,
+    HttpSettings,
+    RateLimitSettings,
+    RecurringSettings,
+    SecuritySettings,
+    TemplateSettings,
+    Thresholds,
+    WebhookSettings,
 )
 from vq.config.settings import (
     Settings,

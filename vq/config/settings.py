@@ -7,23 +7,25 @@ from typing import Annotated
 from msgspec import Meta, field
 
 from vq.config.base import TIERS, _InvalidKey, _Strict
-from vq.config.blocks import (
+from vq.config.jobs import (
     ArtifactSettings,
     BreakerSettings,
     CacheSettings,
     CostSettings,
+    JobTypeSettings,
+    ProviderSettings,
+)
+from vq.config.queue import ConcurrencySettings, LimitsSettings, PrioritySettings, QueueSettings, RedisSettings
+from vq.config.services import (
     DaemonSettings,
     HealthSettings,
     HistorySettings,
     HttpSettings,
-    JobTypeSettings,
-    ProviderSettings,
     RecurringSettings,
     SecuritySettings,
     TemplateSettings,
     WebhookSettings,
 )
-from vq.config.queue import ConcurrencySettings, LimitsSettings, PrioritySettings, QueueSettings, RedisSettings
 
 
 class Settings(_Strict):

@@ -102,7 +102,7 @@ def handle(ctx, data: dict) -> dict:
 
 def _remote(ctx, data: dict) -> dict:
     """Providers declared in config: the request goes to the first that can take it, with
-    failover (vq/provider_calls.py); the characters sent are the units priced."""
+    failover (vq/providers/calls.py); the characters sent are the units priced."""
     value = data.get("input", data.get("text"))
     ctx.progress(10, f"sending {data.get('task')} to {', '.join(ctx.providers) or 'its provider'}")
     output = ctx.call_provider(

@@ -1,4 +1,4 @@
--- The archiver lease, bound to the history's home file (vq/archiver_lease.py).
+-- The archiver lease, bound to the history's home file (vq/history/lease.py).
 --
 -- KEYS[1] vq:archiver:leader      the lease: the owner's id, with a TTL
 -- KEYS[2] vq:archiver:home        hash: db (the file's id), host, path, claimed, at (last held, ms)

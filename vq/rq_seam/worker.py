@@ -26,12 +26,13 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
-from vq import fence, http_pool, logs, resources
+from vq import fence, logs, resources
 from vq.admission import forget_idle_in
 from vq.execution import begin_attempt, runtime
 from vq.job_outcomes import JobOutcomes
 from vq.model import VQ_FUNC
 from vq.procutil import die_with_parent
+from vq.providers import pool as http_pool
 from vq.rq_seam.log_filters import SayOnce
 from vq.rq_seam.queue import VqQueue
 from vq.worker_leases import JobLeases

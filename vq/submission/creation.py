@@ -20,7 +20,7 @@ from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import Dependency, Job, JobStatus
 
-from vq import cache, dependents, events, keys, recurring_runs
+from vq import cache, dependents, events, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
@@ -29,6 +29,7 @@ from vq.jobtypes import get_job_type, load_handler
 from vq.maintenance import ended_ttl
 from vq.model import VQ_FUNC, iso, result_of
 from vq.protect import protector
+from vq.recurring import runs as recurring_runs
 from vq.replies import optional_text
 from vq.rq_seam import private
 from vq.rq_seam.queue import rq_queue

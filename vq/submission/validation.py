@@ -17,13 +17,14 @@ from redis import Redis
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import jobdata, providers
+from vq import jobdata
 from vq.config import PRIORITIES, TIERS, Settings, Tier
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import Ambiguous, Conflict, InvalidInput, NotFound
 from vq.jobtypes import JobType, get_job_type
 from vq.model import iso
 from vq.protect import protector
+from vq.providers import http as providers
 from vq.webhooks import validate_url
 
 VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from vq import artifacts, audit, dashboard, dlq, history, historydb, jobs, queues
+from vq import artifacts, audit, dashboard, dlq, job_lists, jobs, queues
 from vq.config import Settings
 from vq.errors import HistoryUnavailable, NotFound
+from vq.history import db as historydb
+from vq.history import queries as history
 
 PAGE = 20  # jobs per page in a queue's list
 
@@ -28,7 +30,7 @@ class Services:
         return dashboard.overview(self.conn, self.settings)
 
     def queue_jobs(self, job_type: str, status: str | None, user: str | None, page: int) -> list[dict]:
-        return jobs.list_jobs(
+        return job_lists.list_jobs(
             self.conn, job_type=job_type, status=status, user=user or None, limit=PAGE, offset=page * PAGE
         )
 

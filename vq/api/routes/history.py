@@ -1,14 +1,14 @@
-"""A user's job history over HTTP, read from the history database (vq/history.py)."""
+"""A user's job history over HTTP, read from the history database (vq/history/queries.py)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from vq import history as history_service
 from vq.api import schemas
 from vq.api.context import Context
 from vq.errors import NotFound
+from vq.history import queries as history_service
 from vq.tokens import Principal
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from vq import costs, prometheus, provider_stats, queues, stats, workers
+from vq import costs, prometheus, queues, stats, workers
 from vq import health as health_service
 from vq.api import schemas
 from vq.api.context import Context
 from vq.api.errors import ERRORS_AS_JSON
 from vq.durations import parse_duration_ms
 from vq.errors import InvalidInput
+from vq.providers import stats as provider_stats
 from vq.tokens import Forbidden, Principal
 
 

@@ -1,4 +1,4 @@
-"""Recurring jobs over HTTP: create, remove, run now (vq/recurring.py does the work)."""
+"""Recurring jobs over HTTP: create, remove, run now (vq/recurring/definitions.py does the work)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Path
 
-from vq import jobs, recurring
+from vq import jobs
 from vq.api import schemas
 from vq.api.context import Context
 from vq.errors import NotFound
+from vq.recurring import definitions as recurring
+from vq.recurring import firing
 from vq.tokens import Principal
 
 
@@ -81,7 +83,7 @@ def router(ctx: Context) -> APIRouter:
         definition = await call(recurring.get, conn, recurringJobId)
         if not principal.may_see(definition.userId, definition.projectId):
             raise NotFound(f"recurring job {recurringJobId!r} not found")
-        job_id = await call(recurring.run_now, conn, settings, definition.id)
+        job_id = await call(firing.run_now, conn, settings, definition.id)
         await audited(principal, "recurring-run", definition.jobType, definition.id, jobId=job_id)
         return await call(jobs.show, conn, job_id, settings, False)
 

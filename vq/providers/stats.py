@@ -71,8 +71,8 @@ def _quantile(values: list[int], q: float) -> int | None:
 def overview(conn: Redis, settings, window_ms: int) -> list[dict]:
     """`vq providers` and GET /api/providers: each provider's breaker, its limits' use now
     and its performance over the window."""
-    from vq import breaker
-    from vq.provider_gate import ProviderGate
+    from vq.providers import breaker
+    from vq.providers.gate import ProviderGate
 
     rows = breaker.states(conn, settings)
     figures = read(conn, [r["provider"] for r in rows], window_ms)

@@ -17,10 +17,12 @@ from redis import ConnectionError as RedisConnectionError
 from redis import Redis
 from redis import TimeoutError as RedisTimeoutError
 
-from vq import archiver, historydb, job_ids
+from vq import job_ids
 from vq.config import Settings
 from vq.durations import looks_like_duration, parse_duration_ms, parse_instant
 from vq.errors import HistoryElsewhere, HistoryUnavailable, InvalidInput, NotFound
+from vq.history import archiver
+from vq.history import db as historydb
 from vq.jobdata import LIST_RESULT_BYTES
 from vq.model import iso
 
@@ -150,7 +152,7 @@ def jobs(
             f"SELECT * FROM render_jobs{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]
         )
     )
-    for row in rows:  # as in every list of jobs (vq/jobs.py list_view); `vq show`, `vq result` have it whole
+    for row in rows:  # as in every list of jobs (vq/job_lists.py list_view); `vq show`, `vq result` have it whole
         size = len((row.get("result") or "").encode())
         if size > LIST_RESULT_BYTES:
             row.update(result=None, result_omitted=True, result_bytes=size)

@@ -3,7 +3,7 @@ window (a moving window kept by the `limits` library in Redis) and requests in f
 (leases in a Redis sorted set, so a killed worker's lapse by themselves).
 
 `acquire` either grants a call or says how long until one could be granted; the caller
-decides whether to wait, to fail over or to delay the job (vq/provider_calls.py).
+decides whether to wait, to fail over or to delay the job (vq/providers/calls.py).
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-from vq import http_pool
 from vq.config import ProviderSettings, Settings
 from vq.errors import InvalidInput, PermanentError, ProviderError, RateLimitError
+from vq.providers import pool as http_pool
 
 if TYPE_CHECKING:
     import httpx

@@ -55,9 +55,9 @@ class Breakers:
 
 def states(conn: Redis, settings: Settings) -> list[dict]:
     """Every provider declared in config or with a breaker record: state, recent failures,
-    next probe. Only names config bounds (vq/providers.py `known`, and `other`) are shown: a
+    next probe. Only names config bounds (vq/providers/http.py `known`, and `other`) are shown: a
     record an older vq made from a name in job data stays hidden."""
-    from vq.providers import OTHER, known
+    from vq.providers.http import OTHER, known
 
     allowed = set(known(settings)) | {OTHER}
     names = sorted(set(settings.providers) | (set(texts(conn.smembers(keys.BREAKERS))) & allowed))

@@ -1,7 +1,7 @@
 """A recurring definition's run bookkeeping: each spawned job counted when it is created
 and again when it ends, for `vq recurring show` and the history.
 
-Kept apart from vq/recurring.py (definitions and firing) so that job creation
+Kept apart from vq/recurring/definitions.py and firing.py so that job creation
 (vq/submission/creation.py) can record a tick's run without importing the firing side,
 which itself submits through vq.submission.
 """

@@ -17,9 +17,9 @@ from redis import Redis
 from redis.typing import EncodableT, FieldT
 
 from vq import keys
-from vq.historydb import RECURRING_COLUMNS
+from vq.history.db import RECURRING_COLUMNS
 from vq.model import iso
-from vq.recurring import Recurring, list_all
+from vq.recurring.definitions import Recurring, list_all
 from vq.timer import notify_in
 
 if TYPE_CHECKING:

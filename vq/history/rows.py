@@ -1,6 +1,6 @@
 """Events into history rows: what one batch of `vq:events` writes to the history database.
 
-The archiver (vq/archiver.py) reads the stream and owns the positions; this module knows
+The archiver (vq/history/archiver.py) reads the stream and owns the positions; this module knows
 the tables: a job_history row per status change (keyed by the event's stream id, so a
 batch written twice adds nothing), the render_jobs row each job's events build up, its
 dependencies, provider charges and audit entries, and the archiver's last written id,

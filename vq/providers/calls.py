@@ -14,9 +14,11 @@ import logging
 import math
 import time
 
-from vq import costs, provider_stats, providers
+from vq import costs
 from vq.errors import PermanentError, ProviderBusy, ProviderError, ProviderUnavailable, RateLimitError
-from vq.provider_gate import Grant
+from vq.providers import http as providers
+from vq.providers import stats as provider_stats
+from vq.providers.gate import Grant
 
 WAIT_IN_PLACE_S = 1.0  # a shorter wait for a provider is spent in the worker, not by rescheduling
 log = logging.getLogger("vq.providers")

@@ -5,7 +5,7 @@ reads events in stream order, in batches, and for each batch:
 
 1. writes job_history rows (keyed by the event's stream id, so a batch written twice adds
    nothing), updates render_jobs and job_dependencies, and stores the last id written, all
-   in one SQLite transaction (vq/archive_rows.py knows the rows);
+   in one SQLite transaction (vq/history/rows.py knows the rows);
 2. adds the batch's metric increments (vq/metrics.py) and stores the last id counted, in
    one Redis transaction.
 
@@ -25,11 +25,15 @@ from typing import TYPE_CHECKING
 import redis
 from redis import Redis
 
-from vq import archive_rows, archiver_lease, costs, events, historydb, keys, metrics, presence
+from vq import costs, events, keys, metrics, presence
 from vq.config import Settings
 from vq.errors import HistoryElsewhere, HistoryUnavailable
-from vq.historydb import open_db, path_for
+from vq.history import db as historydb
+from vq.history import lease as archiver_lease
+from vq.history import rows as archive_rows
+from vq.history.db import open_db, path_for
 from vq.replies import optional_text
+from vq.stopping import Stoppable
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -48,7 +52,7 @@ def _id_tuple(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class Archiver:
+class Archiver(Stoppable):
     def __init__(self, conn: Redis, settings: Settings, open_now: bool = True):
         self.conn = conn
         self.settings = settings
@@ -105,7 +109,7 @@ class Archiver:
     # --- leadership --------------------------------------------------------------------
     def hold_lease(self, handover: bool = True, settle_ms: int = archiver_lease.SETTLE_MS) -> archiver_lease.Outcome:
         """Take or keep the one archiver lease, so two archivers never run at once and all
-        write the history's home file (vq/archiver_lease.py)."""
+        write the history's home file (vq/history/lease.py)."""
         return archiver_lease.hold(
             self.conn,
             owner=self.owner,
@@ -126,7 +130,10 @@ class Archiver:
         """Archive the next batch; returns how many events it covered (0: none waiting)."""
         written, counted = self.written_id(), self.counted_id()
         start = min(written, counted, key=_id_tuple)
-        batch = events.read(self.conn, since=start, count=self.settings.history.batchSize, block_ms=block_ms)
+        # A wait when it blocks: the stop signal ends it (vq/stopping.py); the position stays.
+        batch = self.until_stopped(
+            events.read, self.conn, since=start, count=self.settings.history.batchSize, block_ms=block_ms
+        )
         if not batch:
             return 0
         self._check_gap(start, batch[0]["id"])
@@ -169,7 +176,7 @@ class Archiver:
             log.warning("history gap: events after %s were lost before they were archived", start)
 
     def write(self, batch: list[dict]) -> None:
-        """The batch's rows and the new written position, in one SQLite transaction (vq/archive_rows.py)."""
+        """The batch's rows and the new written position, in one SQLite transaction (vq/history/rows.py)."""
         archive_rows.write(self.database, batch)
 
     # --- periodic ----------------------------------------------------------------------
@@ -243,7 +250,7 @@ class Archiver:
                     if not outcome.held:
                         self._say_standing_by(outcome, leading)
                         leading = False
-                        time.sleep(2.0)
+                        self.until_stopped(time.sleep, 2.0)
                         continue
                     renewed = time.monotonic()
                     if not leading:
@@ -253,7 +260,7 @@ class Archiver:
                 if done:
                     self._usable()  # it wrote: recovered (nothing to write proves nothing, e.g. a full disk)
                 if 0 < done < self.settings.history.batchSize:
-                    time.sleep(linger)  # let a batch gather: per-batch costs, not per-event ones
+                    self.until_stopped(time.sleep, linger)  # let a batch gather: per-batch costs, not per-event ones
                 if time.monotonic() - self._last_aggregate >= AGGREGATE_EVERY:
                     self._last_aggregate = time.monotonic()
                     self.aggregate()
@@ -269,7 +276,7 @@ class Archiver:
                 if not backoff:
                     log.warning("archiver: Redis unreachable (%s); retrying", str(exc).splitlines()[0])
                 backoff = min(5.0, backoff * 2 or 0.2)
-                time.sleep(backoff)
+                self.until_stopped(time.sleep, backoff)
             except Exception as exc:
                 if not isinstance(exc, HistoryUnavailable) and not historydb.unusable(exc):
                     raise
@@ -305,7 +312,7 @@ class Archiver:
         self._retry_in = min(RETRY_MAX, self._retry_in * 2 or 0.5)
         deadline = time.monotonic() + self._retry_in
         while not self.stopped and time.monotonic() < deadline:
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            self.until_stopped(time.sleep, min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _usable(self) -> None:
         """The database worked (it opened, or took a write): if it had not,
