@@ -459,10 +459,17 @@ SLOW_MODULES = {
     "test_sentinel",
     "test_fencing",
 }
-# The modules with the longest tests (30-45 s each), started first so that when the suite
-# runs several tests at once (scripts/test.sh, pytest-xdist) none of them is left running
-# alone at the end.
-LONGEST_FIRST = ("test_pipelines_under_load", "test_chaos", "test_first_session", "test_wheel", "test_fencing")
+# The longest tests (15-50 s each), by module or module::test, started first so that when
+# the suite runs several tests at once (scripts/test.sh, pytest-xdist) none of them is left
+# running alone at the end.
+LONGEST_FIRST = (
+    "test_pipelines_under_load",
+    "test_chaos",
+    "test_api::test_schemathesis_finds_no_server_error_and_no_response_off_the_document",
+    "test_fencing",
+    "test_first_session",
+    "test_wheel",
+)
 _SLOW_CODE = re.compile(r"start_daemon\(|time\.sleep\((?:[1-9]|0\.[5-9])|wait_for\(|--wait\b|\"--follow\"")
 
 
@@ -512,4 +519,9 @@ def pytest_collection_modifyitems(config, items):
         ):
             item.add_marker(pytest.mark.slow)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)))
+
+    def order(item) -> int:
+        module = item.module.__name__.rpartition(".")[2]
+        return min(rank.get(f"{module}::{item.originalname}", len(rank)), rank.get(module, len(rank)))
+
+    items.sort(key=order)
