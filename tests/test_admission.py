@@ -341,3 +341,78 @@ def test_bad_limits_are_refused_with_one_line(vq, args, message):
     proc = vq.run("limits", *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def _start_order(redis_conn) -> list[str]:
+    return [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
+
+
+def _shares(vq, redis_conn, users: dict[str, list[str]], first: int) -> dict[str, int]:
+    """How many of the first `first` starts (by the handler's own record) each user had."""
+    for ids in users.values():
+        for job_id in ids:
+            vq.wait_for(job_id, timeout=60)
+    owner = {job_id: user for user, ids in users.items() for job_id in ids}
+    counts = dict.fromkeys(users, 0)
+    for job_id in _start_order(redis_conn)[:first]:
+        counts[owner[job_id]] += 1
+    return counts
+
+
+def _flood(vq, user: str, count: int, **fields: str) -> list[str]:
+    line = json.dumps({"jobType": "test-track", "userId": user, "data": {"seconds": 0}, **fields})
+    return [o["id"] for o in vq.json("submit", "--batch", "-", input="\n".join([line] * count))]
+
+
+def test_weighted_users_get_starts_in_proportion_to_their_weights(vq, redis_conn):
+    """concurrency.userWeights: three users flood one type through one slot; over whole
+    rounds each starts as many jobs as its weight per round (1 : 2 : 4), in the handler's
+    own record of what started."""
+    _limits(vq, 1)
+    vq.configure(concurrency={"userWeights": {"heavy": 4, "mid": 2}})
+    users = {user: _flood(vq, user, 14) for user in ("light", "mid", "heavy")}
+    vq.start_daemon(workers=1)
+    assert _shares(vq, redis_conn, users, 14) == {"light": 2, "mid": 4, "heavy": 8}
+
+
+def test_a_tier_weight_set_at_runtime_applies_and_shows_in_limits(vq, redis_conn):
+    """`vq limits set tier-weight pro 3`, with no weights in config: a pro user then takes
+    three starts per turn to a basic user's one (both asked for normal priority)."""
+    _limits(vq, 1)
+    assert vq.run("limits", "set", "tier-weight", "pro", "3").returncode == 0
+    users = {
+        "basic-user": _flood(vq, "basic-user", 8, subscription="basic", priority="normal"),
+        "pro-user": _flood(vq, "pro-user", 8, subscription="pro", priority="normal"),
+    }
+    vq.run("pause", "test-track")
+    vq.start_daemon(workers=1)  # routes the waiting jobs into their users' lines, starts none
+    deadline = time.monotonic() + 15
+    while len((shown := vq.json("limits"))["users"]) < 2:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.1)
+    assert shown["tierWeights"] == {"free": 1, "basic": 1, "pro": 3, "enterprise": 1}
+    assert {u["userId"]: u["weight"] for u in shown["users"]} == {"basic-user": 1, "pro-user": 3}
+    vq.run("resume", "test-track")
+    assert _shares(vq, redis_conn, users, 8) == {"basic-user": 2, "pro-user": 6}
+    assert vq.run("limits", "reset", "tier-weight", "pro").returncode == 0
+    assert vq.json("limits")["tierWeights"]["pro"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("tier-weight", "gold", "2"), "unknown subscription tier 'gold'"),
+        (("user-weight", "alice", "0"), "at least 1"),
+        (("user-weight", "alice", "1001"), "weight must be from 1 to 1000"),
+    ],
+)
+def test_a_bad_weight_is_one_line_and_exit_2(vq, args, message):
+    result = vq.run("limits", "set", *args)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_weight_in_config_is_one_line(vq):
+    vq.configure(concurrency={"weights": {"gold": 2}})
+    result = vq.run("limits")
+    assert result.returncode == 2 and "concurrency.weights" in result.stderr and "'gold'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

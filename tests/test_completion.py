@@ -89,8 +89,9 @@ def test_static_values_complete(tab):
     assert _bash(tab, "vq token create --tier p") == ["pro"]
     assert _bash(tab, "vq daemon --log-format ") == ["text", "json"]
     assert _bash(tab, "vq completion ") == ["bash", "zsh", "fish"]
-    assert _bash(tab, "vq limits set ") == ["type", "tier", "user"]
+    assert _bash(tab, "vq limits set ") == ["type", "tier", "user", "tier-weight", "user-weight"]
     assert _bash(tab, "vq limits set tier ") == ["free", "basic", "pro", "enterprise"]
+    assert _bash(tab, "vq limits set tier-weight ") == ["free", "basic", "pro", "enterprise"]
 
 
 def test_job_types_complete_with_the_configs_plug_in_types(tab):

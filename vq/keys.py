@@ -96,7 +96,13 @@ INBOX_IDLE = "idle:"  # in INBOX, before a worker's name: that worker waits for 
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
 ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet
-LIMIT_KINDS = ("type", "tier", "user")
+# Limit kinds `vq limits set` takes: concurrency per type, tier and user; and the weights of
+# a tier's and a user's turns in the round-robin between users (weighted fair shares).
+LIMIT_KINDS = ("type", "tier", "user", "tier-weight", "user-weight")
+WEIGHT_KINDS = ("tier-weight", "user-weight")
+# hash ring key -> "<user>|<starts>": the user whose weighted turn is under way in that ring
+# and how many jobs it has started in it (vq/lua/admit_choose.lua keep_turn)
+ADMISSION_TURNS = PREFIX + "admission:turns"
 
 
 # The prefixes of the admission keys named per type, priority and user. The scripts build

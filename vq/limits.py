@@ -13,20 +13,26 @@ from redis import Redis
 from redis.typing import EncodableT, FieldT
 
 from vq import keys, lua
-from vq.config import DEFAULT_TYPE_LIMITS, DEFAULT_USER_LIMITS, TIERS, Settings
+from vq.config import DEFAULT_TYPE_LIMITS, DEFAULT_USER_LIMITS, MAX_WEIGHT, TIERS, Settings
 from vq.errors import InvalidInput
 from vq.jobtypes import DEFAULT_CUSTOM_TYPE_LIMIT, get_job_type, job_types
 from vq.replies import optional_text, text, texts
 
 
 def publish_config_limits(conn: Redis, settings: Settings) -> None:
-    """Write this config's type and tier limits where the admission script reads them."""
-    types: dict[FieldT, EncodableT] = {name: jt.limit for name, jt in job_types(settings).items()}
-    tiers: dict[FieldT, EncodableT] = {tier: limit for tier, limit in settings.concurrency.user.items()}
+    """Write this config's type and tier limits, and the weights of tiers' and users' turns,
+    where the admission script reads them."""
+    published: dict[str, dict[FieldT, EncodableT]] = {
+        "type": {name: jt.limit for name, jt in job_types(settings).items()},
+        "tier": {tier: limit for tier, limit in settings.concurrency.user.items()},
+        "tier-weight": {tier: weight for tier, weight in settings.concurrency.weights.items()},
+        "user-weight": {user: weight for user, weight in settings.concurrency.userWeights.items()},
+    }
     with conn.pipeline() as pipe:
-        pipe.delete(keys.limits("type"), keys.limits("tier"))
-        pipe.hset(keys.limits("type"), mapping=types)
-        pipe.hset(keys.limits("tier"), mapping=tiers)
+        pipe.delete(*(keys.limits(kind) for kind in published))
+        for kind, mapping in published.items():
+            if mapping:
+                pipe.hset(keys.limits(kind), mapping=mapping)
         pipe.execute()
     rebuild_effective(conn)
 
@@ -42,17 +48,31 @@ def _hash(conn: Redis, key: str) -> dict[str, int]:
 
 
 def effective(conn: Redis, settings: Settings | None = None) -> dict[str, dict[str, int]]:
-    """The limits in force: overrides over published config over this host's config (or,
-    without settings, the spec's defaults)."""
+    """The limits and weights in force, by kind (keys.LIMIT_KINDS): overrides over published
+    config over this host's config (or, without settings, the spec's defaults)."""
     if settings is None:
-        config_types, config_tiers = dict(DEFAULT_TYPE_LIMITS), dict(DEFAULT_USER_LIMITS)
+        config = {"type": dict(DEFAULT_TYPE_LIMITS), "tier": dict(DEFAULT_USER_LIMITS)}
     else:
-        config_types = {name: jt.limit for name, jt in job_types(settings).items()}
-        config_tiers = dict(settings.concurrency.user)
+        config = {
+            "type": {name: jt.limit for name, jt in job_types(settings).items()},
+            "tier": dict(settings.concurrency.user),
+            "tier-weight": dict(settings.concurrency.weights),
+            "user-weight": dict(settings.concurrency.userWeights),
+        }
+    with conn.pipeline(transaction=False) as pipe:
+        for kind in keys.LIMIT_KINDS:
+            pipe.hgetall(keys.limits(kind))
+            pipe.hgetall(keys.limit_overrides(kind))
+        replies = iter(pipe.execute())
     out = {}
-    for kind, base in (("type", config_types), ("tier", config_tiers), ("user", {})):
-        out[kind] = {**base, **_hash(conn, keys.limits(kind)), **_hash(conn, keys.limit_overrides(kind))}
+    for kind in keys.LIMIT_KINDS:
+        published, overridden = next(replies), next(replies)
+        out[kind] = {**config.get(kind, {}), **_ints(published), **_ints(overridden)}
     return out
+
+
+def _ints(reply: dict) -> dict[str, int]:
+    return {text(k): int(v) for k, v in reply.items()}
 
 
 def user_limit(conn: Redis, settings: Settings | None, user_id: str, limits: dict | None = None) -> int:
@@ -72,6 +92,19 @@ def user_limits(conn: Redis, settings: Settings | None, user_ids: list[str], lim
     ]
 
 
+def user_weights(conn: Redis, settings: Settings | None, user_ids: list[str], limits: dict | None = None) -> list[int]:
+    """Each user's weight (the most starts it takes per turn): its own, else its tier's, else 1."""
+    limits = limits or effective(conn, settings)
+    if not user_ids:
+        return []
+    default_tier = settings.priority.defaultSubscription if settings else "free"
+    tiers = conn.hmget(keys.USER_TIER, user_ids)
+    return [
+        limits["user-weight"].get(user) or limits["tier-weight"].get(optional_text(tier) or default_tier, 1)
+        for user, tier in zip(user_ids, tiers)
+    ]
+
+
 def type_limit(conn: Redis, settings: Settings | None, job_type: str, limits: dict | None = None) -> int:
     limits = limits or effective(conn, settings)
     return limits["type"].get(job_type, DEFAULT_CUSTOM_TYPE_LIMIT)
@@ -83,15 +116,17 @@ def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int 
         raise InvalidInput(f"limit kind {kind!r} is not one of {', '.join(keys.LIMIT_KINDS)}")
     if kind == "type":
         get_job_type(settings, name)  # an unknown type is "no such type" (exit 4), as everywhere
-    if kind == "tier" and name not in TIERS:
+    if kind in ("tier", "tier-weight") and name not in TIERS:
         raise InvalidInput(f"unknown subscription tier {name!r} (expected one of {', '.join(TIERS)})")
-    if kind == "user" and not name:
+    if kind in ("user", "user-weight") and not name:
         raise InvalidInput("user: missing")
     if value is None:
         conn.hdel(keys.limit_overrides(kind), name)
     else:
         if value < 1:
             raise InvalidInput(f"limit must be a whole number of at least 1, got {value}")
+        if kind in keys.WEIGHT_KINDS and value > MAX_WEIGHT:
+            raise InvalidInput(f"weight must be from 1 to {MAX_WEIGHT}, got {value}")
         conn.hset(keys.limit_overrides(kind), name, value)
     rebuild_effective(conn)
     from vq.admission import wake
@@ -131,6 +166,8 @@ def overview(conn: Redis, settings: Settings) -> dict:
             for user in set(texts(conn.lrange(keys.ring(name, priority), 0, -1))):
                 entry = users.setdefault(user, {"userId": user, "running": 0, "waiting": 0})
                 entry["waiting"] += conn.llen(keys.waiting_list(name, priority, user))
+    for entry, weight in zip(users.values(), user_weights(conn, settings, list(users), limits)):
+        entry["weight"] = weight
     for entry in users.values():
         entry["limit"] = user_limit(conn, settings, entry["userId"], limits)
         entry["tier"] = optional_text(conn.hget(keys.USER_TIER, entry["userId"])) or None
@@ -138,5 +175,6 @@ def overview(conn: Redis, settings: Settings) -> dict:
         "types": types,
         "users": sorted(users.values(), key=lambda u: u["userId"]),
         "tiers": limits["tier"],
+        "tierWeights": {tier: limits["tier-weight"].get(tier, 1) for tier in TIERS},
         "overrides": {k: _hash(conn, keys.limit_overrides(k)) for k in keys.LIMIT_KINDS},
     }

@@ -35,6 +35,10 @@ than its limit, admission left clean.
 
 Run from the repository root:  python scripts/bench/fairness.py [--runs 3 --flood 1000 --light 20]
 The defaults take about 2 minutes on a 2-core machine.
+
+`--weighted` measures weighted fair shares instead (scripts/bench/weighted.py): four users of
+the four tiers flood the type with weights 8/4/2/1, and their shares of starts are compared
+with the weights; a light user arriving mid-flood is held to its documented bound.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ from _common import (
 )
 from rich.table import Table
 from rq import Worker
+from weighted import WEIGHTS, WeightedRun, config_blocks, weighted_run
 
 from vq import jobs as vq_jobs
 from vq import keys
@@ -367,6 +372,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=600, help="give up on one run after this many seconds")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (config, daemon logs)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
+    p.add_argument(
+        "--weighted",
+        action="store_true",
+        help="measure weighted fair shares: four tiers flood with weights 8/4/2/1 (--flood jobs each)",
+    )
     args = p.parse_args(argv)
     if min(args.flood, args.light, args.type_limit, args.workers, args.runs) < 1 or args.sleep_ms <= 0:
         p.error("--flood, --light, --type-limit, --workers, --runs and --sleep-ms must be positive")
@@ -377,8 +387,65 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def weighted_main(args) -> int:
+    """--weighted: the shares of starts of four tiers' flooding users against their weights."""
+    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-weighted-"))
+    server = PrivateRedis(workdir)
+    out, progress = consoles()
+    results: list[WeightedRun] = []
+    try:
+        conn = server.start()
+        redis_version = conn.info("server")["redis_version"]
+        config_path = write_vq_config(
+            workdir,
+            server.url,
+            job_types={JOB_TYPE: {"handler": "bench_handlers:sleep", "attempts": 1}},
+            concurrency=config_blocks(args.type_limit),
+        )
+        for run in range(1, args.runs + 1):
+            r = weighted_run(conn, args, run, workdir, config_path)
+            results.append(r)
+            progress.print(
+                f"run {run}: worst share off its weight by {r.worst_deviation:.1%}; light user started after "
+                f"{r.light_ahead} starts (bound {r.light_bound})  [dim]({'; '.join(r.verified)})[/]"
+            )
+    except BenchError as exc:
+        err.print(f"[red]benchmark failed:[/] {exc}")
+        err.print(f"[dim]logs kept in {workdir}[/]")
+        return 1
+    finally:
+        server.stop()
+    meta = {"flood": args.flood, "sleep_ms": args.sleep_ms, "type_limit": args.type_limit, "workers": args.workers}
+    meta.update(environment(redis_version))
+    if args.json:
+        print(json.dumps({"weighted": [asdict(r) for r in results], "meta": meta}, indent=2))
+    else:
+        table = Table(title="weighted fair shares: share of starts while all four tiers waited")
+        for column in ("run", "starts", *(f"{t} (weight {w})" for t, w in WEIGHTS.items()), "light: starts ahead"):
+            table.add_column(column, justify="right")
+        table.add_row("weights", "", *(f"{r:.1%}" for r in results[0].expected.values()), "bound")
+        table.add_row("FIFO", "", *(f"{r:.1%}" for r in results[0].fifo.values()), "")
+        for r in results:
+            table.add_row(
+                str(r.run),
+                str(r.window),
+                *(f"{r.shares[t]:.1%}" for t in r.expected),
+                f"{r.light_ahead} / {r.light_bound}",
+            )
+        out.print(table)
+        out.print(
+            f"[dim]{meta['machine']}; {args.flood} jobs per tier of {args.sleep_ms:g} ms, "
+            f"type limit {args.type_limit}, {args.workers} workers[/]"
+        )
+    shutil.rmtree(workdir, ignore_errors=True)
+    within = all(r.worst_deviation <= 0.10 and r.light_ahead <= r.light_bound for r in results)
+    return 0 if within else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.weighted:
+        return weighted_main(args)
     workdir = Path(tempfile.mkdtemp(prefix="vq-bench-fairness-"))
     server = PrivateRedis(workdir)
     out, progress = consoles()

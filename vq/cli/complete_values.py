@@ -25,7 +25,7 @@ def dynamic_values(source: str, static: dict, config_path: str | None, params: d
 
     try:
         if source == "limit-names" and params.get("kind") != "type":
-            return list(static.get("tiers") or []) if params.get("kind") == "tier" else []
+            return list(static.get("tiers") or []) if params.get("kind") in ("tier", "tier-weight") else []
         config = config_values(config_path, static.get("builtin-types"))
         if source in ("job-types", "limit-names"):
             return list(config.get("job_types") or [])

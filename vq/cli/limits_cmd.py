@@ -12,7 +12,10 @@ from vq.cli.state import JSON_OPTION, state
 from vq.errors import InvalidInput
 from vq.keys import LIMIT_KINDS
 
-KIND_HELP = "What the limit applies to: a job type, a subscription tier or one user."
+KIND_HELP = (
+    "What the limit applies to: a job type, a subscription tier or one user; or the weight of a "
+    "tier's or a user's turns (tier-weight, user-weight: starts per turn while users wait)."
+)
 limits_app = typer.Typer(
     help="Concurrency limits: show them (vq limits), change them at runtime (set, reset).",
     invoke_without_command=True,
@@ -36,13 +39,19 @@ def _render(view: dict) -> None:
     if view["users"]:
         out.print(
             table(
-                ["user", "tier", "running/limit", "waiting"],
-                [[u["userId"], u["tier"] or "", cell(u["running"], u["limit"]), u["waiting"]] for u in view["users"]],
+                ["user", "tier", "running/limit", "waiting", "weight"],
+                [
+                    [u["userId"], u["tier"] or "", cell(u["running"], u["limit"]), u["waiting"], u["weight"]]
+                    for u in view["users"]
+                ],
                 title="active users",
             )
         )
     tiers = ", ".join(f"{k} {v}" for k, v in view["tiers"].items())
     out.print(f"[dim]per-user limits by tier: {tiers}[/]")
+    if any(weight > 1 for weight in view["tierWeights"].values()):
+        weights = ", ".join(f"{k} {v}" for k, v in view["tierWeights"].items())
+        out.print(f"[dim]starts per turn by tier: {weights}[/]")
 
 
 @limits_app.callback()
@@ -63,13 +72,15 @@ def _parse_limit(value: str) -> int:
 
 
 @limits_app.command(
-    "set", context_settings={"ignore_unknown_options": True}, epilog=example("vq limits set type video-generation 2")
+    "set", context_settings={"ignore_unknown_options": True}, epilog=example("vq limits set tier-weight enterprise 8")
 )
 def set_command(
     ctx: typer.Context,
     kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
     name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
-    value: str = typer.Argument(..., metavar="LIMIT", help="Concurrent jobs allowed (at least 1)."),
+    value: str = typer.Argument(
+        ..., metavar="LIMIT", help="Concurrent jobs allowed (at least 1), or starts per turn for a weight (1 to 1000)."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Set a limit at runtime; it wins over the config file on every host until reset."""

@@ -43,6 +43,7 @@ from vq.config.loader import (
 from vq.config.queue import (
     DEFAULT_TYPE_LIMITS,
     DEFAULT_USER_LIMITS,
+    MAX_WEIGHT,
     Backoff,
     ConcurrencySettings,
     DefaultJobOptions,
@@ -91,6 +92,7 @@ __all__ = [
     "QueueSettingsBlock",
     "QueueSettings",
     "DEFAULT_USER_LIMITS",
+    "MAX_WEIGHT",
     "DEFAULT_TYPE_LIMITS",
     "ConcurrencySettings",
     "Priority",

@@ -110,6 +110,7 @@ class QueueSettings(_Strict):
 
 
 DEFAULT_USER_LIMITS = {"free": 1, "basic": 2, "pro": 5, "enterprise": 10}
+MAX_WEIGHT = 1000  # the most starts one user takes per turn (concurrency.weights, userWeights)
 DEFAULT_TYPE_LIMITS = {
     "video-generation": 2,
     "script-generation": 5,
@@ -127,6 +128,10 @@ DEFAULT_TYPE_LIMITS = {
 class ConcurrencySettings(_Strict):
     user: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_USER_LIMITS))
     type: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TYPE_LIMITS))
+    # Weighted fair shares: while users of one type and priority wait, each takes up to its
+    # weight in starts per turn (1, the default: plain turns), by tier, or for one user.
+    weights: dict[str, int] = field(default_factory=dict)
+    userWeights: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for tier, limit in self.user.items():
@@ -137,6 +142,14 @@ class ConcurrencySettings(_Strict):
         for name, limit in self.type.items():
             if limit < 1:
                 raise _InvalidKey("type", f"limit for {name!r} must be at least 1")
+        for tier, weight in self.weights.items():
+            if tier not in TIERS:
+                raise _InvalidKey("weights", f"unknown subscription tier {tier!r} (expected one of {', '.join(TIERS)})")
+            if not 1 <= weight <= MAX_WEIGHT:
+                raise _InvalidKey("weights", f"weight for {tier!r} must be from 1 to {MAX_WEIGHT}")
+        for user, weight in self.userWeights.items():
+            if not 1 <= weight <= MAX_WEIGHT:
+                raise _InvalidKey("userWeights", f"weight for {user!r} must be from 1 to {MAX_WEIGHT}")
         self.user = {**DEFAULT_USER_LIMITS, **self.user}
         self.type = {**DEFAULT_TYPE_LIMITS, **self.type}
 

@@ -62,6 +62,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ("running_user", keys.RUNNING_USER_PREFIX),
             ("limits", keys.LIMITS_PREFIX),
             ("overrides", keys.LIMIT_OVERRIDES_PREFIX),
+            ("turns", keys.ADMISSION_TURNS),
         ),
         constants=(*_LEASE, ("idle", keys.INBOX_IDLE), ("priorities", keys.PRIORITY_ORDER)),
     ),

@@ -1,5 +1,5 @@
 -- Admission, part 4: choosing the job to admit, by priority, then type (in the caller's
--- order), then users in turn, and leasing its user's and its type's slots. A type's room
+-- order), then users in (weighted) turns, and leasing its user's and its type's slots. A type's room
 -- is looked at once per call, with the first user's limit (admit_from).
 
 -- Limits: one read of the effective hash; the source hashes only if it is missing
@@ -41,6 +41,40 @@ local function user_limit(user)
 end
 
 local type_room = {}  -- type -> whether it may start a job (nil: not looked at yet)
+local weighted = nil  -- whether any tier or user has a weight above 1 (read with the first type)
+
+-- A user's weight: their own, else their tier's, else 1; kept in the effective hash as
+-- uweight:<user> like their limit (dropped with it when their tier changes).
+local function user_weight(user)
+  local kept = redis.call('HGET', K.effective, 'uweight:' .. user)
+  if kept then return tonumber(kept) end
+  local tier = redis.call('HGET', K.usertier, user) or 'free'
+  local v = redis.call('HMGET', K.effective, 'user-weight:' .. user, 'tier-weight:' .. tier)
+  local weight = tonumber(v[1] or v[2]) or 1
+  redis.call('HSET', K.effective, 'uweight:' .. user, weight)
+  return weight
+end
+
+-- Weighted fair shares (deficit round robin, one start per unit of weight): a user just
+-- served, with jobs left in line, keeps the turn -- back to the front of the ring -- until
+-- they have started `weight` jobs in it; then the next user's turn begins. With every
+-- weight 1 (the default) nothing is kept and users simply take turns.
+local function keep_turn(ring, user)
+  local weight = user_weight(user)
+  if weight <= 1 then return end
+  local turn = redis.call('HGET', K.turns, ring)
+  local starts = 1
+  if turn then
+    local who, n = string.match(turn, '^(.*)|(%d+)$')
+    if who == user then starts = tonumber(n) + 1 end
+  end
+  if starts < weight then
+    redis.call('HSET', K.turns, ring, user .. '|' .. starts)
+    redis.call('LMOVE', ring, ring, 'RIGHT', 'LEFT')
+  else
+    redis.call('HDEL', K.turns, ring)
+  end
+end
 
 -- Look at up to scan_max users of one ring, once round at most; the admitted {id, user,
 -- hash} or nil. Each user looked at is taken from the front of the ring to the back in
@@ -66,7 +100,8 @@ local function admit_from(ring, t, p)
     local wl = wait_key(t, p, user)
     local limit
     if type_room[t] == nil then  -- the type's limit and the user's in one read
-      local v = redis.call('HMGET', K.effective, 'ulimit:' .. user, 'type:' .. t, 'paused:' .. t)
+      local v = redis.call('HMGET', K.effective, 'ulimit:' .. user, 'type:' .. t, 'paused:' .. t, 'weighted')
+      if weighted == nil then weighted = v[4] == '1' end
       type_room[t] = type_open(t, v[2], v[3])
       if not type_room[t] then
         redis.call('LMOVE', ring, ring, 'RIGHT', 'LEFT')
@@ -91,14 +126,19 @@ local function admit_from(ring, t, p)
           break
         end
       end
-      if redis.call('LLEN', wl) == 0 then
+      local emptied = redis.call('LLEN', wl) == 0
+      if emptied then
         redis.call('RPOP', ring)  -- its line is empty: out of the turn order
+        if weighted then redis.call('HDEL', K.turns, ring) end
       end
       if id then
         redis.call('ZADD', K.running_type .. t, now + lease, id)
         redis.call('ZADD', uk, now + lease, id)
+        if weighted and not emptied then keep_turn(ring, user) end
         return {id, user, job}
       end
+    elseif weighted then
+      redis.call('HDEL', K.turns, ring)  -- at their limit: their turn ends here
     end
   end
   return nil

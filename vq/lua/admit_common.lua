@@ -47,7 +47,11 @@
 --   K.effective                       hash type:<t>, tier:<tier>, user:<u> -> the limit in
 --                                     force, paused:<t> -> 1 (vq/lua/limits.lua rebuilds it
 --                                     from the hashes below and K.paused); ulimit:<u> -> the
---                                     user's limit as last worked out here (user_limit)
+--                                     user's limit as last worked out here (user_limit);
+--                                     tier-weight:<tier>, user-weight:<u> -> a turn's weight,
+--                                     weighted -> 1 when any is above 1; uweight:<u> -> the
+--                                     user's weight as last worked out here (user_weight)
+--   K.turns                           hash ring -> "<user>|<starts>": a weighted turn under way
 --   K.limits .. {type,tier,user}      hash: limits from config
 --   K.overrides .. {type,tier,user}   hash: limits set at runtime (win)
 --   K.paused                          set of paused types (read only if K.effective is missing)

@@ -68,7 +68,7 @@ local function route()
     end
   end
   -- Tiers that changed (or are new), a few hundred users per read and write (Lua's unpack
-  -- has a limit); a changed tier drops the user's kept limit.
+  -- has a limit); a changed tier drops the user's kept limit and weight.
   for from = 1, #tier_users, 500 do
     local chunk = {unpack(tier_users, from, math.min(from + 499, #tier_users))}
     local known = redis.call('HMGET', K.usertier, unpack(chunk))
@@ -78,6 +78,7 @@ local function route()
         set[#set + 1] = user
         set[#set + 1] = tiers[user]
         dropped[#dropped + 1] = 'ulimit:' .. user
+        dropped[#dropped + 1] = 'uweight:' .. user
       end
     end
     if #set > 0 then

@@ -1,17 +1,25 @@
 -- Rebuild K.effective, the one hash admission reads limits from (admit_choose.lua):
 -- type:<t>, tier:<tier> and user:<u> -> the limit in force, config first, runtime
--- overrides over it; and paused:<t> -> 1 for each paused type. Atomic, so two hosts that
+-- overrides over it; tier-weight:<tier> and user-weight:<u> -> the weight of a turn
+-- (weighted: 1 when any weight is above 1, so admission looks weights up only then);
+-- and paused:<t> -> 1 for each paused type. Atomic, so two hosts that
 -- change limits or pause a queue at once cannot interleave. The users' limits admission
 -- worked out and kept here (ulimit:<u>) go with the old hash: it works them out again.
 --
 -- KEYS: the names in K (vq/lua/__init__.py fills them from vq/keys.py): K.effective,
 --       K.paused, and the prefixes K.limits and K.overrides of the hashes per kind
---       (C.limit_kinds: type, tier, user)
+--       (C.limit_kinds: type, tier, user, tier-weight, user-weight)
 local out = {}
 for _, kind in ipairs(C.limit_kinds) do
   for _, source in ipairs({K.limits .. kind, K.overrides .. kind}) do
     local flat = redis.call('HGETALL', source)
     for i = 1, #flat, 2 do out[kind .. ':' .. flat[i]] = flat[i + 1] end
+  end
+end
+for field, value in pairs(out) do
+  if string.find(field, '-weight:', 1, true) and tonumber(value) > 1 then
+    out['weighted'] = '1'
+    break
   end
 end
 for _, t in ipairs(redis.call('SMEMBERS', K.paused)) do out['paused:' .. t] = '1' end
