@@ -160,6 +160,19 @@ def test_batch_reports_each_line_and_keeps_going(vq):
     assert vq.json("show", existing)["status"] == "queued", "existing jobs are untouched"
 
 
+def test_batch_refuses_per_job_options_instead_of_dropping_them(vq):
+    """Each batch line names its own subscription, priority, delay...: a flag for one job
+    beside --batch would be silently ignored, so it is refused, and nothing is submitted."""
+    line = json.dumps({"jobType": "test-noop", "userId": "u", "data": {}})
+    proc = vq.run("submit", "--batch", "-", "--subscription", "pro", "--priority", "high", input=line)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "vq: error: --batch: --priority (priority), --subscription (userSubscription) set one job; "
+        "put them in each line's JSON instead"
+    )
+    assert vq.json("jobs") == [], "nothing was submitted"
+
+
 def test_batch_reads_the_file_named_as_documented(vq, tmp_path):
     """`vq submit --batch FILE.jsonl` is the README's, the man page's and --help's form."""
     batch = tmp_path / "jobs.jsonl"

@@ -95,6 +95,27 @@ def register(app: typer.Typer) -> None:
         if batch is not None:
             if job_type or data:
                 raise InvalidInput("--batch: give either TYPE/--data or --batch, not both")
+            per_job = {
+                "--user (userId)": user,
+                "--project (projectId)": project,
+                "--priority (priority)": priority,
+                "--subscription (userSubscription)": subscription,
+                "--delay (delay, ms)": delay,
+                "--at (at)": at,
+                "--allow-past": allow_past,
+                "--depends-on (dependsOn)": depends_on,
+                "--allow-failure (allowFailure)": allow_failure,
+                "--skip-cache (options.skipCache)": skip_cache,
+                "--idempotency-key (idempotencyKey)": idempotency_key,
+                "--webhook (webhookUrl)": webhook,
+                "--wait": wait,
+                "--timeout": timeout,
+                "--template": template,
+                "--set": sets,
+            }
+            given = [flag for flag, value in per_job.items() if value]
+            if given:  # each line says these for itself; silently dropping them would surprise
+                raise InvalidInput(f"--batch: {', '.join(given)} set one job; put them in each line's JSON instead")
             raise typer.Exit(_submit_batch(st, batch, as_json))
         payload = parse_data(data)
         if template:
