@@ -24,7 +24,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat, utcparse
 
-from vq import keys, lua
+from vq import groups, keys, lua
 from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of, priority_of
 from vq.replies import optional_text, texts
@@ -182,7 +182,15 @@ def release_in(pipe, job_id: str, job_type: str, user_id: str) -> None:
     """`release` as part of a pipeline the caller executes."""
     pipe.zrem(keys.running_type(job_type), job_id)
     pipe.zrem(keys.running_user(user_id), job_id)
+    release_groups_in(pipe, job_id)
     wake_in(pipe)
+
+
+def release_groups_in(pipe, job_id: str) -> None:
+    """Give back the job's limit-group slots, which its hash names (vq/lua/release_groups.lua):
+    by the script's text, as a pipeline cannot load a script Redis lacks."""
+    names = lua.names("release_groups.lua")
+    pipe.eval(lua.source("release_groups.lua"), len(names) + 1, *names, keys.rq_job(job_id), job_id)
 
 
 def mark_arrivals_in(pipe, queue_names) -> None:
@@ -348,8 +356,9 @@ def _epoch_ms(text: str) -> int:
         return 1 << 62  # unreadable: the line's own clock counts
 
 
-def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
-    """Why a waiting job waits, and where it stands in line."""
+def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: dict[str, int] | None = None) -> dict:
+    """Why a waiting job waits, and where it stands in line. `group_limits`: the group limits
+    in force (vq/limits.py effective()["group"])."""
     job_type = job_type_of(job)
     user = job.meta.get("userId") or "_"
     submitted = priority_of(job) or "normal"
@@ -361,13 +370,18 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
         pipe.zcount(keys.running_user(user), now, "+inf")
         pipe.lpos(keys.waiting_list(job_type, priority, user), job.id)
         pipe.lpos(keys.ring(job_type, priority), user)
-        paused, type_running, user_running, position, users_ahead = pipe.execute()
+        pipe.hget(keys.rq_job(job.id), keys.GROUPS_FIELD)
+        paused, type_running, user_running, position, users_ahead, in_groups = pipe.execute()
+    group_full = groups.full(conn, groups.decoded(in_groups), group_limits or {})
     if paused:
         reason = "queue paused"
     elif type_running >= type_limit:
         reason = f"type limit {type_running}/{type_limit}"
     elif user_running >= user_limit:
         reason = f"user limit {user_running}/{user_limit}"
+    elif group_full is not None:
+        name, key, running, limit = group_full
+        reason = f"group {name}={key}: {running}/{limit} running"
     else:
         reason = "waiting for a worker"
     return {

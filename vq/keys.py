@@ -96,7 +96,7 @@ INBOX_IDLE = "idle:"  # in INBOX, before a worker's name: that worker waits for 
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
 ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet
-LIMIT_KINDS = ("type", "tier", "user")
+LIMIT_KINDS = ("type", "tier", "user", "group")
 
 
 # The prefixes of the admission keys named per type, priority and user. The scripts build
@@ -107,6 +107,7 @@ RING_PREFIX = PREFIX + "ring:"
 WAIT_SINCE_PREFIX = PREFIX + "waitsince:"
 RUNNING_TYPE_PREFIX = PREFIX + "running:type:"
 RUNNING_USER_PREFIX = PREFIX + "running:user:"
+RUNNING_GROUP_PREFIX = PREFIX + "running:group:"
 LIMITS_PREFIX = PREFIX + "limits:"
 LIMIT_OVERRIDES_PREFIX = PREFIX + "limits:override:"
 
@@ -142,6 +143,11 @@ def running_user(user_id: str) -> str:
     return RUNNING_USER_PREFIX + user_id
 
 
+def running_group(group: str, key: str) -> str:
+    """zset id -> lease deadline ms: the running jobs of one key of a limit group (vq/groups.py)."""
+    return f"{RUNNING_GROUP_PREFIX}{group}:{key}"
+
+
 def limits(kind: str) -> str:
     """Limits from config (written by each daemon at start)."""
     return LIMITS_PREFIX + kind
@@ -152,7 +158,8 @@ def limit_overrides(kind: str) -> str:
     return LIMIT_OVERRIDES_PREFIX + kind
 
 
-# hash type:<t> / tier:<tier> / user:<u> -> the limit in force: config with overrides over
+# hash type:<t> / tier:<tier> / user:<u> / group:<g> (the group's default) / group:<g>=<key>
+# -> the limit in force: config with overrides over
 # it, rebuilt whenever either changes (vq/lua/limits.lua), so admission reads one hash.
 LIMITS_EFFECTIVE = PREFIX + "limits:effective"
 
@@ -263,5 +270,8 @@ def dependents(job_id: str) -> str:
 
 # --- fenced leases (vq/fence.py) -----------------------------------------------------
 LEASE_FIELD = "vq_lease"  # in a running job's RQ hash: the token of the lease it runs under
+# In a job's RQ hash, from its submission: its limit groups' keys as a JSON object
+# {group: key} (vq/groups.py), so admission leases their slots without reading the job's data.
+GROUPS_FIELD = "vq_groups"
 STALE_REFUSED = PREFIX + "fence:refused"  # counter: writes refused because their lease token was stale
 LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it could not keep their lease

@@ -1,5 +1,5 @@
 """Concurrency limits: what they are (config, then runtime overrides), changing them at
-runtime, and how full each type and user is right now.
+runtime, and how full each type, user and limit group is right now.
 
 Each daemon publishes its config's limits to Redis when it starts; `vq limits set`
 writes overrides that win over config on every host at once, without a restart.
@@ -12,21 +12,24 @@ import time
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
-from vq import keys, lua
+from vq import groups, keys, lua
 from vq.config import DEFAULT_TYPE_LIMITS, DEFAULT_USER_LIMITS, TIERS, Settings
-from vq.errors import InvalidInput
+from vq.errors import InvalidInput, NotFound
 from vq.jobtypes import DEFAULT_CUSTOM_TYPE_LIMIT, get_job_type, job_types
 from vq.replies import optional_text, text, texts
 
 
 def publish_config_limits(conn: Redis, settings: Settings) -> None:
-    """Write this config's type and tier limits where the admission script reads them."""
+    """Write this config's type, tier and group limits where the admission script reads them."""
     types: dict[FieldT, EncodableT] = {name: jt.limit for name, jt in job_types(settings).items()}
     tiers: dict[FieldT, EncodableT] = {tier: limit for tier, limit in settings.concurrency.user.items()}
+    in_groups: dict[FieldT, EncodableT] = {field: limit for field, limit in groups.config_limits(settings).items()}
     with conn.pipeline() as pipe:
-        pipe.delete(keys.limits("type"), keys.limits("tier"))
+        pipe.delete(keys.limits("type"), keys.limits("tier"), keys.limits("group"))
         pipe.hset(keys.limits("type"), mapping=types)
         pipe.hset(keys.limits("tier"), mapping=tiers)
+        if in_groups:
+            pipe.hset(keys.limits("group"), mapping=in_groups)
         pipe.execute()
     rebuild_effective(conn)
 
@@ -43,14 +46,17 @@ def _hash(conn: Redis, key: str) -> dict[str, int]:
 
 def effective(conn: Redis, settings: Settings | None = None) -> dict[str, dict[str, int]]:
     """The limits in force: overrides over published config over this host's config (or,
-    without settings, the spec's defaults)."""
+    without settings, the spec's defaults). Group limits are keyed as vq/groups.py limit_field
+    has them."""
+    config_groups: dict[str, int] = {}
     if settings is None:
         config_types, config_tiers = dict(DEFAULT_TYPE_LIMITS), dict(DEFAULT_USER_LIMITS)
     else:
         config_types = {name: jt.limit for name, jt in job_types(settings).items()}
         config_tiers = dict(settings.concurrency.user)
+        config_groups = groups.config_limits(settings)
     out = {}
-    for kind, base in (("type", config_types), ("tier", config_tiers), ("user", {})):
+    for kind, base in (("type", config_types), ("tier", config_tiers), ("user", {}), ("group", config_groups)):
         out[kind] = {**base, **_hash(conn, keys.limits(kind)), **_hash(conn, keys.limit_overrides(kind))}
     return out
 
@@ -77,10 +83,25 @@ def type_limit(conn: Redis, settings: Settings | None, job_type: str, limits: di
     return limits["type"].get(job_type, DEFAULT_CUSTOM_TYPE_LIMIT)
 
 
-def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int | None) -> dict:
-    """Set (or, with value None, drop) a runtime override; takes effect at once everywhere."""
+def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int | None, key: str | None = None) -> dict:
+    """Set (or, with value None, drop) a runtime override; takes effect at once everywhere.
+    A group's limit is per `key` (a value of its key field; `default`: every key not set)."""
     if kind not in keys.LIMIT_KINDS:
         raise InvalidInput(f"limit kind {kind!r} is not one of {', '.join(keys.LIMIT_KINDS)}")
+    if (kind == "group") != (key is not None):
+        raise InvalidInput(
+            "a group's limit is set per key: group NAME KEY LIMIT"
+            if kind == "group"
+            else "KEY: only a group's limit has one"
+        )
+    field = name
+    if kind == "group":
+        if name not in settings.concurrency.groups:
+            known = ", ".join(sorted(settings.concurrency.groups)) or "none are configured"
+            raise NotFound(f"no limit group {name!r} (groups: {known})")
+        if not key:
+            raise InvalidInput("KEY: missing")
+        field = groups.limit_field(name, key)
     if kind == "type":
         get_job_type(settings, name)  # an unknown type is "no such type" (exit 4), as everywhere
     if kind == "tier" and name not in TIERS:
@@ -88,16 +109,19 @@ def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int 
     if kind == "user" and not name:
         raise InvalidInput("user: missing")
     if value is None:
-        conn.hdel(keys.limit_overrides(kind), name)
+        conn.hdel(keys.limit_overrides(kind), field)
     else:
         if value < 1:
             raise InvalidInput(f"limit must be a whole number of at least 1, got {value}")
-        conn.hset(keys.limit_overrides(kind), name, value)
+        conn.hset(keys.limit_overrides(kind), field, value)
     rebuild_effective(conn)
     from vq.admission import wake
 
     wake(conn)  # a raised limit may let waiting jobs run now
-    return {"kind": kind, "name": name, "limit": value, "override": value is not None}
+    result: dict = {"kind": kind, "name": name, "limit": value, "override": value is not None}
+    if key is not None:
+        result["key"] = key
+    return result
 
 
 def overview(conn: Redis, settings: Settings) -> dict:
@@ -137,6 +161,7 @@ def overview(conn: Redis, settings: Settings) -> dict:
     return {
         "types": types,
         "users": sorted(users.values(), key=lambda u: u["userId"]),
+        "groups": groups.overview(conn, settings, limits["group"]),
         "tiers": limits["tier"],
         "overrides": {k: _hash(conn, keys.limit_overrides(k)) for k in keys.LIMIT_KINDS},
     }
