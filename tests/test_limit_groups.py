@@ -160,3 +160,35 @@ def test_a_bad_group_in_config_is_one_clear_line(vq, group, message):
     proc = vq.run("limits")
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_the_http_api_shows_what_vq_limits_shows(vq):
+    from tests.test_api import SECRET, serve
+
+    _groups(vq)
+    api = serve(vq, jwt_secret=SECRET)
+    job = vq.submit("test-track", {"model": "sdxl", "gate": "g"}, "--user", "a", "-s", "pro")
+    vq.wait_for(job, statuses=("started",))
+    assert api.call("GET", "/api/limits", api.token("a", "user")).status == 403
+    reply = api.call("GET", "/api/limits", api.token("ops", "operator"))
+    assert reply.status == 200, reply.body
+    assert reply.body["groups"] == vq.json("limits")["groups"]
+    model = next(g for g in reply.body["groups"] if g["group"] == "model")
+    assert {row["key"]: (row["running"], row["limit"]) for row in model["keys"]} == {"sdxl": (1, 1)}
+    vq.open_gate("g")
+    assert vq.wait_for(job, timeout=20)["status"] == "finished"
+
+
+def test_an_override_of_a_group_gone_from_the_config_can_still_be_reset(vq):
+    _groups(vq)
+    assert vq.run("limits", "set", "group", "model", "sdxl", "3").returncode == 0
+    vq.configure(concurrency={"groups": {}})
+    assert vq.run("limits", "set", "group", "model", "sdxl", "4").returncode == 4
+    assert vq.json("limits", "reset", "group", "model", "sdxl") == {
+        "kind": "group",
+        "name": "model",
+        "key": "sdxl",
+        "limit": None,
+        "override": False,
+    }
+    assert vq.run("limits", "reset", "group", "model", "sdxl").returncode == 4, "nothing left to drop"

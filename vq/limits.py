@@ -96,7 +96,9 @@ def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int 
         )
     field = name
     if kind == "group":
-        if name not in settings.concurrency.groups:
+        # A group gone from the config may still have an override to drop.
+        dropping_stale = value is None and conn.hexists(keys.limit_overrides(kind), groups.limit_field(name, key or ""))
+        if name not in settings.concurrency.groups and not dropping_stale:
             known = ", ".join(sorted(settings.concurrency.groups)) or "none are configured"
             raise NotFound(f"no limit group {name!r} (groups: {known})")
         if not key:
