@@ -113,6 +113,7 @@ def test_a_killed_workers_group_slot_is_kept_while_renewed_and_reclaimed_when_it
     _groups(vq, queue={"settings": {"lockDuration": 1000, "stalledInterval": 1000, "maxStalledCount": 0}})
     doomed = vq.submit("test-track", {"model": "sdxl", "seconds": 30}, "--user", "a", "-s", "pro")
     waiting = vq.submit("test-track", {"model": "sdxl", "gate": "g"}, "--user", "b", "-s", "pro")
+    redis_conn.zadd("vq:running:group:model:flux", {"ghost": 1})  # a lapsed lease whose job is gone
     vq.start_daemon(workers=2)
     vq.wait_for(doomed, statuses=("started",))
     time.sleep(2.5)  # past lockDuration: only the renewals keep the group's slot
@@ -122,6 +123,7 @@ def test_a_killed_workers_group_slot_is_kept_while_renewed_and_reclaimed_when_it
     vq.wait_for(waiting, statuses=("started",), timeout=10)
     now = int(time.time() * 1000)
     assert redis_conn.zrangebyscore("vq:running:group:model:sdxl", now, "+inf") == [waiting.encode()]
+    assert redis_conn.zscore("vq:running:group:model:flux", "ghost") is None, "recovery drops lapsed leases"
     vq.open_gate("g")
     assert vq.wait_for(waiting, timeout=20)["status"] == "finished"
     assert redis_conn.zcard("vq:running:group:model:sdxl") == 0, "the finished job's slot is given back"

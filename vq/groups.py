@@ -68,10 +68,6 @@ def decoded(raw: bytes | str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
-def of_job(conn: Redis, job_id: str) -> dict[str, str]:
-    return decoded(conn.hget(keys.rq_job(job_id), keys.GROUPS_FIELD))
-
-
 def limit_field(group: str, key: str) -> str:
     """The field of the limits hashes for one key of a group (`default`: the group's default)."""
     return group if key == DEFAULT else f"{group}={key}"
@@ -109,6 +105,17 @@ def full(conn: Redis, groups: dict[str, str], limits: dict[str, int]) -> tuple[s
         if limit is not None and counts[name] >= limit:
             return name, key, counts[name], limit
     return None
+
+
+def drop_lapsed(conn: Redis, settings: Settings, now_ms: int) -> int:
+    """Drop the lapsed leases of every configured group's keys (stalled-job recovery, after it
+    has settled their jobs: vq/stalled.py), so a running set does not keep a dead worker's
+    entries. Admission counts live leases only, so this is tidying, not correctness."""
+    dropped = 0
+    for name in settings.concurrency.groups:
+        for key in conn.scan_iter(match=keys.running_group(name, "*"), count=500):
+            dropped += conn.zremrangebyscore(key, "-inf", now_ms)
+    return dropped
 
 
 def overview(conn: Redis, settings: Settings, limits: dict[str, int]) -> list[dict]:
