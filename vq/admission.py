@@ -1,11 +1,11 @@
-"""Admission: the step between "runnable" and "running" that enforces per-user and
-per-type concurrency limits across every host, fairly.
+"""Admission: the step between "runnable" and "running" that enforces per-user, per-type
+and limit-group (vq/groups.py) concurrency limits across every host, fairly.
 
 Every way a job becomes runnable (submission, a delay coming due, a retry, a dependency
 finishing, a recurring tick) ends on its RQ queue list. Workers never pop those lists
 directly: they call `admit()`, a Lua script that moves new arrivals into per-user
-waiting lines and hands out the next job whose user and type both have a free slot,
-leasing both slots in the same atomic step. Users take turns within a priority level;
+waiting lines and hands out the next job whose user, type and groups all have a free
+slot, leasing them all in the same atomic step. Users take turns within a priority level;
 a job that waited past the aging threshold moves up a level. A lease lapses unless the
 running worker renews it, so a killed worker's slots come back by themselves. Each lease
 carries a token (fenced leases: vq/fence.py), and only its holder's writes count.
