@@ -80,7 +80,9 @@ def test_a_user_blocked_by_a_group_does_not_block_another_user(vq, redis_conn):
     time.sleep(0.5)
     view = vq.json("show", blocked)
     assert (view["status"], view["waitReason"], view["position"]) == ("limited", "group model=sdxl: 1/1 running", 1)
-    assert vq.json("show", behind)["status"] == "limited", "the blocked job stays first in its user's line"
+    view = vq.json("show", behind)
+    assert (view["status"], view["position"]) == ("limited", 2), "the blocked job stays first in its user's line"
+    assert view["waitReason"] == f"behind {blocked}, held by group model=sdxl: 1/1 running"
     vq.open_gate("g")
     for job_id in (running, blocked, behind, other):
         assert vq.wait_for(job_id, timeout=20)["status"] == "finished"

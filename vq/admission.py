@@ -27,7 +27,7 @@ from rq.utils import now, utcformat, utcparse
 from vq import groups, keys, lua
 from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of, priority_of
-from vq.replies import optional_text, texts
+from vq.replies import optional_text, text, texts
 
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
@@ -382,6 +382,8 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: 
     elif group_full is not None:
         name, key, running, limit = group_full
         reason = f"group {name}={key}: {running}/{limit} running"
+    elif position and (held := _first_held_by_a_group(conn, job_type, priority, user, group_limits or {})):
+        reason = held  # its own groups have room, but the job first in its user's line waits for one
     else:
         reason = "waiting for a worker"
     return {
@@ -390,3 +392,15 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: 
         "usersAhead": users_ahead,
         "agedTo": priority if priority != submitted else None,
     }
+
+
+def _first_held_by_a_group(conn: Redis, job_type: str, priority: str, user: str, group_limits: dict) -> str | None:
+    """Why the job first in this user's line waits, when a full group holds it there."""
+    first = conn.lindex(keys.waiting_list(job_type, priority, user), 0)
+    if first is None:
+        return None
+    found = groups.full(conn, groups.decoded(conn.hget(keys.rq_job(text(first)), keys.GROUPS_FIELD)), group_limits)
+    if found is None:
+        return None
+    name, key, running, limit = found
+    return f"behind {text(first)}, held by group {name}={key}: {running}/{limit} running"
