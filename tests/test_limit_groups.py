@@ -38,12 +38,23 @@ def test_a_jobs_group_keys_are_stored_at_submission(vq, redis_conn):
     both = vq.submit("test-track", {"model": "sdxl"}, "--user", "u", "--project", "p1")
     no_project = vq.submit("test-track", {"model": "flux"}, "--user", "u")
     no_model = vq.submit("test-track", {"size": 3}, "--user", "u", "--project", "p1")
-    stored = {i: json.loads(redis_conn.hget(f"rq:job:{i}", "vq_groups") or "{}") for i in (both, no_project, no_model)}
+    delayed = vq.submit("test-track", {"model": "sdxl"}, "--user", "u", "--delay", "1h")
+    dependent = vq.submit("test-track", {"model": "flux"}, "--user", "u", "--depends-on", both)
+    lines = [{"jobType": "test-track", "userId": "u", "data": {"model": m}} for m in ("sdxl", {"nested": 1})]
+    batch = vq.run("submit", "--batch", "-", input="\n".join(json.dumps(line) for line in lines))
+    assert batch.returncode == 0, batch.stderr
+    in_batch, not_plain = batch.stdout.split()
+    ids = (both, no_project, no_model, delayed, dependent, in_batch, not_plain)
+    stored = {i: json.loads(redis_conn.hget(f"rq:job:{i}", "vq_groups") or "{}") for i in ids}
     assert stored == {
         both: {"model": "sdxl", "proj": "p1|sdxl"},
         no_project: {"model": "flux"},
         no_model: {},
-    }, "a missing key field leaves the job out of that group; `other` names another type"
+        delayed: {"model": "sdxl"},
+        dependent: {"model": "flux"},
+        in_batch: {"model": "sdxl"},
+        not_plain: {},
+    }, "a missing (or not plain) key field leaves the job out of that group; `other` names another type"
 
 
 def test_a_group_limit_holds_across_two_daemons_under_load(vq, redis_conn):
