@@ -40,13 +40,18 @@ _MAX = "local n = tonumber(ARGV[1]); if n > tonumber(redis.call('GET', KEYS[1]) 
 
 
 def tracked(ctx, data):
-    """Counts, in the test's Redis, how many jobs of its type and of its user really run at
-    once (and the most ever seen), so tests can check the limits from the inside. It runs
-    for data.seconds, or with data.gate until the test opens that gate (wait_at_gate)."""
+    """Counts, in the test's Redis, how many jobs of its type, of its user and of each of its
+    limit groups' keys (test:active:group:<group>=<key>, from the groups its hash names) really
+    run at once (and the most ever seen), so tests can check the limits from the inside. It
+    runs for data.seconds, or with data.gate until the test opens that gate (wait_at_gate)."""
+    import json
+
     import redis
 
     r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
     counters = [f"test:active:type:{ctx.job_type}", f"test:active:user:{ctx.user_id}"]
+    in_groups = json.loads(r.hget(f"rq:job:{ctx.job_id}", "vq_groups") or "{}")
+    counters += [f"test:active:group:{name}={key}" for name, key in sorted(in_groups.items())]
     r.set(f"test:pid:{ctx.job_id}", os.getpid())
     r.rpush("test:started", ctx.job_id)
     for key in counters:

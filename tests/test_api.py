@@ -305,6 +305,7 @@ def test_openapi_document_lists_every_route(api):
         "/api/jobs/queues/{jobType}/resume",
         "/api/jobs/queues/{jobType}/clear",
         "/api/jobs/types",
+        "/api/limits",
     ]:
         assert path in paths, path
 

@@ -89,7 +89,7 @@ def test_static_values_complete(tab):
     assert _bash(tab, "vq token create --tier p") == ["pro"]
     assert _bash(tab, "vq daemon --log-format ") == ["text", "json"]
     assert _bash(tab, "vq completion ") == ["bash", "zsh", "fish"]
-    assert _bash(tab, "vq limits set ") == ["type", "tier", "user", "tier-weight", "user-weight"]
+    assert _bash(tab, "vq limits set ") == ["type", "tier", "user", "group", "tier-weight", "user-weight"]
     assert _bash(tab, "vq limits set tier ") == ["free", "basic", "pro", "enterprise"]
     assert _bash(tab, "vq limits set tier-weight ") == ["free", "basic", "pro", "enterprise"]
 
@@ -103,6 +103,12 @@ def test_job_types_complete_with_the_configs_plug_in_types(tab):
     assert _bash(tab, "vq pause test-no") == ["test-noop"]
     assert "test-echo" in _bash(tab, "vq limits set type ")
     assert _bash(tab, "vq daemon -q test-echo,test-n") == ["test-echo,test-noop"]  # a list's last item
+
+
+def test_limit_group_names_complete_after_group(vq, tab):
+    vq.configure(concurrency={"groups": {"model": {"key": "data.model", "limit": 2}}})
+    assert _bash(tab, "vq limits set group ") == ["model"]
+    assert _bash(tab, "vq limits reset group m") == ["model"]
 
 
 def test_recurring_ids_and_names_complete(vq, tab):
@@ -352,6 +358,9 @@ def test_the_light_config_reader_agrees_with_vq_config(name, tmp_path):
     settings = {
         "redis": block,
         "job_types": {"test-echo": {"handler": "tests.plugins:echo"}, "image-generation": {"timeout": 1000}},
+        "concurrency": {
+            "groups": {"model": {"key": "data.model", "limit": 2}, "proj": {"key": "projectId", "limit": 3}}
+        },
     }
     if data_dir:
         settings["data_dir"] = data_dir

@@ -1,11 +1,11 @@
-"""Admission: the step between "runnable" and "running" that enforces per-user and
-per-type concurrency limits across every host, fairly.
+"""Admission: the step between "runnable" and "running" that enforces per-user, per-type
+and limit-group (vq/groups.py) concurrency limits across every host, fairly.
 
 Every way a job becomes runnable (submission, a delay coming due, a retry, a dependency
 finishing, a recurring tick) ends on its RQ queue list. Workers never pop those lists
 directly: they call `admit()`, a Lua script that moves new arrivals into per-user
-waiting lines and hands out the next job whose user and type both have a free slot,
-leasing both slots in the same atomic step. Users take turns within a priority level;
+waiting lines and hands out the next job whose user, type and groups all have a free
+slot, leasing them all in the same atomic step. Users take turns within a priority level;
 a job that waited past the aging threshold moves up a level. A lease lapses unless the
 running worker renews it, so a killed worker's slots come back by themselves. Each lease
 carries a token (fenced leases: vq/fence.py), and only its holder's writes count.
@@ -24,10 +24,10 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat, utcparse
 
-from vq import keys, lua
+from vq import groups, keys, lua
 from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of, priority_of
-from vq.replies import optional_text, texts
+from vq.replies import optional_text, text, texts
 
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
@@ -182,7 +182,15 @@ def release_in(pipe, job_id: str, job_type: str, user_id: str) -> None:
     """`release` as part of a pipeline the caller executes."""
     pipe.zrem(keys.running_type(job_type), job_id)
     pipe.zrem(keys.running_user(user_id), job_id)
+    release_groups_in(pipe, job_id)
     wake_in(pipe)
+
+
+def release_groups_in(pipe, job_id: str) -> None:
+    """Give back the job's limit-group slots, which its hash names (vq/lua/release_groups.lua):
+    by the script's text, as a pipeline cannot load a script Redis lacks."""
+    names = lua.names("release_groups.lua")
+    pipe.eval(lua.source("release_groups.lua"), len(names) + 1, *names, keys.rq_job(job_id), job_id)
 
 
 def mark_arrivals_in(pipe, queue_names) -> None:
@@ -348,8 +356,9 @@ def _epoch_ms(text: str) -> int:
         return 1 << 62  # unreadable: the line's own clock counts
 
 
-def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
-    """Why a waiting job waits, and where it stands in line."""
+def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: dict[str, int] | None = None) -> dict:
+    """Why a waiting job waits, and where it stands in line. `group_limits`: the group limits
+    in force (vq/limits.py effective()["group"])."""
     job_type = job_type_of(job)
     user = job.meta.get("userId") or "_"
     submitted = priority_of(job) or "normal"
@@ -361,13 +370,20 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
         pipe.zcount(keys.running_user(user), now, "+inf")
         pipe.lpos(keys.waiting_list(job_type, priority, user), job.id)
         pipe.lpos(keys.ring(job_type, priority), user)
-        paused, type_running, user_running, position, users_ahead = pipe.execute()
+        pipe.hget(keys.rq_job(job.id), keys.GROUPS_FIELD)
+        paused, type_running, user_running, position, users_ahead, in_groups = pipe.execute()
+    group_full = groups.full(conn, groups.decoded(in_groups), group_limits or {})
     if paused:
         reason = "queue paused"
     elif type_running >= type_limit:
         reason = f"type limit {type_running}/{type_limit}"
     elif user_running >= user_limit:
         reason = f"user limit {user_running}/{user_limit}"
+    elif group_full is not None:
+        name, key, running, limit = group_full
+        reason = f"group {name}={key}: {running}/{limit} running"
+    elif position and (held := _first_held_by_a_group(conn, job_type, priority, user, group_limits or {})):
+        reason = held  # its own groups have room, but the job first in its user's line waits for one
     else:
         reason = "waiting for a worker"
     return {
@@ -376,3 +392,15 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
         "usersAhead": users_ahead,
         "agedTo": priority if priority != submitted else None,
     }
+
+
+def _first_held_by_a_group(conn: Redis, job_type: str, priority: str, user: str, group_limits: dict) -> str | None:
+    """Why the job first in this user's line waits, when a full group holds it there."""
+    first = conn.lindex(keys.waiting_list(job_type, priority, user), 0)
+    if first is None:
+        return None
+    found = groups.full(conn, groups.decoded(conn.hget(keys.rq_job(text(first)), keys.GROUPS_FIELD)), group_limits)
+    if found is None:
+        return None
+    name, key, running, limit = found
+    return f"behind {text(first)}, held by group {name}={key}: {running}/{limit} running"

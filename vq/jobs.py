@@ -113,12 +113,14 @@ def show(
     if explain and (
         view["status"] == "limited" or view["status"] == "queued" and conn.sismember(keys.PAUSED, view["jobType"])
     ):
+        in_force = limits.effective(conn, settings)
         view.update(
             admission.wait_info(
                 conn,
                 job,
-                limits.user_limit(conn, settings, view["userId"] or "_"),
-                limits.type_limit(conn, settings, view["jobType"]),
+                limits.user_limit(conn, settings, view["userId"] or "_", in_force),
+                limits.type_limit(conn, settings, view["jobType"], in_force),
+                in_force["group"],
             )
         )
     children = job.meta.get("children") or []

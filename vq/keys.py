@@ -96,9 +96,9 @@ INBOX_IDLE = "idle:"  # in INBOX, before a worker's name: that worker waits for 
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
 ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet
-# Limit kinds `vq limits set` takes: concurrency per type, tier and user; and the weights of
+# Limit kinds `vq limits set` takes: concurrency per type, tier, user and limit group; and the weights of
 # a tier's and a user's turns in the round-robin between users (weighted fair shares).
-LIMIT_KINDS = ("type", "tier", "user", "tier-weight", "user-weight")
+LIMIT_KINDS = ("type", "tier", "user", "group", "tier-weight", "user-weight")
 WEIGHT_KINDS = ("tier-weight", "user-weight")
 # hash ring key -> "<user>|<starts>": the user whose weighted turn is under way in that ring
 # and how many jobs it has started in it (vq/lua/admit_choose.lua keep_turn)
@@ -113,6 +113,7 @@ RING_PREFIX = PREFIX + "ring:"
 WAIT_SINCE_PREFIX = PREFIX + "waitsince:"
 RUNNING_TYPE_PREFIX = PREFIX + "running:type:"
 RUNNING_USER_PREFIX = PREFIX + "running:user:"
+RUNNING_GROUP_PREFIX = PREFIX + "running:group:"
 LIMITS_PREFIX = PREFIX + "limits:"
 LIMIT_OVERRIDES_PREFIX = PREFIX + "limits:override:"
 
@@ -148,6 +149,11 @@ def running_user(user_id: str) -> str:
     return RUNNING_USER_PREFIX + user_id
 
 
+def running_group(group: str, key: str) -> str:
+    """zset id -> lease deadline ms: the running jobs of one key of a limit group (vq/groups.py)."""
+    return f"{RUNNING_GROUP_PREFIX}{group}:{key}"
+
+
 def limits(kind: str) -> str:
     """Limits from config (written by each daemon at start)."""
     return LIMITS_PREFIX + kind
@@ -158,7 +164,8 @@ def limit_overrides(kind: str) -> str:
     return LIMIT_OVERRIDES_PREFIX + kind
 
 
-# hash type:<t> / tier:<tier> / user:<u> -> the limit in force: config with overrides over
+# hash type:<t> / tier:<tier> / user:<u> / group:<g> (the group's default) / group:<g>=<key>
+# -> the limit in force: config with overrides over
 # it, rebuilt whenever either changes (vq/lua/limits.lua), so admission reads one hash.
 LIMITS_EFFECTIVE = PREFIX + "limits:effective"
 
@@ -269,5 +276,8 @@ def dependents(job_id: str) -> str:
 
 # --- fenced leases (vq/fence.py) -----------------------------------------------------
 LEASE_FIELD = "vq_lease"  # in a running job's RQ hash: the token of the lease it runs under
+# In a job's RQ hash, from its submission: its limit groups' keys as a JSON object
+# {group: key} (vq/groups.py), so admission leases their slots without reading the job's data.
+GROUPS_FIELD = "vq_groups"
 STALE_REFUSED = PREFIX + "fence:refused"  # counter: writes refused because their lease token was stale
 LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it could not keep their lease

@@ -1,5 +1,5 @@
 """Concurrency limits: what they are (config, then runtime overrides), changing them at
-runtime, and how full each type and user is right now.
+runtime, and how full each type, user and limit group is right now.
 
 Each daemon publishes its config's limits to Redis when it starts; `vq limits set`
 writes overrides that win over config on every host at once, without a restart.
@@ -12,19 +12,20 @@ import time
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
-from vq import keys, lua
+from vq import groups, keys, lua
 from vq.config import DEFAULT_TYPE_LIMITS, DEFAULT_USER_LIMITS, MAX_WEIGHT, TIERS, Settings
-from vq.errors import InvalidInput
+from vq.errors import InvalidInput, NotFound
 from vq.jobtypes import DEFAULT_CUSTOM_TYPE_LIMIT, get_job_type, job_types
 from vq.replies import optional_text, text, texts
 
 
 def publish_config_limits(conn: Redis, settings: Settings) -> None:
-    """Write this config's type and tier limits, and the weights of tiers' and users' turns,
-    where the admission script reads them."""
+    """Write this config's type, tier and group limits, and the weights of tiers' and users'
+    turns, where the admission script reads them."""
     published: dict[str, dict[FieldT, EncodableT]] = {
         "type": {name: jt.limit for name, jt in job_types(settings).items()},
         "tier": {tier: limit for tier, limit in settings.concurrency.user.items()},
+        "group": {field: limit for field, limit in groups.config_limits(settings).items()},
         "tier-weight": {tier: weight for tier, weight in settings.concurrency.weights.items()},
         "user-weight": {user: weight for user, weight in settings.concurrency.userWeights.items()},
     }
@@ -49,13 +50,15 @@ def _hash(conn: Redis, key: str) -> dict[str, int]:
 
 def effective(conn: Redis, settings: Settings | None = None) -> dict[str, dict[str, int]]:
     """The limits and weights in force, by kind (keys.LIMIT_KINDS): overrides over published
-    config over this host's config (or, without settings, the spec's defaults)."""
+    config over this host's config (or, without settings, the spec's defaults). Group limits
+    are keyed as vq/groups.py limit_field has them."""
     if settings is None:
         config = {"type": dict(DEFAULT_TYPE_LIMITS), "tier": dict(DEFAULT_USER_LIMITS)}
     else:
         config = {
             "type": {name: jt.limit for name, jt in job_types(settings).items()},
             "tier": dict(settings.concurrency.user),
+            "group": groups.config_limits(settings),
             "tier-weight": dict(settings.concurrency.weights),
             "user-weight": dict(settings.concurrency.userWeights),
         }
@@ -110,10 +113,27 @@ def type_limit(conn: Redis, settings: Settings | None, job_type: str, limits: di
     return limits["type"].get(job_type, DEFAULT_CUSTOM_TYPE_LIMIT)
 
 
-def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int | None) -> dict:
-    """Set (or, with value None, drop) a runtime override; takes effect at once everywhere."""
+def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int | None, key: str | None = None) -> dict:
+    """Set (or, with value None, drop) a runtime override; takes effect at once everywhere.
+    A group's limit is per `key` (a value of its key field; `default`: every key not set)."""
     if kind not in keys.LIMIT_KINDS:
         raise InvalidInput(f"limit kind {kind!r} is not one of {', '.join(keys.LIMIT_KINDS)}")
+    if (kind == "group") != (key is not None):
+        raise InvalidInput(
+            "a group's limit is set per key: group NAME KEY LIMIT"
+            if kind == "group"
+            else "KEY: only a group's limit has one"
+        )
+    field = name
+    if kind == "group":
+        # A group gone from the config may still have an override to drop.
+        dropping_stale = value is None and conn.hexists(keys.limit_overrides(kind), groups.limit_field(name, key or ""))
+        if name not in settings.concurrency.groups and not dropping_stale:
+            known = ", ".join(sorted(settings.concurrency.groups)) or "none are configured"
+            raise NotFound(f"no limit group {name!r} (groups: {known})")
+        if not key:
+            raise InvalidInput("KEY: missing")
+        field = groups.limit_field(name, key)
     if kind == "type":
         get_job_type(settings, name)  # an unknown type is "no such type" (exit 4), as everywhere
     if kind in ("tier", "tier-weight") and name not in TIERS:
@@ -121,18 +141,21 @@ def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int 
     if kind in ("user", "user-weight") and not name:
         raise InvalidInput("user: missing")
     if value is None:
-        conn.hdel(keys.limit_overrides(kind), name)
+        conn.hdel(keys.limit_overrides(kind), field)
     else:
         if value < 1:
             raise InvalidInput(f"limit must be a whole number of at least 1, got {value}")
         if kind in keys.WEIGHT_KINDS and value > MAX_WEIGHT:
             raise InvalidInput(f"weight must be from 1 to {MAX_WEIGHT}, got {value}")
-        conn.hset(keys.limit_overrides(kind), name, value)
+        conn.hset(keys.limit_overrides(kind), field, value)
     rebuild_effective(conn)
     from vq.admission import wake
 
     wake(conn)  # a raised limit may let waiting jobs run now
-    return {"kind": kind, "name": name, "limit": value, "override": value is not None}
+    result: dict = {"kind": kind, "name": name, "limit": value, "override": value is not None}
+    if key is not None:
+        result["key"] = key
+    return result
 
 
 def overview(conn: Redis, settings: Settings) -> dict:
@@ -174,6 +197,7 @@ def overview(conn: Redis, settings: Settings) -> dict:
     return {
         "types": types,
         "users": sorted(users.values(), key=lambda u: u["userId"]),
+        "groups": groups.overview(conn, settings, limits["group"]),
         "tiers": limits["tier"],
         "tierWeights": {tier: limits["tier-weight"].get(tier, 1) for tier in TIERS},
         "overrides": {k: _hash(conn, keys.limit_overrides(k)) for k in keys.LIMIT_KINDS},

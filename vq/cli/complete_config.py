@@ -124,7 +124,7 @@ def _parse_url(url: str) -> dict:
 
 
 def read_config(config_path: str | None, builtins: list[str]) -> dict:
-    """{"job_types", "redis"} of a config, read by vq/config's own reader (the file, then the
+    """{"job_types", "redis", "limit_groups"} of a config, read by vq/config's own reader (the file, then the
     REDIS_* / VQ_DATA_DIR environment) but not validated, and without redis-py: a config
     with a bad value elsewhere still completes. tests/test_completion.py checks it against
     read_config_validated."""
@@ -137,7 +137,13 @@ def read_config(config_path: str | None, builtins: list[str]) -> dict:
     else:
         data_path = Path(os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")) / "vq"
     custom = [str(name) for name in (raw.get("job_types") or {}) if str(name) not in builtins]
-    return {"job_types": [*builtins, *custom], "redis": _spec(dict(raw.get("redis") or {}), data_path, _parse_url)}
+    concurrency = raw.get("concurrency")
+    in_groups = concurrency.get("groups") if isinstance(concurrency, dict) else None
+    return {
+        "job_types": [*builtins, *custom],
+        "redis": _spec(dict(raw.get("redis") or {}), data_path, _parse_url),
+        "limit_groups": [str(name) for name in in_groups] if isinstance(in_groups, dict) else [],
+    }
 
 
 def read_config_validated(config_path: str | None) -> dict:
@@ -150,11 +156,16 @@ def read_config_validated(config_path: str | None) -> dict:
 
     settings = load_settings(config_path)
     block = msgspec.structs.asdict(settings.redis)
-    return {"job_types": list(job_types(settings)), "redis": _spec(block, settings.data_path, _redis_py_parse_url)}
+    return {
+        "job_types": list(job_types(settings)),
+        "redis": _spec(block, settings.data_path, _redis_py_parse_url),
+        "limit_groups": list(settings.concurrency.groups),
+    }
 
 
 def config_values(config_path: str | None, builtins: list[str] | None) -> dict:
-    """{"job_types": [...], "redis": spec or None} of this config, cached by the file's identity."""
+    """{"job_types": [...], "redis": spec or None, "limit_groups": [...]} of this config, cached by
+    the file's identity."""
     key = _config_key(config_path)
     path = cache_dir() / "complete-config.json"
     cached = read_json(path) or {}

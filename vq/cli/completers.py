@@ -48,7 +48,7 @@ BY_COMMAND: dict[tuple[str, str], str | None] = {
     ("history", "fmt"): "export-formats",  # vq history export --format csv|json
     ("limits set", "kind"): "limit-kinds",
     ("limits reset", "kind"): "limit-kinds",
-    ("limits set", "name"): "limit-names",  # a job type after `type`, a tier after `tier`
+    ("limits set", "name"): "limit-names",  # a job type after `type`, a tier after `tier`, a group after `group`
     ("limits reset", "name"): "limit-names",
 }
 

@@ -13,8 +13,13 @@ from vq.errors import InvalidInput
 from vq.keys import LIMIT_KINDS
 
 KIND_HELP = (
-    "What the limit applies to: a job type, a subscription tier or one user; or the weight of a "
-    "tier's or a user's turns (tier-weight, user-weight: starts per turn while users wait)."
+    "What the limit applies to: a job type, a subscription tier, one user or a limit group's key; "
+    "or the weight of a tier's or a user's turns (tier-weight, user-weight: starts per turn while users wait)."
+)
+NAME_HELP = "A job type, a tier, a userId or a group's name."
+SET_ARGS_HELP = (
+    "LIMIT: concurrent jobs allowed (at least 1), or starts per turn for a weight (1 to 1000). "
+    "For a group: its KEY, a value of its key field (`default`: every key without its own), then LIMIT."
 )
 limits_app = typer.Typer(
     help="Concurrency limits: show them (vq limits), change them at runtime (set, reset).",
@@ -47,6 +52,16 @@ def _render(view: dict) -> None:
                 title="active users",
             )
         )
+    rows = [
+        [g["group"], row["key"], cell(row["running"], row["limit"]) if row["limit"] else f"{row['running']}/-"]
+        for g in view.get("groups", [])
+        for row in g["keys"]
+    ]
+    if view.get("groups"):
+        defaults = ", ".join(f"{g['group']} {g['default'] or '-'}" for g in view["groups"])
+        if rows:
+            out.print(table(["group", "key", "running/limit"], rows, title="limit groups"))
+        out.print(f"[dim]limit groups' default per key: {defaults}[/]")
     tiers = ", ".join(f"{k} {v}" for k, v in view["tiers"].items())
     out.print(f"[dim]per-user limits by tier: {tiers}[/]")
     if any(weight > 1 for weight in view["tierWeights"].values()):
@@ -77,29 +92,44 @@ def _parse_limit(value: str) -> int:
 def set_command(
     ctx: typer.Context,
     kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
-    name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
-    value: str = typer.Argument(
-        ..., metavar="LIMIT", help="Concurrent jobs allowed (at least 1), or starts per turn for a weight (1 to 1000)."
-    ),
+    name: str = typer.Argument(..., metavar="NAME", help=NAME_HELP),
+    key_or_limit: str = typer.Argument(..., metavar="KEY|LIMIT", help=SET_ARGS_HELP),
+    group_limit: str | None = typer.Argument(None, metavar="LIMIT", help="A group's limit, after its KEY."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Set a limit at runtime; it wins over the config file on every host until reset."""
     st = state(ctx)
-    result = limits.set_limit(st.conn, st.settings, kind, name, _parse_limit(value))
-    emit(result, as_json, lambda r: err.print(f"{r['kind']} {r['name']}: limit {r['limit']}"))
+    key, value = _key_and(kind, [a for a in (key_or_limit, group_limit) if a is not None], "set", "LIMIT")
+    result = limits.set_limit(st.conn, st.settings, kind, name, _parse_limit(value), key)
+    emit(result, as_json, lambda r: err.print(f"{_what(r)}: limit {r['limit']}"))
 
 
-@limits_app.command("reset", epilog=example("vq limits reset type video-generation"))
+@limits_app.command("reset", epilog=example("vq limits reset group model sdxl"))
 def reset_command(
     ctx: typer.Context,
     kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
-    name: str = typer.Argument(..., metavar="NAME", help="A job type, a tier or a userId."),
+    name: str = typer.Argument(..., metavar="NAME", help=NAME_HELP),
+    key: str | None = typer.Argument(None, metavar="KEY", help="A group's key value (groups only)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Drop a runtime limit: the config file's value applies again."""
     st = state(ctx)
-    result = limits.set_limit(st.conn, st.settings, kind, name, None)
-    emit(result, as_json, lambda r: err.print(f"{r['kind']} {r['name']}: back to the configured limit"))
+    key, _ = _key_and(kind, [*([key] if key is not None else []), ""], "reset", "")
+    result = limits.set_limit(st.conn, st.settings, kind, name, None, key)
+    emit(result, as_json, lambda r: err.print(f"{_what(r)}: back to the configured limit"))
+
+
+def _key_and(kind: str, args: list[str], command: str, last: str) -> tuple[str | None, str]:
+    """(the group's key or None, the last argument): a group takes its KEY before it."""
+    if len(args) != (2 if kind == "group" else 1):
+        usage = " ".join(w for w in ("vq limits", command, kind, "NAME", "KEY" if kind == "group" else "", last) if w)
+        raise InvalidInput(f"expected: {usage}")
+    return (args[0], args[1]) if kind == "group" else (None, args[0])
+
+
+def _what(result: dict) -> str:
+    key = f" {result['key']}" if "key" in result else ""
+    return f"{result['kind']} {result['name']}{key}"
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,7 @@
 """The spec's blocks for Redis, jobs, queues and limits: `redis`, `queue`, `concurrency`,
 `priority`, `limits`, and how ended jobs are kept."""
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -125,6 +126,61 @@ DEFAULT_TYPE_LIMITS = {
 }
 
 
+GROUP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+GROUP_FIELDS = ("userId", "projectId")  # and data.<path>
+
+
+def _check_group_field(name: str) -> str | None:
+    """What is wrong with one field a group is keyed on, or None."""
+    if name in GROUP_FIELDS:
+        return None
+    if name.startswith("data.") and all(name.split(".")[1:]):
+        return None
+    return f"{name!r} is not userId, projectId or data.<path>"
+
+
+class GroupSettings(_Strict):
+    """A limit group: jobs with the same value of `key` share `limit` slots, on every host."""
+
+    key: Annotated[
+        str | list[str],
+        Meta(
+            description="the job field the group is keyed on: userId, projectId or data.<path> (data.model); "
+            "a list of them makes one composite key, the values joined by |"
+        ),
+    ]
+    limit: Annotated[
+        int | dict[str, int],
+        Meta(
+            description="jobs of one key running at once: a number for every key, or per key value with "
+            "`default` for the others (no default: keys not listed are not limited)"
+        ),
+    ]
+    types: Annotated[list[str] | None, Meta(description="the job types the group applies to; omitted: every type")] = (
+        None
+    )
+
+    def __post_init__(self) -> None:
+        fields = [self.key] if isinstance(self.key, str) else self.key
+        if not fields:
+            raise _InvalidKey("key", "names no field")
+        for name in fields:
+            if problem := _check_group_field(name):
+                raise _InvalidKey("key", problem)
+        for value, limit in ({"default": self.limit} if isinstance(self.limit, int) else self.limit).items():
+            if limit < 1:
+                raise _InvalidKey("limit", f"{value}: must be at least 1, got {limit}")
+
+    @property
+    def fields(self) -> list[str]:
+        return [self.key] if isinstance(self.key, str) else list(self.key)
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """Per key value, with `default` for every other key."""
+        return {"default": self.limit} if isinstance(self.limit, int) else dict(self.limit)
+
+
 class ConcurrencySettings(_Strict):
     user: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_USER_LIMITS))
     type: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TYPE_LIMITS))
@@ -132,6 +188,10 @@ class ConcurrencySettings(_Strict):
     # weight in starts per turn (1, the default: plain turns), by tier, or for one user.
     weights: dict[str, int] = field(default_factory=dict)
     userWeights: dict[str, int] = field(default_factory=dict)
+    groups: Annotated[
+        dict[str, GroupSettings],
+        Meta(description="limit groups by name: jobs sharing a field's value (data.model, projectId) share slots"),
+    ] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for tier, limit in self.user.items():
@@ -150,6 +210,9 @@ class ConcurrencySettings(_Strict):
         for user, weight in self.userWeights.items():
             if not 1 <= weight <= MAX_WEIGHT:
                 raise _InvalidKey("userWeights", f"weight for {user!r} must be from 1 to {MAX_WEIGHT}")
+        for name in self.groups:
+            if not GROUP_NAME.fullmatch(name):
+                raise _InvalidKey("groups", f"{name!r}: a group's name is letters, digits, - and _")
         self.user = {**DEFAULT_USER_LIMITS, **self.user}
         self.type = {**DEFAULT_TYPE_LIMITS, **self.type}
 

@@ -59,6 +59,11 @@ class Settings(_Strict):
         for user, tier in self.subscriptions.items():
             if tier not in TIERS:
                 raise _InvalidKey("subscriptions", f"{user}: {tier!r} is not one of {', '.join(TIERS)}")
+        known = set(self.concurrency.type) | set(self.job_types)
+        for name, group in self.concurrency.groups.items():
+            for job_type in group.types or ():
+                if job_type not in known:
+                    raise _InvalidKey("concurrency", f"groups.{name}.types: no job type {job_type!r}")
 
     def subscription_of(self, user_id: str | None) -> str:
         """A user's tier when nothing more trusted names it: this config, else the default."""

@@ -28,14 +28,16 @@ class Protocol:
 
 
 _LEASE = (("lease_field", keys.LEASE_FIELD),)
+_GROUPS = (("groups_field", keys.GROUPS_FIELD),)
 
 PROTOCOLS: dict[str, Protocol] = {
-    # Admission, in one script of six parts with one concern each (vq/lua/admit_common.lua
-    # describes the call): shared options and helpers, the finished job's end, routing,
+    # Admission, in one script of seven parts with one concern each (vq/lua/admit_common.lua
+    # describes the call): shared options and helpers, limit groups, the finished job's end, routing,
     # the choice of the job, its start, and the call's sequence.
     "admit.lua": Protocol(
         parts=(
             "admit_common.lua",
+            "groups.lua",
             "admit_end.lua",
             "admit_route.lua",
             "admit_choose.lua",
@@ -63,8 +65,9 @@ PROTOCOLS: dict[str, Protocol] = {
             ("limits", keys.LIMITS_PREFIX),
             ("overrides", keys.LIMIT_OVERRIDES_PREFIX),
             ("turns", keys.ADMISSION_TURNS),
+            ("running_group", keys.RUNNING_GROUP_PREFIX),
         ),
-        constants=(*_LEASE, ("idle", keys.INBOX_IDLE), ("priorities", keys.PRIORITY_ORDER)),
+        constants=(*_LEASE, *_GROUPS, ("idle", keys.INBOX_IDLE), ("priorities", keys.PRIORITY_ORDER)),
     ),
     "promote.lua": Protocol(
         parts=("promote.lua",),
@@ -78,7 +81,17 @@ PROTOCOLS: dict[str, Protocol] = {
         ),
         constants=(("priorities", keys.PRIORITY_ORDER),),
     ),
-    "renew.lua": Protocol(parts=("renew.lua",), constants=_LEASE),
+    "renew.lua": Protocol(
+        parts=("groups.lua", "renew.lua"),
+        names=(("running_group", keys.RUNNING_GROUP_PREFIX),),
+        constants=(*_LEASE, *_GROUPS),
+    ),
+    # A job's limit-group slots back (vq/admission.py release_in).
+    "release_groups.lua": Protocol(
+        parts=("groups.lua", "release_groups.lua"),
+        names=(("running_group", keys.RUNNING_GROUP_PREFIX),),
+        constants=_GROUPS,
+    ),
     "limits.lua": Protocol(
         parts=("limits.lua",),
         names=(

@@ -1,6 +1,6 @@
 -- Admission, part 4: choosing the job to admit, by priority, then type (in the caller's
--- order), then users in (weighted) turns, and leasing its user's and its type's slots. A type's room
--- is looked at once per call, with the first user's limit (admit_from).
+-- order), then users in (weighted) turns, and leasing its user's, its type's and its groups'
+-- slots. A type's room is looked at once per call, with the first user's limit (admit_from).
 
 -- Limits: one read of the effective hash; the source hashes only if it is missing
 -- (a Redis that no vq since 0.4 has published limits to).
@@ -116,15 +116,22 @@ local function admit_from(ring, t, p)
       while true do
         local cand = redis.call('LPOP', wl)
         if not cand then break end
-        redis.call('ZREM', since_key(t, p), cand)
         local fields = redis.call('HGETALL', K.job .. cand)
         job = as_map(fields)
         -- Not canceled or deleted while in line: a job keeps RQ's `queued` there (an older vq
         -- marked it `rate_limited`).
         if job.status == 'queued' or job.status == 'rate_limited' then
+          -- A group of the job that is full (groups.lua) keeps it first in its user's line;
+          -- the turn passes to the next user.
+          if groups_full(job[C.groups_field], now) then
+            redis.call('LPUSH', wl, cand)
+            break
+          end
+          redis.call('ZREM', since_key(t, p), cand)
           id = cand
           break
         end
+        redis.call('ZREM', since_key(t, p), cand)
       end
       local emptied = redis.call('LLEN', wl) == 0
       if emptied then
@@ -135,11 +142,12 @@ local function admit_from(ring, t, p)
         redis.call('ZADD', K.running_type .. t, now + lease, id)
         redis.call('ZADD', uk, now + lease, id)
         if weighted and not emptied then keep_turn(ring, user) end
+        groups_lease(job[C.groups_field], id, now + lease)
         return {id, user, job}
       end
-    elseif weighted then
-      redis.call('HDEL', K.turns, ring)  -- at their limit: their turn ends here
     end
+    -- Not served (at their limit, or their next job's group is full): their turn ends here.
+    if weighted then redis.call('HDEL', K.turns, ring) end
   end
   return nil
 end

@@ -1,7 +1,7 @@
 -- Admission (vq/admission.py), part 1: the call's options and clock, and what the other
 -- parts share. The loader (vq/lua/__init__.py) assembles the parts, in this order, into
--- the one script Redis runs: admit_common, admit_end, admit_route, admit_choose,
--- admit_start, admit_main. Runs atomically, so two workers on two hosts can never both
+-- the one script Redis runs: admit_common, groups (limit groups' slots, shared with
+-- renew.lua), admit_end, admit_route, admit_choose, admit_start, admit_main. Runs atomically, so two workers on two hosts can never both
 -- take the last slot.
 --
 -- KEYS: the names in the table K, which the loader's prologue fills from KEYS (PROTOCOLS
@@ -43,8 +43,10 @@
 --   K.waitsince .. <type>:<prio>      zset id -> ms since it waits at this level (each waiting job in one)
 --   K.running_type .. <type>          zset id -> lease deadline ms (Redis time)
 --   K.running_user .. <user>          zset id -> lease deadline ms
+--   K.running_group .. <group>:<key>  zset id -> lease deadline ms (the job's groups: its
+--                                     hash's C.groups_field, vq/lua/groups.lua)
 --   K.usertier                        hash user -> subscription tier (latest seen)
---   K.effective                       hash type:<t>, tier:<tier>, user:<u> -> the limit in
+--   K.effective                       hash type:<t>, tier:<tier>, user:<u>, group:<g>[=<key>] -> the limit in
 --                                     force, paused:<t> -> 1 (vq/lua/limits.lua rebuilds it
 --                                     from the hashes below and K.paused); ulimit:<u> -> the
 --                                     user's limit as last worked out here (user_limit);

@@ -17,7 +17,8 @@ for _, kind in ipairs(C.limit_kinds) do
   end
 end
 for field, value in pairs(out) do
-  if string.find(field, '-weight:', 1, true) and tonumber(value) > 1 then
+  local kind = string.match(field, '^(%a+)-weight:')
+  if (kind == 'tier' or kind == 'user') and tonumber(value) > 1 then
     out['weighted'] = '1'
     break
   end

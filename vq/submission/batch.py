@@ -20,7 +20,7 @@ from vq.config import Settings
 from vq.errors import RedisUnavailable, VqError
 from vq.jobhash import Batch
 from vq.rq_seam.queue import rq_queue
-from vq.submission.creation import TEMPLATES, announce, create_in, job_spec, plan_of, submit_resolved
+from vq.submission.creation import TEMPLATES, announce, create_in, groups_in, job_spec, plan_of, submit_resolved
 from vq.submission.validation import Resolved, Submission, resolve
 
 BATCH_CHUNK = 500  # submissions created per transaction by submit_each
@@ -83,6 +83,7 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
             batch.add(
                 rq_queue(conn, name), job_id, job_spec(settings, r, job_id, None, None, [], None), r.job_type.name, text
             )
+            groups_in(pipe, settings, r, job_id)
             queues.add(name)
             events.say("created", job_id, r.job_type.name, fields)
         else:

@@ -20,7 +20,7 @@ from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import Dependency, Job, JobStatus
 
-from vq import cache, dependents, events, keys
+from vq import cache, dependents, events, groups, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
@@ -43,6 +43,14 @@ def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: d
     commands, where RQ's enqueue sends four and builds a Job object."""
     pipe.hset(Job.key_for(job_id), mapping=TEMPLATES.hash_for(rq_queue(conn, queue_name), spec, datetime.now(UTC)))
     pipe.rpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
+
+
+def groups_in(pipe: Pipeline, settings: Settings, r: Resolved, job_id: str) -> None:
+    """The job's limit-group keys into its hash (vq/groups.py), in the transaction that makes
+    it: admission leases the groups' slots from them."""
+    found = groups.key_values(settings, r.job_type.name, r.user_id, r.project_id, r.data)
+    if found:
+        pipe.hset(Job.key_for(job_id), keys.GROUPS_FIELD, groups.encoded(found))
 
 
 def announce(pipe: Pipeline, queue_names: list[str]) -> None:
@@ -236,9 +244,18 @@ def _enqueue(
     if r.depends_on:  # RQ checks the dependencies in its own WATCHed transaction
         queue = rq_queue(conn, keys.queue_name(r.job_type.name, r.priority))
         common = job_spec(settings, r, job_id, step, parent_id, children, cache_key)
-        job = queue.enqueue_call(
-            VQ_FUNC, depends_on=Dependency(jobs=r.depends_on, allow_failure=r.allow_failure), **common
-        )
+        # Its group keys first: RQ may enqueue it at once (its dependencies ended), and it
+        # writes the rest of the hash with HSET, which keeps this field.
+        with conn.pipeline(transaction=False) as pipe:
+            groups_in(pipe, settings, r, job_id)
+            pipe.execute()
+        try:
+            job = queue.enqueue_call(
+                VQ_FUNC, depends_on=Dependency(jobs=r.depends_on, allow_failure=r.allow_failure), **common
+            )
+        except BaseException:
+            conn.hdel(Job.key_for(job_id), keys.GROUPS_FIELD)
+            raise
         _record_created(conn, r, job, parent_id, step)
         return
     with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
@@ -277,6 +294,7 @@ def create_in(
     there, None when it is delayed (in RQ's scheduled registry)."""
     name = keys.queue_name(r.job_type.name, r.priority)
     spec = job_spec(settings, r, job_id, step, parent_id, children or [], cache_key)
+    groups_in(pipe, settings, r, job_id)
     if r.run_at is not None:
         job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(spec))
         _emit_created(pipe, r, job.id, job.get_status(refresh=False), parent_id, step)

@@ -1,12 +1,12 @@
-"""Monitoring over HTTP: statistics, queue health, performance, providers, workers, costs,
-and the Prometheus exposition. Each calls the service function the CLI's command calls."""
+"""Monitoring over HTTP: statistics, queue health, performance, providers, workers, limits,
+costs, and the Prometheus exposition. Each calls the service function the CLI's command calls."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from vq import costs, prometheus, queues, stats, workers
+from vq import costs, limits, prometheus, queues, stats, workers
 from vq import health as health_service
 from vq.api import schemas
 from vq.api.context import Context
@@ -66,6 +66,14 @@ def router(ctx: Context) -> APIRouter:
     @routes.get("/api/workers", tags=["monitoring"], summary="Every worker process of every host (operator)")
     async def worker_listing(_: Principal = Depends(ctx.operator)) -> list:
         return await call(workers.listing, conn, settings.health.heartbeatAge)
+
+    @routes.get(
+        "/api/limits",
+        tags=["monitoring"],
+        summary="Concurrency limits: running / limit per type, active user and limit group key (operator)",
+    )
+    async def limit_overview(_: Principal = Depends(ctx.operator)) -> dict:
+        return await call(limits.overview, conn, settings)
 
     @routes.get("/api/costs", tags=["monitoring"], summary="Provider costs per user, project or provider")
     async def cost_report(
