@@ -19,6 +19,8 @@ in the same run on the same Redis and printing the ratio:
 * memory   -- Redis memory (INFO used_memory) per waiting job over N jobs with a 1 KB
               payload: vq after admission routed them into their waiting lines (the type
               paused, so nothing runs), RQ with `enqueue_many`.
+* features -- vq's drain with weighted fair shares and a limit group on against the same
+              drain without them, interleaved rounds (scripts/bench/features.py); ≥ 0.9.
 * scale    -- vq's drain rate of N jobs at the head of a 1,000,000-job backlog (kept in a
               second private Redis, each round draining its next N) against the rate of a
               backlog of N alone, in --runs interleaved rounds (medians); each backlog
@@ -68,6 +70,7 @@ from _common import (
     write_vq_config,
 )
 from bench_handlers import STARTS_KEY
+from features import part_features
 from rich.table import Table
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -77,7 +80,7 @@ from vq.admission import Admission, count_waiting
 from vq.config import load_settings
 from vq.submission import Submission, submit, submit_each
 
-PARTS = ("drain", "enqueue", "latency", "memory", "scale")
+PARTS = ("drain", "enqueue", "latency", "memory", "features", "scale")
 USERS = 50
 STAMP_TYPE = "bench-stamp"
 TARGETS = {
@@ -90,6 +93,7 @@ TARGETS = {
     "latency_p99_ms": 5.0,
     "memory_vs_rq": 1.2,
     "scale": 0.9,
+    "features": 0.9,
 }
 
 
@@ -539,6 +543,16 @@ def verdicts(report: dict) -> list[tuple[str, float, str, bool]]:
     if memory:
         ratio = memory["vq_bytes_per_job"] / memory["rq_bytes_per_job"]
         rows.append(("memory per waiting job ÷ RQ", ratio, "≤ 1.2", ratio <= TARGETS["memory_vs_rq"]))
+    features = report.get("features")
+    if features:
+        rows.append(
+            (
+                "drain, weights and a group on ÷ off",
+                features["ratio"],
+                "≥ 0.9",
+                features["ratio"] >= TARGETS["features"],
+            )
+        )
     scale = report.get("scale")
     if scale:
         rows.append(("drain at 1M waiting ÷ at 10k", scale["ratio"], "≥ 0.9", scale["ratio"] >= TARGETS["scale"]))
@@ -595,6 +609,12 @@ def print_report(out, report: dict, meta: dict) -> None:
             f"Memory per waiting job ({m['jobs']:,} jobs, 1 KB payload): vq {m['vq_bytes_per_job']:,.0f} B "
             f"(its created event {m['vq_event_bytes_per_job']:,.0f} B), RQ {m['rq_bytes_per_job']:,.0f} B"
         )
+    if "features" in report:
+        f = report["features"]
+        out.print(
+            f"Features (median of {meta['runs']} interleaved rounds of {meta['jobs']:,} jobs): weighted fair shares "
+            f"and a limit group on {f['on_jobs_per_s']:,.0f}/s, off {f['off_jobs_per_s']:,.0f}/s (ratio {f['ratio']:.2f})"
+        )
     if "scale" in report:
         s = report["scale"]
         out.print(
@@ -638,6 +658,8 @@ def main(argv=None) -> int:
             report["latency"] = part_latency(conn, args, workdir, server, progress)
         if "memory" in args.parts:
             report["memory"] = part_memory(conn, args, settings, progress)
+        if "features" in args.parts:
+            report["features"] = part_features(conn, args, workdir, server, progress)
         if "scale" in args.parts:
             report["scale"] = part_scale(conn, args, workdir, config, settings, progress)
     except BenchError as exc:

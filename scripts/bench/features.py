@@ -1,0 +1,92 @@
+"""The `features` part of scripts/bench/throughput.py: the drain with admission's newer rules
+on against the same drain without them, in interleaved rounds of one run.
+
+"on": weighted fair shares (the tiers' weights 8/4/2/1, and the bench's users spread over
+the four tiers at normal priority) and a limit group keyed on `data.model` (four models,
+each with room enough that the group never binds), so every admission reads the weights,
+checks and leases a group slot, and every end gives it back. "off": the same users and
+data, no weights, no groups. The ratio on/off is held to ≥ 0.9 (issue 24).
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from _common import JOB_TYPE, run_vq, write_vq_config
+
+from vq import keys
+from vq.submission import Submission
+
+TIERS = ("enterprise", "pro", "basic", "free")
+MODELS = ("sdxl", "flux", "kandinsky", "sd15")
+USERS = 50
+
+
+def _subs(n: int) -> list[Submission]:
+    return [
+        Submission(
+            job_type=JOB_TYPE,
+            data={"model": MODELS[i % len(MODELS)]},
+            user_id=f"user-{i % USERS:03d}",
+            subscription=TIERS[i % USERS % len(TIERS)],
+            priority="normal",
+        )
+        for i in range(n)
+    ]
+
+
+def _configs(workdir: Path, redis_url: str) -> dict[str, Path]:
+    limits = {"type": {JOB_TYPE: 1000}, "user": dict.fromkeys(TIERS, 1000)}
+    off = write_vq_config(workdir, redis_url, concurrency=limits, name="vq-features-off.yaml")
+    on = write_vq_config(
+        workdir,
+        redis_url,
+        concurrency={
+            **limits,
+            "weights": {"enterprise": 8, "pro": 4, "basic": 2, "free": 1},
+            "groups": {"model": {"key": "data.model", "limit": 1000, "types": [JOB_TYPE]}},
+        },
+        name="vq-features-on.yaml",
+    )
+    return {"off": off, "on": on}
+
+
+def part_features(conn, args, workdir: Path, server, progress) -> dict:
+    configs = _configs(workdir, server.url)
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for run in range(1, args.runs + 1):
+        for variant in ("off", "on"):  # interleaved: a slow spell of the machine hits both
+            result = run_vq(conn, args, run, workdir, configs[variant], args.timeout, _subs(args.jobs))
+            if variant == "on":
+                _check_groups_in_effect(conn)
+            rates[variant].append(result.drain_rate)
+            progress.print(
+                f"run {run} features {variant:<3} drain {result.drain_s:6.2f}s = {result.drain_rate:7,.0f}/s"
+            )
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    return {
+        "off_jobs_per_s": off,
+        "on_jobs_per_s": on,
+        "ratio": on / off,
+        "runs": {k: [round(v, 1) for v in vs] for k, vs in rates.items()},
+    }
+
+
+def _check_groups_in_effect(conn) -> None:
+    """Every job of the "on" drain carried its group key, and no group slot is left held."""
+    from _common import BenchError
+
+    job_keys = [
+        k
+        for k in conn.scan_iter(match=keys.RQ_JOB_PREFIX + "*", count=1000)
+        if b":" not in k[len(keys.RQ_JOB_PREFIX) :]
+    ]
+    with conn.pipeline(transaction=False) as pipe:
+        for key in job_keys:
+            pipe.hget(key, keys.GROUPS_FIELD)
+        fields = pipe.execute()
+    if not fields or not all(f and b"model" in f for f in fields):
+        raise BenchError("features on: a job without its limit group key (vq_groups)")
+    if any(conn.zcard(k) for k in conn.scan_iter(match=keys.RUNNING_GROUP_PREFIX + "*")):
+        raise BenchError("features on: group slots still held after the drain")
