@@ -16,6 +16,7 @@ RQ_JOB_PREFIX = "rq:job:"
 RQ_QUEUE_PREFIX = "rq:queue:"
 RQ_WORKER_PREFIX = "rq:worker:"
 RQ_SCHEDULED_PREFIX = "rq:scheduled:"
+RQ_CANCELED_PREFIX = "rq:canceled:"
 
 
 def rq_job(job_id: str) -> str:
@@ -38,6 +39,11 @@ def rq_scheduled(queue: str) -> str:
     return RQ_SCHEDULED_PREFIX + queue
 
 
+def rq_canceled(queue: str) -> str:
+    """RQ's canceled registry of a queue (id -> epoch seconds it was canceled)."""
+    return RQ_CANCELED_PREFIX + queue
+
+
 def rq_finished(queue: str) -> str:
     """RQ's finished registry of a queue."""
     return f"rq:finished:{queue}"
@@ -53,6 +59,7 @@ def rq_dependencies(job_id: str) -> str:
     return f"{RQ_JOB_PREFIX}:{job_id}:dependencies"
 
 
+DEADLINES = PREFIX + "deadlines"  # zset id -> deadline ms of not-yet-started jobs that expire (vq/deadlines.py)
 PAUSED = PREFIX + "paused"  # set of job type names whose queues are paused
 EVENTS = PREFIX + "events"  # stream of job events
 JOB_TYPES_SEEN = PREFIX + "types"  # set of job type names that have an index (vq jobs lists them all)

@@ -17,6 +17,7 @@ CHORE_NAMES = (
     "report-presence",
     "prune-artifacts",
     "autoscale",
+    "expire-deadlines",
 )
 PRIORITIES = ("high", "normal", "low")
 

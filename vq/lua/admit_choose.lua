@@ -85,8 +85,8 @@ local function admit_from(ring, t, p)
         local fields = redis.call('HGETALL', K.job .. cand)
         job = as_map(fields)
         -- Not canceled or deleted while in line: a job keeps RQ's `queued` there (an older vq
-        -- marked it `rate_limited`).
-        if job.status == 'queued' or job.status == 'rate_limited' then
+        -- marked it `rate_limited`); nor past its deadline (expired here: admit_deadline.lua).
+        if (job.status == 'queued' or job.status == 'rate_limited') and not expire_late(cand, job, t, p) then
           id = cand
           break
         end

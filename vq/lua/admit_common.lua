@@ -1,6 +1,6 @@
 -- Admission (vq/admission.py), part 1: the call's options and clock, and what the other
 -- parts share. The loader (vq/lua/__init__.py) assembles the parts, in this order, into
--- the one script Redis runs: admit_common, admit_end, admit_route, admit_choose,
+-- the one script Redis runs: admit_common, admit_end, admit_route, admit_deadline, admit_choose,
 -- admit_start, admit_main. Runs atomically, so two workers on two hosts can never both
 -- take the last slot.
 --
@@ -35,6 +35,7 @@
 --                                     and C.idle .. <worker> for each worker waiting for a
 --                                     wake token (one read for all three; the ring keys are a
 --                                     hint, repaired by the full look whenever it finds nothing)
+--   K.canceled .. <queue>             RQ's canceled registry (a job expired at its deadline)
 --   K.job .. <id>                     RQ's job hash (status, meta as JSON); its field
 --                                     C.lease_field holds the token of the lease the job runs
 --                                     under: every write of its worker must carry it
