@@ -97,3 +97,47 @@ def test_a_type_that_runs_late_runs_a_job_past_its_deadline(vq, redis_conn):
     vq.open_gate("hold")
     assert vq.wait_done(late)["status"] == "finished"
     assert late in _started(redis_conn)
+
+
+def test_earliest_deadline_first_within_a_line_and_users_still_take_turns(vq, redis_conn):
+    _one_at_a_time(vq)
+    vq.start_daemon(workers=2)
+    holder = vq.submit("test-track", {"gate": "hold"}, "--user", "a")
+    vq.wait_for(holder, ("started",))
+    plain = vq.submit("test-track", {}, "--user", "b")
+    later = vq.submit("test-track", {}, "--user", "b", "--deadline", "1h")
+    sooner = vq.submit("test-track", {}, "--user", "b", "--deadline", "10m")
+    other = vq.submit("test-track", {}, "--user", "c")
+    for job_id in (plain, later, sooner, other):
+        vq.wait_for(job_id, ("limited",))
+    assert vq.json("show", sooner)["position"] == 1 and vq.json("show", plain)["position"] == 3
+    vq.open_gate("hold")
+    for job_id in (plain, later, sooner, other):
+        assert vq.wait_done(job_id)["status"] == "finished"
+    assert _started(redis_conn) == [holder, sooner, other, later, plain], "b's by deadline; c's turn after b's first"
+
+
+def test_perf_counts_deadline_misses_per_type_and_tier(vq, redis_conn):
+    vq.configure(job_types={**TEST_JOB_TYPES, "test-late": {"handler": "tests.plugins:tracked", "onDeadline": "run"}})
+    _one_at_a_time(vq)
+    vq.start_daemon(workers=2)
+    holders = [vq.submit(t, {"gate": "hold"}, "--user", f"a-{t}") for t in ("test-track", "test-late")]
+    for holder in holders:
+        vq.wait_for(holder, ("started",))
+    expired = vq.submit("test-track", {}, "--user", "b", "--subscription", "pro", "--deadline", f"{SHORT_MS}ms")
+    late = vq.submit("test-late", {}, "--user", "c", "--subscription", "free", "--deadline", f"{SHORT_MS}ms")
+    _wait_past(vq.json("show", late))
+    vq.open_gate("hold")
+    assert vq.wait_done(expired)["status"] == "canceled" and vq.wait_done(late)["status"] == "finished"
+    want = {
+        "test-track": {"expired": 1, "late": 0, "byTier": {"pro": {"expired": 1, "late": 0}}},
+        "test-late": {"expired": 0, "late": 1, "byTier": {"free": {"expired": 0, "late": 1}}},
+    }
+    until = time.monotonic() + 20
+    while True:  # the archiver folds events into the metrics a moment after they happen
+        rows = {r["jobType"]: r["deadlineMisses"] for r in vq.json("perf")["types"] if r["jobType"] in want}
+        if rows == want or time.monotonic() > until:
+            break
+        time.sleep(0.2)
+    assert rows == want
+    assert "1 expired" in vq.run("perf", "--type", "test-track").stdout

@@ -258,6 +258,7 @@ def forget(conn: Redis, job) -> None:
     with conn.pipeline(transaction=False) as pipe:
         for priority in keys.PRIORITY_ORDER:
             pipe.lrem(keys.waiting_list(job_type, priority, user), 1, job.id)
+            pipe.zrem(keys.deadline_line(job_type, priority, user), job.id)
             pipe.zrem(keys.wait_since(job_type, priority), job.id)
         pipe.hdel(keys.AGED, job.id)
         pipe.execute()
@@ -361,7 +362,13 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int) -> dict:
         pipe.zcount(keys.running_user(user), now, "+inf")
         pipe.lpos(keys.waiting_list(job_type, priority, user), job.id)
         pipe.lpos(keys.ring(job_type, priority), user)
-        paused, type_running, user_running, position, users_ahead = pipe.execute()
+        pipe.zrank(keys.deadline_line(job_type, priority, user), job.id)
+        pipe.zcard(keys.deadline_line(job_type, priority, user))
+        paused, type_running, user_running, position, users_ahead, dated_rank, dated = pipe.execute()
+    if dated_rank is not None:  # jobs with a deadline go first, earliest first (vq/lua/admit_deadline.lua)
+        position = dated_rank
+    elif position is not None:
+        position += dated
     if paused:
         reason = "queue paused"
     elif type_running >= type_limit:

@@ -127,6 +127,7 @@ REGISTRY: dict[str, ChoreSpec] = {
     for spec in (
         ChoreSpec("trim-ended", "trim ended jobs", _fixed(MAINTAIN_MS), trim_ended),
         ChoreSpec("age-waiting", "age waiting jobs", _fixed(AGE_MS), age_waiting),
+        ChoreSpec("expire-deadlines", "expire jobs past their deadline", _fixed(DEADLINE_MS), expire_deadlines),
         ChoreSpec("enqueue-dependents", "enqueue ready dependents", _fixed(MAINTAIN_MS), enqueue_dependents),
         ChoreSpec("mark-unrouted", "mark unrouted queue lists", _fixed(MAINTAIN_MS), mark_unrouted),
         ChoreSpec("forget-idle-marks", "forget idle marks of gone workers", _fixed(MAINTAIN_MS), forget_idle_marks),
@@ -152,7 +153,6 @@ REGISTRY: dict[str, ChoreSpec] = {
             autoscale,
             exclusive=False,
         ),
-        ChoreSpec("expire-deadlines", "expire jobs past their deadline", _fixed(DEADLINE_MS), expire_deadlines),
     )
 }
 assert tuple(REGISTRY) == CHORE_NAMES, "vq/config/base.py's CHORE_NAMES names the chores of this registry"

@@ -245,6 +245,8 @@ def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
                 reason=reason,
                 category="expired",
                 error=reason,
+                userId=job.meta.get("userId"),
+                subscription=job.meta.get("subscription"),
                 webhookUrl=job.meta.get("webhookUrl"),
             )
             pipe.execute()

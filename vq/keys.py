@@ -112,6 +112,7 @@ LIMIT_KINDS = ("type", "tier", "user")
 WAIT_PREFIX = PREFIX + "wait:"
 RING_PREFIX = PREFIX + "ring:"
 WAIT_SINCE_PREFIX = PREFIX + "waitsince:"
+EDF_PREFIX = PREFIX + "edf:"
 RUNNING_TYPE_PREFIX = PREFIX + "running:type:"
 RUNNING_USER_PREFIX = PREFIX + "running:user:"
 LIMITS_PREFIX = PREFIX + "limits:"
@@ -120,6 +121,12 @@ LIMIT_OVERRIDES_PREFIX = PREFIX + "limits:override:"
 
 def waiting_list(job_type: str, priority: str, user_id: str) -> str:
     return f"{WAIT_PREFIX}{job_type}:{priority}:{user_id}"
+
+
+def deadline_line(job_type: str, priority: str, user_id: str) -> str:
+    """zset id -> deadline ms: the jobs with a deadline in a user's line, which go before
+    those of `waiting_list`, earliest deadline first (vq/lua/admit_deadline.lua)."""
+    return f"{EDF_PREFIX}{job_type}:{priority}:{user_id}"
 
 
 def ring(job_type: str, priority: str) -> str:

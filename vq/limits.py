@@ -131,6 +131,7 @@ def overview(conn: Redis, settings: Settings) -> dict:
             for user in set(texts(conn.lrange(keys.ring(name, priority), 0, -1))):
                 entry = users.setdefault(user, {"userId": user, "running": 0, "waiting": 0})
                 entry["waiting"] += conn.llen(keys.waiting_list(name, priority, user))
+                entry["waiting"] += conn.zcard(keys.deadline_line(name, priority, user))
     for entry in users.values():
         entry["limit"] = user_limit(conn, settings, entry["userId"], limits)
         entry["tier"] = optional_text(conn.hget(keys.USER_TIER, entry["userId"])) or None

@@ -8,6 +8,7 @@ TIERS = ("free", "basic", "pro", "enterprise")
 CHORE_NAMES = (
     "trim-ended",
     "age-waiting",
+    "expire-deadlines",
     "enqueue-dependents",
     "mark-unrouted",
     "forget-idle-marks",
@@ -17,7 +18,6 @@ CHORE_NAMES = (
     "report-presence",
     "prune-artifacts",
     "autoscale",
-    "expire-deadlines",
 )
 PRIORITIES = ("high", "normal", "low")
 

@@ -37,8 +37,8 @@ PROTOCOLS: dict[str, Protocol] = {
         parts=(
             "admit_common.lua",
             "admit_end.lua",
-            "admit_route.lua",
             "admit_deadline.lua",
+            "admit_route.lua",
             "admit_choose.lua",
             "admit_start.lua",
             "admit_main.lua",
@@ -58,6 +58,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ("worker", keys.RQ_WORKER_PREFIX),
             ("canceled", keys.RQ_CANCELED_PREFIX),
             ("wait", keys.WAIT_PREFIX),
+            ("edf", keys.EDF_PREFIX),
             ("ring", keys.RING_PREFIX),
             ("waitsince", keys.WAIT_SINCE_PREFIX),
             ("running_type", keys.RUNNING_TYPE_PREFIX),
@@ -72,6 +73,7 @@ PROTOCOLS: dict[str, Protocol] = {
         names=(
             ("job", keys.RQ_JOB_PREFIX),
             ("wait", keys.WAIT_PREFIX),
+            ("edf", keys.EDF_PREFIX),
             ("ring", keys.RING_PREFIX),
             ("waitsince", keys.WAIT_SINCE_PREFIX),
             ("inbox", keys.INBOX),

@@ -63,7 +63,6 @@ local function admit_from(ring, t, p)
     end
     seen[user] = true
     local uk = K.running_user .. user
-    local wl = wait_key(t, p, user)
     local limit
     if type_room[t] == nil then  -- the type's limit and the user's in one read
       local v = redis.call('HMGET', K.effective, 'ulimit:' .. user, 'type:' .. t, 'paused:' .. t)
@@ -79,7 +78,7 @@ local function admit_from(ring, t, p)
     if live_count(uk) < (limit or user_limit(user)) then
       local id, job = nil, nil
       while true do
-        local cand = redis.call('LPOP', wl)
+        local cand = pop_line(t, p, user)  -- earliest deadline first (admit_deadline.lua)
         if not cand then break end
         redis.call('ZREM', since_key(t, p), cand)
         local fields = redis.call('HGETALL', K.job .. cand)
@@ -91,7 +90,7 @@ local function admit_from(ring, t, p)
           break
         end
       end
-      if redis.call('LLEN', wl) == 0 then
+      if line_empty(t, p, user) then
         redis.call('RPOP', ring)  -- its line is empty: out of the turn order
       end
       if id then

@@ -1,7 +1,27 @@
--- Admission, part 3b: deadlines (vq/deadlines.py). A job whose deadline passed before it
--- started is not handed out: it is canceled here, with error category `expired`, in the
--- step that would have started it, so no worker ever runs it. Its dependents are the
--- expire-deadlines chore's (vq/chores.py): the job stays in vq:deadlines for it.
+-- Admission, part 2b: deadlines (vq/deadlines.py).
+--
+-- Earliest deadline first within a user's line: the user's jobs with a deadline wait in a
+-- zset by deadline (K.edf), taken before the plain list (K.wait) in arrival order. Routing
+-- adds to one or the other; the rest of admission sees one line (`pop_line`, `line_empty`).
+-- Users still take turns: the order holds only within one user's line at one priority.
+--
+-- Expiry: a job whose deadline passed before it started is not handed out: it is canceled
+-- here, with error category `expired`, in the step that would have started it, so no
+-- worker ever runs it. Its dependents are the expire-deadlines chore's (vq/chores.py): the
+-- job stays in vq:deadlines for it.
+
+local function edf_key(t, p, user) return K.edf .. t .. ':' .. p .. ':' .. user end
+
+-- The next job id in a user's line (nil: none): the earliest deadline, else the oldest plain job.
+local function pop_line(t, p, user)
+  local first = redis.call('ZPOPMIN', edf_key(t, p, user))
+  if first[1] then return first[1] end
+  return redis.call('LPOP', wait_key(t, p, user))
+end
+
+local function line_empty(t, p, user)
+  return redis.call('LLEN', wait_key(t, p, user)) == 0 and redis.call('EXISTS', edf_key(t, p, user)) == 0
+end
 
 local EXPIRED_REASON = 'expired: its deadline passed before it started'
 
@@ -19,7 +39,12 @@ local function expire_late(id, job, t, p)
   redis.call('ZADD', K.canceled .. t .. '.' .. p, math.floor(now / 1000), id)
   local fields = {reason = EXPIRED_REASON, category = 'expired', error = EXPIRED_REASON, deadlineMs = deadline}
   if type(meta.userId) == 'string' then fields.userId = meta.userId end
-  redis.call('XADD', K.events, 'MAXLEN', '~', 1000000, '*', 'event', 'canceled', 'jobId', id,
-             'jobType', meta.jobType or t, 'ts', tostring(now), 'fields', cjson.encode(fields))
+  if type(meta.subscription) == 'string' then fields.subscription = meta.subscription end
+  local entry = {'event', 'canceled', 'jobId', id, 'jobType', meta.jobType or t, 'ts', tostring(now),
+                 'fields', cjson.encode(fields)}
+  redis.call('XADD', K.events, 'MAXLEN', '~', 1000000, '*', unpack(entry))
+  if type(meta.webhookUrl) == 'string' then  -- the notifier's copy, as vq/events.py emit makes it
+    redis.call('XADD', K.webhook_events, 'MAXLEN', '~', 1000000, '*', 'url', meta.webhookUrl, unpack(entry))
+  end
   return true
 end
