@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from tests.conftest import TEST_JOB_TYPES
+from tests.test_api import SECRET, serve
 
 SHORT_MS = 400  # long enough to submit and route the job, short enough to wait out
 
@@ -141,3 +142,31 @@ def test_perf_counts_deadline_misses_per_type_and_tier(vq, redis_conn):
         time.sleep(0.2)
     assert rows == want
     assert "1 expired" in vq.run("perf", "--type", "test-track").stdout
+
+
+def test_the_http_api_and_batch_lines_take_a_deadline(vq):
+    api = serve(vq, jwt_secret=SECRET)
+    ann = api.token("ann")
+    bad = api.call("POST", "/api/jobs/test-noop", ann, {"deadline": "soon"})
+    assert bad.status == 422 and bad.body["error"]["field"] == "deadline", bad.body  # the API's invalid-field status
+    assert "not an ISO 8601 time" in bad.body["error"]["message"]
+    made = api.call("POST", "/api/jobs/test-noop", ann, {"deadline": "5m"})
+    assert made.status == 201 and made.body["deadline"] is not None, made.body
+    lines = '{"jobType": "test-noop", "userId": "u", "deadline": "2m"}\n{"jobType": "test-noop", "userId": "u"}\n'
+    outcomes = vq.json("submit", "--batch", "-", input=lines)
+    views = [vq.json("show", o["id"]) for o in outcomes]
+    assert views[0]["deadline"] is not None and views[1]["deadline"] is None
+
+
+def test_an_expired_job_retried_runs(vq, redis_conn):
+    _one_at_a_time(vq)
+    vq.start_daemon(workers=2)
+    holder = vq.submit("test-track", {"gate": "hold"}, "--user", "a")
+    vq.wait_for(holder, ("started",))
+    late = vq.submit("test-track", {}, "--user", "b", "--deadline", f"{SHORT_MS}ms")
+    _wait_past(vq.json("show", late))
+    assert vq.wait_for(late, ("canceled",))["error"]["category"] == "expired"
+    vq.open_gate("hold")
+    assert vq.run("retry", late).returncode == 0
+    view = vq.wait_done(late)
+    assert view["status"] == "finished" and view["deadline"] is None and late in _started(redis_conn)

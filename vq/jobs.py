@@ -185,6 +185,8 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     job.meta.update(attempts=0, progress={"percent": 0.0, "message": None})
     job.meta.pop("error", None)
     job.meta.pop("cancelReason", None)
+    job.meta.pop("deadline", None)  # an expired job retried runs: its deadline has passed (vq/deadlines.py)
+    job.meta.pop("onDeadline", None)
     job.retries_left = max_attempts - 1 if max_attempts > 1 else None
     queue = rq_queue(conn, job.origin)
     registry_class = FailedJobRegistry if status in ("failed", "stopped") else CanceledJobRegistry
