@@ -29,7 +29,7 @@ from vq.model import iso
 from vq.replies import members
 
 EXPIRED = "expired"  # the error category of an expired job
-REASON = "expired: its deadline passed before it started"
+REASON = "its deadline passed before it started"
 SWEEP_MAX = 500  # due jobs looked at per sweep: bounds one run's time
 WAITING = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED)
 

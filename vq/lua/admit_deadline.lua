@@ -23,7 +23,7 @@ local function line_empty(t, p, user)
   return redis.call('LLEN', wait_key(t, p, user)) == 0 and redis.call('EXISTS', edf_key(t, p, user)) == 0
 end
 
-local EXPIRED_REASON = 'expired: its deadline passed before it started'
+local EXPIRED_REASON = 'its deadline passed before it started'
 
 -- Whether the job `id` (its hash `job`, of type t at priority p) expired here. Only a job
 -- whose meta names a deadline is decoded; one whose type says `onDeadline: run` runs late.
