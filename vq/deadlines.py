@@ -75,9 +75,11 @@ def sweep(conn: Redis, now_ms: int) -> tuple[int, int]:
     for job_id, job in zip(ids, Job.fetch_many(ids, connection=conn, serializer=JSONSerializer)):
         if job is not None:
             status = job.get_status(refresh=False)
-            if status in WAITING and job.meta.get("onDeadline") != "run":
+            deadline = job.meta.get("deadline")
+            due = isinstance(deadline, int) and deadline <= now_ms  # none: a retry dropped it (vq/jobs.py)
+            if due and status in WAITING and job.meta.get("onDeadline") != "run":
                 expired_here += jobs.expire_waiting(conn, job, REASON)
-            elif status == JobStatus.CANCELED and expired(job):
+            elif due and status == JobStatus.CANCELED and expired(job):
                 admission.forget(conn, job)  # its aged mark, if any
                 jobs.cancel_dependents(conn, job, f"dependency {job.id} expired")
                 followed += 1

@@ -193,6 +193,7 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     with conn.pipeline() as pipe:
         registry_class(job.origin, connection=conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
         pipe.delete(keys.cancel_request(job.id))
+        pipe.zrem(keys.DEADLINES, job.id)
         job.save(pipeline=pipe)
         pipe.persist(job.key)  # only ended jobs expire (admission persists only jobs with RQ's `ttl`)
         private.enqueue_job(queue, job, pipeline=pipe)
