@@ -293,6 +293,7 @@ def test_a_job_past_its_deadline_is_expired_at_admission_unless_its_type_runs_la
     _limits(redis_conn, tiers={"free": 10})
     _job(redis_conn, "late", "u", deadline=_ms(-1))
     _job(redis_conn, "runs-late", "v", deadline=_ms(-1), onDeadline="run")
+    _job(redis_conn, "told", "w", deadline=_ms(-1), webhookUrl="https://example.com/hook")
     admission = Admission(redis_conn, lease_ms=30_000)
     assert _drain(admission) == ["runs-late"]
     job = redis_conn.hgetall(keys.rq_job("late"))
@@ -302,6 +303,8 @@ def test_a_job_past_its_deadline_is_expired_at_admission_unless_its_type_runs_la
     assert _running(redis_conn, keys.running_user("u")) == 0, "no slot is leased for it"
     event = [e for _id, e in redis_conn.xrange(keys.EVENTS) if e[b"jobId"] == b"late"][-1]
     assert event[b"event"] == b"canceled" and json.loads(event[b"fields"])["category"] == "expired"
+    hooks = [(e[b"jobId"], e[b"url"], e[b"event"]) for _id, e in redis_conn.xrange(keys.WEBHOOK_EVENTS)]
+    assert hooks == [(b"told", b"https://example.com/hook", b"canceled")], "its webhook hears of it"
 
 
 def test_a_job_with_a_deadline_ages_into_the_next_levels_deadline_order(redis_conn):
