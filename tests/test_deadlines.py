@@ -170,3 +170,17 @@ def test_an_expired_job_retried_runs(vq, redis_conn):
     assert vq.run("retry", late).returncode == 0
     view = vq.wait_done(late)
     assert view["status"] == "finished" and view["deadline"] is None and late in _started(redis_conn)
+
+
+def test_a_delayed_job_past_its_deadline_is_swept_before_it_is_due(vq, redis_conn):
+    vq.start_daemon(workers=1)
+    delayed = vq.submit("test-track", {}, "--user", "a", "--delay", "1h", "--deadline", f"{SHORT_MS}ms")
+    assert vq.json("show", delayed)["status"] == "scheduled"
+    _wait_past(vq.json("show", delayed))
+    view = vq.wait_for(delayed, ("canceled",))
+    assert view["error"]["category"] == "expired"
+    until = time.monotonic() + 10
+    while "1 waiting job(s) expired" not in vq.daemon_log() and time.monotonic() < until:
+        time.sleep(0.1)  # the sweep logs once its run is over
+    assert "1 waiting job(s) expired" in vq.daemon_log()
+    assert redis_conn.zscore("vq:deadlines", delayed) is None, "nothing left to do for it"
