@@ -100,6 +100,33 @@ def test_a_user_blocked_by_a_group_does_not_block_another_user(vq, redis_conn):
     assert _max(redis_conn, "group:model=sdxl") == 1
 
 
+def test_a_job_with_a_deadline_held_by_a_full_group_keeps_its_place_first(vq, redis_conn):
+    """Earliest deadline first and limit groups together: the dated job a full group holds
+    goes back to the front of its user's line (its deadline order), not behind the rest."""
+    _groups(vq)
+    running = vq.submit("test-track", {"model": "sdxl", "gate": "g"}, "--user", "a", "-s", "pro")
+    vq.start_daemon(workers=3)
+    vq.wait_for(running, statuses=("started",))
+    vq.run("pause", "test-track")  # both in line before admission looks again
+    plain = vq.submit("test-track", {"model": "flux", "gate": "g"}, "--user", "a", "-s", "pro")
+    dated = vq.submit("test-track", {"model": "sdxl", "gate": "g"}, "--user", "a", "-s", "pro", "--deadline", "10m")
+    later = vq.submit("test-track", {"model": "flux", "gate": "g"}, "--user", "a", "-s", "pro", "--deadline", "20m")
+    vq.run("resume", "test-track")
+    time.sleep(0.5)
+    view = vq.json("show", dated)
+    assert (view["status"], view["waitReason"], view["position"]) == ("limited", "group model=sdxl: 1/1 running", 1)
+    for behind, position in ((later, 2), (plain, 3)):
+        view = vq.json("show", behind)
+        assert (view["status"], view["position"]) == ("limited", position)
+        assert view["waitReason"] == f"behind {dated}, held by group model=sdxl: 1/1 running"
+    vq.open_gate("g")
+    for job_id in (running, dated, later, plain):
+        assert vq.wait_for(job_id, timeout=20)["status"] == "finished"
+    order = [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
+    assert order.index(dated) < order.index(later) < order.index(plain), "deadline order, once the group had room"
+    assert _max(redis_conn, "group:model=sdxl") == 1
+
+
 def test_limits_set_group_takes_effect_at_once_and_reset_restores_config(vq, redis_conn):
     _groups(vq)
     ids = [vq.submit("test-track", {"model": "sdxl", "gate": "g"}, "--user", f"u{i}", "-s", "pro") for i in range(3)]

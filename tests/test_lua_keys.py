@@ -12,7 +12,7 @@ from importlib import resources
 import redis
 from rq.job import Job
 from rq.queue import Queue
-from rq.registry import FinishedJobRegistry, ScheduledJobRegistry
+from rq.registry import CanceledJobRegistry, FinishedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.worker import Worker
 
@@ -56,6 +56,7 @@ def test_rq_names_in_keys_py_are_rqs_own():
     assert keys.rq_worker("w") == Worker.redis_worker_namespace_prefix + "w"
     assert keys.rq_scheduled("q") == ScheduledJobRegistry.key_template.format("q")
     assert keys.rq_finished("q") == FinishedJobRegistry.key_template.format("q")
+    assert keys.rq_canceled("q") == CanceledJobRegistry.key_template.format("q")
 
 
 def _patterns() -> list[re.Pattern]:

@@ -18,11 +18,13 @@ from vq.limits import rebuild_effective
 TYPE = "t-lua"
 
 
-def _job(conn, job_id: str, user: str, priority: str = "normal", tier: str = "free", job_type: str = TYPE) -> None:
+def _job(
+    conn, job_id: str, user: str, priority: str = "normal", tier: str = "free", job_type: str = TYPE, **more
+) -> None:
     """A queued job as vq's submission leaves it: RQ's hash, its id on its queue's list,
-    the list marked for admission."""
+    the list marked for admission. `more`: meta fields (deadline, onDeadline)."""
     queue = keys.queue_name(job_type, priority)
-    meta = {"userId": user, "subscription": tier, "jobType": job_type, "attempts": 0}
+    meta = {"userId": user, "subscription": tier, "jobType": job_type, "attempts": 0, **more}
     conn.hset(
         keys.rq_job(job_id),
         mapping={
@@ -271,3 +273,51 @@ def test_a_redis_that_lost_the_script_still_gets_the_job_end_and_its_slots_back(
     assert redis_conn.hget(keys.rq_job("first"), "status") == b"finished"
     assert _running(redis_conn, keys.running_type(TYPE)) == 0, "its slot is back"
     assert admission.admit([TYPE]).job_id == "second"
+
+
+def _ms(offset_ms: int) -> int:
+    return int(time.time() * 1000) + offset_ms
+
+
+def test_earliest_deadline_first_within_a_line_and_users_keep_their_turns(redis_conn):
+    _limits(redis_conn, tiers={"free": 10})
+    _job(redis_conn, "a-plain", "alice")
+    _job(redis_conn, "a-later", "alice", deadline=_ms(3_600_000))
+    _job(redis_conn, "a-sooner", "alice", deadline=_ms(600_000))
+    _job(redis_conn, "b0", "bob")
+    assert _drain(Admission(redis_conn, lease_ms=30_000)) == ["a-sooner", "b0", "a-later", "a-plain"]
+    assert not redis_conn.exists(keys.ring(TYPE, "normal")), "both lines empty: nobody left in the ring"
+
+
+def test_a_job_past_its_deadline_is_expired_at_admission_unless_its_type_runs_late(redis_conn):
+    _limits(redis_conn, tiers={"free": 10})
+    _job(redis_conn, "late", "u", deadline=_ms(-1))
+    _job(redis_conn, "runs-late", "v", deadline=_ms(-1), onDeadline="run")
+    _job(redis_conn, "told", "w", deadline=_ms(-1), webhookUrl="https://example.com/hook")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert _drain(admission) == ["runs-late"]
+    job = redis_conn.hgetall(keys.rq_job("late"))
+    meta = json.loads(job[b"meta"])
+    assert job[b"status"] == b"canceled" and meta["error"]["category"] == "expired"
+    assert redis_conn.zscore(keys.rq_canceled(keys.queue_name(TYPE, "normal")), "late") is not None
+    assert _running(redis_conn, keys.running_user("u")) == 0, "no slot is leased for it"
+    event = [e for _id, e in redis_conn.xrange(keys.EVENTS) if e[b"jobId"] == b"late"][-1]
+    assert event[b"event"] == b"canceled" and json.loads(event[b"fields"])["category"] == "expired"
+    hooks = [(e[b"jobId"], e[b"url"], e[b"event"]) for _id, e in redis_conn.xrange(keys.WEBHOOK_EVENTS)]
+    assert hooks == [(b"told", b"https://example.com/hook", b"canceled")], "its webhook hears of it"
+
+
+def test_a_job_with_a_deadline_ages_into_the_next_levels_deadline_order(redis_conn):
+    _limits(redis_conn, type_limit=1, tiers={"free": 5})
+    _job(redis_conn, "busy", "u0", priority="high")
+    _job(redis_conn, "old-low", "u1", priority="low", deadline=_ms(600_000))
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert admission.admit([TYPE]).job_id == "busy"
+    time.sleep(0.05)
+    assert admission.promote_aged([TYPE], threshold_ms=10) == 1
+    assert redis_conn.zrange(keys.deadline_line(TYPE, "normal", "u1"), 0, -1) == [b"old-low"]
+    assert not redis_conn.exists(keys.deadline_line(TYPE, "low", "u1"))
+    assert redis_conn.lrange(keys.ring(TYPE, "normal"), 0, -1) == [b"u1"]
+    assert not redis_conn.exists(keys.ring(TYPE, "low"))
+    release(redis_conn, "busy", TYPE, "u0")
+    assert admission.admit([TYPE]).job_id == "old-low"

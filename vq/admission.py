@@ -27,7 +27,7 @@ from rq.utils import now, utcformat, utcparse
 from vq import groups, keys, lua
 from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of, priority_of
-from vq.replies import optional_text, text, texts
+from vq.replies import members, optional_text, text, texts
 
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
@@ -266,6 +266,7 @@ def forget(conn: Redis, job) -> None:
     with conn.pipeline(transaction=False) as pipe:
         for priority in keys.PRIORITY_ORDER:
             pipe.lrem(keys.waiting_list(job_type, priority, user), 1, job.id)
+            pipe.zrem(keys.deadline_line(job_type, priority, user), job.id)
             pipe.zrem(keys.wait_since(job_type, priority), job.id)
         pipe.hdel(keys.AGED, job.id)
         pipe.execute()
@@ -371,8 +372,14 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: 
         pipe.lpos(keys.waiting_list(job_type, priority, user), job.id)
         pipe.lpos(keys.ring(job_type, priority), user)
         pipe.hget(keys.rq_job(job.id), keys.GROUPS_FIELD)
-        paused, type_running, user_running, position, users_ahead, in_groups = pipe.execute()
+        pipe.zrank(keys.deadline_line(job_type, priority, user), job.id)
+        pipe.zcard(keys.deadline_line(job_type, priority, user))
+        paused, type_running, user_running, position, users_ahead, in_groups, dated_rank, dated = pipe.execute()
     group_full = groups.full(conn, groups.decoded(in_groups), group_limits or {})
+    if dated_rank is not None:  # jobs with a deadline go first, earliest first (vq/lua/admit_deadline.lua)
+        position = dated_rank
+    elif position is not None:
+        position += dated
     if paused:
         reason = "queue paused"
     elif type_running >= type_limit:
@@ -396,7 +403,8 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: 
 
 def _first_held_by_a_group(conn: Redis, job_type: str, priority: str, user: str, group_limits: dict) -> str | None:
     """Why the job first in this user's line waits, when a full group holds it there."""
-    first = conn.lindex(keys.waiting_list(job_type, priority, user), 0)
+    dated = members(conn.zrange(keys.deadline_line(job_type, priority, user), 0, 0))  # jobs with a deadline go first
+    first = dated[0] if dated else optional_text(conn.lindex(keys.waiting_list(job_type, priority, user), 0))
     if first is None:
         return None
     found = groups.full(conn, groups.decoded(conn.hget(keys.rq_job(text(first)), keys.GROUPS_FIELD)), group_limits)

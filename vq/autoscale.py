@@ -68,10 +68,11 @@ def _waiting_per_user(conn: Redis, job_type: str, lines: list[tuple[str, str]]) 
     with conn.pipeline(transaction=False) as pipe:
         for priority, user in lines:
             pipe.llen(keys.waiting_list(job_type, priority, user))
+            pipe.zcard(keys.deadline_line(job_type, priority, user))  # those with a deadline
         counts = pipe.execute()
     out: dict[str, int] = {}
-    for (_priority, user), n in zip(lines, counts):
-        out[user] = out.get(user, 0) + n
+    for (_priority, user), plain, dated in zip(lines, counts[::2], counts[1::2]):
+        out[user] = out.get(user, 0) + plain + dated
     return out
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from vq import artifacts, health, keys, maintenance, stalled
+from vq import artifacts, deadlines, health, keys, maintenance, stalled
 from vq.admission import forget_gone_idle_workers, mark_nonempty_lists
 from vq.config import CHORE_NAMES, Settings
 from vq.jobtypes import job_types
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vq.daemon")
 MAINTAIN_MS = 5000  # trims, dependents, marks: what nothing waits on second by second
 AGE_MS = 2000
+DEADLINE_MS = 1000  # a waiting job lingers at most this long past its deadline
 PRESENCE_MS = 2000  # `vq workers` and the HTTP API's /workers see a daemon this fresh (a 30 s expiry)
 
 
@@ -110,6 +111,13 @@ def autoscale(daemon, conn):
     daemon._autoscale(conn, daemon.mp_context)
 
 
+def expire_deadlines(daemon, conn):
+    expired, followed = deadlines.sweep(conn, int(time.time() * 1000))
+    if expired or followed:
+        return f"{expired} waiting job(s) expired, the dependents of {followed} expired at admission canceled"
+    return None
+
+
 def _fixed(ms: int) -> Callable[[Settings], int]:
     return lambda settings: ms
 
@@ -119,6 +127,7 @@ REGISTRY: dict[str, ChoreSpec] = {
     for spec in (
         ChoreSpec("trim-ended", "trim ended jobs", _fixed(MAINTAIN_MS), trim_ended),
         ChoreSpec("age-waiting", "age waiting jobs", _fixed(AGE_MS), age_waiting),
+        ChoreSpec("expire-deadlines", "expire jobs past their deadline", _fixed(DEADLINE_MS), expire_deadlines),
         ChoreSpec("enqueue-dependents", "enqueue ready dependents", _fixed(MAINTAIN_MS), enqueue_dependents),
         ChoreSpec("mark-unrouted", "mark unrouted queue lists", _fixed(MAINTAIN_MS), mark_unrouted),
         ChoreSpec("forget-idle-marks", "forget idle marks of gone workers", _fixed(MAINTAIN_MS), forget_idle_marks),

@@ -236,7 +236,18 @@ def _finished_fields(job: Job) -> dict:
         "attempt": job.meta.get("attempts"),
         "userId": job.meta.get("userId"),
         "webhookUrl": job.meta.get("webhookUrl"),
+        **_late_fields(job),
     }
+
+
+def _late_fields(job: Job) -> dict:
+    """A job that finished after its deadline (its type runs late: vq/deadlines.py): by how
+    much, and its tier, for `vq perf`'s deadline misses (vq/metrics.py)."""
+    deadline = job.meta.get("deadline")
+    if not isinstance(deadline, int) or isinstance(deadline, bool):
+        return {}
+    late = int(time.time() * 1000) - deadline
+    return {"lateMs": late, "subscription": job.meta.get("subscription")} if late > 0 else {}
 
 
 def _result_for_history(result_json: str | None) -> str | None:

@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from redis import Redis
+from redis import Redis, WatchError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
@@ -187,12 +187,15 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     job.meta.update(attempts=0, progress={"percent": 0.0, "message": None})
     job.meta.pop("error", None)
     job.meta.pop("cancelReason", None)
+    job.meta.pop("deadline", None)  # an expired job retried runs: its deadline has passed (vq/deadlines.py)
+    job.meta.pop("onDeadline", None)
     job.retries_left = max_attempts - 1 if max_attempts > 1 else None
     queue = rq_queue(conn, job.origin)
     registry_class = FailedJobRegistry if status in ("failed", "stopped") else CanceledJobRegistry
     with conn.pipeline() as pipe:
         registry_class(job.origin, connection=conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
         pipe.delete(keys.cancel_request(job.id))
+        pipe.zrem(keys.DEADLINES, job.id)
         job.save(pipeline=pipe)
         pipe.persist(job.key)  # only ended jobs expire (admission persists only jobs with RQ's `ttl`)
         private.enqueue_job(queue, job, pipeline=pipe)
@@ -223,6 +226,40 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str) -> None:
     job.cancel()
     admission.forget(conn, job)
     events.emit(conn, "canceled", job.id, job_type_of(job), reason=reason, webhookUrl=job.meta.get("webhookUrl"))
+
+
+def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
+    """Cancel a waiting job whose deadline passed, as category `expired` (vq/deadlines.py),
+    and its dependents by the failure rules. Only if it is still waiting: the status is
+    watched, so a job admission starts meanwhile is left to run (False)."""
+    job.meta["cancelReason"] = reason
+    job.meta["error"] = {"category": "expired", "type": "Expired", "message": reason}
+    with conn.pipeline() as pipe:
+        try:
+            pipe.watch(job.key)
+            if pipe.hget(job.key, "status") not in (b"queued", b"deferred", b"scheduled"):
+                return False
+            pipe.multi()
+            pipe.hset(job.key, "meta", JSONSerializer.dumps(job.meta))
+            job.cancel(pipeline=pipe)
+            events.emit(
+                pipe,
+                "canceled",
+                job.id,
+                job_type_of(job),
+                reason=reason,
+                category="expired",
+                error=reason,
+                userId=job.meta.get("userId"),
+                subscription=job.meta.get("subscription"),
+                webhookUrl=job.meta.get("webhookUrl"),
+            )
+            pipe.execute()
+        except WatchError:
+            return False
+    admission.forget(conn, job)
+    cancel_dependents(conn, job, f"dependency {job.id} expired")
+    return True
 
 
 def cancel_dependents(conn: Redis, job: Job, reason: str) -> list[str]:

@@ -51,6 +51,7 @@ class JobType:
     limit: int
     builtin: bool
     unknown_errors: str = "temporary"
+    on_deadline: str = "expire"  # or "run": a job past its deadline still runs (and counts as a miss)
     providers: tuple[str, ...] = ()
     cache: CacheSettings = field(default_factory=CacheSettings)
     isolation: str = "process"  # or "fork": a child process per job
@@ -101,6 +102,7 @@ def _build(settings: Settings, name: str) -> JobType:
         limit=settings.concurrency.type.get(name, DEFAULT_CUSTOM_TYPE_LIMIT),
         builtin=name in BUILTIN_TYPES,
         unknown_errors=(override and override.unknownErrors) or "temporary",
+        on_deadline=(override and override.onDeadline) or "expire",
         providers=tuple((override and override.providers) or ()),
         # Built-in handlers are deterministic; an operator's handler may have side effects,
         # so its results are cached only when its type asks for it.

@@ -16,6 +16,7 @@ RQ_JOB_PREFIX = "rq:job:"
 RQ_QUEUE_PREFIX = "rq:queue:"
 RQ_WORKER_PREFIX = "rq:worker:"
 RQ_SCHEDULED_PREFIX = "rq:scheduled:"
+RQ_CANCELED_PREFIX = "rq:canceled:"
 
 
 def rq_job(job_id: str) -> str:
@@ -38,6 +39,11 @@ def rq_scheduled(queue: str) -> str:
     return RQ_SCHEDULED_PREFIX + queue
 
 
+def rq_canceled(queue: str) -> str:
+    """RQ's canceled registry of a queue (id -> epoch seconds it was canceled)."""
+    return RQ_CANCELED_PREFIX + queue
+
+
 def rq_finished(queue: str) -> str:
     """RQ's finished registry of a queue."""
     return f"rq:finished:{queue}"
@@ -53,6 +59,7 @@ def rq_dependencies(job_id: str) -> str:
     return f"{RQ_JOB_PREFIX}:{job_id}:dependencies"
 
 
+DEADLINES = PREFIX + "deadlines"  # zset id -> deadline ms of not-yet-started jobs that expire (vq/deadlines.py)
 PAUSED = PREFIX + "paused"  # set of job type names whose queues are paused
 EVENTS = PREFIX + "events"  # stream of job events
 JOB_TYPES_SEEN = PREFIX + "types"  # set of job type names that have an index (vq jobs lists them all)
@@ -111,6 +118,7 @@ ADMISSION_TURNS = PREFIX + "admission:turns"
 WAIT_PREFIX = PREFIX + "wait:"
 RING_PREFIX = PREFIX + "ring:"
 WAIT_SINCE_PREFIX = PREFIX + "waitsince:"
+EDF_PREFIX = PREFIX + "edf:"
 RUNNING_TYPE_PREFIX = PREFIX + "running:type:"
 RUNNING_USER_PREFIX = PREFIX + "running:user:"
 RUNNING_GROUP_PREFIX = PREFIX + "running:group:"
@@ -120,6 +128,12 @@ LIMIT_OVERRIDES_PREFIX = PREFIX + "limits:override:"
 
 def waiting_list(job_type: str, priority: str, user_id: str) -> str:
     return f"{WAIT_PREFIX}{job_type}:{priority}:{user_id}"
+
+
+def deadline_line(job_type: str, priority: str, user_id: str) -> str:
+    """zset id -> deadline ms: the jobs with a deadline in a user's line, which go before
+    those of `waiting_list`, earliest deadline first (vq/lua/admit_deadline.lua)."""
+    return f"{EDF_PREFIX}{job_type}:{priority}:{user_id}"
 
 
 def ring(job_type: str, priority: str) -> str:

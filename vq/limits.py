@@ -189,6 +189,7 @@ def overview(conn: Redis, settings: Settings) -> dict:
             for user in set(texts(conn.lrange(keys.ring(name, priority), 0, -1))):
                 entry = users.setdefault(user, {"userId": user, "running": 0, "waiting": 0})
                 entry["waiting"] += conn.llen(keys.waiting_list(name, priority, user))
+                entry["waiting"] += conn.zcard(keys.deadline_line(name, priority, user))
     for entry, weight in zip(users.values(), user_weights(conn, settings, list(users), limits)):
         entry["weight"] = weight
     for entry in users.values():

@@ -78,6 +78,9 @@ def fold(events: list[dict]) -> dict[str, Counter]:
         if name == "created" and fields.get("status") == "finished":  # born finished: a cached result
             counter(keys.METRICS_TOTALS)[f"{job_type}|cached"] += 1
         increments = [(f"{job_type}|{name}", 1)]
+        miss = _deadline_miss(name, fields)
+        if miss:  # `vq perf`: deadline misses per type, and per tier
+            increments += [(f"{job_type}|{miss}", 1), (f"{job_type}|{miss}|{fields.get('subscription') or '?'}", 1)]
         if name == "started" and fields.get("waitMs") is not None:
             increments += [
                 (f"{job_type}|wait_ms", int(fields["waitMs"])),
@@ -95,6 +98,15 @@ def fold(events: list[dict]) -> dict[str, Counter]:
             for fld, n in increments:
                 target[fld] += n
     return out
+
+
+def _deadline_miss(name: str, fields: dict) -> str | None:
+    """`expired` (canceled at its deadline) or `late` (finished after it), else None (vq/deadlines.py)."""
+    if name == "canceled" and fields.get("category") == "expired":
+        return "expired"
+    if name == "finished" and fields.get("lateMs") is not None:
+        return "late"
+    return None
 
 
 def apply_in(pipe, increments: dict[str, Counter]) -> None:

@@ -7,6 +7,7 @@ concurrency slot); times are ISO 8601 UTC with milliseconds.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from enum import Enum
 from typing import overload
@@ -93,6 +94,8 @@ def priority_of(job: Job) -> str | None:
 
 def error_of(job: Job, status: str) -> dict | None:
     if status == Status.CANCELED.value:
+        if (job.meta.get("error") or {}).get("category") == "expired":  # its deadline passed (vq/deadlines.py)
+            return dict(job.meta["error"])
         reason = job.meta.get("cancelReason")
         return {"category": "canceled", "type": "Canceled", "message": reason or "canceled"} if reason else None
     if status not in (Status.FAILED.value, Status.STOPPED.value) and not job.meta.get("error"):
@@ -165,6 +168,19 @@ def job_view(job: Job, *, with_result: bool = True, in_line: bool = False) -> di
         "costMicros": int(meta.get("costMicros", 0)),  # what its provider calls cost, in millionths (vq/costs.py)
         "units": meta.get("units") or {},  # what those calls consumed: characters, images, tokens ...
         "trimmed": False,  # true: Redis no longer has the job; this is its history (history_view)
+        **deadline_fields(meta.get("deadline"), status),
+    }
+
+
+def deadline_fields(deadline_ms: object, status: str) -> dict:
+    """`deadline` (ISO) and, while the job has not started, `timeToDeadlineMs` (negative:
+    past it; vq/deadlines.py)."""
+    if not isinstance(deadline_ms, int) or isinstance(deadline_ms, bool):
+        return {"deadline": None, "timeToDeadlineMs": None}
+    waiting = status in ("queued", "limited", "scheduled", "deferred")
+    return {
+        "deadline": iso(datetime.fromtimestamp(deadline_ms / 1000, UTC)),
+        "timeToDeadlineMs": deadline_ms - int(time.time() * 1000) if waiting else None,
     }
 
 
@@ -188,6 +204,8 @@ def history_view(
             "type": None,
             "message": row.get("error_message") or status,
         }
+    elif status == Status.CANCELED.value and row.get("error_category") == "expired":
+        error = {"category": "expired", "type": "Expired", "message": row.get("error_message") or "expired"}
     elif status == Status.CANCELED.value:
         error = {"category": "canceled", "type": "Canceled", "message": cancel_reason or "canceled"}
     result = None
@@ -231,4 +249,6 @@ def history_view(
         "costMicros": int(row.get("cost_micros") or 0),
         "units": {},
         "trimmed": True,
+        "deadline": None,
+        "timeToDeadlineMs": None,
     }

@@ -135,6 +135,17 @@ def perf_window_ms(text: str, field: str) -> int:
     return window_ms
 
 
+def _misses(c) -> dict:
+    """Deadline misses (vq/deadlines.py): jobs expired unstarted, jobs finished after their
+    deadline, and both per subscription tier."""
+    tiers: dict[str, dict[str, int]] = {}
+    for counter, n in c.items():
+        kind, _, tier = counter.partition("|")
+        if kind in ("expired", "late") and tier:
+            tiers.setdefault(tier, {"expired": 0, "late": 0})[kind] += n
+    return {"expired": c["expired"], "late": c["late"], "byTier": dict(sorted(tiers.items()))}
+
+
 def perf(conn: Redis, settings: Settings, window_ms: int = 3_600_000, job_type: str | None = None) -> dict:
     """Per type over the window: processing and wait time (average, p50/p95/p99), queue
     utilization (busy time / (limit x window)), error rate and throughput per minute."""
@@ -170,6 +181,7 @@ def perf(conn: Redis, settings: Settings, window_ms: int = 3_600_000, job_type: 
                 "p99WaitMs": metrics.percentile(c, "wait", 0.99),
                 "utilization": round(min(1.0, c["run_ms"] / (limit * span_ms)), 4),
                 "limit": limit,
+                "deadlineMisses": _misses(c),
             }
         )
     return {

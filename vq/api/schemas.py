@@ -87,6 +87,8 @@ class Job(Open):
     costMicros: int | None = None
     units: dict[str, Any] | None = None
     trimmed: bool = Field(False, description="true: Redis no longer has the job; this is its history")
+    deadline: str | None = Field(None, description="not started by then: expired (category expired), not run")
+    timeToDeadlineMs: int | None = Field(None, description="while it waits: ms left until its deadline")
 
 
 class JobProgress(Open):

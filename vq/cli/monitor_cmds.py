@@ -204,6 +204,15 @@ def _render_health(view: dict) -> None:
     )
 
 
+def _missed(misses: dict) -> str:
+    """Deadline misses: expired unstarted + finished late, with the tiers they fell in."""
+    total = misses["expired"] + misses["late"]
+    if not total:
+        return "0"
+    tiers = ", ".join(f"{tier} {m['expired'] + m['late']}" for tier, m in misses["byTier"].items())
+    return f"{total} ({misses['expired']} expired, {misses['late']} late; {tiers})"
+
+
 def _render_perf(view: dict) -> None:
     out.print(f"window {view['from'][:19]} .. {view['to'][:19]} UTC")
     out.print(
@@ -221,6 +230,7 @@ def _render_perf(view: dict) -> None:
                 "p95",
                 "p99",
                 "utilization",
+                "missed",
             ],
             [
                 [
@@ -236,6 +246,7 @@ def _render_perf(view: dict) -> None:
                     _ms(r["p95WaitMs"]),
                     _ms(r["p99WaitMs"]),
                     f"{r['utilization']:.0%}",
+                    _missed(r["deadlineMisses"]),
                 ]
                 for r in view["types"]
             ],

@@ -38,6 +38,7 @@ def render_job(view: dict) -> None:
         ("attempts", f"{view['attempts']}/{view['maxAttempts']}"),
         ("created", view.get("createdAt")),
         ("scheduled for", view.get("scheduledFor")),
+        ("deadline", _deadline(view)),
         ("enqueued", view.get("enqueuedAt")),
         ("started", view.get("startedAt")),
         ("finished", view.get("finishedAt")),
@@ -62,6 +63,16 @@ def render_job(view: dict) -> None:
             "shown from the history database, which keeps no data or progress[/]",
         )
     out.print(Panel(grid, title=f"job {view['id'][:12]}", expand=False))
+
+
+def _deadline(view: dict) -> str | None:
+    """The deadline, and while the job waits how long is left (or that it has passed)."""
+    if not view.get("deadline"):
+        return None
+    left = view.get("timeToDeadlineMs")
+    if left is None:
+        return view["deadline"]
+    return f"{view['deadline']} ({'in ' + format(left / 1000, '.1f') + ' s' if left > 0 else 'passed'})"
 
 
 def _place(view: dict) -> str | None:

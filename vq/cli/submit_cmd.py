@@ -13,6 +13,7 @@ from vq.cli.helptext import example
 from vq.cli.output import emit, error, note, print_json
 from vq.cli.render import render_job
 from vq.cli.state import JSON_OPTION, PRIORITY_OPTION, SUBSCRIPTION_OPTION, state
+from vq.deadlines import parse_deadline
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import InvalidInput
 from vq.submission import Submission, submit, submit_each
@@ -67,6 +68,9 @@ def register(app: typer.Typer) -> None:
         delay: str | None = typer.Option(None, "--delay", help="Start after this long: 90s, 5m, 300000ms."),
         at: str | None = typer.Option(None, "--at", help="Start at this ISO 8601 time."),
         allow_past: bool = typer.Option(False, "--allow-past", help="An --at in the past runs now instead of failing."),
+        deadline: str | None = typer.Option(
+            None, "--deadline", help="Not started by then: expired, not run. A duration from now (10m) or ISO time."
+        ),
         depends_on: list[str] = typer.Option(
             [], "--depends-on", metavar="<str>", help="Run after this job finished (repeatable)."
         ),
@@ -145,6 +149,7 @@ def register(app: typer.Typer) -> None:
             idempotency_key=idempotency_key,
             skip_cache=skip_cache,
             webhook_url=webhook,
+            deadline=parse_deadline(deadline, "--deadline") if deadline else None,
         )
         job_id = submit(st.conn, st.settings, sub)
         audit.record(st.conn, audit.cli_actor(), "operator", "create", job_type, job_id)

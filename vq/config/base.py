@@ -8,6 +8,7 @@ TIERS = ("free", "basic", "pro", "enterprise")
 CHORE_NAMES = (
     "trim-ended",
     "age-waiting",
+    "expire-deadlines",
     "enqueue-dependents",
     "mark-unrouted",
     "forget-idle-marks",

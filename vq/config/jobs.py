@@ -107,6 +107,13 @@ class JobTypeSettings(_Strict):
     attempts: Annotated[int, Meta(ge=1)] | None = None
     backoff: Backoff | None = None
     unknownErrors: Literal["temporary", "permanent"] | None = None
+    onDeadline: (
+        Annotated[
+            Literal["expire", "run"],
+            Meta(description="a job whose deadline passed before it started: expire (canceled, default) or run"),
+        ]
+        | None
+    ) = None
     providers: list[str] | None = None
     cache: CacheSettings | None = None
     isolation: (

@@ -236,6 +236,16 @@ class PrioritySettings(_Strict):
     )
 
 
+class DeadlineSettings(_Strict):
+    """A deadline for jobs submitted without one, per subscription tier: a job still
+    waiting when its deadline passes is canceled as `expired` (docs/configuration.md)."""
+
+    byTier: Annotated[
+        dict[Tier, Annotated[int, Meta(ge=1000)]],
+        Meta(description="ms from submission; a tier not named here has no default deadline"),
+    ] = field(default_factory=dict)
+
+
 class LimitsSettings(_Strict):
     maxDataBytes: Annotated[int, Meta(ge=1, description="bytes: the largest job data accepted (compact JSON)")] = (
         1_048_576

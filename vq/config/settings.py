@@ -15,7 +15,14 @@ from vq.config.jobs import (
     JobTypeSettings,
     ProviderSettings,
 )
-from vq.config.queue import ConcurrencySettings, LimitsSettings, PrioritySettings, QueueSettings, RedisSettings
+from vq.config.queue import (
+    ConcurrencySettings,
+    DeadlineSettings,
+    LimitsSettings,
+    PrioritySettings,
+    QueueSettings,
+    RedisSettings,
+)
 from vq.config.services import (
     DaemonSettings,
     HealthSettings,
@@ -33,6 +40,7 @@ class Settings(_Strict):
     queue: QueueSettings = field(default_factory=QueueSettings)
     concurrency: ConcurrencySettings = field(default_factory=ConcurrencySettings)
     priority: PrioritySettings = field(default_factory=PrioritySettings)
+    deadlines: DeadlineSettings = field(default_factory=DeadlineSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     recurring: RecurringSettings = field(default_factory=RecurringSettings)

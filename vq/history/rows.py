@@ -193,7 +193,7 @@ def _changes_for(event: dict, to: str, at: str) -> dict:
         sets["result"] = event.get("result")  # JSON text, as the job's hash had it (None: too long)
     if fields.get("durationMs") is not None:
         sets["run_ms"] = fields["durationMs"]
-    if event["event"] in ("failed", "retrying"):
+    if event["event"] in ("failed", "retrying") or (event["event"] == "canceled" and fields.get("category")):
         sets.update(error_category=fields.get("category"), error_message=fields.get("error"))
     if fields.get("userId"):
         sets["user_id"] = fields["userId"]

@@ -97,7 +97,6 @@ local function admit_from(ring, t, p)
     end
     seen[user] = true
     local uk = K.running_user .. user
-    local wl = wait_key(t, p, user)
     local limit
     if type_room[t] == nil then  -- the type's limit and the user's in one read
       local v = redis.call('HMGET', K.effective, 'ulimit:' .. user, 'type:' .. t, 'paused:' .. t, 'weighted')
@@ -114,17 +113,17 @@ local function admit_from(ring, t, p)
     if live_count(uk) < (limit or user_limit(user)) then
       local id, job = nil, nil
       while true do
-        local cand = redis.call('LPOP', wl)
+        local cand, deadline = pop_line(t, p, user)  -- earliest deadline first (admit_deadline.lua)
         if not cand then break end
         local fields = redis.call('HGETALL', K.job .. cand)
         job = as_map(fields)
         -- Not canceled or deleted while in line: a job keeps RQ's `queued` there (an older vq
-        -- marked it `rate_limited`).
-        if job.status == 'queued' or job.status == 'rate_limited' then
+        -- marked it `rate_limited`); nor past its deadline (expired here: admit_deadline.lua).
+        if (job.status == 'queued' or job.status == 'rate_limited') and not expire_late(cand, job, t, p) then
           -- A group of the job that is full (groups.lua) keeps it first in its user's line;
           -- the turn passes to the next user.
           if groups_full(job[C.groups_field], now) then
-            redis.call('LPUSH', wl, cand)
+            push_back_line(t, p, user, cand, deadline)
             break
           end
           redis.call('ZREM', since_key(t, p), cand)
@@ -133,7 +132,7 @@ local function admit_from(ring, t, p)
         end
         redis.call('ZREM', since_key(t, p), cand)
       end
-      local emptied = redis.call('LLEN', wl) == 0
+      local emptied = line_empty(t, p, user)
       if emptied then
         redis.call('RPOP', ring)  -- its line is empty: out of the turn order
         if weighted then redis.call('HDEL', K.turns, ring) end

@@ -1,7 +1,8 @@
 -- Admission (vq/admission.py), part 1: the call's options and clock, and what the other
 -- parts share. The loader (vq/lua/__init__.py) assembles the parts, in this order, into
 -- the one script Redis runs: admit_common, groups (limit groups' slots, shared with
--- renew.lua), admit_end, admit_route, admit_choose, admit_start, admit_main. Runs atomically, so two workers on two hosts can never both
+-- renew.lua), admit_end, admit_deadline, admit_route, admit_choose, admit_start, admit_main.
+-- Runs atomically, so two workers on two hosts can never both
 -- take the last slot.
 --
 -- KEYS: the names in the table K, which the loader's prologue fills from KEYS (PROTOCOLS
@@ -35,10 +36,13 @@
 --                                     and C.idle .. <worker> for each worker waiting for a
 --                                     wake token (one read for all three; the ring keys are a
 --                                     hint, repaired by the full look whenever it finds nothing)
+--   K.canceled .. <queue>             RQ's canceled registry (a job expired at its deadline)
 --   K.job .. <id>                     RQ's job hash (status, meta as JSON); its field
 --                                     C.lease_field holds the token of the lease the job runs
 --                                     under: every write of its worker must carry it
 --   K.wait .. <type>:<prio>:<user>    the user's waiting job ids, oldest first
+--   K.edf .. <type>:<prio>:<user>     zset id -> deadline ms: the user's waiting jobs that have a
+--                                     deadline, before those of K.wait (admit_deadline.lua)
 --   K.ring .. <type>:<prio>           users with waiting jobs, in turn order
 --   K.waitsince .. <type>:<prio>      zset id -> ms since it waits at this level (each waiting job in one)
 --   K.running_type .. <type>          zset id -> lease deadline ms (Redis time)

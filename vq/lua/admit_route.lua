@@ -31,23 +31,29 @@ local function route()
       else
         redis.call('LTRIM', inbox, drain_max, -1)
       end
-      local lines, order, since = {}, {}, {}
+      local lines, dated, order, since = {}, {}, {}, {}  -- dated: user -> {deadline, id, ...} (K.edf)
       for _, id in ipairs(ids) do
         local fields = redis.call('HMGET', K.job .. id, 'status', 'meta')
         if fields[1] == 'queued' then
-          local user, tier = '_', 'free'
+          local user, tier, deadline = '_', 'free', nil
           if fields[2] then
             local ok, meta = pcall(cjson.decode, fields[2])
             if ok and type(meta) == 'table' then
               if type(meta.userId) == 'string' then user = meta.userId end
               if type(meta.subscription) == 'string' then tier = meta.subscription end
+              deadline = tonumber(meta.deadline)
             end
           end
           if not lines[user] then
-            lines[user] = {}
+            lines[user], dated[user] = {}, {}
             order[#order + 1] = user
           end
-          table.insert(lines[user], id)
+          if deadline then
+            table.insert(dated[user], deadline)
+            table.insert(dated[user], id)
+          else
+            table.insert(lines[user], id)
+          end
           if tiers[user] == nil then tier_users[#tier_users + 1] = user end
           tiers[user] = tier
           since[#since + 1] = now
@@ -56,8 +62,20 @@ local function route()
       end
       local ring = ring_key(t, p)
       for _, user in ipairs(order) do
-        local line = lines[user]
-        if redis.call('RPUSH', wait_key(t, p, user), unpack(line)) == #line then
+        local line, dl = lines[user], dated[user]
+        local held  -- jobs the user's line held before these: none, and the user joins the turn order
+        if #line > 0 then
+          held = redis.call('RPUSH', wait_key(t, p, user), unpack(line)) - #line
+        else
+          held = redis.call('LLEN', wait_key(t, p, user))
+        end
+        if #dl > 0 then
+          held = held + redis.call('ZCARD', edf_key(t, p, user))
+          redis.call('ZADD', edf_key(t, p, user), unpack(dl))
+        elseif held == 0 then
+          held = redis.call('EXISTS', edf_key(t, p, user))
+        end
+        if held == 0 then
           if redis.call('RPUSH', ring, user) == 1 then
             redis.call('SADD', K.inbox, ring)
             listed[ring] = true

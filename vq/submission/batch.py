@@ -20,7 +20,16 @@ from vq.config import Settings
 from vq.errors import RedisUnavailable, VqError
 from vq.jobhash import Batch
 from vq.rq_seam.queue import rq_queue
-from vq.submission.creation import TEMPLATES, announce, create_in, groups_in, job_spec, plan_of, submit_resolved
+from vq.submission.creation import (
+    TEMPLATES,
+    announce,
+    create_in,
+    expires,
+    groups_in,
+    job_spec,
+    plan_of,
+    submit_resolved,
+)
 from vq.submission.validation import Resolved, Submission, resolve
 
 BATCH_CHUNK = 500  # submissions created per transaction by submit_each
@@ -74,6 +83,7 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
     created_ms = int(at.timestamp() * 1000)
     batch = Batch(TEMPLATES, at)
     indexes: dict[str, dict[str, int]] = {}
+    deadlines: dict[str, int] = {}
     queues: set[str] = set()
     types: set[str] = set()
     for r, job_id in plain:
@@ -91,7 +101,11 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
         for index in (keys.user_jobs(r.user_id), keys.type_jobs(r.job_type.name)):
             indexes.setdefault(index, {})[job_id] = created_ms
         types.add(r.job_type.name)
+        if expires(r) and r.deadline_ms:
+            deadlines[job_id] = r.deadline_ms
     batch.write(conn, pipe)
+    if deadlines:
+        pipe.zadd(keys.DEADLINES, deadlines)
     for index, members in indexes.items():
         pipe.zadd(index, members)
     pipe.sadd(keys.JOB_TYPES_SEEN, *sorted(types))

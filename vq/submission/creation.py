@@ -123,6 +123,7 @@ def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: 
             run_at=resolved.run_at if not step.get("dependsOn") else None,
             depends_on=step_deps[step["step"]],
             allow_failure=False,
+            deadline_ms=resolved.deadline_ms,
         )
         if child.run_at and child.depends_on:
             child.run_at = None
@@ -215,6 +216,10 @@ def job_spec(
     meta.update({name: value for name, value in optional.items() if value})
     if cache_key:
         meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
+    if r.deadline_ms:
+        meta["deadline"] = r.deadline_ms
+        if r.job_type.on_deadline == "run":
+            meta["onDeadline"] = "run"
     return dict(
         args=(r.job_type.name, protector(settings).seal(r.data)),  # credentials encrypted at rest
         timeout=max(1, ceil(r.job_type.timeout_ms / 1000)),
@@ -344,6 +349,13 @@ def _index_in(pipe: Pipeline, r: Resolved, job_id: str) -> None:
     pipe.zadd(keys.user_jobs(r.user_id), {job_id: created_ms})
     pipe.zadd(keys.type_jobs(r.job_type.name), {job_id: created_ms})
     pipe.sadd(keys.JOB_TYPES_SEEN, r.job_type.name)
+    if expires(r) and r.deadline_ms:
+        pipe.zadd(keys.DEADLINES, {job_id: r.deadline_ms})
+
+
+def expires(r: Resolved) -> bool:
+    """Whether the job is canceled if its deadline passes before it starts (vq/deadlines.py)."""
+    return bool(r.deadline_ms) and r.job_type.on_deadline != "run"
 
 
 def _emit_created(

@@ -19,6 +19,7 @@ from rq.serializers import JSONSerializer
 
 from vq import jobdata
 from vq.config import PRIORITIES, TIERS, Settings, Tier
+from vq.deadlines import deadline_ms, parse_deadline
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import Ambiguous, Conflict, InvalidInput, NotFound
 from vq.jobtypes import JobType, get_job_type
@@ -43,6 +44,7 @@ CONTROL_FIELDS = {
     "data",
     "idempotencyKey",
     "webhookUrl",
+    "deadline",
 }
 
 
@@ -65,6 +67,7 @@ class Submission:
     job_id: str | None = None  # set by vq itself (a recurring tick's deterministic id), never by callers
     origin: dict = field(default_factory=dict)  # where a spawned job came from: recurringId, tickAt
     webhook_url: str | None = None  # POSTed the job's JSON when it ends (vq/webhooks.py)
+    deadline: datetime | None = None  # not started by then: expired, not run (vq/deadlines.py)
 
     @classmethod
     def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> Submission:
@@ -105,6 +108,7 @@ class Submission:
             privileged=privileged,
             idempotency_key=_text(obj, "idempotencyKey"),
             webhook_url=_text(obj, "webhookUrl"),
+            deadline=None if obj.get("deadline") is None else parse_deadline(obj["deadline"]),
             skip_cache=bool(
                 (obj.get("options") or {}).get("skipCache") if isinstance(obj.get("options"), dict) else False
             ),
@@ -135,6 +139,7 @@ class Resolved:
     allow_failure: bool
     origin: dict = field(default_factory=dict)
     webhook_url: str | None = None
+    deadline_ms: int | None = None  # epoch ms (vq/deadlines.py)
 
 
 def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
@@ -175,6 +180,9 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
         raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
     depends_on = _check_dependencies(conn, settings, depends_on, sub.allow_failure)
     webhook_url = validate_url(sub.webhook_url, settings) if sub.webhook_url is not None else None
+    if sub.deadline is not None and not (isinstance(sub.deadline, datetime) and sub.deadline.tzinfo is not None):
+        raise InvalidInput("deadline: expected a time with its zone", field="deadline")
+    deadline = deadline_ms(sub.deadline, settings.deadlines.byTier.get(subscription))
     return Resolved(
         job_type,
         sub.data,
@@ -187,6 +195,7 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
         sub.allow_failure,
         dict(sub.origin),
         webhook_url,
+        deadline,
     )
 
 
