@@ -178,3 +178,38 @@ def test_jobs_outside_the_main_thread_are_stopped_too(vq, redis_conn, tmp_path, 
     assert len(caught) == jobs and all(r.last < paused_at + 3.0 for r in caught), (paused_at, caught)
     if jobs == 2:
         assert len({r.pid for r in caught}) == 1, "both ran in the one worker process, one in a thread"
+
+
+def test_a_worker_stopped_while_it_holds_a_group_slot_never_runs_beside_the_next(vq, tmp_path):
+    """A limit group of one slot (`data.model` sdxl) and a type limit that does not bind: the
+    worker running the first sdxl job is stopped with SIGSTOP past its 3 s lease. Its daemon
+    kills it before the lease lapses, so the second sdxl job, which waits for the group's
+    slot, never runs beside it (the handlers' own stamps), and both finish."""
+    stamps = tmp_path / "stamps.log"
+    _configure(vq, limit=10)
+    vq.configure(
+        concurrency={
+            "type": {"test-stamp": 10},
+            "groups": {"model": {"key": "data.model", "limit": 1, "types": ["test-stamp"]}},
+        }
+    )
+    data = {"model": "sdxl", "stamps": str(stamps)}
+    first = vq.submit("test-stamp", {**data, "seconds": 4}, "--user", "a", "--subscription", "pro")
+    second = vq.submit("test-stamp", {**data, "seconds": 1}, "--user", "b", "--subscription", "pro")
+    vq.start_daemon(workers=2)
+    frozen = _wait_runs(stamps, 1)[0]
+    assert frozen.job_id == first
+    assert vq.json("show", second)["waitReason"] == "group model=sdxl: 1/1 running"
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        time.sleep(7)
+    finally:
+        try:
+            os.kill(frozen.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    for job_id in (first, second):
+        assert vq.wait_for(job_id, timeout=40)["status"] == "finished", vq.daemon_log()[-3000:]
+    all_runs = runs(stamps)
+    assert most_at_once(all_runs) == {"test-stamp": 1}, all_runs
+    assert not _alive(frozen.pid), "the stopped worker was killed"
