@@ -112,7 +112,7 @@ local function admit_from(ring, t, p)
       limit = tonumber(redis.call('HGET', K.effective, 'ulimit:' .. user))
     end
     if live_count(uk) < (limit or user_limit(user)) then
-      local id, job = nil, nil
+      local id, job, held = nil, nil, nil
       while true do
         local cand = redis.call('LPOP', wl)
         if not cand then break end
@@ -124,6 +124,12 @@ local function admit_from(ring, t, p)
           -- A group of the job that is full (groups.lua) keeps it first in its user's line;
           -- the turn passes to the next user.
           if groups_full(job[C.groups_field], now) then
+            redis.call('LPUSH', wl, cand)
+            break
+          end
+          -- So does a need for resources this worker's free share does not cover (admit_resources).
+          held = resources_take(job[C.resources_field])
+          if held == false then
             redis.call('LPUSH', wl, cand)
             break
           end
@@ -143,6 +149,7 @@ local function admit_from(ring, t, p)
         redis.call('ZADD', uk, now + lease, id)
         if weighted and not emptied then keep_turn(ring, user) end
         groups_lease(job[C.groups_field], id, now + lease)
+        resources_hold(held, id, job, now + lease)
         return {id, user, job}
       end
     end

@@ -17,7 +17,7 @@ from redis import Redis
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import jobdata
+from vq import capacity, jobdata
 from vq.config import PRIORITIES, TIERS, Settings, Tier
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import Ambiguous, Conflict, InvalidInput, NotFound
@@ -43,6 +43,7 @@ CONTROL_FIELDS = {
     "data",
     "idempotencyKey",
     "webhookUrl",
+    "resources",
 }
 
 
@@ -65,6 +66,7 @@ class Submission:
     job_id: str | None = None  # set by vq itself (a recurring tick's deterministic id), never by callers
     origin: dict = field(default_factory=dict)  # where a spawned job came from: recurringId, tickAt
     webhook_url: str | None = None  # POSTed the job's JSON when it ends (vq/webhooks.py)
+    resources: dict | None = None  # what the job needs, over its type's (vq/capacity.py)
 
     @classmethod
     def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> Submission:
@@ -105,6 +107,7 @@ class Submission:
             privileged=privileged,
             idempotency_key=_text(obj, "idempotencyKey"),
             webhook_url=_text(obj, "webhookUrl"),
+            resources=capacity.checked(obj["resources"], "resources") if obj.get("resources") is not None else None,
             skip_cache=bool(
                 (obj.get("options") or {}).get("skipCache") if isinstance(obj.get("options"), dict) else False
             ),
@@ -135,6 +138,7 @@ class Resolved:
     allow_failure: bool
     origin: dict = field(default_factory=dict)
     webhook_url: str | None = None
+    resources: dict = field(default_factory=dict)  # what the job needs (vq/capacity.py); {}: nothing
 
 
 def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
@@ -175,6 +179,7 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
         raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
     depends_on = _check_dependencies(conn, settings, depends_on, sub.allow_failure)
     webhook_url = validate_url(sub.webhook_url, settings) if sub.webhook_url is not None else None
+    needs = _resources(settings, job_type, sub.resources)
     return Resolved(
         job_type,
         sub.data,
@@ -187,7 +192,22 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
         sub.allow_failure,
         dict(sub.origin),
         webhook_url,
+        needs,
     )
+
+
+def _resources(settings: Settings, job_type: JobType, own: dict | None) -> dict:
+    """The job's need: its type's, with the submission's own amounts over it. Refused when it
+    is more than this host's configured resources could ever give one worker; with none
+    configured here it is accepted, to wait for a worker that has them (docs/configuration.md)."""
+    need = {**job_type.resources, **capacity.checked(own or {}, "resources")}
+    need = {name: amount for name, amount in capacity.checked(need, "resources").items() if amount > 0}
+    daemon = settings.daemon
+    most = capacity.largest_possible(daemon.resources, daemon.resourcesPerWorker)
+    if need and most is not None and (over := capacity.beyond(need, most)):
+        have = capacity.text_of({name: most.get(name, 0) for name in (over.partition("=")[0],)})
+        raise InvalidInput(f"resources: needs {over}, more than a worker here can have ({have})", field="resources")
+    return need
 
 
 def check_data(settings: Settings, data: object, where: str = "data") -> None:
