@@ -169,3 +169,33 @@ def test_over_http_a_jobs_own_need_is_taken_and_too_big_a_one_refused(vq, redis_
     assert created.status == 201, created.body
     assert vq.wait_for(created.body["id"], timeout=20)["status"] == "finished"
     assert _seen(redis_conn, created.body["id"]) == {"gpu": [0]}
+
+
+def test_on_a_share_run_in_threads_a_big_job_is_not_starved_by_small_ones(vq, redis_conn):
+    threaded = {**GPU_TYPE, "concurrencyPerWorker": 3}
+    vq.configure(
+        job_types={"test-gpu": threaded},
+        concurrency={"type": {"test-gpu": 10}},
+        queue={"defaultJobOptions": {"removeOnComplete": False}},
+    )
+    first = [vq.submit("test-gpu", {"gate": f"g{i}"}, "--user", f"u{i}", "-s", "enterprise") for i in range(2)]
+    vq.start_daemon("--resources-per-worker", "gpu=2", workers=1)
+    for job_id in first:
+        vq.wait_for(job_id, statuses=("started",), timeout=20)
+    assert sorted(_seen(redis_conn, i)["gpu"][0] for i in first) == [0, 1], "two threads, a device each"
+    big = vq.submit("test-gpu", {"seconds": 0.1}, "--user", "big", "-s", "enterprise", "--resources", "gpu=2")
+    deadline = time.monotonic() + 10
+    while not (redis_conn.hvals("vq:resources:reserved") or [b""])[0].startswith(big.encode()):
+        assert time.monotonic() < deadline, "the big job reserves the share it waits for"
+        time.sleep(0.05)
+    small = [vq.submit("test-gpu", {"seconds": 0.1}, "--user", f"s{i}", "-s", "enterprise") for i in range(2)]
+    vq.open_gate("g0")  # device 0 comes free: kept for the big job, not given to a small one
+    assert vq.wait_for(first[0], timeout=20)["status"] == "finished"
+    assert [vq.json("show", i)["status"] for i in small] == ["limited", "limited"]
+    vq.open_gate("g1")
+    for job_id in [first[1], big, *small]:
+        assert vq.wait_for(job_id, timeout=20)["status"] == "finished"
+    order = [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
+    assert order.index(big) < min(order.index(i) for i in small), order
+    assert _seen(redis_conn, big) == {"gpu": [0, 1]}
+    assert _max(redis_conn, "type:test-gpu") == 2

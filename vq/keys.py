@@ -163,6 +163,9 @@ def running_resources(holder: str) -> str:
 # hash worker process name -> its resources as JSON {capacity, devices} (vq/capacity.py);
 # an entry whose RQ worker key is gone is a dead worker's, skipped by readers.
 WORKER_RESOURCES = PREFIX + "workers:resources"
+# hash worker process name -> "<job id>|<until ms>": the job its share is kept for, a bigger
+# one that waits for its running jobs to end (vq/lua/admit_resources.lua).
+RESOURCES_RESERVED = PREFIX + "resources:reserved"
 
 
 def limits(kind: str) -> str:

@@ -70,6 +70,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ("turns", keys.ADMISSION_TURNS),
             ("running_group", keys.RUNNING_GROUP_PREFIX),
             ("running_resources", keys.RUNNING_RESOURCES_PREFIX),
+            ("reserved", keys.RESOURCES_RESERVED),
         ),
         constants=(
             *_LEASE,

@@ -128,7 +128,7 @@ local function admit_from(ring, t, p)
             break
           end
           -- So does a need for resources this worker's free share does not cover (admit_resources).
-          held = resources_take(job[C.resources_field])
+          held = resources_take(job[C.resources_field], cand)
           if held == false then
             redis.call('LPUSH', wl, cand)
             break

@@ -49,6 +49,8 @@
 --                                     hash's C.groups_field, vq/lua/groups.lua)
 --   K.running_resources .. <holder>   zset id -> lease deadline ms: the jobs holding resources of
 --                                     one worker process (what each holds: its hash's C.held_field)
+--   K.reserved                        hash worker process -> "<job id>|<until ms>": the job its share
+--                                     is kept for (admit_resources.lua)
 --   K.usertier                        hash user -> subscription tier (latest seen)
 --   K.effective                       hash type:<t>, tier:<tier>, user:<u>, group:<g>[=<key>] -> the limit in
 --                                     force, paused:<t> -> 1 (vq/lua/limits.lua rebuilds it
