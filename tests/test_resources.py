@@ -82,6 +82,14 @@ def test_gpu_jobs_run_two_at_once_on_two_gpus_each_on_its_own_device(vq, redis_c
         '{"gpu": 1, "vram": 27}',
     ], "gpu=2 over 3 workers: whole devices, the remainder to the first; vram evenly"
     assert sorted(d for s in shares for d in s["inUse"].get("gpu", [])) == [0, 1]
+    assert vq.json("limits")["resources"] == [
+        {"resource": "gpu", "inUse": 2, "capacity": 2, "workers": 2},
+        {"resource": "vram", "inUse": 0, "capacity": 80, "workers": 3},
+    ]
+    text = vq.run("workers").stdout
+    assert text.count("gpu 1/1") == 2 and text.count("gpu 0/0") == 1, text
+    text = vq.run("limits").stdout
+    assert "resources (live workers)" in text and "2/2" in text and "0/80" in text, text
     vq.open_gate("g")
     for job_id in ids:
         assert vq.wait_for(job_id, timeout=30)["status"] == "finished"

@@ -1,5 +1,6 @@
 """Admission: the step between "runnable" and "running" that enforces per-user, per-type
-and limit-group (vq/groups.py) concurrency limits across every host, fairly.
+and limit-group (vq/groups.py) concurrency limits across every host, fairly, and gives a job
+that needs resources (GPUs: vq/capacity.py) only to a worker whose free share covers it.
 
 Every way a job becomes runnable (submission, a delay coming due, a retry, a dependency
 finishing, a recurring tick) ends on its RQ queue list. Workers never pop those lists

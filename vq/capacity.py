@@ -254,3 +254,17 @@ def largest_live(conn) -> Amounts:
         for name, value in entry["capacity"].items():
             most[name] = max(most.get(name, 0), value)
     return most
+
+
+def totals(conn) -> list[dict]:
+    """Per resource, over every live worker process: in use / had, and how many workers
+    have some (`vq limits`)."""
+    sums: dict[str, dict] = {}
+    for entry in live_workers(conn).values():
+        for name, have in entry["capacity"].items():
+            row = sums.setdefault(name, {"resource": name, "inUse": 0, "capacity": 0, "workers": 0})
+            used = entry["inUse"].get(name, 0)
+            row["inUse"] += len(used) if isinstance(used, list) else used
+            row["capacity"] += have
+            row["workers"] += 1 if have else 0
+    return [sums[name] for name in sorted(sums)]
