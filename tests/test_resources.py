@@ -86,6 +86,8 @@ def test_gpu_jobs_run_two_at_once_on_two_gpus_each_on_its_own_device(vq, redis_c
         {"resource": "gpu", "inUse": 2, "capacity": 2, "workers": 2},
         {"resource": "vram", "inUse": 0, "capacity": 80, "workers": 3},
     ]
+    log = vq.daemon_log()
+    assert "resources gpu=1,vram=27, GPU devices 1" in log and "resources gpu=0,vram=26" in log, log
     text = vq.run("workers").stdout
     assert text.count("gpu 1/1") == 2 and text.count("gpu 0/0") == 1, text
     text = vq.run("limits").stdout

@@ -61,6 +61,12 @@ def worker_main(
         worker.log.addFilter(last_error)
         if share is not None:  # admission gives this process only jobs its free share covers (vq/capacity.py)
             capacity.THIS_WORKER = capacity.advertise(conn, share, worker.name)
+            log.info(
+                "%s: resources %s%s",
+                worker.name,
+                capacity.text_of(share.amounts) or "none",
+                f", GPU devices {','.join(map(str, share.devices))}" if share.devices else "",
+            )
         helpers = start_thread_workers(settings, queue_names, conn, worker.name)
         worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
