@@ -33,6 +33,17 @@ def _max(redis_conn, name: str) -> int:
     return int(redis_conn.get(f"test:active:{name}:max") or 0)
 
 
+def _running(vq, ids: list[str], count: int, timeout: float = 20) -> list[str]:
+    """The jobs of `ids` that run, once `count` of them do (whichever admission chose)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [i for i in ids if vq.json("show", i)["status"] == "started"]
+        if len(running) >= count or time.monotonic() > deadline:
+            assert len(running) == count, running
+            return running
+        time.sleep(0.1)
+
+
 def _seen(redis_conn, job_id: str) -> dict:
     return json.loads(redis_conn.hget("test:resources", job_id) or "null")
 
@@ -64,10 +75,7 @@ def test_gpu_jobs_run_two_at_once_on_two_gpus_each_on_its_own_device(vq, redis_c
     assert json.loads(redis_conn.hget(f"rq:job:{ids[0]}", "vq_resources")) == {"gpu": 1}
     vq.start_daemon("--resources", "gpu=2,vram=80", workers=3)
     assert vq.wait_for(plain, timeout=20)["status"] == "finished", "a job without needs runs on a GPU host too"
-    vq.wait_for(ids[0], statuses=("started",), timeout=20)
-    vq.wait_for(ids[1], statuses=("started",), timeout=20)
-    running = [i for i in ids if vq.json("show", i)["status"] == "started"]
-    assert len(running) == 2
+    running = _running(vq, ids, 2)
     assert sorted(_seen(redis_conn, i)["gpu"][0] for i in running) == [0, 1], "each its own device"
     assert all(_seen(redis_conn, i) == {"gpu": _seen(redis_conn, i)["gpu"]} for i in running)
     assert {redis_conn.hget("test:cuda", i).decode() for i in running} == {"0", "1"}
