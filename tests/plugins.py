@@ -41,8 +41,9 @@ _MAX = "local n = tonumber(ARGV[1]); if n > tonumber(redis.call('GET', KEYS[1]) 
 
 def tracked(ctx, data):
     """Counts, in the test's Redis, how many jobs of its type, of its user and of each of its
-    limit groups' keys (test:active:group:<group>=<key>, from the groups its hash names) really
-    run at once (and the most ever seen), so tests can check the limits from the inside. It
+    limit groups' keys (test:active:group:<group>=<key>, from the groups its hash names) and of
+    each GPU it holds (test:active:device:<worker>:<index>) really run at once; what it saw of
+    its resources (ctx.resources, CUDA_VISIBLE_DEVICES) in test:resources and test:cuda (and the most ever seen), so tests can check the limits from the inside. It
     runs for data.seconds, or with data.gate until the test opens that gate (wait_at_gate)."""
     import json
 
@@ -52,6 +53,12 @@ def tracked(ctx, data):
     counters = [f"test:active:type:{ctx.job_type}", f"test:active:user:{ctx.user_id}"]
     in_groups = json.loads(r.hget(f"rq:job:{ctx.job_id}", "vq_groups") or "{}")
     counters += [f"test:active:group:{name}={key}" for name, key in sorted(in_groups.items())]
+    # The GPUs it was given, per worker process that owns them (vq/capacity.py): each device's
+    # own counter, so a test sees whether two jobs ever used one at once.
+    held = json.loads(r.hget(f"rq:job:{ctx.job_id}", "vq_held") or "{}")
+    counters += [f"test:active:device:{held.get('holder')}:{d}" for d in ctx.resources.get("gpu", [])]
+    r.hset("test:resources", ctx.job_id, json.dumps(ctx.resources))
+    r.hset("test:cuda", ctx.job_id, os.environ.get("CUDA_VISIBLE_DEVICES", "-"))
     r.set(f"test:pid:{ctx.job_id}", os.getpid())
     r.rpush("test:started", ctx.job_id)
     for key in counters:

@@ -1,5 +1,6 @@
 """Admission: the step between "runnable" and "running" that enforces per-user, per-type
-and limit-group (vq/groups.py) concurrency limits across every host, fairly.
+and limit-group (vq/groups.py) concurrency limits across every host, fairly, and gives a job
+that needs resources (GPUs: vq/capacity.py) only to a worker whose free share covers it.
 
 Every way a job becomes runnable (submission, a delay coming due, a retry, a dependency
 finishing, a recurring tick) ends on its RQ queue list. Workers never pop those lists
@@ -24,7 +25,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat, utcparse
 
-from vq import groups, keys, lua
+from vq import capacity, groups, keys, lua
 from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of, priority_of
 from vq.replies import members, optional_text, text, texts
@@ -85,6 +86,8 @@ class Admission:
             "scan_max": SCAN_MAX,
             "types": job_types,
         }
+        if capacity.THIS_WORKER is not None:  # its share: admission gives it only jobs that fit (vq/capacity.py)
+            options["resources"] = capacity.THIS_WORKER.options()
         if give_back is not None and give_back[0]:
             options["give_back"] = dict(zip(("id", "type", "user"), give_back))
         if start is not None:
@@ -374,8 +377,12 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: 
         pipe.hget(keys.rq_job(job.id), keys.GROUPS_FIELD)
         pipe.zrank(keys.deadline_line(job_type, priority, user), job.id)
         pipe.zcard(keys.deadline_line(job_type, priority, user))
-        paused, type_running, user_running, position, users_ahead, in_groups, dated_rank, dated = pipe.execute()
+        pipe.hget(keys.rq_job(job.id), keys.RESOURCES_FIELD)
+        paused, type_running, user_running, position, users_ahead, in_groups, dated_rank, dated, raw_need = (
+            pipe.execute()
+        )
     group_full = groups.full(conn, groups.decoded(in_groups), group_limits or {})
+    need = capacity.decoded(raw_need)
     if dated_rank is not None:  # jobs with a deadline go first, earliest first (vq/lua/admit_deadline.lua)
         position = dated_rank
     elif position is not None:
@@ -389,8 +396,12 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: 
     elif group_full is not None:
         name, key, running, limit = group_full
         reason = f"group {name}={key}: {running}/{limit} running"
+    elif need and (too_big := _beyond_every_worker(conn, need)):
+        reason = too_big
     elif position and (held := _first_held_by_a_group(conn, job_type, priority, user, group_limits or {})):
         reason = held  # its own groups have room, but the job first in its user's line waits for one
+    elif need:
+        reason = f"waiting for a worker with {capacity.text_of(need)} free"
     else:
         reason = "waiting for a worker"
     return {
@@ -401,14 +412,30 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: 
     }
 
 
+def _beyond_every_worker(conn: Redis, need: dict) -> str | None:
+    """`needs gpu=2: the largest worker has gpu=1` when no live worker process could ever run
+    the job (vq/capacity.py), else None."""
+    most = capacity.largest_live(conn)
+    over = capacity.beyond(need, most)
+    if over is None:
+        return None
+    name = over.partition("=")[0]
+    if not most.get(name):
+        return f"needs {over}: no live worker has {name}"
+    return f"needs {over}: the largest worker has {capacity.text_of({name: most[name]})}"
+
+
 def _first_held_by_a_group(conn: Redis, job_type: str, priority: str, user: str, group_limits: dict) -> str | None:
     """Why the job first in this user's line waits, when a full group holds it there."""
     dated = members(conn.zrange(keys.deadline_line(job_type, priority, user), 0, 0))  # jobs with a deadline go first
     first = dated[0] if dated else optional_text(conn.lindex(keys.waiting_list(job_type, priority, user), 0))
     if first is None:
         return None
-    found = groups.full(conn, groups.decoded(conn.hget(keys.rq_job(text(first)), keys.GROUPS_FIELD)), group_limits)
+    first_groups, first_need = conn.hmget(keys.rq_job(text(first)), [keys.GROUPS_FIELD, keys.RESOURCES_FIELD])
+    found = groups.full(conn, groups.decoded(first_groups), group_limits)
     if found is None:
-        return None
+        need = capacity.decoded(first_need)
+        too_big = _beyond_every_worker(conn, need) if need else None
+        return f"behind {text(first)}, which {too_big}" if too_big else None
     name, key, running, limit = found
     return f"behind {text(first)}, held by group {name}={key}: {running}/{limit} running"

@@ -42,6 +42,9 @@ class HandlerContext:
     load_upstream: Callable[[], list[Upstream]] = field(repr=False, default=lambda: [])
     provider_client: ProviderCalls | None = field(repr=False, default=None)
     readable_roots: Callable[[], list[Path]] | None = field(repr=False, default=None)  # None: artifacts_root
+    # What the job holds of its worker's resources (vq/capacity.py): gpu as the device indices
+    # it was given ({"gpu": [1], "vram": 24}), every other resource as its amount; {} for none.
+    resources: dict = field(default_factory=dict)
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job is (0-100) with an optional short message; shown live."""

@@ -59,6 +59,8 @@ class DaemonOptions:
     config_path: str | None = None  # re-read on SIGHUP
     autoscale: bool = False  # daemon.autoscale governs the worker count (no --workers given)
     stop_redis: bool = False  # stop the embedded Redis with the daemon (else it outlives it)
+    resources: dict[str, float] | None = None  # --resources: split over the workers (vq/capacity.py)
+    resources_per_worker: dict[str, float] | None = None  # --resources-per-worker: each worker's
 
 
 @dataclass

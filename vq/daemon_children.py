@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 import redis
 from rq.serializers import JSONSerializer
 
-from vq import logs, supervision
+from vq import capacity, logs, supervision
 from vq.config import Settings
 from vq.connection import make_client
 from vq.errors import message_of
@@ -35,7 +35,13 @@ def worker_prefix(host: str, index) -> str:
 
 
 def worker_main(
-    settings: Settings, queue_names: list[str], name_prefix: str, max_jobs: int, log_level: str, deadline=None
+    settings: Settings,
+    queue_names: list[str],
+    name_prefix: str,
+    max_jobs: int,
+    log_level: str,
+    share: capacity.WorkerShare | None = None,
+    deadline=None,
 ) -> None:
     from vq import worker_leases as worker_module
     from vq.execution import install_runtime
@@ -53,6 +59,14 @@ def worker_main(
         worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=f"{name_prefix}.{os.getpid()}")
         worker.max_memory_mb = settings.daemon.maxMemoryPerWorker
         worker.log.addFilter(last_error)
+        if share is not None:  # admission gives this process only jobs its free share covers (vq/capacity.py)
+            capacity.THIS_WORKER = capacity.advertise(conn, share, worker.name)
+            log.info(
+                "%s: resources %s%s",
+                worker.name,
+                capacity.text_of(share.amounts) or "none",
+                f", GPU devices {','.join(map(str, share.devices))}" if share.devices else "",
+            )
         helpers = start_thread_workers(settings, queue_names, conn, worker.name)
         worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
     except (redis.ConnectionError, redis.TimeoutError) as exc:

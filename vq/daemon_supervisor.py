@@ -13,7 +13,7 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from vq import supervision
+from vq import capacity, supervision
 from vq.config import Settings
 from vq.daemon_children import (
     EXIT_CRASHED,
@@ -34,6 +34,16 @@ if TYPE_CHECKING:
     from vq.embedded import EmbeddedRedis
 
 log = logging.getLogger("vq.daemon")
+
+
+def daemon_shares(settings: Settings, options: DaemonOptions, workers: int) -> list[capacity.WorkerShare] | None:
+    """Each worker's resources: the command line's (--resources, --resources-per-worker), else
+    the config's (daemon.resources, daemon.resourcesPerWorker); None: none advertised."""
+    if options.resources or options.resources_per_worker:
+        return capacity.shares_for(options.resources, options.resources_per_worker, workers)
+    return capacity.shares_for(settings.daemon.resources, settings.daemon.resourcesPerWorker, workers)
+
+
 FENCE_CHECK_EVERY = 0.05  # how often the daemon looks for a worker past its lease deadline (vq/fence.py)
 
 
@@ -58,14 +68,23 @@ class ChildSupervision:
         queue_names = worker_queue_names(settings, options.queues)
         host = socket.gethostname()
         scale = settings.daemon.autoscale if options.autoscale else None
+        count = scale.max if scale else options.workers
+        shares = daemon_shares(settings, options, count)
         plan = [
             Child(
                 f"worker-{i}",
                 worker_main,
-                (settings, queue_names, worker_prefix(host, i), options.max_jobs_per_worker, options.log_level),
+                (
+                    settings,
+                    queue_names,
+                    worker_prefix(host, i),
+                    options.max_jobs_per_worker,
+                    options.log_level,
+                    shares[i] if shares else None,
+                ),
                 parked=scale is not None and i >= scale.min,
             )
-            for i in range(scale.max if scale else options.workers)
+            for i in range(count)
         ]
         plan.append(
             Child(

@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, costs, events, fence, jobdata, keys, logs, resources
+from vq import artifacts, capacity, costs, events, fence, jobdata, keys, logs, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import (
@@ -162,6 +162,14 @@ def begin_attempt(job: Job, pipe) -> None:
     setattr(job, BEGUN, True)
 
 
+def held_resources(job: Job) -> dict:
+    """What the job holds of its worker's resources (ctx.resources): read only on a worker
+    that has resources, as admission gives them only there (vq/capacity.py)."""
+    if capacity.THIS_WORKER is None:
+        return {}
+    return capacity.held_view(job.connection.hget(job.key, keys.HELD_FIELD))
+
+
 def run_job(job_type: str, data: dict) -> dict:
     job = get_current_job()
     assert job is not None, "run_job runs inside an RQ worker"
@@ -186,6 +194,7 @@ def run_job(job_type: str, data: dict) -> dict:
         load_upstream=lambda: upstream_of(job),
         provider_client=calls,
         readable_roots=lambda: readable_roots(job, rt.artifacts_root),
+        resources=held_resources(job),
     )
     # Providers a handler does not call through vq (local ones) are checked here, before it
     # runs; HTTP providers when called, by ProviderCalls, which can fail over between them.
@@ -214,7 +223,8 @@ def run_job(job_type: str, data: dict) -> dict:
                     job_id=job.id, job_type=job_type, user_id=ctx.user_id, attempt=ctx.attempt, worker=job.worker_name
                 ),
             ):  # the handler's log lines carry its job (vq/logs.py)
-                result = handler(ctx, protector(rt.settings).unseal(data))
+                with capacity.visible_devices(ctx.resources):  # CUDA_VISIBLE_DEVICES, for a process of its own
+                    result = handler(ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None
         result = storable_result(rt.settings, result)

@@ -58,6 +58,7 @@ class JobType:
     concurrency_per_worker: int = 1  # >1: that many jobs at once per worker process, in threads
     max_memory_mb: int | None = None  # a job's allocations past this fail it (vq/resources.py)
     max_cpu_ms: int | None = None  # a job's CPU time past this fails it
+    resources: dict[str, float] = field(default_factory=dict)  # what each job needs (vq/capacity.py)
 
     def retry_intervals(self, rng: random.Random | None = None) -> list[float]:
         """Seconds to wait before each retry, to the millisecond: exponential (or fixed)
@@ -114,6 +115,7 @@ def _build(settings: Settings, name: str) -> JobType:
         max_memory_mb=override and override.maxMemory or None,
         max_cpu_ms=override and override.maxCpuTime or None,
         concurrency_per_worker=(override and override.concurrencyPerWorker) or 1,
+        resources=dict((override and override.resources) or {}),
     )
 
 

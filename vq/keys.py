@@ -122,6 +122,7 @@ EDF_PREFIX = PREFIX + "edf:"
 RUNNING_TYPE_PREFIX = PREFIX + "running:type:"
 RUNNING_USER_PREFIX = PREFIX + "running:user:"
 RUNNING_GROUP_PREFIX = PREFIX + "running:group:"
+RUNNING_RESOURCES_PREFIX = PREFIX + "running:resources:"
 LIMITS_PREFIX = PREFIX + "limits:"
 LIMIT_OVERRIDES_PREFIX = PREFIX + "limits:override:"
 
@@ -166,6 +167,19 @@ def running_user(user_id: str) -> str:
 def running_group(group: str, key: str) -> str:
     """zset id -> lease deadline ms: the running jobs of one key of a limit group (vq/groups.py)."""
     return f"{RUNNING_GROUP_PREFIX}{group}:{key}"
+
+
+def running_resources(holder: str) -> str:
+    """zset id -> lease deadline ms: the jobs holding resources of one worker process (vq/capacity.py)."""
+    return RUNNING_RESOURCES_PREFIX + holder
+
+
+# hash worker process name -> its resources as JSON {capacity, devices} (vq/capacity.py);
+# an entry whose RQ worker key is gone is a dead worker's, skipped by readers.
+WORKER_RESOURCES = PREFIX + "workers:resources"
+# hash worker process name -> "<job id>|<until ms>": the job its share is kept for, a bigger
+# one that waits for its running jobs to end (vq/lua/admit_resources.lua).
+RESOURCES_RESERVED = PREFIX + "resources:reserved"
 
 
 def limits(kind: str) -> str:
@@ -293,5 +307,9 @@ LEASE_FIELD = "vq_lease"  # in a running job's RQ hash: the token of the lease i
 # In a job's RQ hash, from its submission: its limit groups' keys as a JSON object
 # {group: key} (vq/groups.py), so admission leases their slots without reading the job's data.
 GROUPS_FIELD = "vq_groups"
+# In a job's RQ hash: what it needs ({resource: amount}, from submission: vq/capacity.py), and
+# what it holds while it runs ({holder, gpu: [device indices], resource: amount}, from admission).
+RESOURCES_FIELD = "vq_resources"
+HELD_FIELD = "vq_held"
 STALE_REFUSED = PREFIX + "fence:refused"  # counter: writes refused because their lease token was stale
 LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it could not keep their lease

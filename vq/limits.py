@@ -12,7 +12,7 @@ import time
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
-from vq import groups, keys, lua
+from vq import capacity, groups, keys, lua
 from vq.config import DEFAULT_TYPE_LIMITS, DEFAULT_USER_LIMITS, MAX_WEIGHT, TIERS, Settings
 from vq.errors import InvalidInput, NotFound
 from vq.jobtypes import DEFAULT_CUSTOM_TYPE_LIMIT, get_job_type, job_types
@@ -199,6 +199,7 @@ def overview(conn: Redis, settings: Settings) -> dict:
         "types": types,
         "users": sorted(users.values(), key=lambda u: u["userId"]),
         "groups": groups.overview(conn, settings, limits["group"]),
+        "resources": capacity.totals(conn),
         "tiers": limits["tier"],
         "tierWeights": {tier: limits["tier-weight"].get(tier, 1) for tier in TIERS},
         "overrides": {k: _hash(conn, keys.limit_overrides(k)) for k in keys.LIMIT_KINDS},

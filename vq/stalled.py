@@ -14,7 +14,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, events, groups, keys
+from vq import admission, capacity, events, groups, keys
 from vq.config import Settings
 from vq.jobs import cancel_dependents
 from vq.jobtypes import job_types
@@ -45,6 +45,7 @@ def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
         # is gone) are dropped here, so the set does not grow.
         conn.zremrangebyscore(keys.running_type(job_type), "-inf", now)
     groups.drop_lapsed(conn, settings, now)
+    capacity.drop_lapsed(conn, now)
     return outcomes
 
 

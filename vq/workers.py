@@ -9,7 +9,7 @@ from redis import Redis
 from rq.job import Job
 from rq.utils import utcparse
 
-from vq import keys
+from vq import capacity, keys
 from vq.replies import texts
 
 WORKERS_SET = "rq:workers"  # RQ's registry of worker keys
@@ -18,8 +18,9 @@ MEMORY_FIELD = "vq_rss_mb"  # written by vq's worker with each heartbeat (vq/wor
 
 def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
     """One row per registered worker: host, pid, state, current job, heartbeat age, jobs
-    done and failed, busy time, resident memory (MB), and whether it is alive (its
-    heartbeat younger than `heartbeat_ms`)."""
+    done and failed, busy time, resident memory (MB), whether it is alive (its heartbeat
+    younger than `heartbeat_ms`), and its resources (vq/capacity.py: {capacity, devices,
+    inUse}, or None: it has none; a worker process's threads show them on its main row)."""
     keys_ = sorted(texts(conn.smembers(WORKERS_SET)))
     with conn.pipeline(transaction=False) as pipe:
         for key in keys_:
@@ -29,6 +30,7 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
     hashes, executions = replies[0::2], replies[1::2]
     now = datetime.now(UTC)
     running = _running_jobs_by_worker(conn, hashes)
+    shares = capacity.live_workers(conn)  # the resources of those that have some: capacity, in use
     rows = []
     for key, raw, executing in zip(keys_, hashes, executions):
         if not raw:
@@ -52,6 +54,7 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
                 "busySeconds": round(float(h.get("total_working_time") or 0), 1),
                 "memoryMb": float(h[MEMORY_FIELD]) if h.get(MEMORY_FIELD) else None,
                 "startedAt": born.isoformat().replace("+00:00", "Z") if born else None,
+                "resources": shares.get(key.removeprefix("rq:worker:")),
             }
         )
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from vq import capacity
 from vq.cli.helptext import choices_metavar, example
 from vq.cli.state import state
 from vq.config import HttpSettings
@@ -39,6 +40,18 @@ def register(app: typer.Typer) -> None:
         grace: float | None = typer.Option(None, "--grace", help="Seconds running jobs get to finish on stop."),
         http: str | None = typer.Option(None, "--http", help="Serve the HTTP API on HOST:PORT (default http.listen)."),
         no_http: bool = typer.Option(False, "--no-http", help="Run without the HTTP API."),
+        resources: str | None = typer.Option(
+            None,
+            "--resources",
+            metavar="NAME=N,...",
+            help="This host's resources, split evenly over the workers (gpu=2,vram=80; default daemon.resources).",
+        ),
+        resources_per_worker: str | None = typer.Option(
+            None,
+            "--resources-per-worker",
+            metavar="NAME=N,...",
+            help="The resources each worker has (gpu=1,vram=24; default daemon.resourcesPerWorker).",
+        ),
         stop_redis: bool = typer.Option(
             False,
             "--stop-redis",
@@ -77,6 +90,10 @@ def register(app: typer.Typer) -> None:
                 HttpSettings(listen=http)
             except ValueError:
                 raise InvalidInput(f"--http: {http!r} is not HOST:PORT") from None
+        if resources and resources_per_worker:
+            raise InvalidInput("--resources: give either --resources or --resources-per-worker")
+        total = capacity.parse(resources, "--resources") if resources else None
+        each = capacity.parse(resources_per_worker, "--resources-per-worker") if resources_per_worker else None
         options = DaemonOptions(
             workers=workers or default_worker_count(settings),
             queues=only,
@@ -88,5 +105,7 @@ def register(app: typer.Typer) -> None:
             config_path=st.config_path,
             autoscale=workers is None and settings.daemon.autoscale is not None,
             stop_redis=stop_redis,
+            resources=total,
+            resources_per_worker=each,
         )
         raise typer.Exit(Daemon(settings, options).run())

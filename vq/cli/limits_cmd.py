@@ -62,6 +62,14 @@ def _render(view: dict) -> None:
         if rows:
             out.print(table(["group", "key", "running/limit"], rows, title="limit groups"))
         out.print(f"[dim]limit groups' default per key: {defaults}[/]")
+    if view.get("resources"):
+        out.print(
+            table(
+                ["resource", "in use/has", "workers"],
+                [[r["resource"], f"{r['inUse']:g}/{r['capacity']:g}", r["workers"]] for r in view["resources"]],
+                title="resources (live workers)",
+            )
+        )
     tiers = ", ".join(f"{k} {v}" for k, v in view["tiers"].items())
     out.print(f"[dim]per-user limits by tier: {tiers}[/]")
     if any(weight > 1 for weight in view["tierWeights"].values()):

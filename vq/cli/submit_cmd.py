@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from vq import audit, jobs, templates
+from vq import audit, capacity, jobs, templates
 from vq.cli.helptext import example
 from vq.cli.output import emit, error, note, print_json
 from vq.cli.render import render_job
@@ -80,6 +80,9 @@ def register(app: typer.Typer) -> None:
             None, "--idempotency-key", help="Submitting the same key again returns the same job."
         ),
         webhook: str | None = typer.Option(None, "--webhook", help="POST the job's JSON to this URL when it ends."),
+        resources: str | None = typer.Option(
+            None, "--resources", metavar="NAME=N,...", help="What the job needs of a worker (gpu=1,vram=24)."
+        ),
         wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the job to end and print its final state."),
         timeout: float | None = typer.Option(None, "--timeout", help="With --wait: give up after this many seconds."),
         batch: str | None = typer.Option(
@@ -112,6 +115,8 @@ def register(app: typer.Typer) -> None:
                 "--skip-cache (options.skipCache)": skip_cache,
                 "--idempotency-key (idempotencyKey)": idempotency_key,
                 "--webhook (webhookUrl)": webhook,
+                "--resources (resources)": resources,
+                "--deadline (deadline)": deadline,
                 "--wait": wait,
                 "--timeout": timeout,
                 "--template": template,
@@ -147,6 +152,7 @@ def register(app: typer.Typer) -> None:
             allow_failure=allow_failure,
             privileged=True,
             idempotency_key=idempotency_key,
+            resources=capacity.parse(resources, "--resources") if resources else None,
             skip_cache=skip_cache,
             webhook_url=webhook,
             deadline=parse_deadline(deadline, "--deadline") if deadline else None,

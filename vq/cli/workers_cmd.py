@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vq import workers
+from vq import capacity, workers
 from vq.cli.helptext import example
 from vq.cli.output import emit, out, table
 from vq.cli.state import JSON_OPTION, state
@@ -14,13 +14,29 @@ def _age(ms) -> str:
     return "-" if ms is None else f"{ms / 1000:.0f}s"
 
 
+def _resources(share: dict | None) -> str:
+    """`gpu 1/2 vram 24/40`: in use / capacity, per resource."""
+    if not share:
+        return ""
+    parts = []
+    for name, have in sorted(share["capacity"].items()):
+        used = share["inUse"].get(name, 0)
+        used = len(used) if isinstance(used, list) else used
+        parts.append(
+            f"{name} {capacity.text_of({name: used}).partition('=')[2]}/{capacity.text_of({name: have}).partition('=')[2]}"
+        )
+    return " ".join(parts)
+
+
 def _render(rows: list[dict]) -> None:
     if not rows:
         out.print("[dim]no workers registered (is a `vq daemon` running?)[/]")
         return
+    with_resources = any(r.get("resources") for r in rows)  # the column only where a worker has some
     out.print(
         table(
-            ["worker", "host", "pid", "state", "job", "heartbeat", "done", "failed", "busy s", "memory MB"],
+            ["worker", "host", "pid", "state", "job", "heartbeat", "done", "failed", "busy s", "memory MB"]
+            + (["resources (in use/has)"] if with_resources else []),
             [
                 [
                     r["name"],
@@ -33,6 +49,7 @@ def _render(rows: list[dict]) -> None:
                     r["jobsFailed"],
                     r["busySeconds"],
                     "" if r["memoryMb"] is None else f"{r['memoryMb']:.0f}",
+                    *([_resources(r.get("resources"))] if with_resources else []),
                 ]
                 for r in rows
             ],
@@ -49,7 +66,7 @@ def register(app: typer.Typer) -> None:
     def workers_command(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
         """Every worker process of every host: state, current job, heartbeat, memory.
 
-        Also jobs done and failed and busy time. A worker whose heartbeat is older than
+        Also jobs done and failed, busy time, and the resources of a worker that has some (in use/has). A worker whose heartbeat is older than
         health.heartbeatAge is shown as silent."""
         st = state(ctx)
         emit(workers.listing(st.conn, st.settings.health.heartbeatAge), as_json, _render)

@@ -161,3 +161,13 @@ class JobTypeSettings(_Strict):
         ]
         | None
     ) = None
+    resources: (
+        Annotated[
+            dict[str, Annotated[float, Meta(ge=0)]],
+            Meta(
+                description="what each job needs of a worker's resources, e.g. {gpu: 1, vram: 24}; "
+                "admitted only to a worker whose free share covers it (vq/capacity.py)"
+            ),
+        ]
+        | None
+    ) = None

@@ -64,6 +64,23 @@ class DaemonSettings(_Strict):
         ]
         | None
     ) = None
+    resources: (
+        Annotated[
+            dict[str, Annotated[float, Meta(ge=0)]],
+            Meta(
+                description="this host's resources, e.g. {gpu: 2, vram: 80}, split evenly over its "
+                "worker processes (vq/capacity.py)"
+            ),
+        ]
+        | None
+    ) = None
+    resourcesPerWorker: (
+        Annotated[
+            dict[str, Annotated[float, Meta(ge=0)]],
+            Meta(description="the resources each worker process has, e.g. {gpu: 1, vram: 24} (wins over resources)"),
+        ]
+        | None
+    ) = None
     chores: Annotated[
         dict[str, Annotated[int, Meta(ge=10)]],
         Meta(
@@ -73,6 +90,15 @@ class DaemonSettings(_Strict):
     ] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from vq.capacity import checked
+        from vq.errors import VqError
+
+        for where in ("resources", "resourcesPerWorker"):
+            if getattr(self, where) is not None:
+                try:
+                    checked(getattr(self, where), where)
+                except VqError as exc:
+                    raise _InvalidKey(where, str(exc).partition(": ")[2]) from None
         for name in self.chores:
             if name not in CHORE_NAMES:
                 raise _InvalidKey("chores", f"{name!r} is not a chore (one of {', '.join(CHORE_NAMES)})")

@@ -29,15 +29,18 @@ class Protocol:
 
 _LEASE = (("lease_field", keys.LEASE_FIELD),)
 _GROUPS = (("groups_field", keys.GROUPS_FIELD),)
+_HELD = (("held_field", keys.HELD_FIELD),)
 
 PROTOCOLS: dict[str, Protocol] = {
-    # Admission, in one script of seven parts with one concern each (vq/lua/admit_common.lua
-    # describes the call): shared options and helpers, limit groups, the finished job's end, routing,
+    # Admission, in one script of nine parts with one concern each (vq/lua/admit_common.lua
+    # describes the call): shared options and helpers, limit groups, resources, the finished job's end, routing,
     # the choice of the job, its start, and the call's sequence.
     "admit.lua": Protocol(
         parts=(
             "admit_common.lua",
             "groups.lua",
+            "resources.lua",
+            "admit_resources.lua",
             "admit_end.lua",
             "admit_deadline.lua",
             "admit_route.lua",
@@ -69,8 +72,17 @@ PROTOCOLS: dict[str, Protocol] = {
             ("overrides", keys.LIMIT_OVERRIDES_PREFIX),
             ("turns", keys.ADMISSION_TURNS),
             ("running_group", keys.RUNNING_GROUP_PREFIX),
+            ("running_resources", keys.RUNNING_RESOURCES_PREFIX),
+            ("reserved", keys.RESOURCES_RESERVED),
         ),
-        constants=(*_LEASE, *_GROUPS, ("idle", keys.INBOX_IDLE), ("priorities", keys.PRIORITY_ORDER)),
+        constants=(
+            *_LEASE,
+            *_GROUPS,
+            *_HELD,
+            ("resources_field", keys.RESOURCES_FIELD),
+            ("idle", keys.INBOX_IDLE),
+            ("priorities", keys.PRIORITY_ORDER),
+        ),
     ),
     "promote.lua": Protocol(
         parts=("promote.lua",),
@@ -86,15 +98,15 @@ PROTOCOLS: dict[str, Protocol] = {
         constants=(("priorities", keys.PRIORITY_ORDER),),
     ),
     "renew.lua": Protocol(
-        parts=("groups.lua", "renew.lua"),
-        names=(("running_group", keys.RUNNING_GROUP_PREFIX),),
-        constants=(*_LEASE, *_GROUPS),
+        parts=("groups.lua", "resources.lua", "renew.lua"),
+        names=(("running_group", keys.RUNNING_GROUP_PREFIX), ("running_resources", keys.RUNNING_RESOURCES_PREFIX)),
+        constants=(*_LEASE, *_GROUPS, *_HELD),
     ),
-    # A job's limit-group slots back (vq/admission.py release_in).
+    # A job's limit-group slots and resources back (vq/admission.py release_in).
     "release_groups.lua": Protocol(
-        parts=("groups.lua", "release_groups.lua"),
-        names=(("running_group", keys.RUNNING_GROUP_PREFIX),),
-        constants=_GROUPS,
+        parts=("groups.lua", "resources.lua", "release_groups.lua"),
+        names=(("running_group", keys.RUNNING_GROUP_PREFIX), ("running_resources", keys.RUNNING_RESOURCES_PREFIX)),
+        constants=(*_GROUPS, *_HELD),
     ),
     "limits.lua": Protocol(
         parts=("limits.lua",),

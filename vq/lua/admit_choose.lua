@@ -111,7 +111,7 @@ local function admit_from(ring, t, p)
       limit = tonumber(redis.call('HGET', K.effective, 'ulimit:' .. user))
     end
     if live_count(uk) < (limit or user_limit(user)) then
-      local id, job = nil, nil
+      local id, job, held = nil, nil, nil
       while true do
         local cand, deadline = pop_line(t, p, user)  -- earliest deadline first (admit_deadline.lua)
         if not cand then break end
@@ -123,6 +123,12 @@ local function admit_from(ring, t, p)
           -- A group of the job that is full (groups.lua) keeps it first in its user's line;
           -- the turn passes to the next user.
           if groups_full(job[C.groups_field], now) then
+            push_back_line(t, p, user, cand, deadline)
+            break
+          end
+          -- So does a need for resources this worker's free share does not cover (admit_resources).
+          held = resources_take(job[C.resources_field], cand)
+          if held == false then
             push_back_line(t, p, user, cand, deadline)
             break
           end
@@ -142,10 +148,11 @@ local function admit_from(ring, t, p)
         redis.call('ZADD', uk, now + lease, id)
         if weighted and not emptied then keep_turn(ring, user) end
         groups_lease(job[C.groups_field], id, now + lease)
+        resources_hold(held, id, job, now + lease)
         return {id, user, job}
       end
     end
-    -- Not served (at their limit, or their next job's group is full): their turn ends here.
+    -- Not served (at their limit, or their next job waits for a group or resources): their turn ends here.
     if weighted then redis.call('HDEL', K.turns, ring) end
   end
   return nil

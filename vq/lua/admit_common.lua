@@ -1,8 +1,9 @@
 -- Admission (vq/admission.py), part 1: the call's options and clock, and what the other
 -- parts share. The loader (vq/lua/__init__.py) assembles the parts, in this order, into
 -- the one script Redis runs: admit_common, groups (limit groups' slots, shared with
--- renew.lua), admit_end, admit_deadline, admit_route, admit_choose, admit_start, admit_main.
--- Runs atomically, so two workers on two hosts can never both
+-- renew.lua), resources and admit_resources (vq/capacity.py), admit_end, admit_deadline,
+-- admit_route, admit_choose, admit_start, admit_main. Runs atomically, so two workers on two
+-- hosts can never both
 -- take the last slot.
 --
 -- KEYS: the names in the table K, which the loader's prologue fills from KEYS (PROTOCOLS
@@ -16,6 +17,8 @@
 --   types        the job types to admit from, in the order this worker tries them (the
 --                caller rotates it)
 --   give_back    (optional) {id, type, user}: a finished job whose slots to give back first
+--   resources    (optional) {holder, capacity, devices}: the calling worker process's
+--                resources (vq/capacity.py; admit_resources.lua)
 --   start        (optional) {worker, now, default_ttl, busy}: start the admitted job for
 --                this worker in the same step (now: RQ's text format; default_ttl: the
 --                heartbeat TTL of a job without a timeout; busy: the worker's hash already
@@ -49,6 +52,10 @@
 --   K.running_user .. <user>          zset id -> lease deadline ms
 --   K.running_group .. <group>:<key>  zset id -> lease deadline ms (the job's groups: its
 --                                     hash's C.groups_field, vq/lua/groups.lua)
+--   K.running_resources .. <holder>   zset id -> lease deadline ms: the jobs holding resources of
+--                                     one worker process (what each holds: its hash's C.held_field)
+--   K.reserved                        hash worker process -> "<job id>|<until ms>": the job its share
+--                                     is kept for (admit_resources.lua)
 --   K.usertier                        hash user -> subscription tier (latest seen)
 --   K.effective                       hash type:<t>, tier:<tier>, user:<u>, group:<g>[=<key>] -> the limit in
 --                                     force, paused:<t> -> 1 (vq/lua/limits.lua rebuilds it

@@ -47,6 +47,7 @@ local function end_finished()
     redis.call('ZREM', K.running_type .. giving_back.type, giving_back.id)
     redis.call('ZREM', K.running_user .. giving_back.user, giving_back.id)
     groups_lease(redis.call('HGET', K.job .. giving_back.id, C.groups_field), giving_back.id, nil)  -- groups.lua
+    resources_lease(redis.call('HGET', K.job .. giving_back.id, C.held_field), giving_back.id, nil)  -- resources.lua
   end
   return has_dependents, gave_back
 end

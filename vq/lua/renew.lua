@@ -3,7 +3,7 @@
 -- already have given its slot to another job (vq/fence.py).
 --
 -- KEYS: the names in K (vq/lua/__init__.py), then 1 the job's RQ hash, 2 its type's running
---       zset, 3 its user's running zset (its groups' slots are named in the hash: groups.lua)
+--       zset, 3 its user's running zset (its groups' slots and its resources are named in the hash: groups.lua, resources.lua)
 -- ARGV: 1 job id, 2 token, 3 lease ms
 -- Returns 1 (renewed) or 0 (the lease is gone: lapsed, taken over, or the job ended).
 local id, token, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -16,4 +16,5 @@ if not deadline or deadline <= now then return 0 end
 redis.call('ZADD', tk, 'XX', now + lease, id)
 redis.call('ZADD', uk, 'XX', now + lease, id)
 groups_lease(redis.call('HGET', jk, C.groups_field), id, now + lease, 'XX')
+resources_lease(redis.call('HGET', jk, C.held_field), id, now + lease, 'XX')
 return 1

@@ -20,7 +20,7 @@ from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import Dependency, Job, JobStatus
 
-from vq import cache, dependents, events, groups, keys
+from vq import cache, capacity, dependents, events, groups, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
@@ -46,11 +46,13 @@ def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: d
 
 
 def groups_in(pipe: Pipeline, settings: Settings, r: Resolved, job_id: str) -> None:
-    """The job's limit-group keys into its hash (vq/groups.py), in the transaction that makes
-    it: admission leases the groups' slots from them."""
+    """The job's limit-group keys into its hash (vq/groups.py), and what it needs of a worker's
+    resources, in the transaction that makes it: admission leases from them."""
     found = groups.key_values(settings, r.job_type.name, r.user_id, r.project_id, r.data)
     if found:
         pipe.hset(Job.key_for(job_id), keys.GROUPS_FIELD, groups.encoded(found))
+    if r.resources:  # what it needs of a worker's resources (vq/capacity.py): admission compares
+        pipe.hset(Job.key_for(job_id), keys.RESOURCES_FIELD, capacity.encoded(r.resources))
 
 
 def announce(pipe: Pipeline, queue_names: list[str]) -> None:
@@ -259,7 +261,7 @@ def _enqueue(
                 VQ_FUNC, depends_on=Dependency(jobs=r.depends_on, allow_failure=r.allow_failure), **common
             )
         except BaseException:
-            conn.hdel(Job.key_for(job_id), keys.GROUPS_FIELD)
+            conn.hdel(Job.key_for(job_id), keys.GROUPS_FIELD, keys.RESOURCES_FIELD)
             raise
         _record_created(conn, r, job, parent_id, step)
         return

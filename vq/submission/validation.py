@@ -17,7 +17,7 @@ from redis import Redis
 from rq.job import JOB_ID_PATTERN, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import jobdata
+from vq import capacity, jobdata
 from vq.config import PRIORITIES, TIERS, Settings, Tier
 from vq.deadlines import deadline_ms, parse_deadline
 from vq.durations import parse_duration_ms, parse_instant
@@ -45,6 +45,7 @@ CONTROL_FIELDS = {
     "idempotencyKey",
     "webhookUrl",
     "deadline",
+    "resources",
 }
 
 
@@ -68,6 +69,7 @@ class Submission:
     origin: dict = field(default_factory=dict)  # where a spawned job came from: recurringId, tickAt
     webhook_url: str | None = None  # POSTed the job's JSON when it ends (vq/webhooks.py)
     deadline: datetime | None = None  # not started by then: expired, not run (vq/deadlines.py)
+    resources: dict | None = None  # what the job needs, over its type's (vq/capacity.py)
 
     @classmethod
     def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> Submission:
@@ -109,6 +111,7 @@ class Submission:
             idempotency_key=_text(obj, "idempotencyKey"),
             webhook_url=_text(obj, "webhookUrl"),
             deadline=None if obj.get("deadline") is None else parse_deadline(obj["deadline"]),
+            resources=capacity.checked(obj["resources"], "resources") if obj.get("resources") is not None else None,
             skip_cache=bool(
                 (obj.get("options") or {}).get("skipCache") if isinstance(obj.get("options"), dict) else False
             ),
@@ -140,6 +143,7 @@ class Resolved:
     origin: dict = field(default_factory=dict)
     webhook_url: str | None = None
     deadline_ms: int | None = None  # epoch ms (vq/deadlines.py)
+    resources: dict = field(default_factory=dict)  # what the job needs (vq/capacity.py); {}: nothing
 
 
 def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
@@ -183,6 +187,7 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
     if sub.deadline is not None and not (isinstance(sub.deadline, datetime) and sub.deadline.tzinfo is not None):
         raise InvalidInput("deadline: expected a time with its zone", field="deadline")
     deadline = deadline_ms(sub.deadline, settings.deadlines.byTier.get(subscription))
+    needs = _resources(settings, job_type, sub.resources)
     return Resolved(
         job_type,
         sub.data,
@@ -196,7 +201,22 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
         dict(sub.origin),
         webhook_url,
         deadline,
+        needs,
     )
+
+
+def _resources(settings: Settings, job_type: JobType, own: dict | None) -> dict:
+    """The job's need: its type's, with the submission's own amounts over it. Refused when it
+    is more than this host's configured resources could ever give one worker; with none
+    configured here it is accepted, to wait for a worker that has them (docs/configuration.md)."""
+    need = {**job_type.resources, **capacity.checked(own or {}, "resources")}
+    need = {name: amount for name, amount in capacity.checked(need, "resources").items() if amount > 0}
+    daemon = settings.daemon
+    most = capacity.largest_possible(daemon.resources, daemon.resourcesPerWorker)
+    if need and most is not None and (over := capacity.beyond(need, most)):
+        have = capacity.text_of({name: most.get(name, 0) for name in (over.partition("=")[0],)})
+        raise InvalidInput(f"resources: needs {over}, more than a worker here can have ({have})", field="resources")
+    return need
 
 
 def check_data(settings: Settings, data: object, where: str = "data") -> None:

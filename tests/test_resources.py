@@ -1,0 +1,219 @@
+"""Resource-aware admission (vq/capacity.py): a daemon's resources split over its workers, a
+job given only to a worker whose free share covers its need, the GPUs it holds seen by its
+handler, a job too big for every worker waiting with a reason (or refused at submission),
+and a killed worker's resources reclaimed. Judged by the `tracked` handler's own records
+(tests/plugins.py): what ran at once, per type and per GPU device, and what each job saw."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.plugins import handler_pid
+from vq import capacity
+from vq.errors import InvalidInput
+
+GPU_TYPE = {"handler": "tests.plugins:tracked", "attempts": 1, "resources": {"gpu": 1}}
+
+
+def _gpu_types(vq, queue: dict | None = None, daemon: dict | None = None) -> None:
+    vq.configure(
+        job_types={"test-gpu": GPU_TYPE},
+        concurrency={"type": {"test-gpu": 10, "test-track": 10}},
+        queue={"defaultJobOptions": {"removeOnComplete": False}, **(queue or {})},
+        **({"daemon": daemon} if daemon else {}),
+    )
+
+
+def _max(redis_conn, name: str) -> int:
+    return int(redis_conn.get(f"test:active:{name}:max") or 0)
+
+
+def _running(vq, ids: list[str], count: int, timeout: float = 20) -> list[str]:
+    """The jobs of `ids` that run, once `count` of them do (whichever admission chose)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = [i for i in ids if vq.json("show", i)["status"] == "started"]
+        if len(running) >= count or time.monotonic() > deadline:
+            assert len(running) == count, running
+            return running
+        time.sleep(0.1)
+
+
+def _seen(redis_conn, job_id: str) -> dict:
+    return json.loads(redis_conn.hget("test:resources", job_id) or "null")
+
+
+@pytest.mark.parametrize(
+    "total, workers, shares",
+    [
+        ({"gpu": 2, "vram": 80}, 2, [({"gpu": 1, "vram": 40}, [0]), ({"gpu": 1, "vram": 40}, [1])]),
+        ({"gpu": 3}, 2, [({"gpu": 2}, [0, 1]), ({"gpu": 1}, [2])]),
+        ({"gpu": 1, "vram": 7.5}, 3, [({"gpu": 1, "vram": 2.5}, [0])] + [({"gpu": 0, "vram": 2.5}, [])] * 2),
+    ],
+)
+def test_a_daemons_resources_are_split_over_its_workers(total, workers, shares):
+    assert [(s.amounts, s.devices) for s in capacity.split(total, workers)] == shares
+    each = capacity.per_worker({"gpu": 1, "vram": 24}, 3)
+    assert [(s.amounts, s.devices) for s in each] == [({"gpu": 1, "vram": 24}, [i]) for i in range(3)]
+
+
+@pytest.mark.parametrize("text", ["gpu", "gpu=x", "gpu=1.5", "gpu=-1", "g pu=1"])
+def test_a_bad_resources_option_is_refused(text):
+    with pytest.raises(InvalidInput):
+        capacity.parse(text, "--resources")
+
+
+def test_gpu_jobs_run_two_at_once_on_two_gpus_each_on_its_own_device(vq, redis_conn):
+    _gpu_types(vq)
+    ids = [vq.submit("test-gpu", {"gate": "g"}, "--user", f"u{i}", "-s", "enterprise") for i in range(4)]
+    plain = vq.submit("test-track", {"seconds": 0.1}, "--user", "p", "-s", "enterprise")
+    assert json.loads(redis_conn.hget(f"rq:job:{ids[0]}", "vq_resources")) == {"gpu": 1}
+    vq.start_daemon("--resources", "gpu=2,vram=80", workers=3)
+    assert vq.wait_for(plain, timeout=20)["status"] == "finished", "a job without needs runs on a GPU host too"
+    running = _running(vq, ids, 2)
+    assert sorted(_seen(redis_conn, i)["gpu"][0] for i in running) == [0, 1], "each its own device"
+    assert all(_seen(redis_conn, i) == {"gpu": _seen(redis_conn, i)["gpu"]} for i in running)
+    assert {redis_conn.hget("test:cuda", i).decode() for i in running} == {"0", "1"}
+    waiting = [i for i in ids if i not in running]
+    view = vq.json("show", waiting[0])
+    assert view["status"] == "limited" and view["waitReason"] == "waiting for a worker with gpu=1 free", view
+    workers = vq.json("workers")
+    shares = [w["resources"] for w in workers if w.get("resources")]
+    assert sorted(json.dumps(s["capacity"], sort_keys=True) for s in shares) == [
+        '{"gpu": 0, "vram": 26}',
+        '{"gpu": 1, "vram": 27}',
+        '{"gpu": 1, "vram": 27}',
+    ], "gpu=2 over 3 workers: whole devices, the remainder to the first; vram evenly"
+    assert sorted(d for s in shares for d in s["inUse"].get("gpu", [])) == [0, 1]
+    assert vq.json("limits")["resources"] == [
+        {"resource": "gpu", "inUse": 2, "capacity": 2, "workers": 2},
+        {"resource": "vram", "inUse": 0, "capacity": 80, "workers": 3},
+    ]
+    log = vq.daemon_log()
+    assert "resources gpu=1,vram=27, GPU devices 1" in log and "resources gpu=0,vram=26" in log, log
+    text = vq.run("workers").stdout
+    assert text.count("gpu 1/1") == 2 and text.count("gpu 0/0") == 1, text
+    text = vq.run("limits").stdout
+    assert "resources (live workers)" in text and "2/2" in text and "0/80" in text, text
+    vq.open_gate("g")
+    for job_id in ids:
+        assert vq.wait_for(job_id, timeout=30)["status"] == "finished"
+    assert _max(redis_conn, "type:test-gpu") == 2, "never more GPU jobs at once than GPUs"
+    devices = [k.decode() for k in redis_conn.keys("test:active:device:*:max")]
+    assert len(devices) == 2 and all(int(redis_conn.get(k)) == 1 for k in devices), "no device used twice at once"
+    assert not any(redis_conn.zcard(k) for k in redis_conn.keys("vq:running:resources:*")), "all given back"
+
+
+def test_a_job_bigger_than_every_worker_waits_with_a_reason_then_runs_where_it_fits(vq, redis_conn):
+    _gpu_types(vq)
+    big = vq.submit("test-track", {"seconds": 0.1}, "--user", "u", "--resources", "gpu=2")
+    daemon = vq.start_daemon("--resources", "gpu=2", workers=2)
+    small = vq.submit("test-gpu", {"seconds": 0.1}, "--user", "v")
+    assert vq.wait_for(small, timeout=20)["status"] == "finished"
+    view = vq.json("show", big)
+    assert view["status"] == "limited" and view["waitReason"] == "needs gpu=2: the largest worker has gpu=1", view
+    vq.stop_daemon(daemon)
+    vq.start_daemon("--resources-per-worker", "gpu=2", workers=1)
+    assert vq.wait_for(big, timeout=20)["status"] == "finished"
+    assert _seen(redis_conn, big) == {"gpu": [0, 1]}
+    assert redis_conn.hget("test:cuda", big) == b"0,1"
+
+
+def test_a_job_needing_more_than_this_host_has_is_refused_at_submit(vq, redis_conn):
+    _gpu_types(vq, daemon={"resources": {"gpu": 2, "vram": 80}})
+    proc = vq.run("submit", "test-gpu", "--user", "u", "--resources", "gpu=3")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "needs gpu=3" in proc.stderr and "(gpu=2)" in proc.stderr, proc.stderr
+    proc = vq.run("submit", "test-gpu", "--user", "u", "--resources", "tpu=1")
+    assert proc.returncode == 2 and "needs tpu=1" in proc.stderr, proc.stderr
+    assert vq.submit("test-gpu", {}, "--user", "u", "--resources", "gpu=2,vram=80")  # all of it: one worker may
+    line = json.dumps({"jobType": "test-gpu", "userId": "u", "resources": {"gpu": 5}, "data": {}})
+    batch = vq.run("submit", "--batch", "-", input=line)
+    assert "needs gpu=5" in batch.stdout + batch.stderr, (batch.stdout, batch.stderr)
+
+
+def test_without_resources_configured_a_big_job_is_accepted_to_wait(vq, redis_conn):
+    _gpu_types(vq)
+    job_id = vq.submit("test-track", {}, "--user", "u", "--resources", "gpu=8")
+    assert vq.json("show", job_id)["status"] in ("queued", "limited")
+
+
+def test_a_killed_workers_resources_are_reclaimed_and_another_worker_runs_its_job(vq, redis_conn):
+    _gpu_types(vq, queue={"settings": {"lockDuration": 1000, "stalledInterval": 1000, "maxStalledCount": 1}})
+    doomed = vq.submit("test-gpu", {"gate": "g"}, "--user", "a")
+    vq.start_daemon("--resources-per-worker", "gpu=1", workers=1)
+    vq.wait_for(doomed, statuses=("started",), timeout=20)
+    holder = json.loads(redis_conn.hget(f"rq:job:{doomed}", "vq_held"))["holder"]
+    time.sleep(2.5)  # past lockDuration: only the renewals keep the lease
+    now = int(time.time() * 1000)
+    assert redis_conn.zrangebyscore(f"vq:running:resources:{holder}", now, "+inf") == [doomed.encode()]
+    first_pid = handler_pid(redis_conn, doomed)
+    redis_conn.delete(f"test:pid:{doomed}")
+    os.kill(first_pid, signal.SIGKILL)
+    second_pid = handler_pid(redis_conn, doomed, timeout=20)  # requeued, and run by the restarted worker
+    assert second_pid != first_pid
+    vq.open_gate("g")  # only now: a token pushed while the killed worker's read was still open could be lost
+    assert vq.wait_for(doomed, timeout=30)["status"] == "finished"
+    assert redis_conn.zcard(f"vq:running:resources:{holder}") == 0, "the dead worker's lease is dropped"
+
+
+def test_two_daemons_race_for_jobs_needing_their_only_gpu(vq, redis_conn):
+    _gpu_types(vq)
+    ids = [vq.submit("test-gpu", {"seconds": 0.2}, "--user", f"u{i % 3}", "-s", "enterprise") for i in range(8)]
+    vq.start_daemon("--resources", "gpu=1", workers=2)
+    vq.another_host("second").start_daemon("--resources", "gpu=1", workers=2)
+    for job_id in ids:
+        assert vq.wait_for(job_id, timeout=60)["status"] == "finished"
+    assert _max(redis_conn, "type:test-gpu") <= 2, "two GPUs in all"
+    devices = [k.decode() for k in redis_conn.keys("test:active:device:*:max")]
+    assert devices and all(int(redis_conn.get(k)) == 1 for k in devices), "no GPU used twice at once"
+    assert all(_seen(redis_conn, i) == {"gpu": [0]} for i in ids), "each host's one GPU is its device 0"
+
+
+def test_over_http_a_jobs_own_need_is_taken_and_too_big_a_one_refused(vq, redis_conn):
+    from tests.test_api import SECRET, serve
+
+    _gpu_types(vq, daemon={"resources": {"gpu": 1}})  # over the daemon's 2 workers: gpu=1 and gpu=0
+    api = serve(vq, jwt_secret=SECRET, rateLimit={"requests": 1000, "window": 60000})
+    ann = api.token("ann")
+    refused = api.call("POST", "/api/jobs/test-track", ann, {"data": {}, "resources": {"gpu": 2}})
+    assert refused.status == 422 and "needs gpu=2" in json.dumps(refused.body), refused.body
+    created = api.call("POST", "/api/jobs/test-track", ann, {"data": {"seconds": 0.1}, "resources": {"gpu": 1}})
+    assert created.status == 201, created.body
+    assert vq.wait_for(created.body["id"], timeout=20)["status"] == "finished"
+    assert _seen(redis_conn, created.body["id"]) == {"gpu": [0]}
+
+
+def test_on_a_share_run_in_threads_a_big_job_is_not_starved_by_small_ones(vq, redis_conn):
+    threaded = {**GPU_TYPE, "concurrencyPerWorker": 3}
+    vq.configure(
+        job_types={"test-gpu": threaded},
+        concurrency={"type": {"test-gpu": 10}},
+        queue={"defaultJobOptions": {"removeOnComplete": False}},
+    )
+    first = [vq.submit("test-gpu", {"gate": f"g{i}"}, "--user", f"u{i}", "-s", "enterprise") for i in range(2)]
+    vq.start_daemon("--resources-per-worker", "gpu=2", workers=1)
+    for job_id in first:
+        vq.wait_for(job_id, statuses=("started",), timeout=20)
+    assert sorted(_seen(redis_conn, i)["gpu"][0] for i in first) == [0, 1], "two threads, a device each"
+    big = vq.submit("test-gpu", {"seconds": 0.1}, "--user", "big", "-s", "enterprise", "--resources", "gpu=2")
+    deadline = time.monotonic() + 10
+    while not (redis_conn.hvals("vq:resources:reserved") or [b""])[0].startswith(big.encode()):
+        assert time.monotonic() < deadline, "the big job reserves the share it waits for"
+        time.sleep(0.05)
+    small = [vq.submit("test-gpu", {"seconds": 0.1}, "--user", f"s{i}", "-s", "enterprise") for i in range(2)]
+    vq.open_gate("g0")  # device 0 comes free: kept for the big job, not given to a small one
+    assert vq.wait_for(first[0], timeout=20)["status"] == "finished"
+    assert [vq.json("show", i)["status"] for i in small] == ["limited", "limited"]
+    vq.open_gate("g1")
+    for job_id in [first[1], big, *small]:
+        assert vq.wait_for(job_id, timeout=20)["status"] == "finished"
+    order = [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
+    assert order.index(big) < min(order.index(i) for i in small), order
+    assert _seen(redis_conn, big) == {"gpu": [0, 1]}
+    assert _max(redis_conn, "type:test-gpu") == 2
