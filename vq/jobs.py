@@ -18,7 +18,7 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, events, job_ids, job_lists, keys, limits, trimmed
+from vq import admission, events, job_ids, job_lists, keys, limits, trimmed, wait_reasons
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.job_ids import Visible
@@ -115,7 +115,7 @@ def show(
     ):
         in_force = limits.effective(conn, settings)
         view.update(
-            admission.wait_info(
+            wait_reasons.wait_info(
                 conn,
                 job,
                 limits.user_limit(conn, settings, view["userId"] or "_", in_force),
