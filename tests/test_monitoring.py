@@ -290,7 +290,10 @@ def test_a_change_of_health_is_logged_and_posted_to_webhooks(vq, webhook):
     assert alert is not None and alert["from"] in ("healthy", "degraded")
     assert alert["event"] == "health.changed" and alert["health"]["queues"]
     assert any("failure rate" in reason for reason in alert["reasons"])
-    assert f"health changed: {alert['from']} -> unhealthy" in vq.daemon_log()
+    deadline = time.monotonic() + 5  # the line is written as the alert goes out: give it a moment
+    while f"health changed: {alert['from']} -> unhealthy" not in vq.daemon_log():
+        assert time.monotonic() < deadline, vq.daemon_log()[-2000:]
+        time.sleep(0.1)
 
 
 def test_prometheus_exposition(vq):

@@ -20,6 +20,18 @@ def _wait_workers(vq, count: int, timeout: float) -> list[dict]:
     raise AssertionError(f"{len(_alive(vq))} workers alive, expected {count}:\n{vq.daemon_log()}")
 
 
+def _busy_children(vq, parent: int) -> int:
+    """Busy workers that are children of this daemon process."""
+
+    def ppid(pid: int) -> int | None:
+        try:
+            return int(open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[1])
+        except OSError:
+            return None
+
+    return sum(1 for w in _alive(vq) if w["state"] == "busy" and ppid(w["pid"]) == parent)
+
+
 def test_autoscaling_grows_to_the_free_slots_under_a_burst_and_shrinks_when_idle(vq):
     vq.configure(
         daemon={"autoscale": {"min": 1, "max": 3, "scaleDownAfter": 2000, "interval": 300}},
@@ -92,15 +104,21 @@ def test_a_host_that_drains_hands_its_work_to_the_others_without_loss(vq):
         for i in range(6)
     )
     ids = [o["id"] for o in vq.json("submit", "--batch", "-", input=burst)]
-    time.sleep(1.0)
+    deadline = time.monotonic() + 20
+    while (
+        _busy_children(vq, draining.pid) < 2
+    ):  # both of its workers hold a job (a loaded machine is slow to hand them out)
+        assert time.monotonic() < deadline, vq.json("workers")
+        time.sleep(0.1)
     vq.stop_daemon(draining)
     assert draining.returncode == 0
     assert "requeueing jobs of" in vq.daemon_log(0)
     views = [vq.wait_for(job_id, timeout=60) for job_id in ids]
     assert {v["status"] for v in views} == {"finished"}
     survivor = {w["pid"] for w in _alive(vq)}
-    # Jobs take 4 s; the draining host got SIGTERM a second in, its grace (at least 1.1 s) ran
-    # out before any of its jobs could finish: all finished on the host that stayed.
+    # Jobs take 4 s; the draining host got SIGTERM as soon as both its workers held one, its
+    # grace (at least 1.1 s) ran out before any of its jobs could finish: all finished on the
+    # host that stayed.
     assert all(v["result"]["pid"] in survivor for v in views), ([v["result"]["pid"] for v in views], survivor)
     assert staying.poll() is None
     for job_id in ids:
