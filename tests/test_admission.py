@@ -379,7 +379,8 @@ def test_a_tier_weight_set_at_runtime_applies_and_shows_in_limits(vq, redis_conn
     """`vq limits set tier-weight pro 3`, with no weights in config: a pro user then takes
     three starts per turn to a basic user's one (both asked for normal priority)."""
     _limits(vq, 1)
-    assert vq.run("limits", "set", "tier-weight", "pro", "3").returncode == 0
+    said = vq.run("limits", "set", "tier-weight", "pro", "3")
+    assert said.returncode == 0 and said.stderr.strip() == "tier-weight pro: weight 3", said.stderr
     users = {
         "basic-user": _flood(vq, "basic-user", 8, subscription="basic", priority="normal"),
         "pro-user": _flood(vq, "pro-user", 8, subscription="pro", priority="normal"),

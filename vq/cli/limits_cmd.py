@@ -10,7 +10,7 @@ from vq.cli.helptext import example
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, state
 from vq.errors import InvalidInput
-from vq.keys import LIMIT_KINDS
+from vq.keys import LIMIT_KINDS, WEIGHT_KINDS
 
 KIND_HELP = (
     "What the limit applies to: a job type, a subscription tier, one user or a limit group's key; "
@@ -109,7 +109,7 @@ def set_command(
     st = state(ctx)
     key, value = _key_and(kind, [a for a in (key_or_limit, group_limit) if a is not None], "set", "LIMIT")
     result = limits.set_limit(st.conn, st.settings, kind, name, _parse_limit(value), key)
-    emit(result, as_json, lambda r: err.print(f"{_what(r)}: limit {r['limit']}"))
+    emit(result, as_json, lambda r: err.print(f"{_what(r)}: {_noun(r)} {r['limit']}"))
 
 
 @limits_app.command("reset", epilog=example("vq limits reset group model sdxl"))
@@ -124,7 +124,7 @@ def reset_command(
     st = state(ctx)
     key, _ = _key_and(kind, [*([key] if key is not None else []), ""], "reset", "")
     result = limits.set_limit(st.conn, st.settings, kind, name, None, key)
-    emit(result, as_json, lambda r: err.print(f"{_what(r)}: back to the configured limit"))
+    emit(result, as_json, lambda r: err.print(f"{_what(r)}: back to the configured {_noun(r)}"))
 
 
 def _key_and(kind: str, args: list[str], command: str, last: str) -> tuple[str | None, str]:
@@ -133,6 +133,10 @@ def _key_and(kind: str, args: list[str], command: str, last: str) -> tuple[str |
         usage = " ".join(w for w in ("vq limits", command, kind, "NAME", "KEY" if kind == "group" else "", last) if w)
         raise InvalidInput(f"expected: {usage}")
     return (args[0], args[1]) if kind == "group" else (None, args[0])
+
+
+def _noun(result: dict) -> str:
+    return "weight" if result["kind"] in WEIGHT_KINDS else "limit"
 
 
 def _what(result: dict) -> str:
