@@ -14,8 +14,11 @@ SHORT_MS = 400  # long enough to submit and route the job, short enough to wait 
 
 def _wait_past(view: dict) -> None:
     """Wait until the job's deadline has passed (the one wait a deadline cannot avoid)."""
-    left = view["timeToDeadlineMs"]
-    assert left is not None and left <= SHORT_MS
+    left = view.get("timeToDeadlineMs")
+    if left is None:  # no longer waiting: on a slow machine it was expired (or run late) already
+        assert view["deadline"] and view["status"] not in ("queued", "limited", "scheduled", "deferred"), view
+        return
+    assert left <= SHORT_MS
     time.sleep(max(0, left) / 1000 + 0.05)  # a slow `vq show` may find it passed already
 
 
