@@ -42,7 +42,10 @@ def worker_main(
     log_level: str,
     share: capacity.WorkerShare | None = None,
     deadline=None,
+    outage_said: bool = False,
 ) -> None:
+    """One worker process. `outage_said`: its predecessor exited because Redis was away and
+    said so; this one keeps quiet about the same outage (the daemon restarts it with back-off)."""
     from vq import worker_leases as worker_module
     from vq.execution import install_runtime
     from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
@@ -55,6 +58,7 @@ def worker_main(
     # The pid makes the name unique: a replaced worker must not clash with its predecessor's record.
     helpers = []
     last_error = LastError()
+    worker = None
     try:
         worker = VqWorker(queue_names, connection=conn, serializer=JSONSerializer, name=f"{name_prefix}.{os.getpid()}")
         worker.max_memory_mb = settings.daemon.maxMemoryPerWorker
@@ -70,7 +74,12 @@ def worker_main(
         helpers = start_thread_workers(settings, queue_names, conn, worker.name)
         worker.work(max_jobs=max_jobs, logging_level="WARNING" if log_level.upper() != "DEBUG" else "DEBUG")
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        log.warning("worker: Redis unreachable (%s); the daemon restarts this worker with backoff", first_line(exc))
+        said = outage_said or (worker is not None and worker._say_once().down)  # once per outage, not per process
+        log.log(
+            logging.DEBUG if said else logging.WARNING,
+            "worker: Redis unreachable (%s); the daemon restarts this worker with backoff",
+            first_line(exc),
+        )
         supervision.say(redisDown=True, error=supervision.error_line(exc))
         sys.exit(EXIT_REDIS_DOWN)
     finally:

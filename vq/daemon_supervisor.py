@@ -120,7 +120,7 @@ class ChildSupervision:
         args = child.args
         if child.name.startswith("worker-"):
             child.deadline = ctx.Value("d", 0.0, lock=False)
-            args = (*args, child.deadline)
+            args = (*args, child.deadline, child.redis_down)
         # Only the HTTP child keeps the listening socket: a worker holding it would keep the
         # port taken after its daemon let go of it.
         others = [self.listener.sock] if self.listener and self.listener.sock and child.name != "http" else []
