@@ -200,3 +200,11 @@ def handler_pid(conn, job_id: str, timeout: float = 15.0) -> int:
         assert time.monotonic() < deadline, f"job {job_id}'s handler never started"
         time.sleep(0.02)
     return int(pid)
+
+
+def wait_active(conn, name: str, count: int, timeout: float = 10.0) -> None:
+    """Until `count` `tracked` handlers of `name` (type:T, user:U, ...) are running, as they
+    count themselves: a job reads `started` an instant before its handler's first line."""
+    deadline = time.monotonic() + timeout
+    while int(conn.get(f"test:active:{name}") or 0) < count and time.monotonic() < deadline:
+        time.sleep(0.02)

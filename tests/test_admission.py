@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.plugins import handler_pid
+from tests.plugins import handler_pid, wait_active
 
 
 def _limits(vq, type_limit: int, tiers: dict | None = None, **settings) -> None:
@@ -110,6 +110,7 @@ def test_type_limit_reason_and_raising_it_at_runtime_takes_effect_at_once(vq, re
     assert vq.run("limits", "set", "type", "test-track", "3").returncode == 0
     for job_id in ids[1:]:
         vq.wait_for(job_id, statuses=("started",), timeout=3)
+    wait_active(redis_conn, "type:test-track", 3)
     assert int(redis_conn.get("test:active:type:test-track:max")) == 3
 
 

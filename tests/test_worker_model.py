@@ -8,6 +8,7 @@ import json
 import time
 
 from tests.conftest import TEST_JOB_TYPES
+from tests.plugins import wait_active
 
 
 def _worker_pid(vq) -> int:
@@ -35,6 +36,7 @@ def test_an_io_type_runs_several_jobs_at_once_in_one_worker_process_within_its_l
     ids = _batch(vq, "test-track", {"gate": "three"}, ["u0", "u1", "u2"])
     for job_id in ids:
         vq.wait_for(job_id, statuses=("started",), timeout=10)
+    wait_active(redis_conn, "type:test-track", 3)
     assert int(redis_conn.get("test:active:type:test-track:max")) == 3, "all three run at once"
     vq.open_gate("three")
     results = [vq.wait_for(i) for i in ids]
