@@ -37,6 +37,21 @@ def _wait_runs(path, count: int, timeout: float = 20) -> list:
     raise AssertionError(f"{count} runs did not start within {timeout}s: {runs(path)}")
 
 
+def _freeze(pid: int, seconds: float) -> float:
+    """SIGSTOP the process for `seconds`, then SIGCONT it (if it is still there); returns
+    when it was stopped (epoch seconds)."""
+    os.kill(pid, signal.SIGSTOP)
+    stopped_at = time.time()
+    try:
+        time.sleep(seconds)
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    return stopped_at
+
+
 def _events(redis_conn, job_id: str) -> list[tuple[str, float]]:
     return [
         (fields[b"event"].decode(), int(fields[b"ts"]) / 1000)
@@ -66,15 +81,7 @@ def test_a_worker_stopped_past_its_lease_is_killed_before_the_lease_lapses(vq, r
     frozen = _wait_runs(stamps, 1)[0]
     assert frozen.job_id == first
     time.sleep(0.3)
-    os.kill(frozen.pid, signal.SIGSTOP)
-    stopped_at = time.time()
-    try:
-        time.sleep(8)
-    finally:
-        try:
-            os.kill(frozen.pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
+    stopped_at = _freeze(frozen.pid, 8)
     for job_id in (first, second):
         assert vq.wait_for(job_id, timeout=40)["status"] == "finished", vq.daemon_log()[-3000:]
     all_runs = runs(stamps)
@@ -200,14 +207,7 @@ def test_a_worker_stopped_while_it_holds_a_group_slot_never_runs_beside_the_next
     frozen = _wait_runs(stamps, 1)[0]
     assert frozen.job_id == first
     assert vq.json("show", second)["waitReason"] == "group model=sdxl: 1/1 running"
-    os.kill(frozen.pid, signal.SIGSTOP)
-    try:
-        time.sleep(7)
-    finally:
-        try:
-            os.kill(frozen.pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
+    _freeze(frozen.pid, 7)
     for job_id in (first, second):
         assert vq.wait_for(job_id, timeout=40)["status"] == "finished", vq.daemon_log()[-3000:]
     all_runs = runs(stamps)

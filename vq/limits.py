@@ -84,26 +84,26 @@ def user_limit(conn: Redis, settings: Settings | None, user_id: str, limits: dic
 
 def user_limits(conn: Redis, settings: Settings | None, user_ids: list[str], limits: dict | None = None) -> list[int]:
     """Each user's limit: their own override, else their tier's (tiers read in one round trip)."""
-    limits = limits or effective(conn, settings)
-    if not user_ids:
-        return []
-    default_tier = settings.priority.defaultSubscription if settings else "free"
-    tiers = conn.hmget(keys.USER_TIER, user_ids)
-    return [
-        limits["user"][user] if user in limits["user"] else limits["tier"].get(optional_text(tier) or default_tier, 1)
-        for user, tier in zip(user_ids, tiers)
-    ]
+    return _per_user(conn, settings, user_ids, limits, "user", "tier")
 
 
 def user_weights(conn: Redis, settings: Settings | None, user_ids: list[str], limits: dict | None = None) -> list[int]:
     """Each user's weight (the most starts it takes per turn): its own, else its tier's, else 1."""
+    return _per_user(conn, settings, user_ids, limits, "user-weight", "tier-weight")
+
+
+def _per_user(
+    conn: Redis, settings: Settings | None, user_ids: list[str], limits: dict | None, own: str, by_tier: str
+) -> list[int]:
+    """A value per user from the limits in force: the user's own of kind `own`, else their
+    tier's of kind `by_tier`, else 1 (tiers read in one round trip)."""
     limits = limits or effective(conn, settings)
     if not user_ids:
         return []
     default_tier = settings.priority.defaultSubscription if settings else "free"
     tiers = conn.hmget(keys.USER_TIER, user_ids)
     return [
-        limits["user-weight"].get(user) or limits["tier-weight"].get(optional_text(tier) or default_tier, 1)
+        limits[own][user] if user in limits[own] else limits[by_tier].get(optional_text(tier) or default_tier, 1)
         for user, tier in zip(user_ids, tiers)
     ]
 
@@ -190,11 +190,11 @@ def overview(conn: Redis, settings: Settings) -> dict:
                 entry = users.setdefault(user, {"userId": user, "running": 0, "waiting": 0})
                 entry["waiting"] += conn.llen(keys.waiting_list(name, priority, user))
                 entry["waiting"] += conn.zcard(keys.deadline_line(name, priority, user))
-    for entry, weight in zip(users.values(), user_weights(conn, settings, list(users), limits)):
-        entry["weight"] = weight
-    for entry in users.values():
-        entry["limit"] = user_limit(conn, settings, entry["userId"], limits)
-        entry["tier"] = optional_text(conn.hget(keys.USER_TIER, entry["userId"])) or None
+    ids = list(users)
+    tiers = conn.hmget(keys.USER_TIER, ids) if ids else []
+    in_force = zip(user_limits(conn, settings, ids, limits), user_weights(conn, settings, ids, limits), tiers)
+    for entry, (limit, weight, tier) in zip(users.values(), in_force):
+        entry.update(weight=weight, limit=limit, tier=optional_text(tier) or None)
     return {
         "types": types,
         "users": sorted(users.values(), key=lambda u: u["userId"]),

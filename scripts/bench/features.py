@@ -14,11 +14,12 @@ import statistics
 from pathlib import Path
 
 from _common import JOB_TYPE, run_vq, write_vq_config
+from weighted import WEIGHTS
 
 from vq import keys
 from vq.submission import Submission
 
-TIERS = ("enterprise", "pro", "basic", "free")
+TIERS = tuple(WEIGHTS)
 MODELS = ("sdxl", "flux", "kandinsky", "sd15")
 USERS = 50
 
@@ -44,7 +45,7 @@ def _configs(workdir: Path, redis_url: str) -> dict[str, Path]:
         redis_url,
         concurrency={
             **limits,
-            "weights": {"enterprise": 8, "pro": 4, "basic": 2, "free": 1},
+            "weights": dict(WEIGHTS),
             "groups": {"model": {"key": "data.model", "limit": 1000, "types": [JOB_TYPE]}},
         },
         name="vq-features-on.yaml",
