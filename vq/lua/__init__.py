@@ -38,6 +38,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "admit.lua": Protocol(
         parts=(
             "admit_common.lua",
+            "lease.lua",
             "groups.lua",
             "resources.lua",
             "admit_resources.lua",
@@ -98,13 +99,13 @@ PROTOCOLS: dict[str, Protocol] = {
         constants=(("priorities", keys.PRIORITY_ORDER),),
     ),
     "renew.lua": Protocol(
-        parts=("groups.lua", "resources.lua", "renew.lua"),
+        parts=("lease.lua", "groups.lua", "resources.lua", "renew.lua"),
         names=(("running_group", keys.RUNNING_GROUP_PREFIX), ("running_resources", keys.RUNNING_RESOURCES_PREFIX)),
         constants=(*_LEASE, *_GROUPS, *_HELD),
     ),
     # A job's limit-group slots and resources back (vq/admission.py release_in).
     "release_groups.lua": Protocol(
-        parts=("groups.lua", "resources.lua", "release_groups.lua"),
+        parts=("lease.lua", "groups.lua", "resources.lua", "release_groups.lua"),
         names=(("running_group", keys.RUNNING_GROUP_PREFIX), ("running_resources", keys.RUNNING_RESOURCES_PREFIX)),
         constants=(*_GROUPS, *_HELD),
     ),

@@ -1,7 +1,7 @@
 -- Admission (vq/admission.py), part 1: the call's options and clock, and what the other
 -- parts share. The loader (vq/lua/__init__.py) assembles the parts, in this order, into
--- the one script Redis runs: admit_common, groups (limit groups' slots, shared with
--- renew.lua), resources and admit_resources (vq/capacity.py), admit_end, admit_deadline,
+-- the one script Redis runs: admit_common, lease (one lease in a running zset), groups
+-- (limit groups' slots, shared with renew.lua), resources and admit_resources (vq/capacity.py), admit_end, admit_deadline,
 -- admit_route, admit_choose, admit_start, admit_main. Runs atomically, so two workers on two
 -- hosts can never both
 -- take the last slot.

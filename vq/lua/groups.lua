@@ -35,13 +35,7 @@ end
 -- deadline, give back the job's group slots.
 local function groups_lease(raw, id, deadline, mode)
   groups_each(raw, function(_, _, running_key)
-    if mode then
-      redis.call('ZADD', running_key, mode, deadline, id)
-    elseif deadline then
-      redis.call('ZADD', running_key, deadline, id)
-    else
-      redis.call('ZREM', running_key, id)
-    end
+    lease_in(running_key, id, deadline, mode)
     return nil
   end)
 end

@@ -10,12 +10,5 @@ local function resources_lease(raw, id, deadline, mode)
   if not raw then return end
   local ok, held = pcall(cjson.decode, raw)
   if not ok or type(held) ~= 'table' or type(held.holder) ~= 'string' then return end
-  local key = K.running_resources .. held.holder
-  if mode then
-    redis.call('ZADD', key, mode, deadline, id)
-  elseif deadline then
-    redis.call('ZADD', key, deadline, id)
-  else
-    redis.call('ZREM', key, id)
-  end
+  lease_in(K.running_resources .. held.holder, id, deadline, mode)
 end
