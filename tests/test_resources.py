@@ -217,3 +217,42 @@ def test_on_a_share_run_in_threads_a_big_job_is_not_starved_by_small_ones(vq, re
     assert order.index(big) < min(order.index(i) for i in small), order
     assert _seen(redis_conn, big) == {"gpu": [0, 1]}
     assert _max(redis_conn, "type:test-gpu") == 2
+
+
+def test_vq_show_and_the_api_give_a_jobs_need_what_it_holds_its_groups_and_deadline(vq):
+    from tests.test_api import SECRET, serve
+
+    _gpu_types(vq)
+    vq.configure(
+        concurrency={"groups": {"model": {"key": "data.model", "limit": {"default": 2}, "types": ["test-gpu"]}}}
+    )
+    api = serve(vq, jwt_secret=SECRET)
+    vq.start_daemon("--resources", "gpu=2", workers=2)
+    job = vq.submit("test-gpu", {"gate": "g", "model": "sdxl"}, "--user", "ann", "--deadline", "1h")
+    view = vq.wait_for(job, statuses=("started",))
+    device = view["resourcesHeld"]["gpu"][0]
+    assert view["resourcesHeld"] == {"gpu": [device]} and device in (0, 1)
+    assert view["resources"] == {"gpu": 1} and view["groups"] == {"model": "sdxl"} and view["deadline"]
+    reply = api.call("GET", f"/api/jobs/test-gpu/{job}", api.token("ann", "user"))
+    assert reply.status == 200, reply.body
+    assert {k: reply.body[k] for k in ("resources", "resourcesHeld", "groups", "deadline")} == {
+        "resources": {"gpu": 1},
+        "resourcesHeld": {"gpu": [device]},
+        "groups": {"model": "sdxl"},
+        "deadline": view["deadline"],
+    }
+    text = vq.run("show", job).stdout
+    for row in ("groups", "model=sdxl", "needs", "gpu=1", "holds", f"gpu=1 (device {device})", "deadline"):
+        assert row in text, (row, text)
+    vq.open_gate("g")
+    ended = vq.wait_for(job, timeout=20)
+    assert ended["status"] == "finished" and ended["resourcesHeld"] is None and ended["resources"] == {"gpu": 1}
+    assert "holds" not in vq.run("show", job).stdout
+
+
+def test_a_job_that_needs_nothing_shows_empty_needs_and_groups(vq):
+    job = vq.submit("test-noop", {}, "--user", "ann")
+    view = vq.json("show", job)
+    assert (view["resources"], view["resourcesHeld"], view["groups"]) == ({}, None, {})
+    text = vq.run("show", job).stdout
+    assert "needs" not in text and "holds" not in text and "groups" not in text, text

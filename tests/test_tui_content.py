@@ -28,7 +28,8 @@ from tests.test_tui import dashboard, rows, run, select, until
 from tests.test_tui import shown as plain
 from vq.errors import PermanentError
 from vq.tui.dialogs import ConfirmScreen
-from vq.tui.screens import DeadLetterScreen, JobScreen, QueueScreen, UserScreen
+from vq.tui.limits_screens import UserScreen
+from vq.tui.screens import DeadLetterScreen, JobScreen, QueueScreen
 
 MARKUP = "[/] [bold]not bold[link=x] [red]x[/red] \\[also] a lone [ here"
 HOSTILE_ERROR = "\n".join([f"render failed {MARKUP}", *(f"line {i}: [/] [bold]{'x' * 60}[link=x]" for i in range(30))])

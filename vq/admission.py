@@ -299,6 +299,26 @@ def in_line(conn: Redis, jobs) -> set[str]:
     return found
 
 
+def user_lines(conn: Redis, job_types: list[str], user_id: str, most: int) -> tuple[list[str], int]:
+    """The jobs waiting in a user's lines (for a slot, a group, resources, or a paused type's
+    resume): up to `most` ids, type by type, each priority first to last, jobs with a deadline
+    before the rest as admission takes them; and how many wait in all. One round trip."""
+    lines = [
+        (keys.deadline_line(t, p, user_id), keys.waiting_list(t, p, user_id))
+        for t in job_types
+        for p in keys.PRIORITY_ORDER
+    ]
+    with conn.pipeline(transaction=False) as pipe:
+        for dated, plain in lines:
+            pipe.zrange(dated, 0, most - 1)
+            pipe.lrange(plain, 0, most - 1)
+            pipe.zcard(dated)
+            pipe.llen(plain)
+        replies = pipe.execute()
+    ids = [i.decode() for n in range(len(lines)) for part in replies[4 * n : 4 * n + 2] for i in part]
+    return ids[:most], sum(replies[4 * n + 2] + replies[4 * n + 3] for n in range(len(lines)))
+
+
 def count_waiting(conn: Redis, job_type: str) -> int:
     """Jobs of the type waiting for a slot (routed, not admitted)."""
     with conn.pipeline(transaction=False) as pipe:

@@ -92,6 +92,30 @@ def text_of(amounts: Amounts) -> str:
     return ",".join(f"{name}={_number(value)}" for name, value in sorted(amounts.items()))
 
 
+def held_text(held: dict) -> str:
+    """What a running job holds, for people: `gpu=1 (device 1),vram=24` (gpu: its indices)."""
+    parts = []
+    for name, value in sorted(held.items()):
+        if isinstance(value, list):
+            devices = ",".join(str(d) for d in value)
+            parts.append(f"{name}={len(value)} (device{'s' if len(value) != 1 else ''} {devices})")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            parts.append(f"{name}={_number(value)}")
+    return ",".join(parts)
+
+
+def usage_text(have: Amounts, in_use: dict) -> str:
+    """`gpu 1/2 (#1) vram 24/80`: in use / capacity per resource, in name order; where in use
+    are device indices (a worker's GPUs), they follow the count."""
+    parts = []
+    for name, amount in sorted(have.items()):
+        used = in_use.get(name, 0)
+        devices = f" (#{','.join(str(d) for d in used)})" if isinstance(used, list) and used else ""
+        used = len(used) if isinstance(used, list) else used
+        parts.append(f"{name} {_number(used)}/{_number(amount)}{devices}")
+    return " ".join(parts)
+
+
 def _number(value: float) -> str:
     return str(int(value)) if value == int(value) else str(value)
 

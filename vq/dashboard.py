@@ -10,7 +10,7 @@ from collections import Counter
 
 from redis import Redis
 
-from vq import health, limits, metrics, queues
+from vq import admission, health, limits, metrics, queues, workers
 from vq.config import Settings
 from vq.providers import stats as provider_stats
 from vq.recurring import definitions as recurring
@@ -19,10 +19,12 @@ DASHBOARD_PROVIDER_WINDOW_MS = 15 * 60_000
 
 SPARK_MINUTES = 30  # the throughput sparkline's width, one bar per minute
 RECURRING_SHOWN = 20
+WAITING_SHOWN = 20  # a user's waiting jobs shown, each with its reason (a dozen reads each)
 
 
 def overview(conn: Redis, settings: Settings) -> dict:
-    """Overall health, one row per job type, workers, breakers and recurring jobs."""
+    """Overall health, one row per job type, workers and their hosts (resources in use),
+    breakers and recurring jobs."""
     counts = queues.counts(conn, settings)
     breakers = provider_stats.overview(conn, settings, DASHBOARD_PROVIDER_WINDOW_MS)  # breaker state and figures
     report = health.check(conn, settings, counts=counts, breakers=breakers)
@@ -48,6 +50,7 @@ def overview(conn: Redis, settings: Settings) -> dict:
         "redis": report["redis"],
         "queues": rows,
         "workers": report["workers"]["list"],
+        "hosts": workers.hosts(report["workers"]["list"]),
         "breakers": breakers,
         "recurring": upcoming_recurring(conn),
     }
@@ -93,8 +96,25 @@ def upcoming_recurring(conn: Redis, most: int = RECURRING_SHOWN) -> list[dict]:
 
 
 def user_view(conn: Redis, settings: Settings, user_id: str) -> dict:
-    """A user's running jobs against their concurrency limit."""
-    from vq import job_lists
+    """A user's running jobs against their concurrency limit, and the jobs waiting in their
+    lines (the first WAITING_SHOWN, each with why it waits, as `vq show` says it; and how
+    many wait in all)."""
+    from vq import job_lists, jobs
+    from vq.errors import NotFound
+    from vq.jobtypes import job_types
 
     running = job_lists.list_jobs(conn, user=user_id, status="started", limit=100)
-    return {"userId": user_id, "limit": limits.user_limit(conn, settings, user_id), "running": running}
+    ids, waiting_count = admission.user_lines(conn, list(job_types(settings)), user_id, WAITING_SHOWN)
+    waiting = []
+    for job_id in ids:
+        try:
+            waiting.append(jobs.show(conn, job_id, settings))
+        except NotFound:
+            continue  # admitted, canceled or removed since the lines were read
+    return {
+        "userId": user_id,
+        "limit": limits.user_limit(conn, settings, user_id),
+        "running": running,
+        "waiting": waiting,
+        "waitingCount": waiting_count,
+    }

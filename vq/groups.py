@@ -68,6 +68,11 @@ def decoded(raw: bytes | str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
+def text_of(job_groups: dict[str, str]) -> str:
+    """A job's limit groups as `model=sdxl,project=p1` (group=key, in name order)."""
+    return ",".join(f"{name}={key}" for name, key in sorted(job_groups.items()))
+
+
 def limit_field(group: str, key: str) -> str:
     """The field of the limits hashes for one key of a group (`default`: the group's default)."""
     return group if key == DEFAULT else f"{group}={key}"

@@ -18,7 +18,7 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, events, job_ids, job_lists, keys, limits, trimmed, wait_reasons
+from vq import admission, events, job_admission, job_ids, job_lists, keys, limits, trimmed, wait_reasons
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.job_ids import Visible
@@ -101,13 +101,15 @@ def show(
 ) -> dict:
     """The job's JSON, with a planned parent's progress computed from its children, and for
     a job waiting for a slot (unless `explain` is off: it costs a dozen reads), why it waits
-    and where it stands. Its encrypted data fields are shown decrypted only when
-    `reveal_to` names the job's owner (the API's caller), else as "[redacted]". A job Redis
-    no longer has is answered from the history database, marked `"trimmed": true`."""
+    and where it stands; its limit groups and resources (vq/job_admission.py). Its encrypted
+    data fields are shown decrypted only when `reveal_to` names the job's owner (the API's
+    caller), else as "[redacted]". A job Redis no longer has is answered from the history
+    database, marked `"trimmed": true`."""
     job = find(conn, job_id, settings, visible)
     if isinstance(job, dict):
-        return job
+        return {**job, **job_admission.none()}
     view = job_view(job, in_line=bool(admission.in_line(conn, [job])))
+    view.update(job_admission.fields(conn, job.id, view["status"]))
     if reveal_to is not None and reveal_to == view["userId"] and settings is not None:
         view["data"] = protector(settings).unseal(job_data(job), strict=False)
     if explain and (

@@ -60,6 +60,35 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
     return rows
 
 
+def hosts(rows: list[dict]) -> list[dict]:
+    """Per host, from `listing`'s rows: its workers (alive / all) and its resources summed over
+    its registered worker processes (as `vq limits` sums them), {name: {"inUse", "capacity"}} (gpu in use counted in devices;
+    {}: it has none). `vq workers` and the TUI show a host's resources in use from this."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        host = out.setdefault(
+            row["host"] or "?", {"host": row["host"] or "?", "workers": 0, "alive": 0, "resources": {}}
+        )
+        host["workers"] += 1
+        host["alive"] += 1 if row["alive"] else 0
+        share = row.get("resources")
+        if not share:
+            continue
+        for name, have in share["capacity"].items():
+            used = share["inUse"].get(name, 0)
+            total = host["resources"].setdefault(name, {"inUse": 0, "capacity": 0})
+            total["inUse"] += len(used) if isinstance(used, list) else used
+            total["capacity"] += have
+    return [out[name] for name in sorted(out)]
+
+
+def resources_text(resources: dict) -> str:
+    """A host's resources from `hosts` as `gpu 1/2 vram 24/80` (in use / has)."""
+    return capacity.usage_text(
+        {name: r["capacity"] for name, r in resources.items()}, {name: r["inUse"] for name, r in resources.items()}
+    )
+
+
 def _running_jobs_by_worker(conn: Redis, hashes: list[dict]) -> dict[str, str]:
     """worker name -> the job it runs, for jobs vq's admission started: those have no RQ
     execution records (vq/lua/admit_start.lua); their live concurrency leases name them, and

@@ -89,6 +89,11 @@ class Job(Open):
     trimmed: bool = Field(False, description="true: Redis no longer has the job; this is its history")
     deadline: str | None = Field(None, description="not started by then: expired (category expired), not run")
     timeToDeadlineMs: int | None = Field(None, description="while it waits: ms left until its deadline")
+    groups: dict[str, str] | None = Field(None, description="its limit groups' keys, {group: key}")
+    resources: dict[str, float] | None = Field(None, description="what it needs of a worker, e.g. {gpu: 1}")
+    resourcesHeld: dict[str, Any] | None = Field(
+        None, description="while it runs: what it holds, gpu as device indices, e.g. {gpu: [1], vram: 24}"
+    )
 
 
 class JobProgress(Open):

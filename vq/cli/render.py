@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from vq import capacity, groups
 from vq.cli.output import escape, out, status_text, table
 
 
@@ -39,6 +40,9 @@ def render_job(view: dict) -> None:
         ("created", view.get("createdAt")),
         ("scheduled for", view.get("scheduledFor")),
         ("deadline", _deadline(view)),
+        ("groups", groups.text_of(view.get("groups") or {})),
+        ("needs", capacity.text_of(view.get("resources") or {})),
+        ("holds", capacity.held_text(view.get("resourcesHeld") or {})),
         ("enqueued", view.get("enqueuedAt")),
         ("started", view.get("startedAt")),
         ("finished", view.get("finishedAt")),

@@ -6,7 +6,7 @@ import typer
 
 from vq import capacity, workers
 from vq.cli.helptext import example
-from vq.cli.output import emit, out, table
+from vq.cli.output import emit, escape, out, table
 from vq.cli.state import JSON_OPTION, state
 
 
@@ -16,16 +16,7 @@ def _age(ms) -> str:
 
 def _resources(share: dict | None) -> str:
     """`gpu 1/2 vram 24/40`: in use / capacity, per resource."""
-    if not share:
-        return ""
-    parts = []
-    for name, have in sorted(share["capacity"].items()):
-        used = share["inUse"].get(name, 0)
-        used = len(used) if isinstance(used, list) else used
-        parts.append(
-            f"{name} {capacity.text_of({name: used}).partition('=')[2]}/{capacity.text_of({name: have}).partition('=')[2]}"
-        )
-    return " ".join(parts)
+    return capacity.usage_text(share["capacity"], share["inUse"]) if share else ""
 
 
 def _render(rows: list[dict]) -> None:
@@ -55,6 +46,9 @@ def _render(rows: list[dict]) -> None:
             ],
         )
     )
+    for host in workers.hosts(rows):
+        if host["resources"]:
+            out.print(f"{escape(host['host'])}: resources in use {workers.resources_text(host['resources'])}")
     alive = sum(1 for r in rows if r["alive"])
     out.print(
         f"{alive} alive, {sum(1 for r in rows if r['alive'] and r['state'] == 'busy')} busy, {len(rows) - alive} silent"

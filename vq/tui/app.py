@@ -89,7 +89,7 @@ class VqDashboard(App):
         self.push_screen(PromptScreen(question), then)
 
     def open_user(self) -> None:
-        from vq.tui.screens import UserScreen
+        from vq.tui.limits_screens import UserScreen
 
         def chosen(user: str | None) -> None:
             if user and user.strip():
@@ -114,7 +114,8 @@ class VqDashboard(App):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "Every key of the dashboard", self.action_help)
         yield SystemCommand("Dead-letter queue", "Jobs that failed for good; retry them", self._dead_letters)
-        yield SystemCommand("Open a user", "A user's running jobs against their limit", self.open_user)
+        yield SystemCommand("Open a user", "A user's running and waiting jobs against their limit", self.open_user)
+        yield SystemCommand("Limits", "Types, users, groups, resources and weights in force", self._limits)
         yield SystemCommand("Open a job", "A job by id: progress, error, history, dependencies", self.open_job)
         for row in getattr(self._overview(), "data", {}).get("queues", []):  # the palette reads markup
             name, shown = row["jobType"], fmt.markup_literal(row["jobType"])
@@ -150,6 +151,11 @@ class VqDashboard(App):
         from vq.tui.screens import QueueScreen
 
         self.push_screen(QueueScreen(job_type))
+
+    def _limits(self) -> None:
+        from vq.tui.limits_screens import LimitsScreen
+
+        self.push_screen(LimitsScreen())
 
     def _dead_letters(self) -> None:
         from vq.tui.screens import DeadLetterScreen

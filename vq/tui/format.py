@@ -139,3 +139,19 @@ def until(epoch_ms: int | None) -> str:
 
 def short(job_id: str | None, width: int = 12) -> str:
     return (job_id or "-")[:width]
+
+
+def deadline(view: dict) -> str:
+    """Where a job stands against its deadline: `in 4m` while it waits, `passed` (it expires
+    at the next look), `missed` (expired unstarted, or started late), `met`; `-`: it has none."""
+    if not view.get("deadline"):
+        return "-"
+    if (view.get("error") or {}).get("category") == "expired":
+        return "missed (expired)"
+    left = view.get("timeToDeadlineMs")
+    if left is not None:
+        return "in " + age(left) if left > 0 else "passed"
+    started = view.get("startedAt")
+    if started:  # ISO 8601 UTC, the same shape: compared as text
+        return "missed (started late)" if started > view["deadline"] else "met"
+    return "-"

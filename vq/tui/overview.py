@@ -1,5 +1,5 @@
-"""The dashboard's first screen: one row per job type, then workers, breakers and
-recurring jobs; the banner says how the whole system is."""
+"""The dashboard's first screen: one row per job type, then workers, hosts (resources in
+use), breakers and recurring jobs; the banner says how the whole system is."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 
+from vq import capacity, workers
 from vq.tui import format as fmt
 from vq.tui.live import Banner, LiveScreen
 from vq.tui.tables import Cell, fill, selected_key
@@ -28,7 +29,8 @@ class OverviewScreen(LiveScreen):
         Binding("c", "clear", "Clear"),
         Binding("d", "dead_letters", "Dead letters"),
         Binding("u", "user", "User"),
-        Binding("j", "job", "Job by id"),
+        Binding("j", "job", "Job"),
+        Binding("l", "limits", "Limits"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -40,6 +42,8 @@ class OverviewScreen(LiveScreen):
         with TabbedContent(id="below"):
             with TabPane("Workers", id="workers-tab"):
                 yield DataTable(id="workers", cursor_type="row")
+            with TabPane("Hosts", id="hosts-tab"):
+                yield DataTable(id="hosts", cursor_type="row")
             with TabPane("Breakers", id="breakers-tab"):
                 yield DataTable(id="breakers", cursor_type="row")
             with TabPane("Recurring", id="recurring-tab"):
@@ -47,7 +51,10 @@ class OverviewScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#workers", DataTable).add_columns("worker", "state", "current job", "heartbeat", "queues")
+        self.query_one("#workers", DataTable).add_columns(
+            "worker", "state", "current job", "heartbeat", "queues", "resources in use/has"
+        )
+        self.query_one("#hosts", DataTable).add_columns("host", "workers alive", "resources in use/has")
         self.query_one("#breakers", DataTable).add_columns(
             "provider", "state", "failures", "next probe", "calls 15m", "errors", "p50 ms", "p95 ms"
         )
@@ -102,9 +109,22 @@ class OverviewScreen(LiveScreen):
                         fmt.short(w["currentJob"], 32),
                         Text(fmt.age(w["heartbeatAgeMs"]), style="" if w["alive"] else "red"),
                         str(len(w["queues"])),
+                        capacity.usage_text(w["resources"]["capacity"], w["resources"]["inUse"])
+                        if w.get("resources")
+                        else "",
                     ],
                 )
                 for w in data["workers"]
+            ],
+        )
+        fill(
+            self.query_one("#hosts", DataTable),
+            [
+                (
+                    h["host"],
+                    [h["host"], f"{h['alive']}/{h['workers']}", workers.resources_text(h["resources"])],
+                )
+                for h in data["hosts"]
             ],
         )
         fill(
@@ -147,6 +167,7 @@ class OverviewScreen(LiveScreen):
         opened = sum(1 for b in data["breakers"] if b["state"] == "open")
         tabs.get_tab("breakers-tab").label = f"Breakers ({opened} open)" if opened else "Breakers"
         tabs.get_tab("workers-tab").label = f"Workers ({len(data['workers'])})"
+        tabs.get_tab("hosts-tab").label = f"Hosts ({len(data['hosts'])})"
         tabs.get_tab("recurring-tab").label = f"Recurring ({len(data['recurring'])})"
 
     # --- actions ---------------------------------------------------------------------
@@ -188,3 +209,8 @@ class OverviewScreen(LiveScreen):
 
     def action_job(self) -> None:
         self.dashboard.open_job()
+
+    def action_limits(self) -> None:
+        from vq.tui.limits_screens import LimitsScreen
+
+        self.app.push_screen(LimitsScreen())

@@ -1,4 +1,5 @@
-"""Drill-down screens: a queue's jobs, one job, one user, the dead-letter queue."""
+"""Drill-down screens: a queue's jobs, one job, the dead-letter queue (a user's and the
+limits: vq/tui/limits_screens.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
+from vq import capacity, groups
 from vq.model import Status
 from vq.tui import format as fmt
 from vq.tui.live import Banner, LiveScreen
@@ -40,7 +42,7 @@ class JobActions(LiveScreen):
             self.dashboard.confirm(f"Remove job {job_id} with its result and artifacts?", self.services.remove, job_id)
 
 
-class _JobList(LiveScreen):
+class JobList(LiveScreen):
     """A screen whose table lists jobs (`TABLE`): enter or a click opens the job."""
 
     TABLE = ""
@@ -63,7 +65,7 @@ JOB_ACTION_KEYS = [
 ]
 
 
-class QueueScreen(_JobList, JobActions, LiveScreen):
+class QueueScreen(JobList, JobActions, LiveScreen):
     """A job type's jobs, newest first, filtered by status and user, a page at a time."""
 
     BINDINGS = [
@@ -142,7 +144,8 @@ class QueueScreen(_JobList, JobActions, LiveScreen):
 
 
 class JobScreen(JobActions, LiveScreen):
-    """One job: live progress, timings, attempts, error and traceback, history, dependencies."""
+    """One job: live progress, timings, attempts, why it waits, its deadline, limit groups and
+    resources (needed, held), error and traceback, history, dependencies."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *JOB_ACTION_KEYS]
 
@@ -208,6 +211,15 @@ def _detail(v: dict) -> list[Text]:
     ]
     if v.get("waitReason"):
         lines.append(fmt.fields(("waiting", v["waitReason"]), ("position", v.get("position"))))
+    if v.get("deadline"):
+        lines.append(fmt.fields(("deadline", f"{v['deadline']} ({fmt.deadline(v)})")))
+    admission = [
+        ("groups", groups.text_of(v.get("groups") or {})),
+        ("needs", capacity.text_of(v.get("resources") or {})),
+        ("holds", capacity.held_text(v.get("resourcesHeld") or {})),
+    ]
+    if any(value for _name, value in admission):
+        lines.append(fmt.fields(*((name, value) for name, value in admission if value)))
     if v.get("scheduledFor"):
         lines.append(fmt.fields(("scheduled for", v["scheduledFor"])))
     if v["error"]:
@@ -261,50 +273,7 @@ def _tree(node: dict, tree: Tree | None = None) -> Tree:
     return branch
 
 
-class UserScreen(_JobList, JobActions, LiveScreen):
-    """A user's running jobs against their concurrency limit."""
-
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("enter", "open_job", "Detail"), *JOB_ACTION_KEYS]
-
-    TABLE = "running"
-
-    def __init__(self, user_id: str):
-        super().__init__()
-        self.user_id = user_id
-
-    def compose(self) -> ComposeResult:
-        yield Header()
-        yield Banner("")
-        table: DataTable[Cell] = DataTable(id="running", cursor_type="row")
-        table.add_columns("id", "type", "progress", "started")
-        yield table
-        yield Footer()
-
-    def fetch(self) -> dict:
-        return self.services.user(self.user_id)
-
-    def summary(self, data: dict) -> Text:
-        used = len(data["running"])
-        line = Text(fmt.literal(self.user_id), style="bold")
-        line.append("  running ")
-        line.append(f"{used}/{data['limit']}", style="red" if used >= data["limit"] else "green")
-        line.append(" (their concurrency limit)")
-        return line
-
-    def show(self, data: dict) -> None:
-        fill(
-            self.query_one("#running", DataTable),
-            [
-                (
-                    v["id"],
-                    [v["id"], v["jobType"], fmt.percent(v["progress"].get("percent")), (v["startedAt"] or "")[11:19]],
-                )
-                for v in data["running"]
-            ],
-        )
-
-
-class DeadLetterScreen(_JobList, LiveScreen):
+class DeadLetterScreen(JobList, LiveScreen):
     """Jobs that failed for good, newest first; retry one or all."""
 
     BINDINGS = [

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from vq import artifacts, audit, dashboard, dlq, job_lists, jobs, queues
+from vq import artifacts, audit, dashboard, dlq, job_lists, jobs, limits, queues
 from vq.config import Settings
 from vq.errors import HistoryUnavailable, NotFound
 from vq.history import db as historydb
@@ -50,6 +50,10 @@ class Services:
 
     def user(self, user_id: str) -> dict:
         return dashboard.user_view(self.conn, self.settings, user_id)
+
+    def limits(self) -> dict:
+        """What `vq limits` and GET /api/limits show: types, users, groups, resources, weights."""
+        return limits.overview(self.conn, self.settings)
 
     def dead_letters(self) -> list[dict]:
         return dlq.list_dead(self.conn, self.settings, limit=100)
