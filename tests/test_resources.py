@@ -241,6 +241,7 @@ def test_vq_show_and_the_api_give_a_jobs_need_what_it_holds_its_groups_and_deadl
         "groups": {"model": "sdxl"},
         "deadline": view["deadline"],
     }
+    assert ": resources in use gpu 1/2" in vq.run("workers").stdout, "the host's, under the workers"
     text = vq.run("show", job).stdout
     for row in ("groups", "model=sdxl", "needs", "gpu=1", "holds", f"gpu=1 (device {device})", "deadline"):
         assert row in text, (row, text)
