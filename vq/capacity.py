@@ -112,7 +112,7 @@ def usage_text(have: Amounts, in_use: dict) -> str:
         used = in_use.get(name, 0)
         devices = f" (#{','.join(str(d) for d in used)})" if isinstance(used, list) and used else ""
         used = len(used) if isinstance(used, list) else used
-        parts.append(f"{name} {_number(used)}/{_number(amount)}{devices}")
+        parts.append(f"{name} {_number(round(used, 3))}/{_number(round(amount, 3))}{devices}")
     return " ".join(parts)
 
 

@@ -62,8 +62,8 @@ def listing(conn: Redis, heartbeat_ms: int) -> list[dict]:
 
 def hosts(rows: list[dict]) -> list[dict]:
     """Per host, from `listing`'s rows: its workers (alive / all) and its resources summed over
-    its registered worker processes (as `vq limits` sums them), {name: {"inUse", "capacity"}} (gpu in use counted in devices;
-    {}: it has none). `vq workers` and the TUI show a host's resources in use from this."""
+    its registered worker processes as `vq limits` sums them, {name: {"inUse", "capacity"}}
+    (gpu in use counted in devices; {}: it has none). `vq workers` and the TUI show these."""
     out: dict[str, dict] = {}
     for row in rows:
         host = out.setdefault(
