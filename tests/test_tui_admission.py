@@ -73,7 +73,7 @@ def test_a_waiting_job_shows_why_its_deadline_and_groups_and_its_users_screen_li
             line = await until(pilot, lambda: rows(app, "waiting").get(waiting), what="ann's waiting job")
             assert line[1:3] == ["test-track", "limited"] and line[4].startswith("in ") and line[5] == "user limit 1/1"
             assert list(rows(app, "running")) == [running]
-            assert "running 1/1" in banner(app) and "waiting 1" in banner(app)
+            assert "running 1/1" in banner(app) and "waiting 1  weight 1" in banner(app)
             await pilot.press("escape")
             await pilot.press("l")
             group = await until(pilot, lambda: rows(app, "limit-groups").get("model=sdxl"), what="the group's key")

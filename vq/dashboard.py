@@ -96,9 +96,9 @@ def upcoming_recurring(conn: Redis, most: int = RECURRING_SHOWN) -> list[dict]:
 
 
 def user_view(conn: Redis, settings: Settings, user_id: str) -> dict:
-    """A user's running jobs against their concurrency limit, and the jobs waiting in their
-    lines (the first WAITING_SHOWN, each with why it waits, as `vq show` says it; and how
-    many wait in all)."""
+    """A user's running jobs against their concurrency limit, their weight (starts per turn),
+    and the jobs waiting in their lines (the first WAITING_SHOWN, each with why it waits, as
+    `vq show` says it; and how many wait in all)."""
     from vq import job_lists, jobs
     from vq.errors import NotFound
     from vq.jobtypes import job_types
@@ -114,6 +114,7 @@ def user_view(conn: Redis, settings: Settings, user_id: str) -> dict:
     return {
         "userId": user_id,
         "limit": limits.user_limit(conn, settings, user_id),
+        "weight": limits.user_weights(conn, settings, [user_id])[0],
         "running": running,
         "waiting": waiting,
         "waitingCount": waiting_count,

@@ -67,7 +67,7 @@ class UserScreen(JobList, JobActions, LiveScreen):
         line.append("  running ")
         line.append(f"{used}/{data['limit']}", style="red" if used >= data["limit"] else "green")
         line.append(" (their concurrency limit)")
-        line.append(f"  waiting {data['waitingCount']}")
+        line.append(f"  waiting {data['waitingCount']}  weight {data['weight']}")
         return line
 
     def show(self, data: dict) -> None:
