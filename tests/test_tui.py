@@ -244,7 +244,9 @@ def test_a_dead_redis_shows_a_banner_keeps_the_keys_working_and_recovers(vq, red
             assert rows(app, "queues")["test-noop"][1] == "1"  # the last data stays
             started = time.monotonic()
             await pilot.press("question_mark")  # the UI answers at once while Redis is gone
-            assert isinstance(app.screen, HelpScreen) and time.monotonic() - started < 1.0
+            # (3 s: a loaded CI machine took 1.2 s to draw the help; a UI waiting on Redis
+            # would wait out its refresh's retries and connect timeout, 5 s)
+            assert isinstance(app.screen, HelpScreen) and time.monotonic() - started < 3.0
             await pilot.press("escape")
             redis_server.start()
             await until(pilot, lambda: "Redis unreachable" not in banner(app), timeout=20, what="recovery")
