@@ -19,8 +19,10 @@ in the same run on the same Redis and printing the ratio:
 * memory   -- Redis memory (INFO used_memory) per waiting job over N jobs with a 1 KB
               payload: vq after admission routed them into their waiting lines (the type
               paused, so nothing runs), RQ with `enqueue_many`.
-* features -- vq's drain with weighted fair shares and a limit group on against the same
-              drain without them, interleaved rounds (scripts/bench/features.py); ≥ 0.9.
+* features -- vq's drain with weighted fair shares and a limit group on, and with
+              resources (one GPU per worker, a type that needs one), each against the
+              same drain without them, interleaved rounds (scripts/bench/features.py);
+              each ≥ 0.9.
 * scale    -- vq's drain rate of N jobs at the head of a 1,000,000-job backlog (kept in a
               second private Redis, each round draining its next N) against the rate of a
               backlog of N alone, in --runs interleaved rounds (medians); each backlog
@@ -94,6 +96,7 @@ TARGETS = {
     "memory_vs_rq": 1.2,
     "scale": 0.9,
     "features": 0.9,
+    "features_resources": 0.9,
 }
 
 
@@ -553,6 +556,14 @@ def verdicts(report: dict) -> list[tuple[str, float, str, bool]]:
                 features["ratio"] >= TARGETS["features"],
             )
         )
+        rows.append(
+            (
+                "drain, a GPU per worker and per job ÷ off",
+                features["resources_ratio"],
+                "≥ 0.9",
+                features["resources_ratio"] >= TARGETS["features_resources"],
+            )
+        )
     scale = report.get("scale")
     if scale:
         rows.append(("drain at 1M waiting ÷ at 10k", scale["ratio"], "≥ 0.9", scale["ratio"] >= TARGETS["scale"]))
@@ -613,7 +624,8 @@ def print_report(out, report: dict, meta: dict) -> None:
         f = report["features"]
         out.print(
             f"Features (median of {meta['runs']} interleaved rounds of {meta['jobs']:,} jobs): weighted fair shares "
-            f"and a limit group on {f['on_jobs_per_s']:,.0f}/s, off {f['off_jobs_per_s']:,.0f}/s (ratio {f['ratio']:.2f})"
+            f"and a limit group on {f['on_jobs_per_s']:,.0f}/s, off {f['off_jobs_per_s']:,.0f}/s (ratio {f['ratio']:.2f}); "
+            f"a GPU per worker and per job {f['resources_jobs_per_s']:,.0f}/s (ratio {f['resources_ratio']:.2f})"
         )
     if "scale" in report:
         s = report["scale"]
