@@ -37,15 +37,12 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import shutil
 import statistics
 import string
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -57,9 +54,7 @@ from _common import (
     RQ_QUEUE,
     BenchError,
     PrivateRedis,
-    consoles,
     environment,
-    err,
     run_rounds,
     run_rq,
     run_vq,
@@ -67,10 +62,12 @@ from _common import (
     steady_seconds,
     stop_process,
     summarize,
+    versions_line,
     vq_registry_keys,
     wait_until_ended,
     write_vq_config,
 )
+from _session import add_run_options, bench_parser, bench_session
 from bench_handlers import STARTS_KEY
 from features import part_features
 from rich.table import Table
@@ -101,9 +98,7 @@ TARGETS = {
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument(
         "--parts",
         default="drain,enqueue,latency,memory",
@@ -121,11 +116,7 @@ def parse_args(argv):
     p.add_argument("--samples", type=int, default=300, help="latency samples per system (default 300)")
     p.add_argument("--memory-jobs", type=int, default=100_000, help="waiting jobs for the memory part")
     p.add_argument("--backlog", type=int, default=1_000_000, help="waiting jobs for the scale part")
-    p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO, as operators run it)")
-    p.add_argument("--poll", type=float, default=0.02, help="seconds between completion checks")
-    p.add_argument("--timeout", type=float, default=900, help="give up on one drain after this many seconds")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
+    add_run_options(p, poll=0.02, timeout=900)
     args = p.parse_args(argv)
     args.parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     unknown = [x for x in args.parts if x not in PARTS]
@@ -643,25 +634,17 @@ def print_report(out, report: dict, meta: dict) -> None:
     for what, value, target, met in verdicts(report):
         t.add_row(what, f"{value:.2f}", target, "[green]yes[/]" if met else "[red]no[/]")
     out.print(t)
-    out.print(
-        f"[dim]{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, redis-py {meta['redis_py']}, "
-        f"redis-server {meta['redis_server']}[/]"
-    )
+    out.print(f"[dim]{versions_line(meta)}[/]")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-throughput-"))
-    server = PrivateRedis(workdir)
-    out, progress = consoles()
     report: dict = {}
-    try:
-        conn = server.start()
+    with bench_session("throughput") as s:
+        conn, workdir, server, progress = s.conn, s.workdir, s.server, s.progress
         conn.config_set("maxmemory", 0)
-        redis_version = conn.info("server")["redis_version"]
         config = write_vq_config(workdir, server.url, concurrency={"type": {JOB_TYPE: 1000}})
         settings = load_settings(config, env={})
-        progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
         if "drain" in args.parts:
             report["drain"] = part_drain(conn, args, workdir, server, config, progress)
         if "enqueue" in args.parts:
@@ -674,28 +657,22 @@ def main(argv=None) -> int:
             report["features"] = part_features(conn, args, workdir, server, progress)
         if "scale" in args.parts:
             report["scale"] = part_scale(conn, args, workdir, config, settings, progress)
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/] {exc}")
-        err.print(f"[dim]logs kept in {workdir}[/]")
-        return 1
-    finally:
-        server.stop()
+    if s.failed is not None:
+        return s.failed
     meta = {
         "jobs": args.jobs,
         "workers": args.workers,
         "runs": args.runs,
         "parts": args.parts,
-        **environment(redis_version),
+        **environment(s.redis_version),
     }
     if args.json:
         report["targets"] = [{"measure": w, "value": v, "target": t, "met": m} for w, v, t, m in verdicts(report)]
         report["meta"] = meta
         print(json.dumps(report, indent=2, default=str))
     else:
-        print_report(out, report, meta)
-    if not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        print_report(s.out, report, meta)
+    return s.finish(args.keep)
 
 
 if __name__ == "__main__":
