@@ -69,6 +69,21 @@ def test_a_bad_resources_option_is_refused(text):
         capacity.parse(text, "--resources")
 
 
+@pytest.mark.parametrize(
+    "blocks, key",
+    [
+        ({"job_types": {"test-gpu": {**GPU_TYPE, "resources": {"gpu": 1.5}}}}, "job_types.test-gpu.resources"),
+        ({"daemon": {"resourcesPerWorker": {"gpu": 0.5}}}, "daemon.resourcesPerWorker"),
+        ({"job_types": {"test-gpu": {**GPU_TYPE, "resources": {"g pu": 1}}}}, "job_types.test-gpu.resources"),
+    ],
+)
+def test_a_bad_resources_block_in_the_config_is_refused_naming_its_key(vq, blocks, key):
+    vq.configure(**blocks)
+    proc = vq.run("types")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"{key}: " in proc.stderr, proc.stderr
+
+
 def test_gpu_jobs_run_two_at_once_on_two_gpus_each_on_its_own_device(vq, redis_conn):
     _gpu_types(vq)
     ids = [vq.submit("test-gpu", {"gate": "g"}, "--user", f"u{i}", "-s", "enterprise") for i in range(4)]
