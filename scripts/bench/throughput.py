@@ -561,6 +561,11 @@ def verdicts(report: dict) -> list[tuple[str, float, str, bool]]:
     return rows
 
 
+def _rounds(ratios: list[float]) -> str:
+    """`1.14 0.27 1.21 (median 1.14)`."""
+    return " ".join(f"{r:.2f}" for r in ratios) + f" (median {statistics.median(ratios):.2f})"
+
+
 def print_report(out, report: dict, meta: dict) -> None:
     if "drain" in report:
         t = Table(
@@ -616,7 +621,9 @@ def print_report(out, report: dict, meta: dict) -> None:
         out.print(
             f"Features (median of {meta['runs']} interleaved rounds of {meta['jobs']:,} jobs): weighted fair shares "
             f"and a limit group on {f['on_jobs_per_s']:,.0f}/s, off {f['off_jobs_per_s']:,.0f}/s (ratio {f['ratio']:.2f}); "
-            f"a GPU per worker and per job {f['resources_jobs_per_s']:,.0f}/s (ratio {f['resources_ratio']:.2f})"
+            f"a GPU per worker and per job {f['resources_jobs_per_s']:,.0f}/s (ratio {f['resources_ratio']:.2f}). "
+            f"[dim]Round by round ÷ off: weights and a group {_rounds(f['ratio_per_round'])}, "
+            f"a GPU each {_rounds(f['resources_ratio_per_round'])}[/]"
         )
     if "scale" in report:
         s = report["scale"]
