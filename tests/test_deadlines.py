@@ -27,8 +27,19 @@ def _started(redis_conn) -> list[str]:
     return [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
 
 
-def _one_at_a_time(vq, **extra) -> None:
-    vq.configure(concurrency={"type": {"test-track": 1, "test-late": 1}}, **extra)
+LATE_TYPES = {**TEST_JOB_TYPES, "test-late": {"handler": "tests.plugins:tracked", "onDeadline": "run"}}
+
+
+def _held(vq, *types: str, **config) -> list[str]:
+    """One job at a time per type, a daemon, and a job of each of `types` (test-track by
+    default) holding its type's one slot until the gate `hold` opens: what is submitted
+    next waits, and can miss its deadline. `config`: more blocks (vq.configure)."""
+    vq.configure(concurrency={"type": {"test-track": 1, "test-late": 1}}, **config)
+    vq.start_daemon(workers=2)
+    holders = [vq.submit(t, {"gate": "hold"}, "--user", f"a-{t}") for t in types or ("test-track",)]
+    for holder in holders:
+        vq.wait_for(holder, ("started",))
+    return holders
 
 
 def test_bad_deadlines_are_refused_with_one_line_and_exit_2(vq):
@@ -56,10 +67,7 @@ def test_a_deadline_is_shown_and_a_tier_default_applies(vq):
 
 
 def test_an_expired_job_never_runs_and_its_dependents_follow(vq, redis_conn):
-    _one_at_a_time(vq)
-    vq.start_daemon(workers=2)
-    holder = vq.submit("test-track", {"gate": "hold"}, "--user", "a")
-    vq.wait_for(holder, ("started",))
+    (holder,) = _held(vq)
     late = vq.submit("test-track", {}, "--user", "b", "--deadline", f"{SHORT_MS}ms")
     child = vq.submit("test-track", {}, "--user", "b", "--depends-on", late)
     _wait_past(vq.json("show", late))
@@ -74,10 +82,7 @@ def test_an_expired_job_never_runs_and_its_dependents_follow(vq, redis_conn):
 
 def test_admission_expires_a_job_past_its_deadline_where_it_would_start(vq, redis_conn):
     """With the sweep slowed to a crawl, the job expires in the admission step itself."""
-    _one_at_a_time(vq, daemon={"chores": {"expire-deadlines": 600_000}})
-    vq.start_daemon(workers=2)
-    holder = vq.submit("test-track", {"gate": "hold"}, "--user", "a")
-    vq.wait_for(holder, ("started",))
+    _held(vq, daemon={"chores": {"expire-deadlines": 600_000}})
     late = vq.submit("test-track", {}, "--user", "b", "--deadline", f"{SHORT_MS}ms")
     after = vq.submit("test-track", {}, "--user", "b")
     _wait_past(vq.json("show", late))
@@ -91,11 +96,7 @@ def test_admission_expires_a_job_past_its_deadline_where_it_would_start(vq, redi
 
 
 def test_a_type_that_runs_late_runs_a_job_past_its_deadline(vq, redis_conn):
-    vq.configure(job_types={**TEST_JOB_TYPES, "test-late": {"handler": "tests.plugins:tracked", "onDeadline": "run"}})
-    _one_at_a_time(vq)
-    vq.start_daemon(workers=2)
-    holder = vq.submit("test-late", {"gate": "hold"}, "--user", "a")
-    vq.wait_for(holder, ("started",))
+    _held(vq, "test-late", job_types=LATE_TYPES)
     late = vq.submit("test-late", {}, "--user", "b", "--deadline", f"{SHORT_MS}ms")
     _wait_past(vq.json("show", late))
     vq.open_gate("hold")
@@ -104,10 +105,7 @@ def test_a_type_that_runs_late_runs_a_job_past_its_deadline(vq, redis_conn):
 
 
 def test_earliest_deadline_first_within_a_line_and_users_still_take_turns(vq, redis_conn):
-    _one_at_a_time(vq)
-    vq.start_daemon(workers=2)
-    holder = vq.submit("test-track", {"gate": "hold"}, "--user", "a")
-    vq.wait_for(holder, ("started",))
+    (holder,) = _held(vq)
     plain = vq.submit("test-track", {}, "--user", "b")
     later = vq.submit("test-track", {}, "--user", "b", "--deadline", "1h")
     sooner = vq.submit("test-track", {}, "--user", "b", "--deadline", "10m")
@@ -122,12 +120,7 @@ def test_earliest_deadline_first_within_a_line_and_users_still_take_turns(vq, re
 
 
 def test_perf_counts_deadline_misses_per_type_and_tier(vq, redis_conn):
-    vq.configure(job_types={**TEST_JOB_TYPES, "test-late": {"handler": "tests.plugins:tracked", "onDeadline": "run"}})
-    _one_at_a_time(vq)
-    vq.start_daemon(workers=2)
-    holders = [vq.submit(t, {"gate": "hold"}, "--user", f"a-{t}") for t in ("test-track", "test-late")]
-    for holder in holders:
-        vq.wait_for(holder, ("started",))
+    _held(vq, "test-track", "test-late", job_types=LATE_TYPES)
     expired = vq.submit("test-track", {}, "--user", "b", "--subscription", "pro", "--deadline", f"{SHORT_MS}ms")
     late = vq.submit("test-late", {}, "--user", "c", "--subscription", "free", "--deadline", f"{SHORT_MS}ms")
     _wait_past(vq.json("show", late))
@@ -162,10 +155,7 @@ def test_the_http_api_and_batch_lines_take_a_deadline(vq):
 
 
 def test_an_expired_job_retried_runs(vq, redis_conn):
-    _one_at_a_time(vq)
-    vq.start_daemon(workers=2)
-    holder = vq.submit("test-track", {"gate": "hold"}, "--user", "a")
-    vq.wait_for(holder, ("started",))
+    (holder,) = _held(vq)
     late = vq.submit("test-track", {}, "--user", "b", "--deadline", f"{SHORT_MS}ms")
     _wait_past(vq.json("show", late))
     assert vq.wait_for(late, ("canceled",))["error"]["category"] == "expired"

@@ -1,7 +1,8 @@
 """Resource-aware admission (vq/capacity.py): a daemon's resources split over its workers, a
 job given only to a worker whose free share covers its need, the GPUs it holds seen by its
 handler, a job too big for every worker waiting with a reason (or refused at submission),
-and a killed worker's resources reclaimed. Judged by the `tracked` handler's own records
+a killed worker's resources reclaimed, and `vq doctor` naming the needs no live worker
+covers. Judged by the `tracked` handler's own records
 (tests/plugins.py): what ran at once, per type and per GPU device, and what each job saw."""
 
 from __future__ import annotations
@@ -66,6 +67,21 @@ def test_a_daemons_resources_are_split_over_its_workers(total, workers, shares):
 def test_a_bad_resources_option_is_refused(text):
     with pytest.raises(InvalidInput):
         capacity.parse(text, "--resources")
+
+
+@pytest.mark.parametrize(
+    "blocks, key",
+    [
+        ({"job_types": {"test-gpu": {**GPU_TYPE, "resources": {"gpu": 1.5}}}}, "job_types.test-gpu.resources"),
+        ({"daemon": {"resourcesPerWorker": {"gpu": 0.5}}}, "daemon.resourcesPerWorker"),
+        ({"job_types": {"test-gpu": {**GPU_TYPE, "resources": {"g pu": 1}}}}, "job_types.test-gpu.resources"),
+    ],
+)
+def test_a_bad_resources_block_in_the_config_is_refused_naming_its_key(vq, blocks, key):
+    vq.configure(**blocks)
+    proc = vq.run("types")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"{key}: " in proc.stderr, proc.stderr
 
 
 def test_gpu_jobs_run_two_at_once_on_two_gpus_each_on_its_own_device(vq, redis_conn):
@@ -257,3 +273,52 @@ def test_a_job_that_needs_nothing_shows_empty_needs_and_groups(vq):
     assert (view["resources"], view["resourcesHeld"], view["groups"]) == ({}, None, {})
     text = vq.run("show", job).stdout
     assert "needs" not in text and "holds" not in text and "groups" not in text, text
+
+
+def _doctor_resources(vq, status: str, timeout: float = 20) -> tuple[int, dict]:
+    """`vq doctor --json`'s resources finding, once it has `status` (the daemon reports
+    itself every 2 s and each worker advertises its share as it starts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = vq.run("doctor", "--json")
+        assert "Traceback" not in proc.stderr, proc.stderr
+        found = [f for f in json.loads(proc.stdout) if f["check"] == "resources"]
+        if found and found[0]["status"] == status or time.monotonic() > deadline:
+            assert found and found[0]["status"] == status, found
+            return proc.returncode, found[0]
+        time.sleep(0.3)
+
+
+def test_doctor_names_a_type_and_waiting_jobs_that_no_live_worker_can_run(vq, redis_conn):
+    big_type = {**GPU_TYPE, "resources": {"gpu": 3}}
+    vq.configure(
+        job_types={"test-gpu": GPU_TYPE, "test-big": big_type},
+        concurrency={"type": {"test-gpu": 10, "test-big": 10, "test-track": 10}},
+    )
+    vq.start_daemon("--resources-per-worker", "gpu=2", workers=1)
+    own = vq.submit("test-track", {}, "--user", "u", "--resources", "gpu=4")  # this host configures none: accepted
+    vq.wait_for(own, statuses=("limited",), timeout=20)
+    code, found = _doctor_resources(vq, "warn")
+    assert code >= 1
+    detail = found["detail"]
+    assert "job type test-big needs gpu=3 (job_types.test-big.resources): the largest live worker has gpu=2" in detail
+    assert f"1 waiting job(s) of test-track need more than any live worker has (e.g. {own} needs gpu=4" in detail
+    assert "test-gpu" not in detail, "gpu=1 fits"
+    assert "--resources-per-worker" in found["fix"] and "vq cancel" in found["fix"]
+    view = vq.json("show", own)
+    assert view["waitReason"] == "needs gpu=4: the largest worker has gpu=2", view
+
+
+def test_doctor_warns_of_jobs_needing_resources_while_no_live_worker_has_any(vq, redis_conn):
+    _gpu_types(vq)
+    vq.start_daemon(workers=1)
+    job_id = vq.submit("test-gpu", {"seconds": 0.1}, "--user", "u")
+    _code, found = _doctor_resources(vq, "warn")
+    assert "job type test-gpu needs gpu=1" in found["detail"], found
+    assert "no live worker advertises any resources" in found["detail"], found
+    view = vq.wait_for(job_id, statuses=("limited",), timeout=20)
+    assert vq.json("show", job_id)["waitReason"] == "needs gpu=1: no live worker has gpu", view
+    vq.another_host("gpu-host").start_daemon("--resources", "gpu=1", workers=1)
+    assert vq.wait_for(job_id, timeout=30)["status"] == "finished"
+    _code, found = _doctor_resources(vq, "ok")
+    assert found["detail"] == "every need fits a live worker (the largest has gpu=1)", found

@@ -3,7 +3,8 @@
 Each check gives a Finding (vq/doctor_findings.py): ok, warn or fail; the CLI's exit code is
 the worst finding: 0 ok, 1 warn, 2 fail. This module runs every check in order and has the
 ones on this host (handlers, the embedded Redis, SQLite); vq/doctor_redis.py checks the Redis
-server, vq/doctor_daemons.py the daemons and the archiver. Checks never raise: an
+server, vq/doctor_daemons.py the daemons and the archiver, vq/doctor_resources.py the jobs
+that need more resources (GPUs) than any live worker has. Checks never raise: an
 unreachable Redis is itself a finding, and the checks that need Redis are then skipped with
 it named as the reason.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from vq import doctor_daemons, doctor_redis
+from vq import doctor_daemons, doctor_redis, doctor_resources
 from vq.config import Settings
 from vq.connection import describe_address, make_client
 from vq.doctor_findings import Finding
@@ -49,6 +50,7 @@ def run(settings: Settings) -> list[dict]:
     findings.append(doctor_redis.persistence(conn, info))
     findings.append(doctor_redis.eviction(conn, info))
     findings += doctor_daemons.daemons(conn)
+    findings += doctor_resources.resources(conn, settings)
     findings.append(doctor_daemons.archiver(conn, settings))
     findings.append(_sqlite(settings))
     return [asdict(f) for f in findings]

@@ -328,6 +328,14 @@ def wait_until_ended(
         time.sleep(poll)
 
 
+def check_drained(proc: subprocess.Popen, failed: int, label: str, log_path: Path) -> None:
+    """After a drain and the daemon's stop: no job may have failed; an unclean exit is said."""
+    if failed:
+        raise BenchError(f"{label}: {failed} jobs failed (log {log_path}):\n" + tail(log_path))
+    if proc.returncode != 0:
+        err.print(f"[yellow]vq daemon exited with code {proc.returncode} on SIGTERM (log {log_path})[/]")
+
+
 def run_vq(
     conn,
     args,
@@ -369,10 +377,7 @@ def run_vq(
             after_drain()
     finally:
         stop_s = stop_process(proc)
-    if failed:
-        raise BenchError(f"vq: {failed} jobs failed (log {log_path}):\n" + tail(log_path))
-    if proc.returncode != 0:
-        err.print(f"[yellow]vq daemon exited with code {proc.returncode} on SIGTERM (log {log_path})[/]")
+    check_drained(proc, failed, "vq", log_path)
 
     # Verify: a sample through vq's own API, and the event stream's finished count.
     verified = []
@@ -591,8 +596,7 @@ def print_table(
             )
         console.print(ratios)
     console.print(
-        f"[dim]{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, redis-py {meta['redis_py']}, "
-        f"redis-server {meta['redis_server']}. drain = process spawn -> all jobs finished; "
+        f"[dim]{versions_line(meta)}. drain = process spawn -> all jobs finished; "
         f"steady = first job start -> last job end (job timestamps).[/]"
     )
 
@@ -607,6 +611,15 @@ def environment(redis_version: str) -> dict:
         "redis_server": redis_version,
         "date": datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def versions_line(meta: dict) -> str:
+    """The footnote's `x86_64 x2 CPUs; Python 3.11.7, rq 3.0.0, redis-py 8.2.0, redis-server 7.0.15`
+    from a meta dict made with environment()."""
+    return (
+        f"{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, redis-py {meta['redis_py']}, "
+        f"redis-server {meta['redis_server']}"
+    )
 
 
 def update_vq_config(path: Path, **sections) -> Path:

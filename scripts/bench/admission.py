@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,11 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     JOB_TYPE,
     BenchError,
-    PrivateRedis,
-    consoles,
     count_events,
     environment,
-    err,
     print_table,
     run_rounds,
     run_vq,
@@ -55,6 +50,7 @@ from _common import (
     summarize,
     write_vq_config,
 )
+from _session import add_run_options, bench_parser, bench_session
 
 from vq import keys
 from vq.submission import Submission
@@ -123,9 +119,7 @@ def paired_ratios(results) -> list[float]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument("--jobs", type=int, default=5000, help="jobs per drain (default 5000)")
     p.add_argument("--users", type=int, default=50, help="distinct users the vq jobs are spread over (default 50)")
     p.add_argument(
@@ -141,11 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="pass `--queues` to vq daemon (e.g. bench-noop); default: every job type, as operators run it",
     )
-    p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO, as operators run it)")
-    p.add_argument("--poll", type=float, default=0.02, help="seconds between completion checks (default 0.02)")
-    p.add_argument("--timeout", type=float, default=600, help="give up on one drain after this many seconds")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, daemon and worker logs)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
+    add_run_options(p, poll=0.02, timeout=600)
     args = p.parse_args(argv)
     if min(args.jobs, args.users, args.workers, args.runs, args.type_limit) < 1:
         p.error("--jobs, --users, --workers, --runs and --type-limit must be at least 1")
@@ -157,21 +147,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-admission-"))
-    server = PrivateRedis(workdir)
-    out, progress = consoles()
     daemon_args = ["--queues", args.vq_queues] if args.vq_queues else []
-    try:
-        conn = server.start()
-        redis_version = conn.info("server")["redis_version"]
-        config_path = write_vq_config(workdir, server.url, concurrency={"type": {JOB_TYPE: args.type_limit}})
-        progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
+    with bench_session("admission") as s:
+        conn, workdir = s.conn, s.workdir
+        config_path = write_vq_config(workdir, s.server.url, concurrency={"type": {JOB_TYPE: args.type_limit}})
         subs = submissions(args.jobs, args.users)
         results = run_rounds(
             conn,
             args,
             workdir,
-            server.url,
+            s.server.url,
             config_path,
             args.systems,
             runs_of=lambda system: args.fork_runs if system == "rq-fork" else args.runs,
@@ -186,16 +171,11 @@ def main(argv: list[str] | None = None) -> int:
                 daemon_args=daemon_args,
                 extra_verify=verify_admission(args.users, args.jobs),
             ),
-            progress=progress,
+            progress=s.progress,
         )
         conn.flushall()
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/] {exc}")
-        err.print(f"[dim]logs kept in {workdir}[/]")
-        server.stop()
-        return 1
-    finally:
-        server.stop()
+    if s.failed is not None:
+        return s.failed
     summary = summarize(results, args.systems)
     ratio = summary["ratios"]["vq/rq-simple"]["drain"]
     # Each round's vq drain against the RQ drain right after it: a slow spell of the machine
@@ -214,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "fork_runs": args.fork_runs,
         "vq_queues": args.vq_queues,
         "vq_log_level": args.vq_log_level,
-        **environment(redis_version),
+        **environment(s.redis_version),
     }
     if args.json:
         summary["meta"] = meta
@@ -233,17 +213,13 @@ def main(argv: list[str] | None = None) -> int:
             f"Admission overhead: {args.jobs:,} no-op jobs from {args.users} {TIER} users, type limit "
             f"{args.type_limit} (limits never bind), {args.workers} worker processes (median of runs)"
         )
-        print_table(out, summary, meta, title=title, labels=LABELS)
+        print_table(s.out, summary, meta, title=title, labels=LABELS)
         verdict = "[green]met[/]" if ratio >= TARGET else "[red]NOT met[/]"
-        out.print(
+        s.out.print(
             f"target vq ≥ {TARGET}× RQ SimpleWorker (drain): {ratio:.2f}× — {verdict}  "
             f"[dim](round by round: {' '.join(f'{r:.2f}' for r in paired)}; median {statistics.median(paired):.2f})[/]"
         )
-    if args.keep:
-        progress.print(f"[dim]kept {workdir}[/]")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return s.finish(args.keep)
 
 
 if __name__ == "__main__":

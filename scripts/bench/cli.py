@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,11 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from _common import SCRUB_ENV, PrivateRedis
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -52,45 +47,22 @@ def main() -> None:
     if not (vq and rq):
         raise SystemExit("needs `vq` and `rq` on PATH")
     work = Path(tempfile.mkdtemp(prefix="vq-bench-cli-"))
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(work),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    server = PrivateRedis(work)
     try:
-        url = f"redis://127.0.0.1:{port}/0"
+        server.start()
+        url = server.url
         config = work / "config.yaml"
         config.write_text(f"redis:\n  url: {url}\n")
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name not in SCRUB_ENV},
             "VQ_CONFIG": str(config),
             "HOME": str(work),
             "XDG_DATA_HOME": str(work / "data"),
             "XDG_CACHE_HOME": str(work / "cache"),
         }
-        for name in ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB"):
-            env.pop(name, None)
         # As installed: pip byte-compiles a wheel, so rq's modules load from .pyc. A checkout run under
         # PYTHONDONTWRITEBYTECODE=1 would compile ~30 of vq's modules from source on every call (~50 ms).
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         submit = [vq, "submit", "content-analysis", "--user", "bench", "--data", '{"content": "a b"}']
         job_id = subprocess.run(submit, env=env, capture_output=True, text=True, check=True).stdout.strip()
         rq_version, rq_info = [rq, "--version"], [rq, "info", "--url", url]
@@ -130,8 +102,7 @@ def main() -> None:
             }
         tabs = tab_times(vq, env, work, args.n)
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
         shutil.rmtree(work, ignore_errors=True)
     if args.json:
         print(json.dumps({"runs": args.n, "python": sys.version.split()[0], "commands": rows, "tab": tabs}, indent=2))

@@ -45,10 +45,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -58,20 +56,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     BenchError,
-    PrivateRedis,
-    consoles,
     count_events,
     environment,
-    err,
     job_times,
     start_vq_daemon,
     statuses,
     stop_process,
     tail,
+    versions_line,
     vq_registry_keys,
     wait_until_ended,
     write_vq_config,
 )
+from _session import add_run_options, bench_parser, bench_session
 from rich.table import Table
 from rq import Worker
 from weighted import WEIGHTS, WeightedRun, config_blocks, weighted_run
@@ -345,15 +342,13 @@ def print_report(console, summary: dict, meta: dict) -> None:
         f"makespan ÷ jobs, i.e. the slot time a job really took, sleep + per-job overhead, ÷ limit); "
         f"÷ nominal = wait ÷ (sleep ÷ limit). jobs ahead = jobs that started in the meantime. FIFO = jobs "
         f"submitted earlier and not yet started (each one turnover), its ms at the effective turnover. "
-        f"In job durations (rounds of all slots): turnovers ÷ {meta['type_limit']}. {meta['machine']}; "
-        f"Python {meta['python']}, rq {meta['rq']}, redis-server {meta['redis_server']}.[/]"
+        f"In job durations (rounds of all slots): turnovers ÷ {meta['type_limit']}. "
+        f"{versions_line(meta)}.[/]"
     )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument("--flood", type=int, default=1000, help="jobs the flooding user submits first (default 1000)")
     p.add_argument("--light", type=int, default=20, help="light users, one job each, submitted after (default 20)")
     p.add_argument("--sleep-ms", type=float, default=20, help="how long each job holds its slot (default 20 ms)")
@@ -367,11 +362,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="runs per variant; light waits pooled (default 3)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
     p.add_argument("--vq-queues", default=None, help="pass `--queues` to vq daemon; default: every job type")
-    p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO)")
-    p.add_argument("--poll", type=float, default=0.05, help="seconds between completion checks (default 0.05)")
-    p.add_argument("--timeout", type=float, default=600, help="give up on one run after this many seconds")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (config, daemon logs)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
+    add_run_options(p, poll=0.05, timeout=600)
     p.add_argument(
         "--weighted",
         action="store_true",
@@ -387,21 +378,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _sleep_config(s, concurrency: dict) -> Path:
+    """The bench's config: one type whose jobs sleep (bench_handlers:sleep), these limits."""
+    job_types = {JOB_TYPE: {"handler": "bench_handlers:sleep", "attempts": 1}}
+    return write_vq_config(s.workdir, s.server.url, job_types=job_types, concurrency=concurrency)
+
+
 def weighted_main(args) -> int:
     """--weighted: the shares of starts of four tiers' flooding users against their weights."""
-    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-weighted-"))
-    server = PrivateRedis(workdir)
-    out, progress = consoles()
     results: list[WeightedRun] = []
-    try:
-        conn = server.start()
-        redis_version = conn.info("server")["redis_version"]
-        config_path = write_vq_config(
-            workdir,
-            server.url,
-            job_types={JOB_TYPE: {"handler": "bench_handlers:sleep", "attempts": 1}},
-            concurrency=config_blocks(args.type_limit),
-        )
+    with bench_session("weighted", announce=False) as s:
+        conn, workdir, progress = s.conn, s.workdir, s.progress
+        config_path = _sleep_config(s, config_blocks(args.type_limit))
         for run in range(1, args.runs + 1):
             r = weighted_run(conn, args, run, workdir, config_path)
             results.append(r)
@@ -409,14 +397,10 @@ def weighted_main(args) -> int:
                 f"run {run}: worst share off its weight by {r.worst_deviation:.1%}; light user started after "
                 f"{r.light_ahead} starts (bound {r.light_bound})  [dim]({'; '.join(r.verified)})[/]"
             )
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/] {exc}")
-        err.print(f"[dim]logs kept in {workdir}[/]")
-        return 1
-    finally:
-        server.stop()
+    if s.failed is not None:
+        return s.failed
     meta = {"flood": args.flood, "sleep_ms": args.sleep_ms, "type_limit": args.type_limit, "workers": args.workers}
-    meta.update(environment(redis_version))
+    meta.update(environment(s.redis_version))
     if args.json:
         print(json.dumps({"weighted": [asdict(r) for r in results], "meta": meta}, indent=2))
     else:
@@ -432,34 +416,23 @@ def weighted_main(args) -> int:
                 *(f"{r.shares[t]:.1%}" for t in r.expected),
                 f"{r.light_ahead} / {r.light_bound}",
             )
-        out.print(table)
-        out.print(
+        s.out.print(table)
+        s.out.print(
             f"[dim]{meta['machine']}; {args.flood} jobs per tier of {args.sleep_ms:g} ms, "
             f"type limit {args.type_limit}, {args.workers} workers[/]"
         )
-    shutil.rmtree(workdir, ignore_errors=True)
     within = all(r.worst_deviation <= 0.10 and r.light_ahead <= r.light_bound for r in results)
-    return 0 if within else 1
+    return s.finish(args.keep, 0 if within else 1)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.weighted:
         return weighted_main(args)
-    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-fairness-"))
-    server = PrivateRedis(workdir)
-    out, progress = consoles()
     results: list[RunFigures] = []
-    try:
-        conn = server.start()
-        redis_version = conn.info("server")["redis_version"]
-        config_path = write_vq_config(
-            workdir,
-            server.url,
-            job_types={JOB_TYPE: {"handler": "bench_handlers:sleep", "attempts": 1}},
-            concurrency={"type": {JOB_TYPE: args.type_limit}},
-        )
-        progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
+    with bench_session("fairness") as s:
+        conn, workdir, progress = s.conn, s.workdir, s.progress
+        config_path = _sleep_config(s, {"type": {JOB_TYPE: args.type_limit}})
         for run in range(1, args.runs + 1):
             for variant in args.variants:
                 r = one_run(conn, args, variant, run, workdir, config_path)
@@ -473,13 +446,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"[dim]({'; '.join(r.verified)})[/]"
                 )
         conn.flushall()
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/] {exc}")
-        err.print(f"[dim]logs kept in {workdir}[/]")
-        server.stop()
-        return 1
-    finally:
-        server.stop()
+    if s.failed is not None:
+        return s.failed
     summary = summarize(results, args)
     meta = {
         "flood": args.flood,
@@ -492,17 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         "variants": args.variants,
         "vq_queues": args.vq_queues,
         "vq_log_level": args.vq_log_level,
-        **environment(redis_version),
+        **environment(s.redis_version),
     }
     if args.json:
         print(json.dumps({"variants": summary, "meta": meta, "runs": [asdict(r) for r in results]}, indent=2))
     else:
-        print_report(out, summary, meta)
-    if args.keep:
-        progress.print(f"[dim]kept {workdir}[/]")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        print_report(s.out, summary, meta)
+    return s.finish(args.keep)
 
 
 if __name__ == "__main__":

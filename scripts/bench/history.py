@@ -61,11 +61,9 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -76,12 +74,10 @@ import redis
 from _common import (
     JOB_TYPE,
     BenchError,
-    PrivateRedis,
     RunResult,
-    consoles,
+    check_drained,
     count_events,
     environment,
-    err,
     job_times,
     print_table,
     redis_cpu_seconds,
@@ -93,10 +89,12 @@ from _common import (
     summarize,
     tail,
     update_vq_config,
+    versions_line,
     vq_registry_keys,
     wait_until_ended,
     write_vq_config,
 )
+from _session import add_run_options, bench_parser, bench_session
 from fairness import percentile
 from rich.table import Table
 from rq import Queue
@@ -258,10 +256,7 @@ def drain_vq(conn, args, run: int, workdir: Path, redis_url: str, system: str) -
             extra.update(wait_archived(conn, settings, ids, proc, log_path, args.catch_up_timeout, args.poll))
     finally:
         stop_s = stop_process(proc)
-    if failed:
-        raise BenchError(f"{system}: {failed} jobs failed (log {log_path}):\n" + tail(log_path))
-    if proc.returncode != 0:
-        err.print(f"[yellow]vq daemon exited with code {proc.returncode} on SIGTERM (log {log_path})[/]")
+    check_drained(proc, failed, system, log_path)
     by_status = statuses(conn, ids)
     if by_status != {"finished": args.jobs}:
         raise BenchError(f"{system}: job statuses {by_status}")
@@ -570,8 +565,7 @@ def print_answer(console, answer: dict, meta: dict) -> None:
         f"{full['dbsize']:,} keys. vq stats/health/perf/tui refresh = stats.stats, health.check, "
         f"stats.perf(window 1 h), dashboard.overview, in-process. "
         f"rq info = Queue.count + started/finished/failed registry count for {answer['queues']} queues. "
-        f"{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, "
-        f"redis-server {meta['redis_server']}.[/]"
+        f"{versions_line(meta)}.[/]"
     )
 
 
@@ -579,9 +573,7 @@ def print_answer(console, answer: dict, meta: dict) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument("--jobs", type=int, default=5000, help="part 1: jobs per drain (default 5000)")
     p.add_argument("--users", type=int, default=50, help="users the jobs are spread over (default 50)")
     p.add_argument("--workers", type=int, default=2, help="worker processes on each side (default 2)")
@@ -598,17 +590,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--calls", type=int, default=20, help="part 2: timed calls of each (default 20)")
     p.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of cost,answer (default both)")
-    p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO, as operators run it)")
-    p.add_argument("--poll", type=float, default=0.02, help="seconds between completion checks (default 0.02)")
-    p.add_argument("--timeout", type=float, default=600, help="give up on one drain after this many seconds")
+    add_run_options(p, poll=0.02, timeout=600)
     p.add_argument(
         "--catch-up-timeout",
         type=float,
         default=120,
         help="give up waiting for the archiver this many seconds after a drain (default 120)",
     )
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, daemon logs, history.db files)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
     args = p.parse_args(argv)
     if (
         min(
@@ -676,25 +664,11 @@ def report(out_console, args, parts: dict, meta: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-history-"))
-    server = PrivateRedis(workdir)
-    out, progress = consoles()
     started = time.monotonic()
-    try:
-        conn = server.start()
-        redis_version = conn.info("server")["redis_version"]
-        progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
-        parts = run_parts(conn, args, workdir, server.url, progress)
-    except (BenchError, KeyboardInterrupt, redis.RedisError) as exc:  # the daemons stop in their finally
-        server.stop()
-        err.print(
-            f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
-            f"{type(exc).__name__ if isinstance(exc, redis.RedisError) else ''} {exc}"
-        )
-        err.print(f"[dim]logs kept in {workdir}[/]")
-        return 130 if isinstance(exc, KeyboardInterrupt) else 1
-    finally:
-        server.stop()
+    with bench_session("history") as s:
+        parts = run_parts(s.conn, args, s.workdir, s.server.url, s.progress)  # the daemons stop in their finally
+    if s.failed is not None:
+        return s.failed
     meta = {
         "jobs": args.jobs,
         "users": args.users,
@@ -709,15 +683,11 @@ def main(argv: list[str] | None = None) -> int:
         "vq_log_level": args.vq_log_level,
         "targets": {"history_on_over_off": TARGET_RATIO, "answer_median_ms": TARGET_MS},
         "run_seconds": round(time.monotonic() - started, 1),
-        **environment(redis_version),
+        **environment(s.redis_version),
     }
-    report(out, args, parts, meta)
-    progress.print(f"[dim]total run time {meta['run_seconds']:.0f} s[/]")
-    if args.keep:
-        progress.print(f"[dim]kept {workdir}[/]")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    report(s.out, args, parts, meta)
+    s.progress.print(f"[dim]total run time {meta['run_seconds']:.0f} s[/]")
+    return s.finish(args.keep)
 
 
 if __name__ == "__main__":

@@ -60,11 +60,9 @@ import argparse
 import asyncio
 import json
 import secrets
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from contextlib import AsyncExitStack
@@ -76,8 +74,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     JOB_TYPE,
     BenchError,
-    PrivateRedis,
-    consoles,
     count_events,
     environment,
     err,
@@ -91,15 +87,16 @@ from _common import (
     stop_process,
     tail,
     update_vq_config,
+    versions_line,
     write_vq_config,
 )
+from _session import add_run_options, bench_parser, bench_session
 from fairness import percentile
 
 try:
     import httpx
 except ImportError:  # pragma: no cover - told at the start of main
     httpx = None
-import redis
 from rich.table import Table
 from rq import Queue, Worker
 
@@ -511,8 +508,8 @@ def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: d
         f"jobs / (first timed send -> last answer). CPU: client = this process, HTTP server = the "
         f"daemon's uvicorn child, rest of daemon = its other processes (supervisor, worker, timer, "
         f"archiver), redis = redis-server. job status = the job's status in the answer (limited = routed "
-        f"by the worker into its user's line). {meta['machine']}; Python {meta['python']}, rq {meta['rq']}, "
-        f"redis-py {meta['redis_py']}, redis-server {meta['redis_server']}.[/]"
+        f"by the worker into its user's line). "
+        f"{versions_line(meta)}.[/]"
     )
 
 
@@ -520,9 +517,7 @@ def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: d
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument("--jobs", type=int, default=5000, help="timed submissions per system (default 5000)")
     p.add_argument(
         "--clients", type=int, default=20, help="concurrent HTTP clients and Python threads, one user each (default 20)"
@@ -533,9 +528,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(SYSTEMS),
         help=f"comma-separated subset of {','.join(SYSTEMS)} (default all, in that order)",
     )
-    p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (config, daemon log)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
+    add_run_options(p, poll=None, timeout=None)
     args = p.parse_args(argv)
     if min(args.jobs, args.clients) < 1 or args.warmup < 0:
         p.error("--jobs and --clients must be at least 1, --warmup at least 0")
@@ -589,42 +582,26 @@ def main(argv: list[str] | None = None) -> int:
         err.print("[red]httpx is not installed: pip install httpx[/]")
         return 2
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-http-"))
-    server = PrivateRedis(workdir)
-    out, progress = consoles()
-    daemon = None
-    try:
-        conn = server.start()
-        redis_version = conn.info("server")["redis_version"]
+    with bench_session("http", announce=False) as s:
+        conn, workdir = s.conn, s.workdir
         port = free_port()
-        config_path, base_url = bench_config(workdir, server.url, port)
+        config_path, base_url = bench_config(workdir, s.server.url, port)
         settings = load_settings(config_path, env={})
         queues.pause(conn, settings, JOB_TYPE)  # before the daemon: no job of the type ever runs
         log_path = workdir / "vq-daemon.log"
         daemon = start_vq_daemon(config_path, 1, args.vq_log_level, log_path, workdir)
+        s.on_exit(lambda: stop_process(daemon))
         wait_up(conn, daemon, base_url, log_path)
         meter = CpuMeter(conn, daemon.pid, port)
-        progress.print(
-            f"[dim]private redis-server {redis_version} on port {server.port}; vq daemon pid {daemon.pid}, "
+        s.progress.print(
+            f"[dim]private redis-server {s.redis_version} on port {s.server.port}; vq daemon pid {daemon.pid}, "
             f"HTTP API {base_url} (pid {meter.http_pid}); {JOB_TYPE} paused; work dir {workdir}[/]"
         )
-        phases = run_all(conn, args, settings, base_url, meter, progress)
+        phases = run_all(conn, args, settings, base_url, meter, s.progress)
         if daemon.poll() is not None:
             raise BenchError(f"vq daemon exited with code {daemon.returncode} during the bench:\n" + tail(log_path))
-    except (BenchError, KeyboardInterrupt, redis.RedisError) as exc:
-        if daemon is not None:
-            stop_process(daemon)
-        server.stop()
-        err.print(
-            f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
-            f"{type(exc).__name__ if isinstance(exc, redis.RedisError) else ''} {exc}"
-        )
-        err.print(f"[dim]logs kept in {workdir}[/]")
-        return 130 if isinstance(exc, KeyboardInterrupt) else 1
-    finally:
-        if daemon is not None:
-            stop_process(daemon)
-        server.stop()
+    if s.failed is not None:
+        return s.failed
     summary = {p.system: p.stats() for p in phases}
     rat = ratios(summary)
     failed = sum(len(p.errors) for p in phases)
@@ -639,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         "vq_log_level": args.vq_log_level,
         "run_seconds": round(time.monotonic() - started, 1),
         **versions(),
-        **environment(redis_version),
+        **environment(s.redis_version),
     }
     if args.json:
         print(
@@ -657,13 +634,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     else:
-        print_report(out, summary, rat, phases, meta)
-    progress.print(f"[dim]total run time {meta['run_seconds']:.0f} s[/]")
-    if args.keep or failed:
-        progress.print(f"[dim]kept {workdir}[/]")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+        print_report(s.out, summary, rat, phases, meta)
+    s.progress.print(f"[dim]total run time {meta['run_seconds']:.0f} s[/]")
+    return s.finish(args.keep, 1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -63,10 +63,8 @@ import argparse
 import json
 import math
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -74,12 +72,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import redis
 from _common import (
     BenchError,
-    PrivateRedis,
     child_env,
-    consoles,
     environment,
     err,
     job_times,
@@ -88,8 +83,10 @@ from _common import (
     statuses,
     stop_process,
     tail,
+    versions_line,
     write_vq_config,
 )
+from _session import add_run_options, bench_parser, bench_session
 from bench_handlers import RUNS_KEY, STARTS_KEY
 from fairness import percentile
 from rich.table import Table
@@ -477,8 +474,8 @@ def print_table(console, summary: dict, meta: dict) -> None:
         f"time.time() + delay ({meta['min_delay']:g}-{meta['max_delay']:g} s, seed {meta['seed']}). "
         f"Recurring, cron '{meta['cron']}': vq = the tick (meta tickMs); RQ = floor(enqueued_at) to the "
         f"second (RQ records no tick). missed = ticks without a job in the measured span. 1st = the "
-        f"first tick's lateness alone (it is counted in the other columns too). {meta['machine']}; "
-        f"Python {meta['python']}, rq {meta['rq']}, redis-server {meta['redis_server']}.[/]"
+        f"first tick's lateness alone (it is counted in the other columns too). "
+        f"{versions_line(meta)}.[/]"
     )
 
 
@@ -486,9 +483,7 @@ def print_table(console, summary: dict, meta: dict) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument("--jobs", type=int, default=200, help="delayed jobs per system (default 200)")
     p.add_argument("--ticks", type=int, default=60, help="recurring ticks per system (default 60)")
     p.add_argument("--workers", type=int, default=2, help="worker processes on each side (default 2)")
@@ -504,9 +499,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="simple",
         help="RQ worker class: SimpleWorker (no fork per job, like vq's; default) or the forking Worker",
     )
-    p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO)")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, daemon and worker logs)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
+    add_run_options(p, poll=None, timeout=None)
     args = p.parse_args(argv)
     if min(args.jobs, args.ticks, args.workers, args.users) < 1:
         p.error("--jobs, --ticks, --workers and --users must be at least 1")
@@ -548,34 +541,20 @@ def run_all(conn, args, procs: Processes, redis_url: str, config_path: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-scheduling-"))
-    server = PrivateRedis(workdir)
-    procs = Processes(workdir)
-    out, args.progress = consoles()
-    try:
-        conn = server.start()
-        redis_version = conn.info("server")["redis_version"]
+    with bench_session("scheduling") as s:
+        conn, workdir, args.progress = s.conn, s.workdir, s.progress
+        procs = Processes(workdir)
+        s.on_exit(procs.stop_all)
         config_path = write_vq_config(
             workdir,
-            server.url,
+            s.server.url,
             job_types={JOB_TYPE: {"handler": "bench_handlers:stamp_start", "attempts": 1}},
             concurrency={"user": {"free": 1000}, "type": {JOB_TYPE: 1000}},
         )
-        args.progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
-        results = run_all(conn, args, procs, server.url, config_path)
+        results = run_all(conn, args, procs, s.server.url, config_path)
         conn.flushall()
-    except (BenchError, KeyboardInterrupt, redis.ConnectionError) as exc:  # Ctrl-C also stops the redis-server
-        procs.stop_all()
-        server.stop()
-        err.print(
-            f"[red]benchmark {'interrupted' if isinstance(exc, KeyboardInterrupt) else 'failed'}:[/] "
-            f"{type(exc).__name__ if isinstance(exc, redis.ConnectionError) else ''} {exc}"
-        )
-        err.print(f"[dim]logs kept in {workdir}[/]")
-        return 130 if isinstance(exc, KeyboardInterrupt) else 1
-    finally:
-        procs.stop_all()
-        server.stop()
+    if s.failed is not None:  # Ctrl-C too: the daemons and workers stop, and the redis-server
+        return s.failed
     summary = summarize(results)
     meta = {
         "jobs": args.jobs,
@@ -589,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         "rq_worker": args.rq_worker,
         "vq_log_level": args.vq_log_level,
         "target": {"early": 0, "p99_ms": TARGET_P99_MS},
-        **environment(redis_version),
+        **environment(s.redis_version),
     }
     if args.json:
         print(
@@ -604,12 +583,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     else:
-        print_table(out, summary, meta)
-    if args.keep:
-        args.progress.print(f"[dim]kept {workdir}[/]")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        print_table(s.out, summary, meta)
+    return s.finish(args.keep)
 
 
 if __name__ == "__main__":

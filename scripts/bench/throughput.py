@@ -19,8 +19,10 @@ in the same run on the same Redis and printing the ratio:
 * memory   -- Redis memory (INFO used_memory) per waiting job over N jobs with a 1 KB
               payload: vq after admission routed them into their waiting lines (the type
               paused, so nothing runs), RQ with `enqueue_many`.
-* features -- vq's drain with weighted fair shares and a limit group on against the same
-              drain without them, interleaved rounds (scripts/bench/features.py); ≥ 0.9.
+* features -- vq's drain with weighted fair shares and a limit group on, and with
+              resources (one GPU per worker, a type that needs one), each against the
+              same drain without them, interleaved rounds (scripts/bench/features.py);
+              each ≥ 0.9.
 * scale    -- vq's drain rate of N jobs at the head of a 1,000,000-job backlog (kept in a
               second private Redis, each round draining its next N) against the rate of a
               backlog of N alone, in --runs interleaved rounds (medians); each backlog
@@ -35,15 +37,12 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import shutil
 import statistics
 import string
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,9 +54,7 @@ from _common import (
     RQ_QUEUE,
     BenchError,
     PrivateRedis,
-    consoles,
     environment,
-    err,
     run_rounds,
     run_rq,
     run_vq,
@@ -65,10 +62,12 @@ from _common import (
     steady_seconds,
     stop_process,
     summarize,
+    versions_line,
     vq_registry_keys,
     wait_until_ended,
     write_vq_config,
 )
+from _session import add_run_options, bench_parser, bench_session
 from bench_handlers import STARTS_KEY
 from features import part_features
 from rich.table import Table
@@ -94,13 +93,12 @@ TARGETS = {
     "memory_vs_rq": 1.2,
     "scale": 0.9,
     "features": 0.9,
+    "features_resources": 0.9,
 }
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument(
         "--parts",
         default="drain,enqueue,latency,memory",
@@ -118,11 +116,7 @@ def parse_args(argv):
     p.add_argument("--samples", type=int, default=300, help="latency samples per system (default 300)")
     p.add_argument("--memory-jobs", type=int, default=100_000, help="waiting jobs for the memory part")
     p.add_argument("--backlog", type=int, default=1_000_000, help="waiting jobs for the scale part")
-    p.add_argument("--vq-log-level", default="INFO", help="vq daemon --log-level (default INFO, as operators run it)")
-    p.add_argument("--poll", type=float, default=0.02, help="seconds between completion checks")
-    p.add_argument("--timeout", type=float, default=900, help="give up on one drain after this many seconds")
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary instead of tables")
+    add_run_options(p, poll=0.02, timeout=900)
     args = p.parse_args(argv)
     args.parts = [x.strip() for x in args.parts.split(",") if x.strip()]
     unknown = [x for x in args.parts if x not in PARTS]
@@ -553,10 +547,23 @@ def verdicts(report: dict) -> list[tuple[str, float, str, bool]]:
                 features["ratio"] >= TARGETS["features"],
             )
         )
+        rows.append(
+            (
+                "drain, a GPU per worker and per job ÷ off",
+                features["resources_ratio"],
+                "≥ 0.9",
+                features["resources_ratio"] >= TARGETS["features_resources"],
+            )
+        )
     scale = report.get("scale")
     if scale:
         rows.append(("drain at 1M waiting ÷ at 10k", scale["ratio"], "≥ 0.9", scale["ratio"] >= TARGETS["scale"]))
     return rows
+
+
+def _rounds(ratios: list[float]) -> str:
+    """`1.14 0.27 1.21 (median 1.14)`."""
+    return " ".join(f"{r:.2f}" for r in ratios) + f" (median {statistics.median(ratios):.2f})"
 
 
 def print_report(out, report: dict, meta: dict) -> None:
@@ -613,7 +620,10 @@ def print_report(out, report: dict, meta: dict) -> None:
         f = report["features"]
         out.print(
             f"Features (median of {meta['runs']} interleaved rounds of {meta['jobs']:,} jobs): weighted fair shares "
-            f"and a limit group on {f['on_jobs_per_s']:,.0f}/s, off {f['off_jobs_per_s']:,.0f}/s (ratio {f['ratio']:.2f})"
+            f"and a limit group on {f['on_jobs_per_s']:,.0f}/s, off {f['off_jobs_per_s']:,.0f}/s (ratio {f['ratio']:.2f}); "
+            f"a GPU per worker and per job {f['resources_jobs_per_s']:,.0f}/s (ratio {f['resources_ratio']:.2f}). "
+            f"[dim]Round by round ÷ off: weights and a group {_rounds(f['ratio_per_round'])}, "
+            f"a GPU each {_rounds(f['resources_ratio_per_round'])}[/]"
         )
     if "scale" in report:
         s = report["scale"]
@@ -631,25 +641,17 @@ def print_report(out, report: dict, meta: dict) -> None:
     for what, value, target, met in verdicts(report):
         t.add_row(what, f"{value:.2f}", target, "[green]yes[/]" if met else "[red]no[/]")
     out.print(t)
-    out.print(
-        f"[dim]{meta['machine']}; Python {meta['python']}, rq {meta['rq']}, redis-py {meta['redis_py']}, "
-        f"redis-server {meta['redis_server']}[/]"
-    )
+    out.print(f"[dim]{versions_line(meta)}[/]")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="vq-bench-throughput-"))
-    server = PrivateRedis(workdir)
-    out, progress = consoles()
     report: dict = {}
-    try:
-        conn = server.start()
+    with bench_session("throughput") as s:
+        conn, workdir, server, progress = s.conn, s.workdir, s.server, s.progress
         conn.config_set("maxmemory", 0)
-        redis_version = conn.info("server")["redis_version"]
         config = write_vq_config(workdir, server.url, concurrency={"type": {JOB_TYPE: 1000}})
         settings = load_settings(config, env={})
-        progress.print(f"[dim]private redis-server {redis_version} on port {server.port}; work dir {workdir}[/]")
         if "drain" in args.parts:
             report["drain"] = part_drain(conn, args, workdir, server, config, progress)
         if "enqueue" in args.parts:
@@ -662,28 +664,22 @@ def main(argv=None) -> int:
             report["features"] = part_features(conn, args, workdir, server, progress)
         if "scale" in args.parts:
             report["scale"] = part_scale(conn, args, workdir, config, settings, progress)
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/] {exc}")
-        err.print(f"[dim]logs kept in {workdir}[/]")
-        return 1
-    finally:
-        server.stop()
+    if s.failed is not None:
+        return s.failed
     meta = {
         "jobs": args.jobs,
         "workers": args.workers,
         "runs": args.runs,
         "parts": args.parts,
-        **environment(redis_version),
+        **environment(s.redis_version),
     }
     if args.json:
         report["targets"] = [{"measure": w, "value": v, "target": t, "met": m} for w, v, t, m in verdicts(report)]
         report["meta"] = meta
         print(json.dumps(report, indent=2, default=str))
     else:
-        print_report(out, report, meta)
-    if not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        print_report(s.out, report, meta)
+    return s.finish(args.keep)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """What every config block shares: the tiers, priorities and chore names, and the strict Struct
 base whose unknown keys are errors."""
 
+from typing import Annotated
+
 import msgspec
+from msgspec import Meta
 
 TIERS = ("free", "basic", "pro", "enterprise")
 # The daemon's housekeeping chores (vq/chores.py), the keys of daemon.chores.
@@ -32,6 +35,25 @@ class _InvalidKey(ValueError):
 
 class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Unknown keys are errors: a typo must never be silently ignored."""
+
+
+# Resources by name and amount (vq/capacity.py): what a job type needs (job_types.T.resources)
+# and what a daemon's workers have (daemon.resources, daemon.resourcesPerWorker).
+ResourceAmounts = dict[str, Annotated[float, Meta(ge=0)]]
+
+
+def check_resources(block: _Strict, *names: str) -> None:
+    """Each named ResourceAmounts key of `block` as vq/capacity.py takes it (resource names,
+    gpu in whole devices); the first that is not fails naming its key."""
+    from vq.capacity import checked
+    from vq.errors import VqError
+
+    for name in names:
+        if getattr(block, name) is not None:
+            try:
+                checked(getattr(block, name), name)
+            except VqError as exc:
+                raise _InvalidKey(name, str(exc).partition(": ")[2]) from None
 
 
 HOUR_MS = 3_600_000

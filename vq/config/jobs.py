@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, field
 
-from vq.config.base import TIERS, _InvalidKey, _Strict
+from vq.config.base import TIERS, ResourceAmounts, _InvalidKey, _Strict, check_resources
 from vq.config.queue import Backoff
 
 
@@ -163,7 +163,7 @@ class JobTypeSettings(_Strict):
     ) = None
     resources: (
         Annotated[
-            dict[str, Annotated[float, Meta(ge=0)]],
+            ResourceAmounts,
             Meta(
                 description="what each job needs of a worker's resources, e.g. {gpu: 1, vram: 24}; "
                 "admitted only to a worker whose free share covers it (vq/capacity.py)"
@@ -171,3 +171,6 @@ class JobTypeSettings(_Strict):
         ]
         | None
     ) = None
+
+    def __post_init__(self) -> None:
+        check_resources(self, "resources")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, field
 
-from vq.config.base import CHORE_NAMES, PRIORITIES, _InvalidKey, _Strict
+from vq.config.base import CHORE_NAMES, PRIORITIES, ResourceAmounts, _InvalidKey, _Strict, check_resources
 
 
 class AutoscaleSettings(_Strict):
@@ -66,7 +66,7 @@ class DaemonSettings(_Strict):
     ) = None
     resources: (
         Annotated[
-            dict[str, Annotated[float, Meta(ge=0)]],
+            ResourceAmounts,
             Meta(
                 description="this host's resources, e.g. {gpu: 2, vram: 80}, split evenly over its "
                 "worker processes (vq/capacity.py)"
@@ -76,7 +76,7 @@ class DaemonSettings(_Strict):
     ) = None
     resourcesPerWorker: (
         Annotated[
-            dict[str, Annotated[float, Meta(ge=0)]],
+            ResourceAmounts,
             Meta(description="the resources each worker process has, e.g. {gpu: 1, vram: 24} (wins over resources)"),
         ]
         | None
@@ -90,15 +90,7 @@ class DaemonSettings(_Strict):
     ] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from vq.capacity import checked
-        from vq.errors import VqError
-
-        for where in ("resources", "resourcesPerWorker"):
-            if getattr(self, where) is not None:
-                try:
-                    checked(getattr(self, where), where)
-                except VqError as exc:
-                    raise _InvalidKey(where, str(exc).partition(": ")[2]) from None
+        check_resources(self, "resources", "resourcesPerWorker")
         for name in self.chores:
             if name not in CHORE_NAMES:
                 raise _InvalidKey("chores", f"{name!r} is not a chore (one of {', '.join(CHORE_NAMES)})")
