@@ -39,7 +39,7 @@ def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dic
     """Submit many, each on its own: an item that is refused is reported and the rest go on
     (`vq submit --batch`, POST /api/jobs/bulk). `build(item)` makes the Submission.
 
-    Plain submissions (no dependencies, idempotency key, fixed id, result cache or child
+    Plain submissions (no dependencies, idempotency or unique key, fixed id, result cache or child
     graph) are created BATCH_CHUNK to a transaction, in order; the others one by one as
     `submit` makes them, after the plain ones before them."""
     outcomes: list[dict] = []
@@ -64,7 +64,11 @@ def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dic
                     create_plain()
                 continue
             create_plain()
-            outcomes.append({"index": index, "ok": True, "id": submit_resolved(conn, settings, sub, resolved)})
+            made = submit_resolved(conn, settings, sub, resolved)
+            outcome = {"index": index, "ok": True, "id": made.id}
+            if made.outcome is not None:  # a uniqueKey: created, existing or debounced
+                outcome["unique"] = made.outcome
+            outcomes.append(outcome)
         except RedisUnavailable:
             raise  # not the item's fault: the whole request fails
         except VqError as exc:
@@ -134,6 +138,7 @@ def _is_plain(sub: Submission, resolved: Resolved) -> bool:
     return not (
         sub.job_id
         or sub.idempotency_key
+        or sub.unique
         or resolved.depends_on
         or resolved.origin
         or plan_of(resolved)

@@ -19,6 +19,7 @@ from redis import Redis, WatchError
 from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.job import Dependency, Job, JobStatus
+from rq.serializers import JSONSerializer
 
 from vq import cache, capacity, dependents, events, groups, keys
 from vq.admission import mark_arrivals_in, wake_in
@@ -33,6 +34,8 @@ from vq.recurring import runs as recurring_runs
 from vq.replies import optional_text
 from vq.rq_seam import private
 from vq.rq_seam.queue import rq_queue
+from vq.submission import unique
+from vq.submission.unique import Submitted
 from vq.submission.validation import VALID_ID, Resolved, Submission, resolve
 
 TEMPLATES = Templates(VQ_FUNC)
@@ -67,16 +70,27 @@ def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
 
     With an idempotency key already used by this user within the window, return the job
     that key created instead of making a second one."""
+    return submit_outcome(conn, settings, sub).id
+
+
+def submit_outcome(conn: Redis, settings: Settings, sub: Submission) -> Submitted:
+    """`submit`, saying also whether a uniqueKey returned an existing job (vq/submission/unique.py)."""
     return submit_resolved(conn, settings, sub, resolve(conn, settings, sub))
 
 
-def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: Resolved) -> str:
+def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: Resolved) -> Submitted:
     """`submit` once the submission is resolved (`submit_each` resolves first to sort plain from the rest)."""
     job_id = sub.job_id or uuid.uuid4().hex
     if sub.idempotency_key:
         existing = _claim_idempotency_key(conn, settings, resolved.user_id, sub.idempotency_key, job_id)
         if existing:
-            return existing
+            return Submitted(existing)
+    if resolved.unique is not None:
+        return _submit_unique(conn, settings, resolved, job_id)
+    return Submitted(_submit_new(conn, settings, sub, resolved, job_id))
+
+
+def _submit_new(conn: Redis, settings: Settings, sub: Submission, resolved: Resolved, job_id: str) -> str:
     key = None
     if not resolved.depends_on and resolved.run_at is None and not sub.skip_cache and cache.wants_cache(resolved.data):
         key = cache.cache_key(resolved.job_type, resolved.user_id, resolved.data)
@@ -139,6 +153,44 @@ def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: 
     return job_id
 
 
+def _submit_unique(conn: Redis, settings: Settings, r: Resolved, job_id: str) -> Submitted:
+    """A job with a uniqueKey: created, or the job that holds the key, or (debounce) that
+    delayed job with this submission's data and a later start, in one WATCHed transaction
+    (vq/submission/unique.py). No result cache: a returned job is the key's, not a copy."""
+    spec = r.unique
+    assert spec is not None
+    if plan_of(r):
+        raise InvalidInput(
+            f"uniqueKey: not for {r.job_type.name}, a planned job type (a graph of jobs)", field="uniqueKey"
+        )
+    if spec.mode == "debounce":
+        r.run_at = unique.first_start(spec)
+    ahead_ms = max(0, int((r.run_at.timestamp() - time.time()) * 1000)) if r.run_at else 0
+
+    def create(pipe: Pipeline, unique_meta: dict) -> None:
+        pushed = create_in(conn, pipe, settings, r, job_id, unique_meta=unique_meta)
+        _index_in(pipe, r, job_id)
+        if pushed:
+            announce(pipe, [pushed])
+            wake_in(pipe)
+
+    def debounce_into(pipe: Pipeline, existing: str, fields: dict, meta: dict, start: datetime) -> None:
+        data = TEMPLATES.varying(job_spec(settings, r, existing, None, None, [], None))[0]
+        pipe.hset(Job.key_for(existing), mapping={"data": data, "meta": JSONSerializer.dumps(meta)})
+        registry = rq_queue(conn, fields["origin"]).scheduled_job_registry.key
+        pipe.zadd(registry, {existing: start.timestamp()}, xx=True)
+
+    return unique.claim(
+        conn,
+        spec,
+        r.job_type.name,
+        job_id,
+        hold_ms=ahead_ms + settings.limits.uniqueKeyTtl,
+        create=create,
+        debounce_into=debounce_into,
+    )
+
+
 def _child_id(parent_id: str, step: str) -> str:
     """A planned child's id when the parent's id is fixed: a second attempt at the same
     graph (after a crash) finds the children the first attempt made instead of doubling them."""
@@ -192,6 +244,7 @@ def job_spec(
     parent_id: str | None,
     children: list[str],
     cache_key: str | None,
+    unique_meta: dict | None = None,
 ) -> dict:
     """The RQ job's arguments: its data, timeout, TTLs, retries, and vq's fields in meta."""
     intervals = r.job_type.retry_intervals()
@@ -218,6 +271,8 @@ def job_spec(
     meta.update({name: value for name, value in optional.items() if value})
     if cache_key:
         meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
+    if unique_meta:
+        meta["unique"] = unique_meta
     if r.deadline_ms:
         meta["deadline"] = r.deadline_ms
         if r.job_type.on_deadline == "run":
@@ -295,12 +350,13 @@ def create_in(
     parent_id: str | None = None,
     children: list[str] | None = None,
     cache_key: str | None = None,
+    unique_meta: dict | None = None,
 ) -> str | None:
     """A job without dependencies and its `created` event, into the caller's transaction
     (`submit`, and a batch's delayed jobs); returns its queue's name when it was pushed
     there, None when it is delayed (in RQ's scheduled registry)."""
     name = keys.queue_name(r.job_type.name, r.priority)
-    spec = job_spec(settings, r, job_id, step, parent_id, children or [], cache_key)
+    spec = job_spec(settings, r, job_id, step, parent_id, children or [], cache_key, unique_meta)
     groups_in(pipe, settings, r, job_id)
     if r.run_at is not None:
         job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(spec))
