@@ -4,6 +4,8 @@ daemons and concurrent submitter processes."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from datetime import datetime
@@ -59,6 +61,55 @@ def test_the_key_is_released_when_its_job_is_canceled_or_fails(vq):
     assert third not in (first, second)
 
 
+def test_the_key_is_released_when_its_job_is_removed_or_expires(vq):
+    args = ("--user", "ann", "--unique-key", "k2")
+    first = vq.submit("test-noop", {}, *args)
+    assert vq.run("rm", first).returncode == 0
+    second = vq.submit("test-noop", {}, *args, "--deadline", "1s")
+    assert second != first and vq.submit("test-noop", {}, *args) == second
+    assert vq.run("pause", "test-noop").returncode == 0
+    vq.start_daemon()
+    assert vq.wait_for(second, ("canceled",), timeout=30)["error"]["category"] == "expired"
+    assert vq.submit("test-noop", {}, *args) not in (first, second)
+
+
+def test_the_key_of_a_job_that_stalled_for_good_is_released(vq, redis_conn):
+    vq.configure(queue={"settings": {"lockDuration": 1000, "stalledInterval": 1000, "maxStalledCount": 0}})
+    args = ("--user", "ann", "--unique-key", "crashy")
+    doomed = vq.submit("test-track", {"seconds": 30}, *args)
+    vq.start_daemon(workers=1)
+    os.kill(handler_pid(redis_conn, doomed), signal.SIGKILL)  # its worker dies mid-job
+    assert vq.submit("test-track", {"seconds": 30}, *args) == doomed  # not yet recovered: still held
+    view = vq.wait_for(doomed, timeout=20)
+    assert view["status"] == "failed" and view["error"]["category"] == "stalled"
+    assert vq.submit("test-noop", {}, *args) != doomed
+
+
+def test_concurrent_submitters_on_two_hosts_make_one_job(vq, redis_conn):
+    other = vq.another_host("b")
+    vq.start_daemon()
+    other.start_daemon()
+    args = ("--user", "ann", "--unique-key", "once")
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def submitter(host) -> None:
+        for _ in range(5):
+            job_id = host.submit("test-track", {"gate": "two"}, *args)
+            with lock:
+                ids.append(job_id)
+
+    threads = [threading.Thread(target=submitter, args=(host,)) for host in (vq, other, vq, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ids) == 20 and len(set(ids)) == 1
+    assert redis_conn.zcard("vq:user:ann:jobs") == 1  # one job made, whatever the race
+    vq.open_gate("two")
+    assert vq.wait_done(ids[0])["status"] == "finished"
+
+
 def test_the_key_is_per_user_unless_the_scope_is_global(vq):
     ann = vq.submit("test-noop", {}, "--user", "ann", "--unique-key", "shared")
     bob = vq.submit("test-noop", {}, "--user", "bob", "--unique-key", "shared")
@@ -74,17 +125,20 @@ def test_the_key_is_per_user_unless_the_scope_is_global(vq):
 
 
 def test_throttle_returns_the_last_job_inside_the_window_and_a_new_one_after(vq, redis_conn):
-    args = ("--user", "ann", "--unique-key", "sync", "--unique-for", "2s")
+    args = ("--user", "ann", "--unique-key", "sync", "--unique-for", "1m")
     vq.start_daemon()
     first = vq.submit("test-noop", {}, *args)
     assert vq.wait_done(first)["status"] == "finished"
     inside = _submit(vq, "test-noop", {}, *args)
     assert inside["id"] == first and inside["deduplicated"] is True  # ended, but the window is open
-    assert inside["unique"]["mode"] == "throttle" and inside["unique"]["forMs"] == 2000
+    assert inside["unique"]["mode"] == "throttle" and inside["unique"]["forMs"] == 60_000
+    short = ("--user", "ann", "--unique-key", "tick", "--unique-for", "1500ms")
+    one = vq.submit("test-noop", {}, *short)
+    assert vq.submit("test-noop", {}, *short) == one
     deadline = time.monotonic() + 10
-    while redis_conn.exists("vq:unique:test-noop:ann:sync") and time.monotonic() < deadline:
+    while redis_conn.exists("vq:unique:test-noop:ann:tick") and time.monotonic() < deadline:
         time.sleep(0.05)  # the window is the key's expiry
-    assert vq.submit("test-noop", {}, *args) != first
+    assert vq.submit("test-noop", {}, *short) != one
 
 
 def test_debounce_from_two_processes_leaves_one_job_with_the_last_data(vq):
@@ -212,3 +266,17 @@ def test_http_answers_201_then_200_with_the_existing_job_and_refuses_bad_input(v
     assert {"200", "201"} <= set(create)
     job = doc["components"]["schemas"]["Job"]["properties"]
     assert {"unique", "deduplicated", "uniqueOutcome"} <= set(job)
+
+
+def test_a_recurring_definition_with_a_unique_key_does_not_pile_up_runs(vq):
+    proc = vq.run("recurring", "add", "test-noop", "--cron", "0 0 1 1 *", "--user", "ann", "--unique-key", "nightly")
+    assert proc.returncode == 0, proc.stderr
+    definition = proc.stdout.strip()
+    first = vq.run("recurring", "run", definition).stdout.strip()
+    assert vq.run("recurring", "run", definition).stdout.strip() == first  # the last run still waits
+    assert vq.json("show", first)["unique"]["key"] == "nightly"
+    vq.start_daemon()
+    assert vq.wait_done(first)["status"] == "finished"
+    assert vq.run("recurring", "run", definition).stdout.strip() != first
+    bad = vq.run("recurring", "add", "test-noop", "--cron", "0 0 1 1 *", "--user", "ann", "--unique-for", "1m")
+    assert bad.returncode == 2 and "--unique-for: only with --unique-key" in bad.stderr

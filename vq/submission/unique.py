@@ -185,7 +185,9 @@ def _holder(pipe: Pipeline, spec: UniqueSpec, name: str) -> tuple[str, dict, dic
         return None
     job_key = Job.key_for(existing)
     pipe.watch(job_key)
-    status, meta_text, origin = (optional_text(v) for v in pipe.hmget(job_key, "status", "meta", "origin"))
+    status, meta_text, origin, started = (
+        optional_text(v) for v in pipe.hmget(job_key, "status", "meta", "origin", "started_at")
+    )
     if status is None:
         return None  # removed or trimmed
     meta = json.loads(meta_text) if meta_text else {}
@@ -193,7 +195,8 @@ def _holder(pipe: Pipeline, spec: UniqueSpec, name: str) -> tuple[str, dict, dic
     if spec.mode == "throttle":
         return existing, fields, meta  # the window is the key's expiry, whatever the job's state
     if spec.mode == "debounce":
-        return (existing, fields, meta) if status == "scheduled" else None
+        # still delayed and never started (a retry waiting out its backoff has: it is not joined)
+        return (existing, fields, meta) if status == "scheduled" and not started else None
     return None if status in ENDED else (existing, fields, meta)
 
 
