@@ -141,7 +141,7 @@ def test_throttle_returns_the_last_job_inside_the_window_and_a_new_one_after(vq,
     assert vq.submit("test-noop", {}, *short) != one
 
 
-def test_debounce_from_two_processes_leaves_one_job_with_the_last_data(vq):
+def test_debounce_from_two_hosts_at_once_leaves_one_job_with_the_last_data(vq):
     args = ("--user", "ann", "--unique-key", "search-index", "--debounce", "1500ms", "--debounce-max", "20s")
     first = _submit(vq, "test-echo", {"n": -1}, *args)
     assert first["status"] == "scheduled" and first["uniqueOutcome"] == "created"
@@ -149,14 +149,16 @@ def test_debounce_from_two_processes_leaves_one_job_with_the_last_data(vq):
     outcomes: list[str] = []
     lock = threading.Lock()
 
-    def submitter(offset: int) -> None:
+    other = vq.another_host("b")
+
+    def submitter(host, offset: int) -> None:
         for n in range(offset, offset + 4):
-            view = _submit(vq, "test-echo", {"n": n}, *args)
+            view = _submit(host, "test-echo", {"n": n}, *args)
             with lock:
                 ids.append(view["id"])
                 outcomes.append(view["uniqueOutcome"])
 
-    threads = [threading.Thread(target=submitter, args=(k * 10,)) for k in range(2)]
+    threads = [threading.Thread(target=submitter, args=(host, k * 10)) for k, host in enumerate((vq, other))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -167,6 +169,7 @@ def test_debounce_from_two_processes_leaves_one_job_with_the_last_data(vq):
     assert last["unique"]["submissions"] == 10
     assert _instant(last["scheduledFor"]) > _instant(first["scheduledFor"])  # pushed back
     vq.start_daemon()
+    other.start_daemon()
     done = vq.wait_done(first["id"])
     assert done["status"] == "finished" and done["result"]["echo"] == {"n": "last"}
 

@@ -206,7 +206,7 @@ def claim(
     job_type: str,
     job_id: str,
     *,
-    hold_ms: int,
+    hold_ms: int,  # the key's safety expiry (not throttle): the job's start from now plus limits.uniqueKeyTtl
     create: Callable[[Pipeline, dict], None],
     debounce_into: Callable[[Pipeline, str, dict, dict, datetime], None],
 ) -> Submitted:
@@ -239,11 +239,7 @@ def claim(
                     return Submitted(existing, "debounced")
                 pipe.multi()
                 create(pipe, spec.meta(now_ms) | {"submissions": 1})
-                if spec.mode == "throttle":
-                    ttl = spec.for_ms or 1
-                else:
-                    ttl = (spec.debounce_ms or 0) + hold_ms
-                pipe.set(name, job_id, px=ttl)
+                pipe.set(name, job_id, px=spec.for_ms if spec.mode == "throttle" and spec.for_ms else hold_ms)
                 pipe.execute()
                 return Submitted(job_id, "created")
             except WatchError:
