@@ -7,6 +7,7 @@ dependencies. RQ then does what it does natively; vq watches the rest.
 
   validation.py  the Submission, its checks and what it resolves to (nothing written)
   creation.py    one submission made into RQ jobs: submit()
+  spec.py        a job's RQ arguments and the template hashes of new jobs
   unique.py      one job per uniqueKey: simple, throttle, debounce
   batch.py       many at once, each accepted or refused on its own: submit_each()
 """

@@ -20,16 +20,8 @@ from vq.config import Settings
 from vq.errors import RedisUnavailable, VqError
 from vq.jobhash import Batch
 from vq.rq_seam.queue import rq_queue
-from vq.submission.creation import (
-    TEMPLATES,
-    announce,
-    create_in,
-    expires,
-    groups_in,
-    job_spec,
-    plan_of,
-    submit_resolved,
-)
+from vq.submission.creation import announce, create_in, expires, groups_in, plan_of, submit_resolved
+from vq.submission.spec import TEMPLATES, job_spec
 from vq.submission.validation import Resolved, Submission, resolve
 
 BATCH_CHUNK = 500  # submissions created per transaction by submit_each

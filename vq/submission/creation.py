@@ -13,11 +13,10 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from math import ceil
 
 from redis import Redis, WatchError
 from redis.client import Pipeline
-from rq import Queue, Retry
+from rq import Queue
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -25,20 +24,16 @@ from vq import cache, capacity, dependents, events, groups, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
-from vq.jobhash import Templates
 from vq.jobtypes import get_job_type, load_handler
-from vq.maintenance import ended_ttl
-from vq.model import VQ_FUNC, iso, result_of
-from vq.protect import protector
+from vq.model import VQ_FUNC, result_of
 from vq.recurring import runs as recurring_runs
 from vq.replies import optional_text
 from vq.rq_seam import private
 from vq.rq_seam.queue import rq_queue
 from vq.submission import unique
+from vq.submission.spec import TEMPLATES, enqueue_at_kwargs, job_spec
 from vq.submission.unique import Submitted
 from vq.submission.validation import VALID_ID, Resolved, Submission, resolve
-
-TEMPLATES = Templates(VQ_FUNC)
 
 
 def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: dict) -> None:
@@ -230,65 +225,6 @@ def plan_of(resolved: Resolved) -> list[dict]:
         raise InvalidInput(f"data: {exc}", field="data") from None
 
 
-def _ttls(settings: Settings) -> tuple[int, int]:
-    """RQ result/failure TTLs: the Redis expiry of ended jobs (vq/maintenance.py ended_ttl)."""
-    opts = settings.queue.defaultJobOptions
-    return ended_ttl(opts.removeOnComplete), ended_ttl(opts.removeOnFail)
-
-
-def job_spec(
-    settings: Settings,
-    r: Resolved,
-    job_id: str,
-    step: str | None,
-    parent_id: str | None,
-    children: list[str],
-    cache_key: str | None,
-    unique_meta: dict | None = None,
-) -> dict:
-    """The RQ job's arguments: its data, timeout, TTLs, retries, and vq's fields in meta."""
-    intervals = r.job_type.retry_intervals()
-    result_ttl, failure_ttl = _ttls(settings)
-    meta = {
-        "jobType": r.job_type.name,
-        "userId": r.user_id,
-        "subscription": r.subscription,
-        "maxAttempts": r.job_type.attempts,
-        **r.origin,
-    }  # the priority is the queue's (model.priority_of)
-    # The others only when they say something: readers default them (vq.model), and a
-    # waiting job's meta is a good part of the memory it takes in Redis.
-    optional = {
-        "projectId": r.project_id,
-        "dependsOn": r.depends_on,
-        "allowFailure": r.allow_failure,
-        "step": step,
-        "parentId": parent_id,
-        "children": children,
-        "scheduledFor": iso(r.run_at),
-        "webhookUrl": r.webhook_url,
-    }
-    meta.update({name: value for name, value in optional.items() if value})
-    if cache_key:
-        meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
-    if unique_meta:
-        meta["unique"] = unique_meta
-    if r.deadline_ms:
-        meta["deadline"] = r.deadline_ms
-        if r.job_type.on_deadline == "run":
-            meta["onDeadline"] = "run"
-    return dict(
-        args=(r.job_type.name, protector(settings).seal(r.data)),  # credentials encrypted at rest
-        timeout=max(1, ceil(r.job_type.timeout_ms / 1000)),
-        result_ttl=result_ttl,
-        failure_ttl=failure_ttl,
-        job_id=job_id,
-        meta=meta,
-        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,  # type: ignore[arg-type]  # RQ annotates int seconds; it keeps fractions (JobType.retry_intervals)
-        description=f"{r.job_type.name} for {r.user_id}",
-    )
-
-
 def _enqueue(
     conn: Redis,
     settings: Settings,
@@ -359,7 +295,7 @@ def create_in(
     spec = job_spec(settings, r, job_id, step, parent_id, children or [], cache_key, unique_meta)
     groups_in(pipe, settings, r, job_id)
     if r.run_at is not None:
-        job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(spec))
+        job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **enqueue_at_kwargs(spec))
         _emit_created(pipe, r, job.id, job.get_status(refresh=False), parent_id, step)
         return None
     _push_new(conn, pipe, name, job_id, spec)
@@ -448,9 +384,3 @@ def _emit_created(
     )  # born finished: cached
     if r.origin.get("recurringId"):
         recurring_runs.record_created_in(pipe, r.origin, job_id, status)
-
-
-def _enqueue_at_kwargs(common: dict) -> dict:
-    out = dict(common)
-    out["job_timeout"] = out.pop("timeout")
-    return out
