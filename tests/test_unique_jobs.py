@@ -141,7 +141,7 @@ def test_throttle_returns_the_last_job_inside_the_window_and_a_new_one_after(vq,
     assert vq.submit("test-noop", {}, *short) != one
 
 
-def test_debounce_from_two_hosts_at_once_leaves_one_job_with_the_last_data(vq):
+def test_debounce_from_two_hosts_at_once_leaves_one_job_with_the_last_data(vq, redis_conn):
     args = ("--user", "ann", "--unique-key", "search-index", "--debounce", "1500ms", "--debounce-max", "20s")
     first = _submit(vq, "test-echo", {"n": -1}, *args)
     assert first["status"] == "scheduled" and first["uniqueOutcome"] == "created"
@@ -167,6 +167,8 @@ def test_debounce_from_two_hosts_at_once_leaves_one_job_with_the_last_data(vq):
     last = _submit(vq, "test-echo", {"n": "last"}, *args)
     assert last["id"] == first["id"] and last["data"] == {"n": "last"}
     assert last["unique"]["submissions"] == 10
+    told = [e for _id, e in redis_conn.xrange("vq:events") if e[b"jobId"] == first["id"].encode()]
+    assert [e[b"event"] for e in told].count(b"debounced") == 9  # for whoever follows the job
     assert _instant(last["scheduledFor"]) > _instant(first["scheduledFor"])  # pushed back
     vq.start_daemon()
     other.start_daemon()

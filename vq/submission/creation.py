@@ -25,7 +25,7 @@ from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
 from vq.jobtypes import get_job_type, load_handler
-from vq.model import VQ_FUNC, result_of
+from vq.model import VQ_FUNC, iso, result_of
 from vq.recurring import runs as recurring_runs
 from vq.replies import optional_text
 from vq.rq_seam import private
@@ -174,6 +174,8 @@ def _submit_unique(conn: Redis, settings: Settings, r: Resolved, job_id: str) ->
         pipe.hset(Job.key_for(existing), mapping={"data": data, "meta": JSONSerializer.dumps(meta)})
         registry = rq_queue(conn, fields["origin"]).scheduled_job_registry.key
         pipe.zadd(registry, {existing: start.timestamp()}, xx=True)
+        # not a status change (the history keeps no row): for those who follow the job's events
+        events.emit(pipe, "debounced", existing, r.job_type.name, scheduledFor=iso(start), userId=r.user_id)
 
     return unique.claim(
         conn,
