@@ -172,6 +172,8 @@ def _submit_unique(conn: Redis, settings: Settings, r: Resolved, job_id: str) ->
     def debounce_into(pipe: Pipeline, existing: str, fields: dict, meta: dict, start: datetime) -> None:
         data = TEMPLATES.varying(job_spec(settings, r, existing, None, None, [], None))[0]
         pipe.hset(Job.key_for(existing), mapping={"data": data, "meta": JSONSerializer.dumps(meta)})
+        pipe.hdel(Job.key_for(existing), keys.GROUPS_FIELD, keys.RESOURCES_FIELD)
+        groups_in(pipe, settings, r, existing)  # its limit groups' keys follow its new data
         registry = rq_queue(conn, fields["origin"]).scheduled_job_registry.key
         pipe.zadd(registry, {existing: start.timestamp()}, xx=True)
         # not a status change (the history keeps no row): for those who follow the job's events
