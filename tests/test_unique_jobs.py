@@ -285,3 +285,17 @@ def test_a_recurring_definition_with_a_unique_key_does_not_pile_up_runs(vq):
     assert vq.run("recurring", "run", definition).stdout.strip() != first
     bad = vq.run("recurring", "add", "test-noop", "--cron", "0 0 1 1 *", "--user", "ann", "--unique-for", "1m")
     assert bad.returncode == 2 and "--unique-for: only with --unique-key" in bad.stderr
+
+
+def test_a_global_key_held_by_another_users_job_answers_its_id_not_its_data(vq):
+    from tests.test_api import SECRET, serve
+
+    vq.configure(limits={"uniqueScope": "global"})
+    api = serve(vq, jwt_secret=SECRET)
+    body = {"data": {"secret": "ann's"}, "uniqueKey": "site-rebuild", "delay": 60_000}
+    ann = api.call("POST", "/api/jobs/test-noop", api.token("ann"), body)
+    assert ann.status == 201, ann.body
+    bob = api.call("POST", "/api/jobs/test-noop", api.token("bob"), {**body, "data": {"secret": "bob's"}})
+    assert bob.status == 200 and bob.body["id"] == ann.body["id"] and bob.body["deduplicated"] is True
+    assert "data" not in bob.body and "userId" not in bob.body  # another user's job: not shown to bob
+    assert bob.body["unique"]["scope"] == "global"

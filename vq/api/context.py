@@ -65,6 +65,9 @@ class Context:
         if not made.deduplicated:
             audit.record(self.conn, principal.user_id, principal.role, "create", sub.job_type, made.id, **detail)
         view = jobs.show(self.conn, made.id, self.settings, explain=False, reveal_to=principal.user_id)
+        if made.deduplicated and not principal.may_see(view["userId"], view["projectId"]):
+            # a global key held by another user's job: its id and state, not its data or owner
+            view = {name: view[name] for name in ("id", "jobType", "status", "unique")}
         if made.outcome is not None:
             view.update(deduplicated=made.deduplicated, uniqueOutcome=made.outcome)
         return view
