@@ -174,8 +174,7 @@ def _submit_unique(conn: Redis, settings: Settings, r: Resolved, job_id: str) ->
         pipe.hset(Job.key_for(existing), mapping={"data": data, "meta": JSONSerializer.dumps(meta)})
         pipe.hdel(Job.key_for(existing), keys.GROUPS_FIELD, keys.RESOURCES_FIELD)
         groups_in(pipe, settings, r, existing)  # its limit groups' keys follow its new data
-        registry = rq_queue(conn, fields["origin"]).scheduled_job_registry.key
-        pipe.zadd(registry, {existing: start.timestamp()}, xx=True)
+        pipe.zadd(keys.rq_scheduled(fields["origin"]), {existing: start.timestamp()}, xx=True)
         # not a status change (the history keeps no row): for those who follow the job's events
         events.emit(pipe, "debounced", existing, r.job_type.name, scheduledFor=iso(start), userId=r.user_id)
 
