@@ -114,6 +114,10 @@ def test_the_key_is_per_user_unless_the_scope_is_global(vq):
     ann = vq.submit("test-noop", {}, "--user", "ann", "--unique-key", "shared")
     bob = vq.submit("test-noop", {}, "--user", "bob", "--unique-key", "shared")
     assert ann != bob
+    # user ids may hold ':': user a:b's key c is not user a's key b:c
+    assert vq.submit("test-noop", {}, "--user", "a:b", "--unique-key", "c") != vq.submit(
+        "test-noop", {}, "--user", "a", "--unique-key", "b:c"
+    )
     globally = ("--unique-key", "g", "--unique-scope", "global")
     assert vq.submit("test-noop", {}, "--user", "ann", *globally) == vq.submit(
         "test-noop", {}, "--user", "bob", *globally
@@ -136,7 +140,7 @@ def test_throttle_returns_the_last_job_inside_the_window_and_a_new_one_after(vq,
     one = vq.submit("test-noop", {}, *short)
     assert vq.submit("test-noop", {}, *short) == one
     deadline = time.monotonic() + 10
-    while redis_conn.exists("vq:unique:test-noop:ann:tick") and time.monotonic() < deadline:
+    while redis_conn.exists("vq:unique:test-noop:ann|tick") and time.monotonic() < deadline:
         time.sleep(0.05)  # the window is the key's expiry
     assert vq.submit("test-noop", {}, *short) != one
 

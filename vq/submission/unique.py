@@ -8,7 +8,7 @@
             pushes its start back by `debounce`, never past `debounceMax` after the first
             submission; once it is due or running, a new submission makes a new job.
 
-The key (`vq:unique:<type>:<user or *>:<key>`) names the job it holds for. Whether it
+The key (`vq:unique:<type>:<user or *>|<key>`) names the job it holds for. Whether it
 holds is decided when it is read, from that job's status: a job that ended, however it
 ended (finished, failed for good, canceled, removed, expired, or failed by the stalled-job
 chore after a crash), no longer holds its key, so no end path has to remember to release
@@ -234,7 +234,7 @@ def claim(
                     meta["scheduledFor"] = iso(start)
                     pipe.multi()
                     debounce_into(pipe, existing, fields, meta, start)
-                    pipe.pexpire(name, max(1, start_ms - now_ms) + hold_ms)
+                    pipe.pexpire(name, hold_ms)  # the start moved no further than a debounce from now
                     pipe.execute()
                     return Submitted(existing, "debounced")
                 pipe.multi()
