@@ -38,7 +38,6 @@ from vq.durations import parse_duration_ms
 from vq.errors import Conflict, InvalidInput
 from vq.model import iso
 from vq.replies import optional_text
-from vq.tokens import Forbidden
 
 MODES = ("simple", "throttle", "debounce")
 SCOPES = ("user", "global")
@@ -164,6 +163,8 @@ def checked(
     if scope not in SCOPES:
         raise InvalidInput(f"uniqueScope: {scope!r} is not one of user, global", field="uniqueScope")
     if req.scope is not None and req.scope != default_scope and not privileged:
+        from vq.tokens import Forbidden  # here: the token library is no import of every `vq submit`
+
         raise Forbidden("uniqueScope: only an operator may choose the scope", field="uniqueScope")
     mode = "debounce" if req.debounce_ms is not None else "throttle" if req.for_ms is not None else "simple"
     return UniqueSpec(
