@@ -78,8 +78,9 @@ def test_the_key_of_a_job_that_stalled_for_good_is_released(vq, redis_conn):
     args = ("--user", "ann", "--unique-key", "crashy")
     doomed = vq.submit("test-track", {"seconds": 30}, *args)
     vq.start_daemon(workers=1)
+    handler_pid(redis_conn, doomed)
+    assert vq.submit("test-track", {"seconds": 30}, *args) == doomed  # running: held
     os.kill(handler_pid(redis_conn, doomed), signal.SIGKILL)  # its worker dies mid-job
-    assert vq.submit("test-track", {"seconds": 30}, *args) == doomed  # not yet recovered: still held
     view = vq.wait_for(doomed, timeout=20)
     assert view["status"] == "failed" and view["error"]["category"] == "stalled"
     assert vq.submit("test-noop", {}, *args) != doomed
@@ -270,6 +271,16 @@ def test_http_answers_201_then_200_with_the_existing_job_and_refuses_bad_input(v
     refused = api.call("POST", "/api/jobs/test-noop", ann, {"data": {}, "uniqueKey": "k", "uniqueScope": "global"})
     assert refused.status == 403  # only an operator chooses another scope than the configured one
     ops = api.token("ops", "operator")
+    chosen = {"data": {}, "userId": "ann", "uniqueKey": "k9", "uniqueScope": "global"}
+    assert api.call("POST", "/api/jobs/test-noop", ops, chosen).body["unique"]["scope"] == "global"  # an operator may
+    bulk = api.call(
+        "POST",
+        "/api/jobs/bulk",
+        ann,
+        {"jobs": [{"jobType": "test-noop", "data": {}, "uniqueKey": "b", "delay": 60_000}] * 2},
+    ).body
+    assert [r["unique"] for r in bulk["results"]] == ["created", "existing"]
+    assert bulk["results"][0]["id"] == bulk["results"][1]["id"]
     doc = api.call("GET", "/openapi.json", ops).body
     create = doc["paths"]["/api/jobs/{jobType}"]["post"]["responses"]
     assert {"200", "201"} <= set(create)
