@@ -308,6 +308,10 @@ def test_openapi_document_lists_every_route(api):
         "/api/limits",
     ]:
         assert path in paths, path
+    # A create answers 201 for a new job, 200 for the job a uniqueKey already holds (README: Unique jobs).
+    for path in ("/api/jobs/{jobType}", "/api/jobs/delayed"):
+        assert {"200", "201"} <= set(doc["paths"][path]["post"]["responses"]), path
+    assert "unique" in doc["components"]["schemas"]["Job"]["properties"]
 
 
 def test_schemathesis_finds_no_server_error_and_no_response_off_the_document(api, tmp_path):

@@ -110,7 +110,7 @@ def test_new_jobs_are_stored_as_rq_stores_them(redis_conn, settings):
     from vq.model import VQ_FUNC
     from vq.rq_seam.queue import rq_queue
     from vq.submission import submit_each
-    from vq.submission.creation import job_spec
+    from vq.submission.spec import job_spec
     from vq.submission.validation import resolve
 
     def submission():

@@ -203,6 +203,13 @@ def idempotency(user_id: str, key: str) -> str:
     return f"{PREFIX}idem:{user_id}:{key}"
 
 
+def unique(job_type: str, owner: str, key: str) -> str:
+    """The job a uniqueKey holds for (vq/submission/unique.py); owner: a user id, or * (global).
+    `|` parts owner and key: neither a user id nor a key may hold one (a user id may hold `:`,
+    so user `a:b` with key `c` and user `a` with key `b:c` would otherwise share a name)."""
+    return f"{PREFIX}unique:{job_type}:{owner}|{key}"
+
+
 BREAKERS = PREFIX + "breakers"  # set of provider names that have a breaker record
 
 

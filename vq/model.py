@@ -119,6 +119,25 @@ def result_of(job: Job):
     return job.return_value()
 
 
+def unique_of(meta: dict) -> dict | None:
+    """A job's uniqueKey, its mode and scope, and how many submissions it took (debounce)."""
+    unique = meta.get("unique")
+    if not isinstance(unique, dict):
+        return None
+    out = {
+        "key": unique.get("key"),
+        "mode": unique.get("mode"),
+        "scope": unique.get("scope"),
+        "submissions": int(unique.get("submissions", 1)),
+    }
+    for name in ("forMs", "debounceMs", "debounceMaxMs"):
+        if unique.get(name) is not None:
+            out[name] = unique[name]
+    if unique.get("firstMs"):
+        out["firstSubmittedAt"] = iso(datetime.fromtimestamp(unique["firstMs"] / 1000, UTC))
+    return out
+
+
 def job_view(job: Job, *, with_result: bool = True, in_line: bool = False) -> dict:
     """The job as JSON. `with_result=False` skips the extra Redis read of the result;
     `in_line` as for `status_of`."""
@@ -167,6 +186,7 @@ def job_view(job: Job, *, with_result: bool = True, in_line: bool = False) -> di
         "provider": meta.get("provider"),  # the AI provider that answered its latest call
         "costMicros": int(meta.get("costMicros", 0)),  # what its provider calls cost, in millionths (vq/costs.py)
         "units": meta.get("units") or {},  # what those calls consumed: characters, images, tokens ...
+        "unique": unique_of(meta),  # its uniqueKey and mode (vq/submission/unique.py), or None
         "trimmed": False,  # true: Redis no longer has the job; this is its history (history_view)
         **deadline_fields(meta.get("deadline"), status),
     }
@@ -248,6 +268,7 @@ def history_view(
         "provider": row.get("provider"),
         "costMicros": int(row.get("cost_micros") or 0),
         "units": {},
+        "unique": None,  # not kept in the history
         "trimmed": True,
         "deadline": None,
         "timeToDeadlineMs": None,

@@ -16,7 +16,7 @@ from vq import audit, jobs
 from vq.api.ratelimit import check_rate
 from vq.config import Settings
 from vq.errors import Ambiguous, NotFound
-from vq.submission import Submission, submit
+from vq.submission import Submission, submit_outcome
 from vq.tokens import Forbidden, Principal, decode, verify_key
 
 BEARER = HTTPBearer(
@@ -58,11 +58,19 @@ class Context:
         return self.call(audit.record, self.conn, principal.user_id, principal.role, action, job_type, target, **detail)
 
     def create(self, principal: Principal, body: dict, job_type: str | None, **detail) -> dict:
-        """Submit, record who did, answer with the new job: one trip to the thread pool."""
+        """Submit, record who did, answer with the new job (or, for a uniqueKey, the job that
+        holds it, with `deduplicated`): one trip to the thread pool."""
         sub = self.own_submission(principal, body, job_type)
-        job_id = submit(self.conn, self.settings, sub)
-        audit.record(self.conn, principal.user_id, principal.role, "create", sub.job_type, job_id, **detail)
-        return jobs.show(self.conn, job_id, self.settings, explain=False, reveal_to=principal.user_id)
+        made = submit_outcome(self.conn, self.settings, sub)
+        if not made.deduplicated:
+            audit.record(self.conn, principal.user_id, principal.role, "create", sub.job_type, made.id, **detail)
+        view = jobs.show(self.conn, made.id, self.settings, explain=False, reveal_to=principal.user_id)
+        if made.deduplicated and not principal.may_see(view["userId"], view["projectId"]):
+            # a global key held by another user's job: its id and state, not its data or owner
+            view = {name: view[name] for name in ("id", "jobType", "status", "unique")}
+        if made.outcome is not None:
+            view.update(deduplicated=made.deduplicated, uniqueOutcome=made.outcome)
+        return view
 
     def visible_job(self, principal: Principal, job_type: str, job_id: str) -> dict:
         """The job, if it exists, is of this type and the caller may see it; else 404. `job_id`

@@ -45,6 +45,19 @@ class JobError(Open):
     message: str | None = None
 
 
+class JobUnique(Open):
+    """A job's uniqueKey (README: Unique jobs)."""
+
+    key: str | None = None
+    mode: str | None = Field(None, description="simple, throttle or debounce")
+    scope: str | None = Field(None, description="user (the key is the user's own) or global")
+    submissions: int | None = Field(None, description="how many submissions it took (debounce: each replaced the data)")
+    forMs: int | None = Field(None, description="throttle: the window")
+    debounceMs: int | None = None
+    debounceMaxMs: int | None = None
+    firstSubmittedAt: str | None = None
+
+
 class Job(Open):
     """A job as `vq show --json` prints it."""
 
@@ -86,6 +99,15 @@ class Job(Open):
     provider: str | None = None
     costMicros: int | None = None
     units: dict[str, Any] | None = None
+    unique: JobUnique | None = Field(None, description="its uniqueKey and the mode that applied, or null")
+    deduplicated: bool | None = Field(
+        None,
+        description="in a create's answer with a uniqueKey: true when an existing job was returned (HTTP 200), "
+        "false when this one was created (201)",
+    )
+    uniqueOutcome: str | None = Field(
+        None, description="in a create's answer with a uniqueKey: created, existing or debounced"
+    )
     trimmed: bool = Field(False, description="true: Redis no longer has the job; this is its history")
     deadline: str | None = Field(None, description="not started by then: expired (category expired), not run")
     timeToDeadlineMs: int | None = Field(None, description="while it waits: ms left until its deadline")

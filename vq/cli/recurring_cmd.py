@@ -12,6 +12,8 @@ from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, err, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, PRIORITY_OPTION, SUBSCRIPTION_OPTION, state
 from vq.cli.submit_cmd import parse_data
+from vq.durations import parse_duration_ms
+from vq.errors import InvalidInput
 from vq.recurring import definitions as recurring
 from vq.recurring import firing
 from vq.recurring.definitions import CATCH_UP
@@ -110,6 +112,12 @@ def register(app: typer.Typer) -> None:
         priority: str | None = PRIORITY_OPTION,
         subscription: str | None = SUBSCRIPTION_OPTION,
         skip_cache: bool = typer.Option(False, "--skip-cache", help="Each run ignores cached results."),
+        unique_key: str | None = typer.Option(
+            None, "--unique-key", help="A run is not made while the last run with this key waits or runs."
+        ),
+        unique_for: str | None = typer.Option(
+            None, "--unique-for", help="With --unique-key: at most one run per key per window (10m)."
+        ),
         catch_up: str | None = typer.Option(
             None,
             "--catch-up",
@@ -133,7 +141,7 @@ def register(app: typer.Typer) -> None:
             name=name,
             priority=priority,
             subscription=subscription,
-            options={"skipCache": True} if skip_cache else {},
+            options=_options(skip_cache, unique_key, unique_for),
             catch_up=catch_up,
             privileged=True,
         )
@@ -142,6 +150,17 @@ def register(app: typer.Typer) -> None:
             print_json(recurring.describe(st.conn, definition))
         else:
             print(definition.id)
+
+    def _options(skip_cache: bool, unique_key: str | None, unique_for: str | None) -> dict:
+        """The definition's options from the flags (the names of the JSON body's `options`)."""
+        if unique_for is not None and unique_key is None:
+            raise InvalidInput("--unique-for: only with --unique-key")
+        given = {
+            "skipCache": skip_cache or None,
+            "uniqueKey": unique_key,
+            "uniqueFor": parse_duration_ms(unique_for, "--unique-for") if unique_for is not None else None,
+        }
+        return {name: value for name, value in given.items() if value is not None}
 
     @group.command("list", epilog=example("vq recurring list --json"))
     def list_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:

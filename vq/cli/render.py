@@ -43,6 +43,7 @@ def render_job(view: dict) -> None:
         ("groups", groups.text_of(view.get("groups") or {})),
         ("needs", capacity.text_of(view.get("resources") or {})),
         ("holds", capacity.held_text(view.get("resourcesHeld") or {})),
+        ("unique", _unique(view.get("unique"))),
         ("enqueued", view.get("enqueuedAt")),
         ("started", view.get("startedAt")),
         ("finished", view.get("finishedAt")),
@@ -67,6 +68,30 @@ def render_job(view: dict) -> None:
             "shown from the history database, which keeps no data or progress[/]",
         )
     out.print(Panel(grid, title=f"job {view['id'][:12]}", expand=False))
+
+
+def format_ms(ms: int) -> str:
+    """A duration as its largest whole unit: 600000 -> 10m, 1500 -> 1500ms."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _unique(unique: dict | None) -> str | None:
+    """The job's uniqueKey and the mode that applied: `report-7 (simple, user)`,
+    `sync (throttle 10m, user)`, `idx (debounce 30s, at most 5m; 4 submissions, global)`."""
+    if not unique:
+        return None
+    mode = unique.get("mode") or "simple"
+    if mode == "throttle" and unique.get("forMs"):
+        mode += f" {format_ms(unique['forMs'])}"
+    if mode == "debounce" and unique.get("debounceMs"):
+        mode += f" {format_ms(unique['debounceMs'])}"
+        if unique.get("debounceMaxMs"):
+            mode += f", at most {format_ms(unique['debounceMaxMs'])}"
+        mode += f"; {unique.get('submissions', 1)} submission" + ("s" if unique.get("submissions", 1) != 1 else "")
+    return f"{unique.get('key')} ({mode}, {unique.get('scope') or 'user'})"
 
 
 def _deadline(view: dict) -> str | None:

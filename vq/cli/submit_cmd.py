@@ -16,7 +16,8 @@ from vq.cli.state import JSON_OPTION, PRIORITY_OPTION, SUBSCRIPTION_OPTION, stat
 from vq.deadlines import parse_deadline
 from vq.durations import parse_duration_ms, parse_instant
 from vq.errors import InvalidInput
-from vq.submission import Submission, submit, submit_each
+from vq.submission import Submission, submit_each, submit_outcome
+from vq.submission.unique import UniqueRequest, request_from
 
 
 def _read_source(value: str, what: str, *, path_only: bool = False) -> str:
@@ -79,6 +80,21 @@ def register(app: typer.Typer) -> None:
         idempotency_key: str | None = typer.Option(
             None, "--idempotency-key", help="Submitting the same key again returns the same job."
         ),
+        unique_key: str | None = typer.Option(
+            None, "--unique-key", help="One job per key: while it waits or runs, submitting again returns it."
+        ),
+        unique_for: str | None = typer.Option(
+            None, "--unique-for", help="With --unique-key: one job per key per window (throttle): 10m."
+        ),
+        debounce: str | None = typer.Option(
+            None, "--debounce", help="With --unique-key: start after this quiet time; a resubmission replaces the data."
+        ),
+        debounce_max: str | None = typer.Option(
+            None, "--debounce-max", help="With --debounce: the longest delay from the first submission."
+        ),
+        unique_scope: str | None = typer.Option(
+            None, "--unique-scope", help="user (each user's own key) or global; default limits.uniqueScope."
+        ),
         webhook: str | None = typer.Option(None, "--webhook", help="POST the job's JSON to this URL when it ends."),
         resources: str | None = typer.Option(
             None, "--resources", metavar="NAME=N,...", help="What the job needs of a worker (gpu=1,vram=24)."
@@ -114,6 +130,11 @@ def register(app: typer.Typer) -> None:
                 "--allow-failure (allowFailure)": allow_failure,
                 "--skip-cache (options.skipCache)": skip_cache,
                 "--idempotency-key (idempotencyKey)": idempotency_key,
+                "--unique-key (uniqueKey)": unique_key,
+                "--unique-for (uniqueFor)": unique_for,
+                "--debounce (debounce)": debounce,
+                "--debounce-max (debounceMax)": debounce_max,
+                "--unique-scope (uniqueScope)": unique_scope,
                 "--webhook (webhookUrl)": webhook,
                 "--resources (resources)": resources,
                 "--deadline (deadline)": deadline,
@@ -127,6 +148,7 @@ def register(app: typer.Typer) -> None:
                 raise InvalidInput(f"--batch: {', '.join(given)} set one job; put them in each line's JSON instead")
             raise typer.Exit(_submit_batch(st, batch, as_json))
         payload = parse_data(data)
+        unique = _unique_request(unique_key, unique_for, debounce, debounce_max, unique_scope)
         if template:
             preset = templates.get(st.settings, template)
             if job_type and job_type != preset.jobType:
@@ -134,6 +156,7 @@ def register(app: typer.Typer) -> None:
             job_type, priority = preset.jobType, priority or preset.priority
             payload = templates.data_with({**preset.data, **payload}, sets)
             skip_cache = skip_cache or bool(preset.options.get("skipCache"))
+            unique = unique or request_from({}, preset.options)
         elif sets:
             raise InvalidInput("--set: only with --template (use --data for a whole job)")
         if not job_type:
@@ -156,19 +179,51 @@ def register(app: typer.Typer) -> None:
             skip_cache=skip_cache,
             webhook_url=webhook,
             deadline=parse_deadline(deadline, "--deadline") if deadline else None,
+            unique=unique,
         )
-        job_id = submit(st.conn, st.settings, sub)
-        audit.record(st.conn, audit.cli_actor(), "operator", "create", job_type, job_id)
+        made = submit_outcome(st.conn, st.settings, sub)
+        job_id = made.id
+        if not made.deduplicated:
+            audit.record(st.conn, audit.cli_actor(), "operator", "create", job_type, job_id)
         if not wait:
             if as_json:
-                print_json(jobs.show(st.conn, job_id))
+                view = jobs.show(st.conn, job_id)
+                if made.outcome is not None:
+                    view.update(deduplicated=made.deduplicated, uniqueOutcome=made.outcome)
+                print_json(view)
             else:
                 print(job_id)
+                if made.deduplicated:
+                    note(f"{made.outcome}: the job that holds unique key {sub.unique.key if sub.unique else ''!r}")
             return
         view = jobs.wait(st.conn, job_id, timeout, settings=st.settings)
         emit(view, as_json, render_job)
         if view["status"] != "finished":
             raise typer.Exit(1)
+
+
+def _unique_request(
+    key: str | None, for_: str | None, debounce: str | None, most: str | None, scope: str | None
+) -> UniqueRequest | None:
+    """The --unique-* and --debounce* options, as the JSON fields would say them."""
+    given: dict[str, str | int | None] = {
+        "uniqueKey": key,
+        "uniqueFor": for_,
+        "debounce": debounce,
+        "debounceMax": most,
+        "uniqueScope": scope,
+    }
+    flags = {"uniqueFor": "--unique-for", "debounce": "--debounce", "debounceMax": "--debounce-max"}
+    if key is None:
+        named = {**flags, "uniqueScope": "--unique-scope"}
+        first = next((flag for name, flag in named.items() if given[name] is not None), None)
+        if first:
+            raise InvalidInput(f"{first}: only with --unique-key")
+        return None
+    for name, flag in flags.items():  # the CLI's names in its messages
+        if given[name] is not None:
+            given[name] = parse_duration_ms(str(given[name]), flag)
+    return request_from(given)
 
 
 def _submit_batch(st, source: str, as_json: bool) -> int:
@@ -187,6 +242,8 @@ def _submit_batch(st, source: str, as_json: bool) -> int:
         line = numbered[outcome["index"]][0]
         if outcome["ok"]:
             outcomes.append({"line": line, "ok": True, "id": outcome["id"]})
+            if "unique" in outcome:
+                outcomes[-1]["unique"] = outcome["unique"]
         else:
             outcomes.append({"line": line, "ok": False, "error": outcome["error"]["message"]})
     failed = [o for o in outcomes if not o["ok"]]

@@ -271,3 +271,14 @@ class LimitsSettings(_Strict):
     maxDelay: Annotated[int, Meta(ge=1000, description="ms: the longest delay (or `at` ahead) accepted")] = (
         90 * 86_400_000
     )
+    uniqueScope: Annotated[
+        Literal["user", "global"],
+        Meta(description="whose submissions a uniqueKey deduplicates: each user's own, or everyone's"),
+    ] = "user"
+    uniqueKeyTtl: Annotated[
+        int,
+        Meta(
+            ge=60_000,
+            description="ms: a uniqueKey's safety expiry after its job's start (the key is free anyway once its job ends)",
+        ),
+    ] = 86_400_000

@@ -194,14 +194,17 @@ class TemplateSettings(_Strict):
         default_factory=dict
     )
     priority: Annotated[str, Meta(description="high, normal or low (default: from the tier)")] | None = None
-    options: Annotated[dict, Meta(description="skipCache: true")] = field(default_factory=dict)
+    options: Annotated[
+        dict, Meta(description="skipCache: true; uniqueKey, uniqueFor, debounce, debounceMax, uniqueScope")
+    ] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.priority is not None and self.priority not in PRIORITIES:
             raise _InvalidKey("priority", f"{self.priority!r} is not one of {', '.join(PRIORITIES)}")
-        unknown = sorted(set(self.options) - {"skipCache"})
+        known = ("skipCache", "uniqueKey", "uniqueFor", "debounce", "debounceMax", "uniqueScope")
+        unknown = sorted(set(self.options) - set(known))
         if unknown:
-            raise _InvalidKey("options", f"{unknown[0]}: unknown option (known: skipCache)")
+            raise _InvalidKey("options", f"{unknown[0]}: unknown option (known: {', '.join(known)})")
 
 
 class WebhookSettings(_Strict):

@@ -26,6 +26,7 @@ from vq.protect import protector, redact
 from vq.recurring.cron import next_after, next_times, validate_cron, validate_timezone
 from vq.replies import optional_text, scored, text_hash
 from vq.submission import Submission, data_text, validate
+from vq.submission.unique import UNIQUE_FIELDS, request_from
 from vq.timer import notify_in
 
 log = logging.getLogger("vq.recurring")
@@ -75,6 +76,7 @@ class Recurring:
             subscription=self.userSubscription,
             privileged=self.privileged,
             skip_cache=bool(self.options.get("skipCache")),
+            unique=request_from({}, self.options),
             job_id=job_id,
             origin=origin,
         )
@@ -89,10 +91,13 @@ def _validate_options(options: object) -> dict:
         return {}
     if not isinstance(options, dict):
         raise InvalidInput("options: expected a JSON object", field="options")
-    known = {"skipCache"}
-    unknown = sorted(set(options) - known)
+    known = ("skipCache", *UNIQUE_FIELDS)
+    unknown = sorted(set(options) - set(known))
     if unknown:
-        raise InvalidInput(f"options.{unknown[0]}: unknown option (known: skipCache)", field=f"options.{unknown[0]}")
+        raise InvalidInput(
+            f"options.{unknown[0]}: unknown option (known: {', '.join(known)})", field=f"options.{unknown[0]}"
+        )
+    request_from({}, options)  # a unique field without uniqueKey, or a bad duration: refused now
     return dict(options)
 
 

@@ -7,11 +7,14 @@ dependencies. RQ then does what it does natively; vq watches the rest.
 
   validation.py  the Submission, its checks and what it resolves to (nothing written)
   creation.py    one submission made into RQ jobs: submit()
+  spec.py        a job's RQ arguments and the template hashes of new jobs
+  unique.py      one job per uniqueKey: simple, throttle, debounce
   batch.py       many at once, each accepted or refused on its own: submit_each()
 """
 
 from vq.submission.batch import BATCH_CHUNK, submit_each
-from vq.submission.creation import submit
+from vq.submission.creation import submit, submit_outcome
+from vq.submission.unique import Submitted
 from vq.submission.validation import CONTROL_FIELDS, Submission, check_data, data_text, validate
 
 __all__ = [
@@ -20,7 +23,9 @@ __all__ = [
     "Submission",
     "check_data",
     "data_text",
+    "Submitted",
     "submit",
     "submit_each",
+    "submit_outcome",
     "validate",
 ]

@@ -20,16 +20,8 @@ from vq.config import Settings
 from vq.errors import RedisUnavailable, VqError
 from vq.jobhash import Batch
 from vq.rq_seam.queue import rq_queue
-from vq.submission.creation import (
-    TEMPLATES,
-    announce,
-    create_in,
-    expires,
-    groups_in,
-    job_spec,
-    plan_of,
-    submit_resolved,
-)
+from vq.submission.creation import announce, create_in, expires, groups_in, plan_of, submit_resolved
+from vq.submission.spec import TEMPLATES, job_spec
 from vq.submission.validation import Resolved, Submission, resolve
 
 BATCH_CHUNK = 500  # submissions created per transaction by submit_each
@@ -39,7 +31,7 @@ def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dic
     """Submit many, each on its own: an item that is refused is reported and the rest go on
     (`vq submit --batch`, POST /api/jobs/bulk). `build(item)` makes the Submission.
 
-    Plain submissions (no dependencies, idempotency key, fixed id, result cache or child
+    Plain submissions (no dependencies, idempotency or unique key, fixed id, result cache or child
     graph) are created BATCH_CHUNK to a transaction, in order; the others one by one as
     `submit` makes them, after the plain ones before them."""
     outcomes: list[dict] = []
@@ -64,7 +56,11 @@ def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dic
                     create_plain()
                 continue
             create_plain()
-            outcomes.append({"index": index, "ok": True, "id": submit_resolved(conn, settings, sub, resolved)})
+            made = submit_resolved(conn, settings, sub, resolved)
+            outcome = {"index": index, "ok": True, "id": made.id}
+            if made.outcome is not None:  # a uniqueKey: created, existing or debounced
+                outcome["unique"] = made.outcome
+            outcomes.append(outcome)
         except RedisUnavailable:
             raise  # not the item's fault: the whole request fails
         except VqError as exc:
@@ -134,6 +130,7 @@ def _is_plain(sub: Submission, resolved: Resolved) -> bool:
     return not (
         sub.job_id
         or sub.idempotency_key
+        or sub.unique
         or resolved.depends_on
         or resolved.origin
         or plan_of(resolved)

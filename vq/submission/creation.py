@@ -13,29 +13,27 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from math import ceil
 
 from redis import Redis, WatchError
 from redis.client import Pipeline
-from rq import Queue, Retry
+from rq import Queue
 from rq.job import Dependency, Job, JobStatus
+from rq.serializers import JSONSerializer
 
 from vq import cache, capacity, dependents, events, groups, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
-from vq.jobhash import Templates
 from vq.jobtypes import get_job_type, load_handler
-from vq.maintenance import ended_ttl
 from vq.model import VQ_FUNC, iso, result_of
-from vq.protect import protector
 from vq.recurring import runs as recurring_runs
 from vq.replies import optional_text
 from vq.rq_seam import private
 from vq.rq_seam.queue import rq_queue
+from vq.submission import unique
+from vq.submission.spec import TEMPLATES, enqueue_at_kwargs, job_spec
+from vq.submission.unique import Submitted
 from vq.submission.validation import VALID_ID, Resolved, Submission, resolve
-
-TEMPLATES = Templates(VQ_FUNC)
 
 
 def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: dict) -> None:
@@ -67,16 +65,27 @@ def submit(conn: Redis, settings: Settings, sub: Submission) -> str:
 
     With an idempotency key already used by this user within the window, return the job
     that key created instead of making a second one."""
+    return submit_outcome(conn, settings, sub).id
+
+
+def submit_outcome(conn: Redis, settings: Settings, sub: Submission) -> Submitted:
+    """`submit`, saying also whether a uniqueKey returned an existing job (vq/submission/unique.py)."""
     return submit_resolved(conn, settings, sub, resolve(conn, settings, sub))
 
 
-def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: Resolved) -> str:
+def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: Resolved) -> Submitted:
     """`submit` once the submission is resolved (`submit_each` resolves first to sort plain from the rest)."""
     job_id = sub.job_id or uuid.uuid4().hex
     if sub.idempotency_key:
         existing = _claim_idempotency_key(conn, settings, resolved.user_id, sub.idempotency_key, job_id)
         if existing:
-            return existing
+            return Submitted(existing)
+    if resolved.unique is not None:
+        return _submit_unique(conn, settings, resolved, job_id)
+    return Submitted(_submit_new(conn, settings, sub, resolved, job_id))
+
+
+def _submit_new(conn: Redis, settings: Settings, sub: Submission, resolved: Resolved, job_id: str) -> str:
     key = None
     if not resolved.depends_on and resolved.run_at is None and not sub.skip_cache and cache.wants_cache(resolved.data):
         key = cache.cache_key(resolved.job_type, resolved.user_id, resolved.data)
@@ -139,6 +148,47 @@ def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: 
     return job_id
 
 
+def _submit_unique(conn: Redis, settings: Settings, r: Resolved, job_id: str) -> Submitted:
+    """A job with a uniqueKey: created, or the job that holds the key, or (debounce) that
+    delayed job with this submission's data and a later start, in one WATCHed transaction
+    (vq/submission/unique.py). No result cache: a returned job is the key's, not a copy."""
+    spec = r.unique
+    assert spec is not None
+    if plan_of(r):
+        raise InvalidInput(
+            f"uniqueKey: not for {r.job_type.name}, a planned job type (a graph of jobs)", field="uniqueKey"
+        )
+    if spec.mode == "debounce":
+        r.run_at = unique.first_start(spec)
+    ahead_ms = max(0, int((r.run_at.timestamp() - time.time()) * 1000)) if r.run_at else 0
+
+    def create(pipe: Pipeline, unique_meta: dict) -> None:
+        pushed = create_in(conn, pipe, settings, r, job_id, unique_meta=unique_meta)
+        _index_in(pipe, r, job_id)
+        if pushed:
+            announce(pipe, [pushed])
+            wake_in(pipe)
+
+    def debounce_into(pipe: Pipeline, existing: str, fields: dict, meta: dict, start: datetime) -> None:
+        data = TEMPLATES.varying(job_spec(settings, r, existing, None, None, [], None))[0]
+        pipe.hset(Job.key_for(existing), mapping={"data": data, "meta": JSONSerializer.dumps(meta)})
+        pipe.hdel(Job.key_for(existing), keys.GROUPS_FIELD, keys.RESOURCES_FIELD)
+        groups_in(pipe, settings, r, existing)  # its limit groups' keys follow its new data
+        pipe.zadd(keys.rq_scheduled(fields["origin"]), {existing: start.timestamp()}, xx=True)
+        # not a status change (the history keeps no row): for those who follow the job's events
+        events.emit(pipe, "debounced", existing, r.job_type.name, scheduledFor=iso(start), userId=r.user_id)
+
+    return unique.claim(
+        conn,
+        spec,
+        r.job_type.name,
+        job_id,
+        hold_ms=ahead_ms + settings.limits.uniqueKeyTtl,
+        create=create,
+        debounce_into=debounce_into,
+    )
+
+
 def _child_id(parent_id: str, step: str) -> str:
     """A planned child's id when the parent's id is fixed: a second attempt at the same
     graph (after a crash) finds the children the first attempt made instead of doubling them."""
@@ -176,62 +226,6 @@ def plan_of(resolved: Resolved) -> list[dict]:
         return planner(resolved.data)
     except HandlerError as exc:
         raise InvalidInput(f"data: {exc}", field="data") from None
-
-
-def _ttls(settings: Settings) -> tuple[int, int]:
-    """RQ result/failure TTLs: the Redis expiry of ended jobs (vq/maintenance.py ended_ttl)."""
-    opts = settings.queue.defaultJobOptions
-    return ended_ttl(opts.removeOnComplete), ended_ttl(opts.removeOnFail)
-
-
-def job_spec(
-    settings: Settings,
-    r: Resolved,
-    job_id: str,
-    step: str | None,
-    parent_id: str | None,
-    children: list[str],
-    cache_key: str | None,
-) -> dict:
-    """The RQ job's arguments: its data, timeout, TTLs, retries, and vq's fields in meta."""
-    intervals = r.job_type.retry_intervals()
-    result_ttl, failure_ttl = _ttls(settings)
-    meta = {
-        "jobType": r.job_type.name,
-        "userId": r.user_id,
-        "subscription": r.subscription,
-        "maxAttempts": r.job_type.attempts,
-        **r.origin,
-    }  # the priority is the queue's (model.priority_of)
-    # The others only when they say something: readers default them (vq.model), and a
-    # waiting job's meta is a good part of the memory it takes in Redis.
-    optional = {
-        "projectId": r.project_id,
-        "dependsOn": r.depends_on,
-        "allowFailure": r.allow_failure,
-        "step": step,
-        "parentId": parent_id,
-        "children": children,
-        "scheduledFor": iso(r.run_at),
-        "webhookUrl": r.webhook_url,
-    }
-    meta.update({name: value for name, value in optional.items() if value})
-    if cache_key:
-        meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
-    if r.deadline_ms:
-        meta["deadline"] = r.deadline_ms
-        if r.job_type.on_deadline == "run":
-            meta["onDeadline"] = "run"
-    return dict(
-        args=(r.job_type.name, protector(settings).seal(r.data)),  # credentials encrypted at rest
-        timeout=max(1, ceil(r.job_type.timeout_ms / 1000)),
-        result_ttl=result_ttl,
-        failure_ttl=failure_ttl,
-        job_id=job_id,
-        meta=meta,
-        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,  # type: ignore[arg-type]  # RQ annotates int seconds; it keeps fractions (JobType.retry_intervals)
-        description=f"{r.job_type.name} for {r.user_id}",
-    )
 
 
 def _enqueue(
@@ -295,15 +289,16 @@ def create_in(
     parent_id: str | None = None,
     children: list[str] | None = None,
     cache_key: str | None = None,
+    unique_meta: dict | None = None,
 ) -> str | None:
     """A job without dependencies and its `created` event, into the caller's transaction
     (`submit`, and a batch's delayed jobs); returns its queue's name when it was pushed
     there, None when it is delayed (in RQ's scheduled registry)."""
     name = keys.queue_name(r.job_type.name, r.priority)
-    spec = job_spec(settings, r, job_id, step, parent_id, children or [], cache_key)
+    spec = job_spec(settings, r, job_id, step, parent_id, children or [], cache_key, unique_meta)
     groups_in(pipe, settings, r, job_id)
     if r.run_at is not None:
-        job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **_enqueue_at_kwargs(spec))
+        job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **enqueue_at_kwargs(spec))
         _emit_created(pipe, r, job.id, job.get_status(refresh=False), parent_id, step)
         return None
     _push_new(conn, pipe, name, job_id, spec)
@@ -392,9 +387,3 @@ def _emit_created(
     )  # born finished: cached
     if r.origin.get("recurringId"):
         recurring_runs.record_created_in(pipe, r.origin, job_id, status)
-
-
-def _enqueue_at_kwargs(common: dict) -> dict:
-    out = dict(common)
-    out["job_timeout"] = out.pop("timeout")
-    return out

@@ -26,6 +26,7 @@ from vq.jobtypes import JobType, get_job_type
 from vq.model import iso
 from vq.protect import protector
 from vq.providers import http as providers
+from vq.submission.unique import UNIQUE_FIELDS, UniqueRequest, UniqueSpec, checked, request_from
 from vq.webhooks import validate_url
 
 VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
@@ -46,6 +47,7 @@ CONTROL_FIELDS = {
     "webhookUrl",
     "deadline",
     "resources",
+    *UNIQUE_FIELDS,
 }
 
 
@@ -70,6 +72,7 @@ class Submission:
     webhook_url: str | None = None  # POSTed the job's JSON when it ends (vq/webhooks.py)
     deadline: datetime | None = None  # not started by then: expired, not run (vq/deadlines.py)
     resources: dict | None = None  # what the job needs, over its type's (vq/capacity.py)
+    unique: UniqueRequest | None = None  # one job per key: simple, throttle or debounce (unique.py)
 
     @classmethod
     def from_mapping(cls, obj: object, job_type: str | None = None, privileged: bool = False) -> Submission:
@@ -115,6 +118,7 @@ class Submission:
             skip_cache=bool(
                 (obj.get("options") or {}).get("skipCache") if isinstance(obj.get("options"), dict) else False
             ),
+            unique=request_from(obj),
         )
 
 
@@ -144,6 +148,7 @@ class Resolved:
     webhook_url: str | None = None
     deadline_ms: int | None = None  # epoch ms (vq/deadlines.py)
     resources: dict = field(default_factory=dict)  # what the job needs (vq/capacity.py); {}: nothing
+    unique: UniqueSpec | None = None  # its uniqueKey, mode and scope (vq/submission/unique.py)
 
 
 def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
@@ -188,6 +193,18 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
         raise InvalidInput("deadline: expected a time with its zone", field="deadline")
     deadline = deadline_ms(sub.deadline, settings.deadlines.byTier.get(subscription))
     needs = _resources(settings, job_type, sub.resources)
+    unique = (
+        checked(
+            sub.unique,
+            user_id=user_id,
+            default_scope=settings.limits.uniqueScope,
+            privileged=sub.privileged,
+            delayed=sub.delay_ms is not None or sub.at is not None,
+            depends=bool(depends_on),
+        )
+        if sub.unique is not None
+        else None
+    )
     return Resolved(
         job_type,
         sub.data,
@@ -202,6 +219,7 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
         webhook_url,
         deadline,
         needs,
+        unique,
     )
 
 

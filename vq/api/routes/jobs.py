@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Path
+from fastapi import APIRouter, Body, Depends, Path, Response
 from fastapi.responses import FileResponse
 
 from vq import artifacts, jobs
@@ -27,7 +27,17 @@ JOB_ID = Path(
     description="A job id (RQ's: letters, digits, _ and -), or a unique prefix of 8 or more characters.",
 )
 MAX_BULK = 1000  # submissions per POST /api/jobs/bulk
+DEDUPLICATED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A uniqueKey returned the job that holds it (`deduplicated`: true)", "model": schemas.Job}
+}
 TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job type, see GET /api/jobs/types.")
+
+
+def _answered(response: Response, view: dict) -> dict:
+    """201 for a new job; 200 when a uniqueKey returned an existing one."""
+    if view.get("deduplicated"):
+        response.status_code = 200
+    return view
 
 
 def router(ctx: Context) -> APIRouter:
@@ -40,9 +50,11 @@ def router(ctx: Context) -> APIRouter:
         tags=["jobs"],
         summary="Create a delayed job",
         response_model=schemas.Job,
+        responses=DEDUPLICATED,
         response_model_exclude_unset=True,
     )
     async def create_delayed(
+        response: Response,
         body: dict[str, Any] = Body(
             ...,
             examples=[
@@ -55,9 +67,9 @@ def router(ctx: Context) -> APIRouter:
         ),
         principal: Principal = Depends(ctx.caller),
     ) -> dict:
-        if "delay" not in body and "at" not in body:
+        if "delay" not in body and "at" not in body and "debounce" not in body:
             raise InvalidInput("delay: missing (milliseconds from now)", field="delay")
-        return await call(ctx.create, principal, body, None, delayed=True)
+        return _answered(response, await call(ctx.create, principal, body, None, delayed=True))
 
     @routes.post(
         "/api/jobs/bulk",
@@ -89,7 +101,7 @@ def router(ctx: Context) -> APIRouter:
             submit_each, conn, settings, items, lambda item: ctx.own_submission(principal, item, None)
         )
         for outcome in outcomes:
-            if outcome["ok"]:
+            if outcome["ok"] and outcome.get("unique") in (None, "created"):
                 await audited(principal, "create", None, outcome["id"], bulk=True)
         return {
             "submitted": sum(1 for o in outcomes if o["ok"]),
@@ -103,9 +115,11 @@ def router(ctx: Context) -> APIRouter:
         tags=["jobs"],
         summary="Create a job",
         response_model=schemas.Job,
+        responses=DEDUPLICATED,
         response_model_exclude_unset=True,
     )
     async def create_job(
+        response: Response,
         jobType: str = TYPE_NAME,
         body: dict[str, Any] = Body(
             ...,
@@ -122,7 +136,7 @@ def router(ctx: Context) -> APIRouter:
         principal: Principal = Depends(ctx.caller),
     ) -> dict:
         get_job_type(settings, jobType)
-        return await call(ctx.create, principal, body, jobType)
+        return _answered(response, await call(ctx.create, principal, body, jobType))
 
     @routes.get(
         "/api/jobs/{jobType}/{jobId}",

@@ -1,0 +1,84 @@
+"""A job's RQ arguments: what `Queue.create_job`/`enqueue_at` are given for a resolved
+submission (its data sealed, timeout, TTLs, retries, and vq's fields in meta), and the
+template hashes new queued jobs are built from (vq/jobhash.py)."""
+
+from __future__ import annotations
+
+from math import ceil
+
+from rq import Retry
+
+from vq.config import Settings
+from vq.jobhash import Templates
+from vq.maintenance import ended_ttl
+from vq.model import VQ_FUNC, iso
+from vq.protect import protector
+from vq.submission.validation import Resolved
+
+TEMPLATES = Templates(VQ_FUNC)
+
+
+def _ttls(settings: Settings) -> tuple[int, int]:
+    """RQ result/failure TTLs: the Redis expiry of ended jobs (vq/maintenance.py ended_ttl)."""
+    opts = settings.queue.defaultJobOptions
+    return ended_ttl(opts.removeOnComplete), ended_ttl(opts.removeOnFail)
+
+
+def job_spec(
+    settings: Settings,
+    r: Resolved,
+    job_id: str,
+    step: str | None,
+    parent_id: str | None,
+    children: list[str],
+    cache_key: str | None,
+    unique_meta: dict | None = None,
+) -> dict:
+    """The RQ job's arguments: its data, timeout, TTLs, retries, and vq's fields in meta."""
+    intervals = r.job_type.retry_intervals()
+    result_ttl, failure_ttl = _ttls(settings)
+    meta = {
+        "jobType": r.job_type.name,
+        "userId": r.user_id,
+        "subscription": r.subscription,
+        "maxAttempts": r.job_type.attempts,
+        **r.origin,
+    }  # the priority is the queue's (model.priority_of)
+    # The others only when they say something: readers default them (vq.model), and a
+    # waiting job's meta is a good part of the memory it takes in Redis.
+    optional = {
+        "projectId": r.project_id,
+        "dependsOn": r.depends_on,
+        "allowFailure": r.allow_failure,
+        "step": step,
+        "parentId": parent_id,
+        "children": children,
+        "scheduledFor": iso(r.run_at),
+        "webhookUrl": r.webhook_url,
+    }
+    meta.update({name: value for name, value in optional.items() if value})
+    if cache_key:
+        meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
+    if unique_meta:
+        meta["unique"] = unique_meta
+    if r.deadline_ms:
+        meta["deadline"] = r.deadline_ms
+        if r.job_type.on_deadline == "run":
+            meta["onDeadline"] = "run"
+    return dict(
+        args=(r.job_type.name, protector(settings).seal(r.data)),  # credentials encrypted at rest
+        timeout=max(1, ceil(r.job_type.timeout_ms / 1000)),
+        result_ttl=result_ttl,
+        failure_ttl=failure_ttl,
+        job_id=job_id,
+        meta=meta,
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,  # type: ignore[arg-type]  # RQ annotates int seconds; it keeps fractions (JobType.retry_intervals)
+        description=f"{r.job_type.name} for {r.user_id}",
+    )
+
+
+def enqueue_at_kwargs(common: dict) -> dict:
+    """`job_spec`'s arguments as RQ's enqueue_at names them."""
+    out = dict(common)
+    out["job_timeout"] = out.pop("timeout")
+    return out
