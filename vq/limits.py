@@ -26,6 +26,7 @@ def publish_config_limits(conn: Redis, settings: Settings) -> None:
         "type": {name: jt.limit for name, jt in job_types(settings).items()},
         "tier": {tier: limit for tier, limit in settings.concurrency.user.items()},
         "group": {field: limit for field, limit in groups.config_limits(settings).items()},
+        "group-rate": {field: groups.rate_text(rate) for field, rate in groups.config_rates(settings).items()},
         "tier-weight": {tier: weight for tier, weight in settings.concurrency.weights.items()},
         "user-weight": {user: weight for user, weight in settings.concurrency.userWeights.items()},
     }
@@ -72,6 +73,17 @@ def effective(conn: Redis, settings: Settings | None = None) -> dict[str, dict[s
         published, overridden = next(replies), next(replies)
         out[kind] = {**config.get(kind, {}), **_ints(published), **_ints(overridden)}
     return out
+
+
+def group_rates(conn: Redis, settings: Settings | None) -> dict[str, tuple[int, int]]:
+    """The limit groups' rates in force, (starts, window ms) keyed as vq/groups.py limit_field
+    has them: as the daemons published them (admission reads those) over this host's config."""
+    published = {}
+    for field, value in conn.hgetall(keys.limits("group-rate")).items():
+        starts, _, window = text(value).partition("/")
+        if starts.isdigit() and window.isdigit():
+            published[text(field)] = (int(starts), int(window))
+    return {**(groups.config_rates(settings) if settings else {}), **published}
 
 
 def _ints(reply: dict) -> dict[str, int]:
@@ -198,7 +210,7 @@ def overview(conn: Redis, settings: Settings) -> dict:
     return {
         "types": types,
         "users": sorted(users.values(), key=lambda u: u["userId"]),
-        "groups": groups.overview(conn, settings, limits["group"]),
+        "groups": groups.overview(conn, settings, limits["group"], group_rates(conn, settings)),
         "resources": capacity.totals(conn),
         "tiers": limits["tier"],
         "tierWeights": {tier: limits["tier-weight"].get(tier, 1) for tier in TIERS},

@@ -53,15 +53,24 @@ def _render(view: dict) -> None:
             )
         )
     rows = [
-        [g["group"], row["key"], cell(row["running"], row["limit"]) if row["limit"] else f"{row['running']}/-"]
+        [
+            g["group"],
+            row["key"],
+            cell(row["running"], row["limit"]) if row["limit"] else f"{row['running']}/-",
+            row["waiting"],
+            _starts_cell(row),
+        ]
         for g in view.get("groups", [])
         for row in g["keys"]
     ]
     if view.get("groups"):
-        defaults = ", ".join(f"{g['group']} {g['default'] or '-'}" for g in view["groups"])
+        defaults = ", ".join(
+            f"{g['group']} {g['default'] or '-'}" + (f" ({g['defaultRate']})" if g["defaultRate"] else "")
+            for g in view["groups"]
+        )
         if rows:
-            out.print(table(["group", "key", "running/limit"], rows, title="limit groups"))
-        out.print(f"[dim]limit groups' default per key: {defaults}[/]")
+            out.print(table(["group", "key", "running/limit", "waiting", "starts/rate"], rows, title="limit groups"))
+        out.print(f"[dim]limit groups' default per key (rate): {defaults}[/]")
     if view.get("resources"):
         out.print(
             table(
@@ -77,9 +86,19 @@ def _render(view: dict) -> None:
         out.print(f"[dim]starts per turn by tier: {weights}[/]")
 
 
+def _starts_cell(row: dict) -> str:
+    """Starts in the current window over the rate (`7/10/1m`), or - without a rate."""
+    if not row["rate"]:
+        return "-"
+    starts, per = row["rate"].split("/", 1)
+    colour = "red" if row["starts"] >= int(starts) else "green"
+    return f"[{colour}]{row['starts']}[/]/{starts}/{per}"
+
+
 @limits_app.callback()
 def show_limits(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """Per type and per active user: running / limit / waiting."""
+    """Per type, per active user and per limit-group key: running / limit / waiting (and a
+    group's starts in its rate's window)."""
     if ctx.invoked_subcommand is not None:
         return
     st = state(ctx)

@@ -73,6 +73,9 @@ PROTOCOLS: dict[str, Protocol] = {
             ("overrides", keys.LIMIT_OVERRIDES_PREFIX),
             ("turns", keys.ADMISSION_TURNS),
             ("running_group", keys.RUNNING_GROUP_PREFIX),
+            ("group_starts", keys.GROUP_STARTS_PREFIX),
+            ("group_waiting", keys.GROUP_WAITING_PREFIX),
+            ("group_keys", keys.GROUP_KEYS_PREFIX),
             ("running_resources", keys.RUNNING_RESOURCES_PREFIX),
             ("reserved", keys.RESOURCES_RESERVED),
         ),
@@ -117,7 +120,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ("limits", keys.LIMITS_PREFIX),
             ("overrides", keys.LIMIT_OVERRIDES_PREFIX),
         ),
-        constants=(("limit_kinds", keys.LIMIT_KINDS),),
+        constants=(("limit_kinds", keys.LIMIT_KINDS + keys.RATE_KINDS),),
     ),
     "fenced.lua": Protocol(
         parts=("fenced.lua",), names=(("stale_refused", keys.STALE_REFUSED), ("events", keys.EVENTS)), constants=_LEASE
