@@ -143,6 +143,7 @@ def holding(
 
 WAITING_STATUSES = (b"queued", b"rate_limited")  # a job in a user's line keeps RQ's `queued`
 TIDY_MAX = 1000  # waiting ids per group key looked at per recovery run
+TIDY_KEYS = 200  # group keys looked at per group and recovery run
 _tidy_cursors: dict[str, int] = {}  # waiting set -> where the last run's ZSCAN stopped
 
 
@@ -163,30 +164,44 @@ def tidy_waiting(conn: Redis, name: str) -> int:
     """Drop from a group's waiting sets the ids of jobs no longer waiting that no step took out
     (every step that takes a job out of line does: admission, cancel, remove, clear, expiry;
     this is for the rest, such as a job hash that expired or was deleted by hand), and from its
-    index the keys with nothing waiting, running or counted by a rate. `TIDY_MAX` ids per key
-    per run, resuming where the last run stopped: a set of a million waiting jobs is read
-    once per thousand runs, never at once."""
-    dropped = 0
+    index the keys with nothing waiting, running or counted by a rate. Bounded per run, each
+    resuming where the last stopped: up to TIDY_KEYS keys of the index, TIDY_MAX ids of each
+    key's set. A million waiting jobs are looked through over many runs, never at once."""
     index = keys.group_keys(name)
-    for key in sorted(text(k) for k in conn.smembers(index)):
-        waiting = keys.group_waiting(name, key)
-        cursor, found = conn.zscan(waiting, _tidy_cursors.get(waiting, 0), count=TIDY_MAX)
-        _tidy_cursors[waiting] = cursor
-        ids = [text(member) for member, _ in found]  # type: ignore[arg-type]
-        if ids:
-            with conn.pipeline(transaction=False) as pipe:
-                for job_id in ids:
-                    pipe.hget(keys.rq_job(job_id), "status")
-                statuses = pipe.execute()
-            gone = [job_id for job_id, status in zip(ids, statuses) if status not in WAITING_STATUSES]
+    cursor, found = conn.sscan(index, _tidy_cursors.get(index, 0), count=TIDY_KEYS)
+    _tidy_cursors[index] = cursor
+    group_keys = sorted({text(k) for k in found})
+    with conn.pipeline(transaction=False) as pipe:
+        for key in group_keys:
+            waiting = keys.group_waiting(name, key)
+            pipe.zscan(waiting, _tidy_cursors.get(waiting, 0), count=TIDY_MAX)
+        scans = pipe.execute()
+    ids: dict[str, list[str]] = {}
+    for key, (next_cursor, members) in zip(group_keys, scans):
+        _tidy_cursors[keys.group_waiting(name, key)] = next_cursor
+        ids[key] = [text(member) for member, _ in members]
+    with conn.pipeline(transaction=False) as pipe:
+        for key in group_keys:
+            for job_id in ids[key]:
+                pipe.hget(keys.rq_job(job_id), "status")
+        statuses = iter(pipe.execute())
+    with conn.pipeline(transaction=False) as pipe:
+        for key in group_keys:
+            gone = [job_id for job_id in ids[key] if next(statuses) not in WAITING_STATUSES]
             if gone:
-                dropped += conn.zrem(waiting, *gone)
-        with conn.pipeline(transaction=False) as pipe:
-            pipe.exists(waiting, keys.running_group(name, key), keys.group_starts(name, key))
-            (left,) = pipe.execute()
-        if not left:
-            conn.srem(index, key)
-            _tidy_cursors.pop(waiting, None)
+                pipe.zrem(keys.group_waiting(name, key), *gone)
+            else:
+                pipe.echo(0)  # one reply per key either way
+            pipe.exists(keys.group_waiting(name, key), keys.running_group(name, key), keys.group_starts(name, key))
+        replies = iter(pipe.execute())
+    dropped, empty = 0, []
+    for key in group_keys:
+        dropped += int(next(replies))
+        if not next(replies):
+            empty.append(key)
+            _tidy_cursors.pop(keys.group_waiting(name, key), None)
+    if empty:
+        conn.srem(index, *empty)
     return dropped
 
 
