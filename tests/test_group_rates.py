@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+import pytest
+
 from tests.plugins import wait_active
 
 TRACK = "test-track"
@@ -168,3 +170,39 @@ def test_a_rate_only_group_shows_in_the_http_api_as_in_vq_limits(vq, redis_conn)
     assert reply.body["groups"] == vq.json("limits")["groups"]
     proj = next(g for g in reply.body["groups"] if g["group"] == "proj")
     assert proj["keys"] == [{"key": "p1", "running": 0, "limit": None, "waiting": 1, "rate": "1/1h", "starts": 1}]
+
+
+def test_limits_set_group_rate_takes_effect_at_once_and_reset_restores_config(vq, redis_conn):
+    _groups(vq, model={"key": "data.model", "rate": "100/1m", "types": [TRACK]})
+    vq.start_daemon(workers=2)
+    first = vq.submit(TRACK, {"model": "sdxl", "seconds": 0.05}, "--user", "a", "-s", "pro")
+    assert vq.wait_for(first, timeout=20)["status"] == "finished"
+    proc = vq.run("limits", "set", "group-rate", "model", "sdxl", "1/1h")
+    assert proc.returncode == 0 and proc.stderr.strip() == "group-rate model sdxl: rate 1/1h", proc.stderr
+    held = vq.submit(TRACK, {"model": "sdxl", "seconds": 0.05}, "--user", "b", "-s", "pro")
+    vq.wait_for(held, statuses=("limited",), timeout=10)
+    time.sleep(0.3)
+    assert vq.json("show", held)["waitReason"] == "group model=sdxl: 1 starts in 1h"
+    view = vq.json("limits")
+    assert view["overrides"]["group-rate"] == {"model=sdxl": "1/1h"}
+    model = next(g for g in view["groups"] if g["group"] == "model")
+    assert [(r["key"], r["rate"], r["starts"], r["waiting"]) for r in model["keys"]] == [("sdxl", "1/1h", 1, 1)]
+    assert vq.json("limits", "reset", "group-rate", "model", "sdxl")["override"] is False
+    assert vq.wait_for(held, timeout=10)["status"] == "finished", "the config's 100/1m lets it start"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["set", "group-rate", "model", "sdxl", "5"], "RATE: '5' is not a rate: starts/window"),
+        (["set", "group-rate", "model", "sdxl", "0/1m"], "RATE: '0/1m': starts must be from 1"),
+        (["set", "group-rate", "model", "sdxl"], "expected: vq limits set group-rate NAME KEY RATE"),
+        (["set", "group", "model", "sdxl", "1/1m"], "LIMIT: expected a whole number"),
+        (["reset", "group-rate", "model"], "expected: vq limits reset group-rate NAME KEY"),
+    ],
+)
+def test_bad_group_rates_are_refused_with_one_line(vq, args, message):
+    _groups(vq, model={"key": "data.model", "rate": "100/1m", "types": [TRACK]})
+    proc = vq.run("limits", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

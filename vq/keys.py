@@ -103,13 +103,15 @@ INBOX_IDLE = "idle:"  # in INBOX, before a worker's name: that worker waits for 
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
 ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet
-# Limit kinds `vq limits set` takes: concurrency per type, tier, user and limit group; and the weights of
-# a tier's and a user's turns in the round-robin between users (weighted fair shares).
-LIMIT_KINDS = ("type", "tier", "user", "group", "tier-weight", "user-weight")
+# Limit kinds `vq limits set` takes: concurrency per type, tier, user and limit group; a limit group's rate;
+# and the weights of a tier's and a user's turns in the round-robin between users (weighted fair shares).
+LIMIT_KINDS = ("type", "tier", "user", "group", "group-rate", "tier-weight", "user-weight")
 WEIGHT_KINDS = ("tier-weight", "user-weight")
-# Kinds of the limits hashes whose values are not a number: a limit group's rate, "<starts>/<window ms>"
-# per limit field (vq/groups.py rate_field); from config only, not set at runtime.
+# Kinds whose values are not a number: a limit group's rate, "<starts>/<window ms>" per limit field
+# (vq/groups.py limit_field, rate_text).
 RATE_KINDS = ("group-rate",)
+# Kinds set per key of a limit group: `vq limits set group|group-rate NAME KEY VALUE`.
+GROUP_KINDS = ("group", "group-rate")
 # hash ring key -> "<user>|<starts>": the user whose weighted turn is under way in that ring
 # and how many jobs it has started in it (vq/lua/admit_choose.lua keep_turn)
 ADMISSION_TURNS = PREFIX + "admission:turns"

@@ -120,7 +120,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ("limits", keys.LIMITS_PREFIX),
             ("overrides", keys.LIMIT_OVERRIDES_PREFIX),
         ),
-        constants=(("limit_kinds", keys.LIMIT_KINDS + keys.RATE_KINDS),),
+        constants=(("limit_kinds", keys.LIMIT_KINDS),),
     ),
     "fenced.lua": Protocol(
         parts=("fenced.lua",), names=(("stale_refused", keys.STALE_REFUSED), ("events", keys.EVENTS)), constants=_LEASE
