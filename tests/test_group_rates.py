@@ -141,6 +141,9 @@ def test_waiting_per_group_key_follows_cancel_remove_clear_and_admission(vq, red
 
     assert groups.tidy_waiting(redis_conn, "model") == 1
     assert counts() == (1, 2)
+    late = vq.submit(TRACK, {"model": "sdxl", "gate": "g"}, "--user", "x", "-s", "pro", "--deadline", "1s")
+    assert vq.wait_for(late, timeout=15)["error"]["category"] == "expired"
+    assert counts() == (1, 2), "an expired job no longer waits"
     vq.open_gate("g")
     for job_id in (running, waiting[3], waiting[4]):
         assert vq.wait_for(job_id, timeout=20)["status"] == "finished"
