@@ -1,6 +1,7 @@
 -- Admission, part 4: choosing the job to admit, by priority, then type (in the caller's
 -- order), then users in (weighted) turns, and leasing its user's, its type's and its groups'
--- slots (and a start in its rated groups' logs). A type's room is looked at once per call, with the first user's limit (admit_from).
+-- slots (and a start in its rated groups' logs). A type's room is looked at once per call,
+-- with the first user's limit (admit_from).
 
 -- Limits: one read of the effective hash; the source hashes only if it is missing
 -- (a Redis that no vq since 0.4 has published limits to).

@@ -1,18 +1,10 @@
 -- Admission, part 3: routing, RQ list -> the users' waiting lines.
 
--- Only the lists K.inbox names are looked at (every push onto an RQ list marks its queue
--- there), so routing costs nothing per queue when nothing arrived. A list this worker does
--- not serve stays marked for others. A batch of arrivals is read in one LRANGE and written
--- per user line, not per job. A routed job's hash is not written: it stays RQ's `queued`,
--- and being in a line (its K.waitsince entry) is what vq shows as `limited` (vq/jobs.py).
--- A job in limit groups is also put in each group key's waiting set (groups_waiting).
--- Returns the rings with users (by key) and the workers waiting for a wake token (by
--- name), as K.inbox names them.
 -- Routed jobs of limit groups ({the groups field, id} each) into their group keys' waiting
 -- sets (K.group_waiting, what `vq limits` counts), one ZADD per key; each key once per call
 -- into its group's index of keys (K.group_keys).
 local function groups_waiting(in_groups)
-  local waiting, order, named = {}, {}, {}
+  local waiting, order = {}, {}
   for _, entry in ipairs(in_groups) do
     groups_each(entry[1], function(name, key)
       local wk = K.group_waiting .. name .. ':' .. key
@@ -32,6 +24,14 @@ local function groups_waiting(in_groups)
   end
 end
 
+-- Only the lists K.inbox names are looked at (every push onto an RQ list marks its queue
+-- there), so routing costs nothing per queue when nothing arrived. A list this worker does
+-- not serve stays marked for others. A batch of arrivals is read in one LRANGE and written
+-- per user line, not per job. A routed job's hash is not written: it stays RQ's `queued`,
+-- and being in a line (its K.waitsince entry) is what vq shows as `limited` (vq/jobs.py).
+-- A job in limit groups is also put in each group key's waiting set (groups_waiting).
+-- Returns the rings with users (by key) and the workers waiting for a wake token (by
+-- name), as K.inbox names them.
 local function route()
   local serves = {}
   for i = 1, n_types do serves[types[i]] = true end
