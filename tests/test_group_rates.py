@@ -55,9 +55,11 @@ def test_a_rate_holds_across_two_daemons_and_each_window_starts_on_time(vq, redi
     # hundreds of ms early, not tens.
     gaps = [round(starts[i + 3] - starts[i], 3) for i in range(len(starts) - 3)]
     assert min(gaps) > 1.75, ("a 4th start within 2 s of three others", gaps)
-    assert max(gaps) < 2.5, ("a start came late after the window allowed it", gaps)
-    admitted = sorted(_instant(vq.json("show", job_id)["startedAt"]) for job_id in ids)  # at the admission call
-    assert min(admitted[i + 3] - admitted[i] for i in range(len(admitted) - 3)) > 1.95, admitted
+    # startedAt: the worker's clock as it made the admission call that started the job.
+    admitted = sorted(_instant(vq.json("show", job_id)["startedAt"]) for job_id in ids)
+    admitted_gaps = [round(admitted[i + 3] - admitted[i], 3) for i in range(len(admitted) - 3)]
+    assert min(admitted_gaps) > 1.9, ("a 4th start within 2 s of three others", admitted_gaps)
+    assert max(admitted_gaps) < 2.4, ("a start came late after the window allowed it", admitted_gaps)
     assert 3.9 < starts[-1] - starts[0] < 5.0, starts
     model = _group(vq, "model")
     assert model["defaultRate"] == "3/2s" and model["default"] is None
