@@ -50,13 +50,14 @@ def test_a_rate_holds_across_two_daemons_and_each_window_starts_on_time(vq, redi
     for job_id in ids:
         assert vq.wait_for(job_id, timeout=30)["status"] == "finished"
     starts = _started_at(redis_conn, ids)
-    # Admission counts by Redis's clock; a handler's first line comes some ms after its
-    # admission, more or less on a busy machine: a 4th start within the window would be
-    # hundreds of ms early, not tens.
+    # startedAt: the worker's clock as it made the admission call that started the job. A
+    # handler's first line comes some time after that, more on a busy machine: its own
+    # record may be up to that much early against the others, and no more.
+    views = {job_id: vq.json("show", job_id) for job_id in ids}
+    late = max(float(redis_conn.hget("test:started-at", i)) - _instant(views[i]["startedAt"]) for i in ids)
     gaps = [round(starts[i + 3] - starts[i], 3) for i in range(len(starts) - 3)]
-    assert min(gaps) > 1.75, ("a 4th start within 2 s of three others", gaps)
-    # startedAt: the worker's clock as it made the admission call that started the job.
-    admitted = sorted(_instant(vq.json("show", job_id)["startedAt"]) for job_id in ids)
+    assert min(gaps) > 1.95 - late, ("a 4th start within 2 s of three others", gaps, late)
+    admitted = sorted(_instant(view["startedAt"]) for view in views.values())
     admitted_gaps = [round(admitted[i + 3] - admitted[i], 3) for i in range(len(admitted) - 3)]
     assert min(admitted_gaps) > 1.9, ("a 4th start within 2 s of three others", admitted_gaps)
     assert max(admitted_gaps) < 2.4, ("a start came late after the window allowed it", admitted_gaps)
