@@ -90,7 +90,7 @@ def test_a_user_held_by_a_rate_does_not_hold_another_user_and_the_reason_names_t
             "types": [TRACK],
         },
     )
-    vq.configure(queue={"defaultJobOptions": {"removeOnComplete": False}, "settings": {"lockDuration": 1000}})
+    vq.configure(queue={"defaultJobOptions": {"removeOnComplete": False}, "settings": {"lockDuration": 3000}})
     first = [vq.submit(TRACK, {"model": "sdxl", "gate": "g"}, "--user", "a", "-s", "enterprise") for _ in range(2)]
     vq.start_daemon(workers=4)
     wait_active(redis_conn, f"type:{TRACK}", 2)
@@ -112,8 +112,8 @@ def test_a_user_held_by_a_rate_does_not_hold_another_user_and_the_reason_names_t
     table = vq.run("limits")
     assert table.returncode == 0, table.stderr
     assert "starts/rate" in table.stdout and "2/2/1m" in table.stdout, table.stdout
-    # Renewing the running jobs' leases (every sixth of lockDuration) records no start.
-    time.sleep(0.5)
+    # Renewing the running jobs' leases (every sixth of lockDuration: 0.5 s) records no start.
+    time.sleep(1.2)
     assert redis_conn.zcard("vq:starts:group:model:sdxl") == 2
     vq.open_gate("g")
     for job_id in (*first, other):
