@@ -61,6 +61,7 @@ def tracked(ctx, data):
     r.hset("test:cuda", ctx.job_id, os.environ.get("CUDA_VISIBLE_DEVICES", "-"))
     r.set(f"test:pid:{ctx.job_id}", os.getpid())
     r.rpush("test:started", ctx.job_id)
+    r.hset("test:started-at", ctx.job_id, time.time())  # its handler's first line, by this host's clock
     for key in counters:
         r.eval(_MAX, 1, key + ":max", r.incr(key))
     try:

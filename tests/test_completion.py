@@ -89,7 +89,7 @@ def test_static_values_complete(tab):
     assert _bash(tab, "vq token create --tier p") == ["pro"]
     assert _bash(tab, "vq daemon --log-format ") == ["text", "json"]
     assert _bash(tab, "vq completion ") == ["bash", "zsh", "fish"]
-    assert _bash(tab, "vq limits set ") == ["type", "tier", "user", "group", "tier-weight", "user-weight"]
+    assert _bash(tab, "vq limits set ") == ["type", "tier", "user", "group", "group-rate", "tier-weight", "user-weight"]
     assert _bash(tab, "vq limits set tier ") == ["free", "basic", "pro", "enterprise"]
     assert _bash(tab, "vq limits set tier-weight ") == ["free", "basic", "pro", "enterprise"]
 

@@ -194,7 +194,17 @@ def test_bad_group_limits_are_refused_with_one_line(vq, args, code, message):
         ({"key": "data", "limit": 2}, "concurrency.groups.bad.key: 'data' is not userId, projectId or data.<path>"),
         ({"key": ["projectId", "model"], "limit": 2}, "concurrency.groups.bad.key: 'model' is not userId"),
         ({"key": "data.model", "limit": {"sdxl": 0}}, "concurrency.groups.bad.limit: sdxl: must be at least 1, got 0"),
-        ({"key": "data.model"}, "concurrency.groups.bad.limit: missing (required)"),
+        ({"key": "data.model"}, "concurrency.groups.bad.limit: missing: a group needs a limit, a rate or both"),
+        (
+            {"key": "data.model", "rate": "30 per minute"},
+            "groups.bad.rate: '30 per minute' is not a rate: starts/window",
+        ),
+        ({"key": "data.model", "rate": {"sdxl": "0/1m"}}, "groups.bad.rate: sdxl: '0/1m': starts must be from 1"),
+        (
+            {"key": "data.model", "rate": {"sdxl": "5/2d"}},
+            "groups.bad.rate: sdxl: '5/2d': the window must be from 1ms to 1d",
+        ),
+        ({"key": "data.model", "rate": 30}, "concurrency.groups.bad.rate: "),
         ({"key": "data.model", "limit": 1, "types": ["nope"]}, "groups.bad.types: no job type 'nope'"),
         ({"key": "data.model", "limit": 1, "size": 3}, "concurrency.groups.bad.size: unknown key"),
     ],

@@ -25,7 +25,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat, utcparse
 
-from vq import capacity, keys, lua
+from vq import capacity, groups, keys, lua
 from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of
 from vq.replies import texts
@@ -50,9 +50,18 @@ class Admission:
         """Route arrivals and admit one job of these types, or None. The job's hash comes
         back in the same round trip, so the worker need not fetch it; with `start` the job
         is also started for that worker."""
+        return self.admit_or_due(job_types, start)[0]
+
+    def admit_or_due(self, job_types: list[str], start: Start | None = None) -> tuple[Admitted | None, float | None]:
+        """`admit`, and when nothing was admitted because a limit group's rate held a job
+        back, the seconds until it may start (None otherwise): a rate frees a start with
+        time, not with an event that wakes a worker, so the caller waits no longer."""
         asked_at = time.monotonic()  # before Redis sets the lease's deadline: the worker's own is earlier
-        admitted = parse_admitted(self._admit(args=self._admit_args(job_types, start)))
-        return admitted._replace(asked_at=asked_at) if admitted is not None else None
+        reply = self._admit(args=self._admit_args(job_types, start))
+        admitted = parse_admitted(reply)
+        if admitted is not None:
+            return admitted._replace(asked_at=asked_at), None
+        return None, (int(reply[1]) / 1000 if len(reply) == 2 else None)
 
     def admit_in(
         self,
@@ -158,7 +167,7 @@ def parse_admitted(result) -> Admitted | None:
 
 def _parse_reply(result) -> tuple[bool, Admitted | None, bool]:
     has_dependents, stale = result[0] == 1, result[0] == -1
-    if len(result) < 2:
+    if len(result) < 3:  # nothing admitted (a second item: ms until a rate lets a job start)
         return has_dependents, None, stale
     flat = result[4]
     return (
@@ -263,10 +272,14 @@ def wait_for_wake(conn: Redis, timeout: float) -> None:
 
 
 def forget(conn: Redis, job) -> None:
-    """Take a waiting job out of its line (it was canceled or deleted)."""
+    """Take a waiting job out of its line and its limit groups' waiting sets (it was canceled,
+    expired or is about to be deleted: its hash names its groups)."""
     job_type = job_type_of(job)
     user = job.meta.get("userId") or "_"
+    in_groups = groups.decoded(conn.hget(keys.rq_job(job.id), keys.GROUPS_FIELD))
     with conn.pipeline(transaction=False) as pipe:
+        for name, key in in_groups.items():
+            pipe.zrem(keys.group_waiting(name, key), job.id)
         for priority in keys.PRIORITY_ORDER:
             pipe.lrem(keys.waiting_list(job_type, priority, user), 1, job.id)
             pipe.zrem(keys.deadline_line(job_type, priority, user), job.id)

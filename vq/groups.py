@@ -17,6 +17,7 @@ from redis import Redis
 
 from vq import keys
 from vq.config import Settings
+from vq.replies import text, texts
 
 DEFAULT = "default"  # the limit key for every value not listed
 
@@ -87,68 +88,175 @@ def config_limits(settings: Settings) -> dict[str, int]:
     }
 
 
+def config_rates(settings: Settings) -> dict[str, tuple[int, int]]:
+    """The config's group rates, (starts, window ms), keyed as `limit_field` keys limits."""
+    return {
+        limit_field(name, key): rate
+        for name, group in settings.concurrency.groups.items()
+        for key, rate in group.rates.items()
+    }
+
+
+def rate_text(rate: tuple[int, int]) -> str:
+    """A rate as the limits hashes keep it (and admission parses it): "<starts>/<window ms>"."""
+    return f"{rate[0]}/{rate[1]}"
+
+
+def rate_shown(rate: tuple[int, int]) -> str:
+    """A rate as people write it: 10/1m, 3/2s, 5/1500ms."""
+    starts, ms = rate
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{starts}/{ms // size}{unit}"
+    return f"{starts}/{ms}ms"
+
+
+def rate_of(rates: dict[str, tuple[int, int]], group: str, key: str) -> tuple[int, int] | None:
+    """A key's rate, (starts, window ms), from the group rates in force; None: no rate."""
+    found = rates.get(limit_field(group, key))
+    return found if found is not None else rates.get(group)
+
+
 def limit_of(limits: dict[str, int], group: str, key: str) -> int | None:
     """A key's limit from the group limits in force (`limit_field` -> n); None: not limited."""
     found = limits.get(limit_field(group, key))
     return found if found is not None else limits.get(group)
 
 
-def running(conn: Redis, groups: dict[str, str], now_ms: int | None = None) -> dict[str, int]:
-    """Live leases per group of a job's {group: key}."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+def holding(
+    conn: Redis, groups: dict[str, str], limits: dict[str, int], rates: dict[str, tuple[int, int]]
+) -> tuple[str, str, str] | None:
+    """The first of a job's groups that holds it back, as admission judges it
+    (vq/lua/groups.lua): (group, key, why) with why `2/2 running` (its slots are full) or
+    `10 starts in 1m` (its rate is spent); None when every group has room."""
+    now_ms = int(time.time() * 1000)
     with conn.pipeline(transaction=False) as pipe:
         for name, key in groups.items():
+            rate = rate_of(rates, name, key)
             pipe.zcount(keys.running_group(name, key), now_ms, "+inf")
-        return dict(zip(groups, pipe.execute()))
-
-
-def full(conn: Redis, groups: dict[str, str], limits: dict[str, int]) -> tuple[str, str, int, int] | None:
-    """The first of a job's groups with no room: (group, key, running, limit), or None."""
-    counts = running(conn, groups)
+            pipe.zcount(keys.group_starts(name, key), f"({now_ms - rate[1]}" if rate else "+inf", "+inf")
+        replies = iter(pipe.execute())
     for name, key in groups.items():
-        limit = limit_of(limits, name, key)
-        if limit is not None and counts[name] >= limit:
-            return name, key, counts[name], limit
+        running, starts = next(replies), next(replies)
+        limit, rate = limit_of(limits, name, key), rate_of(rates, name, key)
+        if limit is not None and running >= limit:
+            return name, key, f"{running}/{limit} running"
+        if rate is not None and starts >= rate[0]:
+            return name, key, f"{starts} starts in {rate_shown(rate).partition('/')[2]}"
     return None
+
+
+WAITING_STATUSES = (b"queued", b"rate_limited")  # a job in a user's line keeps RQ's `queued`
+TIDY_MAX = 1000  # waiting ids per group key looked at per recovery run
+TIDY_KEYS = 200  # group keys looked at per group and recovery run
+_tidy_cursors: dict[str, int] = {}  # waiting set -> where the last run's ZSCAN stopped
 
 
 def drop_lapsed(conn: Redis, settings: Settings, now_ms: int) -> int:
     """Drop the lapsed leases of every configured group's keys (stalled-job recovery, after it
     has settled their jobs: vq/stalled.py), so a running set does not keep a dead worker's
-    entries. Admission counts live leases only, so this is tidying, not correctness."""
+    entries. Admission counts live leases only, so this is tidying, not correctness. Also
+    tidies the waiting sets (`tidy_waiting`)."""
     dropped = 0
     for name in settings.concurrency.groups:
         for key in conn.scan_iter(match=keys.running_group(name, "*"), count=500):
             dropped += conn.zremrangebyscore(key, "-inf", now_ms)
+        dropped += tidy_waiting(conn, name)
     return dropped
 
 
-def overview(conn: Redis, settings: Settings, limits: dict[str, int]) -> list[dict]:
-    """Per group: its key fields, its default limit, and each key that runs jobs or has a limit
-    of its own with running / limit (a group only set at runtime is shown too)."""
+def tidy_waiting(conn: Redis, name: str) -> int:
+    """Drop from a group's waiting sets the ids of jobs no longer waiting that no step took out
+    (every step that takes a job out of line does: admission, cancel, remove, clear, expiry;
+    this is for the rest, such as a job hash that expired or was deleted by hand), and from its
+    index the keys with nothing waiting, running or counted by a rate. Bounded per run, each
+    resuming where the last stopped: up to TIDY_KEYS keys of the index, TIDY_MAX ids of each
+    key's set. A million waiting jobs are looked through over many runs, never at once."""
+    index = keys.group_keys(name)
+    cursor, found = conn.sscan(index, _tidy_cursors.get(index, 0), count=TIDY_KEYS)
+    _tidy_cursors[index] = cursor
+    group_keys = sorted({text(k) for k in found})
+    with conn.pipeline(transaction=False) as pipe:
+        for key in group_keys:
+            waiting = keys.group_waiting(name, key)
+            pipe.zscan(waiting, _tidy_cursors.get(waiting, 0), count=TIDY_MAX)
+        scans = pipe.execute()
+    ids: dict[str, list[str]] = {}
+    for key, (next_cursor, members) in zip(group_keys, scans):
+        _tidy_cursors[keys.group_waiting(name, key)] = next_cursor
+        ids[key] = [text(member) for member, _ in members]
+    with conn.pipeline(transaction=False) as pipe:
+        for key in group_keys:
+            for job_id in ids[key]:
+                pipe.hget(keys.rq_job(job_id), "status")
+        statuses = iter(pipe.execute())
+    with conn.pipeline(transaction=False) as pipe:
+        for key in group_keys:
+            gone = [job_id for job_id in ids[key] if next(statuses) not in WAITING_STATUSES]
+            if gone:
+                pipe.zrem(keys.group_waiting(name, key), *gone)
+            else:
+                pipe.echo(0)  # one reply per key either way
+            pipe.exists(keys.group_waiting(name, key), keys.running_group(name, key), keys.group_starts(name, key))
+        replies = iter(pipe.execute())
+    dropped, empty = 0, []
+    for key in group_keys:
+        dropped += int(next(replies))
+        if not next(replies):
+            empty.append(key)
+            _tidy_cursors.pop(keys.group_waiting(name, key), None)
+    if empty:
+        conn.srem(index, *empty)
+    return dropped
+
+
+def overview(conn: Redis, settings: Settings, limits: dict[str, int], rates: dict[str, tuple[int, int]]) -> list[dict]:
+    """Per group: its key fields, its default limit and rate, and each key that has jobs
+    running, waiting or started within its rate's window, or a limit or rate of its own:
+    running / limit, waiting, and with a rate, the starts in the current window (a group only
+    set at runtime is shown too). The keys come from the group's index (keys.group_keys),
+    not a scan of the keyspace: a few reads per key however many jobs wait."""
     now_ms = int(time.time() * 1000)
     configured = settings.concurrency.groups
-    names = sorted(set(configured) | {field.partition("=")[0] for field in limits})
+    names = sorted(set(configured) | {field.partition("=")[0] for field in (*limits, *rates)})
+    with conn.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.smembers(keys.group_keys(name))
+        indexed = [sorted(texts(found)) for found in pipe.execute()]
     out = []
-    for name in names:
-        rows: dict[str, int] = {}
-        prefix = keys.running_group(name, "")
-        for raw in conn.scan_iter(match=keys.running_group(name, "*"), count=500):
-            count = conn.zcount(raw, now_ms, "+inf")
-            if count:
-                rows[raw.decode()[len(prefix) :]] = count
-        for field in limits:
-            group, sep, key = field.partition("=")
-            if group == name and sep:
-                rows.setdefault(key, 0)
+    for name, seen in zip(names, indexed):
+        own = [f.partition("=")[2] for f in (*limits, *rates) if f.partition("=")[0] == name and "=" in f]
+        candidates = sorted(set(seen) | set(own))
+        with conn.pipeline(transaction=False) as pipe:
+            for key in candidates:
+                rate = rate_of(rates, name, key)
+                pipe.zcount(keys.running_group(name, key), now_ms, "+inf")
+                pipe.zcard(keys.group_waiting(name, key))
+                pipe.zcount(keys.group_starts(name, key), f"({now_ms - rate[1]}" if rate else "+inf", "+inf")
+            replies = iter(pipe.execute())
+        rows = []
+        for key in candidates:
+            running, waiting, starts = next(replies), next(replies), next(replies)
+            rate = rate_of(rates, name, key)
+            if running or waiting or (rate and starts) or key in own:
+                rows.append(
+                    {
+                        "key": key,
+                        "running": running,
+                        "limit": limit_of(limits, name, key),
+                        "waiting": waiting,
+                        "rate": rate_shown(rate) if rate else None,
+                        "starts": starts if rate else None,
+                    }
+                )
+        default_rate = rates.get(name)
         out.append(
             {
                 "group": name,
                 "keyedOn": configured[name].fields if name in configured else None,
                 "default": limits.get(name),
-                "keys": [
-                    {"key": key, "running": rows[key], "limit": limit_of(limits, name, key)} for key in sorted(rows)
-                ],
+                "defaultRate": rate_shown(default_rate) if default_rate else None,
+                "keys": rows,
             }
         )
     return out

@@ -123,6 +123,7 @@ def show(
                 limits.user_limit(conn, settings, view["userId"] or "_", in_force),
                 limits.type_limit(conn, settings, view["jobType"], in_force),
                 in_force["group"],
+                limits.group_rates(conn, settings),
             )
         )
     children = job.meta.get("children") or []
@@ -293,8 +294,8 @@ def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None, setting
     view = job_view(job, with_result=False, in_line=bool(admission.in_line(conn, [job])))
     if status not in TERMINAL:
         cancel_dependents(conn, job, f"dependency {job.id} was removed")
+    admission.forget(conn, job)  # before the delete: the hash names the job's limit groups
     job.delete(remove_from_queue=True)
-    admission.forget(conn, job)
     job_lists.forget(conn, [job.id], keys.user_jobs(view["userId"] or ""), keys.type_jobs(view["jobType"]))
     conn.delete(keys.cancel_request(job.id), keys.dependents(job.id))
     if artifacts_root is not None:

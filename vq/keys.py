@@ -103,10 +103,15 @@ INBOX_IDLE = "idle:"  # in INBOX, before a worker's name: that worker waits for 
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
 ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet
-# Limit kinds `vq limits set` takes: concurrency per type, tier, user and limit group; and the weights of
-# a tier's and a user's turns in the round-robin between users (weighted fair shares).
-LIMIT_KINDS = ("type", "tier", "user", "group", "tier-weight", "user-weight")
+# Limit kinds `vq limits set` takes: concurrency per type, tier, user and limit group; a limit group's rate;
+# and the weights of a tier's and a user's turns in the round-robin between users (weighted fair shares).
+LIMIT_KINDS = ("type", "tier", "user", "group", "group-rate", "tier-weight", "user-weight")
 WEIGHT_KINDS = ("tier-weight", "user-weight")
+# Kinds whose values are not a number: a limit group's rate, "<starts>/<window ms>" per limit field
+# (vq/groups.py limit_field, rate_text).
+RATE_KINDS = ("group-rate",)
+# Kinds set per key of a limit group: `vq limits set group|group-rate NAME KEY VALUE`.
+GROUP_KINDS = ("group", "group-rate")
 # hash ring key -> "<user>|<starts>": the user whose weighted turn is under way in that ring
 # and how many jobs it has started in it (vq/lua/admit_choose.lua keep_turn)
 ADMISSION_TURNS = PREFIX + "admission:turns"
@@ -123,6 +128,9 @@ RUNNING_TYPE_PREFIX = PREFIX + "running:type:"
 RUNNING_USER_PREFIX = PREFIX + "running:user:"
 RUNNING_GROUP_PREFIX = PREFIX + "running:group:"
 RUNNING_RESOURCES_PREFIX = PREFIX + "running:resources:"
+GROUP_STARTS_PREFIX = PREFIX + "starts:group:"
+GROUP_WAITING_PREFIX = PREFIX + "waiting:group:"
+GROUP_KEYS_PREFIX = PREFIX + "group-keys:"
 LIMITS_PREFIX = PREFIX + "limits:"
 LIMIT_OVERRIDES_PREFIX = PREFIX + "limits:override:"
 
@@ -167,6 +175,24 @@ def running_user(user_id: str) -> str:
 def running_group(group: str, key: str) -> str:
     """zset id -> lease deadline ms: the running jobs of one key of a limit group (vq/groups.py)."""
     return f"{RUNNING_GROUP_PREFIX}{group}:{key}"
+
+
+def group_starts(group: str, key: str) -> str:
+    """zset "<id>@<ms>" -> ms: the starts of one key of a limit group within its rate's window
+    (a sliding-window log, pruned and expired by admission: vq/lua/groups.lua)."""
+    return f"{GROUP_STARTS_PREFIX}{group}:{key}"
+
+
+def group_waiting(group: str, key: str) -> str:
+    """zset id -> ms routed: the jobs of one key of a limit group waiting in users' lines
+    (added by routing, removed when admitted or taken out of line: vq/groups.py)."""
+    return f"{GROUP_WAITING_PREFIX}{group}:{key}"
+
+
+def group_keys(group: str) -> str:
+    """set: the keys of a limit group that have had waiting jobs (what `vq limits` reads
+    instead of scanning; keys with nothing waiting or running are dropped by recovery)."""
+    return GROUP_KEYS_PREFIX + group
 
 
 def running_resources(holder: str) -> str:

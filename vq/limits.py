@@ -14,6 +14,7 @@ from redis.typing import EncodableT, FieldT
 
 from vq import capacity, groups, keys, lua
 from vq.config import DEFAULT_TYPE_LIMITS, DEFAULT_USER_LIMITS, MAX_WEIGHT, TIERS, Settings
+from vq.config.queue import parse_rate
 from vq.errors import InvalidInput, NotFound
 from vq.jobtypes import DEFAULT_CUSTOM_TYPE_LIMIT, get_job_type, job_types
 from vq.replies import optional_text, text, texts
@@ -26,6 +27,7 @@ def publish_config_limits(conn: Redis, settings: Settings) -> None:
         "type": {name: jt.limit for name, jt in job_types(settings).items()},
         "tier": {tier: limit for tier, limit in settings.concurrency.user.items()},
         "group": {field: limit for field, limit in groups.config_limits(settings).items()},
+        "group-rate": {field: groups.rate_text(rate) for field, rate in groups.config_rates(settings).items()},
         "tier-weight": {tier: weight for tier, weight in settings.concurrency.weights.items()},
         "user-weight": {user: weight for user, weight in settings.concurrency.userWeights.items()},
     }
@@ -48,10 +50,15 @@ def _hash(conn: Redis, key: str) -> dict[str, int]:
     return {text(k): int(v) for k, v in conn.hgetall(key).items()}
 
 
+def _texts(conn: Redis, key: str) -> dict[str, str]:
+    """A rates hash as people write rates (10/1m)."""
+    return {field: groups.rate_shown(rate) for field, rate in _rates(conn.hgetall(key)).items()}
+
+
 def effective(conn: Redis, settings: Settings | None = None) -> dict[str, dict[str, int]]:
-    """The limits and weights in force, by kind (keys.LIMIT_KINDS): overrides over published
-    config over this host's config (or, without settings, the spec's defaults). Group limits
-    are keyed as vq/groups.py limit_field has them."""
+    """The limits and weights in force, by kind (keys.LIMIT_KINDS but the rates: `group_rates`):
+    overrides over published config over this host's config (or, without settings, the spec's
+    defaults). Group limits are keyed as vq/groups.py limit_field has them."""
     if settings is None:
         config = {"type": dict(DEFAULT_TYPE_LIMITS), "tier": dict(DEFAULT_USER_LIMITS)}
     else:
@@ -62,15 +69,39 @@ def effective(conn: Redis, settings: Settings | None = None) -> dict[str, dict[s
             "tier-weight": dict(settings.concurrency.weights),
             "user-weight": dict(settings.concurrency.userWeights),
         }
+    kinds = [kind for kind in keys.LIMIT_KINDS if kind not in keys.RATE_KINDS]
     with conn.pipeline(transaction=False) as pipe:
-        for kind in keys.LIMIT_KINDS:
+        for kind in kinds:
             pipe.hgetall(keys.limits(kind))
             pipe.hgetall(keys.limit_overrides(kind))
         replies = iter(pipe.execute())
     out = {}
-    for kind in keys.LIMIT_KINDS:
+    for kind in kinds:
         published, overridden = next(replies), next(replies)
         out[kind] = {**config.get(kind, {}), **_ints(published), **_ints(overridden)}
+    return out
+
+
+def group_rates(conn: Redis, settings: Settings | None) -> dict[str, tuple[int, int]]:
+    """The limit groups' rates in force, (starts, window ms) keyed as vq/groups.py limit_field
+    has them: runtime overrides over what the daemons published (admission reads both) over
+    this host's config."""
+    out = dict(groups.config_rates(settings) if settings else {})
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.limits("group-rate"))
+        pipe.hgetall(keys.limit_overrides("group-rate"))
+        for reply in pipe.execute():
+            out.update(_rates(reply))
+    return out
+
+
+def _rates(reply: dict) -> dict[str, tuple[int, int]]:
+    """A rates hash ("<starts>/<window ms>" per field) as (starts, window ms)."""
+    out = {}
+    for field, value in reply.items():
+        starts, _, window = text(value).partition("/")
+        if starts.isdigit() and window.isdigit():
+            out[text(field)] = (int(starts), int(window))
     return out
 
 
@@ -113,19 +144,28 @@ def type_limit(conn: Redis, settings: Settings | None, job_type: str, limits: di
     return limits["type"].get(job_type, DEFAULT_CUSTOM_TYPE_LIMIT)
 
 
-def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int | None, key: str | None = None) -> dict:
+def set_limit(
+    conn: Redis, settings: Settings, kind: str, name: str, value: int | str | None, key: str | None = None
+) -> dict:
     """Set (or, with value None, drop) a runtime override; takes effect at once everywhere.
-    A group's limit is per `key` (a value of its key field; `default`: every key not set)."""
+    A group's limit and rate are per `key` (a value of its key field; `default`: every key not
+    set); a rate is text, `starts/window` (10/1m)."""
     if kind not in keys.LIMIT_KINDS:
         raise InvalidInput(f"limit kind {kind!r} is not one of {', '.join(keys.LIMIT_KINDS)}")
-    if (kind == "group") != (key is not None):
+    if (kind in keys.GROUP_KINDS) != (key is not None):
         raise InvalidInput(
-            "a group's limit is set per key: group NAME KEY LIMIT"
-            if kind == "group"
-            else "KEY: only a group's limit has one"
+            (
+                "a group's rate is set per key: group-rate NAME KEY RATE"
+                if kind == "group-rate"
+                else "a group's limit is set per key: group NAME KEY LIMIT"
+            )
+            if kind in keys.GROUP_KINDS
+            else "KEY: only a group's limit or rate has one"
         )
+    if (kind in keys.RATE_KINDS) != isinstance(value, str) and value is not None:
+        raise InvalidInput(f"{kind}: expected {'a rate such as 10/1m' if kind in keys.RATE_KINDS else 'a number'}")
     field = name
-    if kind == "group":
+    if kind in keys.GROUP_KINDS:
         # A group gone from the config may still have an override to drop.
         dropping_stale = value is None and conn.hexists(keys.limit_overrides(kind), groups.limit_field(name, key or ""))
         if name not in settings.concurrency.groups and not dropping_stale:
@@ -142,6 +182,12 @@ def set_limit(conn: Redis, settings: Settings, kind: str, name: str, value: int 
         raise InvalidInput("user: missing")
     if value is None:
         conn.hdel(keys.limit_overrides(kind), field)
+    elif isinstance(value, str):
+        rate = parse_rate(value)
+        if isinstance(rate, str):
+            raise InvalidInput(f"RATE: {rate}")
+        value = groups.rate_shown(rate)
+        conn.hset(keys.limit_overrides(kind), field, groups.rate_text(rate))
     else:
         if value < 1:
             raise InvalidInput(f"limit must be a whole number of at least 1, got {value}")
@@ -198,9 +244,12 @@ def overview(conn: Redis, settings: Settings) -> dict:
     return {
         "types": types,
         "users": sorted(users.values(), key=lambda u: u["userId"]),
-        "groups": groups.overview(conn, settings, limits["group"]),
+        "groups": groups.overview(conn, settings, limits["group"], group_rates(conn, settings)),
         "resources": capacity.totals(conn),
         "tiers": limits["tier"],
         "tierWeights": {tier: limits["tier-weight"].get(tier, 1) for tier in TIERS},
-        "overrides": {k: _hash(conn, keys.limit_overrides(k)) for k in keys.LIMIT_KINDS},
+        "overrides": {
+            k: (_texts(conn, keys.limit_overrides(k)) if k in keys.RATE_KINDS else _hash(conn, keys.limit_overrides(k)))
+            for k in keys.LIMIT_KINDS
+        },
     }

@@ -13,9 +13,16 @@ from vq.model import job_type_of, priority_of
 from vq.replies import members, optional_text, text
 
 
-def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: dict[str, int] | None = None) -> dict:
-    """Why a waiting job waits, and where it stands in line. `group_limits`: the group limits
-    in force (vq/limits.py effective()["group"])."""
+def wait_info(
+    conn: Redis,
+    job,
+    user_limit: int,
+    type_limit: int,
+    group_limits: dict[str, int] | None = None,
+    group_rates: dict[str, tuple[int, int]] | None = None,
+) -> dict:
+    """Why a waiting job waits, and where it stands in line. `group_limits` and `group_rates`:
+    the group limits and rates in force (vq/limits.py effective()["group"], group_rates())."""
     job_type = job_type_of(job)
     user = job.meta.get("userId") or "_"
     submitted = priority_of(job) or "normal"
@@ -34,7 +41,7 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: 
         paused, type_running, user_running, position, users_ahead, in_groups, dated_rank, dated, raw_need = (
             pipe.execute()
         )
-    group_full = groups.full(conn, groups.decoded(in_groups), group_limits or {})
+    group_held = groups.holding(conn, groups.decoded(in_groups), group_limits or {}, group_rates or {})
     need = capacity.decoded(raw_need)
     if dated_rank is not None:  # jobs with a deadline go first, earliest first (vq/lua/admit_deadline.lua)
         position = dated_rank
@@ -46,12 +53,14 @@ def wait_info(conn: Redis, job, user_limit: int, type_limit: int, group_limits: 
         reason = f"type limit {type_running}/{type_limit}"
     elif user_running >= user_limit:
         reason = f"user limit {user_running}/{user_limit}"
-    elif group_full is not None:
-        name, key, running, limit = group_full
-        reason = f"group {name}={key}: {running}/{limit} running"
+    elif group_held is not None:
+        name, key, why = group_held
+        reason = f"group {name}={key}: {why}"
     elif need and (too_big := _beyond_every_worker(conn, need)):
         reason = too_big
-    elif position and (held := _first_held_by_a_group(conn, job_type, priority, user, group_limits or {})):
+    elif position and (
+        held := _first_held_by_a_group(conn, job_type, priority, user, group_limits or {}, group_rates or {})
+    ):
         reason = held  # its own groups have room, but the job first in its user's line waits for one
     elif need:
         reason = f"waiting for a worker with {capacity.text_of(need)} free"
@@ -78,17 +87,19 @@ def _beyond_every_worker(conn: Redis, need: dict) -> str | None:
     return f"needs {over}: the largest worker has {capacity.text_of({name: most[name]})}"
 
 
-def _first_held_by_a_group(conn: Redis, job_type: str, priority: str, user: str, group_limits: dict) -> str | None:
+def _first_held_by_a_group(
+    conn: Redis, job_type: str, priority: str, user: str, group_limits: dict, group_rates: dict
+) -> str | None:
     """Why the job first in this user's line waits, when a full group holds it there."""
     dated = members(conn.zrange(keys.deadline_line(job_type, priority, user), 0, 0))  # jobs with a deadline go first
     first = dated[0] if dated else optional_text(conn.lindex(keys.waiting_list(job_type, priority, user), 0))
     if first is None:
         return None
     first_groups, first_need = conn.hmget(keys.rq_job(text(first)), [keys.GROUPS_FIELD, keys.RESOURCES_FIELD])
-    found = groups.full(conn, groups.decoded(first_groups), group_limits)
+    found = groups.holding(conn, groups.decoded(first_groups), group_limits, group_rates)
     if found is None:
         need = capacity.decoded(first_need)
         too_big = _beyond_every_worker(conn, need) if need else None
         return f"behind {text(first)}, which {too_big}" if too_big else None
-    name, key, running, limit = found
-    return f"behind {text(first)}, held by group {name}={key}: {running}/{limit} running"
+    name, key, why = found
+    return f"behind {text(first)}, held by group {name}={key}: {why}"

@@ -24,10 +24,10 @@ def dynamic_values(source: str, static: dict, config_path: str | None, params: d
     from vq.cli.complete_redis import redis_values
 
     try:
-        if source == "limit-names" and params.get("kind") not in ("type", "group"):
+        if source == "limit-names" and params.get("kind") not in ("type", "group", "group-rate"):
             return list(static.get("tiers") or []) if params.get("kind") in ("tier", "tier-weight") else []
         config = config_values(config_path, static.get("builtin-types"))
-        if source == "limit-names" and params.get("kind") == "group":
+        if source == "limit-names" and params.get("kind") in ("group", "group-rate"):
             return list(config.get("limit_groups") or [])
         if source in ("job-types", "limit-names"):
             return list(config.get("job_types") or [])

@@ -10,16 +10,18 @@ from vq.cli.helptext import example
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, state
 from vq.errors import InvalidInput
-from vq.keys import LIMIT_KINDS, WEIGHT_KINDS
+from vq.keys import GROUP_KINDS, LIMIT_KINDS, RATE_KINDS, WEIGHT_KINDS
 
 KIND_HELP = (
-    "What the limit applies to: a job type, a subscription tier, one user or a limit group's key; "
+    "What the limit applies to: a job type, a subscription tier, one user or a limit group's key "
+    "(group-rate: the key's rate of starts); "
     "or the weight of a tier's or a user's turns (tier-weight, user-weight: starts per turn while users wait)."
 )
 NAME_HELP = "A job type, a tier, a userId or a group's name."
 SET_ARGS_HELP = (
     "LIMIT: concurrent jobs allowed (at least 1), or starts per turn for a weight (1 to 1000). "
-    "For a group: its KEY, a value of its key field (`default`: every key without its own), then LIMIT."
+    "For a group: its KEY, a value of its key field (`default`: every key without its own), then LIMIT; "
+    "for group-rate, then RATE: starts/window (10/1m)."
 )
 limits_app = typer.Typer(
     help="Concurrency limits: show them (vq limits), change them at runtime (set, reset).",
@@ -53,15 +55,24 @@ def _render(view: dict) -> None:
             )
         )
     rows = [
-        [g["group"], row["key"], cell(row["running"], row["limit"]) if row["limit"] else f"{row['running']}/-"]
+        [
+            g["group"],
+            row["key"],
+            cell(row["running"], row["limit"]) if row["limit"] else f"{row['running']}/-",
+            row["waiting"],
+            _starts_cell(row),
+        ]
         for g in view.get("groups", [])
         for row in g["keys"]
     ]
     if view.get("groups"):
-        defaults = ", ".join(f"{g['group']} {g['default'] or '-'}" for g in view["groups"])
+        defaults = ", ".join(
+            f"{g['group']} {g['default'] or '-'}" + (f" ({g['defaultRate']})" if g["defaultRate"] else "")
+            for g in view["groups"]
+        )
         if rows:
-            out.print(table(["group", "key", "running/limit"], rows, title="limit groups"))
-        out.print(f"[dim]limit groups' default per key: {defaults}[/]")
+            out.print(table(["group", "key", "running/limit", "waiting", "starts/rate"], rows, title="limit groups"))
+        out.print(f"[dim]limit groups' default per key (rate): {defaults}[/]")
     if view.get("resources"):
         out.print(
             table(
@@ -77,9 +88,19 @@ def _render(view: dict) -> None:
         out.print(f"[dim]starts per turn by tier: {weights}[/]")
 
 
+def _starts_cell(row: dict) -> str:
+    """Starts in the current window over the rate (`7/10/1m`), or - without a rate."""
+    if not row["rate"]:
+        return "-"
+    starts, per = row["rate"].split("/", 1)
+    colour = "red" if row["starts"] >= int(starts) else "green"
+    return f"[{colour}]{row['starts']}[/]/{starts}/{per}"
+
+
 @limits_app.callback()
 def show_limits(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
-    """Per type and per active user: running / limit / waiting."""
+    """Per type, per active user and per limit-group key: running / limit / waiting (and a
+    group's starts in its rate's window)."""
     if ctx.invoked_subcommand is not None:
         return
     st = state(ctx)
@@ -102,13 +123,16 @@ def set_command(
     kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
     name: str = typer.Argument(..., metavar="NAME", help=NAME_HELP),
     key_or_limit: str = typer.Argument(..., metavar="KEY|LIMIT", help=SET_ARGS_HELP),
-    group_limit: str | None = typer.Argument(None, metavar="LIMIT", help="A group's limit, after its KEY."),
+    group_limit: str | None = typer.Argument(None, metavar="LIMIT", help="A group's limit or rate, after its KEY."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Set a limit at runtime; it wins over the config file on every host until reset."""
     st = state(ctx)
-    key, value = _key_and(kind, [a for a in (key_or_limit, group_limit) if a is not None], "set", "LIMIT")
-    result = limits.set_limit(st.conn, st.settings, kind, name, _parse_limit(value), key)
+    last = "RATE" if kind in RATE_KINDS else "LIMIT"
+    key, value = _key_and(kind, [a for a in (key_or_limit, group_limit) if a is not None], "set", last)
+    result = limits.set_limit(
+        st.conn, st.settings, kind, name, value if kind in RATE_KINDS else _parse_limit(value), key
+    )
     emit(result, as_json, lambda r: err.print(f"{_what(r)}: {_noun(r)} {r['limit']}"))
 
 
@@ -117,7 +141,7 @@ def reset_command(
     ctx: typer.Context,
     kind: str = typer.Argument(..., metavar="|".join(LIMIT_KINDS), help=KIND_HELP),
     name: str = typer.Argument(..., metavar="NAME", help=NAME_HELP),
-    key: str | None = typer.Argument(None, metavar="KEY", help="A group's key value (groups only)."),
+    key: str | None = typer.Argument(None, metavar="KEY", help="A group's key value (group and group-rate only)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Drop a runtime limit: the config file's value applies again."""
@@ -129,14 +153,15 @@ def reset_command(
 
 def _key_and(kind: str, args: list[str], command: str, last: str) -> tuple[str | None, str]:
     """(the group's key or None, the last argument): a group takes its KEY before it."""
-    if len(args) != (2 if kind == "group" else 1):
-        usage = " ".join(w for w in ("vq limits", command, kind, "NAME", "KEY" if kind == "group" else "", last) if w)
+    per_key = kind in GROUP_KINDS
+    if len(args) != (2 if per_key else 1):
+        usage = " ".join(w for w in ("vq limits", command, kind, "NAME", "KEY" if per_key else "", last) if w)
         raise InvalidInput(f"expected: {usage}")
-    return (args[0], args[1]) if kind == "group" else (None, args[0])
+    return (args[0], args[1]) if per_key else (None, args[0])
 
 
 def _noun(result: dict) -> str:
-    return "weight" if result["kind"] in WEIGHT_KINDS else "limit"
+    return "weight" if result["kind"] in WEIGHT_KINDS else "rate" if result["kind"] in RATE_KINDS else "limit"
 
 
 def _what(result: dict) -> str:

@@ -139,8 +139,28 @@ def _check_group_field(name: str) -> str | None:
     return f"{name!r} is not userId, projectId or data.<path>"
 
 
+RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
+_RATE_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": DAY_MS}
+RATE_MAX_STARTS = 1_000_000
+
+
+def parse_rate(text: object) -> tuple[int, int] | str:
+    """'30/1m' (or '30/m') -> (30 starts, 60000 ms window); what is wrong with it as text otherwise."""
+    match = RATE.match(text) if isinstance(text, str) else None
+    if match is None:
+        return f"{text!r} is not a rate: starts/window, e.g. 30/1m, 10/30s or 1000/1h"
+    starts, amount, unit = int(match.group(1)), float(match.group(2) or 1), match.group(3)
+    window_ms = round(amount * _RATE_UNITS_MS[unit])
+    if not 1 <= starts <= RATE_MAX_STARTS:
+        return f"{text!r}: starts must be from 1 to {RATE_MAX_STARTS:,}"
+    if not 1 <= window_ms <= DAY_MS:
+        return f"{text!r}: the window must be from 1ms to 1d"
+    return starts, window_ms
+
+
 class GroupSettings(_Strict):
-    """A limit group: jobs with the same value of `key` share `limit` slots, on every host."""
+    """A limit group: jobs with the same value of `key` share `limit` slots and `rate` starts
+    per window, on every host. A group has a limit, a rate or both."""
 
     key: Annotated[
         str | list[str],
@@ -150,12 +170,19 @@ class GroupSettings(_Strict):
         ),
     ]
     limit: Annotated[
-        int | dict[str, int],
+        int | dict[str, int] | None,
         Meta(
             description="jobs of one key running at once: a number for every key, or per key value with "
             "`default` for the others (no default: keys not listed are not limited)"
         ),
-    ]
+    ] = None
+    rate: Annotated[
+        str | dict[str, str] | None,
+        Meta(
+            description="starts of one key per sliding window, as starts/window (30/1m): one for every key, "
+            "or per key value with `default` for the others (no default: keys not listed have no rate)"
+        ),
+    ] = None
     types: Annotated[list[str] | None, Meta(description="the job types the group applies to; omitted: every type")] = (
         None
     )
@@ -167,9 +194,15 @@ class GroupSettings(_Strict):
         for name in fields:
             if problem := _check_group_field(name):
                 raise _InvalidKey("key", problem)
-        for value, limit in ({"default": self.limit} if isinstance(self.limit, int) else self.limit).items():
+        if self.limit is None and self.rate is None:
+            raise _InvalidKey("limit", "missing: a group needs a limit, a rate or both")
+        for value, limit in self.limits.items():
             if limit < 1:
                 raise _InvalidKey("limit", f"{value}: must be at least 1, got {limit}")
+        for value, text in ({"default": self.rate} if isinstance(self.rate, str) else self.rate or {}).items():
+            parsed = parse_rate(text)
+            if isinstance(parsed, str):
+                raise _InvalidKey("rate", parsed if isinstance(self.rate, str) else f"{value}: {parsed}")
 
     @property
     def fields(self) -> list[str]:
@@ -178,7 +211,15 @@ class GroupSettings(_Strict):
     @property
     def limits(self) -> dict[str, int]:
         """Per key value, with `default` for every other key."""
+        if self.limit is None:
+            return {}
         return {"default": self.limit} if isinstance(self.limit, int) else dict(self.limit)
+
+    @property
+    def rates(self) -> dict[str, tuple[int, int]]:
+        """(starts, window ms) per key value, with `default` for every other key."""
+        given = {"default": self.rate} if isinstance(self.rate, str) else dict(self.rate or {})
+        return {value: parsed for value, text in given.items() if not isinstance(parsed := parse_rate(text), str)}
 
 
 class ConcurrencySettings(_Strict):

@@ -1,6 +1,7 @@
 -- Admission, part 4: choosing the job to admit, by priority, then type (in the caller's
 -- order), then users in (weighted) turns, and leasing its user's, its type's and its groups'
--- slots. A type's room is looked at once per call, with the first user's limit (admit_from).
+-- slots (and a start in its rated groups' logs). A type's room is looked at once per call,
+-- with the first user's limit (admit_from).
 
 -- Limits: one read of the effective hash; the source hashes only if it is missing
 -- (a Redis that no vq since 0.4 has published limits to).
@@ -41,6 +42,7 @@ local function user_limit(user)
 end
 
 local type_room = {}  -- type -> whether it may start a job (nil: not looked at yet)
+local rate_due = nil  -- the earliest ms a job a group's rate held back here may start (nil: none held)
 local weighted = nil  -- whether any tier or user has a weight above 1 (read with the first type)
 
 -- A user's weight: their own, else their tier's, else 1; kept in the effective hash as
@@ -111,7 +113,7 @@ local function admit_from(ring, t, p)
       limit = tonumber(redis.call('HGET', K.effective, 'ulimit:' .. user))
     end
     if live_count(uk) < (limit or user_limit(user)) then
-      local id, job, held = nil, nil, nil
+      local id, job, held, rated = nil, nil, nil, nil
       while true do
         local cand, deadline = pop_line(t, p, user)  -- earliest deadline first (admit_deadline.lua)
         if not cand then break end
@@ -120,9 +122,12 @@ local function admit_from(ring, t, p)
         -- Not canceled or deleted while in line: a job keeps RQ's `queued` there (an older vq
         -- marked it `rate_limited`); nor past its deadline (expired here: admit_deadline.lua).
         if (job.status == 'queued' or job.status == 'rate_limited') and not expire_late(cand, job, t, p) then
-          -- A group of the job that is full (groups.lua) keeps it first in its user's line;
-          -- the turn passes to the next user.
-          if groups_full(job[C.groups_field], now) then
+          -- A group of the job that is full or whose rate is spent (groups.lua) keeps it first
+          -- in its user's line; the turn passes to the next user.
+          local group_held
+          group_held, rated = groups_check(job[C.groups_field], now)
+          if group_held then
+            if group_held[6] and (not rate_due or group_held[6] < rate_due) then rate_due = group_held[6] end
             push_back_line(t, p, user, cand, deadline)
             break
           end
@@ -136,6 +141,7 @@ local function admit_from(ring, t, p)
           id = cand
           break
         end
+        groups_not_waiting(job[C.groups_field], cand)  -- canceled, deleted or expired: no longer waiting
         redis.call('ZREM', since_key(t, p), cand)
       end
       local emptied = line_empty(t, p, user)
@@ -148,6 +154,7 @@ local function admit_from(ring, t, p)
         redis.call('ZADD', uk, now + lease, id)
         if weighted and not emptied then keep_turn(ring, user) end
         groups_lease(job[C.groups_field], id, now + lease)
+        groups_admitted(job[C.groups_field], id, rated, now)
         resources_hold(held, id, job, now + lease)
         return {id, user, job}
       end

@@ -27,7 +27,8 @@
 --          its `token` fences both the end and the give-back.
 -- Returns: {whether the finished job has dependents (0/1; -1: its end was refused, the
 --          token being stale), then, of the admitted job if any: job_id, queue_name,
---          user, the job's hash as HGETALL gives it, started (0/1)}.
+--          user, the job's hash as HGETALL gives it, started (0/1)}; with nothing admitted
+--          because a limit group's rate held a job back: {has_dependents, ms until it may start}.
 --
 -- Time is Redis's own (TIME), not the caller's: every lease deadline on every host is on
 -- one clock, the one stalled-job recovery reads (vq/stalled.py).
@@ -52,20 +53,24 @@
 --   K.running_user .. <user>          zset id -> lease deadline ms
 --   K.running_group .. <group>:<key>  zset id -> lease deadline ms (the job's groups: its
 --                                     hash's C.groups_field, vq/lua/groups.lua)
+--   K.group_starts .. <group>:<key>   zset "<id>@<ms>" -> ms: the key's starts within its rate's window
+--   K.group_waiting .. <group>:<key>  zset id -> ms: the key's jobs waiting in users' lines
+--   K.group_keys .. <group>           set: the group's keys that have had waiting jobs
 --   K.running_resources .. <holder>   zset id -> lease deadline ms: the jobs holding resources of
 --                                     one worker process (what each holds: its hash's C.held_field)
 --   K.reserved                        hash worker process -> "<job id>|<until ms>": the job its share
 --                                     is kept for (admit_resources.lua)
 --   K.usertier                        hash user -> subscription tier (latest seen)
 --   K.effective                       hash type:<t>, tier:<tier>, user:<u>, group:<g>[=<key>] -> the limit in
---                                     force, paused:<t> -> 1 (vq/lua/limits.lua rebuilds it
+--                                     force, group-rate:<g>[=<key>] -> "<starts>/<window ms>" (the
+--                                     group's rate), paused:<t> -> 1 (vq/lua/limits.lua rebuilds it
 --                                     from the hashes below and K.paused); ulimit:<u> -> the
 --                                     user's limit as last worked out here (user_limit);
 --                                     tier-weight:<tier>, user-weight:<u> -> a turn's weight,
 --                                     weighted -> 1 when any is above 1; uweight:<u> -> the
 --                                     user's weight as last worked out here (user_weight)
 --   K.turns                           hash ring -> "<user>|<starts>": a weighted turn under way
---   K.limits .. {type,tier,user}      hash: limits from config
+--   K.limits .. {type,tier,user,...}  hash: limits from config (group-rate: rates)
 --   K.overrides .. {type,tier,user}   hash: limits set at runtime (win)
 --   K.paused                          set of paused types (read only if K.effective is missing)
 --   K.admitted                        zset id -> ms: admitted, not yet started

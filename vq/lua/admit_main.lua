@@ -22,4 +22,7 @@ if found then return hand_out(found, t, p, has_dependents, idle) end
 -- Nothing for an idle worker: it waits for a wake token, and says so here, in the same
 -- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake).
 if worker ~= '' and not idle[worker] then redis.call('SADD', K.inbox, C.idle .. worker) end
+-- A job a group's rate holds becomes admissible with time, not on an event: say when, so an
+-- idle caller waits no longer than that (vq/rq_seam/queue.py dequeue_any).
+if rate_due then return {has_dependents, math.max(1, rate_due - now)} end
 return {has_dependents}

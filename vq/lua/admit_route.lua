@@ -1,10 +1,35 @@
 -- Admission, part 3: routing, RQ list -> the users' waiting lines.
 
+-- Routed jobs of limit groups ({the groups field, id} each) into their group keys' waiting
+-- sets (K.group_waiting, what `vq limits` counts), one ZADD per key; each key once per call
+-- into its group's index of keys (K.group_keys).
+local function groups_waiting(in_groups)
+  local waiting, order = {}, {}
+  for _, entry in ipairs(in_groups) do
+    groups_each(entry[1], function(name, key)
+      local wk = K.group_waiting .. name .. ':' .. key
+      if not waiting[wk] then
+        waiting[wk] = {}
+        order[#order + 1] = wk
+        redis.call('SADD', K.group_keys .. name, key)
+      end
+      table.insert(waiting[wk], now)
+      table.insert(waiting[wk], entry[2])
+      return nil
+    end)
+  end
+  for _, wk in ipairs(order) do
+    local args = waiting[wk]
+    for from = 1, #args, 1000 do redis.call('ZADD', wk, 'NX', unpack(args, from, math.min(from + 999, #args))) end
+  end
+end
+
 -- Only the lists K.inbox names are looked at (every push onto an RQ list marks its queue
 -- there), so routing costs nothing per queue when nothing arrived. A list this worker does
 -- not serve stays marked for others. A batch of arrivals is read in one LRANGE and written
 -- per user line, not per job. A routed job's hash is not written: it stays RQ's `queued`,
 -- and being in a line (its K.waitsince entry) is what vq shows as `limited` (vq/jobs.py).
+-- A job in limit groups is also put in each group key's waiting set (groups_waiting).
 -- Returns the rings with users (by key) and the workers waiting for a wake token (by
 -- name), as K.inbox names them.
 local function route()
@@ -32,9 +57,11 @@ local function route()
         redis.call('LTRIM', inbox, drain_max, -1)
       end
       local lines, dated, order, since = {}, {}, {}, {}  -- dated: user -> {deadline, id, ...} (K.edf)
+      local in_groups = {}  -- {the job's groups field, id} of each routed job in a limit group
       for _, id in ipairs(ids) do
-        local fields = redis.call('HMGET', K.job .. id, 'status', 'meta')
+        local fields = redis.call('HMGET', K.job .. id, 'status', 'meta', C.groups_field)
         if fields[1] == 'queued' then
+          if fields[3] then in_groups[#in_groups + 1] = {fields[3], id} end
           local user, tier, deadline = '_', 'free', nil
           if fields[2] then
             local ok, meta = pcall(cjson.decode, fields[2])
@@ -83,6 +110,7 @@ local function route()
         end
       end
       if #since > 0 then redis.call('ZADD', since_key(t, p), 'NX', unpack(since)) end
+      if #in_groups > 0 then groups_waiting(in_groups) end
     end
   end
   -- Tiers that changed (or are new), a few hundred users per read and write (Lua's unpack

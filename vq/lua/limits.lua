@@ -2,13 +2,15 @@
 -- type:<t>, tier:<tier> and user:<u> -> the limit in force, config first, runtime
 -- overrides over it; tier-weight:<tier> and user-weight:<u> -> the weight of a turn
 -- (weighted: 1 when any weight is above 1, so admission looks weights up only then);
+-- group:<g>[=<key>] -> a limit group's limit and group-rate:<g>[=<key>] -> its rate,
+-- "<starts>/<window ms>" (config only);
 -- and paused:<t> -> 1 for each paused type. Atomic, so two hosts that
 -- change limits or pause a queue at once cannot interleave. The users' limits admission
 -- worked out and kept here (ulimit:<u>) go with the old hash: it works them out again.
 --
 -- KEYS: the names in K (vq/lua/__init__.py fills them from vq/keys.py): K.effective,
 --       K.paused, and the prefixes K.limits and K.overrides of the hashes per kind
---       (C.limit_kinds: type, tier, user, tier-weight, user-weight)
+--       (C.limit_kinds: type, tier, user, group, tier-weight, user-weight, group-rate)
 local out = {}
 for _, kind in ipairs(C.limit_kinds) do
   for _, source in ipairs({K.limits .. kind, K.overrides .. kind}) do

@@ -75,8 +75,9 @@ class VqQueue(Queue):
         """Take the next job admission lets through, instead of popping RQ's lists directly;
         for a vq worker, started for it in the same step.
 
-        Waits for a wake token (a job arrived, a slot was freed) up to `timeout`; never
-        spins."""
+        Waits for a wake token (a job arrived, a slot was freed) up to `timeout`, looking
+        again at least every second and, when a limit group's rate holds a job, when it may
+        start; never spins."""
         types = admission_order(queues)
         admission = admission_for(connection)
         deadline = time.monotonic() + (timeout or 0)
@@ -84,7 +85,7 @@ class VqQueue(Queue):
             starter = cls.starter
             with starter.starting() if starter is not None else nullcontext():
                 start = starter.start_for_admission() if starter is not None else None
-                admitted = admission.admit(types, start=start)
+                admitted, rate_due = admission.admit_or_due(types, start=start)
                 taken = None
                 if admitted is not None:
                     if admitted.started:  # only with a `start`, which only a starter gives
@@ -107,7 +108,8 @@ class VqQueue(Queue):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DequeueTimeout(timeout, [q.key for q in queues])
-            wait_for_wake(connection, min(left, 1.0))
+            # Idle: a wake token, or a second at most (a job that a rate holds: until it may start).
+            wait_for_wake(connection, min(left, 1.0, rate_due if rate_due is not None else 1.0))
 
     @classmethod
     def take_admitted(cls, connection, admitted, **kwargs):
