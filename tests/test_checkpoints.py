@@ -163,3 +163,94 @@ def _renders(log, job_id: str) -> list[tuple[int, int]]:
         if job == job_id:
             out.append((int(segment.removeprefix("segment-").removesuffix(".mp4")), int(pid)))
     return out
+
+
+def test_a_worker_paused_past_its_lease_cannot_overwrite_the_checkpoint_of_the_attempt_that_took_over(vq, redis_conn):
+    """The worker running a checkpointing job is stopped (SIGSTOP) and its lease lapses on
+    Redis's clock (its deadline moved to the past: the same as a 30 s pause, in no time); the
+    stalled-job chore gives the job to the daemon's other worker, whose attempt resumes from
+    the checkpoint and saves its own. Continued (SIGCONT), the first worker's next checkpoint
+    is refused (LeaseLost in its handler) and the checkpoint stays the new attempt's."""
+    from vq import keys
+
+    vq.configure(
+        job_types={"test-cp": CHECKPOINTER},
+        queue={"settings": {"lockDuration": 30000, "stalledInterval": 1000}},
+    )
+    job_id = vq.submit("test-cp", {"steps": 80, "seconds": 0.1}, "--user", "u", "--subscription", "pro")
+    vq.start_daemon(workers=2)
+    first = handler_pid(redis_conn, job_id)
+    _wait_records(redis_conn, job_id, "saved", 2)
+    os.kill(first, signal.SIGSTOP)
+    try:
+        redis_conn.zadd(keys.running_type("test-cp"), {job_id: 0})  # its lease lapsed
+        second_start = _wait_records(redis_conn, job_id, "start", 2)[1]
+        second = second_start[1]
+        assert second != first and second_start[2] >= 2, _records(redis_conn, job_id)  # resumed
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not [
+            r for r in _records(redis_conn, job_id) if r[:2] == ("saved", second)
+        ]:
+            time.sleep(0.02)
+    finally:
+        os.kill(first, signal.SIGCONT)
+    refused = _wait_records(redis_conn, job_id, "LeaseLost", 1, timeout=10)
+    assert refused[0][1] == first, refused
+    state = json.loads(redis_conn.hget(f"vq:checkpoint:{job_id}", "state"))
+    assert state["pid"] == second, "the new attempt's checkpoint stays"
+    records = _records(redis_conn, job_id)
+    after = records[records.index(refused[0]) :]
+    assert not [r for r in after if r[1] == first and r[0] == "saved"], records
+    assert int(redis_conn.get("vq:fence:refused") or 0) >= 1
+    assert "stale write refused (checkpoint)" in vq.daemon_log()
+    view = vq.wait_for(job_id, timeout=60)
+    assert view["status"] == "finished" and view["result"]["pid"] == second
+
+
+def test_stop_at_checkpoint_requeues_the_job_at_its_next_checkpoint_and_it_resumes_there(vq, redis_conn):
+    """daemon.stopAtCheckpoint: on SIGTERM, a job that checkpoints stops at its next
+    checkpoint (not at the end of a 60 s grace period, nor its 12 s of work), is requeued,
+    and the next daemon resumes it from that checkpoint: no step is done twice."""
+    vq.configure(
+        job_types={"test-cp": CHECKPOINTER},
+        daemon={"shutdownGrace": 60000, "stopAtCheckpoint": True},
+    )
+    job_id = vq.submit("test-cp", {"steps": 40, "seconds": 0.3}, "--user", "u")
+    daemon = vq.start_daemon(workers=1)
+    _wait_records(redis_conn, job_id, "saved", 2)
+    asked = time.monotonic()
+    assert vq.stop_daemon(daemon, timeout=30) == 0
+    assert time.monotonic() - asked < 5, "stopped at the next checkpoint, not after the grace period"
+    records = _records(redis_conn, job_id)
+    assert records[-1][0] == "StopAtCheckpoint", records
+    stopped_after = records[-1][2]
+    view = vq.json("show", job_id)
+    assert view["status"] == "queued" and view["checkpoint"]["bytes"] > 0, view
+    assert view["attempts"] == 0, "the stopped attempt is not charged"
+    vq.start_daemon(workers=1)
+    view = vq.wait_for(job_id, timeout=60)
+    assert view["status"] == "finished" and view["result"]["resumedAt"] == stopped_after + 1
+    done = [step for what, _pid, step in _records(redis_conn, job_id) if what == "done"]
+    assert done == list(range(40)), done
+    assert view["resumed"] is not None
+
+
+def test_without_stop_at_checkpoint_a_job_runs_on_through_the_grace_period_then_resumes(vq, redis_conn):
+    """The default: on SIGTERM the job keeps running through the grace period (2 s here),
+    then is requeued; its next attempt still starts from its last checkpoint."""
+    vq.configure(job_types={"test-cp": CHECKPOINTER}, daemon={"shutdownGrace": 2000})
+    job_id = vq.submit("test-cp", {"steps": 40, "seconds": 0.2}, "--user", "u")
+    daemon = vq.start_daemon(workers=1)
+    _wait_records(redis_conn, job_id, "saved", 2)
+    saved_before = len(_wait_records(redis_conn, job_id, "saved", 2))
+    asked = time.monotonic()
+    assert vq.stop_daemon(daemon, timeout=30) == 0
+    assert time.monotonic() - asked >= 2
+    records = _records(redis_conn, job_id)
+    saved = [step for what, _pid, step in records if what == "saved"]
+    assert len(saved) >= saved_before + 5, "it ran on through the grace period"
+    assert "StopAtCheckpoint" not in {r[0] for r in records}
+    assert vq.json("show", job_id)["status"] == "queued"
+    vq.start_daemon(workers=1)
+    view = vq.wait_for(job_id, timeout=60)
+    assert view["status"] == "finished" and view["result"]["resumedAt"] == saved[-1] + 1
