@@ -254,3 +254,42 @@ def test_without_stop_at_checkpoint_a_job_runs_on_through_the_grace_period_then_
     vq.start_daemon(workers=1)
     view = vq.wait_for(job_id, timeout=60)
     assert view["status"] == "finished" and view["result"]["resumedAt"] == saved[-1] + 1
+
+
+def test_video_generation_run_inline_resumes_after_its_last_finished_step(tmp_path, monkeypatch):
+    """Run without children, video-generation checkpoints after each step of its plan: an
+    attempt that failed in the composition is followed by one that starts there, running no
+    earlier step again (counted by wrapping the steps' handlers)."""
+    import importlib
+
+    from vq.context import local_context
+    from vq.handlers import video_composition, video_generation
+
+    calls: list[str] = []
+    for name in ("script_generation", "image_generation", "audio_synthesis", "scene_creation"):
+        module = importlib.import_module(f"vq.handlers.{name}")
+        original = module.handle
+        monkeypatch.setattr(module, "handle", lambda ctx, data, f=original, n=name: calls.append(n) or f(ctx, data))
+    original_compose = video_composition.handle
+
+    def compose_fails_once(ctx, data):
+        calls.append("video_composition")
+        if calls.count("video_composition") == 1:
+            raise RuntimeError("the worker died here")
+        return original_compose(ctx, data)
+
+    monkeypatch.setattr(video_composition, "handle", compose_fails_once)
+    data = {"prompt": "Bees and flowers. Rain and sun.", "sceneCount": 2, "width": 64, "height": 36, "format": "edl"}
+    first, _ = local_context("job-1", "video-generation", tmp_path)
+    try:
+        video_generation.handle(first, data)
+    except RuntimeError:
+        pass
+    saved = json.loads(json.dumps(first.last_checkpoint))  # as stored: JSON
+    assert sorted(saved["steps"]) == ["audio-0", "audio-1", "image-0", "image-1", "scene-0", "scene-1", "script"]
+    steps_first = len(calls)
+    second, _ = local_context("job-1", "video-generation", tmp_path)
+    second.resumed_from = saved
+    result = video_generation.handle(second, data)
+    assert calls[steps_first:] == ["video_composition"], calls  # nothing before it ran again
+    assert result["scenes"] == 2 and len(result["resumedSteps"]) == 7
