@@ -38,20 +38,24 @@ def _wait_records(redis_conn, job_id: str, what: str, count: int, timeout: float
 
 def test_a_retried_job_resumes_from_its_checkpoint_and_the_checkpoint_goes_when_it_ends(vq, redis_conn):
     """Attempt 1 saves steps 0-2 and fails at step 3; attempt 2 starts at step 3, not 0.
-    `vq show` (table and --json) tells the checkpoint's size and that the attempt resumed;
-    once the job has finished, its checkpoint is gone."""
+    `vq show` (table and --json) and GET /api/jobs/{id} tell the checkpoint's size and that
+    the attempt resumed; once the job has finished, its checkpoint is gone."""
+    from tests.test_api import SECRET, serve
+
     vq.configure(
         job_types={"test-cp": CHECKPOINTER},
-        queue={"defaultJobOptions": {"removeOnComplete": False, "backoff": {"type": "fixed", "delay": 1500}}},
+        queue={"defaultJobOptions": {"removeOnComplete": False, "backoff": {"type": "fixed", "delay": 5000}}},
     )
     job_id = vq.submit("test-cp", {"steps": 5, "seconds": 0.05, "fail_at": 3}, "--user", "u")
-    vq.start_daemon(workers=1)
+    api = serve(vq, jwt_secret=SECRET)  # its daemon runs the job
     vq.wait_for(job_id, statuses=("scheduled",))
     waiting = vq.json("show", job_id)
     first_pid = _records(redis_conn, job_id)[0][1]
     assert waiting["checkpoint"]["bytes"] == len(json.dumps({"next": 3, "pid": first_pid}, separators=(",", ":")))
     assert waiting["checkpoint"]["attempt"] == 1 and waiting["checkpoint"]["at"].endswith("Z")
     assert waiting["resumed"] is None
+    reply = api.call("GET", f"/api/jobs/test-cp/{job_id}", api.token("u", "user"))
+    assert reply.status == 200 and reply.body["checkpoint"] == waiting["checkpoint"], reply.body
     table = vq.run("show", job_id).stdout
     assert "checkpoint" in table and f"{waiting['checkpoint']['bytes']} bytes" in table
     view = vq.wait_for(job_id, timeout=30)
@@ -64,6 +68,8 @@ def test_a_retried_job_resumes_from_its_checkpoint_and_the_checkpoint_goes_when_
     assert view["checkpoint"] is None, "deleted once the job finished"
     assert redis_conn.exists(f"vq:checkpoint:{job_id}") == 0
     assert "resumed from the one saved at" in vq.run("show", job_id).stdout
+    reply = api.call("GET", f"/api/jobs/test-cp/{job_id}", api.token("u", "user"))
+    assert reply.body["resumed"] == view["resumed"] and reply.body["checkpoint"] is None
 
 
 def test_a_checkpoint_over_the_limit_fails_the_job_with_a_clear_error(vq, redis_conn):

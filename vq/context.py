@@ -7,6 +7,7 @@ the job's result or failure.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,8 +64,10 @@ class HandlerContext:
         by the job's lease: a worker that lost the job is stopped here, its state not saved.
         When the daemon is stopping and stops jobs at checkpoints (daemon.stopAtCheckpoint),
         the job is requeued from here."""
-        if self.save_checkpoint is not None:
-            self.save_checkpoint(state)
+        if self.save_checkpoint is None:  # outside a queue (tests, run-local): kept here, as JSON
+            self.last_checkpoint = json.loads(json.dumps(state))
+            return
+        self.save_checkpoint(state)
         self.last_checkpoint = state
 
     @property
