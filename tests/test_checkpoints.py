@@ -12,6 +12,8 @@ import signal
 import sys
 import time
 
+import pytest
+
 from tests.plugins import handler_pid
 
 CHECKPOINTER = {"handler": "tests.plugins:checkpointer", "attempts": 2, "timeout": 120000}
@@ -241,10 +243,16 @@ def test_stop_at_checkpoint_requeues_the_job_at_its_next_checkpoint_and_it_resum
     assert view["resumed"] is not None
 
 
-def test_without_stop_at_checkpoint_a_job_runs_on_through_the_grace_period_then_resumes(vq, redis_conn):
-    """The default: on SIGTERM the job keeps running through the grace period (2 s here),
-    then is requeued; its next attempt still starts from its last checkpoint."""
-    vq.configure(job_types={"test-cp": CHECKPOINTER}, daemon={"shutdownGrace": 2000})
+@pytest.mark.parametrize(
+    "daemon, own",
+    [({}, {}), ({"stopAtCheckpoint": True}, {"stopAtCheckpoint": False})],
+    ids=["default", "type-says-no"],
+)
+def test_without_stop_at_checkpoint_a_job_runs_on_through_the_grace_period_then_resumes(vq, redis_conn, daemon, own):
+    """The default, and a type that says no where the daemon says yes: on SIGTERM the job
+    keeps running through the grace period (2 s here), then is requeued; its next attempt
+    still starts from its last checkpoint."""
+    vq.configure(job_types={"test-cp": {**CHECKPOINTER, **own}}, daemon={"shutdownGrace": 2000, **daemon})
     job_id = vq.submit("test-cp", {"steps": 40, "seconds": 0.2}, "--user", "u")
     daemon = vq.start_daemon(workers=1)
     _wait_records(redis_conn, job_id, "saved", 2)
