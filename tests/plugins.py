@@ -209,3 +209,34 @@ def wait_active(conn, name: str, count: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while int(conn.get(f"test:active:{name}") or 0) < count and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def checkpointer(ctx, data):
+    """Works through data.steps steps of data.seconds each and checkpoints after each one
+    ({"next": step}); starts at ctx.resumed_from's step. Records what it does in the test's
+    Redis, list test:cp:<job>: "start <pid> <step>", "done <pid> <step>" (the step's work),
+    "saved <pid> <step>" (its checkpoint written) or "<Exception> <pid> <step>" (the
+    checkpoint raised), and its pid in test:pid:<job>. On attempt 1 it fails at step
+    data.fail_at, if given; data.big saves a checkpoint that large (bytes) first."""
+    import redis
+
+    r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
+    pid = os.getpid()
+    record = f"test:cp:{ctx.job_id}"
+    r.set(f"test:pid:{ctx.job_id}", pid)
+    start = int((ctx.resumed_from or {}).get("next", 0))
+    r.rpush(record, f"start {pid} {start}")
+    if data.get("big"):
+        ctx.checkpoint({"blob": "x" * int(data["big"])})
+    for step in range(start, int(data.get("steps", 5))):
+        if ctx.attempt == 1 and step == data.get("fail_at"):
+            raise RuntimeError(f"failing at step {step} on attempt 1")
+        time.sleep(float(data.get("seconds", 0.2)))
+        r.rpush(record, f"done {pid} {step}")
+        try:
+            ctx.checkpoint({"next": step + 1, "pid": pid})
+        except BaseException as exc:
+            r.rpush(record, f"{type(exc).__name__} {pid} {step}")
+            raise
+        r.rpush(record, f"saved {pid} {step}")
+    return {"resumedAt": start, "pid": pid}

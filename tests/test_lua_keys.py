@@ -154,6 +154,11 @@ def test_every_key_a_script_touches_is_one_keys_py_builds(redis_conn):
         write_meta(conn, job, ["event", "progress"])  # fenced.lua
         job._vq_lease = "stale"
         write_meta(conn, job)
+        from vq import checkpoints
+        from vq.config import Settings
+
+        job._vq_lease = second.token
+        checkpoints.save(conn, job, Settings(), {"next": 1})  # checkpoint.lua
         touched = _touched_by_scripts(conn, monitor)
     patterns = _patterns()
     assert len(touched) > 20, touched

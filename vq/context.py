@@ -7,6 +7,7 @@ the job's result or failure.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,11 +46,29 @@ class HandlerContext:
     # What the job holds of its worker's resources (vq/capacity.py): gpu as the device indices
     # it was given ({"gpu": [1], "vram": 24}), every other resource as its amount; {} for none.
     resources: dict = field(default_factory=dict)
+    # The state this job's last checkpoint saved, when an earlier attempt saved one (after a
+    # retry, a stalled-job recovery or a requeue at shutdown); None: it starts from scratch.
+    resumed_from: object = None
+    save_checkpoint: Callable[[object], None] | None = field(repr=False, default=None)  # None: kept here only
+    last_checkpoint: object = field(repr=False, default=None)
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job is (0-100) with an optional short message; shown live."""
         percent = max(0.0, min(100.0, float(percent)))
         self.report_progress(percent, message)
+
+    def checkpoint(self, state: object) -> None:
+        """Save how far the job got (JSON, at most limits.maxCheckpointBytes): if this attempt
+        does not finish, the next one starts with it as `ctx.resumed_from`. Call it after each
+        unit of work that need not be done again (a scene rendered, a page fetched). Fenced
+        by the job's lease: a worker that lost the job is stopped here, its state not saved.
+        When the daemon is stopping and stops jobs at checkpoints (daemon.stopAtCheckpoint),
+        the job is requeued from here."""
+        if self.save_checkpoint is None:  # outside a queue (tests, run-local): kept here, as JSON
+            self.last_checkpoint = json.loads(json.dumps(state))
+            return
+        self.save_checkpoint(state)
+        self.last_checkpoint = state
 
     @property
     def artifacts_dir(self) -> Path:

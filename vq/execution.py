@@ -18,7 +18,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, capacity, costs, events, fence, jobdata, keys, logs, resources
+from vq import artifacts, capacity, checkpoints, costs, events, fence, jobdata, keys, logs, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import (
@@ -195,6 +195,8 @@ def run_job(job_type: str, data: dict) -> dict:
         provider_client=calls,
         readable_roots=lambda: readable_roots(job, rt.artifacts_root),
         resources=held_resources(job),
+        resumed_from=checkpoints.resumed_state(job.connection, job),  # vq/checkpoints.py
+        save_checkpoint=lambda state: checkpoints.save(job.connection, job, rt.settings, state),
     )
     # Providers a handler does not call through vq (local ones) are checked here, before it
     # runs; HTTP providers when called, by ProviderCalls, which can fail over between them.

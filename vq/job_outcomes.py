@@ -21,7 +21,7 @@ from rq.registry import CanceledJobRegistry
 from rq.utils import utcformat
 from rq.worker import WorkerStatus
 
-from vq import cache, events, fence, keys
+from vq import cache, checkpoints, events, fence, keys
 from vq.admission import Start, release_in
 from vq.execution import runtime
 from vq.job_end import JobEnd
@@ -97,6 +97,7 @@ class JobOutcomes(WorkerHost):
                     webhookUrl=job.meta.get("webhookUrl"),
                 )
                 record_outcome_in(pipe, job)
+                checkpoints.forget_in(pipe, job.id)
                 pipe.execute()
             if not job.allow_dependency_failures:
                 cancel_dependents(self.connection, job, f"dependency {job.id} failed")
@@ -141,6 +142,8 @@ class JobOutcomes(WorkerHost):
             fence.refused(job.id, "success: result discarded")
         else:
             events.say("finished", job.id, job.meta.get("jobType"), said)
+            if checkpoints.has_checkpoint(job):  # ended for good: its checkpoint goes (vq/checkpoints.py)
+                self.connection.delete(keys.checkpoint(job.id))
         if admitted is not None:
             self._take_started(admitted._replace(asked_at=asked_at), execution_id)
         if problems:
@@ -158,6 +161,7 @@ class JobOutcomes(WorkerHost):
         result = _result_for_history(job.serializer.dumps(value).decode() if value is not None else None)
         events.emit(pipe, "finished", job.id, job.meta.get("jobType"), result=result, **_finished_fields(job))
         _remember_success_in(pipe, job)
+        checkpoints.forget_in(pipe, job.id)
 
     def _finish_canceled(self, job: Job, execution) -> None:
         """A running job stopped at a cancel request: canceled in one step (never seen as
@@ -172,6 +176,7 @@ class JobOutcomes(WorkerHost):
                 job, pipeline=pipe
             )
             pipe.delete(keys.cancel_request(job.id))
+            checkpoints.forget_in(pipe, job.id)
             record_outcome_in(pipe, job)
             pipe.execute()
         events.emit(

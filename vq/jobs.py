@@ -18,7 +18,7 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, events, job_admission, job_ids, job_lists, keys, limits, trimmed, wait_reasons
+from vq import admission, checkpoints, events, job_admission, job_ids, job_lists, keys, limits, trimmed, wait_reasons
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.job_ids import Visible
@@ -107,9 +107,10 @@ def show(
     database, marked `"trimmed": true`."""
     job = find(conn, job_id, settings, visible)
     if isinstance(job, dict):
-        return {**job, **job_admission.none()}
+        return {**job, **job_admission.none(), **checkpoints.none()}
     view = job_view(job, in_line=bool(admission.in_line(conn, [job])))
     view.update(job_admission.fields(conn, job.id, view["status"]))
+    view.update(checkpoints.view(conn, job.id, job.meta))  # vq/checkpoints.py
     if reveal_to is not None and reveal_to == view["userId"] and settings is not None:
         view["data"] = protector(settings).unseal(job_data(job), strict=False)
     if explain and (
@@ -228,6 +229,8 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str) -> None:
     job.save_meta()
     job.cancel()
     admission.forget(conn, job)
+    if checkpoints.has_checkpoint(job):  # it ran before and saved one (vq/checkpoints.py)
+        conn.delete(keys.checkpoint(job.id))
     events.emit(conn, "canceled", job.id, job_type_of(job), reason=reason, webhookUrl=job.meta.get("webhookUrl"))
 
 
@@ -245,6 +248,7 @@ def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
             pipe.multi()
             pipe.hset(job.key, "meta", JSONSerializer.dumps(job.meta))
             job.cancel(pipeline=pipe)
+            checkpoints.forget_in(pipe, job.id)
             events.emit(
                 pipe,
                 "canceled",
@@ -297,7 +301,7 @@ def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None, setting
     admission.forget(conn, job)  # before the delete: the hash names the job's limit groups
     job.delete(remove_from_queue=True)
     job_lists.forget(conn, [job.id], keys.user_jobs(view["userId"] or ""), keys.type_jobs(view["jobType"]))
-    conn.delete(keys.cancel_request(job.id), keys.dependents(job.id))
+    conn.delete(keys.cancel_request(job.id), keys.dependents(job.id), keys.checkpoint(job.id))
     if artifacts_root is not None:
         shutil.rmtree(artifacts_root / job.id, ignore_errors=True)
     events.emit(conn, "removed", job.id, view["jobType"])

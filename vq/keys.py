@@ -346,3 +346,10 @@ RESOURCES_FIELD = "vq_resources"
 HELD_FIELD = "vq_held"
 STALE_REFUSED = PREFIX + "fence:refused"  # counter: writes refused because their lease token was stale
 LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it could not keep their lease
+
+
+def checkpoint(job_id: str) -> str:
+    """hash: the last state a job's handler saved with ctx.checkpoint (state, bytes, at,
+    attempt), fenced by its lease; read by its next attempt, deleted when the job ends for
+    good, and expiring on its own (limits.checkpointTtl) as a safety net (vq/checkpoints.py)."""
+    return f"{PREFIX}checkpoint:{job_id}"

@@ -14,7 +14,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, capacity, events, groups, keys
+from vq import admission, capacity, checkpoints, events, groups, keys
 from vq.config import Settings
 from vq.jobs import cancel_dependents
 from vq.jobtypes import job_types
@@ -154,6 +154,7 @@ def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | Non
         FailedJobRegistry(job.origin, connection=conn, serializer=JSONSerializer).add(
             job, ttl=job.failure_ttl, pipeline=pipe
         )
+        checkpoints.forget_in(pipe, job.id)
 
     if not _settle_if_still_started(conn, job, fail):
         return None

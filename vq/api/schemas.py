@@ -116,6 +116,19 @@ class Job(Open):
     resourcesHeld: dict[str, Any] | None = Field(
         None, description="while it runs: what it holds, gpu as device indices, e.g. {gpu: [1], vram: 24}"
     )
+    checkpoint: JobCheckpoint | None = Field(None, description="the checkpoint kept for its next attempt, if any")
+    resumed: JobResumed | None = Field(None, description="the attempt that started from a checkpoint, if one did")
+
+
+class JobCheckpoint(Open):
+    bytes: int = Field(description="its size (compact JSON)")
+    at: str | None = Field(None, description="when it was saved")
+    attempt: int | None = Field(None, description="the attempt that saved it")
+
+
+class JobResumed(Open):
+    attempt: int | None = Field(None, description="the attempt that resumed")
+    checkpointAt: str | None = Field(None, description="when the checkpoint it resumed from was saved")
 
 
 class JobProgress(Open):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from vq import capacity, groups
+from vq import capacity, checkpoints, groups
 from vq.cli.output import escape, out, status_text, table
 
 
@@ -44,6 +44,7 @@ def render_job(view: dict) -> None:
         ("needs", capacity.text_of(view.get("resources") or {})),
         ("holds", capacity.held_text(view.get("resourcesHeld") or {})),
         ("unique", _unique(view.get("unique"))),
+        ("checkpoint", checkpoints.text_of(view)),
         ("enqueued", view.get("enqueuedAt")),
         ("started", view.get("startedAt")),
         ("finished", view.get("finishedAt")),

@@ -123,6 +123,15 @@ class JobTypeSettings(_Strict):
         ]
         | None
     ) = None
+    stopAtCheckpoint: (
+        Annotated[
+            bool,
+            Meta(
+                description="on stop, requeue a running job at its next ctx.checkpoint (default daemon.stopAtCheckpoint)"
+            ),
+        ]
+        | None
+    ) = None
     concurrencyPerWorker: (
         Annotated[
             int,

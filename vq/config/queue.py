@@ -303,6 +303,22 @@ class LimitsSettings(_Strict):
             "permanently",
         ),
     ] = 1_048_576
+    maxCheckpointBytes: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="bytes: the largest state a handler may save with ctx.checkpoint (compact JSON); "
+            "larger is refused with an error in the handler",
+        ),
+    ] = 262_144
+    checkpointTtl: Annotated[
+        int,
+        Meta(
+            ge=60_000,
+            description="ms a job's checkpoint is kept after its last save if nothing deletes it "
+            "(it is deleted when the job ends for good)",
+        ),
+    ] = 7 * 86_400_000
     maxRateLimitDelay: Annotated[
         int, Meta(ge=0, description="ms: the longest a provider's retry-after is honoured")
     ] = 3_600_000

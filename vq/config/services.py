@@ -27,6 +27,13 @@ class DaemonSettings(_Strict):
     workers: Annotated[int, Meta(ge=1, description="worker processes; default the CPU count")] | None = None
     queues: list[str] | None = None
     shutdownGrace: Annotated[int, Meta(ge=0, description="milliseconds")] = 30_000
+    stopAtCheckpoint: Annotated[
+        bool,
+        Meta(
+            description="on stop, a running job that checkpoints is requeued at its next ctx.checkpoint "
+            "instead of running on through the grace period (per type: jobTypes.<type>.stopAtCheckpoint)"
+        ),
+    ] = False
     maxJobsPerWorker: Annotated[int, Meta(ge=1, description="a worker process is replaced after this many jobs")] = (
         10_000
     )

@@ -6,10 +6,17 @@ narration plays, one after the other. With ffmpeg on PATH every scene becomes a 
 segment (ultrafast, stillimage) and the segments are concatenated into video.mp4. Without
 it, or with data.format "edl", the same timeline is written as timeline.edl.json plus a
 CMX3600-style timeline.edl that an editor or a later render can pick up.
+
+Rendering checkpoints per scene (ctx.checkpoint, vq/checkpoints.py): each segment is kept in
+the job's artifacts (segments/segment-NNN.mp4) and recorded once written, so an attempt that
+follows a crash, a retry or a requeue at shutdown renders only the scenes not yet done
+(`resumedScenes` in the result). Writing an EDL is one quick step, with nothing to resume.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -118,46 +125,77 @@ def write_edl(ctx, title: str, events: list[dict]) -> list[Path]:
     return [json_path, text_path]
 
 
-def render_mp4(ctx, events: list[dict]) -> Path:
-    """video.mp4 from the events: one segment per scene, then a stream-copy concat."""
+def render_mp4(ctx, events: list[dict]) -> tuple[Path, dict]:
+    """video.mp4 from the events: one segment per scene (those an earlier attempt recorded
+    are reused), then a stream-copy concat. Returns the video and what was rendered and
+    resumed: {renderedScenes, resumedScenes, segments}."""
     work = ctx.artifacts_dir / "segments"
     work.mkdir(exist_ok=True)
-    try:
-        _render_segments(ctx, events, work)
-        out = ctx.artifacts_dir / "video.mp4"
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-y",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-f",
-                "concat",
-                "-safe",
-                "0",
-                "-i",
-                str(work / "list.txt"),
-                "-c",
-                "copy",
-                "-movflags",
-                "+faststart",
-                str(out),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return out
+    # The segments are kept: a later attempt of this job reuses them (and an editor may).
+    done = _render_segments(ctx, events, work)
+    out = ctx.artifacts_dir / "video.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(work / "list.txt"),
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out, done
 
 
-def _render_segments(ctx, events: list[dict], work: Path) -> None:
+def _scene_key(ev: dict) -> str:
+    """What a segment was rendered from: a recorded segment is reused only for the same scene."""
+    source = json.dumps([ev["image"], ev["audio"], round(ev["durationSeconds"], 3)])
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _recorded_segments(ctx, events: list[dict], work: Path) -> dict[int, dict]:
+    """The segments an earlier attempt of this job rendered and recorded (ctx.resumed_from),
+    by position, that are still there and were made from the same scene."""
+    state = ctx.resumed_from if isinstance(ctx.resumed_from, dict) else {}
+    found = {}
+    for item in state.get("segments") or []:
+        if not isinstance(item, dict):
+            continue
+        i = item.get("position")
+        if not isinstance(i, int) or not 0 <= i < len(events) or item.get("scene") != _scene_key(events[i]):
+            continue
+        if (work / f"segment-{i:03d}.mp4").is_file():
+            found[i] = item
+    return found
+
+
+def _render_segments(ctx, events: list[dict], work: Path) -> dict:
     w, h, fps = RENDER
     listing = []
+    recorded = _recorded_segments(ctx, events, work)
+    rendered, resumed = [], []
     for i, ev in enumerate(events):
         seg = work / f"segment-{i:03d}.mp4"
+        quoted = str(seg).replace("'", "'\\''")
+        if i in recorded:
+            resumed.append(ev["index"])
+            listing.append(f"file '{quoted}'")
+            ctx.log.info("scene %d: rendered by an earlier attempt, reused", ev["index"])
+            ctx.progress(20 + 65 * (i + 1) / len(events), f"scene {i + 1}/{len(events)} already rendered")
+            continue
         sound = ["-i", ev["audio"]] if ev["audio"] else ["-f", "lavfi", "-i", "anullsrc=r=22050:cl=mono"]
         cmd = [
             "ffmpeg",
@@ -200,10 +238,18 @@ def _render_segments(ctx, events: list[dict], work: Path) -> None:
             str(seg),
         ]
         subprocess.run(cmd, check=True, capture_output=True, timeout=60 + 5 * ev["durationSeconds"])
-        quoted = str(seg).replace("'", "'\\''")
         listing.append(f"file '{quoted}'")
+        rendered.append(ev["index"])
+        recorded[i] = {"position": i, "index": ev["index"], "scene": _scene_key(ev), "file": f"segments/{seg.name}"}
+        ctx.log.info("scene %d rendered", ev["index"])
+        ctx.checkpoint({"segments": [recorded[k] for k in sorted(recorded)]})  # a later attempt skips it
         ctx.progress(20 + 65 * (i + 1) / len(events), f"rendered scene {i + 1}/{len(events)}")
     (work / "list.txt").write_text("\n".join(listing) + "\n")
+    return {
+        "renderedScenes": rendered,
+        "resumedScenes": resumed,
+        "segments": [str(work / f"segment-{i:03d}.mp4") for i in range(len(events))],
+    }
 
 
 def probe_seconds(path: Path) -> float | None:
@@ -229,8 +275,8 @@ def handle(ctx, data: dict) -> dict:
     result = {"format": "edl", "durationSeconds": total, "scenes": len(events), "title": title, "timeline": events}
     if fmt != "edl" and have_ffmpeg:
         try:
-            out = render_mp4(ctx, events)
-            result.update(format="mp4", path=str(out), artifacts=[str(out)], renderedSeconds=probe_seconds(out))
+            out, done = render_mp4(ctx, events)
+            result.update(format="mp4", path=str(out), artifacts=[str(out)], renderedSeconds=probe_seconds(out), **done)
         except (subprocess.SubprocessError, OSError) as exc:
             err = (getattr(exc, "stderr", None) or b"")[-300:]
             ctx.log.warning("ffmpeg failed (%s: %r); writing an edit decision list instead", exc, err)

@@ -6,6 +6,12 @@ submitter creates one child job per step, each depending on the steps in its dep
 makes this parent job depend on "compose", so handle() runs last and reports the composed
 video. Run with no upstream at all (directly, outside a queue), handle() runs the plan
 itself, step by step, inside this job, with the same child handlers.
+
+Fanned out, each child job checkpoints its own work (the composition per rendered scene) and
+this job, which only reads the composition's result, has nothing to resume. Run inline, it
+checkpoints after every step (ctx.checkpoint, vq/checkpoints.py), and the step in progress
+checkpoints inside that state (the composition's scenes), so a later attempt skips the steps,
+and the scenes, already done (`resumedSteps` in the result).
 """
 
 from __future__ import annotations
@@ -81,12 +87,37 @@ def plan(data: dict) -> list[dict]:
     return steps
 
 
+def _resumed_steps(ctx, steps: list[dict]) -> tuple[dict[str, Upstream], dict]:
+    """The steps an earlier attempt finished (from ctx.resumed_from) and the checkpoint of the
+    step it was in ({step, state}; {} for none)."""
+    saved = ctx.resumed_from if isinstance(ctx.resumed_from, dict) else {}
+    names = {s["step"]: s["jobType"] for s in steps}
+    done = {}
+    for name, item in (saved.get("steps") or {}).items():
+        if names.get(name) and isinstance(item, dict) and isinstance(item.get("result"), dict):
+            done[name] = Upstream(id=f"{ctx.job_id}-{name}", job_type=names[name], step=name, result=item["result"])
+    current = saved.get("current")
+    return done, current if isinstance(current, dict) and current.get("step") in names else {}
+
+
 def run_inline(ctx, data: dict) -> dict:
-    """Run every step of plan(data) in this process, in order; returns the compose result."""
+    """Run every step of plan(data) in this process, in order; returns the compose result
+    (with `resumedSteps`: those an earlier attempt had done)."""
     steps = plan(data)
-    done: dict[str, Upstream] = {}
+    done, current = _resumed_steps(ctx, steps)
+    resumed = [s["step"] for s in steps if s["step"] in done]
+
+    def save(in_progress: dict | None = None) -> None:
+        state: dict = {"steps": {name: {"result": up.result} for name, up in done.items()}}
+        if in_progress is not None:
+            state["current"] = in_progress
+        ctx.checkpoint(state)
+
     for n, step in enumerate(steps):
         name, job_type = step["step"], step["jobType"]
+        if name in done:
+            ctx.log.info("step %s: done by an earlier attempt, skipped", name)
+            continue
         lo, hi = 10 + 80 * n / len(steps), 10 + 80 * (n + 1) / len(steps)
         child = dataclasses.replace(
             ctx,
@@ -98,13 +129,17 @@ def run_inline(ctx, data: dict) -> dict:
                 lo + (hi - lo) * p / 100, f"{name}: {m}" if m else name
             ),
             load_upstream=lambda deps=step["dependsOn"]: [done[d] for d in deps],
+            # The step's own checkpoints (the composition's scenes) go inside this job's.
+            resumed_from=current.get("state") if current.get("step") == name else None,
+            save_checkpoint=lambda state, name=name: save({"step": name, "state": state}),
         )
         handler = importlib.import_module(f"vq.handlers.{job_type.replace('-', '_')}").handle
         done[name] = Upstream(id=child.job_id, job_type=job_type, step=name, result=handler(child, dict(step["data"])))
+        save()
     composed = done["compose"].result
     if composed is None:  # every handler returns a dict; Upstream.result is optional for jobs not yet run
         raise PermanentError("compose: the video-composition step returned no result")
-    return composed
+    return {**composed, "resumedSteps": resumed}
 
 
 def handle(ctx, data: dict) -> dict:
@@ -128,6 +163,8 @@ def handle(ctx, data: dict) -> dict:
         "title": composed.get("title"),
         "timeline": composed.get("timeline", []),
     }
+    if composed.get("resumedSteps"):  # run inline, and resumed from a checkpoint
+        summary["resumedSteps"] = composed["resumedSteps"]
     path = write_json(ctx, "video.json", summary)
     ctx.log.info("video %r: %s, %.2fs", summary["title"], summary["format"], summary["durationSeconds"] or 0)
     ctx.progress(100, "video ready")

@@ -125,6 +125,9 @@ PROTOCOLS: dict[str, Protocol] = {
     "fenced.lua": Protocol(
         parts=("fenced.lua",), names=(("stale_refused", keys.STALE_REFUSED), ("events", keys.EVENTS)), constants=_LEASE
     ),
+    "checkpoint.lua": Protocol(
+        parts=("checkpoint.lua",), names=(("stale_refused", keys.STALE_REFUSED),), constants=_LEASE
+    ),
     "due.lua": Protocol(
         parts=("due.lua",),
         names=(

@@ -26,13 +26,14 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
-from vq import fence, logs, resources
+from vq import checkpoints, fence, logs, resources
 from vq.admission import forget_idle_in
 from vq.execution import begin_attempt, runtime
 from vq.job_outcomes import JobOutcomes
 from vq.model import VQ_FUNC
 from vq.procutil import die_with_parent
 from vq.providers import pool as http_pool
+from vq.rq_seam import private
 from vq.rq_seam.log_filters import SayOnce
 from vq.rq_seam.queue import VqQueue
 from vq.worker_leases import JobLeases
@@ -196,6 +197,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         cannot be, the handler is interrupted (a forked child killed) before it lapses."""
         self._forking = _isolation_of(job) == "fork"
         self._arm(job)
+        setattr(job, checkpoints.STOP_AT_CHECKPOINT, lambda: self._stops_at_checkpoint(job))
         began = time.monotonic()
         try:
             # RQ's own lines about the job (here and in a forked child) carry it (vq/logs.py)
@@ -211,6 +213,18 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
             self._forking = False
             self._executed += 1
             self._replace_if_too_big(time.monotonic() - began)
+
+    def _stops_at_checkpoint(self, job: Job) -> bool:
+        """Asked by ctx.checkpoint (vq/checkpoints.py) once the checkpoint is saved: a
+        stopping worker requeues the job there, when the operator chose it
+        (daemon.stopAtCheckpoint), instead of letting it run on through the grace period."""
+        if not private.stop_requested(self) or self._forking:
+            return False
+        if not checkpoints.stops_at_checkpoint(runtime().settings, job.meta.get("jobType", "")):
+            return False
+        self.log.info("Worker %s: stopping, job %s requeued at its checkpoint", self.name, job.id)
+        self._requeue_current = True
+        return True
 
     def increment_successful_job_count(self, pipeline=None):
         """Counted here and written with the next heartbeat or when the worker goes idle
