@@ -9,7 +9,7 @@ from vq.tui.limits_screens import LimitsScreen, UserScreen
 from vq.tui.screens import JobScreen
 
 GPU_TYPE = {"handler": "tests.plugins:tracked", "attempts": 1, "resources": {"gpu": 1}}
-MODEL = {"key": "data.model", "limit": {"default": 2, "sdxl": 1}, "types": ["test-track"]}
+MODEL = {"key": "data.model", "limit": {"default": 2, "sdxl": 1}, "rate": "100/1h", "types": ["test-track"]}
 
 
 async def _open_job(pilot, app, job_id: str) -> None:
@@ -77,7 +77,7 @@ def test_a_waiting_job_shows_why_its_deadline_and_groups_and_its_users_screen_li
             await pilot.press("escape")
             await pilot.press("l")
             group = await until(pilot, lambda: rows(app, "limit-groups").get("model=sdxl"), what="the group's key")
-            assert group == ["model", "sdxl", "1/1"]
+            assert group == ["model", "sdxl", "1/1", "1", "1 of 100/1h"]  # its waiting job; one start
             assert rows(app, "limit-users")["ann"][2:4] == ["1/1", "1"]
             await pilot.press("escape")
             await _open_job(pilot, app, waiting)

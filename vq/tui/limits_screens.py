@@ -16,6 +16,14 @@ from vq.tui.screens import JOB_ACTION_KEYS, JobActions, JobList
 from vq.tui.tables import Cell, fill, selected_key
 
 
+def _rate_used(row: dict) -> Text:
+    """A group key's starts in its rate's window: `3 of 10/1m`, red when spent; `-`: no rate."""
+    if not row.get("rate"):
+        return Text("-")
+    allowed = int(str(row["rate"]).partition("/")[0])
+    return Text(f"{row['starts']} of {row['rate']}", style="red" if row["starts"] >= allowed else "green")
+
+
 def _used(running: int, limit: int | None) -> Text:
     """`2/4`, red when full, yellow when nearly (as `vq limits` colours it); `2/-`: no limit."""
     if limit is None:
@@ -115,7 +123,7 @@ class LimitsScreen(LiveScreen):
     TABLES = {
         "limit-types": ("job types", ("type", "running/limit", "waiting")),
         "limit-users": ("active users", ("user", "tier", "running/limit", "waiting", "weight")),
-        "limit-groups": ("limit groups", ("group", "key", "running/limit")),
+        "limit-groups": ("limit groups", ("group", "key", "running/limit", "waiting", "starts/rate")),
         "limit-resources": ("resources (live workers)", ("resource", "in use/has", "workers")),
     }
 
@@ -156,7 +164,10 @@ class LimitsScreen(LiveScreen):
         fill(
             self.query_one("#limit-groups", DataTable),
             [
-                (f"{g['group']}={row['key']}", [g["group"], row["key"], _used(row["running"], row["limit"])])
+                (
+                    f"{g['group']}={row['key']}",
+                    [g["group"], row["key"], _used(row["running"], row["limit"]), row["waiting"], _rate_used(row)],
+                )
                 for g in data["groups"]
                 for row in g["keys"]
             ],
@@ -177,4 +188,6 @@ class LimitsScreen(LiveScreen):
         if data["groups"]:
             defaults = ", ".join(f"{g['group']} {fmt.literal(g['default'])}" for g in data["groups"])
             notes.append(fmt.fields(("groups' default limit per key", defaults)))
+            if rates := ", ".join(f"{g['group']} {g['defaultRate']}" for g in data["groups"] if g.get("defaultRate")):
+                notes.append(fmt.fields(("groups' default rate per key", rates)))
         self.query_one("#limit-notes", Static).update(Text("\n").join(notes))
