@@ -208,3 +208,33 @@ def wait_active(conn, name: str, count: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while int(conn.get(f"test:active:{name}") or 0) < count and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+def cancelable(ctx, data):
+    """For `vq cancel --now`: says its pid and whether it runs in the process's main thread
+    (test:pid:<id>, test:thread:<id>) and counts itself running (test:active:type:<type>),
+    registers clean-up that writes data.cleanup (a file) when the job is canceled, then
+    sleeps for data.seconds: in one blocking call, or with data.step in short sleeps (a
+    thread job is interrupted between two). No progress reports: only --now stops it."""
+    import threading
+    from pathlib import Path
+
+    import redis
+
+    r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
+    if data.get("cleanup"):
+        ctx.on_cancel(lambda: Path(data["cleanup"]).write_text(f"cleaned up {ctx.job_id}"))
+    r.set(f"test:thread:{ctx.job_id}", "main" if threading.current_thread() is threading.main_thread() else "thread")
+    r.set(f"test:pid:{ctx.job_id}", os.getpid())
+    r.incr(f"test:active:type:{ctx.job_type}")
+    try:
+        seconds, step = float(data.get("seconds", 30)), data.get("step")
+        if step:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                time.sleep(float(step))
+        else:
+            time.sleep(seconds)
+    finally:
+        r.decr(f"test:active:type:{ctx.job_type}")
+    return {"pid": os.getpid()}

@@ -87,6 +87,15 @@ def make_client(settings: Settings, socket_timeout: float | None = 10.0) -> redi
     )
 
 
+def make_listener_client(settings: Settings) -> redis.Redis:
+    """A client for a long-lived pub/sub subscription (vq/cancel_now.py): no read timeout and
+    no health-check PING, so that an idle subscriber sends Redis nothing; TCP keep-alive
+    finds a dead connection."""
+    return _client(
+        redis, settings, socket_timeout=None, socket_connect_timeout=5.0, socket_keepalive=True, **_identity()
+    )
+
+
 def make_async_client(settings: Settings, socket_timeout: float | None = None):
     """The same Redis for asyncio code (the HTTP API's long-lived event streams): waiting on
     Redis there holds no thread."""

@@ -45,11 +45,31 @@ class HandlerContext:
     # What the job holds of its worker's resources (vq/capacity.py): gpu as the device indices
     # it was given ({"gpu": [1], "vram": 24}), every other resource as its amount; {} for none.
     resources: dict = field(default_factory=dict)
+    # Whether `vq cancel --now` reached the worker for this job (vq/cancel_now.py); no I/O.
+    is_canceled: Callable[[], bool] = field(repr=False, default=lambda: False)
+    cancel_hooks: list[Callable[[], object]] = field(repr=False, default_factory=list)
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job is (0-100) with an optional short message; shown live."""
         percent = max(0.0, min(100.0, float(percent)))
         self.report_progress(percent, message)
+
+    @property
+    def canceled(self) -> bool:
+        """Whether the job was canceled with `vq cancel --now`. A handler in the main thread
+        is interrupted anyway; one that runs in a thread (`concurrencyPerWorker` above 1) is
+        interrupted only between two Python steps, not inside a blocking call, so it checks
+        this between steps of its own (ctx.progress raises too)."""
+        return self.is_canceled()
+
+    def on_cancel(self, cleanup: Callable[[], object]) -> Callable[[], object]:
+        """Register clean-up to run when the job is canceled while it runs (a temporary
+        file, a remote job to stop): called without arguments in the worker, after the
+        handler was interrupted, newest first, all of them within a few seconds; its errors
+        are logged, not raised. Not for `isolation: fork` jobs, whose process is killed.
+        Returns `cleanup`, so it can be used as a decorator."""
+        self.cancel_hooks.append(cleanup)
+        return cleanup
 
     @property
     def artifacts_dir(self) -> Path:

@@ -8,6 +8,7 @@ category (see vq.errors) that the worker uses to decide between retry and failur
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, capacity, costs, events, fence, jobdata, keys, logs, resources
+from vq import artifacts, cancel_now, capacity, costs, events, fence, jobdata, keys, logs, resources
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import (
@@ -195,6 +196,7 @@ def run_job(job_type: str, data: dict) -> dict:
         provider_client=calls,
         readable_roots=lambda: readable_roots(job, rt.artifacts_root),
         resources=held_resources(job),
+        is_canceled=lambda: fence.cancel_asked(job.id),
     )
     # Providers a handler does not call through vq (local ones) are checked here, before it
     # runs; HTTP providers when called, by ProviderCalls, which can fail over between them.
@@ -227,9 +229,16 @@ def run_job(job_type: str, data: dict) -> dict:
                     result = handler(ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None
+        except fence.CanceledNow:  # `vq cancel --now` interrupted it (vq/cancel_now.py)
+            fence.settle(threading.get_ident())
+            raise JobCanceled("canceled while running (interrupted)") from None
         result = storable_result(rt.settings, result)
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
+        if fence.cancel_asked(job.id):  # whatever it raised once canceled now (its timeout, a broken call)
+            job.meta["error"] = error_record(JobCanceled("canceled while running"))
+        if job.meta["error"]["category"] == "canceled":
+            cancel_now.run_cleanups(ctx.cancel_hooks, ctx.log)
         fence.write_meta(job.connection, job)  # refused if another worker holds the job now
         if isinstance(exc, ProviderError) and not getattr(exc, "accounted", False):
             state = breakers.failure(providers.bounded(rt.settings, exc.provider))
@@ -275,7 +284,7 @@ def _progress_reporter(job: Job, job_type: str):
     last_event = [0.0]
 
     def report(percent: float, message: str | None) -> None:
-        if job.connection.exists(keys.cancel_request(job.id)):
+        if fence.cancel_asked(job.id) or job.connection.exists(keys.cancel_request(job.id)):
             raise JobCanceled("canceled while running")
         job.meta["progress"] = {"percent": round(percent, 2), "message": message}
         now = time.monotonic()

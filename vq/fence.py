@@ -57,6 +57,11 @@ class LeaseLost(BaseException):
     KeyboardInterrupt is, so that a handler's own `except Exception` cannot swallow it."""
 
 
+class CanceledNow(BaseException):
+    """Raised into a handler that `vq cancel --now` interrupts (vq/cancel_now.py); a
+    BaseException for the same reason as LeaseLost. run_job turns it into JobCanceled."""
+
+
 class StaleLease(Exception):
     """A write was refused: the job no longer runs under this worker's lease token."""
 
@@ -83,6 +88,8 @@ class Lease:
     stop: Callable[[], None]  # interrupts the handler
     lost: bool = False
     dropped: bool = False
+    canceled: bool = False  # `vq cancel --now` asked for the job to be interrupted
+    raised: bool = False  # the handler was interrupted once already: never twice
     thread: int = field(default_factory=threading.get_ident)
 
 
@@ -111,6 +118,11 @@ class Fence:
         self._changed = threading.Event()
         threading.Thread(target=self._watch, daemon=True, name="vq-lease-watchdog").start()
         threading.Thread(target=self._renew_loop, daemon=True, name="vq-lease-renewer").start()
+        from vq.cancel_now import start_listener
+        from vq.connection import make_listener_client
+
+        settings = runtime().settings
+        start_listener(lambda: make_listener_client(settings), self.cancel)  # `vq cancel --now`
 
     def hold(
         self, job_id: str, job_type: str, user: str, token: str, asked_at: float, stop: Callable[[], None]
@@ -174,14 +186,31 @@ class Fence:
                     continue  # the watchdog stops the job if this goes on
                 if lease.dropped or lease.lost:
                     continue
-                if answer == 1:
+                if answer in (1, 2):
                     lease.renewed_at = sent
                     self._publish()
                     self._changed.set()
+                    if answer == 2:  # a cancel --now whose message this process missed
+                        self.cancel(lease.job_id)
                 elif answer == 0:
                     self._lose(lease, "its lease lapsed or was taken over")
                 else:
                     lease.dropped = True  # given back by the holder: nothing to renew
+
+    def cancel(self, job_id: str) -> bool:
+        """`vq cancel --now` for a job this process runs: interrupt its handler (a forked
+        child killed) once. False when this process does not hold the job's lease."""
+        with self._lock:
+            lease = _held_by_job.get(job_id)
+            if lease is None or lease.lost or lease.dropped or lease.canceled:
+                return False
+            lease.canceled = True
+        log.warning("job %s (%s): canceled now: interrupting its handler", lease.job_id, lease.job_type)
+        try:
+            lease.stop()
+        except Exception:
+            log.exception("job %s: could not interrupt it; it stops at its next progress report", lease.job_id)
+        return True
 
     def _lose(self, lease: Lease, why: str) -> None:
         if lease.lost or lease.dropped:
@@ -207,26 +236,52 @@ _held_by_job: dict[str, Lease] = {}  # job id -> the lease this process holds fo
 _interruptible: dict[int, Lease] = {}  # thread ident -> the lease its handler runs under
 
 
+_interrupt_lock = threading.Lock()  # orders a thread's interruption against its handler's end
+
+
 class interruptible:
     """Around a handler call (vq/execution.py run_job): while it runs, a lost lease
-    interrupts it (LeaseLost). Only there: RQ's code around it is not written to be
-    interrupted, and what it writes is fenced anyway."""
+    (LeaseLost) or `vq cancel --now` (CanceledNow) interrupts it. Only there: RQ's code and
+    vq's bookkeeping around it are not written to be interrupted. The fence: the main
+    thread's signal handler raises only while the handler's entry is here, and at most once
+    per lease; another thread's asynchronous exception is set only under the lock, and one
+    still pending when the handler returned is cleared on the way out."""
 
     def __init__(self, job_id: str):
         self.lease = _held_by_job.get(job_id)
         self.thread = threading.get_ident()
 
     def __enter__(self):
-        if self.lease is not None:
-            _interruptible[self.thread] = self.lease
-            if self.lease.lost:  # lost before the handler started (the admission's reply came late)
-                del _interruptible[self.thread]
-                raise LeaseLost(f"job {self.lease.job_id}: its lease was lost before its handler started")
+        lease = self.lease
+        if lease is not None:
+            with _interrupt_lock:
+                _interruptible[self.thread] = lease
+                if lease.lost or lease.canceled:  # before the handler started (a late reply, an early cancel)
+                    del _interruptible[self.thread]
+                    if not lease.raised:
+                        lease.raised = True
+                        if lease.lost:
+                            raise LeaseLost(f"job {lease.job_id}: its lease was lost before its handler started")
+                        raise CanceledNow(f"job {lease.job_id}: canceled before its handler started")
         return self
 
     def __exit__(self, *exc):
-        _interruptible.pop(self.thread, None)
+        settle(self.thread)
         return False
+
+
+def settle(thread: int) -> None:
+    """The handler in `thread` has returned (or was interrupted): no interruption lands after this."""
+    with _interrupt_lock:
+        _interruptible.pop(thread, None)
+        if thread != threading.main_thread().ident:  # clear an exception set but not yet raised
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
+
+
+def cancel_asked(job_id: str) -> bool:
+    """Whether `vq cancel --now` reached this process for a job it runs (ctx.canceled: no I/O)."""
+    lease = _held_by_job.get(job_id)
+    return lease is not None and lease.canceled
 
 
 def interrupter(lease_thread: int) -> Callable[[], None]:
@@ -237,21 +292,32 @@ def interrupter(lease_thread: int) -> Callable[[], None]:
         return lambda: signal.pthread_kill(lease_thread, INTERRUPT_SIGNAL)
 
     def raise_in_thread() -> None:
-        if _interruptible.get(lease_thread) is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(lease_thread), ctypes.py_object(LeaseLost))
+        with _interrupt_lock:
+            lease = _interruptible.get(lease_thread)
+            if lease is None or lease.raised:
+                return
+            lease.raised = True
+            kind = LeaseLost if lease.lost else CanceledNow
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(lease_thread), ctypes.py_object(kind))
 
     return raise_in_thread
 
 
 def install_interrupt_handler() -> None:
-    """In a worker's main thread: the signal `interrupter` sends raises LeaseLost in the
-    handler, if one runs under a lost lease (else it is ignored: the end is fenced)."""
+    """In a worker's main thread: the signal `interrupter` sends raises LeaseLost (or
+    CanceledNow) in the handler, if one runs under a lost (or canceled) lease, once; else
+    it is ignored (the handler has returned: the end is fenced). No lock here: the handler
+    runs in the main thread, which may hold it."""
 
     def on_signal(signum, frame):
         main = threading.main_thread().ident  # set: the main thread has started
         lease = _interruptible.get(main) if main is not None else None
-        if lease is not None and lease.lost:
+        if lease is None or lease.raised or not (lease.lost or lease.canceled):
+            return
+        lease.raised = True
+        if lease.lost:
             raise LeaseLost(f"job {lease.job_id}: lease lost")
+        raise CanceledNow(f"job {lease.job_id}: canceled now")
 
     signal.signal(INTERRUPT_SIGNAL, on_signal)
 

@@ -71,6 +71,12 @@ class JobLeases(WorkerHost):
             pass
         return True
 
+    def _canceled_now(self, job: Job) -> bool:
+        """`vq cancel --now` reached this worker for the job it runs (its handler was
+        interrupted, its forked child killed): the attempt ends canceled, whatever it raised."""
+        lease = self._lease
+        return lease is not None and lease.job_id == job.id and lease.canceled
+
     def _refused_if_stale(self, job: Job, what: str) -> bool:
         """Whether the job's lease token is no longer its own (taken over while this worker
         was paused or cut off): then the write is refused, counted and logged."""

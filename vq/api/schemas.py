@@ -217,6 +217,7 @@ OPERATION_IDS = {
     "job_artifact": "getJobArtifact",
     "remove_job": "removeJob",
     "retry_job": "retryJob",
+    "cancel_job": "cancelJob",
 }
 
 
