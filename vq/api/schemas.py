@@ -43,6 +43,9 @@ class JobError(Open):
     category: str | None = Field(None, description="temporary, permanent, timeout, canceled ...")
     type: str | None = None
     message: str | None = None
+    canceledBy: str | None = Field(
+        None, description="a canceled job: who canceled it (a user id, cli:LOGIN, tui:LOGIN)"
+    )
 
 
 class Job(Open):
