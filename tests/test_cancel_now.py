@@ -127,3 +127,46 @@ def test_cancel_now_on_a_waiting_job_is_a_plain_cancel_and_on_an_ended_one_a_con
     vq.wait_for(done)
     proc = vq.run("cancel", done, "--now")
     assert proc.returncode == 2 and "already finished" in proc.stderr
+
+
+def test_a_missed_message_is_caught_by_the_lease_renewal(vq, redis_conn):
+    """The request's mark in the job's hash without its pub/sub message (as a worker that was
+    reconnecting would miss it): the next lease renewal (every lockDuration / 6) stops the job."""
+    vq.configure(job_types={"test-cancelable": CANCELABLE}, queue={"settings": {"lockDuration": 3000}})
+    vq.start_daemon(workers=1)
+    job_id = vq.submit("test-cancelable", {"seconds": 60}, "--user", "ann")
+    handler_pid(redis_conn, job_id)
+    with redis_conn.pipeline() as pipe:
+        pipe.set(keys.cancel_request(job_id), "asked while the worker was away")
+        pipe.hset(keys.rq_job(job_id), keys.CANCEL_NOW_FIELD, "1")
+        pipe.execute()
+    view = vq.wait_for(job_id, timeout=5)
+    assert (view["status"], view["error"]["message"]) == ("canceled", "asked while the worker was away")
+
+
+def test_a_cancel_racing_the_end_of_short_jobs_never_lands_outside_the_handler(vq, redis_conn):
+    """Cancels sent as short jobs start and end: each job ends finished or canceled (never
+    failed, never retried), and the worker keeps going (an interruption raised in RQ's or
+    vq's bookkeeping after the handler returned would fail the job or kill the worker)."""
+    from vq import jobs
+    from vq.config import load_settings
+    from vq.connection import make_client
+    from vq.errors import Conflict
+
+    vq.configure(job_types={"test-cancelable": CANCELABLE})
+    conn = make_client(load_settings(vq.config_path))
+    ids = [vq.submit("test-cancelable", {"seconds": 0.005 * (i % 20)}, "--user", "ann") for i in range(40)]
+    vq.start_daemon(workers=1)  # they run one after the other, each canceled as it starts
+    for job_id in ids:
+        while redis_conn.hget(keys.rq_job(job_id), "status") in (b"queued", None):
+            time.sleep(0.001)
+        try:
+            jobs.cancel(conn, job_id, "race", now=True)
+        except Conflict:
+            pass  # it had ended already
+    ended = {job_id: vq.wait_for(job_id, timeout=20) for job_id in ids}
+    statuses = [v["status"] for v in ended.values()]
+    assert set(statuses) <= {"finished", "canceled"}, ended
+    assert statuses.count("canceled") >= 10, "most are interrupted: the race is real"
+    assert all(v["attempts"] == 1 for v in ended.values())
+    assert "Traceback" not in vq.daemon_log()
