@@ -215,7 +215,9 @@ def cancelable(ctx, data):
     (test:pid:<id>, test:thread:<id>) and counts itself running (test:active:type:<type>),
     registers clean-up that writes data.cleanup (a file) when the job is canceled, then
     sleeps for data.seconds: in one blocking call, or with data.step in short sleeps (a
-    thread job is interrupted between two). No progress reports: only --now stops it."""
+    thread job is interrupted between two; with data.cooperative it also returns once
+    ctx.canceled). With data.swallow it catches the interruption and returns. No progress
+    reports: only --now stops it."""
     import threading
     from pathlib import Path
 
@@ -231,10 +233,14 @@ def cancelable(ctx, data):
         seconds, step = float(data.get("seconds", 30)), data.get("step")
         if step:
             end = time.monotonic() + seconds
-            while time.monotonic() < end:
+            while time.monotonic() < end and not (data.get("cooperative") and ctx.canceled):
                 time.sleep(float(step))
         else:
             time.sleep(seconds)
+    except BaseException:
+        if not data.get("swallow"):
+            raise
+        return {"swallowed": True}  # a handler that catches everything and returns
     finally:
         r.decr(f"test:active:type:{ctx.job_type}")
     return {"pid": os.getpid()}

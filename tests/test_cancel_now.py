@@ -111,6 +111,17 @@ def test_cancel_now_interrupts_jobs_in_a_thread_worker_and_its_main_thread(vq, r
     assert marker.read_text() == f"cleaned up {where[b'main']}"
 
 
+def test_a_handler_that_swallows_the_interruption_and_returns_still_ends_canceled(vq, redis_conn, tmp_path):
+    vq.configure(job_types={"test-cancelable": CANCELABLE})
+    vq.start_daemon(workers=1)
+    marker = tmp_path / "cleanup.txt"
+    job_id = vq.submit("test-cancelable", {"seconds": 60, "swallow": True, "cleanup": str(marker)}, "--user", "ann")
+    handler_pid(redis_conn, job_id)
+    view = vq.json("cancel", job_id, "--now")
+    assert (view["status"], view["attempts"], view["result"]) == ("canceled", 1, None)
+    assert marker.read_text() == f"cleaned up {job_id}"
+
+
 def test_cancel_now_on_a_waiting_job_is_a_plain_cancel_and_on_an_ended_one_a_conflict(vq, redis_conn):
     vq.configure(job_types={"test-cancelable": CANCELABLE})
     waiting = vq.submit("test-cancelable", {"seconds": 1}, "--user", "ann", "--delay", "1h")

@@ -59,7 +59,8 @@ class HandlerContext:
         """Whether the job was canceled with `vq cancel --now`. A handler in the main thread
         is interrupted anyway; one that runs in a thread (`concurrencyPerWorker` above 1) is
         interrupted only between two Python steps, not inside a blocking call, so it checks
-        this between steps of its own (ctx.progress raises too)."""
+        this between steps of its own (ctx.progress raises too) and may simply return: the
+        job ends canceled either way, its result not kept."""
         return self.is_canceled()
 
     def on_cancel(self, cleanup: Callable[[], object]) -> Callable[[], object]:

@@ -232,6 +232,8 @@ def run_job(job_type: str, data: dict) -> dict:
         except fence.CanceledNow:  # `vq cancel --now` interrupted it (vq/cancel_now.py)
             fence.settle(threading.get_ident())
             raise JobCanceled("canceled while running (interrupted)") from None
+        if fence.cancel_asked(job.id):  # it returned once canceled (it saw ctx.canceled): no result kept
+            raise JobCanceled("canceled while running")
         result = storable_result(rt.settings, result)
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
