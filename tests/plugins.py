@@ -216,7 +216,8 @@ def cancelable(ctx, data):
     registers clean-up that writes data.cleanup (a file) when the job is canceled, then
     sleeps for data.seconds: in one blocking call, or with data.step in short sleeps (a
     thread job is interrupted between two; with data.cooperative it also returns once
-    ctx.canceled). With data.swallow it catches the interruption and returns. No progress
+    ctx.canceled). With data.swallow it catches the interruption and returns; with data.deaf
+    it blocks the interrupt signal (a handler stuck in native code). No progress
     reports: only --now stops it."""
     import threading
     from pathlib import Path
@@ -226,6 +227,10 @@ def cancelable(ctx, data):
     r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
     if data.get("cleanup"):
         ctx.on_cancel(lambda: Path(data["cleanup"]).write_text(f"cleaned up {ctx.job_id}"))
+    if data.get("deaf"):  # as a handler stuck in native code: the interrupt never reaches Python
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
     r.set(f"test:thread:{ctx.job_id}", "main" if threading.current_thread() is threading.main_thread() else "thread")
     r.set(f"test:pid:{ctx.job_id}", os.getpid())
     r.incr(f"test:active:type:{ctx.job_type}")

@@ -74,19 +74,32 @@ def test_cancel_now_interrupts_a_job_on_the_other_daemon_frees_its_slot_and_clea
     assert int(redis_conn.get("test:active:type:test-cancelable") or 0) == 0
 
 
-def test_cancel_now_kills_a_forked_jobs_child(vq, redis_conn, tmp_path):
+def test_cancel_now_ends_a_forked_jobs_child_after_its_cleanup(vq, redis_conn, tmp_path):
     vq.configure(job_types={"test-cancelable-fork": {**CANCELABLE, "isolation": "fork"}})
     vq.start_daemon(workers=1)
-    job_id = vq.submit("test-cancelable-fork", {"seconds": 60}, "--user", "ann")
+    marker = tmp_path / "cleanup.txt"
+    job_id = vq.submit("test-cancelable-fork", {"seconds": 60, "cleanup": str(marker)}, "--user", "ann")
     child = handler_pid(redis_conn, job_id)
     wait_active(redis_conn, "type:test-cancelable-fork", 1)
     view = vq.json("cancel", job_id, "--now")
     assert view["status"] == "canceled" and view["attempts"] == 1
     assert _took_ms(redis_conn, job_id) < 1000
     assert _gone(child), "the job's child process is gone"
+    assert marker.read_text() == f"cleaned up {job_id}", "its clean-up ran in the child first"
     nxt = vq.submit("test-cancelable-fork", {"seconds": 0.1}, "--user", "ann")
     assert vq.wait_for(nxt)["status"] == "finished", "the worker goes on"
     assert vq.json("show", job_id)["status"] == "canceled", "not retried"
+
+
+def test_a_forked_child_the_interrupt_does_not_reach_is_killed(vq, redis_conn):
+    vq.configure(job_types={"test-cancelable-fork": {**CANCELABLE, "isolation": "fork"}})
+    vq.start_daemon(workers=1)
+    job_id = vq.submit("test-cancelable-fork", {"seconds": 60, "deaf": True}, "--user", "ann")
+    child = handler_pid(redis_conn, job_id)
+    vq.run("cancel", job_id, "--now")
+    view = vq.wait_for(job_id, timeout=15)
+    assert (view["status"], view["attempts"]) == ("canceled", 1)
+    assert _gone(child)
 
 
 def test_cancel_now_interrupts_jobs_in_a_thread_worker_and_its_main_thread(vq, redis_conn, tmp_path):

@@ -16,6 +16,8 @@ after the publish) is caught by the lease renewal the worker sends anyway
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -80,6 +82,35 @@ def start_listener(make_client: Callable[[], Redis], on_cancel: Callable[[str], 
     thread = threading.Thread(target=listen, args=(make_client, on_cancel), daemon=True, name="vq-cancel-listener")
     thread.start()
     return thread
+
+
+def interrupt_child(
+    pid_of: Callable[[], int], signum: int, grace: float = CLEANUP_BUDGET_S + 1.0
+) -> Callable[[], None]:
+    """`vq cancel --now` for a forked job: the child is told (`signum`: CanceledNow raised in
+    its handler, its clean-up runs, it writes its end and exits), and killed if it is still
+    there after `grace` (stuck in native code); its worker then ends the job canceled."""
+
+    def interrupt() -> None:
+        pid = pid_of()
+        if not pid:
+            return
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return
+
+        def kill_if_still_there() -> None:
+            time.sleep(grace)
+            if pid_of() == pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+        threading.Thread(target=kill_if_still_there, daemon=True, name="vq-cancel-child").start()
+
+    return interrupt
 
 
 def run_cleanups(hooks: list[Callable[[], object]], job_log: logging.Logger, budget: float = CLEANUP_BUDGET_S) -> None:

@@ -67,7 +67,8 @@ class HandlerContext:
         """Register clean-up to run when the job is canceled while it runs (a temporary
         file, a remote job to stop): called without arguments in the worker, after the
         handler was interrupted, newest first, all of them within a few seconds; its errors
-        are logged, not raised. Not for `isolation: fork` jobs, whose process is killed.
+        are logged, not raised. An `isolation: fork` job's run in its child process (unless
+        the interruption cannot reach it there and the child is killed).
         Returns `cleanup`, so it can be used as a decorator."""
         self.cancel_hooks.append(cleanup)
         return cleanup

@@ -89,6 +89,7 @@ class Lease:
     lost: bool = False
     dropped: bool = False
     canceled: bool = False  # `vq cancel --now` asked for the job to be interrupted
+    interrupt: Callable[[], None] | None = None  # how to, when not `stop` (a forked child: vq/cancel_now.py)
     raised: bool = False  # the handler was interrupted once already: never twice
     thread: int = field(default_factory=threading.get_ident)
 
@@ -125,9 +126,16 @@ class Fence:
         start_listener(lambda: make_listener_client(settings), self.cancel)  # `vq cancel --now`
 
     def hold(
-        self, job_id: str, job_type: str, user: str, token: str, asked_at: float, stop: Callable[[], None]
+        self,
+        job_id: str,
+        job_type: str,
+        user: str,
+        token: str,
+        asked_at: float,
+        stop: Callable[[], None],
+        interrupt: Callable[[], None] | None = None,
     ) -> Lease:
-        lease = Lease(job_id, job_type, user, token, asked_at, stop)
+        lease = Lease(job_id, job_type, user, token, asked_at, stop, interrupt=interrupt)
         with self._lock:
             self._leases.append(lease)
             _held_by_job[job_id] = lease
@@ -207,7 +215,7 @@ class Fence:
             lease.canceled = True
         log.warning("job %s (%s): canceled now: interrupting its handler", lease.job_id, lease.job_type)
         try:
-            lease.stop()
+            (lease.interrupt or lease.stop)()
         except Exception:
             log.exception("job %s: could not interrupt it; it stops at its next progress report", lease.job_id)
         return True
@@ -303,6 +311,17 @@ def interrupter(lease_thread: int) -> Callable[[], None]:
     return raise_in_thread
 
 
+_forked_child = False  # this process is a job's forked child (`isolation: fork`)
+
+
+def in_forked_child() -> None:
+    """Called first in a job's forked child: the interrupt signal now means `vq cancel --now`
+    (its worker kills it for a lost lease); the copied lease says canceled, so the child's
+    own run_job and end (vq/job_outcomes.py) end the job canceled after its clean-up."""
+    global _forked_child
+    _forked_child = True
+
+
 def install_interrupt_handler() -> None:
     """In a worker's main thread: the signal `interrupter` sends raises LeaseLost (or
     CanceledNow) in the handler, if one runs under a lost (or canceled) lease, once; else
@@ -310,6 +329,9 @@ def install_interrupt_handler() -> None:
     runs in the main thread, which may hold it."""
 
     def on_signal(signum, frame):
+        if _forked_child:  # only its worker signals a job's child, and only for `vq cancel --now`
+            for held in _held_by_job.values():
+                held.canceled = True
         main = threading.main_thread().ident  # set: the main thread has started
         lease = _interruptible.get(main) if main is not None else None
         if lease is None or lease.raised or not (lease.lost or lease.canceled):

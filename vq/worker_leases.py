@@ -16,6 +16,7 @@ from rq.job import Job
 
 from vq import fence, keys
 from vq.admission import release
+from vq.cancel_now import interrupt_child
 from vq.rq_seam.host import WorkerHost
 from vq.rq_seam.queue import admission_for
 
@@ -40,8 +41,10 @@ class JobLeases(WorkerHost):
         token = getattr(job, "_vq_lease", None)
         if token is None:  # started by an older vq: no token to renew under; recovery handles it
             return
+        interrupt = None
         if self._forking:
             stop = fence.kill_child(lambda: self.horse_pid)
+            interrupt = interrupt_child(lambda: self.horse_pid, fence.INTERRUPT_SIGNAL)  # vq cancel --now
         else:
             stop = fence.interrupter(threading.get_ident())
         self._lease = process_fence(self.connection).hold(
@@ -51,6 +54,7 @@ class JobLeases(WorkerHost):
             token,
             getattr(job, "_vq_asked_at", None) or time.monotonic(),
             stop,
+            interrupt,
         )
 
     def _disarm(self) -> None:

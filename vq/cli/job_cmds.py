@@ -161,8 +161,8 @@ def register(app: typer.Typer) -> None:
         """Cancel a job that has not ended, or every waiting job of a user.
 
         A running job stops at its next progress report; with --now it is interrupted at once (its
-        handler's on_cancel clean-up runs, a forked job's process is killed), its slots are freed,
-        and it is not retried. With --all --user U, every waiting job of that user; it lists them
+        handler's on_cancel clean-up runs; a forked job's process ends, killed if it does not
+        answer), its slots are freed, and it is not retried. With --all --user U, every waiting job of that user; it lists them
         and asks first unless --yes."""
         st = state(ctx)
         if now and every:

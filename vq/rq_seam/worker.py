@@ -185,6 +185,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         It dies with its worker: a worker killed for holding a lease too long (vq/fence.py)
         must not leave the job running."""
         die_with_parent(signal.SIGKILL)
+        fence.in_forked_child()
         try:
             resources.apply(runtime().job_type(job.meta.get("jobType", ""))[0])
         except Exception:  # noqa: BLE001 - an unknown type fails in run_job, with its own message
