@@ -206,8 +206,9 @@ class Fence:
                     lease.dropped = True  # given back by the holder: nothing to renew
 
     def cancel(self, job_id: str) -> bool:
-        """`vq cancel --now` for a job this process runs: interrupt its handler (a forked
-        child killed) once. False when this process does not hold the job's lease."""
+        """`vq cancel --now` for a job this process runs: interrupt its handler once (a forked
+        child is told, and killed if that does not reach it: Lease.interrupt). False when
+        this process does not hold the job's lease."""
         with self._lock:
             lease = _held_by_job.get(job_id)
             if lease is None or lease.lost or lease.dropped or lease.canceled:

@@ -77,7 +77,7 @@ class JobLeases(WorkerHost):
 
     def _canceled_now(self, job: Job) -> bool:
         """`vq cancel --now` reached this worker for the job it runs (its handler was
-        interrupted, its forked child killed): the attempt ends canceled, whatever it raised."""
+        interrupted, its forked child told or killed): the attempt ends canceled, whatever it raised."""
         lease = self._lease
         return lease is not None and lease.job_id == job.id and lease.canceled
 
