@@ -74,8 +74,9 @@ def listen(make_client: Callable[[], Redis], on_cancel: Callable[[str], object])
             time.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
         except Exception:  # the listener must outlive any one bad message
-            log.exception("cancel listener: unexpected error; listening again")
-            time.sleep(1.0)
+            log.exception("cancel listener: unexpected error; listening again in %.0fs", backoff)
+            time.sleep(backoff)
+            backoff = min(max(backoff * 2, 1.0), 60.0)
 
 
 def start_listener(make_client: Callable[[], Redis], on_cancel: Callable[[str], object]) -> threading.Thread:
