@@ -133,6 +133,9 @@ def test_a_handler_that_swallows_the_interruption_and_returns_still_ends_cancele
     view = vq.json("cancel", job_id, "--now")
     assert (view["status"], view["attempts"], view["result"]) == ("canceled", 1, None)
     assert marker.read_text() == f"cleaned up {job_id}"
+    canceled = next(t for t in vq.json("history", job_id)["transitions"] if t["event"] == "canceled")
+    assert "canceled by operator" in canceled["reason"] and "by cli:" in canceled["reason"]
+    assert canceled["reason"].endswith("interrupted"), "the history says who canceled it, and how"
 
 
 def test_cancel_now_on_a_waiting_job_is_a_plain_cancel_and_on_an_ended_one_a_conflict(vq, redis_conn):
