@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import redis
 from rq.job import Job
 
-from vq import fence, keys
+from vq import fence, handler_stop, keys
 from vq.admission import release
 from vq.cancel_now import interrupt_child
 from vq.rq_seam.host import WorkerHost
@@ -43,10 +43,10 @@ class JobLeases(WorkerHost):
             return
         interrupt = None
         if self._forking:
-            stop = fence.kill_child(lambda: self.horse_pid)
-            interrupt = interrupt_child(lambda: self.horse_pid, fence.INTERRUPT_SIGNAL)  # vq cancel --now
+            stop = handler_stop.kill_child(lambda: self.horse_pid)
+            interrupt = interrupt_child(lambda: self.horse_pid, handler_stop.INTERRUPT_SIGNAL)  # vq cancel --now
         else:
-            stop = fence.interrupter(threading.get_ident())
+            stop = handler_stop.interrupter(threading.get_ident())
         self._lease = process_fence(self.connection).hold(
             job.id,
             job.meta.get("jobType", ""),
