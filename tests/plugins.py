@@ -240,3 +240,44 @@ def checkpointer(ctx, data):
             raise
         r.rpush(record, f"saved {pid} {step}")
     return {"resumedAt": start, "pid": pid}
+
+
+def cancelable(ctx, data):
+    """For `vq cancel --now`: says its pid and whether it runs in the process's main thread
+    (test:pid:<id>, test:thread:<id>) and counts itself running (test:active:type:<type>),
+    registers clean-up that writes data.cleanup (a file) when the job is canceled, then
+    sleeps for data.seconds: in one blocking call, or with data.step in short sleeps (a
+    thread job is interrupted between two; with data.cooperative it also returns once
+    ctx.canceled). With data.swallow it catches the interruption and returns; with data.deaf
+    it blocks the interrupt signal (a handler stuck in native code). No progress
+    reports: only --now stops it."""
+    import threading
+    from pathlib import Path
+
+    import redis
+
+    r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
+    if data.get("cleanup"):
+        ctx.on_cancel(lambda: Path(data["cleanup"]).write_text(f"cleaned up {ctx.job_id}"))
+    if data.get("deaf"):  # as a handler stuck in native code: the interrupt never reaches Python
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    r.set(f"test:thread:{ctx.job_id}", "main" if threading.current_thread() is threading.main_thread() else "thread")
+    r.set(f"test:pid:{ctx.job_id}", os.getpid())
+    r.incr(f"test:active:type:{ctx.job_type}")
+    try:
+        seconds, step = float(data.get("seconds", 30)), data.get("step")
+        if step:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not (data.get("cooperative") and ctx.canceled):
+                time.sleep(float(step))
+        else:
+            time.sleep(seconds)
+    except BaseException:
+        if not data.get("swallow"):
+            raise
+        return {"swallowed": True}  # a handler that catches everything and returns
+    finally:
+        r.decr(f"test:active:type:{ctx.job_type}")
+    return {"pid": os.getpid()}

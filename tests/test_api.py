@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import _free_port
+from tests.plugins import handler_pid
 
 SECRET = "test-secret-for-the-api-tests-0123456789"
 
@@ -238,6 +239,24 @@ def test_access_rules_between_users_and_projects(api):
     assert for_ann.status == 201 and for_ann.body["userId"] == "ann" and for_ann.body["priority"] == "high"
 
 
+def test_cancel_over_http_interrupts_a_running_job_now(vq, redis_conn):
+    vq.configure(job_types={"test-cancelable": {"handler": "tests.plugins:cancelable", "attempts": 3}})
+    api = serve(vq, jwt_secret=SECRET)
+    ann, bob = api.token("ann"), api.token("bob")
+    job = api.call("POST", "/api/jobs/test-cancelable", ann, {"seconds": 60}).body
+    handler_pid(redis_conn, job["id"])
+    path = f"/api/jobs/test-cancelable/{job['id']}/cancel"
+    assert api.call("POST", path + "?now=true", bob).status == 404, "only its owner (or an operator)"
+    reply = api.call("POST", path + "?now=true&reason=too%20slow", ann)
+    assert reply.status == 200, reply.body
+    assert (reply.body["status"], reply.body["error"]["message"], reply.body["attempts"]) == ("canceled", "too slow", 1)
+    again = api.call("POST", path + "?now=true", ann)
+    assert again.status == 409 and again.body["error"]["code"] == "conflict"
+    waiting = api.call("POST", "/api/jobs/delayed", ann, {"jobType": "test-cancelable", "data": {}, "delay": 60000})
+    plain = api.call("POST", f"/api/jobs/test-cancelable/{waiting.body['id']}/cancel", ann)
+    assert plain.status == 200 and plain.body["error"]["message"] == "canceled by ann"
+
+
 def test_the_tier_comes_from_the_token_not_the_body(api):
     free = api.token("ann", "user", "--tier", "free")
     job = api.call("POST", "/api/jobs/test-noop", free, {"userSubscription": "enterprise", "priority": "high"}).body
@@ -293,6 +312,7 @@ def test_openapi_document_lists_every_route(api):
         "/api/jobs/{jobType}/{jobId}/progress",
         "/api/jobs/{jobType}/{jobId}/result",
         "/api/jobs/{jobType}/{jobId}/retry",
+        "/api/jobs/{jobType}/{jobId}/cancel",
         "/api/jobs/delayed",
         "/api/jobs/recurring",
         "/api/jobs/recurring/{recurringJobId}",

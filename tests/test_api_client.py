@@ -62,6 +62,7 @@ def test_a_generated_client_creates_a_job_and_reads_its_status_as_a_typed_attrib
         create_job = importlib.import_module("vq_api_client.api.jobs.create_job")
         get_job = importlib.import_module("vq_api_client.api.jobs.get_job")
         get_progress = importlib.import_module("vq_api_client.api.jobs.get_job_progress")
+        cancel_job = importlib.import_module("vq_api_client.api.jobs.cancel_job")
         models = importlib.import_module("vq_api_client.models")
     finally:
         sys.path.remove(str(tmp_path))
@@ -78,6 +79,11 @@ def test_a_generated_client_creates_a_job_and_reads_its_status_as_a_typed_attrib
     assert isinstance(fetched, models.Job) and fetched.id == created.id and fetched.status == "finished"
     progress = get_progress.sync(job_type="test-noop", job_id=created.id, client=client)
     assert isinstance(progress, models.JobProgress) and progress.progress.percent == 100.0
+    ended = cancel_job.sync(job_type="test-noop", job_id=created.id, client=client, now=True)
+    assert isinstance(ended, models.ErrorBody) and ended.error.code == "conflict", "a finished job: 409"
+    later = create_job.sync(job_type="test-noop", client=client, body=models.CreateJobBody.from_dict({"delay": 60000}))
+    canceled = cancel_job.sync(job_type="test-noop", job_id=later.id, client=client, now=True, reason="typed")
+    assert isinstance(canceled, models.Job) and canceled.status == "canceled" and canceled.error.message == "typed"
     missing = get_job.sync(job_type="test-noop", job_id="no-such-job-0000", client=client)
     assert isinstance(missing, models.ErrorBody) and missing.error.code == "not_found"
 
@@ -95,7 +101,15 @@ def test_every_operation_has_a_camel_case_id_and_documents_its_errors(api):
                 schema = operation["responses"][status]["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
     assert len(ids) == len(set(ids))
-    assert {"createJob", "getJob", "getJobProgress", "listUserHistory", "pauseQueue", "listQueueStats"} <= set(ids)
+    assert {
+        "createJob",
+        "getJob",
+        "getJobProgress",
+        "cancelJob",
+        "listUserHistory",
+        "pauseQueue",
+        "listQueueStats",
+    } <= set(ids)
     schemas = document["components"]["schemas"]
     for name in ("Job", "ErrorBody", "QueueStats", "HistoryRow", "JobProgress", "JobResult", "Health"):
         assert name in schemas, name

@@ -226,3 +226,31 @@ def test_shutdown_stops_our_server_whoever_started_it(make):
     assert _exited(pid)
     assert not later.socket_path.exists() and not later.pid_file.exists()
     assert later.shutdown() is None
+
+
+@pytest.mark.parametrize("form", ["url", "socket", "embedded"])
+def test_the_cancel_listener_subscribes_over_a_unix_socket(make, data_dir, form):
+    """`vq cancel --now`'s subscription (vq/connection.py make_listener_client) over each
+    way a unix socket is configured: TCP keep-alive is an option only a TCP connection takes."""
+    import msgspec
+
+    from vq.config import Settings
+    from vq.connection import make_listener_client
+
+    server = make()
+    server.start()
+    given = {"url": server.url, "socket": {"socket": str(server.socket_path)}, "embedded": {}}[form]
+    settings = msgspec.convert(
+        {"redis": {"url": given} if form == "url" else given, "data_dir": str(data_dir)}, Settings
+    )
+    pubsub = make_listener_client(settings).pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe("vq:cancel:now")
+        redis.Redis(unix_socket_path=str(server.socket_path)).publish("vq:cancel:now", "job-1")
+        deadline = time.monotonic() + 5
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.5)
+        assert message is not None and message["data"] == b"job-1"
+    finally:
+        pubsub.close()

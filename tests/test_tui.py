@@ -10,11 +10,12 @@ import time
 import redis as redis_lib
 from textual.widgets import DataTable
 
+from tests.plugins import handler_pid
 from vq import jobs
 from vq.config import load_settings
 from vq.connection import make_client
 from vq.tui.app import VqDashboard
-from vq.tui.dialogs import ConfirmScreen, HelpScreen
+from vq.tui.dialogs import CancelScreen, ConfirmScreen, HelpScreen
 from vq.tui.overview import OverviewScreen
 from vq.tui.screens import DeadLetterScreen, JobScreen, QueueScreen
 from vq.tui.services import Services
@@ -187,6 +188,28 @@ def test_drill_down_to_a_running_job_and_cancel_it(vq):
 
     run(scenario())
     assert vq.json("show", running)["status"] == "canceled"
+
+
+def test_cancel_offers_now_for_a_running_job(vq, redis_conn):
+    """A handler that never reports progress: `x` then `i` interrupts it at once."""
+    vq.configure(job_types={"test-cancelable": {"handler": "tests.plugins:cancelable", "attempts": 3}})
+    vq.start_daemon(workers=1)
+    running = vq.submit("test-cancelable", {"seconds": 60}, "--user", "ann")
+    handler_pid(redis_conn, running)
+
+    async def scenario():
+        app = dashboard(vq)
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.push_screen(JobScreen(running))
+            await until(pilot, lambda: "started" in banner(app), what="the running job")
+            await pilot.press("x")
+            assert isinstance(app.screen, CancelScreen)
+            await pilot.press("i")
+            await until(pilot, lambda: "canceled" in banner(app), timeout=10, what="canceled")
+
+    run(scenario())
+    view = vq.json("show", running)
+    assert view["status"] == "canceled" and view["error"]["canceledBy"].startswith("tui:")
 
 
 def test_dead_letters_are_listed_and_retried(vq):

@@ -127,7 +127,8 @@ class Admission:
 
     def renew(self, job_id: str, job_type: str, user_id: str, token: str, conn: Redis | None = None) -> int:
         """Extend a running job's leases, by their holder only (vq/lua/renew.lua): 1 renewed,
-        0 lost (lapsed, which is never revived, or taken over), -1 given back by the holder."""
+        2 renewed and `vq cancel --now` asks for the job to stop, 0 lost (lapsed, which is
+        never revived, or taken over), -1 given back by the holder."""
         return int(
             self._renew(
                 keys=[keys.rq_job(job_id), keys.running_type(job_type), keys.running_user(user_id)],

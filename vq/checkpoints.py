@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from redis import Redis
 
-from vq import fence, jobdata, keys, lua
+from vq import fence, handler_stop, jobdata, keys, lua
 from vq.config import Settings
 from vq.errors import InvalidInput, PermanentError
 from vq.rq_seam import private
@@ -89,7 +89,7 @@ def save(conn: Redis, job, settings: Settings, state: object) -> None:
     if not written:
         job.meta[META] = previous
         fence.refused(job.id, "checkpoint")
-        raise fence.LeaseLost(f"job {job.id}: its lease passed to another worker; checkpoint not saved")
+        raise handler_stop.LeaseLost(f"job {job.id}: its lease passed to another worker; checkpoint not saved")
     stop_here: Callable[[], bool] | None = getattr(job, STOP_AT_CHECKPOINT, None)
     if stop_here is not None and stop_here():
         raise StopAtCheckpoint(f"job {job.id}: stopped at its checkpoint (the worker is stopping)")

@@ -87,6 +87,16 @@ def make_client(settings: Settings, socket_timeout: float | None = 10.0) -> redi
     )
 
 
+def make_listener_client(settings: Settings) -> redis.Redis:
+    """A client for a long-lived pub/sub subscription (vq/cancel_now.py): no read timeout and
+    no health-check PING, so that an idle subscriber sends Redis nothing; over TCP, the
+    kernel's keep-alive finds a dead connection (a unix socket's connection takes no such option)."""
+    r = settings.redis
+    tcp = bool(r.sentinel) or (r.url.startswith(("redis:", "rediss:")) if r.url else bool(r.host and not r.socket))
+    keepalive = {"socket_keepalive": True} if tcp else {}
+    return _client(redis, settings, socket_timeout=None, socket_connect_timeout=5.0, **keepalive, **_identity())
+
+
 def make_async_client(settings: Settings, socket_timeout: float | None = None):
     """The same Redis for asyncio code (the HTTP API's long-lived event streams): waiting on
     Redis there holds no thread."""

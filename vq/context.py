@@ -51,6 +51,9 @@ class HandlerContext:
     resumed_from: object = None
     save_checkpoint: Callable[[object], None] | None = field(repr=False, default=None)  # None: kept here only
     last_checkpoint: object = field(repr=False, default=None)
+    # Whether `vq cancel --now` reached the worker for this job (vq/cancel_now.py); no I/O.
+    is_canceled: Callable[[], bool] = field(repr=False, default=lambda: False)
+    cancel_hooks: list[Callable[[], object]] = field(repr=False, default_factory=list)
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job is (0-100) with an optional short message; shown live."""
@@ -69,6 +72,25 @@ class HandlerContext:
             return
         self.save_checkpoint(state)
         self.last_checkpoint = state
+
+    @property
+    def canceled(self) -> bool:
+        """Whether the job was canceled with `vq cancel --now`. A handler in the main thread
+        is interrupted anyway; one that runs in a thread (`concurrencyPerWorker` above 1) is
+        interrupted only between two Python steps, not inside a blocking call, so it checks
+        this between steps of its own (ctx.progress raises too) and may simply return: the
+        job ends canceled either way, its result not kept."""
+        return self.is_canceled()
+
+    def on_cancel(self, cleanup: Callable[[], object]) -> Callable[[], object]:
+        """Register clean-up to run when the job is canceled while it runs (a temporary
+        file, a remote job to stop): called without arguments in the worker, after the
+        handler was interrupted, newest first, all of them within a few seconds; its errors
+        are logged, not raised. An `isolation: fork` job's run in its child process (unless
+        the interruption cannot reach it there and the child is killed).
+        Returns `cleanup`, so it can be used as a decorator."""
+        self.cancel_hooks.append(cleanup)
+        return cleanup
 
     @property
     def artifacts_dir(self) -> Path:

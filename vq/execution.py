@@ -8,6 +8,7 @@ category (see vq.errors) that the worker uses to decide between retry and failur
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,20 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
-from vq import artifacts, capacity, checkpoints, costs, events, fence, jobdata, keys, logs, resources
+from vq import (
+    artifacts,
+    cancel_now,
+    capacity,
+    checkpoints,
+    costs,
+    events,
+    fence,
+    handler_stop,
+    jobdata,
+    keys,
+    logs,
+    resources,
+)
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
 from vq.errors import (
@@ -197,6 +211,7 @@ def run_job(job_type: str, data: dict) -> dict:
         resources=held_resources(job),
         resumed_from=checkpoints.resumed_state(job.connection, job),  # vq/checkpoints.py
         save_checkpoint=lambda state: checkpoints.save(job.connection, job, rt.settings, state),
+        is_canceled=lambda: handler_stop.cancel_asked(job.id),
     )
     # Providers a handler does not call through vq (local ones) are checked here, before it
     # runs; HTTP providers when called, by ProviderCalls, which can fail over between them.
@@ -220,7 +235,7 @@ def run_job(job_type: str, data: dict) -> dict:
                 raise ProviderUnavailable(provider, max(0.0, retry_at - time.time()))
         try:
             with (
-                fence.interruptible(job.id),
+                handler_stop.interruptible(job.id),
                 logs.job_context(  # a lost lease stops it (vq/fence.py)
                     job_id=job.id, job_type=job_type, user_id=ctx.user_id, attempt=ctx.attempt, worker=job.worker_name
                 ),
@@ -229,9 +244,18 @@ def run_job(job_type: str, data: dict) -> dict:
                     result = handler(ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None
+        except handler_stop.CanceledNow:  # `vq cancel --now` interrupted it (vq/cancel_now.py)
+            handler_stop.settle(threading.get_ident())
+            raise JobCanceled("canceled while running (interrupted)") from None
+        if handler_stop.cancel_asked(job.id):  # it returned once canceled (it saw ctx.canceled): no result kept
+            raise JobCanceled("canceled while running")
         result = storable_result(rt.settings, result)
     except Exception as exc:
         job.meta["error"] = error_record(exc, job_type_spec.unknown_errors)
+        if handler_stop.cancel_asked(job.id):  # whatever it raised once canceled now (its timeout, a broken call)
+            job.meta["error"] = error_record(JobCanceled("canceled while running"))
+        if job.meta["error"]["category"] == "canceled":
+            cancel_now.run_cleanups(ctx.cancel_hooks, ctx.log)
         fence.write_meta(job.connection, job)  # refused if another worker holds the job now
         if isinstance(exc, ProviderError) and not getattr(exc, "accounted", False):
             state = breakers.failure(providers.bounded(rt.settings, exc.provider))
@@ -277,7 +301,7 @@ def _progress_reporter(job: Job, job_type: str):
     last_event = [0.0]
 
     def report(percent: float, message: str | None) -> None:
-        if job.connection.exists(keys.cancel_request(job.id)):
+        if handler_stop.cancel_asked(job.id) or job.connection.exists(keys.cancel_request(job.id)):
             raise JobCanceled("canceled while running")
         job.meta["progress"] = {"percent": round(percent, 2), "message": message}
         now = time.monotonic()
@@ -287,7 +311,7 @@ def _progress_reporter(job: Job, job_type: str):
             item, _url, fields = events.entry("progress", job.id, job_type, percent=round(percent, 2), message=message)
             event = [part for pair in item.items() for part in pair]
         if not fence.write_meta(job.connection, job, event):  # a stale worker: this attempt is over
-            raise fence.LeaseLost(f"job {job.id}: its lease passed to another worker")
+            raise handler_stop.LeaseLost(f"job {job.id}: its lease passed to another worker")
         if event is not None:
             events.say("progress", job.id, job_type, fields)
 

@@ -32,10 +32,7 @@ would need (Kleppmann, "How to do distributed locking"; BullMQ's lock tokens and
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -45,16 +42,11 @@ import redis
 from redis.client import Pipeline
 
 from vq import keys, lua
+from vq.handler_stop import held_by_job
 from vq.replies import optional_text
 from vq.rq_seam import private
 
 log = logging.getLogger("vq.fence")
-INTERRUPT_SIGNAL = signal.SIGUSR2  # raised in a worker's main thread to stop a job whose lease is lost
-
-
-class LeaseLost(BaseException):
-    """Raised into a handler whose lease could not be kept. A BaseException, as
-    KeyboardInterrupt is, so that a handler's own `except Exception` cannot swallow it."""
 
 
 class StaleLease(Exception):
@@ -83,6 +75,9 @@ class Lease:
     stop: Callable[[], None]  # interrupts the handler
     lost: bool = False
     dropped: bool = False
+    canceled: bool = False  # `vq cancel --now` asked for the job to be interrupted
+    interrupt: Callable[[], None] | None = None  # how to, when not `stop` (a forked child: vq/cancel_now.py)
+    raised: bool = False  # the handler was interrupted once already: never twice
     thread: int = field(default_factory=threading.get_ident)
 
 
@@ -111,14 +106,26 @@ class Fence:
         self._changed = threading.Event()
         threading.Thread(target=self._watch, daemon=True, name="vq-lease-watchdog").start()
         threading.Thread(target=self._renew_loop, daemon=True, name="vq-lease-renewer").start()
+        from vq.cancel_now import start_listener
+        from vq.connection import make_listener_client
+
+        settings = runtime().settings
+        start_listener(lambda: make_listener_client(settings), self.cancel)  # `vq cancel --now`
 
     def hold(
-        self, job_id: str, job_type: str, user: str, token: str, asked_at: float, stop: Callable[[], None]
+        self,
+        job_id: str,
+        job_type: str,
+        user: str,
+        token: str,
+        asked_at: float,
+        stop: Callable[[], None],
+        interrupt: Callable[[], None] | None = None,
     ) -> Lease:
-        lease = Lease(job_id, job_type, user, token, asked_at, stop)
+        lease = Lease(job_id, job_type, user, token, asked_at, stop, interrupt=interrupt)
         with self._lock:
             self._leases.append(lease)
-            _held_by_job[job_id] = lease
+            held_by_job[job_id] = lease
         self._publish()
         self._changed.set()
         return lease
@@ -132,8 +139,8 @@ class Fence:
         with self._lock:
             if lease in self._leases:
                 self._leases.remove(lease)
-            if _held_by_job.get(lease.job_id) is lease:
-                del _held_by_job[lease.job_id]
+            if held_by_job.get(lease.job_id) is lease:
+                del held_by_job[lease.job_id]
         self._publish()
 
     def _publish(self) -> None:
@@ -174,14 +181,32 @@ class Fence:
                     continue  # the watchdog stops the job if this goes on
                 if lease.dropped or lease.lost:
                     continue
-                if answer == 1:
+                if answer in (1, 2):
                     lease.renewed_at = sent
                     self._publish()
                     self._changed.set()
+                    if answer == 2:  # a cancel --now whose message this process missed
+                        self.cancel(lease.job_id)
                 elif answer == 0:
                     self._lose(lease, "its lease lapsed or was taken over")
                 else:
                     lease.dropped = True  # given back by the holder: nothing to renew
+
+    def cancel(self, job_id: str) -> bool:
+        """`vq cancel --now` for a job this process runs: interrupt its handler once (a forked
+        child is told, and killed if that does not reach it: Lease.interrupt). False when
+        this process does not hold the job's lease."""
+        with self._lock:
+            lease = held_by_job.get(job_id)
+            if lease is None or lease.lost or lease.dropped or lease.canceled:
+                return False
+            lease.canceled = True
+        log.warning("job %s (%s): canceled now: interrupting its handler", lease.job_id, lease.job_type)
+        try:
+            (lease.interrupt or lease.stop)()
+        except Exception:
+            log.exception("job %s: could not interrupt it; it stops at its next progress report", lease.job_id)
+        return True
 
     def _lose(self, lease: Lease, why: str) -> None:
         if lease.lost or lease.dropped:
@@ -199,75 +224,6 @@ class Fence:
             lease.stop()
         except Exception:
             log.exception("job %s: could not stop it; the daemon stops the worker", lease.job_id)
-
-
-# --- stopping a handler -------------------------------------------------------------
-
-_held_by_job: dict[str, Lease] = {}  # job id -> the lease this process holds for it
-_interruptible: dict[int, Lease] = {}  # thread ident -> the lease its handler runs under
-
-
-class interruptible:
-    """Around a handler call (vq/execution.py run_job): while it runs, a lost lease
-    interrupts it (LeaseLost). Only there: RQ's code around it is not written to be
-    interrupted, and what it writes is fenced anyway."""
-
-    def __init__(self, job_id: str):
-        self.lease = _held_by_job.get(job_id)
-        self.thread = threading.get_ident()
-
-    def __enter__(self):
-        if self.lease is not None:
-            _interruptible[self.thread] = self.lease
-            if self.lease.lost:  # lost before the handler started (the admission's reply came late)
-                del _interruptible[self.thread]
-                raise LeaseLost(f"job {self.lease.job_id}: its lease was lost before its handler started")
-        return self
-
-    def __exit__(self, *exc):
-        _interruptible.pop(self.thread, None)
-        return False
-
-
-def interrupter(lease_thread: int) -> Callable[[], None]:
-    """How to stop the handler running in this thread: a signal for the main thread (it
-    interrupts a blocking call too), an asynchronous exception for another thread (taken at
-    its next bytecode; one stuck in native code is ended with its process by the daemon)."""
-    if lease_thread == threading.main_thread().ident:
-        return lambda: signal.pthread_kill(lease_thread, INTERRUPT_SIGNAL)
-
-    def raise_in_thread() -> None:
-        if _interruptible.get(lease_thread) is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(lease_thread), ctypes.py_object(LeaseLost))
-
-    return raise_in_thread
-
-
-def install_interrupt_handler() -> None:
-    """In a worker's main thread: the signal `interrupter` sends raises LeaseLost in the
-    handler, if one runs under a lost lease (else it is ignored: the end is fenced)."""
-
-    def on_signal(signum, frame):
-        main = threading.main_thread().ident  # set: the main thread has started
-        lease = _interruptible.get(main) if main is not None else None
-        if lease is not None and lease.lost:
-            raise LeaseLost(f"job {lease.job_id}: lease lost")
-
-    signal.signal(INTERRUPT_SIGNAL, on_signal)
-
-
-def kill_child(pid_of: Callable[[], int]) -> Callable[[], None]:
-    """How to stop a job that runs in a forked child: kill the child."""
-
-    def kill() -> None:
-        pid = pid_of()
-        if pid:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    return kill
 
 
 # --- fenced writes ---------------------------------------------------------------------

@@ -44,6 +44,9 @@ class JobOutcomes(WorkerHost):
         """A failure vq ends its own way instead of RQ's: requeued at shutdown, delayed for
         a rate limit (not charged), canceled. Else False, and a permanent error or one over
         the job's resource limits is not retried."""
+        if self._canceled_now(job):  # interrupted, or ended otherwise meanwhile (a timeout, a killed child)
+            job.meta["error"] = {"category": "canceled", "type": "JobCanceled", "message": "canceled while running"}
+            self._requeue_current = False
         if self._requeue_current:
             self._requeue(job, queue, execution)
             self._release(job)
@@ -166,8 +169,14 @@ class JobOutcomes(WorkerHost):
     def _finish_canceled(self, job: Job, execution) -> None:
         """A running job stopped at a cancel request: canceled in one step (never seen as
         failed on the way), out of the started registry, into RQ's canceled registry."""
-        reason = optional_text(self.connection.get(keys.cancel_request(job.id))) or "canceled while running"
+        reason, actor = (
+            self.connection.get(keys.cancel_request(job.id)),
+            self.connection.hget(job.key, keys.CANCELED_BY_FIELD),
+        )
+        reason, actor = optional_text(reason) or "canceled while running", optional_text(actor) or None
         job.meta["cancelReason"] = reason
+        if actor:
+            job.meta["canceledBy"] = actor
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             pipe.hset(job.key, "meta", private.serialize_meta(job))
@@ -177,6 +186,7 @@ class JobOutcomes(WorkerHost):
             )
             pipe.delete(keys.cancel_request(job.id))
             checkpoints.forget_in(pipe, job.id)
+            pipe.hdel(job.key, keys.CANCEL_NOW_FIELD, keys.CANCELED_BY_FIELD)
             record_outcome_in(pipe, job)
             pipe.execute()
         events.emit(
@@ -185,6 +195,8 @@ class JobOutcomes(WorkerHost):
             job.id,
             job.meta.get("jobType"),
             reason=reason,
+            actor=actor,
+            now=self._canceled_now(job) or None,
             userId=job.meta.get("userId"),
             durationMs=_took_ms(job),
             webhookUrl=job.meta.get("webhookUrl"),

@@ -18,7 +18,19 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, checkpoints, events, job_admission, job_ids, job_lists, keys, limits, trimmed, wait_reasons
+from vq import (
+    admission,
+    cancel_now,
+    checkpoints,
+    events,
+    job_admission,
+    job_ids,
+    job_lists,
+    keys,
+    limits,
+    trimmed,
+    wait_reasons,
+)
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.job_ids import Visible
@@ -191,6 +203,7 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     job.meta.update(attempts=0, progress={"percent": 0.0, "message": None})
     job.meta.pop("error", None)
     job.meta.pop("cancelReason", None)
+    job.meta.pop("canceledBy", None)
     job.meta.pop("deadline", None)  # an expired job retried runs: its deadline has passed (vq/deadlines.py)
     job.meta.pop("onDeadline", None)
     job.retries_left = max_attempts - 1 if max_attempts > 1 else None
@@ -199,6 +212,7 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     with conn.pipeline() as pipe:
         registry_class(job.origin, connection=conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
         pipe.delete(keys.cancel_request(job.id))
+        pipe.hdel(job.key, keys.CANCEL_NOW_FIELD, keys.CANCELED_BY_FIELD)
         pipe.zrem(keys.DEADLINES, job.id)
         job.save(pipeline=pipe)
         pipe.persist(job.key)  # only ended jobs expire (admission persists only jobs with RQ's `ttl`)
@@ -209,29 +223,47 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     return show(conn, job.id)
 
 
-def cancel(conn: Redis, job_id: str, reason: str = "canceled by operator", settings: Settings | None = None) -> dict:
-    """Cancel a job that has not ended. A running job stops at its next progress report."""
+def cancel(
+    conn: Redis,
+    job_id: str,
+    reason: str = "canceled by operator",
+    settings: Settings | None = None,
+    now: bool = False,
+    actor: str | None = None,
+) -> dict:
+    """Cancel a job that has not ended. A running job stops at its next progress report, or
+    with `now` is interrupted on whatever host runs it (vq/cancel_now.py); the answer then
+    waits a moment for its end. A waiting job is canceled at once either way."""
     job = fetch_job(conn, job_id, settings)
     status = status_of(job)
     if status in TERMINAL:
         raise Conflict(f"job {job.id} is already {status}")
     if status == "started":
-        conn.set(keys.cancel_request(job.id), reason, ex=CANCEL_REQUEST_TTL)
-        events.emit(conn, "cancel-requested", job.id, job_type_of(job), reason=reason)
+        with conn.pipeline(transaction=True) as pipe:
+            pipe.set(keys.cancel_request(job.id), reason, ex=CANCEL_REQUEST_TTL)
+            cancel_now.ask_in(pipe, job.id, now, actor)
+            pipe.execute()
+        events.emit(conn, "cancel-requested", job.id, job_type_of(job), reason=reason, now=now, actor=actor)
+        if now:
+            cancel_now.settled(lambda: _exact(conn, job.id))
         return show(conn, job.id)
-    _cancel_waiting(conn, job, reason)
+    _cancel_waiting(conn, job, reason, actor)
     cancel_dependents(conn, job, f"dependency {job.id} was canceled")
     return show(conn, job.id)
 
 
-def _cancel_waiting(conn: Redis, job: Job, reason: str) -> None:
+def _cancel_waiting(conn: Redis, job: Job, reason: str, actor: str | None = None) -> None:
     job.meta["cancelReason"] = reason
+    if actor:
+        job.meta["canceledBy"] = actor
     job.save_meta()
     job.cancel()
     admission.forget(conn, job)
     if checkpoints.has_checkpoint(job):  # it ran before and saved one (vq/checkpoints.py)
         conn.delete(keys.checkpoint(job.id))
-    events.emit(conn, "canceled", job.id, job_type_of(job), reason=reason, webhookUrl=job.meta.get("webhookUrl"))
+    events.emit(
+        conn, "canceled", job.id, job_type_of(job), reason=reason, actor=actor, webhookUrl=job.meta.get("webhookUrl")
+    )
 
 
 def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:

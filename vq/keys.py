@@ -66,6 +66,7 @@ JOB_TYPES_SEEN = PREFIX + "types"  # set of job type names that have an index (v
 LEGACY_ALL_JOBS = PREFIX + "jobs"  # an index of every job that vq before 0.2 kept; dropped at daemon start
 EVENTS_CHANNEL = PREFIX + "events:live"  # pub/sub mirror of EVENTS for live followers
 TIMER_CHANNEL = PREFIX + "timer"  # pub/sub: "something is due at <epoch s>" for sleeping timers
+CANCEL_NOW_CHANNEL = PREFIX + "cancel:now"  # pub/sub: the id of a running job to interrupt now (vq/cancel_now.py)
 
 
 def queue_name(job_type: str, priority: str) -> str:
@@ -90,8 +91,16 @@ def type_jobs(job_type: str) -> str:
 
 
 def cancel_request(job_id: str) -> str:
-    """Set when someone cancels a job that is running; its next progress report stops it."""
+    """Set when someone cancels a job that is running (its value: the reason); its next
+    progress report stops it, or at once with `vq cancel --now` (CANCEL_NOW_FIELD)."""
     return f"{PREFIX}job:{job_id}:cancel"
+
+
+# In a running job's RQ hash: set by `vq cancel --now` (the worker holding the job's lease
+# interrupts it: told over CANCEL_NOW_CHANNEL, or by its next renewal, vq/lua/renew.lua),
+# and who canceled it (any cancel of a running job; the worker records it with the end).
+CANCEL_NOW_FIELD = "vq_cancel_now"
+CANCELED_BY_FIELD = "vq_canceled_by"
 
 
 # --- admission (see vq/lua/admit_common.lua for how these fit together) -------------------

@@ -96,8 +96,11 @@ def error_of(job: Job, status: str) -> dict | None:
     if status == Status.CANCELED.value:
         if (job.meta.get("error") or {}).get("category") == "expired":  # its deadline passed (vq/deadlines.py)
             return dict(job.meta["error"])
-        reason = job.meta.get("cancelReason")
-        return {"category": "canceled", "type": "Canceled", "message": reason or "canceled"} if reason else None
+        reason, actor = job.meta.get("cancelReason"), job.meta.get("canceledBy")
+        if not reason:
+            return None
+        error = {"category": "canceled", "type": "Canceled", "message": reason}
+        return {**error, "canceledBy": actor} if actor else error  # who: vq cancel, the API, the dashboard
     if status not in (Status.FAILED.value, Status.STOPPED.value) and not job.meta.get("error"):
         return None
     error = dict(job.meta.get("error") or {})

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 import redis
 from rq.job import Job
 
-from vq import fence, keys
+from vq import fence, handler_stop, keys
 from vq.admission import release
+from vq.cancel_now import interrupt_child
 from vq.rq_seam.host import WorkerHost
 from vq.rq_seam.queue import admission_for
 
@@ -40,10 +41,12 @@ class JobLeases(WorkerHost):
         token = getattr(job, "_vq_lease", None)
         if token is None:  # started by an older vq: no token to renew under; recovery handles it
             return
+        interrupt = None
         if self._forking:
-            stop = fence.kill_child(lambda: self.horse_pid)
+            stop = handler_stop.kill_child(lambda: self.horse_pid)
+            interrupt = interrupt_child(lambda: self.horse_pid, handler_stop.INTERRUPT_SIGNAL)  # vq cancel --now
         else:
-            stop = fence.interrupter(threading.get_ident())
+            stop = handler_stop.interrupter(threading.get_ident())
         self._lease = process_fence(self.connection).hold(
             job.id,
             job.meta.get("jobType", ""),
@@ -51,6 +54,7 @@ class JobLeases(WorkerHost):
             token,
             getattr(job, "_vq_asked_at", None) or time.monotonic(),
             stop,
+            interrupt,
         )
 
     def _disarm(self) -> None:
@@ -70,6 +74,12 @@ class JobLeases(WorkerHost):
         except (redis.ConnectionError, redis.TimeoutError):
             pass
         return True
+
+    def _canceled_now(self, job: Job) -> bool:
+        """`vq cancel --now` reached this worker for the job it runs (its handler was
+        interrupted, its forked child told or killed): the attempt ends canceled, whatever it raised."""
+        lease = self._lease
+        return lease is not None and lease.job_id == job.id and lease.canceled
 
     def _refused_if_stale(self, job: Job, what: str) -> bool:
         """Whether the job's lease token is no longer its own (taken over while this worker

@@ -43,6 +43,9 @@ class JobError(Open):
     category: str | None = Field(None, description="temporary, permanent, timeout, canceled ...")
     type: str | None = None
     message: str | None = None
+    canceledBy: str | None = Field(
+        None, description="a canceled job: who canceled it (a user id, cli:LOGIN, tui:LOGIN)"
+    )
 
 
 class JobUnique(Open):
@@ -257,6 +260,7 @@ OPERATION_IDS = {
     "job_artifact": "getJobArtifact",
     "remove_job": "removeJob",
     "retry_job": "retryJob",
+    "cancel_job": "cancelJob",
 }
 
 

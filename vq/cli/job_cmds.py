@@ -144,11 +144,14 @@ def register(app: typer.Typer) -> None:
             lambda views: bulk.retry_all(st.conn, views),
         )
 
-    @app.command("cancel", epilog=example("vq cancel --all --user alice --yes"))
+    @app.command("cancel", epilog=example("vq cancel 3f2a9c1e7d20 --now --reason 'wrong prompt'"))
     def cancel(
         ctx: typer.Context,
         job_id: str | None = typer.Argument(None, metavar="ID", help=JOB_ID + " Or --all --user U."),
         reason: str = typer.Option("canceled by operator", "--reason", help="Recorded with the job."),
+        now: bool = typer.Option(
+            False, "--now", help="Interrupt a running job within a second, on whatever host runs it."
+        ),
         every: bool = typer.Option(False, "--all", help="Every waiting job of --user."),
         user: str | None = typer.Option(None, "--user", "-u", help="With --all: this user's jobs."),
         job_type: str | None = typer.Option(None, "--type", "-t", help="With --all: only this type."),
@@ -157,19 +160,18 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Cancel a job that has not ended, or every waiting job of a user.
 
-        A running job stops at its next progress report. With --all --user U, every waiting job of
-        that user; it lists them and asks first unless --yes."""
+        A running job stops at its next progress report; with --now it is interrupted at once (its
+        handler's on_cancel clean-up runs; a forked job's process ends, killed if it does not
+        answer), its slots are freed, and it is not retried. With --all --user U, every waiting job of that user; it lists them
+        and asks first unless --yes."""
         st = state(ctx)
+        if now and every:
+            raise InvalidInput("--now: give one job ID (--all cancels waiting jobs, which have nothing to interrupt)")
         if _single(job_id, every, "cancel"):
-            view = jobs.cancel(st.conn, job_id, reason, st.settings)
-            audit.record(st.conn, audit.cli_actor(), "operator", "cancel", view["jobType"], view["id"], reason=reason)
-            emit(
-                view,
-                as_json,
-                lambda v: err.print(
-                    f"job {v['id']} canceled" if v["status"] == "canceled" else f"job {v['id']}: cancellation requested"
-                ),
-            )
+            actor = audit.cli_actor()
+            view = jobs.cancel(st.conn, job_id, reason, st.settings, now=now, actor=actor)
+            audit.record(st.conn, actor, "operator", "cancel", view["jobType"], view["id"], reason=reason, now=now)
+            emit(view, as_json, lambda v: err.print(_cancel_said(v, now)))
             return
         if not user:
             raise InvalidInput("--all: give --user U (cancel every waiting job of one user)")
@@ -332,3 +334,11 @@ def _follow_json(conn, job_id: str, settings) -> dict:
         if view["status"] in TERMINAL:
             return view
         time.sleep(0.2)
+
+
+def _cancel_said(view: dict, now: bool) -> str:
+    if view["status"] == "canceled":
+        return f"job {view['id']} canceled"
+    if now:
+        return f"job {view['id']}: interruption requested; still {view['status']} (vq show {view['id']} tells when it ends)"
+    return f"job {view['id']}: cancellation requested"

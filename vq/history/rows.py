@@ -51,6 +51,11 @@ def _reason(event: dict) -> str | None:
             f": {fields['error']}" if fields.get("error") else ""
         )
     parts = [str(fields[k]) for k in ("category", "error", "reason") if fields.get(k)]
+    actor = fields.get("actor") if event["event"] == "canceled" else None  # who: vq cancel, the API, the dashboard
+    if actor and str(actor) not in str(fields.get("reason") or ""):
+        parts.append(f"by {actor}")
+    if event["event"] == "canceled" and fields.get("now"):
+        parts.append("interrupted")
     if event["event"] == "stalled":
         parts.insert(0, "stalled")
     return ": ".join(parts) or None

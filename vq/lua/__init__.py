@@ -104,7 +104,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "renew.lua": Protocol(
         parts=("lease.lua", "groups.lua", "resources.lua", "renew.lua"),
         names=(("running_group", keys.RUNNING_GROUP_PREFIX), ("running_resources", keys.RUNNING_RESOURCES_PREFIX)),
-        constants=(*_LEASE, *_GROUPS, *_HELD),
+        constants=(*_LEASE, *_GROUPS, *_HELD, ("cancel_now_field", keys.CANCEL_NOW_FIELD)),
     ),
     # A job's limit-group slots and resources back (vq/admission.py release_in).
     "release_groups.lua": Protocol(

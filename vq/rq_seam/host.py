@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         def increment_total_working_time(self, job_execution_time: timedelta, pipeline: Pipeline | None) -> None: ...
         def _release(self, job: Job) -> None: ...  # vq/worker_leases.py
         def _fenced_writes(self, job: Job) -> AbstractContextManager[None]: ...  # vq/worker_leases.py
+        def _canceled_now(self, job: Job) -> bool: ...  # vq/worker_leases.py
         def _requeue(self, job: Job, queue: Queue, execution: Execution, reason: str = ...) -> None: ...
         def _will_take_another(self) -> bool: ...  # vq/worker_starts.py
         def _take_started(self, admitted: Admitted, execution_id: str) -> None: ...  # vq/worker_starts.py

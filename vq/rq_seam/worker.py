@@ -26,7 +26,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
-from vq import checkpoints, fence, logs, resources
+from vq import checkpoints, fence, handler_stop, logs, resources
 from vq.admission import forget_idle_in
 from vq.execution import begin_attempt, runtime
 from vq.job_outcomes import JobOutcomes
@@ -177,7 +177,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
     def work(self, *args, **kwargs):
         self._say_once()
         if threading.current_thread() is threading.main_thread():
-            fence.install_interrupt_handler()
+            handler_stop.install_interrupt_handler()
         self._max_jobs = kwargs.get("max_jobs")
         return super().work(*args, **kwargs)
 
@@ -186,6 +186,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         It dies with its worker: a worker killed for holding a lease too long (vq/fence.py)
         must not leave the job running."""
         die_with_parent(signal.SIGKILL)
+        handler_stop.in_forked_child()
         try:
             resources.apply(runtime().job_type(job.meta.get("jobType", ""))[0])
         except Exception:  # noqa: BLE001 - an unknown type fails in run_job, with its own message

@@ -21,7 +21,7 @@ from textual.worker import WorkerFailed
 
 from vq.errors import VqError
 from vq.tui import format as fmt
-from vq.tui.dialogs import ConfirmScreen, HelpScreen, PromptScreen
+from vq.tui.dialogs import CancelScreen, ConfirmScreen, HelpScreen, PromptScreen
 from vq.tui.overview import OverviewScreen
 from vq.tui.services import Services
 
@@ -79,11 +79,21 @@ class VqDashboard(App):
             reload()
 
     def confirm(self, question: str, action: Callable[..., str], *args) -> None:
-        def answered(yes: bool | None) -> None:
+        def answered(yes: bool | str | None) -> None:
             if yes:
                 self.act(action, *args)
 
         self.push_screen(ConfirmScreen(question), answered)
+
+    def confirm_cancel(self, job_id: str) -> None:
+        """Cancel asks: at a running job's next progress report (y), or now (i)."""
+
+        def answered(choice: bool | str | None) -> None:
+            if choice:
+                self.act(self.services.cancel, job_id, choice == "now")
+
+        question = f"Cancel job {job_id}? y: a running job stops at its next progress report; i: interrupt it now."
+        self.push_screen(CancelScreen(question), answered)
 
     def prompt(self, question: str, then: Callable[[str | None], None]) -> None:
         self.push_screen(PromptScreen(question), then)

@@ -34,7 +34,7 @@ INTRO = (
 )
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(ModalScreen[bool | str]):
     BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
@@ -60,6 +60,27 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class CancelScreen(ConfirmScreen):
+    """Cancel a job: yes (at a running job's next progress report), now (interrupt it at
+    once: `vq cancel --now`), or no. Answers True, "now" or False."""
+
+    BINDINGS = [*ConfirmScreen.BINDINGS, Binding("i", "now", "Now")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question, markup=False)
+            with Horizontal():
+                yield Button("Yes (y)", variant="warning", id="yes")
+                yield Button("Now (i)", variant="error", id="now")
+                yield Button("No (n)", variant="primary", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss("now" if event.button.id == "now" else event.button.id == "yes")
+
+    def action_now(self) -> None:
+        self.dismiss("now")
 
 
 class PromptScreen(ModalScreen[str | None]):

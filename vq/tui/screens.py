@@ -33,9 +33,7 @@ class JobActions(LiveScreen):
 
     def action_cancel_job(self) -> None:
         if job_id := self.selected_job():
-            self.dashboard.confirm(
-                f"Cancel job {job_id}? A running job stops at its next progress report.", self.services.cancel, job_id
-            )
+            self.dashboard.confirm_cancel(job_id)
 
     def action_remove(self) -> None:
         if job_id := self.selected_job():

@@ -82,10 +82,12 @@ class Services:
         self._audit("retry", view["jobType"], job_id)
         return f"job {job_id} requeued ({view['status']})"
 
-    def cancel(self, job_id: str) -> str:
-        view = jobs.cancel(self.conn, job_id, f"canceled by {self.actor}", self.settings)
-        self._audit("cancel", view["jobType"], job_id)
-        return f"job {job_id} canceled" if view["status"] == "canceled" else f"job {job_id}: cancellation requested"
+    def cancel(self, job_id: str, now: bool = False) -> str:
+        view = jobs.cancel(self.conn, job_id, f"canceled by {self.actor}", self.settings, now=now, actor=self.actor)
+        self._audit("cancel", view["jobType"], job_id, now=now)
+        if view["status"] == "canceled":
+            return f"job {job_id} canceled"
+        return f"job {job_id}: " + ("interruption requested" if now else "cancellation requested")
 
     def remove(self, job_id: str) -> str:
         view = jobs.remove(self.conn, job_id, artifacts.root(self.settings), self.settings)

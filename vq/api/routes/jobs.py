@@ -1,4 +1,4 @@
-"""Jobs over HTTP: create (one, delayed, in bulk), read, its artifacts, remove, retry.
+"""Jobs over HTTP: create (one, delayed, in bulk), read, its artifacts, remove, retry, cancel.
 
 The fixed paths (delayed, bulk) are declared before `/api/jobs/{jobType}`, and create_app
 includes this router after every other /api/jobs/... router, so no `{jobType}` route
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Path, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.responses import FileResponse
 
 from vq import artifacts, jobs
@@ -223,5 +223,29 @@ def router(ctx: Context) -> APIRouter:
         retried = await call(jobs.retry, conn, view["id"], settings)
         await audited(principal, "retry", jobType, view["id"])
         return retried
+
+    @routes.post(
+        "/api/jobs/{jobType}/{jobId}/cancel",
+        tags=["jobs"],
+        summary="Cancel a job that has not ended (now=true interrupts a running one)",
+        response_model=schemas.Job,
+        response_model_exclude_unset=True,
+    )
+    async def cancel_job(
+        jobType: str = TYPE_NAME,
+        jobId: str = JOB_ID,
+        now: bool = Query(
+            False,
+            description="Interrupt a running job within a second on whatever host runs it; without it, a "
+            "running job stops at its next progress report. A waiting job is canceled at once either way.",
+        ),
+        reason: str | None = Query(None, max_length=500, description="Recorded with the job."),
+        principal: Principal = Depends(ctx.caller),
+    ) -> dict:
+        view = await call(visible_job, principal, jobType, jobId)
+        why = reason.strip() if reason and reason.strip() else f"canceled by {principal.user_id}"
+        canceled = await call(jobs.cancel, conn, view["id"], why, settings, now=now, actor=principal.user_id)
+        await audited(principal, "cancel", jobType, view["id"], reason=why, now=now)
+        return canceled
 
     return routes
