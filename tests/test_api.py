@@ -129,6 +129,7 @@ def test_retry_delayed_recurring_history_and_types(api):
     assert _wait(api, ann, "test-broken", failed["id"])["status"] == "failed"
     retried = api.call("POST", f"/api/jobs/test-broken/{failed['id']}/retry", ann)
     assert retried.status == 200 and retried.body["status"] in ("queued", "limited", "started", "failed")
+    assert _wait(api, ann, "test-broken", failed["id"])["status"] == "failed"  # it ran again, and failed
     delayed = api.call("POST", "/api/jobs/delayed", ann, {"jobType": "test-noop", "data": {}, "delay": 60000})
     assert delayed.status == 201 and delayed.body["status"] == "scheduled"
     recurring = api.call(
