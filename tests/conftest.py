@@ -465,6 +465,7 @@ SLOW_MODULES = {
 LONGEST_FIRST = (
     "test_pipelines_under_load",
     "test_chaos",
+    "test_tui_content",  # one xdist group (--dist loadgroup): its module fixture and four tests
     "test_api::test_schemathesis_finds_no_server_error_and_no_response_off_the_document",
     "test_fencing",
     "test_first_session",
