@@ -17,6 +17,10 @@ from vq.cli import app as app_module
 from vq.cli.app import app
 from vq.cli.helptext import EXAMPLE, PANEL_OF, PANELS
 
+# One xdist process runs the whole module (--dist loadgroup): the help of every command,
+# rendered once (`helps`), is read by seven tests.
+pytestmark = pytest.mark.xdist_group("cli-help")
+
 ROOT = typer.main.get_command(app)
 
 

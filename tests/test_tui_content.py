@@ -31,6 +31,10 @@ from vq.tui.dialogs import ConfirmScreen
 from vq.tui.limits_screens import UserScreen
 from vq.tui.screens import DeadLetterScreen, JobScreen, QueueScreen
 
+# One xdist process runs the whole module (--dist loadgroup): one daemon run of every
+# built-in type (`ran`) is read by three tests.
+pytestmark = pytest.mark.xdist_group("tui-content")
+
 MARKUP = "[/] [bold]not bold[link=x] [red]x[/red] \\[also] a lone [ here"
 HOSTILE_ERROR = "\n".join([f"render failed {MARKUP}", *(f"line {i}: [/] [bold]{'x' * 60}[link=x]" for i in range(30))])
 PROGRESS = "[/] stage [bold]two \x1b[2J"  # and an escape sequence that would clear the terminal
