@@ -21,7 +21,7 @@ from rq.registry import CanceledJobRegistry
 from rq.utils import utcformat
 from rq.worker import WorkerStatus
 
-from vq import cache, events, fence, keys
+from vq import batch_counts, cache, events, fence, keys
 from vq.admission import Start, release_in
 from vq.execution import runtime
 from vq.job_end import JobEnd
@@ -97,6 +97,7 @@ class JobOutcomes(WorkerHost):
                     webhookUrl=job.meta.get("webhookUrl"),
                 )
                 record_outcome_in(pipe, job)
+                batch_counts.ended_in(pipe, job)
                 pipe.execute()
             if not job.allow_dependency_failures:
                 cancel_dependents(self.connection, job, f"dependency {job.id} failed")
@@ -132,6 +133,7 @@ class JobOutcomes(WorkerHost):
             if not getattr(job, STARTED_BY_ADMISSION, False):  # RQ wrote its execution records
                 self.cleanup_execution(job, pipeline=pipe, execution=execution)
             _remember_success_in(pipe, job)
+            batch_counts.ended_in(pipe, job)  # after the end: the script reads the status it wrote
             if not take_another:
                 self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             replies = pipe.execute(raise_on_error=False)
@@ -158,6 +160,7 @@ class JobOutcomes(WorkerHost):
         result = _result_for_history(job.serializer.dumps(value).decode() if value is not None else None)
         events.emit(pipe, "finished", job.id, job.meta.get("jobType"), result=result, **_finished_fields(job))
         _remember_success_in(pipe, job)
+        batch_counts.ended_in(pipe, job)
 
     def _finish_canceled(self, job: Job, execution) -> None:
         """A running job stopped at a cancel request: canceled in one step (never seen as
@@ -173,6 +176,7 @@ class JobOutcomes(WorkerHost):
             )
             pipe.delete(keys.cancel_request(job.id))
             record_outcome_in(pipe, job)
+            batch_counts.ended_in(pipe, job)
             pipe.execute()
         events.emit(
             self.connection,

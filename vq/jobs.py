@@ -18,7 +18,7 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, events, job_admission, job_ids, job_lists, keys, limits, trimmed, wait_reasons
+from vq import admission, batch_counts, events, job_admission, job_ids, job_lists, keys, limits, trimmed, wait_reasons
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.job_ids import Visible
@@ -228,6 +228,7 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str) -> None:
     job.cancel()
     admission.forget(conn, job)
     events.emit(conn, "canceled", job.id, job_type_of(job), reason=reason, webhookUrl=job.meta.get("webhookUrl"))
+    batch_counts.job_ended(conn, job)
 
 
 def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
@@ -260,6 +261,7 @@ def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
         except WatchError:
             return False
     admission.forget(conn, job)
+    batch_counts.job_ended(conn, job)
     cancel_dependents(conn, job, f"dependency {job.id} expired")
     return True
 
@@ -300,6 +302,7 @@ def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None, setting
     if artifacts_root is not None:
         shutil.rmtree(artifacts_root / job.id, ignore_errors=True)
     events.emit(conn, "removed", job.id, view["jobType"])
+    batch_counts.job_ended(conn, job)  # a removed job counts as canceled, if it had not ended
     return view
 
 

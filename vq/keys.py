@@ -313,3 +313,23 @@ RESOURCES_FIELD = "vq_resources"
 HELD_FIELD = "vq_held"
 STALE_REFUSED = PREFIX + "fence:refused"  # counter: writes refused because their lease token was stale
 LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it could not keep their lease
+
+
+# --- batches with callbacks (vq/batches.py) ---------------------------------------------
+BATCHES_ACTIVE = PREFIX + "batches:active"  # set: batches not yet complete (the sweep's list)
+BATCHES_DUE = PREFIX + "batches:due"  # zset "<batch>|<kind>" -> when to deliver that callback (epoch ms)
+
+
+def batch(batch_id: str) -> str:
+    """hash: a batch's owner, description, meta, callbacks, counts, closed flag, fired markers."""
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batch_jobs(batch_id: str) -> str:
+    """set: the ids of a batch's jobs."""
+    return f"{PREFIX}batch:{batch_id}:jobs"
+
+
+def batch_ended(batch_id: str) -> str:
+    """hash job id -> done | failed | canceled: the batch's jobs already counted, each once."""
+    return f"{PREFIX}batch:{batch_id}:ended"

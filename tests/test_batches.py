@@ -1,0 +1,209 @@
+"""Batches with callbacks, against real daemons: on success, on complete and on death each
+fire exactly once (a callback job created once, a webhook POSTed once), with two daemons
+racing on a batch's last jobs and with a worker killed in the middle of its last job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.plugins import handler_pid, wait_active
+from tests.test_webhooks import LOOPBACK, Receiver
+
+CALLBACK_TYPE = "test-noop"
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def _lines(*jobs: dict) -> str:
+    return "\n".join(json.dumps(j) for j in jobs) + "\n"
+
+
+def _write(tmp_path, name: str, *jobs: dict) -> str:
+    path = tmp_path / name
+    path.write_text(_lines(*jobs))
+    return str(path)
+
+
+def _callback(kind: str) -> str:
+    return json.dumps({"jobType": CALLBACK_TYPE, "data": {"note": kind}})
+
+
+def _wait_batch(vq, batch_id: str, until, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    view: dict = {}
+    while time.monotonic() < deadline:
+        vq.check_daemons()
+        view = vq.json("batch", "show", batch_id)
+        if until(view):
+            return view
+        time.sleep(0.1)
+    raise AssertionError(f"batch {batch_id}: {view}\n{vq.log_tails()}")
+
+
+def _delivered(*kinds: str):
+    return lambda v: all((v["callbacks"].get(k) or {}).get("delivered") for k in kinds)
+
+
+def _callback_jobs(redis_conn) -> list[dict]:
+    """Every job of the callback type, with its data (the batch's summary in data.batch)."""
+    found = []
+    for key in redis_conn.scan_iter("rq:job:*"):
+        if b":" in key[len("rq:job:") :]:
+            continue
+        meta = json.loads(redis_conn.hget(key, "meta") or "{}")
+        if meta.get("jobType") == CALLBACK_TYPE:
+            found.append({"id": key.decode()[len("rq:job:") :], "meta": meta})
+    return found
+
+
+def test_all_succeed_fires_success_and_complete_once_each(vq, receiver, redis_conn, tmp_path):
+    vq.configure(webhooks={"backoff": 100, "allowNetworks": LOOPBACK})
+    vq.start_daemon()
+    jobs = _write(tmp_path, "jobs.jsonl", *({"jobType": "test-echo", "data": {"n": i}} for i in range(5)))
+    view = vq.json(
+        "batch",
+        "create",
+        jobs,
+        "--user",
+        "alice",
+        "--description",
+        "five echoes",
+        "--meta",
+        '{"project": "p1"}',
+        "--on-success",
+        _callback("success"),
+        "--on-complete",
+        receiver.url + "/complete",
+    )
+    batch_id = view["id"]
+    assert view["counts"]["total"] == 5 and not view["open"]
+    done = _wait_batch(vq, batch_id, _delivered("success", "complete"))
+    assert done["counts"] == {"total": 5, "done": 5, "failed": 0, "canceled": 0, "pending": 0}
+    assert done["complete"]
+    (posted,) = receiver.wait_for("/complete")
+    body = json.loads(posted["body"])
+    assert body["event"] == "batch.complete"
+    assert body["batch"]["id"] == batch_id and body["batch"]["counts"]["done"] == 5
+    assert body["batch"]["description"] == "five echoes" and body["batch"]["meta"] == {"project": "p1"}
+    assert sorted(body["batch"]["jobIds"]) == sorted(j["id"] for j in done["jobs"])
+    callback = vq.wait_done(f"{batch_id}-success")
+    assert callback["status"] == "finished" and callback["userId"] == "alice"
+    assert callback["data"]["batch"]["counts"]["done"] == 5
+    assert callback["data"]["batch"]["event"] == "batch.success"
+    time.sleep(1.5)  # a second delivery would come within the chore's next runs
+    assert len(receiver.received) == 1
+    assert [j["id"] for j in _callback_jobs(redis_conn)] == [f"{batch_id}-success"]
+
+
+def test_a_job_failing_for_good_fires_death_and_complete_not_success(vq, receiver, tmp_path):
+    vq.configure(webhooks={"backoff": 100, "allowNetworks": LOOPBACK})
+    vq.start_daemon()
+    jobs = _write(
+        tmp_path,
+        "jobs.jsonl",
+        {"jobType": "test-echo", "data": {"n": 1}},
+        {"jobType": "test-broken", "data": {}},
+        {"jobType": "test-broken", "data": {}},
+        {"jobType": "test-echo", "data": {"n": 2}},
+    )
+    batch_id = vq.json(
+        "batch",
+        "create",
+        jobs,
+        "--user",
+        "bob",
+        "--on-success",
+        receiver.url + "/success",
+        "--on-complete",
+        receiver.url + "/complete",
+        "--on-death",
+        receiver.url + "/death",
+    )["id"]
+    done = _wait_batch(vq, batch_id, _delivered("complete", "death"))
+    assert done["counts"] == {"total": 4, "done": 2, "failed": 2, "canceled": 0, "pending": 0}
+    receiver.wait_for("/death")
+    time.sleep(1.5)
+    paths = sorted(r["path"] for r in receiver.received)
+    assert paths == ["/complete", "/death"]  # death once for two failures; no success
+    assert not done["callbacks"]["success"]["fired"]
+
+
+def test_an_open_batch_completes_only_once_closed(vq, tmp_path):
+    vq.start_daemon()
+    first = _write(tmp_path, "first.jsonl", {"jobType": "test-echo", "data": {"n": 1}})
+    batch_id = vq.json("batch", "create", first, "--user", "carol", "--open", "--on-complete", _callback("c"))["id"]
+    _wait_batch(vq, batch_id, lambda v: v["counts"]["done"] == 1)
+    more = _write(tmp_path, "more.jsonl", *({"jobType": "test-echo", "data": {"n": i}} for i in range(2, 4)))
+    added = vq.json("batch", "add", batch_id, more)
+    assert added["counts"]["total"] == 3
+    _wait_batch(vq, batch_id, lambda v: v["counts"]["done"] == 3)
+    time.sleep(1)  # the chore would have delivered by now
+    assert not vq.json("batch", "show", batch_id)["callbacks"]["complete"]["fired"]
+    closed = vq.json("batch", "close", batch_id)
+    assert not closed["open"]
+    _wait_batch(vq, batch_id, _delivered("complete"))
+    assert vq.wait_done(f"{batch_id}-complete")["status"] == "finished"
+    refused = vq.run("batch", "add", batch_id, more)
+    assert refused.returncode == 2 and "closed" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_two_daemons_racing_on_the_last_jobs_fire_once(vq, receiver, redis_conn, tmp_path):
+    vq.configure(webhooks={"backoff": 100, "allowNetworks": LOOPBACK})
+    vq.start_daemon(workers=2)
+    vq.another_host("b").start_daemon(workers=2)
+    for round_ in range(3):
+        gate = f"last-{round_}"
+        jobs = _write(
+            tmp_path,
+            f"jobs{round_}.jsonl",
+            *({"jobType": "test-track", "data": {"gate": gate}} for _ in range(4)),
+        )
+        batch_id = vq.json(
+            "batch",
+            "create",
+            jobs,
+            "--user",
+            f"dora{round_}",
+            "--on-complete",
+            receiver.url + f"/complete/{round_}",
+            "--on-success",
+            _callback("s"),
+        )["id"]
+        wait_active(redis_conn, "type:test-track", 4, timeout=20)  # all four running, on both hosts
+        vq.open_gate(gate)  # they end at the same moment
+        _wait_batch(vq, batch_id, _delivered("complete", "success"))
+        redis_conn.delete(f"test:gate:{gate}")
+    time.sleep(1.5)
+    assert sorted(r["path"] for r in receiver.received) == [f"/complete/{i}" for i in range(3)]
+    assert len(_callback_jobs(redis_conn)) == 3
+
+
+def test_a_worker_killed_in_the_last_job_still_fires_once(vq, redis_conn, tmp_path):
+    vq.configure(queue={"settings": {"stalledInterval": 1000, "maxStalledCount": 0}})
+    daemon = vq.start_daemon(workers=1)
+    jobs = _write(
+        tmp_path,
+        "jobs.jsonl",
+        {"jobType": "test-echo", "data": {"n": 1}},
+        {"jobType": "test-track", "data": {"seconds": 60}},
+    )
+    batch_id = vq.json(
+        "batch", "create", jobs, "--user", "erin", "--on-complete", _callback("c"), "--on-death", _callback("d")
+    )["id"]
+    view = _wait_batch(vq, batch_id, lambda v: v["counts"]["done"] == 1)
+    sleeper = next(j["id"] for j in view["jobs"] if j["outcome"] is None)
+    os.kill(handler_pid(redis_conn, sleeper), signal.SIGKILL)  # the worker dies mid-job
+    done = _wait_batch(vq, batch_id, _delivered("complete", "death"), timeout=60)
+    assert done["counts"]["failed"] == 1 and done["counts"]["done"] == 1
+    assert sorted(j["id"] for j in _callback_jobs(redis_conn)) == sorted([f"{batch_id}-complete", f"{batch_id}-death"])
+    assert daemon.poll() is None
