@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.conftest import _kill_tree
 from tests.plugins import handler_pid, wait_active
 from tests.test_webhooks import LOOPBACK, Receiver
 
@@ -174,12 +175,15 @@ def test_two_daemons_racing_on_the_last_jobs_fire_once(vq, receiver, redis_conn,
             jobs,
             "--user",
             f"dora{round_}",
+            "--subscription",
+            "enterprise",
             "--on-complete",
             receiver.url + f"/complete/{round_}",
             "--on-success",
             _callback("s"),
         )["id"]
-        wait_active(redis_conn, "type:test-track", 4, timeout=20)  # all four running, on both hosts
+        wait_active(redis_conn, "type:test-track", 4, timeout=20)
+        assert int(redis_conn.get("test:active:type:test-track") or 0) == 4  # on both hosts' two workers
         vq.open_gate(gate)  # they end at the same moment
         _wait_batch(vq, batch_id, _delivered("complete", "success"))
         redis_conn.delete(f"test:gate:{gate}")
@@ -207,3 +211,40 @@ def test_a_worker_killed_in_the_last_job_still_fires_once(vq, redis_conn, tmp_pa
     assert done["counts"]["failed"] == 1 and done["counts"]["done"] == 1
     assert sorted(j["id"] for j in _callback_jobs(redis_conn)) == sorted([f"{batch_id}-complete", f"{batch_id}-death"])
     assert daemon.poll() is None
+
+
+def test_a_daemon_killed_after_the_claim_leaves_the_callback_to_the_next(vq, redis_conn, tmp_path):
+    """The count claims the callback as the last job ends; the daemon that would deliver it is
+    SIGKILLed first (its delivery chore made to wait): the next daemon delivers it, once."""
+    vq.configure(daemon={"shutdownGrace": 5000, "chores": {"batch-callbacks": 600_000}})
+    first = vq.start_daemon(workers=1)
+    jobs = _write(tmp_path, "jobs.jsonl", {"jobType": "test-echo", "data": {"n": 1}})
+    batch_id = vq.json("batch", "create", jobs, "--user", "fay", "--on-complete", _callback("c"))["id"]
+    claimed = _wait_batch(vq, batch_id, lambda v: v["callbacks"]["complete"]["fired"])
+    assert claimed["callbacks"]["complete"]["delivered"] is None
+    _kill_tree(first)  # the daemon and its workers, at once
+    vq.daemons.remove(first)  # killed on purpose: not a failure of the test's daemons
+    # Its chore lock is held for 0.9 of the (here long) interval: a dead daemon's lapses that soon.
+    redis_conn.delete("vq:chore:deliver-batch-callbacks")
+    vq.configure(daemon={"chores": {"batch-callbacks": 200}})
+    vq.start_daemon(workers=1)
+    _wait_batch(vq, batch_id, _delivered("complete"))
+    assert vq.wait_done(f"{batch_id}-complete")["status"] == "finished"
+    assert [j["id"] for j in _callback_jobs(redis_conn)] == [f"{batch_id}-complete"]
+
+
+def test_a_callback_delivered_twice_makes_one_job(vq, redis_conn, tmp_path):
+    """A taker that dies after submitting the callback job but before marking it delivered:
+    the next delivery finds the job by its fixed id and makes no second one."""
+    from vq import batch_callbacks, keys
+    from vq.config import load_settings
+
+    vq.start_daemon(workers=1)
+    jobs = _write(tmp_path, "jobs.jsonl", {"jobType": "test-echo", "data": {"n": 1}})
+    batch_id = vq.json("batch", "create", jobs, "--user", "gus", "--on-success", _callback("s"))["id"]
+    _wait_batch(vq, batch_id, _delivered("success"))
+    redis_conn.zadd(keys.BATCHES_DUE, {f"{batch_id}|success": 0})  # as if never marked delivered
+    settings = load_settings(vq.config_path)
+    assert batch_callbacks.deliver_due(redis_conn, settings) == 1
+    assert [j["id"] for j in _callback_jobs(redis_conn)] == [f"{batch_id}-success"]
+    assert redis_conn.zcard(keys.BATCHES_DUE) == 0

@@ -59,7 +59,7 @@ def create(conn: Redis, settings: Settings, new: NewBatch, items: list[tuple[str
     description = _description(new.description)
     meta = _meta(settings, new.meta)
     batch_id = uuid.uuid4().hex
-    checked = _checked(conn, settings, batch_id, new.user_id, items)
+    checked = _checked(conn, settings, batch_id, new.user_id, new.subscription, items)
     record: dict[FieldT, EncodableT] = {
         "id": batch_id,
         "userId": new.user_id,
@@ -90,7 +90,7 @@ def add(conn: Redis, settings: Settings, batch_id: str, items: list[tuple[str, S
         raise Conflict(f"batch {batch_id} is closed: jobs can be added only while it is open")
     if not items:
         raise InvalidInput("jobs: nothing to add", field="jobs")
-    checked = _checked(conn, settings, batch_id, record["userId"], items)
+    checked = _checked(conn, settings, batch_id, record["userId"], record.get("subscription"), items)
     _submit_into(conn, settings, batch_id, checked)
     return show(conn, batch_id)
 
@@ -207,9 +207,16 @@ def _meta(settings: Settings, value: object) -> dict:
     return value
 
 
-def _checked(conn: Redis, settings: Settings, batch_id: str, user_id: str, items: list[tuple[str, Submission]]) -> list:
-    """Each item resolved as the batch's user's job in the batch (nothing written), or the
-    first fault, named by its item's label."""
+def _checked(
+    conn: Redis,
+    settings: Settings,
+    batch_id: str,
+    user_id: str,
+    subscription: str | None,
+    items: list[tuple[str, Submission]],
+) -> list:
+    """Each item resolved as the batch's user's job in the batch, at the batch's tier unless
+    it names its own (nothing written), or the first fault, named by its item's label."""
     if len(items) > MAX_JOBS:
         raise InvalidInput(f"jobs: at most {MAX_JOBS} per call", field="jobs")
     checked = []
@@ -220,6 +227,7 @@ def _checked(conn: Redis, settings: Settings, batch_id: str, user_id: str, items
             if sub.user_id is not None and sub.user_id != user_id:
                 raise InvalidInput(f"userId: {sub.user_id!r} is not the batch's user {user_id!r}", field="userId")
             sub.user_id = user_id
+            sub.subscription = sub.subscription or subscription
             sub.origin = {**sub.origin, "batchId": batch_id}
             checked.append((sub, resolve(conn, settings, sub)))
         except VqError as exc:
