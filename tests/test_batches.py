@@ -248,3 +248,78 @@ def test_a_callback_delivered_twice_makes_one_job(vq, redis_conn, tmp_path):
     assert batch_callbacks.deliver_due(redis_conn, settings) == 1
     assert [j["id"] for j in _callback_jobs(redis_conn)] == [f"{batch_id}-success"]
     assert redis_conn.zcard(keys.BATCHES_DUE) == 0
+
+
+def test_http_batches_are_the_caller_s_own(vq, tmp_path):
+    from tests.test_api import SECRET, serve
+
+    api = serve(vq, jwt_secret=SECRET, rateLimit={"requests": 1000, "window": 60000})
+    ann, bob, operator = api.token("ann"), api.token("bob"), api.token("ops", "operator")
+    body = {
+        "jobs": [{"jobType": "test-echo", "data": {"n": 1}}],
+        "callbacks": {"success": {"jobType": CALLBACK_TYPE, "data": {}}},
+        "description": "ann's",
+        "open": True,
+    }
+    created = api.call("POST", "/api/batches", ann, body)
+    assert created.status == 201, created.body
+    batch_id = created.body["id"]
+    assert created.body["userId"] == "ann" and created.body["open"]
+    assert api.call("GET", f"/api/batches/{batch_id}", bob).status == 404  # not bob's
+    assert api.call("POST", f"/api/batches/{batch_id}/close", bob).status == 404
+    added = api.call("POST", f"/api/batches/{batch_id}/jobs", ann, {"jobs": [{"jobType": "test-echo", "data": {}}]})
+    assert added.status == 200 and added.body["counts"]["total"] == 2
+    assert api.call("GET", f"/api/batches/{batch_id}", operator).status == 200
+    closed = api.call("POST", f"/api/batches/{batch_id}/close", ann)
+    assert closed.status == 200 and not closed.body["open"]
+    deadline = time.monotonic() + 30
+    while not api.call("GET", f"/api/batches/{batch_id}", ann).body["callbacks"]["success"]["delivered"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert api.call("GET", f"/api/jobs/{CALLBACK_TYPE}/{batch_id}-success", ann).body["userId"] == "ann"
+    again = api.call("POST", f"/api/batches/{batch_id}/close", ann)
+    assert again.status == 409 and again.body["error"]["code"] == "conflict"
+    # Bad input: a 4xx with one JSON error naming the item.
+    as_bob = api.call("POST", "/api/batches", ann, {"jobs": [{"jobType": "test-echo", "userId": "bob", "data": {}}]})
+    assert as_bob.status == 403, as_bob.body
+    unknown = api.call("POST", "/api/batches", ann, {"jobs": [{"jobType": "no-such-type", "data": {}}]})
+    assert unknown.status in (400, 404, 422) and unknown.body["error"]["message"].startswith("jobs[0]:")
+    hook = api.call(
+        "POST", "/api/batches", ann, {"jobs": body["jobs"], "callbacks": {"death": {"url": "http://127.0.0.1/x"}}}
+    )
+    assert hook.status == 422 and hook.body["error"]["message"].startswith("onDeath: 127.0.0.1 is a loopback")
+    assert api.call("POST", "/api/batches", ann, {"jobs": []}).status == 422
+    assert api.call("GET", "/api/batches/" + "0" * 32, ann).status == 404
+
+
+@pytest.mark.parametrize(
+    "args, says, code",
+    [
+        (["create", "{missing}", "--user", "u"], "no such file", 2),
+        (["create", "{bad}", "--user", "u"], "line 2: not valid JSON", 2),
+        (["create", "{unknown_type}", "--user", "u"], "FILE: line 1: unknown job type", 4),
+        (["create", "{good}", "--user", "u", "--on-success", "ftp://x"], "onSuccess", 2),
+        (["create", "{good}", "--user", "u", "--on-death", "{not json"], "onDeath: not valid JSON", 2),
+        (["create", "{good}", "--user", "u", "--on-complete", '{"jobType": "no-such-type"}'], "onComplete:", 4),
+        (["create", "{good}", "--user", "u", "--meta", "[1]"], "expected a JSON object", 2),
+        (["create", "{good}"], "--user: missing", 2),
+        (["create", "{other_user}", "--user", "u"], "is not the batch's user", 2),
+        (["show", "nope"], "no such batch", 4),
+        (["close", "0" * 32], "no such batch", 4),
+        (["add", "0" * 32, "{good}"], "no such batch", 4),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_or_4_when_not_found(vq, tmp_path, args, says, code):
+    files = {
+        "missing": str(tmp_path / "none.jsonl"),
+        "good": _write(tmp_path, "good.jsonl", {"jobType": "test-echo", "data": {}}),
+        "unknown_type": _write(tmp_path, "unknown.jsonl", {"jobType": "no-such-type", "data": {}}),
+        "other_user": _write(tmp_path, "other.jsonl", {"jobType": "test-echo", "userId": "x", "data": {}}),
+    }
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"jobType": "test-echo", "data": {}}\n{oops\n')
+    files["bad"] = str(bad)
+    proc = vq.run("batch", *(a.format(**files) if a.startswith("{") and a[1:-1] in files else a for a in args))
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

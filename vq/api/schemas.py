@@ -180,6 +180,30 @@ class BulkOutcome(Open):
     results: list[dict[str, Any]]
 
 
+class BatchCounts(BaseModel):
+    """A batch's jobs by how they ended; pending: not ended yet."""
+
+    total: int
+    done: int
+    failed: int
+    canceled: int
+    pending: int
+
+
+class Batch(Open):
+    """A batch as `vq batch show --json` prints it: its counts, callbacks and jobs."""
+
+    id: str
+    userId: str
+    description: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    open: bool = Field(description="jobs may be added; on success and on complete wait until it is closed")
+    complete: bool = Field(description="closed and every job ended")
+    counts: BatchCounts
+    callbacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    jobs: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class RecurringJob(Open):
     """A recurring job's definition and its next run."""
 

@@ -59,10 +59,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command(
         "create",
-        epilog=example(
-            "vq batch create scenes.jsonl --user alice --on-success "
-            "'{\"jobType\": \"content-analysis\", \"data\": {\"content\": \"all done\"}}'"
-        ),
+        epilog=example("vq batch create scenes.jsonl --user alice --open --on-death https://hooks.example.com/vq"),
     )
     def create(
         ctx: typer.Context,
