@@ -323,3 +323,39 @@ def test_bad_input_is_one_line_and_exit_2_or_4_when_not_found(vq, tmp_path, args
     assert proc.returncode == code, (proc.stdout, proc.stderr)
     assert says in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_the_script_counts_each_job_once_and_never_a_retry(redis_conn):
+    """The count itself (vq/lua/batch_sync.lua), on a real Redis: a job counted twice counts
+    once, a job waiting for its retry does not count, and each callback is claimed once."""
+    from vq import batch_counts, keys
+
+    batch_id = "b" * 32
+    redis_conn.hset(
+        keys.batch(batch_id),
+        mapping={
+            "id": batch_id,
+            "userId": "u",
+            "closed": "1",
+            "cb:complete": "{}",
+            "cb:death": "{}",
+            "cb:success": "{}",
+        },
+    )
+    redis_conn.sadd(keys.batch_jobs(batch_id), "ja", "jb")
+    redis_conn.hset(keys.rq_job("ja"), "status", "finished")
+    redis_conn.hset(keys.rq_job("jb"), "status", "scheduled")  # failed once, its retry due
+    assert batch_counts.sync(redis_conn, batch_id, "end", ["ja", "jb"]) == (1, [])
+    assert batch_counts.sync(redis_conn, batch_id, "end", ["ja"]) == (1, [])
+    assert redis_conn.hget(keys.batch(batch_id), "done") == b"1"
+    assert redis_conn.hget(keys.batch(batch_id), "failed") is None
+    redis_conn.hset(keys.rq_job("jb"), "status", "failed")  # out of retries
+    assert batch_counts.sync(redis_conn, batch_id, "end", ["jb"]) == (1, ["death", "complete"])
+    assert batch_counts.sync(redis_conn, batch_id, "end", ["ja", "jb"]) == (1, [])
+    assert batch_counts.sync(redis_conn, batch_id, "end", ["not-a-member"]) == (1, [])
+    assert sorted(m.decode() for m in redis_conn.zrange(keys.BATCHES_DUE, 0, -1)) == [
+        f"{batch_id}|complete",
+        f"{batch_id}|death",
+    ]
+    assert batch_counts.sync(redis_conn, batch_id, "close", []) == (-3, [])
+    assert batch_counts.sync(redis_conn, "c" * 32, "end", ["ja"]) == (-1, [])

@@ -32,6 +32,7 @@ from vq.submission.validation import resolve
 
 MAX_DESCRIPTION = 1000
 MAX_JOBS = 10_000  # jobs per create or add call
+SUMMARY_IDS = 1000  # job ids a callback's summary lists (a callback job's data has a size limit)
 BATCH_ID = r"^[0-9a-f]{32}$"
 
 
@@ -141,15 +142,18 @@ def show(conn: Redis, batch_id: str, with_jobs: bool = True) -> dict:
 
 
 def summary(conn: Redis, batch_id: str) -> dict:
-    """What a callback gets: the batch's id, description, meta, counts and job ids."""
+    """What a callback gets: the batch's id, description, meta, counts and job ids (the
+    first SUMMARY_IDS, sorted; `jobIdsOmitted` says how many more: `vq batch show` has all)."""
     view = show(conn, batch_id, with_jobs=False)
+    ids = sorted(texts(conn.smembers(keys.batch_jobs(batch_id))))
     return {
         "id": view["id"],
         "userId": view["userId"],
         "description": view["description"],
         "meta": view["meta"],
         "counts": view["counts"],
-        "jobIds": sorted(texts(conn.smembers(keys.batch_jobs(batch_id)))),
+        "jobIds": ids[:SUMMARY_IDS],
+        **({"jobIdsOmitted": len(ids) - SUMMARY_IDS} if len(ids) > SUMMARY_IDS else {}),
     }
 
 
