@@ -359,3 +359,24 @@ def test_the_script_counts_each_job_once_and_never_a_retry(redis_conn):
     ]
     assert batch_counts.sync(redis_conn, batch_id, "close", []) == (-3, [])
     assert batch_counts.sync(redis_conn, "c" * 32, "end", ["ja"]) == (-1, [])
+
+
+def test_canceling_and_removing_waiting_jobs_count_as_canceled(vq, tmp_path):
+    vq.start_daemon()
+    jobs = _write(
+        tmp_path,
+        "jobs.jsonl",
+        {"jobType": "test-echo", "data": {"n": 1}},
+        {"jobType": "test-echo", "delay": "1h", "data": {"n": 2}},
+        {"jobType": "test-echo", "delay": "1h", "data": {"n": 3}},
+    )
+    view = vq.json(
+        "batch", "create", jobs, "--user", "hal", "--on-complete", _callback("c"), "--on-success", _callback("s")
+    )
+    waiting = [j["id"] for j in view["jobs"] if j.get("status") == "scheduled"]
+    assert len(waiting) == 2
+    assert vq.run("cancel", waiting[0]).returncode == 0
+    assert vq.run("rm", waiting[1]).returncode == 0
+    done = _wait_batch(vq, view["id"], _delivered("complete"))
+    assert done["counts"] == {"total": 3, "done": 1, "failed": 0, "canceled": 2, "pending": 0}
+    assert not done["callbacks"]["success"]["fired"]
