@@ -70,7 +70,9 @@ def _callback_jobs(redis_conn) -> list[dict]:
 def test_all_succeed_fires_success_and_complete_once_each(vq, receiver, redis_conn, tmp_path):
     vq.configure(webhooks={"backoff": 100, "allowNetworks": LOOPBACK})
     vq.start_daemon()
-    jobs = _write(tmp_path, "jobs.jsonl", *({"jobType": "test-echo", "data": {"n": i}} for i in range(5)))
+    echoes = [{"jobType": "test-echo", "data": {"n": i}} for i in range(4)]
+    forked = {"jobType": "test-forked", "data": {"seconds": 0.1, "steps": 1}}  # RQ's own end, in a child
+    jobs = _write(tmp_path, "jobs.jsonl", *echoes, forked)
     view = vq.json(
         "batch",
         "create",
@@ -78,7 +80,7 @@ def test_all_succeed_fires_success_and_complete_once_each(vq, receiver, redis_co
         "--user",
         "alice",
         "--description",
-        "five echoes",
+        "five jobs",
         "--meta",
         '{"project": "p1"}',
         "--on-success",
@@ -95,7 +97,7 @@ def test_all_succeed_fires_success_and_complete_once_each(vq, receiver, redis_co
     body = json.loads(posted["body"])
     assert body["event"] == "batch.complete"
     assert body["batch"]["id"] == batch_id and body["batch"]["counts"]["done"] == 5
-    assert body["batch"]["description"] == "five echoes" and body["batch"]["meta"] == {"project": "p1"}
+    assert body["batch"]["description"] == "five jobs" and body["batch"]["meta"] == {"project": "p1"}
     assert sorted(body["batch"]["jobIds"]) == sorted(j["id"] for j in done["jobs"])
     callback = vq.wait_done(f"{batch_id}-success")
     assert callback["status"] == "finished" and callback["userId"] == "alice"
@@ -380,3 +382,20 @@ def test_canceling_and_removing_waiting_jobs_count_as_canceled(vq, tmp_path):
     done = _wait_batch(vq, view["id"], _delivered("complete"))
     assert done["counts"] == {"total": 3, "done": 1, "failed": 0, "canceled": 2, "pending": 0}
     assert not done["callbacks"]["success"]["fired"]
+
+
+def test_the_sweep_counts_an_end_a_crash_kept_from_the_count(redis_conn):
+    """A job whose end was written but not counted (its writer killed in between): the sweep
+    counts it, and the callback it completes is claimed, once."""
+    from vq import batch_counts, keys
+
+    batch_id = "d" * 32
+    redis_conn.hset(keys.batch(batch_id), mapping={"id": batch_id, "userId": "u", "closed": "1", "cb:complete": "{}"})
+    redis_conn.sadd(keys.BATCHES_ACTIVE, batch_id)
+    redis_conn.sadd(keys.batch_jobs(batch_id), "jc")
+    redis_conn.hset(keys.rq_job("jc"), "status", "finished")  # ended; never counted
+    assert batch_counts.sweep(redis_conn) == 1
+    assert redis_conn.hget(keys.batch(batch_id), "completedAt") is not None
+    assert redis_conn.zrange(keys.BATCHES_DUE, 0, -1) == [f"{batch_id}|complete".encode()]
+    assert not redis_conn.sismember(keys.BATCHES_ACTIVE, batch_id)
+    assert batch_counts.sweep(redis_conn) == 0
