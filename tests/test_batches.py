@@ -99,6 +99,7 @@ def test_all_succeed_fires_success_and_complete_once_each(vq, receiver, redis_co
     assert body["batch"]["id"] == batch_id and body["batch"]["counts"]["done"] == 5
     assert body["batch"]["description"] == "five jobs" and body["batch"]["meta"] == {"project": "p1"}
     assert sorted(body["batch"]["jobIds"]) == sorted(j["id"] for j in done["jobs"])
+    assert vq.json("show", done["jobs"][0]["id"])["batchId"] == batch_id
     callback = vq.wait_done(f"{batch_id}-success")
     assert callback["status"] == "finished" and callback["userId"] == "alice"
     assert callback["data"]["batch"]["counts"]["done"] == 5

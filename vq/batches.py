@@ -110,7 +110,7 @@ def show(conn: Redis, batch_id: str, with_jobs: bool = True) -> dict:
     """The batch's record, counts and (with `with_jobs`) its jobs, each with its outcome or status."""
     record = _record(conn, batch_id)
     members = sorted(texts(conn.smembers(keys.batch_jobs(batch_id))))
-    outcomes = {k: v for k, v in _text_map(conn.hgetall(keys.batch_ended(batch_id))).items()}
+    outcomes = _text_map(conn.hgetall(keys.batch_ended(batch_id)))
     counts = {name: int(record.get(name, 0)) for name in ("done", "failed", "canceled")}
     total = len(members)
     view = {

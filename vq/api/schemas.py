@@ -81,6 +81,7 @@ class Job(Open):
     cached: bool | None = None
     cachedFrom: str | None = None
     recurringId: str | None = None
+    batchId: str | None = None
     tickAt: str | None = None
     webhookUrl: str | None = None
     provider: str | None = None
