@@ -145,7 +145,10 @@ def test_a_job_failing_for_good_fires_death_and_complete_not_success(vq, receive
 def test_an_open_batch_completes_only_once_closed(vq, tmp_path):
     vq.start_daemon()
     first = _write(tmp_path, "first.jsonl", {"jobType": "test-echo", "data": {"n": 1}})
-    batch_id = vq.json("batch", "create", first, "--user", "carol", "--open", "--on-complete", _callback("c"))["id"]
+    plain = vq.run("batch", "create", first, "--user", "carol", "--open", "--on-complete", _callback("c"))
+    assert plain.returncode == 0, plain.stderr
+    batch_id = plain.stdout.strip()  # the id alone, for `id=$(vq batch create ...)`
+    assert len(batch_id) == 32
     _wait_batch(vq, batch_id, lambda v: v["counts"]["done"] == 1)
     more = _write(tmp_path, "more.jsonl", *({"jobType": "test-echo", "data": {"n": i}} for i in range(2, 4)))
     added = vq.json("batch", "add", batch_id, more)
@@ -156,6 +159,11 @@ def test_an_open_batch_completes_only_once_closed(vq, tmp_path):
     closed = vq.json("batch", "close", batch_id)
     assert not closed["open"]
     _wait_batch(vq, batch_id, _delivered("complete"))
+    table = vq.run("batch", "show", batch_id)
+    assert table.returncode == 0, table.stderr
+    assert "total 3  done 3  failed 0  canceled 0  pending 0" in table.stdout
+    assert f"on complete: {CALLBACK_TYPE}  delivered {batch_id}-complete" in table.stdout
+    assert sum(1 for line in table.stdout.splitlines() if "done" in line and len(line.split()) >= 2) >= 3
     assert vq.wait_done(f"{batch_id}-complete")["status"] == "finished"
     refused = vq.run("batch", "add", batch_id, more)
     assert refused.returncode == 2 and "closed" in refused.stderr and "Traceback" not in refused.stderr
