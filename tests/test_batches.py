@@ -256,7 +256,7 @@ def test_a_callback_delivered_twice_makes_one_job(vq, redis_conn, tmp_path):
     _wait_batch(vq, batch_id, _delivered("success"))
     redis_conn.zadd(keys.BATCHES_DUE, {f"{batch_id}|success": 0})  # as if never marked delivered
     settings = load_settings(vq.config_path)
-    assert batch_callbacks.deliver_due(redis_conn, settings) == 1
+    assert batch_callbacks.deliver_jobs(redis_conn, settings) == 1
     assert [j["id"] for j in _callback_jobs(redis_conn)] == [f"{batch_id}-success"]
     assert redis_conn.zcard(keys.BATCHES_DUE) == 0
 
@@ -408,3 +408,10 @@ def test_the_sweep_counts_an_end_a_crash_kept_from_the_count(redis_conn):
     assert redis_conn.zrange(keys.BATCHES_DUE, 0, -1) == [f"{batch_id}|complete".encode()]
     assert not redis_conn.sismember(keys.BATCHES_ACTIVE, batch_id)
     assert batch_counts.sweep(redis_conn) == 0
+
+
+def test_a_webhook_callback_is_refused_when_no_notifier_would_send_it(vq, tmp_path):
+    vq.configure(webhooks={"enabled": False})
+    jobs = _write(tmp_path, "jobs.jsonl", {"jobType": "test-echo", "data": {}})
+    proc = vq.run("batch", "create", jobs, "--user", "ivy", "--on-complete", "https://hooks.example.com/vq")
+    assert proc.returncode == 2 and "onComplete: webhooks.enabled is false" in proc.stderr, proc.stderr

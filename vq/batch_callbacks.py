@@ -1,8 +1,10 @@
 """A batch's callbacks: what one is (a job to submit, or a webhook), and their delivery.
 
 The count that claims a callback (vq/lua/batch_sync.lua) also records it as due, in the
-same atomic step; delivering it is this module's, from the `batch-callbacks` chore of any
-daemon. Taking a due callback pushes its due time a lease into the future (vq/lua/batch_take.lua),
+same atomic step; delivering it is this module's: a job by the `batch-callbacks` chore of
+any daemon, a webhook by any daemon's webhook notifier (its own process and pool of
+senders, so no receiver holds up the daemon's loop). Taking a due callback pushes its due
+time a lease into the future (vq/lua/batch_take.lua),
 so a daemon killed between the take and the delivery leaves it to be taken again: nothing
 claimed is lost. A job callback has a fixed id (`<batch>-<kind>`) and is created only if
 no job has that id, so a second delivery makes no second job: exactly once. A webhook is
@@ -14,9 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 from redis import Redis
 
@@ -30,8 +31,6 @@ log = logging.getLogger("vq.batches")
 KINDS = ("success", "complete", "death")
 LEASE_MS = 60_000  # a taken callback not delivered by then is taken again
 TAKE_AT_ONCE = 50
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 
 
 def parse_callback(conn: Redis, settings: Settings, kind: str, spec: object, user_id: str) -> dict:
@@ -61,6 +60,10 @@ def parse_callback(conn: Redis, settings: Settings, kind: str, spec: object, use
     if "url" in spec:
         if set(spec) != {"url"}:
             raise InvalidInput(f"{field}: a webhook callback has only a url", field=field)
+        if not settings.webhooks.enabled:
+            raise InvalidInput(
+                f"{field}: webhooks.enabled is false, so no daemon would send it; use a job callback", field=field
+            )
         return {"url": validate_url(spec["url"], settings, field)}
     unknown = sorted(set(spec) - {"jobType", "data"})
     if unknown or not spec.get("jobType"):
@@ -77,23 +80,36 @@ def parse_callback(conn: Redis, settings: Settings, kind: str, spec: object, use
     return {"jobType": spec["jobType"], "data": data}
 
 
-def deliver_due(conn: Redis, settings: Settings) -> int:
-    """Deliver the callbacks that are due: jobs at once, webhooks in a pool (the chore does
-    not wait on a receiver). Returns how many were taken."""
+def deliver_jobs(conn: Redis, settings: Settings) -> int:
+    """Submit the callback jobs that are due (the `batch-callbacks` chore); how many were taken."""
+    taken = _take(conn, keys.BATCHES_DUE)
+    for batch_id, kind, spec, entry in taken:
+        _submit_job(conn, settings, batch_id, kind, spec, entry)
+    return len(taken)
+
+
+def deliver_webhooks(conn: Redis, settings: Settings, pool: Executor) -> int:
+    """Hand the webhook callbacks that are due to `pool` (the webhook notifier's senders),
+    without waiting for them; how many were taken."""
+    taken = _take(conn, keys.BATCHES_DUE_WEBHOOKS)
+    for batch_id, kind, spec, entry in taken:
+        pool.submit(_post, conn, settings, batch_id, kind, spec["url"], entry)
+    return len(taken)
+
+
+def _take(conn: Redis, due: str) -> list[tuple[str, str, dict, str]]:
+    """(batch id, kind, callback, entry) of each due callback taken from `due` under a lease."""
     now = int(time.time() * 1000)
-    taken = texts(lua.script(conn, "batch_take.lua")(keys=[keys.BATCHES_DUE], args=[now, LEASE_MS, TAKE_AT_ONCE]))
-    for entry in taken:
+    entries = texts(lua.script(conn, "batch_take.lua")(keys=[due], args=[now, LEASE_MS, TAKE_AT_ONCE]))
+    taken = []
+    for entry in entries:
         batch_id, _, kind = entry.partition("|")
         spec_text = optional_text(conn.hget(keys.batch(batch_id), f"cb:{kind}"))
         if spec_text is None:  # the batch is gone
-            conn.zrem(keys.BATCHES_DUE, entry)
+            conn.zrem(due, entry)
             continue
-        spec = json.loads(spec_text)
-        if "url" in spec:
-            _webhook_pool().submit(_post, conn, settings, batch_id, kind, spec["url"], entry)
-        else:
-            _submit_job(conn, settings, batch_id, kind, spec, entry)
-    return len(taken)
+        taken.append((batch_id, kind, json.loads(spec_text), entry))
+    return taken
 
 
 def _submit_job(conn: Redis, settings: Settings, batch_id: str, kind: str, spec: dict, entry: str) -> None:
@@ -136,14 +152,14 @@ def _post(conn: Redis, settings: Settings, batch_id: str, kind: str, url: str, e
                 headers={"X-Vq-Delivery": entry},
             )
         except Refused as exc:  # where it points will not change by waiting
-            _gave_up(conn, batch_id, kind, entry, exc.message)
+            _gave_up(conn, batch_id, kind, entry, exc.message, keys.BATCHES_DUE_WEBHOOKS)
             return
         if problem is None:
-            _delivered(conn, batch_id, kind, entry, {"url": url})
+            _delivered(conn, batch_id, kind, entry, {"url": url}, keys.BATCHES_DUE_WEBHOOKS)
             return
         attempt = int(conn.hincrby(keys.batch(batch_id), f"attempts:{kind}", 1))
         if attempt >= opts.attempts:
-            _gave_up(conn, batch_id, kind, entry, f"{problem} ({attempt} attempts)")
+            _gave_up(conn, batch_id, kind, entry, f"{problem} ({attempt} attempts)", keys.BATCHES_DUE_WEBHOOKS)
             return
         wait_ms = opts.backoff * 2 ** (attempt - 1)
         log.info(
@@ -154,30 +170,22 @@ def _post(conn: Redis, settings: Settings, batch_id: str, kind: str, url: str, e
             attempt + 1,
             wait_ms / 1000,
         )
-        conn.zadd(keys.BATCHES_DUE, {entry: int(time.time() * 1000) + wait_ms})
+        conn.zadd(keys.BATCHES_DUE_WEBHOOKS, {entry: int(time.time() * 1000) + wait_ms})
     except Exception:  # taken again when its lease passes
         log.exception("batch %s: %s webhook delivery failed", batch_id, kind)
 
 
-def _delivered(conn: Redis, batch_id: str, kind: str, entry: str, how: dict) -> None:
+def _delivered(conn: Redis, batch_id: str, kind: str, entry: str, how: dict, due: str = keys.BATCHES_DUE) -> None:
     with conn.pipeline() as pipe:
         pipe.hset(keys.batch(batch_id), f"delivered:{kind}", json.dumps({**how, "at": int(time.time() * 1000)}))
-        pipe.zrem(keys.BATCHES_DUE, entry)
+        pipe.zrem(due, entry)
         pipe.execute()
     log.info("batch %s: on %s delivered (%s)", batch_id, kind, how.get("jobId") or "webhook")
 
 
-def _gave_up(conn: Redis, batch_id: str, kind: str, entry: str, why: str) -> None:
+def _gave_up(conn: Redis, batch_id: str, kind: str, entry: str, why: str, due: str = keys.BATCHES_DUE) -> None:
     with conn.pipeline() as pipe:
         pipe.hset(keys.batch(batch_id), f"undelivered:{kind}", why)
-        pipe.zrem(keys.BATCHES_DUE, entry)
+        pipe.zrem(due, entry)
         pipe.execute()
     log.warning("batch %s: on %s not delivered, giving up: %s", batch_id, kind, why)
-
-
-def _webhook_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vq-batch-webhook")
-        return _pool

@@ -32,6 +32,7 @@ def _call_args(batch_id: str, mode: str, job_ids: list[str]) -> tuple[list[str],
         keys.batch_ended(batch_id),
         keys.BATCHES_DUE,
         keys.BATCHES_ACTIVE,
+        keys.BATCHES_DUE_WEBHOOKS,
         *(keys.rq_job(j) for j in job_ids),
     ]
     return call_keys, [mode, int(time.time() * 1000), KEEP_SECONDS, *job_ids]

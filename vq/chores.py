@@ -120,8 +120,8 @@ def expire_deadlines(daemon, conn):
 
 
 def deliver_batch_callbacks(daemon, conn):
-    taken = batch_callbacks.deliver_due(conn, daemon.settings)
-    return f"{taken} batch callback(s) taken for delivery" if taken else None
+    taken = batch_callbacks.deliver_jobs(conn, daemon.settings)  # webhooks: the notifier's (vq/webhooks.py)
+    return f"{taken} batch callback job(s) submitted" if taken else None
 
 
 def sweep_batches(daemon, conn):

@@ -317,7 +317,8 @@ LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it
 
 # --- batches with callbacks (vq/batches.py) ---------------------------------------------
 BATCHES_ACTIVE = PREFIX + "batches:active"  # set: batches not yet complete (the sweep's list)
-BATCHES_DUE = PREFIX + "batches:due"  # zset "<batch>|<kind>" -> when to deliver that callback (epoch ms)
+BATCHES_DUE = PREFIX + "batches:due"  # zset "<batch>|<kind>" -> when to submit that callback job (epoch ms)
+BATCHES_DUE_WEBHOOKS = PREFIX + "batches:due-webhooks"  # zset "<batch>|<kind>" -> when to POST that webhook
 
 
 def batch(batch_id: str) -> str:

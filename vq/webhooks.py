@@ -160,7 +160,9 @@ class Notifier(Stoppable):
             return 0
 
     def _run_once(self, block_ms: int) -> int:
-        handled = self._retry_due()
+        from vq.batch_callbacks import deliver_webhooks
+
+        handled = self._retry_due() + deliver_webhooks(self.conn, self.settings, self.pool)  # vq batch's
         if time.monotonic() - self.last_claim > CLAIM_IDLE_MS / 4000:
             self.last_claim = time.monotonic()
             _next, claimed, *_ = self.conn.xautoclaim(

@@ -3,8 +3,9 @@
 -- `vq cancel`, the sweep chore of any daemon, `vq batch add` or `close`).
 --
 -- KEYS[1] the batch's hash          KEYS[2] its set of job ids
--- KEYS[3] its hash of counted jobs  KEYS[4] the due callbacks (zset)
--- KEYS[5] the active batches (set)  KEYS[6..] the jobs' RQ hashes, in ARGV[4..]'s order
+-- KEYS[3] its hash of counted jobs  KEYS[4] the due job callbacks (zset)
+-- KEYS[5] the active batches (set)  KEYS[6] the due webhook callbacks (zset)
+-- KEYS[7..] the jobs' RQ hashes, in ARGV[4..]'s order
 -- ARGV: 1 mode (add: make the jobs members, only while open; end: count; close: close, then
 --       count), 2 now (ms), 3 seconds a complete batch is kept, 4.. job ids
 --
@@ -13,12 +14,12 @@
 -- A retry leaves the status scheduled or queued, so it never counts. on death is claimed
 -- at the first failed job; on complete once the batch is closed and every job counted; on
 -- success then too when every job is done. Claiming a callback is an HSETNX of its fired
--- marker and, only when that wins, an entry in the due set: the delivery (at least once,
--- deduplicated by the callback's fixed job id) is vq/batch_callbacks.py's.
+-- marker and, only when that wins, an entry in a due set (a webhook's, or a job's): the
+-- delivery (a job's deduplicated by its fixed id) is vq/batch_callbacks.py's.
 --
 -- Reply: {code, fired...}: code 1 counted, -1 no such batch, -2 closed (add refused),
 -- -3 already closed (close refused).
-local batch, members, ended, due, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local batch, members, ended, due, active, due_hooks = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local mode, now, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local id = redis.call('HGET', batch, 'id')
@@ -33,8 +34,9 @@ end
 
 local fired = {}
 local function claim(kind)
-  if redis.call('HEXISTS', batch, 'cb:' .. kind) == 1 and redis.call('HSETNX', batch, 'fired:' .. kind, now) == 1 then
-    redis.call('ZADD', due, now, id .. '|' .. kind)
+  local spec = redis.call('HGET', batch, 'cb:' .. kind)
+  if spec and redis.call('HSETNX', batch, 'fired:' .. kind, now) == 1 then
+    redis.call('ZADD', cjson.decode(spec).url and due_hooks or due, now, id .. '|' .. kind)
     fired[#fired + 1] = kind
   end
 end
@@ -49,10 +51,10 @@ for i = 4, #ARGV do
   end
   if member and redis.call('HEXISTS', ended, job) == 0 then
     local outcome
-    if redis.call('EXISTS', KEYS[5 + i - 3]) == 0 then
+    if redis.call('EXISTS', KEYS[i + 3]) == 0 then
       outcome = 'canceled'
     else
-      outcome = OUTCOME[redis.call('HGET', KEYS[5 + i - 3], 'status') or '']
+      outcome = OUTCOME[redis.call('HGET', KEYS[i + 3], 'status') or '']
     end
     if outcome then
       redis.call('HSET', ended, job, outcome)
