@@ -327,6 +327,10 @@ def test_openapi_document_lists_every_route(api):
         "/api/jobs/queues/{jobType}/clear",
         "/api/jobs/types",
         "/api/limits",
+        "/api/batches",
+        "/api/batches/{batchId}",
+        "/api/batches/{batchId}/jobs",
+        "/api/batches/{batchId}/close",
     ]:
         assert path in paths, path
     # A create answers 201 for a new job, 200 for the job a uniqueKey already holds (README: Unique jobs).

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from vq import artifacts, deadlines, health, keys, maintenance, stalled
+from vq import artifacts, batch_callbacks, batch_counts, deadlines, health, keys, maintenance, stalled
 from vq.admission import forget_gone_idle_workers, mark_nonempty_lists
 from vq.config import CHORE_NAMES, Settings
 from vq.jobtypes import job_types
@@ -35,6 +35,7 @@ log = logging.getLogger("vq.daemon")
 MAINTAIN_MS = 5000  # trims, dependents, marks: what nothing waits on second by second
 AGE_MS = 2000
 DEADLINE_MS = 1000  # a waiting job lingers at most this long past its deadline
+BATCH_CALLBACKS_MS = 500  # a batch callback is delivered within this of its claim
 PRESENCE_MS = 2000  # `vq workers` and the HTTP API's /workers see a daemon this fresh (a 30 s expiry)
 
 
@@ -118,6 +119,15 @@ def expire_deadlines(daemon, conn):
     return None
 
 
+def deliver_batch_callbacks(daemon, conn):
+    taken = batch_callbacks.deliver_jobs(conn, daemon.settings)  # webhooks: the notifier's (vq/webhooks.py)
+    return f"{taken} batch callback job(s) submitted" if taken else None
+
+
+def sweep_batches(daemon, conn):
+    batch_counts.sweep(conn)  # the jobs whose end a crash kept from their batch's count
+
+
 def _fixed(ms: int) -> Callable[[Settings], int]:
     return lambda settings: ms
 
@@ -142,6 +152,8 @@ REGISTRY: dict[str, ChoreSpec] = {
             copy_recurring,
             exclusive=False,
         ),
+        ChoreSpec("batch-callbacks", "deliver batch callbacks", _fixed(BATCH_CALLBACKS_MS), deliver_batch_callbacks),
+        ChoreSpec("sweep-batches", "count ended jobs of batches", _fixed(MAINTAIN_MS), sweep_batches),
         ChoreSpec("report-presence", "report presence", _fixed(PRESENCE_MS), report_presence, exclusive=False),
         ChoreSpec(
             "prune-artifacts", "prune artifacts", lambda s: s.artifacts.sweepInterval, prune_artifacts, exclusive=False

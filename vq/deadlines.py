@@ -22,7 +22,7 @@ from redis import Redis
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import admission, jobs, keys
+from vq import admission, batch_counts, jobs, keys
 from vq.durations import looks_like_duration, parse_duration_ms, parse_instant
 from vq.errors import InvalidInput
 from vq.model import iso
@@ -81,6 +81,7 @@ def sweep(conn: Redis, now_ms: int) -> tuple[int, int]:
                 expired_here += jobs.expire_waiting(conn, job, REASON)
             elif due and status == JobStatus.CANCELED and expired(job):
                 admission.forget(conn, job)  # its aged mark, if any
+                batch_counts.job_ended(conn, job)
                 jobs.cancel_dependents(conn, job, f"dependency {job.id} expired")
                 followed += 1
         conn.zrem(keys.DEADLINES, job_id)

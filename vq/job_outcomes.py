@@ -21,7 +21,7 @@ from rq.registry import CanceledJobRegistry
 from rq.utils import utcformat
 from rq.worker import WorkerStatus
 
-from vq import cache, checkpoints, events, fence, keys
+from vq import batch_counts, cache, checkpoints, events, fence, keys
 from vq.admission import Start, release_in
 from vq.execution import runtime
 from vq.job_end import JobEnd
@@ -101,6 +101,7 @@ class JobOutcomes(WorkerHost):
                 )
                 record_outcome_in(pipe, job)
                 checkpoints.forget_in(pipe, job.id)
+                batch_counts.ended_in(pipe, job)
                 pipe.execute()
             if not job.allow_dependency_failures:
                 cancel_dependents(self.connection, job, f"dependency {job.id} failed")
@@ -136,6 +137,7 @@ class JobOutcomes(WorkerHost):
             if not getattr(job, STARTED_BY_ADMISSION, False):  # RQ wrote its execution records
                 self.cleanup_execution(job, pipeline=pipe, execution=execution)
             _remember_success_in(pipe, job)
+            batch_counts.ended_in(pipe, job)  # after the end: the script reads the status it wrote
             if not take_another:
                 self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             replies = pipe.execute(raise_on_error=False)
@@ -165,6 +167,7 @@ class JobOutcomes(WorkerHost):
         events.emit(pipe, "finished", job.id, job.meta.get("jobType"), result=result, **_finished_fields(job))
         _remember_success_in(pipe, job)
         checkpoints.forget_in(pipe, job.id)
+        batch_counts.ended_in(pipe, job)
 
     def _finish_canceled(self, job: Job, execution) -> None:
         """A running job stopped at a cancel request: canceled in one step (never seen as
@@ -188,6 +191,7 @@ class JobOutcomes(WorkerHost):
             checkpoints.forget_in(pipe, job.id)
             pipe.hdel(job.key, keys.CANCEL_NOW_FIELD, keys.CANCELED_BY_FIELD)
             record_outcome_in(pipe, job)
+            batch_counts.ended_in(pipe, job)
             pipe.execute()
         events.emit(
             self.connection,

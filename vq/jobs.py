@@ -20,6 +20,7 @@ from rq.serializers import JSONSerializer
 
 from vq import (
     admission,
+    batch_counts,
     cancel_now,
     checkpoints,
     events,
@@ -264,6 +265,7 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str, actor: str | None = None
     events.emit(
         conn, "canceled", job.id, job_type_of(job), reason=reason, actor=actor, webhookUrl=job.meta.get("webhookUrl")
     )
+    batch_counts.job_ended(conn, job)
 
 
 def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
@@ -297,6 +299,7 @@ def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
         except WatchError:
             return False
     admission.forget(conn, job)
+    batch_counts.job_ended(conn, job)
     cancel_dependents(conn, job, f"dependency {job.id} expired")
     return True
 
@@ -337,6 +340,7 @@ def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None, setting
     if artifacts_root is not None:
         shutil.rmtree(artifacts_root / job.id, ignore_errors=True)
     events.emit(conn, "removed", job.id, view["jobType"])
+    batch_counts.job_ended(conn, job)  # a removed job counts as canceled, if it had not ended
     return view
 
 

@@ -362,3 +362,24 @@ def checkpoint(job_id: str) -> str:
     attempt), fenced by its lease; read by its next attempt, deleted when the job ends for
     good, and expiring on its own (limits.checkpointTtl) as a safety net (vq/checkpoints.py)."""
     return f"{PREFIX}checkpoint:{job_id}"
+
+
+# --- batches with callbacks (vq/batches.py) ---------------------------------------------
+BATCHES_ACTIVE = PREFIX + "batches:active"  # set: batches not yet complete (the sweep's list)
+BATCHES_DUE = PREFIX + "batches:due"  # zset "<batch>|<kind>" -> when to submit that callback job (epoch ms)
+BATCHES_DUE_WEBHOOKS = PREFIX + "batches:due-webhooks"  # zset "<batch>|<kind>" -> when to POST that webhook
+
+
+def batch(batch_id: str) -> str:
+    """hash: a batch's owner, description, meta, callbacks, counts, closed flag, fired markers."""
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batch_jobs(batch_id: str) -> str:
+    """set: the ids of a batch's jobs."""
+    return f"{PREFIX}batch:{batch_id}:jobs"
+
+
+def batch_ended(batch_id: str) -> str:
+    """hash job id -> done | failed | canceled: the batch's jobs already counted, each once."""
+    return f"{PREFIX}batch:{batch_id}:ended"

@@ -184,6 +184,7 @@ def job_view(job: Job, *, with_result: bool = True, in_line: bool = False) -> di
         "cached": bool(meta.get("cached", False)),  # born finished with an identical job's result
         "cachedFrom": meta.get("cachedFrom"),
         "recurringId": meta.get("recurringId"),  # spawned by this recurring job
+        "batchId": meta.get("batchId"),  # one of this batch's jobs (vq/batches.py)
         "tickAt": meta.get("tickAt"),  # for the tick that was due at this time
         "webhookUrl": meta.get("webhookUrl"),  # POSTed this job's JSON when it ends
         "provider": meta.get("provider"),  # the AI provider that answered its latest call
@@ -266,6 +267,7 @@ def history_view(
         "cached": bool(row.get("cached")),
         "cachedFrom": None,
         "recurringId": row.get("recurring_id"),
+        "batchId": None,  # the history database does not keep it
         "tickAt": None,
         "webhookUrl": None,
         "provider": row.get("provider"),

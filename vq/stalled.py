@@ -14,7 +14,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from vq import admission, capacity, checkpoints, events, groups, keys
+from vq import admission, batch_counts, capacity, checkpoints, events, groups, keys
 from vq.config import Settings
 from vq.jobs import cancel_dependents
 from vq.jobtypes import job_types
@@ -167,6 +167,7 @@ def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | Non
         error=job.meta["error"]["message"],
         webhookUrl=job.meta.get("webhookUrl"),
     )
+    batch_counts.job_ended(conn, job)
     if not job.allow_dependency_failures:
         cancel_dependents(conn, job, f"dependency {job.id} failed")
     return "failed"

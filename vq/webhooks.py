@@ -76,11 +76,12 @@ def post_json(
     secret: str | None = None,
     agent: str = "vq-webhook",
     policy: Policy | None = None,
+    headers: dict[str, str] | None = None,
 ) -> str | None:
     """POST `payload`; None when the receiver answered 2xx, else why not (one line). With a
     `policy` (a URL a user gave) the connection goes only where it allows: else `Refused`."""
     body = json.dumps(payload, default=str, separators=(",", ":")).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": agent}
+    headers = {"Content-Type": "application/json", "User-Agent": agent, **(headers or {})}
     if secret:
         headers["X-Vq-Signature"] = signature(secret, body, int(time.time()))
     parts = urlsplit(url)
@@ -159,7 +160,9 @@ class Notifier(Stoppable):
             return 0
 
     def _run_once(self, block_ms: int) -> int:
-        handled = self._retry_due()
+        from vq.batch_callbacks import deliver_webhooks
+
+        handled = self._retry_due() + deliver_webhooks(self.conn, self.settings, self.pool)  # vq batch's
         if time.monotonic() - self.last_claim > CLAIM_IDLE_MS / 4000:
             self.last_claim = time.monotonic()
             _next, claimed, *_ = self.conn.xautoclaim(

@@ -97,6 +97,7 @@ class Job(Open):
     cached: bool | None = None
     cachedFrom: str | None = None
     recurringId: str | None = None
+    batchId: str | None = None
     tickAt: str | None = None
     webhookUrl: str | None = None
     provider: str | None = None
@@ -216,6 +217,30 @@ class BulkOutcome(Open):
     submitted: int
     rejected: int
     results: list[dict[str, Any]]
+
+
+class BatchCounts(BaseModel):
+    """A batch's jobs by how they ended; pending: not ended yet."""
+
+    total: int
+    done: int
+    failed: int
+    canceled: int
+    pending: int
+
+
+class Batch(Open):
+    """A batch as `vq batch show --json` prints it: its counts, callbacks and jobs."""
+
+    id: str
+    userId: str
+    description: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    open: bool = Field(description="jobs may be added; on success and on complete wait until it is closed")
+    complete: bool = Field(description="closed and every job ended")
+    counts: BatchCounts
+    callbacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    jobs: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RecurringJob(Open):

@@ -226,6 +226,25 @@ def _unique_request(
     return request_from(given)
 
 
+def submissions_from(source: str, what: str) -> list[tuple[str, Submission]]:
+    """A JSON-lines file (as --batch reads it) as (line label, submission) pairs, or the first
+    bad line's fault (`vq batch create` and `add`: a batch is taken whole or not at all)."""
+    text = _read_source(source, what, path_only=True)
+    items = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{what}: line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        try:
+            items.append((f"{what}: line {number}", Submission.from_mapping(obj, privileged=True)))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{what}: line {number}: {exc.message}", field=exc.field) from None
+    return items
+
+
 def _submit_batch(st, source: str, as_json: bool) -> int:
     text = _read_source(source, "--batch", path_only=True)
     numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]

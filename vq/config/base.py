@@ -18,6 +18,8 @@ CHORE_NAMES = (
     "recover-stalled",
     "check-health",
     "copy-recurring",
+    "batch-callbacks",
+    "sweep-batches",
     "report-presence",
     "prune-artifacts",
     "autoscale",

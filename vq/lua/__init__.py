@@ -145,6 +145,8 @@ PROTOCOLS: dict[str, Protocol] = {
     ),
     "breaker.lua": Protocol(parts=("breaker.lua",)),  # all its keys are the caller's
     "archiver_lease.lua": Protocol(parts=("archiver_lease.lua",)),
+    "batch_sync.lua": Protocol(parts=("batch_sync.lua",)),  # all its keys are the caller's (vq/batches.py)
+    "batch_take.lua": Protocol(parts=("batch_take.lua",)),
 }
 
 
