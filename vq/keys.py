@@ -353,3 +353,18 @@ def checkpoint(job_id: str) -> str:
     attempt), fenced by its lease; read by its next attempt, deleted when the job ends for
     good, and expiring on its own (limits.checkpointTtl) as a safety net (vq/checkpoints.py)."""
     return f"{PREFIX}checkpoint:{job_id}"
+
+
+def job_log(job_id: str) -> str:
+    """list: what a job's handler logged (JSON lines, at most limits.maxLogLines and
+    limits.maxLogBytes: the first and the last kept), expiring with the job (vq/job_logs.py)."""
+    return f"{PREFIX}log:{job_id}"
+
+
+def job_log_meta(job_id: str) -> str:
+    """hash: the bookkeeping of a job's log list: seq (lines seen), head (lines kept at the
+    start), bytes, closed, dropped (vq/lua/job_log.lua)."""
+    return f"{PREFIX}logmeta:{job_id}"
+
+
+JOB_LOGS_PENDING = PREFIX + "logs:pending"  # set: jobs whose logs the archiver copies when they end

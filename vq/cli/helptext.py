@@ -16,7 +16,10 @@ from vq.errors import InvalidInput
 # The root help's panels, in this order; every top-level command is in exactly one.
 PANELS = ("Jobs", "Queues", "Schedules", "Monitoring", "Admin")
 PANEL_OF: dict[str, str] = {
-    **{name: "Jobs" for name in ("submit", "show", "jobs", "progress", "result", "retry", "cancel", "rm", "artifacts")},
+    **{
+        name: "Jobs"
+        for name in ("submit", "show", "jobs", "progress", "logs", "result", "retry", "cancel", "rm", "artifacts")
+    },
     **{name: "Queues" for name in ("queues", "pause", "resume", "clear", "types", "limits", "dlq", "workers")},
     "recurring": "Schedules",
     **{
