@@ -78,6 +78,8 @@ class JobLog:
         )
         with self.lock:
             self.seen += 1
+            if self.seen == 1:
+                _open.add(self)  # the flusher writes it from now on (a silent job is never in the set)
             if self.seen <= self.max_lines // 2:
                 self.head.append(line)
                 return
@@ -129,16 +131,27 @@ def capturing(conn: Redis, job_id: str, attempt: int, limits):
     """Records logged inside (in this thread) are the job's; written when it ends."""
     job_log = JobLog(conn, job_id, attempt, limits.maxLogLines, limits.maxLogBytes)
     token = _current.set(job_log)
-    _open.add(job_log)
     try:
         yield job_log
     finally:
         _current.reset(token)
-        _open.discard(job_log)
-        try:
-            job_log.flush()
-        except Exception as exc:  # noqa: BLE001 - the job's outcome matters more than its log
-            log.warning("job %s: its log lines could not be written (%s)", job_id, exc)
+        if job_log.seen:  # a job that logged nothing: nothing to do
+            _open.discard(job_log)
+            try:
+                job_log.flush()
+            except Exception as exc:  # noqa: BLE001 - the job's outcome matters more than its log
+                log.warning("job %s: its log lines could not be written (%s)", job_id, exc)
+
+
+def _forget_in_child() -> None:
+    """A forked child (`isolation: fork`) starts with none of its parent's open logs (thread
+    jobs' lines the parent writes itself) and with fresh locks."""
+    global _open, _lock
+    _open = weakref.WeakSet()
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _start_flusher() -> None:
