@@ -245,7 +245,8 @@ def checkpointer(ctx, data):
 def logger(ctx, data):
     """Logs what data.say lists ([via, level, message]; via "ctx" is ctx.log, "logging" is
     logging.getLogger(__name__)), then data.count numbered lines "line N" through ctx.log;
-    with data.gate, the first data.before of them, then it waits at the gate for the rest.
+    with data.gate, the first data.before of them, then it waits at the gate for the rest
+    (data.pad: that many "x" after each); attempts before data.fail_until fail after logging.
     Its pid is test:pid:<job>, once it has logged its first lines."""
     import logging
 
@@ -261,6 +262,9 @@ def logger(ctx, data):
     r.set(f"test:pid:{ctx.job_id}", os.getpid())
     if data.get("gate"):
         wait_at_gate(ctx, r, data["gate"])
+    pad = "x" * int(data.get("pad", 0))
     for i in range(before + 1, count + 1):
-        ctx.log.info("line %d", i)
+        ctx.log.info("line %d%s", i, pad)
+    if ctx.attempt < int(data.get("fail_until", 0)):
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
     return {"pid": os.getpid()}

@@ -80,6 +80,36 @@ def test_over_the_cap_the_first_and_last_lines_are_kept_and_the_drop_counted(vq)
     assert "… 40 lines dropped (limits.maxLogLines / limits.maxLogBytes) …" in vq.run("logs", job_id).stdout
 
 
+def test_over_the_byte_cap_the_first_and_last_lines_are_kept(vq, redis_conn):
+    vq.configure(job_types={"test-log": LOGGER}, limits={"maxLogBytes": 16_384})
+    job_id = vq.submit("test-log", {"count": 60, "pad": 1000}, "--user", "u")
+    vq.start_daemon(workers=1)
+    vq.wait_done(job_id)
+    lines = _lines(vq, job_id)
+    kept = [line for line in lines if "seq" in line]
+    assert kept[0]["message"].startswith("line 1x") and kept[-1]["message"].startswith("line 60x")
+    dropped = [line["dropped"] for line in lines if "dropped" in line]
+    assert len(dropped) == 1 and dropped[0] + len(kept) == 60 and len(kept) < 16, lines
+    assert sum(len(raw) for raw in redis_conn.lrange(f"vq:log:{job_id}", 0, -1)) <= 16_384
+
+
+def test_a_retried_jobs_lines_carry_their_attempt(vq):
+    vq.configure(
+        job_types={"test-log": {**LOGGER, "attempts": 2}},
+        queue={"defaultJobOptions": {"backoff": {"type": "fixed", "delay": 200}}},
+    )
+    job_id = vq.submit("test-log", {"count": 2, "fail_until": 2}, "--user", "u")
+    vq.start_daemon(workers=1)
+    assert vq.wait_done(job_id)["status"] == "finished"
+    lines = _lines(vq, job_id)
+    assert [(line["seq"], line["attempt"], line["message"]) for line in lines] == [
+        (1, 1, "line 1"),
+        (2, 1, "line 2"),
+        (3, 2, "line 1"),
+        (4, 2, "line 2"),
+    ]
+
+
 def test_two_thread_jobs_in_one_process_keep_only_their_own_lines(vq, redis_conn):
     threaded = {**LOGGER, "concurrencyPerWorker": 2}
     vq.configure(job_types={"test-log": threaded})
