@@ -68,7 +68,7 @@ def test_ctx_log_and_plain_logging_are_kept_in_order_with_levels_and_outlive_red
     assert missing.returncode == 4 and len(missing.stderr.strip().splitlines()) == 1, missing.stderr
 
 
-def test_over_the_cap_the_first_and_last_lines_are_kept_and_the_drop_counted(vq):
+def test_over_the_cap_the_first_and_last_lines_are_kept_and_the_drop_counted(vq, redis_conn):
     vq.configure(job_types={"test-log": LOGGER}, limits={"maxLogLines": 10})
     job_id = vq.submit("test-log", {"count": 50}, "--user", "u")
     vq.start_daemon(workers=1)
@@ -78,6 +78,9 @@ def test_over_the_cap_the_first_and_last_lines_are_kept_and_the_drop_counted(vq)
     assert messages == [*(f"line {i}" for i in range(1, 6)), None, *(f"line {i}" for i in range(46, 51))]
     assert lines[5] == {"dropped": 40}
     assert "… 40 lines dropped (limits.maxLogLines / limits.maxLogBytes) …" in vq.run("logs", job_id).stdout
+    assert vq.run("rm", job_id).returncode == 0  # its log goes with it
+    assert redis_conn.exists(f"vq:log:{job_id}", f"vq:logmeta:{job_id}") == 0
+    assert vq.run("logs", job_id).returncode == 4
 
 
 def test_over_the_byte_cap_the_first_and_last_lines_are_kept(vq, redis_conn):
@@ -194,6 +197,8 @@ def test_http_and_sse_give_a_users_own_job_log_only(vq, redis_conn):
     assert api.call("GET", path + "/stream", bob).status == 404
     assert api.call("GET", path).status == 401
     assert api.call("GET", path + "?after=-1", ann).status == 422
+    paths = api.call("GET", "/openapi.json", ops).body["paths"]
+    assert "/api/jobs/{jobType}/{jobId}/logs" in paths and "/api/jobs/{jobType}/{jobId}/logs/stream" in paths
 
 
 def _read_sse(url: str, token: str, got: list) -> None:
