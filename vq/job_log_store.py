@@ -80,12 +80,15 @@ def from_history(settings: Settings | None, job_id: str, after: int = 0) -> list
         db.conn.close()
 
 
-def read(conn: Redis, settings: Settings | None, job_id: str, status: str, after: int = 0) -> dict:
+def read(
+    conn: Redis, settings: Settings | None, job_id: str, status: str, after: int = 0, trimmed: bool = False
+) -> dict:
     """A job's log after line `after`: {id, status, ended, lines (with dropped items)}.
-    `job_id` is a whole id the caller found (and may see)."""
+    `job_id` is a whole id the caller found (and may see); the history database is read
+    only for a job Redis no longer has (`trimmed`): while the job is in Redis, so is its log."""
     lines = from_redis(conn, job_id, after)
     if lines is None:
-        lines = from_history(settings, job_id, after)
+        lines = from_history(settings, job_id, after) if trimmed else []
     return {"id": job_id, "status": status, "ended": status in TERMINAL, "lines": with_gaps(lines, after)}
 
 
@@ -173,7 +176,7 @@ def show(conn: Redis, settings: Settings | None, job_id: str, after: int = 0, vi
     from vq import jobs
 
     view = jobs.show(conn, job_id, settings, explain=False, visible=visible)
-    return read(conn, settings, view["id"], view["status"], after)
+    return read(conn, settings, view["id"], view["status"], after, bool(view.get("trimmed")))
 
 
 def follow(conn: Redis, settings: Settings | None, job_id: str, after: int = 0, every: float = 0.5):

@@ -42,7 +42,9 @@ class Services:
         view["traceback"] = last.exc_string if last is not None and last.exc_string else None
         view["tree"] = jobs.tree(self.conn, job_id, self.settings)
         view["artifactFiles"] = artifacts.listing(self.settings, job_id)
-        view["log"] = job_log_store.read(self.conn, self.settings, job_id, view["status"])["lines"]
+        view["log"] = job_log_store.read(
+            self.conn, self.settings, job_id, view["status"], trimmed=bool(view.get("trimmed"))
+        )["lines"]
         try:
             view["timeline"] = history.timeline(historydb.open_db(self.settings, create=False), job_id)["transitions"]
         except (NotFound, HistoryUnavailable):

@@ -28,7 +28,9 @@ def router(ctx: Context) -> APIRouter:
 
     async def _part(principal: Principal, job_type: str, job_id: str, after: int) -> dict:
         view = await call(visible_job, principal, job_type, job_id)
-        return await call(job_log_store.read, conn, settings, view["id"], view["status"], after)
+        return await call(
+            job_log_store.read, conn, settings, view["id"], view["status"], after, bool(view.get("trimmed"))
+        )
 
     @routes.get(
         "/api/jobs/{jobType}/{jobId}/logs",
