@@ -281,3 +281,31 @@ def cancelable(ctx, data):
     finally:
         r.decr(f"test:active:type:{ctx.job_type}")
     return {"pid": os.getpid()}
+
+
+def logger(ctx, data):
+    """Logs what data.say lists ([via, level, message]; via "ctx" is ctx.log, "logging" is
+    logging.getLogger(__name__)), then data.count numbered lines "line N" through ctx.log;
+    with data.gate, the first data.before of them, then it waits at the gate for the rest
+    (data.pad: that many "x" after each); attempts before data.fail_until fail after logging.
+    Its pid is test:pid:<job>, once it has logged its first lines."""
+    import logging
+
+    import redis
+
+    r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
+    plain = logging.getLogger(__name__)
+    for via, level, message in data.get("say", []):
+        (ctx.log if via == "ctx" else plain).log(getattr(logging, level), message)
+    count, before = int(data.get("count", 0)), int(data.get("before", 0))
+    for i in range(1, before + 1):
+        ctx.log.info("line %d", i)
+    r.set(f"test:pid:{ctx.job_id}", os.getpid())
+    if data.get("gate"):
+        wait_at_gate(ctx, r, data["gate"])
+    pad = "x" * int(data.get("pad", 0))
+    for i in range(before + 1, count + 1):
+        ctx.log.info("line %d%s", i, pad)
+    if ctx.attempt < int(data.get("fail_until", 0)):
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
+    return {"pid": os.getpid()}

@@ -159,6 +159,13 @@ def test_every_key_a_script_touches_is_one_keys_py_builds(redis_conn):
 
         job._vq_lease = second.token
         checkpoints.save(conn, job, Settings(), {"next": 1})  # checkpoint.lua
+        import logging
+
+        from vq.job_logs import JobLog
+
+        job_log = JobLog(conn, job.id, 1, 10, 16_384)
+        job_log.add(logging.makeLogRecord({"msg": "a line", "levelname": "INFO"}))
+        job_log.flush()  # job_log.lua
         touched = _touched_by_scripts(conn, monitor)
     patterns = _patterns()
     assert len(touched) > 20, touched

@@ -28,6 +28,7 @@ from vq import (
     events,
     fence,
     handler_stop,
+    job_logs,
     jobdata,
     keys,
     logs,
@@ -189,6 +190,7 @@ def run_job(job_type: str, data: dict) -> dict:
     assert job is not None, "run_job runs inside an RQ worker"
     rt = runtime()
     job_type_spec, handler = rt.job_type(job_type)
+    job_logs.install()  # what the handler logs is kept with the job (vq/job_logs.py)
     if not getattr(job, BEGUN, False):  # vq's worker did it in its start-up round trip
         with job.connection.pipeline(transaction=False) as pipe:
             begin_attempt(job, pipe)
@@ -240,7 +242,10 @@ def run_job(job_type: str, data: dict) -> dict:
                     job_id=job.id, job_type=job_type, user_id=ctx.user_id, attempt=ctx.attempt, worker=job.worker_name
                 ),
             ):  # the handler's log lines carry its job (vq/logs.py)
-                with capacity.visible_devices(ctx.resources):  # CUDA_VISIBLE_DEVICES, for a process of its own
+                with (
+                    capacity.visible_devices(ctx.resources),  # CUDA_VISIBLE_DEVICES, for a process of its own
+                    job_logs.capturing(job.connection, job.id, ctx.attempt, rt.settings.limits),  # kept with the job
+                ):
                     result = handler(ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None

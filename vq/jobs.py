@@ -336,7 +336,13 @@ def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None, setting
     admission.forget(conn, job)  # before the delete: the hash names the job's limit groups
     job.delete(remove_from_queue=True)
     job_lists.forget(conn, [job.id], keys.user_jobs(view["userId"] or ""), keys.type_jobs(view["jobType"]))
-    conn.delete(keys.cancel_request(job.id), keys.dependents(job.id), keys.checkpoint(job.id))
+    conn.delete(
+        keys.cancel_request(job.id),
+        keys.dependents(job.id),
+        keys.checkpoint(job.id),
+        keys.job_log(job.id),  # its own log goes with it (the archiver forgets it: vq/job_log_store.py)
+        keys.job_log_meta(job.id),
+    )
     if artifacts_root is not None:
         shutil.rmtree(artifacts_root / job.id, ignore_errors=True)
     events.emit(conn, "removed", job.id, view["jobType"])

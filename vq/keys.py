@@ -383,3 +383,18 @@ def batch_jobs(batch_id: str) -> str:
 def batch_ended(batch_id: str) -> str:
     """hash job id -> done | failed | canceled: the batch's jobs already counted, each once."""
     return f"{PREFIX}batch:{batch_id}:ended"
+
+
+def job_log(job_id: str) -> str:
+    """list: what a job's handler logged (JSON lines, at most limits.maxLogLines and
+    limits.maxLogBytes: the first and the last kept), expiring with the job (vq/job_logs.py)."""
+    return f"{PREFIX}log:{job_id}"
+
+
+def job_log_meta(job_id: str) -> str:
+    """hash: the bookkeeping of a job's log list: seq (lines seen), head (lines kept at the
+    start), bytes, closed, dropped (vq/lua/job_log.lua)."""
+    return f"{PREFIX}logmeta:{job_id}"
+
+
+JOB_LOGS_PENDING = PREFIX + "logs:pending"  # set: jobs whose logs the archiver copies when they end

@@ -25,11 +25,11 @@ from vq.api.body_limit import BodyLimit
 from vq.api.context import Context
 from vq.api.errors import ERROR_RESPONSES, install_handlers
 from vq.api.request_id import RequestId
-from vq.api.routes import batches, events, history, jobs, monitoring, queues, recurring, system
+from vq.api.routes import batches, events, history, job_logs, jobs, monitoring, queues, recurring, system
 from vq.config import Settings
 from vq.connection import make_async_client, make_client
 
-ROUTERS = (system, events, batches, recurring, history, monitoring, queues, jobs)
+ROUTERS = (system, events, batches, recurring, history, monitoring, queues, jobs, job_logs)
 """In this order: every fixed /api/jobs/... path before the jobs router's `{jobType}` ones."""
 
 

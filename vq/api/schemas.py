@@ -142,6 +142,25 @@ class JobProgress(Open):
     trimmed: bool = False
 
 
+class JobLogLine(Open):
+    """A line the job's handler logged, or (only `dropped`) how many lines were dropped
+    there (limits.maxLogLines, limits.maxLogBytes: the first and the last are kept)."""
+
+    seq: int | None = Field(None, description="its number in the job's log, from 1")
+    time: float | None = Field(None, description="when it was logged, epoch seconds")
+    level: str | None = Field(None, description="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    message: str | None = Field(None, description="the message as logged (at most 4096 characters, then cut)")
+    attempt: int | None = Field(None, description="the attempt that logged it")
+    dropped: int | None = Field(None, description="lines dropped here (only this field is set)")
+
+
+class JobLog(Open):
+    id: str
+    status: str
+    ended: bool = Field(description="the job has ended: no more lines will come")
+    lines: list[JobLogLine]
+
+
 class JobResult(Open):
     id: str
     jobType: str

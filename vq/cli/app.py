@@ -26,6 +26,7 @@ app: "typer.Typer"
 # name -> module under vq.cli that registers it (tests/test_cli_startup.py checks this is complete).
 COMMANDS: dict[str, str] = {
     "submit": "submit_cmd",
+    "logs": "logs_cmd",
     **{name: "job_cmds" for name in ("show", "jobs", "progress", "result", "retry", "cancel", "rm")},
     **{name: "queue_cmds" for name in ("queues", "pause", "resume", "clear", "types")},
     "limits": "limits_cmd",
@@ -49,6 +50,7 @@ COMMANDS: dict[str, str] = {
 MODULES = [
     "submit_cmd",
     "job_cmds",
+    "logs_cmd",
     "queue_cmds",
     "limits_cmd",
     "dlq_cmd",

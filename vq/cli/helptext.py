@@ -18,7 +18,19 @@ PANELS = ("Jobs", "Queues", "Schedules", "Monitoring", "Admin")
 PANEL_OF: dict[str, str] = {
     **{
         name: "Jobs"
-        for name in ("submit", "show", "jobs", "progress", "result", "retry", "cancel", "rm", "artifacts", "batch")
+        for name in (
+            "submit",
+            "show",
+            "jobs",
+            "progress",
+            "logs",
+            "result",
+            "retry",
+            "cancel",
+            "rm",
+            "artifacts",
+            "batch",
+        )
     },
     **{name: "Queues" for name in ("queues", "pause", "resume", "clear", "types", "limits", "dlq", "workers")},
     "recurring": "Schedules",

@@ -311,6 +311,18 @@ class LimitsSettings(_Strict):
             "larger is refused with an error in the handler",
         ),
     ] = 262_144
+    maxLogLines: Annotated[
+        int,
+        Meta(
+            ge=10,
+            description="lines of a job's own log kept (ctx.log and logging in its handler): the first half "
+            "and the last; those in between are dropped and counted",
+        ),
+    ] = 1000
+    maxLogBytes: Annotated[
+        int,
+        Meta(ge=16_384, description="bytes of a job's own log kept, the first half and the last (as maxLogLines)"),
+    ] = 262_144
     checkpointTtl: Annotated[
         int,
         Meta(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import redis
 from redis import Redis
 
-from vq import costs, events, keys, metrics, presence
+from vq import costs, events, job_log_store, keys, metrics, presence
 from vq.config import Settings
 from vq.errors import HistoryElsewhere, HistoryUnavailable
 from vq.history import db as historydb
@@ -43,6 +43,7 @@ LEASE_MS = 15_000
 RENEW_EVERY = 5.0  # seconds between lease renewals (a third of the lease)
 TRIM_MARGIN_MS = 10 * 60_000  # events stay in the stream this long after archiving, for live readers
 AGGREGATE_EVERY = 60.0
+LOGS_EVERY = 0.5  # seconds between copies of ended jobs' logs (vq/job_log_store.py)
 PRUNE_EVERY = 3600.0
 RETRY_MAX = 10.0  # s between tries at most while the history database cannot be used
 
@@ -64,6 +65,7 @@ class Archiver(Stoppable):
         self.owner = uuid.uuid4().hex
         self._last_aggregate = 0.0
         self._last_prune = 0.0
+        self._last_logs = 0.0
         self._gap_reported = ""
         self._standing_by = ""  # why the last try did not get the lease, to log each reason once
         self.problem: str | None = None  # why the history database cannot be used, said once
@@ -228,6 +230,7 @@ class Archiver(Stoppable):
             db.conn.execute("DELETE FROM audit_log WHERE at < ?", (cutoff,))
             db.conn.execute("DELETE FROM render_jobs WHERE updated_at < ?", (cutoff,))
             db.conn.execute("DELETE FROM job_dependencies WHERE job_id NOT IN (SELECT id FROM render_jobs)")
+            job_log_store.prune(db, time.time() - self.settings.history.retentionDays * 86_400)
         metrics.prune_users(self.conn, int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
         return removed
 
@@ -261,6 +264,9 @@ class Archiver(Stoppable):
                     self._usable()  # it wrote: recovered (nothing to write proves nothing, e.g. a full disk)
                 if 0 < done < self.settings.history.batchSize:
                     self.until_stopped(time.sleep, linger)  # let a batch gather: per-batch costs, not per-event ones
+                if time.monotonic() - self._last_logs >= LOGS_EVERY:  # ended jobs' own logs (vq/job_log_store.py)
+                    self._last_logs = time.monotonic()
+                    job_log_store.archive_ended(self.conn, self.database)
                 if time.monotonic() - self._last_aggregate >= AGGREGATE_EVERY:
                     self._last_aggregate = time.monotonic()
                     self.aggregate()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vq import job_log_store
 from vq.config import Settings
 from vq.private import private_file
 
@@ -250,4 +251,5 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
     state = db.table("archiver_state")
     state.create({"name": str, "value": str}, pk="name", if_not_exists=True)
     db.table("daily_costs").create(DAILY_COST_COLUMNS, pk=("day", "kind", "name"), if_not_exists=True)
+    job_log_store.ensure_table(db)  # the lines jobs logged (vq/job_log_store.py)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -128,6 +128,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "checkpoint.lua": Protocol(
         parts=("checkpoint.lua",), names=(("stale_refused", keys.STALE_REFUSED),), constants=_LEASE
     ),
+    "job_log.lua": Protocol(parts=("job_log.lua",), names=(("pending", keys.JOB_LOGS_PENDING),)),
     "due.lua": Protocol(
         parts=("due.lua",),
         names=(

@@ -3,6 +3,8 @@ limits: vq/tui/limits_screens.py)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rich.text import Text
 from rich.tree import Tree
 from textual.app import ComposeResult
@@ -10,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
-from vq import capacity, groups
+from vq import capacity, groups, job_log_store
 from vq.model import Status
 from vq.tui import format as fmt
 from vq.tui.live import Banner, LiveScreen
@@ -18,6 +20,8 @@ from vq.tui.tables import Cell, fill, selected_key
 
 STATUS_FILTERS = [None, *(s.value for s in Status)]
 RESULT_LINES, DATA_LINES, ERROR_LINES, TRACEBACK_LINES = 200, 40, 20, 40  # of a job's screen; the CLI has all
+LOG_LINES, LOG_CELLS = 50, 300  # a job's own log on its screen: its last lines, each cut; `vq logs` has all
+LOG_STYLE = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 ERROR_CELLS = 60  # an error message in the dead-letter list, cut (after rendering) with an ellipsis
 
 
@@ -159,6 +163,7 @@ class JobScreen(JobActions, LiveScreen):
             yield Static(id="detail")
             yield Static(id="tree")
             yield Static(id="timeline")
+            yield Static(id="log")
         yield Footer()
 
     def selected_job(self) -> str | None:
@@ -187,6 +192,7 @@ class JobScreen(JobActions, LiveScreen):
         self.query_one("#detail", Static).update(Text("\n").join(_detail(v)))
         self.query_one("#tree", Static).update(_tree(v["tree"]) if v["tree"].get("dependsOn") else "")
         self.query_one("#timeline", Static).update(_timeline(v["timeline"]))
+        self.query_one("#log", Static).update(_log(v.get("log") or [], v["id"]))
 
 
 def _detail(v: dict) -> list[Text]:
@@ -260,6 +266,26 @@ def _timeline(steps: list[dict]) -> Text:
             line.append("  " + fmt.literal(s["reason"]))
         lines.append(line)
     return Text("\n").join(lines)
+
+
+def _log(lines: list[dict], job_id: str) -> Text:
+    """The job's own log (what its handler logged), its last LOG_LINES lines, each literal
+    and cut to one screen line; live while the job runs (the screen's refresh)."""
+    if not lines:
+        return Text("")
+    shown = [Text("log", style="bold")]
+    if len(lines) > LOG_LINES:
+        shown.append(Text(f"… {len(lines) - LOG_LINES} earlier line(s): vq logs {job_id}", style="dim"))
+    for line in lines[-LOG_LINES:]:
+        if "dropped" in line:
+            shown.append(Text(f"  … {line['dropped']} line(s) dropped (limits.maxLogLines)", style="dim"))
+            continue
+        text = Text(f"  {datetime.fromtimestamp(line['time'], UTC).strftime('%H:%M:%S.%f')[:-3]} ", style="dim")
+        text.append(f"{line['level']:<8} ", style=LOG_STYLE.get(line["level"], ""))
+        text.append(job_log_store.printable(line["message"]))  # newlines and escapes spelt out
+        text.truncate(LOG_CELLS, overflow="ellipsis")
+        shown.append(text)
+    return Text("\n").join(shown)
 
 
 def _tree(node: dict, tree: Tree | None = None) -> Tree:

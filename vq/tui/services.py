@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from vq import artifacts, audit, dashboard, dlq, job_lists, jobs, limits, queues
+from vq import artifacts, audit, dashboard, dlq, job_lists, job_log_store, jobs, limits, queues
 from vq.config import Settings
 from vq.errors import HistoryUnavailable, NotFound
 from vq.history import db as historydb
@@ -42,6 +42,9 @@ class Services:
         view["traceback"] = last.exc_string if last is not None and last.exc_string else None
         view["tree"] = jobs.tree(self.conn, job_id, self.settings)
         view["artifactFiles"] = artifacts.listing(self.settings, job_id)
+        view["log"] = job_log_store.read(
+            self.conn, self.settings, job_id, view["status"], trimmed=bool(view.get("trimmed"))
+        )["lines"]
         try:
             view["timeline"] = history.timeline(historydb.open_db(self.settings, create=False), job_id)["transitions"]
         except (NotFound, HistoryUnavailable):

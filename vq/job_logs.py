@@ -1,0 +1,177 @@
+"""Per-job logs, the worker's side: what a handler logs while its job runs (`ctx.log`, or
+plain `logging` from any module) is kept with the job, as BullMQ's `job.log` and River's
+and Hatchet's persisted logs are.
+
+A `logging.Handler` on the root logger (installed once per process by `run_job`) hands
+each record to the log of the job running in the record's thread: a contextvar that
+`run_job` sets around the handler, so thread workers (several jobs in one process) and
+forked children (`isolation: fork`) each keep only their own lines. Lines are buffered in
+memory and written in one script call (vq/lua/job_log.lua) every FLUSH_EVERY seconds (a
+thread of this process) and when the handler returns: a job that logs nothing costs no
+Redis command at all. The script keeps the first and the last lines within
+limits.maxLogLines and limits.maxLogBytes and counts the dropped ones; the buffer itself
+is bounded the same way, so a handler logging in a tight loop cannot fill the memory.
+
+The archiver copies an ended job's lines into the history database (vq/job_log_store.py),
+where `vq logs` finds them once Redis no longer has the job.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import contextvars
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+
+from redis import Redis
+
+from vq import keys, lua
+
+FLUSH_EVERY = 0.5  # seconds between writes of a running job's new lines (what --follow sees)
+LINE_CHARS = 4096  # a longer message is cut, and says so
+RUNNING_TTL = 7 * 86_400  # seconds the keys live until the archiver gives them the job's own expiry
+
+_current: contextvars.ContextVar[JobLog | None] = contextvars.ContextVar("vq_job_log", default=None)
+_open: weakref.WeakSet[JobLog] = weakref.WeakSet()
+_flusher_pid = 0
+_installed_pid = 0
+_lock = threading.Lock()
+log = logging.getLogger("vq.job_logs")
+
+
+def cut(message: str, most: int = LINE_CHARS) -> str:
+    """The message within `most` characters; a longer one ends saying how much was cut."""
+    if len(message) <= most:
+        return message
+    return f"{message[:most]}… [{len(message) - most} more characters cut]"
+
+
+class JobLog:
+    """The lines one attempt of a job logged that are not written yet."""
+
+    def __init__(self, conn: Redis, job_id: str, attempt: int, max_lines: int, max_bytes: int):
+        self.conn, self.job_id, self.attempt = conn, job_id, attempt
+        self.max_lines, self.max_bytes = max_lines, max_bytes
+        self.head: list[str] = []  # the attempt's first lines: never dropped here
+        self.tail: collections.deque[str] = collections.deque(maxlen=max(1, max_lines - max_lines // 2))
+        self.skipped = 0  # lines dropped here, between head and tail
+        self.seen = 0  # lines this attempt logged
+        self.lock = threading.Lock()
+        self.writing = threading.Lock()  # one write at a time: lines stay in order
+
+    def add(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted keeps its template
+            message = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            message += f" ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+        line = json.dumps(
+            {"t": round(record.created, 3), "level": record.levelname, "msg": cut(message), "attempt": self.attempt},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        with self.lock:
+            self.seen += 1
+            if self.seen == 1:
+                _open.add(self)  # the flusher writes it from now on (a silent job is never in the set)
+            if self.seen <= self.max_lines // 2:
+                self.head.append(line)
+                return
+            if len(self.tail) == self.tail.maxlen:
+                self.skipped += 1
+            self.tail.append(line)
+
+    def flush(self) -> None:
+        """Write the buffered lines (nothing to write: no command)."""
+        with self.writing:
+            with self.lock:
+                items = [*self.head, *([str(self.skipped)] if self.skipped else []), *self.tail]
+                self.head, self.skipped = [], 0
+                self.tail.clear()
+            if not items:
+                return
+            lua.script(self.conn, "job_log.lua")(
+                keys=[keys.job_log(self.job_id), keys.job_log_meta(self.job_id)],
+                args=[self.job_id, RUNNING_TTL, self.max_lines, self.max_bytes, *items],
+            )
+
+
+class Capture(logging.Handler):
+    """Gives a record to the log of the job running in its thread, if any. The daemon's
+    own event lines (`event`) are the job's history, not its log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        job_log = _current.get()
+        if job_log is None or hasattr(record, "event"):
+            return
+        job_log.add(record)
+        _start_flusher()
+
+
+def install() -> None:
+    """The capturing handler on the root logger, once per process (a forked child has its
+    parent's)."""
+    global _installed_pid
+    if _installed_pid:
+        return
+    with _lock:
+        if not _installed_pid:
+            logging.getLogger().addHandler(Capture())
+            _installed_pid = os.getpid()
+
+
+@contextlib.contextmanager
+def capturing(conn: Redis, job_id: str, attempt: int, limits):
+    """Records logged inside (in this thread) are the job's; written when it ends."""
+    job_log = JobLog(conn, job_id, attempt, limits.maxLogLines, limits.maxLogBytes)
+    token = _current.set(job_log)
+    try:
+        yield job_log
+    finally:
+        _current.reset(token)
+        if job_log.seen:  # a job that logged nothing: nothing to do
+            _open.discard(job_log)
+            try:
+                job_log.flush()
+            except Exception as exc:  # noqa: BLE001 - the job's outcome matters more than its log
+                log.warning("job %s: its log lines could not be written (%s)", job_id, exc)
+
+
+def _forget_in_child() -> None:
+    """A forked child (`isolation: fork`) starts with none of its parent's open logs (thread
+    jobs' lines the parent writes itself) and with fresh locks."""
+    global _open, _lock
+    _open = weakref.WeakSet()
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
+def _start_flusher() -> None:
+    """One thread per process writes running jobs' lines every FLUSH_EVERY seconds; a
+    forked child starts its own (threads do not survive a fork)."""
+    global _flusher_pid
+    if _flusher_pid == os.getpid():
+        return
+    with _lock:
+        if _flusher_pid == os.getpid():
+            return
+        _flusher_pid = os.getpid()
+        threading.Thread(target=_flush_forever, daemon=True, name="vq-job-logs").start()
+
+
+def _flush_forever() -> None:
+    while True:
+        time.sleep(FLUSH_EVERY)
+        for job_log in list(_open):
+            try:
+                job_log.flush()
+            except Exception as exc:  # noqa: BLE001 - tried again at the next tick or at the end
+                log.debug("job %s: log lines not written yet (%s)", job_log.job_id, exc)
