@@ -1,0 +1,130 @@
+"""Search (`--where`): jobs found by their data fields and built-in fields, through the history
+database's indexes, from `vq history`, `vq jobs` and the HTTP history route."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.parse
+
+from tests.test_api import SECRET, serve
+
+INDEXED = ["data.projectId", "data.model"]
+
+
+def _ids(rows) -> set[str]:
+    return {r["id"] for r in rows}
+
+
+def _plan(vq, sql: str, params: tuple) -> str:
+    db = sqlite3.connect(vq.data_dir / "history.db")
+    try:
+        return " | ".join(str(row[-1]) for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
+    finally:
+        db.close()
+
+
+def test_where_finds_jobs_by_indexed_data_fields_through_an_index(vq):
+    vq.configure(history={"indexedFields": INDEXED})
+    vq.start_daemon()
+    p1 = {vq.submit("test-noop", {"projectId": "p1", "model": "m1"}, "--user", "ann") for _ in range(3)}
+    p2 = {vq.submit("test-noop", {"projectId": "p2", "model": "m1"}, "--user", "ann") for _ in range(2)}
+    broken = vq.submit("test-broken", {"projectId": "p1", "model": "m2"}, "--user", "bob")
+    batch = "\n".join(
+        json.dumps({"jobType": "test-noop", "data": {"projectId": "p3", "userId": "cy"}}) for _ in range(4)
+    )
+    p3 = {o["id"] for o in vq.json("submit", "--batch", "-", input=batch)}  # the batch path (create.lua)
+    for job_id in p1 | p2 | p3:
+        assert vq.wait_for(job_id)["status"] == "finished"
+    assert vq.wait_for(broken, timeout=60)["status"] == "failed"
+
+    assert _ids(vq.json("history", "--where", "data.projectId=p1")) == p1 | {broken}
+    assert _ids(vq.json("history", "--where", "data.projectId=p3", "--limit", "100")) == p3
+    assert _ids(vq.json("history", "--where", "data.projectId=p1", "--where", "status=failed")) == {broken}
+    assert _ids(vq.json("history", "-w", "data.model=m1", "-w", "data.projectId!=p1")) == p2
+    assert _ids(vq.json("history", "--where", "data.projectId~p", "--where", "userId=bob")) == {broken}
+    assert vq.json("history", "--where", "data.projectId=p1", "--user", "nobody") == []
+    exported = vq.run("history", "export", "--format", "json", "--where", "data.projectId=p2")
+    assert {json.loads(line)["id"] for line in exported.stdout.splitlines()} == p2
+    assert "data" not in vq.json("history", "--where", "data.projectId=p2")[0]  # the copy is for search only
+
+    # vq jobs: the same matches, read live from Redis
+    live = vq.json("jobs", "--where", "data.projectId=p1")
+    assert _ids(live) == p1 | {broken} and all(v["data"]["projectId"] == "p1" for v in live)
+    assert _ids(vq.json("jobs", "--where", "data.projectId=p1", "--status", "failed")) == {broken}
+
+    # an unindexed field: one line naming those that are, exit 2, from both commands
+    for command in ("history", "jobs"):
+        refused = vq.run(command, "--where", "data.prompt=x")
+        assert refused.returncode == 2, refused.stderr
+        assert "data.prompt is not an indexed field" in refused.stderr
+        assert "data.projectId, data.model" in refused.stderr and "Traceback" not in refused.stderr
+    bad = vq.run("history", "--where", "projectId")
+    assert bad.returncode == 2 and "FIELD OP VALUE" in bad.stderr
+
+    # each indexed field has an index over the data copy, and SQLite answers from it
+    plan = _plan(vq, "SELECT id FROM render_jobs WHERE json_extract(data, '$.\"projectId\"') = ?", ("p1",))
+    assert "USING INDEX idx_render_jobs_where_projectId" in plan, plan
+    plan = _plan(vq, "SELECT id FROM render_jobs WHERE json_extract(data, '$.\"model\"') = ?", ("m1",))
+    assert "USING INDEX idx_render_jobs_where_model" in plan, plan
+
+
+def test_values_are_matched_literally_and_numbers_as_numbers(vq):
+    vq.configure(history={"indexedFields": ["data.projectId", "data.size"]})
+    vq.start_daemon()
+    tricky = ["p1' OR '1'='1", 'x"); DROP TABLE render_jobs; --', "a%b", "a_b", "p1"]
+    made = {value: vq.submit("test-noop", {"projectId": value}, "--user", "ann") for value in tricky}
+    sized = {n: vq.submit("test-noop", {"size": n}, "--user", "ann") for n in (3, 10, 40)}
+    text_size = vq.submit("test-noop", {"size": "10"}, "--user", "ann")
+    for job_id in [*made.values(), *sized.values(), text_size]:
+        vq.wait_for(job_id)
+    for value, job_id in made.items():
+        assert _ids(vq.json("history", "--where", f"data.projectId={value}")) == {job_id}, value
+    assert _ids(vq.json("history", "--where", "data.projectId~a%")) == {made["a%b"]}  # not a LIKE pattern
+    assert _ids(vq.json("history", "--where", "data.projectId~p1")) == {made["p1"], made["p1' OR '1'='1"]}
+    assert _ids(vq.json("history", "--where", "data.size>5")) == {sized[10], sized[40]}
+    assert _ids(vq.json("history", "--where", "data.size<=10")) == {sized[3], sized[10]}
+    assert _ids(vq.json("history", "--where", "data.size=10")) == {sized[10], text_size}  # 10 and "10"
+    assert len(vq.json("history", "--limit", "100")) == len(tricky) + 4  # the table is still there
+    assert vq.json("history", "--where", "createdAt>2999-01-01") == []
+    assert len(vq.json("history", "--where", "createdAt>2000-01-01T00:00:00Z", "--limit", "100")) == 9
+    not_a_time = vq.run("history", "--where", "createdAt>yesterday")
+    assert not_a_time.returncode == 2 and "not an ISO 8601 time" in not_a_time.stderr
+
+
+def test_a_field_added_to_the_config_is_indexed_over_existing_rows(vq):
+    vq.start_daemon()
+    old = vq.submit("test-noop", {"model": "m7"}, "--user", "ann")
+    vq.wait_for(old)
+    refused = vq.run("history", "--where", "data.model=m7")
+    assert refused.returncode == 2 and "history.indexedFields is empty" in refused.stderr
+    vq.configure(history={"indexedFields": ["data.model"]})
+    assert _ids(vq.json("history", "--where", "data.model=m7")) == {old}  # opening made the index
+    assert "idx_render_jobs_where_model" in _plan(
+        vq, "SELECT id FROM render_jobs WHERE json_extract(data, '$.\"model\"') = ?", ("m7",)
+    )
+    assert _ids(vq.json("history", "--where", "data.model=m7")) == {old}  # idempotent
+
+
+def test_http_where_is_scoped_to_the_callers_own_jobs(vq):
+    vq.configure(history={"indexedFields": INDEXED})
+    api = serve(vq, jwt_secret=SECRET, rateLimit={"requests": 1000, "window": 60000})
+    ann, bob = api.token("ann"), api.token("bob")
+    mine = api.call("POST", "/api/jobs/test-noop", ann, {"userId": "ann", "projectId": "p1"}).body["id"]
+    other = api.call("POST", "/api/jobs/test-noop", ann, {"userId": "ann", "projectId": "p2"}).body["id"]
+    theirs = api.call("POST", "/api/jobs/test-noop", bob, {"userId": "bob", "projectId": "p1"}).body["id"]
+    for job_id in (mine, other, theirs):
+        vq.wait_for(job_id)
+
+    def history(user: str, token: str, *terms: str):
+        query = urllib.parse.urlencode([("where", t) for t in terms])
+        return api.call("GET", f"/api/jobs/user/{user}/history?{query}", token)
+
+    found = history("ann", ann, "data.projectId=p1")
+    assert found.status == 200 and [j["id"] for j in found.body["jobs"]] == [mine]
+    assert history("ann", ann, "data.projectId=p1", "userId=bob").body["jobs"] == []
+    assert history("bob", ann, "data.projectId=p1").status == 404  # another user's history
+    assert [j["id"] for j in history("ann", ann, "data.projectId=p2", "status=finished").body["jobs"]] == [other]
+    refused = history("ann", ann, "data.prompt=x")
+    assert refused.status == 422
+    assert "data.projectId, data.model" in refused.body["error"]["message"], refused.body
