@@ -90,7 +90,7 @@ def uses_index(db, terms: list[str]) -> bool:
     plan = db.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM render_jobs WHERE " + " AND ".join(conditions), params
     ).fetchall()
-    return any(search.INDEX_PREFIX in str(row) for row in plan)
+    return all("USING INDEX" in row[-1] for row in plan if str(row[-1]).startswith(("SEARCH", "SCAN")))
 
 
 def part_search(args, workdir: Path, progress) -> dict:
