@@ -128,3 +128,24 @@ def test_http_where_is_scoped_to_the_callers_own_jobs(vq):
     refused = history("ann", ann, "data.prompt=x")
     assert refused.status == 422
     assert "data.projectId, data.model" in refused.body["error"]["message"], refused.body
+
+
+def test_a_debounced_jobs_new_data_is_what_where_finds(vq):
+    vq.configure(history={"indexedFields": ["data.projectId"]})
+    vq.start_daemon()
+    args = ("--user", "ann", "--unique-key", "k", "--debounce", "30s", "--json")
+    first = json.loads(vq.run("submit", "test-noop", "--data", '{"projectId": "before"}', *args).stdout)
+    again = json.loads(vq.run("submit", "test-noop", "--data", '{"projectId": "after"}', *args).stdout)
+    assert again["id"] == first["id"] and again["uniqueOutcome"] == "debounced"
+    assert _ids(vq.json("history", "--where", "data.projectId=after")) == {first["id"]}
+    assert vq.json("history", "--where", "data.projectId=before") == []
+    assert _ids(vq.json("jobs", "--where", "data.projectId=after")) == {first["id"]}
+
+
+def test_a_sensitive_or_malformed_field_is_refused_in_the_config(vq):
+    vq.configure(history={"indexedFields": ["data.projectId", "data.options.apiKey"]})
+    refused = vq.run("history", "--where", "data.projectId=p1")
+    assert refused.returncode == 2 and "data.options.apiKey is encrypted at rest" in refused.stderr
+    vq.configure(history={"indexedFields": ["data.x') OR 1=1 --"]})
+    refused = vq.run("history")
+    assert refused.returncode == 2 and "is not a data field path" in refused.stderr
