@@ -104,8 +104,16 @@ def refresh_statistics(db) -> None:
 def _refuse(text: str, why: str, indexed: list[str]) -> InvalidInput:
     fields = ", ".join(indexed) if indexed else "none (history.indexedFields is empty)"
     return InvalidInput(
-        f"--where {text!r}: {why}; indexed data fields: {fields}; built-in: {', '.join(BUILT_IN)}", field="where"
+        f"where {text!r}: {why}; indexed data fields: {fields}; built-in: {', '.join(BUILT_IN)}", field="where"
     )
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate: bytes that were not UTF-8 on the command line
+        return False
+    return True
 
 
 def _number(value: str) -> int | float | None:
@@ -120,7 +128,9 @@ def clauses(terms: list[str], indexed: list[str]) -> tuple[list[str], list]:
     out: list[str] = []
     params: list = []
     for text in terms:
-        match = _TERM.fullmatch(text.strip()) if text else None
+        match = _TERM.fullmatch(text.lstrip()) if text else None  # the value's own spaces are kept
+        if match is not None and not _utf8(match["value"]):
+            raise InvalidInput(f"where {text!r}: the value is not valid UTF-8", field="where")
         if match is None:
             raise _refuse(text, f"expected FIELD OP VALUE with OP one of {' '.join(OPERATORS)}", indexed)
         field, op, value = match["field"], match["op"], match["value"]
@@ -141,12 +151,15 @@ def clauses(terms: list[str], indexed: list[str]) -> tuple[list[str], list]:
 def _condition(expr: str, op: str, value: str, text: str, *, kind: str) -> tuple[str, list]:
     if op == "~":
         if not value:
-            raise InvalidInput(f"--where {text!r}: ~ needs a prefix to match", field="where")
-        upper = value[:-1] + chr(min(ord(value[-1]) + 1, 0x10FFFF))
+            raise InvalidInput(f"where {text!r}: ~ needs a prefix to match", field="where")
+        last = ord(value[-1])
+        if last == 0x10FFFF:  # nothing sorts after it: the range is open, the prefix checked
+            return f"({expr} >= ? AND substr({expr}, 1, ?) = ?)", [value, len(value), value]
+        upper = value[:-1] + chr(0xE000 if 0xD800 <= last + 1 <= 0xDFFF else last + 1)  # no surrogates
         return f"({expr} >= ? AND {expr} < ?)", [value, upper]  # a range: the index answers it
     number = _number(value) if kind in ("data", "number") else None
     if kind == "number" and number is None:
-        raise InvalidInput(f"--where {text!r}: {value!r} is not a number", field="where")
+        raise InvalidInput(f"where {text!r}: {value!r} is not a number", field="where")
     if kind == "time":
         value = _instant(value, text)
     if op in ("=", "!="):
@@ -168,4 +181,4 @@ def _instant(value: str, text: str) -> str:
     try:
         return iso(parse_instant(value, "--where"))
     except InvalidInput:
-        raise InvalidInput(f"--where {text!r}: {value!r} is not an ISO 8601 time", field="where") from None
+        raise InvalidInput(f"where {text!r}: {value!r} is not an ISO 8601 time", field="where") from None
