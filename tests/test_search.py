@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import urllib.parse
+
+from rq.job import Job
 
 from tests.test_api import SECRET, serve
 
@@ -149,3 +152,23 @@ def test_a_sensitive_or_malformed_field_is_refused_in_the_config(vq):
     vq.configure(history={"indexedFields": ["data.x') OR 1=1 --"]})
     refused = vq.run("history")
     assert refused.returncode == 2 and "is not a data field path" in refused.stderr
+
+
+def test_jobs_where_shows_a_trimmed_match_from_the_history_and_no_removed_one(vq, redis_conn):
+    vq.configure(history={"indexedFields": ["data.projectId"]}, queue={"defaultJobOptions": {"removeOnComplete": 1}})
+    vq.start_daemon()
+    first = vq.submit("test-noop", {"projectId": "p1"}, "--user", "ann")
+    vq.wait_for(first)
+    second = vq.submit("test-noop", {"projectId": "p1"}, "--user", "ann")
+    vq.wait_for(second)
+    removed = vq.submit("test-noop", {"projectId": "p1"}, "--user", "ann", "--delay", "1h")
+    assert vq.run("rm", removed, "--yes").returncode == 0
+    deadline = time.monotonic() + 60
+    while redis_conn.exists(Job.key_for(first)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the daemon's trim pass (removeOnComplete: 1 keeps the newest)
+    assert not redis_conn.exists(Job.key_for(first))
+    listed = {v["id"]: v for v in vq.json("jobs", "--where", "data.projectId=p1")}
+    assert set(listed) == {first, second}
+    assert listed[first]["trimmed"] is True and listed[first]["status"] == "finished"
+    assert listed[second]["trimmed"] is False
+    assert removed in _ids(vq.json("history", "--where", "data.projectId=p1"))  # the history keeps its row

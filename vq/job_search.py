@@ -43,6 +43,7 @@ def page_matching(
     indexed = settings.history.indexedFields
     search.clauses(where, indexed)  # a bad term is refused before waiting for the archiver
     db, note = queries.fresh(conn, settings)
+    where = [*where, "status!=removed"]  # `vq rm` means gone: the history keeps its row, a listing does not
     since = iso(datetime.fromtimestamp(since_ms / 1000, UTC)) if since_ms is not None else None
     offset = (page - 1) * limit
     try:
