@@ -132,6 +132,17 @@ def test_http_where_is_scoped_to_the_callers_own_jobs(vq):
     assert refused.status == 422
     assert "data.projectId, data.model" in refused.body["error"]["message"], refused.body
 
+    # GET /api/jobs/history: everyone's jobs for an operator, the caller's own for a user
+    ops = api.token("ops", "operator")
+    query = urllib.parse.urlencode([("where", "data.projectId=p1")])
+    everyone = api.call("GET", f"/api/jobs/history?{query}", ops)
+    assert everyone.status == 200 and {j["id"] for j in everyone.body["jobs"]} == {mine, theirs}
+    own = api.call("GET", f"/api/jobs/history?{query}", ann)
+    assert own.status == 200 and [j["id"] for j in own.body["jobs"]] == [mine]
+    query = urllib.parse.urlencode([("where", "userId=bob")])
+    assert api.call("GET", f"/api/jobs/history?{query}", ann).body["jobs"] == []
+    assert api.call("GET", "/api/jobs/history?where=data.prompt%3Dx", ops).status == 422
+
 
 def test_a_debounced_jobs_new_data_is_what_where_finds(vq):
     vq.configure(history={"indexedFields": ["data.projectId"]})
