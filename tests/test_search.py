@@ -96,17 +96,32 @@ def test_values_are_matched_literally_and_numbers_as_numbers(vq):
 
 
 def test_a_field_added_to_the_config_is_indexed_over_existing_rows(vq):
+    vq.configure(history={"indexedFields": ["data.projectId"]})
     vq.start_daemon()
-    old = vq.submit("test-noop", {"model": "m7"}, "--user", "ann")
+    old = vq.submit("test-noop", {"projectId": "p1", "model": "m7"}, "--user", "ann")
     vq.wait_for(old)
     refused = vq.run("history", "--where", "data.model=m7")
-    assert refused.returncode == 2 and "history.indexedFields is empty" in refused.stderr
-    vq.configure(history={"indexedFields": ["data.model"]})
+    assert refused.returncode == 2 and "indexed data fields: data.projectId;" in refused.stderr
+    vq.configure(history={"indexedFields": ["data.projectId", "data.model"]})
     assert _ids(vq.json("history", "--where", "data.model=m7")) == {old}  # opening made the index
     assert "idx_render_jobs_where_model" in _plan(
         vq, "SELECT id FROM render_jobs WHERE json_extract(data, '$.\"model\"') = ?", ("m7",)
     )
     assert _ids(vq.json("history", "--where", "data.model=m7")) == {old}  # idempotent
+
+
+def test_without_indexed_fields_no_data_is_copied(vq):
+    vq.start_daemon()
+    job = vq.submit("test-noop", {"projectId": "p1"}, "--user", "ann")
+    vq.wait_for(job)
+    refused = vq.run("history", "--where", "data.projectId=p1")
+    assert refused.returncode == 2 and "history.indexedFields is empty" in refused.stderr
+    assert _ids(vq.json("history", "--where", "userId=ann")) == {job}  # built-in fields need no entry
+    db = sqlite3.connect(vq.data_dir / "history.db")
+    try:
+        assert db.execute("SELECT data FROM render_jobs WHERE id = ?", (job,)).fetchone() == (None,)
+    finally:
+        db.close()
 
 
 def test_http_where_is_scoped_to_the_callers_own_jobs(vq):

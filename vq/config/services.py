@@ -146,8 +146,8 @@ class HistorySettings(_Strict):
         int,
         Meta(
             ge=0,
-            description="a job's data is copied to the history database (for --where on data "
-            "fields) when its JSON is at most this long (0: never)",
+            description="while indexedFields lists a field, a job's data is copied to the history "
+            "database (for --where on data fields) when its JSON is at most this long (0: never)",
         ),
     ] = 4096
     indexedFields: Annotated[
