@@ -318,6 +318,7 @@ def test_openapi_document_lists_every_route(api):
         "/api/jobs/recurring",
         "/api/jobs/recurring/{recurringJobId}",
         "/api/jobs/user/{userId}/history",
+        "/api/jobs/history",
         "/api/jobs/stats",
         "/api/jobs/queues/stats",
         "/api/jobs/health",

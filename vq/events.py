@@ -21,12 +21,19 @@ log = logging.getLogger("vq.events")
 
 
 def emit(
-    conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None = None, *, result: str | None = None, **fields
+    conn: Redis | Pipeline,
+    event: str,
+    job_id: str,
+    job_type: str | None = None,
+    *,
+    result: str | None = None,
+    data: str | None = None,
+    **fields,
 ) -> None:
     """Append an event (created, queued, scheduled, deferred, started, progress, finished,
     failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable;
     `result` is a finished job's result as JSON text (see `entry`)."""
-    item, webhook_url, fields = entry(event, job_id, job_type, result=result, **fields)
+    item, webhook_url, fields = entry(event, job_id, job_type, result=result, data=data, **fields)
     conn.xadd(keys.EVENTS, item, maxlen=STREAM_MAXLEN, approximate=True)
     if webhook_url:  # the notifiers read only these, not every event of every job
         conn.xadd(keys.WEBHOOK_EVENTS, {**item, "url": webhook_url}, maxlen=STREAM_MAXLEN, approximate=True)
@@ -34,14 +41,22 @@ def emit(
 
 
 def entry(
-    event: str, job_id: str, job_type: str | None = None, *, result: str | None = None, **fields
+    event: str,
+    job_id: str,
+    job_type: str | None = None,
+    *,
+    result: str | None = None,
+    data: str | None = None,
+    **fields,
 ) -> tuple[dict, str | None, dict]:
     """(the stream entry, the webhook URL if any, the fields that were set) of an event:
     `emit`'s, and the worker's for the `finished` event its admission script appends.
 
     A finished job's `result` (JSON text, already serialized for the job's hash) rides in an
     entry field of its own, not in `fields` (no second encoding, not in the log line): the
-    archiver copies it to the history database, which answers for the job once it is trimmed."""
+    archiver copies it to the history database, which answers for the job once it is trimmed.
+    So does a `created` (or `debounced`) event's `data`: the job's data as JSON text, sealed as
+    in Redis, for `--where` on data fields (vq/history/search.py)."""
     item = {"event": event, "jobId": job_id, "jobType": job_type or "", "ts": str(int(time.time() * 1000))}
     webhook_url = fields.pop("webhookUrl", None)
     fields = {k: v for k, v in fields.items() if v is not None}
@@ -49,6 +64,8 @@ def entry(
         item["fields"] = json.dumps(fields, separators=(",", ":"), default=str)
     if result is not None:
         item["result"] = result
+    if data is not None:
+        item["data"] = data
     return item, webhook_url, fields
 
 

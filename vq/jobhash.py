@@ -86,7 +86,9 @@ class Batch:
         self._head: list = []
         self._jobs: list = []
 
-    def add(self, queue, job_id: str, spec: dict, job_type: str, event_fields: str) -> None:
+    def add(
+        self, queue, job_id: str, spec: dict, job_type: str, event_fields: str, history_data: str | None = None
+    ) -> None:
         shape, template = self.templates.template(queue, spec, self.at)
         number = self._numbers.get(shape)
         if number is None:
@@ -94,9 +96,10 @@ class Batch:
             self._head += [queue.name, len(template), *(x for pair in template.items() for x in pair)]
         data, meta, intervals, description = self.templates.varying(spec)
         self._jobs += [number, job_id, data, meta, intervals or "", description, job_type, event_fields]
+        self._jobs.append(history_data or "")  # the `created` event's data (spec.history_data), '' for none
 
     def __len__(self) -> int:
-        return len(self._jobs) // 8
+        return len(self._jobs) // 9
 
     def write(self, conn, pipe: Pipeline) -> None:
         """Into the caller's transaction: one script call for the whole batch."""

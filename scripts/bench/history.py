@@ -96,6 +96,7 @@ from _common import (
 )
 from _session import add_run_options, bench_parser, bench_session
 from fairness import percentile
+from history_search import part_search, print_search
 from rich.table import Table
 from rq import Queue
 from rq.serializers import JSONSerializer
@@ -110,7 +111,7 @@ from vq.submission import Submission, submit, submit_each
 
 SYSTEMS = ("vq-on", "vq-off", "rq-simple")
 LABELS = {"vq-on": "vq daemon, history on", "vq-off": "vq daemon, history off", "rq-simple": "RQ SimpleWorker"}
-PARTS = ("cost", "answer")
+PARTS = ("cost", "answer", "search")
 TARGET_RATIO = 0.90  # history-on at least 0.90x history-off
 TARGET_MS = 50.0  # stats, health, perf: median under 50 ms with the waiting jobs
 DASHBOARD_TARGET_MS = 1000.0  # vq tui must refresh within a second (issue 8); its read is the cost
@@ -589,7 +590,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="part 2: processes creating the waiting jobs (default: one per CPU)",
     )
     p.add_argument("--calls", type=int, default=20, help="part 2: timed calls of each (default 20)")
-    p.add_argument("--parts", default=",".join(PARTS), help="comma-separated subset of cost,answer (default both)")
+    p.add_argument(
+        "--parts", default=",".join(PARTS), help="comma-separated subset of cost,answer,search (default all)"
+    )
+    p.add_argument("--rows", type=int, default=1_000_000, help="part 3: history rows --where searches (1000000)")
     add_run_options(p, poll=0.02, timeout=600)
     p.add_argument(
         "--catch-up-timeout",
@@ -631,6 +635,8 @@ def run_parts(conn, args, workdir: Path, redis_url: str, progress) -> dict:
             "summary": summary,
             "ratios": cost_ratios(results, summary),
         }
+    if "search" in args.parts:  # SQLite only: no Redis
+        out["search"] = part_search(args, workdir, progress)
     if "answer" in args.parts:  # last: its million jobs go with the redis-server (no FLUSHALL of GBs)
         out["answer"] = part_answer(conn, args, workdir, redis_url, progress)
     return out
@@ -653,6 +659,8 @@ def report(out_console, args, parts: dict, meta: dict) -> None:
             }
         if "answer" in parts:
             doc["answer"] = parts["answer"]
+        if "search" in parts:
+            doc["search"] = parts["search"]
         print(json.dumps(doc, indent=2))
         return
     if "cost" in parts:
@@ -660,6 +668,8 @@ def report(out_console, args, parts: dict, meta: dict) -> None:
         print_cost(out_console, c["results"], c["summary"], c["ratios"], c["extras"], meta)
     if "answer" in parts:
         print_answer(out_console, parts["answer"], meta)
+    if "search" in parts:
+        print_search(out_console, parts["search"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -679,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         "waiting": args.waiting,
         "finished": args.finished,
         "calls": args.calls,
+        "rows": args.rows,
         "parts": args.parts,
         "vq_log_level": args.vq_log_level,
         "targets": {"history_on_over_off": TARGET_RATIO, "answer_median_ms": TARGET_MS},

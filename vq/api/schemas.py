@@ -222,6 +222,10 @@ class UserHistory(Open):
     jobs: list[HistoryRow]
 
 
+class HistorySearch(Open):
+    jobs: list[HistoryRow]
+
+
 class Health(Open):
     status: str = Field(description="ok, warning or error (503)")
 

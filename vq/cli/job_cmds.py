@@ -9,7 +9,7 @@ from typing import TypeGuard
 
 import typer
 
-from vq import artifacts, audit, bulk, job_lists, jobs
+from vq import artifacts, audit, bulk, job_lists, job_search, jobs
 from vq.cli import confirm
 from vq.cli.helptext import example, one_of
 from vq.cli.output import emit, err, note, out, status_text, table
@@ -56,11 +56,20 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(50, "--limit", "-n", help="Jobs per page."),
         page: int = typer.Option(1, "--page", help="Page number, from 1."),
         since: str | None = typer.Option(None, "--since", help="Only jobs created within this long, e.g. 30m, 2h, 1d."),
+        where: list[str] = typer.Option(
+            [],
+            "--where",
+            "-w",
+            metavar="FIELD OP VALUE",
+            help="Only jobs matching (repeat: all must), found through the history database's indexes: "
+            "data.projectId=p1 (a field of history.indexedFields), status=failed; OP one of = != > >= < <= ~.",
+        ),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """List jobs, newest first, a page at a time, with the total.
 
-        --json prints the page's jobs as a list (the totals are the table's footer)."""
+        --json prints the page's jobs as a list (the totals are the table's footer). With --where the
+        matches come from the history database (which records every job from its creation)."""
         st = state(ctx)
         if job_type:
             from vq.jobtypes import get_job_type
@@ -71,9 +80,25 @@ def register(app: typer.Typer) -> None:
         since_ms = None
         if since is not None:
             since_ms = int(time.time() * 1000) - parse_duration_ms(since, "--since", unit_required=True)
-        listing = job_lists.page_jobs(
-            st.conn, job_type=job_type, status=status, user=user, limit=limit, page=page, since_ms=since_ms
-        )
+        if where:
+            listing = job_search.page_matching(
+                st.conn,
+                st.settings,
+                where,
+                job_type=job_type,
+                status=status,
+                user=user,
+                limit=limit,
+                page=page,
+                since_ms=since_ms,
+            )
+            why = listing.pop("note")
+            if why:
+                note(f"note: {why}")
+        else:
+            listing = job_lists.page_jobs(
+                st.conn, job_type=job_type, status=status, user=user, limit=limit, page=page, since_ms=since_ms
+            )
         # --json stays the bare list of jobs scripts have read since 0.1; the table has the totals.
         emit(listing["jobs"] if as_json else listing, as_json, render_jobs)
 

@@ -13,7 +13,9 @@ from vq.cli.helptext import choices_metavar, example, one_of
 from vq.cli.output import emit, err, escape, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, state
 from vq.connection import try_connect
+from vq.errors import InvalidInput
 from vq.history import queries as history_service
+from vq.history import search
 from vq.model import Status
 
 STATUSES = tuple(s.value for s in Status)
@@ -285,6 +287,14 @@ def register(app: typer.Typer) -> None:
             callback=one_of("--status", STATUSES),
             help="Only jobs now in this status: " + ", ".join(STATUSES) + ".",
         ),
+        where: list[str] = typer.Option(
+            [],
+            "--where",
+            "-w",
+            metavar="FIELD OP VALUE",
+            help="Only jobs matching (repeat: all must): status=failed, data.projectId=p1 (a field of "
+            "history.indexedFields), createdAt>2026-01-01; OP one of = != > >= < <= ~ (starts with).",
+        ),
         limit: int = typer.Option(50, "--limit", min=1, max=10_000, help="Rows to list."),
         fmt: str = typer.Option(
             "csv",
@@ -300,19 +310,25 @@ def register(app: typer.Typer) -> None:
         vq history JOB: every status change with time, worker, attempt and reason. vq history --user U:
         jobs newest first. vq history export --format csv|json: every matching job, oldest first."""
         st = state(ctx)
+        indexed = st.settings.history.indexedFields
+        if where:
+            search.clauses(where, indexed)  # a bad term: one line, before waiting for the archiver
+            if job and job != "export":
+                raise InvalidInput("--where lists jobs: not with a job id")
         db = _fresh_history(st)
         if job == "export":
-            for chunk in history_service.export(db, fmt, user=user, since=since, job_type=job_type, status=status):
+            for chunk in history_service.export(
+                db, fmt, user=user, since=since, job_type=job_type, status=status, where=where, indexed=indexed
+            ):
                 sys.stdout.write(chunk)
             return
         if job:
             emit(history_service.timeline(db, job), as_json, _render_timeline)
             return
-        emit(
-            history_service.jobs(db, user=user, since=since, job_type=job_type, status=status, limit=limit),
-            as_json,
-            _render_jobs,
+        rows = history_service.jobs(
+            db, user=user, since=since, job_type=job_type, status=status, where=where, indexed=indexed, limit=limit
         )
+        emit(rows, as_json, _render_jobs)
 
     @app.command("audit", epilog=example("vq audit --action cancel --since 12h"))
     def audit_command(

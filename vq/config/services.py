@@ -142,6 +142,30 @@ class HistorySettings(_Strict):
             "never)",
         ),
     ] = 65_536
+    maxDataBytes: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="while indexedFields lists a field, a job's data is copied to the history "
+            "database (for --where on data fields) when its JSON is at most this long (0: never)",
+        ),
+    ] = 4096
+    indexedFields: Annotated[
+        list[str],
+        Meta(description="data fields `--where` may filter on (data.projectId): each has an index in the history"),
+    ] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in self.indexedFields:
+            if not INDEXED_FIELD.fullmatch(name):
+                raise _InvalidKey(
+                    "indexedFields",
+                    f"{name!r} is not a data field path such as data.projectId or data.options.model "
+                    "(letters, digits, _ and -, dot-separated)",
+                )
+
+
+INDEXED_FIELD = re.compile(r"data(\.[A-Za-z0-9_-]{1,64}){1,8}")  # into SQL text: nothing else may pass
 
 
 class Thresholds(_Strict):

@@ -72,6 +72,21 @@ class Settings(_Strict):
             for job_type in group.types or ():
                 if job_type not in known:
                     raise _InvalidKey("concurrency", f"groups.{name}.types: no job type {job_type!r}")
+        self._check_indexed_fields()
+
+    def _check_indexed_fields(self) -> None:
+        """A sensitive field is encrypted in the history too (vq/protect.py): no index can find it."""
+        from vq.protect import Protector
+
+        rule = Protector(self)
+        for name in self.history.indexedFields:
+            for part in name.split(".")[1:]:
+                if rule.is_sensitive(part):
+                    raise _InvalidKey(
+                        "history.indexedFields",
+                        f"{name} is encrypted at rest ({part!r} matches security.sensitiveFields), "
+                        "so it cannot be searched",
+                    )
 
     def subscription_of(self, user_id: str | None) -> str:
         """A user's tier when nothing more trusted names it: this config, else the default."""

@@ -31,6 +31,7 @@ from vq.errors import HistoryElsewhere, HistoryUnavailable
 from vq.history import db as historydb
 from vq.history import lease as archiver_lease
 from vq.history import rows as archive_rows
+from vq.history import search
 from vq.history.db import open_db, path_for
 from vq.replies import optional_text
 from vq.stopping import Stoppable
@@ -231,6 +232,7 @@ class Archiver(Stoppable):
             db.conn.execute("DELETE FROM render_jobs WHERE updated_at < ?", (cutoff,))
             db.conn.execute("DELETE FROM job_dependencies WHERE job_id NOT IN (SELECT id FROM render_jobs)")
             job_log_store.prune(db, time.time() - self.settings.history.retentionDays * 86_400)
+            search.refresh_statistics(db)  # --where picks its index by these (vq/history/search.py)
         metrics.prune_users(self.conn, int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
         return removed
 

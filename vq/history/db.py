@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from vq import job_log_store
 from vq.config import Settings
+from vq.history import search
 from vq.private import private_file
 
 if TYPE_CHECKING:  # sqlite_utils imports click (for its own CLI): loaded only when a database is opened
@@ -103,6 +104,10 @@ def open_db(settings: Settings, create: bool = True) -> sqlite_utils.Database:
         _with_retry(lambda: db.execute("PRAGMA journal_mode=WAL"))
         if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # new, or made by an older vq
             _with_retry(lambda: _in_write_transaction(db, ensure_schema))
+        if search.missing_indexes(db, settings.history.indexedFields):  # history.indexedFields changed
+            _with_retry(
+                lambda: _in_write_transaction(db, lambda d: search.ensure_indexes(d, settings.history.indexedFields))
+            )
     except Exception as exc:
         if db is not None:
             db.conn.close()
@@ -163,8 +168,9 @@ RENDER_JOBS_COLUMNS = {
     "provider": str,
     "cost_micros": int,  # the provider that served it, its cost in millionths (vq/costs.py)
     "result": str,  # a finished job's result as JSON (history.maxResultBytes): answers once Redis no longer has it
+    "data": str,  # the job's data as JSON, sealed (history.maxDataBytes): what `--where data.X` reads (search.py)
 }
-SCHEMA_VERSION = 2  # PRAGMA user_version of a complete schema; 2: render_jobs.result, the parent_id index
+SCHEMA_VERSION = 3  # PRAGMA user_version of a complete schema; 2: render_jobs.result, the parent_id index; 3: data
 DAILY_COST_COLUMNS = {"day": str, "kind": str, "name": str, "amount_micros": int}  # kind: user|project|provider|calls
 JOB_HISTORY_COLUMNS = {
     "event_id": str,
@@ -229,6 +235,8 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         ["status", "updated_at"],
         ["created_at"],
         ["recurring_id"],
+        ["project_id", "created_at"],  # --where projectId=..., status=... newest first (vq/history/search.py)
+        ["status", "created_at"],
     ):
         jobs.create_index(columns, if_not_exists=True)
     # A planned parent's children (a trimmed job's view): only child rows carry a parent_id.

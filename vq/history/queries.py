@@ -21,13 +21,14 @@ from vq import job_ids
 from vq.config import Settings
 from vq.durations import looks_like_duration, parse_duration_ms, parse_instant
 from vq.errors import HistoryElsewhere, HistoryUnavailable, InvalidInput, NotFound
-from vq.history import archiver
+from vq.history import archiver, search
 from vq.history import db as historydb
 from vq.jobdata import LIST_RESULT_BYTES
 from vq.model import iso
 
 EXPORT_FORMATS = ("csv", "json")
-JOB_COLUMNS = list(historydb.RENDER_JOBS_COLUMNS)
+JOB_COLUMNS = [c for c in historydb.RENDER_JOBS_COLUMNS if c != "data"]  # the data copy is for search only
+SHOWN = ", ".join(JOB_COLUMNS)
 
 
 def fresh(
@@ -80,14 +81,14 @@ def since_to_iso(text: str | None) -> str | None:
 def timeline(db, job_id: str) -> dict:
     """A job's row and every status change it went through, oldest first; `job_id` may be a
     unique prefix of 8 or more characters (vq/job_ids.py)."""
-    rows = list(db.query("SELECT * FROM render_jobs WHERE id = ?", [job_id]))
+    rows = list(db.query(f"SELECT {SHOWN} FROM render_jobs WHERE id = ?", [job_id]))
     if not rows and len(job_id) >= job_ids.MIN_PREFIX:
         matches = job_ids.prefix_rows(db, job_id, removed=True)
         if len(matches) > 1:
             raise job_ids.ambiguous(job_id, [m.id for m in matches])
         if matches:
             job_id = matches[0].id
-            rows = list(db.query("SELECT * FROM render_jobs WHERE id = ?", [job_id]))
+            rows = list(db.query(f"SELECT {SHOWN} FROM render_jobs WHERE id = ?", [job_id]))
     if not rows:
         raise NotFound(
             f"no history for job {job_id!r}"
@@ -128,8 +129,21 @@ def _where(equal: dict[str, str | None], since: str | None, since_column: str) -
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _filters(user: str | None, since: str | None, job_type: str | None, status: str | None) -> tuple[str, list]:
-    return _where({"user_id": user, "job_type": job_type, "status": status}, since, "created_at")
+def _filters(
+    user: str | None,
+    since: str | None,
+    job_type: str | None,
+    status: str | None,
+    where: list[str] | None = None,
+    indexed: list[str] | None = None,
+) -> tuple[str, list]:
+    """The WHERE clause of the named filters and the `--where` terms (vq/history/search.py)."""
+    sql, params = _where({"user_id": user, "job_type": job_type, "status": status}, since, "created_at")
+    if where:
+        conditions, values = search.clauses(where, indexed or [])
+        sql = (sql + " AND " if sql else " WHERE ") + " AND ".join(conditions)
+        params += values
+    return sql, params
 
 
 MAX_OFFSET = 1_000_000_000  # rows to skip: past any history, and within SQLite's integers
@@ -142,21 +156,41 @@ def jobs(
     since: str | None = None,
     job_type: str | None = None,
     status: str | None = None,
+    where: list[str] | None = None,
+    indexed: list[str] | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> list[dict]:
-    """Jobs newest first (spec: user job history)."""
-    where, params = _filters(user, since, job_type, status)
-    rows = list(
-        db.query(
-            f"SELECT * FROM render_jobs{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?", [*params, limit, offset]
+    """Jobs newest first (spec: user job history); `where`: FIELD OP VALUE terms, data fields
+    among `indexed` (history.indexedFields; vq/history/search.py). The data copy is not shown."""
+    sql, params = _filters(user, since, job_type, status, where, indexed)
+    page = f"SELECT {SHOWN} FROM render_jobs{sql} ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
+    if where:  # the page's rows picked from the index alone, then read: not every match read to be sorted
+        page = (
+            f"SELECT {SHOWN} FROM render_jobs WHERE rowid IN (SELECT rowid FROM render_jobs{sql} "
+            "ORDER BY created_at DESC, rowid LIMIT ? OFFSET ?) ORDER BY created_at DESC, rowid"
         )
-    )
+    rows = list(db.query(page, [*params, limit, offset]))
     for row in rows:  # as in every list of jobs (vq/job_lists.py list_view); `vq show`, `vq result` have it whole
         size = len((row.get("result") or "").encode())
         if size > LIST_RESULT_BYTES:
             row.update(result=None, result_omitted=True, result_bytes=size)
     return rows
+
+
+def count(
+    db,
+    *,
+    user: str | None = None,
+    since: str | None = None,
+    job_type: str | None = None,
+    status: str | None = None,
+    where: list[str] | None = None,
+    indexed: list[str] | None = None,
+) -> int:
+    """How many jobs `jobs` would list without a limit."""
+    sql, params = _filters(user, since, job_type, status, where, indexed)
+    return db.execute(f"SELECT COUNT(*) FROM render_jobs{sql}", params).fetchone()[0]
 
 
 def camel_case(row: dict, *, legacy: bool = True) -> dict:
@@ -182,12 +216,14 @@ def export(
     since: str | None = None,
     job_type: str | None = None,
     status: str | None = None,
+    where: list[str] | None = None,
+    indexed: list[str] | None = None,
 ) -> Iterator[str]:
     """Every matching job row, oldest first, as CSV (a header line first) or JSON lines."""
     if fmt not in EXPORT_FORMATS:
         raise InvalidInput(f"--format: {fmt!r} is not one of csv, json", field="format")
-    where, params = _filters(user, since, job_type, status)
-    rows = db.query(f"SELECT * FROM render_jobs{where} ORDER BY created_at, id", params)
+    sql, params = _filters(user, since, job_type, status, where, indexed)
+    rows = db.query(f"SELECT {SHOWN} FROM render_jobs{sql} ORDER BY created_at, id", params)
     if fmt == "json":
         for row in rows:
             yield json.dumps(row, separators=(",", ":")) + "\n"

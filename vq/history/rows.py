@@ -72,6 +72,7 @@ def write(db, batch: list[dict]) -> None:
         for job_id, status in db.execute(f"SELECT id, status FROM render_jobs WHERE id IN ({marks})", chunk):
             current[job_id] = status
     history_rows, created_rows, dependencies, audits, charges = [], [], [], [], {}
+    debounced: list[tuple[str, str]] = []
     updates: dict[str, list] = {}  # job id -> [job type, first at, status, last at, column changes]
     for event in batch:
         job_id = event["jobId"]
@@ -91,6 +92,9 @@ def write(db, batch: list[dict]) -> None:
             )
             continue
         if job_id == "-":
+            continue
+        if event["event"] == "debounced" and "data" in event:  # its data replaced: the copy follows
+            debounced.append((event["data"], job_id))
             continue
         if event["event"] == "charged":  # a provider call's cost: the job's running total
             charges[job_id] = (event["fields"].get("provider"), event["fields"].get("totalMicros"))
@@ -133,6 +137,7 @@ def write(db, batch: list[dict]) -> None:
                     1 if fields.get("cachedFrom") else 0,
                     at if to == "finished" else None,
                     event.get("result"),
+                    event.get("data"),
                 )
             )  # born finished (a cached result): its result
             for parent in fields.get("dependsOn") or []:
@@ -150,15 +155,16 @@ def write(db, batch: list[dict]) -> None:
         )
         db.conn.executemany(
             "INSERT INTO render_jobs (id, job_type, user_id, project_id, priority, subscription, queue, status, "
-            "created_at, updated_at, parent_id, step, recurring_id, cached, finished_at, result, attempts) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT(id) DO UPDATE SET "
+            "created_at, updated_at, parent_id, step, recurring_id, cached, finished_at, result, data, attempts) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT(id) DO UPDATE SET "
             "job_type=excluded.job_type, user_id=excluded.user_id, project_id=excluded.project_id, "
             "priority=excluded.priority, subscription=excluded.subscription, queue=excluded.queue, "
             "created_at=excluded.created_at, parent_id=excluded.parent_id, step=excluded.step, "
             "recurring_id=excluded.recurring_id, cached=excluded.cached, "
-            "result=COALESCE(excluded.result, render_jobs.result)",
+            "result=COALESCE(excluded.result, render_jobs.result), data=excluded.data",
             created_rows,
         )
+        db.conn.executemany("UPDATE render_jobs SET data = ? WHERE id = ?", debounced)  # new data, same job
         for sql, rows in _grouped_updates(updates).items():
             db.conn.executemany(sql, rows)
         db.conn.executemany(

@@ -6,9 +6,9 @@
 -- KEYS: the names in K (vq/lua/__init__.py fills them from vq/keys.py): K.events, and
 --       the prefixes K.job and K.queue
 -- ARGV: now (RQ's text format), now_ms, stream maxlen, n_templates, then per template:
---       queue name, n_fields, field, value, ... ; then per job, 8 values:
+--       queue name, n_fields, field, value, ... ; then per job, 9 values:
 --       template number, job id, data, meta, retry_intervals ('' = none), description, job type,
---       event fields (JSON)
+--       event fields (JSON), the event's data for the history ('' = none)
 local now_text, now_ms, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local n_templates = tonumber(ARGV[4])
 local templates = {}
@@ -36,9 +36,14 @@ while i <= #ARGV do
     order[#order + 1] = template.queue
   end
   ids[#ids + 1] = id
-  redis.call('XADD', K.events, 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
-             'jobType', ARGV[i + 6], 'ts', now_ms, 'fields', ARGV[i + 7])
-  i = i + 8
+  if ARGV[i + 8] == '' then
+    redis.call('XADD', K.events, 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
+               'jobType', ARGV[i + 6], 'ts', now_ms, 'fields', ARGV[i + 7])
+  else
+    redis.call('XADD', K.events, 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
+               'jobType', ARGV[i + 6], 'ts', now_ms, 'fields', ARGV[i + 7], 'data', ARGV[i + 8])
+  end
+  i = i + 9
 end
 
 -- The pushes after every hash exists, in submission order, a thousand ids per RPUSH.

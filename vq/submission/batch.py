@@ -21,7 +21,7 @@ from vq.errors import RedisUnavailable, VqError
 from vq.jobhash import Batch
 from vq.rq_seam.queue import rq_queue
 from vq.submission.creation import announce, create_in, expires, groups_in, plan_of, submit_resolved
-from vq.submission.spec import TEMPLATES, job_spec
+from vq.submission.spec import TEMPLATES, history_data, job_spec
 from vq.submission.validation import Resolved, Submission, resolve
 
 BATCH_CHUNK = 500  # submissions created per transaction by submit_each
@@ -86,8 +86,9 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
         if r.run_at is None:
             name = keys.queue_name(r.job_type.name, r.priority)
             fields, text = _created_fields(r)
+            spec = job_spec(settings, r, job_id, None, None, [], None)
             batch.add(
-                rq_queue(conn, name), job_id, job_spec(settings, r, job_id, None, None, [], None), r.job_type.name, text
+                rq_queue(conn, name), job_id, spec, r.job_type.name, text, history_data(settings, spec["args"][1])
             )
             groups_in(pipe, settings, r, job_id)
             queues.add(name)

@@ -26,12 +26,13 @@ from vq.config import Settings
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
 from vq.jobtypes import get_job_type, load_handler
 from vq.model import VQ_FUNC, iso, result_of
+from vq.protect import protector
 from vq.recurring import runs as recurring_runs
 from vq.replies import optional_text
 from vq.rq_seam import private
 from vq.rq_seam.queue import rq_queue
 from vq.submission import unique
-from vq.submission.spec import TEMPLATES, enqueue_at_kwargs, job_spec
+from vq.submission.spec import TEMPLATES, enqueue_at_kwargs, history_data, job_spec
 from vq.submission.unique import Submitted
 from vq.submission.validation import VALID_ID, Resolved, Submission, resolve
 
@@ -176,7 +177,15 @@ def _submit_unique(conn: Redis, settings: Settings, r: Resolved, job_id: str) ->
         groups_in(pipe, settings, r, existing)  # its limit groups' keys follow its new data
         pipe.zadd(keys.rq_scheduled(fields["origin"]), {existing: start.timestamp()}, xx=True)
         # not a status change (the history keeps no row): for those who follow the job's events
-        events.emit(pipe, "debounced", existing, r.job_type.name, scheduledFor=iso(start), userId=r.user_id)
+        events.emit(
+            pipe,
+            "debounced",
+            existing,
+            r.job_type.name,
+            data=history_data(settings, protector(settings).seal(r.data)),  # the history's copy follows
+            scheduledFor=iso(start),
+            userId=r.user_id,
+        )
 
     return unique.claim(
         conn,
@@ -257,7 +266,7 @@ def _enqueue(
         except BaseException:
             conn.hdel(Job.key_for(job_id), keys.GROUPS_FIELD, keys.RESOURCES_FIELD)
             raise
-        _record_created(conn, r, job, parent_id, step)
+        _record_created(conn, r, job, parent_id, step, data=history_data(settings, common["args"][1]))
         return
     with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
         if if_absent:
@@ -297,12 +306,13 @@ def create_in(
     name = keys.queue_name(r.job_type.name, r.priority)
     spec = job_spec(settings, r, job_id, step, parent_id, children or [], cache_key, unique_meta)
     groups_in(pipe, settings, r, job_id)
+    data = history_data(settings, spec["args"][1])
     if r.run_at is not None:
         job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **enqueue_at_kwargs(spec))
-        _emit_created(pipe, r, job.id, job.get_status(refresh=False), parent_id, step)
+        _emit_created(pipe, r, job.id, job.get_status(refresh=False), parent_id, step, data=data)
         return None
     _push_new(conn, pipe, name, job_id, spec)
-    _emit_created(pipe, r, job_id, JobStatus.QUEUED, parent_id, step)
+    _emit_created(pipe, r, job_id, JobStatus.QUEUED, parent_id, step, data=data)
     return name
 
 
@@ -322,7 +332,9 @@ def _create_cached(conn: Redis, settings: Settings, r: Resolved, job_id: str, so
     result = events.result_for_history(
         json.dumps(private.result(job), separators=(",", ":")), settings.history.maxResultBytes
     )
-    _record_created(conn, r, job, None, None, result=result, cachedFrom=source.id)
+    _record_created(
+        conn, r, job, None, None, result=result, data=history_data(settings, spec["args"][1]), cachedFrom=source.id
+    )
     return job
 
 
@@ -363,15 +375,18 @@ def _emit_created(
     parent_id: str | None = None,
     step: str | None = None,
     result: str | None = None,
+    data: str | None = None,
     **extra,
 ) -> None:
-    """The `created` event and a recurring job's run record."""
+    """The `created` event (with the history's copy of the data: spec.history_data) and a
+    recurring job's run record."""
     events.emit(
         pipe,
         "created",
         job_id,
         r.job_type.name,
         result=result,
+        data=data,
         userId=r.user_id,
         projectId=r.project_id,
         priority=r.priority,

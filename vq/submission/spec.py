@@ -4,6 +4,7 @@ template hashes new queued jobs are built from (vq/jobhash.py)."""
 
 from __future__ import annotations
 
+import json
 from math import ceil
 
 from rq import Retry
@@ -16,6 +17,17 @@ from vq.protect import protector
 from vq.submission.validation import Resolved
 
 TEMPLATES = Templates(VQ_FUNC)
+
+
+def history_data(settings: Settings, sealed: object) -> str | None:
+    """A job's data as the `created` event carries it to the history database (`--where` on
+    data fields): its sealed JSON, when at most history.maxDataBytes long and some field is
+    indexed (history.indexedFields: without one, events and Redis carry nothing more); else None."""
+    limit = settings.history.maxDataBytes
+    if limit <= 0 or not settings.history.indexedFields or not isinstance(sealed, dict):
+        return None
+    text = json.dumps(sealed, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= limit and len(text.encode()) <= limit else None
 
 
 def _ttls(settings: Settings) -> tuple[int, int]:
