@@ -128,7 +128,9 @@ def test_a_rate_limit_holds_across_two_daemons_and_waiting_spends_no_attempt(vq,
     # tolerated (the suite runs four tests at once on two cores); a limit counted per host
     # (8/s from two daemons) still breaks this check, and the span below in any case.
     assert alpha.most_in_window(1.0 - ARRIVAL_JITTER_S) <= 6, "4 requests per second, counted by all hosts together"
-    assert alpha.most_in_window(0.5) <= 4, "no burst: 4 requests per second, counted by all hosts together"
+    # The same two stragglers can land in the first half second of the next window; a limit
+    # counted per host puts 8 there (4 from each daemon at once).
+    assert alpha.most_in_window(0.5) <= 6, "no burst: 4 requests per second, counted by all hosts together"
     assert alpha.most_inflight <= 2
     assert max(alpha.arrivals) - min(alpha.arrivals) >= 3.0, "16 requests at 4 per second take 3 s or more"
     assert all(v["attempts"] == 1 and v["provider"] == "alpha" for v in views), "waiting cost no attempt"
