@@ -204,7 +204,7 @@ def test_two_daemons_racing_on_the_last_jobs_fire_once(vq, receiver, redis_conn,
 
 
 def test_a_worker_killed_in_the_last_job_still_fires_once(vq, redis_conn, tmp_path):
-    vq.configure(queue={"settings": {"stalledInterval": 1000, "maxStalledCount": 0}})
+    vq.configure(queue={"settings": {"lockDuration": 1500, "stalledInterval": 1000, "maxStalledCount": 0}})
     daemon = vq.start_daemon(workers=1)
     jobs = _write(
         tmp_path,
