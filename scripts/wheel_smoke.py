@@ -34,7 +34,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_SOURCE = shutil.ignore_patterns(
-    "build", "dist", "*.egg-info", "__pycache__", ".git", ".pytest_cache", ".venv", ".schemathesis", "tests"
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".git",
+    ".pytest_cache",
+    ".venv",
+    ".schemathesis",
+    ".hypothesis",
+    ".mypy_cache",
+    ".ruff_cache",
+    "site",
+    "tests",
 )
 
 
