@@ -44,6 +44,11 @@ class WorkerShare:
         return {"holder": self.holder, "capacity": self.amounts, "devices": self.devices}
 
 
+# The attribute on an admitted job with what admission gave it of its worker's resources,
+# from the hash admission returned (vq/rq_seam/queue.py): ctx.resources without a read.
+ADMITTED_HELD = "_vq_admitted_held"
+
+
 def advertise(conn, share: WorkerShare, holder: str) -> WorkerShare:
     """This worker process's share, under its name, for admission and for `vq workers`."""
     from vq import keys

@@ -182,6 +182,8 @@ def held_resources(job: Job) -> dict:
     that has resources, as admission gives them only there (vq/capacity.py)."""
     if capacity.THIS_WORKER is None:
         return {}
+    if hasattr(job, capacity.ADMITTED_HELD):  # handed out by admission, with its hash
+        return capacity.held_view(getattr(job, capacity.ADMITTED_HELD))
     return capacity.held_view(job.connection.hget(job.key, keys.HELD_FIELD))
 
 

@@ -25,6 +25,7 @@ from rq.timeouts import BaseDeathPenalty, UnixSignalDeathPenalty
 
 from vq import foreign, keys
 from vq.admission import Admission, Admitted, Start, mark_arrivals, mark_arrivals_in, release, wait_for_wake
+from vq.capacity import ADMITTED_HELD
 from vq.timer import schedule_in
 
 _admissions: dict[int, Admission] = {}
@@ -146,6 +147,8 @@ class VqQueue(Queue):
         )
         job = queue.job_class(job_id, connection=connection, serializer=queue.serializer)
         job.restore(data)
+        # What admission gave it of this worker's resources, in the same hash: no read later.
+        setattr(job, ADMITTED_HELD, data.get(keys.HELD_FIELD.encode()))
         return job, queue
 
     def push_job_id(self, job_id, pipeline=None, at_front=False):
