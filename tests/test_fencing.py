@@ -213,3 +213,28 @@ def test_a_worker_stopped_while_it_holds_a_group_slot_never_runs_beside_the_next
     all_runs = runs(stamps)
     assert most_at_once(all_runs) == {"test-stamp": 1}, all_runs
     assert not _alive(frozen.pid), "the stopped worker was killed"
+
+
+def test_a_worker_stopped_while_it_holds_the_only_gpu_never_runs_beside_the_next(vq, tmp_path):
+    """One GPU (`--resources gpu=1` over two workers: one has it) and two jobs that need it:
+    the worker running the first is stopped with SIGSTOP past its 3 s lease. Its daemon kills
+    it before the lease lapses, so the second job, which waits for the GPU, never runs beside
+    it (the handlers' own stamps); the first is recovered, and both finish on the GPU."""
+    stamps = tmp_path / "stamps.log"
+    _configure(vq, limit=10)
+    vq.configure(job_types={"test-stamp": {**STAMP_TYPE, "resources": {"gpu": 1}}})
+    data = {"stamps": str(stamps)}
+    first = vq.submit("test-stamp", {**data, "seconds": 4}, "--user", "a", "--subscription", "pro")
+    second = vq.submit("test-stamp", {**data, "seconds": 1}, "--user", "b", "--subscription", "pro")
+    vq.start_daemon("--resources", "gpu=1", workers=2)
+    frozen = _wait_runs(stamps, 1)[0]
+    assert frozen.job_id == first
+    assert "gpu" in (vq.json("show", second)["waitReason"] or ""), vq.json("show", second)
+    _freeze(frozen.pid, 7)
+    for job_id in (first, second):
+        view = vq.wait_for(job_id, timeout=40)
+        assert view["status"] == "finished", vq.daemon_log()[-3000:]
+        assert view["resources"] == {"gpu": 1} and view["resourcesHeld"] is None  # given back
+    all_runs = runs(stamps)
+    assert most_at_once(all_runs) == {"test-stamp": 1}, all_runs
+    assert not _alive(frozen.pid), "the stopped worker was killed"
