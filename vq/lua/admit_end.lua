@@ -34,7 +34,12 @@ local function end_finished()
   local has_dependents, stale = 0, false
   if ARGV[2] ~= '' then
     local f = cjson.decode(ARGV[2])
-    if f.token == cjson.null or redis.call('HGET', f.key, C.lease_field) == f.token then  -- null: started unfenced
+    if redis.call('HGET', f.key, 'status') == 'finished' then
+      -- Written already: this is the same call again (redis-py retries a command whose
+      -- connection dropped before its answer came back, as when Redis restarts), so
+      -- nothing twice (one `finished` event); the dependents as the first call found them.
+      has_dependents = redis.call('EXISTS', f.dependents)
+    elseif f.token == cjson.null or redis.call('HGET', f.key, C.lease_field) == f.token then  -- null: started unfenced
       has_dependents = finish(f)
     else
       stale = true
