@@ -34,12 +34,13 @@ local function end_finished()
   local has_dependents, stale = 0, false
   if ARGV[2] ~= '' then
     local f = cjson.decode(ARGV[2])
-    if redis.call('HGET', f.key, 'status') == 'finished' then
+    local now_in = redis.call('HMGET', f.key, 'status', C.lease_field)  -- one read for both checks
+    if now_in[1] == 'finished' then
       -- Written already: this is the same call again (redis-py retries a command whose
       -- connection dropped before its answer came back, as when Redis restarts), so
       -- nothing twice (one `finished` event); the dependents as the first call found them.
       has_dependents = redis.call('EXISTS', f.dependents)
-    elseif f.token == cjson.null or redis.call('HGET', f.key, C.lease_field) == f.token then  -- null: started unfenced
+    elseif f.token == cjson.null or now_in[2] == f.token then  -- null: started unfenced
       has_dependents = finish(f)
     else
       stale = true
