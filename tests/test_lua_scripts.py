@@ -321,3 +321,31 @@ def test_a_job_with_a_deadline_ages_into_the_next_levels_deadline_order(redis_co
     assert not redis_conn.exists(keys.ring(TYPE, "low"))
     release(redis_conn, "busy", TYPE, "u0")
     assert admission.admit([TYPE]).job_id == "old-low"
+
+
+def test_the_same_end_run_again_writes_nothing_twice(redis_conn):
+    """redis-py runs a command again when its connection drops before the answer (as when
+    Redis restarts): the job's end, sent a second time as the same call, adds no second
+    `finished` event and gives back no slot twice."""
+    _limits(redis_conn, type_limit=1, tiers={"free": 5})
+    _job(redis_conn, "first", "u1")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
+    end = JobEnd(
+        id="first",
+        key=keys.rq_job("first"),
+        fields=["status", "finished", "result", "42"],
+        ttl=60,
+        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+        event=["event", "finished", "jobId", "first"],
+        dependents=keys.rq_dependents("first"),
+        token=first.token,
+    )
+    for _ in range(2):  # the call, then the same call again
+        with redis_conn.pipeline(transaction=False) as pipe:
+            admission.admit_in(pipe, [], give_back=("first", TYPE, "u1"), finish=end)
+            _has, _admitted, refused = admission.parse_admitted(pipe.execute(raise_on_error=False)[0])
+        assert not refused
+    events = [fields[b"event"] for _id, fields in redis_conn.xrange(keys.EVENTS)]
+    assert events == [b"started", b"finished"], events
+    assert _running(redis_conn, keys.running_type(TYPE)) == 0
