@@ -196,4 +196,8 @@ def test_a_cancel_racing_the_end_of_short_jobs_never_lands_outside_the_handler(v
     assert set(statuses) <= {"finished", "canceled"}, ended
     assert statuses.count("canceled") >= 10, "most are interrupted: the race is real"
     assert all(v["attempts"] == 1 for v in ended.values())
-    assert "Traceback" not in vq.daemon_log()
+    # No traceback but Python's own report of an interrupt that landed in a destructor run
+    # inside the handler (a garbage Redis client's __del__), which Python swallows: the job
+    # still ends as above, by the cancel check after its handler returned.
+    log = vq.daemon_log()
+    assert log.count("Traceback") == log.count("Exception ignored in"), log[-3000:]
