@@ -30,6 +30,18 @@ WHERE = (
 )
 
 
+def history_filters(
+    since: str | None = Query(None, description="7d, 12h or an ISO time"),
+    jobType: str | None = Query(None),
+    status: str | None = Query(None),
+    where: list[str] = Query([], max_length=20, description=WHERE),
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=history_service.MAX_OFFSET),
+) -> Filters:
+    """The query parameters both history routes take, declared once."""
+    return Filters(since, jobType, status, where, limit, offset)
+
+
 def router(ctx: Context) -> APIRouter:
     routes = APIRouter()
     conn, settings = ctx.conn, ctx.settings
@@ -63,17 +75,11 @@ def router(ctx: Context) -> APIRouter:
     )
     async def user_history(
         userId: str = Path(..., max_length=128),
-        since: str | None = Query(None, description="7d, 12h or an ISO time"),
-        jobType: str | None = Query(None),
-        status: str | None = Query(None),
-        where: list[str] = Query([], max_length=20, description=WHERE),
-        limit: int = Query(50, ge=1, le=1000),
-        offset: int = Query(0, ge=0, le=history_service.MAX_OFFSET),
+        q: Filters = Depends(history_filters),
         principal: Principal = Depends(ctx.caller),
     ) -> dict:
         if userId != principal.user_id and not principal.is_operator:
             raise NotFound(f"no history for user {userId!r}")
-        q = Filters(since, jobType, status, where, limit, offset)
         return {"userId": userId, "jobs": await run_in_threadpool(read, principal, userId, q)}
 
     @routes.get(
@@ -84,16 +90,10 @@ def router(ctx: Context) -> APIRouter:
         response_model_exclude_unset=True,
     )
     async def search_history(
-        since: str | None = Query(None, description="7d, 12h or an ISO time"),
-        jobType: str | None = Query(None),
-        status: str | None = Query(None),
-        where: list[str] = Query([], max_length=20, description=WHERE),
-        limit: int = Query(50, ge=1, le=1000),
-        offset: int = Query(0, ge=0, le=history_service.MAX_OFFSET),
+        q: Filters = Depends(history_filters),
         principal: Principal = Depends(ctx.caller),
     ) -> dict:
         user = None if principal.is_operator else principal.user_id
-        q = Filters(since, jobType, status, where, limit, offset)
         return {"jobs": await run_in_threadpool(read, principal, user, q)}
 
     return routes
