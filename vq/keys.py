@@ -398,3 +398,11 @@ def job_log_meta(job_id: str) -> str:
 
 
 JOB_LOGS_PENDING = PREFIX + "logs:pending"  # set: jobs whose logs the archiver copies when they end
+
+
+UI_SECRET = PREFIX + "ui:secret"  # the web dashboard's cookie-signing key, made once (vq/webui/sessions.py)
+
+
+def ui_session(session_id: str) -> str:
+    """The web dashboard's session (hash: token, csrf), expiring with the token it was made from."""
+    return f"{PREFIX}ui:session:{session_id}"

@@ -1,0 +1,279 @@
+"""The web dashboard (/ui) in a real browser: Debian's chromium driven by Playwright against
+a real `vq daemon` serving HTTP on loopback, plus the CSRF and path checks with a plain
+HTTP client. Screenshots of the main pages go to tests/artifacts/webui/ (git-ignored).
+
+Skipped, with the reason, only when chromium or the playwright package is missing here
+(CI installs both: .ci/run, the test extra)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.error
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.test_api import Api, serve
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SHOTS = Path(__file__).resolve().parent / "artifacts" / "webui"
+SECRET = "test-secret-for-the-webui-tests-0123456789"
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - CI has it (the test extra)
+    sync_playwright = None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if sync_playwright is None:
+        pytest.skip("the playwright package is not installed (pip install -e .[test])")
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def dash(vq) -> Api:
+    return serve(vq, jwt_secret=SECRET)
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def login(page, dash: Api, token: str, then: str = "/ui") -> None:
+    page.goto(f"{dash.base}/ui/login?next={then}")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+
+class Browserless:
+    """A plain HTTP client with a cookie jar and no redirects followed: what a script or
+    another site's form can send."""
+
+    def __init__(self, base: str, vq=None):
+        self.base = base
+        self.vq = vq
+        self.jar = CookieJar()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+
+    def send(self, method: str, path: str, form: dict | None = None, headers: dict | None = None):
+        data = urlencode(form).encode() if form is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers or {})
+        if data is not None:
+            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+        try:
+            with self.opener.open(request, timeout=20) as response:
+                status, body, got = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as exc:
+            status, body, got = exc.code, exc.read(), exc.headers
+        return status, body.decode(errors="replace"), {k.lower(): v for k, v in got.items()}
+
+    def log(self) -> str:
+        return self.vq.daemon_log()[-3000:] if self.vq else ""
+
+    def login(self, token: str) -> str:
+        """Log in; the session's CSRF token (read from a page, as a browser would)."""
+        status, _body, headers = self.send("POST", "/ui/login", {"token": token, "next": "/ui/jobs"})
+        assert status == 303, _body
+        assert "HttpOnly" in headers["set-cookie"] and "SameSite=strict" in headers["set-cookie"]
+        status, body, _ = self.send("GET", "/ui/jobs")
+        assert status == 200, body + self.log()
+        return body.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def paused(vq, job_type: str) -> bool:
+    return next(row for row in vq.json("queues") if row["jobType"] == job_type)["paused"]
+
+
+def test_login_and_watch_a_job_progress_live(vq, dash, page):
+    page.goto(f"{dash.base}/ui/jobs")
+    assert "/ui/login" in page.url  # no session: to the login page
+    login(page, dash, "not-a-token")
+    assert page.locator(".error").inner_text().startswith("invalid token")
+
+    ops = dash.token("olga", "operator")
+    login(page, dash, ops)
+    assert page.url.endswith("/ui")
+    assert page.locator("tr[data-queue=test-sleep]").count() == 1
+    assert "System" in page.locator("#health").inner_text()
+
+    job = vq.submit("test-sleep", {"seconds": 6, "steps": 12}, "--user", "ann")
+    page.goto(f"{dash.base}/ui/jobs/{job}")
+    seen = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        value = page.locator("progress.bar").get_attribute("value")
+        seen.append(float(value or 0))
+        if page.locator(".status-line .badge").inner_text() == "finished":
+            break
+        time.sleep(0.4)
+    middle = [v for v in seen if 0 < v < 100]
+    assert len(set(middle)) >= 2, f"the bar did not move while the job ran: {seen}"  # updated without a reload
+    assert page.locator(".status-line .badge").inner_text() == "finished"
+    assert '"slept": 6' in page.locator("section", has_text="Result").inner_text()
+    assert page.locator(".timeline li").count() >= 1 or "No history yet" in page.content()
+    shot(page, "job")
+    page.goto(f"{dash.base}/ui")
+    shot(page, "overview")
+
+
+def test_an_image_job_shows_its_preview(vq, dash, page):
+    job = vq.submit(
+        "image-generation", {"prompt": "a sunset over the sea", "options": {"width": 96, "height": 64}}, "--user", "ann"
+    )
+    assert vq.wait_done(job)["status"] == "finished"
+    login(page, dash, dash.token("olga", "operator"), then=f"/ui/jobs/{job}")
+    image = page.locator("figure.image img")
+    image.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [96, 64]
+    shot(page, "image-job")
+
+
+def test_pause_and_resume_a_queue_from_the_ui(vq, dash, page):
+    login(page, dash, dash.token("olga", "operator"))
+    page.click("tr[data-queue=test-noop] a")
+    page.click("text=Pause")
+    assert "Jobs of queue test-noop stop starting" in page.content()  # confirm first
+    assert not paused(vq, "test-noop")
+    page.click("button:has-text('Pause queue')")
+    assert "test-noop paused" in page.locator(".notice").inner_text()
+    assert paused(vq, "test-noop")
+    page.goto(f"{dash.base}/ui")
+    assert page.locator("tr[data-queue=test-noop] .badge.paused").count() == 1
+    shot(page, "overview-paused")
+    page.goto(f"{dash.base}/ui/queues/test-noop/resume")
+    page.click("button:has-text('Resume queue')")
+    assert not paused(vq, "test-noop")
+    audit = vq.json("audit") if vq.run("audit", "--help").returncode == 0 else None
+    if audit is not None:
+        assert any(row.get("action") == "pause" and row.get("actor") == "olga" for row in _rows(audit))
+
+
+def _rows(answer) -> list[dict]:
+    return answer if isinstance(answer, list) else answer.get("rows") or answer.get("entries") or []
+
+
+def test_a_dead_letter_is_retried_from_the_ui(vq, dash, page):
+    job = vq.submit("test-broken", {}, "--user", "ann")
+    assert vq.wait_done(job)["status"] == "failed"
+    login(page, dash, dash.token("olga", "operator"), then="/ui/dlq")
+    row = page.locator("tr", has_text=job[:12])
+    assert "input can never work" in row.inner_text()
+    shot(page, "dead-letters")
+    row.locator("text=Retry").click()
+    page.click("button:has-text('Retry job')")
+    assert "requeued" in page.locator(".notice").inner_text()
+    view = vq.wait_done(job)
+    assert view["attempts"] >= 1 and view["status"] == "failed"  # it ran again (and failed again)
+    history = vq.json("show", job)
+    assert history["status"] == "failed"
+
+
+def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
+    theirs = vq.submit("test-noop", {}, "--user", "bob")
+    mine = vq.submit("test-noop", {}, "--user", "ann")
+    vq.wait_done(theirs), vq.wait_done(mine)
+    login(page, dash, dash.token("ann", "user"))
+    assert page.url.endswith("/ui/jobs")  # no queue overview for a user
+    assert page.locator(f"a[href='/ui/jobs/{mine}']").count() == 1
+    assert page.locator(f"a[href='/ui/jobs/{theirs}']").count() == 0
+    reply = page.goto(f"{dash.base}/ui/jobs/{theirs}")
+    assert reply.status == 404
+    reply = page.goto(f"{dash.base}/ui/jobs/{mine}")
+    assert reply.status == 200
+    assert page.locator(".actions").count() == 0 and page.locator("text=Remove").count() == 0
+    for path in ("/ui/queues/test-noop", "/ui/dlq", f"/ui/jobs/{mine}/remove", "/ui/queues/test-noop/pause"):
+        assert page.goto(f"{dash.base}{path}").status == 403, path
+    shot(page, "user-jobs")
+    client = Browserless(dash.base, vq)
+    csrf = client.login(dash.token("ann", "user"))
+    status, _, _ = client.send("POST", f"/ui/jobs/{theirs}/remove", {"csrf": csrf})
+    assert status == 403
+    assert vq.json("show", theirs)["status"] == "finished"
+
+
+def test_cross_site_posts_are_refused(vq, dash, page):
+    client = Browserless(dash.base, vq)
+    csrf = client.login(dash.token("olga", "operator"))
+    status, body, _ = client.send("POST", "/ui/queues/test-noop/pause", {})
+    assert status == 403 and "CSRF" in body
+    status, body, _ = client.send("POST", "/ui/queues/test-noop/pause", {"csrf": "forged"})
+    assert status == 403
+    status, body, _ = client.send(
+        "POST", "/ui/queues/test-noop/pause", {"csrf": csrf}, {"Origin": "https://evil.example"}
+    )
+    assert status == 403 and "cross-site" in body
+    assert not paused(vq, "test-noop")
+    status, _, headers = client.send("POST", "/ui/queues/test-noop/pause", {"csrf": csrf}, {"Origin": dash.base})
+    assert status == 303 and paused(vq, "test-noop")
+    vq.run("resume", "test-noop")
+
+    # a form on another site, in a browser that is logged in: no cookie goes with it
+    login(page, dash, dash.token("olga", "operator"))
+    page.set_content(
+        f'<form method="post" action="{dash.base}/ui/queues/test-noop/pause">'
+        '<input name="csrf" value="guess"><button>go</button></form>'
+    )
+    page.click("button")
+    page.wait_for_load_state()
+    assert not paused(vq, "test-noop")
+
+    # logging out ends the session for every copy of the cookie
+    status, _, _ = client.send("POST", "/ui/logout", {"csrf": csrf})
+    assert status == 303
+    status, _, headers = client.send("GET", "/ui/jobs")
+    assert status == 303 and "/ui/login" in headers["location"]
+
+
+def test_artifacts_are_served_only_from_the_jobs_own_folder(vq, dash):
+    job = vq.submit("content-analysis", {"content": "some words here", "type": "text"}, "--user", "ann")
+    assert vq.wait_done(job)["status"] == "finished"
+    (vq.data_dir / "secret.txt").write_text("not for the browser")
+    client = Browserless(dash.base, vq)
+    client.login(dash.token("olga", "operator"))
+    listing = json.loads(vq.run("show", job, "--json").stdout)
+    name = Path(listing["result"]["path"]).name
+    status, body, headers = client.send("GET", f"/ui/jobs/{job}/artifacts/{name}")
+    assert status == 200 and headers["content-security-policy"].startswith("sandbox")
+    for attack in ("../../secret.txt", "..%2F..%2Fsecret.txt", "%2e%2e/%2e%2e/secret.txt", "/etc/passwd"):
+        status, body, _ = client.send("GET", f"/ui/jobs/{job}/artifacts/{attack}")
+        assert status in (400, 403, 404, 422), (attack, status)
+        assert "not for the browser" not in body

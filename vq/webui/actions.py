@@ -1,0 +1,179 @@
+"""The dashboard's actions (operator role): pause, resume and clear a queue; retry, cancel
+and remove a job; retry and purge the dead-letter queue. Each has a confirm page (GET) whose
+form POSTs with the session's CSRF token; the POST calls the service function the CLI and
+the HTTP API call, records an audit event naming the operator, and sends the browser back
+with what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+from redis import Redis
+from starlette.concurrency import run_in_threadpool
+
+from vq import artifacts, audit, dlq, jobs, queues
+from vq.config import Settings
+from vq.errors import NotFound
+from vq.jobtypes import get_job_type
+from vq.webui import views
+from vq.webui.auth import Gate
+from vq.webui.pages import JOB_ID, TYPE_NAME
+from vq.webui.render import page
+from vq.webui.sessions import Session
+
+
+@dataclass(frozen=True)
+class Action:
+    title: str  # the button: "Pause queue"
+    explains: str  # what it does, on the confirm page ({target} is the queue or job)
+    danger: bool = False
+
+
+QUEUE_ACTIONS = {
+    "pause": Action("Pause queue", "Jobs of {target} stop starting, on every host. Running jobs finish."),
+    "resume": Action("Resume queue", "Jobs of {target} start again as workers and limits allow."),
+    "clear": Action(
+        "Clear queue",
+        "Every waiting job of {target} (queued, limited, scheduled, deferred) is deleted. "
+        "Running and ended jobs stay. This cannot be undone.",
+        danger=True,
+    ),
+}
+JOB_ACTIONS = {
+    "retry": Action("Retry job", "Job {target} is queued again, with its attempts counted afresh."),
+    "cancel": Action(
+        "Cancel job", "Job {target} is canceled: at once if it waits, at its next progress report if it runs."
+    ),
+    "remove": Action(
+        "Remove job",
+        "Job {target} is deleted, with its artifacts (a running job is canceled first). This cannot be undone.",
+        danger=True,
+    ),
+}
+DLQ_ACTIONS = {
+    "retry": Action("Retry dead letters", "Every dead job{target} is queued again."),
+    "purge": Action("Purge dead letters", "Every dead job{target} is deleted. This cannot be undone.", danger=True),
+}
+
+
+def _queue(conn: Redis, settings: Settings, actor: Session, action: str, job_type: str) -> str:
+    detail: dict[str, object]
+    if action == "pause":
+        queues.pause(conn, settings, job_type)
+        said, detail = f"{job_type} paused", {}
+    elif action == "resume":
+        queues.resume(conn, settings, job_type)
+        said, detail = f"{job_type} resumed", {}
+    else:
+        removed = queues.clear(conn, settings, job_type)["removed"]
+        said, detail = f"{job_type}: {removed} waiting job(s) removed", {"removed": removed}
+    audit.record(conn, actor.principal.user_id, actor.principal.role, action, job_type, "-", via="ui", **detail)
+    return said
+
+
+def _job(conn: Redis, settings: Settings, actor: Session, action: str, job_id: str) -> str:
+    who = actor.principal.user_id
+    detail: dict[str, object]
+    if action == "retry":
+        view = jobs.retry(conn, job_id, settings)
+        said, detail = f"job {job_id} requeued ({view['status']})", {}
+    elif action == "cancel":
+        why = f"canceled by {who}"
+        view = jobs.cancel(conn, job_id, why, settings, actor=who)
+        said = f"job {job_id} canceled" if view["status"] == "canceled" else f"job {job_id}: cancellation requested"
+        detail = {"reason": why, "now": False}
+    else:
+        view = jobs.remove(conn, job_id, artifacts.root(settings), settings)
+        said, detail = f"job {job_id} removed", {}
+    audit.record(conn, who, actor.principal.role, action, view["jobType"], job_id, via="ui", **detail)
+    return said
+
+
+def _dead(conn: Redis, settings: Settings, actor: Session, action: str, job_type: str | None) -> str:
+    if job_type:
+        get_job_type(settings, job_type)
+    if action == "retry":
+        count = len(dlq.retry_dead(conn, settings, None, job_type))
+        said = f"{count} dead letter(s) requeued"
+    else:
+        count = dlq.purge(conn, settings, None, job_type)
+        said = f"{count} dead letter(s) deleted"
+    p = actor.principal
+    audit.record(conn, p.user_id, p.role, f"dlq-{action}", job_type, "-", count=count, via="ui")
+    return said
+
+
+def _back(target: str, said: str) -> RedirectResponse:
+    return RedirectResponse(f"{target}?done={quote(said)}", status_code=303)
+
+
+def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
+    routes = APIRouter(include_in_schema=False)
+
+    def confirm(request: Request, session: Session, action: Action, target: str, cancel_to: str, **hidden):
+        return page(
+            request,
+            "confirm.html",
+            session=session,
+            action=action,
+            explains=action.explains.format(target=target),
+            cancel_to=cancel_to,
+            hidden=hidden,
+        )
+
+    def known(table: dict[str, Action], name: str) -> Action:
+        if name not in table:
+            raise NotFound(f"no such action {name!r}")
+        return table[name]
+
+    @routes.get("/ui/queues/{jobType}/{action}")
+    async def queue_confirm(
+        request: Request, action: str, jobType: str = TYPE_NAME, session: Session = Depends(gate.operator)
+    ):
+        chosen = known(QUEUE_ACTIONS, action)
+        await run_in_threadpool(get_job_type, settings, jobType)
+        return confirm(request, session, chosen, f"queue {jobType}", f"/ui/queues/{jobType}")
+
+    @routes.post("/ui/queues/{jobType}/{action}")
+    async def queue_action(
+        request: Request, action: str, jobType: str = TYPE_NAME, session: Session = Depends(gate.operator)
+    ):
+        known(QUEUE_ACTIONS, action)
+        await gate.checked(request, session)
+        said = await run_in_threadpool(_queue, conn, settings, session, action, jobType)
+        return _back(f"/ui/queues/{jobType}", said)
+
+    @routes.get("/ui/jobs/{jobId}/{action}")
+    async def job_confirm(
+        request: Request, action: str, jobId: str = JOB_ID, session: Session = Depends(gate.operator)
+    ):
+        chosen = known(JOB_ACTIONS, action)
+        view = await run_in_threadpool(views.visible_job, conn, settings, session.principal, jobId)
+        return confirm(
+            request, session, chosen, f"{view['id']} ({view['jobType']}, {view['status']})", f"/ui/jobs/{view['id']}"
+        )
+
+    @routes.post("/ui/jobs/{jobId}/{action}")
+    async def job_action(request: Request, action: str, jobId: str = JOB_ID, session: Session = Depends(gate.operator)):
+        known(JOB_ACTIONS, action)
+        await gate.checked(request, session)
+        view = await run_in_threadpool(views.visible_job, conn, settings, session.principal, jobId)
+        said = await run_in_threadpool(_job, conn, settings, session, action, view["id"])
+        return _back("/ui/jobs" if action == "remove" else f"/ui/jobs/{view['id']}", said)
+
+    @routes.get("/ui/dlq/{action}")
+    async def dlq_confirm(request: Request, action: str, type: str = "", session: Session = Depends(gate.operator)):
+        chosen = known(DLQ_ACTIONS, action)
+        return confirm(request, session, chosen, f" of type {type}" if type else "", "/ui/dlq", type=type)
+
+    @routes.post("/ui/dlq/{action}")
+    async def dlq_action(request: Request, action: str, session: Session = Depends(gate.operator)):
+        known(DLQ_ACTIONS, action)
+        fields = await gate.checked(request, session)
+        said = await run_in_threadpool(_dead, conn, settings, session, action, fields.get("type") or None)
+        return _back("/ui/dlq", said)
+
+    return routes

@@ -1,0 +1,141 @@
+"""Web dashboard sessions: a login with a token becomes a session cookie, and every
+state-changing request carries the session's CSRF token.
+
+The session lives in Redis (`keys.ui_session`), so logging out ends it on every host, and it
+expires when the token it was made from expires (or after SESSION_MAX, whichever comes
+first). Each request decodes the stored token again with `vq.tokens.decode`, the API's own
+check, so a session never outlives its token. The cookie holds only the session id, signed
+with a key kept in Redis (shared by every daemon): HttpOnly, SameSite=Strict, and Secure
+when the page came over TLS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import jwt
+from redis import Redis
+from starlette.requests import Request
+from starlette.responses import Response
+
+from vq import keys
+from vq.config import Settings
+from vq.errors import VqError
+from vq.tokens import Forbidden, Principal, Unauthorized, decode
+
+COOKIE = "vq_session"
+SESSION_MAX = 12 * 3600  # seconds: a session ends after this even when its token lives longer
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
+
+
+class LoginNeeded(VqError):
+    """No session, or an ended one: the pages send the browser to /ui/login."""
+
+    http_status = 401
+    code = "login_needed"
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    principal: Principal
+    csrf: str
+    expires: int  # epoch seconds
+
+
+def _signing_key(conn: Redis) -> bytes:
+    conn.set(keys.UI_SECRET, secrets.token_hex(32), nx=True)
+    key = conn.get(keys.UI_SECRET) or b""
+    return key.encode() if isinstance(key, str) else bytes(key)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _sign(key: bytes, session_id: str) -> str:
+    return hmac.new(key, session_id.encode(), hashlib.sha256).hexdigest()
+
+
+def start(conn: Redis, settings: Settings, token: str, verify_key: tuple[str, str]) -> tuple[Session, str]:
+    """A new session for a valid token, and the cookie value naming it; Unauthorized if the
+    token is not one the API would take."""
+    token = token.strip()
+    principal = decode(settings, f"Bearer {token}", verify_key)
+    expires = int(jwt.decode(token, options={"verify_signature": False})["exp"])
+    expires = min(expires, int(time.time()) + SESSION_MAX)
+    session_id, csrf = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    key = keys.ui_session(session_id)
+    with conn.pipeline() as pipe:
+        pipe.hset(key, mapping={"token": token, "csrf": csrf})
+        pipe.expireat(key, expires)
+        pipe.execute()
+    return Session(session_id, principal, csrf, expires), f"{session_id}.{_sign(_signing_key(conn), session_id)}"
+
+
+def current(conn: Redis, settings: Settings, request: Request, verify_key: tuple[str, str]) -> Session:
+    """The request's session, or LoginNeeded: a cookie with a good signature naming a live
+    session whose token still passes the API's check."""
+    cookie = request.cookies.get(COOKIE, "")
+    session_id, _, signature = cookie.partition(".")
+    if not session_id or not hmac.compare_digest(signature, _sign(_signing_key(conn), session_id)):
+        raise LoginNeeded("please log in")
+    stored = {_text(k): _text(v) for k, v in conn.hgetall(keys.ui_session(session_id)).items()}
+    if "token" not in stored:
+        raise LoginNeeded("your session has ended: please log in again")
+    try:
+        principal = decode(settings, f"Bearer {stored['token']}", verify_key)
+    except Unauthorized as exc:
+        conn.delete(keys.ui_session(session_id))
+        raise LoginNeeded(f"your session has ended ({exc.message}): please log in again") from None
+    ttl = conn.ttl(keys.ui_session(session_id))
+    return Session(session_id, principal, stored["csrf"], int(time.time()) + max(int(ttl), 0))
+
+
+def end(conn: Redis, session: Session) -> None:
+    conn.delete(keys.ui_session(session.id))
+
+
+def set_cookie(response: Response, request: Request, value: str, expires: int) -> None:
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=max(expires - int(time.time()), 0),
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_cookie(response: Response, request: Request) -> None:
+    response.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict", secure=request.url.scheme == "https")
+
+
+def check_origin(request: Request) -> None:
+    """A state-changing request must come from a page of this server: its Origin (else its
+    Referer), when the browser sends one, names this host. Browsers send Origin on every
+    cross-site POST, so a form on another site is refused here even before the CSRF check."""
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    if not claimed or claimed == "null":
+        if claimed == "null":
+            raise Forbidden("cross-site request refused (Origin: null)")
+        return
+    parts = urlsplit(claimed)
+    own_host = request.headers.get("host", "")
+    if parts.netloc != own_host or parts.scheme not in ("http", "https"):
+        raise Forbidden(f"cross-site request refused (Origin {parts.scheme}://{parts.netloc} is not this server)")
+
+
+def check_csrf(request: Request, session: Session, submitted: str | None) -> None:
+    """The form's hidden field (or the X-CSRF-Token header) must be this session's token."""
+    check_origin(request)
+    given = submitted or request.headers.get(CSRF_HEADER) or ""
+    if not hmac.compare_digest(given.encode(), session.csrf.encode()):
+        raise Forbidden("missing or wrong CSRF token: reload the page and try again")
