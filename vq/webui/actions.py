@@ -7,7 +7,6 @@ with what happened."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
@@ -18,7 +17,7 @@ from vq import artifacts, audit, dlq, jobs, queues
 from vq.config import Settings
 from vq.errors import NotFound
 from vq.jobtypes import get_job_type
-from vq.webui import views
+from vq.webui import sessions, views
 from vq.webui.auth import Gate
 from vq.webui.pages import JOB_ID, TYPE_NAME
 from vq.webui.render import page
@@ -106,8 +105,9 @@ def _dead(conn: Redis, settings: Settings, actor: Session, action: str, job_type
     return said
 
 
-def _back(target: str, said: str) -> RedirectResponse:
-    return RedirectResponse(f"{target}?done={quote(said)}", status_code=303)
+def _back(conn: Redis, session: Session, target: str, said: str) -> RedirectResponse:
+    sessions.tell(conn, session, said)
+    return RedirectResponse(target, status_code=303)
 
 
 def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
@@ -144,7 +144,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         known(QUEUE_ACTIONS, action)
         await gate.checked(request, session)
         said = await run_in_threadpool(_queue, conn, settings, session, action, jobType)
-        return _back(f"/ui/queues/{jobType}", said)
+        return await run_in_threadpool(_back, conn, session, f"/ui/queues/{jobType}", said)
 
     @routes.get("/ui/jobs/{jobId}/{action}")
     async def job_confirm(
@@ -162,7 +162,9 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         await gate.checked(request, session)
         view = await run_in_threadpool(views.visible_job, conn, settings, session.principal, jobId)
         said = await run_in_threadpool(_job, conn, settings, session, action, view["id"])
-        return _back("/ui/jobs" if action == "remove" else f"/ui/jobs/{view['id']}", said)
+        return await run_in_threadpool(
+            _back, conn, session, "/ui/jobs" if action == "remove" else f"/ui/jobs/{view['id']}", said
+        )
 
     @routes.get("/ui/dlq/{action}")
     async def dlq_confirm(request: Request, action: str, type: str = "", session: Session = Depends(gate.operator)):
@@ -174,6 +176,6 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         known(DLQ_ACTIONS, action)
         fields = await gate.checked(request, session)
         said = await run_in_threadpool(_dead, conn, settings, session, action, fields.get("type") or None)
-        return _back("/ui/dlq", said)
+        return await run_in_threadpool(_back, conn, session, "/ui/dlq", said)
 
     return routes

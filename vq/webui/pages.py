@@ -39,7 +39,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         if not session.principal.is_operator:
             return RedirectResponse("/ui/jobs", status_code=303)
         data = await call(views.overview)
-        return page(request, "overview.html", session=session, data=data, done=request.query_params.get("done"))
+        return page(request, "overview.html", session=session, data=data)
 
     @routes.get("/ui/fragments/overview")
     async def overview_fragment(request: Request, session: Session = Depends(gate.operator)):
@@ -65,7 +65,6 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
             status=status or "",
             user=user or "",
             statuses=views.STATUSES,
-            done=request.query_params.get("done"),
         )
 
     @routes.get("/ui/jobs")
@@ -86,7 +85,6 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
             status=status or "",
             user=user or "",
             statuses=views.STATUSES,
-            done=request.query_params.get("done"),
         )
 
     @routes.get("/ui/jobs/{jobId}")
@@ -94,7 +92,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         view = await call(views.job_page, session.principal, jobId)
         if view["id"] != jobId:  # a prefix: the stable link is the whole id
             return RedirectResponse(f"/ui/jobs/{view['id']}", status_code=303)
-        return page(request, "job.html", session=session, job=view, done=request.query_params.get("done"))
+        return page(request, "job.html", session=session, job=view)
 
     @routes.get("/ui/fragments/jobs/{jobId}")
     async def job_fragment(
@@ -137,7 +135,6 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
             session=session,
             rows=rows,
             job_type=job_type or "",
-            done=request.query_params.get("done"),
         )
 
     return routes

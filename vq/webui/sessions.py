@@ -47,6 +47,7 @@ class Session:
     principal: Principal
     csrf: str
     expires: int  # epoch seconds
+    flash: str | None = None  # what the last action did, shown once on the next page
 
 
 def _signing_key(conn: Redis) -> bytes:
@@ -95,7 +96,17 @@ def current(conn: Redis, settings: Settings, request: Request, verify_key: tuple
         conn.delete(keys.ui_session(session_id))
         raise LoginNeeded(f"your session has ended ({exc.message}): please log in again") from None
     ttl = conn.ttl(keys.ui_session(session_id))
-    return Session(session_id, principal, stored["csrf"], int(time.time()) + max(int(ttl), 0))
+    flash = None
+    if "flash" in stored and not request.headers.get("hx-request"):  # a page, not a poll: shown once
+        flash = stored["flash"]
+        conn.hdel(keys.ui_session(session_id), "flash")
+    return Session(session_id, principal, stored["csrf"], int(time.time()) + max(int(ttl), 0), flash)
+
+
+def tell(conn: Redis, session: Session, text: str) -> None:
+    """Say `text` on the session's next page (after an action's redirect), and only there:
+    never from a URL another site could craft."""
+    conn.hset(keys.ui_session(session.id), "flash", text[:500])
 
 
 def end(conn: Redis, session: Session) -> None:
