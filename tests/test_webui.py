@@ -152,6 +152,10 @@ def test_login_and_watch_a_job_progress_live(vq, dash, page):
     shot(page, "job")
     page.goto(f"{dash.base}/ui")
     shot(page, "overview")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: wide tables scroll in their box
+    page.goto(f"{dash.base}/ui/jobs/{job}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "job-phone")
 
 
 def test_an_image_job_shows_its_preview(vq, dash, page):
@@ -164,6 +168,7 @@ def test_an_image_job_shows_its_preview(vq, dash, page):
     image.wait_for()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     assert image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [96, 64]
+    assert "image 96x64 for 'a sunset over the sea'" in page.locator("pre.log").inner_text()  # the job's log
     shot(page, "image-job")
 
 
