@@ -48,7 +48,8 @@ JOB_ACTIONS = {
     ),
     "remove": Action(
         "Remove job",
-        "Job {target} is deleted, with its artifacts (a running job is canceled first). This cannot be undone.",
+        "Job {target} is deleted, with its result and artifacts (a running job: cancel it first). "
+        "This cannot be undone.",
         danger=True,
     ),
 }
