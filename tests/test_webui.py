@@ -8,6 +8,7 @@ Skipped, with the reason, only when chromium or the playwright package is missin
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import urllib.error
@@ -17,9 +18,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+import redis
 
+from tests.conftest import ROOT, TEST_JOB_TYPES, VQ, _kill_tree, write_config
 from tests.test_api import Api, serve
 
+pytestmark = pytest.mark.slow  # a daemon and a browser: not in the quick subset (-m "not slow")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(__file__).resolve().parent / "artifacts" / "webui"
 SECRET = "test-secret-for-the-webui-tests-0123456789"
@@ -52,9 +56,48 @@ def browser():
         launched.close()
 
 
+@pytest.fixture(scope="module")
+def served(redis_server, tmp_path_factory):
+    """One daemon serving HTTP for the whole module (as conftest's `vq` fixture makes one per
+    test): each test here uses its own users and queues, so they share it; a second daemon
+    start per test cost the module more than half its time."""
+    if redis_server.proc.poll() is not None:
+        redis_server.start()
+    redis.Redis.from_url(redis_server.url).flushall()
+    tmp = tmp_path_factory.mktemp("webui")
+    data_dir = tmp / "data"
+    data_dir.mkdir()
+    config = write_config(
+        tmp / "config.yaml",
+        {
+            "redis": {"url": redis_server.url},
+            "data_dir": str(data_dir),
+            "job_types": TEST_JOB_TYPES,
+            "daemon": {"shutdownGrace": 5000},
+            "http": {"enabled": False},
+        },
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
+    env.update(
+        VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp), COLUMNS="200", VQ_TEST_REDIS=redis_server.url
+    )
+    runner = VQ(config, env, data_dir)
+    api = serve(runner, jwt_secret=SECRET)
+    yield runner, api
+    for proc in runner.daemons:
+        if proc.poll() is None:
+            _kill_tree(proc)
+        proc.wait(20)
+
+
 @pytest.fixture
-def dash(vq) -> Api:
-    return serve(vq, jwt_secret=SECRET)
+def vq(served) -> VQ:
+    return served[0]
+
+
+@pytest.fixture
+def dash(served) -> Api:
+    return served[1]
 
 
 @pytest.fixture
@@ -172,6 +215,31 @@ def test_an_image_job_shows_its_preview(vq, dash, page):
     shot(page, "image-job")
 
 
+def test_a_finished_video_pipeline_shows_its_image_and_its_video_or_timeline(vq, dash, page):
+    video = vq.submit(
+        "video-generation",
+        {"prompt": "Robots paint. They learn colour.", "sceneCount": 1, "options": {"width": 64, "height": 48}},
+        "--user",
+        "ann",
+    )
+    assert vq.wait_done(video, timeout=90)["status"] == "finished"
+    login(page, dash, dash.token("olga", "operator"), then=f"/ui/jobs/{video}")
+    shot(page, "video-pipeline")
+    steps = page.locator(".steps .step")
+    assert steps.count() >= 4
+    image = page.locator(".steps figure.image img").first
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    composed = page.locator(".steps figure.video video, .steps figure.text pre.preview")
+    assert composed.count() >= 1  # video.mp4 with ffmpeg, else the edit decision list, shown
+    if page.locator(".steps figure.video video").count():
+        video_element = page.locator(".steps figure.video video").first
+        page.wait_for_function("v => v.readyState >= 1 && v.duration > 0", arg=video_element.element_handle())
+    else:
+        edl = page.locator("figure.text").filter(has=page.get_by_role("link", name="timeline.edl", exact=True))
+        assert edl.locator("pre.preview").inner_text().strip()  # the edit decision list, shown
+    shot(page, "video-pipeline")
+
+
 def test_pause_and_resume_a_queue_from_the_ui(vq, dash, page):
     login(page, dash, dash.token("olga", "operator"))
     page.click("tr[data-queue=test-noop] a")
@@ -188,9 +256,9 @@ def test_pause_and_resume_a_queue_from_the_ui(vq, dash, page):
     page.click("button:has-text('Resume queue')")
     assert not paused(vq, "test-noop")
     audited = vq.json("audit", "--actor", "olga")
-    assert [(r["action"], r["job_type"], r["detail"].get("via")) for r in audited if r["action"] != "ui-login"] == [
-        ("resume", "test-noop", "ui"),
-        ("pause", "test-noop", "ui"),
+    assert [(r["action"], r["detail"].get("via")) for r in audited if r["job_type"] == "test-noop"] == [
+        ("resume", "ui"),
+        ("pause", "ui"),
     ]
 
 
@@ -211,10 +279,10 @@ def test_a_dead_letter_is_retried_from_the_ui(vq, dash, page):
 
 
 def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
-    theirs = vq.submit("test-noop", {}, "--user", "bob")
-    mine = vq.submit("test-noop", {}, "--user", "ann")
+    theirs = vq.submit("test-noop", {}, "--user", "bo")
+    mine = vq.submit("test-noop", {}, "--user", "cora")
     vq.wait_done(theirs), vq.wait_done(mine)
-    login(page, dash, dash.token("ann", "user"))
+    login(page, dash, dash.token("cora", "user"))
     assert page.url.endswith("/ui/jobs")  # no queue overview for a user
     assert page.locator(f"a[href='/ui/jobs/{mine}']").count() == 1
     assert page.locator(f"a[href='/ui/jobs/{theirs}']").count() == 0
@@ -227,7 +295,7 @@ def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
         assert page.goto(f"{dash.base}{path}").status == 403, path
     shot(page, "user-jobs")
     client = Browserless(dash.base, vq)
-    csrf = client.login(dash.token("ann", "user"))
+    csrf = client.login(dash.token("cora", "user"))
     status, _, _ = client.send("POST", f"/ui/jobs/{theirs}/remove", {"csrf": csrf})
     assert status == 403
     assert vq.json("show", theirs)["status"] == "finished"
@@ -236,28 +304,28 @@ def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
 def test_cross_site_posts_are_refused(vq, dash, page):
     client = Browserless(dash.base, vq)
     csrf = client.login(dash.token("olga", "operator"))
-    status, body, _ = client.send("POST", "/ui/queues/test-noop/pause", {})
+    status, body, _ = client.send("POST", "/ui/queues/test-odd/pause", {})
     assert status == 403 and "CSRF" in body
-    status, body, _ = client.send("POST", "/ui/queues/test-noop/pause", {"csrf": "forged"})
+    status, body, _ = client.send("POST", "/ui/queues/test-odd/pause", {"csrf": "forged"})
     assert status == 403
     status, body, _ = client.send(
-        "POST", "/ui/queues/test-noop/pause", {"csrf": csrf}, {"Origin": "https://evil.example"}
+        "POST", "/ui/queues/test-odd/pause", {"csrf": csrf}, {"Origin": "https://evil.example"}
     )
     assert status == 403 and "cross-site" in body
-    assert not paused(vq, "test-noop")
-    status, _, headers = client.send("POST", "/ui/queues/test-noop/pause", {"csrf": csrf}, {"Origin": dash.base})
-    assert status == 303 and paused(vq, "test-noop")
-    vq.run("resume", "test-noop")
+    assert not paused(vq, "test-odd")
+    status, _, headers = client.send("POST", "/ui/queues/test-odd/pause", {"csrf": csrf}, {"Origin": dash.base})
+    assert status == 303 and paused(vq, "test-odd")
+    vq.run("resume", "test-odd")
 
     # a form on another site, in a browser that is logged in: no cookie goes with it
     login(page, dash, dash.token("olga", "operator"))
     page.set_content(
-        f'<form method="post" action="{dash.base}/ui/queues/test-noop/pause">'
+        f'<form method="post" action="{dash.base}/ui/queues/test-odd/pause">'
         '<input name="csrf" value="guess"><button>go</button></form>'
     )
     page.click("button")
     page.wait_for_load_state()
-    assert not paused(vq, "test-noop")
+    assert not paused(vq, "test-odd")
 
     # logging out ends the session for every copy of the cookie
     status, _, _ = client.send("POST", "/ui/logout", {"csrf": csrf})

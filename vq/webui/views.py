@@ -21,6 +21,7 @@ from vq.tokens import Principal
 PAGE = 25  # jobs per page
 STATUSES = tuple(s.value for s in Status)
 LOG_LINES = 200  # the last lines of a job's log shown on its page
+MAX_STEPS = 50  # a pipeline's steps shown on its parent's page, each with its artifacts
 PREVIEW_BYTES = 32_768  # of a text or JSON artifact, shown on the job's page
 KINDS = {
     "image": (".png", ".jpg", ".jpeg", ".gif", ".webp"),
@@ -114,12 +115,8 @@ def job_page(conn: Redis, settings: Settings, principal: Principal, job_id: str)
         last = jobs.fetch_job(conn, job_id).latest_result()
         view["traceback"] = last.exc_string if last is not None and last.exc_string else None
     view["tree"] = jobs.tree(conn, job_id, settings)
-    view["artifactFiles"] = [
-        {"name": f["name"], "bytes": f["bytes"], "preview": _preview(f["path"], f["name"])}
-        if media_kind(f["name"]) == "text"
-        else {"name": f["name"], "bytes": f["bytes"], "preview": None}
-        for f in artifacts.listing(settings, job_id)
-    ]
+    view["artifactFiles"] = _artifact_files(settings, job_id)
+    view["steps"] = [_step(conn, settings, principal, child) for child in view["children"][:MAX_STEPS]]
     view["log"] = job_log_store.read(conn, settings, job_id, view["status"], trimmed=bool(view.get("trimmed")))[
         "lines"
     ][-LOG_LINES:]
@@ -128,6 +125,37 @@ def job_page(conn: Redis, settings: Settings, principal: Principal, job_id: str)
     except (NotFound, HistoryUnavailable):
         view["timeline"] = []
     return view
+
+
+def _artifact_files(settings: Settings, job_id: str) -> list[dict]:
+    """A job's artifacts as its page shows them: name, size, and the start of a text one."""
+    return [
+        {
+            "name": f["name"],
+            "bytes": f["bytes"],
+            "preview": _preview(f["path"], f["name"]) if media_kind(f["name"]) == "text" else None,
+        }
+        for f in artifacts.listing(settings, job_id)
+    ]
+
+
+def _step(conn: Redis, settings: Settings, principal: Principal, job_id: str) -> dict:
+    """One step of a pipeline (a child job of a planned parent) with its artifacts, so the
+    parent's page shows the image, narration and video or edit decision list it made."""
+    try:
+        view = jobs.show(conn, job_id, settings, explain=False)
+    except NotFound:
+        return {"id": job_id, "step": None, "jobType": None, "status": "missing", "artifactFiles": []}
+    if not principal.may_see(view["userId"], view["projectId"]):
+        return {"id": job_id, "step": None, "jobType": None, "status": "missing", "artifactFiles": []}
+    return {
+        "id": view["id"],
+        "step": view["step"],
+        "jobType": view["jobType"],
+        "status": view["status"],
+        "progress": view["progress"],
+        "artifactFiles": _artifact_files(settings, view["id"]),
+    }
 
 
 def artifact(conn: Redis, settings: Settings, principal: Principal, job_id: str, name: str):
