@@ -262,6 +262,41 @@ def test_pause_and_resume_a_queue_from_the_ui(vq, dash, page):
     ]
 
 
+def test_workers_providers_recurring_user_history_and_audit_pages(vq, dash, page):
+    proc = vq.run("recurring", "add", "test-echo", "--cron", "0 0 * * *", "--user", "dina", "--name", "nightly-echo")
+    assert proc.returncode == 0, proc.stderr
+    ref = proc.stdout.strip()
+    login(page, dash, dash.token("olga", "operator"), then="/ui/workers")
+    assert page.locator("table tbody tr").count() >= 2  # the daemon's two workers
+    assert page.locator(".badge.healthy").count() >= 2
+    shot(page, "workers")
+    assert page.goto(f"{dash.base}/ui/providers").status == 200
+    shot(page, "providers")
+
+    page.goto(f"{dash.base}/ui/recurring")
+    row = page.locator(f"tr[data-recurring='{ref}']")
+    assert "nightly-echo" in row.inner_text() and "0 0 * * *" in row.inner_text()
+    row.locator("text=Pause").click()
+    page.click("button:has-text('Pause recurring job')")
+    assert vq.json("recurring", "show", ref)["paused"] is True
+    page.locator(f"tr[data-recurring='{ref}'] >> text=Run").click()
+    page.click("button:has-text('Run now')")
+    said = page.locator(".notice").inner_text()
+    spawned = said.rsplit("job ", 1)[1].strip()
+    assert vq.wait_done(spawned)["status"] == "finished"
+    shot(page, "recurring")
+
+    page.goto(f"{dash.base}/ui/users/dina")
+    assert page.locator(f"a[href='/ui/jobs/{spawned}']").count() == 1
+    page.goto(f"{dash.base}/ui/history?type=test-echo&status=finished")
+    assert page.locator(f"a[href='/ui/jobs/{spawned}']").count() == 1  # from the history database
+    shot(page, "history")
+    assert page.goto(f"{dash.base}/ui/history?where=nonsense").status == 422
+    page.goto(f"{dash.base}/ui/audit?actor=olga&action=recurring-run")
+    assert page.locator("tbody tr").count() == 1 and "via=ui" in page.locator("tbody tr").inner_text()
+    shot(page, "audit")
+
+
 def test_a_dead_letter_is_retried_from_the_ui(vq, dash, page):
     job = vq.submit("test-broken", {}, "--user", "ann")
     assert vq.wait_done(job)["status"] == "failed"
@@ -291,7 +326,10 @@ def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
     reply = page.goto(f"{dash.base}/ui/jobs/{mine}")
     assert reply.status == 200
     assert page.locator(".actions").count() == 0 and page.locator("text=Remove").count() == 0
-    for path in ("/ui/queues/test-noop", "/ui/dlq", f"/ui/jobs/{mine}/remove", "/ui/queues/test-noop/pause"):
+    assert page.goto(f"{dash.base}/ui/users/bo").status == 404  # another user's page
+    assert page.goto(f"{dash.base}/ui/users/cora").status == 200
+    forbidden = ("/ui/queues/test-noop", "/ui/dlq", "/ui/workers", "/ui/providers", "/ui/audit")
+    for path in (*forbidden, f"/ui/jobs/{mine}/remove", "/ui/queues/test-noop/pause"):
         assert page.goto(f"{dash.base}{path}").status == 403, path
     shot(page, "user-jobs")
     client = Browserless(dash.base, vq)

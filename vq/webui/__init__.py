@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from vq.config import Settings
-from vq.webui import actions, auth, pages
+from vq.webui import actions, auth, operations, pages
 from vq.webui.render import STATIC, page
 from vq.webui.sessions import LoginNeeded
 
@@ -37,5 +37,6 @@ def mount(app: FastAPI, conn: Redis, settings: Settings) -> None:
     gate = auth.Gate(conn, settings)
     app.include_router(auth.router(gate))
     app.include_router(pages.router(gate, conn, settings))
+    app.include_router(operations.router(gate, conn, settings))
     app.include_router(actions.router(gate, conn, settings))
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")

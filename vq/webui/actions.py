@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse
 from redis import Redis
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +17,8 @@ from vq import artifacts, audit, dlq, jobs, queues
 from vq.config import Settings
 from vq.errors import NotFound
 from vq.jobtypes import get_job_type
+from vq.recurring import definitions as recurring
+from vq.recurring import firing
 from vq.webui import sessions, views
 from vq.webui.auth import Gate
 from vq.webui.pages import JOB_ID, TYPE_NAME
@@ -51,6 +53,14 @@ JOB_ACTIONS = {
         "Job {target} is deleted, with its result and artifacts (a running job: cancel it first). "
         "This cannot be undone.",
         danger=True,
+    ),
+}
+RECURRING_ACTIONS = {
+    "run": Action("Run now", "Recurring job {target} submits one job now, as a tick would; its schedule is unchanged."),
+    "pause": Action("Pause recurring job", "Recurring job {target} stops spawning jobs; running ones are not touched."),
+    "resume": Action(
+        "Resume recurring job",
+        "Recurring job {target} spawns again from its next tick (paused ticks are not caught up).",
     ),
 }
 DLQ_ACTIONS = {
@@ -103,6 +113,22 @@ def _dead(conn: Redis, settings: Settings, actor: Session, action: str, job_type
         said = f"{count} dead letter(s) deleted"
     p = actor.principal
     audit.record(conn, p.user_id, p.role, f"dlq-{action}", job_type, "-", count=count, via="ui")
+    return said
+
+
+def _recurring(conn: Redis, settings: Settings, actor: Session, action: str, ref: str) -> str:
+    definition = views.visible_recurring(conn, actor.principal, ref)
+    p, detail = actor.principal, {}
+    if action == "run":
+        job_id = firing.run_now(conn, settings, definition.id)
+        said, detail = f"recurring job {definition.name or definition.id} ran: job {job_id}", {"jobId": job_id}
+    elif action == "pause":
+        recurring.pause(conn, definition.id)
+        said = f"recurring job {definition.name or definition.id} paused"
+    else:
+        recurring.resume(conn, definition.id)
+        said = f"recurring job {definition.name or definition.id} resumed"
+    audit.record(conn, p.user_id, p.role, f"recurring-{action}", definition.jobType, definition.id, via="ui", **detail)
     return said
 
 
@@ -166,6 +192,24 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         return await run_in_threadpool(
             _back, conn, session, "/ui/jobs" if action == "remove" else f"/ui/jobs/{view['id']}", said
         )
+
+    @routes.get("/ui/recurring/{ref}/{action}")
+    async def recurring_confirm(
+        request: Request, action: str, ref: str = Path(..., max_length=128), session: Session = Depends(gate.operator)
+    ):
+        chosen = known(RECURRING_ACTIONS, action)
+        definition = await run_in_threadpool(views.visible_recurring, conn, session.principal, ref)
+        target = f"{definition.name or definition.id} ({definition.jobType}, {definition.cronExpression})"
+        return confirm(request, session, chosen, target, "/ui/recurring")
+
+    @routes.post("/ui/recurring/{ref}/{action}")
+    async def recurring_action(
+        request: Request, action: str, ref: str = Path(..., max_length=128), session: Session = Depends(gate.operator)
+    ):
+        known(RECURRING_ACTIONS, action)
+        await gate.checked(request, session)
+        said = await run_in_threadpool(_recurring, conn, settings, session, action, ref)
+        return await run_in_threadpool(_back, conn, session, "/ui/recurring", said)
 
     @routes.get("/ui/dlq/{action}")
     async def dlq_confirm(request: Request, action: str, type: str = "", session: Session = Depends(gate.operator)):
