@@ -177,6 +177,15 @@ def test_login_and_watch_a_job_progress_live(vq, dash, page):
     assert page.locator("tr[data-queue=test-sleep]").count() == 1
     assert "System" in page.locator("#health").inner_text()
 
+    # the overview follows the event stream: a job's end shows within a second or two, well
+    # before its 10 s poll
+    done_cell = page.locator("tr[data-queue=test-echo] td.done")
+    assert done_cell.inner_text() == "0"
+    vq.submit("test-echo", {}, "--user", "ann")
+    page.wait_for_function(
+        "() => document.querySelector('tr[data-queue=test-echo] td.done').innerText === '1'", timeout=5000
+    )
+
     job = vq.submit("test-sleep", {"seconds": 3, "steps": 12}, "--user", "ann")
     page.goto(f"{dash.base}/ui/jobs/{job}")
     seen = []
@@ -188,7 +197,8 @@ def test_login_and_watch_a_job_progress_live(vq, dash, page):
             break
         time.sleep(0.4)
     middle = [v for v in seen if 0 < v < 100]
-    assert len(set(middle)) >= 2, f"the bar did not move while the job ran: {seen}"  # updated without a reload
+    # moved, without a reload, within the job's 3 s (the fallback poll is every 5 s): over the event stream
+    assert len(set(middle)) >= 2, f"the bar did not move while the job ran: {seen}"
     assert page.locator(".status-line .badge").inner_text() == "finished"
     assert '"slept": 3' in page.locator("section", has_text="Result").inner_text()
     assert page.locator(".timeline li").count() >= 1 or "No history yet" in page.content()
@@ -336,6 +346,8 @@ def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
     csrf = client.login(dash.token("cora", "user"))
     status, _, _ = client.send("POST", f"/ui/jobs/{theirs}/remove", {"csrf": csrf})
     assert status == 403
+    assert client.send("GET", "/ui/events")[0] == 403  # every job's events: operators only
+    assert client.send("GET", f"/ui/events?job={theirs}")[0] == 404
     assert vq.json("show", theirs)["status"] == "finished"
 
 

@@ -59,5 +59,5 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     app.add_middleware(RequestId)  # outermost: every answer has an id and an access line
     for resource in ROUTERS:
         app.include_router(resource.router(ctx))
-    webui.mount(app, ctx.conn, settings)  # the web dashboard under /ui (vq/webui)
+    webui.mount(app, ctx.conn, settings, ctx.stream_conn)  # the web dashboard under /ui (vq/webui)
     return app

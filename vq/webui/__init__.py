@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from vq.config import Settings
-from vq.webui import actions, auth, operations, pages
+from vq.webui import actions, auth, live, operations, pages
 from vq.webui.render import STATIC, page
 from vq.webui.sessions import LoginNeeded
 
@@ -33,10 +33,13 @@ def error_page(request: Request, status: int, message: str, exc: BaseException) 
     return page(request, "error.html", code=status, session=None, status_code=status, message=message)
 
 
-def mount(app: FastAPI, conn: Redis, settings: Settings) -> None:
+def mount(app: FastAPI, conn: Redis, settings: Settings, stream_conn) -> None:
+    """Add the dashboard's routes and assets; `stream_conn` is the asyncio Redis client its
+    live stream waits on (vq/webui/live.py)."""
     gate = auth.Gate(conn, settings)
     app.include_router(auth.router(gate))
     app.include_router(pages.router(gate, conn, settings))
     app.include_router(operations.router(gate, conn, settings))
+    app.include_router(live.router(gate, conn, settings, stream_conn))
     app.include_router(actions.router(gate, conn, settings))
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")

@@ -17,7 +17,8 @@ from vq.webui.auth import Gate
 from vq.webui.render import page
 from vq.webui.sessions import Session
 
-JOB_ID = Path(..., pattern=r"^[A-Za-z0-9_-]{1,128}$")
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+JOB_ID = Path(..., pattern=JOB_ID_PATTERN)
 TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
 ARTIFACT_HEADERS = {
     # an artifact is whatever a handler wrote: never run as a page of this origin

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from vq import keys
 from vq.config import Settings
 from vq.errors import VqError
+from vq.replies import text
 from vq.tokens import Forbidden, Principal, Unauthorized, decode
 
 COOKIE = "vq_session"
@@ -56,10 +57,6 @@ def _signing_key(conn: Redis) -> bytes:
     return key.encode() if isinstance(key, str) else bytes(key)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _sign(key: bytes, session_id: str) -> str:
     return hmac.new(key, session_id.encode(), hashlib.sha256).hexdigest()
 
@@ -87,7 +84,7 @@ def current(conn: Redis, settings: Settings, request: Request, verify_key: tuple
     session_id, _, signature = cookie.partition(".")
     if not session_id or not hmac.compare_digest(signature, _sign(_signing_key(conn), session_id)):
         raise LoginNeeded("please log in")
-    stored = {_text(k): _text(v) for k, v in conn.hgetall(keys.ui_session(session_id)).items()}
+    stored = {text(k): text(v) for k, v in conn.hgetall(keys.ui_session(session_id)).items()}
     if "token" not in stored:
         raise LoginNeeded("your session has ended: please log in again")
     try:
