@@ -377,6 +377,13 @@ def test_cross_site_posts_are_refused(vq, dash, page):
     page.wait_for_load_state()
     assert not paused(vq, "test-odd")
 
+    # a session ends when its token does
+    brief = Browserless(dash.base, vq)
+    brief.login(dash.token("olga", "operator", "--ttl", "2s"))
+    time.sleep(2.5)
+    status, _, headers = brief.send("GET", "/ui/jobs")
+    assert status == 303 and "/ui/login" in headers["location"]
+
     # logging out ends the session for every copy of the cookie
     status, _, _ = client.send("POST", "/ui/logout", {"csrf": csrf})
     assert status == 303

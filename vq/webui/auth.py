@@ -43,7 +43,7 @@ class Gate:
         self.key = verify_key(settings)
 
         def viewer(request: Request) -> Session:
-            return sessions.current(conn, settings, request, self.key)
+            return sessions.current(conn, request)
 
         def operator(session: Session = Depends(viewer)) -> Session:
             if not session.principal.is_operator:

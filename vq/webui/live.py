@@ -60,7 +60,7 @@ def router(gate: Gate, conn: Redis, settings: Settings, stream_conn) -> APIRoute
             while not await request.is_disconnected():
                 batch = await events.read_async(stream_conn, position, 200, BLOCK_MS)
                 try:
-                    await run_in_threadpool(sessions.current, conn, settings, request, gate.key)
+                    await run_in_threadpool(sessions.current, conn, request, False)
                 except VqError:
                     yield "event: ended\ndata: {}\n\n"
                     return

@@ -3,8 +3,8 @@ state-changing request carries the session's CSRF token.
 
 The session lives in Redis (`keys.ui_session`), so logging out ends it on every host, and it
 expires when the token it was made from expires (or after SESSION_MAX, whichever comes
-first). Each request decodes the stored token again with `vq.tokens.decode`, the API's own
-check, so a session never outlives its token. The cookie holds only the session id, signed
+first), so a session never outlives its token. The token is checked at login with
+`vq.tokens.decode`, the API's own check; the session keeps its claims, not the token. The cookie holds only the session id, signed
 with a key kept in Redis (shared by every daemon): HttpOnly, SameSite=Strict, and Secure
 when the page came over TLS.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from vq import keys
 from vq.config import Settings
 from vq.errors import VqError
 from vq.replies import text
-from vq.tokens import Forbidden, Principal, Unauthorized, decode
+from vq.tokens import Forbidden, Principal, decode
 
 COOKIE = "vq_session"
 SESSION_MAX = 12 * 3600  # seconds: a session ends after this even when its token lives longer
@@ -63,47 +64,63 @@ def _sign(key: bytes, session_id: str) -> str:
 
 def start(conn: Redis, settings: Settings, token: str, verify_key: tuple[str, str]) -> tuple[Session, str]:
     """A new session for a valid token, and the cookie value naming it; Unauthorized if the
-    token is not one the API would take."""
+    token is not one the API would take. The session keeps what the token says (user, role,
+    projects, tier) and a hash of it, never the token itself: a reader of Redis gets no
+    bearer token for the API."""
     token = token.strip()
     principal = decode(settings, f"Bearer {token}", verify_key)
     expires = int(jwt.decode(token, options={"verify_signature": False})["exp"])
     expires = min(expires, int(time.time()) + SESSION_MAX)
     session_id, csrf = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    claims = {"sub": principal.user_id, "role": principal.role, "projects": principal.projects, "tier": principal.tier}
     key = keys.ui_session(session_id)
     with conn.pipeline() as pipe:
-        pipe.hset(key, mapping={"token": token, "csrf": csrf})
+        pipe.hset(
+            key,
+            mapping={
+                "principal": json.dumps(claims),
+                "exp": expires,
+                "token": hashlib.sha256(token.encode()).hexdigest(),  # which token, for the record
+                "csrf": csrf,
+            },
+        )
         pipe.expireat(key, expires)
         pipe.execute()
     return Session(session_id, principal, csrf, expires), f"{session_id}.{_sign(_signing_key(conn), session_id)}"
 
 
-def current(conn: Redis, settings: Settings, request: Request, verify_key: tuple[str, str]) -> Session:
+def current(conn: Redis, request: Request, shows_pages: bool = True) -> Session:
     """The request's session, or LoginNeeded: a cookie with a good signature naming a live
-    session whose token still passes the API's check."""
+    session (Redis drops it when its token expires, and it is checked here too).
+    `shows_pages`: the request renders a page, which shows the pending message once (not
+    an htmx poll, not the event stream)."""
     cookie = request.cookies.get(COOKIE, "")
     session_id, _, signature = cookie.partition(".")
     if not session_id or not hmac.compare_digest(signature, _sign(_signing_key(conn), session_id)):
         raise LoginNeeded("please log in")
     stored = {text(k): text(v) for k, v in conn.hgetall(keys.ui_session(session_id)).items()}
-    if "token" not in stored:
-        raise LoginNeeded("your session has ended: please log in again")
-    try:
-        principal = decode(settings, f"Bearer {stored['token']}", verify_key)
-    except Unauthorized as exc:
+    if "principal" not in stored or int(stored.get("exp", 0)) <= time.time():
         conn.delete(keys.ui_session(session_id))
-        raise LoginNeeded(f"your session has ended ({exc.message}): please log in again") from None
-    ttl = conn.ttl(keys.ui_session(session_id))
+        raise LoginNeeded("your session has ended (its token expired, or you logged out): please log in again")
+    claims = json.loads(stored["principal"])
+    projects = claims.get("projects")
+    principal = Principal(
+        user_id=claims["sub"],
+        role=claims["role"],
+        projects=tuple(projects) if projects is not None else None,
+        tier=claims.get("tier"),
+    )
     flash = None
-    if "flash" in stored and not request.headers.get("hx-request"):  # a page, not a poll: shown once
+    if "flash" in stored and shows_pages and not request.headers.get("hx-request"):
         flash = stored["flash"]
         conn.hdel(keys.ui_session(session_id), "flash")
-    return Session(session_id, principal, stored["csrf"], int(time.time()) + max(int(ttl), 0), flash)
+    return Session(session_id, principal, stored["csrf"], int(stored["exp"]), flash)
 
 
-def tell(conn: Redis, session: Session, text: str) -> None:
-    """Say `text` on the session's next page (after an action's redirect), and only there:
+def tell(conn: Redis, session: Session, said: str) -> None:
+    """Say `said` on the session's next page (after an action's redirect), and only there:
     never from a URL another site could craft."""
-    conn.hset(keys.ui_session(session.id), "flash", text[:500])
+    conn.hset(keys.ui_session(session.id), "flash", said[:500])
 
 
 def end(conn: Redis, session: Session) -> None:
