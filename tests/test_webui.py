@@ -282,6 +282,9 @@ def test_workers_providers_recurring_user_history_and_audit_pages(vq, dash, page
     shot(page, "workers")
     assert page.goto(f"{dash.base}/ui/providers").status == 200
     shot(page, "providers")
+    page.goto(f"{dash.base}/ui/limits")
+    assert "test-echo" in page.locator("section", has_text="Job types").inner_text()
+    assert "enterprise" in page.locator("section", has_text="Tiers").inner_text()
 
     page.goto(f"{dash.base}/ui/recurring")
     row = page.locator(f"tr[data-recurring='{ref}']")
@@ -338,7 +341,7 @@ def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
     assert page.locator(".actions").count() == 0 and page.locator("text=Remove").count() == 0
     assert page.goto(f"{dash.base}/ui/users/bo").status == 404  # another user's page
     assert page.goto(f"{dash.base}/ui/users/cora").status == 200
-    forbidden = ("/ui/queues/test-noop", "/ui/dlq", "/ui/workers", "/ui/providers", "/ui/audit")
+    forbidden = ("/ui/queues/test-noop", "/ui/dlq", "/ui/workers", "/ui/providers", "/ui/limits", "/ui/audit")
     for path in (*forbidden, f"/ui/jobs/{mine}/remove", "/ui/queues/test-noop/pause"):
         assert page.goto(f"{dash.base}{path}").status == 403, path
     shot(page, "user-jobs")

@@ -1,4 +1,4 @@
-"""The dashboard's pages beyond queues and jobs (GET): workers per host, providers,
+"""The dashboard's pages beyond queues and jobs (GET): workers per host, providers, limits,
 recurring jobs, a user, history search and the audit trail."""
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
     @routes.get("/ui/providers")
     async def providers(request: Request, session: Session = Depends(gate.operator)):
         return page(request, "providers.html", session=session, rows=await call(views.providers_view))
+
+    @routes.get("/ui/limits")
+    async def limits(request: Request, session: Session = Depends(gate.operator)):
+        return page(request, "limits.html", session=session, data=await call(views.limits_view))
 
     @routes.get("/ui/recurring")
     async def recurring(request: Request, session: Session = Depends(gate.viewer)):

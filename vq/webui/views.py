@@ -9,7 +9,7 @@ from pathlib import PurePath
 
 from redis import Redis
 
-from vq import artifacts, costs, dashboard, dlq, job_lists, job_log_store, jobs, workers
+from vq import artifacts, costs, dashboard, dlq, job_lists, job_log_store, jobs, limits, workers
 from vq.config import Settings
 from vq.errors import HistoryUnavailable, InvalidInput, NotFound
 from vq.history import db as historydb
@@ -176,6 +176,11 @@ def workers_view(conn: Redis, settings: Settings) -> dict:
     """Every worker process of every host (`vq workers`), grouped by host."""
     rows = workers.listing(conn, settings.health.heartbeatAge)
     return {"workers": rows, "hosts": workers.hosts(rows)}
+
+
+def limits_view(conn: Redis, settings: Settings) -> dict:
+    """Concurrency limits in force and their use (`vq limits`, GET /api/limits)."""
+    return limits.overview(conn, settings)
 
 
 def providers_view(conn: Redis, settings: Settings) -> list[dict]:
