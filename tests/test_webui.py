@@ -334,6 +334,10 @@ def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
     assert page.url.endswith("/ui/jobs")  # no queue overview for a user
     assert page.locator(f"a[href='/ui/jobs/{mine}']").count() == 1
     assert page.locator(f"a[href='/ui/jobs/{theirs}']").count() == 0
+    page.goto(f"{dash.base}/ui/jobs?since=1h&status=finished")
+    assert page.locator(f"a[href='/ui/jobs/{mine}']").count() == 1
+    assert page.goto(f"{dash.base}/ui/jobs?since=soon").status == 422  # one clear line, not a traceback
+    assert "since: 'soon' is not a duration" in page.locator(".error").inner_text()
     reply = page.goto(f"{dash.base}/ui/jobs/{theirs}")
     assert reply.status == 404
     reply = page.goto(f"{dash.base}/ui/jobs/{mine}")

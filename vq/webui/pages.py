@@ -53,10 +53,11 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         jobType: str = TYPE_NAME,
         status: str | None = Query(None, max_length=20),
         user: str | None = Query(None, max_length=200),
+        since: str | None = Query(None, max_length=20),
         page_number: int = Query(1, alias="page", ge=1, le=100_000),
         session: Session = Depends(gate.operator),
     ):
-        listing = await call(views.job_list, session.principal, jobType, status, user, page_number)
+        listing = await call(views.job_list, session.principal, jobType, status, user, page_number, since)
         return page(
             request,
             "jobs.html",
@@ -65,6 +66,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
             job_type=jobType,
             status=status or "",
             user=user or "",
+            since=since or "",
             statuses=views.STATUSES,
         )
 
@@ -73,10 +75,11 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         request: Request,
         status: str | None = Query(None, max_length=20),
         user: str | None = Query(None, max_length=200),
+        since: str | None = Query(None, max_length=20),
         page_number: int = Query(1, alias="page", ge=1, le=100_000),
         session: Session = Depends(gate.viewer),
     ):
-        listing = await call(views.job_list, session.principal, None, status, user, page_number)
+        listing = await call(views.job_list, session.principal, None, status, user, page_number, since)
         return page(
             request,
             "jobs.html",
@@ -85,6 +88,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
             job_type=None,
             status=status or "",
             user=user or "",
+            since=since or "",
             statuses=views.STATUSES,
         )
 

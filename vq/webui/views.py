@@ -5,12 +5,14 @@ the thread pool. The visibility rule is the API's: a user sees only their own jo
 from __future__ import annotations
 
 import json
+import time
 from pathlib import PurePath
 
 from redis import Redis
 
 from vq import artifacts, costs, dashboard, dlq, job_lists, job_log_store, jobs, limits, workers
 from vq.config import Settings
+from vq.durations import parse_duration_ms
 from vq.errors import HistoryUnavailable, InvalidInput, NotFound
 from vq.history import db as historydb
 from vq.history import queries as history
@@ -68,10 +70,12 @@ def job_list(
     status: str | None,
     user: str | None,
     page: int,
+    since: str | None = None,
 ) -> dict:
     """One page of jobs, newest first, and whether there is a next one (one job more is read
     rather than counting every match: a page stays as cheap with a million waiting jobs).
-    A user-role viewer sees their own jobs whatever `user` says."""
+    A user-role viewer sees their own jobs whatever `user` says. `since`: created within
+    this long (15m, 12h, 7d)."""
     if job_type:
         get_job_type(settings, job_type)
     if status and status not in STATUSES:
@@ -80,6 +84,7 @@ def job_list(
         raise InvalidInput("page: at least 1", field="page")
     if not principal.is_operator:
         user = principal.user_id
+    since_ms = int(time.time() * 1000) - parse_duration_ms(since, "since", unit_required=True) if since else None
     found = job_lists.list_jobs(
         conn,
         job_type=job_type or None,
@@ -87,6 +92,7 @@ def job_list(
         user=user or None,
         limit=PAGE + 1,
         offset=(page - 1) * PAGE,
+        since_ms=since_ms,
     )
     if not principal.is_operator:
         found = [j for j in found if principal.may_see(j["userId"], j["projectId"])]
