@@ -301,8 +301,11 @@ def test_workers_providers_recurring_user_history_and_audit_pages(vq, dash, page
 
     page.goto(f"{dash.base}/ui/users/dina")
     assert page.locator(f"a[href='/ui/jobs/{spawned}']").count() == 1
-    page.goto(f"{dash.base}/ui/history?type=test-echo&status=finished")
-    assert page.locator(f"a[href='/ui/jobs/{spawned}']").count() == 1  # from the history database
+    page.goto(f"{dash.base}/ui/queues/test-echo")
+    page.fill("input[name=where]", "status=finished")  # the data-field box searches the history database
+    page.click("button:has-text('Search the history')")
+    assert "/ui/history?type=test-echo" in page.url
+    assert page.locator(f"a[href='/ui/jobs/{spawned}']").count() == 1
     shot(page, "history")
     assert page.goto(f"{dash.base}/ui/history?where=nonsense").status == 422
     page.goto(f"{dash.base}/ui/audit?actor=olga&action=recurring-run")
