@@ -19,7 +19,7 @@ from vq.errors import NotFound
 from vq.jobtypes import get_job_type
 from vq.recurring import definitions as recurring
 from vq.recurring import firing
-from vq.webui import sessions, views
+from vq.webui import reports, sessions, views
 from vq.webui.auth import Gate
 from vq.webui.pages import JOB_ID, TYPE_NAME
 from vq.webui.render import page
@@ -117,7 +117,7 @@ def _dead(conn: Redis, settings: Settings, actor: Session, action: str, job_type
 
 
 def _recurring(conn: Redis, settings: Settings, actor: Session, action: str, ref: str) -> str:
-    definition = views.visible_recurring(conn, actor.principal, ref)
+    definition = reports.visible_recurring(conn, actor.principal, ref)
     p, detail = actor.principal, {}
     if action == "run":
         job_id = firing.run_now(conn, settings, definition.id)
@@ -198,7 +198,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         request: Request, action: str, ref: str = Path(..., max_length=128), session: Session = Depends(gate.operator)
     ):
         chosen = known(RECURRING_ACTIONS, action)
-        definition = await run_in_threadpool(views.visible_recurring, conn, session.principal, ref)
+        definition = await run_in_threadpool(reports.visible_recurring, conn, session.principal, ref)
         target = f"{definition.name or definition.id} ({definition.jobType}, {definition.cronExpression})"
         return confirm(request, session, chosen, target, "/ui/recurring")
 

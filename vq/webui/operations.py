@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vq.config import Settings
 from vq.jobtypes import job_types
-from vq.webui import views
+from vq.webui import reports, views
 from vq.webui.auth import Gate
 from vq.webui.render import page
 from vq.webui.sessions import Session
@@ -23,24 +23,24 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
 
     @routes.get("/ui/workers")
     async def workers(request: Request, session: Session = Depends(gate.operator)):
-        return page(request, "workers.html", session=session, data=await call(views.workers_view))
+        return page(request, "workers.html", session=session, data=await call(reports.workers_view))
 
     @routes.get("/ui/providers")
     async def providers(request: Request, session: Session = Depends(gate.operator)):
-        return page(request, "providers.html", session=session, rows=await call(views.providers_view))
+        return page(request, "providers.html", session=session, rows=await call(reports.providers_view))
 
     @routes.get("/ui/limits")
     async def limits(request: Request, session: Session = Depends(gate.operator)):
-        return page(request, "limits.html", session=session, data=await call(views.limits_view))
+        return page(request, "limits.html", session=session, data=await call(reports.limits_view))
 
     @routes.get("/ui/recurring")
     async def recurring(request: Request, session: Session = Depends(gate.viewer)):
-        rows = await call(views.recurring_view, session.principal)
+        rows = await call(reports.recurring_view, session.principal)
         return page(request, "recurring.html", session=session, rows=rows)
 
     @routes.get("/ui/users/{userId}")
     async def user(request: Request, userId: str = Path(..., max_length=128), session: Session = Depends(gate.viewer)):
-        data = await call(views.user_page, session.principal, userId)
+        data = await call(reports.user_page, session.principal, userId)
         return page(request, "user.html", session=session, data=data)
 
     @routes.get("/ui/history")
@@ -54,7 +54,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         session: Session = Depends(gate.viewer),
     ):
         terms = [t for t in where.split() if t]
-        data = await call(views.history_view, session.principal, job_type, status, since, terms, page_number)
+        data = await call(reports.history_view, session.principal, job_type, status, since, terms, page_number)
         return page(
             request,
             "history.html",
@@ -73,7 +73,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         since: str = Query("", max_length=40),
         session: Session = Depends(gate.operator),
     ):
-        data = await call(views.audit_view, actor, action, since)
+        data = await call(reports.audit_view, actor, action, since)
         return page(
             request, "audit.html", session=session, data=data, form={"actor": actor, "action": action, "since": since}
         )
