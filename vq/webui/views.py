@@ -1,7 +1,7 @@
-"""What the dashboard's job pages read (lists, a job, its artifacts, dead letters): each a call of
-the service functions the CLI, the HTTP
-API and the TUI call, shaped for one page. Blocking (Redis, SQLite): the routes run them in
-the thread pool. The visibility rule is the API's: a user sees only their own jobs."""
+"""What the dashboard's job pages read (the overview, lists, a job, its artifacts, dead
+letters): each a call of the service functions the CLI, the HTTP API and the TUI call,
+shaped for one page. Blocking (Redis, SQLite): the routes run them in the thread pool. The
+visibility rule is the API's: a user sees only their own jobs."""
 
 from __future__ import annotations
 
