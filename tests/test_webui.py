@@ -211,6 +211,19 @@ def test_login_and_watch_a_job_progress_live(vq, dash, page):
     shot(page, "job-phone")
 
 
+def test_cancel_a_running_job_from_its_page(vq, dash, page):
+    job = vq.submit("test-sleep", {"seconds": 30, "steps": 60}, "--user", "fay")
+    login(page, dash, dash.token("olga", "operator"), then=f"/ui/jobs/{job}")
+    page.wait_for_function("() => document.querySelector('.status-line .badge').innerText === 'started'")
+    page.click("a:has-text('Cancel now')")
+    assert "interrupted within a second" in page.content()
+    page.click("button:has-text('Cancel job now')")
+    assert vq.wait_done(job, timeout=15)["status"] == "canceled"
+    page.goto(f"{dash.base}/ui/jobs/{job}")
+    assert page.locator(".status-line .badge").inner_text() == "canceled"
+    assert "canceled by olga" in page.locator("section", has_text="Error").inner_text()
+
+
 def test_an_image_job_shows_its_preview(vq, dash, page):
     job = vq.submit(
         "image-generation", {"prompt": "a sunset over the sea", "options": {"width": 96, "height": 64}}, "--user", "ann"
@@ -262,12 +275,20 @@ def test_pause_and_resume_a_queue_from_the_ui(vq, dash, page):
     page.goto(f"{dash.base}/ui")
     assert page.locator("tr[data-queue=test-noop] .badge.paused").count() == 1
     shot(page, "overview-paused")
+    for _ in range(2):  # paused: they wait
+        vq.submit("test-noop", {}, "--user", "erin")
+    page.goto(f"{dash.base}/ui/queues/test-noop/clear")
+    assert "cannot be undone" in page.content()
+    page.click("button:has-text('Clear queue')")
+    assert "test-noop: 2 waiting job(s) removed" in page.locator(".notice").inner_text()
+    assert next(r for r in vq.json("queues") if r["jobType"] == "test-noop")["queued"] == 0
     page.goto(f"{dash.base}/ui/queues/test-noop/resume")
     page.click("button:has-text('Resume queue')")
     assert not paused(vq, "test-noop")
     audited = vq.json("audit", "--actor", "olga")
     assert [(r["action"], r["detail"].get("via")) for r in audited if r["job_type"] == "test-noop"] == [
         ("resume", "ui"),
+        ("clear", "ui"),
         ("pause", "ui"),
     ]
 

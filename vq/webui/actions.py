@@ -48,6 +48,11 @@ JOB_ACTIONS = {
     "cancel": Action(
         "Cancel job", "Job {target} is canceled: at once if it waits, at its next progress report if it runs."
     ),
+    "cancel-now": Action(
+        "Cancel job now",
+        "Job {target} is interrupted within a second on whatever host runs it (a waiting job is canceled at once).",
+        danger=True,
+    ),
     "remove": Action(
         "Remove job",
         "Job {target} is deleted, with its result and artifacts (a running job: cancel it first). "
@@ -90,15 +95,16 @@ def _job(conn: Redis, settings: Settings, actor: Session, action: str, job_id: s
     if action == "retry":
         view = jobs.retry(conn, job_id, settings)
         said, detail = f"job {job_id} requeued ({view['status']})", {}
-    elif action == "cancel":
-        why = f"canceled by {who}"
-        view = jobs.cancel(conn, job_id, why, settings, actor=who)
+    elif action in ("cancel", "cancel-now"):
+        why, now = f"canceled by {who}", action == "cancel-now"
+        view = jobs.cancel(conn, job_id, why, settings, now=now, actor=who)
         said = f"job {job_id} canceled" if view["status"] == "canceled" else f"job {job_id}: cancellation requested"
-        detail = {"reason": why, "now": False}
+        detail = {"reason": why, "now": now}
     else:
         view = jobs.remove(conn, job_id, artifacts.root(settings), settings)
         said, detail = f"job {job_id} removed", {}
-    audit.record(conn, who, actor.principal.role, action, view["jobType"], job_id, via="ui", **detail)
+    audited = "cancel" if action == "cancel-now" else action  # as the API records it: cancel, now=true
+    audit.record(conn, who, actor.principal.role, audited, view["jobType"], job_id, via="ui", **detail)
     return said
 
 
