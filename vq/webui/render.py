@@ -30,6 +30,7 @@ PAGE_HEADERS = {
 }
 TERMINAL = ("finished", "failed", "canceled", "stopped")
 SPARK = "▁▂▃▄▅▆▇█"
+PRETTY_MAX = 100_000
 
 
 def _ago(value: str | int | float | None) -> str:
@@ -60,7 +61,12 @@ def _spark(values: list[int]) -> str:
 
 
 def _pretty(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    """JSON, indented; cut at PRETTY_MAX characters, so a huge result cannot make a page of
+    megabytes (`vq result ID` and the API give it whole)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    if len(text) > PRETTY_MAX:
+        return f"{text[:PRETTY_MAX]}\n… ({len(text):,} characters in all: `vq result`, or the API, gives it whole)"
+    return text
 
 
 ENV = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
