@@ -358,6 +358,7 @@ def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
     assert page.url.endswith("/ui/jobs")  # no queue overview for a user
     assert page.locator(f"a[href='/ui/jobs/{mine}']").count() == 1
     assert page.locator(f"a[href='/ui/jobs/{theirs}']").count() == 0
+    shot(page, "user-jobs")
     page.goto(f"{dash.base}/ui/jobs?since=1h&status=finished")
     assert page.locator(f"a[href='/ui/jobs/{mine}']").count() == 1
     assert page.goto(f"{dash.base}/ui/jobs?since=soon").status == 422  # one clear line, not a traceback
@@ -372,7 +373,6 @@ def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
     forbidden = ("/ui/queues/test-noop", "/ui/dlq", "/ui/workers", "/ui/providers", "/ui/limits", "/ui/audit")
     for path in (*forbidden, f"/ui/jobs/{mine}/remove", "/ui/queues/test-noop/pause"):
         assert page.goto(f"{dash.base}{path}").status == 403, path
-    shot(page, "user-jobs")
     client = Browserless(dash.base, vq)
     csrf = client.login(dash.token("cora", "user"))
     status, _, _ = client.send("POST", f"/ui/jobs/{theirs}/remove", {"csrf": csrf})

@@ -57,12 +57,14 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         page_number: int = Query(1, alias="page", ge=1, le=100_000),
         session: Session = Depends(gate.operator),
     ):
+        row = await call(views.queue_row, jobType)
         listing = await call(views.job_list, session.principal, jobType, status, user, page_number, since)
         return page(
             request,
             "jobs.html",
             session=session,
             listing=listing,
+            queue=row,
             job_type=jobType,
             status=status or "",
             user=user or "",
@@ -85,6 +87,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
             "jobs.html",
             session=session,
             listing=listing,
+            queue=None,
             job_type=None,
             status=status or "",
             user=user or "",

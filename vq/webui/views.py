@@ -11,7 +11,7 @@ from pathlib import PurePath
 
 from redis import Redis
 
-from vq import artifacts, dashboard, dlq, job_lists, job_log_store, jobs
+from vq import artifacts, dashboard, dlq, job_lists, job_log_store, jobs, queues
 from vq.config import Settings
 from vq.durations import parse_duration_ms
 from vq.errors import HistoryUnavailable, InvalidInput, NotFound
@@ -95,6 +95,12 @@ def job_list(
     if not principal.is_operator:
         found = [j for j in found if principal.may_see(j["userId"], j["projectId"])]
     return {"jobs": found[:PAGE], "page": page, "more": len(found) > PAGE}
+
+
+def queue_row(conn: Redis, settings: Settings, job_type: str) -> dict:
+    """One queue's counts and whether it is paused (`vq queues`), for the top of its page."""
+    get_job_type(settings, job_type)
+    return next(row for row in queues.counts(conn, settings) if row["jobType"] == job_type)
 
 
 def visible_job(conn: Redis, settings: Settings, principal: Principal, job_id: str) -> dict:
