@@ -54,10 +54,11 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         default_response_class=StrictJSONResponse,
         generate_unique_id_function=schemas.operation_id,
     )
-    install_handlers(app, html=webui.error_page)
+    install_handlers(app, html=webui.error_page if settings.http.ui else None)
     app.add_middleware(BodyLimit, limit=settings.http.maxBodyBytes)
     app.add_middleware(RequestId)  # outermost: every answer has an id and an access line
     for resource in ROUTERS:
         app.include_router(resource.router(ctx))
-    webui.mount(app, ctx.conn, settings, ctx.stream_conn)  # the web dashboard under /ui (vq/webui)
+    if settings.http.ui:
+        webui.mount(app, ctx.conn, settings, ctx.stream_conn)  # the web dashboard under /ui (vq/webui)
     return app
