@@ -186,7 +186,7 @@ def test_login_and_watch_a_job_progress_live(vq, dash, page):
         "() => document.querySelector('tr[data-queue=test-echo] td.done').innerText === '1'", timeout=5000
     )
 
-    job = vq.submit("test-sleep", {"seconds": 3, "steps": 12}, "--user", "ann")
+    job = vq.submit("test-sleep", {"seconds": 4, "steps": 8}, "--user", "ann")
     page.goto(f"{dash.base}/ui/jobs/{job}")
     seen = []
     deadline = time.monotonic() + 30
@@ -197,10 +197,10 @@ def test_login_and_watch_a_job_progress_live(vq, dash, page):
             break
         time.sleep(0.4)
     middle = [v for v in seen if 0 < v < 100]
-    # moved, without a reload, within the job's 3 s (the fallback poll is every 5 s): over the event stream
+    # moved, without a reload, within the job's 4 s (the fallback poll is every 5 s): over the event stream
     assert len(set(middle)) >= 2, f"the bar did not move while the job ran: {seen}"
     assert page.locator(".status-line .badge").inner_text() == "finished"
-    assert '"slept": 3' in page.locator("section", has_text="Result").inner_text()
+    assert '"slept": 4' in page.locator("section", has_text="Result").inner_text()
     assert page.locator(".timeline li").count() >= 1 or "No history yet" in page.content()
     shot(page, "job")
     page.goto(f"{dash.base}/ui")
