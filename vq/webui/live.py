@@ -6,13 +6,15 @@ again (at most a few times a second). A page also polls its fragment slowly, so 
 right if the stream drops.
 
 `/ui/events` (operators): every event, for the queues overview. `/ui/events?job=ID`: the
-events of that job, which the viewer must be allowed to see, for its page. The session is
-checked again at least every 15 s; once it has ended, the stream closes.
+events of that job, which the viewer must be allowed to see, for its page. However busy the
+queues, a stream sends at most four changes a second (the latest one stands for those it
+coalesced). The session is checked again every 15 s; once it has ended, the stream closes.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from fastapi import APIRouter, Depends, Query, Request
 from redis import Redis
@@ -29,7 +31,9 @@ from vq.webui.auth import Gate
 from vq.webui.pages import JOB_ID_PATTERN
 from vq.webui.sessions import Session
 
-BLOCK_MS = 15_000  # a keep-alive comment, and a session check, at least this often
+BLOCK_MS = 15_000  # a keep-alive comment at least this often
+CHECK_EVERY_S = 15.0  # the session checked again this often
+MIN_GAP_S = 0.25  # changes sent at most this often: a busy queue's events are coalesced
 
 
 def _newest_id(conn: Redis) -> str:
@@ -55,23 +59,28 @@ def router(gate: Gate, conn: Redis, settings: Settings, stream_conn) -> APIRoute
         start = await run_in_threadpool(_newest_id, conn)  # pinned: no event between two reads is skipped
 
         async def stream():
-            position = start
+            position, pending, sent, checked = start, None, 0.0, time.monotonic()
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
-                batch = await events.read_async(stream_conn, position, 200, BLOCK_MS)
-                try:
-                    await run_in_threadpool(sessions.current, conn, request, False)
-                except VqError:
-                    yield "event: ended\ndata: {}\n\n"
-                    return
-                if not batch:
+                due = sent + MIN_GAP_S - time.monotonic()  # a change held back: read until it is due
+                wait_ms = BLOCK_MS if pending is None else max(1, int(due * 1000))
+                batch = await events.read_async(stream_conn, position, 500, wait_ms)
+                if time.monotonic() - checked >= CHECK_EVERY_S:
+                    try:
+                        await run_in_threadpool(sessions.current, conn, request, False)
+                    except VqError:
+                        yield "event: ended\ndata: {}\n\n"
+                        return
+                    checked = time.monotonic()
+                if batch:
+                    position = batch[-1]["id"]
+                    pending = next((e for e in reversed(batch) if job is None or e["jobId"] == job), pending)
+                if pending is not None and time.monotonic() - sent >= MIN_GAP_S:
+                    said = {"event": pending["event"], "jobId": pending["jobId"]}
+                    yield f"event: change\ndata: {json.dumps(said)}\n\n"
+                    pending, sent = None, time.monotonic()
+                elif not batch and pending is None:
                     yield ": keep-alive\n\n"
-                    continue
-                position = batch[-1]["id"]
-                seen = [e for e in batch if job is None or e["jobId"] == job]
-                if seen:
-                    last = seen[-1]
-                    yield f"event: change\ndata: {json.dumps({'event': last['event'], 'jobId': last['jobId']})}\n\n"
 
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
