@@ -404,6 +404,10 @@ def test_cross_site_posts_are_refused(vq, dash, page):
     status, _, headers = client.send("POST", "/ui/queues/test-odd/pause", {"csrf": csrf}, {"Origin": dash.base})
     assert status == 303 and paused(vq, "test-odd")
     vq.run("resume", "test-odd")
+    proxied = {"Origin": "https://vq.example.com", "X-Forwarded-Host": "vq.example.com"}  # a proxy's
+    status, _, _ = client.send("POST", "/ui/queues/test-odd/pause", {"csrf": csrf}, proxied)
+    assert status == 303 and paused(vq, "test-odd")
+    vq.run("resume", "test-odd")
 
     # a form on another site, in a browser that is logged in: no cookie goes with it
     login(page, dash, dash.token("olga", "operator"))

@@ -153,8 +153,12 @@ def check_origin(request: Request) -> None:
             raise Forbidden("cross-site request refused (Origin: null)")
         return
     parts = urlsplit(claimed)
-    own_host = request.headers.get("host", "")
-    if parts.netloc != own_host or parts.scheme not in ("http", "https"):
+    # this server's name as the browser used it: Host, or a proxy's X-Forwarded-Host (a form
+    # on another site cannot set that header, and a script's request with it needs CORS,
+    # which this server never grants)
+    own = {request.headers.get("host", "")}
+    own |= {h.strip() for h in request.headers.get("x-forwarded-host", "").split(",") if h.strip()}
+    if parts.netloc not in own or parts.scheme not in ("http", "https"):
         raise Forbidden(f"cross-site request refused (Origin {parts.scheme}://{parts.netloc} is not this server)")
 
 
