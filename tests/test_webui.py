@@ -372,6 +372,11 @@ def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
     assert "since: 'soon' is not a duration" in page.locator(".error").inner_text()
     reply = page.goto(f"{dash.base}/ui/jobs/{theirs}")
     assert reply.status == 404
+    after = vq.submit("test-noop", {}, "--user", "cora", "--depends-on", theirs)  # an operator's doing
+    vq.wait_done(after)
+    page.goto(f"{dash.base}/ui/jobs/{after}")
+    assert "another user's job" in page.locator("ul.tree").inner_text()
+    assert theirs[:12] not in page.content()
     reply = page.goto(f"{dash.base}/ui/jobs/{mine}")
     assert reply.status == 200
     assert page.locator(".actions").count() == 0 and page.locator("text=Remove").count() == 0

@@ -127,7 +127,7 @@ def job_page(conn: Redis, settings: Settings, principal: Principal, job_id: str)
     if view["error"] and not view["trimmed"]:
         last = jobs.fetch_job(conn, job_id).latest_result()
         view["traceback"] = last.exc_string if last is not None and last.exc_string else None
-    view["tree"] = jobs.tree(conn, job_id, settings)
+    view["tree"] = _visible_tree(conn, principal, jobs.tree(conn, job_id, settings))
     view["artifactFiles"] = _artifact_files(settings, job_id)
     view["steps"] = [_step(conn, settings, principal, child) for child in view["children"][:MAX_STEPS]]
     view["log"] = job_log_store.read(conn, settings, job_id, view["status"], trimmed=bool(view.get("trimmed")))[
@@ -138,6 +138,16 @@ def job_page(conn: Redis, settings: Settings, principal: Principal, job_id: str)
     except (NotFound, HistoryUnavailable):
         view["timeline"] = []
     return view
+
+
+def _visible_tree(conn: Redis, principal: Principal, node: dict) -> dict:
+    """The dependency tree with the jobs the viewer may not see (another user's, which an
+    operator may have made a user's job wait for) shown as hidden: no id, type or status."""
+    if not principal.is_operator and node.get("status") != "missing":
+        owner = jobs.owner(conn, node["id"])
+        if owner is not None and not principal.may_see(*owner):
+            return {"id": "", "jobType": None, "status": "hidden", "step": None, "dependsOn": [], "trimmed": False}
+    return {**node, "dependsOn": [_visible_tree(conn, principal, child) for child in node.get("dependsOn") or []]}
 
 
 def _artifact_files(settings: Settings, job_id: str) -> list[dict]:
