@@ -77,7 +77,9 @@ def served(redis_server, tmp_path_factory):
             "http": {"enabled": False},
         },
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "VQ_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(
         VQ_CONFIG=str(config), PYTHONPATH=str(ROOT), HOME=str(tmp), COLUMNS="200", VQ_TEST_REDIS=redis_server.url
     )
