@@ -12,7 +12,7 @@ from textual.widgets import Button, Input, Label, Static
 
 KEYS = [
     ("↑ ↓ / mouse", "tables", "move"),
-    ("enter", "overview, lists", "open the queue's jobs / the job"),
+    ("enter", "overview, lists", "open the queue's jobs / batch / job"),
     ("p  r  c", "overview", "pause / resume / clear (asks) the queue"),
     ("d", "overview", "the dead-letter queue"),
     ("u", "overview", "a user's running and waiting jobs"),
@@ -25,7 +25,7 @@ KEYS = [
     ("x", "jobs, job", "cancel the job (asks)"),
     ("delete", "jobs, job", "remove the job and its artifacts (asks)"),
     ("r  a", "dead letters", "retry the selected one / all (asks)"),
-    ("s  f  n  b", "batches", "cycle the state filter / filter by user / pages"),
+    ("s  f  n  b", "batches", "state filter / user filter / pages"),
     ("c", "a batch", "close the open batch (asks)"),
     ("escape", "", "back"),
     ("ctrl+p", "", "every action by name; also the colour theme"),
