@@ -354,6 +354,8 @@ def test_batch_list_newest_first_by_state_and_user_a_page_at_a_time(vq, tmp_path
     second = vq.json("batch", "list", "--limit", "2", "--page", "2")
     assert [b["id"] for b in second["batches"]] == [running] and second["total"] == 3 and second["offset"] == 2
     assert vq.json("batch", "show", complete)["state"] == "complete"
+    shown = vq.run("show", made["jobs"][0]["id"]).stdout  # vq show names the job's batch
+    assert "batch" in shown and complete in shown
     # For people: a table with the state, the counts, the callbacks fired, and which of how many.
     page = vq.run("batch", "list", "--limit", "2")
     assert page.returncode == 0, page.stderr
