@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from vq.batch_views import STATES, fired_text
@@ -64,7 +63,7 @@ class BatchesScreen(LiveScreen):
         yield Header()
         yield Banner("")
         table: DataTable[Cell] = DataTable(id="batches", cursor_type="row", zebra_stripes=True)
-        table.add_columns("batch", "user", "state", "done", "failed", "pending", "jobs", "callbacks", "created")
+        table.add_columns("batch", "user", "state", "done", "failed", "pending", "jobs", "fired", "created")
         yield table
         yield Footer()
 
@@ -92,8 +91,8 @@ class BatchesScreen(LiveScreen):
                         Text(str(v["counts"]["failed"]), style="red" if v["counts"]["failed"] else ""),
                         v["counts"]["pending"],
                         v["counts"]["total"],
-                        fired_text(v),
-                        when(v["createdAt"])[5:],
+                        fired_text(v).removesuffix(" fired"),  # callbacks fired / had: `1/2`
+                        when(v["createdAt"])[5:16],
                     ],
                 )
                 for v in data["batches"]
@@ -136,7 +135,7 @@ class BatchScreen(JobList, JobActions, LiveScreen):
         *JOB_ACTION_KEYS,
     ]
     DEFAULT_CSS = """
-    BatchScreen #batch-detail { height: auto; max-height: 12; padding: 0 1; }
+    BatchScreen #batch-info { height: auto; max-height: 10; padding: 0 1; }
     BatchScreen DataTable { height: 1fr; }
     """
     TABLE = "batch-jobs"
@@ -148,12 +147,15 @@ class BatchScreen(JobList, JobActions, LiveScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Banner("")
-        with VerticalScroll(id="batch-detail"):
-            yield Static(id="batch-info")
+        yield Static(id="batch-info")
         table: DataTable[Cell] = DataTable(id="batch-jobs", cursor_type="row", zebra_stripes=True)
         table.add_columns("job", "outcome / status")
         yield table
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#batch-jobs", DataTable).focus()  # the arrows move through the jobs
+        super().on_mount()
 
     def fetch(self) -> dict:
         return self.services.batch(self.batch_id)
