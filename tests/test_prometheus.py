@@ -177,7 +177,7 @@ def test_a_metrics_listener_whose_address_is_taken_says_so_once_and_serves_once_
     holder.listen(1)
     port = holder.getsockname()[1]
     vq.configure(daemon={"shutdownGrace": 5000, "metricsListen": f"127.0.0.1:{port}"})
-    vq.start_daemon()
+    daemon = vq.start_daemon()
     job_id = vq.submit("test-noop", {}, "--user", "u")
     assert vq.wait_for(job_id)["status"] == "finished", "the rest of the daemon runs"
     deadline = time.monotonic() + 10
@@ -190,3 +190,8 @@ def test_a_metrics_listener_whose_address_is_taken_says_so_once_and_serves_once_
     holder.close()
     assert "vq_jobs{" in _wait_scrape(f"http://127.0.0.1:{port}/metrics")
     assert "metrics listener serving on" in vq.daemon_log()
+    began = time.monotonic()
+    assert vq.stop_daemon(daemon) == 0
+    assert time.monotonic() - began < 10, "the listener stops with its daemon"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
