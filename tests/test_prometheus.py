@@ -195,3 +195,15 @@ def test_a_metrics_listener_whose_address_is_taken_says_so_once_and_serves_once_
     assert time.monotonic() - began < 10, "the listener stops with its daemon"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_figures_of_names_config_does_not_know_are_not_labels(vq, redis_conn):
+    """A job type removed from config, a provider no config names: their counters stay in
+    Redis but make no series (labels only from sets config bounds)."""
+    redis_conn.hset(keys.METRICS_TOTALS, mapping={"removed-type|finished": 3, "test-noop|finished": 2})
+    redis_conn.hset(keys.METRICS_PROVIDERS, mapping={"gone-provider|ok": 5, "local|ok": 1})
+    text = vq.run("metrics").stdout
+    assert "removed-type" not in text and "gone-provider" not in text
+    families = _samples(text)
+    assert _value(families["vq_jobs_events"], "vq_jobs_events_total", job_type="test-noop", event="finished") == 2
+    assert _value(families["vq_provider_calls"], "vq_provider_calls_total", provider="local", outcome="ok") == 1
