@@ -207,3 +207,17 @@ def test_figures_of_names_config_does_not_know_are_not_labels(vq, redis_conn):
     families = _samples(text)
     assert _value(families["vq_jobs_events"], "vq_jobs_events_total", job_type="test-noop", event="finished") == 2
     assert _value(families["vq_provider_calls"], "vq_provider_calls_total", provider="local", outcome="ok") == 1
+
+
+@pytest.mark.parametrize(
+    "name, labels",
+    [
+        ("vq.gpu-box.3.41234", ("gpu-box", "3")),
+        ("vq.render.example.com.0.77", ("render.example.com", "0")),  # a host name with dots
+        ("vq.gpu-box.1.41234.image-generation.2", ("gpu-box", "1.image-generation.2")),  # a helper thread
+        ("my-own-rq-worker", None),  # not one of vq's daemons: no series
+        (None, None),
+    ],
+)
+def test_a_worker_is_labelled_by_host_and_place_never_by_pid(name, labels):
+    assert worker_series.labels_of(name) == labels
