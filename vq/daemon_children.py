@@ -1,5 +1,5 @@
 """The processes a daemon supervises, each a function run in a child: workers, the timer,
-the archiver, the webhook notifier and the HTTP API; and `Child`, the supervisor's record of
+the archiver, the webhook notifier, the HTTP API and the metrics listener; and `Child`, the supervisor's record of
 one. Each child dies with its parent and reports how it ended (vq/supervision.py)."""
 
 from __future__ import annotations
@@ -138,6 +138,16 @@ def webhooks_main(settings: Settings, log_level: str, consumer: str) -> None:
     die_with_parent()
     logs.configure(log_level)
     run_until_signalled(Notifier(make_client(settings, socket_timeout=None), settings, consumer))
+
+
+def metrics_main(settings: Settings, log_level: str) -> None:
+    """The metrics listener (daemon.metricsListen): only GET /metrics, no token."""
+    from vq.metrics_listener import MetricsServer
+
+    die_with_parent()
+    logs.configure(log_level)
+    assert settings.daemon.metricsListen is not None
+    run_until_signalled(MetricsServer(make_client(settings), settings, settings.daemon.metricsListen))
 
 
 def run_until_signalled(service) -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import redis
 from redis import Redis
 
-from vq import costs, events, job_log_store, keys, metrics, presence
+from vq import costs, events, job_log_store, keys, metrics, presence, worker_series
 from vq.config import Settings
 from vq.errors import HistoryElsewhere, HistoryUnavailable
 from vq.history import db as historydb
@@ -233,7 +233,9 @@ class Archiver(Stoppable):
             db.conn.execute("DELETE FROM job_dependencies WHERE job_id NOT IN (SELECT id FROM render_jobs)")
             job_log_store.prune(db, time.time() - self.settings.history.retentionDays * 86_400)
             search.refresh_statistics(db)  # --where picks its index by these (vq/history/search.py)
-        metrics.prune_users(self.conn, int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
+        now_ms = int(time.time() * 1000)
+        metrics.prune_users(self.conn, now_ms - self.settings.history.retentionDays * 86_400_000)
+        worker_series.prune(self.conn, now_ms - self.settings.daemon.workerSeriesTtl)
         return removed
 
     def run(self) -> None:
