@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import typer
 
@@ -15,7 +16,6 @@ from vq.cli.state import JSON_OPTION, state
 from vq.connection import try_connect
 from vq.errors import InvalidInput
 from vq.history import queries as history_service
-from vq.history import reindex as reindex_service
 from vq.history import search
 from vq.model import Status
 
@@ -270,10 +270,14 @@ def _fresh_history(st):
 
 
 def _reindex(st, as_json: bool) -> None:
-    """`vq history reindex`: a line of progress per batch on stderr, then the counts."""
+    """`vq history reindex`: a line of progress a second at most on stderr, then the counts."""
+    from vq.history import reindex as reindex_service  # the submission code it uses: only for reindex
+
+    said = [0.0]
 
     def progress(counts: dict) -> None:
-        if not as_json:
+        if not as_json and time.monotonic() - said[0] >= 1.0:  # a line a second at most
+            said[0] = time.monotonic()
             err.print(
                 f"reindex: {counts['looked']:,} jobs looked at, {counts['written']:,} data copies written",
                 highlight=False,

@@ -75,6 +75,8 @@ class Archiver(Stoppable):
         self._sweep_cursor = 0
         self._first_walk = True  # the first round over the pending set goes a step per pass: ends not seen
         self._logs_due: dict[str, None] = {}  # jobs seen ending, in order: their logs are copied next
+        self._backfill: dict | None = None  # the walk copying data for new indexed fields (vq/history/reindex.py)
+        self._backfill_checked = False
         self._gap_reported = ""
         self._standing_by = ""  # why the last try did not get the lease, to log each reason once
         self.problem: str | None = None  # why the history database cannot be used, said once
@@ -192,6 +194,44 @@ class Archiver(Stoppable):
                 self._first_walk = False
         return copied
 
+    def backfill(self) -> None:
+        """A batch of the walk that copies the jobs' data Redis still holds for the fields
+        history.indexedFields lists and no whole walk has run for (a field added, the daemon
+        restarted: `vq history reindex` without asking). Checked once per archiver; called
+        only when it has caught up with the events, so a `created` row it has not written
+        yet cannot overwrite a new copy."""
+        from vq.history import reindex  # the submission code it uses: not for every `vq history`
+
+        if not self._backfill_checked:
+            self._backfill_checked = True
+            fields = self.settings.history.indexedFields
+            new = [f for f in fields if f not in reindex.done_fields(self.database)]
+            if not new or self.settings.history.maxDataBytes <= 0:
+                return
+            log.info(
+                "archiver: copying the data of the jobs Redis holds for --where on %s (history.indexedFields: "
+                "not done for them yet), %d jobs a batch",
+                ", ".join(new),
+                reindex.BATCH,
+            )
+            self._backfill = {"cursor": 0, "counts": {}, "started": time.monotonic(), "said": time.monotonic()}
+        walk = self._backfill
+        if walk is None:
+            return
+        walk["cursor"], counts = reindex.step(self.conn, self.settings, self.database, walk["cursor"])
+        walk["counts"] = reindex.add(walk["counts"], counts)
+        done = walk["counts"]
+        if walk["cursor"] and time.monotonic() - walk["said"] < 30:
+            return
+        walk["said"] = time.monotonic()
+        line = f"{done.get('looked', 0):,} jobs looked at, {done.get('written', 0):,} data copies written"
+        if walk["cursor"]:
+            log.info("archiver: reindex: %s so far", line)
+            return
+        reindex.mark_done(self.database, self.settings.history.indexedFields)
+        self._backfill = None
+        log.info("archiver: reindex done in %.0f s: %s", time.monotonic() - walk["started"], line)
+
     def _count(self, counted: str, batch: list[dict]) -> None:
         """The batch's metric increments and the new position in one transaction, on the
         condition that the position is still `counted`: even an archiver that lost its lease
@@ -308,6 +348,8 @@ class Archiver(Stoppable):
                     self._usable()  # it wrote: recovered (nothing to write proves nothing, e.g. a full disk)
                 if 0 < done < self.settings.history.batchSize:
                     self.until_stopped(time.sleep, linger)  # let a batch gather: per-batch costs, not per-event ones
+                if done < self.settings.history.batchSize:  # caught up: new indexed fields' data, a batch
+                    self.backfill()
                 if time.monotonic() - self._last_logs >= LOGS_EVERY:  # ended jobs' own logs (vq/job_log_store.py)
                     self._last_logs = time.monotonic()
                     self.copy_logs(self._last_logs)

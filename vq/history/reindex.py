@@ -10,13 +10,16 @@ and expired) cannot be: their data is gone.
 
 Bounded: Redis is walked with SCAN, BATCH jobs at a time, each batch one SQLite transaction
 (the archiver keeps writing between them); a copy that is already right is not written.
-The archiver catches up first, so that a job's `created` row exists and cannot overwrite
-the new copy afterwards.
+The command lets the archiver catch up first, so that a job's `created` row exists and
+cannot overwrite the new copy afterwards. The archiver runs the same walk by itself, a
+batch per pass, when the list names a field no whole walk has run for yet (archiver_state
+`reindexed_fields`): a field added to the list and a daemon restarted is enough.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable
 
 from redis import Redis
 from rq.serializers import JSONSerializer
@@ -30,20 +33,16 @@ from vq.submission.spec import history_data
 BATCH = 500
 
 
-def job_ids(conn: Redis, count: int = BATCH) -> Iterator[list[str]]:
-    """The ids of the jobs Redis holds, in batches of about `count` (SCAN: no long command)."""
-    batch: list[str] = []
-    for raw in conn.scan_iter(match=keys.RQ_JOB_PREFIX + "*", count=count, _type="HASH"):
-        name = raw.decode() if isinstance(raw, bytes) else str(raw)
-        job_id = name[len(keys.RQ_JOB_PREFIX) :]
-        if not job_id or ":" in job_id:  # rq:job:ID:dependents and the like are not jobs
-            continue
-        batch.append(job_id)
-        if len(batch) >= count:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def job_ids(conn: Redis, cursor: int = 0, count: int = BATCH) -> tuple[int, list[str]]:
+    """(the next cursor, 0 when the walk is done; the ids of about `count` keys' worth of
+    the jobs Redis holds): one SCAN step, no long command."""
+    cursor, names = conn.scan(cursor, match=keys.RQ_JOB_PREFIX + "*", count=count, _type="HASH")
+    ids = []
+    for raw in names:
+        job_id = (raw.decode() if isinstance(raw, bytes) else str(raw))[len(keys.RQ_JOB_PREFIX) :]
+        if job_id and ":" not in job_id:  # rq:job:ID:dependents and the like are not jobs
+            ids.append(job_id)
+    return int(cursor), ids
 
 
 def copies(conn: Redis, settings: Settings, ids: list[str]) -> dict[str, str | None]:
@@ -56,31 +55,71 @@ def copies(conn: Redis, settings: Settings, ids: list[str]) -> dict[str, str | N
     return out
 
 
-def reindex(conn: Redis, settings: Settings, db, progress: Callable[[dict], object] | None = None) -> dict:
-    """Rewrite the data copy of every job Redis holds whose copy differs from what
-    history.indexedFields calls for now (a job whose copy would be none keeps its own); `progress` is told the counts after each batch.
-    Returns {"looked": jobs looked at, "written": copies written, "unchanged": already
-    right, "notInHistory": jobs the history has no row for, "indexedFields": [...]}."""
-    counts = {"looked": 0, "written": 0, "unchanged": 0, "notInHistory": 0}
-    for ids in job_ids(conn):
-        wanted = copies(conn, settings, ids)
+def step(conn: Redis, settings: Settings, db, cursor: int = 0) -> tuple[int, dict]:
+    """One batch: (the next cursor, 0 when done; its counts). A copy is written only when
+    it differs from the row's, and never taken away (a job whose copy would be none keeps
+    its own: another host's list may call for it)."""
+    cursor, ids = job_ids(conn, cursor)
+    wanted = copies(conn, settings, ids) if ids else {}
+    current: dict[str, str | None] = {}
+    if wanted:
         marks = ",".join("?" * len(wanted))
         current = dict(db.execute(f"SELECT id, data FROM render_jobs WHERE id IN ({marks})", list(wanted)))
-        changes = [
-            (copy, job_id)
-            for job_id, copy in wanted.items()
-            if job_id in current and copy is not None and current[job_id] != copy  # a copy is never taken away
-        ]
-        if changes:
-            with db.conn:
-                db.conn.executemany("UPDATE render_jobs SET data = ? WHERE id = ?", changes)
-        counts["looked"] += len(wanted)
-        counts["written"] += len(changes)
-        counts["notInHistory"] += sum(1 for job_id in wanted if job_id not in current)
-        counts["unchanged"] = counts["looked"] - counts["written"] - counts["notInHistory"]
-        if progress is not None:
-            progress(dict(counts))
-    return {**counts, "indexedFields": list(settings.history.indexedFields)}
+    changes = [
+        (copy, job_id)
+        for job_id, copy in wanted.items()
+        if job_id in current and copy is not None and current[job_id] != copy
+    ]
+    if changes:
+        with db.conn:
+            db.conn.executemany("UPDATE render_jobs SET data = ? WHERE id = ?", changes)
+    missing = sum(1 for job_id in wanted if job_id not in current)
+    counts = {
+        "looked": len(wanted),
+        "written": len(changes),
+        "unchanged": len(wanted) - len(changes) - missing,
+        "notInHistory": missing,
+    }
+    return cursor, counts
+
+
+def add(total: dict, counts: dict) -> dict:
+    return {name: total.get(name, 0) + value for name, value in counts.items()}
+
+
+def done_fields(db) -> set[str]:
+    """The data fields a whole reindex has run for (archiver_state `reindexed_fields`)."""
+    row = db.execute("SELECT value FROM archiver_state WHERE name = 'reindexed_fields'").fetchone()
+    return set(json.loads(row[0])) if row else set()
+
+
+def mark_done(db, fields: list[str]) -> None:
+    """Remember that a whole reindex has run for `fields` (with those before)."""
+    value = json.dumps(sorted(done_fields(db) | set(fields)))
+    with db.conn:
+        db.conn.execute(
+            "INSERT INTO archiver_state (name, value) VALUES ('reindexed_fields', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (value,),
+        )
+
+
+def reindex(conn: Redis, settings: Settings, db, progress: Callable[[dict], object] | None = None) -> dict:
+    """Rewrite the data copy of every job Redis holds whose copy differs from what
+    history.indexedFields calls for now; `progress` is told the counts after each batch.
+    Returns {"looked": jobs looked at, "written": copies written, "unchanged": already
+    right, "notInHistory": jobs the history has no row for, "indexedFields": [...]}."""
+    total = {"looked": 0, "written": 0, "unchanged": 0, "notInHistory": 0}
+    cursor = 0
+    while True:
+        cursor, counts = step(conn, settings, db, cursor)
+        total = add(total, counts)
+        if progress is not None and counts["looked"]:
+            progress(dict(total))
+        if not cursor:
+            break
+    mark_done(db, settings.history.indexedFields)
+    return {**total, "indexedFields": list(settings.history.indexedFields)}
 
 
 def run(conn: Redis, settings: Settings, progress: Callable[[dict], object] | None = None) -> dict:
