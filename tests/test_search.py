@@ -261,6 +261,8 @@ def test_reindex_makes_jobs_submitted_before_a_field_was_listed_searchable(vq, r
     refused = vq.run("history", "reindex")
     assert refused.returncode == 2 and "history.indexedFields is empty" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    mixed = vq.run("history", "reindex", "--where", "status=failed")
+    assert mixed.returncode == 2 and "--where lists jobs: not with reindex" in mixed.stderr, mixed.stderr
 
 
 def test_a_daemon_started_with_a_new_indexed_field_copies_the_data_of_jobs_redis_holds(vq):

@@ -343,13 +343,13 @@ def register(app: typer.Typer) -> None:
         vq history reindex: jobs submitted before a field was listed become searchable by it."""
         st = state(ctx)
         indexed = st.settings.history.indexedFields
-        if job == "reindex":
-            _reindex(st, as_json)
-            return
         if where:
             search.clauses(where, indexed)  # a bad term: one line, before waiting for the archiver
             if job and job != "export":
-                raise InvalidInput("--where lists jobs: not with a job id")
+                raise InvalidInput(f"--where lists jobs: not with {'reindex' if job == 'reindex' else 'a job id'}")
+        if job == "reindex":
+            _reindex(st, as_json)
+            return
         db = _fresh_history(st)
         if job == "export":
             for chunk in history_service.export(
