@@ -193,14 +193,12 @@ def capturing(conn: Redis, job_id: str, attempt: int, limits):
     """Records logged inside (in this thread) are the job's; written when it ends."""
     job_log = JobLog(conn, job_id, attempt, limits.maxLogLines, limits.maxLogBytes)
     token = _current.set(job_log)
-    with _lock:
-        _running.append(job_log)
+    _running.append(job_log)  # no lock: atomic, and a signal handler that logs may interrupt it
     try:
         yield job_log
     finally:
         _current.reset(token)
-        with _lock:
-            _running.remove(job_log)
+        _running.remove(job_log)
         with job_log.lock:
             job_log.closed = True  # what its threads log from now on is dropped, not kept unwritten
         if job_log.seen:  # a job that logged nothing: nothing to do
