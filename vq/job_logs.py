@@ -127,8 +127,8 @@ def owner() -> JobLog | None:
         return tagged
     if _several_at_once:
         return None
-    running = _running  # one job at a time here: whatever thread logs while it runs is its
-    return running[-1] if len(running) == 1 else None
+    running = list(_running)  # one job at a time here: whatever thread logs while it runs is its
+    return running[0] if len(running) == 1 else None
 
 
 class Capture(logging.Handler):
