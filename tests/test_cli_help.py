@@ -53,7 +53,7 @@ def test_flags_show_no_type_and_usage_lines_no_double_brackets(helps):
         assert "[[" not in usage and "{" not in usage, (path, usage)
     assert "Usage: vq retry [OPTIONS] [ID]" in helps[("retry",)]
     assert "Usage: vq show [OPTIONS] ID" in helps[("show",)]
-    assert "Usage: vq history [OPTIONS] [JOB|export]" in helps[("history",)]
+    assert "Usage: vq history [OPTIONS] [JOB|export|reindex]" in helps[("history",)]
 
 
 def test_every_option_and_argument_has_help_text():

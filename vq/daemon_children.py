@@ -46,6 +46,7 @@ def worker_main(
 ) -> None:
     """One worker process. `outage_said`: its predecessor exited because Redis was away and
     said so; this one keeps quiet about the same outage (the daemon restarts it with back-off)."""
+    from vq import job_logs
     from vq import worker_leases as worker_module
     from vq.execution import install_runtime
     from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
@@ -84,6 +85,7 @@ def worker_main(
         sys.exit(EXIT_REDIS_DOWN)
     finally:
         stop_thread_workers(helpers, settings.daemon.shutdownGrace / 1000)
+        job_logs.flush_all()  # jobs still running in thread workers: their last lines (vq/job_logs.py)
     if worker.redis_lost:
         supervision.say(redisDown=True, error="Redis unreachable")
         sys.exit(EXIT_REDIS_DOWN)

@@ -178,7 +178,8 @@ class HistorySettings(_Strict):
         Meta(
             ge=0,
             description="while indexedFields lists a field, a job's data is copied to the history "
-            "database (for --where on data fields) when its JSON is at most this long (0: never)",
+            "database (for --where on data fields) when its JSON is at most this long, else just "
+            "its indexed fields that fit (0: never)",
         ),
     ] = 4096
     indexedFields: Annotated[
