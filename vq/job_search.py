@@ -43,14 +43,10 @@ def page_matching(
     db, note = queries.fresh(conn, settings)
     where = [*where, "status!=removed"]  # `vq rm` means gone: the history keeps its row, a listing does not
     since = iso(datetime.fromtimestamp(since_ms / 1000, UTC)) if since_ms is not None else None
+    match = queries.JobFilter(user=user, since=since, job_type=job_type, status=status, where=where, indexed=indexed)
     try:
-        rows = queries.jobs(
-            db, user=user, job_type=job_type, status=status, since=since, where=where, indexed=indexed,
-            limit=limit, offset=offset,
-        )  # fmt: skip
-        total = queries.count(
-            db, user=user, job_type=job_type, status=status, since=since, where=where, indexed=indexed
-        )
+        rows = queries.jobs(db, match, limit=limit, offset=offset)
+        total = queries.count(db, match)
     finally:
         db.conn.close()
     fetched = ReadableJob.fetch_many([r["id"] for r in rows], connection=conn, serializer=JSONSerializer)
