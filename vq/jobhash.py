@@ -104,12 +104,21 @@ class Batch:
     def write(self, conn, pipe: Pipeline) -> None:
         """Into the caller's transaction: one script call for the whole batch."""
         if self._jobs:
-            args = [
-                utcformat(self.at),
-                int(self.at.timestamp() * 1000),
-                STREAM_MAXLEN,
-                len(self._numbers),
-                *self._head,
-                *self._jobs,
-            ]
-            lua.script(conn, "create.lua")(args=args, client=pipe)
+            lua.script(conn, "create.lua")(args=self._args(), client=pipe)
+
+    def write_by_sha(self, conn, pipe: Pipeline) -> None:
+        """`write` without redis-py's SCRIPT EXISTS before the transaction (a command and a
+        round trip per `submit`): a Redis that lacks the script answers NOSCRIPT, and the
+        caller loads it and runs its transaction again (vq/submission/creation.py)."""
+        if self._jobs:
+            lua.script(conn, "create.lua").evalsha_in(pipe, args=self._args())
+
+    def _args(self) -> list:
+        return [
+            utcformat(self.at),
+            int(self.at.timestamp() * 1000),
+            STREAM_MAXLEN,
+            len(self._numbers),
+            *self._head,
+            *self._jobs,
+        ]

@@ -353,6 +353,11 @@ GROUPS_FIELD = "vq_groups"
 # what it holds while it runs ({holder, gpu: [device indices], resource: amount}, from admission).
 RESOURCES_FIELD = "vq_resources"
 HELD_FIELD = "vq_held"
+# In a finished job's RQ hash (the worker's next job) and in a worker's RQ hash (an idle
+# worker's call): what the admission call handed out, JSON [token, id, queue, user, started],
+# so that the same call run again (redis-py's retry after a lost reply) hands out the same job
+# instead of a second one (vq/lua/admit_main.lua).
+HANDED_OUT_FIELD = "vq_handed_out"
 STALE_REFUSED = PREFIX + "fence:refused"  # counter: writes refused because their lease token was stale
 LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it could not keep their lease
 
@@ -393,7 +398,7 @@ def job_log(job_id: str) -> str:
 
 def job_log_meta(job_id: str) -> str:
     """hash: the bookkeeping of a job's log list: seq (lines seen), head (lines kept at the
-    start), bytes, closed, dropped (vq/lua/job_log.lua)."""
+    start), bytes, closed, dropped, write (the last write's id: vq/lua/job_log.lua)."""
     return f"{PREFIX}logmeta:{job_id}"
 
 

@@ -84,6 +84,7 @@ PROTOCOLS: dict[str, Protocol] = {
             *_GROUPS,
             *_HELD,
             ("resources_field", keys.RESOURCES_FIELD),
+            ("handed_out_field", keys.HANDED_OUT_FIELD),
             ("idle", keys.INBOX_IDLE),
             ("priorities", keys.PRIORITY_ORDER),
         ),
