@@ -166,6 +166,9 @@ def test_every_key_a_script_touches_is_one_keys_py_builds(redis_conn):
         job_log = JobLog(conn, job.id, 1, 10, 16_384)
         job_log.add(logging.makeLogRecord({"msg": "a line", "levelname": "INFO"}))
         job_log.flush()  # job_log.lua
+        from vq import events
+
+        events.emit(conn, "retried", job.id, TYPE, webhookUrl="http://example.invalid/hook")  # event_once.lua
         touched = _touched_by_scripts(conn, monitor)
     patterns = _patterns()
     assert len(touched) > 20, touched

@@ -199,3 +199,23 @@ def test_a_job_s_writes_sent_twice_take_effect_once(vq, redis_conn, proxy, tmp_p
             break
         time.sleep(0.2)
     assert timeline.count("started") == 1 and timeline.count("finished") == 1, timeline
+
+
+def test_an_event_sent_twice_is_appended_once(vq, redis_conn, proxy):
+    """`vq cancel` of a waiting job: its `canceled` event, appended after the cancel's own
+    writes, has its reply lost; it is in the stream and in the history once."""
+    vq.configure(redis={"url": proxy.url})
+    job_id = vq.submit("test-noop", {"userId": "alice"})
+    proxy.drop_reply("canceled", job_id.encode(), b"canceled", b'"reason"')  # the event, not the job's writes
+    proc = vq.run("cancel", job_id)
+    assert proc.returncode == 0, proc.stderr
+    assert proxy.fired == ["canceled"]
+    assert _events(redis_conn, job_id).count("canceled") == 1
+    vq.start_daemon(workers=1)  # its archiver writes the history
+    deadline = time.monotonic() + 10
+    while True:
+        timeline = [t["event"] for t in vq.json("history", job_id)["transitions"]]
+        if "canceled" in timeline or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert timeline.count("canceled") == 1, timeline

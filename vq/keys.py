@@ -330,6 +330,14 @@ ARCHIVER_CANDIDATES = PREFIX + "archiver:candidates"  # hash db id -> a file's p
 DAEMONS = PREFIX + "daemons"  # hash host:pid -> JSON of a running daemon's state (vq/presence.py)
 DAEMON_PROBLEMS = PREFIX + "daemons:problems"  # hash host:pid:process -> JSON of what keeps it from working
 WEBHOOK_EVENTS = PREFIX + "webhooks:events"  # stream: the ended events of jobs that have a webhookUrl
+
+
+def event_mark(job_id: str, event: str, ts: str) -> str:
+    """string, kept a minute: this event of this job at this ms was appended (vq/lua/event_once.lua),
+    so the same append sent again after a lost reply appends nothing."""
+    return f"{PREFIX}emitted:{job_id}:{event}:{ts}"
+
+
 WEBHOOK_RETRIES = PREFIX + "webhooks:retries"  # zset delivery (JSON) -> when to try again (epoch ms)
 HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (alerts fire on change)
 

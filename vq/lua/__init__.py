@@ -145,6 +145,9 @@ PROTOCOLS: dict[str, Protocol] = {
         parts=("create.lua",),
         names=(("events", keys.EVENTS), ("job", keys.RQ_JOB_PREFIX), ("queue", keys.RQ_QUEUE_PREFIX)),
     ),
+    "event_once.lua": Protocol(
+        parts=("event_once.lua",), names=(("events", keys.EVENTS), ("webhook_events", keys.WEBHOOK_EVENTS))
+    ),
     "breaker.lua": Protocol(parts=("breaker.lua",)),  # all its keys are the caller's
     "archiver_lease.lua": Protocol(parts=("archiver_lease.lua",)),
     "batch_sync.lua": Protocol(parts=("batch_sync.lua",)),  # all its keys are the caller's (vq/batches.py)
