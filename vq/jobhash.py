@@ -106,12 +106,14 @@ class Batch:
         if self._jobs:
             lua.script(conn, "create.lua")(args=self._args(), client=pipe)
 
-    def write_by_sha(self, conn, pipe: Pipeline) -> None:
-        """`write` without redis-py's SCRIPT EXISTS before the transaction (a command and a
-        round trip per `submit`): a Redis that lacks the script answers NOSCRIPT, and the
-        caller loads it and runs its transaction again (vq/submission/creation.py)."""
+    def write_as_text(self, pipe: Pipeline) -> None:
+        """`write` by the script's text (EVAL), not its SHA: no SCRIPT EXISTS before the
+        transaction (a command and a round trip per `submit`), and no NOSCRIPT from a Redis
+        that lost its scripts, which would leave the transaction's other writes done without
+        the job's."""
         if self._jobs:
-            lua.script(conn, "create.lua").evalsha_in(pipe, args=self._args())
+            names = lua.names("create.lua")
+            pipe.eval(lua.source("create.lua"), len(names), *names, *self._args())
 
     def _args(self) -> list:
         return [

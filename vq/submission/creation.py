@@ -12,18 +12,15 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from redis import Redis, WatchError
 from redis.client import Pipeline
-from redis.exceptions import NoScriptError, ResponseError
 from rq import Queue
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import cache, capacity, dependents, events, groups, keys, lua
+from vq import cache, capacity, dependents, events, groups, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
@@ -40,8 +37,6 @@ from vq.submission.spec import TEMPLATES, enqueue_at_kwargs, history_data, job_s
 from vq.submission.unique import Submitted
 from vq.submission.validation import VALID_ID, Resolved, Submission, resolve
 
-T = TypeVar("T")
-
 
 def _push_new(
     conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: dict, job_type: str, created: dict, data
@@ -49,24 +44,10 @@ def _push_new(
     """A new queued job's hash (from a template RQ built: vq/jobhash.py), its push and its
     `created` event (`created`: the event's fields), in one call of vq/lua/create.lua, where
     RQ's enqueue sends four commands and builds a Job object. The same call run again
-    (redis-py's retry after a lost reply) pushes nothing twice; a Redis without the
-    script answers NOSCRIPT (`_loading_create`)."""
+    (redis-py's retry after a lost reply) pushes nothing twice."""
     batch = Batch(TEMPLATES, datetime.now(UTC))
     batch.add(rq_queue(conn, queue_name), job_id, spec, job_type, json.dumps(created, separators=(",", ":")), data)
-    batch.write_by_sha(conn, pipe)
-
-
-def _loading_create(conn: Redis, make: Callable[[], T]) -> T:
-    """`make()` (a transaction with `_push_new` in it); again once vq/lua/create.lua is loaded
-    if Redis lacked it (restarted, scripts flushed): the transaction's other writes are
-    idempotent, and the script had not run."""
-    try:
-        return make()
-    except ResponseError as exc:
-        if not isinstance(exc, NoScriptError) and "NOSCRIPT" not in str(exc):
-            raise
-    conn.script_load(lua.source("create.lua"))
-    return make()
+    batch.write_as_text(pipe)
 
 
 def groups_in(pipe: Pipeline, settings: Settings, r: Resolved, job_id: str) -> None:
@@ -212,17 +193,14 @@ def _submit_unique(conn: Redis, settings: Settings, r: Resolved, job_id: str) ->
             userId=r.user_id,
         )
 
-    return _loading_create(
+    return unique.claim(
         conn,
-        lambda: unique.claim(
-            conn,
-            spec,
-            r.job_type.name,
-            job_id,
-            hold_ms=ahead_ms + settings.limits.uniqueKeyTtl,
-            create=create,
-            debounce_into=debounce_into,
-        ),
+        spec,
+        r.job_type.name,
+        job_id,
+        hold_ms=ahead_ms + settings.limits.uniqueKeyTtl,
+        create=create,
+        debounce_into=debounce_into,
     )
 
 
@@ -296,27 +274,23 @@ def _enqueue(
             raise
         _record_created(conn, r, job, parent_id, step, data=history_data(settings, common["args"][1]))
         return
-
-    def make() -> None:
-        with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
-            if if_absent:
-                pipe.watch(Job.key_for(job_id))
-                if pipe.exists(Job.key_for(job_id)):
-                    return
-                pipe.multi()
-            pushed = create_in(
-                conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children, cache_key=cache_key
-            )
-            _index_in(pipe, r, job_id)
-            if pushed:
-                announce(pipe, [pushed])
-                wake_in(pipe)
-            try:
-                pipe.execute()
-            except WatchError:  # created meanwhile by whoever else fired this tick
+    with conn.pipeline() as pipe:  # the job and its indexes appear together, or not at all
+        if if_absent:
+            pipe.watch(Job.key_for(job_id))
+            if pipe.exists(Job.key_for(job_id)):
                 return
-
-    _loading_create(conn, make)
+            pipe.multi()
+        pushed = create_in(
+            conn, pipe, settings, r, job_id, step=step, parent_id=parent_id, children=children, cache_key=cache_key
+        )
+        _index_in(pipe, r, job_id)
+        if pushed:
+            announce(pipe, [pushed])
+            wake_in(pipe)
+        try:
+            pipe.execute()
+        except WatchError:  # created meanwhile by whoever else fired this tick
+            return
 
 
 def create_in(
