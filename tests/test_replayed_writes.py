@@ -219,3 +219,29 @@ def test_an_event_sent_twice_is_appended_once(vq, redis_conn, proxy):
             break
         time.sleep(0.2)
     assert timeline.count("canceled") == 1, timeline
+
+
+def test_a_recurring_job_s_end_sent_twice_is_counted_once(redis_conn, proxy):
+    """The worker's count of a spawned job's end (in its end pipeline), its reply lost: the
+    definition's `succeeded` count (`vq recurring show`) goes up by one."""
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
+
+    from vq.config import Settings
+    from vq.config.queue import RedisSettings
+    from vq.connection import make_client
+    from vq.recurring.runs import record_outcome_in
+    from vq.rq_seam import private
+
+    settings = Settings(redis=RedisSettings(url=proxy.url))
+    conn = make_client(settings)  # vq's client: its retries are the ones that send the command again
+    job = Job(id="spawned-1", connection=conn, serializer=JSONSerializer)
+    job.meta = {"recurringId": "nightly"}
+    private.set_status_locally(job, JobStatus.FINISHED)
+    proxy.drop_reply("outcome", b"spawned-1", b"succeeded")
+    with conn.pipeline(transaction=False) as pipe:
+        record_outcome_in(pipe, job)
+        pipe.execute()
+    assert proxy.fired == ["outcome"]
+    assert redis_conn.hget(keys.recurring_stats("nightly"), "succeeded") == b"1"
+    assert redis_conn.hget(keys.recurring_outcomes("nightly"), "spawned-1") == b"finished"

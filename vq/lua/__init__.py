@@ -148,6 +148,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "event_once.lua": Protocol(
         parts=("event_once.lua",), names=(("events", keys.EVENTS), ("webhook_events", keys.WEBHOOK_EVENTS))
     ),
+    "recurring_outcome.lua": Protocol(parts=("recurring_outcome.lua",)),  # its keys are the caller's
     "breaker.lua": Protocol(parts=("breaker.lua",)),  # all its keys are the caller's
     "archiver_lease.lua": Protocol(parts=("archiver_lease.lua",)),
     "batch_sync.lua": Protocol(parts=("batch_sync.lua",)),  # all its keys are the caller's (vq/batches.py)
