@@ -245,3 +245,23 @@ def test_a_recurring_job_s_end_sent_twice_is_counted_once(redis_conn, proxy):
     assert proxy.fired == ["outcome"]
     assert redis_conn.hget(keys.recurring_stats("nightly"), "succeeded") == b"1"
     assert redis_conn.hget(keys.recurring_outcomes("nightly"), "spawned-1") == b"finished"
+
+
+def test_a_provider_slot_taken_twice_is_granted_once(redis_conn, proxy):
+    """A call for a provider's only in-flight slot, its reply lost: the caller gets the slot
+    (it is its own), not "busy" while the slot sits taken until its lease lapses."""
+    from vq.config import ProviderSettings, Settings
+    from vq.config.jobs import ProviderRateLimit
+    from vq.config.queue import RedisSettings
+    from vq.connection import make_client
+    from vq.providers.gate import Grant, ProviderGate
+
+    gate = ProviderGate(make_client(Settings(redis=RedisSettings(url=proxy.url))))
+    provider = ProviderSettings(url="http://127.0.0.1:1/v1", rateLimit=ProviderRateLimit(concurrent=1))
+    redis_conn.script_load(gate._take.script)  # the reply dropped is the script's, not NOSCRIPT's
+    proxy.drop_reply("take", keys.provider_inflight("solo").encode())
+    grant = gate.acquire("solo", provider)
+    assert proxy.fired == ["take"]
+    assert isinstance(grant, Grant), grant
+    gate.release(grant)
+    assert redis_conn.zcard(keys.provider_inflight("solo")) == 0
