@@ -323,6 +323,9 @@ METRICS_TOTALS = PREFIX + "metrics:totals"  # hash "<type>|<counter>" -> n, all 
 METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, while the user is active
 METRICS_USERS_RANK = PREFIX + "metrics:users:rank"  # zset user -> jobs created (the top users, no scan)
 METRICS_USERS_SEEN = PREFIX + "metrics:users:seen"  # zset user -> last counted (ms): idle users are pruned
+METRICS_WORKERS = PREFIX + "metrics:workers"  # hash "<host>|<worker>|<counter>" -> n (vq/worker_series.py)
+METRICS_WORKERS_SEEN = PREFIX + "metrics:workers:seen"  # zset "<host>|<worker>" -> last counted (ms): pruned
+METRICS_PROVIDERS = PREFIX + "metrics:providers"  # hash "<provider>|<counter>" -> n, all time (providers/stats.py)
 ARCHIVER_LEADER = PREFIX + "archiver:leader"  # held by the one archiver running
 ARCHIVER_APPLIED = PREFIX + "archiver:applied"  # the last event id whose metrics were counted
 ARCHIVER_HOME = PREFIX + "archiver:home"  # hash: the history file archivers write (vq/history/lease.py)
@@ -381,11 +384,17 @@ def checkpoint(job_id: str) -> str:
 BATCHES_ACTIVE = PREFIX + "batches:active"  # set: batches not yet complete (the sweep's list)
 BATCHES_DUE = PREFIX + "batches:due"  # zset "<batch>|<kind>" -> when to submit that callback job (epoch ms)
 BATCHES_DUE_WEBHOOKS = PREFIX + "batches:due-webhooks"  # zset "<batch>|<kind>" -> when to POST that webhook
+BATCHES_INDEX = PREFIX + "batches:index"  # zset "<batch>|<user>" -> created ms: `vq batch list` (vq/batch_lists.py)
 
 
 def batch(batch_id: str) -> str:
     """hash: a batch's owner, description, meta, callbacks, counts, closed flag, fired markers."""
     return f"{PREFIX}batch:{batch_id}"
+
+
+def user_batches(user_id: str) -> str:
+    """zset batch id -> created ms of one user's batches (`vq batch list --user`, a user's token)."""
+    return f"{PREFIX}user:{user_id}:batches"
 
 
 def batch_jobs(batch_id: str) -> str:
