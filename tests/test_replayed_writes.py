@@ -265,3 +265,20 @@ def test_a_provider_slot_taken_twice_is_granted_once(redis_conn, proxy):
     assert isinstance(grant, Grant), grant
     gate.release(grant)
     assert redis_conn.zcard(keys.provider_inflight("solo")) == 0
+
+
+def test_a_breaker_probe_asked_twice_is_still_the_probe(redis_conn, proxy):
+    """A provider's breaker whose cool-down is over lets one call probe; that call's ask,
+    its reply lost, is answered "go ahead", not "wait for the probe" (its own)."""
+    from vq.config import Settings
+    from vq.config.queue import RedisSettings
+    from vq.connection import make_client
+    from vq.providers.breaker import Breakers
+
+    redis_conn.hset(keys.breaker("flaky"), mapping={"state": "open", "nextProbe": 1, "probing": 0})
+    breakers = Breakers(make_client(Settings(redis=RedisSettings(url=proxy.url))), Settings())
+    redis_conn.script_load(lua.source("breaker.lua"))  # the reply dropped is the script's, not NOSCRIPT's
+    proxy.drop_reply("acquire", keys.breaker("flaky").encode(), b"acquire")
+    assert breakers.acquire("flaky") is None  # the probe: go ahead
+    assert proxy.fired == ["acquire"]
+    assert redis_conn.hget(keys.breaker("flaky"), "state") == b"half_open"

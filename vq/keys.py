@@ -249,7 +249,8 @@ BREAKERS = PREFIX + "breakers"  # set of provider names that have a breaker reco
 
 
 def breaker(provider: str) -> str:
-    """hash: state, openedAt, nextProbe (ms) of one provider's circuit breaker."""
+    """hash: state, openedAt, nextProbe (ms), probing (ms) and prober (the probing call's id) of one
+    provider's circuit breaker."""
     return f"{PREFIX}breaker:{provider}"
 
 
