@@ -249,8 +249,12 @@ def cancelable(ctx, data):
     sleeps for data.seconds: in one blocking call, or with data.step in short sleeps (a
     thread job is interrupted between two; with data.cooperative it also returns once
     ctx.canceled). With data.swallow it catches the interruption and returns; with data.deaf
-    it blocks the interrupt signal (a handler stuck in native code). No progress
-    reports: only --now stops it."""
+    it blocks the interrupt signal (a handler stuck in native code). With data.stubborn it
+    first catches that many interruptions and sleeps on (each recorded in list
+    test:swallowed:<id>); with data.in_del it first sleeps in a destructor, where Python
+    swallows the interruption (recorded "del" once it returned), then sleeps on; with
+    data.then_log it logs through ctx.log after catching one. Its clean-up
+    takes data.cleanup_seconds. No progress reports: only --now stops it."""
     import threading
     from pathlib import Path
 
@@ -258,7 +262,12 @@ def cancelable(ctx, data):
 
     r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
     if data.get("cleanup"):
-        ctx.on_cancel(lambda: Path(data["cleanup"]).write_text(f"cleaned up {ctx.job_id}"))
+
+        def cleanup():
+            time.sleep(float(data.get("cleanup_seconds", 0)))
+            Path(data["cleanup"]).write_text(f"cleaned up {ctx.job_id}")
+
+        ctx.on_cancel(cleanup)
     if data.get("deaf"):  # as a handler stuck in native code: the interrupt never reaches Python
         import signal
 
@@ -266,14 +275,32 @@ def cancelable(ctx, data):
     r.set(f"test:thread:{ctx.job_id}", "main" if threading.current_thread() is threading.main_thread() else "thread")
     r.set(f"test:pid:{ctx.job_id}", os.getpid())
     r.incr(f"test:active:type:{ctx.job_type}")
-    try:
-        seconds, step = float(data.get("seconds", 30)), data.get("step")
+    seconds, step = float(data.get("seconds", 30)), data.get("step")
+
+    def sleep():
         if step:
             end = time.monotonic() + seconds
             while time.monotonic() < end and not (data.get("cooperative") and ctx.canceled):
                 time.sleep(float(step))
         else:
             time.sleep(seconds)
+
+    try:
+        for _ in range(int(data.get("stubborn", 0))):
+            try:
+                sleep()
+            except BaseException as exc:  # noqa: BLE001 - what a careless handler does
+                r.rpush(f"test:swallowed:{ctx.job_id}", type(exc).__name__)
+                if data.get("then_log"):
+                    try:
+                        ctx.log.info("caught %s; going on", type(exc).__name__)
+                    except BaseException:
+                        r.rpush(f"test:swallowed:{ctx.job_id}", "raised at ctx.log")
+                        raise
+        if data.get("in_del"):
+            _SleepsWhenDropped(seconds)  # dropped at once: its __del__ sleeps
+            r.rpush(f"test:swallowed:{ctx.job_id}", "del")
+        sleep()
     except BaseException:
         if not data.get("swallow"):
             raise
@@ -281,6 +308,17 @@ def cancelable(ctx, data):
     finally:
         r.decr(f"test:active:type:{ctx.job_type}")
     return {"pid": os.getpid()}
+
+
+class _SleepsWhenDropped:
+    """An object whose destructor sleeps: an exception raised into it is reported ("Exception
+    ignored in") and swallowed by Python, as one landing in a Redis client's __del__ is."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __del__(self):
+        time.sleep(self.seconds)
 
 
 def logger(ctx, data):
@@ -308,4 +346,67 @@ def logger(ctx, data):
         ctx.log.info("line %d%s", i, pad)
     if ctx.attempt < int(data.get("fail_until", 0)):
         raise RuntimeError(f"attempt {ctx.attempt} fails")
+    return {"pid": os.getpid()}
+
+
+def replay_probe(ctx, data):
+    """Logs two lines, reports its progress once and saves a checkpoint: the writes of a
+    running job that tests/test_replayed_writes.py has Redis receive twice."""
+    ctx.log.info("probe line one")
+    ctx.log.info("probe line two")
+    ctx.progress(50, "half way")
+    ctx.checkpoint({"step": 1})
+    return {"probed": data.get("n")}
+
+
+_SHARED_POOL: list = []  # a pool kept across jobs, as a module-level executor is
+
+
+def pooled_logger(ctx, data):
+    """Logs from other threads: data.pool lines "pool N" from a ThreadPoolExecutor of its
+    own, each of which starts a thread that logs "nested N"; data.shared lines "shared N"
+    from a pool kept across jobs; data.stray lines "stray N" from a thread started below
+    `threading` (`_thread`, as native libraries do). With data.hold, the periodic write is
+    off in this process (only an end, a stop or a cancel writes); data.gate: then it waits."""
+    import _thread
+    import logging
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+
+    from vq import job_logs
+
+    if data.get("hold"):
+        job_logs.FLUSH_EVERY = 3600.0
+    r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
+    library = logging.getLogger("some.library")
+
+    def pooled(n: int) -> None:
+        library.info("pool %d", n)
+        nested = threading.Thread(target=library.info, args=("nested %d", n))
+        nested.start()
+        nested.join()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(pooled, range(1, int(data.get("pool", 0)) + 1)))
+    if data.get("shared"):
+        if not _SHARED_POOL:
+            _SHARED_POOL.append(ThreadPoolExecutor(max_workers=1))
+        for n in range(1, int(data["shared"]) + 1):
+            _SHARED_POOL[0].submit(library.info, "shared %d", n).result()
+    if data.get("stray"):
+        done = threading.Event()
+
+        def stray() -> None:
+            for n in range(1, int(data["stray"]) + 1):
+                library.info("stray %d", n)
+            done.set()
+
+        _thread.start_new_thread(stray, ())
+        assert done.wait(10)
+    ctx.log.info("handler done logging")
+    r.set(f"test:pid:{ctx.job_id}", os.getpid())
+    if data.get("gate"):
+        wait_at_gate(ctx, r, data["gate"], limit=float(data.get("limit", 60)))
     return {"pid": os.getpid()}

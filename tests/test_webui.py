@@ -106,7 +106,7 @@ def dash(served) -> Api:
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     opened = context.new_page()
-    opened.set_default_timeout(15_000)
+    opened.set_default_timeout(30_000)  # generous: CI machines and this one run other work beside it
     yield opened
     context.close()
 

@@ -249,7 +249,8 @@ BREAKERS = PREFIX + "breakers"  # set of provider names that have a breaker reco
 
 
 def breaker(provider: str) -> str:
-    """hash: state, openedAt, nextProbe (ms) of one provider's circuit breaker."""
+    """hash: state, openedAt, nextProbe (ms), probing (ms) and prober (the probing call's id) of one
+    provider's circuit breaker."""
     return f"{PREFIX}breaker:{provider}"
 
 
@@ -323,6 +324,9 @@ METRICS_TOTALS = PREFIX + "metrics:totals"  # hash "<type>|<counter>" -> n, all 
 METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, while the user is active
 METRICS_USERS_RANK = PREFIX + "metrics:users:rank"  # zset user -> jobs created (the top users, no scan)
 METRICS_USERS_SEEN = PREFIX + "metrics:users:seen"  # zset user -> last counted (ms): idle users are pruned
+METRICS_WORKERS = PREFIX + "metrics:workers"  # hash "<host>|<worker>|<counter>" -> n (vq/worker_series.py)
+METRICS_WORKERS_SEEN = PREFIX + "metrics:workers:seen"  # zset "<host>|<worker>" -> last counted (ms): pruned
+METRICS_PROVIDERS = PREFIX + "metrics:providers"  # hash "<provider>|<counter>" -> n, all time (providers/stats.py)
 ARCHIVER_LEADER = PREFIX + "archiver:leader"  # held by the one archiver running
 ARCHIVER_APPLIED = PREFIX + "archiver:applied"  # the last event id whose metrics were counted
 ARCHIVER_HOME = PREFIX + "archiver:home"  # hash: the history file archivers write (vq/history/lease.py)
@@ -330,6 +334,14 @@ ARCHIVER_CANDIDATES = PREFIX + "archiver:candidates"  # hash db id -> a file's p
 DAEMONS = PREFIX + "daemons"  # hash host:pid -> JSON of a running daemon's state (vq/presence.py)
 DAEMON_PROBLEMS = PREFIX + "daemons:problems"  # hash host:pid:process -> JSON of what keeps it from working
 WEBHOOK_EVENTS = PREFIX + "webhooks:events"  # stream: the ended events of jobs that have a webhookUrl
+
+
+def event_mark(job_id: str, event: str, ts: str) -> str:
+    """string, kept a minute: this event of this job at this ms was appended (vq/lua/event_once.lua),
+    so the same append sent again after a lost reply appends nothing."""
+    return f"{PREFIX}emitted:{job_id}:{event}:{ts}"
+
+
 WEBHOOK_RETRIES = PREFIX + "webhooks:retries"  # zset delivery (JSON) -> when to try again (epoch ms)
 HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (alerts fire on change)
 
@@ -353,6 +365,11 @@ GROUPS_FIELD = "vq_groups"
 # what it holds while it runs ({holder, gpu: [device indices], resource: amount}, from admission).
 RESOURCES_FIELD = "vq_resources"
 HELD_FIELD = "vq_held"
+# In a finished job's RQ hash (the worker's next job) and in a worker's RQ hash (an idle
+# worker's call): what the admission call handed out, JSON [token, id, queue, user, started],
+# so that the same call run again (redis-py's retry after a lost reply) hands out the same job
+# instead of a second one (vq/lua/admit_main.lua).
+HANDED_OUT_FIELD = "vq_handed_out"
 STALE_REFUSED = PREFIX + "fence:refused"  # counter: writes refused because their lease token was stale
 LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it could not keep their lease
 
@@ -368,11 +385,17 @@ def checkpoint(job_id: str) -> str:
 BATCHES_ACTIVE = PREFIX + "batches:active"  # set: batches not yet complete (the sweep's list)
 BATCHES_DUE = PREFIX + "batches:due"  # zset "<batch>|<kind>" -> when to submit that callback job (epoch ms)
 BATCHES_DUE_WEBHOOKS = PREFIX + "batches:due-webhooks"  # zset "<batch>|<kind>" -> when to POST that webhook
+BATCHES_INDEX = PREFIX + "batches:index"  # zset "<batch>|<user>" -> created ms: `vq batch list` (vq/batch_lists.py)
 
 
 def batch(batch_id: str) -> str:
     """hash: a batch's owner, description, meta, callbacks, counts, closed flag, fired markers."""
     return f"{PREFIX}batch:{batch_id}"
+
+
+def user_batches(user_id: str) -> str:
+    """zset batch id -> created ms of one user's batches (`vq batch list --user`, a user's token)."""
+    return f"{PREFIX}user:{user_id}:batches"
 
 
 def batch_jobs(batch_id: str) -> str:
@@ -393,7 +416,7 @@ def job_log(job_id: str) -> str:
 
 def job_log_meta(job_id: str) -> str:
     """hash: the bookkeeping of a job's log list: seq (lines seen), head (lines kept at the
-    start), bytes, closed, dropped (vq/lua/job_log.lua)."""
+    start), bytes, closed, dropped, write (the last write's id: vq/lua/job_log.lua)."""
     return f"{PREFIX}logmeta:{job_id}"
 
 

@@ -36,11 +36,8 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 
 
-class LoginNeeded(VqError):
+class LoginNeeded(VqError, http_status=401, code="login_needed"):
     """No session, or an ended one: the pages send the browser to /ui/login."""
-
-    http_status = 401
-    code = "login_needed"
 
 
 @dataclass(frozen=True)
