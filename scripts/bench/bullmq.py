@@ -256,6 +256,11 @@ def ratios(summary: dict) -> dict:
         if not vq:
             continue
         out[f"{'vq-io' if '-io-' in system else 'vq'}/{system}"] = {
+            # each round's vq ÷ the same round's BullMQ: steadier than the medians' ratio on a noisy machine
+            "steady_per_round": [
+                round(a / b, 2)
+                for a, b in zip(vq["steady_jobs_per_s_runs"], row["steady_jobs_per_s_runs"], strict=False)
+            ],
             "drain": vq["drain_jobs_per_s"] / row["drain_jobs_per_s"],
             "steady": (
                 vq["steady_jobs_per_s"] / row["steady_jobs_per_s"]
@@ -282,7 +287,7 @@ def print_report(out, summary: dict, rat: dict, meta: dict) -> None:
         )
     out.print(t)
     t = Table(title="vq ÷ BullMQ (above 1 = vq faster)")
-    for col in ("ratio", "drain", "steady"):
+    for col in ("ratio", "drain", "steady", "steady, round by round"):
         t.add_column(col, justify="left" if col == "ratio" else "right")
     for name, r in rat.items():
         a, b = name.split("/", 1)
@@ -290,6 +295,7 @@ def print_report(out, summary: dict, rat: dict, meta: dict) -> None:
             f"{meta['labels'][a]} ÷ {meta['labels'][b]}",
             f"{r['drain']:.2f}",
             f"{r['steady']:.2f}" if r["steady"] else "-",
+            " ".join(f"{x:.2f}" for x in r["steady_per_round"]),
         )
     out.print(t)
     out.print(
