@@ -45,6 +45,7 @@ def test_bad_options_are_one_line_and_exit_2(script, args, said):
 CACHE = Path.home() / ".cache" / "vq-bench" / "bullmq"
 
 
+@pytest.mark.slow  # two Node processes and 200 jobs
 @pytest.mark.skipif(
     not shutil.which("node") or not (CACHE / "node_modules" / "bullmq").is_dir(),
     reason="node or BullMQ (installed by scripts/bench/bullmq.py into ~/.cache/vq-bench/bullmq) is missing",
