@@ -52,12 +52,17 @@ class Admission:
         is also started for that worker."""
         return self.admit_or_due(job_types, start)[0]
 
-    def admit_or_due(self, job_types: list[str], start: Start | None = None) -> tuple[Admitted | None, float | None]:
+    def admit_or_due(
+        self, job_types: list[str], start: Start | None = None, woken: int | None = None
+    ) -> tuple[Admitted | None, float | None]:
         """`admit`, and when nothing was admitted because a limit group's rate held a job
         back, the seconds until it may start (None otherwise): a rate frees a start with
-        time, not with an event that wakes a worker, so the caller waits no longer."""
+        time, not with an event that wakes a worker, so the caller waits no longer.
+        `woken`: the caller took a wake token with this hop count (`wait_for_wake`); if
+        nothing here is for it but arrivals of types it does not serve wait, the script
+        passes the token on to another idle worker (vq/lua/admit_main.lua)."""
         asked_at = time.monotonic()  # before Redis sets the lease's deadline: the worker's own is earlier
-        reply = self._admit(args=self._admit_args(job_types, start))
+        reply = self._admit(args=self._admit_args(job_types, start, woken=woken))
         admitted = parse_admitted(reply)
         if admitted is not None:
             return admitted._replace(asked_at=asked_at), None
@@ -86,6 +91,7 @@ class Admission:
         start: Start | None = None,
         give_back: tuple[str, str, str] | None = None,
         finish: JobEnd | str = "",
+        woken: int | None = None,
     ) -> list[str]:
         """The script's ARGV: its options (vq/lua/admit_common.lua) and the finished job's end."""
         options = {
@@ -97,6 +103,8 @@ class Admission:
         }
         if capacity.THIS_WORKER is not None:  # its share: admission gives it only jobs that fit (vq/capacity.py)
             options["resources"] = capacity.THIS_WORKER.options()
+        if woken is not None:
+            options["woken"] = woken
         if give_back is not None and give_back[0]:
             options["give_back"] = dict(zip(("id", "type", "user"), give_back))
         if start is not None:
@@ -247,29 +255,39 @@ def forget_gone_idle_workers(conn: Redis) -> int:
     return len(gone)
 
 
-def mark_arrivals(conn: Redis, queue_names: list[str]) -> None:
-    """Mark these lists for admission and wake a worker (pushes made outside vq's pipelines)."""
+def mark_arrivals(conn: Redis, queue_names: list[str], jobs: int = 1) -> None:
+    """Mark these lists for admission and wake a worker per job pushed (pushes made outside
+    vq's pipelines)."""
     with conn.pipeline(transaction=False) as pipe:
         mark_arrivals_in(pipe, queue_names)
-        wake_in(pipe)
+        wake_in(pipe, jobs)
         pipe.execute()
 
 
-def wake(conn: Redis) -> None:
-    """Tell one idle worker that something may have become runnable."""
+def wake(conn: Redis, count: int = 1) -> None:
+    """Tell `count` idle workers (at most WAKE_TOKENS) that something may have become runnable."""
     with conn.pipeline(transaction=False) as pipe:
-        wake_in(pipe)
+        wake_in(pipe, count)
         pipe.execute()
 
 
-def wake_in(pipe) -> None:
-    """Queue a wake token in a pipeline the caller executes."""
-    pipe.lpush(keys.WAKE, 1)
+def wake_in(pipe, count: int = 1) -> None:
+    """Queue wake tokens in a pipeline the caller executes: one per job an event may have
+    made runnable, up to WAKE_TOKENS, as idle workers wait for a token alone (not a timer)."""
+    pipe.lpush(keys.WAKE, *([0] * max(1, min(count, WAKE_TOKENS))))
     pipe.ltrim(keys.WAKE, 0, WAKE_TOKENS - 1)
 
 
-def wait_for_wake(conn: Redis, timeout: float) -> None:
-    conn.blpop([keys.WAKE], timeout=max(0.01, timeout))
+def wait_for_wake(conn: Redis, timeout: float) -> int | None:
+    """Wait for a wake token up to `timeout` seconds: its hop count (how many idle workers
+    passed it on before), or None when none came."""
+    reply = conn.blpop([keys.WAKE], timeout=max(0.01, timeout))
+    if reply is None:
+        return None
+    try:
+        return int(reply[1])
+    except ValueError:
+        return 0
 
 
 def forget(conn: Redis, job) -> None:

@@ -39,6 +39,9 @@ def publish_config_limits(conn: Redis, settings: Settings) -> None:
                 pipe.hset(keys.limits(kind), mapping=mapping)
         pipe.execute()
     rebuild_effective(conn)
+    from vq.admission import WAKE_TOKENS, wake
+
+    wake(conn, WAKE_TOKENS)  # a limit this config raises may let waiting jobs run on every host's idle workers
 
 
 def rebuild_effective(conn: Redis) -> int:
@@ -196,9 +199,9 @@ def set_limit(
             raise InvalidInput(f"weight must be from 1 to {MAX_WEIGHT}, got {value}")
         conn.hset(keys.limit_overrides(kind), field, value)
     rebuild_effective(conn)
-    from vq.admission import wake
+    from vq.admission import WAKE_TOKENS, wake
 
-    wake(conn)  # a raised limit may let waiting jobs run now
+    wake(conn, WAKE_TOKENS)  # a raised limit may let many waiting jobs run now: every idle worker looks
     result: dict = {"kind": kind, "name": name, "limit": value, "override": value is not None}
     if key is not None:
         result["key"] = key

@@ -100,7 +100,7 @@ def resume(conn: Redis, settings: Settings, job_type: str) -> dict:
     get_job_type(settings, job_type)
     conn.srem(keys.PAUSED, job_type)
     limits.rebuild_effective(conn)
-    admission.wake(conn)
+    admission.wake(conn, admission.WAKE_TOKENS)  # its queued jobs may all start now: every idle worker looks
     events.emit(conn, "resumed", "-", job_type)
     return {"jobType": job_type, "paused": False}
 

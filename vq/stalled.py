@@ -28,6 +28,7 @@ def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
     now = redis_now_ms(conn)  # leases' deadlines are on Redis's clock (vq/lua/admit_common.lua)
     max_stalled = settings.queue.settings.maxStalledCount
     outcomes = recover_admitted(conn, settings, now)
+    freed = 0  # lapsed leases dropped: their slots let waiting jobs start, which idle workers hear of by a token
     for job_type in job_types(settings):
         # The lease is read before the status: a finishing worker writes `finished` before
         # it releases the lease, so "lapsed lease" and then "started" means stalled. A
@@ -43,9 +44,11 @@ def recover(conn: Redis, settings: Settings) -> list[tuple[str, str]]:
                 outcomes.append((job.id, outcome))
         # Admission counts live leases only; lapsed ones whose job was handled above (or
         # is gone) are dropped here, so the set does not grow.
-        conn.zremrangebyscore(keys.running_type(job_type), "-inf", now)
-    groups.drop_lapsed(conn, settings, now)
-    capacity.drop_lapsed(conn, now)
+        freed += conn.zremrangebyscore(keys.running_type(job_type), "-inf", now)
+    freed += groups.drop_lapsed(conn, settings, now)
+    freed += capacity.drop_lapsed(conn, now)
+    if freed or outcomes:
+        admission.wake(conn, freed + len(outcomes))
     return outcomes
 
 

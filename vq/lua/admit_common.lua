@@ -23,6 +23,8 @@
 --                this worker in the same step (now: RQ's text format; default_ttl: the
 --                heartbeat TTL of a job without a timeout; busy: the worker's hash already
 --                says busy)
+--   woken        (optional) the hop count of the wake token that ended the caller's wait:
+--                passed on, one hop more, when nothing is for the caller (admit_main.lua)
 -- ARGV[2]: the end of the finished job, as JSON (vq/job_end.py JobEnd), or '' for none;
 --          its `token` fences both the end and the give-back.
 -- Returns: {whether the finished job has dependents (0/1; -1: its end was refused, the

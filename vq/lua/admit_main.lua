@@ -28,14 +28,14 @@ if noted_on_worker then
   if again then return again end
 end
 
-local listed, idle = route()
+local listed, idle, unserved = route()
 
 -- Freed slots may let an idle worker run a job this one does not take (another type,
 -- another user): wake one, if any is idle (the list is trimmed only when it grows past
 -- WAKE_MAX, not on every push). Idle workers are named in K.inbox by the call that found
 -- nothing for them (below), so a busy system pushes no tokens nobody reads.
 if gave_back and next(idle) ~= nil then
-  if redis.call('LPUSH', K.wake, 1) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
+  if redis.call('LPUSH', K.wake, 0) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
 end
 
 -- The reply, after the finished job's fields and what is handed out go into its hash.
@@ -44,16 +44,49 @@ local function handed(reply, note)
   return reply
 end
 
+-- An idle worker that gets a job wakes the next idle one, if any: one event (a batch, a
+-- resume, a user's new tier, a slot freed) may have made several jobs runnable, and the
+-- chain of wakes stops at the first worker that finds nothing.
+local function wake_next()
+  if giving_back or worker == '' then return end
+  for name in pairs(idle) do
+    if name ~= worker then
+      if redis.call('LPUSH', K.wake, 0) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
+      return
+    end
+  end
+end
+
 local found, t, p = admit_listed(listed)
-if found then return handed(hand_out(found, t, p, has_dependents, idle)) end
+if found then
+  wake_next()
+  return handed(hand_out(found, t, p, has_dependents, idle))
+end
 -- A finishing worker skips the look at every other ring: finding nothing, it calls again
 -- on its own.
 if giving_back then return handed({has_dependents}) end
 found, t, p = admit_unlisted(listed)
-if found then return handed(hand_out(found, t, p, has_dependents, idle)) end
+if found then
+  wake_next()
+  return handed(hand_out(found, t, p, has_dependents, idle))
+end
 -- Nothing for an idle worker: it waits for a wake token, and says so here, in the same
 -- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake).
 if worker ~= '' and not idle[worker] then redis.call('SADD', K.inbox, C.idle .. worker) end
+-- Woken by a token that was not for it (arrivals of a type it does not serve: a thread
+-- worker of one type, a daemon started for some types): pass the token on to another idle
+-- worker, at most once per other idle worker, so no arrival waits for a timer and a token
+-- nobody can use stops going round.
+local woken = tonumber(opts.woken)
+if woken and unserved and worker ~= '' then
+  local others = 0
+  for name in pairs(idle) do
+    if name ~= worker then others = others + 1 end
+  end
+  if woken < others then
+    if redis.call('LPUSH', K.wake, woken + 1) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
+  end
+end
 -- A job a group's rate holds becomes admissible with time, not on an event: say when, so an
 -- idle caller waits no longer than that (vq/rq_seam/queue.py dequeue_any).
 write_end(nil)

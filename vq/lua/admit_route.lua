@@ -31,13 +31,15 @@ end
 -- and being in a line (its K.waitsince entry) is what vq shows as `limited` (vq/jobs.py).
 -- A job in limit groups is also put in each group key's waiting set (groups_waiting).
 -- Returns the rings with users (by key) and the workers waiting for a wake token (by
--- name), as K.inbox names them.
+-- name), as K.inbox names them, and whether arrivals of types the caller does not serve
+-- wait there (another worker's to route: admit_main.lua passes a wake token on for them).
 local function route()
   local serves = {}
   for i = 1, n_types do serves[types[i]] = true end
   local tiers, tier_users = {}, {}  -- the tier each routed user's jobs last named
   local listed = {}  -- rings with users, by key
   local idle = {}  -- workers waiting for a wake token, by name
+  local unserved = false
   for _, qname in ipairs(redis.call('SMEMBERS', K.inbox)) do
     local t, p = nil, nil
     if string.sub(qname, 1, #K.ring) == K.ring then
@@ -47,6 +49,7 @@ local function route()
     else
       t, p = string.match(qname, '^(.+)%.(%a+)$')
     end
+    if t and not serves[t] then unserved = true end
     if t and serves[t] then
       local inbox = K.queue .. qname
       local ids = redis.call('LRANGE', inbox, 0, drain_max - 1)
@@ -134,5 +137,5 @@ local function route()
       redis.call('HDEL', K.effective, unpack(dropped))
     end
   end
-  return listed, idle
+  return listed, idle, unserved
 end

@@ -48,7 +48,7 @@ for _, registry in ipairs(registries) do
 end
 
 if moved > 0 then
-  for _ = 1, math.min(moved, 64) do redis.call('LPUSH', K.wake, 1) end
+  for _ = 1, math.min(moved, 64) do redis.call('LPUSH', K.wake, 0) end
   redis.call('LTRIM', K.wake, 0, 63)
 end
 

@@ -76,17 +76,19 @@ class VqQueue(Queue):
         """Take the next job admission lets through, instead of popping RQ's lists directly;
         for a vq worker, started for it in the same step.
 
-        Waits for a wake token (a job arrived, a slot was freed) up to `timeout`, looking
-        again at least every second and, when a limit group's rate holds a job, when it may
-        start; never spins."""
+        Waits for a wake token (a job arrived, a slot was freed) up to `timeout` and, when a
+        limit group's rate holds a job, until it may start; never spins. One admission call
+        per wait: a wait that ends without a token raises DequeueTimeout at once, and the
+        next call's admission is the safety look (RQ's loop heartbeats in between)."""
         types = admission_order(queues)
         admission = admission_for(connection)
         deadline = time.monotonic() + (timeout or 0)
+        woken = None  # the token that ended the last wait: its hop count (vq/admission.py)
         while True:
             starter = cls.starter
             with starter.starting() if starter is not None else nullcontext():
                 start = starter.start_for_admission() if starter is not None else None
-                admitted, rate_due = admission.admit_or_due(types, start=start)
+                admitted, rate_due = admission.admit_or_due(types, start=start, woken=woken)
                 taken = None
                 if admitted is not None:
                     if admitted.started:  # only with a `start`, which only a starter gives
@@ -109,8 +111,10 @@ class VqQueue(Queue):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DequeueTimeout(timeout, [q.key for q in queues])
-            # Idle: a wake token, or a second at most (a job that a rate holds: until it may start).
-            wait_for_wake(connection, min(left, 1.0, rate_due if rate_due is not None else 1.0))
+            # Idle: a wake token, or `timeout` at most (a job that a rate holds: until it may start).
+            woken = wait_for_wake(connection, min(left, rate_due) if rate_due is not None else left)
+            if woken is None and rate_due is None:
+                raise DequeueTimeout(timeout, [q.key for q in queues])
 
     @classmethod
     def take_admitted(cls, connection, admitted, **kwargs):
@@ -183,7 +187,8 @@ class VqQueue(Queue):
             super().enqueue_ready_jobs_by_queue(pending)  # RQ's plain Queue pushes: mark below
             pending = _still_ready(self.connection, pending)
         if job_ids_by_queue_name:
-            mark_arrivals(self.connection, list(job_ids_by_queue_name))
+            jobs = sum(len(ids) for ids in job_ids_by_queue_name.values())
+            mark_arrivals(self.connection, list(job_ids_by_queue_name), jobs)
 
 
 def _still_ready(conn: Redis, job_ids_by_queue_name: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -207,7 +212,7 @@ def enqueue_left_ready_jobs(conn: Redis, queue_names: list[str]) -> int:
         counts = pipe.execute()
     moved = sum(len(registry.cleanup()) for registry, count in zip(registries, counts) if count)
     if moved:
-        mark_arrivals(conn, queue_names)
+        mark_arrivals(conn, queue_names, moved)
     return moved
 
 

@@ -41,6 +41,7 @@ from vq.worker_memory import MemoryLimit
 from vq.worker_starts import STARTED_BY_ADMISSION, AdmissionStarts
 
 HEARTBEAT_EVERY = 5.0  # seconds between a worker's own heartbeats (its key lives for minutes)
+IDLE_LOOK_EVERY = 10  # seconds an idle worker waits for a wake token before it looks anyway (dequeue_timeout)
 SUSPENSION_CHECK_EVERY = 1.0
 
 
@@ -299,8 +300,14 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
 
     @property
     def dequeue_timeout(self) -> int:
-        # Wake every second so a resumed queue is picked up at once.
-        return 1
+        """How long an idle worker waits for a wake token before it looks again anyway and
+        heartbeats. Every event that can make a job runnable pushes a token (a submission, a
+        delay coming due, a dependency or resume or raised limit, a slot given back, a lapsed
+        lease's recovery), and a job a group's rate holds sets its own shorter wait
+        (VqQueue.dequeue_any); this look is the safety net for a token taken by a worker that
+        cannot use it (its resources, or a slot freed for a type it does not serve). Often
+        enough that `vq workers` still sees the worker alive (health.heartbeatAge)."""
+        return max(1, min(IDLE_LOOK_EVERY, runtime().settings.health.heartbeatAge // 4000))
 
     def _shutdown(self):
         """RQ's warm stop, called from the signal handler. A job admission is starting, or

@@ -82,6 +82,7 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
     deadlines: dict[str, int] = {}
     queues: set[str] = set()
     types: set[str] = set()
+    queued = 0
     for r, job_id in plain:
         if r.run_at is None:
             name = keys.queue_name(r.job_type.name, r.priority)
@@ -92,6 +93,7 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
             )
             groups_in(pipe, settings, r, job_id)
             queues.add(name)
+            queued += 1
             events.say("created", job_id, r.job_type.name, fields)
         else:
             create_in(conn, pipe, settings, r, job_id)
@@ -107,7 +109,7 @@ def _create_batch(conn: Redis, pipe: Pipeline, settings: Settings, plain: list[t
         pipe.zadd(index, members)
     pipe.sadd(keys.JOB_TYPES_SEEN, *sorted(types))
     announce(pipe, sorted(queues))
-    wake_in(pipe)
+    wake_in(pipe, queued)  # a token per queued job: as many idle workers as can start one wake now
 
 
 _CREATED_FIELDS: dict[tuple, tuple[dict, str]] = {}
