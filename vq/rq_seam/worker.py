@@ -27,7 +27,7 @@ from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
 from vq import checkpoints, fence, handler_stop, logs, resources
-from vq.admission import forget_idle_in
+from vq.admission import forget_idle_in, wake_in
 from vq.execution import begin_attempt, runtime
 from vq.job_outcomes import JobOutcomes
 from vq.model import VQ_FUNC
@@ -288,6 +288,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
             with self.connection.pipeline(transaction=False) as pipe:
                 self._flush_counts(pipe)
                 forget_idle_in(pipe, self.name)
+                wake_in(pipe)  # a job this worker put back as it stopped (at shutdown, a checkpoint) is another's now
                 pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError):
             self.log.warning(
