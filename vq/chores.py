@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("vq.daemon")
 MAINTAIN_MS = 5000  # trims, dependents, marks: what nothing waits on second by second
+IDLE_MARKS_MS = 60_000  # idle marks of gone workers: one EXISTS per idle worker, and a stale mark costs only a token
 AGE_MS = 2000
 DEADLINE_MS = 1000  # a waiting job lingers at most this long past its deadline
 BATCH_CALLBACKS_MS = 500  # a batch callback is delivered within this of its claim
@@ -141,7 +142,7 @@ REGISTRY: dict[str, ChoreSpec] = {
         ChoreSpec("expire-deadlines", "expire jobs past their deadline", _fixed(DEADLINE_MS), expire_deadlines),
         ChoreSpec("enqueue-dependents", "enqueue ready dependents", _fixed(MAINTAIN_MS), enqueue_dependents),
         ChoreSpec("mark-unrouted", "mark unrouted queue lists", _fixed(MAINTAIN_MS), mark_unrouted),
-        ChoreSpec("forget-idle-marks", "forget idle marks of gone workers", _fixed(MAINTAIN_MS), forget_idle_marks),
+        ChoreSpec("forget-idle-marks", "forget idle marks of gone workers", _fixed(IDLE_MARKS_MS), forget_idle_marks),
         ChoreSpec(
             "recover-stalled", "recover stalled jobs", lambda s: s.queue.settings.stalledInterval, recover_stalled
         ),
