@@ -429,3 +429,9 @@ UI_SECRET = PREFIX + "ui:secret"  # the web dashboard's cookie-signing key, made
 def ui_session(session_id: str) -> str:
     """The web dashboard's session (hash: token, csrf), expiring with the token it was made from."""
     return f"{PREFIX}ui:session:{session_id}"
+
+
+def listing_scratch(token: str) -> str:
+    """A listing's scratch zset (job id -> created ms) of the jobs one status filter can
+    match, made from RQ's registries and dropped after the page is read (vq/job_status_index.py)."""
+    return f"{PREFIX}tmp:listing:{token}"
