@@ -588,6 +588,7 @@ def test_every_page_fits_a_phone(vq, dash, browser):
             if width[0] > width[1]:
                 wide[path] = width
         assert wide == {}, f"pages wider than the phone: {wide}"
+        phone.goto(f"{dash.base}/ui/limits")
         shot(phone, "limits-phone")
     finally:
         context.close()
