@@ -67,7 +67,7 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
                 terms,
             )
         except InvalidInput as exc:
-            listing, error, code = views.empty_list(page_number), exc.message, 400
+            listing, error, code = views.empty_list(page_number), exc.message, exc.http_status
         return page(
             request,
             "jobs.html",
