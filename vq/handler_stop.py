@@ -115,6 +115,10 @@ def in_forked_child() -> None:
     _forked_child = True
 
 
+def forked_child() -> bool:
+    return _forked_child
+
+
 def install_interrupt_handler() -> None:
     """In a worker's main thread: the signal `interrupter` sends raises LeaseLost (or
     CanceledNow) in the handler, if one runs under a lost (or canceled) lease, once; else

@@ -1,0 +1,219 @@
+"""The spans of a job's life, named and described as OpenTelemetry's semantic conventions for
+messaging have them: `send <type>` (PRODUCER) when it is created, `wait <type>` from runnable
+to started, `process <type>` (CONSUMER) for each attempt; `messaging.system` "vq",
+`messaging.destination.name` its type, `messaging.message.id` its id.
+
+The `send` span's context goes into the job's meta (telemetry.META_KEY), so every later span
+of the job, in whatever process, is its child: a retry, a delayed or dependent start, a
+planned child (whose own `send` is a child of its parent's: a video pipeline is one trace).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import queue
+import socket
+import threading
+import time
+from typing import Any
+
+from vq import telemetry
+
+log = logging.getLogger("vq.telemetry")
+SYSTEM = "vq"
+WAIT_EXPLAINED_AFTER_MS = 50  # a shorter wait was no limit's doing: not looked into
+_sending: contextvars.ContextVar[str | None] = contextvars.ContextVar("vq_sending", default=None)
+_HOST = socket.gethostname()
+
+
+def messaging(operation: str | None, job_type: str, job_id: str) -> dict[str, Any]:
+    return {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": job_type,
+        "messaging.message.id": job_id,
+    }
+
+
+def sending(job_type: str, job_id: str):
+    """A submission's PRODUCER span, current while it creates the job (and a plan's children,
+    whose own `send` spans it parents). No-op when tracing is off."""
+    if not telemetry.on():
+        return telemetry._NO_SPAN
+    return _sending_span(job_type, job_id)
+
+
+@contextlib.contextmanager
+def _sending_span(job_type: str, job_id: str):
+    with telemetry.span(f"send {job_type}", kind="producer", attributes=messaging("send", job_type, job_id)) as made:
+        token = _sending.set(job_id)
+        try:
+            yield made
+        finally:
+            _sending.reset(token)
+
+
+def sent(job_type: str, job_id: str) -> str | None:
+    """The traceparent for a new job's meta: its `send` span's (the one `sending` opened for
+    it, else one recorded now under the current span: a batch's jobs, a plan's children)."""
+    if not telemetry.on():
+        return None
+    if _sending.get() == job_id:
+        return telemetry.traceparent()
+    now = time.time_ns()
+    return telemetry.record(
+        f"send {job_type}",
+        kind="producer",
+        parent=None,
+        start_ns=now,
+        end_ns=now,
+        attributes=messaging("send", job_type, job_id),
+    )
+
+
+def waited(settings, job, number: int, started_ns: int) -> None:
+    """The job's `wait` span, from when it became runnable (created, due, retried, requeued)
+    to `started_ns`, with `vq.wait.reason`: the limit at its bound when it started
+    (wait_reasons.held_at_start), looked up in a background thread, never on the worker's path."""
+    parent = job.meta.get(telemetry.META_KEY)
+    if not parent or job.enqueued_at is None:
+        return
+    from vq.model import as_utc
+
+    start_ns = int(as_utc(job.enqueued_at).timestamp() * 1e9)
+    job_type = job.meta.get("jobType") or ""
+    attributes = {
+        **messaging(None, job_type, job.id),
+        "vq.job.attempt": number,
+    }
+    if (started_ns - start_ns) / 1e6 < WAIT_EXPLAINED_AFTER_MS:
+        telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=started_ns, attributes=attributes)
+        return
+    explainer = _explainer(settings)
+    if explainer.todo.qsize() > 1000:  # more long waits than the thread can look into: without reasons
+        telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=started_ns, attributes=attributes)
+        return
+    explainer.todo.put((job_type, job.meta.get("userId") or "_", parent, start_ns, started_ns, attributes))
+
+
+def attempt(job, worker_name: str, number: int):
+    """The CONSUMER span of one attempt at `job`, current while it runs (its provider calls
+    are its children); `ended` tells how it ended. No-op without a traceparent."""
+    parent = job.meta.get(telemetry.META_KEY) if telemetry.on() else None
+    if not parent:
+        return telemetry._NO_SPAN
+    job_type = job.meta.get("jobType") or ""
+    return telemetry.span(
+        f"process {job_type}",
+        kind="consumer",
+        parent=parent,
+        attributes={
+            **messaging("process", job_type, job.id),
+            "messaging.client.id": worker_name,
+            "host.name": _HOST,
+            "vq.job.attempt": number,
+            "vq.user.id": job.meta.get("userId"),
+        },
+    )
+
+
+def ended(made, job, refresh: bool) -> None:
+    """An attempt span's outcome (finished, retrying, failed, canceled ...) and its error's
+    category, as the job's hash has them (`refresh`: re-read, when a forked child wrote them)."""
+    if made is None:
+        return
+    status = job.get_status(refresh=refresh)
+    error = (job.get_meta(refresh=True) if refresh else job.meta).get("error")
+    outcome = getattr(status, "value", status) or "unknown"
+    if outcome in ("scheduled", "queued", "deferred"):
+        outcome = "retrying" if error else "requeued"
+    made.set_attribute("vq.job.outcome", outcome)
+    if error:
+        made.set_attribute("error.type", error.get("category") or "error")
+        made.set_attribute("vq.error.category", error.get("category") or "")
+        if error.get("provider"):
+            made.set_attribute("vq.provider", error["provider"])
+        telemetry.failed(made, (error.get("message") or "")[:200])
+
+
+def delivering(conn, job_id: str, url: str, attempt: int):
+    """A webhook delivery's CLIENT span, a child of the job's `send` span (None when untraced)."""
+    parent = traceparent_of(conn, job_id) if telemetry.on() else None
+    if not parent:
+        return telemetry._NO_SPAN
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return telemetry.span(
+        "POST",
+        kind="client",
+        parent=parent,
+        attributes={
+            "http.request.method": "POST",
+            "server.address": parts.hostname,
+            "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+            "url.scheme": parts.scheme,  # no path or query: they may carry a token
+            "vq.webhook.attempt": attempt,
+            "messaging.message.id": job_id,
+        },
+    )
+
+
+def delivered(made, problem: str | None) -> None:
+    """A delivery span's end: why it failed, when it did (`post_json`'s one line)."""
+    if made is not None and problem:
+        made.set_attribute("error.type", problem.split()[-1] if problem.startswith("HTTP ") else "connection")
+        telemetry.failed(made, problem)
+
+
+def traceparent_of(conn, job_id: str) -> str | None:
+    """A job's traceparent, read from its hash (the webhook notifier has only its id)."""
+    import json
+
+    from vq import keys
+
+    raw = conn.hget(keys.rq_job(job_id), "meta")
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:
+        return None
+    found = meta.get(telemetry.META_KEY) if isinstance(meta, dict) else None
+    return found if isinstance(found, str) else None
+
+
+class _Explainer:
+    """One thread per process: looks up why long waits waited, then records their spans."""
+
+    def __init__(self, settings):
+        from vq.connection import make_client
+
+        self.settings = settings
+        self.conn = make_client(settings)
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, daemon=True, name="vq-trace-waits").start()
+
+    def _run(self) -> None:
+        from vq.wait_reasons import held_at_start
+
+        while True:
+            job_type, user, parent, start_ns, end_ns, attributes = self.todo.get()
+            try:
+                attributes["vq.wait.reason"] = held_at_start(self.conn, self.settings, job_type, user)
+            except Exception as exc:  # noqa: BLE001 - a trace goes without the reason, the job never notices
+                log.debug("telemetry: no wait reason (%s)", exc)
+            telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=end_ns, attributes=attributes)
+
+
+_explainers: dict[int, _Explainer] = {}
+
+
+def _explainer(settings) -> _Explainer:
+    import os
+
+    found = _explainers.get(os.getpid())
+    if found is None:
+        found = _explainers[os.getpid()] = _Explainer(settings)
+    return found
