@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 import queue
 import socket
 import threading
@@ -185,7 +186,12 @@ def traceparent_of(conn, job_id: str) -> str | None:
 
 
 class _Explainer:
-    """One thread per process: looks up why long waits waited, then records their spans."""
+    """One thread per process: looks up why long waits waited, then records their spans. A
+    reason found for a type and user stands for `REASON_FRESH_S` (a drain of thousands of
+    jobs asks Redis once a second per user, not once per job); what is still queued when
+    the process ends is recorded without one (telemetry.before_flush)."""
+
+    REASON_FRESH_S = 1.0
 
     def __init__(self, settings):
         from vq.connection import make_client
@@ -193,26 +199,49 @@ class _Explainer:
         self.settings = settings
         self.conn = make_client(settings)
         self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.known: dict[tuple[str, str], tuple[float, str]] = {}
+        self.pid = os.getpid()
+        telemetry.before_flush(self.finish)
         threading.Thread(target=self._run, daemon=True, name="vq-trace-waits").start()
 
     def _run(self) -> None:
-        from vq.wait_reasons import held_at_start
-
         while True:
-            job_type, user, parent, start_ns, end_ns, attributes = self.todo.get()
+            self._record(self.todo.get(), True)
+
+    def finish(self) -> None:
+        while os.getpid() == self.pid:  # not a forked child's: its copy of the queue is the parent's
             try:
-                attributes["vq.wait.reason"] = held_at_start(self.conn, self.settings, job_type, user)
+                item = self.todo.get_nowait()
+            except queue.Empty:
+                return
+            self._record(item, False)
+
+    def _record(self, item: tuple, explain: bool) -> None:
+        job_type, user, parent, start_ns, end_ns, attributes = item
+        if explain:
+            try:
+                attributes["vq.wait.reason"] = self._reason(job_type, user)
             except Exception as exc:  # noqa: BLE001 - a trace goes without the reason, the job never notices
                 log.debug("telemetry: no wait reason (%s)", exc)
-            telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=end_ns, attributes=attributes)
+        telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=end_ns, attributes=attributes)
+
+    def _reason(self, job_type: str, user: str) -> str:
+        from vq.wait_reasons import held_at_start
+
+        now = time.monotonic()
+        at, reason = self.known.get((job_type, user), (float("-inf"), ""))
+        if now - at > self.REASON_FRESH_S:
+            reason = held_at_start(self.conn, self.settings, job_type, user)
+            if len(self.known) > 10_000:
+                self.known.clear()
+            self.known[(job_type, user)] = (now, reason)
+        return reason
 
 
 _explainers: dict[int, _Explainer] = {}
 
 
 def _explainer(settings) -> _Explainer:
-    import os
-
     found = _explainers.get(os.getpid())
     if found is None:
         found = _explainers[os.getpid()] = _Explainer(settings)
