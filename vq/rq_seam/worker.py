@@ -202,8 +202,10 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         setattr(job, checkpoints.STOP_AT_CHECKPOINT, lambda: self._stops_at_checkpoint(job))
         began = time.monotonic()
         number = int(job.meta.get("attempts") or 0) + (0 if getattr(job, STARTED_BY_ADMISSION, False) else 1)
+        started_ns = None
         if telemetry.on():  # its wait, from runnable to now (vq/telemetry/jobs.py)
-            trace_jobs.waited(runtime().settings, job, number, time.time_ns())
+            started_ns = time.time_ns()
+            trace_jobs.waited(runtime().settings, job, number, started_ns)
         try:
             # RQ's own lines about the job (here and in a forked child) carry it (vq/logs.py);
             # its attempt's span is current while it runs (a forked child inherits it)
@@ -211,7 +213,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
                 logs.job_context(
                     job_id=job.id, job_type=job.meta.get("jobType"), user_id=job.meta.get("userId"), worker=self.name
                 ),
-                trace_jobs.attempt(job, self.name, number) as span,
+                trace_jobs.attempt(job, self.name, number, started_ns) as span,
             ):
                 if self._forking:
                     Worker.execute_job(self, job, queue)  # RQ's fork, monitor and clean-up of the child

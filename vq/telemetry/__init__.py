@@ -94,6 +94,15 @@ def installed() -> bool:
         return False
 
 
+def warm() -> None:
+    """Build this process's exporter now (a worker's or the API's, as it starts), so that
+    its first job or request does not wait for OpenTelemetry's imports."""
+    if _plan is not None:
+        from vq.telemetry import sdk
+
+        sdk.tracer()
+
+
 def on() -> bool:
     return _plan is not None
 

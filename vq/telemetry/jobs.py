@@ -100,7 +100,7 @@ def waited(settings, job, number: int, started_ns: int) -> None:
     explainer.todo.put((job_type, job.meta.get("userId") or "_", parent, start_ns, started_ns, attributes))
 
 
-def attempt(job, worker_name: str, number: int):
+def attempt(job, worker_name: str, number: int, start_ns: int | None = None):
     """The CONSUMER span of one attempt at `job`, current while it runs (its provider calls
     are its children); `ended` tells how it ended. No-op without a traceparent."""
     parent = job.meta.get(telemetry.META_KEY) if telemetry.on() else None
@@ -111,6 +111,7 @@ def attempt(job, worker_name: str, number: int):
         f"process {job_type}",
         kind="consumer",
         parent=parent,
+        start_time=start_ns,  # where its wait ended
         attributes={
             **messaging("process", job_type, job.id),
             "messaging.client.id": worker_name,
