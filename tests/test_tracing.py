@@ -87,6 +87,7 @@ class Receiver:
                             "attributes": {a.key: _value(a.value) for a in s.attributes},
                             "error": s.status.code == 2,
                             "service": resource.get("service.name"),
+                            "host": resource.get("host.name"),
                         }
                     )
         return out
@@ -217,7 +218,7 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
     assert attempt["attributes"]["vq.job.outcome"] == "finished"
     assert attempt["attributes"]["vq.job.attempt"] == 1
     assert attempt["attributes"]["messaging.client.id"].startswith("vq.")  # the worker
-    assert attempt["attributes"]["host.name"]
+    assert attempt["host"], "host.name: the resource's"
     assert attempt["start"] >= wait["end"] - 1e6
 
     call = _one(mine, kind="client")

@@ -15,7 +15,6 @@ import contextvars
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 from typing import Any
@@ -26,7 +25,6 @@ log = logging.getLogger("vq.telemetry")
 SYSTEM = "vq"
 WAIT_EXPLAINED_AFTER_MS = 50  # a shorter wait was no limit's doing: not looked into
 _sending: contextvars.ContextVar[str | None] = contextvars.ContextVar("vq_sending", default=None)
-_HOST = socket.gethostname()
 
 
 def messaging(operation: str | None, job_type: str, job_id: str) -> dict[str, Any]:
@@ -114,10 +112,8 @@ def attempt(job, worker_name: str, number: int, start_ns: int | None = None):
         start_time=start_ns,  # where its wait ended
         attributes={
             **messaging("process", job_type, job.id),
-            "messaging.client.id": worker_name,
-            "host.name": _HOST,
+            "messaging.client.id": worker_name,  # the host is the resource's host.name
             "vq.job.attempt": number,
-            "vq.user.id": job.meta.get("userId"),
         },
     )
 
