@@ -129,6 +129,16 @@ def span(
     return sdk.span(name, kind, parent, attributes, start_time)
 
 
+def current_span(name: str, *, kind: str, parent: str, attributes: dict[str, Any], start_time: int | None = None):
+    """`span` for a job's attempt: a lean span (vq/telemetry/lean.py) under the job's
+    traceparent, current while the block runs. None when tracing is off."""
+    if _plan is None:
+        return _NO_SPAN
+    from vq.telemetry import sdk
+
+    return sdk.lean_span(name, kind, parent, attributes, start_time)
+
+
 def record(
     name: str,
     *,

@@ -105,7 +105,7 @@ def attempt(job, worker_name: str, number: int, start_ns: int | None = None):
     if not parent:
         return telemetry._NO_SPAN
     job_type = job.meta.get("jobType") or ""
-    return telemetry.span(
+    return telemetry.current_span(
         f"process {job_type}",
         kind="consumer",
         parent=parent,

@@ -27,6 +27,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 import vq
 from vq import telemetry
+from vq.telemetry import lean
 
 KINDS = {
     "internal": SpanKind.INTERNAL,
@@ -40,6 +41,7 @@ _lock = threading.Lock()
 _pid = 0
 _provider: TracerProvider | None = None
 _tracer: trace.Tracer | None = None
+_batcher: lean.Batcher | None = None
 
 
 def _nothing() -> None:
@@ -63,7 +65,36 @@ def _build(plan: telemetry.Plan) -> TracerProvider:
     timeout = None if any(os.environ.get(f"OTEL_EXPORTER_OTLP{t}_TIMEOUT") for t in ("", "_TRACES")) else 3
     exporter = OTLPSpanExporter(endpoint=endpoint, headers=plan.headers or None, timeout=timeout)
     provider.add_span_processor(BatchSpanProcessor(exporter))
+    # The jobs' wait and attempt spans (vq/telemetry/lean.py): sent by an exporter of their own.
+    global _batcher
+    delay = float(os.environ.get("OTEL_BSP_SCHEDULE_DELAY") or 5000) / 1000
+    own = OTLPSpanExporter(endpoint=endpoint, headers=plan.headers or None, timeout=timeout)
+    _batcher = lean.Batcher(dict(provider.resource.attributes), _sender(own), delay)
     return provider
+
+
+def _sender(exporter):
+    """Sends one serialized ExportTraceServiceRequest with `exporter`'s endpoint, headers,
+    compression and retries (its HTTP client, SDK 1.40 and later), else a plain POST."""
+    client = getattr(exporter, "_client", None)
+    if client is not None and hasattr(client, "export"):
+
+        def send(data: bytes) -> None:
+            result = client.export(data)
+            if not getattr(result, "success", True):
+                raise RuntimeError(f"the collector refused ({getattr(result, 'status_code', None)})")
+
+        return send
+
+    import urllib.request
+
+    def post(data: bytes) -> None:
+        headers = {**dict(getattr(exporter, "_headers", None) or {}), "Content-Type": "application/x-protobuf"}
+        request = urllib.request.Request(exporter._endpoint, data=data, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=3) as answer:
+            answer.read()
+
+    return post
 
 
 def tracer() -> trace.Tracer | None:
@@ -96,6 +127,8 @@ def _at_exit(provider: TracerProvider) -> None:
         if os.getpid() == pid and not done:  # once, and never by a forked child for its parent
             done.append(True)
             telemetry.run_before_flush()
+            if _batcher is not None:
+                _batcher.flush()
             provider.shutdown()
 
     _stop = shutdown
@@ -105,10 +138,10 @@ def _at_exit(provider: TracerProvider) -> None:
 
 def reset() -> None:
     """Forget this process's provider (configure changed the plan); what it holds is sent."""
-    global _pid, _provider, _tracer
+    global _pid, _provider, _tracer, _batcher
     with _lock:
         _stop()
-        _pid, _provider, _tracer = 0, None, None
+        _pid, _provider, _tracer, _batcher = 0, None, None, None
 
 
 def _parent(traceparent: str | None) -> otel_context.Context | None:
@@ -133,14 +166,25 @@ def span(name: str, kind: str, parent: str | None, attributes: dict[str, Any] | 
 def record(
     name: str, kind: str, parent: str | None, start_ns: int, end_ns: int, attributes: dict[str, Any] | None
 ) -> str | None:
-    t = tracer()
-    if t is None:
+    """A finished span: lean (vq/telemetry/lean.py) under a given traceparent, else the SDK's
+    under the current span."""
+    if tracer() is None:
         return None
-    made = t.start_span(
-        name, context=_parent(parent), kind=KINDS[kind], attributes=_clean(attributes), start_time=start_ns
-    )
-    made.end(end_time=max(start_ns, end_ns))
-    return _format(made.get_span_context())
+    parent = parent or current_traceparent()
+    if parent is None:  # no trace to join: a root, which only the SDK's sampler may start
+        t = tracer()
+        assert t is not None
+        made = t.start_span(name, kind=KINDS[kind], attributes=_clean(attributes), start_time=start_ns)
+        made.end(end_time=max(start_ns, end_ns))
+        return _format(made.get_span_context())
+    assert _batcher is not None
+    return lean.record(_batcher, name, kind, parent, start_ns, end_ns, attributes or {})
+
+
+def lean_span(name: str, kind: str, parent: str, attributes: dict[str, Any], start_time: int | None):
+    if tracer() is None or _batcher is None:
+        return lean._NO_SPAN
+    return lean.current(_batcher, name, kind, parent, attributes, start_time)
 
 
 def current_traceparent() -> str | None:
@@ -169,6 +213,8 @@ def continued(headers: Mapping[str, str]) -> Iterator[None]:
 def flush(timeout_s: float) -> None:
     if _provider is not None and _pid == os.getpid():
         telemetry.run_before_flush()
+        if _batcher is not None:
+            _batcher.flush()
         _provider.force_flush(int(timeout_s * 1000))
 
 
