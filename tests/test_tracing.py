@@ -166,6 +166,7 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
             },
         },
         concurrency={"type": {"ai-processing": 1}},  # the second job waits for the first's slot
+        webhooks={"allowNetworks": ["127.0.0.0/8"]},  # the stand-in takes the webhook too
     )
     vq.env["OTEL_BSP_SCHEDULE_DELAY"] = "100"  # spans leave within 0.1 s, not the SDK's 5 s
     api = serve(vq, jwt_secret=SECRET, rateLimit={"requests": 1000, "window": 60000})
@@ -177,7 +178,7 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
     vq.wait_for(first.body["id"], statuses=("started", "finished"), timeout=20)
 
     trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
-    body = {"userId": "ann", "task": "echo", "input": "traced"}
+    body = {"userId": "ann", "task": "echo", "input": "traced", "webhookUrl": provider.url}
     reply = api.call(
         "POST", "/api/jobs/ai-processing", token, body=body, headers={"traceparent": f"00-{trace_id}-{caller_span}-01"}
     )
@@ -221,19 +222,30 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
     assert attempt["host"], "host.name: the resource's"
     assert attempt["start"] >= wait["end"] - 1e6
 
-    call = _one(mine, kind="client")
+    call = _one(mine, kind="client", attrs={"vq.provider": "alpha"})
     assert call["parent"] == attempt["span_id"]
     assert call["attributes"]["http.request.method"] == "POST"
     assert call["attributes"]["http.response.status_code"] == 200
     assert call["attributes"]["vq.provider"] == "alpha"
 
+    spans = receiver.wait_for(
+        lambda spans: any(s["trace_id"] == trace_id and "vq.webhook.attempt" in s["attributes"] for s in spans)
+    )
+    hook = _one([s for s in spans if s["trace_id"] == trace_id], kind="client", attrs={"vq.webhook.attempt": 1})
+    assert hook["parent"] == send["span_id"] and not hook["error"], "delivered, in the job's trace"
     sent = [h["traceparent"] for h in provider.headers if h.get("traceparent", "").split("-")[1:2] == [trace_id]]
-    assert sent == [f"00-{trace_id}-{call['span_id']}-01"], "the provider got the trace, its parent the call's span"
+    assert sent == [f"00-{trace_id}-{call['span_id']}-01", f"00-{trace_id}-{hook['span_id']}-01"], (
+        "the provider got the trace, its parent the call's span; then the webhook's"
+    )
     # In a forked child per job: its provider call's span (made and sent by the child) too.
     forked_trace = uuid.uuid4().hex
     provider.delay = 0
     reply = api.call(
-        "POST", "/api/jobs/ai-forked", token, body=body, headers={"traceparent": f"00-{forked_trace}-{caller_span}-01"}
+        "POST",
+        "/api/jobs/ai-forked",
+        token,
+        body={k: v for k, v in body.items() if k != "webhookUrl"},
+        headers={"traceparent": f"00-{forked_trace}-{caller_span}-01"},
     )
     assert reply.status == 201, reply.body
     assert vq.wait_done(reply.body["id"])["status"] == "finished"
