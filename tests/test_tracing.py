@@ -86,6 +86,7 @@ class Receiver:
                             "end": s.end_time_unix_nano,
                             "attributes": {a.key: _value(a.value) for a in s.attributes},
                             "error": s.status.code == 2,
+                            "links": [(link.trace_id.hex(), link.span_id.hex()) for link in s.links],
                             "service": resource.get("service.name"),
                             "host": resource.get("host.name"),
                         }
@@ -269,6 +270,10 @@ def test_a_cli_submission_starts_a_trace_and_exports_it_before_exiting(vq, recei
     assert send["name"] == "send test-noop"
     meta = json.loads(redis_conn.hget(f"rq:job:{job_id}", "meta"))
     assert meta["traceparent"].startswith(f"00-{send['trace_id']}-{send['span_id']}-"), "the job carries its trace"
+    # A dependent submitted later starts its own trace, linked to what it waits for.
+    after = vq.submit("test-noop", {}, "--user", "ann", "--depends-on", job_id)
+    then = _one(receiver.spans, kind="producer", attrs={"messaging.message.id": after})
+    assert then["trace_id"] != send["trace_id"] and then["links"] == [(send["trace_id"], send["span_id"])]
 
 
 def test_without_telemetry_nothing_is_imported_started_or_stored(vq, redis_conn):

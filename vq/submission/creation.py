@@ -78,7 +78,8 @@ def submit_outcome(conn: Redis, settings: Settings, sub: Submission) -> Submitte
 def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: Resolved) -> Submitted:
     """`submit` once the submission is resolved (`submit_each` resolves first to sort plain from the rest)."""
     job_id = sub.job_id or uuid.uuid4().hex
-    with trace_jobs.sending(resolved.job_type.name, job_id):  # its `send` span, when traced (vq/telemetry/)
+    # its `send` span, when traced (vq/telemetry/): linked to its dependencies' traces
+    with trace_jobs.sending(resolved.job_type.name, job_id, conn, resolved.depends_on):
         if sub.idempotency_key:
             existing = _claim_idempotency_key(conn, settings, resolved.user_id, sub.idempotency_key, job_id)
             if existing:

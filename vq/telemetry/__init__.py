@@ -118,15 +118,17 @@ def span(
     parent: str | None = None,
     attributes: dict[str, Any] | None = None,
     start_time: int | None = None,
+    links: list[str] | None = None,
 ):
     """A context manager: a span, current while the block runs (None when tracing is off).
     `parent`: a traceparent to continue (a job's); else the current span. An exception that
-    leaves the block is recorded on the span and marks it as an error."""
+    leaves the block is recorded on the span and marks it as an error. `links`: traceparents
+    of spans that caused this one in other traces (a dependent's dependencies)."""
     if _plan is None:
         return _NO_SPAN
     from vq.telemetry import sdk
 
-    return sdk.span(name, kind, parent, attributes, start_time)
+    return sdk.span(name, kind, parent, attributes, start_time, links)
 
 
 def current_span(name: str, *, kind: str, parent: str, attributes: dict[str, Any], start_time: int | None = None):

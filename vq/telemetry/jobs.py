@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import os
 import queue
@@ -19,7 +20,7 @@ import threading
 import time
 from typing import Any
 
-from vq import telemetry
+from vq import keys, telemetry
 
 log = logging.getLogger("vq.telemetry")
 SYSTEM = "vq"
@@ -37,17 +38,20 @@ def messaging(operation: str | None, job_type: str, job_id: str) -> dict[str, An
     }
 
 
-def sending(job_type: str, job_id: str):
+def sending(job_type: str, job_id: str, conn=None, depends_on: list[str] | None = None):
     """A submission's PRODUCER span, current while it creates the job (and a plan's children,
-    whose own `send` spans it parents). No-op when tracing is off."""
+    whose own `send` spans it parents), linked to its dependencies' `send` spans when they
+    are in other traces. No-op when tracing is off."""
     if not telemetry.on():
         return telemetry._NO_SPAN
-    return _sending_span(job_type, job_id)
+    return _sending_span(job_type, job_id, traceparents_of(conn, depends_on) if conn and depends_on else [])
 
 
 @contextlib.contextmanager
-def _sending_span(job_type: str, job_id: str):
-    with telemetry.span(f"send {job_type}", kind="producer", attributes=messaging("send", job_type, job_id)) as made:
+def _sending_span(job_type: str, job_id: str, links: list[str]):
+    with telemetry.span(
+        f"send {job_type}", kind="producer", attributes=messaging("send", job_type, job_id), links=links
+    ) as made:
         token = _sending.set(job_id)
         try:
             yield made
@@ -169,11 +173,19 @@ def delivered(made, problem: str | None) -> None:
 
 def traceparent_of(conn, job_id: str) -> str | None:
     """A job's traceparent, read from its hash (the webhook notifier has only its id)."""
-    import json
+    return _traceparent_in(conn.hget(keys.rq_job(job_id), "meta"))
 
-    from vq import keys
 
-    raw = conn.hget(keys.rq_job(job_id), "meta")
+def traceparents_of(conn, job_ids: list[str]) -> list[str]:
+    """The traceparents of the jobs that have one (a dependent's dependencies), one round trip."""
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids[:32]:  # a span's links are bounded (the SDK keeps 128)
+            pipe.hget(keys.rq_job(job_id), "meta")
+        found = [_traceparent_in(raw) for raw in pipe.execute()]
+    return [tp for tp in found if tp]
+
+
+def _traceparent_in(raw) -> str | None:
     try:
         meta = json.loads(raw) if raw else {}
     except ValueError:

@@ -152,15 +152,35 @@ def _parent(traceparent: str | None) -> otel_context.Context | None:
 
 
 @contextlib.contextmanager
-def span(name: str, kind: str, parent: str | None, attributes: dict[str, Any] | None, start_time: int | None):
+def span(
+    name: str,
+    kind: str,
+    parent: str | None,
+    attributes: dict[str, Any] | None,
+    start_time: int | None,
+    links: list[str] | None = None,
+):
     t = tracer()
     if t is None:
         yield None
         return
+    linked = [trace.Link(c) for c in (_context_of(p) for p in links or ()) if c is not None]
     with t.start_as_current_span(
-        name, context=_parent(parent), kind=KINDS[kind], attributes=_clean(attributes), start_time=start_time
+        name,
+        context=_parent(parent),
+        kind=KINDS[kind],
+        attributes=_clean(attributes),
+        start_time=start_time,
+        links=linked or None,
     ) as made:
         yield made
+
+
+def _context_of(traceparent: str) -> trace.SpanContext | None:
+    ids = lean.parse(traceparent)
+    if ids is None:
+        return None
+    return trace.SpanContext(ids[0], ids[1], True, trace.TraceFlags(ids[2] & 0xFF))
 
 
 def record(
