@@ -99,7 +99,7 @@ def waited(settings, job, number: int, started_ns: int) -> None:
     if explainer.todo.qsize() > 1000:  # more long waits than the thread can look into: without reasons
         telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=started_ns, attributes=attributes)
         return
-    explainer.todo.put((job_type, job.meta.get("userId") or "_", parent, start_ns, started_ns, attributes))
+    explainer.put((job_type, job.meta.get("userId") or "_", parent, start_ns, started_ns, attributes))
 
 
 def attempt(job, worker_name: str, number: int, start_ns: int | None = None):
@@ -210,20 +210,31 @@ class _Explainer:
         self.todo: queue.SimpleQueue = queue.SimpleQueue()
         self.known: dict[tuple[str, str], tuple[float, str]] = {}
         self.pid = os.getpid()
+        self.queued = self.recorded = 0  # items put, spans recorded: finish waits for the one in hand
         telemetry.before_flush(self.finish)
         threading.Thread(target=self._run, daemon=True, name="vq-trace-waits").start()
+
+    def put(self, item: tuple) -> None:
+        self.queued += 1
+        self.todo.put(item)
 
     def _run(self) -> None:
         while True:
             self._record(self.todo.get(), True)
 
     def finish(self) -> None:
-        while os.getpid() == self.pid:  # not a forked child's: its copy of the queue is the parent's
+        """Record what is queued, without reasons, and wait (a little) for the one in hand."""
+        if os.getpid() != self.pid:  # a forked child's copy of the queue is the parent's
+            return
+        while True:
             try:
                 item = self.todo.get_nowait()
             except queue.Empty:
-                return
+                break
             self._record(item, False)
+        deadline = time.monotonic() + 2
+        while self.recorded < self.queued and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def _record(self, item: tuple, explain: bool) -> None:
         job_type, user, parent, start_ns, end_ns, attributes = item
@@ -233,6 +244,7 @@ class _Explainer:
             except Exception as exc:  # noqa: BLE001 - a trace goes without the reason, the job never notices
                 log.debug("telemetry: no wait reason (%s)", exc)
         telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=end_ns, attributes=attributes)
+        self.recorded += 1
 
     def _reason(self, job_type: str, user: str) -> str:
         from vq.wait_reasons import held_at_start
