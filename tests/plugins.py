@@ -249,8 +249,12 @@ def cancelable(ctx, data):
     sleeps for data.seconds: in one blocking call, or with data.step in short sleeps (a
     thread job is interrupted between two; with data.cooperative it also returns once
     ctx.canceled). With data.swallow it catches the interruption and returns; with data.deaf
-    it blocks the interrupt signal (a handler stuck in native code). No progress
-    reports: only --now stops it."""
+    it blocks the interrupt signal (a handler stuck in native code). With data.stubborn it
+    first catches that many interruptions and sleeps on (each recorded in list
+    test:swallowed:<id>); with data.in_del it first sleeps in a destructor, where Python
+    swallows the interruption (recorded "del" once it returned), then sleeps on; with
+    data.then_log it logs through ctx.log after catching one. Its clean-up
+    takes data.cleanup_seconds. No progress reports: only --now stops it."""
     import threading
     from pathlib import Path
 
@@ -258,7 +262,12 @@ def cancelable(ctx, data):
 
     r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
     if data.get("cleanup"):
-        ctx.on_cancel(lambda: Path(data["cleanup"]).write_text(f"cleaned up {ctx.job_id}"))
+
+        def cleanup():
+            time.sleep(float(data.get("cleanup_seconds", 0)))
+            Path(data["cleanup"]).write_text(f"cleaned up {ctx.job_id}")
+
+        ctx.on_cancel(cleanup)
     if data.get("deaf"):  # as a handler stuck in native code: the interrupt never reaches Python
         import signal
 
@@ -266,14 +275,32 @@ def cancelable(ctx, data):
     r.set(f"test:thread:{ctx.job_id}", "main" if threading.current_thread() is threading.main_thread() else "thread")
     r.set(f"test:pid:{ctx.job_id}", os.getpid())
     r.incr(f"test:active:type:{ctx.job_type}")
-    try:
-        seconds, step = float(data.get("seconds", 30)), data.get("step")
+    seconds, step = float(data.get("seconds", 30)), data.get("step")
+
+    def sleep():
         if step:
             end = time.monotonic() + seconds
             while time.monotonic() < end and not (data.get("cooperative") and ctx.canceled):
                 time.sleep(float(step))
         else:
             time.sleep(seconds)
+
+    try:
+        for _ in range(int(data.get("stubborn", 0))):
+            try:
+                sleep()
+            except BaseException as exc:  # noqa: BLE001 - what a careless handler does
+                r.rpush(f"test:swallowed:{ctx.job_id}", type(exc).__name__)
+                if data.get("then_log"):
+                    try:
+                        ctx.log.info("caught %s; going on", type(exc).__name__)
+                    except BaseException:
+                        r.rpush(f"test:swallowed:{ctx.job_id}", "raised at ctx.log")
+                        raise
+        if data.get("in_del"):
+            _SleepsWhenDropped(seconds)  # dropped at once: its __del__ sleeps
+            r.rpush(f"test:swallowed:{ctx.job_id}", "del")
+        sleep()
     except BaseException:
         if not data.get("swallow"):
             raise
@@ -281,6 +308,17 @@ def cancelable(ctx, data):
     finally:
         r.decr(f"test:active:type:{ctx.job_type}")
     return {"pid": os.getpid()}
+
+
+class _SleepsWhenDropped:
+    """An object whose destructor sleeps: an exception raised into it is reported ("Exception
+    ignored in") and swallowed by Python, as one landing in a Redis client's __del__ is."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __del__(self):
+        time.sleep(self.seconds)
 
 
 def logger(ctx, data):

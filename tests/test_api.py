@@ -338,6 +338,10 @@ def test_openapi_document_lists_every_route(api):
     for path in ("/api/jobs/{jobType}", "/api/jobs/delayed"):
         assert {"200", "201"} <= set(doc["paths"][path]["post"]["responses"]), path
     assert "unique" in doc["components"]["schemas"]["Job"]["properties"]
+    listing = doc["paths"]["/api/batches"]["get"]  # vq batch list's twin (issue 25)
+    assert listing["operationId"] == "listBatches"
+    assert {p["name"] for p in listing["parameters"]} == {"status", "userId", "limit", "page"}
+    assert "state" in doc["components"]["schemas"]["BatchSummary"]["properties"]
 
 
 def test_schemathesis_finds_no_server_error_and_no_response_off_the_document(api, tmp_path):

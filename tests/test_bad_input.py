@@ -110,6 +110,8 @@ def test_unknown_job_exits_4_for_every_job_command(vq):
             "priority.byTier: 'gold' is not one of free, basic, pro, enterprise",
         ),
         ("templates:\n  intro:\n    data: {}\n", "templates.intro.jobType: missing (required)"),
+        ("daemon:\n  cancelCleanup: -1\n", "daemon.cancelCleanup: Expected `int` >= 0"),
+        ("daemon:\n  cancelCleanup: 3600000\n", "daemon.cancelCleanup: Expected `int` <= 600000"),
         ("redis: [1, 2\n", "is not valid YAML"),
     ],
 )

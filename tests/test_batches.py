@@ -250,10 +250,11 @@ def test_a_callback_delivered_twice_makes_one_job(vq, redis_conn, tmp_path):
     from vq import batch_callbacks, keys
     from vq.config import load_settings
 
-    vq.start_daemon(workers=1)
+    daemon = vq.start_daemon(workers=1)
     jobs = _write(tmp_path, "jobs.jsonl", {"jobType": "test-echo", "data": {"n": 1}})
     batch_id = vq.json("batch", "create", jobs, "--user", "gus", "--on-success", _callback("s"))["id"]
     _wait_batch(vq, batch_id, _delivered("success"))
+    vq.stop_daemon(daemon)  # else its callback chore (every 500 ms) may take the entry first
     redis_conn.zadd(keys.BATCHES_DUE, {f"{batch_id}|success": 0})  # as if never marked delivered
     settings = load_settings(vq.config_path)
     assert batch_callbacks.deliver_jobs(redis_conn, settings) == 1
@@ -277,6 +278,30 @@ def test_http_batches_are_the_caller_s_own(vq, tmp_path):
     batch_id = created.body["id"]
     assert created.body["userId"] == "ann" and created.body["open"]
     assert api.call("GET", f"/api/batches/{batch_id}", bob).status == 404  # not bob's
+    # The listing: a user's token lists its own batches only; an operator's, everyone's.
+    bobs = api.call("POST", "/api/batches", bob, {"jobs": body["jobs"], "open": True})
+    assert bobs.status == 201, bobs.body
+    listed = api.call("GET", "/api/batches", ann)
+    assert listed.status == 200 and [b["id"] for b in listed.body["batches"]] == [batch_id], listed.body
+    assert listed.body["total"] == 1 and listed.body["page"] == 1
+    first = listed.body["batches"][0]
+    assert first["state"] == "open" and first["counts"]["total"] == 1 and "jobs" not in first
+    assert first["callbacks"]["success"]["fired"] is False and first["description"] == "ann's"
+    everyone = api.call("GET", "/api/batches", operator).body
+    assert [b["id"] for b in everyone["batches"]] == [bobs.body["id"], batch_id]  # newest first
+    assert [b["id"] for b in api.call("GET", "/api/batches?userId=ann", operator).body["batches"]] == [batch_id]
+    assert api.call("GET", "/api/batches?limit=1&page=2", operator).body["batches"][0]["id"] == batch_id
+    assert api.call("GET", "/api/batches?status=complete", operator).body == {
+        "batches": [],
+        "total": 0,
+        "offset": 0,
+        "page": 1,
+        "limit": 50,
+    }
+    others = api.call("GET", "/api/batches?userId=bob", ann)
+    assert others.status == 403 and others.body["error"]["message"].startswith("userId:"), others.body
+    assert api.call("GET", "/api/batches?status=finished", ann).status == 422
+    assert api.call("GET", "/api/batches?limit=0", ann).status == 422
     assert api.call("POST", f"/api/batches/{batch_id}/close", bob).status == 404
     added = api.call("POST", f"/api/batches/{batch_id}/jobs", ann, {"jobs": [{"jobType": "test-echo", "data": {}}]})
     assert added.status == 200 and added.body["counts"]["total"] == 2
@@ -303,6 +328,87 @@ def test_http_batches_are_the_caller_s_own(vq, tmp_path):
     assert api.call("GET", "/api/batches/" + "0" * 32, ann).status == 404
 
 
+def test_batch_list_newest_first_by_state_and_user_a_page_at_a_time(vq, tmp_path):
+    """No daemon: a delayed job keeps its batch pending; canceling a batch's only job completes it."""
+    delayed = _write(tmp_path, "delayed.jsonl", {"jobType": "test-echo", "delay": "1h", "data": {}})
+    running = vq.json("batch", "create", delayed, "--user", "alice", "--description", "[red]not red[/]")["id"]
+    taking = vq.json("batch", "create", delayed, "--user", "bob", "--open")["id"]
+    made = vq.json("batch", "create", delayed, "--user", "alice", "--on-complete", _callback("c"))
+    assert vq.run("cancel", made["jobs"][0]["id"]).returncode == 0
+    complete = made["id"]
+
+    def listed(*args: str) -> list[str]:
+        return [b["id"] for b in vq.json("batch", "list", *args)["batches"]]
+
+    everything = vq.json("batch", "list")
+    assert [b["id"] for b in everything["batches"]] == [complete, taking, running]
+    assert (everything["total"], everything["offset"], everything["page"], everything["limit"]) == (3, 0, 1, 50)
+    states = {b["id"]: (b["state"], b["counts"]["pending"], b["counts"]["canceled"]) for b in everything["batches"]}
+    assert states == {running: ("closed", 1, 0), taking: ("open", 1, 0), complete: ("complete", 0, 1)}
+    assert "jobs" not in everything["batches"][0]
+    assert everything["batches"][0]["callbacks"]["complete"]["fired"] is True
+    assert listed("--status", "open") == [taking]
+    assert listed("--status", "closed") == [running]
+    assert listed("--status", "complete") == [complete]
+    assert listed("--user", "alice") == [complete, running]
+    assert listed("--user", "alice", "--status", "closed") == [running]
+    second = vq.json("batch", "list", "--limit", "2", "--page", "2")
+    assert [b["id"] for b in second["batches"]] == [running] and second["total"] == 3 and second["offset"] == 2
+    assert vq.json("batch", "show", complete)["state"] == "complete"
+    shown = vq.run("show", made["jobs"][0]["id"]).stdout  # vq show names the job's batch
+    assert "batch" in shown and complete in shown
+    # For people: a table with the state, the counts, the callbacks fired, and which of how many.
+    page = vq.run("batch", "list", "--limit", "2")
+    assert page.returncode == 0, page.stderr
+    assert complete in page.stdout and taking in page.stdout and running not in page.stdout
+    assert "1/1 fired" in page.stdout and "0/0/1/0" in page.stdout and "1–2 of 3" in page.stdout
+    assert "[red]not red[/]" in vq.run("batch", "list", "--user", "alice").stdout  # literal, not markup
+    nobody = vq.run("batch", "list", "--user", "nobody")
+    assert nobody.returncode == 0 and "no batches (0 of 0)" in nobody.stdout
+    assert vq.json("batch", "list", "--user", "nobody") == {
+        "batches": [],
+        "total": 0,
+        "offset": 0,
+        "page": 1,
+        "limit": 50,
+    }
+
+
+def test_the_listing_forgets_a_batch_whose_keys_expired_and_keeps_an_old_open_one(vq, redis_conn):
+    """The index's entries go with their batch: at the next listing that meets them, or the
+    sweep-batches chore's trim, which checks only entries older than a batch is kept."""
+    from vq import batch_counts, batch_lists, batches, keys
+    from vq.config import load_settings
+    from vq.submission import Submission
+
+    settings = load_settings(vq.config_path)
+
+    def new(user: str, open_: bool = False) -> str:
+        made = batches.create(
+            redis_conn,
+            settings,
+            batches.NewBatch(user_id=user, open=open_),
+            [("job", Submission("test-echo", data={}, delay_ms=3_600_000))],
+        )
+        return made["id"]
+
+    expired, kept, old_open, old_gone = new("ann"), new("ann"), new("bob", open_=True), new("bob")
+    for batch_id in (expired, old_gone):  # as EXPIRE would leave them, a week after they completed
+        redis_conn.delete(keys.batch(batch_id), keys.batch_jobs(batch_id), keys.batch_ended(batch_id))
+    listing = batch_lists.page_batches(redis_conn, user="ann")
+    assert [b["id"] for b in listing["batches"]] == [kept] and listing["total"] == 1
+    assert redis_conn.zrange(keys.user_batches("ann"), 0, -1) == [kept.encode()]
+    assert f"{expired}|ann".encode() not in redis_conn.zrange(keys.BATCHES_INDEX, 0, -1)
+    old = int(time.time() * 1000) - (batch_counts.KEEP_SECONDS + 60) * 1000
+    for batch_id in (old_open, old_gone):
+        redis_conn.zadd(keys.BATCHES_INDEX, {f"{batch_id}|bob": old})
+        redis_conn.zadd(keys.user_batches("bob"), {batch_id: old})
+    assert batch_lists.trim(redis_conn) == 1
+    assert [b["id"] for b in batch_lists.page_batches(redis_conn)["batches"]] == [kept, old_open]
+    assert redis_conn.zrange(keys.user_batches("bob"), 0, -1) == [old_open.encode()]
+    assert batch_lists.trim(redis_conn) == 0
+
+
 @pytest.mark.parametrize(
     "args, says, code",
     [
@@ -319,6 +425,8 @@ def test_http_batches_are_the_caller_s_own(vq, tmp_path):
         (["show", "nope"], "no such batch", 4),
         (["close", "0" * 32], "no such batch", 4),
         (["add", "0" * 32, "{good}"], "no such batch", 4),
+        (["list", "--status", "finished"], "--status: 'finished' is not one of open, closed, complete", 2),
+        (["list", "--page", "0"], "--page and --limit must be at least 1", 2),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_or_4_when_not_found(vq, tmp_path, args, says, code):

@@ -8,6 +8,8 @@ import json
 import os
 import time
 
+import pytest
+
 from tests.plugins import handler_pid, wait_active
 from vq import keys
 
@@ -201,3 +203,96 @@ def test_a_cancel_racing_the_end_of_short_jobs_never_lands_outside_the_handler(v
     # still ends as above, by the cancel check after its handler returned.
     log = vq.daemon_log()
     assert log.count("Traceback") == log.count("Exception ignored in"), log[-3000:]
+
+
+def _running_of(vq, job_type: str, user: str) -> tuple[int, int]:
+    """`vq limits`: how many jobs of the type, and of the user, hold a slot now."""
+    view = vq.json("limits")
+    row = next(t for t in view["types"] if t["jobType"] == job_type)
+    users = [u for u in view["users"] if u["userId"] == user]
+    return row["running"], (users[0]["running"] if users else 0)
+
+
+@pytest.mark.parametrize(
+    "data, workers_type",
+    [
+        ({"stubborn": 1}, "test-cancelable"),
+        ({"in_del": True}, "test-cancelable"),
+        ({"stubborn": 1, "step": 0.05}, "test-cancelable-io"),
+        ({"stubborn": 1}, "test-cancelable-fork"),
+    ],
+    ids=["caught", "in-a-destructor", "caught-in-a-thread", "caught-in-a-forked-child"],
+)
+def test_an_interruption_the_handler_swallows_is_raised_again_until_it_stops(
+    vq, redis_conn, tmp_path, data, workers_type
+):
+    """The interruption caught by the handler (`except BaseException: pass`; in the main
+    thread, a thread worker or a forked child) or swallowed by Python in a destructor it was
+    sleeping in (as CI saw in a Redis client's __del__): the
+    handler, which would sleep on for a minute, is interrupted again and the job ends
+    canceled within 2 s of `vq cancel --now`; its slots are free (`vq limits`) and the
+    user's next job starts."""
+    types = {
+        "test-cancelable": CANCELABLE,
+        "test-cancelable-io": {**CANCELABLE, "concurrencyPerWorker": 2},
+        "test-cancelable-fork": {**CANCELABLE, "isolation": "fork"},
+    }
+    vq.configure(job_types={workers_type: types[workers_type]}, concurrency=ONE_PER_USER)
+    vq.start_daemon(workers=1)
+    marker = tmp_path / "cleanup.txt"
+    users = ["ann", "bob"] if workers_type == "test-cancelable-io" else ["ann"]  # one runs in the thread worker
+    ids = {
+        vq.submit(workers_type, {"seconds": 60, "cleanup": str(marker), **data}, "--user", user): user for user in users
+    }
+    wait_active(redis_conn, f"type:{workers_type}", len(users))
+    job_id = next(i for i in ids if len(users) == 1 or redis_conn.get(f"test:thread:{i}") == b"thread")
+    user = ids[job_id]
+    after = vq.submit(workers_type, {"seconds": 0.1}, "--user", user)
+    assert _running_of(vq, workers_type, user)[1] == 1
+    began = time.monotonic()
+    vq.run("cancel", job_id, "--now")
+    view = vq.wait_for(job_id, timeout=10)
+    took = time.monotonic() - began
+    assert (view["status"], view["attempts"], view["result"]) == ("canceled", 1, None), view
+    assert took < 2.5 and _took_ms(redis_conn, job_id) < 2000, f"took {took:.1f}s: the handler slept on"
+    swallowed = [s.decode() for s in redis_conn.lrange(f"test:swallowed:{job_id}", 0, -1)]
+    assert swallowed == (["del"] if data.get("in_del") else ["CanceledNow"]), "the first interruption was swallowed"
+    if data.get("in_del"):
+        assert "Exception ignored in" in vq.daemon_log(), "Python swallowed it in the destructor"
+    assert marker.read_text() == f"cleaned up {job_id}"
+    assert vq.wait_for(after, timeout=10)["status"] == "finished", "the user's slot was freed"
+    assert _running_of(vq, workers_type, user)[1] == 0
+    if workers_type != "test-cancelable-fork":  # a forked child is signalled again without a word
+        assert "interrupting it again" in vq.daemon_log()
+
+
+def test_a_canceled_handler_that_caught_the_interruption_is_stopped_at_its_next_ctx_call(vq, redis_conn):
+    """A handler that catches the interruption and calls ctx.log (or ctx.progress, ctx.checkpoint,
+    ctx.canceled): CanceledNow is raised there again; it does not get to its next line."""
+    vq.configure(job_types={"test-cancelable": CANCELABLE})
+    vq.start_daemon(workers=1)
+    job_id = vq.submit("test-cancelable", {"seconds": 60, "stubborn": 1, "then_log": True}, "--user", "ann")
+    handler_pid(redis_conn, job_id)
+    vq.run("cancel", job_id, "--now")
+    view = vq.wait_for(job_id, timeout=10)
+    assert view["status"] == "canceled"
+    assert _took_ms(redis_conn, job_id) < 500, "stopped at its log line, not by the next interruption"
+    assert redis_conn.lrange(f"test:swallowed:{job_id}", 0, -1) == [b"CanceledNow", b"raised at ctx.log"]
+    assert "interrupting it again" not in vq.daemon_log()
+
+
+def test_the_cancel_cleanup_budget_is_daemon_cancel_cleanup(vq, redis_conn, tmp_path):
+    """daemon.cancelCleanup (ms): a clean-up that takes 3 s is left behind after 0.5 s, and
+    the job's end (and its slots) does not wait for it."""
+    vq.configure(job_types={"test-cancelable": CANCELABLE}, daemon={"cancelCleanup": 500})
+    vq.start_daemon(workers=1)
+    marker = tmp_path / "cleanup.txt"
+    job_id = vq.submit(
+        "test-cancelable", {"seconds": 60, "cleanup": str(marker), "cleanup_seconds": 3}, "--user", "ann"
+    )
+    handler_pid(redis_conn, job_id)
+    view = vq.json("cancel", job_id, "--now")
+    assert view["status"] == "canceled"
+    assert 400 <= _took_ms(redis_conn, job_id) < 1500
+    assert not marker.exists()
+    assert "still running after 0.5s; left behind" in vq.daemon_log()

@@ -163,6 +163,11 @@ def test_a_worker_killed_mid_composition_is_resumed_without_rendering_its_finish
     assert vq.wait_for(video, timeout=60)["status"] == "finished"
 
 
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
 def _renders(log, job_id: str) -> list[tuple[int, int]]:
     """(scene position, worker pid) of each segment the stand-in ffmpeg wrote for the job."""
     out = []
@@ -215,17 +220,23 @@ def test_a_worker_paused_past_its_lease_cannot_overwrite_the_checkpoint_of_the_a
     assert view["status"] == "finished" and view["result"]["pid"] == second
 
 
-def test_stop_at_checkpoint_requeues_the_job_at_its_next_checkpoint_and_it_resumes_there(vq, redis_conn):
+@pytest.mark.parametrize("isolation", ["process", "fork"])
+def test_stop_at_checkpoint_requeues_the_job_at_its_next_checkpoint_and_it_resumes_there(vq, redis_conn, isolation):
     """daemon.stopAtCheckpoint: on SIGTERM, a job that checkpoints stops at its next
     checkpoint (not at the end of a 60 s grace period, nor its 12 s of work), is requeued,
-    and the next daemon resumes it from that checkpoint: no step is done twice."""
+    and the next daemon resumes it from that checkpoint: no step is done twice. A forked
+    job's child (isolation: fork) is told by its worker and stops the same way."""
     vq.configure(
-        job_types={"test-cp": CHECKPOINTER},
+        job_types={"test-cp": {**CHECKPOINTER, "isolation": isolation}},
         daemon={"shutdownGrace": 60000, "stopAtCheckpoint": True},
     )
     job_id = vq.submit("test-cp", {"steps": 40, "seconds": 0.3}, "--user", "u")
     daemon = vq.start_daemon(workers=1)
     _wait_records(redis_conn, job_id, "saved", 2)
+    worker = _parent_of(int(redis_conn.get(f"test:pid:{job_id}")))
+    if isolation == "fork":  # the handler's process is a child of a worker process, not the worker
+        worker = _parent_of(worker)
+    assert worker == daemon.pid
     asked = time.monotonic()
     assert vq.stop_daemon(daemon, timeout=30) == 0
     assert time.monotonic() - asked < 5, "stopped at the next checkpoint, not after the grace period"

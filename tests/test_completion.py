@@ -83,6 +83,7 @@ def test_static_values_complete(tab):
     assert _bash(tab, "vq jobs --status ") == STATUSES
     assert _bash(tab, "vq jobs --status f") == ["finished", "failed"]
     assert _bash(tab, "vq history --status ") == STATUSES
+    assert _bash(tab, "vq batch list --status ") == ["open", "closed", "complete"]  # a batch's states, not a job's
     assert _bash(tab, "vq submit --priority ") == ["high", "normal", "low"]
     assert _bash(tab, "vq submit --priority=n") == ["normal"]
     assert _bash(tab, "vq submit -s ") == ["free", "basic", "pro", "enterprise"]

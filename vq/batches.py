@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
-from vq import batch_counts, jobdata, jobs, keys
-from vq.batch_callbacks import KINDS, parse_callback
+from vq import batch_counts, batch_lists, batch_views, jobdata, jobs, keys
+from vq.batch_callbacks import parse_callback
+from vq.batch_views import text_map
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound, VqError
 from vq.replies import optional_text, texts
@@ -61,10 +62,11 @@ def create(conn: Redis, settings: Settings, new: NewBatch, items: list[tuple[str
     meta = _meta(settings, new.meta)
     batch_id = uuid.uuid4().hex
     checked = _checked(conn, settings, batch_id, new.user_id, new.subscription, items)
+    created_ms = int(time.time() * 1000)
     record: dict[FieldT, EncodableT] = {
         "id": batch_id,
         "userId": new.user_id,
-        "createdAt": str(int(time.time() * 1000)),
+        "createdAt": str(created_ms),
         "closed": "0",
         "done": "0",
         "failed": "0",
@@ -77,6 +79,7 @@ def create(conn: Redis, settings: Settings, new: NewBatch, items: list[tuple[str
     with conn.pipeline() as pipe:
         pipe.hset(keys.batch(batch_id), mapping=record)
         pipe.sadd(keys.BATCHES_ACTIVE, batch_id)
+        batch_lists.index_in(pipe, batch_id, new.user_id, created_ms)  # `vq batch list`: same round trip
         pipe.execute()
     _submit_into(conn, settings, batch_id, checked)
     if not new.open:
@@ -110,22 +113,8 @@ def show(conn: Redis, batch_id: str, with_jobs: bool = True) -> dict:
     """The batch's record, counts and (with `with_jobs`) its jobs, each with its outcome or status."""
     record = _record(conn, batch_id)
     members = sorted(texts(conn.smembers(keys.batch_jobs(batch_id))))
-    outcomes = _text_map(conn.hgetall(keys.batch_ended(batch_id)))
-    counts = {name: int(record.get(name, 0)) for name in ("done", "failed", "canceled")}
-    total = len(members)
-    view = {
-        "id": record["id"],
-        "userId": record["userId"],
-        "description": record.get("description"),
-        "meta": json.loads(record["meta"]) if record.get("meta") else {},
-        "open": record.get("closed") != "1",
-        "complete": bool(record.get("completedAt")),
-        "createdAt": int(record["createdAt"]),
-        "closedAt": int(record["closedAt"]) if record.get("closedAt") else None,
-        "completedAt": int(record["completedAt"]) if record.get("completedAt") else None,
-        "counts": {"total": total, **counts, "pending": total - len(outcomes)},
-        "callbacks": {kind: _callback_view(record, kind) for kind in KINDS if record.get(f"cb:{kind}")},
-    }
+    outcomes = text_map(conn.hgetall(keys.batch_ended(batch_id)))
+    view = batch_views.header(record, len(members), len(outcomes))
     if with_jobs:
         pending = [m for m in members if m not in outcomes]
         with conn.pipeline(transaction=False) as pipe:
@@ -163,7 +152,7 @@ def owner(conn: Redis, batch_id: str) -> str | None:
 
 
 def _record(conn: Redis, batch_id: str) -> dict:
-    record = _text_map(conn.hgetall(keys.batch(_whole_id(batch_id))))
+    record = text_map(conn.hgetall(keys.batch(_whole_id(batch_id))))
     if not record:
         raise NotFound(f"no such batch {batch_id!r}")
     return record
@@ -173,23 +162,6 @@ def _whole_id(batch_id: str) -> str:
     if not isinstance(batch_id, str) or len(batch_id) != 32 or any(c not in "0123456789abcdef" for c in batch_id):
         raise NotFound(f"no such batch {batch_id!r}")
     return batch_id
-
-
-def _text_map(raw: dict) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
-    }
-
-
-def _callback_view(record: dict, kind: str) -> dict:
-    spec = json.loads(record[f"cb:{kind}"])
-    delivered = record.get(f"delivered:{kind}")
-    return {
-        **spec,
-        "fired": bool(record.get(f"fired:{kind}")),
-        "delivered": json.loads(delivered) if delivered else None,
-        "undelivered": record.get(f"undelivered:{kind}"),
-    }
 
 
 def _description(value: object) -> str | None:

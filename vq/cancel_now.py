@@ -11,6 +11,12 @@ holds the job's lease interrupts the handler (vq/fence.py Fence.cancel); the oth
 ignore the id. A message missed (a reconnect, a job whose lease was taken an instant
 after the publish) is caught by the lease renewal the worker sends anyway
 (vq/lua/renew.lua answers 2 when the field is set): within `lockDuration / 6`.
+
+The interruption sticks: a handler that caught it, or a destructor that swallowed it
+(Python only reports an exception raised in `__del__`), is interrupted again every
+REDELIVER_EVERY_S while it still runs, REDELIVER_TIMES times at most (`keep_interrupting`;
+a forked child is signalled again until it is gone, and killed after the clean-up budget),
+and its next ctx call raises it again (vq/handler_stop.py stop_if_canceled).
 """
 
 from __future__ import annotations
@@ -21,17 +27,28 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import redis
 from redis import Redis
 from rq.job import Job
 
-from vq import keys
+from vq import handler_stop, keys
 from vq.model import TERMINAL, status_of
 
+if TYPE_CHECKING:
+    from vq.fence import Lease
+
 log = logging.getLogger("vq.cancel")
-CLEANUP_BUDGET_S = 5.0  # what a handler's on_cancel clean-up may take in all, in the worker
+CLEANUP_BUDGET_S = 5.0  # daemon.cancelCleanup's default: what on_cancel clean-up may take in all
 SETTLE_WAIT_S = 3.0  # how long `vq cancel --now` waits to answer with the job's end
+REDELIVER_EVERY_S = 0.5  # a canceled handler that still runs is interrupted again this often
+REDELIVER_TIMES = 20  # ... at most this many times (10 s); then it runs on until it returns
+
+
+def cleanup_budget_s(settings) -> float:
+    """daemon.cancelCleanup, in seconds."""
+    return settings.daemon.cancelCleanup / 1000
 
 
 def ask_in(pipe, job_id: str, now: bool, actor: str | None) -> None:
@@ -85,12 +102,40 @@ def start_listener(make_client: Callable[[], Redis], on_cancel: Callable[[str], 
     return thread
 
 
+def keep_interrupting(lease: Lease, interrupt: Callable[[], None]) -> None:
+    """After the first interruption of a handler in this process: while it still runs (it
+    caught CanceledNow, or the exception landed in a destructor, which Python swallows),
+    interrupt it again every REDELIVER_EVERY_S, REDELIVER_TIMES times at most."""
+
+    def again() -> None:
+        for _ in range(REDELIVER_TIMES):
+            time.sleep(REDELIVER_EVERY_S)
+            if lease.dropped or not handler_stop.running(lease):
+                return
+            log.warning("job %s: canceled now but its handler still runs; interrupting it again", lease.job_id)
+            try:
+                interrupt()
+            except Exception:  # it ends canceled when it returns, in any case
+                log.exception("job %s: could not interrupt it again", lease.job_id)
+                return
+        if handler_stop.running(lease) and not lease.dropped:
+            log.warning(
+                "job %s: canceled now, interrupted %d times and still running; it ends canceled when it returns",
+                lease.job_id,
+                REDELIVER_TIMES + 1,
+            )
+
+    threading.Thread(target=again, daemon=True, name="vq-cancel-again").start()
+
+
 def interrupt_child(
     pid_of: Callable[[], int], signum: int, grace: float = CLEANUP_BUDGET_S + 1.0
 ) -> Callable[[], None]:
     """`vq cancel --now` for a forked job: the child is told (`signum`: CanceledNow raised in
-    its handler, its clean-up runs, it writes its end and exits), and killed if it is still
-    there after `grace` (stuck in native code); its worker then ends the job canceled."""
+    its handler, its clean-up runs, it writes its end and exits), told again every
+    REDELIVER_EVERY_S while it is there (a handler that caught it or a destructor that
+    swallowed it), and killed if it is still there after `grace` (stuck in native code, or
+    its clean-up over the budget); its worker then ends the job canceled."""
 
     def interrupt() -> None:
         pid = pid_of()
@@ -101,15 +146,21 @@ def interrupt_child(
         except ProcessLookupError:
             return
 
-        def kill_if_still_there() -> None:
-            time.sleep(grace)
-            if pid_of() == pid:
+        def again_then_kill() -> None:
+            deadline = time.monotonic() + grace
+            while True:
+                time.sleep(max(0.0, min(REDELIVER_EVERY_S, deadline - time.monotonic())))
+                if pid_of() != pid:
+                    return
+                late = time.monotonic() >= deadline
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL if late else signum)
                 except ProcessLookupError:
-                    pass
+                    return
+                if late:
+                    return
 
-        threading.Thread(target=kill_if_still_there, daemon=True, name="vq-cancel-child").start()
+        threading.Thread(target=again_then_kill, daemon=True, name="vq-cancel-child").start()
 
     return interrupt
 
@@ -117,13 +168,14 @@ def interrupt_child(
 def run_cleanups(hooks: list[Callable[[], object]], job_log: logging.Logger, budget: float = CLEANUP_BUDGET_S) -> None:
     """The clean-up a handler registered with ctx.on_cancel, newest first, after it was
     interrupted: each in a thread of its own so that the whole takes at most `budget`
-    seconds (one still running then is left behind and logged); an error is logged, never
-    raised: the job is canceled either way."""
+    seconds (daemon.cancelCleanup; one still running then is left behind and logged, and the
+    job's slots are given back); an error is logged, never raised: the job is canceled
+    either way."""
     deadline = time.monotonic() + budget
     for hook in reversed(hooks):
         left = deadline - time.monotonic()
         if left <= 0:
-            job_log.warning("on_cancel: out of time (%.0fs), %s not run", budget, _name(hook))
+            job_log.warning("on_cancel: out of time (%gs), %s not run", budget, _name(hook))
             continue
 
         def guarded(hook=hook) -> None:
@@ -136,7 +188,7 @@ def run_cleanups(hooks: list[Callable[[], object]], job_log: logging.Logger, bud
         thread.start()
         thread.join(left)
         if thread.is_alive():
-            job_log.warning("on_cancel: %s still running after %.0fs; left behind", _name(hook), budget)
+            job_log.warning("on_cancel: %s still running after %gs; left behind", _name(hook), budget)
 
 
 def _name(hook: Callable) -> str:

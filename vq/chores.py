@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from vq import artifacts, batch_callbacks, batch_counts, deadlines, health, keys, maintenance, stalled
+from vq import artifacts, batch_callbacks, batch_counts, batch_lists, deadlines, health, keys, maintenance, stalled
 from vq.admission import forget_gone_idle_workers, mark_nonempty_lists
 from vq.config import CHORE_NAMES, Settings
 from vq.jobtypes import job_types
@@ -126,6 +126,7 @@ def deliver_batch_callbacks(daemon, conn):
 
 def sweep_batches(daemon, conn):
     batch_counts.sweep(conn)  # the jobs whose end a crash kept from their batch's count
+    batch_lists.trim(conn)  # the listing's entries of batches whose keys expired
 
 
 def _fixed(ms: int) -> Callable[[Settings], int]:
@@ -153,7 +154,9 @@ REGISTRY: dict[str, ChoreSpec] = {
             exclusive=False,
         ),
         ChoreSpec("batch-callbacks", "deliver batch callbacks", _fixed(BATCH_CALLBACKS_MS), deliver_batch_callbacks),
-        ChoreSpec("sweep-batches", "count ended jobs of batches", _fixed(MAINTAIN_MS), sweep_batches),
+        ChoreSpec(
+            "sweep-batches", "count ended jobs of batches, trim their listing", _fixed(MAINTAIN_MS), sweep_batches
+        ),
         ChoreSpec("report-presence", "report presence", _fixed(PRESENCE_MS), report_presence, exclusive=False),
         ChoreSpec(
             "prune-artifacts", "prune artifacts", lambda s: s.artifacts.sweepInterval, prune_artifacts, exclusive=False

@@ -53,10 +53,14 @@ class HandlerContext:
     last_checkpoint: object = field(repr=False, default=None)
     # Whether `vq cancel --now` reached the worker for this job (vq/cancel_now.py); no I/O.
     is_canceled: Callable[[], bool] = field(repr=False, default=lambda: False)
+    # CanceledNow when `vq cancel --now` reached the job and this is its handler's thread
+    # (vq/handler_stop.py): ctx calls raise the cancellation again in a handler that caught it.
+    stop_if_canceled: Callable[..., None] = field(repr=False, default=lambda only_if_interrupted=False: None)
     cancel_hooks: list[Callable[[], object]] = field(repr=False, default_factory=list)
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job is (0-100) with an optional short message; shown live."""
+        self.stop_if_canceled()
         percent = max(0.0, min(100.0, float(percent)))
         self.report_progress(percent, message)
 
@@ -67,6 +71,7 @@ class HandlerContext:
         by the job's lease: a worker that lost the job is stopped here, its state not saved.
         When the daemon is stopping and stops jobs at checkpoints (daemon.stopAtCheckpoint),
         the job is requeued from here."""
+        self.stop_if_canceled()  # a job canceled now saves nothing more: its checkpoint goes with it
         if self.save_checkpoint is None:  # outside a queue (tests, run-local): kept here, as JSON
             self.last_checkpoint = json.loads(json.dumps(state))
             return
@@ -79,15 +84,18 @@ class HandlerContext:
         is interrupted anyway; one that runs in a thread (`concurrencyPerWorker` above 1) is
         interrupted only between two Python steps, not inside a blocking call, so it checks
         this between steps of its own (ctx.progress raises too) and may simply return: the
-        job ends canceled either way, its result not kept."""
+        job ends canceled either way, its result not kept. Once the interruption was raised
+        in the handler and it ran on (it caught it), this raises it again instead."""
+        self.stop_if_canceled(only_if_interrupted=True)
         return self.is_canceled()
 
     def on_cancel(self, cleanup: Callable[[], object]) -> Callable[[], object]:
         """Register clean-up to run when the job is canceled while it runs (a temporary
         file, a remote job to stop): called without arguments in the worker, after the
-        handler was interrupted, newest first, all of them within a few seconds; its errors
-        are logged, not raised. An `isolation: fork` job's run in its child process (unless
-        the interruption cannot reach it there and the child is killed).
+        handler was interrupted, newest first, all of them within daemon.cancelCleanup (5 s
+        by default); its errors are logged, not raised. An `isolation: fork` job's run in
+        its child process (unless the interruption cannot reach it there and the child is
+        killed).
         Returns `cleanup`, so it can be used as a decorator."""
         self.cancel_hooks.append(cleanup)
         return cleanup

@@ -216,7 +216,7 @@ def _run_job(job_type: str, data: dict) -> dict:
         project_id=job.meta.get("projectId"),
         attempt=job.meta["attempts"],
         artifacts_root=rt.artifacts_root,
-        log=logging.getLogger(f"vq.handler.{job_type}"),
+        log=handler_stop.watch_log(logging.getLogger(f"vq.handler.{job_type}")),  # raises once canceled now
         report_progress=_progress_reporter(job, job_type),
         load_upstream=lambda: upstream_of(job),
         provider_client=calls,
@@ -225,6 +225,7 @@ def _run_job(job_type: str, data: dict) -> dict:
         resumed_from=checkpoints.resumed_state(job.connection, job),  # vq/checkpoints.py
         save_checkpoint=lambda state: checkpoints.save(job.connection, job, rt.settings, state),
         is_canceled=lambda: handler_stop.cancel_asked(job.id),
+        stop_if_canceled=handler_stop.stop_if_canceled,
     )
     # Providers a handler does not call through vq (local ones) are checked here, before it
     # runs; HTTP providers when called, by ProviderCalls, which can fail over between them.
@@ -248,7 +249,7 @@ def _run_job(job_type: str, data: dict) -> dict:
                 raise ProviderUnavailable(provider, max(0.0, retry_at - time.time()))
         try:
             with (
-                handler_stop.interruptible(job.id),
+                handler_stop.interruptible(job.id) as running,
                 logs.job_context(  # a lost lease stops it (vq/fence.py)
                     job_id=job.id, job_type=job_type, user_id=ctx.user_id, attempt=ctx.attempt, worker=job.worker_name
                 ),
@@ -257,7 +258,7 @@ def _run_job(job_type: str, data: dict) -> dict:
                     capacity.visible_devices(ctx.resources),  # CUDA_VISIBLE_DEVICES, for a process of its own
                     job_logs.capturing(job.connection, job.id, ctx.attempt, rt.settings.limits),  # kept with the job
                 ):
-                    result = handler(ctx, protector(rt.settings).unseal(data))
+                    result = running.call(handler, ctx, protector(rt.settings).unseal(data))
         except MemoryError:
             raise resources.out_of_memory(job_type_spec) from None
         except handler_stop.CanceledNow:  # `vq cancel --now` interrupted it (vq/cancel_now.py)
@@ -271,7 +272,7 @@ def _run_job(job_type: str, data: dict) -> dict:
         if handler_stop.cancel_asked(job.id):  # whatever it raised once canceled now (its timeout, a broken call)
             job.meta["error"] = error_record(JobCanceled("canceled while running"))
         if job.meta["error"]["category"] == "canceled":
-            cancel_now.run_cleanups(ctx.cancel_hooks, ctx.log)
+            cancel_now.run_cleanups(ctx.cancel_hooks, ctx.log, cancel_now.cleanup_budget_s(rt.settings))
         fence.write_meta(job.connection, job)  # refused if another worker holds the job now
         if isinstance(exc, ProviderError) and not getattr(exc, "accounted", False):
             state = breakers.failure(providers.bounded(rt.settings, exc.provider))

@@ -77,7 +77,7 @@ class Lease:
     dropped: bool = False
     canceled: bool = False  # `vq cancel --now` asked for the job to be interrupted
     interrupt: Callable[[], None] | None = None  # how to, when not `stop` (a forked child: vq/cancel_now.py)
-    raised: bool = False  # the handler was interrupted once already: never twice
+    raised: bool = False  # the handler was interrupted once already (a lost lease: never twice)
     thread: int = field(default_factory=threading.get_ident)
 
 
@@ -206,6 +206,10 @@ class Fence:
             (lease.interrupt or lease.stop)()
         except Exception:
             log.exception("job %s: could not interrupt it; it stops at its next progress report", lease.job_id)
+        if lease.interrupt is None:  # in this process: again while it runs on (a forked child: interrupt_child)
+            from vq.cancel_now import keep_interrupting
+
+            keep_interrupting(lease, lease.stop)
         return True
 
     def _lose(self, lease: Lease, why: str) -> None:

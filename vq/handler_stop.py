@@ -4,13 +4,18 @@ worker could not keep (vq/fence.py) and for `vq cancel --now` (vq/cancel_now.py)
 A signal for the worker's main thread (it interrupts a blocking call too), an asynchronous
 exception for a thread worker (taken at its next Python step), and for a job in a forked
 child, the child killed (a lost lease) or signalled (a cancel). The exception is raised
-only while the handler runs (`interruptible`), at most once per lease: never in RQ's or
-vq's bookkeeping after the handler returned.
+only while the handler runs (`interruptible`): never in RQ's or vq's bookkeeping after the
+handler returned. LeaseLost is raised once per lease (its daemon kills a process that goes
+on). CanceledNow sticks: Python swallows an exception raised in a destructor (`Exception
+ignored in: <function Redis.__del__>`) and a handler may catch it, so while a canceled
+handler still runs it is interrupted again (vq/cancel_now.py keep_interrupting) and its
+next ctx call raises it again (`stop_if_canceled`, and `StopIfCanceled` on ctx.log).
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import threading
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
     from vq.fence import Lease
 
 INTERRUPT_SIGNAL = signal.SIGUSR2  # raised in a worker's main thread to stop its handler
+STOP_AT_CHECKPOINT_SIGNAL = signal.SIGUSR1  # a stopping worker tells its forked job's child
 
 
 class LeaseLost(BaseException):
@@ -38,6 +44,12 @@ _interruptible: dict[int, Lease] = {}  # thread ident -> the lease its handler r
 
 
 _interrupt_lock = threading.Lock()  # orders a thread's interruption against its handler's end
+
+
+def _again(lease: Lease) -> bool:
+    """Whether the handler may be interrupted (again): a cancel as often as it goes on, a lost
+    lease once."""
+    return lease.canceled and not lease.lost if lease.raised else lease.lost or lease.canceled
 
 
 class interruptible:
@@ -70,6 +82,14 @@ class interruptible:
         settle(self.thread)
         return False
 
+    def call(self, handler: Callable, *args):
+        """The handler, and no interruption after it returned or raised (the job's log flush
+        and RQ's bookkeeping that follow are not to be interrupted)."""
+        try:
+            return handler(*args)
+        finally:
+            settle(self.thread)
+
 
 def settle(thread: int) -> None:
     """The handler in `thread` has returned (or was interrupted): no interruption lands after this."""
@@ -85,6 +105,39 @@ def cancel_asked(job_id: str) -> bool:
     return lease is not None and lease.canceled
 
 
+def running(lease: Lease) -> bool:
+    """Whether the lease's handler is still running (not yet returned or raised out)."""
+    return _interruptible.get(lease.thread) is lease
+
+
+def stop_if_canceled(only_if_interrupted: bool = False) -> None:
+    """At a handler's ctx call (progress, checkpoint, log, canceled): CanceledNow, when
+    `vq cancel --now` reached the job whose handler runs in this thread (with
+    `only_if_interrupted`, only once the interruption was raised in it already: the handler
+    caught it, or a destructor swallowed it). No I/O; nothing in another thread."""
+    lease = _interruptible.get(threading.get_ident())
+    if lease is None or not lease.canceled or lease.lost or (only_if_interrupted and not lease.raised):
+        return
+    lease.raised = True
+    raise CanceledNow(f"job {lease.job_id}: canceled now (raised again at a ctx call)")
+
+
+class StopIfCanceled(logging.Filter):
+    """On a handler's logger (ctx.log): a line logged by a handler canceled now raises
+    CanceledNow instead (stop_if_canceled)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        stop_if_canceled()
+        return True
+
+
+def watch_log(logger: logging.Logger) -> logging.Logger:
+    """ctx.log: the type's logger, with StopIfCanceled on it once."""
+    if not any(isinstance(f, StopIfCanceled) for f in logger.filters):
+        logger.addFilter(StopIfCanceled())
+    return logger
+
+
 def interrupter(lease_thread: int) -> Callable[[], None]:
     """How to stop the handler running in this thread: a signal for the main thread (it
     interrupts a blocking call too), an asynchronous exception for another thread (taken at
@@ -95,7 +148,7 @@ def interrupter(lease_thread: int) -> Callable[[], None]:
     def raise_in_thread() -> None:
         with _interrupt_lock:
             lease = _interruptible.get(lease_thread)
-            if lease is None or lease.raised:
+            if lease is None or not _again(lease):
                 return
             lease.raised = True
             kind = LeaseLost if lease.lost else CanceledNow
@@ -119,11 +172,30 @@ def forked_child() -> bool:
     return _forked_child
 
 
+_stop_at_checkpoint_in = 0  # the pid of the process STOP_AT_CHECKPOINT_SIGNAL reached
+
+
+def ask_child_to_stop_at_checkpoint(pid: int) -> None:
+    """A stopping worker (daemon.stopAtCheckpoint) tells the forked child running its job:
+    it stops at its next ctx.checkpoint (vq/rq_seam/worker.py _stops_at_checkpoint)."""
+    try:
+        os.kill(pid, STOP_AT_CHECKPOINT_SIGNAL)
+    except ProcessLookupError:
+        pass
+
+
+def stop_at_checkpoint_asked() -> bool:
+    """In a job's forked child: whether its worker is stopping (it said so by signal). By
+    pid, so that a child forked an instant before its handler was installed still hears,
+    and a flag its parent got is not inherited."""
+    return _stop_at_checkpoint_in == os.getpid()
+
+
 def install_interrupt_handler() -> None:
-    """In a worker's main thread: the signal `interrupter` sends raises LeaseLost (or
-    CanceledNow) in the handler, if one runs under a lost (or canceled) lease, once; else
-    it is ignored (the handler has returned: the end is fenced). No lock here: the handler
-    runs in the main thread, which may hold it."""
+    """In a worker's main thread (its forked children inherit them): the signal `interrupter` sends raises LeaseLost (or
+    CanceledNow) in the handler, if one runs under a lost (or canceled) lease (LeaseLost
+    once, CanceledNow each time: `_again`); else it is ignored (the handler has returned:
+    the end is fenced). No lock here: the handler runs in the main thread, which may hold it."""
 
     def on_signal(signum, frame):
         if _forked_child:  # only its worker signals a job's child, and only for `vq cancel --now`
@@ -131,14 +203,19 @@ def install_interrupt_handler() -> None:
                 held.canceled = True
         main = threading.main_thread().ident  # set: the main thread has started
         lease = _interruptible.get(main) if main is not None else None
-        if lease is None or lease.raised or not (lease.lost or lease.canceled):
+        if lease is None or not _again(lease):
             return
         lease.raised = True
         if lease.lost:
             raise LeaseLost(f"job {lease.job_id}: lease lost")
         raise CanceledNow(f"job {lease.job_id}: canceled now")
 
+    def on_stop_signal(signum, frame):
+        global _stop_at_checkpoint_in
+        _stop_at_checkpoint_in = os.getpid()
+
     signal.signal(INTERRUPT_SIGNAL, on_signal)
+    signal.signal(STOP_AT_CHECKPOINT_SIGNAL, on_stop_signal)  # inherited by a job's forked child
 
 
 def kill_child(pid_of: Callable[[], int]) -> Callable[[], None]:

@@ -368,11 +368,17 @@ def checkpoint(job_id: str) -> str:
 BATCHES_ACTIVE = PREFIX + "batches:active"  # set: batches not yet complete (the sweep's list)
 BATCHES_DUE = PREFIX + "batches:due"  # zset "<batch>|<kind>" -> when to submit that callback job (epoch ms)
 BATCHES_DUE_WEBHOOKS = PREFIX + "batches:due-webhooks"  # zset "<batch>|<kind>" -> when to POST that webhook
+BATCHES_INDEX = PREFIX + "batches:index"  # zset "<batch>|<user>" -> created ms: `vq batch list` (vq/batch_lists.py)
 
 
 def batch(batch_id: str) -> str:
     """hash: a batch's owner, description, meta, callbacks, counts, closed flag, fired markers."""
     return f"{PREFIX}batch:{batch_id}"
+
+
+def user_batches(user_id: str) -> str:
+    """zset batch id -> created ms of one user's batches (`vq batch list --user`, a user's token)."""
+    return f"{PREFIX}user:{user_id}:batches"
 
 
 def batch_jobs(batch_id: str) -> str:

@@ -16,7 +16,8 @@ from rq.job import Job
 
 from vq import fence, handler_stop, keys
 from vq.admission import release
-from vq.cancel_now import interrupt_child
+from vq.cancel_now import cleanup_budget_s, interrupt_child
+from vq.execution import runtime
 from vq.rq_seam.host import WorkerHost
 from vq.rq_seam.queue import admission_for
 
@@ -44,7 +45,9 @@ class JobLeases(WorkerHost):
         interrupt = None
         if self._forking:
             stop = handler_stop.kill_child(lambda: self.horse_pid)
-            interrupt = interrupt_child(lambda: self.horse_pid, handler_stop.INTERRUPT_SIGNAL)  # vq cancel --now
+            interrupt = interrupt_child(  # vq cancel --now; killed if still there a second after its clean-up
+                lambda: self.horse_pid, handler_stop.INTERRUPT_SIGNAL, cleanup_budget_s(runtime().settings) + 1.0
+            )
         else:
             stop = handler_stop.interrupter(threading.get_ident())
         self._lease = process_fence(self.connection).hold(

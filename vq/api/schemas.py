@@ -252,18 +252,37 @@ class BatchCounts(BaseModel):
     pending: int
 
 
-class Batch(Open):
-    """A batch as `vq batch show --json` prints it: its counts, callbacks and jobs."""
+class BatchSummary(Open):
+    """A batch as `vq batch list --json` lists it: its state, counts and callbacks."""
 
     id: str
     userId: str
     description: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+    state: str = Field(description="open (takes jobs), closed (jobs still pending) or complete")
+    createdAt: int = Field(description="epoch ms")
+    closedAt: int | None = Field(None, description="epoch ms; null while open")
+    completedAt: int | None = Field(None, description="epoch ms; null until complete")
     open: bool = Field(description="jobs may be added; on success and on complete wait until it is closed")
     complete: bool = Field(description="closed and every job ended")
     counts: BatchCounts
     callbacks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Batch(BatchSummary):
+    """A batch as `vq batch show --json` prints it: its state, counts, callbacks and jobs."""
+
     jobs: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class BatchList(BaseModel):
+    """A page of batches, newest first: `offset` + 1 to `offset` + len(batches) of `total`."""
+
+    batches: list[BatchSummary]
+    total: int
+    offset: int
+    page: int
+    limit: int
 
 
 class RecurringJob(Open):

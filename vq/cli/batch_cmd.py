@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import typer
 
-from vq import audit, batches
-from vq.cli.helptext import example
-from vq.cli.output import emit, out, print_json, status_text, table
+from vq import audit, batch_lists, batches
+from vq.batch_views import STATES, fired_text
+from vq.cli.helptext import example, one_of
+from vq.cli.output import emit, escape, out, print_json, status_text, table
 from vq.cli.state import JSON_OPTION, SUBSCRIPTION_OPTION, state
 from vq.cli.submit_cmd import parse_data, submissions_from
 from vq.errors import InvalidInput
@@ -22,12 +23,18 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ms else "-"
 
 
+STATE_STYLE = {"complete": "green", "open": "yellow", "closed": "cyan"}
+
+
+def _state_text(state_name: str) -> str:
+    return f"[{STATE_STYLE.get(state_name, 'white')}]{state_name}[/]"
+
+
 def render_batch(view: dict) -> None:
     counts = view["counts"]
-    state_text = "[green]complete[/]" if view["complete"] else ("[yellow]open[/]" if view["open"] else "closed")
-    out.print(f"[bold]{view['id']}[/]  user {view['userId']}  {state_text}")
+    out.print(f"[bold]{view['id']}[/]  user {escape(view['userId'])}  {_state_text(view['state'])}")
     if view["description"]:
-        out.print(view["description"])
+        out.print(escape(view["description"]))
     out.print(
         f"total {counts['total']}  done {counts['done']}  failed {counts['failed']}  "
         f"canceled {counts['canceled']}  pending {counts['pending']}"
@@ -36,17 +43,54 @@ def render_batch(view: dict) -> None:
         f"created {_when(view['createdAt'])}  closed {_when(view['closedAt'])}  complete {_when(view['completedAt'])}"
     )
     for kind, cb in view["callbacks"].items():
-        target = cb.get("url") or cb.get("jobType")
+        target = escape(str(cb.get("url") or cb.get("jobType")))
         if cb["delivered"]:
             how = f"delivered {cb['delivered'].get('jobId') or ''}".rstrip()
         elif cb["undelivered"]:
-            how = f"[red]not delivered: {cb['undelivered']}[/]"
+            how = f"[red]not delivered: {escape(cb['undelivered'])}[/]"
         else:
             how = "fired, delivering" if cb["fired"] else "not fired"
         out.print(f"on {kind}: {target}  {how}")
     rows = [[j["id"], status_text(j["outcome"] or j.get("status") or "-")] for j in view.get("jobs", [])]
     if rows:
         out.print(table(["job", "outcome / status"], rows))
+
+
+def _counts_text(view: dict) -> str:
+    counts = view["counts"]
+    return f"{counts['done']}/{counts['failed']}/{counts['canceled']}/{counts['pending']}"
+
+
+def render_batches(listing: dict) -> None:
+    views = listing["batches"]
+    shown = len(views)
+    footer = (
+        f"{listing['offset'] + 1:,}–{listing['offset'] + shown:,} of {listing['total']:,}"
+        if shown
+        else f"0 of {listing['total']:,}"
+    )
+    if not views:
+        out.print(f"[dim]no batches[/] ({footer})")
+        return
+    rows = [
+        [
+            v["id"],
+            escape(v["userId"]),
+            _state_text(v["state"]),
+            v["counts"]["total"],
+            _counts_text(v),
+            fired_text(v),
+            _when(v["createdAt"]),
+            escape(v["description"] or ""),
+        ]
+        for v in views
+    ]
+    out.print(
+        table(
+            ["id", "user", "state", "jobs", "done/failed/canceled/pending", "callbacks", "created", "description"], rows
+        )
+    )
+    out.print(footer)
 
 
 def register(app: typer.Typer) -> None:
@@ -99,6 +143,30 @@ def register(app: typer.Typer) -> None:
             st.conn, audit.cli_actor(), "operator", "batch-create", None, view["id"], jobs=view["counts"]["total"]
         )
         emit(view, as_json, lambda v: out.print(v["id"]))
+
+    @group.command("list", epilog=example("vq batch list --status open --user alice"))
+    def list_command(
+        ctx: typer.Context,
+        status: str | None = typer.Option(
+            None,
+            "--status",
+            metavar="STATE",
+            callback=one_of("--status", STATES),
+            help="Only batches in this state: open (takes jobs), closed (jobs still pending), complete.",
+        ),
+        user: str | None = typer.Option(None, "--user", "-u", help="Only this user's batches."),
+        limit: int = typer.Option(50, "--limit", "-n", help="Batches per page."),
+        page: int = typer.Option(1, "--page", help="Page number, from 1."),
+        as_json: bool = JSON_OPTION,
+    ) -> None:
+        """List batches, newest first, a page at a time, with their progress and the total.
+
+        --json prints {"batches", "total", "offset", "page", "limit"}, each batch as `vq batch show
+        --json` without its jobs."""
+        if page < 1 or limit < 1:
+            raise InvalidInput("--page and --limit must be at least 1")
+        listing = batch_lists.page_batches(state(ctx).conn, status=status, user=user, limit=limit, page=page)
+        emit(listing, as_json, render_batches)
 
     @group.command("show", epilog=example("vq batch show 3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7"))
     def show(

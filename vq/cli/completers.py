@@ -45,7 +45,11 @@ BY_NAME: dict[str, str] = {
 # (None: no completion).
 BY_COMMAND: dict[tuple[str, str], str | None] = {
     ("history", "job"): "history-job",  # a job id, or `export`
-    ("history", "fmt"): "export-formats",  # vq history export --format csv|json
+    ("history", "fmt"): "export-formats",
+    (
+        "batch list",
+        "status",
+    ): "batch-states",  # open, closed, complete: not a job's statuses  # vq history export --format csv|json
     ("limits set", "kind"): "limit-kinds",
     ("limits reset", "kind"): "limit-kinds",
     ("limits set", "name"): "limit-names",  # a job type after `type`, a tier after `tier`, a group after `group`
@@ -58,6 +62,7 @@ DYNAMIC = frozenset({"job-types", "job-type-lists", "job-ids", "recurring", "his
 
 def static_sources() -> dict[str, list[str]]:
     """The fixed lists, from the code that validates them (imports vq.model and vq.config)."""
+    from vq.batch_views import STATES
     from vq.cli.completion_cmd import SHELLS
     from vq.config import PRIORITIES, TIERS
     from vq.jobtypes import BUILTIN_TYPES
@@ -78,6 +83,7 @@ def static_sources() -> dict[str, list[str]]:
         "catch-up": ["none", "one", "all"],
         "export-formats": ["csv", "json"],
         "limit-kinds": list(LIMIT_KINDS),
+        "batch-states": list(STATES),
     }
 
 

@@ -44,6 +44,7 @@ def render_job(view: dict) -> None:
         ("needs", capacity.text_of(view.get("resources") or {})),
         ("holds", capacity.held_text(view.get("resourcesHeld") or {})),
         ("unique", _unique(view.get("unique"))),
+        ("batch", view.get("batchId")),
         ("checkpoint", checkpoints.text_of(view)),
         ("enqueued", view.get("enqueuedAt")),
         ("started", view.get("startedAt")),

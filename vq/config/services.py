@@ -34,6 +34,15 @@ class DaemonSettings(_Strict):
             "instead of running on through the grace period (per type: jobTypes.<type>.stopAtCheckpoint)"
         ),
     ] = False
+    cancelCleanup: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=600_000,
+            description="ms the ctx.on_cancel clean-up of a job canceled with --now may take in all; its slots "
+            "are given back after it (a forked child still there a second later is killed)",
+        ),
+    ] = 5_000
     maxJobsPerWorker: Annotated[int, Meta(ge=1, description="a worker process is replaced after this many jobs")] = (
         10_000
     )

@@ -19,6 +19,7 @@ WORKER_OVERRIDES = {
     "prepare_job_execution": ("self", "job", "remove_from_intermediate_queue"),
     "handle_execution_ended": ("self", "job", "queue", "heartbeat_ttl"),
     "main_work_horse": ("self", "job", "queue"),
+    "fork_work_horse": ("self", "job", "queue"),
     "execute_job": ("self", "job", "queue"),
     "increment_successful_job_count": ("self", "pipeline"),
     "increment_total_working_time": ("self", "job_execution_time", "pipeline"),

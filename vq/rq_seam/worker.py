@@ -229,8 +229,13 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
     def _stops_at_checkpoint(self, job: Job) -> bool:
         """Asked by ctx.checkpoint (vq/checkpoints.py) once the checkpoint is saved: a
         stopping worker requeues the job there, when the operator chose it
-        (daemon.stopAtCheckpoint), instead of letting it run on through the grace period."""
-        if not private.stop_requested(self) or self._forking:
+        (daemon.stopAtCheckpoint), instead of letting it run on through the grace period.
+        A forked job's child asks itself: its worker signalled it when it began to stop
+        (_tell_child_stopping), and it requeues the job and exits as it would end it."""
+        stopping = private.stop_requested(self)  # in a forked child: asked before the fork
+        if self._forking:  # the child: asked since, by its worker (handler_stop.STOP_AT_CHECKPOINT_SIGNAL)
+            stopping = stopping or handler_stop.stop_at_checkpoint_asked()
+        if not stopping:
             return False
         if not checkpoints.stops_at_checkpoint(runtime().settings, job.meta.get("jobType", "")):
             return False
@@ -319,6 +324,19 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
             self._stop_pending = True
             return
         super()._shutdown()
+        self._tell_child_stopping()
+
+    def fork_work_horse(self, job: Job, queue: Queue):
+        """RQ's fork; a stop that came while it forked is told to the new child at once."""
+        super().fork_work_horse(job, queue)
+        if private.stop_requested(self):
+            self._tell_child_stopping()
+
+    def _tell_child_stopping(self) -> None:
+        """A forked job's child hears that its worker is stopping: with stopAtCheckpoint on
+        for its type, it stops at its next checkpoint (_stops_at_checkpoint)."""
+        if self._forking and self.horse_pid:
+            handler_stop.ask_child_to_stop_at_checkpoint(self.horse_pid)
 
     def request_force_stop(self, signum, frame):
         if self.horse_pid:  # a forked job: RQ takes the child down; its lease lapses and it is requeued

@@ -127,6 +127,7 @@ class VqDashboard(App):
         yield SystemCommand("Open a user", "A user's running and waiting jobs against their limit", self.open_user)
         yield SystemCommand("Limits", "Types, users, groups, resources and weights in force", self._limits)
         yield SystemCommand("Open a job", "A job by id: progress, error, history, dependencies", self.open_job)
+        yield SystemCommand("Batches", "Every batch with its progress and callbacks", self._batches)
         for row in getattr(self._overview(), "data", {}).get("queues", []):  # the palette reads markup
             name, shown = row["jobType"], fmt.markup_literal(row["jobType"])
             yield SystemCommand(f"Jobs of {shown}", f"The {shown} queue's jobs", lambda n=name: self._open_queue(n))
@@ -166,6 +167,11 @@ class VqDashboard(App):
         from vq.tui.limits_screens import LimitsScreen
 
         self.push_screen(LimitsScreen())
+
+    def _batches(self) -> None:
+        from vq.tui.batch_screens import BatchesScreen
+
+        self.push_screen(BatchesScreen())
 
     def _dead_letters(self) -> None:
         from vq.tui.screens import DeadLetterScreen

@@ -31,6 +31,7 @@ class OverviewScreen(LiveScreen):
         Binding("u", "user", "User"),
         Binding("j", "job", "Job"),
         Binding("l", "limits", "Limits"),
+        Binding("b", "batches", "Batches"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -214,3 +215,8 @@ class OverviewScreen(LiveScreen):
         from vq.tui.limits_screens import LimitsScreen
 
         self.app.push_screen(LimitsScreen())
+
+    def action_batches(self) -> None:
+        from vq.tui.batch_screens import BatchesScreen
+
+        self.app.push_screen(BatchesScreen())

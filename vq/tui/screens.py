@@ -149,11 +149,12 @@ class JobScreen(JobActions, LiveScreen):
     """One job: live progress, timings, attempts, why it waits, its deadline, limit groups and
     resources (needed, held), error and traceback, history, dependencies."""
 
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *JOB_ACTION_KEYS]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), *JOB_ACTION_KEYS, Binding("b", "open_batch", "Batch")]
 
     def __init__(self, job_id: str):
         super().__init__()
         self.job_id = job_id
+        self.batch_id: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -172,7 +173,16 @@ class JobScreen(JobActions, LiveScreen):
     def fetch(self) -> dict:
         view = self.services.job(self.job_id)
         self.job_id = view["id"]  # a typed prefix is resolved once; actions name the whole id
+        self.batch_id = view.get("batchId")
         return view
+
+    def action_open_batch(self) -> None:
+        from vq.tui.batch_screens import BatchScreen
+
+        if self.batch_id:
+            self.app.push_screen(BatchScreen(self.batch_id))
+        else:
+            self.notify("this job is not in a batch", timeout=3)
 
     def summary(self, v: dict) -> Text:
         line = Text(fmt.literal(v["jobType"]) + " ", style="bold")
@@ -226,6 +236,8 @@ def _detail(v: dict) -> list[Text]:
         lines.append(fmt.fields(*((name, value) for name, value in admission if value)))
     if v.get("scheduledFor"):
         lines.append(fmt.fields(("scheduled for", v["scheduledFor"])))
+    if v.get("batchId") or v.get("checkpoint") or v.get("resumed"):
+        lines.append(_batch_and_checkpoint(v))
     if v["error"]:
         error = v["error"]
         kinds = [error.get("category"), error.get("type")]
@@ -251,6 +263,33 @@ def _detail(v: dict) -> list[Text]:
         )
         lines.append(line)
     return lines
+
+
+def _batch_and_checkpoint(v: dict) -> Text:
+    """The job's batch (b opens it), its checkpoint kept for the next attempt (size, when,
+    which attempt saved it) or `none kept`, and the checkpoint this attempt resumed from:
+    `vq show`'s fields (vq/checkpoints.py)."""
+    pairs: list[tuple[str, object]] = []
+    if v.get("batchId"):
+        pairs.append(("batch", v["batchId"]))
+    kept = v.get("checkpoint")
+    pairs.append(
+        (
+            "checkpoint",
+            f"{kept['bytes']:,} B saved {fmt.literal(kept['at'])} by attempt {kept['attempt']}"
+            if kept
+            else "none kept",
+        )
+    )
+    resumed = v.get("resumed")
+    if resumed:
+        pairs.append(
+            (
+                "resumed",
+                f"attempt {resumed['attempt']} from the checkpoint saved {fmt.literal(resumed['checkpointAt'])}",
+            )
+        )
+    return fmt.fields(*pairs)
 
 
 def _timeline(steps: list[dict]) -> Text:

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from vq import artifacts, audit, dashboard, dlq, job_lists, job_log_store, jobs, limits, queues
+from vq import artifacts, audit, batch_lists, batches, dashboard, dlq, job_lists, job_log_store, jobs, limits, queues
 from vq.config import Settings
 from vq.errors import HistoryUnavailable, NotFound
 from vq.history import db as historydb
 from vq.history import queries as history
 
-PAGE = 20  # jobs per page in a queue's list
+PAGE = 20  # jobs per page in a queue's list, batches per page in the batches' list
 
 
 @dataclass
@@ -50,6 +50,14 @@ class Services:
         except (NotFound, HistoryUnavailable):
             view["timeline"] = []
         return view
+
+    def batches(self, state: str | None, user: str | None, page: int) -> dict:
+        """A page of batches, newest first, as `vq batch list` reads them."""
+        return batch_lists.page_batches(self.conn, status=state, user=user or None, limit=PAGE, page=page + 1)
+
+    def batch(self, batch_id: str) -> dict:
+        """A batch with its callbacks and jobs, as `vq batch show` reads it."""
+        return batches.show(self.conn, batch_id)
 
     def user(self, user_id: str) -> dict:
         return dashboard.user_view(self.conn, self.settings, user_id)
@@ -96,6 +104,11 @@ class Services:
         view = jobs.remove(self.conn, job_id, artifacts.root(self.settings), self.settings)
         self._audit("remove", view["jobType"], job_id)
         return f"job {job_id} removed"
+
+    def close_batch(self, batch_id: str) -> str:
+        batches.close(self.conn, batch_id)
+        self._audit("batch-close", None, batch_id)
+        return f"batch {batch_id} closed"
 
     def retry_dead(self, job_ids: list[str] | None) -> str:
         done = dlq.retry_dead(self.conn, self.settings, job_ids)

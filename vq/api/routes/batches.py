@@ -1,22 +1,24 @@
-"""Batches over HTTP: create one (its jobs listed in the body) with callbacks, read it, add
-jobs while it is open, close it. A user's token sees and changes only its own batches (any
-other is a 404, as for jobs); an operator's, every batch."""
+"""Batches over HTTP: list them, create one (its jobs listed in the body) with callbacks,
+read it, add jobs while it is open, close it. A user's token lists, sees and changes only its
+own batches (any other is a 404, as for jobs); an operator's, every batch."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Path
+from fastapi import APIRouter, Body, Depends, Path, Query
 
-from vq import batches
+from vq import batch_lists, batches
 from vq.api import schemas
 from vq.api.context import Context
+from vq.batch_views import STATES
 from vq.errors import InvalidInput, NotFound, VqError
 from vq.submission import Submission
-from vq.tokens import Principal
+from vq.tokens import Forbidden, Principal
 
 BATCH_ID = Path(..., pattern=batches.BATCH_ID, description="A batch's id (32 hex digits).")
 MAX_JOBS = 1000  # jobs per request, as POST /api/jobs/bulk
+MAX_PAGE = 100_000
 EXAMPLE = {
     "jobs": [
         {"jobType": "content-analysis", "data": {"content": "one", "type": "text"}},
@@ -91,6 +93,32 @@ def router(ctx: Context) -> APIRouter:
     def close(principal: Principal, batch_id: str) -> dict:
         visible(principal, batch_id)
         return batches.close(conn, batch_id)
+
+    def listing(principal: Principal, status: str | None, user_id: str | None, limit: int, page: int) -> dict:
+        if not principal.is_operator:
+            if user_id is not None and user_id != principal.user_id:
+                raise Forbidden("userId: a user's token lists only its own batches", field="userId")
+            user_id = principal.user_id
+        return batch_lists.page_batches(conn, status=status, user=user_id, limit=limit, page=page)
+
+    @routes.get(
+        "/api/batches",
+        tags=["batches"],
+        summary="Batches, newest first, a page at a time (a user's token: its own)",
+        response_model=schemas.BatchList,
+    )
+    async def list_batches(
+        status: str | None = Query(
+            None,
+            pattern="^(" + "|".join(STATES) + ")$",
+            description="open (takes jobs), closed (jobs still pending) or complete",
+        ),
+        userId: str | None = Query(None, max_length=128, description="only this user's (an operator's token)"),
+        limit: int = Query(50, ge=1, le=1000),
+        page: int = Query(1, ge=1, le=MAX_PAGE),
+        principal: Principal = Depends(ctx.caller),
+    ) -> dict:
+        return await call(listing, principal, status, userId, limit, page)
 
     @routes.post(
         "/api/batches",
