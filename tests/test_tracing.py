@@ -256,6 +256,31 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
     attempt = _one(spans, kind="consumer", trace_id=forked_trace)
     assert attempt["attributes"]["vq.job.outcome"] == "finished", "read back from what the child wrote"
     assert _one(spans, kind="client", trace_id=forked_trace)["parent"] == attempt["span_id"]
+    # A retry: both attempts under the job's `send`, the first failed and retrying, the
+    # second's wait from when its back-off (1 s) was over.
+    retried = uuid.uuid4().hex
+    reply = api.call(
+        "POST",
+        "/api/jobs/test-flaky",
+        token,
+        body={"userId": "ann", "succeed_on": 2},
+        headers={"traceparent": f"00-{retried}-{caller_span}-01"},
+    )
+    assert reply.status == 201, reply.body
+    assert vq.wait_done(reply.body["id"])["status"] == "finished"
+    spans = receiver.wait_for(
+        lambda spans: sum(s["trace_id"] == retried and s["kind"] == "consumer" for s in spans) == 2
+    )
+    send = _one(spans, kind="producer", trace_id=retried)
+    one, two = (_one(spans, kind="consumer", trace_id=retried, attrs={"vq.job.attempt": n}) for n in (1, 2))
+    assert one["parent"] == two["parent"] == send["span_id"]
+    assert one["attributes"]["vq.job.outcome"] == "retrying" and one["error"]
+    assert one["attributes"]["error.type"] == one["attributes"]["vq.error.category"] == "temporary"
+    assert two["attributes"]["vq.job.outcome"] == "finished" and not two["error"]
+    wait = _one(spans, name="wait test-flaky", trace_id=retried, attrs={"vq.job.attempt": 2})
+    assert wait["parent"] == send["span_id"] and wait["start"] >= one["end"] + 0.9e9, (
+        "runnable once its back-off was over"
+    )
     # The first job, submitted without a traceparent, has a trace of its own.
     other = {s["trace_id"] for s in spans if s["attributes"].get("messaging.message.id") == first.body["id"]}
     assert len(other) == 1 and trace_id not in other
