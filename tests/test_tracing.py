@@ -281,6 +281,28 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
     assert wait["parent"] == send["span_id"] and wait["start"] >= one["end"] + 0.9e9, (
         "runnable once its back-off was over"
     )
+    # A batch (one request, plain jobs created 500 to a transaction): a `send` and an
+    # attempt per job, all in the request's trace.
+    batch_trace = uuid.uuid4().hex
+    reply = api.call(
+        "POST",
+        "/api/jobs/bulk",
+        token,
+        body={"jobs": [{"jobType": "test-noop", "userId": "ann", "data": {"i": i}} for i in range(3)]},
+        headers={"traceparent": f"00-{batch_trace}-{caller_span}-01"},
+    )
+    assert reply.status == 200 and reply.body["submitted"] == 3, reply.body
+    ids = [r["id"] for r in reply.body["results"]]
+    for job_id in ids:
+        assert vq.wait_done(job_id)["status"] == "finished"
+    spans = receiver.wait_for(
+        lambda spans: sum(s["trace_id"] == batch_trace and s["kind"] == "consumer" for s in spans) == 3
+    )
+    request = _one(spans, kind="server", trace_id=batch_trace)
+    for job_id in ids:
+        send = _one(spans, kind="producer", trace_id=batch_trace, attrs={"messaging.message.id": job_id})
+        assert send["parent"] == request["span_id"]
+        assert _one(spans, kind="consumer", attrs={"messaging.message.id": job_id})["parent"] == send["span_id"]
     # The first job, submitted without a traceparent, has a trace of its own.
     other = {s["trace_id"] for s in spans if s["attributes"].get("messaging.message.id") == first.body["id"]}
     assert len(other) == 1 and trace_id not in other
