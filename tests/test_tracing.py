@@ -317,6 +317,15 @@ def test_a_cli_submission_starts_a_trace_and_exports_it_before_exiting(vq, recei
     assert send["name"] == "send test-noop"
     meta = json.loads(redis_conn.hget(f"rq:job:{job_id}", "meta"))
     assert meta["traceparent"].startswith(f"00-{send['trace_id']}-{send['span_id']}-"), "the job carries its trace"
+    traces = [f for f in json.loads(vq.run("doctor", "--json").stdout) if f["check"] == "traces"]
+    assert traces == [
+        {
+            "check": "traces",
+            "status": "ok",
+            "detail": f"exported over OTLP/HTTP to {receiver.url} as service vq",
+            "fix": None,
+        }
+    ]
     # A dependent submitted later starts its own trace, linked to what it waits for.
     after = vq.submit("test-noop", {}, "--user", "ann", "--depends-on", job_id)
     then = _one(receiver.spans, kind="producer", attrs={"messaging.message.id": after})
@@ -345,5 +354,6 @@ print(json.dumps({"on": telemetry.on(), "imported": sorted(m for m in sys.module
     out = json.loads(proc.stdout)
     assert out == {**out, "on": False, "imported": []}
     assert out["threads"] == ["MainThread"]
+    assert not [f for f in json.loads(vq.run("doctor", "--json").stdout) if f["check"] == "traces"], "no line"
     meta = json.loads(redis_conn.hget(f"rq:job:{out['job']}", "meta"))
     assert "traceparent" not in meta

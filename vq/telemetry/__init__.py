@@ -66,6 +66,20 @@ def wanted(settings: Settings, env: Mapping[str, str] | None = None) -> Plan | N
     return Plan(block.endpoint, service or block.serviceName, block.sampleRatio, dict(block.headers))
 
 
+def described(settings: Settings, env: Mapping[str, str] | None = None) -> tuple[str, str, str | None] | None:
+    """What `vq doctor` says of traces: (status, detail, fix), or None when nobody asked for
+    them (the default: no line at all)."""
+    env = os.environ if env is None else env
+    asked = wanted(settings, env)
+    if asked is None:
+        return None
+    if not installed():
+        return ("warn", "traces asked for, but OpenTelemetry is not installed: none are sent", "pip install 'vq[otel]'")
+    where = asked.endpoint or next((env[n] for n in _ENDPOINT_VARS if env.get(n)), None) or "http://localhost:4318"
+    share = f", {asked.sample_ratio:.0%} of new traces kept" if asked.sample_ratio < 1 else ""
+    return ("ok", f"exported over OTLP/HTTP to {where} as service {asked.service_name}{share}", None)
+
+
 def configure(settings: Settings, env: Mapping[str, str] | None = None) -> bool:
     """Turn tracing on or off for this process (and the children it forks from now on).
     Without the `otel` extra, asking for it logs one warning and leaves it off."""
