@@ -281,8 +281,8 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
     assert wait["parent"] == send["span_id"] and wait["start"] >= one["end"] + 0.9e9, (
         "runnable once its back-off was over"
     )
-    # A batch (one request, plain jobs created 500 to a transaction): a `send` and an
-    # attempt per job, all in the request's trace.
+    # A batch (one request, plain jobs created 500 to a transaction): one `send` for the
+    # batch, and a `send` and an attempt per job under it, all in the request's trace.
     batch_trace = uuid.uuid4().hex
     reply = api.call(
         "POST",
@@ -299,9 +299,11 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
         lambda spans: sum(s["trace_id"] == batch_trace and s["kind"] == "consumer" for s in spans) == 3
     )
     request = _one(spans, kind="server", trace_id=batch_trace)
+    batch = _one(spans, kind="producer", trace_id=batch_trace, name="send")
+    assert batch["parent"] == request["span_id"] and batch["attributes"]["messaging.batch.message_count"] == 3
     for job_id in ids:
         send = _one(spans, kind="producer", trace_id=batch_trace, attrs={"messaging.message.id": job_id})
-        assert send["parent"] == request["span_id"]
+        assert send["parent"] == batch["span_id"]
         assert _one(spans, kind="consumer", attrs={"messaging.message.id": job_id})["parent"] == send["span_id"]
     # The first job, submitted without a traceparent, has a trace of its own.
     other = {s["trace_id"] for s in spans if s["attributes"].get("messaging.message.id") == first.body["id"]}
@@ -317,6 +319,12 @@ def test_a_cli_submission_starts_a_trace_and_exports_it_before_exiting(vq, recei
     assert send["name"] == "send test-noop"
     meta = json.loads(redis_conn.hget(f"rq:job:{job_id}", "meta"))
     assert meta["traceparent"].startswith(f"00-{send['trace_id']}-{send['span_id']}-"), "the job carries its trace"
+    # `vq submit --batch`: one trace, the batch's span at its root, a `send` per job under it.
+    lines = "\n".join(json.dumps({"jobType": "test-noop", "userId": "ann", "data": {"i": i}}) for i in range(2))
+    made = [o["id"] for o in vq.json("submit", "--batch", "-", input=lines)]
+    sends = [_one(receiver.spans, kind="producer", attrs={"messaging.message.id": i}) for i in made]
+    batch = _one(receiver.spans, kind="producer", name="send", trace_id=sends[0]["trace_id"])
+    assert batch["parent"] is None and {s["parent"] for s in sends} == {batch["span_id"]}
     traces = [f for f in json.loads(vq.run("doctor", "--json").stdout) if f["check"] == "traces"]
     assert traces == [
         {

@@ -59,6 +59,23 @@ def _sending_span(job_type: str, job_id: str, links: list[str]):
             _sending.reset(token)
 
 
+def batch_sending(count: int):
+    """A batch submission's PRODUCER span (`vq submit --batch`, POST /api/jobs/bulk): its
+    jobs' `send` spans under it, so that a batch is one trace. No-op when tracing is off."""
+    if not telemetry.on():
+        return telemetry._NO_SPAN
+    return telemetry.span(
+        "send",
+        kind="producer",
+        attributes={
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "send",
+            "messaging.batch.message_count": count,
+        },
+    )
+
+
 def sent(job_type: str, job_id: str) -> str | None:
     """The traceparent for a new job's meta: its `send` span's (the one `sending` opened for
     it, else one recorded now under the current span: a batch's jobs, a plan's children)."""
