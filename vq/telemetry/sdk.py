@@ -60,17 +60,32 @@ def _build(plan: telemetry.Plan) -> TracerProvider:
         {"service.name": plan.service_name, "service.version": vq.__version__, "host.name": socket.gethostname()}
     )
     provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(plan.sample_ratio)))
-    endpoint = plan.endpoint.rstrip("/") + "/v1/traces" if plan.endpoint else None
+    endpoint = _traces_url(plan.endpoint) if plan.endpoint else None
     # A collector that is away must not hold a CLI's exit for the SDK's default 10 s of retries.
     timeout = None if any(os.environ.get(f"OTEL_EXPORTER_OTLP{t}_TIMEOUT") for t in ("", "_TRACES")) else 3
     exporter = OTLPSpanExporter(endpoint=endpoint, headers=plan.headers or None, timeout=timeout)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     # The jobs' wait and attempt spans (vq/telemetry/lean.py): sent by an exporter of their own.
     global _batcher
-    delay = float(os.environ.get("OTEL_BSP_SCHEDULE_DELAY") or 5000) / 1000
+    delay = _schedule_delay_s()
     own = OTLPSpanExporter(endpoint=endpoint, headers=plan.headers or None, timeout=timeout)
     _batcher = lean.Batcher(dict(provider.resource.attributes), _sender(own), delay)
     return provider
+
+
+def _traces_url(endpoint: str) -> str:
+    """`telemetry.endpoint` is the collector's base URL; one that already names the traces
+    path is taken as it is."""
+    base = endpoint.rstrip("/")
+    return base if base.endswith("/v1/traces") else base + "/v1/traces"
+
+
+def _schedule_delay_s() -> float:
+    """OTEL_BSP_SCHEDULE_DELAY (ms) as the SDK's batch processor reads it; 5 s by default."""
+    try:
+        return max(0.01, float(os.environ.get("OTEL_BSP_SCHEDULE_DELAY") or 5000) / 1000)
+    except ValueError:
+        return 5.0
 
 
 def _sender(exporter):
