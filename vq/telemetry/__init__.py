@@ -86,7 +86,13 @@ def configure(settings: Settings, env: Mapping[str, str] | None = None) -> bool:
     global _plan
     plan = wanted(settings, env)
     if plan is not None and not installed():
-        log.warning("telemetry: traces asked for, but OpenTelemetry is not installed (pip install 'vq[otel]'); off")
+        # Said loudly when vq's own config asks; an OTEL_* variable set for the whole host
+        # (other programs read it too) is left to `vq doctor`, not repeated by every command.
+        block = settings.telemetry
+        log.log(
+            logging.WARNING if block.enabled or block.endpoint else logging.DEBUG,
+            "telemetry: traces asked for, but OpenTelemetry is not installed (pip install 'vq[otel]'); off",
+        )
         plan = None
     loaded = sys.modules.get("vq.telemetry.sdk")  # a span was made under the old plan
     if plan != _plan and loaded is not None:
