@@ -347,3 +347,56 @@ def logger(ctx, data):
     if ctx.attempt < int(data.get("fail_until", 0)):
         raise RuntimeError(f"attempt {ctx.attempt} fails")
     return {"pid": os.getpid()}
+
+
+_SHARED_POOL: list = []  # a pool kept across jobs, as a module-level executor is
+
+
+def pooled_logger(ctx, data):
+    """Logs from other threads: data.pool lines "pool N" from a ThreadPoolExecutor of its
+    own, each of which starts a thread that logs "nested N"; data.shared lines "shared N"
+    from a pool kept across jobs; data.stray lines "stray N" from a thread started below
+    `threading` (`_thread`, as native libraries do). With data.hold, the periodic write is
+    off in this process (only an end, a stop or a cancel writes); data.gate: then it waits."""
+    import _thread
+    import logging
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+
+    from vq import job_logs
+
+    if data.get("hold"):
+        job_logs.FLUSH_EVERY = 3600.0
+    r = redis.Redis.from_url(os.environ["VQ_TEST_REDIS"])
+    library = logging.getLogger("some.library")
+
+    def pooled(n: int) -> None:
+        library.info("pool %d", n)
+        nested = threading.Thread(target=library.info, args=("nested %d", n))
+        nested.start()
+        nested.join()
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(pooled, range(1, int(data.get("pool", 0)) + 1)))
+    if data.get("shared"):
+        if not _SHARED_POOL:
+            _SHARED_POOL.append(ThreadPoolExecutor(max_workers=1))
+        for n in range(1, int(data["shared"]) + 1):
+            _SHARED_POOL[0].submit(library.info, "shared %d", n).result()
+    if data.get("stray"):
+        done = threading.Event()
+
+        def stray() -> None:
+            for n in range(1, int(data["stray"]) + 1):
+                library.info("stray %d", n)
+            done.set()
+
+        _thread.start_new_thread(stray, ())
+        assert done.wait(10)
+    ctx.log.info("handler done logging")
+    r.set(f"test:pid:{ctx.job_id}", os.getpid())
+    if data.get("gate"):
+        wait_at_gate(ctx, r, data["gate"], limit=float(data.get("limit", 60)))
+    return {"pid": os.getpid()}

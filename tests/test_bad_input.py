@@ -112,6 +112,9 @@ def test_unknown_job_exits_4_for_every_job_command(vq):
         ("templates:\n  intro:\n    data: {}\n", "templates.intro.jobType: missing (required)"),
         ("daemon:\n  cancelCleanup: -1\n", "daemon.cancelCleanup: Expected `int` >= 0"),
         ("daemon:\n  cancelCleanup: 3600000\n", "daemon.cancelCleanup: Expected `int` <= 600000"),
+        ("daemon:\n  metricsListen: 9464\n", "daemon.metricsListen: Expected `str | null`"),
+        ("daemon:\n  metricsListen: localhost\n", "daemon.metricsListen: 'localhost' is not HOST:PORT"),
+        ("daemon:\n  workerSeriesTtl: 1000\n", "daemon.workerSeriesTtl: Expected `int` >= 60000"),
         ("redis: [1, 2\n", "is not valid YAML"),
     ],
 )

@@ -53,7 +53,7 @@ def test_flags_show_no_type_and_usage_lines_no_double_brackets(helps):
         assert "[[" not in usage and "{" not in usage, (path, usage)
     assert "Usage: vq retry [OPTIONS] [ID]" in helps[("retry",)]
     assert "Usage: vq show [OPTIONS] ID" in helps[("show",)]
-    assert "Usage: vq history [OPTIONS] [JOB|export]" in helps[("history",)]
+    assert "Usage: vq history [OPTIONS] [JOB|export|reindex]" in helps[("history",)]
 
 
 def test_every_option_and_argument_has_help_text():
@@ -69,7 +69,7 @@ def test_choices_are_listed_in_help(helps):
     expected = {
         ("submit",): ["--priority", "<high|normal|low>", "--subscription", "<free|basic|pro|enterprise>"],
         ("recurring", "add"): ["<high|normal|low>", "<free|basic|pro|enterprise>", "<none|one|all>"],
-        ("token", "create"): ["--role", "<user|operator|admin>", "<free|basic|pro|enterprise>"],
+        ("token", "create"): ["--role", "<user|operator|admin|metrics>", "<free|basic|pro|enterprise>"],
         ("costs",): ["--by", "<user|project|provider>"],
         ("history",): ["<csv|json>", "queued, limited, started"],
         ("jobs",): ["queued, limited, started"],
@@ -103,7 +103,10 @@ def test_the_choices_are_the_ones_the_code_accepts():
             "--subscription: 'gold' is not one of free, basic, pro, enterprise",
         ),
         (("costs", "--by", "day"), "--by: 'day' is not one of user, project, provider"),
-        (("token", "create", "--user", "u", "--role", "root"), "--role: 'root' is not one of user, operator, admin"),
+        (
+            ("token", "create", "--user", "u", "--role", "root"),
+            "--role: 'root' is not one of user, operator, admin, metrics",
+        ),
         (("jobs", "--status", "done"), "--status: 'done' is not one of queued,"),
     ],
 )

@@ -4,6 +4,7 @@ database's indexes, from `vq history`, `vq jobs` and the HTTP history route."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -198,3 +199,90 @@ def test_jobs_where_shows_a_trimmed_match_from_the_history_and_no_removed_one(vq
     assert listed[first]["trimmed"] is True and listed[first]["status"] == "finished"
     assert listed[second]["trimmed"] is False
     assert removed in _ids(vq.json("history", "--where", "data.projectId=p1"))  # the history keeps its row
+
+
+def test_a_job_whose_data_is_too_large_is_still_found_by_its_indexed_fields(vq):
+    """Data over history.maxDataBytes: the history keeps a projection of just the indexed
+    fields that fit (the submit path and the batch path), so `--where` on them finds it."""
+    vq.configure(history={"indexedFields": ["data.projectId", "data.options.size", "data.model"], "maxDataBytes": 200})
+    vq.start_daemon()
+    prompt = "a long prompt " * 100
+    big = vq.submit("test-noop", {"projectId": "p9", "options": {"size": 512, "steps": 4}, "prompt": prompt},
+                    "--user", "ann")  # fmt: skip
+    huge_model = vq.submit("test-noop", {"projectId": "p9", "model": "m" * 300}, "--user", "ann")
+    batch = json.dumps({"jobType": "test-noop", "data": {"projectId": "p8", "userId": "ann", "prompt": prompt}})
+    (batched,) = [o["id"] for o in vq.json("submit", "--batch", "-", input=batch)]
+    small = vq.submit("test-noop", {"projectId": "p9", "note": "short"}, "--user", "ann")
+    for job_id in (big, huge_model, batched, small):
+        vq.wait_for(job_id)
+    assert _ids(vq.json("history", "--where", "data.projectId=p9")) == {big, huge_model, small}
+    assert _ids(vq.json("history", "--where", "data.options.size=512")) == {big}
+    assert _ids(vq.json("history", "--where", "data.projectId=p8")) == {batched}
+    assert vq.json("history", "--where", "data.model~mmm") == []  # a 300-byte value does not fit in 200
+    db = sqlite3.connect(vq.data_dir / "history.db")
+    try:
+        copies = dict(db.execute("SELECT id, data FROM render_jobs"))
+    finally:
+        db.close()
+    assert json.loads(copies[big]) == {"projectId": "p9", "options": {"size": 512}}  # the projection only
+    assert json.loads(copies[huge_model]) == {"projectId": "p9"}
+    assert json.loads(copies[small]) == {"projectId": "p9", "note": "short"}  # small enough: the whole data
+
+
+def test_reindex_makes_jobs_submitted_before_a_field_was_listed_searchable(vq, redis_conn):
+    """Jobs submitted while the list was empty have no data copy, and one over
+    history.maxDataBytes has a projection without a field listed later: `vq history
+    reindex` copies them again from Redis; a job Redis no longer holds cannot be."""
+    vq.configure(history={"maxDataBytes": 200})
+    vq.start_daemon()
+    before = {vq.submit("test-noop", {"projectId": "p1", "model": "m1"}, "--user", "ann") for _ in range(3)}
+    gone = vq.submit("test-noop", {"projectId": "p1"}, "--user", "ann")
+    for job_id in [*before, gone]:
+        vq.wait_for(job_id)
+    vq.configure(history={"indexedFields": ["data.projectId"], "maxDataBytes": 200})
+    big = vq.submit("test-noop", {"projectId": "p2", "model": "m1", "prompt": "x" * 500}, "--user", "ann")
+    vq.wait_for(big)
+    assert vq.json("history", "--where", "data.projectId=p1") == []  # submitted before the field was listed
+    redis_conn.delete(f"rq:job:{gone}")  # trimmed from Redis: its data is gone
+    vq.configure(history={"indexedFields": ["data.projectId", "data.model"], "maxDataBytes": 200})
+    assert _ids(vq.json("history", "--where", "data.model=m1")) == set()
+    done = vq.run("history", "reindex")
+    assert done.returncode == 0, done.stderr
+    assert "4 of 4 jobs in Redis had their data copy written" in done.stdout, done.stdout
+    assert re.search(r"^reindex: \d jobs looked at, \d data copies written$", done.stderr, re.M), done.stderr
+    assert _ids(vq.json("history", "--where", "data.projectId=p1")) == before
+    assert _ids(vq.json("history", "--where", "data.model=m1")) == before | {big}
+    again = vq.json("history", "reindex")  # nothing left to do
+    assert {k: again[k] for k in ("looked", "written", "unchanged", "notInHistory")} == {
+        "looked": 4, "written": 0, "unchanged": 4, "notInHistory": 0
+    }  # fmt: skip
+    assert again["indexedFields"] == ["data.projectId", "data.model"]
+    vq.configure(history={"indexedFields": []})
+    refused = vq.run("history", "reindex")
+    assert refused.returncode == 2 and "history.indexedFields is empty" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    mixed = vq.run("history", "reindex", "--where", "status=failed")
+    assert mixed.returncode == 2 and "--where lists jobs: not with reindex" in mixed.stderr, mixed.stderr
+
+
+def test_a_daemon_started_with_a_new_indexed_field_copies_the_data_of_jobs_redis_holds(vq):
+    """No command needed: the archiver finds a field no reindex has run for and walks the
+    jobs Redis holds itself, once, saying so in the daemon's log."""
+    daemon = vq.start_daemon()
+    before = {vq.submit("test-noop", {"projectId": "p1"}, "--user", "ann") for _ in range(3)}
+    for job_id in before:
+        vq.wait_for(job_id)
+    vq.stop_daemon(daemon)
+    vq.configure(history={"indexedFields": ["data.projectId"]})
+    vq.start_daemon()
+    deadline = time.monotonic() + 30
+    while _ids(vq.json("history", "--where", "data.projectId=p1")) != before:
+        assert time.monotonic() < deadline, vq.log_tails()
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while "archiver: reindex done" not in vq.daemon_log(1):
+        assert time.monotonic() < deadline, vq.daemon_log(1)
+        time.sleep(0.1)
+    assert "3 data copies written" in vq.daemon_log(1)
+    again = vq.json("history", "reindex")  # done already: nothing to write
+    assert again["written"] == 0 and again["unchanged"] == 3

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vq import admission, chores, keys, limits, logs, systemd, telemetry
+from vq import admission, chores, keys, limits, logs, metrics, systemd, telemetry
 from vq.admission import Admission
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
@@ -103,6 +103,7 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
         conn.sadd(keys.JOB_TYPES_SEEN, *job_types(self.settings))  # `vq jobs` lists every type's index
         conn.unlink(keys.LEGACY_ALL_JOBS)  # an index older versions kept; nothing reads or trims it now
         admission.migrate_legacy_waiting(conn, list(job_types(self.settings)))
+        metrics.migrate_totals(conn)  # an older vq's 71-bucket histograms: Prometheus's few buckets
         self._history(conn)  # jobs run without it: the archiver says what is wrong and retries
         for jt in job_types(self.settings).values():
             load_handler(jt.handler)  # a handler that cannot import stops the daemon now, not mid-job

@@ -1,5 +1,5 @@
 """The processes a daemon supervises, each a function run in a child: workers, the timer,
-the archiver, the webhook notifier and the HTTP API; and `Child`, the supervisor's record of
+the archiver, the webhook notifier, the HTTP API and the metrics listener; and `Child`, the supervisor's record of
 one. Each child dies with its parent and reports how it ended (vq/supervision.py)."""
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def worker_main(
 ) -> None:
     """One worker process. `outage_said`: its predecessor exited because Redis was away and
     said so; this one keeps quiet about the same outage (the daemon restarts it with back-off)."""
+    from vq import job_logs
     from vq import worker_leases as worker_module
     from vq.execution import install_runtime
     from vq.worker import LastError, VqWorker, start_thread_workers, stop_thread_workers
@@ -85,6 +86,7 @@ def worker_main(
         sys.exit(EXIT_REDIS_DOWN)
     finally:
         stop_thread_workers(helpers, settings.daemon.shutdownGrace / 1000)
+        job_logs.flush_all()  # jobs still running in thread workers: their last lines (vq/job_logs.py)
     if worker.redis_lost:
         supervision.say(redisDown=True, error="Redis unreachable")
         sys.exit(EXIT_REDIS_DOWN)
@@ -139,6 +141,16 @@ def webhooks_main(settings: Settings, log_level: str, consumer: str) -> None:
     die_with_parent()
     logs.configure(log_level)
     run_until_signalled(Notifier(make_client(settings, socket_timeout=None), settings, consumer))
+
+
+def metrics_main(settings: Settings, log_level: str) -> None:
+    """The metrics listener (daemon.metricsListen): only GET /metrics, no token."""
+    from vq.metrics_listener import MetricsServer
+
+    die_with_parent()
+    logs.configure(log_level)
+    assert settings.daemon.metricsListen is not None
+    run_until_signalled(MetricsServer(make_client(settings), settings, settings.daemon.metricsListen))
 
 
 def run_until_signalled(service) -> None:

@@ -20,6 +20,7 @@ from vq.daemon_children import (
     Child,
     archiver_main,
     http_main,
+    metrics_main,
     scheduler_main,
     webhooks_main,
     worker_main,
@@ -100,6 +101,8 @@ class ChildSupervision:
             plan.append(Child("http", http_main, (settings, self.listener, options.log_level)))
         if settings.history.enabled:
             plan.append(Child("archiver", archiver_main, (settings, options.log_level)))
+        if settings.daemon.metricsListen:
+            plan.append(Child("metrics", metrics_main, (settings, options.log_level)))
         if settings.webhooks.enabled:
             plan.append(Child("webhooks", webhooks_main, (settings, options.log_level, f"{host}.{os.getpid()}")))
         return plan

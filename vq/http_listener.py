@@ -24,8 +24,8 @@ BACKLOG = 2048  # uvicorn's default
 
 
 class HttpListener:
-    def __init__(self, listen: str):
-        self.listen = listen
+    def __init__(self, listen: str, what: str = "HTTP API"):
+        self.listen, self.what = listen, what
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.sock: socket.socket | None = None
@@ -47,14 +47,19 @@ class HttpListener:
             if self.problem is None:
                 self.problem, self.since_ms = _why(exc, self.listen, self.port), int(time.time() * 1000)
                 log.error(
-                    "HTTP API not serving: %s; everything else runs, and the daemon tries the address "
+                    "%s not serving: %s; everything else runs, and the daemon tries the address "
                     "again with back-off (up to every %.0fs)",
+                    self.what,
                     self.problem,
                     RETRY_MAX,
                 )
             self._retry_at, self._delay = now + self._delay, min(RETRY_MAX, self._delay * 2)
             return False
         return True
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
 
     @property
     def was_taken(self) -> bool:

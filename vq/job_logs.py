@@ -3,12 +3,18 @@ plain `logging` from any module) is kept with the job, as BullMQ's `job.log` and
 and Hatchet's persisted logs are.
 
 A `logging.Handler` on the root logger (installed once per process by `run_job`) hands
-each record to the log of the job running in the record's thread: a contextvar that
-`run_job` sets around the handler, so thread workers (several jobs in one process) and
-forked children (`isolation: fork`) each keep only their own lines. Lines are buffered in
-memory and written in one script call (vq/lua/job_log.lua) every FLUSH_EVERY seconds (a
-thread of this process) and when the handler returns: a job that logs nothing costs no
-Redis command at all. The script keeps the first and the last lines within
+each record to the job it belongs to (`owner`): the job running in the record's thread (a
+contextvar `run_job` sets around the handler); else the job whose thread started the
+record's thread, directly or through others (a start hook on `threading.Thread` tags each
+thread started while a job runs: a handler's ThreadPoolExecutor); else, in a process that
+runs one job at a time (the default, and a forked child of `isolation: fork`), that job,
+whatever thread logged. A process running several jobs at once (`concurrencyPerWorker`
+thread workers) drops a record no job's thread logged rather than guess. Lines are
+buffered in memory and written in one script call (vq/lua/job_log.lua) every FLUSH_EVERY
+seconds (a thread of this process), when the handler returns (whichever way: a result, an
+error, a cancel, a timeout, a cold stop's requeue) and when a worker process exits
+(`flush_all`): a job that logs nothing costs no Redis command at all. A process killed
+outright (SIGKILL, out of memory) loses what it logged in its last FLUSH_EVERY seconds. The script keeps the first and the last lines within
 limits.maxLogLines and limits.maxLogBytes and counts the dropped ones; the buffer itself
 is bounded the same way, so a handler logging in a tight loop cannot fill the memory.
 
@@ -38,8 +44,12 @@ RUNNING_TTL = 7 * 86_400  # seconds the keys live until the archiver gives them 
 
 _current: contextvars.ContextVar[JobLog | None] = contextvars.ContextVar("vq_job_log", default=None)
 _open: weakref.WeakSet[JobLog] = weakref.WeakSet()
+_running: list[JobLog] = []  # the jobs capturing in this process now, oldest first
+_several_at_once = False  # this process runs thread workers: `owner` never guesses
 _flusher_pid = 0
 _installed_pid = 0
+_TAG = "_vq_job_log"  # the attribute the start hook sets on a thread a job started
+_thread_start = threading.Thread.start
 _lock = threading.Lock()
 log = logging.getLogger("vq.job_logs")
 
@@ -61,10 +71,13 @@ class JobLog:
         self.tail: collections.deque[str] = collections.deque(maxlen=max(1, max_lines - max_lines // 2))
         self.skipped = 0  # lines dropped here, between head and tail
         self.seen = 0  # lines this attempt logged
+        self.closed = False  # its handler returned: later records are not its own
         self.lock = threading.Lock()
         self.writing = threading.Lock()  # one write at a time: lines stay in order
 
     def add(self, record: logging.LogRecord) -> None:
+        if self.closed:  # a thread it left behind, after its last write
+            return
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a record that cannot be formatted keeps its template
@@ -77,6 +90,8 @@ class JobLog:
             separators=(",", ":"),
         )
         with self.lock:
+            if self.closed:
+                return
             self.seen += 1
             if self.seen == 1:
                 _open.add(self)  # the flusher writes it from now on (a silent job is never in the set)
@@ -102,28 +117,75 @@ class JobLog:
             )
 
 
+def owner() -> JobLog | None:
+    """The job a record logged now, in this thread, belongs to (the module's docstring)."""
+    job_log = _current.get()
+    if job_log is not None:
+        return job_log
+    tagged = getattr(threading.current_thread(), _TAG, None)
+    if tagged is not None and not tagged.closed:
+        return tagged
+    if _several_at_once:
+        return None
+    running = list(_running)  # one job at a time here: whatever thread logs while it runs is its
+    return running[0] if len(running) == 1 else None
+
+
 class Capture(logging.Handler):
-    """Gives a record to the log of the job running in its thread, if any. The daemon's
-    own event lines (`event`) are the job's history, not its log."""
+    """Gives a record to the log of the job it belongs to (`owner`), if any. The daemon's
+    own event lines (`event`) are the job's history, not its log; this module's own lines
+    (a failed write) are not a job's either."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        job_log = _current.get()
-        if job_log is None or hasattr(record, "event"):
+        if hasattr(record, "event") or record.name == log.name:
+            return
+        job_log = owner()
+        if job_log is None:
             return
         job_log.add(record)
         _start_flusher()
 
 
+def _start_tagged(self: threading.Thread) -> None:
+    """threading.Thread.start, which first tags the new thread with the job the starting
+    thread logs for, so its records are that job's too (a thread vq starts untagged, such
+    as the flusher, has the tag set to None beforehand)."""
+    if not hasattr(self, _TAG):
+        job_log = _current.get() or getattr(threading.current_thread(), _TAG, None)
+        if job_log is not None:
+            setattr(self, _TAG, job_log)
+    _thread_start(self)
+
+
 def install() -> None:
-    """The capturing handler on the root logger, once per process (a forked child has its
-    parent's)."""
+    """The capturing handler on the root logger and the thread start hook, once per
+    process (a forked child has its parent's)."""
     global _installed_pid
     if _installed_pid:
         return
     with _lock:
         if not _installed_pid:
             logging.getLogger().addHandler(Capture())
+            threading.Thread.start = _start_tagged  # type: ignore[method-assign]
             _installed_pid = os.getpid()
+
+
+def several_jobs_at_once() -> None:
+    """Called when this process starts thread workers: a record from a thread no job
+    started is dropped, never given to a job that may not be the one it belongs to."""
+    global _several_at_once
+    _several_at_once = True
+
+
+def flush_all() -> None:
+    """Write every running job's buffered lines now: a worker process calls it as it exits
+    (thread workers' jobs still running past the grace period; its daemon threads, the
+    flusher among them, die with it)."""
+    for job_log in list(_open):
+        try:
+            job_log.flush()
+        except Exception as exc:  # noqa: BLE001 - the process is exiting either way
+            log.warning("job %s: its last log lines could not be written (%s)", job_log.job_id, exc)
 
 
 @contextlib.contextmanager
@@ -131,10 +193,14 @@ def capturing(conn: Redis, job_id: str, attempt: int, limits):
     """Records logged inside (in this thread) are the job's; written when it ends."""
     job_log = JobLog(conn, job_id, attempt, limits.maxLogLines, limits.maxLogBytes)
     token = _current.set(job_log)
+    _running.append(job_log)  # no lock: atomic, and a signal handler that logs may interrupt it
     try:
         yield job_log
     finally:
         _current.reset(token)
+        _running.remove(job_log)
+        with job_log.lock:
+            job_log.closed = True  # what its threads log from now on is dropped, not kept unwritten
         if job_log.seen:  # a job that logged nothing: nothing to do
             _open.discard(job_log)
             try:
@@ -144,11 +210,13 @@ def capturing(conn: Redis, job_id: str, attempt: int, limits):
 
 
 def _forget_in_child() -> None:
-    """A forked child (`isolation: fork`) starts with none of its parent's open logs (thread
-    jobs' lines the parent writes itself) and with fresh locks."""
-    global _open, _lock
+    """A forked child (`isolation: fork`) starts with none of its parent's open or running
+    logs (thread jobs' lines the parent writes itself), with fresh locks, and runs one job."""
+    global _open, _lock, _running, _several_at_once
     _open = weakref.WeakSet()
     _lock = threading.Lock()
+    _running = []
+    _several_at_once = False
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
@@ -164,7 +232,9 @@ def _start_flusher() -> None:
         if _flusher_pid == os.getpid():
             return
         _flusher_pid = os.getpid()
-        threading.Thread(target=_flush_forever, daemon=True, name="vq-job-logs").start()
+        flusher = threading.Thread(target=_flush_forever, daemon=True, name="vq-job-logs")
+        setattr(flusher, _TAG, None)  # no job's, whichever job's record started it
+        flusher.start()
 
 
 def _flush_forever() -> None:

@@ -83,6 +83,7 @@ class JobOutcomes(WorkerHost):
                 retriesLeft=job.retries_left,
                 status=status.value if status else None,
                 durationMs=_took_ms(job),
+                worker=self.name,
                 userId=job.meta.get("userId"),
             )
         else:
@@ -96,6 +97,7 @@ class JobOutcomes(WorkerHost):
                     category=category,
                     error=error.get("message") or _last_line(exc_string),
                     durationMs=_took_ms(job),
+                    worker=self.name,
                     userId=job.meta.get("userId"),
                     webhookUrl=job.meta.get("webhookUrl"),
                 )
@@ -122,7 +124,7 @@ class JobOutcomes(WorkerHost):
         take_another = self._will_take_another()
         execution_id = uuid.uuid4().hex
         give_back = (job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
-        finish, said = _finish_payload(job, result_ttl)
+        finish, said = _finish_payload(job, result_ttl, self.name)
         asked_at = time.monotonic()  # the next job's lease is granted after this
         with self.connection.pipeline(transaction=False) as pipe:
             admission.admit_in(
@@ -164,7 +166,9 @@ class JobOutcomes(WorkerHost):
         release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId", "_"))
         value = private.result(job)
         result = _result_for_history(job.serializer.dumps(value).decode() if value is not None else None)
-        events.emit(pipe, "finished", job.id, job.meta.get("jobType"), result=result, **_finished_fields(job))
+        events.emit(
+            pipe, "finished", job.id, job.meta.get("jobType"), result=result, **_finished_fields(job, self.name)
+        )
         _remember_success_in(pipe, job)
         checkpoints.forget_in(pipe, job.id)
         batch_counts.ended_in(pipe, job)
@@ -203,6 +207,7 @@ class JobOutcomes(WorkerHost):
             now=self._canceled_now(job) or None,
             userId=job.meta.get("userId"),
             durationMs=_took_ms(job),
+            worker=self.name,
             webhookUrl=job.meta.get("webhookUrl"),
         )
         cancel_dependents(self.connection, job, f"dependency {job.id} was canceled")
@@ -251,9 +256,11 @@ def _remember_success_in(pipe, job: Job) -> None:
     record_outcome_in(pipe, job)
 
 
-def _finished_fields(job: Job) -> dict:
+def _finished_fields(job: Job, worker: str) -> dict:
+    """The `finished` event's fields; `worker` for its per-worker series (vq/worker_series.py)."""
     return {
         "durationMs": _took_ms(job),
+        "worker": worker,
         "attempt": job.meta.get("attempts"),
         "userId": job.meta.get("userId"),
         "webhookUrl": job.meta.get("webhookUrl"),
@@ -276,7 +283,7 @@ def _result_for_history(result_json: str | None) -> str | None:
     return events.result_for_history(result_json, runtime().settings.history.maxResultBytes)
 
 
-def _finish_payload(job: Job, result_ttl: int | None) -> tuple[JobEnd, dict]:
+def _finish_payload(job: Job, result_ttl: int | None, worker: str) -> tuple[JobEnd, dict]:
     """What vq/lua/admit_end.lua writes for a job that succeeded, and the
     `finished` event's fields (for its log line). The result goes into the job's hash
     (RQ's own field for it, which RQ still reads back) instead of RQ's result stream: one
@@ -295,7 +302,7 @@ def _finish_payload(job: Job, result_ttl: int | None) -> tuple[JobEnd, dict]:
         result,
     ]
     item, webhook_url, said = events.entry(
-        "finished", job.id, job.meta.get("jobType"), result=_result_for_history(result), **_finished_fields(job)
+        "finished", job.id, job.meta.get("jobType"), result=_result_for_history(result), **_finished_fields(job, worker)
     )
     end = JobEnd(
         id=job.id,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from vq import keys
-from vq.replies import members
+from vq import keys, worker_series
+from vq.replies import members, text_hash
 
 # Resolution of each bucket kind, and how long its keys live.
 RESOLUTIONS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -27,6 +27,30 @@ TTL_SECONDS = {"m": 3 * 86_400, "h": 40 * 86_400, "d": 400 * 86_400}
 # known to within 12%); the last bucket is open-ended.
 BOUNDS = [int(round(1.25**i)) for i in range(0, 80) if 1.25**i <= 4 * 3_600_000]
 BOUNDS = sorted(set(BOUNDS))
+
+# The Prometheus histograms (all-time totals only, vq/prometheus.py): a few buckets fit to each
+# family's range, in ms, each bucket holding values up to its bound; the last is +Inf.
+# Processing time: seconds to an hour (AI and video jobs); wait: milliseconds to hours.
+PROM_BOUNDS = {
+    "run": (
+        10,
+        50,
+        100,
+        500,
+        1_000,
+        2_500,
+        5_000,
+        10_000,
+        30_000,
+        60_000,
+        120_000,
+        300_000,
+        600_000,
+        1_800_000,
+        3_600_000,
+    ),
+    "wait": (5, 25, 100, 500, 1_000, 5_000, 15_000, 60_000, 300_000, 900_000, 3_600_000, 14_400_000),
+}
 
 # Events counted per type and bucket. A name maps an event to the counter it bumps.
 USER_COUNTERS = ("created", "finished", "failed", "canceled")  # kept per user, while the user is active
@@ -46,6 +70,11 @@ COUNTED = {
 def bucket_of(value_ms: float) -> int:
     """The index of the histogram bucket a latency falls in (len(BOUNDS): beyond the last)."""
     return bisect_left(BOUNDS, value_ms)
+
+
+def prom_bucket_of(family: str, value_ms: float) -> int:
+    """The index of the Prometheus bucket of `family` a value falls in (len: the +Inf one)."""
+    return bisect_left(PROM_BOUNDS[family], value_ms)
 
 
 def bucket_key(kind: str, ts_ms: int) -> str:
@@ -78,25 +107,27 @@ def fold(events: list[dict]) -> dict[str, Counter]:
         if name == "created" and fields.get("status") == "finished":  # born finished: a cached result
             counter(keys.METRICS_TOTALS)[f"{job_type}|cached"] += 1
         increments = [(f"{job_type}|{name}", 1)]
+        fine, coarse = [], []  # histogram buckets: `vq perf`'s in the time buckets, Prometheus's in the totals
         miss = _deadline_miss(name, fields)
         if miss:  # `vq perf`: deadline misses per type, and per tier
             increments += [(f"{job_type}|{miss}", 1), (f"{job_type}|{miss}|{fields.get('subscription') or '?'}", 1)]
         if name == "started" and fields.get("waitMs") is not None:
-            increments += [
-                (f"{job_type}|wait_ms", int(fields["waitMs"])),
-                (f"{job_type}|wait|{bucket_of(fields['waitMs'])}", 1),
-            ]
+            increments.append((f"{job_type}|wait_ms", int(fields["waitMs"])))
+            fine.append((f"{job_type}|wait|{bucket_of(fields['waitMs'])}", 1))
+            coarse.append((f"{job_type}|wait_le|{prom_bucket_of('wait', fields['waitMs'])}", 1))
         if name in ("finished", "failed", "retried") and fields.get("durationMs") is not None:
-            increments += [
-                (f"{job_type}|run_ms", int(fields["durationMs"])),
-                (f"{job_type}|ran", 1),
-                (f"{job_type}|run|{bucket_of(fields['durationMs'])}", 1),
-            ]
-        # The all-time totals and each time bucket get the same counters and histograms.
-        for key in (keys.METRICS_TOTALS, *(bucket_key(kind, event["ts"]) for kind in RESOLUTIONS)):
+            increments += [(f"{job_type}|run_ms", int(fields["durationMs"])), (f"{job_type}|ran", 1)]
+            fine.append((f"{job_type}|run|{bucket_of(fields['durationMs'])}", 1))
+            coarse.append((f"{job_type}|run_le|{prom_bucket_of('run', fields['durationMs'])}", 1))
+        # The all-time totals and each time bucket get the same counters and sums.
+        for key, histogram in (
+            (keys.METRICS_TOTALS, coarse),
+            *((bucket_key(kind, event["ts"]), fine) for kind in RESOLUTIONS),
+        ):
             target = counter(key)
-            for fld, n in increments:
+            for fld, n in (*increments, *histogram):
                 target[fld] += n
+        worker_series.fold_into(counter, name, fields, event["ts"])
     return out
 
 
@@ -111,7 +142,7 @@ def _deadline_miss(name: str, fields: dict) -> str | None:
 
 def apply_in(pipe, increments: dict[str, Counter]) -> None:
     for key, counter in increments.items():
-        if key == keys.METRICS_USERS_SEEN:  # a zset of times, not counters
+        if key in (keys.METRICS_USERS_SEEN, keys.METRICS_WORKERS_SEEN):  # zsets of times, not counters
             pipe.zadd(key, dict(counter), gt=True)
             continue
         for fld, n in counter.items():
@@ -197,6 +228,35 @@ def percentile(counts: Counter, prefix: str, q: float) -> float | None:
 def totals(conn: Redis) -> dict[str, Counter]:
     """All-time counters per type (created, finished, failed, ..., priority|high ...)."""
     return by_name(conn.hgetall(keys.METRICS_TOTALS))
+
+
+def migrate_totals(conn: Redis) -> int:
+    """Totals an older vq kept with the fine histogram (`<type>|run|<i>`, 71 buckets) get
+    Prometheus's buckets instead: each fine bucket is added to the first coarse bucket at or
+    above its upper bound, and removed, so a histogram's `_count` still matches its `_sum`.
+    Run once at the daemon's start. Returns how many fields it folded."""
+
+    folded = [0]
+
+    def fold_old(pipe) -> None:
+        moves: Counter = Counter()
+        old = []
+        for raw, n in text_hash(pipe.hgetall(keys.METRICS_TOTALS)).items():
+            job_type, _, rest = raw.partition("|")
+            family, _, index = rest.partition("|")
+            if family in PROM_BOUNDS and index.isdigit():
+                upper = BOUNDS[int(index)] if int(index) < len(BOUNDS) else float("inf")
+                moves[f"{job_type}|{family}_le|{prom_bucket_of(family, upper)}"] += int(n)
+                old.append(raw)
+        if old:
+            pipe.multi()
+            for fld, count in moves.items():
+                pipe.hincrby(keys.METRICS_TOTALS, fld, count)
+            pipe.hdel(keys.METRICS_TOTALS, *old)
+        folded[0] = len(old)
+
+    conn.transaction(fold_old, keys.METRICS_TOTALS)
+    return folded[0]
 
 
 def top_users(conn: Redis, n: int) -> list[tuple[str, Counter]]:

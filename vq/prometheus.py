@@ -1,35 +1,57 @@
 """The Prometheus text exposition of vq's figures (prometheus_client renders it): job counts
-per state, all-time counters, run and wait time histograms, limits, workers, breakers and
-health. Served by the daemon's HTTP server at /metrics and printed by `vq metrics`."""
+per state, all-time counters, run, wait and provider latency histograms, limits, workers,
+breakers and health. Served by the daemon's HTTP server at /metrics (and by its metrics
+listener, vq/metrics_listener.py) and printed by `vq metrics`.
+
+Conventions (Prometheus and OpenTelemetry): base units (`_seconds`), `_total` on counters
+only, counters that only grow (Redis keeps them; PromQL's `rate()` makes any window), and
+label values only from sets config bounds: job types, providers config knows (or `other`),
+the hosts and worker places of vq's daemons (pruned when idle: vq/worker_series.py), and
+fixed sets (state, event, outcome, scope). Never a user id, a project or job data.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from redis import Redis
 
-from vq import health, keys, metrics, queues
+from vq import health, keys, metrics, queues, worker_series
 from vq.config import Settings
+from vq.jobtypes import job_types
 from vq.providers import stats as provider_stats
+from vq.providers.http import OTHER, known
 
 STATES = ("queued", "limited", "running", "scheduled", "deferred", "failed", "finished", "canceled")
 COUNTERS = ("created", "started", "finished", "failed", "retried", "canceled", "cached", "stalled", "rateLimited")
-PROVIDER_WINDOW_MS = 15 * 60_000
 
 
-def _histogram(name: str, doc: str, totals: dict[str, Counter], part: str, sum_field: str) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, doc, labels=["job_type"])
-    for job_type, counter in sorted(totals.items()):
-        cumulative, buckets = 0, []
-        for index, bound in enumerate(metrics.BOUNDS):
-            cumulative += counter[f"{part}|{index}"]
-            buckets.append((str(bound / 1000), cumulative))
-        cumulative += counter[f"{part}|{len(metrics.BOUNDS)}"]
-        buckets.append(("+Inf", cumulative))
-        family.add_metric([job_type], buckets, sum_value=counter[sum_field] / 1000)
-    return family
+def _buckets(bounds_ms: Sequence[int], counts: Counter, prefix: str) -> list[tuple[str, float]]:
+    """Cumulative (le, count) pairs in seconds from `prefix|<i>` counts, +Inf last. (An
+    exemplar, a trace id for a bucket, would be a third item of a pair: vq has none yet.)"""
+    cumulative = 0
+    out: list[tuple[str, float]] = []
+    for index, bound in enumerate(bounds_ms):
+        cumulative += counts[f"{prefix}|{index}"]
+        out.append((_seconds_text(bound), cumulative))
+    cumulative += counts[f"{prefix}|{len(bounds_ms)}"]
+    out.append(("+Inf", cumulative))
+    return out
+
+
+def _seconds_text(ms: int) -> str:
+    return repr(ms / 1000)
+
+
+def _job_histogram(name: str, doc: str, totals: dict[str, Counter], family: str) -> HistogramMetricFamily:
+    histogram = HistogramMetricFamily(name, doc, labels=["job_type"], unit="seconds")
+    for job_type, counter in totals.items():
+        buckets = _buckets(metrics.PROM_BOUNDS[family], counter, f"{family}_le")
+        histogram.add_metric([job_type], buckets, sum_value=counter[f"{family}_ms"] / 1000)
+    return histogram
 
 
 class _Collector:
@@ -37,27 +59,9 @@ class _Collector:
         self.conn = conn
         self.settings = settings
 
-    def collect(self):
-        rows = queues.counts(self.conn, self.settings)
-        jobs = GaugeMetricFamily("vq_jobs", "Jobs per type and state now", labels=["job_type", "state"])
-        limit = GaugeMetricFamily("vq_type_limit", "Concurrency limit per job type", labels=["job_type"])
-        paused = GaugeMetricFamily("vq_queue_paused", "1 when the type is paused", labels=["job_type"])
-        for row in rows:
-            for state in STATES:
-                jobs.add_metric([row["jobType"], state], row[state])
-            limit.add_metric([row["jobType"]], row["limit"])
-            paused.add_metric([row["jobType"]], 1 if row["paused"] else 0)
-        yield from (jobs, limit, paused)
-        totals = metrics.totals(self.conn)
-        counter = CounterMetricFamily(
-            "vq_jobs_events", "Job events since the metrics began", labels=["job_type", "event"]
-        )
-        for job_type, values in sorted(totals.items()):
-            for name in COUNTERS:
-                counter.add_metric([job_type, name], values[name])
-        yield counter
-        yield _histogram("vq_job_run_seconds", "Processing time of ended attempts", totals, "run", "run_ms")
-        yield _histogram("vq_job_wait_seconds", "Time from runnable to started", totals, "wait", "wait_ms")
+    def collect(self) -> Iterable:
+        yield from self._queues()
+        yield from self._jobs()
         report = health.check(self.conn, self.settings)
         level = GaugeMetricFamily("vq_health", "0 healthy, 1 degraded, 2 unhealthy, 3 error", labels=["scope"])
         level.add_metric(["overall"], health.LEVELS.index(report["status"]))
@@ -65,6 +69,7 @@ class _Collector:
             level.add_metric([row["jobType"]], health.LEVELS.index(row["status"]))
         yield level
         yield GaugeMetricFamily("vq_workers_alive", "Workers with a recent heartbeat", value=report["workers"]["alive"])
+        yield from self._workers()
         refused, lost = self.conn.mget(keys.STALE_REFUSED, keys.LEASES_LOST)
         yield CounterMetricFamily(
             "vq_fence_stale_writes_refused",
@@ -82,23 +87,76 @@ class _Collector:
         for provider in report["breakers"]:
             breakers.add_metric([provider], 1)
         yield breakers
-        figures = provider_stats.overview(self.conn, self.settings, PROVIDER_WINDOW_MS)
-        calls = GaugeMetricFamily(
-            "vq_provider_calls_15m",
-            "Provider calls in the last 15 minutes by outcome (ok, client, limited, failed)",
+        yield from self._providers()
+
+    def _queues(self) -> Iterable:
+        rows = queues.counts(self.conn, self.settings)
+        jobs = GaugeMetricFamily("vq_jobs", "Jobs per type and state now", labels=["job_type", "state"])
+        limit = GaugeMetricFamily("vq_type_limit", "Concurrency limit per job type", labels=["job_type"])
+        paused = GaugeMetricFamily("vq_queue_paused", "1 when the type is paused", labels=["job_type"])
+        for row in rows:
+            for state in STATES:
+                jobs.add_metric([row["jobType"], state], row[state])
+            limit.add_metric([row["jobType"]], row["limit"])
+            paused.add_metric([row["jobType"]], 1 if row["paused"] else 0)
+        yield from (jobs, limit, paused)
+
+    def _jobs(self) -> Iterable:
+        stored = metrics.totals(self.conn)
+        totals = {name: stored.get(name, Counter()) for name in sorted(job_types(self.settings))}
+        counter = CounterMetricFamily(
+            "vq_jobs_events", "Job events since the metrics began", labels=["job_type", "event"]
+        )
+        for job_type, values in totals.items():
+            for name in COUNTERS:
+                counter.add_metric([job_type, name], values[name])
+        yield counter
+        yield _job_histogram("vq_job_run_seconds", "Processing time of ended attempts", totals, "run")
+        yield _job_histogram("vq_job_wait_seconds", "Time from runnable to started", totals, "wait")
+
+    def _workers(self) -> Iterable:
+        series = worker_series.read(self.conn)
+        busy = CounterMetricFamily(
+            "vq_worker_busy_seconds",
+            "Time each worker spent running jobs (its place in its daemon; idle ones are dropped)",
+            labels=["host", "worker"],
+            unit="seconds",
+        )
+        jobs = CounterMetricFamily(
+            "vq_worker_jobs", "Attempts each worker ended, by outcome", labels=["host", "worker", "outcome"]
+        )
+        for (host, worker), values in sorted(series.items()):
+            busy.add_metric([host, worker], values["busy_ms"] / 1000)
+            for outcome in worker_series.OUTCOMES.values():
+                jobs.add_metric([host, worker, outcome], values[outcome])
+        yield from (busy, jobs)
+
+    def _providers(self) -> Iterable:
+        allowed = [*known(self.settings), OTHER]
+        stored = provider_stats.totals(self.conn)
+        calls = CounterMetricFamily(
+            "vq_provider_calls",
+            "Calls to each provider by outcome (ok, client: a 4xx, limited: a 429, failed: 5xx, timeout, no answer)",
             labels=["provider", "outcome"],
         )
-        latency = GaugeMetricFamily(
-            "vq_provider_latency_ms", "Latency of the provider's latest 1,000 answers", labels=["provider", "quantile"]
+        latency = HistogramMetricFamily(
+            "vq_provider_latency",
+            "Time a provider took to answer a call (calls that got no answer are not in it)",
+            labels=["provider"],
+            unit="seconds",
         )
-        for row in figures:
+        for provider in allowed:
+            values = Counter(stored.get(provider, {}))
+            if provider == OTHER and not values:
+                continue
             for outcome in provider_stats.OUTCOMES:
-                calls.add_metric([row["provider"], outcome], row[outcome])
-            for quantile, key in (("0.5", "p50Ms"), ("0.95", "p95Ms")):
-                if row[key] is not None:
-                    latency.add_metric([row["provider"], quantile], row[key])
-        yield calls
-        yield latency
+                calls.add_metric([provider, outcome], values[outcome])
+            latency.add_metric(
+                [provider],
+                _buckets(provider_stats.LATENCY_BOUNDS, values, "le"),
+                sum_value=values["latency_ms"] / 1000,
+            )
+        yield from (calls, latency)
 
 
 def exposition(conn: Redis, settings: Settings) -> bytes:
@@ -109,11 +167,12 @@ def exposition(conn: Redis, settings: Settings) -> bytes:
 
 def families(conn: Redis, settings: Settings) -> list[dict]:
     """The same figures as JSON for scripts (`vq metrics --json`): one entry per metric
-    family with its type, help and samples (name, labels, value), in exposition order."""
+    family with its type, unit, help and samples (name, labels, value), in exposition order."""
     return [
         {
             "name": family.name,
             "type": family.type,
+            "unit": family.unit or None,
             "help": family.documentation,
             "samples": [{"name": s.name, "labels": dict(s.labels), "value": s.value} for s in family.samples],
         }

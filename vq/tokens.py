@@ -20,7 +20,7 @@ from vq.config import TIERS, Settings
 from vq.errors import InvalidInput, VqError
 from vq.secretfile import read_or_create
 
-ROLES = ("user", "operator", "admin")
+ROLES = ("user", "operator", "admin", "metrics")  # metrics: GET /metrics and nothing else (a scraper's)
 SECRET_FILE = "jwt.secret"
 
 
@@ -62,6 +62,11 @@ class Principal:
     @property
     def is_operator(self) -> bool:
         return self.role in ("operator", "admin")
+
+    @property
+    def may_scrape(self) -> bool:
+        """May read the Prometheus exposition: an operator, or a scrape-only token."""
+        return self.is_operator or self.role == "metrics"
 
     def may_see(self, owner: str | None, project: str | None) -> bool:
         """A user sees their own jobs (within their projects, when the token lists them)."""

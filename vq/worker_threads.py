@@ -9,6 +9,7 @@ import time
 
 from rq.serializers import JSONSerializer
 
+from vq import job_logs
 from vq.rq_seam.private import request_stop
 from vq.rq_seam.worker import ThreadWorker
 
@@ -33,6 +34,8 @@ def start_thread_workers(
             )
             thread.start()
             started.append((worker, thread))
+    if started:  # several jobs at once here: a job's log takes only its own threads' lines (vq/job_logs.py)
+        job_logs.several_jobs_at_once()
     return started
 
 

@@ -1,5 +1,5 @@
-"""What every router of the HTTP API shares: the Redis clients and settings, the `caller`
-and `operator` dependencies (who is asking, checked once per request), and the rules of
+"""What every router of the HTTP API shares: the Redis clients and settings, the `caller`,
+`operator` and `scraper` dependencies (who is asking, checked once per request), and the rules of
 whom a request may act for. Built once by `create_app`, handed to each router's factory.
 """
 
@@ -34,10 +34,20 @@ class Context:
         self.stream_conn = stream_conn  # event streams wait on Redis without holding a thread
         token_key = verify_key(settings)
 
-        async def caller(request: Request, _bearer: object = Security(BEARER)) -> Principal:
+        async def any_role(request: Request, _bearer: object = Security(BEARER)) -> Principal:
             principal = decode(settings, request.headers.get("authorization"), token_key)
             if settings.http.rateLimit.requests > 0:
                 await run_in_threadpool(check_rate, conn, settings, principal.user_id)
+            return principal
+
+        def caller(principal: Principal = Depends(any_role)) -> Principal:
+            if principal.role == "metrics":  # a scraper's token: never a user acting on jobs
+                raise Forbidden("a metrics token may only read GET /metrics")
+            return principal
+
+        def scraper(principal: Principal = Depends(any_role)) -> Principal:
+            if not principal.may_scrape:
+                raise Forbidden("this needs the operator or metrics role")
             return principal
 
         def operator(principal: Principal = Depends(caller)) -> Principal:
@@ -47,6 +57,7 @@ class Context:
 
         self.caller = caller  # FastAPI dependencies: `Depends(ctx.caller)`
         self.operator = operator
+        self.scraper = scraper  # GET /metrics: operators and scrape-only tokens
 
     @staticmethod
     def call(function, *args, **kwargs):

@@ -57,7 +57,7 @@ def choices_metavar(choices) -> str:
 
 def one_of(flag: str, choices, *, fold_case: bool = False):
     """An option callback refusing a value outside `choices` with the CLI's one line and exit 2
-    (`--role: 'root' is not one of user, operator, admin`), before anything connects to Redis."""
+    (`--role: 'root' is not one of user, operator, admin, metrics`), before anything connects to Redis."""
 
     def check(ctx: typer.Context, value: str | None):
         if value is None or ctx.resilient_parsing:  # resilient: shell completion, never an error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import typer
 
@@ -268,14 +269,44 @@ def _fresh_history(st):
     return db
 
 
+def _reindex(st, as_json: bool) -> None:
+    """`vq history reindex`: a line of progress a second at most on stderr, then the counts."""
+    from vq.history import reindex as reindex_service  # the submission code it uses: only for reindex
+
+    said = [0.0]
+
+    def progress(counts: dict) -> None:
+        if not as_json and time.monotonic() - said[0] >= 1.0:  # a line a second at most
+            said[0] = time.monotonic()
+            err.print(
+                f"reindex: {counts['looked']:,} jobs looked at, {counts['written']:,} data copies written",
+                highlight=False,
+            )
+
+    report = reindex_service.run(st.conn, st.settings, progress)
+    if report["note"]:
+        err.print(f"[yellow]note:[/] {escape(report['note'])}", highlight=False, soft_wrap=True)
+    if as_json:
+        print_json(report)
+        return
+    out.print(
+        f"{report['written']:,} of {report['looked']:,} jobs in Redis had their data copy written "
+        f"({report['unchanged']:,} already right, {report['notInHistory']:,} not in the history yet); "
+        f"indexed fields: {', '.join(report['indexedFields'])}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("history", epilog=example("vq history --user alice --since 7d --status failed"))
     def history(
         ctx: typer.Context,
         job: str | None = typer.Argument(
             None,
-            metavar="JOB|export",
-            help="A job id (or prefix) for its timeline, or `export` for every matching job.",
+            metavar="JOB|export|reindex",
+            help="A job id (or prefix) for its timeline, `export` for every matching job, or `reindex` to "
+            "copy the data fields history.indexedFields lists now for every job Redis still holds.",
         ),
         user: str | None = typer.Option(None, "--user", "-u", help="Only this user's jobs."),
         since: str | None = typer.Option(None, "--since", help="Created within (7d, 12h) or since an ISO time."),
@@ -308,13 +339,17 @@ def register(app: typer.Typer) -> None:
         """A job's timeline, or past jobs by user, type and status, from the history database.
 
         vq history JOB: every status change with time, worker, attempt and reason. vq history --user U:
-        jobs newest first. vq history export --format csv|json: every matching job, oldest first."""
+        jobs newest first. vq history export --format csv|json: every matching job, oldest first.
+        vq history reindex: jobs submitted before a field was listed become searchable by it."""
         st = state(ctx)
         indexed = st.settings.history.indexedFields
         if where:
             search.clauses(where, indexed)  # a bad term: one line, before waiting for the archiver
             if job and job != "export":
-                raise InvalidInput("--where lists jobs: not with a job id")
+                raise InvalidInput(f"--where lists jobs: not with {'reindex' if job == 'reindex' else 'a job id'}")
+        if job == "reindex":
+            _reindex(st, as_json)
+            return
         db = _fresh_history(st)
         if job == "export":
             for chunk in history_service.export(

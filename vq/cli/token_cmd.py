@@ -14,6 +14,7 @@ ROLES = (
     "user",
     "operator",
     "admin",
+    "metrics",
 )  # vq.tokens.ROLES, without importing PyJWT to build the command (tests/test_cli_help.py)
 
 
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
             "--role",
             metavar=choices_metavar(ROLES),
             callback=one_of("--role", ROLES),
-            help="What the token may do: its own jobs, operate the queues, or everything.",
+            help="What the token may do: its own jobs, operate the queues, everything, or only GET /metrics.",
         ),
         tier: str | None = typer.Option(
             None,

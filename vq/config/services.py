@@ -97,6 +97,24 @@ class DaemonSettings(_Strict):
         ]
         | None
     ) = None
+    metricsListen: (
+        Annotated[
+            str,
+            Meta(
+                description="HOST:PORT of a listener that serves only GET /metrics, without a token "
+                "(bind it to 127.0.0.1, or a network only Prometheus reaches); null: none"
+            ),
+        ]
+        | None
+    ) = None
+    workerSeriesTtl: Annotated[
+        int,
+        Meta(
+            ge=60_000,
+            description="ms after a worker's last job at which its Prometheus series "
+            "(vq_worker_*) are dropped (the prune runs hourly)",
+        ),
+    ] = 86_400_000
     chores: Annotated[
         dict[str, Annotated[int, Meta(ge=10)]],
         Meta(
@@ -107,6 +125,10 @@ class DaemonSettings(_Strict):
 
     def __post_init__(self) -> None:
         check_resources(self, "resources", "resourcesPerWorker")
+        if self.metricsListen is not None:
+            host, sep, port = self.metricsListen.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise _InvalidKey("metricsListen", f"{self.metricsListen!r} is not HOST:PORT (127.0.0.1:9464)")
         for name in self.chores:
             if name not in CHORE_NAMES:
                 raise _InvalidKey("chores", f"{name!r} is not a chore (one of {', '.join(CHORE_NAMES)})")
@@ -156,7 +178,8 @@ class HistorySettings(_Strict):
         Meta(
             ge=0,
             description="while indexedFields lists a field, a job's data is copied to the history "
-            "database (for --where on data fields) when its JSON is at most this long (0: never)",
+            "database (for --where on data fields) when its JSON is at most this long, else just "
+            "its indexed fields that fit (0: never)",
         ),
     ] = 4096
     indexedFields: Annotated[

@@ -16,6 +16,7 @@ up to what both have kept (less a margin for live readers). Workers never write 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 import redis
 from redis import Redis
 
-from vq import costs, events, job_log_store, keys, metrics, presence
+from vq import costs, events, job_log_store, keys, metrics, presence, worker_series
 from vq.config import Settings
 from vq.errors import HistoryElsewhere, HistoryUnavailable
 from vq.history import db as historydb
@@ -44,7 +45,10 @@ LEASE_MS = 15_000
 RENEW_EVERY = 5.0  # seconds between lease renewals (a third of the lease)
 TRIM_MARGIN_MS = 10 * 60_000  # events stay in the stream this long after archiving, for live readers
 AGGREGATE_EVERY = 60.0
-LOGS_EVERY = 0.5  # seconds between copies of ended jobs' logs (vq/job_log_store.py)
+LOGS_EVERY = 0.5  # seconds between copies of the logs of jobs seen ending (vq/job_log_store.py)
+LOGS_SWEEP_EVERY = 30.0  # seconds between steps of the pending set's walk, for ends not seen
+LOGS_PER_PASS = 1000  # jobs seen ending whose logs one pass copies at most (the events go first)
+LOGS_DUE_MOST = 100_000  # jobs seen ending remembered at most (beyond: the walk finds them)
 PRUNE_EVERY = 3600.0
 RETRY_MAX = 10.0  # s between tries at most while the history database cannot be used
 
@@ -67,6 +71,12 @@ class Archiver(Stoppable):
         self._last_aggregate = 0.0
         self._last_prune = 0.0
         self._last_logs = 0.0
+        self._last_sweep = 0.0
+        self._sweep_cursor = 0
+        self._first_walk = True  # the first round over the pending set goes a step per pass: ends not seen
+        self._logs_due: dict[str, None] = {}  # jobs seen ending, in order: their logs are copied next
+        self._backfill: dict | None = None  # the walk copying data for new indexed fields (vq/history/reindex.py)
+        self._backfill_checked = False
         self._gap_reported = ""
         self._standing_by = ""  # why the last try did not get the lease, to log each reason once
         self.problem: str | None = None  # why the history database cannot be used, said once
@@ -140,6 +150,7 @@ class Archiver(Stoppable):
         if not batch:
             return 0
         self._check_gap(start, batch[0]["id"])
+        self._note_ends(batch)
         to_write = [e for e in batch if _id_tuple(e["id"]) > _id_tuple(written)]
         to_count = [e for e in batch if _id_tuple(e["id"]) > _id_tuple(counted)]
         if to_write:
@@ -149,6 +160,77 @@ class Archiver(Stoppable):
         last_ms = _id_tuple(batch[-1]["id"])[0]
         self.conn.xtrim(keys.EVENTS, minid=f"{max(0, last_ms - TRIM_MARGIN_MS)}-0", approximate=True)
         return len(batch)
+
+    def _note_ends(self, batch: list[dict]) -> None:
+        """The jobs of the batch that ended: their logs are whole now (a handler's lines are
+        written before its end), to be copied at the next `copy_logs`."""
+        due = self._logs_due
+        for event in batch:
+            if event["event"] in job_log_store.ENDING_EVENTS and event["jobId"] != "-" and len(due) < LOGS_DUE_MOST:
+                due[event["jobId"]] = None
+
+    def copy_logs(self, now: float) -> int:
+        """Copy the logs of the jobs seen ending (at most LOGS_PER_PASS now), and take the
+        next step of the walk over the pending set (vq/job_log_store.py sweep), for the ends
+        this archiver did not see (before it ran: a previous archiver's last ones): a step
+        of LOGS_PER_PASS jobs per pass for its first round, then one of ARCHIVE_BATCH every
+        LOGS_SWEEP_EVERY seconds. So a pass
+        costs nothing while no job ends, whatever the number of running jobs with logs (it
+        was a random sample of 200 of them, checked every half second)."""
+        copied = 0
+        taken = 0
+        while self._logs_due and taken < LOGS_PER_PASS:
+            chunk = list(itertools.islice(self._logs_due, job_log_store.ARCHIVE_BATCH))
+            copied += job_log_store.archive_ended(self.conn, self.database, chunk)
+            for job_id in chunk:  # forgotten once copied: an error above leaves them for the next pass
+                del self._logs_due[job_id]
+            taken += len(chunk)
+        if self._first_walk or now - self._last_sweep >= LOGS_SWEEP_EVERY:
+            count = LOGS_PER_PASS if self._first_walk else job_log_store.ARCHIVE_BATCH
+            self._sweep_cursor, found = job_log_store.sweep(self.conn, self.database, self._sweep_cursor, count)
+            copied += found
+            self._last_sweep = now
+            if not self._sweep_cursor:  # a whole round done: from now on a step every LOGS_SWEEP_EVERY
+                self._first_walk = False
+        return copied
+
+    def backfill(self) -> None:
+        """A batch of the walk that copies the jobs' data Redis still holds for the fields
+        history.indexedFields lists and no whole walk has run for (a field added, the daemon
+        restarted: `vq history reindex` without asking). Checked once per archiver; called
+        only when it has caught up with the events, so a `created` row it has not written
+        yet cannot overwrite a new copy."""
+        from vq.history import reindex  # the submission code it uses: not for every `vq history`
+
+        if not self._backfill_checked:
+            self._backfill_checked = True
+            fields = self.settings.history.indexedFields
+            new = [f for f in fields if f not in reindex.done_fields(self.database)]
+            if not new or self.settings.history.maxDataBytes <= 0:
+                return
+            log.info(
+                "archiver: copying the data of the jobs Redis holds for --where on %s (history.indexedFields: "
+                "not done for them yet), %d jobs a batch",
+                ", ".join(new),
+                reindex.BATCH,
+            )
+            self._backfill = {"cursor": 0, "counts": {}, "started": time.monotonic(), "said": time.monotonic()}
+        walk = self._backfill
+        if walk is None:
+            return
+        walk["cursor"], counts = reindex.step(self.conn, self.settings, self.database, walk["cursor"])
+        walk["counts"] = reindex.add(walk["counts"], counts)
+        done = walk["counts"]
+        if walk["cursor"] and time.monotonic() - walk["said"] < 30:
+            return
+        walk["said"] = time.monotonic()
+        line = f"{done.get('looked', 0):,} jobs looked at, {done.get('written', 0):,} data copies written"
+        if walk["cursor"]:
+            log.info("archiver: reindex: %s so far", line)
+            return
+        reindex.mark_done(self.database, self.settings.history.indexedFields)
+        self._backfill = None
+        log.info("archiver: reindex done in %.0f s: %s", time.monotonic() - walk["started"], line)
 
     def _count(self, counted: str, batch: list[dict]) -> None:
         """The batch's metric increments and the new position in one transaction, on the
@@ -233,7 +315,9 @@ class Archiver(Stoppable):
             db.conn.execute("DELETE FROM job_dependencies WHERE job_id NOT IN (SELECT id FROM render_jobs)")
             job_log_store.prune(db, time.time() - self.settings.history.retentionDays * 86_400)
             search.refresh_statistics(db)  # --where picks its index by these (vq/history/search.py)
-        metrics.prune_users(self.conn, int(time.time() * 1000) - self.settings.history.retentionDays * 86_400_000)
+        now_ms = int(time.time() * 1000)
+        metrics.prune_users(self.conn, now_ms - self.settings.history.retentionDays * 86_400_000)
+        worker_series.prune(self.conn, now_ms - self.settings.daemon.workerSeriesTtl)
         return removed
 
     def run(self) -> None:
@@ -266,9 +350,11 @@ class Archiver(Stoppable):
                     self._usable()  # it wrote: recovered (nothing to write proves nothing, e.g. a full disk)
                 if 0 < done < self.settings.history.batchSize:
                     self.until_stopped(time.sleep, linger)  # let a batch gather: per-batch costs, not per-event ones
+                if done < self.settings.history.batchSize:  # caught up: new indexed fields' data, a batch
+                    self.backfill()
                 if time.monotonic() - self._last_logs >= LOGS_EVERY:  # ended jobs' own logs (vq/job_log_store.py)
                     self._last_logs = time.monotonic()
-                    job_log_store.archive_ended(self.conn, self.database)
+                    self.copy_logs(self._last_logs)
                 if time.monotonic() - self._last_aggregate >= AGGREGATE_EVERY:
                     self._last_aggregate = time.monotonic()
                     self.aggregate()

@@ -1,6 +1,8 @@
 """How each AI provider performs, from every call any worker made: calls and outcomes per
-minute (kept two days) and the latest 1,000 answered calls' latencies. Read by `vq
-providers`, GET /api/providers, the TUI and the Prometheus exposition.
+minute (kept two days) and the latest 1,000 answered calls' latencies, read by `vq
+providers`, GET /api/providers and the TUI; and all-time counters of calls by outcome and a
+histogram of answered calls' latencies (`vq:metrics:providers`), which the Prometheus
+exposition reads (its `rate()` makes any window), written in the same round trip.
 
 Outcomes: ok; client (a 4xx other than 429: the request was wrong, the provider was up);
 limited (429); failed (5xx, timeout, no connection). Error rate counts every outcome but
@@ -10,14 +12,19 @@ ok; availability counts the calls the provider answered at all (all but failed).
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 
 from redis import Redis
 
 from vq import keys
+from vq.replies import text_hash
 
 OUTCOMES = ("ok", "client", "limited", "failed")
 KEEP_MINUTES_S = 2 * 86_400
 LATENCIES_KEPT = 1000
+# The Prometheus histogram of answered calls' latency, in ms: an HTTP call to a model, from a
+# fast completion to a long generation; the last bucket is +Inf.
+LATENCY_BOUNDS = (50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000)
 
 
 def record(conn: Redis, provider: str, outcome: str, latency_ms: float) -> None:
@@ -26,10 +33,22 @@ def record(conn: Redis, provider: str, outcome: str, latency_ms: float) -> None:
         bucket = keys.provider_minute(provider, minute)
         pipe.hincrby(bucket, outcome, 1)
         pipe.expire(bucket, KEEP_MINUTES_S)
+        pipe.hincrby(keys.METRICS_PROVIDERS, f"{provider}|{outcome}", 1)
         if outcome != "failed":  # a timeout's "latency" is the timeout
             pipe.lpush(keys.provider_latency(provider), int(latency_ms))
             pipe.ltrim(keys.provider_latency(provider), 0, LATENCIES_KEPT - 1)
+            pipe.hincrby(keys.METRICS_PROVIDERS, f"{provider}|le|{bisect_left(LATENCY_BOUNDS, latency_ms)}", 1)
+            pipe.hincrby(keys.METRICS_PROVIDERS, f"{provider}|latency_ms", int(latency_ms))
         pipe.execute()
+
+
+def totals(conn: Redis) -> dict[str, dict[str, int]]:
+    """All-time counters per provider: each outcome, `le|<i>` latency buckets, `latency_ms`."""
+    out: dict[str, dict[str, int]] = {}
+    for raw, n in text_hash(conn.hgetall(keys.METRICS_PROVIDERS)).items():
+        provider, _, name = raw.partition("|")
+        out.setdefault(provider, {})[name] = int(n)
+    return out
 
 
 def read(conn: Redis, providers: list[str], window_ms: int) -> dict[str, dict]:

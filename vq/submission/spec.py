@@ -23,13 +23,62 @@ TEMPLATES = Templates(VQ_FUNC)
 
 def history_data(settings: Settings, sealed: object) -> str | None:
     """A job's data as the `created` event carries it to the history database (`--where` on
-    data fields): its sealed JSON, when at most history.maxDataBytes long and some field is
-    indexed (history.indexedFields: without one, events and Redis carry nothing more); else None."""
+    data fields), only while some field is indexed (history.indexedFields: without one,
+    events and Redis carry nothing more): its sealed JSON when at most history.maxDataBytes
+    long; else a projection of just the indexed fields it has (as many, in the list's order,
+    as fit in that many bytes), which is all `--where` reads; None when nothing fits."""
     limit = settings.history.maxDataBytes
     if limit <= 0 or not settings.history.indexedFields or not isinstance(sealed, dict):
         return None
-    text = json.dumps(sealed, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= limit and len(text.encode()) <= limit else None
+    text = _compact(sealed)
+    if _fits(text, limit):
+        return text
+    projection: dict = {}
+    for field in settings.history.indexedFields:
+        path = field.split(".")[1:]
+        found, value = _at(sealed, path)
+        if not found:
+            continue
+        candidate = _with(projection, path, value)
+        if _fits(_compact(candidate), limit):
+            projection = candidate
+    return _compact(projection) if projection else None
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _fits(text: str, limit: int) -> bool:
+    return len(text) <= limit and len(text.encode()) <= limit
+
+
+def _at(data: dict, path: list[str]) -> tuple[bool, object]:
+    """(found, value) of a dotted path in the data (objects only, as json_extract's `$."a"."b"`)."""
+    value: object = data
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
+def _with(projection: dict, path: list[str], value: object) -> dict:
+    """A copy of the projection with `value` at `path` (a field listed under another one's
+    path, data.a and data.a.b, keeps the first that fits)."""
+    out = json.loads(_compact(projection))
+    node = out
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            return projection
+        node = child
+    if path[-1] in node:
+        return projection
+    node[path[-1]] = value
+    return out
 
 
 def _ttls(settings: Settings) -> tuple[int, int]:

@@ -91,11 +91,11 @@ def router(ctx: Context) -> APIRouter:
     @routes.get(
         "/metrics",
         tags=["monitoring"],
-        summary="Prometheus metrics (operator)",
+        summary="Prometheus metrics (operator, or a scrape-only token: role metrics)",
         response_class=PlainTextResponse,
         responses=ERRORS_AS_JSON,
     )
-    async def metrics(_: Principal = Depends(ctx.operator)):
+    async def metrics(_: Principal = Depends(ctx.scraper)):
         text = await call(prometheus.exposition, conn, settings)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
