@@ -105,18 +105,20 @@ class Receiver:
 
 
 class Provider:
-    """A provider stand-in: answers {"answer": input} after `delay` s; records each request's headers."""
+    """A provider stand-in: answers {"answer": input}; records each request's headers."""
 
     def __init__(self):
         self.headers: list[dict] = []
-        self.delay = 0.0
+        self.gate = threading.Event()  # a request whose input is "held" waits until it is set
+        self.gate.set()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.headers.append({k.lower(): v for k, v in self.headers.items()})
-                time.sleep(outer.delay)
+                if body.get("input") == "held":
+                    outer.gate.wait(30)
                 data = json.dumps({"answer": body.get("input")}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -172,11 +174,12 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
     vq.env["OTEL_BSP_SCHEDULE_DELAY"] = "100"  # spans leave within 0.1 s, not the SDK's 5 s
     api = serve(vq, jwt_secret=SECRET, rateLimit={"requests": 1000, "window": 60000})
     token = api.token("ann")
-    provider.delay = 0.6
-    body = {"userId": "ann", "task": "echo", "input": "first"}
-    first = api.call("POST", "/api/jobs/ai-processing", token, body=body)
+    provider.gate.clear()  # the first job holds the type's one slot until the gate opens
+    first = api.call("POST", "/api/jobs/ai-processing", token, body={"userId": "ann", "task": "echo", "input": "held"})
     assert first.status == 201, first.body
-    vq.wait_for(first.body["id"], statuses=("started", "finished"), timeout=20)
+    deadline = time.monotonic() + 20
+    while not provider.headers and time.monotonic() < deadline:  # it is in its provider call
+        time.sleep(0.02)
 
     trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     body = {"userId": "ann", "task": "echo", "input": "traced", "webhookUrl": provider.url}
@@ -185,6 +188,9 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
     )
     assert reply.status == 201, reply.body
     job_id = reply.body["id"]
+    time.sleep(0.5)  # it waits for the first job's slot
+    assert vq.json("show", job_id)["status"] in ("queued", "limited")
+    provider.gate.set()
     assert vq.wait_done(job_id)["status"] == "finished"
 
     spans = receiver.wait_for(
@@ -240,7 +246,6 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
     )
     # In a forked child per job: its provider call's span (made and sent by the child) too.
     forked_trace = uuid.uuid4().hex
-    provider.delay = 0
     reply = api.call(
         "POST",
         "/api/jobs/ai-forked",
