@@ -9,6 +9,7 @@ and the provider receives the propagated header."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # the ot
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT
 from tests.test_api import SECRET, serve
@@ -310,6 +312,23 @@ def test_an_http_submission_with_a_traceparent_is_traced_to_its_provider_call(vq
         send = _one(spans, kind="producer", trace_id=batch_trace, attrs={"messaging.message.id": job_id})
         assert send["parent"] == batch["span_id"]
         assert _one(spans, kind="consumer", attrs={"messaging.message.id": job_id})["parent"] == send["span_id"]
+    # Exemplars: scraped as OpenMetrics, a run-time bucket of the type links to one of its traces.
+    ops = api.token("ops", "operator")
+    deadline, linked = time.monotonic() + 15, []
+    while not linked and time.monotonic() < deadline:  # once the archiver has counted the attempts
+        scrape = api.call("GET", "/metrics", ops, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        assert scrape.status == 200 and scrape.headers["content-type"].startswith("application/openmetrics-text")
+        rows = [
+            x for x in scrape.body.splitlines() if x.startswith('vq_job_run_seconds_bucket{job_type="ai-processing"')
+        ]
+        linked = [m[1] for x in rows if (m := re.search(r' # \{[^}]*trace_id="(\w+)"', x))]
+        time.sleep(0.2)
+    traced = {s["trace_id"] for s in spans if s["kind"] == "consumer"}
+    assert linked and set(linked) <= traced, "each exemplar names a trace of an ai-processing attempt"
+    parsed = {f.name: f for f in text_string_to_metric_families(scrape.body)}  # valid OpenMetrics, exemplars too
+    assert any(s.exemplar for s in parsed["vq_job_run_seconds"].samples)
+    plain = api.call("GET", "/metrics", ops)
+    assert plain.headers["content-type"].startswith("text/plain") and "trace_id" not in plain.body
     # The first job, submitted without a traceparent, has a trace of its own.
     other = {s["trace_id"] for s in spans if s["attributes"].get("messaging.message.id") == first.body["id"]}
     assert len(other) == 1 and trace_id not in other

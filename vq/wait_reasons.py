@@ -105,11 +105,12 @@ def _first_held_by_a_group(
     return f"behind {text(first)}, held by group {name}={key}: {why}"
 
 
-def held_at_start(conn: Redis, settings, job_type: str, user: str) -> str:
-    """Which limit was at its bound once a job of `job_type` for `user` started (the job
+def held_at_start(conn: Redis, settings, job_type: str, user: str, in_force: dict | None = None) -> str:
+    """Which limit was at its bound as a job of `job_type` for `user` started (the job
     counted): the one that most likely held it, told after the fact for its trace's wait
-    span (vq/telemetry/jobs.py); a few reads, made off the worker's path."""
-    in_force = limits.effective(conn, settings)
+    span (vq/telemetry/jobs.py). `in_force`: limits.effective's answer, when the caller
+    keeps one."""
+    in_force = in_force or limits.effective(conn, settings)
     type_limit = limits.type_limit(conn, settings, job_type, in_force)
     user_limit = limits.user_limit(conn, settings, user or "_", in_force)
     now = int(time.time() * 1000)

@@ -219,7 +219,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
                     Worker.execute_job(self, job, queue)  # RQ's fork, monitor and clean-up of the child
                 else:
                     SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]  # uses only a Worker's attributes
-                trace_jobs.ended(span, job, refresh=self._forking)
+                trace_jobs.ended(span, job, refresh=self._forking, conn=self.connection)
         finally:
             self._disarm()
             self._forking = False

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -214,20 +214,6 @@ def failed(made, description: str | None = None) -> None:
         from opentelemetry.trace import Status, StatusCode
 
         made.set_status(Status(StatusCode.ERROR, description))
-
-
-_before_flush: list[Callable[[], None]] = []
-
-
-def before_flush(hook: Callable[[], None]) -> None:
-    """Run `hook` before this process's spans are flushed or its exporter stops (what it
-    still holds becomes spans first)."""
-    _before_flush.append(hook)
-
-
-def run_before_flush() -> None:
-    for hook in _before_flush:
-        hook()
 
 
 def flush(timeout_s: float = 5.0) -> None:

@@ -15,8 +15,6 @@ import contextvars
 import json
 import logging
 import os
-import queue
-import threading
 import time
 from typing import Any
 
@@ -96,8 +94,9 @@ def sent(job_type: str, job_id: str) -> str | None:
 
 def waited(settings, job, number: int, started_ns: int) -> None:
     """The job's `wait` span, from when it became runnable (created, due, retried, requeued)
-    to `started_ns`, with `vq.wait.reason`: the limit at its bound when it started
-    (wait_reasons.held_at_start), looked up in a background thread, never on the worker's path."""
+    to `started_ns`, with `vq.wait.reason` for a wait over WAIT_EXPLAINED_AFTER_MS: the limit
+    at its bound as it starts (wait_reasons.held_at_start), read at most once a second per
+    type and user (a drain of thousands of jobs costs a few reads a second, not a few per job)."""
     parent = job.meta.get(telemetry.META_KEY)
     if not parent or job.enqueued_at is None:
         return
@@ -105,18 +104,13 @@ def waited(settings, job, number: int, started_ns: int) -> None:
 
     start_ns = int(as_utc(job.enqueued_at).timestamp() * 1e9)
     job_type = job.meta.get("jobType") or ""
-    attributes = {
-        **messaging(None, job_type, job.id),
-        "vq.job.attempt": number,
-    }
-    if (started_ns - start_ns) / 1e6 < WAIT_EXPLAINED_AFTER_MS:
-        telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=started_ns, attributes=attributes)
-        return
-    explainer = _explainer(settings)
-    if explainer.todo.qsize() > 1000:  # more long waits than the thread can look into: without reasons
-        telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=started_ns, attributes=attributes)
-        return
-    explainer.put((job_type, job.meta.get("userId") or "_", parent, start_ns, started_ns, attributes))
+    attributes = {**messaging(None, job_type, job.id), "vq.job.attempt": number}
+    if (started_ns - start_ns) / 1e6 >= WAIT_EXPLAINED_AFTER_MS:
+        try:
+            attributes["vq.wait.reason"] = _reasons(settings).reason(job_type, job.meta.get("userId") or "_")
+        except Exception as exc:  # noqa: BLE001 - a trace goes without the reason, the job never notices
+            log.debug("telemetry: no wait reason (%s)", exc)
+    telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=started_ns, attributes=attributes)
 
 
 def attempt(job, worker_name: str, number: int, start_ns: int | None = None):
@@ -139,11 +133,26 @@ def attempt(job, worker_name: str, number: int, start_ns: int | None = None):
     )
 
 
-def ended(made, job, refresh: bool) -> None:
+def ended(made, job, refresh: bool, conn=None) -> None:
     """An attempt span's outcome (finished, retrying, failed, canceled ...) and its error's
-    category, as the job's hash has them (`refresh`: re-read, when a forked child wrote them)."""
+    category, as the job's hash has them (`refresh`: re-read, when a forked child wrote them);
+    with `conn`, the attempt offered as its run-time bucket's exemplar (vq/exemplars.py)."""
     if made is None:
         return
+    context = made.get_span_context()
+    if conn is not None and context.trace_flags.sampled and hasattr(made, "start_ns"):
+        from vq import exemplars
+
+        try:
+            exemplars.offer(
+                conn,
+                job.meta.get("jobType") or "",
+                (time.time_ns() - made.start_ns) / 1e6,
+                f"{context.trace_id:032x}",
+                f"{context.span_id:016x}",
+            )
+        except Exception as exc:  # noqa: BLE001 - an exemplar is never worth a job's end
+            log.debug("telemetry: no exemplar (%s)", exc)
     status = job.get_status(refresh=refresh)
     error = (job.get_meta(refresh=True) if refresh else job.meta).get("error")
     outcome = getattr(status, "value", status) or "unknown"
@@ -211,76 +220,42 @@ def _traceparent_in(raw) -> str | None:
     return found if isinstance(found, str) else None
 
 
-class _Explainer:
-    """One thread per process: looks up why long waits waited, then records their spans. A
-    reason found for a type and user stands for `REASON_FRESH_S` (a drain of thousands of
-    jobs asks Redis once a second per user, not once per job); what is still queued when
-    the process ends is recorded without one (telemetry.before_flush)."""
+class _Reasons:
+    """This process's wait reasons, by type and user, each kept for FRESH_S; the limits in
+    force kept as long. Its own Redis client: the worker's may be fencing its pipelines."""
 
-    REASON_FRESH_S = 1.0
+    FRESH_S = 1.0
 
     def __init__(self, settings):
         from vq.connection import make_client
 
         self.settings = settings
         self.conn = make_client(settings)
-        self.todo: queue.SimpleQueue = queue.SimpleQueue()
         self.known: dict[tuple[str, str], tuple[float, str]] = {}
-        self.pid = os.getpid()
-        self.queued = self.recorded = 0  # items put, spans recorded: finish waits for the one in hand
-        telemetry.before_flush(self.finish)
-        threading.Thread(target=self._run, daemon=True, name="vq-trace-waits").start()
+        self.in_force: tuple[float, dict] = (float("-inf"), {})
 
-    def put(self, item: tuple) -> None:
-        self.queued += 1
-        self.todo.put(item)
-
-    def _run(self) -> None:
-        while True:
-            self._record(self.todo.get(), True)
-
-    def finish(self) -> None:
-        """Record what is queued, without reasons, and wait (a little) for the one in hand."""
-        if os.getpid() != self.pid:  # a forked child's copy of the queue is the parent's
-            return
-        while True:
-            try:
-                item = self.todo.get_nowait()
-            except queue.Empty:
-                break
-            self._record(item, False)
-        deadline = time.monotonic() + 2
-        while self.recorded < self.queued and time.monotonic() < deadline:
-            time.sleep(0.005)
-
-    def _record(self, item: tuple, explain: bool) -> None:
-        job_type, user, parent, start_ns, end_ns, attributes = item
-        if explain:
-            try:
-                attributes["vq.wait.reason"] = self._reason(job_type, user)
-            except Exception as exc:  # noqa: BLE001 - a trace goes without the reason, the job never notices
-                log.debug("telemetry: no wait reason (%s)", exc)
-        telemetry.record(f"wait {job_type}", parent=parent, start_ns=start_ns, end_ns=end_ns, attributes=attributes)
-        self.recorded += 1
-
-    def _reason(self, job_type: str, user: str) -> str:
+    def reason(self, job_type: str, user: str) -> str:
+        from vq import limits
         from vq.wait_reasons import held_at_start
 
         now = time.monotonic()
         at, reason = self.known.get((job_type, user), (float("-inf"), ""))
-        if now - at > self.REASON_FRESH_S:
-            reason = held_at_start(self.conn, self.settings, job_type, user)
-            if len(self.known) > 10_000:
-                self.known.clear()
-            self.known[(job_type, user)] = (now, reason)
+        if now - at <= self.FRESH_S:
+            return reason
+        if now - self.in_force[0] > self.FRESH_S:
+            self.in_force = (now, limits.effective(self.conn, self.settings))
+        reason = held_at_start(self.conn, self.settings, job_type, user, self.in_force[1])
+        if len(self.known) > 10_000:
+            self.known.clear()
+        self.known[(job_type, user)] = (now, reason)
         return reason
 
 
-_explainers: dict[int, _Explainer] = {}
+_reasons_by_pid: dict[int, _Reasons] = {}
 
 
-def _explainer(settings) -> _Explainer:
-    found = _explainers.get(os.getpid())
+def _reasons(settings) -> _Reasons:
+    found = _reasons_by_pid.get(os.getpid())
     if found is None:
-        found = _explainers[os.getpid()] = _Explainer(settings)
+        found = _reasons_by_pid[os.getpid()] = _Reasons(settings)
     return found

@@ -141,7 +141,6 @@ def _at_exit(provider: TracerProvider) -> None:
     def shutdown() -> None:
         if os.getpid() == pid and not done:  # once, and never by a forked child for its parent
             done.append(True)
-            telemetry.run_before_flush()
             if _batcher is not None:
                 _batcher.flush()
             provider.shutdown()
@@ -247,7 +246,6 @@ def continued(headers: Mapping[str, str]) -> Iterator[None]:
 
 def flush(timeout_s: float) -> None:
     if _provider is not None and _pid == os.getpid():
-        telemetry.run_before_flush()
         if _batcher is not None:
             _batcher.flush()
         _provider.force_flush(int(timeout_s * 1000))
