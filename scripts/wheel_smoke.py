@@ -104,6 +104,13 @@ def smoke(work: Path, *, fresh: bool) -> None:
         text=True,
     ).stdout.strip()
     check(where.startswith(str(venv)), f"vq was imported from {where!r}, not from the venv's install")
+    # the web dashboard's pages and assets (vq/webui) ship in the wheel: nothing is fetched at run time
+    installed_ui = Path(where).parent / "webui"
+    for name in ("templates/base.html", "templates/job.html", "static/htmx.min.js", "static/vq.css"):
+        check(
+            (installed_ui / name).read_bytes() == (ROOT / "vq" / "webui" / name).read_bytes(),
+            f"vq/webui/{name} not in the wheel",
+        )
     check(
         vq("config", "example").stdout == (ROOT / "config.example.yaml").read_text(),
         "vq config example does not print config.example.yaml",

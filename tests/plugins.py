@@ -349,6 +349,16 @@ def logger(ctx, data):
     return {"pid": os.getpid()}
 
 
+def replay_probe(ctx, data):
+    """Logs two lines, reports its progress once and saves a checkpoint: the writes of a
+    running job that tests/test_replayed_writes.py has Redis receive twice."""
+    ctx.log.info("probe line one")
+    ctx.log.info("probe line two")
+    ctx.progress(50, "half way")
+    ctx.checkpoint({"step": 1})
+    return {"probed": data.get("n")}
+
+
 _SHARED_POOL: list = []  # a pool kept across jobs, as a module-level executor is
 
 

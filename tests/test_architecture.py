@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-ADAPTERS = ("vq.cli", "vq.api", "vq.tui", "vq.__main__")
+ADAPTERS = ("vq.cli", "vq.api", "vq.tui", "vq.webui", "vq.__main__")
 
 
 def core_modules() -> list[str]:

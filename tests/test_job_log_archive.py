@@ -1,5 +1,5 @@
 """The archiver's copy of ended jobs' logs into the history database (vq/job_log_store.py,
-vq/history/archiver.py copy_logs): driven by the end events it reads, so a job's log is
+vq/history/log_copies.py): driven by the end events it reads, so a job's log is
 copied at once however many running jobs have logs waiting, and a walk over the pending set
 finds the ends it did not see. Real daemon, real Redis, real SQLite."""
 

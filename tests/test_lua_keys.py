@@ -166,6 +166,19 @@ def test_every_key_a_script_touches_is_one_keys_py_builds(redis_conn):
         job_log = JobLog(conn, job.id, 1, 10, 16_384)
         job_log.add(logging.makeLogRecord({"msg": "a line", "levelname": "INFO"}))
         job_log.flush()  # job_log.lua
+        from vq import events
+
+        events.emit(conn, "retried", job.id, TYPE, webhookUrl="http://example.invalid/hook")  # event_once.lua
+        from rq.job import JobStatus
+
+        from vq.recurring.runs import record_outcome_in
+        from vq.rq_seam import private
+
+        job.meta["recurringId"] = "r1"
+        private.set_status_locally(job, JobStatus.FINISHED)
+        with conn.pipeline(transaction=False) as pipe:
+            record_outcome_in(pipe, job)  # recurring_outcome.lua
+            pipe.execute()
         touched = _touched_by_scripts(conn, monitor)
     patterns = _patterns()
     assert len(touched) > 20, touched

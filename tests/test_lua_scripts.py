@@ -11,7 +11,7 @@ import time
 import redis
 
 from vq import keys
-from vq.admission import Admission, Start, release
+from vq.admission import Admission, Start, parse_admitted, release
 from vq.job_end import JobEnd
 from vq.limits import rebuild_effective
 
@@ -349,3 +349,35 @@ def test_the_same_end_run_again_writes_nothing_twice(redis_conn):
     events = [fields[b"event"] for _id, fields in redis_conn.xrange(keys.EVENTS)]
     assert events == [b"started", b"finished"], events
     assert _running(redis_conn, keys.running_type(TYPE)) == 0
+
+
+def test_the_same_admission_run_again_hands_out_the_same_job(redis_conn):
+    """redis-py runs a command again when its connection drops before the answer: the call
+    that ends a job and starts the next, and an idle worker's call, each run twice with the
+    same arguments, start one job, not two (the second left `started` with no worker)."""
+    _limits(redis_conn, type_limit=5, tiers={"free": 5})
+    for name in ("a", "b", "c", "d"):
+        _job(redis_conn, name, "u1")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    idle_call = admission._admit_args([TYPE], Start("w1", "x", 420, busy=False))
+    first, again = (admission._admit(args=idle_call) for _ in range(2))
+    assert parse_admitted(first).job_id == parse_admitted(again).job_id == "a"
+    a = parse_admitted(first)
+    end = JobEnd(
+        id="a",
+        key=keys.rq_job("a"),
+        fields=["status", "finished", "result", "{}"],
+        ttl=60,
+        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+        event=["event", "finished", "jobId", "a"],
+        dependents=keys.rq_dependents("a"),
+        token=a.token,
+    )
+    end_call = admission._admit_args([TYPE], Start("w1", "y", 420, busy=True), ("a", TYPE, "u1"), end)
+    first, again = (admission._admit(args=end_call) for _ in range(2))
+    assert parse_admitted(first).job_id == parse_admitted(again).job_id == "b"
+    assert parse_admitted(again).token == parse_admitted(first).token
+    assert _running(redis_conn, keys.running_type(TYPE)) == 1  # b only
+    assert {redis_conn.hget(keys.rq_job(j), "status") for j in ("c", "d")} == {b"queued"}
+    started = [f[b"jobId"] for _id, f in redis_conn.xrange(keys.EVENTS) if f[b"event"] == b"started"]
+    assert started == [b"a", b"b"]

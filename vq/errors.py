@@ -15,83 +15,62 @@ class VqError(Exception):
     http_status = 500
     code = "error"
 
+    def __init_subclass__(
+        cls, *, exit_code: int | None = None, http_status: int | None = None, code: str | None = None, **kwargs
+    ) -> None:
+        """A kind of error names what it changes in its class line:
+        `class NotFound(VqError, exit_code=4, http_status=404, code="not_found")`."""
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
+        if http_status is not None:
+            cls.http_status = http_status
+        if code is not None:
+            cls.code = code
+
     def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
 
 
-class InvalidInput(VqError):
+class InvalidInput(VqError, exit_code=2, http_status=422, code="invalid"):
     """Bad usage or input: an unknown option value, malformed JSON, oversize data."""
 
-    exit_code = 2
-    http_status = 422
-    code = "invalid"
 
-
-class ConfigError(InvalidInput):
+class ConfigError(InvalidInput, code="config"):
     """The configuration file (or environment) is invalid."""
 
-    code = "config"
 
-
-class RedisUnavailable(VqError):
+class RedisUnavailable(VqError, exit_code=3, http_status=503, code="redis_unavailable"):
     """Redis cannot be reached: says which address and what failed."""
 
-    exit_code = 3
-    http_status = 503
-    code = "redis_unavailable"
 
-
-class NotFound(VqError):
+class NotFound(VqError, exit_code=4, http_status=404, code="not_found"):
     """No such job, job type or queue."""
 
-    exit_code = 4
-    http_status = 404
-    code = "not_found"
 
-
-class Ambiguous(VqError):
+class Ambiguous(VqError, exit_code=2, http_status=409, code="ambiguous"):
     """A job id prefix that more than one job starts with: the message lists them."""
 
-    exit_code = 2
-    http_status = 409
-    code = "ambiguous"
 
-
-class Conflict(VqError):
+class Conflict(VqError, exit_code=2, http_status=409, code="conflict"):
     """The operation does not fit the job's current state (retrying a running job...)."""
 
-    exit_code = 2
-    http_status = 409
-    code = "conflict"
 
-
-class HistoryElsewhere(VqError):
+class HistoryElsewhere(VqError, exit_code=1, http_status=503, code="history_elsewhere"):
     """This host's history file is not the one history is written to (several hosts with
     their own `history.db`): its answer would be incomplete."""
 
-    exit_code = 1
-    http_status = 503
-    code = "history_elsewhere"
 
-
-class KeyMismatch(VqError):
+class KeyMismatch(VqError, exit_code=2, http_status=503, code="encryption_key_mismatch"):
     """Sensitive data would be encrypted with a key the daemons do not have (a CLI with
     another data directory made its own): the job would fail for good when it runs."""
 
-    exit_code = 2
-    http_status = 503
-    code = "encryption_key_mismatch"
 
-
-class HistoryUnavailable(VqError):
+class HistoryUnavailable(VqError, exit_code=1, http_status=503, code="history_unavailable"):
     """The history database cannot be opened or written (an unwritable folder, a file that
     is not SQLite, a full disk): jobs still run, their events wait in Redis."""
-
-    exit_code = 1
-    http_status = 503
-    code = "history_unavailable"
 
 
 # --- categories a handler raises (see "Error categories" in the README) -------------

@@ -14,9 +14,10 @@ import time
 from redis import Redis
 from redis.client import Pipeline
 
-from vq import keys
+from vq import keys, lua
 
 STREAM_MAXLEN = 1_000_000  # a cap for when no archiver runs; the archiver trims what it has written
+MARK_MS = 60_000  # how long an appended event's mark is kept: longer than redis-py's retries take (10 s timeouts, two retries)
 log = logging.getLogger("vq.events")
 
 
@@ -34,9 +35,20 @@ def emit(
     failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable;
     `result` is a finished job's result as JSON text (see `entry`)."""
     item, webhook_url, fields = entry(event, job_id, job_type, result=result, data=data, **fields)
-    conn.xadd(keys.EVENTS, item, maxlen=STREAM_MAXLEN, approximate=True)
-    if webhook_url:  # the notifiers read only these, not every event of every job
-        conn.xadd(keys.WEBHOOK_EVENTS, {**item, "url": webhook_url}, maxlen=STREAM_MAXLEN, approximate=True)
+    # Once, even when redis-py sends it again after a lost reply (vq/lua/event_once.lua); the
+    # webhook notifiers' copy in the same step (they read only those, not every event).
+    # By its text: a pipeline cannot load a script Redis lacks.
+    names = lua.names("event_once.lua")
+    conn.eval(
+        lua.source("event_once.lua"),
+        len(names) + 1,
+        *names,
+        keys.event_mark(job_id, event, item["ts"]),
+        MARK_MS,
+        STREAM_MAXLEN,
+        webhook_url or "",
+        *(part for pair in item.items() for part in pair),
+    )
     say(event, job_id, job_type, fields)
 
 

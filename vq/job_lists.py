@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from redis import Redis
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from vq import admission, keys
@@ -46,9 +47,7 @@ def page_jobs(
     """One page of `list_jobs` with the total that matches, for `vq jobs` and the API:
     `{"jobs", "total", "offset", "page", "limit"}`. Without a status filter the total is the
     indexes' count (cheap); with one, every matching job is read to count it."""
-    if page < 1 or limit < 1:
-        raise InvalidInput("page and limit must be at least 1")
-    offset = (page - 1) * limit
+    offset = page_offset(page, limit)
     views, total = _scan(conn, job_type, status, user, limit, offset, since_ms, count=bool(status))
     if not status:
         indexes = _indexes(conn, job_type, user)
@@ -58,8 +57,28 @@ def page_jobs(
             total = sum(pipe.execute())
         if job_type and user:  # the user's index holds other types: count what matches
             views, total = _scan(conn, job_type, status, user, limit, offset, since_ms, count=True)
-        total = max(total, offset + len(views))
-    return {"jobs": views, "total": total, "offset": offset, "page": page, "limit": limit}
+    return page_view(views, total, offset=offset, page=page, limit=limit)
+
+
+def page_offset(page: int, limit: int) -> int:
+    """How many jobs come before page `page` of `limit` each; a page or limit below 1 is refused
+    (one check for every paged listing: `vq jobs`, with or without --where)."""
+    if page < 1 or limit < 1:
+        raise InvalidInput("page and limit must be at least 1")
+    return (page - 1) * limit
+
+
+def page_view(views: list[dict], total: int, *, offset: int, page: int, limit: int) -> dict:
+    """A page of jobs as every paged listing answers it: `{"jobs", "total", "offset", "page",
+    "limit"}`. The total is never below what the pages so far have shown (a count taken a moment
+    before the page was read may lag it)."""
+    return {"jobs": views, "total": max(total, offset + len(views)), "offset": offset, "page": page, "limit": limit}
+
+
+def listed_view(job: Job, lined: set[str]) -> dict:
+    """A job Redis holds, as a listing shows it (`lined`: the ids admission.in_line found waiting
+    in a user's line)."""
+    return list_view(job_view(job, in_line=job.id in lined))
 
 
 def _indexes(conn: Redis, job_type: str | None, user: str | None) -> list[str]:
@@ -105,7 +124,7 @@ def _scan(
             matched += 1
             if matched <= offset or len(out) >= limit:
                 continue
-            out.append(list_view(job_view(job, in_line=job.id in lined)))  # the result is in the hash: no extra read
+            out.append(listed_view(job, lined))  # the result is in the hash: no extra read
             if len(out) >= limit and not count:
                 break
         if stale:

@@ -110,7 +110,7 @@ def archive_ended(conn: Redis, db, due: list[str]) -> int:
     """Copy the logs of jobs that have ended into the history database, then let their
     keys expire with the job (a job kept for ever keeps them; a job gone takes them).
     `due`: jobs the archiver saw end (their `finished`, `failed`, `canceled` or `removed`
-    event; vq/history/archiver.py copy_logs), at most ARCHIVE_BATCH: one SMISMEMBER keeps
+    event; vq/history/log_copies.py), at most ARCHIVE_BATCH: one SMISMEMBER keeps
     those that logged. So the copy costs nothing while no job ends, however many running
     jobs have logs; `sweep` finds the ends the archiver did not see."""
     if not due:

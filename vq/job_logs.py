@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 import weakref
 
 from redis import Redis
@@ -113,7 +114,8 @@ class JobLog:
                 return
             lua.script(self.conn, "job_log.lua")(
                 keys=[keys.job_log(self.job_id), keys.job_log_meta(self.job_id)],
-                args=[self.job_id, RUNNING_TTL, self.max_lines, self.max_bytes, *items],
+                # a write id: the same write sent again after a lost reply appends nothing
+                args=[self.job_id, RUNNING_TTL, self.max_lines, self.max_bytes, uuid.uuid4().hex, *items],
             )
 
 

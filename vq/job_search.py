@@ -17,10 +17,9 @@ from rq.serializers import JSONSerializer
 
 from vq import admission
 from vq.config import Settings
-from vq.errors import InvalidInput
 from vq.history import queries, search
-from vq.job_lists import list_view
-from vq.model import history_view, iso, job_view
+from vq.job_lists import listed_view, page_offset, page_view
+from vq.model import history_view, iso
 from vq.rq_seam.job import ReadableJob
 
 
@@ -38,37 +37,22 @@ def page_matching(
 ) -> dict:
     """One page of the jobs matching `where` (and the other filters), newest first, in
     `job_lists.page_jobs`' shape, plus `note` (why the history may miss the latest events)."""
-    if page < 1 or limit < 1:
-        raise InvalidInput("page and limit must be at least 1")
+    offset = page_offset(page, limit)
     indexed = settings.history.indexedFields
     search.clauses(where, indexed)  # a bad term is refused before waiting for the archiver
     db, note = queries.fresh(conn, settings)
     where = [*where, "status!=removed"]  # `vq rm` means gone: the history keeps its row, a listing does not
     since = iso(datetime.fromtimestamp(since_ms / 1000, UTC)) if since_ms is not None else None
-    offset = (page - 1) * limit
+    match = queries.JobFilter(user=user, since=since, job_type=job_type, status=status, where=where, indexed=indexed)
     try:
-        rows = queries.jobs(
-            db, user=user, job_type=job_type, status=status, since=since, where=where, indexed=indexed,
-            limit=limit, offset=offset,
-        )  # fmt: skip
-        total = queries.count(
-            db, user=user, job_type=job_type, status=status, since=since, where=where, indexed=indexed
-        )
+        rows = queries.jobs(db, match, limit=limit, offset=offset)
+        total = queries.count(db, match)
     finally:
         db.conn.close()
     fetched = ReadableJob.fetch_many([r["id"] for r in rows], connection=conn, serializer=JSONSerializer)
     lined = admission.in_line(conn, fetched)
     views = [
-        list_view(job_view(job, in_line=job.id in lined))
-        if job is not None
-        else history_view(row, depends_on=[], children=[], max_attempts=None)
+        listed_view(job, lined) if job is not None else history_view(row, depends_on=[], children=[], max_attempts=None)
         for row, job in zip(rows, fetched)
     ]
-    return {
-        "jobs": views,
-        "total": max(total, offset + len(views)),
-        "offset": offset,
-        "page": page,
-        "limit": limit,
-        "note": note,
-    }
+    return {**page_view(views, total, offset=offset, page=page, limit=limit), "note": note}

@@ -104,12 +104,23 @@ class Batch:
     def write(self, conn, pipe: Pipeline) -> None:
         """Into the caller's transaction: one script call for the whole batch."""
         if self._jobs:
-            args = [
-                utcformat(self.at),
-                int(self.at.timestamp() * 1000),
-                STREAM_MAXLEN,
-                len(self._numbers),
-                *self._head,
-                *self._jobs,
-            ]
-            lua.script(conn, "create.lua")(args=args, client=pipe)
+            lua.script(conn, "create.lua")(args=self._args(), client=pipe)
+
+    def write_as_text(self, pipe: Pipeline) -> None:
+        """`write` by the script's text (EVAL), not its SHA: no SCRIPT EXISTS before the
+        transaction (a command and a round trip per `submit`), and no NOSCRIPT from a Redis
+        that lost its scripts, which would leave the transaction's other writes done without
+        the job's."""
+        if self._jobs:
+            names = lua.names("create.lua")
+            pipe.eval(lua.source("create.lua"), len(names), *names, *self._args())
+
+    def _args(self) -> list:
+        return [
+            utcformat(self.at),
+            int(self.at.timestamp() * 1000),
+            STREAM_MAXLEN,
+            len(self._numbers),
+            *self._head,
+            *self._jobs,
+        ]

@@ -249,7 +249,8 @@ BREAKERS = PREFIX + "breakers"  # set of provider names that have a breaker reco
 
 
 def breaker(provider: str) -> str:
-    """hash: state, openedAt, nextProbe (ms) of one provider's circuit breaker."""
+    """hash: state, openedAt, nextProbe (ms), probing (ms) and prober (the probing call's id) of one
+    provider's circuit breaker."""
     return f"{PREFIX}breaker:{provider}"
 
 
@@ -342,6 +343,14 @@ ARCHIVER_CANDIDATES = PREFIX + "archiver:candidates"  # hash db id -> a file's p
 DAEMONS = PREFIX + "daemons"  # hash host:pid -> JSON of a running daemon's state (vq/presence.py)
 DAEMON_PROBLEMS = PREFIX + "daemons:problems"  # hash host:pid:process -> JSON of what keeps it from working
 WEBHOOK_EVENTS = PREFIX + "webhooks:events"  # stream: the ended events of jobs that have a webhookUrl
+
+
+def event_mark(job_id: str, event: str, ts: str) -> str:
+    """string, kept a minute: this event of this job at this ms was appended (vq/lua/event_once.lua),
+    so the same append sent again after a lost reply appends nothing."""
+    return f"{PREFIX}emitted:{job_id}:{event}:{ts}"
+
+
 WEBHOOK_RETRIES = PREFIX + "webhooks:retries"  # zset delivery (JSON) -> when to try again (epoch ms)
 HEALTH_LAST = PREFIX + "health:last"  # the overall status the last check saw (alerts fire on change)
 
@@ -365,6 +374,11 @@ GROUPS_FIELD = "vq_groups"
 # what it holds while it runs ({holder, gpu: [device indices], resource: amount}, from admission).
 RESOURCES_FIELD = "vq_resources"
 HELD_FIELD = "vq_held"
+# In a finished job's RQ hash (the worker's next job) and in a worker's RQ hash (an idle
+# worker's call): what the admission call handed out, JSON [token, id, queue, user, started],
+# so that the same call run again (redis-py's retry after a lost reply) hands out the same job
+# instead of a second one (vq/lua/admit_main.lua).
+HANDED_OUT_FIELD = "vq_handed_out"
 STALE_REFUSED = PREFIX + "fence:refused"  # counter: writes refused because their lease token was stale
 LEASES_LOST = PREFIX + "fence:lost"  # counter: jobs a worker stopped because it could not keep their lease
 
@@ -411,8 +425,16 @@ def job_log(job_id: str) -> str:
 
 def job_log_meta(job_id: str) -> str:
     """hash: the bookkeeping of a job's log list: seq (lines seen), head (lines kept at the
-    start), bytes, closed, dropped (vq/lua/job_log.lua)."""
+    start), bytes, closed, dropped, write (the last write's id: vq/lua/job_log.lua)."""
     return f"{PREFIX}logmeta:{job_id}"
 
 
 JOB_LOGS_PENDING = PREFIX + "logs:pending"  # set: jobs whose logs the archiver copies when they end
+
+
+UI_SECRET = PREFIX + "ui:secret"  # the web dashboard's cookie-signing key, made once (vq/webui/sessions.py)
+
+
+def ui_session(session_id: str) -> str:
+    """The web dashboard's session (hash: token, csrf), expiring with the token it was made from."""
+    return f"{PREFIX}ui:session:{session_id}"

@@ -5,6 +5,7 @@
 nothing and returns an empty result.
 
 `sleep` (fairness.py) holds its slot for a fixed time: `data["ms"]` milliseconds.
+`provider_call` (bullmq.py) waits on a stub provider's answer, as an I/O-bound handler does.
 """
 
 import time
@@ -37,3 +38,14 @@ def stamp_start(*_args, **_kwargs) -> dict:
         pipe.hincrby(RUNS_KEY, job.id, 1)
         pipe.execute()
     return {}
+
+
+def provider_call(_ctx=None, data: dict | None = None, **_kwargs) -> dict:
+    """bullmq.py's I/O-bound drain: POST to the stub provider at `data["url"]` through vq's
+    pooled httpx client (vq/providers/pool.py, what `ctx.call_provider` sends with) and
+    wait for its answer; the stub answers after its delay (50 ms)."""
+    from vq.config import ProviderSettings
+    from vq.providers.http import call_http
+
+    url = (data or {})["url"]
+    return call_http("bench-stub", ProviderSettings(url=url, timeout=10_000), {"prompt": "a short prompt"})

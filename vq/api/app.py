@@ -10,7 +10,7 @@ check, whom a request acts for), the middleware, the error handlers, and one rou
 resource (vq/api/routes/). The routers of fixed paths (recurring, stats, user, queues,
 health, performance, types, events) are included before the jobs router's `{jobType}`
 routes, and no job type may take one of their names (config validation), so neither
-shadows the other.
+shadows the other. The web dashboard (vq/webui) is mounted beside them under /ui.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from redis import Redis
 
-from vq import jobdata, telemetry
+from vq import jobdata, telemetry, webui
 from vq.api import schemas
 from vq.api.body_limit import BodyLimit
 from vq.api.context import Context
@@ -55,11 +55,13 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
         default_response_class=StrictJSONResponse,
         generate_unique_id_function=schemas.operation_id,
     )
-    install_handlers(app)
+    install_handlers(app, html=webui.error_page if settings.http.ui else None)
     app.add_middleware(BodyLimit, limit=settings.http.maxBodyBytes)
     if telemetry.on():  # a SERVER span per request (docs/tracing.md); no layer at all otherwise
         app.add_middleware(ServerSpans)
     app.add_middleware(RequestId)  # outermost: every answer has an id and an access line
     for resource in ROUTERS:
         app.include_router(resource.router(ctx))
+    if settings.http.ui:
+        webui.mount(app, ctx.conn, settings, ctx.stream_conn)  # the web dashboard under /ui (vq/webui)
     return app

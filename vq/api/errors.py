@@ -5,13 +5,13 @@ Redis being down. Also the error responses every route documents in the OpenAPI 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vq.api.ratelimit import RateLimited
@@ -73,33 +73,51 @@ def _unparsed(cause: BaseException | None) -> str:
     return f"body: could not be read ({type(cause).__name__ if cause else 'unknown error'})"
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Answer every refusal in vq's error shape, with the status its error names."""
+HtmlErrors = Callable[[Request, int, str, BaseException], Response]
+"""How the web dashboard (vq/webui) answers a refusal of one of its /ui pages: a page, not JSON."""
+
+
+def install_handlers(app: FastAPI, html: HtmlErrors | None = None) -> None:
+    """Answer every refusal in vq's error shape, with the status its error names; under /ui,
+    with `html`'s page."""
+
+    def dashboard(request: Request) -> bool:
+        return html is not None and (request.url.path == "/ui" or request.url.path.startswith("/ui/"))
 
     @app.exception_handler(VqError)
-    async def _vq_error(_request: Request, exc: VqError):
+    async def _vq_error(request: Request, exc: VqError):
+        if html is not None and dashboard(request):
+            return html(request, exc.http_status, exc.message, exc)
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
         if exc.http_status == 401:
             headers = {"WWW-Authenticate": bearer_challenge(exc.message)}
         return _error(exc.http_status, exc.code, exc.message, exc.field, headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException):
+    async def _http_error(request: Request, exc: StarletteHTTPException):
         """Starlette's own refusals (a body that cannot be parsed, a wrong method, a body over
         the limit) in vq's error shape."""
         message = _unparsed(exc.__cause__) if exc.detail == "There was an error parsing the body" else str(exc.detail)
+        if html is not None and dashboard(request):
+            return html(request, exc.status_code, message, exc)
         return _error(exc.status_code, HTTP_CODES.get(exc.status_code, "error"), message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         if first.get("type") == "json_invalid":
             return _error(
                 400, "malformed", f"body: not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
             )
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
+        if html is not None and dashboard(request):
+            return html(
+                request, 404 if first.get("loc", ("",))[0] == "path" else 422, f"{where}: {first.get('msg')}", exc
+            )
         return _error(422, "invalid", f"{where}: {first.get('msg', 'invalid')}", where)
 
     @app.exception_handler(redis.ConnectionError)
-    async def _redis_down(_request: Request, exc: Exception):
+    async def _redis_down(request: Request, exc: Exception):
+        if html is not None and dashboard(request):
+            return html(request, 503, "Redis unreachable", exc)
         return _error(503, "redis_unavailable", f"Redis unreachable: {str(exc).splitlines()[0] if str(exc) else exc}")

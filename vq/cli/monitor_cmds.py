@@ -351,18 +351,17 @@ def register(app: typer.Typer) -> None:
             _reindex(st, as_json)
             return
         db = _fresh_history(st)
+        match = history_service.JobFilter(
+            user=user, since=since, job_type=job_type, status=status, where=where, indexed=indexed
+        )
         if job == "export":
-            for chunk in history_service.export(
-                db, fmt, user=user, since=since, job_type=job_type, status=status, where=where, indexed=indexed
-            ):
+            for chunk in history_service.export(db, fmt, match):
                 sys.stdout.write(chunk)
             return
         if job:
             emit(history_service.timeline(db, job), as_json, _render_timeline)
             return
-        rows = history_service.jobs(
-            db, user=user, since=since, job_type=job_type, status=status, where=where, indexed=indexed, limit=limit
-        )
+        rows = history_service.jobs(db, match, limit=limit)
         emit(rows, as_json, _render_jobs)
 
     @app.command("audit", epilog=example("vq audit --action cancel --since 12h"))

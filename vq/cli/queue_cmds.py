@@ -13,6 +13,7 @@ from vq.errors import NotFound
 from vq.jobtypes import job_types
 
 TYPE_HELP = "A job type (see `vq types`)."
+TYPE_ARGUMENT = typer.Argument(..., metavar="TYPE", help=TYPE_HELP)  # pause, resume and clear take one
 
 
 def _render_counts(rows: list[dict]) -> None:
@@ -50,6 +51,14 @@ def _render_counts(rows: list[dict]) -> None:
     )
 
 
+def _switch(ctx: typer.Context, job_type: str, as_json: bool, change, action: str, done: str) -> None:
+    """`vq pause` and `vq resume`: the change on every host, recorded in the audit trail, said."""
+    st = state(ctx)
+    row = change(st.conn, st.settings, job_type)
+    audit.record(st.conn, audit.cli_actor(), "operator", action, job_type)
+    emit(row, as_json, lambda r: err.print(f"{r['jobType']} {done}"))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("queues", epilog=example("vq queues --json"))
     def list_queues(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
@@ -58,33 +67,19 @@ def register(app: typer.Typer) -> None:
         emit(queues.counts(st.conn, st.settings), as_json, _render_counts)
 
     @app.command("pause", epilog=example("vq pause video-generation"))
-    def pause(
-        ctx: typer.Context,
-        job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
-        as_json: bool = JSON_OPTION,
-    ) -> None:
+    def pause(ctx: typer.Context, job_type: str = TYPE_ARGUMENT, as_json: bool = JSON_OPTION) -> None:
         """Stop starting jobs of TYPE on every host (running ones finish)."""
-        st = state(ctx)
-        row = queues.pause(st.conn, st.settings, job_type)
-        audit.record(st.conn, audit.cli_actor(), "operator", "pause", job_type)
-        emit(row, as_json, lambda r: err.print(f"{r['jobType']} paused"))
+        _switch(ctx, job_type, as_json, queues.pause, "pause", "paused")
 
     @app.command("resume", epilog=example("vq resume video-generation"))
-    def resume(
-        ctx: typer.Context,
-        job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
-        as_json: bool = JSON_OPTION,
-    ) -> None:
+    def resume(ctx: typer.Context, job_type: str = TYPE_ARGUMENT, as_json: bool = JSON_OPTION) -> None:
         """Start jobs of TYPE again."""
-        st = state(ctx)
-        row = queues.resume(st.conn, st.settings, job_type)
-        audit.record(st.conn, audit.cli_actor(), "operator", "resume", job_type)
-        emit(row, as_json, lambda r: err.print(f"{r['jobType']} resumed"))
+        _switch(ctx, job_type, as_json, queues.resume, "resume", "resumed")
 
     @app.command("clear", epilog=example("vq clear image-generation --yes"))
     def clear(
         ctx: typer.Context,
-        job_type: str = typer.Argument(..., metavar="TYPE", help=TYPE_HELP),
+        job_type: str = TYPE_ARGUMENT,
         yes: bool = YES_OPTION,
         as_json: bool = JSON_OPTION,
     ) -> None:

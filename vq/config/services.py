@@ -242,6 +242,7 @@ class HttpSettings(_Strict):
     jwt_public_key: Annotated[str, Meta(description="a PEM file: verify RS256 tokens with it instead")] | None = None
     rateLimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     maxBodyBytes: Annotated[int, Meta(ge=1024, description="largest request body accepted")] = 2_097_152
+    ui: Annotated[bool, Meta(description="serve the web dashboard under /ui (docs/web-dashboard.md)")] = True
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")

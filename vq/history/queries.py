@@ -11,7 +11,9 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from redis import ConnectionError as RedisConnectionError
 from redis import Redis
@@ -129,43 +131,49 @@ def _where(equal: dict[str, str | None], since: str | None, since_column: str) -
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _filters(
-    user: str | None,
-    since: str | None,
-    job_type: str | None,
-    status: str | None,
-    where: list[str] | None = None,
-    indexed: list[str] | None = None,
-) -> tuple[str, list]:
-    """The WHERE clause of the named filters and the `--where` terms (vq/history/search.py)."""
-    sql, params = _where({"user_id": user, "job_type": job_type, "status": status}, since, "created_at")
-    if where:
-        conditions, values = search.clauses(where, indexed or [])
-        sql = (sql + " AND " if sql else " WHERE ") + " AND ".join(conditions)
-        params += values
-    return sql, params
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs of the history a listing, a count or an export takes: named once, so `jobs`,
+    `count` and `export` build the same WHERE clause from it. `where`: FIELD OP VALUE terms, data
+    fields among `indexed` (history.indexedFields; vq/history/search.py)."""
+
+    user: str | None = None
+    since: str | None = None
+    job_type: str | None = None
+    status: str | None = None
+    where: list[str] | None = None
+    indexed: list[str] | None = None
+
+    def sql(self) -> tuple[str, list]:
+        """The WHERE clause of the named filters and the `--where` terms, and its parameters."""
+        sql, params = _where(
+            {"user_id": self.user, "job_type": self.job_type, "status": self.status}, self.since, "created_at"
+        )
+        if self.where:
+            conditions, values = search.clauses(self.where, self.indexed or [])
+            sql = (sql + " AND " if sql else " WHERE ") + " AND ".join(conditions)
+            params += values
+        return sql, params
+
+
+def _filter_of(match: JobFilter | None, fields: dict[str, Any]) -> JobFilter:
+    """`match`, or one made of the filter's fields given as keywords (callers written before
+    JobFilter, as scripts/bench/history_search.py: `jobs(db, where=..., indexed=...)`)."""
+    if match is not None and fields:
+        raise TypeError("give a JobFilter or its fields as keywords, not both")
+    return match if match is not None else JobFilter(**fields)
 
 
 MAX_OFFSET = 1_000_000_000  # rows to skip: past any history, and within SQLite's integers
 
 
-def jobs(
-    db,
-    *,
-    user: str | None = None,
-    since: str | None = None,
-    job_type: str | None = None,
-    status: str | None = None,
-    where: list[str] | None = None,
-    indexed: list[str] | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[dict]:
-    """Jobs newest first (spec: user job history); `where`: FIELD OP VALUE terms, data fields
-    among `indexed` (history.indexedFields; vq/history/search.py). The data copy is not shown."""
-    sql, params = _filters(user, since, job_type, status, where, indexed)
+def jobs(db, match: JobFilter | None = None, *, limit: int = 50, offset: int = 0, **fields: Any) -> list[dict]:
+    """Jobs newest first (spec: user job history), those `match` takes (or the JobFilter of
+    `fields`). The data copy is not shown."""
+    match = _filter_of(match, fields)
+    sql, params = match.sql()
     page = f"SELECT {SHOWN} FROM render_jobs{sql} ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
-    if where:  # the page's rows picked from the index alone, then read: not every match read to be sorted
+    if match.where:  # the page's rows picked from the index alone, then read: not every match read to be sorted
         page = (
             f"SELECT {SHOWN} FROM render_jobs WHERE rowid IN (SELECT rowid FROM render_jobs{sql} "
             "ORDER BY created_at DESC, rowid LIMIT ? OFFSET ?) ORDER BY created_at DESC, rowid"
@@ -178,18 +186,9 @@ def jobs(
     return rows
 
 
-def count(
-    db,
-    *,
-    user: str | None = None,
-    since: str | None = None,
-    job_type: str | None = None,
-    status: str | None = None,
-    where: list[str] | None = None,
-    indexed: list[str] | None = None,
-) -> int:
+def count(db, match: JobFilter | None = None, **fields: Any) -> int:
     """How many jobs `jobs` would list without a limit."""
-    sql, params = _filters(user, since, job_type, status, where, indexed)
+    sql, params = _filter_of(match, fields).sql()
     return db.execute(f"SELECT COUNT(*) FROM render_jobs{sql}", params).fetchone()[0]
 
 
@@ -208,21 +207,11 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def export(
-    db,
-    fmt: str,
-    *,
-    user: str | None = None,
-    since: str | None = None,
-    job_type: str | None = None,
-    status: str | None = None,
-    where: list[str] | None = None,
-    indexed: list[str] | None = None,
-) -> Iterator[str]:
-    """Every matching job row, oldest first, as CSV (a header line first) or JSON lines."""
+def export(db, fmt: str, match: JobFilter | None = None, **fields: Any) -> Iterator[str]:
+    """Every job `match` takes, oldest first, as CSV (a header line first) or JSON lines."""
     if fmt not in EXPORT_FORMATS:
         raise InvalidInput(f"--format: {fmt!r} is not one of csv, json", field="format")
-    sql, params = _filters(user, since, job_type, status, where, indexed)
+    sql, params = _filter_of(match, fields).sql()
     rows = db.query(f"SELECT {SHOWN} FROM render_jobs{sql} ORDER BY created_at, id", params)
     if fmt == "json":
         for row in rows:

@@ -84,6 +84,7 @@ PROTOCOLS: dict[str, Protocol] = {
             *_GROUPS,
             *_HELD,
             ("resources_field", keys.RESOURCES_FIELD),
+            ("handed_out_field", keys.HANDED_OUT_FIELD),
             ("idle", keys.INBOX_IDLE),
             ("priorities", keys.PRIORITY_ORDER),
         ),
@@ -144,6 +145,10 @@ PROTOCOLS: dict[str, Protocol] = {
         parts=("create.lua",),
         names=(("events", keys.EVENTS), ("job", keys.RQ_JOB_PREFIX), ("queue", keys.RQ_QUEUE_PREFIX)),
     ),
+    "event_once.lua": Protocol(
+        parts=("event_once.lua",), names=(("events", keys.EVENTS), ("webhook_events", keys.WEBHOOK_EVENTS))
+    ),
+    "recurring_outcome.lua": Protocol(parts=("recurring_outcome.lua",)),  # its keys are the caller's
     "breaker.lua": Protocol(parts=("breaker.lua",)),  # all its keys are the caller's
     "archiver_lease.lua": Protocol(parts=("archiver_lease.lua",)),
     "batch_sync.lua": Protocol(parts=("batch_sync.lua",)),  # all its keys are the caller's (vq/batches.py)

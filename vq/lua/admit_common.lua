@@ -91,6 +91,7 @@ local giving_back = opts.give_back  -- nil: no finished job
 local starting = opts.start  -- nil: admit only
 local worker = starting and starting.worker or ''
 local prios = C.priorities
+local noted_on_worker = false  -- what this call hands out is noted in the worker's hash (admit_main.lua)
 local UNLIMITED = 1000000000
 local WAKE_KEEP, WAKE_MAX = 16, 64
 

@@ -1,13 +1,13 @@
 -- Admission, part 2: the end of a finished job, and its slots back.
 
 -- The end of a finished job, written here rather than in a transaction of its own (two
--- commands and a result stream fewer per job; vq/worker.py handle_job_success): its hash's
--- new fields (status, end time, result), its expiry, RQ's finished registry, the
--- `finished` event (and the webhook notifier's copy). Answers whether it has dependents
+-- commands and a result stream fewer per job; vq/worker.py handle_job_success): its expiry,
+-- RQ's finished registry, the `finished` event (and the webhook notifier's copy), and its
+-- hash's new fields (status, end time, result), which `write_end` writes last, with what
+-- this call handed out (admit_main.lua). Answers whether it has dependents
 -- to enqueue: the set of them expires with the job, as RQ's Job.cleanup has it, and
 -- EXPIRE's answer says whether there is one (EXISTS only when nothing expires).
 local function finish(f)
-  redis.call('HSET', f.key, unpack(f.fields))
   local score, has_dependents = '+inf', nil
   if f.ttl > 0 then
     redis.call('EXPIRE', f.key, f.ttl)
@@ -25,23 +25,32 @@ local function finish(f)
   return has_dependents
 end
 
+local ending = nil  -- the finished job's end, its hash's fields still to write (write_end)
+local replayed = nil  -- this very call ran before: what it handed out (JSON), or '' for nothing known
+
 -- The finished job's end (ARGV[2]) and its slots back: {has_dependents (-1: refused),
 -- whether the slots were given back}. Fenced: a worker whose lease was taken over (it was
 -- paused past it, or cut off from Redis, and stalled-job recovery gave the job to
 -- another) writes nothing, and gives back no slot: the slots under the job's id are the
 -- new holder's now.
+--
+-- Run twice: redis-py sends a command again when its connection drops before the answer
+-- (Redis restarting, a timeout), and the job's status then already says finished. Nothing
+-- is written twice (one `finished` event), no slot is given back twice (the job's id may
+-- hold new ones by then), and admit_main.lua hands out the job the first run handed out
+-- (the finished job's hash names it), not a second one.
 local function end_finished()
   local has_dependents, stale = 0, false
   if ARGV[2] ~= '' then
     local f = cjson.decode(ARGV[2])
-    local now_in = redis.call('HMGET', f.key, 'status', C.lease_field)  -- one read for both checks
+    local now_in = redis.call('HMGET', f.key, 'status', C.lease_field, C.handed_out_field)  -- one read for all checks
     if now_in[1] == 'finished' then
-      -- Written already: this is the same call again (redis-py retries a command whose
-      -- connection dropped before its answer came back, as when Redis restarts), so
-      -- nothing twice (one `finished` event); the dependents as the first call found them.
-      has_dependents = redis.call('EXISTS', f.dependents)
+      has_dependents = redis.call('EXISTS', f.dependents)  -- as the first run found them
+      replayed = now_in[3] or ''
+      return has_dependents, false
     elseif f.token == cjson.null or now_in[2] == f.token then  -- null: started unfenced
       has_dependents = finish(f)
+      ending = f
     else
       stale = true
       has_dependents = -1
@@ -52,8 +61,23 @@ local function end_finished()
   if gave_back then
     redis.call('ZREM', K.running_type .. giving_back.type, giving_back.id)
     redis.call('ZREM', K.running_user .. giving_back.user, giving_back.id)
-    groups_lease(redis.call('HGET', K.job .. giving_back.id, C.groups_field), giving_back.id, nil)  -- groups.lua
-    resources_lease(redis.call('HGET', K.job .. giving_back.id, C.held_field), giving_back.id, nil)  -- resources.lua
+    local held = redis.call('HMGET', K.job .. giving_back.id, C.groups_field, C.held_field)
+    groups_lease(held[1], giving_back.id, nil)  -- groups.lua
+    resources_lease(held[2], giving_back.id, nil)  -- resources.lua
   end
   return has_dependents, gave_back
+end
+
+-- The finished job's fields (finish), and what this call handed out (`note`: JSON, or nil),
+-- into its hash: the mark a second run of this call reads (end_finished).
+local function write_end(note)
+  if ending then
+    if note then
+      redis.call('HSET', ending.key, C.handed_out_field, note, unpack(ending.fields))
+    else
+      redis.call('HSET', ending.key, unpack(ending.fields))
+    end
+  elseif replayed == '' and note then  -- run again after a first run that handed out nothing
+    redis.call('HSET', cjson.decode(ARGV[2]).key, C.handed_out_field, note)
+  end
 end

@@ -2,6 +2,32 @@
 -- a wake for an idle worker, then the admission of one job.
 
 local has_dependents, gave_back = end_finished()
+
+-- The reply a second run of this call gives (see end_finished): the job the first run
+-- handed out (`mark`, JSON [token, id, queue, user, started]), as its hash is now; nothing
+-- when it no longer runs under this call's token. nil: `mark` is another call's.
+local function handed_before(mark)
+  local ok, m = pcall(cjson.decode, mark)
+  if not ok or type(m) ~= 'table' or m[1] ~= token then return nil end
+  local job = redis.call('HGETALL', K.job .. m[2])
+  if as_map(job)[C.lease_field] ~= token then return {has_dependents} end
+  return {has_dependents, m[2], m[3], m[4], job, m[5]}
+end
+
+-- Where a second run finds what this one hands out: the finished job's hash, when this
+-- call wrote its end (write_end); else the calling worker's hash (one HGET per such call:
+-- an idle worker's, or one whose end was refused).
+if replayed and replayed ~= '' then
+  local again = handed_before(replayed)
+  if again then return again end
+end
+noted_on_worker = ending == nil and replayed == nil and worker ~= ''
+if noted_on_worker then
+  local mark = redis.call('HGET', K.worker .. worker, C.handed_out_field)
+  local again = mark and handed_before(mark)
+  if again then return again end
+end
+
 local listed, idle = route()
 
 -- Freed slots may let an idle worker run a job this one does not take (another type,
@@ -12,17 +38,24 @@ if gave_back and next(idle) ~= nil then
   if redis.call('LPUSH', K.wake, 1) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
 end
 
+-- The reply, after the finished job's fields and what is handed out go into its hash.
+local function handed(reply, note)
+  write_end(note)
+  return reply
+end
+
 local found, t, p = admit_listed(listed)
-if found then return hand_out(found, t, p, has_dependents, idle) end
+if found then return handed(hand_out(found, t, p, has_dependents, idle)) end
 -- A finishing worker skips the look at every other ring: finding nothing, it calls again
 -- on its own.
-if giving_back then return {has_dependents} end
+if giving_back then return handed({has_dependents}) end
 found, t, p = admit_unlisted(listed)
-if found then return hand_out(found, t, p, has_dependents, idle) end
+if found then return handed(hand_out(found, t, p, has_dependents, idle)) end
 -- Nothing for an idle worker: it waits for a wake token, and says so here, in the same
 -- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake).
 if worker ~= '' and not idle[worker] then redis.call('SADD', K.inbox, C.idle .. worker) end
 -- A job a group's rate holds becomes admissible with time, not on an event: say when, so an
 -- idle caller waits no longer than that (vq/rq_seam/queue.py dequeue_any).
+write_end(nil)
 if rate_due then return {has_dependents, math.max(1, rate_due - now)} end
 return {has_dependents}

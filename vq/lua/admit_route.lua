@@ -58,9 +58,11 @@ local function route()
       end
       local lines, dated, order, since = {}, {}, {}, {}  -- dated: user -> {deadline, id, ...} (K.edf)
       local in_groups = {}  -- {the job's groups field, id} of each routed job in a limit group
+      local routed = {}  -- an id pushed twice (a push sent again after a lost reply) is routed once
       for _, id in ipairs(ids) do
-        local fields = redis.call('HMGET', K.job .. id, 'status', 'meta', C.groups_field)
-        if fields[1] == 'queued' then
+        local fields = routed[id] or redis.call('HMGET', K.job .. id, 'status', 'meta', C.groups_field)
+        if fields[1] == 'queued' and not routed[id] then
+          routed[id] = fields
           if fields[3] then in_groups[#in_groups + 1] = {fields[3], id} end
           local user, tier, deadline = '_', 'free', nil
           if fields[2] then

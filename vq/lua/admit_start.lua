@@ -23,17 +23,24 @@ end
 -- and its started registry (rq:wip:<queue>) are not written: eleven commands per job
 -- that nothing of vq reads. The job's concurrency leases, renewed while it runs, are
 -- vq's record of what runs (vq/stalled.py, vq/queues.py, vq/workers.py). `job` is the
--- job's hash, updated here to what Redis now holds.
-local function start(id, job_type, job)
+-- job's hash, updated here to what Redis now holds. `note`: what this call hands out, for
+-- the worker's hash when no finished job's hash keeps it (admit_main.lua), else nil.
+local function start(id, job_type, job, note)
   local now_text, default_ttl = starting.now, tonumber(starting.default_ttl)
   local jk = K.job .. id
   local timeout = tonumber(job.timeout)
   local ttl = default_ttl
   if timeout ~= -1 then ttl = (timeout or default_ttl) + 60 end
+  local wk = K.worker .. worker
   if not starting.busy then  -- already busy (it just finished a job): its heartbeat keeps the key
-    local wk = K.worker .. worker
-    redis.call('HSET', wk, 'state', 'busy', 'last_heartbeat', now_text)
+    if note then
+      redis.call('HSET', wk, 'state', 'busy', 'last_heartbeat', now_text, C.handed_out_field, note)
+    else
+      redis.call('HSET', wk, 'state', 'busy', 'last_heartbeat', now_text)
+    end
     redis.call('EXPIRE', wk, ttl)
+  elseif note then
+    redis.call('HSET', wk, C.handed_out_field, note)
   end
   local meta = {}
   if job.meta then
@@ -62,17 +69,19 @@ end
 
 -- The reply for the admitted job `found` ({id, user, hash}) of type t at priority p:
 -- started for the calling worker (no longer idle), or marked admitted, with its lease's
--- token, for a worker that starts it itself.
+-- token, for a worker that starts it itself. Also what it hands out, as a second run of
+-- this call reads it back (admit_main.lua): JSON [token, id, queue, user, started].
 local function hand_out(found, t, p, has_dependents, idle)
   local id, user, job = found[1], found[2], found[3]
   local queue_name = t .. '.' .. p
   if worker ~= '' then
-    start(id, t, job)
+    local note = cjson.encode({token, id, queue_name, user, 1})
+    start(id, t, job, noted_on_worker and note or nil)
     if idle[worker] then redis.call('SREM', K.inbox, C.idle .. worker) end
-    return {has_dependents, id, queue_name, user, as_flat(job), 1}
+    return {has_dependents, id, queue_name, user, as_flat(job), 1}, note
   end
   redis.call('HSET', K.job .. id, 'status', 'queued', C.lease_field, token)
   job.status, job[C.lease_field] = 'queued', token
   redis.call('ZADD', K.admitted, now, id)  -- until it starts: see vq/stalled.py
-  return {has_dependents, id, queue_name, user, as_flat(job), 0}
+  return {has_dependents, id, queue_name, user, as_flat(job), 0}, cjson.encode({token, id, queue_name, user, 0})
 end

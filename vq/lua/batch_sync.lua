@@ -22,11 +22,14 @@
 local batch, members, ended, due, active, due_hooks = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local mode, now, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
-local id = redis.call('HGET', batch, 'id')
+local state = redis.call('HMGET', batch, 'id', 'closed', 'closedAt')
+local id = state[1]
 if not id then return {-1} end
-local closed = redis.call('HGET', batch, 'closed') == '1'
+local closed = state[2] == '1'
 if mode == 'add' and closed then return {-2} end
-if mode == 'close' then
+-- Closed at this very `now`: this close run again (redis-py sends a command again when its
+-- connection drops before the answer), which is not refused. Counting is idempotent as is.
+if mode == 'close' and not (closed and state[3] == now) then
   if closed then return {-3} end
   redis.call('HSET', batch, 'closed', '1', 'closedAt', now)
   closed = true

@@ -21,27 +21,32 @@ for t = 1, n_templates do
   i = i + 2 + 2 * n
 end
 
+-- A job whose hash gains no field is one this same call made already: redis-py sends a
+-- command again when its connection drops before the answer, and the job ids are the
+-- caller's. It is not pushed nor announced twice (HSET's answer says so: no command more).
 local pushes, order = {}, {}
 while i <= #ARGV do
   local template = templates[tonumber(ARGV[i])]
   local id = ARGV[i + 1]
   local key = K.job .. id
-  redis.call('HSET', key, 'created_at', now_text, 'enqueued_at', now_text, 'data', ARGV[i + 2],
-             'meta', ARGV[i + 3], 'description', ARGV[i + 5], unpack(template.fields))
-  if ARGV[i + 4] ~= '' then redis.call('HSET', key, 'retry_intervals', ARGV[i + 4]) end
-  local ids = pushes[template.queue]
-  if not ids then
-    ids = {}
-    pushes[template.queue] = ids
-    order[#order + 1] = template.queue
-  end
-  ids[#ids + 1] = id
-  if ARGV[i + 8] == '' then
-    redis.call('XADD', K.events, 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
-               'jobType', ARGV[i + 6], 'ts', now_ms, 'fields', ARGV[i + 7])
-  else
-    redis.call('XADD', K.events, 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
-               'jobType', ARGV[i + 6], 'ts', now_ms, 'fields', ARGV[i + 7], 'data', ARGV[i + 8])
+  local added = redis.call('HSET', key, 'created_at', now_text, 'enqueued_at', now_text, 'data', ARGV[i + 2],
+                           'meta', ARGV[i + 3], 'description', ARGV[i + 5], unpack(template.fields))
+  if added > 0 then
+    if ARGV[i + 4] ~= '' then redis.call('HSET', key, 'retry_intervals', ARGV[i + 4]) end
+    local ids = pushes[template.queue]
+    if not ids then
+      ids = {}
+      pushes[template.queue] = ids
+      order[#order + 1] = template.queue
+    end
+    ids[#ids + 1] = id
+    if ARGV[i + 8] == '' then
+      redis.call('XADD', K.events, 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
+                 'jobType', ARGV[i + 6], 'ts', now_ms, 'fields', ARGV[i + 7])
+    else
+      redis.call('XADD', K.events, 'MAXLEN', '~', maxlen, '*', 'event', 'created', 'jobId', id,
+                 'jobType', ARGV[i + 6], 'ts', now_ms, 'fields', ARGV[i + 7], 'data', ARGV[i + 8])
+    end
   end
   i = i + 9
 end

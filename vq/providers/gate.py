@@ -21,6 +21,8 @@ from vq.windows import Window
 BUSY_RETRY_S = 0.2  # all in-flight slots taken: when to look again (a call's end is not announced)
 
 _TAKE = """
+-- this token's lease taken already: the same call sent again after a lost reply (redis-py)
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[4]), ARGV[3])

@@ -13,7 +13,7 @@ import time
 from redis.client import Pipeline
 from rq.job import JobStatus
 
-from vq import keys
+from vq import keys, lua
 
 OUTCOMES = {"finished": "succeeded", "failed": "failed", "canceled": "canceled"}
 
@@ -36,5 +36,14 @@ def record_outcome_in(pipe, job) -> None:
     outcome = OUTCOMES.get(status.value if status else "")
     if not recurring_id or outcome is None:
         return
-    pipe.hincrby(keys.recurring_stats(recurring_id), outcome, 1)
-    pipe.hset(keys.recurring_outcomes(recurring_id), job.id, status.value)
+    # Counted once even when the pipeline is sent again after a lost reply (the script's text:
+    # a pipeline cannot load a script Redis lacks).
+    pipe.eval(
+        lua.source("recurring_outcome.lua"),
+        2,
+        keys.recurring_outcomes(recurring_id),
+        keys.recurring_stats(recurring_id),
+        job.id,
+        status.value,
+        outcome,
+    )

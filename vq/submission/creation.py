@@ -24,6 +24,7 @@ from vq import cache, capacity, dependents, events, groups, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
 from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
+from vq.jobhash import Batch
 from vq.jobtypes import get_job_type, load_handler
 from vq.model import VQ_FUNC, iso, result_of
 from vq.protect import protector
@@ -38,11 +39,16 @@ from vq.submission.validation import VALID_ID, Resolved, Submission, resolve
 from vq.telemetry import jobs as trace_jobs
 
 
-def _push_new(conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: dict) -> None:
-    """A new queued job's hash (from a template RQ built: vq/jobhash.py) and its push: two
-    commands, where RQ's enqueue sends four and builds a Job object."""
-    pipe.hset(Job.key_for(job_id), mapping=TEMPLATES.hash_for(rq_queue(conn, queue_name), spec, datetime.now(UTC)))
-    pipe.rpush(Queue.redis_queue_namespace_prefix + queue_name, job_id)
+def _push_new(
+    conn: Redis, pipe: Pipeline, queue_name: str, job_id: str, spec: dict, job_type: str, created: dict, data
+) -> None:
+    """A new queued job's hash (from a template RQ built: vq/jobhash.py), its push and its
+    `created` event (`created`: the event's fields), in one call of vq/lua/create.lua, where
+    RQ's enqueue sends four commands and builds a Job object. The same call run again
+    (redis-py's retry after a lost reply) pushes nothing twice."""
+    batch = Batch(TEMPLATES, datetime.now(UTC))
+    batch.add(rq_queue(conn, queue_name), job_id, spec, job_type, json.dumps(created, separators=(",", ":")), data)
+    batch.write_as_text(pipe)
 
 
 def groups_in(pipe: Pipeline, settings: Settings, r: Resolved, job_id: str) -> None:
@@ -314,8 +320,11 @@ def create_in(
         job = rq_queue(conn, name).enqueue_at(r.run_at, VQ_FUNC, pipeline=pipe, **enqueue_at_kwargs(spec))
         _emit_created(pipe, r, job.id, job.get_status(refresh=False), parent_id, step, data=data)
         return None
-    _push_new(conn, pipe, name, job_id, spec)
-    _emit_created(pipe, r, job_id, JobStatus.QUEUED, parent_id, step, data=data)
+    created = _created_fields(r, JobStatus.QUEUED, parent_id, step)
+    _push_new(conn, pipe, name, job_id, spec, r.job_type.name, created, data)
+    events.say("created", job_id, r.job_type.name, created)
+    if r.origin.get("recurringId"):
+        recurring_runs.record_created_in(pipe, r.origin, job_id, JobStatus.QUEUED)
     return name
 
 
@@ -390,18 +399,26 @@ def _emit_created(
         r.job_type.name,
         result=result,
         data=data,
-        userId=r.user_id,
-        projectId=r.project_id,
-        priority=r.priority,
-        subscription=r.subscription,
-        status=status.value if status and status != JobStatus.QUEUED else None,
-        parentId=parent_id,
-        step=step,
-        dependsOn=r.depends_on or None,
-        allowFailure=r.allow_failure or None,
-        recurringId=r.origin.get("recurringId"),
-        webhookUrl=r.webhook_url if status == JobStatus.FINISHED else None,
+        webhookUrl=r.webhook_url if status == JobStatus.FINISHED else None,  # born finished: cached
+        **_created_fields(r, status, parent_id, step),
         **extra,
-    )  # born finished: cached
+    )
     if r.origin.get("recurringId"):
         recurring_runs.record_created_in(pipe, r.origin, job_id, status)
+
+
+def _created_fields(r: Resolved, status: JobStatus | None, parent_id: str | None, step: str | None) -> dict:
+    """The `created` event's fields that are set."""
+    fields = {
+        "userId": r.user_id,
+        "projectId": r.project_id,
+        "priority": r.priority,
+        "subscription": r.subscription,
+        "status": status.value if status and status != JobStatus.QUEUED else None,
+        "parentId": parent_id,
+        "step": step,
+        "dependsOn": r.depends_on or None,
+        "allowFailure": r.allow_failure or None,
+        "recurringId": r.origin.get("recurringId"),
+    }
+    return {k: v for k, v in fields.items() if v is not None}

@@ -51,17 +51,10 @@ def router(ctx: Context) -> APIRouter:
         indexed = settings.history.indexedFields
         search.clauses(q.where, indexed)  # a bad term: 422 before the catch-up
         db, _ = history_service.fresh(conn, settings, strict=True)
-        rows = history_service.jobs(
-            db,
-            user=user,
-            since=q.since,
-            job_type=q.job_type,
-            status=q.status,
-            where=q.where,
-            indexed=indexed,
-            limit=q.limit,
-            offset=q.offset,
+        match = history_service.JobFilter(
+            user=user, since=q.since, job_type=q.job_type, status=q.status, where=q.where, indexed=indexed
         )
+        rows = history_service.jobs(db, match, limit=q.limit, offset=q.offset)
         if principal.projects is not None and not principal.is_operator:
             rows = [r for r in rows if r["project_id"] in principal.projects]
         return [history_service.camel_case(r) for r in rows]

@@ -30,6 +30,13 @@ MAX_BULK = 1000  # submissions per POST /api/jobs/bulk
 DEDUPLICATED: dict[int | str, dict[str, Any]] = {
     200: {"description": "A uniqueKey returned the job that holds it (`deduplicated`: true)", "model": schemas.Job}
 }
+CREATES_A_JOB: dict[str, Any] = {  # the answer of both routes that create one job
+    "status_code": 201,
+    "tags": ["jobs"],
+    "response_model": schemas.Job,
+    "responses": DEDUPLICATED,
+    "response_model_exclude_unset": True,
+}
 TYPE_NAME = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="A job type, see GET /api/jobs/types.")
 
 
@@ -44,15 +51,15 @@ def router(ctx: Context) -> APIRouter:
     routes = APIRouter()
     conn, settings, call, audited, visible_job = ctx.conn, ctx.settings, ctx.call, ctx.audited, ctx.visible_job
 
-    @routes.post(
-        "/api/jobs/delayed",
-        status_code=201,
-        tags=["jobs"],
-        summary="Create a delayed job",
-        response_model=schemas.Job,
-        responses=DEDUPLICATED,
-        response_model_exclude_unset=True,
-    )
+    async def acted(principal: Principal, job_type: str, job_id: str, action: str, act, **detail) -> dict:
+        """`act(id)` on a job the caller may see (by its full id, a prefix resolved), in the
+        thread pool, then recorded with who did it: what remove, retry and cancel share."""
+        view = await call(visible_job, principal, job_type, job_id)
+        done = await call(act, view["id"])
+        await audited(principal, action, job_type, view["id"], **detail)
+        return done
+
+    @routes.post("/api/jobs/delayed", summary="Create a delayed job", **CREATES_A_JOB)
     async def create_delayed(
         response: Response,
         body: dict[str, Any] = Body(
@@ -109,15 +116,7 @@ def router(ctx: Context) -> APIRouter:
             "results": outcomes,
         }
 
-    @routes.post(
-        "/api/jobs/{jobType}",
-        status_code=201,
-        tags=["jobs"],
-        summary="Create a job",
-        response_model=schemas.Job,
-        responses=DEDUPLICATED,
-        response_model_exclude_unset=True,
-    )
+    @routes.post("/api/jobs/{jobType}", summary="Create a job", **CREATES_A_JOB)
     async def create_job(
         response: Response,
         jobType: str = TYPE_NAME,
@@ -204,10 +203,10 @@ def router(ctx: Context) -> APIRouter:
     async def remove_job(
         jobType: str = TYPE_NAME, jobId: str = JOB_ID, principal: Principal = Depends(ctx.caller)
     ) -> dict:
-        view = await call(visible_job, principal, jobType, jobId)
-        removed = await call(jobs.remove, conn, view["id"], artifacts.root(settings), settings)
-        await audited(principal, "remove", jobType, view["id"])
-        return removed
+        def remove(job_id: str) -> dict:
+            return jobs.remove(conn, job_id, artifacts.root(settings), settings)
+
+        return await acted(principal, jobType, jobId, "remove", remove)
 
     @routes.post(
         "/api/jobs/{jobType}/{jobId}/retry",
@@ -219,10 +218,7 @@ def router(ctx: Context) -> APIRouter:
     async def retry_job(
         jobType: str = TYPE_NAME, jobId: str = JOB_ID, principal: Principal = Depends(ctx.caller)
     ) -> dict:
-        view = await call(visible_job, principal, jobType, jobId)
-        retried = await call(jobs.retry, conn, view["id"], settings)
-        await audited(principal, "retry", jobType, view["id"])
-        return retried
+        return await acted(principal, jobType, jobId, "retry", lambda job_id: jobs.retry(conn, job_id, settings))
 
     @routes.post(
         "/api/jobs/{jobType}/{jobId}/cancel",
@@ -242,10 +238,11 @@ def router(ctx: Context) -> APIRouter:
         reason: str | None = Query(None, max_length=500, description="Recorded with the job."),
         principal: Principal = Depends(ctx.caller),
     ) -> dict:
-        view = await call(visible_job, principal, jobType, jobId)
         why = reason.strip() if reason and reason.strip() else f"canceled by {principal.user_id}"
-        canceled = await call(jobs.cancel, conn, view["id"], why, settings, now=now, actor=principal.user_id)
-        await audited(principal, "cancel", jobType, view["id"], reason=why, now=now)
-        return canceled
+
+        def cancel(job_id: str) -> dict:
+            return jobs.cancel(conn, job_id, why, settings, now=now, actor=principal.user_id)
+
+        return await acted(principal, jobType, jobId, "cancel", cancel, reason=why, now=now)
 
     return routes

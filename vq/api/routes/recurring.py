@@ -19,6 +19,13 @@ def router(ctx: Context) -> APIRouter:
     routes = APIRouter()
     conn, settings, call, audited = ctx.conn, ctx.settings, ctx.call, ctx.audited
 
+    def visible(principal: Principal, recurring_id: str) -> recurring.Recurring:
+        """The definition, if the caller may see it; any other is not found (as for jobs)."""
+        definition = recurring.get(conn, recurring_id)
+        if not principal.may_see(definition.userId, definition.projectId):
+            raise NotFound(f"recurring job {recurring_id!r} not found")
+        return definition
+
     @routes.post(
         "/api/jobs/recurring",
         status_code=201,
@@ -61,9 +68,7 @@ def router(ctx: Context) -> APIRouter:
     async def delete_recurring(
         recurringJobId: str = Path(..., max_length=128), principal: Principal = Depends(ctx.caller)
     ) -> dict:
-        definition = await call(recurring.get, conn, recurringJobId)
-        if not principal.may_see(definition.userId, definition.projectId):
-            raise NotFound(f"recurring job {recurringJobId!r} not found")
+        definition = await call(visible, principal, recurringJobId)
         removed = await call(recurring.remove, conn, definition.id)
         await audited(principal, "recurring-remove", removed.jobType, removed.id)
         return {"id": removed.id, "removed": True}
@@ -80,9 +85,7 @@ def router(ctx: Context) -> APIRouter:
         recurringJobId: str = Path(..., max_length=128), principal: Principal = Depends(ctx.caller)
     ) -> dict:
         """One job of the definition now, as a tick would submit it; its schedule is unchanged."""
-        definition = await call(recurring.get, conn, recurringJobId)
-        if not principal.may_see(definition.userId, definition.projectId):
-            raise NotFound(f"recurring job {recurringJobId!r} not found")
+        definition = await call(visible, principal, recurringJobId)
         job_id = await call(firing.run_now, conn, settings, definition.id)
         await audited(principal, "recurring-run", definition.jobType, definition.id, jobId=job_id)
         return await call(jobs.show, conn, job_id, settings, False)

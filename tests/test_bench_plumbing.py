@@ -1,0 +1,65 @@
+"""The plumbing of scripts/bench/bullmq.py and worker_scale.py (issue 28's measures): their
+option errors, how workers are spread over daemons, and BullMQ's side of a drain against a
+real Redis (skipped where node or the bench's BullMQ install is missing). The figures
+themselves are the benches' to print, not a test's."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bullmq as bullmq_bench  # noqa: E402
+import worker_scale  # noqa: E402
+
+
+def test_workers_are_spread_evenly_over_the_fewest_daemons():
+    assert worker_scale.split(2, 50) == [2]
+    assert worker_scale.split(100, 50) == [50, 50]
+    assert worker_scale.split(101, 50) == [34, 34, 33]
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "said"),
+    [
+        ("bullmq.py", ["--parts", "drain,nope"], "--parts: unknown ['nope']"),
+        ("bullmq.py", ["--concurrency", "1,x"], "--concurrency: '1,x' is not"),
+        ("bullmq.py", ["--per-worker", "65"], "--per-worker: from 1 to 64"),
+        ("worker_scale.py", ["--sizes", "2,0"], "--sizes: each must be at least 1"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(script, args, said):
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+CACHE = Path.home() / ".cache" / "vq-bench" / "bullmq"
+
+
+@pytest.mark.slow  # two Node processes and 200 jobs
+@pytest.mark.skipif(
+    not shutil.which("node") or not (CACHE / "node_modules" / "bullmq").is_dir(),
+    reason="node or BullMQ (installed by scripts/bench/bullmq.py into ~/.cache/vq-bench/bullmq) is missing",
+)
+def test_bullmq_drains_every_job_no_op_and_against_the_stub(redis_conn, redis_server, tmp_path):
+    args = SimpleNamespace(cache_dir=CACHE, timeout=60)
+    noop = bullmq_bench.run_bullmq(redis_conn, args, 1, redis_server.url, 200, 4, None)
+    assert (noop.system, noop.jobs) == ("bullmq-c4", 200)
+    assert noop.steady_s and 0 < noop.steady_s <= noop.drain_s
+
+    stub = bullmq_bench.Stub(50, tmp_path)
+    try:
+        io = bullmq_bench.run_bullmq(redis_conn, args, 1, redis_server.url, 20, 10, stub.url)
+    finally:
+        stub.stop()
+    # 20 calls of 50 ms, 10 at a time: two waves at least, so never under 0.1 s
+    assert io.steady_s and io.steady_s >= 0.1
