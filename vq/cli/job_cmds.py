@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
             "-w",
             metavar="FIELD OP VALUE",
             help="Only jobs matching (repeat: all must), found through the history database's indexes: "
-            "data.projectId=p1 (a field of history.indexedFields), status=failed; OP one of = != > >= < <= ~.",
+            "data.projectId=p1 (a field of history.indexedFields), status=failed; OP one of = != > >= < <= ~ (starts with).",
         ),
         as_json: bool = JSON_OPTION,
     ) -> None:
