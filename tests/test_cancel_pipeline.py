@@ -67,3 +67,14 @@ def test_cancel_now_on_a_video_interrupts_its_running_composition_and_frees_the_
     second = vq.submit("video-generation", PROMPT, "--user", "bob")
     vq.wait_for(_children(vq, second)["compose"]["id"], statuses=("started",), timeout=60)
     assert vq.json("cancel", second, "--now")["status"] == "canceled"
+
+
+def test_cancel_all_counts_the_steps_its_parent_took_along_as_done(vq):
+    """`vq cancel --all --user U` lists a video and its steps; canceling the video cancels the
+    steps, which must then read as canceled, not as 8 jobs "skipped (they changed meanwhile)"."""
+    parent = vq.submit("video-generation", PROMPT, "--user", "ann")
+    report = vq.json("cancel", "--all", "--user", "ann", "--yes")
+    assert report["matched"] == 9 and report["skipped"] == [], report
+    assert sorted(report["done"]) == sorted([parent, *vq.json("show", parent)["children"]])
+    proc = vq.run("cancel", "--all", "--user", "ann", "--yes")
+    assert proc.returncode == 0 and "no job matches" in proc.stderr, "every one of them is canceled"
