@@ -78,3 +78,13 @@ def test_cancel_all_counts_the_steps_its_parent_took_along_as_done(vq):
     assert sorted(report["done"]) == sorted([parent, *vq.json("show", parent)["children"]])
     proc = vq.run("cancel", "--all", "--user", "ann", "--yes")
     assert proc.returncode == 0 and "no job matches" in proc.stderr, "every one of them is canceled"
+
+
+def test_removing_a_waiting_video_cancels_its_steps(vq):
+    """`vq rm` of a video that has not ended leaves no orphan steps to render for nobody."""
+    parent = vq.submit("video-generation", PROMPT, "--user", "ann")
+    children = vq.json("show", parent)["children"]
+    assert vq.run("rm", parent).returncode == 0
+    for child in children:
+        view = vq.json("show", child)
+        assert view["status"] == "canceled" and view["error"]["message"] == f"its parent {parent} was removed"

@@ -370,6 +370,7 @@ def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None, setting
     view = job_view(job, with_result=False, in_line=bool(admission.in_line(conn, [job])))
     if status not in TERMINAL:
         cancel_dependents(conn, job, f"dependency {job.id} was removed")
+        cancel_children(conn, job, f"its parent {job.id} was removed")
     admission.forget(conn, job)  # before the delete: the hash names the job's limit groups
     job.delete(remove_from_queue=True)
     job_lists.forget(conn, [job.id], keys.user_jobs(view["userId"] or ""), keys.type_jobs(view["jobType"]))
