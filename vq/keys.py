@@ -320,6 +320,15 @@ def recurring_lease(recurring_id: str) -> str:
 
 
 # --- history and metrics (vq/history/archiver.py, vq/metrics.py) ----------------------
+EXEMPLARS_PREFIX = (
+    PREFIX + "exemplars:run:"
+)  # hash per type: bucket index -> "trace span seconds time" (vq/exemplars.py)
+
+
+def exemplars(job_type: str) -> str:
+    return EXEMPLARS_PREFIX + job_type
+
+
 METRICS_TOTALS = PREFIX + "metrics:totals"  # hash "<type>|<counter>" -> n, all time
 METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, while the user is active
 METRICS_USERS_RANK = PREFIX + "metrics:users:rank"  # zset user -> jobs created (the top users, no scan)
