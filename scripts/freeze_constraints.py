@@ -23,7 +23,7 @@ def _normal(name: str) -> str:
 
 
 def closure(
-    root: str = "vq", extras: frozenset[str] = frozenset({"test", "docs", "codegen", "lint"})
+    root: str = "vq", extras: frozenset[str] = frozenset({"test", "docs", "codegen", "lint", "otel"})
 ) -> dict[str, str]:
     """Each distribution reachable from `root[extras]` under this interpreter, with its version."""
     environment = default_environment()

@@ -5,7 +5,7 @@
 # so a new release of Textual, FastAPI or schemathesis cannot change a snapshot or a check unseen.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q -c constraints.txt -e '.[test,docs,lint]'
+python3 -m pip install -q -c constraints.txt -e '.[test,docs,lint,otel]'
 # The OpenAPI client generator (tests/test_api_client.py) asks for typer<0.28, which vq's
 # tested typer is not; it runs on it, so it goes in without its own pins (pyproject `codegen`).
 python3 -m pip install -q -c constraints.txt --no-deps openapi-python-client ruamel.yaml

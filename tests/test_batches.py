@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import _kill_tree
 from tests.plugins import handler_pid, wait_active
 from tests.test_webhooks import LOOPBACK, Receiver
+from vq import keys
 
 CALLBACK_TYPE = "test-noop"
 
@@ -525,3 +526,25 @@ def test_a_webhook_callback_is_refused_when_no_notifier_would_send_it(vq, tmp_pa
     jobs = _write(tmp_path, "jobs.jsonl", {"jobType": "test-echo", "data": {}})
     proc = vq.run("batch", "create", jobs, "--user", "ivy", "--on-complete", "https://hooks.example.com/vq")
     assert proc.returncode == 2 and "onComplete: webhooks.enabled is false" in proc.stderr, proc.stderr
+
+
+def test_a_batch_is_found_by_the_12_characters_the_dashboard_shows(vq, redis_conn, tmp_path):
+    """`vq tui` lists batches by their first 12 characters; `vq batch show|add|close` take such
+    a prefix (8 at least) as they take a job's, and say when it is ambiguous (exit 2)."""
+    jobs = _write(tmp_path, "jobs.jsonl", {"jobType": "test-echo", "data": {}})
+    batch_id = vq.json("batch", "create", jobs, "--user", "ann", "--open")["id"]
+
+    assert vq.json("batch", "show", batch_id[:12])["id"] == batch_id
+    assert vq.json("batch", "add", batch_id[:8], jobs)["counts"]["total"] == 2
+    shown = vq.run("batch", "close", batch_id[:12])
+    assert shown.returncode == 0 and batch_id in shown.stdout, shown.stderr
+    assert vq.json("batch", "show", batch_id[:12])["state"] in ("closed", "complete")
+
+    short = vq.run("batch", "show", batch_id[:7])
+    assert short.returncode == 4 and "no such batch" in short.stderr
+    twin = batch_id[:8] + "0" * 24 if batch_id[8:] != "0" * 24 else batch_id[:8] + "1" * 24
+    redis_conn.zadd(keys.BATCHES_INDEX, {f"{twin}|bob": 1})  # another batch starting the same
+    both = vq.run("batch", "show", batch_id[:8])
+    assert both.returncode == 2 and "ambiguous" in both.stderr and batch_id in both.stderr, both.stderr
+    assert len(both.stderr.strip().splitlines()) == 1
+    assert vq.json("batch", "show", batch_id[:12])["id"] == batch_id

@@ -240,6 +240,7 @@ def test_stop_at_checkpoint_requeues_the_job_at_its_next_checkpoint_and_it_resum
     asked = time.monotonic()
     assert vq.stop_daemon(daemon, timeout=30) == 0
     assert time.monotonic() - asked < 5, "stopped at the next checkpoint, not after the grace period"
+    assert "those that checkpoint stop at their next checkpoint" in vq.daemon_log(), "the stop line says so"
     records = _records(redis_conn, job_id)
     assert records[-1][0] == "StopAtCheckpoint", records
     stopped_after = records[-1][2]

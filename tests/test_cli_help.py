@@ -164,3 +164,16 @@ def test_help_text_first_lines_fit_the_command_list(helps):
     for name, command in ROOT.commands.items():
         first = (command.help or "").split("\n\n")[0]
         assert "\n" not in first and len(first) <= 90, (name, first)
+
+
+def test_every_where_option_says_that_tilde_is_a_prefix():
+    """`~` reads as "contains" or a regex to a newcomer; every --where says it is a prefix."""
+    wheres = [
+        (path, param.help)
+        for path, command in LEAVES
+        for param in command.params
+        if "--where" in getattr(param, "opts", ())
+    ]
+    assert {path for path, _help_text in wheres} >= {("jobs",), ("history",)}
+    for path, text in wheres:
+        assert "~ (starts with)" in (text or ""), (path, text)

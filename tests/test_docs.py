@@ -243,6 +243,12 @@ def test_readme_is_short_and_points_into_the_documentation_site():
     on_disk = {p.name for p in (ROOT / "docs").glob("*.md")}
     assert sorted(pages) == sorted(on_disk), "mkdocs.yml's nav and docs/*.md differ"
     assert linked == on_disk, f"README.md links no page for {on_disk - linked}, or a missing one: {linked - on_disk}"
+    images = re.findall(r"!\[([^\]]*)\]\((docs/[\w.-]+)\)", readme)
+    assert any(image == "docs/web-dashboard-small.png" for _alt, image in images), "no screenshot of the web dashboard"
+    for alt, image in images:
+        assert alt, f"{image}: an image needs its alt text"
+        start = (ROOT / image).read_bytes()[:200]
+        assert start.startswith(b"\x89PNG\r\n\x1a\n") or b"<svg" in start, f"{image} is missing or not a PNG or SVG"
     # The site's first session is the README's own block, included (pymdownx.snippets), not a copy.
     assert '--8<-- "README.md:first-session"' in (ROOT / "docs" / "index.md").read_text()
     assert "--8<-- [start:first-session]" in readme and "--8<-- [end:first-session]" in readme
@@ -258,3 +264,15 @@ def test_the_architecture_diagram_names_at_most_six_modules_that_exist():
     assert 0 < len(modules) <= 6, modules
     for module in modules:
         assert (ROOT / module).exists() or (ROOT / module[:-3]).is_dir(), f"{module} is drawn but does not exist"
+
+
+def test_every_token_create_the_docs_write_out_names_its_required_user():
+    """`vq token create --role metrics` as written in the README sent a newcomer to
+    "Missing option '--user'": a written-out command must run as it stands."""
+    written = []
+    for path in [ROOT / "README.md", ROOT / "man" / "vq.1", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text().replace("\\-", "-")
+        for match in re.finditer(r"vq token create((?: +--?[\w-]+(?: +[\w.$()/-]+)?)+)", text):
+            written.append(match.group(0))
+            assert re.search(r"(--user|-u) ", match.group(1) + " "), f"{path.name}: {match.group(0)!r} has no --user"
+    assert len(written) >= 3, written

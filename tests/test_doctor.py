@@ -152,3 +152,11 @@ def test_clock_skew_between_hosts_and_a_vanished_daemon_are_reported(vq, redis_c
     assert "NTP" in found["clock"]["fix"]
     gone = [f for f in json_lib.loads(vq.run("doctor", "--json").stdout) if "gone without stopping" in f["detail"]]
     assert gone and re.search(r"gone-host:7 \(6[0-9]s ago\)", gone[0]["detail"]), gone  # 60 s, plus the CLI's time
+
+
+@pytest.mark.parametrize("offset, shown", [(-0.3, "+0"), (0.2, "+0"), (-3.6, "-4"), (12.0, "+12")])
+def test_a_clock_offset_below_half_a_millisecond_reads_plus_0_not_minus_0(offset, shown):
+    """`vq doctor` said "this host -0 ms" for a clock 0.3 ms behind Redis's."""
+    from vq.doctor_daemons import signed_ms
+
+    assert signed_ms(offset) == shown

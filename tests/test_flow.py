@@ -299,3 +299,39 @@ def test_only_the_newest_finished_and_failed_jobs_are_kept(vq, tmp_path):
     gone = vq.json("show", done[0])
     assert gone["trimmed"] is True and gone["status"] == "finished", "the oldest are gone, but for their history"
     assert [j["id"] for j in vq.json("jobs", "--type", "test-noop")] == done[::-1][:2]
+
+
+def test_jobs_status_filter_finds_each_status_among_many_waiting(vq):
+    """`vq jobs --status X` reads only the jobs RQ's registry of X (or vq's running and
+    waiting-line sets) holds: each status still lists exactly its jobs, whatever waits beside."""
+    vq.start_daemon()
+    finished = vq.submit("test-echo", {}, "--user", "sia")
+    assert vq.wait_for(finished)["status"] == "finished"
+    failed = vq.submit("test-odd", {}, "--user", "sia")
+    assert vq.wait_done(failed)["status"] == "failed"
+    running = vq.submit("test-sleep", {"seconds": 20, "steps": 20}, "--user", "sia")
+    scheduled = vq.submit("test-echo", {}, "--user", "sia", "--delay", "10m")
+    deferred = vq.submit("test-echo", {}, "--user", "sia", "--depends-on", running)
+    canceled = vq.submit("test-echo", {}, "--user", "sia", "--delay", "10m")
+    vq.json("cancel", canceled)
+    deadline = time.monotonic() + 20
+    while vq.json("show", running)["status"] != "started" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    vq.json("pause", "test-noop")
+    waiting = [vq.submit("test-noop", {}, "--user", "sia") for _ in range(5)]
+    expected = {
+        "finished": [finished],
+        "failed": [failed],
+        "started": [running],
+        "scheduled": [scheduled],
+        "deferred": [deferred],
+        "canceled": [canceled],
+        "queued": waiting[::-1],
+    }
+    for status, ids in expected.items():
+        for extra in ((), ("--user", "sia")):
+            listed = [v["id"] for v in vq.json("jobs", "--status", status, *extra)]
+            assert listed == ids, (status, extra)
+    assert "1–1 of 1" in vq.run("jobs", "--status", "failed", "--type", "test-odd").stdout
+    vq.json("cancel", running)
+    vq.json("resume", "test-noop")

@@ -85,6 +85,8 @@ def test_a_daemons_metrics_after_several_job_types_and_provider_calls_pass_promt
     assert vq.run("history", "--limit", "1").returncode == 0  # the archiver has counted every event
 
     text = _wait_scrape(f"http://127.0.0.1:{port}/metrics")  # the listener: no token
+    ready = next(line for line in vq.daemon_log().splitlines() if "ready: " in line)
+    assert f"metrics on 127.0.0.1:{port}" in ready, "the ready line says where to scrape, as it says HTTP's"
     assert "secret-user-7" not in text and "secret-project-9" not in text, "no label from user data"
     assert PROMTOOL or not os.environ.get("CI"), "CI installs promtool (.ci/run: Debian's prometheus)"
     if PROMTOOL:

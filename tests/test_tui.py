@@ -286,3 +286,24 @@ def test_bad_options_are_one_line(vq):
     ):
         proc = vq.run("tui", *args)
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_the_overview_footer_at_80_columns_shows_help_and_quit(vq):
+    """At 80x24 (the size an SSH session gets) the footer cannot hold every key, and it cut
+    `q Quit` and `? Help` off; the keys that explain the rest come first now."""
+    from textual.widgets._footer import FooterKey
+
+    async def scenario():
+        app = dashboard(vq)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: rows(app, "queues"), what="the overview")
+
+            def seen() -> list[str]:  # the footer's keys that fit on the screen (it recomposes now and then)
+                keys = app.screen.query(FooterKey)
+                return [k.description for k in keys if k.region.width and k.region.right <= app.size.width]
+
+            shown = await until(pilot, lambda: len(seen()) >= 5 and seen(), what="the footer")
+            assert shown[:2] == ["Help", "Quit"], shown
+            assert {"Pause", "Resume", "Clear"} <= set(shown), shown
+
+    run(scenario())

@@ -149,6 +149,10 @@ def test_a_finished_job_of_each_built_in_type_shows_its_real_result_as_json(ran)
                 assert json.dumps(result, indent=2, ensure_ascii=False) in shown, (job_type, shown)
                 if view["data"]:
                     assert json.dumps(view["data"], indent=2, ensure_ascii=False) in shown, (job_type, shown)
+                if job_type == "video-generation":  # it logs a line: the log's heading lines up with the history's
+                    await until(pilot, lambda: plain(app, "#log").startswith("log"), what="the job's log")
+                    log, timeline = app.screen.query_one("#log"), app.screen.query_one("#timeline")
+                    assert log.content_region.x == timeline.content_region.x
                 await pilot.press("escape")
 
     run(scenario())

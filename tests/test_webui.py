@@ -75,6 +75,7 @@ def served(redis_server, tmp_path_factory):
             "job_types": TEST_JOB_TYPES,
             "daemon": {"shutdownGrace": 5000},
             "http": {"enabled": False},
+            "history": {"indexedFields": ["data.projectId"]},
         },
     )
     env = {
@@ -326,9 +327,11 @@ def test_workers_providers_recurring_user_history_and_audit_pages(vq, dash, page
     page.goto(f"{dash.base}/ui/users/dina")
     assert page.locator(f"a[href='/ui/jobs/{spawned}']").count() == 1
     page.goto(f"{dash.base}/ui/queues/test-echo")
-    page.fill("input[name=where]", "status=finished")  # the data-field box searches the history database
-    page.click("button:has-text('Search the history')")
-    assert "/ui/history?type=test-echo" in page.url
+    page.fill("input[name=where]", "status=finished")  # the list's own filter, through the history's indexes
+    page.click("button:has-text('Filter')")
+    assert "/ui/queues/test-echo?" in page.url and "where=status%3Dfinished" in page.url
+    assert page.locator(f"a[href='/ui/jobs/{spawned}']").count() == 1
+    page.goto(f"{dash.base}/ui/history?type=test-echo&where=status%3Dfinished")
     assert page.locator(f"a[href='/ui/jobs/{spawned}']").count() == 1
     shot(page, "history")
     assert page.goto(f"{dash.base}/ui/history?where=nonsense").status == 422
@@ -454,3 +457,140 @@ def test_artifacts_are_served_only_from_the_jobs_own_folder(vq, dash):
         status, body, _ = client.send("GET", f"/ui/jobs/{job}/artifacts/{attack}")
         assert status in (400, 403, 404, 422), (attack, status)
         assert "not for the browser" not in body
+
+
+def test_job_lists_filter_by_indexed_data_fields_and_refuse_others(vq, dash, page):
+    mine = {vq.submit("test-echo", {"projectId": "webui-p1"}, "--user", "gil") for _ in range(2)}
+    other = vq.submit("test-echo", {"projectId": "webui-p2"}, "--user", "gil")
+    for job in (*mine, other):
+        vq.wait_done(job)
+    login(page, dash, dash.token("olga", "operator"), then="/ui/queues/test-echo")
+    assert "data.projectId" in page.locator("#indexed-help").inner_text()  # the indexed fields offered
+    page.fill("input[name=where]", "data.projectId=webui-p1")
+    page.click("button:has-text('Filter')")
+    listed = {a.get_attribute("href").rsplit("/", 1)[1] for a in page.locator("table.jobs td a.mono").all()}
+    assert listed == mine, page.content()[-2000:]
+    assert "2 matches" in page.locator(".pager").inner_text()
+    page.goto(f"{dash.base}/ui/jobs?where=data.projectId%3Dwebui-p2&status=finished")
+    assert [a.get_attribute("href") for a in page.locator("table.jobs td a.mono").all()] == [f"/ui/jobs/{other}"]
+    reply = page.goto(f"{dash.base}/ui/jobs?where=data.model%3Dsdxl")
+    assert reply.status == 422
+    refusal = page.locator("p.error[role=alert]").inner_text()
+    assert "data.model is not an indexed field" in refusal and "data.projectId" in refusal
+    assert page.locator("header.top nav").count() == 1  # the page itself, with its filters
+    assert page.locator("input[name=where]").input_value() == "data.model=sdxl"
+
+
+def test_a_status_filter_reads_that_status_only(vq, dash, page):
+    vq.run("pause", "test-noop")
+    try:
+        waiting = [vq.submit("test-noop", {}, "--user", "hal") for _ in range(60)]  # more than two pages
+        failed = vq.submit("test-odd", {}, "--user", "hal")
+        assert vq.wait_done(failed)["status"] == "failed"
+        login(page, dash, dash.token("olga", "operator"), then="/ui/jobs?status=failed&user=hal")
+        assert [a.get_attribute("href") for a in page.locator("table.jobs td a.mono").all()] == [f"/ui/jobs/{failed}"]
+        page.goto(f"{dash.base}/ui/queues/test-noop?status=queued&page=3")
+        assert page.locator("table.jobs td a.mono").count() == 60 - 50
+        assert vq.json("jobs", "--status", "failed", "--user", "hal")[0]["id"] == failed
+    finally:
+        vq.run("clear", "test-noop", "--yes")
+        vq.run("resume", "test-noop")
+    assert waiting
+
+
+def test_error_pages_keep_the_navigation_and_say_what_was_looked_for(vq, dash, page):
+    login(page, dash, dash.token("olga", "operator"))
+    reply = page.goto(f"{dash.base}/ui/jobs/nosuchjob123")
+    assert reply.status == 404
+    assert page.locator("header.top nav a", has_text="Jobs").count() == 1
+    body = page.locator("main").inner_text()
+    assert "404" in body and "nosuchjob123" in body
+    assert page.locator("a", has_text="Look it up in the history").get_attribute("href").endswith("nosuchjob123")
+    reply = page.goto(f"{dash.base}/ui/no/such/page")
+    assert reply.status == 404 and "/ui/no/such/page" in page.locator("main").inner_text()
+    assert page.locator("header.top nav").count() == 1
+    shot(page, "not-found")
+    page.context.clear_cookies()
+    login(page, dash, dash.token("ivy", "user"), then="/ui/workers")
+    assert page.locator("h1").inner_text().startswith("403")
+    assert page.locator("header.top nav a", has_text="Me").count() == 1
+    # a job hash RQ cannot read: the page fails, and says so inside the dashboard
+    broken = "brokenjob0001"
+    redis.Redis.from_url(vq.env["VQ_TEST_REDIS"]).hset(
+        f"rq:job:{broken}", mapping={"data": "not a job", "status": "queued", "created_at": "x"}
+    )
+    page.context.clear_cookies()
+    login(page, dash, dash.token("olga", "operator"), then=f"/ui/jobs/{broken}")
+    assert page.locator("h1").inner_text().startswith("500"), page.locator("main").inner_text()
+    assert page.locator("header.top nav").count() == 1
+
+
+def test_remove_a_recurring_job_and_change_a_limit(vq, dash, page):
+    vq.run("recurring", "add", "test-echo", "--cron", "0 3 * * *", "--user", "dina", "--name", "doomed-echo")
+    ref = vq.json("recurring", "show", "doomed-echo")["id"]
+    login(page, dash, dash.token("olga", "operator"), then="/ui/recurring")
+    page.locator(f"tr[data-recurring='{ref}'] >> text=Remove").click()
+    assert "cannot be undone" in page.content()
+    assert vq.run("recurring", "show", ref).returncode == 0  # confirm first
+    page.click("button:has-text('Remove recurring job')")
+    assert "doomed-echo removed" in page.locator(".notice").inner_text()
+    assert page.locator(f"tr[data-recurring='{ref}']").count() == 0
+    assert vq.run("recurring", "show", ref).returncode != 0
+
+    page.goto(f"{dash.base}/ui/limits")
+    page.select_option("select[name=kind]", "type")
+    page.fill("input[name=name]", "test-echo")
+    page.fill("input[name=value]", "3")
+    page.click("button:has-text('Set…')")
+    assert "type test-echo: limit 3" in page.content()
+    page.click("button:has-text('Change limit')")
+    assert "type test-echo: limit 3" in page.locator(".notice").inner_text()
+    row = next(t for t in vq.json("limits")["types"] if t["jobType"] == "test-echo")
+    assert row["limit"] == 3
+    page.goto(f"{dash.base}/ui/limits/reset?kind=type&name=test-echo")
+    page.click("button:has-text('Reset limit')")
+    assert next(t for t in vq.json("limits")["types"] if t["jobType"] == "test-echo")["limit"] != 3
+    actions = [(r["action"], r["detail"].get("via")) for r in vq.json("audit", "--actor", "olga")]
+    assert ("recurring-rm", "ui") in actions and ("limits-set", "ui") in actions and ("limits-reset", "ui") in actions
+    page.goto(f"{dash.base}/ui/limits/set?kind=type&name=test-echo&value=lots")
+    assert "expected a whole number" in page.locator("p.error").inner_text()
+
+
+PHONE_PAGES = (
+    "/ui",
+    "/ui/jobs",
+    "/ui/queues/test-echo",
+    "/ui/jobs/{job}",
+    "/ui/dlq",
+    "/ui/workers",
+    "/ui/providers",
+    "/ui/limits",
+    "/ui/recurring",
+    "/ui/users/ann",
+    "/ui/history",
+    "/ui/audit",
+    "/ui/jobs/nosuchjob123",
+    "/ui/queues/test-echo/pause",
+)
+
+
+def test_every_page_fits_a_phone(vq, dash, browser):
+    job = vq.submit("test-echo", {"projectId": "webui-phone", "text": "x" * 300}, "--user", "ann")
+    vq.wait_done(job)
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    phone = context.new_page()
+    try:
+        phone.goto(f"{dash.base}/ui/login")
+        assert phone.evaluate("document.documentElement.scrollWidth <= innerWidth")
+        login(phone, dash, dash.token("olga", "operator"))
+        wide = {}
+        for path in PHONE_PAGES:
+            phone.goto(dash.base + path.replace("{job}", job))
+            width = phone.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+            if width[0] > width[1]:
+                wide[path] = width
+        assert wide == {}, f"pages wider than the phone: {wide}"
+        phone.goto(f"{dash.base}/ui/limits")
+        shot(phone, "limits-phone")
+    finally:
+        context.close()

@@ -20,17 +20,41 @@ from redis.client import Pipeline
 from vq import keys
 from vq.batch_counts import KEEP_SECONDS
 from vq.batch_views import STATES, header, text_map
-from vq.errors import InvalidInput
+from vq.errors import Ambiguous, InvalidInput, NotFound
 
 CHUNK = 200  # batches read per round trip when a status filter reads on past the page
 TRIM_AT_MOST = 5000  # old entries checked per trim (the oldest first)
 ID_LENGTH = 32
+MIN_PREFIX = 8  # as for job ids (vq/job_ids.py): `vq tui` and `vq batch list`'s narrow columns show 12
+HEX = frozenset("0123456789abcdef")
 
 
 def index_in(pipe: Pipeline, batch_id: str, user_id: str, created_ms: int) -> None:
     """List a new batch (in the pipeline that writes its record)."""
     pipe.zadd(keys.BATCHES_INDEX, {f"{batch_id}|{user_id}": created_ms})
     pipe.zadd(keys.user_batches(user_id), {batch_id: created_ms})
+
+
+def resolve_id(conn: Redis, text: str) -> str:
+    """A batch id as people type it: the whole id, or a unique prefix of at least 8
+    characters, found in the index (one ZSCAN MATCH over it; a batch older than the index is
+    found by its whole id only). NotFound, or Ambiguous naming the first few."""
+    if not isinstance(text, str) or not MIN_PREFIX <= len(text) <= ID_LENGTH or not set(text) <= HEX:
+        raise NotFound(f"no such batch {text!r}")
+    if len(text) == ID_LENGTH:
+        return text
+    found = sorted(
+        {
+            member.decode().split("|", 1)[0]
+            for member, _ in conn.zscan_iter(keys.BATCHES_INDEX, match=f"{text}*", count=1000)
+        }
+    )
+    if not found:
+        raise NotFound(f"no such batch {text!r}")
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise Ambiguous(f"batch id prefix {text!r} is ambiguous: {shown} (give more characters)")
+    return found[0]
 
 
 def page_batches(

@@ -30,6 +30,7 @@ from vq.replies import optional_text, texts
 from vq.submission import Submission
 from vq.submission.creation import submit_resolved
 from vq.submission.validation import resolve
+from vq.telemetry import jobs as trace_jobs
 
 MAX_DESCRIPTION = 1000
 MAX_JOBS = 10_000  # jobs per create or add call
@@ -216,7 +217,8 @@ def _checked(
 def _submit_into(conn: Redis, settings: Settings, batch_id: str, checked: list) -> list[str]:
     """Create the jobs, then make them the batch's (counting any that ended meanwhile). A
     batch closed in between refuses them: they are canceled, and the caller told."""
-    ids = [submit_resolved(conn, settings, sub, resolved).id for sub, resolved in checked]
+    with trace_jobs.batch_sending(len(checked)):  # one trace for the batch's jobs, when traced
+        ids = [submit_resolved(conn, settings, sub, resolved).id for sub, resolved in checked]
     for start in range(0, len(ids), batch_counts.SWEEP_CHUNK):
         chunk = ids[start : start + batch_counts.SWEEP_CHUNK]
         code, _fired = batch_counts.sync(conn, batch_id, "add", chunk)

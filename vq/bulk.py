@@ -10,7 +10,7 @@ from pathlib import Path
 from redis import Redis
 
 from vq import job_lists, jobs
-from vq.errors import VqError
+from vq.errors import Conflict, VqError
 
 WAITING = ("queued", "limited", "scheduled", "deferred")
 MOST = 100_000  # jobs one bulk operation may touch
@@ -56,7 +56,17 @@ def retry_all(conn: Redis, views: list[dict]) -> dict:
 
 
 def cancel_all(conn: Redis, views: list[dict], reason: str) -> dict:
-    return apply(views, lambda job_id: jobs.cancel(conn, job_id, reason))
+    """Cancel each; one that is canceled by the time its turn comes (with a pipeline's parent
+    or a dependency canceled before it in this run) counts as done, not as skipped."""
+
+    def cancel(job_id: str) -> None:
+        try:
+            jobs.cancel(conn, job_id, reason)
+        except Conflict:
+            if jobs.show(conn, job_id)["status"] != "canceled":
+                raise
+
+    return apply(views, cancel)
 
 
 def remove_all(conn: Redis, views: list[dict], artifacts_root: Path) -> dict:

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vq import admission, chores, keys, limits, logs, metrics, systemd
+from vq import admission, chores, keys, limits, logs, metrics, systemd, telemetry
 from vq.admission import Admission
 from vq.autoscale import Autoscaler
 from vq.config import Settings, load_settings
@@ -85,6 +85,7 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
 
     def run(self) -> int:
         logs.configure(self.options.log_level, self.options.log_format)
+        telemetry.configure(self.settings)  # traces, when asked for: its children inherit the plan
         os.umask(0o077)  # artifacts, history and secrets: readable by vq's user only
         if not self.settings.redis.configured:
             from vq.embedded import EmbeddedRedis
@@ -206,6 +207,7 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
             systemd.notify("READY=1", f"STATUS=reload refused: {reason}")
             return
         self.settings = settings
+        telemetry.configure(settings)  # the processes restarted below follow the new `telemetry:`
         limits.publish_config_limits(conn, settings)
         planned = {c.name: c for c in self._plan()}
         for child in self.children:

@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 import redis
 from rq.serializers import JSONSerializer
 
-from vq import capacity, logs, supervision
+from vq import capacity, logs, supervision, telemetry
 from vq.config import Settings
 from vq.connection import make_client
 from vq.errors import message_of
@@ -55,6 +55,7 @@ def worker_main(
     worker_module.SHARED_DEADLINE = deadline  # where its fence says when it must be gone (watch_leases)
     logs.configure(log_level)
     install_runtime(settings)
+    telemetry.warm()  # the exporter built now, not in its first job
     conn = make_client(settings, socket_timeout=None)
     # The pid makes the name unique: a replaced worker must not clash with its predecessor's record.
     helpers = []
@@ -170,6 +171,7 @@ def http_main(settings: Settings, listener: HttpListener, log_level: str) -> Non
 
     die_with_parent()
     logs.configure(log_level)
+    telemetry.warm()
     config = uvicorn.Config(
         create_app(settings),
         log_config=None,

@@ -68,7 +68,9 @@ class Readiness:
         workers = self._active_workers()
         looping = [c.name for c in self.children if c.crashes.looping and not c.retired]
         extra = [
-            c.name for c in self.children if not c.name.startswith("worker-") and not c.retired and c.name != "http"
+            f"metrics on {self.settings.daemon.metricsListen}" if c.name == "metrics" else c.name
+            for c in self.children
+            if not c.name.startswith("worker-") and not c.retired and c.name != "http"
         ]
         return (
             f"{workers} workers, {', '.join(extra)}"

@@ -43,12 +43,14 @@ class Shutdown:
 
     def _request_stop(self, signum, frame) -> None:
         if not self.stopping:
-            again = " (Ctrl-C again to requeue them now)" if signum == signal.SIGINT else ""
+            types = self.settings.job_types.values()
+            at_checkpoint = self.settings.daemon.stopAtCheckpoint or any(t.stopAtCheckpoint for t in types)
             log.info(
-                "received %s: finishing running jobs (grace %.0fs)%s",
+                "received %s: finishing running jobs (grace %.0fs)%s%s",
                 signal.Signals(signum).name,
                 self.options.grace_seconds,
-                again,
+                "; those that checkpoint stop at their next checkpoint, to resume there" if at_checkpoint else "",
+                " (Ctrl-C again to requeue them now)" if signum == signal.SIGINT else "",
             )
         self.stopping = True
         self.waits.stop()  # ends the loop's sleep now (vq/stopping.py)

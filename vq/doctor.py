@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from vq import doctor_daemons, doctor_redis, doctor_resources
+from vq import doctor_daemons, doctor_redis, doctor_resources, telemetry
 from vq.config import Settings
 from vq.connection import describe_address, make_client
 from vq.doctor_findings import Finding
@@ -28,6 +28,9 @@ def run(settings: Settings) -> list[dict]:
     """Every check, in the order an operator would fix them."""
     findings: list[Finding] = [Finding("config", "ok", "valid (every key known, every value in range)")]
     findings += _handlers(settings)
+    traces = telemetry.described(settings)  # only when traces are asked for (docs/tracing.md)
+    if traces is not None:
+        findings.append(Finding("traces", *traces))
     if not settings.redis.configured:
         findings.append(_embedded(settings))
     conn = make_client(settings, socket_timeout=5.0)

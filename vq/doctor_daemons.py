@@ -80,11 +80,16 @@ def daemons(conn) -> list[Finding]:
         Finding(
             "clock",
             status,
-            f"clocks within {spread:.0f} ms of each other (largest offset from Redis: {worst[0]} {worst[1]:+.0f} ms)",
+            f"clocks within {spread:.0f} ms of each other (largest offset from Redis: {worst[0]} {signed_ms(worst[1])} ms)",
             "run NTP (chrony or systemd-timesyncd) on every host" if status != "ok" else None,
         )
     )
     return out
+
+
+def signed_ms(offset: float) -> str:
+    """An offset with its sign, never "-0" (an offset of -0.3 ms rounds to +0)."""
+    return f"{round(offset):+d}"
 
 
 def _crash_loops(live: list[dict]) -> list[Finding]:

@@ -33,6 +33,7 @@ from vq import (
     keys,
     logs,
     resources,
+    telemetry,
 )
 from vq.config import Settings
 from vq.context import HandlerContext, Upstream
@@ -188,6 +189,14 @@ def held_resources(job: Job) -> dict:
 
 
 def run_job(job_type: str, data: dict) -> dict:
+    try:
+        return _run_job(job_type, data)
+    finally:
+        if telemetry.on() and handler_stop.forked_child():
+            telemetry.flush()  # its provider calls' spans: the child's exit (os._exit) runs no clean-up
+
+
+def _run_job(job_type: str, data: dict) -> dict:
     job = get_current_job()
     assert job is not None, "run_job runs inside an RQ worker"
     rt = runtime()

@@ -168,6 +168,10 @@ def in_forked_child() -> None:
     _forked_child = True
 
 
+def forked_child() -> bool:
+    return _forked_child
+
+
 _stop_at_checkpoint_in = 0  # the pid of the process STOP_AT_CHECKPOINT_SIGNAL reached
 
 

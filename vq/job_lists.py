@@ -13,6 +13,7 @@ from rq.serializers import JSONSerializer
 
 from vq import admission, keys
 from vq.errors import InvalidInput
+from vq.job_status_index import narrowed
 from vq.jobdata import LIST_RESULT_BYTES
 from vq.model import job_type_of, job_view, status_of
 from vq.replies import members, texts
@@ -102,7 +103,20 @@ def _scan(
     """The page's views and (with `count`: reading on past the page) how many match in all."""
     if limit < 1 or offset < 0:
         raise InvalidInput("limit must be at least 1 and offset not negative")
-    indexes = _indexes(conn, job_type, user)
+    with narrowed(conn, status, job_type, user, _indexes(conn, job_type, user)) as indexes:
+        return _scan_indexes(conn, indexes, job_type, status, limit, offset, since_ms, count)
+
+
+def _scan_indexes(
+    conn: Redis,
+    indexes: list[str],
+    job_type: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+    since_ms: int | None,
+    count: bool,
+) -> tuple[list[dict], int]:
     out: list[dict] = []
     matched, start, chunk = 0, 0, 200
     while count or len(out) < limit:

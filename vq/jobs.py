@@ -7,6 +7,7 @@ for a job directly.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -240,17 +241,53 @@ def cancel(
     if status in TERMINAL:
         raise Conflict(f"job {job.id} is already {status}")
     if status == "started":
-        with conn.pipeline(transaction=True) as pipe:
-            pipe.set(keys.cancel_request(job.id), reason, ex=CANCEL_REQUEST_TTL)
-            cancel_now.ask_in(pipe, job.id, now, actor)
-            pipe.execute()
-        events.emit(conn, "cancel-requested", job.id, job_type_of(job), reason=reason, now=now, actor=actor)
+        _ask_running(conn, job, reason, now, actor)
         if now:
             cancel_now.settled(lambda: _exact(conn, job.id))
         return show(conn, job.id)
     _cancel_waiting(conn, job, reason, actor)
     cancel_dependents(conn, job, f"dependency {job.id} was canceled")
+    cancel_children(conn, job, f"its parent {job.id} was canceled", now, actor)
     return show(conn, job.id)
+
+
+def cancel_children(conn: Redis, job: Job, reason: str, now: bool = False, actor: str | None = None) -> list[str]:
+    """Cancel the steps of a planned parent (video-generation's script, images, audio, scenes,
+    composition) that have not ended. They exist only for the parent, which waits on them, so
+    without this a canceled video's composition renders on and holds its type's one slot. A
+    waiting step is canceled at once; a running one is asked as the parent's cancel was: to
+    stop at its next progress report, or (`now`) interrupted, and the answer waits a moment
+    for it to end."""
+    children = [
+        child
+        for child in Job.fetch_many(job.meta.get("children") or [], connection=conn, serializer=JSONSerializer)
+        if child is not None
+    ]
+    canceled, running = [], []
+    for child in children:
+        status = status_of(child)
+        if status in TERMINAL:
+            continue
+        if status == "started":
+            _ask_running(conn, child, reason, now, actor)
+            running.append(child.id)
+        else:
+            _cancel_waiting(conn, child, reason, actor)
+        canceled.append(child.id)
+    if now:
+        deadline = time.monotonic() + cancel_now.SETTLE_WAIT_S
+        for child_id in running:
+            cancel_now.settled(functools.partial(_exact, conn, child_id), max(0.0, deadline - time.monotonic()))
+    return canceled
+
+
+def _ask_running(conn: Redis, job: Job, reason: str, now: bool, actor: str | None) -> None:
+    """Ask a running job to stop: at its next progress report, or interrupted (`now`)."""
+    with conn.pipeline(transaction=True) as pipe:
+        pipe.set(keys.cancel_request(job.id), reason, ex=CANCEL_REQUEST_TTL)
+        cancel_now.ask_in(pipe, job.id, now, actor)
+        pipe.execute()
+    events.emit(conn, "cancel-requested", job.id, job_type_of(job), reason=reason, now=now, actor=actor)
 
 
 def _cancel_waiting(conn: Redis, job: Job, reason: str, actor: str | None = None) -> None:
@@ -333,6 +370,7 @@ def remove(conn: Redis, job_id: str, artifacts_root: Path | None = None, setting
     view = job_view(job, with_result=False, in_line=bool(admission.in_line(conn, [job])))
     if status not in TERMINAL:
         cancel_dependents(conn, job, f"dependency {job.id} was removed")
+        cancel_children(conn, job, f"its parent {job.id} was removed")
     admission.forget(conn, job)  # before the delete: the hash names the job's limit groups
     job.delete(remove_from_queue=True)
     job_lists.forget(conn, [job.id], keys.user_jobs(view["userId"] or ""), keys.type_jobs(view["jobType"]))

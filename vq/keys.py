@@ -320,6 +320,15 @@ def recurring_lease(recurring_id: str) -> str:
 
 
 # --- history and metrics (vq/history/archiver.py, vq/metrics.py) ----------------------
+EXEMPLARS_PREFIX = (
+    PREFIX + "exemplars:run:"
+)  # hash per type: bucket index -> "trace span seconds time" (vq/exemplars.py)
+
+
+def exemplars(job_type: str) -> str:
+    return EXEMPLARS_PREFIX + job_type
+
+
 METRICS_TOTALS = PREFIX + "metrics:totals"  # hash "<type>|<counter>" -> n, all time
 METRICS_USERS = PREFIX + "metrics:users"  # hash "<user>|<counter>" -> n, while the user is active
 METRICS_USERS_RANK = PREFIX + "metrics:users:rank"  # zset user -> jobs created (the top users, no scan)
@@ -429,3 +438,9 @@ UI_SECRET = PREFIX + "ui:secret"  # the web dashboard's cookie-signing key, made
 def ui_session(session_id: str) -> str:
     """The web dashboard's session (hash: token, csrf), expiring with the token it was made from."""
     return f"{PREFIX}ui:session:{session_id}"
+
+
+def listing_scratch(token: str) -> str:
+    """A listing's scratch zset (job id -> created ms) of the jobs one status filter can
+    match, made from RQ's registries and dropped after the page is read (vq/job_status_index.py)."""
+    return f"{PREFIX}tmp:listing:{token}"

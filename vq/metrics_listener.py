@@ -46,8 +46,8 @@ class MetricsServer:
     def stop(self, *signal: object) -> None:
         self.waits.stop(*signal)
 
-    def _render(self) -> bytes:
-        return prometheus.exposition(self.conn, self.settings)
+    def _render(self, openmetrics: bool = False) -> bytes:
+        return prometheus.exposition(self.conn, self.settings, openmetrics)
 
 
 def _server(listener: HttpListener, render) -> ThreadingHTTPServer:
@@ -56,13 +56,14 @@ def _server(listener: HttpListener, render) -> ThreadingHTTPServer:
             if self.path.partition("?")[0] != "/metrics":
                 self._answer(404, b"only /metrics is served here\n", "text/plain; charset=utf-8")
                 return
+            openmetrics = prometheus.wants_openmetrics(self.headers.get("Accept"))  # exemplars
             try:
-                body = render()
+                body = render(openmetrics)
             except Exception as exc:  # noqa: BLE001 - Redis away: the scrape fails, the listener stays
                 log.warning("metrics listener: %s", exc)
                 self._answer(503, f"cannot read the figures: {exc}\n".encode(), "text/plain; charset=utf-8")
                 return
-            self._answer(200, body, CONTENT_TYPE)
+            self._answer(200, body, prometheus.OPENMETRICS if openmetrics else CONTENT_TYPE)
 
         def _answer(self, status: int, body: bytes, content_type: str) -> None:
             self.send_response(status)

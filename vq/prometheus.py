@@ -15,10 +15,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    Exemplar,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.exposition import generate_latest
 from redis import Redis
 
+from vq import exemplars as vq_exemplars
 from vq import health, keys, metrics, queues, worker_series
 from vq.config import Settings
 from vq.jobtypes import job_types
@@ -29,16 +36,20 @@ STATES = ("queued", "limited", "running", "scheduled", "deferred", "failed", "fi
 COUNTERS = ("created", "started", "finished", "failed", "retried", "canceled", "cached", "stalled", "rateLimited")
 
 
-def _buckets(bounds_ms: Sequence[int], counts: Counter, prefix: str) -> list[tuple[str, float]]:
-    """Cumulative (le, count) pairs in seconds from `prefix|<i>` counts, +Inf last. (An
-    exemplar, a trace id for a bucket, would be a third item of a pair: vq has none yet.)"""
+def _buckets(bounds_ms: Sequence[int], counts: Counter, prefix: str, exemplars: dict | None = None) -> list[tuple]:
+    """Cumulative (le, count) pairs in seconds from `prefix|<i>` counts, +Inf last; with
+    `exemplars` ({bucket index: (trace id, span id, seconds, time)}, vq/exemplars.py), a bucket
+    that has one gets it as a third item (shown by the OpenMetrics format only)."""
     cumulative = 0
-    out: list[tuple[str, float]] = []
-    for index, bound in enumerate(bounds_ms):
+    out: list[tuple] = []
+    for index, bound in enumerate([*bounds_ms, None]):
         cumulative += counts[f"{prefix}|{index}"]
-        out.append((_seconds_text(bound), cumulative))
-    cumulative += counts[f"{prefix}|{len(bounds_ms)}"]
-    out.append(("+Inf", cumulative))
+        pair: tuple = ("+Inf" if bound is None else _seconds_text(bound), cumulative)
+        found = (exemplars or {}).get(index)
+        if found is not None and cumulative:
+            trace_id, span_id, seconds, at = found
+            pair += (Exemplar({"trace_id": trace_id, "span_id": span_id}, seconds, at),)
+        out.append(pair)
     return out
 
 
@@ -46,18 +57,21 @@ def _seconds_text(ms: int) -> str:
     return repr(ms / 1000)
 
 
-def _job_histogram(name: str, doc: str, totals: dict[str, Counter], family: str) -> HistogramMetricFamily:
+def _job_histogram(
+    name: str, doc: str, totals: dict[str, Counter], family: str, exemplars: dict | None = None
+) -> HistogramMetricFamily:
     histogram = HistogramMetricFamily(name, doc, labels=["job_type"], unit="seconds")
     for job_type, counter in totals.items():
-        buckets = _buckets(metrics.PROM_BOUNDS[family], counter, f"{family}_le")
+        buckets = _buckets(metrics.PROM_BOUNDS[family], counter, f"{family}_le", (exemplars or {}).get(job_type))
         histogram.add_metric([job_type], buckets, sum_value=counter[f"{family}_ms"] / 1000)
     return histogram
 
 
 class _Collector:
-    def __init__(self, conn: Redis, settings: Settings):
+    def __init__(self, conn: Redis, settings: Settings, with_exemplars: bool = False):
         self.conn = conn
         self.settings = settings
+        self.with_exemplars = with_exemplars
 
     def collect(self) -> Iterable:
         yield from self._queues()
@@ -111,7 +125,8 @@ class _Collector:
             for name in COUNTERS:
                 counter.add_metric([job_type, name], values[name])
         yield counter
-        yield _job_histogram("vq_job_run_seconds", "Processing time of ended attempts", totals, "run")
+        traced = vq_exemplars.read(self.conn, list(totals)) if self.with_exemplars else None
+        yield _job_histogram("vq_job_run_seconds", "Processing time of ended attempts", totals, "run", traced)
         yield _job_histogram("vq_job_wait_seconds", "Time from runnable to started", totals, "wait")
 
     def _workers(self) -> Iterable:
@@ -159,10 +174,24 @@ class _Collector:
         yield from (calls, latency)
 
 
-def exposition(conn: Redis, settings: Settings) -> bytes:
+def exposition(conn: Redis, settings: Settings, openmetrics: bool = False) -> bytes:
+    """The text format, or (`openmetrics`) OpenMetrics, whose run-time buckets carry
+    exemplars: a recent traced attempt's trace id (docs/tracing.md)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(conn, settings))
+    registry.register(_Collector(conn, settings, with_exemplars=openmetrics))
+    if openmetrics:
+        from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+        return generate_openmetrics(registry)
     return generate_latest(registry)
+
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    """Whether a scraper's Accept header asks for OpenMetrics (Prometheus does, for exemplars)."""
+    return "application/openmetrics-text" in (accept or "")
 
 
 def families(conn: Redis, settings: Settings) -> list[dict]:

@@ -8,7 +8,7 @@ import time
 
 from redis import Redis
 
-from vq import capacity, groups, keys
+from vq import capacity, groups, keys, limits
 from vq.model import job_type_of, priority_of
 from vq.replies import members, optional_text, text
 
@@ -103,3 +103,26 @@ def _first_held_by_a_group(
         return f"behind {text(first)}, which {too_big}" if too_big else None
     name, key, why = found
     return f"behind {text(first)}, held by group {name}={key}: {why}"
+
+
+def held_at_start(conn: Redis, settings, job_type: str, user: str, in_force: dict | None = None) -> str:
+    """Which limit was at its bound as a job of `job_type` for `user` started (the job
+    counted): the one that most likely held it, told after the fact for its trace's wait
+    span (vq/telemetry/jobs.py). `in_force`: limits.effective's answer, when the caller
+    keeps one."""
+    in_force = in_force or limits.effective(conn, settings)
+    type_limit = limits.type_limit(conn, settings, job_type, in_force)
+    user_limit = limits.user_limit(conn, settings, user or "_", in_force)
+    now = int(time.time() * 1000)
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.sismember(keys.PAUSED, job_type)
+        pipe.zcount(keys.running_type(job_type), now, "+inf")
+        pipe.zcount(keys.running_user(user or "_"), now, "+inf")
+        paused, type_running, user_running = pipe.execute()
+    if paused:
+        return "queue paused"
+    if type_running >= type_limit:
+        return f"type limit {type_running}/{type_limit}"
+    if user_running >= user_limit:
+        return f"user limit {user_running}/{user_limit}"
+    return "waiting for a worker"

@@ -28,12 +28,13 @@ from urllib.parse import urlsplit
 import redis
 from redis import Redis
 
-from vq import events, keys
+from vq import events, keys, telemetry
 from vq.config import Settings
 from vq.egress import Policy, Refused, connection
 from vq.errors import InvalidInput
 from vq.replies import members
 from vq.stopping import Stoppable
+from vq.telemetry import jobs as trace_jobs
 
 log = logging.getLogger("vq.webhooks")
 
@@ -209,9 +210,16 @@ class Notifier(Stoppable):
             payload = {"event": f"job.{event}", "job": {"id": job_id, "status": event}}
         opts = self.settings.webhooks
         try:
-            problem = post_json(
-                url, payload, timeout=opts.timeout / 1000, secret=secret_of(self.settings), policy=self.policy
-            )
+            with trace_jobs.delivering(self.conn, job_id, url, attempt) as span:  # a CLIENT span, when traced
+                problem = post_json(
+                    url,
+                    payload,
+                    timeout=opts.timeout / 1000,
+                    secret=secret_of(self.settings),
+                    policy=self.policy,
+                    headers=telemetry.inject({}) if span is not None else None,
+                )
+                trace_jobs.delivered(span, problem)
         except Refused as exc:  # where it points will not change by waiting: not retried
             log.warning("job %s: webhook %s refused, not sent: %s", job_id, _host(url), exc.message)
             events.emit(self.conn, "webhook-failed", job_id, payload["job"].get("jobType"), error=exc.message)

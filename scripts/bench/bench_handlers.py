@@ -49,3 +49,8 @@ def provider_call(_ctx=None, data: dict | None = None, **_kwargs) -> dict:
 
     url = (data or {})["url"]
     return call_http("bench-stub", ProviderSettings(url=url, timeout=10_000), {"prompt": "a short prompt"})
+
+
+def fail(*_args, **_kwargs) -> dict:
+    """webui.py: a job that fails at once, so a status filter has a few failed jobs to find."""
+    raise RuntimeError("bench: failed on purpose")

@@ -23,6 +23,9 @@ in the same run on the same Redis and printing the ratio:
               resources (one GPU per worker, a type that needs one), each against the
               same drain without them, interleaved rounds (scripts/bench/features.py);
               each ≥ 0.9.
+* tracing  -- vq's drain with OpenTelemetry traces exported to a local OTLP/HTTP sink (the
+              `otel` extra) against the same drain with them off, interleaved rounds
+              (scripts/bench/tracing.py); ≥ 0.85.
 * scale    -- vq's drain rate of N jobs at the head of a 1,000,000-job backlog (kept in a
               second private Redis, each round draining its next N) against the rate of a
               backlog of N alone, in --runs interleaved rounds (medians); each backlog
@@ -33,6 +36,7 @@ Run from the repository root:
   python scripts/bench/throughput.py                        # all parts but scale (~4 min)
   python scripts/bench/throughput.py --parts scale          # ~6 min, ~2 GB of Redis
   python scripts/bench/throughput.py --parts drain --runs 1 --fork-jobs 1000
+  python scripts/bench/throughput.py --parts tracing        # ~1 min
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ from vq.admission import Admission, count_waiting
 from vq.config import load_settings
 from vq.submission import Submission, submit, submit_each
 
-PARTS = ("drain", "enqueue", "latency", "memory", "features", "scale")
+PARTS = ("drain", "enqueue", "latency", "memory", "features", "tracing", "scale")
 USERS = 50
 STAMP_TYPE = "bench-stamp"
 TARGETS = {
@@ -94,6 +98,7 @@ TARGETS = {
     "scale": 0.9,
     "features": 0.9,
     "features_resources": 0.9,
+    "tracing": 0.85,
 }
 
 
@@ -555,6 +560,9 @@ def verdicts(report: dict) -> list[tuple[str, float, str, bool]]:
                 features["resources_ratio"] >= TARGETS["features_resources"],
             )
         )
+    tracing = report.get("tracing")
+    if tracing:
+        rows.append(("drain, traces on ÷ off", tracing["ratio"], "≥ 0.85", tracing["ratio"] >= TARGETS["tracing"]))
     scale = report.get("scale")
     if scale:
         rows.append(("drain at 1M waiting ÷ at 10k", scale["ratio"], "≥ 0.9", scale["ratio"] >= TARGETS["scale"]))
@@ -625,6 +633,13 @@ def print_report(out, report: dict, meta: dict) -> None:
             f"[dim]Round by round ÷ off: weights and a group {_rounds(f['ratio_per_round'])}, "
             f"a GPU each {_rounds(f['resources_ratio_per_round'])}[/]"
         )
+    if "tracing" in report:
+        f = report["tracing"]
+        out.print(
+            f"Tracing (median of {meta['runs']} interleaved rounds of {meta['jobs']:,} jobs): traces exported to a "
+            f"local OTLP sink {f['on_jobs_per_s']:,.0f}/s, off {f['off_jobs_per_s']:,.0f}/s (ratio {f['ratio']:.2f}). "
+            f"[dim]Round by round ÷ off: {_rounds(f['ratio_per_round'])}; spans per round {f['spans_per_round']}[/]"
+        )
     if "scale" in report:
         s = report["scale"]
         out.print(
@@ -662,6 +677,10 @@ def main(argv=None) -> int:
             report["memory"] = part_memory(conn, args, settings, progress)
         if "features" in args.parts:
             report["features"] = part_features(conn, args, workdir, server, progress)
+        if "tracing" in args.parts:
+            from tracing import part_tracing  # imports the otel extra's protobuf classes only when asked
+
+            report["tracing"] = part_tracing(conn, args, workdir, server, progress)
         if "scale" in args.parts:
             report["scale"] = part_scale(conn, args, workdir, config, settings, progress)
     if s.failed is not None:

@@ -21,8 +21,12 @@ against the 300 ms target. Before the jobs are made, the same pages are timed wi
 
 Pages: `/ui` (the queues overview), `/ui/fragments/overview` (its live refresh),
 `/ui/queues/bench-noop` (the newest 25 jobs), `/ui/queues/bench-noop?status=queued`, `/ui/jobs`,
-`/ui/jobs/<id>` (a waiting job), `/ui/limits`, `/ui/workers`, `/ui/dlq`. A list filtered by a
-status few jobs have reads jobs until it fills a page: it is not in the target (docs).
+`/ui/jobs/<id>` (a waiting job), `/ui/limits`, `/ui/workers`, `/ui/dlq`, and two lists
+filtered by a status few jobs have: `/ui/jobs?status=failed` (every type) and
+`/ui/queues/bench-noop?status=failed` (none). Before the waiting jobs are made, FAILED (3)
+jobs of a second type, `bench-fail` (its handler raises), run and fail, so the million
+waiting jobs are all newer than them: a list that walked the index newest first would read
+every one of them to find the three. The bench checks that the failed list shows the three.
 
 Run from the repository root:  python scripts/bench/webui.py [--waiting 1000000 --calls 20]
 Redis needs about 2.6 GB for the million jobs; making them takes about 100 s on a 2-core
@@ -35,6 +39,7 @@ import json
 import os
 import secrets
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +47,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
+import yaml
 from _common import (
     JOB_TYPE,
     BenchError,
@@ -58,7 +64,7 @@ from fairness import percentile
 from history import bench_config, create_waiting
 from rich.table import Table
 
-from vq import keys, queues, tokens
+from vq import job_lists, keys, queues, tokens
 from vq.config import load_settings
 
 TARGET_MS = 300.0
@@ -72,7 +78,11 @@ PAGES = (
     "/ui/limits",
     "/ui/workers",
     "/ui/dlq",
+    "/ui/jobs?status=failed",
+    f"/ui/queues/{JOB_TYPE}?status=failed",
 )
+FAIL_TYPE = "bench-fail"
+FAILED = 3  # failed jobs, made before the waiting ones
 
 
 def parse_args(argv):
@@ -90,9 +100,11 @@ def parse_args(argv):
 def serve(workdir: Path, redis_url: str, args) -> tuple[Path, str]:
     config = bench_config(workdir, redis_url, args, True, "webui")
     port = free_port()
+    types = yaml.safe_load(config.read_text())["job_types"]
     update_vq_config(
         config,
         http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": secrets.token_urlsafe(32)},
+        job_types={**types, FAIL_TYPE: {"handler": "bench_handlers:fail", "attempts": 1}},
     )
     return config, f"http://127.0.0.1:{port}"
 
@@ -111,6 +123,25 @@ def wait_up(base: str, proc, log: Path) -> None:
     raise BenchError(f"the HTTP server did not come up:\n{tail(log)}")
 
 
+def make_failed(conn, config: Path, proc, log: Path) -> None:
+    """FAILED jobs of FAIL_TYPE, submitted with `vq submit` and run by the daemon until they fail."""
+    env = {**os.environ, "VQ_CONFIG": str(config)}
+    for n in range(FAILED):
+        made = subprocess.run(
+            [sys.executable, "-m", "vq", "submit", FAIL_TYPE, "--data", "{}", "--user", f"bench-user-{n}"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if made.returncode != 0:
+            raise BenchError(f"vq submit {FAIL_TYPE}: exit {made.returncode}: {made.stderr.strip()}")
+    deadline = time.monotonic() + 60
+    while len(job_lists.list_jobs(conn, job_type=FAIL_TYPE, status="failed")) < FAILED:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise BenchError(f"the {FAIL_TYPE} jobs did not fail in 60 s:\n{tail(log)}")
+        time.sleep(0.2)
+
+
 def time_pages(client: httpx.Client, job_id: str, calls: int) -> dict[str, list[float]]:
     paths = [p.replace("{job}", job_id) for p in PAGES]
     timings: dict[str, list[float]] = {p: [] for p in PAGES}
@@ -118,6 +149,8 @@ def time_pages(client: httpx.Client, job_id: str, calls: int) -> dict[str, list[
         reply = client.get(path)
         if reply.status_code != 200:
             raise BenchError(f"GET {path}: {reply.status_code} {reply.text[:300]}")
+        if path == "/ui/jobs?status=failed" and reply.text.count('class="mono" href="/ui/jobs/') != FAILED:
+            raise BenchError(f"GET {path}: expected the {FAILED} failed jobs listed")
     for _ in range(calls):
         for page, path in zip(PAGES, paths):
             t0 = time.perf_counter()
@@ -152,6 +185,8 @@ def measure(s, args) -> dict:
         proc = start_vq_daemon(config, 1, args.vq_log_level, log, s.workdir)
         s.on_exit(lambda proc=proc: stop_process(proc))
         wait_up(base, proc, log)
+        if not waiting:
+            make_failed(s.conn, config, proc, log)
         newest = s.conn.zrevrange(keys.type_jobs(JOB_TYPE), 0, 0)
         job_id = newest[0].decode() if newest else ""
         with httpx.Client(base_url=base, timeout=60) as client:

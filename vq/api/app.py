@@ -19,13 +19,14 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from redis import Redis
 
-from vq import jobdata, webui
+from vq import jobdata, telemetry, webui
 from vq.api import schemas
 from vq.api.body_limit import BodyLimit
 from vq.api.context import Context
 from vq.api.errors import ERROR_RESPONSES, install_handlers
 from vq.api.request_id import RequestId
 from vq.api.routes import batches, events, history, job_logs, jobs, monitoring, queues, recurring, system
+from vq.api.tracing import ServerSpans
 from vq.config import Settings
 from vq.connection import make_async_client, make_client
 
@@ -56,6 +57,8 @@ def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:
     )
     install_handlers(app, html=webui.error_page if settings.http.ui else None)
     app.add_middleware(BodyLimit, limit=settings.http.maxBodyBytes)
+    if telemetry.on():  # a SERVER span per request (docs/tracing.md); no layer at all otherwise
+        app.add_middleware(ServerSpans)
     app.add_middleware(RequestId)  # outermost: every answer has an id and an access line
     for resource in ROUTERS:
         app.include_router(resource.router(ctx))

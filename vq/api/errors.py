@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vq.api.ratelimit import RateLimited
@@ -115,6 +115,16 @@ def install_handlers(app: FastAPI, html: HtmlErrors | None = None) -> None:
                 request, 404 if first.get("loc", ("",))[0] == "path" else 422, f"{where}: {first.get('msg')}", exc
             )
         return _error(422, "invalid", f"{where}: {first.get('msg', 'invalid')}", where)
+
+    if html is not None:
+
+        @app.exception_handler(Exception)
+        async def _broken(request: Request, exc: Exception):
+            """A bug: under /ui, the error page with the navigation bar (the traceback goes to
+            the daemon's log, as Starlette logs it); elsewhere Starlette's own plain answer."""
+            if dashboard(request):
+                return html(request, 500, "the server failed to answer this page; its log says why", exc)
+            return PlainTextResponse("Internal Server Error", status_code=500)
 
     @app.exception_handler(redis.ConnectionError)
     async def _redis_down(request: Request, exc: Exception):

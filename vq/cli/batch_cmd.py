@@ -23,6 +23,7 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if ms else "-"
 
 
+BATCH_ID = "The batch's id, or a unique prefix of at least 8 characters (vq tui shows 12)."
 STATE_STYLE = {"complete": "green", "open": "yellow", "closed": "cyan"}
 
 
@@ -171,34 +172,41 @@ def register(app: typer.Typer) -> None:
     @group.command("show", epilog=example("vq batch show 3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7"))
     def show(
         ctx: typer.Context,
-        batch_id: str = typer.Argument(..., metavar="ID", help="The batch's id."),
+        batch_id: str = typer.Argument(..., metavar="ID", help=BATCH_ID),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Progress (done, failed, canceled, pending), callbacks and each job of a batch."""
-        emit(batches.show(state(ctx).conn, batch_id), as_json, render_batch)
+        conn = state(ctx).conn
+        emit(batches.show(conn, batch_lists.resolve_id(conn, batch_id)), as_json, render_batch)
 
     @group.command("add", epilog=example("vq batch add 3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7 more.jsonl"))
     def add(
         ctx: typer.Context,
-        batch_id: str = typer.Argument(..., metavar="ID", help="An open batch's id."),
+        batch_id: str = typer.Argument(
+            ..., metavar="ID", help="An open batch's id, or a unique prefix of at least 8 characters."
+        ),
         file: str = typer.Argument(..., metavar="FILE", help="JSON-lines file of jobs, or - for stdin."),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Add FILE's jobs to a batch created with --open (all lines checked first)."""
         st = state(ctx)
-        view = batches.add(st.conn, st.settings, batch_id, submissions_from(file, "FILE"))
+        view = batches.add(
+            st.conn, st.settings, batch_lists.resolve_id(st.conn, batch_id), submissions_from(file, "FILE")
+        )
         audit.record(st.conn, audit.cli_actor(), "operator", "batch-add", None, view["id"])
         emit(view, as_json, render_batch)
 
     @group.command("close", epilog=example("vq batch close 3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7"))
     def close(
         ctx: typer.Context,
-        batch_id: str = typer.Argument(..., metavar="ID", help="An open batch's id."),
+        batch_id: str = typer.Argument(
+            ..., metavar="ID", help="An open batch's id, or a unique prefix of at least 8 characters."
+        ),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Close an open batch: no more jobs; on success and on complete may fire from now on."""
         st = state(ctx)
-        view = batches.close(st.conn, batch_id)
+        view = batches.close(st.conn, batch_lists.resolve_id(st.conn, batch_id))
         audit.record(st.conn, audit.cli_actor(), "operator", "batch-close", None, view["id"])
         if as_json:
             print_json(view)

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
             "-w",
             metavar="FIELD OP VALUE",
             help="Only jobs matching (repeat: all must), found through the history database's indexes: "
-            "data.projectId=p1 (a field of history.indexedFields), status=failed; OP one of = != > >= < <= ~.",
+            "data.projectId=p1 (a field of history.indexedFields), status=failed; OP one of = != > >= < <= ~ (starts with).",
         ),
         as_json: bool = JSON_OPTION,
     ) -> None:
@@ -187,8 +187,9 @@ def register(app: typer.Typer) -> None:
 
         A running job stops at its next progress report; with --now it is interrupted at once (its
         handler's on_cancel clean-up runs; a forked job's process ends, killed if it does not
-        answer), its slots are freed, and it is not retried. With --all --user U, every waiting job of that user; it lists them
-        and asks first unless --yes."""
+        answer), its slots are freed, and it is not retried. A pipeline's parent (video-generation) takes its steps
+        that have not ended with it. With --all --user U, every waiting job of that user; it lists them and asks first
+        unless --yes."""
         st = state(ctx)
         if now and every:
             raise InvalidInput("--now: give one job ID (--all cancels waiting jobs, which have nothing to interrupt)")

@@ -8,6 +8,7 @@ from functools import cached_property
 import typer
 from redis import Redis
 
+from vq import telemetry
 from vq.cli.helptext import choices_metavar, one_of
 from vq.config import PRIORITIES, TIERS, Settings, load_settings
 from vq.connection import connect
@@ -39,7 +40,9 @@ class State:
 
     @cached_property
     def settings(self) -> Settings:
-        return load_settings(self.config_path)
+        settings = load_settings(self.config_path)
+        telemetry.configure(settings)  # `vq submit` starts a trace when tracing is asked for (docs/tracing.md)
+        return settings
 
     @cached_property
     def conn(self) -> Redis:

@@ -77,6 +77,7 @@ from vq.config.services import (
 from vq.config.settings import (
     Settings,
 )
+from vq.config.telemetry import TelemetrySettings
 
 __all__ = [
     "TIERS",
@@ -124,6 +125,7 @@ __all__ = [
     "CacheSettings",
     "JobTypeSettings",
     "Settings",
+    "TelemetrySettings",
     "default_config_path",
     "_apply_env",
     "settings_from",

@@ -33,6 +33,7 @@ from vq.config.services import (
     TemplateSettings,
     WebhookSettings,
 )
+from vq.config.telemetry import TelemetrySettings
 
 
 class Settings(_Strict):
@@ -62,6 +63,7 @@ class Settings(_Strict):
     cache: CacheSettings = field(default_factory=CacheSettings)
     costs: CostSettings = field(default_factory=CostSettings)
     artifacts: ArtifactSettings = field(default_factory=ArtifactSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     def __post_init__(self) -> None:
         for user, tier in self.subscriptions.items():

@@ -16,6 +16,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
+from vq import telemetry
 from vq.config import ProviderSettings, Settings
 from vq.errors import InvalidInput, PermanentError, ProviderError, RateLimitError
 from vq.providers import pool as http_pool
@@ -79,16 +80,46 @@ def call_http(name: str, provider: ProviderSettings, payload: dict) -> dict:
     url = provider.url
     if not url:  # `call` calls only a provider with one
         raise PermanentError(f"provider {name!r}: needs kind: http and a url to be called")
+    if telemetry.on():  # a CLIENT span, its traceparent sent along (vq/telemetry/)
+        with telemetry.span("POST", kind="client", attributes=_span_attributes(name, url)) as span:
+            response = _post(name, provider, url, payload, telemetry.inject(headers))
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 400:
+                    span.set_attribute("error.type", str(response.status_code))
+                    telemetry.failed(span)
+    else:
+        response = _post(name, provider, url, payload, headers)
+    return _answer(name, response)
+
+
+def _span_attributes(name: str, url: str) -> dict:
+    """HTTP client conventions: method, URL (no query: it may carry a key), server; and the provider."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return {
+        "http.request.method": "POST",
+        "url.full": parts._replace(query="", fragment="", netloc=parts.netloc.rpartition("@")[2]).geturl(),
+        "server.address": parts.hostname,
+        "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+        "vq.provider": name,
+    }
+
+
+def _post(name: str, provider: ProviderSettings, url: str, payload: dict, headers: dict) -> httpx.Response:
     import httpx  # here: importing httpx imports click and rich (its CLI), which the core must not
 
     try:
-        response = http_pool.client(name, provider.timeout).post(
-            url, content=json.dumps(payload).encode(), headers=headers
-        )
+        return http_pool.client(name, provider.timeout).post(url, content=json.dumps(payload).encode(), headers=headers)
     except httpx.TimeoutException:
         raise ProviderError(f"{name}: no answer within {provider.timeout} ms", provider=name) from None
     except (httpx.TransportError, OSError) as exc:
         raise ProviderError(f"{name}: cannot connect ({_reason(exc)})", provider=name) from None
+
+
+def _answer(name: str, response: httpx.Response) -> dict:
+    """The provider's answer as a result, or the error its status says."""
     body = response.content
     if not 200 <= response.status_code < 300:
         code, detail = response.status_code, _detail(body)

@@ -26,7 +26,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
-from vq import checkpoints, fence, handler_stop, logs, resources
+from vq import checkpoints, fence, handler_stop, logs, resources, telemetry
 from vq.admission import forget_idle_in, wake_in
 from vq.execution import begin_attempt, runtime
 from vq.job_outcomes import JobOutcomes
@@ -36,6 +36,7 @@ from vq.providers import pool as http_pool
 from vq.rq_seam import private
 from vq.rq_seam.log_filters import SayOnce
 from vq.rq_seam.queue import VqQueue
+from vq.telemetry import jobs as trace_jobs
 from vq.worker_leases import JobLeases
 from vq.worker_memory import MemoryLimit
 from vq.worker_starts import STARTED_BY_ADMISSION, AdmissionStarts
@@ -201,15 +202,25 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         self._arm(job)
         setattr(job, checkpoints.STOP_AT_CHECKPOINT, lambda: self._stops_at_checkpoint(job))
         began = time.monotonic()
+        number = int(job.meta.get("attempts") or 0) + (0 if getattr(job, STARTED_BY_ADMISSION, False) else 1)
+        started_ns = None
+        if telemetry.on():  # its wait, from runnable to now (vq/telemetry/jobs.py)
+            started_ns = time.time_ns()
+            trace_jobs.waited(runtime().settings, job, number, started_ns)
         try:
-            # RQ's own lines about the job (here and in a forked child) carry it (vq/logs.py)
-            with logs.job_context(
-                job_id=job.id, job_type=job.meta.get("jobType"), user_id=job.meta.get("userId"), worker=self.name
+            # RQ's own lines about the job (here and in a forked child) carry it (vq/logs.py);
+            # its attempt's span is current while it runs (a forked child inherits it)
+            with (
+                logs.job_context(
+                    job_id=job.id, job_type=job.meta.get("jobType"), user_id=job.meta.get("userId"), worker=self.name
+                ),
+                trace_jobs.attempt(job, self.name, number, started_ns) as span,
             ):
                 if self._forking:
                     Worker.execute_job(self, job, queue)  # RQ's fork, monitor and clean-up of the child
                 else:
                     SimpleWorker.execute_job(self, job, queue)  # type: ignore[arg-type]  # uses only a Worker's attributes
+                trace_jobs.ended(span, job, refresh=self._forking, conn=self.connection)
         finally:
             self._disarm()
             self._forking = False

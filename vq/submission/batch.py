@@ -23,6 +23,7 @@ from vq.rq_seam.queue import rq_queue
 from vq.submission.creation import announce, create_in, expires, groups_in, plan_of, submit_resolved
 from vq.submission.spec import TEMPLATES, history_data, job_spec
 from vq.submission.validation import Resolved, Submission, resolve
+from vq.telemetry import jobs as trace_jobs
 
 BATCH_CHUNK = 500  # submissions created per transaction by submit_each
 
@@ -33,7 +34,13 @@ def submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dic
 
     Plain submissions (no dependencies, idempotency or unique key, fixed id, result cache or child
     graph) are created BATCH_CHUNK to a transaction, in order; the others one by one as
-    `submit` makes them, after the plain ones before them."""
+    `submit` makes them, after the plain ones before them. Traced, the whole batch is one
+    PRODUCER span (vq/telemetry/), each job's `send` under it: one trace."""
+    with trace_jobs.batch_sending(len(items)):
+        return _submit_each(conn, settings, items, build)
+
+
+def _submit_each(conn: Redis, settings: Settings, items: list, build) -> list[dict]:
     outcomes: list[dict] = []
     plain: list[tuple[Resolved, str]] = []
 

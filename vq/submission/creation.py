@@ -36,6 +36,7 @@ from vq.submission import unique
 from vq.submission.spec import TEMPLATES, enqueue_at_kwargs, history_data, job_spec
 from vq.submission.unique import Submitted
 from vq.submission.validation import VALID_ID, Resolved, Submission, resolve
+from vq.telemetry import jobs as trace_jobs
 
 
 def _push_new(
@@ -83,13 +84,15 @@ def submit_outcome(conn: Redis, settings: Settings, sub: Submission) -> Submitte
 def submit_resolved(conn: Redis, settings: Settings, sub: Submission, resolved: Resolved) -> Submitted:
     """`submit` once the submission is resolved (`submit_each` resolves first to sort plain from the rest)."""
     job_id = sub.job_id or uuid.uuid4().hex
-    if sub.idempotency_key:
-        existing = _claim_idempotency_key(conn, settings, resolved.user_id, sub.idempotency_key, job_id)
-        if existing:
-            return Submitted(existing)
-    if resolved.unique is not None:
-        return _submit_unique(conn, settings, resolved, job_id)
-    return Submitted(_submit_new(conn, settings, sub, resolved, job_id))
+    # its `send` span, when traced (vq/telemetry/): linked to its dependencies' traces
+    with trace_jobs.sending(resolved.job_type.name, job_id, conn, resolved.depends_on):
+        if sub.idempotency_key:
+            existing = _claim_idempotency_key(conn, settings, resolved.user_id, sub.idempotency_key, job_id)
+            if existing:
+                return Submitted(existing)
+        if resolved.unique is not None:
+            return _submit_unique(conn, settings, resolved, job_id)
+        return Submitted(_submit_new(conn, settings, sub, resolved, job_id))
 
 
 def _submit_new(conn: Redis, settings: Settings, sub: Submission, resolved: Resolved, job_id: str) -> str:

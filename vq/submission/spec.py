@@ -9,12 +9,14 @@ from math import ceil
 
 from rq import Retry
 
+from vq import telemetry
 from vq.config import Settings
 from vq.jobhash import Templates
 from vq.maintenance import ended_ttl
 from vq.model import VQ_FUNC, iso
 from vq.protect import protector
 from vq.submission.validation import Resolved
+from vq.telemetry import jobs as trace_jobs
 
 TEMPLATES = Templates(VQ_FUNC)
 
@@ -118,6 +120,10 @@ def job_spec(
         "webhookUrl": r.webhook_url,
     }
     meta.update({name: value for name, value in optional.items() if value})
+    if telemetry.on():  # its `send` span's context: every later span of the job is its child
+        traceparent = trace_jobs.sent(r.job_type.name, job_id)
+        if traceparent:
+            meta[telemetry.META_KEY] = traceparent
     if cache_key:
         meta.update(cacheKey=cache_key, cacheTtl=r.job_type.cache.ttl)
     if unique_meta:

@@ -33,7 +33,7 @@ class VqDashboard(App):
     #queues { height: 1fr; min-height: 6; }
     #below { height: 10; }
     ProgressBar { padding: 0 1; }
-    Static#detail, Static#tree, Static#timeline { padding: 0 1; }
+    Static#detail, Static#tree, Static#timeline, Static#log { padding: 0 1; }
     """
     BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help")]
 

@@ -22,7 +22,11 @@ minute. The type's name is coloured by its health and marked ⏸ when paused."""
 
 
 class OverviewScreen(LiveScreen):
+    # At 80 columns the footer holds about seven keys: the two that explain the rest come first
+    # (the app's own q and ?, named here so they lead; `?` lists every key).
     BINDINGS = [
+        Binding("question_mark", "app.help", "Help"),
+        Binding("q", "app.quit", "Quit"),
         Binding("enter", "open_queue", "Jobs"),
         Binding("p", "pause", "Pause"),
         Binding("r", "resume", "Resume"),

@@ -16,9 +16,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from vq.config import Settings
-from vq.webui import actions, auth, live, operations, pages
+from vq.webui import actions, auth, live, operations, pages, sessions
 from vq.webui.render import STATIC, page
-from vq.webui.sessions import LoginNeeded
+from vq.webui.sessions import LoginNeeded, Session
 
 
 def error_page(request: Request, status: int, message: str, exc: BaseException) -> Response:
@@ -30,13 +30,38 @@ def error_page(request: Request, status: int, message: str, exc: BaseException) 
         if request.method == "GET":
             return auth.login_redirect(request)
         return RedirectResponse("/ui/login", status_code=303)
-    return page(request, "error.html", code=status, session=None, status_code=status, message=message)
+    return page(
+        request,
+        "error.html",
+        code=status,
+        session=_session_of(request, status),
+        status_code=status,
+        message=message,
+        title=TITLES.get(status, "Error"),
+        job_id=request.path_params.get("jobId") if status == 404 else None,
+    )
+
+
+TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 422: "Bad request", 500: "Something broke"}
+
+
+def _session_of(request: Request, status: int) -> Session | None:
+    """The viewer's session, so an error page keeps the navigation bar; None without one (or
+    with Redis down, when asking would only wait)."""
+    conn = getattr(request.app.state, "vq_ui_conn", None)
+    if conn is None or status == 503:
+        return None
+    try:
+        return sessions.current(conn, request, shows_pages=False)
+    except Exception:  # noqa: BLE001 - no session, or none to be had: the page without the bar
+        return None
 
 
 def mount(app: FastAPI, conn: Redis, settings: Settings, stream_conn) -> None:
     """Add the dashboard's routes and assets; `stream_conn` is the asyncio Redis client its
     live stream waits on (vq/webui/live.py)."""
     gate = auth.Gate(conn, settings)
+    app.state.vq_ui_conn = conn  # error_page's session lookup
     app.include_router(auth.router(gate))
     app.include_router(pages.router(gate, conn, settings))
     app.include_router(operations.router(gate, conn, settings))

@@ -1,5 +1,6 @@
 """The dashboard's actions (operator role): pause, resume and clear a queue; retry, cancel
-and remove a job; retry and purge the dead-letter queue. Each has a confirm page (GET) whose
+and remove a job; retry and purge the dead-letter queue; run, pause, resume and remove a
+recurring job; set and reset a limit. Each has a confirm page (GET) whose
 form POSTs with the session's CSRF token; the POST calls the service function the CLI and
 the HTTP API call, records an audit event naming the operator, and sends the browser back
 with what happened."""
@@ -13,9 +14,10 @@ from fastapi.responses import RedirectResponse
 from redis import Redis
 from starlette.concurrency import run_in_threadpool
 
-from vq import artifacts, audit, dlq, jobs, queues
+from vq import artifacts, audit, dlq, jobs, keys, queues
+from vq import limits as limits_service
 from vq.config import Settings
-from vq.errors import NotFound
+from vq.errors import InvalidInput, NotFound
 from vq.jobtypes import get_job_type
 from vq.recurring import definitions as recurring
 from vq.recurring import firing
@@ -67,6 +69,15 @@ RECURRING_ACTIONS = {
         "Resume recurring job",
         "Recurring job {target} spawns again from its next tick (paused ticks are not caught up).",
     ),
+    "remove": Action(
+        "Remove recurring job",
+        "Recurring job {target} is deleted with its run records; jobs it already spawned stay. This cannot be undone.",
+        danger=True,
+    ),
+}
+LIMIT_ACTIONS = {
+    "set": Action("Change limit", "{target}. It wins over the config file on every host until reset."),
+    "reset": Action("Reset limit", "{target}: the config file's value applies again, on every host."),
 }
 DLQ_ACTIONS = {
     "retry": Action("Retry dead letters", "Every dead job{target} is queued again."),
@@ -128,14 +139,53 @@ def _recurring(conn: Redis, settings: Settings, actor: Session, action: str, ref
     if action == "run":
         job_id = firing.run_now(conn, settings, definition.id)
         said, detail = f"recurring job {definition.name or definition.id} ran: job {job_id}", {"jobId": job_id}
+    elif action == "remove":
+        recurring.remove(conn, definition.id)
+        said = f"recurring job {definition.name or definition.id} removed"
     elif action == "pause":
         recurring.pause(conn, definition.id)
         said = f"recurring job {definition.name or definition.id} paused"
     else:
         recurring.resume(conn, definition.id)
         said = f"recurring job {definition.name or definition.id} resumed"
-    audit.record(conn, p.user_id, p.role, f"recurring-{action}", definition.jobType, definition.id, via="ui", **detail)
+    audited = "rm" if action == "remove" else action  # as `vq recurring rm` records it
+    audit.record(conn, p.user_id, p.role, f"recurring-{audited}", definition.jobType, definition.id, via="ui", **detail)
     return said
+
+
+def _limit_change(fields: dict[str, str], reset: bool) -> tuple[str, str, str | None, int | str | None]:
+    """(kind, name, key, value) from a limit form, refused as `vq limits set` refuses it."""
+    kind, name = fields.get("kind", "").strip(), fields.get("name", "").strip()
+    key = fields.get("key", "").strip() or None
+    if kind not in keys.LIMIT_KINDS:
+        raise InvalidInput(f"kind: {kind!r} is not one of {', '.join(keys.LIMIT_KINDS)}", field="kind")
+    if not name:
+        raise InvalidInput("name: missing (a job type, tier, user or group)", field="name")
+    if reset:
+        return kind, name, key, None
+    raw = fields.get("value", "").strip()
+    if kind in keys.RATE_KINDS:
+        return kind, name, key, raw
+    try:
+        return kind, name, key, int(raw)
+    except ValueError:
+        raise InvalidInput(f"value: expected a whole number of at least 1, got {raw!r}", field="value") from None
+
+
+def describe_limit(kind: str, name: str, key: str | None, value: int | str | None) -> str:
+    noun = "weight" if kind in keys.WEIGHT_KINDS else "rate" if kind in keys.RATE_KINDS else "limit"
+    what = f"{kind} {name}{f' {key}' if key else ''}"
+    return f"{what}: {noun} {value}" if value is not None else what
+
+
+def _limit(conn: Redis, settings: Settings, actor: Session, fields: dict[str, str], reset: bool) -> str:
+    kind, name, key, value = _limit_change(fields, reset)
+    result = limits_service.set_limit(conn, settings, kind, name, value, key)  # what `vq limits set|reset` calls
+    p = actor.principal
+    action = "limits-reset" if reset else "limits-set"
+    detail = {"kind": kind, "value": value, **({"key": key} if key else {})}
+    audit.record(conn, p.user_id, p.role, action, name, "-", via="ui", **detail)
+    return describe_limit(kind, name, key, result.get("limit")) + (" (reset)" if reset else "")
 
 
 def _back(conn: Redis, session: Session, target: str, said: str) -> RedirectResponse:
@@ -216,6 +266,20 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         await gate.checked(request, session)
         said = await run_in_threadpool(_recurring, conn, settings, session, action, ref)
         return await run_in_threadpool(_back, conn, session, "/ui/recurring", said)
+
+    @routes.get("/ui/limits/{action}")
+    async def limit_confirm(request: Request, action: str, session: Session = Depends(gate.operator)):
+        chosen = known(LIMIT_ACTIONS, action)
+        fields = {k: request.query_params.get(k, "")[:200] for k in ("kind", "name", "key", "value")}
+        kind, name, key, value = _limit_change(fields, action == "reset")
+        return confirm(request, session, chosen, describe_limit(kind, name, key, value), "/ui/limits", **fields)
+
+    @routes.post("/ui/limits/{action}")
+    async def limit_action(request: Request, action: str, session: Session = Depends(gate.operator)):
+        known(LIMIT_ACTIONS, action)
+        fields = await gate.checked(request, session)
+        said = await run_in_threadpool(_limit, conn, settings, session, fields, action == "reset")
+        return await run_in_threadpool(_back, conn, session, "/ui/limits", said)
 
     @routes.get("/ui/dlq/{action}")
     async def dlq_confirm(request: Request, action: str, type: str = "", session: Session = Depends(gate.operator)):

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from vq.config import Settings
 from vq.jobtypes import job_types
+from vq.keys import LIMIT_KINDS
 from vq.webui import reports, views
 from vq.webui.auth import Gate
 from vq.webui.render import page
@@ -31,7 +32,8 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
 
     @routes.get("/ui/limits")
     async def limits(request: Request, session: Session = Depends(gate.operator)):
-        return page(request, "limits.html", session=session, data=await call(reports.limits_view))
+        data = await call(reports.limits_view)
+        return page(request, "limits.html", session=session, data=data, kinds=LIMIT_KINDS)
 
     @routes.get("/ui/recurring")
     async def recurring(request: Request, session: Session = Depends(gate.viewer)):

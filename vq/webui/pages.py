@@ -5,6 +5,7 @@ the dead-letter queue, plus the fragments htmx polls to keep them live. Stable l
 from __future__ import annotations
 
 import mimetypes
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
@@ -12,6 +13,7 @@ from redis import Redis
 from starlette.concurrency import run_in_threadpool
 
 from vq.config import Settings
+from vq.errors import InvalidInput
 from vq.webui import views
 from vq.webui.auth import Gate
 from vq.webui.render import page
@@ -47,53 +49,66 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
         data = await call(views.overview)
         return page(request, "overview_live.html", session=session, data=data)
 
+    async def listing_page(request: Request, session: Session, job_type: str | None, filters: dict, page_number: int):
+        """A list of jobs (a queue's, or every type's): a filter that is refused (an unknown
+        status, a data field the history does not index) shows its reason above an empty list."""
+        row = await call(views.queue_row, job_type) if job_type else None
+        terms = [t for t in filters["where"].split() if t]
+        error, code = None, 200
+        try:
+            listing = await call(
+                views.job_list,
+                session.principal,
+                job_type,
+                filters["status"] or None,
+                filters["user"] or None,
+                page_number,
+                filters["since"] or None,
+                terms,
+            )
+        except InvalidInput as exc:
+            listing, error, code = views.empty_list(page_number), exc.message, exc.http_status
+        return page(
+            request,
+            "jobs.html",
+            code=code,
+            session=session,
+            listing=listing,
+            queue=row,
+            job_type=job_type,
+            error=error,
+            indexed=settings.history.indexedFields,
+            query=urlencode({k: v for k, v in filters.items() if v}),
+            statuses=views.STATUSES,
+            **filters,
+        )
+
     @routes.get("/ui/queues/{jobType}")
     async def queue(
         request: Request,
         jobType: str = TYPE_NAME,
-        status: str | None = Query(None, max_length=20),
-        user: str | None = Query(None, max_length=200),
-        since: str | None = Query(None, max_length=20),
+        status: str = Query("", max_length=20),
+        user: str = Query("", max_length=200),
+        since: str = Query("", max_length=20),
+        where: str = Query("", max_length=500),
         page_number: int = Query(1, alias="page", ge=1, le=100_000),
         session: Session = Depends(gate.operator),
     ):
-        row = await call(views.queue_row, jobType)
-        listing = await call(views.job_list, session.principal, jobType, status, user, page_number, since)
-        return page(
-            request,
-            "jobs.html",
-            session=session,
-            listing=listing,
-            queue=row,
-            job_type=jobType,
-            status=status or "",
-            user=user or "",
-            since=since or "",
-            statuses=views.STATUSES,
-        )
+        filters = {"status": status, "user": user, "since": since, "where": where}
+        return await listing_page(request, session, jobType, filters, page_number)
 
     @routes.get("/ui/jobs")
     async def job_listing(
         request: Request,
-        status: str | None = Query(None, max_length=20),
-        user: str | None = Query(None, max_length=200),
-        since: str | None = Query(None, max_length=20),
+        status: str = Query("", max_length=20),
+        user: str = Query("", max_length=200),
+        since: str = Query("", max_length=20),
+        where: str = Query("", max_length=500),
         page_number: int = Query(1, alias="page", ge=1, le=100_000),
         session: Session = Depends(gate.viewer),
     ):
-        listing = await call(views.job_list, session.principal, None, status, user, page_number, since)
-        return page(
-            request,
-            "jobs.html",
-            session=session,
-            listing=listing,
-            queue=None,
-            job_type=None,
-            status=status or "",
-            user=user or "",
-            since=since or "",
-            statuses=views.STATUSES,
-        )
+        filters = {"status": status, "user": user, "since": since, "where": where}
+        return await listing_page(request, session, None, filters, page_number)
 
     @routes.get("/ui/jobs/{jobId}")
     async def job(request: Request, jobId: str = JOB_ID, session: Session = Depends(gate.viewer)):

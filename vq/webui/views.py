@@ -11,7 +11,7 @@ from pathlib import PurePath
 
 from redis import Redis
 
-from vq import artifacts, dashboard, dlq, job_lists, job_log_store, jobs, queues
+from vq import artifacts, dashboard, dlq, job_lists, job_log_store, job_search, jobs, queues
 from vq.config import Settings
 from vq.durations import parse_duration_ms
 from vq.errors import HistoryUnavailable, InvalidInput, NotFound
@@ -69,11 +69,14 @@ def job_list(
     user: str | None,
     page: int,
     since: str | None = None,
+    where: list[str] | None = None,
 ) -> dict:
     """One page of jobs, newest first, and whether there is a next one (one job more is read
     rather than counting every match: a page stays as cheap with a million waiting jobs).
     A user-role viewer sees their own jobs whatever `user` says. `since`: created within
-    this long (15m, 12h, 7d)."""
+    this long (15m, 12h, 7d). `where`: data-field terms (data.projectId=p1), matched through
+    the history database's indexes as `vq jobs --where` matches them (vq/job_search.py); a
+    field history.indexedFields does not list is refused (InvalidInput, saying which are)."""
     if job_type:
         get_job_type(settings, job_type)
     if status and status not in STATUSES:
@@ -83,6 +86,21 @@ def job_list(
     if not principal.is_operator:
         user = principal.user_id
     since_ms = int(time.time() * 1000) - parse_duration_ms(since, "since", unit_required=True) if since else None
+    if where:
+        matched = job_search.page_matching(
+            conn,
+            settings,
+            where,
+            job_type=job_type or None,
+            status=status or None,
+            user=user or None,
+            limit=PAGE,
+            page=page,
+            since_ms=since_ms,
+        )
+        shown = [j for j in matched["jobs"] if principal.may_see(j["userId"], j["projectId"])]
+        more = matched["total"] > matched["offset"] + len(matched["jobs"])
+        return {"jobs": shown, "page": page, "more": more, "total": matched["total"], "note": matched["note"]}
     found = job_lists.list_jobs(
         conn,
         job_type=job_type or None,
@@ -94,7 +112,12 @@ def job_list(
     )
     if not principal.is_operator:
         found = [j for j in found if principal.may_see(j["userId"], j["projectId"])]
-    return {"jobs": found[:PAGE], "page": page, "more": len(found) > PAGE}
+    return {"jobs": found[:PAGE], "page": page, "more": len(found) > PAGE, "total": None, "note": None}
+
+
+def empty_list(page: int) -> dict:
+    """A list that shows nothing (its filter was refused: the page says why)."""
+    return {"jobs": [], "page": page, "more": False, "total": None, "note": None}
 
 
 def queue_row(conn: Redis, settings: Settings, job_type: str) -> dict:

@@ -3,7 +3,7 @@ costs, and the Prometheus exposition. Each calls the service function the CLI's 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from vq import costs, limits, prometheus, queues, stats, workers
@@ -95,7 +95,11 @@ def router(ctx: Context) -> APIRouter:
         response_class=PlainTextResponse,
         responses=ERRORS_AS_JSON,
     )
-    async def metrics(_: Principal = Depends(ctx.scraper)):
+    async def metrics(request: Request, _: Principal = Depends(ctx.scraper)):
+        # OpenMetrics when the scraper asks for it (its run-time buckets carry exemplars).
+        if prometheus.wants_openmetrics(request.headers.get("accept")):
+            text = await call(prometheus.exposition, conn, settings, True)
+            return PlainTextResponse(text, media_type=prometheus.OPENMETRICS)
         text = await call(prometheus.exposition, conn, settings)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
