@@ -102,3 +102,21 @@ def test_a_token_a_worker_of_another_type_takes_is_passed_on(vq, redis_conn):
         gaps.append(_wait_s(vq, vq.submit("test-echo", {"n": n}, "--user", "e")))
         _idle(redis_conn, 4)
     assert max(gaps) < 1.0, gaps
+
+
+def test_a_token_a_worker_without_the_resources_takes_is_passed_on(vq, redis_conn):
+    """A GPU job's token taken by an idle worker with no GPU (a mixed fleet: CPU workers
+    beside a GPU one) is passed on, so the job starts at once on the GPU worker rather than
+    at that worker's next safety look."""
+    from tests.test_resources import _gpu_types
+
+    _gpu_types(vq)
+    vq.start_daemon(workers=3)  # no resources
+    vq.start_daemon("--resources-per-worker", "gpu=1", workers=1)
+    _idle(redis_conn, 4)
+    gaps = []
+    for n in range(4):
+        time.sleep(0.3)  # every worker back on the wake list, the GPU one not first in line each time
+        gaps.append(_wait_s(vq, vq.submit("test-gpu", {"seconds": 0.05}, "--user", f"g{n}")))
+        _idle(redis_conn, 4)
+    assert max(gaps) < 1.0, gaps

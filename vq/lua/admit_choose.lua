@@ -43,6 +43,7 @@ end
 
 local type_room = {}  -- type -> whether it may start a job (nil: not looked at yet)
 local rate_due = nil  -- the earliest ms a job a group's rate held back here may start (nil: none held)
+local resources_short = false  -- a job waited on resources this worker's free share lacks (admit_main.lua passes the wake on)
 local weighted = nil  -- whether any tier or user has a weight above 1 (read with the first type)
 
 -- A user's weight: their own, else their tier's, else 1; kept in the effective hash as
@@ -134,6 +135,7 @@ local function admit_from(ring, t, p)
           -- So does a need for resources this worker's free share does not cover (admit_resources).
           held = resources_take(job[C.resources_field], cand)
           if held == false then
+            resources_short = true
             push_back_line(t, p, user, cand, deadline)
             break
           end

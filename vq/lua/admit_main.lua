@@ -74,11 +74,12 @@ end
 -- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake).
 if worker ~= '' and not idle[worker] then redis.call('SADD', K.inbox, C.idle .. worker) end
 -- Woken by a token that was not for it (arrivals of a type it does not serve: a thread
--- worker of one type, a daemon started for some types): pass the token on to another idle
--- worker, at most once per other idle worker, so no arrival waits for a timer and a token
--- nobody can use stops going round.
+-- worker of one type, a daemon started for some types; or a job that needs resources, a
+-- GPU, this worker lacks): pass the token on to another idle worker, at most once per
+-- other idle worker, so no arrival waits for a timer and a token nobody can use stops
+-- going round.
 local woken = tonumber(opts.woken)
-if woken and unserved and worker ~= '' then
+if woken and (unserved or resources_short) and worker ~= '' then
   local others = 0
   for name in pairs(idle) do
     if name ~= worker then others = others + 1 end
