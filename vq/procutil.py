@@ -7,6 +7,7 @@ import ctypes
 import os
 import signal
 import sys
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from typing import NoReturn
 
@@ -28,6 +29,27 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except OSError:
         pass
+
+
+def tool_dies_with_caller(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A `preexec_fn` for a tool a handler runs (ffmpeg, espeak): it dies with the process
+    that ran it. A worker killed mid-job (OOM, SIGKILL) otherwise left its ffmpeg running,
+    still writing the segment the job's next attempt renders into the same folder. prctl is
+    looked up here, not in the forked child, where only the call itself runs."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+    caller = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != caller:  # the caller died before the prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def exit_skipping_teardown(code: int) -> NoReturn:
