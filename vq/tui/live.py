@@ -90,7 +90,7 @@ class LiveScreen(Screen):
             pass  # the app is closing
 
     def _arrived(self, data, problem: str | None) -> None:
-        if not self.is_attached or self not in self.app.screen_stack:
+        if not self.is_attached or self not in self.app.screen_stack or self._going():
             return  # closed while the read was in flight: its widgets are going or gone
         banner = self.query_one(Banner)
         if problem is not None:
@@ -103,6 +103,13 @@ class LiveScreen(Screen):
             return
         banner.up(self.summary(data))
         self.show(data)
+
+    def _going(self) -> bool:
+        """Being taken down while still in the stack: the app's shutdown prunes its screens
+        (their widgets first) without popping them, and a read that arrived then found no
+        Banner and failed the app (seen under load, tests/test_job_logs.py). Textual says so
+        only in these two flags (DOMNode._pruning, MessagePump._closing)."""
+        return bool(getattr(self, "_pruning", False) or getattr(self, "_closing", False))
 
     def fetch(self):  # runs in a worker thread
         raise NotImplementedError
