@@ -107,9 +107,14 @@ class LiveScreen(Screen):
     def _going(self) -> bool:
         """Being taken down while still in the stack: the app's shutdown prunes its screens
         (their widgets first) without popping them, and a read that arrived then found no
-        Banner and failed the app (seen under load, tests/test_job_logs.py). Textual says so
-        only in these two flags (DOMNode._pruning, MessagePump._closing)."""
-        return bool(getattr(self, "_pruning", False) or getattr(self, "_closing", False))
+        Banner or table and failed the app (seen under load, tests/test_job_logs.py). Textual
+        says so only in private flags: App._running (off as its shutdown starts),
+        DOMNode._pruning and MessagePump._closing."""
+        return bool(
+            not getattr(self.app, "_running", True)
+            or getattr(self, "_pruning", False)
+            or getattr(self, "_closing", False)
+        )
 
     def fetch(self):  # runs in a worker thread
         raise NotImplementedError
