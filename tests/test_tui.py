@@ -126,8 +126,11 @@ def test_overview_counts_and_queue_actions_ask_then_act(vq, redis_conn):
 
 
 def test_drill_down_to_a_running_job_and_cancel_it(vq):
+    # Long enough to still run (and report progress) when a loaded machine reaches its screen
+    # (30 s was not); the test cancels it.
+    vq.configure(job_types={"test-sleep": {"handler": "tests.plugins:sleeper", "timeout": 600000, "attempts": 1}})
     vq.start_daemon()
-    running = vq.submit("test-sleep", {"seconds": 30, "steps": 60}, "--user", "ann")
+    running = vq.submit("test-sleep", {"seconds": 300, "steps": 600}, "--user", "ann")
     vq.wait_for(running, statuses=("started",))
     for user in ("bob", "cy"):
         vq.submit("test-echo", {"n": 1}, "--user", user, "--delay", "1h")
