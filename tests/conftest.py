@@ -284,6 +284,19 @@ class VQ:
             since = _next_event_of(events, job_id, since, min(deadline, time.monotonic() + 0.5))
         raise AssertionError(f"job {job_id} still {status} after {timeout}s\n{self.log_tails()}")
 
+    def wait_reason(self, job_id: str, reason: str, timeout: float = 20) -> dict:
+        """The job's view once `vq show` gives `reason` as what it waits for. Admission
+        names it when it next looks at the job, which a loaded machine delays: a fixed sleep
+        before reading it failed there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_daemons()
+            view = self.json("show", job_id)
+            if view.get("waitReason") == reason or time.monotonic() > deadline:
+                assert view.get("waitReason") == reason, (view, self.log_tails())
+                return view
+            time.sleep(0.1)
+
     def open_gate(self, gate: str) -> None:
         """Let every job holding at `gate` (data {"gate": gate}, tests/plugins.py wait_at_gate)
         finish, and any that reaches it later pass."""

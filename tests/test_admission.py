@@ -83,8 +83,7 @@ def test_a_user_over_its_limit_waits_with_a_reason_and_a_place_in_line(vq):
     third = vq.submit("test-track", {"seconds": 0.1}, "--user", "solo", "--subscription", "free")
     vq.start_daemon(workers=2)
     vq.wait_for(first, statuses=("started",))
-    time.sleep(0.5)
-    view = vq.json("show", second)
+    view = vq.wait_reason(second, "user limit 1/1")
     assert (view["status"], view["waitReason"], view["position"]) == ("limited", "user limit 1/1", 1)
     assert vq.json("show", third)["position"] == 2
     vq.open_gate("first")
@@ -105,11 +104,10 @@ def test_type_limit_reason_and_raising_it_at_runtime_takes_effect_at_once(vq, re
     ids = [vq.submit("test-track", {"seconds": 4}, "--user", f"u{i}", "--subscription", "pro") for i in range(3)]
     vq.start_daemon(workers=3)
     vq.wait_for(ids[0], statuses=("started",))
-    time.sleep(0.5)
-    assert vq.json("show", ids[1])["waitReason"] == "type limit 1/1"
+    vq.wait_reason(ids[1], "type limit 1/1")
     assert vq.run("limits", "set", "type", "test-track", "3").returncode == 0
     for job_id in ids[1:]:
-        vq.wait_for(job_id, statuses=("started",), timeout=3)
+        vq.wait_for(job_id, statuses=("started",), timeout=20)
     wait_active(redis_conn, "type:test-track", 3)
     assert int(redis_conn.get("test:active:type:test-track:max")) == 3
 
@@ -121,19 +119,17 @@ def test_a_users_new_tier_and_own_limit_take_effect_at_once(vq, redis_conn):
     free = [vq.submit("test-track", {"gate": "first"}, "--user", "up", "--subscription", "free") for _ in range(3)]
     vq.start_daemon(workers=4)
     vq.wait_for(free[0], statuses=("started",))
-    time.sleep(0.5)
-    assert vq.json("show", free[1])["waitReason"] == "user limit 1/1"
+    vq.wait_reason(free[1], "user limit 1/1")
     pro = vq.submit("test-track", {"gate": "first"}, "--user", "up", "--subscription", "pro")
     for job_id in (*free[1:], pro):  # pro's limit, 5: all four at once
-        vq.wait_for(job_id, statuses=("started",), timeout=3)
+        vq.wait_for(job_id, statuses=("started",), timeout=20)
     vq.open_gate("first")
     for job_id in (*free, pro):
         vq.wait_for(job_id, timeout=20)
     assert vq.run("limits", "set", "user", "up", "1").returncode == 0
     again = [vq.submit("test-track", {"gate": "again"}, "--user", "up", "--subscription", "pro") for _ in range(2)]
     vq.wait_for(again[0], statuses=("started",))
-    time.sleep(0.5)
-    assert vq.json("show", again[1])["waitReason"] == "user limit 1/1"
+    vq.wait_reason(again[1], "user limit 1/1")
     vq.open_gate("again")
     assert vq.wait_for(again[1], timeout=20)["status"] == "finished"
 

@@ -319,3 +319,40 @@ def test_video_generation_run_inline_resumes_after_its_last_finished_step(tmp_pa
     result = video_generation.handle(second, data)
     assert calls[steps_first:] == ["video_composition"], calls  # nothing before it ran again
     assert result["scenes"] == 2 and len(result["resumedSteps"]) == 7
+
+
+def test_a_tool_a_handler_runs_dies_with_the_worker_that_ran_it(tmp_path):
+    """What the composition test relies on, without its timing: a worker SIGKILLed while its
+    ffmpeg runs (as the OOM killer does) takes the ffmpeg with it, instead of leaving it to
+    write into the folder the job's next attempt renders into."""
+    import subprocess
+
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "from vq.procutil import tool_dies_with_caller\n"
+            "tool = subprocess.Popen(['sleep', '60'], preexec_fn=tool_dies_with_caller())\n"
+            "print(tool.pid, flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    tool = int(worker.stdout.readline())
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(10)
+    deadline = time.monotonic() + 10
+    while _alive(tool) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(tool), "the tool outlived the worker that ran it"
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its new parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -63,17 +63,31 @@ def test_each_chore_runs_on_its_own(vq, redis_conn):
 
 
 def test_a_chore_runs_at_its_interval_and_one_daemon_at_a_time(vq, redis_conn):
-    runs = []
-    spec = ChoreSpec("trim-ended", "count runs", lambda s: 100, lambda d, c: runs.append(time.monotonic()))
+    runs, locked = [], []
+    lock = keys.PREFIX + "chore:count-runs"
+
+    def count(daemon, conn) -> None:
+        runs.append(time.monotonic())
+        locked.append(conn.exists(lock))  # its lock, set just before (for 100 ms: looked at now, not after the loop)
+
+    spec = ChoreSpec("trim-ended", "count runs", lambda s: 100, count)
     settings = settings_from({}, "test")
     mine, other = (Chore(spec, Daemon(settings, DaemonOptions(workers=1, queues=None)), redis_conn) for _ in range(2))
+    passes = []  # when the loop got to the chores: a loaded machine stalls it for whole periods
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
+        passes.append(time.monotonic())
         for chore in (mine, other):
             chore.run_if_due()
         time.sleep(0.01)
-    assert 8 <= len(runs) <= 11, runs  # every 100 ms, and not twice per period with two daemons
-    assert redis_conn.exists(keys.PREFIX + "chore:count-runs")
+    chances, last = 0, float("-inf")  # the periods in which a pass could run it: about 10 unloaded
+    for at in passes:
+        if at - last >= 0.1:
+            chances, last = chances + 1, at
+    # Every 100 ms it had a chance (a run or two may fall to the other's lock just expiring),
+    # and not twice per period with two daemons.
+    assert chances - 2 <= len(runs) <= 11, (runs, passes)
+    assert any(locked), "each run holds the chore's lock, named after its title"
 
 
 def test_a_daemon_runs_its_chores_at_the_configured_intervals(vq, redis_conn):
@@ -84,11 +98,14 @@ def test_a_daemon_runs_its_chores_at_the_configured_intervals(vq, redis_conn):
         vq.check_daemons()
         time.sleep(0.05)
     seen = set()
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
+    # Up to 1.9 s, less than the default 2 s interval (which reports at most twice in it):
+    # a loaded machine may delay some of the ten reports a 100 ms interval makes in 1 s.
+    started = time.monotonic()
+    while time.monotonic() < started + 1.9 and len(seen) < 5:
         seen |= {d["seenMs"] for d in presence.daemons(redis_conn) if d["pid"] == daemon.pid}
         time.sleep(0.02)
-    assert len(seen) >= 5, f"presence reported {len(seen)} times in 1 s (every 100 ms asked; default 2 s)"
+    took = time.monotonic() - started
+    assert len(seen) >= 5, f"presence reported {len(seen)} times in {took:.1f} s (every 100 ms asked; default 2 s)"
 
 
 def _config(vq) -> dict:

@@ -169,8 +169,7 @@ def test_a_rate_only_group_shows_in_the_http_api_as_in_vq_limits(vq, redis_conn)
     first = vq.submit(TRACK, {"seconds": 0.05}, "--user", "a", "--project", "p1", "-s", "pro")
     second = vq.submit(TRACK, {"seconds": 0.05}, "--user", "b", "--project", "p1", "-s", "pro")
     assert vq.wait_for(first, timeout=20)["status"] == "finished"
-    time.sleep(0.3)
-    assert vq.json("show", second)["waitReason"] == "group proj=p1: 1 starts in 1h"
+    vq.wait_reason(second, "group proj=p1: 1 starts in 1h")
     reply = api.call("GET", "/api/limits", api.token("ops", "operator"))
     assert reply.status == 200, reply.body
     assert reply.body["groups"] == vq.json("limits")["groups"]
@@ -187,8 +186,7 @@ def test_limits_set_group_rate_takes_effect_at_once_and_reset_restores_config(vq
     assert proc.returncode == 0 and proc.stderr.strip() == "group-rate model sdxl: rate 1/1h", proc.stderr
     held = vq.submit(TRACK, {"model": "sdxl", "seconds": 0.05}, "--user", "b", "-s", "pro")
     vq.wait_for(held, statuses=("limited",), timeout=10)
-    time.sleep(0.3)
-    assert vq.json("show", held)["waitReason"] == "group model=sdxl: 1 starts in 1h"
+    vq.wait_reason(held, "group model=sdxl: 1 starts in 1h")
     view = vq.json("limits")
     assert view["overrides"]["group-rate"] == {"model=sdxl": "1/1h"}
     model = next(g for g in view["groups"] if g["group"] == "model")

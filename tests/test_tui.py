@@ -26,7 +26,7 @@ def dashboard(vq) -> VqDashboard:
     return VqDashboard(Services(make_client(settings, socket_timeout=2.0), settings), refresh_every=0.3)
 
 
-async def until(pilot, check, timeout: float = 15, what: str = "condition"):
+async def until(pilot, check, timeout: float = 30, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -37,6 +37,14 @@ async def until(pilot, check, timeout: float = 15, what: str = "condition"):
             pass
         await pilot.pause(0.1)
     raise AssertionError(f"{what} not met within {timeout}s")
+
+
+async def on_screen(pilot, app, screen_type) -> None:
+    """Until the app shows a screen of `screen_type`. A key whose handler posts a message
+    (DataTable's enter: RowSelected, then the screen pushes) can land after `pilot.press`
+    returns: its idle check compares CPU time with wall time, and a starved process looks
+    idle. Asserting the screen right after the press failed on a loaded machine."""
+    await until(pilot, lambda: isinstance(app.screen, screen_type), what=f"the {screen_type.__name__}")
 
 
 def banner(app) -> str:
@@ -87,7 +95,7 @@ def test_overview_counts_and_queue_actions_ask_then_act(vq, redis_conn):
             await until(pilot, lambda: "⏸" in rows(app, "queues")["test-noop"][0], what="paused mark")
             assert redis_conn.sismember("vq:paused", "test-noop")
             await pilot.press("c")
-            assert isinstance(app.screen, ConfirmScreen)
+            await on_screen(pilot, app, ConfirmScreen)
             await pilot.press("n")  # declined: nothing removed
             await pilot.pause(0.5)
             assert rows(app, "queues")["test-noop"][1] == "3"
@@ -97,7 +105,7 @@ def test_overview_counts_and_queue_actions_ask_then_act(vq, redis_conn):
             await pilot.press("r")
             await until(pilot, lambda: "⏸" not in rows(app, "queues")["test-noop"][0], what="resumed")
             await pilot.press("question_mark")
-            assert isinstance(app.screen, HelpScreen)
+            await on_screen(pilot, app, HelpScreen)
             await pilot.press("escape")
             first = next(iter(rows(app, "queues")))
             table = app.screen.query_one("#queues", DataTable)
@@ -118,8 +126,11 @@ def test_overview_counts_and_queue_actions_ask_then_act(vq, redis_conn):
 
 
 def test_drill_down_to_a_running_job_and_cancel_it(vq):
+    # Long enough to still run (and report progress) when a loaded machine reaches its screen
+    # (30 s was not); the test cancels it.
+    vq.configure(job_types={"test-sleep": {"handler": "tests.plugins:sleeper", "timeout": 600000, "attempts": 1}})
     vq.start_daemon()
-    running = vq.submit("test-sleep", {"seconds": 30, "steps": 60}, "--user", "ann")
+    running = vq.submit("test-sleep", {"seconds": 300, "steps": 600}, "--user", "ann")
     vq.wait_for(running, statuses=("started",))
     for user in ("bob", "cy"):
         vq.submit("test-echo", {"n": 1}, "--user", user, "--delay", "1h")
@@ -159,7 +170,7 @@ def test_drill_down_to_a_running_job_and_cancel_it(vq):
             await pilot.press("escape")
             select(app, "queues", "test-echo")
             await pilot.press("enter")
-            assert isinstance(app.screen, QueueScreen)
+            await on_screen(pilot, app, QueueScreen)
             await until(pilot, lambda: len(rows(app, "jobs")) == 2, what="test-echo's jobs")
             await pilot.press("f")
             await pilot.press(*"bob", "enter")
@@ -176,13 +187,13 @@ def test_drill_down_to_a_running_job_and_cancel_it(vq):
             await until(pilot, lambda: running in rows(app, "jobs"), what="the running job listed")
             select(app, "jobs", running)
             await pilot.press("enter")
-            assert isinstance(app.screen, JobScreen)
+            await on_screen(pilot, app, JobScreen)
             bar = app.screen.query_one("#progress")
             first = await until(pilot, lambda: bar.progress or None, what="progress")
             await until(pilot, lambda: bar.progress > first, what="progress moving")
             assert "started" in banner(app)
             await pilot.press("x")
-            assert isinstance(app.screen, ConfirmScreen)
+            await on_screen(pilot, app, ConfirmScreen)
             await pilot.press("y")
             await until(pilot, lambda: "canceled" in banner(app), timeout=20, what="canceled")
 
@@ -203,7 +214,7 @@ def test_cancel_offers_now_for_a_running_job(vq, redis_conn):
             app.push_screen(JobScreen(running))
             await until(pilot, lambda: "started" in banner(app), what="the running job")
             await pilot.press("x")
-            assert isinstance(app.screen, CancelScreen)
+            await on_screen(pilot, app, CancelScreen)
             await pilot.press("i")
             await until(pilot, lambda: "canceled" in banner(app), timeout=10, what="canceled")
 
@@ -224,7 +235,7 @@ def test_dead_letters_are_listed_and_retried(vq):
         async with app.run_test(size=(80, 24)) as pilot:
             await until(pilot, lambda: rows(app, "queues"), what="overview")
             await pilot.press("d")
-            assert isinstance(app.screen, DeadLetterScreen)
+            await on_screen(pilot, app, DeadLetterScreen)
             listed = await until(pilot, lambda: rows(app, "dead").get(dead), what="the dead job")
             assert listed[3] == "permanent" and "input can never work" in listed[4]
             assert "[/][bold red]x" in rows(app, "dead")[hostile][4]  # shown as text, not taken as markup

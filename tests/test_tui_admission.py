@@ -4,7 +4,7 @@ GPU, a waiting job's reason, deadline and limit groups, and a user's waiting job
 
 from __future__ import annotations
 
-from tests.test_tui import banner, dashboard, rows, run, shown, until
+from tests.test_tui import banner, dashboard, on_screen, rows, run, shown, until
 from vq.tui.limits_screens import LimitsScreen, UserScreen
 from vq.tui.screens import JobScreen
 
@@ -39,7 +39,7 @@ def test_a_hosts_gpus_in_use_and_the_running_jobs_gpu_are_shown(vq):
             )
             assert workers == ["gpu 0/1", f"gpu 1/1 (#{device})"], workers
             await pilot.press("l")
-            assert isinstance(app.screen, LimitsScreen)
+            await on_screen(pilot, app, LimitsScreen)
             gpu = await until(pilot, lambda: rows(app, "limit-resources").get("gpu"), what="the limits' resources")
             assert gpu[1:] == ["1/2", "2"]
             await pilot.press("escape")
@@ -69,7 +69,7 @@ def test_a_waiting_job_shows_why_its_deadline_and_groups_and_its_users_screen_li
             await until(pilot, lambda: rows(app, "queues"), what="the overview")
             await pilot.press("u")
             await pilot.press(*"ann", "enter")
-            assert isinstance(app.screen, UserScreen)
+            await on_screen(pilot, app, UserScreen)
             line = await until(pilot, lambda: rows(app, "waiting").get(waiting), what="ann's waiting job")
             assert line[1:3] == ["test-track", "limited"] and line[4].startswith("in ") and line[5] == "user limit 1/1"
             assert list(rows(app, "running")) == [running]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from tests.test_tui import banner, dashboard, rows, run, select, shown, until
+from tests.test_tui import banner, dashboard, on_screen, rows, run, select, shown, until
 from vq.tui.batch_screens import BatchesScreen, BatchScreen
 from vq.tui.dialogs import ConfirmScreen
 from vq.tui.screens import JobScreen
@@ -87,7 +87,7 @@ def test_batches_view_batch_screen_and_a_job_s_batch_and_checkpoint(vq, tmp_path
         async with app.run_test(size=(120, 30)) as pilot:
             await until(pilot, lambda: rows(app, "queues"), what="the overview")
             await pilot.press("b")
-            assert isinstance(app.screen, BatchesScreen)
+            await on_screen(pilot, app, BatchesScreen)
             listed = await until(pilot, lambda: len(rows(app, "batches")) == 2 and rows(app, "batches"))
             assert list(listed) == [waiting, done]  # newest first
             # batch, user, state, done, failed, pending, jobs, callbacks fired (of those it has)
@@ -101,7 +101,7 @@ def test_batches_view_batch_screen_and_a_job_s_batch_and_checkpoint(vq, tmp_path
             await until(pilot, lambda: list(rows(app, "batches")) == [done], what="only the complete batch")
             select(app, "batches", done)
             await pilot.press("enter")
-            assert isinstance(app.screen, BatchScreen)
+            await on_screen(pilot, app, BatchScreen)
             await until(pilot, lambda: len(rows(app, "batch-jobs")) == 2, what="the batch's jobs")
             info = shown(app, "#batch-info")
             assert "[bold]renders[/] of the week" in info  # literal text, never markup
@@ -112,12 +112,13 @@ def test_batches_view_batch_screen_and_a_job_s_batch_and_checkpoint(vq, tmp_path
             assert "complete" in banner(app) and done in banner(app)
             select(app, "batch-jobs", resumed_job)
             await pilot.press("enter")
-            assert isinstance(app.screen, JobScreen)
+            await on_screen(pilot, app, JobScreen)
             detail = await until(pilot, lambda: "resumed" in shown(app, "#detail") and shown(app, "#detail"))
             assert f"batch {done}" in detail
             assert "checkpoint none kept" in detail  # deleted once the job finished
             assert f"resumed attempt 2 from the checkpoint saved {resumed['checkpointAt']}" in detail
             await pilot.press("b")  # back to its batch from the job
+            await on_screen(pilot, app, BatchScreen)
             assert isinstance(app.screen, BatchScreen) and app.screen.batch_id == done
             for _ in range(3):
                 await pilot.press("escape")
@@ -135,7 +136,7 @@ def test_batches_view_batch_screen_and_a_job_s_batch_and_checkpoint(vq, tmp_path
             assert "resumed" not in detail
             await pilot.press("escape")
             await pilot.press("c")  # close bob's batch: asks first
-            assert isinstance(app.screen, ConfirmScreen)
+            await on_screen(pilot, app, ConfirmScreen)
             await pilot.press("n")
             await pilot.pause(0.5)
             assert vq.json("batch", "show", waiting)["open"]

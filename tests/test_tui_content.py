@@ -24,11 +24,12 @@ from textual.widgets import Input
 
 from tests.conftest import ROOT, TEST_JOB_TYPES, VQ, _free_port, write_config
 from tests.test_builtin_types import JOBS
-from tests.test_tui import dashboard, rows, run, select, until
+from tests.test_tui import dashboard, on_screen, rows, run, select, until
 from tests.test_tui import shown as plain
 from vq.errors import PermanentError
 from vq.tui.dialogs import ConfirmScreen
 from vq.tui.limits_screens import UserScreen
+from vq.tui.overview import OverviewScreen
 from vq.tui.screens import DeadLetterScreen, JobScreen, QueueScreen
 
 # One xdist process runs the whole module (--dist loadgroup): one daemon run of every
@@ -78,6 +79,9 @@ def ran(redis_server, tmp_path_factory):
             "data_dir": str(data_dir),
             "http": {"enabled": False},
             "daemon": {"shutdownGrace": 5000},
+            # The daemon prunes a failed job's artifacts at its next sweep (every 60 s by
+            # default): on a loaded machine that came before a test read the hostile job's.
+            "artifacts": {"sweepInterval": 24 * 3600 * 1000},
             "job_types": {**TEST_JOB_TYPES, "hostile": {"handler": "tests.test_tui_content:hostile", "attempts": 1}},
         },
     )
@@ -132,9 +136,9 @@ def test_a_finished_job_of_each_built_in_type_shows_its_real_result_as_json(ran)
             for job_type in BUILT_IN:
                 view = views[job_type]
                 await pilot.press("j")  # as an operator opens a job by id (pasted: typing it is slow here)
-                app.screen.query_one(Input).value = view["id"]
+                (await prompt(pilot, app)).value = view["id"]
                 await pilot.press("enter")
-                assert isinstance(app.screen, JobScreen)
+                await on_screen(pilot, app, JobScreen)
                 await until(
                     pilot,
                     lambda job_type=job_type, view=view: f"{job_type} {view['id']}  finished" in plain(app, "Banner"),
@@ -154,6 +158,7 @@ def test_a_finished_job_of_each_built_in_type_shows_its_real_result_as_json(ran)
                     log, timeline = app.screen.query_one("#log"), app.screen.query_one("#timeline")
                     assert log.content_region.x == timeline.content_region.x
                 await pilot.press("escape")
+                await on_screen(pilot, app, OverviewScreen)
 
     run(scenario())
 
@@ -197,34 +202,41 @@ def test_every_list_shows_hostile_names_literally(ran):
             assert [r[1] for r in rows(app, "recurring").values()] == [RECURRING]
             select(app, "queues", "hostile")
             await pilot.press("enter")
-            assert isinstance(app.screen, QueueScreen)
+            await on_screen(pilot, app, QueueScreen)
             listed = await until(pilot, lambda: rows(app, "jobs").get(hostile["id"]), what="the hostile job")
             assert listed[1:5] == ["failed", "bob", hostile["priority"], "40%"]
             assert plain(app, "Banner").startswith("hostile  status: all")
             await pilot.press("f")
-            app.screen.query_one(Input).value = USER  # pasted
+            (await prompt(pilot, app)).value = USER  # pasted
             await pilot.press("enter")
             await until(
                 pilot, lambda: f"user: {USER}  page 1  (0 shown)" in plain(app, "Banner"), what="the user filter"
             )
             await pilot.press("escape")
+            await on_screen(pilot, app, OverviewScreen)
             await pilot.press("u")
-            app.screen.query_one(Input).value = USER
+            (await prompt(pilot, app)).value = USER
             await pilot.press("enter")
-            assert isinstance(app.screen, UserScreen)
+            await on_screen(pilot, app, UserScreen)
             await until(pilot, lambda: plain(app, "Banner").startswith(f"{USER}  running 0/"), what="the user")
-            await pilot.press("escape", "d")
-            assert isinstance(app.screen, DeadLetterScreen)
+            await pilot.press("escape")
+            await on_screen(pilot, app, OverviewScreen)
+            await pilot.press("d")
+            await on_screen(pilot, app, DeadLetterScreen)
             listed = await until(pilot, lambda: rows(app, "dead").get(hostile["id"]), what="the dead letter")
             assert listed[4] == f"render failed {MARKUP}"[:59] + "…"
-            await pilot.press("escape", "j", *TYPED_ID, "enter")  # a job id typed as anything
+            await pilot.press("escape")
+            await on_screen(pilot, app, OverviewScreen)
+            await pilot.press("j")
+            await prompt(pilot, app)  # else the id's letters would be keys on the overview
+            await pilot.press(*TYPED_ID, "enter")  # a job id typed as anything
             await until(pilot, lambda: plain(app, "Banner") == f"no such job {TYPED_ID!r}", what="no such job")
             assert isinstance(app.screen, JobScreen)
             await pilot.press("r")  # retry: the notification quotes the id
             toast = await until(pilot, lambda: app.screen.query_one("Toast"), what="the notification")
             assert toast.render().plain == f"no such job {TYPED_ID!r}"
             await pilot.press("x")  # cancel asks first, naming the job
-            assert isinstance(app.screen, ConfirmScreen)
+            await on_screen(pilot, app, ConfirmScreen)
             assert plain(app, "Label").startswith(f"Cancel job {TYPED_ID}? ")
             await pilot.press("n")
             await pilot.press("ctrl+p", *"Retry this")  # the palette reads markup: the id is escaped for it
@@ -233,6 +245,11 @@ def test_every_list_shows_hostile_names_literally(ran):
             assert isinstance(app.screen, JobScreen) and plain(app, "Banner") == f"no such job {TYPED_ID!r}"
 
     run(scenario())
+
+
+async def prompt(pilot, app) -> Input:
+    """The answer field of the prompt a key opened, once it is there (see on_screen)."""
+    return await until(pilot, lambda: app.screen.query_one("#answer", Input), what="the prompt")
 
 
 def palette(app) -> list[str]:

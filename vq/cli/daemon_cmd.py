@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
         configuration. Speaks systemd's notify protocol. With no Redis configured it starts the
         embedded one, or reuses it, and leaves it running when it stops (unless --stop-redis)."""
         from vq.daemon import Daemon, DaemonOptions, default_worker_count  # heavy: only for this command
+        from vq.procutil import exit_skipping_teardown
 
         st = state(ctx)
         settings = st.settings
@@ -108,4 +109,5 @@ def register(app: typer.Typer) -> None:
             resources=total,
             resources_per_worker=each,
         )
-        raise typer.Exit(Daemon(settings, options).run())
+        code = Daemon(settings, options).run()
+        exit_skipping_teardown(code)  # a stopped daemon exits now, not after freeing every module

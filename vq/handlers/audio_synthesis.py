@@ -27,6 +27,7 @@ from vq.handlers._common import (
     wav_seconds,
     words,
 )
+from vq.procutil import tool_dies_with_caller
 
 SAMPLE_RATE = 16_000
 MAX_WORDS = 2_000
@@ -77,7 +78,9 @@ def write_tone(path, text: str) -> None:
 
 def speak(path, text: str, voice: str | None, speed: int) -> None:
     cmd = ["espeak-ng", "-w", str(path), "-s", str(speed), "--stdin"] + (["-v", voice] if voice else [])
-    subprocess.run(cmd, input=text.encode(), check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        cmd, input=text.encode(), check=True, capture_output=True, timeout=120, preexec_fn=tool_dies_with_caller()
+    )
 
 
 def handle(ctx, data: dict) -> dict:

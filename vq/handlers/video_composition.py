@@ -24,6 +24,7 @@ from pathlib import Path
 
 from vq.errors import PermanentError
 from vq.handlers._common import wav_seconds, write_json
+from vq.procutil import tool_dies_with_caller
 
 FPS = 25  # timecode rate of the EDL
 RENDER = (480, 270, 10)  # width, height, frames per second of the mp4: small and quick
@@ -156,6 +157,7 @@ def render_mp4(ctx, events: list[dict]) -> tuple[Path, dict]:
         check=True,
         capture_output=True,
         timeout=120,
+        preexec_fn=tool_dies_with_caller(),
     )
     return out, done
 
@@ -237,7 +239,13 @@ def _render_segments(ctx, events: list[dict], work: Path) -> dict:
             "1",
             str(seg),
         ]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=60 + 5 * ev["durationSeconds"])
+        subprocess.run(
+            cmd,
+            check=True,
+            capture_output=True,
+            timeout=60 + 5 * ev["durationSeconds"],
+            preexec_fn=tool_dies_with_caller(),  # not rendering on after a killed worker
+        )
         listing.append(f"file '{quoted}'")
         rendered.append(ev["index"])
         recorded[i] = {"position": i, "index": ev["index"], "scene": _scene_key(ev), "file": f"segments/{seg.name}"}
@@ -254,7 +262,13 @@ def _render_segments(ctx, events: list[dict], work: Path) -> dict:
 
 def probe_seconds(path: Path) -> float | None:
     """The container duration ffmpeg reports for a file, or None when it cannot say."""
-    proc = subprocess.run(["ffmpeg", "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=tool_dies_with_caller(),
+    )
     m = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", proc.stderr)
     return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, cast
 
 import redis
 from rich.text import Text
+from textual.css.query import NoMatches
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static
 
@@ -84,14 +86,33 @@ class LiveScreen(Screen):
             data, problem = exc, None
         finally:
             self._loading = False
-        try:
-            self.app.call_from_thread(self._arrived, data, problem)
-        except RuntimeError:
-            pass  # the app is closing
+        # A message, not call_from_thread: that waits for the UI thread, and when the app
+        # stopped first (a crash, a shutdown) it waited for ever, and so did the exit,
+        # which joins this thread (seen under load: `vq tui` still running after its crash
+        # message, tests/test_tui_content.py). A message to a screen that is gone is dropped.
+        self.post_message(self.Arrived(data, problem))
+
+    class Arrived(Message, bubble=False):
+        """A read's result, from the worker thread to the screen."""
+
+        def __init__(self, data, problem: str | None) -> None:
+            super().__init__()
+            self.data, self.problem = data, problem
+
+    def on_live_screen_arrived(self, message: Arrived) -> None:
+        self._arrived(message.data, message.problem)
 
     def _arrived(self, data, problem: str | None) -> None:
-        if not self.is_attached or self not in self.app.screen_stack:
+        if not self.is_attached or self not in self.app.screen_stack or self._going():
             return  # closed while the read was in flight: its widgets are going or gone
+        try:
+            self._show_arrived(data, problem)
+        except NoMatches:
+            if getattr(self.app, "_running", True):
+                raise  # a widget missing while the app runs is a bug of the screen
+            # else the app's shutdown (App._running off) took the widgets while it was in flight
+
+    def _show_arrived(self, data, problem: str | None) -> None:
         banner = self.query_one(Banner)
         if problem is not None:
             self.down_since = self.down_since or time.time()
@@ -103,6 +124,14 @@ class LiveScreen(Screen):
             return
         banner.up(self.summary(data))
         self.show(data)
+
+    def _going(self) -> bool:
+        """Being taken down while still in the stack: the app's shutdown prunes its screens
+        (their widgets first) without popping them, and a read that arrived then found no
+        Banner or table and failed the app (seen under load, tests/test_job_logs.py and
+        tests/test_tui_content.py). Textual says so only in private flags
+        (DOMNode._pruning, MessagePump._closing)."""
+        return bool(getattr(self, "_pruning", False) or getattr(self, "_closing", False))
 
     def fetch(self):  # runs in a worker thread
         raise NotImplementedError
