@@ -11,6 +11,7 @@ import functools
 import json
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from redis import Redis, WatchError
@@ -18,6 +19,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 
 from vq import (
     admission,
@@ -141,20 +143,23 @@ def show(
                 limits.group_rates(conn, settings),
             )
         )
-    children = job.meta.get("children") or []
-    if children and view["status"] not in TERMINAL and view["status"] != "started":
-        kids = [k for k in Job.fetch_many(children, connection=conn, serializer=JSONSerializer) if k]
-        if kids:
-            done = sum(
-                100.0 if status_of(k) == "finished" else (k.meta.get("progress") or {}).get("percent", 0.0)
-                for k in kids
-            )
-            finished = sum(1 for k in kids if status_of(k) == "finished")
-            view["progress"] = {
-                "percent": round(done / len(children) * 0.95, 2),
-                "message": f"{finished}/{len(children)} steps done",
-            }
+    if view["status"] not in TERMINAL and view["status"] != "started":
+        view["progress"] = steps_progress(conn, job) or view["progress"]
     return view
+
+
+def steps_progress(conn: Redis, job: Job) -> dict | None:
+    """A planned parent's progress while its steps run: theirs together (95% once all are
+    done; its own last part is the rest). None for a job with no steps."""
+    children = job.meta.get("children") or []
+    kids = [k for k in Job.fetch_many(children, connection=conn, serializer=JSONSerializer) if k]
+    if not kids:
+        return None
+    done = sum(
+        100.0 if status_of(k) == "finished" else (k.meta.get("progress") or {}).get("percent", 0.0) for k in kids
+    )
+    finished = sum(1 for k in kids if status_of(k) == "finished")
+    return {"percent": round(done / len(children) * 0.95, 2), "message": f"{finished}/{len(children)} steps done"}
 
 
 def result(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None) -> dict:
@@ -294,8 +299,10 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str, actor: str | None = None
     job.meta["cancelReason"] = reason
     if actor:
         job.meta["canceledBy"] = actor
-    job.save_meta()
-    job.cancel()
+    with conn.pipeline() as pipe:  # its meta, end time and status in one transaction
+        _ended_now_in(pipe, job)
+        job.cancel(pipeline=pipe)
+        pipe.execute()
     admission.forget(conn, job)
     if checkpoints.has_checkpoint(job):  # it ran before and saved one (vq/checkpoints.py)
         conn.delete(keys.checkpoint(job.id))
@@ -303,6 +310,13 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str, actor: str | None = None
         conn, "canceled", job.id, job_type_of(job), reason=reason, actor=actor, webhookUrl=job.meta.get("webhookUrl")
     )
     batch_counts.job_ended(conn, job)
+
+
+def _ended_now_in(pipe, job: Job) -> None:
+    """Write the job's meta and its end time: RQ's Job.cancel sets no `ended_at`, and
+    without it a canceled job shows no `finishedAt`."""
+    job.ended_at = datetime.now(UTC)
+    pipe.hset(job.key, mapping={"meta": private.serialize_meta(job), "ended_at": utcformat(job.ended_at)})
 
 
 def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
@@ -317,7 +331,7 @@ def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
             if pipe.hget(job.key, "status") not in (b"queued", b"deferred", b"scheduled"):
                 return False
             pipe.multi()
-            pipe.hset(job.key, "meta", JSONSerializer.dumps(job.meta))
+            _ended_now_in(pipe, job)
             job.cancel(pipeline=pipe)
             checkpoints.forget_in(pipe, job.id)
             events.emit(
