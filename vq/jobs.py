@@ -297,6 +297,7 @@ def _ask_running(conn: Redis, job: Job, reason: str, now: bool, actor: str | Non
 
 def _cancel_waiting(conn: Redis, job: Job, reason: str, actor: str | None = None) -> None:
     job.meta["cancelReason"] = reason
+    _keep_steps_progress(conn, job)
     if actor:
         job.meta["canceledBy"] = actor
     with conn.pipeline() as pipe:  # its meta, end time and status in one transaction
@@ -312,6 +313,13 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str, actor: str | None = None
     batch_counts.job_ended(conn, job)
 
 
+def _keep_steps_progress(conn: Redis, job: Job) -> None:
+    """A planned parent canceled while its steps ran keeps the progress they made (shown
+    until then from its steps, not its own meta): 16 of 17 steps done is not 0%."""
+    if job.meta.get("children"):
+        job.meta["progress"] = steps_progress(conn, job) or job.meta.get("progress")
+
+
 def _ended_now_in(pipe, job: Job) -> None:
     """Write the job's meta and its end time: RQ's Job.cancel sets no `ended_at`, and
     without it a canceled job shows no `finishedAt`."""
@@ -325,6 +333,7 @@ def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
     watched, so a job admission starts meanwhile is left to run (False)."""
     job.meta["cancelReason"] = reason
     job.meta["error"] = {"category": "expired", "type": "Expired", "message": reason}
+    _keep_steps_progress(conn, job)
     with conn.pipeline() as pipe:
         try:
             pipe.watch(job.key)
