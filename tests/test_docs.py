@@ -270,3 +270,13 @@ def test_every_token_create_the_docs_write_out_names_its_required_user():
             written.append(match.group(0))
             assert re.search(r"(--user|-u) ", match.group(1) + " "), f"{path.name}: {match.group(0)!r} has no --user"
     assert len(written) >= 3, written
+
+
+def test_the_batch_docs_give_the_exit_codes_batch_create_gives():
+    """`vq batch create` with a line of an unknown type exits 4 (tests/test_batches.py), not
+    the 2 of a bad line the docs said: each page that gives the code says both."""
+    for name in ("man/vq.1", "docs/commands.md", "docs/job-types.md"):
+        text = " ".join((ROOT / name).read_text().replace("\\fB", "").replace("\\fR", "").replace("\\", "").split())
+        said = re.search(r"one bad line submits nothing[^.]*", text)
+        assert said and "exit 2" in said.group(0), (name, said and said.group(0))
+        assert "exit 4 when it names an unknown job type" in said.group(0), (name, said.group(0))
