@@ -548,3 +548,16 @@ def test_a_batch_is_found_by_the_12_characters_the_dashboard_shows(vq, redis_con
     assert both.returncode == 2 and "ambiguous" in both.stderr and batch_id in both.stderr, both.stderr
     assert len(both.stderr.strip().splitlines()) == 1
     assert vq.json("batch", "show", batch_id[:12])["id"] == batch_id
+
+
+def test_batch_show_names_each_jobs_type(vq, tmp_path):
+    """A batch of mixed types: `vq batch show` says which job is which, in the table and in --json."""
+    jobs = _write(tmp_path, "mixed.jsonl", {"jobType": "test-echo", "data": {"n": 1}}, {"jobType": "test-noop"})
+    made = vq.json("batch", "create", jobs, "--user", "ivy")
+    types = {j["id"]: j["jobType"] for j in made["jobs"]}
+    assert sorted(types.values()) == ["test-echo", "test-noop"]
+    shown = vq.run("batch", "show", made["id"]).stdout
+    assert "type" in shown
+    for job_id, job_type in types.items():
+        row = next(line for line in shown.splitlines() if job_id in line)
+        assert job_type in row and "queued" in row, row

@@ -54,10 +54,15 @@ def test_cancel_now_on_a_video_interrupts_its_running_composition_and_frees_the_
     compose = _children(vq, first)["compose"]["id"]
     vq.wait_for(compose, statuses=("started",), timeout=60)
 
+    running = vq.json("show", first)["progress"]
+    assert running["message"] == "7/8 steps done" and running["percent"] > 80
+
     began = time.monotonic()
     view = vq.json("cancel", first, "--now")
     assert view["status"] == "canceled"
     assert time.monotonic() - began < 6
+    assert view["progress"]["message"] == "7/8 steps done", "a canceled video keeps the progress it had"
+    assert view["progress"]["percent"] >= running["percent"] and view["finishedAt"] is not None
 
     ended = vq.wait_for(compose, timeout=5)
     assert ended["status"] == "canceled", "the composition stopped with its video"

@@ -56,6 +56,12 @@ def test_flags_show_no_type_and_usage_lines_no_double_brackets(helps):
     assert "Usage: vq history [OPTIONS] [JOB|export|reindex]" in helps[("history",)]
 
 
+def test_logs_json_help_says_it_prints_json_lines_not_a_table(helps):
+    """`vq logs` prints log lines, never a table: its --json help said "instead of a table"."""
+    text = " ".join(re.sub(r"[│|]", " ", helps[("logs",)]).split())
+    assert "one JSON object per log line" in text and "table" not in text, text
+
+
 def test_every_option_and_argument_has_help_text():
     missing = []
     for path, command in TREE:

@@ -5,6 +5,7 @@ dependents follow the failure rules, and a type with `onDeadline: run` runs it l
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from tests.conftest import TEST_JOB_TYPES
 from tests.test_api import SECRET, serve
@@ -73,6 +74,7 @@ def test_an_expired_job_never_runs_and_its_dependents_follow(vq, redis_conn):
     _wait_past(vq.json("show", late))
     view = vq.wait_for(late, ("canceled",))
     assert view["error"]["category"] == "expired" and "deadline" in view["error"]["message"]
+    assert view["finishedAt"] is not None, "an expired job shows when it ended"
     assert vq.wait_for(child, ("canceled",))["error"]["message"] == f"dependency {late} expired"
     vq.open_gate("hold")
     assert vq.wait_done(holder)["status"] == "finished"
@@ -90,6 +92,8 @@ def test_admission_expires_a_job_past_its_deadline_where_it_would_start(vq, redi
     assert vq.wait_done(after)["status"] == "finished"
     view = vq.wait_done(late)
     assert (view["status"], view["error"]["category"]) == ("canceled", "expired")
+    ended = datetime.fromisoformat(view["finishedAt"].replace("Z", "+00:00"))
+    assert abs(ended.timestamp() - time.time()) < 30, "an expired job shows when it ended"
     assert late not in _started(redis_conn)
     row = [e for e in redis_conn.xrange("vq:events") if e[1][b"jobId"] == late.encode()]
     assert [e[1][b"event"] for e in row][-1] == b"canceled" and b"expired" in row[-1][1][b"fields"]

@@ -268,11 +268,23 @@ def test_the_architecture_diagram_names_at_most_six_modules_that_exist():
 
 def test_every_token_create_the_docs_write_out_names_its_required_user():
     """`vq token create --role metrics` as written in the README sent a newcomer to
-    "Missing option '--user'": a written-out command must run as it stands."""
+    "Missing option '--user'": a written-out command must run as it stands. Only a metrics
+    token may leave --user out (tests/test_prometheus.py)."""
     written = []
     for path in [ROOT / "README.md", ROOT / "man" / "vq.1", *sorted((ROOT / "docs").glob("*.md"))]:
         text = path.read_text().replace("\\-", "-")
         for match in re.finditer(r"vq token create((?: +--?[\w-]+(?: +[\w.$()/-]+)?)+)", text):
             written.append(match.group(0))
-            assert re.search(r"(--user|-u) ", match.group(1) + " "), f"{path.name}: {match.group(0)!r} has no --user"
+            named = re.search(r"(--user|-u) ", match.group(1) + " ") or "--role metrics" in match.group(1)
+            assert named, f"{path.name}: {match.group(0)!r} has no --user"
     assert len(written) >= 3, written
+
+
+def test_the_batch_docs_give_the_exit_codes_batch_create_gives():
+    """`vq batch create` with a line of an unknown type exits 4 (tests/test_batches.py), not
+    the 2 of a bad line the docs said: each page that gives the code says both."""
+    for name in ("man/vq.1", "docs/commands.md", "docs/job-types.md"):
+        text = " ".join((ROOT / name).read_text().replace("\\fB", "").replace("\\fR", "").replace("\\", "").split())
+        said = re.search(r"one bad line submits nothing[^.]*", text)
+        assert said and "exit 2" in said.group(0), (name, said and said.group(0))
+        assert "exit 4 when it names an unknown job type" in said.group(0), (name, said.group(0))

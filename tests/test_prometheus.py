@@ -146,6 +146,20 @@ def test_a_metrics_token_reads_metrics_and_nothing_else(vq):
     assert api.call("GET", "/metrics").status == 401
 
 
+def test_a_metrics_token_needs_no_user_and_every_other_role_does(vq):
+    """A scrape-only token acts for no user: `vq token create --role metrics` alone makes one
+    (subject `metrics`); a token of any other role still names its user."""
+    api = serve(vq, jwt_secret=SECRET)
+    made = vq.json("token", "create", "--role", "metrics")
+    assert made["userId"] == "metrics"
+    assert api.call("GET", "/metrics", made["token"]).status == 200
+    assert api.call("GET", "/api/jobs/stats", made["token"]).status == 403
+    for role in ("user", "operator", "admin"):
+        proc = vq.run("token", "create", "--role", role)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "--user: missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_idle_workers_series_are_dropped(vq, redis_conn):
     vq.start_daemon()
     vq.wait_for(vq.submit("test-noop", {}, "--user", "u"))

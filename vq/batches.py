@@ -117,18 +117,27 @@ def show(conn: Redis, batch_id: str, with_jobs: bool = True) -> dict:
     outcomes = text_map(conn.hgetall(keys.batch_ended(batch_id)))
     view = batch_views.header(record, len(members), len(outcomes))
     if with_jobs:
-        pending = [m for m in members if m not in outcomes]
         with conn.pipeline(transaction=False) as pipe:
-            for job_id in pending:
-                pipe.hget(keys.rq_job(job_id), "status")
-            statuses = dict(zip(pending, (optional_text(s) or "missing" for s in pipe.execute()), strict=True))
+            for job_id in members:
+                pipe.hmget(keys.rq_job(job_id), "status", "origin")
+            found = dict(zip(members, pipe.execute(), strict=True))
         view["jobs"] = [
-            {"id": m, "outcome": outcomes.get(m), "status": statuses.get(m)}
+            {"id": m, "jobType": _type_of(found[m][1]), "outcome": outcomes.get(m), "status": _status_of(found[m][0])}
             if m not in outcomes
-            else {"id": m, "outcome": outcomes[m]}
+            else {"id": m, "jobType": _type_of(found[m][1]), "outcome": outcomes[m]}
             for m in members
         ]
     return view
+
+
+def _status_of(raw) -> str:
+    return optional_text(raw) or "missing"
+
+
+def _type_of(origin) -> str | None:
+    """A member's job type, from its queue (`<type>.<priority>`); None once its job is gone."""
+    queue = optional_text(origin)
+    return (queue.rpartition(".")[0] or queue) if queue else None
 
 
 def summary(conn: Redis, batch_id: str) -> dict:

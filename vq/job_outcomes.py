@@ -186,7 +186,8 @@ class JobOutcomes(WorkerHost):
             job.meta["canceledBy"] = actor
         with self.connection.pipeline() as pipe:
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
-            pipe.hset(job.key, "meta", private.serialize_meta(job))
+            ended = utcformat(job.ended_at or datetime.now(UTC))  # RQ writes no end for it
+            pipe.hset(job.key, mapping={"meta": private.serialize_meta(job), "ended_at": ended})
             job.set_status(JobStatus.CANCELED, pipeline=pipe)
             CanceledJobRegistry(job.origin, connection=self.connection, serializer=job.serializer).add(
                 job, pipeline=pipe

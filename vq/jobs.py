@@ -11,6 +11,7 @@ import functools
 import json
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from redis import Redis, WatchError
@@ -18,6 +19,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 
 from vq import (
     admission,
@@ -141,20 +143,23 @@ def show(
                 limits.group_rates(conn, settings),
             )
         )
-    children = job.meta.get("children") or []
-    if children and view["status"] not in TERMINAL and view["status"] != "started":
-        kids = [k for k in Job.fetch_many(children, connection=conn, serializer=JSONSerializer) if k]
-        if kids:
-            done = sum(
-                100.0 if status_of(k) == "finished" else (k.meta.get("progress") or {}).get("percent", 0.0)
-                for k in kids
-            )
-            finished = sum(1 for k in kids if status_of(k) == "finished")
-            view["progress"] = {
-                "percent": round(done / len(children) * 0.95, 2),
-                "message": f"{finished}/{len(children)} steps done",
-            }
+    if view["status"] not in TERMINAL and view["status"] != "started":
+        view["progress"] = steps_progress(conn, job) or view["progress"]
     return view
+
+
+def steps_progress(conn: Redis, job: Job) -> dict | None:
+    """A planned parent's progress while its steps run: theirs together (95% once all are
+    done; its own last part is the rest). None for a job with no steps."""
+    children = job.meta.get("children") or []
+    kids = [k for k in Job.fetch_many(children, connection=conn, serializer=JSONSerializer) if k]
+    if not kids:
+        return None
+    done = sum(
+        100.0 if status_of(k) == "finished" else (k.meta.get("progress") or {}).get("percent", 0.0) for k in kids
+    )
+    finished = sum(1 for k in kids if status_of(k) == "finished")
+    return {"percent": round(done / len(children) * 0.95, 2), "message": f"{finished}/{len(children)} steps done"}
 
 
 def result(conn: Redis, job_id: str, settings: Settings | None = None, visible: Visible | None = None) -> dict:
@@ -292,10 +297,13 @@ def _ask_running(conn: Redis, job: Job, reason: str, now: bool, actor: str | Non
 
 def _cancel_waiting(conn: Redis, job: Job, reason: str, actor: str | None = None) -> None:
     job.meta["cancelReason"] = reason
+    _keep_steps_progress(conn, job)
     if actor:
         job.meta["canceledBy"] = actor
-    job.save_meta()
-    job.cancel()
+    with conn.pipeline() as pipe:  # its meta, end time and status in one transaction
+        _ended_now_in(pipe, job)
+        job.cancel(pipeline=pipe)
+        pipe.execute()
     admission.forget(conn, job)
     if checkpoints.has_checkpoint(job):  # it ran before and saved one (vq/checkpoints.py)
         conn.delete(keys.checkpoint(job.id))
@@ -305,19 +313,34 @@ def _cancel_waiting(conn: Redis, job: Job, reason: str, actor: str | None = None
     batch_counts.job_ended(conn, job)
 
 
+def _keep_steps_progress(conn: Redis, job: Job) -> None:
+    """A planned parent canceled while its steps ran keeps the progress they made (shown
+    until then from its steps, not its own meta): 16 of 17 steps done is not 0%."""
+    if job.meta.get("children"):
+        job.meta["progress"] = steps_progress(conn, job) or job.meta.get("progress")
+
+
+def _ended_now_in(pipe, job: Job) -> None:
+    """Write the job's meta and its end time: RQ's Job.cancel sets no `ended_at`, and
+    without it a canceled job shows no `finishedAt`."""
+    job.ended_at = datetime.now(UTC)
+    pipe.hset(job.key, mapping={"meta": private.serialize_meta(job), "ended_at": utcformat(job.ended_at)})
+
+
 def expire_waiting(conn: Redis, job: Job, reason: str) -> bool:
     """Cancel a waiting job whose deadline passed, as category `expired` (vq/deadlines.py),
     and its dependents by the failure rules. Only if it is still waiting: the status is
     watched, so a job admission starts meanwhile is left to run (False)."""
     job.meta["cancelReason"] = reason
     job.meta["error"] = {"category": "expired", "type": "Expired", "message": reason}
+    _keep_steps_progress(conn, job)
     with conn.pipeline() as pipe:
         try:
             pipe.watch(job.key)
             if pipe.hget(job.key, "status") not in (b"queued", b"deferred", b"scheduled"):
                 return False
             pipe.multi()
-            pipe.hset(job.key, "meta", JSONSerializer.dumps(job.meta))
+            _ended_now_in(pipe, job)
             job.cancel(pipeline=pipe)
             checkpoints.forget_in(pipe, job.id)
             events.emit(

@@ -136,6 +136,21 @@ class TokenRequest:
     extra: dict = field(default_factory=dict)
 
 
+METRICS_SUBJECT = "metrics"  # a scrape-only token's subject when none is given: it acts for no user
+
+
+def subject_of(role: str, user: str | None) -> str:
+    """The token's subject: the user it acts for. Only a metrics token may name none; it
+    reads /metrics for nobody in particular."""
+    if user:
+        return user
+    if role == "metrics":
+        return METRICS_SUBJECT
+    raise InvalidInput(
+        f"--user: missing (a token of role {role} acts for a user; only --role metrics may leave it out)"
+    )
+
+
 def create(settings: Settings, request: TokenRequest) -> str:
     """Mint an HS256 token with the daemon's secret (`vq token create`)."""
     if settings.http.jwt_public_key:

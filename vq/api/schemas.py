@@ -272,7 +272,9 @@ class BatchSummary(Open):
 class Batch(BatchSummary):
     """A batch as `vq batch show --json` prints it: its state, counts, callbacks and jobs."""
 
-    jobs: list[dict[str, Any]] = Field(default_factory=list)
+    jobs: list[dict[str, Any]] = Field(
+        default_factory=list, description='each {"id", "jobType", "outcome", "status"}; status only while pending'
+    )
 
 
 class BatchList(BaseModel):

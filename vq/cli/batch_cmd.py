@@ -52,9 +52,12 @@ def render_batch(view: dict) -> None:
         else:
             how = "fired, delivering" if cb["fired"] else "not fired"
         out.print(f"on {kind}: {target}  {how}")
-    rows = [[j["id"], status_text(j["outcome"] or j.get("status") or "-")] for j in view.get("jobs", [])]
+    rows = [
+        [j["id"], escape(j.get("jobType") or "-"), status_text(j["outcome"] or j.get("status") or "-")]
+        for j in view.get("jobs", [])
+    ]
     if rows:
-        out.print(table(["job", "outcome / status"], rows))
+        out.print(table(["job", "type", "outcome / status"], rows))
 
 
 def _counts_text(view: dict) -> str:

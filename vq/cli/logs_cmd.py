@@ -11,7 +11,7 @@ import typer
 from vq import job_log_store
 from vq.cli.helptext import example
 from vq.cli.output import out
-from vq.cli.state import JSON_OPTION, state
+from vq.cli.state import state
 
 LEVEL_STYLE = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         job_id: str = typer.Argument(..., metavar="ID", help="A job id, or a unique prefix of at least 8 characters."),
         follow: bool = typer.Option(False, "--follow", "-f", help="Print lines as they come until the job ends."),
-        as_json: bool = JSON_OPTION,
+        as_json: bool = typer.Option(
+            False, "--json", help="Print one JSON object per log line, for scripts, instead of text lines."
+        ),
     ) -> None:
         """Show what a job's handler logged (ctx.log or logging): time, level, message.
 

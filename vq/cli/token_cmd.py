@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
     @group.command("create", epilog=example("TOKEN=$(vq token create --user alice --tier pro --ttl 1h)"))
     def create(
         ctx: typer.Context,
-        user: str = typer.Option(..., "--user", "-u", help="The token's subject (userId)."),
+        user: str | None = typer.Option(
+            None, "--user", "-u", help="The token's subject (userId); required but for --role metrics (then: metrics)."
+        ),
         role: str = typer.Option(
             "user",
             "--role",
@@ -51,10 +53,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Print a signed token (HS256, the secret of config/env or the data directory)."""
-        from vq.tokens import TokenRequest
+        from vq.tokens import TokenRequest, subject_of
         from vq.tokens import create as mint
 
         st = state(ctx)
+        user = subject_of(role, user)
         request = TokenRequest(
             user_id=user,
             role=role,

@@ -35,6 +35,26 @@ end
 
 local EXPIRED_REASON = 'its deadline passed before it started'
 
+-- `ms` (since the epoch) as RQ writes a job's times (rq.utils.utcformat), so the job's
+-- `ended_at`, which RQ's cancel never sets, gives its `finishedAt` (days to a civil date:
+-- H. Hinnant's algorithm).
+local function utc_text(ms)
+  local secs = math.floor(ms / 1000)
+  local days = math.floor(secs / 86400)
+  local tod = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06dZ', y, m, d, math.floor(tod / 3600),
+                       math.floor(tod % 3600 / 60), tod % 60, math.floor(ms % 1000) * 1000)
+end
+
 -- Whether the job `id` (its hash `job`, of type t at priority p) expired here. Only a job
 -- whose meta names a deadline is decoded; one whose type says `onDeadline: run` runs late.
 local function expire_late(id, job, t, p)
@@ -45,7 +65,7 @@ local function expire_late(id, job, t, p)
   if not deadline or deadline > now or meta.onDeadline == 'run' then return false end
   meta.cancelReason = EXPIRED_REASON
   meta.error = {category = 'expired', type = 'Expired', message = EXPIRED_REASON}
-  redis.call('HSET', K.job .. id, 'status', 'canceled', 'meta', cjson.encode(meta))
+  redis.call('HSET', K.job .. id, 'status', 'canceled', 'meta', cjson.encode(meta), 'ended_at', utc_text(now))
   redis.call('ZADD', K.canceled .. t .. '.' .. p, math.floor(now / 1000), id)
   local fields = {reason = EXPIRED_REASON, category = 'expired', error = EXPIRED_REASON, deadlineMs = deadline}
   if type(meta.userId) == 'string' then fields.userId = meta.userId end
