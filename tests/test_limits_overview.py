@@ -24,3 +24,16 @@ def test_limits_name_the_users_running_now_without_scanning_redis(vq, redis_conn
     running = {u["userId"]: u["running"] for u in shown["users"]}
     assert running == {"ann": 1, "bob": 1}, shown["users"]
     assert next(t for t in shown["types"] if t["jobType"] == "test-sleep")["running"] == 2
+
+
+def test_limits_set_and_reset_from_the_cli_are_audited_as_the_dashboards_are(vq):
+    """A limit change is an operator's action: `vq limits set|reset` writes an audit record
+    (action limits-set / limits-reset, the change in its detail), as the web dashboard's does."""
+    assert vq.run("limits", "set", "type", "test-echo", "3").returncode == 0
+    assert vq.run("limits", "reset", "type", "test-echo").returncode == 0
+    records = [r for r in vq.json("audit", "--since", "1h") if r["action"].startswith("limits-")]
+    assert [(r["action"], r["job_type"], r["detail"].get("kind"), r["detail"].get("value")) for r in records] == [
+        ("limits-reset", "test-echo", "type", None),  # newest first
+        ("limits-set", "test-echo", "type", 3),
+    ], records
+    assert all(r["actor"].startswith("cli:") and r["role"] == "operator" for r in records), records

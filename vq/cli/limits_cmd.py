@@ -3,14 +3,19 @@ them at runtime (every host, at once, no restart)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from vq import limits
+from vq import audit, limits
 from vq.cli.helptext import example
 from vq.cli.output import emit, err, out, table
 from vq.cli.state import JSON_OPTION, state
 from vq.errors import InvalidInput
 from vq.keys import GROUP_KINDS, LIMIT_KINDS, RATE_KINDS, WEIGHT_KINDS
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 KIND_HELP = (
     "What the limit applies to: a job type, a subscription tier, one user or a limit group's key "
@@ -130,9 +135,9 @@ def set_command(
     st = state(ctx)
     last = "RATE" if kind in RATE_KINDS else "LIMIT"
     key, value = _key_and(kind, [a for a in (key_or_limit, group_limit) if a is not None], "set", last)
-    result = limits.set_limit(
-        st.conn, st.settings, kind, name, value if kind in RATE_KINDS else _parse_limit(value), key
-    )
+    wanted = value if kind in RATE_KINDS else _parse_limit(value)
+    result = limits.set_limit(st.conn, st.settings, kind, name, wanted, key)
+    _audit(st.conn, "limits-set", kind, name, key, wanted)
     emit(result, as_json, lambda r: err.print(f"{_what(r)}: {_noun(r)} {r['limit']}"))
 
 
@@ -148,7 +153,16 @@ def reset_command(
     st = state(ctx)
     key, _ = _key_and(kind, [*([key] if key is not None else []), ""], "reset", "")
     result = limits.set_limit(st.conn, st.settings, kind, name, None, key)
+    _audit(st.conn, "limits-reset", kind, name, key, None)
     emit(result, as_json, lambda r: err.print(f"{_what(r)}: back to the configured {_noun(r)}"))
+
+
+def _audit(conn: Redis, action: str, kind: str, name: str, key: str | None, value: int | str | None) -> None:
+    """A limit change is an operator's action like a cancel: audited as the dashboard's is
+    (`vq audit --action limits-set`), the target `-` and the change in the detail."""
+    audit.record(
+        conn, audit.cli_actor(), "operator", action, name, "-", kind=kind, value=value, **({"key": key} if key else {})
+    )
 
 
 def _key_and(kind: str, args: list[str], command: str, last: str) -> tuple[str | None, str]:
