@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from vq.batch_views import STATES, fired_text
 from vq.tui import format as fmt
 from vq.tui.live import Banner, LiveScreen
-from vq.tui.screens import JOB_ACTION_KEYS, JobActions, JobList
+from vq.tui.screens import JOB_ACTION_KEYS, FilteredPages, JobActions, JobList
 from vq.tui.tables import Cell, fill, selected_key
 
 STATE_FILTERS: list[str | None] = [None, *STATES]
@@ -41,7 +41,7 @@ def counts_line(view: dict) -> Text:
     return line
 
 
-class BatchesScreen(LiveScreen):
+class BatchesScreen(FilteredPages):
     """Every batch, newest first, filtered by state and user, a page at a time."""
 
     BINDINGS = [
@@ -53,11 +53,11 @@ class BatchesScreen(LiveScreen):
         Binding("b", "page(-1)", "Prev page"),
     ]
 
+    ITEMS = "batches"
+
     def __init__(self) -> None:
         super().__init__()
         self.state_filter: str | None = None
-        self.user_filter: str | None = None
-        self.page = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -107,20 +107,7 @@ class BatchesScreen(LiveScreen):
         self.action_open_batch()
 
     def action_next_state(self) -> None:
-        self.state_filter = STATE_FILTERS[(STATE_FILTERS.index(self.state_filter) + 1) % len(STATE_FILTERS)]
-        self.page = 0
-        self.reload()
-
-    def action_filter_user(self) -> None:
-        def chosen(user: str | None) -> None:
-            if user is not None:
-                self.user_filter, self.page = user.strip() or None, 0
-                self.reload()
-
-        self.dashboard.prompt("Only batches of user (empty: all users)", chosen)
-
-    def action_page(self, step: int) -> None:
-        self.page = max(0, self.page + step)
+        self.state_filter = self.cycled(STATE_FILTERS, self.state_filter)
         self.reload()
 
 

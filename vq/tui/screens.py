@@ -3,6 +3,7 @@ limits: vq/tui/limits_screens.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from rich.text import Text
@@ -60,6 +61,35 @@ class JobList(LiveScreen):
         self.action_open_job()
 
 
+class FilteredPages(LiveScreen):
+    """A list filtered by user and by a cycled value (a job's status, a batch's state), a page
+    at a time: the keys the job and batch lists share. `f` asks for the user, `n`/`b` page."""
+
+    ITEMS = "jobs"  # what the user prompt says is listed
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user_filter: str | None = None
+        self.page = 0
+
+    def cycled(self, choices: Sequence[str | None], current: str | None) -> str | None:
+        """The next of `choices` after `current`, back to the first page."""
+        self.page = 0
+        return choices[(list(choices).index(current) + 1) % len(choices)]
+
+    def action_filter_user(self) -> None:
+        def chosen(user: str | None) -> None:
+            if user is not None:
+                self.user_filter, self.page = user.strip() or None, 0
+                self.reload()
+
+        self.dashboard.prompt(f"Only {self.ITEMS} of user (empty: all users)", chosen)
+
+    def action_page(self, step: int) -> None:
+        self.page = max(0, self.page + step)
+        self.reload()
+
+
 JOB_ACTION_KEYS = [
     Binding("r", "retry", "Retry"),
     Binding("x", "cancel_job", "Cancel"),
@@ -67,7 +97,7 @@ JOB_ACTION_KEYS = [
 ]
 
 
-class QueueScreen(JobList, JobActions, LiveScreen):
+class QueueScreen(JobList, JobActions, FilteredPages):
     """A job type's jobs, newest first, filtered by status and user, a page at a time."""
 
     BINDINGS = [
@@ -86,8 +116,6 @@ class QueueScreen(JobList, JobActions, LiveScreen):
         super().__init__()
         self.job_type = job_type
         self.status_filter: str | None = None
-        self.user_filter: str | None = None
-        self.page = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -128,20 +156,7 @@ class QueueScreen(JobList, JobActions, LiveScreen):
         )
 
     def action_next_status(self) -> None:
-        self.status_filter = STATUS_FILTERS[(STATUS_FILTERS.index(self.status_filter) + 1) % len(STATUS_FILTERS)]
-        self.page = 0
-        self.reload()
-
-    def action_filter_user(self) -> None:
-        def chosen(user: str | None) -> None:
-            if user is not None:
-                self.user_filter, self.page = user.strip() or None, 0
-                self.reload()
-
-        self.dashboard.prompt("Only jobs of user (empty: all users)", chosen)
-
-    def action_page(self, step: int) -> None:
-        self.page = max(0, self.page + step)
+        self.status_filter = self.cycled(STATUS_FILTERS, self.status_filter)
         self.reload()
 
 
