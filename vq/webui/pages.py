@@ -31,6 +31,19 @@ ARTIFACT_HEADERS = {
 SHOWN_INLINE = ("image/", "audio/", "video/", "text/plain", "application/json")
 
 
+PAGE_NUMBER = Query(1, alias="page", ge=1, le=100_000)
+
+
+def list_filters(
+    status: str = Query("", max_length=20),
+    user: str = Query("", max_length=200),
+    since: str = Query("", max_length=20),
+    where: str = Query("", max_length=500),
+) -> dict:
+    """The job lists' filters (a queue's and every type's), declared once."""
+    return {"status": status, "user": user, "since": since, "where": where}
+
+
 def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
     routes = APIRouter(include_in_schema=False)
 
@@ -87,27 +100,19 @@ def router(gate: Gate, conn: Redis, settings: Settings) -> APIRouter:
     async def queue(
         request: Request,
         jobType: str = TYPE_NAME,
-        status: str = Query("", max_length=20),
-        user: str = Query("", max_length=200),
-        since: str = Query("", max_length=20),
-        where: str = Query("", max_length=500),
-        page_number: int = Query(1, alias="page", ge=1, le=100_000),
+        filters: dict = Depends(list_filters),
+        page_number: int = PAGE_NUMBER,
         session: Session = Depends(gate.operator),
     ):
-        filters = {"status": status, "user": user, "since": since, "where": where}
         return await listing_page(request, session, jobType, filters, page_number)
 
     @routes.get("/ui/jobs")
     async def job_listing(
         request: Request,
-        status: str = Query("", max_length=20),
-        user: str = Query("", max_length=200),
-        since: str = Query("", max_length=20),
-        where: str = Query("", max_length=500),
-        page_number: int = Query(1, alias="page", ge=1, le=100_000),
+        filters: dict = Depends(list_filters),
+        page_number: int = PAGE_NUMBER,
         session: Session = Depends(gate.viewer),
     ):
-        filters = {"status": status, "user": user, "since": since, "where": where}
         return await listing_page(request, session, None, filters, page_number)
 
     @routes.get("/ui/jobs/{jobId}")
