@@ -10,6 +10,7 @@ from rq.job import Job
 from rq.registry import ReadyJobRegistry
 from rq.serializers import JSONSerializer
 
+from vq import keys
 from vq.config import load_settings
 from vq.submission import Submission, submit
 
@@ -124,6 +125,63 @@ def test_dependency_that_already_failed_is_refused_unless_allowed(vq):
     assert proc.returncode == 2 and "has already failed" in proc.stderr
     ok = vq.submit("test-noop", {}, "--user", "u", "--depends-on", bad, "--allow-failure")
     assert vq.wait_for(ok)["status"] == "finished"
+
+
+def test_a_canceled_dependent_retried_waits_for_its_dependency_and_runs_once(vq, redis_conn):
+    """Retrying a canceled dependent puts it back to waiting on its dependency (it stays in
+    that dependency's set of dependents): it starts after the dependency, once, and gives its
+    user's slot back, so the user's next job starts at once (it ran twice and held the slot
+    for a lease's length when the retry put it straight in line)."""
+    first = vq.submit("test-track", {"gate": "first"}, "--user", "ann")
+    then = vq.submit("test-track", {"seconds": 0.1}, "--user", "ann", "--depends-on", first)
+    assert vq.json("cancel", then)["status"] == "canceled"
+    assert vq.json("retry", then)["status"] == "deferred"
+    vq.start_daemon()
+    vq.wait_for(first, statuses=("started",))
+    time.sleep(1)
+    assert vq.json("show", then)["status"] == "deferred"
+    vq.open_gate("first")
+    assert vq.wait_for(then)["status"] == "finished"
+    after = vq.submit("test-track", {"seconds": 0.1}, "--user", "ann")
+    view = vq.wait_for(after, timeout=10)
+    assert view["status"] == "finished"
+    waited = (_ts(view["startedAt"]) - _ts(view["createdAt"])).total_seconds()
+    assert waited < 3, f"the user's next job waited {waited:.1f}s for a slot"
+    started = [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
+    assert started == [first, then, after]
+
+
+def test_a_dependent_whose_dependency_failed_cannot_be_retried_before_it(vq):
+    bad = vq.submit("test-broken", {}, "--user", "u")
+    child = vq.submit("test-echo", {}, "--user", "u", "--depends-on", bad)
+    vq.start_daemon()
+    assert vq.wait_for(child)["status"] == "canceled"
+    proc = vq.run("retry", child)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(f"retry {bad} first, then this job")
+    assert "Traceback" not in proc.stderr
+    assert vq.json("show", child)["status"] == "canceled"
+
+
+def test_a_job_in_line_twice_runs_once(vq, redis_conn):
+    """A running job enqueued again (RQ's enqueue marks it `queued` and pushes it: what a
+    retry of a dependent did while its dependency enqueued it too) never starts again, even
+    when the worker that finishes it routes that entry in the same step (its hash says
+    `finished` only at the end of that step)."""
+    job = vq.submit("test-track", {"gate": "once"}, "--user", "ann")
+    origin = vq.json("show", job)["queue"]
+    vq.start_daemon(workers=1)
+    vq.wait_for(job, statuses=("started",))
+    redis_conn.hset(f"rq:job:{job}", "status", "queued")
+    redis_conn.rpush(f"rq:queue:{origin}", job)
+    redis_conn.sadd(keys.INBOX, origin)  # as RQ's push through vq's queue class marks it
+    vq.open_gate("once")
+    assert vq.wait_for(job)["status"] == "finished"
+    after = vq.submit("test-track", {"seconds": 0.1}, "--user", "ann")
+    view = vq.wait_for(after, timeout=10)
+    waited = (_ts(view["startedAt"]) - _ts(view["createdAt"])).total_seconds()
+    assert waited < 3, f"the user's next job waited {waited:.1f}s for a slot"
+    assert [i.decode() for i in redis_conn.lrange("test:started", 0, -1)] == [job, after]
 
 
 def test_cancel_waiting_and_running_jobs(vq):

@@ -217,17 +217,54 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
     queue = rq_queue(conn, job.origin)
     registry_class = FailedJobRegistry if status in ("failed", "stopped") else CanceledJobRegistry
     with conn.pipeline() as pipe:
-        registry_class(job.origin, connection=conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
-        pipe.delete(keys.cancel_request(job.id))
-        pipe.hdel(job.key, keys.CANCEL_NOW_FIELD, keys.CANCELED_BY_FIELD)
-        pipe.zrem(keys.DEADLINES, job.id)
-        job.save(pipeline=pipe)
-        pipe.persist(job.key)  # only ended jobs expire (admission persists only jobs with RQ's `ttl`)
-        private.enqueue_job(queue, job, pipeline=pipe)
-        admission.wake_in(pipe)
-        pipe.execute()
+        while True:
+            try:
+                waits_for = _unfinished_dependencies(job, pipe)  # WATCHed: one that ends now retries this
+                pipe.multi()
+                registry_class(job.origin, connection=conn, serializer=JSONSerializer).remove(job, pipeline=pipe)
+                pipe.delete(keys.cancel_request(job.id))
+                pipe.hdel(job.key, keys.CANCEL_NOW_FIELD, keys.CANCELED_BY_FIELD)
+                pipe.zrem(keys.DEADLINES, job.id)
+                pipe.persist(job.key)  # only ended jobs expire (admission persists only jobs with RQ's `ttl`)
+                if waits_for:
+                    # Back to waiting on them, as at submit: the one that finishes enqueues it.
+                    job.set_status(JobStatus.DEFERRED, pipeline=pipe)
+                    job.register_dependency(pipeline=pipe)
+                    job.save(pipeline=pipe)
+                else:
+                    job.save(pipeline=pipe)
+                    private.enqueue_job(queue, job, pipeline=pipe)
+                    admission.wake_in(pipe)
+                pipe.execute()
+                break
+            except WatchError:
+                pipe.reset()
     events.emit(conn, "retried", job.id, job_type_of(job), previous=status)
     return show(conn, job.id)
+
+
+def _unfinished_dependencies(job: Job, pipe) -> list[str]:
+    """The ids of the dependencies a retried job must wait for (WATCHed on `pipe`). A job
+    still in a dependency's set of dependents is enqueued by that dependency's end, so it
+    must not also be put in line now (it would run twice). One that failed or was canceled
+    (and the job does not accept that) refuses the retry: it would wait for ever."""
+    ids = private.dependency_ids(job)
+    if not ids:
+        return []
+    met = (JobStatus.FINISHED, JobStatus.FAILED) if job.allow_dependency_failures else (JobStatus.FINISHED,)
+    waits_for = []
+    for dependency in job.fetch_dependencies(watch=True, pipeline=pipe):
+        dependency_status = dependency.get_status(refresh=False)
+        if dependency_status in met:
+            continue
+        if dependency_status in (JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
+            pipe.reset()
+            raise Conflict(
+                f"job {job.id} depends on {dependency.id}, which is {status_of(dependency)}: "
+                f"retry {dependency.id} first, then this job"
+            )
+        waits_for.append(dependency.id)
+    return waits_for
 
 
 def cancel(

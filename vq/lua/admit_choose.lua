@@ -121,8 +121,11 @@ local function admit_from(ring, t, p)
         local fields = redis.call('HGETALL', K.job .. cand)
         job = as_map(fields)
         -- Not canceled or deleted while in line: a job keeps RQ's `queued` there (an older vq
-        -- marked it `rate_limited`); nor past its deadline (expired here: admit_deadline.lua).
-        if (job.status == 'queued' or job.status == 'rate_limited') and not expire_late(cand, job, t, p) then
+        -- marked it `rate_limited`); nor past its deadline (expired here: admit_deadline.lua);
+        -- nor the job this call ends, whose hash says `finished` only at the end (write_end):
+        -- a second entry of it in line must not start it again.
+        if (job.status == 'queued' or job.status == 'rate_limited') and not (ending and cand == ending.id)
+           and not expire_late(cand, job, t, p) then
           -- A group of the job that is full or whose rate is spent (groups.lua) keeps it first
           -- in its user's line; the turn passes to the next user.
           local group_held
