@@ -2,13 +2,17 @@
 """HTTP submit: how many jobs/s the daemon's HTTP API accepts from 20 concurrent clients, and
 how long each `POST /api/jobs/{jobType}` takes, beside the Python API in the same run.
 
-Why: `vq daemon` serves an HTTP API (vq/api/app.py: FastAPI under uvicorn, in one child
-process of the daemon). Creating a job over HTTP adds, to what `vq.submission.submit` does,
-the HTTP round trip, JSON in and out, the JWT check, the (here disabled) per-user rate limit,
-an audit event (`vq.audit.record`) and the job's JSON read back for the 201 answer (`jobs.show`),
-each of the last three (and the rate check) in the server's thread pool. This script measures what that
-costs, as submissions/s and per-request latency p50/p99, against the same submissions made
-in-process through the Python API.
+Why: `vq daemon` serves an HTTP API (vq/api/app.py: FastAPI under uvicorn, in
+`daemon.httpWorkers` child processes of the daemon sharing one socket; this bench runs
+`--http-workers`, default 2). Creating a job over HTTP adds, to what `vq.submission.submit`
+does, the HTTP round trip, JSON in and out, the JWT check (a token verified once is
+remembered until it expires), the (here disabled) per-user rate limit, an audit event and
+the job's JSON read back for the 201 answer (both in one pipelined round trip,
+vq/created_view.py), submit and read-back in one trip to the server's thread pool. This
+script measures what that costs, as submissions/s and per-request latency p50/p99, against
+the same submissions made in-process through the Python API, and prints issue 28's targets
+(at least 1,500 submissions/s, p99 at most 25 ms, at least 0.6x of in-process `submit()`
+from 20 threads) with this run's figures.
 
 How. Everything runs against a private, throw-away `redis-server` (free port, no persistence,
 temp dir) that this script starts and stops; it never touches another Redis. The temp config
@@ -33,7 +37,7 @@ Systems, one after the other, each with users of its own and N submissions (defa
 * api      -- the same N submissions with `vq.submission.submit(conn, settings, Submission(...))`
               from 20 threads (one user each) sharing one Redis client, as the API server does.
 * api-show -- the same plus `vq.audit.record` and `vq.jobs.show` after each submit: what the route
-              (vq/api/routes/jobs.py, create_job) runs, without HTTP.
+              (vq/api/routes/jobs.py, create_job) ran before vq/created_view.py, without HTTP.
 * api-1    -- `submit` from a single thread (one user).
 
 Before each system's clock starts, every client or thread makes `--warmup` submissions (5)
@@ -42,7 +46,7 @@ send to the answer read; submissions/s = N / (first timed send -> last answer). 
 differs per submission, so no submission is answered from vq's result cache. Between systems
 the script waits until the worker has routed every job and the archiver (history on, the
 default) has caught up, so no system pays for the one before. CPU per submission is measured
-from /proc and Redis's INFO: this process (the clients), the daemon's HTTP child, the rest of
+from /proc and Redis's INFO: this process (the clients), the daemon's HTTP children, the rest of
 the daemon (supervisor, worker, timer, archiver), redis-server. Checked per system: every
 answer 201 (any other status or error is listed with its body), N distinct job ids, every job
 still waiting (`queued` / `limited`: none ran), one `created` event per job, each user's index
@@ -552,9 +556,9 @@ def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: d
         f"submissions each first. HTTP POST = POST /api/jobs/{JOB_TYPE} over one keep-alive connection "
         f"per client (httpx {meta['httpx']}, asyncio; server uvicorn {meta['uvicorn']}, fastapi "
         f"{meta['fastapi']}); submit() = vq.submission.submit in-process, one shared Redis client; "
-        f"audit, show = vq.audit.record, vq.jobs.show: the rest of the route's work. Latency = one request or call; submits/s = "
+        f"audit, show = vq.audit.record, vq.jobs.show: the route's work before its one-trip read-back. Latency = one request or call; submits/s = "
         f"jobs / (first timed send -> last answer). CPU: client = this process, HTTP server = the "
-        f"daemon's uvicorn child, rest of daemon = its other processes (supervisor, worker, timer, "
+        f"daemon's uvicorn children ({meta['http_workers']}), rest of daemon = its other processes (supervisor, worker, timer, "
         f"archiver), redis = redis-server. job status = the job's status in the answer (limited = routed "
         f"by the worker into its user's line). "
         f"{versions_line(meta)}.[/]"
