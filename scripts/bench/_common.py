@@ -663,12 +663,6 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def listening_pid(port: int, pids: Sequence[int]) -> int | None:
-    """Which of `pids` holds the TCP socket listening on `port` (via /proc/net/tcp inodes)."""
-    found = listening_pids(port, pids)
-    return found[0] if found else None
-
-
 def listening_pids(port: int, pids: Sequence[int]) -> list[int]:
     """Those of `pids` that hold the TCP socket listening on `port` (via /proc/net/tcp inodes)."""
     inodes = set()
