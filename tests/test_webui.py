@@ -29,7 +29,7 @@ SHOTS = Path(__file__).resolve().parent / "artifacts" / "webui"
 SECRET = "test-secret-for-the-webui-tests-0123456789"
 
 try:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 except ImportError:  # pragma: no cover - CI has it (the test extra)
     sync_playwright = None
 
@@ -115,6 +115,25 @@ def page(browser):
 def shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def shows(page, text: str) -> None:
+    """Wait until the page's main part says `text`. A click on a link returns once the next
+    page's navigation has committed, before its body has arrived: page.content() read then
+    can be empty (it was, under CI load, after the Pause click); this waits for the page."""
+    expect(page.locator("main")).to_contain_text(text, timeout=30_000)
+
+
+def throttle(page, bytes_per_s: int = 20_000, latency_ms: int = 150) -> None:
+    """A slow network for this page (Chromium's own emulation): each page's body comes in over
+    a second or so after its navigation commits, as on a loaded CI machine, so a test that
+    reads a page before it has arrived fails every time instead of now and then."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": latency_ms, "downloadThroughput": bytes_per_s, "uploadThroughput": bytes_per_s},
+    )
 
 
 def login(page, dash: Api, token: str, then: str = "/ui") -> None:
@@ -215,12 +234,50 @@ def test_login_and_watch_a_job_progress_live(vq, dash, page):
     shot(page, "job-phone")
 
 
+CHARTED = """([queue, kind]) => {
+    const svg = document.querySelector(`tr[data-queue=${queue}] svg.sparkline`);
+    const counted = svg.getAttribute("aria-label").match(/(\\d+) finished, (\\d+) failed/);
+    return {points: svg.querySelector(`polyline.${kind}`).getAttribute("points"),
+            total: Number(counted[kind === "done" ? 1 : 2]),
+            rate: Number(document.querySelector(`tr[data-queue=${queue}] td[data-rate=${kind === "done" ? "finished" : "failed"}]`).innerText.replace(/,/g, ""))};
+}"""
+
+
+def test_the_overview_charts_each_queue_live(vq, dash, page):
+    """Per queue, an inline SVG sparkline of jobs finished and failed a minute, rates a minute
+    and a health badge; after jobs run they move without a reload, over the event stream (the
+    overview's stream sends one change more once the archiver has counted the jobs)."""
+    login(page, dash, dash.token("olga", "operator"))
+    # queues no earlier test of this module's daemon ran: their lines start flat, so they move
+    for queue in ("test-noop", "test-odd"):
+        row = page.locator(f"tr[data-queue={queue}]")
+        assert row.locator("svg.sparkline polyline").count() == 2
+        assert row.locator("td:nth-child(2) .badge").inner_text() in ("healthy", "degraded", "unhealthy")
+    done_before = page.evaluate(CHARTED, ["test-noop", "done"])
+    failed_before = page.evaluate(CHARTED, ["test-odd", "failed"])
+    page.evaluate("window.notReloaded = true")
+    ran = [vq.submit("test-noop", {}, "--user", "kim") for _ in range(2)] + [vq.submit("test-odd", {}, "--user", "kim")]
+    assert [vq.wait_done(job)["status"] for job in ran] == ["finished", "finished", "failed"]
+    deadline = time.monotonic() + 8  # well before the overview's 10 s poll: the stream did it
+    while time.monotonic() < deadline:
+        done, failed = page.evaluate(CHARTED, ["test-noop", "done"]), page.evaluate(CHARTED, ["test-odd", "failed"])
+        if done["total"] >= done_before["total"] + 2 and failed["total"] >= failed_before["total"] + 1:
+            break
+        time.sleep(0.2)
+    assert done["total"] == done_before["total"] + 2 and failed["total"] == failed_before["total"] + 1, (done, failed)
+    assert done["points"] != done_before["points"] and failed["points"] != failed_before["points"]
+    assert done["rate"] > 0 and failed["rate"] > 0
+    assert page.locator("tr[data-queue=test-odd] td[data-rate=failed].failed").count() == 1  # red when some fail
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, "overview-sparklines")
+
+
 def test_cancel_a_running_job_from_its_page(vq, dash, page):
     job = vq.submit("test-sleep", {"seconds": 30, "steps": 60}, "--user", "fay")
     login(page, dash, dash.token("olga", "operator"), then=f"/ui/jobs/{job}")
     page.wait_for_function("() => document.querySelector('.status-line .badge').innerText === 'started'")
     page.click("a:has-text('Cancel now')")
-    assert "interrupted within a second" in page.content()
+    shows(page, "interrupted within a second")
     page.click("button:has-text('Cancel job now')")
     assert vq.wait_done(job, timeout=15)["status"] == "canceled"
     page.goto(f"{dash.base}/ui/jobs/{job}")
@@ -269,9 +326,10 @@ def test_a_finished_video_pipeline_shows_its_image_and_its_video_or_timeline(vq,
 
 def test_pause_and_resume_a_queue_from_the_ui(vq, dash, page):
     login(page, dash, dash.token("olga", "operator"))
+    throttle(page)  # pages arrive slowly after their navigation commits: the waits below must hold
     page.click("tr[data-queue=test-noop] a")
-    page.click("text=Pause")
-    assert "Jobs of queue test-noop stop starting" in page.content()  # confirm first
+    page.get_by_role("link", name="Pause", exact=True).click()  # not a "paused" badge: the action
+    shows(page, "Jobs of queue test-noop stop starting")  # confirm first
     assert not paused(vq, "test-noop")
     page.click("button:has-text('Pause queue')")
     assert "test-noop paused" in page.locator(".notice").inner_text()
@@ -356,7 +414,7 @@ def test_a_dead_letter_is_retried_from_the_ui(vq, dash, page):
 
     page.goto(f"{dash.base}/ui/dlq?type=test-broken")
     page.click("a:has-text('Purge all')")
-    assert "Every dead job of type test-broken is deleted" in page.content()
+    shows(page, "Every dead job of type test-broken is deleted")
     page.click("button:has-text('Purge dead letters')")
     assert "1 dead letter(s) deleted" in page.locator(".notice").inner_text()
     assert vq.json("dlq", "list") == []
@@ -530,7 +588,7 @@ def test_remove_a_recurring_job_and_change_a_limit(vq, dash, page):
     ref = vq.json("recurring", "show", "doomed-echo")["id"]
     login(page, dash, dash.token("olga", "operator"), then="/ui/recurring")
     page.locator(f"tr[data-recurring='{ref}'] >> text=Remove").click()
-    assert "cannot be undone" in page.content()
+    shows(page, "cannot be undone")
     assert vq.run("recurring", "show", ref).returncode == 0  # confirm first
     page.click("button:has-text('Remove recurring job')")
     assert "doomed-echo removed" in page.locator(".notice").inner_text()
@@ -542,7 +600,7 @@ def test_remove_a_recurring_job_and_change_a_limit(vq, dash, page):
     page.fill("input[name=name]", "test-echo")
     page.fill("input[name=value]", "3")
     page.click("button:has-text('Set…')")
-    assert "type test-echo: limit 3" in page.content()
+    shows(page, "type test-echo: limit 3")
     page.click("button:has-text('Change limit')")
     assert "type test-echo: limit 3" in page.locator(".notice").inner_text()
     row = next(t for t in vq.json("limits")["types"] if t["jobType"] == "test-echo")
