@@ -635,20 +635,95 @@ PHONE_PAGES = (
 def test_every_page_fits_a_phone(vq, dash, browser):
     job = vq.submit("test-echo", {"projectId": "webui-phone", "text": "x" * 300}, "--user", "ann")
     vq.wait_done(job)
-    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
     phone = context.new_page()
     try:
         phone.goto(f"{dash.base}/ui/login")
         assert phone.evaluate("document.documentElement.scrollWidth <= innerWidth")
         login(phone, dash, dash.token("olga", "operator"))
-        wide = {}
+        wide, small = {}, {}
         for path in PHONE_PAGES:
             phone.goto(dash.base + path.replace("{job}", job))
             width = phone.evaluate("[document.documentElement.scrollWidth, innerWidth]")
             if width[0] > width[1]:
                 wide[path] = width
+            if narrow := phone.evaluate(NARROW_TARGETS, [TAPPABLE, TAP_MIN_PX]):
+                small[path] = narrow
         assert wide == {}, f"pages wider than the phone: {wide}"
+        assert small == {}, f"targets too small to tap: {small}"
         phone.goto(f"{dash.base}/ui/limits")
         shot(phone, "limits-phone")
+    finally:
+        context.close()
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+TAP_MIN_PX = 24  # WCAG 2.2's minimum target size (2.5.8, AA), in CSS pixels, either way
+# What a thumb taps on every page: the navigation, the logout, buttons and action links
+TAPPABLE = "header.top nav a, .who button, main button, main a.button, main .pager a"
+NARROW_TARGETS = """([sel, least]) => [...document.querySelectorAll(sel)].map(e => {
+    const r = e.getBoundingClientRect();
+    return [e.innerText.trim(), Math.round(r.width), Math.round(r.height)];
+}).filter(([, w, h]) => w > 0 && (w < least || h < least))"""
+
+
+def fits(phone) -> None:
+    """The page is no wider than the phone (a wide table scrolls inside its own box), and every
+    target a thumb taps is at least TAP_MIN_PX each way."""
+    width = phone.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert width[0] <= width[1], f"{phone.url}: {width[0]} px wide on a {width[1]} px phone"
+    assert phone.evaluate(NARROW_TARGETS, [TAPPABLE, TAP_MIN_PX]) == [], phone.url
+
+
+def test_a_phone_by_touch_logs_in_lists_a_queue_opens_a_video_job_and_confirms_an_action(vq, dash, browser):
+    """The phone trial: 390x844, touch, every step tapped, with screenshots of each page."""
+    video = vq.submit(
+        "video-generation",
+        {"prompt": "A phone shows robots.", "sceneCount": 1, "options": {"width": 64, "height": 48}},
+        "--user",
+        "ann",
+    )
+    context = browser.new_context(**PHONE)
+    phone = context.new_page()
+    phone.set_default_timeout(30_000)
+    try:
+        phone.goto(f"{dash.base}/ui/login")
+        fits(phone)
+        shot(phone, "phone-login")
+        phone.locator("#token").tap()
+        phone.fill("#token", dash.token("olga", "operator"))
+        phone.locator("button[type=submit]").tap()
+        expect(phone.locator("tr[data-queue=test-noop]")).to_be_visible()
+        fits(phone)
+        box = phone.locator("table.queues").bounding_box()
+        assert box["width"] > 390  # the overview's table is wider than the phone: it scrolls in its box
+        scroller = phone.locator("div.scroll").first
+        assert scroller.evaluate("e => e.scrollWidth > e.clientWidth && getComputedStyle(e).overflowX") == "auto"
+        assert phone.locator("tr[data-queue=test-noop] svg.sparkline").count() == 1
+        shot(phone, "phone-overview")
+
+        phone.locator("tr[data-queue=test-noop] a").tap()
+        expect(phone.locator("h1")).to_have_text("Queue test-noop")
+        fits(phone)
+        shot(phone, "phone-queue")
+
+        assert vq.wait_done(video, timeout=90)["status"] == "finished"
+        phone.goto(f"{dash.base}/ui/jobs/{video}")
+        image = phone.locator(".steps figure.image img").first
+        phone.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+        assert image.bounding_box()["width"] <= 390
+        composed = phone.locator(".steps figure.video video, .steps figure.text pre.preview")
+        assert composed.count() >= 1  # video.mp4 with ffmpeg, else the edit decision list
+        assert composed.first.bounding_box()["width"] <= 390
+        fits(phone)
+        shot(phone, "phone-video-job")
+
+        phone.locator("a.button", has_text="Remove").tap()  # a finished job's action: its confirm dialog
+        expect(phone.locator("main h1")).to_have_text("Remove job?")
+        fits(phone)
+        shot(phone, "phone-confirm")
+        phone.get_by_role("link", name="Back").tap()
+        expect(phone.locator("h1.mono")).to_have_text(video)
+        assert vq.json("show", video)["status"] == "finished"  # Back removed nothing
     finally:
         context.close()
