@@ -54,10 +54,10 @@ def _ago(value: str | int | float | None) -> str:
     return "-"
 
 
-def _points(values: list[int], top: int) -> str:
-    """A polyline's points: one a minute, oldest at the left, `top` at the box's top."""
-    step = (SPARK_W - 2) / max(1, len(values) - 1)
-    return " ".join(f"{1 + i * step:.1f},{SPARK_H - 1 - v * (SPARK_H - 2) / top:.1f}" for i, v in enumerate(values))
+def _points(values: list[int]) -> str:
+    """A polyline's points in the data's own units (minute, -jobs: SVG's y grows downwards);
+    the viewBox maps them onto the box, so drawing a line costs no arithmetic here."""
+    return " ".join(f"{i},{-v}" for i, v in enumerate(values))
 
 
 def _spark_svg(series: dict[str, list[int]], label: str = "") -> Markup:
@@ -68,10 +68,10 @@ def _spark_svg(series: dict[str, list[int]], label: str = "") -> Markup:
     top = max([*done, *failed, 1])
     title = f"{label}{sum(done)} finished, {sum(failed)} failed in {len(done)} min (peak {top}/min)"
     return Markup(
-        f'<svg class="sparkline" viewBox="0 0 {SPARK_W} {SPARK_H}" width="{SPARK_W}" height="{SPARK_H}" '
-        f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
-        f'<polyline class="failed{_idle(failed)}" points="{_points(failed, top)}"/>'
-        f'<polyline class="done{_idle(done)}" points="{_points(done, top)}"/></svg>'
+        f'<svg class="sparkline" viewBox="0 {-top} {max(1, len(done) - 1)} {top}" preserveAspectRatio="none" '
+        f'width="{SPARK_W}" height="{SPARK_H}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+        f'<polyline class="failed{_idle(failed)}" points="{_points(failed)}"/>'
+        f'<polyline class="done{_idle(done)}" points="{_points(done)}"/></svg>'
     )
 
 
