@@ -272,6 +272,25 @@ def test_the_overview_charts_each_queue_live(vq, dash, page):
     shot(page, "overview-sparklines")
 
 
+def test_the_overview_stream_says_when_the_archiver_has_counted_what_it_sent(vq, dash):
+    """The sparklines come from the metric buckets the archiver fills after the events: the
+    overview's stream sends a change for a job's end, then one (`counted`) once the archiver
+    has counted it, so the page fetches its figures again when they are there."""
+    client = Browserless(dash.base, vq)
+    client.login(dash.token("olga", "operator"))
+    request = urllib.request.Request(dash.base + "/ui/events")
+    with client.opener.open(request, timeout=20) as stream:
+        assert stream.readline().startswith(b"retry:")
+        job = vq.submit("test-echo", {}, "--user", "lee")
+        said, deadline = [], time.monotonic() + 15
+        while time.monotonic() < deadline and "counted" not in said:
+            line = stream.readline().decode().strip()
+            if line.startswith("data: ") and line != "data: {}":
+                said.append(json.loads(line[6:])["event"])
+    assert said and said[0] != "counted" and "counted" in said, said  # the job's events, then counted
+    assert vq.wait_done(job)["status"] == "finished"
+
+
 def test_cancel_a_running_job_from_its_page(vq, dash, page):
     job = vq.submit("test-sleep", {"seconds": 30, "steps": 60}, "--user", "fay")
     login(page, dash, dash.token("olga", "operator"), then=f"/ui/jobs/{job}")
