@@ -720,6 +720,11 @@ def test_a_phone_by_touch_logs_in_lists_a_queue_opens_a_video_job_and_confirms_a
         assert scroller.evaluate("e => e.scrollWidth > e.clientWidth && getComputedStyle(e).overflowX") == "auto"
         assert phone.locator("tr[data-queue=test-noop] svg.sparkline").count() == 1
         shot(phone, "phone-overview")
+        scroller.evaluate("e => { e.scrollLeft = e.scrollWidth; }")  # to the sparklines: the names stay
+        name = phone.locator("tr[data-queue=test-noop] td").first.bounding_box()
+        spark = phone.locator("tr[data-queue=test-noop] svg.sparkline").bounding_box()
+        assert 0 <= name["x"] < 30 and spark["x"] + spark["width"] <= 390, (name, spark)
+        shot(phone, "phone-overview-scrolled")
 
         phone.locator("tr[data-queue=test-noop] a").tap()
         expect(phone.locator("h1")).to_have_text("Queue test-noop")
