@@ -350,3 +350,23 @@ def test_rqs_objects_check_their_serializer_through_the_name_vq_replaces_and_kee
     for _ in range(2):
         with pytest.raises(NotImplementedError):
             resolve_serializer_once(NoLoads)
+
+
+def test_vqs_date_writer_writes_rqs_text():
+    """vq.rq_seam.job.format_rq_date writes what RQ's utcformat would (the job hash's dates
+    and admission's start time), which RQ and vq's Lua read back."""
+    from datetime import datetime
+
+    from rq.utils import utcformat
+
+    from vq.rq_seam.job import format_rq_date, parse_rq_date
+
+    for dt in (
+        datetime(2026, 12, 7, 3, 0, 29, 747853, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 0, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(999, 1, 1, tzinfo=UTC),
+    ):
+        assert format_rq_date(dt) == utcformat(dt)
+        if dt.year >= 1000:
+            assert parse_rq_date(format_rq_date(dt)) == dt
