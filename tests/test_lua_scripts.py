@@ -447,3 +447,39 @@ def test_an_idle_worker_that_takes_the_last_waiting_job_wakes_nobody(redis_conn)
     _job(redis_conn, "b", "u3")
     assert admission.admit([TYPE], start=Start("w1", "y", 420, busy=False)).job_id == "a"
     assert redis_conn.llen(keys.WAKE) == 1, "b waits: w2 is woken for it"
+
+
+def test_a_finishing_worker_wakes_an_idle_one_only_when_a_job_waits(redis_conn):
+    """Freed slots are announced to idle workers only when some job waits in a line (or
+    unrouted, for a type the finishing worker does not serve): with nothing waiting the
+    woken worker's call would find nothing."""
+    _limits(redis_conn, tiers={"free": 1})
+    _job(redis_conn, "a", "u1")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    redis_conn.sadd(keys.INBOX, keys.INBOX_IDLE + "w2")
+
+    def end_of(admitted):
+        job_id = admitted.job_id
+        return JobEnd(
+            id=job_id,
+            key=keys.rq_job(job_id),
+            fields=["status", "finished", "result", "{}"],
+            ttl=60,
+            registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+            event=["event", "finished", "jobId", job_id],
+            dependents=keys.rq_dependents(job_id),
+            token=admitted.token,
+        )
+
+    a = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
+    other = "t-other"
+    reply = admission._admit(args=admission._admit_args([other], None, ("a", TYPE, "u1"), end_of(a)))
+    assert parse_admitted(reply) is None
+    assert redis_conn.llen(keys.WAKE) == 0, "nothing waits: w2 is not woken"
+    _job(redis_conn, "b", "u1")
+    _job(redis_conn, "c", "u1")  # u1's limit is 1: c waits in line for b's slot
+    b = admission.admit([TYPE], start=Start("w1", "y", 420, busy=False))
+    assert b.job_id == "b"
+    redis_conn.delete(keys.WAKE)  # the token b's hand-out pushed for c (the chain)
+    reply = admission._admit(args=admission._admit_args([other], None, ("b", TYPE, "u1"), end_of(b)))
+    assert redis_conn.llen(keys.WAKE) == 1, "c waits for the freed slot: w2 is woken"

@@ -30,21 +30,8 @@ end
 
 local listed, idle, unserved = route()
 
--- Freed slots may let an idle worker run a job this one does not take (another type,
--- another user): wake one, if any is idle (the list is trimmed only when it grows past
--- WAKE_MAX, not on every push). Idle workers are named in K.inbox by the call that found
--- nothing for them (below), so a busy system pushes no tokens nobody reads.
-if gave_back and next(idle) ~= nil then
-  if redis.call('LPUSH', K.wake, 0) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
-end
-
--- The reply, after the finished job's fields and what is handed out go into its hash.
-local function handed(reply, note)
-  write_end(note)
-  return reply
-end
-
--- Whether jobs may still wait for a worker after this hand-out: arrivals of types this
+-- Whether jobs may still wait for a worker (for the slots this call freed, or after its
+-- hand-out): arrivals of types this
 -- worker does not route, a job whose resources its share lacked, a job found only by the
 -- look at every ring, or users in any ring K.inbox names (one EXISTS over those rings: an
 -- emptied ring stays named until a look finds it empty).
@@ -56,6 +43,20 @@ local function more_waiting(from_unlisted)
     if redis.call('EXISTS', unpack(rings, from, math.min(from + 499, #rings))) > 0 then return true end
   end
   return false
+end
+
+-- Freed slots may let an idle worker run a job this one does not take (another type,
+-- another user): wake one, if any is idle (the list is trimmed only when it grows past
+-- WAKE_MAX, not on every push). Idle workers are named in K.inbox by the call that found
+-- nothing for them (below), so a busy system pushes no tokens nobody reads.
+if gave_back and next(idle) ~= nil and more_waiting(false) then  -- no job waits: nobody to wake for it
+  if redis.call('LPUSH', K.wake, 0) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
+end
+
+-- The reply, after the finished job's fields and what is handed out go into its hash.
+local function handed(reply, note)
+  write_end(note)
+  return reply
 end
 
 -- An idle worker that gets a job wakes the next idle one, if any, when jobs still wait: one
