@@ -30,11 +30,26 @@ end
 
 local listed, idle, unserved = route()
 
+-- Whether jobs may still wait for a worker (for the slots this call freed, or after its
+-- hand-out): arrivals of types this
+-- worker does not route, a job whose resources its share lacked, a job found only by the
+-- look at every ring, or users in any ring K.inbox names (one EXISTS over those rings: an
+-- emptied ring stays named until a look finds it empty).
+local function more_waiting(from_unlisted)
+  if unserved or resources_short or from_unlisted then return true end
+  local rings = {}
+  for ring in pairs(listed) do rings[#rings + 1] = ring end
+  for from = 1, #rings, 500 do
+    if redis.call('EXISTS', unpack(rings, from, math.min(from + 499, #rings))) > 0 then return true end
+  end
+  return false
+end
+
 -- Freed slots may let an idle worker run a job this one does not take (another type,
 -- another user): wake one, if any is idle (the list is trimmed only when it grows past
 -- WAKE_MAX, not on every push). Idle workers are named in K.inbox by the call that found
 -- nothing for them (below), so a busy system pushes no tokens nobody reads.
-if gave_back and next(idle) ~= nil then
+if gave_back and next(idle) ~= nil and more_waiting(false) then  -- no job waits: nobody to wake for it
   if redis.call('LPUSH', K.wake, 0) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
 end
 
@@ -44,13 +59,17 @@ local function handed(reply, note)
   return reply
 end
 
--- An idle worker that gets a job wakes the next idle one, if any: one event (a batch, a
--- resume, a user's new tier, a slot freed) may have made several jobs runnable, and the
--- chain of wakes stops at the first worker that finds nothing.
-local function wake_next()
+-- An idle worker that gets a job wakes the next idle one, if any, when jobs still wait: one
+-- event (a batch, a resume, a user's new tier, a slot freed) may have made several jobs
+-- runnable, and the chain of wakes stops at the first worker that finds nothing. When
+-- this hand-out took the last waiting job (a paced submission's: the usual case when
+-- workers idle) nobody is woken, where the chain used to wake one more worker whose call
+-- found nothing.
+local function wake_next(from_unlisted)
   if giving_back or worker == '' then return end
   for name in pairs(idle) do
     if name ~= worker then
+      if not more_waiting(from_unlisted) then return end
       if redis.call('LPUSH', K.wake, 0) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
       return
     end
@@ -59,7 +78,7 @@ end
 
 local found, t, p = admit_listed(listed)
 if found then
-  wake_next()
+  wake_next(false)
   return handed(hand_out(found, t, p, has_dependents, idle))
 end
 -- A finishing worker skips the look at every other ring: finding nothing, it calls again
@@ -67,7 +86,7 @@ end
 if giving_back then return handed({has_dependents}) end
 found, t, p = admit_unlisted(listed)
 if found then
-  wake_next()
+  wake_next(true)
   return handed(hand_out(found, t, p, has_dependents, idle))
 end
 -- Nothing for an idle worker: it waits for a wake token, and says so here, in the same
