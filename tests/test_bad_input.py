@@ -25,6 +25,8 @@ def _one_line(proc) -> str:
         ("limits", "reset", "type", "no-such-type"),
         ("pause", "no-such-type"),
         ("clear", "no-such-type", "--yes"),
+        ("stats", "--type", "no-such-type"),  # were an empty table, exit 0
+        ("perf", "--type", "no-such-type"),
     ],
 )
 def test_unknown_type_exits_4(vq, args):
