@@ -220,3 +220,12 @@ def test_a_token_lifetime_without_a_unit_or_too_short_is_named(vq, ttl, said):
 def test_durations_out_of_range_are_named(vq, args, said):
     proc = vq.run(*args, timeout=20)
     assert proc.returncode == 2 and said in _one_line(proc)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan"])
+def test_a_wait_timeout_not_above_zero_is_refused_before_the_job_is_made(vq, value):
+    # --timeout -1 --wait made the job, waited not at all and exited 1 showing it `started`
+    proc = vq.run("submit", "test-noop", "--user", "u", "--wait", "--timeout", value)
+    assert proc.returncode == 2
+    assert "--timeout:" in _one_line(proc) and "seconds above 0" in proc.stderr
+    assert vq.json("jobs") == []

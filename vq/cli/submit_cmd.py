@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -147,6 +148,9 @@ def register(app: typer.Typer) -> None:
             if given:  # each line says these for itself; silently dropping them would surprise
                 raise InvalidInput(f"--batch: {', '.join(given)} set one job; put them in each line's JSON instead")
             raise typer.Exit(_submit_batch(st, batch, as_json))
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            # checked before the job is made: -1 waited not at all and exited 1 with the job just begun
+            raise InvalidInput(f"--timeout: {timeout:g} is not a number of seconds above 0")
         payload = parse_data(data)
         unique = _unique_request(unique_key, unique_for, debounce, debounce_max, unique_scope)
         if template:
