@@ -229,3 +229,13 @@ def test_a_wait_timeout_not_above_zero_is_refused_before_the_job_is_made(vq, val
     assert proc.returncode == 2
     assert "--timeout:" in _one_line(proc) and "seconds above 0" in proc.stderr
     assert vq.json("jobs") == []
+
+
+def test_a_bad_batch_meta_is_named_as_meta(vq, tmp_path):
+    # it was refused as "--data: expected a JSON object", an option the command does not have
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"jobType": "test-noop", "data": {}}) + "\n")
+    proc = vq.run("batch", "create", str(jobs), "--user", "u", "--meta", "[1]")
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: --meta: expected a JSON object"
+    proc = vq.run("batch", "create", str(jobs), "--user", "u", "--meta", "{nope")
+    assert proc.returncode == 2 and _one_line(proc).startswith("vq: error: --meta: not valid JSON")

@@ -41,16 +41,18 @@ def _read_source(value: str, what: str, *, path_only: bool = False) -> str:
     return value
 
 
-def parse_data(value: str | None) -> dict:
+def parse_data(value: str | None, option: str = "--data") -> dict:
+    """A JSON object given as text, @file or - (stdin); a refusal names `option`, the flag
+    it came from (`vq batch create --meta` reads one too)."""
     if value is None:
         return {}
-    text = _read_source(value, "--data")
+    text = _read_source(value, option)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"--data: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise InvalidInput(f"{option}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     if not isinstance(data, dict):
-        raise InvalidInput("--data: expected a JSON object")
+        raise InvalidInput(f"{option}: expected a JSON object")
     return data
 
 
