@@ -239,3 +239,13 @@ def test_a_bad_batch_meta_is_named_as_meta(vq, tmp_path):
     assert proc.returncode == 2 and _one_line(proc) == "vq: error: --meta: expected a JSON object"
     proc = vq.run("batch", "create", str(jobs), "--user", "u", "--meta", "{nope")
     assert proc.returncode == 2 and _one_line(proc).startswith("vq: error: --meta: not valid JSON")
+
+
+def test_a_video_whose_scenes_is_a_count_is_refused_naming_scene_count(vq):
+    # `"scenes": 6` made the default 3 scenes without a word (sceneCount is the count)
+    proc = vq.run("submit", "video-generation", "--user", "u", "--data", '{"prompt": "oceans", "scenes": 6}')
+    assert proc.returncode == 2
+    assert _one_line(proc) == (
+        "vq: error: data: scenes: expected a list of scenes (for a number of scenes: sceneCount)"
+    )
+    assert vq.json("jobs") == []
