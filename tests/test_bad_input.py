@@ -249,3 +249,21 @@ def test_a_video_whose_scenes_is_a_count_is_refused_naming_scene_count(vq):
         "vq: error: data: scenes: expected a list of scenes (for a number of scenes: sceneCount)"
     )
     assert vq.json("jobs") == []
+
+
+def test_data_nested_past_what_the_parser_can_read_is_one_line_not_a_traceback(vq, tmp_path):
+    # thousands of levels: json.loads overflowed (RecursionError traceback, exit 1) before
+    # the data's depth check (limits.maxDataDepth) could name it; the HTTP API said 400
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    proc = vq.run("submit", "test-noop", "--user", "u", "--data", "-", input=deep)
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: --data: JSON nested too deeply"
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text('{"jobType": "test-noop", "userId": "u", "data": ' + deep + "}\n")
+    proc = vq.run("submit", "--batch", str(lines))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == ["vq: error: line 1: JSON nested too deeply", "0 submitted, 1 rejected"]
+    proc = vq.run("batch", "create", str(lines), "--user", "u")
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: FILE: line 1: JSON nested too deeply"
+    proc = vq.run("recurring", "add", "test-noop", "--cron", "0 0 * * *", "--user", "u", "--data", "-", input=deep)
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: --data: JSON nested too deeply"
+    assert vq.json("jobs") == []

@@ -51,6 +51,8 @@ def parse_data(value: str | None, option: str = "--data") -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{option}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:  # thousands of levels: the parser's stack gives out before jobdata's depth check
+        raise InvalidInput(f"{option}: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{option}: expected a JSON object")
     return data
@@ -244,6 +246,8 @@ def submissions_from(source: str, what: str) -> list[tuple[str, Submission]]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{what}: line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise InvalidInput(f"{what}: line {number}: JSON nested too deeply") from None
         try:
             items.append((f"{what}: line {number}", Submission.from_mapping(obj, privileged=True)))
         except InvalidInput as exc:
@@ -260,6 +264,8 @@ def _submit_batch(st, source: str, as_json: bool) -> int:
             obj = json.loads(item[1])
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise InvalidInput("JSON nested too deeply") from None
         return Submission.from_mapping(obj, privileged=True)
 
     outcomes = []
