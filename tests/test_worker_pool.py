@@ -144,3 +144,17 @@ def test_a_host_that_drains_hands_its_work_to_the_others_without_loss(vq):
     for job_id in ids:
         events = [t["event"] for t in vq.json("history", job_id)["transitions"]]
         assert events.count("finished") == 1, (job_id, events)
+
+
+def test_a_queued_job_no_live_worker_serves_says_so(vq):
+    # `vq show` of a job free to start gave no reason while no daemon ran (or none served
+    # its type), as if it would start any moment; `vq health` already said "no live worker"
+    job = vq.submit("test-noop", {}, "--user", "u")
+    reason = "no live worker serves test-noop (is a vq daemon running? `vq doctor` checks)"
+    assert vq.json("show", job)["waitReason"] == reason
+    assert "no live worker serves test-noop" in vq.run("show", job).stdout
+    vq.start_daemon("--queues", "test-echo", workers=1)
+    _wait_workers(vq, 1, 20)
+    assert vq.json("show", job)["waitReason"] == reason  # a daemon, but none of its workers take test-noop
+    echo = vq.submit("test-echo", {}, "--user", "u")
+    assert vq.wait_for(echo)["waitReason"] is None
