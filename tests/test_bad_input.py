@@ -25,6 +25,8 @@ def _one_line(proc) -> str:
         ("limits", "reset", "type", "no-such-type"),
         ("pause", "no-such-type"),
         ("clear", "no-such-type", "--yes"),
+        ("stats", "--type", "no-such-type"),  # were an empty table, exit 0
+        ("perf", "--type", "no-such-type"),
     ],
 )
 def test_unknown_type_exits_4(vq, args):
@@ -218,3 +220,50 @@ def test_a_token_lifetime_without_a_unit_or_too_short_is_named(vq, ttl, said):
 def test_durations_out_of_range_are_named(vq, args, said):
     proc = vq.run(*args, timeout=20)
     assert proc.returncode == 2 and said in _one_line(proc)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan"])
+def test_a_wait_timeout_not_above_zero_is_refused_before_the_job_is_made(vq, value):
+    # --timeout -1 --wait made the job, waited not at all and exited 1 showing it `started`
+    proc = vq.run("submit", "test-noop", "--user", "u", "--wait", "--timeout", value)
+    assert proc.returncode == 2
+    assert "--timeout:" in _one_line(proc) and "seconds above 0" in proc.stderr
+    assert vq.json("jobs") == []
+
+
+def test_a_bad_batch_meta_is_named_as_meta(vq, tmp_path):
+    # it was refused as "--data: expected a JSON object", an option the command does not have
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"jobType": "test-noop", "data": {}}) + "\n")
+    proc = vq.run("batch", "create", str(jobs), "--user", "u", "--meta", "[1]")
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: --meta: expected a JSON object"
+    proc = vq.run("batch", "create", str(jobs), "--user", "u", "--meta", "{nope")
+    assert proc.returncode == 2 and _one_line(proc).startswith("vq: error: --meta: not valid JSON")
+
+
+def test_a_video_whose_scenes_is_a_count_is_refused_naming_scene_count(vq):
+    # `"scenes": 6` made the default 3 scenes without a word (sceneCount is the count)
+    proc = vq.run("submit", "video-generation", "--user", "u", "--data", '{"prompt": "oceans", "scenes": 6}')
+    assert proc.returncode == 2
+    assert _one_line(proc) == (
+        "vq: error: data: scenes: expected a list of scenes (for a number of scenes: sceneCount)"
+    )
+    assert vq.json("jobs") == []
+
+
+def test_data_nested_past_what_the_parser_can_read_is_one_line_not_a_traceback(vq, tmp_path):
+    # thousands of levels: json.loads overflowed (RecursionError traceback, exit 1) before
+    # the data's depth check (limits.maxDataDepth) could name it; the HTTP API said 400
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    proc = vq.run("submit", "test-noop", "--user", "u", "--data", "-", input=deep)
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: --data: JSON nested too deeply"
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text('{"jobType": "test-noop", "userId": "u", "data": ' + deep + "}\n")
+    proc = vq.run("submit", "--batch", str(lines))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == ["vq: error: line 1: JSON nested too deeply", "0 submitted, 1 rejected"]
+    proc = vq.run("batch", "create", str(lines), "--user", "u")
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: FILE: line 1: JSON nested too deeply"
+    proc = vq.run("recurring", "add", "test-noop", "--cron", "0 0 * * *", "--user", "u", "--data", "-", input=deep)
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: --data: JSON nested too deeply"
+    assert vq.json("jobs") == []

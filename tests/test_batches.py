@@ -355,6 +355,8 @@ def test_batch_list_newest_first_by_state_and_user_a_page_at_a_time(vq, tmp_path
     assert listed("--user", "alice", "--status", "closed") == [running]
     second = vq.json("batch", "list", "--limit", "2", "--page", "2")
     assert [b["id"] for b in second["batches"]] == [running] and second["total"] == 3 and second["offset"] == 2
+    past = vq.json("batch", "list", "--limit", "2", "--page", "99")  # the total was its offset, 196
+    assert past["batches"] == [] and past["total"] == 3, past
     assert vq.json("batch", "show", complete)["state"] == "complete"
     shown = vq.run("show", made["jobs"][0]["id"]).stdout  # vq show names the job's batch
     assert "batch" in shown and complete in shown

@@ -268,6 +268,8 @@ def test_jobs_pages_with_totals_since_and_the_pipeline_parent(vq, redis_conn):
     assert [j["id"] for j in listing] == [ids[2], ids[1]], "--json stays the bare list scripts read"
     table = vq.run("jobs", "--limit", "2", "--page", "2")
     assert table.returncode == 0 and "3–4 of 5" in table.stdout and "parent/step" in table.stdout, table.stdout
+    past = vq.run("jobs", "--limit", "2", "--page", "99")  # said "no jobs (0 of 196)": the offset as a total
+    assert past.returncode == 0 and "no jobs (0 of 5)" in past.stdout, past.stdout
     assert "1–1 of 5" in vq.run("jobs", "--status", "queued", "--limit", "1").stdout
     week_ago = (time.time() - 7 * 86400) * 1000
     for index in (keys.type_jobs("test-noop"), keys.user_jobs("ann")):

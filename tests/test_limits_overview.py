@@ -37,3 +37,14 @@ def test_limits_set_and_reset_from_the_cli_are_audited_as_the_dashboards_are(vq)
         ("limits-set", "test-echo", "type", 3),
     ], records
     assert all(r["actor"].startswith("cli:") and r["role"] == "operator" for r in records), records
+
+
+def test_an_audit_action_no_record_has_is_named_with_the_recorded_ones(vq):
+    """`vq audit --action cancelled` (a typo) said only "no audit records", as if nobody had
+    canceled anything; it names the actions the trail holds."""
+    assert vq.run("limits", "set", "type", "test-echo", "3").returncode == 0
+    proc = vq.run("audit", "--action", "cancelled")
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert proc.stderr.strip() == "no audit records: no record has action 'cancelled' (recorded: limits-set)"
+    proc = vq.run("audit", "--action", "limits-set", "--since", "2020-01-01T00:00:00Z", "--actor", "nobody")
+    assert proc.stderr.strip() == "no audit records"

@@ -209,3 +209,19 @@ def test_a_stop_during_the_admission_call_that_starts_a_job_runs_that_job_first(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         pauser.close()
+
+
+def test_a_worker_forgets_each_finished_job_so_a_stop_past_its_grace_names_the_running_one(vq):
+    # A job admission started and ended in its own step stayed in the worker's `executions`
+    # (RQ's in-memory record of what it runs): `worker.execution` named the first job the
+    # process ever ran, so the grace-period line named a job finished long before (and a
+    # forked child was handed that stale execution).
+    daemon = vq.start_daemon("--grace", "0.5", workers=1)
+    for _ in range(2):
+        vq.wait_for(vq.submit("test-noop", {}, "--user", "u"))
+    held = vq.submit("test-track", {"gate": "never"}, "--user", "u")
+    vq.wait_for(held, statuses=("started",))
+    vq.stop_daemon(daemon)
+    log = vq.daemon_log()
+    said = [line for line in log.splitlines() if "grace period over, requeueing job" in line]
+    assert said and all(f"requeueing job {held}" in line for line in said), said

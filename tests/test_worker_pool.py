@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 
@@ -84,6 +86,24 @@ def test_workers_lists_each_process_with_its_health(vq):
     assert "2 alive" in text and "memory MB" in text
 
 
+def test_a_killed_worker_is_dropped_from_the_listing_when_its_daemon_replaces_it(vq):
+    # kill -9 (or the daemon's own kill of a worker stopped past its lease) left the dead
+    # worker's RQ key until its TTL ran out minutes later: `vq workers` said "1 alive, 1
+    # silent", `vq health` "workers alive 1/2", for a process the daemon knew it had lost.
+    vq.start_daemon(workers=1)
+    [dead] = _wait_workers(vq, 1, 20)
+    os.kill(dead["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not [w for w in _alive(vq) if w["pid"] != dead["pid"]]:
+        assert time.monotonic() < deadline, vq.daemon_log()
+        time.sleep(0.2)
+    time.sleep(0.5)  # the replacement registers after the daemon noticed the death
+    rows = vq.json("workers")
+    assert [w["pid"] for w in rows if w["pid"] == dead["pid"]] == [], rows
+    assert "1 alive, 0 busy, 0 silent" in vq.run("workers").stdout
+    assert "workers alive 1/1" in vq.run("health").stdout
+
+
 def test_a_host_that_drains_hands_its_work_to_the_others_without_loss(vq):
     """SIGTERM on one daemon: it takes no more jobs, its running ones get the grace period
     and are then requeued at the front; the other daemon runs everything that is left, and
@@ -124,3 +144,17 @@ def test_a_host_that_drains_hands_its_work_to_the_others_without_loss(vq):
     for job_id in ids:
         events = [t["event"] for t in vq.json("history", job_id)["transitions"]]
         assert events.count("finished") == 1, (job_id, events)
+
+
+def test_a_queued_job_no_live_worker_serves_says_so(vq):
+    # `vq show` of a job free to start gave no reason while no daemon ran (or none served
+    # its type), as if it would start any moment; `vq health` already said "no live worker"
+    job = vq.submit("test-noop", {}, "--user", "u")
+    reason = "no live worker serves test-noop (is a vq daemon running? `vq doctor` checks)"
+    assert vq.json("show", job)["waitReason"] == reason
+    assert "no live worker serves test-noop" in vq.run("show", job).stdout
+    vq.start_daemon("--queues", "test-echo", workers=1)
+    _wait_workers(vq, 1, 20)
+    assert vq.json("show", job)["waitReason"] == reason  # a daemon, but none of its workers take test-noop
+    echo = vq.submit("test-echo", {}, "--user", "u")
+    assert vq.wait_for(echo)["waitReason"] is None

@@ -51,6 +51,8 @@ def parse_callback(conn: Redis, settings: Settings, kind: str, spec: object, use
                 spec = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise InvalidInput(f"{field}: not valid JSON ({exc.msg} at column {exc.colno})", field=field) from None
+            except RecursionError:
+                raise InvalidInput(f"{field}: JSON nested too deeply", field=field) from None
         else:
             spec = {"url": text}
     if not isinstance(spec, dict):

@@ -84,7 +84,9 @@ def page_batches(
                         views.append(view)
                     total += 1
     _forget(conn, gone)
-    return {"batches": views, "total": max(total, offset + len(views)), "offset": offset, "page": page, "limit": limit}
+    if views:  # a page past the end says nothing of the total: its offset is no count
+        total = max(total, offset + len(views))
+    return {"batches": views, "total": total, "offset": offset, "page": page, "limit": limit}
 
 
 def trim(conn: Redis, now_ms: int | None = None) -> int:

@@ -81,6 +81,7 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
     history: object | None = None  # the history database, once it opens (_history)
     history_said: str = ""  # its problem, logged once when no archiver of this daemon says it
     mp_context: object = None  # how its processes are started (fork), for the autoscale chore
+    conn: object = None  # its Redis client, once connected: a dead worker's registration is dropped with it
     waits: Stoppable = field(default_factory=Stoppable)  # its loop's sleep, which a stop signal ends
 
     def run(self) -> int:
@@ -98,7 +99,7 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
                 self.embedded.pid,
                 "started" if how == "started" else "already running, reused",
             )
-        conn = connect(self.settings)
+        conn = self.conn = connect(self.settings)
         limits.publish_config_limits(conn, self.settings)
         conn.sadd(keys.JOB_TYPES_SEEN, *job_types(self.settings))  # `vq jobs` lists every type's index
         conn.unlink(keys.LEGACY_ALL_JOBS)  # an index older versions kept; nothing reads or trims it now

@@ -13,7 +13,9 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from vq import capacity, supervision
+import redis
+
+from vq import capacity, keys, supervision
 from vq.config import Settings
 from vq.daemon_children import (
     EXIT_CRASHED,
@@ -31,6 +33,7 @@ from vq.daemon_children import (
 from vq.http_listener import HttpListener
 from vq.procutil import signal_child
 from vq.queues import worker_queue_names
+from vq.workers import WORKERS_SET
 
 if TYPE_CHECKING:
     from vq.daemon import DaemonOptions
@@ -60,6 +63,7 @@ class ChildSupervision:
     embedded: EmbeddedRedis | None
     listener: HttpListener | None
     told: dict
+    conn: object
 
     if TYPE_CHECKING:
 
@@ -195,6 +199,24 @@ class ChildSupervision:
                         pass
                 deadline.value = 0.0
 
+    def _forget_worker(self, child: Child) -> None:
+        """Drop a crashed or killed worker's RQ registration, as RQ's own clean exit does
+        (register_death): nothing else would until its key's TTL ran out minutes later, and
+        until then `vq workers`, the TUI, the web dashboard and `vq health` counted a process
+        its daemon knew was dead (`2/3 alive`) beside the one that replaced it."""
+        if not child.name.startswith("worker-") or child.process is None or self.conn is None:
+            return
+        key = keys.rq_worker(f"{worker_prefix(socket.gethostname(), child.name.split('-')[1])}.{child.process.pid}")
+        try:
+            with self.conn.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
+                pipe.srem(WORKERS_SET, key)
+                for name in child.args[1]:  # its queues (the plan's worker_main arguments)
+                    pipe.srem(f"{WORKERS_SET}:{name}", key)
+                pipe.delete(key)
+                pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # Redis is away: the key's TTL drops it, as before
+
     def _died(self, child: Child, now: float) -> float:
         """Seconds until a dead child is restarted; logs what an operator needs to hear.
         An exit 0 is planned (max jobs, memory, a warm stop); an exit because Redis is away
@@ -210,6 +232,7 @@ class ChildSupervision:
             child.quick_failures = child.quick_failures + 1 if quick else 0
             return min(30.0, 0.5 * 2 ** (child.quick_failures - 1)) if child.quick_failures else 0.0
         child.redis_down, child.quick_failures = False, 0
+        self._forget_worker(child)
         error = words.get("error") or supervision.describe_exit(code)
         if words.get("error") and code != EXIT_CRASHED:
             error += f" ({supervision.describe_exit(code)})"

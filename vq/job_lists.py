@@ -72,8 +72,11 @@ def page_offset(page: int, limit: int) -> int:
 def page_view(views: list[dict], total: int, *, offset: int, page: int, limit: int) -> dict:
     """A page of jobs as every paged listing answers it: `{"jobs", "total", "offset", "page",
     "limit"}`. The total is never below what the pages so far have shown (a count taken a moment
-    before the page was read may lag it)."""
-    return {"jobs": views, "total": max(total, offset + len(views)), "offset": offset, "page": page, "limit": limit}
+    before the page was read may lag it); a page past the end shows nothing, so says nothing of
+    the total (its offset is no count: page 99 of 50 is not "0 of 4,900")."""
+    if views:
+        total = max(total, offset + len(views))
+    return {"jobs": views, "total": total, "offset": offset, "page": page, "limit": limit}
 
 
 def listed_view(job: Job, lined: set[str]) -> dict:

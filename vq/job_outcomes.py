@@ -139,6 +139,8 @@ class JobOutcomes(WorkerHost):
             )
             if not getattr(job, STARTED_BY_ADMISSION, False):  # RQ wrote its execution records
                 self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            elif execution is not None:  # the script ends its records; RQ's in-memory one goes here
+                self.executions.pop(execution.id, None)  # else `self.execution` names this job ever after
             _remember_success_in(pipe, job)
             batch_counts.ended_in(pipe, job)  # after the end: the script reads the status it wrote
             if not take_another:

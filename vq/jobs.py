@@ -143,9 +143,23 @@ def show(
                 limits.group_rates(conn, settings),
             )
         )
+    if explain and settings is not None and view["status"] == "queued" and not view.get("waitReason"):
+        view["waitReason"] = _unserved(conn, settings, view["jobType"])
     if view["status"] not in TERMINAL and view["status"] != "started":
         view["progress"] = steps_progress(conn, job) or view["progress"]
     return view
+
+
+def _unserved(conn: Redis, settings: Settings, job_type: str) -> str | None:
+    """Why a queued job, free to start, has not: no live worker serves its type (no daemon
+    runs, or none with its queues). `vq show` said nothing, as if it would start any moment;
+    `vq health` already named it. None when a worker serves it."""
+    from vq.workers import listing
+
+    alive = [w for w in listing(conn, settings.health.heartbeatAge) if w["alive"]]
+    if any(q.rpartition(".")[0] == job_type for w in alive for q in w["queues"]):
+        return None
+    return f"no live worker serves {job_type} (is a vq daemon running? `vq doctor` checks)"
 
 
 def steps_progress(conn: Redis, job: Job) -> dict | None:

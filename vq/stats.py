@@ -11,7 +11,7 @@ from redis import Redis
 
 from vq import keys, limits, metrics, queues
 from vq.config import Settings
-from vq.jobtypes import job_types
+from vq.jobtypes import get_job_type, job_types
 from vq.model import iso
 
 TOTALS = (
@@ -57,7 +57,10 @@ def _trend(buckets: list[tuple[int, dict[str, Counter]]], job_type: str | None) 
 
 def stats(conn: Redis, settings: Settings, job_type: str | None = None) -> dict:
     """Totals by type and status (all time, and now), per-user figures, the priority
-    distribution, and trends per hour (24 h) and per day (14 days)."""
+    distribution, and trends per hour (24 h) and per day (14 days). An unknown job_type is
+    NotFound (exit 4, as `vq jobs --type`), not an empty table that looks like no traffic."""
+    if job_type is not None:
+        get_job_type(settings, job_type)
     all_totals = metrics.totals(conn)
     now_rows = {row["jobType"]: row for row in queues.counts(conn, settings)}
     types = [t for t in job_types(settings) if job_type is None or t == job_type]
@@ -148,7 +151,10 @@ def _misses(c) -> dict:
 
 def perf(conn: Redis, settings: Settings, window_ms: int = 3_600_000, job_type: str | None = None) -> dict:
     """Per type over the window: processing and wait time (average, p50/p95/p99), queue
-    utilization (busy time / (limit x window)), error rate and throughput per minute."""
+    utilization (busy time / (limit x window)), error rate and throughput per minute. An
+    unknown job_type is NotFound, as for stats()."""
+    if job_type is not None:
+        get_job_type(settings, job_type)
     window = metrics.read_window(conn, window_ms)
     span_ms = max(1, min(window.end_ms, _now_ms()) - window.start_ms)  # the buckets' time so far
     minutes = span_ms / 60_000

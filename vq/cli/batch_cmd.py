@@ -139,7 +139,7 @@ def register(app: typer.Typer) -> None:
             subscription=subscription,
             callbacks=callbacks,
             description=description,
-            meta=parse_data(meta) if meta is not None else None,
+            meta=parse_data(meta, "--meta") if meta is not None else None,
             open=open_,
         )
         view = batches.create(st.conn, st.settings, new, items)

@@ -298,6 +298,17 @@ def _reindex(st, as_json: bool) -> None:
     )
 
 
+def _no_audit_records(db, action: str | None) -> str:
+    """What an empty audit listing says; an --action no record has (a typo: `cancelled`)
+    is named with the actions there are, instead of an answer that looks like no activity."""
+    if action is None:
+        return "no audit records"
+    known = history_service.audit_actions(db)
+    if action in known:
+        return "no audit records"
+    return f"no audit records: no record has action {action!r} (recorded: {', '.join(known) or 'none yet'})"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("history", epilog=example("vq history --user alice --since 7d --status failed"))
     def history(
@@ -401,7 +412,7 @@ def register(app: typer.Typer) -> None:
                     )
                 )
                 if r
-                else err.print("no audit records")
+                else err.print(_no_audit_records(db, action))
             ),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -40,16 +41,20 @@ def _read_source(value: str, what: str, *, path_only: bool = False) -> str:
     return value
 
 
-def parse_data(value: str | None) -> dict:
+def parse_data(value: str | None, option: str = "--data") -> dict:
+    """A JSON object given as text, @file or - (stdin); a refusal names `option`, the flag
+    it came from (`vq batch create --meta` reads one too)."""
     if value is None:
         return {}
-    text = _read_source(value, "--data")
+    text = _read_source(value, option)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"--data: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise InvalidInput(f"{option}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:  # thousands of levels: the parser's stack gives out before jobdata's depth check
+        raise InvalidInput(f"{option}: JSON nested too deeply") from None
     if not isinstance(data, dict):
-        raise InvalidInput("--data: expected a JSON object")
+        raise InvalidInput(f"{option}: expected a JSON object")
     return data
 
 
@@ -147,6 +152,9 @@ def register(app: typer.Typer) -> None:
             if given:  # each line says these for itself; silently dropping them would surprise
                 raise InvalidInput(f"--batch: {', '.join(given)} set one job; put them in each line's JSON instead")
             raise typer.Exit(_submit_batch(st, batch, as_json))
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            # checked before the job is made: -1 waited not at all and exited 1 with the job just begun
+            raise InvalidInput(f"--timeout: {timeout:g} is not a number of seconds above 0")
         payload = parse_data(data)
         unique = _unique_request(unique_key, unique_for, debounce, debounce_max, unique_scope)
         if template:
@@ -238,6 +246,8 @@ def submissions_from(source: str, what: str) -> list[tuple[str, Submission]]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{what}: line {number}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise InvalidInput(f"{what}: line {number}: JSON nested too deeply") from None
         try:
             items.append((f"{what}: line {number}", Submission.from_mapping(obj, privileged=True)))
         except InvalidInput as exc:
@@ -254,6 +264,8 @@ def _submit_batch(st, source: str, as_json: bool) -> int:
             obj = json.loads(item[1])
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise InvalidInput("JSON nested too deeply") from None
         return Submission.from_mapping(obj, privileged=True)
 
     outcomes = []

@@ -71,7 +71,7 @@ def handle(ctx, data: dict) -> dict:
     style = text_field(data, "style", required=False) or str(options(data).get("style") or "cinematic")
     given = data.get("scenes")
     if given is not None and not isinstance(given, list):
-        raise PermanentError("scenes: expected a list of scenes")
+        raise PermanentError("scenes: expected a list of scenes (for a number of scenes: sceneCount)")
     if given:
         if len(given) > MAX_SCENES:
             raise PermanentError(f"scenes: at most {MAX_SCENES} scenes, got {len(given)}")

@@ -25,10 +25,14 @@ from vq.handlers._common import dimensions, int_field, options, text_field, writ
 
 DEFAULT_SIZE = (640, 360)
 MAX_SCENES = 10
+SCENES_NOT_A_LIST = "scenes: expected a list of scenes (for a number of scenes: sceneCount)"
 
 
 def _given_scenes(data: dict) -> list | None:
     scenes = data.get("scenes")
+    if scenes is not None and not isinstance(scenes, list):
+        # `"scenes": 6` made the default 3 scenes without a word: say what it takes
+        raise PermanentError(SCENES_NOT_A_LIST)
     script = data.get("script")
     if not (isinstance(scenes, list) and scenes) and isinstance(script, dict):
         scenes = script.get("scenes")  # the spec's example passes a whole script

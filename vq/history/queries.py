@@ -228,6 +228,12 @@ def export(db, fmt: str, match: JobFilter | None = None, **fields: Any) -> Itera
         yield buffer.getvalue()
 
 
+def audit_actions(db) -> list[str]:
+    """Every action the audit trail holds, by name: what `vq audit --action` can match
+    (the actions are named where each write happens, so the trail is the list)."""
+    return [r["action"] for r in db.query("SELECT DISTINCT action FROM audit_log ORDER BY action")]
+
+
 def audit_rows(
     db, *, actor: str | None = None, since: str | None = None, action: str | None = None, limit: int = 100
 ) -> list[dict]:
