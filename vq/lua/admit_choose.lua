@@ -13,14 +13,19 @@ local function limit_of(kind, name, fallback)
 end
 
 -- Whether the type may start a job now: not paused, and under its limit. `limit_text` and
--- `paused` as the effective hash has them (nil: not published there).
+-- `paused` as the effective hash has them (nil: not published there). A full type notes
+-- when its first lease may lapse (note_lapse).
 local function type_open(t, limit_text, paused)
   local limit = tonumber(limit_text)
   if not limit_text then
     paused = redis.call('SISMEMBER', K.paused, t) == 1
     limit = limit_of('type', t, UNLIMITED)
   end
-  return not paused and live_count(K.running_type .. t) < limit
+  if paused then return false end
+  local running = K.running_type .. t
+  if live_count(running) < limit then return true end
+  note_lapse(running)
+  return false
 end
 
 -- A user's limit from its sources: their own, else their tier's. The answer is kept in the
@@ -131,7 +136,11 @@ local function admit_from(ring, t, p)
           local group_held
           group_held, rated = groups_check(job[C.groups_field], now)
           if group_held then
-            if group_held[6] and (not rate_due or group_held[6] < rate_due) then rate_due = group_held[6] end
+            if group_held[6] then
+              if not rate_due or group_held[6] < rate_due then rate_due = group_held[6] end
+            else  -- the group key's slots are full
+              note_lapse(K.running_group .. group_held[1] .. ':' .. group_held[2])
+            end
             push_back_line(t, p, user, cand, deadline)
             break
           end
@@ -163,6 +172,8 @@ local function admit_from(ring, t, p)
         resources_hold(held, id, job, now + lease)
         return {id, user, job}
       end
+    else
+      note_lapse(uk)  -- at their limit
     end
     -- Not served (at their limit, or their next job waits for a group or resources): their turn ends here.
     if weighted then redis.call('HDEL', K.turns, ring) end
