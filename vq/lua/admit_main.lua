@@ -36,20 +36,24 @@ end
 
 -- Whether a job of a type not in `skip` may start on the slots a finished job of type `ft`
 -- and user `fu` gave back (`wide`: limit-group slots or resources too, which a job of any
--- type or user may need): users wait in a ring K.inbox lists of that type, or the user's
--- own line waits in one (one EXISTS over their lines), or, `wide`, in any.
+-- type or user may need): users wait in a ring of that type, or the user's own line waits
+-- in a ring of another, or, `wide`, users wait in any. The rings K.inbox lists are a hint
+-- (one just emptied leaves it at the next look), so one EXISTS over those rings and lines.
 local function may_use(ft, fu, wide, skip)
-  local lines = {}
+  local named = {}
   for ring in pairs(listed) do
     local t, p = string.match(string.sub(ring, #K.ring + 1), '^(.+):(%a+)$')
     if t and not skip[t] then
-      if t == ft or wide then return true end
-      lines[#lines + 1] = wait_key(t, p, fu)
-      lines[#lines + 1] = edf_key(t, p, fu)
+      if t == ft or wide then
+        named[#named + 1] = ring
+      else
+        named[#named + 1] = wait_key(t, p, fu)
+        named[#named + 1] = edf_key(t, p, fu)
+      end
     end
   end
-  for from = 1, #lines, 500 do
-    if redis.call('EXISTS', unpack(lines, from, math.min(from + 499, #lines))) > 0 then return true end
+  for from = 1, #named, 500 do
+    if redis.call('EXISTS', unpack(named, from, math.min(from + 499, #named))) > 0 then return true end
   end
   return false
 end
