@@ -14,18 +14,14 @@ end
 
 -- Whether the type may start a job now: not paused, and under its limit. `limit_text` and
 -- `paused` as the effective hash has them (nil: not published there). A full type notes
--- when its first lease may lapse (note_lapse).
+-- when its first lease may lapse (under_limit).
 local function type_open(t, limit_text, paused)
   local limit = tonumber(limit_text)
   if not limit_text then
     paused = redis.call('SISMEMBER', K.paused, t) == 1
     limit = limit_of('type', t, UNLIMITED)
   end
-  if paused then return false end
-  local running = K.running_type .. t
-  if live_count(running) < limit then return true end
-  note_lapse(running)
-  return false
+  return not paused and under_limit(K.running_type .. t, limit)
 end
 
 -- A user's limit from its sources: their own, else their tier's. The answer is kept in the
@@ -118,7 +114,7 @@ local function admit_from(ring, t, p)
     else
       limit = tonumber(redis.call('HGET', K.effective, 'ulimit:' .. user))
     end
-    if live_count(uk) < (limit or user_limit(user)) then
+    if under_limit(uk, limit or user_limit(user)) then
       local id, job, held, rated = nil, nil, nil, nil
       while true do
         local cand, deadline = pop_line(t, p, user)  -- earliest deadline first (admit_deadline.lua)
@@ -172,8 +168,6 @@ local function admit_from(ring, t, p)
         resources_hold(held, id, job, now + lease)
         return {id, user, job}
       end
-    else
-      note_lapse(uk)  -- at their limit
     end
     -- Not served (at their limit, or their next job waits for a group or resources): their turn ends here.
     if weighted then redis.call('HDEL', K.turns, ring) end

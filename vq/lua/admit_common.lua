@@ -123,6 +123,23 @@ local function note_lapse(key)
   if at and (not lapse_due or at < lapse_due) then lapse_due = at end
 end
 
+-- Whether the running set `key` holds fewer than `limit` live leases; when it does not, its
+-- earliest is noted (note_lapse). A small limit (a user's, as a rule) is read with one
+-- ZRANGEBYSCORE that answers both, so a look at users at their limits costs no command
+-- more than a count; a large one is counted, and read again only when full.
+local function under_limit(key, limit)
+  if limit > 16 then
+    if live_count(key) < limit then return true end
+    note_lapse(key)
+    return false
+  end
+  local live = redis.call('ZRANGEBYSCORE', key, now, '+inf', 'WITHSCORES', 'LIMIT', 0, math.ceil(limit))
+  if #live / 2 < limit then return true end
+  local at = tonumber(live[2])
+  if not giving_back and at and (not lapse_due or at < lapse_due) then lapse_due = at end
+  return false
+end
+
 local function as_map(flat)
   local map = {}
   for i = 1, #flat, 2 do map[flat[i]] = flat[i + 1] end

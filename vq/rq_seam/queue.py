@@ -78,9 +78,10 @@ class VqQueue(Queue):
 
         Waits for a wake token (a job arrived, a slot was freed) up to `timeout` and, when a
         limit group's rate holds a job, until it may start, or when a live lease holds one
-        from its slot, until the lease lapses unless renewed (a dead worker's); never spins. One admission call
-        per wait: a wait that ends without a token raises DequeueTimeout at once, and the
-        next call's admission is the safety look (RQ's loop heartbeats in between)."""
+        from its slot, until the lease lapses unless renewed (a dead worker's); never spins.
+        One admission call per wait: a wait that ends without a token raises DequeueTimeout
+        at once, and the next call's admission is the safety look (RQ's loop heartbeats in
+        between)."""
         types = admission_order(queues)
         admission = admission_for(connection)
         deadline = time.monotonic() + (timeout or 0)
