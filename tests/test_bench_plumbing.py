@@ -1,4 +1,4 @@
-"""The plumbing of scripts/bench/bullmq.py and worker_scale.py (issue 28's measures): their
+"""The plumbing of scripts/bench/bullmq.py, worker_scale.py and job_profile.py (issue 28's measures): their
 option errors, how workers are spread over daemons, and BullMQ's side of a drain against a
 real Redis (skipped where node or the bench's BullMQ install is missing). The figures
 themselves are the benches' to print, not a test's."""
@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench"
 sys.path.insert(0, str(BENCH))
 
 import bullmq as bullmq_bench  # noqa: E402
+import job_profile  # noqa: E402
 import worker_scale  # noqa: E402
 
 
@@ -26,6 +27,28 @@ def test_workers_are_spread_evenly_over_the_fewest_daemons():
     assert worker_scale.split(101, 50) == [34, 34, 33]
 
 
+def test_the_profile_sorts_each_sample_into_the_deepest_step_it_names(tmp_path):
+    """scripts/bench/job_profile.py reads py-spy's collapsed stacks: a worker's sample goes to
+    the deepest step its frames name (a log line inside the job's end is a log line), a
+    thread outside the worker loop to the other threads, and the archiver is recognised."""
+    loop = 'process 10:"vq daemon";process 11:"vq daemon";BaseWorker.work (rq/worker/base.py:1)'
+    end = f"{loop};JobOutcomes._finish_in_one_trip (vq/job_outcomes.py:2)"
+    raw = tmp_path / "raw"
+    raw.write_text(
+        f"{end};say (vq/events.py:3);Logger.info (logging/__init__.py:4) 7\n"
+        f"{end};_finish_payload (vq/job_outcomes.py:5) 3\n"
+        f"{loop};JobLeases._arm (vq/worker_leases.py:6);Event.set (threading.py:7) 2\n"
+        'process 10:"vq daemon";process 11:"vq daemon";Fence._renew_loop (vq/fence.py:8) 1\n'
+        'process 10:"vq daemon";process 12:"vq daemon";Archiver.step (vq/history/archiver.py:9) 5\n'
+    )
+    per = job_profile.read_raw(raw)
+    assert per[11]["event log lines (started, finished)"] == 7
+    assert per[11][job_profile.CATEGORIES[5][1]] == 3  # the end's payload
+    assert per[11][job_profile.WAKE_STEP] == 2
+    assert per[11][job_profile.OTHER_THREADS] == 1
+    assert per[12]["<archiver>"] == 5
+
+
 @pytest.mark.parametrize(
     ("script", "args", "said"),
     [
@@ -33,6 +56,7 @@ def test_workers_are_spread_evenly_over_the_fewest_daemons():
         ("bullmq.py", ["--concurrency", "1,x"], "--concurrency: '1,x' is not"),
         ("bullmq.py", ["--per-worker", "65"], "--per-worker: from 1 to 64"),
         ("worker_scale.py", ["--sizes", "2,0"], "--sizes: each must be at least 1"),
+        ("job_profile.py", ["--jobs", "10"], "--jobs must be at least 1000"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(script, args, said):

@@ -383,6 +383,108 @@ def test_the_same_admission_run_again_hands_out_the_same_job(redis_conn):
     assert started == [b"a", b"b"]
 
 
+def _commands(conn) -> dict[str, int]:
+    """Calls per command since the last CONFIG RESETSTAT (Lua's included)."""
+    return {k.removeprefix("cmdstat_").upper(): v["calls"] for k, v in conn.info("commandstats").items()}
+
+
+def test_a_job_end_and_the_next_start_read_the_ended_hash_once_and_pop_no_deadline_zset(redis_conn):
+    """Commands per job (issue 28: at most 24): the call that ends a job and starts the next
+    reads the ended job's hash once (its fence and what it holds, to give back), and, for a
+    type none of whose jobs has a deadline, pops the user's plain list without a ZPOPMIN."""
+    _limits(redis_conn, tiers={"free": 5})
+    _job(redis_conn, "first", "u1")
+    _job(redis_conn, "second", "u1")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
+    end = JobEnd(
+        id="first",
+        key=keys.rq_job("first"),
+        fields=["status", "finished", "result", "{}"],
+        ttl=60,
+        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+        event=["event", "finished", "jobId", "first"],
+        dependents=keys.rq_dependents("first"),
+        token=first.token,
+    )
+    redis_conn.config_resetstat()
+    reply = admission._admit(
+        args=admission._admit_args([TYPE], Start("w1", "y", 420, busy=True), ("first", TYPE, "u1"), end)
+    )
+    assert parse_admitted(reply).job_id == "second"
+    calls = _commands(redis_conn)
+    assert "ZPOPMIN" not in calls, "no job of the type has a deadline: no zset to pop"
+    assert calls["HMGET"] == 2, "the ended job's hash once, the limits once"
+    assert "LLEN" not in calls and calls["EXISTS"] == 1, "the line's two structures in one EXISTS"
+
+
+def test_a_rebuild_of_the_limits_keeps_jobs_with_a_deadline_first_in_line(redis_conn):
+    """Routing marks a type whose lines hold jobs with a deadline (dated:<type> in the
+    effective hash); a rebuild of the limits (a pause, `vq limits set`) keeps the mark, so
+    those jobs still go first."""
+    _limits(redis_conn, tiers={"free": 10})
+    _job(redis_conn, "plain", "alice")
+    _job(redis_conn, "dated", "alice", deadline=_ms(600_000))
+    admission = Admission(redis_conn, lease_ms=30_000)
+    redis_conn.sadd(keys.PAUSED, TYPE)
+    rebuild_effective(redis_conn)
+    assert admission.admit([TYPE]) is None  # routed into alice's line, paused
+    redis_conn.srem(keys.PAUSED, TYPE)
+    rebuild_effective(redis_conn)  # resumed: the mark routing set survives the rebuild
+    assert _drain(admission) == ["dated", "plain"]
+
+
+def test_an_idle_worker_that_takes_the_last_waiting_job_wakes_nobody(redis_conn):
+    """The wake chain goes on only while jobs wait: a worker woken for one job that takes it
+    wakes no other idle worker (whose call would find nothing); with more waiting it does."""
+    _limits(redis_conn, tiers={"free": 5})
+    redis_conn.sadd(keys.INBOX, keys.INBOX_IDLE + "w2")  # another worker waits for a token
+    _job(redis_conn, "only", "u1")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert admission.admit([TYPE], start=Start("w1", "x", 420, busy=False)).job_id == "only"
+    assert redis_conn.llen(keys.WAKE) == 0, "nothing waits: w2 is not woken"
+    _job(redis_conn, "a", "u2")
+    _job(redis_conn, "b", "u3")
+    assert admission.admit([TYPE], start=Start("w1", "y", 420, busy=False)).job_id == "a"
+    assert redis_conn.llen(keys.WAKE) == 1, "b waits: w2 is woken for it"
+
+
+def test_a_finishing_worker_wakes_an_idle_one_only_when_a_job_waits(redis_conn):
+    """Freed slots are announced to idle workers only when some job waits in a line (or
+    unrouted, for a type the finishing worker does not serve): with nothing waiting the
+    woken worker's call would find nothing."""
+    _limits(redis_conn, tiers={"free": 1})
+    _job(redis_conn, "a", "u1")
+    admission = Admission(redis_conn, lease_ms=30_000)
+    redis_conn.sadd(keys.INBOX, keys.INBOX_IDLE + "w2")
+
+    def end_of(admitted):
+        job_id = admitted.job_id
+        return JobEnd(
+            id=job_id,
+            key=keys.rq_job(job_id),
+            fields=["status", "finished", "result", "{}"],
+            ttl=60,
+            registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+            event=["event", "finished", "jobId", job_id],
+            dependents=keys.rq_dependents(job_id),
+            token=admitted.token,
+        )
+
+    a = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
+    other = "t-other"
+    reply = admission._admit(args=admission._admit_args([other], None, ("a", TYPE, "u1"), end_of(a)))
+    assert parse_admitted(reply) is None
+    assert redis_conn.llen(keys.WAKE) == 0, "nothing waits: w2 is not woken"
+    _job(redis_conn, "b", "u1")
+    _job(redis_conn, "c", "u1")  # u1's limit is 1: c waits in line for b's slot
+    b = admission.admit([TYPE], start=Start("w1", "y", 420, busy=False))
+    assert b.job_id == "b"
+    redis_conn.delete(keys.WAKE)  # the token b's hand-out pushed for c (the chain)
+    reply = admission._admit(args=admission._admit_args([other], None, ("b", TYPE, "u1"), end_of(b)))
+    assert redis_conn.llen(keys.WAKE) == 1, "c waits for the freed slot: w2 is woken"
+
+
 def test_a_give_back_token_names_its_slots_goes_out_only_for_a_waiting_job_and_is_passed_on(redis_conn):
     """A finishing worker wakes an idle one only when a job waits that its slots may let
     start, with a token naming them (type, user); an idle worker of another type that takes

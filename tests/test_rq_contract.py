@@ -297,3 +297,76 @@ def test_outside_the_seam_vq_touches_no_private_name_of_rqs(redis_conn):
         if reach.search(code) or (str(path) in mixins and on_self.search(code))
     ]
     assert not found, "RQ's private names used outside vq/rq_seam:\n" + "\n".join(found)
+
+
+def test_rqs_job_restore_reads_its_dates_through_the_name_vq_replaces_and_gets_the_same_answer(redis_conn):
+    """vq.rq_seam.job.lean_jobs swaps `rq.job.str_to_date`: RQ must still read a job's dates
+    through that module-level name, and every date of a restored job must equal RQ's
+    own parse of the text it wrote (strptime), older and malformed shapes included."""
+    import rq.job
+    from rq.utils import str_to_date, utcparse
+
+    from vq.rq_seam.job import parse_rq_date
+
+    assert "str_to_date(" in inspect.getsource(Job.restore), "RQ's Job.restore no longer calls str_to_date"
+    assert rq.job.str_to_date is parse_rq_date, "importing the seam installs vq's reader"
+    queue = Queue("contract.normal", connection=redis_conn, serializer=JSONSerializer)
+    job = queue.enqueue("vq.execution.run_job", "x", {}, meta={"userId": "u"})
+    redis_conn.hset(job.key, mapping={"started_at": "2026-12-07T03:00:29Z", "last_heartbeat": "2026-12-07T03:00:29.5Z"})
+    raw = redis_conn.hgetall(job.key)
+    restored = Job(job.id, connection=redis_conn, serializer=JSONSerializer)
+    restored.restore(raw)
+    for field, value in (("created_at", restored.created_at), ("enqueued_at", restored.enqueued_at)):
+        assert value == utcparse(raw[field.encode()].decode()) and value.tzinfo == UTC
+    assert restored.started_at == utcparse("2026-12-07T03:00:29Z")
+    assert restored.last_heartbeat == utcparse("2026-12-07T03:00:29.5Z")
+    for bad in ("2026-12-07 03:00:29.747853Z", "2026-12-07T03:00:29.74785xZ", "2026-12-07T03:00:29.747853+", ""):
+        with pytest.raises(ValueError):
+            str_to_date(bad)  # RQ's own
+        with pytest.raises(ValueError):
+            parse_rq_date(bad)
+
+
+def test_rqs_objects_check_their_serializer_through_the_name_vq_replaces_and_keep_rqs_answers():
+    """vq.rq_seam.job.lean_jobs swaps `resolve_serializer` in the RQ modules that build
+    objects with one: each must still call it by that name, and the answers stay RQ's
+    (a serializer without dumps/loads is refused, every time; a name is looked up)."""
+    from rq import serializers
+
+    from vq.rq_seam.job import SERIALIZER_USERS, resolve_serializer_once
+
+    for name in SERIALIZER_USERS:
+        module = importlib.import_module(name)
+        assert module.resolve_serializer is resolve_serializer_once, f"{name} still checks each time"
+        assert "resolve_serializer(" in inspect.getsource(module), f"{name} no longer calls resolve_serializer"
+    assert resolve_serializer_once(JSONSerializer) is JSONSerializer
+    assert resolve_serializer_once(JSONSerializer) is JSONSerializer
+    assert resolve_serializer_once(None) is serializers.PickleSerializer
+    assert resolve_serializer_once("rq.serializers.JSONSerializer") is JSONSerializer
+
+    class NoLoads:
+        dumps = staticmethod(json.dumps)
+
+    for _ in range(2):
+        with pytest.raises(NotImplementedError):
+            resolve_serializer_once(NoLoads)
+
+
+def test_vqs_date_writer_writes_rqs_text():
+    """vq.rq_seam.job.format_rq_date writes what RQ's utcformat would (the job hash's dates
+    and admission's start time), which RQ and vq's Lua read back."""
+    from datetime import datetime
+
+    from rq.utils import utcformat
+
+    from vq.rq_seam.job import format_rq_date, parse_rq_date
+
+    for dt in (
+        datetime(2026, 12, 7, 3, 0, 29, 747853, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 0, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(999, 1, 1, tzinfo=UTC),
+    ):
+        assert format_rq_date(dt) == utcformat(dt)
+        if dt.year >= 1000:
+            assert parse_rq_date(format_rq_date(dt)) == dt

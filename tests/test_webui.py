@@ -29,7 +29,7 @@ SHOTS = Path(__file__).resolve().parent / "artifacts" / "webui"
 SECRET = "test-secret-for-the-webui-tests-0123456789"
 
 try:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 except ImportError:  # pragma: no cover - CI has it (the test extra)
     sync_playwright = None
 
@@ -117,8 +117,27 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def shows(page, text: str) -> None:
+    """Wait until the page's main part says `text`. A click on a link returns once the next
+    page's navigation has committed, before its body has arrived: page.content() read then
+    can be empty (it was, under CI load, after the Pause click); this waits for the page."""
+    expect(page.locator("main")).to_contain_text(text, timeout=30_000)
+
+
+def throttle(page, bytes_per_s: int = 20_000, latency_ms: int = 150) -> None:
+    """A slow network for this page (Chromium's own emulation): each page's body comes in over
+    a second or so after its navigation commits, as on a loaded CI machine, so a test that
+    reads a page before it has arrived fails every time instead of now and then."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": latency_ms, "downloadThroughput": bytes_per_s, "uploadThroughput": bytes_per_s},
+    )
+
+
 def login(page, dash: Api, token: str, then: str = "/ui") -> None:
-    page.goto(f"{dash.base}/ui/login?next={then}")
+    page.goto(f"{dash.base}/ui/login?{urlencode({'next': then})}")  # quoted: a `then` with & keeps its query
     page.fill("#token", token)
     page.click("button[type=submit]")
     page.wait_for_load_state()
@@ -215,12 +234,69 @@ def test_login_and_watch_a_job_progress_live(vq, dash, page):
     shot(page, "job-phone")
 
 
+CHARTED = """([queue, kind]) => {
+    const svg = document.querySelector(`tr[data-queue=${queue}] svg.sparkline`);
+    const counted = svg.getAttribute("aria-label").match(/(\\d+) finished, (\\d+) failed/);
+    return {points: svg.querySelector(`polyline.${kind}`).getAttribute("points"),
+            total: Number(counted[kind === "done" ? 1 : 2]),
+            rate: Number(document.querySelector(`tr[data-queue=${queue}] td[data-rate=${kind === "done" ? "finished" : "failed"}]`).innerText.replace(/,/g, ""))};
+}"""
+
+
+def test_the_overview_charts_each_queue_live(vq, dash, page):
+    """Per queue, an inline SVG sparkline of jobs finished and failed a minute, rates a minute
+    and a health badge; after jobs run they move without a reload, over the event stream (the
+    overview's stream sends one change more once the archiver has counted the jobs)."""
+    login(page, dash, dash.token("olga", "operator"))
+    # queues no earlier test of this module's daemon ran: their lines start flat, so they move
+    for queue in ("test-noop", "test-odd"):
+        row = page.locator(f"tr[data-queue={queue}]")
+        assert row.locator("svg.sparkline polyline").count() == 2
+        assert row.locator("td:nth-child(2) .badge").inner_text() in ("healthy", "degraded", "unhealthy")
+    done_before = page.evaluate(CHARTED, ["test-noop", "done"])
+    failed_before = page.evaluate(CHARTED, ["test-odd", "failed"])
+    page.evaluate("window.notReloaded = true")
+    ran = [vq.submit("test-noop", {}, "--user", "kim") for _ in range(2)] + [vq.submit("test-odd", {}, "--user", "kim")]
+    assert [vq.wait_done(job)["status"] for job in ran] == ["finished", "finished", "failed"]
+    deadline = time.monotonic() + 8  # well before the overview's 10 s poll: the stream did it
+    while time.monotonic() < deadline:
+        done, failed = page.evaluate(CHARTED, ["test-noop", "done"]), page.evaluate(CHARTED, ["test-odd", "failed"])
+        if done["total"] >= done_before["total"] + 2 and failed["total"] >= failed_before["total"] + 1:
+            break
+        time.sleep(0.2)
+    assert done["total"] == done_before["total"] + 2 and failed["total"] == failed_before["total"] + 1, (done, failed)
+    assert done["points"] != done_before["points"] and failed["points"] != failed_before["points"]
+    assert done["rate"] > 0 and failed["rate"] > 0
+    assert page.locator("tr[data-queue=test-odd] td[data-rate=failed].failed").count() == 1  # red when some fail
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, "overview-sparklines")
+
+
+def test_the_overview_stream_says_when_the_archiver_has_counted_what_it_sent(vq, dash):
+    """The sparklines come from the metric buckets the archiver fills after the events: the
+    overview's stream sends a change for a job's end, then one (`counted`) once the archiver
+    has counted it, so the page fetches its figures again when they are there."""
+    client = Browserless(dash.base, vq)
+    client.login(dash.token("olga", "operator"))
+    request = urllib.request.Request(dash.base + "/ui/events")
+    with client.opener.open(request, timeout=20) as stream:
+        assert stream.readline().startswith(b"retry:")
+        job = vq.submit("test-echo", {}, "--user", "lee")
+        said, deadline = [], time.monotonic() + 15
+        while time.monotonic() < deadline and "counted" not in said:
+            line = stream.readline().decode().strip()
+            if line.startswith("data: ") and line != "data: {}":
+                said.append(json.loads(line[6:])["event"])
+    assert said and said[0] != "counted" and "counted" in said, said  # the job's events, then counted
+    assert vq.wait_done(job)["status"] == "finished"
+
+
 def test_cancel_a_running_job_from_its_page(vq, dash, page):
     job = vq.submit("test-sleep", {"seconds": 30, "steps": 60}, "--user", "fay")
     login(page, dash, dash.token("olga", "operator"), then=f"/ui/jobs/{job}")
     page.wait_for_function("() => document.querySelector('.status-line .badge').innerText === 'started'")
     page.click("a:has-text('Cancel now')")
-    assert "interrupted within a second" in page.content()
+    shows(page, "interrupted within a second")
     page.click("button:has-text('Cancel job now')")
     assert vq.wait_done(job, timeout=15)["status"] == "canceled"
     page.goto(f"{dash.base}/ui/jobs/{job}")
@@ -269,9 +345,10 @@ def test_a_finished_video_pipeline_shows_its_image_and_its_video_or_timeline(vq,
 
 def test_pause_and_resume_a_queue_from_the_ui(vq, dash, page):
     login(page, dash, dash.token("olga", "operator"))
+    throttle(page)  # pages arrive slowly after their navigation commits: the waits below must hold
     page.click("tr[data-queue=test-noop] a")
-    page.click("text=Pause")
-    assert "Jobs of queue test-noop stop starting" in page.content()  # confirm first
+    page.get_by_role("link", name="Pause", exact=True).click()  # not a "paused" badge: the action
+    shows(page, "Jobs of queue test-noop stop starting")  # confirm first
     assert not paused(vq, "test-noop")
     page.click("button:has-text('Pause queue')")
     assert "test-noop paused" in page.locator(".notice").inner_text()
@@ -356,10 +433,10 @@ def test_a_dead_letter_is_retried_from_the_ui(vq, dash, page):
 
     page.goto(f"{dash.base}/ui/dlq?type=test-broken")
     page.click("a:has-text('Purge all')")
-    assert "Every dead job of type test-broken is deleted" in page.content()
+    shows(page, "Every dead job of type test-broken is deleted")
     page.click("button:has-text('Purge dead letters')")
     assert "1 dead letter(s) deleted" in page.locator(".notice").inner_text()
-    assert vq.json("dlq", "list") == []
+    assert vq.json("dlq", "list", "--type", "test-broken") == []  # the type purged (others' dead letters stay)
 
 
 def test_a_user_sees_only_their_own_jobs_and_no_actions(vq, dash, page):
@@ -530,7 +607,7 @@ def test_remove_a_recurring_job_and_change_a_limit(vq, dash, page):
     ref = vq.json("recurring", "show", "doomed-echo")["id"]
     login(page, dash, dash.token("olga", "operator"), then="/ui/recurring")
     page.locator(f"tr[data-recurring='{ref}'] >> text=Remove").click()
-    assert "cannot be undone" in page.content()
+    shows(page, "cannot be undone")
     assert vq.run("recurring", "show", ref).returncode == 0  # confirm first
     page.click("button:has-text('Remove recurring job')")
     assert "doomed-echo removed" in page.locator(".notice").inner_text()
@@ -542,7 +619,7 @@ def test_remove_a_recurring_job_and_change_a_limit(vq, dash, page):
     page.fill("input[name=name]", "test-echo")
     page.fill("input[name=value]", "3")
     page.click("button:has-text('Set…')")
-    assert "type test-echo: limit 3" in page.content()
+    shows(page, "type test-echo: limit 3")
     page.click("button:has-text('Change limit')")
     assert "type test-echo: limit 3" in page.locator(".notice").inner_text()
     row = next(t for t in vq.json("limits")["types"] if t["jobType"] == "test-echo")
@@ -577,20 +654,100 @@ PHONE_PAGES = (
 def test_every_page_fits_a_phone(vq, dash, browser):
     job = vq.submit("test-echo", {"projectId": "webui-phone", "text": "x" * 300}, "--user", "ann")
     vq.wait_done(job)
-    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
     phone = context.new_page()
     try:
         phone.goto(f"{dash.base}/ui/login")
         assert phone.evaluate("document.documentElement.scrollWidth <= innerWidth")
         login(phone, dash, dash.token("olga", "operator"))
-        wide = {}
+        wide, small = {}, {}
         for path in PHONE_PAGES:
             phone.goto(dash.base + path.replace("{job}", job))
             width = phone.evaluate("[document.documentElement.scrollWidth, innerWidth]")
             if width[0] > width[1]:
                 wide[path] = width
+            if narrow := phone.evaluate(NARROW_TARGETS, [TAPPABLE, TAP_MIN_PX]):
+                small[path] = narrow
         assert wide == {}, f"pages wider than the phone: {wide}"
+        assert small == {}, f"targets too small to tap: {small}"
         phone.goto(f"{dash.base}/ui/limits")
         shot(phone, "limits-phone")
+    finally:
+        context.close()
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+TAP_MIN_PX = 24  # WCAG 2.2's minimum target size (2.5.8, AA), in CSS pixels, either way
+# What a thumb taps on every page: the navigation, the logout, buttons and action links
+TAPPABLE = "header.top nav a, .who button, main button, main a.button, main .pager a"
+NARROW_TARGETS = """([sel, least]) => [...document.querySelectorAll(sel)].map(e => {
+    const r = e.getBoundingClientRect();
+    return [e.innerText.trim(), Math.round(r.width), Math.round(r.height)];
+}).filter(([, w, h]) => w > 0 && (w < least || h < least))"""
+
+
+def fits(phone) -> None:
+    """The page is no wider than the phone (a wide table scrolls inside its own box), and every
+    target a thumb taps is at least TAP_MIN_PX each way."""
+    width = phone.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert width[0] <= width[1], f"{phone.url}: {width[0]} px wide on a {width[1]} px phone"
+    assert phone.evaluate(NARROW_TARGETS, [TAPPABLE, TAP_MIN_PX]) == [], phone.url
+
+
+def test_a_phone_by_touch_logs_in_lists_a_queue_opens_a_video_job_and_confirms_an_action(vq, dash, browser):
+    """The phone trial: 390x844, touch, every step tapped, with screenshots of each page."""
+    video = vq.submit(
+        "video-generation",
+        {"prompt": "A phone shows robots.", "sceneCount": 1, "options": {"width": 64, "height": 48}},
+        "--user",
+        "ann",
+    )
+    context = browser.new_context(**PHONE)
+    phone = context.new_page()
+    phone.set_default_timeout(30_000)
+    try:
+        phone.goto(f"{dash.base}/ui/login")
+        fits(phone)
+        shot(phone, "phone-login")
+        phone.locator("#token").tap()
+        phone.fill("#token", dash.token("olga", "operator"))
+        phone.locator("button[type=submit]").tap()
+        expect(phone.locator("tr[data-queue=test-noop]")).to_be_visible()
+        fits(phone)
+        box = phone.locator("table.queues").bounding_box()
+        assert box["width"] > 390  # the overview's table is wider than the phone: it scrolls in its box
+        scroller = phone.locator("div.scroll").first
+        assert scroller.evaluate("e => e.scrollWidth > e.clientWidth && getComputedStyle(e).overflowX") == "auto"
+        assert phone.locator("tr[data-queue=test-noop] svg.sparkline").count() == 1
+        shot(phone, "phone-overview")
+        scroller.evaluate("e => { e.scrollLeft = e.scrollWidth; }")  # to the sparklines: the names stay
+        name = phone.locator("tr[data-queue=test-noop] td").first.bounding_box()
+        spark = phone.locator("tr[data-queue=test-noop] svg.sparkline").bounding_box()
+        assert 0 <= name["x"] < 30 and spark["x"] + spark["width"] <= 390, (name, spark)
+        shot(phone, "phone-overview-scrolled")
+
+        phone.locator("tr[data-queue=test-noop] a").tap()
+        expect(phone.locator("h1")).to_have_text("Queue test-noop")
+        fits(phone)
+        shot(phone, "phone-queue")
+
+        assert vq.wait_done(video, timeout=90)["status"] == "finished"
+        phone.goto(f"{dash.base}/ui/jobs/{video}")
+        image = phone.locator(".steps figure.image img").first
+        phone.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+        assert image.bounding_box()["width"] <= 390
+        composed = phone.locator(".steps figure.video video, .steps figure.text pre.preview")
+        assert composed.count() >= 1  # video.mp4 with ffmpeg, else the edit decision list
+        assert composed.first.bounding_box()["width"] <= 390
+        fits(phone)
+        shot(phone, "phone-video-job")
+
+        phone.locator("a.button", has_text="Remove").tap()  # a finished job's action: its confirm dialog
+        expect(phone.locator("main h1")).to_have_text("Remove job?")
+        fits(phone)
+        shot(phone, "phone-confirm")
+        phone.get_by_role("link", name="Back").tap()
+        expect(phone.locator("h1.mono")).to_have_text(video)
+        assert vq.json("show", video)["status"] == "finished"  # Back removed nothing
     finally:
         context.close()

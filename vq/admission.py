@@ -23,12 +23,13 @@ from redis import Redis
 from redis.exceptions import NoScriptError, ResponseError
 from rq import Queue
 from rq.job import Job, JobStatus
-from rq.utils import now, utcformat, utcparse
+from rq.utils import now, utcparse
 
 from vq import capacity, groups, keys, lua
 from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of
 from vq.replies import text, texts
+from vq.rq_seam.job import format_rq_date
 
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
@@ -112,7 +113,7 @@ class Admission:
         if start is not None:
             options["start"] = {
                 "worker": start.worker,
-                "now": utcformat(now()),
+                "now": format_rq_date(now()),
                 "default_ttl": start.default_ttl,
                 "busy": start.busy,
             }

@@ -135,7 +135,13 @@ def view(conn: Redis, job_id: str, meta: dict) -> dict:
     ({bytes, at (ISO), attempt}, or None when it has none kept) and `resumed` (the attempt
     that started from one: {attempt, checkpointAt}, or None)."""
     summary = meta.get(META)
-    kept = isinstance(summary, dict) and bool(conn.exists(keys.checkpoint(job_id)))
+    return view_of(meta, isinstance(summary, dict) and bool(conn.exists(keys.checkpoint(job_id))))
+
+
+def view_of(meta: dict, stored: bool) -> dict:
+    """`view`, told whether the job's checkpoint key exists (a caller that reads it anyway)."""
+    summary = meta.get(META)
+    kept = isinstance(summary, dict) and stored
     resumed = meta.get(RESUMED)
     return {
         "checkpoint": {

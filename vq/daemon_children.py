@@ -160,9 +160,23 @@ def run_until_signalled(service) -> None:
     service.run()
 
 
+HTTP = "http"  # the HTTP children's names: http, then http-2, http-3... (daemon.httpWorkers)
+
+
+def http_names(count: int) -> list[str]:
+    return [HTTP if i == 1 else f"{HTTP}-{i}" for i in range(1, count + 1)]
+
+
+def is_http(name: str) -> bool:
+    return name == HTTP or name.startswith(HTTP + "-")
+
+
 def http_main(settings: Settings, listener: HttpListener, log_level: str) -> None:
-    """The HTTP API under uvicorn: one process, asyncio, keep-alive, many clients, on the
-    socket the supervisor bound. Without a logging config of uvicorn's own, its records
+    """The HTTP API under uvicorn: asyncio (uvloop, httptools' parser), keep-alive, many
+    clients, on the socket the supervisor bound. `daemon.httpWorkers` of these processes
+    share that one listening socket: each accepts from it, so each connection is served by
+    one of them, and one Python's GIL no longer caps the API (sessions, rate limits and
+    event streams are in Redis, shared by all). Without a logging config of uvicorn's own, its records
     (startup, errors) go through vq's handler and format; the access lines are vq's own,
     with a request id (vq/api/request_id.py)."""
     import uvicorn

@@ -14,7 +14,7 @@ import redis
 
 from vq import presence
 from vq.config import Settings
-from vq.daemon_children import Child, worker_prefix
+from vq.daemon_children import Child, is_http, worker_prefix
 from vq.http_listener import HttpListener
 from vq.protect import protector
 
@@ -52,14 +52,15 @@ class Readiness:
                 return False
         except (redis.ConnectionError, redis.TimeoutError):
             return False
-        return not any(c.name == "http" for c in children) or self._http_answers()
+        return not any(is_http(c.name) for c in children) or self._http_answers()
 
-    def _http_child(self) -> Child | None:
-        return next((c for c in self.children if c.name == "http" and not c.retired), None)
+    def _http_children(self) -> list[Child]:
+        """The HTTP API's processes (daemon.httpWorkers of them, on one socket)."""
+        return [c for c in self.children if is_http(c.name) and not c.retired]
 
     def _http_serving(self) -> bool:
-        child = self._http_child()
-        return bool(child and self._wanted(child) and child.process is not None and child.process.is_alive())
+        """At least one HTTP process is up: the port answers (the others restart behind it)."""
+        return any(self._wanted(c) and c.process is not None and c.process.is_alive() for c in self._http_children())
 
     def _http_answers(self) -> bool:
         return self.listener is not None and self._http_serving() and self.listener.answers()
@@ -70,13 +71,17 @@ class Readiness:
         extra = [
             f"metrics on {self.settings.daemon.metricsListen}" if c.name == "metrics" else c.name
             for c in self.children
-            if not c.name.startswith("worker-") and not c.retired and c.name != "http"
+            if not c.name.startswith("worker-") and not c.retired and not is_http(c.name)
         ]
         return (
             f"{workers} workers, {', '.join(extra)}"
-            + (f", HTTP on {self.options.http_listen}" if self._http_serving() else "")
+            + (f", HTTP on {self.options.http_listen}{self._http_processes()}" if self._http_serving() else "")
             + (f"; crash-looping: {', '.join(looping)}" if looping else "")
         )
+
+    def _http_processes(self) -> str:
+        count = len(self._http_children())
+        return f" ({count} processes)" if count > 1 else ""
 
     def _report(self, conn) -> None:
         processes = {

@@ -20,6 +20,8 @@ from vq.daemon_children import (
     Child,
     archiver_main,
     http_main,
+    http_names,
+    is_http,
     metrics_main,
     scheduler_main,
     webhooks_main,
@@ -61,7 +63,7 @@ class ChildSupervision:
 
     if TYPE_CHECKING:
 
-        def _http_child(self) -> Child | None: ...  # Readiness's (vq/daemon_status.py)
+        def _http_children(self) -> list[Child]: ...  # Readiness's (vq/daemon_status.py)
 
     def _plan(self) -> list[Child]:
         """The processes this configuration asks for, by name."""
@@ -98,7 +100,10 @@ class ChildSupervision:
             from vq.tokens import signing_secret
 
             signing_secret(settings)  # made once, here, before any request needs it
-            plan.append(Child("http", http_main, (settings, self.listener, options.log_level)))
+            plan.extend(
+                Child(name, http_main, (settings, self.listener, options.log_level))
+                for name in http_names(settings.daemon.httpWorkers)  # all on the one socket
+            )
         if settings.history.enabled:
             plan.append(Child("archiver", archiver_main, (settings, options.log_level)))
         if settings.daemon.metricsListen:
@@ -108,12 +113,12 @@ class ChildSupervision:
         return plan
 
     def _wanted(self, child: Child) -> bool:
-        """Should be running: in the configuration, not parked, and for the HTTP child, its
+        """Should be running: in the configuration, not parked, and for an HTTP child, its
         port bound."""
         return (
             not child.retired
             and not child.parked
-            and (child.name != "http" or (self.listener is not None and self.listener.sock is not None))
+            and (not is_http(child.name) or (self.listener is not None and self.listener.sock is not None))
         )
 
     def _start(self, ctx, child: Child) -> None:
@@ -124,9 +129,9 @@ class ChildSupervision:
         if child.name.startswith("worker-"):
             child.deadline = ctx.Value("d", 0.0, lock=False)
             args = (*args, child.deadline, child.redis_down)
-        # Only the HTTP child keeps the listening socket: a worker holding it would keep the
+        # Only the HTTP children keep the listening socket: a worker holding it would keep the
         # port taken after its daemon let go of it.
-        others = [self.listener.sock] if self.listener and self.listener.sock and child.name != "http" else []
+        others = [self.listener.sock] if self.listener and self.listener.sock and not is_http(child.name) else []
         child.process = ctx.Process(
             target=supervision.entry, args=(words, child.target, args, others), name=f"vq-{child.name}", daemon=False
         )
@@ -137,9 +142,9 @@ class ChildSupervision:
     def _supervise(self, ctx) -> None:
         now = time.monotonic()
         if self.listener is not None and self.listener.sock is None and not self.stopping and self.listener.bind():
-            child = self._http_child()
-            if child is not None and child.process is None:
-                self._start(ctx, child)  # the address came free: the API starts on it
+            for child in self._http_children():
+                if child.process is None:
+                    self._start(ctx, child)  # the address came free: the API starts on it
         for child in self.children:
             if child.process is None or self.stopping or child.retired or child.parked:
                 continue

@@ -17,7 +17,9 @@ from vq.recurring import definitions as recurring
 
 DASHBOARD_PROVIDER_WINDOW_MS = 15 * 60_000
 
-SPARK_MINUTES = 30  # the throughput sparkline's width, one bar per minute
+SPARK_MINUTES = 30  # the sparklines' width, one point per minute
+SERIES = ("finished", "failed", "created")  # the counters kept per minute that the overview charts
+RATE_MINUTES = 5  # rates (jobs a minute) are over the last this many minutes, the current one so far
 RECURRING_SHOWN = 20
 WAITING_SHOWN = 20  # a user's waiting jobs shown, each with its reason (a dozen reads each)
 
@@ -31,7 +33,7 @@ def overview(conn: Redis, settings: Settings) -> dict:
     if report["status"] == "error":
         _raise_unreachable(report)
     health_of = {row["jobType"]: row for row in report["queues"]}
-    spark = throughput(conn, [row["jobType"] for row in counts])
+    spark = minute_series(conn, [row["jobType"] for row in counts])
     rows = []
     for row in counts:
         checked = health_of.get(row["jobType"], {})
@@ -40,7 +42,7 @@ def overview(conn: Redis, settings: Settings) -> dict:
                 **row,
                 "health": checked.get("status", "healthy"),
                 "reasons": checked.get("reasons", []),
-                "throughput": spark[row["jobType"]],
+                **spark[row["jobType"]],
             }
         )
     return {
@@ -63,15 +65,26 @@ def _raise_unreachable(report: dict) -> None:
     raise redis.ConnectionError(report["reasons"][0] if report["reasons"] else "Redis unreachable")
 
 
-def throughput(conn: Redis, job_types: list[str], minutes: int = SPARK_MINUTES) -> dict[str, list[int]]:
-    """Jobs ended (finished or failed) per minute for the last `minutes`, oldest first."""
+def minute_series(conn: Redis, job_types: list[str], minutes: int = SPARK_MINUTES) -> dict[str, dict]:
+    """Per type, from the archiver's minute buckets (vq/metrics.py; one round trip whatever
+    the number of jobs): jobs finished, failed and created in each of the last `minutes`,
+    oldest first (the last is the current minute so far); `throughput`, those ended
+    (finished or failed: the TUI's sparkline); and the rates per minute over the last
+    RATE_MINUTES (`rates`: finished, failed, created). The buckets count events once the
+    archiver has read them, a moment after they happen."""
     now = int(time.time() * 1000)
     buckets = metrics.read_buckets(conn, "m", now - (minutes - 1) * 60_000, now)
-    out: dict[str, list[int]] = {name: [] for name in job_types}
-    for _start, by_type in buckets:
-        for name in job_types:
-            counter = by_type.get(name, Counter())
-            out[name].append(counter["finished"] + counter["failed"])
+    span = (min(RATE_MINUTES, len(buckets)) - 1) + (now % 60_000) / 60_000  # the current minute counts as far as it got
+    out: dict[str, dict] = {}
+    for name in job_types:
+        per = {field: [b.get(name, Counter())[field] for _start, b in buckets] for field in SERIES}
+        out[name] = {
+            "series": per,
+            "throughput": [done + failed for done, failed in zip(per["finished"], per["failed"])],
+            "rates": {
+                field: round(sum(values[-RATE_MINUTES:]) / max(span, 1 / 60), 1) for field, values in per.items()
+            },
+        }
     return out
 
 

@@ -12,9 +12,16 @@ from vq import capacity, groups, keys
 def fields(conn: Redis, job_id: str, status: str) -> dict:
     """`groups` ({group: key}), `resources` (what it needs; {}: nothing) and `resourcesHeld`
     (while it runs, as its handler sees them: gpu as device indices; else None), in one read."""
-    raw_groups, raw_need, raw_held = conn.hmget(
-        keys.rq_job(job_id), [keys.GROUPS_FIELD, keys.RESOURCES_FIELD, keys.HELD_FIELD]
-    )
+    return fields_of(conn.hmget(keys.rq_job(job_id), FIELDS), status)
+
+
+FIELDS = [keys.GROUPS_FIELD, keys.RESOURCES_FIELD, keys.HELD_FIELD]
+"""The job hash's fields `fields_of` reads, in its order."""
+
+
+def fields_of(raw: list, status: str) -> dict:
+    """`fields` from the job hash's FIELDS as read (a caller that reads the hash anyway)."""
+    raw_groups, raw_need, raw_held = raw
     held = capacity.held_view(raw_held) if status == "started" else None
     return {
         "groups": groups.decoded(raw_groups),

@@ -31,6 +31,7 @@ from vq.recurring.runs import record_outcome_in
 from vq.replies import optional_text
 from vq.rq_seam import private
 from vq.rq_seam.host import WorkerHost
+from vq.rq_seam.job import format_rq_date
 from vq.rq_seam.queue import admission_for, admission_order
 from vq.worker_starts import STARTED_BY_ADMISSION
 
@@ -296,9 +297,9 @@ def _finish_payload(job: Job, result_ttl: int | None, worker: str) -> tuple[JobE
         "status",
         JobStatus.FINISHED.value,
         "ended_at",
-        utcformat(_ended_at(job)),
+        format_rq_date(_ended_at(job)),
         "last_heartbeat",
-        utcformat(job.last_heartbeat or _ended_at(job)),
+        format_rq_date(job.last_heartbeat or _ended_at(job)),
         "result",
         result,
     ]

@@ -96,8 +96,18 @@ def _verify_key(settings: Settings) -> tuple[str, str]:
     return signing_secret(settings), "HS256"
 
 
+LEEWAY = 5  # seconds of clock skew an expiry is allowed
+
+
 def decode(settings: Settings, header: str | None, key_and_algorithm: tuple[str, str] | None = None) -> Principal:
     """The caller of an `Authorization: Bearer <token>` header, or Unauthorized."""
+    return _decoded(settings, header, key_and_algorithm)[0]
+
+
+def _decoded(
+    settings: Settings, header: str | None, key_and_algorithm: tuple[str, str] | None
+) -> tuple[Principal, int]:
+    """The caller and the token's expiry (epoch seconds)."""
     if not header:
         raise Unauthorized(MISSING_TOKEN)
     scheme, _, token = header.partition(" ")
@@ -105,7 +115,9 @@ def decode(settings: Settings, header: str | None, key_and_algorithm: tuple[str,
         raise Unauthorized(MALFORMED_HEADER)
     key, algorithm = key_and_algorithm or _verify_key(settings)
     try:
-        claims = jwt.decode(token.strip(), key, algorithms=[algorithm], options={"require": ["exp", "sub"]}, leeway=5)
+        claims = jwt.decode(
+            token.strip(), key, algorithms=[algorithm], options={"require": ["exp", "sub"]}, leeway=LEEWAY
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired") from None
     except jwt.InvalidSignatureError:
@@ -121,9 +133,35 @@ def decode(settings: Settings, header: str | None, key_and_algorithm: tuple[str,
     tier = claims.get("tier")
     if tier is not None and tier not in TIERS:
         raise Unauthorized(f"invalid token: tier {tier!r} is not one of {', '.join(TIERS)}")
-    return Principal(
+    principal = Principal(
         user_id=str(claims["sub"]), role=role, projects=tuple(projects) if projects is not None else None, tier=tier
     )
+    return principal, int(claims["exp"])
+
+
+class VerifiedTokens:
+    """`decode` for a server that sees the same few tokens again and again (each client
+    sends its own on every request): a token verified once is remembered with its expiry
+    until then, so its signature (HMAC or RSA) and claims are not checked again per
+    request. Only tokens that passed are kept; an expired one is checked (and refused)
+    afresh. The key is fixed for the life of the server (a reload starts a new HTTP
+    process), so what passed once passes until it expires. At most `size` tokens are
+    kept; when full, the store starts over."""
+
+    def __init__(self, settings: Settings, key_and_algorithm: tuple[str, str], size: int = 4096):
+        self.settings, self.key, self.size = settings, key_and_algorithm, size
+        self.known: dict[str, tuple[Principal, int]] = {}
+
+    def decode(self, header: str | None) -> Principal:
+        if header is not None:
+            hit = self.known.get(header)
+            if hit is not None and time.time() <= hit[1] + LEEWAY:
+                return hit[0]
+        principal, expires = _decoded(self.settings, header, self.key)
+        if len(self.known) >= self.size:
+            self.known.clear()
+        self.known[header or ""] = (principal, expires)
+        return principal
 
 
 @dataclass

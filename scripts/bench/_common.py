@@ -663,8 +663,8 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def listening_pid(port: int, pids: Sequence[int]) -> int | None:
-    """Which of `pids` holds the TCP socket listening on `port` (via /proc/net/tcp inodes)."""
+def listening_pids(port: int, pids: Sequence[int]) -> list[int]:
+    """Those of `pids` that hold the TCP socket listening on `port` (via /proc/net/tcp inodes)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -675,14 +675,16 @@ def listening_pid(port: int, pids: Sequence[int]) -> int | None:
             cols = line.split()
             if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
                 inodes.add(f"socket:[{cols[9]}]")
+    found = []
     for pid in pids:
         try:
             for fd in Path(f"/proc/{pid}/fd").iterdir():
                 try:
                     if os.readlink(fd) in inodes:
-                        return pid
+                        found.append(pid)
+                        break
                 except OSError:
                     continue
         except OSError:
             continue
-    return None
+    return found

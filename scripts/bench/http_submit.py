@@ -2,13 +2,17 @@
 """HTTP submit: how many jobs/s the daemon's HTTP API accepts from 20 concurrent clients, and
 how long each `POST /api/jobs/{jobType}` takes, beside the Python API in the same run.
 
-Why: `vq daemon` serves an HTTP API (vq/api/app.py: FastAPI under uvicorn, in one child
-process of the daemon). Creating a job over HTTP adds, to what `vq.submission.submit` does,
-the HTTP round trip, JSON in and out, the JWT check, the (here disabled) per-user rate limit,
-an audit event (`vq.audit.record`) and the job's JSON read back for the 201 answer (`jobs.show`),
-each of the last three (and the rate check) in the server's thread pool. This script measures what that
-costs, as submissions/s and per-request latency p50/p99, against the same submissions made
-in-process through the Python API.
+Why: `vq daemon` serves an HTTP API (vq/api/app.py: FastAPI under uvicorn, in
+`daemon.httpWorkers` child processes of the daemon sharing one socket; this bench runs
+`--http-workers`, default 2). Creating a job over HTTP adds, to what `vq.submission.submit`
+does, the HTTP round trip, JSON in and out, the JWT check (a token verified once is
+remembered until it expires), the (here disabled) per-user rate limit, an audit event and
+the job's JSON read back for the 201 answer (both in one pipelined round trip,
+vq/created_view.py), submit and read-back in one trip to the server's thread pool. This
+script measures what that costs, as submissions/s and per-request latency p50/p99, against
+the same submissions made in-process through the Python API, and prints issue 28's targets
+(at least 1,500 submissions/s, p99 at most 25 ms, at least 0.6x of in-process `submit()`
+from 20 threads) with this run's figures.
 
 How. Everything runs against a private, throw-away `redis-server` (free port, no persistence,
 temp dir) that this script starts and stops; it never touches another Redis. The temp config
@@ -33,7 +37,7 @@ Systems, one after the other, each with users of its own and N submissions (defa
 * api      -- the same N submissions with `vq.submission.submit(conn, settings, Submission(...))`
               from 20 threads (one user each) sharing one Redis client, as the API server does.
 * api-show -- the same plus `vq.audit.record` and `vq.jobs.show` after each submit: what the route
-              (vq/api/routes/jobs.py, create_job) runs, without HTTP.
+              (vq/api/routes/jobs.py, create_job) ran before vq/created_view.py, without HTTP.
 * api-1    -- `submit` from a single thread (one user).
 
 Before each system's clock starts, every client or thread makes `--warmup` submissions (5)
@@ -42,7 +46,7 @@ send to the answer read; submissions/s = N / (first timed send -> last answer). 
 differs per submission, so no submission is answered from vq's result cache. Between systems
 the script waits until the worker has routed every job and the archiver (history on, the
 default) has caught up, so no system pays for the one before. CPU per submission is measured
-from /proc and Redis's INFO: this process (the clients), the daemon's HTTP child, the rest of
+from /proc and Redis's INFO: this process (the clients), the daemon's HTTP children, the rest of
 the daemon (supervisor, worker, timer, archiver), redis-server. Checked per system: every
 answer 201 (any other status or error is listed with its body), N distinct job ids, every job
 still waiting (`queued` / `limited`: none ran), one `created` event per job, each user's index
@@ -78,7 +82,7 @@ from _common import (
     environment,
     err,
     free_port,
-    listening_pid,
+    listening_pids,
     proc_cpu_seconds,
     process_tree,
     redis_cpu_seconds,
@@ -97,6 +101,7 @@ try:
     import httpx
 except ImportError:  # pragma: no cover - told at the start of main
     httpx = None
+import yaml
 from rich.table import Table
 from rq import Queue, Worker
 
@@ -110,6 +115,8 @@ from vq.tokens import TokenRequest
 from vq.tokens import create as create_token
 
 SYSTEMS = ("http", "api", "api-show", "api-1")
+HTTP_WORKERS = 2  # daemon.httpWorkers the bench runs with (--http-workers)
+TARGET_RATE, TARGET_P99_MS, TARGET_RATIO = 1500, 25.0, 0.6  # issue 28: HTTP submit, 20 keep-alive clients
 WAITING = {"queued", "rate_limited"}  # RQ's statuses of a job not run yet (vq: queued, limited)
 ERRORS_SHOWN = 10
 
@@ -166,12 +173,16 @@ class Phase:
 # --------------------------------------------------------------------------- the daemon
 
 
-def bench_config(workdir: Path, redis_url: str, port: int) -> tuple[Path, str]:
-    """bench-noop on the private Redis, with the HTTP API on `port` and no rate limit."""
+def bench_config(workdir: Path, redis_url: str, port: int, http_workers: int) -> tuple[Path, str]:
+    """bench-noop on the private Redis, with the HTTP API on `port` (`http_workers` server
+    processes: daemon.httpWorkers) and no rate limit."""
     secret = secrets.token_urlsafe(32)
     path = write_vq_config(workdir, redis_url)
+    daemon = yaml.safe_load(path.read_text()).get("daemon") or {}
     update_vq_config(
-        path, http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": secret, "rateLimit": {"requests": 0}}
+        path,
+        http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": secret, "rateLimit": {"requests": 0}},
+        daemon={**daemon, "httpWorkers": http_workers},
     )
     return path, f"http://127.0.0.1:{port}"
 
@@ -194,14 +205,17 @@ def wait_up(conn, proc, base_url: str, log_path: Path, timeout: float = 30) -> N
 
 
 class CpuMeter:
-    """CPU seconds used by this process, the daemon's HTTP child, the rest of the daemon, Redis."""
+    """CPU seconds used by this process, the daemon's HTTP children, the rest of the daemon, Redis.
+    The HTTP children are the daemon's processes holding the listening socket, but the
+    supervisor itself (it binds the socket and keeps it for restarts)."""
 
     def __init__(self, conn, daemon_pid: int, port: int):
         self.conn, self.daemon_pid = conn, daemon_pid
-        self.http_pid = listening_pid(port, process_tree(daemon_pid))
+        self.http_pids = [p for p in listening_pids(port, process_tree(daemon_pid)) if p != daemon_pid]
 
     def read(self) -> dict[str, float | None]:
-        server = proc_cpu_seconds(self.http_pid) if self.http_pid else None
+        spent = [proc_cpu_seconds(p) for p in self.http_pids]
+        server = sum(t for t in spent if t is not None) if self.http_pids else None
         tree = [proc_cpu_seconds(p) for p in process_tree(self.daemon_pid)]
         daemon = sum(t for t in tree if t is not None) - (server or 0)
         return {
@@ -440,6 +454,30 @@ def ratios(summary: dict) -> dict:
     return out
 
 
+def targets(summary: dict, rat: dict) -> list[dict]:
+    """Issue 28's HTTP submit targets, each with this run's figure and whether it is met."""
+    h, r = summary.get("http"), rat.get("http/api")
+    rows = []
+    if h and h["submissions_per_s"]:
+        rows.append(_target("submissions/s", h["submissions_per_s"], TARGET_RATE, at_least=True))
+    if h and h["p99_ms"] is not None:
+        rows.append(_target("p99 ms", h["p99_ms"], TARGET_P99_MS, at_least=False))
+    if r:
+        rows.append(_target("÷ submit() (20 threads)", r["submissions_per_s"], TARGET_RATIO, at_least=True))
+    return rows
+
+
+def _target(name: str, value: float, target: float, at_least: bool) -> dict:
+    met = value >= target if at_least else value <= target
+    return {
+        "target": name,
+        "value": value,
+        "goal": f"{'≥' if at_least else '≤'} {target:g}",
+        "met": met,
+        "of_target": value / target,
+    }
+
+
 def fmt(value, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -494,6 +532,20 @@ def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: d
                 f"{r['p99']:.2f}",
             )
         console.print(rt)
+    goals = targets(summary, rat)
+    if goals:
+        tt = Table(title="Issue 28's HTTP submit targets (20 keep-alive clients)")
+        for name in ("target", "this run", "goal", "× goal", "met"):
+            tt.add_column(name, justify="left" if name in ("target", "goal", "met") else "right")
+        for g in goals:
+            tt.add_row(
+                g["target"],
+                f"{g['value']:,.2f}",
+                g["goal"],
+                f"{g['of_target']:.2f}",
+                "[green]yes[/]" if g["met"] else "[red]no[/]",
+            )
+        console.print(tt)
     for p in phases:
         for e in p.errors[:ERRORS_SHOWN]:
             console.print(f"[red]{p.system}: {e}[/]")
@@ -504,9 +556,9 @@ def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: d
         f"submissions each first. HTTP POST = POST /api/jobs/{JOB_TYPE} over one keep-alive connection "
         f"per client (httpx {meta['httpx']}, asyncio; server uvicorn {meta['uvicorn']}, fastapi "
         f"{meta['fastapi']}); submit() = vq.submission.submit in-process, one shared Redis client; "
-        f"audit, show = vq.audit.record, vq.jobs.show: the rest of the route's work. Latency = one request or call; submits/s = "
+        f"audit, show = vq.audit.record, vq.jobs.show: the route's work before its one-trip read-back. Latency = one request or call; submits/s = "
         f"jobs / (first timed send -> last answer). CPU: client = this process, HTTP server = the "
-        f"daemon's uvicorn child, rest of daemon = its other processes (supervisor, worker, timer, "
+        f"daemon's uvicorn children ({meta['http_workers']}), rest of daemon = its other processes (supervisor, worker, timer, "
         f"archiver), redis = redis-server. job status = the job's status in the answer (limited = routed "
         f"by the worker into its user's line). "
         f"{versions_line(meta)}.[/]"
@@ -524,14 +576,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--warmup", type=int, default=5, help="untimed submissions per client first (default 5)")
     p.add_argument(
+        "--http-workers",
+        type=int,
+        default=HTTP_WORKERS,
+        help=f"the daemon's HTTP server processes, daemon.httpWorkers (default {HTTP_WORKERS})",
+    )
+    p.add_argument(
         "--systems",
         default=",".join(SYSTEMS),
         help=f"comma-separated subset of {','.join(SYSTEMS)} (default all, in that order)",
     )
     add_run_options(p, poll=None, timeout=None)
     args = p.parse_args(argv)
-    if min(args.jobs, args.clients) < 1 or args.warmup < 0:
-        p.error("--jobs and --clients must be at least 1, --warmup at least 0")
+    if min(args.jobs, args.clients, args.http_workers) < 1 or args.warmup < 0:
+        p.error("--jobs, --clients and --http-workers must be at least 1, --warmup at least 0")
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in args.systems if s not in SYSTEMS]
     if unknown or not args.systems:
@@ -585,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     with bench_session("http", announce=False) as s:
         conn, workdir = s.conn, s.workdir
         port = free_port()
-        config_path, base_url = bench_config(workdir, s.server.url, port)
+        config_path, base_url = bench_config(workdir, s.server.url, port, args.http_workers)
         settings = load_settings(config_path, env={})
         queues.pause(conn, settings, JOB_TYPE)  # before the daemon: no job of the type ever runs
         log_path = workdir / "vq-daemon.log"
@@ -595,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         meter = CpuMeter(conn, daemon.pid, port)
         s.progress.print(
             f"[dim]private redis-server {s.redis_version} on port {s.server.port}; vq daemon pid {daemon.pid}, "
-            f"HTTP API {base_url} (pid {meter.http_pid}); {JOB_TYPE} paused; work dir {workdir}[/]"
+            f"HTTP API {base_url} (pids {', '.join(map(str, meter.http_pids))}); {JOB_TYPE} paused; "
+            f"work dir {workdir}[/]"
         )
         phases = run_all(conn, args, settings, base_url, meter, s.progress)
         if daemon.poll() is not None:
@@ -611,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "systems": args.systems,
         "daemon_workers": 1,
+        "http_workers": args.http_workers,
         "paused": JOB_TYPE,
         "rate_limit": "off",
         "vq_log_level": args.vq_log_level,
@@ -624,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "systems": summary,
                     "ratios": rat,
+                    "targets": targets(summary, rat),
                     "meta": meta,
                     "failed_submissions": failed,
                     "errors": {p.system: p.errors for p in phases if p.errors},

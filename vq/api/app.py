@@ -16,14 +16,14 @@ shadows the other. The web dashboard (vq/webui) is mounted beside them under /ui
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from redis import Redis
 
-from vq import jobdata, telemetry, webui
+from vq import telemetry, webui
 from vq.api import schemas
 from vq.api.body_limit import BodyLimit
 from vq.api.context import Context
 from vq.api.errors import ERROR_RESPONSES, install_handlers
+from vq.api.json_response import StrictJSONResponse
 from vq.api.request_id import RequestId
 from vq.api.routes import batches, events, history, job_logs, jobs, monitoring, queues, recurring, system
 from vq.api.tracing import ServerSpans
@@ -32,14 +32,6 @@ from vq.connection import make_async_client, make_client
 
 ROUTERS = (system, events, batches, recurring, history, monitoring, queues, jobs, job_logs)
 """In this order: every fixed /api/jobs/... path before the jobs router's `{jobType}` ones."""
-
-
-class StrictJSONResponse(JSONResponse):
-    """Starlette's JSON, with a NaN or infinity (which a job stored before vq refused them
-    may hold) written as null instead of failing the request with a 500."""
-
-    def render(self, content) -> bytes:
-        return jobdata.dumps_strict(content, ensure_ascii=False, indent=None, separators=(",", ":")).encode()
 
 
 def create_app(settings: Settings, conn: Redis | None = None) -> FastAPI:

@@ -15,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from vq import audit, jobs
 from vq.api.ratelimit import check_rate
 from vq.config import Settings
+from vq.created_view import created_view
 from vq.errors import Ambiguous, NotFound
 from vq.submission import Submission, submit_outcome
-from vq.tokens import Forbidden, Principal, decode, verify_key
+from vq.tokens import Forbidden, Principal, VerifiedTokens, verify_key
 
 BEARER = HTTPBearer(
     auto_error=False,
@@ -32,25 +33,27 @@ class Context:
         self.settings = settings
         self.conn = conn
         self.stream_conn = stream_conn  # event streams wait on Redis without holding a thread
-        token_key = verify_key(settings)
+        tokens = VerifiedTokens(settings, verify_key(settings))
 
+        # async, every one: FastAPI runs a plain `def` dependency in the thread pool, a hop
+        # (two thread switches) per request for a check that takes microseconds
         async def any_role(request: Request, _bearer: object = Security(BEARER)) -> Principal:
-            principal = decode(settings, request.headers.get("authorization"), token_key)
+            principal = tokens.decode(request.headers.get("authorization"))
             if settings.http.rateLimit.requests > 0:
                 await run_in_threadpool(check_rate, conn, settings, principal.user_id)
             return principal
 
-        def caller(principal: Principal = Depends(any_role)) -> Principal:
+        async def caller(principal: Principal = Depends(any_role)) -> Principal:
             if principal.role == "metrics":  # a scraper's token: never a user acting on jobs
                 raise Forbidden("a metrics token may only read GET /metrics")
             return principal
 
-        def scraper(principal: Principal = Depends(any_role)) -> Principal:
+        async def scraper(principal: Principal = Depends(any_role)) -> Principal:
             if not principal.may_scrape:
                 raise Forbidden("this needs the operator or metrics role")
             return principal
 
-        def operator(principal: Principal = Depends(caller)) -> Principal:
+        async def operator(principal: Principal = Depends(caller)) -> Principal:
             if not principal.is_operator:
                 raise Forbidden("this needs the operator role")
             return principal
@@ -73,9 +76,14 @@ class Context:
         holds it, with `deduplicated`): one trip to the thread pool."""
         sub = self.own_submission(principal, body, job_type)
         made = submit_outcome(self.conn, self.settings, sub)
-        if not made.deduplicated:
-            audit.record(self.conn, principal.user_id, principal.role, "create", sub.job_type, made.id, **detail)
-        view = jobs.show(self.conn, made.id, self.settings, explain=False, reveal_to=principal.user_id)
+
+        def record(pipe) -> None:
+            audit.record(pipe, principal.user_id, principal.role, "create", sub.job_type, made.id, **detail)
+
+        # the audit record and the job read back in one round trip (vq/created_view.py)
+        view = created_view(
+            self.conn, self.settings, made.id, sub.job_type, principal.user_id, None if made.deduplicated else record
+        )
         if made.deduplicated and not principal.may_see(view["userId"], view["projectId"]):
             # a global key held by another user's job: its id and state, not its data or owner
             view = {name: view[name] for name in ("id", "jobType", "status", "unique")}

@@ -107,6 +107,15 @@ class DaemonSettings(_Strict):
         ]
         | None
     ) = None
+    httpWorkers: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=64,
+            description="HTTP API server processes sharing its port (each a uvicorn, the kernel hands each "
+            "new connection to one); more serve more requests at once where cores are free",
+        ),
+    ] = 1
     workerSeriesTtl: Annotated[
         int,
         Meta(

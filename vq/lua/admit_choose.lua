@@ -103,8 +103,10 @@ local function admit_from(ring, t, p)
     local uk = K.running_user .. user
     local limit
     if type_room[t] == nil then  -- the type's limit and the user's in one read
-      local v = redis.call('HMGET', K.effective, 'ulimit:' .. user, 'type:' .. t, 'paused:' .. t, 'weighted')
+      local v = redis.call('HMGET', K.effective, 'ulimit:' .. user, 'type:' .. t, 'paused:' .. t, 'weighted',
+                           'dated:' .. t)
       if weighted == nil then weighted = v[4] == '1' end
+      if v[5] then dated_types[t] = true end
       type_room[t] = type_open(t, v[2], v[3])
       if not type_room[t] then
         redis.call('LMOVE', ring, ring, 'RIGHT', 'LEFT')

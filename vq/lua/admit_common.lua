@@ -73,7 +73,9 @@
 --                                     user's limit as last worked out here (user_limit);
 --                                     tier-weight:<tier>, user-weight:<u> -> a turn's weight,
 --                                     weighted -> 1 when any is above 1; uweight:<u> -> the
---                                     user's weight as last worked out here (user_weight)
+--                                     user's weight as last worked out here (user_weight);
+--                                     dated:<t> -> 1 once a job of type t with a deadline was
+--                                     routed into a line (admit_deadline.lua pop_line)
 --   K.turns                           hash ring -> "<user>|<starts>": a weighted turn under way
 --   K.limits .. {type,tier,user,...}  hash: limits from config (group-rate: rates)
 --   K.overrides .. {type,tier,user}   hash: limits set at runtime (win)

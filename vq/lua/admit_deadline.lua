@@ -12,12 +12,27 @@
 
 local function edf_key(t, p, user) return K.edf .. t .. ':' .. p .. ':' .. user end
 
+-- Types whose users' lines may hold jobs with a deadline, type -> true: K.effective's field
+-- dated:<type> says so (routing sets it when it puts such a job in a line, and the rebuild,
+-- limits.lua, keeps it), read with the type's limit (admit_choose.lua). A type whose jobs
+-- have no deadline is spared a ZPOPMIN on a missing key per job admitted.
+local dated_types = {}
+
 -- The next job id in a user's line (nil: none), and its deadline if it has one: the earliest
--- deadline, else the oldest plain job.
+-- deadline, else the oldest plain job. A line whose type is not marked dated is taken from
+-- its plain list first, and from its zset only when that is empty: a job with a deadline the
+-- mark did not announce (a Redis whose hash lost it) still runs, after the user's plain jobs.
 local function pop_line(t, p, user)
+  if dated_types[t] then
+    local first = redis.call('ZPOPMIN', edf_key(t, p, user))
+    if first[1] then return first[1], first[2] end
+    return redis.call('LPOP', wait_key(t, p, user)), nil
+  end
+  local id = redis.call('LPOP', wait_key(t, p, user))
+  if id then return id, nil end
   local first = redis.call('ZPOPMIN', edf_key(t, p, user))
   if first[1] then return first[1], first[2] end
-  return redis.call('LPOP', wait_key(t, p, user)), nil
+  return nil, nil
 end
 
 -- Put a job `pop_line` took back at the front of its user's line (a full limit group holds it).
@@ -29,8 +44,9 @@ local function push_back_line(t, p, user, id, deadline)
   end
 end
 
+-- One EXISTS over both structures (an empty list or zset is no key).
 local function line_empty(t, p, user)
-  return redis.call('LLEN', wait_key(t, p, user)) == 0 and redis.call('EXISTS', edf_key(t, p, user)) == 0
+  return redis.call('EXISTS', wait_key(t, p, user), edf_key(t, p, user)) == 0
 end
 
 local EXPIRED_REASON = 'its deadline passed before it started'

@@ -42,9 +42,18 @@ local replayed = nil  -- this very call ran before: what it handed out (JSON), o
 -- (the finished job's hash names it), not a second one.
 local function end_finished()
   local has_dependents, stale = 0, false
+  local held = nil  -- the given-back job's groups and held resources, when read with its end's checks
   if ARGV[2] ~= '' then
     local f = cjson.decode(ARGV[2])
-    local now_in = redis.call('HMGET', f.key, 'status', C.lease_field, C.handed_out_field)  -- one read for all checks
+    -- One read for all checks, and, when the job ending is the one whose slots go back (a
+    -- worker's own finished job: always, in practice), for the give-back's too.
+    local now_in
+    if giving_back ~= nil and giving_back.id == f.id then
+      now_in = redis.call('HMGET', f.key, 'status', C.lease_field, C.handed_out_field, C.groups_field, C.held_field)
+      held = {now_in[4], now_in[5]}
+    else
+      now_in = redis.call('HMGET', f.key, 'status', C.lease_field, C.handed_out_field)
+    end
     if now_in[1] == 'finished' then
       has_dependents = redis.call('EXISTS', f.dependents)  -- as the first run found them
       replayed = now_in[3] or ''
@@ -62,7 +71,7 @@ local function end_finished()
   if gave_back then
     redis.call('ZREM', K.running_type .. giving_back.type, giving_back.id)
     redis.call('ZREM', K.running_user .. giving_back.user, giving_back.id)
-    local held = redis.call('HMGET', K.job .. giving_back.id, C.groups_field, C.held_field)
+    held = held or redis.call('HMGET', K.job .. giving_back.id, C.groups_field, C.held_field)
     groups_lease(held[1], giving_back.id, nil)  -- groups.lua
     resources_lease(held[2], giving_back.id, nil)  -- resources.lua
     gave_back_wide = (held[1] or held[2]) and true or false

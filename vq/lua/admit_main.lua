@@ -34,6 +34,20 @@ local function push_wake(tk)
   if redis.call('LPUSH', K.wake, tk) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
 end
 
+-- Whether jobs may still wait for a worker (after this call's hand-out): arrivals of types
+-- this worker does not route, a job whose resources its share lacked, a job found only by
+-- the look at every ring, or users in any ring K.inbox names (one EXISTS over those rings:
+-- an emptied ring stays named until a look finds it empty).
+local function more_waiting(from_unlisted)
+  if unserved or resources_short or from_unlisted then return true end
+  local rings = {}
+  for ring in pairs(listed) do rings[#rings + 1] = ring end
+  for from = 1, #rings, 500 do
+    if redis.call('EXISTS', unpack(rings, from, math.min(from + 499, #rings))) > 0 then return true end
+  end
+  return false
+end
+
 -- Whether a job of a type not in `skip` may start on the slots a finished job of type `ft`
 -- and user `fu` gave back (`wide`: limit-group slots or resources too, which a job of any
 -- type or user may need): users wait in a ring of that type, or the user's own line waits
@@ -60,11 +74,13 @@ end
 
 -- Freed slots may let an idle worker run a job this one does not take (another type,
 -- another user): wake one, if any is idle (the list is trimmed only when it grows past
--- WAKE_MAX, not on every push) and some job waits that the slots may let start. Idle
--- workers are named in K.inbox by the call that found nothing for them (below), so a busy
--- system pushes no tokens nobody reads. The token names the slots (type, user, wide), so a
--- worker that cannot use them passes it on to one that may (below).
-if gave_back and next(idle) ~= nil and may_use(giving_back.type, giving_back.user, gave_back_wide, {}) then
+-- WAKE_MAX, not on every push) and some job waits that the slots may let start (or
+-- arrivals wait that this worker does not route). Idle workers are named in K.inbox by the
+-- call that found nothing for them (below), so a busy system pushes no tokens nobody
+-- reads. The token names the slots (type, user, wide), so a worker that cannot use them
+-- passes it on to one that may (below).
+if gave_back and next(idle) ~= nil
+   and (unserved or may_use(giving_back.type, giving_back.user, gave_back_wide, {})) then
   push_wake(cjson.encode({0, giving_back.type, giving_back.user, gave_back_wide and 1 or 0}))
 end
 
@@ -74,13 +90,17 @@ local function handed(reply, note)
   return reply
 end
 
--- An idle worker that gets a job wakes the next idle one, if any: one event (a batch, a
--- resume, a user's new tier, a slot freed) may have made several jobs runnable, and the
--- chain of wakes stops at the first worker that finds nothing.
-local function wake_next()
+-- An idle worker that gets a job wakes the next idle one, if any, when jobs still wait: one
+-- event (a batch, a resume, a user's new tier, a slot freed) may have made several jobs
+-- runnable, and the chain of wakes stops at the first worker that finds nothing. When
+-- this hand-out took the last waiting job (a paced submission's: the usual case when
+-- workers idle) nobody is woken, where the chain used to wake one more worker whose call
+-- found nothing.
+local function wake_next(from_unlisted)
   if giving_back or worker == '' then return end
   for name in pairs(idle) do
     if name ~= worker then
+      if not more_waiting(from_unlisted) then return end
       push_wake(0)
       return
     end
@@ -89,7 +109,7 @@ end
 
 local found, t, p = admit_listed(listed)
 if found then
-  wake_next()
+  wake_next(false)
   return handed(hand_out(found, t, p, has_dependents, idle))
 end
 -- A finishing worker skips the look at every other ring: finding nothing, it calls again
@@ -97,7 +117,7 @@ end
 if giving_back then return handed({has_dependents}) end
 found, t, p = admit_unlisted(listed)
 if found then
-  wake_next()
+  wake_next(true)
   return handed(hand_out(found, t, p, has_dependents, idle))
 end
 -- Nothing for an idle worker: it waits for a wake token, and says so here, in the same

@@ -102,6 +102,10 @@ local function route()
           held = redis.call('LLEN', wait_key(t, p, user))
         end
         if #dl > 0 then
+          if not dated_types[t] then  -- admission takes this type's lines' zsets first from now on
+            redis.call('HSET', K.effective, 'dated:' .. t, 1)
+            dated_types[t] = true
+          end
           held = held + redis.call('ZCARD', edf_key(t, p, user))
           redis.call('ZADD', edf_key(t, p, user), unpack(dl))
         elseif held == 0 then

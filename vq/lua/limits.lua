@@ -4,7 +4,7 @@
 -- (weighted: 1 when any weight is above 1, so admission looks weights up only then);
 -- group:<g>[=<key>] -> a limit group's limit and group-rate:<g>[=<key>] -> its rate,
 -- "<starts>/<window ms>" (config only);
--- and paused:<t> -> 1 for each paused type. Atomic, so two hosts that
+-- and paused:<t> -> 1 for each paused type; admission's dated:<t> marks are kept. Atomic, so two hosts that
 -- change limits or pause a queue at once cannot interleave. The users' limits admission
 -- worked out and kept here (ulimit:<u>) go with the old hash: it works them out again.
 --
@@ -26,6 +26,14 @@ for field, value in pairs(out) do
   end
 end
 for _, t in ipairs(redis.call('SMEMBERS', K.paused)) do out['paused:' .. t] = '1' end
+-- Admission's marks of types whose lines hold jobs with a deadline (dated:<t>, set by
+-- admit_route.lua) are no limits: they stay, or such jobs would lose their place first in line.
+local cursor = '0'
+repeat
+  local page = redis.call('HSCAN', K.effective, cursor, 'MATCH', 'dated:*', 'COUNT', 1000)
+  cursor = page[1]
+  for i = 1, #page[2], 2 do out[page[2][i]] = page[2][i + 1] end
+until cursor == '0'
 redis.call('DEL', K.effective)
 local args = {}
 for field, value in pairs(out) do

@@ -10,7 +10,8 @@ instead of by a worker misbehaving in production.
 - `vq.rq_seam.worker`: `VqWorker` and `ThreadWorker`, every override of RQ's `Worker`.
 - `vq.rq_seam.queue`: `VqQueue` and `rq_queue()`, every override of RQ's `Queue`.
 - `vq.rq_seam.job`: `ReadableJob`, the one override of RQ's `Job` (reads a pickled job
-  without unpickling it).
+  without unpickling it), and `lean_jobs`, RQ's job dates read without `strptime`
+  and its serializer check done once per serializer (installed here, on import).
 - `vq.rq_seam.private`: RQ's private attributes and methods that the rest of vq uses,
   each behind a named function.
 - `vq.rq_seam.log_filters`: the filters that recognise RQ's own log lines.
@@ -19,3 +20,7 @@ instead of by a worker misbehaving in production.
 
 Modules outside this package use RQ's public API only (plus `vq.rq_seam.private`).
 """
+
+from vq.rq_seam.job import lean_jobs
+
+lean_jobs()

@@ -1,0 +1,132 @@
+"""The HTTP create's answer (vq/created_view.py) is what `jobs.show(explain=False)` says of
+the new job, read in one round trip with the audit record: compared on jobs of every kind
+against a real Redis. And the verified-token memory of the API server (vq/tokens.py)."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from tests.conftest import TEST_JOB_TYPES, write_config
+from vq import audit, keys, queues
+from vq.config import load_settings
+from vq.created_view import created_view
+from vq.jobs import show
+from vq.submission import Submission, submit
+from vq.tokens import LEEWAY, TokenRequest, Unauthorized, VerifiedTokens, create, verify_key
+
+
+@pytest.fixture
+def settings(redis_server, tmp_path):
+    path = write_config(
+        tmp_path / "config.yaml",
+        {
+            "redis": {"url": redis_server.url},
+            "data_dir": str(tmp_path),
+            "job_types": {
+                **TEST_JOB_TYPES,
+                "test-gpu": {"handler": "tests.plugins:tracked", "attempts": 1, "resources": {"gpu": 1}},
+            },
+            "concurrency": {
+                "groups": {"model": {"key": "data.model", "limit": {"default": 2}, "types": ["test-track"]}}
+            },
+            "http": {"jwt_secret": "s" * 40},
+        },
+    )
+    return load_settings(path, env={})
+
+
+KINDS = {
+    "plain": Submission("test-noop", {"prompt": "x"}, user_id="u1"),
+    "priority": Submission("test-noop", {}, user_id="u1", priority="low"),
+    "delayed": Submission("test-noop", {}, user_id="u1", delay_ms=60_000),
+    "group": Submission("test-track", {"model": "sdxl"}, user_id="u1", project_id="p1"),
+    "resources": Submission("test-gpu", {}, user_id="u1"),
+    "sensitive": Submission("test-echo", {"api_key": "k-123", "prompt": "y"}, user_id="u1"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_the_answer_is_what_show_says(redis_conn, settings, kind):
+    sub = KINDS[kind]
+    job_id = submit(redis_conn, settings, sub)
+    answer = created_view(redis_conn, settings, job_id, sub.job_type, "u1")
+    assert answer == show(redis_conn, job_id, settings, explain=False, reveal_to="u1")
+    stranger = created_view(redis_conn, settings, job_id, sub.job_type, "someone-else")
+    assert stranger == show(redis_conn, job_id, settings, explain=False, reveal_to="someone-else")
+    if kind == "sensitive":
+        assert answer["data"]["api_key"] == "k-123" and stranger["data"]["api_key"] != "k-123"
+
+
+def test_a_dependent_and_a_limited_job(redis_conn, settings):
+    first = submit(redis_conn, settings, Submission("test-noop", {}, user_id="u1"))
+    then = submit(redis_conn, settings, Submission("test-noop", {}, user_id="u1", depends_on=[first]))
+    assert created_view(redis_conn, settings, then, "test-noop", "u1") == show(
+        redis_conn, then, settings, explain=False, reveal_to="u1"
+    )
+    assert show(redis_conn, then, settings, explain=False)["status"] == "deferred"
+    # a job in its user's waiting line (what admission does when it routes it): `limited`
+    job_id = submit(redis_conn, settings, Submission("test-track", {"model": "m"}, user_id="u1"))
+    redis_conn.zadd(keys.wait_since_all("test-track")[1], {job_id: 1})
+    answer = created_view(redis_conn, settings, job_id, "test-track", "u1")
+    assert answer["status"] == "limited"
+    assert answer == show(redis_conn, job_id, settings, explain=False, reveal_to="u1")
+    queues.pause(redis_conn, settings, "test-track")  # a paused type's jobs wait for the resume: queued
+    answer = created_view(redis_conn, settings, job_id, "test-track", "u1")
+    assert answer["status"] == "queued"
+    assert answer == show(redis_conn, job_id, settings, explain=False, reveal_to="u1")
+
+
+def test_the_audit_record_goes_in_the_same_round_trip(redis_conn, settings):
+    job_id = submit(redis_conn, settings, Submission("test-noop", {}, user_id="u1"))
+    before = redis_conn.xlen(keys.EVENTS)
+    created_view(
+        redis_conn,
+        settings,
+        job_id,
+        "test-noop",
+        "u1",
+        lambda pipe: audit.record(pipe, "u1", "user", "create", "test-noop", job_id, delayed=True),
+    )
+    assert redis_conn.xlen(keys.EVENTS) == before + 1
+    (_, fields), *_ = redis_conn.xrevrange(keys.EVENTS, count=1)
+    record = {k.decode(): v.decode() for k, v in fields.items()}
+    assert record["event"] == "audit" and job_id in record.values(), record
+
+
+def test_another_type_or_a_vanished_job_is_left_to_show(redis_conn, settings):
+    job_id = submit(redis_conn, settings, Submission("test-noop", {}, user_id="u1"))
+    # told the wrong type: the read-back is not trusted, show answers
+    assert created_view(redis_conn, settings, job_id, "test-echo", "u1") == show(
+        redis_conn, job_id, settings, explain=False, reveal_to="u1"
+    )
+
+
+def test_a_remembered_token_is_refused_once_it_expires(settings):
+    tokens = VerifiedTokens(settings, verify_key(settings))
+    header = "Bearer " + create(settings, TokenRequest(user_id="u1", ttl_seconds=60))
+    assert tokens.decode(header).user_id == "u1"
+    assert header in tokens.known  # the next request is not verified again
+    assert tokens.decode(header).user_id == "u1"
+    # expired 3.5 s ago: still within the 5 s leeway, so it passes and is remembered...
+    expires = time.time() - 3.5
+    late = "Bearer " + jwt.encode({"sub": "u2", "exp": int(expires)}, settings.http.jwt_secret, algorithm="HS256")
+    assert tokens.decode(late).user_id == "u2"
+    assert late in tokens.known
+    time.sleep(max(0.0, int(expires) + LEEWAY + 0.2 - time.time()))
+    # ...until the leeway is over too: refused, though remembered
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.decode(late)
+
+
+def test_a_bad_token_is_never_remembered(settings):
+    tokens = VerifiedTokens(settings, verify_key(settings))
+    forged = jwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, "another-secret-" + "x" * 32, algorithm="HS256")
+    for _ in range(2):
+        with pytest.raises(Unauthorized, match="signature"):
+            tokens.decode(f"Bearer {forged}")
+    with pytest.raises(Unauthorized):
+        tokens.decode(None)
+    assert tokens.known == {}
