@@ -1,13 +1,16 @@
 """Idle workers wait for a wake token, not a timer (issue 28's worker scale): an idle worker
 costs Redis about one command a second, and every event that makes jobs runnable still
 starts them at once on as many idle workers as it made runnable; a token taken by a worker
-that cannot use it is passed on."""
+that cannot use it is passed on, and a slot a dead worker's lease held is taken again as
+the lease lapses."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
 
+from tests.conftest import TEST_JOB_TYPES, _kill_tree
+from vq import keys
 from vq.rq_seam.worker import IDLE_LOOK_EVERY
 
 
@@ -120,3 +123,60 @@ def test_a_token_a_worker_without_the_resources_takes_is_passed_on(vq, redis_con
         gaps.append(_wait_s(vq, vq.submit("test-gpu", {"seconds": 0.05}, "--user", f"g{n}")))
         _idle(redis_conn, 4)
     assert max(gaps) < 1.0, gaps
+
+
+def _started_at(vq, redis_conn, job_id: str) -> float:
+    """When the job's handler began (its own record: tests/plugins.py tracked), by this host's clock."""
+    vq.wait_for(job_id, timeout=IDLE_LOOK_EVERY * 3)
+    return float(redis_conn.hget("test:started-at", job_id))
+
+
+def test_a_slot_freed_for_a_type_the_woken_worker_does_not_serve_is_passed_on(vq, redis_conn):
+    """A finishing worker gives back its user's slot and wakes one idle worker. The job the
+    slot lets start is the user's next one, of another type: an idle worker that serves
+    other types takes the token, finds nothing and passes it on, so the job starts at once
+    on the one worker that serves its type, not at that worker's next look (10 s)."""
+    vq.configure(
+        job_types={**TEST_JOB_TYPES, "test-other": {"handler": "tests.plugins:tracked", "attempts": 1}},
+        concurrency={"type": {"test-track": 10, "test-other": 10}, "user": {"free": 1}},
+    )
+    vq.start_daemon("--queues", "test-track", workers=3)
+    _idle(redis_conn, 3)
+    vq.start_daemon("--queues", "test-other", workers=1)  # last on the wake list
+    _idle(redis_conn, 4)
+    holder = vq.submit("test-track", {"gate": "slot"}, "--user", "u")
+    vq.wait_for(holder, statuses=("started",))
+    waiting = vq.submit("test-other", {"seconds": 0.1}, "--user", "u")  # at the user's limit: in line
+    vq.wait_reason(waiting, "user limit 1/1")
+    _idle(redis_conn, 3)
+    time.sleep(0.3)
+    opened = time.time()
+    vq.open_gate("slot")
+    gap = _started_at(vq, redis_conn, waiting) - opened
+    assert gap < 2.0, f"the user's next job started {gap:.1f} s after the slot was freed"
+
+
+def test_a_slot_a_dead_workers_lease_held_is_taken_as_the_lease_lapses(vq, redis_conn):
+    """A host dies (its daemon and worker SIGKILLed) while its job holds its user's only
+    slot; stalled-job recovery is far off. The user's next job, in line on another host's
+    idle worker, starts as the lease lapses: that worker's last look saw the lease that
+    held the job back and looked again at its deadline, not at its next look (10 s)."""
+    vq.configure(
+        concurrency={"type": {"test-track": 10}, "user": {"free": 1}},
+        queue={"settings": {"lockDuration": 2000, "stalledInterval": 60_000}},
+    )
+    doomed_host = vq.start_daemon(workers=1)
+    _idle(redis_conn, 1)
+    doomed = vq.submit("test-track", {"seconds": 60}, "--user", "u")
+    vq.wait_for(doomed, statuses=("started",))
+    vq.start_daemon(workers=1)
+    _idle(redis_conn, 1)
+    waiting = vq.submit("test-track", {"seconds": 0.1}, "--user", "u")
+    vq.wait_reason(waiting, "user limit 1/1")
+    time.sleep(0.3)
+    _kill_tree(doomed_host)
+    vq.daemons.remove(doomed_host)  # killed on purpose: not a failure of the test's daemons
+    time.sleep(0.1)
+    lapses_at = redis_conn.zscore(keys.running_user("u"), doomed) / 1000  # Redis's clock: this host's
+    gap = _started_at(vq, redis_conn, waiting) - lapses_at
+    assert gap < 2.0, f"the user's next job started {gap:.1f} s after the dead worker's lease lapsed"

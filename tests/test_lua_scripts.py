@@ -483,3 +483,50 @@ def test_a_finishing_worker_wakes_an_idle_one_only_when_a_job_waits(redis_conn):
     redis_conn.delete(keys.WAKE)  # the token b's hand-out pushed for c (the chain)
     reply = admission._admit(args=admission._admit_args([other], None, ("b", TYPE, "u1"), end_of(b)))
     assert redis_conn.llen(keys.WAKE) == 1, "c waits for the freed slot: w2 is woken"
+
+
+def test_a_give_back_token_names_its_slots_goes_out_only_for_a_waiting_job_and_is_passed_on(redis_conn):
+    """A finishing worker wakes an idle one only when a job waits that its slots may let
+    start, with a token naming them (type, user); an idle worker of another type that takes
+    it and finds nothing passes it on, and one that serves the waiting job's type gets it."""
+    _limits(redis_conn)  # free: 1 at once
+    admission = Admission(redis_conn, 30_000)
+    redis_conn.sadd(keys.INBOX, "idle:w-third", "idle:w-other")
+    _job(redis_conn, "a", "u1")
+    assert admission.admit([TYPE]).job_id == "a"
+
+    def give_back(job_id: str) -> None:
+        with redis_conn.pipeline(transaction=False) as pipe:
+            admission.admit_in(pipe, [TYPE], give_back=(job_id, TYPE, "u1"))
+            pipe.execute()
+
+    assert redis_conn.lrange(keys.WAKE, 0, -1) == []
+    give_back("a")
+    assert redis_conn.lrange(keys.WAKE, 0, -1) == [], "nothing waits: nobody is woken"
+    _job(redis_conn, "b", "u1")
+    assert admission.admit([TYPE]).job_id == "b"
+    _job(redis_conn, "c", "u1", job_type="t-other")
+    assert admission.admit(["t-other"]) is None, "u1 at their limit: c waits in line"
+    give_back("b")
+    token = redis_conn.lpop(keys.WAKE).decode()
+    assert json.loads(token) == [0, TYPE, "u1", 0]
+    third = admission.admit_or_due(["t-third"], start=Start("w-third", "x", 420, busy=False), woken=token)
+    assert third == (None, None)
+    passed = redis_conn.lpop(keys.WAKE).decode()
+    assert json.loads(passed) == [1, TYPE, "u1", 0], "passed on, one hop more"
+    other, _ = admission.admit_or_due(["t-other"], start=Start("w-other", "y", 420, busy=False), woken=passed)
+    assert other is not None and other.job_id == "c"
+
+
+def test_an_idle_look_at_a_job_a_live_lease_holds_answers_when_the_lease_lapses(redis_conn):
+    """The job waits for its user's slot, which a live lease holds: the idle caller is told
+    to look again when that lease would lapse unless renewed (a dead holder's lapses then)."""
+    _limits(redis_conn)
+    admission = Admission(redis_conn, 3_000)
+    _job(redis_conn, "a", "u1")
+    _job(redis_conn, "b", "u1")
+    assert admission.admit([TYPE]).job_id == "a"
+    admitted, due = admission.admit_or_due([TYPE])
+    assert admitted is None and due is not None and 2.5 < due <= 3.01, due
+    redis_conn.zadd(keys.running_user("u1"), {"a": int(time.time() * 1000) - 1})  # lapsed: its holder died
+    assert admission.admit([TYPE]).job_id == "b"

@@ -28,7 +28,7 @@ from rq.utils import now, utcparse
 from vq import capacity, groups, keys, lua
 from vq.job_end import JobEnd, encoded
 from vq.model import job_type_of
-from vq.replies import texts
+from vq.replies import text, texts
 from vq.rq_seam.job import format_rq_date
 
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
@@ -54,14 +54,16 @@ class Admission:
         return self.admit_or_due(job_types, start)[0]
 
     def admit_or_due(
-        self, job_types: list[str], start: Start | None = None, woken: int | None = None
+        self, job_types: list[str], start: Start | None = None, woken: str | None = None
     ) -> tuple[Admitted | None, float | None]:
         """`admit`, and when nothing was admitted because a limit group's rate held a job
-        back, the seconds until it may start (None otherwise): a rate frees a start with
-        time, not with an event that wakes a worker, so the caller waits no longer.
-        `woken`: the caller took a wake token with this hop count (`wait_for_wake`); if
-        nothing here is for it but arrivals of types it does not serve wait, the script
-        passes the token on to another idle worker (vq/lua/admit_main.lua)."""
+        back, or a live lease held one from its slot, the seconds until it may start (the
+        rate allows it; the lease lapses unless renewed, as a dead worker's does), None
+        otherwise: neither comes with an event that wakes a worker, so the caller waits no
+        longer. `woken`: the wake token the caller took (`wait_for_wake`); if nothing here is
+        for it but something it does not serve may start (arrivals of other types, slots
+        given back that a job of another type may use), the script passes the token on to
+        another idle worker (vq/lua/admit_main.lua)."""
         asked_at = time.monotonic()  # before Redis sets the lease's deadline: the worker's own is earlier
         reply = self._admit(args=self._admit_args(job_types, start, woken=woken))
         admitted = parse_admitted(reply)
@@ -92,7 +94,7 @@ class Admission:
         start: Start | None = None,
         give_back: tuple[str, str, str] | None = None,
         finish: JobEnd | str = "",
-        woken: int | None = None,
+        woken: str | None = None,
     ) -> list[str]:
         """The script's ARGV: its options (vq/lua/admit_common.lua) and the finished job's end."""
         options = {
@@ -279,16 +281,15 @@ def wake_in(pipe, count: int = 1) -> None:
     pipe.ltrim(keys.WAKE, 0, WAKE_TOKENS - 1)
 
 
-def wait_for_wake(conn: Redis, timeout: float) -> int | None:
-    """Wait for a wake token up to `timeout` seconds: its hop count (how many idle workers
-    passed it on before), or None when none came."""
+def wait_for_wake(conn: Redis, timeout: float) -> str | None:
+    """Wait for a wake token up to `timeout` seconds: the token, or None when none came. A
+    token is its hop count (how many idle workers passed it on before), or, pushed by a
+    finishing worker for the slots it gave back, JSON [hops, type, user, wide] naming them
+    (vq/lua/admit_main.lua), so a worker that cannot use them passes it on."""
     reply = conn.blpop([keys.WAKE], timeout=max(0.01, timeout))
     if reply is None:
         return None
-    try:
-        return int(reply[1])
-    except ValueError:
-        return 0
+    return text(reply[1])
 
 
 def forget(conn: Redis, job) -> None:

@@ -13,14 +13,15 @@ local function limit_of(kind, name, fallback)
 end
 
 -- Whether the type may start a job now: not paused, and under its limit. `limit_text` and
--- `paused` as the effective hash has them (nil: not published there).
+-- `paused` as the effective hash has them (nil: not published there). A full type notes
+-- when its first lease may lapse (under_limit).
 local function type_open(t, limit_text, paused)
   local limit = tonumber(limit_text)
   if not limit_text then
     paused = redis.call('SISMEMBER', K.paused, t) == 1
     limit = limit_of('type', t, UNLIMITED)
   end
-  return not paused and live_count(K.running_type .. t) < limit
+  return not paused and under_limit(K.running_type .. t, limit)
 end
 
 -- A user's limit from its sources: their own, else their tier's. The answer is kept in the
@@ -115,7 +116,7 @@ local function admit_from(ring, t, p)
     else
       limit = tonumber(redis.call('HGET', K.effective, 'ulimit:' .. user))
     end
-    if live_count(uk) < (limit or user_limit(user)) then
+    if under_limit(uk, limit or user_limit(user)) then
       local id, job, held, rated = nil, nil, nil, nil
       while true do
         local cand, deadline = pop_line(t, p, user)  -- earliest deadline first (admit_deadline.lua)
@@ -133,7 +134,11 @@ local function admit_from(ring, t, p)
           local group_held
           group_held, rated = groups_check(job[C.groups_field], now)
           if group_held then
-            if group_held[6] and (not rate_due or group_held[6] < rate_due) then rate_due = group_held[6] end
+            if group_held[6] then
+              if not rate_due or group_held[6] < rate_due then rate_due = group_held[6] end
+            else  -- the group key's slots are full
+              note_lapse(K.running_group .. group_held[1] .. ':' .. group_held[2])
+            end
             push_back_line(t, p, user, cand, deadline)
             break
           end

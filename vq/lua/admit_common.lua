@@ -23,14 +23,17 @@
 --                this worker in the same step (now: RQ's text format; default_ttl: the
 --                heartbeat TTL of a job without a timeout; busy: the worker's hash already
 --                says busy)
---   woken        (optional) the hop count of the wake token that ended the caller's wait:
---                passed on, one hop more, when nothing is for the caller (admit_main.lua)
+--   woken        (optional) the wake token that ended the caller's wait: its hop count, or
+--                JSON [hops, type, user, wide] for one a finishing worker pushed for the
+--                slots it gave back; passed on, one hop more, when nothing is for the caller
+--                but something it does not serve may start (admit_main.lua)
 -- ARGV[2]: the end of the finished job, as JSON (vq/job_end.py JobEnd), or '' for none;
 --          its `token` fences both the end and the give-back.
 -- Returns: {whether the finished job has dependents (0/1; -1: its end was refused, the
 --          token being stale), then, of the admitted job if any: job_id, queue_name,
 --          user, the job's hash as HGETALL gives it, started (0/1)}; with nothing admitted
---          because a limit group's rate held a job back: {has_dependents, ms until it may start}.
+--          because a limit group's rate held a job back, or a live lease held one from its slot:
+--          {has_dependents, ms until it may start (the rate allows it, the lease lapses)}.
 --
 -- Time is Redis's own (TIME), not the caller's: every lease deadline on every host is on
 -- one clock, the one stalled-job recovery reads (vq/stalled.py).
@@ -107,6 +110,36 @@ local function wait_key(t, p, user) return K.wait .. t .. ':' .. p .. ':' .. use
 -- removes it (vq/stalled.py).
 local function live_count(key)
   return redis.call('ZCOUNT', key, now, '+inf')
+end
+
+-- The earliest moment (ms) a live lease that keeps a waiting job from its slot lapses unless
+-- renewed (nil: none seen). Its holder renews it every sixth of the lease (vq/fence.py), so
+-- only a dead holder's comes due before the idle caller's next look: the caller looks again
+-- then (admit_main.lua), and a job waiting on a dead worker's slot starts as the lease lapses.
+-- A finishing worker's call does not look (it calls again on its own when it finds nothing).
+local lapse_due = nil
+local function note_lapse(key)
+  if giving_back then return end
+  local first = redis.call('ZRANGEBYSCORE', key, now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  local at = tonumber(first[2])
+  if at and (not lapse_due or at < lapse_due) then lapse_due = at end
+end
+
+-- Whether the running set `key` holds fewer than `limit` live leases; when it does not, its
+-- earliest is noted (note_lapse). A small limit (a user's, as a rule) is read with one
+-- ZRANGEBYSCORE that answers both, so a look at users at their limits costs no command
+-- more than a count; a large one is counted, and read again only when full.
+local function under_limit(key, limit)
+  if limit > 16 then
+    if live_count(key) < limit then return true end
+    note_lapse(key)
+    return false
+  end
+  local live = redis.call('ZRANGEBYSCORE', key, now, '+inf', 'WITHSCORES', 'LIMIT', 0, math.ceil(limit))
+  if #live / 2 < limit then return true end
+  local at = tonumber(live[2])
+  if not giving_back and at and (not lapse_due or at < lapse_due) then lapse_due = at end
+  return false
 end
 
 local function as_map(flat)

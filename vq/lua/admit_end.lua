@@ -26,6 +26,7 @@ local function finish(f)
 end
 
 local ending = nil  -- the finished job's end, its hash's fields still to write (write_end)
+local gave_back_wide = false  -- the slots given back include limit-group slots or resources (admit_main.lua)
 local replayed = nil  -- this very call ran before: what it handed out (JSON), or '' for nothing known
 
 -- The finished job's end (ARGV[2]) and its slots back: {has_dependents (-1: refused),
@@ -73,6 +74,7 @@ local function end_finished()
     held = held or redis.call('HMGET', K.job .. giving_back.id, C.groups_field, C.held_field)
     groups_lease(held[1], giving_back.id, nil)  -- groups.lua
     resources_lease(held[2], giving_back.id, nil)  -- resources.lua
+    gave_back_wide = (held[1] or held[2]) and true or false
   end
   return has_dependents, gave_back
 end

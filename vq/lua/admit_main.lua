@@ -30,11 +30,14 @@ end
 
 local listed, idle, unserved = route()
 
--- Whether jobs may still wait for a worker (for the slots this call freed, or after its
--- hand-out): arrivals of types this
--- worker does not route, a job whose resources its share lacked, a job found only by the
--- look at every ring, or users in any ring K.inbox names (one EXISTS over those rings: an
--- emptied ring stays named until a look finds it empty).
+local function push_wake(tk)
+  if redis.call('LPUSH', K.wake, tk) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
+end
+
+-- Whether jobs may still wait for a worker (after this call's hand-out): arrivals of types
+-- this worker does not route, a job whose resources its share lacked, a job found only by
+-- the look at every ring, or users in any ring K.inbox names (one EXISTS over those rings:
+-- an emptied ring stays named until a look finds it empty).
 local function more_waiting(from_unlisted)
   if unserved or resources_short or from_unlisted then return true end
   local rings = {}
@@ -45,12 +48,40 @@ local function more_waiting(from_unlisted)
   return false
 end
 
+-- Whether a job of a type not in `skip` may start on the slots a finished job of type `ft`
+-- and user `fu` gave back (`wide`: limit-group slots or resources too, which a job of any
+-- type or user may need): users wait in a ring of that type, or the user's own line waits
+-- in a ring of another, or, `wide`, users wait in any. The rings K.inbox lists are a hint
+-- (one just emptied leaves it at the next look), so one EXISTS over those rings and lines.
+local function may_use(ft, fu, wide, skip)
+  local named = {}
+  for ring in pairs(listed) do
+    local t, p = string.match(string.sub(ring, #K.ring + 1), '^(.+):(%a+)$')
+    if t and not skip[t] then
+      if t == ft or wide then
+        named[#named + 1] = ring
+      else
+        named[#named + 1] = wait_key(t, p, fu)
+        named[#named + 1] = edf_key(t, p, fu)
+      end
+    end
+  end
+  for from = 1, #named, 500 do
+    if redis.call('EXISTS', unpack(named, from, math.min(from + 499, #named))) > 0 then return true end
+  end
+  return false
+end
+
 -- Freed slots may let an idle worker run a job this one does not take (another type,
 -- another user): wake one, if any is idle (the list is trimmed only when it grows past
--- WAKE_MAX, not on every push). Idle workers are named in K.inbox by the call that found
--- nothing for them (below), so a busy system pushes no tokens nobody reads.
-if gave_back and next(idle) ~= nil and more_waiting(false) then  -- no job waits: nobody to wake for it
-  if redis.call('LPUSH', K.wake, 0) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
+-- WAKE_MAX, not on every push) and some job waits that the slots may let start (or
+-- arrivals wait that this worker does not route). Idle workers are named in K.inbox by the
+-- call that found nothing for them (below), so a busy system pushes no tokens nobody
+-- reads. The token names the slots (type, user, wide), so a worker that cannot use them
+-- passes it on to one that may (below).
+if gave_back and next(idle) ~= nil
+   and (unserved or may_use(giving_back.type, giving_back.user, gave_back_wide, {})) then
+  push_wake(cjson.encode({0, giving_back.type, giving_back.user, gave_back_wide and 1 or 0}))
 end
 
 -- The reply, after the finished job's fields and what is handed out go into its hash.
@@ -70,7 +101,7 @@ local function wake_next(from_unlisted)
   for name in pairs(idle) do
     if name ~= worker then
       if not more_waiting(from_unlisted) then return end
-      if redis.call('LPUSH', K.wake, 0) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
+      push_wake(0)
       return
     end
   end
@@ -93,22 +124,37 @@ end
 -- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake).
 if worker ~= '' and not idle[worker] then redis.call('SADD', K.inbox, C.idle .. worker) end
 -- Woken by a token that was not for it (arrivals of a type it does not serve: a thread
--- worker of one type, a daemon started for some types; or a job that needs resources, a
--- GPU, this worker lacks): pass the token on to another idle worker, at most once per
--- other idle worker, so no arrival waits for a timer and a token nobody can use stops
--- going round.
-local woken = tonumber(opts.woken)
-if woken and (unserved or resources_short) and worker ~= '' then
+-- worker of one type, a daemon started for some types; a job that needs resources, a GPU,
+-- this worker lacks; slots given back that a job of a type it does not serve may use):
+-- pass the token on to another idle worker, at most once per other idle worker, so no
+-- such job waits for a timer and a token nobody can use stops going round.
+local woken, freed = tonumber(opts.woken), nil
+if opts.woken ~= nil and not woken then  -- a finishing worker's: [hops, type, user, wide]
+  local ok, tk = pcall(cjson.decode, opts.woken)
+  if ok and type(tk) == 'table' and type(tk[2]) == 'string' and type(tk[3]) == 'string' then
+    woken, freed = tonumber(tk[1]) or 0, tk
+  end
+end
+if woken and worker ~= '' then
   local others = 0
   for name in pairs(idle) do
     if name ~= worker then others = others + 1 end
   end
   if woken < others then
-    if redis.call('LPUSH', K.wake, woken + 1) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
+    local serves = {}
+    for i = 1, n_types do serves[types[i]] = true end
+    if freed and may_use(freed[2], freed[3], freed[4] == 1, serves) then
+      push_wake(cjson.encode({woken + 1, freed[2], freed[3], freed[4]}))
+    elseif unserved or resources_short then
+      push_wake(woken + 1)
+    end
   end
 end
--- A job a group's rate holds becomes admissible with time, not on an event: say when, so an
--- idle caller waits no longer than that (vq/rq_seam/queue.py dequeue_any).
+-- A job a group's rate holds becomes admissible with time, not on an event, and one a live
+-- lease holds from its slot when that lease lapses (its holder died: note_lapse): say when,
+-- so an idle caller waits no longer than that (vq/rq_seam/queue.py dequeue_any).
 write_end(nil)
-if rate_due then return {has_dependents, math.max(1, rate_due - now)} end
+local due = rate_due
+if lapse_due and (not due or lapse_due + 1 < due) then due = lapse_due + 1 end  -- live up to its deadline
+if due then return {has_dependents, math.max(1, due - now)} end
 return {has_dependents}

@@ -77,18 +77,20 @@ class VqQueue(Queue):
         for a vq worker, started for it in the same step.
 
         Waits for a wake token (a job arrived, a slot was freed) up to `timeout` and, when a
-        limit group's rate holds a job, until it may start; never spins. One admission call
-        per wait: a wait that ends without a token raises DequeueTimeout at once, and the
-        next call's admission is the safety look (RQ's loop heartbeats in between)."""
+        limit group's rate holds a job, until it may start, or when a live lease holds one
+        from its slot, until the lease lapses unless renewed (a dead worker's); never spins.
+        One admission call per wait: a wait that ends without a token raises DequeueTimeout
+        at once, and the next call's admission is the safety look (RQ's loop heartbeats in
+        between)."""
         types = admission_order(queues)
         admission = admission_for(connection)
         deadline = time.monotonic() + (timeout or 0)
-        woken = None  # the token that ended the last wait: its hop count (vq/admission.py)
+        woken = None  # the token that ended the last wait (vq/admission.py wait_for_wake)
         while True:
             starter = cls.starter
             with starter.starting() if starter is not None else nullcontext():
                 start = starter.start_for_admission() if starter is not None else None
-                admitted, rate_due = admission.admit_or_due(types, start=start, woken=woken)
+                admitted, due = admission.admit_or_due(types, start=start, woken=woken)
                 taken = None
                 if admitted is not None:
                     if admitted.started:  # only with a `start`, which only a starter gives
@@ -111,9 +113,9 @@ class VqQueue(Queue):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DequeueTimeout(timeout, [q.key for q in queues])
-            # Idle: a wake token, or `timeout` at most (a job that a rate holds: until it may start).
-            woken = wait_for_wake(connection, min(left, rate_due) if rate_due is not None else left)
-            if woken is None and rate_due is None:
+            # Idle: a wake token, or `timeout` at most (a job that a rate or a lease holds: until it may start).
+            woken = wait_for_wake(connection, min(left, due) if due is not None else left)
+            if woken is None and due is None:
                 raise DequeueTimeout(timeout, [q.key for q in queues])
 
     @classmethod

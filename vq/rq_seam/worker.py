@@ -315,10 +315,11 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         """How long an idle worker waits for a wake token before it looks again anyway and
         heartbeats. Every event that can make a job runnable pushes a token (a submission, a
         delay coming due, a dependency or resume or raised limit, a slot given back, a lapsed
-        lease's recovery), and a job a group's rate holds sets its own shorter wait
-        (VqQueue.dequeue_any); this look is the safety net for a token taken by a worker that
-        cannot use it (its resources, or a slot freed for a type it does not serve). Often
-        enough that `vq workers` still sees the worker alive (health.heartbeatAge)."""
+        lease's recovery), a worker that cannot use one passes it on, and a job a group's
+        rate or a live lease holds sets its own shorter wait, until the rate allows it or the
+        lease would lapse (VqQueue.dequeue_any); this look is the safety net for a token lost
+        (its taker died, or it went past every idle worker). Often enough that `vq workers`
+        still sees the worker alive (health.heartbeatAge)."""
         return max(1, min(IDLE_LOOK_EVERY, runtime().settings.health.heartbeatAge // 4000))
 
     def _shutdown(self):
