@@ -87,3 +87,50 @@ def test_bullmq_drains_every_job_no_op_and_against_the_stub(redis_conn, redis_se
         stub.stop()
     # 20 calls of 50 ms, 10 at a time: two waves at least, so never under 0.1 s
     assert io.steady_s and io.steady_s >= 0.1
+
+
+def test_the_raw_http_client_keeps_its_connection_and_reads_both_body_framings():
+    """http_submit.py's load generator (raw_http.py) against a real socket server: a
+    Content-Length answer, a chunked one, a `Connection: close` (the next request opens a
+    new connection, counted), and a garbled answer (HttpError, not a hang)."""
+    import asyncio
+
+    from raw_http import HttpError, RawClient
+
+    answers = [
+        b'HTTP/1.1 201 Created\r\ncontent-length: 11\r\ncontent-type: application/json\r\n\r\n{"id": "a"}',
+        b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{\"id\r\n7\r\n\": \"b\"}\r\n0\r\n\r\n",
+        b"HTTP/1.1 503 Busy\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno",
+        b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok",
+        b"SMTP ready\r\n\r\n",
+    ]
+    seen: list[bytes] = []
+
+    async def serve(reader, writer):
+        while answers:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(
+                next(v for k, v in (h.split(b": ", 1) for h in head.split(b"\r\n")[1:-2]) if k == b"Content-Length")
+            )
+            seen.append(head.split(b"\r\n", 1)[0] + b" " + await reader.readexactly(length))
+            answer = answers.pop(0)
+            writer.write(answer)
+            await writer.drain()
+            if b"connection: close" in answer:
+                writer.close()
+                return
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, RawClient(f"http://127.0.0.1:{port}", {"Authorization": "Bearer t"}, timeout=5) as client:
+            got = [await client.post("/api/jobs/x", b'{"n": %d}' % n) for n in range(4)]
+            with pytest.raises(HttpError, match="not an HTTP/1.1 answer"):
+                await client.post("/api/jobs/x", b"{}")
+            return got, len(client.local_ports)
+
+    got, connections = asyncio.run(main())
+    assert got == [(201, b'{"id": "a"}'), (201, b'{"id": "b"}'), (503, b"no"), (201, b"ok")]
+    assert seen[:4] == [b'POST /api/jobs/x HTTP/1.1 {"n": %d}' % n for n in range(4)]
+    assert connections == 2  # one, then one more after the server's `Connection: close`

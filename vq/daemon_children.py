@@ -178,9 +178,11 @@ def http_main(settings: Settings, listener: HttpListener, log_level: str) -> Non
     one of them, and one Python's GIL no longer caps the API (sessions, rate limits and
     event streams are in Redis, shared by all). Without a logging config of uvicorn's own, its records
     (startup, errors) go through vq's handler and format; the access lines are vq's own,
-    with a request id (vq/api/request_id.py)."""
+    with a request id (vq/api/request_id.py), written in batches off the event loop
+    (vq/api/access_log.py)."""
     import uvicorn
 
+    from vq.api import access_log
     from vq.api.app import create_app
 
     die_with_parent()
@@ -198,7 +200,21 @@ def http_main(settings: Settings, listener: HttpListener, log_level: str) -> Non
     )
     if listener.sock is None:  # the supervisor starts this child once the port is bound
         raise RuntimeError("the HTTP port is not bound")
-    uvicorn.Server(config).run(sockets=[listener.sock])
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            """The access lines still waiting are written once the last answer is sent, before
+            uvicorn re-raises the stopping signal (SIGTERM's default action ends the process)."""
+            try:
+                await super().shutdown(sockets)
+            finally:
+                access_log.stop()
+
+    access_log.start()  # the lines leave the event loop, written every 0.5 s (vq/api/access_log.py)
+    try:
+        Server(config).run(sockets=[listener.sock])
+    finally:
+        access_log.stop()
 
 
 @dataclass

@@ -8,7 +8,7 @@ Why: `vq daemon` serves an HTTP API (vq/api/app.py: FastAPI under uvicorn, in
 does, the HTTP round trip, JSON in and out, the JWT check (a token verified once is
 remembered until it expires), the (here disabled) per-user rate limit, an audit event and
 the job's JSON read back for the 201 answer (both in one pipelined round trip,
-vq/created_view.py), submit and read-back in one trip to the server's thread pool. This
+vq/created_view.py), submit and read-back on the server's event loop. This
 script measures what that costs, as submissions/s and per-request latency p50/p99, against
 the same submissions made in-process through the Python API, and prints issue 28's targets
 (at least 1,500 submissions/s, p99 at most 25 ms, at least 0.6x of in-process `submit()`
@@ -29,8 +29,9 @@ Systems, one after the other, each with users of its own and N submissions (defa
 
 * http     -- 20 clients (`--clients`), each a separate user with its own token (minted with
               vq's own `vq.tokens.create`, what `vq token create --user U` prints), each with
-              one keep-alive HTTP/1.1 connection: one `httpx.AsyncClient` limited to one
-              connection, all on one asyncio loop in this process. Each client sends
+              one keep-alive HTTP/1.1 connection, one request in flight: raw_http.py's
+              RawClient (asyncio streams; `--client httpx`: one `httpx.AsyncClient` limited
+              to one connection), all on one asyncio loop in this process. Each client sends
               `POST /api/jobs/bench-noop` with `{"prompt": "bench", "seq": n}` as soon as its
               previous answer arrived; n comes from a shared counter, so every client keeps
               busy until the N-th submission. Every answer must be 201 with the job's JSON.
@@ -52,7 +53,13 @@ answer 201 (any other status or error is listed with its body), N distinct job i
 still waiting (`queued` / `limited`: none ran), one `created` event per job, each user's index
 holding the user's jobs; for http, one TCP connection per client.
 
-The HTTP client is httpx, which vq does not depend on: `pip install httpx` if it is missing.
+Why the default client is raw_http.py, not httpx (which it was): the clients run on the same
+2 cores as the server, so every millisecond of CPU they spend is taken from the server they
+measure. httpx spent ~1.1 ms of CPU per request (request and response objects, the pool,
+anyio), half as much as the server's whole create; raw_http.py writes prepared bytes and
+reads the answer's head and body, ~0.15 ms. It checks only what HTTP needs; this script
+checks every answer (201, the job's JSON with its id, user and type). `--client httpx` runs
+the old client, to compare with figures measured with it.
 
 Run from the repository root:  python scripts/bench/http_submit.py [--jobs 5000 --clients 20]
 The defaults take about 1 minute on a 2-core machine (the HTTP part ~30 s); `--jobs 200` about 8 s.
@@ -69,6 +76,7 @@ import statistics
 import sys
 import threading
 import time
+import urllib.request
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +110,7 @@ try:
 except ImportError:  # pragma: no cover - told at the start of main
     httpx = None
 import yaml
+from raw_http import HttpError, RawClient
 from rich.table import Table
 from rq import Queue, Worker
 
@@ -192,8 +201,9 @@ def wait_up(conn, proc, base_url: str, log_path: Path, timeout: float = 30) -> N
     deadline = time.monotonic() + timeout
     while True:
         try:
-            live = httpx.get(base_url + "/livez", timeout=2).status_code == 200
-        except httpx.HTTPError:
+            with urllib.request.urlopen(base_url + "/livez", timeout=2) as answer:
+                live = answer.status == 200
+        except OSError:  # refused, or an HTTP error status (urllib's HTTPError is one)
             live = False
         if live and Worker.count(connection=conn) >= 1:
             return
@@ -247,28 +257,62 @@ def settle(conn, settings, timeout: float = 60) -> float:
 # --------------------------------------------------------------------------- HTTP clients
 
 
+class HttpxClient:
+    """httpx (`--client httpx`): one AsyncClient limited to one keep-alive connection, with
+    RawClient's interface; its own CPU per request is several times RawClient's (the
+    module docstring)."""
+
+    def __init__(self, base_url: str, headers: dict[str, str]):
+        self.client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=headers,
+            timeout=30,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+        self.local_ports: set = set()
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            reply = await self.client.post(path, content=body, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise HttpError(f"{type(exc).__name__}: {exc}") from exc
+        stream = reply.extensions.get("network_stream")
+        try:
+            self.local_ports.add(stream.get_extra_info("client_addr") if stream is not None else None)
+        except OSError:  # the connection is gone already (the server stopped)
+            pass
+        return reply.status_code, reply.content
+
+    async def __aenter__(self) -> HttpxClient:
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.client.__aexit__(*exc)
+
+
 def body_of(seq: int | str) -> dict:
     return {"prompt": "bench", "seq": seq}
 
 
-async def post_one(client, user: str, seq, phase: Phase, timed: bool, ports: set) -> None:
+async def post_one(client, user: str, seq, phase: Phase, timed: bool) -> None:
+    body = json.dumps(body_of(seq)).encode()
     t0 = time.perf_counter()
     try:
-        reply = await client.post(f"/api/jobs/{JOB_TYPE}", json=body_of(seq))
-    except httpx.HTTPError as exc:
+        status, content = await client.post(f"/api/jobs/{JOB_TYPE}", body)
+    except HttpError as exc:
         phase.answers["error"] = phase.answers.get("error", 0) + 1
-        phase.errors.append({"seq": seq, "user": user, "status": None, "error": f"{type(exc).__name__}: {exc}"})
+        phase.errors.append({"seq": seq, "user": user, "status": None, "error": str(exc)})
         return
     took = (time.perf_counter() - t0) * 1000
-    phase.answers[str(reply.status_code)] = phase.answers.get(str(reply.status_code), 0) + 1
-    stream = reply.extensions.get("network_stream")
+    phase.answers[str(status)] = phase.answers.get(str(status), 0) + 1
     try:
-        ports.add(stream.get_extra_info("client_addr") if stream is not None else None)
-    except OSError:  # the connection is gone already (the server stopped)
-        pass
-    job = reply.json() if reply.status_code == 201 else None
-    if job is None or job.get("userId") != user or job.get("jobType") != JOB_TYPE:
-        phase.errors.append({"seq": seq, "user": user, "status": reply.status_code, "body": reply.text[:1000]})
+        job = json.loads(content) if status == 201 else None
+    except ValueError:
+        job = None
+    if not isinstance(job, dict) or not job.get("id") or job.get("userId") != user or job.get("jobType") != JOB_TYPE:
+        text = content.decode("utf-8", "replace")[:1000]
+        phase.errors.append({"seq": seq, "user": user, "status": status, "body": text})
         return
     (phase.ids if timed else phase.warmup_ids).append(job["id"])
     if timed:
@@ -276,38 +320,34 @@ async def post_one(client, user: str, seq, phase: Phase, timed: bool, ports: set
         phase.seen[job["status"]] = phase.seen.get(job["status"], 0) + 1
 
 
-async def http_clients(base_url: str, tokens: dict[str, str], phase: Phase, warmup: int, meter: CpuMeter) -> None:
-    """One AsyncClient (one keep-alive connection) per user; warm-up, then the timed N.
-    Ctrl-C lets each client finish its request in flight, then raises KeyboardInterrupt
-    (asyncio's own handling, a cancel, can be swallowed inside the HTTP client)."""
+async def http_clients(
+    base_url: str, tokens: dict[str, str], phase: Phase, warmup: int, meter: CpuMeter, kind: str = "raw"
+) -> None:
+    """One client (one keep-alive connection) per user: RawClient (raw_http.py), or httpx's
+    AsyncClient with `kind="httpx"`; warm-up, then the timed N. Ctrl-C lets each client
+    finish its request in flight, then raises KeyboardInterrupt (asyncio's own handling, a
+    cancel, can be swallowed inside the HTTP client)."""
     seqs = iter(range(phase.jobs))
-    ports: dict[str, set] = {user: set() for user in tokens}
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
     catch = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # ignored (a background job): leave it so
     if catch:
         loop.add_signal_handler(signal.SIGINT, interrupted.set)
+    make = HttpxClient if kind == "httpx" else RawClient
 
     async def run(client, user: str) -> None:
         while not interrupted.is_set() and (seq := next(seqs, None)) is not None:
-            await post_one(client, user, seq, phase, True, ports[user])
+            await post_one(client, user, seq, phase, True)
 
     async def warm(client, user: str) -> None:
         for w in range(warmup):
             if not interrupted.is_set():
-                await post_one(client, user, f"w{w}", phase, False, ports[user])
+                await post_one(client, user, f"w{w}", phase, False)
 
     try:
         async with AsyncExitStack() as stack:
             clients = {
-                user: await stack.enter_async_context(
-                    httpx.AsyncClient(
-                        base_url=base_url,
-                        headers={"Authorization": f"Bearer {token}"},
-                        timeout=30,
-                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                    )
-                )
+                user: await stack.enter_async_context(make(base_url, {"Authorization": f"Bearer {token}"}))
                 for user, token in tokens.items()
             }
             await asyncio.gather(*(warm(c, u) for u, c in clients.items()))
@@ -316,17 +356,17 @@ async def http_clients(base_url: str, tokens: dict[str, str], phase: Phase, warm
             await asyncio.gather(*(run(c, u) for u, c in clients.items()))
             phase.seconds = time.perf_counter() - t0
             phase.cpu_s = CpuMeter.spent(before, meter.read())
+            phase.connections = sum(len(c.local_ports) for c in clients.values())
     finally:
         if catch:
             loop.remove_signal_handler(signal.SIGINT)
     if interrupted.is_set():
         raise KeyboardInterrupt
-    phase.connections = sum(len(p) for p in ports.values())
 
 
-def run_http(base_url: str, settings, phase: Phase, warmup: int, meter: CpuMeter) -> None:
+def run_http(base_url: str, settings, phase: Phase, warmup: int, meter: CpuMeter, kind: str) -> None:
     tokens = {user: create_token(settings, TokenRequest(user_id=user, ttl_seconds=3600)) for user in phase.users}
-    asyncio.run(http_clients(base_url, tokens, phase, warmup, meter))
+    asyncio.run(http_clients(base_url, tokens, phase, warmup, meter, kind))
 
 
 # --------------------------------------------------------------------------- Python API threads
@@ -554,7 +594,7 @@ def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: d
     console.print(
         f"[dim]{meta['clients']} clients/threads, one user each, {meta['warmup']} untimed warm-up "
         f"submissions each first. HTTP POST = POST /api/jobs/{JOB_TYPE} over one keep-alive connection "
-        f"per client (httpx {meta['httpx']}, asyncio; server uvicorn {meta['uvicorn']}, fastapi "
+        f"per client ({meta['client']}, asyncio; server uvicorn {meta['uvicorn']}, fastapi "
         f"{meta['fastapi']}); submit() = vq.submission.submit in-process, one shared Redis client; "
         f"audit, show = vq.audit.record, vq.jobs.show: the route's work before its one-trip read-back. Latency = one request or call; submits/s = "
         f"jobs / (first timed send -> last answer). CPU: client = this process, HTTP server = the "
@@ -586,6 +626,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(SYSTEMS),
         help=f"comma-separated subset of {','.join(SYSTEMS)} (default all, in that order)",
     )
+    p.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="the HTTP load generator: raw (raw_http.py: asyncio streams, the default: little CPU "
+        "taken from the server on a 2-core machine) or httpx (AsyncClient, ~1 ms of CPU per request)",
+    )
     add_run_options(p, poll=None, timeout=None)
     args = p.parse_args(argv)
     if min(args.jobs, args.clients, args.http_workers) < 1 or args.warmup < 0:
@@ -603,7 +650,7 @@ def run_phase(system: str, args, settings, base_url: str, meter: CpuMeter) -> Ph
         system, labels(args.clients)[system], clients, args.jobs, users=[f"{system}-u{i:02d}" for i in range(clients)]
     )
     if system == "http":
-        run_http(base_url, settings, phase, args.warmup, meter)
+        run_http(base_url, settings, phase, args.warmup, meter, args.client)
     else:
         run_api(settings, phase, args.warmup, meter, show=system == "api-show")
     return phase
@@ -631,12 +678,16 @@ def versions() -> dict:
     import fastapi
     import uvicorn
 
-    return {"httpx": httpx.__version__, "uvicorn": uvicorn.__version__, "fastapi": fastapi.__version__}
+    return {
+        "httpx": httpx.__version__ if httpx else None,
+        "uvicorn": uvicorn.__version__,
+        "fastapi": fastapi.__version__,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if httpx is None:
+    if args.client == "httpx" and httpx is None:
         err.print("[red]httpx is not installed: pip install httpx[/]")
         return 2
     started = time.monotonic()
@@ -671,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         "systems": args.systems,
         "daemon_workers": 1,
         "http_workers": args.http_workers,
+        "client": "raw_http.py" if args.client == "raw" else f"httpx {httpx.__version__}",
         "paused": JOB_TYPE,
         "rate_limit": "off",
         "vq_log_level": args.vq_log_level,

@@ -73,7 +73,14 @@ class Context:
 
     def create(self, principal: Principal, body: dict, job_type: str | None, **detail) -> dict:
         """Submit, record who did, answer with the new job (or, for a uniqueKey, the job that
-        holds it, with `deduplicated`): one trip to the thread pool."""
+        holds it, with `deduplicated`).
+
+        The create routes call this on the event loop, not through the thread pool (`call`):
+        its few Redis round trips (submit's, then the one pipelined read-back) take ~1 ms,
+        while the hop to a pool thread and back cost ~0.4 ms of CPU per submission, a fifth
+        of the HTTP child's (docs/benchmarks.md, HTTP submit). The price: while it waits on
+        Redis, the child's other requests and event streams wait too, ~1 ms per create, and
+        as long as Redis does when Redis stalls (the client's 10 s socket timeout at most)."""
         sub = self.own_submission(principal, body, job_type)
         made = submit_outcome(self.conn, self.settings, sub)
 

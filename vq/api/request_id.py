@@ -5,7 +5,8 @@ characters) is kept, so a proxy's id follows the request into vq's log; any othe
 is replaced by a fresh one. The id goes back in the response's `X-Request-Id` header and
 into the access line (`vq.http.access`): method, path, status, duration and request id,
 top-level keys under `--log-format json`. It replaces uvicorn's own access log, which has
-neither the id nor the duration."""
+neither the id nor the duration. In the daemon's HTTP children the lines are written in
+batches off the event loop (vq/api/access_log.py)."""
 
 from __future__ import annotations
 
@@ -54,21 +55,30 @@ class RequestId:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            took = round((time.perf_counter() - started) * 1000, 1)
-            client = scope.get("client")
-            log.info(
-                "%s %s %s %sms request %s",
-                scope["method"],
-                scope["path"],
-                status,
-                took,
-                rid,
-                extra={
-                    "request_id": rid,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": took,
-                    "client": client[0] if client else None,
-                },
-            )
+            if log.isEnabledFor(logging.INFO):
+                log.handle(access_record(scope, status, time.perf_counter() - started, rid))
+
+
+def access_record(scope: Scope, status: int, seconds: float, rid: str) -> logging.LogRecord:
+    """The access line's record, made directly: `log.info` would first walk the stack for
+    the caller's file and line (findCaller), which no vq format prints, two thirds of the
+    line's cost on the event loop."""
+    took = round(seconds * 1000, 1)
+    client = scope.get("client")
+    return log.makeRecord(
+        log.name,
+        logging.INFO,
+        "",
+        0,
+        "%s %s %s %sms request %s",
+        (scope["method"], scope["path"], status, took, rid),
+        None,
+        extra={
+            "request_id": rid,
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": took,
+            "client": client[0] if client else None,
+        },
+    )

@@ -77,7 +77,7 @@ def router(ctx: Context) -> APIRouter:
     ) -> Response:
         if "delay" not in body and "at" not in body and "debounce" not in body:
             raise InvalidInput("delay: missing (milliseconds from now)", field="delay")
-        return _answered(await call(ctx.create, principal, body, None, delayed=True))
+        return _answered(ctx.create(principal, body, None, delayed=True))  # on the loop: Context.create
 
     @routes.post(
         "/api/jobs/bulk",
@@ -135,7 +135,7 @@ def router(ctx: Context) -> APIRouter:
         principal: Principal = Depends(ctx.caller),
     ) -> Response:
         get_job_type(settings, jobType)
-        return _answered(await call(ctx.create, principal, body, jobType))
+        return _answered(ctx.create(principal, body, jobType))  # on the loop: Context.create
 
     @routes.get(
         "/api/jobs/{jobType}/{jobId}",
