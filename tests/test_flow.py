@@ -149,6 +149,8 @@ def test_a_canceled_dependent_retried_waits_for_its_dependency_and_runs_once(vq,
     assert waited < 3, f"the user's next job waited {waited:.1f}s for a slot"
     started = [i.decode() for i in redis_conn.lrange("test:started", 0, -1)]
     assert started == [first, then, after]
+    retried = next(t for t in vq.json("history", then)["transitions"] if t["event"] == "retried")
+    assert (retried["from_status"], retried["to_status"]) == ("canceled", "deferred")
 
 
 def test_a_dependent_whose_dependency_failed_cannot_be_retried_before_it(vq):

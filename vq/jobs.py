@@ -253,7 +253,9 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
                 break
             except WatchError:
                 pipe.reset()
-    events.emit(conn, "retried", job.id, job_type_of(job), previous=status)
+    events.emit(
+        conn, "retried", job.id, job_type_of(job), previous=status, status="deferred" if waits_for else "queued"
+    )
     return show(conn, job.id)
 
 

@@ -40,6 +40,8 @@ def to_status(event: dict) -> str | None:
         return fields.get("status") or "queued"
     if name == "retrying":
         return fields.get("status") or "scheduled"
+    if name == "retried":  # back in line, or waiting for its dependencies again (vq/jobs.py retry)
+        return fields.get("status") or "queued"
     return TO_STATUS.get(name)
 
 
