@@ -132,20 +132,14 @@ def test_a_bad_token_is_never_remembered(settings):
     assert tokens.known == {}
 
 
-def test_a_create_needs_no_thread_from_the_pool(redis_conn, settings):
-    """POST /api/jobs/{jobType} answers with every thread of the server's pool taken: the
-    create runs on the event loop (vq/api/context.py, Context.create), the ~0.4 ms of CPU
-    per submission of a hop to a pool thread saved."""
+def _with_the_pool_taken(app, token: str, requests: list[tuple[str, str]]) -> list:
+    """Send `requests` ((method, path), in turn) to `app` while every thread of anyio's
+    default pool (FastAPI's run_in_threadpool) is taken: a request that needs one waits
+    until the 5 s timeout fails the test."""
     import asyncio
 
     import anyio.to_thread
     import httpx
-
-    from vq.api.app import create_app
-
-    settings.http.rateLimit.requests = 0  # the per-user rate check still takes a pool thread (vq/api/context.py)
-    app = create_app(settings, redis_conn)
-    token = create(settings, TokenRequest(user_id="u1", ttl_seconds=600))
 
     async def main():
         limiter = anyio.to_thread.current_default_thread_limiter()
@@ -154,17 +148,64 @@ def test_a_create_needs_no_thread_from_the_pool(redis_conn, settings):
             await limiter.acquire_on_behalf_of(holder)
         try:
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://vq") as client:
-                return await asyncio.wait_for(
-                    client.post(
-                        "/api/jobs/test-noop", json={"prompt": "x"}, headers={"Authorization": f"Bearer {token}"}
-                    ),
-                    10,
-                )
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(transport=transport, base_url="http://vq", headers=headers) as client:
+                answers = []
+                for method, path in requests:
+                    body = {"prompt": "x"} if method == "POST" else None
+                    answers.append(await asyncio.wait_for(client.request(method, path, json=body), 5))
+                return answers
         finally:
             for holder in holders:
                 limiter.release_on_behalf_of(holder)
 
-    answer = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_create_needs_no_thread_from_the_pool(redis_conn, settings):
+    """POST /api/jobs/{jobType} answers with every thread of the server's pool taken, with the
+    per-user rate limit on as by default: the create and the rate check run on the event loop
+    (vq/api/context.py: Context.create, check_rate), the ~0.4 ms of CPU per submission of a
+    hop to a pool thread saved."""
+    from vq.api.app import create_app
+
+    assert settings.http.rateLimit.requests == 600  # the default: on
+    app = create_app(settings, redis_conn)
+    token = create(settings, TokenRequest(user_id="u1", ttl_seconds=600))
+    (answer,) = _with_the_pool_taken(app, token, [("POST", "/api/jobs/test-noop")])
     assert answer.status_code == 201, answer.text
     assert answer.json() == show(redis_conn, answer.json()["id"], settings, explain=False, reveal_to="u1")
+
+
+def test_the_rate_limit_refuses_without_a_thread_from_the_pool(redis_conn, settings):
+    """Over the per-user limit the answer is still 429 `rate_limited` with Retry-After, the
+    check made on the event loop; requests of any route count, and the refused create makes
+    no job."""
+    from vq.api.app import create_app
+
+    settings.http.rateLimit.requests = 2
+    app = create_app(settings, redis_conn)
+    token = create(settings, TokenRequest(user_id="u1", ttl_seconds=600))
+    created, livez, types, refused = _with_the_pool_taken(
+        app,
+        token,
+        [
+            ("POST", "/api/jobs/test-noop"),
+            ("GET", "/livez"),
+            ("GET", "/api/jobs/types"),
+            ("POST", "/api/jobs/test-noop"),
+        ],
+    )
+    assert created.status_code == 201 and livez.status_code == 200  # /livez asks for no token: not counted
+    assert types.status_code == 200, types.text  # the second counted request
+    assert refused.status_code == 429, refused.text
+    seconds = int(refused.headers["retry-after"])
+    assert 1 <= seconds <= 60
+    assert refused.json() == {
+        "error": {
+            "code": "rate_limited",
+            "message": f"rate limit: 2 requests per 60s; retry in {seconds}s",
+            "field": None,
+        }
+    }
+    assert redis_conn.zcard(keys.user_jobs("u1")) == 1  # the refused create made no job

@@ -6,7 +6,7 @@ Why: `vq daemon` serves an HTTP API (vq/api/app.py: FastAPI under uvicorn, in
 `daemon.httpWorkers` child processes of the daemon sharing one socket; this bench runs
 `--http-workers`, default 2). Creating a job over HTTP adds, to what `vq.submission.submit`
 does, the HTTP round trip, JSON in and out, the JWT check (a token verified once is
-remembered until it expires), the (here disabled) per-user rate limit, an audit event and
+remembered until it expires), the per-user rate limit (off unless `--rate-limit`), an audit event and
 the job's JSON read back for the 201 answer (both in one pipelined round trip,
 vq/created_view.py), submit and read-back on the server's event loop. This
 script measures what that costs, as submissions/s and per-request latency p50/p99, against
@@ -18,7 +18,8 @@ How. Everything runs against a private, throw-away `redis-server` (free port, no
 temp dir) that this script starts and stops; it never touches another Redis. The temp config
 has one custom type, `bench-noop` (`bench_handlers:noop`), and `http: {enabled: true, listen:
 127.0.0.1:<free port>, jwt_secret: <random>, rateLimit: {requests: 0}}` (0 turns the per-user
-rate limit off). The type is paused (`vq.queues.pause`, what `vq pause bench-noop` does) before
+rate limit off; `--rate-limit N` sets `requests: N` per 60 s window instead, on as in the
+default configuration: N = 1000000 never refuses, so the check's cost alone is measured). The type is paused (`vq.queues.pause`, what `vq pause bench-noop` does) before
 `vq daemon --workers 1` starts, so no job runs during the bench: the submissions alone are
 measured, no worker takes CPU from them on a 2-core machine (a running worker would also make
 the 201 answers read jobs in ever-changing states), and every job created can be checked
@@ -182,15 +183,20 @@ class Phase:
 # --------------------------------------------------------------------------- the daemon
 
 
-def bench_config(workdir: Path, redis_url: str, port: int, http_workers: int) -> tuple[Path, str]:
+def bench_config(workdir: Path, redis_url: str, port: int, http_workers: int, rate_limit: int = 0) -> tuple[Path, str]:
     """bench-noop on the private Redis, with the HTTP API on `port` (`http_workers` server
-    processes: daemon.httpWorkers) and no rate limit."""
+    processes: daemon.httpWorkers) and `rate_limit` requests per user per 60 s (0: none)."""
     secret = secrets.token_urlsafe(32)
     path = write_vq_config(workdir, redis_url)
     daemon = yaml.safe_load(path.read_text()).get("daemon") or {}
     update_vq_config(
         path,
-        http={"enabled": True, "listen": f"127.0.0.1:{port}", "jwt_secret": secret, "rateLimit": {"requests": 0}},
+        http={
+            "enabled": True,
+            "listen": f"127.0.0.1:{port}",
+            "jwt_secret": secret,
+            "rateLimit": {"requests": rate_limit, "window": 60000},
+        },
         daemon={**daemon, "httpWorkers": http_workers},
     )
     return path, f"http://127.0.0.1:{port}"
@@ -600,7 +606,7 @@ def print_report(console, summary: dict, rat: dict, phases: list[Phase], meta: d
         f"jobs / (first timed send -> last answer). CPU: client = this process, HTTP server = the "
         f"daemon's uvicorn children ({meta['http_workers']}), rest of daemon = its other processes (supervisor, worker, timer, "
         f"archiver), redis = redis-server. job status = the job's status in the answer (limited = routed "
-        f"by the worker into its user's line). "
+        f"by the worker into its user's line). Per-user rate limit: {meta['rate_limit']}. "
         f"{versions_line(meta)}.[/]"
     )
 
@@ -633,10 +639,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the HTTP load generator: raw (raw_http.py: asyncio streams, the default: little CPU "
         "taken from the server on a 2-core machine) or httpx (AsyncClient, ~1 ms of CPU per request)",
     )
+    p.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="http.rateLimit.requests per user per 60 s: 0 (the default here) turns the check off; "
+        "on by default in vq (600), so e.g. 1000000 measures its cost without a refusal",
+    )
     add_run_options(p, poll=None, timeout=None)
     args = p.parse_args(argv)
-    if min(args.jobs, args.clients, args.http_workers) < 1 or args.warmup < 0:
-        p.error("--jobs, --clients and --http-workers must be at least 1, --warmup at least 0")
+    if min(args.jobs, args.clients, args.http_workers) < 1 or min(args.warmup, args.rate_limit) < 0:
+        p.error("--jobs, --clients and --http-workers must be at least 1, --warmup and --rate-limit at least 0")
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in args.systems if s not in SYSTEMS]
     if unknown or not args.systems:
@@ -694,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     with bench_session("http", announce=False) as s:
         conn, workdir = s.conn, s.workdir
         port = free_port()
-        config_path, base_url = bench_config(workdir, s.server.url, port, args.http_workers)
+        config_path, base_url = bench_config(workdir, s.server.url, port, args.http_workers, args.rate_limit)
         settings = load_settings(config_path, env={})
         queues.pause(conn, settings, JOB_TYPE)  # before the daemon: no job of the type ever runs
         log_path = workdir / "vq-daemon.log"
@@ -724,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         "http_workers": args.http_workers,
         "client": "raw_http.py" if args.client == "raw" else f"httpx {httpx.__version__}",
         "paused": JOB_TYPE,
-        "rate_limit": "off",
+        "rate_limit": f"{args.rate_limit} per 60 s per user" if args.rate_limit else "off",
         "vq_log_level": args.vq_log_level,
         "run_seconds": round(time.monotonic() - started, 1),
         **versions(),

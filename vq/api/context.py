@@ -40,7 +40,7 @@ class Context:
         async def any_role(request: Request, _bearer: object = Security(BEARER)) -> Principal:
             principal = tokens.decode(request.headers.get("authorization"))
             if settings.http.rateLimit.requests > 0:
-                await run_in_threadpool(check_rate, conn, settings, principal.user_id)
+                check_rate(conn, settings, principal.user_id)  # on the loop, as `create` (vq/api/ratelimit.py)
             return principal
 
         async def caller(principal: Principal = Depends(any_role)) -> Principal:
