@@ -240,6 +240,20 @@ def test_access_rules_between_users_and_projects(api):
     assert for_ann.status == 201 and for_ann.body["userId"] == "ann" and for_ann.body["priority"] == "high"
 
 
+def test_a_recurring_job_takes_its_project_from_its_data_as_a_job_does(api):
+    """Found in a new user's trial: a definition created with `projectId` inside `data` showed
+    `"projectId": null` (its jobs had it), so the project-scoped token that made it could
+    neither run nor remove it (404)."""
+    scoped = api.token("ann", "user", "--project", "p2")
+    body = {"jobType": "test-noop", "cronExpression": "0 0 * * *", "data": {"projectId": "p2"}}
+    made = api.call("POST", "/api/jobs/recurring", scoped, body)
+    assert made.status == 201 and made.body["projectId"] == "p2", made.body
+    ran = api.call("POST", f"/api/jobs/recurring/{made.body['id']}/run", scoped)
+    assert ran.status == 201 and ran.body["projectId"] == "p2", ran.body
+    assert api.vq.json("recurring", "show", made.body["id"])["projectId"] == "p2"
+    assert api.call("DELETE", f"/api/jobs/recurring/{made.body['id']}", scoped).status == 200
+
+
 def test_cancel_over_http_interrupts_a_running_job_now(vq, redis_conn):
     vq.configure(job_types={"test-cancelable": {"handler": "tests.plugins:cancelable", "attempts": 3}})
     api = serve(vq, jwt_secret=SECRET)

@@ -79,3 +79,71 @@ def test_a_job_admitted_to_a_worker_that_died_before_starting_it_is_requeued(red
     time.sleep(1.1)
     assert stalled.recover(redis_conn, settings) == [(job_id, "requeued")]
     assert admission.admit(["content-analysis"])[0] == job_id, "it can be admitted again"
+
+
+def _transaction_with(monitor, conn, marker: str) -> list[str]:
+    """The commands of the MULTI ... EXEC (as MONITOR saw them) in which one holds `marker`."""
+    conn.echo("vq-test-end")
+    block: list[str] | None = None
+    for seen in monitor.listen():
+        command = seen["command"]
+        if command == "ECHO vq-test-end":
+            return []
+        if command == "MULTI":
+            block = []
+        elif command == "EXEC":
+            if block is not None and any(marker in c for c in block):
+                return block
+            block = None
+        elif block is not None:
+            block.append(command)
+    return []
+
+
+def test_a_stalled_event_is_appended_in_the_step_that_requeues_the_job(redis_conn, redis_server, tmp_path):
+    """Found in a new user's trial: `vq history` showed an idle worker's `started` before the
+    `stalled` that requeued the job, as recovery appended the event after its transaction. The
+    event is now in it, so nothing can start the job before the event is in the stream."""
+    from vq import events, stalled
+    from vq.admission import Admission, Start
+    from vq.config import load_settings
+    from vq.submission import Submission, submit
+
+    settings = load_settings(
+        env={"REDIS_URL": redis_server.url, "XDG_CONFIG_HOME": str(tmp_path), "VQ_DATA_DIR": str(tmp_path)}
+    )
+    settings.queue.settings.lockDuration = 1000
+    job_id = submit(redis_conn, settings, Submission("content-analysis", {"content": "x"}, user_id="u"))
+    admission = Admission(redis_conn, 1000)
+    started = admission.admit(["content-analysis"], Start("w1", "e1", 60, False))
+    assert started is not None and started[0] == job_id
+    assert redis_conn.hget(f"rq:job:{job_id}", "status") == b"started"  # ... and its worker stops here
+    time.sleep(1.1)
+    with redis_conn.monitor() as monitor:
+        assert stalled.recover(redis_conn, settings) == [(job_id, "requeued")]
+        step = _transaction_with(monitor, redis_conn, "rq:queue:")
+    assert step, "the job is requeued in a transaction"
+    assert any(c.startswith("XADD vq:events ") and f"event stalled jobId {job_id}" in c for c in step), step
+    ours = [e["event"] for e in events.read(redis_conn) if e["jobId"] == job_id]
+    assert ours[-1] == "stalled"
+
+
+def test_a_job_admitted_but_never_started_is_requeued_with_its_event_in_the_same_step(
+    redis_conn, redis_server, tmp_path
+):
+    from vq import stalled
+    from vq.admission import Admission
+    from vq.config import load_settings
+    from vq.submission import Submission, submit
+
+    settings = load_settings(
+        env={"REDIS_URL": redis_server.url, "XDG_CONFIG_HOME": str(tmp_path), "VQ_DATA_DIR": str(tmp_path)}
+    )
+    settings.queue.settings.lockDuration = 1000
+    job_id = submit(redis_conn, settings, Submission("content-analysis", {"content": "x"}, user_id="u"))
+    assert Admission(redis_conn, 1000).admit(["content-analysis"])[0] == job_id
+    time.sleep(1.1)
+    with redis_conn.monitor() as monitor:
+        assert stalled.recover(redis_conn, settings) == [(job_id, "requeued")]
+        step = _transaction_with(monitor, redis_conn, "rq:queue:")
+    assert any(c.startswith("XADD vq:events ") and "event stalled" in c and "never started" in c for c in step), step

@@ -397,6 +397,7 @@ def test_the_spec_request_body_creates_a_recurring_job(vq, redis_conn):
     }
     view = describe(redis_conn, add_from_mapping(redis_conn, settings, body))
     assert view["userId"] == "user-123" and view["options"] == {"skipCache": True} and view["tz"] == "UTC"
+    assert view["projectId"] == "project-456", "taken from the data, as a submission takes it"
     assert [t[11:23] for t in view["nextRuns"]] == ["00:00:00.000"] * 3 and all(
         t.endswith("Z") for t in view["nextRuns"]
     )

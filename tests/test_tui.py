@@ -266,6 +266,51 @@ def test_dead_letters_are_listed_and_retried(vq):
     assert any(a["action"] == "dlq-retry" and a["actor"].startswith("tui:") for a in vq.json("audit"))
 
 
+def shown_lines(app, table_id: str) -> list[str]:
+    """A table's lines as drawn on the screen (what fits in its width, header first)."""
+    table = app.screen.query_one(f"#{table_id}", DataTable)
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+def test_job_lists_at_80_columns_show_short_ids_and_the_error(vq):
+    """Found in a new user's trial: at 80 columns the dead-letter list's 32-character ids pushed
+    the error off the screen (and the queue's, the attempts). They show the 12 the rest of the
+    TUI shows; enter still opens the job by its whole id, kept behind the row."""
+    vq.start_daemon()
+    dead = vq.submit("test-broken", {}, "--user", "ann")
+    vq.wait_for(dead)
+
+    async def scenario():
+        app = dashboard(vq)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: rows(app, "queues"), what="overview")
+            await pilot.press("d")
+            await on_screen(pilot, app, DeadLetterScreen)
+            await until(pilot, lambda: rows(app, "dead").get(dead), what="the dead job")
+            assert rows(app, "dead")[dead][0] == dead[:12]
+            header, line = await until(
+                pilot, lambda: [x for x in shown_lines(app, "dead") if x.strip()][:2], what="the drawn table"
+            )
+            assert "error" in header and dead[:12] in line and dead not in line, (header, line)
+            assert "input can never work" in line, line  # 30 characters of the error on screen
+            select(app, "dead", dead)
+            await pilot.press("enter")
+            await on_screen(pilot, app, JobScreen)
+            assert app.screen.job_id == dead
+            await pilot.press("escape")
+            await pilot.press("escape")
+            select(app, "queues", "test-broken")
+            await pilot.press("enter")
+            await on_screen(pilot, app, QueueScreen)
+            await until(pilot, lambda: rows(app, "jobs").get(dead), what="the queue's job")
+            header, line = await until(
+                pilot, lambda: [x for x in shown_lines(app, "jobs") if x.strip()][:2], what="the drawn queue"
+            )
+            assert "attempts" in header and "created" in header and dead[:12] in line, (header, line)
+
+    run(scenario())
+
+
 def test_a_dead_redis_shows_a_banner_keeps_the_keys_working_and_recovers(vq, redis_server):
     vq.submit("test-noop", {}, "--user", "ann")
 

@@ -108,7 +108,7 @@ def test_batches_view_batch_screen_and_a_job_s_batch_and_checkpoint(vq, tmp_path
             assert "done 1  failed 1  canceled 0  pending 0  of 2" in info
             assert "on complete test-noop  delivered " + f"{done}-complete" in info
             assert "on success test-noop  not fired" in info
-            assert rows(app, "batch-jobs")[resumed_job] == [resumed_job, "done"]
+            assert rows(app, "batch-jobs")[resumed_job] == [resumed_job[:12], "done"]  # enter opens it by the whole id
             assert "complete" in banner(app) and done in banner(app)
             select(app, "batch-jobs", resumed_job)
             await pilot.press("enter")
@@ -128,7 +128,7 @@ def test_batches_view_batch_screen_and_a_job_s_batch_and_checkpoint(vq, tmp_path
             select(app, "batches", waiting)
             await pilot.press("enter")
             await until(pilot, lambda: waiting_job in rows(app, "batch-jobs"), what="bob's job")
-            assert rows(app, "batch-jobs")[waiting_job] == [waiting_job, "scheduled"]
+            assert rows(app, "batch-jobs")[waiting_job] == [waiting_job[:12], "scheduled"]
             select(app, "batch-jobs", waiting_job)
             await pilot.press("enter")
             detail = await until(pilot, lambda: "checkpoint" in shown(app, "#detail") and shown(app, "#detail"))

@@ -34,6 +34,23 @@ def emit(
     """Append an event (created, queued, scheduled, deferred, started, progress, finished,
     failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable;
     `result` is a finished job's result as JSON text (see `entry`)."""
+    say(event, job_id, job_type, append(conn, event, job_id, job_type, result=result, data=data, **fields))
+
+
+def append(
+    conn: Redis | Pipeline,
+    event: str,
+    job_id: str,
+    job_type: str | None = None,
+    *,
+    result: str | None = None,
+    data: str | None = None,
+    **fields,
+) -> dict:
+    """`emit` without its log line; returns the fields set, for `say`. For a transaction that
+    may not apply (WATCH): the event lands with the change it tells of, in the same step, so
+    no other client's event about the job can come between them in the stream, and the caller
+    says the line only once the transaction has applied."""
     item, webhook_url, fields = entry(event, job_id, job_type, result=result, data=data, **fields)
     # Once, even when redis-py sends it again after a lost reply (vq/lua/event_once.lua); the
     # webhook notifiers' copy in the same step (they read only those, not every event).
@@ -49,7 +66,7 @@ def emit(
         webhook_url or "",
         *(part for pair in item.items() for part in pair),
     )
-    say(event, job_id, job_type, fields)
+    return fields
 
 
 def entry(

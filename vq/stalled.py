@@ -89,20 +89,29 @@ def recover_admitted(conn: Redis, settings: Settings, now: int) -> list[tuple[st
                 pipe.hdel(job.key, keys.LEASE_FIELD)
                 admission.release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId") or "_")
                 private.enqueue_job(rq_queue(conn, job.origin), job, pipeline=pipe, at_front=True)
+                said = events.append(  # in the step that requeues it: before any later `started` (events.append)
+                    pipe,
+                    "stalled",
+                    job.id,
+                    job.meta.get("jobType"),
+                    action="requeued",
+                    reason="admitted, never started",
+                )
                 pipe.execute()
             except WatchError:
                 continue  # a worker started it meanwhile
-        events.emit(
-            conn, "stalled", job.id, job.meta.get("jobType"), action="requeued", reason="admitted, never started"
-        )
+        events.say("stalled", job.id, job.meta.get("jobType"), said)
         outcomes.append((job.id, "requeued"))
     return outcomes
 
 
-def _settle_if_still_started(conn: Redis, job: Job, settle) -> bool:
-    """Take the job out of RQ's started registry (if there), save its meta and apply `settle(pipe)`,
-    all only if it is still `started`: WATCH makes the transaction fail when a worker
-    finishes it in between, so a finished job is never run again. True if applied."""
+def _settle_if_still_started(conn: Redis, job: Job, settle, event: tuple[str, str], **fields) -> bool:
+    """Take the job out of RQ's started registry (if there), save its meta, apply `settle(pipe)`
+    and append the job's `event` (its name, the job's type), all only if it is still `started`:
+    WATCH makes the transaction fail when a worker finishes it in between, so a finished job is
+    never run again. The event is in the same step: a requeued job may be started by an idle
+    worker at once, and its `started` must come after this `stalled` in the stream (`vq
+    history`). True if applied."""
     with conn.pipeline() as pipe:
         try:
             pipe.watch(job.key)
@@ -119,9 +128,11 @@ def _settle_if_still_started(conn: Redis, job: Job, settle) -> bool:
             # at once, and a later give-back would take the new holder's lease.
             admission.release_in(pipe, job.id, job.meta.get("jobType", ""), job.meta.get("userId") or "_")
             settle(pipe)
+            said = events.append(pipe, event[0], job.id, event[1], **fields)
             pipe.execute()
         except WatchError:
             return False
+    events.say(event[0], job.id, event[1], said)
     return True
 
 
@@ -142,9 +153,10 @@ def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | Non
         def requeue(pipe) -> None:
             private.enqueue_job(rq_queue(conn, job.origin), job, pipeline=pipe, at_front=True)
 
-        if not _settle_if_still_started(conn, job, requeue):
+        if not _settle_if_still_started(
+            conn, job, requeue, ("stalled", job_type), stalledCount=stalled, action="requeued"
+        ):
             return None
-        events.emit(conn, "stalled", job.id, job_type, stalledCount=stalled, action="requeued")
         return "requeued"
     job.meta["error"] = {
         "category": "stalled",
@@ -159,17 +171,16 @@ def _handle(conn: Redis, job: Job, job_type: str, max_stalled: int) -> str | Non
         )
         checkpoints.forget_in(pipe, job.id)
 
-    if not _settle_if_still_started(conn, job, fail):
-        return None
-    events.emit(
+    if not _settle_if_still_started(
         conn,
-        "failed",
-        job.id,
-        job_type,
+        job,
+        fail,
+        ("failed", job_type),
         category="stalled",
         error=job.meta["error"]["message"],
         webhookUrl=job.meta.get("webhookUrl"),
-    )
+    ):
+        return None
     batch_counts.job_ended(conn, job)
     if not job.allow_dependency_failures:
         cancel_dependents(conn, job, f"dependency {job.id} failed")

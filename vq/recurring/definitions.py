@@ -142,7 +142,10 @@ def add(
         if any(d.name == name for d in list_all(conn)):
             raise Conflict(f"name: a recurring job named {name!r} already exists", field="name")
     validate(conn, settings, definition.submission(settings))  # the job it will spawn must be valid today
+    # As submission takes them (vq/submission/validation.py): from the data when not given
+    # apart, so the definition shows them and a project-scoped token may see what it made.
     definition.userId = definition.userId or data_text(definition.data, "userId")
+    definition.projectId = definition.projectId or data_text(definition.data, "projectId")
     definition.data = protector(settings).seal(definition.data)  # at rest in Redis and the history database
     definition.createdAt = definition.updatedAt = iso(datetime.now(UTC))
     first = next_after(definition.cronExpression, definition.tz, _now_ms())

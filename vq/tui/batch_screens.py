@@ -163,7 +163,7 @@ class BatchScreen(JobList, JobActions, LiveScreen):
                 (
                     j["id"],
                     [
-                        j["id"],
+                        fmt.short(j["id"]),
                         Text(j["outcome"], style=OUTCOME_STYLE.get(j["outcome"], ""))
                         if j.get("outcome")
                         else fmt.status(j.get("status") or "-"),

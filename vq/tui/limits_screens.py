@@ -84,7 +84,12 @@ class UserScreen(JobList, JobActions, LiveScreen):
             [
                 (
                     v["id"],
-                    [v["id"], v["jobType"], fmt.percent(v["progress"].get("percent")), (v["startedAt"] or "")[11:19]],
+                    [
+                        fmt.short(v["id"]),
+                        v["jobType"],
+                        fmt.percent(v["progress"].get("percent")),
+                        (v["startedAt"] or "")[11:19],
+                    ],
                 )
                 for v in data["running"]
             ],
@@ -95,7 +100,7 @@ class UserScreen(JobList, JobActions, LiveScreen):
                 (
                     v["id"],
                     [
-                        v["id"],
+                        fmt.short(v["id"]),
                         v["jobType"],
                         fmt.status(v["status"]),
                         v["agedTo"] or v["priority"],

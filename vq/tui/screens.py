@@ -142,7 +142,7 @@ class QueueScreen(JobList, JobActions, FilteredPages):
                 (
                     v["id"],
                     [
-                        v["id"],
+                        fmt.short(v["id"]),
                         fmt.status(v["status"]),
                         v["userId"],
                         v["priority"],
@@ -383,7 +383,7 @@ class DeadLetterScreen(JobList, LiveScreen):
                 (
                     v["id"],
                     [
-                        v["id"],
+                        fmt.short(v["id"]),
                         v["jobType"],
                         v["userId"],
                         (v["error"] or {}).get("category"),
