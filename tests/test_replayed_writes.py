@@ -42,6 +42,12 @@ class DroppingProxy:
         with self.lock:
             self.rules.append([name, needles, times])
 
+    def cut_request(self, name: str, *needles: bytes, times: int = 1) -> None:
+        """A request with all the needles never reaches Redis: the client's connection is
+        closed instead (as when Redis restarts under it), so the write does not happen."""
+        with self.lock:
+            self.rules.append([name, needles, times, "cut"])
+
     def close(self) -> None:
         self.listener.close()
         for s in self.sockets:
@@ -67,12 +73,22 @@ class DroppingProxy:
             while data := client.recv(65536):
                 with self.lock:
                     state["request"] += data
+                    cut = False
                     for rule in self.rules:
-                        name, needles, left = rule
+                        name, needles, left = rule[:3]
                         if left > 0 and all(n in state["request"] for n in needles):
                             rule[2] -= 1
-                            state["drop"] = name
+                            if len(rule) > 3:
+                                cut = True
+                                self.fired.append(name)
+                            else:
+                                state["drop"] = name
                             break
+                if cut:  # whatever of the request went ahead has no EXEC: Redis discards it
+                    client.shutdown(socket.SHUT_RDWR)
+                    client.close()
+                    server.close()
+                    return
                 server.sendall(data)
         except OSError:
             pass
@@ -282,3 +298,26 @@ def test_a_breaker_probe_asked_twice_is_still_the_probe(redis_conn, proxy):
     assert breakers.acquire("flaky") is None  # the probe: go ahead
     assert proxy.fired == ["acquire"]
     assert redis_conn.hget(keys.breaker("flaky"), "state") == b"half_open"
+
+
+def test_a_failure_redis_never_got_is_run_again_not_left_started(vq, redis_conn, proxy):
+    """A job whose failure RQ could not write (the transaction cut off, as when Redis
+    restarts under it: RQ logs it and carries on) keeps its slots, so its lease lapses and
+    stalled-job recovery runs it again; its failure is then written. Giving the slots back
+    left it `started` for ever, with nothing that looks at it again (seen in CI: a Redis
+    restart while a job ended)."""
+    vq.configure(
+        redis={"url": proxy.url},
+        queue={"settings": {"stalledInterval": 1000, "lockDuration": 2000}},
+        job_types={"test-fails": {"handler": "tests.plugins:broken", "attempts": 1}},
+    )
+    vq.start_daemon(workers=1)
+    job_id = vq.submit("test-fails", {}, "--user", "ann", "--delay", "2s")
+    proxy.cut_request("failure", b"MULTI", b"EXEC", job_id.encode(), b"failed")
+    view = vq.wait_for(job_id, timeout=30)
+    assert proxy.fired == ["failure"]
+    assert view["status"] == "failed", view
+    timeline = [e for e in _events(redis_conn, job_id) if e not in ("audit", "progress")]
+    assert timeline.count("started") == 2 and "stalled" in timeline and timeline[-1] == "failed", timeline
+    for key in (keys.running_type("test-fails"), keys.running_user("ann")):
+        assert redis_conn.zcard(key) == 0, key

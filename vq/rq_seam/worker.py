@@ -380,7 +380,27 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
             super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
             if self.connection.__class__ is fence.FencedRedis and fence.is_stale(self.connection, job):
                 raise fence.StaleLease(job.key)  # RQ logged its refused transaction: no events, no dependents
+            if not self._failure_written(job):
+                return
             self._failed(job, error, will_retry, exc_string)
+
+    def _failure_written(self, job: Job) -> bool:
+        """Whether RQ's write of the failure (or the retry) reached Redis: RQ logs a refused or
+        cut transaction and carries on (Redis restarting, loading its data, a lost
+        connection). If it did not, the job still says `started` and its slots stay taken:
+        its lease lapses and stalled-job recovery runs it again. Giving the slots back here
+        would leave it `started` with no lease, which nothing ever looks at again."""
+        try:
+            status = self.connection.hget(job.key, "status")
+        except redis.RedisError:
+            status = b"started"
+        if status != b"started":
+            return True
+        self.log.warning(
+            "job %s: its end was not written (Redis refused it); stalled-job recovery runs it again once its lease lapses",
+            job.id,
+        )
+        return False
 
     def handle_job_success(self, job: Job, queue: Queue, started_job_registry, execution):
         """vq's end in one round trip (JobOutcomes._finish_in_one_trip); a job RQ repeats,
