@@ -325,12 +325,17 @@ def in_line(conn: Redis, jobs) -> set[str]:
         replies = pipe.execute()
     paused = {name.decode() for name in replies[0]}
     scores = iter(replies[1:])
-    found = set()
-    for job in queued:
-        levels = [next(scores) for _ in keys.PRIORITY_ORDER]
-        if any(score is not None for score in levels) and job_type_of(job) not in paused:
-            found.add(job.id)
-    return found
+    return {job.id for job in queued if waits_in_line(job, [next(scores) for _ in keys.PRIORITY_ORDER], paused)}
+
+
+def waits_in_line(job, scores: list, paused: set[str]) -> bool:
+    """`in_line` for one job, from what it read: the job's scores in its type's waiting
+    lines (`keys.wait_since_all`, one per priority level) and the paused types' names."""
+    return (
+        job.get_status(refresh=False) == JobStatus.QUEUED
+        and any(score is not None for score in scores)
+        and job_type_of(job) not in paused
+    )
 
 
 def user_lines(conn: Redis, job_types: list[str], user_id: str, most: int) -> tuple[list[str], int]:

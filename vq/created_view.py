@@ -19,13 +19,11 @@ from collections.abc import Callable
 
 from redis import Redis
 from redis.client import Pipeline
-from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
-from vq import checkpoints, job_admission, jobs, keys
+from vq import admission, checkpoints, job_admission, jobs, keys
 from vq.config import Settings
-from vq.model import TERMINAL, job_data, job_type_of, job_view
-from vq.protect import protector
+from vq.model import job_type_of, job_view
 from vq.rq_seam.job import ReadableJob
 
 
@@ -59,16 +57,7 @@ def created_view(
         job.restore(raw)
     if not raw or job_type_of(job) != job_type:
         return jobs.show(conn, job_id, settings, explain=False, reveal_to=reveal_to)
-    waits = (
-        job.get_status(refresh=False) == JobStatus.QUEUED
-        and any(score is not None for score in scores)
-        and job_type not in {name.decode() for name in paused}
-    )
-    view = job_view(job, in_line=waits)
+    view = job_view(job, in_line=admission.waits_in_line(job, scores, {name.decode() for name in paused}))
     view.update(job_admission.fields_of([raw.get(name.encode()) for name in job_admission.FIELDS], view["status"]))
     view.update(checkpoints.view_of(job.meta, bool(stored)))
-    if reveal_to is not None and reveal_to == view["userId"]:
-        view["data"] = protector(settings).unseal(job_data(job), strict=False)
-    if view["status"] not in TERMINAL and view["status"] != "started":
-        view["progress"] = jobs.steps_progress(conn, job) or view["progress"]
-    return view
+    return jobs.finish_view(conn, job, view, settings, reveal_to)

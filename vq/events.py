@@ -21,20 +21,10 @@ MARK_MS = 60_000  # how long an appended event's mark is kept: longer than redis
 log = logging.getLogger("vq.events")
 
 
-def emit(
-    conn: Redis | Pipeline,
-    event: str,
-    job_id: str,
-    job_type: str | None = None,
-    *,
-    result: str | None = None,
-    data: str | None = None,
-    **fields,
-) -> None:
+def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None = None, **fields) -> None:
     """Append an event (created, queued, scheduled, deferred, started, progress, finished,
-    failed, retrying, canceled, removed) for a job. `fields` must be JSON-serialisable;
-    `result` is a finished job's result as JSON text (see `entry`)."""
-    say(event, job_id, job_type, append(conn, event, job_id, job_type, result=result, data=data, **fields))
+    failed, retrying, canceled, removed) for a job, and log its line: `append`, then `say`."""
+    say(event, job_id, job_type, append(conn, event, job_id, job_type, **fields))
 
 
 def append(
@@ -47,10 +37,11 @@ def append(
     data: str | None = None,
     **fields,
 ) -> dict:
-    """`emit` without its log line; returns the fields set, for `say`. For a transaction that
-    may not apply (WATCH): the event lands with the change it tells of, in the same step, so
-    no other client's event about the job can come between them in the stream, and the caller
-    says the line only once the transaction has applied."""
+    """Append an event for a job, without its log line; returns the fields set, for `say`.
+    `fields` must be JSON-serialisable; `result` is a finished job's result as JSON text (see
+    `entry`). For a transaction that may not apply (WATCH): the event lands with the change
+    it tells of, in the same step, so no other client's event about the job can come between
+    them in the stream, and the caller says the line only once the transaction has applied."""
     item, webhook_url, fields = entry(event, job_id, job_type, result=result, data=data, **fields)
     # Once, even when redis-py sends it again after a lost reply (vq/lua/event_once.lua); the
     # webhook notifiers' copy in the same step (they read only those, not every event).

@@ -127,8 +127,6 @@ def show(
     view = job_view(job, in_line=bool(admission.in_line(conn, [job])))
     view.update(job_admission.fields(conn, job.id, view["status"]))
     view.update(checkpoints.view(conn, job.id, job.meta))  # vq/checkpoints.py
-    if reveal_to is not None and reveal_to == view["userId"] and settings is not None:
-        view["data"] = protector(settings).unseal(job_data(job), strict=False)
     if explain and (
         view["status"] == "limited" or view["status"] == "queued" and conn.sismember(keys.PAUSED, view["jobType"])
     ):
@@ -145,6 +143,15 @@ def show(
         )
     if explain and settings is not None and view["status"] == "queued" and not view.get("waitReason"):
         view["waitReason"] = _unserved(conn, settings, view["jobType"])
+    return finish_view(conn, job, view, settings, reveal_to)
+
+
+def finish_view(conn: Redis, job: Job, view: dict, settings: Settings | None, reveal_to: str | None) -> dict:
+    """What every job's view ends with (`show`, and the HTTP create's read-back in
+    vq/created_view.py): its data decrypted for its owner, and a planned parent's progress
+    from its steps."""
+    if reveal_to is not None and reveal_to == view["userId"] and settings is not None:
+        view["data"] = protector(settings).unseal(job_data(job), strict=False)
     if view["status"] not in TERMINAL and view["status"] != "started":
         view["progress"] = steps_progress(conn, job) or view["progress"]
     return view
