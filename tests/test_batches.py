@@ -230,6 +230,12 @@ def test_a_daemon_killed_after_the_claim_leaves_the_callback_to_the_next(vq, red
     SIGKILLed first (its delivery chore made to wait): the next daemon delivers it, once."""
     vq.configure(daemon={"shutdownGrace": 5000, "chores": {"batch-callbacks": 600_000}})
     first = vq.start_daemon(workers=1)
+    # Its chore's first run (at start) is over before the batch exists: else, on a loaded
+    # machine, that run could come after the claim and take the callback under its lease.
+    deadline = time.monotonic() + 30
+    while not redis_conn.exists("vq:chore:deliver-batch-callbacks"):
+        assert time.monotonic() < deadline, "the first daemon's callback chore never ran"
+        time.sleep(0.05)
     jobs = _write(tmp_path, "jobs.jsonl", {"jobType": "test-echo", "data": {"n": 1}})
     batch_id = vq.json("batch", "create", jobs, "--user", "fay", "--on-complete", _callback("c"))["id"]
     claimed = _wait_batch(vq, batch_id, lambda v: v["callbacks"]["complete"]["fired"])

@@ -96,6 +96,47 @@ class Terminal:
         )
 
 
+def process_tree(root: int) -> list[int]:
+    """`root` and every process under it (from /proc), parents first."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat:
+            parents.setdefault(int(stat.rpartition(")")[2].split()[1]), []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop(0)
+        tree.append(pid)
+        todo.extend(parents.get(pid, []))
+    return tree
+
+
+def wait_until_stopped(terminal: Terminal, timeout: float = 60) -> None:
+    """ "vq daemon stopped" on the daemon's terminal; if it does not come, the failure shows
+    what still runs and where each of its threads is (`kill -TTIN`, vq/procutil.py), so a
+    stop that hangs once in a loaded CI run can be told apart from a slow one."""
+    try:
+        terminal.wait_for(r"vq daemon stopped", timeout=timeout)
+    except AssertionError as exc:
+        mark = len(terminal.text())
+        tree = process_tree(terminal.child.pid)
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGTTIN)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+        ps = subprocess.run(
+            ["ps", "-o", "pid,ppid,stat,wchan:24,etime,args", "-p", ",".join(map(str, tree))],
+            capture_output=True,
+            text=True,
+        ).stdout
+        raise AssertionError(f"{exc}\n--- still running:\n{ps}\n--- their stacks:\n{terminal.text()[mark:]}") from None
+
+
 @pytest.fixture
 def home():
     # Short, so the embedded Redis's unix socket path fits (108 bytes).
@@ -160,7 +201,7 @@ def test_the_readme_first_session_runs_verbatim_against_a_daemon_on_a_terminal(h
         # Ctrl-C, as the operator stops it: the terminal signals the daemon's whole process
         # group (its workers and HTTP server too), and it stops with no traceback from any.
         daemon.child.sendintr()
-        daemon.wait_for(r"vq daemon stopped", timeout=60)
+        wait_until_stopped(daemon)
         deadline = time.monotonic() + 30
         while daemon.child.isalive() and time.monotonic() < deadline:
             time.sleep(0.1)

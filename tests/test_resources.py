@@ -275,16 +275,18 @@ def test_a_job_that_needs_nothing_shows_empty_needs_and_groups(vq):
     assert "needs" not in text and "holds" not in text and "groups" not in text, text
 
 
-def _doctor_resources(vq, status: str, timeout: float = 20) -> tuple[int, dict]:
-    """`vq doctor --json`'s resources finding, once it has `status` (the daemon reports
-    itself every 2 s and each worker advertises its share as it starts)."""
+def _doctor_resources(vq, status: str, timeout: float = 20, mentions: str = "") -> tuple[int, dict]:
+    """`vq doctor --json`'s resources finding, once it has `status` and its detail `mentions`
+    the given text (the daemon reports itself every 2 s and each worker advertises its share
+    as it starts, so under load the first findings may not yet see the worker)."""
     deadline = time.monotonic() + timeout
     while True:
         proc = vq.run("doctor", "--json")
         assert "Traceback" not in proc.stderr, proc.stderr
         found = [f for f in json.loads(proc.stdout) if f["check"] == "resources"]
-        if found and found[0]["status"] == status or time.monotonic() > deadline:
-            assert found and found[0]["status"] == status, found
+        ready = found and found[0]["status"] == status and mentions in found[0]["detail"]
+        if ready or time.monotonic() > deadline:
+            assert ready, found
             return proc.returncode, found[0]
         time.sleep(0.3)
 
@@ -298,7 +300,7 @@ def test_doctor_names_a_type_and_waiting_jobs_that_no_live_worker_can_run(vq, re
     vq.start_daemon("--resources-per-worker", "gpu=2", workers=1)
     own = vq.submit("test-track", {}, "--user", "u", "--resources", "gpu=4")  # this host configures none: accepted
     vq.wait_for(own, statuses=("limited",), timeout=20)
-    code, found = _doctor_resources(vq, "warn")
+    code, found = _doctor_resources(vq, "warn", mentions="the largest live worker has gpu=2")
     assert code >= 1
     detail = found["detail"]
     assert "job type test-big needs gpu=3 (job_types.test-big.resources): the largest live worker has gpu=2" in detail

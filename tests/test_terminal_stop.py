@@ -6,12 +6,14 @@ hurry: the running job goes back to its queue now, its attempt not charged."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
 import pexpect
 
-from tests.test_first_session import ANSI
+from tests.test_first_session import ANSI, process_tree
 
 
 def _daemon_in_a_terminal(vq) -> pexpect.spawn:
@@ -70,3 +72,23 @@ def test_ctrl_c_twice_requeues_the_running_job_now(vq):
     assert view["status"] == "queued", f"{view}\n{log[-3000:]}"
     assert "Ctrl-C again: requeueing jobs" in log, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_kill_ttin_writes_every_threads_stack_and_the_daemon_runs_on(vq):
+    """The operator's look into a daemon that seems stuck, as Sidekiq's TTIN: the stacks of
+    the supervisor and of a worker are written to the log, and neither stops."""
+    child = _daemon_in_a_terminal(vq)
+    supervisor = child.pid
+    worker = vq.json("workers")[0]["pid"]
+    assert worker in process_tree(supervisor)
+    os.kill(supervisor, signal.SIGTTIN)
+    child.expect(r"Current thread 0x[0-9a-f]+ \(most recent call first\):")
+    child.expect(r'File ".*vq/daemon.py", line \d+ in run')
+    os.kill(worker, signal.SIGTTIN)
+    child.expect(r"Current thread 0x[0-9a-f]+ \(most recent call first\):")
+    child.expect(r'File ".*vq/rq_seam/worker.py", line \d+ in ')
+    job = vq.submit("test-sleep", {"seconds": 0.1}, "--user", "alice")
+    assert vq.wait_for(job, timeout=20)["status"] == "finished"
+    child.sendintr()
+    log = _exited(child, within=40)
+    assert "vq daemon stopped" in log and child.exitstatus == 0, log[-3000:]

@@ -182,7 +182,7 @@ class Chore:
     spec: ChoreSpec
     daemon: Daemon
     conn: redis.Redis
-    last: float = 0.0
+    last: float = float("-inf")  # never: due at the daemon's start (not `interval` after the boot)
 
     @property
     def every(self) -> float:

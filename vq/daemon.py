@@ -35,7 +35,7 @@ from vq.errors import HistoryUnavailable, VqError, message_of
 from vq.history import db as historydb
 from vq.http_listener import HttpListener
 from vq.jobtypes import job_types, load_handler
-from vq.procutil import signal_child
+from vq.procutil import signal_child, stacks_on_signal
 from vq.queues import worker_queue_names
 from vq.recurring import store as recurring_store
 from vq.stopping import Stoppable
@@ -86,6 +86,7 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
 
     def run(self) -> int:
         logs.configure(self.options.log_level, self.options.log_format)
+        stacks_on_signal()  # `kill -TTIN <pid>`: every thread's stack in the log
         telemetry.configure(self.settings)  # traces, when asked for: its children inherit the plan
         os.umask(0o077)  # artifacts, history and secrets: readable by vq's user only
         if not self.settings.redis.configured:

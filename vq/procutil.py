@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import faulthandler
 import os
 import signal
 import sys
@@ -18,6 +19,21 @@ def signal_child(process: BaseProcess, signum: int) -> None:
     """A signal to a child process; one that was never started has no pid and gets none."""
     if process.pid is not None:
         os.kill(process.pid, signum)
+
+
+STACKS_SIGNAL = signal.SIGTTIN  # as Sidekiq: `kill -TTIN <pid>` prints every thread's stack
+
+
+def stacks_on_signal() -> None:
+    """`kill -TTIN` on the daemon or any of its processes writes every thread's stack to
+    stderr (the log), and the process runs on. For a process that seems stuck: it works
+    even while the main thread is blocked in a lock or a system call, since the dump is
+    written by the C signal handler, not by Python code waiting its turn. Its children,
+    forked after this, inherit it."""
+    try:
+        faulthandler.register(STACKS_SIGNAL, file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # no fd 2 (stderr closed), or no such signal
+        pass
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
