@@ -40,8 +40,9 @@ class Stoppable:
             return None
         try:
             self._in_wait = True
-            return call(*args, **kwargs)
-        except Interrupted:
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self._in_wait = False
+        except Interrupted:  # also one raised as the call returned, before the flag was cleared
             return None
-        finally:
-            self._in_wait = False
