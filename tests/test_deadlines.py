@@ -10,7 +10,7 @@ from datetime import datetime
 from tests.conftest import TEST_JOB_TYPES
 from tests.test_api import SECRET, serve
 
-SHORT_MS = 400  # long enough to submit and route the job, short enough to wait out
+SHORT_MS = 1000  # long enough to submit and route the job on a loaded machine, short enough to wait out
 
 
 def _wait_past(view: dict) -> None:
