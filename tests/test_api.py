@@ -284,6 +284,9 @@ def test_error_statuses(api, vq):
     assert malformed.status == 400 and malformed.body["error"]["code"] == "malformed"
     invalid = api.call("POST", "/api/jobs/test-noop", ann, {"priority": "urgent"})
     assert invalid.status == 422 and invalid.body["error"]["field"] == "priority"
+    empty = api.call("POST", "/api/jobs/image-generation", ann, {"data": {}})
+    assert empty.status == 422 and empty.body["error"]["field"] == "data", empty.body
+    assert empty.body["error"]["message"] == "data: prompt: required and must be a non-empty string"
     unknown = api.call("POST", "/api/jobs/no-such-type", ann, {})
     assert unknown.status == 404 and "unknown job type" in unknown.body["error"]["message"]
     missing = api.call("GET", "/api/jobs/test-noop/0123456789abcdef", ann)

@@ -267,3 +267,40 @@ def test_data_nested_past_what_the_parser_can_read_is_one_line_not_a_traceback(v
     proc = vq.run("recurring", "add", "test-noop", "--cron", "0 0 * * *", "--user", "u", "--data", "-", input=deep)
     assert proc.returncode == 2 and _one_line(proc) == "vq: error: --data: JSON nested too deeply"
     assert vq.json("jobs") == []
+
+
+EMPTY_DATA_REFUSED = {
+    "image-generation": "prompt: required and must be a non-empty string",
+    "audio-synthesis": "text: required (or narration, or a sceneIndex with an upstream script)",
+    "script-generation": "prompt: required and must be a non-empty string",
+    "content-analysis": "content: required, the text to analyse",
+    "scene-creation": "imagePath: required and must be a non-empty string",
+    "world-building": "prompt: required and must be a non-empty string",
+    "video-composition": "scenes: required, a non-empty list of {image, audio, durationSeconds}",
+    "personalization": "content: required, a non-empty string or object",
+    "ai-processing": "task: required (the built-in provider's: summarize, classify, extract-keywords, echo)",
+    "video-generation": "prompt: required and must be a non-empty string",
+}
+
+
+@pytest.mark.parametrize(("job_type", "said"), sorted(EMPTY_DATA_REFUSED.items()))
+def test_every_built_in_type_refuses_at_submit_data_its_handler_could_only_fail_on(vq, job_type, said):
+    # they were queued, and each failed as `permanent` when a worker took it
+    proc = vq.run("submit", job_type, "--user", "u", "--data", "{}")
+    assert proc.returncode == 2 and _one_line(proc) == f"vq: error: data: {said}"
+    assert vq.json("jobs") == []
+
+
+def test_a_dependent_may_leave_its_input_to_its_dependencies(vq):
+    first = vq.submit("script-generation", {"prompt": "Robots paint."}, "--user", "u", "--delay", "1h")
+    proc = vq.run("submit", "audio-synthesis", "--user", "u", "--depends-on", first, "--data", '{"sceneIndex": 0}')
+    assert proc.returncode == 0, proc.stderr
+    proc = vq.run("submit", "image-generation", "--user", "u", "--data", '{"prompt": "a", "width": 0}')
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: data: width: must be from 1 to 4096, got 0"
+
+
+def test_a_plug_in_type_s_module_check_refuses_at_submit(vq):
+    vq.configure(job_types={"test-checked": {"handler": "tests.checked_plugin:handle"}})
+    proc = vq.run("submit", "test-checked", "--user", "u", "--data", '{"size": "big"}')
+    assert proc.returncode == 2 and _one_line(proc) == "vq: error: data: size: required, a whole number"
+    assert vq.run("submit", "test-checked", "--user", "u", "--data", '{"size": 3}').returncode == 0

@@ -326,6 +326,8 @@ def test_composition_edl_lays_scenes_end_to_end(tmp_path):
     with pytest.raises(PermanentError, match="scenes"):
         run(video_composition, tmp_path, {"scenes": []})
     with pytest.raises(PermanentError, match=r"scenes\[0\].image"):
+        run(video_composition, tmp_path, {"scenes": [{"image": str(tmp_path / "missing.png"), "durationSeconds": 2}]})
+    with pytest.raises(PermanentError, match=r"scenes\[0\].durationSeconds: required when the scene has no audio"):
         run(video_composition, tmp_path, {"scenes": [{"image": str(tmp_path / "missing.png"), "audio": None}]})
 
 

@@ -11,6 +11,7 @@ import importlib
 import math
 import random
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -159,3 +160,14 @@ def load_handler(path: str) -> Handler:
     if not callable(func):
         raise ConfigError(f"handler {path!r}: {module_name} has no function {func_name}")
     return func
+
+
+def handler_companion(path: str, name: str) -> Callable | None:
+    """A function beside a handler in its module (`plan`, `check`), or None: also when the
+    handler cannot be imported here (it may live only on worker hosts; the worker says so)."""
+    try:
+        handler = load_handler(path)
+    except ConfigError:
+        return None
+    found = getattr(sys.modules[handler.__module__], name, None)
+    return found if callable(found) else None

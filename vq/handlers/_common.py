@@ -85,6 +85,19 @@ def dimensions(data: dict, default: tuple[int, int]) -> tuple[int, int]:
     )
 
 
+class Unlinked:
+    """What a job with no dependencies sees upstream: nothing. A handler's `check(data)`
+    runs its own input readers with this at submit, so a job that can only fail on its
+    input is refused then (exit 2, HTTP 400), not accepted to fail when it runs."""
+
+    @staticmethod
+    def upstream_by_step() -> dict:
+        return {}
+
+
+UNLINKED = Unlinked()
+
+
 def scene_index(data: dict) -> int | None:
     """data.sceneIndex (set on children of a video-generation plan), or None."""
     if data.get("sceneIndex") is None:

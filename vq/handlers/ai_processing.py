@@ -76,10 +76,8 @@ PROVIDERS: dict[str, dict[str, Task]] = {
 TEXT_TASKS = {"summarize", "classify", "extract-keywords"}
 
 
-def handle(ctx, data: dict) -> dict:
-    provider = data.get("provider") or ("local" if not ctx.providers else None)
-    if provider not in PROVIDERS:  # an HTTP provider: the one named first, then the type's
-        return _remote(ctx, data)
+def _local(data: dict, provider: str) -> tuple[dict, str, object]:
+    """(the provider's tasks, the task, its input) for a built-in provider."""
     tasks = PROVIDERS[provider]
     task = data.get("task")
     if not task:
@@ -89,6 +87,25 @@ def handle(ctx, data: dict) -> dict:
     value = data.get("input", data.get("text"))
     if value is None or (task in TEXT_TASKS and not (isinstance(value, str) and words(value))):
         raise PermanentError(f"input: required{', a non-empty text' if task in TEXT_TASKS else ''} for {task}")
+    return tasks, task, value
+
+
+def check(data: dict) -> None:
+    """At submit (vq/submission/validation.py): a job for a built-in provider. Without
+    `provider`, which one serves it depends on the type's configured HTTP providers,
+    known where it runs; there only `task` is checked here."""
+    provider = data.get("provider")
+    if provider in PROVIDERS:
+        _local(data, provider)
+    elif provider is None and not (isinstance(data.get("task"), str) and data["task"]):
+        raise PermanentError(f"task: required (the built-in provider's: {', '.join(PROVIDERS['local'])})")
+
+
+def handle(ctx, data: dict) -> dict:
+    provider = data.get("provider") or ("local" if not ctx.providers else None)
+    if provider not in PROVIDERS:  # an HTTP provider: the one named first, then the type's
+        return _remote(ctx, data)
+    tasks, task, value = _local(data, provider)
     params = {**options(data), **{k: data[k] for k in ("sentences", "labels", "limit") if k in data}}
     ctx.progress(10, f"{provider}: {task}")
     ctx.log.info("ai-processing %s/%s", provider, task)

@@ -18,6 +18,7 @@ from array import array
 
 from vq.errors import PermanentError
 from vq.handlers._common import (
+    UNLINKED,
     int_field,
     scene_index,
     script_scene,
@@ -83,18 +84,34 @@ def speak(path, text: str, voice: str | None, speed: int) -> None:
     )
 
 
-def handle(ctx, data: dict) -> dict:
-    text, scene = _text(ctx, data)
+def _voice(data: dict) -> tuple[str, str | None, int]:
+    """(engine, voice, speed) as asked for."""
     engine = data.get("engine") or "auto"
     if engine not in ENGINES:
         raise PermanentError(f"engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
-    count = len(words(text))
-    if count > MAX_WORDS:
-        raise PermanentError(f"text: too long for one narration ({count} words, at most {MAX_WORDS})")
     voice = text_field(data, "voice", required=False) or None
     if voice and not all(c.isalnum() or c in "+-_" for c in voice):
         raise PermanentError(f"voice: not a voice name: {voice!r}")
-    speed = int_field(data, "speed", 150, 80, 450)  # espeak-ng words per minute
+    return engine, voice, int_field(data, "speed", 150, 80, 450)  # espeak-ng words per minute
+
+
+def _word_count(text: str) -> int:
+    count = len(words(text))
+    if count > MAX_WORDS:
+        raise PermanentError(f"text: too long for one narration ({count} words, at most {MAX_WORDS})")
+    return count
+
+
+def check(data: dict) -> None:
+    """At submit, for a job with no dependencies (vq/submission/validation.py)."""
+    _voice(data)
+    _word_count(_text(UNLINKED, data)[0])
+
+
+def handle(ctx, data: dict) -> dict:
+    text, scene = _text(ctx, data)
+    engine, voice, speed = _voice(data)
+    count = _word_count(text)
     have_espeak = shutil.which("espeak-ng") is not None
     if engine == "espeak-ng" and not have_espeak:
         raise PermanentError("engine: espeak-ng was asked for but is not installed on this worker")

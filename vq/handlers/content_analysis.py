@@ -48,7 +48,8 @@ def _script_scenes(content) -> list[dict] | None:
     raise PermanentError("content: a script must be an object with scenes, its JSON, or plain text")
 
 
-def handle(ctx, data: dict) -> dict:
+def _inputs(data: dict) -> tuple[str, list | None, str]:
+    """(kind, a script's scenes or None, the text to analyse)."""
     kind = data.get("type") or "text"
     if kind not in TYPES:
         raise PermanentError(f"type: must be one of {', '.join(TYPES)}, got {kind!r}")
@@ -62,6 +63,16 @@ def handle(ctx, data: dict) -> dict:
         raise PermanentError("content: required, the text to analyse")
     if not words(text):
         raise PermanentError("content: empty, there are no words to analyse")
+    return kind, scenes, text
+
+
+def check(data: dict) -> None:
+    """At submit (vq/submission/validation.py)."""
+    _inputs(data)
+
+
+def handle(ctx, data: dict) -> dict:
+    kind, scenes, text = _inputs(data)
     ctx.progress(10, "tokenizing")
 
     tokens = words(text)

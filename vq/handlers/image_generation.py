@@ -15,7 +15,7 @@ import textwrap
 
 from PIL import Image, ImageDraw, ImageFont
 
-from vq.handlers._common import dimensions, scene_index, script_scene, seed, text_field
+from vq.handlers._common import UNLINKED, dimensions, scene_index, script_scene, seed, text_field
 
 DEFAULT_SIZE = (512, 512)
 
@@ -83,6 +83,12 @@ def draw(prompt: str, width: int, height: int, progress=lambda p, m: None) -> Im
         (x, y), text, font=font, fill=(255, 255, 255, 255), spacing=size // 4, align="center"
     )
     return img.convert("RGB")
+
+
+def check(data: dict) -> None:
+    """At submit, for a job with no dependencies (vq/submission/validation.py)."""
+    dimensions(data, DEFAULT_SIZE)
+    _prompt(UNLINKED, data)
 
 
 def handle(ctx, data: dict) -> dict:

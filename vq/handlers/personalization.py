@@ -137,11 +137,21 @@ def _greet(text: str, prefs: dict, changes: list[str], where: str) -> str:
     return f"{greeting} {text}"
 
 
-def handle(ctx, data: dict) -> dict:
+def _inputs(data: dict) -> tuple[str | dict, dict]:
+    """(content, preferences)."""
     content = data.get("content")
     if not (isinstance(content, str) and content.strip()) and not (isinstance(content, dict) and content):
         raise PermanentError("content: required, a non-empty string or object")
-    prefs = preferences(data)
+    return content, preferences(data)
+
+
+def check(data: dict) -> None:
+    """At submit (vq/submission/validation.py)."""
+    _inputs(data)
+
+
+def handle(ctx, data: dict) -> dict:
+    content, prefs = _inputs(data)
     ctx.progress(10, f"tone {prefs['tone']}, length {prefs['length']}")
     changes: list[str] = []
     out: str | dict[str, Any]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from PIL import Image, UnidentifiedImageError
 
 from vq.errors import PermanentError
-from vq.handlers._common import int_field, scene_index, text_field, wav_seconds, write_json
+from vq.handlers._common import UNLINKED, int_field, scene_index, text_field, wav_seconds, write_json
 
 
 def _inputs(ctx, data: dict) -> tuple[int, dict, dict, str, str]:
@@ -33,6 +33,12 @@ def _inputs(ctx, data: dict) -> tuple[int, dict, dict, str, str]:
     audio = text_field(data, "audioPath")
     index = index if index is not None else int_field(data, "index", 0, 0, 999)
     return index, {"path": image}, {"path": audio}, "imagePath", "audioPath"
+
+
+def check(data: dict) -> None:
+    """At submit, for a job with no dependencies (vq/submission/validation.py): the paths
+    are given (whether the files exist is seen where the job runs)."""
+    _inputs(UNLINKED, data)
 
 
 def handle(ctx, data: dict) -> dict:

@@ -66,7 +66,8 @@ def _given_scene(entry, i: int) -> dict:
     }
 
 
-def handle(ctx, data: dict) -> dict:
+def _inputs(data: dict) -> tuple[str, str, list | None, int]:
+    """(prompt, style, the scenes given, how many scenes)."""
     prompt = text_field(data, "prompt")
     style = text_field(data, "style", required=False) or str(options(data).get("style") or "cinematic")
     given = data.get("scenes")
@@ -75,9 +76,17 @@ def handle(ctx, data: dict) -> dict:
     if given:
         if len(given) > MAX_SCENES:
             raise PermanentError(f"scenes: at most {MAX_SCENES} scenes, got {len(given)}")
-        count = len(given)
-    else:
-        count = int_field(data, "sceneCount", 3, 1, MAX_SCENES)
+        return prompt, style, given, len(given)
+    return prompt, style, given, int_field(data, "sceneCount", 3, 1, MAX_SCENES)
+
+
+def check(data: dict) -> None:
+    """At submit (vq/submission/validation.py)."""
+    _inputs(data)
+
+
+def handle(ctx, data: dict) -> dict:
+    prompt, style, given, count = _inputs(data)
     ctx.progress(10, "reading the prompt")
 
     topic = topic_of(prompt)

@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 
 from vq.errors import PermanentError
-from vq.handlers._common import wav_seconds, write_json
+from vq.handlers._common import UNLINKED, wav_seconds, write_json
 from vq.procutil import tool_dies_with_caller
 
 FPS = 25  # timecode rate of the EDL
@@ -36,7 +36,9 @@ def _step_number(step: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _scenes(ctx, data: dict) -> list[dict]:
+def _given(ctx, data: dict) -> tuple[list, list[str], bool]:
+    """(the scenes, each one's name for errors, whether they came from upstream steps),
+    each scene checked for its shape."""
     ups = sorted(
         ((s, u) for s, u in ctx.upstream_by_step().items() if s.startswith("scene-")),
         key=lambda su: _step_number(su[0]),
@@ -52,18 +54,44 @@ def _scenes(ctx, data: dict) -> list[dict]:
         if not isinstance(listed, list) or not listed:
             raise PermanentError("scenes: required, a non-empty list of {image, audio, durationSeconds}")
         given, labels = listed, [f"scenes[{i}]" for i in range(len(listed))]
-    scenes = []
-    for i, (sc, field) in enumerate(zip(given, labels, strict=True)):
+    for sc, field in zip(given, labels, strict=True):
         if not isinstance(sc, dict) or not isinstance(sc.get("image"), str):
             raise PermanentError(f"{field}.image: required, the path of the scene's image")
+        if not _duration(sc) and not sc.get("audio"):
+            raise PermanentError(f"{field}.durationSeconds: required when the scene has no audio")
+    return given, labels, bool(ups)
+
+
+def _duration(scene: dict) -> float | None:
+    duration = scene.get("durationSeconds")
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration <= 0:
+        return None
+    return float(duration)
+
+
+def _format(data: dict) -> str:
+    fmt = data.get("format") or "auto"
+    if fmt not in FORMATS:
+        raise PermanentError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def check(data: dict) -> None:
+    """At submit, for a job with no dependencies (vq/submission/validation.py): the scenes'
+    shape (whether their files exist, and ffmpeg for mp4, is seen where the job runs)."""
+    _format(data)
+    _given(UNLINKED, data)
+
+
+def _scenes(ctx, data: dict) -> list[dict]:
+    given, labels, ups = _given(ctx, data)
+    scenes = []
+    for i, (sc, field) in enumerate(zip(given, labels, strict=True)):
         image = ctx.input_file(sc["image"], f"{field}.image")
-        audio, duration = sc.get("audio"), sc.get("durationSeconds")
+        audio = sc.get("audio")
         if audio:
             audio = ctx.input_file(audio, f"{field}.audio")
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration <= 0:
-            if not audio:
-                raise PermanentError(f"{field}.durationSeconds: required when the scene has no audio")
-            duration = wav_seconds(audio)
+        duration = _duration(sc) or wav_seconds(audio)
         scenes.append(
             {
                 "index": sc.get("index", i),
@@ -274,9 +302,7 @@ def probe_seconds(path: Path) -> float | None:
 
 
 def handle(ctx, data: dict) -> dict:
-    fmt = data.get("format") or "auto"
-    if fmt not in FORMATS:
-        raise PermanentError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    fmt = _format(data)
     have_ffmpeg = shutil.which("ffmpeg") is not None
     if fmt == "mp4" and not have_ffmpeg:
         raise PermanentError("format: mp4 needs ffmpeg, which is not installed on this worker (use edl)")

@@ -81,9 +81,20 @@ def palette(rng: random.Random, n: int = 5) -> list[str]:
     return out[:n]
 
 
-def handle(ctx, data: dict) -> dict:
+def _inputs(data: dict) -> tuple[str, str]:
+    """(prompt, the genre asked for or "")."""
     genre_given = text_field(data, "genre", required=False).lower()
     prompt = text_field(data, "prompt", "description", required=not genre_given, label="prompt") or genre_given
+    return prompt, genre_given
+
+
+def check(data: dict) -> None:
+    """At submit (vq/submission/validation.py)."""
+    _inputs(data)
+
+
+def handle(ctx, data: dict) -> dict:
+    prompt, genre_given = _inputs(data)
     rng = random.Random(seed(f"{prompt}|{genre_given}"))
     genre = genre_given or guess_genre(prompt)
     hints, era, pattern, places, roles = GENRES.get(genre, GENRES["contemporary"])

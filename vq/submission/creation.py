@@ -9,7 +9,6 @@ indexes and its `created` event appear in one transaction.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -23,9 +22,9 @@ from rq.serializers import JSONSerializer
 from vq import cache, capacity, dependents, events, groups, keys
 from vq.admission import mark_arrivals_in, wake_in
 from vq.config import Settings
-from vq.errors import ConfigError, Conflict, HandlerError, InvalidInput
+from vq.errors import Conflict, HandlerError, InvalidInput
 from vq.jobhash import Batch
-from vq.jobtypes import get_job_type, load_handler
+from vq.jobtypes import get_job_type, handler_companion
 from vq.model import VQ_FUNC, iso, result_of
 from vq.protect import protector
 from vq.recurring import runs as recurring_runs
@@ -233,11 +232,7 @@ def _claim_idempotency_key(conn: Redis, settings: Settings, user_id: str, key: s
 
 def plan_of(resolved: Resolved) -> list[dict]:
     """A type whose handler module has `plan(data)` runs as a graph of child jobs."""
-    try:
-        handler = load_handler(resolved.job_type.handler)
-    except ConfigError:
-        return []  # the handler may live only on worker hosts; the worker reports it
-    planner = getattr(sys.modules[handler.__module__], "plan", None)
+    planner = handler_companion(resolved.job_type.handler, "plan")
     if planner is None:
         return []
     try:

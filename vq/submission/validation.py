@@ -21,8 +21,8 @@ from vq import capacity, jobdata
 from vq.config import PRIORITIES, TIERS, Settings, Tier
 from vq.deadlines import deadline_ms, parse_deadline
 from vq.durations import parse_duration_ms, parse_instant
-from vq.errors import Ambiguous, Conflict, InvalidInput, NotFound
-from vq.jobtypes import JobType, get_job_type
+from vq.errors import Ambiguous, Conflict, HandlerError, InvalidInput, NotFound
+from vq.jobtypes import JobType, get_job_type, handler_companion
 from vq.model import iso
 from vq.protect import protector
 from vq.providers import http as providers
@@ -187,6 +187,8 @@ def resolve(conn: Redis, settings: Settings, sub: Submission) -> Resolved:
     depends_on = list(dict.fromkeys(sub.depends_on))
     if run_at and depends_on:
         raise InvalidInput("delay: a delayed job cannot also have dependencies", field="delay")
+    if not depends_on:  # a dependent may take its input from its dependencies' results
+        check_input(job_type, sub.data)
     depends_on = _check_dependencies(conn, settings, depends_on, sub.allow_failure)
     webhook_url = validate_url(sub.webhook_url, settings) if sub.webhook_url is not None else None
     if sub.deadline is not None and not (isinstance(sub.deadline, datetime) and sub.deadline.tzinfo is not None):
@@ -235,6 +237,19 @@ def _resources(settings: Settings, job_type: JobType, own: dict | None) -> dict:
         have = capacity.text_of({name: most.get(name, 0) for name in (over.partition("=")[0],)})
         raise InvalidInput(f"resources: needs {over}, more than a worker here can have ({have})", field="resources")
     return need
+
+
+def check_input(job_type: JobType, data: dict) -> None:
+    """The handler's own `check(data)`, when its module has one (every built-in type's
+    does, docs/job-types.md): data its handler could only fail on is refused now, naming
+    the field, instead of being queued to fail as `permanent` when it runs."""
+    check = handler_companion(job_type.handler, "check")
+    if check is None:
+        return
+    try:
+        check(data)
+    except HandlerError as exc:
+        raise InvalidInput(f"data: {exc}", field="data") from None
 
 
 def check_data(settings: Settings, data: object, where: str = "data") -> None:
