@@ -147,3 +147,24 @@ def test_a_job_admitted_but_never_started_is_requeued_with_its_event_in_the_same
         assert stalled.recover(redis_conn, settings) == [(job_id, "requeued")]
         step = _transaction_with(monitor, redis_conn, "rq:queue:")
     assert any(c.startswith("XADD vq:events ") and "event stalled" in c and "never started" in c for c in step), step
+
+
+def test_a_retried_event_is_appended_in_the_step_that_requeues_the_job(redis_conn, redis_server, tmp_path):
+    """CI under load: the web UI's dead-letter retry showed `vq history` ending in the retry's
+    `queued` after the run it caused (`started`, `failed`), as the event was appended after
+    the transaction that requeued the job, and a worker took it in between."""
+    from vq import events, jobs
+    from vq.config import load_settings
+    from vq.submission import Submission, submit
+
+    settings = load_settings(
+        env={"REDIS_URL": redis_server.url, "XDG_CONFIG_HOME": str(tmp_path), "VQ_DATA_DIR": str(tmp_path)}
+    )
+    job_id = submit(redis_conn, settings, Submission("content-analysis", {"content": "x"}, user_id="u"))
+    jobs.cancel(redis_conn, job_id, "to retry it")
+    with redis_conn.monitor() as monitor:
+        assert jobs.retry(redis_conn, job_id, settings)["status"] == "queued"
+        step = _transaction_with(monitor, redis_conn, "rq:queue:")
+    assert step, "the job is requeued in a transaction"
+    assert any(c.startswith("XADD vq:events ") and f"event retried jobId {job_id}" in c for c in step), step
+    assert [e["event"] for e in events.read(redis_conn) if e["jobId"] == job_id][-1] == "retried"

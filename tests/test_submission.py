@@ -41,7 +41,9 @@ def test_an_operator_may_set_any_priority(redis_conn, settings):
     job_id = submit(
         redis_conn,
         settings,
-        Submission("content-analysis", {}, user_id="u", subscription="free", priority="high", privileged=True),
+        Submission(
+            "content-analysis", {"content": "x y"}, user_id="u", subscription="free", priority="high", privileged=True
+        ),
     )
     assert show(redis_conn, job_id)["priority"] == "high"
 

@@ -229,15 +229,11 @@ class JobOutcomes(WorkerHost):
             pipe.hset(job.key, "meta", private.serialize_meta(job))
             job.set_status(JobStatus.SCHEDULED, pipeline=pipe)
             queue.schedule_job(job, due, pipeline=pipe)
+            said = events.append(
+                pipe, "rate-limited", job.id, job.meta.get("jobType"), retryAfter=delay, error=error.get("message")
+            )  # in the step that schedules it: before the `started` of its next run
             pipe.execute()
-        events.emit(
-            self.connection,
-            "rate-limited",
-            job.id,
-            job.meta.get("jobType"),
-            retryAfter=delay,
-            error=error.get("message"),
-        )
+        events.say("rate-limited", job.id, job.meta.get("jobType"), said)
 
     def _requeue(self, job: Job, queue, execution, reason: str = "daemon shutdown") -> None:
         """Put an interrupted job back at the front of its queue; the attempt is not charged."""
@@ -249,8 +245,11 @@ class JobOutcomes(WorkerHost):
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
             pipe.hset(job.key, "meta", private.serialize_meta(job))
             private.enqueue_job(queue, job, pipeline=pipe, at_front=True)
+            said = events.append(
+                pipe, "requeued", job.id, job.meta.get("jobType"), reason=reason
+            )  # before any `started`
             pipe.execute()
-        events.emit(self.connection, "requeued", job.id, job.meta.get("jobType"), reason=reason)
+        events.say("requeued", job.id, job.meta.get("jobType"), said)
 
 
 def _remember_success_in(pipe, job: Job) -> None:

@@ -256,13 +256,20 @@ def retry(conn: Redis, job_id: str, settings: Settings | None = None) -> dict:
                     job.save(pipeline=pipe)
                     private.enqueue_job(queue, job, pipeline=pipe)
                     admission.wake_in(pipe)
+                # In the same step: a worker's `started` for the requeued job cannot come first.
+                said = events.append(
+                    pipe,
+                    "retried",
+                    job.id,
+                    job_type_of(job),
+                    previous=status,
+                    status="deferred" if waits_for else "queued",
+                )
                 pipe.execute()
                 break
             except WatchError:
                 pipe.reset()
-    events.emit(
-        conn, "retried", job.id, job_type_of(job), previous=status, status="deferred" if waits_for else "queued"
-    )
+    events.say("retried", job.id, job_type_of(job), said)
     return show(conn, job.id)
 
 
