@@ -570,9 +570,11 @@ def _read_sse(api: Api, token: str, seen: list, stop: threading.Event, path: str
 def test_server_sent_events_show_only_the_callers_jobs(api):
     ann, bob, op = api.token("ann"), api.token("bob"), api.token("ops", "operator")
     seen_ann, seen_op, stop = [], [], threading.Event()
+    # From the stream's start: a reader still connecting on a loaded machine misses nothing.
+    since = "/api/jobs/events?since=0-0"
     readers = [
-        threading.Thread(target=_read_sse, args=(api, ann, seen_ann, stop), daemon=True),
-        threading.Thread(target=_read_sse, args=(api, op, seen_op, stop), daemon=True),
+        threading.Thread(target=_read_sse, args=(api, ann, seen_ann, stop, since), daemon=True),
+        threading.Thread(target=_read_sse, args=(api, op, seen_op, stop, since), daemon=True),
     ]
     for reader in readers:
         reader.start()

@@ -187,9 +187,9 @@ def test_vq_runs_jobs_and_serves_http_in_the_units_sandbox(vq, tmp_path):
                 f"http://127.0.0.1:{port}/api/jobs/content-analysis/{jobs[0]}",
                 headers={"Authorization": f"Bearer {token}"},
             )
-            body = json.loads(urllib.request.urlopen(request, timeout=2).read())
+            body = json.loads(urllib.request.urlopen(request, timeout=10).read())
             break
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):  # still starting, or a loaded machine
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
