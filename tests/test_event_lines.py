@@ -76,6 +76,24 @@ def test_every_line_arrives_after_a_warm_stop_with_jobs_in_flight(vq, redis_conn
     assert set(quick) <= set(record)  # they ran first
 
 
+def test_the_requeued_line_arrives_after_a_cold_stop(vq, redis_conn):
+    """Ctrl-C twice: the running job is put back at once, its `requeued` line logged by the
+    worker just before it exits, and written."""
+    daemon = vq.start_daemon("--grace", "30", workers=1, terminal=True)
+    job = vq.submit("test-sleep", {"seconds": 20, "steps": 40}, "--user", "ann")
+    vq.wait_for(job, statuses=("started",))
+    time.sleep(0.3)  # into the handler
+    daemon.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    daemon.send_signal(signal.SIGINT)
+    assert daemon.wait(25) == 0
+    time.sleep(0.3)  # the terminal copier's last chunk
+    assert vq.json("show", job)["status"] == "queued"
+    said = [e for j, e in _lines(vq) if j == job]
+    assert "requeued" in [item["event"] for item in events.read(redis_conn) if item["jobId"] == job]
+    assert said[0] == "started" and "requeued" in said, vq.daemon_log()[-3000:]
+
+
 def test_every_line_arrives_after_a_reload(vq, redis_conn):
     daemon = vq.start_daemon(workers=1, terminal=True)
     job = vq.submit("test-sleep", {"seconds": 1.0, "steps": 2}, "--user", "ann")
