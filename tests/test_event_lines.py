@@ -5,13 +5,15 @@ stop with jobs in flight, a reload), text or JSON."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import re
 import signal
 import time
 
-from vq import events
+from vq import events, log_batching, logs
 
 LINE = re.compile(r"vq\.events: job (\S+) (\S*) (\w[\w-]*)\b")
 
@@ -144,8 +146,12 @@ def test_a_handlers_lines_come_between_its_jobs_started_and_finished(vq):
 
 
 def test_json_lines_stay_one_object_each_with_the_jobs_fields(vq, redis_conn):
+    """Each line once, a forked job's (`isolation: fork`) too: its child writes its
+    `finished` line at once (the batch stays with its worker, which writes what the child
+    inherited waiting)."""
     daemon = vq.start_daemon("--log-format", "json", workers=2, terminal=True)
     jobs = [vq.submit("test-noop", {}, "--user", f"user-{n}") for n in range(30)]
+    jobs += [vq.submit("test-forked", {"seconds": 0.05, "steps": 1}, "--user", f"user-{n}") for n in range(30, 33)]
     for job in jobs:
         vq.wait_for(job)
     assert vq.stop_daemon(daemon) == 0
@@ -163,4 +169,30 @@ def test_json_lines_stay_one_object_each_with_the_jobs_fields(vq, redis_conn):
         for event in ("started", "finished"):  # the job's fields, taken on the worker's job thread
             r = said[event]
             assert r["process"].startswith("worker-") and r["user_id"] == f"user-{n}", r
-            assert r["worker"] and r["job_type"] == "test-noop" and r["level"] == "INFO", r
+            assert r["worker"] and r["job_type"] in ("test-noop", "test-forked") and r["level"] == "INFO", r
+
+
+def test_a_warning_or_another_loggers_line_first_writes_the_batch_waiting():
+    stream = io.StringIO()
+    target = logs.Handler(stream)
+    target.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    batched = log_batching.Batched(target, every=60)
+    target.addFilter(log_batching.FlushFirst(batched))
+
+    def record(name: str, level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+    batched.handle(record("vq.events", logging.INFO, "job a started"))
+    batched.handle(record("vq.events", logging.INFO, "job b started"))
+    assert stream.getvalue() == ""  # waiting for the writer
+    target.handle(record("vq.handler.x", logging.INFO, "analysed 2 words"))
+    batched.handle(record("vq.events", logging.INFO, "job a finished"))
+    batched.handle(record("vq.events", logging.WARNING, "a warning is never held back"))
+    assert stream.getvalue().splitlines() == [
+        "INFO vq.events: job a started",
+        "INFO vq.events: job b started",
+        "INFO vq.handler.x: analysed 2 words",
+        "INFO vq.events: job a finished",
+        "WARNING vq.events: a warning is never held back",
+    ]
+    batched.close()
