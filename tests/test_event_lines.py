@@ -1,7 +1,7 @@
 """A worker's job event lines (`vq.events`: started, finished, ...) leave the job loop and
 are written in batches every half second (vq/log_batching.py): each still arrives, within
 about a second, once, in the order its process logged it, whatever ends the worker (a warm
-stop with jobs in flight, a reload), text or JSON."""
+stop with jobs in flight, a cold stop, its max-jobs restart, a reload), text or JSON."""
 
 from __future__ import annotations
 
@@ -94,6 +94,21 @@ def test_the_requeued_line_arrives_after_a_cold_stop(vq, redis_conn):
     said = [e for j, e in _lines(vq) if j == job]
     assert "requeued" in [item["event"] for item in events.read(redis_conn) if item["jobId"] == job]
     assert said[0] == "started" and "requeued" in said, vq.daemon_log()[-3000:]
+
+
+def test_every_line_arrives_across_max_jobs_restarts(vq, redis_conn):
+    """daemon.maxJobsPerWorker: the worker exits right after its last job's `finished` line,
+    and the daemon starts another; no line of the one that exited is lost."""
+    vq.configure(daemon={"maxJobsPerWorker": 3})
+    daemon = vq.start_daemon(workers=1, terminal=True)
+    jobs = [vq.submit("test-noop", {}, "--user", "ann") for _ in range(7)]
+    for job in jobs:
+        vq.wait_for(job)
+    lines = _settle(vq, lambda lines: all((job, "finished") in lines for job in jobs))
+    for job in jobs:
+        assert [e for j, e in lines if j == job] == ["started", "finished"], vq.daemon_log()[-3000:]
+    assert len({m for m in re.findall(r"worker=(\S+)", vq.daemon_log())}) >= 3  # two restarts
+    assert vq.stop_daemon(daemon) == 0
 
 
 def test_every_line_arrives_after_a_reload(vq, redis_conn):
