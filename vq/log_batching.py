@@ -9,7 +9,9 @@ deque (and copies the running job's fields onto it, which vq/logs.py's filter wo
 from the caller's context); a thread (`vq-log-batch`) formats every record collected
 through vq's own handler (vq/logs.py: the same line, text or JSON, as before) and writes
 them in one write and one flush every `EVERY` seconds. One line per record, as operators
-and log shippers expect; each line's time is still its record's.
+and log shippers expect; each line's time is still its record's. The formatting's CPU is
+not saved but moved off the job's path: the thread mostly runs while the job loop waits for
+Redis (docs/benchmarks.md: the drain's rate rose, the worker's CPU per job did not fall).
 
 Only the named loggers' records below WARNING wait; a warning or an error, a handler's own
 line (`vq.handler.*`), a library's, RQ's, and every other record is written at once, as
