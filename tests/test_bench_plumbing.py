@@ -40,6 +40,8 @@ def test_the_profile_sorts_each_sample_into_the_deepest_step_it_names(tmp_path):
         f"{loop};JobLeases._arm (vq/worker_leases.py:6);Event.set (threading.py:7) 2\n"
         'process 10:"vq daemon";process 11:"vq daemon";Fence._renew_loop (vq/fence.py:8) 1\n'
         'process 10:"vq daemon";process 12:"vq daemon";Archiver.step (vq/history/archiver.py:9) 5\n'
+        'process 10:"vq daemon" 4\n'  # a sample with no Python frame (a thread starting or ending)
+        "\n"
     )
     per = job_profile.read_raw(raw)
     assert per[11]["event log lines (started, finished)"] == 7
@@ -47,6 +49,7 @@ def test_the_profile_sorts_each_sample_into_the_deepest_step_it_names(tmp_path):
     assert per[11][job_profile.WAKE_STEP] == 2
     assert per[11][job_profile.OTHER_THREADS] == 1
     assert per[12]["<archiver>"] == 5
+    assert per[0][job_profile.OTHER_THREADS] == 4
 
 
 @pytest.mark.parametrize(

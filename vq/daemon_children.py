@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 import redis
 from rq.serializers import JSONSerializer
 
-from vq import capacity, logs, supervision, telemetry
+from vq import capacity, events, log_batching, logs, supervision, telemetry
 from vq.config import Settings
 from vq.connection import make_client
 from vq.errors import message_of
@@ -54,6 +54,9 @@ def worker_main(
     die_with_parent()
     worker_module.SHARED_DEADLINE = deadline  # where its fence says when it must be gone (watch_leases)
     logs.configure(log_level)
+    # Its jobs' `started` and `finished` lines leave the job loop, written every 0.5 s; every
+    # other line at once, after them (vq/log_batching.py). The `finally` below writes the rest.
+    log_batching.start(events.LOGGER)
     install_runtime(settings)
     telemetry.warm()  # the exporter built now, not in its first job
     conn = make_client(settings, socket_timeout=None)
@@ -87,6 +90,9 @@ def worker_main(
     finally:
         stop_thread_workers(helpers, settings.daemon.shutdownGrace / 1000)
         job_logs.flush_all()  # jobs still running in thread workers: their last lines (vq/job_logs.py)
+        # The event lines still waiting, whatever ended the loop: a multiprocessing child
+        # leaves through os._exit, so atexit would not (the finalizer registered does too).
+        log_batching.stop()
     if worker.redis_lost:
         supervision.say(redisDown=True, error="Redis unreachable")
         sys.exit(EXIT_REDIS_DOWN)

@@ -2,7 +2,8 @@
 
 History, live views and metrics read the stream; workers only ever append to it. Each
 event is also logged as one line (the daemon's stderr), so an operator can follow what
-happens without any other tool.
+happens without any other tool. A worker process writes these lines in batches, every half
+second (vq/log_batching.py): the stream, not the log, is the record of what happened.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from vq import keys, lua
 
 STREAM_MAXLEN = 1_000_000  # a cap for when no archiver runs; the archiver trims what it has written
 MARK_MS = 60_000  # how long an appended event's mark is kept: longer than redis-py's retries take (10 s timeouts, two retries)
-log = logging.getLogger("vq.events")
+LOGGER = "vq.events"  # a worker process writes its lines in batches (vq/log_batching.py)
+log = logging.getLogger(LOGGER)
 
 
 def emit(conn: Redis | Pipeline, event: str, job_id: str, job_type: str | None = None, **fields) -> None:

@@ -60,10 +60,17 @@ class Context(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.vq_process = process_name()
-        for key, value in (_job.get() or {}).items():
-            if not hasattr(record, key):
-                setattr(record, key, value)
+        add_job_fields(record)
         return True
+
+
+def add_job_fields(record: logging.LogRecord) -> None:
+    """The running job's fields onto the record, from the calling thread's context (a field
+    the record has already wins): Context's, and vq/log_batching.py's before a record leaves
+    the thread that logged it."""
+    for key, value in (_job.get() or {}).items():
+        if not hasattr(record, key):
+            setattr(record, key, value)
 
 
 def iso_utc(created: float) -> str:

@@ -110,7 +110,9 @@ def read_raw(path: Path) -> dict[int, collections.Counter]:
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
-        pid = int(frames[1].split(":")[0].split()[1]) if frames[1].startswith("process ") else 0
+        if not count.isdigit():  # not a stack line
+            continue
+        pid = int(frames[1].split(":")[0].split()[1]) if len(frames) > 1 and frames[1].startswith("process ") else 0
         per[pid][step_of(frames)] += int(count)
         if any("Archiver.step" in f for f in frames):
             per[pid]["<archiver>"] += int(count)
