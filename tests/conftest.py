@@ -571,3 +571,22 @@ def pytest_collection_modifyitems(config, items):
         return min(rank.get(f"{module}::{item.originalname}", len(rank)), rank.get(module, len(rank)))
 
     items.sort(key=order)
+
+
+_RERUNS: list[tuple[str, str]] = []  # (test, why its first run failed), for the summary
+
+
+def pytest_runtest_logreport(report):
+    """A test that failed and is run again (scripts/test.sh: --reruns 1) keeps its failure
+    text, which pytest-rerunfailures shows nowhere: a flake is a lead (docs/tests.md)."""
+    if report.outcome == "rerun" and report.longrepr is not None:
+        _RERUNS.append((report.nodeid, str(report.longreprtext)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _RERUNS:
+        terminalreporter.section("why each rerun test failed first")
+        for nodeid, text in _RERUNS:
+            terminalreporter.write_line(f"--- {nodeid}")
+            for line in text.splitlines()[-40:]:
+                terminalreporter.write_line(line)
