@@ -630,3 +630,20 @@ def test_the_idle_marks_of_gone_workers_are_dropped(redis_conn):
     redis_conn.hset(keys.rq_worker("alive"), "state", "idle")
     assert forget_gone_idle_workers(redis_conn) == 1
     assert redis_conn.smembers(keys.IDLE_WORKERS) == {b"alive"}
+
+
+def test_a_worker_woken_for_a_job_another_took_touches_no_idle_set(redis_conn):
+    """A token's job taken by a worker already awake: the woken worker's call finds nothing,
+    and, named idle by its previous call in the same wait (`Start.idle`), neither names it
+    again nor counts the idle (nothing to pass on). The first call of a wait names it anew,
+    so a mark lost meanwhile comes back."""
+    _limits(redis_conn, tiers={"free": 5})
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert admission.admit([TYPE], start=Start("w1", "x", 420, busy=False)) is None
+    redis_conn.config_resetstat()
+    again = admission.admit_or_due([TYPE], start=Start("w1", "y", 420, busy=False, idle=True), woken="0")
+    assert again == (None, None)
+    assert _calls(redis_conn, "sadd") == 0 and _calls(redis_conn, "scard") == 0
+    redis_conn.delete(keys.IDLE_WORKERS)  # lost (a flush, the gone-workers chore)
+    assert admission.admit([TYPE], start=Start("w1", "z", 420, busy=False)) is None
+    assert redis_conn.smembers(keys.IDLE_WORKERS) == {b"w1"}, "a wait's first call names the worker anew"

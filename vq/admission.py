@@ -110,12 +110,15 @@ class Admission:
         if give_back is not None and give_back[0]:
             options["give_back"] = dict(zip(("id", "type", "user"), give_back))
         if start is not None:
-            options["start"] = {
+            started: dict[str, object] = {
                 "worker": start.worker,
                 "now": format_rq_date(now()),
                 "default_ttl": start.default_ttl,
                 "busy": start.busy,
             }
+            if start.idle:
+                started["idle"] = True
+            options["start"] = started
         return [json.dumps(options, separators=(",", ":")), encoded(finish)]
 
     def parse_admitted(
@@ -155,6 +158,9 @@ class Start(NamedTuple):
     execution_id: str  # of the Execution RQ's worker keeps in memory for the job (not written to Redis)
     default_ttl: int  # the heartbeat TTL for a job without a timeout
     busy: bool  # the worker's hash already says busy (it is finishing a job): not rewritten
+    # its last admission call, in the same wait, found nothing and named it idle (vq:idle-workers):
+    # not named again (every wait's first call names it, so a mark lost meanwhile comes back)
+    idle: bool = False
 
 
 class Admitted(NamedTuple):

@@ -19,10 +19,11 @@
 --   give_back    (optional) {id, type, user}: a finished job whose slots to give back first
 --   resources    (optional) {holder, capacity, devices}: the calling worker process's
 --                resources (vq/capacity.py; admit_resources.lua)
---   start        (optional) {worker, now, default_ttl, busy}: start the admitted job for
+--   start        (optional) {worker, now, default_ttl, busy, idle}: start the admitted job for
 --                this worker in the same step (now: RQ's text format; default_ttl: the
 --                heartbeat TTL of a job without a timeout; busy: the worker's hash already
---                says busy)
+--                says busy; idle: its last call, in the same wait, found nothing and named
+--                it in K.idle)
 --   woken        (optional) the wake token that ended the caller's wait: its hop count, or
 --                JSON [hops, type, user, wide] for one a finishing worker pushed for the
 --                slots it gave back; passed on, one hop more, when nothing is for the caller

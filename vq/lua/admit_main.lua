@@ -130,8 +130,10 @@ if found then
   return handed(reply, note)
 end
 -- Nothing for an idle worker: it waits for a wake token, and says so here, in the same
--- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake).
-if worker ~= '' then
+-- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake). A
+-- worker whose last call, in the same wait, said so already (`starting.idle`: woken by a
+-- token that was not for it) is not named again; every wait's first call names it anew.
+if worker ~= '' and not (starting.idle and idle_hint) then
   redis.call('SADD', K.idle, worker)
   if not idle_hint then
     redis.call('SADD', K.inbox, C.idle_hint)
@@ -151,16 +153,15 @@ if opts.woken ~= nil and not woken then  -- a finishing worker's: [hops, type, u
   end
 end
 if woken and worker ~= '' then
-  local others = redis.call('SCARD', K.idle) - 1  -- this worker is one of them (above)
-  if woken < others then
-    local serves = {}
-    for i = 1, n_types do serves[types[i]] = true end
-    if freed and may_use(freed[2], freed[3], freed[4] == 1, serves) then
-      push_wake(cjson.encode({woken + 1, freed[2], freed[3], freed[4]}))
-    elseif unserved or resources_short then
-      push_wake(woken + 1)
-    end
+  local serves, passed = {}, nil
+  for i = 1, n_types do serves[types[i]] = true end
+  if freed and may_use(freed[2], freed[3], freed[4] == 1, serves) then
+    passed = cjson.encode({woken + 1, freed[2], freed[3], freed[4]})
+  elseif unserved or resources_short then
+    passed = woken + 1
   end
+  -- the other idle workers: this one is among K.idle's (above)
+  if passed and woken < redis.call('SCARD', K.idle) - 1 then push_wake(passed) end
 end
 -- A job a group's rate holds becomes admissible with time, not on an event, and one a live
 -- lease holds from its slot when that lease lapses (its holder died: note_lapse): say when,
