@@ -153,12 +153,15 @@ def test_a_freed_slot_wakes_an_idle_worker_at_once(vq, redis_conn):
         started = vq.wait_for(second, timeout=20)["startedAt"]
         gaps.append((datetime.fromisoformat(started) - datetime.fromisoformat(ended)).total_seconds())
     assert max(gaps) < 0.1, gaps  # milliseconds with the token; up to 10 s without
-    names = {f"idle:{w.decode().removeprefix('rq:worker:')}" for w in redis_conn.smembers("rq:workers")}
+    names = {w.decode().removeprefix("rq:worker:") for w in redis_conn.smembers("rq:workers")}
     deadline = time.monotonic() + 5
-    while not names <= {m.decode() for m in redis_conn.smembers("vq:inbox")} and time.monotonic() < deadline:
+    while not names <= {m.decode() for m in redis_conn.smembers("vq:idle-workers")} and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert names <= {m.decode() for m in redis_conn.smembers("vq:inbox")}, (
-        "idle workers are named where admission looks"
+    assert names <= {m.decode() for m in redis_conn.smembers("vq:idle-workers")}, (
+        "idle workers are named where admission wakes them from"
+    )
+    assert redis_conn.smembers("vq:inbox") <= {b"idle", b"vq:ring:test-echo:normal", b"vq:ring:test-track:normal"}, (
+        "not in the set every admission call reads"
     )
 
 

@@ -60,6 +60,7 @@ def test_the_profile_sorts_each_sample_into_the_deepest_step_it_names(tmp_path):
         ("bullmq.py", ["--per-worker", "65"], "--per-worker: from 1 to 64"),
         ("worker_scale.py", ["--sizes", "2,0"], "--sizes: each must be at least 1"),
         ("job_profile.py", ["--jobs", "10"], "--jobs must be at least 1000"),
+        ("idle_admission.py", ["--idle", "0,-1"], "--idle: each must be 0 or more"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(script, args, said):

@@ -25,8 +25,7 @@ def _idle(redis_conn, workers: int, timeout: float = 20) -> None:
     """Until `workers` workers have said they wait for a wake token (admission names them)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        marks = [m for m in redis_conn.smembers("vq:inbox") if m.startswith(b"idle:")]
-        if len(marks) >= workers:
+        if redis_conn.scard(keys.IDLE_WORKERS) >= workers:
             return
         time.sleep(0.05)
     raise AssertionError(f"fewer than {workers} workers went idle")

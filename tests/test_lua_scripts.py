@@ -11,7 +11,7 @@ import time
 import redis
 
 from vq import keys
-from vq.admission import Admission, Start, parse_admitted, release
+from vq.admission import Admission, Start, forget_gone_idle_workers, migrate_legacy_idle, parse_admitted, release
 from vq.job_end import JobEnd
 from vq.limits import rebuild_effective
 
@@ -37,6 +37,13 @@ def _job(
     )
     conn.rpush(keys.rq_queue(queue), job_id)
     conn.sadd(keys.INBOX, queue)
+
+
+def _idle(conn, *workers: str) -> None:
+    """These workers wait for a wake token, as an admission call that found nothing for them
+    leaves it: named in the idle set, with the inbox's hint that someone idles."""
+    conn.sadd(keys.IDLE_WORKERS, *workers)
+    conn.sadd(keys.INBOX, keys.INBOX_IDLE_HINT)
 
 
 def _limits(conn, type_limit: int = 100, tiers: dict | None = None, users: dict | None = None) -> None:
@@ -204,9 +211,10 @@ def test_an_empty_ring_leaves_the_inbox_and_an_idle_worker_says_it_waits(redis_c
     assert not redis_conn.exists(ring)
     redis_conn.sadd(keys.INBOX, ring)  # a stale hint: the ring is named but has nobody
     assert admission.admit([TYPE], start=Start("w-idle", "x", 420, busy=False)) is None
-    assert redis_conn.smembers(keys.INBOX) == {(keys.INBOX_IDLE + "w-idle").encode()}, (
-        "the empty ring left the inbox; the worker that found nothing is marked idle"
+    assert redis_conn.smembers(keys.INBOX) == {keys.INBOX_IDLE_HINT.encode()}, (
+        "the empty ring left the inbox; the hint that some worker idles is there"
     )
+    assert redis_conn.smembers(keys.IDLE_WORKERS) == {b"w-idle"}, "the worker that found nothing is marked idle"
 
 
 def test_a_canceled_job_in_line_is_skipped_and_its_user_leaves_the_ring(redis_conn):
@@ -438,7 +446,7 @@ def test_an_idle_worker_that_takes_the_last_waiting_job_wakes_nobody(redis_conn)
     """The wake chain goes on only while jobs wait: a worker woken for one job that takes it
     wakes no other idle worker (whose call would find nothing); with more waiting it does."""
     _limits(redis_conn, tiers={"free": 5})
-    redis_conn.sadd(keys.INBOX, keys.INBOX_IDLE + "w2")  # another worker waits for a token
+    _idle(redis_conn, "w2")  # another worker waits for a token
     _job(redis_conn, "only", "u1")
     admission = Admission(redis_conn, lease_ms=30_000)
     assert admission.admit([TYPE], start=Start("w1", "x", 420, busy=False)).job_id == "only"
@@ -456,7 +464,7 @@ def test_a_finishing_worker_wakes_an_idle_one_only_when_a_job_waits(redis_conn):
     _limits(redis_conn, tiers={"free": 1})
     _job(redis_conn, "a", "u1")
     admission = Admission(redis_conn, lease_ms=30_000)
-    redis_conn.sadd(keys.INBOX, keys.INBOX_IDLE + "w2")
+    _idle(redis_conn, "w2")
 
     def end_of(admitted):
         job_id = admitted.job_id
@@ -491,7 +499,7 @@ def test_a_give_back_token_names_its_slots_goes_out_only_for_a_waiting_job_and_i
     it and finds nothing passes it on, and one that serves the waiting job's type gets it."""
     _limits(redis_conn)  # free: 1 at once
     admission = Admission(redis_conn, 30_000)
-    redis_conn.sadd(keys.INBOX, "idle:w-third", "idle:w-other")
+    _idle(redis_conn, "w-third", "w-other")
     _job(redis_conn, "a", "u1")
     assert admission.admit([TYPE]).job_id == "a"
 
@@ -530,3 +538,112 @@ def test_an_idle_look_at_a_job_a_live_lease_holds_answers_when_the_lease_lapses(
     assert admitted is None and due is not None and 2.5 < due <= 3.01, due
     redis_conn.zadd(keys.running_user("u1"), {"a": int(time.time() * 1000) - 1})  # lapsed: its holder died
     assert admission.admit([TYPE]).job_id == "b"
+
+
+def _calls(conn, command: str) -> int:
+    return conn.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+def test_idle_workers_are_not_in_the_inbox_every_call_reads(redis_conn):
+    """Issue 28: each admission call reads vq:inbox whole (SMEMBERS, then a loop in Lua), so
+    what it holds must not grow with idle workers: they are named in a set of their own,
+    which a call only counts, and a freed slot still wakes one of them."""
+    _limits(redis_conn, tiers={"free": 1})
+    admission = Admission(redis_conn, lease_ms=30_000)
+    idle = [f"w-{n:03d}" for n in range(200)]
+    for name in idle:
+        assert admission.admit([TYPE], start=Start(name, "x", 420, busy=False)) is None
+    assert redis_conn.scard(keys.IDLE_WORKERS) == 200, "every worker that found nothing is marked idle"
+    assert redis_conn.smembers(keys.INBOX) == {keys.INBOX_IDLE_HINT.encode()}, "one hint, not 200 marks"
+    _job(redis_conn, "a", "u1")
+    _job(redis_conn, "b", "u1")  # u1's limit is 1: b waits for a's slot
+    redis_conn.config_resetstat()
+    a = admission.admit([TYPE], start=Start("w-000", "y", 420, busy=False))
+    assert a.job_id == "a"
+    assert _calls(redis_conn, "smembers") == 1 and _calls(redis_conn, "scard") <= 1, "the idle set is only counted"
+    assert redis_conn.scard(keys.IDLE_WORKERS) == 199, "the worker that got a job is no longer idle"
+    redis_conn.delete(keys.WAKE)
+    with redis_conn.pipeline(transaction=False) as pipe:
+        admission.admit_in(pipe, ["t-other"], give_back=("a", TYPE, "u1"))
+        pipe.execute()
+    assert redis_conn.llen(keys.WAKE) == 1, "b waits for the freed slot: an idle worker is woken"
+
+
+def test_a_drain_with_nobody_idle_never_reads_the_idle_set(redis_conn):
+    """A finishing worker's call that frees slots looks for idle workers only when the
+    inbox's hint says some may idle; a hint left after the last idle worker got a job
+    leaves the inbox at the first look that finds the set empty."""
+    _limits(redis_conn, tiers={"free": 1})
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert admission.admit([TYPE], start=Start("w1", "x", 420, busy=False)) is None  # w1 idles
+    _job(redis_conn, "a", "u1")
+    a = admission.admit([TYPE], start=Start("w1", "y", 420, busy=False))
+    assert a.job_id == "a" and redis_conn.scard(keys.IDLE_WORKERS) == 0
+    assert redis_conn.sismember(keys.INBOX, keys.INBOX_IDLE_HINT), "nothing else waited: the hint stays"
+    _job(redis_conn, "b", "u1")
+    with redis_conn.pipeline(transaction=False) as pipe:  # a's end frees u1's slot for b: is anyone idle?
+        admission.admit_in(pipe, ["t-other"], give_back=("a", TYPE, "u1"))
+        pipe.execute()
+    assert redis_conn.llen(keys.WAKE) == 0, "nobody idles: no token"
+    assert not redis_conn.sismember(keys.INBOX, keys.INBOX_IDLE_HINT), "the stale hint left the inbox"
+    admission.admit([TYPE], start=Start("w1", "z", 420, busy=False))  # b
+    _job(redis_conn, "c", "u1")
+    assert admission.admit([TYPE]) is None  # routed into u1's line: b holds u1's slot
+    redis_conn.config_resetstat()
+    with redis_conn.pipeline(transaction=False) as pipe:
+        admission.admit_in(pipe, [TYPE], start=Start("w1", "v", 420, busy=True), give_back=("b", TYPE, "u1"))
+        assert admission.parse_admitted(pipe.execute()[0])[1].job_id == "c"
+    for command in ("scard", "srem", "sadd", "smembers"):
+        assert _calls(redis_conn, command) == (1 if command == "smembers" else 0), command
+
+
+def test_an_older_vqs_idle_marks_in_the_inbox_move_to_the_idle_set(redis_conn):
+    """An upgrade: marks an older vq left in vq:inbox (`idle:<worker>`) move out at the
+    daemon's start (migrate_legacy_idle), or at the first admission call that meets one (a
+    worker of the older vq still running), and such a worker is still woken."""
+    redis_conn.sadd(keys.INBOX, keys.LEGACY_INBOX_IDLE + "old-1", keys.LEGACY_INBOX_IDLE + "old-2", "q.normal")
+    assert migrate_legacy_idle(redis_conn) == 2
+    assert redis_conn.smembers(keys.INBOX) == {b"q.normal", keys.INBOX_IDLE_HINT.encode()}
+    assert redis_conn.smembers(keys.IDLE_WORKERS) == {b"old-1", b"old-2"}
+    assert migrate_legacy_idle(redis_conn) == 0
+    redis_conn.delete(keys.INBOX, keys.IDLE_WORKERS)
+
+    _limits(redis_conn, tiers={"free": 1})
+    admission = Admission(redis_conn, lease_ms=30_000)
+    _job(redis_conn, "a", "u1")
+    _job(redis_conn, "b", "u1")
+    a = admission.admit([TYPE])
+    assert a.job_id == "a"
+    redis_conn.sadd(keys.INBOX, keys.LEGACY_INBOX_IDLE + "old-3")  # an older worker, meanwhile
+    with redis_conn.pipeline(transaction=False) as pipe:
+        admission.admit_in(pipe, ["t-other"], give_back=("a", TYPE, "u1"))
+        pipe.execute()
+    assert redis_conn.llen(keys.WAKE) == 1, "b waits for the freed slot: the older vq's idle worker is woken"
+    assert keys.INBOX_IDLE_HINT.encode() in redis_conn.smembers(keys.INBOX)
+    assert not [m for m in redis_conn.smembers(keys.INBOX) if m.startswith(keys.LEGACY_INBOX_IDLE.encode())]
+    assert redis_conn.smembers(keys.IDLE_WORKERS) == {b"old-3"}
+
+
+def test_the_idle_marks_of_gone_workers_are_dropped(redis_conn):
+    """The `forget-idle-marks` chore drops the marks of workers whose RQ key has expired."""
+    _idle(redis_conn, "alive", "gone")
+    redis_conn.hset(keys.rq_worker("alive"), "state", "idle")
+    assert forget_gone_idle_workers(redis_conn) == 1
+    assert redis_conn.smembers(keys.IDLE_WORKERS) == {b"alive"}
+
+
+def test_a_worker_woken_for_a_job_another_took_touches_no_idle_set(redis_conn):
+    """A token's job taken by a worker already awake: the woken worker's call finds nothing,
+    and, named idle by its previous call in the same wait (`Start.idle`), neither names it
+    again nor counts the idle (nothing to pass on). The first call of a wait names it anew,
+    so a mark lost meanwhile comes back."""
+    _limits(redis_conn, tiers={"free": 5})
+    admission = Admission(redis_conn, lease_ms=30_000)
+    assert admission.admit([TYPE], start=Start("w1", "x", 420, busy=False)) is None
+    redis_conn.config_resetstat()
+    again = admission.admit_or_due([TYPE], start=Start("w1", "y", 420, busy=False, idle=True), woken="0")
+    assert again == (None, None)
+    assert _calls(redis_conn, "sadd") == 0 and _calls(redis_conn, "scard") == 0
+    redis_conn.delete(keys.IDLE_WORKERS)  # lost (a flush, the gone-workers chore)
+    assert admission.admit([TYPE], start=Start("w1", "z", 420, busy=False)) is None
+    assert redis_conn.smembers(keys.IDLE_WORKERS) == {b"w1"}, "a wait's first call names the worker anew"

@@ -34,7 +34,6 @@ from vq.rq_seam.job import format_rq_date
 DRAIN_MAX = 200  # arrivals routed per call and queue: bounds the script's run time
 SCAN_MAX = 100  # users looked at per ring and call before giving up for now
 WAKE_TOKENS = 64
-IDLE_PREFIX = keys.INBOX_IDLE  # in vq:inbox, beside queue names and ring keys: a worker waiting for a wake token
 
 
 class Admission:
@@ -111,12 +110,15 @@ class Admission:
         if give_back is not None and give_back[0]:
             options["give_back"] = dict(zip(("id", "type", "user"), give_back))
         if start is not None:
-            options["start"] = {
+            started: dict[str, object] = {
                 "worker": start.worker,
                 "now": format_rq_date(now()),
                 "default_ttl": start.default_ttl,
                 "busy": start.busy,
             }
+            if start.idle:
+                started["idle"] = True
+            options["start"] = started
         return [json.dumps(options, separators=(",", ":")), encoded(finish)]
 
     def parse_admitted(
@@ -156,6 +158,9 @@ class Start(NamedTuple):
     execution_id: str  # of the Execution RQ's worker keeps in memory for the job (not written to Redis)
     default_ttl: int  # the heartbeat TTL for a job without a timeout
     busy: bool  # the worker's hash already says busy (it is finishing a job): not rewritten
+    # its last admission call, in the same wait, found nothing and named it idle (vq:idle-workers):
+    # not named again (every wait's first call names it, so a mark lost meanwhile comes back)
+    idle: bool = False
 
 
 class Admitted(NamedTuple):
@@ -239,23 +244,39 @@ def mark_nonempty_lists(conn: Redis, queue_names: list[str]) -> int:
 def forget_idle_in(pipe, worker_name: str) -> None:
     """A stopping worker is no longer idle (admission wakes idle workers when it frees
     slots: vq/lua/admit_main.lua)."""
-    pipe.srem(keys.INBOX, IDLE_PREFIX + worker_name)
+    pipe.srem(keys.IDLE_WORKERS, worker_name)
 
 
 def forget_gone_idle_workers(conn: Redis) -> int:
     """Drop the idle marks of workers that died without saying so (their RQ worker key has
     expired); a stale mark only costs a wake token nobody needs. Run by a daemon chore."""
-    marks = [m for m in texts(conn.smembers(keys.INBOX)) if m.startswith(IDLE_PREFIX)]
-    if not marks:
+    names = texts(conn.smembers(keys.IDLE_WORKERS))
+    if not names:
         return 0
     with conn.pipeline(transaction=False) as pipe:
-        for mark in marks:
-            pipe.exists(keys.rq_worker(mark.removeprefix(IDLE_PREFIX)))
+        for name in names:
+            pipe.exists(keys.rq_worker(name))
         alive = pipe.execute()
-    gone = [mark for mark, exists in zip(marks, alive) if not exists]
+    gone = [name for name, exists in zip(names, alive) if not exists]
     if gone:
-        conn.srem(keys.INBOX, *gone)
+        conn.srem(keys.IDLE_WORKERS, *gone)
     return len(gone)
+
+
+def migrate_legacy_idle(conn: Redis) -> int:
+    """vq up to 0.2.0 marked each idle worker in `vq:inbox`, which every admission call
+    reads (its cost grew with idle workers): move such marks into `vq:idle-workers`, with the
+    hint that it names some (at daemon start; admission moves any it meets as well, a worker
+    of the older vq still running). Returns the number of marks moved."""
+    marks = [m for m in texts(conn.smembers(keys.INBOX)) if m.startswith(keys.LEGACY_INBOX_IDLE)]
+    if not marks:
+        return 0
+    with conn.pipeline() as pipe:
+        pipe.sadd(keys.IDLE_WORKERS, *(m.removeprefix(keys.LEGACY_INBOX_IDLE) for m in marks))
+        pipe.sadd(keys.INBOX, keys.INBOX_IDLE_HINT)
+        pipe.srem(keys.INBOX, *marks)
+        pipe.execute()
+    return len(marks)
 
 
 def mark_arrivals(conn: Redis, queue_names: list[str], jobs: int = 1) -> None:

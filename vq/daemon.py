@@ -105,6 +105,7 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
         conn.sadd(keys.JOB_TYPES_SEEN, *job_types(self.settings))  # `vq jobs` lists every type's index
         conn.unlink(keys.LEGACY_ALL_JOBS)  # an index older versions kept; nothing reads or trims it now
         admission.migrate_legacy_waiting(conn, list(job_types(self.settings)))
+        admission.migrate_legacy_idle(conn)  # an older vq's idle marks in vq:inbox
         metrics.migrate_totals(conn)  # an older vq's 71-bucket histograms: Prometheus's few buckets
         self._history(conn)  # jobs run without it: the archiver says what is wrong and retries
         for jt in job_types(self.settings).values():

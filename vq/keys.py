@@ -108,7 +108,16 @@ WAKE = PREFIX + "wake"  # list: a token per event that may let a waiting job run
 # set: what admission looks at: RQ queue names whose lists may hold jobs it has not
 # routed, and the keys of rings that have users (vq/lua/admit_route.lua)
 INBOX = PREFIX + "inbox"
-INBOX_IDLE = "idle:"  # in INBOX, before a worker's name: that worker waits for a wake token
+# set: the names of the workers waiting for a wake token (admission wakes one when it frees
+# slots: vq/lua/admit_main.lua). Apart from INBOX, so that an admission call's read of INBOX
+# does not grow with idle workers.
+IDLE_WORKERS = PREFIX + "idle-workers"
+# in INBOX while IDLE_WORKERS may name a worker (absent: it names none), so that a call that
+# frees slots pays no read of IDLE_WORKERS when nobody idles (a drain)
+INBOX_IDLE_HINT = "idle"
+# vq up to 0.2.0 kept that mark in INBOX, as this prefix and the worker's name (admission
+# moves any it finds: vq/lua/admit_route.lua, vq/admission.py migrate_legacy_idle)
+LEGACY_INBOX_IDLE = "idle:"
 USER_TIER = PREFIX + "usertier"
 AGED = PREFIX + "aged"  # hash job id -> the priority it was aged to
 ADMITTED = PREFIX + "admitted"  # zset job id -> ms: handed to a worker that has not started it yet

@@ -14,7 +14,9 @@ registered and settled:
           but never behind: Redis CPU per job (from the first submit until the last job
           ended; the submits count, on every size alike), Redis commands per job, and the
           admission latency of each job from vq's own events: `started` − `created` (ms,
-          the stream's timestamps), p50/p99/max.
+          the stream's timestamps), p50/p99/max; and Redis's own time in the scripts
+          (INFO commandstats: EVALSHA's µs per call and per job; admission calls, mostly),
+          which the machine's load sways less than the process's CPU.
 
 Printed per size, then the ratios of 100 (the largest) to 2 (the smallest) workers; issue
 28's targets: at most 1.5× on CPU per job and on latency p99, and about 1 command per idle
@@ -82,7 +84,13 @@ def parse_args(argv):
 
 
 def commands(conn) -> dict[str, int]:
-    return {name.removeprefix("cmdstat_").upper(): v["calls"] for name, v in conn.info("commandstats").items()}
+    return {name.removeprefix("cmdstat_").upper(): v["calls"] for name, v in command_stats(conn).items()}
+
+
+def command_stats(conn) -> dict[str, dict]:
+    """INFO commandstats as it is: per command its calls and the microseconds Redis spent in
+    them (a script's commands count in its EVALSHA's time and, each, in their own)."""
+    return conn.info("commandstats")
 
 
 def split(n: int, per_daemon: int) -> list[int]:
@@ -167,7 +175,8 @@ def measure(conn, args, workdir: Path, config: Path, n: int, progress, session) 
             conn, daemons.procs[0], finished_keys, failed_keys, args.busy_jobs, t0, args.timeout, args.poll, logs[0]
         )
         busy_cpu = redis_cpu_seconds(conn) - cpu0
-        busy_cmds = commands(conn)
+        busy_stats = command_stats(conn)
+        busy_cmds = {name.removeprefix("cmdstat_").upper(): v["calls"] for name, v in busy_stats.items()}
         busy_cmds.pop("INFO", None)
         if failed:
             raise BenchError(f"{n} workers: {failed} jobs failed")
@@ -187,12 +196,17 @@ def measure(conn, args, workdir: Path, config: Path, n: int, progress, session) 
         "busy_submit_rate": args.busy_jobs / submit_s,
         "busy_redis_cpu_ms_per_job": busy_cpu * 1000 / args.busy_jobs,
         "busy_commands_per_job": sum(busy_cmds.values()) / args.busy_jobs,
+        # Redis's time in the scripts (admission, mostly), less machine-bound than its process CPU:
+        # per job, and per EVALSHA call
+        "busy_script_usec_per_job": busy_stats.get("cmdstat_evalsha", {}).get("usec", 0) / args.busy_jobs,
+        "busy_script_usec_per_call": busy_stats.get("cmdstat_evalsha", {}).get("usec_per_call", 0.0),
         **latency,
     }
     progress.print(
         f"{n:>4} workers ({'+'.join(map(str, shares))} per daemon, registered in {up_s:.1f}s): idle "
         f"{row['idle_commands_per_worker_s']:.2f} commands/worker/s, Redis CPU {row['idle_redis_cpu_ms_per_s']:.1f} ms/s; "
         f"busy {row['busy_redis_cpu_ms_per_job']:.3f} ms Redis CPU/job, {row['busy_commands_per_job']:.1f} commands/job, "
+        f"{row['busy_script_usec_per_call']:.0f} µs per script call, "
         f"admission p50 {row['latency_p50_ms']:.0f} ms p99 {row['latency_p99_ms']:.0f} ms"
     )
     return row
@@ -260,7 +274,8 @@ def report(out, rows: list[dict], meta: dict) -> None:
         ra = meta["ratios"]
         out.print(
             f"{ra['largest']} ÷ {ra['smallest']} workers: Redis CPU per job {ra['cpu_per_job']:.2f}× (target ≤ 1.5), "
-            f"admission p99 {ra['latency_p99']:.2f}× (target ≤ 1.5); idle commands per worker per second at "
+            f"admission p99 {ra['latency_p99']:.2f}× (target ≤ 1.5), Redis's time per script call "
+            f"{ra['script_usec_per_call']:.2f}×; idle commands per worker per second at "
             f"{ra['largest']}: {ra['idle_commands_per_worker_s']:.2f}, per worker added "
             f"{ra['idle_commands_per_added_worker_s']:.2f} (target ≤ ~1)"
         )
@@ -285,6 +300,7 @@ def main(argv=None) -> int:
             "largest": large["workers"],
             "cpu_per_job": large["busy_redis_cpu_ms_per_job"] / small["busy_redis_cpu_ms_per_job"],
             "latency_p99": large["latency_p99_ms"] / max(small["latency_p99_ms"], 1),
+            "script_usec_per_call": large["busy_script_usec_per_call"] / max(small["busy_script_usec_per_call"], 1e-9),
             "idle_commands_per_worker_s": large["idle_commands_per_worker_s"],
             # what one more idle worker adds, the daemons' own chores (archiver, timer) aside
             "idle_commands_per_added_worker_s": (large["idle_commands_per_s"] - small["idle_commands_per_s"])

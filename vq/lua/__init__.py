@@ -51,6 +51,7 @@ PROTOCOLS: dict[str, Protocol] = {
         ),
         names=(
             ("inbox", keys.INBOX),
+            ("idle", keys.IDLE_WORKERS),
             ("usertier", keys.USER_TIER),
             ("effective", keys.LIMITS_EFFECTIVE),
             ("paused", keys.PAUSED),
@@ -85,7 +86,8 @@ PROTOCOLS: dict[str, Protocol] = {
             *_HELD,
             ("resources_field", keys.RESOURCES_FIELD),
             ("handed_out_field", keys.HANDED_OUT_FIELD),
-            ("idle", keys.INBOX_IDLE),
+            ("idle_hint", keys.INBOX_IDLE_HINT),
+            ("legacy_idle", keys.LEGACY_INBOX_IDLE),
             ("priorities", keys.PRIORITY_ORDER),
         ),
     ),

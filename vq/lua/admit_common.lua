@@ -8,7 +8,7 @@
 --
 -- KEYS: the names in the table K, which the loader's prologue fills from KEYS (PROTOCOLS
 --       in vq/lua/__init__.py says which key or prefix of vq/keys.py each is); the table C
---       holds constants of vq/keys.py (the lease field, the idle mark, the priorities).
+--       holds constants of vq/keys.py (the lease field, the idle hint, the priorities).
 -- ARGV[1]: the options, one JSON object (vq/admission.py Admission._admit_args):
 --   token        the lease token for the job admitted here (vq/fence.py)
 --   lease_ms     how long a lease lasts unless renewed
@@ -19,10 +19,11 @@
 --   give_back    (optional) {id, type, user}: a finished job whose slots to give back first
 --   resources    (optional) {holder, capacity, devices}: the calling worker process's
 --                resources (vq/capacity.py; admit_resources.lua)
---   start        (optional) {worker, now, default_ttl, busy}: start the admitted job for
+--   start        (optional) {worker, now, default_ttl, busy, idle}: start the admitted job for
 --                this worker in the same step (now: RQ's text format; default_ttl: the
 --                heartbeat TTL of a job without a timeout; busy: the worker's hash already
---                says busy)
+--                says busy; idle: its last call, in the same wait, found nothing and named
+--                it in K.idle)
 --   woken        (optional) the wake token that ended the caller's wait: its hop count, or
 --                JSON [hops, type, user, wide] for one a finishing worker pushed for the
 --                slots it gave back; passed on, one hop more, when nothing is for the caller
@@ -41,10 +42,16 @@
 -- The keys (vq/keys.py builds the same names):
 --   K.queue .. <type>.<prio>          RQ's list: where every path into execution lands
 --   K.inbox                           what admission looks at: the names of RQ queues whose
---                                     list got a push, the keys of the rings that have users,
---                                     and C.idle .. <worker> for each worker waiting for a
---                                     wake token (one read for all three; the ring keys are a
---                                     hint, repaired by the full look whenever it finds nothing)
+--                                     list got a push and the keys of the rings that have users
+--                                     (one read for both; the ring keys are a hint, repaired by
+--                                     the full look whenever it finds nothing), and C.idle_hint
+--                                     while K.idle may name a worker (absent: it names none). An
+--                                     older vq kept one idle mark per worker here,
+--                                     C.legacy_idle .. <worker>: routing moves any into K.idle
+--   K.idle                            set: the names of the workers waiting for a wake token,
+--                                     apart from K.inbox so that no call's read of K.inbox grows
+--                                     with idle workers; a call only counts it (SCARD), and only
+--                                     when C.idle_hint says some worker may idle
 --   K.canceled .. <queue>             RQ's canceled registry (a job expired at its deadline)
 --   K.job .. <id>                     RQ's job hash (status, meta as JSON); its field
 --                                     C.lease_field holds the token of the lease the job runs

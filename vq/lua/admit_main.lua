@@ -28,7 +28,7 @@ if noted_on_worker then
   if again then return again end
 end
 
-local listed, idle, unserved = route()
+local listed, unserved, idle_hint = route()
 
 local function push_wake(tk)
   if redis.call('LPUSH', K.wake, tk) > WAKE_MAX then redis.call('LTRIM', K.wake, 0, WAKE_KEEP - 1) end
@@ -72,15 +72,27 @@ local function may_use(ft, fu, wide, skip)
   return false
 end
 
+-- Whether some worker waits for a wake token: K.idle is counted only when K.inbox's hint
+-- says one may (a drain, where nobody idles, pays nothing), and a hint that no longer holds
+-- leaves K.inbox here.
+local function any_idle()
+  if not idle_hint then return false end
+  if redis.call('SCARD', K.idle) > 0 then return true end
+  redis.call('SREM', K.inbox, C.idle_hint)
+  idle_hint = false
+  return false
+end
+
 -- Freed slots may let an idle worker run a job this one does not take (another type,
 -- another user): wake one, if any is idle (the list is trimmed only when it grows past
 -- WAKE_MAX, not on every push) and some job waits that the slots may let start (or
--- arrivals wait that this worker does not route). Idle workers are named in K.inbox by the
+-- arrivals wait that this worker does not route). Idle workers are named in K.idle by the
 -- call that found nothing for them (below), so a busy system pushes no tokens nobody
--- reads. The token names the slots (type, user, wide), so a worker that cannot use them
--- passes it on to one that may (below).
-if gave_back and next(idle) ~= nil
-   and (unserved or may_use(giving_back.type, giving_back.user, gave_back_wide, {})) then
+-- reads; K.idle is only counted, so no call's cost grows with idle workers. The token
+-- names the slots (type, user, wide), so a worker that cannot use them passes it on to one
+-- that may (below).
+if gave_back and idle_hint
+   and (unserved or may_use(giving_back.type, giving_back.user, gave_back_wide, {})) and any_idle() then
   push_wake(cjson.encode({0, giving_back.type, giving_back.user, gave_back_wide and 1 or 0}))
 end
 
@@ -95,34 +107,39 @@ end
 -- runnable, and the chain of wakes stops at the first worker that finds nothing. When
 -- this hand-out took the last waiting job (a paced submission's: the usual case when
 -- workers idle) nobody is woken, where the chain used to wake one more worker whose call
--- found nothing.
+-- found nothing. Called after the hand-out, which took this worker out of K.idle: any
+-- worker K.idle still names is another.
 local function wake_next(from_unlisted)
-  if giving_back or worker == '' then return end
-  for name in pairs(idle) do
-    if name ~= worker then
-      if not more_waiting(from_unlisted) then return end
-      push_wake(0)
-      return
-    end
-  end
+  if giving_back or worker == '' or not idle_hint then return end
+  if more_waiting(from_unlisted) and any_idle() then push_wake(0) end
 end
 
 local found, t, p = admit_listed(listed)
 if found then
+  local reply, note = hand_out(found, t, p, has_dependents, idle_hint)
   wake_next(false)
-  return handed(hand_out(found, t, p, has_dependents, idle))
+  return handed(reply, note)
 end
 -- A finishing worker skips the look at every other ring: finding nothing, it calls again
 -- on its own.
 if giving_back then return handed({has_dependents}) end
 found, t, p = admit_unlisted(listed)
 if found then
+  local reply, note = hand_out(found, t, p, has_dependents, idle_hint)
   wake_next(true)
-  return handed(hand_out(found, t, p, has_dependents, idle))
+  return handed(reply, note)
 end
 -- Nothing for an idle worker: it waits for a wake token, and says so here, in the same
--- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake).
-if worker ~= '' and not idle[worker] then redis.call('SADD', K.inbox, C.idle .. worker) end
+-- step, so no slot freed from now on goes unannounced (vq/admission.py wait_for_wake). A
+-- worker whose last call, in the same wait, said so already (`starting.idle`: woken by a
+-- token that was not for it) is not named again; every wait's first call names it anew.
+if worker ~= '' and not (starting.idle and idle_hint) then
+  redis.call('SADD', K.idle, worker)
+  if not idle_hint then
+    redis.call('SADD', K.inbox, C.idle_hint)
+    idle_hint = true
+  end
+end
 -- Woken by a token that was not for it (arrivals of a type it does not serve: a thread
 -- worker of one type, a daemon started for some types; a job that needs resources, a GPU,
 -- this worker lacks; slots given back that a job of a type it does not serve may use):
@@ -136,19 +153,15 @@ if opts.woken ~= nil and not woken then  -- a finishing worker's: [hops, type, u
   end
 end
 if woken and worker ~= '' then
-  local others = 0
-  for name in pairs(idle) do
-    if name ~= worker then others = others + 1 end
+  local serves, passed = {}, nil
+  for i = 1, n_types do serves[types[i]] = true end
+  if freed and may_use(freed[2], freed[3], freed[4] == 1, serves) then
+    passed = cjson.encode({woken + 1, freed[2], freed[3], freed[4]})
+  elseif unserved or resources_short then
+    passed = woken + 1
   end
-  if woken < others then
-    local serves = {}
-    for i = 1, n_types do serves[types[i]] = true end
-    if freed and may_use(freed[2], freed[3], freed[4] == 1, serves) then
-      push_wake(cjson.encode({woken + 1, freed[2], freed[3], freed[4]}))
-    elseif unserved or resources_short then
-      push_wake(woken + 1)
-    end
-  end
+  -- the other idle workers: this one is among K.idle's (above)
+  if passed and woken < redis.call('SCARD', K.idle) - 1 then push_wake(passed) end
 end
 -- A job a group's rate holds becomes admissible with time, not on an event, and one a live
 -- lease holds from its slot when that lease lapses (its holder died: note_lapse): say when,

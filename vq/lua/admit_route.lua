@@ -30,22 +30,27 @@ end
 -- per user line, not per job. A routed job's hash is not written: it stays RQ's `queued`,
 -- and being in a line (its K.waitsince entry) is what vq shows as `limited` (vq/jobs.py).
 -- A job in limit groups is also put in each group key's waiting set (groups_waiting).
--- Returns the rings with users (by key) and the workers waiting for a wake token (by
--- name), as K.inbox names them, and whether arrivals of types the caller does not serve
--- wait there (another worker's to route: admit_main.lua passes a wake token on for them).
+-- Returns the rings with users (by key), as K.inbox names them, whether arrivals of types
+-- the caller does not serve wait there (another worker's to route: admit_main.lua passes a
+-- wake token on for them), and whether some worker may wait for a wake token (K.inbox has
+-- C.idle_hint: K.idle may name one). An idle mark an older vq left in K.inbox moves to
+-- K.idle (vq/admission.py migrate_legacy_idle does the same at the daemon's start).
 local function route()
   local serves = {}
   for i = 1, n_types do serves[types[i]] = true end
   local tiers, tier_users = {}, {}  -- the tier each routed user's jobs last named
   local listed = {}  -- rings with users, by key
-  local idle = {}  -- workers waiting for a wake token, by name
-  local unserved = false
+  local unserved, idle_hint, legacy = false, false, false
   for _, qname in ipairs(redis.call('SMEMBERS', K.inbox)) do
     local t, p = nil, nil
     if string.sub(qname, 1, #K.ring) == K.ring then
       listed[qname] = true
-    elseif string.sub(qname, 1, #C.idle) == C.idle then
-      idle[string.sub(qname, #C.idle + 1)] = true
+    elseif qname == C.idle_hint then
+      idle_hint = true
+    elseif string.sub(qname, 1, #C.legacy_idle) == C.legacy_idle then
+      redis.call('SREM', K.inbox, qname)
+      redis.call('SADD', K.idle, string.sub(qname, #C.legacy_idle + 1))
+      legacy = true
     else
       t, p = string.match(qname, '^(.+)%.(%a+)$')
     end
@@ -141,5 +146,9 @@ local function route()
       redis.call('HDEL', K.effective, unpack(dropped))
     end
   end
-  return listed, idle, unserved
+  if legacy and not idle_hint then
+    redis.call('SADD', K.inbox, C.idle_hint)
+    idle_hint = true
+  end
+  return listed, unserved, idle_hint
 end

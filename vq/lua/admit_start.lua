@@ -68,16 +68,18 @@ local function start(id, job_type, job, note)
 end
 
 -- The reply for the admitted job `found` ({id, user, hash}) of type t at priority p:
--- started for the calling worker (no longer idle), or marked admitted, with its lease's
--- token, for a worker that starts it itself. Also what it hands out, as a second run of
--- this call reads it back (admit_main.lua): JSON [token, id, queue, user, started].
-local function hand_out(found, t, p, has_dependents, idle)
+-- started for the calling worker (no longer idle: out of K.idle, unless nobody idles, as
+-- `idle_hint` says, or the worker comes from a job, `starting.busy`, having asked for none in
+-- between), or marked admitted, with its lease's token, for a worker that starts it itself.
+-- Also what it hands out, as a second run of this call reads it back (admit_main.lua): JSON
+-- [token, id, queue, user, started].
+local function hand_out(found, t, p, has_dependents, idle_hint)
   local id, user, job = found[1], found[2], found[3]
   local queue_name = t .. '.' .. p
   if worker ~= '' then
     local note = cjson.encode({token, id, queue_name, user, 1})
     start(id, t, job, noted_on_worker and note or nil)
-    if idle[worker] then redis.call('SREM', K.inbox, C.idle .. worker) end
+    if idle_hint and not starting.busy then redis.call('SREM', K.idle, worker) end
     return {has_dependents, id, queue_name, user, as_flat(job), 1}, note
   end
   redis.call('HSET', K.job .. id, 'status', 'queued', C.lease_field, token)

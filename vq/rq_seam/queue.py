@@ -86,11 +86,15 @@ class VqQueue(Queue):
         admission = admission_for(connection)
         deadline = time.monotonic() + (timeout or 0)
         woken = None  # the token that ended the last wait (vq/admission.py wait_for_wake)
+        named_idle = False  # the last call found nothing for this worker and named it idle
         while True:
             starter = cls.starter
             with starter.starting() if starter is not None else nullcontext():
                 start = starter.start_for_admission() if starter is not None else None
+                if start is not None and named_idle:
+                    start = start._replace(idle=True)
                 admitted, due = admission.admit_or_due(types, start=start, woken=woken)
+                named_idle = admitted is None and start is not None
                 taken = None
                 if admitted is not None:
                     if admitted.started:  # only with a `start`, which only a starter gives
