@@ -69,9 +69,8 @@ class RequeueOnShutdown(Exception):
 
 class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
     queue_class = VqQueue
-    death_penalty_class: type[BaseDeathPenalty] = (
-        AlarmDeathPenalty  # RQ's default on Linux, UnixSignalDeathPenalty, leaner
-    )
+    # RQ's default where there is SIGALRM (UnixSignalDeathPenalty), leaner; else RQ's own
+    death_penalty_class: type[BaseDeathPenalty] = AlarmDeathPenalty if hasattr(signal, "SIGALRM") else TimerDeathPenalty
     get_heartbeat_ttl = SimpleWorker.get_heartbeat_ttl
     _forking = False  # the current job runs in a child process
     redis_lost = False
