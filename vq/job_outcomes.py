@@ -313,7 +313,7 @@ def _finish_payload(job: Job, result_ttl: int | None, worker: str) -> tuple[JobE
         fields=fields,
         ttl=-1 if result_ttl is None or result_ttl < 0 else result_ttl,
         expire=[job.dependencies_key] if private.dependency_ids(job) else [],
-        registry=job.finished_job_registry.key,
+        registry=keys.rq_finished(job.origin),  # RQ's key (contract.KEY_PREFIXES), without building its registry
         event=[part for pair in item.items() for part in pair],
         webhook=webhook_url or "",
         dependents=job.dependents_key,

@@ -107,4 +107,5 @@ KEY_PREFIXES = {
     "workers": "rq:workers",
     "scheduled": keys.RQ_SCHEDULED_PREFIX,
     "failed": "rq:failed:",
+    "finished": keys.rq_finished(""),
 }
