@@ -371,30 +371,3 @@ def test_vqs_date_writer_writes_rqs_text():
         assert format_rq_date(dt) == utcformat(dt)
         if dt.year >= 1000:
             assert parse_rq_date(format_rq_date(dt)) == dt
-
-
-def test_vqs_workers_time_jobs_out_with_rqs_alarm_in_fewer_steps():
-    """VqWorker's death penalty (vq/rq_seam/worker.py AlarmDeathPenalty) is RQ's
-    UnixSignalDeathPenalty with the handler set through `_signal`: the same alarm, the same
-    exception, the default handler back after the job; RQ still enters it around the job."""
-    import signal
-    import time
-
-    from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
-    from rq.worker import BaseWorker
-
-    from vq.rq_seam.worker import AlarmDeathPenalty
-
-    assert VqWorker.death_penalty_class is AlarmDeathPenalty and issubclass(AlarmDeathPenalty, UnixSignalDeathPenalty)
-    assert "self.death_penalty_class(timeout, JobTimeoutException" in inspect.getsource(BaseWorker.perform_job)
-    assert ThreadWorker.death_penalty_class is not AlarmDeathPenalty  # SIGALRM reaches only the main thread
-    with AlarmDeathPenalty(5, JobTimeoutException, job_id="j") as _:
-        assert signal.getsignal(signal.SIGALRM).__func__ is UnixSignalDeathPenalty.handle_death_penalty
-        assert 0 < signal.alarm(5) <= 5  # armed (and armed again, the same)
-    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL and signal.alarm(0) == 0
-    began = time.monotonic()
-    with pytest.raises(JobTimeoutException, match=r"maximum timeout value \(1 seconds\)"):
-        with AlarmDeathPenalty(1, JobTimeoutException, job_id="j"):
-            time.sleep(3)
-    assert time.monotonic() - began < 2.5
-    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL

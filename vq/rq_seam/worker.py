@@ -11,7 +11,6 @@ vq/rq_seam/contract.py; tests/test_rq_contract.py holds RQ to it.
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # signal's C module; see AlarmDeathPenalty
 import signal
 import threading
 import time
@@ -23,7 +22,7 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 from rq.suspension import is_suspended
-from rq.timeouts import BaseDeathPenalty, TimerDeathPenalty, UnixSignalDeathPenalty
+from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
@@ -47,30 +46,12 @@ IDLE_LOOK_EVERY = 10  # seconds an idle worker waits for a wake token before it 
 SUSPENSION_CHECK_EVERY = 1.0
 
 
-class AlarmDeathPenalty(UnixSignalDeathPenalty):
-    """RQ's job timeout (SIGALRM, its handler set before the job and put back to the default
-    after), the same C calls without `signal.signal`'s Python wrapper: it turns the handler
-    it replaced into an enum, which for a function raises and catches a ValueError, 10 µs
-    a call on an idle machine, two calls a job (a tenth of RQ's own per-job loop, py-spy).
-    RQ discards what they return."""
-
-    def setup_death_penalty(self):
-        _signal.signal(signal.SIGALRM, self.handle_death_penalty)
-        signal.alarm(self._timeout)
-
-    def cancel_death_penalty(self):
-        signal.alarm(0)
-        _signal.signal(signal.SIGALRM, _signal.SIG_DFL)
-
-
 class RequeueOnShutdown(Exception):
     """Raised into a running job when the daemon's grace period is over."""
 
 
 class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
     queue_class = VqQueue
-    # RQ's default where there is SIGALRM (UnixSignalDeathPenalty), leaner; else RQ's own
-    death_penalty_class: type[BaseDeathPenalty] = AlarmDeathPenalty if hasattr(signal, "SIGALRM") else TimerDeathPenalty
     get_heartbeat_ttl = SimpleWorker.get_heartbeat_ttl
     _forking = False  # the current job runs in a child process
     redis_lost = False
