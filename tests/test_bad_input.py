@@ -304,3 +304,18 @@ def test_a_plug_in_type_s_module_check_refuses_at_submit(vq):
     proc = vq.run("submit", "test-checked", "--user", "u", "--data", '{"size": "big"}')
     assert proc.returncode == 2 and _one_line(proc) == "vq: error: data: size: required, a whole number"
     assert vq.run("submit", "test-checked", "--user", "u", "--data", '{"size": 3}').returncode == 0
+
+
+def test_a_plug_in_check_with_a_bug_of_its_own_accepts_the_job_with_one_warning(vq):
+    vq.configure(job_types={"test-broken-check": {"handler": "tests.broken_check_plugin:handle"}})
+    proc = vq.run("submit", "test-broken-check", "--user", "u", "--data", "{}")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "tests.broken_check_plugin:handle's check(data) failed (KeyError: 'missing')" in proc.stderr
+    assert vq.json("show", proc.stdout.strip())["status"] == "queued"
+
+
+@pytest.mark.parametrize("provider", ["[1]", "3", "{}"])
+def test_a_provider_that_is_not_a_name_is_refused_at_submit(vq, provider):
+    data = '{"task": "echo", "input": "x", "provider": %s}' % provider
+    proc = vq.run("submit", "ai-processing", "--user", "u", "--data", data)
+    assert proc.returncode == 2 and _one_line(proc).startswith("vq: error: data.provider: expected a provider's name")

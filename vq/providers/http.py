@@ -47,7 +47,9 @@ def check_named(settings: Settings, data: dict) -> None:
     """A submission's `data.provider` (the provider a job asks for first) must be one config
     knows: refused at submit, so user data never creates a breaker, a stat or a series."""
     name = data.get("provider")
-    if isinstance(name, str) and name and name not in known(settings):
+    if name is not None and not isinstance(name, str):
+        raise InvalidInput(f"data.provider: expected a provider's name, got {name!r}", field="data.provider")
+    if name and name not in known(settings):
         raise InvalidInput(
             f"data.provider: unknown provider {name!r} (known: {', '.join(known(settings))})", field="data.provider"
         )

@@ -8,6 +8,7 @@ CLI and HTTP report one clear line; nothing here writes to Redis.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from vq import capacity, jobdata
 from vq.config import PRIORITIES, TIERS, Settings, Tier
 from vq.deadlines import deadline_ms, parse_deadline
 from vq.durations import parse_duration_ms, parse_instant
-from vq.errors import Ambiguous, Conflict, HandlerError, InvalidInput, NotFound
+from vq.errors import Ambiguous, Conflict, HandlerError, InvalidInput, NotFound, message_of
 from vq.jobtypes import JobType, get_job_type, handler_companion
 from vq.model import iso
 from vq.protect import protector
@@ -29,6 +30,7 @@ from vq.providers import http as providers
 from vq.submission.unique import UNIQUE_FIELDS, UniqueRequest, UniqueSpec, checked, request_from
 from vq.webhooks import validate_url
 
+log = logging.getLogger("vq.submission")
 VALID_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
 CONTROL_FIELDS = {
     "jobType",
@@ -250,6 +252,12 @@ def check_input(job_type: JobType, data: dict) -> None:
         check(data)
     except HandlerError as exc:
         raise InvalidInput(f"data: {exc}", field="data") from None
+    except Exception as exc:  # noqa: BLE001 - an operator's check with a bug of its own: not the caller's fault
+        log.warning(
+            "%s's check(data) failed (%s); the job is accepted and its handler checks its data when it runs",
+            job_type.handler,
+            f"{type(exc).__name__}: {message_of(exc)}",
+        )
 
 
 def check_data(settings: Settings, data: object, where: str = "data") -> None:
