@@ -316,6 +316,6 @@ def test_a_plug_in_check_with_a_bug_of_its_own_accepts_the_job_with_one_warning(
 
 @pytest.mark.parametrize("provider", ["[1]", "3", "{}"])
 def test_a_provider_that_is_not_a_name_is_refused_at_submit(vq, provider):
-    data = '{"task": "echo", "input": "x", "provider": %s}' % provider
+    data = '{"task": "echo", "input": "x", "provider": ' + provider + "}"
     proc = vq.run("submit", "ai-processing", "--user", "u", "--data", data)
     assert proc.returncode == 2 and _one_line(proc).startswith("vq: error: data.provider: expected a provider's name")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import random
 import re
 import shutil
 import wave
@@ -17,7 +18,7 @@ import pytest
 from PIL import Image
 
 from vq.context import Upstream, local_context
-from vq.errors import PermanentError
+from vq.errors import HandlerError, PermanentError
 from vq.handlers import (
     ai_processing,
     audio_synthesis,
@@ -406,3 +407,99 @@ def test_video_generation_runs_its_plan_inline_when_it_has_no_upstream(tmp_path)
     orphan = Upstream(id="x", job_type="scene-creation", step="scene-0", result={})
     with pytest.raises(PermanentError, match="compose"):
         run(video_generation, tmp_path, {"prompt": "x"}, upstream=[orphan])
+
+
+HOSTILE_VALUES = [
+    None,
+    0,
+    -1,
+    1.5,
+    True,
+    "",
+    " ",
+    "x",
+    "a b c. d e.",
+    10**30,
+    [],
+    [1],
+    [None],
+    ["a"],
+    [{}],
+    [{"image": 1}],
+    [{"image": "x", "durationSeconds": 1}],
+    {},
+    {"a": 1},
+    {"tone": "casual", "length": 3},
+    {"scenes": [1]},
+    {"name": 5},
+    {"limit": -1},
+    "summarize",
+    "echo",
+    "local",
+    "script",
+    "edl",
+]
+HOSTILE_KEYS = [
+    "prompt",
+    "text",
+    "narration",
+    "content",
+    "type",
+    "options",
+    "width",
+    "height",
+    "sceneCount",
+    "scenes",
+    "script",
+    "style",
+    "imagePath",
+    "audioPath",
+    "sceneIndex",
+    "index",
+    "genre",
+    "description",
+    "preferences",
+    "task",
+    "input",
+    "provider",
+    "format",
+    "engine",
+    "voice",
+    "speed",
+    "title",
+    "labels",
+]
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        image_generation,
+        audio_synthesis,
+        script_generation,
+        content_analysis,
+        scene_creation,
+        world_building,
+        video_composition,
+        personalization,
+        ai_processing,
+    ],
+    ids=lambda m: m.__name__.rsplit(".", 1)[-1],
+)
+def test_hostile_data_fails_a_handler_as_permanent_naming_a_field_never_as_a_crash(module, tmp_path):
+    """Random shapes in every field a handler reads (fixed seed): each call ends with a result
+    or a HandlerError (a `permanent` failure naming the field), never a TypeError or the like,
+    which would be retried as if the fault were passing. Its check at submit agrees."""
+    rng = random.Random(module.__name__)
+    for i in range(150):
+        data = {k: rng.choice(HOSTILE_VALUES) for k in rng.sample(HOSTILE_KEYS, rng.randint(0, 8))}
+        if module is ai_processing and rng.random() < 0.6:
+            data.update(provider="local", task=rng.choice(["summarize", "classify", "extract-keywords", "echo"]))
+        try:
+            module.check(data)
+        except HandlerError:
+            pass
+        try:
+            run(module, tmp_path, data, job_id=f"job-{i}")
+        except HandlerError as exc:
+            assert ":" in str(exc), exc  # "field: what is wrong"

@@ -82,7 +82,7 @@ def _local(data: dict, provider: str) -> tuple[dict, str, object]:
     task = data.get("task")
     if not task:
         raise PermanentError(f"task: required, one of {', '.join(tasks)}")
-    if task not in tasks:
+    if not isinstance(task, str) or task not in tasks:
         raise PermanentError(f"task: {provider} cannot do {task!r} (it can: {', '.join(tasks)})")
     value = data.get("input", data.get("text"))
     if value is None or (task in TEXT_TASKS and not (isinstance(value, str) and words(value))):
@@ -90,11 +90,19 @@ def _local(data: dict, provider: str) -> tuple[dict, str, object]:
     return tasks, task, value
 
 
+def _named(data: dict) -> str | None:
+    """data.provider: the provider asked for first, or None."""
+    name = data.get("provider")
+    if name is not None and not isinstance(name, str):
+        raise PermanentError(f"provider: expected a provider's name, got {name!r}")
+    return name or None
+
+
 def check(data: dict) -> None:
     """At submit (vq/submission/validation.py): a job for a built-in provider. Without
     `provider`, which one serves it depends on the type's configured HTTP providers,
     known where it runs; there only `task` is checked here."""
-    provider = data.get("provider")
+    provider = _named(data)
     if provider in PROVIDERS:
         _local(data, provider)
     elif provider is None and not (isinstance(data.get("task"), str) and data["task"]):
@@ -102,7 +110,7 @@ def check(data: dict) -> None:
 
 
 def handle(ctx, data: dict) -> dict:
-    provider = data.get("provider") or ("local" if not ctx.providers else None)
+    provider = _named(data) or ("local" if not ctx.providers else None)
     if provider not in PROVIDERS:  # an HTTP provider: the one named first, then the type's
         return _remote(ctx, data)
     tasks, task, value = _local(data, provider)
