@@ -217,7 +217,6 @@ def http_main(settings: Settings, listener: HttpListener, log_level: str) -> Non
                 access_log.stop()
 
     access_log.start()  # the lines leave the event loop, written every 0.5 s (vq/api/access_log.py)
-    log_batching.start(events.LOGGER)  # and the `created` lines of the jobs it makes, as a worker's
     try:
         Server(config).run(sockets=[listener.sock])
     finally:

@@ -33,8 +33,9 @@ every event whatever became of the line.
 
 A forked job's child (`isolation: fork`) writes its lines at once: the batch and its thread
 stay with the worker (os.register_at_fork), which writes the copies the child inherited.
-Only processes that call `start` batch (a worker its event lines; the HTTP child its access
-lines and its jobs' `created` lines); everywhere else, tests included, these loggers write
+Only processes that call `start` batch (a worker its event lines, the HTTP child its access
+lines: its jobs' `created` lines stay written at once, so they come before the workers'
+`started` lines, which wait); everywhere else, tests included, these loggers write
 as any other."""
 
 from __future__ import annotations
