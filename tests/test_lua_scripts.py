@@ -18,6 +18,20 @@ from vq.limits import rebuild_effective
 TYPE = "t-lua"
 
 
+def _end(job_id: str, token: str, fields=("status", "finished", "result", "{}"), event=None) -> JobEnd:
+    """The end a worker sends for a TYPE job at normal priority (its `finished` event by default)."""
+    return JobEnd(
+        id=job_id,
+        key=keys.rq_job(job_id),
+        fields=list(fields),
+        ttl=60,
+        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
+        event=event or ["event", "finished", "jobId", job_id],
+        dependents=keys.rq_dependents(job_id),
+        token=token,
+    )
+
+
 def _job(
     conn, job_id: str, user: str, priority: str = "normal", tier: str = "free", job_type: str = TYPE, **more
 ) -> None:
@@ -145,16 +159,7 @@ def test_a_lapsed_lease_frees_its_slot_and_cannot_be_renewed_or_end_the_job(redi
     # The old job is given to another worker (stalled-job recovery gives it a new token); the
     # first worker's end, under the old token, is refused and gives back no slot.
     redis_conn.hset(keys.rq_job("old"), keys.LEASE_FIELD, "someone-else")
-    end = JobEnd(
-        id="old",
-        key=keys.rq_job("old"),
-        fields=["status", "finished"],
-        ttl=60,
-        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
-        event=["event", "finished", "jobId", "old"],
-        dependents=keys.rq_dependents("old"),
-        token=stale.token,
-    )
+    end = _end("old", stale.token, fields=["status", "finished"])
     with redis_conn.pipeline(transaction=False) as pipe:
         short.admit_in(pipe, [], give_back=("old", TYPE, "u1"), finish=end)
         reply = pipe.execute(raise_on_error=False)[0]
@@ -172,15 +177,11 @@ def test_a_job_end_is_written_and_the_next_job_started_in_one_call(redis_conn):
     admission = Admission(redis_conn, lease_ms=30_000)
     first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
     redis_conn.sadd(keys.rq_dependents("first"), "child")
-    end = JobEnd(
-        id="first",
-        key=keys.rq_job("first"),
+    end = _end(
+        "first",
+        first.token,
         fields=["status", "finished", "ended_at", "2026-12-06T03:00:01.000000Z", "result", "42"],
-        ttl=60,
-        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
         event=["event", "finished", "jobId", "first", "jobType", TYPE, "ts", "1", "fields", "{}"],
-        dependents=keys.rq_dependents("first"),
-        token=first.token,
     )
     with redis_conn.pipeline(transaction=False) as pipe:
         admission.admit_in(
@@ -262,16 +263,7 @@ def test_a_redis_that_lost_the_script_still_gets_the_job_end_and_its_slots_back(
     admission = Admission(redis_conn, lease_ms=30_000)
     first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
     redis_conn.script_flush()  # a restarted Redis: the pipeline's EVALSHA answers NOSCRIPT
-    end = JobEnd(
-        id="first",
-        key=keys.rq_job("first"),
-        fields=["status", "finished"],
-        ttl=60,
-        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
-        event=["event", "finished", "jobId", "first"],
-        dependents=keys.rq_dependents("first"),
-        token=first.token,
-    )
+    end = _end("first", first.token, fields=["status", "finished"])
     give_back = ("first", TYPE, "u1")
     with redis_conn.pipeline(transaction=False) as pipe:
         admission.admit_in(pipe, [TYPE], start=Start("w1", "y", 420, busy=True), give_back=give_back, finish=end)
@@ -339,16 +331,7 @@ def test_the_same_end_run_again_writes_nothing_twice(redis_conn):
     _job(redis_conn, "first", "u1")
     admission = Admission(redis_conn, lease_ms=30_000)
     first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
-    end = JobEnd(
-        id="first",
-        key=keys.rq_job("first"),
-        fields=["status", "finished", "result", "42"],
-        ttl=60,
-        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
-        event=["event", "finished", "jobId", "first"],
-        dependents=keys.rq_dependents("first"),
-        token=first.token,
-    )
+    end = _end("first", first.token, fields=["status", "finished", "result", "42"])
     for _ in range(2):  # the call, then the same call again
         with redis_conn.pipeline(transaction=False) as pipe:
             admission.admit_in(pipe, [], give_back=("first", TYPE, "u1"), finish=end)
@@ -371,16 +354,7 @@ def test_the_same_admission_run_again_hands_out_the_same_job(redis_conn):
     first, again = (admission._admit(args=idle_call) for _ in range(2))
     assert parse_admitted(first).job_id == parse_admitted(again).job_id == "a"
     a = parse_admitted(first)
-    end = JobEnd(
-        id="a",
-        key=keys.rq_job("a"),
-        fields=["status", "finished", "result", "{}"],
-        ttl=60,
-        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
-        event=["event", "finished", "jobId", "a"],
-        dependents=keys.rq_dependents("a"),
-        token=a.token,
-    )
+    end = _end("a", a.token)
     end_call = admission._admit_args([TYPE], Start("w1", "y", 420, busy=True), ("a", TYPE, "u1"), end)
     first, again = (admission._admit(args=end_call) for _ in range(2))
     assert parse_admitted(first).job_id == parse_admitted(again).job_id == "b"
@@ -405,16 +379,7 @@ def test_a_job_end_and_the_next_start_read_the_ended_hash_once_and_pop_no_deadli
     _job(redis_conn, "second", "u1")
     admission = Admission(redis_conn, lease_ms=30_000)
     first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
-    end = JobEnd(
-        id="first",
-        key=keys.rq_job("first"),
-        fields=["status", "finished", "result", "{}"],
-        ttl=60,
-        registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
-        event=["event", "finished", "jobId", "first"],
-        dependents=keys.rq_dependents("first"),
-        token=first.token,
-    )
+    end = _end("first", first.token)
     redis_conn.config_resetstat()
     reply = admission._admit(
         args=admission._admit_args([TYPE], Start("w1", "y", 420, busy=True), ("first", TYPE, "u1"), end)
@@ -467,17 +432,7 @@ def test_a_finishing_worker_wakes_an_idle_one_only_when_a_job_waits(redis_conn):
     _idle(redis_conn, "w2")
 
     def end_of(admitted):
-        job_id = admitted.job_id
-        return JobEnd(
-            id=job_id,
-            key=keys.rq_job(job_id),
-            fields=["status", "finished", "result", "{}"],
-            ttl=60,
-            registry=keys.rq_finished(keys.queue_name(TYPE, "normal")),
-            event=["event", "finished", "jobId", job_id],
-            dependents=keys.rq_dependents(job_id),
-            token=admitted.token,
-        )
+        return _end(admitted.job_id, admitted.token)
 
     a = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))
     other = "t-other"
