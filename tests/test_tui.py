@@ -223,6 +223,14 @@ def test_cancel_offers_now_for_a_running_job(vq, redis_conn):
     assert view["status"] == "canceled" and view["error"]["canceledBy"].startswith("tui:")
 
 
+async def dead_letter_row(pilot, app, job_id: str) -> list:
+    """From the overview, `d` to the dead-letter screen: the row of `job_id` once it is listed."""
+    await until(pilot, lambda: rows(app, "queues"), what="overview")
+    await pilot.press("d")
+    await on_screen(pilot, app, DeadLetterScreen)
+    return await until(pilot, lambda: rows(app, "dead").get(job_id), what="the dead job")
+
+
 def test_dead_letters_are_listed_and_retried(vq):
     vq.start_daemon()
     dead = vq.submit("test-broken", {}, "--user", "ann")
@@ -233,10 +241,7 @@ def test_dead_letters_are_listed_and_retried(vq):
     async def scenario():
         app = dashboard(vq)
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: rows(app, "queues"), what="overview")
-            await pilot.press("d")
-            await on_screen(pilot, app, DeadLetterScreen)
-            listed = await until(pilot, lambda: rows(app, "dead").get(dead), what="the dead job")
+            listed = await dead_letter_row(pilot, app, dead)
             assert listed[3] == "permanent" and "input can never work" in listed[4]
             assert "[/][bold red]x" in rows(app, "dead")[hostile][4]  # shown as text, not taken as markup
             select(app, "dead", hostile)
@@ -283,10 +288,7 @@ def test_job_lists_at_80_columns_show_short_ids_and_the_error(vq):
     async def scenario():
         app = dashboard(vq)
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: rows(app, "queues"), what="overview")
-            await pilot.press("d")
-            await on_screen(pilot, app, DeadLetterScreen)
-            await until(pilot, lambda: rows(app, "dead").get(dead), what="the dead job")
+            await dead_letter_row(pilot, app, dead)
             assert rows(app, "dead")[dead][0] == dead[:12]
             header, line = await until(
                 pilot, lambda: [x for x in shown_lines(app, "dead") if x.strip()][:2], what="the drawn table"
