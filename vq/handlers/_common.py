@@ -85,10 +85,14 @@ def dimensions(data: dict, default: tuple[int, int]) -> tuple[int, int]:
     )
 
 
+# `"scenes": 6` where a list is meant (script-generation, video-generation): say what takes a count.
+SCENES_NOT_A_LIST = "scenes: expected a list of scenes (for a number of scenes: sceneCount)"
+
+
 class Unlinked:
     """What a job with no dependencies sees upstream: nothing. A handler's `check(data)`
     runs its own input readers with this at submit, so a job that can only fail on its
-    input is refused then (exit 2, HTTP 400), not accepted to fail when it runs."""
+    input is refused then (exit 2, HTTP 422), not accepted to fail when it runs."""
 
     @staticmethod
     def upstream_by_step() -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 from vq.errors import PermanentError
 from vq.handlers._common import (
     PROMPT_STOPWORDS,
+    SCENES_NOT_A_LIST,
     int_field,
     keywords,
     options,
@@ -72,7 +73,7 @@ def _inputs(data: dict) -> tuple[str, str, list | None, int]:
     style = text_field(data, "style", required=False) or str(options(data).get("style") or "cinematic")
     given = data.get("scenes")
     if given is not None and not isinstance(given, list):
-        raise PermanentError("scenes: expected a list of scenes (for a number of scenes: sceneCount)")
+        raise PermanentError(SCENES_NOT_A_LIST)
     if given:
         if len(given) > MAX_SCENES:
             raise PermanentError(f"scenes: at most {MAX_SCENES} scenes, got {len(given)}")

@@ -21,11 +21,10 @@ import importlib
 
 from vq.context import Upstream
 from vq.errors import PermanentError
-from vq.handlers._common import dimensions, int_field, options, text_field, write_json
+from vq.handlers._common import SCENES_NOT_A_LIST, dimensions, int_field, options, text_field, write_json
 
 DEFAULT_SIZE = (640, 360)
 MAX_SCENES = 10
-SCENES_NOT_A_LIST = "scenes: expected a list of scenes (for a number of scenes: sceneCount)"
 
 
 def _given_scenes(data: dict) -> list | None:
