@@ -178,6 +178,26 @@ def test_a_killed_workers_resources_are_reclaimed_and_another_worker_runs_its_jo
     assert redis_conn.zcard(f"vq:running:resources:{holder}") == 0, "the dead worker's lease is dropped"
 
 
+def test_a_worker_replaced_after_its_max_jobs_leaves_only_its_successors_share_counted(vq, redis_conn):
+    """A worker's key lives a minute after a clean exit; its share must not (`vq limits`
+    counted gpu 3 on 3 workers for one GPU, and doctor's largest worker could be a dead one)."""
+    _gpu_types(vq)
+    vq.configure(daemon={"maxJobsPerWorker": 1})
+    vq.start_daemon("--resources-per-worker", "gpu=1", workers=1)
+    first = vq.submit("test-gpu", {"seconds": 0.1}, "--user", "a")
+    assert vq.wait_for(first, timeout=30)["status"] == "finished"
+    second = vq.submit("test-gpu", {"seconds": 0.1}, "--user", "a")  # run by the replacement
+    assert vq.wait_for(second, timeout=30)["status"] == "finished"
+    ran_by = {redis_conn.hget(f"rq:job:{job}", "worker_name").decode() for job in (first, second)}
+    assert len(ran_by) == 2, ran_by
+    deadline = time.monotonic() + 20  # the third worker, started after the second's one job
+    while not (advertised := [k.decode() for k in redis_conn.hkeys("vq:workers:resources")]):
+        assert time.monotonic() < deadline, "no worker advertises its share"
+        time.sleep(0.1)
+    assert len(advertised) == 1 and advertised[0] not in ran_by, (advertised, ran_by)
+    assert vq.json("limits")["resources"] == [{"resource": "gpu", "inUse": 0, "capacity": 1, "workers": 1}]
+
+
 def test_two_daemons_race_for_jobs_needing_their_only_gpu(vq, redis_conn):
     _gpu_types(vq)
     ids = [vq.submit("test-gpu", {"seconds": 0.2}, "--user", f"u{i % 3}", "-s", "enterprise") for i in range(8)]

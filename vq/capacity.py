@@ -49,13 +49,26 @@ class WorkerShare:
 ADMITTED_HELD = "_vq_admitted_held"
 
 
-def advertise(conn, share: WorkerShare, holder: str) -> WorkerShare:
-    """This worker process's share, under its name, for admission and for `vq workers`."""
+def named(share: WorkerShare, holder: str) -> WorkerShare:
+    """This worker process's share under its name (its jobs' leases are kept under it)."""
+    return WorkerShare(share.amounts, share.devices, holder)
+
+
+def advertise(conn, share: WorkerShare) -> None:
+    """A worker process's share, under its name, for `vq workers`, `vq limits` and `vq doctor`
+    (admission reads THIS_WORKER instead). Written once its RQ worker key exists
+    (VqWorker.register_birth): readers drop the advertisement of a worker without one
+    (live_workers), which once dropped a worker's share read between the two for good."""
     from vq import keys
 
-    mine = WorkerShare(share.amounts, share.devices, holder)
-    conn.hset(keys.WORKER_RESOURCES, holder, json.dumps({"capacity": mine.amounts, "devices": mine.devices}))
-    return mine
+    conn.hset(keys.WORKER_RESOURCES, share.holder, json.dumps({"capacity": share.amounts, "devices": share.devices}))
+
+
+def withdraw_in(pipe, holder: str) -> None:
+    """A stopping or dead worker's share no longer counts (its key lives on a minute)."""
+    from vq import keys
+
+    pipe.hdel(keys.WORKER_RESOURCES, holder)
 
 
 def parse(text: str, where: str) -> Amounts:

@@ -69,7 +69,7 @@ def worker_main(
         worker.max_memory_mb = settings.daemon.maxMemoryPerWorker
         worker.log.addFilter(last_error)
         if share is not None:  # admission gives this process only jobs its free share covers (vq/capacity.py)
-            capacity.THIS_WORKER = capacity.advertise(conn, share, worker.name)
+            capacity.THIS_WORKER = worker.resource_share = capacity.named(share, worker.name)
             log.info(
                 "%s: resources %s%s",
                 worker.name,

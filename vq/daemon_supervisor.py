@@ -206,9 +206,11 @@ class ChildSupervision:
         its daemon knew was dead (`2/3 alive`) beside the one that replaced it."""
         if not child.name.startswith("worker-") or child.process is None or self.conn is None:
             return
-        key = keys.rq_worker(f"{worker_prefix(socket.gethostname(), child.name.split('-')[1])}.{child.process.pid}")
+        name = f"{worker_prefix(socket.gethostname(), child.name.split('-')[1])}.{child.process.pid}"
+        key = keys.rq_worker(name)
         try:
             with self.conn.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
+                capacity.withdraw_in(pipe, name)
                 pipe.srem(WORKERS_SET, key)
                 for name in child.args[1]:  # its queues (the plan's worker_main arguments)
                     pipe.srem(f"{WORKERS_SET}:{name}", key)

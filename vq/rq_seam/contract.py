@@ -12,6 +12,7 @@ from vq import keys
 
 # RQ's Worker methods that VqWorker (vq/rq_seam/worker.py) overrides.
 WORKER_OVERRIDES = {
+    "register_birth": ("self",),
     "heartbeat": ("self", "timeout", "pipeline"),
     "set_state": ("self", "state", "pipeline"),
     "check_for_suspension": ("self", "burst"),

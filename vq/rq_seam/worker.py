@@ -26,7 +26,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import SimpleWorker, Worker, WorkerStatus
 
-from vq import checkpoints, fence, handler_stop, logs, resources, telemetry
+from vq import capacity, checkpoints, fence, handler_stop, logs, resources, telemetry
 from vq.admission import forget_idle_in, wake_in
 from vq.execution import begin_attempt, runtime
 from vq.job_outcomes import JobOutcomes
@@ -61,6 +61,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
     _start_pipe = None
     _unwritten_done = 0  # jobs done since the worker's counts were last written (_flush_counts)
     _unwritten_busy = 0.0
+    resource_share: capacity.WorkerShare | None = None  # what it advertises (vq/daemon_children.py)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -96,6 +97,13 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
         if pipeline is None:
             self._beat_at = time.monotonic()
             self._say_once().recovered(self.log)
+
+    def register_birth(self):
+        """RQ's, then this process's resources advertised: after its key exists, since a
+        reader drops the advertisement of a worker without one (vq/capacity.py)."""
+        super().register_birth()
+        if self.resource_share is not None:
+            capacity.advertise(self.connection, self.resource_share)
 
     def set_state(self, state, pipeline=None):
         """RQ writes the state before every dequeue; write it only when it changes (and not
@@ -299,6 +307,7 @@ class VqWorker(JobOutcomes, JobLeases, AdmissionStarts, MemoryLimit, Worker):
             with self.connection.pipeline(transaction=False) as pipe:
                 self._flush_counts(pipe)
                 forget_idle_in(pipe, self.name)
+                capacity.withdraw_in(pipe, self.name)
                 wake_in(pipe)  # a job this worker put back as it stopped (at shutdown, a checkpoint) is another's now
                 pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError):
