@@ -32,6 +32,43 @@ def test_delayed_job_never_starts_early(vq):
     assert _ts(done["startedAt"]).timestamp() <= before + 4.5
 
 
+def test_an_idle_timer_reads_one_key_a_look_not_every_queues_registry(vq, redis_conn):
+    """The timer looks in a queue's scheduled registry only when its entry in
+    vq:scheduled:due has come (and on a full look every 10 s): an idle daemon's timer read
+    all 2 x 3 registries twice a second before."""
+    vq.start_daemon()
+    job_id = vq.submit("test-noop", {}, "--user", "u", "--delay", "4s")
+    assert redis_conn.zscore(keys.SCHEDULED_DUE, "test-noop.low") is not None
+    time.sleep(1.5)  # past the timer's first (full) look, within the next one
+    with redis_conn.monitor() as monitor:
+        time.sleep(2.0)
+        redis_conn.echo("vq-test-end")
+        reads = 0
+        for seen in monitor.listen():
+            if seen["command"] == "ECHO vq-test-end":
+                break
+            reads += seen["command"].startswith("ZRANGE") and f" {keys.RQ_SCHEDULED_PREFIX}" in seen["command"]
+    assert reads <= 2, f"{reads} reads of scheduled registries in 2 s"  # 2 x 3 registries x 2 reads a look before
+    assert vq.wait_for(job_id, timeout=15)["status"] == "finished"
+    assert redis_conn.zscore(keys.SCHEDULED_DUE, "test-noop.low") is None, "an empty registry has no entry"
+
+
+def test_a_job_scheduled_without_an_entry_still_starts_and_a_stale_entry_costs_nothing(vq, redis_conn):
+    """A job in RQ's registry with no vq:scheduled:due entry (an older vq, RQ's own tools) is
+    found by the timer's full look; an entry left early by a canceled job does not start a
+    later job early."""
+    vq.start_daemon()
+    early = vq.submit("test-noop", {}, "--user", "u", "--delay", "1s")
+    later = vq.submit("test-noop", {}, "--user", "u", "--delay", "3s")
+    assert vq.run("cancel", early).returncode == 0
+    submitted = time.time()
+    done = vq.wait_for(later, timeout=15)
+    assert _ts(done["startedAt"]).timestamp() >= submitted + 2.5, "not started at the canceled job's time"
+    hidden = vq.submit("test-noop", {}, "--user", "u", "--delay", "1s")
+    redis_conn.zrem(keys.SCHEDULED_DUE, "test-noop.low")  # as if an older vq had scheduled it
+    assert vq.wait_for(hidden, timeout=25)["status"] == "finished"
+
+
 def test_at_in_the_past_is_refused_unless_allowed(vq, redis_conn):
     refused = vq.run("submit", "test-noop", "--user", "u", "--at", "2020-01-01T00:00:00Z")
     assert refused.returncode == 2 and "at: 2020-01-01T00:00:00.000Z is in the past" in refused.stderr

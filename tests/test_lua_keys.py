@@ -116,7 +116,7 @@ def test_every_key_a_script_touches_is_one_keys_py_builds(redis_conn):
                 },
             )
         conn.zadd(keys.rq_scheduled(queue), {"j0": 0, "j1": 0, "j2": 0})
-        DueMover(conn, [queue]).move()  # due.lua
+        DueMover(conn, [queue]).move(full=True)  # due.lua (a full look: these wrote no vq:scheduled:due entry)
         admission = Admission(conn, lease_ms=30_000)
         conn.delete(keys.LIMITS_EFFECTIVE)  # admission's fallback to the source hashes, too
         first = admission.admit([TYPE], start=Start("w1", "x", 420, busy=False))  # route, choose, start

@@ -66,6 +66,9 @@ JOB_TYPES_SEEN = PREFIX + "types"  # set of job type names that have an index (v
 LEGACY_ALL_JOBS = PREFIX + "jobs"  # an index of every job that vq before 0.2 kept; dropped at daemon start
 EVENTS_CHANNEL = PREFIX + "events:live"  # pub/sub mirror of EVENTS for live followers
 TIMER_CHANNEL = PREFIX + "timer"  # pub/sub: "something is due at <epoch s>" for sleeping timers
+# zset: queue name -> at or before its scheduled registry's first due time (epoch s), so a
+# timer's look reads one key, not every queue's registry (vq/timer.py, vq/lua/due.lua)
+SCHEDULED_DUE = PREFIX + "scheduled:due"
 CANCEL_NOW_CHANNEL = PREFIX + "cancel:now"  # pub/sub: the id of a running job to interrupt now (vq/cancel_now.py)
 
 

@@ -141,6 +141,7 @@ PROTOCOLS: dict[str, Protocol] = {
             ("inbox", keys.INBOX),
             ("events", keys.EVENTS),
             ("wake", keys.WAKE),
+            ("due", keys.SCHEDULED_DUE),
         ),
     ),
     "create.lua": Protocol(
