@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from datetime import datetime
 
 
 def test_submit_prints_id_and_job_waits_until_a_daemon_runs_it(vq):
@@ -68,6 +69,20 @@ def test_temporary_failures_are_retried_with_backoff(vq):
     assert failed["attempts"] == 3
     assert "flaky failure on attempt 3" in failed["error"]["message"]
     assert time.monotonic() - started >= 3.0, "backoff of 1 s then 2 s between the three attempts"
+
+
+def test_a_retry_waiting_out_its_backoff_shows_when_it_starts(vq, redis_conn):
+    """`vq show` (and the API, the dashboards) of a job scheduled for its next attempt
+    names the time: scheduledFor was only ever set for a delayed submission."""
+    vq.start_daemon()
+    job_id = vq.submit("test-flaky", {"succeed_on": 2}, "--user", "u")
+    view = vq.wait_for(job_id, statuses=("scheduled",), timeout=20)
+    failed_at = time.time()
+    assert view["attempts"] == 1 and view["scheduledFor"], view
+    due = datetime.fromisoformat(view["scheduledFor"].replace("Z", "+00:00")).timestamp()
+    assert failed_at - 1.5 < due <= failed_at + 1.5, "the 1 s back-off after the first attempt"
+    assert f"scheduled for  {view['scheduledFor']}" in vq.run("show", job_id).stdout
+    assert vq.wait_for(job_id, timeout=20)["status"] == "finished"
 
 
 def test_progress_is_visible_while_running(vq):

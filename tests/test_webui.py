@@ -304,6 +304,14 @@ def test_cancel_a_running_job_from_its_page(vq, dash, page):
     assert "canceled by olga" in page.locator("section", has_text="Error").inner_text()
 
 
+def test_a_scheduled_job_page_says_when_it_is_due(vq, dash, page):
+    job = vq.submit("test-noop", {}, "--user", "fay", "--delay", "1h")
+    login(page, dash, dash.token("olga", "operator"), then=f"/ui/jobs/{job}")
+    due = page.locator("dt:has-text('Due') + dd")
+    assert due.inner_text() in ("in 59m", "in 1h"), due.inner_text()
+    assert due.get_attribute("title") == vq.json("show", job)["scheduledFor"]
+
+
 def test_an_image_job_shows_its_preview(vq, dash, page):
     job = vq.submit(
         "image-generation", {"prompt": "a sunset over the sea", "options": {"width": 96, "height": 64}}, "--user", "ann"

@@ -38,7 +38,7 @@ from vq import (
 from vq.config import Settings
 from vq.errors import Conflict, InvalidInput, NotFound
 from vq.job_ids import Visible
-from vq.model import TERMINAL, job_data, job_type_of, job_view, result_of, status_of
+from vq.model import TERMINAL, iso, job_data, job_type_of, job_view, result_of, status_of
 from vq.protect import protector
 from vq.replies import texts
 from vq.rq_seam import private
@@ -125,6 +125,8 @@ def show(
     if isinstance(job, dict):
         return {**job, **job_admission.none(), **checkpoints.none()}
     view = job_view(job, in_line=bool(admission.in_line(conn, [job])))
+    if view["status"] == "scheduled":
+        view["scheduledFor"] = _due_at(conn, job) or view["scheduledFor"]
     view.update(job_admission.fields(conn, job.id, view["status"]))
     view.update(checkpoints.view(conn, job.id, job.meta))  # vq/checkpoints.py
     if explain and (
@@ -144,6 +146,15 @@ def show(
     if explain and settings is not None and view["status"] == "queued" and not view.get("waitReason"):
         view["waitReason"] = _unserved(conn, settings, view["jobType"])
     return finish_view(conn, job, view, settings, reveal_to)
+
+
+def _due_at(conn: Redis, job: Job) -> str | None:
+    """When a scheduled job is due: its scheduled registry's score. Only a delayed
+    submission's meta says when (`scheduledFor`); a retry's back-off, a provider's "retry
+    after" and a debounce leave it stale or unset, and `vq show` said nothing of when the
+    next attempt would start."""
+    score = conn.zscore(keys.rq_scheduled(job.origin), job.id)
+    return iso(datetime.fromtimestamp(score, UTC)) if score is not None else None
 
 
 def finish_view(conn: Redis, job: Job, view: dict, settings: Settings | None, reveal_to: str | None) -> dict:
