@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_tui import dashboard, rows, until
+from tests.test_tui import dashboard, on_screen, rows, until
 from vq import queues
 from vq.config import load_settings
 from vq.submission import Submission, submit
+from vq.tui.dialogs import ConfirmScreen, HelpScreen
 
 
 @pytest.fixture
@@ -35,6 +36,7 @@ def test_help(known_state, snap_compare):
     async def help_open(pilot):
         await _loaded(pilot)
         await pilot.press("question_mark")
+        await on_screen(pilot, pilot.app, HelpScreen)
         await pilot.pause(0.2)
 
     assert snap_compare(dashboard(known_state), terminal_size=(80, 24), run_before=help_open)
@@ -46,6 +48,7 @@ def test_clear_asks_first(known_state, snap_compare):
         table = pilot.app.screen.query_one("#queues")
         table.move_cursor(row=table.get_row_index("test-noop"))
         await pilot.press("c")
+        await on_screen(pilot, pilot.app, ConfirmScreen)  # its count is read first: under load, after 0.2 s
         await pilot.pause(0.2)
 
     assert snap_compare(dashboard(known_state), terminal_size=(80, 24), run_before=asking)
