@@ -92,3 +92,32 @@ def test_kill_ttin_writes_every_threads_stack_and_the_daemon_runs_on(vq):
     child.sendintr()
     log = _exited(child, within=40)
     assert "vq daemon stopped" in log and child.exitstatus == 0, log[-3000:]
+
+
+def _reaped(pid: int, within: float) -> bool:
+    """Whether our child `pid` exited within `within` seconds (and is reaped)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_closing_its_terminal_stops_the_daemon_and_kill_hup_still_reloads(vq):
+    """A terminal that goes away (its window closed, the SSH session ended) hangs up on the
+    daemon with a SIGHUP, which reloaded it: it ran on with its log going nowhere, holding
+    the HTTP port. Now it stops, warm, as after SIGTERM; a `kill -HUP` while its terminal is
+    there still reloads."""
+    child = _daemon_in_a_terminal(vq)
+    os.kill(child.pid, signal.SIGHUP)
+    child.expect("configuration reloaded")
+    job = vq.submit("test-sleep", {"seconds": 2, "steps": 4}, "--user", "alice")
+    _started(vq, job)
+    os.close(child.child_fd)  # the terminal's window closes
+    child.child_fd = -1  # pexpect's, no longer ours
+    pid, child.closed = child.pid, True
+    assert _reaped(pid, within=40), f"the daemon runs on without its terminal:\n{process_tree(pid)}"
+    view = vq.json("show", job)
+    assert view["status"] == "finished" and view["attempts"] == 1, view
+    assert not [d for d in vq.json("workers") if d.get("alive")], "its workers stopped with it"

@@ -35,7 +35,7 @@ from vq.errors import HistoryUnavailable, VqError, message_of
 from vq.history import db as historydb
 from vq.http_listener import HttpListener
 from vq.jobtypes import job_types, load_handler
-from vq.procutil import signal_child, stacks_on_signal
+from vq.procutil import has_controlling_terminal, signal_child, stacks_on_signal
 from vq.queues import worker_queue_names
 from vq.recurring import store as recurring_store
 from vq.stopping import Stoppable
@@ -69,6 +69,7 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
     options: DaemonOptions
     children: list[Child] = field(default_factory=list)
     stopping: bool = False
+    _hangup_stops: bool = False  # a SIGHUP without a controlling terminal stops it (_on_hangup)
     hurry: bool = False  # a second Ctrl-C while stopping: requeue the running jobs now
     embedded: EmbeddedRedis | None = None
     admission: Admission | None = None
@@ -121,7 +122,9 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
         threading.Thread(target=self._watch_leases, daemon=True, name="vq-lease-deadlines").start()
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
-        signal.signal(signal.SIGHUP, self._request_reload)
+        # On a terminal, unless nohup ignores SIGHUP: its hangup stops the daemon (_on_hangup).
+        self._hangup_stops = has_controlling_terminal() and signal.getsignal(signal.SIGHUP) != signal.SIG_IGN
+        signal.signal(signal.SIGHUP, self._on_hangup)
         queue_names = worker_queue_names(self.settings, self.options.queues)
         scale = self.settings.daemon.autoscale if self.options.autoscale else None
         log.info(
@@ -192,8 +195,21 @@ class Daemon(ChildSupervision, Readiness, Shutdown):
             db.conn.close()
             self.history = None  # opened again at the next pass
 
-    def _request_reload(self, signum, frame) -> None:
-        self.reload_requested = True
+    def _on_hangup(self, signum, frame) -> None:
+        """SIGHUP is a reload (`kill -HUP`, `systemctl reload`), but when the terminal the
+        daemon runs in has gone (its window closed, the SSH session ended) it is a warm stop,
+        as for any program in the foreground: the daemon ran on, reloaded, with its log going
+        nowhere, holding the HTTP port and running jobs nobody watched. Under nohup, or
+        systemd, or with the terminal still there, it reloads."""
+        if self._hangup_stops and not has_controlling_terminal():
+            self._hangup_stops = False  # the terminal is gone for good
+            log.warning(
+                "the terminal went away (SIGHUP): stopping; run vq daemon under systemd, tmux or nohup to outlive it"
+            )
+            self._request_stop(signal.SIGTERM, frame)
+            return
+        if not self.stopping:
+            self.reload_requested = True
 
     def _reload(self, conn, ctx) -> None:
         """SIGHUP: re-read the configuration; every process finishes what it is doing (a

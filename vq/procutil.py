@@ -36,6 +36,18 @@ def stacks_on_signal() -> None:
         pass
 
 
+def has_controlling_terminal() -> bool:
+    """Whether this process still has a controlling terminal. A terminal's hangup (its
+    window closed, the SSH session ended) takes it away from the whole session; a `kill
+    -HUP` from elsewhere does not, which tells the two SIGHUPs apart."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Ask Linux to send `sig` to this process when its parent dies, so a worker whose
     daemon was killed stops (warmly) instead of running on unsupervised."""
