@@ -5,6 +5,7 @@ exit code."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -113,6 +114,29 @@ def test_a_broken_config_is_a_finding(vq, tmp_path):
     code, found = _findings(vq, bad)
     assert code == 2 and found["config"]["status"] == "fail"
     assert "queue.defaultJobOptions.attempts" in found["config"]["detail"]
+
+
+def test_config_check_reads_a_file_before_a_reload_without_redis(vq, tmp_path):
+    """`vq config check FILE` as an operator runs it before `systemctl reload vq`: the
+    answer names the file, exits 0 or 2, and needs no Redis (this config's is unreachable)."""
+    good = _config(vq, f"redis://127.0.0.1:{_free_port()}/0")
+    ok = vq.run("config", "check", str(good))
+    assert ok.returncode == 0 and f"{good}: valid" in ok.stdout, ok.stdout + ok.stderr
+    assert re.search(r"handlers: \d+ job types, every handler importable", ok.stdout), ok.stdout
+    broken = _config(vq, f"redis://127.0.0.1:{_free_port()}/1", job_types={"my-type": {"handler": "no_such_module:f"}})
+    report = vq.run("config", "check", str(broken), "--json")
+    assert report.returncode == 2, report.stderr
+    body = json.loads(report.stdout)
+    assert (body["file"], body["exists"], body["valid"]) == (str(broken), True, False)
+    assert [f["check"] for f in body["findings"] if f["status"] == "fail"] == ["handlers"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("queue:\n  defaultJobOptions:\n    attempts: lots\n")
+    refused = vq.run("config", "check", str(bad))
+    assert refused.returncode == 2 and refused.stdout == "", refused.stdout
+    assert refused.stderr.startswith(f"vq: error: {bad}: queue.defaultJobOptions.attempts"), refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    missing = vq.run("config", "check", str(tmp_path / "none.yaml"))
+    assert missing.returncode == 2 and "config file not found" in missing.stderr
 
 
 def _config(vq, url: str, **extra) -> Path:

@@ -16,6 +16,12 @@ import pexpect
 from tests.test_first_session import ANSI, process_tree
 
 
+def _as_from_a_shell() -> None:
+    """SIGHUP as an operator's shell leaves it: this suite may run under nohup (or from a
+    background job), whose ignored SIGHUP the daemon would inherit and honour."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _daemon_in_a_terminal(vq) -> pexpect.spawn:
     child = pexpect.spawn(
         sys.executable,
@@ -25,6 +31,7 @@ def _daemon_in_a_terminal(vq) -> pexpect.spawn:
         codec_errors="replace",
         dimensions=(50, 200),
         timeout=60,
+        preexec_fn=_as_from_a_shell,
     )
     child.expect("ready: 1 worker")
     return child
@@ -117,7 +124,12 @@ def test_closing_its_terminal_stops_the_daemon_and_kill_hup_still_reloads(vq):
     os.close(child.child_fd)  # the terminal's window closes
     child.child_fd = -1  # pexpect's, no longer ours
     pid, child.closed = child.pid, True
-    assert _reaped(pid, within=40), f"the daemon runs on without its terminal:\n{process_tree(pid)}"
+    if not _reaped(pid, within=40):
+        left = process_tree(pid)
+        for each in left:  # not to run on into the next test's Redis on the same port
+            os.kill(each, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError(f"the daemon runs on without its terminal: {left}")
     view = vq.json("show", job)
     assert view["status"] == "finished" and view["attempts"] == 1, view
     assert not [d for d in vq.json("workers") if d.get("alive")], "its workers stopped with it"

@@ -26,11 +26,7 @@ from vq.history import db as historydb
 
 def run(settings: Settings) -> list[dict]:
     """Every check, in the order an operator would fix them."""
-    findings: list[Finding] = [Finding("config", "ok", "valid (every key known, every value in range)")]
-    findings += _handlers(settings)
-    traces = telemetry.described(settings)  # only when traces are asked for (docs/tracing.md)
-    if traces is not None:
-        findings.append(Finding("traces", *traces))
+    findings = offline(settings)
     if not settings.redis.configured:
         findings.append(_embedded(settings))
     conn = make_client(settings, socket_timeout=5.0)
@@ -57,6 +53,17 @@ def run(settings: Settings) -> list[dict]:
     findings.append(doctor_daemons.archiver(conn, settings))
     findings.append(_sqlite(settings))
     return [asdict(f) for f in findings]
+
+
+def offline(settings: Settings) -> list[Finding]:
+    """The checks that need no Redis: what `vq config check` runs on a file before a reload
+    or a deploy, and `vq doctor` first."""
+    findings = [Finding("config", "ok", "valid (every key known, every value in range)")]
+    findings += _handlers(settings)
+    traces = telemetry.described(settings)  # only when traces are asked for (docs/tracing.md)
+    if traces is not None:
+        findings.append(Finding("traces", *traces))
+    return findings
 
 
 def _handlers(settings: Settings) -> list[Finding]:
