@@ -42,8 +42,9 @@ def test_autoscaling_grows_to_the_free_slots_under_a_burst_and_shrinks_when_idle
     )
     vq.start_daemon(workers=None)
     _wait_workers(vq, 1, 20)
-    time.sleep(1.0)  # registered, then listening
-    [idle] = _alive(vq)
+    deadline = time.monotonic() + 15  # registered ("started", RQ's state at birth), then listening ("idle")
+    while (idle := _alive(vq)[0])["state"] != "idle" and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert idle["state"] == "idle" and idle["memoryMb"] and idle["memoryMb"] > 10 and idle["jobsDone"] == 0
     burst = "\n".join(
         json.dumps(
