@@ -426,6 +426,11 @@ def test_the_listing_forgets_a_batch_whose_keys_expired_and_keeps_an_old_open_on
         (["create", "{unknown_type}", "--user", "u"], "FILE: line 1: unknown job type", 4),
         (["create", "{good}", "--user", "u", "--on-success", "ftp://x"], "onSuccess", 2),
         (["create", "{good}", "--user", "u", "--on-death", "{not json"], "onDeath: not valid JSON", 2),
+        (
+            ["create", "{good}", "--user", "u", "--on-complete", "test-echo"],
+            "onComplete: expected a webhook URL (http:// or https://) or a job as JSON",
+            2,
+        ),
         (["create", "{good}", "--user", "u", "--on-complete", '{"jobType": "no-such-type"}'], "onComplete:", 4),
         (["create", "{good}", "--user", "u", "--meta", "[1]"], "expected a JSON object", 2),
         (["create", "{good}"], "--user: missing", 2),

@@ -53,8 +53,14 @@ def parse_callback(conn: Redis, settings: Settings, kind: str, spec: object, use
                 raise InvalidInput(f"{field}: not valid JSON ({exc.msg} at column {exc.colno})", field=field) from None
             except RecursionError:
                 raise InvalidInput(f"{field}: JSON nested too deeply", field=field) from None
-        else:
+        elif "://" in text:
             spec = {"url": text}
+        else:  # `--on-complete content-analysis`: a type's name is not a job
+            raise InvalidInput(
+                f"{field}: expected a webhook URL (http:// or https://) or a job as JSON "
+                f"({{\"jobType\": ..., \"data\": {{...}}}}), got {text[:80]!r}",
+                field=field,
+            )
     if not isinstance(spec, dict):
         raise InvalidInput(
             f"{field}: expected a webhook URL or a job ({{\"jobType\": ..., \"data\": {{...}}}})", field=field
