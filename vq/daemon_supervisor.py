@@ -212,8 +212,8 @@ class ChildSupervision:
             with self.conn.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
                 capacity.withdraw_in(pipe, name)
                 pipe.srem(WORKERS_SET, key)
-                for name in child.args[1]:  # its queues (the plan's worker_main arguments)
-                    pipe.srem(f"{WORKERS_SET}:{name}", key)
+                for queue in child.args[1]:  # its queues (the plan's worker_main arguments)
+                    pipe.srem(f"{WORKERS_SET}:{queue}", key)
                 pipe.delete(key)
                 pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError):

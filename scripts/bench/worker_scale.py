@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -55,6 +54,7 @@ from _common import (
 )
 from _session import add_run_options, bench_parser, bench_session
 from rich.table import Table
+from rq.utils import utcparse
 
 from vq import events
 from vq.config import load_settings
@@ -224,7 +224,7 @@ def admission_latency(conn, ids: set[str]) -> dict:
             pipe.hmget(f"rq:job:{job_id}", "created_at", "started_at")
         stamps = pipe.execute()
     waits_by_id = {
-        job_id: (_utc(started) - _utc(created)) * 1000
+        job_id: (utcparse(started.decode()).timestamp() - utcparse(created.decode()).timestamp()) * 1000
         for job_id, (created, started) in zip(order, stamps)
         if created and started
     }
@@ -251,11 +251,6 @@ def admission_latency(conn, ids: set[str]) -> dict:
         "latency_max_ms": waits[-1],
         "latency_from_events": len(missing),
     }
-
-
-def _utc(text: bytes) -> float:
-    """RQ's `2026-12-07T10:00:00.123456Z` as epoch seconds."""
-    return datetime.strptime(text.decode(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
 def report(out, rows: list[dict], meta: dict) -> None:

@@ -43,12 +43,12 @@ def register(app: typer.Typer) -> None:
         """Check a config file without Redis: every key known, every value in range, every
         handler importable. Exit 0 valid, 2 not."""
         from vq import doctor
-        from vq.config.loader import load_settings, read_raw
+        from vq.config.loader import config_source, load_settings
         from vq.doctor_findings import exit_code
 
         where = path or state(ctx).config_path
-        source, _raw = read_raw(where)  # the file it reads, named in the answer (a bad one: exit 2, one line)
-        findings = doctor.offline(load_settings(where))
+        findings = doctor.offline(load_settings(where))  # a file that does not load: exit 2, one line
+        source = config_source(where)  # named in the answer
         code = exit_code(findings)
         report = {"file": str(source), "exists": source.exists(), "valid": code < 2}
         emit({**report, "findings": [asdict(f) for f in findings]}, as_json, _render)

@@ -63,8 +63,9 @@ def register(app: typer.Typer) -> None:
         """Run the workers, the timer, the archiver and the HTTP API in the foreground.
 
         Runs until SIGTERM or SIGINT (running jobs get --grace seconds), or until the terminal
-        it runs in goes away; SIGHUP reloads the configuration. Speaks systemd's notify protocol. With no Redis configured it starts the
-        embedded one, or reuses it, and leaves it running when it stops (unless --stop-redis)."""
+        it runs in goes away; SIGHUP reloads the configuration. Speaks systemd's notify
+        protocol. With no Redis configured it starts the embedded one, or reuses it, and leaves
+        it running when it stops (unless --stop-redis)."""
         from vq.daemon import Daemon, DaemonOptions, default_worker_count  # heavy: only for this command
         from vq.procutil import exit_skipping_teardown
 

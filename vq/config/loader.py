@@ -174,12 +174,18 @@ def settings_from(raw: dict, source: str | Path = "config") -> Settings:
         raise ConfigError(f"{source}: {'.'.join(keys) or '(top level)'}: {message}") from None
 
 
+def config_source(path: str | Path | None = None, env: dict[str, str] | None = None) -> Path:
+    """The file the settings are read from: `path`, else $VQ_CONFIG, else the default path."""
+    explicit = path or (os.environ if env is None else env).get("VQ_CONFIG")
+    return Path(explicit).expanduser() if explicit else default_config_path()
+
+
 def read_raw(path: str | Path | None = None, env: dict[str, str] | None = None) -> tuple[Path, dict]:
     """The file's settings as written, with the environment overlaid, not yet validated: (the
     file it came from, the mapping). Raises ConfigError with one line."""
     env = dict(os.environ) if env is None else env
     explicit = path or env.get("VQ_CONFIG")
-    source = Path(explicit).expanduser() if explicit else default_config_path()
+    source = config_source(path, env)
     raw: dict = {}
     if source.exists():
         import yaml  # here: with no config file (the default), a command does without it (~10 ms)
